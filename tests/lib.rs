@@ -1,0 +1,2 @@
+//! Shared helpers for the integration tests in `it/`.
+#![forbid(unsafe_code)]
