@@ -1,2 +1,17 @@
-//! The deterministic, sans-IO virtual kernel (see issue: kernel core).
+//! The deterministic, sans-IO Secure Exec virtual kernel.
+//!
+//! Nothing here reads the OS clock, randomness, files, sockets, environment or threads: time is
+//! passed in by the driver with every call, entropy comes from a seed, and every effect on the
+//! outside world is an output the driver carries out.
+
 #![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod permissions;
+pub mod sidecar;
+
+pub use clock::{Entropy, Now};
+pub use error::{RejectCode, Rejection};
+pub use sidecar::{Output, Sidecar, SidecarConfig, StreamId};

@@ -1,0 +1,275 @@
+//! Sidecar-initiated requests: host callbacks (a guest invokes a registered command, the host
+//! answers) and permission prompts (an ASK rule, when the host opted in). Both are requests with
+//! negative ids, a deadline on the injected clock, and exactly one outcome: the host's answer,
+//! a timeout, or cancellation when their VM goes away.
+
+use super::vm::{PromptOutcome, PromptTicket};
+use super::{Sidecar, StreamId, MAX_PENDING_SIDECAR_REQUESTS};
+use crate::error::{RejectCode, Rejection};
+use schema::wire::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Timeout of a host callback whose definition names none (the original's default).
+pub const DEFAULT_HOST_CALLBACK_TIMEOUT_MS: u64 = 30_000;
+/// Namespace of permission-prompt requests (`SidecarRequestFrame` with an `ExtEnvelope`) and of
+/// their answers. Request payload: JSON `{"capability","operation","resource"}`; answer payload:
+/// JSON `{"decision": "allow" | "deny"}` (anything else denies).
+pub const PERMISSION_PROMPT_NAMESPACE: &str = "dev.secure-exec.permission-prompt";
+
+/// Identifies one host-callback invocation (`"{callbackKey}:{n}"`).
+pub type InvocationId = String;
+
+/// How a host callback ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostCallbackOutcome {
+    /// The host's JSON result.
+    Result(String),
+    /// The host's error message.
+    Error(String),
+    TimedOut,
+    /// The VM was disposed before the host answered.
+    Cancelled,
+}
+
+#[derive(Debug)]
+enum PendingKind {
+    HostCallback { invocation_id: InvocationId },
+    Prompt { ticket: PromptTicket, capability: String },
+}
+
+#[derive(Debug)]
+struct Pending {
+    stream: StreamId,
+    ownership: OwnershipScope,
+    vm_id: String,
+    deadline_ms: u64,
+    kind: PendingKind,
+}
+
+/// An expired or cancelled request, to be completed by the sidecar.
+#[derive(Debug)]
+pub(super) struct Expired(Pending);
+
+/// Sidecar-initiated requests in flight, by (negative) request id.
+#[derive(Debug, Default)]
+pub(super) struct PendingRequests {
+    next_request_id: i64,
+    next_invocation: u64,
+    next_ticket: u64,
+    pending: BTreeMap<i64, Pending>,
+    /// Deadlines in order, for `next_deadline` and `expire` without scanning.
+    deadlines: BTreeSet<(u64, i64)>,
+    callback_outcomes: BTreeMap<InvocationId, HostCallbackOutcome>,
+    prompt_outcomes: BTreeMap<PromptTicket, PromptOutcome>,
+}
+
+impl PendingRequests {
+    pub(super) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<u64> {
+        self.deadlines.first().map(|(deadline, _)| *deadline)
+    }
+
+    fn insert(&mut self, pending: Pending) -> Result<i64, Rejection> {
+        if self.pending.len() >= MAX_PENDING_SIDECAR_REQUESTS {
+            return Err(Rejection::limit("pending sidecar requests", MAX_PENDING_SIDECAR_REQUESTS));
+        }
+        // Sidecar ids count down from -1, so they never meet the host's positive ids.
+        self.next_request_id = self.next_request_id.checked_sub(1).unwrap_or(-1);
+        let id = self.next_request_id;
+        self.deadlines.insert((pending.deadline_ms, id));
+        self.pending.insert(id, pending);
+        Ok(id)
+    }
+
+    fn take(&mut self, request_id: i64) -> Option<Pending> {
+        let pending = self.pending.remove(&request_id)?;
+        self.deadlines.remove(&(pending.deadline_ms, request_id));
+        Some(pending)
+    }
+
+    pub(super) fn expire(&mut self, now_ms: u64) -> Vec<Expired> {
+        let due: Vec<i64> =
+            self.deadlines.iter().take_while(|(deadline, _)| *deadline <= now_ms).map(|(_, id)| *id).collect();
+        due.into_iter().filter_map(|id| self.take(id)).map(Expired).collect()
+    }
+
+    pub(super) fn cancel_vm(&mut self, vm_id: &str) {
+        let ids: Vec<i64> = self.pending.iter().filter(|(_, p)| p.vm_id == vm_id).map(|(id, _)| *id).collect();
+        for id in ids {
+            if let Some(pending) = self.take(id) {
+                match pending.kind {
+                    PendingKind::HostCallback { invocation_id } => {
+                        self.callback_outcomes.insert(invocation_id, HostCallbackOutcome::Cancelled);
+                    }
+                    PendingKind::Prompt { ticket, capability } => {
+                        let message = format!("permission prompt for {capability} cancelled: VM disposed");
+                        self.prompt_outcomes.insert(ticket, PromptOutcome::Denied(message));
+                    }
+                }
+            }
+        }
+        // Outcomes nobody can collect any more are dropped with their VM.
+        self.callback_outcomes.retain(|_, outcome| *outcome != HostCallbackOutcome::Cancelled);
+    }
+}
+
+impl Sidecar {
+    /// A guest in `vm_id` invokes host callback `callback_key` (`toolkit:tool`, or a registry
+    /// command alias) with JSON `input`: a `HostCallbackRequest` goes to the host, and the
+    /// outcome appears in [`take_host_callback_outcome`](Self::take_host_callback_outcome).
+    pub fn invoke_host_callback(
+        &mut self,
+        vm_id: &str,
+        callback_key: &str,
+        input: &str,
+    ) -> Result<InvocationId, Rejection> {
+        let vm = self.vms.get(vm_id).ok_or_else(|| super::unknown_vm(vm_id))?;
+        let timeout_ms = vm
+            .callback_timeout_ms(callback_key)
+            .ok_or_else(|| Rejection::invalid_state(format!("unknown tool callback {callback_key}")))?;
+        let (stream, ownership) = (vm.stream(), vm.scope());
+        self.callbacks.next_invocation += 1;
+        let invocation_id = format!("{callback_key}:{}", self.callbacks.next_invocation);
+        let pending = Pending {
+            stream,
+            ownership: ownership.clone(),
+            vm_id: vm_id.to_owned(),
+            deadline_ms: self.now.monotonic_ms.saturating_add(timeout_ms),
+            kind: PendingKind::HostCallback { invocation_id: invocation_id.clone() },
+        };
+        let request_id = self.callbacks.insert(pending)?;
+        let payload = SidecarRequestPayload::HostCallbackRequest(HostCallbackRequest {
+            invocation_id: invocation_id.clone(),
+            callback_key: callback_key.to_owned(),
+            input: input.to_owned(),
+            timeout_ms,
+        });
+        if let Err(error) = self.send_sidecar_request(stream, request_id, ownership, payload) {
+            self.callbacks.take(request_id);
+            return Err(Rejection::new(RejectCode::FrameTooLarge, error.rejection_message()));
+        }
+        Ok(invocation_id)
+    }
+
+    /// The outcome of a host callback, once it has one (taken: asked again, it is `None`).
+    pub fn take_host_callback_outcome(&mut self, invocation_id: &str) -> Option<HostCallbackOutcome> {
+        self.callbacks.callback_outcomes.remove(invocation_id)
+    }
+
+    /// Sends a permission prompt for `capability` on `resource` in `vm_id`; the host's answer
+    /// (or the timeout's denial) appears in [`take_prompt_outcome`](Self::take_prompt_outcome).
+    pub(super) fn send_prompt(
+        &mut self,
+        vm_id: &str,
+        capability: &str,
+        resource: &str,
+        timeout_ms: u64,
+    ) -> Result<PromptTicket, Rejection> {
+        let vm = self.vms.get(vm_id).ok_or_else(|| super::unknown_vm(vm_id))?;
+        let (stream, ownership) = (vm.stream(), vm.scope());
+        self.callbacks.next_ticket += 1;
+        let ticket = PromptTicket(self.callbacks.next_ticket);
+        let pending = Pending {
+            stream,
+            ownership: ownership.clone(),
+            vm_id: vm_id.to_owned(),
+            deadline_ms: self.now.monotonic_ms.saturating_add(timeout_ms),
+            kind: PendingKind::Prompt { ticket, capability: capability.to_owned() },
+        };
+        let request_id = self.callbacks.insert(pending)?;
+        let operation = capability.split_once('.').map_or(capability, |(_, operation)| operation);
+        let body = serde_json::json!({ "capability": capability, "operation": operation, "resource": resource });
+        let payload = SidecarRequestPayload::ExtEnvelope(ExtEnvelope {
+            namespace: PERMISSION_PROMPT_NAMESPACE.to_owned(),
+            payload: body.to_string().into_bytes(),
+        });
+        if let Err(error) = self.send_sidecar_request(stream, request_id, ownership, payload) {
+            self.callbacks.take(request_id);
+            return Err(Rejection::new(RejectCode::FrameTooLarge, error.rejection_message()));
+        }
+        Ok(ticket)
+    }
+
+    /// The outcome of a permission prompt, once it has one.
+    pub fn take_prompt_outcome(&mut self, ticket: PromptTicket) -> Option<PromptOutcome> {
+        self.callbacks.prompt_outcomes.remove(&ticket)
+    }
+
+    pub(super) fn handle_sidecar_response(&mut self, stream: StreamId, response: SidecarResponseFrame) {
+        let request_id = response.request_id;
+        let matches = self
+            .callbacks
+            .pending
+            .get(&request_id)
+            .map(|pending| (pending.stream == stream, pending.ownership == response.ownership));
+        let problem = match matches {
+            None => Some(format!("sidecar response {request_id} does not match any pending request")),
+            Some((false, _)) => Some(format!("sidecar response {request_id} does not match any pending request")),
+            Some((true, false)) => Some(format!("sidecar response {request_id} carries the wrong ownership")),
+            Some((true, true)) => None,
+        };
+        if let Some(message) = problem {
+            return self.protocol_error(stream, "unknown_sidecar_response", &message, Some(request_id));
+        }
+        let Some(pending) = self.callbacks.take(request_id) else { return };
+        match (pending.kind, response.payload) {
+            (
+                PendingKind::HostCallback { invocation_id },
+                SidecarResponsePayload::HostCallbackResultResponse(result),
+            ) if result.invocation_id == invocation_id => {
+                let outcome = match (result.result, result.error) {
+                    (_, Some(error)) => HostCallbackOutcome::Error(error),
+                    (Some(json), None) => HostCallbackOutcome::Result(json),
+                    (None, None) => HostCallbackOutcome::Error("tool invocation returned no result".to_owned()),
+                };
+                self.callbacks.callback_outcomes.insert(invocation_id, outcome);
+            }
+            (PendingKind::Prompt { ticket, capability }, SidecarResponsePayload::ExtEnvelope(envelope))
+                if envelope.namespace == PERMISSION_PROMPT_NAMESPACE =>
+            {
+                let outcome = prompt_answer(&envelope.payload, &capability);
+                self.callbacks.prompt_outcomes.insert(ticket, outcome);
+            }
+            (kind, payload) => {
+                // A wrong answer still ends the request: the guest sees an error, never a hang.
+                match kind {
+                    PendingKind::HostCallback { invocation_id } => {
+                        let outcome = HostCallbackOutcome::Error("unexpected sidecar tool response".to_owned());
+                        self.callbacks.callback_outcomes.insert(invocation_id, outcome);
+                    }
+                    PendingKind::Prompt { ticket, capability } => {
+                        let message = format!("EACCES: unexpected answer to the permission prompt for {capability}");
+                        self.callbacks.prompt_outcomes.insert(ticket, PromptOutcome::Denied(message));
+                    }
+                }
+                let message = format!("sidecar response {request_id} carried {}", payload.member_name());
+                self.protocol_error(stream, "mismatched_sidecar_response", &message, Some(request_id));
+            }
+        }
+    }
+
+    pub(super) fn complete_expired(&mut self, Expired(pending): Expired) {
+        match pending.kind {
+            PendingKind::HostCallback { invocation_id } => {
+                self.callbacks.callback_outcomes.insert(invocation_id, HostCallbackOutcome::TimedOut);
+            }
+            PendingKind::Prompt { ticket, capability } => {
+                let message = format!("EACCES: permission prompt for {capability} timed out");
+                self.callbacks.prompt_outcomes.insert(ticket, PromptOutcome::Denied(message));
+            }
+        }
+    }
+}
+
+fn prompt_answer(payload: &[u8], capability: &str) -> PromptOutcome {
+    let decision = serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|value| value.get("decision").and_then(|d| d.as_str().map(str::to_owned)));
+    match decision.as_deref() {
+        Some("allow") => PromptOutcome::Allowed,
+        _ => PromptOutcome::Denied(format!("EACCES: permission denied by host prompt for {capability}")),
+    }
+}

@@ -1,0 +1,141 @@
+//! Building and queueing outbound frames. Every frame is validated and encoded here, once, so
+//! an invalid frame can never leave the kernel and a response too large for the frame limit is
+//! turned into a `frame_too_large` rejection.
+
+use super::{Output, Sidecar, StreamId, PROTOCOL_ERROR_NAMESPACE, UNKNOWN_OWNER_ID};
+use crate::error::Rejection;
+use schema::wire::*;
+use schema::FrameError;
+
+/// The scope to echo in a rejection: the request's own, unless one of its ids is empty (then
+/// it cannot be sent back on a valid frame).
+pub(super) fn usable_scope(scope: &OwnershipScope) -> OwnershipScope {
+    let ids = [Some(scope.connection_id()), scope.session_id(), scope.vm_id()];
+    if ids.iter().flatten().any(|id| id.is_empty()) {
+        OwnershipScope::connection(UNKNOWN_OWNER_ID)
+    } else {
+        scope.clone()
+    }
+}
+
+impl Sidecar {
+    pub(super) fn respond(
+        &mut self,
+        stream: StreamId,
+        request_id: i64,
+        ownership: OwnershipScope,
+        payload: ResponsePayload,
+    ) {
+        let frame = ProtocolFrame::ResponseFrame(ResponseFrame {
+            schema: ProtocolSchema::current(),
+            request_id,
+            ownership: ownership.clone(),
+            payload,
+        });
+        if let Err(error) = self.push_frame(stream, &frame) {
+            // Only size can make a well-formed response unencodable; say so instead.
+            let rejection = Rejection::new(super::reject_code_of(&error), error.rejection_message());
+            self.reject(stream, request_id, ownership, rejection);
+        }
+    }
+
+    pub(super) fn reject(
+        &mut self,
+        stream: StreamId,
+        request_id: i64,
+        ownership: OwnershipScope,
+        rejection: Rejection,
+    ) {
+        let frame = ProtocolFrame::ResponseFrame(ResponseFrame {
+            schema: ProtocolSchema::current(),
+            request_id,
+            ownership,
+            payload: ResponsePayload::RejectedResponse(RejectedResponse {
+                code: rejection.code.as_str().to_owned(),
+                message: bounded_message(rejection.message),
+            }),
+        });
+        let pushed = self.push_frame(stream, &frame);
+        // A rejection is small and its scope was made usable: failing to encode it is a bug.
+        assert!(pushed.is_ok(), "rejection frame must encode: {pushed:?}");
+    }
+
+    pub(super) fn emit_event(&mut self, stream: StreamId, ownership: OwnershipScope, payload: EventPayload) {
+        let frame = ProtocolFrame::EventFrame(EventFrame { schema: ProtocolSchema::current(), ownership, payload });
+        if let Err(error) = self.push_frame(stream, &frame) {
+            self.protocol_error(stream, error.code(), &format!("event dropped: {error}"), None);
+        }
+    }
+
+    pub(super) fn emit_lifecycle(
+        &mut self,
+        stream: StreamId,
+        scope: &OwnershipScope,
+        vm_id: &str,
+        state: VmLifecycleState,
+    ) {
+        debug_assert_eq!(scope.vm_id(), Some(vm_id));
+        self.emit_event(stream, scope.clone(), EventPayload::VmLifecycleEvent(VmLifecycleEvent { state }));
+    }
+
+    pub(super) fn send_sidecar_request(
+        &mut self,
+        stream: StreamId,
+        request_id: i64,
+        ownership: OwnershipScope,
+        payload: SidecarRequestPayload,
+    ) -> Result<(), FrameError> {
+        let frame = ProtocolFrame::SidecarRequestFrame(SidecarRequestFrame {
+            schema: ProtocolSchema::current(),
+            request_id,
+            ownership,
+            payload,
+        });
+        self.push_frame(stream, &frame)
+    }
+
+    /// Reports a frame that no response can answer, as an `ExtEnvelope` event (see
+    /// [`PROTOCOL_ERROR_NAMESPACE`]) on the offending stream.
+    pub(super) fn protocol_error(&mut self, stream: StreamId, code: &str, message: &str, request_id: Option<i64>) {
+        let payload = serde_json::json!({ "code": code, "message": message, "requestId": request_id });
+        let connection_id = self
+            .streams
+            .get(&stream)
+            .and_then(|state| state.connections.last().cloned())
+            .unwrap_or_else(|| UNKNOWN_OWNER_ID.to_owned());
+        let frame = ProtocolFrame::EventFrame(EventFrame {
+            schema: ProtocolSchema::current(),
+            ownership: OwnershipScope::connection(connection_id),
+            payload: EventPayload::ExtEnvelope(ExtEnvelope {
+                namespace: PROTOCOL_ERROR_NAMESPACE.to_owned(),
+                payload: payload.to_string().into_bytes(),
+            }),
+        });
+        let pushed = self.push_frame(stream, &frame);
+        assert!(pushed.is_ok(), "protocol error event must encode: {pushed:?}");
+    }
+
+    fn push_frame(&mut self, stream: StreamId, frame: &ProtocolFrame) -> Result<(), FrameError> {
+        if !self.streams.contains_key(&stream) {
+            return Ok(());
+        }
+        let bytes = schema::encode_frame(frame, self.config.max_frame_bytes)?;
+        self.outputs.push_back(Output { stream, bytes });
+        Ok(())
+    }
+}
+
+/// Messages echo parts of requests; keep them far below any frame limit.
+const MAX_REJECTION_MESSAGE_BYTES: usize = 4096;
+
+fn bounded_message(mut message: String) -> String {
+    if message.len() > MAX_REJECTION_MESSAGE_BYTES {
+        let mut end = MAX_REJECTION_MESSAGE_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...");
+    }
+    message
+}

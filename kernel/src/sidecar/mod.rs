@@ -1,0 +1,563 @@
+//! The request dispatcher: a sans-IO state machine in the style of quinn-proto.
+//!
+//! The driver feeds it bytes or frames with the current time ([`Sidecar::handle_bytes`],
+//! [`Sidecar::handle_frame`]), advances timers ([`Sidecar::tick`] at
+//! [`Sidecar::next_deadline`]) and drains encoded frames ([`Sidecar::poll_output`]). The same
+//! inputs in the same order give byte-identical outputs.
+//!
+//! Streams are transport links (stdio is one stream; the simulator opens several). A stream
+//! authenticates one or more *connections* (`conn-N`); connections open *sessions*
+//! (`session-N`); sessions own *VMs* (`vm-N`). A request naming a connection, session or VM that
+//! the requesting stream does not own is refused exactly as if it did not exist.
+
+mod callbacks;
+mod frames;
+mod vm;
+
+pub use callbacks::{HostCallbackOutcome, InvocationId, DEFAULT_HOST_CALLBACK_TIMEOUT_MS, PERMISSION_PROMPT_NAMESPACE};
+pub use vm::{PermissionCheck, PromptOutcome, PromptTicket, VmSummary};
+
+use crate::clock::{Entropy, Now};
+use crate::error::{RejectCode, Rejection};
+use schema::codec::Decoded;
+use schema::wire::*;
+use schema::{FrameDecoder, FrameError, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// The `sidecarId` reported by `AuthenticatedResponse` unless the embedder names another.
+pub const DEFAULT_SIDECAR_ID: &str = "secure-exec-sidecar";
+/// The host bridge contract version hosts must announce in `AuthenticateRequest.bridgeVersion`.
+pub const BRIDGE_VERSION: u32 = 1;
+/// Transport links served at once (stdio uses one; simulations open a few per client).
+pub const MAX_STREAMS: usize = 1024;
+/// Connections one stream may authenticate: hosts authenticate once; a loop that keeps
+/// re-authenticating must not grow the table without bound.
+pub const MAX_CONNECTIONS_PER_STREAM: usize = 64;
+/// Sessions per connection, bounding per-tenant bookkeeping.
+pub const MAX_SESSIONS_PER_CONNECTION: usize = 256;
+/// VMs per session, and in the whole sidecar: each VM holds a filesystem and processes, so
+/// the total is what bounds the sidecar's memory, the per-session bound its fairness.
+pub const MAX_VMS_PER_SESSION: usize = 256;
+pub const MAX_VMS: usize = 1024;
+/// Sidecar-initiated requests awaiting the host's answer (the original's bound).
+pub const MAX_PENDING_SIDECAR_REQUESTS: usize = 10_000;
+/// Namespace of the `ExtEnvelope` event that reports a frame no response can answer (an
+/// undecodable frame without a recoverable id, a request id of the wrong sign, an unknown or late
+/// sidecar response, a frame kind hosts must not send). Payload: JSON
+/// `{"code": str, "message": str, "requestId": int|null}`.
+pub const PROTOCOL_ERROR_NAMESPACE: &str = "dev.secure-exec.sidecar.protocol-error";
+/// Ownership id used when a rejected frame's own scope is unusable (e.g. empty ids).
+pub const UNKNOWN_OWNER_ID: &str = "unknown";
+
+/// How the embedder configures the sidecar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarConfig {
+    pub sidecar_id: String,
+    /// `None`: any non-empty token is accepted (like the original's stock binary).
+    pub expected_auth_token: Option<String>,
+    pub max_frame_bytes: usize,
+    /// Seeds every random choice the kernel makes (guest entropy), so one seed replays a run.
+    pub entropy_seed: u64,
+}
+
+impl Default for SidecarConfig {
+    fn default() -> Self {
+        Self {
+            sidecar_id: DEFAULT_SIDECAR_ID.to_owned(),
+            expected_auth_token: None,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            entropy_seed: 0,
+        }
+    }
+}
+
+/// A transport link, allocated by [`Sidecar::open_stream`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId(pub u64);
+
+/// One encoded frame (length prefix included) for the driver to write to `stream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub stream: StreamId,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct StreamState {
+    decoder: FrameDecoder,
+    connections: BTreeSet<String>,
+}
+
+#[derive(Debug)]
+struct ConnectionState {
+    stream: StreamId,
+    sessions: BTreeSet<String>,
+}
+
+#[derive(Debug)]
+struct SessionState {
+    connection_id: String,
+    vms: BTreeSet<String>,
+}
+
+/// The kernel's top-level state machine.
+#[derive(Debug)]
+pub struct Sidecar {
+    config: SidecarConfig,
+    now: Now,
+    entropy: Entropy,
+    streams: BTreeMap<StreamId, StreamState>,
+    connections: BTreeMap<String, ConnectionState>,
+    sessions: BTreeMap<String, SessionState>,
+    vms: BTreeMap<String, vm::Vm>,
+    next_stream: u64,
+    next_connection: u64,
+    next_session: u64,
+    next_vm: u64,
+    callbacks: callbacks::PendingRequests,
+    outputs: VecDeque<Output>,
+}
+
+impl Sidecar {
+    pub fn new(config: SidecarConfig) -> Self {
+        Self {
+            entropy: Entropy::from_seed(config.entropy_seed),
+            config,
+            now: Now::default(),
+            streams: BTreeMap::new(),
+            connections: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            vms: BTreeMap::new(),
+            next_stream: 0,
+            next_connection: 0,
+            next_session: 0,
+            next_vm: 0,
+            callbacks: callbacks::PendingRequests::default(),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &SidecarConfig {
+        &self.config
+    }
+
+    /// Opens a transport link. `None` when [`MAX_STREAMS`] are open.
+    pub fn open_stream(&mut self) -> Option<StreamId> {
+        if self.streams.len() >= MAX_STREAMS {
+            return None;
+        }
+        self.next_stream += 1;
+        let id = StreamId(self.next_stream);
+        let decoder = FrameDecoder::new(self.config.max_frame_bytes);
+        self.streams.insert(id, StreamState { decoder, connections: BTreeSet::new() });
+        Some(id)
+    }
+
+    /// The link is gone: every VM of its connections is disposed (`CONNECTION_CLOSED`) and
+    /// everything it owned is forgotten. Nothing more is sent to it.
+    pub fn close_stream(&mut self, stream: StreamId, now: Now) {
+        self.advance(now);
+        let Some(state) = self.streams.remove(&stream) else { return };
+        for connection_id in state.connections {
+            self.remove_connection(&connection_id, DisposeReason::ConnectionClosed);
+        }
+        self.outputs.retain(|output| output.stream != stream);
+    }
+
+    /// Host shutdown: every VM is disposed with `HOST_SHUTDOWN`; lifecycle events are still
+    /// sent to their streams.
+    pub fn shutdown(&mut self, now: Now) {
+        self.advance(now);
+        let vm_ids: Vec<String> = self.vms.keys().cloned().collect();
+        for vm_id in vm_ids {
+            self.dispose_vm(&vm_id, DisposeReason::HostShutdown);
+        }
+    }
+
+    /// Bytes read from `stream`, in any chunking.
+    pub fn handle_bytes(&mut self, stream: StreamId, bytes: &[u8], now: Now) {
+        self.advance(now);
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let Some(state) = self.streams.get_mut(&stream) else { return };
+            let (consumed, item) = state.decoder.decode_next(rest);
+            rest = rest.get(consumed..).unwrap_or_default();
+            match item {
+                Some(Decoded::Frame(frame)) => self.dispatch(stream, frame),
+                Some(Decoded::Error { error, request_id }) => self.frame_error(stream, &error, request_id),
+                None => {}
+            }
+        }
+    }
+
+    /// A decoded frame from `stream` (drivers that decode themselves, fuzzers, the simulator).
+    pub fn handle_frame(&mut self, stream: StreamId, frame: ProtocolFrame, now: Now) {
+        self.advance(now);
+        if self.streams.contains_key(&stream) {
+            self.dispatch(stream, frame);
+        }
+    }
+
+    /// The end of `stream`'s input: a partial frame left in the decoder is reported.
+    pub fn finish_stream_input(&mut self, stream: StreamId, now: Now) -> Result<(), FrameError> {
+        self.advance(now);
+        self.streams.get(&stream).map_or(Ok(()), |state| state.decoder.finish())
+    }
+
+    /// The next encoded frame to write, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Frames waiting in [`poll_output`](Self::poll_output).
+    pub fn queued_outputs(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// The earliest monotonic time at which [`tick`](Self::tick) has work (timeouts).
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.callbacks.next_deadline()
+    }
+
+    /// Advances time: expires host-callback and permission-prompt timeouts.
+    pub fn tick(&mut self, now: Now) {
+        self.advance(now);
+        for expired in self.callbacks.expire(self.now.monotonic_ms) {
+            self.complete_expired(expired);
+        }
+    }
+
+    /// The kernel's current notion of time (the latest reading passed in).
+    pub fn now(&self) -> Now {
+        self.now
+    }
+
+    pub fn entropy(&mut self) -> &mut Entropy {
+        &mut self.entropy
+    }
+
+    /// Live VMs in id order, for drivers, simulations and tests.
+    pub fn vms(&self) -> Vec<VmSummary> {
+        self.vms.values().map(vm::Vm::summary).collect()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn pending_sidecar_requests(&self) -> usize {
+        self.callbacks.len()
+    }
+
+    /// Time never goes backwards inside the kernel, whatever the driver passes.
+    fn advance(&mut self, now: Now) {
+        self.now = Now {
+            monotonic_ms: self.now.monotonic_ms.max(now.monotonic_ms),
+            wall_ms: self.now.wall_ms.max(now.wall_ms),
+        };
+    }
+
+    fn dispatch(&mut self, stream: StreamId, frame: ProtocolFrame) {
+        if let Err(error) = schema::validate_frame(&frame) {
+            let request_id = match &frame {
+                ProtocolFrame::RequestFrame(request) if request.request_id > 0 => Some(request.request_id),
+                _ => None,
+            };
+            let scope = match &frame {
+                ProtocolFrame::RequestFrame(request) => Some(&request.ownership),
+                _ => None,
+            };
+            match (request_id, scope) {
+                (Some(id), Some(scope)) => {
+                    let rejection = Rejection::new(reject_code_of(&error), error.rejection_message());
+                    let scope = frames::usable_scope(scope);
+                    self.reject(stream, id, scope, rejection);
+                }
+                _ => self.frame_error(stream, &error, None),
+            }
+            return;
+        }
+        match frame {
+            ProtocolFrame::RequestFrame(request) => self.handle_request(stream, request),
+            ProtocolFrame::SidecarResponseFrame(response) => self.handle_sidecar_response(stream, response),
+            ProtocolFrame::ResponseFrame(_) | ProtocolFrame::EventFrame(_) | ProtocolFrame::SidecarRequestFrame(_) => {
+                let message =
+                    format!("hosts may send only requests and sidecar responses, not {}", frame.member_name());
+                self.protocol_error(stream, "unexpected_frame_kind", &message, None);
+            }
+        }
+    }
+
+    fn frame_error(&mut self, stream: StreamId, error: &FrameError, request_id: Option<i64>) {
+        match request_id {
+            Some(id) => {
+                let rejection = Rejection::new(reject_code_of(error), error.rejection_message());
+                let scope = OwnershipScope::connection(UNKNOWN_OWNER_ID);
+                self.reject(stream, id, scope, rejection);
+            }
+            None => self.protocol_error(stream, error.code(), &error.to_string(), None),
+        }
+    }
+
+    fn handle_request(&mut self, stream: StreamId, request: RequestFrame) {
+        let RequestFrame { request_id, ownership, payload, .. } = request;
+        let result = match payload {
+            RequestPayload::AuthenticateRequest(authenticate) => {
+                self.authenticate(stream, request_id, &ownership, &authenticate);
+                return;
+            }
+            RequestPayload::OpenSessionRequest(open) => self.open_session(stream, &ownership, open),
+            RequestPayload::CreateVmRequest(create) => self.create_vm(stream, request_id, &ownership, &create),
+            RequestPayload::ExtEnvelope(envelope) => Err(Rejection::new(
+                RejectCode::UnknownExtension,
+                format!("no extension registered for namespace {}", envelope.namespace),
+            )),
+            RequestPayload::PersistenceLoadRequest(_) | RequestPayload::PersistenceFlushRequest(_) => {
+                self.authorize_session_or_vm(stream, &ownership).and_then(|()| Err(not_yet(&payload)))
+            }
+            payload => self.vm_request(stream, request_id, &ownership, payload),
+        };
+        match result {
+            Ok(Some(response)) => self.respond(stream, request_id, ownership, response),
+            Ok(None) => {}
+            Err(rejection) => self.reject(stream, request_id, frames::usable_scope(&ownership), rejection),
+        }
+    }
+
+    fn authenticate(
+        &mut self,
+        stream: StreamId,
+        request_id: i64,
+        ownership: &OwnershipScope,
+        request: &AuthenticateRequest,
+    ) {
+        let checked = self.check_authentication(stream, request);
+        let connection_id = match checked {
+            Ok(()) => {
+                self.next_connection += 1;
+                format!("conn-{}", self.next_connection)
+            }
+            Err(rejection) => return self.reject(stream, request_id, ownership.clone(), rejection),
+        };
+        self.connections.insert(connection_id.clone(), ConnectionState { stream, sessions: BTreeSet::new() });
+        if let Some(state) = self.streams.get_mut(&stream) {
+            state.connections.insert(connection_id.clone());
+        }
+        let response = ResponsePayload::AuthenticatedResponse(AuthenticatedResponse {
+            sidecar_id: self.config.sidecar_id.clone(),
+            connection_id: connection_id.clone(),
+            max_frame_bytes: u32::try_from(self.config.max_frame_bytes).unwrap_or(u32::MAX),
+        });
+        self.respond(stream, request_id, OwnershipScope::connection(connection_id), response);
+    }
+
+    fn check_authentication(&self, stream: StreamId, request: &AuthenticateRequest) -> Result<(), Rejection> {
+        if let Some(expected) = &self.config.expected_auth_token {
+            if &request.auth_token != expected {
+                return Err(Rejection::new(
+                    RejectCode::Unauthorized,
+                    "authenticate request provided an invalid auth token",
+                ));
+            }
+        }
+        if request.protocol_version != PROTOCOL_VERSION {
+            return Err(Rejection::new(
+                RejectCode::ProtocolVersionMismatch,
+                format!(
+                    "sidecar protocol version mismatch: expected {PROTOCOL_VERSION}, got {}",
+                    request.protocol_version
+                ),
+            ));
+        }
+        if request.bridge_version != BRIDGE_VERSION {
+            return Err(Rejection::new(
+                RejectCode::BridgeVersionMismatch,
+                format!("bridge contract version mismatch: expected {BRIDGE_VERSION}, got {}", request.bridge_version),
+            ));
+        }
+        let authenticated = self.streams.get(&stream).map_or(0, |state| state.connections.len());
+        if authenticated >= MAX_CONNECTIONS_PER_STREAM {
+            return Err(Rejection::limit("connections per stream", MAX_CONNECTIONS_PER_STREAM));
+        }
+        Ok(())
+    }
+
+    fn open_session(
+        &mut self,
+        stream: StreamId,
+        ownership: &OwnershipScope,
+        _request: OpenSessionRequest,
+    ) -> Result<Option<ResponsePayload>, Rejection> {
+        let connection_id = ownership.connection_id().to_owned();
+        let connection = self.authorize_connection(stream, &connection_id)?;
+        if connection.sessions.len() >= MAX_SESSIONS_PER_CONNECTION {
+            return Err(Rejection::limit("sessions per connection", MAX_SESSIONS_PER_CONNECTION));
+        }
+        self.next_session += 1;
+        let session_id = format!("session-{}", self.next_session);
+        if let Some(connection) = self.connections.get_mut(&connection_id) {
+            connection.sessions.insert(session_id.clone());
+        }
+        self.sessions
+            .insert(session_id.clone(), SessionState { connection_id: connection_id.clone(), vms: BTreeSet::new() });
+        Ok(Some(ResponsePayload::SessionOpenedResponse(SessionOpenedResponse {
+            session_id,
+            owner_connection_id: connection_id,
+        })))
+    }
+
+    fn create_vm(
+        &mut self,
+        stream: StreamId,
+        request_id: i64,
+        ownership: &OwnershipScope,
+        request: &CreateVmRequest,
+    ) -> Result<Option<ResponsePayload>, Rejection> {
+        let connection_id = ownership.connection_id().to_owned();
+        let session_id = ownership.session_id().unwrap_or_default().to_owned();
+        let session = self.authorize_session(stream, &connection_id, &session_id)?;
+        if session.vms.len() >= MAX_VMS_PER_SESSION {
+            return Err(Rejection::limit("VMs per session", MAX_VMS_PER_SESSION));
+        }
+        if self.vms.len() >= MAX_VMS {
+            return Err(Rejection::limit("VMs", MAX_VMS));
+        }
+        let setup = vm::VmSetup::parse(request.runtime, &request.config, self.config.max_frame_bytes)?;
+        self.next_vm += 1;
+        let vm_id = format!("vm-{}", self.next_vm);
+        let vm = vm::Vm::new(vm_id.clone(), connection_id.clone(), session_id.clone(), stream, setup);
+        self.vms.insert(vm_id.clone(), vm);
+        if let Some(session) = self.sessions.get_mut(&session_id) {
+            session.vms.insert(vm_id.clone());
+        }
+        let response = ResponsePayload::VmCreatedResponse(VmCreatedResponse { vm_id: vm_id.clone() });
+        self.respond(stream, request_id, ownership.clone(), response);
+        let scope = OwnershipScope::vm(connection_id, session_id, vm_id.clone());
+        for state in [VmLifecycleState::Creating, VmLifecycleState::Ready] {
+            self.emit_lifecycle(stream, &scope, &vm_id, state);
+        }
+        Ok(None)
+    }
+
+    fn vm_request(
+        &mut self,
+        stream: StreamId,
+        request_id: i64,
+        ownership: &OwnershipScope,
+        payload: RequestPayload,
+    ) -> Result<Option<ResponsePayload>, Rejection> {
+        let vm_id = self.authorize_vm(stream, ownership)?;
+        match payload {
+            RequestPayload::DisposeVmRequest(request) => {
+                self.respond(
+                    stream,
+                    request_id,
+                    ownership.clone(),
+                    ResponsePayload::VmDisposedResponse(VmDisposedResponse { vm_id: vm_id.clone() }),
+                );
+                self.dispose_vm(&vm_id, request.reason);
+                Ok(None)
+            }
+            RequestPayload::ConfigureVmRequest(request) => self.vm_mut(&vm_id)?.configure(request).map(Some),
+            RequestPayload::RegisterHostCallbacksRequest(request) => {
+                self.vm_mut(&vm_id)?.register_host_callbacks(request).map(Some)
+            }
+            other => Err(not_yet(&other)),
+        }
+    }
+
+    fn vm_mut(&mut self, vm_id: &str) -> Result<&mut vm::Vm, Rejection> {
+        self.vms.get_mut(vm_id).ok_or_else(|| unknown_vm(vm_id))
+    }
+
+    /// Disposes a VM: `DISPOSING`, cancellation of everything it waits on, `DISPOSED`.
+    fn dispose_vm(&mut self, vm_id: &str, _reason: DisposeReason) {
+        let Some(vm) = self.vms.remove(vm_id) else { return };
+        let scope = vm.scope();
+        let stream = vm.stream();
+        let live = self.streams.contains_key(&stream);
+        if live {
+            self.emit_lifecycle(stream, &scope, vm_id, VmLifecycleState::Disposing);
+        }
+        self.callbacks.cancel_vm(vm_id);
+        if let Some(session) = self.sessions.get_mut(vm.session_id()) {
+            session.vms.remove(vm_id);
+        }
+        if live {
+            self.emit_lifecycle(stream, &scope, vm_id, VmLifecycleState::Disposed);
+        }
+    }
+
+    fn remove_connection(&mut self, connection_id: &str, reason: DisposeReason) {
+        let Some(connection) = self.connections.remove(connection_id) else { return };
+        for session_id in connection.sessions {
+            let Some(session) = self.sessions.remove(&session_id) else { continue };
+            for vm_id in session.vms {
+                self.dispose_vm(&vm_id, reason);
+            }
+        }
+    }
+
+    fn authorize_connection(&self, stream: StreamId, connection_id: &str) -> Result<&ConnectionState, Rejection> {
+        self.connections.get(connection_id).filter(|connection| connection.stream == stream).ok_or_else(|| {
+            Rejection::new(RejectCode::Unauthorized, format!("connection {connection_id} has not authenticated"))
+        })
+    }
+
+    fn authorize_session(
+        &self,
+        stream: StreamId,
+        connection_id: &str,
+        session_id: &str,
+    ) -> Result<&SessionState, Rejection> {
+        self.authorize_connection(stream, connection_id)?;
+        self.sessions
+            .get(session_id)
+            .filter(|session| session.connection_id == connection_id)
+            .ok_or_else(|| Rejection::invalid_state(format!("unknown sidecar session {session_id}")))
+    }
+
+    fn authorize_vm(&self, stream: StreamId, ownership: &OwnershipScope) -> Result<String, Rejection> {
+        let OwnershipScope::VmOwnership(scope) = ownership else {
+            return Err(Rejection::invalid_state("request requires VM ownership scope"));
+        };
+        self.authorize_session(stream, &scope.connection_id, &scope.session_id)?;
+        self.vms
+            .get(&scope.vm_id)
+            .filter(|vm| vm.connection_id() == scope.connection_id && vm.session_id() == scope.session_id)
+            .map(|vm| vm.id().to_owned())
+            .ok_or_else(|| unknown_vm(&scope.vm_id))
+    }
+
+    fn authorize_session_or_vm(&self, stream: StreamId, ownership: &OwnershipScope) -> Result<(), Rejection> {
+        match ownership {
+            OwnershipScope::VmOwnership(_) => self.authorize_vm(stream, ownership).map(|_| ()),
+            OwnershipScope::SessionOwnership(scope) => {
+                self.authorize_session(stream, &scope.connection_id, &scope.session_id).map(|_| ())
+            }
+            OwnershipScope::ConnectionOwnership(_) => {
+                Err(Rejection::invalid_state("request requires session or VM ownership scope"))
+            }
+        }
+    }
+}
+
+fn unknown_vm(vm_id: &str) -> Rejection {
+    Rejection::invalid_state(format!("unknown sidecar VM {vm_id}"))
+}
+
+/// Requests whose subsystem is not built yet are refused explicitly, never silently.
+fn not_yet(payload: &RequestPayload) -> Rejection {
+    Rejection::new(RejectCode::Unsupported, format!("{} is not supported by this sidecar yet", payload.member_name()))
+}
+
+fn reject_code_of(error: &FrameError) -> RejectCode {
+    match error {
+        FrameError::FrameTooLarge { .. } => RejectCode::FrameTooLarge,
+        _ => RejectCode::InvalidState,
+    }
+}

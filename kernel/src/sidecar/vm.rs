@@ -1,0 +1,435 @@
+//! One virtual machine's control state: its configuration, permission policy, host-callback
+//! toolkits and lifecycle. (Its filesystem and processes live in their own modules.)
+
+use super::callbacks::DEFAULT_HOST_CALLBACK_TIMEOUT_MS;
+use super::{Sidecar, StreamId};
+use crate::config::{self, CreateVmConfig};
+use crate::error::{RejectCode, Rejection};
+use crate::permissions::{Capability, CompiledPolicy, Decision};
+use schema::wire::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Toolkit and tool names: `[a-z0-9-]`, at most this long (the original's bound).
+pub const MAX_TOOLKIT_NAME_BYTES: usize = 64;
+/// Descriptions are shown to models and people; long ones are a sign of misuse.
+pub const MAX_DESCRIPTION_CHARS: usize = 200;
+pub const MAX_TOOLKITS_PER_VM: usize = 64;
+pub const MAX_TOOLS_PER_TOOLKIT: usize = 64;
+pub const MAX_TOOLS_PER_VM: usize = 256;
+pub const MAX_TOOL_SCHEMA_BYTES: usize = 16 * 1024;
+pub const MAX_TOOL_EXAMPLES: usize = 16;
+pub const MAX_TOOL_EXAMPLE_INPUT_BYTES: usize = 4096;
+/// A callback's own `timeoutMs` may not exceed five minutes.
+pub const MAX_TOOL_TIMEOUT_MS: u64 = 300_000;
+/// Mount descriptors per ConfigureVm (the VM's layer bound).
+pub const MAX_MOUNTS: usize = 256;
+/// Mount plugins the sidecar knows; others are refused with `ENOSYS` like the original.
+pub const KNOWN_MOUNT_PLUGINS: &[&str] =
+    &["memory", "host_dir", "module_access", "js_bridge", "sqlite_vfs", "s3", "google_drive", "sandbox_agent"];
+
+/// A permission prompt in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PromptTicket(pub u64);
+
+/// The answer to a permission prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptOutcome {
+    Allowed,
+    Denied(String),
+}
+
+/// What a permission check gives a guest operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PermissionCheck {
+    Allowed,
+    Denied(String),
+    /// Suspend until [`Sidecar::take_prompt_outcome`] has an answer for this ticket.
+    Prompted(PromptTicket),
+}
+
+/// A public view of a VM, for drivers and invariant checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSummary {
+    pub vm_id: String,
+    pub connection_id: String,
+    pub session_id: String,
+    pub runtime: GuestRuntimeKind,
+}
+
+/// A parsed and validated CreateVm request, before an id is allocated.
+#[derive(Debug)]
+pub(super) struct VmSetup {
+    runtime: GuestRuntimeKind,
+    config: CreateVmConfig,
+    limits: config::ResolvedLimits,
+    policy: CompiledPolicy,
+}
+
+impl VmSetup {
+    pub(super) fn parse(runtime: GuestRuntimeKind, json: &str, max_frame_bytes: usize) -> Result<Self, Rejection> {
+        let config = config::parse_create_vm_config(json).map_err(|e| Rejection::invalid_state(e.to_string()))?;
+        let limits = config.resolve_limits(max_frame_bytes).map_err(|e| Rejection::invalid_state(e.to_string()))?;
+        let policy = CompiledPolicy::from_config(config.permissions.as_ref())
+            .map_err(|e| Rejection::invalid_state(e.to_string()))?;
+        Ok(Self { runtime, config, limits, policy })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Toolkit {
+    command_aliases: Vec<String>,
+    registry_command_aliases: Vec<String>,
+    callbacks: BTreeMap<String, RegisteredHostCallbackDefinition>,
+}
+
+/// What ConfigureVm last applied. Stored now; read by the filesystem (mounts, software) and
+/// process (command tiers) subsystems as they land.
+#[allow(dead_code)]
+#[derive(Debug, Clone, Default)]
+struct Configuration {
+    mounts: Vec<MountDescriptor>,
+    software: Vec<SoftwareDescriptor>,
+    command_permissions: BTreeMap<String, WasmPermissionTier>,
+    instructions: Vec<String>,
+    projected_modules: Vec<ProjectedModuleDescriptor>,
+    loopback_exempt_ports: Vec<u16>,
+    module_access_cwd: Option<String>,
+}
+
+#[derive(Debug)]
+pub(super) struct Vm {
+    id: String,
+    connection_id: String,
+    session_id: String,
+    stream: StreamId,
+    runtime: GuestRuntimeKind,
+    config: CreateVmConfig,
+    limits: config::ResolvedLimits,
+    policy: CompiledPolicy,
+    configuration: Configuration,
+    toolkits: BTreeMap<String, Toolkit>,
+}
+
+impl Vm {
+    pub(super) fn new(id: String, connection_id: String, session_id: String, stream: StreamId, setup: VmSetup) -> Self {
+        let VmSetup { runtime, config, limits, policy } = setup;
+        Self {
+            id,
+            connection_id,
+            session_id,
+            stream,
+            runtime,
+            config,
+            limits,
+            policy,
+            configuration: Configuration::default(),
+            toolkits: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(super) fn connection_id(&self) -> &str {
+        &self.connection_id
+    }
+
+    pub(super) fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    pub(super) fn stream(&self) -> StreamId {
+        self.stream
+    }
+
+    pub(super) fn scope(&self) -> OwnershipScope {
+        OwnershipScope::vm(self.connection_id.clone(), self.session_id.clone(), self.id.clone())
+    }
+
+    pub(super) fn summary(&self) -> VmSummary {
+        VmSummary {
+            vm_id: self.id.clone(),
+            connection_id: self.connection_id.clone(),
+            session_id: self.session_id.clone(),
+            runtime: self.runtime,
+        }
+    }
+
+    pub(super) fn limits(&self) -> &config::ResolvedLimits {
+        &self.limits
+    }
+
+    pub(super) fn config(&self) -> &CreateVmConfig {
+        &self.config
+    }
+
+    /// Applies a ConfigureVm request. All checks run before anything changes, so a refused
+    /// request leaves the VM exactly as it was.
+    pub(super) fn configure(&mut self, request: ConfigureVmRequest) -> Result<ResponsePayload, Rejection> {
+        if request.mounts.len() > MAX_MOUNTS {
+            return Err(Rejection::limit("mounts", MAX_MOUNTS));
+        }
+        for mount in &request.mounts {
+            if !KNOWN_MOUNT_PLUGINS.contains(&mount.plugin.id.as_str()) {
+                return Err(Rejection::new(
+                    RejectCode::PluginError,
+                    format!("ENOSYS: filesystem plugin is not registered: {}", mount.plugin.id),
+                ));
+            }
+            if let Err(error) = serde_json::from_str::<serde_json::Value>(&mount.plugin.config) {
+                return Err(Rejection::invalid_state(format!(
+                    "mount plugin config for {} is not valid JSON: {error}",
+                    mount.plugin.id
+                )));
+            }
+            if !mount.guest_path.starts_with('/') {
+                return Err(Rejection::invalid_state(format!(
+                    "mount guest path {} must be absolute",
+                    mount.guest_path
+                )));
+            }
+        }
+        let policy = match &request.permissions {
+            Some(permissions) => {
+                let config = config::PermissionsPolicy::from(permissions);
+                Some(CompiledPolicy::from_config(Some(&config)).map_err(|e| Rejection::invalid_state(e.to_string()))?)
+            }
+            None => None,
+        };
+        if let Some(policy) = policy {
+            self.policy = policy;
+        }
+        let response = VmConfiguredResponse {
+            applied_mounts: u32::try_from(request.mounts.len()).unwrap_or(u32::MAX),
+            applied_software: u32::try_from(request.software.len()).unwrap_or(u32::MAX),
+        };
+        self.configuration = Configuration {
+            mounts: request.mounts,
+            software: request.software,
+            command_permissions: request.command_permissions,
+            instructions: request.instructions,
+            projected_modules: request.projected_modules,
+            loopback_exempt_ports: request.loopback_exempt_ports,
+            module_access_cwd: request.module_access_cwd,
+        };
+        Ok(ResponsePayload::VmConfiguredResponse(response))
+    }
+
+    pub(super) fn register_host_callbacks(
+        &mut self,
+        request: RegisterHostCallbacksRequest,
+    ) -> Result<ResponsePayload, Rejection> {
+        validate_toolkit(&request)?;
+        self.check_toolkit_conflicts(&request)?;
+        if self.toolkits.len() >= MAX_TOOLKITS_PER_VM {
+            return Err(Rejection::invalid_state(format!(
+                "VM already has {} registered toolkits, max is {MAX_TOOLKITS_PER_VM}",
+                self.toolkits.len()
+            )));
+        }
+        let tools: usize = self.toolkits.values().map(|t| t.callbacks.len()).sum::<usize>() + request.callbacks.len();
+        if tools > MAX_TOOLS_PER_VM {
+            return Err(Rejection::invalid_state(format!(
+                "VM would have {tools} registered host callbacks, max is {MAX_TOOLS_PER_VM}"
+            )));
+        }
+        let name = request.name.clone();
+        self.toolkits.insert(
+            request.name,
+            Toolkit {
+                command_aliases: request.command_aliases,
+                registry_command_aliases: request.registry_command_aliases,
+                callbacks: request.callbacks,
+            },
+        );
+        let commands: BTreeSet<&str> = self
+            .toolkits
+            .values()
+            .flat_map(|t| t.registry_command_aliases.iter().chain(&t.command_aliases))
+            .map(String::as_str)
+            .collect();
+        Ok(ResponsePayload::HostCallbacksRegisteredResponse(HostCallbacksRegisteredResponse {
+            registration: name,
+            command_count: u32::try_from(commands.len()).unwrap_or(u32::MAX),
+        }))
+    }
+
+    fn check_toolkit_conflicts(&self, request: &RegisterHostCallbacksRequest) -> Result<(), Rejection> {
+        if self.toolkits.contains_key(&request.name) {
+            return Err(Rejection::new(RejectCode::Conflict, format!("toolkit already registered: {}", request.name)));
+        }
+        let existing_commands: BTreeSet<&str> =
+            self.toolkits.values().flat_map(|t| &t.command_aliases).map(String::as_str).collect();
+        let existing_registry: BTreeSet<&str> =
+            self.toolkits.values().flat_map(|t| &t.registry_command_aliases).map(String::as_str).collect();
+        let clash = request
+            .command_aliases
+            .iter()
+            .find(|a| existing_commands.contains(a.as_str()) || existing_registry.contains(a.as_str()))
+            .or_else(|| request.registry_command_aliases.iter().find(|a| existing_commands.contains(a.as_str())));
+        match clash {
+            Some(alias) => Err(Rejection::new(
+                RejectCode::Conflict,
+                format!("host callback command alias already registered: {alias}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The timeout of callback `key` (`toolkit:tool` or a registry alias), if it exists.
+    pub(super) fn callback_timeout_ms(&self, key: &str) -> Option<u64> {
+        if let Some((toolkit, tool)) = key.split_once(':') {
+            let definition = self.toolkits.get(toolkit)?.callbacks.get(tool)?;
+            return Some(definition.timeout_ms.unwrap_or(DEFAULT_HOST_CALLBACK_TIMEOUT_MS));
+        }
+        let owners: Vec<&Toolkit> =
+            self.toolkits.values().filter(|t| t.registry_command_aliases.iter().any(|a| a == key)).collect();
+        if owners.is_empty() {
+            return None;
+        }
+        let timeouts = owners.iter().flat_map(|t| t.callbacks.values()).filter_map(|d| d.timeout_ms);
+        Some(timeouts.max().unwrap_or(DEFAULT_HOST_CALLBACK_TIMEOUT_MS))
+    }
+
+    pub(super) fn policy(&self) -> &CompiledPolicy {
+        &self.policy
+    }
+}
+
+impl Sidecar {
+    /// Checks `capability` on `resource` for a guest operation in `vm_id`. An ASK rule denies
+    /// unless the VM's config opted into prompts; then the host is asked and the operation
+    /// waits for [`take_prompt_outcome`](Self::take_prompt_outcome).
+    pub fn check_permission(
+        &mut self,
+        vm_id: &str,
+        capability: Capability,
+        resource: &str,
+    ) -> Result<PermissionCheck, Rejection> {
+        let vm = self.vms.get(vm_id).ok_or_else(|| super::unknown_vm(vm_id))?;
+        let prompts = vm.config().permission_prompts;
+        match vm.policy().decide(capability, resource, prompts.enabled) {
+            Decision::Allow => Ok(PermissionCheck::Allowed),
+            Decision::Deny { message } => Ok(PermissionCheck::Denied(message)),
+            Decision::Ask => {
+                let ticket = self.send_prompt(vm_id, capability.as_str(), resource, prompts.timeout_ms)?;
+                Ok(PermissionCheck::Prompted(ticket))
+            }
+        }
+    }
+
+    /// The resolved resource limits of a VM.
+    pub fn vm_limits(&self, vm_id: &str) -> Option<&config::ResolvedLimits> {
+        self.vms.get(vm_id).map(Vm::limits)
+    }
+}
+
+fn validate_toolkit(request: &RegisterHostCallbacksRequest) -> Result<(), Rejection> {
+    validate_name("toolkit", &request.name)?;
+    validate_description(&format!("Toolkit \"{}\"", request.name), &request.description)
+        .map_err(|_| Rejection::invalid_state(format!("toolkit {} is missing a description", request.name)))?;
+    let mut seen = BTreeSet::new();
+    for (label, aliases) in
+        [("command alias", &request.command_aliases), ("registry command alias", &request.registry_command_aliases)]
+    {
+        for alias in aliases {
+            let invalid = alias.is_empty() || alias == "." || alias == ".." || alias.contains(['/', '\0']);
+            if invalid {
+                return Err(Rejection::invalid_state(format!("invalid host callback {label}: {alias:?}")));
+            }
+            if !seen.insert((label, alias.as_str())) {
+                return Err(Rejection::invalid_state(format!("duplicate host callback {label}: {alias}")));
+            }
+        }
+    }
+    if let Some(alias) = request.command_aliases.iter().find(|a| request.registry_command_aliases.contains(a)) {
+        return Err(Rejection::invalid_state(format!(
+            "host callback command alias must not also be a registry command alias: {alias}"
+        )));
+    }
+    if request.callbacks.is_empty() {
+        return Err(Rejection::invalid_state(format!("toolkit {} must define at least one tool", request.name)));
+    }
+    if request.callbacks.len() > MAX_TOOLS_PER_TOOLKIT {
+        return Err(Rejection::invalid_state(format!(
+            "toolkit {} defines {} tools, max is {MAX_TOOLS_PER_TOOLKIT}",
+            request.name,
+            request.callbacks.len()
+        )));
+    }
+    for (tool, definition) in &request.callbacks {
+        validate_tool(&request.name, tool, definition)?;
+    }
+    Ok(())
+}
+
+fn validate_tool(toolkit: &str, tool: &str, definition: &RegisteredHostCallbackDefinition) -> Result<(), Rejection> {
+    validate_name("tool", tool)?;
+    let label = format!("Tool \"{toolkit}/{tool}\"");
+    if definition.description.trim().is_empty() {
+        return Err(Rejection::invalid_state(format!("tool {tool} in toolkit {toolkit} is missing a description")));
+    }
+    validate_description(&label, &definition.description)?;
+    if definition.input_schema.len() > MAX_TOOL_SCHEMA_BYTES {
+        return Err(Rejection::invalid_state(format!(
+            "{label} input schema is {} bytes, max is {MAX_TOOL_SCHEMA_BYTES}",
+            definition.input_schema.len()
+        )));
+    }
+    if let Err(error) = serde_json::from_str::<serde_json::Value>(&definition.input_schema) {
+        return Err(Rejection::invalid_state(format!("{label} input schema is invalid JSON: {error}")));
+    }
+    if let Some(timeout) = definition.timeout_ms.filter(|t| *t > MAX_TOOL_TIMEOUT_MS) {
+        return Err(Rejection::invalid_state(format!(
+            "{label} timeout is {timeout}ms, max is {MAX_TOOL_TIMEOUT_MS}ms"
+        )));
+    }
+    if definition.examples.len() > MAX_TOOL_EXAMPLES {
+        return Err(Rejection::invalid_state(format!(
+            "{label} defines {} examples, max is {MAX_TOOL_EXAMPLES}",
+            definition.examples.len()
+        )));
+    }
+    for example in &definition.examples {
+        validate_description(&format!("{label} example"), &example.description)?;
+        if example.input.len() > MAX_TOOL_EXAMPLE_INPUT_BYTES {
+            return Err(Rejection::invalid_state(format!(
+                "{label} example input is {} bytes, max is {MAX_TOOL_EXAMPLE_INPUT_BYTES}",
+                example.input.len()
+            )));
+        }
+        if let Err(error) = serde_json::from_str::<serde_json::Value>(&example.input) {
+            return Err(Rejection::invalid_state(format!("{label} example input is invalid JSON: {error}")));
+        }
+    }
+    Ok(())
+}
+
+fn validate_name(kind: &str, name: &str) -> Result<(), Rejection> {
+    if name.len() > MAX_TOOLKIT_NAME_BYTES {
+        return Err(Rejection::invalid_state(format!(
+            "invalid {kind} name {name}; max length is {MAX_TOOLKIT_NAME_BYTES}"
+        )));
+    }
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid {
+        return Err(Rejection::invalid_state(format!(
+            "invalid {kind} name {name}; expected lowercase alphanumeric characters plus hyphens"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_description(label: &str, description: &str) -> Result<(), Rejection> {
+    let chars = description.chars().count();
+    if description.trim().is_empty() {
+        return Err(Rejection::invalid_state(format!("{label} is missing a description")));
+    }
+    if chars > MAX_DESCRIPTION_CHARS {
+        return Err(Rejection::invalid_state(format!(
+            "{label} description is {chars} characters, max is {MAX_DESCRIPTION_CHARS}"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,459 @@
+//! Bad requests of every kind: each gets the right code, and the sidecar keeps serving.
+
+use crate::harness::*;
+use kernel::sidecar::PROTOCOL_ERROR_NAMESPACE;
+use kernel::SidecarConfig;
+use schema::wire::*;
+use std::collections::BTreeMap;
+
+/// What a bad input must produce.
+enum Expect {
+    /// A `RejectedResponse` with this code whose message contains the text.
+    Rejected(&'static str, &'static str),
+    /// No response can carry the id: a protocol-error event with this code.
+    ProtocolError(&'static str),
+}
+
+struct Ids {
+    conn: String,
+    session: String,
+    vm: String,
+    other_session: String,
+    other_vm: String,
+    disposed_vm: String,
+}
+
+fn setup(host: &mut Harness) -> Ids {
+    let (conn, session, vm) = host.vm(r#"{"permissions":{"fs":"allow"}}"#);
+    let other_session = host.open_session(&conn);
+    let frames = host.request(
+        OwnershipScope::session(&conn, &other_session),
+        RequestPayload::CreateVmRequest(CreateVmRequest { runtime: GuestRuntimeKind::JavaScript, config: "{}".into() }),
+    );
+    let other_vm = match response_payload(&frames[0]) {
+        ResponsePayload::VmCreatedResponse(created) => created.vm_id.clone(),
+        other => panic!("{other:?}"),
+    };
+    let (c2, s2, disposed_vm) = host.vm("{}");
+    host.request(OwnershipScope::vm(&c2, &s2, &disposed_vm), dispose());
+    host.drain();
+    Ids { conn, session, vm, other_session, other_vm, disposed_vm }
+}
+
+fn dispose() -> RequestPayload {
+    RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested })
+}
+
+fn create(config: &str) -> RequestPayload {
+    RequestPayload::CreateVmRequest(CreateVmRequest { runtime: GuestRuntimeKind::WebAssembly, config: config.into() })
+}
+
+fn configure(mounts: Vec<MountDescriptor>) -> RequestPayload {
+    RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
+        mounts,
+        software: vec![],
+        permissions: None,
+        module_access_cwd: None,
+        instructions: vec![],
+        projected_modules: vec![],
+        command_permissions: BTreeMap::new(),
+        loopback_exempt_ports: vec![],
+    })
+}
+
+fn mount(plugin: &str, config: &str) -> MountDescriptor {
+    MountDescriptor {
+        guest_path: "/mnt".into(),
+        read_only: false,
+        plugin: MountPluginDescriptor { id: plugin.into(), config: config.into() },
+    }
+}
+
+fn toolkit(name: &str) -> RequestPayload {
+    RequestPayload::RegisterHostCallbacksRequest(RegisterHostCallbacksRequest {
+        name: name.into(),
+        description: "files toolkit".into(),
+        command_aliases: vec!["files".into()],
+        registry_command_aliases: vec![],
+        callbacks: BTreeMap::from([(
+            "read".to_owned(),
+            RegisteredHostCallbackDefinition {
+                description: "read a file".into(),
+                input_schema: r#"{"type":"object"}"#.into(),
+                timeout_ms: None,
+                examples: vec![],
+            },
+        )]),
+    })
+}
+
+fn request(id: i64, ownership: OwnershipScope, payload: RequestPayload) -> ProtocolFrame {
+    ProtocolFrame::RequestFrame(RequestFrame { schema: ProtocolSchema::current(), request_id: id, ownership, payload })
+}
+
+type Case = (&'static str, Box<dyn Fn(&mut Harness, &Ids) -> Vec<ProtocolFrame>>, Expect);
+
+fn cases() -> Vec<Case> {
+    use Expect::*;
+    let vm = |ids: &Ids| OwnershipScope::vm(&ids.conn, &ids.session, &ids.vm);
+    vec![
+        (
+            "unauthenticated open session",
+            Box::new(|h, _| h.request(OwnershipScope::connection("conn-99"), open_session_payload())),
+            Rejected("unauthorized", "conn-99 has not authenticated"),
+        ),
+        (
+            "unauthenticated create vm",
+            Box::new(|h, _| h.request(OwnershipScope::session("conn-99", "session-1"), create("{}"))),
+            Rejected("unauthorized", "has not authenticated"),
+        ),
+        (
+            "authenticate with a session scope",
+            Box::new(|h, _| h.request(OwnershipScope::session("c", "s"), authenticate_payload("t"))),
+            Rejected("invalid_state", "invalid_ownership_scope"),
+        ),
+        (
+            "create vm with a connection scope",
+            Box::new(|h, ids| h.request(OwnershipScope::connection(&ids.conn), create("{}"))),
+            Rejected("invalid_state", "requires session ownership"),
+        ),
+        (
+            "dispose with a session scope",
+            Box::new(|h, ids| h.request(OwnershipScope::session(&ids.conn, &ids.session), dispose())),
+            Rejected("invalid_state", "requires vm ownership"),
+        ),
+        (
+            "unknown session",
+            Box::new(|h, ids| h.request(OwnershipScope::session(&ids.conn, "session-77"), create("{}"))),
+            Rejected("invalid_state", "unknown sidecar session session-77"),
+        ),
+        (
+            "unknown vm",
+            Box::new(|h, ids| h.request(OwnershipScope::vm(&ids.conn, &ids.session, "vm-77"), dispose())),
+            Rejected("invalid_state", "unknown sidecar VM vm-77"),
+        ),
+        (
+            "vm of another session",
+            Box::new(|h, ids| h.request(OwnershipScope::vm(&ids.conn, &ids.session, &ids.other_vm), dispose())),
+            Rejected("invalid_state", "unknown sidecar VM"),
+        ),
+        (
+            "session of another connection",
+            Box::new(|h, ids| h.request(OwnershipScope::session("conn-2", &ids.session), create("{}"))),
+            Rejected("invalid_state", "unknown sidecar session"),
+        ),
+        (
+            "disposed vm",
+            Box::new(|h, ids| {
+                h.request(OwnershipScope::vm("conn-2", "session-3", &ids.disposed_vm), configure(vec![]))
+            }),
+            Rejected("invalid_state", "unknown sidecar VM"),
+        ),
+        (
+            "double dispose",
+            Box::new(|h, ids| h.request(OwnershipScope::vm("conn-2", "session-3", &ids.disposed_vm), dispose())),
+            Rejected("invalid_state", "unknown sidecar VM"),
+        ),
+        (
+            "bad JSON",
+            Box::new(|h, ids| h.request(OwnershipScope::session(&ids.conn, &ids.session), create("{not json"))),
+            Rejected("invalid_state", "invalid create VM config JSON"),
+        ),
+        (
+            "wrong type",
+            Box::new(|h, ids| {
+                h.request(
+                    OwnershipScope::session(&ids.conn, &ids.session),
+                    create(r#"{"limits":{"resources":{"maxProcesses":"x"}}}"#),
+                )
+            }),
+            Rejected("invalid_state", "limits.resources.maxProcesses"),
+        ),
+        (
+            "unknown key",
+            Box::new(|h, ids| h.request(OwnershipScope::session(&ids.conn, &ids.session), create(r#"{"bogus":1}"#))),
+            Rejected("invalid_state", "bogus"),
+        ),
+        (
+            "bad permission mode",
+            Box::new(|h, ids| {
+                h.request(OwnershipScope::session(&ids.conn, &ids.session), create(r#"{"permissions":{"fs":"maybe"}}"#))
+            }),
+            Rejected("invalid_state", "permissions"),
+        ),
+        (
+            "empty rule operations",
+            Box::new(|h, ids| {
+                h.request(
+                    OwnershipScope::session(&ids.conn, &ids.session),
+                    create(r#"{"permissions":{"fs":{"rules":[{"mode":"allow","operations":[],"paths":["/"]}]}}}"#),
+                )
+            }),
+            Rejected("invalid_state", "fs.rules[0].operations must not be empty"),
+        ),
+        (
+            "relative cwd",
+            Box::new(|h, ids| h.request(OwnershipScope::session(&ids.conn, &ids.session), create(r#"{"cwd":"home"}"#))),
+            Rejected("invalid_state", "cwd must be absolute"),
+        ),
+        (
+            "request id 0",
+            Box::new(|h, ids| h.send_frame(request(0, OwnershipScope::connection(&ids.conn), open_session_payload()))),
+            ProtocolError("invalid_request_id"),
+        ),
+        (
+            "negative request id",
+            Box::new(|h, ids| h.send_frame(request(-4, OwnershipScope::connection(&ids.conn), open_session_payload()))),
+            ProtocolError("invalid_request_direction"),
+        ),
+        (
+            "positive sidecar response id",
+            Box::new(move |h, ids| {
+                h.send_frame(ProtocolFrame::SidecarResponseFrame(SidecarResponseFrame {
+                    schema: ProtocolSchema::current(),
+                    request_id: 3,
+                    ownership: vm(ids),
+                    payload: SidecarResponsePayload::ExtEnvelope(ExtEnvelope {
+                        namespace: "x".into(),
+                        payload: vec![],
+                    }),
+                }))
+            }),
+            ProtocolError("invalid_request_direction"),
+        ),
+        (
+            "unknown sidecar response",
+            Box::new(move |h, ids| {
+                h.send_frame(ProtocolFrame::SidecarResponseFrame(SidecarResponseFrame {
+                    schema: ProtocolSchema::current(),
+                    request_id: -3,
+                    ownership: vm(ids),
+                    payload: SidecarResponsePayload::ExtEnvelope(ExtEnvelope {
+                        namespace: "x".into(),
+                        payload: vec![],
+                    }),
+                }))
+            }),
+            ProtocolError("unknown_sidecar_response"),
+        ),
+        (
+            "empty auth token",
+            Box::new(|h, _| h.request(OwnershipScope::connection("c"), authenticate_payload(""))),
+            Rejected("invalid_state", "empty_auth_token"),
+        ),
+        (
+            "protocol version 6",
+            Box::new(|h, _| {
+                h.request(
+                    OwnershipScope::connection("c"),
+                    RequestPayload::AuthenticateRequest(AuthenticateRequest {
+                        client_name: "h".into(),
+                        auth_token: "t".into(),
+                        protocol_version: 6,
+                        bridge_version: 1,
+                    }),
+                )
+            }),
+            Rejected("protocol_version_mismatch", "expected 7, got 6"),
+        ),
+        (
+            "bridge version 2",
+            Box::new(|h, _| {
+                h.request(
+                    OwnershipScope::connection("c"),
+                    RequestPayload::AuthenticateRequest(AuthenticateRequest {
+                        client_name: "h".into(),
+                        auth_token: "t".into(),
+                        protocol_version: 7,
+                        bridge_version: 2,
+                    }),
+                )
+            }),
+            Rejected("bridge_version_mismatch", "expected 1, got 2"),
+        ),
+        (
+            "unsupported schema",
+            Box::new(|h, ids| {
+                let id = h.next_id();
+                h.send_frame(ProtocolFrame::RequestFrame(RequestFrame {
+                    schema: ProtocolSchema { name: "other".into(), version: 7 },
+                    request_id: id,
+                    ownership: OwnershipScope::connection(&ids.conn),
+                    payload: open_session_payload(),
+                }))
+            }),
+            Rejected("invalid_state", "unsupported_schema"),
+        ),
+        (
+            "empty vm id",
+            Box::new(|h, ids| h.request(OwnershipScope::vm(&ids.conn, &ids.session, ""), dispose())),
+            Rejected("invalid_state", "empty_ownership_field"),
+        ),
+        (
+            "not yet supported request",
+            Box::new(move |h, ids| h.request(vm(ids), RequestPayload::GetZombieTimerCountRequest)),
+            Rejected("unsupported", "GetZombieTimerCountRequest"),
+        ),
+        (
+            "unknown extension",
+            Box::new(|h, ids| {
+                h.request(
+                    OwnershipScope::connection(&ids.conn),
+                    RequestPayload::ExtEnvelope(ExtEnvelope { namespace: "dev.nobody".into(), payload: vec![] }),
+                )
+            }),
+            Rejected("unknown_extension", "dev.nobody"),
+        ),
+        (
+            "unknown mount plugin",
+            Box::new(move |h, ids| h.request(vm(ids), configure(vec![mount("nfs", "{}")]))),
+            Rejected("plugin_error", "ENOSYS"),
+        ),
+        (
+            "mount config not JSON",
+            Box::new(move |h, ids| h.request(vm(ids), configure(vec![mount("memory", "{")]))),
+            Rejected("invalid_state", "not valid JSON"),
+        ),
+        (
+            "bad toolkit name",
+            Box::new(move |h, ids| h.request(vm(ids), toolkit("Files!"))),
+            Rejected("invalid_state", "invalid toolkit name"),
+        ),
+        (
+            "duplicate toolkit",
+            Box::new(move |h, ids| {
+                h.request(vm(ids), toolkit("files"));
+                h.request(vm(ids), toolkit("files"))
+            }),
+            Rejected("conflict", "toolkit already registered: files"),
+        ),
+        (
+            "garbage body with an id",
+            Box::new(|h, _| {
+                let mut bytes = encode(&request(41, OwnershipScope::connection("c"), open_session_payload()));
+                let last = bytes.len() - 1;
+                bytes[last] = 0x80;
+                h.send_bytes(&bytes)
+            }),
+            Rejected("invalid_state", "malformed_frame"),
+        ),
+        (
+            "response frame from the host",
+            Box::new(|h, _| {
+                h.send_frame(ProtocolFrame::ResponseFrame(ResponseFrame {
+                    schema: ProtocolSchema::current(),
+                    request_id: 1,
+                    ownership: OwnershipScope::connection("c"),
+                    payload: ResponsePayload::RejectedResponse(RejectedResponse {
+                        code: "x".into(),
+                        message: "y".into(),
+                    }),
+                }))
+            }),
+            ProtocolError("unexpected_frame_kind"),
+        ),
+    ]
+}
+
+fn protocol_error_code(frame: &ProtocolFrame) -> String {
+    match frame {
+        ProtocolFrame::EventFrame(EventFrame { payload: EventPayload::ExtEnvelope(envelope), .. }) => {
+            assert_eq!(envelope.namespace, PROTOCOL_ERROR_NAMESPACE);
+            let body: serde_json::Value = serde_json::from_slice(&envelope.payload).unwrap();
+            body["code"].as_str().unwrap().to_owned()
+        }
+        other => panic!("expected a protocol-error event, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_bad_request_is_refused_with_its_code_and_service_continues() {
+    let cases = cases();
+    assert!(cases.len() >= 25);
+    let mut host = Harness::new();
+    let ids = setup(&mut host);
+    for (name, case, expect) in cases {
+        let frames = case(&mut host, &ids);
+        let last = frames.last().unwrap_or_else(|| panic!("{name}: no output at all"));
+        match expect {
+            Expect::Rejected(code, text) => {
+                let (got_code, message) = rejection(last);
+                assert_eq!(got_code, code, "{name}: {message}");
+                assert!(message.contains(text), "{name}: {message:?} lacks {text:?}");
+            }
+            Expect::ProtocolError(code) => assert_eq!(protocol_error_code(last), code, "{name}"),
+        }
+        // The sidecar still serves a good request, and nothing stored was lost.
+        let session = host.open_session(&ids.conn);
+        assert!(session.starts_with("session-"), "{name}");
+        assert!(host.sidecar.vms().iter().any(|vm| vm.vm_id == ids.vm), "{name}: the VM survived");
+        assert!(host.sidecar.vms().iter().any(|vm| vm.vm_id == ids.other_vm), "{name}");
+        let _ = &ids.other_session;
+    }
+}
+
+#[test]
+fn configured_auth_token_is_enforced() {
+    let mut host =
+        Harness::with_config(SidecarConfig { expected_auth_token: Some("secret".into()), ..SidecarConfig::default() });
+    let frames = host.request(OwnershipScope::connection("c"), authenticate_payload("wrong"));
+    assert_eq!(rejection(&frames[0]).0, "unauthorized");
+    let frames = host.request(OwnershipScope::connection("c"), authenticate_payload("secret"));
+    assert!(matches!(response_payload(&frames[0]), ResponsePayload::AuthenticatedResponse(_)));
+}
+
+#[test]
+fn oversized_frame_is_refused_by_id_and_the_stream_continues() {
+    let mut host = Harness::with_config(SidecarConfig { max_frame_bytes: 128, ..SidecarConfig::default() });
+    let big = encode(&request(
+        9,
+        OwnershipScope::connection("c"),
+        RequestPayload::AuthenticateRequest(AuthenticateRequest {
+            client_name: "x".repeat(500),
+            auth_token: "t".into(),
+            protocol_version: 7,
+            bridge_version: 1,
+        }),
+    ));
+    let frames = host.send_bytes(&big);
+    let (code, message) = rejection(&frames[0]);
+    assert_eq!((code.as_str(), frames.len()), ("frame_too_large", 1), "{message}");
+    assert!(host.authenticate().starts_with("conn-"));
+}
+
+#[test]
+fn another_stream_cannot_see_this_streams_objects() {
+    let mut host = Harness::new();
+    let (conn, session, vm) = host.vm("{}");
+    let intruder = host.sidecar.open_stream().unwrap();
+    let frame = request(1, OwnershipScope::vm(&conn, &session, &vm), dispose());
+    host.sidecar.handle_frame(intruder, frame, host.now);
+    let output = host.sidecar.poll_output().unwrap();
+    assert_eq!(output.stream, intruder);
+    let frame = schema::decode_frame(&output.bytes, usize::MAX).unwrap();
+    assert_eq!(rejection(&frame).0, "unauthorized", "the intruder cannot even tell the connection exists");
+    assert_eq!(host.sidecar.vms().len(), 1);
+}
+
+#[test]
+fn vm_limits_per_session_are_enforced() {
+    let mut host = Harness::new();
+    let conn = host.authenticate();
+    let session = host.open_session(&conn);
+    for _ in 0..kernel::sidecar::MAX_VMS_PER_SESSION {
+        let frames = host.request(OwnershipScope::session(&conn, &session), create("{}"));
+        assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmCreatedResponse(_)));
+    }
+    let frames = host.request(OwnershipScope::session(&conn, &session), create("{}"));
+    assert_eq!(rejection(&frames[0]).0, "limit_exceeded");
+}
+
+#[test]
+fn connections_per_stream_are_bounded() {
+    let mut host = Harness::new();
+    for _ in 0..kernel::sidecar::MAX_CONNECTIONS_PER_STREAM {
+        host.authenticate();
+    }
+    let frames = host.request(OwnershipScope::connection("c"), authenticate_payload("t"));
+    assert_eq!(rejection(&frames[0]).0, "limit_exceeded");
+}
