@@ -1,2 +1,0 @@
-//! Shared helpers for the integration tests in `it/`.
-#![forbid(unsafe_code)]

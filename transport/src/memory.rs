@@ -1,0 +1,48 @@
+//! An in-memory transport: bytes in, frames out, a manual clock. Tests use it to drive the very
+//! same [`Driver`] the stdio loop uses, without processes or pipes.
+
+use crate::{Driver, Input};
+use kernel::{Now, Sidecar, SidecarConfig};
+
+/// A sidecar behind byte pipes, with time advanced by hand.
+#[derive(Debug)]
+pub struct MemoryTransport {
+    driver: Driver,
+    now: Now,
+    outbound: Vec<Vec<u8>>,
+}
+
+impl MemoryTransport {
+    pub fn new(config: SidecarConfig) -> Self {
+        Self { driver: Driver::new(Sidecar::new(config)), now: Now::default(), outbound: Vec::new() }
+    }
+
+    /// Writes host bytes (any chunking) into the sidecar.
+    pub fn write(&mut self, bytes: &[u8]) {
+        let frames = self.driver.apply(&Input::Bytes(bytes.to_vec()), self.now);
+        self.outbound.extend(frames);
+    }
+
+    /// Advances the manual clock and fires due timers.
+    pub fn advance_ms(&mut self, ms: u64) {
+        self.now.monotonic_ms += ms;
+        self.now.wall_ms += ms;
+        let frames = self.driver.apply(&Input::Tick, self.now);
+        self.outbound.extend(frames);
+    }
+
+    /// Closes the host's end, as stdin EOF does.
+    pub fn close(&mut self) {
+        let frames = self.driver.apply(&Input::Eof, self.now);
+        self.outbound.extend(frames);
+    }
+
+    /// Every frame written so far (length prefix included), oldest first; drained.
+    pub fn read_frames(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.outbound)
+    }
+
+    pub fn sidecar(&self) -> &Sidecar {
+        self.driver.sidecar()
+    }
+}
