@@ -18,9 +18,9 @@
 //! `cwd` is a **guest** path here (default [`DEFAULT_GUEST_CWD`]); it never names a host
 //! directory.
 
+use core::net::{IpAddr, SocketAddr};
 use std::collections::BTreeMap;
 use std::fmt;
-use core::net::{IpAddr, SocketAddr};
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
