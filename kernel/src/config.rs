@@ -220,10 +220,10 @@ pub enum ConfigError {
     /// JSON path.
     #[error("invalid create VM config: {0}")]
     Invalid(String),
-    /// A permission rule with an empty `operations`, `paths` or `patterns` list. `domain` is
-    /// spelled as the original sidecar does (`child_process`, not `childProcess`).
-    #[error("invalid permissions policy: {domain}.rules[{index}].{field} must not be empty; use [\"*\"] for wildcard")]
-    EmptyPermissionList { domain: &'static str, index: usize, field: &'static str },
+    /// A permissions policy the engine refuses (an empty rule list, a pattern over a bound);
+    /// the message is the engine's, e.g. the original's `invalid permissions policy: ...`.
+    #[error(transparent)]
+    Policy(#[from] crate::permissions::PolicyError),
 }
 
 impl ConfigError {
@@ -768,44 +768,11 @@ impl<'de> Deserialize<'de> for PatternPermissionScope {
     }
 }
 
-/// The empty-list checks of a permissions policy, run at CreateVm and at ConfigureVm (after
-/// converting the wire policy with `PermissionsPolicy::from`). Domains are checked fs first;
-/// within a rule, `operations` before `paths`/`patterns`. Mode-only scopes always pass.
+/// The checks of a permissions policy, run at CreateVm and at ConfigureVm (after converting the
+/// wire policy with `PermissionsPolicy::from`): the permission engine's own validation, so the
+/// rules live in one place (see [`crate::permissions::PermissionsPolicy::validate`]).
 pub fn validate_permissions_policy(policy: &PermissionsPolicy) -> Result<(), ConfigError> {
-    if let Some(FsPermissionScope::Rules(rule_set)) = &policy.fs {
-        for (index, rule) in rule_set.rules.iter().enumerate() {
-            check_rule_list("fs", index, "operations", &rule.operations)?;
-            check_rule_list("fs", index, "paths", &rule.paths)?;
-        }
-    }
-    let pattern_domains = [
-        ("network", &policy.network),
-        ("child_process", &policy.child_process),
-        ("process", &policy.process),
-        ("env", &policy.env),
-        ("tool", &policy.tool),
-    ];
-    for (domain, scope) in pattern_domains {
-        if let Some(PatternPermissionScope::Rules(rule_set)) = scope {
-            for (index, rule) in rule_set.rules.iter().enumerate() {
-                check_rule_list(domain, index, "operations", &rule.operations)?;
-                check_rule_list(domain, index, "patterns", &rule.patterns)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_rule_list(
-    domain: &'static str,
-    index: usize,
-    field: &'static str,
-    values: &[String],
-) -> Result<(), ConfigError> {
-    if values.is_empty() {
-        return Err(ConfigError::EmptyPermissionList { domain, index, field });
-    }
-    Ok(())
+    Ok(crate::permissions::PermissionsPolicy::from(policy).validate()?)
 }
 
 impl From<schema::wire::PermissionMode> for PermissionMode {

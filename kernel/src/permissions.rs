@@ -709,18 +709,9 @@ impl From<&config::FsPermissionScope> for DomainPolicy {
     fn from(scope: &config::FsPermissionScope) -> Self {
         match scope {
             config::FsPermissionScope::Mode(mode) => Self::Mode((*mode).into()),
-            config::FsPermissionScope::Rules(set) => Self::Rules(RuleSet {
-                default: set.default.map(Mode::from),
-                rules: set
-                    .rules
-                    .iter()
-                    .map(|rule| Rule {
-                        mode: rule.mode.into(),
-                        operations: rule.operations.clone(),
-                        patterns: rule.paths.clone(),
-                    })
-                    .collect(),
-            }),
+            config::FsPermissionScope::Rules(set) => {
+                rule_set(set.default, set.rules.iter().map(|r| (r.mode, &r.operations, &r.paths)))
+            }
         }
     }
 }
@@ -729,20 +720,29 @@ impl From<&config::PatternPermissionScope> for DomainPolicy {
     fn from(scope: &config::PatternPermissionScope) -> Self {
         match scope {
             config::PatternPermissionScope::Mode(mode) => Self::Mode((*mode).into()),
-            config::PatternPermissionScope::Rules(set) => Self::Rules(RuleSet {
-                default: set.default.map(Mode::from),
-                rules: set
-                    .rules
-                    .iter()
-                    .map(|rule| Rule {
-                        mode: rule.mode.into(),
-                        operations: rule.operations.clone(),
-                        patterns: rule.patterns.clone(),
-                    })
-                    .collect(),
-            }),
+            config::PatternPermissionScope::Rules(set) => {
+                rule_set(set.default, set.rules.iter().map(|r| (r.mode, &r.operations, &r.patterns)))
+            }
         }
     }
+}
+
+/// A configured rule set (fs rules name their globs `paths`, the others `patterns`) as engine
+/// input.
+fn rule_set<'a>(
+    default: Option<config::PermissionMode>,
+    rules: impl Iterator<Item = (config::PermissionMode, &'a Vec<String>, &'a Vec<String>)>,
+) -> DomainPolicy {
+    DomainPolicy::Rules(RuleSet {
+        default: default.map(Mode::from),
+        rules: rules
+            .map(|(mode, operations, patterns)| Rule {
+                mode: mode.into(),
+                operations: operations.clone(),
+                patterns: patterns.clone(),
+            })
+            .collect(),
+    })
 }
 
 impl From<&config::PermissionsPolicy> for PermissionsPolicy {

@@ -5,6 +5,7 @@
 use core::net::{IpAddr, SocketAddr};
 
 use kernel::config::*;
+use kernel::permissions::{Domain, PolicyError, RuleField};
 use proptest::prelude::*;
 use schema::wire;
 
@@ -509,7 +510,10 @@ fn error_variants_carry_the_parts() {
     let error =
         parse_create_vm_config(r#"{"permissions":{"network":{"rules":[{"mode":"allow","operations":["dns"]}]}}}"#)
             .unwrap_err();
-    assert_eq!(error, ConfigError::EmptyPermissionList { domain: "network", index: 0, field: "patterns" });
+    assert_eq!(
+        error,
+        ConfigError::Policy(PolicyError::EmptyList { domain: Domain::Network, rule: 0, field: RuleField::Patterns })
+    );
 
     // Checked in order: fs before the pattern domains, operations before patterns.
     let policy = PermissionsPolicy {
@@ -525,7 +529,7 @@ fn error_variants_carry_the_parts() {
     };
     assert_eq!(
         validate_permissions_policy(&policy).unwrap_err(),
-        ConfigError::EmptyPermissionList { domain: "fs", index: 0, field: "operations" }
+        ConfigError::Policy(PolicyError::EmptyList { domain: Domain::Fs, rule: 0, field: RuleField::Operations })
     );
     assert!(validate_permissions_policy(&PermissionsPolicy::allow_all()).is_ok());
     assert!(validate_permissions_policy(&PermissionsPolicy::default()).is_ok());

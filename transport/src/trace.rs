@@ -16,7 +16,6 @@
 
 use crate::{Driver, Input};
 use kernel::{Now, Sidecar, SidecarConfig};
-use schema::wire::ProtocolFrame;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -219,14 +218,10 @@ fn describe_frame(bytes: Option<&[u8]>) -> String {
     match bytes {
         None => "(no frame)".to_owned(),
         Some(bytes) => match schema::decode_frame(bytes, usize::MAX) {
-            Ok(frame) => format!("{} bytes {}", bytes.len(), summarize(&frame)),
+            Ok(frame) => format!("{} bytes {frame:?}", bytes.len()),
             Err(error) => format!("{} undecodable bytes ({error})", bytes.len()),
         },
     }
-}
-
-fn summarize(frame: &ProtocolFrame) -> String {
-    format!("{frame:?}")
 }
 
 /// The outcome of a replay that matched its recording.
@@ -260,4 +255,54 @@ pub fn replay<R: Read>(mut reader: TraceReader<R>) -> Result<Result<ReplayReport
         return Ok(Err(Divergence { index: outputs, expected: None, actual: Some(extra) }));
     }
     Ok(Ok(ReplayReport { inputs, outputs }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+    use super::*;
+
+    fn header(token: &str) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&TRACE_VERSION.to_be_bytes());
+        bytes.extend_from_slice(&7u64.to_be_bytes());
+        bytes.extend_from_slice(&(1u32 << 20).to_be_bytes());
+        bytes.push(1);
+        bytes.extend_from_slice(&u32::try_from(token.len()).unwrap().to_be_bytes());
+        bytes.extend_from_slice(token.as_bytes());
+        bytes.extend_from_slice(&2u32.to_be_bytes());
+        bytes.extend_from_slice(b"id");
+        bytes
+    }
+
+    #[test]
+    fn header_round_trips_the_config() {
+        let bytes = header("secret");
+        let reader = TraceReader::new(bytes.as_slice()).unwrap();
+        assert_eq!(reader.config.entropy_seed, 7);
+        assert_eq!(reader.config.max_frame_bytes, 1 << 20);
+        assert_eq!(reader.config.expected_auth_token.as_deref(), Some("secret"));
+        assert_eq!(reader.config.sidecar_id, "id");
+    }
+
+    #[test]
+    fn corrupt_traces_are_refused_before_allocating() {
+        let mut bad_magic = header("");
+        bad_magic[0] = b'X';
+        assert!(matches!(TraceReader::new(bad_magic.as_slice()), Err(TraceError::BadMagic)));
+
+        let long_token = "t".repeat(MAX_HEADER_STRING_BYTES + 1);
+        assert!(matches!(TraceReader::new(header(&long_token).as_slice()), Err(TraceError::Corrupt(_))));
+
+        let mut huge_record = header("");
+        huge_record.push(1);
+        huge_record.extend_from_slice(&[0; 16]);
+        huge_record.extend_from_slice(&(u32::try_from(MAX_RECORD_BYTES).unwrap() + 1).to_be_bytes());
+        let mut reader = TraceReader::new(huge_record.as_slice()).unwrap();
+        match reader.next_record() {
+            Err(TraceError::Corrupt(message)) => assert!(message.contains("exceeds"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

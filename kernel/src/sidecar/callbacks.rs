@@ -205,9 +205,11 @@ impl Sidecar {
             .pending
             .get(&request_id)
             .map(|pending| (pending.stream == stream, pending.ownership == response.ownership));
+        // A request pending on another stream looks exactly like no request at all.
         let problem = match matches {
-            None => Some(format!("sidecar response {request_id} does not match any pending request")),
-            Some((false, _)) => Some(format!("sidecar response {request_id} does not match any pending request")),
+            None | Some((false, _)) => {
+                Some(format!("sidecar response {request_id} does not match any pending request"))
+            }
             Some((true, false)) => Some(format!("sidecar response {request_id} carries the wrong ownership")),
             Some((true, true)) => None,
         };

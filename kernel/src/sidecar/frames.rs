@@ -7,11 +7,15 @@ use crate::error::Rejection;
 use schema::wire::*;
 use schema::FrameError;
 
+/// Longest ownership id echoed back in a rejection. Ids the sidecar issues are a few bytes; a
+/// longer one names nothing, and echoing it could make the rejection outgrow the frame limit.
+pub const MAX_ECHOED_ID_BYTES: usize = 256;
+
 /// The scope to echo in a rejection: the request's own, unless one of its ids is empty (then
-/// it cannot be sent back on a valid frame).
+/// it cannot be sent back on a valid frame) or longer than [`MAX_ECHOED_ID_BYTES`].
 pub(super) fn usable_scope(scope: &OwnershipScope) -> OwnershipScope {
     let ids = [Some(scope.connection_id()), scope.session_id(), scope.vm_id()];
-    if ids.iter().flatten().any(|id| id.is_empty()) {
+    if ids.iter().flatten().any(|id| id.is_empty() || id.len() > MAX_ECHOED_ID_BYTES) {
         OwnershipScope::connection(UNKNOWN_OWNER_ID)
     } else {
         scope.clone()
@@ -56,7 +60,8 @@ impl Sidecar {
             }),
         });
         let pushed = self.push_frame(stream, &frame);
-        // A rejection is small and its scope was made usable: failing to encode it is a bug.
+        // A rejection is at most a few KiB (bounded message, bounded ids) and the frame limit is
+        // at least MIN_FRAME_LIMIT_BYTES: failing to encode it is a kernel bug.
         assert!(pushed.is_ok(), "rejection frame must encode: {pushed:?}");
     }
 
@@ -67,14 +72,7 @@ impl Sidecar {
         }
     }
 
-    pub(super) fn emit_lifecycle(
-        &mut self,
-        stream: StreamId,
-        scope: &OwnershipScope,
-        vm_id: &str,
-        state: VmLifecycleState,
-    ) {
-        debug_assert_eq!(scope.vm_id(), Some(vm_id));
+    pub(super) fn emit_lifecycle(&mut self, stream: StreamId, scope: &OwnershipScope, state: VmLifecycleState) {
         self.emit_event(stream, scope.clone(), EventPayload::VmLifecycleEvent(VmLifecycleEvent { state }));
     }
 
@@ -97,6 +95,7 @@ impl Sidecar {
     /// Reports a frame that no response can answer, as an `ExtEnvelope` event (see
     /// [`PROTOCOL_ERROR_NAMESPACE`]) on the offending stream.
     pub(super) fn protocol_error(&mut self, stream: StreamId, code: &str, message: &str, request_id: Option<i64>) {
+        let message = bounded_message(message.to_owned());
         let payload = serde_json::json!({ "code": code, "message": message, "requestId": request_id });
         let connection_id = self
             .streams
@@ -126,7 +125,7 @@ impl Sidecar {
 }
 
 /// Messages echo parts of requests; keep them far below any frame limit.
-const MAX_REJECTION_MESSAGE_BYTES: usize = 4096;
+pub const MAX_REJECTION_MESSAGE_BYTES: usize = 4096;
 
 fn bounded_message(mut message: String) -> String {
     if message.len() > MAX_REJECTION_MESSAGE_BYTES {

@@ -15,7 +15,11 @@ mod frames;
 mod vm;
 
 pub use callbacks::{HostCallbackOutcome, InvocationId, DEFAULT_HOST_CALLBACK_TIMEOUT_MS, PERMISSION_PROMPT_NAMESPACE};
-pub use vm::{PermissionCheck, PromptOutcome, PromptTicket, VmSummary};
+pub use vm::{
+    PermissionCheck, PromptOutcome, PromptTicket, VmSummary, KNOWN_MOUNT_PLUGINS, MAX_DESCRIPTION_CHARS, MAX_MOUNTS,
+    MAX_TOOLKITS_PER_VM, MAX_TOOLKIT_NAME_BYTES, MAX_TOOLS_PER_TOOLKIT, MAX_TOOLS_PER_VM, MAX_TOOL_EXAMPLES,
+    MAX_TOOL_EXAMPLE_INPUT_BYTES, MAX_TOOL_SCHEMA_BYTES, MAX_TOOL_TIMEOUT_MS,
+};
 
 use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
@@ -48,6 +52,12 @@ pub const MAX_PENDING_SIDECAR_REQUESTS: usize = 10_000;
 pub const PROTOCOL_ERROR_NAMESPACE: &str = "dev.secure-exec.sidecar.protocol-error";
 /// Ownership id used when a rejected frame's own scope is unusable (e.g. empty ids).
 pub const UNKNOWN_OWNER_ID: &str = "unknown";
+/// The smallest frame limit the sidecar runs with: every rejection and protocol-error event
+/// (bounded messages, bounded echoed ids) must always fit. Smaller configured limits are raised.
+pub const MIN_FRAME_LIMIT_BYTES: usize = 16 * 1024;
+/// The largest: the length prefix is a u32.
+pub const MAX_FRAME_LIMIT_BYTES: usize = u32::MAX as usize;
+pub use frames::{MAX_ECHOED_ID_BYTES, MAX_REJECTION_MESSAGE_BYTES};
 
 /// How the embedder configures the sidecar.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +129,8 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    pub fn new(config: SidecarConfig) -> Self {
+    pub fn new(mut config: SidecarConfig) -> Self {
+        config.max_frame_bytes = config.max_frame_bytes.clamp(MIN_FRAME_LIMIT_BYTES, MAX_FRAME_LIMIT_BYTES);
         Self {
             entropy: Entropy::from_seed(config.entropy_seed),
             config,
@@ -438,7 +449,7 @@ impl Sidecar {
         self.respond(stream, request_id, ownership.clone(), response);
         let scope = OwnershipScope::vm(connection_id, session_id, vm_id.clone());
         for state in [VmLifecycleState::Creating, VmLifecycleState::Ready] {
-            self.emit_lifecycle(stream, &scope, &vm_id, state);
+            self.emit_lifecycle(stream, &scope, state);
         }
         Ok(None)
     }
@@ -481,14 +492,14 @@ impl Sidecar {
         let stream = vm.stream();
         let live = self.streams.contains_key(&stream);
         if live {
-            self.emit_lifecycle(stream, &scope, vm_id, VmLifecycleState::Disposing);
+            self.emit_lifecycle(stream, &scope, VmLifecycleState::Disposing);
         }
         self.callbacks.cancel_vm(vm_id);
         if let Some(session) = self.sessions.get_mut(vm.session_id()) {
             session.vms.remove(vm_id);
         }
         if live {
-            self.emit_lifecycle(stream, &scope, vm_id, VmLifecycleState::Disposed);
+            self.emit_lifecycle(stream, &scope, VmLifecycleState::Disposed);
         }
     }
 

@@ -327,8 +327,10 @@ impl Sidecar {
 
 fn validate_toolkit(request: &RegisterHostCallbacksRequest) -> Result<(), Rejection> {
     validate_name("toolkit", &request.name)?;
-    validate_description(&format!("Toolkit \"{}\"", request.name), &request.description)
-        .map_err(|_| Rejection::invalid_state(format!("toolkit {} is missing a description", request.name)))?;
+    if request.description.trim().is_empty() {
+        return Err(Rejection::invalid_state(format!("toolkit {} is missing a description", request.name)));
+    }
+    validate_description(&format!("Toolkit \"{}\"", request.name), &request.description)?;
     let mut seen = BTreeSet::new();
     for (label, aliases) in
         [("command alias", &request.command_aliases), ("registry command alias", &request.registry_command_aliases)]

@@ -5,4 +5,5 @@
 mod callbacks;
 mod conversation;
 mod harness;
+mod limits;
 mod rejections;

@@ -404,12 +404,13 @@ fn configured_auth_token_is_enforced() {
 
 #[test]
 fn oversized_frame_is_refused_by_id_and_the_stream_continues() {
-    let mut host = Harness::with_config(SidecarConfig { max_frame_bytes: 128, ..SidecarConfig::default() });
+    let limit = kernel::sidecar::MIN_FRAME_LIMIT_BYTES;
+    let mut host = Harness::with_config(SidecarConfig { max_frame_bytes: limit, ..SidecarConfig::default() });
     let big = encode(&request(
         9,
         OwnershipScope::connection("c"),
         RequestPayload::AuthenticateRequest(AuthenticateRequest {
-            client_name: "x".repeat(500),
+            client_name: "x".repeat(limit),
             auth_token: "t".into(),
             protocol_version: 7,
             bridge_version: 1,
@@ -456,4 +457,43 @@ fn connections_per_stream_are_bounded() {
     }
     let frames = host.request(OwnershipScope::connection("c"), authenticate_payload("t"));
     assert_eq!(rejection(&frames[0]).0, "limit_exceeded");
+}
+
+#[test]
+fn frame_limit_is_raised_to_the_minimum_that_fits_every_rejection() {
+    let mut host = Harness::with_config(SidecarConfig { max_frame_bytes: 10, ..SidecarConfig::default() });
+    let frames = host.request(OwnershipScope::connection("c"), authenticate_payload("t"));
+    match response_payload(&frames[0]) {
+        ResponsePayload::AuthenticatedResponse(r) => {
+            assert_eq!(r.max_frame_bytes as usize, kernel::sidecar::MIN_FRAME_LIMIT_BYTES)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A request whose echoed parts are huge still gets a small rejection: long ids are replaced
+/// by the unknown scope and messages are cut at MAX_REJECTION_MESSAGE_BYTES.
+#[test]
+fn huge_ids_and_messages_are_not_echoed() {
+    let mut host = Harness::new();
+    let huge = "c".repeat(kernel::sidecar::MAX_REJECTION_MESSAGE_BYTES.max(kernel::sidecar::MAX_ECHOED_ID_BYTES) + 1);
+    let frames = host.request(OwnershipScope::connection(&huge), open_session_payload());
+    let ProtocolFrame::ResponseFrame(response) = &frames[0] else { panic!() };
+    assert_eq!(response.ownership, OwnershipScope::connection(kernel::sidecar::UNKNOWN_OWNER_ID));
+    let (code, message) = rejection(&frames[0]);
+    assert_eq!(code, "unauthorized");
+    assert!(message.len() <= kernel::sidecar::MAX_REJECTION_MESSAGE_BYTES + 3, "{}", message.len());
+    assert!(message.ends_with("..."));
+
+    // A schema name of 1 MiB on a frame whose id cannot be answered: the protocol-error event
+    // carries a bounded message.
+    let frame = ProtocolFrame::RequestFrame(RequestFrame {
+        schema: ProtocolSchema { name: "n".repeat(1 << 20), version: 7 },
+        request_id: 0,
+        ownership: OwnershipScope::connection("c"),
+        payload: open_session_payload(),
+    });
+    let frames = host.send_frame(frame);
+    let bytes = encode(&frames[0]);
+    assert!(bytes.len() < 2 * kernel::sidecar::MAX_REJECTION_MESSAGE_BYTES, "{}", bytes.len());
 }

@@ -1,0 +1,204 @@
+//! Every named bound of the dispatcher, hit: the request over it is refused with the right
+//! code, and nothing already stored changes.
+
+use crate::harness::*;
+use kernel::sidecar::*;
+use kernel::{Sidecar, SidecarConfig};
+use schema::wire::*;
+use std::collections::BTreeMap;
+
+fn create(host: &mut Harness, conn: &str, session: &str) -> Vec<ProtocolFrame> {
+    host.request(
+        OwnershipScope::session(conn, session),
+        RequestPayload::CreateVmRequest(CreateVmRequest {
+            runtime: GuestRuntimeKind::WebAssembly,
+            config: "{}".into(),
+        }),
+    )
+}
+
+fn definition() -> RegisteredHostCallbackDefinition {
+    RegisteredHostCallbackDefinition {
+        description: "a tool".into(),
+        input_schema: "{}".into(),
+        timeout_ms: None,
+        examples: vec![],
+    }
+}
+
+fn toolkit(name: &str, tools: usize, edit: impl FnOnce(&mut RegisterHostCallbacksRequest)) -> RequestPayload {
+    let mut request = RegisterHostCallbacksRequest {
+        name: name.into(),
+        description: "a toolkit".into(),
+        command_aliases: vec![name.into()],
+        registry_command_aliases: vec![],
+        callbacks: (0..tools).map(|i| (format!("tool-{i}"), definition())).collect(),
+    };
+    edit(&mut request);
+    RequestPayload::RegisterHostCallbacksRequest(request)
+}
+
+fn code_of(frames: &[ProtocolFrame]) -> String {
+    match response_payload(&frames[0]) {
+        ResponsePayload::RejectedResponse(r) => format!("{}: {}", r.code, r.message),
+        other => format!("accepted: {}", other.member_name()),
+    }
+}
+
+#[test]
+fn streams_are_bounded() {
+    let mut sidecar = Sidecar::new(SidecarConfig::default());
+    for _ in 0..MAX_STREAMS {
+        assert!(sidecar.open_stream().is_some());
+    }
+    assert_eq!(sidecar.open_stream(), None);
+}
+
+#[test]
+fn sessions_per_connection_are_bounded() {
+    let mut host = Harness::new();
+    let conn = host.authenticate();
+    for _ in 0..MAX_SESSIONS_PER_CONNECTION {
+        host.open_session(&conn);
+    }
+    let frames = host.request(OwnershipScope::connection(&conn), open_session_payload());
+    assert!(code_of(&frames).starts_with("limit_exceeded: ENOSPC: sessions per connection"), "{}", code_of(&frames));
+    assert_eq!(host.sidecar.session_count(), MAX_SESSIONS_PER_CONNECTION);
+}
+
+#[test]
+fn vms_in_total_are_bounded() {
+    let mut host = Harness::new();
+    let conn = host.authenticate();
+    let per_session = MAX_VMS_PER_SESSION;
+    for _ in 0..MAX_VMS / per_session {
+        let session = host.open_session(&conn);
+        for _ in 0..per_session {
+            assert!(matches!(
+                response_payload(&create(&mut host, &conn, &session)[0]),
+                ResponsePayload::VmCreatedResponse(_)
+            ));
+            host.drain();
+        }
+    }
+    let session = host.open_session(&conn);
+    let frames = create(&mut host, &conn, &session);
+    assert!(code_of(&frames).starts_with("limit_exceeded: ENOSPC: VMs limit"), "{}", code_of(&frames));
+    assert_eq!(host.sidecar.vms().len(), MAX_VMS);
+}
+
+#[test]
+fn pending_sidecar_requests_are_bounded() {
+    let mut host = Harness::new();
+    let (conn, session, vm) = host.vm("{}");
+    host.request(OwnershipScope::vm(&conn, &session, &vm), toolkit("files", 1, |_| {}));
+    for _ in 0..MAX_PENDING_SIDECAR_REQUESTS {
+        host.sidecar.invoke_host_callback(&vm, "files:tool-0", "{}").unwrap();
+    }
+    let error = host.sidecar.invoke_host_callback(&vm, "files:tool-0", "{}").unwrap_err();
+    assert_eq!(error.code.as_str(), "limit_exceeded");
+    assert_eq!(host.sidecar.pending_sidecar_requests(), MAX_PENDING_SIDECAR_REQUESTS);
+}
+
+#[test]
+fn mounts_per_configure_are_bounded() {
+    let mut host = Harness::new();
+    let (conn, session, vm) = host.vm("{}");
+    let mounts = |n: usize| {
+        RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
+            mounts: (0..n)
+                .map(|i| MountDescriptor {
+                    guest_path: format!("/m{i}"),
+                    read_only: false,
+                    plugin: MountPluginDescriptor { id: "memory".into(), config: "{}".into() },
+                })
+                .collect(),
+            software: vec![],
+            permissions: None,
+            module_access_cwd: None,
+            instructions: vec![],
+            projected_modules: vec![],
+            command_permissions: BTreeMap::new(),
+            loopback_exempt_ports: vec![],
+        })
+    };
+    let scope = OwnershipScope::vm(&conn, &session, &vm);
+    assert_eq!(code_of(&host.request(scope.clone(), mounts(MAX_MOUNTS))), "accepted: VmConfiguredResponse");
+    assert!(code_of(&host.request(scope, mounts(MAX_MOUNTS + 1))).starts_with("limit_exceeded"));
+}
+
+#[test]
+fn toolkit_bounds() {
+    let mut host = Harness::new();
+    let (conn, session, vm) = host.vm("{}");
+    let scope = OwnershipScope::vm(&conn, &session, &vm);
+    let long = "x".repeat(MAX_DESCRIPTION_CHARS + 1);
+    let cases: Vec<(RequestPayload, &str)> = vec![
+        (toolkit(&"a".repeat(MAX_TOOLKIT_NAME_BYTES + 1), 1, |_| {}), "max length is 64"),
+        (toolkit("a", MAX_TOOLS_PER_TOOLKIT + 1, |_| {}), "tools, max is 64"),
+        (toolkit("a", 1, |r| r.description = long.clone()), "description is 201 characters"),
+        (
+            toolkit("a", 1, |r| {
+                r.callbacks.insert(
+                    "tool-0".into(),
+                    RegisteredHostCallbackDefinition {
+                        input_schema: format!("\"{}\"", "s".repeat(MAX_TOOL_SCHEMA_BYTES)),
+                        ..definition()
+                    },
+                );
+            }),
+            "input schema is",
+        ),
+        (
+            toolkit("a", 1, |r| {
+                r.callbacks.insert(
+                    "tool-0".into(),
+                    RegisteredHostCallbackDefinition { timeout_ms: Some(MAX_TOOL_TIMEOUT_MS + 1), ..definition() },
+                );
+            }),
+            "timeout is 300001ms",
+        ),
+        (
+            toolkit("a", 1, |r| {
+                let example = RegisteredHostCallbackExample { description: "e".into(), input: "{}".into() };
+                r.callbacks.insert(
+                    "tool-0".into(),
+                    RegisteredHostCallbackDefinition { examples: vec![example; MAX_TOOL_EXAMPLES + 1], ..definition() },
+                );
+            }),
+            "examples, max is 16",
+        ),
+        (
+            toolkit("a", 1, |r| {
+                let input = format!("\"{}\"", "i".repeat(MAX_TOOL_EXAMPLE_INPUT_BYTES));
+                let example = RegisteredHostCallbackExample { description: "e".into(), input };
+                r.callbacks.insert(
+                    "tool-0".into(),
+                    RegisteredHostCallbackDefinition { examples: vec![example], ..definition() },
+                );
+            }),
+            "example input is",
+        ),
+    ];
+    for (payload, text) in cases {
+        let outcome = code_of(&host.request(scope.clone(), payload));
+        assert!(outcome.starts_with("invalid_state") && outcome.contains(text), "{outcome} lacks {text}");
+    }
+    // Toolkits per VM, then tools per VM.
+    for i in 0..MAX_TOOLKITS_PER_VM {
+        let outcome = code_of(&host.request(scope.clone(), toolkit(&format!("kit-{i}"), 1, |_| {})));
+        assert_eq!(outcome, "accepted: HostCallbacksRegisteredResponse");
+    }
+    let outcome = code_of(&host.request(scope.clone(), toolkit("one-more", 1, |_| {})));
+    assert!(outcome.contains("registered toolkits, max is 64"), "{outcome}");
+
+    let (conn, session, vm) = host.vm("{}");
+    let scope = OwnershipScope::vm(&conn, &session, &vm);
+    for i in 0..MAX_TOOLS_PER_VM / MAX_TOOLS_PER_TOOLKIT {
+        let outcome =
+            code_of(&host.request(scope.clone(), toolkit(&format!("big-{i}"), MAX_TOOLS_PER_TOOLKIT, |_| {})));
+        assert_eq!(outcome, "accepted: HostCallbacksRegisteredResponse");
+    }
+    let outcome = code_of(&host.request(scope, toolkit("last", 1, |_| {})));
+    assert!(outcome.contains("registered host callbacks, max is 256"), "{outcome}");
+}
