@@ -257,3 +257,63 @@ fn sigterm_disposes_vms_and_exits_zero() {
     assert_eq!(states, [(vm.clone(), VmLifecycleState::Disposing), (vm, VmLifecycleState::Disposed)]);
     assert!(sidecar.wait().unwrap().success());
 }
+
+/// Resident memory of a process, from /proc (Linux), in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// A host that writes ~40 MiB worth of responses' requests and does not read: the sidecar stops
+/// reading once OUTBOUND_HIGH_WATERMARK_BYTES wait for stdout, so its memory stays bounded; when
+/// the host reads again, every response arrives, in order.
+#[test]
+fn slow_reader_keeps_sidecar_memory_bounded() {
+    const REQUESTS: i64 = 10_000;
+    let mut child = Command::new(binary()).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // Each request is rejected with a ~4 KiB message (the namespace is echoed, bounded).
+    let namespace = "n".repeat(4_000);
+    let writer = std::thread::spawn(move || {
+        for id in 1..=REQUESTS {
+            let bytes = request(
+                id,
+                OwnershipScope::connection("c"),
+                RequestPayload::ExtEnvelope(ExtEnvelope { namespace: namespace.clone(), payload: vec![] }),
+            );
+            if std::io::Write::write_all(&mut stdin, &bytes).is_err() {
+                return false;
+            }
+        }
+        true
+    });
+    let baseline = rss_bytes(pid);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let stalled = rss_bytes(pid);
+    assert!(!writer.is_finished(), "the sidecar must stop reading while its output is not drained");
+    let response_bytes = 4_100 * REQUESTS as u64;
+    assert!(
+        stalled < baseline + 16 * 1024 * 1024,
+        "RSS grew from {baseline} to {stalled} bytes with {response_bytes} bytes of responses pending"
+    );
+
+    let mut decoder = schema::FrameDecoder::new(schema::DEFAULT_MAX_FRAME_BYTES);
+    let mut next_id = 1;
+    let mut buffer = vec![0u8; 64 * 1024];
+    while next_id <= REQUESTS {
+        let n = std::io::Read::read(&mut stdout, &mut buffer).unwrap();
+        assert!(n > 0, "stdout closed at response {next_id}");
+        for item in decoder.feed(&buffer[..n]) {
+            let schema::codec::Decoded::Frame(ProtocolFrame::ResponseFrame(response)) = item else {
+                panic!("{item:?}")
+            };
+            assert_eq!(response.request_id, next_id);
+            next_id += 1;
+        }
+    }
+    assert!(writer.join().unwrap());
+    assert!(child.wait().unwrap().success());
+}
