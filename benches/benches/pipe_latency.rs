@@ -27,8 +27,8 @@ fn main() {
         )
         .unwrap()
     };
-    let echo = measure(Command::new("cat"), |id| request(id), |frame| frame.len());
-    let sidecar = measure(Command::new(env!("CARGO_BIN_EXE_secure-exec-sidecar")), |id| request(id), |_| 0);
+    let echo = measure(Command::new("cat"), request, |frame| frame.len());
+    let sidecar = measure(Command::new(env!("CARGO_BIN_EXE_secure-exec-sidecar")), request, |_| 0);
     report("raw pipe echo (cat)", &echo);
     report("sidecar request→rejection", &sidecar);
     println!(

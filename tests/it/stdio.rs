@@ -290,6 +290,13 @@ fn slow_reader_keeps_sidecar_memory_bounded() {
         }
         true
     });
+    // A watchdog turns a stall (the bug this test exists for) into a failure, not a hang.
+    let (done, watchdog_done) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if watchdog_done.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+    });
     let baseline = rss_bytes(pid);
     std::thread::sleep(Duration::from_millis(1_500));
     let stalled = rss_bytes(pid);
@@ -316,4 +323,5 @@ fn slow_reader_keeps_sidecar_memory_bounded() {
     }
     assert!(writer.join().unwrap());
     assert!(child.wait().unwrap().success());
+    let _ = done.send(());
 }

@@ -197,7 +197,11 @@ pub fn serve(options: StdioOptions) -> Result<(), StdioError> {
             tracing::warn!(queued_bytes = state.out.bytes, "host did not read the final frames; exiting");
             return state.finish();
         }
-        let timeout = poll_timeout(&state, shutdown_deadline);
+        // Reading may have stopped at the watermark with input still waiting: that input will
+        // not raise another (edge-triggered) event, so come straight back to read it.
+        let can_read =
+            stdin_open && stdin_ready && shutdown_deadline.is_none() && state.out.bytes < OUTBOUND_HIGH_WATERMARK_BYTES;
+        let timeout = if can_read { Some(Duration::ZERO) } else { poll_timeout(&state, shutdown_deadline) };
         match poll.poll(&mut events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
