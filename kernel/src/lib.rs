@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod permissions;
 pub mod sidecar;
+pub mod vfs;
 
 pub use clock::{Entropy, Now};
 pub use error::{RejectCode, Rejection};
