@@ -15,4 +15,4 @@ pub mod vfs;
 
 pub use clock::{Entropy, Now};
 pub use error::{RejectCode, Rejection};
-pub use sidecar::{Output, Sidecar, SidecarConfig, StreamId};
+pub use sidecar::{InjectedFault, Output, Sidecar, SidecarConfig, StreamId};

@@ -146,6 +146,7 @@ impl<R: Read> TraceReader<R> {
             expected_auth_token: (has_token != 0).then_some(token),
             max_frame_bytes,
             entropy_seed,
+            injected_fault: None,
         };
         Ok(Self { input, config })
     }

@@ -119,6 +119,12 @@ impl Sidecar {
             return Ok(());
         }
         let bytes = schema::encode_frame(frame, self.config.max_frame_bytes)?;
+        if matches!(frame, ProtocolFrame::ResponseFrame(_)) {
+            self.responses_sent += 1;
+            if self.config.injected_fault == Some(super::InjectedFault::DropNthResponse(self.responses_sent)) {
+                return Ok(());
+            }
+        }
         self.outputs.push_back(Output { stream, bytes });
         Ok(())
     }

@@ -68,6 +68,16 @@ pub struct SidecarConfig {
     pub max_frame_bytes: usize,
     /// Seeds every random choice the kernel makes (guest entropy), so one seed replays a run.
     pub entropy_seed: u64,
+    /// A deliberate bug, for proving that the simulator catches bugs. Always `None` in
+    /// production.
+    pub injected_fault: Option<InjectedFault>,
+}
+
+/// Deliberate bugs the simulator must catch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectedFault {
+    /// The n-th response frame (1-based) is silently dropped.
+    DropNthResponse(u64),
 }
 
 impl Default for SidecarConfig {
@@ -77,6 +87,7 @@ impl Default for SidecarConfig {
             expected_auth_token: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             entropy_seed: 0,
+            injected_fault: None,
         }
     }
 }
@@ -126,6 +137,7 @@ pub struct Sidecar {
     next_vm: u64,
     callbacks: callbacks::PendingRequests,
     outputs: VecDeque<Output>,
+    responses_sent: u64,
 }
 
 impl Sidecar {
@@ -145,6 +157,7 @@ impl Sidecar {
             next_vm: 0,
             callbacks: callbacks::PendingRequests::default(),
             outputs: VecDeque::new(),
+            responses_sent: 0,
         }
     }
 
