@@ -1,0 +1,563 @@
+//! A simulated host: a random but mostly valid conversation with faults mixed in, checking the
+//! sidecar's answers against the protocol's promises as they arrive.
+
+use crate::host::{PORT, SIM_CALLBACK};
+use crate::shared::SharedRef;
+use crate::Swarm;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use schema::codec::Decoded;
+use schema::wire::*;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use turmoil::net::tcp::OwnedWriteHalf;
+use turmoil::net::TcpStream;
+
+/// How long a client waits for answers after each step, and in the final liveness phase.
+const STEP_SETTLE: Duration = Duration::from_millis(500);
+const LIVENESS_WAIT: Duration = Duration::from_secs(15);
+/// An OpenSession payload on the wire: union tag, placement tag, pool flag, metadata count.
+const OPEN_SESSION_PAYLOAD_BYTES: usize = 4;
+
+/// CreateVm configs the workload draws from: valid, ASK-prompting, and invalid ones.
+const CONFIGS: &[&str] = &[
+    "{}",
+    r#"{"permissions":{"fs":"allow"}}"#,
+    r#"{"permissions":{"fs":{"default":"ask","rules":[]}},"permissionPrompts":{"enabled":true,"timeoutMs":300}}"#,
+    r#"{"limits":{"resources":{"maxProcesses":4}}}"#,
+    r#"{"cwd":"relative"}"#,
+    r#"{"bogus":true}"#,
+    "{not json",
+];
+
+struct Connection {
+    writer: OwnedWriteHalf,
+    frames: mpsc::UnboundedReceiver<Decoded>,
+    paused: Rc<Cell<bool>>,
+}
+
+/// A late answer to send once the simulation clock passes `due`.
+struct LateAnswer {
+    due: Duration,
+    request: SidecarRequestFrame,
+}
+
+pub struct Client {
+    name: String,
+    shared: SharedRef,
+    rng: StdRng,
+    swarm: Swarm,
+    connection: Option<Connection>,
+    next_request_id: i64,
+    /// Requests sent and not yet answered: id → how many answers are owed.
+    outstanding: BTreeMap<i64, u32>,
+    /// Connection ids this client's current link authenticated.
+    authenticated: BTreeSet<String>,
+    sessions: Vec<(String, String)>,
+    vms: Vec<(String, String, String)>,
+    lifecycle: BTreeMap<String, VmLifecycleState>,
+    late_answers: Vec<LateAnswer>,
+}
+
+impl Client {
+    pub fn new(index: usize, shared: SharedRef, seed: u64, swarm: Swarm) -> Self {
+        Self {
+            name: format!("client-{index}"),
+            shared,
+            rng: StdRng::seed_from_u64(seed.wrapping_add(index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            swarm,
+            connection: None,
+            next_request_id: 0,
+            outstanding: BTreeMap::new(),
+            authenticated: BTreeSet::new(),
+            sessions: Vec::new(),
+            vms: Vec::new(),
+            lifecycle: BTreeMap::new(),
+            late_answers: Vec::new(),
+        }
+    }
+
+    pub async fn run(mut self, steps: usize) -> turmoil::Result {
+        for _ in 0..steps {
+            if self.connection.is_none() {
+                self.connect().await?;
+            }
+            self.step().await?;
+            self.settle(STEP_SETTLE).await;
+        }
+        // Liveness: no more faults; every request still owed an answer must get one.
+        self.settle(LIVENESS_WAIT).await;
+        if !self.outstanding.is_empty() {
+            let ids: Vec<_> = self.outstanding.keys().collect();
+            self.violation(format!("requests never answered after {LIVENESS_WAIT:?}: {ids:?}"));
+        }
+        self.connection = None;
+        self.shared.borrow_mut().clients_done += 1;
+        Ok(())
+    }
+
+    fn violation(&self, message: String) {
+        let elapsed = turmoil::elapsed();
+        self.shared.borrow_mut().violation(format!("[{} at {elapsed:?}] {message}", self.name));
+    }
+
+    async fn connect(&mut self) -> turmoil::Result {
+        let socket = loop {
+            match TcpStream::connect(("sidecar", PORT)).await {
+                Ok(socket) => break socket,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        let (mut reader, writer) = socket.into_split();
+        let (frames_in, frames) = mpsc::unbounded_channel();
+        let paused = Rc::new(Cell::new(false));
+        let reader_paused = paused.clone();
+        tokio::task::spawn_local(async move {
+            let mut decoder = schema::FrameDecoder::new(schema::DEFAULT_MAX_FRAME_BYTES);
+            let mut buffer = vec![0u8; 16 * 1024];
+            loop {
+                while reader_paused.get() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                match reader.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        for item in decoder.feed(buffer.get(..n).unwrap_or_default()) {
+                            if frames_in.send(item).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        self.connection = Some(Connection { writer, frames, paused });
+        self.outstanding.clear();
+        self.authenticated.clear();
+        self.sessions.clear();
+        self.vms.clear();
+        Ok(())
+    }
+
+    /// One random action.
+    async fn step(&mut self) -> turmoil::Result {
+        if self.authenticated.is_empty() {
+            return self.send(OwnershipScope::connection("client-hint"), authenticate()).await;
+        }
+        let roll = self.rng.random_range(0..100u32);
+        let swarm = self.swarm;
+        match roll {
+            0..=9 => {
+                let conn = self.any_connection();
+                self.send(OwnershipScope::connection(conn), open_session()).await
+            }
+            10..=29 => {
+                let Some((conn, session)) = self.any_session() else { return Ok(()) };
+                let config = CONFIGS.get(self.rng.random_range(0..CONFIGS.len())).copied().unwrap_or("{}");
+                let payload = RequestPayload::CreateVmRequest(CreateVmRequest {
+                    runtime: GuestRuntimeKind::WebAssembly,
+                    config: config.to_owned(),
+                });
+                self.send(OwnershipScope::session(conn, session), payload).await
+            }
+            30..=41 => {
+                let Some(scope) = self.any_vm() else { return Ok(()) };
+                let timeout_ms = self.rng.random_range(50..600);
+                self.send(scope, register_toolkit(timeout_ms)).await
+            }
+            42..=51 => {
+                let Some(scope) = self.any_vm() else { return Ok(()) };
+                let plugin = if self.rng.random_bool(0.8) { "memory" } else { "nfs" };
+                self.send(scope, configure(plugin)).await
+            }
+            52..=61 => {
+                let Some(scope) = self.any_vm() else { return Ok(()) };
+                self.send(scope, dispose()).await
+            }
+            62..=69 => {
+                // Probing: ids this client may not own. Must be refused without revealing others.
+                let conn = self.any_connection();
+                let scope = OwnershipScope::vm(
+                    conn,
+                    format!("session-{}", self.rng.random_range(1..8)),
+                    format!("vm-{}", self.rng.random_range(1..12)),
+                );
+                self.send(scope, configure("memory")).await
+            }
+            70..=73 => {
+                let conn = self.any_connection();
+                let envelope = ExtEnvelope { namespace: "dev.sim.unknown".into(), payload: vec![1, 2, 3] };
+                self.send(OwnershipScope::connection(conn), RequestPayload::ExtEnvelope(envelope)).await
+            }
+            74..=79 if self.rng.random_bool(swarm.corrupt_rate) => self.send_corrupted().await,
+            80..=84 if self.rng.random_bool(swarm.duplicate_rate) => self.send_duplicated().await,
+            85..=87 if self.rng.random_bool(swarm.drop_rate) => self.drop_mid_frame().await,
+            88..=91 if self.rng.random_bool(swarm.pause_rate) => {
+                self.pause_reading().await;
+                Ok(())
+            }
+            92 if self.rng.random_bool(swarm.limit_rate) => self.exhaust_connections().await,
+            _ => Ok(()),
+        }
+    }
+
+    fn any_connection(&mut self) -> String {
+        let all: Vec<&String> = self.authenticated.iter().collect();
+        all.get(self.rng.random_range(0..all.len().max(1))).map_or_else(String::new, |c| (*c).clone())
+    }
+
+    fn any_session(&mut self) -> Option<(String, String)> {
+        if self.sessions.is_empty() {
+            return None;
+        }
+        self.sessions.get(self.rng.random_range(0..self.sessions.len())).cloned()
+    }
+
+    fn any_vm(&mut self) -> Option<OwnershipScope> {
+        if self.vms.is_empty() {
+            return None;
+        }
+        let (conn, session, vm) = self.vms.get(self.rng.random_range(0..self.vms.len()))?.clone();
+        Some(OwnershipScope::vm(conn, session, vm))
+    }
+
+    fn frame(&mut self, ownership: OwnershipScope, payload: RequestPayload) -> (i64, Vec<u8>) {
+        self.next_request_id += 1;
+        let id = self.next_request_id;
+        let frame = ProtocolFrame::RequestFrame(RequestFrame {
+            schema: ProtocolSchema::current(),
+            request_id: id,
+            ownership,
+            payload,
+        });
+        let bytes = schema::encode_frame(&frame, schema::DEFAULT_MAX_FRAME_BYTES).unwrap_or_else(|error| {
+            self.violation(format!("the workload built an invalid frame: {error}"));
+            Vec::new()
+        });
+        (id, bytes)
+    }
+
+    async fn send(&mut self, ownership: OwnershipScope, payload: RequestPayload) -> turmoil::Result {
+        let (id, bytes) = self.frame(ownership, payload);
+        *self.outstanding.entry(id).or_default() += 1;
+        self.write(&bytes).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> turmoil::Result {
+        let Some(connection) = self.connection.as_mut() else { return Ok(()) };
+        if connection.writer.write_all(bytes).await.is_err() {
+            self.connection = None;
+        }
+        Ok(())
+    }
+
+    /// A request damaged in transit: bits flipped in its payload (the last bytes of an
+    /// OpenSession request). Its header is intact, so exactly one answer is still owed — a
+    /// rejection by id if the body no longer decodes.
+    async fn send_corrupted(&mut self) -> turmoil::Result {
+        let conn = self.any_connection();
+        let (id, mut bytes) = self.frame(OwnershipScope::connection(conn), open_session());
+        let index = bytes.len().saturating_sub(self.rng.random_range(1..=OPEN_SESSION_PAYLOAD_BYTES));
+        if let Some(byte) = bytes.get_mut(index) {
+            *byte ^= 1 << self.rng.random_range(0..8);
+        }
+        *self.outstanding.entry(id).or_default() += 1;
+        self.shared.borrow_mut().reached("corrupted_frame");
+        self.write(&bytes).await
+    }
+
+    async fn send_duplicated(&mut self) -> turmoil::Result {
+        let conn = self.any_connection();
+        let (id, bytes) = self.frame(OwnershipScope::connection(conn), open_session());
+        *self.outstanding.entry(id).or_default() += 2;
+        self.shared.borrow_mut().reached("duplicated_frame");
+        self.write(&bytes).await?;
+        self.write(&bytes).await
+    }
+
+    /// A host crash in the middle of a frame: half a frame, then the connection is gone.
+    async fn drop_mid_frame(&mut self) -> turmoil::Result {
+        let conn = self.any_connection();
+        let (_, bytes) = self.frame(OwnershipScope::connection(conn), open_session());
+        let half = bytes.get(..bytes.len() / 2).unwrap_or_default().to_vec();
+        self.write(&half).await?;
+        self.shared.borrow_mut().reached("connection_dropped_mid_frame");
+        // Everything this link owned is gone with it; nothing more is owed.
+        self.connection = None;
+        self.outstanding.clear();
+        self.authenticated.clear();
+        Ok(())
+    }
+
+    async fn pause_reading(&mut self) {
+        let Some(connection) = self.connection.as_ref() else { return };
+        connection.paused.set(true);
+        self.shared.borrow_mut().reached("reader_paused");
+        tokio::time::sleep(Duration::from_millis(self.rng.random_range(50..400))).await;
+        if let Some(connection) = self.connection.as_ref() {
+            connection.paused.set(false);
+        }
+    }
+
+    async fn exhaust_connections(&mut self) -> turmoil::Result {
+        for _ in 0..=kernel::sidecar::MAX_CONNECTIONS_PER_STREAM {
+            self.send(OwnershipScope::connection("client-hint"), authenticate()).await?;
+        }
+        Ok(())
+    }
+
+    /// Processes frames until nothing is owed or `wait` passes; sends due late answers.
+    async fn settle(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            self.send_due_late_answers().await;
+            if self.outstanding.is_empty() && self.late_answers.is_empty() && wait == STEP_SETTLE {
+                return;
+            }
+            let Some(connection) = self.connection.as_mut() else { return };
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return;
+            }
+            let step = remaining.min(Duration::from_millis(20));
+            match tokio::time::timeout(step, connection.frames.recv()).await {
+                Ok(Some(Decoded::Frame(frame))) => self.on_frame(frame).await,
+                Ok(Some(Decoded::Error { error, .. })) => self.violation(format!("sidecar sent a bad frame: {error}")),
+                Ok(None) => {
+                    self.connection = None;
+                    return;
+                }
+                Err(_) => {
+                    if self.outstanding.is_empty() && self.late_answers.is_empty() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send_due_late_answers(&mut self) {
+        let now = turmoil::elapsed();
+        let (due, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.late_answers).into_iter().partition(|a| a.due <= now);
+        self.late_answers = later;
+        for answer in due {
+            self.shared.borrow_mut().reached("late_callback_answer");
+            let _ = self.answer(&answer.request, callback_result(&answer.request, true)).await;
+        }
+    }
+
+    async fn on_frame(&mut self, frame: ProtocolFrame) {
+        if let Err(error) = schema::validate_frame(&frame) {
+            self.violation(format!("sidecar sent an invalid frame ({error}): {frame:?}"));
+        }
+        match frame {
+            ProtocolFrame::ResponseFrame(response) => self.on_response(response),
+            ProtocolFrame::EventFrame(event) => self.on_event(event),
+            ProtocolFrame::SidecarRequestFrame(request) => self.on_sidecar_request(request).await,
+            other => self.violation(format!("sidecar sent a host-side frame: {}", other.member_name())),
+        }
+    }
+
+    fn owns(&self, scope: &OwnershipScope) -> bool {
+        let connection = scope.connection_id();
+        self.authenticated.contains(connection) || connection == "client-hint" || connection == "unknown"
+    }
+
+    fn on_response(&mut self, response: ResponseFrame) {
+        let id = response.request_id;
+        match self.outstanding.get_mut(&id) {
+            Some(owed) => {
+                *owed -= 1;
+                if *owed == 0 {
+                    self.outstanding.remove(&id);
+                }
+            }
+            None => self.violation(format!("response to a request never sent or already answered: {id}")),
+        }
+        if let ResponsePayload::AuthenticatedResponse(auth) = &response.payload {
+            self.authenticated.insert(auth.connection_id.clone());
+        }
+        if !self.owns(&response.ownership) {
+            self.violation(format!("response {id} carries a foreign owner {:?}", response.ownership));
+        }
+        match response.payload {
+            ResponsePayload::SessionOpenedResponse(opened) => {
+                self.sessions.push((opened.owner_connection_id, opened.session_id));
+            }
+            ResponsePayload::VmCreatedResponse(created) => {
+                let scope = &response.ownership;
+                self.vms.push((
+                    scope.connection_id().to_owned(),
+                    scope.session_id().unwrap_or_default().to_owned(),
+                    created.vm_id,
+                ));
+                self.shared.borrow_mut().reached("vm_created");
+            }
+            ResponsePayload::RejectedResponse(rejected) => {
+                let mut shared = self.shared.borrow_mut();
+                shared.reached("request_rejected");
+                if rejected.code == "limit_exceeded" {
+                    shared.reached("limit_hit");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_event(&mut self, event: EventFrame) {
+        if !self.owns(&event.ownership) {
+            self.violation(format!("event for a foreign owner {:?}", event.ownership));
+        }
+        match event.payload {
+            EventPayload::VmLifecycleEvent(lifecycle) => {
+                let vm = event.ownership.vm_id().unwrap_or_default().to_owned();
+                let previous = self.lifecycle.get(&vm).copied();
+                let expected = match lifecycle.state {
+                    VmLifecycleState::Creating => previous.is_none(),
+                    VmLifecycleState::Ready => previous == Some(VmLifecycleState::Creating),
+                    VmLifecycleState::Disposing => previous == Some(VmLifecycleState::Ready),
+                    VmLifecycleState::Disposed => previous == Some(VmLifecycleState::Disposing),
+                    VmLifecycleState::Failed => previous == Some(VmLifecycleState::Creating),
+                };
+                if !expected {
+                    self.violation(format!("VM {vm} went from {previous:?} to {:?}", lifecycle.state));
+                }
+                self.lifecycle.insert(vm.clone(), lifecycle.state);
+                if lifecycle.state == VmLifecycleState::Disposed {
+                    self.vms.retain(|(_, _, v)| *v != vm);
+                    self.shared.borrow_mut().reached("vm_disposed");
+                }
+            }
+            EventPayload::ExtEnvelope(envelope) if envelope.namespace == kernel::sidecar::PROTOCOL_ERROR_NAMESPACE => {
+                self.shared.borrow_mut().reached("protocol_error_event");
+            }
+            other => self.violation(format!("unexpected event {}", other.member_name())),
+        }
+    }
+
+    async fn on_sidecar_request(&mut self, request: SidecarRequestFrame) {
+        if !self.owns(&request.ownership) {
+            self.violation(format!("sidecar request for a foreign owner {:?}", request.ownership));
+        }
+        let roll = self.rng.random_range(0..100u32);
+        match &request.payload {
+            SidecarRequestPayload::HostCallbackRequest(call) => match roll {
+                0..=49 => {
+                    let _ = self.answer(&request, callback_result(&request, true)).await;
+                }
+                50..=64 => {
+                    let _ = self.answer(&request, callback_result(&request, false)).await;
+                }
+                65..=84 => {}
+                _ => {
+                    let due = turmoil::elapsed() + Duration::from_millis(call.timeout_ms + 50);
+                    self.late_answers.push(LateAnswer { due, request });
+                }
+            },
+            SidecarRequestPayload::ExtEnvelope(envelope) => {
+                let decision = match roll {
+                    0..=39 => Some("allow"),
+                    40..=69 => Some("deny"),
+                    _ => None,
+                };
+                if let Some(decision) = decision {
+                    let payload = SidecarResponsePayload::ExtEnvelope(ExtEnvelope {
+                        namespace: envelope.namespace.clone(),
+                        payload: format!(r#"{{"decision":"{decision}"}}"#).into_bytes(),
+                    });
+                    let _ = self.answer(&request, payload).await;
+                }
+            }
+            SidecarRequestPayload::JsBridgeCallRequest(_) => self.violation("unexpected JS bridge call".into()),
+        }
+    }
+
+    async fn answer(&mut self, request: &SidecarRequestFrame, payload: SidecarResponsePayload) -> turmoil::Result {
+        let frame = ProtocolFrame::SidecarResponseFrame(SidecarResponseFrame {
+            schema: ProtocolSchema::current(),
+            request_id: request.request_id,
+            ownership: request.ownership.clone(),
+            payload,
+        });
+        match schema::encode_frame(&frame, schema::DEFAULT_MAX_FRAME_BYTES) {
+            Ok(bytes) => self.write(&bytes).await,
+            Err(error) => {
+                self.violation(format!("cannot encode an answer: {error}"));
+                Ok(())
+            }
+        }
+    }
+}
+
+fn callback_result(request: &SidecarRequestFrame, ok: bool) -> SidecarResponsePayload {
+    let invocation_id = match &request.payload {
+        SidecarRequestPayload::HostCallbackRequest(call) => call.invocation_id.clone(),
+        _ => String::new(),
+    };
+    SidecarResponsePayload::HostCallbackResultResponse(HostCallbackResultResponse {
+        invocation_id,
+        result: ok.then(|| "{\"echo\":true}".to_owned()),
+        error: (!ok).then(|| "host tool failed".to_owned()),
+    })
+}
+
+fn authenticate() -> RequestPayload {
+    RequestPayload::AuthenticateRequest(AuthenticateRequest {
+        client_name: "sim".into(),
+        auth_token: "token".into(),
+        protocol_version: schema::PROTOCOL_VERSION,
+        bridge_version: kernel::sidecar::BRIDGE_VERSION,
+    })
+}
+
+fn open_session() -> RequestPayload {
+    RequestPayload::OpenSessionRequest(OpenSessionRequest {
+        placement: SidecarPlacement::SidecarPlacementShared(SidecarPlacementShared { pool: None }),
+        metadata: Default::default(),
+    })
+}
+
+fn dispose() -> RequestPayload {
+    RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested })
+}
+
+fn configure(plugin: &str) -> RequestPayload {
+    RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
+        mounts: vec![MountDescriptor {
+            guest_path: "/data".into(),
+            read_only: false,
+            plugin: MountPluginDescriptor { id: plugin.into(), config: "{}".into() },
+        }],
+        software: vec![],
+        permissions: None,
+        module_access_cwd: None,
+        instructions: vec![],
+        projected_modules: vec![],
+        command_permissions: BTreeMap::new(),
+        loopback_exempt_ports: vec![],
+    })
+}
+
+fn register_toolkit(timeout_ms: u64) -> RequestPayload {
+    let (toolkit, tool) = SIM_CALLBACK.split_once(':').unwrap_or(("sim", "echo"));
+    RequestPayload::RegisterHostCallbacksRequest(RegisterHostCallbacksRequest {
+        name: toolkit.into(),
+        description: "simulated tools".into(),
+        command_aliases: vec![toolkit.into()],
+        registry_command_aliases: vec![],
+        callbacks: BTreeMap::from([(
+            tool.to_owned(),
+            RegisteredHostCallbackDefinition {
+                description: "echoes".into(),
+                input_schema: "{}".into(),
+                timeout_ms: Some(timeout_ms),
+                examples: vec![],
+            },
+        )]),
+    })
+}

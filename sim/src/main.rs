@@ -1,0 +1,129 @@
+//! `cargo run -p sim -- --seed N` reproduces one seed (printing its trace on failure);
+//! `--seeds A..B` runs many, checks coverage, and reports simulated/real time.
+
+#![forbid(unsafe_code)]
+#![allow(clippy::print_stdout)]
+
+use clap::Parser;
+use kernel::InjectedFault;
+use sim::{check_determinism, describe, missing_coverage, run_seed, SimOptions};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(about = "Deterministic simulation of the secure-exec sidecar kernel")]
+struct Cli {
+    /// Run exactly this seed.
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Run a range of seeds, `A..B` (B exclusive).
+    #[arg(long, value_parser = parse_range)]
+    seeds: Option<(u64, u64)>,
+    #[arg(long, default_value_t = 3)]
+    clients: usize,
+    #[arg(long, default_value_t = 40)]
+    steps: usize,
+    /// Inject a bug: drop the N-th response frame.
+    #[arg(long)]
+    drop_response: Option<u64>,
+    /// Also run each seed a second time and compare every output frame.
+    #[arg(long)]
+    check_determinism: bool,
+}
+
+fn parse_range(text: &str) -> Result<(u64, u64), String> {
+    let (a, b) = text.split_once("..").ok_or("expected A..B")?;
+    let a = a.parse().map_err(|e| format!("{a}: {e}"))?;
+    let b = b.parse().map_err(|e| format!("{b}: {e}"))?;
+    if a >= b {
+        return Err("empty range".into());
+    }
+    Ok((a, b))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let options = SimOptions {
+        clients: cli.clients,
+        steps_per_client: cli.steps,
+        injected_fault: cli.drop_response.map(InjectedFault::DropNthResponse),
+        keep_trace: cli.seed.is_some(),
+    };
+    match (cli.seed, cli.seeds) {
+        (Some(seed), _) => one_seed(seed, &options, cli.check_determinism),
+        (None, Some((first, end))) => many_seeds(first, end, &options, cli.check_determinism),
+        (None, None) => many_seeds(0, 100, &options, cli.check_determinism),
+    }
+}
+
+fn one_seed(seed: u64, options: &SimOptions, determinism: bool) -> ExitCode {
+    let outcome = run_seed(seed, options);
+    println!(
+        "seed {seed}: {} ({} frames, simulated {:?} in {:?}), swarm {:?}",
+        if outcome.passed() { "passed" } else { "FAILED" },
+        outcome.output_log.len(),
+        outcome.simulated,
+        outcome.real,
+        outcome.swarm
+    );
+    println!("coverage: {:?}", outcome.coverage);
+    if determinism {
+        if let Err(divergence) = check_determinism(seed, options) {
+            println!("NOT DETERMINISTIC: {divergence}");
+            return ExitCode::FAILURE;
+        }
+        println!("deterministic: two runs produced identical frames");
+    }
+    if outcome.passed() {
+        return ExitCode::SUCCESS;
+    }
+    println!("trace:");
+    for output in &outcome.output_log {
+        println!("  {}", describe(Some(output)));
+    }
+    for violation in &outcome.violations {
+        println!("violation: {violation}");
+    }
+    ExitCode::FAILURE
+}
+
+fn many_seeds(first: u64, end: u64, options: &SimOptions, determinism: bool) -> ExitCode {
+    let mut outcomes = Vec::new();
+    let (mut simulated, mut real) = (Duration::ZERO, Duration::ZERO);
+    let mut failed = Vec::new();
+    for seed in first..end {
+        let outcome = run_seed(seed, options);
+        simulated += outcome.simulated;
+        real += outcome.real;
+        if !outcome.passed() {
+            println!("seed {seed} FAILED: {}", outcome.violations.first().map_or("", String::as_str));
+            println!("  reproduce: cargo run -p sim -- --seed {seed}");
+            failed.push(seed);
+        }
+        if determinism {
+            if let Err(divergence) = check_determinism(seed, options) {
+                println!("seed {seed} NOT DETERMINISTIC: {divergence}");
+                failed.push(seed);
+            }
+        }
+        outcomes.push(outcome);
+    }
+    let missing = missing_coverage(&outcomes);
+    let ratio = simulated.as_secs_f64() / real.as_secs_f64().max(1e-9);
+    println!(
+        "{} seeds, {} failed; simulated {:.1} s in {:.2} s real ({ratio:.0}x)",
+        end - first,
+        failed.len(),
+        simulated.as_secs_f64(),
+        real.as_secs_f64()
+    );
+    if !missing.is_empty() {
+        println!("coverage never reached: {missing:?}");
+        return ExitCode::FAILURE;
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,85 @@
+//! What every simulated host reports into: invariant violations ("always"), reached states
+//! ("sometimes"), and the hash and log of every frame the kernel produced.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+
+/// A state the simulation must reach in some seed of a run (coverage).
+pub const COVERAGE_POINTS: &[&str] = &[
+    "vm_created",
+    "vm_disposed",
+    "request_rejected",
+    "limit_hit",
+    "callback_answered",
+    "callback_error",
+    "callback_timed_out",
+    "late_callback_answer",
+    "ask_allowed",
+    "ask_denied",
+    "ask_timed_out",
+    "vm_disposed_mid_request",
+    "connection_dropped_mid_frame",
+    "corrupted_frame",
+    "duplicated_frame",
+    "protocol_error_event",
+    "clock_jump",
+    "reader_paused",
+    "partition_healed",
+];
+
+/// Kernel bookkeeping sizes, for the no-leak invariant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCounts {
+    pub streams: usize,
+    pub connections: usize,
+    pub sessions: usize,
+    pub vms: usize,
+    pub pending: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub violations: Vec<String>,
+    pub coverage: BTreeSet<&'static str>,
+    /// FNV-1a over (stream, frame bytes) of every output, in order.
+    pub output_hash: u64,
+    pub output_log: Vec<(u64, Vec<u8>)>,
+    pub keep_log: bool,
+    pub kernel: KernelCounts,
+    pub clients_done: usize,
+}
+
+pub type SharedRef = Rc<RefCell<Shared>>;
+
+impl Shared {
+    pub fn new(keep_log: bool) -> SharedRef {
+        Rc::new(RefCell::new(Self { output_hash: FNV_OFFSET, keep_log, ..Self::default() }))
+    }
+
+    pub fn violation(&mut self, message: String) {
+        // One seed's first few violations are what matter; bound the list.
+        if self.violations.len() < MAX_RECORDED_VIOLATIONS {
+            self.violations.push(message);
+        }
+    }
+
+    pub fn reached(&mut self, point: &'static str) {
+        debug_assert!(COVERAGE_POINTS.contains(&point), "undeclared coverage point {point}");
+        self.coverage.insert(point);
+    }
+
+    pub fn record_output(&mut self, stream: u64, bytes: &[u8]) {
+        for byte in stream.to_le_bytes().iter().chain(bytes) {
+            self.output_hash ^= u64::from(*byte);
+            self.output_hash = self.output_hash.wrapping_mul(FNV_PRIME);
+        }
+        if self.keep_log {
+            self.output_log.push((stream, bytes.to_vec()));
+        }
+    }
+}
+
+const MAX_RECORDED_VIOLATIONS: usize = 32;
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
