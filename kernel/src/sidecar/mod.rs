@@ -11,10 +11,13 @@
 //! the requesting stream does not own is refused exactly as if it did not exist.
 
 mod callbacks;
+mod filesystem;
 mod frames;
+mod layers;
 mod vm;
 
 pub use callbacks::{HostCallbackOutcome, InvocationId, DEFAULT_HOST_CALLBACK_TIMEOUT_MS, PERMISSION_PROMPT_NAMESPACE};
+pub use layers::{default_base_entries, GUEST_USER_GID, GUEST_USER_UID, MAX_LAYERS_PER_VM};
 pub use vm::{
     PermissionCheck, PromptOutcome, PromptTicket, VmSummary, KNOWN_MOUNT_PLUGINS, MAX_DESCRIPTION_CHARS, MAX_MOUNTS,
     MAX_TOOLKITS_PER_VM, MAX_TOOLKIT_NAME_BYTES, MAX_TOOLS_PER_TOOLKIT, MAX_TOOLS_PER_VM, MAX_TOOL_EXAMPLES,
@@ -23,6 +26,7 @@ pub use vm::{
 
 use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
+use crate::vfs::{Layer, Overlay};
 use schema::codec::Decoded;
 use schema::wire::*;
 use schema::{FrameDecoder, FrameError, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION};
@@ -138,6 +142,8 @@ pub struct Sidecar {
     callbacks: callbacks::PendingRequests,
     outputs: VecDeque<Output>,
     responses_sent: u64,
+    /// The default base layer, built once and shared by every VM's root filesystem.
+    base_layer: Layer,
 }
 
 impl Sidecar {
@@ -158,6 +164,7 @@ impl Sidecar {
             callbacks: callbacks::PendingRequests::default(),
             outputs: VecDeque::new(),
             responses_sent: 0,
+            base_layer: layers::default_base_layer(),
         }
     }
 
@@ -277,6 +284,27 @@ impl Sidecar {
         self.callbacks.len()
     }
 
+    /// The default base layer every VM's root filesystem shares (unless its config disables
+    /// it).
+    pub fn base_layer(&self) -> &Layer {
+        &self.base_layer
+    }
+
+    /// A VM's root filesystem (read access, for drivers, simulations and tests).
+    pub fn vm_root_filesystem(&self, vm_id: &str) -> Option<&Overlay> {
+        self.vms.get(vm_id).map(|vm| vm.filesystem().root())
+    }
+
+    /// A VM's guest working directory: where relative paths resolve.
+    pub fn vm_cwd(&self, vm_id: &str) -> Option<&str> {
+        self.vms.get(vm_id).map(|vm| vm.filesystem().cwd())
+    }
+
+    /// The ids of a VM's layer store, sorted.
+    pub fn vm_layer_ids(&self, vm_id: &str) -> Option<Vec<String>> {
+        self.vms.get(vm_id).map(|vm| vm.filesystem().layer_ids())
+    }
+
     /// Time never goes backwards inside the kernel, whatever the driver passes.
     fn advance(&mut self, now: Now) {
         self.now = Now {
@@ -365,7 +393,7 @@ impl Sidecar {
                 self.next_connection += 1;
                 format!("conn-{}", self.next_connection)
             }
-            Err(rejection) => return self.reject(stream, request_id, ownership.clone(), rejection),
+            Err(rejection) => return self.reject(stream, request_id, frames::usable_scope(ownership), rejection),
         };
         self.connections.insert(connection_id.clone(), ConnectionState { stream, sessions: BTreeSet::new() });
         if let Some(state) = self.streams.get_mut(&stream) {
@@ -451,9 +479,11 @@ impl Sidecar {
             return Err(Rejection::limit("VMs", MAX_VMS));
         }
         let setup = vm::VmSetup::parse(request.runtime, &request.config, self.config.max_frame_bytes)?;
+        // Like the original, the id is used up even when building the filesystem fails.
         self.next_vm += 1;
         let vm_id = format!("vm-{}", self.next_vm);
-        let vm = vm::Vm::new(vm_id.clone(), connection_id.clone(), session_id.clone(), stream, setup);
+        let filesystem = filesystem::VmFilesystem::build(setup.config(), setup.limits(), &self.base_layer, self.now)?;
+        let vm = vm::Vm::new(vm_id.clone(), connection_id.clone(), session_id.clone(), stream, setup, filesystem);
         self.vms.insert(vm_id.clone(), vm);
         if let Some(session) = self.sessions.get_mut(&session_id) {
             session.vms.insert(vm_id.clone());
@@ -489,6 +519,38 @@ impl Sidecar {
             RequestPayload::ConfigureVmRequest(request) => self.vm_mut(&vm_id)?.configure(request).map(Some),
             RequestPayload::RegisterHostCallbacksRequest(request) => {
                 self.vm_mut(&vm_id)?.register_host_callbacks(request).map(Some)
+            }
+            payload => self.filesystem_request(&vm_id, payload),
+        }
+    }
+
+    /// The filesystem and layer requests of a VM (see `filesystem` and `layers`).
+    fn filesystem_request(
+        &mut self,
+        vm_id: &str,
+        payload: RequestPayload,
+    ) -> Result<Option<ResponsePayload>, Rejection> {
+        let now = self.now;
+        let vm = self.vm_mut(vm_id)?;
+        match payload {
+            RequestPayload::GuestFilesystemCallRequest(request) => {
+                let (filesystem, policy) = vm.filesystem_and_policy();
+                filesystem.call(policy, request, now).map(Some)
+            }
+            RequestPayload::BootstrapRootFilesystemRequest(request) => {
+                vm.filesystem_mut().bootstrap(&request, now).map(Some)
+            }
+            RequestPayload::SnapshotRootFilesystemRequest => Ok(Some(vm.filesystem().snapshot())),
+            RequestPayload::CreateLayerRequest => vm.filesystem_mut().create_layer(now).map(Some),
+            RequestPayload::SealLayerRequest(request) => vm.filesystem_mut().seal_layer(&request.layer_id).map(Some),
+            RequestPayload::ImportSnapshotRequest(request) => {
+                vm.filesystem_mut().import_snapshot(&request, now).map(Some)
+            }
+            RequestPayload::ExportSnapshotRequest(request) => {
+                vm.filesystem().export_snapshot(request.layer_id).map(Some)
+            }
+            RequestPayload::CreateOverlayRequest(request) => {
+                vm.filesystem_mut().create_overlay(&request, now).map(Some)
             }
             other => Err(not_yet(&other)),
         }

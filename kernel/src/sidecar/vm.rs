@@ -2,6 +2,7 @@
 //! toolkits and lifecycle. (Its filesystem and processes live in their own modules.)
 
 use super::callbacks::DEFAULT_HOST_CALLBACK_TIMEOUT_MS;
+use super::filesystem::VmFilesystem;
 use super::{Sidecar, StreamId};
 use crate::config::{self, CreateVmConfig};
 use crate::error::{RejectCode, Rejection};
@@ -73,6 +74,14 @@ impl VmSetup {
             .map_err(|e| Rejection::invalid_state(e.to_string()))?;
         Ok(Self { runtime, config, limits, policy })
     }
+
+    pub(super) fn config(&self) -> &CreateVmConfig {
+        &self.config
+    }
+
+    pub(super) fn limits(&self) -> &config::ResolvedLimits {
+        &self.limits
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -108,10 +117,18 @@ pub(super) struct Vm {
     policy: CompiledPolicy,
     configuration: Configuration,
     toolkits: BTreeMap<String, Toolkit>,
+    filesystem: VmFilesystem,
 }
 
 impl Vm {
-    pub(super) fn new(id: String, connection_id: String, session_id: String, stream: StreamId, setup: VmSetup) -> Self {
+    pub(super) fn new(
+        id: String,
+        connection_id: String,
+        session_id: String,
+        stream: StreamId,
+        setup: VmSetup,
+        filesystem: VmFilesystem,
+    ) -> Self {
         let VmSetup { runtime, config, limits, policy } = setup;
         Self {
             id,
@@ -124,7 +141,21 @@ impl Vm {
             policy,
             configuration: Configuration::default(),
             toolkits: BTreeMap::new(),
+            filesystem,
         }
+    }
+
+    pub(super) fn filesystem(&self) -> &VmFilesystem {
+        &self.filesystem
+    }
+
+    pub(super) fn filesystem_mut(&mut self) -> &mut VmFilesystem {
+        &mut self.filesystem
+    }
+
+    /// The filesystem with the policy its guest operations are checked against.
+    pub(super) fn filesystem_and_policy(&mut self) -> (&mut VmFilesystem, &CompiledPolicy) {
+        (&mut self.filesystem, &self.policy)
     }
 
     pub(super) fn id(&self) -> &str {

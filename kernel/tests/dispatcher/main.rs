@@ -4,6 +4,8 @@
 
 mod callbacks;
 mod conversation;
+mod filesystem;
 mod harness;
+mod layers;
 mod limits;
 mod rejections;
