@@ -497,3 +497,25 @@ fn huge_ids_and_messages_are_not_echoed() {
     let bytes = encode(&frames[0]);
     assert!(bytes.len() < 2 * kernel::sidecar::MAX_REJECTION_MESSAGE_BYTES, "{}", bytes.len());
 }
+
+/// Found by the kernel_requests fuzz target: a refused Authenticate echoed its unbounded
+/// connection id, so a long one made the rejection outgrow the frame limit (and the kernel's
+/// encode assertion fired). Refusals now echo only usable scopes.
+#[test]
+fn refused_authenticate_with_a_huge_connection_id_is_answered() {
+    let limit = kernel::sidecar::MIN_FRAME_LIMIT_BYTES;
+    let mut host = Harness::with_config(SidecarConfig { max_frame_bytes: limit, ..SidecarConfig::default() });
+    let huge = "h".repeat(limit - 200);
+    let frames = host.request(
+        OwnershipScope::connection(&huge),
+        RequestPayload::AuthenticateRequest(AuthenticateRequest {
+            client_name: "x".into(),
+            auth_token: "t".into(),
+            protocol_version: 6,
+            bridge_version: 1,
+        }),
+    );
+    assert_eq!(rejection(&frames[0]).0, "protocol_version_mismatch");
+    let ProtocolFrame::ResponseFrame(response) = &frames[0] else { panic!() };
+    assert_eq!(response.ownership, OwnershipScope::connection(kernel::sidecar::UNKNOWN_OWNER_ID));
+}
