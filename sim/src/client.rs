@@ -26,13 +26,19 @@ const OPEN_SESSION_PAYLOAD_BYTES: usize = 4;
 /// CreateVm configs the workload draws from: valid, ASK-prompting, and invalid ones.
 const CONFIGS: &[&str] = &[
     "{}",
-    r#"{"permissions":{"fs":"allow"}}"#,
+    FS_CONFIG,
+    FS_CONFIG,
     r#"{"permissions":{"fs":{"default":"ask","rules":[]}},"permissionPrompts":{"enabled":true,"timeoutMs":300}}"#,
     r#"{"limits":{"resources":{"maxProcesses":4}}}"#,
     r#"{"cwd":"relative"}"#,
     r#"{"bogus":true}"#,
     "{not json",
 ];
+
+/// The config of VMs whose filesystem the workload exercises against its reference model.
+const FS_CONFIG: &str = r#"{"permissions":{"fs":"allow"}}"#;
+/// Files the model tracks (all under /tmp, which every default root has).
+const FS_PATHS: &[&str] = &["/tmp/a", "/tmp/b", "/tmp/c"];
 
 struct Connection {
     writer: OwnedWriteHalf,
@@ -61,6 +67,21 @@ pub struct Client {
     vms: Vec<(String, String, String)>,
     lifecycle: BTreeMap<String, VmLifecycleState>,
     late_answers: Vec<LateAnswer>,
+    /// CreateVm requests in flight whose config allows the filesystem.
+    fs_creates: BTreeSet<i64>,
+    /// Reference model of each fs-enabled VM's files under /tmp: path → content.
+    models: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// What each in-flight filesystem request must answer, by request id.
+    fs_expectations: BTreeMap<i64, FsExpect>,
+}
+
+/// The answer the reference model predicts for a filesystem request.
+#[derive(Debug)]
+enum FsExpect {
+    Written,
+    Content(Option<Vec<u8>>),
+    Removed(bool),
+    Exists(bool),
 }
 
 impl Client {
@@ -78,6 +99,9 @@ impl Client {
             vms: Vec::new(),
             lifecycle: BTreeMap::new(),
             late_answers: Vec::new(),
+            fs_creates: BTreeSet::new(),
+            models: BTreeMap::new(),
+            fs_expectations: BTreeMap::new(),
         }
     }
 
@@ -140,6 +164,9 @@ impl Client {
         self.authenticated.clear();
         self.sessions.clear();
         self.vms.clear();
+        self.models.clear();
+        self.fs_expectations.clear();
+        self.fs_creates.clear();
         Ok(())
     }
 
@@ -162,6 +189,9 @@ impl Client {
                     runtime: GuestRuntimeKind::WebAssembly,
                     config: config.to_owned(),
                 });
+                if config == FS_CONFIG {
+                    self.fs_creates.insert(self.next_request_id + 1);
+                }
                 self.send(OwnershipScope::session(conn, session), payload).await
             }
             30..=41 => {
@@ -201,7 +231,73 @@ impl Client {
                 Ok(())
             }
             92 if self.rng.random_bool(swarm.limit_rate) => self.exhaust_connections().await,
+            93..=99 => self.filesystem_op().await,
             _ => Ok(()),
+        }
+    }
+
+    /// A file operation on an fs-enabled VM; the reference model predicts its answer.
+    async fn filesystem_op(&mut self) -> turmoil::Result {
+        let vms: Vec<String> = self.models.keys().cloned().collect();
+        let Some(vm) = vms.get(self.rng.random_range(0..vms.len().max(1))).cloned() else { return Ok(()) };
+        let Some((conn, session, _)) = self.vms.iter().find(|(_, _, v)| *v == vm).cloned() else { return Ok(()) };
+        let path = FS_PATHS.get(self.rng.random_range(0..FS_PATHS.len())).copied().unwrap_or("/tmp/a");
+        let model = self.models.entry(vm.clone()).or_default();
+        let (operation, content, expect) = match self.rng.random_range(0..4u32) {
+            0 => {
+                let bytes: Vec<u8> =
+                    (0..self.rng.random_range(0..64)).map(|_| self.rng.random_range(b'a'..=b'z')).collect();
+                model.insert(path.to_owned(), bytes.clone());
+                let text = String::from_utf8(bytes).unwrap_or_default();
+                (GuestFilesystemOperation::WriteFile, Some(text), FsExpect::Written)
+            }
+            1 => (GuestFilesystemOperation::ReadFile, None, FsExpect::Content(model.get(path).cloned())),
+            2 => (GuestFilesystemOperation::RemoveFile, None, FsExpect::Removed(model.remove(path).is_some())),
+            _ => (GuestFilesystemOperation::Exists, None, FsExpect::Exists(model.contains_key(path))),
+        };
+        let payload = RequestPayload::GuestFilesystemCallRequest(GuestFilesystemCallRequest {
+            operation,
+            path: path.to_owned(),
+            destination_path: None,
+            target: None,
+            encoding: content.as_ref().map(|_| RootFilesystemEntryEncoding::Utf8),
+            content,
+            recursive: false,
+            mode: None,
+            uid: None,
+            gid: None,
+            atime_ms: None,
+            mtime_ms: None,
+            len: None,
+            offset: None,
+        });
+        self.fs_expectations.insert(self.next_request_id + 1, expect);
+        self.send(OwnershipScope::vm(conn, session, vm), payload).await
+    }
+
+    /// Compares a filesystem answer with the model's prediction.
+    fn check_filesystem(&mut self, id: i64, payload: &ResponsePayload) {
+        let Some(expect) = self.fs_expectations.remove(&id) else { return };
+        let ok = match (&expect, payload) {
+            // A VM disposed meanwhile answers for itself; nothing to compare.
+            (_, ResponsePayload::RejectedResponse(rejected)) if rejected.message.contains("unknown sidecar VM") => true,
+            (FsExpect::Written, ResponsePayload::GuestFilesystemResultResponse(_)) => true,
+            (FsExpect::Content(Some(bytes)), ResponsePayload::GuestFilesystemResultResponse(result)) => {
+                result.content.as_deref().map(str::as_bytes) == Some(bytes.as_slice())
+            }
+            (FsExpect::Content(None) | FsExpect::Removed(false), ResponsePayload::RejectedResponse(rejected)) => {
+                rejected.message.starts_with("ENOENT")
+            }
+            (FsExpect::Removed(true), ResponsePayload::GuestFilesystemResultResponse(_)) => true,
+            (FsExpect::Exists(exists), ResponsePayload::GuestFilesystemResultResponse(result)) => {
+                result.exists == Some(*exists)
+            }
+            _ => false,
+        };
+        if ok {
+            self.shared.borrow_mut().reached("fs_matched_model");
+        } else {
+            self.violation(format!("filesystem answer {id} differs from the model ({expect:?}): {payload:?}"));
         }
     }
 
@@ -290,6 +386,8 @@ impl Client {
         self.connection = None;
         self.outstanding.clear();
         self.authenticated.clear();
+        self.fs_expectations.clear();
+        self.models.clear();
         Ok(())
     }
 
@@ -385,6 +483,8 @@ impl Client {
         if !self.owns(&response.ownership) {
             self.violation(format!("response {id} carries a foreign owner {:?}", response.ownership));
         }
+        self.check_filesystem(id, &response.payload);
+        let fs_vm = self.fs_creates.remove(&id);
         match response.payload {
             ResponsePayload::SessionOpenedResponse(opened) => {
                 self.sessions.push((opened.owner_connection_id, opened.session_id));
@@ -394,8 +494,11 @@ impl Client {
                 self.vms.push((
                     scope.connection_id().to_owned(),
                     scope.session_id().unwrap_or_default().to_owned(),
-                    created.vm_id,
+                    created.vm_id.clone(),
                 ));
+                if fs_vm {
+                    self.models.insert(created.vm_id, BTreeMap::new());
+                }
                 self.shared.borrow_mut().reached("vm_created");
             }
             ResponsePayload::RejectedResponse(rejected) => {
@@ -430,6 +533,7 @@ impl Client {
                 self.lifecycle.insert(vm.clone(), lifecycle.state);
                 if lifecycle.state == VmLifecycleState::Disposed {
                     self.vms.retain(|(_, _, v)| *v != vm);
+                    self.models.remove(&vm);
                     self.shared.borrow_mut().reached("vm_disposed");
                 }
             }

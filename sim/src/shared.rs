@@ -26,6 +26,7 @@ pub const COVERAGE_POINTS: &[&str] = &[
     "clock_jump",
     "reader_paused",
     "partition_healed",
+    "fs_matched_model",
 ];
 
 /// Kernel bookkeeping sizes, for the no-leak invariant.
