@@ -9,7 +9,9 @@
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod hostfs;
 pub mod permissions;
+pub mod persistence;
 pub mod sidecar;
 pub mod vfs;
 

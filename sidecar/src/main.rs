@@ -6,10 +6,14 @@
 mod demo;
 
 use clap::{Parser, Subcommand};
+use kernel::hostfs::HostFs;
 use kernel::SidecarConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use transport::hostfs::OsHostFs;
 use transport::stdio::{self, StdioOptions};
+use transport::store::FileStore;
 use transport::trace::{self, TraceReader};
 
 #[derive(Debug, Parser)]
@@ -27,6 +31,14 @@ struct Cli {
     /// Seed the kernel's entropy (default: from the OS). Recorded in traces.
     #[arg(long)]
     seed: Option<u64>,
+    /// Directory of the persistence store (PersistenceFlush/Load), created on first use.
+    /// Default: `$XDG_DATA_HOME/secure-exec-sidecar/state` (or under `~/.local/share`, or the
+    /// OS temp dir).
+    #[arg(long, env = "SECURE_EXEC_STORE_DIR")]
+    store_dir: Option<PathBuf>,
+    /// Refuse `host_dir` mounts and host filesystem calls (no host file access at all).
+    #[arg(long)]
+    no_host_fs: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -47,7 +59,7 @@ fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     match cli.command {
-        None => serve(cli.auth_token, cli.max_frame_bytes, cli.record, cli.seed),
+        None => serve(&cli),
         Some(Command::Replay { trace }) => replay(&trace),
         Some(Command::Version) => {
             println!(
@@ -68,14 +80,25 @@ fn init_logging() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
 }
 
-fn serve(auth_token: Option<String>, max_frame_bytes: usize, record: Option<PathBuf>, seed: Option<u64>) -> ExitCode {
+/// Temp files of interrupted flushes older than this are removed at startup.
+const STRAY_TEMP_FILE_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+fn serve(cli: &Cli) -> ExitCode {
     let config = SidecarConfig {
-        expected_auth_token: auth_token.filter(|token| !token.is_empty()),
-        max_frame_bytes,
-        entropy_seed: seed.unwrap_or_else(stdio::os_entropy_seed),
+        expected_auth_token: cli.auth_token.clone().filter(|token| !token.is_empty()),
+        max_frame_bytes: cli.max_frame_bytes,
+        entropy_seed: cli.seed.unwrap_or_else(stdio::os_entropy_seed),
         ..SidecarConfig::default()
     };
-    match stdio::serve(StdioOptions { config, record }) {
+    let store = FileStore::new(cli.store_dir.clone().unwrap_or_else(FileStore::default_dir));
+    match store.remove_stray_temp_files(STRAY_TEMP_FILE_AGE) {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, dir = %store.dir().display(), "removed stray store temp files"),
+        Err(error) => tracing::warn!(%error, dir = %store.dir().display(), "cannot scan the store directory"),
+    }
+    let host_fs: Option<Arc<dyn HostFs>> = if cli.no_host_fs { None } else { Some(Arc::new(OsHostFs)) };
+    let options = StdioOptions { config, record: cli.record.clone(), host_fs, store: Some(Arc::new(store)) };
+    match stdio::serve(options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "sidecar stopped");

@@ -4,14 +4,18 @@
 //! - [`memory`]: an in-memory transport with a manual clock, for tests and tools.
 //! - [`trace`]: the record/replay format: every input the kernel saw (bytes, clock readings,
 //!   the entropy seed) and every frame it produced.
+//! - [`hostfs`] and [`store`]: the real I/O the kernel is given: host directories for
+//!   `host_dir` mounts (confined) and the file-backed, atomic persistence store.
 //!
 //! All three drive the kernel through [`Driver`], so the kernel is fed identically with and
 //! without real I/O.
 
 #![forbid(unsafe_code)]
 
+pub mod hostfs;
 pub mod memory;
 pub mod stdio;
+pub mod store;
 pub mod trace;
 
 use kernel::{Now, Output, Sidecar, StreamId};

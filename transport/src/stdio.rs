@@ -10,6 +10,8 @@
 
 use crate::trace::{TraceError, TraceWriter};
 use crate::{Driver, Input};
+use kernel::hostfs::HostFs;
+use kernel::persistence::Store;
 use kernel::{Now, Sidecar, SidecarConfig};
 use mio::net::UnixStream;
 use mio::unix::pipe::{Receiver, Sender};
@@ -18,6 +20,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Size of one read from stdin.
@@ -49,6 +52,10 @@ pub struct StdioOptions {
     pub config: SidecarConfig,
     /// Record every input and output to this trace file.
     pub record: Option<PathBuf>,
+    /// Host file access for `host_dir` mounts (none: they are refused).
+    pub host_fs: Option<Arc<dyn HostFs>>,
+    /// The persistence store (none: persistence requests are refused).
+    pub store: Option<Arc<dyn Store>>,
 }
 
 /// The wall and monotonic clock, read only here.
@@ -143,9 +150,16 @@ pub fn serve(options: StdioOptions) -> Result<(), StdioError> {
         Some(path) => Some(TraceWriter::create(path, &options.config)?),
         None => None,
     };
+    let mut sidecar = Sidecar::new(options.config);
+    if let Some(host_fs) = options.host_fs {
+        sidecar = sidecar.with_host_fs(host_fs);
+    }
+    if let Some(store) = options.store {
+        sidecar = sidecar.with_store(store);
+    }
     let mut state = LoopState {
         clock: RealClock { start: Instant::now() },
-        driver: Driver::new(Sidecar::new(options.config)),
+        driver: Driver::new(sidecar),
         out: OutboundQueue::default(),
         recorder,
     };

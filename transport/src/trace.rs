@@ -5,6 +5,10 @@
 //! produced. Replaying feeds the inputs to a fresh kernel built from the header (same seed,
 //! same limits) and compares its frames with the recorded ones.
 //!
+//! Host files (`host_dir` mounts, host filesystem calls) and the persistence store are outside
+//! the kernel and not recorded: a replay runs without them, so a run that used them replays
+//! only up to its first such request.
+//!
 //! # Format (version 1, all integers big-endian)
 //!
 //! ```text

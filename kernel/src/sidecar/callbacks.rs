@@ -3,6 +3,8 @@
 //! negative ids, a deadline on the injected clock, and exactly one outcome: the host's answer,
 //! a timeout, or cancellation when their VM goes away.
 
+use super::filesystem::CallOutcome;
+use super::js_bridge::{self, BridgeCall, BridgeReply, JS_BRIDGE_TIMEOUT_MS};
 use super::vm::{PromptOutcome, PromptTicket};
 use super::{Sidecar, StreamId, MAX_PENDING_SIDECAR_REQUESTS};
 use crate::error::{RejectCode, Rejection};
@@ -33,8 +35,26 @@ pub enum HostCallbackOutcome {
 
 #[derive(Debug)]
 enum PendingKind {
-    HostCallback { invocation_id: InvocationId },
-    Prompt { ticket: PromptTicket, capability: String },
+    HostCallback {
+        invocation_id: InvocationId,
+    },
+    Prompt {
+        ticket: PromptTicket,
+        capability: String,
+    },
+    /// A host request parked until the host answers a js_bridge call.
+    JsBridge {
+        call_id: String,
+        parked: Box<Parked>,
+    },
+}
+
+/// A host request whose response waits for a js_bridge answer.
+#[derive(Debug)]
+pub(super) struct Parked {
+    pub request_id: i64,
+    pub ownership: OwnershipScope,
+    pub reply: BridgeReply,
 }
 
 #[derive(Debug)]
@@ -96,7 +116,10 @@ impl PendingRequests {
         due.into_iter().filter_map(|id| self.take(id)).map(Expired).collect()
     }
 
-    pub(super) fn cancel_vm(&mut self, vm_id: &str) {
+    /// Ends everything `vm_id` waits on; returns the parked host requests (with their stream),
+    /// which still owe a response.
+    pub(super) fn cancel_vm(&mut self, vm_id: &str) -> Vec<(StreamId, Box<Parked>)> {
+        let mut parked_requests = Vec::new();
         let ids: Vec<i64> = self.pending.iter().filter(|(_, p)| p.vm_id == vm_id).map(|(id, _)| *id).collect();
         for id in ids {
             if let Some(pending) = self.take(id) {
@@ -108,11 +131,13 @@ impl PendingRequests {
                         let message = format!("permission prompt for {capability} cancelled: VM disposed");
                         self.prompt_outcomes.insert(ticket, PromptOutcome::Denied(message));
                     }
+                    PendingKind::JsBridge { parked, .. } => parked_requests.push((pending.stream, parked)),
                 }
             }
         }
         // Outcomes nobody can collect any more are dropped with their VM.
         self.callback_outcomes.retain(|_, outcome| *outcome != HostCallbackOutcome::Cancelled);
+        parked_requests
     }
 }
 
@@ -235,6 +260,15 @@ impl Sidecar {
                 let outcome = prompt_answer(&envelope.payload, &capability);
                 self.callbacks.prompt_outcomes.insert(ticket, outcome);
             }
+            (PendingKind::JsBridge { call_id, parked }, SidecarResponsePayload::JsBridgeResultResponse(result))
+                if result.call_id == call_id =>
+            {
+                let Parked { request_id, ownership, reply } = *parked;
+                match js_bridge::complete(&reply, result.result, result.error) {
+                    Ok(response) => self.respond(pending.stream, request_id, ownership, response),
+                    Err(rejection) => self.reject(pending.stream, request_id, ownership, rejection),
+                }
+            }
             (kind, payload) => {
                 // A wrong answer still ends the request: the guest sees an error, never a hang.
                 match kind {
@@ -246,6 +280,11 @@ impl Sidecar {
                         let message = format!("EACCES: unexpected answer to the permission prompt for {capability}");
                         self.callbacks.prompt_outcomes.insert(ticket, PromptOutcome::Denied(message));
                     }
+                    PendingKind::JsBridge { parked, .. } => {
+                        let Parked { request_id, ownership, reply } = *parked;
+                        let rejection = js_bridge::mismatched(&reply, payload.member_name());
+                        self.reject(pending.stream, request_id, ownership, rejection);
+                    }
                 }
                 let message = format!("sidecar response {request_id} carried {}", payload.member_name());
                 self.protocol_error(stream, "mismatched_sidecar_response", &message, Some(request_id));
@@ -254,6 +293,7 @@ impl Sidecar {
     }
 
     pub(super) fn complete_expired(&mut self, Expired(pending): Expired) {
+        let stream = pending.stream;
         match pending.kind {
             PendingKind::HostCallback { invocation_id } => {
                 self.callbacks.callback_outcomes.insert(invocation_id, HostCallbackOutcome::TimedOut);
@@ -261,6 +301,60 @@ impl Sidecar {
             PendingKind::Prompt { ticket, capability } => {
                 let message = format!("EACCES: permission prompt for {capability} timed out");
                 self.callbacks.prompt_outcomes.insert(ticket, PromptOutcome::Denied(message));
+            }
+            PendingKind::JsBridge { parked, .. } => {
+                let Parked { request_id, ownership, reply } = *parked;
+                self.reject(stream, request_id, ownership, js_bridge::timed_out(&reply));
+            }
+        }
+    }
+
+    /// Sends a guest call to the host's js_bridge and parks the host request `request_id`
+    /// until the answer (or the timeout, or the VM's end).
+    pub(super) fn start_bridge_call(
+        &mut self,
+        vm_id: &str,
+        request_id: i64,
+        ownership: OwnershipScope,
+        call: BridgeCall,
+    ) -> Result<(), Rejection> {
+        let vm = self.vms.get(vm_id).ok_or_else(|| super::unknown_vm(vm_id))?;
+        let (stream, vm_scope) = (vm.stream(), vm.scope());
+        let BridgeCall { call_id, mount_id, args, reply } = call;
+        let payload = SidecarRequestPayload::JsBridgeCallRequest(JsBridgeCallRequest {
+            call_id: call_id.clone(),
+            mount_id,
+            operation: reply.js_operation.to_owned(),
+            args,
+        });
+        let pending = Pending {
+            stream,
+            ownership: vm_scope.clone(),
+            vm_id: vm_id.to_owned(),
+            deadline_ms: self.now.monotonic_ms.saturating_add(JS_BRIDGE_TIMEOUT_MS),
+            kind: PendingKind::JsBridge { call_id, parked: Box::new(Parked { request_id, ownership, reply }) },
+        };
+        let sidecar_request_id = self.callbacks.insert(pending)?;
+        if let Err(error) = self.send_sidecar_request(stream, sidecar_request_id, vm_scope, payload) {
+            self.callbacks.take(sidecar_request_id);
+            return Err(Rejection::new(RejectCode::FrameTooLarge, error.rejection_message()));
+        }
+        Ok(())
+    }
+
+    /// Answers a guest filesystem call now, or parks it behind a js_bridge call.
+    pub(super) fn finish_guest_call(
+        &mut self,
+        vm_id: &str,
+        request_id: i64,
+        ownership: &OwnershipScope,
+        outcome: CallOutcome,
+    ) -> Result<Option<ResponsePayload>, Rejection> {
+        match outcome {
+            CallOutcome::Done(response) => Ok(Some(response)),
+            CallOutcome::Bridge(call) => {
+                self.start_bridge_call(vm_id, request_id, ownership.clone(), call)?;
+                Ok(None)
             }
         }
     }

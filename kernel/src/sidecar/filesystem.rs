@@ -26,16 +26,35 @@
 //! guest operations, which arrive with processes; a host's own request is answered at once.
 
 use schema::wire::{
-    GuestFilesystemCallRequest, GuestFilesystemOperation as Op, GuestFilesystemResultResponse, ResponsePayload,
-    RootFilesystemEntryEncoding,
+    FilesystemResultResponse, GuestFilesystemCallRequest, GuestFilesystemOperation as Op,
+    GuestFilesystemResultResponse, HostFilesystemCallRequest, ResponsePayload, RootFilesystemEntryEncoding,
 };
 
+use super::backend::{FsOps, HostBackend};
+use super::js_bridge::{self, BridgeCall, BridgeReply};
 use super::layers::{self, LayerStore};
+use super::mounts::{Backend, Final, Mount, Namespace, Owner, WalkError, Walked};
 use crate::clock::Now;
 use crate::config::{self, CreateVmConfig};
 use crate::error::{RejectCode, Rejection};
 use crate::permissions::{errno_message, Capability, CompiledPolicy, Decision};
-use crate::vfs::{FsLimits, Layer, Overlay, VPath, MAX_SYMLINK_HOPS};
+use crate::vfs::{
+    Errno, FsError, FsLimits, Layer, Overlay, Stat, UpperState, VPath, DEFAULT_DIR_MODE, DIR_SIZE, FILESYSTEM_DEV,
+    MAX_SYMLINK_HOPS, S_IFDIR,
+};
+
+/// `FilesystemResultResponse.status` of a host filesystem call that succeeded; a failed one
+/// carries the errno code (`ENOENT`, `EACCES`, `EXDEV`, ...).
+pub const HOST_FILESYSTEM_STATUS_OK: &str = "ok";
+const HOST_STATUS_OK: &str = HOST_FILESYSTEM_STATUS_OK;
+
+/// What a guest filesystem call produced: its response, or a js_bridge call the response
+/// waits for.
+#[derive(Debug)]
+pub(super) enum CallOutcome {
+    Done(ResponsePayload),
+    Bridge(BridgeCall),
+}
 
 /// One VM's filesystem state.
 #[derive(Debug)]
@@ -44,6 +63,8 @@ pub(super) struct VmFilesystem {
     cwd: String,
     limits: FsLimits,
     layers: LayerStore,
+    /// ConfigureVm's mounts, in the order given.
+    mounts: Vec<Mount>,
 }
 
 /// Whether the policy is asked about the final component itself or where it leads.
@@ -67,7 +88,7 @@ impl VmFilesystem {
     ) -> Result<Self, Rejection> {
         let limits = layers::fs_limits(limits);
         let root = layers::build_root(config, limits, base, now)?;
-        Ok(Self { root, cwd: config.guest_cwd().to_owned(), limits, layers: LayerStore::default() })
+        Ok(Self { root, cwd: config.guest_cwd().to_owned(), limits, layers: LayerStore::default(), mounts: Vec::new() })
     }
 
     pub(super) fn root(&self) -> &Overlay {
@@ -151,7 +172,7 @@ impl VmFilesystem {
         policy: &CompiledPolicy,
         request: GuestFilesystemCallRequest,
         now: Now,
-    ) -> Result<ResponsePayload, Rejection> {
+    ) -> Result<CallOutcome, Rejection> {
         let operation = request.operation;
         let mut result = GuestFilesystemResultResponse {
             operation,
@@ -172,15 +193,22 @@ impl VmFilesystem {
             }
             _ => None,
         };
+        let mut data = Vec::new();
         match operation {
             Op::Exists => {
-                let allowed = self.authorize(policy, capability, label, path, subject).is_ok();
-                result.exists = Some(allowed && self.root.exists(self.at(path)));
-                return Ok(ResponsePayload::GuestFilesystemResultResponse(result));
+                if self.authorize(policy, capability, label, path, subject).is_err() {
+                    result.exists = Some(false);
+                    return Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)));
+                }
+                if self.mounts.is_empty() {
+                    result.exists = Some(self.root.exists(self.at(path)));
+                    return Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)));
+                }
+                return self.call_mounted(&request, result, &data, now);
             }
             Op::WriteFile => {
                 // Decode before the check: a malformed request is refused as such.
-                decode_content(path, request.content.as_deref(), request.encoding)?;
+                data = decode_content(path, request.content.as_deref(), request.encoding)?;
             }
             Op::Pread => {
                 required(request.offset, operation, "offset")?;
@@ -209,66 +237,327 @@ impl VmFilesystem {
         if let Some(destination) = destination {
             self.authorize(policy, capability, label, destination, Subject::NoFollow)?;
         }
+        if !self.mounts.is_empty() {
+            return self.call_mounted(&request, result, &data, now);
+        }
         let at = VPath::at(&self.cwd, path);
-        let root = &mut self.root;
-        let fs = |result: Result<(), crate::vfs::FsError>| result.map_err(layers::fs_rejection);
-        match operation {
-            Op::ReadFile => {
-                let bytes = root.read_file(at).map_err(layers::fs_rejection)?.to_vec();
-                set_content(&mut result, bytes, request.encoding);
+        let to = destination.map(|d| VPath::at(&self.cwd, d));
+        execute(&mut self.root, &request, at, to, &data, &mut result, now).map_err(layers::fs_rejection)?;
+        Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)))
+    }
+
+    /// A guest call in a VM with mounts (already authorized). Paths that never touch a mount
+    /// are resolved by the root filesystem exactly as without mounts; the others are resolved
+    /// across mounts ([`Namespace::walk`]) and run by the filesystem that owns them, with errors
+    /// naming the paths as given.
+    fn call_mounted(
+        &mut self,
+        request: &GuestFilesystemCallRequest,
+        mut result: GuestFilesystemResultResponse,
+        data: &[u8],
+        now: Now,
+    ) -> Result<CallOutcome, Rejection> {
+        let operation = request.operation;
+        let path = request.path.as_str();
+        let destination = match operation {
+            Op::Rename | Op::Link => request.destination_path.as_deref(),
+            _ => None,
+        };
+        let done = |result| Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)));
+        let namespace = self.namespace();
+        let lenient = operation == Op::Mkdir && request.recursive;
+        let walked = namespace.walk(path, final_mode(operation), lenient);
+        let walked_to = destination.map(|d| namespace.walk(d, Final::Parent, false));
+        let untouched = |walk: &Result<Walked, WalkError>| match walk {
+            Ok(walked) => !walked.touched,
+            Err(error) => !error.touched,
+        };
+        if untouched(&walked) && walked_to.as_ref().is_none_or(untouched) {
+            // The root filesystem resolves it, as without mounts (same errors, same results),
+            // unless it would remove or rename what a mount hangs from.
+            if let (Ok(from), Some(Ok(to))) = (&walked, &walked_to) {
+                self.check_busy(operation, from, Some(to), request)?;
+            } else if let Ok(from) = &walked {
+                self.check_busy(operation, from, None, request)?;
             }
-            Op::Pread => {
-                let offset = required(request.offset, operation, "offset")?;
-                let len = required(request.len, operation, "len")?;
-                let bytes = root.pread(at, offset, len).map_err(layers::fs_rejection)?.to_vec();
-                set_content(&mut result, bytes, request.encoding);
+            let children = match (&walked, operation) {
+                (Ok(dir), Op::ReadDir) => namespace.mount_children(&dir.components),
+                _ => Vec::new(),
+            };
+            let at = VPath::at(&self.cwd, path);
+            let to = destination.map(|d| VPath::at(&self.cwd, d));
+            execute(&mut self.root, request, at, to, data, &mut result, now).map_err(layers::fs_rejection)?;
+            if let Some(entries) = result.entries.as_mut() {
+                merge_names(entries, children);
             }
-            Op::WriteFile => {
-                let data = decode_content(path, request.content.as_deref(), request.encoding)?;
-                match request.mode {
-                    Some(mode) => fs(root.write_file_with_mode(at, &data, mode, now))?,
-                    None => fs(root.write_file(at, &data, now))?,
+            return done(result);
+        }
+        let from = match walked {
+            Ok(from) => from,
+            Err(_) if operation == Op::Exists => {
+                result.exists = Some(false);
+                return done(result);
+            }
+            Err(error) => return Err(layers::fs_rejection(walk_failure(error.errno, request))),
+        };
+        let to = match walked_to {
+            Some(Ok(to)) => Some(to),
+            Some(Err(error)) => return Err(layers::fs_rejection(walk_failure(error.errno, request))),
+            None => None,
+        };
+        self.check_busy(operation, &from, to.as_ref(), request)?;
+        if to.as_ref().is_some_and(|to| to.owner != from.owner) {
+            return Err(layers::fs_rejection(relabel(FsError::new(Errno::EXDEV), request)));
+        }
+        if namespace.is_virtual_dir(&from.components) {
+            match operation {
+                Op::Stat | Op::Lstat => {
+                    result.stat = Some((&virtual_dir_stat()).into());
+                    return done(result);
+                }
+                Op::Exists => {
+                    result.exists = Some(true);
+                    return done(result);
+                }
+                Op::ReadDir => {
+                    result.entries = Some(namespace.mount_children(&from.components));
+                    return done(result);
+                }
+                Op::Realpath => {
+                    result.target = Some(from.canonical());
+                    return done(result);
+                }
+                _ => {}
+            }
+        }
+        let children = namespace.mount_children(&from.components);
+        // Creating an entry in a directory that exists only on the way to a mount point makes
+        // that directory real in the root filesystem first.
+        let creates = matches!(operation, Op::WriteFile | Op::CreateDir | Op::Mkdir | Op::Symlink);
+        let created = if creates { Some(&from) } else { to.as_ref() };
+        let mut materialize = Vec::new();
+        if let Some(walked) = created {
+            let parent = walked.components.split_last().map(|(_, parent)| parent).unwrap_or_default();
+            if walked.owner == Owner::Root && !parent.is_empty() && namespace.is_virtual_dir(parent) {
+                materialize.push(format!("/{}", parent.join("/")));
+            }
+        }
+        for dir in materialize {
+            self.root.mkdir(dir.as_str(), true, now).map_err(|e| layers::fs_rejection(relabel(e, request)))?;
+        }
+        let local = from.local_arg();
+        let local_to = to.as_ref().map(Walked::local_arg);
+        let at = VPath::from(local.as_str());
+        let at_to = local_to.as_deref().map(VPath::from);
+        let limits = self.limits;
+        let ran = match from.owner {
+            Owner::Root => execute(&mut self.root, request, at, at_to, data, &mut result, now),
+            Owner::Mount(index) => {
+                let Some(mount) = self.mounts.get_mut(index) else {
+                    return Err(Rejection::invalid_state("mount table changed during a call"));
+                };
+                match &mut mount.backend {
+                    Backend::Memory(fs) => execute(fs, request, at, at_to, data, &mut result, now),
+                    Backend::Host(dir) => {
+                        let mut host = HostBackend { dir: dir.as_ref(), read_only: mount.read_only, limits };
+                        execute(&mut host, request, at, at_to, data, &mut result, now)
+                    }
+                    Backend::Bridge(bridge) => {
+                        if mount.read_only && mutates(operation) {
+                            return Err(layers::fs_rejection(relabel(FsError::new(Errno::EROFS), request)));
+                        }
+                        let (js_operation, args) = js_bridge::operation_and_args(
+                            request,
+                            &from.local,
+                            to.as_ref().map_or("", |to| to.local.as_str()),
+                            data,
+                        );
+                        let target = match operation {
+                            Op::Symlink => request.target.clone(),
+                            Op::Rename | Op::Link => request.destination_path.clone(),
+                            _ => None,
+                        };
+                        let reply = BridgeReply {
+                            operation,
+                            path: request.path.clone(),
+                            js_operation,
+                            target,
+                            encoding: request.encoding,
+                            max_read_bytes: match operation {
+                                Op::Pread => limits.max_pread_bytes.min(request.len.unwrap_or(u64::MAX)),
+                                _ => limits.max_pread_bytes,
+                            },
+                            max_readdir_entries: limits.max_readdir_entries,
+                            mount_path: mount.guest_path.clone(),
+                            extra_entries: children,
+                        };
+                        return Ok(CallOutcome::Bridge(BridgeCall {
+                            call_id: bridge.next_call_id(),
+                            mount_id: bridge.mount_id.clone(),
+                            args: args.to_string(),
+                            reply,
+                        }));
+                    }
                 }
             }
-            Op::CreateDir => fs(root.mkdir_with_mode(at, false, mode_or_default(request.mode), now))?,
-            Op::Mkdir => fs(root.mkdir_with_mode(at, request.recursive, mode_or_default(request.mode), now))?,
-            Op::Exists => {}
-            Op::Stat => result.stat = Some((&root.stat(at).map_err(layers::fs_rejection)?).into()),
-            Op::Lstat => result.stat = Some((&root.lstat(at).map_err(layers::fs_rejection)?).into()),
-            Op::ReadDir => result.entries = Some(root.read_dir(at).map_err(layers::fs_rejection)?),
-            Op::RemoveFile => fs(root.remove_file(at, now))?,
-            Op::RemoveDir => fs(root.remove_dir(at, request.recursive, now))?,
-            Op::Rename => {
-                let to = required(request.destination_path.as_deref(), operation, "a destination_path")?;
-                fs(root.rename(at, VPath::at(&self.cwd, to), now))?;
-                result.target = Some(to.to_owned());
+        };
+        ran.map_err(|error| layers::fs_rejection(relabel(error, request)))?;
+        match operation {
+            Op::ReadDir => {
+                if let Some(entries) = result.entries.as_mut() {
+                    merge_names(entries, children);
+                }
             }
-            Op::Realpath => result.target = Some(root.realpath(at).map_err(layers::fs_rejection)?),
-            Op::Symlink => {
-                let target = required(request.target.as_deref(), operation, "a target")?;
-                fs(root.symlink(target, at, now))?;
-                result.target = Some(target.to_owned());
+            Op::Realpath => {
+                // A mount's realpath is mount-local; the root's is already the guest path.
+                if let Owner::Mount(index) = from.owner {
+                    let mount_path = self.mounts.get(index).map(|m| m.guest_path.as_str()).unwrap_or("/");
+                    result.target = result.target.take().map(|local| join_guest(mount_path, &local));
+                }
             }
-            Op::ReadLink => result.target = Some(root.read_link(at).map_err(layers::fs_rejection)?),
-            Op::Link => {
-                let to = required(request.destination_path.as_deref(), operation, "a destination_path")?;
-                fs(root.link(at, VPath::at(&self.cwd, to), now))?;
-                result.target = Some(to.to_owned());
-            }
-            Op::Chmod => fs(root.chmod(at, required(request.mode, operation, "a mode")?, now))?,
-            Op::Chown => {
-                let uid = required(request.uid, operation, "a uid")?;
-                let gid = required(request.gid, operation, "a gid")?;
-                fs(root.chown(at, uid, gid, now))?;
-            }
-            Op::Utimes => {
-                let atime = required(request.atime_ms, operation, "atime_ms")?;
-                let mtime = required(request.mtime_ms, operation, "mtime_ms")?;
-                fs(root.utimes(at, atime, mtime, now))?;
-            }
-            Op::Truncate => fs(root.truncate(at, required(request.len, operation, "len")?, now))?,
+            _ => {}
         }
-        Ok(ResponsePayload::GuestFilesystemResultResponse(result))
+        done(result)
+    }
+
+    /// `EBUSY` for removing or renaming a mount point or a directory above one.
+    fn check_busy(
+        &self,
+        operation: Op,
+        from: &Walked,
+        to: Option<&Walked>,
+        request: &GuestFilesystemCallRequest,
+    ) -> Result<(), Rejection> {
+        if !matches!(operation, Op::RemoveDir | Op::Rename) {
+            return Ok(());
+        }
+        let namespace = self.namespace();
+        if namespace.holds_mount(&from.components) || to.is_some_and(|to| namespace.holds_mount(&to.components)) {
+            return Err(layers::fs_rejection(relabel(FsError::new(Errno::EBUSY), request)));
+        }
+        Ok(())
+    }
+
+    fn namespace(&self) -> Namespace<'_> {
+        Namespace { root: &self.root, mounts: &self.mounts, cwd: &self.cwd }
+    }
+
+    /// Replaces the VM's mounts (ConfigureVm reconciles: the old ones are dropped).
+    pub(super) fn set_mounts(&mut self, mounts: Vec<Mount>) {
+        self.mounts = mounts;
+    }
+
+    pub(super) fn mount_paths(&self) -> Vec<String> {
+        self.mounts.iter().map(|m| m.guest_path.clone()).collect()
+    }
+
+    pub(super) fn limits(&self) -> FsLimits {
+        self.limits
+    }
+
+    /// The root's upper layer state (what persistence saves).
+    pub(super) fn upper_state(&self) -> UpperState {
+        self.root.upper_state()
+    }
+
+    /// Replaces the root's upper layer (what persistence loads).
+    pub(super) fn restore_upper(&mut self, state: &UpperState, now: Now) -> Result<(), Rejection> {
+        self.root.restore_upper(state, now).map_err(layers::fs_rejection)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Host filesystem calls
+    // -----------------------------------------------------------------------------------------
+
+    /// Serves a `HostFilesystemCallRequest` on a `host_dir` mount (see [`host_status`] for
+    /// the status strings).
+    pub(super) fn host_call(
+        &mut self,
+        policy: &CompiledPolicy,
+        request: &HostFilesystemCallRequest,
+        now: Now,
+    ) -> FilesystemResultResponse {
+        let (status, size) = match self.host_call_inner(policy, request, now) {
+            Ok(size) => (HOST_STATUS_OK.to_owned(), size),
+            Err(errno) => (errno.code().to_owned(), 0),
+        };
+        FilesystemResultResponse { operation: request.operation, status, payload_size_bytes: size }
+    }
+
+    fn host_call_inner(
+        &mut self,
+        policy: &CompiledPolicy,
+        request: &HostFilesystemCallRequest,
+        now: Now,
+    ) -> Result<u64, Errno> {
+        use schema::wire::FilesystemOperation as H;
+        let (path, destination) = match request.operation {
+            H::Rename => match request.path.split_once('\0') {
+                Some((from, to)) => (from, Some(to)),
+                None => return Err(Errno::EINVAL),
+            },
+            _ => (request.path.as_str(), None),
+        };
+        let (capability, label, subject, last) = match request.operation {
+            H::Read => (Capability::FsRead, "read", Subject::Follow, Final::Follow),
+            H::Write => (Capability::FsWrite, "write", Subject::Follow, Final::Follow),
+            H::Stat => (Capability::FsStat, "stat", Subject::Follow, Final::Follow),
+            H::ReadDir => (Capability::FsReaddir, "readdir", Subject::Follow, Final::Follow),
+            H::Mkdir => (Capability::FsCreateDir, "mkdir", Subject::NoFollow, Final::Parent),
+            H::Remove => (Capability::FsRm, "rm", Subject::NoFollow, Final::Parent),
+            H::Rename => (Capability::FsRename, "rename", Subject::NoFollow, Final::Parent),
+        };
+        self.authorize(policy, capability, label, path, subject).map_err(|_| Errno::EACCES)?;
+        if let Some(destination) = destination {
+            self.authorize(policy, capability, label, destination, Subject::NoFollow).map_err(|_| Errno::EACCES)?;
+        }
+        let namespace = self.namespace();
+        let from = namespace.walk(path, last, false).map_err(|e| e.errno)?;
+        let to = match destination {
+            Some(d) => Some(namespace.walk(d, Final::Parent, false).map_err(|e| e.errno)?),
+            None => None,
+        };
+        let Owner::Mount(index) = from.owner else { return Err(Errno::EXDEV) };
+        if to.as_ref().is_some_and(|to| to.owner != from.owner) {
+            return Err(Errno::EXDEV);
+        }
+        let limits = self.limits;
+        let Some(mount) = self.mounts.get(index) else { return Err(Errno::EXDEV) };
+        let Backend::Host(dir) = &mount.backend else { return Err(Errno::EXDEV) };
+        let mut host = HostBackend { dir: dir.as_ref(), read_only: mount.read_only, limits };
+        let local = from.local_arg();
+        let at = VPath::from(local.as_str());
+        let size = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let fs_errno = |e: FsError| e.errno();
+        match request.operation {
+            H::Read => host.read_file(at).map(|bytes| size(bytes.len())).map_err(fs_errno),
+            H::Write => {
+                let len = request.payload_size_bytes;
+                if host.exists(at) {
+                    host.truncate(at, len, now).map_err(fs_errno)?;
+                } else {
+                    if len > limits.max_fd_write_bytes {
+                        return Err(Errno::ENOSPC);
+                    }
+                    let zeros = vec![0u8; usize::try_from(len).map_err(|_| Errno::EFBIG)?];
+                    host.write_file(at, &zeros, None, now).map_err(fs_errno)?;
+                }
+                Ok(len)
+            }
+            H::Stat => host.stat(at).map(|stat| stat.size).map_err(fs_errno),
+            H::ReadDir => host.read_dir(at).map(|names| size(names.len())).map_err(fs_errno),
+            H::Mkdir => host.mkdir(at, false, DEFAULT_DIR_MODE, now).map(|()| 0).map_err(fs_errno),
+            H::Remove => {
+                let stat = host.lstat(at).map_err(fs_errno)?;
+                let removed =
+                    if stat.is_directory { host.remove_dir(at, false, now) } else { host.remove_file(at, now) };
+                removed.map(|()| 0).map_err(fs_errno)
+            }
+            H::Rename => {
+                let local_to = to.as_ref().map(Walked::local_arg).unwrap_or_default();
+                host.rename(at, VPath::from(local_to.as_str()), now).map(|()| 0).map_err(fs_errno)
+            }
+        }
     }
 
     fn at<'a>(&'a self, path: &'a str) -> VPath<'a> {
@@ -305,6 +594,20 @@ impl VmFilesystem {
     /// appended (its `.` and `..` applied to it lexically: none of it exists, so none of it is
     /// a symlink). With [`Subject::Follow`], a final symlink is followed, dangling or not.
     fn subject(&self, path: &str, subject: Subject) -> String {
+        if !self.mounts.is_empty() {
+            let last = match subject {
+                Subject::Follow => Final::Follow,
+                Subject::NoFollow => Final::Parent,
+            };
+            return match self.namespace().walk(path, last, true) {
+                Ok(walked) => walked.canonical(),
+                Err(_) => {
+                    let absolute = self.absolute(path);
+                    let components: Vec<&str> = absolute.split('/').filter(|c| !c.is_empty()).collect();
+                    lexical_append("/", &components)
+                }
+            };
+        }
         let mut current = self.absolute(path);
         for _ in 0..=MAX_SYMLINK_HOPS {
             if subject == Subject::Follow {
@@ -344,6 +647,141 @@ impl VmFilesystem {
             }
         }
         lexical_append("/", &components)
+    }
+}
+
+/// Runs one guest operation on `fs` (required fields already checked; `data` is WRITE_FILE's
+/// decoded content).
+fn execute(
+    fs: &mut dyn FsOps,
+    request: &GuestFilesystemCallRequest,
+    at: VPath<'_>,
+    to: Option<VPath<'_>>,
+    data: &[u8],
+    result: &mut GuestFilesystemResultResponse,
+    now: Now,
+) -> Result<(), FsError> {
+    let destination = || to.ok_or_else(|| FsError::new(Errno::EINVAL));
+    match request.operation {
+        Op::ReadFile => set_content(result, fs.read_file(at)?, request.encoding),
+        Op::Pread => {
+            let bytes = fs.pread(at, request.offset.unwrap_or(0), request.len.unwrap_or(0))?;
+            set_content(result, bytes, request.encoding);
+        }
+        Op::WriteFile => fs.write_file(at, data, request.mode, now)?,
+        Op::CreateDir => fs.mkdir(at, false, mode_or_default(request.mode), now)?,
+        Op::Mkdir => fs.mkdir(at, request.recursive, mode_or_default(request.mode), now)?,
+        Op::Exists => result.exists = Some(fs.exists(at)),
+        Op::Stat => result.stat = Some((&fs.stat(at)?).into()),
+        Op::Lstat => result.stat = Some((&fs.lstat(at)?).into()),
+        Op::ReadDir => result.entries = Some(fs.read_dir(at)?),
+        Op::RemoveFile => fs.remove_file(at, now)?,
+        Op::RemoveDir => fs.remove_dir(at, request.recursive, now)?,
+        Op::Rename => {
+            fs.rename(at, destination()?, now)?;
+            result.target = request.destination_path.clone();
+        }
+        Op::Realpath => result.target = Some(fs.realpath(at)?),
+        Op::Symlink => {
+            let target = request.target.as_deref().unwrap_or_default();
+            fs.symlink(target, at, now)?;
+            result.target = Some(target.to_owned());
+        }
+        Op::ReadLink => result.target = Some(fs.read_link(at)?),
+        Op::Link => {
+            fs.link(at, destination()?, now)?;
+            result.target = request.destination_path.clone();
+        }
+        Op::Chmod => fs.chmod(at, request.mode.unwrap_or(0), now)?,
+        Op::Chown => fs.chown(at, request.uid.unwrap_or(0), request.gid.unwrap_or(0), now)?,
+        Op::Utimes => fs.utimes(at, request.atime_ms.unwrap_or(0), request.mtime_ms.unwrap_or(0), now)?,
+        Op::Truncate => fs.truncate(at, request.len.unwrap_or(0), now)?,
+    }
+    Ok(())
+}
+
+/// How an operation treats its path's final component (the vfs's resolution modes).
+fn final_mode(operation: Op) -> Final {
+    match operation {
+        Op::Lstat | Op::ReadLink | Op::Link => Final::NoFollow,
+        Op::CreateDir | Op::Mkdir | Op::RemoveFile | Op::RemoveDir | Op::Rename | Op::Symlink => Final::Parent,
+        _ => Final::Follow,
+    }
+}
+
+/// Operations that change the filesystem (refused with `EROFS` on read-only mounts).
+fn mutates(operation: Op) -> bool {
+    !matches!(
+        operation,
+        Op::ReadFile | Op::Pread | Op::Exists | Op::Stat | Op::Lstat | Op::ReadDir | Op::Realpath | Op::ReadLink
+    )
+}
+
+/// Node's syscall name for an operation, as the vfs labels its errors.
+fn syscall_name(operation: Op) -> &'static str {
+    match operation {
+        Op::ReadFile | Op::WriteFile | Op::Truncate => "open",
+        Op::CreateDir | Op::Mkdir => "mkdir",
+        Op::Exists => "access",
+        Op::Stat => "stat",
+        Op::Lstat => "lstat",
+        Op::ReadDir => "scandir",
+        Op::RemoveFile => "unlink",
+        Op::RemoveDir => "rmdir",
+        Op::Rename => "rename",
+        Op::Realpath => "realpath",
+        Op::Symlink => "symlink",
+        Op::ReadLink => "readlink",
+        Op::Link => "link",
+        Op::Chmod => "chmod",
+        Op::Chown => "chown",
+        Op::Utimes => "utime",
+        Op::Pread => "read",
+    }
+}
+
+/// An error of a routed call, labelled with the request's own paths (not the mount-local ones).
+fn relabel(error: FsError, request: &GuestFilesystemCallRequest) -> FsError {
+    let op = if error.op().is_empty() { syscall_name(request.operation) } else { error.op() };
+    match request.operation {
+        Op::Rename | Op::Link => error.at2(op, &request.path, request.destination_path.as_deref().unwrap_or_default()),
+        Op::Symlink => error.at2(op, request.target.as_deref().unwrap_or_default(), &request.path),
+        _ => error.at(op, &request.path),
+    }
+}
+
+fn walk_failure(errno: Errno, request: &GuestFilesystemCallRequest) -> FsError {
+    relabel(FsError::new(errno), request)
+}
+
+/// Adds mount points to a directory listing (sorted, no duplicates).
+fn merge_names(entries: &mut Vec<String>, extra: Vec<String>) {
+    if extra.is_empty() {
+        return;
+    }
+    entries.extend(extra);
+    entries.sort();
+    entries.dedup();
+}
+
+/// A mount-local path under the mount's guest path.
+fn join_guest(mount_path: &str, local: &str) -> String {
+    match local.trim_matches('/') {
+        "" => mount_path.to_owned(),
+        inner => format!("{}/{inner}", mount_path.trim_end_matches('/')),
+    }
+}
+
+/// `stat` of a directory that exists only on the way to a mount point.
+fn virtual_dir_stat() -> Stat {
+    Stat {
+        mode: S_IFDIR | DEFAULT_DIR_MODE,
+        size: DIR_SIZE,
+        blocks: DIR_SIZE.div_ceil(512),
+        dev: FILESYSTEM_DEV,
+        nlink: 2,
+        is_directory: true,
+        ..Stat::default()
     }
 }
 
@@ -432,7 +870,7 @@ fn set_content(result: &mut GuestFilesystemResultResponse, bytes: Vec<u8>, asked
 }
 
 fn mode_or_default(mode: Option<u32>) -> u32 {
-    mode.unwrap_or(crate::vfs::DEFAULT_DIR_MODE)
+    mode.unwrap_or(DEFAULT_DIR_MODE)
 }
 
 /// The parent of a canonical absolute path (`/` for `/` itself).

@@ -10,27 +10,37 @@
 //! (`session-N`); sessions own *VMs* (`vm-N`). A request naming a connection, session or VM that
 //! the requesting stream does not own is refused exactly as if it did not exist.
 
+mod backend;
 mod callbacks;
 mod filesystem;
 mod frames;
+mod js_bridge;
 mod layers;
+mod mounts;
+mod storage;
 mod vm;
 
 pub use callbacks::{HostCallbackOutcome, InvocationId, DEFAULT_HOST_CALLBACK_TIMEOUT_MS, PERMISSION_PROMPT_NAMESPACE};
+pub use filesystem::HOST_FILESYSTEM_STATUS_OK;
+pub use js_bridge::JS_BRIDGE_TIMEOUT_MS;
 pub use layers::{default_base_entries, GUEST_USER_GID, GUEST_USER_UID, MAX_LAYERS_PER_VM};
+pub use mounts::{KNOWN_MOUNT_PLUGINS, MAX_MOUNTS, MAX_MOUNT_ID_BYTES, SUPPORTED_MOUNT_PLUGINS};
 pub use vm::{
-    PermissionCheck, PromptOutcome, PromptTicket, VmSummary, KNOWN_MOUNT_PLUGINS, MAX_DESCRIPTION_CHARS, MAX_MOUNTS,
-    MAX_TOOLKITS_PER_VM, MAX_TOOLKIT_NAME_BYTES, MAX_TOOLS_PER_TOOLKIT, MAX_TOOLS_PER_VM, MAX_TOOL_EXAMPLES,
-    MAX_TOOL_EXAMPLE_INPUT_BYTES, MAX_TOOL_SCHEMA_BYTES, MAX_TOOL_TIMEOUT_MS,
+    PermissionCheck, PromptOutcome, PromptTicket, VmSummary, MAX_DESCRIPTION_CHARS, MAX_TOOLKITS_PER_VM,
+    MAX_TOOLKIT_NAME_BYTES, MAX_TOOLS_PER_TOOLKIT, MAX_TOOLS_PER_VM, MAX_TOOL_EXAMPLES, MAX_TOOL_EXAMPLE_INPUT_BYTES,
+    MAX_TOOL_SCHEMA_BYTES, MAX_TOOL_TIMEOUT_MS,
 };
 
 use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
+use crate::hostfs::HostFs;
+use crate::persistence::Store;
 use crate::vfs::{Layer, Overlay};
 use schema::codec::Decoded;
 use schema::wire::*;
 use schema::{FrameDecoder, FrameError, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 /// The `sidecarId` reported by `AuthenticatedResponse` unless the embedder names another.
 pub const DEFAULT_SIDECAR_ID: &str = "secure-exec-sidecar";
@@ -144,6 +154,10 @@ pub struct Sidecar {
     responses_sent: u64,
     /// The default base layer, built once and shared by every VM's root filesystem.
     base_layer: Layer,
+    /// Host file access for `host_dir` mounts and host filesystem calls (none: refused).
+    host_fs: Option<Arc<dyn HostFs>>,
+    /// Durable storage for persistence requests (none: refused).
+    store: Option<Arc<dyn Store>>,
 }
 
 impl Sidecar {
@@ -165,7 +179,24 @@ impl Sidecar {
             outputs: VecDeque::new(),
             responses_sent: 0,
             base_layer: layers::default_base_layer(),
+            host_fs: None,
+            store: None,
         }
+    }
+
+    /// Gives `host_dir` mounts and `HostFilesystemCallRequest`s access to host files. Without
+    /// it, mounting `host_dir` is `plugin_error` `ENOSYS: host filesystem access is not
+    /// available`.
+    pub fn with_host_fs(mut self, host_fs: Arc<dyn HostFs>) -> Self {
+        self.host_fs = Some(host_fs);
+        self
+    }
+
+    /// Gives `PersistenceLoad`/`PersistenceFlush` a durable store. Without it they are
+    /// `unsupported`.
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
     }
 
     pub fn config(&self) -> &SidecarConfig {
@@ -300,6 +331,11 @@ impl Sidecar {
         self.vms.get(vm_id).map(|vm| vm.filesystem().cwd())
     }
 
+    /// The guest paths of a VM's mounts, in the order ConfigureVm gave them.
+    pub fn vm_mount_paths(&self, vm_id: &str) -> Option<Vec<String>> {
+        self.vms.get(vm_id).map(|vm| vm.filesystem().mount_paths())
+    }
+
     /// The ids of a VM's layer store, sorted.
     pub fn vm_layer_ids(&self, vm_id: &str) -> Option<Vec<String>> {
         self.vms.get(vm_id).map(|vm| vm.filesystem().layer_ids())
@@ -369,7 +405,7 @@ impl Sidecar {
                 format!("no extension registered for namespace {}", envelope.namespace),
             )),
             RequestPayload::PersistenceLoadRequest(_) | RequestPayload::PersistenceFlushRequest(_) => {
-                self.authorize_session_or_vm(stream, &ownership).and_then(|()| Err(not_yet(&payload)))
+                self.persistence(stream, &ownership, payload)
             }
             payload => self.vm_request(stream, request_id, &ownership, payload),
         };
@@ -516,12 +552,30 @@ impl Sidecar {
                 self.dispose_vm(&vm_id, request.reason);
                 Ok(None)
             }
-            RequestPayload::ConfigureVmRequest(request) => self.vm_mut(&vm_id)?.configure(request).map(Some),
+            RequestPayload::ConfigureVmRequest(request) => self.configure_vm(&vm_id, request).map(Some),
             RequestPayload::RegisterHostCallbacksRequest(request) => {
                 self.vm_mut(&vm_id)?.register_host_callbacks(request).map(Some)
             }
+            RequestPayload::GuestFilesystemCallRequest(request) => {
+                let now = self.now;
+                let vm = self.vm_mut(&vm_id)?;
+                let (filesystem, policy) = vm.filesystem_and_policy();
+                let outcome = filesystem.call(policy, request, now)?;
+                self.finish_guest_call(&vm_id, request_id, ownership, outcome)
+            }
             payload => self.filesystem_request(&vm_id, payload),
         }
+    }
+
+    /// ConfigureVm: the new mounts are checked and opened first (nothing changes unless all of
+    /// them can be mounted), then the VM's configuration is replaced.
+    fn configure_vm(&mut self, vm_id: &str, request: ConfigureVmRequest) -> Result<ResponsePayload, Rejection> {
+        let now = self.now;
+        let host_fs = self.host_fs.clone();
+        let vm = self.vm_mut(vm_id)?;
+        let limits = vm.filesystem().limits();
+        let mounts = mounts::build(&request.mounts, host_fs.as_deref(), limits, now)?;
+        vm.configure(request, mounts)
     }
 
     /// The filesystem and layer requests of a VM (see `filesystem` and `layers`).
@@ -533,9 +587,10 @@ impl Sidecar {
         let now = self.now;
         let vm = self.vm_mut(vm_id)?;
         match payload {
-            RequestPayload::GuestFilesystemCallRequest(request) => {
+            RequestPayload::HostFilesystemCallRequest(request) => {
                 let (filesystem, policy) = vm.filesystem_and_policy();
-                filesystem.call(policy, request, now).map(Some)
+                let result = filesystem.host_call(policy, &request, now);
+                Ok(Some(ResponsePayload::FilesystemResultResponse(result)))
             }
             RequestPayload::BootstrapRootFilesystemRequest(request) => {
                 vm.filesystem_mut().bootstrap(&request, now).map(Some)
@@ -569,7 +624,10 @@ impl Sidecar {
         if live {
             self.emit_lifecycle(stream, &scope, VmLifecycleState::Disposing);
         }
-        self.callbacks.cancel_vm(vm_id);
+        for (parked_stream, parked) in self.callbacks.cancel_vm(vm_id) {
+            let callbacks::Parked { request_id, ownership, reply } = *parked;
+            self.reject(parked_stream, request_id, ownership, js_bridge::cancelled(&reply, vm_id));
+        }
         if let Some(session) = self.sessions.get_mut(vm.session_id()) {
             session.vms.remove(vm_id);
         }

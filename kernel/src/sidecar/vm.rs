@@ -3,6 +3,7 @@
 
 use super::callbacks::DEFAULT_HOST_CALLBACK_TIMEOUT_MS;
 use super::filesystem::VmFilesystem;
+use super::mounts::Mount;
 use super::{Sidecar, StreamId};
 use crate::config::{self, CreateVmConfig};
 use crate::error::{RejectCode, Rejection};
@@ -22,12 +23,6 @@ pub const MAX_TOOL_EXAMPLES: usize = 16;
 pub const MAX_TOOL_EXAMPLE_INPUT_BYTES: usize = 4096;
 /// A callback's own `timeoutMs` may not exceed five minutes.
 pub const MAX_TOOL_TIMEOUT_MS: u64 = 300_000;
-/// Mount descriptors per ConfigureVm (the VM's layer bound).
-pub const MAX_MOUNTS: usize = 256;
-/// Mount plugins the sidecar knows; others are refused with `ENOSYS` like the original.
-pub const KNOWN_MOUNT_PLUGINS: &[&str] =
-    &["memory", "host_dir", "module_access", "js_bridge", "sqlite_vfs", "s3", "google_drive", "sandbox_agent"];
-
 /// A permission prompt in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PromptTicket(pub u64);
@@ -197,30 +192,11 @@ impl Vm {
 
     /// Applies a ConfigureVm request. All checks run before anything changes, so a refused
     /// request leaves the VM exactly as it was.
-    pub(super) fn configure(&mut self, request: ConfigureVmRequest) -> Result<ResponsePayload, Rejection> {
-        if request.mounts.len() > MAX_MOUNTS {
-            return Err(Rejection::limit("mounts", MAX_MOUNTS));
-        }
-        for mount in &request.mounts {
-            if !KNOWN_MOUNT_PLUGINS.contains(&mount.plugin.id.as_str()) {
-                return Err(Rejection::new(
-                    RejectCode::PluginError,
-                    format!("ENOSYS: filesystem plugin is not registered: {}", mount.plugin.id),
-                ));
-            }
-            if let Err(error) = serde_json::from_str::<serde_json::Value>(&mount.plugin.config) {
-                return Err(Rejection::invalid_state(format!(
-                    "mount plugin config for {} is not valid JSON: {error}",
-                    mount.plugin.id
-                )));
-            }
-            if !mount.guest_path.starts_with('/') {
-                return Err(Rejection::invalid_state(format!(
-                    "mount guest path {} must be absolute",
-                    mount.guest_path
-                )));
-            }
-        }
+    pub(super) fn configure(
+        &mut self,
+        request: ConfigureVmRequest,
+        mounts: Vec<Mount>,
+    ) -> Result<ResponsePayload, Rejection> {
         let policy = match &request.permissions {
             Some(permissions) => {
                 let config = config::PermissionsPolicy::from(permissions);
@@ -231,6 +207,8 @@ impl Vm {
         if let Some(policy) = policy {
             self.policy = policy;
         }
+        // Reconciled: the previous mounts (and a memory mount's content) are gone.
+        self.filesystem.set_mounts(mounts);
         let response = VmConfiguredResponse {
             applied_mounts: u32::try_from(request.mounts.len()).unwrap_or(u32::MAX),
             applied_software: u32::try_from(request.software.len()).unwrap_or(u32::MAX),

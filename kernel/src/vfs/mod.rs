@@ -20,6 +20,6 @@ pub use fs::{
     DEFAULT_MAX_FILESYSTEM_BYTES, DEFAULT_MAX_INODE_COUNT, DEFAULT_MAX_PREAD_BYTES, DEFAULT_MAX_READDIR_ENTRIES,
     DIR_SIZE, FILESYSTEM_DEV, PERMISSION_BITS, ROOT_INO, SYMLINK_MODE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
 };
-pub use overlay::Overlay;
+pub use overlay::{Overlay, UpperState};
 pub use path::{VPath, MAX_SYMLINK_HOPS, NAME_MAX, PATH_MAX};
 pub use snapshot::{EntryKind, Layer, SnapshotEntry};

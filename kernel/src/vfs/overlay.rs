@@ -19,6 +19,17 @@ pub(crate) struct ONode {
     lowers: Vec<(usize, u64)>,
 }
 
+/// The state of an overlay's writable upper layer, as [`Overlay::upper_state`] exports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpperState {
+    /// The upper's entries, sorted by path (parents first), `/` included.
+    pub entries: Vec<SnapshotEntry>,
+    /// Full paths of lower entries the upper hides (deleted through the overlay).
+    pub whiteouts: Vec<String>,
+    /// Upper directories that hide the lower directories of the same path.
+    pub opaque: Vec<String>,
+}
+
 /// A union view: one writable upper [`Filesystem`] over ordered, shared, read-only [`Layer`]s.
 ///
 /// Semantics follow Linux overlayfs:
@@ -140,6 +151,54 @@ impl Overlay {
 
     pub fn is_read_only(&self) -> bool {
         self.upper.is_read_only()
+    }
+
+    /// The upper layer's own state: its entries (sorted by path, parents first, `/` included),
+    /// the whiteouts (full paths of the lower entries it hides) and its opaque directories.
+    /// With the same lowers, [`restore_upper`](Self::restore_upper) rebuilds the same merged
+    /// view (file times are not kept; hard links become separate files).
+    pub fn upper_state(&self) -> UpperState {
+        let paths: BTreeMap<u64, String> = self.upper.walk().into_iter().map(|(path, ino)| (ino, path)).collect();
+        let join = |dir: &str, name: &str| if dir == "/" { format!("/{name}") } else { format!("{dir}/{name}") };
+        let mut whiteouts = Vec::new();
+        for (dir, names) in &self.whiteouts {
+            if let Some(dir_path) = paths.get(dir) {
+                whiteouts.extend(names.iter().map(|name| join(dir_path, name)));
+            }
+        }
+        whiteouts.sort();
+        let mut opaque: Vec<String> = self.opaque.iter().filter_map(|ino| paths.get(ino).cloned()).collect();
+        opaque.sort();
+        UpperState { entries: self.upper.export(), whiteouts, opaque }
+    }
+
+    /// Replaces the upper layer with `state` (see [`upper_state`](Self::upper_state)), bounded
+    /// by the upper's limits. All or nothing: `EINVAL` when a whiteout's parent or an opaque
+    /// path is not a directory of the new upper; `EROFS` on a read-only overlay.
+    pub fn restore_upper(&mut self, state: &UpperState, now: Now) -> Result<(), FsError> {
+        if self.is_read_only() {
+            return Err(FsError::new(Errno::EROFS).at("restore", "/"));
+        }
+        let upper = Filesystem::from_entries(&state.entries, *self.upper.limits(), now)?;
+        let dirs: BTreeMap<String, u64> =
+            upper.walk().into_iter().filter(|(_, ino)| upper.kind(ino) == NodeKind::Dir).collect();
+        let mut whiteouts: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+        for path in &state.whiteouts {
+            let invalid = || FsError::new(Errno::EINVAL).at("restore", path);
+            let parent = parent_of(path).ok_or_else(invalid)?;
+            let name = path::split(path).next_back().filter(|name| path::is_name(name)).ok_or_else(invalid)?;
+            let dir = dirs.get(&parent).ok_or_else(invalid)?;
+            whiteouts.entry(*dir).or_default().insert(name.to_owned());
+        }
+        let mut opaque = BTreeSet::new();
+        for path in &state.opaque {
+            let dir = dirs.get(path).ok_or_else(|| FsError::new(Errno::EINVAL).at("restore", path))?;
+            opaque.insert(*dir);
+        }
+        self.upper = upper;
+        self.whiteouts = whiteouts;
+        self.opaque = opaque;
+        Ok(())
     }
 
     /// Seals the merged view into a new layer (its export imported into a fresh filesystem with

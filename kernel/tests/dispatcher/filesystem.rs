@@ -18,7 +18,11 @@ pub struct Guest {
 
 impl Guest {
     pub fn new(config: &str) -> Self {
-        let mut host = Harness::new();
+        Self::on(Harness::new(), config)
+    }
+
+    /// A VM on the given host (e.g. one whose sidecar has a host filesystem or a store).
+    pub fn on(mut host: Harness, config: &str) -> Self {
         let (conn, session, vm_id) = host.vm(config);
         let scope = OwnershipScope::vm(conn, session, &vm_id);
         Self { host, vm_id, scope }
@@ -130,11 +134,11 @@ pub fn write(path: &str, content: &str) -> GuestFilesystemCallRequest {
     GuestFilesystemCallRequest { content: Some(content.into()), ..req(Op::WriteFile, path) }
 }
 
-fn to(operation: GuestFilesystemOperation, path: &str, destination: &str) -> GuestFilesystemCallRequest {
+pub fn to(operation: GuestFilesystemOperation, path: &str, destination: &str) -> GuestFilesystemCallRequest {
     GuestFilesystemCallRequest { destination_path: Some(destination.into()), ..req(operation, path) }
 }
 
-fn symlink(path: &str, target: &str) -> GuestFilesystemCallRequest {
+pub fn symlink(path: &str, target: &str) -> GuestFilesystemCallRequest {
     GuestFilesystemCallRequest { target: Some(target.into()), ..req(Op::Symlink, path) }
 }
 

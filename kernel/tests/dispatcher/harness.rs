@@ -17,7 +17,11 @@ impl Harness {
     }
 
     pub fn with_config(config: SidecarConfig) -> Self {
-        let mut sidecar = Sidecar::new(config);
+        Self::with_sidecar(Sidecar::new(config))
+    }
+
+    /// A host of an already built sidecar (with a host filesystem or a store injected).
+    pub fn with_sidecar(mut sidecar: Sidecar) -> Self {
         let stream = sidecar.open_stream().unwrap();
         Self { sidecar, stream, now: Now::from_millis(1_000, 1_700_000_000_000), next_id: 0 }
     }

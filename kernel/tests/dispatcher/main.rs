@@ -4,8 +4,13 @@
 
 mod callbacks;
 mod conversation;
+mod fakes;
 mod filesystem;
 mod harness;
+mod host_calls;
+mod js_bridge;
 mod layers;
 mod limits;
+mod mounts;
+mod persistence;
 mod rejections;

@@ -1,0 +1,318 @@
+//! `js_bridge` mounts: filesystem operations answered by the host.
+//!
+//! A guest filesystem call that lands in a js_bridge mount becomes a sidecar-initiated
+//! `JsBridgeCallRequest { callId: "js-bridge-call-N", mountId, operation, args }` (N counts from
+//! 1 per mount; `mountId` is the config's `mountId` or the guest path). The host's request is
+//! **parked**: its response is sent when the host answers with a `JsBridgeResultResponse`
+//! (or is refused after [`JS_BRIDGE_TIMEOUT_MS`] on the kernel clock, or when the VM goes away).
+//!
+//! Operations and `args` (JSON; paths are mount-local, `/`-rooted) are the original sidecar's:
+//! `readFile {path}`, `writeFile {path, content: base64}`, `createDir {path}`,
+//! `mkdir {path, recursive}`, `exists {path}`, `stat {path}`, `lstat {path}`,
+//! `readDir {path}`, `removeFile {path}`, `removeDir {path}` (+ `recursive: true` for `rm -r`),
+//! `rename {oldPath, newPath}`, `realpath {path}`, `symlink {target, linkPath}`,
+//! `readlink {path}`, `link {oldPath, newPath}`, `chmod {path, mode}`, `chown {path, uid, gid}`,
+//! `utimes {path, atimeMs, mtimeMs}`, `truncate {path, length}`, `pread {path, offset, length}`.
+//!
+//! Results (JSON in `result`): file content as a base64 string or an array of byte values
+//! (bounded by `maxPreadBytes`, and a pread by its `len`); `exists` a boolean (an error or
+//! anything else is `false`); `stat`/`lstat` an object with the `GuestFilesystemStat` fields in
+//! camelCase; `readDir` an array of names; `realpath` (mount-local) and `readlink` a string;
+//! the others anything. An `error` string becomes `kernel_error`
+//! `"<ERRNO>: <error>, <operation> '<path>'"`, the errno guessed from the text (`ENOENT`,
+//! `EACCES`, `EEXIST`, else `EIO`) unless the text starts with one.
+
+use base64::Engine as _;
+use schema::wire::{
+    GuestFilesystemCallRequest, GuestFilesystemOperation as Op, GuestFilesystemResultResponse, GuestFilesystemStat,
+    ResponsePayload, RootFilesystemEntryEncoding,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::{RejectCode, Rejection};
+
+/// How long the host has to answer one js_bridge call (the original's 30 s).
+pub const JS_BRIDGE_TIMEOUT_MS: u64 = 30_000;
+
+/// What is needed to answer the parked request once the host replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct BridgeReply {
+    pub operation: Op,
+    /// The request's path, as given.
+    pub path: String,
+    pub js_operation: &'static str,
+    /// Echoed in `target` (SYMLINK's target, RENAME's and LINK's destination).
+    pub target: Option<String>,
+    pub encoding: Option<RootFilesystemEntryEncoding>,
+    pub max_read_bytes: u64,
+    pub max_readdir_entries: u64,
+    /// The mount's guest path (a mount-local realpath is reported under it).
+    pub mount_path: String,
+    /// Mount points below a listed directory.
+    pub extra_entries: Vec<String>,
+}
+
+/// A call to send to the host.
+#[derive(Debug, Clone)]
+pub(super) struct BridgeCall {
+    pub call_id: String,
+    pub mount_id: String,
+    pub args: String,
+    pub reply: BridgeReply,
+}
+
+/// The operation name and `args` of a guest call on mount-local `local` (and `local_dest`).
+/// `content` is WRITE_FILE's decoded data.
+pub(super) fn operation_and_args(
+    request: &GuestFilesystemCallRequest,
+    local: &str,
+    local_dest: &str,
+    content: &[u8],
+) -> (&'static str, Value) {
+    let path = local;
+    match request.operation {
+        Op::ReadFile => ("readFile", json!({ "path": path })),
+        Op::WriteFile => {
+            ("writeFile", json!({ "path": path, "content": base64::engine::general_purpose::STANDARD.encode(content) }))
+        }
+        Op::CreateDir => ("createDir", json!({ "path": path })),
+        Op::Mkdir => ("mkdir", json!({ "path": path, "recursive": request.recursive })),
+        Op::Exists => ("exists", json!({ "path": path })),
+        Op::Stat => ("stat", json!({ "path": path })),
+        Op::Lstat => ("lstat", json!({ "path": path })),
+        Op::ReadDir => ("readDir", json!({ "path": path })),
+        Op::RemoveFile => ("removeFile", json!({ "path": path })),
+        Op::RemoveDir if request.recursive => ("removeDir", json!({ "path": path, "recursive": true })),
+        Op::RemoveDir => ("removeDir", json!({ "path": path })),
+        Op::Rename => ("rename", json!({ "oldPath": path, "newPath": local_dest })),
+        Op::Realpath => ("realpath", json!({ "path": path })),
+        Op::Symlink => ("symlink", json!({ "target": request.target, "linkPath": path })),
+        Op::ReadLink => ("readlink", json!({ "path": path })),
+        Op::Link => ("link", json!({ "oldPath": path, "newPath": local_dest })),
+        Op::Chmod => ("chmod", json!({ "path": path, "mode": request.mode })),
+        Op::Chown => ("chown", json!({ "path": path, "uid": request.uid, "gid": request.gid })),
+        Op::Utimes => ("utimes", json!({ "path": path, "atimeMs": request.atime_ms, "mtimeMs": request.mtime_ms })),
+        Op::Truncate => ("truncate", json!({ "path": path, "length": request.len })),
+        Op::Pread => ("pread", json!({ "path": path, "offset": request.offset, "length": request.len })),
+    }
+}
+
+fn io_error(reply: &BridgeReply, what: &str) -> Rejection {
+    Rejection::new(RejectCode::KernelError, format!("EIO: {what}, {} '{}'", reply.js_operation, reply.path))
+}
+
+/// The host's error text as an errno message.
+fn host_error(reply: &BridgeReply, error: &str) -> Rejection {
+    const CODES: [&str; 9] =
+        ["ENOENT", "EACCES", "EEXIST", "ENOTDIR", "EISDIR", "ENOTEMPTY", "EROFS", "EPERM", "EINVAL"];
+    let prefixed = CODES.iter().find(|code| error.strip_prefix(**code).is_some_and(|rest| rest.starts_with(':')));
+    let message = match prefixed {
+        Some(_) => format!("{error}, {} '{}'", reply.js_operation, reply.path),
+        None => {
+            let lower = error.to_ascii_lowercase();
+            let code = if lower.contains("enoent") || lower.contains("not found") || lower.contains("no such file") {
+                "ENOENT"
+            } else if lower.contains("eacces") || lower.contains("eperm") || lower.contains("permission denied") {
+                "EACCES"
+            } else if lower.contains("eexist") || lower.contains("already exists") {
+                "EEXIST"
+            } else {
+                "EIO"
+            };
+            format!("{code}: {error}, {} '{}'", reply.js_operation, reply.path)
+        }
+    };
+    Rejection::new(RejectCode::KernelError, message)
+}
+
+/// The answer to the parked request, from the host's `JsBridgeResultResponse`.
+pub(super) fn complete(
+    reply: &BridgeReply,
+    result: Option<String>,
+    error: Option<String>,
+) -> Result<ResponsePayload, Rejection> {
+    let mut response = GuestFilesystemResultResponse {
+        operation: reply.operation,
+        path: reply.path.clone(),
+        content: None,
+        encoding: None,
+        entries: None,
+        stat: None,
+        exists: None,
+        target: None,
+    };
+    if reply.operation == Op::Exists {
+        let exists = error.is_none()
+            && result.and_then(|text| serde_json::from_str::<Value>(&text).ok()).and_then(|v| v.as_bool())
+                == Some(true);
+        response.exists = Some(exists);
+        return Ok(ResponsePayload::GuestFilesystemResultResponse(response));
+    }
+    if let Some(error) = error {
+        return Err(host_error(reply, &error));
+    }
+    let value = match result {
+        Some(text) => Some(
+            serde_json::from_str::<Value>(&text)
+                .map_err(|e| io_error(reply, &format!("invalid js_bridge result payload: {e}")))?,
+        ),
+        None => None,
+    };
+    let required = || value.clone().ok_or_else(|| io_error(reply, "js_bridge returned no payload"));
+    match reply.operation {
+        Op::ReadFile | Op::Pread => {
+            let bytes = bytes(reply, required()?)?;
+            let (content, encoding) =
+                super::layers::encode_content(bytes, reply.encoding == Some(RootFilesystemEntryEncoding::Base64));
+            response.content = Some(content);
+            response.encoding = Some(encoding);
+        }
+        Op::Stat | Op::Lstat => {
+            let stat: BridgeStat = serde_json::from_value(required()?)
+                .map_err(|e| io_error(reply, &format!("invalid js_bridge payload: {e}")))?;
+            response.stat = Some(stat.into());
+        }
+        Op::ReadDir => {
+            let mut names: Vec<String> = serde_json::from_value(required()?)
+                .map_err(|e| io_error(reply, &format!("invalid js_bridge payload: {e}")))?;
+            names.extend(reply.extra_entries.iter().cloned());
+            names.sort();
+            names.dedup();
+            if u64::try_from(names.len()).unwrap_or(u64::MAX) > reply.max_readdir_entries {
+                return Err(Rejection::new(
+                    RejectCode::LimitExceeded,
+                    format!(
+                        "ENOSPC: readdir entries limit of {} reached, scandir '{}'",
+                        reply.max_readdir_entries, reply.path
+                    ),
+                ));
+            }
+            response.entries = Some(names);
+        }
+        Op::Realpath => {
+            let local: String = serde_json::from_value(required()?)
+                .map_err(|e| io_error(reply, &format!("invalid js_bridge payload: {e}")))?;
+            let inner = local.trim_matches('/');
+            response.target = Some(if inner.is_empty() {
+                reply.mount_path.clone()
+            } else {
+                format!("{}/{inner}", reply.mount_path.trim_end_matches('/'))
+            });
+        }
+        Op::ReadLink => {
+            let target: String = serde_json::from_value(required()?)
+                .map_err(|e| io_error(reply, &format!("invalid js_bridge payload: {e}")))?;
+            response.target = Some(target);
+        }
+        _ => response.target = reply.target.clone(),
+    }
+    Ok(ResponsePayload::GuestFilesystemResultResponse(response))
+}
+
+/// Content: a base64 string or an array of bytes, bounded.
+fn bytes(reply: &BridgeReply, value: Value) -> Result<Vec<u8>, Rejection> {
+    let limit = reply.max_read_bytes;
+    let too_long = |len: usize| {
+        Rejection::new(
+            RejectCode::KernelError,
+            format!(
+                "EINVAL: js_bridge payload length {len} exceeds configured read limit {limit}, {} '{}'",
+                reply.js_operation, reply.path
+            ),
+        )
+    };
+    let check = |len: usize| if u64::try_from(len).unwrap_or(u64::MAX) > limit { Err(too_long(len)) } else { Ok(()) };
+    match value {
+        Value::String(encoded) => {
+            check(encoded.len().div_ceil(4).saturating_mul(3).saturating_sub(2))?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|e| io_error(reply, &format!("invalid js_bridge base64 payload: {e}")))?;
+            check(decoded.len())?;
+            Ok(decoded)
+        }
+        Value::Array(values) => {
+            check(values.len())?;
+            values
+                .into_iter()
+                .map(|v| v.as_u64().and_then(|n| u8::try_from(n).ok()))
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(|| io_error(reply, "invalid js_bridge byte payload"))
+        }
+        _ => Err(io_error(reply, "unsupported js_bridge payload")),
+    }
+}
+
+/// The parked request after [`JS_BRIDGE_TIMEOUT_MS`] without an answer.
+pub(super) fn timed_out(reply: &BridgeReply) -> Rejection {
+    io_error(reply, &format!("js_bridge call timed out after {} s", JS_BRIDGE_TIMEOUT_MS / 1000))
+}
+
+/// The parked request when its VM is disposed first.
+pub(super) fn cancelled(reply: &BridgeReply, vm_id: &str) -> Rejection {
+    io_error(reply, &format!("js_bridge call cancelled: VM {vm_id} was disposed"))
+}
+
+/// The parked request when the host answers with something else.
+pub(super) fn mismatched(reply: &BridgeReply, payload: &str) -> Rejection {
+    Rejection::new(
+        RejectCode::BridgeError,
+        format!("unexpected js_bridge response payload {payload}, {} '{}'", reply.js_operation, reply.path),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BridgeStat {
+    mode: u32,
+    size: u64,
+    #[serde(default)]
+    blocks: u64,
+    #[serde(default)]
+    dev: u64,
+    #[serde(default)]
+    rdev: u64,
+    #[serde(default, alias = "is_directory")]
+    is_directory: bool,
+    #[serde(default, alias = "is_symbolic_link")]
+    is_symbolic_link: bool,
+    #[serde(default, alias = "atime_ms")]
+    atime_ms: u64,
+    #[serde(default, alias = "mtime_ms")]
+    mtime_ms: u64,
+    #[serde(default, alias = "ctime_ms")]
+    ctime_ms: u64,
+    #[serde(default, alias = "birthtime_ms")]
+    birthtime_ms: u64,
+    #[serde(default)]
+    ino: u64,
+    #[serde(default)]
+    nlink: u64,
+    #[serde(default)]
+    uid: u32,
+    #[serde(default)]
+    gid: u32,
+}
+
+impl From<BridgeStat> for GuestFilesystemStat {
+    fn from(stat: BridgeStat) -> Self {
+        Self {
+            mode: stat.mode,
+            size: stat.size,
+            blocks: stat.blocks,
+            dev: stat.dev,
+            rdev: stat.rdev,
+            is_directory: stat.is_directory,
+            is_symbolic_link: stat.is_symbolic_link,
+            atime_ms: stat.atime_ms,
+            mtime_ms: stat.mtime_ms,
+            ctime_ms: stat.ctime_ms,
+            birthtime_ms: stat.birthtime_ms,
+            ino: stat.ino,
+            nlink: stat.nlink,
+            uid: stat.uid,
+            gid: stat.gid,
+        }
+    }
+}

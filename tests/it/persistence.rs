@@ -1,0 +1,227 @@
+//! Persistence and host directories through the real binary: a flush in one process is loaded
+//! by the next one (file store under `--store-dir`), and `host_dir` mounts reach real files,
+//! confined to their directory.
+
+use client::{Client, ClientError};
+use schema::wire::GuestFilesystemOperation as Op;
+use schema::wire::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const ALLOW_FS: &str = r#"{"permissions":{"fs":"allow"}}"#;
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_secure-exec-sidecar"))
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sidecar-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn call(operation: Op, path: &str) -> GuestFilesystemCallRequest {
+    GuestFilesystemCallRequest {
+        operation,
+        path: path.into(),
+        destination_path: None,
+        target: None,
+        content: None,
+        encoding: None,
+        recursive: false,
+        mode: None,
+        uid: None,
+        gid: None,
+        atime_ms: None,
+        mtime_ms: None,
+        len: None,
+        offset: None,
+    }
+}
+
+/// Spawns the binary and creates one VM: (client, VM scope).
+fn start(args: &[&str]) -> (Client, OwnershipScope) {
+    let mut sidecar = Client::spawn(binary(), args).unwrap();
+    let auth = sidecar.authenticate("it", "token").unwrap();
+    let session = sidecar.open_session(&auth.connection_id).unwrap();
+    let vm = sidecar.create_vm(&auth.connection_id, &session, ALLOW_FS).unwrap();
+    (sidecar, OwnershipScope::vm(auth.connection_id, session, vm))
+}
+
+fn fs(
+    sidecar: &mut Client,
+    scope: &OwnershipScope,
+    request: GuestFilesystemCallRequest,
+) -> Result<GuestFilesystemResultResponse, ClientError> {
+    match sidecar.request(scope.clone(), RequestPayload::GuestFilesystemCallRequest(request))? {
+        ResponsePayload::GuestFilesystemResultResponse(result) => Ok(result),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn rejected(result: Result<impl std::fmt::Debug, ClientError>) -> (String, String) {
+    match result {
+        Err(ClientError::Rejected { code, message }) => (code, message),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_flushed_state_is_loaded_by_the_next_process() {
+    let store = scratch("store");
+    let store_arg = store.to_str().unwrap();
+
+    let (mut first, scope) = start(&["--store-dir", store_arg]);
+    let content = GuestFilesystemCallRequest {
+        content: Some("across processes".into()),
+        ..call(Op::WriteFile, "/home/user/kept.txt")
+    };
+    fs(&mut first, &scope, content).unwrap();
+    fs(&mut first, &scope, call(Op::RemoveFile, "/etc/shells")).unwrap();
+    let flushed = first
+        .request(
+            scope.clone(),
+            RequestPayload::PersistenceFlushRequest(PersistenceFlushRequest {
+                key: "e2e-state".into(),
+                payload_size_bytes: 0,
+            }),
+        )
+        .unwrap();
+    let ResponsePayload::PersistenceFlushedResponse(flushed) = flushed else { panic!("{flushed:?}") };
+    assert!(flushed.committed_bytes > 0);
+    assert!(first.close().unwrap().success());
+    let stored = store.join("e2e-state.state");
+    assert_eq!(std::fs::metadata(&stored).unwrap().len(), flushed.committed_bytes);
+    let leftovers: Vec<_> = std::fs::read_dir(&store).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "only the state file, no temp files: {leftovers:?}");
+
+    let (mut second, scope) = start(&["--store-dir", store_arg]);
+    let (code, _) = rejected(fs(&mut second, &scope, call(Op::ReadFile, "/home/user/kept.txt")));
+    assert_eq!(code, "kernel_error", "a new VM starts without it");
+    let load = |key: &str| RequestPayload::PersistenceLoadRequest(PersistenceLoadRequest { key: key.into() });
+    let loaded = second.request(scope.clone(), load("e2e-state")).unwrap();
+    assert_eq!(
+        loaded,
+        ResponsePayload::PersistenceStateResponse(PersistenceStateResponse {
+            key: "e2e-state".into(),
+            found: true,
+            payload_size_bytes: flushed.committed_bytes
+        })
+    );
+    let read = fs(&mut second, &scope, call(Op::ReadFile, "/home/user/kept.txt")).unwrap();
+    assert_eq!(read.content.as_deref(), Some("across processes"));
+    assert_eq!(fs(&mut second, &scope, call(Op::Exists, "/etc/shells")).unwrap().exists, Some(false));
+    let missing = second.request(scope.clone(), load("never")).unwrap();
+    assert!(matches!(
+        missing,
+        ResponsePayload::PersistenceStateResponse(PersistenceStateResponse { found: false, .. })
+    ));
+    assert!(second.close().unwrap().success());
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+#[test]
+fn host_dir_mounts_reach_real_files_and_stay_inside() {
+    let base = scratch("hostdir");
+    let root = base.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(base.join("sibling")).unwrap();
+    std::fs::write(root.join("inside.txt"), "host content").unwrap();
+    std::fs::write(base.join("sibling/secret"), "secret").unwrap();
+    std::os::unix::fs::symlink("../sibling", root.join("escape")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
+    let store = base.join("store");
+
+    let (mut sidecar, scope) = start(&["--store-dir", store.to_str().unwrap()]);
+    let config = serde_json::json!({ "hostPath": root }).to_string();
+    let configured = sidecar
+        .request(
+            scope.clone(),
+            RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
+                mounts: vec![MountDescriptor {
+                    guest_path: "/host".into(),
+                    read_only: false,
+                    plugin: MountPluginDescriptor { id: "host_dir".into(), config },
+                }],
+                software: vec![],
+                permissions: None,
+                module_access_cwd: None,
+                instructions: vec![],
+                projected_modules: vec![],
+                command_permissions: BTreeMap::new(),
+                loopback_exempt_ports: vec![],
+            }),
+        )
+        .unwrap();
+    assert!(matches!(
+        configured,
+        ResponsePayload::VmConfiguredResponse(VmConfiguredResponse { applied_mounts: 1, .. })
+    ));
+    let read = fs(&mut sidecar, &scope, call(Op::ReadFile, "/host/inside.txt")).unwrap();
+    assert_eq!(read.content.as_deref(), Some("host content"));
+    let written =
+        GuestFilesystemCallRequest { content: Some("from the guest".into()), ..call(Op::WriteFile, "/host/out.txt") };
+    fs(&mut sidecar, &scope, written).unwrap();
+    assert_eq!(std::fs::read_to_string(root.join("out.txt")).unwrap(), "from the guest");
+    for escape in ["/host/escape/secret", "/host/etc/passwd"] {
+        let (code, message) = rejected(fs(&mut sidecar, &scope, call(Op::ReadFile, escape)));
+        assert_eq!(code, "kernel_error");
+        assert!(message.starts_with("EACCES: "), "{escape}: {message}");
+    }
+    let overwrite =
+        GuestFilesystemCallRequest { content: Some("pwned".into()), ..call(Op::WriteFile, "/host/escape/secret") };
+    assert!(message_of(fs(&mut sidecar, &scope, overwrite)).starts_with("EACCES"));
+    assert_eq!(std::fs::read_to_string(base.join("sibling/secret")).unwrap(), "secret");
+    // `..` out of the mount lands in the VM's own root, never the host's.
+    let up = fs(&mut sidecar, &scope, call(Op::ReadFile, "/host/../../etc/hostname")).unwrap();
+    assert_eq!(up.content.as_deref(), Some("secure-exec\n"));
+    // The host's own call through the same mount.
+    let stat = sidecar
+        .request(
+            scope.clone(),
+            RequestPayload::HostFilesystemCallRequest(HostFilesystemCallRequest {
+                operation: FilesystemOperation::Stat,
+                path: "/host/inside.txt".into(),
+                payload_size_bytes: 0,
+            }),
+        )
+        .unwrap();
+    assert_eq!(
+        stat,
+        ResponsePayload::FilesystemResultResponse(FilesystemResultResponse {
+            operation: FilesystemOperation::Stat,
+            status: "ok".into(),
+            payload_size_bytes: 12
+        })
+    );
+    assert!(sidecar.close().unwrap().success());
+
+    // With host file access turned off, the mount is refused.
+    let (mut locked, scope) = start(&["--store-dir", store.to_str().unwrap(), "--no-host-fs"]);
+    let refused = locked.request(
+        scope,
+        RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
+            mounts: vec![MountDescriptor {
+                guest_path: "/host".into(),
+                read_only: false,
+                plugin: MountPluginDescriptor { id: "host_dir".into(), config: r#"{"hostPath":"/tmp"}"#.into() },
+            }],
+            software: vec![],
+            permissions: None,
+            module_access_cwd: None,
+            instructions: vec![],
+            projected_modules: vec![],
+            command_permissions: BTreeMap::new(),
+            loopback_exempt_ports: vec![],
+        }),
+    );
+    assert_eq!(rejected(refused), ("plugin_error".into(), "ENOSYS: host filesystem access is not available".into()));
+    assert!(locked.close().unwrap().success());
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+fn message_of<T: std::fmt::Debug>(result: Result<T, ClientError>) -> String {
+    rejected(result).1
+}
