@@ -73,6 +73,8 @@ pub struct Client {
     models: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     /// What each in-flight filesystem request must answer, by request id.
     fs_expectations: BTreeMap<i64, FsExpect>,
+    /// Last successfully flushed model per persistence key.
+    stored: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
 }
 
 /// The answer the reference model predicts for a filesystem request.
@@ -82,7 +84,20 @@ enum FsExpect {
     Content(Option<Vec<u8>>),
     Removed(bool),
     Exists(bool),
+    /// A flush of this VM's model, as it was when sent, under a key.
+    Flushed {
+        key: String,
+        snapshot: BTreeMap<String, Vec<u8>>,
+    },
+    /// A load of `key` into `vm`.
+    Loaded {
+        key: String,
+        vm: String,
+    },
 }
+
+/// Persistence keys the clients share between their VMs (loading one VM's state into another).
+const PERSISTENCE_KEYS: usize = 2;
 
 impl Client {
     pub fn new(index: usize, shared: SharedRef, seed: u64, swarm: Swarm) -> Self {
@@ -102,6 +117,7 @@ impl Client {
             fs_creates: BTreeSet::new(),
             models: BTreeMap::new(),
             fs_expectations: BTreeMap::new(),
+            stored: BTreeMap::new(),
         }
     }
 
@@ -243,7 +259,11 @@ impl Client {
         let Some((conn, session, _)) = self.vms.iter().find(|(_, _, v)| *v == vm).cloned() else { return Ok(()) };
         let path = FS_PATHS.get(self.rng.random_range(0..FS_PATHS.len())).copied().unwrap_or("/tmp/a");
         let model = self.models.entry(vm.clone()).or_default();
-        let (operation, content, expect) = match self.rng.random_range(0..4u32) {
+        let roll = self.rng.random_range(0..6u32);
+        if roll >= 4 {
+            return self.persistence_op(conn, session, vm, roll == 4).await;
+        }
+        let (operation, content, expect) = match roll {
             0 => {
                 let bytes: Vec<u8> =
                     (0..self.rng.random_range(0..64)).map(|_| self.rng.random_range(b'a'..=b'z')).collect();
@@ -275,6 +295,31 @@ impl Client {
         self.send(OwnershipScope::vm(conn, session, vm), payload).await
     }
 
+    /// Flushes the VM's filesystem under a key, or loads a key into it; waits for the answer, as
+    /// later operations depend on it.
+    async fn persistence_op(&mut self, conn: String, session: String, vm: String, flush: bool) -> turmoil::Result {
+        let key = format!("{}-{}", self.name, self.rng.random_range(0..PERSISTENCE_KEYS));
+        let (payload, expect) = if flush {
+            let snapshot = self.models.get(&vm).cloned().unwrap_or_default();
+            let payload = RequestPayload::PersistenceFlushRequest(PersistenceFlushRequest {
+                key: key.clone(),
+                payload_size_bytes: 0,
+            });
+            (payload, FsExpect::Flushed { key, snapshot })
+        } else {
+            let payload = RequestPayload::PersistenceLoadRequest(PersistenceLoadRequest { key: key.clone() });
+            (payload, FsExpect::Loaded { key, vm: vm.clone() })
+        };
+        let id = self.next_request_id + 1;
+        self.fs_expectations.insert(id, expect);
+        self.send(OwnershipScope::vm(conn, session, vm), payload).await?;
+        let deadline = turmoil::elapsed() + LIVENESS_WAIT;
+        while self.outstanding.contains_key(&id) && self.connection.is_some() && turmoil::elapsed() < deadline {
+            self.settle(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     /// Compares a filesystem answer with the model's prediction.
     fn check_filesystem(&mut self, id: i64, payload: &ResponsePayload) {
         let Some(expect) = self.fs_expectations.remove(&id) else { return };
@@ -291,6 +336,28 @@ impl Client {
             (FsExpect::Removed(true), ResponsePayload::GuestFilesystemResultResponse(_)) => true,
             (FsExpect::Exists(exists), ResponsePayload::GuestFilesystemResultResponse(result)) => {
                 result.exists == Some(*exists)
+            }
+            (FsExpect::Flushed { key, snapshot }, ResponsePayload::PersistenceFlushedResponse(_)) => {
+                self.stored.insert(key.clone(), snapshot.clone());
+                true
+            }
+            (FsExpect::Flushed { .. } | FsExpect::Loaded { .. }, ResponsePayload::RejectedResponse(rejected))
+                if rejected.code == "io_error" =>
+            {
+                // The write failed: the previously flushed state must still be what loads.
+                self.shared.borrow_mut().reached("store_failure");
+                true
+            }
+            (FsExpect::Loaded { key, vm }, ResponsePayload::PersistenceStateResponse(state)) => {
+                match (state.found, self.stored.get(key).cloned()) {
+                    (true, Some(snapshot)) => {
+                        self.models.insert(vm.clone(), snapshot);
+                        self.shared.borrow_mut().reached("state_restored");
+                        true
+                    }
+                    (false, None) => true,
+                    _ => false,
+                }
             }
             _ => false,
         };

@@ -5,11 +5,13 @@
 use crate::shared::{KernelCounts, SharedRef};
 use crate::Swarm;
 use kernel::permissions::Capability;
+use kernel::persistence::{MemoryStore, Store, StoreError};
 use kernel::sidecar::{HostCallbackOutcome, PermissionCheck, PromptOutcome, PromptTicket};
 use kernel::{Now, Sidecar, SidecarConfig, StreamId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -39,8 +41,9 @@ pub async fn run(shared: SharedRef, config: SidecarConfig, swarm: Swarm, seed: u
             }
         }
     });
+    let store_shared = shared.clone();
     let mut host = Host {
-        sidecar: Sidecar::new(config),
+        sidecar: Sidecar::new(config).with_store(Arc::new(FlakyStore::new(seed, swarm.store_fail_rate, store_shared))),
         writers: BTreeMap::new(),
         shared,
         rng: StdRng::seed_from_u64(seed ^ 0x005e_ed0f_51de),
@@ -202,5 +205,43 @@ impl Host {
             vms: self.sidecar.vms().len(),
             pending: self.sidecar.pending_sidecar_requests(),
         };
+    }
+}
+
+/// A store whose writes fail now and then (a full disk, a crash before the rename): a failed
+/// put changes nothing, and the clients check that the previous state still loads.
+#[derive(Debug)]
+struct FlakyStore {
+    inner: MemoryStore,
+    fail_rate: f64,
+    rng: Mutex<StdRng>,
+    failures: Mutex<u64>,
+}
+
+impl FlakyStore {
+    fn new(seed: u64, fail_rate: f64, _shared: SharedRef) -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            fail_rate,
+            rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x0000_5707_e000)),
+            failures: Mutex::new(0),
+        }
+    }
+}
+
+impl Store for FlakyStore {
+    fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key, max_bytes)
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let fail = self.rng.lock().map(|mut rng| rng.random_bool(self.fail_rate)).unwrap_or(false);
+        if fail {
+            if let Ok(mut failures) = self.failures.lock() {
+                *failures += 1;
+            }
+            return Err(StoreError::Io("injected store failure".to_owned()));
+        }
+        self.inner.put(key, value)
     }
 }

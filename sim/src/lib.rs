@@ -35,6 +35,8 @@ pub struct Swarm {
     pub clock_jump_rate: f64,
     /// Chance per step that a client's link is partitioned (held) for a while.
     pub partition_rate: f64,
+    /// Chance that a persistence write fails.
+    pub store_fail_rate: f64,
     pub max_latency_ms: u64,
 }
 
@@ -49,6 +51,7 @@ impl Swarm {
             limit_rate: rate(0.5),
             clock_jump_rate: rate(0.05),
             partition_rate: rate(0.01),
+            store_fail_rate: rate(0.6),
             max_latency_ms: rng.random_range(0..40),
         }
     }

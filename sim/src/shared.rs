@@ -27,6 +27,8 @@ pub const COVERAGE_POINTS: &[&str] = &[
     "reader_paused",
     "partition_healed",
     "fs_matched_model",
+    "store_failure",
+    "state_restored",
 ];
 
 /// Kernel bookkeeping sizes, for the no-leak invariant.

@@ -12,7 +12,7 @@ const REGRESSION_SEEDS: &[u64] = &[0, 1, 7, 42];
 #[test]
 fn a_range_of_seeds_passes_and_reaches_every_coverage_point() {
     let options = SimOptions::default();
-    let outcomes: Vec<_> = (0..60).map(|seed| run_seed(seed, &options)).collect();
+    let outcomes: Vec<_> = (0..150).map(|seed| run_seed(seed, &options)).collect();
     for outcome in &outcomes {
         assert!(outcome.passed(), "seed {}: {:?}", outcome.seed, outcome.violations);
     }
