@@ -24,6 +24,12 @@
 //!
 //! An `ask` rule is a denial here (`permission prompt required for fs.x`): prompts suspend
 //! guest operations, which arrive with processes; a host's own request is answered at once.
+//!
+//! When the root holds the default base layer, the kernel's `/dev` and `/proc` trees (see
+//! `synthetic`) are mounted over it, so every call is resolved across mounts; the policy
+//! applies to them like to any path.
+
+use std::collections::BTreeMap;
 
 use schema::wire::{
     FilesystemResultResponse, GuestFilesystemCallRequest, GuestFilesystemOperation as Op,
@@ -34,7 +40,8 @@ use super::backend::{FsOps, HostBackend};
 use super::js_bridge::{self, BridgeCall, BridgeReply};
 use super::layers::{self, LayerStore};
 use super::mounts::{Backend, Final, Mount, Namespace, Owner, WalkError, Walked};
-use crate::clock::Now;
+use super::synthetic::{self, Output};
+use crate::clock::{Entropy, Now};
 use crate::config::{self, CreateVmConfig};
 use crate::error::{RejectCode, Rejection};
 use crate::permissions::{errno_message, Capability, CompiledPolicy, Decision};
@@ -63,7 +70,8 @@ pub(super) struct VmFilesystem {
     cwd: String,
     limits: FsLimits,
     layers: LayerStore,
-    /// ConfigureVm's mounts, in the order given.
+    /// ConfigureVm's mounts, in the order given, then the kernel's own trees (`/dev`, `/proc`)
+    /// when the root holds the default base layer.
     mounts: Vec<Mount>,
 }
 
@@ -79,16 +87,20 @@ enum Subject {
 
 impl VmFilesystem {
     /// The root filesystem of a new VM (see [`layers::build_root`]); relative paths resolve
-    /// against the config's `cwd` (default `/home/user`).
+    /// against the config's `cwd` (default `/home/user`). When the root holds the default base
+    /// layer, the kernel's `/dev` and `/proc` are mounted over it, `/proc/self/environ` showing
+    /// `env` (the config's, filtered by the env policy).
     pub(super) fn build(
         config: &CreateVmConfig,
         limits: &config::ResolvedLimits,
+        env: &BTreeMap<String, String>,
         base: &Layer,
         now: Now,
     ) -> Result<Self, Rejection> {
         let limits = layers::fs_limits(limits);
         let root = layers::build_root(config, limits, base, now)?;
-        Ok(Self { root, cwd: config.guest_cwd().to_owned(), limits, layers: LayerStore::default(), mounts: Vec::new() })
+        let mounts = if layers::holds_base_layer(config) { synthetic::mounts(now.wall_ms, env) } else { Vec::new() };
+        Ok(Self { root, cwd: config.guest_cwd().to_owned(), limits, layers: LayerStore::default(), mounts })
     }
 
     pub(super) fn root(&self) -> &Overlay {
@@ -171,6 +183,7 @@ impl VmFilesystem {
         &mut self,
         policy: &CompiledPolicy,
         request: GuestFilesystemCallRequest,
+        entropy: &mut Entropy,
         now: Now,
     ) -> Result<CallOutcome, Rejection> {
         let operation = request.operation;
@@ -204,7 +217,7 @@ impl VmFilesystem {
                     result.exists = Some(self.root.exists(self.at(path)));
                     return Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)));
                 }
-                return self.call_mounted(&request, result, &data, now);
+                return self.call_mounted(&request, result, &data, entropy, now);
             }
             Op::WriteFile => {
                 // Decode before the check: a malformed request is refused as such.
@@ -238,7 +251,7 @@ impl VmFilesystem {
             self.authorize(policy, capability, label, destination, Subject::NoFollow)?;
         }
         if !self.mounts.is_empty() {
-            return self.call_mounted(&request, result, &data, now);
+            return self.call_mounted(&request, result, &data, entropy, now);
         }
         let at = VPath::at(&self.cwd, path);
         let to = destination.map(|d| VPath::at(&self.cwd, d));
@@ -255,6 +268,7 @@ impl VmFilesystem {
         request: &GuestFilesystemCallRequest,
         mut result: GuestFilesystemResultResponse,
         data: &[u8],
+        entropy: &mut Entropy,
         now: Now,
     ) -> Result<CallOutcome, Rejection> {
         let operation = request.operation;
@@ -362,6 +376,21 @@ impl VmFilesystem {
                         let mut host = HostBackend { dir: dir.as_ref(), read_only: mount.read_only, limits };
                         execute(&mut host, request, at, at_to, data, &mut result, now)
                     }
+                    Backend::Kernel(tree) => {
+                        let call = synthetic::Call {
+                            operation,
+                            local: &from.local,
+                            trailing_slash: from.trailing_slash,
+                            to: to.as_ref().map(|to| to.local.as_str()),
+                            recursive: request.recursive,
+                            offset: request.offset.unwrap_or(0),
+                            len: request.len.unwrap_or(0),
+                            data_len: data.len(),
+                            cwd: &self.cwd,
+                            limits,
+                        };
+                        tree.execute(&call, entropy).map(|output| apply(output, &mut result, request.encoding))
+                    }
                     Backend::Bridge(bridge) => {
                         if mount.read_only && mutates(operation) {
                             return Err(layers::fs_rejection(relabel(FsError::new(Errno::EROFS), request)));
@@ -442,13 +471,17 @@ impl VmFilesystem {
         Namespace { root: &self.root, mounts: &self.mounts, cwd: &self.cwd }
     }
 
-    /// Replaces the VM's mounts (ConfigureVm reconciles: the old ones are dropped).
+    /// Replaces the VM's configured mounts (ConfigureVm reconciles: the old ones are dropped);
+    /// the kernel's trees stay, after them.
     pub(super) fn set_mounts(&mut self, mounts: Vec<Mount>) {
+        let kernel: Vec<Mount> = std::mem::take(&mut self.mounts).into_iter().filter(Mount::is_kernel).collect();
         self.mounts = mounts;
+        self.mounts.extend(kernel);
     }
 
+    /// The configured mounts' guest paths (not the kernel's trees).
     pub(super) fn mount_paths(&self) -> Vec<String> {
-        self.mounts.iter().map(|m| m.guest_path.clone()).collect()
+        self.mounts.iter().filter(|m| !m.is_kernel()).map(|m| m.guest_path.clone()).collect()
     }
 
     pub(super) fn limits(&self) -> FsLimits {
@@ -698,6 +731,18 @@ fn execute(
         Op::Truncate => fs.truncate(at, request.len.unwrap_or(0), now)?,
     }
     Ok(())
+}
+
+/// Puts a kernel tree's answer in the response.
+fn apply(output: Output, result: &mut GuestFilesystemResultResponse, asked: Option<RootFilesystemEntryEncoding>) {
+    match output {
+        Output::Done => {}
+        Output::Content(bytes) => set_content(result, bytes, asked),
+        Output::Exists(exists) => result.exists = Some(exists),
+        Output::Stat(stat) => result.stat = Some((&stat).into()),
+        Output::Entries(entries) => result.entries = Some(entries),
+        Output::Target(target) => result.target = Some(target),
+    }
 }
 
 /// How an operation treats its path's final component (the vfs's resolution modes).

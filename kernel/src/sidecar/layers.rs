@@ -41,11 +41,13 @@ pub const GUEST_USER_UID: u32 = 1000;
 pub const GUEST_USER_GID: u32 = 1000;
 
 /// The default base layer: a small Linux-like tree. Directories are `0o755` root-owned unless
-/// noted; `/tmp` and `/var/tmp` are `0o1777`, `/root` `0o700`, `/home/user` belongs to
-/// 1000:1000.
+/// noted; `/tmp` and `/var/tmp` are `0o1777`, `/root` `0o700`, `/proc` `0o555`, `/home/user`
+/// belongs to 1000:1000. `/dev` and `/proc` are empty mount points: the kernel serves their
+/// content (see `synthetic`), nothing of it is stored.
 pub fn default_base_entries() -> Vec<SnapshotEntry> {
     let dirs = [
         "/bin",
+        "/dev",
         "/etc",
         "/home",
         "/lib",
@@ -70,6 +72,7 @@ pub fn default_base_entries() -> Vec<SnapshotEntry> {
     entries.extend(dirs.iter().map(|path| SnapshotEntry::dir(*path)));
     entries.extend([
         SnapshotEntry::dir("/home/user").with_owner(GUEST_USER_UID, GUEST_USER_GID),
+        SnapshotEntry::dir("/proc").with_mode(0o555),
         SnapshotEntry::dir("/root").with_mode(0o700),
         SnapshotEntry::dir("/tmp").with_mode(0o1777),
         SnapshotEntry::dir("/var/tmp").with_mode(0o1777),
@@ -274,6 +277,14 @@ pub(super) fn encode_content(bytes: Vec<u8>, force_base64: bool) -> (String, wir
 // ---------------------------------------------------------------------------------------------
 // The root filesystem
 // ---------------------------------------------------------------------------------------------
+
+/// Whether a VM's root holds the default base layer (as its lowest layer, or as a
+/// `bundledBaseFilesystem` lower): then the kernel serves `/dev` and `/proc` over it.
+pub(super) fn holds_base_layer(config: &CreateVmConfig) -> bool {
+    let root = &config.root_filesystem;
+    !root.disable_default_base_layer
+        || root.lowers.iter().any(|lower| matches!(lower, RootFilesystemLower::BundledBaseFilesystem))
+}
 
 /// A VM's root filesystem as its config describes it: an overlay whose lowers are the
 /// configured `lowers` (highest precedence first; `bundledBaseFilesystem` is the shared base

@@ -18,6 +18,7 @@ mod js_bridge;
 mod layers;
 mod mounts;
 mod storage;
+mod synthetic;
 mod vm;
 
 pub use callbacks::{HostCallbackOutcome, InvocationId, DEFAULT_HOST_CALLBACK_TIMEOUT_MS, PERMISSION_PROMPT_NAMESPACE};
@@ -25,6 +26,7 @@ pub use filesystem::HOST_FILESYSTEM_STATUS_OK;
 pub use js_bridge::JS_BRIDGE_TIMEOUT_MS;
 pub use layers::{default_base_entries, GUEST_USER_GID, GUEST_USER_UID, MAX_LAYERS_PER_VM};
 pub use mounts::{KNOWN_MOUNT_PLUGINS, MAX_MOUNTS, MAX_MOUNT_ID_BYTES, SUPPORTED_MOUNT_PLUGINS};
+pub use synthetic::{makedev, DEV_TREE_DEV, ENDLESS_DEVICE, NULL_RDEV, PROC_TREE_DEV, URANDOM_RDEV, ZERO_RDEV};
 pub use vm::{
     PermissionCheck, PromptOutcome, PromptTicket, VmSummary, MAX_DESCRIPTION_CHARS, MAX_TOOLKITS_PER_VM,
     MAX_TOOLKIT_NAME_BYTES, MAX_TOOLS_PER_TOOLKIT, MAX_TOOLS_PER_VM, MAX_TOOL_EXAMPLES, MAX_TOOL_EXAMPLE_INPUT_BYTES,
@@ -518,7 +520,13 @@ impl Sidecar {
         // Like the original, the id is used up even when building the filesystem fails.
         self.next_vm += 1;
         let vm_id = format!("vm-{}", self.next_vm);
-        let filesystem = filesystem::VmFilesystem::build(setup.config(), setup.limits(), &self.base_layer, self.now)?;
+        let filesystem = filesystem::VmFilesystem::build(
+            setup.config(),
+            setup.limits(),
+            &setup.guest_env(),
+            &self.base_layer,
+            self.now,
+        )?;
         let vm = vm::Vm::new(vm_id.clone(), connection_id.clone(), session_id.clone(), stream, setup, filesystem);
         self.vms.insert(vm_id.clone(), vm);
         if let Some(session) = self.sessions.get_mut(&session_id) {
@@ -558,9 +566,9 @@ impl Sidecar {
             }
             RequestPayload::GuestFilesystemCallRequest(request) => {
                 let now = self.now;
-                let vm = self.vm_mut(&vm_id)?;
+                let vm = self.vms.get_mut(&vm_id).ok_or_else(|| unknown_vm(&vm_id))?;
                 let (filesystem, policy) = vm.filesystem_and_policy();
-                let outcome = filesystem.call(policy, request, now)?;
+                let outcome = filesystem.call(policy, request, &mut self.entropy, now)?;
                 self.finish_guest_call(&vm_id, request_id, ownership, outcome)
             }
             payload => self.filesystem_request(&vm_id, payload),

@@ -16,9 +16,13 @@
 //! (`{"hostPath": str, "readOnly"?: bool}`, through the injected [`HostFs`]) and `js_bridge`
 //! (`{"mountId"?: str}`, operations forwarded to the host as `JsBridgeCallRequest`s). The other
 //! known plugins are refused with `ENOSYS`.
+//!
+//! The kernel's own trees (`/dev`, `/proc`; see `synthetic`) are mounts too, kept after the
+//! configured ones: a configured mount at the same path wins, one below them nests as usual.
 
 use schema::wire::MountDescriptor;
 
+use super::synthetic::{Entry, KernelFs};
 use crate::error::{RejectCode, Rejection};
 use crate::hostfs::{HostDir, HostFs};
 use crate::vfs::{path as vpath, Errno, Filesystem, FsLimits, Overlay, MAX_SYMLINK_HOPS, NAME_MAX, PATH_MAX};
@@ -50,6 +54,15 @@ pub(super) enum Backend {
     Memory(Filesystem),
     Host(Box<dyn HostDir>),
     Bridge(BridgeMount),
+    /// `/dev` or `/proc`, served by the kernel (see `synthetic`); never configured.
+    Kernel(KernelFs),
+}
+
+impl Mount {
+    /// Whether this is one of the kernel's own trees rather than a configured mount.
+    pub fn is_kernel(&self) -> bool {
+        matches!(self.backend, Backend::Kernel(_))
+    }
 }
 
 /// A `js_bridge` mount: its id on the wire and its call counter.
@@ -308,6 +321,14 @@ impl Namespace<'_> {
             Owner::Root => (self.root.lstat(local.as_str()), self.root.read_link(local.as_str())),
             Owner::Mount(index) => match self.mounts.get(index).map(|m| &m.backend) {
                 Some(Backend::Memory(fs)) => (fs.lstat(local.as_str()), fs.read_link(local.as_str())),
+                Some(Backend::Kernel(fs)) => {
+                    return match fs.entry(&local) {
+                        Some(Entry::Dir) => Found::Dir,
+                        Some(Entry::Other) => Found::Other,
+                        Some(Entry::CwdLink) => Found::Symlink(self.cwd.to_owned()),
+                        None => Found::Missing,
+                    }
+                }
                 _ => return Found::Opaque,
             },
         };

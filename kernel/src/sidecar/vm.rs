@@ -77,6 +77,17 @@ impl VmSetup {
     pub(super) fn limits(&self) -> &config::ResolvedLimits {
         &self.limits
     }
+
+    /// The config's `env` as the guest sees it: the variables the `env` policy lets it read
+    /// (`env.read` on the name; `ask` is a denial, there is no one to ask at create time).
+    pub(super) fn guest_env(&self) -> BTreeMap<String, String> {
+        self.config
+            .env
+            .iter()
+            .filter(|(name, _)| matches!(self.policy.decide(Capability::EnvRead, name, false), Decision::Allow))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]

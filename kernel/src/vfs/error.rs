@@ -121,19 +121,27 @@ impl LimitKind {
 /// open '/big'` (the dispatcher reports those with wire code `limit_exceeded`, see
 /// [`FsError::limit`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", render(*.errno, *.limit, .op, .path, .dest.as_deref()))]
+#[error("{}", render(*.errno, *.limit, .op, .path, .dest.as_deref(), *.detail))]
 pub struct FsError {
     errno: Errno,
     limit: Option<(LimitKind, u64)>,
     op: &'static str,
     path: String,
     dest: Option<String>,
+    detail: Option<&'static str>,
 }
 
 impl FsError {
     /// An error with no operation or path attached yet.
     pub fn new(errno: Errno) -> Self {
-        Self { errno, limit: None, op: "", path: String::new(), dest: None }
+        Self { errno, limit: None, op: "", path: String::new(), dest: None, detail: None }
+    }
+
+    /// Adds an explanation, shown after the path (`EINVAL: invalid argument, open '/dev/zero':
+    /// <detail>`); relabelling keeps it.
+    pub fn with_detail(mut self, detail: &'static str) -> Self {
+        self.detail = Some(detail);
+        self
     }
 
     /// A limit failure: errno `ENOSPC`, naming the bound and its value.
@@ -184,6 +192,10 @@ impl FsError {
     pub fn dest(&self) -> Option<&str> {
         self.dest.as_deref()
     }
+
+    pub fn detail(&self) -> Option<&'static str> {
+        self.detail
+    }
 }
 
 impl From<Errno> for FsError {
@@ -192,7 +204,14 @@ impl From<Errno> for FsError {
     }
 }
 
-fn render(errno: Errno, limit: Option<(LimitKind, u64)>, op: &str, path: &str, dest: Option<&str>) -> String {
+fn render(
+    errno: Errno,
+    limit: Option<(LimitKind, u64)>,
+    op: &str,
+    path: &str,
+    dest: Option<&str>,
+    detail: Option<&str>,
+) -> String {
     let mut out = match limit {
         Some((kind, limit)) => format!("{}: {} limit of {limit} reached", errno.code(), kind.what()),
         None => format!("{}: {}", errno.code(), errno.description()),
@@ -202,6 +221,9 @@ fn render(errno: Errno, limit: Option<(LimitKind, u64)>, op: &str, path: &str, d
         if let Some(dest) = dest {
             out.push_str(&format!(" -> '{dest}'"));
         }
+    }
+    if let Some(detail) = detail {
+        out.push_str(&format!(": {detail}"));
     }
     out
 }
@@ -227,5 +249,7 @@ mod tests {
         // Relabelling replaces the operation and drops a stale destination.
         let relabelled = FsError::new(Errno::EIO).at2("link", "/a", "/b").at("stat", "/c");
         assert_eq!(relabelled.to_string(), "EIO: i/o error, stat '/c'");
+        let detailed = FsError::new(Errno::EINVAL).with_detail("why").at("open", "/z");
+        assert_eq!(detailed.to_string(), "EINVAL: invalid argument, open '/z': why");
     }
 }

@@ -12,6 +12,8 @@ pub const S_IFMT: u32 = 0o170_000;
 pub const S_IFREG: u32 = 0o100_000;
 pub const S_IFDIR: u32 = 0o040_000;
 pub const S_IFLNK: u32 = 0o120_000;
+/// Character devices (`/dev/null` and the other kernel-served devices).
+pub const S_IFCHR: u32 = 0o020_000;
 /// Permission bits of `mode` (with setuid, setgid and sticky).
 pub const PERMISSION_BITS: u32 = 0o7777;
 /// Permissions of a new file when none are given (0o666 less umask 022).

@@ -4,6 +4,7 @@
 
 mod callbacks;
 mod conversation;
+mod devices;
 mod fakes;
 mod filesystem;
 mod harness;

@@ -1,0 +1,423 @@
+//! Kernel-served trees: `/dev` (devices) and `/proc` (so far only `/proc/self`, describing the
+//! caller). Nothing here is stored: the kernel answers every operation itself, from the VM's
+//! state. They are mounted over the root filesystem whenever it holds the default base layer
+//! (as its default lowest layer or as a `bundledBaseFilesystem` lower), so
+//! `disableDefaultBaseLayer` alone removes them; like any mount they hide what the root holds at
+//! their paths, and a configured mount at the same path hides them.
+//!
+//! | path | kind | behaviour |
+//! |---|---|---|
+//! | `/dev` | dir `0o755` | lists the six devices below |
+//! | `/dev/null` | char `0o666`, rdev 1:3 | reads are empty, writes are discarded |
+//! | `/dev/zero` | char `0o666`, rdev 1:5 | PREAD gives `len` zero bytes; writes are discarded |
+//! | `/dev/urandom` | char `0o666`, rdev 1:9 | PREAD gives `len` bytes of the kernel's seeded entropy; writes are discarded (they never perturb it) |
+//! | `/dev/stdin`, `/dev/stdout`, `/dev/stderr` | char `0o666`, rdev 1:3 | connected to `/dev/null` until processes exist |
+//! | `/proc` | dir `0o555` | lists `self` |
+//! | `/proc/self` | dir `0o555` | the caller: for host calls, no process (pid 0) |
+//! | `/proc/self/cwd` | symlink | to the VM's cwd (followed like any symlink) |
+//! | `/proc/self/environ` | file `0o400` | the VM's `env` (as the `env` policy let through at create time), `KEY=value\0` each, sorted by key |
+//! | `/proc/self/cmdline` | file `0o444` | empty (the host has no command line) |
+//! | `/proc/self/status` | file `0o444` | `Name`, `State`, `Pid`, `PPid`, `Uid`, `Gid` lines |
+//!
+//! Every node is owned by 0:0, has size 0 (like Linux's devtmpfs devices and procfs files) and
+//! carries the VM's creation time. READ_FILE of `/dev/zero` or `/dev/urandom` (endless) is
+//! `EINVAL`; nothing else changes them: creating an entry in these directories is `EACCES`,
+//! writing or truncating a `/proc` file `EACCES`, truncating a device `EINVAL` (as Linux's
+//! `truncate(2)` on a non-regular file), CHMOD, CHOWN, UTIMES, REMOVE_*, RENAME and LINK of a
+//! node `EPERM`, removing or renaming `/dev` or `/proc` `EBUSY` (they are mount points).
+
+use std::collections::BTreeMap;
+
+use schema::wire::GuestFilesystemOperation as Op;
+
+use super::mounts::{Backend, Mount};
+use crate::clock::Entropy;
+use crate::vfs::{
+    path as vpath, Errno, FsError, FsLimits, LimitKind, Stat, SYMLINK_MODE, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG,
+};
+
+/// `dev` of every `/dev` node (the root filesystem's is 1).
+pub const DEV_TREE_DEV: u64 = 5;
+/// `dev` of every `/proc` node.
+pub const PROC_TREE_DEV: u64 = 4;
+/// `rdev` of `/dev/null` (and of stdin/stdout/stderr, connected to it), `/dev/zero` and
+/// `/dev/urandom`: Linux's device numbers, encoded like glibc's `makedev`.
+pub const NULL_RDEV: u64 = makedev(1, 3);
+pub const ZERO_RDEV: u64 = makedev(1, 5);
+pub const URANDOM_RDEV: u64 = makedev(1, 9);
+
+/// What READ_FILE of an endless device says after `EINVAL: invalid argument, open '<path>'`.
+pub const ENDLESS_DEVICE: &str = "the device never ends, so it cannot be read whole; use PREAD with a length";
+
+/// `/proc/self/status` for a host call (no process).
+const HOST_STATUS: &str = "Name:\thost\nState:\tR (running)\nPid:\t0\nPPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
+
+/// glibc's `makedev(major, minor)`.
+pub const fn makedev(major: u64, minor: u64) -> u64 {
+    (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12) | ((major & !0xfff) << 32)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tree {
+    Dev,
+    Proc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Device {
+    Null,
+    Zero,
+    Urandom,
+    Stdin,
+    Stdout,
+    Stderr,
+}
+
+/// `/dev`'s entries, sorted by name.
+const DEVICES: [(&str, Device); 6] = [
+    ("null", Device::Null),
+    ("stderr", Device::Stderr),
+    ("stdin", Device::Stdin),
+    ("stdout", Device::Stdout),
+    ("urandom", Device::Urandom),
+    ("zero", Device::Zero),
+];
+
+/// `/proc/self`'s entries, sorted.
+const PROC_SELF_ENTRIES: [&str; 4] = ["cmdline", "cwd", "environ", "status"];
+
+impl Device {
+    fn rdev(self) -> u64 {
+        match self {
+            Self::Null | Self::Stdin | Self::Stdout | Self::Stderr => NULL_RDEV,
+            Self::Zero => ZERO_RDEV,
+            Self::Urandom => URANDOM_RDEV,
+        }
+    }
+
+    fn ino(self) -> u64 {
+        match self {
+            Self::Null => 2,
+            Self::Zero => 3,
+            Self::Urandom => 4,
+            Self::Stdin => 5,
+            Self::Stdout => 6,
+            Self::Stderr => 7,
+        }
+    }
+
+    fn endless(self) -> bool {
+        matches!(self, Self::Zero | Self::Urandom)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Node {
+    Root(Tree),
+    Device(Device),
+    ProcSelf,
+    Cwd,
+    Environ,
+    Cmdline,
+    Status,
+}
+
+impl Node {
+    fn is_dir(self) -> bool {
+        matches!(self, Self::Root(_) | Self::ProcSelf)
+    }
+}
+
+/// What a walk across mounts sees at a path of a kernel tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Entry {
+    Dir,
+    Other,
+    /// `/proc/self/cwd`: leads to the VM's cwd.
+    CwdLink,
+}
+
+/// The result of an operation, for the caller to put in the response.
+#[derive(Debug)]
+pub(super) enum Output {
+    Done,
+    Content(Vec<u8>),
+    Exists(bool),
+    Stat(Stat),
+    Entries(Vec<String>),
+    Target(String),
+}
+
+/// One operation on a kernel tree; paths are tree-local and canonical (the walk resolved them).
+#[derive(Debug)]
+pub(super) struct Call<'a> {
+    pub operation: Op,
+    pub local: &'a str,
+    pub trailing_slash: bool,
+    /// RENAME's and LINK's destination, when in the same tree.
+    pub to: Option<&'a str>,
+    pub recursive: bool,
+    pub offset: u64,
+    pub len: u64,
+    /// WRITE_FILE's decoded content length.
+    pub data_len: usize,
+    pub cwd: &'a str,
+    pub limits: FsLimits,
+}
+
+/// One kernel-served tree.
+#[derive(Debug)]
+pub(super) struct KernelFs {
+    tree: Tree,
+    /// The VM's creation time: every node's times.
+    boot_ms: u64,
+    /// `/proc/self/environ`.
+    environ: Vec<u8>,
+}
+
+/// The kernel trees of a VM created at `boot_ms` with the (policy-filtered) environment `env`.
+pub(super) fn mounts(boot_ms: u64, env: &BTreeMap<String, String>) -> Vec<Mount> {
+    let mut environ = Vec::new();
+    for (key, value) in env {
+        environ.extend_from_slice(key.as_bytes());
+        environ.push(b'=');
+        environ.extend_from_slice(value.as_bytes());
+        environ.push(0);
+    }
+    let mount = |name: &str, fs: KernelFs| Mount {
+        guest_path: format!("/{name}"),
+        components: vec![name.to_owned()],
+        read_only: false,
+        backend: Backend::Kernel(fs),
+    };
+    vec![
+        mount("dev", KernelFs { tree: Tree::Dev, boot_ms, environ: Vec::new() }),
+        mount("proc", KernelFs { tree: Tree::Proc, boot_ms, environ }),
+    ]
+}
+
+impl KernelFs {
+    fn lookup(&self, local: &str) -> Option<Node> {
+        let parts: Vec<&str> = vpath::split(local).collect();
+        match (self.tree, parts.as_slice()) {
+            (tree, []) => Some(Node::Root(tree)),
+            (Tree::Dev, [name]) => DEVICES.iter().find(|(n, _)| n == name).map(|(_, device)| Node::Device(*device)),
+            (Tree::Proc, ["self"]) => Some(Node::ProcSelf),
+            (Tree::Proc, ["self", name]) => match *name {
+                "cwd" => Some(Node::Cwd),
+                "environ" => Some(Node::Environ),
+                "cmdline" => Some(Node::Cmdline),
+                "status" => Some(Node::Status),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// What is at `local`, for path resolution.
+    pub(super) fn entry(&self, local: &str) -> Option<Entry> {
+        self.lookup(local).map(|node| match node {
+            Node::Cwd => Entry::CwdLink,
+            node if node.is_dir() => Entry::Dir,
+            _ => Entry::Other,
+        })
+    }
+
+    fn children(node: Node) -> Vec<String> {
+        match node {
+            Node::Root(Tree::Dev) => DEVICES.iter().map(|(name, _)| (*name).to_owned()).collect(),
+            Node::Root(Tree::Proc) => vec!["self".to_owned()],
+            Node::ProcSelf => PROC_SELF_ENTRIES.iter().map(|name| (*name).to_owned()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn stat(&self, node: Node) -> Stat {
+        let (mode, rdev, ino, nlink) = match node {
+            Node::Root(Tree::Dev) => (S_IFDIR | 0o755, 0, 1, 2),
+            Node::Root(Tree::Proc) => (S_IFDIR | 0o555, 0, 1, 3),
+            Node::ProcSelf => (S_IFDIR | 0o555, 0, 2, 2),
+            Node::Device(device) => (S_IFCHR | 0o666, device.rdev(), device.ino(), 1),
+            Node::Cwd => (S_IFLNK | SYMLINK_MODE, 0, 3, 1),
+            Node::Environ => (S_IFREG | 0o400, 0, 4, 1),
+            Node::Cmdline => (S_IFREG | 0o444, 0, 5, 1),
+            Node::Status => (S_IFREG | 0o444, 0, 6, 1),
+        };
+        let dev = match self.tree {
+            Tree::Dev => DEV_TREE_DEV,
+            Tree::Proc => PROC_TREE_DEV,
+        };
+        Stat {
+            mode,
+            size: 0,
+            blocks: 0,
+            dev,
+            rdev,
+            is_directory: node.is_dir(),
+            is_symbolic_link: node == Node::Cwd,
+            atime_ms: self.boot_ms,
+            mtime_ms: self.boot_ms,
+            ctime_ms: self.boot_ms,
+            birthtime_ms: self.boot_ms,
+            ino,
+            nlink,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    /// A `/proc` file's content.
+    fn content(&self, node: Node) -> &[u8] {
+        match node {
+            Node::Environ => &self.environ,
+            Node::Status => HOST_STATUS.as_bytes(),
+            _ => &[],
+        }
+    }
+
+    /// Why an entry cannot be created at missing `local`: `ENOTDIR` below a non-directory,
+    /// else `EACCES` (nothing can be added to these trees).
+    fn create_error(&self, local: &str) -> FsError {
+        let mut parts: Vec<&str> = vpath::split(local).collect();
+        while parts.pop().is_some() {
+            if let Some(node) = self.lookup(&format!("/{}", parts.join("/"))) {
+                return FsError::new(if node.is_dir() { Errno::EACCES } else { Errno::ENOTDIR });
+            }
+        }
+        FsError::new(Errno::EACCES)
+    }
+
+    /// Runs one operation (the policy already allowed it). Errors carry no label: the caller
+    /// adds the request's syscall and path.
+    pub(super) fn execute(&self, call: &Call<'_>, entropy: &mut Entropy) -> Result<Output, FsError> {
+        let node = self.lookup(call.local);
+        let slash_on_file = call.trailing_slash && node.is_some_and(|node| !node.is_dir());
+        if call.operation == Op::Exists {
+            return Ok(Output::Exists(node.is_some() && !slash_on_file));
+        }
+        if slash_on_file {
+            return Err(Errno::ENOTDIR.into());
+        }
+        let existing = || node.ok_or_else(|| FsError::new(Errno::ENOENT));
+        let fail = |errno: Errno| Err(FsError::new(errno));
+        match call.operation {
+            Op::Exists => Ok(Output::Exists(node.is_some())),
+            Op::Stat | Op::Lstat => Ok(Output::Stat(self.stat(existing()?))),
+            Op::ReadFile => match existing()? {
+                node if node.is_dir() => fail(Errno::EISDIR),
+                Node::Device(device) if device.endless() => {
+                    Err(FsError::new(Errno::EINVAL).with_detail(ENDLESS_DEVICE))
+                }
+                Node::Cwd => fail(Errno::EIO),
+                node => Ok(Output::Content(self.content(node).to_vec())),
+            },
+            Op::Pread => {
+                let limit = call.limits.max_pread_bytes;
+                if call.len > limit {
+                    return Err(FsError::limit_exceeded(LimitKind::PreadBytes, limit));
+                }
+                match existing()? {
+                    node if node.is_dir() => fail(Errno::EISDIR),
+                    Node::Device(Device::Zero) => Ok(Output::Content(vec![0; len(call.len)?])),
+                    Node::Device(Device::Urandom) => {
+                        let mut bytes = vec![0; len(call.len)?];
+                        entropy.fill(&mut bytes);
+                        Ok(Output::Content(bytes))
+                    }
+                    Node::Cwd => fail(Errno::EIO),
+                    node => Ok(Output::Content(window(self.content(node), call.offset, call.len))),
+                }
+            }
+            Op::WriteFile => match node {
+                None => Err(self.create_error(call.local)),
+                Some(node) if node.is_dir() => fail(Errno::EISDIR),
+                Some(Node::Device(_)) => {
+                    let limit = call.limits.max_fd_write_bytes;
+                    if u64::try_from(call.data_len).unwrap_or(u64::MAX) > limit {
+                        return Err(FsError::limit_exceeded(LimitKind::FdWriteBytes, limit));
+                    }
+                    Ok(Output::Done)
+                }
+                Some(_) => fail(Errno::EACCES),
+            },
+            Op::CreateDir | Op::Mkdir => match node {
+                Some(node) if node.is_dir() && call.recursive && call.operation == Op::Mkdir => Ok(Output::Done),
+                Some(_) => fail(Errno::EEXIST),
+                None => Err(self.create_error(call.local)),
+            },
+            Op::Symlink => match node {
+                Some(_) => fail(Errno::EEXIST),
+                None => Err(self.create_error(call.local)),
+            },
+            Op::ReadDir => match existing()? {
+                node if node.is_dir() => {
+                    let entries = Self::children(node);
+                    let limit = call.limits.max_readdir_entries;
+                    if u64::try_from(entries.len()).unwrap_or(u64::MAX) > limit {
+                        return Err(FsError::limit_exceeded(LimitKind::ReaddirEntries, limit));
+                    }
+                    Ok(Output::Entries(entries))
+                }
+                _ => fail(Errno::ENOTDIR),
+            },
+            Op::RemoveFile => match existing()? {
+                node if node.is_dir() => fail(Errno::EISDIR),
+                _ => fail(Errno::EPERM),
+            },
+            Op::RemoveDir => match existing()? {
+                node if node.is_dir() => fail(Errno::EPERM),
+                _ => fail(Errno::ENOTDIR),
+            },
+            Op::Realpath => existing().map(|_| Output::Target(call.local.to_owned())),
+            Op::ReadLink => match existing()? {
+                Node::Cwd => Ok(Output::Target(call.cwd.to_owned())),
+                _ => fail(Errno::EINVAL),
+            },
+            Op::Link => {
+                existing()?;
+                match call.to.and_then(|to| self.lookup(to)) {
+                    Some(_) => fail(Errno::EEXIST),
+                    None => fail(Errno::EPERM),
+                }
+            }
+            Op::Rename | Op::Chmod | Op::Chown | Op::Utimes => existing().and_then(|_| fail(Errno::EPERM)),
+            Op::Truncate => match existing()? {
+                node if node.is_dir() => fail(Errno::EISDIR),
+                Node::Device(_) => fail(Errno::EINVAL),
+                _ => fail(Errno::EACCES),
+            },
+        }
+    }
+}
+
+/// A PREAD length as a buffer size (already bounded by `maxPreadBytes`).
+fn len(len: u64) -> Result<usize, FsError> {
+    usize::try_from(len).map_err(|_| FsError::new(Errno::EFBIG))
+}
+
+/// At most `len` bytes of `bytes` from `offset` (none past the end).
+fn window(bytes: &[u8], offset: u64, len: u64) -> Vec<u8> {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+    let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)).min(bytes.len());
+    bytes.get(start..end).unwrap_or_default().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_numbers_match_linux() {
+        assert_eq!((NULL_RDEV, ZERO_RDEV, URANDOM_RDEV), (259, 261, 265));
+        // Minors above 255 and majors above 4095 go to the high bits, as in glibc.
+        assert_eq!(makedev(136, 300), 0x0010_882c);
+        assert_eq!(makedev(4096, 0), 1 << 44);
+    }
+
+    #[test]
+    fn windows() {
+        assert_eq!(window(b"hello", 1, 3), b"ell");
+        assert_eq!(window(b"hello", 9, 3), b"");
+        assert_eq!(window(b"hello", 3, u64::MAX), b"lo");
+    }
+}
