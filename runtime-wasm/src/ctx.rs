@@ -1,0 +1,151 @@
+//! The data a guest's wasmtime `Store` carries: the host (shared with the task that owns the
+//! store's future), the reason the guest is suspended, and the resource limiter.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use wasmtime::ResourceLimiter;
+
+use crate::host::{WaitReason, WasiHost};
+
+/// Store data of a guest (`Store<GuestCtx<H>>`); the `wasi_snapshot_preview1` imports reach the
+/// [`WasiHost`] through it.
+///
+/// The store lives inside the guest's future while it runs, so the host sits behind an
+/// `Arc<Mutex<…>>` shared with the owning [`GuestTask`](crate::GuestTask), which reaches it between
+/// polls (to push stdin, read stdout). Both sides lock only briefly and never across a
+/// suspension, and the task is polled from one thread, so the lock is never contended.
+#[derive(Debug)]
+pub struct GuestCtx<H> {
+    pub(crate) shared: Arc<Mutex<Shared<H>>>,
+    pub(crate) limiter: Limiter,
+}
+
+impl<H: WasiHost> GuestCtx<H> {
+    pub(crate) fn new(shared: Arc<Mutex<Shared<H>>>, limiter: Limiter) -> GuestCtx<H> {
+        GuestCtx { shared, limiter }
+    }
+
+    /// Runs `f` on the host.
+    pub(crate) fn with_host<R>(&self, f: impl FnOnce(&mut H) -> R) -> R {
+        f(&mut lock(&self.shared).host)
+    }
+}
+
+/// State shared between a running guest's store and its task.
+#[derive(Debug)]
+pub(crate) struct Shared<H> {
+    pub(crate) host: H,
+    /// Set by a host call that would block, cleared by the task before every poll: after a poll
+    /// returns `Pending`, `Some` means the guest waits on the host, `None` that its slice ended.
+    pub(crate) wait: Option<WaitReason>,
+}
+
+/// Locks the shared state. A poisoned lock (a panic while it was held) still holds consistent
+/// data for our purposes: host calls never leave it half-updated across a panic point we own.
+pub(crate) fn lock<H>(shared: &Mutex<Shared<H>>) -> MutexGuard<'_, Shared<H>> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Enforces `max_wasm_memory_bytes` (over all linear memories of the store together) and a bound
+/// on table elements. Refused growth makes `memory.grow` return -1, as the spec says; the refusal
+/// is remembered so that a trap that follows is reported as the memory limit.
+#[derive(Debug, Clone)]
+pub(crate) struct Limiter {
+    pub(crate) max_memory_bytes: usize,
+    pub(crate) max_table_elements: usize,
+    /// Bytes of linear memory currently allocated, over all memories.
+    pub(crate) memory_bytes: usize,
+    pub(crate) peak_memory_bytes: usize,
+    /// The last refused growth.
+    pub(crate) refused: Option<Refusal>,
+    /// `(memory_bytes, peak_memory_bytes)` before the last approved growth, restored if wasmtime
+    /// then fails to grow the memory anyway.
+    undo: (usize, usize),
+}
+
+/// A memory growth that was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// The total size the growth asked for.
+    pub(crate) requested_bytes: usize,
+    /// The limit it hit: `max_wasm_memory_bytes`, or the memory's own maximum (declared by the
+    /// module or imposed by the instance pool) when that is smaller.
+    pub(crate) limit_bytes: usize,
+}
+
+impl Limiter {
+    pub(crate) fn new(max_memory_bytes: usize, max_table_elements: usize) -> Limiter {
+        Limiter {
+            max_memory_bytes,
+            max_table_elements,
+            memory_bytes: 0,
+            peak_memory_bytes: 0,
+            refused: None,
+            undo: (0, 0),
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let others = self.memory_bytes.saturating_sub(current);
+        let total = others.saturating_add(desired);
+        if total > self.max_memory_bytes {
+            self.refused = Some(Refusal { requested_bytes: total, limit_bytes: self.max_memory_bytes });
+            return Ok(false);
+        }
+        if let Some(maximum) = maximum.filter(|maximum| desired > *maximum) {
+            self.refused = Some(Refusal { requested_bytes: total, limit_bytes: others.saturating_add(maximum) });
+            return Ok(false);
+        }
+        self.undo = (self.memory_bytes, self.peak_memory_bytes);
+        self.memory_bytes = total;
+        self.peak_memory_bytes = self.peak_memory_bytes.max(total);
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        let requested_bytes = self.memory_bytes;
+        (self.memory_bytes, self.peak_memory_bytes) = self.undo;
+        self.refused = Some(Refusal { requested_bytes, limit_bytes: self.memory_bytes });
+        Ok(())
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= self.max_table_elements)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_counts_all_memories() {
+        let mut limiter = Limiter::new(100, 10);
+        assert!(matches!(limiter.memory_growing(0, 60, None), Ok(true)));
+        assert!(matches!(limiter.memory_growing(0, 30, None), Ok(true)));
+        assert_eq!(limiter.memory_bytes, 90);
+        assert!(matches!(limiter.memory_growing(30, 50, None), Ok(false)));
+        assert_eq!(limiter.refused, Some(Refusal { requested_bytes: 110, limit_bytes: 100 }));
+        assert!(matches!(limiter.memory_growing(30, 40, None), Ok(true)));
+        assert_eq!((limiter.memory_bytes, limiter.peak_memory_bytes), (100, 100));
+        // A memory's own maximum is a limit too.
+        let mut limiter = Limiter::new(100, 10);
+        assert!(matches!(limiter.memory_growing(0, 20, None), Ok(true)));
+        assert!(matches!(limiter.memory_growing(0, 10, Some(30)), Ok(true)));
+        assert!(matches!(limiter.memory_growing(10, 40, Some(30)), Ok(false)));
+        assert_eq!(limiter.refused, Some(Refusal { requested_bytes: 60, limit_bytes: 50 }));
+        assert_eq!(limiter.memory_bytes, 30);
+        // A growth wasmtime fails after approval is rolled back.
+        let mut limiter = Limiter::new(100, 10);
+        assert!(matches!(limiter.memory_growing(0, 10, None), Ok(true)));
+        assert!(matches!(limiter.memory_growing(10, 30, None), Ok(true)));
+        assert!(limiter.memory_grow_failed(wasmtime::Error::msg("mmap failed")).is_ok());
+        assert_eq!((limiter.memory_bytes, limiter.peak_memory_bytes), (10, 10));
+        assert_eq!(limiter.refused, Some(Refusal { requested_bytes: 30, limit_bytes: 10 }));
+        assert!(matches!(limiter.table_growing(0, 10, None), Ok(true)));
+        assert!(matches!(limiter.table_growing(10, 11, None), Ok(false)));
+    }
+}

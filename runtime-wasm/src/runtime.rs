@@ -1,0 +1,198 @@
+//! The engine ([`Runtime`]), compiled commands ([`Program`]) and the limits a guest runs under.
+
+use std::fmt;
+
+use wasmtime::{
+    Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig,
+};
+
+use crate::ctx::GuestCtx;
+use crate::host::WasiHost;
+use crate::task::GuestTask;
+use crate::wasi;
+
+/// Stack reserved for host code on a guest's fiber, on top of `max_wasm_stack_bytes`.
+pub const HOST_STACK_HEADROOM_BYTES: usize = 1 << 20;
+
+/// Engine-wide settings: they shape compiled code, so every guest of a runtime shares them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// Most stack wasm code may use (`Config::max_wasm_stack`); deeper recursion traps with
+    /// `ExitReason::StackOverflow`. Each guest's fiber gets this plus
+    /// [`HOST_STACK_HEADROOM_BYTES`].
+    pub max_wasm_stack_bytes: usize,
+    /// Preallocate instance slots (wasmtime's pooling allocator) instead of allocating per
+    /// instantiation.
+    pub pooling: Option<PoolingConfig>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> RuntimeConfig {
+        RuntimeConfig { max_wasm_stack_bytes: 1 << 20, pooling: None }
+    }
+}
+
+/// Pooling-allocator sizing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolingConfig {
+    /// Guests that may be alive at once; one more fails to start (`InstantiationFailed`).
+    pub max_instances: u32,
+    /// Largest linear memory a pooled slot holds (a bound on top of each task's
+    /// `max_wasm_memory_bytes`).
+    pub max_memory_bytes: usize,
+}
+
+/// Per-guest limits, fixed when the guest is spawned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskLimits {
+    /// Total fuel (≈ wasm instructions) the guest may burn; then it stops with
+    /// `ExitReason::FuelExhausted`.
+    pub max_wasm_fuel: u64,
+    /// Fuel per scheduling slice: `GuestTask::poll` runs the guest until it has burnt this much
+    /// (or blocks, or exits). Must be at least 1.
+    pub slice_fuel: u64,
+    /// Most bytes of linear memory, over all the guest's memories; growth beyond it is refused
+    /// (`memory.grow` returns -1).
+    pub max_wasm_memory_bytes: u64,
+    /// Most elements of any one table.
+    pub max_table_elements: u32,
+}
+
+impl Default for TaskLimits {
+    fn default() -> TaskLimits {
+        TaskLimits {
+            max_wasm_fuel: 1_000_000_000,
+            slice_fuel: 100_000,
+            max_wasm_memory_bytes: 256 << 20,
+            max_table_elements: 100_000,
+        }
+    }
+}
+
+/// Why the runtime could not be built, a module not compiled, or a guest not spawned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The engine configuration was rejected.
+    #[error("invalid engine configuration: {0}")]
+    Engine(String),
+    /// The bytes are not a valid WebAssembly module (or use a disabled feature).
+    #[error("cannot compile module: {0}")]
+    Compile(String),
+    /// The module imports something the runtime does not provide.
+    #[error("cannot link module: {0}")]
+    Link(String),
+    /// The module does not export a `_start` function of type `() -> ()`.
+    #[error("module is not a WASI command: no `_start: () -> ()` export")]
+    NotACommand,
+    /// The task limits are inconsistent.
+    #[error("invalid task limits: {0}")]
+    Limits(&'static str),
+}
+
+/// A wasmtime engine configured for deterministic guests, and the linker holding the syscall
+/// layer. Compile modules with [`Runtime::compile`]; build one per host type and share it.
+pub struct Runtime<H: WasiHost> {
+    engine: Engine,
+    linker: Linker<GuestCtx<H>>,
+    config: RuntimeConfig,
+}
+
+impl<H: WasiHost> fmt::Debug for Runtime<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl<H: WasiHost> Runtime<H> {
+    /// Builds the engine: fuel metering (for budgets and slices), deterministic floating point
+    /// and relaxed SIMD, the configured stack limit and allocator.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Engine`] if wasmtime rejects the configuration (a zero stack, or one the
+    /// platform cannot provide).
+    pub fn new(config: RuntimeConfig) -> Result<Runtime<H>, RuntimeError> {
+        let async_stack_bytes = config
+            .max_wasm_stack_bytes
+            .checked_add(HOST_STACK_HEADROOM_BYTES)
+            .ok_or(RuntimeError::Engine("max_wasm_stack_bytes is too large".into()))?;
+        let mut wasmtime_config = Config::new();
+        wasmtime_config
+            .consume_fuel(true)
+            .cranelift_nan_canonicalization(true)
+            .relaxed_simd_deterministic(true)
+            .max_wasm_stack(config.max_wasm_stack_bytes)
+            .async_stack_size(async_stack_bytes);
+        if let Some(pooling) = config.pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_core_instances(pooling.max_instances)
+                .total_memories(pooling.max_instances)
+                .total_tables(pooling.max_instances)
+                .total_stacks(pooling.max_instances)
+                .max_memory_size(pooling.max_memory_bytes);
+            wasmtime_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&wasmtime_config).map_err(|e| RuntimeError::Engine(describe(&e)))?;
+        let mut linker = Linker::new(&engine);
+        wasi::add_to_linker(&mut linker).map_err(|e| RuntimeError::Engine(describe(&e)))?;
+        Ok(Runtime { engine, linker, config })
+    }
+
+    /// The engine configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Compiles a WASI command module (binary format) and links it against the syscall layer,
+    /// once; spawn any number of guests from the result.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Compile`] for invalid bytes, [`RuntimeError::NotACommand`] without a
+    /// `_start` export, [`RuntimeError::Link`] for imports the runtime does not provide.
+    pub fn compile(&self, wasm: &[u8]) -> Result<Program<H>, RuntimeError> {
+        let module = Module::new(&self.engine, wasm).map_err(|e| RuntimeError::Compile(describe(&e)))?;
+        match module.get_export("_start") {
+            Some(ExternType::Func(ty)) if ty.params().len() == 0 && ty.results().len() == 0 => {}
+            _ => return Err(RuntimeError::NotACommand),
+        }
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| RuntimeError::Link(describe(&e)))?;
+        Ok(Program { pre, max_wasm_stack_bytes: self.config.max_wasm_stack_bytes })
+    }
+}
+
+/// A compiled, linked command, ready to be instantiated (cheaply) for each guest process.
+pub struct Program<H: WasiHost> {
+    pre: InstancePre<GuestCtx<H>>,
+    max_wasm_stack_bytes: usize,
+}
+
+impl<H: WasiHost> Clone for Program<H> {
+    fn clone(&self) -> Program<H> {
+        Program { pre: self.pre.clone(), max_wasm_stack_bytes: self.max_wasm_stack_bytes }
+    }
+}
+
+impl<H: WasiHost> fmt::Debug for Program<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Program").field("module", &self.pre.module().name()).finish_non_exhaustive()
+    }
+}
+
+impl<H: WasiHost> Program<H> {
+    /// Creates a guest process running this program's `_start` against `host`. Nothing runs
+    /// until the task is polled.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Limits`] if `limits.slice_fuel` is 0.
+    pub fn spawn(&self, host: H, limits: TaskLimits) -> Result<GuestTask<H>, RuntimeError> {
+        GuestTask::new(self.pre.clone(), host, limits, self.max_wasm_stack_bytes)
+    }
+}
+
+/// An error and its causes on one line.
+pub(crate) fn describe(error: &wasmtime::Error) -> String {
+    error.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+}
