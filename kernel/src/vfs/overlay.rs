@@ -839,7 +839,15 @@ impl Overlay {
         now: Now,
     ) -> Result<(), FsError> {
         let (from, to) = (from.into(), to.into());
-        self.rename_inner(from, to, now).map_err(|e| e.at2("rename", from.path, to.path))
+        // A rename takes several steps (copy-ups, forgetting a replaced tree, the upper rename,
+        // whiteouts) and a late step can fail; restoring the state taken before keeps a failed
+        // rename invisible (found by the vfs_ops fuzz target). This copies the upper layer, so
+        // it costs O(upper size) per rename: to be made incremental.
+        let before = self.clone();
+        self.rename_inner(from, to, now).map_err(|e| {
+            *self = before;
+            e.at2("rename", from.path, to.path)
+        })
     }
 
     fn rename_inner(&mut self, from: VPath<'_>, to: VPath<'_>, now: Now) -> Result<(), FsError> {
