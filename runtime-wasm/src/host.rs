@@ -4,8 +4,9 @@
 use std::collections::VecDeque;
 
 use crate::abi::{
-    ClockId, Errno, Fd, FdStat, Filetype, Prestat, RIGHTS_FD_FDSTAT_SET_FLAGS, RIGHTS_FD_FILESTAT_GET, RIGHTS_FD_READ,
-    RIGHTS_FD_WRITE, RIGHTS_POLL_FD_READWRITE, STDERR, STDIN, STDOUT,
+    ClockId, Dirent, Errno, Event, Fd, FdStat, Filestat, Filetype, Prestat, Subscription, Whence,
+    RIGHTS_FD_FDSTAT_SET_FLAGS, RIGHTS_FD_FILESTAT_GET, RIGHTS_FD_READ, RIGHTS_FD_WRITE, RIGHTS_POLL_FD_READWRITE,
+    STDERR, STDIN, STDOUT,
 };
 
 /// Why a guest cannot make progress until the host does something.
@@ -24,6 +25,14 @@ pub enum WaitReason {
     Write {
         /// The descriptor.
         fd: Fd,
+    },
+    /// The guest waits in `poll_oneoff` for descriptors (and maybe a clock) and none is ready.
+    Poll,
+    /// The guest waits in `poll_oneoff` for a clock only: nothing happens before the monotonic
+    /// clock reaches `until_ns` (the host may also use it for a timeout on other clocks).
+    Sleep {
+        /// The earliest deadline, in nanoseconds of the monotonic clock.
+        until_ns: u64,
     },
 }
 
@@ -52,9 +61,17 @@ pub type SysResult<T> = Result<T, SysError>;
 /// suspends the guest, then retries the same call when the task is polled again. Guest memory is
 /// never visible here: the runtime copies arguments in and results out, with bounds checks.
 ///
-/// Calls this trait does not cover yet are answered by the runtime itself: `EBADF` when the
+/// Only the first methods are required. The filesystem, polling and signal methods have default
+/// implementations that keep the answer a host without a filesystem gives: `EBADF` when the
 /// descriptor is not open (per [`WasiHost::fd_fdstat_get`]), `ENOTDIR` for path calls relative
-/// to a descriptor that is not a directory, `ENOSYS` otherwise.
+/// to a descriptor that is not a directory, `ENOSYS` otherwise. Calls this trait does not cover
+/// at all (`fd_advise`, `fd_allocate`, `fd_fdstat_set_rights`, `sock_*`) are answered that way by
+/// the runtime itself.
+///
+/// Paths are the guest's bytes as passed (relative to a directory descriptor, not
+/// NUL-terminated, at most [`MAX_PATH_BYTES`](crate::MAX_PATH_BYTES)); resolving them — `..`,
+/// symbolic links, staying inside the directory — is the host's job. Flag arguments hold only
+/// bits WASI defines (the runtime answers `EINVAL` for others).
 pub trait WasiHost: Send + 'static {
     /// Command-line arguments, `argv[0]` first, without NUL terminators.
     fn args(&self) -> &[Vec<u8>];
@@ -100,6 +117,211 @@ pub trait WasiHost: Send + 'static {
     /// The guest called `proc_exit(code)`; the runtime terminates it right after this returns.
     fn proc_exit(&mut self, code: u32) {
         let _ = code;
+    }
+
+    /// Opens `path` relative to the directory `dirfd` and returns the new descriptor.
+    /// `lookupflags` holds `LOOKUPFLAGS_*`, `oflags` `OFLAGS_*`, `fdflags` `FDFLAGS_*`; the
+    /// rights are those the guest asks for (a host may grant fewer).
+    #[allow(clippy::too_many_arguments)]
+    fn path_open(
+        &mut self,
+        dirfd: Fd,
+        lookupflags: u32,
+        path: &[u8],
+        oflags: u16,
+        rights_base: u64,
+        rights_inheriting: u64,
+        fdflags: u16,
+    ) -> Result<Fd, Errno> {
+        let _ = (lookupflags, path, oflags, rights_base, rights_inheriting, fdflags);
+        Err(unsupported_path(self, dirfd))
+    }
+
+    /// Lists the directory `fd` from the entry `cookie` on (`DIRCOOKIE_START` is the first):
+    /// the entries in order, each with the cookie of the one after it. The host may return any
+    /// number of them (a bounded batch); the runtime asks again from the last entry's `next`
+    /// until the guest's buffer is full. An empty list means the end of the directory.
+    fn fd_readdir(&mut self, fd: Fd, cookie: u64) -> Result<Vec<Dirent>, Errno> {
+        let _ = cookie;
+        Err(unsupported_fd(self, fd))
+    }
+
+    /// Moves the offset of `fd` and returns the new offset from the start of the file.
+    fn fd_seek(&mut self, fd: Fd, offset: i64, whence: Whence) -> Result<u64, Errno> {
+        let _ = (offset, whence);
+        Err(unsupported_fd(self, fd))
+    }
+
+    /// The current offset of `fd`; the default asks `fd_seek(fd, 0, Whence::Cur)`.
+    fn fd_tell(&mut self, fd: Fd) -> Result<u64, Errno> {
+        self.fd_seek(fd, 0, Whence::Cur)
+    }
+
+    /// Describes the file open at `fd`.
+    fn fd_filestat_get(&mut self, fd: Fd) -> Result<Filestat, Errno> {
+        Err(unsupported_fd(self, fd))
+    }
+
+    /// Truncates or extends the file open at `fd` to `size` bytes.
+    fn fd_filestat_set_size(&mut self, fd: Fd, size: u64) -> Result<(), Errno> {
+        let _ = size;
+        Err(unsupported_fd(self, fd))
+    }
+
+    /// Sets the access and/or modification time of the file open at `fd`, as `fstflags`
+    /// (`FSTFLAGS_*`) says: to `atim_ns` / `mtim_ns`, or to the current time.
+    fn fd_filestat_set_times(&mut self, fd: Fd, atim_ns: u64, mtim_ns: u64, fstflags: u16) -> Result<(), Errno> {
+        let _ = (atim_ns, mtim_ns, fstflags);
+        Err(unsupported_fd(self, fd))
+    }
+
+    /// Reads from `fd` at `offset` without moving its offset; `Ok(0)` is end-of-file. `buf` is
+    /// never empty.
+    fn fd_pread(&mut self, fd: Fd, buf: &mut [u8], offset: u64) -> SysResult<usize> {
+        let _ = (buf, offset);
+        Err(unsupported_fd(self, fd).into())
+    }
+
+    /// Writes `data` to `fd` at `offset` without moving its offset, returning how many bytes
+    /// were accepted.
+    fn fd_pwrite(&mut self, fd: Fd, data: &[u8], offset: u64) -> SysResult<usize> {
+        let _ = (data, offset);
+        Err(unsupported_fd(self, fd).into())
+    }
+
+    /// Sets the `FDFLAGS_*` of `fd`.
+    fn fd_fdstat_set_flags(&mut self, fd: Fd, flags: u16) -> Result<(), Errno> {
+        let _ = flags;
+        Err(unsupported_fd(self, fd))
+    }
+
+    /// Moves descriptor `from` to number `to` (closing what `to` referred to); `from` is closed.
+    fn fd_renumber(&mut self, from: Fd, to: Fd) -> Result<(), Errno> {
+        let _ = to;
+        Err(unsupported_fd(self, from))
+    }
+
+    /// Flushes the data and metadata of `fd` to storage.
+    fn fd_sync(&mut self, fd: Fd) -> Result<(), Errno> {
+        Err(unsupported_fd(self, fd))
+    }
+
+    /// Flushes the data of `fd` to storage.
+    fn fd_datasync(&mut self, fd: Fd) -> Result<(), Errno> {
+        Err(unsupported_fd(self, fd))
+    }
+
+    /// Describes the file at `path` relative to the directory `fd`; `lookupflags` says whether
+    /// a final symbolic link is followed.
+    fn path_filestat_get(&mut self, fd: Fd, lookupflags: u32, path: &[u8]) -> Result<Filestat, Errno> {
+        let _ = (lookupflags, path);
+        Err(unsupported_path(self, fd))
+    }
+
+    /// Sets the times of the file at `path` relative to the directory `fd` (see
+    /// [`WasiHost::fd_filestat_set_times`]).
+    fn path_filestat_set_times(
+        &mut self,
+        fd: Fd,
+        lookupflags: u32,
+        path: &[u8],
+        atim_ns: u64,
+        mtim_ns: u64,
+        fstflags: u16,
+    ) -> Result<(), Errno> {
+        let _ = (lookupflags, path, atim_ns, mtim_ns, fstflags);
+        Err(unsupported_path(self, fd))
+    }
+
+    /// Creates the directory `path` relative to the directory `fd`.
+    fn path_create_directory(&mut self, fd: Fd, path: &[u8]) -> Result<(), Errno> {
+        let _ = path;
+        Err(unsupported_path(self, fd))
+    }
+
+    /// Removes the empty directory `path` relative to the directory `fd`.
+    fn path_remove_directory(&mut self, fd: Fd, path: &[u8]) -> Result<(), Errno> {
+        let _ = path;
+        Err(unsupported_path(self, fd))
+    }
+
+    /// Removes the file (or symbolic link) `path` relative to the directory `fd`.
+    fn path_unlink_file(&mut self, fd: Fd, path: &[u8]) -> Result<(), Errno> {
+        let _ = path;
+        Err(unsupported_path(self, fd))
+    }
+
+    /// Renames `old_path` (relative to the directory `fd`) to `new_path` (relative to the
+    /// directory `new_fd`).
+    fn path_rename(&mut self, fd: Fd, old_path: &[u8], new_fd: Fd, new_path: &[u8]) -> Result<(), Errno> {
+        let _ = (old_path, new_fd, new_path);
+        Err(unsupported_path(self, fd))
+    }
+
+    /// Creates a symbolic link `new_path` (relative to the directory `fd`) whose target is
+    /// `old_target`, stored as is.
+    fn path_symlink(&mut self, old_target: &[u8], fd: Fd, new_path: &[u8]) -> Result<(), Errno> {
+        let _ = (old_target, new_path);
+        Err(unsupported_path(self, fd))
+    }
+
+    /// The target of the symbolic link `path` relative to the directory `fd`; the runtime
+    /// copies as much of it as fits the guest's buffer.
+    fn path_readlink(&mut self, fd: Fd, path: &[u8]) -> Result<Vec<u8>, Errno> {
+        let _ = path;
+        Err(unsupported_path(self, fd))
+    }
+
+    /// Creates a hard link `new_path` (relative to the directory `new_fd`) to `old_path`
+    /// (relative to the directory `old_fd`; `lookupflags` says whether a final symbolic link is
+    /// followed).
+    fn path_link(
+        &mut self,
+        old_fd: Fd,
+        lookupflags: u32,
+        old_path: &[u8],
+        new_fd: Fd,
+        new_path: &[u8],
+    ) -> Result<(), Errno> {
+        let _ = (lookupflags, old_path, new_fd, new_path);
+        Err(unsupported_path(self, old_fd))
+    }
+
+    /// Waits for any of `subscriptions` (never empty, at most
+    /// [`MAX_POLL_SUBSCRIPTIONS`](crate::MAX_POLL_SUBSCRIPTIONS)): returns one event per
+    /// subscription that is ready, at most one per subscription, in any order. A subscription
+    /// on a bad descriptor is an event carrying the errno, not a failed call. When none is ready
+    /// answer [`SysError::WouldBlock`] with [`WaitReason::Poll`] or [`WaitReason::Sleep`]: the
+    /// guest is suspended and the call retried with the same subscriptions (relative clock
+    /// timeouts are already absolute deadlines, see [`SubscriptionKind::Clock`](crate::SubscriptionKind)).
+    fn poll_oneoff(&mut self, subscriptions: &[Subscription]) -> SysResult<Vec<Event>> {
+        let _ = subscriptions;
+        Err(Errno::NoSys.into())
+    }
+
+    /// The guest raised signal `sig` (`__wasi_signal_t`) on itself.
+    fn proc_raise(&mut self, sig: u8) -> Result<(), Errno> {
+        let _ = sig;
+        Err(Errno::NoSys)
+    }
+}
+
+/// The answer to a descriptor call a host does not implement: `EBADF` (or whatever
+/// `fd_fdstat_get` fails with) for a descriptor that is not open, `ENOSYS` otherwise.
+pub(crate) fn unsupported_fd<H: WasiHost + ?Sized>(host: &mut H, fd: Fd) -> Errno {
+    match host.fd_fdstat_get(fd) {
+        Ok(_) => Errno::NoSys,
+        Err(errno) => errno,
+    }
+}
+
+/// The answer to a path call a host does not implement: as [`unsupported_fd`], but `ENOTDIR`
+/// when the base descriptor is open and not a directory.
+pub(crate) fn unsupported_path<H: WasiHost + ?Sized>(host: &mut H, fd: Fd) -> Errno {
+    match host.fd_fdstat_get(fd) {
+        Ok(stat) if stat.filetype == Filetype::Directory => Errno::NoSys,
+        Ok(_) => Errno::NotDir,
+        Err(errno) => errno,
     }
 }
 

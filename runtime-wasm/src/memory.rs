@@ -13,6 +13,16 @@ pub const MAX_IOVECS: u32 = 1024;
 /// requests are served short (reads and writes) or in chunks (`random_get`).
 pub const MAX_IO_BYTES: usize = 1 << 20;
 
+/// Longest path (in bytes) a path call accepts; longer is `ENAMETOOLONG`. Linux's `PATH_MAX`:
+/// real programs never need more, and it bounds what one call copies out of the guest.
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// Most subscriptions one `poll_oneoff` call may pass; more is `EINVAL`. The runtime copies them
+/// into host memory (48 bytes each) and the host scans them on every retry while the guest
+/// waits, so the count must be bounded; 4096 is twice what libc's `poll`/`select` can ask for
+/// (`FD_SETSIZE` 1024 descriptors, read and write, plus a timeout).
+pub const MAX_POLL_SUBSCRIPTIONS: u32 = 4096;
+
 /// One `(buf, buf_len)` iovec from guest memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct IoVec {
@@ -66,6 +76,18 @@ impl GuestMemory {
 
     pub(crate) fn write_u64(&self, store: impl AsContextMut, ptr: u32, value: u64) -> Result<(), Errno> {
         self.write(store, ptr, &value.to_le_bytes())
+    }
+
+    /// Reads a path argument: `EFAULT` outside the memory, `ENAMETOOLONG` beyond
+    /// [`MAX_PATH_BYTES`].
+    pub(crate) fn path(&self, store: impl AsContext, ptr: u32, len: u32) -> Result<Vec<u8>, Errno> {
+        let store = store.as_context();
+        let len = usize::try_from(len).map_err(|_| Errno::Fault)?;
+        self.check(&store, ptr, len)?;
+        if len > MAX_PATH_BYTES {
+            return Err(Errno::NameTooLong);
+        }
+        self.read(&store, ptr, len)
     }
 
     /// Reads an iovec array and checks every buffer lies inside the memory, so a call fails with

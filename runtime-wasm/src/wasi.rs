@@ -2,10 +2,12 @@
 //! `Store<GuestCtx<H>>` and served by a [`WasiHost`].
 //!
 //! Each import validates its guest pointers (→ `EFAULT`), calls the host, and copies results
-//! back. Calls that may block (`fd_read`, `fd_write`) are async host functions: when the host
-//! answers [`SysError::WouldBlock`] the guest's fiber suspends and the call is retried on the
-//! next poll. Nothing here panics on guest input; the only traps are `proc_exit` (by design) and
-//! wasmtime's own.
+//! back. Calls that may block (`fd_read`, `fd_write`, `fd_pread`, `fd_pwrite`, `poll_oneoff`) are
+//! async host functions: when the host answers [`SysError::WouldBlock`] the guest's fiber
+//! suspends and the call is retried on the next poll. Flag arguments with bits WASI does not
+//! define are `EINVAL`; paths longer than [`MAX_PATH_BYTES`](crate::MAX_PATH_BYTES) are
+//! `ENAMETOOLONG`. Nothing here panics on guest input; the only traps are `proc_exit` (by
+//! design) and wasmtime's own.
 
 use std::future::{poll_fn, Future};
 use std::sync::{Arc, Mutex};
@@ -13,10 +15,13 @@ use std::task::Poll;
 
 use wasmtime::{Caller, Linker};
 
-use crate::abi::{ClockId, Errno, Fd, FdStat, Filetype, Prestat};
+use crate::abi::{
+    ClockId, Errno, Event, Fd, FdStat, Filestat, Prestat, Subscription, SubscriptionKind, Whence, FDFLAGS_ALL,
+    FSTFLAGS_ALL, LOOKUPFLAGS_ALL, OFLAGS_ALL,
+};
 use crate::ctx::{lock, GuestCtx, Shared};
-use crate::host::{SysError, WasiHost};
-use crate::memory::{GuestMemory, IoVec, MAX_IO_BYTES};
+use crate::host::{unsupported_fd, SysError, SysResult, WasiHost};
+use crate::memory::{GuestMemory, IoVec, MAX_IO_BYTES, MAX_POLL_SUBSCRIPTIONS};
 
 /// The import module name.
 pub const MODULE: &str = "wasi_snapshot_preview1";
@@ -47,20 +52,76 @@ pub fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime:
     linker.func_wrap(MODULE, "fd_prestat_get", fd_prestat_get::<H>)?;
     linker.func_wrap(MODULE, "fd_prestat_dir_name", fd_prestat_dir_name::<H>)?;
     linker.func_wrap(MODULE, "proc_exit", proc_exit::<H>)?;
+    linker.func_wrap(MODULE, "proc_raise", proc_raise::<H>)?;
+    add_fd_calls(linker)?;
+    add_path_calls(linker)?;
     linker.func_wrap_async(
         MODULE,
         "fd_read",
         |caller: Ctx<'_, H>, (fd, iovs, iovs_len, nread): (i32, i32, i32, i32)| {
-            Box::new(async move { errno(fd_read(caller, u(fd), u(iovs), u(iovs_len), u(nread)).await) })
-                as BoxFuture<'_, i32>
+            Box::new(async move {
+                let fd = u(fd);
+                errno(
+                    read_iovecs(caller, fd, u(iovs), u(iovs_len), u(nread), move |host: &mut H, buf: &mut [u8]| {
+                        host.fd_read(fd, buf)
+                    })
+                    .await,
+                )
+            }) as BoxFuture<'_, i32>
         },
     )?;
     linker.func_wrap_async(
         MODULE,
         "fd_write",
         |caller: Ctx<'_, H>, (fd, iovs, iovs_len, nwritten): (i32, i32, i32, i32)| {
-            Box::new(async move { errno(fd_write(caller, u(fd), u(iovs), u(iovs_len), u(nwritten)).await) })
-                as BoxFuture<'_, i32>
+            Box::new(async move {
+                let fd = u(fd);
+                errno(
+                    write_iovecs(caller, u(iovs), u(iovs_len), u(nwritten), move |host: &mut H, data: &[u8]| {
+                        host.fd_write(fd, data)
+                    })
+                    .await,
+                )
+            }) as BoxFuture<'_, i32>
+        },
+    )?;
+    linker.func_wrap_async(
+        MODULE,
+        "fd_pread",
+        |caller: Ctx<'_, H>, (fd, iovs, iovs_len, offset, nread): (i32, i32, i32, i64, i32)| {
+            Box::new(async move {
+                let (fd, offset) = (u(fd), offset.cast_unsigned());
+                errno(
+                    read_iovecs(caller, fd, u(iovs), u(iovs_len), u(nread), move |host: &mut H, buf: &mut [u8]| {
+                        host.fd_pread(fd, buf, offset)
+                    })
+                    .await,
+                )
+            }) as BoxFuture<'_, i32>
+        },
+    )?;
+    linker.func_wrap_async(
+        MODULE,
+        "fd_pwrite",
+        |caller: Ctx<'_, H>, (fd, iovs, iovs_len, offset, nwritten): (i32, i32, i32, i64, i32)| {
+            Box::new(async move {
+                let (fd, offset) = (u(fd), offset.cast_unsigned());
+                errno(
+                    write_iovecs(caller, u(iovs), u(iovs_len), u(nwritten), move |host: &mut H, data: &[u8]| {
+                        host.fd_pwrite(fd, data, offset)
+                    })
+                    .await,
+                )
+            }) as BoxFuture<'_, i32>
+        },
+    )?;
+    linker.func_wrap_async(
+        MODULE,
+        "poll_oneoff",
+        |caller: Ctx<'_, H>, (input, output, nsubscriptions, nevents): (i32, i32, i32, i32)| {
+            Box::new(
+                async move { errno(poll_oneoff(caller, u(input), u(output), u(nsubscriptions), u(nevents)).await) },
+            ) as BoxFuture<'_, i32>
         },
     )?;
     linker.func_wrap_async(MODULE, "sched_yield", |_caller: Ctx<'_, H>, (): ()| {
@@ -72,58 +133,63 @@ pub fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime:
     add_unsupported(linker)
 }
 
-/// The calls no [`WasiHost`] method covers yet: descriptor calls answer `EBADF` for descriptors
-/// that are not open, path calls `ENOTDIR` for a base descriptor that is not a directory, and
-/// everything else `ENOSYS`.
+/// The descriptor calls served by [`WasiHost`] methods (besides reads, writes and polls).
+fn add_fd_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
+    linker.func_wrap(MODULE, "fd_datasync", |c: Ctx<'_, H>, fd: i32| fd_op(&c, fd, H::fd_datasync))?;
+    linker.func_wrap(MODULE, "fd_sync", |c: Ctx<'_, H>, fd: i32| fd_op(&c, fd, H::fd_sync))?;
+    linker.func_wrap(MODULE, "fd_fdstat_set_flags", |c: Ctx<'_, H>, fd: i32, flags: i32| {
+        errno(flags16(flags, FDFLAGS_ALL).and_then(|flags| c.data().with_host(|h| h.fd_fdstat_set_flags(u(fd), flags))))
+    })?;
+    linker.func_wrap(MODULE, "fd_renumber", |c: Ctx<'_, H>, fd: i32, to: i32| {
+        errno(c.data().with_host(|h| h.fd_renumber(u(fd), u(to))))
+    })?;
+    linker.func_wrap(MODULE, "fd_filestat_get", fd_filestat_get::<H>)?;
+    linker.func_wrap(MODULE, "fd_filestat_set_size", |c: Ctx<'_, H>, fd: i32, size: i64| {
+        errno(c.data().with_host(|h| h.fd_filestat_set_size(u(fd), size.cast_unsigned())))
+    })?;
+    linker.func_wrap(
+        MODULE,
+        "fd_filestat_set_times",
+        |c: Ctx<'_, H>, fd: i32, atim: i64, mtim: i64, fstflags: i32| {
+            errno(flags16(fstflags, FSTFLAGS_ALL).and_then(|fstflags| {
+                c.data()
+                    .with_host(|h| h.fd_filestat_set_times(u(fd), atim.cast_unsigned(), mtim.cast_unsigned(), fstflags))
+            }))
+        },
+    )?;
+    linker.func_wrap(MODULE, "fd_readdir", fd_readdir::<H>)?;
+    linker.func_wrap(MODULE, "fd_seek", fd_seek::<H>)?;
+    linker.func_wrap(MODULE, "fd_tell", fd_tell::<H>)?;
+    Ok(())
+}
+
+/// The path calls, all served by [`WasiHost`] methods.
+fn add_path_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
+    linker.func_wrap(MODULE, "path_create_directory", |c: Ctx<'_, H>, fd: i32, path: i32, len: i32| {
+        path_op(c, fd, path, len, H::path_create_directory)
+    })?;
+    linker.func_wrap(MODULE, "path_remove_directory", |c: Ctx<'_, H>, fd: i32, path: i32, len: i32| {
+        path_op(c, fd, path, len, H::path_remove_directory)
+    })?;
+    linker.func_wrap(MODULE, "path_unlink_file", |c: Ctx<'_, H>, fd: i32, path: i32, len: i32| {
+        path_op(c, fd, path, len, H::path_unlink_file)
+    })?;
+    linker.func_wrap(MODULE, "path_filestat_get", path_filestat_get::<H>)?;
+    linker.func_wrap(MODULE, "path_filestat_set_times", path_filestat_set_times::<H>)?;
+    linker.func_wrap(MODULE, "path_link", path_link::<H>)?;
+    linker.func_wrap(MODULE, "path_open", path_open::<H>)?;
+    linker.func_wrap(MODULE, "path_readlink", path_readlink::<H>)?;
+    linker.func_wrap(MODULE, "path_rename", path_rename::<H>)?;
+    linker.func_wrap(MODULE, "path_symlink", path_symlink::<H>)?;
+    Ok(())
+}
+
+/// The calls no [`WasiHost`] method covers: `EBADF` for descriptors that are not open, `ENOSYS`
+/// otherwise.
 fn add_unsupported<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
     linker.func_wrap(MODULE, "fd_advise", |c: Ctx<'_, H>, fd: i32, _: i64, _: i64, _: i32| fd_call(&c, fd))?;
     linker.func_wrap(MODULE, "fd_allocate", |c: Ctx<'_, H>, fd: i32, _: i64, _: i64| fd_call(&c, fd))?;
-    linker.func_wrap(MODULE, "fd_datasync", |c: Ctx<'_, H>, fd: i32| fd_call(&c, fd))?;
-    linker.func_wrap(MODULE, "fd_fdstat_set_flags", |c: Ctx<'_, H>, fd: i32, _: i32| fd_call(&c, fd))?;
     linker.func_wrap(MODULE, "fd_fdstat_set_rights", |c: Ctx<'_, H>, fd: i32, _: i64, _: i64| fd_call(&c, fd))?;
-    linker.func_wrap(MODULE, "fd_filestat_get", |c: Ctx<'_, H>, fd: i32, _: i32| fd_call(&c, fd))?;
-    linker.func_wrap(MODULE, "fd_filestat_set_size", |c: Ctx<'_, H>, fd: i32, _: i64| fd_call(&c, fd))?;
-    linker
-        .func_wrap(MODULE, "fd_filestat_set_times", |c: Ctx<'_, H>, fd: i32, _: i64, _: i64, _: i32| fd_call(&c, fd))?;
-    linker.func_wrap(MODULE, "fd_pread", |c: Ctx<'_, H>, fd: i32, _: i32, _: i32, _: i64, _: i32| fd_call(&c, fd))?;
-    linker.func_wrap(MODULE, "fd_pwrite", |c: Ctx<'_, H>, fd: i32, _: i32, _: i32, _: i64, _: i32| fd_call(&c, fd))?;
-    linker.func_wrap(MODULE, "fd_readdir", |c: Ctx<'_, H>, fd: i32, _: i32, _: i32, _: i64, _: i32| fd_call(&c, fd))?;
-    linker.func_wrap(MODULE, "fd_renumber", |c: Ctx<'_, H>, fd: i32, _: i32| fd_call(&c, fd))?;
-    linker.func_wrap(MODULE, "fd_seek", |c: Ctx<'_, H>, fd: i32, _: i64, _: i32, _: i32| fd_call(&c, fd))?;
-    linker.func_wrap(MODULE, "fd_sync", |c: Ctx<'_, H>, fd: i32| fd_call(&c, fd))?;
-    linker.func_wrap(MODULE, "fd_tell", |c: Ctx<'_, H>, fd: i32, _: i32| fd_call(&c, fd))?;
-    linker.func_wrap(MODULE, "path_create_directory", |c: Ctx<'_, H>, fd: i32, _: i32, _: i32| path_call(&c, fd))?;
-    linker.func_wrap(MODULE, "path_filestat_get", |c: Ctx<'_, H>, fd: i32, _: i32, _: i32, _: i32, _: i32| {
-        path_call(&c, fd)
-    })?;
-    linker.func_wrap(
-        MODULE,
-        "path_filestat_set_times",
-        |c: Ctx<'_, H>, fd: i32, _: i32, _: i32, _: i32, _: i64, _: i64, _: i32| path_call(&c, fd),
-    )?;
-    linker.func_wrap(
-        MODULE,
-        "path_link",
-        |c: Ctx<'_, H>, fd: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| path_call(&c, fd),
-    )?;
-    linker.func_wrap(
-        MODULE,
-        "path_open",
-        |c: Ctx<'_, H>, fd: i32, _: i32, _: i32, _: i32, _: i32, _: i64, _: i64, _: i32, _: i32| path_call(&c, fd),
-    )?;
-    linker.func_wrap(MODULE, "path_readlink", |c: Ctx<'_, H>, fd: i32, _: i32, _: i32, _: i32, _: i32, _: i32| {
-        path_call(&c, fd)
-    })?;
-    linker.func_wrap(MODULE, "path_remove_directory", |c: Ctx<'_, H>, fd: i32, _: i32, _: i32| path_call(&c, fd))?;
-    linker.func_wrap(MODULE, "path_rename", |c: Ctx<'_, H>, fd: i32, _: i32, _: i32, _: i32, _: i32, _: i32| {
-        path_call(&c, fd)
-    })?;
-    linker.func_wrap(MODULE, "path_symlink", |c: Ctx<'_, H>, _: i32, _: i32, fd: i32, _: i32, _: i32| {
-        path_call(&c, fd)
-    })?;
-    linker.func_wrap(MODULE, "path_unlink_file", |c: Ctx<'_, H>, fd: i32, _: i32, _: i32| path_call(&c, fd))?;
-    linker.func_wrap(MODULE, "poll_oneoff", |_: Ctx<'_, H>, _: i32, _: i32, _: i32, _: i32| nosys())?;
-    linker.func_wrap(MODULE, "proc_raise", |_: Ctx<'_, H>, _: i32| nosys())?;
     linker.func_wrap(MODULE, "sock_accept", |c: Ctx<'_, H>, fd: i32, _: i32, _: i32| fd_call(&c, fd))?;
     linker.func_wrap(MODULE, "sock_recv", |c: Ctx<'_, H>, fd: i32, _: i32, _: i32, _: i32, _: i32, _: i32| {
         fd_call(&c, fd)
@@ -146,22 +212,47 @@ fn errno(result: Result<(), Errno>) -> i32 {
     }
 }
 
-fn nosys() -> i32 {
-    errno(Err(Errno::NoSys))
-}
-
+/// A call no [`WasiHost`] method covers.
 fn fd_call<H: WasiHost>(caller: &Ctx<'_, H>, fd: i32) -> i32 {
-    errno(caller.data().with_host(|host| host.fd_fdstat_get(u(fd))).and(Err(Errno::NoSys)))
+    errno(Err(caller.data().with_host(|host| unsupported_fd(host, u(fd)))))
 }
 
-fn path_call<H: WasiHost>(caller: &Ctx<'_, H>, fd: i32) -> i32 {
-    errno(caller.data().with_host(|host| host.fd_fdstat_get(u(fd))).and_then(|stat| {
-        if stat.filetype == Filetype::Directory {
-            Err(Errno::NoSys)
-        } else {
-            Err(Errno::NotDir)
-        }
-    }))
+/// A call taking only a descriptor.
+fn fd_op<H: WasiHost>(caller: &Ctx<'_, H>, fd: i32, op: fn(&mut H, Fd) -> Result<(), Errno>) -> i32 {
+    errno(caller.data().with_host(|host| op(host, u(fd))))
+}
+
+/// A call taking a directory descriptor and a path.
+fn path_op<H: WasiHost>(
+    mut caller: Ctx<'_, H>,
+    fd: i32,
+    path: i32,
+    path_len: i32,
+    op: fn(&mut H, Fd, &[u8]) -> Result<(), Errno>,
+) -> i32 {
+    errno((|| {
+        let memory = GuestMemory::of(&mut caller)?;
+        let path = memory.path(&caller, u(path), u(path_len))?;
+        caller.data().with_host(|host| op(host, u(fd), &path))
+    })())
+}
+
+/// A 16-bit flags argument: `EINVAL` if it does not fit or sets a bit outside `known`.
+fn flags16(raw: i32, known: u16) -> Result<u16, Errno> {
+    let flags = u16::try_from(u(raw)).map_err(|_| Errno::Inval)?;
+    if flags & !known != 0 {
+        return Err(Errno::Inval);
+    }
+    Ok(flags)
+}
+
+/// A `lookupflags` argument: `EINVAL` if it sets a bit WASI does not define.
+fn lookupflags(raw: i32) -> Result<u32, Errno> {
+    let flags = u(raw);
+    if flags & !LOOKUPFLAGS_ALL != 0 {
+        return Err(Errno::Inval);
+    }
+    Ok(flags)
 }
 
 fn len_u32(len: usize) -> Result<u32, Errno> {
@@ -341,12 +432,15 @@ async fn yield_once() {
     .await;
 }
 
-async fn fd_read<H: WasiHost>(
+/// `fd_read` / `fd_pread`: reads through `op` into a host buffer as large as the iovecs (at most
+/// [`MAX_IO_BYTES`]), then scatters it over them.
+async fn read_iovecs<H: WasiHost>(
     mut caller: Ctx<'_, H>,
     fd: Fd,
     iovs: u32,
     iovs_len: u32,
     nread: u32,
+    mut op: impl FnMut(&mut H, &mut [u8]) -> SysResult<usize> + Send,
 ) -> Result<(), Errno> {
     let memory = GuestMemory::of(&mut caller)?;
     let vecs = memory.iovecs(&caller, iovs, iovs_len)?;
@@ -357,7 +451,7 @@ async fn fd_read<H: WasiHost>(
         return memory.write_u32(&mut caller, nread, 0);
     }
     let mut buf = vec![0u8; capacity];
-    let read = until_ready(Arc::clone(&caller.data().shared), |host| host.fd_read(fd, &mut buf)).await?;
+    let read = until_ready(Arc::clone(&caller.data().shared), |host| op(host, &mut buf)).await?;
     let mut data = buf.get(..read).ok_or(Errno::Io)?;
     for vec in &vecs {
         if data.is_empty() {
@@ -370,12 +464,14 @@ async fn fd_read<H: WasiHost>(
     memory.write_u32(&mut caller, nread, len_u32(read)?)
 }
 
-async fn fd_write<H: WasiHost>(
+/// `fd_write` / `fd_pwrite`: gathers the iovecs (at most [`MAX_IO_BYTES`]) and writes them
+/// through `op`.
+async fn write_iovecs<H: WasiHost>(
     mut caller: Ctx<'_, H>,
-    fd: Fd,
     iovs: u32,
     iovs_len: u32,
     nwritten: u32,
+    mut op: impl FnMut(&mut H, &[u8]) -> SysResult<usize> + Send,
 ) -> Result<(), Errno> {
     let memory = GuestMemory::of(&mut caller)?;
     let vecs = memory.iovecs(&caller, iovs, iovs_len)?;
@@ -385,9 +481,270 @@ async fn fd_write<H: WasiHost>(
         let take = iov_len(vec).min(MAX_IO_BYTES.saturating_sub(data.len()));
         data.extend_from_slice(&memory.read(&caller, vec.ptr, take)?);
     }
-    let written = until_ready(Arc::clone(&caller.data().shared), |host| host.fd_write(fd, &data)).await?;
+    let written = until_ready(Arc::clone(&caller.data().shared), |host| op(host, &data)).await?;
     if written > data.len() {
         return Err(Errno::Io);
     }
     memory.write_u32(&mut caller, nwritten, len_u32(written)?)
+}
+
+/// Reads and decodes `count` subscriptions; `EINVAL` for an unknown tag or clock.
+fn subscriptions<H: WasiHost>(
+    caller: &Ctx<'_, H>,
+    memory: &GuestMemory,
+    input: u32,
+    count: usize,
+) -> Result<Vec<Subscription>, Errno> {
+    let raw = memory.read(caller, input, count.checked_mul(Subscription::SIZE).ok_or(Errno::Inval)?)?;
+    raw.chunks_exact(Subscription::SIZE)
+        .map(|chunk| {
+            <&[u8; Subscription::SIZE]>::try_from(chunk).map_err(|_| Errno::Fault).and_then(Subscription::decode)
+        })
+        .collect()
+}
+
+/// Turns a relative clock timeout into a deadline of that clock, so that retries of a blocked
+/// call wait for the same time. Left relative if the host cannot read the clock.
+fn absolute_deadline<H: WasiHost>(host: &mut H, subscription: &mut Subscription) {
+    if let SubscriptionKind::Clock { id, timeout_ns, precision_ns, absolute: false } = subscription.kind {
+        if let Ok(now) = host.clock_time_get(id, precision_ns) {
+            subscription.kind = SubscriptionKind::Clock {
+                id,
+                timeout_ns: now.saturating_add(timeout_ns),
+                precision_ns,
+                absolute: true,
+            };
+        }
+    }
+}
+
+async fn poll_oneoff<H: WasiHost>(
+    mut caller: Ctx<'_, H>,
+    input: u32,
+    output: u32,
+    nsubscriptions: u32,
+    nevents: u32,
+) -> Result<(), Errno> {
+    if nsubscriptions == 0 || nsubscriptions > MAX_POLL_SUBSCRIPTIONS {
+        return Err(Errno::Inval);
+    }
+    let count = usize::try_from(nsubscriptions).map_err(|_| Errno::Inval)?;
+    let memory = GuestMemory::of(&mut caller)?;
+    memory.check(&caller, input, count.checked_mul(Subscription::SIZE).ok_or(Errno::Inval)?)?;
+    memory.check(&caller, output, count.checked_mul(Event::SIZE).ok_or(Errno::Inval)?)?;
+    memory.check(&caller, nevents, 4)?;
+    let mut subscriptions = subscriptions(&caller, &memory, input, count)?;
+    caller.data().with_host(|host| subscriptions.iter_mut().for_each(|sub| absolute_deadline(host, sub)));
+    let events = until_ready(Arc::clone(&caller.data().shared), |host| host.poll_oneoff(&subscriptions)).await?;
+    if events.len() > count {
+        return Err(Errno::Io);
+    }
+    let bytes: Vec<u8> = events.iter().flat_map(Event::encode).collect();
+    memory.write(&mut caller, output, &bytes)?;
+    memory.write_u32(&mut caller, nevents, len_u32(events.len())?)
+}
+
+fn proc_raise<H: WasiHost>(caller: Ctx<'_, H>, sig: i32) -> i32 {
+    errno(u8::try_from(u(sig)).map_err(|_| Errno::Inval).and_then(|sig| caller.data().with_host(|h| h.proc_raise(sig))))
+}
+
+fn fd_filestat_get<H: WasiHost>(mut caller: Ctx<'_, H>, fd: i32, buf: i32) -> i32 {
+    errno((|| {
+        let memory = GuestMemory::of(&mut caller)?;
+        memory.check(&caller, u(buf), Filestat::SIZE)?;
+        let stat = caller.data().with_host(|host| host.fd_filestat_get(u(fd)))?;
+        memory.write(&mut caller, u(buf), &stat.encode())
+    })())
+}
+
+fn fd_seek<H: WasiHost>(mut caller: Ctx<'_, H>, fd: i32, offset: i64, whence: i32, newoffset: i32) -> i32 {
+    errno((|| {
+        let memory = GuestMemory::of(&mut caller)?;
+        memory.check(&caller, u(newoffset), 8)?;
+        let whence = u8::try_from(u(whence)).ok().and_then(Whence::from_raw).ok_or(Errno::Inval)?;
+        let position = caller.data().with_host(|host| host.fd_seek(u(fd), offset, whence))?;
+        memory.write_u64(&mut caller, u(newoffset), position)
+    })())
+}
+
+fn fd_tell<H: WasiHost>(mut caller: Ctx<'_, H>, fd: i32, offset: i32) -> i32 {
+    errno((|| {
+        let memory = GuestMemory::of(&mut caller)?;
+        memory.check(&caller, u(offset), 8)?;
+        let position = caller.data().with_host(|host| host.fd_tell(u(fd)))?;
+        memory.write_u64(&mut caller, u(offset), position)
+    })())
+}
+
+/// Fills the guest's buffer with entries (header, then name), asking the host for more batches
+/// until the buffer is full or the directory ends; the last entry is cut at the end of the
+/// buffer. `bufused == buf_len` tells the guest there may be more.
+fn fd_readdir<H: WasiHost>(mut caller: Ctx<'_, H>, fd: i32, buf: i32, buf_len: i32, cookie: i64, bufused: i32) -> i32 {
+    errno((|| {
+        let memory = GuestMemory::of(&mut caller)?;
+        let capacity = usize::try_from(u(buf_len)).map_err(|_| Errno::Fault)?;
+        memory.check(&caller, u(buf), capacity)?;
+        memory.check(&caller, u(bufused), 4)?;
+        let mut cookie = cookie.cast_unsigned();
+        let mut used = 0usize;
+        'fill: loop {
+            let batch = caller.data().with_host(|host| host.fd_readdir(u(fd), cookie))?;
+            if batch.is_empty() {
+                break;
+            }
+            for entry in &batch {
+                let bytes = entry.encode()?;
+                let part = bytes.get(..bytes.len().min(capacity.saturating_sub(used))).ok_or(Errno::Fault)?;
+                let at = u(buf).checked_add(len_u32(used)?).ok_or(Errno::Fault)?;
+                memory.write(&mut caller, at, part)?;
+                used = used.saturating_add(part.len());
+                if used >= capacity {
+                    break 'fill;
+                }
+                cookie = entry.next;
+            }
+        }
+        memory.write_u32(&mut caller, u(bufused), len_u32(used)?)
+    })())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn path_open<H: WasiHost>(
+    mut caller: Ctx<'_, H>,
+    dirfd: i32,
+    dirflags: i32,
+    path: i32,
+    path_len: i32,
+    oflags: i32,
+    rights_base: i64,
+    rights_inheriting: i64,
+    fdflags: i32,
+    opened: i32,
+) -> i32 {
+    errno((|| {
+        let memory = GuestMemory::of(&mut caller)?;
+        memory.check(&caller, u(opened), 4)?;
+        let path = memory.path(&caller, u(path), u(path_len))?;
+        let (dirflags, oflags, fdflags) =
+            (lookupflags(dirflags)?, flags16(oflags, OFLAGS_ALL)?, flags16(fdflags, FDFLAGS_ALL)?);
+        let (base, inheriting) = (rights_base.cast_unsigned(), rights_inheriting.cast_unsigned());
+        let fd = caller
+            .data()
+            .with_host(|host| host.path_open(u(dirfd), dirflags, &path, oflags, base, inheriting, fdflags))?;
+        memory.write_u32(&mut caller, u(opened), fd)
+    })())
+}
+
+fn path_filestat_get<H: WasiHost>(
+    mut caller: Ctx<'_, H>,
+    fd: i32,
+    flags: i32,
+    path: i32,
+    path_len: i32,
+    buf: i32,
+) -> i32 {
+    errno((|| {
+        let memory = GuestMemory::of(&mut caller)?;
+        memory.check(&caller, u(buf), Filestat::SIZE)?;
+        let path = memory.path(&caller, u(path), u(path_len))?;
+        let flags = lookupflags(flags)?;
+        let stat = caller.data().with_host(|host| host.path_filestat_get(u(fd), flags, &path))?;
+        memory.write(&mut caller, u(buf), &stat.encode())
+    })())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn path_filestat_set_times<H: WasiHost>(
+    mut caller: Ctx<'_, H>,
+    fd: i32,
+    flags: i32,
+    path: i32,
+    path_len: i32,
+    atim: i64,
+    mtim: i64,
+    fstflags: i32,
+) -> i32 {
+    errno((|| {
+        let memory = GuestMemory::of(&mut caller)?;
+        let path = memory.path(&caller, u(path), u(path_len))?;
+        let (flags, fstflags) = (lookupflags(flags)?, flags16(fstflags, FSTFLAGS_ALL)?);
+        let (atim, mtim) = (atim.cast_unsigned(), mtim.cast_unsigned());
+        caller.data().with_host(|host| host.path_filestat_set_times(u(fd), flags, &path, atim, mtim, fstflags))
+    })())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn path_link<H: WasiHost>(
+    mut caller: Ctx<'_, H>,
+    old_fd: i32,
+    old_flags: i32,
+    old_path: i32,
+    old_path_len: i32,
+    new_fd: i32,
+    new_path: i32,
+    new_path_len: i32,
+) -> i32 {
+    errno((|| {
+        let memory = GuestMemory::of(&mut caller)?;
+        let old_path = memory.path(&caller, u(old_path), u(old_path_len))?;
+        let new_path = memory.path(&caller, u(new_path), u(new_path_len))?;
+        let flags = lookupflags(old_flags)?;
+        caller.data().with_host(|host| host.path_link(u(old_fd), flags, &old_path, u(new_fd), &new_path))
+    })())
+}
+
+/// Copies as much of the link's target as fits `buf` (no NUL) and reports how much that was.
+fn path_readlink<H: WasiHost>(
+    mut caller: Ctx<'_, H>,
+    fd: i32,
+    path: i32,
+    path_len: i32,
+    buf: i32,
+    buf_len: i32,
+    bufused: i32,
+) -> i32 {
+    errno((|| {
+        let memory = GuestMemory::of(&mut caller)?;
+        let capacity = usize::try_from(u(buf_len)).map_err(|_| Errno::Fault)?;
+        memory.check(&caller, u(buf), capacity)?;
+        memory.check(&caller, u(bufused), 4)?;
+        let path = memory.path(&caller, u(path), u(path_len))?;
+        let target = caller.data().with_host(|host| host.path_readlink(u(fd), &path))?;
+        let part = target.get(..target.len().min(capacity)).ok_or(Errno::Fault)?;
+        memory.write(&mut caller, u(buf), part)?;
+        memory.write_u32(&mut caller, u(bufused), len_u32(part.len())?)
+    })())
+}
+
+fn path_rename<H: WasiHost>(
+    mut caller: Ctx<'_, H>,
+    fd: i32,
+    old_path: i32,
+    old_path_len: i32,
+    new_fd: i32,
+    new_path: i32,
+    new_path_len: i32,
+) -> i32 {
+    errno((|| {
+        let memory = GuestMemory::of(&mut caller)?;
+        let old_path = memory.path(&caller, u(old_path), u(old_path_len))?;
+        let new_path = memory.path(&caller, u(new_path), u(new_path_len))?;
+        caller.data().with_host(|host| host.path_rename(u(fd), &old_path, u(new_fd), &new_path))
+    })())
+}
+
+fn path_symlink<H: WasiHost>(
+    mut caller: Ctx<'_, H>,
+    old_path: i32,
+    old_path_len: i32,
+    fd: i32,
+    new_path: i32,
+    new_path_len: i32,
+) -> i32 {
+    errno((|| {
+        let memory = GuestMemory::of(&mut caller)?;
+        let target = memory.path(&caller, u(old_path), u(old_path_len))?;
+        let new_path = memory.path(&caller, u(new_path), u(new_path_len))?;
+        caller.data().with_host(|host| host.path_symlink(&target, u(fd), &new_path))
+    })())
 }

@@ -23,6 +23,17 @@ fn probe(body: &str) -> Vec<u8> {
         (import "wasi_snapshot_preview1" "path_open"
           (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
         (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "fd_tell" (func $fd_tell (param i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "fd_readdir" (func $fd_readdir (param i32 i32 i32 i64 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "fd_filestat_get" (func $fd_filestat_get (param i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "fd_renumber" (func $fd_renumber (param i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "fd_pread" (func $fd_pread (param i32 i32 i32 i64 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "path_filestat_get"
+          (func $path_filestat_get (param i32 i32 i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "path_readlink"
+          (func $path_readlink (param i32 i32 i32 i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "path_symlink" (func $path_symlink (param i32 i32 i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "proc_raise" (func $proc_raise (param i32) (result i32)))
         (import "wasi_snapshot_preview1" "clock_time_get" (func $clock_time_get (param i32 i64 i32) (result i32)))
         (import "wasi_snapshot_preview1" "clock_res_get" (func $clock_res_get (param i32 i32) (result i32)))
         (import "wasi_snapshot_preview1" "random_get" (func $random_get (param i32 i32) (result i32)))
@@ -159,6 +170,37 @@ fn descriptor_calls_answer_ebadf_or_enosys() {
         errno(Errno::NotDir)
     );
     assert_eq!(errno_exit("(call $poll_oneoff (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 0))"), 52);
+}
+
+#[test]
+fn filesystem_calls_default_to_ebadf_enotdir_or_enosys() {
+    // `StdioHost` implements none of them: the trait's defaults answer.
+    let nosys = errno(Errno::NoSys);
+    let (badf, notdir, inval) = (errno(Errno::Badf), errno(Errno::NotDir), errno(Errno::Inval));
+    let cases = [
+        ("(call $fd_tell (i32.const 1) (i32.const 0))", nosys),
+        ("(call $fd_tell (i32.const 9) (i32.const 0))", badf),
+        ("(call $fd_readdir (i32.const 1) (i32.const 0) (i32.const 10) (i64.const 0) (i32.const 16))", nosys),
+        ("(call $fd_readdir (i32.const 9) (i32.const 0) (i32.const 10) (i64.const 0) (i32.const 16))", badf),
+        ("(call $fd_filestat_get (i32.const 2) (i32.const 0))", nosys),
+        ("(call $fd_renumber (i32.const 1) (i32.const 2))", nosys),
+        ("(call $fd_renumber (i32.const 9) (i32.const 2))", badf),
+        (
+            "(call $fd_pread (i32.const 0) (call $iov (i32.const 0) (i32.const 100) (i32.const 4)) (i32.const 1) (i64.const 0) (i32.const 16))",
+            nosys,
+        ),
+        ("(call $path_filestat_get (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 100))", notdir),
+        ("(call $path_filestat_get (i32.const 9) (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 100))", badf),
+        ("(call $path_readlink (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 100) (i32.const 8) (i32.const 16))", notdir),
+        ("(call $path_symlink (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 2) (i32.const 1))", notdir),
+        ("(call $proc_raise (i32.const 6))", nosys),
+        // poll_oneoff: no subscriptions, too many
+        ("(call $poll_oneoff (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))", inval),
+        ("(call $poll_oneoff (i32.const 0) (i32.const 0) (i32.const 4097) (i32.const 0))", inval),
+    ];
+    for (case, expected) in cases {
+        assert_eq!(errno_exit(case), expected, "{case}");
+    }
 }
 
 #[test]
