@@ -17,4 +17,5 @@ pub mod vfs;
 
 pub use clock::{Entropy, Now};
 pub use error::{RejectCode, Rejection};
+pub use sidecar::process;
 pub use sidecar::{InjectedFault, Output, Sidecar, SidecarConfig, StreamId};

@@ -16,6 +16,7 @@
 
 mod abi;
 mod ctx;
+mod engine;
 mod host;
 mod memory;
 mod runtime;
@@ -37,6 +38,7 @@ pub use abi::{
     SUBCLOCKFLAGS_ABSTIME,
 };
 pub use ctx::GuestCtx;
+pub use engine::{KernelHost, WasmEngine, MAX_CACHED_MODULE_BYTES, MAX_CACHED_PROGRAMS};
 pub use host::{StdioHost, SysError, SysResult, WaitReason, WasiHost};
 pub use memory::{MAX_IOVECS, MAX_IO_BYTES, MAX_PATH_BYTES, MAX_POLL_SUBSCRIPTIONS};
 pub use runtime::{

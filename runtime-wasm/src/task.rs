@@ -19,8 +19,9 @@ use crate::wasi::GuestExit;
 pub const EXIT_TRAP: u32 = 134;
 /// Exit code of a killed guest (128 + SIGKILL).
 pub const EXIT_KILLED: u32 = 137;
-/// Exit code of a guest that burnt its whole fuel budget (128 + SIGXCPU).
-pub const EXIT_FUEL_EXHAUSTED: u32 = 152;
+/// Exit code of a guest that burnt its whole fuel budget: 124, like `timeout(1)` and the
+/// original sidecar's fuel budget.
+pub const EXIT_FUEL_EXHAUSTED: u32 = 124;
 /// Exit code of a guest that could not be instantiated (the shell's "cannot execute").
 pub const EXIT_CANNOT_EXECUTE: u32 = 126;
 

@@ -43,6 +43,49 @@ impl wire::ProtocolSchema {
     }
 }
 
+impl wire::GuestFilesystemCallRequest {
+    /// `operation` on `path` with every optional field unset.
+    pub fn new(operation: wire::GuestFilesystemOperation, path: impl Into<String>) -> Self {
+        Self {
+            operation,
+            path: path.into(),
+            destination_path: None,
+            target: None,
+            content: None,
+            encoding: None,
+            recursive: false,
+            mode: None,
+            uid: None,
+            gid: None,
+            atime_ms: None,
+            mtime_ms: None,
+            len: None,
+            offset: None,
+        }
+    }
+}
+
+impl wire::ExecuteRequest {
+    /// Runs `command` (found like a shell would) with `args` as process `process_id`, with the
+    /// VM's defaults for everything else.
+    pub fn command<A: Into<String>>(
+        process_id: impl Into<String>,
+        command: impl Into<String>,
+        args: impl IntoIterator<Item = A>,
+    ) -> Self {
+        Self {
+            process_id: process_id.into(),
+            command: Some(command.into()),
+            runtime: None,
+            entrypoint: None,
+            args: args.into_iter().map(Into::into).collect(),
+            env: Default::default(),
+            cwd: None,
+            wasm_permission_tier: None,
+        }
+    }
+}
+
 impl wire::OwnershipScope {
     pub fn connection(connection_id: impl Into<String>) -> Self {
         Self::ConnectionOwnership(wire::ConnectionOwnership { connection_id: connection_id.into() })

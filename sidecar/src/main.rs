@@ -7,7 +7,9 @@ mod demo;
 
 use clap::{Parser, Subcommand};
 use kernel::hostfs::HostFs;
+use kernel::process::guest::GuestEngine;
 use kernel::SidecarConfig;
+use runtime_wasm::{RuntimeConfig, WasmEngine};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -97,7 +99,15 @@ fn serve(cli: &Cli) -> ExitCode {
         Err(error) => tracing::warn!(%error, dir = %store.dir().display(), "cannot scan the store directory"),
     }
     let host_fs: Option<Arc<dyn HostFs>> = if cli.no_host_fs { None } else { Some(Arc::new(OsHostFs)) };
-    let options = StdioOptions { config, record: cli.record.clone(), host_fs, store: Some(Arc::new(store)) };
+    let guest_engine = match guest_engine() {
+        Ok(engine) => Some(engine),
+        Err(error) => {
+            tracing::error!(%error, "cannot build the WebAssembly engine; Execute will be refused");
+            None
+        }
+    };
+    let options =
+        StdioOptions { config, record: cli.record.clone(), host_fs, store: Some(Arc::new(store)), guest_engine };
     match stdio::serve(options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -108,9 +118,15 @@ fn serve(cli: &Cli) -> ExitCode {
     }
 }
 
+/// The wasmtime engine guests run on.
+fn guest_engine() -> Result<Arc<dyn GuestEngine>, runtime_wasm::RuntimeError> {
+    Ok(Arc::new(WasmEngine::new(RuntimeConfig::default())?))
+}
+
 #[allow(clippy::print_stdout)]
 fn replay(path: &std::path::Path) -> ExitCode {
-    let outcome = TraceReader::open(path).and_then(trace::replay);
+    let engine = guest_engine().ok();
+    let outcome = TraceReader::open(path).and_then(|reader| trace::replay_with(reader, engine));
     match outcome {
         Ok(Ok(report)) => {
             println!("replay matched: {} inputs, {} output frames", report.inputs, report.outputs);

@@ -12,6 +12,7 @@ use crate::trace::{TraceError, TraceWriter};
 use crate::{Driver, Input};
 use kernel::hostfs::HostFs;
 use kernel::persistence::Store;
+use kernel::process::guest::GuestEngine;
 use kernel::{Now, Sidecar, SidecarConfig};
 use mio::net::UnixStream;
 use mio::unix::pipe::{Receiver, Sender};
@@ -56,6 +57,8 @@ pub struct StdioOptions {
     pub host_fs: Option<Arc<dyn HostFs>>,
     /// The persistence store (none: persistence requests are refused).
     pub store: Option<Arc<dyn Store>>,
+    /// Runs guest programs (none: `Execute` is refused).
+    pub guest_engine: Option<Arc<dyn GuestEngine>>,
 }
 
 /// The wall and monotonic clock, read only here.
@@ -157,6 +160,9 @@ pub fn serve(options: StdioOptions) -> Result<(), StdioError> {
     if let Some(store) = options.store {
         sidecar = sidecar.with_store(store);
     }
+    if let Some(engine) = options.guest_engine {
+        sidecar = sidecar.with_guest_engine(engine);
+    }
     let mut state = LoopState {
         clock: RealClock { start: Instant::now() },
         driver: Driver::new(sidecar),
@@ -192,7 +198,10 @@ pub fn serve(options: StdioOptions) -> Result<(), StdioError> {
             }
         }
         let now_ms = state.clock.now().monotonic_ms;
-        if state.driver.sidecar().next_deadline().is_some_and(|deadline| now_ms >= deadline) {
+        // Guests run in ticks; while the host is a watermark behind on output they wait (their
+        // output would only pile up here), and the loop waits for stdout to drain instead.
+        let may_run = state.out.bytes < OUTBOUND_HIGH_WATERMARK_BYTES;
+        if may_run && state.driver.sidecar().next_deadline().is_some_and(|deadline| now_ms >= deadline) {
             state.apply(Input::Tick)?;
         }
         if let Err(e) = state.out.flush_to(&mut stdout) {
@@ -277,8 +286,16 @@ impl LoopState {
 
 fn poll_timeout(state: &LoopState, shutdown: Option<Instant>) -> Option<Duration> {
     let now_ms = state.clock.now().monotonic_ms;
-    let timer =
-        state.driver.sidecar().next_deadline().map(|deadline| Duration::from_millis(deadline.saturating_sub(now_ms)));
+    let timer = state.driver.sidecar().next_deadline().map(|deadline| {
+        let wait = Duration::from_millis(deadline.saturating_sub(now_ms));
+        // Behind on output: no tick can run before stdout drains (a writable event), so a due
+        // timer must not make the loop spin; check back shortly.
+        if state.out.bytes >= OUTBOUND_HIGH_WATERMARK_BYTES {
+            wait.max(Duration::from_millis(1))
+        } else {
+            wait
+        }
+    });
     let shutdown = shutdown.map(|deadline| deadline.saturating_duration_since(Instant::now()));
     match (timer, shutdown) {
         (Some(a), Some(b)) => Some(a.min(b)),

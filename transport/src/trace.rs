@@ -237,8 +237,21 @@ pub struct ReplayReport {
 }
 
 /// Replays a trace into a fresh kernel and compares every output frame.
-pub fn replay<R: Read>(mut reader: TraceReader<R>) -> Result<Result<ReplayReport, Divergence>, TraceError> {
-    let mut driver = Driver::new(Sidecar::new(reader.config.clone()));
+pub fn replay<R: Read>(reader: TraceReader<R>) -> Result<Result<ReplayReport, Divergence>, TraceError> {
+    replay_with(reader, None)
+}
+
+/// [`replay`] with a guest engine, for traces of runs that executed processes: guests are
+/// deterministic (fuel slices, the recorded clock), so they replay to the same frames.
+pub fn replay_with<R: Read>(
+    mut reader: TraceReader<R>,
+    guest_engine: Option<std::sync::Arc<dyn kernel::process::guest::GuestEngine>>,
+) -> Result<Result<ReplayReport, Divergence>, TraceError> {
+    let mut sidecar = Sidecar::new(reader.config.clone());
+    if let Some(engine) = guest_engine {
+        sidecar = sidecar.with_guest_engine(engine);
+    }
+    let mut driver = Driver::new(sidecar);
     let mut produced: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
     let (mut inputs, mut outputs) = (0, 0);
     while let Some(record) = reader.next_record()? {

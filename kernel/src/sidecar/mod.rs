@@ -17,6 +17,7 @@ mod frames;
 mod js_bridge;
 mod layers;
 mod mounts;
+pub mod process;
 mod storage;
 mod synthetic;
 mod vm;
@@ -160,6 +161,10 @@ pub struct Sidecar {
     host_fs: Option<Arc<dyn HostFs>>,
     /// Durable storage for persistence requests (none: refused).
     store: Option<Arc<dyn Store>>,
+    /// Runs guest programs (none: `Execute` is refused).
+    guest_engine: Option<Arc<dyn process::guest::GuestEngine>>,
+    /// The process the scheduler ran last (VM id, pid): the next turn starts after it.
+    last_scheduled: Option<(String, u32)>,
 }
 
 impl Sidecar {
@@ -183,6 +188,8 @@ impl Sidecar {
             base_layer: layers::default_base_layer(),
             host_fs: None,
             store: None,
+            guest_engine: None,
+            last_scheduled: None,
         }
     }
 
@@ -280,15 +287,20 @@ impl Sidecar {
 
     /// The earliest monotonic time at which [`tick`](Self::tick) has work (timeouts).
     pub fn next_deadline(&self) -> Option<u64> {
-        self.callbacks.next_deadline()
+        match (self.callbacks.next_deadline(), self.process_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Advances time: expires host-callback and permission-prompt timeouts.
+    /// Advances time: expires host-callback and permission-prompt timeouts, wakes sleeping
+    /// guests and runs a bounded number of guest slices (see `process`).
     pub fn tick(&mut self, now: Now) {
         self.advance(now);
         for expired in self.callbacks.expire(self.now.monotonic_ms) {
             self.complete_expired(expired);
         }
+        self.run_processes();
     }
 
     /// The kernel's current notion of time (the latest reading passed in).
@@ -561,6 +573,9 @@ impl Sidecar {
                 Ok(None)
             }
             RequestPayload::ConfigureVmRequest(request) => self.configure_vm(&vm_id, request).map(Some),
+            RequestPayload::KillProcessRequest(request) => {
+                self.kill_process(stream, request_id, ownership, &vm_id, &request)
+            }
             RequestPayload::RegisterHostCallbacksRequest(request) => {
                 self.vm_mut(&vm_id)?.register_host_callbacks(request).map(Some)
             }
@@ -571,6 +586,7 @@ impl Sidecar {
                 let outcome = filesystem.call(policy, request, &mut self.entropy, now)?;
                 self.finish_guest_call(&vm_id, request_id, ownership, outcome)
             }
+            payload if Self::is_process_request(&payload) => self.process_request(&vm_id, payload).map(Some),
             payload => self.filesystem_request(&vm_id, payload),
         }
     }
@@ -625,13 +641,17 @@ impl Sidecar {
 
     /// Disposes a VM: `DISPOSING`, cancellation of everything it waits on, `DISPOSED`.
     fn dispose_vm(&mut self, vm_id: &str, _reason: DisposeReason) {
-        let Some(vm) = self.vms.remove(vm_id) else { return };
+        let Some(vm) = self.vms.get(vm_id) else { return };
         let scope = vm.scope();
         let stream = vm.stream();
         let live = self.streams.contains_key(&stream);
         if live {
             self.emit_lifecycle(stream, &scope, VmLifecycleState::Disposing);
         }
+        // Like the original: the exits of the processes killed go out between DISPOSING and
+        // DISPOSED.
+        self.kill_all_processes(vm_id);
+        let Some(vm) = self.vms.remove(vm_id) else { return };
         for (parked_stream, parked) in self.callbacks.cancel_vm(vm_id) {
             let callbacks::Parked { request_id, ownership, reply } = *parked;
             self.reject(parked_stream, request_id, ownership, js_bridge::cancelled(&reply, vm_id));
@@ -642,6 +662,23 @@ impl Sidecar {
         if live {
             self.emit_lifecycle(stream, &scope, VmLifecycleState::Disposed);
         }
+    }
+
+    /// A VM an engine failed to give back after a slice: its owner is told it is gone (`FAILED`)
+    /// and every trace of it is dropped.
+    fn forget_lost_vm(&mut self, vm_id: &str) {
+        for (parked_stream, parked) in self.callbacks.cancel_vm(vm_id) {
+            let callbacks::Parked { request_id, ownership, reply } = *parked;
+            self.reject(parked_stream, request_id, ownership, js_bridge::cancelled(&reply, vm_id));
+        }
+        let owner = self.sessions.iter_mut().find(|(_, session)| session.vms.contains(vm_id));
+        let Some((session_id, session)) = owner else { return };
+        session.vms.remove(vm_id);
+        let connection_id = session.connection_id.clone();
+        let session_id = session_id.clone();
+        let Some(stream) = self.connections.get(&connection_id).map(|connection| connection.stream) else { return };
+        let scope = OwnershipScope::vm(connection_id, session_id, vm_id.to_owned());
+        self.emit_lifecycle(stream, &scope, VmLifecycleState::Failed);
     }
 
     fn remove_connection(&mut self, connection_id: &str, reason: DisposeReason) {

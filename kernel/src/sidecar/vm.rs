@@ -2,9 +2,11 @@
 //! toolkits and lifecycle. (Its filesystem and processes live in their own modules.)
 
 use super::callbacks::DEFAULT_HOST_CALLBACK_TIMEOUT_MS;
-use super::filesystem::VmFilesystem;
+use super::filesystem::{CallOutcome, VmFilesystem};
 use super::mounts::Mount;
+use super::process::table::ProcessTable;
 use super::{Sidecar, StreamId};
+use crate::clock::Entropy;
 use crate::config::{self, CreateVmConfig};
 use crate::error::{RejectCode, Rejection};
 use crate::permissions::{Capability, CompiledPolicy, Decision};
@@ -112,7 +114,7 @@ struct Configuration {
 }
 
 #[derive(Debug)]
-pub(super) struct Vm {
+pub(crate) struct Vm {
     id: String,
     connection_id: String,
     session_id: String,
@@ -124,6 +126,9 @@ pub(super) struct Vm {
     configuration: Configuration,
     toolkits: BTreeMap<String, Toolkit>,
     filesystem: VmFilesystem,
+    /// The config's env as guests see it (filtered by the env policy at creation).
+    guest_env: BTreeMap<String, String>,
+    processes: ProcessTable,
 }
 
 impl Vm {
@@ -135,6 +140,7 @@ impl Vm {
         setup: VmSetup,
         filesystem: VmFilesystem,
     ) -> Self {
+        let guest_env = setup.guest_env();
         let VmSetup { runtime, config, limits, policy } = setup;
         Self {
             id,
@@ -148,7 +154,52 @@ impl Vm {
             configuration: Configuration::default(),
             toolkits: BTreeMap::new(),
             filesystem,
+            guest_env,
+            processes: ProcessTable::default(),
         }
+    }
+
+    pub(crate) fn processes(&self) -> &ProcessTable {
+        &self.processes
+    }
+
+    pub(crate) fn processes_mut(&mut self) -> &mut ProcessTable {
+        &mut self.processes
+    }
+
+    pub(crate) fn process_limits(&self) -> &config::ResourceLimits {
+        &self.limits.resources
+    }
+
+    pub(crate) fn guest_env(&self) -> &BTreeMap<String, String> {
+        &self.guest_env
+    }
+
+    /// The tier ConfigureVm's `commandPermissions` gives `command`, if any.
+    pub(crate) fn command_tier(&self, command: &str) -> Option<WasmPermissionTier> {
+        self.configuration.command_permissions.get(command).copied()
+    }
+
+    /// A filesystem call checked against `policy` instead of the VM's.
+    pub(super) fn filesystem_call_with(
+        &mut self,
+        policy: &CompiledPolicy,
+        request: GuestFilesystemCallRequest,
+        entropy: &mut Entropy,
+        now: crate::clock::Now,
+    ) -> Result<CallOutcome, Rejection> {
+        self.filesystem.call(policy, request, entropy, now)
+    }
+
+    /// A filesystem call made by a guest process: the same layer, policy and mounts as the
+    /// host's `GuestFilesystemCallRequest`.
+    pub(super) fn guest_filesystem_call(
+        &mut self,
+        request: GuestFilesystemCallRequest,
+        entropy: &mut Entropy,
+        now: crate::clock::Now,
+    ) -> Result<CallOutcome, Rejection> {
+        self.filesystem.call(&self.policy, request, entropy, now)
     }
 
     pub(super) fn filesystem(&self) -> &VmFilesystem {

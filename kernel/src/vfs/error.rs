@@ -28,6 +28,15 @@ pub enum Errno {
     ELOOP,
     E2BIG,
     ENOSYS,
+    EAGAIN,
+    EPIPE,
+    ESPIPE,
+    EMFILE,
+    ENOTSUP,
+    EFAULT,
+    ESRCH,
+    ECHILD,
+    ENOTCAPABLE,
 }
 
 impl Errno {
@@ -54,8 +63,55 @@ impl Errno {
             Self::ELOOP => "ELOOP",
             Self::E2BIG => "E2BIG",
             Self::ENOSYS => "ENOSYS",
+            Self::EAGAIN => "EAGAIN",
+            Self::EPIPE => "EPIPE",
+            Self::ESPIPE => "ESPIPE",
+            Self::EMFILE => "EMFILE",
+            Self::ENOTSUP => "ENOTSUP",
+            Self::EFAULT => "EFAULT",
+            Self::ESRCH => "ESRCH",
+            Self::ECHILD => "ECHILD",
+            Self::ENOTCAPABLE => "ENOTCAPABLE",
         }
     }
+
+    /// The errno named `code` (`"ENOENT"`), if the filesystem knows it.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|errno| errno.code() == code)
+    }
+
+    /// Every errno, in declaration order.
+    pub const ALL: [Errno; 29] = [
+        Self::EPERM,
+        Self::ENOENT,
+        Self::EIO,
+        Self::EBADF,
+        Self::EACCES,
+        Self::EBUSY,
+        Self::EEXIST,
+        Self::EXDEV,
+        Self::ENOTDIR,
+        Self::EISDIR,
+        Self::EINVAL,
+        Self::EFBIG,
+        Self::ENOSPC,
+        Self::EROFS,
+        Self::EMLINK,
+        Self::ENAMETOOLONG,
+        Self::ENOTEMPTY,
+        Self::ELOOP,
+        Self::E2BIG,
+        Self::ENOSYS,
+        Self::EAGAIN,
+        Self::EPIPE,
+        Self::ESPIPE,
+        Self::EMFILE,
+        Self::ENOTSUP,
+        Self::EFAULT,
+        Self::ESRCH,
+        Self::ECHILD,
+        Self::ENOTCAPABLE,
+    ];
 
     /// The human description Node/libuv print after the code.
     pub fn description(self) -> &'static str {
@@ -80,6 +136,15 @@ impl Errno {
             Self::ELOOP => "too many symbolic links encountered",
             Self::E2BIG => "argument list too long",
             Self::ENOSYS => "function not implemented",
+            Self::EAGAIN => "resource temporarily unavailable",
+            Self::EPIPE => "broken pipe",
+            Self::ESPIPE => "invalid seek",
+            Self::EMFILE => "too many open files",
+            Self::ENOTSUP => "operation not supported on socket",
+            Self::EFAULT => "bad address in system call argument",
+            Self::ESRCH => "no such process",
+            Self::ECHILD => "no child processes",
+            Self::ENOTCAPABLE => "capabilities insufficient",
         }
     }
 }

@@ -112,22 +112,7 @@ pub fn call_in(
 }
 
 pub fn req(operation: GuestFilesystemOperation, path: &str) -> GuestFilesystemCallRequest {
-    GuestFilesystemCallRequest {
-        operation,
-        path: path.into(),
-        destination_path: None,
-        target: None,
-        content: None,
-        encoding: None,
-        recursive: false,
-        mode: None,
-        uid: None,
-        gid: None,
-        atime_ms: None,
-        mtime_ms: None,
-        len: None,
-        offset: None,
-    }
+    GuestFilesystemCallRequest::new(operation, path)
 }
 
 pub fn write(path: &str, content: &str) -> GuestFilesystemCallRequest {

@@ -14,4 +14,5 @@ mod layers;
 mod limits;
 mod mounts;
 mod persistence;
+mod processes;
 mod rejections;

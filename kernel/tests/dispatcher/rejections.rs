@@ -291,8 +291,11 @@ fn cases() -> Vec<Case> {
         ),
         (
             "not yet supported request",
-            Box::new(move |h, ids| h.request(vm(ids), RequestPayload::GetZombieTimerCountRequest)),
-            Rejected("unsupported", "GetZombieTimerCountRequest"),
+            Box::new(move |h, ids| {
+                let find = FindListenerRequest { host: None, port: Some(80), path: None };
+                h.request(vm(ids), RequestPayload::FindListenerRequest(find))
+            }),
+            Rejected("unsupported", "FindListenerRequest"),
         ),
         (
             "unknown extension",

@@ -5,6 +5,7 @@
 
 mod c_fixtures;
 mod determinism;
+mod exec;
 mod fs;
 mod limits;
 mod memfs;

@@ -1,0 +1,119 @@
+//! A process's descriptor table.
+
+use std::collections::BTreeMap;
+
+use crate::vfs::Errno;
+
+use super::syscalls::DirEntry;
+
+/// What a descriptor refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OpenFile {
+    /// The process's standard input: the pipe the host feeds with `WriteStdin`.
+    Stdin,
+    /// Standard output and error: `ProcessOutput` events.
+    Stdout,
+    Stderr,
+    /// A directory (the VM path), preopened under a guest-visible name or opened by the guest.
+    Directory {
+        path: String,
+        preopen: Option<String>,
+        listing: Option<Vec<DirEntry>>,
+    },
+    /// A file or a device node, with the descriptor's position.
+    File {
+        path: String,
+        offset: u64,
+        device: bool,
+    },
+}
+
+/// One open descriptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Descriptor {
+    pub(crate) file: OpenFile,
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    pub(crate) append: bool,
+}
+
+impl Descriptor {
+    pub(crate) fn stdio(file: OpenFile) -> Self {
+        let readable = file == OpenFile::Stdin;
+        Self { file, readable, writable: !readable, append: !readable }
+    }
+
+    pub(crate) fn preopen(path: String, name: String) -> Self {
+        Self {
+            file: OpenFile::Directory { path, preopen: Some(name), listing: None },
+            readable: true,
+            writable: false,
+            append: false,
+        }
+    }
+}
+
+/// Descriptors by number; new ones take the lowest free number, as POSIX requires.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FdTable {
+    fds: BTreeMap<u32, Descriptor>,
+}
+
+impl FdTable {
+    pub(crate) fn get(&self, fd: u32) -> Result<&Descriptor, Errno> {
+        self.fds.get(&fd).ok_or(Errno::EBADF)
+    }
+
+    pub(crate) fn get_mut(&mut self, fd: u32) -> Result<&mut Descriptor, Errno> {
+        self.fds.get_mut(&fd).ok_or(Errno::EBADF)
+    }
+
+    /// Adds `descriptor` at the lowest free number; `EMFILE` when `max_open_fds` are open.
+    pub(crate) fn insert(&mut self, descriptor: Descriptor, max_open_fds: u64) -> Result<u32, Errno> {
+        if u64::try_from(self.fds.len()).unwrap_or(u64::MAX) >= max_open_fds {
+            return Err(Errno::EMFILE);
+        }
+        let mut fd = 0u32;
+        for used in self.fds.keys() {
+            if *used != fd {
+                break;
+            }
+            fd = fd.checked_add(1).ok_or(Errno::EMFILE)?;
+        }
+        self.fds.insert(fd, descriptor);
+        Ok(fd)
+    }
+
+    pub(crate) fn close(&mut self, fd: u32) -> Result<(), Errno> {
+        self.fds.remove(&fd).map(|_| ()).ok_or(Errno::EBADF)
+    }
+
+    pub(crate) fn renumber(&mut self, from: u32, to: u32) -> Result<(), Errno> {
+        if !self.fds.contains_key(&to) {
+            return Err(Errno::EBADF);
+        }
+        let descriptor = self.fds.remove(&from).ok_or(Errno::EBADF)?;
+        self.fds.insert(to, descriptor);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowest_free_number_and_the_limit() {
+        let mut table = FdTable::default();
+        let stdin = Descriptor::stdio(OpenFile::Stdin);
+        assert_eq!(table.insert(stdin.clone(), 3), Ok(0));
+        assert_eq!(table.insert(stdin.clone(), 3), Ok(1));
+        assert_eq!(table.insert(stdin.clone(), 3), Ok(2));
+        assert_eq!(table.insert(stdin.clone(), 3), Err(Errno::EMFILE));
+        assert_eq!(table.close(1), Ok(()));
+        assert_eq!(table.close(1), Err(Errno::EBADF));
+        assert_eq!(table.insert(stdin, 3), Ok(1));
+        assert_eq!(table.renumber(0, 2), Ok(()));
+        assert_eq!(table.get(0), Err(Errno::EBADF));
+    }
+}

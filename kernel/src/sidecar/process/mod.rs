@@ -1,0 +1,737 @@
+//! Processes: the requests that start and steer them (`Execute`, `WriteStdin`, `CloseStdin`,
+//! `KillProcess`, `GetProcessSnapshot`, `GetSignalState`, `GetZombieTimerCount`), the events
+//! they produce (`ProcessOutput`, `ProcessExited`), and the deterministic scheduler.
+//!
+//! # Scheduling
+//! Guests are resumable tasks ([`Guest`]). [`Sidecar::tick`] runs at most
+//! [`MAX_SLICES_PER_TICK`] slices of [`SLICE_FUEL`] each, round-robin over the runnable
+//! processes of every VM in a fixed order (VM id, then pid), resuming after the last process it
+//! ran. A guest that reads an empty stdin or sleeps is parked and woken by the kernel (a
+//! `WriteStdin`, a `CloseStdin`, the clock passing its deadline), never by a thread. Nothing
+//! depends on real time, so the same inputs give the same slices and the same events —
+//! output chunking included: each slice's output becomes one event per run of writes to one
+//! channel.
+//!
+//! # Exits and zombies
+//! An exited process stays in the table as a zombie (status `EXITED` in snapshots, with its exit
+//! code) for [`ZOMBIE_REAP_MS`], counted by `GetZombieTimerCount`, then it is reaped.
+
+mod fds;
+pub mod guest;
+mod signals;
+pub mod syscalls;
+pub(crate) mod table;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use schema::wire::GuestFilesystemOperation as Op;
+use schema::wire::*;
+
+use self::fds::{Descriptor, FdTable, OpenFile};
+use self::guest::{GuestExit, GuestLimits, GuestPoll, GuestSpawn};
+use self::syscalls::Syscalls;
+use self::table::{Process, Status, Wait, HOST_PPID};
+use super::filesystem::CallOutcome;
+use super::Sidecar;
+use crate::clock::{Entropy, Now};
+use crate::error::{RejectCode, Rejection};
+use crate::permissions::{errno_message, Capability, CompiledPolicy, Decision, PermissionsPolicy};
+use crate::vfs::{S_IFMT, S_IFREG};
+
+pub use self::signals::{DefaultAction, SIGKILL, SIGSTOP, SIGTERM};
+pub use self::table::FIRST_PID;
+
+/// Fuel per slice: about a millisecond of guest work, so a busy guest never holds the sidecar
+/// (and the other VMs) for long.
+pub const SLICE_FUEL: u64 = 1_000_000;
+/// Slices one `tick` runs at most before returning to the driver (to read input, write output).
+pub const MAX_SLICES_PER_TICK: usize = 16;
+/// Output a process may write within one slice before its writes block (the kernel turns it into
+/// events after every slice, so this bounds the memory one slice can pin).
+pub const MAX_PENDING_OUTPUT_BYTES: usize = 1 << 20;
+/// Bytes `WriteStdin` may buffer ahead of the guest (the original's stdin buffer bound). A chunk
+/// is taken whole or refused, so `acceptedBytes` is always the chunk's length.
+pub const STDIN_BUFFER_LIMIT_BYTES: usize = 16 << 20;
+/// A partial output line held back (output is line-buffered, like the original's WebAssembly
+/// runner) is sent anyway once it grows past this.
+pub const MAX_HELD_LINE_BYTES: usize = 64 * 1024;
+/// The longest `processId` a host may choose (it is echoed in every event).
+pub const MAX_PROCESS_ID_BYTES: usize = 256;
+/// How long an exited host-started process stays in snapshots (status `EXITED`), like the
+/// original. It is reaped at once (the host is its parent), so it is never a zombie.
+pub const EXITED_RETENTION_MS: u64 = 2_000;
+/// Exited entries one VM keeps at most; the oldest goes early beyond this, so a host that starts
+/// many short processes cannot grow the table without bound.
+pub const MAX_RETAINED_EXITED_PER_VM: usize = 1024;
+/// The search path when neither the request nor the VM sets `PATH`.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// The `driver` of host-started processes in snapshots (the original's name).
+pub const EXECUTION_DRIVER: &str = "secure-exec-sidecar-execution";
+/// Where command packages are found: each numbered directory's files are commands (the first
+/// directory, in string order, wins a name), each file a WebAssembly binary.
+pub const COMMANDS_DIR: &str = "/__secure_exec/commands";
+/// Searched after `PATH`.
+pub const FALLBACK_PATH_DIRS: [&str; 3] = ["/bin", "/usr/bin", "/usr/local/bin"];
+/// Exit code of a guest that burnt its fuel budget (the original's).
+pub const EXIT_FUEL_EXHAUSTED: i32 = 124;
+/// The first bytes of every WebAssembly binary module.
+const WASM_MAGIC: &[u8] = b"\0asm";
+
+/// Standard descriptors.
+pub const STDIN_FD: u32 = 0;
+pub const STDOUT_FD: u32 = 1;
+pub const STDERR_FD: u32 = 2;
+/// The preopened root directory.
+pub const ROOT_FD: u32 = 3;
+
+/// An output stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Stdout,
+    Stderr,
+}
+
+impl Sidecar {
+    /// Gives the kernel an engine to run guests. Without one, `Execute` is `unsupported`.
+    pub fn with_guest_engine(mut self, engine: Arc<dyn guest::GuestEngine>) -> Self {
+        self.guest_engine = Some(engine);
+        self
+    }
+
+    /// Whether `payload` is one of the process requests [`Self::process_request`] serves.
+    pub(super) fn is_process_request(payload: &RequestPayload) -> bool {
+        matches!(
+            payload,
+            RequestPayload::ExecuteRequest(_)
+                | RequestPayload::WriteStdinRequest(_)
+                | RequestPayload::CloseStdinRequest(_)
+                | RequestPayload::GetProcessSnapshotRequest
+                | RequestPayload::GetSignalStateRequest(_)
+                | RequestPayload::GetZombieTimerCountRequest
+        )
+    }
+
+    /// The process requests of a VM (`KillProcess` is answered by [`Self::kill_process`]).
+    pub(super) fn process_request(
+        &mut self,
+        vm_id: &str,
+        payload: RequestPayload,
+    ) -> Result<ResponsePayload, Rejection> {
+        match payload {
+            RequestPayload::ExecuteRequest(request) => self.execute(vm_id, request),
+            RequestPayload::WriteStdinRequest(request) => self.write_stdin(vm_id, request),
+            RequestPayload::CloseStdinRequest(request) => self.close_stdin(vm_id, &request.process_id),
+            RequestPayload::GetProcessSnapshotRequest => self.process_snapshot(vm_id),
+            RequestPayload::GetSignalStateRequest(request) => self.signal_state(vm_id, &request.process_id),
+            RequestPayload::GetZombieTimerCountRequest => self.zombie_timer_count(vm_id),
+            other => Err(super::not_yet(&other)),
+        }
+    }
+
+    fn execute(&mut self, vm_id: &str, request: ExecuteRequest) -> Result<ResponsePayload, Rejection> {
+        let now = self.now;
+        let engine = self.guest_engine.clone().ok_or_else(|| {
+            Rejection::new(RejectCode::Unsupported, "this sidecar has no guest engine: it cannot execute processes")
+        })?;
+        let vm = self.vm_mut(vm_id)?;
+        let plan = vm.plan_execution(&request, now)?;
+        let program = engine.load(&plan.module).map_err(|error| {
+            Rejection::new(RejectCode::ExecutionError, format!("invalid WebAssembly module: {error}"))
+        })?;
+        let limits = vm.guest_limits();
+        let guest =
+            program.spawn(GuestSpawn { args: plan.argv.clone(), env: plan.env.clone(), limits }).map_err(|error| {
+                Rejection::new(RejectCode::ExecutionError, format!("cannot start {}: {error}", plan.command))
+            })?;
+        let pid = vm
+            .processes_mut()
+            .allocate_pid()
+            .ok_or_else(|| Rejection::new(RejectCode::KernelError, "EAGAIN: process ids exhausted in this VM"))?;
+        let mut fds = FdTable::default();
+        for file in [OpenFile::Stdin, OpenFile::Stdout, OpenFile::Stderr] {
+            fds.insert(Descriptor::stdio(file), u64::MAX).map_err(|_| fd_limit())?;
+        }
+        if plan.tier != WasmPermissionTier::Isolated {
+            // `/` is the only preopen: wasi-libc resolves every path, relative ones against its
+            // own cwd (`/` at start), through it.
+            fds.insert(Descriptor::preopen("/".to_owned(), "/".to_owned()), u64::MAX).map_err(|_| fd_limit())?;
+        }
+        vm.processes_mut().insert(Process {
+            process_id: request.process_id.clone(),
+            pid,
+            ppid: HOST_PPID,
+            pgid: pid,
+            sid: pid,
+            driver: EXECUTION_DRIVER,
+            command: plan.command,
+            args: request.args,
+            cwd: plan.cwd,
+            tier: plan.tier,
+            status: Status::Running,
+            wait: Wait::None,
+            guest: Some(guest),
+            fds,
+            stdin: std::collections::VecDeque::new(),
+            stdin_closed: false,
+            output: Vec::new(),
+            sleep_deadline_ns: None,
+            exited_at_ms: None,
+            exit_order: 0,
+            held_lines: [Vec::new(), Vec::new()],
+        });
+        Ok(ResponsePayload::ProcessStartedResponse(ProcessStartedResponse {
+            process_id: request.process_id,
+            pid: Some(pid),
+        }))
+    }
+
+    fn write_stdin(&mut self, vm_id: &str, request: WriteStdinRequest) -> Result<ResponsePayload, Rejection> {
+        let vm = self.vm_mut(vm_id)?;
+        let process = vm.active_process_mut(&request.process_id)?;
+        if process.stdin_closed {
+            return Err(Rejection::new(RejectCode::ExecutionError, "guest WebAssembly stdin is already closed"));
+        }
+        if process.stdin.len().saturating_add(request.chunk.len()) > STDIN_BUFFER_LIMIT_BYTES {
+            return Err(Rejection::new(
+                RejectCode::ExecutionError,
+                format!("failed to write guest stdin: guest stdin buffer exceeded {STDIN_BUFFER_LIMIT_BYTES} bytes"),
+            ));
+        }
+        process.stdin.extend(&request.chunk);
+        if process.wait == Wait::Stdin && !request.chunk.is_empty() {
+            process.wait = Wait::None;
+        }
+        Ok(ResponsePayload::StdinWrittenResponse(StdinWrittenResponse {
+            process_id: request.process_id,
+            accepted_bytes: u64::try_from(request.chunk.len()).unwrap_or(u64::MAX),
+        }))
+    }
+
+    fn close_stdin(&mut self, vm_id: &str, process_id: &str) -> Result<ResponsePayload, Rejection> {
+        let vm = self.vm_mut(vm_id)?;
+        let process = vm.active_process_mut(process_id)?;
+        process.stdin_closed = true;
+        if process.wait == Wait::Stdin {
+            process.wait = Wait::None;
+        }
+        Ok(ResponsePayload::StdinClosedResponse(StdinClosedResponse { process_id: process_id.to_owned() }))
+    }
+
+    /// `KillProcess`: the signal is parsed first (a bad one is reported even for an unknown
+    /// process, like the original), the response goes out, then the signal acts, so the exit it
+    /// causes follows the response.
+    pub(super) fn kill_process(
+        &mut self,
+        stream: super::StreamId,
+        request_id: i64,
+        ownership: &OwnershipScope,
+        vm_id: &str,
+        request: &KillProcessRequest,
+    ) -> Result<Option<ResponsePayload>, Rejection> {
+        if request.signal.trim().is_empty() {
+            return Err(Rejection::invalid_state("kill_process requires a non-empty signal"));
+        }
+        let signal = signals::parse(&request.signal)
+            .ok_or_else(|| Rejection::invalid_state(format!("unsupported kill_process signal {}", request.signal)))?;
+        let vm = self.vm_mut(vm_id)?;
+        let pid = vm.active_process_mut(&request.process_id)?.pid;
+        let response = ProcessKilledResponse { process_id: request.process_id.clone() };
+        self.respond(stream, request_id, ownership.clone(), ResponsePayload::ProcessKilledResponse(response));
+        self.signal_process(vm_id, pid, signal);
+        Ok(None)
+    }
+
+    /// Delivers `signal` to `pid` with its default action (guests cannot install handlers yet).
+    /// Signal 0 only probes that the process exists.
+    pub(super) fn signal_process(&mut self, vm_id: &str, pid: u32, signal: u32) {
+        let Some(action) = signals::default_action(signal) else { return };
+        let Ok(vm) = self.vm_mut(vm_id) else { return };
+        let Some(process) = vm.processes_mut().get_mut(pid).filter(|process| process.is_alive()) else { return };
+        match action {
+            DefaultAction::Ignore => {}
+            DefaultAction::Stop => process.status = Status::Stopped,
+            DefaultAction::Continue => process.status = Status::Running,
+            DefaultAction::Terminate => {
+                if let Some(guest) = process.guest.as_mut() {
+                    guest.kill();
+                }
+                process.guest = None;
+                self.finish_process(vm_id, pid, GuestExit { code: signals::exit_code(signal), message: None });
+            }
+        }
+    }
+
+    fn process_snapshot(&mut self, vm_id: &str) -> Result<ResponsePayload, Rejection> {
+        let vm = self.vm_mut(vm_id)?;
+        match vm.policy().decide(Capability::ProcessInspect, "process://snapshot", false) {
+            Decision::Allow => {}
+            Decision::Deny { message } => {
+                return Err(Rejection::new(
+                    RejectCode::ExecutionError,
+                    format!("EACCES: permission denied, process://snapshot: {message}"),
+                ))
+            }
+            Decision::Ask => {
+                return Err(Rejection::new(
+                    RejectCode::ExecutionError,
+                    "EACCES: permission denied, process://snapshot: permission prompt required for process.inspect",
+                ))
+            }
+        }
+        // Active processes by id, then the exited ones still retained, in exit order.
+        let mut active: Vec<&Process> = vm.processes().iter().filter(|process| process.is_alive()).collect();
+        active.sort_by(|a, b| a.process_id.cmp(&b.process_id));
+        let mut exited: Vec<&Process> = vm.processes().iter().filter(|process| !process.is_alive()).collect();
+        exited.sort_by_key(|process| (process.exited_at_ms, process.exit_order));
+        let processes = active.into_iter().chain(exited).map(Process::snapshot).collect();
+        Ok(ResponsePayload::ProcessSnapshotResponse(ProcessSnapshotResponse { processes }))
+    }
+
+    /// Every disposition is DEFAULT until guests can install handlers, and the map lists only
+    /// changed ones; an unknown or exited process has an empty map too, like the original.
+    fn signal_state(&mut self, vm_id: &str, process_id: &str) -> Result<ResponsePayload, Rejection> {
+        self.vm_mut(vm_id)?;
+        Ok(ResponsePayload::SignalStateResponse(SignalStateResponse {
+            process_id: process_id.to_owned(),
+            handlers: BTreeMap::new(),
+        }))
+    }
+
+    /// Zombies are exited processes their parent has not reaped. Host-started processes are
+    /// reaped at once, and guests cannot start children yet, so there are none.
+    fn zombie_timer_count(&mut self, vm_id: &str) -> Result<ResponsePayload, Rejection> {
+        self.vm_mut(vm_id)?;
+        Ok(ResponsePayload::ZombieTimerCountResponse(ZombieTimerCountResponse { count: 0 }))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Scheduler
+    // -----------------------------------------------------------------------------------------
+
+    /// The earliest time the scheduler has work: now while a guest is runnable, else the
+    /// nearest sleep deadline or zombie reaping.
+    pub(super) fn process_deadline(&self) -> Option<u64> {
+        let mut deadline: Option<u64> = None;
+        let mut consider = |at: u64| deadline = Some(deadline.map_or(at, |current: u64| current.min(at)));
+        for vm in self.vms.values() {
+            for process in vm.processes().iter() {
+                match (process.status, process.wait) {
+                    (Status::Running, Wait::None | Wait::Output) if process.guest.is_some() => {
+                        consider(self.now.monotonic_ms)
+                    }
+                    (Status::Running, Wait::Sleep { until_ms }) => consider(until_ms),
+                    (Status::Exited(_), _) => {
+                        consider(process.exited_at_ms.unwrap_or(0).saturating_add(EXITED_RETENTION_MS))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        deadline
+    }
+
+    /// Wakes sleepers whose time has come, reaps old zombies, and runs up to
+    /// [`MAX_SLICES_PER_TICK`] guest slices.
+    pub(super) fn run_processes(&mut self) {
+        let now_ms = self.now.monotonic_ms;
+        for vm in self.vms.values_mut() {
+            for process in vm.processes_mut().iter_mut() {
+                match process.wait {
+                    Wait::Sleep { until_ms } if until_ms <= now_ms => process.wait = Wait::None,
+                    Wait::Output => process.wait = Wait::None,
+                    _ => {}
+                }
+            }
+            vm.forget_exited(now_ms);
+        }
+        for _ in 0..MAX_SLICES_PER_TICK {
+            let Some((vm_id, pid)) = self.next_runnable() else { break };
+            self.run_slice(&vm_id, pid);
+            self.last_scheduled = Some((vm_id, pid));
+        }
+    }
+
+    /// The first runnable process after the last one scheduled, in (VM id, pid) order, wrapping.
+    fn next_runnable(&self) -> Option<(String, u32)> {
+        let mut runnable = self.vms.iter().flat_map(|(vm_id, vm)| {
+            vm.processes().iter().filter(|process| process.is_runnable()).map(move |process| (vm_id, process.pid))
+        });
+        let all: Vec<(&String, u32)> = runnable.by_ref().collect();
+        let after = self.last_scheduled.as_ref().and_then(|(last_vm, last_pid)| {
+            all.iter().find(|(vm_id, pid)| (vm_id.as_str(), *pid) > (last_vm.as_str(), *last_pid))
+        });
+        after.or_else(|| all.first()).map(|(vm_id, pid)| ((*vm_id).clone(), *pid))
+    }
+
+    /// Runs one slice of `pid` with its VM lent to the guest, then turns its output into events
+    /// and its exit (if any) into `ProcessExited`.
+    fn run_slice(&mut self, vm_id: &str, pid: u32) {
+        let Some(mut vm) = self.vms.remove(vm_id) else { return };
+        let guest = vm.processes_mut().get_mut(pid).and_then(|process| process.guest.take());
+        let Some(mut guest) = guest else {
+            self.vms.insert(vm_id.to_owned(), vm);
+            return;
+        };
+        let entropy = std::mem::replace(&mut self.entropy, Entropy::from_seed(0));
+        let (syscalls, poll) = guest.poll(Syscalls::new(vm, entropy, pid, self.now));
+        let Some(syscalls) = syscalls else {
+            // The engine lost the VM (a bug): forget it rather than serve a half-state. The
+            // entropy stream restarts from a fresh draw of a seed nobody else saw.
+            self.entropy = Entropy::from_seed(self.config.entropy_seed ^ 0x5eed_1057);
+            self.forget_lost_vm(vm_id);
+            return;
+        };
+        let (mut vm, entropy) = syscalls.into_parts();
+        self.entropy = entropy;
+        if let Some(process) = vm.processes_mut().get_mut(pid) {
+            process.guest = Some(guest);
+        }
+        self.vms.insert(vm_id.to_owned(), vm);
+        self.flush_output(vm_id, pid, false);
+        if let GuestPoll::Exited(exit) = poll {
+            self.finish_process(vm_id, pid, exit);
+        }
+    }
+
+    /// Sends the output `pid` wrote since the last flush as `ProcessOutput` events. Output is
+    /// line-buffered per channel: complete lines go out, a partial line waits for its end (or
+    /// the exit, `last`), unless it outgrows [`MAX_HELD_LINE_BYTES`].
+    fn flush_output(&mut self, vm_id: &str, pid: u32, last: bool) {
+        let chunk_bytes = self.output_chunk_bytes();
+        let Ok(vm) = self.vm_mut(vm_id) else { return };
+        let (stream, scope) = (vm.stream(), vm.scope());
+        let Some(process) = vm.processes_mut().get_mut(pid) else { return };
+        let output = std::mem::take(&mut process.output);
+        if process.wait == Wait::Output {
+            process.wait = Wait::None;
+        }
+        let mut ready: Vec<(Channel, Vec<u8>)> = Vec::new();
+        for (channel, bytes) in output {
+            let held = process.held_line_mut(channel);
+            held.extend_from_slice(&bytes);
+            let cut = if held.len() > MAX_HELD_LINE_BYTES {
+                held.len()
+            } else {
+                held.iter().rposition(|byte| *byte == b'\n').map_or(0, |at| at.saturating_add(1))
+            };
+            if cut > 0 {
+                let rest = held.split_off(cut);
+                ready.push((channel, std::mem::replace(held, rest)));
+            }
+        }
+        if last {
+            for channel in [Channel::Stdout, Channel::Stderr] {
+                let held = std::mem::take(process.held_line_mut(channel));
+                if !held.is_empty() {
+                    ready.push((channel, held));
+                }
+            }
+        }
+        let process_id = process.process_id.clone();
+        for (channel, bytes) in ready {
+            let channel = match channel {
+                Channel::Stdout => StreamChannel::Stdout,
+                Channel::Stderr => StreamChannel::Stderr,
+            };
+            for chunk in bytes.chunks(chunk_bytes) {
+                let event = ProcessOutputEvent { process_id: process_id.clone(), channel, chunk: chunk.to_vec() };
+                self.emit_event(stream, scope.clone(), EventPayload::ProcessOutputEvent(event));
+            }
+        }
+    }
+
+    /// `pid` stopped: its last words (a limit's message) go to stderr, then `ProcessExited`; it
+    /// stays as a zombie until reaped.
+    fn finish_process(&mut self, vm_id: &str, pid: u32, exit: GuestExit) {
+        let now_ms = self.now.monotonic_ms;
+        let Ok(vm) = self.vm_mut(vm_id) else { return };
+        let exit_order = vm.processes_mut().next_exit_order();
+        let Some(process) = vm.processes_mut().get_mut(pid) else { return };
+        if !process.is_alive() {
+            return;
+        }
+        process.exit_order = exit_order;
+        if let Some(message) = &exit.message {
+            process.push_output(Channel::Stderr, format!("{message}\n").as_bytes());
+        }
+        process.status = Status::Exited(exit.code);
+        process.guest = None;
+        process.exited_at_ms = Some(now_ms);
+        process.stdin.clear();
+        let process_id = process.process_id.clone();
+        self.flush_output(vm_id, pid, true);
+        let Ok(vm) = self.vm_mut(vm_id) else { return };
+        let (stream, scope) = (vm.stream(), vm.scope());
+        let event = ProcessExitedEvent { process_id, exit_code: exit.code };
+        self.emit_event(stream, scope, EventPayload::ProcessExitedEvent(event));
+    }
+
+    /// Stops every live process of a VM being disposed (SIGKILL), emitting their exits.
+    pub(super) fn kill_all_processes(&mut self, vm_id: &str) {
+        let pids: Vec<u32> = match self.vms.get(vm_id) {
+            Some(vm) => vm.processes().iter().filter(|process| process.is_alive()).map(|process| process.pid).collect(),
+            None => return,
+        };
+        for pid in pids {
+            self.signal_process(vm_id, pid, SIGKILL);
+        }
+    }
+
+    /// The largest `ProcessOutput` chunk: what fits a frame with room for the ids around it.
+    fn output_chunk_bytes(&self) -> usize {
+        const EVENT_OVERHEAD_BYTES: usize = 4096;
+        const MAX_OUTPUT_CHUNK_BYTES: usize = 64 * 1024;
+        self.config.max_frame_bytes.saturating_sub(EVENT_OVERHEAD_BYTES).clamp(1, MAX_OUTPUT_CHUNK_BYTES)
+    }
+}
+
+/// What `Execute` resolved before anything is created.
+#[derive(Debug)]
+pub(crate) struct ExecutionPlan {
+    pub(crate) command: String,
+    pub(crate) module: Vec<u8>,
+    pub(crate) argv: Vec<String>,
+    pub(crate) env: Vec<String>,
+    pub(crate) cwd: String,
+    pub(crate) tier: WasmPermissionTier,
+}
+
+fn fd_limit() -> Rejection {
+    Rejection::new(RejectCode::KernelError, "ENFILE: maximum open file descriptor limit reached")
+}
+
+impl super::vm::Vm {
+    /// Checks an `Execute` request against the VM (ids, limits, policy, tiers) and finds the
+    /// module it runs. The checks, their order, codes and messages follow the original.
+    pub(crate) fn plan_execution(&mut self, request: &ExecuteRequest, now: Now) -> Result<ExecutionPlan, Rejection> {
+        let process_id = &request.process_id;
+        if process_id.is_empty() || process_id.len() > MAX_PROCESS_ID_BYTES {
+            return Err(Rejection::invalid_state(format!(
+                "processId must be 1 to {MAX_PROCESS_ID_BYTES} bytes, got {}",
+                process_id.len()
+            )));
+        }
+        if self.processes().active_pid(process_id).is_some() {
+            return Err(Rejection::invalid_state(format!(
+                "VM {} already has an active process with id {process_id}",
+                self.id()
+            )));
+        }
+        let command = match (&request.command, request.runtime, &request.entrypoint) {
+            (Some(command), _, _) if !command.is_empty() => command.clone(),
+            (_, None, _) => return Err(Rejection::invalid_state("execute requires either command or runtime")),
+            (_, Some(GuestRuntimeKind::WebAssembly), Some(entrypoint)) if !entrypoint.is_empty() => entrypoint.clone(),
+            (_, Some(GuestRuntimeKind::WebAssembly), _) => {
+                return Err(Rejection::invalid_state("execute requires either command or entrypoint"))
+            }
+            (_, Some(other), _) => {
+                return Err(Rejection::new(
+                    RejectCode::Unsupported,
+                    format!("{other:?} guests are not supported by this sidecar yet"),
+                ))
+            }
+        };
+        let limits = self.process_limits().clone();
+        let mut argv = Vec::with_capacity(request.args.len().saturating_add(1));
+        argv.push(command.clone());
+        argv.extend(request.args.iter().cloned());
+        let cwd = self.execution_cwd(request.cwd.as_deref());
+        let env = self.execution_env(&request.env, &cwd);
+        let path_var = env.get("PATH").cloned().unwrap_or_default();
+        let (module_path, module) = self.find_command(&command, &path_var, now)?;
+        let name = module_path.rsplit('/').next().unwrap_or(&command).to_owned();
+        self.check_spawn(&command)?;
+        let live = u64::try_from(self.processes().live_count()).unwrap_or(u64::MAX);
+        if live >= limits.max_processes {
+            return Err(Rejection::new(RejectCode::KernelError, "EAGAIN: maximum process limit reached"));
+        }
+        if limits.max_open_fds < 3 {
+            return Err(fd_limit());
+        }
+        // Each process holds one pipe: its stdin.
+        if live >= limits.max_pipes {
+            return Err(Rejection::new(RejectCode::KernelError, "EAGAIN: maximum pipe count reached"));
+        }
+        let argv_bytes: usize = argv.iter().map(|arg| arg.len().saturating_add(1)).sum();
+        if u64::try_from(argv_bytes).unwrap_or(u64::MAX) > limits.max_process_argv_bytes {
+            return Err(Rejection::new(
+                RejectCode::KernelError,
+                format!(
+                    "EINVAL: process argv payload {argv_bytes} bytes exceeds configured limit {}",
+                    limits.max_process_argv_bytes
+                ),
+            ));
+        }
+        let env_bytes: usize =
+            env.iter().map(|(key, value)| key.len().saturating_add(value.len()).saturating_add(2)).sum();
+        if u64::try_from(env_bytes).unwrap_or(u64::MAX) > limits.max_process_env_bytes {
+            return Err(Rejection::new(
+                RejectCode::KernelError,
+                format!(
+                    "EINVAL: process environment payload {env_bytes} bytes exceeds configured limit {}",
+                    limits.max_process_env_bytes
+                ),
+            ));
+        }
+        let tier = request
+            .wasm_permission_tier
+            .or_else(|| self.command_tier(&command))
+            .or_else(|| self.command_tier(&name))
+            .unwrap_or(WasmPermissionTier::Full);
+        let env = env.into_iter().map(|(key, value)| format!("{key}={value}")).collect();
+        Ok(ExecutionPlan { command, module, argv, env, cwd, tier })
+    }
+
+    /// The guest cwd: the request's (normalized), else the VM's.
+    fn execution_cwd(&self, requested: Option<&str>) -> String {
+        let base = self.filesystem().cwd().to_owned();
+        match requested {
+            Some(cwd) if !cwd.is_empty() => syscalls::normalize(&base, cwd),
+            _ => base,
+        }
+    }
+
+    /// The guest environment: the VM's, the request's over it, the defaults where unset, and
+    /// `PWD` always the cwd.
+    fn execution_env(&self, requested: &BTreeMap<String, String>, cwd: &str) -> BTreeMap<String, String> {
+        let mut env = self.guest_env().clone();
+        env.extend(requested.iter().map(|(key, value)| (key.clone(), value.clone())));
+        for (key, value) in [
+            ("HOME", "/home/user"),
+            ("USER", "user"),
+            ("LOGNAME", "user"),
+            ("SHELL", "/bin/sh"),
+            ("PATH", DEFAULT_PATH),
+            ("TMPDIR", "/tmp"),
+        ] {
+            env.entry(key.to_owned()).or_insert_with(|| value.to_owned());
+        }
+        env.insert("PWD".to_owned(), cwd.to_owned());
+        env
+    }
+
+    /// `child_process.spawn` on the command.
+    fn check_spawn(&self, command: &str) -> Result<(), Rejection> {
+        let message = match self.policy().decide(Capability::ChildProcessSpawn, command, false) {
+            Decision::Allow => return Ok(()),
+            Decision::Deny { message } => message,
+            Decision::Ask => "permission prompt required for child_process.spawn".to_owned(),
+        };
+        Err(Rejection::new(RejectCode::KernelError, errno_message("spawn", command, &message)))
+    }
+
+    /// The module a command names: a registered command package, else a path or a name searched
+    /// on `PATH` and then [`FALLBACK_PATH_DIRS`]. Files are read through the VM's filesystem
+    /// layer, so command directories mounted from the host work.
+    fn find_command(&mut self, command: &str, path_var: &str, now: Now) -> Result<(String, Vec<u8>), Rejection> {
+        let not_found = || Rejection::invalid_state(format!("command not found on native sidecar path: {command}"));
+        let mut candidates: Vec<String> = Vec::new();
+        if command.contains('/') {
+            candidates.push(syscalls::normalize(self.filesystem().cwd(), command));
+        } else {
+            candidates.extend(self.command_package_dirs(now).into_iter().map(|dir| format!("{dir}/{command}")));
+            let dirs = path_var.split(':').filter(|dir| !dir.is_empty()).chain(FALLBACK_PATH_DIRS);
+            candidates
+                .extend(dirs.map(|dir| syscalls::normalize(self.filesystem().cwd(), &format!("{dir}/{command}"))));
+        }
+        let max_module_bytes = self.limits().wasm.max_module_file_bytes;
+        for candidate in candidates {
+            let Some(stat) = self.kernel_fs(Op::Stat, &candidate, now).and_then(|result| result.stat) else {
+                continue;
+            };
+            if stat.is_directory || stat.mode & S_IFMT != S_IFREG {
+                continue;
+            }
+            if stat.size > max_module_bytes {
+                return Err(Rejection::new(
+                    RejectCode::ExecutionError,
+                    format!(
+                        "invalid WebAssembly module: {candidate} is {} bytes, over the module limit of {max_module_bytes}",
+                        stat.size
+                    ),
+                ));
+            }
+            let mut read = syscalls::fs_request(Op::ReadFile, &candidate);
+            read.encoding = Some(RootFilesystemEntryEncoding::Base64);
+            let bytes = self
+                .kernel_call(read, now)
+                .and_then(|result| syscalls::content_bytes(&result).ok())
+                .ok_or_else(not_found)?;
+            if !bytes.starts_with(WASM_MAGIC) {
+                // A stub or a script: only WebAssembly runs here (yet).
+                continue;
+            }
+            return Ok((candidate, bytes));
+        }
+        Err(not_found())
+    }
+
+    /// The numbered command-package directories, in string order.
+    fn command_package_dirs(&mut self, now: Now) -> Vec<String> {
+        let mut dirs: Vec<String> = self
+            .kernel_fs(Op::ReadDir, COMMANDS_DIR, now)
+            .and_then(|result| result.entries)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|name| !name.is_empty() && name.bytes().all(|byte| byte.is_ascii_digit()))
+            .collect();
+        dirs.sort();
+        dirs.into_iter().map(|dir| format!("{COMMANDS_DIR}/{dir}")).collect()
+    }
+
+    /// A filesystem operation by the kernel itself (not subject to the guest policy), across
+    /// mounts; `None` on any failure.
+    fn kernel_fs(&mut self, operation: Op, path: &str, now: Now) -> Option<GuestFilesystemResultResponse> {
+        self.kernel_call(syscalls::fs_request(operation, path), now)
+    }
+
+    fn kernel_call(&mut self, request: GuestFilesystemCallRequest, now: Now) -> Option<GuestFilesystemResultResponse> {
+        // The kernel's own reads never touch devices that draw entropy.
+        let mut entropy = Entropy::from_seed(0);
+        static KERNEL_POLICY: OnceLock<CompiledPolicy> = OnceLock::new();
+        let policy = KERNEL_POLICY.get_or_init(|| {
+            CompiledPolicy::compile(&PermissionsPolicy::allow_all()).unwrap_or_else(|_| CompiledPolicy::deny_all())
+        });
+        match self.filesystem_call_with(policy, request, &mut entropy, now) {
+            Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result))) => Some(result),
+            _ => None,
+        }
+    }
+
+    /// The guest limits from `limits.resources`.
+    pub(crate) fn guest_limits(&self) -> GuestLimits {
+        let limits = self.process_limits();
+        GuestLimits {
+            max_wasm_fuel: limits.max_wasm_fuel,
+            slice_fuel: SLICE_FUEL,
+            max_wasm_memory_bytes: limits.max_wasm_memory_bytes,
+            max_wasm_stack_bytes: limits.max_wasm_stack_bytes,
+        }
+    }
+
+    /// A running or stopped process by the host's id.
+    fn active_process_mut(&mut self, process_id: &str) -> Result<&mut Process, Rejection> {
+        let vm_id = self.id().to_owned();
+        let missing = || Rejection::invalid_state(format!("VM {vm_id} has no active process {process_id}"));
+        let pid = self.processes().active_pid(process_id).ok_or_else(missing)?;
+        self.processes_mut().get_mut(pid).ok_or_else(missing)
+    }
+
+    /// Forgets exited processes retained longer than [`EXITED_RETENTION_MS`], and the oldest
+    /// beyond [`MAX_RETAINED_EXITED_PER_VM`].
+    fn forget_exited(&mut self, now_ms: u64) {
+        let mut exited: Vec<(u64, u64, u32)> = self
+            .processes()
+            .iter()
+            .filter_map(|process| process.exited_at_ms.map(|at| (at, process.exit_order, process.pid)))
+            .collect();
+        exited.sort_unstable();
+        let excess = exited.len().saturating_sub(MAX_RETAINED_EXITED_PER_VM);
+        for (index, (exited_at_ms, _, pid)) in exited.into_iter().enumerate() {
+            if index < excess || exited_at_ms.saturating_add(EXITED_RETENTION_MS) <= now_ms {
+                self.processes_mut().remove(pid);
+            }
+        }
+    }
+}

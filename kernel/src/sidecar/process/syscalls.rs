@@ -1,0 +1,726 @@
+//! The system calls of a guest process, served by the kernel while the guest holds its VM.
+//!
+//! A [`Syscalls`] is the VM itself, lent to one guest for one slice (see `guest`). Engines map
+//! their ABI onto these calls (`runtime-wasm` maps `wasi_snapshot_preview1`), so permissions,
+//! tiers and limits are enforced here, once, for every kind of guest.
+//!
+//! File calls go through the VM's filesystem layer exactly like the host's
+//! `GuestFilesystemCallRequest`s: the same permission policy, the same mounts, the same `/dev`
+//! and `/proc`. On top of that the process's [`WasmPermissionTier`] applies: `READ_ONLY` refuses
+//! every change with `EROFS`, `READ_WRITE` cannot remove, rename or link (`ENOTCAPABLE`), and
+//! `ISOLATED` has no preopened directory at all, so no path reaches the filesystem.
+
+use base64::Engine as _;
+use schema::wire::{
+    GuestFilesystemCallRequest, GuestFilesystemOperation as Op, GuestFilesystemResultResponse, GuestFilesystemStat,
+    ResponsePayload, RootFilesystemEntryEncoding, WasmPermissionTier,
+};
+
+use super::fds::{Descriptor, OpenFile};
+use super::table::{Process, Wait};
+use super::{Channel, MAX_PENDING_OUTPUT_BYTES};
+use crate::clock::{Entropy, Now};
+use crate::error::Rejection;
+use crate::sidecar::filesystem::CallOutcome;
+use crate::sidecar::vm::Vm;
+use crate::vfs::{path, Errno, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+
+/// Nanoseconds per millisecond: the kernel clock counts milliseconds, guests see nanoseconds.
+const NS_PER_MS: u64 = 1_000_000;
+
+/// The failure of a call that may block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SysError {
+    Errno(Errno),
+    /// Nothing can happen yet: the guest is parked and retries the same call when woken.
+    WouldBlock,
+}
+
+impl From<Errno> for SysError {
+    fn from(errno: Errno) -> Self {
+        SysError::Errno(errno)
+    }
+}
+
+pub type SysResult<T> = Result<T, SysError>;
+
+/// How `open_at` opens a path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenFlags {
+    pub read: bool,
+    pub write: bool,
+    pub create: bool,
+    pub exclusive: bool,
+    pub truncate: bool,
+    pub directory: bool,
+    pub append: bool,
+    /// Follow a final symlink.
+    pub follow: bool,
+}
+
+/// What a descriptor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdKind {
+    /// stdin/stdout/stderr, `/dev/*`.
+    CharacterDevice,
+    Directory,
+    RegularFile,
+}
+
+/// A descriptor's description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdInfo {
+    pub kind: FdKind,
+    pub readable: bool,
+    pub writable: bool,
+    pub append: bool,
+}
+
+/// One directory entry, for `read_dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub ino: u64,
+    pub kind: EntryKind,
+}
+
+/// The type of a directory entry or a stat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Directory,
+    RegularFile,
+    Symlink,
+    CharacterDevice,
+    Unknown,
+}
+
+/// A file's metadata as guests see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub dev: u64,
+    pub ino: u64,
+    pub kind: EntryKind,
+    pub nlink: u64,
+    pub size: u64,
+    pub atime_ns: u64,
+    pub mtime_ns: u64,
+    pub ctime_ns: u64,
+}
+
+/// Where `seek` counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whence {
+    Start,
+    Current,
+    End,
+}
+
+/// A VM lent to one of its processes for one slice.
+#[derive(Debug)]
+pub struct Syscalls {
+    pub(super) vm: Vm,
+    /// The kernel's one entropy stream, lent along with the VM.
+    pub(super) entropy: Entropy,
+    pub(super) pid: u32,
+    pub(super) now: Now,
+}
+
+impl Syscalls {
+    pub(crate) fn new(vm: Vm, entropy: Entropy, pid: u32, now: Now) -> Self {
+        Self { vm, entropy, pid, now }
+    }
+
+    pub(crate) fn into_parts(self) -> (Vm, Entropy) {
+        (self.vm, self.entropy)
+    }
+
+    /// The calling process's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Monotonic time in nanoseconds (the kernel clock, at millisecond resolution).
+    pub fn monotonic_ns(&self) -> u64 {
+        self.now.monotonic_ms.saturating_mul(NS_PER_MS)
+    }
+
+    /// Wall-clock time in nanoseconds since the Unix epoch.
+    pub fn realtime_ns(&self) -> u64 {
+        self.now.wall_ms.saturating_mul(NS_PER_MS)
+    }
+
+    /// The clocks' resolution in nanoseconds.
+    pub fn clock_resolution_ns(&self) -> u64 {
+        NS_PER_MS
+    }
+
+    /// Fills `buf` from the VM's seeded entropy.
+    pub fn random(&mut self, buf: &mut [u8]) {
+        self.entropy.fill(buf);
+    }
+
+    /// The calling process exits with `code` (the guest stops right after).
+    pub fn exit(&mut self, code: i32) {
+        let _ = code; // The engine reports the code with the exit; nothing to record before.
+    }
+
+    /// Writes to `fd`; returns the bytes accepted.
+    pub fn write(&mut self, fd: u32, data: &[u8]) -> SysResult<usize> {
+        let offset = None;
+        self.write_at(fd, data, offset)
+    }
+
+    /// Writes at `offset` without moving the descriptor's position.
+    pub fn pwrite(&mut self, fd: u32, data: &[u8], offset: u64) -> SysResult<usize> {
+        self.write_at(fd, data, Some(offset))
+    }
+
+    /// Reads from `fd` into `buf`; `Ok(0)` is end-of-file.
+    pub fn read(&mut self, fd: u32, buf: &mut [u8]) -> SysResult<usize> {
+        self.read_at(fd, buf, None)
+    }
+
+    /// Reads at `offset` without moving the descriptor's position.
+    pub fn pread(&mut self, fd: u32, buf: &mut [u8], offset: u64) -> SysResult<usize> {
+        self.read_at(fd, buf, Some(offset))
+    }
+
+    pub fn close(&mut self, fd: u32) -> Result<(), Errno> {
+        self.process_mut()?.fds.close(fd)
+    }
+
+    /// Moves `from` to `to` (closing what `to` held).
+    pub fn renumber(&mut self, from: u32, to: u32) -> Result<(), Errno> {
+        self.process_mut()?.fds.renumber(from, to)
+    }
+
+    /// Describes `fd`.
+    pub fn fd_info(&self, fd: u32) -> Result<FdInfo, Errno> {
+        let descriptor = self.process()?.fds.get(fd)?;
+        Ok(match &descriptor.file {
+            OpenFile::Stdin => FdInfo { kind: FdKind::CharacterDevice, readable: true, writable: false, append: false },
+            OpenFile::Stdout | OpenFile::Stderr => {
+                FdInfo { kind: FdKind::CharacterDevice, readable: false, writable: true, append: true }
+            }
+            OpenFile::Directory { .. } => {
+                FdInfo { kind: FdKind::Directory, readable: true, writable: false, append: false }
+            }
+            OpenFile::File { device, .. } => FdInfo {
+                kind: if *device { FdKind::CharacterDevice } else { FdKind::RegularFile },
+                readable: descriptor.readable,
+                writable: descriptor.writable,
+                append: descriptor.append,
+            },
+        })
+    }
+
+    /// Sets or clears append mode.
+    pub fn set_append(&mut self, fd: u32, append: bool) -> Result<(), Errno> {
+        let descriptor = self.process_mut()?.fds.get_mut(fd)?;
+        descriptor.append = append;
+        Ok(())
+    }
+
+    /// The guest-visible name of a preopened directory (`/`), or `EBADF`.
+    pub fn preopen_name(&self, fd: u32) -> Result<String, Errno> {
+        match &self.process()?.fds.get(fd)?.file {
+            OpenFile::Directory { preopen: Some(name), .. } => Ok(name.clone()),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    /// Opens `path` relative to the directory `dirfd`; returns the new descriptor.
+    pub fn open_at(&mut self, dirfd: u32, guest_path: &str, flags: OpenFlags) -> Result<u32, Errno> {
+        let path = self.resolve(dirfd, guest_path)?;
+        let changes = flags.write || flags.create || flags.truncate;
+        if changes {
+            self.writable()?;
+        }
+        let existing = self.stat_path(&path, flags.follow || !flags.create);
+        let stat = match existing {
+            Ok(_) if flags.create && flags.exclusive => return Err(Errno::EEXIST),
+            Ok(stat) => stat,
+            Err(Errno::ENOENT) if flags.create && !flags.directory => {
+                self.fs(Op::WriteFile, &path, |request| request.content = Some(String::new()))?;
+                self.stat_path(&path, true)?
+            }
+            Err(errno) => return Err(errno),
+        };
+        let kind = kind_of(stat.mode);
+        if flags.directory && kind != EntryKind::Directory {
+            return Err(Errno::ENOTDIR);
+        }
+        let file = if kind == EntryKind::Directory {
+            if flags.write || flags.truncate {
+                return Err(Errno::EISDIR);
+            }
+            OpenFile::Directory { path: path.clone(), preopen: None, listing: None }
+        } else {
+            if flags.truncate && kind == EntryKind::RegularFile {
+                self.fs(Op::Truncate, &path, |request| request.len = Some(0))?;
+            }
+            OpenFile::File { path, offset: 0, device: kind == EntryKind::CharacterDevice }
+        };
+        let descriptor = Descriptor { file, readable: flags.read, writable: flags.write, append: flags.append };
+        let max_open_fds = self.vm.process_limits().max_open_fds;
+        self.process_mut()?.fds.insert(descriptor, max_open_fds)
+    }
+
+    /// The entries of the directory open at `fd`, `.` and `..` first; listed once (at the
+    /// first call) so that a guest walking it with cookies sees a stable list.
+    pub fn read_dir(&mut self, fd: u32) -> Result<Vec<DirEntry>, Errno> {
+        let path = match &self.process()?.fds.get(fd)?.file {
+            OpenFile::Directory { listing: Some(listing), .. } => return Ok(listing.clone()),
+            OpenFile::Directory { path, .. } => path.clone(),
+            _ => return Err(Errno::ENOTDIR),
+        };
+        let names = self.fs(Op::ReadDir, &path, |_| {})?.entries.unwrap_or_default();
+        let mut listing = Vec::with_capacity(names.len().saturating_add(2));
+        let own = self.stat_path(&path, true)?;
+        listing.push(DirEntry { name: ".".into(), ino: own.ino, kind: EntryKind::Directory });
+        listing.push(DirEntry { name: "..".into(), ino: 0, kind: EntryKind::Directory });
+        for name in names {
+            let child = join(&path, &name);
+            let (ino, kind) = match self.stat_path(&child, false) {
+                Ok(stat) => (stat.ino, kind_of(stat.mode)),
+                Err(_) => (0, EntryKind::Unknown),
+            };
+            listing.push(DirEntry { name, ino, kind });
+        }
+        if let OpenFile::Directory { listing: slot, .. } = &mut self.process_mut()?.fds.get_mut(fd)?.file {
+            *slot = Some(listing.clone());
+        }
+        Ok(listing)
+    }
+
+    /// Moves the position of `fd`; returns the new offset.
+    pub fn seek(&mut self, fd: u32, offset: i64, whence: Whence) -> Result<u64, Errno> {
+        let (path, current) = match &self.process()?.fds.get(fd)?.file {
+            OpenFile::File { path, offset, device: false } => (path.clone(), *offset),
+            OpenFile::File { device: true, .. } => return Ok(0),
+            OpenFile::Directory { .. } => return Err(Errno::EISDIR),
+            _ => return Err(Errno::ESPIPE),
+        };
+        let base = match whence {
+            Whence::Start => 0,
+            Whence::Current => current,
+            Whence::End => self.stat_path(&path, true)?.size,
+        };
+        let target = i128::from(base).saturating_add(i128::from(offset));
+        let target = u64::try_from(target).map_err(|_| Errno::EINVAL)?;
+        if let OpenFile::File { offset, .. } = &mut self.process_mut()?.fds.get_mut(fd)?.file {
+            *offset = target;
+        }
+        Ok(target)
+    }
+
+    /// Metadata of what `fd` refers to.
+    pub fn fstat(&mut self, fd: u32) -> Result<FileStat, Errno> {
+        let path = match &self.process()?.fds.get(fd)?.file {
+            OpenFile::File { path, .. } | OpenFile::Directory { path, .. } => path.clone(),
+            OpenFile::Stdin | OpenFile::Stdout | OpenFile::Stderr => {
+                return Ok(FileStat {
+                    dev: 0,
+                    ino: 0,
+                    kind: EntryKind::CharacterDevice,
+                    nlink: 1,
+                    size: 0,
+                    atime_ns: 0,
+                    mtime_ns: 0,
+                    ctime_ns: 0,
+                })
+            }
+        };
+        self.stat_path(&path, true).map(|stat| file_stat(&stat))
+    }
+
+    /// Metadata of `path` relative to `dirfd`.
+    pub fn stat_at(&mut self, dirfd: u32, guest_path: &str, follow: bool) -> Result<FileStat, Errno> {
+        let path = self.resolve(dirfd, guest_path)?;
+        self.stat_path(&path, follow).map(|stat| file_stat(&stat))
+    }
+
+    /// Truncates or extends the file open at `fd`.
+    pub fn set_size(&mut self, fd: u32, len: u64) -> Result<(), Errno> {
+        self.writable()?;
+        let path = self.file_path(fd)?;
+        self.fs(Op::Truncate, &path, |request| request.len = Some(len)).map(|_| ())
+    }
+
+    pub fn mkdir_at(&mut self, dirfd: u32, guest_path: &str) -> Result<(), Errno> {
+        let path = self.resolve(dirfd, guest_path)?;
+        self.writable()?;
+        self.fs(Op::CreateDir, &path, |_| {}).map(|_| ())
+    }
+
+    pub fn remove_file_at(&mut self, dirfd: u32, guest_path: &str) -> Result<(), Errno> {
+        let path = self.resolve(dirfd, guest_path)?;
+        self.restructurable()?;
+        self.fs(Op::RemoveFile, &path, |_| {}).map(|_| ())
+    }
+
+    pub fn remove_dir_at(&mut self, dirfd: u32, guest_path: &str) -> Result<(), Errno> {
+        let path = self.resolve(dirfd, guest_path)?;
+        self.restructurable()?;
+        self.fs(Op::RemoveDir, &path, |_| {}).map(|_| ())
+    }
+
+    pub fn rename_at(&mut self, dirfd: u32, from: &str, to_dirfd: u32, to: &str) -> Result<(), Errno> {
+        let from = self.resolve(dirfd, from)?;
+        let to = self.resolve(to_dirfd, to)?;
+        self.restructurable()?;
+        self.fs(Op::Rename, &from, |request| request.destination_path = Some(to)).map(|_| ())
+    }
+
+    pub fn symlink_at(&mut self, target: &str, dirfd: u32, guest_path: &str) -> Result<(), Errno> {
+        let path = self.resolve(dirfd, guest_path)?;
+        self.restructurable()?;
+        let target = target.to_owned();
+        self.fs(Op::Symlink, &path, |request| request.target = Some(target)).map(|_| ())
+    }
+
+    pub fn link_at(&mut self, dirfd: u32, from: &str, to_dirfd: u32, to: &str) -> Result<(), Errno> {
+        let from = self.resolve(dirfd, from)?;
+        let to = self.resolve(to_dirfd, to)?;
+        self.restructurable()?;
+        self.fs(Op::Link, &from, |request| request.destination_path = Some(to)).map(|_| ())
+    }
+
+    pub fn read_link_at(&mut self, dirfd: u32, guest_path: &str) -> Result<String, Errno> {
+        let path = self.resolve(dirfd, guest_path)?;
+        self.fs(Op::ReadLink, &path, |_| {})?.target.ok_or(Errno::EIO)
+    }
+
+    /// Waits until the monotonic clock reaches `deadline_ns` (absolute) or for `timeout_ns`
+    /// from the first attempt (relative). A blocked call is retried unchanged, so the deadline
+    /// of a relative wait is remembered from its first attempt, not recomputed.
+    pub fn sleep(&mut self, timeout_ns: u64, absolute: bool) -> SysResult<()> {
+        let now_ns = self.monotonic_ns();
+        let process = self.process_mut()?;
+        let deadline_ns = match (absolute, process.sleep_deadline_ns) {
+            (true, _) => timeout_ns,
+            (false, Some(remembered)) => remembered,
+            (false, None) => now_ns.saturating_add(timeout_ns),
+        };
+        if now_ns >= deadline_ns {
+            process.sleep_deadline_ns = None;
+            return Ok(());
+        }
+        process.sleep_deadline_ns = Some(deadline_ns);
+        process.wait = Wait::Sleep { until_ms: deadline_ns.div_ceil(NS_PER_MS) };
+        Err(SysError::WouldBlock)
+    }
+
+    /// Whether a read of `fd` would return at once (data, end-of-file or an error).
+    pub fn read_ready(&self, fd: u32) -> Result<bool, Errno> {
+        let process = self.process()?;
+        Ok(match process.fds.get(fd)?.file {
+            OpenFile::Stdin => !process.stdin.is_empty() || process.stdin_closed,
+            _ => true,
+        })
+    }
+
+    /// Parks the guest until one of the descriptors it polls becomes ready (or its sleep ends).
+    pub fn park_for_poll(&mut self, read_fds: &[u32]) {
+        let stdin = read_fds.iter().any(|fd| self.read_ready(*fd) == Ok(false));
+        if let Ok(process) = self.process_mut() {
+            if stdin && process.wait == Wait::None {
+                process.wait = Wait::Stdin;
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+
+    fn process(&self) -> Result<&Process, Errno> {
+        self.vm.processes().get(self.pid).ok_or(Errno::ESRCH)
+    }
+
+    fn process_mut(&mut self) -> Result<&mut Process, Errno> {
+        self.vm.processes_mut().get_mut(self.pid).ok_or(Errno::ESRCH)
+    }
+
+    fn write_at(&mut self, fd: u32, data: &[u8], at: Option<u64>) -> SysResult<usize> {
+        let max_fd_write_bytes = self.vm.process_limits().max_fd_write_bytes;
+        let process = self.process_mut()?;
+        let descriptor = process.fds.get(fd)?;
+        let channel = match descriptor.file {
+            OpenFile::Stdout => Some(Channel::Stdout),
+            OpenFile::Stderr => Some(Channel::Stderr),
+            _ => None,
+        };
+        if let Some(channel) = channel {
+            if at.is_some() {
+                return Err(Errno::ESPIPE.into());
+            }
+            let room = MAX_PENDING_OUTPUT_BYTES.saturating_sub(process.pending_output_bytes());
+            if room == 0 {
+                process.wait = Wait::Output;
+                return Err(SysError::WouldBlock);
+            }
+            let accepted = data.get(..room).unwrap_or(data);
+            process.push_output(channel, accepted);
+            return Ok(accepted.len());
+        }
+        if !descriptor.writable {
+            return Err(Errno::EBADF.into());
+        }
+        let (path, offset, device, append) = match &descriptor.file {
+            OpenFile::File { path, offset, device } => (path.clone(), *offset, *device, descriptor.append),
+            OpenFile::Directory { .. } => return Err(Errno::EISDIR.into()),
+            _ => return Err(Errno::EBADF.into()),
+        };
+        if device {
+            // `/dev/null` and friends: accepted and dropped (the synthetic tree owns them).
+            return Ok(data.len());
+        }
+        self.writable()?;
+        let data = data.get(..usize::try_from(max_fd_write_bytes).unwrap_or(usize::MAX)).unwrap_or(data);
+        let mut content = self.read_whole(&path)?;
+        let start = match (at, append) {
+            (Some(at), _) => at,
+            (None, true) => u64::try_from(content.len()).unwrap_or(u64::MAX),
+            (None, false) => offset,
+        };
+        let start = usize::try_from(start).map_err(|_| Errno::EFBIG)?;
+        let end = start.checked_add(data.len()).ok_or(Errno::EFBIG)?;
+        if content.len() < end {
+            content.resize(end, 0);
+        }
+        if let Some(slot) = content.get_mut(start..end) {
+            slot.copy_from_slice(data);
+        }
+        self.write_whole(&path, &content)?;
+        if at.is_none() {
+            if let OpenFile::File { offset, .. } = &mut self.process_mut()?.fds.get_mut(fd)?.file {
+                *offset = u64::try_from(end).unwrap_or(u64::MAX);
+            }
+        }
+        Ok(data.len())
+    }
+
+    fn read_at(&mut self, fd: u32, buf: &mut [u8], at: Option<u64>) -> SysResult<usize> {
+        let max_pread_bytes = self.vm.process_limits().max_pread_bytes;
+        let process = self.process_mut()?;
+        let descriptor = process.fds.get(fd)?;
+        match &descriptor.file {
+            OpenFile::Stdin => {
+                if at.is_some() {
+                    return Err(Errno::ESPIPE.into());
+                }
+                if process.stdin.is_empty() {
+                    if process.stdin_closed {
+                        return Ok(0);
+                    }
+                    process.wait = Wait::Stdin;
+                    return Err(SysError::WouldBlock);
+                }
+                let read = buf.len().min(process.stdin.len());
+                for (dst, src) in buf.iter_mut().zip(process.stdin.drain(..read)) {
+                    *dst = src;
+                }
+                Ok(read)
+            }
+            OpenFile::Stdout | OpenFile::Stderr => Err(Errno::EBADF.into()),
+            OpenFile::Directory { .. } => Err(Errno::EISDIR.into()),
+            OpenFile::File { path, offset, .. } => {
+                if !descriptor.readable {
+                    return Err(Errno::EBADF.into());
+                }
+                let path = path.clone();
+                let start = at.unwrap_or(*offset);
+                let len = u64::try_from(buf.len()).unwrap_or(u64::MAX).min(max_pread_bytes);
+                let result =
+                    self.fs(Op::Pread, &path, |request| (request.offset, request.len) = (Some(start), Some(len)))?;
+                let bytes = decode(&result)?;
+                let read = bytes.len().min(buf.len());
+                if let (Some(dst), Some(src)) = (buf.get_mut(..read), bytes.get(..read)) {
+                    dst.copy_from_slice(src);
+                }
+                if at.is_none() {
+                    if let OpenFile::File { offset, .. } = &mut self.process_mut()?.fds.get_mut(fd)?.file {
+                        *offset = start.saturating_add(u64::try_from(read).unwrap_or(u64::MAX));
+                    }
+                }
+                Ok(read)
+            }
+        }
+    }
+
+    fn file_path(&self, fd: u32) -> Result<String, Errno> {
+        match &self.process()?.fds.get(fd)?.file {
+            OpenFile::File { path, device: false, .. } => Ok(path.clone()),
+            OpenFile::Directory { .. } => Err(Errno::EISDIR),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    fn read_whole(&mut self, path: &str) -> Result<Vec<u8>, Errno> {
+        let result =
+            self.fs(Op::ReadFile, path, |request| request.encoding = Some(RootFilesystemEntryEncoding::Base64))?;
+        decode(&result)
+    }
+
+    fn write_whole(&mut self, path: &str, content: &[u8]) -> Result<(), Errno> {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(content);
+        self.fs(Op::WriteFile, path, |request| {
+            request.content = Some(encoded);
+            request.encoding = Some(RootFilesystemEntryEncoding::Base64);
+        })
+        .map(|_| ())
+    }
+
+    /// `EROFS` unless the process may change the filesystem.
+    fn writable(&self) -> Result<(), Errno> {
+        match self.process()?.tier {
+            WasmPermissionTier::ReadOnly => Err(Errno::EROFS),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removing, renaming and linking need the `FULL` tier: `READ_WRITE` lacks those rights
+    /// (`ENOTCAPABLE`), `READ_ONLY` changes nothing (`EROFS`).
+    fn restructurable(&self) -> Result<(), Errno> {
+        match self.process()?.tier {
+            WasmPermissionTier::ReadOnly => Err(Errno::EROFS),
+            WasmPermissionTier::ReadWrite | WasmPermissionTier::Isolated => Err(Errno::ENOTCAPABLE),
+            WasmPermissionTier::Full => Ok(()),
+        }
+    }
+
+    /// The VM path `guest_path` names relative to the directory open at `dirfd` (`..` never
+    /// climbs above `/`). Symlinks are resolved by the filesystem layer, inside the VM.
+    fn resolve(&mut self, dirfd: u32, guest_path: &str) -> Result<String, Errno> {
+        if guest_path.len() > path::PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        if guest_path.contains('\0') {
+            return Err(Errno::EINVAL);
+        }
+        let base = match &self.process()?.fds.get(dirfd)?.file {
+            OpenFile::Directory { path, .. } => path.clone(),
+            _ => return Err(Errno::ENOTDIR),
+        };
+        Ok(normalize(&base, guest_path))
+    }
+
+    fn stat_path(&mut self, path: &str, follow: bool) -> Result<GuestFilesystemStat, Errno> {
+        let op = if follow { Op::Stat } else { Op::Lstat };
+        self.fs(op, path, |_| {})?.stat.ok_or(Errno::EIO)
+    }
+
+    /// One filesystem operation through the VM's filesystem layer (policy, mounts, limits).
+    fn fs(
+        &mut self,
+        operation: Op,
+        path: &str,
+        fill: impl FnOnce(&mut GuestFilesystemCallRequest),
+    ) -> Result<GuestFilesystemResultResponse, Errno> {
+        let mut request = fs_request(operation, path);
+        fill(&mut request);
+        let now = self.now;
+        match self.vm.guest_filesystem_call(request, &mut self.entropy, now) {
+            Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result))) => Ok(result),
+            Ok(CallOutcome::Done(_)) => Err(Errno::EIO),
+            // Host-answered (js_bridge) mounts need the guest to wait for the host: not yet.
+            Ok(CallOutcome::Bridge(_)) => Err(Errno::ENOTSUP),
+            Err(rejection) => Err(errno_of(&rejection)),
+        }
+    }
+}
+
+/// A filesystem call on `path` with every optional field empty.
+pub(crate) fn fs_request(operation: Op, path: &str) -> GuestFilesystemCallRequest {
+    GuestFilesystemCallRequest::new(operation, path)
+}
+
+/// `path` made absolute against `cwd` and normalized lexically.
+pub(crate) fn normalize(cwd: &str, path: &str) -> String {
+    confine("/", cwd, path)
+}
+
+/// Content bytes of a read result.
+pub(crate) fn content_bytes(result: &GuestFilesystemResultResponse) -> Result<Vec<u8>, Errno> {
+    decode(result)
+}
+
+/// The errno a rejected filesystem call carries at the start of its message (`ENOENT: ...`).
+fn errno_of(rejection: &Rejection) -> Errno {
+    let code = rejection.message.split(':').next().unwrap_or_default();
+    Errno::from_code(code).unwrap_or(Errno::EIO)
+}
+
+fn decode(result: &GuestFilesystemResultResponse) -> Result<Vec<u8>, Errno> {
+    let content = result.content.as_deref().unwrap_or_default();
+    match result.encoding {
+        Some(RootFilesystemEntryEncoding::Base64) => {
+            base64::engine::general_purpose::STANDARD.decode(content).map_err(|_| Errno::EIO)
+        }
+        _ => Ok(content.as_bytes().to_vec()),
+    }
+}
+
+fn kind_of(mode: u32) -> EntryKind {
+    match mode & S_IFMT {
+        S_IFDIR => EntryKind::Directory,
+        S_IFREG => EntryKind::RegularFile,
+        S_IFLNK => EntryKind::Symlink,
+        S_IFCHR => EntryKind::CharacterDevice,
+        _ => EntryKind::Unknown,
+    }
+}
+
+fn file_stat(stat: &GuestFilesystemStat) -> FileStat {
+    FileStat {
+        dev: stat.dev,
+        ino: stat.ino,
+        kind: kind_of(stat.mode),
+        nlink: stat.nlink,
+        size: stat.size,
+        atime_ns: stat.atime_ms.saturating_mul(NS_PER_MS),
+        mtime_ns: stat.mtime_ms.saturating_mul(NS_PER_MS),
+        ctime_ns: stat.ctime_ms.saturating_mul(NS_PER_MS),
+    }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// `path` applied to `base` lexically (`.` skipped, `..` going up but never above `root`).
+fn confine(root: &str, base: &str, path: &str) -> String {
+    let floor = root.split('/').filter(|c| !c.is_empty()).count();
+    let base = if path.starts_with('/') { root } else { base };
+    let mut parts: Vec<&str> = base.split('/').filter(|c| !c.is_empty()).collect();
+    for component in path.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => {
+                if parts.len() > floor {
+                    parts.pop();
+                }
+            }
+            name => parts.push(name),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confine_never_leaves_the_root() {
+        assert_eq!(confine("/", "/", "a/../../b"), "/b");
+        assert_eq!(confine("/home/user", "/home/user", "../../etc/passwd"), "/home/user/etc/passwd");
+        assert_eq!(confine("/home/user", "/home/user/x", "../y"), "/home/user/y");
+        assert_eq!(confine("/", "/a", "./b//c/."), "/a/b/c");
+        assert_eq!(normalize("/home/user", "/etc/../tmp"), "/tmp");
+        assert_eq!(normalize("/home/user", "x/../../y"), "/home/y");
+    }
+}

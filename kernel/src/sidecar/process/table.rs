@@ -1,0 +1,182 @@
+//! A VM's process table: identities (pid, ppid, pgid, sid), status, standard streams, the
+//! guest task, and exited processes kept as zombies until reaped.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use schema::wire::{ProcessSnapshotEntry, ProcessSnapshotStatus, WasmPermissionTier};
+
+use super::fds::FdTable;
+use super::guest::Guest;
+use super::Channel;
+
+/// The pid of the VM's init: host-started processes are its children, so their ppid is 0
+/// (there is no process 0 inside the VM, as for processes started by a Linux kernel thread).
+pub const HOST_PPID: u32 = 0;
+/// The first pid handed out.
+pub const FIRST_PID: u32 = 1;
+
+/// Why a process is not running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Runnable.
+    None,
+    /// Reading an empty standard input.
+    Stdin,
+    /// Sleeping until the monotonic clock reaches this millisecond.
+    Sleep { until_ms: u64 },
+    /// Its output is waiting to be turned into events.
+    Output,
+}
+
+/// A process's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Running,
+    /// Stopped by SIGSTOP/SIGTSTP/SIGTTIN/SIGTTOU until SIGCONT.
+    Stopped,
+    /// Exited (a zombie until reaped) with this exit code.
+    Exited(i32),
+}
+
+/// One process.
+#[derive(Debug)]
+pub(crate) struct Process {
+    pub(crate) process_id: String,
+    pub(crate) pid: u32,
+    pub(crate) ppid: u32,
+    pub(crate) pgid: u32,
+    pub(crate) sid: u32,
+    pub(crate) driver: &'static str,
+    pub(crate) command: String,
+    pub(crate) args: Vec<String>,
+    pub(crate) cwd: String,
+    pub(crate) tier: WasmPermissionTier,
+    pub(crate) status: Status,
+    pub(crate) wait: Wait,
+    /// Taken out while the guest runs a slice; `None` once it has exited.
+    pub(crate) guest: Option<Box<dyn Guest>>,
+    pub(crate) fds: FdTable,
+    pub(crate) stdin: VecDeque<u8>,
+    pub(crate) stdin_closed: bool,
+    /// Output written during the current slice, in order, consecutive writes to one channel
+    /// merged.
+    pub(crate) output: Vec<(Channel, Vec<u8>)>,
+    /// The deadline of a relative sleep in progress (kept across the retries of the call).
+    pub(crate) sleep_deadline_ns: Option<u64>,
+    /// When it exited (monotonic ms), and the exits' order, for snapshots and retention.
+    pub(crate) exited_at_ms: Option<u64>,
+    pub(crate) exit_order: u64,
+    /// A partial output line per channel (stdout, stderr), held until its newline.
+    pub(crate) held_lines: [Vec<u8>; 2],
+}
+
+impl Process {
+    pub(crate) fn is_alive(&self) -> bool {
+        !matches!(self.status, Status::Exited(_))
+    }
+
+    /// Runnable now: alive, not stopped, not waiting.
+    pub(crate) fn is_runnable(&self) -> bool {
+        self.status == Status::Running && self.wait == Wait::None && self.guest.is_some()
+    }
+
+    pub(crate) fn held_line_mut(&mut self, channel: Channel) -> &mut Vec<u8> {
+        let [stdout, stderr] = &mut self.held_lines;
+        match channel {
+            Channel::Stdout => stdout,
+            Channel::Stderr => stderr,
+        }
+    }
+
+    pub(crate) fn pending_output_bytes(&self) -> usize {
+        self.output.iter().map(|(_, bytes)| bytes.len()).sum()
+    }
+
+    pub(crate) fn push_output(&mut self, channel: Channel, bytes: &[u8]) {
+        match self.output.last_mut() {
+            Some((last, pending)) if *last == channel => pending.extend_from_slice(bytes),
+            _ => self.output.push((channel, bytes.to_vec())),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> ProcessSnapshotEntry {
+        let (status, exit_code) = match self.status {
+            Status::Running => (ProcessSnapshotStatus::Running, None),
+            Status::Stopped => (ProcessSnapshotStatus::Stopped, None),
+            Status::Exited(code) => (ProcessSnapshotStatus::Exited, Some(code)),
+        };
+        ProcessSnapshotEntry {
+            process_id: self.process_id.clone(),
+            pid: self.pid,
+            ppid: self.ppid,
+            pgid: self.pgid,
+            sid: self.sid,
+            driver: self.driver.to_owned(),
+            command: self.command.clone(),
+            args: self.args.clone(),
+            cwd: self.cwd.clone(),
+            status,
+            exit_code,
+        }
+    }
+}
+
+/// The processes of one VM, by pid. A host process id names one active process at a time;
+/// once it exits, the id may be used again while the exited entry is still retained.
+#[derive(Debug, Default)]
+pub(crate) struct ProcessTable {
+    processes: BTreeMap<u32, Process>,
+    next_pid: u32,
+    exits: u64,
+}
+
+impl ProcessTable {
+    pub(crate) fn live_count(&self) -> usize {
+        self.processes.values().filter(|process| process.is_alive()).count()
+    }
+
+    /// The next pid (pids are never reused within a VM, so a stale pid never names a new
+    /// process).
+    pub(crate) fn allocate_pid(&mut self) -> Option<u32> {
+        let pid = self.next_pid.max(FIRST_PID);
+        self.next_pid = pid.checked_add(1)?;
+        Some(pid)
+    }
+
+    pub(crate) fn insert(&mut self, process: Process) {
+        self.processes.insert(process.pid, process);
+    }
+
+    pub(crate) fn next_exit_order(&mut self) -> u64 {
+        self.exits = self.exits.saturating_add(1);
+        self.exits
+    }
+
+    pub(crate) fn get(&self, pid: u32) -> Option<&Process> {
+        self.processes.get(&pid)
+    }
+
+    pub(crate) fn get_mut(&mut self, pid: u32) -> Option<&mut Process> {
+        self.processes.get_mut(&pid)
+    }
+
+    /// The pid of the active (not exited) process the host named `process_id`.
+    pub(crate) fn active_pid(&self, process_id: &str) -> Option<u32> {
+        self.processes
+            .values()
+            .find(|process| process.is_alive() && process.process_id == process_id)
+            .map(|process| process.pid)
+    }
+
+    pub(crate) fn remove(&mut self, pid: u32) -> Option<Process> {
+        self.processes.remove(&pid)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Process> {
+        self.processes.values()
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Process> {
+        self.processes.values_mut()
+    }
+}

@@ -1,0 +1,472 @@
+//! The kernel's WebAssembly engine: [`WasmEngine`] implements `kernel`'s [`GuestEngine`], and
+//! [`KernelHost`] serves `wasi_snapshot_preview1` from the kernel's [`Syscalls`], which the
+//! kernel lends to a guest for each slice it runs.
+//!
+//! Compiled programs are cached by content (the module's bytes are the key, compared in full), so
+//! every VM of a sidecar that runs the same command compiles it once.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use kernel::process::guest::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
+use kernel::process::syscalls::{EntryKind, FdKind, FileStat, OpenFlags, SysError as KernelSysError, Syscalls};
+use kernel::vfs::Errno as KernelErrno;
+
+use crate::abi::{
+    ClockId, Dirent, Errno, Event, EventType, Fd, FdStat, Filestat, Filetype, Prestat, Subscription, SubscriptionKind,
+    Whence, FDFLAGS_APPEND, LOOKUPFLAGS_SYMLINK_FOLLOW, OFLAGS_CREAT, OFLAGS_DIRECTORY, OFLAGS_EXCL, OFLAGS_TRUNC,
+    RIGHTS_ALL, RIGHTS_FD_READ, RIGHTS_FD_WRITE,
+};
+use crate::host::{SysError, SysResult, WaitReason, WasiHost};
+use crate::runtime::{Program, Runtime, RuntimeConfig, RuntimeError, TaskLimits};
+use crate::task::{GuestTask, TaskState};
+
+/// Compiled programs kept at most; the oldest is dropped beyond this (a command set is small;
+/// this bounds what a host feeding many distinct modules can pin).
+pub const MAX_CACHED_PROGRAMS: usize = 64;
+/// Module bytes kept as cache keys at most (the compiled code is several times larger).
+pub const MAX_CACHED_MODULE_BYTES: usize = 256 << 20;
+
+/// Runs WebAssembly commands for the kernel on one wasmtime engine.
+pub struct WasmEngine {
+    runtime: Runtime<KernelHost>,
+    cache: Mutex<ProgramCache>,
+}
+
+impl fmt::Debug for WasmEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WasmEngine").field("runtime", &self.runtime).finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct ProgramCache {
+    programs: HashMap<Arc<[u8]>, Arc<WasmProgram>>,
+    order: VecDeque<Arc<[u8]>>,
+    bytes: usize,
+}
+
+impl WasmEngine {
+    /// An engine with `config` (the stack limit is engine-wide).
+    ///
+    /// # Errors
+    ///
+    /// When wasmtime rejects the configuration.
+    pub fn new(config: RuntimeConfig) -> Result<WasmEngine, RuntimeError> {
+        Ok(WasmEngine { runtime: Runtime::new(config)?, cache: Mutex::new(ProgramCache::default()) })
+    }
+
+    /// Programs currently cached.
+    pub fn cached_programs(&self) -> usize {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).programs.len()
+    }
+}
+
+impl GuestEngine for WasmEngine {
+    fn load(&self, bytes: &[u8]) -> Result<Arc<dyn GuestProgram>, GuestError> {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(program) = cache.programs.get(bytes) {
+            return Ok(program.clone());
+        }
+        let program = self.runtime.compile(bytes).map_err(|error| GuestError::InvalidProgram(error.to_string()))?;
+        let program = Arc::new(WasmProgram { program });
+        let key: Arc<[u8]> = Arc::from(bytes);
+        cache.bytes = cache.bytes.saturating_add(key.len());
+        cache.programs.insert(Arc::clone(&key), Arc::clone(&program));
+        cache.order.push_back(key);
+        while cache.programs.len() > MAX_CACHED_PROGRAMS || cache.bytes > MAX_CACHED_MODULE_BYTES {
+            let Some(oldest) = cache.order.pop_front() else { break };
+            cache.bytes = cache.bytes.saturating_sub(oldest.len());
+            cache.programs.remove(&oldest);
+        }
+        Ok(program)
+    }
+}
+
+/// A compiled command.
+#[derive(Debug)]
+struct WasmProgram {
+    program: Program<KernelHost>,
+}
+
+impl GuestProgram for WasmProgram {
+    fn spawn(&self, spawn: GuestSpawn) -> Result<Box<dyn Guest>, GuestError> {
+        let host = KernelHost {
+            args: spawn.args.into_iter().map(String::into_bytes).collect(),
+            environ: spawn.env.into_iter().map(String::into_bytes).collect(),
+            syscalls: None,
+        };
+        let limits = TaskLimits {
+            max_wasm_fuel: spawn.limits.max_wasm_fuel,
+            slice_fuel: spawn.limits.slice_fuel.max(1),
+            max_wasm_memory_bytes: spawn.limits.max_wasm_memory_bytes,
+            ..TaskLimits::default()
+        };
+        let task = self.program.spawn(host, limits).map_err(|error| GuestError::InvalidProgram(error.to_string()))?;
+        Ok(Box::new(WasmGuest { task }))
+    }
+}
+
+/// A running command.
+#[derive(Debug)]
+struct WasmGuest {
+    task: GuestTask<KernelHost>,
+}
+
+impl Guest for WasmGuest {
+    fn poll(&mut self, syscalls: Syscalls) -> (Option<Syscalls>, GuestPoll) {
+        self.task.host().syscalls = Some(syscalls);
+        let state = self.task.poll();
+        let syscalls = self.task.host().syscalls.take();
+        let poll = match state {
+            TaskState::Running => GuestPoll::Running,
+            TaskState::Pending(_) => GuestPoll::Blocked,
+            // The runtime already wrote why (a limit, a trap) to the guest's stderr.
+            TaskState::Ready(status) => {
+                GuestPoll::Exited(GuestExit { code: i32::try_from(status.code).unwrap_or(i32::MAX), message: None })
+            }
+        };
+        (syscalls, poll)
+    }
+
+    fn kill(&mut self) {
+        // Drops the instance; the kernel reports the signal's exit code itself.
+        let _ = self.task.kill();
+    }
+}
+
+/// The `WasiHost` of a kernel process: its argv and environment, and — while it runs — the
+/// syscalls the kernel lent it.
+pub struct KernelHost {
+    args: Vec<Vec<u8>>,
+    environ: Vec<Vec<u8>>,
+    syscalls: Option<Syscalls>,
+}
+
+impl fmt::Debug for KernelHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KernelHost").field("args", &self.args.len()).finish_non_exhaustive()
+    }
+}
+
+impl KernelHost {
+    /// The lent syscalls; outside a slice (never, in practice) every call is `EIO`.
+    fn sys(&mut self) -> Result<&mut Syscalls, Errno> {
+        self.syscalls.as_mut().ok_or(Errno::Io)
+    }
+}
+
+/// A kernel errno as WASI numbers it (by name; `EIO` if WASI has no such errno).
+fn errno(errno: KernelErrno) -> Errno {
+    (0..=u16::from(u8::MAX))
+        .filter_map(Errno::from_raw)
+        .find(|candidate| candidate.name() == errno.code())
+        .unwrap_or(Errno::Io)
+}
+
+fn sys_error(error: KernelSysError, reason: WaitReason) -> SysError {
+    match error {
+        KernelSysError::Errno(code) => SysError::Errno(errno(code)),
+        KernelSysError::WouldBlock => SysError::WouldBlock(reason),
+    }
+}
+
+fn path_str(path: &[u8]) -> Result<&str, Errno> {
+    std::str::from_utf8(path).map_err(|_| Errno::Ilseq)
+}
+
+fn filetype(kind: EntryKind) -> Filetype {
+    match kind {
+        EntryKind::Directory => Filetype::Directory,
+        EntryKind::RegularFile => Filetype::RegularFile,
+        EntryKind::Symlink => Filetype::SymbolicLink,
+        EntryKind::CharacterDevice => Filetype::CharacterDevice,
+        EntryKind::Unknown => Filetype::Unknown,
+    }
+}
+
+fn filestat(stat: FileStat) -> Filestat {
+    Filestat {
+        dev: stat.dev,
+        ino: stat.ino,
+        filetype: filetype(stat.kind),
+        nlink: stat.nlink,
+        size: stat.size,
+        atim: stat.atime_ns,
+        mtim: stat.mtime_ns,
+        ctim: stat.ctime_ns,
+    }
+}
+
+impl WasiHost for KernelHost {
+    fn args(&self) -> &[Vec<u8>] {
+        &self.args
+    }
+
+    fn environ(&self) -> &[Vec<u8>] {
+        &self.environ
+    }
+
+    fn clock_res_get(&mut self, clock: ClockId) -> Result<u64, Errno> {
+        let _ = clock;
+        Ok(self.sys()?.clock_resolution_ns())
+    }
+
+    fn clock_time_get(&mut self, clock: ClockId, precision_ns: u64) -> Result<u64, Errno> {
+        let _ = precision_ns;
+        let sys = self.sys()?;
+        Ok(match clock {
+            ClockId::Realtime => sys.realtime_ns(),
+            ClockId::Monotonic | ClockId::ProcessCpuTime | ClockId::ThreadCpuTime => sys.monotonic_ns(),
+        })
+    }
+
+    fn random_get(&mut self, buf: &mut [u8]) -> Result<(), Errno> {
+        self.sys()?.random(buf);
+        Ok(())
+    }
+
+    fn fd_write(&mut self, fd: Fd, data: &[u8]) -> SysResult<usize> {
+        self.sys()?.write(fd, data).map_err(|error| sys_error(error, WaitReason::Write { fd }))
+    }
+
+    fn fd_read(&mut self, fd: Fd, buf: &mut [u8]) -> SysResult<usize> {
+        let reason = if fd == 0 { WaitReason::ReadStdin } else { WaitReason::Read { fd } };
+        self.sys()?.read(fd, buf).map_err(|error| sys_error(error, reason))
+    }
+
+    fn fd_close(&mut self, fd: Fd) -> Result<(), Errno> {
+        self.sys()?.close(fd).map_err(errno)
+    }
+
+    fn fd_fdstat_get(&mut self, fd: Fd) -> Result<FdStat, Errno> {
+        let info = self.sys()?.fd_info(fd).map_err(errno)?;
+        let filetype = match info.kind {
+            FdKind::CharacterDevice => Filetype::CharacterDevice,
+            FdKind::Directory => Filetype::Directory,
+            FdKind::RegularFile => Filetype::RegularFile,
+        };
+        let mut rights = RIGHTS_ALL;
+        if !info.readable {
+            rights &= !RIGHTS_FD_READ;
+        }
+        if !info.writable {
+            rights &= !RIGHTS_FD_WRITE;
+        }
+        let flags = if info.append { FDFLAGS_APPEND } else { 0 };
+        Ok(FdStat { filetype, flags, rights_base: rights, rights_inheriting: RIGHTS_ALL })
+    }
+
+    fn fd_prestat_get(&mut self, fd: Fd) -> Result<Prestat, Errno> {
+        let name = self.sys()?.preopen_name(fd).map_err(errno)?;
+        Ok(Prestat { name_len: u32::try_from(name.len()).map_err(|_| Errno::Overflow)? })
+    }
+
+    fn fd_prestat_dir_name(&mut self, fd: Fd) -> Result<Vec<u8>, Errno> {
+        Ok(self.sys()?.preopen_name(fd).map_err(errno)?.into_bytes())
+    }
+
+    fn proc_exit(&mut self, code: u32) {
+        if let Ok(sys) = self.sys() {
+            sys.exit(i32::try_from(code).unwrap_or(i32::MAX));
+        }
+    }
+
+    fn path_open(
+        &mut self,
+        dirfd: Fd,
+        lookupflags: u32,
+        path: &[u8],
+        oflags: u16,
+        rights_base: u64,
+        rights_inheriting: u64,
+        fdflags: u16,
+    ) -> Result<Fd, Errno> {
+        let _ = rights_inheriting;
+        let flags = OpenFlags {
+            read: rights_base & RIGHTS_FD_READ != 0,
+            write: rights_base & RIGHTS_FD_WRITE != 0,
+            create: oflags & OFLAGS_CREAT != 0,
+            exclusive: oflags & OFLAGS_EXCL != 0,
+            truncate: oflags & OFLAGS_TRUNC != 0,
+            directory: oflags & OFLAGS_DIRECTORY != 0,
+            append: fdflags & FDFLAGS_APPEND != 0,
+            follow: lookupflags & LOOKUPFLAGS_SYMLINK_FOLLOW != 0,
+        };
+        let path = path_str(path)?;
+        self.sys()?.open_at(dirfd, path, flags).map_err(errno)
+    }
+
+    fn fd_readdir(&mut self, fd: Fd, cookie: u64) -> Result<Vec<Dirent>, Errno> {
+        let entries = self.sys()?.read_dir(fd).map_err(errno)?;
+        let start = usize::try_from(cookie).unwrap_or(usize::MAX);
+        Ok(entries
+            .into_iter()
+            .enumerate()
+            .skip(start)
+            .map(|(index, entry)| Dirent {
+                next: u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1),
+                ino: entry.ino,
+                filetype: filetype(entry.kind),
+                name: entry.name.into_bytes(),
+            })
+            .collect())
+    }
+
+    fn fd_seek(&mut self, fd: Fd, offset: i64, whence: Whence) -> Result<u64, Errno> {
+        let whence = match whence {
+            Whence::Set => kernel::process::syscalls::Whence::Start,
+            Whence::Cur => kernel::process::syscalls::Whence::Current,
+            Whence::End => kernel::process::syscalls::Whence::End,
+        };
+        self.sys()?.seek(fd, offset, whence).map_err(errno)
+    }
+
+    fn fd_filestat_get(&mut self, fd: Fd) -> Result<Filestat, Errno> {
+        self.sys()?.fstat(fd).map(filestat).map_err(errno)
+    }
+
+    fn fd_filestat_set_size(&mut self, fd: Fd, size: u64) -> Result<(), Errno> {
+        self.sys()?.set_size(fd, size).map_err(errno)
+    }
+
+    fn fd_filestat_set_times(&mut self, fd: Fd, atim_ns: u64, mtim_ns: u64, fstflags: u16) -> Result<(), Errno> {
+        let _ = (atim_ns, mtim_ns, fstflags);
+        self.sys()?.fd_info(fd).map(|_| ()).map_err(errno)
+    }
+
+    fn fd_pread(&mut self, fd: Fd, buf: &mut [u8], offset: u64) -> SysResult<usize> {
+        self.sys()?.pread(fd, buf, offset).map_err(|error| sys_error(error, WaitReason::Read { fd }))
+    }
+
+    fn fd_pwrite(&mut self, fd: Fd, data: &[u8], offset: u64) -> SysResult<usize> {
+        self.sys()?.pwrite(fd, data, offset).map_err(|error| sys_error(error, WaitReason::Write { fd }))
+    }
+
+    fn fd_fdstat_set_flags(&mut self, fd: Fd, flags: u16) -> Result<(), Errno> {
+        self.sys()?.set_append(fd, flags & FDFLAGS_APPEND != 0).map_err(errno)
+    }
+
+    fn fd_renumber(&mut self, from: Fd, to: Fd) -> Result<(), Errno> {
+        self.sys()?.renumber(from, to).map_err(errno)
+    }
+
+    fn fd_sync(&mut self, fd: Fd) -> Result<(), Errno> {
+        self.sys()?.fd_info(fd).map(|_| ()).map_err(errno)
+    }
+
+    fn fd_datasync(&mut self, fd: Fd) -> Result<(), Errno> {
+        self.sys()?.fd_info(fd).map(|_| ()).map_err(errno)
+    }
+
+    fn path_filestat_get(&mut self, fd: Fd, lookupflags: u32, path: &[u8]) -> Result<Filestat, Errno> {
+        let path = path_str(path)?;
+        let follow = lookupflags & LOOKUPFLAGS_SYMLINK_FOLLOW != 0;
+        self.sys()?.stat_at(fd, path, follow).map(filestat).map_err(errno)
+    }
+
+    fn path_create_directory(&mut self, fd: Fd, path: &[u8]) -> Result<(), Errno> {
+        let path = path_str(path)?;
+        self.sys()?.mkdir_at(fd, path).map_err(errno)
+    }
+
+    fn path_remove_directory(&mut self, fd: Fd, path: &[u8]) -> Result<(), Errno> {
+        let path = path_str(path)?;
+        self.sys()?.remove_dir_at(fd, path).map_err(errno)
+    }
+
+    fn path_unlink_file(&mut self, fd: Fd, path: &[u8]) -> Result<(), Errno> {
+        let path = path_str(path)?;
+        self.sys()?.remove_file_at(fd, path).map_err(errno)
+    }
+
+    fn path_rename(&mut self, fd: Fd, old_path: &[u8], new_fd: Fd, new_path: &[u8]) -> Result<(), Errno> {
+        let (old_path, new_path) = (path_str(old_path)?, path_str(new_path)?);
+        self.sys()?.rename_at(fd, old_path, new_fd, new_path).map_err(errno)
+    }
+
+    fn path_symlink(&mut self, old_target: &[u8], fd: Fd, new_path: &[u8]) -> Result<(), Errno> {
+        let (target, new_path) = (path_str(old_target)?, path_str(new_path)?);
+        self.sys()?.symlink_at(target, fd, new_path).map_err(errno)
+    }
+
+    fn path_readlink(&mut self, fd: Fd, path: &[u8]) -> Result<Vec<u8>, Errno> {
+        let path = path_str(path)?;
+        self.sys()?.read_link_at(fd, path).map(String::into_bytes).map_err(errno)
+    }
+
+    fn path_link(
+        &mut self,
+        old_fd: Fd,
+        lookupflags: u32,
+        old_path: &[u8],
+        new_fd: Fd,
+        new_path: &[u8],
+    ) -> Result<(), Errno> {
+        let _ = lookupflags;
+        let (old_path, new_path) = (path_str(old_path)?, path_str(new_path)?);
+        self.sys()?.link_at(old_fd, old_path, new_fd, new_path).map_err(errno)
+    }
+
+    /// Clock subscriptions fire when the kernel's monotonic clock reaches them (the runtime
+    /// hands them over as absolute times); descriptor subscriptions when a read would not block
+    /// (writes never block here). Nothing ready: the guest is parked until a descriptor changes
+    /// or the earliest clock deadline.
+    fn poll_oneoff(&mut self, subscriptions: &[Subscription]) -> SysResult<Vec<Event>> {
+        let sys = self.sys()?;
+        let now_ns = sys.monotonic_ns();
+        let mut events = Vec::new();
+        let mut earliest: Option<u64> = None;
+        let mut read_fds = Vec::new();
+        for subscription in subscriptions {
+            let ready = |kind, nbytes| Event {
+                userdata: subscription.userdata,
+                error: Errno::Success,
+                kind,
+                nbytes,
+                hangup: false,
+            };
+            match subscription.kind {
+                SubscriptionKind::Clock { id, timeout_ns, absolute, .. } => {
+                    let deadline = match (id, absolute) {
+                        (ClockId::Realtime, true) => {
+                            now_ns.saturating_add(timeout_ns.saturating_sub(sys.realtime_ns()))
+                        }
+                        (_, true) => timeout_ns,
+                        (_, false) => now_ns.saturating_add(timeout_ns),
+                    };
+                    if deadline <= now_ns {
+                        events.push(ready(EventType::Clock, 0));
+                    } else {
+                        earliest = Some(earliest.map_or(deadline, |current| current.min(deadline)));
+                    }
+                }
+                SubscriptionKind::FdRead(fd) => match sys.read_ready(fd) {
+                    Ok(true) => events.push(ready(EventType::FdRead, 1)),
+                    Ok(false) => read_fds.push(fd),
+                    Err(code) => events.push(Event { error: errno(code), ..ready(EventType::FdRead, 0) }),
+                },
+                SubscriptionKind::FdWrite(fd) => match sys.fd_info(fd) {
+                    Ok(_) => events.push(ready(EventType::FdWrite, 1)),
+                    Err(code) => events.push(Event { error: errno(code), ..ready(EventType::FdWrite, 0) }),
+                },
+            }
+        }
+        if !events.is_empty() {
+            return Ok(events);
+        }
+        match earliest {
+            Some(deadline) => {
+                // Parks on the clock; stdin (if polled) wakes it too.
+                let _ = sys.sleep(deadline, true);
+                sys.park_for_poll(&read_fds);
+                Err(SysError::WouldBlock(WaitReason::Sleep { until_ns: deadline }))
+            }
+            None => {
+                sys.park_for_poll(&read_fds);
+                Err(SysError::WouldBlock(WaitReason::Poll))
+            }
+        }
+    }
+}

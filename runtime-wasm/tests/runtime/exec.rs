@@ -1,0 +1,577 @@
+//! End-to-end execution through the protocol: a kernel `Sidecar` with the wasmtime engine,
+//! driven with frames and a manual clock, running the C fixtures as commands.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use kernel::{Now, Sidecar, SidecarConfig, StreamId};
+use runtime_wasm::{RuntimeConfig, WasmEngine};
+use schema::wire::*;
+use schema::{decode_frame, encode_frame};
+
+use crate::support::c_fixture;
+
+/// Every permission granted; commands in `/bin`.
+const OPEN_VM: &str = r#"{"permissions":{"fs":"allow","env":"allow","childProcess":"allow","process":"allow"}}"#;
+/// Ticks `run` drives at most, so a stuck scheduler fails instead of hanging.
+const MAX_TICKS: usize = 100_000;
+
+/// A host speaking frames to an in-process kernel.
+struct Host {
+    sidecar: Sidecar,
+    stream: StreamId,
+    now: Now,
+    next_id: i64,
+    conn: String,
+    session: String,
+}
+
+impl Host {
+    fn new() -> Host {
+        let engine = Arc::new(WasmEngine::new(RuntimeConfig::default()).unwrap());
+        Host::with_engine(engine)
+    }
+
+    fn with_engine(engine: Arc<WasmEngine>) -> Host {
+        let mut sidecar = Sidecar::new(SidecarConfig::default()).with_guest_engine(engine);
+        let stream = sidecar.open_stream().unwrap();
+        let mut host = Host {
+            sidecar,
+            stream,
+            now: Now::from_millis(1_000, 1_700_000_000_000),
+            next_id: 0,
+            conn: String::new(),
+            session: String::new(),
+        };
+        let frames = host.request(
+            OwnershipScope::connection("hint"),
+            RequestPayload::AuthenticateRequest(AuthenticateRequest {
+                client_name: "exec-test".into(),
+                auth_token: "token".into(),
+                protocol_version: 7,
+                bridge_version: 1,
+            }),
+        );
+        let ResponsePayload::AuthenticatedResponse(auth) = response(&frames[0]) else { panic!("{frames:?}") };
+        host.conn = auth.connection_id.clone();
+        let frames = host.request(
+            OwnershipScope::connection(host.conn.clone()),
+            RequestPayload::OpenSessionRequest(OpenSessionRequest {
+                placement: SidecarPlacement::SidecarPlacementShared(SidecarPlacementShared { pool: None }),
+                metadata: Default::default(),
+            }),
+        );
+        let ResponsePayload::SessionOpenedResponse(opened) = response(&frames[0]) else { panic!("{frames:?}") };
+        host.session = opened.session_id.clone();
+        host
+    }
+
+    fn request(&mut self, ownership: OwnershipScope, payload: RequestPayload) -> Vec<ProtocolFrame> {
+        self.next_id += 1;
+        let frame = ProtocolFrame::RequestFrame(RequestFrame {
+            schema: ProtocolSchema::current(),
+            request_id: self.next_id,
+            ownership,
+            payload,
+        });
+        // Through the codec, both ways, as a real host would.
+        let bytes = encode_frame(&frame, usize::MAX).unwrap();
+        self.sidecar.handle_bytes(self.stream, &bytes, self.now);
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Vec<ProtocolFrame> {
+        let mut frames = Vec::new();
+        while let Some(output) = self.sidecar.poll_output() {
+            frames.push(decode_frame(&output.bytes, usize::MAX).unwrap());
+        }
+        frames
+    }
+
+    fn vm(&mut self, config: &str) -> String {
+        let frames = self.request(
+            OwnershipScope::session(self.conn.clone(), self.session.clone()),
+            RequestPayload::CreateVmRequest(CreateVmRequest {
+                runtime: GuestRuntimeKind::WebAssembly,
+                config: config.into(),
+            }),
+        );
+        let ResponsePayload::VmCreatedResponse(created) = response(&frames[0]) else { panic!("{frames:?}") };
+        let vm = created.vm_id.clone();
+        for command in ["cat", "spin", "oom", "write_file", "read_file", "ls", "sleep_ms", "stderr_mix", "env"] {
+            self.write_file(&vm, &format!("/bin/{command}"), &c_fixture(command));
+        }
+        vm
+    }
+
+    fn scope(&self, vm: &str) -> OwnershipScope {
+        OwnershipScope::vm(self.conn.clone(), self.session.clone(), vm.to_owned())
+    }
+
+    fn fs(
+        &mut self,
+        vm: &str,
+        operation: GuestFilesystemOperation,
+        path: &str,
+        content: Option<&[u8]>,
+    ) -> ResponsePayload {
+        let request = GuestFilesystemCallRequest {
+            content: content.map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes)),
+            encoding: Some(RootFilesystemEntryEncoding::Base64),
+            recursive: true,
+            ..GuestFilesystemCallRequest::new(operation, path)
+        };
+        let frames = self.request(self.scope(vm), RequestPayload::GuestFilesystemCallRequest(request));
+        response(&frames[0]).clone()
+    }
+
+    fn write_file(&mut self, vm: &str, path: &str, bytes: &[u8]) {
+        let result = self.fs(vm, GuestFilesystemOperation::WriteFile, path, Some(bytes));
+        assert!(matches!(result, ResponsePayload::GuestFilesystemResultResponse(_)), "{result:?}");
+    }
+
+    fn read_file(&mut self, vm: &str, path: &str) -> Option<Vec<u8>> {
+        match self.fs(vm, GuestFilesystemOperation::ReadFile, path, None) {
+            ResponsePayload::GuestFilesystemResultResponse(result) => {
+                Some(base64::engine::general_purpose::STANDARD.decode(result.content.unwrap()).unwrap())
+            }
+            _ => None,
+        }
+    }
+
+    fn execute(&mut self, vm: &str, process_id: &str, command: &str, args: &[&str]) -> ResponsePayload {
+        self.execute_with(vm, process_id, command, args, None)
+    }
+
+    fn execute_with(
+        &mut self,
+        vm: &str,
+        process_id: &str,
+        command: &str,
+        args: &[&str],
+        tier: Option<WasmPermissionTier>,
+    ) -> ResponsePayload {
+        let frames = self.request(
+            self.scope(vm),
+            RequestPayload::ExecuteRequest(ExecuteRequest {
+                wasm_permission_tier: tier,
+                ..ExecuteRequest::command(process_id, command, args.iter().copied())
+            }),
+        );
+        assert_eq!(frames.len(), 1, "events never precede the response: {frames:?}");
+        response(&frames[0]).clone()
+    }
+
+    fn simple(&mut self, vm: &str, payload: RequestPayload) -> ResponsePayload {
+        let frames = self.request(self.scope(vm), payload);
+        response(&frames[0]).clone()
+    }
+
+    /// Ticks (the clock still) until `process_id` exits; returns the events seen.
+    fn run(&mut self, process_id: &str) -> Vec<EventPayload> {
+        let mut events = Vec::new();
+        for _ in 0..MAX_TICKS {
+            self.sidecar.tick(self.now);
+            for frame in self.drain() {
+                let ProtocolFrame::EventFrame(event) = frame else { panic!("unexpected {frame:?}") };
+                let done = matches!(&event.payload, EventPayload::ProcessExitedEvent(exited) if exited.process_id == process_id);
+                events.push(event.payload);
+                if done {
+                    return events;
+                }
+            }
+        }
+        panic!("{process_id} did not exit within {MAX_TICKS} ticks; events: {events:?}");
+    }
+}
+
+fn response(frame: &ProtocolFrame) -> &ResponsePayload {
+    match frame {
+        ProtocolFrame::ResponseFrame(response) => &response.payload,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+/// (stdout, stderr, exit code) from a process's events.
+fn outcome(events: &[EventPayload]) -> (Vec<u8>, String, i32) {
+    let (mut stdout, mut stderr, mut code) = (Vec::new(), Vec::new(), None);
+    for event in events {
+        match event {
+            EventPayload::ProcessOutputEvent(output) if output.channel == StreamChannel::Stdout => {
+                stdout.extend_from_slice(&output.chunk)
+            }
+            EventPayload::ProcessOutputEvent(output) => stderr.extend_from_slice(&output.chunk),
+            EventPayload::ProcessExitedEvent(exited) => code = Some(exited.exit_code),
+            _ => {}
+        }
+    }
+    (stdout, String::from_utf8_lossy(&stderr).into_owned(), code.unwrap())
+}
+
+fn started(payload: &ResponsePayload) -> u32 {
+    match payload {
+        ResponsePayload::ProcessStartedResponse(started) => started.pid.unwrap(),
+        other => panic!("not started: {other:?}"),
+    }
+}
+
+fn rejected(payload: &ResponsePayload) -> (String, String) {
+    match payload {
+        ResponsePayload::RejectedResponse(rejected) => (rejected.code.clone(), rejected.message.clone()),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+fn write_stdin(host: &mut Host, vm: &str, process_id: &str, chunk: &[u8]) -> ResponsePayload {
+    host.simple(
+        vm,
+        RequestPayload::WriteStdinRequest(WriteStdinRequest { process_id: process_id.into(), chunk: chunk.to_vec() }),
+    )
+}
+
+fn close_stdin(host: &mut Host, vm: &str, process_id: &str) -> ResponsePayload {
+    host.simple(vm, RequestPayload::CloseStdinRequest(CloseStdinRequest { process_id: process_id.into() }))
+}
+
+fn kill(host: &mut Host, vm: &str, process_id: &str, signal: &str) -> ResponsePayload {
+    kill_frames(host, vm, process_id, signal).remove(0)
+}
+
+/// The frames a `KillProcess` produced, the response first, as payloads.
+fn kill_frames(host: &mut Host, vm: &str, process_id: &str, signal: &str) -> Vec<ResponsePayload> {
+    let request = KillProcessRequest { process_id: process_id.into(), signal: signal.into() };
+    let frames = host.request(host.scope(vm), RequestPayload::KillProcessRequest(request));
+    frames
+        .into_iter()
+        .map(|frame| match frame {
+            ProtocolFrame::ResponseFrame(response) => response.payload,
+            ProtocolFrame::EventFrame(EventFrame { payload: EventPayload::ProcessExitedEvent(exited), .. }) => {
+                // Exits are returned as a fake rejection to keep one list: code "exit".
+                ResponsePayload::RejectedResponse(RejectedResponse {
+                    code: "exit".into(),
+                    message: format!("{} {}", exited.process_id, exited.exit_code),
+                })
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+/// The `cat` conversation: chunked stdin, closed, output and exit.
+fn cat_conversation(host: &mut Host) -> Vec<EventPayload> {
+    let vm = host.vm(OPEN_VM);
+    assert_eq!(started(&host.execute(&vm, "p1", "cat", &[])), 1);
+    let mut events = Vec::new();
+    for chunk in [&b"hello "[..], b"wor", b"ld\nsecond line\n", b"no newline at the end"] {
+        let accepted = write_stdin(host, &vm, "p1", chunk);
+        assert_eq!(
+            accepted,
+            ResponsePayload::StdinWrittenResponse(StdinWrittenResponse {
+                process_id: "p1".into(),
+                accepted_bytes: chunk.len() as u64
+            })
+        );
+        // Let the guest read what is there before the next chunk.
+        for _ in 0..4 {
+            host.sidecar.tick(host.now);
+            events.extend(host.drain().into_iter().map(|frame| match frame {
+                ProtocolFrame::EventFrame(event) => event.payload,
+                other => panic!("unexpected {other:?}"),
+            }));
+        }
+    }
+    assert!(matches!(close_stdin(host, &vm, "p1"), ResponsePayload::StdinClosedResponse(_)));
+    events.extend(host.run("p1"));
+    events
+}
+
+#[test]
+fn cat_echoes_chunked_stdin_then_exits_zero() {
+    let mut host = Host::new();
+    let events = cat_conversation(&mut host);
+    let (stdout, stderr, code) = outcome(&events);
+    assert_eq!(stdout, b"hello world\nsecond line\nno newline at the end");
+    assert_eq!(stderr, "");
+    assert_eq!(code, 0);
+    assert!(matches!(events.last(), Some(EventPayload::ProcessExitedEvent(_))));
+    // Output is line-buffered: complete lines first, the unterminated tail at exit.
+    let chunks: Vec<&[u8]> = events
+        .iter()
+        .filter_map(|event| match event {
+            EventPayload::ProcessOutputEvent(output) => Some(&output.chunk[..]),
+            _ => None,
+        })
+        .collect();
+    // "hello " and "wor" wait for their newline; "ld\nsecond line\n" completes two lines at once.
+    assert_eq!(chunks, [&b"hello world\nsecond line\n"[..], b"no newline at the end"]);
+}
+
+#[test]
+fn the_same_exec_twice_gives_identical_events() {
+    let first = cat_conversation(&mut Host::new());
+    let second = cat_conversation(&mut Host::new());
+    assert_eq!(first, second);
+    let spin = |host: &mut Host| {
+        let vm = host.vm(
+            r#"{"permissions":{"fs":"allow","childProcess":"allow"},"limits":{"resources":{"maxWasmFuel":3000000}}}"#,
+        );
+        started(&host.execute(&vm, "s", "stderr_mix", &[]));
+        let mut events = host.run("s");
+        started(&host.execute(&vm, "t", "spin", &[]));
+        events.extend(host.run("t"));
+        events
+    };
+    assert_eq!(spin(&mut Host::new()), spin(&mut Host::new()));
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_by_the_fuel_limit() {
+    let mut host = Host::new();
+    let vm = host
+        .vm(r#"{"permissions":{"fs":"allow","childProcess":"allow"},"limits":{"resources":{"maxWasmFuel":5000000}}}"#);
+    started(&host.execute(&vm, "spin", "spin", &[]));
+    let (stdout, stderr, code) = outcome(&host.run("spin"));
+    assert_eq!(stdout, b"");
+    assert_eq!(code, 124);
+    assert!(stderr.contains("fuel budget exhausted (max_wasm_fuel = 5000000)"), "{stderr}");
+}
+
+#[test]
+fn a_memory_hog_is_stopped_by_the_memory_limit() {
+    let mut host = Host::new();
+    let vm = host.vm(
+        r#"{"permissions":{"fs":"allow","childProcess":"allow"},"limits":{"resources":{"maxWasmMemoryBytes":4194304}}}"#,
+    );
+    // malloc fails inside the limit: the C program sees it and exits on its own terms.
+    started(&host.execute(&vm, "oom", "oom", &[]));
+    let (stdout, _, code) = outcome(&host.run("oom"));
+    let blocks: u32 = String::from_utf8(stdout)
+        .unwrap()
+        .trim()
+        .trim_start_matches("allocated ")
+        .trim_end_matches(" blocks")
+        .parse()
+        .unwrap();
+    assert_eq!(code, 4);
+    assert!(blocks > 0 && blocks < 64, "{blocks} blocks of 64 KiB in 4 MiB");
+    // A guest that traps when growth is refused is reported with the limit.
+    host.write_file(&vm, "/bin/memhog", &crate::support::wat_fixture("memhog"));
+    started(&host.execute(&vm, "hog", "memhog", &[]));
+    let (_, stderr, code) = outcome(&host.run("hog"));
+    assert_eq!(code, 134);
+    assert!(stderr.contains("memory limit exceeded") && stderr.contains("limit 4194304 bytes"), "{stderr}");
+}
+
+#[test]
+fn kill_ends_a_running_guest_while_other_vms_keep_working() {
+    let mut host = Host::new();
+    let busy = host.vm(OPEN_VM);
+    let other = host.vm(OPEN_VM);
+    started(&host.execute(&busy, "a", "spin", &[]));
+    started(&host.execute(&busy, "b", "spin", &[]));
+    started(&host.execute(&other, "cat", "cat", &[]));
+    for _ in 0..5 {
+        host.sidecar.tick(host.now);
+    }
+    host.drain();
+    // The other VM is served while the spinners run.
+    write_stdin(&mut host, &other, "cat", b"ping\n");
+    close_stdin(&mut host, &other, "cat");
+    let (stdout, _, code) = outcome(&host.run("cat"));
+    assert_eq!((stdout.as_slice(), code), (&b"ping\n"[..], 0));
+
+    // The response first, then the exit the signal caused.
+    for (process_id, signal, exit) in [("a", "SIGKILL", "a 137"), ("b", "term", "b 143")] {
+        let frames = kill_frames(&mut host, &busy, process_id, signal);
+        assert!(
+            matches!(&frames[0], ResponsePayload::ProcessKilledResponse(killed) if killed.process_id == process_id)
+        );
+        assert_eq!(rejected(&frames[1]), ("exit".to_owned(), exit.to_owned()));
+        assert_eq!(frames.len(), 2);
+    }
+    // Gone: further signals are refused, and the scheduler has nothing left to run.
+    let (code, message) = rejected(&kill(&mut host, &busy, "a", "SIGKILL"));
+    assert_eq!(code, "invalid_state");
+    assert_eq!(message, format!("VM {busy} has no active process a"));
+    let (code, message) = rejected(&kill(&mut host, &busy, "a", "SIGNOPE"));
+    assert_eq!((code.as_str(), message.as_str()), ("invalid_state", "unsupported kill_process signal SIGNOPE"));
+}
+
+#[test]
+fn stop_and_continue_pause_a_guest() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    started(&host.execute(&vm, "cat", "cat", &[]));
+    kill(&mut host, &vm, "cat", "SIGSTOP");
+    let snapshot = host.simple(&vm, RequestPayload::GetProcessSnapshotRequest);
+    let ResponsePayload::ProcessSnapshotResponse(snapshot) = snapshot else { panic!("{snapshot:?}") };
+    assert_eq!(snapshot.processes.len(), 1);
+    let entry = &snapshot.processes[0];
+    assert_eq!((entry.pid, entry.ppid, entry.pgid, entry.sid), (1, 0, 1, 1));
+    assert_eq!(entry.status, ProcessSnapshotStatus::Stopped);
+    assert_eq!(entry.driver, "secure-exec-sidecar-execution");
+    write_stdin(&mut host, &vm, "cat", b"x\n");
+    close_stdin(&mut host, &vm, "cat");
+    for _ in 0..20 {
+        host.sidecar.tick(host.now);
+    }
+    assert_eq!(host.drain(), [], "a stopped guest does not run");
+    kill(&mut host, &vm, "cat", "SIGCONT");
+    let (stdout, _, code) = outcome(&host.run("cat"));
+    assert_eq!((stdout.as_slice(), code), (&b"x\n"[..], 0));
+    let snapshot = host.simple(&vm, RequestPayload::GetProcessSnapshotRequest);
+    let ResponsePayload::ProcessSnapshotResponse(snapshot) = snapshot else { panic!("{snapshot:?}") };
+    assert_eq!(snapshot.processes[0].status, ProcessSnapshotStatus::Exited);
+    assert_eq!(snapshot.processes[0].exit_code, Some(0));
+    // Retained for two seconds, then forgotten.
+    host.now.monotonic_ms += 2_000;
+    host.sidecar.tick(host.now);
+    let snapshot = host.simple(&vm, RequestPayload::GetProcessSnapshotRequest);
+    assert_eq!(snapshot, ResponsePayload::ProcessSnapshotResponse(ProcessSnapshotResponse { processes: vec![] }));
+    let zombies = host.simple(&vm, RequestPayload::GetZombieTimerCountRequest);
+    assert_eq!(zombies, ResponsePayload::ZombieTimerCountResponse(ZombieTimerCountResponse { count: 0 }));
+}
+
+#[test]
+fn files_written_by_a_full_tier_command_are_visible_to_the_host() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    started(&host.execute(&vm, "w", "write_file", &["/tmp/out.txt", "from the guest"]));
+    let (_, stderr, code) = outcome(&host.run("w"));
+    assert_eq!((stderr.as_str(), code), ("", 0));
+    assert_eq!(host.read_file(&vm, "/tmp/out.txt").unwrap(), b"from the guest\n");
+    started(&host.execute(&vm, "r", "read_file", &["/tmp/out.txt"]));
+    let (stdout, _, code) = outcome(&host.run("r"));
+    assert_eq!((stdout.as_slice(), code), (&b"from the guest\n"[..], 0));
+    host.fs(&vm, GuestFilesystemOperation::Mkdir, "/tmp/dir", None);
+    host.write_file(&vm, "/tmp/dir/b", b"");
+    host.write_file(&vm, "/tmp/dir/a", b"");
+    started(&host.execute(&vm, "ls", "ls", &["/tmp/dir"]));
+    let (stdout, _, code) = outcome(&host.run("ls"));
+    assert_eq!((stdout.as_slice(), code), (&b"a\nb\n"[..], 0));
+}
+
+#[test]
+fn a_read_only_command_cannot_write() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    host.write_file(&vm, "/tmp/existing.txt", b"old\n");
+    started(&host.execute_with(&vm, "w", "write_file", &["/tmp/new.txt", "x"], Some(WasmPermissionTier::ReadOnly)));
+    let (_, stderr, code) = outcome(&host.run("w"));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    assert_eq!(host.read_file(&vm, "/tmp/new.txt"), None);
+    started(&host.execute_with(
+        &vm,
+        "o",
+        "write_file",
+        &["/tmp/existing.txt", "x"],
+        Some(WasmPermissionTier::ReadOnly),
+    ));
+    let (_, _, code) = outcome(&host.run("o"));
+    assert_eq!(code, 1);
+    assert_eq!(host.read_file(&vm, "/tmp/existing.txt").unwrap(), b"old\n");
+    // Reading is still allowed.
+    started(&host.execute_with(&vm, "r", "read_file", &["/tmp/existing.txt"], Some(WasmPermissionTier::ReadOnly)));
+    let (stdout, _, code) = outcome(&host.run("r"));
+    assert_eq!((stdout.as_slice(), code), (&b"old\n"[..], 0));
+}
+
+#[test]
+fn command_permissions_set_the_tier_and_isolated_sees_no_filesystem() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    host.write_file(&vm, "/tmp/secret.txt", b"secret\n");
+    let configured = host.simple(
+        &vm,
+        RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
+            mounts: vec![],
+            software: vec![],
+            permissions: None,
+            module_access_cwd: None,
+            instructions: vec![],
+            projected_modules: vec![],
+            command_permissions: [("read_file".to_owned(), WasmPermissionTier::Isolated)].into(),
+            loopback_exempt_ports: vec![],
+        }),
+    );
+    assert!(matches!(configured, ResponsePayload::VmConfiguredResponse(_)), "{configured:?}");
+    started(&host.execute(&vm, "r", "read_file", &["/tmp/secret.txt"]));
+    let (stdout, stderr, code) = outcome(&host.run("r"));
+    assert_eq!((stdout.as_slice(), code), (&b""[..], 1));
+    assert!(stderr.starts_with("read_file: /tmp/secret.txt: "), "{stderr}");
+    started(&host.execute(&vm, "ls", "ls", &["/"]));
+    let (_, _, code) = outcome(&host.run("ls"));
+    assert_eq!(code, 0, "ls is FULL: only read_file was isolated");
+}
+
+#[test]
+fn a_sleeping_guest_wakes_on_the_virtual_clock() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    started(&host.execute(&vm, "z", "sleep_ms", &["250"]));
+    for _ in 0..10 {
+        host.sidecar.tick(host.now);
+    }
+    assert_eq!(host.drain(), [], "nothing happens before the clock moves");
+    assert_eq!(host.sidecar.next_deadline(), Some(host.now.monotonic_ms + 250));
+    host.now.monotonic_ms += 250;
+    host.now.wall_ms += 250;
+    let (stdout, _, code) = outcome(&host.run("z"));
+    assert_eq!((stdout.as_slice(), code), (&b"slept 250\n"[..], 0));
+}
+
+#[test]
+fn execute_rejections_follow_the_original() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    let (code, message) = rejected(&host.execute(&vm, "x", "nope", &[]));
+    assert_eq!((code.as_str(), message.as_str()), ("invalid_state", "command not found on native sidecar path: nope"));
+    started(&host.execute(&vm, "dup", "cat", &[]));
+    let (code, message) = rejected(&host.execute(&vm, "dup", "cat", &[]));
+    assert_eq!(code, "invalid_state");
+    assert_eq!(message, format!("VM {vm} already has an active process with id dup"));
+    close_stdin(&mut host, &vm, "dup");
+    assert!(matches!(close_stdin(&mut host, &vm, "dup"), ResponsePayload::StdinClosedResponse(_)), "idempotent");
+    let (code, message) = rejected(&write_stdin(&mut host, &vm, "dup", b"late"));
+    assert_eq!((code.as_str(), message.as_str()), ("execution_error", "guest WebAssembly stdin is already closed"));
+    host.run("dup");
+    // The id is free again once the process exited.
+    started(&host.execute(&vm, "dup", "cat", &[]));
+    let limited =
+        host.vm(r#"{"permissions":{"fs":"allow","childProcess":"allow"},"limits":{"resources":{"maxProcesses":1}}}"#);
+    started(&host.execute(&limited, "one", "cat", &[]));
+    let (code, message) = rejected(&host.execute(&limited, "two", "cat", &[]));
+    assert_eq!((code.as_str(), message.as_str()), ("kernel_error", "EAGAIN: maximum process limit reached"));
+    let denied = host.vm(r#"{"permissions":{"fs":"allow","childProcess":"deny"}}"#);
+    let (code, message) = rejected(&host.execute(&denied, "c", "cat", &[]));
+    assert_eq!(code, "kernel_error");
+    assert!(message.starts_with("EACCES: permission denied, spawn 'cat'"), "{message}");
+}
+
+#[test]
+fn disposing_a_vm_kills_its_processes_between_disposing_and_disposed() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    started(&host.execute(&vm, "s", "spin", &[]));
+    host.sidecar.tick(host.now);
+    host.drain();
+    let frames = host.request(
+        host.scope(&vm),
+        RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested }),
+    );
+    let kinds: Vec<String> = frames
+        .iter()
+        .map(|frame| match frame {
+            ProtocolFrame::ResponseFrame(_) => "response".to_owned(),
+            ProtocolFrame::EventFrame(EventFrame { payload: EventPayload::VmLifecycleEvent(event), .. }) => {
+                format!("{:?}", event.state)
+            }
+            ProtocolFrame::EventFrame(EventFrame { payload: EventPayload::ProcessExitedEvent(exited), .. }) => {
+                format!("exit {}", exited.exit_code)
+            }
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["response", "Disposing", "exit 137", "Disposed"]);
+}
