@@ -19,11 +19,15 @@
 //!   responses and lifecycle events;
 //! - after `tick(now)` no deadline is due; after `shutdown` no VM and no pending sidecar
 //!   request remain;
+//! - processes (run by the kernel's scripted engine, `kernel::process::script`: `cat`, `spin`,
+//!   `exit`, `flood`, `files`) only produce events after being started, exit exactly once, and
+//!   have all exited when their VM is disposed;
 //! - the whole run is deterministic: replaying the scenario gives byte-identical outputs.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use kernel::permissions::Capability;
+use kernel::process::script::ScriptEngine;
 use kernel::sidecar::{PermissionCheck, PromptTicket, KNOWN_MOUNT_PLUGINS, PERMISSION_PROMPT_NAMESPACE};
 use kernel::{Now, Sidecar, SidecarConfig, StreamId};
 use libfuzzer_sys::fuzz_target;
@@ -32,6 +36,7 @@ use schema::validate::{request_requirement, OwnershipRequirement};
 use schema::wire::*;
 use schema::{decode_frame, validate_frame, FrameDecoder};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 const MAX_ACTIONS: usize = 48;
 const MAX_STREAMS: usize = 4;
@@ -44,6 +49,7 @@ const AUTH_TOKEN: &str = "tok";
 /// `arbitrary` string.
 const CONFIGS: &[&str] = &[
     "{}",
+    r##"{"permissions":{"fs":"allow","childProcess":"allow","process":"allow"},"rootFilesystem":{"bootstrapEntries":[{"path":"/bin/cat","kind":"file","content":"\u0000asmcat"},{"path":"/bin/spin","kind":"file","content":"\u0000asmspin"},{"path":"/bin/exit","kind":"file","content":"\u0000asmexit"},{"path":"/bin/flood","kind":"file","content":"\u0000asmflood"},{"path":"/bin/files","kind":"file","content":"\u0000asmfiles"},{"path":"/bin/script","kind":"file","content":"#!/bin/sh"}]},"limits":{"resources":{"maxProcesses":3,"maxProcessArgvBytes":64}}}"##,
     r#"{"permissions":{"fs":"ask","network":"ask","childProcess":"allow","process":"deny","env":"ask","tool":"ask"},"permissionPrompts":{"enabled":true,"timeoutMs":25}}"#,
     r#"{"permissions":{"fs":{"default":"deny","rules":[{"mode":"allow","operations":["read","stat"],"paths":["/**"]},{"mode":"ask","operations":["*"],"paths":["/tmp/*","/home/**/x"]}]},"tool":{"default":"ask","rules":[{"mode":"allow","operations":["invoke"],"patterns":["kit:*"]}]}},"permissionPrompts":{"enabled":true}}"#,
     r#"{"cwd":"/tmp/project","env":{"HOME":"/home/user","DEBUG":"1"},"rootFilesystem":{"mode":"ephemeral","lowers":[{"kind":"snapshot","entries":[{"path":"/etc/motd","kind":"file","content":"hi","encoding":"utf8","mode":420}]},{"kind":"bundledBaseFilesystem"}],"bootstrapEntries":[{"path":"/workspace","kind":"directory","mode":493},{"path":"/workspace/link","kind":"symlink","target":"/workspace/run.sh"}]},"permissions":{"network":{"default":"deny","rules":[{"mode":"allow","operations":["dns","http"],"patterns":["dns://*.example.com","tcp://*.example.com:443"]}]},"childProcess":"allow"},"limits":{"resources":{"maxProcesses":32},"http":{"maxFetchResponseBytes":65536},"tools":{"defaultToolTimeoutMs":10000,"maxToolTimeoutMs":60000}},"dns":{"nameServers":["1.1.1.1","8.8.8.8:53"],"overrides":{"api.example.com":["10.0.0.5"]}},"listen":{"portMin":3000,"portMax":3999},"loopbackExemptPorts":[5432],"jsRuntime":{"platform":"node","moduleResolution":"node","allowedBuiltins":["fs","node:path"]}}"#,
@@ -226,6 +232,14 @@ enum RequestKind {
         mode: RootFilesystemMode,
         entries: u8,
     },
+    /// A process request with ids, commands, chunks and signals steered.
+    Process {
+        operation: u8,
+        process: u8,
+        command: u8,
+        signal: u8,
+        chunk: Vec<u8>,
+    },
     /// Any payload, with the steered header.
     Raw {
         payload: RequestPayload,
@@ -311,6 +325,8 @@ struct Driver {
     tickets: Vec<PromptTicket>,
     invocations: Vec<String>,
     transcript: Vec<(u64, Vec<u8>)>,
+    /// Processes started and not exited yet, as (VM id, process id).
+    processes: BTreeSet<(String, String)>,
 }
 
 fn run(scenario: &Scenario) -> Vec<(u64, Vec<u8>)> {
@@ -321,7 +337,7 @@ fn run(scenario: &Scenario) -> Vec<(u64, Vec<u8>)> {
     if !scenario.large_frames {
         config.max_frame_bytes = 0; // clamped up to the minimum
     }
-    let sidecar = Sidecar::new(config);
+    let sidecar = Sidecar::new(config).with_guest_engine(Arc::new(ScriptEngine::new()));
     let max_frame = sidecar.config().max_frame_bytes;
     let mut driver = Driver {
         sidecar,
@@ -342,6 +358,7 @@ fn run(scenario: &Scenario) -> Vec<(u64, Vec<u8>)> {
         tickets: Vec::new(),
         invocations: Vec::new(),
         transcript: Vec::new(),
+        processes: BTreeSet::new(),
     };
     driver.open_stream();
     for action in scenario.actions.iter().take(MAX_ACTIONS) {
@@ -391,7 +408,9 @@ impl Driver {
                 };
                 self.sidecar.tick(reading);
                 let now = self.sidecar.now().monotonic_ms;
-                if let Some(deadline) = self.sidecar.next_deadline() {
+                // Runnable guests keep a deadline due (a tick runs a bounded number of slices).
+                if let Some(deadline) = self.sidecar.next_deadline().filter(|_| self.sidecar.runnable_processes() == 0)
+                {
                     assert!(deadline > now, "deadline {deadline} still due after tick at {now}");
                 }
             }
@@ -591,6 +610,9 @@ impl Driver {
             }
             RequestKind::Layers { operation, first, second, mode, entries } => {
                 self.layer_request(*operation, *first, *second, *mode, *entries)
+            }
+            RequestKind::Process { operation, process, command, signal, chunk } => {
+                process_request(*operation, *process, *command, *signal, chunk)
             }
             RequestKind::Raw { payload } => payload.clone(),
             RequestKind::RawFrame { .. } => unreachable!("handled above"),
@@ -877,6 +899,11 @@ impl Driver {
                         let previous = self.vms.insert(created.vm_id.clone(), (scope.connection_id, scope.session_id));
                         assert!(previous.is_none(), "VM id {} issued twice", created.vm_id);
                     }
+                    ResponsePayload::ProcessStartedResponse(started) => {
+                        let vm = response.ownership.vm_id().expect("processes start in a VM scope").to_owned();
+                        let fresh = self.processes.insert((vm, started.process_id.clone()));
+                        assert!(fresh, "process {} started while already active", started.process_id);
+                    }
                     ResponsePayload::LayerCreatedResponse(LayerCreatedResponse { layer_id })
                     | ResponsePayload::LayerSealedResponse(LayerSealedResponse { layer_id })
                     | ResponsePayload::SnapshotImportedResponse(SnapshotImportedResponse { layer_id })
@@ -890,11 +917,24 @@ impl Driver {
                 }
             }
             ProtocolFrame::EventFrame(event) => {
-                if let EventPayload::VmLifecycleEvent(VmLifecycleEvent { state: VmLifecycleState::Disposed }) =
-                    event.payload
-                {
-                    let vm = event.ownership.vm_id().expect("lifecycle events have a VM scope");
-                    assert!(self.vms.remove(vm).is_some(), "DISPOSED for a VM not alive: {vm}");
+                // Protocol-error events have a connection scope; the others a VM scope.
+                let vm = event.ownership.vm_id().unwrap_or_default().to_owned();
+                match &event.payload {
+                    EventPayload::VmLifecycleEvent(VmLifecycleEvent { state: VmLifecycleState::Disposed }) => {
+                        assert!(self.vms.remove(&vm).is_some(), "DISPOSED for a VM not alive: {vm}");
+                        let left: Vec<_> = self.processes.iter().filter(|(owner, _)| *owner == vm).collect();
+                        assert!(left.is_empty(), "{vm} disposed with processes that never exited: {left:?}");
+                    }
+                    EventPayload::ProcessOutputEvent(output) => {
+                        let key = (vm, output.process_id.clone());
+                        assert!(self.processes.contains(&key), "output of a process not running: {key:?}");
+                        assert!(!output.chunk.is_empty(), "empty output chunk");
+                    }
+                    EventPayload::ProcessExitedEvent(exited) => {
+                        let key = (vm, exited.process_id.clone());
+                        assert!(self.processes.remove(&key), "exit of a process not running: {key:?}");
+                    }
+                    _ => {}
                 }
             }
             ProtocolFrame::SidecarRequestFrame(request) => {
@@ -923,6 +963,40 @@ impl Driver {
         assert_eq!(actual, self.vms, "the sidecar's VMs differ from the ones its outputs announced");
         assert_eq!(self.sidecar.connection_count(), self.connections.len(), "connection count");
         assert_eq!(self.sidecar.session_count(), self.sessions.len(), "session count");
+    }
+}
+
+const PROCESS_IDS: &[&str] = &["p1", "p2", "p3", "", "p1/child-1"];
+const COMMANDS: &[&str] = &["cat", "spin", "exit", "flood", "files", "/bin/cat", "script", "nope", "../bin/cat", ""];
+const SIGNALS: &[&str] = &["SIGKILL", "TERM", "STOP", "SIGCONT", "0", "9", "SIGCHLD", "", "SIGNOPE", "32"];
+
+/// A process request: Execute (of a scripted command), stdin, signals and the queries.
+fn process_request(operation: u8, process: u8, command: u8, signal: u8, chunk: &[u8]) -> RequestPayload {
+    let process_id = PROCESS_IDS[usize::from(process) % PROCESS_IDS.len()].to_owned();
+    match operation % 8 {
+        0 | 1 => {
+            let command = COMMANDS[usize::from(command) % COMMANDS.len()];
+            let args = match command {
+                "exit" => vec![format!("{}", signal % 4)],
+                "flood" => vec![format!("{}", u32::from(signal) * 4099)],
+                "files" => vec![["/tmp/f", "/etc/f", "/dev/null", "/mnt/0/f"][usize::from(signal) % 4].to_owned()],
+                _ => vec![],
+            };
+            let mut request = ExecuteRequest::command(process_id, command, args);
+            if operation & 0x10 != 0 {
+                request.wasm_permission_tier = Some(WasmPermissionTier::ReadOnly);
+            }
+            RequestPayload::ExecuteRequest(request)
+        }
+        2 => RequestPayload::WriteStdinRequest(WriteStdinRequest { process_id, chunk: chunk.to_vec() }),
+        3 => RequestPayload::CloseStdinRequest(CloseStdinRequest { process_id }),
+        4 => RequestPayload::KillProcessRequest(KillProcessRequest {
+            process_id,
+            signal: SIGNALS[usize::from(signal) % SIGNALS.len()].to_owned(),
+        }),
+        5 => RequestPayload::GetProcessSnapshotRequest,
+        6 => RequestPayload::GetSignalStateRequest(GetSignalStateRequest { process_id }),
+        _ => RequestPayload::GetZombieTimerCountRequest,
     }
 }
 

@@ -155,6 +155,16 @@ impl KernelHost {
     fn sys(&mut self) -> Result<&mut Syscalls, Errno> {
         self.syscalls.as_mut().ok_or(Errno::Io)
     }
+
+    /// A read or write that stopped at a permission prompt waits for the answer.
+    fn prompted<T>(&mut self, result: SysResult<T>) -> SysResult<T> {
+        let blocked = self.syscalls.as_mut().is_some_and(Syscalls::take_blocked);
+        if blocked {
+            Err(SysError::WouldBlock(WaitReason::Permission))
+        } else {
+            result
+        }
+    }
 }
 
 /// A kernel errno as WASI numbers it (by name; `EIO` if WASI has no such errno).
@@ -228,12 +238,14 @@ impl WasiHost for KernelHost {
     }
 
     fn fd_write(&mut self, fd: Fd, data: &[u8]) -> SysResult<usize> {
-        self.sys()?.write(fd, data).map_err(|error| sys_error(error, WaitReason::Write { fd }))
+        let result = self.sys()?.write(fd, data).map_err(|error| sys_error(error, WaitReason::Write { fd }));
+        self.prompted(result)
     }
 
     fn fd_read(&mut self, fd: Fd, buf: &mut [u8]) -> SysResult<usize> {
         let reason = if fd == 0 { WaitReason::ReadStdin } else { WaitReason::Read { fd } };
-        self.sys()?.read(fd, buf).map_err(|error| sys_error(error, reason))
+        let result = self.sys()?.read(fd, buf).map_err(|error| sys_error(error, reason));
+        self.prompted(result)
     }
 
     fn fd_close(&mut self, fd: Fd) -> Result<(), Errno> {
@@ -337,11 +349,18 @@ impl WasiHost for KernelHost {
     }
 
     fn fd_pread(&mut self, fd: Fd, buf: &mut [u8], offset: u64) -> SysResult<usize> {
-        self.sys()?.pread(fd, buf, offset).map_err(|error| sys_error(error, WaitReason::Read { fd }))
+        let result = self.sys()?.pread(fd, buf, offset).map_err(|error| sys_error(error, WaitReason::Read { fd }));
+        self.prompted(result)
     }
 
     fn fd_pwrite(&mut self, fd: Fd, data: &[u8], offset: u64) -> SysResult<usize> {
-        self.sys()?.pwrite(fd, data, offset).map_err(|error| sys_error(error, WaitReason::Write { fd }))
+        let result = self.sys()?.pwrite(fd, data, offset).map_err(|error| sys_error(error, WaitReason::Write { fd }));
+        self.prompted(result)
+    }
+
+    fn take_wait(&mut self) -> Option<WaitReason> {
+        let sys = self.syscalls.as_mut()?;
+        sys.take_blocked().then_some(WaitReason::Permission)
     }
 
     fn fd_fdstat_set_flags(&mut self, fd: Fd, flags: u16) -> Result<(), Errno> {

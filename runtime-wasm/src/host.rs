@@ -28,6 +28,8 @@ pub enum WaitReason {
     },
     /// The guest waits in `poll_oneoff` for descriptors (and maybe a clock) and none is ready.
     Poll,
+    /// The guest's call waits for the host's answer to a permission prompt.
+    Permission,
     /// The guest waits in `poll_oneoff` for a clock only: nothing happens before the monotonic
     /// clock reaches `until_ns` (the host may also use it for a timeout on other clocks).
     Sleep {
@@ -303,6 +305,14 @@ pub trait WasiHost: Send + 'static {
     fn proc_raise(&mut self, sig: u8) -> Result<(), Errno> {
         let _ = sig;
         Err(Errno::NoSys)
+    }
+
+    /// Asked after every filesystem call that cannot block through its return value (path
+    /// calls, `fd_readdir`, `fd_filestat_get`): `Some` means the call must wait — its result is
+    /// discarded, the guest suspends with this reason, and the call is retried when the task is
+    /// polled again. The default never waits.
+    fn take_wait(&mut self) -> Option<WaitReason> {
+        None
     }
 }
 

@@ -32,6 +32,8 @@ pub const MODULE: &str = "wasi_snapshot_preview1";
 pub(crate) struct GuestExit(pub(crate) u32);
 
 type Ctx<'a, H> = Caller<'a, GuestCtx<H>>;
+/// A host method taking a directory descriptor and a path.
+type PathOp<H> = fn(&mut H, Fd, &[u8]) -> Result<(), Errno>;
 type BoxFuture<'a, T> = Box<dyn Future<Output = T> + Send + 'a>;
 
 /// Defines every `wasi_snapshot_preview1` function in `linker`.
@@ -143,7 +145,9 @@ fn add_fd_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Resu
     linker.func_wrap(MODULE, "fd_renumber", |c: Ctx<'_, H>, fd: i32, to: i32| {
         errno(c.data().with_host(|h| h.fd_renumber(u(fd), u(to))))
     })?;
-    linker.func_wrap(MODULE, "fd_filestat_get", fd_filestat_get::<H>)?;
+    linker.func_wrap_async(MODULE, "fd_filestat_get", |mut c: Ctx<'_, H>, (fd, buf): (i32, i32)| {
+        Box::new(async move { retrying(&mut c, |c| fd_filestat_get(c, fd, buf)).await }) as BoxFuture<'_, i32>
+    })?;
     linker.func_wrap(MODULE, "fd_filestat_set_size", |c: Ctx<'_, H>, fd: i32, size: i64| {
         errno(c.data().with_host(|h| h.fd_filestat_set_size(u(fd), size.cast_unsigned())))
     })?;
@@ -157,31 +161,130 @@ fn add_fd_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Resu
             }))
         },
     )?;
-    linker.func_wrap(MODULE, "fd_readdir", fd_readdir::<H>)?;
+    linker.func_wrap_async(
+        MODULE,
+        "fd_readdir",
+        |mut c: Ctx<'_, H>, (fd, buf, buf_len, cookie, bufused): (i32, i32, i32, i64, i32)| {
+            Box::new(async move { retrying(&mut c, |c| fd_readdir(c, fd, buf, buf_len, cookie, bufused)).await })
+                as BoxFuture<'_, i32>
+        },
+    )?;
     linker.func_wrap(MODULE, "fd_seek", fd_seek::<H>)?;
     linker.func_wrap(MODULE, "fd_tell", fd_tell::<H>)?;
     Ok(())
 }
 
-/// The path calls, all served by [`WasiHost`] methods.
+/// The path calls, all served by [`WasiHost`] methods. Each may have to wait for the host (a
+/// permission prompt): see [`retrying`].
 fn add_path_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
-    linker.func_wrap(MODULE, "path_create_directory", |c: Ctx<'_, H>, fd: i32, path: i32, len: i32| {
-        path_op(c, fd, path, len, H::path_create_directory)
-    })?;
-    linker.func_wrap(MODULE, "path_remove_directory", |c: Ctx<'_, H>, fd: i32, path: i32, len: i32| {
-        path_op(c, fd, path, len, H::path_remove_directory)
-    })?;
-    linker.func_wrap(MODULE, "path_unlink_file", |c: Ctx<'_, H>, fd: i32, path: i32, len: i32| {
-        path_op(c, fd, path, len, H::path_unlink_file)
-    })?;
-    linker.func_wrap(MODULE, "path_filestat_get", path_filestat_get::<H>)?;
-    linker.func_wrap(MODULE, "path_filestat_set_times", path_filestat_set_times::<H>)?;
-    linker.func_wrap(MODULE, "path_link", path_link::<H>)?;
-    linker.func_wrap(MODULE, "path_open", path_open::<H>)?;
-    linker.func_wrap(MODULE, "path_readlink", path_readlink::<H>)?;
-    linker.func_wrap(MODULE, "path_rename", path_rename::<H>)?;
-    linker.func_wrap(MODULE, "path_symlink", path_symlink::<H>)?;
+    let simple: [(&str, PathOp<H>); 3] = [
+        ("path_create_directory", H::path_create_directory),
+        ("path_remove_directory", H::path_remove_directory),
+        ("path_unlink_file", H::path_unlink_file),
+    ];
+    for (name, op) in simple {
+        linker.func_wrap_async(MODULE, name, move |mut c: Ctx<'_, H>, (fd, path, len): (i32, i32, i32)| {
+            Box::new(async move { retrying(&mut c, |c| path_op(c, fd, path, len, op)).await }) as BoxFuture<'_, i32>
+        })?;
+    }
+    linker.func_wrap_async(
+        MODULE,
+        "path_filestat_get",
+        |mut c: Ctx<'_, H>, (fd, flags, path, len, buf): (i32, i32, i32, i32, i32)| {
+            Box::new(async move { retrying(&mut c, |c| path_filestat_get(c, fd, flags, path, len, buf)).await })
+                as BoxFuture<'_, i32>
+        },
+    )?;
+    linker.func_wrap_async(
+        MODULE,
+        "path_filestat_set_times",
+        |mut c: Ctx<'_, H>, (fd, flags, path, len, atim, mtim, fst): (i32, i32, i32, i32, i64, i64, i32)| {
+            Box::new(async move {
+                retrying(&mut c, |c| path_filestat_set_times(c, fd, flags, path, len, atim, mtim, fst)).await
+            }) as BoxFuture<'_, i32>
+        },
+    )?;
+    linker.func_wrap_async(
+        MODULE,
+        "path_link",
+        |mut c: Ctx<'_, H>,
+         (old_fd, flags, old, old_len, new_fd, new, new_len): (i32, i32, i32, i32, i32, i32, i32)| {
+            Box::new(async move {
+                retrying(&mut c, |c| path_link(c, old_fd, flags, old, old_len, new_fd, new, new_len)).await
+            }) as BoxFuture<'_, i32>
+        },
+    )?;
+    linker.func_wrap_async(
+        MODULE,
+        "path_open",
+        |mut c: Ctx<'_, H>,
+         (dirfd, dirflags, path, len, oflags, base, inheriting, fdflags, opened): (
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+            i64,
+            i64,
+            i32,
+            i32,
+        )| {
+            Box::new(async move {
+                retrying(&mut c, |c| {
+                    path_open(c, dirfd, dirflags, path, len, oflags, base, inheriting, fdflags, opened)
+                })
+                .await
+            }) as BoxFuture<'_, i32>
+        },
+    )?;
+    linker.func_wrap_async(
+        MODULE,
+        "path_readlink",
+        |mut c: Ctx<'_, H>, (fd, path, len, buf, buf_len, bufused): (i32, i32, i32, i32, i32, i32)| {
+            Box::new(async move { retrying(&mut c, |c| path_readlink(c, fd, path, len, buf, buf_len, bufused)).await })
+                as BoxFuture<'_, i32>
+        },
+    )?;
+    linker.func_wrap_async(
+        MODULE,
+        "path_rename",
+        |mut c: Ctx<'_, H>, (fd, old, old_len, new_fd, new, new_len): (i32, i32, i32, i32, i32, i32)| {
+            Box::new(async move { retrying(&mut c, |c| path_rename(c, fd, old, old_len, new_fd, new, new_len)).await })
+                as BoxFuture<'_, i32>
+        },
+    )?;
+    linker.func_wrap_async(
+        MODULE,
+        "path_symlink",
+        |mut c: Ctx<'_, H>, (old, old_len, fd, new, new_len): (i32, i32, i32, i32, i32)| {
+            Box::new(async move { retrying(&mut c, |c| path_symlink(c, old, old_len, fd, new, new_len)).await })
+                as BoxFuture<'_, i32>
+        },
+    )?;
     Ok(())
+}
+
+/// Runs a synchronous call; when the host says the call must wait ([`WasiHost::take_wait`],
+/// e.g. for a permission prompt), the guest suspends with that reason and the call is retried
+/// from scratch when the task is polled again. Calls check guest memory before they reach the
+/// host, so a retried call has had no effect the first time.
+async fn retrying<'a, H: WasiHost>(caller: &mut Ctx<'a, H>, mut call: impl FnMut(&mut Ctx<'a, H>) -> i32) -> i32 {
+    loop {
+        let result = call(caller);
+        let Some(reason) = caller.data().with_host(H::take_wait) else { return result };
+        let shared = Arc::clone(&caller.data().shared);
+        let mut suspended = false;
+        poll_fn(move |_cx| {
+            if suspended {
+                Poll::Ready(())
+            } else {
+                suspended = true;
+                lock(&shared).wait = Some(reason);
+                Poll::Pending
+            }
+        })
+        .await;
+    }
 }
 
 /// The calls no [`WasiHost`] method covers: `EBADF` for descriptors that are not open, `ENOSYS`
@@ -223,16 +326,10 @@ fn fd_op<H: WasiHost>(caller: &Ctx<'_, H>, fd: i32, op: fn(&mut H, Fd) -> Result
 }
 
 /// A call taking a directory descriptor and a path.
-fn path_op<H: WasiHost>(
-    mut caller: Ctx<'_, H>,
-    fd: i32,
-    path: i32,
-    path_len: i32,
-    op: fn(&mut H, Fd, &[u8]) -> Result<(), Errno>,
-) -> i32 {
+fn path_op<H: WasiHost>(caller: &mut Ctx<'_, H>, fd: i32, path: i32, path_len: i32, op: PathOp<H>) -> i32 {
     errno((|| {
-        let memory = GuestMemory::of(&mut caller)?;
-        let path = memory.path(&caller, u(path), u(path_len))?;
+        let memory = GuestMemory::of(caller)?;
+        let path = memory.path(&*caller, u(path), u(path_len))?;
         caller.data().with_host(|host| op(host, u(fd), &path))
     })())
 }
@@ -548,12 +645,12 @@ fn proc_raise<H: WasiHost>(caller: Ctx<'_, H>, sig: i32) -> i32 {
     errno(u8::try_from(u(sig)).map_err(|_| Errno::Inval).and_then(|sig| caller.data().with_host(|h| h.proc_raise(sig))))
 }
 
-fn fd_filestat_get<H: WasiHost>(mut caller: Ctx<'_, H>, fd: i32, buf: i32) -> i32 {
+fn fd_filestat_get<H: WasiHost>(caller: &mut Ctx<'_, H>, fd: i32, buf: i32) -> i32 {
     errno((|| {
-        let memory = GuestMemory::of(&mut caller)?;
-        memory.check(&caller, u(buf), Filestat::SIZE)?;
+        let memory = GuestMemory::of(caller)?;
+        memory.check(&*caller, u(buf), Filestat::SIZE)?;
         let stat = caller.data().with_host(|host| host.fd_filestat_get(u(fd)))?;
-        memory.write(&mut caller, u(buf), &stat.encode())
+        memory.write(&mut *caller, u(buf), &stat.encode())
     })())
 }
 
@@ -579,12 +676,12 @@ fn fd_tell<H: WasiHost>(mut caller: Ctx<'_, H>, fd: i32, offset: i32) -> i32 {
 /// Fills the guest's buffer with entries (header, then name), asking the host for more batches
 /// until the buffer is full or the directory ends; the last entry is cut at the end of the
 /// buffer. `bufused == buf_len` tells the guest there may be more.
-fn fd_readdir<H: WasiHost>(mut caller: Ctx<'_, H>, fd: i32, buf: i32, buf_len: i32, cookie: i64, bufused: i32) -> i32 {
+fn fd_readdir<H: WasiHost>(caller: &mut Ctx<'_, H>, fd: i32, buf: i32, buf_len: i32, cookie: i64, bufused: i32) -> i32 {
     errno((|| {
-        let memory = GuestMemory::of(&mut caller)?;
+        let memory = GuestMemory::of(caller)?;
         let capacity = usize::try_from(u(buf_len)).map_err(|_| Errno::Fault)?;
-        memory.check(&caller, u(buf), capacity)?;
-        memory.check(&caller, u(bufused), 4)?;
+        memory.check(&*caller, u(buf), capacity)?;
+        memory.check(&*caller, u(bufused), 4)?;
         let mut cookie = cookie.cast_unsigned();
         let mut used = 0usize;
         'fill: loop {
@@ -596,7 +693,7 @@ fn fd_readdir<H: WasiHost>(mut caller: Ctx<'_, H>, fd: i32, buf: i32, buf_len: i
                 let bytes = entry.encode()?;
                 let part = bytes.get(..bytes.len().min(capacity.saturating_sub(used))).ok_or(Errno::Fault)?;
                 let at = u(buf).checked_add(len_u32(used)?).ok_or(Errno::Fault)?;
-                memory.write(&mut caller, at, part)?;
+                memory.write(&mut *caller, at, part)?;
                 used = used.saturating_add(part.len());
                 if used >= capacity {
                     break 'fill;
@@ -604,13 +701,13 @@ fn fd_readdir<H: WasiHost>(mut caller: Ctx<'_, H>, fd: i32, buf: i32, buf_len: i
                 cookie = entry.next;
             }
         }
-        memory.write_u32(&mut caller, u(bufused), len_u32(used)?)
+        memory.write_u32(&mut *caller, u(bufused), len_u32(used)?)
     })())
 }
 
 #[allow(clippy::too_many_arguments)]
 fn path_open<H: WasiHost>(
-    mut caller: Ctx<'_, H>,
+    caller: &mut Ctx<'_, H>,
     dirfd: i32,
     dirflags: i32,
     path: i32,
@@ -622,21 +719,21 @@ fn path_open<H: WasiHost>(
     opened: i32,
 ) -> i32 {
     errno((|| {
-        let memory = GuestMemory::of(&mut caller)?;
-        memory.check(&caller, u(opened), 4)?;
-        let path = memory.path(&caller, u(path), u(path_len))?;
+        let memory = GuestMemory::of(caller)?;
+        memory.check(&*caller, u(opened), 4)?;
+        let path = memory.path(&*caller, u(path), u(path_len))?;
         let (dirflags, oflags, fdflags) =
             (lookupflags(dirflags)?, flags16(oflags, OFLAGS_ALL)?, flags16(fdflags, FDFLAGS_ALL)?);
         let (base, inheriting) = (rights_base.cast_unsigned(), rights_inheriting.cast_unsigned());
         let fd = caller
             .data()
             .with_host(|host| host.path_open(u(dirfd), dirflags, &path, oflags, base, inheriting, fdflags))?;
-        memory.write_u32(&mut caller, u(opened), fd)
+        memory.write_u32(&mut *caller, u(opened), fd)
     })())
 }
 
 fn path_filestat_get<H: WasiHost>(
-    mut caller: Ctx<'_, H>,
+    caller: &mut Ctx<'_, H>,
     fd: i32,
     flags: i32,
     path: i32,
@@ -644,18 +741,18 @@ fn path_filestat_get<H: WasiHost>(
     buf: i32,
 ) -> i32 {
     errno((|| {
-        let memory = GuestMemory::of(&mut caller)?;
-        memory.check(&caller, u(buf), Filestat::SIZE)?;
-        let path = memory.path(&caller, u(path), u(path_len))?;
+        let memory = GuestMemory::of(caller)?;
+        memory.check(&*caller, u(buf), Filestat::SIZE)?;
+        let path = memory.path(&*caller, u(path), u(path_len))?;
         let flags = lookupflags(flags)?;
         let stat = caller.data().with_host(|host| host.path_filestat_get(u(fd), flags, &path))?;
-        memory.write(&mut caller, u(buf), &stat.encode())
+        memory.write(&mut *caller, u(buf), &stat.encode())
     })())
 }
 
 #[allow(clippy::too_many_arguments)]
 fn path_filestat_set_times<H: WasiHost>(
-    mut caller: Ctx<'_, H>,
+    caller: &mut Ctx<'_, H>,
     fd: i32,
     flags: i32,
     path: i32,
@@ -665,8 +762,8 @@ fn path_filestat_set_times<H: WasiHost>(
     fstflags: i32,
 ) -> i32 {
     errno((|| {
-        let memory = GuestMemory::of(&mut caller)?;
-        let path = memory.path(&caller, u(path), u(path_len))?;
+        let memory = GuestMemory::of(caller)?;
+        let path = memory.path(&*caller, u(path), u(path_len))?;
         let (flags, fstflags) = (lookupflags(flags)?, flags16(fstflags, FSTFLAGS_ALL)?);
         let (atim, mtim) = (atim.cast_unsigned(), mtim.cast_unsigned());
         caller.data().with_host(|host| host.path_filestat_set_times(u(fd), flags, &path, atim, mtim, fstflags))
@@ -675,7 +772,7 @@ fn path_filestat_set_times<H: WasiHost>(
 
 #[allow(clippy::too_many_arguments)]
 fn path_link<H: WasiHost>(
-    mut caller: Ctx<'_, H>,
+    caller: &mut Ctx<'_, H>,
     old_fd: i32,
     old_flags: i32,
     old_path: i32,
@@ -685,9 +782,9 @@ fn path_link<H: WasiHost>(
     new_path_len: i32,
 ) -> i32 {
     errno((|| {
-        let memory = GuestMemory::of(&mut caller)?;
-        let old_path = memory.path(&caller, u(old_path), u(old_path_len))?;
-        let new_path = memory.path(&caller, u(new_path), u(new_path_len))?;
+        let memory = GuestMemory::of(caller)?;
+        let old_path = memory.path(&*caller, u(old_path), u(old_path_len))?;
+        let new_path = memory.path(&*caller, u(new_path), u(new_path_len))?;
         let flags = lookupflags(old_flags)?;
         caller.data().with_host(|host| host.path_link(u(old_fd), flags, &old_path, u(new_fd), &new_path))
     })())
@@ -695,7 +792,7 @@ fn path_link<H: WasiHost>(
 
 /// Copies as much of the link's target as fits `buf` (no NUL) and reports how much that was.
 fn path_readlink<H: WasiHost>(
-    mut caller: Ctx<'_, H>,
+    caller: &mut Ctx<'_, H>,
     fd: i32,
     path: i32,
     path_len: i32,
@@ -704,20 +801,20 @@ fn path_readlink<H: WasiHost>(
     bufused: i32,
 ) -> i32 {
     errno((|| {
-        let memory = GuestMemory::of(&mut caller)?;
+        let memory = GuestMemory::of(caller)?;
         let capacity = usize::try_from(u(buf_len)).map_err(|_| Errno::Fault)?;
-        memory.check(&caller, u(buf), capacity)?;
-        memory.check(&caller, u(bufused), 4)?;
-        let path = memory.path(&caller, u(path), u(path_len))?;
+        memory.check(&*caller, u(buf), capacity)?;
+        memory.check(&*caller, u(bufused), 4)?;
+        let path = memory.path(&*caller, u(path), u(path_len))?;
         let target = caller.data().with_host(|host| host.path_readlink(u(fd), &path))?;
         let part = target.get(..target.len().min(capacity)).ok_or(Errno::Fault)?;
-        memory.write(&mut caller, u(buf), part)?;
-        memory.write_u32(&mut caller, u(bufused), len_u32(part.len())?)
+        memory.write(&mut *caller, u(buf), part)?;
+        memory.write_u32(&mut *caller, u(bufused), len_u32(part.len())?)
     })())
 }
 
 fn path_rename<H: WasiHost>(
-    mut caller: Ctx<'_, H>,
+    caller: &mut Ctx<'_, H>,
     fd: i32,
     old_path: i32,
     old_path_len: i32,
@@ -726,15 +823,15 @@ fn path_rename<H: WasiHost>(
     new_path_len: i32,
 ) -> i32 {
     errno((|| {
-        let memory = GuestMemory::of(&mut caller)?;
-        let old_path = memory.path(&caller, u(old_path), u(old_path_len))?;
-        let new_path = memory.path(&caller, u(new_path), u(new_path_len))?;
+        let memory = GuestMemory::of(caller)?;
+        let old_path = memory.path(&*caller, u(old_path), u(old_path_len))?;
+        let new_path = memory.path(&*caller, u(new_path), u(new_path_len))?;
         caller.data().with_host(|host| host.path_rename(u(fd), &old_path, u(new_fd), &new_path))
     })())
 }
 
 fn path_symlink<H: WasiHost>(
-    mut caller: Ctx<'_, H>,
+    caller: &mut Ctx<'_, H>,
     old_path: i32,
     old_path_len: i32,
     fd: i32,
@@ -742,9 +839,9 @@ fn path_symlink<H: WasiHost>(
     new_path_len: i32,
 ) -> i32 {
     errno((|| {
-        let memory = GuestMemory::of(&mut caller)?;
-        let target = memory.path(&caller, u(old_path), u(old_path_len))?;
-        let new_path = memory.path(&caller, u(new_path), u(new_path_len))?;
+        let memory = GuestMemory::of(caller)?;
+        let target = memory.path(&*caller, u(old_path), u(old_path_len))?;
+        let new_path = memory.path(&*caller, u(new_path), u(new_path_len))?;
         caller.data().with_host(|host| host.path_symlink(&target, u(fd), &new_path))
     })())
 }

@@ -2,6 +2,7 @@
 //! sidecar's answers against the protocol's promises as they arrive.
 
 use crate::host::{PORT, SIM_CALLBACK};
+use crate::processes::{Processes, PROC_CONFIG};
 use crate::shared::SharedRef;
 use crate::Swarm;
 use rand::rngs::StdRng;
@@ -30,6 +31,8 @@ const CONFIGS: &[&str] = &[
     FS_CONFIG,
     r#"{"permissions":{"fs":{"default":"ask","rules":[]}},"permissionPrompts":{"enabled":true,"timeoutMs":300}}"#,
     r#"{"limits":{"resources":{"maxProcesses":4}}}"#,
+    PROC_CONFIG,
+    PROC_CONFIG,
     r#"{"cwd":"relative"}"#,
     r#"{"bogus":true}"#,
     "{not json",
@@ -75,6 +78,8 @@ pub struct Client {
     fs_expectations: BTreeMap<i64, FsExpect>,
     /// Last successfully flushed model per persistence key.
     stored: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// The processes this host started and what it expects of them.
+    processes: Processes,
 }
 
 /// The answer the reference model predicts for a filesystem request.
@@ -118,6 +123,7 @@ impl Client {
             models: BTreeMap::new(),
             fs_expectations: BTreeMap::new(),
             stored: BTreeMap::new(),
+            processes: Processes::default(),
         }
     }
 
@@ -183,6 +189,7 @@ impl Client {
         self.models.clear();
         self.fs_expectations.clear();
         self.fs_creates.clear();
+        self.processes.clear();
         Ok(())
     }
 
@@ -207,6 +214,9 @@ impl Client {
                 });
                 if config == FS_CONFIG {
                     self.fs_creates.insert(self.next_request_id + 1);
+                }
+                if config == PROC_CONFIG {
+                    self.processes.creating(self.next_request_id + 1);
                 }
                 self.send(OwnershipScope::session(conn, session), payload).await
             }
@@ -247,9 +257,25 @@ impl Client {
                 Ok(())
             }
             92 if self.rng.random_bool(swarm.limit_rate) => self.exhaust_connections().await,
-            93..=99 => self.filesystem_op().await,
+            93..=96 => self.filesystem_op().await,
+            97..=99 => self.process_op().await,
             _ => Ok(()),
         }
+    }
+
+    /// A process request on a process VM (start, stdin, close, kill).
+    async fn process_op(&mut self) -> turmoil::Result {
+        let roll = self.rng.random_range(0..100u32);
+        let pick = self.rng.random_range(0..64usize);
+        let len = self.rng.random_range(1..200usize);
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| if self.rng.random_bool(0.1) { b'\n' } else { self.rng.random_range(b'a'..=b'z') })
+            .collect();
+        let Some(step) = self.processes.step(roll, pick, bytes, self.next_request_id + 1) else { return Ok(()) };
+        let Some((conn, session, _)) = self.vms.iter().find(|(_, _, v)| *v == step.vm).cloned() else {
+            return Ok(());
+        };
+        self.send(OwnershipScope::vm(conn, session, step.vm), step.payload).await
     }
 
     /// A file operation on an fs-enabled VM; the reference model predicts its answer.
@@ -455,6 +481,7 @@ impl Client {
         self.authenticated.clear();
         self.fs_expectations.clear();
         self.models.clear();
+        self.processes.clear();
         Ok(())
     }
 
@@ -551,6 +578,9 @@ impl Client {
             self.violation(format!("response {id} carries a foreign owner {:?}", response.ownership));
         }
         self.check_filesystem(id, &response.payload);
+        for violation in self.processes.on_response(id, &response.payload) {
+            self.violation(violation);
+        }
         let fs_vm = self.fs_creates.remove(&id);
         match response.payload {
             ResponsePayload::SessionOpenedResponse(opened) => {
@@ -583,6 +613,12 @@ impl Client {
         if !self.owns(&event.ownership) {
             self.violation(format!("event for a foreign owner {:?}", event.ownership));
         }
+        let vm = event.ownership.vm_id().unwrap_or_default().to_owned();
+        let shared = self.shared.clone();
+        let violations = self.processes.on_event(&vm, &event.payload, &mut |point| shared.borrow_mut().reached(point));
+        for violation in violations {
+            self.violation(violation);
+        }
         match event.payload {
             EventPayload::VmLifecycleEvent(lifecycle) => {
                 let vm = event.ownership.vm_id().unwrap_or_default().to_owned();
@@ -604,6 +640,7 @@ impl Client {
                     self.shared.borrow_mut().reached("vm_disposed");
                 }
             }
+            EventPayload::ProcessOutputEvent(_) | EventPayload::ProcessExitedEvent(_) => {}
             EventPayload::ExtEnvelope(envelope) if envelope.namespace == kernel::sidecar::PROTOCOL_ERROR_NAMESPACE => {
                 self.shared.borrow_mut().reached("protocol_error_event");
             }

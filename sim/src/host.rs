@@ -6,6 +6,7 @@ use crate::shared::{KernelCounts, SharedRef};
 use crate::Swarm;
 use kernel::permissions::Capability;
 use kernel::persistence::{MemoryStore, Store, StoreError};
+use kernel::process::script::ScriptEngine;
 use kernel::sidecar::{HostCallbackOutcome, PermissionCheck, PromptOutcome, PromptTicket};
 use kernel::{Now, Sidecar, SidecarConfig, StreamId};
 use rand::rngs::StdRng;
@@ -43,7 +44,9 @@ pub async fn run(shared: SharedRef, config: SidecarConfig, swarm: Swarm, seed: u
     });
     let store_shared = shared.clone();
     let mut host = Host {
-        sidecar: Sidecar::new(config).with_store(Arc::new(FlakyStore::new(seed, swarm.store_fail_rate, store_shared))),
+        sidecar: Sidecar::new(config)
+            .with_store(Arc::new(FlakyStore::new(seed, swarm.store_fail_rate, store_shared)))
+            .with_guest_engine(Arc::new(ScriptEngine::new())),
         writers: BTreeMap::new(),
         shared,
         rng: StdRng::seed_from_u64(seed ^ 0x005e_ed0f_51de),

@@ -15,7 +15,8 @@
 
 mod client;
 mod host;
-pub mod shared;
+mod processes;
+mod shared;
 
 use kernel::{InjectedFault, SidecarConfig};
 use rand::rngs::StdRng;

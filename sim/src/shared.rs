@@ -29,6 +29,9 @@ pub const COVERAGE_POINTS: &[&str] = &[
     "fs_matched_model",
     "store_failure",
     "state_restored",
+    "process_exited",
+    "process_killed",
+    "process_output_matched",
 ];
 
 /// Kernel bookkeeping sizes, for the no-leak invariant.

@@ -218,6 +218,11 @@ impl Sidecar {
         Ok(ticket)
     }
 
+    /// Whether the permission prompt `ticket` has its outcome (without taking it).
+    pub(super) fn has_prompt_outcome(&self, ticket: PromptTicket) -> bool {
+        self.callbacks.prompt_outcomes.contains_key(&ticket)
+    }
+
     /// The outcome of a permission prompt, once it has one.
     pub fn take_prompt_outcome(&mut self, ticket: PromptTicket) -> Option<PromptOutcome> {
         self.callbacks.prompt_outcomes.remove(&ticket)

@@ -29,6 +29,7 @@
 //! `synthetic`) are mounted over it, so every call is resolved across mounts; the policy
 //! applies to them like to any path.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use schema::wire::{
@@ -73,6 +74,22 @@ pub(super) struct VmFilesystem {
     /// ConfigureVm's mounts, in the order given, then the kernel's own trees (`/dev`, `/proc`)
     /// when the root holds the default base layer.
     mounts: Vec<Mount>,
+    /// While a guest process's call runs: its permission prompts (see [`GuestAsks`]).
+    guest_asks: RefCell<Option<GuestAsks>>,
+}
+
+/// How a guest process's filesystem call meets `ask` rules. A host's own call denies them; a
+/// guest's call (with prompts enabled for the VM) stops at the first `ask` not yet answered,
+/// naming it in `needed`, and the process waits for the host's answer, then retries the call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct GuestAsks {
+    pub(crate) prompts_enabled: bool,
+    /// What the host allowed for the call being retried.
+    pub(crate) granted: Vec<(Capability, String)>,
+    /// What the host refused, with why; the retried call fails with it once.
+    pub(crate) refused: Option<(Capability, String, String)>,
+    /// The `ask` the call stopped at.
+    pub(crate) needed: Option<(Capability, String)>,
 }
 
 /// Whether the policy is asked about the final component itself or where it leads.
@@ -100,7 +117,14 @@ impl VmFilesystem {
         let limits = layers::fs_limits(limits);
         let root = layers::build_root(config, limits, base, now)?;
         let mounts = if layers::holds_base_layer(config) { synthetic::mounts(now.wall_ms, env) } else { Vec::new() };
-        Ok(Self { root, cwd: config.guest_cwd().to_owned(), limits, layers: LayerStore::default(), mounts })
+        Ok(Self {
+            root,
+            cwd: config.guest_cwd().to_owned(),
+            limits,
+            layers: LayerStore::default(),
+            mounts,
+            guest_asks: RefCell::new(None),
+        })
     }
 
     pub(super) fn root(&self) -> &Overlay {
@@ -608,6 +632,9 @@ impl VmFilesystem {
         subject: Subject,
     ) -> Result<(), Rejection> {
         let resource = self.subject(path, subject);
+        if let Some(asks) = self.guest_asks.borrow_mut().as_mut() {
+            return guest_decision(asks, policy, capability, label, &resource);
+        }
         match policy.decide(capability, &resource, false) {
             Decision::Allow => Ok(()),
             Decision::Deny { message } => {
@@ -619,6 +646,61 @@ impl VmFilesystem {
                 errno_message(label, &resource, &format!("permission prompt required for {capability}")),
             )),
         }
+    }
+
+    /// Writes `data` at `offset` of `path` in place, when `path` resolves on the root
+    /// filesystem (checked like `WRITE_FILE`); `None` when it touches a mount.
+    pub(super) fn root_pwrite(
+        &mut self,
+        policy: &CompiledPolicy,
+        path: &str,
+        offset: u64,
+        data: &[u8],
+        now: Now,
+    ) -> Result<Option<u64>, Rejection> {
+        self.authorize(policy, Capability::FsWrite, "write", path, Subject::Follow)?;
+        if !self.on_root(path) {
+            return Ok(None);
+        }
+        let at = VPath::at(&self.cwd, path);
+        self.root.pwrite(at, offset, data, now).map(Some).map_err(layers::fs_rejection)
+    }
+
+    /// Reads up to `len` bytes at `offset` of `path` when it resolves on the root filesystem
+    /// (checked like `PREAD`); `None` when it touches a mount.
+    pub(super) fn root_pread(
+        &mut self,
+        policy: &CompiledPolicy,
+        path: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, Rejection> {
+        self.authorize(policy, Capability::FsRead, "read", path, Subject::Follow)?;
+        if !self.on_root(path) {
+            return Ok(None);
+        }
+        let at = VPath::at(&self.cwd, path);
+        self.root.pread(at, offset, len).map(|bytes| Some(bytes.to_vec())).map_err(layers::fs_rejection)
+    }
+
+    /// Whether `path` resolves without touching a mount (or the kernel's own trees).
+    fn on_root(&self, path: &str) -> bool {
+        if self.mounts.is_empty() {
+            return true;
+        }
+        match self.namespace().walk(path, Final::Follow, false) {
+            Ok(walked) => !walked.touched,
+            Err(error) => !error.touched,
+        }
+    }
+
+    /// Runs `call` as a guest process's call: `ask` rules are resolved through `asks`, which
+    /// comes back updated.
+    pub(super) fn with_guest_asks<T>(&mut self, asks: GuestAsks, call: impl FnOnce(&mut Self) -> T) -> (T, GuestAsks) {
+        *self.guest_asks.borrow_mut() = Some(asks);
+        let result = call(self);
+        let asks = self.guest_asks.borrow_mut().take().unwrap_or_default();
+        (result, asks)
     }
 
     /// The canonical absolute path inside the VM that `path` names for the policy.
@@ -908,6 +990,34 @@ fn decode_content(
 
 /// READ_FILE / PREAD content: UTF-8 when the request asked for UTF-8 (or nothing) and the bytes
 /// are valid UTF-8, else base64.
+/// A guest call's permission check: answered prompts first, then the policy; an unanswered
+/// `ask` stops the call (`EAGAIN`, with `asks.needed` set).
+fn guest_decision(
+    asks: &mut GuestAsks,
+    policy: &CompiledPolicy,
+    capability: Capability,
+    label: &str,
+    resource: &str,
+) -> Result<(), Rejection> {
+    let denied = |message: &str| Rejection::new(RejectCode::KernelError, errno_message(label, resource, message));
+    match policy.decide(capability, resource, asks.prompts_enabled) {
+        Decision::Allow => Ok(()),
+        Decision::Deny { message } => Err(denied(&message)),
+        Decision::Ask => {
+            if asks.granted.iter().any(|(granted, what)| *granted == capability && what == resource) {
+                return Ok(());
+            }
+            if let Some((_, _, message)) =
+                asks.refused.take_if(|(refused, what, _)| *refused == capability && what == resource)
+            {
+                return Err(denied(&message));
+            }
+            asks.needed = Some((capability, resource.to_owned()));
+            Err(Rejection::new(RejectCode::KernelError, format!("EAGAIN: waiting for the host to allow {capability}")))
+        }
+    }
+}
+
 fn set_content(result: &mut GuestFilesystemResultResponse, bytes: Vec<u8>, asked: Option<RootFilesystemEntryEncoding>) {
     let (content, encoding) = layers::encode_content(bytes, asked == Some(RootFilesystemEntryEncoding::Base64));
     result.content = Some(content);

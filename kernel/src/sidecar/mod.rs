@@ -165,6 +165,10 @@ pub struct Sidecar {
     guest_engine: Option<Arc<dyn process::guest::GuestEngine>>,
     /// The process the scheduler ran last (VM id, pid): the next turn starts after it.
     last_scheduled: Option<(String, u32)>,
+    /// Prompts of processes that exited while waiting: their outcomes are dropped on arrival
+    /// (each still has a pending request with a deadline, so this stays bounded by
+    /// [`MAX_PENDING_SIDECAR_REQUESTS`]).
+    abandoned_prompts: BTreeSet<PromptTicket>,
 }
 
 impl Sidecar {
@@ -190,6 +194,7 @@ impl Sidecar {
             store: None,
             guest_engine: None,
             last_scheduled: None,
+            abandoned_prompts: BTreeSet::new(),
         }
     }
 

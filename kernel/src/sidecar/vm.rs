@@ -2,7 +2,7 @@
 //! toolkits and lifecycle. (Its filesystem and processes live in their own modules.)
 
 use super::callbacks::DEFAULT_HOST_CALLBACK_TIMEOUT_MS;
-use super::filesystem::{CallOutcome, VmFilesystem};
+use super::filesystem::{CallOutcome, GuestAsks, VmFilesystem};
 use super::mounts::Mount;
 use super::process::table::ProcessTable;
 use super::{Sidecar, StreamId};
@@ -192,14 +192,50 @@ impl Vm {
     }
 
     /// A filesystem call made by a guest process: the same layer, policy and mounts as the
-    /// host's `GuestFilesystemCallRequest`.
+    /// host's `GuestFilesystemCallRequest`, with `ask` rules resolved through `asks`.
     pub(super) fn guest_filesystem_call(
         &mut self,
         request: GuestFilesystemCallRequest,
+        asks: GuestAsks,
         entropy: &mut Entropy,
         now: crate::clock::Now,
-    ) -> Result<CallOutcome, Rejection> {
-        self.filesystem.call(&self.policy, request, entropy, now)
+    ) -> (Result<CallOutcome, Rejection>, GuestAsks) {
+        let asks = GuestAsks { prompts_enabled: self.config.permission_prompts.enabled, ..asks };
+        let policy = &self.policy;
+        self.filesystem.with_guest_asks(asks, |filesystem| filesystem.call(policy, request, entropy, now))
+    }
+
+    /// A guest's positioned write in place on the root filesystem; `None` when the path crosses
+    /// a mount (the caller falls back to whole-file writes through the filesystem layer).
+    pub(super) fn guest_pwrite(
+        &mut self,
+        path: &str,
+        offset: u64,
+        data: &[u8],
+        asks: GuestAsks,
+        now: crate::clock::Now,
+    ) -> (Result<Option<u64>, Rejection>, GuestAsks) {
+        let asks = GuestAsks { prompts_enabled: self.config.permission_prompts.enabled, ..asks };
+        let policy = &self.policy;
+        self.filesystem.with_guest_asks(asks, |filesystem| filesystem.root_pwrite(policy, path, offset, data, now))
+    }
+
+    /// A guest's read from the root filesystem; `None` when the path crosses a mount.
+    pub(super) fn guest_pread(
+        &mut self,
+        path: &str,
+        offset: u64,
+        len: u64,
+        asks: GuestAsks,
+    ) -> (Result<Option<Vec<u8>>, Rejection>, GuestAsks) {
+        let asks = GuestAsks { prompts_enabled: self.config.permission_prompts.enabled, ..asks };
+        let policy = &self.policy;
+        self.filesystem.with_guest_asks(asks, |filesystem| filesystem.root_pread(policy, path, offset, len))
+    }
+
+    /// How long a guest's permission prompt may wait for the host.
+    pub(super) fn prompt_timeout_ms(&self) -> u64 {
+        self.config.permission_prompts.timeout_ms
     }
 
     pub(super) fn filesystem(&self) -> &VmFilesystem {

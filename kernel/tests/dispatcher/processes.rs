@@ -1,11 +1,9 @@
 //! The process table, scheduler and process requests with a scripted engine: guests written in
 //! Rust against the kernel's `Syscalls`, so every state and limit is reachable without wasmtime.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use kernel::process::guest::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
-use kernel::process::syscalls::{SysError, Syscalls};
+use kernel::process::script::{module, ScriptEngine};
 use kernel::process::{
     MAX_PENDING_OUTPUT_BYTES, MAX_PROCESS_ID_BYTES, MAX_RETAINED_EXITED_PER_VM, MAX_SLICES_PER_TICK,
     STDIN_BUFFER_LIMIT_BYTES,
@@ -16,124 +14,30 @@ use schema::wire::*;
 use crate::filesystem::write;
 use crate::harness::{rejection, response_payload, Harness};
 
-/// Scripts, named by the module's bytes after the wasm magic (`\0asmcat`).
-#[derive(Debug, Default)]
-struct ScriptEngine {
-    polls: Arc<AtomicUsize>,
-    lose_vm: bool,
-}
-
-#[derive(Debug)]
-struct Script {
-    name: String,
-    polls: Arc<AtomicUsize>,
-    lose_vm: bool,
-}
-
-impl GuestEngine for ScriptEngine {
-    fn load(&self, bytes: &[u8]) -> Result<Arc<dyn GuestProgram>, GuestError> {
-        let name = String::from_utf8_lossy(&bytes[4..]).into_owned();
-        if name == "invalid" {
-            return Err(GuestError::InvalidProgram("no _start".into()));
-        }
-        Ok(Arc::new(Script { name, polls: Arc::clone(&self.polls), lose_vm: self.lose_vm }))
-    }
-}
-
-impl GuestProgram for Script {
-    fn spawn(&self, spawn: GuestSpawn) -> Result<Box<dyn Guest>, GuestError> {
-        Ok(Box::new(ScriptGuest {
-            name: self.name.clone(),
-            args: spawn.args,
-            polls: Arc::clone(&self.polls),
-            lose_vm: self.lose_vm,
-            written: 0,
-        }))
-    }
-}
-
-#[derive(Debug)]
-struct ScriptGuest {
-    name: String,
-    args: Vec<String>,
-    polls: Arc<AtomicUsize>,
-    lose_vm: bool,
-    written: usize,
-}
-
-fn exited(code: i32) -> GuestPoll {
-    GuestPoll::Exited(GuestExit { code, message: None })
-}
-
-impl Guest for ScriptGuest {
-    fn poll(&mut self, mut sys: Syscalls) -> (Option<Syscalls>, GuestPoll) {
-        self.polls.fetch_add(1, Ordering::SeqCst);
-        if self.lose_vm {
-            return (None, GuestPoll::Running);
-        }
-        let poll = match self.name.as_str() {
-            // Echoes stdin to stdout until end-of-file.
-            "cat" => loop {
-                let mut buf = [0u8; 4096];
-                match sys.read(0, &mut buf) {
-                    Ok(0) => break exited(0),
-                    Ok(n) => {
-                        sys.write(1, &buf[..n]).unwrap();
-                    }
-                    Err(SysError::WouldBlock) => break GuestPoll::Blocked,
-                    Err(SysError::Errno(_)) => break exited(1),
-                }
-            },
-            "spin" => GuestPoll::Running,
-            // Writes args[1] bytes in one slice as fast as its output allows.
-            "flood" => {
-                let total: usize = self.args[1].parse().unwrap();
-                let chunk = vec![b'x'; 256 * 1024];
-                loop {
-                    if self.written >= total {
-                        break exited(0);
-                    }
-                    let want = (total - self.written).min(chunk.len());
-                    match sys.write(1, &chunk[..want]) {
-                        Ok(n) => self.written += n,
-                        Err(SysError::WouldBlock) => break GuestPoll::Blocked,
-                        Err(SysError::Errno(_)) => break exited(1),
-                    }
-                }
-            }
-            "exit" => exited(self.args[1].parse().unwrap()),
-            other => panic!("no script {other}"),
-        };
-        (Some(sys), poll)
-    }
-
-    fn kill(&mut self) {}
-}
-
 const OPEN: &str = r#"{"permissions":{"fs":"allow","childProcess":"allow","process":"allow"}}"#;
 
 struct Procs {
     host: Harness,
     scope: OwnershipScope,
     vm: String,
-    polls: Arc<AtomicUsize>,
+    engine: ScriptEngine,
 }
 
 impl Procs {
     fn new(config: &str) -> Procs {
-        Procs::with(config, ScriptEngine::default())
+        Procs::with(config, ScriptEngine::new())
     }
 
     fn with(config: &str, engine: ScriptEngine) -> Procs {
-        let polls = Arc::clone(&engine.polls);
-        let sidecar = Sidecar::new(SidecarConfig::default()).with_guest_engine(Arc::new(engine));
+        let sidecar = Sidecar::new(SidecarConfig::default()).with_guest_engine(Arc::new(engine.clone()));
         let mut host = Harness::with_sidecar(sidecar);
         let (conn, session, vm) = host.vm(config);
         host.drain();
         let scope = OwnershipScope::vm(&conn, &session, &vm);
-        let mut procs = Procs { host, scope, vm, polls };
-        for script in ["cat", "spin", "flood", "exit", "invalid"] {
-            let frames = procs.call(write(&format!("/bin/{script}"), &format!("\0asm{script}")));
+        let mut procs = Procs { host, scope, vm, engine };
+        for script in ["cat", "spin", "flood", "exit", "files", "invalid"] {
+            let content = String::from_utf8(module(script)).unwrap();
+            let frames = procs.call(write(&format!("/bin/{script}"), &content));
             assert!(matches!(response_payload(&frames[0]), ResponsePayload::GuestFilesystemResultResponse(_)));
         }
         procs
@@ -249,14 +153,14 @@ fn a_slice_writes_at_most_the_pending_output_bound_then_blocks() {
     let mut procs = Procs::new(OPEN);
     let total = 3 * MAX_PENDING_OUTPUT_BYTES + 5;
     procs.started("f", "flood", &[&total.to_string()]);
-    let mut stdout = 0;
+    let mut output_bytes = 0;
     let mut largest_event = 0;
     let mut exit = None;
     for _ in 0..100 {
         let events = procs.tick();
         for event in &events {
             if let EventPayload::ProcessOutputEvent(output) = event {
-                stdout += output.chunk.len();
+                output_bytes += output.chunk.len();
                 largest_event = largest_event.max(output.chunk.len());
             }
         }
@@ -266,7 +170,7 @@ fn a_slice_writes_at_most_the_pending_output_bound_then_blocks() {
         }
     }
     assert_eq!(exit, Some(("f".to_owned(), 0)));
-    assert_eq!(stdout, total);
+    assert_eq!(output_bytes, total);
     assert!(largest_event <= 64 * 1024, "events are cut to frame-sized chunks");
 }
 
@@ -276,9 +180,9 @@ fn the_scheduler_runs_a_bounded_number_of_slices_round_robin() {
     procs.started("a", "spin", &[]);
     procs.started("b", "spin", &[]);
     procs.started("c", "spin", &[]);
-    let before = procs.polls.load(Ordering::SeqCst);
+    let before = procs.engine.polls();
     procs.tick();
-    assert_eq!(procs.polls.load(Ordering::SeqCst) - before, MAX_SLICES_PER_TICK);
+    assert_eq!(procs.engine.polls() - before, MAX_SLICES_PER_TICK);
     // Killing one leaves the others running; the VM's other requests are served meanwhile.
     let frames = procs
         .send(RequestPayload::KillProcessRequest(KillProcessRequest { process_id: "b".into(), signal: "9".into() }));
@@ -327,7 +231,7 @@ fn snapshots_need_process_inspect() {
 
 #[test]
 fn an_engine_that_loses_the_vm_fails_it_and_service_continues() {
-    let mut procs = Procs::with(OPEN, ScriptEngine { lose_vm: true, ..ScriptEngine::default() });
+    let mut procs = Procs::with(OPEN, ScriptEngine::losing_vms());
     procs.started("p", "spin", &[]);
     let frames = procs.host.advance(0);
     assert!(
@@ -343,4 +247,18 @@ fn an_engine_that_loses_the_vm_fails_it_and_service_continues() {
     assert!(procs.host.sidecar.vms().iter().all(|vm| vm.vm_id != procs.vm));
     let (code, _) = rejection(&procs.send(RequestPayload::GetZombieTimerCountRequest)[0]);
     assert_eq!(code, "invalid_state");
+}
+
+#[test]
+fn guest_file_writes_in_place_and_across_a_mount() {
+    let mut procs = Procs::new(OPEN);
+    let frames = procs.send(crate::mounts::configure(vec![crate::mounts::memory("/mnt")]));
+    assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmConfiguredResponse(_)), "{frames:?}");
+    for (id, path) in [("root", "/tmp/f.txt"), ("mounted", "/mnt/f.txt")] {
+        procs.started(id, "files", &[path]);
+        assert_eq!(exit_of(&procs.tick()), Some((id.to_owned(), 0)), "{path}");
+        let frames = procs.call(crate::filesystem::req(GuestFilesystemOperation::ReadFile, path));
+        let ResponsePayload::GuestFilesystemResultResponse(result) = response_payload(&frames[0]) else { panic!() };
+        assert_eq!(result.content.as_deref(), Some("hello WORLD!"), "{path}");
+    }
 }

@@ -575,3 +575,86 @@ fn disposing_a_vm_kills_its_processes_between_disposing_and_disposed() {
         .collect();
     assert_eq!(kinds, ["response", "Disposing", "exit 137", "Disposed"]);
 }
+
+/// A VM whose writes under /tmp need the host's permission, asked by prompt.
+const ASK_TMP: &str = r#"{"permissions":{"fs":{"default":"allow","rules":[{"mode":"ask","operations":["write"],"paths":["/tmp/**"]}]},"childProcess":"allow"},"permissionPrompts":{"enabled":true,"timeoutMs":5000}}"#;
+
+/// Ticks until the kernel asks the host something; returns the request (events seen before it
+/// must be none: the guest is parked).
+fn next_prompt(host: &mut Host) -> SidecarRequestFrame {
+    for _ in 0..1000 {
+        host.sidecar.tick(host.now);
+        if let Some(frame) = host.drain().into_iter().next() {
+            let ProtocolFrame::SidecarRequestFrame(request) = frame else { panic!("unexpected {frame:?}") };
+            return request;
+        }
+    }
+    panic!("no prompt");
+}
+
+fn answer(host: &mut Host, request: &SidecarRequestFrame, decision: &str) {
+    let payload = SidecarResponsePayload::ExtEnvelope(ExtEnvelope {
+        namespace: kernel::sidecar::PERMISSION_PROMPT_NAMESPACE.into(),
+        payload: format!(r#"{{"decision":"{decision}"}}"#).into_bytes(),
+    });
+    let frame = ProtocolFrame::SidecarResponseFrame(SidecarResponseFrame {
+        schema: ProtocolSchema::current(),
+        request_id: request.request_id,
+        ownership: request.ownership.clone(),
+        payload,
+    });
+    let bytes = encode_frame(&frame, usize::MAX).unwrap();
+    host.sidecar.handle_bytes(host.stream, &bytes, host.now);
+    assert_eq!(host.drain(), [], "an answer produces no frame by itself");
+}
+
+#[test]
+fn a_guest_waits_for_an_ask_permission_then_proceeds() {
+    let mut host = Host::new();
+    let vm = host.vm(ASK_TMP);
+    started(&host.execute(&vm, "w", "write_file", &["/tmp/asked.txt", "allowed"]));
+    let prompt = next_prompt(&mut host);
+    let SidecarRequestPayload::ExtEnvelope(envelope) = &prompt.payload else { panic!("{prompt:?}") };
+    let body: String = String::from_utf8(envelope.payload.clone()).unwrap();
+    assert!(body.contains(r#""capability":"fs.write""#) && body.contains("/tmp/asked.txt"), "{body}");
+    // Parked: nothing runs, nothing is written, until the host answers.
+    for _ in 0..20 {
+        host.sidecar.tick(host.now);
+    }
+    assert_eq!(host.drain(), []);
+    assert_eq!(host.read_file(&vm, "/tmp/asked.txt"), None);
+    answer(&mut host, &prompt, "allow");
+    let (_, stderr, code) = outcome(&host.run("w"));
+    assert_eq!((stderr.as_str(), code), ("", 0));
+    assert_eq!(host.read_file(&vm, "/tmp/asked.txt").unwrap(), b"allowed\n");
+}
+
+#[test]
+fn a_denied_or_unanswered_ask_fails_the_guests_call() {
+    let mut host = Host::new();
+    let vm = host.vm(ASK_TMP);
+    started(&host.execute(&vm, "w", "write_file", &["/tmp/denied.txt", "x"]));
+    let prompt = next_prompt(&mut host);
+    answer(&mut host, &prompt, "deny");
+    let (_, stderr, code) = outcome(&host.run("w"));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("write_file: /tmp/denied.txt: Permission denied"), "{stderr}");
+    assert_eq!(host.read_file(&vm, "/tmp/denied.txt"), None);
+
+    started(&host.execute(&vm, "t", "write_file", &["/tmp/timeout.txt", "x"]));
+    next_prompt(&mut host);
+    host.now.monotonic_ms += 5_000;
+    let (_, stderr, code) = outcome(&host.run("t"));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+
+    // Killed while waiting: the late answer is dropped and nothing breaks.
+    started(&host.execute(&vm, "k", "write_file", &["/tmp/killed.txt", "x"]));
+    let prompt = next_prompt(&mut host);
+    assert!(matches!(kill(&mut host, &vm, "k", "KILL"), ResponsePayload::ProcessKilledResponse(_)));
+    host.drain();
+    answer(&mut host, &prompt, "allow");
+    host.sidecar.tick(host.now);
+    assert_eq!(host.drain(), []);
+    assert_eq!(host.read_file(&vm, "/tmp/killed.txt"), None);
+}

@@ -18,6 +18,7 @@
 
 mod fds;
 pub mod guest;
+pub mod script;
 mod signals;
 pub mod syscalls;
 pub(crate) mod table;
@@ -32,7 +33,8 @@ use self::fds::{Descriptor, FdTable, OpenFile};
 use self::guest::{GuestExit, GuestLimits, GuestPoll, GuestSpawn};
 use self::syscalls::Syscalls;
 use self::table::{Process, Status, Wait, HOST_PPID};
-use super::filesystem::CallOutcome;
+use super::filesystem::{CallOutcome, GuestAsks};
+use super::vm::PromptOutcome;
 use super::Sidecar;
 use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
@@ -176,6 +178,7 @@ impl Sidecar {
             stdin_closed: false,
             output: Vec::new(),
             sleep_deadline_ns: None,
+            asks: GuestAsks::default(),
             exited_at_ms: None,
             exit_order: 0,
             held_lines: [Vec::new(), Vec::new()],
@@ -309,6 +312,12 @@ impl Sidecar {
     // Scheduler
     // -----------------------------------------------------------------------------------------
 
+    /// Processes that could run a slice right now (in every VM), for drivers and invariant
+    /// checks: while there are any, [`Sidecar::next_deadline`] is now.
+    pub fn runnable_processes(&self) -> usize {
+        self.vms.values().map(|vm| vm.processes().iter().filter(|process| process.is_runnable()).count()).sum()
+    }
+
     /// The earliest time the scheduler has work: now while a guest is runnable, else the
     /// nearest sleep deadline or zombie reaping.
     pub(super) fn process_deadline(&self) -> Option<u64> {
@@ -321,6 +330,10 @@ impl Sidecar {
                         consider(self.now.monotonic_ms)
                     }
                     (Status::Running, Wait::Sleep { until_ms }) => consider(until_ms),
+                    (Status::Running, Wait::Prompt { ticket: None }) => consider(self.now.monotonic_ms),
+                    (Status::Running, Wait::Prompt { ticket: Some(ticket) }) if self.has_prompt_outcome(ticket) => {
+                        consider(self.now.monotonic_ms)
+                    }
                     (Status::Exited(_), _) => {
                         consider(process.exited_at_ms.unwrap_or(0).saturating_add(EXITED_RETENTION_MS))
                     }
@@ -345,10 +358,62 @@ impl Sidecar {
             }
             vm.forget_exited(now_ms);
         }
+        self.serve_prompts();
         for _ in 0..MAX_SLICES_PER_TICK {
             let Some((vm_id, pid)) = self.next_runnable() else { break };
             self.run_slice(&vm_id, pid);
             self.last_scheduled = Some((vm_id, pid));
+        }
+    }
+
+    /// Sends the permission prompts guests stopped at, and wakes the guests whose prompts the
+    /// host answered (or that timed out: a denial), so their calls are retried.
+    fn serve_prompts(&mut self) {
+        let mut to_send = Vec::new();
+        let mut waiting = Vec::new();
+        for (vm_id, vm) in &self.vms {
+            for process in vm.processes().iter() {
+                match process.wait {
+                    Wait::Prompt { ticket: None } => {
+                        if let Some(needed) = process.asks.needed.clone() {
+                            to_send.push((vm_id.clone(), process.pid, needed, vm.prompt_timeout_ms()));
+                        }
+                    }
+                    Wait::Prompt { ticket: Some(ticket) } => waiting.push((vm_id.clone(), process.pid, ticket)),
+                    _ => {}
+                }
+            }
+        }
+        for (vm_id, pid, (capability, resource), timeout_ms) in to_send {
+            let sent = self.send_prompt(&vm_id, capability.as_str(), &resource, timeout_ms);
+            let Ok(vm) = self.vm_mut(&vm_id) else { continue };
+            let Some(process) = vm.processes_mut().get_mut(pid) else { continue };
+            match sent {
+                Ok(ticket) => process.wait = Wait::Prompt { ticket: Some(ticket) },
+                Err(rejection) => {
+                    process.asks.needed = None;
+                    process.asks.refused = Some((capability, resource, rejection.message));
+                    process.wait = Wait::None;
+                }
+            }
+        }
+        let abandoned: Vec<_> = self.abandoned_prompts.iter().copied().collect();
+        for ticket in abandoned {
+            if self.take_prompt_outcome(ticket).is_some() {
+                self.abandoned_prompts.remove(&ticket);
+            }
+        }
+        for (vm_id, pid, ticket) in waiting {
+            let Some(outcome) = self.take_prompt_outcome(ticket) else { continue };
+            let Ok(vm) = self.vm_mut(&vm_id) else { continue };
+            let Some(process) = vm.processes_mut().get_mut(pid) else { continue };
+            if let Some((capability, resource)) = process.asks.needed.take() {
+                match outcome {
+                    PromptOutcome::Allowed => process.asks.granted.push((capability, resource)),
+                    PromptOutcome::Denied(message) => process.asks.refused = Some((capability, resource, message)),
+                }
+            }
+            process.wait = Wait::None;
         }
     }
 
@@ -386,6 +451,10 @@ impl Sidecar {
         self.entropy = entropy;
         if let Some(process) = vm.processes_mut().get_mut(pid) {
             process.guest = Some(guest);
+            // Answers serve the call they were asked for, within the slice that retries it.
+            if !matches!(process.wait, Wait::Prompt { .. }) {
+                process.asks = GuestAsks::default();
+            }
         }
         self.vms.insert(vm_id.to_owned(), vm);
         self.flush_output(vm_id, pid, false);
@@ -452,6 +521,12 @@ impl Sidecar {
             return;
         }
         process.exit_order = exit_order;
+        if let Wait::Prompt { ticket: Some(ticket) } = process.wait {
+            // Nobody will retry the call: the answer, when it comes, is dropped.
+            self.abandoned_prompts.insert(ticket);
+        }
+        let Ok(vm) = self.vm_mut(vm_id) else { return };
+        let Some(process) = vm.processes_mut().get_mut(pid) else { return };
         if let Some(message) = &exit.message {
             process.push_output(Channel::Stderr, format!("{message}\n").as_bytes());
         }

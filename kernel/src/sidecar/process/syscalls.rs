@@ -21,7 +21,7 @@ use super::table::{Process, Wait};
 use super::{Channel, MAX_PENDING_OUTPUT_BYTES};
 use crate::clock::{Entropy, Now};
 use crate::error::Rejection;
-use crate::sidecar::filesystem::CallOutcome;
+use crate::sidecar::filesystem::{CallOutcome, GuestAsks};
 use crate::sidecar::vm::Vm;
 use crate::vfs::{path, Errno, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 
@@ -119,6 +119,8 @@ pub enum Whence {
 #[derive(Debug)]
 pub struct Syscalls {
     pub(super) vm: Vm,
+    /// A call stopped at a permission prompt: the engine suspends the guest and retries it.
+    pub(super) blocked: bool,
     /// The kernel's one entropy stream, lent along with the VM.
     pub(super) entropy: Entropy,
     pub(super) pid: u32,
@@ -127,11 +129,17 @@ pub struct Syscalls {
 
 impl Syscalls {
     pub(crate) fn new(vm: Vm, entropy: Entropy, pid: u32, now: Now) -> Self {
-        Self { vm, entropy, pid, now }
+        Self { vm, blocked: false, entropy, pid, now }
     }
 
     pub(crate) fn into_parts(self) -> (Vm, Entropy) {
         (self.vm, self.entropy)
+    }
+
+    /// Whether the last call stopped at a permission prompt (cleared by asking): the engine must
+    /// discard its result, suspend the guest and retry the call when it is resumed.
+    pub fn take_blocked(&mut self) -> bool {
+        std::mem::take(&mut self.blocked)
     }
 
     /// The calling process's pid.
@@ -476,6 +484,23 @@ impl Syscalls {
         }
         self.writable()?;
         let data = data.get(..usize::try_from(max_fd_write_bytes).unwrap_or(usize::MAX)).unwrap_or(data);
+        {
+            // In place on the root filesystem; across a mount, the whole-file path below.
+            let start = match (at, append) {
+                (Some(at), _) => at,
+                (None, true) => self.stat_path(&path, true)?.size,
+                (None, false) => offset,
+            };
+            let written = self.guarded(|vm, asks, _, now| vm.guest_pwrite(&path, start, data, asks, now))?;
+            if let Some(written) = written {
+                if at.is_none() {
+                    if let OpenFile::File { offset, .. } = &mut self.process_mut()?.fds.get_mut(fd)?.file {
+                        *offset = start.saturating_add(written);
+                    }
+                }
+                return Ok(usize::try_from(written).unwrap_or(data.len()));
+            }
+        }
         let mut content = self.read_whole(&path)?;
         let start = match (at, append) {
             (Some(at), _) => at,
@@ -530,9 +555,15 @@ impl Syscalls {
                 let path = path.clone();
                 let start = at.unwrap_or(*offset);
                 let len = u64::try_from(buf.len()).unwrap_or(u64::MAX).min(max_pread_bytes);
-                let result =
-                    self.fs(Op::Pread, &path, |request| (request.offset, request.len) = (Some(start), Some(len)))?;
-                let bytes = decode(&result)?;
+                let fast = self.guarded(|vm, asks, _, _| vm.guest_pread(&path, start, len, asks))?;
+                let bytes = match fast {
+                    Some(bytes) => bytes,
+                    None => {
+                        let result = self
+                            .fs(Op::Pread, &path, |request| (request.offset, request.len) = (Some(start), Some(len)))?;
+                        decode(&result)?
+                    }
+                };
                 let read = bytes.len().min(buf.len());
                 if let (Some(dst), Some(src)) = (buf.get_mut(..read), bytes.get(..read)) {
                     dst.copy_from_slice(src);
@@ -618,14 +649,33 @@ impl Syscalls {
     ) -> Result<GuestFilesystemResultResponse, Errno> {
         let mut request = fs_request(operation, path);
         fill(&mut request);
-        let now = self.now;
-        match self.vm.guest_filesystem_call(request, &mut self.entropy, now) {
-            Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result))) => Ok(result),
-            Ok(CallOutcome::Done(_)) => Err(Errno::EIO),
+        let outcome = self.guarded(|vm, asks, entropy, now| vm.guest_filesystem_call(request, asks, entropy, now))?;
+        match outcome {
+            CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)) => Ok(result),
+            CallOutcome::Done(_) => Err(Errno::EIO),
             // Host-answered (js_bridge) mounts need the guest to wait for the host: not yet.
-            Ok(CallOutcome::Bridge(_)) => Err(Errno::ENOTSUP),
-            Err(rejection) => Err(errno_of(&rejection)),
+            CallOutcome::Bridge(_) => Err(Errno::ENOTSUP),
         }
+    }
+
+    /// Runs a filesystem operation of the VM with the process's permission prompts; an `ask`
+    /// not answered yet parks the process (`blocked`) and fails the call with `EAGAIN`, to be
+    /// retried once the host answered.
+    fn guarded<T>(
+        &mut self,
+        call: impl FnOnce(&mut Vm, GuestAsks, &mut Entropy, Now) -> (Result<T, Rejection>, GuestAsks),
+    ) -> Result<T, Errno> {
+        let now = self.now;
+        let asks = std::mem::take(&mut self.process_mut()?.asks);
+        let (outcome, mut asks) = call(&mut self.vm, asks, &mut self.entropy, now);
+        let needed = asks.needed.is_some();
+        self.blocked |= needed;
+        let process = self.process_mut()?;
+        if needed {
+            process.wait = Wait::Prompt { ticket: None };
+        }
+        std::mem::swap(&mut process.asks, &mut asks);
+        outcome.map_err(|rejection| errno_of(&rejection))
     }
 }
 

@@ -8,6 +8,8 @@ use schema::wire::{ProcessSnapshotEntry, ProcessSnapshotStatus, WasmPermissionTi
 use super::fds::FdTable;
 use super::guest::Guest;
 use super::Channel;
+use crate::sidecar::filesystem::GuestAsks;
+use crate::sidecar::vm::PromptTicket;
 
 /// The pid of the VM's init: host-started processes are its children, so their ppid is 0
 /// (there is no process 0 inside the VM, as for processes started by a Linux kernel thread).
@@ -26,6 +28,8 @@ pub(crate) enum Wait {
     Sleep { until_ms: u64 },
     /// Its output is waiting to be turned into events.
     Output,
+    /// A call waits for the host's answer to a permission prompt (`None`: not sent yet).
+    Prompt { ticket: Option<PromptTicket> },
 }
 
 /// A process's lifecycle state.
@@ -63,6 +67,8 @@ pub(crate) struct Process {
     pub(crate) output: Vec<(Channel, Vec<u8>)>,
     /// The deadline of a relative sleep in progress (kept across the retries of the call).
     pub(crate) sleep_deadline_ns: Option<u64>,
+    /// Permission prompts of the call in progress.
+    pub(crate) asks: GuestAsks,
     /// When it exited (monotonic ms), and the exits' order, for snapshots and retention.
     pub(crate) exited_at_ms: Option<u64>,
     pub(crate) exit_order: u64,

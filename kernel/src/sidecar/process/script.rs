@@ -1,0 +1,173 @@
+//! A scripted guest engine: small programs written in Rust against [`Syscalls`], each named by
+//! the module bytes after the WebAssembly magic (`\0asmcat` runs `cat`; see [`module`]).
+//!
+//! Deterministic and cheap, it lets tests, fuzzers and the simulator drive every process path of
+//! the kernel (stdin, output back-pressure, exits, kills, files, prompts) without compiling
+//! anything. Scripts never panic: a failed step is an exit code naming it.
+//!
+//! | script | behaviour |
+//! |---|---|
+//! | `cat` | copies stdin to stdout until end-of-file, exit 0 |
+//! | `spin` | runs forever (every slice) |
+//! | `exit N` | exits with `N` at once |
+//! | `flood N` | writes `N` bytes (`y`), alternating stdout and stderr per write, exit 0 |
+//! | `files PATH` | creates PATH, writes, seeks, reads back, `pwrite`s, appends; exit 0 when the file reads `hello WORLD!`, else the failing step (10+) |
+//! | anything else | exit 127 |
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::guest::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
+use super::syscalls::{OpenFlags, SysError, Syscalls, Whence};
+use super::{ROOT_FD, STDERR_FD, STDIN_FD, STDOUT_FD};
+
+/// The module bytes of script `name`.
+pub fn module(name: &str) -> Vec<u8> {
+    let mut bytes = b"\0asm".to_vec();
+    bytes.extend_from_slice(name.as_bytes());
+    bytes
+}
+
+/// The engine. `polls` counts every slice any of its guests ran.
+#[derive(Debug, Clone, Default)]
+pub struct ScriptEngine {
+    polls: Arc<AtomicUsize>,
+    lose_vm: bool,
+}
+
+impl ScriptEngine {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An engine whose guests never give their VM back: the engine bug the kernel must survive.
+    pub fn losing_vms() -> Self {
+        Self { lose_vm: true, ..Self::default() }
+    }
+
+    /// Slices run so far, by all guests of this engine (and its clones).
+    pub fn polls(&self) -> usize {
+        self.polls.load(Ordering::Relaxed)
+    }
+}
+
+impl GuestEngine for ScriptEngine {
+    fn load(&self, bytes: &[u8]) -> Result<Arc<dyn GuestProgram>, GuestError> {
+        let name = String::from_utf8_lossy(bytes.get(4..).unwrap_or_default()).into_owned();
+        if name == "invalid" {
+            return Err(GuestError::InvalidProgram("no _start".into()));
+        }
+        Ok(Arc::new(Script { name, engine: self.clone() }))
+    }
+}
+
+#[derive(Debug)]
+struct Script {
+    name: String,
+    engine: ScriptEngine,
+}
+
+impl GuestProgram for Script {
+    fn spawn(&self, spawn: GuestSpawn) -> Result<Box<dyn Guest>, GuestError> {
+        Ok(Box::new(ScriptGuest { name: self.name.clone(), args: spawn.args, engine: self.engine.clone(), written: 0 }))
+    }
+}
+
+#[derive(Debug)]
+struct ScriptGuest {
+    name: String,
+    args: Vec<String>,
+    engine: ScriptEngine,
+    written: u64,
+}
+
+fn exited(code: i32) -> GuestPoll {
+    GuestPoll::Exited(GuestExit { code, message: None })
+}
+
+impl ScriptGuest {
+    fn arg(&self, index: usize) -> &str {
+        self.args.get(index).map_or("", String::as_str)
+    }
+
+    fn cat(sys: &mut Syscalls) -> GuestPoll {
+        let mut buf = [0u8; 4096];
+        loop {
+            match sys.read(STDIN_FD, &mut buf) {
+                Ok(0) => return exited(0),
+                Ok(read) => {
+                    let mut data = buf.get(..read).unwrap_or_default();
+                    while !data.is_empty() {
+                        match sys.write(STDOUT_FD, data) {
+                            Ok(written) => data = data.get(written..).unwrap_or_default(),
+                            // Output back-pressure mid-copy: a real cat would wait; this one
+                            // has no memory of the rest, so it reports it.
+                            Err(_) => return exited(3),
+                        }
+                    }
+                }
+                Err(SysError::WouldBlock) => return GuestPoll::Blocked,
+                Err(SysError::Errno(_)) => return exited(2),
+            }
+        }
+    }
+
+    fn flood(&mut self, sys: &mut Syscalls) -> GuestPoll {
+        let total: u64 = self.arg(1).parse().unwrap_or(0);
+        let chunk = [b'y'; 4099];
+        while self.written < total {
+            let want = usize::try_from(total - self.written).unwrap_or(usize::MAX).min(chunk.len());
+            let fd = if self.written.is_multiple_of(2) { STDOUT_FD } else { STDERR_FD };
+            match sys.write(fd, chunk.get(..want).unwrap_or_default()) {
+                Ok(written) => self.written += u64::try_from(written).unwrap_or(u64::MAX),
+                Err(SysError::WouldBlock) => return GuestPoll::Blocked,
+                Err(SysError::Errno(_)) => return exited(1),
+            }
+        }
+        exited(0)
+    }
+}
+
+/// The `files` script; `Err(step)` names the first step that failed.
+fn files(sys: &mut Syscalls, path: &str) -> Result<(), i32> {
+    let create = OpenFlags { read: true, write: true, create: true, truncate: true, ..OpenFlags::default() };
+    let fd = sys.open_at(ROOT_FD, path, create).map_err(|_| 10)?;
+    sys.write(fd, b"hello ").map_err(|_| 11)?;
+    sys.write(fd, b"world").map_err(|_| 12)?;
+    sys.seek(fd, 0, Whence::Start).map_err(|_| 13)?;
+    let mut buf = [0u8; 32];
+    let read = sys.read(fd, &mut buf).map_err(|_| 14)?;
+    if buf.get(..read) != Some(&b"hello world"[..]) {
+        return Err(15);
+    }
+    sys.pwrite(fd, b"WORLD", 6).map_err(|_| 16)?;
+    let append = OpenFlags { write: true, append: true, ..OpenFlags::default() };
+    let tail = sys.open_at(ROOT_FD, path, append).map_err(|_| 17)?;
+    sys.write(tail, b"!").map_err(|_| 18)?;
+    let read = sys.pread(fd, &mut buf, 0).map_err(|_| 19)?;
+    if buf.get(..read) != Some(&b"hello WORLD!"[..]) {
+        return Err(20);
+    }
+    sys.close(tail).map_err(|_| 21)?;
+    sys.close(fd).map_err(|_| 22)
+}
+
+impl Guest for ScriptGuest {
+    fn poll(&mut self, mut sys: Syscalls) -> (Option<Syscalls>, GuestPoll) {
+        self.engine.polls.fetch_add(1, Ordering::Relaxed);
+        if self.engine.lose_vm {
+            return (None, GuestPoll::Running);
+        }
+        let poll = match self.name.as_str() {
+            "cat" => Self::cat(&mut sys),
+            "spin" => GuestPoll::Running,
+            "exit" => exited(self.arg(1).parse().unwrap_or(0)),
+            "flood" => self.flood(&mut sys),
+            "files" => exited(files(&mut sys, self.arg(1)).err().unwrap_or(0)),
+            _ => exited(127),
+        };
+        (Some(sys), poll)
+    }
+
+    fn kill(&mut self) {}
+}
