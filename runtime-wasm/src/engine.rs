@@ -15,8 +15,8 @@ use kernel::vfs::Errno as KernelErrno;
 
 use crate::abi::{
     ClockId, Dirent, Errno, Event, EventType, Fd, FdStat, Filestat, Filetype, Prestat, Subscription, SubscriptionKind,
-    Whence, FDFLAGS_APPEND, LOOKUPFLAGS_SYMLINK_FOLLOW, OFLAGS_CREAT, OFLAGS_DIRECTORY, OFLAGS_EXCL, OFLAGS_TRUNC,
-    RIGHTS_ALL, RIGHTS_FD_READ, RIGHTS_FD_WRITE,
+    Whence, FDFLAGS_APPEND, FDFLAGS_NONBLOCK, LOOKUPFLAGS_SYMLINK_FOLLOW, OFLAGS_CREAT, OFLAGS_DIRECTORY, OFLAGS_EXCL,
+    OFLAGS_TRUNC, RIGHTS_ALL, RIGHTS_FD_READ, RIGHTS_FD_WRITE,
 };
 use crate::host::{SysError, SysResult, WaitReason, WasiHost};
 use crate::runtime::{Program, Runtime, RuntimeConfig, RuntimeError, TaskLimits};
@@ -28,22 +28,30 @@ pub const MAX_CACHED_PROGRAMS: usize = 64;
 /// Module bytes kept as cache keys at most (the compiled code is several times larger).
 pub const MAX_CACHED_MODULE_BYTES: usize = 256 << 20;
 
-/// Runs WebAssembly commands for the kernel on one wasmtime engine.
+/// Distinct wasm stack limits served at once: each needs its own wasmtime engine (the limit
+/// shapes compiled code). VMs rarely differ here; more distinct values are refused.
+pub const MAX_STACK_LIMIT_ENGINES: usize = 4;
+
+/// Runs WebAssembly commands for the kernel on wasmtime, one engine per wasm stack limit.
 pub struct WasmEngine {
-    runtime: Runtime<KernelHost>,
+    config: RuntimeConfig,
+    runtimes: Mutex<Vec<Arc<Runtime<KernelHost>>>>,
     cache: Mutex<ProgramCache>,
 }
 
 impl fmt::Debug for WasmEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WasmEngine").field("runtime", &self.runtime).finish_non_exhaustive()
+        f.debug_struct("WasmEngine").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
+/// Compiled programs by (stack limit, module bytes).
+type CacheKey = (usize, Arc<[u8]>);
+
 #[derive(Default)]
 struct ProgramCache {
-    programs: HashMap<Arc<[u8]>, Arc<WasmProgram>>,
-    order: VecDeque<Arc<[u8]>>,
+    programs: HashMap<CacheKey, Arc<WasmProgram>>,
+    order: VecDeque<CacheKey>,
     bytes: usize,
 }
 
@@ -54,7 +62,25 @@ impl WasmEngine {
     ///
     /// When wasmtime rejects the configuration.
     pub fn new(config: RuntimeConfig) -> Result<WasmEngine, RuntimeError> {
-        Ok(WasmEngine { runtime: Runtime::new(config)?, cache: Mutex::new(ProgramCache::default()) })
+        let runtime = Arc::new(Runtime::new(config.clone())?);
+        Ok(WasmEngine { config, runtimes: Mutex::new(vec![runtime]), cache: Mutex::new(ProgramCache::default()) })
+    }
+
+    /// The engine for guests with this stack limit, built on first use.
+    fn runtime(&self, max_wasm_stack_bytes: usize) -> Result<Arc<Runtime<KernelHost>>, GuestError> {
+        let mut runtimes = self.runtimes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(runtime) = runtimes.iter().find(|r| r.config().max_wasm_stack_bytes == max_wasm_stack_bytes) {
+            return Ok(Arc::clone(runtime));
+        }
+        if runtimes.len() >= MAX_STACK_LIMIT_ENGINES {
+            return Err(GuestError::Exhausted(format!(
+                "at most {MAX_STACK_LIMIT_ENGINES} distinct maxWasmStackBytes values are served at once"
+            )));
+        }
+        let config = RuntimeConfig { max_wasm_stack_bytes, ..self.config.clone() };
+        let runtime = Arc::new(Runtime::new(config).map_err(|error| GuestError::Exhausted(error.to_string()))?);
+        runtimes.push(Arc::clone(&runtime));
+        Ok(runtime)
     }
 
     /// Programs currently cached.
@@ -64,20 +90,22 @@ impl WasmEngine {
 }
 
 impl GuestEngine for WasmEngine {
-    fn load(&self, bytes: &[u8]) -> Result<Arc<dyn GuestProgram>, GuestError> {
+    fn load(&self, bytes: &[u8], max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
+        let stack = usize::try_from(max_wasm_stack_bytes).unwrap_or(usize::MAX);
+        let key: CacheKey = (stack, Arc::from(bytes));
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(program) = cache.programs.get(bytes) {
+        if let Some(program) = cache.programs.get(&key) {
             return Ok(program.clone());
         }
-        let program = self.runtime.compile(bytes).map_err(|error| GuestError::InvalidProgram(error.to_string()))?;
+        let runtime = self.runtime(stack)?;
+        let program = runtime.compile(bytes).map_err(|error| GuestError::InvalidProgram(error.to_string()))?;
         let program = Arc::new(WasmProgram { program });
-        let key: Arc<[u8]> = Arc::from(bytes);
-        cache.bytes = cache.bytes.saturating_add(key.len());
-        cache.programs.insert(Arc::clone(&key), Arc::clone(&program));
+        cache.bytes = cache.bytes.saturating_add(key.1.len());
+        cache.programs.insert(key.clone(), Arc::clone(&program));
         cache.order.push_back(key);
         while cache.programs.len() > MAX_CACHED_PROGRAMS || cache.bytes > MAX_CACHED_MODULE_BYTES {
             let Some(oldest) = cache.order.pop_front() else { break };
-            cache.bytes = cache.bytes.saturating_sub(oldest.len());
+            cache.bytes = cache.bytes.saturating_sub(oldest.1.len());
             cache.programs.remove(&oldest);
         }
         Ok(program)
@@ -266,7 +294,8 @@ impl WasiHost for KernelHost {
         if !info.writable {
             rights &= !RIGHTS_FD_WRITE;
         }
-        let flags = if info.append { FDFLAGS_APPEND } else { 0 };
+        let flags =
+            (if info.append { FDFLAGS_APPEND } else { 0 }) | (if info.nonblocking { FDFLAGS_NONBLOCK } else { 0 });
         Ok(FdStat { filetype, flags, rights_base: rights, rights_inheriting: RIGHTS_ALL })
     }
 
@@ -304,6 +333,7 @@ impl WasiHost for KernelHost {
             truncate: oflags & OFLAGS_TRUNC != 0,
             directory: oflags & OFLAGS_DIRECTORY != 0,
             append: fdflags & FDFLAGS_APPEND != 0,
+            nonblocking: fdflags & FDFLAGS_NONBLOCK != 0,
             follow: lookupflags & LOOKUPFLAGS_SYMLINK_FOLLOW != 0,
         };
         let path = path_str(path)?;
@@ -364,7 +394,7 @@ impl WasiHost for KernelHost {
     }
 
     fn fd_fdstat_set_flags(&mut self, fd: Fd, flags: u16) -> Result<(), Errno> {
-        self.sys()?.set_append(fd, flags & FDFLAGS_APPEND != 0).map_err(errno)
+        self.sys()?.set_flags(fd, flags & FDFLAGS_APPEND != 0, flags & FDFLAGS_NONBLOCK != 0).map_err(errno)
     }
 
     fn fd_renumber(&mut self, from: Fd, to: Fd) -> Result<(), Errno> {

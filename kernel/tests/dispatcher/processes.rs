@@ -35,7 +35,7 @@ impl Procs {
         host.drain();
         let scope = OwnershipScope::vm(&conn, &session, &vm);
         let mut procs = Procs { host, scope, vm, engine };
-        for script in ["cat", "spin", "flood", "exit", "files", "invalid"] {
+        for script in ["cat", "spin", "flood", "exit", "files", "nbread", "invalid"] {
             let content = String::from_utf8(module(script)).unwrap();
             let frames = procs.call(write(&format!("/bin/{script}"), &content));
             assert!(matches!(response_payload(&frames[0]), ResponsePayload::GuestFilesystemResultResponse(_)));
@@ -261,4 +261,14 @@ fn guest_file_writes_in_place_and_across_a_mount() {
         let ResponsePayload::GuestFilesystemResultResponse(result) = response_payload(&frames[0]) else { panic!() };
         assert_eq!(result.content.as_deref(), Some("hello WORLD!"), "{path}");
     }
+}
+
+#[test]
+fn a_non_blocking_stdin_read_fails_with_eagain_instead_of_waiting() {
+    let mut procs = Procs::new(OPEN);
+    procs.started("empty", "nbread", &[]);
+    assert_eq!(exit_of(&procs.tick()), Some(("empty".to_owned(), 11)));
+    procs.started("fed", "nbread", &[]);
+    procs.send(RequestPayload::WriteStdinRequest(WriteStdinRequest { process_id: "fed".into(), chunk: b"x".to_vec() }));
+    assert_eq!(exit_of(&procs.tick()), Some(("fed".to_owned(), 0)));
 }

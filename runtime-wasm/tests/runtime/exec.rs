@@ -658,3 +658,23 @@ fn a_denied_or_unanswered_ask_fails_the_guests_call() {
     assert_eq!(host.drain(), []);
     assert_eq!(host.read_file(&vm, "/tmp/killed.txt"), None);
 }
+
+#[test]
+fn deep_recursion_is_stopped_by_the_vms_stack_limit() {
+    let mut host = Host::new();
+    let vm = host.vm(
+        r#"{"permissions":{"fs":"allow","childProcess":"allow"},"limits":{"resources":{"maxWasmStackBytes":65536}}}"#,
+    );
+    host.write_file(&vm, "/bin/recurse", &crate::support::wat_fixture("recurse"));
+    started(&host.execute(&vm, "r", "recurse", &[]));
+    let (_, stderr, code) = outcome(&host.run("r"));
+    assert_eq!(code, 134);
+    assert!(stderr.contains("stack overflow (max_wasm_stack_bytes = 65536)"), "{stderr}");
+    // Another VM with the default limit recurses deeper before it stops, on its own engine.
+    let roomy = host.vm(OPEN_VM);
+    host.write_file(&roomy, "/bin/recurse", &crate::support::wat_fixture("recurse"));
+    started(&host.execute(&roomy, "r2", "recurse", &[]));
+    let (_, stderr, code) = outcome(&host.run("r2"));
+    assert_eq!(code, 134);
+    assert!(stderr.contains("stack overflow (max_wasm_stack_bytes = 8388608)"), "{stderr}");
+}

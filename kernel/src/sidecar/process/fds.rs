@@ -35,12 +35,14 @@ pub(crate) struct Descriptor {
     pub(crate) readable: bool,
     pub(crate) writable: bool,
     pub(crate) append: bool,
+    /// Reads that would wait fail with `EAGAIN` instead (`O_NONBLOCK`).
+    pub(crate) nonblocking: bool,
 }
 
 impl Descriptor {
     pub(crate) fn stdio(file: OpenFile) -> Self {
         let readable = file == OpenFile::Stdin;
-        Self { file, readable, writable: !readable, append: !readable }
+        Self { file, readable, writable: !readable, append: !readable, nonblocking: false }
     }
 
     pub(crate) fn preopen(path: String, name: String) -> Self {
@@ -49,6 +51,7 @@ impl Descriptor {
             readable: true,
             writable: false,
             append: false,
+            nonblocking: false,
         }
     }
 }

@@ -75,8 +75,9 @@ pub enum GuestError {
 /// Runs programs of one kind (WebAssembly commands). Shared by every VM of a sidecar, so its
 /// caches serve them all.
 pub trait GuestEngine: Send + Sync + fmt::Debug {
-    /// Compiles (or finds in a cache) the program in `bytes`.
-    fn load(&self, bytes: &[u8]) -> Result<Arc<dyn GuestProgram>, GuestError>;
+    /// Compiles (or finds in a cache) the program in `bytes`, for guests whose wasm stack may
+    /// use `max_wasm_stack_bytes` (compiled code depends on it).
+    fn load(&self, bytes: &[u8], max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError>;
 }
 
 /// A loaded program, ready to be spawned cheaply any number of times.

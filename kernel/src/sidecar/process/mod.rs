@@ -138,10 +138,10 @@ impl Sidecar {
         })?;
         let vm = self.vm_mut(vm_id)?;
         let plan = vm.plan_execution(&request, now)?;
-        let program = engine.load(&plan.module).map_err(|error| {
+        let limits = vm.guest_limits();
+        let program = engine.load(&plan.module, limits.max_wasm_stack_bytes).map_err(|error| {
             Rejection::new(RejectCode::ExecutionError, format!("invalid WebAssembly module: {error}"))
         })?;
-        let limits = vm.guest_limits();
         let guest =
             program.spawn(GuestSpawn { args: plan.argv.clone(), env: plan.env.clone(), limits }).map_err(|error| {
                 Rejection::new(RejectCode::ExecutionError, format!("cannot start {}: {error}", plan.command))

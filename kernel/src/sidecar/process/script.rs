@@ -12,6 +12,7 @@
 //! | `exit N` | exits with `N` at once |
 //! | `flood N` | writes `N` bytes (`y`), alternating stdout and stderr per write, exit 0 |
 //! | `files PATH` | creates PATH, writes, seeks, reads back, `pwrite`s, appends; exit 0 when the file reads `hello WORLD!`, else the failing step (10+) |
+//! | `nbread` | sets stdin non-blocking and reads once: exit 0 with data, 11 on `EAGAIN`, 12 at end-of-file |
 //! | anything else | exit 127 |
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,7 +53,7 @@ impl ScriptEngine {
 }
 
 impl GuestEngine for ScriptEngine {
-    fn load(&self, bytes: &[u8]) -> Result<Arc<dyn GuestProgram>, GuestError> {
+    fn load(&self, bytes: &[u8], _max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
         let name = String::from_utf8_lossy(bytes.get(4..).unwrap_or_default()).into_owned();
         if name == "invalid" {
             return Err(GuestError::InvalidProgram("no _start".into()));
@@ -152,6 +153,20 @@ fn files(sys: &mut Syscalls, path: &str) -> Result<(), i32> {
     sys.close(fd).map_err(|_| 22)
 }
 
+/// The `nbread` script.
+fn nonblocking_read(sys: &mut Syscalls) -> i32 {
+    if sys.set_flags(STDIN_FD, false, true).is_err() {
+        return 13;
+    }
+    let mut buf = [0u8; 64];
+    match sys.read(STDIN_FD, &mut buf) {
+        Ok(0) => 12,
+        Ok(_) => 0,
+        Err(SysError::Errno(crate::vfs::Errno::EAGAIN)) => 11,
+        Err(_) => 14,
+    }
+}
+
 impl Guest for ScriptGuest {
     fn poll(&mut self, mut sys: Syscalls) -> (Option<Syscalls>, GuestPoll) {
         self.engine.polls.fetch_add(1, Ordering::Relaxed);
@@ -164,6 +179,7 @@ impl Guest for ScriptGuest {
             "exit" => exited(self.arg(1).parse().unwrap_or(0)),
             "flood" => self.flood(&mut sys),
             "files" => exited(files(&mut sys, self.arg(1)).err().unwrap_or(0)),
+            "nbread" => exited(nonblocking_read(&mut sys)),
             _ => exited(127),
         };
         (Some(sys), poll)

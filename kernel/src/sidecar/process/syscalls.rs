@@ -54,6 +54,8 @@ pub struct OpenFlags {
     pub truncate: bool,
     pub directory: bool,
     pub append: bool,
+    /// Reads that would wait fail with `EAGAIN` instead.
+    pub nonblocking: bool,
     /// Follow a final symlink.
     pub follow: bool,
 }
@@ -74,6 +76,7 @@ pub struct FdInfo {
     pub readable: bool,
     pub writable: bool,
     pub append: bool,
+    pub nonblocking: bool,
 }
 
 /// One directory entry, for `read_dir`.
@@ -205,27 +208,27 @@ impl Syscalls {
     /// Describes `fd`.
     pub fn fd_info(&self, fd: u32) -> Result<FdInfo, Errno> {
         let descriptor = self.process()?.fds.get(fd)?;
-        Ok(match &descriptor.file {
-            OpenFile::Stdin => FdInfo { kind: FdKind::CharacterDevice, readable: true, writable: false, append: false },
-            OpenFile::Stdout | OpenFile::Stderr => {
-                FdInfo { kind: FdKind::CharacterDevice, readable: false, writable: true, append: true }
+        let kind = match &descriptor.file {
+            OpenFile::Stdin | OpenFile::Stdout | OpenFile::Stderr | OpenFile::File { device: true, .. } => {
+                FdKind::CharacterDevice
             }
-            OpenFile::Directory { .. } => {
-                FdInfo { kind: FdKind::Directory, readable: true, writable: false, append: false }
-            }
-            OpenFile::File { device, .. } => FdInfo {
-                kind: if *device { FdKind::CharacterDevice } else { FdKind::RegularFile },
-                readable: descriptor.readable,
-                writable: descriptor.writable,
-                append: descriptor.append,
-            },
+            OpenFile::Directory { .. } => FdKind::Directory,
+            OpenFile::File { device: false, .. } => FdKind::RegularFile,
+        };
+        Ok(FdInfo {
+            kind,
+            readable: descriptor.readable,
+            writable: descriptor.writable,
+            append: descriptor.append,
+            nonblocking: descriptor.nonblocking,
         })
     }
 
-    /// Sets or clears append mode.
-    pub fn set_append(&mut self, fd: u32, append: bool) -> Result<(), Errno> {
+    /// Sets the descriptor's append and non-blocking modes.
+    pub fn set_flags(&mut self, fd: u32, append: bool, nonblocking: bool) -> Result<(), Errno> {
         let descriptor = self.process_mut()?.fds.get_mut(fd)?;
         descriptor.append = append;
+        descriptor.nonblocking = nonblocking;
         Ok(())
     }
 
@@ -269,7 +272,13 @@ impl Syscalls {
             }
             OpenFile::File { path, offset: 0, device: kind == EntryKind::CharacterDevice }
         };
-        let descriptor = Descriptor { file, readable: flags.read, writable: flags.write, append: flags.append };
+        let descriptor = Descriptor {
+            file,
+            readable: flags.read,
+            writable: flags.write,
+            append: flags.append,
+            nonblocking: flags.nonblocking,
+        };
         let max_open_fds = self.vm.process_limits().max_open_fds;
         self.process_mut()?.fds.insert(descriptor, max_open_fds)
     }
@@ -536,6 +545,9 @@ impl Syscalls {
                 if process.stdin.is_empty() {
                     if process.stdin_closed {
                         return Ok(0);
+                    }
+                    if descriptor.nonblocking {
+                        return Err(Errno::EAGAIN.into());
                     }
                     process.wait = Wait::Stdin;
                     return Err(SysError::WouldBlock);
