@@ -302,20 +302,9 @@ impl Client {
             _ => (GuestFilesystemOperation::Exists, None, FsExpect::Exists(model.contains_key(path))),
         };
         let payload = RequestPayload::GuestFilesystemCallRequest(GuestFilesystemCallRequest {
-            operation,
-            path: path.to_owned(),
-            destination_path: None,
-            target: None,
             encoding: content.as_ref().map(|_| RootFilesystemEntryEncoding::Utf8),
             content,
-            recursive: false,
-            mode: None,
-            uid: None,
-            gid: None,
-            atime_ms: None,
-            mtime_ms: None,
-            len: None,
-            offset: None,
+            ..GuestFilesystemCallRequest::new(operation, path)
         });
         self.fs_expectations.insert(self.next_request_id + 1, expect);
         self.send(OwnershipScope::vm(conn, session, vm), payload).await

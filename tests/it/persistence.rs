@@ -23,22 +23,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn call(operation: Op, path: &str) -> GuestFilesystemCallRequest {
-    GuestFilesystemCallRequest {
-        operation,
-        path: path.into(),
-        destination_path: None,
-        target: None,
-        content: None,
-        encoding: None,
-        recursive: false,
-        mode: None,
-        uid: None,
-        gid: None,
-        atime_ms: None,
-        mtime_ms: None,
-        len: None,
-        offset: None,
-    }
+    GuestFilesystemCallRequest::new(operation, path)
 }
 
 /// Spawns the binary and creates one VM: (client, VM scope).

@@ -1038,7 +1038,7 @@ fn parent(path: &str) -> &str {
 
 /// `base` (canonical, absolute) with `rest` appended, `.` skipped and `..` going up (never
 /// above `/`).
-fn lexical_append(base: &str, rest: &[&str]) -> String {
+pub(crate) fn lexical_append(base: &str, rest: &[&str]) -> String {
     let mut parts: Vec<&str> = base.split('/').filter(|c| !c.is_empty()).collect();
     for component in rest {
         match *component {

@@ -21,7 +21,7 @@ use super::table::{Process, Wait};
 use super::{Channel, MAX_PENDING_OUTPUT_BYTES};
 use crate::clock::{Entropy, Now};
 use crate::error::Rejection;
-use crate::sidecar::filesystem::{CallOutcome, GuestAsks};
+use crate::sidecar::filesystem::{lexical_append, CallOutcome, GuestAsks};
 use crate::sidecar::vm::Vm;
 use crate::vfs::{path, Errno, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 
@@ -696,9 +696,11 @@ pub(crate) fn fs_request(operation: Op, path: &str) -> GuestFilesystemCallReques
     GuestFilesystemCallRequest::new(operation, path)
 }
 
-/// `path` made absolute against `cwd` and normalized lexically.
+/// `path` made absolute against `cwd` and normalized lexically (`..` never above `/`).
 pub(crate) fn normalize(cwd: &str, path: &str) -> String {
-    confine("/", cwd, path)
+    let base = if path.starts_with('/') { "/" } else { cwd };
+    let components: Vec<&str> = path.split('/').filter(|component| !component.is_empty()).collect();
+    lexical_append(base, &components)
 }
 
 /// Content bytes of a read result.
@@ -753,35 +755,15 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
-/// `path` applied to `base` lexically (`.` skipped, `..` going up but never above `root`).
-fn confine(root: &str, base: &str, path: &str) -> String {
-    let floor = root.split('/').filter(|c| !c.is_empty()).count();
-    let base = if path.starts_with('/') { root } else { base };
-    let mut parts: Vec<&str> = base.split('/').filter(|c| !c.is_empty()).collect();
-    for component in path.split('/') {
-        match component {
-            "" | "." => {}
-            ".." => {
-                if parts.len() > floor {
-                    parts.pop();
-                }
-            }
-            name => parts.push(name),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn confine_never_leaves_the_root() {
-        assert_eq!(confine("/", "/", "a/../../b"), "/b");
-        assert_eq!(confine("/home/user", "/home/user", "../../etc/passwd"), "/home/user/etc/passwd");
-        assert_eq!(confine("/home/user", "/home/user/x", "../y"), "/home/user/y");
-        assert_eq!(confine("/", "/a", "./b//c/."), "/a/b/c");
+    fn normalize_never_leaves_the_root() {
+        assert_eq!(normalize("/", "a/../../b"), "/b");
+        assert_eq!(normalize("/home/user/x", "../y"), "/home/user/y");
+        assert_eq!(normalize("/a", "./b//c/."), "/a/b/c");
         assert_eq!(normalize("/home/user", "/etc/../tmp"), "/tmp");
         assert_eq!(normalize("/home/user", "x/../../y"), "/home/y");
     }
