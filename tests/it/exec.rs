@@ -92,3 +92,13 @@ fn wasm_cat_over_real_pipes_then_replay_the_trace() {
     assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
     assert!(String::from_utf8_lossy(&replay.stdout).contains("replay matched"));
 }
+
+#[test]
+fn the_readme_demo_runs_a_guest_and_prints_its_output() {
+    let demo = Command::new(binary()).arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&demo.stdout);
+    assert!(demo.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&demo.stderr));
+    assert!(stdout.contains("stdout -> 2 11 54 "), "{stdout}");
+    assert!(stdout.contains("wc exited with 0"), "{stdout}");
+    assert!(stdout.contains("VM vm-1 is DISPOSED"), "{stdout}");
+}
