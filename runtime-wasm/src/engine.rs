@@ -12,6 +12,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use kernel::process::guest::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
 use kernel::process::syscalls::{EntryKind, FdKind, FileStat, OpenFlags, SysError as KernelSysError, Syscalls};
 use kernel::vfs::Errno as KernelErrno;
+use schema::wire::WasmPermissionTier;
+
+/// The guest user's ids (the VM's `/home/user` owner).
+const GUEST_UID: u32 = 1000;
+const GUEST_GID: u32 = 1000;
 
 use crate::abi::{
     ClockId, Dirent, Errno, Event, EventType, Fd, FdStat, Filestat, Filetype, Prestat, Subscription, SubscriptionKind,
@@ -184,6 +189,14 @@ impl KernelHost {
         self.syscalls.as_mut().ok_or(Errno::Io)
     }
 
+    /// Process and pipe control is for `FULL` commands only, like the original.
+    fn full_tier(&mut self) -> Result<(), Errno> {
+        match self.sys()?.tier() {
+            WasmPermissionTier::Full => Ok(()),
+            _ => Err(Errno::Perm),
+        }
+    }
+
     /// A read or write that stopped at a permission prompt waits for the answer.
     fn prompted<T>(&mut self, result: SysResult<T>) -> SysResult<T> {
         let blocked = self.syscalls.as_mut().is_some_and(Syscalls::take_blocked);
@@ -286,6 +299,7 @@ impl WasiHost for KernelHost {
             FdKind::CharacterDevice => Filetype::CharacterDevice,
             FdKind::Directory => Filetype::Directory,
             FdKind::RegularFile => Filetype::RegularFile,
+            FdKind::Pipe => Filetype::SocketStream,
         };
         let mut rights = RIGHTS_ALL;
         if !info.readable {
@@ -386,6 +400,69 @@ impl WasiHost for KernelHost {
     fn fd_pwrite(&mut self, fd: Fd, data: &[u8], offset: u64) -> SysResult<usize> {
         let result = self.sys()?.pwrite(fd, data, offset).map_err(|error| sys_error(error, WaitReason::Write { fd }));
         self.prompted(result)
+    }
+
+    fn proc_getpid(&mut self) -> Result<u32, Errno> {
+        Ok(self.sys()?.pid())
+    }
+
+    fn proc_getppid(&mut self) -> Result<u32, Errno> {
+        self.sys()?.parent_pid().map_err(errno)
+    }
+
+    fn fd_pipe(&mut self) -> Result<(Fd, Fd), Errno> {
+        self.full_tier()?;
+        self.sys()?.pipe().map_err(errno)
+    }
+
+    fn fd_dup(&mut self, fd: Fd) -> Result<Fd, Errno> {
+        self.sys()?.dup(fd).map_err(errno)
+    }
+
+    fn fd_dup2(&mut self, old: Fd, new: Fd) -> Result<(), Errno> {
+        self.sys()?.dup2(old, new).map_err(errno)
+    }
+
+    fn proc_kill(&mut self, pid: i32, signal: u32) -> Result<(), Errno> {
+        // Only FULL commands may signal (the original answers ESRCH to the others).
+        self.full_tier().map_err(|_| Errno::Srch)?;
+        self.sys()?.kill(i64::from(pid), signal).map_err(errno)
+    }
+
+    fn proc_sigaction(&mut self, signal: u32, action: u32, mask: u64, flags: u32) -> Result<(), Errno> {
+        self.full_tier().map_err(|_| Errno::Fault)?;
+        self.sys()?.sigaction(signal, action, mask, flags).map_err(errno)
+    }
+
+    fn sleep_ms(&mut self, ms: u32) -> SysResult<()> {
+        self.sys()?.sleep_ms(ms).map_err(|error| sys_error(error, WaitReason::Sleep { until_ns: 0 }))
+    }
+
+    fn proc_waitpid(&mut self, pid: i32, options: u32) -> Result<(u32, u32), Errno> {
+        let _ = (pid, options);
+        // Guests cannot start children yet.
+        Err(Errno::Child)
+    }
+
+    fn getuid(&mut self) -> Result<u32, Errno> {
+        Ok(GUEST_UID)
+    }
+
+    fn getgid(&mut self) -> Result<u32, Errno> {
+        Ok(GUEST_GID)
+    }
+
+    fn isatty(&mut self, fd: Fd) -> Result<bool, Errno> {
+        // No terminals yet: stdio is pipes to the host.
+        self.sys()?.fd_info(fd).map(|_| false).map_err(errno)
+    }
+
+    fn getpwuid(&mut self, uid: u32) -> Result<Vec<u8>, Errno> {
+        match uid {
+            0 => Ok(b"root:x:0:0:root:/root:/bin/sh".to_vec()),
+            GUEST_UID => Ok(format!("user:x:{GUEST_UID}:{GUEST_GID}:user:/home/user:/bin/sh").into_bytes()),
+            _ => Err(Errno::NoEnt),
+        }
     }
 
     fn take_wait(&mut self) -> Option<WaitReason> {

@@ -307,6 +307,78 @@ pub trait WasiHost: Send + 'static {
         Err(Errno::NoSys)
     }
 
+    /// `host_process.proc_getpid`: the caller's pid.
+    fn proc_getpid(&mut self) -> Result<u32, Errno> {
+        Err(Errno::NoSys)
+    }
+
+    /// `host_process.proc_getppid`: the caller's parent's pid.
+    fn proc_getppid(&mut self) -> Result<u32, Errno> {
+        Err(Errno::NoSys)
+    }
+
+    /// `host_process.fd_pipe`: a new pipe, `(read end, write end)`.
+    fn fd_pipe(&mut self) -> Result<(Fd, Fd), Errno> {
+        Err(Errno::NoSys)
+    }
+
+    /// `host_process.fd_dup`: a new descriptor for what `fd` refers to.
+    fn fd_dup(&mut self, fd: Fd) -> Result<Fd, Errno> {
+        Err(unsupported_fd(self, fd))
+    }
+
+    /// `host_process.fd_dup2`: `new` refers to what `old` does.
+    fn fd_dup2(&mut self, old: Fd, new: Fd) -> Result<(), Errno> {
+        let _ = new;
+        Err(unsupported_fd(self, old))
+    }
+
+    /// `host_process.proc_kill`: `signal` to `pid` (> 0), the caller's group (0) or a group (< 0).
+    fn proc_kill(&mut self, pid: i32, signal: u32) -> Result<(), Errno> {
+        let _ = (pid, signal);
+        Err(Errno::NoSys)
+    }
+
+    /// `host_process.proc_sigaction`: `action` 0 default, 1 ignore, 2 a guest handler.
+    fn proc_sigaction(&mut self, signal: u32, action: u32, mask: u64, flags: u32) -> Result<(), Errno> {
+        let _ = (signal, action, mask, flags);
+        Err(Errno::NoSys)
+    }
+
+    /// `host_process.sleep_ms`; may block like a read.
+    fn sleep_ms(&mut self, ms: u32) -> SysResult<()> {
+        let _ = ms;
+        Err(Errno::NoSys.into())
+    }
+
+    /// `host_process.proc_waitpid`: `(status, pid)` of an exited child; may wait (see
+    /// [`WasiHost::take_wait`]).
+    fn proc_waitpid(&mut self, pid: i32, options: u32) -> Result<(u32, u32), Errno> {
+        let _ = (pid, options);
+        Err(Errno::NoSys)
+    }
+
+    /// `host_user.getuid` (and `geteuid`).
+    fn getuid(&mut self) -> Result<u32, Errno> {
+        Err(Errno::NoSys)
+    }
+
+    /// `host_user.getgid` (and `getegid`).
+    fn getgid(&mut self) -> Result<u32, Errno> {
+        Err(Errno::NoSys)
+    }
+
+    /// `host_user.isatty`.
+    fn isatty(&mut self, fd: Fd) -> Result<bool, Errno> {
+        Err(unsupported_fd(self, fd))
+    }
+
+    /// `host_user.getpwuid`: the passwd line `name:x:uid:gid:gecos:home:shell`.
+    fn getpwuid(&mut self, uid: u32) -> Result<Vec<u8>, Errno> {
+        let _ = uid;
+        Err(Errno::NoSys)
+    }
+
     /// Asked after every filesystem call that cannot block through its return value (path
     /// calls, `fd_readdir`, `fd_filestat_get`): `Some` means the call must wait — its result is
     /// discarded, the guest suspends with this reason, and the call is retried when the task is

@@ -18,6 +18,7 @@ mod abi;
 mod ctx;
 mod engine;
 mod host;
+mod host_ext;
 mod memory;
 mod runtime;
 mod task;
@@ -40,6 +41,7 @@ pub use abi::{
 pub use ctx::GuestCtx;
 pub use engine::{KernelHost, WasmEngine, MAX_CACHED_MODULE_BYTES, MAX_CACHED_PROGRAMS};
 pub use host::{StdioHost, SysError, SysResult, WaitReason, WasiHost};
+pub use host_ext::{HOST_PROCESS, HOST_USER};
 pub use memory::{MAX_IOVECS, MAX_IO_BYTES, MAX_PATH_BYTES, MAX_POLL_SUBSCRIPTIONS};
 pub use runtime::{
     PoolingConfig, Program, Runtime, RuntimeConfig, RuntimeError, TaskLimits, HOST_STACK_HEADROOM_BYTES,

@@ -8,6 +8,7 @@ use wasmtime::{
 
 use crate::ctx::GuestCtx;
 use crate::host::WasiHost;
+use crate::host_ext;
 use crate::task::GuestTask;
 use crate::wasi;
 
@@ -136,6 +137,7 @@ impl<H: WasiHost> Runtime<H> {
         let engine = Engine::new(&wasmtime_config).map_err(|e| RuntimeError::Engine(describe(&e)))?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(|e| RuntimeError::Engine(describe(&e)))?;
+        host_ext::add_to_linker(&mut linker).map_err(|e| RuntimeError::Engine(describe(&e)))?;
         Ok(Runtime { engine, linker, config })
     }
 

@@ -31,10 +31,10 @@ pub const MODULE: &str = "wasi_snapshot_preview1";
 #[error("guest exited with code {0}")]
 pub(crate) struct GuestExit(pub(crate) u32);
 
-type Ctx<'a, H> = Caller<'a, GuestCtx<H>>;
+pub(crate) type Ctx<'a, H> = Caller<'a, GuestCtx<H>>;
 /// A host method taking a directory descriptor and a path.
 type PathOp<H> = fn(&mut H, Fd, &[u8]) -> Result<(), Errno>;
-type BoxFuture<'a, T> = Box<dyn Future<Output = T> + Send + 'a>;
+pub(crate) type BoxFuture<'a, T> = Box<dyn Future<Output = T> + Send + 'a>;
 
 /// Defines every `wasi_snapshot_preview1` function in `linker`.
 ///
@@ -268,7 +268,10 @@ fn add_path_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Re
 /// e.g. for a permission prompt), the guest suspends with that reason and the call is retried
 /// from scratch when the task is polled again. Calls check guest memory before they reach the
 /// host, so a retried call has had no effect the first time.
-async fn retrying<'a, H: WasiHost>(caller: &mut Ctx<'a, H>, mut call: impl FnMut(&mut Ctx<'a, H>) -> i32) -> i32 {
+pub(crate) async fn retrying<'a, H: WasiHost>(
+    caller: &mut Ctx<'a, H>,
+    mut call: impl FnMut(&mut Ctx<'a, H>) -> i32,
+) -> i32 {
     loop {
         let result = call(caller);
         let Some(reason) = caller.data().with_host(H::take_wait) else { return result };
@@ -303,12 +306,12 @@ fn add_unsupported<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::R
 }
 
 /// A guest `i32` as the unsigned value WASI means (pointers, lengths, descriptors).
-fn u(value: i32) -> u32 {
+pub(crate) fn u(value: i32) -> u32 {
     value.cast_unsigned()
 }
 
 /// The errno a call returns to the guest.
-fn errno(result: Result<(), Errno>) -> i32 {
+pub(crate) fn errno(result: Result<(), Errno>) -> i32 {
     match result {
         Ok(()) => 0,
         Err(errno) => i32::from(errno.raw()),
@@ -497,7 +500,7 @@ fn proc_exit<H: WasiHost>(caller: Ctx<'_, H>, code: i32) -> wasmtime::Result<()>
 
 /// Calls `op` on the host until it stops answering `WouldBlock`. Each `WouldBlock` records the
 /// wait reason for the task and suspends the guest; the task's next poll retries.
-async fn until_ready<H: WasiHost, T>(
+pub(crate) async fn until_ready<H: WasiHost, T>(
     shared: Arc<Mutex<Shared<H>>>,
     mut op: impl FnMut(&mut H) -> Result<T, SysError>,
 ) -> Result<T, Errno> {

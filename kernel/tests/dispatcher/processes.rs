@@ -35,7 +35,7 @@ impl Procs {
         host.drain();
         let scope = OwnershipScope::vm(&conn, &session, &vm);
         let mut procs = Procs { host, scope, vm, engine };
-        for script in ["cat", "spin", "flood", "exit", "files", "nbread", "invalid"] {
+        for script in ["cat", "spin", "flood", "exit", "files", "nbread", "pipes", "killgroup", "invalid"] {
             let content = String::from_utf8(module(script)).unwrap();
             let frames = procs.call(write(&format!("/bin/{script}"), &content));
             assert!(matches!(response_payload(&frames[0]), ResponsePayload::GuestFilesystemResultResponse(_)));
@@ -271,4 +271,29 @@ fn a_non_blocking_stdin_read_fails_with_eagain_instead_of_waiting() {
     procs.started("fed", "nbread", &[]);
     procs.send(RequestPayload::WriteStdinRequest(WriteStdinRequest { process_id: "fed".into(), chunk: b"x".to_vec() }));
     assert_eq!(exit_of(&procs.tick()), Some(("fed".to_owned(), 0)));
+}
+
+#[test]
+fn pipes_deliver_in_order_then_end_of_file_and_broken_pipe() {
+    let mut procs = Procs::new(OPEN);
+    procs.started("p", "pipes", &[]);
+    assert_eq!(exit_of(&procs.tick()), Some(("p".to_owned(), 0)));
+    // A VM that allows no pipe beyond the processes' stdin refuses fd_pipe.
+    let mut tight =
+        Procs::new(r#"{"permissions":{"fs":"allow","childProcess":"allow"},"limits":{"resources":{"maxPipes":1}}}"#);
+    tight.started("p", "pipes", &[]);
+    assert_eq!(exit_of(&tight.tick()), Some(("p".to_owned(), 30)));
+}
+
+#[test]
+fn a_guest_signal_to_its_group_is_delivered_after_its_slice() {
+    let mut procs = Procs::new(OPEN);
+    procs.started("g", "killgroup", &[]);
+    procs.started("other", "spin", &[]);
+    let events = procs.tick();
+    assert_eq!(exit_of(&events), Some(("g".to_owned(), 143)));
+    let snapshot = procs.send(RequestPayload::GetProcessSnapshotRequest);
+    let ResponsePayload::ProcessSnapshotResponse(snapshot) = response_payload(&snapshot[0]) else { panic!() };
+    let other = snapshot.processes.iter().find(|p| p.process_id == "other").unwrap();
+    assert_eq!(other.status, ProcessSnapshotStatus::Running, "another group is untouched");
 }

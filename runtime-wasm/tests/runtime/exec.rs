@@ -678,3 +678,42 @@ fn deep_recursion_is_stopped_by_the_vms_stack_limit() {
     assert_eq!(code, 134);
     assert!(stderr.contains("stack overflow (max_wasm_stack_bytes = 8388608)"), "{stderr}");
 }
+
+#[test]
+fn host_process_pipes_pids_and_user_ids() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    host.write_file(&vm, "/bin/host_pipe", &crate::support::wat_fixture("host_pipe"));
+    started(&host.execute(&vm, "p", "host_pipe", &[]));
+    let (stdout, stderr, code) = outcome(&host.run("p"));
+    assert_eq!((stdout.as_slice(), stderr.as_str(), code), (&b"through a pipe\n"[..], "", 11));
+    // A READ_ONLY command may not make pipes.
+    started(&host.execute_with(&vm, "ro", "host_pipe", &[], Some(WasmPermissionTier::ReadOnly)));
+    let (_, _, code) = outcome(&host.run("ro"));
+    assert_eq!(code, 90);
+}
+
+#[test]
+fn a_guest_can_ignore_sigterm_but_not_sigkill() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    host.write_file(&vm, "/bin/ignore_term", &crate::support::wat_fixture("ignore_term"));
+    started(&host.execute(&vm, "i", "ignore_term", &[]));
+    for _ in 0..3 {
+        host.sidecar.tick(host.now);
+    }
+    host.drain();
+    let state =
+        host.simple(&vm, RequestPayload::GetSignalStateRequest(GetSignalStateRequest { process_id: "i".into() }));
+    let ResponsePayload::SignalStateResponse(state) = state else { panic!("{state:?}") };
+    let handler = &state.handlers[&15];
+    assert_eq!((handler.action, handler.mask.len(), handler.flags), (SignalDispositionAction::Ignore, 0, 0));
+    let frames = kill_frames(&mut host, &vm, "i", "SIGTERM");
+    assert_eq!(frames.len(), 1, "ignored: no exit");
+    for _ in 0..3 {
+        host.sidecar.tick(host.now);
+    }
+    assert_eq!(host.drain(), [], "still running");
+    let frames = kill_frames(&mut host, &vm, "i", "SIGKILL");
+    assert_eq!(rejected(&frames[1]), ("exit".to_owned(), "i 137".to_owned()));
+}

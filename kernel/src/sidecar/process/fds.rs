@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::vfs::Errno;
 
+use super::pipes::End;
 use super::syscalls::DirEntry;
 
 /// What a descriptor refers to.
@@ -25,6 +26,11 @@ pub(crate) enum OpenFile {
         path: String,
         offset: u64,
         device: bool,
+    },
+    /// One end of a pipe.
+    Pipe {
+        id: u64,
+        end: End,
     },
 }
 
@@ -87,17 +93,32 @@ impl FdTable {
         Ok(fd)
     }
 
-    pub(crate) fn close(&mut self, fd: u32) -> Result<(), Errno> {
-        self.fds.remove(&fd).map(|_| ()).ok_or(Errno::EBADF)
+    pub(crate) fn len(&self) -> usize {
+        self.fds.len()
     }
 
-    pub(crate) fn renumber(&mut self, from: u32, to: u32) -> Result<(), Errno> {
-        if !self.fds.contains_key(&to) {
+    /// Removes `fd`, returning what it held (the caller releases a pipe end).
+    pub(crate) fn close(&mut self, fd: u32) -> Result<Descriptor, Errno> {
+        self.fds.remove(&fd).ok_or(Errno::EBADF)
+    }
+
+    /// Moves `from` to `to`; returns what `to` held before.
+    pub(crate) fn renumber(&mut self, from: u32, to: u32) -> Result<Descriptor, Errno> {
+        if !self.fds.contains_key(&to) || !self.fds.contains_key(&from) {
             return Err(Errno::EBADF);
         }
         let descriptor = self.fds.remove(&from).ok_or(Errno::EBADF)?;
-        self.fds.insert(to, descriptor);
-        Ok(())
+        self.fds.insert(to, descriptor).ok_or(Errno::EBADF)
+    }
+
+    /// Puts `descriptor` at `fd`, returning what was there.
+    pub(crate) fn replace(&mut self, fd: u32, descriptor: Descriptor) -> Option<Descriptor> {
+        self.fds.insert(fd, descriptor)
+    }
+
+    /// Every descriptor, removed (the process is gone).
+    pub(crate) fn drain(&mut self) -> Vec<Descriptor> {
+        std::mem::take(&mut self.fds).into_values().collect()
     }
 }
 
@@ -113,10 +134,10 @@ mod tests {
         assert_eq!(table.insert(stdin.clone(), 3), Ok(1));
         assert_eq!(table.insert(stdin.clone(), 3), Ok(2));
         assert_eq!(table.insert(stdin.clone(), 3), Err(Errno::EMFILE));
-        assert_eq!(table.close(1), Ok(()));
+        assert!(table.close(1).is_ok());
         assert_eq!(table.close(1), Err(Errno::EBADF));
         assert_eq!(table.insert(stdin, 3), Ok(1));
-        assert_eq!(table.renumber(0, 2), Ok(()));
+        assert!(table.renumber(0, 2).is_ok());
         assert_eq!(table.get(0), Err(Errno::EBADF));
     }
 }

@@ -18,6 +18,7 @@
 
 mod fds;
 pub mod guest;
+mod pipes;
 pub mod script;
 mod signals;
 pub mod syscalls;
@@ -41,6 +42,7 @@ use crate::error::{RejectCode, Rejection};
 use crate::permissions::{errno_message, Capability, CompiledPolicy, Decision, PermissionsPolicy};
 use crate::vfs::{S_IFMT, S_IFREG};
 
+pub use self::pipes::PIPE_CAPACITY_BYTES;
 pub use self::signals::{DefaultAction, SIGKILL, SIGSTOP, SIGTERM};
 pub use self::table::FIRST_PID;
 
@@ -179,6 +181,8 @@ impl Sidecar {
             output: Vec::new(),
             sleep_deadline_ns: None,
             asks: GuestAsks::default(),
+            handlers: BTreeMap::new(),
+            outgoing_signals: Vec::new(),
             exited_at_ms: None,
             exit_order: 0,
             held_lines: [Vec::new(), Vec::new()],
@@ -245,12 +249,38 @@ impl Sidecar {
         Ok(None)
     }
 
-    /// Delivers `signal` to `pid` with its default action (guests cannot install handlers yet).
-    /// Signal 0 only probes that the process exists.
+    /// Delivers the signals `pid`'s guest sent (`proc_kill`) during its slice: to a process, or
+    /// to every member of a group (negative targets).
+    fn deliver_guest_signals(&mut self, vm_id: &str, pid: u32) {
+        let Ok(vm) = self.vm_mut(vm_id) else { return };
+        let Some(process) = vm.processes_mut().get_mut(pid) else { return };
+        let signals = std::mem::take(&mut process.outgoing_signals);
+        for (target, signal) in signals {
+            let Ok(vm) = self.vm_mut(vm_id) else { return };
+            let pids = match u32::try_from(target) {
+                Ok(target) => vec![target],
+                Err(_) => {
+                    u32::try_from(target.unsigned_abs()).map(|pgid| vm.processes().group(pgid)).unwrap_or_default()
+                }
+            };
+            for target in pids {
+                self.signal_process(vm_id, target, signal);
+            }
+        }
+    }
+
+    /// Delivers `signal` to `pid`: ignored if the guest set it to IGNORE, else its default action
+    /// (guest handlers are not run; a handled signal acts by default). Signal 0 only probes that
+    /// the process exists.
     pub(super) fn signal_process(&mut self, vm_id: &str, pid: u32, signal: u32) {
         let Some(action) = signals::default_action(signal) else { return };
         let Ok(vm) = self.vm_mut(vm_id) else { return };
         let Some(process) = vm.processes_mut().get_mut(pid).filter(|process| process.is_alive()) else { return };
+        let ignored =
+            process.handlers.get(&signal).is_some_and(|handler| handler.action == SignalDispositionAction::Ignore);
+        if ignored {
+            return;
+        }
         match action {
             DefaultAction::Ignore => {}
             DefaultAction::Stop => process.status = Status::Stopped,
@@ -291,14 +321,17 @@ impl Sidecar {
         Ok(ResponsePayload::ProcessSnapshotResponse(ProcessSnapshotResponse { processes }))
     }
 
-    /// Every disposition is DEFAULT until guests can install handlers, and the map lists only
-    /// changed ones; an unknown or exited process has an empty map too, like the original.
+    /// The dispositions the process's guest set (`proc_sigaction`), DEFAULT ones included, like
+    /// the original's WebAssembly runner; an unknown or exited process has an empty map.
     fn signal_state(&mut self, vm_id: &str, process_id: &str) -> Result<ResponsePayload, Rejection> {
-        self.vm_mut(vm_id)?;
-        Ok(ResponsePayload::SignalStateResponse(SignalStateResponse {
-            process_id: process_id.to_owned(),
-            handlers: BTreeMap::new(),
-        }))
+        let vm = self.vm_mut(vm_id)?;
+        let handlers = vm
+            .processes()
+            .active_pid(process_id)
+            .and_then(|pid| vm.processes().get(pid))
+            .map(|process| process.handlers.clone())
+            .unwrap_or_default();
+        Ok(ResponsePayload::SignalStateResponse(SignalStateResponse { process_id: process_id.to_owned(), handlers }))
     }
 
     /// Zombies are exited processes their parent has not reaped. Host-started processes are
@@ -331,6 +364,12 @@ impl Sidecar {
                     }
                     (Status::Running, Wait::Sleep { until_ms }) => consider(until_ms),
                     (Status::Running, Wait::Prompt { ticket: None }) => consider(self.now.monotonic_ms),
+                    (Status::Running, Wait::PipeRead { id }) if vm.processes().pipes.readable(id) => {
+                        consider(self.now.monotonic_ms)
+                    }
+                    (Status::Running, Wait::PipeWrite { id }) if vm.processes().pipes.writable(id) => {
+                        consider(self.now.monotonic_ms)
+                    }
                     (Status::Running, Wait::Prompt { ticket: Some(ticket) }) if self.has_prompt_outcome(ticket) => {
                         consider(self.now.monotonic_ms)
                     }
@@ -349,11 +388,21 @@ impl Sidecar {
     pub(super) fn run_processes(&mut self) {
         let now_ms = self.now.monotonic_ms;
         for vm in self.vms.values_mut() {
-            for process in vm.processes_mut().iter_mut() {
-                match process.wait {
-                    Wait::Sleep { until_ms } if until_ms <= now_ms => process.wait = Wait::None,
-                    Wait::Output => process.wait = Wait::None,
-                    _ => {}
+            let ready: Vec<u32> = vm
+                .processes()
+                .iter()
+                .filter(|process| match process.wait {
+                    Wait::Sleep { until_ms } => until_ms <= now_ms,
+                    Wait::Output => true,
+                    Wait::PipeRead { id } => vm.processes().pipes.readable(id),
+                    Wait::PipeWrite { id } => vm.processes().pipes.writable(id),
+                    _ => false,
+                })
+                .map(|process| process.pid)
+                .collect();
+            for pid in ready {
+                if let Some(process) = vm.processes_mut().get_mut(pid) {
+                    process.wait = Wait::None;
                 }
             }
             vm.forget_exited(now_ms);
@@ -461,6 +510,7 @@ impl Sidecar {
         if let GuestPoll::Exited(exit) = poll {
             self.finish_process(vm_id, pid, exit);
         }
+        self.deliver_guest_signals(vm_id, pid);
     }
 
     /// Sends the output `pid` wrote since the last flush as `ProcessOutput` events. Output is
@@ -534,6 +584,15 @@ impl Sidecar {
         process.guest = None;
         process.exited_at_ms = Some(now_ms);
         process.stdin.clear();
+        process.handlers.clear();
+        process.outgoing_signals.clear();
+        let descriptors = process.fds.drain();
+        for descriptor in descriptors {
+            if let OpenFile::Pipe { id, end } = descriptor.file {
+                vm.processes_mut().pipes.close(id, end);
+            }
+        }
+        let Some(process) = vm.processes_mut().get_mut(pid) else { return };
         let process_id = process.process_id.clone();
         self.flush_output(vm_id, pid, true);
         let Ok(vm) = self.vm_mut(vm_id) else { return };
@@ -625,7 +684,7 @@ impl super::vm::Vm {
             return Err(fd_limit());
         }
         // Each process holds one pipe: its stdin.
-        if live >= limits.max_pipes {
+        if u64::try_from(self.processes().pipe_count()).unwrap_or(u64::MAX) >= limits.max_pipes {
             return Err(Rejection::new(RejectCode::KernelError, "EAGAIN: maximum pipe count reached"));
         }
         let argv_bytes: usize = argv.iter().map(|arg| arg.len().saturating_add(1)).sum();

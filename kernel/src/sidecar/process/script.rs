@@ -13,6 +13,8 @@
 //! | `flood N` | writes `N` bytes (`y`), alternating stdout and stderr per write, exit 0 |
 //! | `files PATH` | creates PATH, writes, seeks, reads back, `pwrite`s, appends; exit 0 when the file reads `hello WORLD!`, else the failing step (10+) |
 //! | `nbread` | sets stdin non-blocking and reads once: exit 0 with data, 11 on `EAGAIN`, 12 at end-of-file |
+//! | `pipes` | a pipe to itself: writes through two descriptors of the write end, closes both, reads to end-of-file; exit 0 when it read `pingpong`, else the failing step (30+) |
+//! | `killgroup` | signals its own group with `SIGTERM` (delivered after its slice) and spins |
 //! | anything else | exit 127 |
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -153,6 +155,35 @@ fn files(sys: &mut Syscalls, path: &str) -> Result<(), i32> {
     sys.close(fd).map_err(|_| 22)
 }
 
+/// The `pipes` script; `Err(step)` names the first step that failed.
+fn pipes(sys: &mut Syscalls) -> Result<(), i32> {
+    let (read, write) = sys.pipe().map_err(|_| 30)?;
+    let copy = sys.dup(write).map_err(|_| 31)?;
+    sys.write(write, b"ping").map_err(|_| 32)?;
+    sys.write(copy, b"pong").map_err(|_| 33)?;
+    sys.close(write).map_err(|_| 34)?;
+    sys.close(copy).map_err(|_| 35)?;
+    let mut buf = [0u8; 16];
+    let mut got = Vec::new();
+    loop {
+        match sys.read(read, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            Err(_) => return Err(36),
+        }
+    }
+    if got != b"pingpong" {
+        return Err(37);
+    }
+    // The read end is closed too: writing now would be EPIPE.
+    let (read_end, write_end) = sys.pipe().map_err(|_| 38)?;
+    sys.close(read_end).map_err(|_| 38)?;
+    match sys.write(write_end, b"x") {
+        Err(SysError::Errno(crate::vfs::Errno::EPIPE)) => Ok(()),
+        _ => Err(39),
+    }
+}
+
 /// The `nbread` script.
 fn nonblocking_read(sys: &mut Syscalls) -> i32 {
     if sys.set_flags(STDIN_FD, false, true).is_err() {
@@ -180,6 +211,11 @@ impl Guest for ScriptGuest {
             "flood" => self.flood(&mut sys),
             "files" => exited(files(&mut sys, self.arg(1)).err().unwrap_or(0)),
             "nbread" => exited(nonblocking_read(&mut sys)),
+            "pipes" => exited(pipes(&mut sys).err().unwrap_or(0)),
+            "killgroup" => match sys.kill(0, super::SIGTERM) {
+                Ok(()) => GuestPoll::Running,
+                Err(_) => exited(40),
+            },
             _ => exited(127),
         };
         (Some(sys), poll)

@@ -13,10 +13,12 @@
 use base64::Engine as _;
 use schema::wire::{
     GuestFilesystemCallRequest, GuestFilesystemOperation as Op, GuestFilesystemResultResponse, GuestFilesystemStat,
-    ResponsePayload, RootFilesystemEntryEncoding, WasmPermissionTier,
+    ResponsePayload, RootFilesystemEntryEncoding, SignalDispositionAction, SignalHandlerRegistration,
+    WasmPermissionTier,
 };
 
 use super::fds::{Descriptor, OpenFile};
+use super::pipes::{End, PipeRead};
 use super::table::{Process, Wait};
 use super::{Channel, MAX_PENDING_OUTPUT_BYTES};
 use crate::clock::{Entropy, Now};
@@ -67,6 +69,7 @@ pub enum FdKind {
     CharacterDevice,
     Directory,
     RegularFile,
+    Pipe,
 }
 
 /// A descriptor's description.
@@ -197,12 +200,136 @@ impl Syscalls {
     }
 
     pub fn close(&mut self, fd: u32) -> Result<(), Errno> {
-        self.process_mut()?.fds.close(fd)
+        let closed = self.process_mut()?.fds.close(fd)?;
+        self.release(&closed);
+        Ok(())
     }
 
     /// Moves `from` to `to` (closing what `to` held).
     pub fn renumber(&mut self, from: u32, to: u32) -> Result<(), Errno> {
-        self.process_mut()?.fds.renumber(from, to)
+        let replaced = self.process_mut()?.fds.renumber(from, to)?;
+        self.release(&replaced);
+        Ok(())
+    }
+
+    /// A new descriptor (the lowest free number) for what `fd` refers to.
+    pub fn dup(&mut self, fd: u32) -> Result<u32, Errno> {
+        let max_open_fds = self.vm.process_limits().max_open_fds;
+        let descriptor = self.process()?.fds.get(fd)?.clone();
+        let new_fd = self.process_mut()?.fds.insert(descriptor.clone(), max_open_fds)?;
+        self.retain(&descriptor);
+        Ok(new_fd)
+    }
+
+    /// `new_fd` refers to what `old_fd` does (closing what `new_fd` held first).
+    pub fn dup2(&mut self, old_fd: u32, new_fd: u32) -> Result<(), Errno> {
+        let descriptor = self.process()?.fds.get(old_fd)?.clone();
+        if old_fd == new_fd {
+            return Ok(());
+        }
+        let max_open_fds = self.vm.process_limits().max_open_fds;
+        let process = self.process_mut()?;
+        if process.fds.get(new_fd).is_err() && u64::try_from(process.fds.len()).unwrap_or(u64::MAX) >= max_open_fds {
+            return Err(Errno::EMFILE);
+        }
+        let replaced = process.fds.replace(new_fd, descriptor.clone());
+        self.retain(&descriptor);
+        if let Some(replaced) = replaced {
+            self.release(&replaced);
+        }
+        Ok(())
+    }
+
+    /// A new pipe: `(read end, write end)`.
+    pub fn pipe(&mut self) -> Result<(u32, u32), Errno> {
+        let limits = self.vm.process_limits();
+        let (max_pipes, max_open_fds) = (limits.max_pipes, limits.max_open_fds);
+        if u64::try_from(self.vm.processes().pipe_count()).unwrap_or(u64::MAX) >= max_pipes {
+            return Err(Errno::EMFILE);
+        }
+        let open_fds = self.process()?.fds.len();
+        if u64::try_from(open_fds.saturating_add(2)).unwrap_or(u64::MAX) > max_open_fds {
+            return Err(Errno::EMFILE);
+        }
+        let id = self.vm.processes_mut().pipes.create();
+        let end = |end| Descriptor {
+            file: OpenFile::Pipe { id, end },
+            readable: end == End::Read,
+            writable: end == End::Write,
+            append: false,
+            nonblocking: false,
+        };
+        let process = self.process_mut()?;
+        let read = process.fds.insert(end(End::Read), u64::MAX)?;
+        let write = process.fds.insert(end(End::Write), u64::MAX)?;
+        Ok((read, write))
+    }
+
+    /// The calling process's permission tier.
+    pub fn tier(&self) -> WasmPermissionTier {
+        self.process().map_or(WasmPermissionTier::Isolated, |process| process.tier)
+    }
+
+    /// The parent's pid (0: started by the host).
+    pub fn parent_pid(&self) -> Result<u32, Errno> {
+        Ok(self.process()?.ppid)
+    }
+
+    /// Records a disposition for `signal` (`proc_sigaction`): 0 default, 1 ignore, 2 a handler.
+    /// `SIGKILL` and `SIGSTOP` cannot be changed.
+    pub fn sigaction(&mut self, signal: u32, action: u32, mask: u64, flags: u32) -> Result<(), Errno> {
+        let action = match action {
+            0 => SignalDispositionAction::Default,
+            1 => SignalDispositionAction::Ignore,
+            2 => SignalDispositionAction::User,
+            _ => return Err(Errno::EINVAL),
+        };
+        if !(1..=64).contains(&signal) || signal == super::SIGKILL || signal == super::SIGSTOP {
+            return Err(Errno::EINVAL);
+        }
+        let mask = (0..64u32).filter(|bit| mask & (1u64 << bit) != 0).map(|bit| bit.saturating_add(1)).collect();
+        self.process_mut()?.handlers.insert(signal, SignalHandlerRegistration { action, mask, flags });
+        Ok(())
+    }
+
+    /// Sends `signal` to `pid` (> 0), to the caller's group (0) or to group `-pid` (< 0); the
+    /// kernel delivers it when the caller's slice ends. `ESRCH` if nothing matches.
+    pub fn kill(&mut self, pid: i64, signal: u32) -> Result<(), Errno> {
+        if signal > 64 {
+            return Err(Errno::EINVAL);
+        }
+        let own_group = self.process()?.pgid;
+        let table = self.vm.processes();
+        let exists = match pid {
+            0 => true,
+            pid if pid > 0 => u32::try_from(pid).ok().and_then(|pid| table.get(pid)).is_some_and(Process::is_alive),
+            pid => u32::try_from(pid.unsigned_abs()).is_ok_and(|pgid| !table.group(pgid).is_empty()),
+        };
+        if !exists {
+            return Err(Errno::ESRCH);
+        }
+        let target = if pid == 0 { -i64::from(own_group) } else { pid };
+        self.process_mut()?.outgoing_signals.push((target, signal));
+        Ok(())
+    }
+
+    /// Sleeps `ms` milliseconds on the kernel clock.
+    pub fn sleep_ms(&mut self, ms: u32) -> SysResult<()> {
+        self.sleep(u64::from(ms).saturating_mul(NS_PER_MS), false)
+    }
+
+    /// Another descriptor holds what `descriptor` refers to.
+    fn retain(&mut self, descriptor: &Descriptor) {
+        if let OpenFile::Pipe { id, end } = descriptor.file {
+            self.vm.processes_mut().pipes.open(id, end);
+        }
+    }
+
+    /// A descriptor was closed.
+    fn release(&mut self, descriptor: &Descriptor) {
+        if let OpenFile::Pipe { id, end } = descriptor.file {
+            self.vm.processes_mut().pipes.close(id, end);
+        }
     }
 
     /// Describes `fd`.
@@ -214,6 +341,7 @@ impl Syscalls {
             }
             OpenFile::Directory { .. } => FdKind::Directory,
             OpenFile::File { device: false, .. } => FdKind::RegularFile,
+            OpenFile::Pipe { .. } => FdKind::Pipe,
         };
         Ok(FdInfo {
             kind,
@@ -335,7 +463,7 @@ impl Syscalls {
     pub fn fstat(&mut self, fd: u32) -> Result<FileStat, Errno> {
         let path = match &self.process()?.fds.get(fd)?.file {
             OpenFile::File { path, .. } | OpenFile::Directory { path, .. } => path.clone(),
-            OpenFile::Stdin | OpenFile::Stdout | OpenFile::Stderr => {
+            OpenFile::Stdin | OpenFile::Stdout | OpenFile::Stderr | OpenFile::Pipe { .. } => {
                 return Ok(FileStat {
                     dev: 0,
                     ino: 0,
@@ -433,6 +561,7 @@ impl Syscalls {
         let process = self.process()?;
         Ok(match process.fds.get(fd)?.file {
             OpenFile::Stdin => !process.stdin.is_empty() || process.stdin_closed,
+            OpenFile::Pipe { id, end: End::Read } => self.vm.processes().pipes.readable(id),
             _ => true,
         })
     }
@@ -459,6 +588,24 @@ impl Syscalls {
 
     fn write_at(&mut self, fd: u32, data: &[u8], at: Option<u64>) -> SysResult<usize> {
         let max_fd_write_bytes = self.vm.process_limits().max_fd_write_bytes;
+        if let OpenFile::Pipe { id, end } = self.process()?.fds.get(fd)?.file {
+            if at.is_some() {
+                return Err(Errno::ESPIPE.into());
+            }
+            if end != End::Write {
+                return Err(Errno::EBADF.into());
+            }
+            let nonblocking = self.process()?.fds.get(fd)?.nonblocking;
+            let written = self.vm.processes_mut().pipes.write(id, data)?;
+            if written == 0 && !data.is_empty() {
+                if nonblocking {
+                    return Err(Errno::EAGAIN.into());
+                }
+                self.process_mut()?.wait = Wait::PipeWrite { id };
+                return Err(SysError::WouldBlock);
+            }
+            return Ok(written);
+        }
         let process = self.process_mut()?;
         let descriptor = process.fds.get(fd)?;
         let channel = match descriptor.file {
@@ -535,6 +682,24 @@ impl Syscalls {
 
     fn read_at(&mut self, fd: u32, buf: &mut [u8], at: Option<u64>) -> SysResult<usize> {
         let max_pread_bytes = self.vm.process_limits().max_pread_bytes;
+        if let OpenFile::Pipe { id, end } = self.process()?.fds.get(fd)?.file {
+            if at.is_some() {
+                return Err(Errno::ESPIPE.into());
+            }
+            if end != End::Read {
+                return Err(Errno::EBADF.into());
+            }
+            let nonblocking = self.process()?.fds.get(fd)?.nonblocking;
+            return match self.vm.processes_mut().pipes.read(id, buf) {
+                PipeRead::Data(read) => Ok(read),
+                PipeRead::EndOfFile => Ok(0),
+                PipeRead::Empty if nonblocking => Err(Errno::EAGAIN.into()),
+                PipeRead::Empty => {
+                    self.process_mut()?.wait = Wait::PipeRead { id };
+                    Err(SysError::WouldBlock)
+                }
+            };
+        }
         let process = self.process_mut()?;
         let descriptor = process.fds.get(fd)?;
         match &descriptor.file {
@@ -558,7 +723,7 @@ impl Syscalls {
                 }
                 Ok(read)
             }
-            OpenFile::Stdout | OpenFile::Stderr => Err(Errno::EBADF.into()),
+            OpenFile::Stdout | OpenFile::Stderr | OpenFile::Pipe { .. } => Err(Errno::EBADF.into()),
             OpenFile::Directory { .. } => Err(Errno::EISDIR.into()),
             OpenFile::File { path, offset, .. } => {
                 if !descriptor.readable {

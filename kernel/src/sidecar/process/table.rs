@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use schema::wire::{ProcessSnapshotEntry, ProcessSnapshotStatus, WasmPermissionTier};
+use schema::wire::{ProcessSnapshotEntry, ProcessSnapshotStatus, SignalHandlerRegistration, WasmPermissionTier};
 
 use super::fds::FdTable;
 use super::guest::Guest;
+use super::pipes::Pipes;
 use super::Channel;
 use crate::sidecar::filesystem::GuestAsks;
 use crate::sidecar::vm::PromptTicket;
@@ -30,6 +31,10 @@ pub(crate) enum Wait {
     Output,
     /// A call waits for the host's answer to a permission prompt (`None`: not sent yet).
     Prompt { ticket: Option<PromptTicket> },
+    /// Reading an empty pipe that still has writers.
+    PipeRead { id: u64 },
+    /// Writing a full pipe that still has readers.
+    PipeWrite { id: u64 },
 }
 
 /// A process's lifecycle state.
@@ -69,6 +74,10 @@ pub(crate) struct Process {
     pub(crate) sleep_deadline_ns: Option<u64>,
     /// Permission prompts of the call in progress.
     pub(crate) asks: GuestAsks,
+    /// Signal dispositions the guest set (`proc_sigaction`), by signal number.
+    pub(crate) handlers: BTreeMap<u32, SignalHandlerRegistration>,
+    /// Signals the guest sent to processes (delivered by the kernel after its slice).
+    pub(crate) outgoing_signals: Vec<(i64, u32)>,
     /// When it exited (monotonic ms), and the exits' order, for snapshots and retention.
     pub(crate) exited_at_ms: Option<u64>,
     pub(crate) exit_order: u64,
@@ -134,6 +143,7 @@ pub(crate) struct ProcessTable {
     processes: BTreeMap<u32, Process>,
     next_pid: u32,
     exits: u64,
+    pub(crate) pipes: Pipes,
 }
 
 impl ProcessTable {
@@ -174,15 +184,21 @@ impl ProcessTable {
             .map(|process| process.pid)
     }
 
+    /// Every process in group `pgid`.
+    pub(crate) fn group(&self, pgid: u32) -> Vec<u32> {
+        self.processes.values().filter(|process| process.pgid == pgid).map(|process| process.pid).collect()
+    }
+
+    /// Pipes counted against `maxPipes`: the guests' own and one stdin per live process.
+    pub(crate) fn pipe_count(&self) -> usize {
+        self.pipes.len().saturating_add(self.live_count())
+    }
+
     pub(crate) fn remove(&mut self, pid: u32) -> Option<Process> {
         self.processes.remove(&pid)
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Process> {
         self.processes.values()
-    }
-
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Process> {
-        self.processes.values_mut()
     }
 }
