@@ -49,7 +49,7 @@ const AUTH_TOKEN: &str = "tok";
 /// `arbitrary` string.
 const CONFIGS: &[&str] = &[
     "{}",
-    r##"{"permissions":{"fs":"allow","childProcess":"allow","process":"allow"},"rootFilesystem":{"bootstrapEntries":[{"path":"/bin/cat","kind":"file","content":"\u0000asmcat"},{"path":"/bin/spin","kind":"file","content":"\u0000asmspin"},{"path":"/bin/exit","kind":"file","content":"\u0000asmexit"},{"path":"/bin/flood","kind":"file","content":"\u0000asmflood"},{"path":"/bin/files","kind":"file","content":"\u0000asmfiles"},{"path":"/bin/script","kind":"file","content":"#!/bin/sh"}]},"limits":{"resources":{"maxProcesses":3,"maxProcessArgvBytes":64}}}"##,
+    r##"{"permissions":{"fs":"allow","childProcess":"allow","process":"allow"},"rootFilesystem":{"bootstrapEntries":[{"path":"/bin/cat","kind":"file","content":"\u0000asmcat"},{"path":"/bin/spin","kind":"file","content":"\u0000asmspin"},{"path":"/bin/exit","kind":"file","content":"\u0000asmexit"},{"path":"/bin/flood","kind":"file","content":"\u0000asmflood"},{"path":"/bin/files","kind":"file","content":"\u0000asmfiles"},{"path":"/bin/parent","kind":"file","content":"\u0000asmparent"},{"path":"/bin/pipes","kind":"file","content":"\u0000asmpipes"},{"path":"/bin/killgroup","kind":"file","content":"\u0000asmkillgroup"},{"path":"/bin/script","kind":"file","content":"#!/bin/sh"}]},"limits":{"resources":{"maxProcesses":3,"maxProcessArgvBytes":64}}}"##,
     r#"{"permissions":{"fs":"ask","network":"ask","childProcess":"allow","process":"deny","env":"ask","tool":"ask"},"permissionPrompts":{"enabled":true,"timeoutMs":25}}"#,
     r#"{"permissions":{"fs":{"default":"deny","rules":[{"mode":"allow","operations":["read","stat"],"paths":["/**"]},{"mode":"ask","operations":["*"],"paths":["/tmp/*","/home/**/x"]}]},"tool":{"default":"ask","rules":[{"mode":"allow","operations":["invoke"],"patterns":["kit:*"]}]}},"permissionPrompts":{"enabled":true}}"#,
     r#"{"cwd":"/tmp/project","env":{"HOME":"/home/user","DEBUG":"1"},"rootFilesystem":{"mode":"ephemeral","lowers":[{"kind":"snapshot","entries":[{"path":"/etc/motd","kind":"file","content":"hi","encoding":"utf8","mode":420}]},{"kind":"bundledBaseFilesystem"}],"bootstrapEntries":[{"path":"/workspace","kind":"directory","mode":493},{"path":"/workspace/link","kind":"symlink","target":"/workspace/run.sh"}]},"permissions":{"network":{"default":"deny","rules":[{"mode":"allow","operations":["dns","http"],"patterns":["dns://*.example.com","tcp://*.example.com:443"]}]},"childProcess":"allow"},"limits":{"resources":{"maxProcesses":32},"http":{"maxFetchResponseBytes":65536},"tools":{"defaultToolTimeoutMs":10000,"maxToolTimeoutMs":60000}},"dns":{"nameServers":["1.1.1.1","8.8.8.8:53"],"overrides":{"api.example.com":["10.0.0.5"]}},"listen":{"portMin":3000,"portMax":3999},"loopbackExemptPorts":[5432],"jsRuntime":{"platform":"node","moduleResolution":"node","allowedBuiltins":["fs","node:path"]}}"#,
@@ -967,7 +967,21 @@ impl Driver {
 }
 
 const PROCESS_IDS: &[&str] = &["p1", "p2", "p3", "", "p1/child-1"];
-const COMMANDS: &[&str] = &["cat", "spin", "exit", "flood", "files", "/bin/cat", "script", "nope", "../bin/cat", ""];
+const COMMANDS: &[&str] = &[
+    "cat",
+    "spin",
+    "exit",
+    "flood",
+    "files",
+    "parent",
+    "pipes",
+    "killgroup",
+    "/bin/cat",
+    "script",
+    "nope",
+    "../bin/cat",
+    "",
+];
 const SIGNALS: &[&str] = &["SIGKILL", "TERM", "STOP", "SIGCONT", "0", "9", "SIGCHLD", "", "SIGNOPE", "32"];
 
 /// A process request: Execute (of a scripted command), stdin, signals and the queries.
@@ -980,6 +994,11 @@ fn process_request(operation: u8, process: u8, command: u8, signal: u8, chunk: &
                 "exit" => vec![format!("{}", signal % 4)],
                 "flood" => vec![format!("{}", u32::from(signal) * 4099)],
                 "files" => vec![["/tmp/f", "/etc/f", "/dev/null", "/mnt/0/f"][usize::from(signal) % 4].to_owned()],
+                "parent" => [["keep", "spin"], ["reap", "cat"], ["keep", "parent"], ["reap", "exit"]]
+                    [usize::from(signal) % 4]
+                    .iter()
+                    .map(|arg| (*arg).to_owned())
+                    .collect(),
                 _ => vec![],
             };
             let mut request = ExecuteRequest::command(process_id, command, args);

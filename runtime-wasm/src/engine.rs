@@ -223,6 +223,15 @@ fn sys_error(error: KernelSysError, reason: WaitReason) -> SysError {
     }
 }
 
+/// NUL-separated strings (a trailing NUL or none), as `proc_spawn` passes argv and envp.
+fn nul_separated(bytes: &[u8]) -> Result<Vec<String>, Errno> {
+    let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    bytes.split(|byte| *byte == 0).map(|part| path_str(part).map(str::to_owned)).collect()
+}
+
 fn path_str(path: &[u8]) -> Result<&str, Errno> {
     std::str::from_utf8(path).map_err(|_| Errno::Ilseq)
 }
@@ -439,9 +448,16 @@ impl WasiHost for KernelHost {
     }
 
     fn proc_waitpid(&mut self, pid: i32, options: u32) -> Result<(u32, u32), Errno> {
-        let _ = (pid, options);
-        // Guests cannot start children yet.
-        Err(Errno::Child)
+        self.sys()?.waitpid(pid, options).map_err(errno)
+    }
+
+    fn proc_spawn(&mut self, argv: &[u8], envp: &[u8], stdio: [Fd; 3], cwd: &[u8]) -> Result<u32, Errno> {
+        // Only FULL commands may start processes (the original answers EFAULT to the others).
+        self.full_tier().map_err(|_| Errno::Fault)?;
+        let argv = nul_separated(argv)?;
+        let env = nul_separated(envp)?;
+        let cwd = if cwd.is_empty() { None } else { Some(path_str(cwd)?.to_owned()) };
+        self.sys()?.spawn(argv, env, stdio, cwd).map_err(errno)
     }
 
     fn getuid(&mut self) -> Result<u32, Errno> {

@@ -351,6 +351,15 @@ pub trait WasiHost: Send + 'static {
         Err(Errno::NoSys.into())
     }
 
+    /// `host_process.proc_spawn`: starts `argv` (NUL-separated strings) with `envp`
+    /// (NUL-separated `KEY=VALUE`), the caller's descriptors `stdio` as the child's 0, 1, 2
+    /// (`u32::MAX`: closed) and `cwd` (empty: the caller's); returns the child's pid. May wait
+    /// (see [`WasiHost::take_wait`]).
+    fn proc_spawn(&mut self, argv: &[u8], envp: &[u8], stdio: [Fd; 3], cwd: &[u8]) -> Result<u32, Errno> {
+        let _ = (argv, envp, stdio, cwd);
+        Err(Errno::NoSys)
+    }
+
     /// `host_process.proc_waitpid`: `(status, pid)` of an exited child; may wait (see
     /// [`WasiHost::take_wait`]).
     fn proc_waitpid(&mut self, pid: i32, options: u32) -> Result<(u32, u32), Errno> {

@@ -3,8 +3,7 @@
 //! (identity, terminals). Each is served by a [`WasiHost`] method; calls that may wait (sleeping,
 //! waiting for a child) suspend the guest like WASI reads do.
 //!
-//! Not served yet (they answer `ENOSYS`): `proc_spawn`, `pty_open`. `proc_waitpid` answers what
-//! the host says (`ECHILD` while guests cannot have children).
+//! Not served yet (it answers `ENOSYS`): `pty_open`.
 
 use std::sync::Arc;
 
@@ -94,11 +93,37 @@ pub fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime:
             }) as BoxFuture<'_, i32>
         },
     )?;
-    linker.func_wrap(
+    linker.func_wrap_async(
         HOST_PROCESS,
         "proc_spawn",
-        |_: Ctx<'_, H>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| {
-            errno(Err(Errno::NoSys))
+        |mut c: Ctx<'_, H>,
+         (argv, argv_len, envp, envp_len, stdin, stdout, stderr, cwd, cwd_len, ret_pid): (
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+        )| {
+            Box::new(async move {
+                retrying(&mut c, |c| {
+                    errno((|| {
+                        let memory = GuestMemory::of(c)?;
+                        memory.check(&*c, u(ret_pid), 4)?;
+                        let argv = memory.read(&*c, u(argv), bounded(argv_len)?)?;
+                        let envp = memory.read(&*c, u(envp), bounded(envp_len)?)?;
+                        let cwd = memory.read(&*c, u(cwd), bounded(cwd_len)?)?;
+                        let stdio = [u(stdin), u(stdout), u(stderr)];
+                        let pid = c.data().with_host(|host| host.proc_spawn(&argv, &envp, stdio, &cwd))?;
+                        memory.write_u32(&mut *c, u(ret_pid), pid)
+                    })())
+                })
+                .await
+            }) as BoxFuture<'_, i32>
         },
     )?;
     linker.func_wrap(HOST_PROCESS, "pty_open", |_: Ctx<'_, H>, _: i32, _: i32| errno(Err(Errno::NoSys)))?;
@@ -136,6 +161,18 @@ fn add_host_user<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Res
         })())
     })?;
     Ok(())
+}
+
+/// Most bytes of a spawn's argv, envp or cwd (the original's argv and environment limits are
+/// 1 MiB each); larger is `E2BIG`.
+const MAX_SPAWN_BLOB_BYTES: usize = 1 << 20;
+
+fn bounded(len: i32) -> Result<usize, Errno> {
+    let len = usize::try_from(u(len)).map_err(|_| Errno::TooBig)?;
+    if len > MAX_SPAWN_BLOB_BYTES {
+        return Err(Errno::TooBig);
+    }
+    Ok(len)
 }
 
 /// Writes a host answer to a `*mut u32` result pointer, or returns its errno.

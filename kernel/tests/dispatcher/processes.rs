@@ -35,7 +35,7 @@ impl Procs {
         host.drain();
         let scope = OwnershipScope::vm(&conn, &session, &vm);
         let mut procs = Procs { host, scope, vm, engine };
-        for script in ["cat", "spin", "flood", "exit", "files", "nbread", "pipes", "killgroup", "invalid"] {
+        for script in ["cat", "spin", "flood", "exit", "files", "nbread", "pipes", "killgroup", "parent", "invalid"] {
             let content = String::from_utf8(module(script)).unwrap();
             let frames = procs.call(write(&format!("/bin/{script}"), &content));
             assert!(matches!(response_payload(&frames[0]), ResponsePayload::GuestFilesystemResultResponse(_)));
@@ -296,4 +296,77 @@ fn a_guest_signal_to_its_group_is_delivered_after_its_slice() {
     let ResponsePayload::ProcessSnapshotResponse(snapshot) = response_payload(&snapshot[0]) else { panic!() };
     let other = snapshot.processes.iter().find(|p| p.process_id == "other").unwrap();
     assert_eq!(other.status, ProcessSnapshotStatus::Running, "another group is untouched");
+}
+
+fn zombies(procs: &mut Procs) -> u64 {
+    match response_payload(&procs.send(RequestPayload::GetZombieTimerCountRequest)[0]) {
+        ResponsePayload::ZombieTimerCountResponse(count) => count.count,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn close(procs: &mut Procs, id: &str) {
+    procs.send(RequestPayload::CloseStdinRequest(CloseStdinRequest { process_id: id.into() }));
+}
+
+#[test]
+fn an_unreaped_child_is_a_zombie_until_its_parent_reaps_it_or_goes() {
+    let mut procs = Procs::new(OPEN);
+    procs.started("p", "parent", &["keep", "spin"]);
+    procs.started("r", "parent", &["reap", "exit", "0"]);
+    for _ in 0..3 {
+        procs.tick();
+    }
+    let snapshot = procs.send(RequestPayload::GetProcessSnapshotRequest);
+    let ResponsePayload::ProcessSnapshotResponse(snapshot) = response_payload(&snapshot[0]) else { panic!() };
+    let ids: Vec<(&str, u32, ProcessSnapshotStatus)> =
+        snapshot.processes.iter().map(|p| (p.process_id.as_str(), p.ppid, p.status)).collect();
+    assert_eq!(
+        ids,
+        [
+            ("p", 0, ProcessSnapshotStatus::Running),
+            ("p/child-1", 1, ProcessSnapshotStatus::Running),
+            ("r", 0, ProcessSnapshotStatus::Running),
+            ("r/child-1", 2, ProcessSnapshotStatus::Exited),
+        ]
+    );
+    assert_eq!(zombies(&mut procs), 1, "r's child exited and is not reaped yet");
+    close(&mut procs, "r");
+    assert_eq!(exit_of(&procs.tick()), Some(("r".to_owned(), 0)), "the child's status (exit 0)");
+    assert_eq!(zombies(&mut procs), 0);
+    // A host-started process takes its running children with it.
+    close(&mut procs, "p");
+    assert_eq!(exit_of(&procs.tick()), Some(("p".to_owned(), 0)));
+    assert_eq!(procs.host.sidecar.runnable_processes(), 0);
+}
+
+#[test]
+fn children_count_against_max_processes() {
+    let mut procs = Procs::new(
+        r#"{"permissions":{"fs":"allow","childProcess":"allow","process":"allow"},"limits":{"resources":{"maxProcesses":1}}}"#,
+    );
+    procs.started("p", "parent", &["keep", "spin"]);
+    let events: Vec<EventPayload> = (0..3).flat_map(|_| procs.tick()).collect();
+    assert_eq!(exit_of(&events), Some(("p".to_owned(), 50)), "spawn refused: EAGAIN");
+}
+
+#[test]
+fn orphans_are_reparented_and_their_zombies_reaped_after_the_ttl() {
+    let mut procs = Procs::new(OPEN);
+    // t starts m, which starts g and exits at once (its stdin is closed): g is an orphan.
+    procs.started("t", "parent", &["keep", "parent", "keep", "exit", "0"]);
+    for _ in 0..6 {
+        procs.tick();
+    }
+    let snapshot = procs.send(RequestPayload::GetProcessSnapshotRequest);
+    let ResponsePayload::ProcessSnapshotResponse(snapshot) = response_payload(&snapshot[0]) else { panic!() };
+    let entries: Vec<(&str, u32, Option<i32>)> =
+        snapshot.processes.iter().map(|p| (p.process_id.as_str(), p.ppid, p.exit_code)).collect();
+    assert_eq!(entries, [("t", 0, None), ("t/child-1", 1, Some(51)), ("t/child-1/child-1", 0, Some(0))]);
+    assert_eq!(zombies(&mut procs), 2, "m (t's, unreaped) and g (an orphan)");
+    procs.host.advance(kernel::process::ZOMBIE_TTL_MS);
+    assert_eq!(zombies(&mut procs), 1, "the orphan's zombie is reaped after the TTL; m waits for t");
+    close(&mut procs, "t");
+    assert_eq!(exit_of(&procs.tick()), Some(("t".to_owned(), 0)));
+    assert_eq!(zombies(&mut procs), 0);
 }

@@ -717,3 +717,85 @@ fn a_guest_can_ignore_sigterm_but_not_sigkill() {
     let frames = kill_frames(&mut host, &vm, "i", "SIGKILL");
     assert_eq!(rejected(&frames[1]), ("exit".to_owned(), "i 137".to_owned()));
 }
+
+/// A VM with `spawn` and the commands it starts.
+fn spawn_vm(host: &mut Host, config: &str) -> String {
+    let vm = host.vm(config);
+    for command in ["spawn", "hello", "exit3"] {
+        host.write_file(&vm, &format!("/bin/{command}"), &c_fixture(command));
+    }
+    vm
+}
+
+fn snapshot(host: &mut Host, vm: &str) -> Vec<ProcessSnapshotEntry> {
+    match host.simple(vm, RequestPayload::GetProcessSnapshotRequest) {
+        ResponsePayload::ProcessSnapshotResponse(snapshot) => snapshot.processes,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_guest_starts_a_child_reads_its_output_through_a_pipe_and_reaps_it() {
+    let mut host = Host::new();
+    let vm = spawn_vm(&mut host, OPEN_VM);
+    started(&host.execute(&vm, "s", "spawn", &["pipe"]));
+    let (stdout, stderr, code) = outcome(&host.run("s"));
+    assert_eq!(stderr, "");
+    assert_eq!(String::from_utf8(stdout).unwrap(), "child 2 said: hello from C\nreaped 2: status 0\n");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn waitpid_reaps_any_child_and_zombies_are_counted_until_reaped() {
+    let mut host = Host::new();
+    let vm = spawn_vm(&mut host, OPEN_VM);
+    started(&host.execute(&vm, "w", "spawn", &["wait"]));
+    let (stdout, _, code) = outcome(&host.run("w"));
+    assert_eq!(String::from_utf8(stdout).unwrap(), "reaped 2: status 3\nreaped 3: status 3\n");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_guest_kills_its_child_and_a_host_started_process_takes_its_children_down() {
+    let mut host = Host::new();
+    let vm = spawn_vm(&mut host, OPEN_VM);
+    started(&host.execute(&vm, "k", "spawn", &["kill"]));
+    let (stdout, _, code) = outcome(&host.run("k"));
+    assert_eq!((String::from_utf8(stdout).unwrap().as_str(), code), ("reaped 2: status 137\n", 0));
+
+    // The child shows in snapshots under its parent's id while both run.
+    started(&host.execute(&vm, "l", "spawn", &["leave"]));
+    let mut seen_child = false;
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        host.sidecar.tick(host.now);
+        events.extend(host.drain().into_iter().map(|frame| match frame {
+            ProtocolFrame::EventFrame(event) => event.payload,
+            other => panic!("unexpected {other:?}"),
+        }));
+        let processes = snapshot(&mut host, &vm);
+        if let Some(child) = processes.iter().find(|p| p.process_id == "l/child-1") {
+            let parent = processes.iter().find(|p| p.process_id == "l").unwrap();
+            assert_eq!((child.ppid, child.pgid, child.command.as_str()), (parent.pid, parent.pgid, "spin"));
+            seen_child = true;
+            break;
+        }
+    }
+    assert!(seen_child, "the child never appeared");
+    close_stdin(&mut host, &vm, "l");
+    events.extend(host.run("l"));
+    let (stdout, _, code) = outcome(&events);
+    assert_eq!((String::from_utf8(stdout).unwrap().as_str(), code), ("left 4 running\n", 0));
+    // Its spinning child went with it: nothing runs any more.
+    assert_eq!(host.sidecar.runnable_processes(), 0);
+    assert!(snapshot(&mut host, &vm).iter().all(|p| p.process_id != "l/child-1"));
+}
+
+#[test]
+fn only_full_commands_start_processes() {
+    let mut host = Host::new();
+    let vm = spawn_vm(&mut host, OPEN_VM);
+    started(&host.execute_with(&vm, "s", "spawn", &["wait"], Some(WasmPermissionTier::ReadWrite)));
+    let (stdout, _, _) = outcome(&host.run("s"));
+    assert!(String::from_utf8(stdout).unwrap().starts_with("spawn failed: errno 21\n"), "EFAULT like the original");
+}

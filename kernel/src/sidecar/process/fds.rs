@@ -10,11 +10,18 @@ use super::syscalls::DirEntry;
 /// What a descriptor refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum OpenFile {
-    /// The process's standard input: the pipe the host feeds with `WriteStdin`.
-    Stdin,
-    /// Standard output and error: `ProcessOutput` events.
-    Stdout,
-    Stderr,
+    /// The standard input the host feeds with `WriteStdin` to host-started process `owner`
+    /// (its children inherit it).
+    Stdin {
+        owner: u32,
+    },
+    /// Standard output and error of host-started process `owner`: its `ProcessOutput` events.
+    Stdout {
+        owner: u32,
+    },
+    Stderr {
+        owner: u32,
+    },
     /// A directory (the VM path), preopened under a guest-visible name or opened by the guest.
     Directory {
         path: String,
@@ -47,7 +54,7 @@ pub(crate) struct Descriptor {
 
 impl Descriptor {
     pub(crate) fn stdio(file: OpenFile) -> Self {
-        let readable = file == OpenFile::Stdin;
+        let readable = matches!(file, OpenFile::Stdin { .. });
         Self { file, readable, writable: !readable, append: !readable, nonblocking: false }
     }
 
@@ -129,7 +136,7 @@ mod tests {
     #[test]
     fn lowest_free_number_and_the_limit() {
         let mut table = FdTable::default();
-        let stdin = Descriptor::stdio(OpenFile::Stdin);
+        let stdin = Descriptor::stdio(OpenFile::Stdin { owner: 1 });
         assert_eq!(table.insert(stdin.clone(), 3), Ok(0));
         assert_eq!(table.insert(stdin.clone(), 3), Ok(1));
         assert_eq!(table.insert(stdin.clone(), 3), Ok(2));

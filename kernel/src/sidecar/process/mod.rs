@@ -40,7 +40,7 @@ use super::Sidecar;
 use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
 use crate::permissions::{errno_message, Capability, CompiledPolicy, Decision, PermissionsPolicy};
-use crate::vfs::{S_IFMT, S_IFREG};
+use crate::vfs::{Errno, S_IFMT, S_IFREG};
 
 pub use self::pipes::PIPE_CAPACITY_BYTES;
 pub use self::signals::{DefaultAction, SIGKILL, SIGSTOP, SIGTERM};
@@ -62,6 +62,8 @@ pub const STDIN_BUFFER_LIMIT_BYTES: usize = 16 << 20;
 pub const MAX_HELD_LINE_BYTES: usize = 64 * 1024;
 /// The longest `processId` a host may choose (it is echoed in every event).
 pub const MAX_PROCESS_ID_BYTES: usize = 256;
+/// How long an orphaned child's zombie waits before it is reaped (the original's zombie TTL).
+pub const ZOMBIE_TTL_MS: u64 = 60_000;
 /// How long an exited host-started process stays in snapshots (status `EXITED`), like the
 /// original. It is reaped at once (the host is its parent), so it is never a zombie.
 pub const EXITED_RETENTION_MS: u64 = 2_000;
@@ -153,7 +155,7 @@ impl Sidecar {
             .allocate_pid()
             .ok_or_else(|| Rejection::new(RejectCode::KernelError, "EAGAIN: process ids exhausted in this VM"))?;
         let mut fds = FdTable::default();
-        for file in [OpenFile::Stdin, OpenFile::Stdout, OpenFile::Stderr] {
+        for file in [OpenFile::Stdin { owner: pid }, OpenFile::Stdout { owner: pid }, OpenFile::Stderr { owner: pid }] {
             fds.insert(Descriptor::stdio(file), u64::MAX).map_err(|_| fd_limit())?;
         }
         if plan.tier != WasmPermissionTier::Isolated {
@@ -181,6 +183,10 @@ impl Sidecar {
             output: Vec::new(),
             sleep_deadline_ns: None,
             asks: GuestAsks::default(),
+            top_level: true,
+            children_started: 0,
+            spawn_request: None,
+            spawn_result: None,
             handlers: BTreeMap::new(),
             outgoing_signals: Vec::new(),
             exited_at_ms: None,
@@ -206,8 +212,9 @@ impl Sidecar {
             ));
         }
         process.stdin.extend(&request.chunk);
-        if process.wait == Wait::Stdin && !request.chunk.is_empty() {
-            process.wait = Wait::None;
+        let owner = process.pid;
+        if !request.chunk.is_empty() {
+            vm.wake_stdin_readers(owner);
         }
         Ok(ResponsePayload::StdinWrittenResponse(StdinWrittenResponse {
             process_id: request.process_id,
@@ -219,9 +226,8 @@ impl Sidecar {
         let vm = self.vm_mut(vm_id)?;
         let process = vm.active_process_mut(process_id)?;
         process.stdin_closed = true;
-        if process.wait == Wait::Stdin {
-            process.wait = Wait::None;
-        }
+        let owner = process.pid;
+        vm.wake_stdin_readers(owner);
         Ok(ResponsePayload::StdinClosedResponse(StdinClosedResponse { process_id: process_id.to_owned() }))
     }
 
@@ -334,11 +340,12 @@ impl Sidecar {
         Ok(ResponsePayload::SignalStateResponse(SignalStateResponse { process_id: process_id.to_owned(), handlers }))
     }
 
-    /// Zombies are exited processes their parent has not reaped. Host-started processes are
-    /// reaped at once, and guests cannot start children yet, so there are none.
+    /// Zombies: exited children not reaped yet (each has its timer). Host-started processes are
+    /// reaped at once, so they never count.
     fn zombie_timer_count(&mut self, vm_id: &str) -> Result<ResponsePayload, Rejection> {
-        self.vm_mut(vm_id)?;
-        Ok(ResponsePayload::ZombieTimerCountResponse(ZombieTimerCountResponse { count: 0 }))
+        let vm = self.vm_mut(vm_id)?;
+        let count = u64::try_from(vm.processes().zombies()).unwrap_or(u64::MAX);
+        Ok(ResponsePayload::ZombieTimerCountResponse(ZombieTimerCountResponse { count }))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -363,7 +370,7 @@ impl Sidecar {
                         consider(self.now.monotonic_ms)
                     }
                     (Status::Running, Wait::Sleep { until_ms }) => consider(until_ms),
-                    (Status::Running, Wait::Prompt { ticket: None }) => consider(self.now.monotonic_ms),
+                    (Status::Running, Wait::Prompt { ticket: None } | Wait::Spawn) => consider(self.now.monotonic_ms),
                     (Status::Running, Wait::PipeRead { id }) if vm.processes().pipes.readable(id) => {
                         consider(self.now.monotonic_ms)
                     }
@@ -373,8 +380,11 @@ impl Sidecar {
                     (Status::Running, Wait::Prompt { ticket: Some(ticket) }) if self.has_prompt_outcome(ticket) => {
                         consider(self.now.monotonic_ms)
                     }
-                    (Status::Exited(_), _) => {
+                    (Status::Exited(_), _) if process.top_level => {
                         consider(process.exited_at_ms.unwrap_or(0).saturating_add(EXITED_RETENTION_MS))
+                    }
+                    (Status::Exited(_), _) if process.ppid == HOST_PPID => {
+                        consider(process.exited_at_ms.unwrap_or(0).saturating_add(ZOMBIE_TTL_MS))
                     }
                     _ => {}
                 }
@@ -408,6 +418,7 @@ impl Sidecar {
             vm.forget_exited(now_ms);
         }
         self.serve_prompts();
+        self.serve_spawns();
         for _ in 0..MAX_SLICES_PER_TICK {
             let Some((vm_id, pid)) = self.next_runnable() else { break };
             self.run_slice(&vm_id, pid);
@@ -506,7 +517,14 @@ impl Sidecar {
             }
         }
         self.vms.insert(vm_id.to_owned(), vm);
-        self.flush_output(vm_id, pid, false);
+        // Children write to their host-started ancestor's output: flush every pending one.
+        let pending: Vec<u32> = match self.vms.get(vm_id) {
+            Some(vm) => vm.processes().iter().filter(|p| !p.output.is_empty()).map(|p| p.pid).collect(),
+            None => Vec::new(),
+        };
+        for writer in pending {
+            self.flush_output(vm_id, writer, false);
+        }
         if let GuestPoll::Exited(exit) = poll {
             self.finish_process(vm_id, pid, exit);
         }
@@ -593,12 +611,142 @@ impl Sidecar {
             }
         }
         let Some(process) = vm.processes_mut().get_mut(pid) else { return };
-        let process_id = process.process_id.clone();
+        let (process_id, top_level, ppid) = (process.process_id.clone(), process.top_level, process.ppid);
+        process.spawn_request = None;
+        if !top_level {
+            // A child: its own children live on as orphans of the VM (their zombies are reaped
+            // by timer); its parent may be waiting for it; nothing goes to the host.
+            let orphans: Vec<u32> =
+                vm.processes().iter().filter(|p| p.ppid == pid && !p.top_level).map(|p| p.pid).collect();
+            for orphan in orphans {
+                if let Some(orphan) = vm.processes_mut().get_mut(orphan) {
+                    orphan.ppid = HOST_PPID;
+                }
+            }
+            if let Some(parent) = vm.processes_mut().get_mut(ppid).filter(|parent| parent.wait == Wait::Child) {
+                parent.wait = Wait::None;
+            }
+            return;
+        }
+        // A host-started process takes everything it started down with it, like the original.
+        let descendants = vm.processes().descendants(pid);
+        for descendant in &descendants {
+            self.signal_process(vm_id, *descendant, SIGKILL);
+        }
+        let Ok(vm) = self.vm_mut(vm_id) else { return };
+        for descendant in descendants {
+            vm.processes_mut().remove(descendant);
+        }
         self.flush_output(vm_id, pid, true);
         let Ok(vm) = self.vm_mut(vm_id) else { return };
         let (stream, scope) = (vm.stream(), vm.scope());
         let event = ProcessExitedEvent { process_id, exit_code: exit.code };
         self.emit_event(stream, scope, EventPayload::ProcessExitedEvent(event));
+    }
+
+    /// Starts the children guests asked for (`proc_spawn`) in their last slice; each parent's
+    /// retried call returns the child's pid or the errno.
+    fn serve_spawns(&mut self) {
+        let requests: Vec<(String, u32)> = self
+            .vms
+            .iter()
+            .flat_map(|(vm_id, vm)| {
+                vm.processes()
+                    .iter()
+                    .filter(|process| process.wait == Wait::Spawn && process.spawn_request.is_some())
+                    .map(move |process| (vm_id.clone(), process.pid))
+            })
+            .collect();
+        for (vm_id, parent) in requests {
+            let result = self.spawn_child(&vm_id, parent);
+            let Ok(vm) = self.vm_mut(&vm_id) else { continue };
+            if let Some(process) = vm.processes_mut().get_mut(parent) {
+                process.spawn_request = None;
+                process.spawn_result = Some(result);
+                process.wait = Wait::None;
+            }
+        }
+    }
+
+    /// Starts the child `parent` asked for.
+    fn spawn_child(&mut self, vm_id: &str, parent: u32) -> Result<u32, Errno> {
+        let now = self.now;
+        let engine = self.guest_engine.clone().ok_or(Errno::ENOSYS)?;
+        let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
+        let process = vm.processes().get(parent).ok_or(Errno::ESRCH)?;
+        let request = process.spawn_request.clone().ok_or(Errno::EINVAL)?;
+        let (parent_id, parent_cwd, pgid, sid) =
+            (process.process_id.clone(), process.cwd.clone(), process.pgid, process.sid);
+        let limits = vm.process_limits().clone();
+        if u64::try_from(vm.processes().counted()).unwrap_or(u64::MAX) >= limits.max_processes {
+            return Err(Errno::EAGAIN);
+        }
+        let command = request.argv.first().cloned().ok_or(Errno::EINVAL)?;
+        vm.check_spawn(&command).map_err(|_| Errno::EACCES)?;
+        let env: BTreeMap<String, String> = request
+            .env
+            .iter()
+            .filter_map(|entry| entry.split_once('=').map(|(key, value)| (key.to_owned(), value.to_owned())))
+            .collect();
+        let path_var = env.get("PATH").cloned().unwrap_or_else(|| DEFAULT_PATH.to_owned());
+        let (module_path, module) = vm.find_command(&command, &path_var, now).map_err(|_| Errno::ENOENT)?;
+        let name = module_path.rsplit('/').next().unwrap_or(&command).to_owned();
+        let tier = vm.command_tier(&command).or_else(|| vm.command_tier(&name)).unwrap_or(WasmPermissionTier::Full);
+        let guest_limits = vm.guest_limits();
+        let program = engine.load(&module, guest_limits.max_wasm_stack_bytes).map_err(|_| Errno::EINVAL)?;
+        let guest = program
+            .spawn(GuestSpawn { args: request.argv.clone(), env: request.env.clone(), limits: guest_limits })
+            .map_err(|_| Errno::EAGAIN)?;
+        let pid = vm.processes_mut().allocate_pid().ok_or(Errno::EAGAIN)?;
+        let mut fds = FdTable::default();
+        for (number, descriptor) in (0u32..).zip(request.stdio) {
+            if let Some(descriptor) = descriptor {
+                if let OpenFile::Pipe { id, end } = descriptor.file {
+                    vm.processes_mut().pipes.open(id, end);
+                }
+                fds.replace(number, descriptor);
+            }
+        }
+        if tier != WasmPermissionTier::Isolated {
+            fds.replace(ROOT_FD, Descriptor::preopen("/".to_owned(), "/".to_owned()));
+        }
+        let number = {
+            let parent = vm.processes_mut().get_mut(parent).ok_or(Errno::ESRCH)?;
+            parent.children_started = parent.children_started.saturating_add(1);
+            parent.children_started
+        };
+        let cwd = request.cwd.map_or(parent_cwd.clone(), |cwd| syscalls::normalize(&parent_cwd, &cwd));
+        vm.processes_mut().insert(Process {
+            process_id: format!("{parent_id}/child-{number}"),
+            pid,
+            ppid: parent,
+            pgid,
+            sid,
+            driver: EXECUTION_DRIVER,
+            command,
+            args: request.argv.get(1..).unwrap_or_default().to_vec(),
+            cwd,
+            tier,
+            status: Status::Running,
+            wait: Wait::None,
+            guest: Some(guest),
+            fds,
+            stdin: std::collections::VecDeque::new(),
+            stdin_closed: true,
+            output: Vec::new(),
+            sleep_deadline_ns: None,
+            asks: GuestAsks::default(),
+            top_level: false,
+            children_started: 0,
+            spawn_request: None,
+            spawn_result: None,
+            handlers: BTreeMap::new(),
+            outgoing_signals: Vec::new(),
+            exited_at_ms: None,
+            exit_order: 0,
+            held_lines: [Vec::new(), Vec::new()],
+        });
+        Ok(pid)
     }
 
     /// Stops every live process of a VM being disposed (SIGKILL), emitting their exits.
@@ -676,7 +824,7 @@ impl super::vm::Vm {
         let (module_path, module) = self.find_command(&command, &path_var, now)?;
         let name = module_path.rsplit('/').next().unwrap_or(&command).to_owned();
         self.check_spawn(&command)?;
-        let live = u64::try_from(self.processes().live_count()).unwrap_or(u64::MAX);
+        let live = u64::try_from(self.processes().counted()).unwrap_or(u64::MAX);
         if live >= limits.max_processes {
             return Err(Rejection::new(RejectCode::KernelError, "EAGAIN: maximum process limit reached"));
         }
@@ -746,7 +894,7 @@ impl super::vm::Vm {
     }
 
     /// `child_process.spawn` on the command.
-    fn check_spawn(&self, command: &str) -> Result<(), Rejection> {
+    pub(crate) fn check_spawn(&self, command: &str) -> Result<(), Rejection> {
         let message = match self.policy().decide(Capability::ChildProcessSpawn, command, false) {
             Decision::Allow => return Ok(()),
             Decision::Deny { message } => message,
@@ -758,7 +906,12 @@ impl super::vm::Vm {
     /// The module a command names: a registered command package, else a path or a name searched
     /// on `PATH` and then [`FALLBACK_PATH_DIRS`]. Files are read through the VM's filesystem
     /// layer, so command directories mounted from the host work.
-    fn find_command(&mut self, command: &str, path_var: &str, now: Now) -> Result<(String, Vec<u8>), Rejection> {
+    pub(crate) fn find_command(
+        &mut self,
+        command: &str,
+        path_var: &str,
+        now: Now,
+    ) -> Result<(String, Vec<u8>), Rejection> {
         let not_found = || Rejection::invalid_state(format!("command not found on native sidecar path: {command}"));
         let mut candidates: Vec<String> = Vec::new();
         if command.contains('/') {
@@ -844,6 +997,21 @@ impl super::vm::Vm {
         }
     }
 
+    /// Wakes every process (the owner and its children) waiting on `owner`'s stdin.
+    fn wake_stdin_readers(&mut self, owner: u32) {
+        let waiting: Vec<u32> = self
+            .processes()
+            .iter()
+            .filter(|process| process.wait == Wait::Stdin { owner })
+            .map(|process| process.pid)
+            .collect();
+        for pid in waiting {
+            if let Some(process) = self.processes_mut().get_mut(pid) {
+                process.wait = Wait::None;
+            }
+        }
+    }
+
     /// A running or stopped process by the host's id.
     fn active_process_mut(&mut self, process_id: &str) -> Result<&mut Process, Rejection> {
         let vm_id = self.id().to_owned();
@@ -855,9 +1023,21 @@ impl super::vm::Vm {
     /// Forgets exited processes retained longer than [`EXITED_RETENTION_MS`], and the oldest
     /// beyond [`MAX_RETAINED_EXITED_PER_VM`].
     fn forget_exited(&mut self, now_ms: u64) {
+        // Zombies of living parents wait to be reaped; orphaned ones go after ZOMBIE_TTL_MS.
+        let orphaned_zombies: Vec<u32> = self
+            .processes()
+            .iter()
+            .filter(|process| !process.top_level && process.ppid == HOST_PPID)
+            .filter(|process| process.exited_at_ms.is_some_and(|at| at.saturating_add(ZOMBIE_TTL_MS) <= now_ms))
+            .map(|process| process.pid)
+            .collect();
+        for pid in orphaned_zombies {
+            self.processes_mut().remove(pid);
+        }
         let mut exited: Vec<(u64, u64, u32)> = self
             .processes()
             .iter()
+            .filter(|process| process.top_level)
             .filter_map(|process| process.exited_at_ms.map(|at| (at, process.exit_order, process.pid)))
             .collect();
         exited.sort_unstable();

@@ -15,6 +15,7 @@
 //! | `nbread` | sets stdin non-blocking and reads once: exit 0 with data, 11 on `EAGAIN`, 12 at end-of-file |
 //! | `pipes` | a pipe to itself: writes through two descriptors of the write end, closes both, reads to end-of-file; exit 0 when it read `pingpong`, else the failing step (30+) |
 //! | `killgroup` | signals its own group with `SIGTERM` (delivered after its slice) and spins |
+//! | `parent MODE CMD ARGS…` | starts `CMD ARGS…` (a script) as a child, reads its own stdin to end-of-file (or an error: exit 51), then reaps the child (`MODE` = `reap`: exits with the child's status) or just exits 0 |
 //! | anything else | exit 127 |
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,7 +73,13 @@ struct Script {
 
 impl GuestProgram for Script {
     fn spawn(&self, spawn: GuestSpawn) -> Result<Box<dyn Guest>, GuestError> {
-        Ok(Box::new(ScriptGuest { name: self.name.clone(), args: spawn.args, engine: self.engine.clone(), written: 0 }))
+        Ok(Box::new(ScriptGuest {
+            name: self.name.clone(),
+            args: spawn.args,
+            engine: self.engine.clone(),
+            written: 0,
+            child: None,
+        }))
     }
 }
 
@@ -82,6 +89,7 @@ struct ScriptGuest {
     args: Vec<String>,
     engine: ScriptEngine,
     written: u64,
+    child: Option<u32>,
 }
 
 fn exited(code: i32) -> GuestPoll {
@@ -112,6 +120,42 @@ impl ScriptGuest {
                 Err(SysError::WouldBlock) => return GuestPoll::Blocked,
                 Err(SysError::Errno(_)) => return exited(2),
             }
+        }
+    }
+
+    fn parent(&mut self, sys: &mut Syscalls) -> GuestPoll {
+        let child = match self.child {
+            Some(child) => child,
+            None => match sys.spawn(
+                self.args.get(2..).unwrap_or_default().to_vec(),
+                Vec::new(),
+                [u32::MAX, STDOUT_FD, STDERR_FD],
+                None,
+            ) {
+                Ok(child) => {
+                    self.child = Some(child);
+                    child
+                }
+                Err(_) if sys.take_blocked() => return GuestPoll::Blocked,
+                Err(_) => return exited(50),
+            },
+        };
+        let mut buf = [0u8; 64];
+        loop {
+            match sys.read(STDIN_FD, &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(SysError::WouldBlock) => return GuestPoll::Blocked,
+                Err(SysError::Errno(_)) => return exited(51),
+            }
+        }
+        if self.arg(1) != "reap" {
+            return exited(0);
+        }
+        match sys.waitpid(i32::try_from(child).unwrap_or(-1), 0) {
+            Ok((status, _)) => exited(i32::try_from(status).unwrap_or(52)),
+            Err(_) if sys.take_blocked() => GuestPoll::Blocked,
+            Err(_) => exited(53),
         }
     }
 
@@ -211,6 +255,7 @@ impl Guest for ScriptGuest {
             "flood" => self.flood(&mut sys),
             "files" => exited(files(&mut sys, self.arg(1)).err().unwrap_or(0)),
             "nbread" => exited(nonblocking_read(&mut sys)),
+            "parent" => self.parent(&mut sys),
             "pipes" => exited(pipes(&mut sys).err().unwrap_or(0)),
             "killgroup" => match sys.kill(0, super::SIGTERM) {
                 Ok(()) => GuestPoll::Running,

@@ -19,7 +19,7 @@ use schema::wire::{
 
 use super::fds::{Descriptor, OpenFile};
 use super::pipes::{End, PipeRead};
-use super::table::{Process, Wait};
+use super::table::{Process, SpawnRequest, Wait};
 use super::{Channel, MAX_PENDING_OUTPUT_BYTES};
 use crate::clock::{Entropy, Now};
 use crate::error::Rejection;
@@ -313,6 +313,70 @@ impl Syscalls {
         Ok(())
     }
 
+    /// Starts a child running `argv[0]` with `argv`, `env` (`KEY=VALUE`), the caller's
+    /// descriptors `stdio` as its 0, 1 and 2 (`u32::MAX`: left closed) and `cwd` (default: the
+    /// caller's). The kernel starts it once the caller's slice ends, so the first call parks the
+    /// caller (`blocked`) and its retry returns the child's pid.
+    pub fn spawn(
+        &mut self,
+        argv: Vec<String>,
+        env: Vec<String>,
+        stdio: [u32; 3],
+        cwd: Option<String>,
+    ) -> Result<u32, Errno> {
+        if let Some(result) = self.process_mut()?.spawn_result.take() {
+            return result;
+        }
+        if argv.first().is_none_or(String::is_empty) {
+            return Err(Errno::EINVAL);
+        }
+        let process = self.process()?;
+        let mut descriptors: [Option<Descriptor>; 3] = [None, None, None];
+        for (slot, fd) in descriptors.iter_mut().zip(stdio) {
+            if fd != u32::MAX {
+                *slot = Some(process.fds.get(fd)?.clone());
+            }
+        }
+        let process = self.process_mut()?;
+        process.spawn_request = Some(SpawnRequest { argv, env, stdio: descriptors, cwd });
+        process.wait = Wait::Spawn;
+        self.blocked = true;
+        Err(Errno::EAGAIN)
+    }
+
+    /// Waits for a child to exit and reaps it: `pid` > 0 that child, else any. Returns
+    /// `(exit status, pid)`; `(0, 0)` with `WNOHANG` (bit 0 of `options`) when none has exited.
+    /// `ECHILD` when there is no such child.
+    pub fn waitpid(&mut self, pid: i32, options: u32) -> Result<(u32, u32), Errno> {
+        const WNOHANG: u32 = 1;
+        let me = self.pid;
+        let table = self.vm.processes();
+        let wanted = |child: &&Process| {
+            child.ppid == me && !child.top_level && (pid <= 0 || u32::try_from(pid).is_ok_and(|pid| child.pid == pid))
+        };
+        let children: Vec<&Process> = table.iter().filter(wanted).collect();
+        if children.is_empty() {
+            return Err(Errno::ECHILD);
+        }
+        let exited = children
+            .iter()
+            .filter_map(|child| match child.status {
+                super::table::Status::Exited(code) => Some((child.exit_order, child.pid, code)),
+                _ => None,
+            })
+            .min();
+        if let Some((_, child, code)) = exited {
+            self.vm.processes_mut().remove(child);
+            return Ok((code.cast_unsigned(), child));
+        }
+        if options & WNOHANG != 0 {
+            return Ok((0, 0));
+        }
+        self.process_mut()?.wait = Wait::Child;
+        self.blocked = true;
+        Err(Errno::EAGAIN)
+    }
+
     /// Sleeps `ms` milliseconds on the kernel clock.
     pub fn sleep_ms(&mut self, ms: u32) -> SysResult<()> {
         self.sleep(u64::from(ms).saturating_mul(NS_PER_MS), false)
@@ -336,9 +400,10 @@ impl Syscalls {
     pub fn fd_info(&self, fd: u32) -> Result<FdInfo, Errno> {
         let descriptor = self.process()?.fds.get(fd)?;
         let kind = match &descriptor.file {
-            OpenFile::Stdin | OpenFile::Stdout | OpenFile::Stderr | OpenFile::File { device: true, .. } => {
-                FdKind::CharacterDevice
-            }
+            OpenFile::Stdin { .. }
+            | OpenFile::Stdout { .. }
+            | OpenFile::Stderr { .. }
+            | OpenFile::File { device: true, .. } => FdKind::CharacterDevice,
             OpenFile::Directory { .. } => FdKind::Directory,
             OpenFile::File { device: false, .. } => FdKind::RegularFile,
             OpenFile::Pipe { .. } => FdKind::Pipe,
@@ -463,7 +528,7 @@ impl Syscalls {
     pub fn fstat(&mut self, fd: u32) -> Result<FileStat, Errno> {
         let path = match &self.process()?.fds.get(fd)?.file {
             OpenFile::File { path, .. } | OpenFile::Directory { path, .. } => path.clone(),
-            OpenFile::Stdin | OpenFile::Stdout | OpenFile::Stderr | OpenFile::Pipe { .. } => {
+            OpenFile::Stdin { .. } | OpenFile::Stdout { .. } | OpenFile::Stderr { .. } | OpenFile::Pipe { .. } => {
                 return Ok(FileStat {
                     dev: 0,
                     ino: 0,
@@ -560,7 +625,9 @@ impl Syscalls {
     pub fn read_ready(&self, fd: u32) -> Result<bool, Errno> {
         let process = self.process()?;
         Ok(match process.fds.get(fd)?.file {
-            OpenFile::Stdin => !process.stdin.is_empty() || process.stdin_closed,
+            OpenFile::Stdin { owner } => {
+                self.vm.processes().get(owner).is_none_or(|owner| !owner.stdin.is_empty() || owner.stdin_closed)
+            }
             OpenFile::Pipe { id, end: End::Read } => self.vm.processes().pipes.readable(id),
             _ => true,
         })
@@ -568,10 +635,15 @@ impl Syscalls {
 
     /// Parks the guest until one of the descriptors it polls becomes ready (or its sleep ends).
     pub fn park_for_poll(&mut self, read_fds: &[u32]) {
-        let stdin = read_fds.iter().any(|fd| self.read_ready(*fd) == Ok(false));
-        if let Ok(process) = self.process_mut() {
-            if stdin && process.wait == Wait::None {
-                process.wait = Wait::Stdin;
+        let waiting = read_fds.iter().find(|fd| self.read_ready(**fd) == Ok(false)).copied();
+        let wait = waiting.and_then(|fd| match self.process().ok()?.fds.get(fd).ok()?.file {
+            OpenFile::Stdin { owner } => Some(Wait::Stdin { owner }),
+            OpenFile::Pipe { id, .. } => Some(Wait::PipeRead { id }),
+            _ => None,
+        });
+        if let (Ok(process), Some(wait)) = (self.process_mut(), wait) {
+            if process.wait == Wait::None {
+                process.wait = wait;
             }
         }
     }
@@ -606,26 +678,28 @@ impl Syscalls {
             }
             return Ok(written);
         }
-        let process = self.process_mut()?;
-        let descriptor = process.fds.get(fd)?;
-        let channel = match descriptor.file {
-            OpenFile::Stdout => Some(Channel::Stdout),
-            OpenFile::Stderr => Some(Channel::Stderr),
+        let channel = match self.process()?.fds.get(fd)?.file {
+            OpenFile::Stdout { owner } => Some((Channel::Stdout, owner)),
+            OpenFile::Stderr { owner } => Some((Channel::Stderr, owner)),
             _ => None,
         };
-        if let Some(channel) = channel {
+        if let Some((channel, owner)) = channel {
             if at.is_some() {
                 return Err(Errno::ESPIPE.into());
             }
-            let room = MAX_PENDING_OUTPUT_BYTES.saturating_sub(process.pending_output_bytes());
+            // Output goes to the host-started process's events (children share their parent's).
+            let target = self.vm.processes_mut().get_mut(owner).filter(|owner| owner.is_alive()).ok_or(Errno::EPIPE)?;
+            let room = MAX_PENDING_OUTPUT_BYTES.saturating_sub(target.pending_output_bytes());
             if room == 0 {
-                process.wait = Wait::Output;
+                self.process_mut()?.wait = Wait::Output;
                 return Err(SysError::WouldBlock);
             }
             let accepted = data.get(..room).unwrap_or(data);
-            process.push_output(channel, accepted);
+            target.push_output(channel, accepted);
             return Ok(accepted.len());
         }
+        let process = self.process_mut()?;
+        let descriptor = process.fds.get(fd)?;
         if !descriptor.writable {
             return Err(Errno::EBADF.into());
         }
@@ -700,30 +774,35 @@ impl Syscalls {
                 }
             };
         }
+        if let OpenFile::Stdin { owner } = self.process()?.fds.get(fd)?.file {
+            if at.is_some() {
+                return Err(Errno::ESPIPE.into());
+            }
+            let nonblocking = self.process()?.fds.get(fd)?.nonblocking;
+            let Some(source) = self.vm.processes_mut().get_mut(owner).filter(|owner| owner.is_alive()) else {
+                return Ok(0);
+            };
+            if source.stdin.is_empty() {
+                if source.stdin_closed {
+                    return Ok(0);
+                }
+                if nonblocking {
+                    return Err(Errno::EAGAIN.into());
+                }
+                self.process_mut()?.wait = Wait::Stdin { owner };
+                return Err(SysError::WouldBlock);
+            }
+            let read = buf.len().min(source.stdin.len());
+            for (dst, src) in buf.iter_mut().zip(source.stdin.drain(..read)) {
+                *dst = src;
+            }
+            return Ok(read);
+        }
         let process = self.process_mut()?;
         let descriptor = process.fds.get(fd)?;
         match &descriptor.file {
-            OpenFile::Stdin => {
-                if at.is_some() {
-                    return Err(Errno::ESPIPE.into());
-                }
-                if process.stdin.is_empty() {
-                    if process.stdin_closed {
-                        return Ok(0);
-                    }
-                    if descriptor.nonblocking {
-                        return Err(Errno::EAGAIN.into());
-                    }
-                    process.wait = Wait::Stdin;
-                    return Err(SysError::WouldBlock);
-                }
-                let read = buf.len().min(process.stdin.len());
-                for (dst, src) in buf.iter_mut().zip(process.stdin.drain(..read)) {
-                    *dst = src;
-                }
-                Ok(read)
-            }
-            OpenFile::Stdout | OpenFile::Stderr | OpenFile::Pipe { .. } => Err(Errno::EBADF.into()),
+            OpenFile::Stdin { .. } => Err(Errno::EBADF.into()),
+            OpenFile::Stdout { .. } | OpenFile::Stderr { .. } | OpenFile::Pipe { .. } => Err(Errno::EBADF.into()),
             OpenFile::Directory { .. } => Err(Errno::EISDIR.into()),
             OpenFile::File { path, offset, .. } => {
                 if !descriptor.readable {

@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, VecDeque};
 
 use schema::wire::{ProcessSnapshotEntry, ProcessSnapshotStatus, SignalHandlerRegistration, WasmPermissionTier};
 
-use super::fds::FdTable;
+use super::fds::{Descriptor, FdTable};
 use super::guest::Guest;
 use super::pipes::Pipes;
 use super::Channel;
 use crate::sidecar::filesystem::GuestAsks;
 use crate::sidecar::vm::PromptTicket;
+use crate::vfs::Errno;
 
 /// The pid of the VM's init: host-started processes are its children, so their ppid is 0
 /// (there is no process 0 inside the VM, as for processes started by a Linux kernel thread).
@@ -18,13 +19,27 @@ pub const HOST_PPID: u32 = 0;
 /// The first pid handed out.
 pub const FIRST_PID: u32 = 1;
 
+/// A child the guest asked for (`proc_spawn`).
+#[derive(Debug, Clone)]
+pub(crate) struct SpawnRequest {
+    pub(crate) argv: Vec<String>,
+    pub(crate) env: Vec<String>,
+    /// The parent's descriptors for the child's 0, 1 and 2 (`None`: left closed).
+    pub(crate) stdio: [Option<Descriptor>; 3],
+    pub(crate) cwd: Option<String>,
+}
+
 /// Why a process is not running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wait {
     /// Runnable.
     None,
-    /// Reading an empty standard input.
-    Stdin,
+    /// Reading the empty standard input of host-started process `owner`.
+    Stdin { owner: u32 },
+    /// In `waitpid`, for a child to exit.
+    Child,
+    /// In `proc_spawn`, for the kernel to start the child.
+    Spawn,
     /// Sleeping until the monotonic clock reaches this millisecond.
     Sleep { until_ms: u64 },
     /// Its output is waiting to be turned into events.
@@ -74,6 +89,13 @@ pub(crate) struct Process {
     pub(crate) sleep_deadline_ns: Option<u64>,
     /// Permission prompts of the call in progress.
     pub(crate) asks: GuestAsks,
+    /// Started by the host (`Execute`), not by another process: only these have events.
+    pub(crate) top_level: bool,
+    /// Children started so far (names the next one `{process_id}/child-{n}`).
+    pub(crate) children_started: u32,
+    /// A `proc_spawn` the kernel is to carry out after the slice, and its result for the retry.
+    pub(crate) spawn_request: Option<SpawnRequest>,
+    pub(crate) spawn_result: Option<Result<u32, Errno>>,
     /// Signal dispositions the guest set (`proc_sigaction`), by signal number.
     pub(crate) handlers: BTreeMap<u32, SignalHandlerRegistration>,
     /// Signals the guest sent to processes (delivered by the kernel after its slice).
@@ -149,6 +171,31 @@ pub(crate) struct ProcessTable {
 impl ProcessTable {
     pub(crate) fn live_count(&self) -> usize {
         self.processes.values().filter(|process| process.is_alive()).count()
+    }
+
+    /// Processes counted against `maxProcesses`: the live ones and the unreaped children.
+    pub(crate) fn counted(&self) -> usize {
+        self.processes.values().filter(|process| process.is_alive() || !process.top_level).count()
+    }
+
+    /// Exited children nobody has reaped yet.
+    pub(crate) fn zombies(&self) -> usize {
+        self.processes.values().filter(|process| !process.is_alive() && !process.top_level).count()
+    }
+
+    /// `pid` and every process it started, transitively (children before grandchildren).
+    pub(crate) fn descendants(&self, pid: u32) -> Vec<u32> {
+        let mut found = Vec::new();
+        let mut frontier = vec![pid];
+        while let Some(parent) = frontier.pop() {
+            for child in self.processes.values().filter(|p| p.ppid == parent && !p.top_level && p.pid != parent) {
+                if !found.contains(&child.pid) {
+                    found.push(child.pid);
+                    frontier.push(child.pid);
+                }
+            }
+        }
+        found
     }
 
     /// The next pid (pids are never reused within a VM, so a stale pid never names a new
