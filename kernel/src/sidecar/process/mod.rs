@@ -33,7 +33,7 @@ use schema::wire::*;
 use self::fds::{Descriptor, FdTable, OpenFile};
 use self::guest::{GuestExit, GuestLimits, GuestPoll, GuestSpawn};
 use self::syscalls::Syscalls;
-use self::table::{Process, Status, Wait, HOST_PPID};
+use self::table::{Identity, Process, Status, Wait, HOST_PPID};
 use super::filesystem::{CallOutcome, GuestAsks};
 use super::vm::PromptOutcome;
 use super::Sidecar;
@@ -163,36 +163,22 @@ impl Sidecar {
             // own cwd (`/` at start), through it.
             fds.insert(Descriptor::preopen("/".to_owned(), "/".to_owned()), u64::MAX).map_err(|_| fd_limit())?;
         }
-        vm.processes_mut().insert(Process {
-            process_id: request.process_id.clone(),
-            pid,
-            ppid: HOST_PPID,
-            pgid: pid,
-            sid: pid,
-            driver: EXECUTION_DRIVER,
-            command: plan.command,
-            args: request.args,
-            cwd: plan.cwd,
-            tier: plan.tier,
-            status: Status::Running,
-            wait: Wait::None,
-            guest: Some(guest),
+        vm.processes_mut().insert(Process::new(
+            Identity {
+                process_id: request.process_id.clone(),
+                pid,
+                ppid: HOST_PPID,
+                pgid: pid,
+                sid: pid,
+                command: plan.command,
+                args: request.args,
+                cwd: plan.cwd,
+                tier: plan.tier,
+                top_level: true,
+            },
+            guest,
             fds,
-            stdin: std::collections::VecDeque::new(),
-            stdin_closed: false,
-            output: Vec::new(),
-            sleep_deadline_ns: None,
-            asks: GuestAsks::default(),
-            top_level: true,
-            children_started: 0,
-            spawn_request: None,
-            spawn_result: None,
-            handlers: BTreeMap::new(),
-            outgoing_signals: Vec::new(),
-            exited_at_ms: None,
-            exit_order: 0,
-            held_lines: [Vec::new(), Vec::new()],
-        });
+        ));
         Ok(ResponsePayload::ProcessStartedResponse(ProcessStartedResponse {
             process_id: request.process_id,
             pid: Some(pid),
@@ -716,36 +702,22 @@ impl Sidecar {
             parent.children_started
         };
         let cwd = request.cwd.map_or(parent_cwd.clone(), |cwd| syscalls::normalize(&parent_cwd, &cwd));
-        vm.processes_mut().insert(Process {
-            process_id: format!("{parent_id}/child-{number}"),
-            pid,
-            ppid: parent,
-            pgid,
-            sid,
-            driver: EXECUTION_DRIVER,
-            command,
-            args: request.argv.get(1..).unwrap_or_default().to_vec(),
-            cwd,
-            tier,
-            status: Status::Running,
-            wait: Wait::None,
-            guest: Some(guest),
+        vm.processes_mut().insert(Process::new(
+            Identity {
+                process_id: format!("{parent_id}/child-{number}"),
+                pid,
+                ppid: parent,
+                pgid,
+                sid,
+                command,
+                args: request.argv.get(1..).unwrap_or_default().to_vec(),
+                cwd,
+                tier,
+                top_level: false,
+            },
+            guest,
             fds,
-            stdin: std::collections::VecDeque::new(),
-            stdin_closed: true,
-            output: Vec::new(),
-            sleep_deadline_ns: None,
-            asks: GuestAsks::default(),
-            top_level: false,
-            children_started: 0,
-            spawn_request: None,
-            spawn_result: None,
-            handlers: BTreeMap::new(),
-            outgoing_signals: Vec::new(),
-            exited_at_ms: None,
-            exit_order: 0,
-            held_lines: [Vec::new(), Vec::new()],
-        });
+        ));
         Ok(pid)
     }
 

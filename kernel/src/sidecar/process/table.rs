@@ -107,7 +107,58 @@ pub(crate) struct Process {
     pub(crate) held_lines: [Vec<u8>; 2],
 }
 
+/// Who a new process is.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    pub(crate) process_id: String,
+    pub(crate) pid: u32,
+    pub(crate) ppid: u32,
+    pub(crate) pgid: u32,
+    pub(crate) sid: u32,
+    pub(crate) command: String,
+    pub(crate) args: Vec<String>,
+    pub(crate) cwd: String,
+    pub(crate) tier: WasmPermissionTier,
+    pub(crate) top_level: bool,
+}
+
 impl Process {
+    /// A runnable process with `guest` and descriptors `fds`. Only host-started (top-level)
+    /// processes have a stdin of their own; a child's is closed (it reads what it inherited).
+    pub(crate) fn new(identity: Identity, guest: Box<dyn Guest>, fds: FdTable) -> Self {
+        let Identity { process_id, pid, ppid, pgid, sid, command, args, cwd, tier, top_level } = identity;
+        Self {
+            process_id,
+            pid,
+            ppid,
+            pgid,
+            sid,
+            driver: super::EXECUTION_DRIVER,
+            command,
+            args,
+            cwd,
+            tier,
+            status: Status::Running,
+            wait: Wait::None,
+            guest: Some(guest),
+            fds,
+            stdin: VecDeque::new(),
+            stdin_closed: !top_level,
+            output: Vec::new(),
+            sleep_deadline_ns: None,
+            asks: GuestAsks::default(),
+            top_level,
+            children_started: 0,
+            spawn_request: None,
+            spawn_result: None,
+            handlers: BTreeMap::new(),
+            outgoing_signals: Vec::new(),
+            exited_at_ms: None,
+            exit_order: 0,
+            held_lines: [Vec::new(), Vec::new()],
+        }
+    }
+
     pub(crate) fn is_alive(&self) -> bool {
         !matches!(self.status, Status::Exited(_))
     }
