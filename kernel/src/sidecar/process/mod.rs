@@ -3,18 +3,22 @@
 //! they produce (`ProcessOutput`, `ProcessExited`), and the deterministic scheduler.
 //!
 //! # Scheduling
-//! Guests are resumable tasks ([`Guest`]). [`Sidecar::tick`] runs at most
+//! Guests are resumable tasks ([`guest::Guest`]). [`Sidecar::tick`] runs at most
 //! [`MAX_SLICES_PER_TICK`] slices of [`SLICE_FUEL`] each, round-robin over the runnable
 //! processes of every VM in a fixed order (VM id, then pid), resuming after the last process it
-//! ran. A guest that reads an empty stdin or sleeps is parked and woken by the kernel (a
-//! `WriteStdin`, a `CloseStdin`, the clock passing its deadline), never by a thread. Nothing
-//! depends on real time, so the same inputs give the same slices and the same events —
-//! output chunking included: each slice's output becomes one event per run of writes to one
-//! channel.
+//! ran. A guest that must wait — an empty stdin or pipe, a full pipe, a sleep, `waitpid`, a
+//! `proc_spawn`, a permission prompt — is parked and woken by the kernel (a `WriteStdin`, another
+//! process's write or exit, the clock passing its deadline, the host's answer), never by a
+//! thread. Nothing depends on real time, so the same inputs give the same slices and the same
+//! events, output chunking included (output is line-buffered per channel, flushed after every
+//! slice and at exit).
 //!
-//! # Exits and zombies
-//! An exited process stays in the table as a zombie (status `EXITED` in snapshots, with its exit
-//! code) for [`ZOMBIE_REAP_MS`], counted by `GetZombieTimerCount`, then it is reaped.
+//! # Exits, zombies and orphans
+//! A host-started process's exit is a `ProcessExited` event; it stays in snapshots (`EXITED`) for
+//! [`EXITED_RETENTION_MS`] and ends every process it started. A guest-started child stays a
+//! zombie until its parent reaps it (`waitpid`), counted by `GetZombieTimerCount`; when a child
+//! exits, its own children are re-parented to 0, and such orphans' zombies are reaped after
+//! [`ZOMBIE_TTL_MS`].
 
 mod fds;
 pub mod guest;
