@@ -1032,31 +1032,25 @@ fn set_schema(frame: &mut ProtocolFrame, value: ProtocolSchema) {
 
 /// Replaces one id of the scope with an odd one: empty, unknown, or another kind's id.
 fn oddify_an_id(scope: &mut OwnershipScope, steer: Steer) {
-    let odd =
-        ["", "unknown", "conn-1", "session-1", "vm-1", "vm-1\u{0}", "é"][usize::from(steer.long_id % 7)].to_owned();
-    match scope {
-        OwnershipScope::ConnectionOwnership(s) => s.connection_id = odd,
-        OwnershipScope::SessionOwnership(s) if steer.conn & 1 == 0 => s.connection_id = odd,
-        OwnershipScope::SessionOwnership(s) => s.session_id = odd,
-        OwnershipScope::VmOwnership(s) => match steer.conn % 3 {
-            0 => s.connection_id = odd,
-            1 => s.session_id = odd,
-            _ => s.vm_id = odd,
-        },
-    }
+    let odd = ["", "unknown", "conn-1", "session-1", "vm-1", "vm-1\u{0}", "é"][usize::from(steer.long_id % 7)];
+    replace_an_id(scope, odd.to_owned(), steer.conn);
 }
 
 /// Replaces one id of the scope with a long one (boundary of echoed-id and frame-size limits).
 fn lengthen_an_id(scope: &mut OwnershipScope, steer: Steer) {
-    let long = "x".repeat(usize::from(steer.long_id));
+    replace_an_id(scope, "x".repeat(usize::from(steer.long_id)), steer.vm);
+}
+
+/// Sets the id `pick` chooses among the scope's ids to `value`.
+fn replace_an_id(scope: &mut OwnershipScope, value: String, pick: u8) {
     match scope {
-        OwnershipScope::ConnectionOwnership(s) => s.connection_id = long,
-        OwnershipScope::SessionOwnership(s) if steer.session & 1 == 0 => s.connection_id = long,
-        OwnershipScope::SessionOwnership(s) => s.session_id = long,
-        OwnershipScope::VmOwnership(s) => match steer.vm % 3 {
-            0 => s.connection_id = long,
-            1 => s.session_id = long,
-            _ => s.vm_id = long,
+        OwnershipScope::ConnectionOwnership(s) => s.connection_id = value,
+        OwnershipScope::SessionOwnership(s) if pick & 1 == 0 => s.connection_id = value,
+        OwnershipScope::SessionOwnership(s) => s.session_id = value,
+        OwnershipScope::VmOwnership(s) => match pick % 3 {
+            0 => s.connection_id = value,
+            1 => s.session_id = value,
+            _ => s.vm_id = value,
         },
     }
 }

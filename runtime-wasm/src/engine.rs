@@ -331,12 +331,6 @@ impl WasiHost for KernelHost {
         Ok(self.sys()?.preopen_name(fd).map_err(errno)?.into_bytes())
     }
 
-    fn proc_exit(&mut self, code: u32) {
-        if let Ok(sys) = self.sys() {
-            sys.exit(i32::try_from(code).unwrap_or(i32::MAX));
-        }
-    }
-
     fn path_open(
         &mut self,
         dirfd: Fd,

@@ -39,7 +39,7 @@ pub use abi::{
     SUBCLOCKFLAGS_ABSTIME,
 };
 pub use ctx::GuestCtx;
-pub use engine::{KernelHost, WasmEngine, MAX_CACHED_MODULE_BYTES, MAX_CACHED_PROGRAMS};
+pub use engine::{KernelHost, WasmEngine, MAX_CACHED_MODULE_BYTES, MAX_CACHED_PROGRAMS, MAX_STACK_LIMIT_ENGINES};
 pub use host::{StdioHost, SysError, SysResult, WaitReason, WasiHost};
 pub use host_ext::{HOST_PROCESS, HOST_USER};
 pub use memory::{MAX_IOVECS, MAX_IO_BYTES, MAX_PATH_BYTES, MAX_POLL_SUBSCRIPTIONS};

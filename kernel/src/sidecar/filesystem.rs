@@ -683,6 +683,15 @@ impl VmFilesystem {
         self.root.pread(at, offset, len).map(|bytes| Some(bytes.to_vec())).map_err(layers::fs_rejection)
     }
 
+    /// `path`'s bytes when it resolves on the root filesystem (no policy: the kernel's own read);
+    /// `None` when it touches a mount or cannot be read.
+    pub(super) fn read_on_root(&self, path: &str) -> Option<Vec<u8>> {
+        if !self.on_root(path) {
+            return None;
+        }
+        self.root.read_file(VPath::at(&self.cwd, path)).ok().map(<[u8]>::to_vec)
+    }
+
     /// Whether `path` resolves without touching a mount (or the kernel's own trees).
     fn on_root(&self, path: &str) -> bool {
         if self.mounts.is_empty() {

@@ -370,3 +370,35 @@ fn orphans_are_reparented_and_their_zombies_reaped_after_the_ttl() {
     assert_eq!(exit_of(&procs.tick()), Some(("t".to_owned(), 0)));
     assert_eq!(zombies(&mut procs), 0);
 }
+
+#[test]
+fn a_partial_line_is_held_only_up_to_its_bound() {
+    let mut procs = Procs::new(OPEN);
+    procs.started("c", "cat", &[]);
+    let no_newline = vec![b'z'; kernel::process::MAX_HELD_LINE_BYTES + 1000];
+    procs.send(RequestPayload::WriteStdinRequest(WriteStdinRequest {
+        process_id: "c".into(),
+        chunk: no_newline.clone(),
+    }));
+    let mut early = 0;
+    for _ in 0..10 {
+        for event in procs.tick() {
+            match event {
+                EventPayload::ProcessOutputEvent(output) => early += output.chunk.len(),
+                other => panic!("no exit yet: {other:?}"),
+            }
+        }
+    }
+    assert!(early > kernel::process::MAX_HELD_LINE_BYTES, "a line past the bound goes out before its end: {early}");
+    procs.send(RequestPayload::CloseStdinRequest(CloseStdinRequest { process_id: "c".into() }));
+    let events = procs.tick();
+    let rest: usize = events
+        .iter()
+        .map(|event| match event {
+            EventPayload::ProcessOutputEvent(output) => output.chunk.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(early + rest, no_newline.len());
+    assert_eq!(exit_of(&events), Some(("c".to_owned(), 0)));
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use kernel::{Now, Sidecar, SidecarConfig, StreamId};
-use runtime_wasm::{RuntimeConfig, WasmEngine};
+use runtime_wasm::{RuntimeConfig, WasmEngine, MAX_CACHED_PROGRAMS, MAX_STACK_LIMIT_ENGINES};
 use schema::wire::*;
 use schema::{decode_frame, encode_frame};
 
@@ -98,7 +98,8 @@ impl Host {
         );
         let ResponsePayload::VmCreatedResponse(created) = response(&frames[0]) else { panic!("{frames:?}") };
         let vm = created.vm_id.clone();
-        for command in ["cat", "spin", "oom", "write_file", "read_file", "ls", "sleep_ms", "stderr_mix", "env"] {
+        for command in ["cat", "spin", "oom", "write_file", "read_file", "ls", "sleep_ms", "stderr_mix", "env", "exit3"]
+        {
             self.write_file(&vm, &format!("/bin/{command}"), &c_fixture(command));
         }
         vm
@@ -798,4 +799,95 @@ fn only_full_commands_start_processes() {
     started(&host.execute_with(&vm, "s", "spawn", &["wait"], Some(WasmPermissionTier::ReadWrite)));
     let (stdout, _, _) = outcome(&host.run("s"));
     assert!(String::from_utf8(stdout).unwrap().starts_with("spawn failed: errno 21\n"), "EFAULT like the original");
+}
+
+/// Polls stdin with a 10 s timeout, then echoes what it reads.
+const POLL_STDIN: &str = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i64.store (i32.const 0) (i64.const 1))
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 10000000000))
+    (i64.store (i32.const 48) (i64.const 2))
+    (i32.store8 (i32.const 56) (i32.const 1))
+    (i32.store (i32.const 64) (i32.const 0))
+    (drop (call $poll (i32.const 0) (i32.const 200) (i32.const 2) (i32.const 300)))
+    (i32.store (i32.const 320) (i32.const 400))
+    (i32.store (i32.const 324) (i32.const 64))
+    (drop (call $read (i32.const 0) (i32.const 320) (i32.const 1) (i32.const 328)))
+    (i32.store (i32.const 336) (i32.const 400))
+    (i32.store (i32.const 340) (i32.load (i32.const 328)))
+    (drop (call $write (i32.const 1) (i32.const 336) (i32.const 1) (i32.const 344)))))"#;
+
+#[test]
+fn stdin_ends_a_poll_with_a_timeout_before_the_timeout() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    host.write_file(&vm, "/bin/poll", &crate::support::wat(POLL_STDIN));
+    started(&host.execute(&vm, "p", "poll", &[]));
+    for _ in 0..5 {
+        host.sidecar.tick(host.now);
+    }
+    assert_eq!(host.drain(), [], "parked on the poll");
+    write_stdin(&mut host, &vm, "p", b"early\n");
+    // The clock does not move: stdin alone wakes it.
+    let (stdout, _, code) = outcome(&host.run("p"));
+    assert_eq!((stdout.as_slice(), code), (&b"early\n"[..], 0));
+}
+
+#[test]
+fn at_most_four_distinct_stack_limits_are_served() {
+    let mut host = Host::new();
+    let config = |bytes: u64| {
+        format!(
+            r#"{{"permissions":{{"fs":"allow","childProcess":"allow"}},"limits":{{"resources":{{"maxWasmStackBytes":{bytes}}}}}}}"#
+        )
+    };
+    // The engine starts with the default runtime's limit; three more fit.
+    for (index, bytes) in [65_536u64, 131_072, 196_608].into_iter().enumerate() {
+        let vm = host.vm(&config(bytes));
+        started(&host.execute(&vm, &format!("p{index}"), "exit3", &[]));
+    }
+    let vm = host.vm(&config(262_144));
+    let (code, message) = rejected(&host.execute(&vm, "p4", "exit3", &[]));
+    assert_eq!(code, "execution_error");
+    assert!(message.contains(&format!("at most {MAX_STACK_LIMIT_ENGINES} distinct")), "{message}");
+}
+
+#[test]
+fn the_program_cache_keeps_at_most_its_bound() {
+    use kernel::process::guest::GuestEngine;
+    let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();
+    for index in 0..=MAX_CACHED_PROGRAMS {
+        let module = crate::support::wat(&format!(
+            r#"(module (memory (export "memory") 1) (global i32 (i32.const {index})) (func (export "_start")))"#
+        ));
+        engine.load(&module, 1 << 20).unwrap();
+    }
+    assert_eq!(engine.cached_programs(), MAX_CACHED_PROGRAMS);
+}
+
+#[test]
+fn an_oversized_spawn_argument_is_e2big() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    let too_big = 2 << 20;
+    let guest = crate::support::wat(&format!(
+        r#"(module
+          (import "host_process" "proc_spawn"
+            (func $spawn (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 1)
+          (func (export "_start")
+            (call $exit (call $spawn (i32.const 0) (i32.const {too_big}) (i32.const 0) (i32.const 0)
+              (i32.const 0) (i32.const 1) (i32.const 2) (i32.const 0) (i32.const 0) (i32.const 16)))))"#
+    ));
+    host.write_file(&vm, "/bin/big", &guest);
+    started(&host.execute(&vm, "b", "big", &[]));
+    let (_, _, code) = outcome(&host.run("b"));
+    assert_eq!(code, 1, "E2BIG: over the 1 MiB bound on argv, envp and cwd");
 }

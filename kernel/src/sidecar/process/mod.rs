@@ -202,10 +202,6 @@ impl Sidecar {
             ));
         }
         process.stdin.extend(&request.chunk);
-        let owner = process.pid;
-        if !request.chunk.is_empty() {
-            vm.wake_stdin_readers(owner);
-        }
         Ok(ResponsePayload::StdinWrittenResponse(StdinWrittenResponse {
             process_id: request.process_id,
             accepted_bytes: u64::try_from(request.chunk.len()).unwrap_or(u64::MAX),
@@ -216,8 +212,6 @@ impl Sidecar {
         let vm = self.vm_mut(vm_id)?;
         let process = vm.active_process_mut(process_id)?;
         process.stdin_closed = true;
-        let owner = process.pid;
-        vm.wake_stdin_readers(owner);
         Ok(ResponsePayload::StdinClosedResponse(StdinClosedResponse { process_id: process_id.to_owned() }))
     }
 
@@ -355,18 +349,12 @@ impl Sidecar {
         let mut consider = |at: u64| deadline = Some(deadline.map_or(at, |current: u64| current.min(at)));
         for vm in self.vms.values() {
             for process in vm.processes().iter() {
+                let now_ms = self.now.monotonic_ms;
                 match (process.status, process.wait) {
-                    (Status::Running, Wait::None | Wait::Output) if process.guest.is_some() => {
-                        consider(self.now.monotonic_ms)
-                    }
+                    (Status::Running, Wait::None) if process.guest.is_some() => consider(now_ms),
+                    (Status::Running, _) if vm.processes().wait_is_over(process, now_ms) => consider(now_ms),
                     (Status::Running, Wait::Sleep { until_ms }) => consider(until_ms),
-                    (Status::Running, Wait::Prompt { ticket: None } | Wait::Spawn) => consider(self.now.monotonic_ms),
-                    (Status::Running, Wait::PipeRead { id }) if vm.processes().pipes.readable(id) => {
-                        consider(self.now.monotonic_ms)
-                    }
-                    (Status::Running, Wait::PipeWrite { id }) if vm.processes().pipes.writable(id) => {
-                        consider(self.now.monotonic_ms)
-                    }
+                    (Status::Running, Wait::Prompt { ticket: None } | Wait::Spawn) => consider(now_ms),
                     (Status::Running, Wait::Prompt { ticket: Some(ticket) }) if self.has_prompt_outcome(ticket) => {
                         consider(self.now.monotonic_ms)
                     }
@@ -388,21 +376,13 @@ impl Sidecar {
     pub(super) fn run_processes(&mut self) {
         let now_ms = self.now.monotonic_ms;
         for vm in self.vms.values_mut() {
-            let ready: Vec<u32> = vm
-                .processes()
-                .iter()
-                .filter(|process| match process.wait {
-                    Wait::Sleep { until_ms } => until_ms <= now_ms,
-                    Wait::Output => true,
-                    Wait::PipeRead { id } => vm.processes().pipes.readable(id),
-                    Wait::PipeWrite { id } => vm.processes().pipes.writable(id),
-                    _ => false,
-                })
-                .map(|process| process.pid)
-                .collect();
+            let table = vm.processes();
+            let ready: Vec<u32> =
+                table.iter().filter(|process| table.wait_is_over(process, now_ms)).map(|process| process.pid).collect();
             for pid in ready {
                 if let Some(process) = vm.processes_mut().get_mut(pid) {
                     process.wait = Wait::None;
+                    process.wake_on.clear();
                 }
             }
             vm.forget_exited(now_ms);
@@ -483,7 +463,10 @@ impl Sidecar {
     /// and its exit (if any) into `ProcessExited`.
     fn run_slice(&mut self, vm_id: &str, pid: u32) {
         let Some(mut vm) = self.vms.remove(vm_id) else { return };
-        let guest = vm.processes_mut().get_mut(pid).and_then(|process| process.guest.take());
+        let guest = vm.processes_mut().get_mut(pid).and_then(|process| {
+            process.wake_on.clear();
+            process.guest.take()
+        });
         let Some(mut guest) = guest else {
             self.vms.insert(vm_id.to_owned(), vm);
             return;
@@ -915,12 +898,7 @@ impl super::vm::Vm {
                     ),
                 ));
             }
-            let mut read = syscalls::fs_request(Op::ReadFile, &candidate);
-            read.encoding = Some(RootFilesystemEntryEncoding::Base64);
-            let bytes = self
-                .kernel_call(read, now)
-                .and_then(|result| syscalls::content_bytes(&result).ok())
-                .ok_or_else(not_found)?;
+            let bytes = self.kernel_read(&candidate, now).ok_or_else(not_found)?;
             if !bytes.starts_with(WASM_MAGIC) {
                 // A stub or a script: only WebAssembly runs here (yet).
                 continue;
@@ -949,6 +927,17 @@ impl super::vm::Vm {
         self.kernel_call(syscalls::fs_request(operation, path), now)
     }
 
+    /// A whole file's bytes, read by the kernel: straight from the root filesystem when no
+    /// mount is in the way (no copy through the wire encoding), else through the mounts.
+    fn kernel_read(&mut self, path: &str, now: Now) -> Option<Vec<u8>> {
+        if let Some(bytes) = self.filesystem().read_on_root(path) {
+            return Some(bytes);
+        }
+        let mut read = syscalls::fs_request(Op::ReadFile, path);
+        read.encoding = Some(RootFilesystemEntryEncoding::Base64);
+        self.kernel_call(read, now).and_then(|result| syscalls::content_bytes(&result).ok())
+    }
+
     fn kernel_call(&mut self, request: GuestFilesystemCallRequest, now: Now) -> Option<GuestFilesystemResultResponse> {
         // The kernel's own reads never touch devices that draw entropy.
         let mut entropy = Entropy::from_seed(0);
@@ -970,21 +959,6 @@ impl super::vm::Vm {
             slice_fuel: SLICE_FUEL,
             max_wasm_memory_bytes: limits.max_wasm_memory_bytes,
             max_wasm_stack_bytes: limits.max_wasm_stack_bytes,
-        }
-    }
-
-    /// Wakes every process (the owner and its children) waiting on `owner`'s stdin.
-    fn wake_stdin_readers(&mut self, owner: u32) {
-        let waiting: Vec<u32> = self
-            .processes()
-            .iter()
-            .filter(|process| process.wait == Wait::Stdin { owner })
-            .map(|process| process.pid)
-            .collect();
-        for pid in waiting {
-            if let Some(process) = self.processes_mut().get_mut(pid) {
-                process.wait = Wait::None;
-            }
         }
     }
 

@@ -173,11 +173,6 @@ impl Syscalls {
         self.entropy.fill(buf);
     }
 
-    /// The calling process exits with `code` (the guest stops right after).
-    pub fn exit(&mut self, code: i32) {
-        let _ = code; // The engine reports the code with the exit; nothing to record before.
-    }
-
     /// Writes to `fd`; returns the bytes accepted.
     pub fn write(&mut self, fd: u32, data: &[u8]) -> SysResult<usize> {
         let offset = None;
@@ -634,17 +629,22 @@ impl Syscalls {
     }
 
     /// Parks the guest until one of the descriptors it polls becomes ready (or its sleep ends).
+    /// Any of them (or the sleep the poll set up) wakes it.
     pub fn park_for_poll(&mut self, read_fds: &[u32]) {
-        let waiting = read_fds.iter().find(|fd| self.read_ready(**fd) == Ok(false)).copied();
-        let wait = waiting.and_then(|fd| match self.process().ok()?.fds.get(fd).ok()?.file {
-            OpenFile::Stdin { owner } => Some(Wait::Stdin { owner }),
-            OpenFile::Pipe { id, .. } => Some(Wait::PipeRead { id }),
-            _ => None,
-        });
-        if let (Ok(process), Some(wait)) = (self.process_mut(), wait) {
+        let Ok(process) = self.process() else { return };
+        let waits: Vec<Wait> = read_fds
+            .iter()
+            .filter_map(|fd| match process.fds.get(*fd).ok()?.file {
+                OpenFile::Stdin { owner } => Some(Wait::Stdin { owner }),
+                OpenFile::Pipe { id, .. } => Some(Wait::PipeRead { id }),
+                _ => None,
+            })
+            .collect();
+        if let Ok(process) = self.process_mut() {
             if process.wait == Wait::None {
-                process.wait = wait;
+                process.wait = waits.first().copied().unwrap_or(Wait::None);
             }
+            process.wake_on = waits;
         }
     }
 

@@ -77,6 +77,9 @@ pub(crate) struct Process {
     pub(crate) tier: WasmPermissionTier,
     pub(crate) status: Status,
     pub(crate) wait: Wait,
+    /// More conditions that end the wait (a `poll_oneoff` on several descriptors, maybe with a
+    /// timeout in `wait`); cleared when the process runs.
+    pub(crate) wake_on: Vec<Wait>,
     /// Taken out while the guest runs a slice; `None` once it has exited.
     pub(crate) guest: Option<Box<dyn Guest>>,
     pub(crate) fds: FdTable,
@@ -140,6 +143,7 @@ impl Process {
             tier,
             status: Status::Running,
             wait: Wait::None,
+            wake_on: Vec::new(),
             guest: Some(guest),
             fds,
             stdin: VecDeque::new(),
@@ -280,6 +284,21 @@ impl ProcessTable {
             .values()
             .find(|process| process.is_alive() && process.process_id == process_id)
             .map(|process| process.pid)
+    }
+
+    /// Whether `process`'s wait is over at `now_ms`: its own condition, or any of `wake_on`.
+    pub(crate) fn wait_is_over(&self, process: &Process, now_ms: u64) -> bool {
+        let over = |wait: &Wait| match *wait {
+            Wait::Sleep { until_ms } => until_ms <= now_ms,
+            Wait::Output => true,
+            Wait::Stdin { owner } => {
+                self.get(owner).is_none_or(|owner| !owner.is_alive() || !owner.stdin.is_empty() || owner.stdin_closed)
+            }
+            Wait::PipeRead { id } => self.pipes.readable(id),
+            Wait::PipeWrite { id } => self.pipes.writable(id),
+            Wait::None | Wait::Child | Wait::Spawn | Wait::Prompt { .. } => false,
+        };
+        over(&process.wait) || process.wake_on.iter().any(over)
     }
 
     /// Every process in group `pgid`.
