@@ -245,11 +245,14 @@ impl HostDir for OsHostDir {
         fs::symlink_metadata(entry).map(|meta| host_stat(&meta)).map_err(io_error)
     }
 
-    fn read_dir(&self, path: &str) -> HostResult<Vec<String>> {
+    fn read_dir(&self, path: &str, max_entries: u64) -> HostResult<Vec<String>> {
         let real = self.resolved(path)?;
         let mut names = Vec::new();
         for entry in fs::read_dir(real).map_err(io_error)? {
             let entry = entry.map_err(io_error)?;
+            if u64::try_from(names.len()).unwrap_or(u64::MAX) >= max_entries {
+                return Err(Errno::EFBIG.into());
+            }
             names.push(entry.file_name().to_string_lossy().into_owned());
         }
         Ok(names)
@@ -438,7 +441,7 @@ mod tests {
         assert_eq!(fs::read(scratch.root().join("sub/new.txt")).unwrap(), b"hello");
         assert_eq!(dir.stat("sub/new.txt").unwrap().size, 5);
         assert_eq!(dir.stat("sub/new.txt").unwrap().mode, 0o640);
-        let mut names = dir.read_dir("sub").unwrap();
+        let mut names = dir.read_dir("sub", 100).unwrap();
         names.sort();
         assert_eq!(names, ["file.txt", "new.txt"]);
         dir.mkdir("a/b/c", true, 0o755).unwrap();
@@ -480,7 +483,7 @@ mod tests {
         let dir = scratch.dir();
         assert_eq!(errno(dir.read_file("etc/passwd", 1 << 20)), Errno::EACCES);
         assert_eq!(errno(dir.stat("etc")), Errno::EACCES);
-        assert_eq!(errno(dir.read_dir("etc")), Errno::EACCES);
+        assert_eq!(errno(dir.read_dir("etc", 100)), Errno::EACCES);
         assert_eq!(errno(dir.write_file("etc/evil", b"x", 0o644)), Errno::EACCES);
         assert_eq!(errno(dir.mkdir("etc/evil", false, 0o755)), Errno::EACCES);
         assert_eq!(errno(dir.realpath("etc")), Errno::EACCES);
@@ -499,7 +502,7 @@ mod tests {
         symlink("../../sibling", root.join("sub/c")).unwrap();
         let dir = scratch.dir();
         assert_eq!(errno(dir.read_file("a/secret", 1 << 20)), Errno::EACCES);
-        assert_eq!(errno(dir.read_dir("a")), Errno::EACCES);
+        assert_eq!(errno(dir.read_dir("a", 100)), Errno::EACCES);
         assert_eq!(errno(dir.stat("a")), Errno::EACCES);
         assert_eq!(errno(dir.chmod("a/secret", 0o777)), Errno::EACCES);
         assert_eq!(errno(dir.truncate("a/secret", 0)), Errno::EACCES);

@@ -5,7 +5,8 @@
 use crate::clock::Now;
 use crate::hostfs::{HostDir, HostFileKind, HostFsError, HostStat};
 use crate::vfs::{
-    Errno, Filesystem, FsError, FsLimits, LimitKind, Overlay, Stat, VPath, DEFAULT_FILE_MODE, S_IFDIR, S_IFLNK, S_IFREG,
+    Errno, Filesystem, FsError, FsLimits, LimitKind, Overlay, Stat, VPath, DEFAULT_FILE_MODE, S_IFBLK, S_IFCHR,
+    S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK,
 };
 
 /// One filesystem's operations, with the vfs's errors (errno, Node syscall name, path).
@@ -143,6 +144,10 @@ pub(super) fn host_stat(stat: &HostStat) -> Stat {
         HostFileKind::File => (S_IFREG, false, false),
         HostFileKind::Directory => (S_IFDIR, true, false),
         HostFileKind::Symlink => (S_IFLNK, false, true),
+        HostFileKind::Fifo => (S_IFIFO, false, false),
+        HostFileKind::Socket => (S_IFSOCK, false, false),
+        HostFileKind::CharDevice => (S_IFCHR, false, false),
+        HostFileKind::BlockDevice => (S_IFBLK, false, false),
     };
     Stat {
         mode: type_bits | (stat.mode & crate::vfs::PERMISSION_BITS),
@@ -214,8 +219,12 @@ impl FsOps for HostBackend<'_> {
     }
 
     fn read_dir(&self, path: VPath<'_>) -> Result<Vec<String>, FsError> {
-        let result = self.dir.read_dir(relative(path.path)).map_err(host_error).and_then(|mut names| {
-            let limit = self.limits.max_readdir_entries;
+        let limit = self.limits.max_readdir_entries;
+        let listed = self.dir.read_dir(relative(path.path), limit).map_err(|error| match error.errno {
+            Errno::EFBIG => FsError::limit_exceeded(LimitKind::ReaddirEntries, limit),
+            _ => host_error(error),
+        });
+        let result = listed.and_then(|mut names| {
             if u64::try_from(names.len()).unwrap_or(u64::MAX) > limit {
                 return Err(FsError::limit_exceeded(LimitKind::ReaddirEntries, limit));
             }

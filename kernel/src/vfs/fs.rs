@@ -14,6 +14,10 @@ pub const S_IFDIR: u32 = 0o040_000;
 pub const S_IFLNK: u32 = 0o120_000;
 /// Character devices (`/dev/null` and the other kernel-served devices).
 pub const S_IFCHR: u32 = 0o020_000;
+/// FIFOs, sockets and block devices: only ever seen on a `host_dir` mount (listed, never opened).
+pub const S_IFIFO: u32 = 0o010_000;
+pub const S_IFSOCK: u32 = 0o140_000;
+pub const S_IFBLK: u32 = 0o060_000;
 /// Permission bits of `mode` (with setuid, setgid and sticky).
 pub const PERMISSION_BITS: u32 = 0o7777;
 /// Permissions of a new file when none are given (0o666 less umask 022).

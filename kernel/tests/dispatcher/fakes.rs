@@ -126,7 +126,7 @@ impl HostDir for FakeDir {
         self.stat(path)
     }
 
-    fn read_dir(&self, path: &str) -> HostResult<Vec<String>> {
+    fn read_dir(&self, path: &str, _max_entries: u64) -> HostResult<Vec<String>> {
         self.with(path, |tree| {
             need_dir(tree, path)?;
             Ok(tree
