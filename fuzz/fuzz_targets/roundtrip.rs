@@ -1,9 +1,9 @@
 //! BARE decode → re-encode → decode, on raw bytes and on `arbitrary`-built frames.
 //!
 //! Oracles, for bytes that `decode_payload` accepts:
-//! - the canonical re-encoding (`serde_bare::to_vec`) decodes to the same frame (structures are
-//!   compared, not bytes: BARE decoding accepts non-canonical varints and bools), is no longer
-//!   than the input, and is a fixed point of re-encoding;
+//! - decoding is canonical: re-encoding (`serde_bare::to_vec`) gives back exactly the input
+//!   bytes (a `bool` or `optional` tag other than 0/1, or an over-long varint, is refused), and
+//!   it decodes to the same frame and is a fixed point of re-encoding;
 //! - the whole-buffer framing (`decode_frame` of prefix + body) agrees with `decode_payload`;
 //! - if `validate_frame` accepts the frame, `encode_frame` succeeds, its body is the canonical
 //!   encoding and `decode_frame` gives the frame back; if it refuses it, so does `encode_frame`.
@@ -32,9 +32,9 @@ fuzz_target!(|data: &[u8]| {
     match decoded {
         Ok(frame) => {
             let canonical = check_frame(&frame);
-            assert!(canonical.len() <= data.len(), "canonical encoding longer than the input it came from");
+            assert_eq!(canonical, data, "an accepted body is not the canonical encoding of its frame");
         }
-        Err(FrameError::Malformed { .. } | FrameError::TrailingBytes { .. }) => {}
+        Err(FrameError::Malformed { .. } | FrameError::TrailingBytes { .. } | FrameError::NonCanonical { .. }) => {}
         Err(other) => panic!("decode_payload returned a non-decoding error: {other:?}"),
     }
 

@@ -64,12 +64,66 @@ pub fn decode_payload(body: &[u8]) -> Result<ProtocolFrame, FrameError> {
     let decoded = serde_bare::from_slice::<FrameThenEnd>(body)
         .map_err(|error| FrameError::Malformed { message: error.to_string() })?;
     match decoded {
-        FrameThenEnd::End(frame) => Ok(frame),
+        FrameThenEnd::End(frame) => {
+            check_canonical(&frame, body)?;
+            Ok(frame)
+        }
         FrameThenEnd::Trailing(frame) => {
             // Error path only: the frame's own length tells how many bytes were left over.
             let used = serde_bare::to_vec(&frame).map_or(body.len(), |bytes| bytes.len());
             Err(FrameError::TrailingBytes { extra: body.len().saturating_sub(used) })
         }
+    }
+}
+
+/// Re-encodes `frame` against the bytes it was decoded from, without allocating: decoding then
+/// encoding must give the same bytes (a pair of checks around the codec, and the reason two
+/// decoders can never disagree about what a frame said).
+fn check_canonical(frame: &ProtocolFrame, body: &[u8]) -> Result<(), FrameError> {
+    let mut compare = CompareWriter { expected: body, offset: 0, mismatch: None };
+    let encoded = serde_bare::to_writer(&mut compare, frame);
+    if let Some(offset) = compare.mismatch {
+        return Err(FrameError::NonCanonical { offset });
+    }
+    if let Err(error) = encoded {
+        return Err(FrameError::Malformed { message: error.to_string() });
+    }
+    if compare.offset != body.len() {
+        return Err(FrameError::NonCanonical { offset: compare.offset });
+    }
+    Ok(())
+}
+
+/// An `io::Write` that checks what is written against `expected` and stops at the first byte
+/// that differs.
+struct CompareWriter<'a> {
+    expected: &'a [u8],
+    offset: usize,
+    mismatch: Option<usize>,
+}
+
+impl std::io::Write for CompareWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let end = self.offset.saturating_add(bytes.len());
+        let same = self.expected.get(self.offset..end).is_some_and(|expected| expected == bytes);
+        if !same {
+            let differs_at = self
+                .expected
+                .get(self.offset..)
+                .unwrap_or_default()
+                .iter()
+                .zip(bytes)
+                .position(|(a, b)| a != b)
+                .unwrap_or_else(|| bytes.len().min(self.expected.len().saturating_sub(self.offset)));
+            self.mismatch = Some(self.offset.saturating_add(differs_at));
+            return Err(std::io::Error::other("not canonical"));
+        }
+        self.offset = end;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

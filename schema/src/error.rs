@@ -15,6 +15,13 @@ pub enum FrameError {
     FrameTooLarge { size: usize, max: usize },
     #[error("protocol frame body is not a valid BARE ProtocolFrame: {message}")]
     Malformed { message: String },
+    /// BARE has exactly one encoding per value; the decoder accepts more (a `bool` or `optional`
+    /// tag of 2 or 255, an over-long varint), so every decoded frame is re-encoded and compared.
+    #[error(
+        "protocol frame body is not the canonical BARE encoding of its value (first difference at byte {offset}: \
+         a bool or optional tag other than 0/1, or an over-long varint)"
+    )]
+    NonCanonical { offset: usize },
     #[error("protocol frame body has {extra} bytes after the end of the ProtocolFrame")]
     TrailingBytes { extra: usize },
     #[error("unsupported protocol schema {name}@{version}; expected {PROTOCOL_NAME}@{PROTOCOL_VERSION}")]
@@ -41,6 +48,7 @@ impl FrameError {
             Self::LengthPrefixMismatch { .. } => "length_prefix_mismatch",
             Self::FrameTooLarge { .. } => "frame_too_large",
             Self::Malformed { .. } => "malformed_frame",
+            Self::NonCanonical { .. } => "non_canonical_frame",
             Self::TrailingBytes { .. } => "trailing_bytes",
             Self::UnsupportedSchema { .. } => "unsupported_schema",
             Self::InvalidRequestId => "invalid_request_id",

@@ -119,3 +119,63 @@ fn request_id_recovery_refuses_non_requests() {
     assert_eq!(recover_request_id(&req[4..]), Some(99));
     assert_eq!(recover_request_id(&req[4..20]), None, "incomplete header");
 }
+
+/// A guest filesystem request whose `recursive` bool and `mode` optional differ between the two
+/// frames returned, so the bytes that encode them can be found by comparing encodings.
+fn fs_request(recursive: bool, mode: Option<u32>) -> ProtocolFrame {
+    let mut request = GuestFilesystemCallRequest::new(GuestFilesystemOperation::Mkdir, "/a");
+    request.recursive = recursive;
+    request.mode = mode;
+    ProtocolFrame::RequestFrame(RequestFrame {
+        schema: ProtocolSchema::current(),
+        request_id: 7,
+        ownership: OwnershipScope::vm("conn-1", "session-1", "vm-1"),
+        payload: RequestPayload::GuestFilesystemCallRequest(request),
+    })
+}
+
+/// The first index after the length prefix where two encodings differ.
+fn first_difference(a: &[u8], b: &[u8]) -> usize {
+    4 + a[4..].iter().zip(&b[4..]).position(|(x, y)| x != y).unwrap()
+}
+
+#[test]
+fn bool_and_optional_tags_other_than_zero_or_one_are_refused() {
+    let (plain, recursive) = (fs_request(false, None), fs_request(true, None));
+    let (plain_bytes, recursive_bytes) =
+        (encode_frame(&plain, 1 << 20).unwrap(), encode_frame(&recursive, 1 << 20).unwrap());
+    let bool_at = first_difference(&plain_bytes, &recursive_bytes);
+    assert_eq!(recursive_bytes[bool_at], 1);
+    // The tag position of `mode`: Some(0) encodes as tag 1 then a varint 0, one byte longer.
+    let with_mode = encode_frame(&fs_request(false, Some(0)), 1 << 20).unwrap();
+    let option_at = first_difference(&plain_bytes, &with_mode);
+    for (at, base) in [(bool_at, &recursive_bytes), (option_at, &with_mode)] {
+        for tag in [2u8, 255] {
+            let mut bytes = base.clone();
+            bytes[at] = tag;
+            let error = decode_frame(&bytes, 1 << 20).unwrap_err();
+            assert!(matches!(error, FrameError::NonCanonical { .. } | FrameError::Malformed { .. }), "{error}");
+            // Streaming: rejected with the request id recovered, so the host gets an answer.
+            let mut decoder = FrameDecoder::new(1 << 20);
+            let items: Vec<Decoded> = decoder.feed(&bytes).collect();
+            assert!(matches!(items[..], [Decoded::Error { request_id: Some(7), .. }]), "tag {tag} at {at}: {items:?}");
+        }
+    }
+    // The canonical encodings still decode.
+    assert_eq!(decode_frame(&recursive_bytes, 1 << 20).unwrap(), recursive);
+}
+
+#[test]
+fn over_long_varints_are_refused() {
+    // The path "/a" is a string: its length 2 is the one-byte varint `0x02`; `0x82 0x00` is the
+    // same number, over-long.
+    let canonical = encode_frame(&fs_request(false, None), 1 << 20).unwrap();
+    let length_at = canonical.windows(3).position(|w| w == [2, b'/', b'a']).unwrap();
+    let mut bytes = canonical.clone();
+    bytes[length_at] = 0x82;
+    bytes.insert(length_at + 1, 0x00);
+    let length = u32::try_from(bytes.len() - 4).unwrap();
+    bytes[..4].copy_from_slice(&length.to_be_bytes());
+    assert!(matches!(decode_frame(&bytes, 1 << 20), Err(FrameError::NonCanonical { .. })));
+    assert!(decode_frame(&canonical, 1 << 20).is_ok());
+}

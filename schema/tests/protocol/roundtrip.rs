@@ -28,6 +28,30 @@ proptest! {
         prop_assert_eq!(decode_payload(&body).unwrap(), frame);
     }
 
+    /// Canonical decoding: whatever bytes are accepted re-encode to exactly those bytes, so no
+    /// two byte strings mean the same frame.
+    #[test]
+    fn accepted_bodies_are_canonical(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        if let Ok(frame) = decode_payload(&bytes) {
+            prop_assert_eq!(serde_bare::to_vec(&frame).unwrap(), bytes);
+        }
+    }
+
+    /// The same from valid frames with one byte changed, which reach deep into the body.
+    #[test]
+    fn mutated_frames_are_accepted_only_when_canonical(
+        frame in arbitrary_frame(),
+        at in any::<prop::sample::Index>(),
+        value in any::<u8>(),
+    ) {
+        let mut body = serde_bare::to_vec(&frame).unwrap();
+        let at = at.index(body.len());
+        body[at] = value;
+        if let Ok(decoded) = decode_payload(&body) {
+            prop_assert_eq!(serde_bare::to_vec(&decoded).unwrap(), body);
+        }
+    }
+
     #[test]
     fn any_chunking_yields_the_same_frames(
         frames in proptest::collection::vec(arbitrary_frame(), 1..8),
