@@ -38,6 +38,22 @@ pub(crate) struct Shared<H> {
     /// Set by a host call that would block, cleared by the task before every poll: after a poll
     /// returns `Pending`, `Some` means the guest waits on the host, `None` that its slice ended.
     pub(crate) wait: Option<WaitReason>,
+    /// What the slice in progress has used, instructions and host work together.
+    pub(crate) meter: SliceMeter,
+}
+
+/// A slice's use of fuel: the guest's instructions since its first host call, plus the work the
+/// host did for it. Reset by the task before every poll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SliceMeter {
+    /// The store's fuel at the slice's first host call (instructions before it are not seen,
+    /// which at most doubles one slice: the fuel interval still ends it).
+    pub(crate) start_fuel: Option<u64>,
+    /// Host work done in this slice.
+    pub(crate) work_fuel: u64,
+    /// Host work not yet deducted from the guest's budget (deducted when a slice is ended for it;
+    /// deducting earlier would restart wasmtime's fuel interval and stretch the slice).
+    pub(crate) unbilled_fuel: u64,
 }
 
 /// Locks the shared state. A poisoned lock (a panic while it was held) still holds consistent

@@ -260,6 +260,10 @@ fn filestat(stat: FileStat) -> Filestat {
 }
 
 impl WasiHost for KernelHost {
+    fn take_work_fuel(&mut self) -> u64 {
+        self.syscalls.as_mut().map_or(0, Syscalls::take_work_fuel)
+    }
+
     fn args(&self) -> &[Vec<u8>] {
         &self.args
     }

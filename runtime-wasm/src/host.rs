@@ -75,6 +75,13 @@ pub type SysResult<T> = Result<T, SysError>;
 /// symbolic links, staying inside the directory — is the host's job. Flag arguments hold only
 /// bits WASI defines (the runtime answers `EINVAL` for others).
 pub trait WasiHost: Send + 'static {
+    /// Fuel owed for the work the host did since the last call (and clears it): the task
+    /// deducts it from the guest's budget and counts it against the slice, so host work is never
+    /// free (see [`GuestTask`](crate::GuestTask)). The default host's work is not metered.
+    fn take_work_fuel(&mut self) -> u64 {
+        0
+    }
+
     /// Command-line arguments, `argv[0]` first, without NUL terminators.
     fn args(&self) -> &[Vec<u8>];
 

@@ -121,6 +121,9 @@ impl<H: WasiHost> Runtime<H> {
         let mut wasmtime_config = Config::new();
         wasmtime_config
             .consume_fuel(true)
+            // Never advanced: a task sets its epoch deadline to "now" to end a slice early, when
+            // host work has used it up (see `task`), so interruption stays deterministic.
+            .epoch_interruption(true)
             .cranelift_nan_canonicalization(true)
             .relaxed_simd_deterministic(true)
             .max_wasm_stack(config.max_wasm_stack_bytes)

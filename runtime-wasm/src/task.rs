@@ -7,10 +7,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use wasmtime::{InstancePre, Store, Trap};
+use wasmtime::{CallHook, InstancePre, Store, StoreContextMut, Trap};
 
 use crate::abi::STDERR;
-use crate::ctx::{lock, GuestCtx, Limiter, Shared};
+use crate::ctx::{lock, GuestCtx, Limiter, Shared, SliceMeter};
 use crate::host::{WaitReason, WasiHost};
 use crate::runtime::{describe, RuntimeError, TaskLimits};
 use crate::wasi::GuestExit;
@@ -168,7 +168,7 @@ impl<H: WasiHost> GuestTask<H> {
         if limits.slice_fuel == 0 {
             return Err(RuntimeError::Limits("slice_fuel must be at least 1"));
         }
-        let shared = Arc::new(Mutex::new(Shared { host, wait: None }));
+        let shared = Arc::new(Mutex::new(Shared { host, wait: None, meter: SliceMeter::default() }));
         let limiter = Limiter::new(
             usize::try_from(limits.max_wasm_memory_bytes).unwrap_or(usize::MAX),
             usize::try_from(limits.max_table_elements).unwrap_or(usize::MAX),
@@ -177,6 +177,17 @@ impl<H: WasiHost> GuestTask<H> {
         store.limiter(|ctx| &mut ctx.limiter);
         store.set_fuel(limits.max_wasm_fuel).map_err(|e| RuntimeError::Engine(describe(&e)))?;
         store.fuel_async_yield_interval(Some(limits.slice_fuel)).map_err(|e| RuntimeError::Engine(describe(&e)))?;
+        // The engine's epoch never advances: the deadline is only ever reached when `bill` sets
+        // it to "now" to end a slice that host work has used up.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        let slice_fuel = limits.slice_fuel;
+        store.call_hook(move |mut store, hook| {
+            if matches!(hook, CallHook::ReturningFromHost) {
+                bill(&mut store, slice_fuel)?;
+            }
+            Ok(())
+        });
         let run: RunFuture<H> = Box::pin(async move {
             let result = start(&pre, &mut store).await;
             (store, result)
@@ -199,7 +210,12 @@ impl<H: WasiHost> GuestTask<H> {
         let Some(run) = self.run.as_mut() else {
             return TaskState::Ready(self.finish(ExitStatus { code: EXIT_KILLED, reason: ExitReason::Killed }));
         };
-        lock(&self.shared).wait = None;
+        {
+            let mut shared = lock(&self.shared);
+            shared.wait = None;
+            shared.meter.start_fuel = None;
+            shared.meter.work_fuel = 0;
+        }
         self.usage.slices = self.usage.slices.saturating_add(1);
         let mut cx = Context::from_waker(Waker::noop());
         match run.as_mut().poll(&mut cx) {
@@ -302,6 +318,32 @@ impl<H: WasiHost> GuestTask<H> {
         };
         ExitStatus { code, reason }
     }
+}
+
+/// After every host call: adds the host's work to the slice's meter and, once instructions plus
+/// host work reach `slice_fuel`, deducts the host work from the guest's fuel budget and ends the
+/// slice at the guest's next epoch check (a loop back-edge or a call). A guest whose budget
+/// cannot pay stops with `FuelExhausted` at its next instruction.
+fn bill<H: WasiHost>(store: &mut StoreContextMut<'_, GuestCtx<H>>, slice_fuel: u64) -> wasmtime::Result<()> {
+    let fuel = store.get_fuel()?;
+    let unbilled = {
+        let mut shared = lock(&store.data().shared);
+        let work = shared.host.take_work_fuel();
+        let meter = &mut shared.meter;
+        let start = *meter.start_fuel.get_or_insert(fuel);
+        meter.work_fuel = meter.work_fuel.saturating_add(work);
+        meter.unbilled_fuel = meter.unbilled_fuel.saturating_add(work);
+        if start.saturating_sub(fuel).saturating_add(meter.work_fuel) < slice_fuel {
+            return Ok(());
+        }
+        let unbilled = std::mem::take(&mut meter.unbilled_fuel);
+        meter.start_fuel = None;
+        meter.work_fuel = 0;
+        unbilled
+    };
+    store.set_fuel(fuel.saturating_sub(unbilled))?;
+    store.set_epoch_deadline(0);
+    Ok(())
 }
 
 /// Instantiates the program and runs `_start`.

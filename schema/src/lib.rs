@@ -65,6 +65,59 @@ impl wire::GuestFilesystemCallRequest {
     }
 }
 
+impl wire::ConfigureVmRequest {
+    /// A ConfigureVm that mounts `mounts` and changes nothing else (the VM's permissions stay).
+    pub fn mounts(mounts: Vec<wire::MountDescriptor>) -> Self {
+        Self {
+            mounts,
+            software: Vec::new(),
+            permissions: None,
+            module_access_cwd: None,
+            instructions: Vec::new(),
+            projected_modules: Vec::new(),
+            command_permissions: Default::default(),
+            loopback_exempt_ports: Vec::new(),
+        }
+    }
+}
+
+impl wire::MountDescriptor {
+    /// A `host_dir` mount of `host_path` at `guest_path`.
+    pub fn host_dir(guest_path: impl Into<String>, host_path: &str, read_only: bool) -> Self {
+        let config = format!("{{\"hostPath\":{}}}", json_string(host_path));
+        Self {
+            guest_path: guest_path.into(),
+            read_only,
+            plugin: wire::MountPluginDescriptor { id: "host_dir".to_owned(), config },
+        }
+    }
+
+    /// A fresh in-memory filesystem at `guest_path`.
+    pub fn memory(guest_path: impl Into<String>) -> Self {
+        Self {
+            guest_path: guest_path.into(),
+            read_only: false,
+            plugin: wire::MountPluginDescriptor { id: "memory".to_owned(), config: "{}".to_owned() },
+        }
+    }
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().saturating_add(2));
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 impl wire::ExecuteRequest {
     /// Runs `command` (found like a shell would) with `args` as process `process_id`, with the
     /// VM's defaults for everything else.

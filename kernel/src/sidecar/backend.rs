@@ -2,8 +2,10 @@
 //! land in: the root [`Overlay`], a `memory` mount's [`Filesystem`], a `host_dir` mount's
 //! [`HostDir`]. (js_bridge mounts are asynchronous; see `js_bridge`.)
 
+use std::cell::Cell;
+
 use crate::clock::Now;
-use crate::hostfs::{HostDir, HostFileKind, HostFsError, HostStat};
+use crate::hostfs::{symlink_target_depth, HostDir, HostFileKind, HostFsError, HostStat, HOST_MODE_MASK};
 use crate::vfs::{
     Errno, Filesystem, FsError, FsLimits, LimitKind, Overlay, Stat, VPath, DEFAULT_FILE_MODE, S_IFBLK, S_IFCHR,
     S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK,
@@ -111,6 +113,8 @@ pub(super) struct HostBackend<'a> {
     pub dir: &'a dyn HostDir,
     pub read_only: bool,
     pub limits: FsLimits,
+    /// Counts the host operations made, so the guest is charged for each (see `cost`).
+    pub host_calls: &'a Cell<u64>,
 }
 
 /// `/a/b/` → `a/b`.
@@ -123,6 +127,12 @@ fn host_error(error: HostFsError) -> FsError {
 }
 
 impl HostBackend<'_> {
+    /// The host directory, counting one operation.
+    fn host(&self) -> &dyn HostDir {
+        self.host_calls.set(self.host_calls.get().saturating_add(1));
+        self.dir
+    }
+
     fn writable(&self) -> Result<(), FsError> {
         if self.read_only {
             return Err(Errno::EROFS.into());
@@ -130,8 +140,26 @@ impl HostBackend<'_> {
         Ok(())
     }
 
+    /// Writes `data` at `offset` of an existing file, in place.
+    pub fn pwrite(&self, path: &str, offset: u64, data: &[u8]) -> Result<u64, FsError> {
+        self.writable()?;
+        let limit = self.limits.max_fd_write_bytes;
+        if u64::try_from(data.len()).unwrap_or(u64::MAX) > limit {
+            return Err(FsError::limit_exceeded(LimitKind::FdWriteBytes, limit));
+        }
+        // The host's disk is not the VM's to fill: the end of a write is bounded like a truncate.
+        let end = offset.saturating_add(u64::try_from(data.len()).unwrap_or(u64::MAX));
+        if end > self.limits.max_filesystem_bytes {
+            return Err(FsError::limit_exceeded(LimitKind::FilesystemBytes, self.limits.max_filesystem_bytes));
+        }
+        match relative(path) {
+            "" => Err(Errno::EISDIR.into()),
+            rel => self.host().pwrite(rel, offset, data).map_err(host_error),
+        }
+    }
+
     fn read(&self, path: &str, max: u64) -> Result<Vec<u8>, FsError> {
-        self.dir.read_file(relative(path), max).map_err(|error| match error.errno {
+        self.host().read_file(relative(path), max).map_err(|error| match error.errno {
             Errno::EFBIG => FsError::limit_exceeded(LimitKind::PreadBytes, max),
             _ => host_error(error),
         })
@@ -178,7 +206,7 @@ impl FsOps for HostBackend<'_> {
         let result = if len > limit {
             Err(FsError::limit_exceeded(LimitKind::PreadBytes, limit))
         } else {
-            self.dir.pread(relative(path.path), offset, len).map_err(host_error)
+            self.host().pread(relative(path.path), offset, len).map_err(host_error)
         };
         result.map_err(|e| e.at("read", path.path))
     }
@@ -192,7 +220,8 @@ impl FsOps for HostBackend<'_> {
             if relative(path.path).is_empty() {
                 return Err(Errno::EISDIR.into());
             }
-            self.dir.write_file(relative(path.path), data, mode.unwrap_or(DEFAULT_FILE_MODE)).map_err(host_error)
+            let mode = mode.unwrap_or(DEFAULT_FILE_MODE) & HOST_MODE_MASK;
+            self.host().write_file(relative(path.path), data, mode).map_err(host_error)
         });
         result.map_err(|e| e.at("open", path.path))
     }
@@ -201,26 +230,26 @@ impl FsOps for HostBackend<'_> {
         let result = self.writable().and_then(|()| match relative(path.path) {
             "" if recursive => Ok(()),
             "" => Err(Errno::EEXIST.into()),
-            rel => self.dir.mkdir(rel, recursive, mode).map_err(host_error),
+            rel => self.host().mkdir(rel, recursive, mode & HOST_MODE_MASK).map_err(host_error),
         });
         result.map_err(|e| e.at("mkdir", path.path))
     }
 
     fn exists(&self, path: VPath<'_>) -> bool {
-        self.dir.stat(relative(path.path)).is_ok()
+        self.host().stat(relative(path.path)).is_ok()
     }
 
     fn stat(&self, path: VPath<'_>) -> Result<Stat, FsError> {
-        self.dir.stat(relative(path.path)).map(|s| host_stat(&s)).map_err(|e| host_error(e).at("stat", path.path))
+        self.host().stat(relative(path.path)).map(|s| host_stat(&s)).map_err(|e| host_error(e).at("stat", path.path))
     }
 
     fn lstat(&self, path: VPath<'_>) -> Result<Stat, FsError> {
-        self.dir.lstat(relative(path.path)).map(|s| host_stat(&s)).map_err(|e| host_error(e).at("lstat", path.path))
+        self.host().lstat(relative(path.path)).map(|s| host_stat(&s)).map_err(|e| host_error(e).at("lstat", path.path))
     }
 
     fn read_dir(&self, path: VPath<'_>) -> Result<Vec<String>, FsError> {
         let limit = self.limits.max_readdir_entries;
-        let listed = self.dir.read_dir(relative(path.path), limit).map_err(|error| match error.errno {
+        let listed = self.host().read_dir(relative(path.path), limit).map_err(|error| match error.errno {
             Errno::EFBIG => FsError::limit_exceeded(LimitKind::ReaddirEntries, limit),
             _ => host_error(error),
         });
@@ -237,7 +266,7 @@ impl FsOps for HostBackend<'_> {
     fn remove_file(&mut self, path: VPath<'_>, _now: Now) -> Result<(), FsError> {
         let result = self.writable().and_then(|()| match relative(path.path) {
             "" => Err(Errno::EISDIR.into()),
-            rel => self.dir.remove_file(rel).map_err(host_error),
+            rel => self.host().remove_file(rel).map_err(host_error),
         });
         result.map_err(|e| e.at("unlink", path.path))
     }
@@ -245,7 +274,7 @@ impl FsOps for HostBackend<'_> {
     fn remove_dir(&mut self, path: VPath<'_>, recursive: bool, _now: Now) -> Result<(), FsError> {
         let result = self.writable().and_then(|()| match relative(path.path) {
             "" => Err(Errno::EBUSY.into()),
-            rel => self.dir.remove_dir(rel, recursive).map_err(host_error),
+            rel => self.host().remove_dir(rel, recursive).map_err(host_error),
         });
         result.map_err(|e| e.at("rmdir", path.path))
     }
@@ -253,58 +282,62 @@ impl FsOps for HostBackend<'_> {
     fn rename(&mut self, from: VPath<'_>, to: VPath<'_>, _now: Now) -> Result<(), FsError> {
         let result = self.writable().and_then(|()| match (relative(from.path), relative(to.path)) {
             ("", _) | (_, "") => Err(Errno::EBUSY.into()),
-            (a, b) => self.dir.rename(a, b).map_err(host_error),
+            (a, b) => self.host().rename(a, b).map_err(host_error),
         });
         result.map_err(|e| e.at2("rename", from.path, to.path))
     }
 
     fn realpath(&self, path: VPath<'_>) -> Result<String, FsError> {
+        // The kernel's walk already resolved every link: an existing path is its own canonical
+        // form.
         let rel = relative(path.path);
-        let result = match self.dir.realpath(rel) {
-            Ok(real) => Ok(format!("/{}", relative(&real))),
-            // Without host resolution, an existing path is its own canonical form.
-            Err(error) if error.errno == Errno::ENOSYS => {
-                self.dir.stat(rel).map(|_| format!("/{rel}")).map_err(host_error)
-            }
-            Err(error) => Err(host_error(error)),
-        };
+        let result = self.host().stat(rel).map(|_| format!("/{rel}")).map_err(host_error);
         result.map_err(|e| e.at("realpath", path.path))
     }
 
     fn symlink(&mut self, target: &str, path: VPath<'_>, _now: Now) -> Result<(), FsError> {
         let result = self.writable().and_then(|()| match relative(path.path) {
             "" => Err(Errno::EEXIST.into()),
-            rel => self.dir.symlink(target, rel).map_err(host_error),
+            rel => {
+                // The path is canonical (the kernel resolved the links on the way), so its depth
+                // is the link's real depth below the mount's root.
+                let depth = rel.split('/').count().saturating_sub(1);
+                symlink_target_depth(target, depth).map_err(host_error)?;
+                self.host().symlink(target, rel).map_err(host_error)
+            }
         });
         result.map_err(|e| e.at2("symlink", target, path.path))
     }
 
     fn read_link(&self, path: VPath<'_>) -> Result<String, FsError> {
-        self.dir.read_link(relative(path.path)).map_err(|e| host_error(e).at("readlink", path.path))
+        self.host().read_link(relative(path.path)).map_err(|e| host_error(e).at("readlink", path.path))
     }
 
     fn link(&mut self, existing: VPath<'_>, new: VPath<'_>, _now: Now) -> Result<(), FsError> {
         let result = self.writable().and_then(|()| match (relative(existing.path), relative(new.path)) {
             ("", _) => Err(Errno::EPERM.into()),
             (_, "") => Err(Errno::EEXIST.into()),
-            (a, b) => self.dir.link(a, b).map_err(host_error),
+            (a, b) => self.host().link(a, b).map_err(host_error),
         });
         result.map_err(|e| e.at2("link", existing.path, new.path))
     }
 
     fn chmod(&mut self, path: VPath<'_>, mode: u32, _now: Now) -> Result<(), FsError> {
-        let result = self.writable().and_then(|()| self.dir.chmod(relative(path.path), mode).map_err(host_error));
+        let mode = mode & HOST_MODE_MASK;
+        let result = self.writable().and_then(|()| self.host().chmod(relative(path.path), mode).map_err(host_error));
         result.map_err(|e| e.at("chmod", path.path))
     }
 
-    fn chown(&mut self, path: VPath<'_>, uid: u32, gid: u32, _now: Now) -> Result<(), FsError> {
-        let result = self.writable().and_then(|()| self.dir.chown(relative(path.path), uid, gid).map_err(host_error));
+    fn chown(&mut self, path: VPath<'_>, _uid: u32, _gid: u32, _now: Now) -> Result<(), FsError> {
+        // Host files are never given away, whatever the host implementation would allow.
+        let result = self.writable().and(Err(FsError::new(Errno::EPERM)));
         result.map_err(|e| e.at("chown", path.path))
     }
 
     fn utimes(&mut self, path: VPath<'_>, atime_ms: u64, mtime_ms: u64, _now: Now) -> Result<(), FsError> {
-        let result =
-            self.writable().and_then(|()| self.dir.utimes(relative(path.path), atime_ms, mtime_ms).map_err(host_error));
+        let result = self
+            .writable()
+            .and_then(|()| self.host().utimes(relative(path.path), atime_ms, mtime_ms).map_err(host_error));
         result.map_err(|e| e.at("utime", path.path))
     }
 
@@ -315,7 +348,7 @@ impl FsOps for HostBackend<'_> {
             if len > limit {
                 return Err(FsError::limit_exceeded(LimitKind::FilesystemBytes, limit));
             }
-            self.dir.truncate(relative(path.path), len).map_err(host_error)
+            self.host().truncate(relative(path.path), len).map_err(host_error)
         });
         result.map_err(|e| e.at("open", path.path))
     }

@@ -29,7 +29,7 @@
 //! `synthetic`) are mounted over it, so every call is resolved across mounts; the policy
 //! applies to them like to any path.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use schema::wire::{
@@ -76,6 +76,9 @@ pub(super) struct VmFilesystem {
     mounts: Vec<Mount>,
     /// While a guest process's call runs: its permission prompts (see [`GuestAsks`]).
     guest_asks: RefCell<Option<GuestAsks>>,
+    /// Operations on host directories since the last [`take_host_calls`](Self::take_host_calls):
+    /// each is a real system call, which the guest that caused it pays for.
+    host_calls: Cell<u64>,
 }
 
 /// How a guest process's filesystem call meets `ask` rules. A host's own call denies them; a
@@ -124,7 +127,13 @@ impl VmFilesystem {
             layers: LayerStore::default(),
             mounts,
             guest_asks: RefCell::new(None),
+            host_calls: Cell::new(0),
         })
+    }
+
+    /// Host directory operations made since the last call (and resets the count).
+    pub(super) fn take_host_calls(&self) -> u64 {
+        self.host_calls.take()
     }
 
     pub(super) fn root(&self) -> &Overlay {
@@ -397,7 +406,12 @@ impl VmFilesystem {
                 match &mut mount.backend {
                     Backend::Memory(fs) => execute(fs, request, at, at_to, data, &mut result, now),
                     Backend::Host(dir) => {
-                        let mut host = HostBackend { dir: dir.as_ref(), read_only: mount.read_only, limits };
+                        let mut host = HostBackend {
+                            dir: dir.as_ref(),
+                            read_only: mount.read_only,
+                            limits,
+                            host_calls: &self.host_calls,
+                        };
                         execute(&mut host, request, at, at_to, data, &mut result, now)
                     }
                     Backend::Kernel(tree) => {
@@ -492,7 +506,7 @@ impl VmFilesystem {
     }
 
     fn namespace(&self) -> Namespace<'_> {
-        Namespace { root: &self.root, mounts: &self.mounts, cwd: &self.cwd }
+        Namespace { root: &self.root, mounts: &self.mounts, cwd: &self.cwd, host_calls: &self.host_calls }
     }
 
     /// Replaces the VM's configured mounts (ConfigureVm reconciles: the old ones are dropped);
@@ -581,7 +595,8 @@ impl VmFilesystem {
         let limits = self.limits;
         let Some(mount) = self.mounts.get(index) else { return Err(Errno::EXDEV) };
         let Backend::Host(dir) = &mount.backend else { return Err(Errno::EXDEV) };
-        let mut host = HostBackend { dir: dir.as_ref(), read_only: mount.read_only, limits };
+        let mut host =
+            HostBackend { dir: dir.as_ref(), read_only: mount.read_only, limits, host_calls: &self.host_calls };
         let local = from.local_arg();
         let at = VPath::from(local.as_str());
         let size = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
@@ -648,9 +663,10 @@ impl VmFilesystem {
         }
     }
 
-    /// Writes `data` at `offset` of `path` in place, when `path` resolves on the root
-    /// filesystem (checked like `WRITE_FILE`); `None` when it touches a mount.
-    pub(super) fn root_pwrite(
+    /// Writes `data` at `offset` of `path` in place (checked like `WRITE_FILE`), on the root
+    /// filesystem or a `memory` or `host_dir` mount: a write costs what it writes, never a
+    /// rewrite of the file. `None` for the kernel's own trees and js_bridge mounts.
+    pub(super) fn guest_pwrite(
         &mut self,
         policy: &CompiledPolicy,
         path: &str,
@@ -659,16 +675,32 @@ impl VmFilesystem {
         now: Now,
     ) -> Result<Option<u64>, Rejection> {
         self.authorize(policy, Capability::FsWrite, "write", path, Subject::Follow)?;
-        if !self.on_root(path) {
-            return Ok(None);
+        let label = |error: FsError| layers::fs_rejection(error.at("write", path));
+        let Some(walked) = self.walk_positional(path).map_err(label)? else {
+            let at = VPath::at(&self.cwd, path);
+            return self.root.pwrite(at, offset, data, now).map(Some).map_err(layers::fs_rejection);
+        };
+        let Owner::Mount(index) = walked.owner else {
+            // Through a mount and back to the root (`/mnt/link -> /data/f`).
+            return self.root.pwrite(walked.local.as_str(), offset, data, now).map(Some).map_err(label);
+        };
+        let limits = self.limits;
+        let Some(mount) = self.mounts.get_mut(index) else { return Ok(None) };
+        match &mut mount.backend {
+            Backend::Memory(fs) => fs.pwrite(walked.local.as_str(), offset, data, now).map(Some).map_err(label),
+            Backend::Host(dir) => {
+                let host =
+                    HostBackend { dir: dir.as_ref(), read_only: mount.read_only, limits, host_calls: &self.host_calls };
+                host.pwrite(&walked.local, offset, data).map(Some).map_err(label)
+            }
+            Backend::Kernel(_) | Backend::Bridge(_) => Ok(None),
         }
-        let at = VPath::at(&self.cwd, path);
-        self.root.pwrite(at, offset, data, now).map(Some).map_err(layers::fs_rejection)
     }
 
-    /// Reads up to `len` bytes at `offset` of `path` when it resolves on the root filesystem
-    /// (checked like `PREAD`); `None` when it touches a mount.
-    pub(super) fn root_pread(
+    /// Reads up to `len` bytes at `offset` of `path` (checked like `PREAD`), on the root
+    /// filesystem or a `memory` or `host_dir` mount; `None` for the kernel's own trees and
+    /// js_bridge mounts.
+    pub(super) fn guest_pread(
         &mut self,
         policy: &CompiledPolicy,
         path: &str,
@@ -676,11 +708,41 @@ impl VmFilesystem {
         len: u64,
     ) -> Result<Option<Vec<u8>>, Rejection> {
         self.authorize(policy, Capability::FsRead, "read", path, Subject::Follow)?;
-        if !self.on_root(path) {
+        let label = |error: FsError| layers::fs_rejection(error.at("read", path));
+        let Some(walked) = self.walk_positional(path).map_err(label)? else {
+            let at = VPath::at(&self.cwd, path);
+            return self.root.pread(at, offset, len).map(|bytes| Some(bytes.to_vec())).map_err(layers::fs_rejection);
+        };
+        let Owner::Mount(index) = walked.owner else {
+            return self.root.pread(walked.local.as_str(), offset, len).map(|b| Some(b.to_vec())).map_err(label);
+        };
+        let limits = self.limits;
+        let Some(mount) = self.mounts.get(index) else { return Ok(None) };
+        match &mount.backend {
+            Backend::Memory(fs) => {
+                fs.pread(walked.local.as_str(), offset, len).map(|b| Some(b.to_vec())).map_err(label)
+            }
+            Backend::Host(dir) => {
+                let host =
+                    HostBackend { dir: dir.as_ref(), read_only: mount.read_only, limits, host_calls: &self.host_calls };
+                host.pread(VPath::from(walked.local.as_str()), offset, len).map(Some).map_err(label)
+            }
+            Backend::Kernel(_) | Backend::Bridge(_) => Ok(None),
+        }
+    }
+
+    /// Where a positional read or write of `path` lands: `None` when it never touches a mount
+    /// (the root resolves the path itself, with its own errors), else the walked path (its final
+    /// link followed).
+    fn walk_positional(&self, path: &str) -> Result<Option<Walked>, FsError> {
+        if self.mounts.is_empty() {
             return Ok(None);
         }
-        let at = VPath::at(&self.cwd, path);
-        self.root.pread(at, offset, len).map(|bytes| Some(bytes.to_vec())).map_err(layers::fs_rejection)
+        match self.namespace().walk(path, Final::Follow, false) {
+            Ok(walked) if walked.touched => Ok(Some(walked)),
+            Err(error) if error.touched => Err(FsError::new(error.errno)),
+            Ok(_) | Err(_) => Ok(None),
+        }
     }
 
     /// `path`'s bytes when it resolves on the root filesystem (no policy: the kernel's own read);

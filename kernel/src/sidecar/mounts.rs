@@ -7,10 +7,15 @@
 //! (so `..` at a mount's root is back in the parent filesystem), symlinks in the root
 //! filesystem and in `memory` mounts are followed by the kernel (absolute targets restart at the
 //! VM's `/`, whichever filesystem holds the link), at most
-//! [`MAX_SYMLINK_HOPS`](crate::vfs::MAX_SYMLINK_HOPS) per path. `host_dir` and `js_bridge` mounts
-//! are opaque: below them components are taken lexically and handed to the host, which resolves
-//! its own symlinks (a `host_dir` confined to its directory). Missing directories on the way to
-//! a mount point exist virtually (`stat` says directory, `readdir` lists the next component).
+//! [`MAX_SYMLINK_HOPS`](crate::vfs::MAX_SYMLINK_HOPS) per path. `host_dir` mounts are resolved
+//! the same way: the kernel looks at each component (`lstat`, `readlink` through the mount's
+//! [`HostDir`]) and follows links itself, so the permission policy is asked about the path really
+//! reached, never about a link's name (a link `/mnt/public/alias -> ../private` cannot carry a
+//! read past a rule denying `/mnt/private/**`), and the host is handed a path with no symlink on
+//! the way (it still resolves beneath its directory, against links swapped in meanwhile).
+//! `js_bridge` mounts are opaque: below them components are taken lexically and handed to the
+//! host, which resolves its own. Missing directories on the way to a mount point exist virtually
+//! (`stat` says directory, `readdir` lists the next component).
 //!
 //! Plugins: `memory` (a fresh in-memory filesystem with the VM's limits), `host_dir`
 //! (`{"hostPath": str, "readOnly"?: bool}`, through the injected [`HostFs`]) and `js_bridge`
@@ -20,11 +25,13 @@
 //! The kernel's own trees (`/dev`, `/proc`; see `synthetic`) are mounts too, kept after the
 //! configured ones: a configured mount at the same path wins, one below them nests as usual.
 
+use std::cell::Cell;
+
 use schema::wire::MountDescriptor;
 
 use super::synthetic::{Entry, KernelFs};
 use crate::error::{RejectCode, Rejection};
-use crate::hostfs::{HostDir, HostFs};
+use crate::hostfs::{HostDir, HostFileKind, HostFs};
 use crate::vfs::{path as vpath, Errno, Filesystem, FsLimits, Overlay, MAX_SYMLINK_HOPS, NAME_MAX, PATH_MAX};
 use crate::Now;
 
@@ -258,10 +265,12 @@ pub(super) struct WalkError {
 
 enum Found {
     Missing,
+    /// The host could not look (say, `EACCES` on a directory the sidecar may not enter).
+    Failed(Errno),
     Dir,
     Other,
     Symlink(String),
-    /// Inside a host_dir or js_bridge mount: the kernel does not look.
+    /// Inside a js_bridge mount: the kernel does not look (the host resolves its own paths).
     Opaque,
 }
 
@@ -271,6 +280,28 @@ pub(super) struct Namespace<'a> {
     pub root: &'a Overlay,
     pub mounts: &'a [Mount],
     pub cwd: &'a str,
+    /// Counts the host operations a walk makes (`lstat`, `readlink` on `host_dir` mounts).
+    pub host_calls: &'a Cell<u64>,
+}
+
+/// One component of a `host_dir` mount, looked at without following it.
+fn probe_host(dir: &dyn HostDir, local: &str, host_calls: &Cell<u64>) -> Found {
+    let relative = local.trim_matches('/');
+    let count = || host_calls.set(host_calls.get().saturating_add(1));
+    count();
+    let kind = match dir.lstat(relative) {
+        Ok(stat) => stat.kind,
+        Err(error) if matches!(error.errno, Errno::ENOENT | Errno::ENOTDIR) => return Found::Missing,
+        Err(error) => return Found::Failed(error.errno),
+    };
+    match kind {
+        HostFileKind::Directory => Found::Dir,
+        HostFileKind::Symlink => {
+            count();
+            dir.read_link(relative).map_or_else(|error| Found::Failed(error.errno), Found::Symlink)
+        }
+        _ => Found::Other,
+    }
 }
 
 impl Namespace<'_> {
@@ -329,6 +360,7 @@ impl Namespace<'_> {
                         None => Found::Missing,
                     }
                 }
+                Some(Backend::Host(dir)) => return probe_host(dir.as_ref(), &local, self.host_calls),
                 _ => return Found::Opaque,
             },
         };
@@ -391,6 +423,8 @@ impl Namespace<'_> {
                 Found::Missing if is_last => {}
                 Found::Missing if lenient => missing = true,
                 Found::Missing => return Err(fail(Errno::ENOENT, touched)),
+                Found::Failed(_) if lenient => missing = true,
+                Found::Failed(errno) => return Err(fail(errno, touched)),
                 Found::Symlink(target) => {
                     let follow = !is_last
                         || match last {

@@ -205,8 +205,9 @@ impl Vm {
         self.filesystem.with_guest_asks(asks, |filesystem| filesystem.call(policy, request, entropy, now))
     }
 
-    /// A guest's positioned write in place on the root filesystem; `None` when the path crosses
-    /// a mount (the caller falls back to whole-file writes through the filesystem layer).
+    /// A guest's positioned write in place; `None` when the path lands in the kernel's own trees
+    /// or a js_bridge mount (the caller falls back to whole-file writes through the filesystem
+    /// layer).
     pub(super) fn guest_pwrite(
         &mut self,
         path: &str,
@@ -217,10 +218,11 @@ impl Vm {
     ) -> (Result<Option<u64>, Rejection>, GuestAsks) {
         let asks = GuestAsks { prompts_enabled: self.config.permission_prompts.enabled, ..asks };
         let policy = &self.policy;
-        self.filesystem.with_guest_asks(asks, |filesystem| filesystem.root_pwrite(policy, path, offset, data, now))
+        self.filesystem.with_guest_asks(asks, |filesystem| filesystem.guest_pwrite(policy, path, offset, data, now))
     }
 
-    /// A guest's read from the root filesystem; `None` when the path crosses a mount.
+    /// A guest's positioned read; `None` when the path lands in the kernel's own trees or a
+    /// js_bridge mount.
     pub(super) fn guest_pread(
         &mut self,
         path: &str,
@@ -230,7 +232,7 @@ impl Vm {
     ) -> (Result<Option<Vec<u8>>, Rejection>, GuestAsks) {
         let asks = GuestAsks { prompts_enabled: self.config.permission_prompts.enabled, ..asks };
         let policy = &self.policy;
-        self.filesystem.with_guest_asks(asks, |filesystem| filesystem.root_pread(policy, path, offset, len))
+        self.filesystem.with_guest_asks(asks, |filesystem| filesystem.guest_pread(policy, path, offset, len))
     }
 
     /// How long a guest's permission prompt may wait for the host.

@@ -17,8 +17,8 @@ const OPEN_VM: &str = r#"{"permissions":{"fs":"allow","env":"allow","childProces
 const MAX_TICKS: usize = 100_000;
 
 /// A host speaking frames to an in-process kernel.
-struct Host {
-    sidecar: Sidecar,
+pub(crate) struct Host {
+    pub(crate) sidecar: Sidecar,
     stream: StreamId,
     now: Now,
     next_id: i64,
@@ -27,13 +27,17 @@ struct Host {
 }
 
 impl Host {
-    fn new() -> Host {
+    pub(crate) fn new() -> Host {
         let engine = Arc::new(WasmEngine::new(RuntimeConfig::default()).unwrap());
         Host::with_engine(engine)
     }
 
     fn with_engine(engine: Arc<WasmEngine>) -> Host {
-        let mut sidecar = Sidecar::new(SidecarConfig::default()).with_guest_engine(engine);
+        Host::with_sidecar(Sidecar::new(SidecarConfig::default()).with_guest_engine(engine))
+    }
+
+    /// A host of `sidecar` (which must have a guest engine), authenticated with a session open.
+    pub(crate) fn with_sidecar(mut sidecar: Sidecar) -> Host {
         let stream = sidecar.open_stream().unwrap();
         let mut host = Host {
             sidecar,
@@ -66,7 +70,7 @@ impl Host {
         host
     }
 
-    fn request(&mut self, ownership: OwnershipScope, payload: RequestPayload) -> Vec<ProtocolFrame> {
+    pub(crate) fn request(&mut self, ownership: OwnershipScope, payload: RequestPayload) -> Vec<ProtocolFrame> {
         self.next_id += 1;
         let frame = ProtocolFrame::RequestFrame(RequestFrame {
             schema: ProtocolSchema::current(),
@@ -80,7 +84,7 @@ impl Host {
         self.drain()
     }
 
-    fn drain(&mut self) -> Vec<ProtocolFrame> {
+    pub(crate) fn drain(&mut self) -> Vec<ProtocolFrame> {
         let mut frames = Vec::new();
         while let Some(output) = self.sidecar.poll_output() {
             frames.push(decode_frame(&output.bytes, usize::MAX).unwrap());
@@ -88,7 +92,7 @@ impl Host {
         frames
     }
 
-    fn vm(&mut self, config: &str) -> String {
+    pub(crate) fn vm(&mut self, config: &str) -> String {
         let frames = self.request(
             OwnershipScope::session(self.conn.clone(), self.session.clone()),
             RequestPayload::CreateVmRequest(CreateVmRequest {
@@ -98,18 +102,19 @@ impl Host {
         );
         let ResponsePayload::VmCreatedResponse(created) = response(&frames[0]) else { panic!("{frames:?}") };
         let vm = created.vm_id.clone();
-        for command in ["cat", "spin", "oom", "write_file", "read_file", "ls", "sleep_ms", "stderr_mix", "env", "exit3"]
+        for command in
+            ["cat", "spin", "oom", "write_file", "read_file", "ls", "sleep_ms", "stderr_mix", "env", "exit3", "fsops"]
         {
             self.write_file(&vm, &format!("/bin/{command}"), &c_fixture(command));
         }
         vm
     }
 
-    fn scope(&self, vm: &str) -> OwnershipScope {
+    pub(crate) fn scope(&self, vm: &str) -> OwnershipScope {
         OwnershipScope::vm(self.conn.clone(), self.session.clone(), vm.to_owned())
     }
 
-    fn fs(
+    pub(crate) fn fs(
         &mut self,
         vm: &str,
         operation: GuestFilesystemOperation,
@@ -126,12 +131,12 @@ impl Host {
         response(&frames[0]).clone()
     }
 
-    fn write_file(&mut self, vm: &str, path: &str, bytes: &[u8]) {
+    pub(crate) fn write_file(&mut self, vm: &str, path: &str, bytes: &[u8]) {
         let result = self.fs(vm, GuestFilesystemOperation::WriteFile, path, Some(bytes));
         assert!(matches!(result, ResponsePayload::GuestFilesystemResultResponse(_)), "{result:?}");
     }
 
-    fn read_file(&mut self, vm: &str, path: &str) -> Option<Vec<u8>> {
+    pub(crate) fn read_file(&mut self, vm: &str, path: &str) -> Option<Vec<u8>> {
         match self.fs(vm, GuestFilesystemOperation::ReadFile, path, None) {
             ResponsePayload::GuestFilesystemResultResponse(result) => {
                 Some(base64::engine::general_purpose::STANDARD.decode(result.content.unwrap()).unwrap())
@@ -140,11 +145,11 @@ impl Host {
         }
     }
 
-    fn execute(&mut self, vm: &str, process_id: &str, command: &str, args: &[&str]) -> ResponsePayload {
+    pub(crate) fn execute(&mut self, vm: &str, process_id: &str, command: &str, args: &[&str]) -> ResponsePayload {
         self.execute_with(vm, process_id, command, args, None)
     }
 
-    fn execute_with(
+    pub(crate) fn execute_with(
         &mut self,
         vm: &str,
         process_id: &str,
@@ -163,13 +168,13 @@ impl Host {
         response(&frames[0]).clone()
     }
 
-    fn simple(&mut self, vm: &str, payload: RequestPayload) -> ResponsePayload {
+    pub(crate) fn simple(&mut self, vm: &str, payload: RequestPayload) -> ResponsePayload {
         let frames = self.request(self.scope(vm), payload);
         response(&frames[0]).clone()
     }
 
     /// Ticks (the clock still) until `process_id` exits; returns the events seen.
-    fn run(&mut self, process_id: &str) -> Vec<EventPayload> {
+    pub(crate) fn run(&mut self, process_id: &str) -> Vec<EventPayload> {
         let mut events = Vec::new();
         for _ in 0..MAX_TICKS {
             self.sidecar.tick(self.now);
@@ -186,7 +191,7 @@ impl Host {
     }
 }
 
-fn response(frame: &ProtocolFrame) -> &ResponsePayload {
+pub(crate) fn response(frame: &ProtocolFrame) -> &ResponsePayload {
     match frame {
         ProtocolFrame::ResponseFrame(response) => &response.payload,
         other => panic!("expected a response, got {other:?}"),
@@ -194,7 +199,7 @@ fn response(frame: &ProtocolFrame) -> &ResponsePayload {
 }
 
 /// (stdout, stderr, exit code) from a process's events.
-fn outcome(events: &[EventPayload]) -> (Vec<u8>, String, i32) {
+pub(crate) fn outcome(events: &[EventPayload]) -> (Vec<u8>, String, i32) {
     let (mut stdout, mut stderr, mut code) = (Vec::new(), Vec::new(), None);
     for event in events {
         match event {
@@ -209,14 +214,14 @@ fn outcome(events: &[EventPayload]) -> (Vec<u8>, String, i32) {
     (stdout, String::from_utf8_lossy(&stderr).into_owned(), code.unwrap())
 }
 
-fn started(payload: &ResponsePayload) -> u32 {
+pub(crate) fn started(payload: &ResponsePayload) -> u32 {
     match payload {
         ResponsePayload::ProcessStartedResponse(started) => started.pid.unwrap(),
         other => panic!("not started: {other:?}"),
     }
 }
 
-fn rejected(payload: &ResponsePayload) -> (String, String) {
+pub(crate) fn rejected(payload: &ResponsePayload) -> (String, String) {
     match payload {
         ResponsePayload::RejectedResponse(rejected) => (rejected.code.clone(), rejected.message.clone()),
         other => panic!("expected a rejection, got {other:?}"),

@@ -9,6 +9,7 @@ mod exec;
 mod fs;
 mod limits;
 mod memfs;
+mod security;
 mod stdio;
 mod support;
 mod syscalls;

@@ -20,6 +20,7 @@
 //! exits, its own children are re-parented to 0, and such orphans' zombies are reaped after
 //! [`ZOMBIE_TTL_MS`].
 
+pub mod cost;
 mod fds;
 pub mod guest;
 mod pipes;

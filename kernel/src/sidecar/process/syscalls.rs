@@ -17,6 +17,7 @@ use schema::wire::{
     WasmPermissionTier,
 };
 
+use super::cost;
 use super::fds::{Descriptor, OpenFile};
 use super::pipes::{End, PipeRead};
 use super::table::{Process, SpawnRequest, Wait};
@@ -25,7 +26,7 @@ use crate::clock::{Entropy, Now};
 use crate::error::Rejection;
 use crate::sidecar::filesystem::{lexical_append, CallOutcome, GuestAsks};
 use crate::sidecar::vm::Vm;
-use crate::vfs::{path, Errno, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use crate::vfs::{path, Errno, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
 
 /// Nanoseconds per millisecond: the kernel clock counts milliseconds, guests see nanoseconds.
 const NS_PER_MS: u64 = 1_000_000;
@@ -131,11 +132,23 @@ pub struct Syscalls {
     pub(super) entropy: Entropy,
     pub(super) pid: u32,
     pub(super) now: Now,
+    /// Fuel owed for the kernel's work since the engine last took the bill (see `cost`).
+    work_fuel: u64,
 }
 
 impl Syscalls {
     pub(crate) fn new(vm: Vm, entropy: Entropy, pid: u32, now: Now) -> Self {
-        Self { vm, blocked: false, entropy, pid, now }
+        Self { vm, blocked: false, entropy, pid, now, work_fuel: 0 }
+    }
+
+    /// The fuel owed for kernel work since the last call (and clears it): the engine deducts it
+    /// from the guest's budget and counts it against the slice.
+    pub fn take_work_fuel(&mut self) -> u64 {
+        std::mem::take(&mut self.work_fuel)
+    }
+
+    fn charge(&mut self, fuel: u64) {
+        self.work_fuel = self.work_fuel.saturating_add(fuel);
     }
 
     pub(crate) fn into_parts(self) -> (Vm, Entropy) {
@@ -446,6 +459,12 @@ impl Syscalls {
             Err(errno) => return Err(errno),
         };
         let kind = kind_of(stat.mode);
+        if is_host_special(stat.mode) {
+            // A FIFO, socket or device on a host_dir mount: opening it could block the whole
+            // sidecar (a FIFO waits for a writer) or reach host hardware; it is listed, never
+            // opened.
+            return Err(Errno::EACCES);
+        }
         if flags.directory && kind != EntryKind::Directory {
             return Err(Errno::ENOTDIR);
         }
@@ -480,6 +499,8 @@ impl Syscalls {
             _ => return Err(Errno::ENOTDIR),
         };
         let names = self.fs(Op::ReadDir, &path, |_| {})?.entries.unwrap_or_default();
+        let listed = u64::try_from(names.len()).unwrap_or(u64::MAX);
+        self.charge(listed.saturating_mul(cost::FUEL_PER_DIR_ENTRY));
         let mut listing = Vec::with_capacity(names.len().saturating_add(2));
         let own = self.stat_path(&path, true)?;
         listing.push(DirEntry { name: ".".into(), ino: own.ino, kind: EntryKind::Directory });
@@ -658,7 +679,14 @@ impl Syscalls {
         self.vm.processes_mut().get_mut(self.pid).ok_or(Errno::ESRCH)
     }
 
+    /// A write, charged for the bytes it moved.
     fn write_at(&mut self, fd: u32, data: &[u8], at: Option<u64>) -> SysResult<usize> {
+        let written = self.write_at_uncharged(fd, data, at);
+        self.charge(cost::SYSCALL_FUEL.saturating_add(cost::bytes_fuel(*written.as_ref().unwrap_or(&0))));
+        written
+    }
+
+    fn write_at_uncharged(&mut self, fd: u32, data: &[u8], at: Option<u64>) -> SysResult<usize> {
         let max_fd_write_bytes = self.vm.process_limits().max_fd_write_bytes;
         if let OpenFile::Pipe { id, end } = self.process()?.fds.get(fd)?.file {
             if at.is_some() {
@@ -715,7 +743,8 @@ impl Syscalls {
         self.writable()?;
         let data = data.get(..usize::try_from(max_fd_write_bytes).unwrap_or(usize::MAX)).unwrap_or(data);
         {
-            // In place on the root filesystem; across a mount, the whole-file path below.
+            // In place (root, memory and host_dir mounts); the kernel's own trees and js_bridge
+            // mounts take the whole-file path below.
             let start = match (at, append) {
                 (Some(at), _) => at,
                 (None, true) => self.stat_path(&path, true)?.size,
@@ -754,7 +783,14 @@ impl Syscalls {
         Ok(data.len())
     }
 
+    /// A read, charged for the bytes it moved.
     fn read_at(&mut self, fd: u32, buf: &mut [u8], at: Option<u64>) -> SysResult<usize> {
+        let read = self.read_at_uncharged(fd, buf, at);
+        self.charge(cost::SYSCALL_FUEL.saturating_add(cost::bytes_fuel(*read.as_ref().unwrap_or(&0))));
+        read
+    }
+
+    fn read_at_uncharged(&mut self, fd: u32, buf: &mut [u8], at: Option<u64>) -> SysResult<usize> {
         let max_pread_bytes = self.vm.process_limits().max_pread_bytes;
         if let OpenFile::Pipe { id, end } = self.process()?.fds.get(fd)?.file {
             if at.is_some() {
@@ -924,6 +960,8 @@ impl Syscalls {
         let now = self.now;
         let asks = std::mem::take(&mut self.process_mut()?.asks);
         let (outcome, mut asks) = call(&mut self.vm, asks, &mut self.entropy, now);
+        let host_calls = self.vm.filesystem().take_host_calls();
+        self.charge(cost::SYSCALL_FUEL.saturating_add(host_calls.saturating_mul(cost::FUEL_PER_HOST_CALL)));
         let needed = asks.needed.is_some();
         self.blocked |= needed;
         let process = self.process_mut()?;
@@ -966,6 +1004,12 @@ fn decode(result: &GuestFilesystemResultResponse) -> Result<Vec<u8>, Errno> {
         }
         _ => Ok(content.as_bytes().to_vec()),
     }
+}
+
+/// FIFOs, sockets and block devices only exist on host_dir mounts (the kernel's own devices are
+/// character devices).
+fn is_host_special(mode: u32) -> bool {
+    matches!(mode & S_IFMT, S_IFIFO | S_IFSOCK | S_IFBLK)
 }
 
 fn kind_of(mode: u32) -> EntryKind {

@@ -1,0 +1,325 @@
+//! A hostile guest against `host_dir` mounts on the real host filesystem (`OsHostFs`): links that
+//! would carry it past a deny rule (D2) or out of the mounted directory (D1), FIFOs that would
+//! stall the sidecar (D4), and modes or owners that would give it privilege on the host (D6).
+//! Each test acts as a C guest (`fsops`) or through the protocol, then checks the host directly.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kernel::{Sidecar, SidecarConfig};
+use runtime_wasm::{RuntimeConfig, WasmEngine};
+use schema::wire::*;
+use transport::hostfs::OsHostFs;
+
+use crate::exec::{outcome, response, started, Host};
+
+/// A scratch host directory: `<tmp>/<unique>/root` is mounted; `<tmp>/<unique>/outside` holds
+/// what a guest must never reach.
+struct Scratch {
+    base: PathBuf,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let base = std::env::temp_dir().join(format!("sidecar-security-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(base.join("root/public")).unwrap();
+        fs::create_dir_all(base.join("root/private")).unwrap();
+        fs::create_dir_all(base.join("outside")).unwrap();
+        fs::write(base.join("root/public/ok.txt"), "public").unwrap();
+        fs::write(base.join("root/private/secret"), "private secret").unwrap();
+        fs::write(base.join("outside/secret"), "outside secret").unwrap();
+        Scratch { base }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.base.join("root")
+    }
+
+    /// Every symlink below the mounted directory that resolves outside it (what a host tool
+    /// walking the folder later would follow out).
+    fn links_leading_out(&self) -> Vec<String> {
+        let root = fs::canonicalize(self.root()).unwrap();
+        let mut out = Vec::new();
+        let mut pending = vec![root.clone()];
+        while let Some(dir) = pending.pop() {
+            for entry in fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = fs::symlink_metadata(&path).unwrap();
+                if meta.file_type().is_symlink() {
+                    let target = fs::read_link(&path).unwrap();
+                    let leads = lexical_resolve(path.parent().unwrap(), &target);
+                    if !leads.starts_with(&root) {
+                        out.push(format!("{} -> {}", path.display(), target.display()));
+                    }
+                } else if meta.is_dir() {
+                    pending.push(path);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.base);
+    }
+}
+
+/// Where `target` leads from `dir`, following the symlinks on the way like the OS (so `dot/..`
+/// with `dot -> .` climbs from `dir` itself).
+fn lexical_resolve(dir: &Path, target: &Path) -> PathBuf {
+    let joined = dir.join(target);
+    // canonicalize follows every link like a host tool would; a dangling end is resolved as far
+    // as it exists.
+    let mut existing = joined.clone();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = fs::canonicalize(&existing) {
+            let mut real = real;
+            for part in rest.iter().rev() {
+                real.push(part);
+            }
+            return real;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent.to_path_buf();
+            }
+            _ => return joined,
+        }
+    }
+}
+
+/// A host with the wasm engine and the real host filesystem.
+fn host() -> Host {
+    let engine = Arc::new(WasmEngine::new(RuntimeConfig::default()).unwrap());
+    Host::with_sidecar(
+        Sidecar::new(SidecarConfig::default()).with_guest_engine(engine).with_host_fs(Arc::new(OsHostFs)),
+    )
+}
+
+/// A VM with `fs_policy`, the scratch root mounted at `/mnt`.
+fn vm_with_mount(host: &mut Host, scratch: &Scratch, fs_policy: &str) -> String {
+    let config = format!(r#"{{"permissions":{{"fs":{fs_policy},"env":"allow","childProcess":"allow"}}}}"#);
+    let vm = host.vm(&config);
+    let mount = MountDescriptor::host_dir("/mnt", scratch.root().to_str().unwrap(), false);
+    let configured = host.simple(&vm, RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(vec![mount])));
+    assert!(matches!(configured, ResponsePayload::VmConfiguredResponse(_)), "{configured:?}");
+    vm
+}
+
+/// Runs `fsops` with `args`; its output lines.
+fn fsops(host: &mut Host, vm: &str, args: &[&str]) -> Vec<String> {
+    started(&host.execute(vm, "fsops", "fsops", args));
+    let (stdout, stderr, code) = outcome(&host.run("fsops"));
+    assert_eq!((code, stderr.as_str()), (0, ""), "fsops {args:?}");
+    String::from_utf8(stdout).unwrap().lines().map(str::to_owned).collect()
+}
+
+const DENY_PRIVATE: &str =
+    r#"{"default":"allow","rules":[{"mode":"deny","operations":["*"],"paths":["/mnt/private","/mnt/private/**"]}]}"#;
+
+#[test]
+fn d2_a_link_cannot_carry_a_guest_past_a_deny_rule() {
+    let scratch = Scratch::new("d2");
+    let mut host = host();
+    let vm = vm_with_mount(&mut host, &scratch, DENY_PRIVATE);
+    let lines = fsops(
+        &mut host,
+        &vm,
+        &[
+            "symlink",
+            "../private",
+            "/mnt/public/alias",
+            "cat",
+            "/mnt/public/ok.txt",
+            "cat",
+            "/mnt/public/alias/secret",
+            "write",
+            "/mnt/public/alias/planted",
+            "x",
+            "append",
+            "/mnt/public/alias/secret",
+            "x",
+            "rm",
+            "/mnt/public/alias/secret",
+            "ls",
+            "/mnt/public/alias",
+            "stat",
+            "/mnt/public/alias/secret",
+        ],
+    );
+    assert_eq!(
+        lines,
+        [
+            // The link itself is allowed: it names an allowed path and stays inside the mount.
+            "symlink /mnt/public/alias: ok",
+            "cat /mnt/public/ok.txt: public",
+            "cat /mnt/public/alias/secret: error Permission denied",
+            "write /mnt/public/alias/planted: error Permission denied",
+            "write /mnt/public/alias/secret: error Permission denied",
+            "rm /mnt/public/alias/secret: error Permission denied",
+            "ls /mnt/public/alias: error Permission denied",
+            "stat /mnt/public/alias/secret: error Permission denied",
+        ]
+    );
+    assert_eq!(fs::read_to_string(scratch.root().join("private/secret")).unwrap(), "private secret");
+    assert!(!scratch.root().join("private/planted").exists());
+    // The same through the protocol: the host's own guest-filesystem calls are checked alike.
+    let read = host.fs(&vm, GuestFilesystemOperation::ReadFile, "/mnt/public/alias/secret", None);
+    let ResponsePayload::RejectedResponse(rejected) = read else { panic!("read through the link: {read:?}") };
+    assert!(rejected.message.starts_with("EACCES: permission denied, read '/mnt/private/secret'"), "{rejected:?}");
+}
+
+#[test]
+fn d1_a_guest_cannot_plant_links_that_lead_out_of_the_mount() {
+    let scratch = Scratch::new("d1");
+    let mut host = host();
+    let vm = vm_with_mount(&mut host, &scratch, r#""allow""#);
+    let lines = fsops(
+        &mut host,
+        &vm,
+        &[
+            "symlink",
+            ".",
+            "/mnt/dot",
+            // Reads as one level up from /mnt (allowed by a depth count on the text), but `dot`
+            // is the mount's root, so a host tool following it climbs two levels: out.
+            "symlink",
+            "dot/../..",
+            "/mnt/public/escape",
+            "symlink",
+            "dot/../../outside/secret",
+            "/mnt/escape2",
+            "symlink",
+            "/etc",
+            "/mnt/abs",
+            "symlink",
+            "../../outside",
+            "/mnt/public/up",
+            "symlink",
+            "..",
+            "/mnt/up",
+            // Through the `dot` link the real directory is the root: `..` from there leaves.
+            "symlink",
+            "../x",
+            "/mnt/dot/dot/rel",
+            // These stay inside and are fine.
+            "symlink",
+            "../private/secret",
+            "/mnt/public/inside",
+            "symlink",
+            "public/ok.txt",
+            "/mnt/ok-link",
+            "cat",
+            "/mnt/ok-link",
+        ],
+    );
+    assert_eq!(
+        lines,
+        [
+            "symlink /mnt/dot: ok",
+            "symlink /mnt/public/escape: error Permission denied",
+            "symlink /mnt/escape2: error Permission denied",
+            "symlink /mnt/abs: error Permission denied",
+            "symlink /mnt/public/up: error Permission denied",
+            "symlink /mnt/up: error Permission denied",
+            "symlink /mnt/dot/dot/rel: error Permission denied",
+            "symlink /mnt/public/inside: ok",
+            "symlink /mnt/ok-link: ok",
+            "cat /mnt/ok-link: public",
+        ]
+    );
+    assert_eq!(scratch.links_leading_out(), Vec::<String>::new());
+    assert_eq!(fs::read_to_string(scratch.base.join("outside/secret")).unwrap(), "outside secret");
+}
+
+/// Ends the whole test binary if the test that holds it is still running after `seconds`: a
+/// sidecar blocked on a FIFO would otherwise hang the run instead of failing it.
+struct Watchdog(Arc<std::sync::atomic::AtomicBool>);
+
+impl Watchdog {
+    fn new(test: &'static str, seconds: u64) -> Watchdog {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = Arc::clone(&done);
+        std::thread::spawn(move || {
+            for _ in 0..seconds * 10 {
+                if seen.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            eprintln!("{test}: still blocked after {seconds} s");
+            std::process::abort();
+        });
+        Watchdog(done)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn d4_a_fifo_on_a_mount_is_refused_without_blocking() {
+    let _watchdog = Watchdog::new("d4_a_fifo_on_a_mount_is_refused_without_blocking", 60);
+    let scratch = Scratch::new("d4");
+    let fifo = scratch.root().join("public/fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let mut host = host();
+    let vm = vm_with_mount(&mut host, &scratch, r#""allow""#);
+    // A blocked open would hang the test (and, before, the whole sidecar).
+    let lines = fsops(&mut host, &vm, &["open", "/mnt/public/fifo", "cat", "/mnt/public/fifo", "ls", "/mnt/public"]);
+    assert_eq!(
+        lines,
+        [
+            "open /mnt/public/fifo: error Permission denied",
+            "cat /mnt/public/fifo: error Permission denied",
+            "ls /mnt/public: fifo ok.txt",
+        ]
+    );
+    let stat = host.fs(&vm, GuestFilesystemOperation::Stat, "/mnt/public/fifo", None);
+    let ResponsePayload::GuestFilesystemResultResponse(result) = stat else { panic!("{stat:?}") };
+    assert_eq!(result.stat.unwrap().mode & 0o170_000, 0o010_000, "listed as a FIFO");
+}
+
+#[test]
+fn d6_modes_and_owners_never_give_privilege_on_the_host() {
+    let scratch = Scratch::new("d6");
+    let mut host = host();
+    let vm = vm_with_mount(&mut host, &scratch, r#""allow""#);
+    let chmod = GuestFilesystemCallRequest {
+        mode: Some(0o6755),
+        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::Chmod, "/mnt/public/ok.txt")
+    };
+    let frames = host.request(host.scope(&vm), RequestPayload::GuestFilesystemCallRequest(chmod));
+    assert!(matches!(response(&frames[0]), ResponsePayload::GuestFilesystemResultResponse(_)), "{frames:?}");
+    let mode = fs::metadata(scratch.root().join("public/ok.txt")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o755, "setuid and setgid never reach the host");
+    let chown = GuestFilesystemCallRequest {
+        uid: Some(0),
+        gid: Some(0),
+        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::Chown, "/mnt/public/ok.txt")
+    };
+    let frames = host.request(host.scope(&vm), RequestPayload::GuestFilesystemCallRequest(chown));
+    let ResponsePayload::RejectedResponse(rejected) = response(&frames[0]) else { panic!("{frames:?}") };
+    assert!(rejected.message.starts_with("EPERM"), "{rejected:?}");
+    // A new file asked for with setuid lands without it.
+    let write = GuestFilesystemCallRequest {
+        content: Some("x".into()),
+        mode: Some(0o4777),
+        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/mnt/public/new")
+    };
+    let frames = host.request(host.scope(&vm), RequestPayload::GuestFilesystemCallRequest(write));
+    assert!(matches!(response(&frames[0]), ResponsePayload::GuestFilesystemResultResponse(_)), "{frames:?}");
+    let mode = fs::metadata(scratch.root().join("public/new")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7000, 0, "no setuid on a new host file: {mode:o}");
+}
