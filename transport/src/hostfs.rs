@@ -916,6 +916,9 @@ mod tests {
         let d = dir.clone();
         promptly("entry operations", move || {
             assert_eq!(d.realpath("sub/fifo-link").unwrap(), "sub/fifo");
+            assert_eq!(errno(d.read_dir("sub/fifo-link", 10)), Errno::ENOTDIR);
+            assert_eq!(errno(d.write_file("sub/fifo/x", b"x", 0o644)), Errno::ENOTDIR);
+            assert_eq!(errno(d.mkdir("sub/fifo-link/x", true, 0o755)), Errno::EEXIST);
             d.link("sub/fifo", "sub/fifo-hard").unwrap();
             d.rename("sub/fifo-hard", "fifo-moved").unwrap();
             d.remove_file("fifo-moved").unwrap();
