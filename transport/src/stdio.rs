@@ -3,8 +3,8 @@
 //! - stdin is read into a bounded buffer ([`INBOUND_BUFFER_BYTES`]); the kernel is fed from it
 //!   one frame at a time (split at the length prefixes);
 //! - frames the kernel produces queue for stdout and are written until `WouldBlock`;
-//! - **back-pressure**: while more than [`OUTBOUND_HIGH_WATERMARK_BYTES`] wait for stdout, no
-//!   frame is fed to the kernel and guests do not run; input then waits in the buffer, and once
+//! - **back-pressure**: while frames of more than [`OUTBOUND_HIGH_WATERMARK_BYTES`] wait for
+//!   stdout, no frame is fed to the kernel and guests do not run; input then waits in the buffer, and once
 //!   that is full stdin is not read either, so a host that stops reading cannot make the
 //!   sidecar's memory grow. The watermark is checked between frames, not between reads: one
 //!   small request can be answered with megabytes;
@@ -38,8 +38,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// place. Larger frames are fed as they arrive, the kernel's decoder holding them up to its
 /// frame limit. A quarter of the output watermark, so unread input never dominates memory.
 pub const INBOUND_BUFFER_BYTES: usize = 256 * 1024;
-/// While more than this many bytes wait for stdout, no further frame is fed to the kernel
-/// until the host catches up. It is checked before each frame, and one frame adds its
+/// While frames of more than this many bytes wait for stdout, no further frame is fed to the
+/// kernel until the host catches up. It is checked before each frame, and one frame adds its
 /// response and a few events, so the queue stays within this plus one frame's output. 1 MiB
 /// keeps the pipe busy (sixteen default pipe buffers) while bounding what a host that does not
 /// read can pile up.
@@ -108,6 +108,9 @@ struct OutboundQueue {
     frames: VecDeque<Vec<u8>>,
     /// Bytes of the front frame already written.
     written: usize,
+    /// Bytes the queued frames hold, the front one whole until it is all written: a frame's
+    /// memory is freed only then, so this, not what is left to write, is what the watermark
+    /// weighs (a 15 MiB answer with 1 MiB left to write still holds 15 MiB).
     bytes: usize,
 }
 
@@ -129,8 +132,8 @@ impl OutboundQueue {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "stdout closed")),
                 Ok(n) => {
                     self.written += n;
-                    self.bytes -= n;
                     if self.written == front.len() {
+                        self.bytes -= front.len();
                         self.frames.pop_front();
                         self.written = 0;
                     }
