@@ -82,9 +82,6 @@ fn init_logging() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
 }
 
-/// Temp files of interrupted flushes older than this are removed at startup.
-const STRAY_TEMP_FILE_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
-
 fn serve(cli: &Cli) -> ExitCode {
     let config = SidecarConfig {
         expected_auth_token: cli.auth_token.clone().filter(|token| !token.is_empty()),
@@ -92,12 +89,8 @@ fn serve(cli: &Cli) -> ExitCode {
         entropy_seed: cli.seed.unwrap_or_else(stdio::os_entropy_seed),
         ..SidecarConfig::default()
     };
-    let store = FileStore::new(cli.store_dir.clone().unwrap_or_else(FileStore::default_dir));
-    match store.remove_stray_temp_files(STRAY_TEMP_FILE_AGE) {
-        Ok(0) => {}
-        Ok(removed) => tracing::info!(removed, dir = %store.dir().display(), "removed stray store temp files"),
-        Err(error) => tracing::warn!(%error, dir = %store.dir().display(), "cannot scan the store directory"),
-    }
+    // Opening the store removes temp files left by crashed flushes.
+    let store = FileStore::open(cli.store_dir.clone().unwrap_or_else(FileStore::default_dir));
     let host_fs: Option<Arc<dyn HostFs>> = if cli.no_host_fs { None } else { Some(Arc::new(OsHostFs)) };
     let guest_engine = match guest_engine() {
         Ok(engine) => Some(engine),

@@ -1,12 +1,17 @@
 //! The production driver: one thread, one `mio` poll over stdin, stdout and a signal pipe.
 //!
-//! - stdin is read until `WouldBlock` (edge-triggered), each chunk fed to the kernel at once;
+//! - stdin is read into a bounded buffer ([`INBOUND_BUFFER_BYTES`]); the kernel is fed from it
+//!   one frame at a time (split at the length prefixes);
 //! - frames the kernel produces queue for stdout and are written until `WouldBlock`;
-//! - **back-pressure**: while more than [`OUTBOUND_HIGH_WATERMARK_BYTES`] wait for stdout, no
-//!   more input is read, so a host that stops reading cannot make the sidecar's memory grow;
+//! - **back-pressure**: while frames of more than [`OUTBOUND_HIGH_WATERMARK_BYTES`] wait for
+//!   stdout, no frame is fed to the kernel and guests do not run; input then waits in the buffer, and once
+//!   that is full stdin is not read either, so a host that stops reading cannot make the
+//!   sidecar's memory grow. The watermark is checked between frames, not between reads: one
+//!   small request can be answered with megabytes;
 //! - timers fire at the kernel's `next_deadline()`; the real clock and the OS entropy seed are
 //!   read here and injected into the kernel;
-//! - stdin EOF, SIGTERM or SIGINT dispose every VM (`HOST_SHUTDOWN`), flush, and exit 0.
+//! - stdin EOF (once every frame read before it has been fed), SIGTERM or SIGINT dispose every
+//!   VM (`HOST_SHUTDOWN`), flush, and exit 0.
 
 use crate::trace::{TraceError, TraceWriter};
 use crate::{Driver, Input};
@@ -17,18 +22,27 @@ use kernel::{Now, Sidecar, SidecarConfig};
 use mio::net::UnixStream;
 use mio::unix::pipe::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token};
+use schema::FRAME_PREFIX_BYTES;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::ops::Range;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Size of one read from stdin.
-pub const READ_CHUNK_BYTES: usize = 64 * 1024;
-/// Above this many bytes waiting for stdout, reading stops until the host catches up. One
-/// input can still add a response and a few events on top, so the queue stays within this plus
-/// a few frames.
+/// Room for bytes read from stdin and not yet fed to the kernel; stdin is not read while it is
+/// full, so this is how far a host can get ahead of the kernel. Four default pipe buffers
+/// (64 KiB each): a read takes everything a default pipe holds, and requests up to this size
+/// (all but file contents and large configs) are fed whole, so the kernel decodes them in
+/// place. Larger frames are fed as they arrive, the kernel's decoder holding them up to its
+/// frame limit. A quarter of the output watermark, so unread input never dominates memory.
+pub const INBOUND_BUFFER_BYTES: usize = 256 * 1024;
+/// While frames of more than this many bytes wait for stdout, no further frame is fed to the
+/// kernel until the host catches up. It is checked before each frame, and one frame adds its
+/// response and a few events, so the queue stays within this plus one frame's output. 1 MiB
+/// keeps the pipe busy (sixteen default pipe buffers) while bounding what a host that does not
+/// read can pile up.
 pub const OUTBOUND_HIGH_WATERMARK_BYTES: usize = 1024 * 1024;
 /// How long shutdown waits for a host that does not read the final frames.
 pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,6 +108,9 @@ struct OutboundQueue {
     frames: VecDeque<Vec<u8>>,
     /// Bytes of the front frame already written.
     written: usize,
+    /// Bytes the queued frames hold, the front one whole until it is all written: a frame's
+    /// memory is freed only then, so this, not what is left to write, is what the watermark
+    /// weighs (a 15 MiB answer with 1 MiB left to write still holds 15 MiB).
     bytes: usize,
 }
 
@@ -115,8 +132,8 @@ impl OutboundQueue {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "stdout closed")),
                 Ok(n) => {
                     self.written += n;
-                    self.bytes -= n;
                     if self.written == front.len() {
+                        self.bytes -= front.len();
                         self.frames.pop_front();
                         self.written = 0;
                     }
@@ -127,6 +144,85 @@ impl OutboundQueue {
             }
         }
         Ok(true)
+    }
+}
+
+/// Bytes read from stdin and not yet fed to the kernel, with where the next frame starts: the
+/// kernel is fed one frame at a time, so the output watermark is checked between frames.
+#[derive(Debug)]
+struct Inbound {
+    /// Fixed size (the bound); `bytes[start..end]` is unfed input.
+    bytes: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Bytes of the frame being fed (prefix included) still to feed; 0 at a frame boundary.
+    frame_left: usize,
+}
+
+impl Inbound {
+    fn with_capacity(capacity: usize) -> Self {
+        Self { bytes: vec![0; capacity], start: 0, end: 0, frame_left: 0 }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Whether a read has anywhere to go (unfed bytes move to the front first).
+    fn has_room(&self) -> bool {
+        self.end - self.start < self.bytes.len()
+    }
+
+    /// One read from `source` into the free space; only called with [`has_room`](Self::has_room),
+    /// as a read into no space would look like end of input.
+    fn read_from(&mut self, source: &mut impl Read) -> io::Result<usize> {
+        if self.start > 0 {
+            self.bytes.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let n = source.read(self.bytes.get_mut(self.end..).unwrap_or_default())?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Bytes still to feed of the frame at `start`; `None` while its prefix is incomplete.
+    fn current_frame_left(&self) -> Option<usize> {
+        if self.frame_left > 0 {
+            return Some(self.frame_left);
+        }
+        let prefix = self.bytes.get(self.start..self.end)?.first_chunk::<FRAME_PREFIX_BYTES>()?;
+        let declared = usize::try_from(u32::from_be_bytes(*prefix)).unwrap_or(usize::MAX);
+        Some(FRAME_PREFIX_BYTES.saturating_add(declared))
+    }
+
+    /// Where the next piece to feed lies: the rest of the current frame once it is all here.
+    /// A frame larger than the buffer can never be all here; it is fed as it arrives, and the
+    /// kernel's decoder holds it within its frame limit or skips it and reports it as too large
+    /// (so an absurd length prefix is answered, not waited on). At end of input whatever is
+    /// left is fed, so the decoder sees the truncated last frame.
+    fn next_piece(&self, at_eof: bool) -> Option<Range<usize>> {
+        let buffered = self.end - self.start;
+        if buffered == 0 {
+            return None;
+        }
+        let len = match self.current_frame_left() {
+            Some(left) if left <= buffered => left,
+            Some(left) if left > self.bytes.len() || at_eof => buffered,
+            None if at_eof => buffered,
+            Some(_) | None => return None,
+        };
+        Some(self.start..self.start + len)
+    }
+
+    /// Takes the next piece out of the buffer (see [`next_piece`](Self::next_piece)).
+    fn take_piece(&mut self, at_eof: bool) -> Option<&[u8]> {
+        let piece = self.next_piece(at_eof)?;
+        let len = piece.len();
+        // A piece shorter than a prefix (only at end of input) belongs to no known frame.
+        self.frame_left = self.current_frame_left().unwrap_or(len).saturating_sub(len);
+        self.start = piece.end;
+        self.bytes.get(piece)
     }
 }
 
@@ -170,31 +266,35 @@ pub fn serve(options: StdioOptions) -> Result<(), StdioError> {
         recorder,
     };
     let mut events = Events::with_capacity(16);
-    let mut buffer = vec![0u8; READ_CHUNK_BYTES];
+    let mut inbound = Inbound::with_capacity(INBOUND_BUFFER_BYTES);
+    // Whether stdin may still have bytes (until EOF or a read error).
     let mut stdin_open = true;
     let mut stdin_ready = true;
+    // Whether the kernel has been told about the end of input (after every frame read before it).
+    let mut eof_fed = false;
     let mut shutdown_deadline: Option<Instant> = None;
 
     loop {
-        // Read while the host is ahead of us by less than the watermark.
-        while stdin_open
-            && stdin_ready
-            && shutdown_deadline.is_none()
-            && state.out.bytes < OUTBOUND_HIGH_WATERMARK_BYTES
-        {
-            match stdin.read(&mut buffer) {
-                Ok(0) => {
-                    stdin_open = false;
-                    state.apply(Input::Eof)?;
+        if shutdown_deadline.is_none() {
+            // Frames already read first, then one read (the buffer's free space at most) and the
+            // frames it completed; each frame only while the host keeps up with output.
+            state.feed(&mut inbound, !stdin_open)?;
+            if stdin_open && stdin_ready && inbound.has_room() {
+                match inbound.read_from(&mut stdin) {
+                    Ok(0) => stdin_open = false,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => stdin_ready = !stdin_polled,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading stdin failed; shutting down");
+                        stdin_open = false;
+                    }
                 }
-                Ok(n) => state.apply(Input::Bytes(buffer.get(..n).unwrap_or_default().to_vec()))?,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => stdin_ready = !stdin_polled,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "reading stdin failed; shutting down");
-                    stdin_open = false;
-                    state.apply(Input::Eof)?;
-                }
+                state.feed(&mut inbound, !stdin_open)?;
+            }
+            if !stdin_open && !eof_fed && inbound.is_empty() {
+                eof_fed = true;
+                state.apply(Input::Eof)?;
             }
         }
         let now_ms = state.clock.now().monotonic_ms;
@@ -205,26 +305,33 @@ pub fn serve(options: StdioOptions) -> Result<(), StdioError> {
             state.apply(Input::Tick)?;
         }
         if let Err(e) = state.out.flush_to(&mut stdout) {
-            // The host is gone: nobody can receive anything any more.
+            // The host is gone: nobody can receive anything any more, so input not yet fed is
+            // dropped.
             tracing::warn!(error = %e, "writing stdout failed; exiting");
-            if stdin_open {
+            if !eof_fed {
                 state.apply(Input::Eof)?;
             }
             return state.finish();
         }
         let drained = state.out.is_empty();
-        if drained && (!stdin_open || shutdown_deadline.is_some()) {
+        if drained && (eof_fed || shutdown_deadline.is_some()) {
             return state.finish();
         }
         if shutdown_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             tracing::warn!(queued_bytes = state.out.bytes, "host did not read the final frames; exiting");
             return state.finish();
         }
-        // Reading may have stopped at the watermark with input still waiting: that input will
-        // not raise another (edge-triggered) event, so come straight back to read it.
-        let can_read =
-            stdin_open && stdin_ready && shutdown_deadline.is_none() && state.out.bytes < OUTBOUND_HIGH_WATERMARK_BYTES;
-        let timeout = if can_read { Some(Duration::ZERO) } else { poll_timeout(&state, shutdown_deadline) };
+        // Come straight back while there is work no event will announce: a frame to feed now
+        // that stdout has drained below the watermark, or input left in the pipe when a read
+        // stopped at the buffer's end (edge-triggered: no new event for bytes already waiting).
+        let below_watermark = state.out.bytes < OUTBOUND_HIGH_WATERMARK_BYTES;
+        let can_feed = below_watermark && inbound.next_piece(!stdin_open).is_some();
+        let can_read = stdin_open && stdin_ready && inbound.has_room();
+        let timeout = if shutdown_deadline.is_none() && (can_feed || can_read) {
+            Some(Duration::ZERO)
+        } else {
+            poll_timeout(&state, shutdown_deadline)
+        };
         match poll.poll(&mut events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -237,6 +344,7 @@ pub fn serve(options: StdioOptions) -> Result<(), StdioError> {
                     let mut sink = [0u8; 64];
                     while matches!((&signal_read).read(&mut sink), Ok(n) if n > 0) {}
                     if shutdown_deadline.is_none() {
+                        // Input read but not fed yet is dropped, like input still in the pipe.
                         tracing::info!("shutdown signal received");
                         shutdown_deadline = Some(Instant::now() + SHUTDOWN_FLUSH_TIMEOUT);
                         state.apply(Input::Shutdown)?;
@@ -276,6 +384,16 @@ impl LoopState {
         Ok(())
     }
 
+    /// Feeds buffered input to the kernel one frame at a time while stdout is below the
+    /// watermark: one small request can be answered with megabytes, so the check is per frame.
+    fn feed(&mut self, inbound: &mut Inbound, at_eof: bool) -> Result<(), StdioError> {
+        while self.out.bytes < OUTBOUND_HIGH_WATERMARK_BYTES {
+            let Some(piece) = inbound.take_piece(at_eof) else { break };
+            self.apply(Input::Bytes(piece.to_vec()))?;
+        }
+        Ok(())
+    }
+
     fn finish(self) -> Result<(), StdioError> {
         match self.driver.truncated_input() {
             Some(buffered) => Err(StdioError::TruncatedInput { buffered }),
@@ -300,5 +418,215 @@ fn poll_timeout(state: &LoopState, shutdown: Option<Instant>) -> Option<Duration
     match (timer, shutdown) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+    use super::*;
+    use schema::wire::*;
+
+    fn request(id: i64, ownership: OwnershipScope, payload: RequestPayload) -> Vec<u8> {
+        let frame = ProtocolFrame::RequestFrame(RequestFrame {
+            schema: ProtocolSchema::current(),
+            request_id: id,
+            ownership,
+            payload,
+        });
+        schema::encode_frame(&frame, usize::MAX).unwrap()
+    }
+
+    fn authenticate(id: i64) -> Vec<u8> {
+        request(
+            id,
+            OwnershipScope::connection("client-hint"),
+            RequestPayload::AuthenticateRequest(AuthenticateRequest {
+                client_name: "unit".into(),
+                auth_token: "token".into(),
+                protocol_version: schema::PROTOCOL_VERSION,
+                bridge_version: 1,
+            }),
+        )
+    }
+
+    /// An OpenSession request whose metadata makes it about `size` bytes.
+    fn open_session(id: i64, size: usize) -> Vec<u8> {
+        let metadata = [("pad".to_owned(), "p".repeat(size))].into_iter().collect();
+        request(
+            id,
+            OwnershipScope::connection("conn-1"),
+            RequestPayload::OpenSessionRequest(OpenSessionRequest {
+                placement: SidecarPlacement::SidecarPlacementShared(SidecarPlacementShared { pool: None }),
+                metadata,
+            }),
+        )
+    }
+
+    fn create_vm(id: i64) -> Vec<u8> {
+        request(
+            id,
+            OwnershipScope::session("conn-1", "session-1"),
+            RequestPayload::CreateVmRequest(CreateVmRequest {
+                runtime: GuestRuntimeKind::WebAssembly,
+                config: r#"{"permissions":{"fs":"allow"}}"#.into(),
+            }),
+        )
+    }
+
+    fn fs_call(id: i64, call: GuestFilesystemCallRequest) -> Vec<u8> {
+        request(id, OwnershipScope::vm("conn-1", "session-1", "vm-1"), RequestPayload::GuestFilesystemCallRequest(call))
+    }
+
+    /// A source handing out at most `step` bytes per read, as a pipe may.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.bytes.len());
+            out[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    /// Everything `bytes` is fed as, read in `step`-byte reads through a `capacity` buffer.
+    fn pieces(bytes: &[u8], capacity: usize, step: usize) -> Vec<Vec<u8>> {
+        let mut inbound = Inbound::with_capacity(capacity);
+        let mut source = Trickle { bytes, step };
+        let mut pieces = Vec::new();
+        loop {
+            while let Some(piece) = inbound.take_piece(false) {
+                pieces.push(piece.to_vec());
+            }
+            assert!(inbound.has_room(), "a full buffer always has a piece to feed");
+            if inbound.read_from(&mut source).unwrap() == 0 {
+                break;
+            }
+        }
+        while let Some(piece) = inbound.take_piece(true) {
+            pieces.push(piece.to_vec());
+        }
+        assert!(inbound.is_empty());
+        pieces
+    }
+
+    #[test]
+    fn frames_are_fed_one_at_a_time_however_they_were_read() {
+        let frames = [authenticate(1), open_session(2, 10), open_session(3, 200)];
+        let stream = frames.concat();
+        for step in [1, 3, 64, stream.len()] {
+            assert_eq!(pieces(&stream, 1024, step), frames, "{step}-byte reads");
+        }
+    }
+
+    #[test]
+    fn frames_larger_than_the_buffer_are_fed_as_they_arrive() {
+        let big = open_session(1, 1000);
+        let after = authenticate(2);
+        let stream = [big.clone(), after.clone()].concat();
+        for step in [5, 64, 300] {
+            let pieces = pieces(&stream, 256, step);
+            assert!(pieces.iter().all(|piece| piece.len() <= 256), "{step}-byte reads");
+            assert_eq!(pieces.last(), Some(&after), "the next frame is still one piece");
+            assert_eq!(pieces[..pieces.len() - 1].concat(), big, "{step}-byte reads");
+        }
+        // A prefix announcing 4 GiB is fed at once, so the kernel can refuse the frame now.
+        let mut inbound = Inbound::with_capacity(256);
+        inbound.read_from(&mut &[0xff, 0xff, 0xff, 0xff, 0, 1, 2][..]).unwrap();
+        assert_eq!(inbound.take_piece(false), Some(&[0xff, 0xff, 0xff, 0xff, 0, 1, 2][..]));
+        inbound.read_from(&mut &[3, 4][..]).unwrap();
+        assert_eq!(inbound.take_piece(false), Some(&[3, 4][..]), "still the same frame");
+    }
+
+    #[test]
+    fn an_incomplete_frame_waits_for_its_end_or_for_the_end_of_input() {
+        for tail in [&[0, 0, 0, 50, 1, 2][..], &[0, 0][..]] {
+            let mut inbound = Inbound::with_capacity(256);
+            inbound.read_from(&mut &tail[..]).unwrap();
+            assert_eq!(inbound.take_piece(false), None, "{tail:?}");
+            assert_eq!(inbound.take_piece(true), Some(tail), "{tail:?}");
+            assert!(inbound.is_empty());
+        }
+        let mut full = Inbound::with_capacity(8);
+        full.read_from(&mut &[0, 0, 0, 4, 1, 2, 3, 4, 9, 9][..]).unwrap();
+        assert!(!full.has_room(), "reading stops at the bound");
+        assert_eq!(full.take_piece(false), Some(&[0, 0, 0, 4, 1, 2, 3, 4][..]));
+        assert!(full.has_room());
+    }
+
+    /// The kernel answers input fed frame by frame exactly as input fed in one piece: malformed,
+    /// oversized and valid frames alike.
+    #[test]
+    fn frame_by_frame_feeding_answers_like_whole_input() {
+        let config = SidecarConfig { entropy_seed: 3, max_frame_bytes: 512, ..SidecarConfig::default() };
+        let mut malformed = open_session(3, 10);
+        let last = malformed.len() - 1;
+        malformed[last] = 0x80;
+        let stream = [
+            authenticate(1),
+            open_session(2, 10),
+            malformed,
+            open_session(4, 2000), // over the 512-byte frame limit
+            create_vm(5),
+            vec![0, 0, 0, 0], // an empty body
+            authenticate(6),
+        ]
+        .concat();
+        let mut whole = Driver::new(Sidecar::new(config.clone()));
+        let mut expected = whole.apply(&Input::Bytes(stream.clone()), Now::default());
+        expected.extend(whole.apply(&Input::Eof, Now::default()));
+        assert!(expected.len() > 8, "every request is answered: {}", expected.len());
+        for (capacity, step) in [(4096, 4096), (4096, 1), (256, 100), (64, 7)] {
+            let mut driver = Driver::new(Sidecar::new(config.clone()));
+            let mut produced = Vec::new();
+            for piece in pieces(&stream, capacity, step) {
+                produced.extend(driver.apply(&Input::Bytes(piece), Now::default()));
+            }
+            produced.extend(driver.apply(&Input::Eof, Now::default()));
+            assert_eq!(produced, expected, "{capacity}-byte buffer, {step}-byte reads");
+        }
+    }
+
+    #[test]
+    fn feeding_stops_above_the_watermark_until_stdout_drains() {
+        let mut state = LoopState {
+            clock: RealClock { start: Instant::now() },
+            driver: Driver::new(Sidecar::new(SidecarConfig::default())),
+            out: OutboundQueue::default(),
+            recorder: None,
+        };
+        let content = "x".repeat(OUTBOUND_HIGH_WATERMARK_BYTES + 1);
+        let write = GuestFilesystemCallRequest {
+            content: Some(content.clone()),
+            ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/big")
+        };
+        let setup = [authenticate(1), open_session(2, 0), create_vm(3), fs_call(4, write)].concat();
+        state.apply(Input::Bytes(setup)).unwrap();
+        state.out.flush_to(&mut Vec::new()).unwrap();
+
+        let read = |id| fs_call(id, GuestFilesystemCallRequest::new(GuestFilesystemOperation::ReadFile, "/big"));
+        let mut inbound = Inbound::with_capacity(INBOUND_BUFFER_BYTES);
+        inbound.read_from(&mut &[read(5), read(6), read(7)].concat()[..]).unwrap();
+        for id in 5..=7 {
+            state.feed(&mut inbound, false).unwrap();
+            assert_eq!(state.out.frames.len(), 1, "one answer, then the watermark stops feeding");
+            assert!(state.out.bytes >= OUTBOUND_HIGH_WATERMARK_BYTES);
+            state.feed(&mut inbound, false).unwrap();
+            assert_eq!(state.out.frames.len(), 1, "nothing more is fed until stdout drains");
+            let mut stdout = Vec::new();
+            state.out.flush_to(&mut stdout).unwrap();
+            let ProtocolFrame::ResponseFrame(response) = schema::decode_frame(&stdout, usize::MAX).unwrap() else {
+                panic!("not a response")
+            };
+            assert_eq!(response.request_id, id);
+            let ResponsePayload::GuestFilesystemResultResponse(result) = response.payload else { panic!("{id}") };
+            assert!(result.content.as_deref() == Some(content.as_str()));
+        }
+        assert!(inbound.is_empty());
     }
 }

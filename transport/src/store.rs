@@ -4,26 +4,33 @@
 //! [`kernel::persistence::validate_key`]: no separators, never starting with `.`). A `put` is
 //! atomic and durable:
 //!
-//! 1. write the value to a new temp file in the same directory (`.<key>.<pid>.<n>.tmp`),
+//! 1. write the value to a new temp file in the same directory (`.<key>.<pid>.<n>.tmp`), holding
+//!    an exclusive `flock` on it until step 3 is done,
 //! 2. `fsync` it,
 //! 3. `rename` it over `<key>.state` (atomic on POSIX filesystems),
 //! 4. `fsync` the directory, so the rename itself survives a crash.
 //!
 //! A crash at any point leaves either the old value or the new one, never a mix; a crash
-//! before the rename leaves a stray temp file, which `get` never reads and
-//! [`FileStore::remove_stray_temp_files`] deletes. The directory is created on first use.
+//! before the rename leaves a stray temp file, which `get` never reads. The lock dies with its
+//! writer, so a temp file nobody holds locked is a crash's leftover: [`FileStore::open`]
+//! deletes those at once, while temp files of other sidecars writing to the same directory
+//! right now stay. The directory is created on first use.
 
 use kernel::persistence::{validate_key, Store, StoreError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
 
 /// File name suffix of a stored value.
 pub const STATE_SUFFIX: &str = ".state";
 const TEMP_SUFFIX: &str = ".tmp";
+/// Attempts at creating a locked temp file. Another sidecar opening the store can remove a new
+/// temp file in the instant between its creation and its lock (it looks abandoned); that race
+/// needs both at the same microsecond, so a second fresh name practically always succeeds, and
+/// a third bounds the loop.
+const TEMP_CREATE_ATTEMPTS: usize = 3;
 
 /// Key → file storage in one directory (see the module docs).
 #[derive(Debug)]
@@ -78,45 +85,69 @@ impl FileStore {
         self.dir.join(format!(".{key}.{}.{n}{TEMP_SUFFIX}", std::process::id()))
     }
 
-    /// Deletes temp files left by interrupted `put`s that are older than `min_age` (younger
-    /// ones may belong to another sidecar writing right now). Returns how many went.
-    pub fn remove_stray_temp_files(&self, min_age: Duration) -> io::Result<usize> {
+    /// The store in `dir`, with the temp files of crashed writers removed.
+    pub fn open(dir: impl Into<PathBuf>) -> Self {
+        let store = Self::new(dir);
+        match store.remove_stale_temp_files() {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, dir = %store.dir.display(), "removed stale store temp files"),
+            Err(error) => tracing::warn!(%error, dir = %store.dir.display(), "cannot scan the store directory"),
+        }
+        store
+    }
+
+    /// Deletes temp files left by interrupted `put`s: regular files named like this store's
+    /// temp files that no writer holds locked. Symbolic links are never followed (nor removed),
+    /// and a temp file being written by another sidecar is kept. Returns how many went.
+    pub fn remove_stale_temp_files(&self) -> io::Result<usize> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(0),
             Err(error) => return Err(error),
         };
-        let now = SystemTime::now();
         let mut removed = 0;
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if !(name.starts_with('.') && name.ends_with(TEMP_SUFFIX)) {
-                continue;
-            }
-            let old_enough = entry
-                .metadata()
-                .and_then(|meta| meta.modified())
-                .is_ok_and(|modified| now.duration_since(modified).unwrap_or_default() >= min_age);
-            if old_enough && fs::remove_file(entry.path()).is_ok() {
+            // The entry's own type (lstat): a symbolic link is not a file here.
+            let regular = entry.file_type().is_ok_and(|kind| kind.is_file());
+            // One that cannot be opened or locked here is not known to be abandoned: kept.
+            if regular
+                && name.to_str().is_some_and(is_temp_name)
+                && matches!(remove_if_abandoned(&entry.path()), Ok(true))
+            {
                 removed += 1;
             }
         }
         Ok(removed)
     }
 
-    fn put_inner(&self, key: &str, value: &[u8], crash: CrashPoint) -> Result<(), StoreError> {
-        let path = self.path_of(key)?;
-        fs::create_dir_all(&self.dir).map_err(|e| io_error("creating", &self.dir, &e))?;
-        let temp = self.temp_path(key);
-        let written = (|| {
-            let mut file = OpenOptions::new()
+    /// A new temp file for `key`, created and locked (see [`TEMP_CREATE_ATTEMPTS`]).
+    fn create_temp(&self, key: &str) -> Result<(PathBuf, File), StoreError> {
+        let mut temp = PathBuf::new();
+        for _ in 0..TEMP_CREATE_ATTEMPTS {
+            temp = self.temp_path(key);
+            let file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(&temp)
                 .map_err(|e| io_error("creating", &temp, &e))?;
+            file.lock().map_err(|e| io_error("locking", &temp, &e))?;
+            // Removed before the lock was taken: write to a fresh name instead.
+            if file.metadata().map_err(|e| io_error("reading", &temp, &e))?.nlink() > 0 {
+                return Ok((temp, file));
+            }
+        }
+        let error = io::Error::other("every new temp file was removed before it could be locked");
+        Err(io_error("creating", &temp, &error))
+    }
+
+    fn put_inner(&self, key: &str, value: &[u8], crash: CrashPoint) -> Result<(), StoreError> {
+        let path = self.path_of(key)?;
+        fs::create_dir_all(&self.dir).map_err(|e| io_error("creating", &self.dir, &e))?;
+        let (temp, mut file) = self.create_temp(key)?;
+        let written = (|| {
             if crash == CrashPoint::MidWrite {
                 let half = value.get(..value.len() / 2).unwrap_or_default();
                 file.write_all(half).map_err(|e| io_error("writing", &temp, &e))?;
@@ -134,10 +165,12 @@ impl FileStore {
         if crash == CrashPoint::BeforeRename {
             return Err(StoreError::Io("simulated crash before the rename".to_owned()));
         }
+        // Still locked: until the rename, the temp file is visibly in use.
         if let Err(error) = fs::rename(&temp, &path) {
             let _ = fs::remove_file(&temp);
             return Err(io_error("renaming into", &path, &error));
         }
+        drop(file);
         // The rename is durable only once the directory entry is.
         File::open(&self.dir).and_then(|dir| dir.sync_all()).map_err(|e| io_error("syncing", &self.dir, &e))
     }
@@ -167,6 +200,53 @@ impl Store for FileStore {
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.put_inner(key, value, CrashPoint::Never)
     }
+}
+
+/// Whether `name` is one of this store's temp files: `.<key>.<pid>.<n>.tmp` with a valid key.
+fn is_temp_name(name: &str) -> bool {
+    let Some(inner) = name.strip_prefix('.').and_then(|name| name.strip_suffix(TEMP_SUFFIX)) else {
+        return false;
+    };
+    let mut parts = inner.rsplitn(3, '.');
+    let (Some(n), Some(pid), Some(key)) = (parts.next(), parts.next(), parts.next()) else { return false };
+    let number = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    number(n) && number(pid) && validate_key(key).is_ok()
+}
+
+/// Removes the temp file at `path` if no writer holds it locked; `Ok(false)` if it is in use or
+/// no longer what was listed.
+fn remove_if_abandoned(path: &Path) -> io::Result<bool> {
+    // O_NOFOLLOW: a symbolic link put in its place since the listing is not followed;
+    // O_NONBLOCK: nor can a FIFO put there block the open.
+    let file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path) {
+        Ok(file) => file,
+        // Renamed into place or removed since the listing, or replaced by a symbolic link.
+        Err(error) if error.kind() == io::ErrorKind::NotFound || error.raw_os_error() == Some(libc::ELOOP) => {
+            return Ok(false)
+        }
+        Err(error) => return Err(error),
+    };
+    let locked = file.metadata()?;
+    if !locked.is_file() {
+        return Ok(false);
+    }
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => return Ok(false),
+        Err(fs::TryLockError::Error(error)) => return Err(error),
+    }
+    // The name may have been renamed into place and reused since it was opened: remove it only
+    // if it still names the file locked here.
+    let current = match fs::symlink_metadata(path) {
+        Ok(current) => current,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(error),
+    };
+    if (current.dev(), current.ino()) != (locked.dev(), locked.ino()) {
+        return Ok(false);
+    }
+    fs::remove_file(path)?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -222,13 +302,11 @@ mod tests {
         store.put("vm", b"old state").unwrap();
         assert!(store.put_inner("vm", b"new state", CrashPoint::BeforeRename).is_err());
         assert_eq!(temp_files(&scratch.0), 1, "the crash left its temp file");
-        // After "restarting" (a new store on the same directory) the old value loads.
-        let restarted = FileStore::new(&scratch.0);
-        assert_eq!(restarted.get("vm", 1024).unwrap().as_deref(), Some(&b"old state"[..]));
-        // Young temp files are kept (another writer may own them); old ones are cleaned.
-        assert_eq!(restarted.remove_stray_temp_files(Duration::from_secs(3600)).unwrap(), 0);
-        assert_eq!(restarted.remove_stray_temp_files(Duration::ZERO).unwrap(), 1);
+        // After "restarting" (opening the store again) the old value loads and the crash's
+        // temp file is gone.
+        let restarted = FileStore::open(&scratch.0);
         assert_eq!(temp_files(&scratch.0), 0);
+        assert_eq!(restarted.get("vm", 1024).unwrap().as_deref(), Some(&b"old state"[..]));
         restarted.put("vm", b"new state").unwrap();
         assert_eq!(restarted.get("vm", 1024).unwrap().as_deref(), Some(&b"new state"[..]));
     }
@@ -243,5 +321,56 @@ mod tests {
         // A first write that crashes leaves nothing loadable.
         assert!(store.put_inner("fresh", b"value", CrashPoint::BeforeRename).is_err());
         assert_eq!(store.get("fresh", 1024).unwrap(), None);
+    }
+
+    #[test]
+    fn opening_removes_only_abandoned_temp_files_of_the_store() {
+        let scratch = Scratch::new("stale");
+        let store = FileStore::new(&scratch.0);
+        store.put("kept", b"value").unwrap();
+        assert!(store.put_inner("vm", b"lost", CrashPoint::MidWrite).is_err());
+        assert!(store.put_inner("vm.v2", b"lost", CrashPoint::BeforeRename).is_err());
+        // A temp file another sidecar is writing right now: it holds the lock.
+        let busy_path = scratch.0.join(".busy.4242.0.tmp");
+        let busy = File::create(&busy_path).unwrap();
+        busy.lock().unwrap();
+        // Not this store's naming, so not its to remove.
+        let foreign =
+            [".notes.tmp", "kept.1.2.tmp", ".kept.x.2.tmp", ".kept.1..tmp", "..hidden.1.2.tmp", ".kept.1.2.tmp~"];
+        for name in foreign {
+            fs::write(scratch.0.join(name), b"foreign").unwrap();
+        }
+        fs::create_dir(scratch.0.join(".dir.1.2.tmp")).unwrap();
+        // A symbolic link named like a temp file: neither it nor its target is touched.
+        let outside = Scratch::new("stale-outside");
+        fs::create_dir_all(&outside.0).unwrap();
+        fs::write(outside.0.join("target"), b"outside").unwrap();
+        std::os::unix::fs::symlink(outside.0.join("target"), scratch.0.join(".link.1.2.tmp")).unwrap();
+
+        let names = |dir: &Path| {
+            let mut names: Vec<String> =
+                fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            names.sort();
+            names
+        };
+        let before = names(&scratch.0);
+        assert_eq!(before.iter().filter(|name| name.starts_with(".vm")).count(), 2, "{before:?}");
+        let reopened = FileStore::open(&scratch.0);
+        let after = names(&scratch.0);
+        let gone: Vec<&String> = before.iter().filter(|name| !after.contains(name)).collect();
+        assert_eq!(gone.len(), 2, "exactly the two crashed writes went: {gone:?}");
+        assert!(gone.iter().all(|name| name.starts_with(".vm.") && name.ends_with(".tmp")), "{gone:?}");
+        assert!(busy_path.exists(), "a locked temp file is in use");
+        assert_eq!(fs::read(outside.0.join("target")).unwrap(), b"outside");
+        assert!(fs::symlink_metadata(scratch.0.join(".link.1.2.tmp")).unwrap().file_type().is_symlink());
+        assert_eq!(reopened.get("kept", 100).unwrap().as_deref(), Some(&b"value"[..]));
+
+        // Once its writer is gone (the lock released), the busy one goes too.
+        drop(busy);
+        assert_eq!(reopened.remove_stale_temp_files().unwrap(), 1);
+        assert!(!busy_path.exists());
+        // And writes still work with the locking in place.
+        reopened.put("vm", b"new").unwrap();
+        assert_eq!(reopened.get("vm", 100).unwrap().as_deref(), Some(&b"new"[..]));
     }
 }

@@ -1,8 +1,8 @@
 //! Trace files: everything needed to replay a sidecar run bit for bit.
 //!
-//! A trace records the kernel's inputs (host bytes as they were read, timer ticks, end of
-//! input, shutdown), each with the clock reading the kernel was given, and every frame the kernel
-//! produced. Replaying feeds the inputs to a fresh kernel built from the header (same seed,
+//! A trace records the kernel's inputs (host bytes as they were fed to it, which the stdio
+//! driver does one frame at a time; timer ticks, end of input, shutdown), each with the clock
+//! reading the kernel was given, and every frame the kernel produced. Replaying feeds the inputs to a fresh kernel built from the header (same seed,
 //! same limits) and compares its frames with the recorded ones.
 //!
 //! Host files (`host_dir` mounts, host filesystem calls) and the persistence store are outside
@@ -26,7 +26,7 @@ use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"SXTRACE\0";
 pub const TRACE_VERSION: u16 = 1;
-/// Upper bound of one record's payload: a frame at the largest allowed size, or a read chunk.
+/// Upper bound of one record's payload: a frame at the largest allowed size, or a piece of one.
 /// Anything larger is a corrupt trace, refused before allocating.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
 /// Bound of the token and sidecar id strings in the header.
