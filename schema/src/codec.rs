@@ -36,11 +36,37 @@ pub fn encode_frame_into(frame: &ProtocolFrame, max_frame_bytes: usize, out: &mu
     Ok(())
 }
 
-/// Validates and encodes one frame, prefix included.
+/// Validates and encodes one frame, prefix included, into a buffer of exactly its size.
+///
+/// A counting pass first (no copy: it only adds lengths) sizes the buffer, so a 15 MiB answer
+/// costs 15 MiB, not the 30 MiB a doubling `Vec` reaches (and the copies on the way), and an
+/// oversized frame is refused before anything is allocated.
 pub fn encode_frame(frame: &ProtocolFrame, max_frame_bytes: usize) -> Result<Vec<u8>, FrameError> {
-    let mut out = Vec::with_capacity(256);
+    let mut counter = ByteCounter(0);
+    serde_bare::to_writer(&mut counter, frame)
+        .map_err(|error| FrameError::EncodeFailure { message: error.to_string() })?;
+    if counter.0 > max_frame_bytes {
+        validate_frame(frame)?;
+        return Err(FrameError::FrameTooLarge { size: counter.0, max: max_frame_bytes });
+    }
+    let mut out = Vec::with_capacity(counter.0.saturating_add(FRAME_PREFIX_BYTES));
     encode_frame_into(frame, max_frame_bytes, &mut out)?;
+    debug_assert_eq!(out.len(), counter.0 + FRAME_PREFIX_BYTES, "the counting pass sized the frame");
     Ok(out)
+}
+
+/// An `io::Write` that only counts.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 = self.0.saturating_add(bytes.len());
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decodes exactly one frame from a buffer holding its prefix and body, nothing more.
