@@ -256,7 +256,7 @@ impl Client {
                 self.pause_reading().await;
                 Ok(())
             }
-            92 if self.rng.random_bool(swarm.limit_rate) => self.exhaust_connections().await,
+            92 if self.rng.random_bool(swarm.limit_rate) => self.exhaust_limits().await,
             93..=96 => self.filesystem_op().await,
             97..=99 => self.process_op().await,
             _ => Ok(()),
@@ -484,11 +484,16 @@ impl Client {
         }
     }
 
-    async fn exhaust_connections(&mut self) -> turmoil::Result {
+    /// Authenticates past the per-stream bound (idle connections are reclaimed to make room, so
+    /// this mostly succeeds), then asks a VM for more mounts than it may have (always refused).
+    async fn exhaust_limits(&mut self) -> turmoil::Result {
         for _ in 0..=kernel::sidecar::MAX_CONNECTIONS_PER_STREAM {
             self.send(OwnershipScope::connection("client-hint"), authenticate()).await?;
         }
-        Ok(())
+        let Some((conn, session, vm)) = self.vms.first().cloned() else { return Ok(()) };
+        let mounts = (0..=kernel::sidecar::MAX_MOUNTS).map(|n| MountDescriptor::memory(format!("/m/{n}"))).collect();
+        let request = RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(mounts));
+        self.send(OwnershipScope::vm(conn, session, vm), request).await
     }
 
     /// Processes frames until nothing is owed or `wait` passes; sends due late answers.

@@ -52,9 +52,12 @@ pub const BRIDGE_VERSION: u32 = 1;
 /// Transport links served at once (stdio uses one; simulations open a few per client).
 pub const MAX_STREAMS: usize = 1024;
 /// Connections one stream may authenticate: hosts authenticate once; a loop that keeps
-/// re-authenticating must not grow the table without bound.
+/// re-authenticating must not grow the table without bound. When the stream is full, its oldest
+/// connection that owns no VM is forgotten to make room (it holds nothing but its id).
 pub const MAX_CONNECTIONS_PER_STREAM: usize = 64;
-/// Sessions per connection, bounding per-tenant bookkeeping.
+/// Sessions per connection, bounding per-tenant bookkeeping. When a connection is full, its
+/// oldest session that owns no VM is forgotten to make room, so a long-lived connection that
+/// opens a session per job is never used up.
 pub const MAX_SESSIONS_PER_CONNECTION: usize = 256;
 /// VMs per session, and in the whole sidecar: each VM holds a filesystem and processes, so
 /// the total is what bounds the sidecar's memory, the per-session bound its fairness.
@@ -442,7 +445,7 @@ impl Sidecar {
         ownership: &OwnershipScope,
         request: &AuthenticateRequest,
     ) {
-        let checked = self.check_authentication(stream, request);
+        let checked = self.check_authentication(request).and_then(|()| self.make_room_for_connection(stream));
         let connection_id = match checked {
             Ok(()) => {
                 self.next_connection += 1;
@@ -462,7 +465,7 @@ impl Sidecar {
         self.respond(stream, request_id, OwnershipScope::connection(connection_id), response);
     }
 
-    fn check_authentication(&self, stream: StreamId, request: &AuthenticateRequest) -> Result<(), Rejection> {
+    fn check_authentication(&self, request: &AuthenticateRequest) -> Result<(), Rejection> {
         if let Some(expected) = &self.config.expected_auth_token {
             if &request.auth_token != expected {
                 return Err(Rejection::new(
@@ -486,10 +489,52 @@ impl Sidecar {
                 format!("bridge contract version mismatch: expected {BRIDGE_VERSION}, got {}", request.bridge_version),
             ));
         }
-        let authenticated = self.streams.get(&stream).map_or(0, |state| state.connections.len());
-        if authenticated >= MAX_CONNECTIONS_PER_STREAM {
-            return Err(Rejection::limit("connections per stream", MAX_CONNECTIONS_PER_STREAM));
+        Ok(())
+    }
+
+    /// Makes room for one more connection on `stream`, forgetting its oldest connection without
+    /// VMs if it is full; refused when every connection owns a VM.
+    fn make_room_for_connection(&mut self, stream: StreamId) -> Result<(), Rejection> {
+        let Some(state) = self.streams.get(&stream) else { return Ok(()) };
+        if state.connections.len() < MAX_CONNECTIONS_PER_STREAM {
+            return Ok(());
         }
+        let owns_no_vm = |connection_id: &&String| {
+            self.connections.get(*connection_id).is_some_and(|connection| {
+                connection.sessions.iter().all(|id| self.sessions.get(id).is_none_or(|s| s.vms.is_empty()))
+            })
+        };
+        let oldest = state.connections.iter().filter(owns_no_vm).min_by_key(|id| numeric_suffix(id)).cloned();
+        let Some(oldest) = oldest else {
+            return Err(Rejection::limit("connections per stream", MAX_CONNECTIONS_PER_STREAM));
+        };
+        if let Some(state) = self.streams.get_mut(&stream) {
+            state.connections.remove(&oldest);
+        }
+        self.remove_connection(&oldest, DisposeReason::ConnectionClosed);
+        Ok(())
+    }
+
+    /// Makes room for one more session on `connection_id`, forgetting its oldest session without
+    /// VMs if it is full; refused when every session owns a VM.
+    fn make_room_for_session(&mut self, connection_id: &str) -> Result<(), Rejection> {
+        let Some(connection) = self.connections.get(connection_id) else { return Ok(()) };
+        if connection.sessions.len() < MAX_SESSIONS_PER_CONNECTION {
+            return Ok(());
+        }
+        let oldest = connection
+            .sessions
+            .iter()
+            .filter(|id| self.sessions.get(*id).is_none_or(|session| session.vms.is_empty()))
+            .min_by_key(|id| numeric_suffix(id))
+            .cloned();
+        let Some(oldest) = oldest else {
+            return Err(Rejection::limit("sessions per connection", MAX_SESSIONS_PER_CONNECTION));
+        };
+        if let Some(connection) = self.connections.get_mut(connection_id) {
+            connection.sessions.remove(&oldest);
+        }
+        self.sessions.remove(&oldest);
         Ok(())
     }
 
@@ -500,10 +545,8 @@ impl Sidecar {
         _request: OpenSessionRequest,
     ) -> Result<Option<ResponsePayload>, Rejection> {
         let connection_id = ownership.connection_id().to_owned();
-        let connection = self.authorize_connection(stream, &connection_id)?;
-        if connection.sessions.len() >= MAX_SESSIONS_PER_CONNECTION {
-            return Err(Rejection::limit("sessions per connection", MAX_SESSIONS_PER_CONNECTION));
-        }
+        self.authorize_connection(stream, &connection_id)?;
+        self.make_room_for_session(&connection_id)?;
         self.next_session += 1;
         let session_id = format!("session-{}", self.next_session);
         if let Some(connection) = self.connections.get_mut(&connection_id) {
@@ -738,6 +781,12 @@ impl Sidecar {
             }
         }
     }
+}
+
+/// The counter at the end of an id the kernel allocated (`session-12` → 12), for "oldest first"
+/// (ids compare as strings otherwise, and `session-10` would come before `session-9`).
+fn numeric_suffix(id: &str) -> u64 {
+    id.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(u64::MAX)
 }
 
 fn unknown_vm(vm_id: &str) -> Rejection {

@@ -54,16 +54,48 @@ fn streams_are_bounded() {
     assert_eq!(sidecar.open_stream(), None);
 }
 
+/// Sessions are bounded per connection, but only sessions that own a VM use the room up: when
+/// the connection is full, its oldest session without a VM is forgotten (D12: a long-lived
+/// connection opening a session per job used to be dead after 256 of them).
 #[test]
-fn sessions_per_connection_are_bounded() {
+fn sessions_per_connection_are_bounded_and_empty_ones_reclaimed() {
     let mut host = Harness::new();
     let conn = host.authenticate();
+    let mut sessions = Vec::new();
     for _ in 0..MAX_SESSIONS_PER_CONNECTION {
-        host.open_session(&conn);
+        let session = host.open_session(&conn);
+        assert!(matches!(
+            response_payload(&create(&mut host, &conn, &session)[0]),
+            ResponsePayload::VmCreatedResponse(_)
+        ));
+        host.drain();
+        sessions.push(session);
     }
+    // Every session owns a VM: no room.
     let frames = host.request(OwnershipScope::connection(&conn), open_session_payload());
     assert!(code_of(&frames).starts_with("limit_exceeded: ENOSPC: sessions per connection"), "{}", code_of(&frames));
     assert_eq!(host.sidecar.session_count(), MAX_SESSIONS_PER_CONNECTION);
+    // Dispose the VMs of session 10 and session 2: the oldest of them (2) makes room first.
+    for index in [9, 1] {
+        let vm = host.sidecar.vms().into_iter().find(|vm| vm.session_id == sessions[index]).unwrap().vm_id;
+        let disposed = host.request(
+            OwnershipScope::vm(&conn, &sessions[index], &vm),
+            RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested }),
+        );
+        assert!(matches!(response_payload(&disposed[0]), ResponsePayload::VmDisposedResponse(_)));
+    }
+    let opened = host.open_session(&conn);
+    assert_eq!(host.sidecar.session_count(), MAX_SESSIONS_PER_CONNECTION);
+    let gone = create(&mut host, &conn, &sessions[1]);
+    assert!(code_of(&gone).starts_with("invalid_state: unknown sidecar session"), "{}", code_of(&gone));
+    assert!(matches!(response_payload(&create(&mut host, &conn, &opened)[0]), ResponsePayload::VmCreatedResponse(_)));
+    host.drain();
+    // The next one takes session 10's place; once it owns a VM there is no room again.
+    let last = host.open_session(&conn);
+    assert!(matches!(response_payload(&create(&mut host, &conn, &last)[0]), ResponsePayload::VmCreatedResponse(_)));
+    host.drain();
+    let frames = host.request(OwnershipScope::connection(&conn), open_session_payload());
+    assert!(code_of(&frames).starts_with("limit_exceeded"), "{}", code_of(&frames));
 }
 
 #[test]

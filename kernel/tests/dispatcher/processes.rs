@@ -97,8 +97,7 @@ fn without_an_engine_execute_is_unsupported() {
 fn every_process_limit_is_enforced_at_execute() {
     // (the limit set, the command, its args, the expected code and message prefix)
     type Case<'a> = (&'a str, &'a str, &'a [&'a str], (&'a str, &'a str));
-    let cases: [Case<'_>; 5] = [
-        (r#""maxPipes":0"#, "cat", &[], ("kernel_error", "EAGAIN: maximum pipe count reached")),
+    let cases: [Case<'_>; 4] = [
         (r#""maxOpenFds":2"#, "cat", &[], ("kernel_error", "ENFILE: maximum open file descriptor limit reached")),
         (
             r#""maxProcessArgvBytes":10"#,
@@ -205,6 +204,20 @@ fn the_scheduler_runs_a_bounded_number_of_slices_round_robin() {
     assert_eq!(signal.len(), 1, "signal 0 only probes");
 }
 
+/// D13: the host's stdio channels are not guest pipes, so `Execute` stops at `maxProcesses`, not
+/// at `maxPipes` (it used to stop at 128 with "maximum pipe count reached").
+#[test]
+fn execute_is_bounded_by_max_processes_not_by_max_pipes() {
+    let mut procs = Procs::new(
+        r#"{"permissions":{"fs":"allow","childProcess":"allow"},"limits":{"resources":{"maxProcesses":200,"maxPipes":2}}}"#,
+    );
+    for index in 0..200 {
+        procs.started(&format!("p{index}"), "cat", &[]);
+    }
+    let (code, message) = rejection(&procs.execute("one-more", "cat", &[])[0]);
+    assert_eq!((code.as_str(), message.as_str()), ("kernel_error", "EAGAIN: maximum process limit reached"));
+}
+
 #[test]
 fn exited_processes_are_retained_up_to_a_bound() {
     let mut procs = Procs::new(
@@ -278,9 +291,9 @@ fn pipes_deliver_in_order_then_end_of_file_and_broken_pipe() {
     let mut procs = Procs::new(OPEN);
     procs.started("p", "pipes", &[]);
     assert_eq!(exit_of(&procs.tick()), Some(("p".to_owned(), 0)));
-    // A VM that allows no pipe beyond the processes' stdin refuses fd_pipe.
+    // A VM that allows no guest pipe refuses fd_pipe (the processes' own stdio does not count).
     let mut tight =
-        Procs::new(r#"{"permissions":{"fs":"allow","childProcess":"allow"},"limits":{"resources":{"maxPipes":1}}}"#);
+        Procs::new(r#"{"permissions":{"fs":"allow","childProcess":"allow"},"limits":{"resources":{"maxPipes":0}}}"#);
     tight.started("p", "pipes", &[]);
     assert_eq!(exit_of(&tight.tick()), Some(("p".to_owned(), 30)));
 }

@@ -452,12 +452,31 @@ fn vm_limits_per_session_are_enforced() {
     assert_eq!(rejection(&frames[0]).0, "limit_exceeded");
 }
 
+/// Connections are bounded per stream; when the stream is full, its oldest connection that owns
+/// no VM is forgotten to make room, and only connections that own VMs use the room up.
 #[test]
-fn connections_per_stream_are_bounded() {
+fn connections_per_stream_are_bounded_and_idle_ones_reclaimed() {
     let mut host = Harness::new();
-    for _ in 0..kernel::sidecar::MAX_CONNECTIONS_PER_STREAM {
-        host.authenticate();
+    let first = host.authenticate();
+    for _ in 1..kernel::sidecar::MAX_CONNECTIONS_PER_STREAM {
+        let conn = host.authenticate();
+        let session = host.open_session(&conn);
+        let frames = host.request(OwnershipScope::session(&conn, &session), create("{}"));
+        assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmCreatedResponse(_)));
     }
+    // The first connection owns nothing: it makes room.
+    let frames = host.request(OwnershipScope::connection("c"), authenticate_payload("t"));
+    assert!(matches!(response_payload(&frames[0]), ResponsePayload::AuthenticatedResponse(_)), "{frames:?}");
+    let gone = host.request(OwnershipScope::connection(&first), open_session_payload());
+    assert_eq!(rejection(&gone[0]).0, "unauthorized");
+    // The new one owns nothing either, but it is the only idle one left and is the newest: it is
+    // reclaimed next, and once every connection owns a VM there is no room.
+    let frames = host.request(OwnershipScope::connection("c"), authenticate_payload("t"));
+    assert!(matches!(response_payload(&frames[0]), ResponsePayload::AuthenticatedResponse(_)), "{frames:?}");
+    let ResponsePayload::AuthenticatedResponse(last) = response_payload(&frames[0]).clone() else { panic!() };
+    let session = host.open_session(&last.connection_id);
+    let frames = host.request(OwnershipScope::session(&last.connection_id, &session), create("{}"));
+    assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmCreatedResponse(_)));
     let frames = host.request(OwnershipScope::connection("c"), authenticate_payload("t"));
     assert_eq!(rejection(&frames[0]).0, "limit_exceeded");
 }

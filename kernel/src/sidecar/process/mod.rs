@@ -791,10 +791,6 @@ impl super::vm::Vm {
         if limits.max_open_fds < 3 {
             return Err(fd_limit());
         }
-        // Each process holds one pipe: its stdin.
-        if u64::try_from(self.processes().pipe_count()).unwrap_or(u64::MAX) >= limits.max_pipes {
-            return Err(Rejection::new(RejectCode::KernelError, "EAGAIN: maximum pipe count reached"));
-        }
         let argv_bytes: usize = argv.iter().map(|arg| arg.len().saturating_add(1)).sum();
         if u64::try_from(argv_bytes).unwrap_or(u64::MAX) > limits.max_process_argv_bytes {
             return Err(Rejection::new(

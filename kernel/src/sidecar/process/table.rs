@@ -224,10 +224,6 @@ pub(crate) struct ProcessTable {
 }
 
 impl ProcessTable {
-    pub(crate) fn live_count(&self) -> usize {
-        self.processes.values().filter(|process| process.is_alive()).count()
-    }
-
     /// Processes counted against `maxProcesses`: the live ones and the unreaped children.
     pub(crate) fn counted(&self) -> usize {
         self.processes.values().filter(|process| process.is_alive() || !process.top_level).count()
@@ -306,9 +302,11 @@ impl ProcessTable {
         self.processes.values().filter(|process| process.pgid == pgid).map(|process| process.pid).collect()
     }
 
-    /// Pipes counted against `maxPipes`: the guests' own and one stdin per live process.
+    /// Pipes counted against `maxPipes`: the ones guests made (`fd_pipe`). A host-started
+    /// process's stdio is the host's channel, not a guest pipe: counting it made `Execute` stop
+    /// at `maxPipes` processes, before `maxProcesses`.
     pub(crate) fn pipe_count(&self) -> usize {
-        self.pipes.len().saturating_add(self.live_count())
+        self.pipes.len()
     }
 
     pub(crate) fn remove(&mut self, pid: u32) -> Option<Process> {
