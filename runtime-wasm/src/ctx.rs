@@ -5,6 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use wasmtime::ResourceLimiter;
 
+use kernel::process::guest::MemoryBudget;
+
 use crate::host::{WaitReason, WasiHost};
 
 /// Store data of a guest (`Store<GuestCtx<H>>`); the `wasi_snapshot_preview1` imports reach the
@@ -77,6 +79,16 @@ pub(crate) struct Limiter {
     /// `(memory_bytes, peak_memory_bytes)` before the last approved growth, restored if wasmtime
     /// then fails to grow the memory anyway.
     undo: (usize, usize),
+    /// The sidecar-wide budget every growth also draws from (given back when the guest ends).
+    budget: Option<Arc<MemoryBudget>>,
+}
+
+impl Drop for Limiter {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(u64::try_from(self.memory_bytes).unwrap_or(u64::MAX));
+        }
+    }
 }
 
 /// A memory growth that was refused.
@@ -90,7 +102,11 @@ pub(crate) struct Refusal {
 }
 
 impl Limiter {
-    pub(crate) fn new(max_memory_bytes: usize, max_table_elements: usize) -> Limiter {
+    pub(crate) fn new(
+        max_memory_bytes: usize,
+        max_table_elements: usize,
+        budget: Option<Arc<MemoryBudget>>,
+    ) -> Limiter {
         Limiter {
             max_memory_bytes,
             max_table_elements,
@@ -98,6 +114,7 @@ impl Limiter {
             peak_memory_bytes: 0,
             refused: None,
             undo: (0, 0),
+            budget,
         }
     }
 }
@@ -114,6 +131,17 @@ impl ResourceLimiter for Limiter {
             self.refused = Some(Refusal { requested_bytes: total, limit_bytes: others.saturating_add(maximum) });
             return Ok(false);
         }
+        let growth = u64::try_from(total.saturating_sub(self.memory_bytes)).unwrap_or(u64::MAX);
+        if let Some(budget) = &self.budget {
+            if !budget.try_take(growth) {
+                // The sidecar's memory is used up by all the guests together: refused like the
+                // guest's own limit, reporting what this guest could have reached.
+                let room = budget.limit_bytes().saturating_sub(budget.used_bytes());
+                let reachable = self.memory_bytes.saturating_add(usize::try_from(room).unwrap_or(usize::MAX));
+                self.refused = Some(Refusal { requested_bytes: total, limit_bytes: reachable });
+                return Ok(false);
+            }
+        }
         self.undo = (self.memory_bytes, self.peak_memory_bytes);
         self.memory_bytes = total;
         self.peak_memory_bytes = self.peak_memory_bytes.max(total);
@@ -123,6 +151,9 @@ impl ResourceLimiter for Limiter {
     fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
         let requested_bytes = self.memory_bytes;
         (self.memory_bytes, self.peak_memory_bytes) = self.undo;
+        if let Some(budget) = &self.budget {
+            budget.give_back(u64::try_from(requested_bytes.saturating_sub(self.memory_bytes)).unwrap_or(u64::MAX));
+        }
         self.refused = Some(Refusal { requested_bytes, limit_bytes: self.memory_bytes });
         Ok(())
     }
@@ -139,7 +170,7 @@ mod tests {
 
     #[test]
     fn limiter_counts_all_memories() {
-        let mut limiter = Limiter::new(100, 10);
+        let mut limiter = Limiter::new(100, 10, None);
         assert!(matches!(limiter.memory_growing(0, 60, None), Ok(true)));
         assert!(matches!(limiter.memory_growing(0, 30, None), Ok(true)));
         assert_eq!(limiter.memory_bytes, 90);
@@ -148,14 +179,14 @@ mod tests {
         assert!(matches!(limiter.memory_growing(30, 40, None), Ok(true)));
         assert_eq!((limiter.memory_bytes, limiter.peak_memory_bytes), (100, 100));
         // A memory's own maximum is a limit too.
-        let mut limiter = Limiter::new(100, 10);
+        let mut limiter = Limiter::new(100, 10, None);
         assert!(matches!(limiter.memory_growing(0, 20, None), Ok(true)));
         assert!(matches!(limiter.memory_growing(0, 10, Some(30)), Ok(true)));
         assert!(matches!(limiter.memory_growing(10, 40, Some(30)), Ok(false)));
         assert_eq!(limiter.refused, Some(Refusal { requested_bytes: 60, limit_bytes: 50 }));
         assert_eq!(limiter.memory_bytes, 30);
         // A growth wasmtime fails after approval is rolled back.
-        let mut limiter = Limiter::new(100, 10);
+        let mut limiter = Limiter::new(100, 10, None);
         assert!(matches!(limiter.memory_growing(0, 10, None), Ok(true)));
         assert!(matches!(limiter.memory_growing(10, 30, None), Ok(true)));
         assert!(limiter.memory_grow_failed(wasmtime::Error::msg("mmap failed")).is_ok());

@@ -136,7 +136,10 @@ impl GuestProgram for WasmProgram {
             max_wasm_memory_bytes: spawn.limits.max_wasm_memory_bytes,
             ..TaskLimits::default()
         };
-        let task = self.program.spawn(host, limits).map_err(|error| GuestError::InvalidProgram(error.to_string()))?;
+        let task = self
+            .program
+            .spawn_in_budget(host, limits, spawn.memory_budget)
+            .map_err(|error| GuestError::InvalidProgram(error.to_string()))?;
         Ok(Box::new(WasmGuest { task }))
     }
 }
@@ -259,6 +262,11 @@ fn filestat(stat: FileStat) -> Filestat {
     }
 }
 
+/// Directory entries the kernel looks up per batch: each may cost a host `lstat` (on a
+/// `host_dir` mount), and the runtime stops asking once the guest's buffer or the per-call bound
+/// (`wasi::MAX_DIRENTS_PER_CALL`) is reached.
+const DIRENTS_PER_BATCH: usize = 32;
+
 impl WasiHost for KernelHost {
     fn take_work_fuel(&mut self) -> u64 {
         self.syscalls.as_mut().map_or(0, Syscalls::take_work_fuel)
@@ -362,14 +370,12 @@ impl WasiHost for KernelHost {
     }
 
     fn fd_readdir(&mut self, fd: Fd, cookie: u64) -> Result<Vec<Dirent>, Errno> {
-        let entries = self.sys()?.read_dir(fd).map_err(errno)?;
-        let start = usize::try_from(cookie).unwrap_or(usize::MAX);
+        let entries = self.sys()?.read_dir_batch(fd, cookie, DIRENTS_PER_BATCH).map_err(errno)?;
         Ok(entries
             .into_iter()
-            .enumerate()
-            .skip(start)
-            .map(|(index, entry)| Dirent {
-                next: u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1),
+            .zip(cookie..)
+            .map(|(entry, index)| Dirent {
+                next: index.saturating_add(1),
                 ino: entry.ino,
                 filetype: filetype(entry.kind),
                 name: entry.name.into_bytes(),

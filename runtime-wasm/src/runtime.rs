@@ -1,6 +1,9 @@
 //! The engine ([`Runtime`]), compiled commands ([`Program`]) and the limits a guest runs under.
 
 use std::fmt;
+use std::sync::Arc;
+
+use kernel::process::guest::MemoryBudget;
 
 use wasmtime::{
     Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig,
@@ -193,7 +196,22 @@ impl<H: WasiHost> Program<H> {
     ///
     /// [`RuntimeError::Limits`] if `limits.slice_fuel` is 0.
     pub fn spawn(&self, host: H, limits: TaskLimits) -> Result<GuestTask<H>, RuntimeError> {
-        GuestTask::new(self.pre.clone(), host, limits, self.max_wasm_stack_bytes)
+        GuestTask::new(self.pre.clone(), host, limits, self.max_wasm_stack_bytes, None)
+    }
+
+    /// Like [`spawn`](Self::spawn), the guest's memory also drawn from `budget`, shared with
+    /// other guests.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Limits`] if `limits.slice_fuel` is 0.
+    pub fn spawn_in_budget(
+        &self,
+        host: H,
+        limits: TaskLimits,
+        budget: Arc<MemoryBudget>,
+    ) -> Result<GuestTask<H>, RuntimeError> {
+        GuestTask::new(self.pre.clone(), host, limits, self.max_wasm_stack_bytes, Some(budget))
     }
 }
 

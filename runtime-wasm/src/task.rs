@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use kernel::process::guest::MemoryBudget;
 use wasmtime::{CallHook, InstancePre, Store, StoreContextMut, Trap};
 
 use crate::abi::STDERR;
@@ -164,6 +165,7 @@ impl<H: WasiHost> GuestTask<H> {
         host: H,
         limits: TaskLimits,
         max_wasm_stack_bytes: usize,
+        budget: Option<Arc<MemoryBudget>>,
     ) -> Result<GuestTask<H>, RuntimeError> {
         if limits.slice_fuel == 0 {
             return Err(RuntimeError::Limits("slice_fuel must be at least 1"));
@@ -172,6 +174,7 @@ impl<H: WasiHost> GuestTask<H> {
         let limiter = Limiter::new(
             usize::try_from(limits.max_wasm_memory_bytes).unwrap_or(usize::MAX),
             usize::try_from(limits.max_table_elements).unwrap_or(usize::MAX),
+            budget,
         );
         let mut store = Store::new(pre.module().engine(), GuestCtx::new(Arc::clone(&shared), limiter));
         store.limiter(|ctx| &mut ctx.limiter);

@@ -16,8 +16,8 @@ use std::task::Poll;
 use wasmtime::{Caller, Linker};
 
 use crate::abi::{
-    ClockId, Errno, Event, Fd, FdStat, Filestat, Prestat, Subscription, SubscriptionKind, Whence, FDFLAGS_ALL,
-    FSTFLAGS_ALL, LOOKUPFLAGS_ALL, OFLAGS_ALL,
+    ClockId, Dirent, Errno, Event, Fd, FdStat, Filestat, Filetype, Prestat, Subscription, SubscriptionKind, Whence,
+    FDFLAGS_ALL, FSTFLAGS_ALL, LOOKUPFLAGS_ALL, OFLAGS_ALL,
 };
 use crate::ctx::{lock, GuestCtx, Shared};
 use crate::host::{unsupported_fd, SysError, SysResult, WasiHost};
@@ -676,9 +676,17 @@ fn fd_tell<H: WasiHost>(mut caller: Ctx<'_, H>, fd: i32, offset: i32) -> i32 {
     })())
 }
 
+/// Entries one `fd_readdir` call returns at most: each may cost the host a lookup (an `lstat`
+/// on a `host_dir` mount), and one call cannot be cut short by the scheduler, so a guest with a
+/// huge buffer must not turn a 4,000-entry listing into one uninterruptible call.
+pub const MAX_DIRENTS_PER_CALL: usize = 64;
+
 /// Fills the guest's buffer with entries (header, then name), asking the host for more batches
-/// until the buffer is full or the directory ends; the last entry is cut at the end of the
-/// buffer. `bufused == buf_len` tells the guest there may be more.
+/// until the buffer is full, the directory ends, or [`MAX_DIRENTS_PER_CALL`] entries were
+/// returned; the last entry is cut at the end of the buffer. `bufused == buf_len` tells the guest
+/// there may be more, so a call stopped by the bound fills the rest of the buffer with an entry
+/// that does not fit (see [`truncated_dirent`]): the guest reads again from the last whole
+/// entry's cookie, exactly as after an entry cut by the buffer's end.
 fn fd_readdir<H: WasiHost>(caller: &mut Ctx<'_, H>, fd: i32, buf: i32, buf_len: i32, cookie: i64, bufused: i32) -> i32 {
     errno((|| {
         let memory = GuestMemory::of(caller)?;
@@ -687,7 +695,15 @@ fn fd_readdir<H: WasiHost>(caller: &mut Ctx<'_, H>, fd: i32, buf: i32, buf_len: 
         memory.check(&*caller, u(bufused), 4)?;
         let mut cookie = cookie.cast_unsigned();
         let mut used = 0usize;
+        let mut returned = 0usize;
         'fill: loop {
+            if returned >= MAX_DIRENTS_PER_CALL {
+                let padding = truncated_dirent(cookie, capacity.saturating_sub(used));
+                let at = u(buf).checked_add(len_u32(used)?).ok_or(Errno::Fault)?;
+                memory.write(&mut *caller, at, &padding)?;
+                used = used.saturating_add(padding.len());
+                break;
+            }
             let batch = caller.data().with_host(|host| host.fd_readdir(u(fd), cookie))?;
             if batch.is_empty() {
                 break;
@@ -702,10 +718,32 @@ fn fd_readdir<H: WasiHost>(caller: &mut Ctx<'_, H>, fd: i32, buf: i32, buf_len: 
                     break 'fill;
                 }
                 cookie = entry.next;
+                returned = returned.saturating_add(1);
+                if returned >= MAX_DIRENTS_PER_CALL {
+                    continue 'fill;
+                }
             }
         }
         memory.write_u32(&mut *caller, u(bufused), len_u32(used)?)
     })())
+}
+
+/// `room` bytes holding the start of an entry that cannot fit in them: a header whose name
+/// length reaches one byte past `room` (or, with less room than a header, a cut header). The
+/// guest sees a cut last entry and asks again from `cookie`, the entry after the last whole one.
+fn truncated_dirent(cookie: u64, room: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; room];
+    if room >= Dirent::HEADER_SIZE {
+        let name_len = u32::try_from(room - Dirent::HEADER_SIZE + 1).unwrap_or(u32::MAX);
+        let header = Dirent { next: cookie, ino: 0, filetype: Filetype::Unknown, name: Vec::new() };
+        if let (Ok(mut encoded), Some(slot)) = (header.encode_header(), bytes.get_mut(..Dirent::HEADER_SIZE)) {
+            if let Some(length) = encoded.get_mut(16..20) {
+                length.copy_from_slice(&name_len.to_le_bytes());
+            }
+            slot.copy_from_slice(&encoded);
+        }
+    }
+    bytes
 }
 
 #[allow(clippy::too_many_arguments)]

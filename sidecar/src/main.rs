@@ -41,6 +41,11 @@ struct Cli {
     /// Refuse `host_dir` mounts and host filesystem calls (no host file access at all).
     #[arg(long)]
     no_host_fs: bool,
+    /// Memory all guests and VM filesystems together may use, in bytes (suffixes K, M, G
+    /// accepted). Beyond it `CreateVm` and `Execute` are refused with `limit_exceeded` and guest
+    /// memory growth fails. Default: half of the machine's memory.
+    #[arg(long, value_parser = parse_bytes)]
+    max_memory: Option<u64>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -76,6 +81,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// Half of the machine's memory (`MemTotal`): the rest is the host's, and the sidecar's own
+/// working memory. Without `/proc/meminfo`, the kernel's default.
+fn default_max_memory_bytes() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
+        let line = info.lines().find(|line| line.starts_with("MemTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    });
+    total_kib.map_or(kernel::sidecar::DEFAULT_MAX_MEMORY_BYTES, |kib| kib.saturating_mul(1024) / 2)
+}
+
+/// `1073741824`, `512M`, `4G`, `64K` (powers of 1024).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let multiplier = match text.chars().last() {
+        Some('K' | 'k') => 1u64 << 10,
+        Some('M' | 'm') => 1 << 20,
+        Some('G' | 'g') => 1 << 30,
+        _ => 1,
+    };
+    let digits = if multiplier == 1 { text } else { text.get(..text.len() - 1).unwrap_or_default() };
+    let value: u64 = digits.parse().map_err(|_| format!("{text:?} is not a byte count (like 512M or 4G)"))?;
+    value.checked_mul(multiplier).filter(|bytes| *bytes > 0).ok_or_else(|| format!("{text:?} is out of range"))
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SECURE_EXEC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -87,6 +116,7 @@ fn serve(cli: &Cli) -> ExitCode {
         expected_auth_token: cli.auth_token.clone().filter(|token| !token.is_empty()),
         max_frame_bytes: cli.max_frame_bytes,
         entropy_seed: cli.seed.unwrap_or_else(stdio::os_entropy_seed),
+        max_memory_bytes: cli.max_memory.unwrap_or_else(default_max_memory_bytes),
         ..SidecarConfig::default()
     };
     // Opening the store removes temp files left by crashed flushes.
@@ -132,6 +162,22 @@ fn replay(path: &std::path::Path) -> ExitCode {
         Err(error) => {
             eprintln!("replay failed: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn byte_counts_take_binary_suffixes() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("512M"), Ok(512 << 20));
+        assert_eq!(parse_bytes("4G"), Ok(4 << 30));
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        for bad in ["", "G", "-1", "1.5G", "0", "99999999999G"] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?}");
         }
     }
 }

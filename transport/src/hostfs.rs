@@ -70,9 +70,10 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 pub const MAX_SCANNED_ENTRIES: usize = 10_000;
 
 /// How long symlink, rename and link wait for the root's lock before giving up with `EBUSY`:
-/// other sidecars hold it for one bounded operation (milliseconds), so only a host process that
-/// keeps it can make a guest wait that long; the sidecar's event loop must not stall forever.
-pub const LINK_LOCK_WAIT: Duration = Duration::from_secs(1);
+/// other sidecars hold it for one bounded operation (well under a millisecond), so only a host
+/// process that keeps it makes a guest wait that long. The wait holds the sidecar's whole event
+/// loop, so it is kept far below the worst stall one guest may cause others (50 ms).
+pub const LINK_LOCK_WAIT: Duration = Duration::from_millis(10);
 
 /// Pause between two attempts at the root's lock: short against a lock held for a few
 /// milliseconds, long enough not to spin a core.

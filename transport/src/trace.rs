@@ -9,14 +9,18 @@
 //! the kernel and not recorded: a replay runs without them, so a run that used them replays
 //! only up to its first such request.
 //!
-//! # Format (version 1, all integers big-endian)
+//! # Format (version 2, all integers big-endian)
 //!
 //! ```text
 //! header:  magic "SXTRACE\0" · version u16 · entropy_seed u64 · max_frame_bytes u32 ·
-//!          has_token u8 · token_len u32 · token · sidecar_id_len u32 · sidecar_id
+//!          has_token u8 · token_len u32 · token · sidecar_id_len u32 · sidecar_id ·
+//!          max_memory_bytes u64
 //! record:  kind u8 · monotonic_ms u64 · wall_ms u64 · len u32 · payload[len]
 //! kinds:   1 input bytes · 2 tick · 3 end of input · 4 shutdown · 5 output frame (prefix included)
 //! ```
+//!
+//! Version 1 lacked `max_memory_bytes` (the budget decides whether a `CreateVm` is refused, so a
+//! replay needs it); a version 1 trace is refused with [`TraceError::Version`].
 
 use crate::{Driver, Input};
 use kernel::{Now, Sidecar, SidecarConfig};
@@ -25,7 +29,7 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"SXTRACE\0";
-pub const TRACE_VERSION: u16 = 1;
+pub const TRACE_VERSION: u16 = 2;
 /// Upper bound of one record's payload: a frame at the largest allowed size, or a piece of one.
 /// Anything larger is a corrupt trace, refused before allocating.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
@@ -77,6 +81,7 @@ impl TraceWriter {
         out.write_all(&[u8::from(config.expected_auth_token.is_some())])?;
         write_string(&mut out, config.expected_auth_token.as_deref().unwrap_or(""))?;
         write_string(&mut out, &config.sidecar_id)?;
+        out.write_all(&config.max_memory_bytes.to_be_bytes())?;
         Ok(Self { out })
     }
 
@@ -145,11 +150,13 @@ impl<R: Read> TraceReader<R> {
         let [has_token] = read_array::<1>(&mut input)?;
         let token = read_string(&mut input)?;
         let sidecar_id = read_string(&mut input)?;
+        let max_memory_bytes = u64::from_be_bytes(read_array(&mut input)?);
         let config = SidecarConfig {
             sidecar_id,
             expected_auth_token: (has_token != 0).then_some(token),
             max_frame_bytes,
             entropy_seed,
+            max_memory_bytes,
             injected_fault: None,
         };
         Ok(Self { input, config })
@@ -291,6 +298,7 @@ mod tests {
         bytes.extend_from_slice(token.as_bytes());
         bytes.extend_from_slice(&2u32.to_be_bytes());
         bytes.extend_from_slice(b"id");
+        bytes.extend_from_slice(&(64u64 << 20).to_be_bytes());
         bytes
     }
 
@@ -302,6 +310,14 @@ mod tests {
         assert_eq!(reader.config.max_frame_bytes, 1 << 20);
         assert_eq!(reader.config.expected_auth_token.as_deref(), Some("secret"));
         assert_eq!(reader.config.sidecar_id, "id");
+        assert_eq!(reader.config.max_memory_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn a_version_1_trace_is_refused_with_its_version() {
+        let mut old = header("");
+        old[8..10].copy_from_slice(&1u16.to_be_bytes());
+        assert!(matches!(TraceReader::new(old.as_slice()), Err(TraceError::Version { found: 1 })));
     }
 
     #[test]

@@ -131,6 +131,15 @@ impl VmFilesystem {
         })
     }
 
+    /// Bytes of file content the VM holds in memory: its root's own layer and its `memory`
+    /// mounts (shared base layers are counted once, nowhere; host files are the host's).
+    pub(super) fn content_bytes(&self) -> u64 {
+        self.mounts.iter().fold(self.root.upper().total_bytes(), |sum, mount| match &mount.backend {
+            Backend::Memory(fs) => sum.saturating_add(fs.total_bytes()),
+            _ => sum,
+        })
+    }
+
     /// Host directory operations made since the last call (and resets the count).
     pub(super) fn take_host_calls(&self) -> u64 {
         self.host_calls.take()

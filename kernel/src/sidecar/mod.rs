@@ -77,6 +77,9 @@ pub const UNKNOWN_OWNER_ID: &str = "unknown";
 pub const MIN_FRAME_LIMIT_BYTES: usize = 16 * 1024;
 /// The largest: the length prefix is a u32.
 pub const MAX_FRAME_LIMIT_BYTES: usize = u32::MAX as usize;
+/// The memory budget of an embedder that names none: enough for a few dozen guests at the
+/// default per-guest limit. The binary uses half the machine's memory instead.
+pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 4 << 30;
 pub use frames::{MAX_ECHOED_ID_BYTES, MAX_REJECTION_MESSAGE_BYTES};
 
 /// How the embedder configures the sidecar.
@@ -88,6 +91,9 @@ pub struct SidecarConfig {
     pub max_frame_bytes: usize,
     /// Seeds every random choice the kernel makes (guest entropy), so one seed replays a run.
     pub entropy_seed: u64,
+    /// The sidecar-wide budget of guest memory plus VM filesystem content (see
+    /// [`MemoryBudget`](process::guest::MemoryBudget)); the binary sets a share of the machine.
+    pub max_memory_bytes: u64,
     /// A deliberate bug, for proving that the simulator catches bugs. Always `None` in
     /// production.
     pub injected_fault: Option<InjectedFault>,
@@ -107,6 +113,7 @@ impl Default for SidecarConfig {
             expected_auth_token: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             entropy_seed: 0,
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
             injected_fault: None,
         }
     }
@@ -166,6 +173,8 @@ pub struct Sidecar {
     store: Option<Arc<dyn Store>>,
     /// Runs guest programs (none: `Execute` is refused).
     guest_engine: Option<Arc<dyn process::guest::GuestEngine>>,
+    /// Guest memory in use across every VM, against `config.max_memory_bytes`.
+    memory_budget: Arc<process::guest::MemoryBudget>,
     /// The process the scheduler ran last (VM id, pid): the next turn starts after it.
     last_scheduled: Option<(String, u32)>,
     /// Prompts of processes that exited while waiting: their outcomes are dropped on arrival
@@ -177,6 +186,7 @@ pub struct Sidecar {
 impl Sidecar {
     pub fn new(mut config: SidecarConfig) -> Self {
         config.max_frame_bytes = config.max_frame_bytes.clamp(MIN_FRAME_LIMIT_BYTES, MAX_FRAME_LIMIT_BYTES);
+        let memory_budget = Arc::new(process::guest::MemoryBudget::new(config.max_memory_bytes));
         Self {
             entropy: Entropy::from_seed(config.entropy_seed),
             config,
@@ -196,6 +206,7 @@ impl Sidecar {
             host_fs: None,
             store: None,
             guest_engine: None,
+            memory_budget,
             last_scheduled: None,
             abandoned_prompts: BTreeSet::new(),
         }
@@ -576,6 +587,7 @@ impl Sidecar {
         if self.vms.len() >= MAX_VMS {
             return Err(Rejection::limit("VMs", MAX_VMS));
         }
+        self.check_memory_budget()?;
         let setup = vm::VmSetup::parse(request.runtime, &request.config, self.config.max_frame_bytes)?;
         // Like the original, the id is used up even when building the filesystem fails.
         self.next_vm += 1;
@@ -681,6 +693,29 @@ impl Sidecar {
             }
             other => Err(not_yet(&other)),
         }
+    }
+
+    /// `limit_exceeded` while guest memory and VM filesystem content use up the sidecar's memory
+    /// budget: no new VM or process until some is given back.
+    fn check_memory_budget(&self) -> Result<(), Rejection> {
+        let filesystems = self.vms.values().fold(0u64, |sum, vm| sum.saturating_add(vm.filesystem().content_bytes()));
+        let used = self.memory_budget.used_bytes().saturating_add(filesystems);
+        let limit = self.memory_budget.limit_bytes();
+        if used >= limit {
+            return Err(Rejection::new(
+                RejectCode::LimitExceeded,
+                format!(
+                    "ENOMEM: the sidecar's memory budget of {limit} bytes is used up ({used} bytes of guest memory \
+                     and VM filesystem content)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The budget guest memory draws from.
+    pub fn memory_budget(&self) -> &process::guest::MemoryBudget {
+        &self.memory_budget
     }
 
     fn vm_mut(&mut self, vm_id: &str) -> Result<&mut vm::Vm, Rejection> {

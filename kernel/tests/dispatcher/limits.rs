@@ -234,3 +234,43 @@ fn toolkit_bounds() {
     let outcome = code_of(&host.request(scope, toolkit("last", 1, |_| {})));
     assert!(outcome.contains("registered host callbacks, max is 256"), "{outcome}");
 }
+
+/// The sidecar-wide memory budget: VM filesystem content (and guest memory) count against it;
+/// while it is used up, `CreateVm` and `Execute` are refused with `limit_exceeded`, and giving
+/// memory back makes room again.
+#[test]
+fn the_sidecar_memory_budget_refuses_new_vms_and_processes_when_used_up() {
+    const BUDGET: u64 = 1 << 20;
+    let config = SidecarConfig { max_memory_bytes: BUDGET, ..SidecarConfig::default() };
+    let engine = std::sync::Arc::new(process::script::ScriptEngine::new());
+    let mut host = Harness::with_sidecar(Sidecar::new(config).with_guest_engine(engine));
+    let (conn, session, vm) = host.vm(r#"{"permissions":{"fs":"allow","childProcess":"allow"}}"#);
+    let scope = OwnershipScope::vm(&conn, &session, &vm);
+    let write = GuestFilesystemCallRequest {
+        content: Some("x".repeat(usize::try_from(BUDGET).unwrap())),
+        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/tmp/big")
+    };
+    let written = host.request(scope.clone(), RequestPayload::GuestFilesystemCallRequest(write));
+    assert!(matches!(response_payload(&written[0]), ResponsePayload::GuestFilesystemResultResponse(_)));
+    let refused = create(&mut host, &conn, &session);
+    assert!(
+        code_of(&refused)
+            .starts_with("limit_exceeded: ENOMEM: the sidecar's memory budget of 1048576 bytes is used up"),
+        "{}",
+        code_of(&refused)
+    );
+    let refused = host.request(
+        scope.clone(),
+        RequestPayload::ExecuteRequest(ExecuteRequest::command("p", "cat", Vec::<String>::new())),
+    );
+    assert!(code_of(&refused).starts_with("limit_exceeded: ENOMEM"), "{}", code_of(&refused));
+    let removed = host.request(
+        scope,
+        RequestPayload::GuestFilesystemCallRequest(GuestFilesystemCallRequest::new(
+            GuestFilesystemOperation::RemoveFile,
+            "/tmp/big",
+        )),
+    );
+    assert!(matches!(response_payload(&removed[0]), ResponsePayload::GuestFilesystemResultResponse(_)));
+    assert!(matches!(response_payload(&create(&mut host, &conn, &session)[0]), ResponsePayload::VmCreatedResponse(_)));
+}

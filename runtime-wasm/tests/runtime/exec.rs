@@ -20,7 +20,7 @@ const MAX_TICKS: usize = 100_000;
 pub(crate) struct Host {
     pub(crate) sidecar: Sidecar,
     stream: StreamId,
-    now: Now,
+    pub(crate) now: Now,
     next_id: i64,
     conn: String,
     session: String,

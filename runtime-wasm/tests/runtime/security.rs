@@ -323,3 +323,57 @@ fn d6_modes_and_owners_never_give_privilege_on_the_host() {
     let mode = fs::metadata(scratch.root().join("public/new")).unwrap().permissions().mode();
     assert_eq!(mode & 0o7000, 0, "no setuid on a new host file: {mode:o}");
 }
+
+/// The blocks `oom` got before `malloc` failed.
+fn oom_blocks(host: &mut Host, vm: &str, process_id: &str) -> u64 {
+    started(&host.execute(vm, process_id, "oom", &[]));
+    let (stdout, _, code) = outcome(&host.run(process_id));
+    assert_eq!(code, 4);
+    let text = String::from_utf8(stdout).unwrap();
+    text.trim().strip_prefix("allocated ").and_then(|rest| rest.strip_suffix(" blocks")).unwrap().parse().unwrap()
+}
+
+/// All guests of all VMs draw their memory from one sidecar budget: each VM allows 64 MiB, the
+/// sidecar 16 MiB, so a memory hog stops near 16 MiB, gets less while another VM's guest holds
+/// memory, and every byte comes back when guests end.
+#[test]
+fn guests_of_every_vm_share_the_sidecar_memory_budget() {
+    const BUDGET: u64 = 16 << 20;
+    let engine = Arc::new(WasmEngine::new(RuntimeConfig::default()).unwrap());
+    let config = SidecarConfig { max_memory_bytes: BUDGET, ..SidecarConfig::default() };
+    let mut host = Host::with_sidecar(Sidecar::new(config).with_guest_engine(engine));
+    let roomy = r#"{"permissions":{"fs":"allow","childProcess":"allow"},"limits":{"resources":{"maxWasmMemoryBytes":67108864}}}"#;
+    let (a, b) = (host.vm(roomy), host.vm(roomy));
+    let alone = oom_blocks(&mut host, &a, "alone");
+    assert!(alone * 64 * 1024 <= BUDGET && alone * 64 * 1024 > BUDGET / 2, "{alone} blocks");
+    assert_eq!(host.sidecar.memory_budget().used_bytes(), 0, "an ended guest gives its memory back");
+    // Another VM's guest holds its memory (cat waits on stdin) while the hog runs.
+    started(&host.execute(&b, "holder", "cat", &[]));
+    for _ in 0..4 {
+        host.sidecar.tick(host.now);
+    }
+    let held = host.sidecar.memory_budget().used_bytes();
+    assert!(held > 0);
+    let shared = oom_blocks(&mut host, &a, "shared");
+    assert!(shared < alone, "{shared} blocks with {held} bytes held elsewhere, {alone} alone");
+}
+
+/// D8: one `fd_readdir` call returns at most `MAX_DIRENTS_PER_CALL` entries however large the
+/// guest's buffer, and stats only those, so a listing of thousands of entries is spread over
+/// many calls (and slices). The guest's libc resumes from the cut exactly: `ls` of 300 entries
+/// prints every one, once, in order.
+#[test]
+fn d8_large_listings_come_in_bounded_calls_and_nothing_is_lost() {
+    let mut host = Host::new();
+    let vm = host.vm(r#"{"permissions":{"fs":"allow","childProcess":"allow"}}"#);
+    let names: Vec<String> = (0..300).map(|n| format!("entry-{n:04}")).collect();
+    host.fs(&vm, GuestFilesystemOperation::Mkdir, "/data", None);
+    for name in &names {
+        host.write_file(&vm, &format!("/data/{name}"), b"");
+    }
+    started(&host.execute(&vm, "ls", "ls", &["/data"]));
+    let (stdout, stderr, code) = outcome(&host.run("ls"));
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    let listed: Vec<String> = String::from_utf8(stdout).unwrap().lines().map(str::to_owned).collect();
+    assert_eq!(listed, names);
+}

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use crate::vfs::Errno;
 
 use super::pipes::End;
-use super::syscalls::DirEntry;
 
 /// What a descriptor refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +25,7 @@ pub(crate) enum OpenFile {
     Directory {
         path: String,
         preopen: Option<String>,
-        listing: Option<Vec<DirEntry>>,
+        listing: Option<Listing>,
     },
     /// A file or a device node, with the descriptor's position.
     File {
@@ -39,6 +38,17 @@ pub(crate) enum OpenFile {
         id: u64,
         end: End,
     },
+}
+
+/// A directory's entries as listed at the first `read_dir_batch`, so a guest walking it with
+/// cookies sees a stable list. Each entry's kind and serial number are looked up only when a
+/// batch first reaches it: a listing costs its names up front and one `lstat` per entry the
+/// guest actually reads, spread over its calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub(super) names: Vec<String>,
+    /// `(ino, kind)` of each name, once looked up.
+    pub(super) stats: Vec<Option<(u64, super::syscalls::EntryKind)>>,
 }
 
 /// One open descriptor.

@@ -145,14 +145,17 @@ impl Sidecar {
         let engine = self.guest_engine.clone().ok_or_else(|| {
             Rejection::new(RejectCode::Unsupported, "this sidecar has no guest engine: it cannot execute processes")
         })?;
+        self.check_memory_budget()?;
+        let memory_budget = Arc::clone(&self.memory_budget);
         let vm = self.vm_mut(vm_id)?;
         let plan = vm.plan_execution(&request, now)?;
         let limits = vm.guest_limits();
         let program = engine.load(&plan.module, limits.max_wasm_stack_bytes).map_err(|error| {
             Rejection::new(RejectCode::ExecutionError, format!("invalid WebAssembly module: {error}"))
         })?;
-        let guest =
-            program.spawn(GuestSpawn { args: plan.argv.clone(), env: plan.env.clone(), limits }).map_err(|error| {
+        let guest = program
+            .spawn(GuestSpawn { args: plan.argv.clone(), env: plan.env.clone(), limits, memory_budget })
+            .map_err(|error| {
                 Rejection::new(RejectCode::ExecutionError, format!("cannot start {}: {error}", plan.command))
             })?;
         let pid = vm
@@ -646,6 +649,7 @@ impl Sidecar {
     fn spawn_child(&mut self, vm_id: &str, parent: u32) -> Result<u32, Errno> {
         let now = self.now;
         let engine = self.guest_engine.clone().ok_or(Errno::ENOSYS)?;
+        let memory_budget = Arc::clone(&self.memory_budget);
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
         let process = vm.processes().get(parent).ok_or(Errno::ESRCH)?;
         let request = process.spawn_request.clone().ok_or(Errno::EINVAL)?;
@@ -669,7 +673,12 @@ impl Sidecar {
         let guest_limits = vm.guest_limits();
         let program = engine.load(&module, guest_limits.max_wasm_stack_bytes).map_err(|_| Errno::EINVAL)?;
         let guest = program
-            .spawn(GuestSpawn { args: request.argv.clone(), env: request.env.clone(), limits: guest_limits })
+            .spawn(GuestSpawn {
+                args: request.argv.clone(),
+                env: request.env.clone(),
+                limits: guest_limits,
+                memory_budget,
+            })
             .map_err(|_| Errno::EAGAIN)?;
         let pid = vm.processes_mut().allocate_pid().ok_or(Errno::EAGAIN)?;
         let mut fds = FdTable::default();

@@ -18,7 +18,7 @@ use schema::wire::{
 };
 
 use super::cost;
-use super::fds::{Descriptor, OpenFile};
+use super::fds::{Descriptor, Listing, OpenFile};
 use super::pipes::{End, PipeRead};
 use super::table::{Process, SpawnRequest, Wait};
 use super::{Channel, MAX_PENDING_OUTPUT_BYTES};
@@ -490,33 +490,66 @@ impl Syscalls {
         self.process_mut()?.fds.insert(descriptor, max_open_fds)
     }
 
-    /// The entries of the directory open at `fd`, `.` and `..` first; listed once (at the
-    /// first call) so that a guest walking it with cookies sees a stable list.
-    pub fn read_dir(&mut self, fd: u32) -> Result<Vec<DirEntry>, Errno> {
+    /// Up to `max` entries of the directory open at `fd`, from entry number `from` on (`.` and
+    /// `..` are the first two); empty past the end. The names are listed once, at the first
+    /// call, so a guest walking the directory with cookies sees a stable list; each entry's kind
+    /// and serial number are looked up when a batch first reaches it, so one call costs at most
+    /// `max` lookups whatever the directory's size.
+    pub fn read_dir_batch(&mut self, fd: u32, from: u64, max: usize) -> Result<Vec<DirEntry>, Errno> {
         let path = match &self.process()?.fds.get(fd)?.file {
-            OpenFile::Directory { listing: Some(listing), .. } => return Ok(listing.clone()),
             OpenFile::Directory { path, .. } => path.clone(),
             _ => return Err(Errno::ENOTDIR),
         };
-        let names = self.fs(Op::ReadDir, &path, |_| {})?.entries.unwrap_or_default();
-        let listed = u64::try_from(names.len()).unwrap_or(u64::MAX);
-        self.charge(listed.saturating_mul(cost::FUEL_PER_DIR_ENTRY));
-        let mut listing = Vec::with_capacity(names.len().saturating_add(2));
-        let own = self.stat_path(&path, true)?;
-        listing.push(DirEntry { name: ".".into(), ino: own.ino, kind: EntryKind::Directory });
-        listing.push(DirEntry { name: "..".into(), ino: 0, kind: EntryKind::Directory });
-        for name in names {
-            let child = join(&path, &name);
-            let (ino, kind) = match self.stat_path(&child, false) {
-                Ok(stat) => (stat.ino, kind_of(stat.mode)),
-                Err(_) => (0, EntryKind::Unknown),
+        let mut listing = match &mut self.process_mut()?.fds.get_mut(fd)?.file {
+            OpenFile::Directory { listing, .. } => listing.take(),
+            _ => None,
+        };
+        if listing.is_none() {
+            listing = Some(self.list(&path)?);
+        }
+        let Some(mut listing) = listing else { return Err(Errno::EIO) };
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(listing.names.len());
+        let end = start.saturating_add(max).min(listing.names.len());
+        let mut batch = Vec::with_capacity(end - start);
+        for index in start..end {
+            let Some(name) = listing.names.get(index).cloned() else { break };
+            let known = listing.stats.get(index).copied().flatten();
+            let (ino, kind) = match known {
+                Some(stat) => stat,
+                None => {
+                    let stat = match self.stat_path(&join(&path, &name), false) {
+                        Ok(stat) => (stat.ino, kind_of(stat.mode)),
+                        Err(_) => (0, EntryKind::Unknown),
+                    };
+                    if let Some(slot) = listing.stats.get_mut(index) {
+                        *slot = Some(stat);
+                    }
+                    stat
+                }
             };
-            listing.push(DirEntry { name, ino, kind });
+            batch.push(DirEntry { name, ino, kind });
         }
         if let OpenFile::Directory { listing: slot, .. } = &mut self.process_mut()?.fds.get_mut(fd)?.file {
-            *slot = Some(listing.clone());
+            *slot = Some(listing);
         }
-        Ok(listing)
+        Ok(batch)
+    }
+
+    /// The names of `path` with `.` and `..` first, their stats still to be looked up (but for
+    /// `.` and `..`, known now).
+    fn list(&mut self, path: &str) -> Result<Listing, Errno> {
+        let names = self.fs(Op::ReadDir, path, |_| {})?.entries.unwrap_or_default();
+        let listed = u64::try_from(names.len()).unwrap_or(u64::MAX);
+        self.charge(listed.saturating_mul(cost::FUEL_PER_DIR_ENTRY));
+        let own = self.stat_path(path, true)?;
+        let mut all = Vec::with_capacity(names.len().saturating_add(2));
+        all.extend([".".to_owned(), "..".to_owned()]);
+        all.extend(names);
+        let mut stats = vec![None; all.len()];
+        if let Some(slots) = stats.get_mut(..2) {
+            slots.copy_from_slice(&[Some((own.ino, EntryKind::Directory)), Some((0, EntryKind::Directory))]);
+        }
+        Ok(Listing { names: all, stats })
     }
 
     /// Moves the position of `fd`; returns the new offset.
