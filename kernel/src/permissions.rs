@@ -6,10 +6,21 @@
 //! - six domains (`fs`, `network`, `child_process`, `process`, `env`, `tool`);
 //! - no policy at all denies everything, and a domain missing from a policy is `Deny`;
 //! - a rule set starts at its `default` (absent → `Deny`) and scans its rules in order; the
-//!   **last** matching rule wins. A rule matches when one of its operations equals the
-//!   capability's operation (or is `"*"`) and one of its patterns glob-matches the resource;
+//!   **last** matching rule wins. A rule matches when one of its operations names the check (see
+//!   below, or is `"*"`) and one of its patterns glob-matches the resource;
 //! - `Ask` is a denial (`permission prompt required for {capability}`) unless the caller has
 //!   opted in to prompts.
+//!
+//! A rule's operations must be operations of its domain: `"*"` or the operation of one of the
+//! domain's capabilities (`fs.create_dir` → `create_dir`); a policy naming anything else is
+//! refused ([`PolicyError::UnknownOperation`]), so a misspelt rule cannot silently never match.
+//!
+//! Most operations are checked as one capability, and a rule names it by that capability's
+//! operation. A few are checked as a broader capability the original sidecar used for them
+//! (CHMOD as `fs.write`, READ_LINK as `fs.read`; see [`Capability::broader`]): their denials and
+//! prompts still name the broader capability, but a rule may also name the operation's own,
+//! narrower one, so `allow write /**` then `deny chmod /secret/**` refuses chmod there while
+//! writes stay allowed. Such a [`Check`] matches a rule naming either.
 //!
 //! Globs are not shell globs. They are matched byte by byte: `?` is exactly one byte other than
 //! `/`, `*` is any run of bytes without `/`, two or more consecutive `*` are any run of bytes
@@ -98,6 +109,26 @@ impl Domain {
             _ => RuleField::Patterns,
         }
     }
+
+    /// The operations a rule of this domain may name: [`ANY_OPERATION`], then the operation of
+    /// each of the domain's capabilities (in [`Capability::ALL`] order).
+    pub fn operations(self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(ANY_OPERATION)
+            .chain(Capability::ALL.into_iter().filter(move |c| c.domain() == self).map(Capability::operation))
+    }
+
+    /// Whether a rule of this domain may name `operation` (exact, case-sensitive, as matching is).
+    pub fn accepts_operation(self, operation: &str) -> bool {
+        self.operations().any(|accepted| accepted == operation)
+    }
+
+    /// The article before the domain's name in prose: "an fs operation", "a network operation".
+    fn article(self) -> &'static str {
+        match self {
+            Self::Fs | Self::Env => "an",
+            Self::Network | Self::ChildProcess | Self::Process | Self::Tool => "a",
+        }
+    }
 }
 
 impl fmt::Display for Domain {
@@ -118,7 +149,10 @@ pub enum Capability {
     FsRename,
     FsSymlink,
     FsReadlink,
+    FsLink,
     FsChmod,
+    FsChown,
+    FsUtimes,
     FsTruncate,
     FsMountSensitive,
     NetworkFetch,
@@ -134,7 +168,7 @@ pub enum Capability {
 }
 
 impl Capability {
-    pub const ALL: [Capability; 22] = [
+    pub const ALL: [Capability; 25] = [
         Capability::FsRead,
         Capability::FsWrite,
         Capability::FsStat,
@@ -144,7 +178,10 @@ impl Capability {
         Capability::FsRename,
         Capability::FsSymlink,
         Capability::FsReadlink,
+        Capability::FsLink,
         Capability::FsChmod,
+        Capability::FsChown,
+        Capability::FsUtimes,
         Capability::FsTruncate,
         Capability::FsMountSensitive,
         Capability::NetworkFetch,
@@ -171,7 +208,10 @@ impl Capability {
             Self::FsRename => "fs.rename",
             Self::FsSymlink => "fs.symlink",
             Self::FsReadlink => "fs.readlink",
+            Self::FsLink => "fs.link",
             Self::FsChmod => "fs.chmod",
+            Self::FsChown => "fs.chown",
+            Self::FsUtimes => "fs.utimes",
             Self::FsTruncate => "fs.truncate",
             Self::FsMountSensitive => "fs.mount_sensitive",
             Self::NetworkFetch => "network.fetch",
@@ -198,7 +238,10 @@ impl Capability {
             | Self::FsRename
             | Self::FsSymlink
             | Self::FsReadlink
+            | Self::FsLink
             | Self::FsChmod
+            | Self::FsChown
+            | Self::FsUtimes
             | Self::FsTruncate
             | Self::FsMountSensitive => Domain::Fs,
             Self::NetworkFetch | Self::NetworkHttp | Self::NetworkDns | Self::NetworkListen | Self::NetworkInspect => {
@@ -215,6 +258,17 @@ impl Capability {
     pub fn operation(self) -> &'static str {
         let name = self.as_str();
         name.strip_prefix(self.domain().as_str()).and_then(|rest| rest.strip_prefix('.')).unwrap_or(name)
+    }
+
+    /// The broader capability an operation with this (narrower) capability is checked as, kept
+    /// from the original sidecar: its denials and prompts name the broader one (see [`Check`]).
+    /// `fs.mount_sensitive` refines nothing: the original checks it on its own, for mounts.
+    pub fn broader(self) -> Option<Capability> {
+        match self {
+            Self::FsReadlink => Some(Self::FsRead),
+            Self::FsLink | Self::FsChmod | Self::FsChown | Self::FsUtimes | Self::FsTruncate => Some(Self::FsWrite),
+            _ => None,
+        }
     }
 }
 
@@ -234,6 +288,64 @@ impl FromStr for Capability {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Capability::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| UnknownCapability(s.to_owned()))
+    }
+}
+
+/// What one operation is checked as: the capability it is decided as (named in denials and
+/// prompts), and for an operation that has a narrower capability of its own (CHMOD is
+/// `fs.chmod`, checked as `fs.write`), that narrower one, which a rule may name instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Check {
+    capability: Capability,
+    narrower: Option<Capability>,
+}
+
+impl Check {
+    /// A check of `capability` alone: rules match it by its operation or `"*"`.
+    pub const fn plain(capability: Capability) -> Self {
+        Self { capability, narrower: None }
+    }
+
+    /// The check of an operation whose own capability is `own`: decided as `own`'s
+    /// [broader](Capability::broader) capability, if it has one, and matched by a rule naming
+    /// either; otherwise a plain check of `own`.
+    pub fn refined(own: Capability) -> Self {
+        match own.broader() {
+            Some(broader) => Self { capability: broader, narrower: Some(own) },
+            None => Self::plain(own),
+        }
+    }
+
+    /// The capability the decision is made as, and named by.
+    pub fn capability(self) -> Capability {
+        self.capability
+    }
+
+    /// The narrower capability a rule may also name, if any.
+    pub fn narrower(self) -> Option<Capability> {
+        self.narrower
+    }
+
+    /// Every check an operation of `domain` can be made as: each capability plainly, and each
+    /// narrower capability refined.
+    pub fn all_in(domain: Domain) -> impl Iterator<Item = Check> {
+        let plain = Capability::ALL.into_iter().filter(move |c| c.domain() == domain).map(Self::plain);
+        let refined = Capability::ALL
+            .into_iter()
+            .filter(move |c| c.domain() == domain && c.broader().is_some())
+            .map(Self::refined);
+        plain.chain(refined)
+    }
+
+    /// Whether a rule operation (other than `"*"`) names this check.
+    fn is_named_by(self, operation: &str) -> bool {
+        self.capability.operation() == operation || self.narrower.is_some_and(|n| n.operation() == operation)
+    }
+}
+
+impl From<Capability> for Check {
+    fn from(capability: Capability) -> Self {
+        Self::plain(capability)
     }
 }
 
@@ -302,7 +414,8 @@ impl PermissionsPolicy {
     }
 
     /// Checks the policy without compiling it: first the original sidecar's empty-list check
-    /// (per domain, fs first; operations before patterns within a rule), then this kernel's
+    /// (per domain, fs first; operations before patterns within a rule), then that every
+    /// operation belongs to its domain ([`Domain::accepts_operation`]), then this kernel's
     /// limits ([`MAX_PATTERNS`], [`MAX_PATTERN_LEN`]). Mode-only domains are never checked.
     pub fn validate(&self) -> Result<(), PolicyError> {
         for (domain, rule_set) in self.rule_sets() {
@@ -312,6 +425,15 @@ impl PermissionsPolicy {
                 }
                 if entry.patterns.is_empty() {
                     return Err(PolicyError::EmptyList { domain, rule, field: domain.pattern_field() });
+                }
+            }
+        }
+        for (domain, rule_set) in self.rule_sets() {
+            for (rule, entry) in rule_set.rules.iter().enumerate() {
+                if let Some((index, name)) =
+                    entry.operations.iter().enumerate().find(|(_, name)| !domain.accepts_operation(name))
+                {
+                    return Err(PolicyError::UnknownOperation { domain, rule, index, name: name.clone() });
                 }
             }
         }
@@ -384,6 +506,33 @@ pub enum PolicyError {
     PatternTooLong { domain: Domain, rule: usize, field: RuleField, index: usize, len: usize, max: usize },
     #[error("invalid permissions policy: {count} patterns in total; the limit is {max}")]
     TooManyPatterns { count: usize, max: usize },
+    /// A rule names an operation its domain does not have (a misspelling, or another domain's).
+    #[error(
+        "invalid permissions policy: {domain}.rules[{rule}].operations[{index}] {} is not {} {domain} operation; \
+         expected one of: {}",
+        echo_operation(.name),
+        .domain.article(),
+        .domain.operations().collect::<Vec<_>>().join(", ")
+    )]
+    UnknownOperation { domain: Domain, rule: usize, index: usize, name: String },
+}
+
+/// The most bytes of an unknown operation name a [`PolicyError::UnknownOperation`] message
+/// quotes. The longest real name is 15 bytes; quoting more shows nothing useful and could push
+/// the list of accepted names out of the (bounded) rejection message.
+pub const MAX_ECHOED_OPERATION_BYTES: usize = 64;
+
+/// An unknown operation name as an error quotes it: debug-quoted (escapes control characters),
+/// cut to [`MAX_ECHOED_OPERATION_BYTES`] with `...` when longer.
+fn echo_operation(name: &str) -> String {
+    if name.len() <= MAX_ECHOED_OPERATION_BYTES {
+        return format!("{name:?}");
+    }
+    let mut end = MAX_ECHOED_OPERATION_BYTES;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}...", name.get(..end).unwrap_or_default())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -584,9 +733,12 @@ struct CompiledRule {
 }
 
 impl CompiledRule {
-    fn matches(&self, operation: &str, resource: &str) -> bool {
-        (self.any_operation || self.operations.iter().any(|op| op == operation))
-            && self.globs.iter().any(|glob| glob.is_match(resource))
+    fn applies_to(&self, check: Check) -> bool {
+        self.any_operation || self.operations.iter().any(|op| check.is_named_by(op))
+    }
+
+    fn matches(&self, check: Check, resource: &str) -> bool {
+        self.applies_to(check) && self.globs.iter().any(|glob| glob.is_match(resource))
     }
 }
 
@@ -616,12 +768,12 @@ impl CompiledScope {
         }
     }
 
-    fn evaluate(&self, operation: &str, resource: &str) -> Mode {
+    fn evaluate(&self, check: Check, resource: &str) -> Mode {
         match self {
             Self::Mode(mode) => *mode,
             // The last matching rule wins, so the first match scanning backwards decides.
             Self::Rules { default, rules } => {
-                rules.iter().rev().find(|rule| rule.matches(operation, resource)).map_or(*default, |rule| rule.mode)
+                rules.iter().rev().find(|rule| rule.matches(check, resource)).map_or(*default, |rule| rule.mode)
             }
         }
     }
@@ -681,13 +833,24 @@ impl CompiledPolicy {
 
     /// The raw mode the policy gives `capability` on `resource` (a missing domain is `Deny`).
     pub fn evaluate(&self, capability: Capability, resource: &str) -> Mode {
-        self.scope(capability.domain()).map_or(Mode::Deny, |scope| scope.evaluate(capability.operation(), resource))
+        self.evaluate_check(Check::plain(capability), resource)
+    }
+
+    /// The raw mode the policy gives `check` on `resource`: rules naming its capability or its
+    /// narrower one (or `"*"`) apply.
+    pub fn evaluate_check(&self, check: Check, resource: &str) -> Mode {
+        self.scope(check.capability().domain()).map_or(Mode::Deny, |scope| scope.evaluate(check, resource))
     }
 
     /// The decision for `capability` on `resource`. `Ask` stays `Ask` only when the caller
     /// implements prompts; otherwise it is a denial, as in the original.
     pub fn decide(&self, capability: Capability, resource: &str, prompts_enabled: bool) -> Decision {
-        Decision::from_mode(self.evaluate(capability, resource), capability, prompts_enabled)
+        self.decide_check(Check::plain(capability), resource, prompts_enabled)
+    }
+
+    /// The decision for `check` on `resource`, named (in denial messages) after its capability.
+    pub fn decide_check(&self, check: Check, resource: &str, prompts_enabled: bool) -> Decision {
+        Decision::from_mode(self.evaluate_check(check, resource), check.capability(), prompts_enabled)
     }
 }
 

@@ -6,21 +6,29 @@
 //! operation will really touch (symlinks and `..` resolved inside the VM, the final component
 //! followed only by operations that follow it), so a symlink cannot carry an operation past the
 //! policy. Capabilities and the operation labels of denial messages
-//! (`EACCES: permission denied, {label} '{path}': {reason}`) follow the original sidecar:
+//! (`EACCES: permission denied, {label} '{path}': {reason}`) follow the original sidecar. A rule
+//! matches an operation when it names the capability, the operation's own narrower capability
+//! (last column; see `permissions::Check`) or `*`; denials and prompts name the capability:
 //!
-//! | operation | capability | label |
-//! |---|---|---|
-//! | READ_FILE, PREAD, REALPATH | `fs.read` | `read` |
-//! | READ_LINK | `fs.read` | `readlink` |
-//! | WRITE_FILE | `fs.write` | `write` |
-//! | LINK (both paths), CHMOD, CHOWN, UTIMES, TRUNCATE | `fs.write` | `link`, `chmod`, `chown`, `utimes`, `truncate` |
-//! | STAT, LSTAT | `fs.stat` | `stat` |
-//! | EXISTS | `fs.stat` | `exists` (a denial answers `exists: false`, like the original) |
-//! | READ_DIR | `fs.readdir` | `readdir` |
-//! | MKDIR, CREATE_DIR | `fs.create_dir` | `mkdir`, `createDir` |
-//! | REMOVE_FILE, REMOVE_DIR | `fs.rm` | `rm` |
-//! | RENAME (both paths) | `fs.rename` | `rename` |
-//! | SYMLINK (the link's path) | `fs.symlink` | `symlink` |
+//! | operation | capability | label | a rule may also name |
+//! |---|---|---|---|
+//! | READ_FILE, PREAD, REALPATH | `fs.read` | `read` | |
+//! | READ_LINK | `fs.read` | `readlink` | `readlink` |
+//! | WRITE_FILE | `fs.write` | `write` | |
+//! | LINK (both paths) | `fs.write` | `link` | `link` |
+//! | CHMOD, CHOWN, UTIMES, TRUNCATE | `fs.write` | `chmod`, `chown`, `utimes`, `truncate` | the same |
+//! | STAT, LSTAT | `fs.stat` | `stat` | |
+//! | EXISTS | `fs.stat` | `exists` (a denial answers `exists: false`, like the original) | |
+//! | READ_DIR | `fs.readdir` | `readdir` | |
+//! | MKDIR, CREATE_DIR | `fs.create_dir` | `mkdir`, `createDir` | |
+//! | REMOVE_FILE, REMOVE_DIR | `fs.rm` | `rm` | |
+//! | RENAME (both paths) | `fs.rename` | `rename` | |
+//! | SYMLINK (the link's path) | `fs.symlink` | `symlink` | |
+//!
+//! `fs.mount_sensitive` is no guest operation's: the original checks it when mounting over `/`,
+//! `/etc` or `/proc`, and here only the host mounts (ConfigureVm), which the guest's policy does
+//! not govern. A rule may name it (policies written for the original do); an embedder asking
+//! [`Sidecar::check_permission`](crate::Sidecar::check_permission) about it gets the rule's answer.
 //!
 //! An `ask` rule is a denial here (`permission prompt required for fs.x`): prompts suspend
 //! guest operations, which arrive with processes; a host's own request is answered at once.
@@ -45,7 +53,7 @@ use super::synthetic::{self, Output};
 use crate::clock::{Entropy, Now};
 use crate::config::{self, CreateVmConfig};
 use crate::error::{RejectCode, Rejection};
-use crate::permissions::{errno_message, Capability, CompiledPolicy, Decision};
+use crate::permissions::{errno_message, Capability, Check, CompiledPolicy, Decision};
 use crate::vfs::{
     Errno, FsError, FsLimits, Layer, Overlay, Stat, UpperState, VPath, DEFAULT_DIR_MODE, DIR_SIZE, FILESYSTEM_DEV,
     MAX_SYMLINK_HOPS, S_IFDIR,
@@ -231,7 +239,7 @@ impl VmFilesystem {
             target: None,
         };
         let path = request.path.as_str();
-        let (capability, label, subject) = access(operation);
+        let (check, label, subject) = access(operation);
         // Required fields first, like the original.
         let destination = match operation {
             Op::Rename | Op::Link => {
@@ -242,7 +250,7 @@ impl VmFilesystem {
         let mut data = Vec::new();
         match operation {
             Op::Exists => {
-                if self.authorize(policy, capability, label, path, subject).is_err() {
+                if self.authorize(policy, check, label, path, subject).is_err() {
                     result.exists = Some(false);
                     return Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)));
                 }
@@ -279,9 +287,9 @@ impl VmFilesystem {
             }
             _ => {}
         }
-        self.authorize(policy, capability, label, path, subject)?;
+        self.authorize(policy, check, label, path, subject)?;
         if let Some(destination) = destination {
-            self.authorize(policy, capability, label, destination, Subject::NoFollow)?;
+            self.authorize(policy, check, label, destination, Subject::NoFollow)?;
         }
         if !self.mounts.is_empty() {
             return self.call_mounted(&request, result, &data, entropy, now);
@@ -636,21 +644,22 @@ impl VmFilesystem {
         VPath::at(&self.cwd, path)
     }
 
-    /// Checks `capability` on the path the operation will touch; a denial is `kernel_error`
+    /// Checks `check` on the path the operation will touch; a denial is `kernel_error`
     /// `EACCES: permission denied, {label} '{subject}': {reason}`.
     fn authorize(
         &self,
         policy: &CompiledPolicy,
-        capability: Capability,
+        check: impl Into<Check>,
         label: &str,
         path: &str,
         subject: Subject,
     ) -> Result<(), Rejection> {
+        let check = check.into();
         let resource = self.subject(path, subject);
         if let Some(asks) = self.guest_asks.borrow_mut().as_mut() {
-            return guest_decision(asks, policy, capability, label, &resource);
+            return guest_decision(asks, policy, check, label, &resource);
         }
-        match policy.decide(capability, &resource, false) {
+        match policy.decide_check(check, &resource, false) {
             Decision::Allow => Ok(()),
             Decision::Deny { message } => {
                 Err(Rejection::new(RejectCode::KernelError, errno_message(label, &resource, &message)))
@@ -658,7 +667,7 @@ impl VmFilesystem {
             // Prompts are off for host requests, so `decide` never asks; deny to be safe.
             Decision::Ask => Err(Rejection::new(
                 RejectCode::KernelError,
-                errno_message(label, &resource, &format!("permission prompt required for {capability}")),
+                errno_message(label, &resource, &format!("permission prompt required for {}", check.capability())),
             )),
         }
     }
@@ -983,27 +992,28 @@ fn virtual_dir_stat() -> Stat {
     }
 }
 
-/// The capability, denial label and subject kind of an operation (see the module table).
-fn access(operation: Op) -> (Capability, &'static str, Subject) {
+/// The check, denial label and subject kind of an operation (see the module table).
+fn access(operation: Op) -> (Check, &'static str, Subject) {
     use Subject::{Follow, NoFollow};
+    let plain = Check::plain;
     match operation {
-        Op::ReadFile | Op::Pread | Op::Realpath => (Capability::FsRead, "read", Follow),
-        Op::ReadLink => (Capability::FsRead, "readlink", NoFollow),
-        Op::WriteFile => (Capability::FsWrite, "write", Follow),
-        Op::Link => (Capability::FsWrite, "link", NoFollow),
-        Op::Chmod => (Capability::FsWrite, "chmod", Follow),
-        Op::Chown => (Capability::FsWrite, "chown", Follow),
-        Op::Utimes => (Capability::FsWrite, "utimes", Follow),
-        Op::Truncate => (Capability::FsWrite, "truncate", Follow),
-        Op::Stat => (Capability::FsStat, "stat", Follow),
-        Op::Lstat => (Capability::FsStat, "stat", NoFollow),
-        Op::Exists => (Capability::FsStat, "exists", Follow),
-        Op::ReadDir => (Capability::FsReaddir, "readdir", Follow),
-        Op::Mkdir => (Capability::FsCreateDir, "mkdir", NoFollow),
-        Op::CreateDir => (Capability::FsCreateDir, "createDir", NoFollow),
-        Op::RemoveFile | Op::RemoveDir => (Capability::FsRm, "rm", NoFollow),
-        Op::Rename => (Capability::FsRename, "rename", NoFollow),
-        Op::Symlink => (Capability::FsSymlink, "symlink", NoFollow),
+        Op::ReadFile | Op::Pread | Op::Realpath => (plain(Capability::FsRead), "read", Follow),
+        Op::ReadLink => (Check::refined(Capability::FsReadlink), "readlink", NoFollow),
+        Op::WriteFile => (plain(Capability::FsWrite), "write", Follow),
+        Op::Link => (Check::refined(Capability::FsLink), "link", NoFollow),
+        Op::Chmod => (Check::refined(Capability::FsChmod), "chmod", Follow),
+        Op::Chown => (Check::refined(Capability::FsChown), "chown", Follow),
+        Op::Utimes => (Check::refined(Capability::FsUtimes), "utimes", Follow),
+        Op::Truncate => (Check::refined(Capability::FsTruncate), "truncate", Follow),
+        Op::Stat => (plain(Capability::FsStat), "stat", Follow),
+        Op::Lstat => (plain(Capability::FsStat), "stat", NoFollow),
+        Op::Exists => (plain(Capability::FsStat), "exists", Follow),
+        Op::ReadDir => (plain(Capability::FsReaddir), "readdir", Follow),
+        Op::Mkdir => (plain(Capability::FsCreateDir), "mkdir", NoFollow),
+        Op::CreateDir => (plain(Capability::FsCreateDir), "createDir", NoFollow),
+        Op::RemoveFile | Op::RemoveDir => (plain(Capability::FsRm), "rm", NoFollow),
+        Op::Rename => (plain(Capability::FsRename), "rename", NoFollow),
+        Op::Symlink => (plain(Capability::FsSymlink), "symlink", NoFollow),
     }
 }
 
@@ -1066,12 +1076,14 @@ fn decode_content(
 fn guest_decision(
     asks: &mut GuestAsks,
     policy: &CompiledPolicy,
-    capability: Capability,
+    check: Check,
     label: &str,
     resource: &str,
 ) -> Result<(), Rejection> {
     let denied = |message: &str| Rejection::new(RejectCode::KernelError, errno_message(label, resource, message));
-    match policy.decide(capability, resource, asks.prompts_enabled) {
+    // Prompts, grants and refusals name the capability the operation is decided as.
+    let capability = check.capability();
+    match policy.decide_check(check, resource, asks.prompts_enabled) {
         Decision::Allow => Ok(()),
         Decision::Deny { message } => Err(denied(&message)),
         Decision::Ask => {

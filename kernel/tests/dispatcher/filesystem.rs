@@ -442,6 +442,121 @@ fn every_operation_checks_its_capability() {
 }
 
 #[test]
+fn a_rule_may_name_an_operations_own_capability() {
+    // (rule operation, denial label, the capability it is decided as, request)
+    let cases: Vec<(&str, &str, GuestFilesystemCallRequest)> = vec![
+        ("readlink", "read", req(Op::ReadLink, "/w/link")),
+        ("link", "write", to(Op::Link, "/w/file", "/w/hard")),
+        ("chmod", "write", GuestFilesystemCallRequest { mode: Some(0o600), ..req(Op::Chmod, "/w/file") }),
+        ("chown", "write", GuestFilesystemCallRequest { uid: Some(1), gid: Some(1), ..req(Op::Chown, "/w/file") }),
+        (
+            "utimes",
+            "write",
+            GuestFilesystemCallRequest { atime_ms: Some(1), mtime_ms: Some(1), ..req(Op::Utimes, "/w/file") },
+        ),
+        ("truncate", "write", GuestFilesystemCallRequest { len: Some(0), ..req(Op::Truncate, "/w/file") }),
+    ];
+    for (operation, capability, request) in cases {
+        let mut guest = Guest::new(&deny_rule(&format!("{operation:?}"), r#""/w/**""#));
+        let before = guest.snapshot();
+        let path = if request.operation == Op::ReadLink { "/w/link" } else { "/w/file" };
+        let (code, message) = guest.err(request.clone());
+        assert_eq!(code, "kernel_error");
+        assert_eq!(
+            message,
+            format!("EACCES: permission denied, {operation} '{path}': blocked by fs.{capability} policy"),
+            "{:?}",
+            request.operation
+        );
+        assert_eq!(guest.snapshot(), before, "{:?} changed nothing", request.operation);
+        // Only that operation is denied: its capability's other operations still run there.
+        assert_eq!(guest.read("/w/file"), "data");
+        guest.write("/w/file", "data");
+        // And elsewhere the operation itself runs.
+        let elsewhere = GuestFilesystemCallRequest {
+            path: request.path.replace("/w/", "/tmp/"),
+            destination_path: request.destination_path.as_ref().map(|d| d.replace("/w/", "/tmp/")),
+            ..request.clone()
+        };
+        guest.write("/tmp/file", "data");
+        guest.ok(symlink("/tmp/link", "/tmp/file"));
+        guest.ok(elsewhere);
+    }
+
+    // Narrower than a broad allow, and the last matching rule still wins.
+    let config = r#"{"permissions":{"fs":{"default":"deny","rules":[
+        {"mode":"allow","operations":["*"],"paths":["/**"]},
+        {"mode":"deny","operations":["chmod"],"paths":["/secret/**"]},
+        {"mode":"allow","operations":["write"],"paths":["/secret/open/**"]}]}}}"#;
+    let mut guest = Guest::new(config);
+    guest.ok(GuestFilesystemCallRequest { recursive: true, ..req(Op::Mkdir, "/secret/open") });
+    guest.write("/secret/f", "plain writes stay allowed");
+    guest.write("/secret/open/f", "x");
+    let chmod = |path: &str| GuestFilesystemCallRequest { mode: Some(0o600), ..req(Op::Chmod, path) };
+    let (_, message) = guest.err(chmod("/secret/f"));
+    assert_eq!(message, "EACCES: permission denied, chmod '/secret/f': blocked by fs.write policy");
+    guest.ok(chmod("/secret/open/f"));
+    guest.ok(chmod("/tmp"));
+}
+
+#[test]
+fn a_misspelt_operation_is_refused_at_create_and_configure() {
+    let expected = "invalid permissions policy: fs.rules[0].operations[1] \"wirte\" is not an fs operation; \
+                    expected one of: *, read, write, stat, readdir, create_dir, rm, rename, symlink, readlink, link, \
+                    chmod, chown, utimes, truncate, mount_sensitive";
+    let mut host = Harness::new();
+    let conn = host.authenticate();
+    let session = host.open_session(&conn);
+    let config = r#"{"permissions":{"fs":{"default":"allow","rules":[
+        {"mode":"deny","operations":["read","wirte"],"paths":["/**"]}]}}}"#;
+    let frames = host.request(
+        OwnershipScope::session(&conn, &session),
+        RequestPayload::CreateVmRequest(CreateVmRequest {
+            runtime: GuestRuntimeKind::WebAssembly,
+            config: config.into(),
+        }),
+    );
+    assert_eq!(rejection(&frames[0]), ("invalid_state".to_owned(), expected.to_owned()));
+    assert!(host.sidecar.vms().is_empty());
+
+    let mut guest = Guest::new(ALLOW_FS);
+    let misspelt = PermissionsPolicy {
+        fs: Some(FsPermissionScope::FsPermissionRuleSet(FsPermissionRuleSet {
+            default: Some(PermissionMode::Allow),
+            rules: vec![FsPermissionRule {
+                mode: PermissionMode::Deny,
+                operations: vec!["read".into(), "wirte".into()],
+                paths: vec!["/**".into()],
+            }],
+        })),
+        network: None,
+        child_process: None,
+        process: None,
+        env: None,
+        tool: None,
+    };
+    let configure = RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
+        mounts: vec![],
+        software: vec![],
+        permissions: Some(misspelt),
+        module_access_cwd: None,
+        instructions: vec![],
+        projected_modules: vec![],
+        command_permissions: Default::default(),
+        loopback_exempt_ports: vec![],
+    });
+    match guest.send(configure) {
+        ResponsePayload::RejectedResponse(rejected) => {
+            assert_eq!((rejected.code.as_str(), rejected.message.as_str()), ("invalid_state", expected));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The VM keeps its policy.
+    guest.write("/tmp/still", "allowed");
+    assert_eq!(guest.read("/tmp/still"), "allowed");
+}
+
+#[test]
 fn both_paths_of_rename_and_link_are_checked() {
     let mut guest = Guest::new(&deny_rule(r#""rename", "write""#, r#""/etc/**""#));
     let (_, message) = guest.err(to(Op::Rename, "/w/file", "/etc/file"));
