@@ -557,16 +557,15 @@ fn echo_operation(name: &str) -> String {
 /// `backslash_escape(false)` keeps `\` literal. Any other pattern (say `/a/**/b` or `x**y*`),
 /// and any translation globset refuses, uses the hand-written matcher. Both engines are byte
 /// based, like the original: `?` matches one byte, so `??` matches `é`.
+///
+/// The tokens are kept even when globset matches: [`can_match_below`](Self::can_match_below)
+/// runs the hand-written matcher's automaton over a prefix, which globset cannot.
 #[derive(Debug, Clone)]
 pub struct PermissionGlob {
     pattern: String,
-    engine: GlobEngine,
-}
-
-#[derive(Debug, Clone)]
-enum GlobEngine {
-    Globset(GlobMatcher),
-    Manual(Vec<GlobToken>),
+    tokens: Vec<GlobToken>,
+    /// `None`: the hand-written matcher matches.
+    globset: Option<GlobMatcher>,
 }
 
 impl PermissionGlob {
@@ -574,18 +573,17 @@ impl PermissionGlob {
     /// [`MAX_PATTERN_LEN`].
     pub fn new(pattern: &str) -> Self {
         let tokens = tokenize(pattern);
-        let engine = globset_translation(pattern, &tokens)
+        let globset = globset_translation(pattern, &tokens)
             .and_then(|(translated, literal_separator)| {
                 GlobBuilder::new(&translated).literal_separator(literal_separator).backslash_escape(false).build().ok()
             })
-            .map(|glob| GlobEngine::Globset(glob.compile_matcher()))
-            .unwrap_or(GlobEngine::Manual(tokens));
-        Self { pattern: pattern.to_owned(), engine }
+            .map(|glob| glob.compile_matcher());
+        Self { pattern: pattern.to_owned(), tokens, globset }
     }
 
     /// Compiles a pattern with the hand-written matcher only (for differential testing).
     pub fn new_manual(pattern: &str) -> Self {
-        Self { pattern: pattern.to_owned(), engine: GlobEngine::Manual(tokenize(pattern)) }
+        Self { pattern: pattern.to_owned(), tokens: tokenize(pattern), globset: None }
     }
 
     pub fn pattern(&self) -> &str {
@@ -594,15 +592,65 @@ impl PermissionGlob {
 
     /// Whether globset matches this pattern (otherwise the hand-written matcher does).
     pub fn uses_globset(&self) -> bool {
-        matches!(self.engine, GlobEngine::Globset(_))
+        self.globset.is_some()
     }
 
     pub fn is_match(&self, resource: &str) -> bool {
-        match &self.engine {
-            GlobEngine::Globset(matcher) => matcher.is_match(resource),
-            GlobEngine::Manual(tokens) => manual_match(tokens, resource.as_bytes()),
+        match &self.globset {
+            Some(matcher) => matcher.is_match(resource),
+            None => manual_match(&self.tokens, resource.as_bytes()),
         }
     }
+
+    /// Whether the glob can match some path strictly below directory `dir`: `dir/` followed by
+    /// anything (`/` itself is its own `dir/`).
+    ///
+    /// The automaton reads `dir/`; the answer is whether any state is still alive. Every token
+    /// can be satisfied by some continuation (a byte by itself, `?` by a byte other than `/`,
+    /// `*` and `**` by nothing), so from a live state some continuation completes a match, and
+    /// a dead automaton means no continuation can.
+    ///
+    /// The answer errs only towards `true`, on purpose: the completing continuation may be empty
+    /// (the glob matches `dir/` itself, which names no entry), hold `//`, or not be UTF-8, so no
+    /// real path below `dir` need match. The caller refuses to move or delete a directory
+    /// wholesale on `true`; a false `true` refuses something harmless (a tool then copies file by
+    /// file), a false `false` would let entries escape a rule, so only the former is allowed.
+    pub fn can_match_below(&self, dir: &str) -> bool {
+        self.below(dir) != Below::None
+    }
+
+    /// Whether the glob matches every path below directory `dir`: after `dir/`, the automaton
+    /// is alive at a final `**`, which takes any continuation. Errs only towards `false` (a
+    /// union of globs covering everything together does not count), which makes its caller
+    /// refuse more, never less.
+    pub fn matches_all_below(&self, dir: &str) -> bool {
+        self.below(dir) == Below::All
+    }
+
+    fn below(&self, dir: &str) -> Below {
+        let mut prefix = dir.as_bytes().to_vec();
+        if !prefix.ends_with(b"/") {
+            prefix.push(b'/');
+        }
+        let Some(active) = run_tokens(&self.tokens, &prefix) else { return Below::None };
+        let last = self.tokens.len().checked_sub(1);
+        let at_final_any_run = self.tokens.last() == Some(&GlobToken::AnyRun)
+            && last.and_then(|last| active.get(last)).copied().unwrap_or(false);
+        if at_final_any_run {
+            Below::All
+        } else {
+            Below::Some
+        }
+    }
+}
+
+/// What a glob can match below a directory (see [`PermissionGlob::can_match_below`]), in
+/// increasing order: a rule's globs together reach the most any one of them does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Below {
+    None,
+    Some,
+    All,
 }
 
 /// Returns the globset pattern and `literal_separator` setting that express `pattern` exactly,
@@ -678,6 +726,12 @@ fn tokenize(pattern: &str) -> Vec<GlobToken> {
 /// NFA simulation: `active[i]` means "the first `i` tokens can match the input read so far".
 /// O(tokens × input) time, O(tokens) space, no recursion.
 fn manual_match(tokens: &[GlobToken], input: &[u8]) -> bool {
+    run_tokens(tokens, input).is_some_and(|active| active.last().copied().unwrap_or(false))
+}
+
+/// Runs the NFA of [`manual_match`] over `input`: the live states after it, or `None` once no
+/// state is alive (no continuation of `input` can match).
+fn run_tokens(tokens: &[GlobToken], input: &[u8]) -> Option<Vec<bool>> {
     let mut active = vec![false; tokens.len() + 1];
     let mut next = vec![false; tokens.len() + 1];
     if let Some(first) = active.first_mut() {
@@ -701,12 +755,12 @@ fn manual_match(tokens: &[GlobToken], input: &[u8]) -> bool {
             }
         }
         if !any {
-            return false;
+            return None;
         }
         close_over_stars(tokens, &mut next);
         std::mem::swap(&mut active, &mut next);
     }
-    active.last().copied().unwrap_or(false)
+    Some(active)
 }
 
 /// Stars match the empty run: an active star lets the next token start at the same place.
@@ -776,6 +830,31 @@ impl CompiledScope {
                 rules.iter().rev().find(|rule| rule.matches(check, resource)).map_or(*default, |rule| rule.mode)
             }
         }
+    }
+
+    /// See [`CompiledPolicy::differs_below`].
+    fn differs_below(&self, domain: Domain, dir: &str) -> bool {
+        let Self::Rules { default, rules } = self else { return false };
+        // Each glob runs once over `dir` and once over `dir/`; the checks then only compare.
+        let at: Vec<bool> = rules.iter().map(|rule| rule.globs.iter().any(|glob| glob.is_match(dir))).collect();
+        let below: Vec<Below> = rules
+            .iter()
+            .map(|rule| rule.globs.iter().map(|glob| glob.below(dir)).max().unwrap_or(Below::None))
+            .collect();
+        Check::all_in(domain).any(|check| {
+            let own = rules
+                .iter()
+                .zip(&at)
+                .rev()
+                .find(|(rule, matches)| **matches && rule.applies_to(check))
+                .map_or(*default, |(rule, _)| rule.mode);
+            let applying = || rules.iter().zip(&below).filter(|(rule, _)| rule.applies_to(check));
+            let by_rule = applying().any(|(rule, below)| *below != Below::None && rule.mode != own);
+            // Below `dir`, the default decides wherever no applying rule matches; that can only
+            // be ruled out when one of them matches everything below.
+            let by_default = *default != own && !applying().any(|(_, below)| *below == Below::All);
+            by_rule || by_default
+        })
     }
 }
 
@@ -851,6 +930,28 @@ impl CompiledPolicy {
     /// The decision for `check` on `resource`, named (in denial messages) after its capability.
     pub fn decide_check(&self, check: Check, resource: &str, prompts_enabled: bool) -> Decision {
         Decision::from_mode(self.evaluate_check(check, resource), check.capability(), prompts_enabled)
+    }
+
+    /// Whether some entry strictly below directory `dir` could be judged differently from `dir`
+    /// itself. For some check of `domain` ([`Check::all_in`]), with the policy's mode for `dir`:
+    ///
+    /// - a rule that applies to the check (names its capability, its narrower one, or `"*"`)
+    ///   has another mode and one of its globs [can match below](PermissionGlob::can_match_below)
+    ///   `dir`; or
+    /// - the rule set's default has another mode (the mode for `dir` came from a rule that
+    ///   matches `dir` itself) and no applying rule [matches everything
+    ///   below](PermissionGlob::matches_all_below) `dir`, so the default may decide there:
+    ///   with `default: deny` and `allow /tmp/*`, `/tmp/a` is allowed but `/tmp/a/f` is not.
+    ///
+    /// The policy is asked only about the path an operation names, so an operation that moves
+    /// or deletes a whole directory (a rename, a recursive removal) must not run when this is
+    /// `true`: it would take entries past a rule written for them (with `deny /data/secret/**`,
+    /// renaming `/data` would make `/moved/secret/f` readable). The answer is conservative, as a
+    /// false `true` only refuses something harmless and a false `false` lets entries escape: a
+    /// rule counts whenever it *could* match below, whether or not such an entry exists and
+    /// whether or not a later rule overrides it there. A mode-only domain never differs.
+    pub fn differs_below(&self, domain: Domain, dir: &str) -> bool {
+        self.scope(domain).is_some_and(|scope| scope.differs_below(domain, dir))
     }
 }
 

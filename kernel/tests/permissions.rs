@@ -600,3 +600,212 @@ fn every_accepted_operation_can_match_some_check() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rules below a directory
+// ---------------------------------------------------------------------------------------------
+
+/// Backtracking reference for "some continuation of `input` matches": once the input is used up,
+/// what is left of the pattern can always be satisfied (a byte by itself, `?` by a byte other
+/// than `/`, stars by nothing).
+fn naive_prefix(pattern: &[u8], input: &[u8]) -> bool {
+    if input.is_empty() {
+        return true;
+    }
+    match pattern.first() {
+        None => false,
+        Some(b'*') => {
+            let run = pattern.iter().take_while(|&&c| c == b'*').count();
+            (0..=input.len())
+                .take_while(|&k| run > 1 || !input[..k].contains(&b'/'))
+                .any(|k| naive_prefix(&pattern[run..], &input[k..]))
+        }
+        Some(b'?') => input[0] != b'/' && naive_prefix(&pattern[1..], &input[1..]),
+        Some(c) => input[0] == *c && naive_prefix(&pattern[1..], &input[1..]),
+    }
+}
+
+fn below(dir: &str) -> String {
+    if dir.ends_with('/') {
+        dir.to_owned()
+    } else {
+        format!("{dir}/")
+    }
+}
+
+#[test]
+fn can_match_below_table() {
+    let cases: &[(&str, &str, bool)] = &[
+        // A literal prefix: above it, at its directory, inside, beside.
+        ("/data/secret/**", "/", true),
+        ("/data/secret/**", "/data", true),
+        ("/data/secret/**", "/data/secret", true),
+        ("/data/secret/**", "/data/secret/x/y", true),
+        ("/data/secret/**", "/data/other", false),
+        ("/data/secret/**", "/data/sec", false),
+        ("/data/secret/**", "/data/secret2", false),
+        ("/data/secret/**", "/other", false),
+        ("/data/secret", "/data", true),
+        // A pattern ending exactly at the directory names nothing below it.
+        ("/data/secret", "/data/secret", false),
+        ("/data", "/data", false),
+        ("/data", "/", true),
+        // ... unless it ends with the separator: `dir/` itself (over-approximated, see the docs).
+        ("/data/", "/data", true),
+        // `*` never crosses `/`; `**` does.
+        ("/data/*", "/data", true),
+        ("/data/*", "/data/x", false),
+        ("/data*", "/data", false),
+        ("/data**", "/data", true),
+        ("/da*/x", "/data", true),
+        ("/da*/x", "/data/x", false),
+        ("/data/*/f", "/data/x", true),
+        ("/data/*/f", "/data/x/y", false),
+        ("/x/*/**", "/x/y/z", true),
+        ("*", "/", false),
+        ("/*", "/", true),
+        ("**", "/any/where", true),
+        ("**/x", "/a", true),
+        ("/a/**/b", "/a/q/r", true),
+        ("/a/**/b", "/c", false),
+        // `?` is one byte other than `/`.
+        ("/data/?", "/data", true),
+        ("/data/?", "/data/x", false),
+        ("/d?ta/**", "/data", true),
+        ("/d?ta/**", "/d/ta", false),
+        ("/??/**", "/é", true),
+        // Other domains' patterns and the empty pattern match no path below anything.
+        ("tcp://*:*", "/data", false),
+        ("", "/data", false),
+        ("", "/", false),
+    ];
+    for &(pattern, dir, expected) in cases {
+        for glob in [PermissionGlob::new(pattern), PermissionGlob::new_manual(pattern)] {
+            assert_eq!(glob.can_match_below(dir), expected, "{pattern:?} below {dir:?}");
+        }
+        assert_eq!(naive_prefix(pattern.as_bytes(), below(dir).as_bytes()), expected, "reference {pattern:?}");
+    }
+    let all: &[(&str, &str, bool)] = &[
+        ("/data/**", "/data", true),
+        ("/data/**", "/data/x/y", true),
+        ("/data**", "/data", true),
+        ("**", "/", true),
+        ("/**", "/", true),
+        ("/data/***", "/data", true),
+        ("/data/**", "/", false),
+        ("/data/**", "/other", false),
+        ("/data/*", "/data", false),
+        ("/data/*/**", "/data", false),
+        ("/data/**/x", "/data", false),
+        ("/data/secret/**", "/data", false),
+        ("/data/", "/data", false),
+        ("/data", "/data", false),
+    ];
+    for &(pattern, dir, expected) in all {
+        for glob in [PermissionGlob::new(pattern), PermissionGlob::new_manual(pattern)] {
+            assert_eq!(glob.matches_all_below(dir), expected, "{pattern:?} all below {dir:?}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn can_match_below_agrees_with_reference_and_never_misses(
+        pattern in prop::collection::vec(prop::sample::select(&["a", "b", "/", "*", "*", "?", "."][..]), 0..10),
+        dir in prop::collection::vec(prop::sample::select(&["a", "b", "/", "."][..]), 0..6),
+        rest in prop::collection::vec(prop::sample::select(&["a", "b", "/", "."][..]), 0..6),
+    ) {
+        let pattern = pattern.concat();
+        let dir = format!("/{}", dir.concat());
+        let glob = PermissionGlob::new(&pattern);
+        let answer = glob.can_match_below(&dir);
+        prop_assert_eq!(answer, naive_prefix(pattern.as_bytes(), below(&dir).as_bytes()), "{:?} below {:?}", pattern, dir);
+        prop_assert_eq!(PermissionGlob::new_manual(&pattern).can_match_below(&dir), answer);
+        // Soundness, the property the guard relies on: a path below that matches is never missed,
+        // and one that does not is never claimed by "matches all below".
+        let path = format!("{}{}", below(&dir), rest.concat());
+        let matches = naive_glob(pattern.as_bytes(), path.as_bytes());
+        if matches {
+            prop_assert!(answer, "{:?} matches {:?} below {:?}", pattern, path, dir);
+        } else {
+            prop_assert!(!glob.matches_all_below(&dir), "{:?} misses {:?} below {:?}", pattern, path, dir);
+        }
+    }
+}
+
+#[test]
+fn differs_below_compares_rules_below_with_the_directory() {
+    let below_only = fs_rules(Some(Mode::Allow), vec![rule_of(Mode::Deny, &["*"], &["/data/secret/**"])]);
+    let with_dir = fs_rules(Some(Mode::Allow), vec![rule_of(Mode::Deny, &["*"], &["/data/secret", "/data/secret/**"])]);
+    for (dir, expected_below_only, expected_with_dir) in [
+        ("/", true, true),
+        ("/data", true, true),
+        // Below-only: the directory itself is allowed, its entries are not. With the directory:
+        // denied like its entries (and renaming or removing it is denied by its own check).
+        ("/data/secret", true, false),
+        ("/data/secret/inner", false, false),
+        ("/data/other", false, false),
+        ("/other", false, false),
+    ] {
+        assert_eq!(below_only.differs_below(Domain::Fs, dir), expected_below_only, "{dir}");
+        assert_eq!(with_dir.differs_below(Domain::Fs, dir), expected_with_dir, "{dir} with the dir");
+    }
+    // The default decides below a directory a rule allows only by its own name.
+    let only_children = fs_rules(Some(Mode::Deny), vec![rule_of(Mode::Allow, &["*"], &["/tmp/*"])]);
+    assert!(only_children.differs_below(Domain::Fs, "/tmp/a"));
+    assert!(!only_children.differs_below(Domain::Fs, "/home"), "denied like everything below it");
+    // ... but not where a rule covers everything below it.
+    let tree = fs_rules(Some(Mode::Deny), vec![rule_of(Mode::Allow, &["read", "write"], &["/workspace/**"])]);
+    assert!(!tree.differs_below(Domain::Fs, "/workspace/project"));
+    assert!(tree.differs_below(Domain::Fs, "/workspace"), "`/workspace` itself is denied, its entries are not");
+    // A rule that only matches elsewhere does not count.
+    let elsewhere = fs_rules(Some(Mode::Allow), vec![rule_of(Mode::Deny, &["*"], &["/other/**"])]);
+    assert!(!elsewhere.differs_below(Domain::Fs, "/data"));
+    assert!(elsewhere.differs_below(Domain::Fs, "/"));
+    // A rule below with the directory's own mode does not count, for any operation.
+    let same = fs_rules(None, vec![rule_of(Mode::Deny, &["read"], &["/data/secret/**"])]);
+    assert!(!same.differs_below(Domain::Fs, "/data"));
+    // Ask differs from deny; a rule for one operation counts through it alone.
+    let asked = fs_rules(None, vec![rule_of(Mode::Ask, &["readdir"], &["/data/x/**"])]);
+    assert!(asked.differs_below(Domain::Fs, "/data"));
+    // A narrower name counts: chmod below an allowed write.
+    let chmod = fs_rules(
+        None,
+        vec![rule_of(Mode::Allow, &["write"], &["/**"]), rule_of(Mode::Deny, &["chmod"], &["/data/secret/**"])],
+    );
+    assert!(chmod.differs_below(Domain::Fs, "/data"));
+    assert!(!chmod.differs_below(Domain::Fs, "/tmp"));
+    // Conservative: a differing rule counts even when a later one overrides it again.
+    let overridden = fs_rules(
+        Some(Mode::Allow),
+        vec![rule_of(Mode::Deny, &["*"], &["/data/s/**"]), rule_of(Mode::Allow, &["*"], &["/data/s/**"])],
+    );
+    assert!(overridden.differs_below(Domain::Fs, "/data"));
+    // Mode-only and missing domains never differ.
+    for policy in [CompiledPolicy::allow_all(), CompiledPolicy::deny_all()] {
+        assert!(!policy.differs_below(Domain::Fs, "/"));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// If a check decides some path below `dir` differently from `dir`, `differs_below` says so.
+    #[test]
+    fn differs_below_never_misses_a_differing_entry(
+        policy in domain_policy(Domain::Fs),
+        dir in prop::sample::select(&["/", "/tmp", "/tmp/a", "/x"][..]),
+        rest in prop::sample::select(&["a", "b", "a/b", "secret", "x/y/z", "[x]"][..]),
+    ) {
+        let policy = PermissionsPolicy { fs: policy, ..PermissionsPolicy::default() };
+        let compiled = CompiledPolicy::compile(&policy).unwrap();
+        let path = format!("{}{rest}", below(dir));
+        for check in Check::all_in(Domain::Fs) {
+            if compiled.evaluate_check(check, dir) != compiled.evaluate_check(check, &path) {
+                prop_assert!(compiled.differs_below(Domain::Fs, dir), "{:?}: {} vs {}", check, dir, path);
+            }
+        }
+    }
+}
