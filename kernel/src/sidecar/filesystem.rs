@@ -33,6 +33,14 @@
 //! An `ask` rule is a denial here (`permission prompt required for fs.x`): prompts suspend
 //! guest operations, which arrive with processes; a host's own request is answered at once.
 //!
+//! Renaming a directory and removing one recursively act on every entry below it, which the
+//! policy is never asked about. So when a rule could judge an entry below the directory (at its
+//! old name or, for a rename, its new one) differently from the directory itself, RENAME is
+//! refused with `EXDEV` (tools like `mv` then copy entry by entry, each copy checked) and
+//! REMOVE_DIR `recursive` with `EACCES`, both with the reason
+//! `a permission rule applies below this directory` (see `CompiledPolicy::differs_below`).
+//! A host's RENAME is refused the same way (status `EXDEV`).
+//!
 //! When the root holds the default base layer, the kernel's `/dev` and `/proc` trees (see
 //! `synthetic`) are mounted over it, so every call is resolved across mounts; the policy
 //! applies to them like to any path.
@@ -53,11 +61,16 @@ use super::synthetic::{self, Output};
 use crate::clock::{Entropy, Now};
 use crate::config::{self, CreateVmConfig};
 use crate::error::{RejectCode, Rejection};
-use crate::permissions::{errno_message, Capability, Check, CompiledPolicy, Decision};
+use crate::permissions::{errno_message, Capability, Check, CompiledPolicy, Decision, Domain};
 use crate::vfs::{
     Errno, FsError, FsLimits, Layer, Overlay, Stat, UpperState, VPath, DEFAULT_DIR_MODE, DIR_SIZE, FILESYSTEM_DEV,
     MAX_SYMLINK_HOPS, S_IFDIR,
 };
+
+/// Why renaming or recursively removing a directory was refused: a rule of the fs policy could
+/// judge some entry below it differently from the directory itself (see
+/// [`CompiledPolicy::differs_below`]).
+const RULE_BELOW: &str = "a permission rule applies below this directory";
 
 /// `FilesystemResultResponse.status` of a host filesystem call that succeeded; a failed one
 /// carries the errno code (`ENOENT`, `EACCES`, `EXDEV`, ...).
@@ -287,9 +300,15 @@ impl VmFilesystem {
             }
             _ => {}
         }
-        self.authorize(policy, check, label, path, subject)?;
-        if let Some(destination) = destination {
-            self.authorize(policy, check, label, destination, Subject::NoFollow)?;
+        let resource = self.authorize(policy, check, label, path, subject)?;
+        let destination_resource = match destination {
+            Some(destination) => Some(self.authorize(policy, check, label, destination, Subject::NoFollow)?),
+            None => None,
+        };
+        match (operation, destination_resource) {
+            (Op::Rename, Some(to)) => self.guard_rename(policy, path, &resource, &to)?,
+            (Op::RemoveDir, _) if request.recursive => self.guard_removal(policy, path, &resource)?,
+            _ => {}
         }
         if !self.mounts.is_empty() {
             return self.call_mounted(&request, result, &data, entropy, now);
@@ -586,10 +605,13 @@ impl VmFilesystem {
             H::Remove => (Capability::FsRm, "rm", Subject::NoFollow, Final::Parent),
             H::Rename => (Capability::FsRename, "rename", Subject::NoFollow, Final::Parent),
         };
-        self.authorize(policy, capability, label, path, subject).map_err(|_| Errno::EACCES)?;
-        if let Some(destination) = destination {
-            self.authorize(policy, capability, label, destination, Subject::NoFollow).map_err(|_| Errno::EACCES)?;
-        }
+        let resource = self.authorize(policy, capability, label, path, subject).map_err(|_| Errno::EACCES)?;
+        let destination_resource = match destination {
+            Some(destination) => Some(
+                self.authorize(policy, capability, label, destination, Subject::NoFollow).map_err(|_| Errno::EACCES)?,
+            ),
+            None => None,
+        };
         let namespace = self.namespace();
         let from = namespace.walk(path, last, false).map_err(|e| e.errno)?;
         let to = match destination {
@@ -628,12 +650,22 @@ impl VmFilesystem {
             H::ReadDir => host.read_dir(at).map(|names| size(names.len())).map_err(fs_errno),
             H::Mkdir => host.mkdir(at, false, DEFAULT_DIR_MODE, now).map(|()| 0).map_err(fs_errno),
             H::Remove => {
+                // Never recursive (a directory with entries is ENOTEMPTY): nothing below the path
+                // goes with it, so unlike a guest's recursive REMOVE_DIR it needs no guard.
                 let stat = host.lstat(at).map_err(fs_errno)?;
                 let removed =
                     if stat.is_directory { host.remove_dir(at, false, now) } else { host.remove_file(at, now) };
                 removed.map(|()| 0).map_err(fs_errno)
             }
             H::Rename => {
+                // As a guest's RENAME (see `guard_rename`): a directory is not moved past rules
+                // below it.
+                let to_resource = destination_resource.as_deref().unwrap_or_default();
+                let differs =
+                    policy.differs_below(Domain::Fs, &resource) || policy.differs_below(Domain::Fs, to_resource);
+                if differs && host.lstat(at).is_ok_and(|stat| stat.is_directory) {
+                    return Err(Errno::EXDEV);
+                }
                 let local_to = to.as_ref().map(Walked::local_arg).unwrap_or_default();
                 host.rename(at, VPath::from(local_to.as_str()), now).map(|()| 0).map_err(fs_errno)
             }
@@ -644,7 +676,8 @@ impl VmFilesystem {
         VPath::at(&self.cwd, path)
     }
 
-    /// Checks `check` on the path the operation will touch; a denial is `kernel_error`
+    /// Checks `check` on the path the operation will touch (returned: the canonical subject the
+    /// policy was asked about); a denial is `kernel_error`
     /// `EACCES: permission denied, {label} '{subject}': {reason}`.
     fn authorize(
         &self,
@@ -653,14 +686,14 @@ impl VmFilesystem {
         label: &str,
         path: &str,
         subject: Subject,
-    ) -> Result<(), Rejection> {
+    ) -> Result<String, Rejection> {
         let check = check.into();
         let resource = self.subject(path, subject);
         if let Some(asks) = self.guest_asks.borrow_mut().as_mut() {
-            return guest_decision(asks, policy, check, label, &resource);
+            return guest_decision(asks, policy, check, label, &resource).map(|()| resource);
         }
         match policy.decide_check(check, &resource, false) {
-            Decision::Allow => Ok(()),
+            Decision::Allow => Ok(resource),
             Decision::Deny { message } => {
                 Err(Rejection::new(RejectCode::KernelError, errno_message(label, &resource, &message)))
             }
@@ -669,6 +702,72 @@ impl VmFilesystem {
                 RejectCode::KernelError,
                 errno_message(label, &resource, &format!("permission prompt required for {}", check.capability())),
             )),
+        }
+    }
+
+    /// Refuses (`EXDEV`) to rename a directory when the policy could judge an entry below it
+    /// differently from the directory itself, at its old name or its new one
+    /// ([`CompiledPolicy::differs_below`]). The policy is asked only about the two names, so such
+    /// a rename would carry the entries past the rules written for them (with
+    /// `deny /data/secret/**`, `/data` renamed to `/moved` makes `/moved/secret/f` readable).
+    /// `EXDEV` is what a rename across filesystems fails with: tools like `mv` then copy entry by
+    /// entry, each copy checked by the policy. A file, or a symlink (not followed), carries
+    /// nothing below it and is never refused here.
+    fn guard_rename(&self, policy: &CompiledPolicy, path: &str, from: &str, to: &str) -> Result<(), Rejection> {
+        let differs = policy.differs_below(Domain::Fs, from) || policy.differs_below(Domain::Fs, to);
+        if differs && self.names_directory(path) {
+            let error = FsError::new(Errno::EXDEV).at2("rename", from, to).with_detail(RULE_BELOW);
+            return Err(Rejection::new(RejectCode::KernelError, error.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Refuses (`EACCES`) to remove a directory recursively when the policy could judge an entry
+    /// below it differently from the directory itself: `rm -r /data` would delete what
+    /// `deny /data/secret/**` protects. The entries can still be removed one by one, each removal
+    /// checked by the policy.
+    fn guard_removal(&self, policy: &CompiledPolicy, path: &str, resource: &str) -> Result<(), Rejection> {
+        if policy.differs_below(Domain::Fs, resource) && self.names_directory(path) {
+            return Err(Rejection::new(RejectCode::KernelError, errno_message("rm", resource, RULE_BELOW)));
+        }
+        Ok(())
+    }
+
+    /// Whether `path` names a directory, its final component not followed (renaming or removing
+    /// a symlink moves nothing below it). Answers `true` where the kernel cannot look (inside a
+    /// js_bridge mount, whose host resolves its own paths), so the guards above err towards
+    /// refusing; a path that does not resolve is no directory (the operation fails anyway).
+    fn names_directory(&self, path: &str) -> bool {
+        let root_dir = |at: VPath<'_>| self.root.lstat(at).is_ok_and(|stat| stat.is_directory);
+        if self.mounts.is_empty() {
+            return root_dir(self.at(path));
+        }
+        let namespace = self.namespace();
+        let walked = match namespace.walk(path, Final::Parent, false) {
+            Ok(walked) if walked.touched => walked,
+            // Resolved by the root filesystem as without mounts (see `call_mounted`).
+            Ok(_) | Err(_) => return root_dir(self.at(path)),
+        };
+        if namespace.is_virtual_dir(&walked.components) {
+            return true;
+        }
+        let local = VPath::from(walked.local.as_str());
+        match walked.owner {
+            Owner::Root => root_dir(local),
+            Owner::Mount(index) => match self.mounts.get(index).map(|mount| (mount, &mount.backend)) {
+                Some((_, Backend::Memory(fs))) => fs.lstat(local).is_ok_and(|stat| stat.is_directory),
+                Some((mount, Backend::Host(dir))) => {
+                    let host = HostBackend {
+                        dir: dir.as_ref(),
+                        read_only: mount.read_only,
+                        limits: self.limits,
+                        host_calls: &self.host_calls,
+                    };
+                    host.lstat(local).is_ok_and(|stat| stat.is_directory)
+                }
+                Some((_, Backend::Kernel(tree))) => tree.entry(&walked.local) == Some(synthetic::Entry::Dir),
+                Some((_, Backend::Bridge(_))) | None => true,
+            },
         }
     }
 
