@@ -220,7 +220,8 @@ pub enum ConfigError {
     /// JSON path.
     #[error("invalid create VM config: {0}")]
     Invalid(String),
-    /// A permissions policy the engine refuses (an empty rule list, a pattern over a bound);
+    /// A permissions policy the engine refuses (an empty rule list, an operation its domain does
+    /// not have, a pattern over a bound);
     /// the message is the engine's, e.g. the original's `invalid permissions policy: ...`.
     #[error(transparent)]
     Policy(#[from] crate::permissions::PolicyError),
@@ -686,7 +687,7 @@ pub struct PatternPermissionRuleSet {
 }
 
 /// Applies `mode` when the operation is in `operations` (or it holds `"*"`) and a glob of `paths`
-/// matches the path.
+/// matches the path. `operations` must be fs operations ([`crate::permissions::Domain::operations`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FsPermissionRule {
@@ -698,7 +699,8 @@ pub struct FsPermissionRule {
 }
 
 /// Applies `mode` when the operation is in `operations` (or it holds `"*"`) and a glob of
-/// `patterns` matches the resource.
+/// `patterns` matches the resource. `operations` must be operations of the rule's domain
+/// ([`crate::permissions::Domain::operations`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatternPermissionRule {

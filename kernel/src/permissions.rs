@@ -6,10 +6,21 @@
 //! - six domains (`fs`, `network`, `child_process`, `process`, `env`, `tool`);
 //! - no policy at all denies everything, and a domain missing from a policy is `Deny`;
 //! - a rule set starts at its `default` (absent → `Deny`) and scans its rules in order; the
-//!   **last** matching rule wins. A rule matches when one of its operations equals the
-//!   capability's operation (or is `"*"`) and one of its patterns glob-matches the resource;
+//!   **last** matching rule wins. A rule matches when one of its operations names the check (see
+//!   below, or is `"*"`) and one of its patterns glob-matches the resource;
 //! - `Ask` is a denial (`permission prompt required for {capability}`) unless the caller has
 //!   opted in to prompts.
+//!
+//! A rule's operations must be operations of its domain: `"*"` or the operation of one of the
+//! domain's capabilities (`fs.create_dir` → `create_dir`); a policy naming anything else is
+//! refused ([`PolicyError::UnknownOperation`]), so a misspelt rule cannot silently never match.
+//!
+//! Most operations are checked as one capability, and a rule names it by that capability's
+//! operation. A few are checked as a broader capability the original sidecar used for them
+//! (CHMOD as `fs.write`, READ_LINK as `fs.read`; see [`Capability::broader`]): their denials and
+//! prompts still name the broader capability, but a rule may also name the operation's own,
+//! narrower one, so `allow write /**` then `deny chmod /secret/**` refuses chmod there while
+//! writes stay allowed. Such a [`Check`] matches a rule naming either.
 //!
 //! Globs are not shell globs. They are matched byte by byte: `?` is exactly one byte other than
 //! `/`, `*` is any run of bytes without `/`, two or more consecutive `*` are any run of bytes
@@ -98,6 +109,26 @@ impl Domain {
             _ => RuleField::Patterns,
         }
     }
+
+    /// The operations a rule of this domain may name: [`ANY_OPERATION`], then the operation of
+    /// each of the domain's capabilities (in [`Capability::ALL`] order).
+    pub fn operations(self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(ANY_OPERATION)
+            .chain(Capability::ALL.into_iter().filter(move |c| c.domain() == self).map(Capability::operation))
+    }
+
+    /// Whether a rule of this domain may name `operation` (exact, case-sensitive, as matching is).
+    pub fn accepts_operation(self, operation: &str) -> bool {
+        self.operations().any(|accepted| accepted == operation)
+    }
+
+    /// The article before the domain's name in prose: "an fs operation", "a network operation".
+    fn article(self) -> &'static str {
+        match self {
+            Self::Fs | Self::Env => "an",
+            Self::Network | Self::ChildProcess | Self::Process | Self::Tool => "a",
+        }
+    }
 }
 
 impl fmt::Display for Domain {
@@ -118,7 +149,10 @@ pub enum Capability {
     FsRename,
     FsSymlink,
     FsReadlink,
+    FsLink,
     FsChmod,
+    FsChown,
+    FsUtimes,
     FsTruncate,
     FsMountSensitive,
     NetworkFetch,
@@ -134,7 +168,7 @@ pub enum Capability {
 }
 
 impl Capability {
-    pub const ALL: [Capability; 22] = [
+    pub const ALL: [Capability; 25] = [
         Capability::FsRead,
         Capability::FsWrite,
         Capability::FsStat,
@@ -144,7 +178,10 @@ impl Capability {
         Capability::FsRename,
         Capability::FsSymlink,
         Capability::FsReadlink,
+        Capability::FsLink,
         Capability::FsChmod,
+        Capability::FsChown,
+        Capability::FsUtimes,
         Capability::FsTruncate,
         Capability::FsMountSensitive,
         Capability::NetworkFetch,
@@ -171,7 +208,10 @@ impl Capability {
             Self::FsRename => "fs.rename",
             Self::FsSymlink => "fs.symlink",
             Self::FsReadlink => "fs.readlink",
+            Self::FsLink => "fs.link",
             Self::FsChmod => "fs.chmod",
+            Self::FsChown => "fs.chown",
+            Self::FsUtimes => "fs.utimes",
             Self::FsTruncate => "fs.truncate",
             Self::FsMountSensitive => "fs.mount_sensitive",
             Self::NetworkFetch => "network.fetch",
@@ -198,7 +238,10 @@ impl Capability {
             | Self::FsRename
             | Self::FsSymlink
             | Self::FsReadlink
+            | Self::FsLink
             | Self::FsChmod
+            | Self::FsChown
+            | Self::FsUtimes
             | Self::FsTruncate
             | Self::FsMountSensitive => Domain::Fs,
             Self::NetworkFetch | Self::NetworkHttp | Self::NetworkDns | Self::NetworkListen | Self::NetworkInspect => {
@@ -215,6 +258,17 @@ impl Capability {
     pub fn operation(self) -> &'static str {
         let name = self.as_str();
         name.strip_prefix(self.domain().as_str()).and_then(|rest| rest.strip_prefix('.')).unwrap_or(name)
+    }
+
+    /// The broader capability an operation with this (narrower) capability is checked as, kept
+    /// from the original sidecar: its denials and prompts name the broader one (see [`Check`]).
+    /// `fs.mount_sensitive` refines nothing: the original checks it on its own, for mounts.
+    pub fn broader(self) -> Option<Capability> {
+        match self {
+            Self::FsReadlink => Some(Self::FsRead),
+            Self::FsLink | Self::FsChmod | Self::FsChown | Self::FsUtimes | Self::FsTruncate => Some(Self::FsWrite),
+            _ => None,
+        }
     }
 }
 
@@ -234,6 +288,64 @@ impl FromStr for Capability {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Capability::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| UnknownCapability(s.to_owned()))
+    }
+}
+
+/// What one operation is checked as: the capability it is decided as (named in denials and
+/// prompts), and for an operation that has a narrower capability of its own (CHMOD is
+/// `fs.chmod`, checked as `fs.write`), that narrower one, which a rule may name instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Check {
+    capability: Capability,
+    narrower: Option<Capability>,
+}
+
+impl Check {
+    /// A check of `capability` alone: rules match it by its operation or `"*"`.
+    pub const fn plain(capability: Capability) -> Self {
+        Self { capability, narrower: None }
+    }
+
+    /// The check of an operation whose own capability is `own`: decided as `own`'s
+    /// [broader](Capability::broader) capability, if it has one, and matched by a rule naming
+    /// either; otherwise a plain check of `own`.
+    pub fn refined(own: Capability) -> Self {
+        match own.broader() {
+            Some(broader) => Self { capability: broader, narrower: Some(own) },
+            None => Self::plain(own),
+        }
+    }
+
+    /// The capability the decision is made as, and named by.
+    pub fn capability(self) -> Capability {
+        self.capability
+    }
+
+    /// The narrower capability a rule may also name, if any.
+    pub fn narrower(self) -> Option<Capability> {
+        self.narrower
+    }
+
+    /// Every check an operation of `domain` can be made as: each capability plainly, and each
+    /// narrower capability refined.
+    pub fn all_in(domain: Domain) -> impl Iterator<Item = Check> {
+        let plain = Capability::ALL.into_iter().filter(move |c| c.domain() == domain).map(Self::plain);
+        let refined = Capability::ALL
+            .into_iter()
+            .filter(move |c| c.domain() == domain && c.broader().is_some())
+            .map(Self::refined);
+        plain.chain(refined)
+    }
+
+    /// Whether a rule operation (other than `"*"`) names this check.
+    fn is_named_by(self, operation: &str) -> bool {
+        self.capability.operation() == operation || self.narrower.is_some_and(|n| n.operation() == operation)
+    }
+}
+
+impl From<Capability> for Check {
+    fn from(capability: Capability) -> Self {
+        Self::plain(capability)
     }
 }
 
@@ -302,7 +414,8 @@ impl PermissionsPolicy {
     }
 
     /// Checks the policy without compiling it: first the original sidecar's empty-list check
-    /// (per domain, fs first; operations before patterns within a rule), then this kernel's
+    /// (per domain, fs first; operations before patterns within a rule), then that every
+    /// operation belongs to its domain ([`Domain::accepts_operation`]), then this kernel's
     /// limits ([`MAX_PATTERNS`], [`MAX_PATTERN_LEN`]). Mode-only domains are never checked.
     pub fn validate(&self) -> Result<(), PolicyError> {
         for (domain, rule_set) in self.rule_sets() {
@@ -312,6 +425,15 @@ impl PermissionsPolicy {
                 }
                 if entry.patterns.is_empty() {
                     return Err(PolicyError::EmptyList { domain, rule, field: domain.pattern_field() });
+                }
+            }
+        }
+        for (domain, rule_set) in self.rule_sets() {
+            for (rule, entry) in rule_set.rules.iter().enumerate() {
+                if let Some((index, name)) =
+                    entry.operations.iter().enumerate().find(|(_, name)| !domain.accepts_operation(name))
+                {
+                    return Err(PolicyError::UnknownOperation { domain, rule, index, name: name.clone() });
                 }
             }
         }
@@ -384,6 +506,33 @@ pub enum PolicyError {
     PatternTooLong { domain: Domain, rule: usize, field: RuleField, index: usize, len: usize, max: usize },
     #[error("invalid permissions policy: {count} patterns in total; the limit is {max}")]
     TooManyPatterns { count: usize, max: usize },
+    /// A rule names an operation its domain does not have (a misspelling, or another domain's).
+    #[error(
+        "invalid permissions policy: {domain}.rules[{rule}].operations[{index}] {} is not {} {domain} operation; \
+         expected one of: {}",
+        echo_operation(.name),
+        .domain.article(),
+        .domain.operations().collect::<Vec<_>>().join(", ")
+    )]
+    UnknownOperation { domain: Domain, rule: usize, index: usize, name: String },
+}
+
+/// The most bytes of an unknown operation name a [`PolicyError::UnknownOperation`] message
+/// quotes. The longest real name is 15 bytes; quoting more shows nothing useful and could push
+/// the list of accepted names out of the (bounded) rejection message.
+pub const MAX_ECHOED_OPERATION_BYTES: usize = 64;
+
+/// An unknown operation name as an error quotes it: debug-quoted (escapes control characters),
+/// cut to [`MAX_ECHOED_OPERATION_BYTES`] with `...` when longer.
+fn echo_operation(name: &str) -> String {
+    if name.len() <= MAX_ECHOED_OPERATION_BYTES {
+        return format!("{name:?}");
+    }
+    let mut end = MAX_ECHOED_OPERATION_BYTES;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}...", name.get(..end).unwrap_or_default())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -408,16 +557,15 @@ pub enum PolicyError {
 /// `backslash_escape(false)` keeps `\` literal. Any other pattern (say `/a/**/b` or `x**y*`),
 /// and any translation globset refuses, uses the hand-written matcher. Both engines are byte
 /// based, like the original: `?` matches one byte, so `??` matches `é`.
+///
+/// The tokens are kept even when globset matches: [`can_match_below`](Self::can_match_below)
+/// runs the hand-written matcher's automaton over a prefix, which globset cannot.
 #[derive(Debug, Clone)]
 pub struct PermissionGlob {
     pattern: String,
-    engine: GlobEngine,
-}
-
-#[derive(Debug, Clone)]
-enum GlobEngine {
-    Globset(GlobMatcher),
-    Manual(Vec<GlobToken>),
+    tokens: Vec<GlobToken>,
+    /// `None`: the hand-written matcher matches.
+    globset: Option<GlobMatcher>,
 }
 
 impl PermissionGlob {
@@ -425,18 +573,17 @@ impl PermissionGlob {
     /// [`MAX_PATTERN_LEN`].
     pub fn new(pattern: &str) -> Self {
         let tokens = tokenize(pattern);
-        let engine = globset_translation(pattern, &tokens)
+        let globset = globset_translation(pattern, &tokens)
             .and_then(|(translated, literal_separator)| {
                 GlobBuilder::new(&translated).literal_separator(literal_separator).backslash_escape(false).build().ok()
             })
-            .map(|glob| GlobEngine::Globset(glob.compile_matcher()))
-            .unwrap_or(GlobEngine::Manual(tokens));
-        Self { pattern: pattern.to_owned(), engine }
+            .map(|glob| glob.compile_matcher());
+        Self { pattern: pattern.to_owned(), tokens, globset }
     }
 
     /// Compiles a pattern with the hand-written matcher only (for differential testing).
     pub fn new_manual(pattern: &str) -> Self {
-        Self { pattern: pattern.to_owned(), engine: GlobEngine::Manual(tokenize(pattern)) }
+        Self { pattern: pattern.to_owned(), tokens: tokenize(pattern), globset: None }
     }
 
     pub fn pattern(&self) -> &str {
@@ -445,15 +592,65 @@ impl PermissionGlob {
 
     /// Whether globset matches this pattern (otherwise the hand-written matcher does).
     pub fn uses_globset(&self) -> bool {
-        matches!(self.engine, GlobEngine::Globset(_))
+        self.globset.is_some()
     }
 
     pub fn is_match(&self, resource: &str) -> bool {
-        match &self.engine {
-            GlobEngine::Globset(matcher) => matcher.is_match(resource),
-            GlobEngine::Manual(tokens) => manual_match(tokens, resource.as_bytes()),
+        match &self.globset {
+            Some(matcher) => matcher.is_match(resource),
+            None => manual_match(&self.tokens, resource.as_bytes()),
         }
     }
+
+    /// Whether the glob can match some path strictly below directory `dir`: `dir/` followed by
+    /// anything (`/` itself is its own `dir/`).
+    ///
+    /// The automaton reads `dir/`; the answer is whether any state is still alive. Every token
+    /// can be satisfied by some continuation (a byte by itself, `?` by a byte other than `/`,
+    /// `*` and `**` by nothing), so from a live state some continuation completes a match, and
+    /// a dead automaton means no continuation can.
+    ///
+    /// The answer errs only towards `true`, on purpose: the completing continuation may be empty
+    /// (the glob matches `dir/` itself, which names no entry), hold `//`, or not be UTF-8, so no
+    /// real path below `dir` need match. The caller refuses to move or delete a directory
+    /// wholesale on `true`; a false `true` refuses something harmless (a tool then copies file by
+    /// file), a false `false` would let entries escape a rule, so only the former is allowed.
+    pub fn can_match_below(&self, dir: &str) -> bool {
+        self.below(dir) != Below::None
+    }
+
+    /// Whether the glob matches every path below directory `dir`: after `dir/`, the automaton
+    /// is alive at a final `**`, which takes any continuation. Errs only towards `false` (a
+    /// union of globs covering everything together does not count), which makes its caller
+    /// refuse more, never less.
+    pub fn matches_all_below(&self, dir: &str) -> bool {
+        self.below(dir) == Below::All
+    }
+
+    fn below(&self, dir: &str) -> Below {
+        let mut prefix = dir.as_bytes().to_vec();
+        if !prefix.ends_with(b"/") {
+            prefix.push(b'/');
+        }
+        let Some(active) = run_tokens(&self.tokens, &prefix) else { return Below::None };
+        let last = self.tokens.len().checked_sub(1);
+        let at_final_any_run = self.tokens.last() == Some(&GlobToken::AnyRun)
+            && last.and_then(|last| active.get(last)).copied().unwrap_or(false);
+        if at_final_any_run {
+            Below::All
+        } else {
+            Below::Some
+        }
+    }
+}
+
+/// What a glob can match below a directory (see [`PermissionGlob::can_match_below`]), in
+/// increasing order: a rule's globs together reach the most any one of them does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Below {
+    None,
+    Some,
+    All,
 }
 
 /// Returns the globset pattern and `literal_separator` setting that express `pattern` exactly,
@@ -529,6 +726,12 @@ fn tokenize(pattern: &str) -> Vec<GlobToken> {
 /// NFA simulation: `active[i]` means "the first `i` tokens can match the input read so far".
 /// O(tokens × input) time, O(tokens) space, no recursion.
 fn manual_match(tokens: &[GlobToken], input: &[u8]) -> bool {
+    run_tokens(tokens, input).is_some_and(|active| active.last().copied().unwrap_or(false))
+}
+
+/// Runs the NFA of [`manual_match`] over `input`: the live states after it, or `None` once no
+/// state is alive (no continuation of `input` can match).
+fn run_tokens(tokens: &[GlobToken], input: &[u8]) -> Option<Vec<bool>> {
     let mut active = vec![false; tokens.len() + 1];
     let mut next = vec![false; tokens.len() + 1];
     if let Some(first) = active.first_mut() {
@@ -552,12 +755,12 @@ fn manual_match(tokens: &[GlobToken], input: &[u8]) -> bool {
             }
         }
         if !any {
-            return false;
+            return None;
         }
         close_over_stars(tokens, &mut next);
         std::mem::swap(&mut active, &mut next);
     }
-    active.last().copied().unwrap_or(false)
+    Some(active)
 }
 
 /// Stars match the empty run: an active star lets the next token start at the same place.
@@ -584,9 +787,12 @@ struct CompiledRule {
 }
 
 impl CompiledRule {
-    fn matches(&self, operation: &str, resource: &str) -> bool {
-        (self.any_operation || self.operations.iter().any(|op| op == operation))
-            && self.globs.iter().any(|glob| glob.is_match(resource))
+    fn applies_to(&self, check: Check) -> bool {
+        self.any_operation || self.operations.iter().any(|op| check.is_named_by(op))
+    }
+
+    fn matches(&self, check: Check, resource: &str) -> bool {
+        self.applies_to(check) && self.globs.iter().any(|glob| glob.is_match(resource))
     }
 }
 
@@ -616,14 +822,39 @@ impl CompiledScope {
         }
     }
 
-    fn evaluate(&self, operation: &str, resource: &str) -> Mode {
+    fn evaluate(&self, check: Check, resource: &str) -> Mode {
         match self {
             Self::Mode(mode) => *mode,
             // The last matching rule wins, so the first match scanning backwards decides.
             Self::Rules { default, rules } => {
-                rules.iter().rev().find(|rule| rule.matches(operation, resource)).map_or(*default, |rule| rule.mode)
+                rules.iter().rev().find(|rule| rule.matches(check, resource)).map_or(*default, |rule| rule.mode)
             }
         }
+    }
+
+    /// See [`CompiledPolicy::differs_below`].
+    fn differs_below(&self, domain: Domain, dir: &str) -> bool {
+        let Self::Rules { default, rules } = self else { return false };
+        // Each glob runs once over `dir` and once over `dir/`; the checks then only compare.
+        let at: Vec<bool> = rules.iter().map(|rule| rule.globs.iter().any(|glob| glob.is_match(dir))).collect();
+        let below: Vec<Below> = rules
+            .iter()
+            .map(|rule| rule.globs.iter().map(|glob| glob.below(dir)).max().unwrap_or(Below::None))
+            .collect();
+        Check::all_in(domain).any(|check| {
+            let own = rules
+                .iter()
+                .zip(&at)
+                .rev()
+                .find(|(rule, matches)| **matches && rule.applies_to(check))
+                .map_or(*default, |(rule, _)| rule.mode);
+            let applying = || rules.iter().zip(&below).filter(|(rule, _)| rule.applies_to(check));
+            let by_rule = applying().any(|(rule, below)| *below != Below::None && rule.mode != own);
+            // Below `dir`, the default decides wherever no applying rule matches; that can only
+            // be ruled out when one of them matches everything below.
+            let by_default = *default != own && !applying().any(|(_, below)| *below == Below::All);
+            by_rule || by_default
+        })
     }
 }
 
@@ -681,13 +912,46 @@ impl CompiledPolicy {
 
     /// The raw mode the policy gives `capability` on `resource` (a missing domain is `Deny`).
     pub fn evaluate(&self, capability: Capability, resource: &str) -> Mode {
-        self.scope(capability.domain()).map_or(Mode::Deny, |scope| scope.evaluate(capability.operation(), resource))
+        self.evaluate_check(Check::plain(capability), resource)
+    }
+
+    /// The raw mode the policy gives `check` on `resource`: rules naming its capability or its
+    /// narrower one (or `"*"`) apply.
+    pub fn evaluate_check(&self, check: Check, resource: &str) -> Mode {
+        self.scope(check.capability().domain()).map_or(Mode::Deny, |scope| scope.evaluate(check, resource))
     }
 
     /// The decision for `capability` on `resource`. `Ask` stays `Ask` only when the caller
     /// implements prompts; otherwise it is a denial, as in the original.
     pub fn decide(&self, capability: Capability, resource: &str, prompts_enabled: bool) -> Decision {
-        Decision::from_mode(self.evaluate(capability, resource), capability, prompts_enabled)
+        self.decide_check(Check::plain(capability), resource, prompts_enabled)
+    }
+
+    /// The decision for `check` on `resource`, named (in denial messages) after its capability.
+    pub fn decide_check(&self, check: Check, resource: &str, prompts_enabled: bool) -> Decision {
+        Decision::from_mode(self.evaluate_check(check, resource), check.capability(), prompts_enabled)
+    }
+
+    /// Whether some entry strictly below directory `dir` could be judged differently from `dir`
+    /// itself. For some check of `domain` ([`Check::all_in`]), with the policy's mode for `dir`:
+    ///
+    /// - a rule that applies to the check (names its capability, its narrower one, or `"*"`)
+    ///   has another mode and one of its globs [can match below](PermissionGlob::can_match_below)
+    ///   `dir`; or
+    /// - the rule set's default has another mode (the mode for `dir` came from a rule that
+    ///   matches `dir` itself) and no applying rule [matches everything
+    ///   below](PermissionGlob::matches_all_below) `dir`, so the default may decide there:
+    ///   with `default: deny` and `allow /tmp/*`, `/tmp/a` is allowed but `/tmp/a/f` is not.
+    ///
+    /// The policy is asked only about the path an operation names, so an operation that moves
+    /// or deletes a whole directory (a rename, a recursive removal) must not run when this is
+    /// `true`: it would take entries past a rule written for them (with `deny /data/secret/**`,
+    /// renaming `/data` would make `/moved/secret/f` readable). The answer is conservative, as a
+    /// false `true` only refuses something harmless and a false `false` lets entries escape: a
+    /// rule counts whenever it *could* match below, whether or not such an entry exists and
+    /// whether or not a later rule overrides it there. A mode-only domain never differs.
+    pub fn differs_below(&self, domain: Domain, dir: &str) -> bool {
+        self.scope(domain).is_some_and(|scope| scope.differs_below(domain, dir))
     }
 }
 

@@ -359,6 +359,15 @@ fn refused_configs_name_the_problem() {
             r#"{"permissions":{"tool":{"rules":[{"mode":"allow","operations":[],"patterns":[]}]}}}"#,
             "invalid permissions policy: tool.rules[0].operations must not be empty",
         ),
+        // Operations of another domain, or of none.
+        (
+            r#"{"permissions":{"fs":{"rules":[{"mode":"allow","operations":["read","wirte"],"paths":["/**"]}]}}}"#,
+            "invalid permissions policy: fs.rules[0].operations[1] \"wirte\" is not an fs operation; expected one of: *, read, write,",
+        ),
+        (
+            r#"{"permissions":{"network":{"rules":[{"mode":"allow","operations":["*"],"patterns":["*"]},{"mode":"deny","operations":["spawn"],"patterns":["*"]}]}}}"#,
+            "invalid permissions policy: network.rules[1].operations[0] \"spawn\" is not a network operation; expected one of: *, fetch, http, dns, listen, inspect",
+        ),
         // cwd is a guest path.
         (r#"{"cwd":"tmp/project"}"#, "invalid create VM config: cwd must be absolute"),
         (r#"{"cwd":""}"#, "invalid create VM config: cwd must be absolute"),
@@ -530,6 +539,26 @@ fn error_variants_carry_the_parts() {
     assert_eq!(
         validate_permissions_policy(&policy).unwrap_err(),
         ConfigError::Policy(PolicyError::EmptyList { domain: Domain::Fs, rule: 0, field: RuleField::Operations })
+    );
+    let policy = PermissionsPolicy {
+        tool: Some(PatternPermissionScope::Rules(PatternPermissionRuleSet {
+            default: None,
+            rules: vec![PatternPermissionRule {
+                mode: PermissionMode::Allow,
+                operations: vec!["invoke".into(), "*".into(), "run".into()],
+                patterns: vec!["*".into()],
+            }],
+        })),
+        ..PermissionsPolicy::default()
+    };
+    assert_eq!(
+        validate_permissions_policy(&policy).unwrap_err(),
+        ConfigError::Policy(PolicyError::UnknownOperation {
+            domain: Domain::Tool,
+            rule: 0,
+            index: 2,
+            name: "run".into()
+        })
     );
     assert!(validate_permissions_policy(&PermissionsPolicy::allow_all()).is_ok());
     assert!(validate_permissions_policy(&PermissionsPolicy::default()).is_ok());

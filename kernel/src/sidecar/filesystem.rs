@@ -6,24 +6,40 @@
 //! operation will really touch (symlinks and `..` resolved inside the VM, the final component
 //! followed only by operations that follow it), so a symlink cannot carry an operation past the
 //! policy. Capabilities and the operation labels of denial messages
-//! (`EACCES: permission denied, {label} '{path}': {reason}`) follow the original sidecar:
+//! (`EACCES: permission denied, {label} '{path}': {reason}`) follow the original sidecar. A rule
+//! matches an operation when it names the capability, the operation's own narrower capability
+//! (last column; see `permissions::Check`) or `*`; denials and prompts name the capability:
 //!
-//! | operation | capability | label |
-//! |---|---|---|
-//! | READ_FILE, PREAD, REALPATH | `fs.read` | `read` |
-//! | READ_LINK | `fs.read` | `readlink` |
-//! | WRITE_FILE | `fs.write` | `write` |
-//! | LINK (both paths), CHMOD, CHOWN, UTIMES, TRUNCATE | `fs.write` | `link`, `chmod`, `chown`, `utimes`, `truncate` |
-//! | STAT, LSTAT | `fs.stat` | `stat` |
-//! | EXISTS | `fs.stat` | `exists` (a denial answers `exists: false`, like the original) |
-//! | READ_DIR | `fs.readdir` | `readdir` |
-//! | MKDIR, CREATE_DIR | `fs.create_dir` | `mkdir`, `createDir` |
-//! | REMOVE_FILE, REMOVE_DIR | `fs.rm` | `rm` |
-//! | RENAME (both paths) | `fs.rename` | `rename` |
-//! | SYMLINK (the link's path) | `fs.symlink` | `symlink` |
+//! | operation | capability | label | a rule may also name |
+//! |---|---|---|---|
+//! | READ_FILE, PREAD, REALPATH | `fs.read` | `read` | |
+//! | READ_LINK | `fs.read` | `readlink` | `readlink` |
+//! | WRITE_FILE | `fs.write` | `write` | |
+//! | LINK (both paths) | `fs.write` | `link` | `link` |
+//! | CHMOD, CHOWN, UTIMES, TRUNCATE | `fs.write` | `chmod`, `chown`, `utimes`, `truncate` | the same |
+//! | STAT, LSTAT | `fs.stat` | `stat` | |
+//! | EXISTS | `fs.stat` | `exists` (a denial answers `exists: false`, like the original) | |
+//! | READ_DIR | `fs.readdir` | `readdir` | |
+//! | MKDIR, CREATE_DIR | `fs.create_dir` | `mkdir`, `createDir` | |
+//! | REMOVE_FILE, REMOVE_DIR | `fs.rm` | `rm` | |
+//! | RENAME (both paths) | `fs.rename` | `rename` | |
+//! | SYMLINK (the link's path) | `fs.symlink` | `symlink` | |
+//!
+//! `fs.mount_sensitive` is no guest operation's: the original checks it when mounting over `/`,
+//! `/etc` or `/proc`, and here only the host mounts (ConfigureVm), which the guest's policy does
+//! not govern. A rule may name it (policies written for the original do); an embedder asking
+//! [`Sidecar::check_permission`](crate::Sidecar::check_permission) about it gets the rule's answer.
 //!
 //! An `ask` rule is a denial here (`permission prompt required for fs.x`): prompts suspend
 //! guest operations, which arrive with processes; a host's own request is answered at once.
+//!
+//! Renaming a directory and removing one recursively act on every entry below it, which the
+//! policy is never asked about. So when a rule could judge an entry below the directory (at its
+//! old name or, for a rename, its new one) differently from the directory itself, RENAME is
+//! refused with `EXDEV` (tools like `mv` then copy entry by entry, each copy checked) and
+//! REMOVE_DIR `recursive` with `EACCES`, both with the reason
+//! `a permission rule applies below this directory` (see `CompiledPolicy::differs_below`).
+//! A host's RENAME is refused the same way (status `EXDEV`).
 //!
 //! When the root holds the default base layer, the kernel's `/dev` and `/proc` trees (see
 //! `synthetic`) are mounted over it, so every call is resolved across mounts; the policy
@@ -45,11 +61,16 @@ use super::synthetic::{self, Output};
 use crate::clock::{Entropy, Now};
 use crate::config::{self, CreateVmConfig};
 use crate::error::{RejectCode, Rejection};
-use crate::permissions::{errno_message, Capability, CompiledPolicy, Decision};
+use crate::permissions::{errno_message, Capability, Check, CompiledPolicy, Decision, Domain};
 use crate::vfs::{
     Errno, FsError, FsLimits, Layer, Overlay, Stat, UpperState, VPath, DEFAULT_DIR_MODE, DIR_SIZE, FILESYSTEM_DEV,
     MAX_SYMLINK_HOPS, S_IFDIR,
 };
+
+/// Why renaming or recursively removing a directory was refused: a rule of the fs policy could
+/// judge some entry below it differently from the directory itself (see
+/// [`CompiledPolicy::differs_below`]).
+const RULE_BELOW: &str = "a permission rule applies below this directory";
 
 /// `FilesystemResultResponse.status` of a host filesystem call that succeeded; a failed one
 /// carries the errno code (`ENOENT`, `EACCES`, `EXDEV`, ...).
@@ -240,7 +261,7 @@ impl VmFilesystem {
             target: None,
         };
         let path = request.path.as_str();
-        let (capability, label, subject) = access(operation);
+        let (check, label, subject) = access(operation);
         // Required fields first, like the original.
         let destination = match operation {
             Op::Rename | Op::Link => {
@@ -251,7 +272,7 @@ impl VmFilesystem {
         let mut data = Vec::new();
         match operation {
             Op::Exists => {
-                if self.authorize(policy, capability, label, path, subject).is_err() {
+                if self.authorize(policy, check, label, path, subject).is_err() {
                     result.exists = Some(false);
                     return Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)));
                 }
@@ -288,9 +309,15 @@ impl VmFilesystem {
             }
             _ => {}
         }
-        self.authorize(policy, capability, label, path, subject)?;
-        if let Some(destination) = destination {
-            self.authorize(policy, capability, label, destination, Subject::NoFollow)?;
+        let resource = self.authorize(policy, check, label, path, subject)?;
+        let destination_resource = match destination {
+            Some(destination) => Some(self.authorize(policy, check, label, destination, Subject::NoFollow)?),
+            None => None,
+        };
+        match (operation, destination_resource) {
+            (Op::Rename, Some(to)) => self.guard_rename(policy, path, &resource, &to)?,
+            (Op::RemoveDir, _) if request.recursive => self.guard_removal(policy, path, &resource)?,
+            _ => {}
         }
         if !self.mounts.is_empty() {
             return self.call_mounted(&request, result, &data, entropy, now);
@@ -587,10 +614,13 @@ impl VmFilesystem {
             H::Remove => (Capability::FsRm, "rm", Subject::NoFollow, Final::Parent),
             H::Rename => (Capability::FsRename, "rename", Subject::NoFollow, Final::Parent),
         };
-        self.authorize(policy, capability, label, path, subject).map_err(|_| Errno::EACCES)?;
-        if let Some(destination) = destination {
-            self.authorize(policy, capability, label, destination, Subject::NoFollow).map_err(|_| Errno::EACCES)?;
-        }
+        let resource = self.authorize(policy, capability, label, path, subject).map_err(|_| Errno::EACCES)?;
+        let destination_resource = match destination {
+            Some(destination) => Some(
+                self.authorize(policy, capability, label, destination, Subject::NoFollow).map_err(|_| Errno::EACCES)?,
+            ),
+            None => None,
+        };
         let namespace = self.namespace();
         let from = namespace.walk(path, last, false).map_err(|e| e.errno)?;
         let to = match destination {
@@ -629,12 +659,22 @@ impl VmFilesystem {
             H::ReadDir => host.read_dir(at).map(|names| size(names.len())).map_err(fs_errno),
             H::Mkdir => host.mkdir(at, false, DEFAULT_DIR_MODE, now).map(|()| 0).map_err(fs_errno),
             H::Remove => {
+                // Never recursive (a directory with entries is ENOTEMPTY): nothing below the path
+                // goes with it, so unlike a guest's recursive REMOVE_DIR it needs no guard.
                 let stat = host.lstat(at).map_err(fs_errno)?;
                 let removed =
                     if stat.is_directory { host.remove_dir(at, false, now) } else { host.remove_file(at, now) };
                 removed.map(|()| 0).map_err(fs_errno)
             }
             H::Rename => {
+                // As a guest's RENAME (see `guard_rename`): a directory is not moved past rules
+                // below it.
+                let to_resource = destination_resource.as_deref().unwrap_or_default();
+                let differs =
+                    policy.differs_below(Domain::Fs, &resource) || policy.differs_below(Domain::Fs, to_resource);
+                if differs && host.lstat(at).is_ok_and(|stat| stat.is_directory) {
+                    return Err(Errno::EXDEV);
+                }
                 let local_to = to.as_ref().map(Walked::local_arg).unwrap_or_default();
                 host.rename(at, VPath::from(local_to.as_str()), now).map(|()| 0).map_err(fs_errno)
             }
@@ -645,30 +685,98 @@ impl VmFilesystem {
         VPath::at(&self.cwd, path)
     }
 
-    /// Checks `capability` on the path the operation will touch; a denial is `kernel_error`
+    /// Checks `check` on the path the operation will touch (returned: the canonical subject the
+    /// policy was asked about); a denial is `kernel_error`
     /// `EACCES: permission denied, {label} '{subject}': {reason}`.
     fn authorize(
         &self,
         policy: &CompiledPolicy,
-        capability: Capability,
+        check: impl Into<Check>,
         label: &str,
         path: &str,
         subject: Subject,
-    ) -> Result<(), Rejection> {
+    ) -> Result<String, Rejection> {
+        let check = check.into();
         let resource = self.subject(path, subject);
         if let Some(asks) = self.guest_asks.borrow_mut().as_mut() {
-            return guest_decision(asks, policy, capability, label, &resource);
+            return guest_decision(asks, policy, check, label, &resource).map(|()| resource);
         }
-        match policy.decide(capability, &resource, false) {
-            Decision::Allow => Ok(()),
+        match policy.decide_check(check, &resource, false) {
+            Decision::Allow => Ok(resource),
             Decision::Deny { message } => {
                 Err(Rejection::new(RejectCode::KernelError, errno_message(label, &resource, &message)))
             }
             // Prompts are off for host requests, so `decide` never asks; deny to be safe.
             Decision::Ask => Err(Rejection::new(
                 RejectCode::KernelError,
-                errno_message(label, &resource, &format!("permission prompt required for {capability}")),
+                errno_message(label, &resource, &format!("permission prompt required for {}", check.capability())),
             )),
+        }
+    }
+
+    /// Refuses (`EXDEV`) to rename a directory when the policy could judge an entry below it
+    /// differently from the directory itself, at its old name or its new one
+    /// ([`CompiledPolicy::differs_below`]). The policy is asked only about the two names, so such
+    /// a rename would carry the entries past the rules written for them (with
+    /// `deny /data/secret/**`, `/data` renamed to `/moved` makes `/moved/secret/f` readable).
+    /// `EXDEV` is what a rename across filesystems fails with: tools like `mv` then copy entry by
+    /// entry, each copy checked by the policy. A file, or a symlink (not followed), carries
+    /// nothing below it and is never refused here.
+    fn guard_rename(&self, policy: &CompiledPolicy, path: &str, from: &str, to: &str) -> Result<(), Rejection> {
+        let differs = policy.differs_below(Domain::Fs, from) || policy.differs_below(Domain::Fs, to);
+        if differs && self.names_directory(path) {
+            let error = FsError::new(Errno::EXDEV).at2("rename", from, to).with_detail(RULE_BELOW);
+            return Err(Rejection::new(RejectCode::KernelError, error.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Refuses (`EACCES`) to remove a directory recursively when the policy could judge an entry
+    /// below it differently from the directory itself: `rm -r /data` would delete what
+    /// `deny /data/secret/**` protects. The entries can still be removed one by one, each removal
+    /// checked by the policy.
+    fn guard_removal(&self, policy: &CompiledPolicy, path: &str, resource: &str) -> Result<(), Rejection> {
+        if policy.differs_below(Domain::Fs, resource) && self.names_directory(path) {
+            return Err(Rejection::new(RejectCode::KernelError, errno_message("rm", resource, RULE_BELOW)));
+        }
+        Ok(())
+    }
+
+    /// Whether `path` names a directory, its final component not followed (renaming or removing
+    /// a symlink moves nothing below it). Answers `true` where the kernel cannot look (inside a
+    /// js_bridge mount, whose host resolves its own paths), so the guards above err towards
+    /// refusing; a path that does not resolve is no directory (the operation fails anyway).
+    fn names_directory(&self, path: &str) -> bool {
+        let root_dir = |at: VPath<'_>| self.root.lstat(at).is_ok_and(|stat| stat.is_directory);
+        if self.mounts.is_empty() {
+            return root_dir(self.at(path));
+        }
+        let namespace = self.namespace();
+        let walked = match namespace.walk(path, Final::Parent, false) {
+            Ok(walked) if walked.touched => walked,
+            // Resolved by the root filesystem as without mounts (see `call_mounted`).
+            Ok(_) | Err(_) => return root_dir(self.at(path)),
+        };
+        if namespace.is_virtual_dir(&walked.components) {
+            return true;
+        }
+        let local = VPath::from(walked.local.as_str());
+        match walked.owner {
+            Owner::Root => root_dir(local),
+            Owner::Mount(index) => match self.mounts.get(index).map(|mount| (mount, &mount.backend)) {
+                Some((_, Backend::Memory(fs))) => fs.lstat(local).is_ok_and(|stat| stat.is_directory),
+                Some((mount, Backend::Host(dir))) => {
+                    let host = HostBackend {
+                        dir: dir.as_ref(),
+                        read_only: mount.read_only,
+                        limits: self.limits,
+                        host_calls: &self.host_calls,
+                    };
+                    host.lstat(local).is_ok_and(|stat| stat.is_directory)
+                }
+                Some((_, Backend::Kernel(tree))) => tree.entry(&walked.local) == Some(synthetic::Entry::Dir),
+                Some((_, Backend::Bridge(_))) | None => true,
+            },
         }
     }
 
@@ -992,27 +1100,28 @@ fn virtual_dir_stat() -> Stat {
     }
 }
 
-/// The capability, denial label and subject kind of an operation (see the module table).
-fn access(operation: Op) -> (Capability, &'static str, Subject) {
+/// The check, denial label and subject kind of an operation (see the module table).
+fn access(operation: Op) -> (Check, &'static str, Subject) {
     use Subject::{Follow, NoFollow};
+    let plain = Check::plain;
     match operation {
-        Op::ReadFile | Op::Pread | Op::Realpath => (Capability::FsRead, "read", Follow),
-        Op::ReadLink => (Capability::FsRead, "readlink", NoFollow),
-        Op::WriteFile => (Capability::FsWrite, "write", Follow),
-        Op::Link => (Capability::FsWrite, "link", NoFollow),
-        Op::Chmod => (Capability::FsWrite, "chmod", Follow),
-        Op::Chown => (Capability::FsWrite, "chown", Follow),
-        Op::Utimes => (Capability::FsWrite, "utimes", Follow),
-        Op::Truncate => (Capability::FsWrite, "truncate", Follow),
-        Op::Stat => (Capability::FsStat, "stat", Follow),
-        Op::Lstat => (Capability::FsStat, "stat", NoFollow),
-        Op::Exists => (Capability::FsStat, "exists", Follow),
-        Op::ReadDir => (Capability::FsReaddir, "readdir", Follow),
-        Op::Mkdir => (Capability::FsCreateDir, "mkdir", NoFollow),
-        Op::CreateDir => (Capability::FsCreateDir, "createDir", NoFollow),
-        Op::RemoveFile | Op::RemoveDir => (Capability::FsRm, "rm", NoFollow),
-        Op::Rename => (Capability::FsRename, "rename", NoFollow),
-        Op::Symlink => (Capability::FsSymlink, "symlink", NoFollow),
+        Op::ReadFile | Op::Pread | Op::Realpath => (plain(Capability::FsRead), "read", Follow),
+        Op::ReadLink => (Check::refined(Capability::FsReadlink), "readlink", NoFollow),
+        Op::WriteFile => (plain(Capability::FsWrite), "write", Follow),
+        Op::Link => (Check::refined(Capability::FsLink), "link", NoFollow),
+        Op::Chmod => (Check::refined(Capability::FsChmod), "chmod", Follow),
+        Op::Chown => (Check::refined(Capability::FsChown), "chown", Follow),
+        Op::Utimes => (Check::refined(Capability::FsUtimes), "utimes", Follow),
+        Op::Truncate => (Check::refined(Capability::FsTruncate), "truncate", Follow),
+        Op::Stat => (plain(Capability::FsStat), "stat", Follow),
+        Op::Lstat => (plain(Capability::FsStat), "stat", NoFollow),
+        Op::Exists => (plain(Capability::FsStat), "exists", Follow),
+        Op::ReadDir => (plain(Capability::FsReaddir), "readdir", Follow),
+        Op::Mkdir => (plain(Capability::FsCreateDir), "mkdir", NoFollow),
+        Op::CreateDir => (plain(Capability::FsCreateDir), "createDir", NoFollow),
+        Op::RemoveFile | Op::RemoveDir => (plain(Capability::FsRm), "rm", NoFollow),
+        Op::Rename => (plain(Capability::FsRename), "rename", NoFollow),
+        Op::Symlink => (plain(Capability::FsSymlink), "symlink", NoFollow),
     }
 }
 
@@ -1075,12 +1184,14 @@ fn decode_content(
 fn guest_decision(
     asks: &mut GuestAsks,
     policy: &CompiledPolicy,
-    capability: Capability,
+    check: Check,
     label: &str,
     resource: &str,
 ) -> Result<(), Rejection> {
     let denied = |message: &str| Rejection::new(RejectCode::KernelError, errno_message(label, resource, message));
-    match policy.decide(capability, resource, asks.prompts_enabled) {
+    // Prompts, grants and refusals name the capability the operation is decided as.
+    let capability = check.capability();
+    match policy.decide_check(check, resource, asks.prompts_enabled) {
         Decision::Allow => Ok(()),
         Decision::Deny { message } => Err(denied(&message)),
         Decision::Ask => {

@@ -442,6 +442,121 @@ fn every_operation_checks_its_capability() {
 }
 
 #[test]
+fn a_rule_may_name_an_operations_own_capability() {
+    // (rule operation, denial label, the capability it is decided as, request)
+    let cases: Vec<(&str, &str, GuestFilesystemCallRequest)> = vec![
+        ("readlink", "read", req(Op::ReadLink, "/w/link")),
+        ("link", "write", to(Op::Link, "/w/file", "/w/hard")),
+        ("chmod", "write", GuestFilesystemCallRequest { mode: Some(0o600), ..req(Op::Chmod, "/w/file") }),
+        ("chown", "write", GuestFilesystemCallRequest { uid: Some(1), gid: Some(1), ..req(Op::Chown, "/w/file") }),
+        (
+            "utimes",
+            "write",
+            GuestFilesystemCallRequest { atime_ms: Some(1), mtime_ms: Some(1), ..req(Op::Utimes, "/w/file") },
+        ),
+        ("truncate", "write", GuestFilesystemCallRequest { len: Some(0), ..req(Op::Truncate, "/w/file") }),
+    ];
+    for (operation, capability, request) in cases {
+        let mut guest = Guest::new(&deny_rule(&format!("{operation:?}"), r#""/w/**""#));
+        let before = guest.snapshot();
+        let path = if request.operation == Op::ReadLink { "/w/link" } else { "/w/file" };
+        let (code, message) = guest.err(request.clone());
+        assert_eq!(code, "kernel_error");
+        assert_eq!(
+            message,
+            format!("EACCES: permission denied, {operation} '{path}': blocked by fs.{capability} policy"),
+            "{:?}",
+            request.operation
+        );
+        assert_eq!(guest.snapshot(), before, "{:?} changed nothing", request.operation);
+        // Only that operation is denied: its capability's other operations still run there.
+        assert_eq!(guest.read("/w/file"), "data");
+        guest.write("/w/file", "data");
+        // And elsewhere the operation itself runs.
+        let elsewhere = GuestFilesystemCallRequest {
+            path: request.path.replace("/w/", "/tmp/"),
+            destination_path: request.destination_path.as_ref().map(|d| d.replace("/w/", "/tmp/")),
+            ..request.clone()
+        };
+        guest.write("/tmp/file", "data");
+        guest.ok(symlink("/tmp/link", "/tmp/file"));
+        guest.ok(elsewhere);
+    }
+
+    // Narrower than a broad allow, and the last matching rule still wins.
+    let config = r#"{"permissions":{"fs":{"default":"deny","rules":[
+        {"mode":"allow","operations":["*"],"paths":["/**"]},
+        {"mode":"deny","operations":["chmod"],"paths":["/secret/**"]},
+        {"mode":"allow","operations":["write"],"paths":["/secret/open/**"]}]}}}"#;
+    let mut guest = Guest::new(config);
+    guest.ok(GuestFilesystemCallRequest { recursive: true, ..req(Op::Mkdir, "/secret/open") });
+    guest.write("/secret/f", "plain writes stay allowed");
+    guest.write("/secret/open/f", "x");
+    let chmod = |path: &str| GuestFilesystemCallRequest { mode: Some(0o600), ..req(Op::Chmod, path) };
+    let (_, message) = guest.err(chmod("/secret/f"));
+    assert_eq!(message, "EACCES: permission denied, chmod '/secret/f': blocked by fs.write policy");
+    guest.ok(chmod("/secret/open/f"));
+    guest.ok(chmod("/tmp"));
+}
+
+#[test]
+fn a_misspelt_operation_is_refused_at_create_and_configure() {
+    let expected = "invalid permissions policy: fs.rules[0].operations[1] \"wirte\" is not an fs operation; \
+                    expected one of: *, read, write, stat, readdir, create_dir, rm, rename, symlink, readlink, link, \
+                    chmod, chown, utimes, truncate, mount_sensitive";
+    let mut host = Harness::new();
+    let conn = host.authenticate();
+    let session = host.open_session(&conn);
+    let config = r#"{"permissions":{"fs":{"default":"allow","rules":[
+        {"mode":"deny","operations":["read","wirte"],"paths":["/**"]}]}}}"#;
+    let frames = host.request(
+        OwnershipScope::session(&conn, &session),
+        RequestPayload::CreateVmRequest(CreateVmRequest {
+            runtime: GuestRuntimeKind::WebAssembly,
+            config: config.into(),
+        }),
+    );
+    assert_eq!(rejection(&frames[0]), ("invalid_state".to_owned(), expected.to_owned()));
+    assert!(host.sidecar.vms().is_empty());
+
+    let mut guest = Guest::new(ALLOW_FS);
+    let misspelt = PermissionsPolicy {
+        fs: Some(FsPermissionScope::FsPermissionRuleSet(FsPermissionRuleSet {
+            default: Some(PermissionMode::Allow),
+            rules: vec![FsPermissionRule {
+                mode: PermissionMode::Deny,
+                operations: vec!["read".into(), "wirte".into()],
+                paths: vec!["/**".into()],
+            }],
+        })),
+        network: None,
+        child_process: None,
+        process: None,
+        env: None,
+        tool: None,
+    };
+    let configure = RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
+        mounts: vec![],
+        software: vec![],
+        permissions: Some(misspelt),
+        module_access_cwd: None,
+        instructions: vec![],
+        projected_modules: vec![],
+        command_permissions: Default::default(),
+        loopback_exempt_ports: vec![],
+    });
+    match guest.send(configure) {
+        ResponsePayload::RejectedResponse(rejected) => {
+            assert_eq!((rejected.code.as_str(), rejected.message.as_str()), ("invalid_state", expected));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The VM keeps its policy.
+    guest.write("/tmp/still", "allowed");
+    assert_eq!(guest.read("/tmp/still"), "allowed");
+}
+
+#[test]
 fn both_paths_of_rename_and_link_are_checked() {
     let mut guest = Guest::new(&deny_rule(r#""rename", "write""#, r#""/etc/**""#));
     let (_, message) = guest.err(to(Op::Rename, "/w/file", "/etc/file"));
@@ -451,6 +566,136 @@ fn both_paths_of_rename_and_link_are_checked() {
     let (_, message) = guest.err(to(Op::Rename, "/etc/hostname", "/w/hostname"));
     assert!(message.contains("rename '/etc/hostname'"), "{message}");
     assert!(!guest.exists("/etc/file") && guest.exists("/w/file"));
+}
+
+/// The audit's policy: everything allowed but the entries of `/data/secret`.
+const SECRET_BELOW: &str = r#"{"permissions":{"fs":{"default":"allow","rules":[
+    {"mode":"deny","operations":["*"],"paths":["/data/secret/**"]}]}},
+    "rootFilesystem":{"bootstrapEntries":[
+      {"path":"/data/secret/f","kind":"file","content":"s3cret"},
+      {"path":"/data/pub/g","kind":"file","content":"public"},
+      {"path":"/tmp/tree/a/b","kind":"file","content":"b"}]}}"#;
+
+const RULE_BELOW: &str = "a permission rule applies below this directory";
+
+fn rm_r(path: &str) -> GuestFilesystemCallRequest {
+    GuestFilesystemCallRequest { recursive: true, ..req(Op::RemoveDir, path) }
+}
+
+/// Whether the snapshot still holds `/data/secret/f` with its content.
+fn secret_intact(guest: &mut Guest) -> bool {
+    guest.snapshot().iter().any(|e| e.path == "/data/secret/f" && e.content.as_deref() == Some("s3cret"))
+}
+
+#[test]
+fn a_directory_is_not_renamed_or_removed_past_a_rule_below_it() {
+    let mut guest = Guest::new(SECRET_BELOW);
+    let denied = "EACCES: permission denied, read '/data/secret/f': blocked by fs.read policy";
+    assert_eq!(guest.err(req(Op::ReadFile, "/data/secret/f")).1, denied);
+    let before = guest.snapshot();
+
+    // Renaming the parent would make `/moved/secret/f` readable: EXDEV, so `mv` copies instead.
+    let (code, message) = guest.err(to(Op::Rename, "/data", "/moved"));
+    assert_eq!(code, "kernel_error");
+    assert_eq!(message, format!("EXDEV: cross-device link not permitted, rename '/data' -> '/moved': {RULE_BELOW}"));
+    // Removing it recursively would delete what the rule protects.
+    let (code, message) = guest.err(rm_r("/data"));
+    assert_eq!(code, "kernel_error");
+    assert_eq!(message, format!("EACCES: permission denied, rm '/data': {RULE_BELOW}"));
+    // The same for the secret directory itself (the rule names only its entries), for the root,
+    // through a symlink (the canonical path counts) and with a relative path.
+    let (_, message) = guest.err(to(Op::Rename, "/data/secret", "/tmp/secret"));
+    assert!(message.starts_with("EXDEV: cross-device link not permitted, rename '/data/secret' -> '/tmp/secret'"));
+    assert_eq!(
+        guest.err(rm_r("/data/secret")).1,
+        format!("EACCES: permission denied, rm '/data/secret': {RULE_BELOW}")
+    );
+    assert_eq!(guest.err(rm_r("/")).1, format!("EACCES: permission denied, rm '/': {RULE_BELOW}"));
+    guest.ok(symlink("/tmp/link", "/data"));
+    let (_, message) = guest.err(to(Op::Rename, "/tmp/link/secret", "/tmp/s"));
+    assert!(message.starts_with("EXDEV: cross-device link not permitted, rename '/data/secret' -> '/tmp/s'"));
+    assert!(guest.err(rm_r("/tmp/link/secret")).1.ends_with(RULE_BELOW));
+    assert!(guest.err(to(Op::Rename, "../../data", "/moved")).1.ends_with(RULE_BELOW));
+    guest.ok(req(Op::RemoveFile, "/tmp/link"));
+
+    // Nothing moved or went; the secret is still there and still unreadable.
+    assert_eq!(guest.snapshot(), before);
+    assert!(secret_intact(&mut guest));
+    assert!(!guest.exists("/moved"));
+    assert_eq!(guest.err(req(Op::ReadFile, "/data/secret/f")).1, denied);
+    assert_eq!(guest.err(req(Op::ReadFile, "/moved/secret/f")).0, "kernel_error");
+}
+
+#[test]
+fn a_directory_is_not_renamed_into_place_above_a_rule() {
+    // Writes below /srv/plugins are denied, so a directory renamed to that name would bring in
+    // entries no write was checked for.
+    let config = r#"{"permissions":{"fs":{"default":"allow","rules":[
+        {"mode":"deny","operations":["write"],"paths":["/srv/plugins/**"]}]}},
+        "rootFilesystem":{"bootstrapEntries":[{"path":"/tmp/evil/x.js","kind":"file","content":"x"}]}}"#;
+    let mut guest = Guest::new(config);
+    let (_, message) = guest.err(to(Op::Rename, "/tmp/evil", "/srv/plugins"));
+    assert_eq!(
+        message,
+        format!("EXDEV: cross-device link not permitted, rename '/tmp/evil' -> '/srv/plugins': {RULE_BELOW}")
+    );
+    assert!(!guest.exists("/srv/plugins") && guest.exists("/tmp/evil/x.js"));
+    // A file carries nothing below it: renaming one there is the rename rule's business alone.
+    guest.ok(to(Op::Rename, "/tmp/evil/x.js", "/srv/plugins"));
+    assert_eq!(guest.read("/srv/plugins"), "x");
+}
+
+#[test]
+fn only_directories_with_a_differing_rule_below_are_refused() {
+    let mut guest = Guest::new(SECRET_BELOW);
+    assert!(guest.err(to(Op::Rename, "/data", "/moved")).1.ends_with(RULE_BELOW));
+    // Its siblings, and directories elsewhere, have no rule below that differs.
+    guest.ok(to(Op::Rename, "/data/pub", "/data/pub2"));
+    assert_eq!(guest.read("/data/pub2/g"), "public");
+    guest.ok(to(Op::Rename, "/tmp/tree", "/tmp/tree2"));
+    assert_eq!(guest.read("/tmp/tree2/a/b"), "b");
+    guest.ok(rm_r("/tmp/tree2"));
+    guest.ok(rm_r("/data/pub2"));
+    assert!(!guest.exists("/tmp/tree2") && !guest.exists("/data/pub2"));
+    // A file, and a symlink (not followed), move freely, even next to the rule.
+    guest.write("/data/note", "n");
+    guest.ok(to(Op::Rename, "/data/note", "/tmp/note"));
+    guest.ok(symlink("/tmp/to-data", "/data"));
+    guest.ok(to(Op::Rename, "/tmp/to-data", "/tmp/still-to-data"));
+    assert_eq!(guest.ok(req(Op::ReadLink, "/tmp/still-to-data")).target.as_deref(), Some("/data"));
+    // A plain REMOVE_DIR takes nothing below with it: an empty directory goes, a full one is
+    // ENOTEMPTY as ever.
+    guest.ok(req(Op::CreateDir, "/data/empty"));
+    guest.ok(req(Op::RemoveDir, "/data/empty"));
+    assert!(guest.err(req(Op::RemoveDir, "/data")).1.starts_with("ENOTEMPTY"));
+    assert!(secret_intact(&mut guest));
+
+    // A rule that matches only elsewhere does not block, though it does block above it.
+    let config = SECRET_BELOW.replace("/data/secret/**", "/other/**");
+    let mut guest = Guest::new(&config);
+    assert!(guest.err(rm_r("/")).1.ends_with(RULE_BELOW));
+    guest.ok(to(Op::Rename, "/data", "/moved"));
+    assert_eq!(guest.read("/moved/secret/f"), "s3cret");
+    guest.ok(rm_r("/moved"));
+    assert!(!guest.exists("/moved"));
+}
+
+#[test]
+fn the_guard_applies_inside_mounts() {
+    let config = r#"{"permissions":{"fs":{"default":"allow","rules":[
+        {"mode":"deny","operations":["read"],"paths":["/mnt/secret/**"]}]}}}"#;
+    let mut guest = Guest::new(config);
+    guest.mount(vec![crate::mounts::memory("/mnt")]).unwrap();
+    guest.ok(req(Op::CreateDir, "/mnt/secret"));
+    guest.write("/mnt/secret/f", "s");
+    guest.ok(req(Op::CreateDir, "/mnt/open"));
+    guest.write("/mnt/open/f", "o");
+    assert!(guest.err(to(Op::Rename, "/mnt/secret", "/mnt/moved")).1.starts_with("EXDEV"));
+    assert!(guest.err(rm_r("/mnt/secret")).1.ends_with(RULE_BELOW));
+    assert!(guest.err(rm_r("/mnt")).1.starts_with("EACCES"), "a mount point holding the rule");
+    guest.ok(to(Op::Rename, "/mnt/open", "/mnt/open2"));
+    guest.ok(rm_r("/mnt/open2"));
+    assert!(guest.err(req(Op::ReadFile, "/mnt/secret/f")).1.starts_with("EACCES"));
 }
 
 #[test]

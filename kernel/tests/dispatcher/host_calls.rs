@@ -95,3 +95,25 @@ fn host_filesystem_calls_obey_the_policy_read_only_and_limits() {
     assert_eq!(host_call(&mut read_only, H::Read, "/host/f.txt", 0), ("ok".into(), 5));
     assert_eq!(fake.file("/srv/h", "f.txt").as_deref(), Some(&b"hello"[..]));
 }
+
+#[test]
+fn a_host_rename_does_not_move_a_directory_past_a_rule_below_it() {
+    let fake = FakeHostFs::with_dir("/srv/h", &[("f.txt", "hello")]);
+    let config = r#"{"permissions":{"fs":{"default":"allow","rules":[
+        {"mode":"deny","operations":["read"],"paths":["/host/d/secret/**"]}]}}}"#;
+    let mut guest = guest_with(&fake, config, false);
+    for dir in ["/host/d", "/host/d/secret", "/host/d/open"] {
+        assert_eq!(host_call(&mut guest, H::Mkdir, dir, 0), ("ok".into(), 0), "{dir}");
+    }
+    assert_eq!(host_call(&mut guest, H::Write, "/host/d/secret/f", 3), ("ok".into(), 3));
+    assert_eq!(host_call(&mut guest, H::Read, "/host/d/secret/f", 0), ("EACCES".into(), 0));
+    assert_eq!(host_call(&mut guest, H::Rename, "/host/d\0/host/moved", 0), ("EXDEV".into(), 0));
+    assert_eq!(host_call(&mut guest, H::Rename, "/host/d/secret\0/host/s", 0), ("EXDEV".into(), 0));
+    assert_eq!(fake.file("/srv/h", "d/secret/f"), Some(vec![0; 3]), "nothing moved");
+    assert_eq!(host_call(&mut guest, H::Read, "/host/moved/secret/f", 0), ("ENOENT".into(), 0));
+    // Directories without a differing rule below, and files, rename as before (this fake host
+    // refuses directory renames with ENOSYS: the request got past the policy to the host).
+    assert_eq!(host_call(&mut guest, H::Rename, "/host/d/open\0/host/open", 0), ("ENOSYS".into(), 0));
+    assert_eq!(host_call(&mut guest, H::Rename, "/host/f.txt\0/host/d/g.txt", 0), ("ok".into(), 0));
+    assert_eq!(fake.file("/srv/h", "d/g.txt").as_deref(), Some(&b"hello"[..]));
+}
