@@ -289,6 +289,12 @@ fn d4_a_fifo_on_a_mount_is_refused_without_blocking() {
     let stat = host.fs(&vm, GuestFilesystemOperation::Stat, "/mnt/public/fifo", None);
     let ResponsePayload::GuestFilesystemResultResponse(result) = stat else { panic!("{stat:?}") };
     assert_eq!(result.stat.unwrap().mode & 0o170_000, 0o010_000, "listed as a FIFO");
+    // The host's own requests on it are refused at once too.
+    for operation in [GuestFilesystemOperation::ReadFile, GuestFilesystemOperation::WriteFile] {
+        let answer = host.fs(&vm, operation, "/mnt/public/fifo", Some(b"x"));
+        let ResponsePayload::RejectedResponse(rejected) = answer else { panic!("{operation:?}: {answer:?}") };
+        assert!(rejected.message.starts_with("EACCES"), "{operation:?}: {rejected:?}");
+    }
 }
 
 #[test]
@@ -376,4 +382,67 @@ fn d8_large_listings_come_in_bounded_calls_and_nothing_is_lost() {
     assert_eq!((code, stderr.as_str()), (0, ""));
     let listed: Vec<String> = String::from_utf8(stdout).unwrap().lines().map(str::to_owned).collect();
     assert_eq!(listed, names);
+}
+
+/// Ticks once; the events it produced.
+fn one_tick(host: &mut Host) -> Vec<EventPayload> {
+    host.sidecar.tick(host.now);
+    host.drain()
+        .into_iter()
+        .filter_map(|frame| match frame {
+            ProtocolFrame::EventFrame(event) => Some(event.payload),
+            _ => None,
+        })
+        .collect()
+}
+
+fn exited(events: &[EventPayload], process_id: &str) -> bool {
+    events
+        .iter()
+        .any(|event| matches!(event, EventPayload::ProcessExitedEvent(exited) if exited.process_id == process_id))
+}
+
+fn echoed(events: &[EventPayload], process_id: &str) -> bool {
+    events
+        .iter()
+        .any(|event| matches!(event, EventPayload::ProcessOutputEvent(output) if output.process_id == process_id))
+}
+
+/// D3 and D8: kernel work is charged to the guest that causes it. A guest hammering a mount
+/// with thousands of cheap calls (each costing almost no instructions of its own) used to do it
+/// all in one slice, holding every other VM; now its calls use up its slices, so one tick (16
+/// slices) ends long before it does, and another VM's `cat` answers within that tick.
+#[test]
+fn d3_d8_hammering_a_mount_costs_the_hammering_guest_its_slices() {
+    let scratch = Scratch::new("d3d8");
+    std::fs::write(scratch.root().join("public/big"), vec![b'.'; 1 << 20]).unwrap();
+    for n in 0..500 {
+        std::fs::write(scratch.root().join(format!("private/entry-{n:03}")), b"").unwrap();
+    }
+    for (hammer, args) in
+        [("pwrites", ["pwrites", "/mnt/public/big", "2000"]), ("lists", ["lists", "/mnt/private", "30"])]
+    {
+        let mut host = host();
+        let a = vm_with_mount(&mut host, &scratch, r#""allow""#);
+        let b = host.vm(r#"{"permissions":{"fs":"allow","childProcess":"allow"}}"#);
+        started(&host.execute(&b, "cat", "cat", &[]));
+        one_tick(&mut host);
+        let written = host.simple(
+            &b,
+            RequestPayload::WriteStdinRequest(WriteStdinRequest {
+                process_id: "cat".into(),
+                chunk: b"ping\n".to_vec(),
+            }),
+        );
+        assert!(matches!(written, ResponsePayload::StdinWrittenResponse(_)), "{written:?}");
+        started(&host.execute(&a, hammer, "fsops", &args));
+        let events = one_tick(&mut host);
+        assert!(echoed(&events, "cat"), "{hammer}: the other VM answered within the tick");
+        assert!(!exited(&events, hammer), "{hammer}: the hammering guest paid for its calls with its slices");
+        let mut ticks = 1;
+        while !exited(&one_tick(&mut host), hammer) {
+            ticks += 1;
+            assert!(ticks < 10_000, "{hammer} never finished");
+        }
+    }
 }

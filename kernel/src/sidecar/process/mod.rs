@@ -56,6 +56,11 @@ pub use self::table::FIRST_PID;
 pub const SLICE_FUEL: u64 = 1_000_000;
 /// Slices one `tick` runs at most before returning to the driver (to read input, write output).
 pub const MAX_SLICES_PER_TICK: usize = 16;
+/// Work one `tick` does at most, in fuel: each slice counts its instruction budget plus the
+/// kernel work its calls caused (see `cost`), so a tick of guests hammering the kernel returns to
+/// the driver as soon as a tick of guests computing would (the driver's latency for every other
+/// VM and the host is one tick).
+pub const MAX_TICK_FUEL: u64 = SLICE_FUEL * MAX_SLICES_PER_TICK as u64;
 /// Output a process may write within one slice before its writes block (the kernel turns it into
 /// events after every slice, so this bounds the memory one slice can pin).
 pub const MAX_PENDING_OUTPUT_BYTES: usize = 1 << 20;
@@ -393,9 +398,14 @@ impl Sidecar {
         }
         self.serve_prompts();
         self.serve_spawns();
+        let mut spent_fuel = 0u64;
         for _ in 0..MAX_SLICES_PER_TICK {
+            if spent_fuel >= MAX_TICK_FUEL {
+                break;
+            }
             let Some((vm_id, pid)) = self.next_runnable() else { break };
-            self.run_slice(&vm_id, pid);
+            let work_fuel = self.run_slice(&vm_id, pid);
+            spent_fuel = spent_fuel.saturating_add(SLICE_FUEL).saturating_add(work_fuel);
             self.last_scheduled = Some((vm_id, pid));
         }
     }
@@ -465,15 +475,16 @@ impl Sidecar {
 
     /// Runs one slice of `pid` with its VM lent to the guest, then turns its output into events
     /// and its exit (if any) into `ProcessExited`.
-    fn run_slice(&mut self, vm_id: &str, pid: u32) {
-        let Some(mut vm) = self.vms.remove(vm_id) else { return };
+    /// Runs one slice of `pid`; the kernel work it caused, in fuel.
+    fn run_slice(&mut self, vm_id: &str, pid: u32) -> u64 {
+        let Some(mut vm) = self.vms.remove(vm_id) else { return 0 };
         let guest = vm.processes_mut().get_mut(pid).and_then(|process| {
             process.wake_on.clear();
             process.guest.take()
         });
         let Some(mut guest) = guest else {
             self.vms.insert(vm_id.to_owned(), vm);
-            return;
+            return 0;
         };
         let entropy = std::mem::replace(&mut self.entropy, Entropy::from_seed(0));
         let (syscalls, poll) = guest.poll(Syscalls::new(vm, entropy, pid, self.now));
@@ -482,8 +493,9 @@ impl Sidecar {
             // entropy stream restarts from a fresh draw of a seed nobody else saw.
             self.entropy = Entropy::from_seed(self.config.entropy_seed ^ 0x5eed_1057);
             self.forget_lost_vm(vm_id);
-            return;
+            return 0;
         };
+        let work_fuel = syscalls.slice_work_fuel();
         let (mut vm, entropy) = syscalls.into_parts();
         self.entropy = entropy;
         if let Some(process) = vm.processes_mut().get_mut(pid) {
@@ -506,6 +518,7 @@ impl Sidecar {
             self.finish_process(vm_id, pid, exit);
         }
         self.deliver_guest_signals(vm_id, pid);
+        work_fuel
     }
 
     /// Sends the output `pid` wrote since the last flush as `ProcessOutput` events. Output is

@@ -134,11 +134,13 @@ pub struct Syscalls {
     pub(super) now: Now,
     /// Fuel owed for the kernel's work since the engine last took the bill (see `cost`).
     work_fuel: u64,
+    /// All the kernel's work in this slice (the scheduler's measure of the slice's cost).
+    slice_work_fuel: u64,
 }
 
 impl Syscalls {
     pub(crate) fn new(vm: Vm, entropy: Entropy, pid: u32, now: Now) -> Self {
-        Self { vm, blocked: false, entropy, pid, now, work_fuel: 0 }
+        Self { vm, blocked: false, entropy, pid, now, work_fuel: 0, slice_work_fuel: 0 }
     }
 
     /// The fuel owed for kernel work since the last call (and clears it): the engine deducts it
@@ -147,8 +149,14 @@ impl Syscalls {
         std::mem::take(&mut self.work_fuel)
     }
 
+    /// All the kernel's work done in this slice, billed or not.
+    pub(crate) fn slice_work_fuel(&self) -> u64 {
+        self.slice_work_fuel
+    }
+
     fn charge(&mut self, fuel: u64) {
         self.work_fuel = self.work_fuel.saturating_add(fuel);
+        self.slice_work_fuel = self.slice_work_fuel.saturating_add(fuel);
     }
 
     pub(crate) fn into_parts(self) -> (Vm, Entropy) {
