@@ -415,9 +415,9 @@ fn echoed(events: &[EventPayload], process_id: &str) -> bool {
 #[test]
 fn d3_d8_hammering_a_mount_costs_the_hammering_guest_its_slices() {
     let scratch = Scratch::new("d3d8");
-    std::fs::write(scratch.root().join("public/big"), vec![b'.'; 1 << 20]).unwrap();
+    fs::write(scratch.root().join("public/big"), vec![b'.'; 1 << 20]).unwrap();
     for n in 0..500 {
-        std::fs::write(scratch.root().join(format!("private/entry-{n:03}")), b"").unwrap();
+        fs::write(scratch.root().join(format!("private/entry-{n:03}")), b"").unwrap();
     }
     for (hammer, args) in
         [("pwrites", ["pwrites", "/mnt/public/big", "2000"]), ("lists", ["lists", "/mnt/private", "30"])]
