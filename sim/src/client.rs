@@ -729,20 +729,11 @@ fn dispose() -> RequestPayload {
 }
 
 fn configure(plugin: &str) -> RequestPayload {
-    RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
-        mounts: vec![MountDescriptor {
-            guest_path: "/data".into(),
-            read_only: false,
-            plugin: MountPluginDescriptor { id: plugin.into(), config: "{}".into() },
-        }],
-        software: vec![],
-        permissions: None,
-        module_access_cwd: None,
-        instructions: vec![],
-        projected_modules: vec![],
-        command_permissions: BTreeMap::new(),
-        loopback_exempt_ports: vec![],
-    })
+    RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(vec![MountDescriptor {
+        guest_path: "/data".into(),
+        read_only: false,
+        plugin: MountPluginDescriptor { id: plugin.into(), config: "{}".into() },
+    }]))
 }
 
 fn register_toolkit(timeout_ms: u64) -> RequestPayload {

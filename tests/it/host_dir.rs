@@ -6,7 +6,6 @@
 use client::{Client, ClientError};
 use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;
-use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -102,8 +101,8 @@ impl Drop for Scratch {
 }
 
 fn configure(mounts: Vec<(&str, &Path)>) -> RequestPayload {
-    RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
-        mounts: mounts
+    RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(
+        mounts
             .into_iter()
             .map(|(guest_path, host_path)| MountDescriptor {
                 guest_path: guest_path.into(),
@@ -114,14 +113,7 @@ fn configure(mounts: Vec<(&str, &Path)>) -> RequestPayload {
                 },
             })
             .collect(),
-        software: vec![],
-        permissions: None,
-        module_access_cwd: None,
-        instructions: vec![],
-        projected_modules: vec![],
-        command_permissions: BTreeMap::new(),
-        loopback_exempt_ports: vec![],
-    })
+    ))
 }
 
 /// One sidecar process with one VM that mounts `root` at `/host`.

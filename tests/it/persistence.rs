@@ -5,7 +5,6 @@
 use client::{Client, ClientError};
 use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const ALLOW_FS: &str = r#"{"permissions":{"fs":"allow"}}"#;
@@ -124,20 +123,11 @@ fn host_dir_mounts_reach_real_files_and_stay_inside() {
     let configured = sidecar
         .request(
             scope.clone(),
-            RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
-                mounts: vec![MountDescriptor {
-                    guest_path: "/host".into(),
-                    read_only: false,
-                    plugin: MountPluginDescriptor { id: "host_dir".into(), config },
-                }],
-                software: vec![],
-                permissions: None,
-                module_access_cwd: None,
-                instructions: vec![],
-                projected_modules: vec![],
-                command_permissions: BTreeMap::new(),
-                loopback_exempt_ports: vec![],
-            }),
+            RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(vec![MountDescriptor {
+                guest_path: "/host".into(),
+                read_only: false,
+                plugin: MountPluginDescriptor { id: "host_dir".into(), config },
+            }])),
         )
         .unwrap();
     assert!(matches!(
@@ -191,20 +181,11 @@ fn host_dir_mounts_reach_real_files_and_stay_inside() {
     let (mut locked, scope) = start(&["--store-dir", store.to_str().unwrap(), "--no-host-fs"]);
     let refused = locked.request(
         scope,
-        RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
-            mounts: vec![MountDescriptor {
-                guest_path: "/host".into(),
-                read_only: false,
-                plugin: MountPluginDescriptor { id: "host_dir".into(), config: r#"{"hostPath":"/tmp"}"#.into() },
-            }],
-            software: vec![],
-            permissions: None,
-            module_access_cwd: None,
-            instructions: vec![],
-            projected_modules: vec![],
-            command_permissions: BTreeMap::new(),
-            loopback_exempt_ports: vec![],
-        }),
+        RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(vec![MountDescriptor {
+            guest_path: "/host".into(),
+            read_only: false,
+            plugin: MountPluginDescriptor { id: "host_dir".into(), config: r#"{"hostPath":"/tmp"}"#.into() },
+        }])),
     );
     assert_eq!(rejected(refused), ("plugin_error".into(), "ENOSYS: host filesystem access is not available".into()));
     assert!(locked.close().unwrap().success());

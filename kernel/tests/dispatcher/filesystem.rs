@@ -536,14 +536,8 @@ fn a_misspelt_operation_is_refused_at_create_and_configure() {
         tool: None,
     };
     let configure = RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
-        mounts: vec![],
-        software: vec![],
         permissions: Some(misspelt),
-        module_access_cwd: None,
-        instructions: vec![],
-        projected_modules: vec![],
-        command_permissions: Default::default(),
-        loopback_exempt_ports: vec![],
+        ..ConfigureVmRequest::mounts(vec![])
     });
     match guest.send(configure) {
         ResponsePayload::RejectedResponse(rejected) => {

@@ -5,7 +5,6 @@ use crate::harness::*;
 use kernel::sidecar::*;
 use kernel::{Sidecar, SidecarConfig};
 use schema::wire::*;
-use std::collections::BTreeMap;
 
 fn create(host: &mut Harness, conn: &str, session: &str) -> Vec<ProtocolFrame> {
     host.request(
@@ -137,22 +136,15 @@ fn mounts_per_configure_are_bounded() {
     let mut host = Harness::new();
     let (conn, session, vm) = host.vm("{}");
     let mounts = |n: usize| {
-        RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
-            mounts: (0..n)
+        RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(
+            (0..n)
                 .map(|i| MountDescriptor {
                     guest_path: format!("/m{i}"),
                     read_only: false,
                     plugin: MountPluginDescriptor { id: "memory".into(), config: "{}".into() },
                 })
                 .collect(),
-            software: vec![],
-            permissions: None,
-            module_access_cwd: None,
-            instructions: vec![],
-            projected_modules: vec![],
-            command_permissions: BTreeMap::new(),
-            loopback_exempt_ports: vec![],
-        })
+        ))
     };
     let scope = OwnershipScope::vm(&conn, &session, &vm);
     assert_eq!(code_of(&host.request(scope.clone(), mounts(MAX_MOUNTS))), "accepted: VmConfiguredResponse");

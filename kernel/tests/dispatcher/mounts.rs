@@ -8,7 +8,6 @@ use kernel::sidecar::{MAX_MOUNT_ID_BYTES, SUPPORTED_MOUNT_PLUGINS};
 use kernel::Sidecar;
 use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub fn mount(guest_path: &str, plugin: &str, config: &str, read_only: bool) -> MountDescriptor {
@@ -24,16 +23,7 @@ pub fn memory(guest_path: &str) -> MountDescriptor {
 }
 
 pub fn configure(mounts: Vec<MountDescriptor>) -> RequestPayload {
-    RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
-        mounts,
-        software: vec![],
-        permissions: None,
-        module_access_cwd: None,
-        instructions: vec![],
-        projected_modules: vec![],
-        command_permissions: BTreeMap::new(),
-        loopback_exempt_ports: vec![],
-    })
+    RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(mounts))
 }
 
 impl Guest {

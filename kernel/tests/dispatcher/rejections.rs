@@ -49,16 +49,7 @@ fn create(config: &str) -> RequestPayload {
 }
 
 fn configure(mounts: Vec<MountDescriptor>) -> RequestPayload {
-    RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
-        mounts,
-        software: vec![],
-        permissions: None,
-        module_access_cwd: None,
-        instructions: vec![],
-        projected_modules: vec![],
-        command_permissions: BTreeMap::new(),
-        loopback_exempt_ports: vec![],
-    })
+    RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(mounts))
 }
 
 fn mount(plugin: &str, config: &str) -> MountDescriptor {

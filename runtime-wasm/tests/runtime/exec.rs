@@ -491,14 +491,8 @@ fn command_permissions_set_the_tier_and_isolated_sees_no_filesystem() {
     let configured = host.simple(
         &vm,
         RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
-            mounts: vec![],
-            software: vec![],
-            permissions: None,
-            module_access_cwd: None,
-            instructions: vec![],
-            projected_modules: vec![],
             command_permissions: [("read_file".to_owned(), WasmPermissionTier::Isolated)].into(),
-            loopback_exempt_ports: vec![],
+            ..ConfigureVmRequest::mounts(vec![])
         }),
     );
     assert!(matches!(configured, ResponsePayload::VmConfiguredResponse(_)), "{configured:?}");
