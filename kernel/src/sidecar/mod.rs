@@ -657,9 +657,11 @@ impl Sidecar {
         let now = self.now;
         let host_fs = self.host_fs.clone();
         let vm = self.vm_mut(vm_id)?;
+        let policy = vm::Vm::configured_policy(&request)?;
+        vm.check_mounts(policy.as_ref(), &request.mounts)?;
         let limits = vm.filesystem().limits();
         let mounts = mounts::build(&request.mounts, host_fs.as_deref(), limits, now)?;
-        vm.configure(request, mounts)
+        vm.configure(request, policy, mounts)
     }
 
     /// The filesystem and layer requests of a VM (see `filesystem` and `layers`).

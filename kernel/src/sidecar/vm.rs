@@ -9,7 +9,7 @@ use super::{Sidecar, StreamId};
 use crate::clock::Entropy;
 use crate::config::{self, CreateVmConfig};
 use crate::error::{RejectCode, Rejection};
-use crate::permissions::{Capability, CompiledPolicy, Decision};
+use crate::permissions::{errno_message, Capability, CompiledPolicy, Decision};
 use schema::wire::*;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,6 +43,13 @@ pub enum PermissionCheck {
     Denied(String),
     /// Suspend until [`Sidecar::take_prompt_outcome`] has an answer for this ticket.
     Prompted(PromptTicket),
+}
+
+/// Whether a mount at `path` (as the request names it, normalised lexically) lies over what every
+/// program trusts: `/`, `/etc` or `/proc`, or below them.
+fn is_sensitive_mount_path(path: &str) -> bool {
+    let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    matches!(components.first(), None | Some(&"etc") | Some(&"proc"))
 }
 
 /// A public view of a VM, for drivers and invariant checks.
@@ -295,15 +302,9 @@ impl Vm {
     pub(super) fn configure(
         &mut self,
         request: ConfigureVmRequest,
+        policy: Option<CompiledPolicy>,
         mounts: Vec<Mount>,
     ) -> Result<ResponsePayload, Rejection> {
-        let policy = match &request.permissions {
-            Some(permissions) => {
-                let config = config::PermissionsPolicy::from(permissions);
-                Some(CompiledPolicy::from_config(Some(&config)).map_err(|e| Rejection::invalid_state(e.to_string()))?)
-            }
-            None => None,
-        };
         if let Some(policy) = policy {
             self.policy = policy;
         }
@@ -323,6 +324,48 @@ impl Vm {
             module_access_cwd: request.module_access_cwd,
         };
         Ok(ResponsePayload::VmConfiguredResponse(response))
+    }
+
+    /// The policy a ConfigureVm request brings (`None`: the VM keeps its own).
+    pub(super) fn configured_policy(request: &ConfigureVmRequest) -> Result<Option<CompiledPolicy>, Rejection> {
+        let Some(permissions) = &request.permissions else { return Ok(None) };
+        let config = config::PermissionsPolicy::from(permissions);
+        CompiledPolicy::from_config(Some(&config)).map(Some).map_err(|e| Rejection::invalid_state(e.to_string()))
+    }
+
+    /// Mounting needs `fs.write` on the mount's guest path, and `fs.mount_sensitive` too over
+    /// `/`, `/etc` or `/proc` (and below), as in the original: a mount hides what was there, and
+    /// over those paths it would change what every program trusts. Checked against the policy
+    /// in effect once the request applies.
+    pub(super) fn check_mounts(
+        &self,
+        policy: Option<&CompiledPolicy>,
+        mounts: &[MountDescriptor],
+    ) -> Result<(), Rejection> {
+        if mounts.len() > super::mounts::MAX_MOUNTS {
+            return Err(Rejection::limit("mounts per VM", super::mounts::MAX_MOUNTS));
+        }
+        let policy = policy.unwrap_or(&self.policy);
+        for mount in mounts {
+            let path = mount.guest_path.as_str();
+            let mut checks = vec![(Capability::FsWrite, "write")];
+            if is_sensitive_mount_path(path) {
+                checks.push((Capability::FsMountSensitive, "mount"));
+            }
+            for (capability, label) in checks {
+                match policy.decide(capability, path, false) {
+                    Decision::Allow => {}
+                    Decision::Deny { message } => {
+                        return Err(Rejection::new(RejectCode::KernelError, errno_message(label, path, &message)))
+                    }
+                    Decision::Ask => {
+                        let reason = format!("permission prompt required for {capability}");
+                        return Err(Rejection::new(RejectCode::KernelError, errno_message(label, path, &reason)));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn register_host_callbacks(

@@ -134,7 +134,7 @@ fn pending_sidecar_requests_are_bounded() {
 #[test]
 fn mounts_per_configure_are_bounded() {
     let mut host = Harness::new();
-    let (conn, session, vm) = host.vm("{}");
+    let (conn, session, vm) = host.vm(r#"{"permissions":{"fs":"allow"}}"#);
     let mounts = |n: usize| {
         RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(
             (0..n)

@@ -310,3 +310,43 @@ fn host_dir_mounts_go_through_the_injected_host_fs() {
     assert_eq!(code, "plugin_error");
     assert!(message.starts_with("ENOENT: no host directory /srv/gone"), "{message}");
 }
+
+/// Mounting needs `fs.write` on the guest path, and `fs.mount_sensitive` over `/etc` or `/proc`
+/// (as in the original), checked against the policy the request brings: before, the policy was
+/// never asked, and a rule naming `mount_sensitive` could never match.
+#[test]
+fn mounting_needs_write_and_sensitive_paths_need_mount_sensitive() {
+    let mut guest = Guest::new(
+        r#"{"permissions":{"fs":{"default":"allow","rules":[{"mode":"deny","operations":["write"],"paths":["/locked/**","/locked"]}]}}}"#,
+    );
+    let (code, message) = guest.mount(vec![memory("/locked")]).unwrap_err();
+    assert_eq!(code, "kernel_error");
+    assert!(message.starts_with("EACCES: permission denied, write '/locked'"), "{message}");
+    // Over /etc the default `allow` is not enough unless mount_sensitive is allowed too: here
+    // it is (default allow), so it mounts; a policy denying mount_sensitive refuses it.
+    assert_eq!(guest.mount(vec![memory("/etc/extra")]), Ok(1));
+    let deny_sensitive = RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
+        permissions: Some(PermissionsPolicy {
+            fs: Some(FsPermissionScope::FsPermissionRuleSet(FsPermissionRuleSet {
+                default: Some(PermissionMode::Allow),
+                rules: vec![FsPermissionRule {
+                    mode: PermissionMode::Deny,
+                    operations: vec!["mount_sensitive".into()],
+                    paths: vec!["/**".into()],
+                }],
+            })),
+            network: None,
+            child_process: None,
+            process: None,
+            env: None,
+            tool: None,
+        }),
+        ..ConfigureVmRequest::mounts(vec![memory("/proc/extra")])
+    });
+    let ResponsePayload::RejectedResponse(RejectedResponse { code, message }) = guest.send(deny_sensitive) else {
+        panic!("mounting over /proc with mount_sensitive denied")
+    };
+    assert_eq!(code, "kernel_error");
+    assert!(message.starts_with("EACCES: permission denied, mount '/proc/extra'"), "{message}");
+    assert_eq!(guest.mount(vec![memory("/data")]), Ok(1), "elsewhere only write is needed");
+}
