@@ -26,9 +26,9 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use kernel::permissions::Capability;
+use kernel::policy::permissions::Capability;
 use kernel::process::script::ScriptEngine;
-use kernel::sidecar::{PermissionCheck, PromptTicket, KNOWN_MOUNT_PLUGINS, PERMISSION_PROMPT_NAMESPACE};
+use kernel::dispatch::{PermissionCheck, PromptTicket, KNOWN_MOUNT_PLUGINS, PERMISSION_PROMPT_NAMESPACE};
 use kernel::{Now, Sidecar, SidecarConfig, StreamId};
 use libfuzzer_sys::fuzz_target;
 use schema::codec::Decoded;
@@ -689,7 +689,7 @@ impl Driver {
             client_name: "fuzz-host".to_owned(),
             auth_token: AUTH_TOKEN.to_owned(),
             protocol_version: schema::PROTOCOL_VERSION,
-            bridge_version: kernel::sidecar::BRIDGE_VERSION,
+            bridge_version: kernel::dispatch::BRIDGE_VERSION,
         };
         request(self, OwnershipScope::connection("client"), RequestPayload::AuthenticateRequest(authenticate));
         let Some(connection) = self.last_connection.clone() else { return };

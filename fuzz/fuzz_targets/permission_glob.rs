@@ -8,7 +8,7 @@
 //! globset-special bytes), otherwise the bytes are taken as (lossy) UTF-8 text.
 #![no_main]
 
-use kernel::permissions::PermissionGlob;
+use kernel::policy::permissions::PermissionGlob;
 use libfuzzer_sys::fuzz_target;
 
 const MAX_PATTERN_BYTES: usize = 96;

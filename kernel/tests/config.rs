@@ -4,8 +4,8 @@
 
 use core::net::{IpAddr, SocketAddr};
 
-use kernel::config::*;
-use kernel::permissions::{Domain, PolicyError, RuleField};
+use kernel::policy::config::*;
+use kernel::policy::permissions::{Domain, PolicyError, RuleField};
 use proptest::prelude::*;
 use schema::wire;
 

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
-use kernel::permissions::{
+use kernel::policy::permissions::{
     errno_message, Capability, Check, CompiledPolicy, Decision, Domain, DomainPolicy, Mode, PermissionGlob,
     PermissionsPolicy, PolicyError, Rule, RuleField, RuleSet, MAX_ECHOED_OPERATION_BYTES, MAX_PATTERNS,
     MAX_PATTERN_LEN,
@@ -418,7 +418,7 @@ fn capabilities_parse_and_split() {
 
 #[test]
 fn config_policy_converts() {
-    let config: kernel::config::PermissionsPolicy = serde_json::from_str(
+    let config: kernel::policy::config::PermissionsPolicy = serde_json::from_str(
         r#"{
             "fs": {"rules": [{"mode": "allow", "operations": ["read"], "paths": ["/tmp/**"]}]},
             "childProcess": "ask",

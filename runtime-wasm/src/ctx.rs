@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use wasmtime::ResourceLimiter;
 
-use kernel::process::guest::MemoryBudget;
+use kernel::host::engine::MemoryBudget;
 
 use crate::host::{WaitReason, WasiHost};
 

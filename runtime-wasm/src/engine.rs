@@ -9,8 +9,8 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use kernel::process::guest::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
-use kernel::process::syscalls::{EntryKind, FdKind, FileStat, OpenFlags, SysError as KernelSysError, Syscalls};
+use kernel::host::engine::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
+use kernel::syscalls::{EntryKind, FdKind, FileStat, OpenFlags, SysError as KernelSysError, Syscalls};
 use kernel::vfs::Errno as KernelErrno;
 use schema::wire::WasmPermissionTier;
 
@@ -385,9 +385,9 @@ impl WasiHost for KernelHost {
 
     fn fd_seek(&mut self, fd: Fd, offset: i64, whence: Whence) -> Result<u64, Errno> {
         let whence = match whence {
-            Whence::Set => kernel::process::syscalls::Whence::Start,
-            Whence::Cur => kernel::process::syscalls::Whence::Current,
-            Whence::End => kernel::process::syscalls::Whence::End,
+            Whence::Set => kernel::syscalls::Whence::Start,
+            Whence::Cur => kernel::syscalls::Whence::Current,
+            Whence::End => kernel::syscalls::Whence::End,
         };
         self.sys()?.seek(fd, offset, whence).map_err(errno)
     }

@@ -6,8 +6,8 @@
 mod demo;
 
 use clap::{Parser, Subcommand};
-use kernel::hostfs::HostFs;
-use kernel::process::guest::GuestEngine;
+use kernel::host::engine::GuestEngine;
+use kernel::host::fs::HostFs;
 use kernel::SidecarConfig;
 use runtime_wasm::{RuntimeConfig, WasmEngine};
 use std::path::PathBuf;
@@ -88,7 +88,7 @@ fn default_max_memory_bytes() -> u64 {
         let line = info.lines().find(|line| line.starts_with("MemTotal:"))?;
         line.split_whitespace().nth(1)?.parse::<u64>().ok()
     });
-    total_kib.map_or(kernel::sidecar::DEFAULT_MAX_MEMORY_BYTES, |kib| kib.saturating_mul(1024) / 2)
+    total_kib.map_or(kernel::dispatch::DEFAULT_MAX_MEMORY_BYTES, |kib| kib.saturating_mul(1024) / 2)
 }
 
 /// `1073741824`, `512M`, `4G`, `64K` (powers of 1024).

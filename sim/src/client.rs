@@ -487,11 +487,11 @@ impl Client {
     /// Authenticates past the per-stream bound (idle connections are reclaimed to make room, so
     /// this mostly succeeds), then asks a VM for more mounts than it may have (always refused).
     async fn exhaust_limits(&mut self) -> turmoil::Result {
-        for _ in 0..=kernel::sidecar::MAX_CONNECTIONS_PER_STREAM {
+        for _ in 0..=kernel::dispatch::MAX_CONNECTIONS_PER_STREAM {
             self.send(OwnershipScope::connection("client-hint"), authenticate()).await?;
         }
         let Some((conn, session, vm)) = self.vms.first().cloned() else { return Ok(()) };
-        let mounts = (0..=kernel::sidecar::MAX_MOUNTS).map(|n| MountDescriptor::memory(format!("/m/{n}"))).collect();
+        let mounts = (0..=kernel::dispatch::MAX_MOUNTS).map(|n| MountDescriptor::memory(format!("/m/{n}"))).collect();
         let request = RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(mounts));
         self.send(OwnershipScope::vm(conn, session, vm), request).await
     }
@@ -635,7 +635,7 @@ impl Client {
                 }
             }
             EventPayload::ProcessOutputEvent(_) | EventPayload::ProcessExitedEvent(_) => {}
-            EventPayload::ExtEnvelope(envelope) if envelope.namespace == kernel::sidecar::PROTOCOL_ERROR_NAMESPACE => {
+            EventPayload::ExtEnvelope(envelope) if envelope.namespace == kernel::dispatch::PROTOCOL_ERROR_NAMESPACE => {
                 self.shared.borrow_mut().reached("protocol_error_event");
             }
             other => self.violation(format!("unexpected event {}", other.member_name())),
@@ -713,7 +713,7 @@ fn authenticate() -> RequestPayload {
         client_name: "sim".into(),
         auth_token: "token".into(),
         protocol_version: schema::PROTOCOL_VERSION,
-        bridge_version: kernel::sidecar::BRIDGE_VERSION,
+        bridge_version: kernel::dispatch::BRIDGE_VERSION,
     })
 }
 

@@ -4,10 +4,10 @@
 
 use crate::shared::{KernelCounts, SharedRef};
 use crate::Swarm;
-use kernel::permissions::Capability;
-use kernel::persistence::{MemoryStore, Store, StoreError};
+use kernel::dispatch::{HostCallbackOutcome, PermissionCheck, PromptOutcome, PromptTicket};
+use kernel::host::store::{MemoryStore, Store, StoreError};
+use kernel::policy::permissions::Capability;
 use kernel::process::script::ScriptEngine;
-use kernel::sidecar::{HostCallbackOutcome, PermissionCheck, PromptOutcome, PromptTicket};
 use kernel::{Now, Sidecar, SidecarConfig, StreamId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -54,7 +54,7 @@ use cap_std::fs::{
     Dir, DirBuilder, DirBuilderExt, FileType, FileTypeExt, Metadata, MetadataExt, OpenOptions, OpenOptionsExt,
     Permissions, PermissionsExt,
 };
-use kernel::hostfs::{
+use kernel::host::fs::{
     symlink_target_depth, HostDir, HostFileKind, HostFs, HostFsError, HostResult, HostStat, HOST_MODE_MASK,
 };
 use kernel::vfs::Errno;

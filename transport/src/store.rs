@@ -1,7 +1,7 @@
 //! [`FileStore`]: the kernel's persistence [`Store`] as files in one directory.
 //!
 //! Each key is the file `<dir>/<key>.state` (keys are checked by
-//! [`kernel::persistence::validate_key`]: no separators, never starting with `.`). A `put` is
+//! [`kernel::host::store::validate_key`]: no separators, never starting with `.`). A `put` is
 //! atomic and durable:
 //!
 //! 1. write the value to a new temp file in the same directory (`.<key>.<pid>.<n>.tmp`), holding
@@ -16,7 +16,7 @@
 //! deletes those at once, while temp files of other sidecars writing to the same directory
 //! right now stay. The directory is created on first use.
 
-use kernel::persistence::{validate_key, Store, StoreError};
+use kernel::host::store::{validate_key, Store, StoreError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};

@@ -33,7 +33,7 @@ pub const FILESYSTEM_DEV: u64 = 1;
 /// Inode number of the root directory.
 pub const ROOT_INO: u64 = 1;
 
-pub use crate::config::{
+pub use crate::policy::config::{
     DEFAULT_MAX_FD_WRITE_BYTES, DEFAULT_MAX_FILESYSTEM_BYTES, DEFAULT_MAX_INODE_COUNT, DEFAULT_MAX_PREAD_BYTES,
     DEFAULT_MAX_READDIR_ENTRIES,
 };

@@ -1,8 +1,8 @@
 //! Host callbacks and permission prompts: sidecar-initiated requests with deadlines.
 
 use crate::harness::*;
-use kernel::permissions::Capability;
-use kernel::sidecar::{HostCallbackOutcome, PermissionCheck, PromptOutcome};
+use kernel::dispatch::{HostCallbackOutcome, PermissionCheck, PromptOutcome};
+use kernel::policy::permissions::Capability;
 use schema::wire::*;
 use std::collections::BTreeMap;
 
@@ -85,7 +85,7 @@ fn host_callback_times_out_on_the_injected_clock() {
     host.drain();
     assert_eq!(
         host.sidecar.next_deadline(),
-        Some(host.now.monotonic_ms + kernel::sidecar::DEFAULT_HOST_CALLBACK_TIMEOUT_MS)
+        Some(host.now.monotonic_ms + kernel::dispatch::DEFAULT_HOST_CALLBACK_TIMEOUT_MS)
     );
     host.advance(29_999);
     assert_eq!(host.sidecar.take_host_callback_outcome(&invocation), None);
@@ -107,7 +107,7 @@ const ASK_FS: &str = r#"{"permissions":{"fs":{"default":"deny","rules":[{"mode":
 
 fn answer_prompt(host: &mut Harness, request: &SidecarRequestFrame, decision: &str) {
     let payload = SidecarResponsePayload::ExtEnvelope(ExtEnvelope {
-        namespace: kernel::sidecar::PERMISSION_PROMPT_NAMESPACE.into(),
+        namespace: kernel::dispatch::PERMISSION_PROMPT_NAMESPACE.into(),
         payload: format!(r#"{{"decision":"{decision}"}}"#).into_bytes(),
     });
     host.send_frame(ProtocolFrame::SidecarResponseFrame(SidecarResponseFrame {
@@ -118,7 +118,7 @@ fn answer_prompt(host: &mut Harness, request: &SidecarRequestFrame, decision: &s
     }));
 }
 
-fn prompt(host: &mut Harness, vm: &str) -> (kernel::sidecar::PromptTicket, SidecarRequestFrame) {
+fn prompt(host: &mut Harness, vm: &str) -> (kernel::dispatch::PromptTicket, SidecarRequestFrame) {
     let PermissionCheck::Prompted(ticket) = host.sidecar.check_permission(vm, Capability::FsWrite, "/tmp/a").unwrap()
     else {
         panic!("expected a prompt")

@@ -5,7 +5,7 @@ use crate::filesystem::*;
 use crate::harness::*;
 use crate::mounts::memory;
 use base64::Engine as _;
-use kernel::sidecar::{makedev, ENDLESS_DEVICE};
+use kernel::dispatch::{makedev, ENDLESS_DEVICE};
 use kernel::{Entropy, SidecarConfig};
 use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;

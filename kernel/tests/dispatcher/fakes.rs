@@ -1,7 +1,7 @@
 //! In-memory stand-ins for the injected I/O: a host directory tree and failing stores.
 
-use kernel::hostfs::{HostDir, HostFileKind, HostFs, HostFsError, HostResult, HostStat};
-use kernel::persistence::{MemoryStore, Store, StoreError};
+use kernel::host::fs::{HostDir, HostFileKind, HostFs, HostFsError, HostResult, HostStat};
+use kernel::host::store::{MemoryStore, Store, StoreError};
 use kernel::vfs::Errno;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

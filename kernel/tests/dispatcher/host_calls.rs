@@ -5,7 +5,7 @@ use crate::fakes::{FakeHostFs, Node};
 use crate::filesystem::*;
 use crate::harness::*;
 use crate::mounts::mount;
-use kernel::sidecar::HOST_FILESYSTEM_STATUS_OK;
+use kernel::dispatch::HOST_FILESYSTEM_STATUS_OK;
 use kernel::Sidecar;
 use schema::wire::FilesystemOperation as H;
 use schema::wire::*;

@@ -4,7 +4,7 @@
 use crate::filesystem::*;
 use crate::harness::*;
 use crate::mounts::{configure, mount};
-use kernel::sidecar::JS_BRIDGE_TIMEOUT_MS;
+use kernel::dispatch::JS_BRIDGE_TIMEOUT_MS;
 use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;
 

@@ -3,7 +3,7 @@
 
 use crate::filesystem::{entry, Guest, ALLOW_FS};
 use crate::harness::*;
-use kernel::sidecar::MAX_LAYERS_PER_VM;
+use kernel::dispatch::MAX_LAYERS_PER_VM;
 use schema::wire::*;
 
 fn import(guest: &mut Guest, entries: Vec<RootFilesystemEntry>) -> Result<String, (String, String)> {

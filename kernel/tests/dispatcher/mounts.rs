@@ -4,7 +4,7 @@
 use crate::fakes::FakeHostFs;
 use crate::filesystem::*;
 use crate::harness::*;
-use kernel::sidecar::{MAX_MOUNT_ID_BYTES, SUPPORTED_MOUNT_PLUGINS};
+use kernel::dispatch::{MAX_MOUNT_ID_BYTES, SUPPORTED_MOUNT_PLUGINS};
 use kernel::Sidecar;
 use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;

@@ -5,7 +5,7 @@ use crate::fakes::{FailingStore, TearingStore};
 use crate::filesystem::*;
 use crate::harness::*;
 use crate::mounts::memory;
-use kernel::persistence::{MemoryStore, Store, MAX_PERSISTENCE_KEY_BYTES};
+use kernel::host::store::{MemoryStore, Store, MAX_PERSISTENCE_KEY_BYTES};
 use kernel::Sidecar;
 use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;

@@ -1,7 +1,7 @@
 //! Bad requests of every kind: each gets the right code, and the sidecar keeps serving.
 
 use crate::harness::*;
-use kernel::sidecar::PROTOCOL_ERROR_NAMESPACE;
+use kernel::dispatch::PROTOCOL_ERROR_NAMESPACE;
 use kernel::SidecarConfig;
 use schema::wire::*;
 use std::collections::BTreeMap;
@@ -398,7 +398,7 @@ fn configured_auth_token_is_enforced() {
 
 #[test]
 fn oversized_frame_is_refused_by_id_and_the_stream_continues() {
-    let limit = kernel::sidecar::MIN_FRAME_LIMIT_BYTES;
+    let limit = kernel::dispatch::MIN_FRAME_LIMIT_BYTES;
     let mut host = Harness::with_config(SidecarConfig { max_frame_bytes: limit, ..SidecarConfig::default() });
     let big = encode(&request(
         9,
@@ -435,7 +435,7 @@ fn vm_limits_per_session_are_enforced() {
     let mut host = Harness::new();
     let conn = host.authenticate();
     let session = host.open_session(&conn);
-    for _ in 0..kernel::sidecar::MAX_VMS_PER_SESSION {
+    for _ in 0..kernel::dispatch::MAX_VMS_PER_SESSION {
         let frames = host.request(OwnershipScope::session(&conn, &session), create("{}"));
         assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmCreatedResponse(_)));
     }
@@ -449,7 +449,7 @@ fn vm_limits_per_session_are_enforced() {
 fn connections_per_stream_are_bounded_and_idle_ones_reclaimed() {
     let mut host = Harness::new();
     let first = host.authenticate();
-    for _ in 1..kernel::sidecar::MAX_CONNECTIONS_PER_STREAM {
+    for _ in 1..kernel::dispatch::MAX_CONNECTIONS_PER_STREAM {
         let conn = host.authenticate();
         let session = host.open_session(&conn);
         let frames = host.request(OwnershipScope::session(&conn, &session), create("{}"));
@@ -478,7 +478,7 @@ fn frame_limit_is_raised_to_the_minimum_that_fits_every_rejection() {
     let frames = host.request(OwnershipScope::connection("c"), authenticate_payload("t"));
     match response_payload(&frames[0]) {
         ResponsePayload::AuthenticatedResponse(r) => {
-            assert_eq!(r.max_frame_bytes as usize, kernel::sidecar::MIN_FRAME_LIMIT_BYTES)
+            assert_eq!(r.max_frame_bytes as usize, kernel::dispatch::MIN_FRAME_LIMIT_BYTES)
         }
         other => panic!("{other:?}"),
     }
@@ -489,13 +489,13 @@ fn frame_limit_is_raised_to_the_minimum_that_fits_every_rejection() {
 #[test]
 fn huge_ids_and_messages_are_not_echoed() {
     let mut host = Harness::new();
-    let huge = "c".repeat(kernel::sidecar::MAX_REJECTION_MESSAGE_BYTES.max(kernel::sidecar::MAX_ECHOED_ID_BYTES) + 1);
+    let huge = "c".repeat(kernel::dispatch::MAX_REJECTION_MESSAGE_BYTES.max(kernel::dispatch::MAX_ECHOED_ID_BYTES) + 1);
     let frames = host.request(OwnershipScope::connection(&huge), open_session_payload());
     let ProtocolFrame::ResponseFrame(response) = &frames[0] else { panic!() };
-    assert_eq!(response.ownership, OwnershipScope::connection(kernel::sidecar::UNKNOWN_OWNER_ID));
+    assert_eq!(response.ownership, OwnershipScope::connection(kernel::dispatch::UNKNOWN_OWNER_ID));
     let (code, message) = rejection(&frames[0]);
     assert_eq!(code, "unauthorized");
-    assert!(message.len() <= kernel::sidecar::MAX_REJECTION_MESSAGE_BYTES + 3, "{}", message.len());
+    assert!(message.len() <= kernel::dispatch::MAX_REJECTION_MESSAGE_BYTES + 3, "{}", message.len());
     assert!(message.ends_with("..."));
 
     // A schema name of 1 MiB on a frame whose id cannot be answered: the protocol-error event
@@ -508,7 +508,7 @@ fn huge_ids_and_messages_are_not_echoed() {
     });
     let frames = host.send_frame(frame);
     let bytes = encode(&frames[0]);
-    assert!(bytes.len() < 2 * kernel::sidecar::MAX_REJECTION_MESSAGE_BYTES, "{}", bytes.len());
+    assert!(bytes.len() < 2 * kernel::dispatch::MAX_REJECTION_MESSAGE_BYTES, "{}", bytes.len());
 }
 
 /// Found by the kernel_requests fuzz target: a refused Authenticate echoed its unbounded
@@ -516,7 +516,7 @@ fn huge_ids_and_messages_are_not_echoed() {
 /// encode assertion fired). Refusals now echo only usable scopes.
 #[test]
 fn refused_authenticate_with_a_huge_connection_id_is_answered() {
-    let limit = kernel::sidecar::MIN_FRAME_LIMIT_BYTES;
+    let limit = kernel::dispatch::MIN_FRAME_LIMIT_BYTES;
     let mut host = Harness::with_config(SidecarConfig { max_frame_bytes: limit, ..SidecarConfig::default() });
     let huge = "h".repeat(limit - 200);
     let frames = host.request(
@@ -530,5 +530,5 @@ fn refused_authenticate_with_a_huge_connection_id_is_answered() {
     );
     assert_eq!(rejection(&frames[0]).0, "protocol_version_mismatch");
     let ProtocolFrame::ResponseFrame(response) = &frames[0] else { panic!() };
-    assert_eq!(response.ownership, OwnershipScope::connection(kernel::sidecar::UNKNOWN_OWNER_ID));
+    assert_eq!(response.ownership, OwnershipScope::connection(kernel::dispatch::UNKNOWN_OWNER_ID));
 }

@@ -594,7 +594,7 @@ fn next_prompt(host: &mut Host) -> SidecarRequestFrame {
 
 fn answer(host: &mut Host, request: &SidecarRequestFrame, decision: &str) {
     let payload = SidecarResponsePayload::ExtEnvelope(ExtEnvelope {
-        namespace: kernel::sidecar::PERMISSION_PROMPT_NAMESPACE.into(),
+        namespace: kernel::dispatch::PERMISSION_PROMPT_NAMESPACE.into(),
         payload: format!(r#"{{"decision":"{decision}"}}"#).into_bytes(),
     });
     let frame = ProtocolFrame::SidecarResponseFrame(SidecarResponseFrame {
@@ -859,7 +859,7 @@ fn at_most_four_distinct_stack_limits_are_served() {
 
 #[test]
 fn the_program_cache_keeps_at_most_its_bound() {
-    use kernel::process::guest::GuestEngine;
+    use kernel::host::engine::GuestEngine;
     let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();
     for index in 0..=MAX_CACHED_PROGRAMS {
         let module = crate::support::wat(&format!(

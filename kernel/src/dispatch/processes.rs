@@ -1,122 +1,34 @@
-//! Processes: the requests that start and steer them (`Execute`, `WriteStdin`, `CloseStdin`,
-//! `KillProcess`, `GetProcessSnapshot`, `GetSignalState`, `GetZombieTimerCount`), the events
-//! they produce (`ProcessOutput`, `ProcessExited`), and the deterministic scheduler.
-//!
-//! # Scheduling
-//! Guests are resumable tasks ([`guest::Guest`]). [`Sidecar::tick`] runs at most
-//! [`MAX_SLICES_PER_TICK`] slices of [`SLICE_FUEL`] each, round-robin over the runnable
-//! processes of every VM in a fixed order (VM id, then pid), resuming after the last process it
-//! ran. A guest that must wait — an empty stdin or pipe, a full pipe, a sleep, `waitpid`, a
-//! `proc_spawn`, a permission prompt — is parked and woken by the kernel (a `WriteStdin`, another
-//! process's write or exit, the clock passing its deadline, the host's answer), never by a
-//! thread. Nothing depends on real time, so the same inputs give the same slices and the same
-//! events, output chunking included (output is line-buffered per channel, flushed after every
-//! slice and at exit).
-//!
-//! # Exits, zombies and orphans
-//! A host-started process's exit is a `ProcessExited` event; it stays in snapshots (`EXITED`) for
-//! [`EXITED_RETENTION_MS`] and ends every process it started. A guest-started child stays a
-//! zombie until its parent reaps it (`waitpid`), counted by `GetZombieTimerCount`; when a child
-//! exits, its own children are re-parented to 0, and such orphans' zombies are reaped after
-//! [`ZOMBIE_TTL_MS`].
-
-pub mod cost;
-mod fds;
-pub mod guest;
-mod pipes;
-pub mod script;
-mod signals;
-pub mod syscalls;
-pub(crate) mod table;
+//! Process requests (`Execute`, `WriteStdin`, `CloseStdin`, `KillProcess`, snapshots) and the
+//! scheduler's tick, on the dispatcher (see `crate::process` for the model).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;
 
-use self::fds::{Descriptor, FdTable, OpenFile};
-use self::guest::{GuestExit, GuestLimits, GuestPoll, GuestSpawn};
-use self::syscalls::Syscalls;
-use self::table::{Identity, Process, Status, Wait, HOST_PPID};
-use super::filesystem::{CallOutcome, GuestAsks};
-use super::vm::PromptOutcome;
-use super::Sidecar;
-use crate::clock::{Entropy, Now};
+use crate::clock::Entropy;
+use crate::dispatch::Sidecar;
 use crate::error::{RejectCode, Rejection};
-use crate::permissions::{errno_message, Capability, CompiledPolicy, Decision, PermissionsPolicy};
-use crate::vfs::{Errno, S_IFMT, S_IFREG};
-
-pub use self::pipes::PIPE_CAPACITY_BYTES;
-pub use self::signals::{DefaultAction, SIGKILL, SIGSTOP, SIGTERM};
-pub use self::table::FIRST_PID;
-
-/// Fuel per slice: about a millisecond of guest work, so a busy guest never holds the sidecar
-/// (and the other VMs) for long.
-pub const SLICE_FUEL: u64 = 1_000_000;
-/// Slices one `tick` runs at most before returning to the driver (to read input, write output).
-pub const MAX_SLICES_PER_TICK: usize = 16;
-/// Work one `tick` does at most, in fuel: each slice counts its instruction budget plus the
-/// kernel work its calls caused (see `cost`), so a tick of guests hammering the kernel returns to
-/// the driver as soon as a tick of guests computing would (the driver's latency for every other
-/// VM and the host is one tick).
-pub const MAX_TICK_FUEL: u64 = SLICE_FUEL * MAX_SLICES_PER_TICK as u64;
-/// Output a process may write within one slice before its writes block (the kernel turns it into
-/// events after every slice, so this bounds the memory one slice can pin).
-pub const MAX_PENDING_OUTPUT_BYTES: usize = 1 << 20;
-/// Bytes `WriteStdin` may buffer ahead of the guest (the original's stdin buffer bound). A chunk
-/// is taken whole or refused, so `acceptedBytes` is always the chunk's length.
-pub const STDIN_BUFFER_LIMIT_BYTES: usize = 16 << 20;
-/// A partial output line held back (output is line-buffered, like the original's WebAssembly
-/// runner) is sent anyway once it grows past this.
-pub const MAX_HELD_LINE_BYTES: usize = 64 * 1024;
-/// The longest `processId` a host may choose (it is echoed in every event).
-pub const MAX_PROCESS_ID_BYTES: usize = 256;
-/// How long an orphaned child's zombie waits before it is reaped (the original's zombie TTL).
-pub const ZOMBIE_TTL_MS: u64 = 60_000;
-/// How long an exited host-started process stays in snapshots (status `EXITED`), like the
-/// original. It is reaped at once (the host is its parent), so it is never a zombie.
-pub const EXITED_RETENTION_MS: u64 = 2_000;
-/// Exited entries one VM keeps at most; the oldest goes early beyond this, so a host that starts
-/// many short processes cannot grow the table without bound.
-pub const MAX_RETAINED_EXITED_PER_VM: usize = 1024;
-/// The search path when neither the request nor the VM sets `PATH`.
-pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-/// The `driver` of host-started processes in snapshots (the original's name).
-pub const EXECUTION_DRIVER: &str = "secure-exec-sidecar-execution";
-/// Where command packages are found: each numbered directory's files are commands (the first
-/// directory, in string order, wins a name), each file a WebAssembly binary.
-pub const COMMANDS_DIR: &str = "/__secure_exec/commands";
-/// Searched after `PATH`.
-pub const FALLBACK_PATH_DIRS: [&str; 3] = ["/bin", "/usr/bin", "/usr/local/bin"];
-/// Exit code of a guest that burnt its fuel budget (the original's).
-pub const EXIT_FUEL_EXHAUSTED: i32 = 124;
-/// The first bytes of every WebAssembly binary module.
-const WASM_MAGIC: &[u8] = b"\0asm";
-
-/// Standard descriptors.
-pub const STDIN_FD: u32 = 0;
-pub const STDOUT_FD: u32 = 1;
-pub const STDERR_FD: u32 = 2;
-/// The preopened root directory.
-pub const ROOT_FD: u32 = 3;
-
-/// An output stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    Stdout,
-    Stderr,
-}
+use crate::fs::GuestAsks;
+use crate::host::engine::{GuestExit, GuestPoll, GuestSpawn};
+use crate::policy::permissions::{Capability, Decision};
+use crate::process::exec::fd_limit;
+use crate::process::fds::{Descriptor, FdTable, OpenFile};
+use crate::process::table::{Identity, Process, Status, Wait, HOST_PPID};
+use crate::process::*;
+use crate::syscalls::Syscalls;
+use crate::vfs::Errno;
+use crate::vm::PromptOutcome;
 
 impl Sidecar {
     /// Gives the kernel an engine to run guests. Without one, `Execute` is `unsupported`.
-    pub fn with_guest_engine(mut self, engine: Arc<dyn guest::GuestEngine>) -> Self {
+    pub fn with_guest_engine(mut self, engine: Arc<dyn crate::host::engine::GuestEngine>) -> Self {
         self.guest_engine = Some(engine);
         self
     }
 
     /// Whether `payload` is one of the process requests [`Self::process_request`] serves.
-    pub(super) fn is_process_request(payload: &RequestPayload) -> bool {
+    pub(crate) fn is_process_request(payload: &RequestPayload) -> bool {
         matches!(
             payload,
             RequestPayload::ExecuteRequest(_)
@@ -129,7 +41,7 @@ impl Sidecar {
     }
 
     /// The process requests of a VM (`KillProcess` is answered by [`Self::kill_process`]).
-    pub(super) fn process_request(
+    pub(crate) fn process_request(
         &mut self,
         vm_id: &str,
         payload: RequestPayload,
@@ -141,7 +53,7 @@ impl Sidecar {
             RequestPayload::GetProcessSnapshotRequest => self.process_snapshot(vm_id),
             RequestPayload::GetSignalStateRequest(request) => self.signal_state(vm_id, &request.process_id),
             RequestPayload::GetZombieTimerCountRequest => self.zombie_timer_count(vm_id),
-            other => Err(super::not_yet(&other)),
+            other => Err(crate::dispatch::not_yet(&other)),
         }
     }
 
@@ -227,9 +139,9 @@ impl Sidecar {
     /// `KillProcess`: the signal is parsed first (a bad one is reported even for an unknown
     /// process, like the original), the response goes out, then the signal acts, so the exit it
     /// causes follows the response.
-    pub(super) fn kill_process(
+    pub(crate) fn kill_process(
         &mut self,
-        stream: super::StreamId,
+        stream: crate::dispatch::StreamId,
         request_id: i64,
         ownership: &OwnershipScope,
         vm_id: &str,
@@ -271,7 +183,7 @@ impl Sidecar {
     /// Delivers `signal` to `pid`: ignored if the guest set it to IGNORE, else its default action
     /// (guest handlers are not run; a handled signal acts by default). Signal 0 only probes that
     /// the process exists.
-    pub(super) fn signal_process(&mut self, vm_id: &str, pid: u32, signal: u32) {
+    pub(crate) fn signal_process(&mut self, vm_id: &str, pid: u32, signal: u32) {
         let Some(action) = signals::default_action(signal) else { return };
         let Ok(vm) = self.vm_mut(vm_id) else { return };
         let Some(process) = vm.processes_mut().get_mut(pid).filter(|process| process.is_alive()) else { return };
@@ -353,7 +265,7 @@ impl Sidecar {
 
     /// The earliest time the scheduler has work: now while a guest is runnable, else the
     /// nearest sleep deadline or zombie reaping.
-    pub(super) fn process_deadline(&self) -> Option<u64> {
+    pub(crate) fn process_deadline(&self) -> Option<u64> {
         let mut deadline: Option<u64> = None;
         let mut consider = |at: u64| deadline = Some(deadline.map_or(at, |current: u64| current.min(at)));
         for vm in self.vms.values() {
@@ -382,7 +294,7 @@ impl Sidecar {
 
     /// Wakes sleepers whose time has come, reaps old zombies, and runs up to
     /// [`MAX_SLICES_PER_TICK`] guest slices.
-    pub(super) fn run_processes(&mut self) {
+    pub(crate) fn run_processes(&mut self) {
         let now_ms = self.now.monotonic_ms;
         for vm in self.vms.values_mut() {
             let table = vm.processes();
@@ -711,7 +623,7 @@ impl Sidecar {
             parent.children_started = parent.children_started.saturating_add(1);
             parent.children_started
         };
-        let cwd = request.cwd.map_or(parent_cwd.clone(), |cwd| syscalls::normalize(&parent_cwd, &cwd));
+        let cwd = request.cwd.map_or(parent_cwd.clone(), |cwd| crate::syscalls::normalize(&parent_cwd, &cwd));
         vm.processes_mut().insert(Process::new(
             Identity {
                 process_id: format!("{parent_id}/child-{number}"),
@@ -732,7 +644,7 @@ impl Sidecar {
     }
 
     /// Stops every live process of a VM being disposed (SIGKILL), emitting their exits.
-    pub(super) fn kill_all_processes(&mut self, vm_id: &str) {
+    pub(crate) fn kill_all_processes(&mut self, vm_id: &str) {
         let pids: Vec<u32> = match self.vms.get(vm_id) {
             Some(vm) => vm.processes().iter().filter(|process| process.is_alive()).map(|process| process.pid).collect(),
             None => return,
@@ -747,274 +659,5 @@ impl Sidecar {
         const EVENT_OVERHEAD_BYTES: usize = 4096;
         const MAX_OUTPUT_CHUNK_BYTES: usize = 64 * 1024;
         self.config.max_frame_bytes.saturating_sub(EVENT_OVERHEAD_BYTES).clamp(1, MAX_OUTPUT_CHUNK_BYTES)
-    }
-}
-
-/// What `Execute` resolved before anything is created.
-#[derive(Debug)]
-pub(crate) struct ExecutionPlan {
-    pub(crate) command: String,
-    pub(crate) module: Vec<u8>,
-    pub(crate) argv: Vec<String>,
-    pub(crate) env: Vec<String>,
-    pub(crate) cwd: String,
-    pub(crate) tier: WasmPermissionTier,
-}
-
-fn fd_limit() -> Rejection {
-    Rejection::new(RejectCode::KernelError, "ENFILE: maximum open file descriptor limit reached")
-}
-
-impl super::vm::Vm {
-    /// Checks an `Execute` request against the VM (ids, limits, policy, tiers) and finds the
-    /// module it runs. The checks, their order, codes and messages follow the original.
-    pub(crate) fn plan_execution(&mut self, request: &ExecuteRequest, now: Now) -> Result<ExecutionPlan, Rejection> {
-        let process_id = &request.process_id;
-        if process_id.is_empty() || process_id.len() > MAX_PROCESS_ID_BYTES {
-            return Err(Rejection::invalid_state(format!(
-                "processId must be 1 to {MAX_PROCESS_ID_BYTES} bytes, got {}",
-                process_id.len()
-            )));
-        }
-        if self.processes().active_pid(process_id).is_some() {
-            return Err(Rejection::invalid_state(format!(
-                "VM {} already has an active process with id {process_id}",
-                self.id()
-            )));
-        }
-        let command = match (&request.command, request.runtime, &request.entrypoint) {
-            (Some(command), _, _) if !command.is_empty() => command.clone(),
-            (_, None, _) => return Err(Rejection::invalid_state("execute requires either command or runtime")),
-            (_, Some(GuestRuntimeKind::WebAssembly), Some(entrypoint)) if !entrypoint.is_empty() => entrypoint.clone(),
-            (_, Some(GuestRuntimeKind::WebAssembly), _) => {
-                return Err(Rejection::invalid_state("execute requires either command or entrypoint"))
-            }
-            (_, Some(other), _) => {
-                return Err(Rejection::new(
-                    RejectCode::Unsupported,
-                    format!("{other:?} guests are not supported by this sidecar yet"),
-                ))
-            }
-        };
-        let limits = self.process_limits().clone();
-        let mut argv = Vec::with_capacity(request.args.len().saturating_add(1));
-        argv.push(command.clone());
-        argv.extend(request.args.iter().cloned());
-        let cwd = self.execution_cwd(request.cwd.as_deref());
-        let env = self.execution_env(&request.env, &cwd);
-        let path_var = env.get("PATH").cloned().unwrap_or_default();
-        let (module_path, module) = self.find_command(&command, &path_var, now)?;
-        let name = module_path.rsplit('/').next().unwrap_or(&command).to_owned();
-        self.check_spawn(&command)?;
-        let live = u64::try_from(self.processes().counted()).unwrap_or(u64::MAX);
-        if live >= limits.max_processes {
-            return Err(Rejection::new(RejectCode::KernelError, "EAGAIN: maximum process limit reached"));
-        }
-        if limits.max_open_fds < 3 {
-            return Err(fd_limit());
-        }
-        let argv_bytes: usize = argv.iter().map(|arg| arg.len().saturating_add(1)).sum();
-        if u64::try_from(argv_bytes).unwrap_or(u64::MAX) > limits.max_process_argv_bytes {
-            return Err(Rejection::new(
-                RejectCode::KernelError,
-                format!(
-                    "EINVAL: process argv payload {argv_bytes} bytes exceeds configured limit {}",
-                    limits.max_process_argv_bytes
-                ),
-            ));
-        }
-        let env_bytes: usize =
-            env.iter().map(|(key, value)| key.len().saturating_add(value.len()).saturating_add(2)).sum();
-        if u64::try_from(env_bytes).unwrap_or(u64::MAX) > limits.max_process_env_bytes {
-            return Err(Rejection::new(
-                RejectCode::KernelError,
-                format!(
-                    "EINVAL: process environment payload {env_bytes} bytes exceeds configured limit {}",
-                    limits.max_process_env_bytes
-                ),
-            ));
-        }
-        let tier = request
-            .wasm_permission_tier
-            .or_else(|| self.command_tier(&command))
-            .or_else(|| self.command_tier(&name))
-            .unwrap_or(WasmPermissionTier::Full);
-        let env = env.into_iter().map(|(key, value)| format!("{key}={value}")).collect();
-        Ok(ExecutionPlan { command, module, argv, env, cwd, tier })
-    }
-
-    /// The guest cwd: the request's (normalized), else the VM's.
-    fn execution_cwd(&self, requested: Option<&str>) -> String {
-        let base = self.filesystem().cwd().to_owned();
-        match requested {
-            Some(cwd) if !cwd.is_empty() => syscalls::normalize(&base, cwd),
-            _ => base,
-        }
-    }
-
-    /// The guest environment: the VM's, the request's over it, the defaults where unset, and
-    /// `PWD` always the cwd.
-    fn execution_env(&self, requested: &BTreeMap<String, String>, cwd: &str) -> BTreeMap<String, String> {
-        let mut env = self.guest_env().clone();
-        env.extend(requested.iter().map(|(key, value)| (key.clone(), value.clone())));
-        for (key, value) in [
-            ("HOME", "/home/user"),
-            ("USER", "user"),
-            ("LOGNAME", "user"),
-            ("SHELL", "/bin/sh"),
-            ("PATH", DEFAULT_PATH),
-            ("TMPDIR", "/tmp"),
-        ] {
-            env.entry(key.to_owned()).or_insert_with(|| value.to_owned());
-        }
-        env.insert("PWD".to_owned(), cwd.to_owned());
-        env
-    }
-
-    /// `child_process.spawn` on the command.
-    pub(crate) fn check_spawn(&self, command: &str) -> Result<(), Rejection> {
-        let message = match self.policy().decide(Capability::ChildProcessSpawn, command, false) {
-            Decision::Allow => return Ok(()),
-            Decision::Deny { message } => message,
-            Decision::Ask => "permission prompt required for child_process.spawn".to_owned(),
-        };
-        Err(Rejection::new(RejectCode::KernelError, errno_message("spawn", command, &message)))
-    }
-
-    /// The module a command names: a registered command package, else a path or a name searched
-    /// on `PATH` and then [`FALLBACK_PATH_DIRS`]. Files are read through the VM's filesystem
-    /// layer, so command directories mounted from the host work.
-    pub(crate) fn find_command(
-        &mut self,
-        command: &str,
-        path_var: &str,
-        now: Now,
-    ) -> Result<(String, Vec<u8>), Rejection> {
-        let not_found = || Rejection::invalid_state(format!("command not found on native sidecar path: {command}"));
-        let mut candidates: Vec<String> = Vec::new();
-        if command.contains('/') {
-            candidates.push(syscalls::normalize(self.filesystem().cwd(), command));
-        } else {
-            candidates.extend(self.command_package_dirs(now).into_iter().map(|dir| format!("{dir}/{command}")));
-            let dirs = path_var.split(':').filter(|dir| !dir.is_empty()).chain(FALLBACK_PATH_DIRS);
-            candidates
-                .extend(dirs.map(|dir| syscalls::normalize(self.filesystem().cwd(), &format!("{dir}/{command}"))));
-        }
-        let max_module_bytes = self.limits().wasm.max_module_file_bytes;
-        for candidate in candidates {
-            let Some(stat) = self.kernel_fs(Op::Stat, &candidate, now).and_then(|result| result.stat) else {
-                continue;
-            };
-            if stat.is_directory || stat.mode & S_IFMT != S_IFREG {
-                continue;
-            }
-            if stat.size > max_module_bytes {
-                return Err(Rejection::new(
-                    RejectCode::ExecutionError,
-                    format!(
-                        "invalid WebAssembly module: {candidate} is {} bytes, over the module limit of {max_module_bytes}",
-                        stat.size
-                    ),
-                ));
-            }
-            let bytes = self.kernel_read(&candidate, now).ok_or_else(not_found)?;
-            if !bytes.starts_with(WASM_MAGIC) {
-                // A stub or a script: only WebAssembly runs here (yet).
-                continue;
-            }
-            return Ok((candidate, bytes));
-        }
-        Err(not_found())
-    }
-
-    /// The numbered command-package directories, in string order.
-    fn command_package_dirs(&mut self, now: Now) -> Vec<String> {
-        let mut dirs: Vec<String> = self
-            .kernel_fs(Op::ReadDir, COMMANDS_DIR, now)
-            .and_then(|result| result.entries)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|name| !name.is_empty() && name.bytes().all(|byte| byte.is_ascii_digit()))
-            .collect();
-        dirs.sort();
-        dirs.into_iter().map(|dir| format!("{COMMANDS_DIR}/{dir}")).collect()
-    }
-
-    /// A filesystem operation by the kernel itself (not subject to the guest policy), across
-    /// mounts; `None` on any failure.
-    fn kernel_fs(&mut self, operation: Op, path: &str, now: Now) -> Option<GuestFilesystemResultResponse> {
-        self.kernel_call(syscalls::fs_request(operation, path), now)
-    }
-
-    /// A whole file's bytes, read by the kernel: straight from the root filesystem when no
-    /// mount is in the way (no copy through the wire encoding), else through the mounts.
-    fn kernel_read(&mut self, path: &str, now: Now) -> Option<Vec<u8>> {
-        if let Some(bytes) = self.filesystem().read_on_root(path) {
-            return Some(bytes);
-        }
-        let mut read = syscalls::fs_request(Op::ReadFile, path);
-        read.encoding = Some(RootFilesystemEntryEncoding::Base64);
-        self.kernel_call(read, now).and_then(|result| syscalls::content_bytes(&result).ok())
-    }
-
-    fn kernel_call(&mut self, request: GuestFilesystemCallRequest, now: Now) -> Option<GuestFilesystemResultResponse> {
-        // The kernel's own reads never touch devices that draw entropy.
-        let mut entropy = Entropy::from_seed(0);
-        static KERNEL_POLICY: OnceLock<CompiledPolicy> = OnceLock::new();
-        let policy = KERNEL_POLICY.get_or_init(|| {
-            CompiledPolicy::compile(&PermissionsPolicy::allow_all()).unwrap_or_else(|_| CompiledPolicy::deny_all())
-        });
-        match self.filesystem_call_with(policy, request, &mut entropy, now) {
-            Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result))) => Some(result),
-            _ => None,
-        }
-    }
-
-    /// The guest limits from `limits.resources`.
-    pub(crate) fn guest_limits(&self) -> GuestLimits {
-        let limits = self.process_limits();
-        GuestLimits {
-            max_wasm_fuel: limits.max_wasm_fuel,
-            slice_fuel: SLICE_FUEL,
-            max_wasm_memory_bytes: limits.max_wasm_memory_bytes,
-            max_wasm_stack_bytes: limits.max_wasm_stack_bytes,
-        }
-    }
-
-    /// A running or stopped process by the host's id.
-    fn active_process_mut(&mut self, process_id: &str) -> Result<&mut Process, Rejection> {
-        let vm_id = self.id().to_owned();
-        let missing = || Rejection::invalid_state(format!("VM {vm_id} has no active process {process_id}"));
-        let pid = self.processes().active_pid(process_id).ok_or_else(missing)?;
-        self.processes_mut().get_mut(pid).ok_or_else(missing)
-    }
-
-    /// Forgets exited processes retained longer than [`EXITED_RETENTION_MS`], and the oldest
-    /// beyond [`MAX_RETAINED_EXITED_PER_VM`].
-    fn forget_exited(&mut self, now_ms: u64) {
-        // Zombies of living parents wait to be reaped; orphaned ones go after ZOMBIE_TTL_MS.
-        let orphaned_zombies: Vec<u32> = self
-            .processes()
-            .iter()
-            .filter(|process| !process.top_level && process.ppid == HOST_PPID)
-            .filter(|process| process.exited_at_ms.is_some_and(|at| at.saturating_add(ZOMBIE_TTL_MS) <= now_ms))
-            .map(|process| process.pid)
-            .collect();
-        for pid in orphaned_zombies {
-            self.processes_mut().remove(pid);
-        }
-        let mut exited: Vec<(u64, u64, u32)> = self
-            .processes()
-            .iter()
-            .filter(|process| process.top_level)
-            .filter_map(|process| process.exited_at_ms.map(|at| (at, process.exit_order, process.pid)))
-            .collect();
-        exited.sort_unstable();
-        let excess = exited.len().saturating_sub(MAX_RETAINED_EXITED_PER_VM);
-        for (index, (exited_at_ms, _, pid)) in exited.into_iter().enumerate() {
-            if index < excess || exited_at_ms.saturating_add(EXITED_RETENTION_MS) <= now_ms {
-                self.processes_mut().remove(pid);
-            }
-        }
     }
 }

@@ -45,6 +45,12 @@
 //! `synthetic`) are mounted over it, so every call is resolved across mounts; the policy
 //! applies to them like to any path.
 
+pub(crate) mod backend;
+pub mod devices;
+pub mod js_bridge;
+pub mod layers;
+pub mod mounts;
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
@@ -53,15 +59,15 @@ use schema::wire::{
     GuestFilesystemResultResponse, HostFilesystemCallRequest, ResponsePayload, RootFilesystemEntryEncoding,
 };
 
-use super::backend::{FsOps, HostBackend};
-use super::js_bridge::{self, BridgeCall, BridgeReply};
-use super::layers::{self, LayerStore};
-use super::mounts::{Backend, Final, Mount, Namespace, Owner, WalkError, Walked};
-use super::synthetic::{self, Output};
 use crate::clock::{Entropy, Now};
-use crate::config::{self, CreateVmConfig};
 use crate::error::{RejectCode, Rejection};
-use crate::permissions::{errno_message, Capability, Check, CompiledPolicy, Decision, Domain};
+use crate::fs::backend::{FsOps, HostBackend};
+use crate::fs::devices::Output;
+use crate::fs::js_bridge::{BridgeCall, BridgeReply};
+use crate::fs::layers::LayerStore;
+use crate::fs::mounts::{Backend, Final, Mount, Namespace, Owner, WalkError, Walked};
+use crate::policy::config::{self, CreateVmConfig};
+use crate::policy::permissions::{errno_message, Capability, Check, CompiledPolicy, Decision, Domain};
 use crate::vfs::{
     Errno, FsError, FsLimits, Layer, Overlay, Stat, UpperState, VPath, DEFAULT_DIR_MODE, DIR_SIZE, FILESYSTEM_DEV,
     MAX_SYMLINK_HOPS, S_IFDIR,
@@ -80,14 +86,14 @@ const HOST_STATUS_OK: &str = HOST_FILESYSTEM_STATUS_OK;
 /// What a guest filesystem call produced: its response, or a js_bridge call the response
 /// waits for.
 #[derive(Debug)]
-pub(super) enum CallOutcome {
+pub(crate) enum CallOutcome {
     Done(ResponsePayload),
     Bridge(BridgeCall),
 }
 
 /// One VM's filesystem state.
 #[derive(Debug)]
-pub(super) struct VmFilesystem {
+pub(crate) struct VmFilesystem {
     root: Overlay,
     cwd: String,
     limits: FsLimits,
@@ -131,7 +137,7 @@ impl VmFilesystem {
     /// against the config's `cwd` (default `/home/user`). When the root holds the default base
     /// layer, the kernel's `/dev` and `/proc` are mounted over it, `/proc/self/environ` showing
     /// `env` (the config's, filtered by the env policy).
-    pub(super) fn build(
+    pub(crate) fn build(
         config: &CreateVmConfig,
         limits: &config::ResolvedLimits,
         env: &BTreeMap<String, String>,
@@ -140,7 +146,7 @@ impl VmFilesystem {
     ) -> Result<Self, Rejection> {
         let limits = layers::fs_limits(limits);
         let root = layers::build_root(config, limits, base, now)?;
-        let mounts = if layers::holds_base_layer(config) { synthetic::mounts(now.wall_ms, env) } else { Vec::new() };
+        let mounts = if layers::holds_base_layer(config) { devices::mounts(now.wall_ms, env) } else { Vec::new() };
         Ok(Self {
             root,
             cwd: config.guest_cwd().to_owned(),
@@ -154,7 +160,7 @@ impl VmFilesystem {
 
     /// Bytes of file content the VM holds in memory: its root's own layer and its `memory`
     /// mounts (shared base layers are counted once, nowhere; host files are the host's).
-    pub(super) fn content_bytes(&self) -> u64 {
+    pub(crate) fn content_bytes(&self) -> u64 {
         self.mounts.iter().fold(self.root.upper().total_bytes(), |sum, mount| match &mount.backend {
             Backend::Memory(fs) => sum.saturating_add(fs.total_bytes()),
             _ => sum,
@@ -162,19 +168,19 @@ impl VmFilesystem {
     }
 
     /// Host directory operations made since the last call (and resets the count).
-    pub(super) fn take_host_calls(&self) -> u64 {
+    pub(crate) fn take_host_calls(&self) -> u64 {
         self.host_calls.take()
     }
 
-    pub(super) fn root(&self) -> &Overlay {
+    pub(crate) fn root(&self) -> &Overlay {
         &self.root
     }
 
-    pub(super) fn cwd(&self) -> &str {
+    pub(crate) fn cwd(&self) -> &str {
         &self.cwd
     }
 
-    pub(super) fn layer_ids(&self) -> Vec<String> {
+    pub(crate) fn layer_ids(&self) -> Vec<String> {
         self.layers.ids()
     }
 
@@ -182,17 +188,17 @@ impl VmFilesystem {
     // Layer requests
     // -----------------------------------------------------------------------------------------
 
-    pub(super) fn create_layer(&mut self, now: Now) -> Result<ResponsePayload, Rejection> {
+    pub(crate) fn create_layer(&mut self, now: Now) -> Result<ResponsePayload, Rejection> {
         let layer_id = self.layers.create(self.limits, now)?;
         Ok(ResponsePayload::LayerCreatedResponse(schema::wire::LayerCreatedResponse { layer_id }))
     }
 
-    pub(super) fn seal_layer(&mut self, layer_id: &str) -> Result<ResponsePayload, Rejection> {
+    pub(crate) fn seal_layer(&mut self, layer_id: &str) -> Result<ResponsePayload, Rejection> {
         let layer_id = self.layers.seal(layer_id)?;
         Ok(ResponsePayload::LayerSealedResponse(schema::wire::LayerSealedResponse { layer_id }))
     }
 
-    pub(super) fn import_snapshot(
+    pub(crate) fn import_snapshot(
         &mut self,
         request: &schema::wire::ImportSnapshotRequest,
         now: Now,
@@ -201,12 +207,12 @@ impl VmFilesystem {
         Ok(ResponsePayload::SnapshotImportedResponse(schema::wire::SnapshotImportedResponse { layer_id }))
     }
 
-    pub(super) fn export_snapshot(&self, layer_id: String) -> Result<ResponsePayload, Rejection> {
+    pub(crate) fn export_snapshot(&self, layer_id: String) -> Result<ResponsePayload, Rejection> {
         let entries = layers::entries_to_wire(self.layers.export(&layer_id)?);
         Ok(ResponsePayload::SnapshotExportedResponse(schema::wire::SnapshotExportedResponse { layer_id, entries }))
     }
 
-    pub(super) fn create_overlay(
+    pub(crate) fn create_overlay(
         &mut self,
         request: &schema::wire::CreateOverlayRequest,
         now: Now,
@@ -217,7 +223,7 @@ impl VmFilesystem {
 
     /// Applies entries to the root's writable upper (all or nothing; `EROFS` on a read-only
     /// root). A host operation: the permission policy is not consulted.
-    pub(super) fn bootstrap(
+    pub(crate) fn bootstrap(
         &mut self,
         request: &schema::wire::BootstrapRootFilesystemRequest,
         now: Now,
@@ -231,7 +237,7 @@ impl VmFilesystem {
     }
 
     /// The merged root as entries, sorted by path.
-    pub(super) fn snapshot(&self) -> ResponsePayload {
+    pub(crate) fn snapshot(&self) -> ResponsePayload {
         let entries = layers::entries_to_wire(self.root.export());
         ResponsePayload::RootFilesystemSnapshotResponse(schema::wire::RootFilesystemSnapshotResponse { entries })
     }
@@ -242,7 +248,7 @@ impl VmFilesystem {
 
     /// Serves one `GuestFilesystemCallRequest`: required fields (`invalid_state` when
     /// missing), then the permission check, then the operation.
-    pub(super) fn call(
+    pub(crate) fn call(
         &mut self,
         policy: &CompiledPolicy,
         request: GuestFilesystemCallRequest,
@@ -451,7 +457,7 @@ impl VmFilesystem {
                         execute(&mut host, request, at, at_to, data, &mut result, now)
                     }
                     Backend::Kernel(tree) => {
-                        let call = synthetic::Call {
+                        let call = devices::Call {
                             operation,
                             local: &from.local,
                             trailing_slash: from.trailing_slash,
@@ -547,28 +553,28 @@ impl VmFilesystem {
 
     /// Replaces the VM's configured mounts (ConfigureVm reconciles: the old ones are dropped);
     /// the kernel's trees stay, after them.
-    pub(super) fn set_mounts(&mut self, mounts: Vec<Mount>) {
+    pub(crate) fn set_mounts(&mut self, mounts: Vec<Mount>) {
         let kernel: Vec<Mount> = std::mem::take(&mut self.mounts).into_iter().filter(Mount::is_kernel).collect();
         self.mounts = mounts;
         self.mounts.extend(kernel);
     }
 
     /// The configured mounts' guest paths (not the kernel's trees).
-    pub(super) fn mount_paths(&self) -> Vec<String> {
+    pub(crate) fn mount_paths(&self) -> Vec<String> {
         self.mounts.iter().filter(|m| !m.is_kernel()).map(|m| m.guest_path.clone()).collect()
     }
 
-    pub(super) fn limits(&self) -> FsLimits {
+    pub(crate) fn limits(&self) -> FsLimits {
         self.limits
     }
 
     /// The root's upper layer state (what persistence saves).
-    pub(super) fn upper_state(&self) -> UpperState {
+    pub(crate) fn upper_state(&self) -> UpperState {
         self.root.upper_state()
     }
 
     /// Replaces the root's upper layer (what persistence loads).
-    pub(super) fn restore_upper(&mut self, state: &UpperState, now: Now) -> Result<(), Rejection> {
+    pub(crate) fn restore_upper(&mut self, state: &UpperState, now: Now) -> Result<(), Rejection> {
         self.root.restore_upper(state, now).map_err(layers::fs_rejection)
     }
 
@@ -578,7 +584,7 @@ impl VmFilesystem {
 
     /// Serves a `HostFilesystemCallRequest` on a `host_dir` mount (see [`host_status`] for
     /// the status strings).
-    pub(super) fn host_call(
+    pub(crate) fn host_call(
         &mut self,
         policy: &CompiledPolicy,
         request: &HostFilesystemCallRequest,
@@ -774,7 +780,7 @@ impl VmFilesystem {
                     };
                     host.lstat(local).is_ok_and(|stat| stat.is_directory)
                 }
-                Some((_, Backend::Kernel(tree))) => tree.entry(&walked.local) == Some(synthetic::Entry::Dir),
+                Some((_, Backend::Kernel(tree))) => tree.entry(&walked.local) == Some(devices::Entry::Dir),
                 Some((_, Backend::Bridge(_))) | None => true,
             },
         }
@@ -783,7 +789,7 @@ impl VmFilesystem {
     /// Writes `data` at `offset` of `path` in place (checked like `WRITE_FILE`), on the root
     /// filesystem or a `memory` or `host_dir` mount: a write costs what it writes, never a
     /// rewrite of the file. `None` for the kernel's own trees and js_bridge mounts.
-    pub(super) fn guest_pwrite(
+    pub(crate) fn guest_pwrite(
         &mut self,
         policy: &CompiledPolicy,
         path: &str,
@@ -817,7 +823,7 @@ impl VmFilesystem {
     /// Reads up to `len` bytes at `offset` of `path` (checked like `PREAD`), on the root
     /// filesystem or a `memory` or `host_dir` mount; `None` for the kernel's own trees and
     /// js_bridge mounts.
-    pub(super) fn guest_pread(
+    pub(crate) fn guest_pread(
         &mut self,
         policy: &CompiledPolicy,
         path: &str,
@@ -864,7 +870,7 @@ impl VmFilesystem {
 
     /// `path`'s bytes when it resolves on the root filesystem (no policy: the kernel's own read);
     /// `None` when it touches a mount or cannot be read.
-    pub(super) fn read_on_root(&self, path: &str) -> Option<Vec<u8>> {
+    pub(crate) fn read_on_root(&self, path: &str) -> Option<Vec<u8>> {
         if !self.on_root(path) {
             return None;
         }
@@ -884,7 +890,7 @@ impl VmFilesystem {
 
     /// Runs `call` as a guest process's call: `ask` rules are resolved through `asks`, which
     /// comes back updated.
-    pub(super) fn with_guest_asks<T>(&mut self, asks: GuestAsks, call: impl FnOnce(&mut Self) -> T) -> (T, GuestAsks) {
+    pub(crate) fn with_guest_asks<T>(&mut self, asks: GuestAsks, call: impl FnOnce(&mut Self) -> T) -> (T, GuestAsks) {
         *self.guest_asks.borrow_mut() = Some(asks);
         let result = call(self);
         let asks = self.guest_asks.borrow_mut().take().unwrap_or_default();

@@ -1,6 +1,6 @@
 //! `PersistenceLoad` and `PersistenceFlush`: a VM's root filesystem state saved to and loaded
-//! from the injected [`Store`](crate::persistence::Store) (format and key rules in
-//! [`crate::persistence`]).
+//! from the injected [`Store`](crate::host::store::Store) (format and key rules in
+//! [`crate::host::store`]).
 //!
 //! - Scope: the VM's (a session scope is refused with `invalid_state`
 //!   `persistence requires VM ownership: ...`: a session has no filesystem of its own).
@@ -18,13 +18,13 @@
 //!   version) `io_error`. `payloadSizeBytes` is the stored state's size.
 //! - Without a store: `unsupported` `persistence is not available: no store is configured`.
 
-use super::{Sidecar, StreamId};
+use crate::dispatch::{Sidecar, StreamId};
 use crate::error::{RejectCode, Rejection};
-use crate::persistence::{self, StoreError, MAX_PERSISTED_STATE_BYTES};
+use crate::host::store::{StoreError, MAX_PERSISTED_STATE_BYTES};
 use schema::wire::*;
 
 impl Sidecar {
-    pub(super) fn persistence(
+    pub(crate) fn persistence(
         &mut self,
         stream: StreamId,
         ownership: &OwnershipScope,
@@ -40,9 +40,9 @@ impl Sidecar {
         let key = match &payload {
             RequestPayload::PersistenceLoadRequest(request) => request.key.clone(),
             RequestPayload::PersistenceFlushRequest(request) => request.key.clone(),
-            other => return Err(super::not_yet(other)),
+            other => return Err(crate::dispatch::not_yet(other)),
         };
-        persistence::validate_key(&key).map_err(|error| Rejection::invalid_state(error.to_string()))?;
+        crate::host::store::validate_key(&key).map_err(|error| Rejection::invalid_state(error.to_string()))?;
         let store = self.store.clone().ok_or_else(|| {
             Rejection::new(RejectCode::Unsupported, "persistence is not available: no store is configured")
         })?;
@@ -57,7 +57,7 @@ impl Sidecar {
         };
         match payload {
             RequestPayload::PersistenceFlushRequest(_) => {
-                let blob = persistence::encode_state(&vm.filesystem().upper_state());
+                let blob = crate::host::store::encode_state(&vm.filesystem().upper_state());
                 let size = u64::try_from(blob.len()).unwrap_or(u64::MAX);
                 if size > limit {
                     return Err(over_limit("flush"));
@@ -92,7 +92,7 @@ impl Sidecar {
                 if size > limit {
                     return Err(over_limit("load"));
                 }
-                let state = persistence::decode_state(&blob).map_err(|error| {
+                let state = crate::host::store::decode_state(&blob).map_err(|error| {
                     Rejection::new(RejectCode::IoError, format!("EIO: persisted state '{key}' is unusable: {error}"))
                 })?;
                 vm.filesystem_mut().restore_upper(&state, now)?;

@@ -37,7 +37,7 @@ pub const JS_BRIDGE_TIMEOUT_MS: u64 = 30_000;
 
 /// What is needed to answer the parked request once the host replies.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct BridgeReply {
+pub(crate) struct BridgeReply {
     pub operation: Op,
     /// The request's path, as given.
     pub path: String,
@@ -55,7 +55,7 @@ pub(super) struct BridgeReply {
 
 /// A call to send to the host.
 #[derive(Debug, Clone)]
-pub(super) struct BridgeCall {
+pub(crate) struct BridgeCall {
     pub call_id: String,
     pub mount_id: String,
     pub args: String,
@@ -64,7 +64,7 @@ pub(super) struct BridgeCall {
 
 /// The operation name and `args` of a guest call on mount-local `local` (and `local_dest`).
 /// `content` is WRITE_FILE's decoded data.
-pub(super) fn operation_and_args(
+pub(crate) fn operation_and_args(
     request: &GuestFilesystemCallRequest,
     local: &str,
     local_dest: &str,
@@ -127,7 +127,7 @@ fn host_error(reply: &BridgeReply, error: &str) -> Rejection {
 }
 
 /// The answer to the parked request, from the host's `JsBridgeResultResponse`.
-pub(super) fn complete(
+pub(crate) fn complete(
     reply: &BridgeReply,
     result: Option<String>,
     error: Option<String>,
@@ -164,7 +164,7 @@ pub(super) fn complete(
         Op::ReadFile | Op::Pread => {
             let bytes = bytes(reply, required()?)?;
             let (content, encoding) =
-                super::layers::encode_content(bytes, reply.encoding == Some(RootFilesystemEntryEncoding::Base64));
+                crate::fs::layers::encode_content(bytes, reply.encoding == Some(RootFilesystemEntryEncoding::Base64));
             response.content = Some(content);
             response.encoding = Some(encoding);
         }
@@ -245,17 +245,17 @@ fn bytes(reply: &BridgeReply, value: Value) -> Result<Vec<u8>, Rejection> {
 }
 
 /// The parked request after [`JS_BRIDGE_TIMEOUT_MS`] without an answer.
-pub(super) fn timed_out(reply: &BridgeReply) -> Rejection {
+pub(crate) fn timed_out(reply: &BridgeReply) -> Rejection {
     io_error(reply, &format!("js_bridge call timed out after {} s", JS_BRIDGE_TIMEOUT_MS / 1000))
 }
 
 /// The parked request when its VM is disposed first.
-pub(super) fn cancelled(reply: &BridgeReply, vm_id: &str) -> Rejection {
+pub(crate) fn cancelled(reply: &BridgeReply, vm_id: &str) -> Rejection {
     io_error(reply, &format!("js_bridge call cancelled: VM {vm_id} was disposed"))
 }
 
 /// The parked request when the host answers with something else.
-pub(super) fn mismatched(reply: &BridgeReply, payload: &str) -> Rejection {
+pub(crate) fn mismatched(reply: &BridgeReply, payload: &str) -> Rejection {
     Rejection::new(
         RejectCode::BridgeError,
         format!("unexpected js_bridge response payload {payload}, {} '{}'", reply.js_operation, reply.path),

@@ -30,8 +30,8 @@ use std::collections::BTreeMap;
 
 use schema::wire::GuestFilesystemOperation as Op;
 
-use super::mounts::{Backend, Mount};
 use crate::clock::Entropy;
+use crate::fs::mounts::{Backend, Mount};
 use crate::vfs::{
     path as vpath, Errno, FsError, FsLimits, LimitKind, Stat, SYMLINK_MODE, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG,
 };
@@ -130,7 +130,7 @@ impl Node {
 
 /// What a walk across mounts sees at a path of a kernel tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Entry {
+pub(crate) enum Entry {
     Dir,
     Other,
     /// `/proc/self/cwd`: leads to the VM's cwd.
@@ -139,7 +139,7 @@ pub(super) enum Entry {
 
 /// The result of an operation, for the caller to put in the response.
 #[derive(Debug)]
-pub(super) enum Output {
+pub(crate) enum Output {
     Done,
     Content(Vec<u8>),
     Exists(bool),
@@ -150,7 +150,7 @@ pub(super) enum Output {
 
 /// One operation on a kernel tree; paths are tree-local and canonical (the walk resolved them).
 #[derive(Debug)]
-pub(super) struct Call<'a> {
+pub(crate) struct Call<'a> {
     pub operation: Op,
     pub local: &'a str,
     pub trailing_slash: bool,
@@ -167,7 +167,7 @@ pub(super) struct Call<'a> {
 
 /// One kernel-served tree.
 #[derive(Debug)]
-pub(super) struct KernelFs {
+pub(crate) struct KernelFs {
     tree: Tree,
     /// The VM's creation time: every node's times.
     boot_ms: u64,
@@ -176,7 +176,7 @@ pub(super) struct KernelFs {
 }
 
 /// The kernel trees of a VM created at `boot_ms` with the (policy-filtered) environment `env`.
-pub(super) fn mounts(boot_ms: u64, env: &BTreeMap<String, String>) -> Vec<Mount> {
+pub(crate) fn mounts(boot_ms: u64, env: &BTreeMap<String, String>) -> Vec<Mount> {
     let mut environ = Vec::new();
     for (key, value) in env {
         environ.extend_from_slice(key.as_bytes());
@@ -215,7 +215,7 @@ impl KernelFs {
     }
 
     /// What is at `local`, for path resolution.
-    pub(super) fn entry(&self, local: &str) -> Option<Entry> {
+    pub(crate) fn entry(&self, local: &str) -> Option<Entry> {
         self.lookup(local).map(|node| match node {
             Node::Cwd => Entry::CwdLink,
             node if node.is_dir() => Entry::Dir,
@@ -289,7 +289,7 @@ impl KernelFs {
 
     /// Runs one operation (the policy already allowed it). Errors carry no label: the caller
     /// adds the request's syscall and path.
-    pub(super) fn execute(&self, call: &Call<'_>, entropy: &mut Entropy) -> Result<Output, FsError> {
+    pub(crate) fn execute(&self, call: &Call<'_>, entropy: &mut Entropy) -> Result<Output, FsError> {
         let node = self.lookup(call.local);
         let slash_on_file = call.trailing_slash && node.is_some_and(|node| !node.is_dir());
         if call.operation == Op::Exists {

@@ -4,9 +4,9 @@
 //! work for free: fifty one-byte writes to a 16 MiB file on a mount, or two hundred listings of
 //! a 4,000-entry directory, each "one call", held the single-threaded sidecar (and every other
 //! VM) for seconds. So every system call adds what it cost the kernel to the calling process's
-//! bill ([`Syscalls::take_work_fuel`](super::syscalls::Syscalls::take_work_fuel)); the engine
+//! bill ([`Syscalls::take_work_fuel`](crate::syscalls::Syscalls::take_work_fuel)); the engine
 //! deducts the bill from the guest's fuel budget and ends the slice once instructions plus kernel
-//! work reach [`SLICE_FUEL`](super::SLICE_FUEL). A guest hammering the kernel therefore yields as
+//! work reach [`SLICE_FUEL`](crate::process::SLICE_FUEL). A guest hammering the kernel therefore yields as
 //! often as one computing, and burns its budget as fast.
 //!
 //! The prices are in fuel (about one wasm instruction, about a nanosecond on this class of
@@ -25,7 +25,7 @@ pub const FUEL_PER_HOST_CALL: u64 = 10_000;
 pub const FUEL_PER_DIR_ENTRY: u64 = 500;
 
 const _: () = assert!(FUEL_PER_HOST_CALL > SYSCALL_FUEL, "host operations cost more than in-memory ones");
-const _: () = assert!(SYSCALL_FUEL < super::SLICE_FUEL / 100, "a slice holds many cheap calls");
+const _: () = assert!(SYSCALL_FUEL < crate::process::SLICE_FUEL / 100, "a slice holds many cheap calls");
 
 /// The fuel for copying `bytes` bytes.
 pub fn bytes_fuel(bytes: usize) -> u64 {

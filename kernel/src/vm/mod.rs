@@ -1,15 +1,15 @@
 //! One virtual machine's control state: its configuration, permission policy, host-callback
 //! toolkits and lifecycle. (Its filesystem and processes live in their own modules.)
 
-use super::callbacks::DEFAULT_HOST_CALLBACK_TIMEOUT_MS;
-use super::filesystem::{CallOutcome, GuestAsks, VmFilesystem};
-use super::mounts::Mount;
-use super::process::table::ProcessTable;
-use super::{Sidecar, StreamId};
 use crate::clock::Entropy;
-use crate::config::{self, CreateVmConfig};
+use crate::dispatch::callbacks::DEFAULT_HOST_CALLBACK_TIMEOUT_MS;
+use crate::dispatch::StreamId;
 use crate::error::{RejectCode, Rejection};
-use crate::permissions::{errno_message, Capability, CompiledPolicy, Decision};
+use crate::fs::mounts::Mount;
+use crate::fs::{CallOutcome, GuestAsks, VmFilesystem};
+use crate::policy::config::{self, CreateVmConfig};
+use crate::policy::permissions::{errno_message, Capability, CompiledPolicy, Decision};
+use crate::process::table::ProcessTable;
 use schema::wire::*;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -63,7 +63,7 @@ pub struct VmSummary {
 
 /// A parsed and validated CreateVm request, before an id is allocated.
 #[derive(Debug)]
-pub(super) struct VmSetup {
+pub(crate) struct VmSetup {
     runtime: GuestRuntimeKind,
     config: CreateVmConfig,
     limits: config::ResolvedLimits,
@@ -71,7 +71,7 @@ pub(super) struct VmSetup {
 }
 
 impl VmSetup {
-    pub(super) fn parse(runtime: GuestRuntimeKind, json: &str, max_frame_bytes: usize) -> Result<Self, Rejection> {
+    pub(crate) fn parse(runtime: GuestRuntimeKind, json: &str, max_frame_bytes: usize) -> Result<Self, Rejection> {
         let config = config::parse_create_vm_config(json).map_err(|e| Rejection::invalid_state(e.to_string()))?;
         let limits = config.resolve_limits(max_frame_bytes).map_err(|e| Rejection::invalid_state(e.to_string()))?;
         let policy = CompiledPolicy::from_config(config.permissions.as_ref())
@@ -79,17 +79,17 @@ impl VmSetup {
         Ok(Self { runtime, config, limits, policy })
     }
 
-    pub(super) fn config(&self) -> &CreateVmConfig {
+    pub(crate) fn config(&self) -> &CreateVmConfig {
         &self.config
     }
 
-    pub(super) fn limits(&self) -> &config::ResolvedLimits {
+    pub(crate) fn limits(&self) -> &config::ResolvedLimits {
         &self.limits
     }
 
     /// The config's `env` as the guest sees it: the variables the `env` policy lets it read
     /// (`env.read` on the name; `ask` is a denial, there is no one to ask at create time).
-    pub(super) fn guest_env(&self) -> BTreeMap<String, String> {
+    pub(crate) fn guest_env(&self) -> BTreeMap<String, String> {
         self.config
             .env
             .iter()
@@ -139,7 +139,7 @@ pub(crate) struct Vm {
 }
 
 impl Vm {
-    pub(super) fn new(
+    pub(crate) fn new(
         id: String,
         connection_id: String,
         session_id: String,
@@ -188,7 +188,7 @@ impl Vm {
     }
 
     /// A filesystem call checked against `policy` instead of the VM's.
-    pub(super) fn filesystem_call_with(
+    pub(crate) fn filesystem_call_with(
         &mut self,
         policy: &CompiledPolicy,
         request: GuestFilesystemCallRequest,
@@ -200,7 +200,7 @@ impl Vm {
 
     /// A filesystem call made by a guest process: the same layer, policy and mounts as the
     /// host's `GuestFilesystemCallRequest`, with `ask` rules resolved through `asks`.
-    pub(super) fn guest_filesystem_call(
+    pub(crate) fn guest_filesystem_call(
         &mut self,
         request: GuestFilesystemCallRequest,
         asks: GuestAsks,
@@ -215,7 +215,7 @@ impl Vm {
     /// A guest's positioned write in place; `None` when the path lands in the kernel's own trees
     /// or a js_bridge mount (the caller falls back to whole-file writes through the filesystem
     /// layer).
-    pub(super) fn guest_pwrite(
+    pub(crate) fn guest_pwrite(
         &mut self,
         path: &str,
         offset: u64,
@@ -230,7 +230,7 @@ impl Vm {
 
     /// A guest's positioned read; `None` when the path lands in the kernel's own trees or a
     /// js_bridge mount.
-    pub(super) fn guest_pread(
+    pub(crate) fn guest_pread(
         &mut self,
         path: &str,
         offset: u64,
@@ -243,44 +243,44 @@ impl Vm {
     }
 
     /// How long a guest's permission prompt may wait for the host.
-    pub(super) fn prompt_timeout_ms(&self) -> u64 {
+    pub(crate) fn prompt_timeout_ms(&self) -> u64 {
         self.config.permission_prompts.timeout_ms
     }
 
-    pub(super) fn filesystem(&self) -> &VmFilesystem {
+    pub(crate) fn filesystem(&self) -> &VmFilesystem {
         &self.filesystem
     }
 
-    pub(super) fn filesystem_mut(&mut self) -> &mut VmFilesystem {
+    pub(crate) fn filesystem_mut(&mut self) -> &mut VmFilesystem {
         &mut self.filesystem
     }
 
     /// The filesystem with the policy its guest operations are checked against.
-    pub(super) fn filesystem_and_policy(&mut self) -> (&mut VmFilesystem, &CompiledPolicy) {
+    pub(crate) fn filesystem_and_policy(&mut self) -> (&mut VmFilesystem, &CompiledPolicy) {
         (&mut self.filesystem, &self.policy)
     }
 
-    pub(super) fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 
-    pub(super) fn connection_id(&self) -> &str {
+    pub(crate) fn connection_id(&self) -> &str {
         &self.connection_id
     }
 
-    pub(super) fn session_id(&self) -> &str {
+    pub(crate) fn session_id(&self) -> &str {
         &self.session_id
     }
 
-    pub(super) fn stream(&self) -> StreamId {
+    pub(crate) fn stream(&self) -> StreamId {
         self.stream
     }
 
-    pub(super) fn scope(&self) -> OwnershipScope {
+    pub(crate) fn scope(&self) -> OwnershipScope {
         OwnershipScope::vm(self.connection_id.clone(), self.session_id.clone(), self.id.clone())
     }
 
-    pub(super) fn summary(&self) -> VmSummary {
+    pub(crate) fn summary(&self) -> VmSummary {
         VmSummary {
             vm_id: self.id.clone(),
             connection_id: self.connection_id.clone(),
@@ -289,17 +289,17 @@ impl Vm {
         }
     }
 
-    pub(super) fn limits(&self) -> &config::ResolvedLimits {
+    pub(crate) fn limits(&self) -> &config::ResolvedLimits {
         &self.limits
     }
 
-    pub(super) fn config(&self) -> &CreateVmConfig {
+    pub(crate) fn config(&self) -> &CreateVmConfig {
         &self.config
     }
 
     /// Applies a ConfigureVm request. All checks run before anything changes, so a refused
     /// request leaves the VM exactly as it was.
-    pub(super) fn configure(
+    pub(crate) fn configure(
         &mut self,
         request: ConfigureVmRequest,
         policy: Option<CompiledPolicy>,
@@ -327,7 +327,7 @@ impl Vm {
     }
 
     /// The policy a ConfigureVm request brings (`None`: the VM keeps its own).
-    pub(super) fn configured_policy(request: &ConfigureVmRequest) -> Result<Option<CompiledPolicy>, Rejection> {
+    pub(crate) fn configured_policy(request: &ConfigureVmRequest) -> Result<Option<CompiledPolicy>, Rejection> {
         let Some(permissions) = &request.permissions else { return Ok(None) };
         let config = config::PermissionsPolicy::from(permissions);
         CompiledPolicy::from_config(Some(&config)).map(Some).map_err(|e| Rejection::invalid_state(e.to_string()))
@@ -337,13 +337,13 @@ impl Vm {
     /// `/`, `/etc` or `/proc` (and below), as in the original: a mount hides what was there, and
     /// over those paths it would change what every program trusts. Checked against the policy
     /// in effect once the request applies.
-    pub(super) fn check_mounts(
+    pub(crate) fn check_mounts(
         &self,
         policy: Option<&CompiledPolicy>,
         mounts: &[MountDescriptor],
     ) -> Result<(), Rejection> {
-        if mounts.len() > super::mounts::MAX_MOUNTS {
-            return Err(Rejection::limit("mounts per VM", super::mounts::MAX_MOUNTS));
+        if mounts.len() > crate::fs::mounts::MAX_MOUNTS {
+            return Err(Rejection::limit("mounts per VM", crate::fs::mounts::MAX_MOUNTS));
         }
         let policy = policy.unwrap_or(&self.policy);
         for mount in mounts {
@@ -368,7 +368,7 @@ impl Vm {
         Ok(())
     }
 
-    pub(super) fn register_host_callbacks(
+    pub(crate) fn register_host_callbacks(
         &mut self,
         request: RegisterHostCallbacksRequest,
     ) -> Result<ResponsePayload, Rejection> {
@@ -430,7 +430,7 @@ impl Vm {
     }
 
     /// The timeout of callback `key` (`toolkit:tool` or a registry alias), if it exists.
-    pub(super) fn callback_timeout_ms(&self, key: &str) -> Option<u64> {
+    pub(crate) fn callback_timeout_ms(&self, key: &str) -> Option<u64> {
         if let Some((toolkit, tool)) = key.split_once(':') {
             let definition = self.toolkits.get(toolkit)?.callbacks.get(tool)?;
             return Some(definition.timeout_ms.unwrap_or(DEFAULT_HOST_CALLBACK_TIMEOUT_MS));
@@ -444,36 +444,8 @@ impl Vm {
         Some(timeouts.max().unwrap_or(DEFAULT_HOST_CALLBACK_TIMEOUT_MS))
     }
 
-    pub(super) fn policy(&self) -> &CompiledPolicy {
+    pub(crate) fn policy(&self) -> &CompiledPolicy {
         &self.policy
-    }
-}
-
-impl Sidecar {
-    /// Checks `capability` on `resource` for a guest operation in `vm_id`. An ASK rule denies
-    /// unless the VM's config opted into prompts; then the host is asked and the operation
-    /// waits for [`take_prompt_outcome`](Self::take_prompt_outcome).
-    pub fn check_permission(
-        &mut self,
-        vm_id: &str,
-        capability: Capability,
-        resource: &str,
-    ) -> Result<PermissionCheck, Rejection> {
-        let vm = self.vms.get(vm_id).ok_or_else(|| super::unknown_vm(vm_id))?;
-        let prompts = vm.config().permission_prompts;
-        match vm.policy().decide(capability, resource, prompts.enabled) {
-            Decision::Allow => Ok(PermissionCheck::Allowed),
-            Decision::Deny { message } => Ok(PermissionCheck::Denied(message)),
-            Decision::Ask => {
-                let ticket = self.send_prompt(vm_id, capability.as_str(), resource, prompts.timeout_ms)?;
-                Ok(PermissionCheck::Prompted(ticket))
-            }
-        }
-    }
-
-    /// The resolved resource limits of a VM.
-    pub fn vm_limits(&self, vm_id: &str) -> Option<&config::ResolvedLimits> {
-        self.vms.get(vm_id).map(Vm::limits)
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::vfs::Errno;
 
-use super::pipes::End;
+use crate::process::pipes::End;
 
 /// What a descriptor refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +46,9 @@ pub(crate) enum OpenFile {
 /// guest actually reads, spread over its calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listing {
-    pub(super) names: Vec<String>,
+    pub(crate) names: Vec<String>,
     /// `(ino, kind)` of each name, once looked up.
-    pub(super) stats: Vec<Option<(u64, super::syscalls::EntryKind)>>,
+    pub(crate) stats: Vec<Option<(u64, crate::syscalls::EntryKind)>>,
 }
 
 /// One open descriptor.

@@ -5,14 +5,14 @@
 use std::cell::Cell;
 
 use crate::clock::Now;
-use crate::hostfs::{symlink_target_depth, HostDir, HostFileKind, HostFsError, HostStat, HOST_MODE_MASK};
+use crate::host::fs::{symlink_target_depth, HostDir, HostFileKind, HostFsError, HostStat, HOST_MODE_MASK};
 use crate::vfs::{
     Errno, Filesystem, FsError, FsLimits, LimitKind, Overlay, Stat, VPath, DEFAULT_FILE_MODE, S_IFBLK, S_IFCHR,
     S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK,
 };
 
 /// One filesystem's operations, with the vfs's errors (errno, Node syscall name, path).
-pub(super) trait FsOps {
+pub(crate) trait FsOps {
     fn read_file(&self, path: VPath<'_>) -> Result<Vec<u8>, FsError>;
     fn pread(&self, path: VPath<'_>, offset: u64, len: u64) -> Result<Vec<u8>, FsError>;
     fn write_file(&mut self, path: VPath<'_>, data: &[u8], mode: Option<u32>, now: Now) -> Result<(), FsError>;
@@ -109,7 +109,7 @@ vfs_ops!(Filesystem);
 /// Paths are the mount-local canonical paths the walk produced (`/`-rooted, nothing to resolve
 /// but what the host resolves itself).
 #[derive(Debug)]
-pub(super) struct HostBackend<'a> {
+pub(crate) struct HostBackend<'a> {
     pub dir: &'a dyn HostDir,
     pub read_only: bool,
     pub limits: FsLimits,
@@ -167,7 +167,7 @@ impl HostBackend<'_> {
 }
 
 /// A host stat as the wire reports it (file-type bits from the kind).
-pub(super) fn host_stat(stat: &HostStat) -> Stat {
+pub(crate) fn host_stat(stat: &HostStat) -> Stat {
     let (type_bits, is_directory, is_symbolic_link) = match stat.kind {
         HostFileKind::File => (S_IFREG, false, false),
         HostFileKind::Directory => (S_IFDIR, true, false),

@@ -10,35 +10,32 @@
 //! (`session-N`); sessions own *VMs* (`vm-N`). A request naming a connection, session or VM that
 //! the requesting stream does not own is refused exactly as if it did not exist.
 
-mod backend;
-mod callbacks;
-mod filesystem;
+pub(crate) mod callbacks;
 mod frames;
-mod js_bridge;
-mod layers;
-mod mounts;
-pub mod process;
-mod storage;
-mod synthetic;
-mod vm;
+mod persistence;
+mod processes;
 
-pub use callbacks::{HostCallbackOutcome, InvocationId, DEFAULT_HOST_CALLBACK_TIMEOUT_MS, PERMISSION_PROMPT_NAMESPACE};
-pub use filesystem::HOST_FILESYSTEM_STATUS_OK;
-pub use js_bridge::JS_BRIDGE_TIMEOUT_MS;
-pub use layers::{default_base_entries, GUEST_USER_GID, GUEST_USER_UID, MAX_LAYERS_PER_VM};
-pub use mounts::{KNOWN_MOUNT_PLUGINS, MAX_MOUNTS, MAX_MOUNT_ID_BYTES, SUPPORTED_MOUNT_PLUGINS};
-pub use synthetic::{makedev, DEV_TREE_DEV, ENDLESS_DEVICE, NULL_RDEV, PROC_TREE_DEV, URANDOM_RDEV, ZERO_RDEV};
-pub use vm::{
+pub use crate::fs::devices::{
+    makedev, DEV_TREE_DEV, ENDLESS_DEVICE, NULL_RDEV, PROC_TREE_DEV, URANDOM_RDEV, ZERO_RDEV,
+};
+pub use crate::fs::js_bridge::JS_BRIDGE_TIMEOUT_MS;
+pub use crate::fs::layers::{default_base_entries, GUEST_USER_GID, GUEST_USER_UID, MAX_LAYERS_PER_VM};
+pub use crate::fs::mounts::{KNOWN_MOUNT_PLUGINS, MAX_MOUNTS, MAX_MOUNT_ID_BYTES, SUPPORTED_MOUNT_PLUGINS};
+pub use crate::fs::HOST_FILESYSTEM_STATUS_OK;
+pub use crate::vm::{
     PermissionCheck, PromptOutcome, PromptTicket, VmSummary, MAX_DESCRIPTION_CHARS, MAX_TOOLKITS_PER_VM,
     MAX_TOOLKIT_NAME_BYTES, MAX_TOOLS_PER_TOOLKIT, MAX_TOOLS_PER_VM, MAX_TOOL_EXAMPLES, MAX_TOOL_EXAMPLE_INPUT_BYTES,
     MAX_TOOL_SCHEMA_BYTES, MAX_TOOL_TIMEOUT_MS,
 };
+pub use callbacks::{HostCallbackOutcome, InvocationId, DEFAULT_HOST_CALLBACK_TIMEOUT_MS, PERMISSION_PROMPT_NAMESPACE};
 
 use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
-use crate::hostfs::HostFs;
-use crate::persistence::Store;
+use crate::fs::{self as filesystem, js_bridge, layers, mounts};
+use crate::host::fs::HostFs;
+use crate::host::store::Store;
 use crate::vfs::{Layer, Overlay};
+use crate::vm;
 use schema::codec::Decoded;
 use schema::wire::*;
 use schema::{FrameDecoder, FrameError, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION};
@@ -92,7 +89,7 @@ pub struct SidecarConfig {
     /// Seeds every random choice the kernel makes (guest entropy), so one seed replays a run.
     pub entropy_seed: u64,
     /// The sidecar-wide budget of guest memory plus VM filesystem content (see
-    /// [`MemoryBudget`](process::guest::MemoryBudget)); the binary sets a share of the machine.
+    /// [`MemoryBudget`](crate::host::engine::MemoryBudget)); the binary sets a share of the machine.
     pub max_memory_bytes: u64,
     /// A deliberate bug, for proving that the simulator catches bugs. Always `None` in
     /// production.
@@ -172,9 +169,9 @@ pub struct Sidecar {
     /// Durable storage for persistence requests (none: refused).
     store: Option<Arc<dyn Store>>,
     /// Runs guest programs (none: `Execute` is refused).
-    guest_engine: Option<Arc<dyn process::guest::GuestEngine>>,
+    guest_engine: Option<Arc<dyn crate::host::engine::GuestEngine>>,
     /// Guest memory in use across every VM, against `config.max_memory_bytes`.
-    memory_budget: Arc<process::guest::MemoryBudget>,
+    memory_budget: Arc<crate::host::engine::MemoryBudget>,
     /// The process the scheduler ran last (VM id, pid): the next turn starts after it.
     last_scheduled: Option<(String, u32)>,
     /// Prompts of processes that exited while waiting: their outcomes are dropped on arrival
@@ -186,7 +183,7 @@ pub struct Sidecar {
 impl Sidecar {
     pub fn new(mut config: SidecarConfig) -> Self {
         config.max_frame_bytes = config.max_frame_bytes.clamp(MIN_FRAME_LIMIT_BYTES, MAX_FRAME_LIMIT_BYTES);
-        let memory_budget = Arc::new(process::guest::MemoryBudget::new(config.max_memory_bytes));
+        let memory_budget = Arc::new(crate::host::engine::MemoryBudget::new(config.max_memory_bytes));
         Self {
             entropy: Entropy::from_seed(config.entropy_seed),
             config,
@@ -716,7 +713,7 @@ impl Sidecar {
     }
 
     /// The budget guest memory draws from.
-    pub fn memory_budget(&self) -> &process::guest::MemoryBudget {
+    pub fn memory_budget(&self) -> &crate::host::engine::MemoryBudget {
         &self.memory_budget
     }
 
@@ -826,7 +823,7 @@ fn numeric_suffix(id: &str) -> u64 {
     id.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(u64::MAX)
 }
 
-fn unknown_vm(vm_id: &str) -> Rejection {
+pub(crate) fn unknown_vm(vm_id: &str) -> Rejection {
     Rejection::invalid_state(format!("unknown sidecar VM {vm_id}"))
 }
 

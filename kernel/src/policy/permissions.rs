@@ -33,7 +33,7 @@ use std::str::FromStr;
 
 use globset::{GlobBuilder, GlobMatcher};
 
-use crate::config;
+use crate::policy::config;
 
 /// The longest glob pattern (in bytes) a policy may contain; a longer one is rejected by
 /// [`CompiledPolicy::compile`]. Guest paths are bounded by the same figure (`PATH_MAX`).

@@ -21,9 +21,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::guest::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
-use super::syscalls::{OpenFlags, SysError, Syscalls, Whence};
-use super::{ROOT_FD, STDERR_FD, STDIN_FD, STDOUT_FD};
+use crate::host::engine::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
+use crate::process::{ROOT_FD, STDERR_FD, STDIN_FD, STDOUT_FD};
+use crate::syscalls::{OpenFlags, SysError, Syscalls, Whence};
 
 /// The module bytes of script `name`.
 pub fn module(name: &str) -> Vec<u8> {
@@ -257,7 +257,7 @@ impl Guest for ScriptGuest {
             "nbread" => exited(nonblocking_read(&mut sys)),
             "parent" => self.parent(&mut sys),
             "pipes" => exited(pipes(&mut sys).err().unwrap_or(0)),
-            "killgroup" => match sys.kill(0, super::SIGTERM) {
+            "killgroup" => match sys.kill(0, crate::process::SIGTERM) {
                 Ok(()) => GuestPoll::Running,
                 Err(_) => exited(40),
             },

@@ -3,11 +3,11 @@
 //! negative ids, a deadline on the injected clock, and exactly one outcome: the host's answer,
 //! a timeout, or cancellation when their VM goes away.
 
-use super::filesystem::CallOutcome;
-use super::js_bridge::{self, BridgeCall, BridgeReply, JS_BRIDGE_TIMEOUT_MS};
-use super::vm::{PromptOutcome, PromptTicket};
-use super::{Sidecar, StreamId, MAX_PENDING_SIDECAR_REQUESTS};
+use crate::dispatch::{Sidecar, StreamId, MAX_PENDING_SIDECAR_REQUESTS};
 use crate::error::{RejectCode, Rejection};
+use crate::fs::js_bridge::{self, BridgeCall, BridgeReply, JS_BRIDGE_TIMEOUT_MS};
+use crate::fs::CallOutcome;
+use crate::vm::{PromptOutcome, PromptTicket};
 use schema::wire::*;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,7 +51,7 @@ enum PendingKind {
 
 /// A host request whose response waits for a js_bridge answer.
 #[derive(Debug)]
-pub(super) struct Parked {
+pub(crate) struct Parked {
     pub request_id: i64,
     pub ownership: OwnershipScope,
     pub reply: BridgeReply,
@@ -68,11 +68,11 @@ struct Pending {
 
 /// An expired or cancelled request, to be completed by the sidecar.
 #[derive(Debug)]
-pub(super) struct Expired(Pending);
+pub(crate) struct Expired(Pending);
 
 /// Sidecar-initiated requests in flight, by (negative) request id.
 #[derive(Debug, Default)]
-pub(super) struct PendingRequests {
+pub(crate) struct PendingRequests {
     next_request_id: i64,
     next_invocation: u64,
     next_ticket: u64,
@@ -84,11 +84,11 @@ pub(super) struct PendingRequests {
 }
 
 impl PendingRequests {
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.pending.len()
     }
 
-    pub(super) fn next_deadline(&self) -> Option<u64> {
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
         self.deadlines.first().map(|(deadline, _)| *deadline)
     }
 
@@ -110,7 +110,7 @@ impl PendingRequests {
         Some(pending)
     }
 
-    pub(super) fn expire(&mut self, now_ms: u64) -> Vec<Expired> {
+    pub(crate) fn expire(&mut self, now_ms: u64) -> Vec<Expired> {
         let due: Vec<i64> =
             self.deadlines.iter().take_while(|(deadline, _)| *deadline <= now_ms).map(|(_, id)| *id).collect();
         due.into_iter().filter_map(|id| self.take(id)).map(Expired).collect()
@@ -118,7 +118,7 @@ impl PendingRequests {
 
     /// Ends everything `vm_id` waits on; returns the parked host requests (with their stream),
     /// which still owe a response.
-    pub(super) fn cancel_vm(&mut self, vm_id: &str) -> Vec<(StreamId, Box<Parked>)> {
+    pub(crate) fn cancel_vm(&mut self, vm_id: &str) -> Vec<(StreamId, Box<Parked>)> {
         let mut parked_requests = Vec::new();
         let ids: Vec<i64> = self.pending.iter().filter(|(_, p)| p.vm_id == vm_id).map(|(id, _)| *id).collect();
         for id in ids {
@@ -151,7 +151,7 @@ impl Sidecar {
         callback_key: &str,
         input: &str,
     ) -> Result<InvocationId, Rejection> {
-        let vm = self.vms.get(vm_id).ok_or_else(|| super::unknown_vm(vm_id))?;
+        let vm = self.vms.get(vm_id).ok_or_else(|| crate::dispatch::unknown_vm(vm_id))?;
         let timeout_ms = vm
             .callback_timeout_ms(callback_key)
             .ok_or_else(|| Rejection::invalid_state(format!("unknown tool callback {callback_key}")))?;
@@ -186,14 +186,14 @@ impl Sidecar {
 
     /// Sends a permission prompt for `capability` on `resource` in `vm_id`; the host's answer
     /// (or the timeout's denial) appears in [`take_prompt_outcome`](Self::take_prompt_outcome).
-    pub(super) fn send_prompt(
+    pub(crate) fn send_prompt(
         &mut self,
         vm_id: &str,
         capability: &str,
         resource: &str,
         timeout_ms: u64,
     ) -> Result<PromptTicket, Rejection> {
-        let vm = self.vms.get(vm_id).ok_or_else(|| super::unknown_vm(vm_id))?;
+        let vm = self.vms.get(vm_id).ok_or_else(|| crate::dispatch::unknown_vm(vm_id))?;
         let (stream, ownership) = (vm.stream(), vm.scope());
         self.callbacks.next_ticket += 1;
         let ticket = PromptTicket(self.callbacks.next_ticket);
@@ -219,7 +219,7 @@ impl Sidecar {
     }
 
     /// Whether the permission prompt `ticket` has its outcome (without taking it).
-    pub(super) fn has_prompt_outcome(&self, ticket: PromptTicket) -> bool {
+    pub(crate) fn has_prompt_outcome(&self, ticket: PromptTicket) -> bool {
         self.callbacks.prompt_outcomes.contains_key(&ticket)
     }
 
@@ -228,7 +228,7 @@ impl Sidecar {
         self.callbacks.prompt_outcomes.remove(&ticket)
     }
 
-    pub(super) fn handle_sidecar_response(&mut self, stream: StreamId, response: SidecarResponseFrame) {
+    pub(crate) fn handle_sidecar_response(&mut self, stream: StreamId, response: SidecarResponseFrame) {
         let request_id = response.request_id;
         let matches = self
             .callbacks
@@ -297,7 +297,7 @@ impl Sidecar {
         }
     }
 
-    pub(super) fn complete_expired(&mut self, Expired(pending): Expired) {
+    pub(crate) fn complete_expired(&mut self, Expired(pending): Expired) {
         let stream = pending.stream;
         match pending.kind {
             PendingKind::HostCallback { invocation_id } => {
@@ -316,14 +316,14 @@ impl Sidecar {
 
     /// Sends a guest call to the host's js_bridge and parks the host request `request_id`
     /// until the answer (or the timeout, or the VM's end).
-    pub(super) fn start_bridge_call(
+    pub(crate) fn start_bridge_call(
         &mut self,
         vm_id: &str,
         request_id: i64,
         ownership: OwnershipScope,
         call: BridgeCall,
     ) -> Result<(), Rejection> {
-        let vm = self.vms.get(vm_id).ok_or_else(|| super::unknown_vm(vm_id))?;
+        let vm = self.vms.get(vm_id).ok_or_else(|| crate::dispatch::unknown_vm(vm_id))?;
         let (stream, vm_scope) = (vm.stream(), vm.scope());
         let BridgeCall { call_id, mount_id, args, reply } = call;
         let payload = SidecarRequestPayload::JsBridgeCallRequest(JsBridgeCallRequest {
@@ -348,7 +348,7 @@ impl Sidecar {
     }
 
     /// Answers a guest filesystem call now, or parks it behind a js_bridge call.
-    pub(super) fn finish_guest_call(
+    pub(crate) fn finish_guest_call(
         &mut self,
         vm_id: &str,
         request_id: i64,
@@ -372,5 +372,33 @@ fn prompt_answer(payload: &[u8], capability: &str) -> PromptOutcome {
     match decision.as_deref() {
         Some("allow") => PromptOutcome::Allowed,
         _ => PromptOutcome::Denied(format!("EACCES: permission denied by host prompt for {capability}")),
+    }
+}
+
+impl Sidecar {
+    /// Checks `capability` on `resource` for a guest operation in `vm_id`. An ASK rule denies
+    /// unless the VM's config opted into prompts; then the host is asked and the operation
+    /// waits for [`take_prompt_outcome`](Self::take_prompt_outcome).
+    pub fn check_permission(
+        &mut self,
+        vm_id: &str,
+        capability: crate::policy::permissions::Capability,
+        resource: &str,
+    ) -> Result<crate::vm::PermissionCheck, Rejection> {
+        let vm = self.vms.get(vm_id).ok_or_else(|| super::unknown_vm(vm_id))?;
+        let prompts = vm.config().permission_prompts;
+        match vm.policy().decide(capability, resource, prompts.enabled) {
+            crate::policy::permissions::Decision::Allow => Ok(crate::vm::PermissionCheck::Allowed),
+            crate::policy::permissions::Decision::Deny { message } => Ok(crate::vm::PermissionCheck::Denied(message)),
+            crate::policy::permissions::Decision::Ask => {
+                let ticket = self.send_prompt(vm_id, capability.as_str(), resource, prompts.timeout_ms)?;
+                Ok(crate::vm::PermissionCheck::Prompted(ticket))
+            }
+        }
+    }
+
+    /// The resolved resource limits of a VM.
+    pub fn vm_limits(&self, vm_id: &str) -> Option<&crate::policy::config::ResolvedLimits> {
+        self.vms.get(vm_id).map(crate::vm::Vm::limits)
     }
 }

@@ -29,9 +29,9 @@ use std::cell::Cell;
 
 use schema::wire::MountDescriptor;
 
-use super::synthetic::{Entry, KernelFs};
 use crate::error::{RejectCode, Rejection};
-use crate::hostfs::{HostDir, HostFileKind, HostFs};
+use crate::fs::devices::{Entry, KernelFs};
+use crate::host::fs::{HostDir, HostFileKind, HostFs};
 use crate::vfs::{path as vpath, Errno, Filesystem, FsLimits, Overlay, MAX_SYMLINK_HOPS, NAME_MAX, PATH_MAX};
 use crate::Now;
 
@@ -49,7 +49,7 @@ pub const SUPPORTED_MOUNT_PLUGINS: &[&str] = &["memory", "host_dir", "js_bridge"
 
 /// One mounted filesystem.
 #[derive(Debug)]
-pub(super) struct Mount {
+pub(crate) struct Mount {
     pub guest_path: String,
     pub components: Vec<String>,
     pub read_only: bool,
@@ -57,7 +57,7 @@ pub(super) struct Mount {
 }
 
 #[derive(Debug)]
-pub(super) enum Backend {
+pub(crate) enum Backend {
     Memory(Filesystem),
     Host(Box<dyn HostDir>),
     Bridge(BridgeMount),
@@ -74,7 +74,7 @@ impl Mount {
 
 /// A `js_bridge` mount: its id on the wire and its call counter.
 #[derive(Debug)]
-pub(super) struct BridgeMount {
+pub(crate) struct BridgeMount {
     pub mount_id: String,
     next_call: u64,
 }
@@ -97,7 +97,7 @@ enum Plan {
 
 /// Checks every descriptor, then opens them in order; nothing is returned unless all of them
 /// could be mounted.
-pub(super) fn build(
+pub(crate) fn build(
     descriptors: &[MountDescriptor],
     host_fs: Option<&dyn HostFs>,
     limits: FsLimits,
@@ -211,14 +211,14 @@ fn normalise_guest_path(path: &str) -> Result<Vec<String>, Rejection> {
 
 /// Which filesystem a canonical path belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Owner {
+pub(crate) enum Owner {
     Root,
     Mount(usize),
 }
 
 /// How a walk treats the final component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Final {
+pub(crate) enum Final {
     /// Follow a final symlink (dangling ones too: the walk ends at the missing target).
     Follow,
     /// Follow it only when the path ends with `/`.
@@ -229,7 +229,7 @@ pub(super) enum Final {
 
 /// Where a path leads.
 #[derive(Debug, Clone)]
-pub(super) struct Walked {
+pub(crate) struct Walked {
     /// The canonical path's components.
     pub components: Vec<String>,
     pub owner: Owner,
@@ -258,7 +258,7 @@ impl Walked {
 
 /// A failed walk: the errno and whether it had already entered a mount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct WalkError {
+pub(crate) struct WalkError {
     pub errno: Errno,
     pub touched: bool,
 }
@@ -276,7 +276,7 @@ enum Found {
 
 /// The VM's namespace: its root filesystem with the mounts over it.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Namespace<'a> {
+pub(crate) struct Namespace<'a> {
     pub root: &'a Overlay,
     pub mounts: &'a [Mount],
     pub cwd: &'a str,

@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::syscalls::Syscalls;
+use crate::syscalls::Syscalls;
 
 /// Limits a guest runs under, resolved from the VM's `limits.resources`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! an invalid frame can never leave the kernel and a response too large for the frame limit is
 //! turned into a `frame_too_large` rejection.
 
-use super::{Output, Sidecar, StreamId, PROTOCOL_ERROR_NAMESPACE, UNKNOWN_OWNER_ID};
+use crate::dispatch::{Output, Sidecar, StreamId, PROTOCOL_ERROR_NAMESPACE, UNKNOWN_OWNER_ID};
 use crate::error::Rejection;
 use schema::wire::*;
 use schema::FrameError;
@@ -13,7 +13,7 @@ pub const MAX_ECHOED_ID_BYTES: usize = 256;
 
 /// The scope to echo in a rejection: the request's own, unless one of its ids is empty (then
 /// it cannot be sent back on a valid frame) or longer than [`MAX_ECHOED_ID_BYTES`].
-pub(super) fn usable_scope(scope: &OwnershipScope) -> OwnershipScope {
+pub(crate) fn usable_scope(scope: &OwnershipScope) -> OwnershipScope {
     let ids = [Some(scope.connection_id()), scope.session_id(), scope.vm_id()];
     if ids.iter().flatten().any(|id| id.is_empty() || id.len() > MAX_ECHOED_ID_BYTES) {
         OwnershipScope::connection(UNKNOWN_OWNER_ID)
@@ -23,7 +23,7 @@ pub(super) fn usable_scope(scope: &OwnershipScope) -> OwnershipScope {
 }
 
 impl Sidecar {
-    pub(super) fn respond(
+    pub(crate) fn respond(
         &mut self,
         stream: StreamId,
         request_id: i64,
@@ -38,12 +38,12 @@ impl Sidecar {
         });
         if let Err(error) = self.push_frame(stream, &frame) {
             // Only size can make a well-formed response unencodable; say so instead.
-            let rejection = Rejection::new(super::reject_code_of(&error), error.rejection_message());
+            let rejection = Rejection::new(crate::dispatch::reject_code_of(&error), error.rejection_message());
             self.reject(stream, request_id, ownership, rejection);
         }
     }
 
-    pub(super) fn reject(
+    pub(crate) fn reject(
         &mut self,
         stream: StreamId,
         request_id: i64,
@@ -65,18 +65,18 @@ impl Sidecar {
         assert!(pushed.is_ok(), "rejection frame must encode: {pushed:?}");
     }
 
-    pub(super) fn emit_event(&mut self, stream: StreamId, ownership: OwnershipScope, payload: EventPayload) {
+    pub(crate) fn emit_event(&mut self, stream: StreamId, ownership: OwnershipScope, payload: EventPayload) {
         let frame = ProtocolFrame::EventFrame(EventFrame { schema: ProtocolSchema::current(), ownership, payload });
         if let Err(error) = self.push_frame(stream, &frame) {
             self.protocol_error(stream, error.code(), &format!("event dropped: {error}"), None);
         }
     }
 
-    pub(super) fn emit_lifecycle(&mut self, stream: StreamId, scope: &OwnershipScope, state: VmLifecycleState) {
+    pub(crate) fn emit_lifecycle(&mut self, stream: StreamId, scope: &OwnershipScope, state: VmLifecycleState) {
         self.emit_event(stream, scope.clone(), EventPayload::VmLifecycleEvent(VmLifecycleEvent { state }));
     }
 
-    pub(super) fn send_sidecar_request(
+    pub(crate) fn send_sidecar_request(
         &mut self,
         stream: StreamId,
         request_id: i64,
@@ -94,7 +94,7 @@ impl Sidecar {
 
     /// Reports a frame that no response can answer, as an `ExtEnvelope` event (see
     /// [`PROTOCOL_ERROR_NAMESPACE`]) on the offending stream.
-    pub(super) fn protocol_error(&mut self, stream: StreamId, code: &str, message: &str, request_id: Option<i64>) {
+    pub(crate) fn protocol_error(&mut self, stream: StreamId, code: &str, message: &str, request_id: Option<i64>) {
         let message = bounded_message(message.to_owned());
         let payload = serde_json::json!({ "code": code, "message": message, "requestId": request_id });
         let connection_id = self
@@ -121,7 +121,8 @@ impl Sidecar {
         let bytes = schema::encode_frame(frame, self.config.max_frame_bytes)?;
         if matches!(frame, ProtocolFrame::ResponseFrame(_)) {
             self.responses_sent += 1;
-            if self.config.injected_fault == Some(super::InjectedFault::DropNthResponse(self.responses_sent)) {
+            if self.config.injected_fault == Some(crate::dispatch::InjectedFault::DropNthResponse(self.responses_sent))
+            {
                 return Ok(());
             }
         }

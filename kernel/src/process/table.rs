@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, VecDeque};
 
 use schema::wire::{ProcessSnapshotEntry, ProcessSnapshotStatus, SignalHandlerRegistration, WasmPermissionTier};
 
-use super::fds::{Descriptor, FdTable};
-use super::guest::Guest;
-use super::pipes::Pipes;
-use super::Channel;
-use crate::sidecar::filesystem::GuestAsks;
-use crate::sidecar::vm::PromptTicket;
+use crate::fs::GuestAsks;
+use crate::host::engine::Guest;
+use crate::process::fds::{Descriptor, FdTable};
+use crate::process::pipes::Pipes;
+use crate::process::Channel;
 use crate::vfs::Errno;
+use crate::vm::PromptTicket;
 
 /// The pid of the VM's init: host-started processes are its children, so their ppid is 0
 /// (there is no process 0 inside the VM, as for processes started by a Linux kernel thread).
@@ -136,7 +136,7 @@ impl Process {
             ppid,
             pgid,
             sid,
-            driver: super::EXECUTION_DRIVER,
+            driver: crate::process::EXECUTION_DRIVER,
             command,
             args,
             cwd,

@@ -29,8 +29,8 @@ use base64::Engine as _;
 use schema::wire;
 
 use crate::clock::Now;
-use crate::config::{self, CreateVmConfig, RootFilesystemLower, RootFilesystemMode};
 use crate::error::{RejectCode, Rejection};
+use crate::policy::config::{self, CreateVmConfig, RootFilesystemLower, RootFilesystemMode};
 use crate::vfs::{EntryKind, Filesystem, FsError, FsLimits, Layer, Overlay, SnapshotEntry, DEFAULT_FILE_MODE};
 
 /// Layers one VM's store may hold, and lowers its root filesystem may have (the original's
@@ -88,7 +88,7 @@ pub fn default_base_entries() -> Vec<SnapshotEntry> {
 
 /// Builds the default base layer (once per sidecar; every VM shares it). Its files carry time
 /// 0, so the layer is the same in every run.
-pub(super) fn default_base_layer() -> Layer {
+pub(crate) fn default_base_layer() -> Layer {
     let now = Now::default();
     Layer::from_entries(&default_base_entries(), FsLimits::unlimited(), now)
         .unwrap_or_else(|_| Layer::seal(Filesystem::new(FsLimits::unlimited(), now)))
@@ -96,13 +96,13 @@ pub(super) fn default_base_layer() -> Layer {
 
 /// A filesystem error as a rejection: limit failures are `limit_exceeded` (the message keeps
 /// its `ENOSPC: ...` text), every other error `kernel_error`.
-pub(super) fn fs_rejection(error: FsError) -> Rejection {
+pub(crate) fn fs_rejection(error: FsError) -> Rejection {
     let code = if error.limit().is_some() { RejectCode::LimitExceeded } else { RejectCode::KernelError };
     Rejection::new(code, error.to_string())
 }
 
 /// The filesystem limits of a VM, from `limits.resources`.
-pub(super) fn fs_limits(limits: &config::ResolvedLimits) -> FsLimits {
+pub(crate) fn fs_limits(limits: &config::ResolvedLimits) -> FsLimits {
     let resources = &limits.resources;
     FsLimits {
         max_filesystem_bytes: resources.max_filesystem_bytes,
@@ -223,7 +223,7 @@ impl EntrySpec<'_> {
 }
 
 /// Wire entries (BootstrapRootFilesystem, ImportSnapshot) as snapshot entries.
-pub(super) fn entries_from_wire(entries: &[wire::RootFilesystemEntry]) -> Result<Vec<SnapshotEntry>, Rejection> {
+pub(crate) fn entries_from_wire(entries: &[wire::RootFilesystemEntry]) -> Result<Vec<SnapshotEntry>, Rejection> {
     entries.iter().map(|entry| EntrySpec::from(entry).to_snapshot()).collect()
 }
 
@@ -233,7 +233,7 @@ fn entries_from_config(entries: &[config::RootFilesystemEntry]) -> Result<Vec<Sn
 
 /// A snapshot entry on the wire: every field explicit; file content as UTF-8 when it is valid
 /// UTF-8, else base64; `executable` for files with any execute bit.
-pub(super) fn entry_to_wire(entry: SnapshotEntry) -> wire::RootFilesystemEntry {
+pub(crate) fn entry_to_wire(entry: SnapshotEntry) -> wire::RootFilesystemEntry {
     let SnapshotEntry { path, mode, uid, gid, kind } = entry;
     let (kind, content, encoding, target, executable) = match kind {
         EntryKind::File(bytes) => {
@@ -256,13 +256,13 @@ pub(super) fn entry_to_wire(entry: SnapshotEntry) -> wire::RootFilesystemEntry {
     }
 }
 
-pub(super) fn entries_to_wire(entries: Vec<SnapshotEntry>) -> Vec<wire::RootFilesystemEntry> {
+pub(crate) fn entries_to_wire(entries: Vec<SnapshotEntry>) -> Vec<wire::RootFilesystemEntry> {
     entries.into_iter().map(entry_to_wire).collect()
 }
 
 /// File content for the wire: UTF-8 text when the bytes are valid UTF-8 and base64 was not
 /// asked for, else standard base64 (with padding).
-pub(super) fn encode_content(bytes: Vec<u8>, force_base64: bool) -> (String, wire::RootFilesystemEntryEncoding) {
+pub(crate) fn encode_content(bytes: Vec<u8>, force_base64: bool) -> (String, wire::RootFilesystemEntryEncoding) {
     let bytes = if force_base64 {
         bytes
     } else {
@@ -280,7 +280,7 @@ pub(super) fn encode_content(bytes: Vec<u8>, force_base64: bool) -> (String, wir
 
 /// Whether a VM's root holds the default base layer (as its lowest layer, or as a
 /// `bundledBaseFilesystem` lower): then the kernel serves `/dev` and `/proc` over it.
-pub(super) fn holds_base_layer(config: &CreateVmConfig) -> bool {
+pub(crate) fn holds_base_layer(config: &CreateVmConfig) -> bool {
     let root = &config.root_filesystem;
     !root.disable_default_base_layer
         || root.lowers.iter().any(|lower| matches!(lower, RootFilesystemLower::BundledBaseFilesystem))
@@ -290,7 +290,7 @@ pub(super) fn holds_base_layer(config: &CreateVmConfig) -> bool {
 /// configured `lowers` (highest precedence first; `bundledBaseFilesystem` is the shared base
 /// layer) followed by the shared base layer unless `disableDefaultBaseLayer`, whose writable
 /// upper holds the `bootstrapEntries`, read-only afterwards in `read-only` mode.
-pub(super) fn build_root(
+pub(crate) fn build_root(
     config: &CreateVmConfig,
     limits: FsLimits,
     base: &Layer,
@@ -357,14 +357,14 @@ impl StoredLayer {
 
 /// A VM's layers, by id.
 #[derive(Debug, Default)]
-pub(super) struct LayerStore {
+pub(crate) struct LayerStore {
     layers: BTreeMap<String, StoredLayer>,
     next_id: u64,
 }
 
 impl LayerStore {
     /// The ids in use, sorted.
-    pub(super) fn ids(&self) -> Vec<String> {
+    pub(crate) fn ids(&self) -> Vec<String> {
         self.layers.keys().cloned().collect()
     }
 
@@ -384,14 +384,14 @@ impl LayerStore {
         self.layers.get(id).ok_or_else(|| Rejection::invalid_state(format!("unknown layer: {id}")))
     }
 
-    pub(super) fn create(&mut self, limits: FsLimits, now: Now) -> Result<String, Rejection> {
+    pub(crate) fn create(&mut self, limits: FsLimits, now: Now) -> Result<String, Rejection> {
         self.ensure_capacity()?;
         let id = self.allocate_id();
         self.layers.insert(id.clone(), StoredLayer::Writable(Filesystem::new(limits, now)));
         Ok(id)
     }
 
-    pub(super) fn seal(&mut self, id: &str) -> Result<String, Rejection> {
+    pub(crate) fn seal(&mut self, id: &str) -> Result<String, Rejection> {
         match self.get(id)? {
             StoredLayer::Writable(_) => {}
             StoredLayer::Sealed(_) | StoredLayer::Overlay(_) => {
@@ -406,7 +406,7 @@ impl LayerStore {
         Ok(sealed)
     }
 
-    pub(super) fn import(
+    pub(crate) fn import(
         &mut self,
         entries: &[wire::RootFilesystemEntry],
         limits: FsLimits,
@@ -419,11 +419,11 @@ impl LayerStore {
         Ok(id)
     }
 
-    pub(super) fn export(&self, id: &str) -> Result<Vec<SnapshotEntry>, Rejection> {
+    pub(crate) fn export(&self, id: &str) -> Result<Vec<SnapshotEntry>, Rejection> {
         Ok(self.get(id)?.export())
     }
 
-    pub(super) fn create_overlay(
+    pub(crate) fn create_overlay(
         &mut self,
         request: &wire::CreateOverlayRequest,
         limits: FsLimits,

@@ -224,7 +224,7 @@ pub enum ConfigError {
     /// not have, a pattern over a bound);
     /// the message is the engine's, e.g. the original's `invalid permissions policy: ...`.
     #[error(transparent)]
-    Policy(#[from] crate::permissions::PolicyError),
+    Policy(#[from] crate::policy::permissions::PolicyError),
 }
 
 impl ConfigError {
@@ -687,7 +687,7 @@ pub struct PatternPermissionRuleSet {
 }
 
 /// Applies `mode` when the operation is in `operations` (or it holds `"*"`) and a glob of `paths`
-/// matches the path. `operations` must be fs operations ([`crate::permissions::Domain::operations`]).
+/// matches the path. `operations` must be fs operations ([`crate::policy::permissions::Domain::operations`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FsPermissionRule {
@@ -700,7 +700,7 @@ pub struct FsPermissionRule {
 
 /// Applies `mode` when the operation is in `operations` (or it holds `"*"`) and a glob of
 /// `patterns` matches the resource. `operations` must be operations of the rule's domain
-/// ([`crate::permissions::Domain::operations`]).
+/// ([`crate::policy::permissions::Domain::operations`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatternPermissionRule {
@@ -772,9 +772,9 @@ impl<'de> Deserialize<'de> for PatternPermissionScope {
 
 /// The checks of a permissions policy, run at CreateVm and at ConfigureVm (after converting the
 /// wire policy with `PermissionsPolicy::from`): the permission engine's own validation, so the
-/// rules live in one place (see [`crate::permissions::PermissionsPolicy::validate`]).
+/// rules live in one place (see [`crate::policy::permissions::PermissionsPolicy::validate`]).
 pub fn validate_permissions_policy(policy: &PermissionsPolicy) -> Result<(), ConfigError> {
-    Ok(crate::permissions::PermissionsPolicy::from(policy).validate()?)
+    Ok(crate::policy::permissions::PermissionsPolicy::from(policy).validate()?)
 }
 
 impl From<schema::wire::PermissionMode> for PermissionMode {

@@ -17,16 +17,16 @@ use schema::wire::{
     WasmPermissionTier,
 };
 
-use super::cost;
-use super::fds::{Descriptor, Listing, OpenFile};
-use super::pipes::{End, PipeRead};
-use super::table::{Process, SpawnRequest, Wait};
-use super::{Channel, MAX_PENDING_OUTPUT_BYTES};
 use crate::clock::{Entropy, Now};
 use crate::error::Rejection;
-use crate::sidecar::filesystem::{lexical_append, CallOutcome, GuestAsks};
-use crate::sidecar::vm::Vm;
+use crate::fs::{lexical_append, CallOutcome, GuestAsks};
+use crate::process::cost;
+use crate::process::fds::{Descriptor, Listing, OpenFile};
+use crate::process::pipes::{End, PipeRead};
+use crate::process::table::{Process, SpawnRequest, Wait};
+use crate::process::{Channel, MAX_PENDING_OUTPUT_BYTES};
 use crate::vfs::{path, Errno, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
+use crate::vm::Vm;
 
 /// Nanoseconds per millisecond: the kernel clock counts milliseconds, guests see nanoseconds.
 const NS_PER_MS: u64 = 1_000_000;
@@ -125,13 +125,13 @@ pub enum Whence {
 /// A VM lent to one of its processes for one slice.
 #[derive(Debug)]
 pub struct Syscalls {
-    pub(super) vm: Vm,
+    pub(crate) vm: Vm,
     /// A call stopped at a permission prompt: the engine suspends the guest and retries it.
-    pub(super) blocked: bool,
+    pub(crate) blocked: bool,
     /// The kernel's one entropy stream, lent along with the VM.
-    pub(super) entropy: Entropy,
-    pub(super) pid: u32,
-    pub(super) now: Now,
+    pub(crate) entropy: Entropy,
+    pub(crate) pid: u32,
+    pub(crate) now: Now,
     /// Fuel owed for the kernel's work since the engine last took the bill (see `cost`).
     work_fuel: u64,
     /// All the kernel's work in this slice (the scheduler's measure of the slice's cost).
@@ -300,7 +300,7 @@ impl Syscalls {
             2 => SignalDispositionAction::User,
             _ => return Err(Errno::EINVAL),
         };
-        if !(1..=64).contains(&signal) || signal == super::SIGKILL || signal == super::SIGSTOP {
+        if !(1..=64).contains(&signal) || signal == crate::process::SIGKILL || signal == crate::process::SIGSTOP {
             return Err(Errno::EINVAL);
         }
         let mask = (0..64u32).filter(|bit| mask & (1u64 << bit) != 0).map(|bit| bit.saturating_add(1)).collect();
@@ -377,7 +377,7 @@ impl Syscalls {
         let exited = children
             .iter()
             .filter_map(|child| match child.status {
-                super::table::Status::Exited(code) => Some((child.exit_order, child.pid, code)),
+                crate::process::table::Status::Exited(code) => Some((child.exit_order, child.pid, code)),
                 _ => None,
             })
             .min();

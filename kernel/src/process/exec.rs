@@ -1,0 +1,288 @@
+//! The exec resolver: what a command name, `PATH` and the VM's command packages resolve to, and
+//! every check an `Execute` passes before anything is created.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use schema::wire::GuestFilesystemOperation as Op;
+use schema::wire::*;
+
+use crate::clock::{Entropy, Now};
+use crate::error::{RejectCode, Rejection};
+use crate::fs::CallOutcome;
+use crate::host::engine::GuestLimits;
+use crate::policy::permissions::{errno_message, Capability, CompiledPolicy, Decision, PermissionsPolicy};
+use crate::process::table::{Process, HOST_PPID};
+use crate::process::*;
+use crate::vfs::{S_IFMT, S_IFREG};
+use crate::vm::Vm;
+
+/// What `Execute` resolved before anything is created.
+#[derive(Debug)]
+pub(crate) struct ExecutionPlan {
+    pub(crate) command: String,
+    pub(crate) module: Vec<u8>,
+    pub(crate) argv: Vec<String>,
+    pub(crate) env: Vec<String>,
+    pub(crate) cwd: String,
+    pub(crate) tier: WasmPermissionTier,
+}
+
+pub(crate) fn fd_limit() -> Rejection {
+    Rejection::new(RejectCode::KernelError, "ENFILE: maximum open file descriptor limit reached")
+}
+
+impl Vm {
+    /// Checks an `Execute` request against the VM (ids, limits, policy, tiers) and finds the
+    /// module it runs. The checks, their order, codes and messages follow the original.
+    pub(crate) fn plan_execution(&mut self, request: &ExecuteRequest, now: Now) -> Result<ExecutionPlan, Rejection> {
+        let process_id = &request.process_id;
+        if process_id.is_empty() || process_id.len() > MAX_PROCESS_ID_BYTES {
+            return Err(Rejection::invalid_state(format!(
+                "processId must be 1 to {MAX_PROCESS_ID_BYTES} bytes, got {}",
+                process_id.len()
+            )));
+        }
+        if self.processes().active_pid(process_id).is_some() {
+            return Err(Rejection::invalid_state(format!(
+                "VM {} already has an active process with id {process_id}",
+                self.id()
+            )));
+        }
+        let command = match (&request.command, request.runtime, &request.entrypoint) {
+            (Some(command), _, _) if !command.is_empty() => command.clone(),
+            (_, None, _) => return Err(Rejection::invalid_state("execute requires either command or runtime")),
+            (_, Some(GuestRuntimeKind::WebAssembly), Some(entrypoint)) if !entrypoint.is_empty() => entrypoint.clone(),
+            (_, Some(GuestRuntimeKind::WebAssembly), _) => {
+                return Err(Rejection::invalid_state("execute requires either command or entrypoint"))
+            }
+            (_, Some(other), _) => {
+                return Err(Rejection::new(
+                    RejectCode::Unsupported,
+                    format!("{other:?} guests are not supported by this sidecar yet"),
+                ))
+            }
+        };
+        let limits = self.process_limits().clone();
+        let mut argv = Vec::with_capacity(request.args.len().saturating_add(1));
+        argv.push(command.clone());
+        argv.extend(request.args.iter().cloned());
+        let cwd = self.execution_cwd(request.cwd.as_deref());
+        let env = self.execution_env(&request.env, &cwd);
+        let path_var = env.get("PATH").cloned().unwrap_or_default();
+        let (module_path, module) = self.find_command(&command, &path_var, now)?;
+        let name = module_path.rsplit('/').next().unwrap_or(&command).to_owned();
+        self.check_spawn(&command)?;
+        let live = u64::try_from(self.processes().counted()).unwrap_or(u64::MAX);
+        if live >= limits.max_processes {
+            return Err(Rejection::new(RejectCode::KernelError, "EAGAIN: maximum process limit reached"));
+        }
+        if limits.max_open_fds < 3 {
+            return Err(fd_limit());
+        }
+        let argv_bytes: usize = argv.iter().map(|arg| arg.len().saturating_add(1)).sum();
+        if u64::try_from(argv_bytes).unwrap_or(u64::MAX) > limits.max_process_argv_bytes {
+            return Err(Rejection::new(
+                RejectCode::KernelError,
+                format!(
+                    "EINVAL: process argv payload {argv_bytes} bytes exceeds configured limit {}",
+                    limits.max_process_argv_bytes
+                ),
+            ));
+        }
+        let env_bytes: usize =
+            env.iter().map(|(key, value)| key.len().saturating_add(value.len()).saturating_add(2)).sum();
+        if u64::try_from(env_bytes).unwrap_or(u64::MAX) > limits.max_process_env_bytes {
+            return Err(Rejection::new(
+                RejectCode::KernelError,
+                format!(
+                    "EINVAL: process environment payload {env_bytes} bytes exceeds configured limit {}",
+                    limits.max_process_env_bytes
+                ),
+            ));
+        }
+        let tier = request
+            .wasm_permission_tier
+            .or_else(|| self.command_tier(&command))
+            .or_else(|| self.command_tier(&name))
+            .unwrap_or(WasmPermissionTier::Full);
+        let env = env.into_iter().map(|(key, value)| format!("{key}={value}")).collect();
+        Ok(ExecutionPlan { command, module, argv, env, cwd, tier })
+    }
+
+    /// The guest cwd: the request's (normalized), else the VM's.
+    fn execution_cwd(&self, requested: Option<&str>) -> String {
+        let base = self.filesystem().cwd().to_owned();
+        match requested {
+            Some(cwd) if !cwd.is_empty() => crate::syscalls::normalize(&base, cwd),
+            _ => base,
+        }
+    }
+
+    /// The guest environment: the VM's, the request's over it, the defaults where unset, and
+    /// `PWD` always the cwd.
+    fn execution_env(&self, requested: &BTreeMap<String, String>, cwd: &str) -> BTreeMap<String, String> {
+        let mut env = self.guest_env().clone();
+        env.extend(requested.iter().map(|(key, value)| (key.clone(), value.clone())));
+        for (key, value) in [
+            ("HOME", "/home/user"),
+            ("USER", "user"),
+            ("LOGNAME", "user"),
+            ("SHELL", "/bin/sh"),
+            ("PATH", DEFAULT_PATH),
+            ("TMPDIR", "/tmp"),
+        ] {
+            env.entry(key.to_owned()).or_insert_with(|| value.to_owned());
+        }
+        env.insert("PWD".to_owned(), cwd.to_owned());
+        env
+    }
+
+    /// `child_process.spawn` on the command.
+    pub(crate) fn check_spawn(&self, command: &str) -> Result<(), Rejection> {
+        let message = match self.policy().decide(Capability::ChildProcessSpawn, command, false) {
+            Decision::Allow => return Ok(()),
+            Decision::Deny { message } => message,
+            Decision::Ask => "permission prompt required for child_process.spawn".to_owned(),
+        };
+        Err(Rejection::new(RejectCode::KernelError, errno_message("spawn", command, &message)))
+    }
+
+    /// The module a command names: a registered command package, else a path or a name searched
+    /// on `PATH` and then [`FALLBACK_PATH_DIRS`]. Files are read through the VM's filesystem
+    /// layer, so command directories mounted from the host work.
+    pub(crate) fn find_command(
+        &mut self,
+        command: &str,
+        path_var: &str,
+        now: Now,
+    ) -> Result<(String, Vec<u8>), Rejection> {
+        let not_found = || Rejection::invalid_state(format!("command not found on native sidecar path: {command}"));
+        let mut candidates: Vec<String> = Vec::new();
+        if command.contains('/') {
+            candidates.push(crate::syscalls::normalize(self.filesystem().cwd(), command));
+        } else {
+            candidates.extend(self.command_package_dirs(now).into_iter().map(|dir| format!("{dir}/{command}")));
+            let dirs = path_var.split(':').filter(|dir| !dir.is_empty()).chain(FALLBACK_PATH_DIRS);
+            candidates.extend(
+                dirs.map(|dir| crate::syscalls::normalize(self.filesystem().cwd(), &format!("{dir}/{command}"))),
+            );
+        }
+        let max_module_bytes = self.limits().wasm.max_module_file_bytes;
+        for candidate in candidates {
+            let Some(stat) = self.kernel_fs(Op::Stat, &candidate, now).and_then(|result| result.stat) else {
+                continue;
+            };
+            if stat.is_directory || stat.mode & S_IFMT != S_IFREG {
+                continue;
+            }
+            if stat.size > max_module_bytes {
+                return Err(Rejection::new(
+                    RejectCode::ExecutionError,
+                    format!(
+                        "invalid WebAssembly module: {candidate} is {} bytes, over the module limit of {max_module_bytes}",
+                        stat.size
+                    ),
+                ));
+            }
+            let bytes = self.kernel_read(&candidate, now).ok_or_else(not_found)?;
+            if !bytes.starts_with(WASM_MAGIC) {
+                // A stub or a script: only WebAssembly runs here (yet).
+                continue;
+            }
+            return Ok((candidate, bytes));
+        }
+        Err(not_found())
+    }
+
+    /// The numbered command-package directories, in string order.
+    fn command_package_dirs(&mut self, now: Now) -> Vec<String> {
+        let mut dirs: Vec<String> = self
+            .kernel_fs(Op::ReadDir, COMMANDS_DIR, now)
+            .and_then(|result| result.entries)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|name| !name.is_empty() && name.bytes().all(|byte| byte.is_ascii_digit()))
+            .collect();
+        dirs.sort();
+        dirs.into_iter().map(|dir| format!("{COMMANDS_DIR}/{dir}")).collect()
+    }
+
+    /// A filesystem operation by the kernel itself (not subject to the guest policy), across
+    /// mounts; `None` on any failure.
+    fn kernel_fs(&mut self, operation: Op, path: &str, now: Now) -> Option<GuestFilesystemResultResponse> {
+        self.kernel_call(crate::syscalls::fs_request(operation, path), now)
+    }
+
+    /// A whole file's bytes, read by the kernel: straight from the root filesystem when no
+    /// mount is in the way (no copy through the wire encoding), else through the mounts.
+    fn kernel_read(&mut self, path: &str, now: Now) -> Option<Vec<u8>> {
+        if let Some(bytes) = self.filesystem().read_on_root(path) {
+            return Some(bytes);
+        }
+        let mut read = crate::syscalls::fs_request(Op::ReadFile, path);
+        read.encoding = Some(RootFilesystemEntryEncoding::Base64);
+        self.kernel_call(read, now).and_then(|result| crate::syscalls::content_bytes(&result).ok())
+    }
+
+    fn kernel_call(&mut self, request: GuestFilesystemCallRequest, now: Now) -> Option<GuestFilesystemResultResponse> {
+        // The kernel's own reads never touch devices that draw entropy.
+        let mut entropy = Entropy::from_seed(0);
+        static KERNEL_POLICY: OnceLock<CompiledPolicy> = OnceLock::new();
+        let policy = KERNEL_POLICY.get_or_init(|| {
+            CompiledPolicy::compile(&PermissionsPolicy::allow_all()).unwrap_or_else(|_| CompiledPolicy::deny_all())
+        });
+        match self.filesystem_call_with(policy, request, &mut entropy, now) {
+            Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result))) => Some(result),
+            _ => None,
+        }
+    }
+
+    /// The guest limits from `limits.resources`.
+    pub(crate) fn guest_limits(&self) -> GuestLimits {
+        let limits = self.process_limits();
+        GuestLimits {
+            max_wasm_fuel: limits.max_wasm_fuel,
+            slice_fuel: SLICE_FUEL,
+            max_wasm_memory_bytes: limits.max_wasm_memory_bytes,
+            max_wasm_stack_bytes: limits.max_wasm_stack_bytes,
+        }
+    }
+
+    /// A running or stopped process by the host's id.
+    pub(crate) fn active_process_mut(&mut self, process_id: &str) -> Result<&mut Process, Rejection> {
+        let vm_id = self.id().to_owned();
+        let missing = || Rejection::invalid_state(format!("VM {vm_id} has no active process {process_id}"));
+        let pid = self.processes().active_pid(process_id).ok_or_else(missing)?;
+        self.processes_mut().get_mut(pid).ok_or_else(missing)
+    }
+
+    /// Forgets exited processes retained longer than [`EXITED_RETENTION_MS`], and the oldest
+    /// beyond [`MAX_RETAINED_EXITED_PER_VM`].
+    pub(crate) fn forget_exited(&mut self, now_ms: u64) {
+        // Zombies of living parents wait to be reaped; orphaned ones go after ZOMBIE_TTL_MS.
+        let orphaned_zombies: Vec<u32> = self
+            .processes()
+            .iter()
+            .filter(|process| !process.top_level && process.ppid == HOST_PPID)
+            .filter(|process| process.exited_at_ms.is_some_and(|at| at.saturating_add(ZOMBIE_TTL_MS) <= now_ms))
+            .map(|process| process.pid)
+            .collect();
+        for pid in orphaned_zombies {
+            self.processes_mut().remove(pid);
+        }
+        let mut exited: Vec<(u64, u64, u32)> = self
+            .processes()
+            .iter()
+            .filter(|process| process.top_level)
+            .filter_map(|process| process.exited_at_ms.map(|at| (at, process.exit_order, process.pid)))
+            .collect();
+        exited.sort_unstable();
+        let excess = exited.len().saturating_sub(MAX_RETAINED_EXITED_PER_VM);
+        for (index, (exited_at_ms, _, pid)) in exited.into_iter().enumerate() {
+            if index < excess || exited_at_ms.saturating_add(EXITED_RETENTION_MS) <= now_ms {
+                self.processes_mut().remove(pid);
+            }
+        }
+    }
+}
