@@ -19,7 +19,7 @@
 //!   responses and lifecycle events;
 //! - after `tick(now)` no deadline is due; after `shutdown` no VM and no pending sidecar
 //!   request remain;
-//! - processes (run by the kernel's scripted engine, `kernel::process::script`: `cat`, `spin`,
+//! - processes (run by the kernel's scripted engine, `testkit::script`: `cat`, `spin`,
 //!   `exit`, `flood`, `files`) only produce events after being started, exit exactly once, and
 //!   have all exited when their VM is disposed;
 //! - the whole run is deterministic: replaying the scenario gives byte-identical outputs.
@@ -27,7 +27,7 @@
 
 use arbitrary::Arbitrary;
 use kernel::policy::permissions::Capability;
-use kernel::process::script::ScriptEngine;
+use testkit::script::ScriptEngine;
 use kernel::dispatch::{PermissionCheck, PromptTicket, KNOWN_MOUNT_PLUGINS, PERMISSION_PROMPT_NAMESPACE};
 use kernel::{Now, Sidecar, SidecarConfig, StreamId};
 use libfuzzer_sys::fuzz_target;

@@ -9,17 +9,18 @@
 //!
 //! | room | what lives there |
 //! |---|---|
-//! | [`dispatch`] | the one `Sidecar` state machine: streams, connections, sessions, routing a request to its subsystem, frames, pending host requests and prompts, persistence requests, process requests and the scheduler's tick |
-//! | [`vm`] | one VM's control state: configuration, policy, toolkits, limits |
-//! | [`fs`] | a VM's namespace over [`vfs`]: mounts, devices and `/proc`, layers, js_bridge, the guest filesystem operations |
-//! | [`process`] | the process table, descriptors, pipes, signals, the exec resolver, what kernel work costs |
-//! | [`syscalls`] | what a guest may do, on the VM lent to its slice |
-//! | [`host`] | every port the embedder injects: host directories, the persistence store, the guest engine |
+//! | [`dispatch`] | the one `Sidecar` state machine (every `impl Sidecar`): streams, connections, sessions, routing a request to its subsystem, frames, pending host requests and prompts, persistence requests, process requests, and the scheduler with the running guest tasks |
+//! | [`syscalls`] | what a guest may do, on the VM lent to its slice; the guest engine port (`engine`) it is lent to |
+//! | [`vm`] | one VM's state: configuration, policy, toolkits, limits, its filesystem and process table, and the exec resolver (`exec`) shared by `Execute` and guest spawns |
+//! | [`process`] | the process table, descriptors, pipes, signals, guest limits and the memory budget, what kernel work costs |
+//! | [`fs`] | a VM's namespace over [`vfs`]: mounts, devices and `/proc`, layers, js_bridge, the guest filesystem operations, and the only conversion to wire filesystem types (`wire`) |
+//! | [`host`] | the ports to the outside world the embedder injects: host directories, the persistence store |
 //! | [`policy`] | the config JSON shapes and the permission policy |
 //! | [`vfs`] | inodes, layers, overlays: a filesystem that knows no wire type |
+//! | [`ids`], [`clock`], [`error`] | typed ids, time and entropy, rejections |
 //!
-//! Rooms depend downwards in that table's reverse order: `vfs` and `policy` know no other room,
-//! `dispatch` may use them all.
+//! Each room uses only the rooms below it in this table (`kernel/tests/architecture.rs` checks
+//! that no import cycle exists and that the vfs knows no wire type).
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ pub mod dispatch;
 pub mod error;
 pub mod fs;
 pub mod host;
+pub mod ids;
 pub mod policy;
 pub mod process;
 pub mod syscalls;

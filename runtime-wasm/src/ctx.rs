@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use wasmtime::ResourceLimiter;
 
-use kernel::host::engine::MemoryBudget;
+use kernel::syscalls::engine::MemoryBudget;
 
 use crate::host::{WaitReason, WasiHost};
 

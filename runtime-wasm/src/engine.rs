@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use kernel::host::engine::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
+use kernel::syscalls::engine::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
 use kernel::syscalls::{EntryKind, FdKind, FileStat, OpenFlags, SysError as KernelSysError, Syscalls};
 use kernel::vfs::Errno as KernelErrno;
 use schema::wire::WasmPermissionTier;

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use kernel::host::engine::MemoryBudget;
+use kernel::syscalls::engine::MemoryBudget;
 use wasmtime::{CallHook, InstancePre, Store, StoreContextMut, Trap};
 
 use crate::abi::STDERR;

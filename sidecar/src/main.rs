@@ -6,8 +6,8 @@
 mod demo;
 
 use clap::{Parser, Subcommand};
-use kernel::host::engine::GuestEngine;
 use kernel::host::fs::HostFs;
+use kernel::syscalls::engine::GuestEngine;
 use kernel::SidecarConfig;
 use runtime_wasm::{RuntimeConfig, WasmEngine};
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! The process part of a simulated host's workload: it starts scripted guests
-//! (`kernel::process::script`), feeds and closes their stdin, kills some, and checks every
+//! (`testkit::script`), feeds and closes their stdin, kills some, and checks every
 //! process event against what it sent: output only from running processes, exactly one exit,
 //! `cat` echoing its input byte for byte, SIGKILL exiting 137, nothing left running when a VM
 //! is disposed.

@@ -15,9 +15,9 @@
 
 use crate::trace::{TraceError, TraceWriter};
 use crate::{Driver, Input};
-use kernel::host::engine::GuestEngine;
 use kernel::host::fs::HostFs;
 use kernel::host::store::Store;
+use kernel::syscalls::engine::GuestEngine;
 use kernel::{Now, Sidecar, SidecarConfig};
 use mio::net::UnixStream;
 use mio::unix::pipe::{Receiver, Sender};

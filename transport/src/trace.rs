@@ -252,7 +252,7 @@ pub fn replay<R: Read>(reader: TraceReader<R>) -> Result<Result<ReplayReport, Di
 /// deterministic (fuel slices, the recorded clock), so they replay to the same frames.
 pub fn replay_with<R: Read>(
     mut reader: TraceReader<R>,
-    guest_engine: Option<std::sync::Arc<dyn kernel::host::engine::GuestEngine>>,
+    guest_engine: Option<std::sync::Arc<dyn kernel::syscalls::engine::GuestEngine>>,
 ) -> Result<Result<ReplayReport, Divergence>, TraceError> {
     let mut sidecar = Sidecar::new(reader.config.clone());
     if let Some(engine) = guest_engine {

@@ -11,8 +11,7 @@ use crate::vm::{PromptOutcome, PromptTicket};
 use schema::wire::*;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Timeout of a host callback whose definition names none (the original's default).
-pub const DEFAULT_HOST_CALLBACK_TIMEOUT_MS: u64 = 30_000;
+pub use crate::vm::DEFAULT_HOST_CALLBACK_TIMEOUT_MS;
 /// Namespace of permission-prompt requests (`SidecarRequestFrame` with an `ExtEnvelope`) and of
 /// their answers. Request payload: JSON `{"capability","operation","resource"}`; answer payload:
 /// JSON `{"decision": "allow" | "deny"}` (anything else denies).

@@ -89,7 +89,7 @@ pub struct SidecarConfig {
     /// Seeds every random choice the kernel makes (guest entropy), so one seed replays a run.
     pub entropy_seed: u64,
     /// The sidecar-wide budget of guest memory plus VM filesystem content (see
-    /// [`MemoryBudget`](crate::host::engine::MemoryBudget)); the binary sets a share of the machine.
+    /// [`MemoryBudget`](crate::syscalls::engine::MemoryBudget)); the binary sets a share of the machine.
     pub max_memory_bytes: u64,
     /// A deliberate bug, for proving that the simulator catches bugs. Always `None` in
     /// production.
@@ -116,9 +116,7 @@ impl Default for SidecarConfig {
     }
 }
 
-/// A transport link, allocated by [`Sidecar::open_stream`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct StreamId(pub u64);
+pub use crate::ids::StreamId;
 
 /// One encoded frame (length prefix included) for the driver to write to `stream`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,9 +167,12 @@ pub struct Sidecar {
     /// Durable storage for persistence requests (none: refused).
     store: Option<Arc<dyn Store>>,
     /// Runs guest programs (none: `Execute` is refused).
-    guest_engine: Option<Arc<dyn crate::host::engine::GuestEngine>>,
+    guest_engine: Option<Arc<dyn crate::syscalls::engine::GuestEngine>>,
+    /// The running guest task of every live process, by (VM id, pid): the scheduler's, not the
+    /// VM's, so a VM's state stays plain data the guest can be lent.
+    guests: BTreeMap<(String, u32), Box<dyn crate::syscalls::engine::Guest>>,
     /// Guest memory in use across every VM, against `config.max_memory_bytes`.
-    memory_budget: Arc<crate::host::engine::MemoryBudget>,
+    memory_budget: Arc<crate::syscalls::engine::MemoryBudget>,
     /// The process the scheduler ran last (VM id, pid): the next turn starts after it.
     last_scheduled: Option<(String, u32)>,
     /// Prompts of processes that exited while waiting: their outcomes are dropped on arrival
@@ -183,7 +184,7 @@ pub struct Sidecar {
 impl Sidecar {
     pub fn new(mut config: SidecarConfig) -> Self {
         config.max_frame_bytes = config.max_frame_bytes.clamp(MIN_FRAME_LIMIT_BYTES, MAX_FRAME_LIMIT_BYTES);
-        let memory_budget = Arc::new(crate::host::engine::MemoryBudget::new(config.max_memory_bytes));
+        let memory_budget = Arc::new(crate::syscalls::engine::MemoryBudget::new(config.max_memory_bytes));
         Self {
             entropy: Entropy::from_seed(config.entropy_seed),
             config,
@@ -203,6 +204,7 @@ impl Sidecar {
             host_fs: None,
             store: None,
             guest_engine: None,
+            guests: BTreeMap::new(),
             memory_budget,
             last_scheduled: None,
             abandoned_prompts: BTreeSet::new(),
@@ -713,7 +715,7 @@ impl Sidecar {
     }
 
     /// The budget guest memory draws from.
-    pub fn memory_budget(&self) -> &crate::host::engine::MemoryBudget {
+    pub fn memory_budget(&self) -> &crate::syscalls::engine::MemoryBudget {
         &self.memory_budget
     }
 
@@ -734,6 +736,7 @@ impl Sidecar {
         // DISPOSED.
         self.kill_all_processes(vm_id);
         let Some(vm) = self.vms.remove(vm_id) else { return };
+        self.guests.retain(|(owner, _), _| owner != vm_id);
         for (parked_stream, parked) in self.callbacks.cancel_vm(vm_id) {
             let callbacks::Parked { request_id, ownership, reply } = *parked;
             self.reject(parked_stream, request_id, ownership, js_bridge::cancelled(&reply, vm_id));
@@ -749,6 +752,7 @@ impl Sidecar {
     /// A VM an engine failed to give back after a slice: its owner is told it is gone (`FAILED`)
     /// and every trace of it is dropped.
     fn forget_lost_vm(&mut self, vm_id: &str) {
+        self.guests.retain(|(owner, _), _| owner != vm_id);
         for (parked_stream, parked) in self.callbacks.cancel_vm(vm_id) {
             let callbacks::Parked { request_id, ownership, reply } = *parked;
             self.reject(parked_stream, request_id, ownership, js_bridge::cancelled(&reply, vm_id));

@@ -10,19 +10,19 @@ use crate::clock::Entropy;
 use crate::dispatch::Sidecar;
 use crate::error::{RejectCode, Rejection};
 use crate::fs::GuestAsks;
-use crate::host::engine::{GuestExit, GuestPoll, GuestSpawn};
 use crate::policy::permissions::{Capability, Decision};
-use crate::process::exec::fd_limit;
 use crate::process::fds::{Descriptor, FdTable, OpenFile};
 use crate::process::table::{Identity, Process, Status, Wait, HOST_PPID};
 use crate::process::*;
+use crate::syscalls::engine::{GuestExit, GuestPoll, GuestSpawn};
 use crate::syscalls::Syscalls;
 use crate::vfs::Errno;
+use crate::vm::exec::fd_limit;
 use crate::vm::PromptOutcome;
 
 impl Sidecar {
     /// Gives the kernel an engine to run guests. Without one, `Execute` is `unsupported`.
-    pub fn with_guest_engine(mut self, engine: Arc<dyn crate::host::engine::GuestEngine>) -> Self {
+    pub fn with_guest_engine(mut self, engine: Arc<dyn crate::syscalls::engine::GuestEngine>) -> Self {
         self.guest_engine = Some(engine);
         self
     }
@@ -101,9 +101,9 @@ impl Sidecar {
                 tier: plan.tier,
                 top_level: true,
             },
-            guest,
             fds,
         ));
+        self.guests.insert((vm_id.to_owned(), pid), guest);
         Ok(ResponsePayload::ProcessStartedResponse(ProcessStartedResponse {
             process_id: request.process_id,
             pid: Some(pid),
@@ -197,10 +197,9 @@ impl Sidecar {
             DefaultAction::Stop => process.status = Status::Stopped,
             DefaultAction::Continue => process.status = Status::Running,
             DefaultAction::Terminate => {
-                if let Some(guest) = process.guest.as_mut() {
+                if let Some(mut guest) = self.guests.remove(&(vm_id.to_owned(), pid)) {
                     guest.kill();
                 }
-                process.guest = None;
                 self.finish_process(vm_id, pid, GuestExit { code: signals::exit_code(signal), message: None });
             }
         }
@@ -272,7 +271,7 @@ impl Sidecar {
             for process in vm.processes().iter() {
                 let now_ms = self.now.monotonic_ms;
                 match (process.status, process.wait) {
-                    (Status::Running, Wait::None) if process.guest.is_some() => consider(now_ms),
+                    (Status::Running, Wait::None) => consider(now_ms),
                     (Status::Running, _) if vm.processes().wait_is_over(process, now_ms) => consider(now_ms),
                     (Status::Running, Wait::Sleep { until_ms }) => consider(until_ms),
                     (Status::Running, Wait::Prompt { ticket: None } | Wait::Spawn) => consider(now_ms),
@@ -389,15 +388,12 @@ impl Sidecar {
     /// and its exit (if any) into `ProcessExited`.
     /// Runs one slice of `pid`; the kernel work it caused, in fuel.
     fn run_slice(&mut self, vm_id: &str, pid: u32) -> u64 {
+        let key = (vm_id.to_owned(), pid);
+        let Some(mut guest) = self.guests.remove(&key) else { return 0 };
         let Some(mut vm) = self.vms.remove(vm_id) else { return 0 };
-        let guest = vm.processes_mut().get_mut(pid).and_then(|process| {
+        if let Some(process) = vm.processes_mut().get_mut(pid) {
             process.wake_on.clear();
-            process.guest.take()
-        });
-        let Some(mut guest) = guest else {
-            self.vms.insert(vm_id.to_owned(), vm);
-            return 0;
-        };
+        }
         let entropy = std::mem::replace(&mut self.entropy, Entropy::from_seed(0));
         let (syscalls, poll) = guest.poll(Syscalls::new(vm, entropy, pid, self.now));
         let Some(syscalls) = syscalls else {
@@ -410,8 +406,10 @@ impl Sidecar {
         let work_fuel = syscalls.slice_work_fuel();
         let (mut vm, entropy) = syscalls.into_parts();
         self.entropy = entropy;
+        if !matches!(poll, GuestPoll::Exited(_)) {
+            self.guests.insert(key, guest);
+        }
         if let Some(process) = vm.processes_mut().get_mut(pid) {
-            process.guest = Some(guest);
             // Answers serve the call they were asked for, within the slice that retries it.
             if !matches!(process.wait, Wait::Prompt { .. }) {
                 process.asks = GuestAsks::default();
@@ -484,6 +482,8 @@ impl Sidecar {
     /// stays as a zombie until reaped.
     fn finish_process(&mut self, vm_id: &str, pid: u32, exit: GuestExit) {
         let now_ms = self.now.monotonic_ms;
+        // An ended process's task is dropped (its instance and memory with it).
+        self.guests.remove(&(vm_id.to_owned(), pid));
         let Ok(vm) = self.vm_mut(vm_id) else { return };
         let exit_order = vm.processes_mut().next_exit_order();
         let Some(process) = vm.processes_mut().get_mut(pid) else { return };
@@ -501,7 +501,6 @@ impl Sidecar {
             process.push_output(Channel::Stderr, format!("{message}\n").as_bytes());
         }
         process.status = Status::Exited(exit.code);
-        process.guest = None;
         process.exited_at_ms = Some(now_ms);
         process.stdin.clear();
         process.handlers.clear();
@@ -623,7 +622,7 @@ impl Sidecar {
             parent.children_started = parent.children_started.saturating_add(1);
             parent.children_started
         };
-        let cwd = request.cwd.map_or(parent_cwd.clone(), |cwd| crate::syscalls::normalize(&parent_cwd, &cwd));
+        let cwd = request.cwd.map_or(parent_cwd.clone(), |cwd| crate::fs::normalize(&parent_cwd, &cwd));
         vm.processes_mut().insert(Process::new(
             Identity {
                 process_id: format!("{parent_id}/child-{number}"),
@@ -637,9 +636,9 @@ impl Sidecar {
                 tier,
                 top_level: false,
             },
-            guest,
             fds,
         ));
+        self.guests.insert((vm_id.to_owned(), pid), guest);
         Ok(pid)
     }
 

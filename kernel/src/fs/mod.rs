@@ -50,6 +50,7 @@ pub mod devices;
 pub mod js_bridge;
 pub mod layers;
 pub mod mounts;
+mod wire;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -1233,6 +1234,25 @@ fn parent(path: &str) -> &str {
     }
 }
 
+/// `path` made absolute against `cwd` and normalized lexically (`..` never above `/`).
+pub(crate) fn normalize(cwd: &str, path: &str) -> String {
+    let base = if path.starts_with('/') { "/" } else { cwd };
+    let components: Vec<&str> = path.split('/').filter(|component| !component.is_empty()).collect();
+    lexical_append(base, &components)
+}
+
+/// The content bytes of a read result (UTF-8 text, or base64 as its encoding says).
+pub(crate) fn content_bytes(result: &GuestFilesystemResultResponse) -> Result<Vec<u8>, Errno> {
+    use base64::Engine as _;
+    let content = result.content.as_deref().unwrap_or_default();
+    match result.encoding {
+        Some(RootFilesystemEntryEncoding::Base64) => {
+            base64::engine::general_purpose::STANDARD.decode(content).map_err(|_| Errno::EIO)
+        }
+        _ => Ok(content.as_bytes().to_vec()),
+    }
+}
+
 /// `base` (canonical, absolute) with `rest` appended, `.` skipped and `..` going up (never
 /// above `/`).
 pub(crate) fn lexical_append(base: &str, rest: &[&str]) -> String {
@@ -1252,6 +1272,15 @@ pub(crate) fn lexical_append(base: &str, rest: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::{lexical_append, parent};
+
+    #[test]
+    fn normalize_never_leaves_the_root() {
+        assert_eq!(super::normalize("/", "a/../../b"), "/b");
+        assert_eq!(super::normalize("/home/user/x", "../y"), "/home/user/y");
+        assert_eq!(super::normalize("/a", "./b//c/."), "/a/b/c");
+        assert_eq!(super::normalize("/home/user", "/etc/../tmp"), "/tmp");
+        assert_eq!(super::normalize("/home/user", "x/../../y"), "/home/y");
+    }
 
     #[test]
     fn path_helpers() {

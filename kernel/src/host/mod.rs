@@ -1,7 +1,6 @@
-//! The ports the embedder injects: host directories for `host_dir` mounts ([`fs`]), the durable
-//! store for persistence ([`store`]) and the engine that runs guest programs ([`engine`]). The
-//! kernel reaches the outside world only through these.
+//! The ports the embedder injects to reach the outside world: host directories for `host_dir`
+//! mounts ([`fs`]) and the durable store for persistence ([`store`]). (The third port, the
+//! engine that runs guest programs, is [`crate::syscalls::engine`]: it is lent the syscalls.)
 
-pub mod engine;
 pub mod fs;
 pub mod store;

@@ -39,6 +39,11 @@ pub const MAX_PERMISSION_PROMPT_TIMEOUT_MS: u64 = 600_000;
 
 /// Default virtual CPU count: the kernel schedules guests on one deterministic executor.
 pub const DEFAULT_CPU_COUNT: u64 = 1;
+/// The filesystem's own defaults (the vfs knows no config).
+pub use crate::vfs::{
+    DEFAULT_MAX_FD_WRITE_BYTES, DEFAULT_MAX_FILESYSTEM_BYTES, DEFAULT_MAX_INODE_COUNT, DEFAULT_MAX_PREAD_BYTES,
+    DEFAULT_MAX_READDIR_ENTRIES,
+};
 /// Default process-table size (kernel resource policy of the original sidecar).
 pub const DEFAULT_MAX_PROCESSES: u64 = 256;
 /// Default open file descriptors per VM (kernel resource policy of the original sidecar).
@@ -55,22 +60,12 @@ pub const DEFAULT_MAX_CONNECTIONS: u64 = 256;
 pub const DEFAULT_MAX_SOCKET_BUFFERED_BYTES: u64 = 4 * 1024 * 1024;
 /// Default queued datagrams per socket: bounds memory a flood can pin.
 pub const DEFAULT_MAX_SOCKET_DATAGRAM_QUEUE_LEN: u64 = 1_024;
-/// Default total bytes of the in-memory filesystem (64 MiB).
-pub const DEFAULT_MAX_FILESYSTEM_BYTES: u64 = 64 * 1024 * 1024;
-/// Default inode count of the in-memory filesystem: bounds metadata growth.
-pub const DEFAULT_MAX_INODE_COUNT: u64 = 16_384;
 /// Default wait of one blocking read before it times out (5 s).
 pub const DEFAULT_MAX_BLOCKING_READ_MS: u64 = 5_000;
-/// Default bytes of one positional read, host_dir reads included (64 MiB).
-pub const DEFAULT_MAX_PREAD_BYTES: u64 = 64 * 1024 * 1024;
-/// Default bytes of one fd write (64 MiB).
-pub const DEFAULT_MAX_FD_WRITE_BYTES: u64 = 64 * 1024 * 1024;
 /// Default total argv bytes of one spawn, like Linux's ARG_MAX order of magnitude (1 MiB).
 pub const DEFAULT_MAX_PROCESS_ARGV_BYTES: u64 = 1024 * 1024;
 /// Default total environment bytes of one spawn (1 MiB).
 pub const DEFAULT_MAX_PROCESS_ENV_BYTES: u64 = 1024 * 1024;
-/// Default entries returned by one readdir: bounds one response's size.
-pub const DEFAULT_MAX_READDIR_ENTRIES: u64 = 4_096;
 /// Default wasm fuel per process. The original left it unlimited; a sandbox bounds CPU too.
 /// 5·10¹¹ units is roughly five minutes of guest CPU (the Python execution timeout), enough for
 /// compilers and test suites, finite for a runaway loop. Hosts raise it per VM.

@@ -48,7 +48,17 @@ pub(crate) enum OpenFile {
 pub struct Listing {
     pub(crate) names: Vec<String>,
     /// `(ino, kind)` of each name, once looked up.
-    pub(crate) stats: Vec<Option<(u64, crate::syscalls::EntryKind)>>,
+    pub(crate) stats: Vec<Option<(u64, EntryKind)>>,
+}
+
+/// The type of a directory entry or a stat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Directory,
+    RegularFile,
+    Symlink,
+    CharacterDevice,
+    Unknown,
 }
 
 /// One open descriptor.

@@ -3,7 +3,7 @@
 //! they produce (`ProcessOutput`, `ProcessExited`), and the deterministic scheduler.
 //!
 //! # Scheduling
-//! Guests are resumable tasks ([`Guest`](crate::host::engine::Guest)). [`Sidecar::tick`](crate::Sidecar::tick) runs at most
+//! Guests are resumable tasks ([`Guest`](crate::syscalls::engine::Guest)). [`Sidecar::tick`](crate::Sidecar::tick) runs at most
 //! [`MAX_SLICES_PER_TICK`] slices of [`SLICE_FUEL`] each, round-robin over the runnable
 //! processes of every VM in a fixed order (VM id, then pid), resuming after the last process it
 //! ran. A guest that must wait — an empty stdin or pipe, a full pipe, a sleep, `waitpid`, a
@@ -21,13 +21,13 @@
 //! [`ZOMBIE_TTL_MS`].
 
 pub mod cost;
-pub(crate) mod exec;
 pub(crate) mod fds;
+pub mod limits;
 pub(crate) mod pipes;
-pub mod script;
 pub(crate) mod signals;
 pub(crate) mod table;
 
+pub use self::limits::{GuestLimits, MemoryBudget};
 pub use self::pipes::PIPE_CAPACITY_BYTES;
 pub use self::signals::{DefaultAction, SIGKILL, SIGSTOP, SIGTERM};
 pub use self::table::FIRST_PID;
@@ -73,7 +73,7 @@ pub const FALLBACK_PATH_DIRS: [&str; 3] = ["/bin", "/usr/bin", "/usr/local/bin"]
 /// Exit code of a guest that burnt its fuel budget (the original's).
 pub const EXIT_FUEL_EXHAUSTED: i32 = 124;
 /// The first bytes of every WebAssembly binary module.
-const WASM_MAGIC: &[u8] = b"\0asm";
+pub(crate) const WASM_MAGIC: &[u8] = b"\0asm";
 
 /// Standard descriptors.
 pub const STDIN_FD: u32 = 0;

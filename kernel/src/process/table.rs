@@ -6,12 +6,11 @@ use std::collections::{BTreeMap, VecDeque};
 use schema::wire::{ProcessSnapshotEntry, ProcessSnapshotStatus, SignalHandlerRegistration, WasmPermissionTier};
 
 use crate::fs::GuestAsks;
-use crate::host::engine::Guest;
+use crate::ids::PromptTicket;
 use crate::process::fds::{Descriptor, FdTable};
 use crate::process::pipes::Pipes;
 use crate::process::Channel;
 use crate::vfs::Errno;
-use crate::vm::PromptTicket;
 
 /// The pid of the VM's init: host-started processes are its children, so their ppid is 0
 /// (there is no process 0 inside the VM, as for processes started by a Linux kernel thread).
@@ -80,8 +79,6 @@ pub(crate) struct Process {
     /// More conditions that end the wait (a `poll_oneoff` on several descriptors, maybe with a
     /// timeout in `wait`); cleared when the process runs.
     pub(crate) wake_on: Vec<Wait>,
-    /// Taken out while the guest runs a slice; `None` once it has exited.
-    pub(crate) guest: Option<Box<dyn Guest>>,
     pub(crate) fds: FdTable,
     pub(crate) stdin: VecDeque<u8>,
     pub(crate) stdin_closed: bool,
@@ -126,9 +123,9 @@ pub(crate) struct Identity {
 }
 
 impl Process {
-    /// A runnable process with `guest` and descriptors `fds`. Only host-started (top-level)
+    /// A runnable process with descriptors `fds` (its guest task is the scheduler's). Only host-started (top-level)
     /// processes have a stdin of their own; a child's is closed (it reads what it inherited).
-    pub(crate) fn new(identity: Identity, guest: Box<dyn Guest>, fds: FdTable) -> Self {
+    pub(crate) fn new(identity: Identity, fds: FdTable) -> Self {
         let Identity { process_id, pid, ppid, pgid, sid, command, args, cwd, tier, top_level } = identity;
         Self {
             process_id,
@@ -144,7 +141,6 @@ impl Process {
             status: Status::Running,
             wait: Wait::None,
             wake_on: Vec::new(),
-            guest: Some(guest),
             fds,
             stdin: VecDeque::new(),
             stdin_closed: !top_level,
@@ -169,7 +165,7 @@ impl Process {
 
     /// Runnable now: alive, not stopped, not waiting.
     pub(crate) fn is_runnable(&self) -> bool {
-        self.status == Status::Running && self.wait == Wait::None && self.guest.is_some()
+        self.status == Status::Running && self.wait == Wait::None
     }
 
     pub(crate) fn held_line_mut(&mut self, channel: Channel) -> &mut Vec<u8> {

@@ -10,6 +10,8 @@
 //! every change with `EROFS`, `READ_WRITE` cannot remove, rename or link (`ENOTCAPABLE`), and
 //! `ISOLATED` has no preopened directory at all, so no path reaches the filesystem.
 
+pub mod engine;
+
 use base64::Engine as _;
 use schema::wire::{
     GuestFilesystemCallRequest, GuestFilesystemOperation as Op, GuestFilesystemResultResponse, GuestFilesystemStat,
@@ -19,7 +21,7 @@ use schema::wire::{
 
 use crate::clock::{Entropy, Now};
 use crate::error::Rejection;
-use crate::fs::{lexical_append, CallOutcome, GuestAsks};
+use crate::fs::{CallOutcome, GuestAsks};
 use crate::process::cost;
 use crate::process::fds::{Descriptor, Listing, OpenFile};
 use crate::process::pipes::{End, PipeRead};
@@ -91,15 +93,7 @@ pub struct DirEntry {
     pub kind: EntryKind,
 }
 
-/// The type of a directory entry or a stat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
-    Directory,
-    RegularFile,
-    Symlink,
-    CharacterDevice,
-    Unknown,
-}
+pub use crate::process::fds::EntryKind;
 
 /// A file's metadata as guests see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -894,7 +888,7 @@ impl Syscalls {
                     None => {
                         let result = self
                             .fs(Op::Pread, &path, |request| (request.offset, request.len) = (Some(start), Some(len)))?;
-                        decode(&result)?
+                        crate::fs::content_bytes(&result)?
                     }
                 };
                 let read = bytes.len().min(buf.len());
@@ -922,7 +916,7 @@ impl Syscalls {
     fn read_whole(&mut self, path: &str) -> Result<Vec<u8>, Errno> {
         let result =
             self.fs(Op::ReadFile, path, |request| request.encoding = Some(RootFilesystemEntryEncoding::Base64))?;
-        decode(&result)
+        crate::fs::content_bytes(&result)
     }
 
     fn write_whole(&mut self, path: &str, content: &[u8]) -> Result<(), Errno> {
@@ -965,7 +959,7 @@ impl Syscalls {
             OpenFile::Directory { path, .. } => path.clone(),
             _ => return Err(Errno::ENOTDIR),
         };
-        Ok(normalize(&base, guest_path))
+        Ok(crate::fs::normalize(&base, guest_path))
     }
 
     fn stat_path(&mut self, path: &str, follow: bool) -> Result<GuestFilesystemStat, Errno> {
@@ -1019,32 +1013,10 @@ pub(crate) fn fs_request(operation: Op, path: &str) -> GuestFilesystemCallReques
     GuestFilesystemCallRequest::new(operation, path)
 }
 
-/// `path` made absolute against `cwd` and normalized lexically (`..` never above `/`).
-pub(crate) fn normalize(cwd: &str, path: &str) -> String {
-    let base = if path.starts_with('/') { "/" } else { cwd };
-    let components: Vec<&str> = path.split('/').filter(|component| !component.is_empty()).collect();
-    lexical_append(base, &components)
-}
-
-/// Content bytes of a read result.
-pub(crate) fn content_bytes(result: &GuestFilesystemResultResponse) -> Result<Vec<u8>, Errno> {
-    decode(result)
-}
-
 /// The errno a rejected filesystem call carries at the start of its message (`ENOENT: ...`).
 fn errno_of(rejection: &Rejection) -> Errno {
     let code = rejection.message.split(':').next().unwrap_or_default();
     Errno::from_code(code).unwrap_or(Errno::EIO)
-}
-
-fn decode(result: &GuestFilesystemResultResponse) -> Result<Vec<u8>, Errno> {
-    let content = result.content.as_deref().unwrap_or_default();
-    match result.encoding {
-        Some(RootFilesystemEntryEncoding::Base64) => {
-            base64::engine::general_purpose::STANDARD.decode(content).map_err(|_| Errno::EIO)
-        }
-        _ => Ok(content.as_bytes().to_vec()),
-    }
 }
 
 /// FIFOs, sockets and block devices only exist on host_dir mounts (the kernel's own devices are
@@ -1081,19 +1053,5 @@ fn join(dir: &str, name: &str) -> String {
         format!("{dir}{name}")
     } else {
         format!("{dir}/{name}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalize_never_leaves_the_root() {
-        assert_eq!(normalize("/", "a/../../b"), "/b");
-        assert_eq!(normalize("/home/user/x", "../y"), "/home/user/y");
-        assert_eq!(normalize("/a", "./b//c/."), "/a/b/c");
-        assert_eq!(normalize("/home/user", "/etc/../tmp"), "/tmp");
-        assert_eq!(normalize("/home/user", "x/../../y"), "/home/y");
     }
 }

@@ -33,10 +33,16 @@ pub const FILESYSTEM_DEV: u64 = 1;
 /// Inode number of the root directory.
 pub const ROOT_INO: u64 = 1;
 
-pub use crate::policy::config::{
-    DEFAULT_MAX_FD_WRITE_BYTES, DEFAULT_MAX_FILESYSTEM_BYTES, DEFAULT_MAX_INODE_COUNT, DEFAULT_MAX_PREAD_BYTES,
-    DEFAULT_MAX_READDIR_ENTRIES,
-};
+/// Default total bytes of the in-memory filesystem (64 MiB).
+pub const DEFAULT_MAX_FILESYSTEM_BYTES: u64 = 64 * 1024 * 1024;
+/// Default inode count of the in-memory filesystem: bounds metadata growth.
+pub const DEFAULT_MAX_INODE_COUNT: u64 = 16_384;
+/// Default bytes of one positional read, host_dir reads included (64 MiB).
+pub const DEFAULT_MAX_PREAD_BYTES: u64 = 64 * 1024 * 1024;
+/// Default bytes of one fd write (64 MiB).
+pub const DEFAULT_MAX_FD_WRITE_BYTES: u64 = 64 * 1024 * 1024;
+/// Default entries returned by one readdir: bounds one response's size.
+pub const DEFAULT_MAX_READDIR_ENTRIES: u64 = 4_096;
 
 /// Bounds of one filesystem. An operation that would exceed one fails with `ENOSPC` (carrying
 /// the [`LimitKind`]) and changes nothing.
@@ -108,28 +114,6 @@ pub struct Stat {
 impl Stat {
     pub fn is_file(&self) -> bool {
         self.mode & S_IFMT == S_IFREG
-    }
-}
-
-impl From<&Stat> for schema::wire::GuestFilesystemStat {
-    fn from(stat: &Stat) -> Self {
-        Self {
-            mode: stat.mode,
-            size: stat.size,
-            blocks: stat.blocks,
-            dev: stat.dev,
-            rdev: stat.rdev,
-            is_directory: stat.is_directory,
-            is_symbolic_link: stat.is_symbolic_link,
-            atime_ms: stat.atime_ms,
-            mtime_ms: stat.mtime_ms,
-            ctime_ms: stat.ctime_ms,
-            birthtime_ms: stat.birthtime_ms,
-            ino: stat.ino,
-            nlink: stat.nlink,
-            uid: stat.uid,
-            gid: stat.gid,
-        }
     }
 }
 

@@ -1,12 +1,13 @@
 //! One virtual machine's control state: its configuration, permission policy, host-callback
 //! toolkits and lifecycle. (Its filesystem and processes live in their own modules.)
 
+pub(crate) mod exec;
+
 use crate::clock::Entropy;
-use crate::dispatch::callbacks::DEFAULT_HOST_CALLBACK_TIMEOUT_MS;
-use crate::dispatch::StreamId;
 use crate::error::{RejectCode, Rejection};
 use crate::fs::mounts::Mount;
 use crate::fs::{CallOutcome, GuestAsks, VmFilesystem};
+use crate::ids::StreamId;
 use crate::policy::config::{self, CreateVmConfig};
 use crate::policy::permissions::{errno_message, Capability, CompiledPolicy, Decision};
 use crate::process::table::ProcessTable;
@@ -23,11 +24,11 @@ pub const MAX_TOOLS_PER_VM: usize = 256;
 pub const MAX_TOOL_SCHEMA_BYTES: usize = 16 * 1024;
 pub const MAX_TOOL_EXAMPLES: usize = 16;
 pub const MAX_TOOL_EXAMPLE_INPUT_BYTES: usize = 4096;
+/// Timeout of a host callback whose definition names none (the original's default).
+pub const DEFAULT_HOST_CALLBACK_TIMEOUT_MS: u64 = 30_000;
 /// A callback's own `timeoutMs` may not exceed five minutes.
 pub const MAX_TOOL_TIMEOUT_MS: u64 = 300_000;
-/// A permission prompt in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PromptTicket(pub u64);
+pub use crate::ids::PromptTicket;
 
 /// The answer to a permission prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -234,7 +234,7 @@ fn toolkit_bounds() {
 fn the_sidecar_memory_budget_refuses_new_vms_and_processes_when_used_up() {
     const BUDGET: u64 = 1 << 20;
     let config = SidecarConfig { max_memory_bytes: BUDGET, ..SidecarConfig::default() };
-    let engine = std::sync::Arc::new(kernel::process::script::ScriptEngine::new());
+    let engine = std::sync::Arc::new(testkit::script::ScriptEngine::new());
     let mut host = Harness::with_sidecar(Sidecar::new(config).with_guest_engine(engine));
     let (conn, session, vm) = host.vm(r#"{"permissions":{"fs":"allow","childProcess":"allow"}}"#);
     let scope = OwnershipScope::vm(&conn, &session, &vm);

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use kernel::process::script::{module, ScriptEngine};
 use kernel::process::{
     MAX_PENDING_OUTPUT_BYTES, MAX_PROCESS_ID_BYTES, MAX_RETAINED_EXITED_PER_VM, MAX_SLICES_PER_TICK,
     STDIN_BUFFER_LIMIT_BYTES,
 };
 use kernel::{Sidecar, SidecarConfig};
 use schema::wire::*;
+use testkit::script::{module, ScriptEngine};
 
 use crate::filesystem::write;
 use crate::harness::{rejection, response_payload, Harness};

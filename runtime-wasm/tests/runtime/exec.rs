@@ -859,7 +859,7 @@ fn at_most_four_distinct_stack_limits_are_served() {
 
 #[test]
 fn the_program_cache_keeps_at_most_its_bound() {
-    use kernel::host::engine::GuestEngine;
+    use kernel::syscalls::engine::GuestEngine;
     let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();
     for index in 0..=MAX_CACHED_PROGRAMS {
         let module = crate::support::wat(&format!(

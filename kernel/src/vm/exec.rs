@@ -10,9 +10,9 @@ use schema::wire::*;
 use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
 use crate::fs::CallOutcome;
-use crate::host::engine::GuestLimits;
 use crate::policy::permissions::{errno_message, Capability, CompiledPolicy, Decision, PermissionsPolicy};
 use crate::process::table::{Process, HOST_PPID};
+use crate::process::GuestLimits;
 use crate::process::*;
 use crate::vfs::{S_IFMT, S_IFREG};
 use crate::vm::Vm;
@@ -114,7 +114,7 @@ impl Vm {
     fn execution_cwd(&self, requested: Option<&str>) -> String {
         let base = self.filesystem().cwd().to_owned();
         match requested {
-            Some(cwd) if !cwd.is_empty() => crate::syscalls::normalize(&base, cwd),
+            Some(cwd) if !cwd.is_empty() => crate::fs::normalize(&base, cwd),
             _ => base,
         }
     }
@@ -160,13 +160,12 @@ impl Vm {
         let not_found = || Rejection::invalid_state(format!("command not found on native sidecar path: {command}"));
         let mut candidates: Vec<String> = Vec::new();
         if command.contains('/') {
-            candidates.push(crate::syscalls::normalize(self.filesystem().cwd(), command));
+            candidates.push(crate::fs::normalize(self.filesystem().cwd(), command));
         } else {
             candidates.extend(self.command_package_dirs(now).into_iter().map(|dir| format!("{dir}/{command}")));
             let dirs = path_var.split(':').filter(|dir| !dir.is_empty()).chain(FALLBACK_PATH_DIRS);
-            candidates.extend(
-                dirs.map(|dir| crate::syscalls::normalize(self.filesystem().cwd(), &format!("{dir}/{command}"))),
-            );
+            candidates
+                .extend(dirs.map(|dir| crate::fs::normalize(self.filesystem().cwd(), &format!("{dir}/{command}"))));
         }
         let max_module_bytes = self.limits().wasm.max_module_file_bytes;
         for candidate in candidates {
@@ -211,7 +210,7 @@ impl Vm {
     /// A filesystem operation by the kernel itself (not subject to the guest policy), across
     /// mounts; `None` on any failure.
     fn kernel_fs(&mut self, operation: Op, path: &str, now: Now) -> Option<GuestFilesystemResultResponse> {
-        self.kernel_call(crate::syscalls::fs_request(operation, path), now)
+        self.kernel_call(GuestFilesystemCallRequest::new(operation, path), now)
     }
 
     /// A whole file's bytes, read by the kernel: straight from the root filesystem when no
@@ -220,9 +219,9 @@ impl Vm {
         if let Some(bytes) = self.filesystem().read_on_root(path) {
             return Some(bytes);
         }
-        let mut read = crate::syscalls::fs_request(Op::ReadFile, path);
+        let mut read = GuestFilesystemCallRequest::new(Op::ReadFile, path);
         read.encoding = Some(RootFilesystemEntryEncoding::Base64);
-        self.kernel_call(read, now).and_then(|result| crate::syscalls::content_bytes(&result).ok())
+        self.kernel_call(read, now).and_then(|result| crate::fs::content_bytes(&result).ok())
     }
 
     fn kernel_call(&mut self, request: GuestFilesystemCallRequest, now: Now) -> Option<GuestFilesystemResultResponse> {

@@ -21,9 +21,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::host::engine::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
-use crate::process::{ROOT_FD, STDERR_FD, STDIN_FD, STDOUT_FD};
-use crate::syscalls::{OpenFlags, SysError, Syscalls, Whence};
+use kernel::process::{ROOT_FD, STDERR_FD, STDIN_FD, STDOUT_FD};
+use kernel::syscalls::engine::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
+use kernel::syscalls::{OpenFlags, SysError, Syscalls, Whence};
 
 /// The module bytes of script `name`.
 pub fn module(name: &str) -> Vec<u8> {
@@ -223,7 +223,7 @@ fn pipes(sys: &mut Syscalls) -> Result<(), i32> {
     let (read_end, write_end) = sys.pipe().map_err(|_| 38)?;
     sys.close(read_end).map_err(|_| 38)?;
     match sys.write(write_end, b"x") {
-        Err(SysError::Errno(crate::vfs::Errno::EPIPE)) => Ok(()),
+        Err(SysError::Errno(kernel::vfs::Errno::EPIPE)) => Ok(()),
         _ => Err(39),
     }
 }
@@ -237,7 +237,7 @@ fn nonblocking_read(sys: &mut Syscalls) -> i32 {
     match sys.read(STDIN_FD, &mut buf) {
         Ok(0) => 12,
         Ok(_) => 0,
-        Err(SysError::Errno(crate::vfs::Errno::EAGAIN)) => 11,
+        Err(SysError::Errno(kernel::vfs::Errno::EAGAIN)) => 11,
         Err(_) => 14,
     }
 }
@@ -257,7 +257,7 @@ impl Guest for ScriptGuest {
             "nbread" => exited(nonblocking_read(&mut sys)),
             "parent" => self.parent(&mut sys),
             "pipes" => exited(pipes(&mut sys).err().unwrap_or(0)),
-            "killgroup" => match sys.kill(0, crate::process::SIGTERM) {
+            "killgroup" => match sys.kill(0, kernel::process::SIGTERM) {
                 Ok(()) => GuestPoll::Running,
                 Err(_) => exited(40),
             },
