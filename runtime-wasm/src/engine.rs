@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use kernel::syscalls::engine::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
-use kernel::syscalls::{EntryKind, FdKind, FileStat, OpenFlags, SysError as KernelSysError, Syscalls};
+use kernel::syscalls::{EntryKind, FdKind, FileStat, OpenFlags, SysError as KernelSysError, Syscalls, TimeChange};
 use kernel::vfs::Errno as KernelErrno;
 use schema::wire::WasmPermissionTier;
 
@@ -20,8 +20,9 @@ const GUEST_GID: u32 = 1000;
 
 use crate::abi::{
     ClockId, Dirent, Errno, Event, EventType, Fd, FdStat, Filestat, Filetype, Prestat, Subscription, SubscriptionKind,
-    Whence, FDFLAGS_APPEND, FDFLAGS_NONBLOCK, LOOKUPFLAGS_SYMLINK_FOLLOW, OFLAGS_CREAT, OFLAGS_DIRECTORY, OFLAGS_EXCL,
-    OFLAGS_TRUNC, RIGHTS_ALL, RIGHTS_FD_READ, RIGHTS_FD_WRITE,
+    Whence, FDFLAGS_APPEND, FDFLAGS_NONBLOCK, FSTFLAGS_ATIM, FSTFLAGS_ATIM_NOW, FSTFLAGS_MTIM, FSTFLAGS_MTIM_NOW,
+    LOOKUPFLAGS_SYMLINK_FOLLOW, OFLAGS_CREAT, OFLAGS_DIRECTORY, OFLAGS_EXCL, OFLAGS_TRUNC, RIGHTS_ALL, RIGHTS_FD_READ,
+    RIGHTS_FD_WRITE,
 };
 use crate::host::{SysError, SysResult, WaitReason, WasiHost};
 use crate::runtime::{Program, Runtime, RuntimeConfig, RuntimeError, TaskLimits};
@@ -262,6 +263,18 @@ fn filestat(stat: FileStat) -> Filestat {
     }
 }
 
+/// WASI's `fstflags` as what to do with each time: a given time and "now" for the same one is
+/// `EINVAL` (as in wasmtime).
+fn time_changes(atim_ns: u64, mtim_ns: u64, fstflags: u16) -> Result<(TimeChange, TimeChange), Errno> {
+    let change = |given: u16, now: u16, ns: u64| match (fstflags & given != 0, fstflags & now != 0) {
+        (true, true) => Err(Errno::Inval),
+        (true, false) => Ok(TimeChange::At(ns)),
+        (false, true) => Ok(TimeChange::Now),
+        (false, false) => Ok(TimeChange::Keep),
+    };
+    Ok((change(FSTFLAGS_ATIM, FSTFLAGS_ATIM_NOW, atim_ns)?, change(FSTFLAGS_MTIM, FSTFLAGS_MTIM_NOW, mtim_ns)?))
+}
+
 /// Directory entries the kernel looks up per batch: each may cost a host `lstat` (on a
 /// `host_dir` mount), and the runtime stops asking once the guest's buffer or the per-call bound
 /// (`wasi::MAX_DIRENTS_PER_CALL`) is reached.
@@ -401,8 +414,23 @@ impl WasiHost for KernelHost {
     }
 
     fn fd_filestat_set_times(&mut self, fd: Fd, atim_ns: u64, mtim_ns: u64, fstflags: u16) -> Result<(), Errno> {
-        let _ = (atim_ns, mtim_ns, fstflags);
-        self.sys()?.fd_info(fd).map(|_| ()).map_err(errno)
+        let (atime, mtime) = time_changes(atim_ns, mtim_ns, fstflags)?;
+        self.sys()?.set_times(fd, atime, mtime).map_err(errno)
+    }
+
+    fn path_filestat_set_times(
+        &mut self,
+        fd: Fd,
+        lookupflags: u32,
+        path: &[u8],
+        atim_ns: u64,
+        mtim_ns: u64,
+        fstflags: u16,
+    ) -> Result<(), Errno> {
+        let path = path_str(path)?;
+        let (atime, mtime) = time_changes(atim_ns, mtim_ns, fstflags)?;
+        let follow = lookupflags & LOOKUPFLAGS_SYMLINK_FOLLOW != 0;
+        self.sys()?.set_times_at(fd, path, follow, atime, mtime).map_err(errno)
     }
 
     fn fd_pread(&mut self, fd: Fd, buf: &mut [u8], offset: u64) -> SysResult<usize> {
@@ -614,5 +642,20 @@ impl WasiHost for KernelHost {
                 Err(SysError::WouldBlock(WaitReason::Poll))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fstflags_say_what_to_do_with_each_time() {
+        let all_now = FSTFLAGS_ATIM_NOW | FSTFLAGS_MTIM_NOW;
+        assert_eq!(time_changes(1, 2, all_now), Ok((TimeChange::Now, TimeChange::Now)));
+        assert_eq!(time_changes(1, 2, FSTFLAGS_ATIM), Ok((TimeChange::At(1), TimeChange::Keep)));
+        assert_eq!(time_changes(1, 2, FSTFLAGS_MTIM), Ok((TimeChange::Keep, TimeChange::At(2))));
+        assert_eq!(time_changes(1, 2, FSTFLAGS_ATIM | FSTFLAGS_ATIM_NOW), Err(Errno::Inval));
+        assert_eq!(time_changes(1, 2, 0), Ok((TimeChange::Keep, TimeChange::Keep)));
     }
 }

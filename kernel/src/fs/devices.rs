@@ -11,13 +11,13 @@
 //! | `/dev/null` | char `0o666`, rdev 1:3 | reads are empty, writes are discarded |
 //! | `/dev/zero` | char `0o666`, rdev 1:5 | PREAD gives `len` zero bytes; writes are discarded |
 //! | `/dev/urandom` | char `0o666`, rdev 1:9 | PREAD gives `len` bytes of the kernel's seeded entropy; writes are discarded (they never perturb it) |
-//! | `/dev/stdin`, `/dev/stdout`, `/dev/stderr` | char `0o666`, rdev 1:3 | connected to `/dev/null` until processes exist |
+//! | `/dev/stdin`, `/dev/stdout`, `/dev/stderr` | char `0o666`, rdev 1:3 | a guest that opens one gets its own descriptor 0, 1 or 2 again (like Linux's links to `/proc/self/fd/N`); for the host's own calls (no process) they act as `/dev/null` |
 //! | `/proc` | dir `0o555` | lists `self` |
-//! | `/proc/self` | dir `0o555` | the caller: for host calls, no process (pid 0) |
-//! | `/proc/self/cwd` | symlink | to the VM's cwd (followed like any symlink) |
-//! | `/proc/self/environ` | file `0o400` | the VM's `env` (as the `env` policy let through at create time), `KEY=value\0` each, sorted by key |
-//! | `/proc/self/cmdline` | file `0o444` | empty (the host has no command line) |
-//! | `/proc/self/status` | file `0o444` | `Name`, `State`, `Pid`, `PPid`, `Uid`, `Gid` lines |
+//! | `/proc/self` | dir `0o555` | the caller: the calling process for a guest's call; for the host's own calls, no process (pid 0) |
+//! | `/proc/self/cwd` | symlink | to the process's cwd (the VM's for host calls; followed like any symlink) |
+//! | `/proc/self/environ` | file `0o400` | the process's environment as it started, `KEY=value\0` each; for host calls the VM's `env` (as the `env` policy let through at create time), sorted by key |
+//! | `/proc/self/cmdline` | file `0o444` | the process's `argv`, each NUL-terminated; empty for host calls |
+//! | `/proc/self/status` | file `0o444` | `Name`, `State`, `Pid`, `PPid`, `Uid`, `Gid` lines (of `host`, pid 0 and uid 0 for host calls) |
 //!
 //! Every node is owned by 0:0, has size 0 (like Linux's devtmpfs devices and procfs files) and
 //! carries the VM's creation time. READ_FILE of `/dev/zero` or `/dev/urandom` (endless) is
@@ -46,8 +46,40 @@ pub const NULL_RDEV: u64 = makedev(1, 3);
 pub const ZERO_RDEV: u64 = makedev(1, 5);
 pub const URANDOM_RDEV: u64 = makedev(1, 9);
 
+/// Serial numbers of `/dev/stdin`, `/dev/stdout` and `/dev/stderr` (with [`DEV_TREE_DEV`], how a
+/// guest's open recognises them, whatever link led there).
+pub const STDIO_INOS: [u64; 3] = [5, 6, 7];
+
 /// What READ_FILE of an endless device says after `EINVAL: invalid argument, open '<path>'`.
 pub const ENDLESS_DEVICE: &str = "the device never ends, so it cannot be read whole; use PREAD with a length";
+
+/// The process a guest's call comes from, as `/proc/self` shows it. Built once when the process
+/// starts (it never changes: a guest's cwd is its libc's business after that).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcSelf {
+    pub pid: u32,
+    pub ppid: u32,
+    /// The command's file name (`Name:` of `status`).
+    pub name: String,
+    /// `argv`, each argument NUL-terminated.
+    pub cmdline: Vec<u8>,
+    /// `KEY=value\0` each, in the order the process got them.
+    pub environ: Vec<u8>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl ProcSelf {
+    fn status(&self) -> Vec<u8> {
+        let (uid, gid) = (self.uid, self.gid);
+        format!(
+            "Name:\t{}\nState:\tR (running)\nPid:\t{}\nPPid:\t{}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t{gid}\t{gid}\t{gid}\t{gid}\n",
+            self.name, self.pid, self.ppid
+        )
+        .into_bytes()
+    }
+}
 
 /// `/proc/self/status` for a host call (no process).
 const HOST_STATUS: &str = "Name:\thost\nState:\tR (running)\nPid:\t0\nPPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
@@ -100,9 +132,9 @@ impl Device {
             Self::Null => 2,
             Self::Zero => 3,
             Self::Urandom => 4,
-            Self::Stdin => 5,
-            Self::Stdout => 6,
-            Self::Stderr => 7,
+            Self::Stdin => STDIO_INOS[0],
+            Self::Stdout => STDIO_INOS[1],
+            Self::Stderr => STDIO_INOS[2],
         }
     }
 
@@ -163,6 +195,8 @@ pub(crate) struct Call<'a> {
     pub data_len: usize,
     pub cwd: &'a str,
     pub limits: FsLimits,
+    /// The calling process, for a guest's call (`None`: the host's own).
+    pub caller: Option<&'a ProcSelf>,
 }
 
 /// One kernel-served tree.
@@ -266,12 +300,15 @@ impl KernelFs {
         }
     }
 
-    /// A `/proc` file's content.
-    fn content(&self, node: Node) -> &[u8] {
-        match node {
-            Node::Environ => &self.environ,
-            Node::Status => HOST_STATUS.as_bytes(),
-            _ => &[],
+    /// A `/proc` file's content, for `caller` (the host's view without one).
+    fn content(&self, node: Node, caller: Option<&ProcSelf>) -> Vec<u8> {
+        match (node, caller) {
+            (Node::Environ, Some(caller)) => caller.environ.clone(),
+            (Node::Environ, None) => self.environ.clone(),
+            (Node::Cmdline, Some(caller)) => caller.cmdline.clone(),
+            (Node::Status, Some(caller)) => caller.status(),
+            (Node::Status, None) => HOST_STATUS.as_bytes().to_vec(),
+            _ => Vec::new(),
         }
     }
 
@@ -309,7 +346,7 @@ impl KernelFs {
                     Err(FsError::new(Errno::EINVAL).with_detail(ENDLESS_DEVICE))
                 }
                 Node::Cwd => fail(Errno::EIO),
-                node => Ok(Output::Content(self.content(node).to_vec())),
+                node => Ok(Output::Content(self.content(node, call.caller))),
             },
             Op::Pread => {
                 let limit = call.limits.max_pread_bytes;
@@ -325,7 +362,7 @@ impl KernelFs {
                         Ok(Output::Content(bytes))
                     }
                     Node::Cwd => fail(Errno::EIO),
-                    node => Ok(Output::Content(window(self.content(node), call.offset, call.len))),
+                    node => Ok(Output::Content(window(&self.content(node, call.caller), call.offset, call.len))),
                 }
             }
             Op::WriteFile => match node {
@@ -370,7 +407,7 @@ impl KernelFs {
             },
             Op::Realpath => existing().map(|_| Output::Target(call.local.to_owned())),
             Op::ReadLink => match existing()? {
-                Node::Cwd => Ok(Output::Target(call.cwd.to_owned())),
+                Node::Cwd => Ok(Output::Target(call.caller.map_or(call.cwd, |caller| caller.cwd.as_str()).to_owned())),
                 _ => fail(Errno::EINVAL),
             },
             Op::Link => {

@@ -104,6 +104,8 @@ pub(crate) struct VmFilesystem {
     mounts: Vec<Mount>,
     /// While a guest process's call runs: its permission prompts (see [`GuestAsks`]).
     guest_asks: RefCell<Option<GuestAsks>>,
+    /// The process whose call is running, for `/proc/self` (`None` for the host's own calls).
+    caller: Option<std::sync::Arc<devices::ProcSelf>>,
     /// Operations on host directories since the last [`take_host_calls`](Self::take_host_calls):
     /// each is a real system call, which the guest that caused it pays for.
     host_calls: Cell<u64>,
@@ -155,6 +157,7 @@ impl VmFilesystem {
             layers: LayerStore::default(),
             mounts,
             guest_asks: RefCell::new(None),
+            caller: None,
             host_calls: Cell::new(0),
         })
     }
@@ -469,6 +472,7 @@ impl VmFilesystem {
                             data_len: data.len(),
                             cwd: &self.cwd,
                             limits,
+                            caller: self.caller.as_deref(),
                         };
                         tree.execute(&call, entropy).map(|output| apply(output, &mut result, request.encoding))
                     }
@@ -549,7 +553,9 @@ impl VmFilesystem {
     }
 
     fn namespace(&self) -> Namespace<'_> {
-        Namespace { root: &self.root, mounts: &self.mounts, cwd: &self.cwd, host_calls: &self.host_calls }
+        // A guest's paths arrive absolute; its own cwd is what `/proc/self/cwd` leads to.
+        let cwd = self.caller.as_deref().map_or(self.cwd.as_str(), |caller| caller.cwd.as_str());
+        Namespace { root: &self.root, mounts: &self.mounts, cwd, host_calls: &self.host_calls }
     }
 
     /// Replaces the VM's configured mounts (ConfigureVm reconciles: the old ones are dropped);
@@ -891,9 +897,16 @@ impl VmFilesystem {
 
     /// Runs `call` as a guest process's call: `ask` rules are resolved through `asks`, which
     /// comes back updated.
-    pub(crate) fn with_guest_asks<T>(&mut self, asks: GuestAsks, call: impl FnOnce(&mut Self) -> T) -> (T, GuestAsks) {
+    pub(crate) fn with_guest_asks<T>(
+        &mut self,
+        asks: GuestAsks,
+        caller: Option<std::sync::Arc<devices::ProcSelf>>,
+        call: impl FnOnce(&mut Self) -> T,
+    ) -> (T, GuestAsks) {
         *self.guest_asks.borrow_mut() = Some(asks);
+        self.caller = caller;
         let result = call(self);
+        self.caller = None;
         let asks = self.guest_asks.borrow_mut().take().unwrap_or_default();
         (result, asks)
     }

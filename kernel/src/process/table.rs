@@ -1,6 +1,10 @@
 //! A VM's process table: identities (pid, ppid, pgid, sid), status, standard streams, the
 //! guest task, and exited processes kept as zombies until reaped.
 
+use std::sync::Arc;
+
+use crate::fs::devices::ProcSelf;
+use crate::fs::layers::{GUEST_USER_GID, GUEST_USER_UID};
 use std::collections::{BTreeMap, VecDeque};
 
 use schema::wire::{ProcessSnapshotEntry, ProcessSnapshotStatus, SignalHandlerRegistration, WasmPermissionTier};
@@ -74,6 +78,8 @@ pub(crate) struct Process {
     pub(crate) args: Vec<String>,
     pub(crate) cwd: String,
     pub(crate) tier: WasmPermissionTier,
+    /// What `/proc/self` shows this process.
+    pub(crate) proc_self: Arc<ProcSelf>,
     pub(crate) status: Status,
     pub(crate) wait: Wait,
     /// More conditions that end the wait (a `poll_oneoff` on several descriptors, maybe with a
@@ -118,15 +124,37 @@ pub(crate) struct Identity {
     pub(crate) command: String,
     pub(crate) args: Vec<String>,
     pub(crate) cwd: String,
+    /// `KEY=VALUE` entries the process starts with.
+    pub(crate) env: Vec<String>,
     pub(crate) tier: WasmPermissionTier,
     pub(crate) top_level: bool,
+}
+
+/// Strings joined, each followed by a NUL (`/proc/self/cmdline` and `environ`).
+fn nul_terminated<'a>(items: impl IntoIterator<Item = &'a String>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for item in items {
+        bytes.extend_from_slice(item.as_bytes());
+        bytes.push(0);
+    }
+    bytes
 }
 
 impl Process {
     /// A runnable process with descriptors `fds` (its guest task is the scheduler's). Only host-started (top-level)
     /// processes have a stdin of their own; a child's is closed (it reads what it inherited).
     pub(crate) fn new(identity: Identity, fds: FdTable) -> Self {
-        let Identity { process_id, pid, ppid, pgid, sid, command, args, cwd, tier, top_level } = identity;
+        let Identity { process_id, pid, ppid, pgid, sid, command, args, cwd, env, tier, top_level } = identity;
+        let proc_self = Arc::new(ProcSelf {
+            pid,
+            ppid,
+            name: command.rsplit('/').next().unwrap_or(&command).to_owned(),
+            cmdline: nul_terminated(std::iter::once(&command).chain(&args)),
+            environ: nul_terminated(&env),
+            cwd: cwd.clone(),
+            uid: GUEST_USER_UID,
+            gid: GUEST_USER_GID,
+        });
         Self {
             process_id,
             pid,
@@ -138,6 +166,7 @@ impl Process {
             args,
             cwd,
             tier,
+            proc_self,
             status: Status::Running,
             wait: Wait::None,
             wake_on: Vec::new(),

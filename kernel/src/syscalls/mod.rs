@@ -108,6 +108,17 @@ pub struct FileStat {
     pub ctime_ns: u64,
 }
 
+/// What `set_times` does to one of a file's times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeChange {
+    /// Leave it as it is.
+    Keep,
+    /// The kernel's current wall-clock time.
+    Now,
+    /// Nanoseconds since the Unix epoch (kept at the filesystem's millisecond resolution).
+    At(u64),
+}
+
 /// Where `seek` counts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Whence {
@@ -460,6 +471,11 @@ impl Syscalls {
             }
             Err(errno) => return Err(errno),
         };
+        if let Some(standard) = standard_stream(&stat) {
+            // The caller's own stream, as Linux's `/dev/stdout -> /proc/self/fd/1` gives it: a
+            // new descriptor for what its 0, 1 or 2 refers to (closed: no such file).
+            return self.dup(standard).map_err(|errno| if errno == Errno::EBADF { Errno::ENOENT } else { errno });
+        }
         let kind = kind_of(stat.mode);
         if is_host_special(stat.mode) {
             // A FIFO, socket or device on a host_dir mount: opening it could block the whole
@@ -606,6 +622,51 @@ impl Syscalls {
         self.writable()?;
         let path = self.file_path(fd)?;
         self.fs(Op::Truncate, &path, |request| request.len = Some(len)).map(|_| ())
+    }
+
+    /// Sets the access and modification times of what `fd` refers to (a file or a directory).
+    pub fn set_times(&mut self, fd: u32, atime: TimeChange, mtime: TimeChange) -> Result<(), Errno> {
+        let path = match &self.process()?.fds.get(fd)?.file {
+            OpenFile::File { path, device: false, .. } | OpenFile::Directory { path, .. } => path.clone(),
+            // Streams and devices have no times of their own to set.
+            _ => return Err(Errno::EINVAL),
+        };
+        self.set_path_times(&path, atime, mtime)
+    }
+
+    /// Sets the times of `path` relative to `dirfd`. Without `follow`, a final symlink's own
+    /// times would be set: the filesystem keeps none apart from its target's, so that is
+    /// `ENOTSUP`, never a silent change of the target.
+    pub fn set_times_at(
+        &mut self,
+        dirfd: u32,
+        guest_path: &str,
+        follow: bool,
+        atime: TimeChange,
+        mtime: TimeChange,
+    ) -> Result<(), Errno> {
+        let path = self.resolve(dirfd, guest_path)?;
+        if !follow && kind_of(self.stat_path(&path, false)?.mode) == EntryKind::Symlink {
+            return Err(Errno::ENOTSUP);
+        }
+        self.set_path_times(&path, atime, mtime)
+    }
+
+    fn set_path_times(&mut self, path: &str, atime: TimeChange, mtime: TimeChange) -> Result<(), Errno> {
+        self.writable()?;
+        let current = match (atime, mtime) {
+            (TimeChange::Keep, _) | (_, TimeChange::Keep) => Some(self.stat_path(path, true)?),
+            _ => None,
+        };
+        let now_ms = self.now.wall_ms;
+        let pick = |change: TimeChange, kept: fn(&GuestFilesystemStat) -> u64| match change {
+            TimeChange::Keep => current.as_ref().map_or(now_ms, kept),
+            TimeChange::Now => now_ms,
+            TimeChange::At(ns) => ns / NS_PER_MS,
+        };
+        let (atime_ms, mtime_ms) = (pick(atime, |stat| stat.atime_ms), pick(mtime, |stat| stat.mtime_ms));
+        self.fs(Op::Utimes, path, |request| (request.atime_ms, request.mtime_ms) = (Some(atime_ms), Some(mtime_ms)))
+            .map(|_| ())
     }
 
     pub fn mkdir_at(&mut self, dirfd: u32, guest_path: &str) -> Result<(), Errno> {
@@ -785,7 +846,7 @@ impl Syscalls {
                 (None, true) => self.stat_path(&path, true)?.size,
                 (None, false) => offset,
             };
-            let written = self.guarded(|vm, asks, _, now| vm.guest_pwrite(&path, start, data, asks, now))?;
+            let written = self.guarded(|vm, pid, asks, _, now| vm.guest_pwrite(pid, &path, start, data, asks, now))?;
             if let Some(written) = written {
                 if at.is_none() {
                     if let OpenFile::File { offset, .. } = &mut self.process_mut()?.fds.get_mut(fd)?.file {
@@ -882,7 +943,7 @@ impl Syscalls {
                 let path = path.clone();
                 let start = at.unwrap_or(*offset);
                 let len = u64::try_from(buf.len()).unwrap_or(u64::MAX).min(max_pread_bytes);
-                let fast = self.guarded(|vm, asks, _, _| vm.guest_pread(&path, start, len, asks))?;
+                let fast = self.guarded(|vm, pid, asks, _, _| vm.guest_pread(pid, &path, start, len, asks))?;
                 let bytes = match fast {
                     Some(bytes) => bytes,
                     None => {
@@ -976,7 +1037,8 @@ impl Syscalls {
     ) -> Result<GuestFilesystemResultResponse, Errno> {
         let mut request = fs_request(operation, path);
         fill(&mut request);
-        let outcome = self.guarded(|vm, asks, entropy, now| vm.guest_filesystem_call(request, asks, entropy, now))?;
+        let outcome =
+            self.guarded(|vm, pid, asks, entropy, now| vm.guest_filesystem_call(pid, request, asks, entropy, now))?;
         match outcome {
             CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)) => Ok(result),
             CallOutcome::Done(_) => Err(Errno::EIO),
@@ -990,11 +1052,11 @@ impl Syscalls {
     /// retried once the host answered.
     fn guarded<T>(
         &mut self,
-        call: impl FnOnce(&mut Vm, GuestAsks, &mut Entropy, Now) -> (Result<T, Rejection>, GuestAsks),
+        call: impl FnOnce(&mut Vm, u32, GuestAsks, &mut Entropy, Now) -> (Result<T, Rejection>, GuestAsks),
     ) -> Result<T, Errno> {
         let now = self.now;
         let asks = std::mem::take(&mut self.process_mut()?.asks);
-        let (outcome, mut asks) = call(&mut self.vm, asks, &mut self.entropy, now);
+        let (outcome, mut asks) = call(&mut self.vm, self.pid, asks, &mut self.entropy, now);
         let host_calls = self.vm.filesystem().take_host_calls();
         self.charge(cost::SYSCALL_FUEL.saturating_add(host_calls.saturating_mul(cost::FUEL_PER_HOST_CALL)));
         let needed = asks.needed.is_some();
@@ -1017,6 +1079,16 @@ pub(crate) fn fs_request(operation: Op, path: &str) -> GuestFilesystemCallReques
 fn errno_of(rejection: &Rejection) -> Errno {
     let code = rejection.message.split(':').next().unwrap_or_default();
     Errno::from_code(code).unwrap_or(Errno::EIO)
+}
+
+/// Which of the caller's standard descriptors a stat names, if it is `/dev/stdin`, `/dev/stdout`
+/// or `/dev/stderr` of the kernel's `/dev`.
+fn standard_stream(stat: &GuestFilesystemStat) -> Option<u32> {
+    if stat.dev != crate::fs::devices::DEV_TREE_DEV {
+        return None;
+    }
+    let index = crate::fs::devices::STDIO_INOS.iter().position(|ino| *ino == stat.ino)?;
+    u32::try_from(index).ok()
 }
 
 /// FIFOs, sockets and block devices only exist on host_dir mounts (the kernel's own devices are

@@ -203,6 +203,7 @@ impl Vm {
     /// host's `GuestFilesystemCallRequest`, with `ask` rules resolved through `asks`.
     pub(crate) fn guest_filesystem_call(
         &mut self,
+        pid: u32,
         request: GuestFilesystemCallRequest,
         asks: GuestAsks,
         entropy: &mut Entropy,
@@ -210,7 +211,8 @@ impl Vm {
     ) -> (Result<CallOutcome, Rejection>, GuestAsks) {
         let asks = GuestAsks { prompts_enabled: self.config.permission_prompts.enabled, ..asks };
         let policy = &self.policy;
-        self.filesystem.with_guest_asks(asks, |filesystem| filesystem.call(policy, request, entropy, now))
+        let caller = self.proc_self(pid);
+        self.filesystem.with_guest_asks(asks, caller, |filesystem| filesystem.call(policy, request, entropy, now))
     }
 
     /// A guest's positioned write in place; `None` when the path lands in the kernel's own trees
@@ -218,6 +220,7 @@ impl Vm {
     /// layer).
     pub(crate) fn guest_pwrite(
         &mut self,
+        pid: u32,
         path: &str,
         offset: u64,
         data: &[u8],
@@ -226,13 +229,16 @@ impl Vm {
     ) -> (Result<Option<u64>, Rejection>, GuestAsks) {
         let asks = GuestAsks { prompts_enabled: self.config.permission_prompts.enabled, ..asks };
         let policy = &self.policy;
-        self.filesystem.with_guest_asks(asks, |filesystem| filesystem.guest_pwrite(policy, path, offset, data, now))
+        let caller = self.proc_self(pid);
+        self.filesystem
+            .with_guest_asks(asks, caller, |filesystem| filesystem.guest_pwrite(policy, path, offset, data, now))
     }
 
     /// A guest's positioned read; `None` when the path lands in the kernel's own trees or a
     /// js_bridge mount.
     pub(crate) fn guest_pread(
         &mut self,
+        pid: u32,
         path: &str,
         offset: u64,
         len: u64,
@@ -240,7 +246,13 @@ impl Vm {
     ) -> (Result<Option<Vec<u8>>, Rejection>, GuestAsks) {
         let asks = GuestAsks { prompts_enabled: self.config.permission_prompts.enabled, ..asks };
         let policy = &self.policy;
-        self.filesystem.with_guest_asks(asks, |filesystem| filesystem.guest_pread(policy, path, offset, len))
+        let caller = self.proc_self(pid);
+        self.filesystem.with_guest_asks(asks, caller, |filesystem| filesystem.guest_pread(policy, path, offset, len))
+    }
+
+    /// What `/proc/self` shows process `pid`.
+    fn proc_self(&self, pid: u32) -> Option<std::sync::Arc<crate::fs::devices::ProcSelf>> {
+        self.processes.get(pid).map(|process| std::sync::Arc::clone(&process.proc_self))
     }
 
     /// How long a guest's permission prompt may wait for the host.

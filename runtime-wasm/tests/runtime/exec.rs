@@ -890,3 +890,82 @@ fn an_oversized_spawn_argument_is_e2big() {
     let (_, _, code) = outcome(&host.run("b"));
     assert_eq!(code, 1, "E2BIG: over the 1 MiB bound on argv, envp and cwd");
 }
+
+/// `/dev/stdout`, `/dev/stderr` and `/dev/stdin` are the process's own streams (they used to be
+/// `/dev/null`: output written there vanished, stdin read empty).
+#[test]
+fn dev_stdio_are_the_processs_own_streams() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    started(&host.execute(
+        &vm,
+        "p",
+        "fsops",
+        &["write", "/dev/stdout", "to stdout\n", "write", "/dev/stderr", "to stderr\n", "cat", "/dev/stdin"],
+    ));
+    assert!(matches!(write_stdin(&mut host, &vm, "p", b"from stdin"), ResponsePayload::StdinWrittenResponse(_)));
+    assert!(matches!(close_stdin(&mut host, &vm, "p"), ResponsePayload::StdinClosedResponse(_)));
+    let (stdout, stderr, code) = outcome(&host.run("p"));
+    assert_eq!(code, 0);
+    assert_eq!(
+        String::from_utf8(stdout).unwrap(),
+        "to stdout\nwrite /dev/stdout: ok\nwrite /dev/stderr: ok\ncat /dev/stdin: from stdin\n"
+    );
+    assert_eq!(stderr, "to stderr\n");
+}
+
+/// `/proc/self` describes the calling process (it used to describe the host, pid 0).
+#[test]
+fn proc_self_is_the_calling_process() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    let request = ExecuteRequest {
+        env: [("GREETING".to_owned(), "hi".to_owned())].into(),
+        cwd: Some("/tmp".into()),
+        ..ExecuteRequest::command(
+            "p",
+            "fsops",
+            [
+                "cat",
+                "/proc/self/status",
+                "cat",
+                "/proc/self/cmdline",
+                "readlink",
+                "/proc/self/cwd",
+                "cat",
+                "/proc/self/environ",
+            ],
+        )
+    };
+    let frames = host.request(host.scope(&vm), RequestPayload::ExecuteRequest(request));
+    let pid = started(response(&frames[0]));
+    let (stdout, _, code) = outcome(&host.run("p"));
+    assert_eq!(code, 0);
+    let stdout = String::from_utf8(stdout).unwrap();
+    assert!(
+        stdout.starts_with(&format!(
+            "cat /proc/self/status: Name:\tfsops\nState:\tR (running)\nPid:\t{pid}\nPPid:\t0\nUid:\t1000\t1000\t1000\t1000\n"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("cat /proc/self/cmdline: fsops\0cat\0/proc/self/status\0"), "{stdout:?}");
+    assert!(stdout.contains("readlink /proc/self/cwd: /tmp\n"), "{stdout}");
+    assert!(stdout.contains("GREETING=hi\0"), "{stdout:?}");
+}
+
+/// `utimensat`/`futimens` set a file's times (they used to succeed and change nothing).
+#[test]
+fn file_times_are_set_by_path_and_by_descriptor() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    host.write_file(&vm, "/tmp/f", b"x");
+    let args =
+        ["utime", "/tmp/f", "1000000000", "mtime", "/tmp/f", "futime", "/tmp/f", "1500000000", "mtime", "/tmp/f"];
+    started(&host.execute(&vm, "p", "fsops", &args));
+    let (stdout, _, code) = outcome(&host.run("p"));
+    assert_eq!(code, 0);
+    assert_eq!(
+        String::from_utf8(stdout).unwrap(),
+        "utime /tmp/f: ok\nmtime /tmp/f: 1000000000\nfutime /tmp/f: ok\nmtime /tmp/f: 1500000000\n"
+    );
+}
