@@ -100,7 +100,8 @@ impl Sidecar {
         let connection_id = self
             .streams
             .get(&stream)
-            .and_then(|state| state.connections.last().cloned())
+            // The stream's most recent connection (ids compare as strings otherwise).
+            .and_then(|state| state.connections.iter().max_by_key(|id| super::numeric_suffix(id)).cloned())
             .unwrap_or_else(|| UNKNOWN_OWNER_ID.to_owned());
         let frame = ProtocolFrame::EventFrame(EventFrame {
             schema: ProtocolSchema::current(),

@@ -257,8 +257,7 @@ impl Sidecar {
     /// sent to their streams.
     pub fn shutdown(&mut self, now: Now) {
         self.advance(now);
-        let vm_ids: Vec<String> = self.vms.keys().cloned().collect();
-        for vm_id in vm_ids {
+        for vm_id in self.vm_ids_in_order() {
             self.dispose_vm(&vm_id, DisposeReason::HostShutdown);
         }
     }
@@ -696,6 +695,13 @@ impl Sidecar {
         }
     }
 
+    /// Live VM ids in creation order (`vm-2` before `vm-10`, which string order gets wrong).
+    pub(crate) fn vm_ids_in_order(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.vms.keys().cloned().collect();
+        ids.sort_by_key(|id| (numeric_suffix(id), id.clone()));
+        ids
+    }
+
     /// `limit_exceeded` while guest memory and VM filesystem content use up the sidecar's memory
     /// budget: no new VM or process until some is given back.
     fn check_memory_budget(&self) -> Result<(), Rejection> {
@@ -823,7 +829,7 @@ impl Sidecar {
 
 /// The counter at the end of an id the kernel allocated (`session-12` → 12), for "oldest first"
 /// (ids compare as strings otherwise, and `session-10` would come before `session-9`).
-fn numeric_suffix(id: &str) -> u64 {
+pub(crate) fn numeric_suffix(id: &str) -> u64 {
     id.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(u64::MAX)
 }
 

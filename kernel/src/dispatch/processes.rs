@@ -373,16 +373,24 @@ impl Sidecar {
         }
     }
 
-    /// The first runnable process after the last one scheduled, in (VM id, pid) order, wrapping.
+    /// The first runnable process after the last one scheduled, in (VM creation order, pid)
+    /// order, wrapping.
     fn next_runnable(&self) -> Option<(String, u32)> {
-        let mut runnable = self.vms.iter().flat_map(|(vm_id, vm)| {
-            vm.processes().iter().filter(|process| process.is_runnable()).map(move |process| (vm_id, process.pid))
-        });
-        let all: Vec<(&String, u32)> = runnable.by_ref().collect();
-        let after = self.last_scheduled.as_ref().and_then(|(last_vm, last_pid)| {
-            all.iter().find(|(vm_id, pid)| (vm_id.as_str(), *pid) > (last_vm.as_str(), *last_pid))
-        });
-        after.or_else(|| all.first()).map(|(vm_id, pid)| ((*vm_id).clone(), *pid))
+        let order = |vm_id: &str, pid: u32| (crate::dispatch::numeric_suffix(vm_id), vm_id.to_owned(), pid);
+        let mut all: Vec<(u64, String, u32)> = self
+            .vms
+            .iter()
+            .flat_map(|(vm_id, vm)| {
+                vm.processes()
+                    .iter()
+                    .filter(|process| process.is_runnable())
+                    .map(move |process| order(vm_id, process.pid))
+            })
+            .collect();
+        all.sort();
+        let last = self.last_scheduled.as_ref().map(|(vm_id, pid)| order(vm_id, *pid));
+        let after = last.and_then(|last| all.iter().find(|candidate| **candidate > last));
+        after.or_else(|| all.first()).map(|(_, vm_id, pid)| (vm_id.clone(), *pid))
     }
 
     /// Runs one slice of `pid` with its VM lent to the guest, then turns its output into events

@@ -415,3 +415,44 @@ fn a_partial_line_is_held_only_up_to_its_bound() {
     assert_eq!(early + rest, no_newline.len());
     assert_eq!(exit_of(&events), Some(("c".to_owned(), 0)));
 }
+
+/// VMs are scheduled in creation order: `vm-2` before `vm-10` (string order put `vm-10` second).
+#[test]
+fn vms_are_scheduled_in_creation_order() {
+    let sidecar = Sidecar::new(SidecarConfig::default()).with_guest_engine(Arc::new(ScriptEngine::new()));
+    let mut host = Harness::with_sidecar(sidecar);
+    let conn = host.authenticate();
+    let session = host.open_session(&conn);
+    let mut vms = Vec::new();
+    for _ in 0..11 {
+        let frames = host.request(
+            OwnershipScope::session(&conn, &session),
+            RequestPayload::CreateVmRequest(CreateVmRequest {
+                runtime: GuestRuntimeKind::WebAssembly,
+                config: OPEN.into(),
+            }),
+        );
+        let ResponsePayload::VmCreatedResponse(created) = response_payload(&frames[0]) else { panic!("{frames:?}") };
+        vms.push(created.vm_id.clone());
+    }
+    host.drain();
+    for vm in &vms {
+        let scope = OwnershipScope::vm(&conn, &session, vm);
+        let content = String::from_utf8(module("exit")).unwrap();
+        host.request(scope.clone(), RequestPayload::GuestFilesystemCallRequest(write("/bin/exit", &content)));
+        let frames =
+            host.request(scope, RequestPayload::ExecuteRequest(ExecuteRequest::command(vm.as_str(), "exit", ["0"])));
+        assert!(matches!(response_payload(&frames[0]), ResponsePayload::ProcessStartedResponse(_)), "{frames:?}");
+    }
+    let exits: Vec<String> = host
+        .advance(0)
+        .into_iter()
+        .filter_map(|frame| match frame {
+            ProtocolFrame::EventFrame(EventFrame { payload: EventPayload::ProcessExitedEvent(exited), .. }) => {
+                Some(exited.process_id)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(exits, vms, "one slice each, in creation order");
+}

@@ -532,3 +532,20 @@ fn refused_authenticate_with_a_huge_connection_id_is_answered() {
     let ProtocolFrame::ResponseFrame(response) = &frames[0] else { panic!() };
     assert_eq!(response.ownership, OwnershipScope::connection(kernel::dispatch::UNKNOWN_OWNER_ID));
 }
+
+/// A protocol error goes to the stream's most recent connection: with ten, `conn-10`, not
+/// `conn-9` (the largest id as a string).
+#[test]
+fn protocol_errors_go_to_the_most_recent_connection() {
+    let mut host = Harness::new();
+    let connections: Vec<String> = (0..10).map(|_| host.authenticate()).collect();
+    assert_eq!(connections.last().map(String::as_str), Some("conn-10"));
+    let frames = host.send_frame(ProtocolFrame::SidecarResponseFrame(SidecarResponseFrame {
+        schema: ProtocolSchema::current(),
+        request_id: -3,
+        ownership: OwnershipScope::connection("conn-10"),
+        payload: SidecarResponsePayload::ExtEnvelope(ExtEnvelope { namespace: "x".into(), payload: vec![] }),
+    }));
+    let ProtocolFrame::EventFrame(event) = frames.last().unwrap() else { panic!("{frames:?}") };
+    assert_eq!(event.ownership, OwnershipScope::connection("conn-10"));
+}
