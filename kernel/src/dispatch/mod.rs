@@ -248,7 +248,7 @@ impl Sidecar {
         self.advance(now);
         let Some(state) = self.streams.remove(&stream) else { return };
         for connection_id in state.connections {
-            self.remove_connection(&connection_id, DisposeReason::ConnectionClosed);
+            self.remove_connection(&connection_id);
         }
         self.outputs.retain(|output| output.stream != stream);
     }
@@ -258,7 +258,7 @@ impl Sidecar {
     pub fn shutdown(&mut self, now: Now) {
         self.advance(now);
         for vm_id in self.vm_ids_in_order() {
-            self.dispose_vm(&vm_id, DisposeReason::HostShutdown);
+            self.dispose_vm(&vm_id);
         }
     }
 
@@ -323,10 +323,6 @@ impl Sidecar {
     /// The kernel's current notion of time (the latest reading passed in).
     pub fn now(&self) -> Now {
         self.now
-    }
-
-    pub fn entropy(&mut self) -> &mut Entropy {
-        &mut self.entropy
     }
 
     /// Live VMs in id order, for drivers, simulations and tests.
@@ -520,7 +516,7 @@ impl Sidecar {
         if let Some(state) = self.streams.get_mut(&stream) {
             state.connections.remove(&oldest);
         }
-        self.remove_connection(&oldest, DisposeReason::ConnectionClosed);
+        self.remove_connection(&oldest);
         Ok(())
     }
 
@@ -620,14 +616,14 @@ impl Sidecar {
     ) -> Result<Option<ResponsePayload>, Rejection> {
         let vm_id = self.authorize_vm(stream, ownership)?;
         match payload {
-            RequestPayload::DisposeVmRequest(request) => {
+            RequestPayload::DisposeVmRequest(_) => {
                 self.respond(
                     stream,
                     request_id,
                     ownership.clone(),
                     ResponsePayload::VmDisposedResponse(VmDisposedResponse { vm_id: vm_id.clone() }),
                 );
-                self.dispose_vm(&vm_id, request.reason);
+                self.dispose_vm(&vm_id);
                 Ok(None)
             }
             RequestPayload::ConfigureVmRequest(request) => self.configure_vm(&vm_id, request).map(Some),
@@ -655,6 +651,7 @@ impl Sidecar {
         let now = self.now;
         let host_fs = self.host_fs.clone();
         let vm = self.vm_mut(vm_id)?;
+        vm::Vm::check_supported(&request)?;
         let policy = vm::Vm::configured_policy(&request)?;
         vm.check_mounts(policy.as_ref(), &request.mounts)?;
         let limits = vm.filesystem().limits();
@@ -730,7 +727,7 @@ impl Sidecar {
     }
 
     /// Disposes a VM: `DISPOSING`, cancellation of everything it waits on, `DISPOSED`.
-    fn dispose_vm(&mut self, vm_id: &str, _reason: DisposeReason) {
+    fn dispose_vm(&mut self, vm_id: &str) {
         let Some(vm) = self.vms.get(vm_id) else { return };
         let scope = vm.scope();
         let stream = vm.stream();
@@ -773,12 +770,12 @@ impl Sidecar {
         self.emit_lifecycle(stream, &scope, VmLifecycleState::Failed);
     }
 
-    fn remove_connection(&mut self, connection_id: &str, reason: DisposeReason) {
+    fn remove_connection(&mut self, connection_id: &str) {
         let Some(connection) = self.connections.remove(connection_id) else { return };
         for session_id in connection.sessions {
             let Some(session) = self.sessions.remove(&session_id) else { continue };
             for vm_id in session.vms {
-                self.dispose_vm(&vm_id, reason);
+                self.dispose_vm(&vm_id);
             }
         }
     }

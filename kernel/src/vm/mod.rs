@@ -107,18 +107,10 @@ struct Toolkit {
     callbacks: BTreeMap<String, RegisteredHostCallbackDefinition>,
 }
 
-/// What ConfigureVm last applied. Stored now; read by the filesystem (mounts, software) and
-/// process (command tiers) subsystems as they land.
-#[allow(dead_code)]
+/// What ConfigureVm last applied that the kernel reads later (the mounts are the filesystem's).
 #[derive(Debug, Clone, Default)]
 struct Configuration {
-    mounts: Vec<MountDescriptor>,
-    software: Vec<SoftwareDescriptor>,
     command_permissions: BTreeMap<String, WasmPermissionTier>,
-    instructions: Vec<String>,
-    projected_modules: Vec<ProjectedModuleDescriptor>,
-    loopback_exempt_ports: Vec<u16>,
-    module_access_cwd: Option<String>,
 }
 
 #[derive(Debug)]
@@ -327,16 +319,29 @@ impl Vm {
             applied_mounts: u32::try_from(request.mounts.len()).unwrap_or(u32::MAX),
             applied_software: u32::try_from(request.software.len()).unwrap_or(u32::MAX),
         };
-        self.configuration = Configuration {
-            mounts: request.mounts,
-            software: request.software,
-            command_permissions: request.command_permissions,
-            instructions: request.instructions,
-            projected_modules: request.projected_modules,
-            loopback_exempt_ports: request.loopback_exempt_ports,
-            module_access_cwd: request.module_access_cwd,
-        };
+        // `instructions` are text for agents; the original keeps them and reads them nowhere, so
+        // they have no effect here either (documented in docs/protocol.md).
+        self.configuration = Configuration { command_permissions: request.command_permissions };
         Ok(ResponsePayload::VmConfiguredResponse(response))
+    }
+
+    /// `unsupported` for ConfigureVm fields whose subsystems this sidecar does not have yet (command
+    /// packages, JavaScript module projection, the network), when the request sets them: never
+    /// accepted and ignored. Empty, they are what every host sends by default.
+    pub(crate) fn check_supported(request: &ConfigureVmRequest) -> Result<(), Rejection> {
+        let unsupported = [
+            ("software", !request.software.is_empty()),
+            ("projectedModules", !request.projected_modules.is_empty()),
+            ("loopbackExemptPorts", !request.loopback_exempt_ports.is_empty()),
+            ("moduleAccessCwd", request.module_access_cwd.is_some()),
+        ];
+        match unsupported.iter().find(|(_, set)| *set) {
+            Some((field, _)) => Err(Rejection::new(
+                RejectCode::Unsupported,
+                format!("ConfigureVm {field} is not supported by this sidecar yet"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The policy a ConfigureVm request brings (`None`: the VM keeps its own).

@@ -80,29 +80,35 @@ fn run_script() -> Vec<Vec<u8>> {
     );
     assert_eq!(host.sidecar.vm_limits("vm-1").map(|l| l.resources.max_processes), Some(8));
 
+    // Software packages are not supported yet: refused, never accepted and ignored.
+    let mount = MountDescriptor {
+        guest_path: "/data".into(),
+        read_only: true,
+        plugin: MountPluginDescriptor { id: "memory".into(), config: "{}".into() },
+    };
+    let with_software = ConfigureVmRequest {
+        software: vec![SoftwareDescriptor { package_name: "coreutils".into(), root: "/opt/coreutils".into() }],
+        ..ConfigureVmRequest::mounts(vec![mount.clone()])
+    };
+    let frames = host.request(vm_scope.clone(), RequestPayload::ConfigureVmRequest(with_software));
+    assert_eq!(
+        rejection(&frames[0]),
+        ("unsupported".to_owned(), "ConfigureVm software is not supported by this sidecar yet".to_owned())
+    );
     let frames = host.request(
         vm_scope.clone(),
         RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
-            mounts: vec![MountDescriptor {
-                guest_path: "/data".into(),
-                read_only: true,
-                plugin: MountPluginDescriptor { id: "memory".into(), config: "{}".into() },
-            }],
-            software: vec![SoftwareDescriptor { package_name: "coreutils".into(), root: "/opt/coreutils".into() }],
-            permissions: None,
-            module_access_cwd: None,
-            instructions: vec![],
-            projected_modules: vec![],
             command_permissions: BTreeMap::from([("ls".to_owned(), WasmPermissionTier::ReadOnly)]),
-            loopback_exempt_ports: vec![],
+            instructions: vec!["be brief".into()],
+            ..ConfigureVmRequest::mounts(vec![mount])
         }),
     );
     assert_eq!(
         frames,
         [response(
-            4,
+            5,
             vm_scope.clone(),
-            ResponsePayload::VmConfiguredResponse(VmConfiguredResponse { applied_mounts: 1, applied_software: 1 })
+            ResponsePayload::VmConfiguredResponse(VmConfiguredResponse { applied_mounts: 1, applied_software: 0 })
         )]
     );
 
@@ -114,7 +120,7 @@ fn run_script() -> Vec<Vec<u8>> {
         frames,
         [
             response(
-                5,
+                6,
                 vm_scope.clone(),
                 ResponsePayload::VmDisposedResponse(VmDisposedResponse { vm_id: "vm-1".into() })
             ),
