@@ -276,6 +276,26 @@ fn guest_file_writes_in_place_and_across_a_mount() {
     }
 }
 
+/// `limits.wasm.maxModuleFileBytes`: a module file over it is not loaded (`/bin/cat` is 7 bytes).
+#[test]
+fn a_module_over_the_module_file_limit_is_not_loaded() {
+    let config = |n: u64| {
+        format!(
+            r#"{{"permissions":{{"fs":"allow","childProcess":"allow"}},"limits":{{"wasm":{{"maxModuleFileBytes":{n}}}}}}}"#
+        )
+    };
+    let mut small = Procs::new(&config(6));
+    assert_eq!(
+        rejection(&small.execute("p", "cat", &[])[0]),
+        (
+            "execution_error".to_owned(),
+            "invalid WebAssembly module: /bin/cat is 7 bytes, over the module limit of 6".to_owned()
+        )
+    );
+    let mut fits = Procs::new(&config(7));
+    fits.started("p", "cat", &[]);
+}
+
 #[test]
 fn a_non_blocking_stdin_read_fails_with_eagain_instead_of_waiting() {
     let mut procs = Procs::new(OPEN);
