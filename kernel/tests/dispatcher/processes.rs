@@ -296,6 +296,19 @@ fn a_module_over_the_module_file_limit_is_not_loaded() {
     fits.started("p", "cat", &[]);
 }
 
+/// `limits.wasm.syncReadLimitBytes` bounds what one guest read moves. The `files` script reads
+/// "hello world" (11 bytes) in one `read`, then "hello WORLD!" (12) in one `pread`: it exits 15
+/// when the first comes back short, 20 when the second does.
+#[test]
+fn one_guest_read_moves_at_most_the_sync_read_limit() {
+    for (limit, exit) in [(Some(8), 15), (Some(11), 20), (Some(12), 0), (None, 0)] {
+        let limits = limit.map_or(String::new(), |n| format!(r#","limits":{{"wasm":{{"syncReadLimitBytes":{n}}}}}"#));
+        let mut procs = Procs::new(&format!(r#"{{"permissions":{{"fs":"allow","childProcess":"allow"}}{limits}}}"#));
+        procs.started("p", "files", &["/tmp/f.txt"]);
+        assert_eq!(exit_of(&procs.tick()), Some(("p".to_owned(), exit)), "{limit:?}");
+    }
+}
+
 #[test]
 fn a_non_blocking_stdin_read_fails_with_eagain_instead_of_waiting() {
     let mut procs = Procs::new(OPEN);
