@@ -145,6 +145,17 @@ pub enum StateError {
     Malformed(&'static str),
 }
 
+/// The path of the first file of `state` whose content is longer than `max_bytes` (what
+/// `limits.plugins.maxPersistedManifestFileBytes` bounds, on flush and on load).
+pub fn file_over(state: &UpperState, max_bytes: u64) -> Option<&str> {
+    state.entries.iter().find_map(|entry| match &entry.kind {
+        EntryKind::File(content) if u64::try_from(content.len()).unwrap_or(u64::MAX) > max_bytes => {
+            Some(entry.path.as_str())
+        }
+        _ => None,
+    })
+}
+
 /// Encodes an upper-layer state (see the module docs).
 pub fn encode_state(state: &UpperState) -> Vec<u8> {
     let mut body = Vec::new();
