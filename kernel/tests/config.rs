@@ -509,6 +509,55 @@ fn refused_configs_name_the_problem() {
     }
 }
 
+/// `{"limits":{"<section>":{"<key>":value}}}` for the JSON path `limits.<section>.<key>`.
+fn limit_document(path: &str, value: serde_json::Value) -> String {
+    let mut parts = path.split('.').skip(1);
+    let (section, key) = (parts.next().unwrap(), parts.next().unwrap());
+    serde_json::json!({ "limits": { section: { key: value } } }).to_string()
+}
+
+/// A value over a ceiling is refused with the ceiling; the ceiling itself is accepted.
+#[test]
+fn limits_over_their_ceiling_are_refused() {
+    let ceilings = [
+        ("limits.tools.maxToolTimeoutMs", MAX_TOOL_TIMEOUT_MS),
+        ("limits.tools.maxRegisteredToolkits", MAX_REGISTERED_TOOLKITS),
+        ("limits.tools.maxRegisteredToolsPerVm", MAX_REGISTERED_TOOLS_PER_VM),
+        ("limits.tools.maxToolsPerToolkit", MAX_TOOLS_PER_TOOLKIT),
+        ("limits.tools.maxToolSchemaBytes", MAX_TOOL_SCHEMA_BYTES),
+        ("limits.tools.maxToolExamplesPerTool", MAX_TOOL_EXAMPLES_PER_TOOL),
+        ("limits.tools.maxToolExampleInputBytes", MAX_TOOL_EXAMPLE_INPUT_BYTES),
+    ];
+    for (key, ceiling) in ceilings {
+        let (_, resolved) = load(&limit_document(key, ceiling.into())).unwrap();
+        assert_eq!(resolved.limits, resolve_one(key, ceiling), "{key}");
+        let over = ceiling + 1;
+        let message = load(&limit_document(key, over.into())).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            format!("invalid create VM config: {key} ({over}) must be <= {ceiling}, the most this sidecar allows")
+        );
+    }
+}
+
+/// The defaults with `key` (a tools key) set to `value`.
+fn resolve_one(key: &str, value: u64) -> ResolvedLimits {
+    let mut limits = VmLimitsConfig::default().resolve(FRAME_CAP).unwrap();
+    let tools = &mut limits.tools;
+    let field = match key {
+        "limits.tools.maxToolTimeoutMs" => &mut tools.max_tool_timeout_ms,
+        "limits.tools.maxRegisteredToolkits" => &mut tools.max_registered_toolkits,
+        "limits.tools.maxRegisteredToolsPerVm" => &mut tools.max_registered_tools_per_vm,
+        "limits.tools.maxToolsPerToolkit" => &mut tools.max_tools_per_toolkit,
+        "limits.tools.maxToolSchemaBytes" => &mut tools.max_tool_schema_bytes,
+        "limits.tools.maxToolExamplesPerTool" => &mut tools.max_tool_examples_per_tool,
+        "limits.tools.maxToolExampleInputBytes" => &mut tools.max_tool_example_input_bytes,
+        other => panic!("{other}"),
+    };
+    *field = value;
+    limits
+}
+
 #[test]
 fn error_variants_carry_the_parts() {
     let error = parse_create_vm_config(r#"{"limits":{"resources":{"maxPipes":true}}}"#).unwrap_err();
@@ -721,13 +770,17 @@ proptest! {
         prop_assert_eq!(reparsed, config);
     }
 
-    /// The other sections: valid overrides come back as given.
+    /// The other sections: valid overrides (at most the ceilings) come back as given.
     #[test]
     fn section_overrides_round_trip(
         fetch in 1..=FRAME_CAP as u64,
-        timeouts in (0..=u64::MAX).prop_flat_map(|max| (0..=max, Just(max))),
-        tool_counts in proptest::collection::vec(positive(), 5),
-        examples in any::<u64>(),
+        timeouts in (0..=MAX_TOOL_TIMEOUT_MS).prop_flat_map(|max| (0..=max, Just(max))),
+        toolkits in 1..=MAX_REGISTERED_TOOLKITS,
+        tools_per_vm in 1..=MAX_REGISTERED_TOOLS_PER_VM,
+        tools_per_toolkit in 1..=MAX_TOOLS_PER_TOOLKIT,
+        schema_bytes in 1..=MAX_TOOL_SCHEMA_BYTES,
+        examples in 0..=MAX_TOOL_EXAMPLES_PER_TOOL,
+        example_bytes in 1..=MAX_TOOL_EXAMPLE_INPUT_BYTES,
         plugins in (positive(), any::<u64>()),
         acp in (positive(), positive()),
         js in (proptest::option::of(1..=u64::from(u32::MAX)), positive(), positive(), positive(), 1..=u64::from(u32::MAX)),
@@ -746,9 +799,9 @@ proptest! {
             "http": { "maxFetchResponseBytes": fetch },
             "tools": {
                 "defaultToolTimeoutMs": default_timeout, "maxToolTimeoutMs": max_timeout,
-                "maxRegisteredToolkits": tool_counts[0], "maxRegisteredToolsPerVm": tool_counts[1],
-                "maxToolsPerToolkit": tool_counts[2], "maxToolSchemaBytes": tool_counts[3],
-                "maxToolExamplesPerTool": examples, "maxToolExampleInputBytes": tool_counts[4],
+                "maxRegisteredToolkits": toolkits, "maxRegisteredToolsPerVm": tools_per_vm,
+                "maxToolsPerToolkit": tools_per_toolkit, "maxToolSchemaBytes": schema_bytes,
+                "maxToolExamplesPerTool": examples, "maxToolExampleInputBytes": example_bytes,
             },
             "plugins": { "maxPersistedManifestBytes": plugins.0, "maxPersistedManifestFileBytes": plugins.1 },
             "acp": { "maxReadLineBytes": acp.0, "stdoutBufferByteLimit": acp.1 },
@@ -761,12 +814,12 @@ proptest! {
         prop_assert_eq!(limits.tools, ToolLimits {
             default_tool_timeout_ms: default_timeout,
             max_tool_timeout_ms: max_timeout,
-            max_registered_toolkits: tool_counts[0],
-            max_registered_tools_per_vm: tool_counts[1],
-            max_tools_per_toolkit: tool_counts[2],
-            max_tool_schema_bytes: tool_counts[3],
+            max_registered_toolkits: toolkits,
+            max_registered_tools_per_vm: tools_per_vm,
+            max_tools_per_toolkit: tools_per_toolkit,
+            max_tool_schema_bytes: schema_bytes,
             max_tool_examples_per_tool: examples,
-            max_tool_example_input_bytes: tool_counts[4],
+            max_tool_example_input_bytes: example_bytes,
         });
         prop_assert_eq!(limits.plugins, PluginLimits { max_persisted_manifest_bytes: plugins.0, max_persisted_manifest_file_bytes: plugins.1 });
         prop_assert_eq!(limits.acp, AcpLimits { max_read_line_bytes: acp.0, stdout_buffer_byte_limit: acp.1 });

@@ -77,22 +77,33 @@ pub const DEFAULT_MAX_WASM_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
 /// 8 MiB, so that is the bound: deep recursion traps instead of growing host memory.
 pub const DEFAULT_MAX_WASM_STACK_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Default tool invocation timeout (30 s).
+// `limits.tools`: the registry of host callbacks lives in sidecar memory and every pending
+// callback holds a guest and a slot of the sidecar's pending-request table, so the original's
+// fixed bounds below are ceilings as well as defaults: a VM may lower them, never raise them
+// (CreateVm refuses a larger value).
+
+/// Timeout of a callback whose definition names none (the original's 30 s): long enough for a
+/// host tool that calls a remote service, short enough that a guest waiting on a dead host is
+/// answered. Its ceiling is `limits.tools.maxToolTimeoutMs`.
 pub const DEFAULT_TOOL_TIMEOUT_MS: u64 = 30_000;
-/// Default ceiling of a tool's own timeout (5 min).
-pub const DEFAULT_MAX_TOOL_TIMEOUT_MS: u64 = 300_000;
-/// Default toolkits per VM: bounds registry size.
-pub const DEFAULT_MAX_REGISTERED_TOOLKITS: u64 = 64;
-/// Default host callbacks per VM across toolkits: bounds registry size.
-pub const DEFAULT_MAX_REGISTERED_TOOLS_PER_VM: u64 = 256;
-/// Default tools per toolkit: bounds one registration.
-pub const DEFAULT_MAX_TOOLS_PER_TOOLKIT: u64 = 64;
-/// Default bytes of one tool input schema (16 KiB).
-pub const DEFAULT_MAX_TOOL_SCHEMA_BYTES: u64 = 16 * 1024;
-/// Default examples per tool: bounds one registration.
-pub const DEFAULT_MAX_TOOL_EXAMPLES_PER_TOOL: u64 = 16;
-/// Default bytes of one example input (4 KiB).
-pub const DEFAULT_MAX_TOOL_EXAMPLE_INPUT_BYTES: u64 = 4 * 1024;
+/// Default and ceiling of `limits.tools.maxToolTimeoutMs`, the longest timeout a tool may name
+/// (the original's 5 min).
+pub const MAX_TOOL_TIMEOUT_MS: u64 = 300_000;
+/// Default and ceiling of `limits.tools.maxRegisteredToolkits` (the original's 64).
+pub const MAX_REGISTERED_TOOLKITS: u64 = 64;
+/// Default and ceiling of `limits.tools.maxRegisteredToolsPerVm`, across toolkits (the
+/// original's 256: four full toolkits).
+pub const MAX_REGISTERED_TOOLS_PER_VM: u64 = 256;
+/// Default and ceiling of `limits.tools.maxToolsPerToolkit` (the original's 64).
+pub const MAX_TOOLS_PER_TOOLKIT: u64 = 64;
+/// Default and ceiling of `limits.tools.maxToolSchemaBytes`, one input schema (the original's
+/// 16 KiB: schemas are shown to models, whose context they use up).
+pub const MAX_TOOL_SCHEMA_BYTES: u64 = 16 * 1024;
+/// Default and ceiling of `limits.tools.maxToolExamplesPerTool` (the original's 16).
+pub const MAX_TOOL_EXAMPLES_PER_TOOL: u64 = 16;
+/// Default and ceiling of `limits.tools.maxToolExampleInputBytes`, one example's input (the
+/// original's 4 KiB).
+pub const MAX_TOOL_EXAMPLE_INPUT_BYTES: u64 = 4 * 1024;
 
 /// Default size of a persisted mount manifest blob (64 MiB).
 pub const DEFAULT_MAX_PERSISTED_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
@@ -1212,10 +1223,12 @@ pub struct HttpLimits {
     pub max_fetch_response_bytes: u64,
 }
 
-/// Resolved `limits.tools`.
+/// Resolved `limits.tools`: what host-callback registration and invocation enforce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolLimits {
+    /// The timeout of a callback whose definition names none.
     pub default_tool_timeout_ms: u64,
+    /// The longest timeout a definition may name.
     pub max_tool_timeout_ms: u64,
     pub max_registered_toolkits: u64,
     pub max_registered_tools_per_vm: u64,
@@ -1229,13 +1242,13 @@ impl Default for ToolLimits {
     fn default() -> Self {
         Self {
             default_tool_timeout_ms: DEFAULT_TOOL_TIMEOUT_MS,
-            max_tool_timeout_ms: DEFAULT_MAX_TOOL_TIMEOUT_MS,
-            max_registered_toolkits: DEFAULT_MAX_REGISTERED_TOOLKITS,
-            max_registered_tools_per_vm: DEFAULT_MAX_REGISTERED_TOOLS_PER_VM,
-            max_tools_per_toolkit: DEFAULT_MAX_TOOLS_PER_TOOLKIT,
-            max_tool_schema_bytes: DEFAULT_MAX_TOOL_SCHEMA_BYTES,
-            max_tool_examples_per_tool: DEFAULT_MAX_TOOL_EXAMPLES_PER_TOOL,
-            max_tool_example_input_bytes: DEFAULT_MAX_TOOL_EXAMPLE_INPUT_BYTES,
+            max_tool_timeout_ms: MAX_TOOL_TIMEOUT_MS,
+            max_registered_toolkits: MAX_REGISTERED_TOOLKITS,
+            max_registered_tools_per_vm: MAX_REGISTERED_TOOLS_PER_VM,
+            max_tools_per_toolkit: MAX_TOOLS_PER_TOOLKIT,
+            max_tool_schema_bytes: MAX_TOOL_SCHEMA_BYTES,
+            max_tool_examples_per_tool: MAX_TOOL_EXAMPLES_PER_TOOL,
+            max_tool_example_input_bytes: MAX_TOOL_EXAMPLE_INPUT_BYTES,
         }
     }
 }
@@ -1559,6 +1572,30 @@ impl ResolvedLimits {
         ];
         if let Some((key, _)) = nonzero.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::invalid(format!("{key} must be greater than zero")));
+        }
+        // A value over a ceiling is refused, not lowered: a limit the host set is either the one
+        // in force or an error (see the ceilings' docs for why each exists).
+        let ceilings = [
+            ("limits.tools.maxToolTimeoutMs", self.tools.max_tool_timeout_ms, MAX_TOOL_TIMEOUT_MS),
+            ("limits.tools.maxRegisteredToolkits", self.tools.max_registered_toolkits, MAX_REGISTERED_TOOLKITS),
+            (
+                "limits.tools.maxRegisteredToolsPerVm",
+                self.tools.max_registered_tools_per_vm,
+                MAX_REGISTERED_TOOLS_PER_VM,
+            ),
+            ("limits.tools.maxToolsPerToolkit", self.tools.max_tools_per_toolkit, MAX_TOOLS_PER_TOOLKIT),
+            ("limits.tools.maxToolSchemaBytes", self.tools.max_tool_schema_bytes, MAX_TOOL_SCHEMA_BYTES),
+            ("limits.tools.maxToolExamplesPerTool", self.tools.max_tool_examples_per_tool, MAX_TOOL_EXAMPLES_PER_TOOL),
+            (
+                "limits.tools.maxToolExampleInputBytes",
+                self.tools.max_tool_example_input_bytes,
+                MAX_TOOL_EXAMPLE_INPUT_BYTES,
+            ),
+        ];
+        if let Some((key, value, ceiling)) = ceilings.iter().find(|(_, value, ceiling)| value > ceiling) {
+            return Err(ConfigError::invalid(format!(
+                "{key} ({value}) must be <= {ceiling}, the most this sidecar allows"
+            )));
         }
         Ok(())
     }
