@@ -585,7 +585,7 @@ impl Sidecar {
             return Err(Rejection::limit("VMs", MAX_VMS));
         }
         self.check_memory_budget()?;
-        let setup = vm::VmSetup::parse(request.runtime, &request.config, self.config.max_frame_bytes)?;
+        let setup = vm::VmSetup::parse(request.runtime, &request.config)?;
         // Like the original, the id is used up even when building the filesystem fails.
         self.next_vm += 1;
         let vm_id = format!("vm-{}", self.next_vm);

@@ -64,9 +64,11 @@ pub(crate) struct VmSetup {
 }
 
 impl VmSetup {
-    pub(crate) fn parse(runtime: GuestRuntimeKind, json: &str, max_frame_bytes: usize) -> Result<Self, Rejection> {
+    /// Refuses (`invalid_state`) a config that does not parse, sets a limit this sidecar does not
+    /// honour, or sets one over its ceiling.
+    pub(crate) fn parse(runtime: GuestRuntimeKind, json: &str) -> Result<Self, Rejection> {
         let config = config::parse_create_vm_config(json).map_err(|e| Rejection::invalid_state(e.to_string()))?;
-        let limits = config.resolve_limits(max_frame_bytes).map_err(|e| Rejection::invalid_state(e.to_string()))?;
+        let limits = config.resolve_limits().map_err(|e| Rejection::invalid_state(e.to_string()))?;
         let policy = CompiledPolicy::from_config(config.permissions.as_ref())
             .map_err(|e| Rejection::invalid_state(e.to_string()))?;
         Ok(Self { runtime, config, limits, policy })

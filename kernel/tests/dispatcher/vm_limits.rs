@@ -1,11 +1,37 @@
-//! The CreateVm config's `limits` through the protocol: the `limits.tools` keys bound
-//! host-callback registration and invocation, up to their ceilings.
+//! The CreateVm config's `limits` through the protocol: a key this sidecar does not honour is
+//! refused at CreateVm (and a config without it still makes a VM), and the `limits.tools` keys
+//! bound host-callback registration and invocation (docs/limits.md lists every key).
 
 use std::collections::BTreeMap;
 
 use crate::harness::*;
 use kernel::dispatch::HostCallbackOutcome;
+use kernel::policy::config::VmLimitsConfig;
 use schema::wire::*;
+
+/// Every refused key with the value the original sidecar defaulted it to: even that value is
+/// refused, since no value of these keys describes this sidecar.
+const REFUSED: [(&str, u64); 19] = [
+    ("limits.resources.cpuCount", 1),
+    ("limits.resources.maxPtys", 128),
+    ("limits.resources.maxSockets", 256),
+    ("limits.resources.maxConnections", 256),
+    ("limits.resources.maxSocketBufferedBytes", 4 * 1024 * 1024),
+    ("limits.resources.maxSocketDatagramQueueLen", 1_024),
+    ("limits.resources.maxBlockingReadMs", 5_000),
+    ("limits.http.maxFetchResponseBytes", 16 * 1024 * 1024),
+    ("limits.acp.maxReadLineBytes", 16 * 1024 * 1024),
+    ("limits.acp.stdoutBufferByteLimit", 1024 * 1024),
+    ("limits.jsRuntime.v8HeapLimitMb", 128),
+    ("limits.jsRuntime.capturedOutputLimitBytes", 16 * 1024 * 1024),
+    ("limits.jsRuntime.stdinBufferLimitBytes", 16 * 1024 * 1024),
+    ("limits.jsRuntime.eventPayloadLimitBytes", 1024 * 1024),
+    ("limits.jsRuntime.v8IpcMaxFrameBytes", 64 * 1024 * 1024),
+    ("limits.python.outputBufferMaxBytes", 1024 * 1024),
+    ("limits.python.executionTimeoutMs", 300_000),
+    ("limits.python.vfsRpcTimeoutMs", 30_000),
+    ("limits.wasm.capturedOutputLimitBytes", 16 * 1024 * 1024),
+];
 
 /// A config allowing the fs with `{"limits":{"<section>":{"<key>":value}}}` for the JSON path
 /// `limits.<section>.<key>` (`value` `None`: the section is empty).
@@ -28,6 +54,31 @@ fn create_vm(host: &mut Harness, conn: &str, session: &str, config: &str) -> Res
         }),
     );
     response_payload(&frames[0]).clone()
+}
+
+#[test]
+fn every_refused_key_is_refused_at_create_vm_and_configs_without_it_still_work() {
+    let keys: Vec<&str> = REFUSED.iter().map(|(key, _)| *key).collect();
+    assert_eq!(keys, VmLimitsConfig::unsupported_key_names(), "a refused key without a case here");
+    let mut host = Harness::new();
+    let conn = host.authenticate();
+    let session = host.open_session(&conn);
+    for (key, value) in REFUSED {
+        let before = host.sidecar.vms().len();
+        match create_vm(&mut host, &conn, &session, &config_with(key, Some(value))) {
+            ResponsePayload::RejectedResponse(rejected) => {
+                assert_eq!(rejected.code, "invalid_state", "{key}");
+                let expected = format!("invalid create VM config: {key} is not supported by this sidecar yet: ");
+                assert!(rejected.message.starts_with(&expected), "{key}: {}", rejected.message);
+            }
+            other => panic!("{key}={value} was accepted: {other:?}"),
+        }
+        assert_eq!(host.sidecar.vms().len(), before, "{key}: no VM was made");
+        // The same config without the key (its section empty) makes a VM.
+        let created = create_vm(&mut host, &conn, &session, &config_with(key, None));
+        assert!(matches!(created, ResponsePayload::VmCreatedResponse(_)), "{key}: {created:?}");
+        host.drain();
+    }
 }
 
 #[test]
