@@ -9,10 +9,8 @@ use kernel::policy::permissions::{Domain, PolicyError, RuleField};
 use proptest::prelude::*;
 use schema::wire;
 
-/// The frame cap of the original sidecar (1 MiB); ours defaults higher, the rules are the same.
-const FRAME_CAP: usize = 1024 * 1024;
-
-/// Example 2 of the format notes: every section, as a host sends it.
+/// Example 2 of the format notes: every section, as a host sends it, without the `limits` keys
+/// this sidecar refuses (`http`, `jsRuntime`, `python`: see `refused_limit_keys_name_the_key`).
 const FULL_EXAMPLE: &str = r#"{
   "cwd": "/tmp/project",
   "env": { "HOME": "/home/user", "DEBUG": "1" },
@@ -42,10 +40,7 @@ const FULL_EXAMPLE: &str = r#"{
   },
   "limits": {
     "resources": { "maxProcesses": 32, "maxFilesystemBytes": 134217728, "maxWasmFuel": 1000000000 },
-    "http": { "maxFetchResponseBytes": 65536 },
     "tools": { "defaultToolTimeoutMs": 10000, "maxToolTimeoutMs": 60000 },
-    "jsRuntime": { "v8HeapLimitMb": 256 },
-    "python": { "executionTimeoutMs": 60000 },
     "wasm": { "maxModuleFileBytes": 1048576 }
   },
   "dns": { "nameServers": ["1.1.1.1", "8.8.8.8:53"], "overrides": { "api.example.com": ["10.0.0.5"] } },
@@ -58,10 +53,10 @@ fn strings(values: &[&str]) -> Vec<String> {
     values.iter().map(|value| (*value).to_owned()).collect()
 }
 
-/// Parses and resolves against [`FRAME_CAP`]: the whole CreateVm config path.
+/// Parses and resolves: the whole CreateVm config path.
 fn load(json: &str) -> Result<(CreateVmConfig, ResolvedVmConfig), ConfigError> {
     let config = parse_create_vm_config(json)?;
-    let resolved = config.resolve(FRAME_CAP)?;
+    let resolved = config.resolve()?;
     Ok((config, resolved))
 }
 
@@ -84,28 +79,21 @@ fn empty_object_is_every_default() {
 
     assert_eq!(resolved.listen, ListenPolicy { port_min: 1, port_max: 65_535, allow_privileged: false });
     assert_eq!(resolved.dns, ResolvedDns::default());
-    assert_eq!(resolved.limits, config.resolve_limits(FRAME_CAP).unwrap());
-    assert_eq!(resolved.limits, VmLimitsConfig::default().resolve(FRAME_CAP).unwrap());
+    assert_eq!(resolved.limits, config.resolve_limits().unwrap());
+    assert_eq!(resolved.limits, VmLimitsConfig::default().resolve().unwrap());
 }
 
 #[test]
 fn defaults_resolve_to_documented_values() {
-    let limits = parse_create_vm_config("{}").unwrap().resolve_limits(FRAME_CAP).unwrap();
+    let limits = parse_create_vm_config("{}").unwrap().resolve_limits().unwrap();
     const MIB: u64 = 1024 * 1024;
     let r = &limits.resources;
     let resources = [
-        ("cpuCount", r.cpu_count, 1),
         ("maxProcesses", r.max_processes, 256),
         ("maxOpenFds", r.max_open_fds, 256),
         ("maxPipes", r.max_pipes, 128),
-        ("maxPtys", r.max_ptys, 128),
-        ("maxSockets", r.max_sockets, 256),
-        ("maxConnections", r.max_connections, 256),
-        ("maxSocketBufferedBytes", r.max_socket_buffered_bytes, 4 * MIB),
-        ("maxSocketDatagramQueueLen", r.max_socket_datagram_queue_len, 1024),
         ("maxFilesystemBytes", r.max_filesystem_bytes, 64 * MIB),
         ("maxInodeCount", r.max_inode_count, 16_384),
-        ("maxBlockingReadMs", r.max_blocking_read_ms, 5_000),
         ("maxPreadBytes", r.max_pread_bytes, 64 * MIB),
         ("maxFdWriteBytes", r.max_fd_write_bytes, 64 * MIB),
         ("maxProcessArgvBytes", r.max_process_argv_bytes, MIB),
@@ -121,7 +109,6 @@ fn defaults_resolve_to_documented_values() {
     }
     assert_eq!(*r, ResourceLimits::default());
 
-    assert_eq!(limits.http, HttpLimits { max_fetch_response_bytes: FRAME_CAP as u64 });
     assert_eq!(
         limits.tools,
         ToolLimits {
@@ -139,33 +126,7 @@ fn defaults_resolve_to_documented_values() {
         limits.plugins,
         PluginLimits { max_persisted_manifest_bytes: 64 * MIB, max_persisted_manifest_file_bytes: 1024 * MIB }
     );
-    assert_eq!(limits.acp, AcpLimits { max_read_line_bytes: 16 * MIB, stdout_buffer_byte_limit: MIB });
-    assert_eq!(
-        limits.js_runtime,
-        JsRuntimeLimits {
-            v8_heap_limit_mb: None,
-            captured_output_limit_bytes: 16 * MIB,
-            stdin_buffer_limit_bytes: 16 * MIB,
-            event_payload_limit_bytes: MIB,
-            v8_ipc_max_frame_bytes: 64 * MIB,
-        }
-    );
-    assert_eq!(
-        limits.python,
-        PythonLimits { output_buffer_max_bytes: MIB, execution_timeout_ms: 300_000, vfs_rpc_timeout_ms: 30_000 }
-    );
-    assert_eq!(
-        limits.wasm,
-        WasmLimits {
-            max_module_file_bytes: 256 * MIB,
-            captured_output_limit_bytes: 16 * MIB,
-            sync_read_limit_bytes: 16 * MIB
-        }
-    );
-
-    // The fetch cap follows the sidecar's frame cap.
-    let big = VmLimitsConfig::default().resolve(schema::DEFAULT_MAX_FRAME_BYTES).unwrap();
-    assert_eq!(big.http.max_fetch_response_bytes, 16 * MIB);
+    assert_eq!(limits.wasm, WasmLimits { max_module_file_bytes: 256 * MIB, sync_read_limit_bytes: 16 * MIB });
 }
 
 #[test]
@@ -218,12 +179,8 @@ fn full_example_parses() {
     assert_eq!(limits.resources.max_filesystem_bytes, 134_217_728);
     assert_eq!(limits.resources.max_wasm_fuel, 1_000_000_000);
     assert_eq!(limits.resources.max_open_fds, 256, "absent keys keep their default");
-    assert_eq!(limits.http.max_fetch_response_bytes, 65_536);
     assert_eq!((limits.tools.default_tool_timeout_ms, limits.tools.max_tool_timeout_ms), (10_000, 60_000));
     assert_eq!(limits.tools.max_registered_toolkits, 64);
-    assert_eq!(limits.js_runtime.v8_heap_limit_mb, Some(256));
-    assert_eq!(limits.python.execution_timeout_ms, 60_000);
-    assert_eq!(limits.python.vfs_rpc_timeout_ms, 30_000);
     assert_eq!(limits.wasm.max_module_file_bytes, 1_048_576);
 
     let one_one: IpAddr = "1.1.1.1".parse().unwrap();
@@ -250,12 +207,12 @@ fn accepted_edge_cases() {
         r#"{"permissions":{"fs":{"rules":[]}},"limits":null,"dns":null,"listen":null,"jsRuntime":null}"#,
         r#"{"limits":{"resources":null,"http":{"maxFetchResponseBytes":null}}}"#,
         // Zero is allowed for every resources key and for the keys the original left unchecked.
-        r#"{"limits":{"resources":{"maxProcesses":0,"maxWasmFuel":0,"cpuCount":0}}}"#,
+        r#"{"limits":{"resources":{"maxProcesses":0,"maxWasmFuel":0,"maxPipes":0}}}"#,
         r#"{"limits":{"tools":{"maxToolExamplesPerTool":0,"maxToolTimeoutMs":0,"defaultToolTimeoutMs":0}}}"#,
         r#"{"limits":{"plugins":{"maxPersistedManifestFileBytes":0}}}"#,
-        // The fetch cap may equal the frame cap.
-        r#"{"limits":{"http":{"maxFetchResponseBytes":1048576}}}"#,
-        r#"{"limits":{"jsRuntime":{"v8HeapLimitMb":4294967295,"v8IpcMaxFrameBytes":4294967295}}}"#,
+        // A ceiling itself is allowed.
+        r#"{"limits":{"tools":{"maxToolsPerToolkit":64,"maxToolTimeoutMs":300000,"maxRegisteredToolsPerVm":256}}}"#,
+        r#"{"limits":{"plugins":{"maxPersistedManifestBytes":1073741824}}}"#,
         r#"{"rootFilesystem":{"mode":"read-only","lowers":[{"kind":"snapshot"},{"kind":"bundledBaseFilesystem"}]}}"#,
         r#"{"nativeRoot":{"plugin":{"id":"memory"},"readOnly":true}}"#,
         r#"{"nativeRoot":{"plugin":{"id":"host_dir","config":{"hostPath":"/srv","nested":[1,{"a":null}]}}}}"#,
@@ -413,14 +370,10 @@ fn refused_configs_name_the_problem() {
             r#"{"nativeRoot":{"plugin":{"id":"memory"}},"rootFilesystem":{"lowers":[{"kind":"bundledBaseFilesystem"}]}}"#,
             "native root filesystems do not support rootFilesystem.lowers",
         ),
-        // Limits.
+        // Limits. A key this sidecar refuses is refused whatever its value.
         (
             r#"{"limits":{"http":{"maxFetchResponseBytes":0}}}"#,
-            "invalid create VM config: limits.http.maxFetchResponseBytes must be greater than zero",
-        ),
-        (
-            r#"{"limits":{"http":{"maxFetchResponseBytes":1048577}}}"#,
-            "invalid create VM config: limits.http.maxFetchResponseBytes (1048577) must be <= the sidecar wire frame cap (1048576)",
+            "invalid create VM config: limits.http.maxFetchResponseBytes is not supported by this sidecar yet",
         ),
         (
             r#"{"limits":{"tools":{"defaultToolTimeoutMs":2,"maxToolTimeoutMs":1}}}"#,
@@ -439,15 +392,10 @@ fn refused_configs_name_the_problem() {
             "invalid create VM config: limits.tools.maxRegisteredToolkits must be greater than zero",
         ),
         (r#"{"limits":{"plugins":{"maxPersistedManifestBytes":0}}}"#, "limits.plugins.maxPersistedManifestBytes must be"),
-        (r#"{"limits":{"acp":{"stdoutBufferByteLimit":0}}}"#, "limits.acp.stdoutBufferByteLimit must be greater than zero"),
-        (r#"{"limits":{"jsRuntime":{"eventPayloadLimitBytes":0}}}"#, "limits.jsRuntime.eventPayloadLimitBytes must be"),
-        (r#"{"limits":{"jsRuntime":{"v8HeapLimitMb":0}}}"#, "limits.jsRuntime.v8HeapLimitMb must be greater than zero"),
-        (
-            r#"{"limits":{"jsRuntime":{"v8IpcMaxFrameBytes":4294967296}}}"#,
-            "limits.jsRuntime.v8IpcMaxFrameBytes value 4294967296 does not fit this platform",
-        ),
-        (r#"{"limits":{"python":{"vfsRpcTimeoutMs":0}}}"#, "limits.python.vfsRpcTimeoutMs must be greater than zero"),
-        (r#"{"limits":{"python":{"executionTimeoutMs":0}}}"#, "limits.python.executionTimeoutMs must be greater than zero"),
+        (r#"{"limits":{"acp":{"stdoutBufferByteLimit":0}}}"#, "limits.acp.stdoutBufferByteLimit is not supported"),
+        (r#"{"limits":{"jsRuntime":{"v8HeapLimitMb":256}}}"#, "limits.jsRuntime.v8HeapLimitMb is not supported"),
+        (r#"{"limits":{"python":{"executionTimeoutMs":60000}}}"#, "limits.python.executionTimeoutMs is not supported"),
+        (r#"{"limits":{"resources":{"cpuCount":1}}}"#, "limits.resources.cpuCount is not supported"),
         (r#"{"limits":{"wasm":{"maxModuleFileBytes":0}}}"#, "limits.wasm.maxModuleFileBytes must be greater than zero"),
         (r#"{"limits":{"wasm":{"syncReadLimitBytes":0}}}"#, "limits.wasm.syncReadLimitBytes must be greater than zero"),
         // listen.
@@ -507,6 +455,79 @@ fn refused_configs_name_the_problem() {
             }
         }
     }
+}
+
+/// `{"limits":{"<section>":{"<key>":value}}}` for the JSON path `limits.<section>.<key>`.
+fn limit_document(path: &str, value: serde_json::Value) -> String {
+    let mut parts = path.split('.').skip(1);
+    let (section, key) = (parts.next().unwrap(), parts.next().unwrap());
+    serde_json::json!({ "limits": { section: { key: value } } }).to_string()
+}
+
+/// Every key this sidecar refuses, with any value (zero, or a large one), is refused by name;
+/// the same section without it is accepted. (`dispatcher::vm_limits` sends them through
+/// CreateVm with the original's defaults.)
+#[test]
+fn refused_limit_keys_name_the_key() {
+    let keys = VmLimitsConfig::unsupported_key_names();
+    assert_eq!(keys.len(), 19);
+    for key in keys {
+        for value in [0, 1 << 20] {
+            let json = limit_document(key, value.into());
+            let message = load(&json).unwrap_err().to_string();
+            let expected = format!("invalid create VM config: {key} is not supported by this sidecar yet: ");
+            assert!(message.starts_with(&expected), "{json}: {message}");
+        }
+        let empty = limit_document(key, serde_json::Value::Null);
+        assert!(load(&empty).is_ok(), "{empty} (null is absent)");
+    }
+}
+
+/// A value over a ceiling is refused with the ceiling; the ceiling itself is accepted.
+#[test]
+fn limits_over_their_ceiling_are_refused() {
+    let ceilings = [
+        ("limits.tools.maxToolTimeoutMs", MAX_TOOL_TIMEOUT_MS),
+        ("limits.tools.maxRegisteredToolkits", MAX_REGISTERED_TOOLKITS),
+        ("limits.tools.maxRegisteredToolsPerVm", MAX_REGISTERED_TOOLS_PER_VM),
+        ("limits.tools.maxToolsPerToolkit", MAX_TOOLS_PER_TOOLKIT),
+        ("limits.tools.maxToolSchemaBytes", MAX_TOOL_SCHEMA_BYTES),
+        ("limits.tools.maxToolExamplesPerTool", MAX_TOOL_EXAMPLES_PER_TOOL),
+        ("limits.tools.maxToolExampleInputBytes", MAX_TOOL_EXAMPLE_INPUT_BYTES),
+        ("limits.plugins.maxPersistedManifestBytes", MAX_PERSISTED_MANIFEST_BYTES),
+    ];
+    for (key, ceiling) in ceilings {
+        let (_, resolved) = load(&limit_document(key, ceiling.into())).unwrap();
+        assert_eq!(resolved.limits, resolve_one(key, ceiling), "{key}");
+        let over = ceiling + 1;
+        let message = load(&limit_document(key, over.into())).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            format!("invalid create VM config: {key} ({over}) must be <= {ceiling}, the most this sidecar allows")
+        );
+    }
+    // The per-file bound of a persisted state has no ceiling of its own: the state's applies.
+    assert!(load(&limit_document("limits.plugins.maxPersistedManifestFileBytes", u64::MAX.into())).is_ok());
+}
+
+/// The defaults with `key` (a tools or plugins key) set to `value`.
+fn resolve_one(key: &str, value: u64) -> ResolvedLimits {
+    let mut limits = ResolvedLimits::default();
+    let tools = &mut limits.tools;
+    let plugins = &mut limits.plugins;
+    let field = match key {
+        "limits.tools.maxToolTimeoutMs" => &mut tools.max_tool_timeout_ms,
+        "limits.tools.maxRegisteredToolkits" => &mut tools.max_registered_toolkits,
+        "limits.tools.maxRegisteredToolsPerVm" => &mut tools.max_registered_tools_per_vm,
+        "limits.tools.maxToolsPerToolkit" => &mut tools.max_tools_per_toolkit,
+        "limits.tools.maxToolSchemaBytes" => &mut tools.max_tool_schema_bytes,
+        "limits.tools.maxToolExamplesPerTool" => &mut tools.max_tool_examples_per_tool,
+        "limits.tools.maxToolExampleInputBytes" => &mut tools.max_tool_example_input_bytes,
+        "limits.plugins.maxPersistedManifestBytes" => &mut plugins.max_persisted_manifest_bytes,
+        other => panic!("{other}"),
+    };
+    *field = value;
+    limits
 }
 
 #[test]
@@ -642,20 +663,13 @@ fn known_builtins() {
     }
 }
 
-/// The JSON keys of `limits.resources`, in `ResourceLimits` field order.
-const RESOURCE_KEYS: [&str; 20] = [
-    "cpuCount",
+/// The JSON keys of the honoured `limits.resources`, in `ResourceLimits` field order.
+const RESOURCE_KEYS: [&str; 13] = [
     "maxProcesses",
     "maxOpenFds",
     "maxPipes",
-    "maxPtys",
-    "maxSockets",
-    "maxConnections",
-    "maxSocketBufferedBytes",
-    "maxSocketDatagramQueueLen",
     "maxFilesystemBytes",
     "maxInodeCount",
-    "maxBlockingReadMs",
     "maxPreadBytes",
     "maxFdWriteBytes",
     "maxProcessArgvBytes",
@@ -666,20 +680,13 @@ const RESOURCE_KEYS: [&str; 20] = [
     "maxWasmStackBytes",
 ];
 
-fn resource_values(limits: &ResourceLimits) -> [u64; 20] {
+fn resource_values(limits: &ResourceLimits) -> [u64; 13] {
     [
-        limits.cpu_count,
         limits.max_processes,
         limits.max_open_fds,
         limits.max_pipes,
-        limits.max_ptys,
-        limits.max_sockets,
-        limits.max_connections,
-        limits.max_socket_buffered_bytes,
-        limits.max_socket_datagram_queue_len,
         limits.max_filesystem_bytes,
         limits.max_inode_count,
-        limits.max_blocking_read_ms,
         limits.max_pread_bytes,
         limits.max_fd_write_bytes,
         limits.max_process_argv_bytes,
@@ -701,7 +708,7 @@ proptest! {
 
     /// Present keys override, absent keys keep their default, for every resources key.
     #[test]
-    fn resource_overrides_round_trip(overrides in proptest::collection::vec(proptest::option::of(any::<u64>()), 20)) {
+    fn resource_overrides_round_trip(overrides in proptest::collection::vec(proptest::option::of(any::<u64>()), 13)) {
         let mut resources = serde_json::Map::new();
         for (key, value) in RESOURCE_KEYS.iter().zip(&overrides) {
             if let Some(value) = value {
@@ -710,10 +717,10 @@ proptest! {
         }
         let json = serde_json::json!({ "limits": { "resources": resources } }).to_string();
         let config = parse_create_vm_config(&json).unwrap();
-        let limits = config.resolve_limits(FRAME_CAP).unwrap();
+        let limits = config.resolve_limits().unwrap();
         let defaults = resource_values(&ResourceLimits::default());
         let resolved = resource_values(&limits.resources);
-        for index in 0..20 {
+        for index in 0..13 {
             prop_assert_eq!(resolved[index], overrides[index].unwrap_or(defaults[index]), "{}", RESOURCE_KEYS[index]);
         }
         // And the typed form serializes back to the same document.
@@ -721,70 +728,49 @@ proptest! {
         prop_assert_eq!(reparsed, config);
     }
 
-    /// The other sections: valid overrides come back as given.
+    /// The other sections: valid overrides (at most the ceilings) come back as given.
     #[test]
     fn section_overrides_round_trip(
-        fetch in 1..=FRAME_CAP as u64,
-        timeouts in (0..=u64::MAX).prop_flat_map(|max| (0..=max, Just(max))),
-        tool_counts in proptest::collection::vec(positive(), 5),
-        examples in any::<u64>(),
-        plugins in (positive(), any::<u64>()),
-        acp in (positive(), positive()),
-        js in (proptest::option::of(1..=u64::from(u32::MAX)), positive(), positive(), positive(), 1..=u64::from(u32::MAX)),
-        python in (positive(), positive(), positive()),
-        wasm in (positive(), positive(), positive()),
+        timeouts in (0..=MAX_TOOL_TIMEOUT_MS).prop_flat_map(|max| (0..=max, Just(max))),
+        toolkits in 1..=MAX_REGISTERED_TOOLKITS,
+        tools_per_vm in 1..=MAX_REGISTERED_TOOLS_PER_VM,
+        tools_per_toolkit in 1..=MAX_TOOLS_PER_TOOLKIT,
+        schema_bytes in 1..=MAX_TOOL_SCHEMA_BYTES,
+        examples in 0..=MAX_TOOL_EXAMPLES_PER_TOOL,
+        example_bytes in 1..=MAX_TOOL_EXAMPLE_INPUT_BYTES,
+        plugins in (1..=MAX_PERSISTED_MANIFEST_BYTES, any::<u64>()),
+        wasm in (positive(), 1..=u64::from(u32::MAX)),
     ) {
         let (default_timeout, max_timeout) = timeouts;
-        let mut js_runtime = serde_json::json!({
-            "capturedOutputLimitBytes": js.1, "stdinBufferLimitBytes": js.2, "eventPayloadLimitBytes": js.3,
-            "v8IpcMaxFrameBytes": js.4,
-        });
-        if let Some(heap) = js.0 {
-            js_runtime["v8HeapLimitMb"] = serde_json::Value::from(heap);
-        }
         let json = serde_json::json!({ "limits": {
-            "http": { "maxFetchResponseBytes": fetch },
             "tools": {
                 "defaultToolTimeoutMs": default_timeout, "maxToolTimeoutMs": max_timeout,
-                "maxRegisteredToolkits": tool_counts[0], "maxRegisteredToolsPerVm": tool_counts[1],
-                "maxToolsPerToolkit": tool_counts[2], "maxToolSchemaBytes": tool_counts[3],
-                "maxToolExamplesPerTool": examples, "maxToolExampleInputBytes": tool_counts[4],
+                "maxRegisteredToolkits": toolkits, "maxRegisteredToolsPerVm": tools_per_vm,
+                "maxToolsPerToolkit": tools_per_toolkit, "maxToolSchemaBytes": schema_bytes,
+                "maxToolExamplesPerTool": examples, "maxToolExampleInputBytes": example_bytes,
             },
             "plugins": { "maxPersistedManifestBytes": plugins.0, "maxPersistedManifestFileBytes": plugins.1 },
-            "acp": { "maxReadLineBytes": acp.0, "stdoutBufferByteLimit": acp.1 },
-            "jsRuntime": js_runtime,
-            "python": { "outputBufferMaxBytes": python.0, "executionTimeoutMs": python.1, "vfsRpcTimeoutMs": python.2 },
-            "wasm": { "maxModuleFileBytes": wasm.0, "capturedOutputLimitBytes": wasm.1, "syncReadLimitBytes": wasm.2 },
+            "wasm": { "maxModuleFileBytes": wasm.0, "syncReadLimitBytes": wasm.1 },
         } }).to_string();
-        let limits = parse_create_vm_config(&json).unwrap().resolve_limits(FRAME_CAP).unwrap();
-        prop_assert_eq!(limits.http.max_fetch_response_bytes, fetch);
+        let limits = parse_create_vm_config(&json).unwrap().resolve_limits().unwrap();
         prop_assert_eq!(limits.tools, ToolLimits {
             default_tool_timeout_ms: default_timeout,
             max_tool_timeout_ms: max_timeout,
-            max_registered_toolkits: tool_counts[0],
-            max_registered_tools_per_vm: tool_counts[1],
-            max_tools_per_toolkit: tool_counts[2],
-            max_tool_schema_bytes: tool_counts[3],
+            max_registered_toolkits: toolkits,
+            max_registered_tools_per_vm: tools_per_vm,
+            max_tools_per_toolkit: tools_per_toolkit,
+            max_tool_schema_bytes: schema_bytes,
             max_tool_examples_per_tool: examples,
-            max_tool_example_input_bytes: tool_counts[4],
+            max_tool_example_input_bytes: example_bytes,
         });
         prop_assert_eq!(limits.plugins, PluginLimits { max_persisted_manifest_bytes: plugins.0, max_persisted_manifest_file_bytes: plugins.1 });
-        prop_assert_eq!(limits.acp, AcpLimits { max_read_line_bytes: acp.0, stdout_buffer_byte_limit: acp.1 });
-        prop_assert_eq!(limits.js_runtime, JsRuntimeLimits {
-            v8_heap_limit_mb: js.0,
-            captured_output_limit_bytes: js.1,
-            stdin_buffer_limit_bytes: js.2,
-            event_payload_limit_bytes: js.3,
-            v8_ipc_max_frame_bytes: js.4,
-        });
-        prop_assert_eq!(limits.python, PythonLimits { output_buffer_max_bytes: python.0, execution_timeout_ms: python.1, vfs_rpc_timeout_ms: python.2 });
-        prop_assert_eq!(limits.wasm, WasmLimits { max_module_file_bytes: wasm.0, captured_output_limit_bytes: wasm.1, sync_read_limit_bytes: wasm.2 });
+        prop_assert_eq!(limits.wasm, WasmLimits { max_module_file_bytes: wasm.0, sync_read_limit_bytes: wasm.1 });
     }
 
     /// Arbitrary text never panics and every refusal is `invalid_state`.
     #[test]
     fn arbitrary_text_never_panics(text in any::<String>()) {
-        if let Err(error) = parse_create_vm_config(&text).and_then(|config| config.resolve(FRAME_CAP)) {
+        if let Err(error) = parse_create_vm_config(&text).and_then(|config| config.resolve()) {
             prop_assert_eq!(error.code(), "invalid_state");
         }
     }
@@ -797,6 +783,6 @@ proptest! {
         damaged.remove(cut);
         damaged.insert(at.min(damaged.len()), insert);
         let damaged: String = damaged.into_iter().collect();
-        let _ = parse_create_vm_config(&damaged).and_then(|config| config.resolve(FRAME_CAP));
+        let _ = parse_create_vm_config(&damaged).and_then(|config| config.resolve());
     }
 }

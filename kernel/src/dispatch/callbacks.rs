@@ -11,7 +11,6 @@ use crate::vm::{PromptOutcome, PromptTicket};
 use schema::wire::*;
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use crate::vm::DEFAULT_HOST_CALLBACK_TIMEOUT_MS;
 /// Namespace of permission-prompt requests (`SidecarRequestFrame` with an `ExtEnvelope`) and of
 /// their answers. Request payload: JSON `{"capability","operation","resource"}`; answer payload:
 /// JSON `{"decision": "allow" | "deny"}` (anything else denies).

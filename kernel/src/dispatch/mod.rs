@@ -23,11 +23,9 @@ pub use crate::fs::layers::{default_base_entries, GUEST_USER_GID, GUEST_USER_UID
 pub use crate::fs::mounts::{KNOWN_MOUNT_PLUGINS, MAX_MOUNTS, MAX_MOUNT_ID_BYTES, SUPPORTED_MOUNT_PLUGINS};
 pub use crate::fs::HOST_FILESYSTEM_STATUS_OK;
 pub use crate::vm::{
-    PermissionCheck, PromptOutcome, PromptTicket, VmSummary, MAX_DESCRIPTION_CHARS, MAX_TOOLKITS_PER_VM,
-    MAX_TOOLKIT_NAME_BYTES, MAX_TOOLS_PER_TOOLKIT, MAX_TOOLS_PER_VM, MAX_TOOL_EXAMPLES, MAX_TOOL_EXAMPLE_INPUT_BYTES,
-    MAX_TOOL_SCHEMA_BYTES, MAX_TOOL_TIMEOUT_MS,
+    PermissionCheck, PromptOutcome, PromptTicket, VmSummary, MAX_DESCRIPTION_CHARS, MAX_TOOLKIT_NAME_BYTES,
 };
-pub use callbacks::{HostCallbackOutcome, InvocationId, DEFAULT_HOST_CALLBACK_TIMEOUT_MS, PERMISSION_PROMPT_NAMESPACE};
+pub use callbacks::{HostCallbackOutcome, InvocationId, PERMISSION_PROMPT_NAMESPACE};
 
 use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
@@ -582,7 +580,7 @@ impl Sidecar {
             return Err(Rejection::limit("VMs", MAX_VMS));
         }
         self.check_memory_budget()?;
-        let setup = vm::VmSetup::parse(request.runtime, &request.config, self.config.max_frame_bytes)?;
+        let setup = vm::VmSetup::parse(request.runtime, &request.config)?;
         // Like the original, the id is used up even when building the filesystem fails.
         self.next_vm += 1;
         let vm_id = format!("vm-{}", self.next_vm);

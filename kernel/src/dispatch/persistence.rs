@@ -7,8 +7,10 @@
 //! - Keys are global to the store (the host that runs the sidecar owns it); invalid keys are
 //!   `invalid_state`.
 //! - Flush: the root's upper layer, encoded, bounded by the VM's
-//!   `limits.plugins.maxPersistedManifestBytes` (and [`MAX_PERSISTED_STATE_BYTES`]):
-//!   `limit_exceeded` `ENOSPC: persisted state bytes limit of <n> reached, ...`. A failed `put`
+//!   `limits.plugins.maxPersistedManifestBytes` (and [`MAX_PERSISTED_STATE_BYTES`], its ceiling):
+//!   `limit_exceeded` `ENOSPC: persisted state bytes limit of <n> reached, ...`; each file's
+//!   content by `limits.plugins.maxPersistedManifestFileBytes` (on load too):
+//!   `ENOSPC: persisted file bytes limit of <n> reached, ...`. A failed `put`
 //!   is `io_error` and leaves the stored state as it was (the store's `put` is atomic).
 //!   `payloadSizeBytes` of the request is informational and ignored; `committedBytes` is the
 //!   size written.
@@ -55,9 +57,20 @@ impl Sidecar {
                 format!("ENOSPC: persisted state bytes limit of {limit} reached, {what} '{key}'"),
             )
         };
+        let file_limit = vm.limits().plugins.max_persisted_manifest_file_bytes;
+        let file_over_limit = |what: &str, path: &str| {
+            Rejection::new(
+                RejectCode::LimitExceeded,
+                format!("ENOSPC: persisted file bytes limit of {file_limit} reached, {what} '{key}': {path}"),
+            )
+        };
         match payload {
             RequestPayload::PersistenceFlushRequest(_) => {
-                let blob = crate::host::store::encode_state(&vm.filesystem().upper_state());
+                let state = vm.filesystem().upper_state();
+                if let Some(path) = crate::host::store::file_over(&state, file_limit) {
+                    return Err(file_over_limit("flush", path));
+                }
+                let blob = crate::host::store::encode_state(&state);
                 let size = u64::try_from(blob.len()).unwrap_or(u64::MAX);
                 if size > limit {
                     return Err(over_limit("flush"));
@@ -95,6 +108,9 @@ impl Sidecar {
                 let state = crate::host::store::decode_state(&blob).map_err(|error| {
                     Rejection::new(RejectCode::IoError, format!("EIO: persisted state '{key}' is unusable: {error}"))
                 })?;
+                if let Some(path) = crate::host::store::file_over(&state, file_limit) {
+                    return Err(file_over_limit("load", path));
+                }
                 vm.filesystem_mut().restore_upper(&state, now)?;
                 Ok(Some(ResponsePayload::PersistenceStateResponse(PersistenceStateResponse {
                     key,

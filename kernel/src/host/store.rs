@@ -37,9 +37,10 @@ use crate::vfs::{EntryKind, SnapshotEntry, UpperState};
 /// Longest persistence key, in bytes (a key is a file name, and with the file store's suffixes
 /// it must stay under the 255-byte name limit of common filesystems).
 pub const MAX_PERSISTENCE_KEY_BYTES: usize = 200;
-/// Hard ceiling of one persisted state, whatever a VM's `limits.plugins.maxPersistedManifestBytes`
-/// says (that per-VM limit, 64 MiB by default, is the one normally hit).
-pub const MAX_PERSISTED_STATE_BYTES: u64 = 1024 * 1024 * 1024;
+/// Hard ceiling of one persisted state: the ceiling of a VM's
+/// `limits.plugins.maxPersistedManifestBytes` (CreateVm refuses a larger value, so the per-VM
+/// limit, 64 MiB by default, is the one hit).
+pub const MAX_PERSISTED_STATE_BYTES: u64 = crate::policy::config::MAX_PERSISTED_MANIFEST_BYTES;
 /// First bytes of every persisted state.
 pub const STATE_MAGIC: [u8; 8] = *b"SXSTATE\0";
 /// The format version this kernel writes (and the only one it reads).
@@ -143,6 +144,17 @@ pub enum StateError {
     Checksum,
     #[error("persisted state is malformed: {0}")]
     Malformed(&'static str),
+}
+
+/// The path of the first file of `state` whose content is longer than `max_bytes` (what
+/// `limits.plugins.maxPersistedManifestFileBytes` bounds, on flush and on load).
+pub fn file_over(state: &UpperState, max_bytes: u64) -> Option<&str> {
+    state.entries.iter().find_map(|entry| match &entry.kind {
+        EntryKind::File(content) if u64::try_from(content.len()).unwrap_or(u64::MAX) > max_bytes => {
+            Some(entry.path.as_str())
+        }
+        _ => None,
+    })
 }
 
 /// Encodes an upper-layer state (see the module docs).

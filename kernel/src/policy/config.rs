@@ -5,13 +5,20 @@
 //! Handling a request goes through two steps:
 //!
 //! 1. [`parse_create_vm_config`]: JSON → [`CreateVmConfig`], then [`CreateVmConfig::validate`]
-//!    (paths, entry shapes, DNS and listen sanity, builtins, then
-//!    [`validate_permissions_policy`]). A serde error names the JSON path of the problem
-//!    (`invalid create VM config JSON: at `limits.resources.maxProcesses`: …`); other messages
-//!    are prefixed `invalid create VM config: ` (permissions: `invalid permissions policy: `).
+//!    (paths, entry shapes, DNS and listen sanity, builtins, limit keys this sidecar does not
+//!    honour, then [`validate_permissions_policy`]). A serde error names the JSON path of the
+//!    problem (`invalid create VM config JSON: at `limits.resources.maxProcesses`: …`); other
+//!    messages are prefixed `invalid create VM config: ` (permissions: `invalid permissions
+//!    policy: `).
 //! 2. [`CreateVmConfig::resolve`] / [`CreateVmConfig::resolve_limits`]: defaults applied, limits
-//!    checked against the wire frame cap, DNS addresses parsed, giving the concrete values the
+//!    checked against their ceilings, DNS addresses parsed, giving the concrete values the
 //!    kernel runs with.
+//!
+//! Every `limits` key is either honoured or refused, never accepted and ignored: the format
+//! has keys for subsystems this sidecar does not have (sockets, PTYs, fetch, the JavaScript and
+//! Python runtimes, ACP), and a config that sets one is refused with
+//! `<key> is not supported by this sidecar yet: <why>` (`VmLimitsConfig::validate`). Only the
+//! honoured keys have a resolved value ([`ResolvedLimits`]); `docs/limits.md` lists every key.
 //!
 //! Every [`ConfigError`] is reported on the wire as `invalid_state` ([`ConfigError::code`]).
 //!
@@ -37,8 +44,6 @@ pub const DEFAULT_PERMISSION_PROMPT_TIMEOUT_MS: u64 = 30_000;
 /// Upper bound of `permissionPrompts.timeoutMs`: a guest blocked on a prompt holds its resources.
 pub const MAX_PERMISSION_PROMPT_TIMEOUT_MS: u64 = 600_000;
 
-/// Default virtual CPU count: the kernel schedules guests on one deterministic executor.
-pub const DEFAULT_CPU_COUNT: u64 = 1;
 /// The filesystem's own defaults (the vfs knows no config).
 pub use crate::vfs::{
     DEFAULT_MAX_FD_WRITE_BYTES, DEFAULT_MAX_FILESYSTEM_BYTES, DEFAULT_MAX_INODE_COUNT, DEFAULT_MAX_PREAD_BYTES,
@@ -50,18 +55,6 @@ pub const DEFAULT_MAX_PROCESSES: u64 = 256;
 pub const DEFAULT_MAX_OPEN_FDS: u64 = 256;
 /// Default live pipes per VM (kernel resource policy of the original sidecar).
 pub const DEFAULT_MAX_PIPES: u64 = 128;
-/// Default live PTYs per VM (kernel resource policy of the original sidecar).
-pub const DEFAULT_MAX_PTYS: u64 = 128;
-/// Default live sockets per VM (kernel resource policy of the original sidecar).
-pub const DEFAULT_MAX_SOCKETS: u64 = 256;
-/// Default live connections per VM (kernel resource policy of the original sidecar).
-pub const DEFAULT_MAX_CONNECTIONS: u64 = 256;
-/// Default bytes buffered per socket: bounds memory a slow reader can pin (4 MiB).
-pub const DEFAULT_MAX_SOCKET_BUFFERED_BYTES: u64 = 4 * 1024 * 1024;
-/// Default queued datagrams per socket: bounds memory a flood can pin.
-pub const DEFAULT_MAX_SOCKET_DATAGRAM_QUEUE_LEN: u64 = 1_024;
-/// Default wait of one blocking read before it times out (5 s).
-pub const DEFAULT_MAX_BLOCKING_READ_MS: u64 = 5_000;
 /// Default total argv bytes of one spawn, like Linux's ARG_MAX order of magnitude (1 MiB).
 pub const DEFAULT_MAX_PROCESS_ARGV_BYTES: u64 = 1024 * 1024;
 /// Default total environment bytes of one spawn (1 MiB).
@@ -77,54 +70,50 @@ pub const DEFAULT_MAX_WASM_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
 /// 8 MiB, so that is the bound: deep recursion traps instead of growing host memory.
 pub const DEFAULT_MAX_WASM_STACK_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Default tool invocation timeout (30 s).
-pub const DEFAULT_TOOL_TIMEOUT_MS: u64 = 30_000;
-/// Default ceiling of a tool's own timeout (5 min).
-pub const DEFAULT_MAX_TOOL_TIMEOUT_MS: u64 = 300_000;
-/// Default toolkits per VM: bounds registry size.
-pub const DEFAULT_MAX_REGISTERED_TOOLKITS: u64 = 64;
-/// Default host callbacks per VM across toolkits: bounds registry size.
-pub const DEFAULT_MAX_REGISTERED_TOOLS_PER_VM: u64 = 256;
-/// Default tools per toolkit: bounds one registration.
-pub const DEFAULT_MAX_TOOLS_PER_TOOLKIT: u64 = 64;
-/// Default bytes of one tool input schema (16 KiB).
-pub const DEFAULT_MAX_TOOL_SCHEMA_BYTES: u64 = 16 * 1024;
-/// Default examples per tool: bounds one registration.
-pub const DEFAULT_MAX_TOOL_EXAMPLES_PER_TOOL: u64 = 16;
-/// Default bytes of one example input (4 KiB).
-pub const DEFAULT_MAX_TOOL_EXAMPLE_INPUT_BYTES: u64 = 4 * 1024;
+// `limits.tools`: the registry of host callbacks lives in sidecar memory and every pending
+// callback holds a guest and a slot of the sidecar's pending-request table, so the original's
+// fixed bounds below are ceilings as well as defaults: a VM may lower them, never raise them
+// (CreateVm refuses a larger value).
 
-/// Default size of a persisted mount manifest blob (64 MiB).
+/// Timeout of a callback whose definition names none (the original's 30 s): long enough for a
+/// host tool that calls a remote service, short enough that a guest waiting on a dead host is
+/// answered. Its ceiling is `limits.tools.maxToolTimeoutMs`.
+pub const DEFAULT_TOOL_TIMEOUT_MS: u64 = 30_000;
+/// Default and ceiling of `limits.tools.maxToolTimeoutMs`, the longest timeout a tool may name
+/// (the original's 5 min).
+pub const MAX_TOOL_TIMEOUT_MS: u64 = 300_000;
+/// Default and ceiling of `limits.tools.maxRegisteredToolkits` (the original's 64).
+pub const MAX_REGISTERED_TOOLKITS: u64 = 64;
+/// Default and ceiling of `limits.tools.maxRegisteredToolsPerVm`, across toolkits (the
+/// original's 256: four full toolkits).
+pub const MAX_REGISTERED_TOOLS_PER_VM: u64 = 256;
+/// Default and ceiling of `limits.tools.maxToolsPerToolkit` (the original's 64).
+pub const MAX_TOOLS_PER_TOOLKIT: u64 = 64;
+/// Default and ceiling of `limits.tools.maxToolSchemaBytes`, one input schema (the original's
+/// 16 KiB: schemas are shown to models, whose context they use up).
+pub const MAX_TOOL_SCHEMA_BYTES: u64 = 16 * 1024;
+/// Default and ceiling of `limits.tools.maxToolExamplesPerTool` (the original's 16).
+pub const MAX_TOOL_EXAMPLES_PER_TOOL: u64 = 16;
+/// Default and ceiling of `limits.tools.maxToolExampleInputBytes`, one example's input (the
+/// original's 4 KiB).
+pub const MAX_TOOL_EXAMPLE_INPUT_BYTES: u64 = 4 * 1024;
+
+/// Default of `limits.plugins.maxPersistedManifestBytes`, one persisted filesystem state (the
+/// original's 64 MiB: a flush or load holds the whole state in memory).
 pub const DEFAULT_MAX_PERSISTED_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
-/// Default size of one file in a persisted mount manifest (1 GiB).
+/// Ceiling of `limits.plugins.maxPersistedManifestBytes` (1 GiB): the store never reads a larger
+/// state ([`crate::host::store::MAX_PERSISTED_STATE_BYTES`] is this), and a flush or load holds
+/// the whole state in memory, so CreateVm refuses a larger value rather than cap it silently.
+pub const MAX_PERSISTED_MANIFEST_BYTES: u64 = 1024 * 1024 * 1024;
+/// Default of `limits.plugins.maxPersistedManifestFileBytes`, one file of a persisted state
+/// (1 GiB, the original's: it never binds before the whole state's own bound).
 pub const DEFAULT_MAX_PERSISTED_MANIFEST_FILE_BYTES: u64 = 1024 * 1024 * 1024;
 
-/// Default cap on one ACP adapter stdout line (16 MiB).
-pub const DEFAULT_ACP_MAX_READ_LINE_BYTES: u64 = 16 * 1024 * 1024;
-/// Default pre-session ACP stdout buffer (1 MiB).
-pub const DEFAULT_ACP_STDOUT_BUFFER_BYTE_LIMIT: u64 = 1024 * 1024;
-
-/// Default captured JS stdout/stderr per execution (16 MiB).
-pub const DEFAULT_JS_CAPTURED_OUTPUT_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
-/// Default buffered JS stdin per execution (16 MiB).
-pub const DEFAULT_JS_STDIN_BUFFER_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
-/// Default bytes of one JS runtime event payload (1 MiB).
-pub const DEFAULT_JS_EVENT_PAYLOAD_LIMIT_BYTES: u64 = 1024 * 1024;
-/// Default JS runtime IPC frame cap, both codec sides (64 MiB).
-pub const DEFAULT_V8_IPC_MAX_FRAME_BYTES: u64 = 64 * 1024 * 1024;
-
-/// Default buffered Python output (1 MiB).
-pub const DEFAULT_PYTHON_OUTPUT_BUFFER_MAX_BYTES: u64 = 1024 * 1024;
-/// Default wall time of one Python execution (5 min).
-pub const DEFAULT_PYTHON_EXECUTION_TIMEOUT_MS: u64 = 300_000;
-/// Default wait of one Python VFS RPC (30 s).
-pub const DEFAULT_PYTHON_VFS_RPC_TIMEOUT_MS: u64 = 30_000;
-
-/// Default size of a wasm module file accepted for loading (256 MiB).
+/// Default size of a wasm module file accepted for loading (the original's 256 MiB: the module
+/// is read whole into memory before it is compiled).
 pub const DEFAULT_WASM_MAX_MODULE_FILE_BYTES: u64 = 256 * 1024 * 1024;
-/// Default captured wasm stdout/stderr per execution (16 MiB).
-pub const DEFAULT_WASM_CAPTURED_OUTPUT_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
-/// Default bytes of one synchronous wasm read (16 MiB).
+/// Default bytes one guest read moves (16 MiB, the original's). The wasm runtime also serves one
+/// `fd_read` in pieces of at most 1 MiB, so only a lower value changes what guests see.
 pub const DEFAULT_WASM_SYNC_READ_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Lowest port a guest may listen on when `listen.portMin` is absent.
@@ -282,7 +271,7 @@ pub struct CreateVmConfig {
 }
 
 /// Parses and validates a `CreateVmRequest.config` document: everything that can be checked
-/// before a VM id is allocated. Checks that need the wire frame cap run in
+/// on the document alone. Checks of the resolved limits run in
 /// [`CreateVmConfig::resolve_limits`].
 pub fn parse_create_vm_config(json: &str) -> Result<CreateVmConfig, ConfigError> {
     let mut deserializer = serde_json::Deserializer::from_str(json);
@@ -329,18 +318,17 @@ impl CreateVmConfig {
         Ok(())
     }
 
-    /// Every limit with its default applied, checked; `max_frame_bytes` is the sidecar's wire
-    /// frame cap (the default and upper bound of `limits.http.maxFetchResponseBytes`).
-    pub fn resolve_limits(&self, max_frame_bytes: usize) -> Result<ResolvedLimits, ConfigError> {
+    /// Every honoured limit with its default applied, checked.
+    pub fn resolve_limits(&self) -> Result<ResolvedLimits, ConfigError> {
         match &self.limits {
-            Some(limits) => limits.resolve(max_frame_bytes),
-            None => VmLimitsConfig::default().resolve(max_frame_bytes),
+            Some(limits) => limits.resolve(),
+            None => VmLimitsConfig::default().resolve(),
         }
     }
 
     /// Applies every default and checks the resolved values: limits, DNS addresses, listen range.
-    pub fn resolve(&self, max_frame_bytes: usize) -> Result<ResolvedVmConfig, ConfigError> {
-        let limits = self.resolve_limits(max_frame_bytes)?;
+    pub fn resolve(&self) -> Result<ResolvedVmConfig, ConfigError> {
+        let limits = self.resolve_limits()?;
         let dns = match &self.dns {
             Some(dns) => dns.resolve()?,
             None => ResolvedDns::default(),
@@ -1078,7 +1066,8 @@ macro_rules! limits_config_struct {
 }
 
 limits_config_struct!(
-    /// `limits.resources`: kernel resource limits. Zero is allowed for every key.
+    /// `limits.resources`: kernel resource limits. Zero is allowed for every honoured key; the
+    /// keys of subsystems this sidecar lacks (PTYs, sockets, ...) are refused when present.
     ResourceLimitsConfig {
         cpu_count,
         max_processes,
@@ -1153,21 +1142,15 @@ limits_config_struct!(
     WasmLimitsConfig { max_module_file_bytes, captured_output_limit_bytes, sync_read_limit_bytes }
 );
 
-/// Kernel resource limits, every default applied.
+/// The honoured `limits.resources` keys, every default applied. (The other keys of
+/// [`ResourceLimitsConfig`] are refused at CreateVm.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceLimits {
-    pub cpu_count: u64,
     pub max_processes: u64,
     pub max_open_fds: u64,
     pub max_pipes: u64,
-    pub max_ptys: u64,
-    pub max_sockets: u64,
-    pub max_connections: u64,
-    pub max_socket_buffered_bytes: u64,
-    pub max_socket_datagram_queue_len: u64,
     pub max_filesystem_bytes: u64,
     pub max_inode_count: u64,
-    pub max_blocking_read_ms: u64,
     pub max_pread_bytes: u64,
     pub max_fd_write_bytes: u64,
     pub max_process_argv_bytes: u64,
@@ -1181,18 +1164,11 @@ pub struct ResourceLimits {
 impl Default for ResourceLimits {
     fn default() -> Self {
         Self {
-            cpu_count: DEFAULT_CPU_COUNT,
             max_processes: DEFAULT_MAX_PROCESSES,
             max_open_fds: DEFAULT_MAX_OPEN_FDS,
             max_pipes: DEFAULT_MAX_PIPES,
-            max_ptys: DEFAULT_MAX_PTYS,
-            max_sockets: DEFAULT_MAX_SOCKETS,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_socket_buffered_bytes: DEFAULT_MAX_SOCKET_BUFFERED_BYTES,
-            max_socket_datagram_queue_len: DEFAULT_MAX_SOCKET_DATAGRAM_QUEUE_LEN,
             max_filesystem_bytes: DEFAULT_MAX_FILESYSTEM_BYTES,
             max_inode_count: DEFAULT_MAX_INODE_COUNT,
-            max_blocking_read_ms: DEFAULT_MAX_BLOCKING_READ_MS,
             max_pread_bytes: DEFAULT_MAX_PREAD_BYTES,
             max_fd_write_bytes: DEFAULT_MAX_FD_WRITE_BYTES,
             max_process_argv_bytes: DEFAULT_MAX_PROCESS_ARGV_BYTES,
@@ -1205,17 +1181,12 @@ impl Default for ResourceLimits {
     }
 }
 
-/// Resolved `limits.http`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpLimits {
-    /// Cap on a buffered `vm.fetch()` body; defaults to (and must stay <=) the wire frame cap.
-    pub max_fetch_response_bytes: u64,
-}
-
-/// Resolved `limits.tools`.
+/// Resolved `limits.tools`: what host-callback registration and invocation enforce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolLimits {
+    /// The timeout of a callback whose definition names none.
     pub default_tool_timeout_ms: u64,
+    /// The longest timeout a definition may name.
     pub max_tool_timeout_ms: u64,
     pub max_registered_toolkits: u64,
     pub max_registered_tools_per_vm: u64,
@@ -1229,21 +1200,23 @@ impl Default for ToolLimits {
     fn default() -> Self {
         Self {
             default_tool_timeout_ms: DEFAULT_TOOL_TIMEOUT_MS,
-            max_tool_timeout_ms: DEFAULT_MAX_TOOL_TIMEOUT_MS,
-            max_registered_toolkits: DEFAULT_MAX_REGISTERED_TOOLKITS,
-            max_registered_tools_per_vm: DEFAULT_MAX_REGISTERED_TOOLS_PER_VM,
-            max_tools_per_toolkit: DEFAULT_MAX_TOOLS_PER_TOOLKIT,
-            max_tool_schema_bytes: DEFAULT_MAX_TOOL_SCHEMA_BYTES,
-            max_tool_examples_per_tool: DEFAULT_MAX_TOOL_EXAMPLES_PER_TOOL,
-            max_tool_example_input_bytes: DEFAULT_MAX_TOOL_EXAMPLE_INPUT_BYTES,
+            max_tool_timeout_ms: MAX_TOOL_TIMEOUT_MS,
+            max_registered_toolkits: MAX_REGISTERED_TOOLKITS,
+            max_registered_tools_per_vm: MAX_REGISTERED_TOOLS_PER_VM,
+            max_tools_per_toolkit: MAX_TOOLS_PER_TOOLKIT,
+            max_tool_schema_bytes: MAX_TOOL_SCHEMA_BYTES,
+            max_tool_examples_per_tool: MAX_TOOL_EXAMPLES_PER_TOOL,
+            max_tool_example_input_bytes: MAX_TOOL_EXAMPLE_INPUT_BYTES,
         }
     }
 }
 
-/// Resolved `limits.plugins`.
+/// Resolved `limits.plugins`: what persistence (the root filesystem state) enforces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginLimits {
+    /// One encoded state, on flush and on load.
     pub max_persisted_manifest_bytes: u64,
+    /// One file's content in a state, on flush and on load.
     pub max_persisted_manifest_file_bytes: u64,
 }
 
@@ -1256,69 +1229,13 @@ impl Default for PluginLimits {
     }
 }
 
-/// Resolved `limits.acp`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AcpLimits {
-    pub max_read_line_bytes: u64,
-    pub stdout_buffer_byte_limit: u64,
-}
-
-impl Default for AcpLimits {
-    fn default() -> Self {
-        Self {
-            max_read_line_bytes: DEFAULT_ACP_MAX_READ_LINE_BYTES,
-            stdout_buffer_byte_limit: DEFAULT_ACP_STDOUT_BUFFER_BYTE_LIMIT,
-        }
-    }
-}
-
-/// Resolved `limits.jsRuntime`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsRuntimeLimits {
-    /// `None` keeps the engine's default heap. Fits in a `u32` when set.
-    pub v8_heap_limit_mb: Option<u64>,
-    pub captured_output_limit_bytes: u64,
-    pub stdin_buffer_limit_bytes: u64,
-    pub event_payload_limit_bytes: u64,
-    /// Fits in a `u32`.
-    pub v8_ipc_max_frame_bytes: u64,
-}
-
-impl Default for JsRuntimeLimits {
-    fn default() -> Self {
-        Self {
-            v8_heap_limit_mb: None,
-            captured_output_limit_bytes: DEFAULT_JS_CAPTURED_OUTPUT_LIMIT_BYTES,
-            stdin_buffer_limit_bytes: DEFAULT_JS_STDIN_BUFFER_LIMIT_BYTES,
-            event_payload_limit_bytes: DEFAULT_JS_EVENT_PAYLOAD_LIMIT_BYTES,
-            v8_ipc_max_frame_bytes: DEFAULT_V8_IPC_MAX_FRAME_BYTES,
-        }
-    }
-}
-
-/// Resolved `limits.python`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PythonLimits {
-    pub output_buffer_max_bytes: u64,
-    pub execution_timeout_ms: u64,
-    pub vfs_rpc_timeout_ms: u64,
-}
-
-impl Default for PythonLimits {
-    fn default() -> Self {
-        Self {
-            output_buffer_max_bytes: DEFAULT_PYTHON_OUTPUT_BUFFER_MAX_BYTES,
-            execution_timeout_ms: DEFAULT_PYTHON_EXECUTION_TIMEOUT_MS,
-            vfs_rpc_timeout_ms: DEFAULT_PYTHON_VFS_RPC_TIMEOUT_MS,
-        }
-    }
-}
-
-/// Resolved `limits.wasm`.
+/// Resolved `limits.wasm` (its `capturedOutputLimitBytes` is refused: output is streamed as
+/// events, never captured).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WasmLimits {
+    /// A module file larger than this is not loaded.
     pub max_module_file_bytes: u64,
-    pub captured_output_limit_bytes: u64,
+    /// One guest read (`read`, `pread`, of a file, pipe or stdin) moves at most this many bytes.
     pub sync_read_limit_bytes: u64,
 }
 
@@ -1326,22 +1243,18 @@ impl Default for WasmLimits {
     fn default() -> Self {
         Self {
             max_module_file_bytes: DEFAULT_WASM_MAX_MODULE_FILE_BYTES,
-            captured_output_limit_bytes: DEFAULT_WASM_CAPTURED_OUTPUT_LIMIT_BYTES,
             sync_read_limit_bytes: DEFAULT_WASM_SYNC_READ_LIMIT_BYTES,
         }
     }
 }
 
-/// Every limit of a VM, defaults applied and checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Every honoured limit of a VM, defaults applied and checked. A key this sidecar refuses has
+/// no field here: nothing could read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResolvedLimits {
     pub resources: ResourceLimits,
-    pub http: HttpLimits,
     pub tools: ToolLimits,
     pub plugins: PluginLimits,
-    pub acp: AcpLimits,
-    pub js_runtime: JsRuntimeLimits,
-    pub python: PythonLimits,
     pub wasm: WasmLimits,
 }
 
@@ -1359,19 +1272,90 @@ fn fits_usize(key: &str, value: u64) -> Result<(), ConfigError> {
         .map_err(|_| ConfigError::invalid(format!("{key} value {value} does not fit this platform")))
 }
 
-fn fits_u32(key: &str, value: u64) -> Result<(), ConfigError> {
-    u32::try_from(value)
-        .map(|_| ())
-        .map_err(|_| ConfigError::invalid(format!("{key} value {value} does not fit this platform")))
-}
-
 impl VmLimitsConfig {
-    /// The checks of the original `validate()` that need no frame cap: only on keys present in
-    /// the document.
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.http.as_ref().and_then(|http| http.max_fetch_response_bytes) == Some(0) {
-            return Err(ConfigError::invalid("limits.http.maxFetchResponseBytes must be greater than zero"));
+    /// The keys of the format this sidecar does not honour, each with its value in this
+    /// document and why it is refused.
+    ///
+    /// A key is refused whenever it is present, even with the value the original sidecar
+    /// defaulted to: those defaults describe subsystems this sidecar does not have (or, for
+    /// `maxBlockingReadMs`, one that works differently here), so no value of the key says
+    /// anything true about this sidecar, and a host that sets one expects a behaviour it would
+    /// not get. A config that leaves them out (or `null`) is unaffected.
+    fn unsupported_keys(&self) -> [(&'static str, Option<u64>, &'static str); 19] {
+        const NO_SOCKETS: &str = "guests have no sockets";
+        const NO_ACP: &str = "there is no ACP agent adapter";
+        const NO_JS: &str = "there is no JavaScript runtime (JAVA_SCRIPT guests are not supported)";
+        const NO_PYTHON: &str = "there is no Python runtime (PYTHON guests are not supported)";
+        let resources = self.resources.as_ref();
+        let acp = self.acp.as_ref();
+        let js = self.js_runtime.as_ref();
+        let python = self.python.as_ref();
+        [
+            (
+                "limits.resources.cpuCount",
+                resources.and_then(|r| r.cpu_count),
+                "guests run on one deterministic executor and no guest interface reports a CPU count",
+            ),
+            ("limits.resources.maxPtys", resources.and_then(|r| r.max_ptys), "guests have no pseudo-terminals"),
+            ("limits.resources.maxSockets", resources.and_then(|r| r.max_sockets), NO_SOCKETS),
+            ("limits.resources.maxConnections", resources.and_then(|r| r.max_connections), NO_SOCKETS),
+            (
+                "limits.resources.maxSocketBufferedBytes",
+                resources.and_then(|r| r.max_socket_buffered_bytes),
+                NO_SOCKETS,
+            ),
+            (
+                "limits.resources.maxSocketDatagramQueueLen",
+                resources.and_then(|r| r.max_socket_datagram_queue_len),
+                NO_SOCKETS,
+            ),
+            (
+                "limits.resources.maxBlockingReadMs",
+                resources.and_then(|r| r.max_blocking_read_ms),
+                "a blocking read waits for data or end of file with no timeout, as on POSIX",
+            ),
+            (
+                "limits.http.maxFetchResponseBytes",
+                self.http.as_ref().and_then(|h| h.max_fetch_response_bytes),
+                "guests have no network access, so nothing is fetched",
+            ),
+            ("limits.acp.maxReadLineBytes", acp.and_then(|a| a.max_read_line_bytes), NO_ACP),
+            ("limits.acp.stdoutBufferByteLimit", acp.and_then(|a| a.stdout_buffer_byte_limit), NO_ACP),
+            ("limits.jsRuntime.v8HeapLimitMb", js.and_then(|j| j.v8_heap_limit_mb), NO_JS),
+            ("limits.jsRuntime.capturedOutputLimitBytes", js.and_then(|j| j.captured_output_limit_bytes), NO_JS),
+            ("limits.jsRuntime.stdinBufferLimitBytes", js.and_then(|j| j.stdin_buffer_limit_bytes), NO_JS),
+            ("limits.jsRuntime.eventPayloadLimitBytes", js.and_then(|j| j.event_payload_limit_bytes), NO_JS),
+            ("limits.jsRuntime.v8IpcMaxFrameBytes", js.and_then(|j| j.v8_ipc_max_frame_bytes), NO_JS),
+            ("limits.python.outputBufferMaxBytes", python.and_then(|p| p.output_buffer_max_bytes), NO_PYTHON),
+            ("limits.python.executionTimeoutMs", python.and_then(|p| p.execution_timeout_ms), NO_PYTHON),
+            ("limits.python.vfsRpcTimeoutMs", python.and_then(|p| p.vfs_rpc_timeout_ms), NO_PYTHON),
+            (
+                "limits.wasm.capturedOutputLimitBytes",
+                self.wasm.as_ref().and_then(|w| w.captured_output_limit_bytes),
+                "process output is streamed as ProcessOutput events, never captured",
+            ),
+        ]
+    }
+
+    /// The JSON paths of every `limits` key this sidecar refuses, in the format's order.
+    pub fn unsupported_key_names() -> Vec<&'static str> {
+        Self::default().unsupported_keys().iter().map(|(key, _, _)| *key).collect()
+    }
+
+    /// Refuses the first key present in the document that this sidecar does not honour.
+    fn refuse_unsupported(&self) -> Result<(), ConfigError> {
+        match self.unsupported_keys().iter().find(|(_, value, _)| value.is_some()) {
+            Some((key, _, why)) => {
+                Err(ConfigError::invalid(format!("{key} is not supported by this sidecar yet: {why}")))
+            }
+            None => Ok(()),
         }
+    }
+
+    /// The checks that need only the document, on keys present in it: keys this sidecar does
+    /// not honour first, then the original `validate()`'s.
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.refuse_unsupported()?;
         if let Some(tools) = &self.tools {
             if let (Some(default), Some(max)) = (tools.default_tool_timeout_ms, tools.max_tool_timeout_ms) {
                 if default > max {
@@ -1384,25 +1368,13 @@ impl VmLimitsConfig {
         Ok(())
     }
 
-    /// Applies the defaults and checks the resulting limits. `max_frame_bytes` is the sidecar's
-    /// wire frame cap: `http.maxFetchResponseBytes` defaults to it and must not exceed it.
-    pub fn resolve(&self, max_frame_bytes: usize) -> Result<ResolvedLimits, ConfigError> {
-        let max_frame_bytes = u64::try_from(max_frame_bytes).unwrap_or(u64::MAX);
-        let mut limits = ResolvedLimits {
-            resources: ResourceLimits::default(),
-            http: HttpLimits { max_fetch_response_bytes: max_frame_bytes },
-            tools: ToolLimits::default(),
-            plugins: PluginLimits::default(),
-            acp: AcpLimits::default(),
-            js_runtime: JsRuntimeLimits::default(),
-            python: PythonLimits::default(),
-            wasm: WasmLimits::default(),
-        };
+    /// Applies the defaults and checks the resulting limits (refusing, like
+    /// [`validate`](Self::validate), a key this sidecar does not honour).
+    pub fn resolve(&self) -> Result<ResolvedLimits, ConfigError> {
+        self.refuse_unsupported()?;
+        let mut limits = ResolvedLimits::default();
         if let Some(config) = &self.resources {
             apply_resource_limits(&mut limits.resources, config);
-        }
-        if let Some(config) = &self.http {
-            set(&mut limits.http.max_fetch_response_bytes, config.max_fetch_response_bytes);
         }
         if let Some(config) = &self.tools {
             let tools = &mut limits.tools;
@@ -1419,48 +1391,21 @@ impl VmLimitsConfig {
             set(&mut limits.plugins.max_persisted_manifest_bytes, config.max_persisted_manifest_bytes);
             set(&mut limits.plugins.max_persisted_manifest_file_bytes, config.max_persisted_manifest_file_bytes);
         }
-        if let Some(config) = &self.acp {
-            set(&mut limits.acp.max_read_line_bytes, config.max_read_line_bytes);
-            set(&mut limits.acp.stdout_buffer_byte_limit, config.stdout_buffer_byte_limit);
-        }
-        if let Some(config) = &self.js_runtime {
-            let js = &mut limits.js_runtime;
-            if config.v8_heap_limit_mb.is_some() {
-                js.v8_heap_limit_mb = config.v8_heap_limit_mb;
-            }
-            set(&mut js.captured_output_limit_bytes, config.captured_output_limit_bytes);
-            set(&mut js.stdin_buffer_limit_bytes, config.stdin_buffer_limit_bytes);
-            set(&mut js.event_payload_limit_bytes, config.event_payload_limit_bytes);
-            set(&mut js.v8_ipc_max_frame_bytes, config.v8_ipc_max_frame_bytes);
-        }
-        if let Some(config) = &self.python {
-            set(&mut limits.python.output_buffer_max_bytes, config.output_buffer_max_bytes);
-            set(&mut limits.python.execution_timeout_ms, config.execution_timeout_ms);
-            set(&mut limits.python.vfs_rpc_timeout_ms, config.vfs_rpc_timeout_ms);
-        }
         if let Some(config) = &self.wasm {
             set(&mut limits.wasm.max_module_file_bytes, config.max_module_file_bytes);
-            set(&mut limits.wasm.captured_output_limit_bytes, config.captured_output_limit_bytes);
             set(&mut limits.wasm.sync_read_limit_bytes, config.sync_read_limit_bytes);
         }
-        limits.check(max_frame_bytes)?;
+        limits.check()?;
         Ok(limits)
     }
 }
 
 fn apply_resource_limits(limits: &mut ResourceLimits, config: &ResourceLimitsConfig) {
-    set(&mut limits.cpu_count, config.cpu_count);
     set(&mut limits.max_processes, config.max_processes);
     set(&mut limits.max_open_fds, config.max_open_fds);
     set(&mut limits.max_pipes, config.max_pipes);
-    set(&mut limits.max_ptys, config.max_ptys);
-    set(&mut limits.max_sockets, config.max_sockets);
-    set(&mut limits.max_connections, config.max_connections);
-    set(&mut limits.max_socket_buffered_bytes, config.max_socket_buffered_bytes);
-    set(&mut limits.max_socket_datagram_queue_len, config.max_socket_datagram_queue_len);
     set(&mut limits.max_filesystem_bytes, config.max_filesystem_bytes);
     set(&mut limits.max_inode_count, config.max_inode_count);
-    set(&mut limits.max_blocking_read_ms, config.max_blocking_read_ms);
     set(&mut limits.max_pread_bytes, config.max_pread_bytes);
     set(&mut limits.max_fd_write_bytes, config.max_fd_write_bytes);
     set(&mut limits.max_process_argv_bytes, config.max_process_argv_bytes);
@@ -1471,32 +1416,15 @@ fn apply_resource_limits(limits: &mut ResourceLimits, config: &ResourceLimitsCon
     set(&mut limits.max_wasm_stack_bytes, config.max_wasm_stack_bytes);
 }
 
-fn check_fetch_response_bytes(value: u64, max_frame_bytes: u64) -> Result<(), ConfigError> {
-    if value == 0 {
-        return Err(ConfigError::invalid("limits.http.maxFetchResponseBytes must be greater than zero"));
-    }
-    if value > max_frame_bytes {
-        return Err(ConfigError::invalid(format!(
-            "limits.http.maxFetchResponseBytes ({value}) must be <= the sidecar wire frame cap ({max_frame_bytes})"
-        )));
-    }
-    Ok(())
-}
-
 impl ResolvedLimits {
-    /// The original sidecar's checks on resolved limits (its order), with JSON key names.
-    fn check(&self, max_frame_bytes: u64) -> Result<(), ConfigError> {
+    /// The original sidecar's checks on resolved limits (its order), with JSON key names, then
+    /// this sidecar's ceilings.
+    fn check(&self) -> Result<(), ConfigError> {
         let resources = &self.resources;
         let usize_values = [
-            ("limits.resources.cpuCount", resources.cpu_count),
             ("limits.resources.maxProcesses", resources.max_processes),
             ("limits.resources.maxOpenFds", resources.max_open_fds),
             ("limits.resources.maxPipes", resources.max_pipes),
-            ("limits.resources.maxPtys", resources.max_ptys),
-            ("limits.resources.maxSockets", resources.max_sockets),
-            ("limits.resources.maxConnections", resources.max_connections),
-            ("limits.resources.maxSocketBufferedBytes", resources.max_socket_buffered_bytes),
-            ("limits.resources.maxSocketDatagramQueueLen", resources.max_socket_datagram_queue_len),
             ("limits.resources.maxInodeCount", resources.max_inode_count),
             ("limits.resources.maxPreadBytes", resources.max_pread_bytes),
             ("limits.resources.maxFdWriteBytes", resources.max_fd_write_bytes),
@@ -1504,32 +1432,11 @@ impl ResolvedLimits {
             ("limits.resources.maxProcessEnvBytes", resources.max_process_env_bytes),
             ("limits.resources.maxReaddirEntries", resources.max_readdir_entries),
             ("limits.resources.maxWasmStackBytes", resources.max_wasm_stack_bytes),
-            ("limits.http.maxFetchResponseBytes", self.http.max_fetch_response_bytes),
-            ("limits.tools.maxRegisteredToolkits", self.tools.max_registered_toolkits),
-            ("limits.tools.maxRegisteredToolsPerVm", self.tools.max_registered_tools_per_vm),
-            ("limits.tools.maxToolsPerToolkit", self.tools.max_tools_per_toolkit),
-            ("limits.tools.maxToolSchemaBytes", self.tools.max_tool_schema_bytes),
-            ("limits.tools.maxToolExamplesPerTool", self.tools.max_tool_examples_per_tool),
-            ("limits.tools.maxToolExampleInputBytes", self.tools.max_tool_example_input_bytes),
-            ("limits.plugins.maxPersistedManifestBytes", self.plugins.max_persisted_manifest_bytes),
-            ("limits.acp.maxReadLineBytes", self.acp.max_read_line_bytes),
-            ("limits.acp.stdoutBufferByteLimit", self.acp.stdout_buffer_byte_limit),
-            ("limits.jsRuntime.capturedOutputLimitBytes", self.js_runtime.captured_output_limit_bytes),
-            ("limits.jsRuntime.stdinBufferLimitBytes", self.js_runtime.stdin_buffer_limit_bytes),
-            ("limits.jsRuntime.eventPayloadLimitBytes", self.js_runtime.event_payload_limit_bytes),
-            ("limits.python.outputBufferMaxBytes", self.python.output_buffer_max_bytes),
-            ("limits.wasm.capturedOutputLimitBytes", self.wasm.captured_output_limit_bytes),
             ("limits.wasm.syncReadLimitBytes", self.wasm.sync_read_limit_bytes),
         ];
         for (key, value) in usize_values {
             fits_usize(key, value)?;
         }
-        if let Some(value) = self.js_runtime.v8_heap_limit_mb {
-            fits_u32("limits.jsRuntime.v8HeapLimitMb", value)?;
-        }
-        fits_u32("limits.jsRuntime.v8IpcMaxFrameBytes", self.js_runtime.v8_ipc_max_frame_bytes)?;
-
-        check_fetch_response_bytes(self.http.max_fetch_response_bytes, max_frame_bytes)?;
         if self.tools.default_tool_timeout_ms > self.tools.max_tool_timeout_ms {
             return Err(ConfigError::invalid(format!(
                 "limits.tools.defaultToolTimeoutMs ({}) must be <= limits.tools.maxToolTimeoutMs ({})",
@@ -1543,22 +1450,41 @@ impl ResolvedLimits {
             ("limits.tools.maxToolSchemaBytes", self.tools.max_tool_schema_bytes),
             ("limits.tools.maxToolExampleInputBytes", self.tools.max_tool_example_input_bytes),
             ("limits.plugins.maxPersistedManifestBytes", self.plugins.max_persisted_manifest_bytes),
-            ("limits.acp.maxReadLineBytes", self.acp.max_read_line_bytes),
-            ("limits.acp.stdoutBufferByteLimit", self.acp.stdout_buffer_byte_limit),
-            ("limits.jsRuntime.capturedOutputLimitBytes", self.js_runtime.captured_output_limit_bytes),
-            ("limits.jsRuntime.stdinBufferLimitBytes", self.js_runtime.stdin_buffer_limit_bytes),
-            ("limits.jsRuntime.eventPayloadLimitBytes", self.js_runtime.event_payload_limit_bytes),
-            ("limits.python.outputBufferMaxBytes", self.python.output_buffer_max_bytes),
-            ("limits.wasm.capturedOutputLimitBytes", self.wasm.captured_output_limit_bytes),
+            // Zero would make every read look like end of file.
             ("limits.wasm.syncReadLimitBytes", self.wasm.sync_read_limit_bytes),
             ("limits.wasm.maxModuleFileBytes", self.wasm.max_module_file_bytes),
-            ("limits.jsRuntime.v8IpcMaxFrameBytes", self.js_runtime.v8_ipc_max_frame_bytes),
-            ("limits.python.executionTimeoutMs", self.python.execution_timeout_ms),
-            ("limits.python.vfsRpcTimeoutMs", self.python.vfs_rpc_timeout_ms),
-            ("limits.jsRuntime.v8HeapLimitMb", self.js_runtime.v8_heap_limit_mb.unwrap_or(1)),
         ];
         if let Some((key, _)) = nonzero.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::invalid(format!("{key} must be greater than zero")));
+        }
+        // A value over a ceiling is refused, not lowered: a limit the host set is either the one
+        // in force or an error (see the ceilings' docs for why each exists).
+        let ceilings = [
+            ("limits.tools.maxToolTimeoutMs", self.tools.max_tool_timeout_ms, MAX_TOOL_TIMEOUT_MS),
+            ("limits.tools.maxRegisteredToolkits", self.tools.max_registered_toolkits, MAX_REGISTERED_TOOLKITS),
+            (
+                "limits.tools.maxRegisteredToolsPerVm",
+                self.tools.max_registered_tools_per_vm,
+                MAX_REGISTERED_TOOLS_PER_VM,
+            ),
+            ("limits.tools.maxToolsPerToolkit", self.tools.max_tools_per_toolkit, MAX_TOOLS_PER_TOOLKIT),
+            ("limits.tools.maxToolSchemaBytes", self.tools.max_tool_schema_bytes, MAX_TOOL_SCHEMA_BYTES),
+            ("limits.tools.maxToolExamplesPerTool", self.tools.max_tool_examples_per_tool, MAX_TOOL_EXAMPLES_PER_TOOL),
+            (
+                "limits.tools.maxToolExampleInputBytes",
+                self.tools.max_tool_example_input_bytes,
+                MAX_TOOL_EXAMPLE_INPUT_BYTES,
+            ),
+            (
+                "limits.plugins.maxPersistedManifestBytes",
+                self.plugins.max_persisted_manifest_bytes,
+                MAX_PERSISTED_MANIFEST_BYTES,
+            ),
+        ];
+        if let Some((key, value, ceiling)) = ceilings.iter().find(|(_, value, ceiling)| value > ceiling) {
+            return Err(ConfigError::invalid(format!(
+                "{key} ({value}) must be <= {ceiling}, the most this sidecar allows"
+            )));
         }
         Ok(())
     }
@@ -1635,17 +1561,20 @@ mod tests {
     }
 
     #[test]
-    fn v8_heap_limit_zero_rejected_only_when_set() {
+    fn unsupported_keys_are_refused_only_when_present() {
         let mut config = VmLimitsConfig::default();
-        assert_eq!(config.resolve(1024).unwrap().js_runtime.v8_heap_limit_mb, None);
-        config.js_runtime = Some(JsRuntimeLimitsConfig { v8_heap_limit_mb: Some(0), ..Default::default() });
-        let error = config.resolve(1024).unwrap_err().to_string();
-        assert_eq!(error, "invalid create VM config: limits.jsRuntime.v8HeapLimitMb must be greater than zero");
-        config.js_runtime = Some(JsRuntimeLimitsConfig { v8_heap_limit_mb: Some(1 << 32), ..Default::default() });
-        let error = config.resolve(1024).unwrap_err().to_string();
+        assert_eq!(config.resolve().unwrap(), ResolvedLimits::default());
+        config.js_runtime = Some(JsRuntimeLimitsConfig { v8_heap_limit_mb: None, ..Default::default() });
+        assert!(config.resolve().is_ok(), "an empty section sets nothing");
+        config.js_runtime = Some(JsRuntimeLimitsConfig { v8_heap_limit_mb: Some(256), ..Default::default() });
+        let error = config.resolve().unwrap_err().to_string();
         assert!(
-            error.contains("limits.jsRuntime.v8HeapLimitMb value 4294967296 does not fit this platform"),
+            error.starts_with(
+                "invalid create VM config: limits.jsRuntime.v8HeapLimitMb is not supported by this sidecar yet: "
+            ),
             "{error}"
         );
+        assert_eq!(config.validate().unwrap_err().to_string(), error);
+        assert_eq!(VmLimitsConfig::unsupported_key_names().len(), 19);
     }
 }

@@ -879,8 +879,12 @@ impl Syscalls {
         Ok(data.len())
     }
 
-    /// A read, charged for the bytes it moved.
+    /// A read, charged for the bytes it moved. One read moves at most the VM's
+    /// `limits.wasm.syncReadLimitBytes`, whatever the buffer (a short read, as POSIX allows).
     fn read_at(&mut self, fd: u32, buf: &mut [u8], at: Option<u64>) -> SysResult<usize> {
+        let limit = usize::try_from(self.vm.limits().wasm.sync_read_limit_bytes).unwrap_or(usize::MAX);
+        let len = buf.len().min(limit);
+        let buf = buf.get_mut(..len).unwrap_or_default();
         let read = self.read_at_uncharged(fd, buf, at);
         self.charge(cost::SYSCALL_FUEL.saturating_add(cost::bytes_fuel(*read.as_ref().unwrap_or(&0))));
         read

@@ -18,16 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const MAX_TOOLKIT_NAME_BYTES: usize = 64;
 /// Descriptions are shown to models and people; long ones are a sign of misuse.
 pub const MAX_DESCRIPTION_CHARS: usize = 200;
-pub const MAX_TOOLKITS_PER_VM: usize = 64;
-pub const MAX_TOOLS_PER_TOOLKIT: usize = 64;
-pub const MAX_TOOLS_PER_VM: usize = 256;
-pub const MAX_TOOL_SCHEMA_BYTES: usize = 16 * 1024;
-pub const MAX_TOOL_EXAMPLES: usize = 16;
-pub const MAX_TOOL_EXAMPLE_INPUT_BYTES: usize = 4096;
-/// Timeout of a host callback whose definition names none (the original's default).
-pub const DEFAULT_HOST_CALLBACK_TIMEOUT_MS: u64 = 30_000;
-/// A callback's own `timeoutMs` may not exceed five minutes.
-pub const MAX_TOOL_TIMEOUT_MS: u64 = 300_000;
+// The registry's other bounds and the callback timeouts are the VM's `limits.tools`
+// (`config::ToolLimits`; defaults and ceilings in `policy::config`).
 pub use crate::ids::PromptTicket;
 
 /// The answer to a permission prompt.
@@ -72,9 +64,11 @@ pub(crate) struct VmSetup {
 }
 
 impl VmSetup {
-    pub(crate) fn parse(runtime: GuestRuntimeKind, json: &str, max_frame_bytes: usize) -> Result<Self, Rejection> {
+    /// Refuses (`invalid_state`) a config that does not parse, sets a limit this sidecar does not
+    /// honour, or sets one over its ceiling.
+    pub(crate) fn parse(runtime: GuestRuntimeKind, json: &str) -> Result<Self, Rejection> {
         let config = config::parse_create_vm_config(json).map_err(|e| Rejection::invalid_state(e.to_string()))?;
-        let limits = config.resolve_limits(max_frame_bytes).map_err(|e| Rejection::invalid_state(e.to_string()))?;
+        let limits = config.resolve_limits().map_err(|e| Rejection::invalid_state(e.to_string()))?;
         let policy = CompiledPolicy::from_config(config.permissions.as_ref())
             .map_err(|e| Rejection::invalid_state(e.to_string()))?;
         Ok(Self { runtime, config, limits, policy })
@@ -390,18 +384,22 @@ impl Vm {
         &mut self,
         request: RegisterHostCallbacksRequest,
     ) -> Result<ResponsePayload, Rejection> {
-        validate_toolkit(&request)?;
+        let limits = &self.limits.tools;
+        validate_toolkit(&request, limits)?;
         self.check_toolkit_conflicts(&request)?;
-        if self.toolkits.len() >= MAX_TOOLKITS_PER_VM {
+        if exceeds(self.toolkits.len().saturating_add(1), limits.max_registered_toolkits) {
             return Err(Rejection::invalid_state(format!(
-                "VM already has {} registered toolkits, max is {MAX_TOOLKITS_PER_VM}",
-                self.toolkits.len()
+                "VM already has {} registered toolkits, max is {} (limits.tools.maxRegisteredToolkits)",
+                self.toolkits.len(),
+                limits.max_registered_toolkits
             )));
         }
-        let tools: usize = self.toolkits.values().map(|t| t.callbacks.len()).sum::<usize>() + request.callbacks.len();
-        if tools > MAX_TOOLS_PER_VM {
+        let tools =
+            self.toolkits.values().map(|t| t.callbacks.len()).fold(request.callbacks.len(), usize::saturating_add);
+        if exceeds(tools, limits.max_registered_tools_per_vm) {
             return Err(Rejection::invalid_state(format!(
-                "VM would have {tools} registered host callbacks, max is {MAX_TOOLS_PER_VM}"
+                "VM would have {tools} registered host callbacks, max is {} (limits.tools.maxRegisteredToolsPerVm)",
+                limits.max_registered_tools_per_vm
             )));
         }
         let name = request.name.clone();
@@ -447,11 +445,13 @@ impl Vm {
         }
     }
 
-    /// The timeout of callback `key` (`toolkit:tool` or a registry alias), if it exists.
+    /// The timeout of callback `key` (`toolkit:tool` or a registry alias), if it exists: its
+    /// definition's, else the VM's `limits.tools.defaultToolTimeoutMs`.
     pub(crate) fn callback_timeout_ms(&self, key: &str) -> Option<u64> {
+        let default_ms = self.limits.tools.default_tool_timeout_ms;
         if let Some((toolkit, tool)) = key.split_once(':') {
             let definition = self.toolkits.get(toolkit)?.callbacks.get(tool)?;
-            return Some(definition.timeout_ms.unwrap_or(DEFAULT_HOST_CALLBACK_TIMEOUT_MS));
+            return Some(definition.timeout_ms.unwrap_or(default_ms));
         }
         let owners: Vec<&Toolkit> =
             self.toolkits.values().filter(|t| t.registry_command_aliases.iter().any(|a| a == key)).collect();
@@ -459,7 +459,7 @@ impl Vm {
             return None;
         }
         let timeouts = owners.iter().flat_map(|t| t.callbacks.values()).filter_map(|d| d.timeout_ms);
-        Some(timeouts.max().unwrap_or(DEFAULT_HOST_CALLBACK_TIMEOUT_MS))
+        Some(timeouts.max().unwrap_or(default_ms))
     }
 
     pub(crate) fn policy(&self) -> &CompiledPolicy {
@@ -467,7 +467,12 @@ impl Vm {
     }
 }
 
-fn validate_toolkit(request: &RegisterHostCallbacksRequest) -> Result<(), Rejection> {
+/// Whether `count` items are more than `limit` allows.
+fn exceeds(count: usize, limit: u64) -> bool {
+    u64::try_from(count).unwrap_or(u64::MAX) > limit
+}
+
+fn validate_toolkit(request: &RegisterHostCallbacksRequest, limits: &config::ToolLimits) -> Result<(), Rejection> {
     validate_name("toolkit", &request.name)?;
     if request.description.trim().is_empty() {
         return Err(Rejection::invalid_state(format!("toolkit {} is missing a description", request.name)));
@@ -495,52 +500,62 @@ fn validate_toolkit(request: &RegisterHostCallbacksRequest) -> Result<(), Reject
     if request.callbacks.is_empty() {
         return Err(Rejection::invalid_state(format!("toolkit {} must define at least one tool", request.name)));
     }
-    if request.callbacks.len() > MAX_TOOLS_PER_TOOLKIT {
+    if exceeds(request.callbacks.len(), limits.max_tools_per_toolkit) {
         return Err(Rejection::invalid_state(format!(
-            "toolkit {} defines {} tools, max is {MAX_TOOLS_PER_TOOLKIT}",
+            "toolkit {} defines {} tools, max is {} (limits.tools.maxToolsPerToolkit)",
             request.name,
-            request.callbacks.len()
+            request.callbacks.len(),
+            limits.max_tools_per_toolkit
         )));
     }
     for (tool, definition) in &request.callbacks {
-        validate_tool(&request.name, tool, definition)?;
+        validate_tool(&request.name, tool, definition, limits)?;
     }
     Ok(())
 }
 
-fn validate_tool(toolkit: &str, tool: &str, definition: &RegisteredHostCallbackDefinition) -> Result<(), Rejection> {
+fn validate_tool(
+    toolkit: &str,
+    tool: &str,
+    definition: &RegisteredHostCallbackDefinition,
+    limits: &config::ToolLimits,
+) -> Result<(), Rejection> {
     validate_name("tool", tool)?;
     let label = format!("Tool \"{toolkit}/{tool}\"");
     if definition.description.trim().is_empty() {
         return Err(Rejection::invalid_state(format!("tool {tool} in toolkit {toolkit} is missing a description")));
     }
     validate_description(&label, &definition.description)?;
-    if definition.input_schema.len() > MAX_TOOL_SCHEMA_BYTES {
+    if exceeds(definition.input_schema.len(), limits.max_tool_schema_bytes) {
         return Err(Rejection::invalid_state(format!(
-            "{label} input schema is {} bytes, max is {MAX_TOOL_SCHEMA_BYTES}",
-            definition.input_schema.len()
+            "{label} input schema is {} bytes, max is {} (limits.tools.maxToolSchemaBytes)",
+            definition.input_schema.len(),
+            limits.max_tool_schema_bytes
         )));
     }
     if let Err(error) = serde_json::from_str::<serde_json::Value>(&definition.input_schema) {
         return Err(Rejection::invalid_state(format!("{label} input schema is invalid JSON: {error}")));
     }
-    if let Some(timeout) = definition.timeout_ms.filter(|t| *t > MAX_TOOL_TIMEOUT_MS) {
+    if let Some(timeout) = definition.timeout_ms.filter(|t| *t > limits.max_tool_timeout_ms) {
         return Err(Rejection::invalid_state(format!(
-            "{label} timeout is {timeout}ms, max is {MAX_TOOL_TIMEOUT_MS}ms"
+            "{label} timeout is {timeout}ms, max is {}ms (limits.tools.maxToolTimeoutMs)",
+            limits.max_tool_timeout_ms
         )));
     }
-    if definition.examples.len() > MAX_TOOL_EXAMPLES {
+    if exceeds(definition.examples.len(), limits.max_tool_examples_per_tool) {
         return Err(Rejection::invalid_state(format!(
-            "{label} defines {} examples, max is {MAX_TOOL_EXAMPLES}",
-            definition.examples.len()
+            "{label} defines {} examples, max is {} (limits.tools.maxToolExamplesPerTool)",
+            definition.examples.len(),
+            limits.max_tool_examples_per_tool
         )));
     }
     for example in &definition.examples {
         validate_description(&format!("{label} example"), &example.description)?;
-        if example.input.len() > MAX_TOOL_EXAMPLE_INPUT_BYTES {
+        if exceeds(example.input.len(), limits.max_tool_example_input_bytes) {
             return Err(Rejection::invalid_state(format!(
-                "{label} example input is {} bytes, max is {MAX_TOOL_EXAMPLE_INPUT_BYTES}",
-                example.input.len()
+                "{label} example input is {} bytes, max is {} (limits.tools.maxToolExampleInputBytes)",
+                example.input.len(),
+                limits.max_tool_example_input_bytes
             )));
         }
         if let Err(error) = serde_json::from_str::<serde_json::Value>(&example.input) {

@@ -85,7 +85,7 @@ fn host_callback_times_out_on_the_injected_clock() {
     host.drain();
     assert_eq!(
         host.sidecar.next_deadline(),
-        Some(host.now.monotonic_ms + kernel::dispatch::DEFAULT_HOST_CALLBACK_TIMEOUT_MS)
+        Some(host.now.monotonic_ms + kernel::policy::config::DEFAULT_TOOL_TIMEOUT_MS)
     );
     host.advance(29_999);
     assert_eq!(host.sidecar.take_host_callback_outcome(&invocation), None);

@@ -3,6 +3,10 @@
 
 use crate::harness::*;
 use kernel::dispatch::*;
+use kernel::policy::config::{
+    MAX_REGISTERED_TOOLKITS, MAX_REGISTERED_TOOLS_PER_VM, MAX_TOOLS_PER_TOOLKIT, MAX_TOOL_EXAMPLES_PER_TOOL,
+    MAX_TOOL_EXAMPLE_INPUT_BYTES, MAX_TOOL_SCHEMA_BYTES, MAX_TOOL_TIMEOUT_MS,
+};
 use kernel::{Sidecar, SidecarConfig};
 use schema::wire::*;
 
@@ -151,6 +155,13 @@ fn mounts_per_configure_are_bounded() {
     assert!(code_of(&host.request(scope, mounts(MAX_MOUNTS + 1))).starts_with("limit_exceeded"));
 }
 
+/// A `limits.tools` bound as a count.
+fn count(bound: u64) -> usize {
+    usize::try_from(bound).unwrap()
+}
+
+/// The registry's bounds with the default `limits.tools` (their ceilings; lower ones are in
+/// `vm_limits`).
 #[test]
 fn toolkit_bounds() {
     let mut host = Harness::new();
@@ -159,14 +170,14 @@ fn toolkit_bounds() {
     let long = "x".repeat(MAX_DESCRIPTION_CHARS + 1);
     let cases: Vec<(RequestPayload, &str)> = vec![
         (toolkit(&"a".repeat(MAX_TOOLKIT_NAME_BYTES + 1), 1, |_| {}), "max length is 64"),
-        (toolkit("a", MAX_TOOLS_PER_TOOLKIT + 1, |_| {}), "tools, max is 64"),
+        (toolkit("a", count(MAX_TOOLS_PER_TOOLKIT) + 1, |_| {}), "tools, max is 64"),
         (toolkit("a", 1, |r| r.description = long.clone()), "description is 201 characters"),
         (
             toolkit("a", 1, |r| {
                 r.callbacks.insert(
                     "tool-0".into(),
                     RegisteredHostCallbackDefinition {
-                        input_schema: format!("\"{}\"", "s".repeat(MAX_TOOL_SCHEMA_BYTES)),
+                        input_schema: format!("\"{}\"", "s".repeat(count(MAX_TOOL_SCHEMA_BYTES))),
                         ..definition()
                     },
                 );
@@ -187,14 +198,17 @@ fn toolkit_bounds() {
                 let example = RegisteredHostCallbackExample { description: "e".into(), input: "{}".into() };
                 r.callbacks.insert(
                     "tool-0".into(),
-                    RegisteredHostCallbackDefinition { examples: vec![example; MAX_TOOL_EXAMPLES + 1], ..definition() },
+                    RegisteredHostCallbackDefinition {
+                        examples: vec![example; count(MAX_TOOL_EXAMPLES_PER_TOOL) + 1],
+                        ..definition()
+                    },
                 );
             }),
             "examples, max is 16",
         ),
         (
             toolkit("a", 1, |r| {
-                let input = format!("\"{}\"", "i".repeat(MAX_TOOL_EXAMPLE_INPUT_BYTES));
+                let input = format!("\"{}\"", "i".repeat(count(MAX_TOOL_EXAMPLE_INPUT_BYTES)));
                 let example = RegisteredHostCallbackExample { description: "e".into(), input };
                 r.callbacks.insert(
                     "tool-0".into(),
@@ -209,7 +223,7 @@ fn toolkit_bounds() {
         assert!(outcome.starts_with("invalid_state") && outcome.contains(text), "{outcome} lacks {text}");
     }
     // Toolkits per VM, then tools per VM.
-    for i in 0..MAX_TOOLKITS_PER_VM {
+    for i in 0..MAX_REGISTERED_TOOLKITS {
         let outcome = code_of(&host.request(scope.clone(), toolkit(&format!("kit-{i}"), 1, |_| {})));
         assert_eq!(outcome, "accepted: HostCallbacksRegisteredResponse");
     }
@@ -218,9 +232,9 @@ fn toolkit_bounds() {
 
     let (conn, session, vm) = host.vm("{}");
     let scope = OwnershipScope::vm(&conn, &session, &vm);
-    for i in 0..MAX_TOOLS_PER_VM / MAX_TOOLS_PER_TOOLKIT {
+    for i in 0..MAX_REGISTERED_TOOLS_PER_VM / MAX_TOOLS_PER_TOOLKIT {
         let outcome =
-            code_of(&host.request(scope.clone(), toolkit(&format!("big-{i}"), MAX_TOOLS_PER_TOOLKIT, |_| {})));
+            code_of(&host.request(scope.clone(), toolkit(&format!("big-{i}"), count(MAX_TOOLS_PER_TOOLKIT), |_| {})));
         assert_eq!(outcome, "accepted: HostCallbacksRegisteredResponse");
     }
     let outcome = code_of(&host.request(scope, toolkit("last", 1, |_| {})));

@@ -16,3 +16,4 @@ mod mounts;
 mod persistence;
 mod processes;
 mod rejections;
+mod vm_limits;

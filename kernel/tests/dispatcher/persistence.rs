@@ -169,6 +169,37 @@ fn persistence_requests_are_checked() {
     );
 }
 
+/// `limits.plugins.maxPersistedManifestFileBytes` bounds each file of a state, on flush and on
+/// load; a refused operation stores or changes nothing.
+#[test]
+fn persisted_files_are_bounded() {
+    let store = Arc::new(MemoryStore::new());
+    let config = r#"{"permissions":{"fs":"allow"},"limits":{"plugins":{"maxPersistedManifestFileBytes":4}}}"#;
+    let mut guest = Guest::on(host_with(store.clone()), config);
+    guest.write("/tmp/fits", "four");
+    flush(&mut guest, "fits").unwrap();
+    guest.write("/tmp/big", "fives");
+    let (code, message) = flush(&mut guest, "big").unwrap_err();
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("limit_exceeded", "ENOSPC: persisted file bytes limit of 4 reached, flush 'big': /tmp/big")
+    );
+    assert_eq!(store.get("big", u64::MAX).unwrap(), None, "nothing was stored");
+    // A state with a larger file, flushed by a VM with the default bound, does not load.
+    let mut roomy = Guest::on(host_with(store.clone()), ALLOW_FS);
+    roomy.write("/tmp/big", "fives");
+    flush(&mut roomy, "big").unwrap();
+    let mut small = Guest::on(host_with(store), config);
+    let before = small.snapshot();
+    let (code, message) = load(&mut small, "big").unwrap_err();
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("limit_exceeded", "ENOSPC: persisted file bytes limit of 4 reached, load 'big': /tmp/big")
+    );
+    assert_eq!(small.snapshot(), before);
+    assert!(matches!(load(&mut small, "fits"), Ok((true, _))), "a state within the bound loads");
+}
+
 #[test]
 fn persisted_state_is_bounded() {
     let store = Arc::new(MemoryStore::new());

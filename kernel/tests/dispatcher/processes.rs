@@ -276,6 +276,39 @@ fn guest_file_writes_in_place_and_across_a_mount() {
     }
 }
 
+/// `limits.wasm.maxModuleFileBytes`: a module file over it is not loaded (`/bin/cat` is 7 bytes).
+#[test]
+fn a_module_over_the_module_file_limit_is_not_loaded() {
+    let config = |n: u64| {
+        format!(
+            r#"{{"permissions":{{"fs":"allow","childProcess":"allow"}},"limits":{{"wasm":{{"maxModuleFileBytes":{n}}}}}}}"#
+        )
+    };
+    let mut small = Procs::new(&config(6));
+    assert_eq!(
+        rejection(&small.execute("p", "cat", &[])[0]),
+        (
+            "execution_error".to_owned(),
+            "invalid WebAssembly module: /bin/cat is 7 bytes, over the module limit of 6".to_owned()
+        )
+    );
+    let mut fits = Procs::new(&config(7));
+    fits.started("p", "cat", &[]);
+}
+
+/// `limits.wasm.syncReadLimitBytes` bounds what one guest read moves. The `files` script reads
+/// "hello world" (11 bytes) in one `read`, then "hello WORLD!" (12) in one `pread`: it exits 15
+/// when the first comes back short, 20 when the second does.
+#[test]
+fn one_guest_read_moves_at_most_the_sync_read_limit() {
+    for (limit, exit) in [(Some(8), 15), (Some(11), 20), (Some(12), 0), (None, 0)] {
+        let limits = limit.map_or(String::new(), |n| format!(r#","limits":{{"wasm":{{"syncReadLimitBytes":{n}}}}}"#));
+        let mut procs = Procs::new(&format!(r#"{{"permissions":{{"fs":"allow","childProcess":"allow"}}{limits}}}"#));
+        procs.started("p", "files", &["/tmp/f.txt"]);
+        assert_eq!(exit_of(&procs.tick()), Some(("p".to_owned(), exit)), "{limit:?}");
+    }
+}
+
 #[test]
 fn a_non_blocking_stdin_read_fails_with_eagain_instead_of_waiting() {
     let mut procs = Procs::new(OPEN);
