@@ -318,6 +318,26 @@ impl CreateVmConfig {
         Ok(())
     }
 
+    /// Refuses the first top-level key that is set but whose subsystem this sidecar does not have
+    /// yet: a config key is honoured or refused, never accepted and ignored. Absent, `null` or
+    /// empty (as hosts send them by default) they are fine.
+    pub fn refuse_unsupported(&self) -> Result<(), ConfigError> {
+        const NO_NETWORK: &str = "VMs have no network yet";
+        let unsupported = [
+            ("nativeRoot", self.native_root.is_some(), "VMs get the in-memory root filesystem"),
+            ("dns", self.dns.is_some(), NO_NETWORK),
+            ("listen", self.listen.is_some(), NO_NETWORK),
+            ("loopbackExemptPorts", !self.loopback_exempt_ports.is_empty(), NO_NETWORK),
+            ("jsRuntime", self.js_runtime.is_some(), "JavaScript guests are not supported yet"),
+        ];
+        match unsupported.iter().find(|(_, set, _)| *set) {
+            Some((key, _, why)) => {
+                Err(ConfigError::invalid(format!("{key} is not supported by this sidecar yet: {why}")))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Every honoured limit with its default applied, checked.
     pub fn resolve_limits(&self) -> Result<ResolvedLimits, ConfigError> {
         match &self.limits {

@@ -68,6 +68,7 @@ impl VmSetup {
     /// honour, or sets one over its ceiling.
     pub(crate) fn parse(runtime: GuestRuntimeKind, json: &str) -> Result<Self, Rejection> {
         let config = config::parse_create_vm_config(json).map_err(|e| Rejection::invalid_state(e.to_string()))?;
+        config.refuse_unsupported().map_err(|e| Rejection::invalid_state(e.to_string()))?;
         let limits = config.resolve_limits().map_err(|e| Rejection::invalid_state(e.to_string()))?;
         let policy = CompiledPolicy::from_config(config.permissions.as_ref())
             .map_err(|e| Rejection::invalid_state(e.to_string()))?;

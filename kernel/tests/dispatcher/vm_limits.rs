@@ -233,3 +233,34 @@ fn the_default_tool_timeout_of_the_config_applies_to_callbacks_without_one() {
         assert_eq!(host.sidecar.take_host_callback_outcome(&invocation), Some(HostCallbackOutcome::TimedOut), "{key}");
     }
 }
+
+/// Top-level CreateVm keys of subsystems this sidecar does not have are refused when set (they
+/// were parsed, checked and read nowhere); absent, `null` or empty they are fine.
+#[test]
+fn top_level_keys_without_a_subsystem_are_refused_when_set() {
+    let mut host = Harness::new();
+    let conn = host.authenticate();
+    let session = host.open_session(&conn);
+    let cases = [
+        ("nativeRoot", r#""nativeRoot":{"plugin":{"id":"memory","config":{}}}"#),
+        ("dns", r#""dns":{"nameServers":["1.1.1.1"]}"#),
+        ("listen", r#""listen":{"portMin":1024}"#),
+        ("loopbackExemptPorts", r#""loopbackExemptPorts":[8080]"#),
+        ("jsRuntime", r#""jsRuntime":{}"#),
+    ];
+    for (key, member) in cases {
+        match create_vm(&mut host, &conn, &session, &format!("{{{member}}}")) {
+            ResponsePayload::RejectedResponse(rejected) => {
+                assert_eq!(rejected.code, "invalid_state", "{key}");
+                assert!(
+                    rejected.message.contains(&format!("{key} is not supported by this sidecar yet")),
+                    "{key}: {}",
+                    rejected.message
+                );
+            }
+            other => panic!("{key} was accepted: {other:?}"),
+        }
+    }
+    let defaults = r#"{"dns":null,"listen":null,"nativeRoot":null,"jsRuntime":null,"loopbackExemptPorts":[]}"#;
+    assert!(matches!(create_vm(&mut host, &conn, &session, defaults), ResponsePayload::VmCreatedResponse(_)));
+}
