@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::vfs::Errno;
+
 /// The wire `RejectedResponse.code` values. The first twelve are the original sidecar's codes,
 /// so existing hosts keep working; the rest are named where the original had none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,18 +52,27 @@ impl fmt::Display for RejectCode {
     }
 }
 
-/// Why a request was refused: a wire code and a message for people (errno-style detail, when
-/// there is one, is the message's `ERRNO: ` prefix).
+/// Why a request was refused: a wire code, a message for people (errno-style detail, when there
+/// is one, is the message's `ERRNO: ` prefix, for hosts), and the errno itself, typed, for the
+/// guest whose system call it answers (never read back from the text).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct Rejection {
     pub code: RejectCode,
     pub message: String,
+    pub errno: Option<Errno>,
 }
 
 impl Rejection {
     pub fn new(code: RejectCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), errno: None }
+    }
+
+    /// A rejection a guest's system call sees as `errno`; `message` starts with its name.
+    pub fn with_errno(code: RejectCode, errno: Errno, message: impl Into<String>) -> Self {
+        let message = message.into();
+        debug_assert!(message.starts_with(errno.code()), "{message:?} does not name {errno:?}");
+        Self { code, message, errno: Some(errno) }
     }
 
     pub fn invalid_state(message: impl Into<String>) -> Self {
@@ -69,6 +80,6 @@ impl Rejection {
     }
 
     pub fn limit(what: &str, limit: usize) -> Self {
-        Self::new(RejectCode::LimitExceeded, format!("ENOSPC: {what} limit of {limit} reached"))
+        Self::with_errno(RejectCode::LimitExceeded, Errno::ENOSPC, format!("ENOSPC: {what} limit of {limit} reached"))
     }
 }

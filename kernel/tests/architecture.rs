@@ -69,9 +69,9 @@ fn rooms_form_no_import_cycle() {
     for room in ROOMS {
         visit(room, &deps, &mut vec![room.to_owned()]);
     }
-    // The bottom rooms stay at the bottom.
+    // The bottom rooms stay at the bottom (a rejection names an errno, the vfs's).
     for low in ["vfs", "clock", "error", "ids"] {
-        let above: BTreeSet<&str> = ["clock"].into();
+        let above: BTreeSet<&str> = ["clock", "vfs"].into();
         let uses: BTreeSet<&str> = deps.get(low).into_iter().flatten().map(String::as_str).collect();
         assert!(uses.is_subset(&above), "{low} uses {uses:?}");
     }

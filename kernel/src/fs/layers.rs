@@ -98,7 +98,7 @@ pub(crate) fn default_base_layer() -> Layer {
 /// its `ENOSPC: ...` text), every other error `kernel_error`.
 pub(crate) fn fs_rejection(error: FsError) -> Rejection {
     let code = if error.limit().is_some() { RejectCode::LimitExceeded } else { RejectCode::KernelError };
-    Rejection::new(code, error.to_string())
+    Rejection::with_errno(code, error.errno(), error.to_string())
 }
 
 /// The filesystem limits of a VM, from `limits.resources`.

@@ -717,12 +717,10 @@ impl VmFilesystem {
         match policy.decide_check(check, &resource, false) {
             Decision::Allow => Ok(resource),
             Decision::Deny { message } => {
-                Err(Rejection::new(RejectCode::KernelError, errno_message(label, &resource, &message)))
+                Err(Rejection::with_errno(RejectCode::KernelError, Errno::EACCES, errno_message(label, &resource, &message)))
             }
             // Prompts are off for host requests, so `decide` never asks; deny to be safe.
-            Decision::Ask => Err(Rejection::new(
-                RejectCode::KernelError,
-                errno_message(label, &resource, &format!("permission prompt required for {}", check.capability())),
+            Decision::Ask => Err(Rejection::with_errno(RejectCode::KernelError, Errno::EACCES, errno_message(label, &resource, &format!("permission prompt required for {}", check.capability())),
             )),
         }
     }
@@ -739,7 +737,7 @@ impl VmFilesystem {
         let differs = policy.differs_below(Domain::Fs, from) || policy.differs_below(Domain::Fs, to);
         if differs && self.names_directory(path) {
             let error = FsError::new(Errno::EXDEV).at2("rename", from, to).with_detail(RULE_BELOW);
-            return Err(Rejection::new(RejectCode::KernelError, error.to_string()));
+            return Err(layers::fs_rejection(error));
         }
         Ok(())
     }
@@ -750,7 +748,7 @@ impl VmFilesystem {
     /// checked by the policy.
     fn guard_removal(&self, policy: &CompiledPolicy, path: &str, resource: &str) -> Result<(), Rejection> {
         if policy.differs_below(Domain::Fs, resource) && self.names_directory(path) {
-            return Err(Rejection::new(RejectCode::KernelError, errno_message("rm", resource, RULE_BELOW)));
+            return Err(Rejection::with_errno(RejectCode::KernelError, Errno::EACCES, errno_message("rm", resource, RULE_BELOW)));
         }
         Ok(())
     }
@@ -1208,7 +1206,7 @@ fn guest_decision(
     label: &str,
     resource: &str,
 ) -> Result<(), Rejection> {
-    let denied = |message: &str| Rejection::new(RejectCode::KernelError, errno_message(label, resource, message));
+    let denied = |message: &str| Rejection::with_errno(RejectCode::KernelError, Errno::EACCES, errno_message(label, resource, message));
     // Prompts, grants and refusals name the capability the operation is decided as.
     let capability = check.capability();
     match policy.decide_check(check, resource, asks.prompts_enabled) {
@@ -1224,7 +1222,11 @@ fn guest_decision(
                 return Err(denied(&message));
             }
             asks.needed = Some((capability, resource.to_owned()));
-            Err(Rejection::new(RejectCode::KernelError, format!("EAGAIN: waiting for the host to allow {capability}")))
+            Err(Rejection::with_errno(
+                RejectCode::KernelError,
+                Errno::EAGAIN,
+                format!("EAGAIN: waiting for the host to allow {capability}"),
+            ))
         }
     }
 }

@@ -1079,10 +1079,10 @@ pub(crate) fn fs_request(operation: Op, path: &str) -> GuestFilesystemCallReques
     GuestFilesystemCallRequest::new(operation, path)
 }
 
-/// The errno a rejected filesystem call carries at the start of its message (`ENOENT: ...`).
+/// The errno a rejected filesystem call gives the guest: the one it carries; a rejection without
+/// one (a request shape no system call makes) is an I/O error.
 fn errno_of(rejection: &Rejection) -> Errno {
-    let code = rejection.message.split(':').next().unwrap_or_default();
-    Errno::from_code(code).unwrap_or(Errno::EIO)
+    rejection.errno.unwrap_or(Errno::EIO)
 }
 
 /// Which of the caller's standard descriptors a stat names, if it is `/dev/stdin`, `/dev/stdout`
