@@ -264,7 +264,7 @@ fn filestat(stat: FileStat) -> Filestat {
 
 /// Directory entries the kernel looks up per batch: each may cost a host `lstat` (on a
 /// `host_dir` mount), and the runtime stops asking once the guest's buffer or the per-call bound
-/// (`wasi::MAX_DIRENTS_PER_CALL`) is reached.
+/// (`imports::wasi_p1::MAX_DIRENTS_PER_CALL`) is reached.
 const DIRENTS_PER_BATCH: usize = 32;
 
 impl WasiHost for KernelHost {

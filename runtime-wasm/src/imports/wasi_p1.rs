@@ -9,19 +9,21 @@
 //! `ENAMETOOLONG`. Nothing here panics on guest input; the only traps are `proc_exit` (by
 //! design) and wasmtime's own.
 
-use std::future::{poll_fn, Future};
-use std::sync::{Arc, Mutex};
+use std::future::poll_fn;
+use std::sync::Arc;
 use std::task::Poll;
 
-use wasmtime::{Caller, Linker};
+use wasmtime::Linker;
 
 use crate::abi::{
     ClockId, Dirent, Errno, Event, Fd, FdStat, Filestat, Filetype, Prestat, Subscription, SubscriptionKind, Whence,
     FDFLAGS_ALL, FSTFLAGS_ALL, LOOKUPFLAGS_ALL, OFLAGS_ALL,
 };
-use crate::ctx::{lock, GuestCtx, Shared};
-use crate::host::{unsupported_fd, SysError, SysResult, WasiHost};
+use crate::ctx::GuestCtx;
+use crate::host::{unsupported_fd, SysResult, WasiHost};
 use crate::memory::{GuestMemory, IoVec, MAX_IO_BYTES, MAX_POLL_SUBSCRIPTIONS};
+
+use super::{errno, retrying, u, until_ready, BoxFuture, Ctx};
 
 /// The import module name.
 pub const MODULE: &str = "wasi_snapshot_preview1";
@@ -31,17 +33,11 @@ pub const MODULE: &str = "wasi_snapshot_preview1";
 #[error("guest exited with code {0}")]
 pub(crate) struct GuestExit(pub(crate) u32);
 
-pub(crate) type Ctx<'a, H> = Caller<'a, GuestCtx<H>>;
 /// A host method taking a directory descriptor and a path.
 type PathOp<H> = fn(&mut H, Fd, &[u8]) -> Result<(), Errno>;
-pub(crate) type BoxFuture<'a, T> = Box<dyn Future<Output = T> + Send + 'a>;
 
 /// Defines every `wasi_snapshot_preview1` function in `linker`.
-///
-/// # Errors
-///
-/// Fails if `linker` already defines one of them (and shadowing is off).
-pub fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
+pub(super) fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
     linker.func_wrap(MODULE, "args_get", args_get::<H>)?;
     linker.func_wrap(MODULE, "args_sizes_get", args_sizes_get::<H>)?;
     linker.func_wrap(MODULE, "environ_get", environ_get::<H>)?;
@@ -264,32 +260,6 @@ fn add_path_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Re
     Ok(())
 }
 
-/// Runs a synchronous call; when the host says the call must wait ([`WasiHost::take_wait`],
-/// e.g. for a permission prompt), the guest suspends with that reason and the call is retried
-/// from scratch when the task is polled again. Calls check guest memory before they reach the
-/// host, so a retried call has had no effect the first time.
-pub(crate) async fn retrying<'a, H: WasiHost>(
-    caller: &mut Ctx<'a, H>,
-    mut call: impl FnMut(&mut Ctx<'a, H>) -> i32,
-) -> i32 {
-    loop {
-        let result = call(caller);
-        let Some(reason) = caller.data().with_host(H::take_wait) else { return result };
-        let shared = Arc::clone(&caller.data().shared);
-        let mut suspended = false;
-        poll_fn(move |_cx| {
-            if suspended {
-                Poll::Ready(())
-            } else {
-                suspended = true;
-                lock(&shared).wait = Some(reason);
-                Poll::Pending
-            }
-        })
-        .await;
-    }
-}
-
 /// The calls no [`WasiHost`] method covers: `EBADF` for descriptors that are not open, `ENOSYS`
 /// otherwise.
 fn add_unsupported<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
@@ -303,19 +273,6 @@ fn add_unsupported<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::R
     linker.func_wrap(MODULE, "sock_send", |c: Ctx<'_, H>, fd: i32, _: i32, _: i32, _: i32, _: i32| fd_call(&c, fd))?;
     linker.func_wrap(MODULE, "sock_shutdown", |c: Ctx<'_, H>, fd: i32, _: i32| fd_call(&c, fd))?;
     Ok(())
-}
-
-/// A guest `i32` as the unsigned value WASI means (pointers, lengths, descriptors).
-pub(crate) fn u(value: i32) -> u32 {
-    value.cast_unsigned()
-}
-
-/// The errno a call returns to the guest.
-pub(crate) fn errno(result: Result<(), Errno>) -> i32 {
-    match result {
-        Ok(()) => 0,
-        Err(errno) => i32::from(errno.raw()),
-    }
 }
 
 /// A call no [`WasiHost`] method covers.
@@ -496,26 +453,6 @@ fn proc_exit<H: WasiHost>(caller: Ctx<'_, H>, code: i32) -> wasmtime::Result<()>
     let code = u(code);
     caller.data().with_host(|host| host.proc_exit(code));
     Err(wasmtime::Error::new(GuestExit(code)))
-}
-
-/// Calls `op` on the host until it stops answering `WouldBlock`. Each `WouldBlock` records the
-/// wait reason for the task and suspends the guest; the task's next poll retries.
-pub(crate) async fn until_ready<H: WasiHost, T>(
-    shared: Arc<Mutex<Shared<H>>>,
-    mut op: impl FnMut(&mut H) -> Result<T, SysError>,
-) -> Result<T, Errno> {
-    poll_fn(move |_cx| {
-        let mut shared = lock(&shared);
-        match op(&mut shared.host) {
-            Ok(value) => Poll::Ready(Ok(value)),
-            Err(SysError::Errno(errno)) => Poll::Ready(Err(errno)),
-            Err(SysError::WouldBlock(reason)) => {
-                shared.wait = Some(reason);
-                Poll::Pending
-            }
-        }
-    })
-    .await
 }
 
 /// Suspends the guest once, ending its slice.

@@ -1,7 +1,7 @@
-//! The host-extension import modules the original's command packages use besides WASI:
-//! `host_process` (pids, pipes, descriptor duplication, sleeping, signals) and `host_user`
-//! (identity, terminals). Each is served by a [`WasiHost`] method; calls that may wait (sleeping,
-//! waiting for a child) suspend the guest like WASI reads do.
+//! The `host_process` imports the original's command packages use besides WASI: pids, pipes,
+//! descriptor duplication, sleeping, signals, spawning and waiting for children. Each is served
+//! by a [`WasiHost`] method; calls that may wait (sleeping, waiting for a child) suspend the
+//! guest like WASI reads do.
 //!
 //! Not served yet (it answers `ENOSYS`): `pty_open`.
 
@@ -13,21 +13,14 @@ use crate::abi::Errno;
 use crate::ctx::GuestCtx;
 use crate::host::WasiHost;
 use crate::memory::GuestMemory;
-use crate::wasi::{errno, retrying, u, until_ready, BoxFuture, Ctx};
+
+use super::{errno, retrying, u, until_ready, write_u32, BoxFuture, Ctx};
 
 /// The `host_process` import module name.
 pub const HOST_PROCESS: &str = "host_process";
-/// The `host_user` import module name.
-pub const HOST_USER: &str = "host_user";
-/// Longest passwd line `getpwuid` writes.
-const MAX_PASSWD_BYTES: usize = 4096;
 
-/// Defines the `host_process` and `host_user` functions in `linker`.
-///
-/// # Errors
-///
-/// Fails if `linker` already defines one of them.
-pub fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
+/// Defines the `host_process` functions in `linker`.
+pub(super) fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
     linker.func_wrap(HOST_PROCESS, "proc_getpid", |mut c: Ctx<'_, H>, ret: i32| {
         let pid = c.data().with_host(H::proc_getpid);
         write_u32(&mut c, pid, ret)
@@ -127,39 +120,6 @@ pub fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime:
         },
     )?;
     linker.func_wrap(HOST_PROCESS, "pty_open", |_: Ctx<'_, H>, _: i32, _: i32| errno(Err(Errno::NoSys)))?;
-    add_host_user(linker)
-}
-
-fn add_host_user<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
-    for (name, id) in [
-        ("getuid", H::getuid as fn(&mut H) -> Result<u32, Errno>),
-        ("getgid", H::getgid),
-        ("geteuid", H::getuid),
-        ("getegid", H::getgid),
-    ] {
-        linker.func_wrap(HOST_USER, name, move |mut c: Ctx<'_, H>, ret: i32| {
-            let value = c.data().with_host(id);
-            write_u32(&mut c, value, ret)
-        })?;
-    }
-    linker.func_wrap(HOST_USER, "isatty", |mut c: Ctx<'_, H>, fd: i32, ret: i32| {
-        let tty = c.data().with_host(|host| host.isatty(u(fd))).map(u32::from);
-        write_u32(&mut c, tty, ret)
-    })?;
-    linker.func_wrap(HOST_USER, "getpwuid", |mut c: Ctx<'_, H>, uid: i32, buf: i32, buf_len: i32, ret_len: i32| {
-        errno((|| {
-            let memory = GuestMemory::of(&mut c)?;
-            let capacity = usize::try_from(u(buf_len)).map_err(|_| Errno::Fault)?.min(MAX_PASSWD_BYTES);
-            memory.check(&c, u(buf), capacity)?;
-            memory.check(&c, u(ret_len), 4)?;
-            let line = c.data().with_host(|host| host.getpwuid(u(uid)))?;
-            if line.len() > capacity {
-                return Err(Errno::Range);
-            }
-            memory.write(&mut c, u(buf), &line)?;
-            memory.write_u32(&mut c, u(ret_len), u32::try_from(line.len()).map_err(|_| Errno::Range)?)
-        })())
-    })?;
     Ok(())
 }
 
@@ -173,13 +133,4 @@ fn bounded(len: i32) -> Result<usize, Errno> {
         return Err(Errno::TooBig);
     }
     Ok(len)
-}
-
-/// Writes a host answer to a `*mut u32` result pointer, or returns its errno.
-fn write_u32<H: WasiHost>(caller: &mut Ctx<'_, H>, value: Result<u32, Errno>, ptr: i32) -> i32 {
-    errno((|| {
-        let memory = GuestMemory::of(caller)?;
-        memory.check(&*caller, u(ptr), 4)?;
-        memory.write_u32(&mut *caller, u(ptr), value?)
-    })())
 }
