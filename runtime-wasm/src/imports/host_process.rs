@@ -9,126 +9,85 @@ use std::sync::Arc;
 
 use wasmtime::Linker;
 
-use crate::abi::Errno;
+use crate::abi::{Errno, Fd};
 use crate::ctx::GuestCtx;
 use crate::host::WasiHost;
-use crate::memory::GuestMemory;
 
-use super::{errno, retrying, u, until_ready, write_u32, BoxFuture, Ctx};
+use super::{define_retrying, errno, host_errno, returning, returning_pair, suspending, until_ready, Call, Ctx};
 
-/// The `host_process` import module name.
-pub const HOST_PROCESS: &str = "host_process";
-
-/// Defines the `host_process` functions in `linker`.
-pub(super) fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
-    linker.func_wrap(HOST_PROCESS, "proc_getpid", |mut c: Ctx<'_, H>, ret: i32| {
-        let pid = c.data().with_host(H::proc_getpid);
-        write_u32(&mut c, pid, ret)
-    })?;
-    linker.func_wrap(HOST_PROCESS, "proc_getppid", |mut c: Ctx<'_, H>, ret: i32| {
-        let pid = c.data().with_host(H::proc_getppid);
-        write_u32(&mut c, pid, ret)
-    })?;
-    linker.func_wrap(HOST_PROCESS, "fd_pipe", |mut c: Ctx<'_, H>, ret_read: i32, ret_write: i32| {
-        errno((|| {
-            let memory = GuestMemory::of(&mut c)?;
-            memory.check(&c, u(ret_read), 4)?;
-            memory.check(&c, u(ret_write), 4)?;
-            let (read, write) = c.data().with_host(H::fd_pipe)?;
-            memory.write_u32(&mut c, u(ret_read), read)?;
-            memory.write_u32(&mut c, u(ret_write), write)
-        })())
-    })?;
-    linker.func_wrap(HOST_PROCESS, "fd_dup", |mut c: Ctx<'_, H>, fd: i32, ret: i32| {
-        errno((|| {
-            let memory = GuestMemory::of(&mut c)?;
-            memory.check(&c, u(ret), 4)?;
-            let new_fd = c.data().with_host(|host| host.fd_dup(u(fd)))?;
-            memory.write_u32(&mut c, u(ret), new_fd)
-        })())
-    })?;
-    linker.func_wrap(HOST_PROCESS, "fd_dup2", |c: Ctx<'_, H>, old: i32, new: i32| {
-        errno(c.data().with_host(|host| host.fd_dup2(u(old), u(new))))
-    })?;
-    linker.func_wrap(HOST_PROCESS, "proc_kill", |c: Ctx<'_, H>, pid: i32, signal: i32| {
-        errno(c.data().with_host(|host| host.proc_kill(pid, u(signal))))
-    })?;
-    linker.func_wrap(
-        HOST_PROCESS,
-        "proc_sigaction",
-        |c: Ctx<'_, H>, signal: i32, action: i32, mask_lo: i32, mask_hi: i32, flags: i32| {
-            let mask = u64::from(u(mask_lo)) | (u64::from(u(mask_hi)) << 32);
-            errno(c.data().with_host(|host| host.proc_sigaction(u(signal), u(action), mask, u(flags))))
-        },
-    )?;
-    linker.func_wrap_async(HOST_PROCESS, "sleep_ms", |c: Ctx<'_, H>, (ms,): (i32,)| {
-        Box::new(async move {
-            let shared = Arc::clone(&c.data().shared);
-            errno(until_ready(shared, |host: &mut H| host.sleep_ms(u(ms))).await)
-        }) as BoxFuture<'_, i32>
-    })?;
-    linker.func_wrap_async(
-        HOST_PROCESS,
-        "proc_waitpid",
-        |mut c: Ctx<'_, H>, (pid, options, ret_status, ret_pid): (i32, i32, i32, i32)| {
-            Box::new(async move {
-                retrying(&mut c, |c| {
-                    errno((|| {
-                        let memory = GuestMemory::of(c)?;
-                        memory.check(&*c, u(ret_status), 4)?;
-                        memory.check(&*c, u(ret_pid), 4)?;
-                        let (status, waited) = c.data().with_host(|host| host.proc_waitpid(pid, u(options)))?;
-                        memory.write_u32(&mut *c, u(ret_status), status)?;
-                        memory.write_u32(&mut *c, u(ret_pid), waited)
-                    })())
-                })
-                .await
-            }) as BoxFuture<'_, i32>
-        },
-    )?;
-    linker.func_wrap_async(
-        HOST_PROCESS,
-        "proc_spawn",
-        |mut c: Ctx<'_, H>,
-         (argv, argv_len, envp, envp_len, stdin, stdout, stderr, cwd, cwd_len, ret_pid): (
-            i32,
-            i32,
-            i32,
-            i32,
-            i32,
-            i32,
-            i32,
-            i32,
-            i32,
-            i32,
-        )| {
-            Box::new(async move {
-                retrying(&mut c, |c| {
-                    errno((|| {
-                        let memory = GuestMemory::of(c)?;
-                        memory.check(&*c, u(ret_pid), 4)?;
-                        let argv = memory.read(&*c, u(argv), bounded(argv_len)?)?;
-                        let envp = memory.read(&*c, u(envp), bounded(envp_len)?)?;
-                        let cwd = memory.read(&*c, u(cwd), bounded(cwd_len)?)?;
-                        let stdio = [u(stdin), u(stdout), u(stderr)];
-                        let pid = c.data().with_host(|host| host.proc_spawn(&argv, &envp, stdio, &cwd))?;
-                        memory.write_u32(&mut *c, u(ret_pid), pid)
-                    })())
-                })
-                .await
-            }) as BoxFuture<'_, i32>
-        },
-    )?;
-    linker.func_wrap(HOST_PROCESS, "pty_open", |_: Ctx<'_, H>, _: i32, _: i32| errno(Err(Errno::NoSys)))?;
-    Ok(())
-}
+/// The import module name.
+pub const MODULE: &str = "host_process";
 
 /// Most bytes of a spawn's argv, envp or cwd (the original's argv and environment limits are
 /// 1 MiB each); larger is `E2BIG`.
 const MAX_SPAWN_BLOB_BYTES: usize = 1 << 20;
 
-fn bounded(len: i32) -> Result<usize, Errno> {
-    let len = usize::try_from(u(len)).map_err(|_| Errno::TooBig)?;
+/// Defines the `host_process` functions in `linker`.
+pub(super) fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
+    linker.func_wrap(MODULE, "proc_getpid", |mut c: Ctx<'_, H>, ret: u32| {
+        errno(returning(&mut c, ret, H::proc_getpid))
+    })?;
+    linker.func_wrap(MODULE, "proc_getppid", |mut c: Ctx<'_, H>, ret: u32| {
+        errno(returning(&mut c, ret, H::proc_getppid))
+    })?;
+    linker.func_wrap(MODULE, "fd_pipe", |mut c: Ctx<'_, H>, ret_read: u32, ret_write: u32| {
+        errno(returning_pair(&mut c, (ret_read, ret_write), H::fd_pipe))
+    })?;
+    linker.func_wrap(MODULE, "fd_dup", |mut c: Ctx<'_, H>, fd: Fd, ret: u32| {
+        errno(returning(&mut c, ret, |h| h.fd_dup(fd)))
+    })?;
+    linker.func_wrap(MODULE, "fd_dup2", |c: Ctx<'_, H>, old: Fd, new: Fd| host_errno(&c, |h| h.fd_dup2(old, new)))?;
+    linker.func_wrap(MODULE, "proc_kill", |c: Ctx<'_, H>, pid: i32, signal: u32| {
+        host_errno(&c, |h| h.proc_kill(pid, signal))
+    })?;
+    linker.func_wrap(
+        MODULE,
+        "proc_sigaction",
+        |c: Ctx<'_, H>, signal: u32, action: u32, mask_lo: u32, mask_hi: u32, flags: u32| {
+            let mask = u64::from(mask_lo) | (u64::from(mask_hi) << 32);
+            host_errno(&c, |h| h.proc_sigaction(signal, action, mask, flags))
+        },
+    )?;
+    linker.func_wrap_async(MODULE, "sleep_ms", |c: Ctx<'_, H>, (ms,): (u32,)| {
+        suspending(until_ready(Arc::clone(&c.data().shared), move |h: &mut H| h.sleep_ms(ms)))
+    })?;
+    define_retrying(linker, MODULE, "proc_waitpid", |c, (pid, options, ret_status, ret_pid): (i32, u32, u32, u32)| {
+        returning_pair(c, (ret_status, ret_pid), |h| h.proc_waitpid(pid, options))
+    })?;
+    define_retrying(linker, MODULE, "proc_spawn", proc_spawn)?;
+    linker.func_wrap(MODULE, "pty_open", |_: Ctx<'_, H>, _: u32, _: u32| errno(Err(Errno::NoSys)))?;
+    Ok(())
+}
+
+/// `argv` and `envp` are NUL-separated strings, the descriptors the child's 0, 1 and 2; see
+/// [`WasiHost::proc_spawn`].
+fn proc_spawn<H: WasiHost>(
+    caller: &mut Ctx<'_, H>,
+    (argv, argv_len, envp, envp_len, stdin, stdout, stderr, cwd, cwd_len, ret_pid): (
+        u32,
+        u32,
+        u32,
+        u32,
+        Fd,
+        Fd,
+        Fd,
+        u32,
+        u32,
+        u32,
+    ),
+) -> Result<(), Errno> {
+    let mut call = Call::of(caller)?;
+    let ret_pid = call.out(ret_pid)?;
+    let argv = call.read(argv, bounded(argv_len)?)?;
+    let envp = call.read(envp, bounded(envp_len)?)?;
+    let cwd = call.read(cwd, bounded(cwd_len)?)?;
+    let pid = call.host(|host| host.proc_spawn(&argv, &envp, [stdin, stdout, stderr], &cwd))?;
+    call.put(ret_pid, pid)
+}
+
+/// A spawn's blob length: `E2BIG` beyond [`MAX_SPAWN_BLOB_BYTES`].
+fn bounded(len: u32) -> Result<usize, Errno> {
+    let len = usize::try_from(len).map_err(|_| Errno::TooBig)?;
     if len > MAX_SPAWN_BLOB_BYTES {
         return Err(Errno::TooBig);
     }

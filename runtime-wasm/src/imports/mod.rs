@@ -19,8 +19,8 @@
 //! - [`Call`]: one call's guest memory and host. Imports take their steps through it in the
 //!   same order — check the result pointers ([`OutPtr`]), read the arguments, call the host,
 //!   write the results — so a bad pointer is found (`EFAULT`) before the host acts on the call;
-//! - [`returning`] / [`host_errno`]: the common shapes (a value through a pointer, only an
-//!   errno) as one line each;
+//! - [`returning`] / [`returning_pair`] / [`host_errno`]: the common shapes (a value through a
+//!   pointer, two values, only an errno) as one line each;
 //! - the two ways a call waits for the host: [`until_ready`] for host methods that can answer
 //!   `WouldBlock` (reads, writes, polls, sleeps; [`suspending`] wraps them), and [`retrying`]
 //!   for calls the host asks to run again once it is ready ([`WasiHost::take_wait`]: permission
@@ -42,8 +42,8 @@ use crate::ctx::{lock, GuestCtx, Shared};
 use crate::host::{SysError, WasiHost};
 use crate::memory::{GuestMemory, IoVec};
 
-pub use host_process::HOST_PROCESS;
-pub use host_user::HOST_USER;
+pub use host_process::MODULE as HOST_PROCESS;
+pub use host_user::MODULE as HOST_USER;
 pub(crate) use wasi_p1::GuestExit;
 pub use wasi_p1::MODULE as WASI_MODULE;
 
@@ -186,6 +186,19 @@ fn returning<H: WasiHost, T: Out>(
     call.put(at, value)
 }
 
+/// As [`returning`], for a call that answers two values through two pointers.
+fn returning_pair<H: WasiHost, A: Out, B: Out>(
+    caller: &mut Ctx<'_, H>,
+    (first, second): (u32, u32),
+    op: impl FnOnce(&mut H) -> Result<(A, B), Errno>,
+) -> Result<(), Errno> {
+    let mut call = Call::of(caller)?;
+    let (first, second) = (call.out(first)?, call.out(second)?);
+    let (a, b) = call.host(op)?;
+    call.put(first, a)?;
+    call.put(second, b)
+}
+
 /// A call that answers only an errno: the host's.
 fn host_errno<H: WasiHost>(caller: &Ctx<'_, H>, op: impl FnOnce(&mut H) -> Result<(), Errno>) -> i32 {
     errno(caller.data().with_host(op))
@@ -256,20 +269,4 @@ async fn suspend_once(on_suspend: impl FnOnce()) {
         None => Poll::Ready(()),
     })
     .await;
-}
-
-// Until host_process and host_user use the glue above.
-
-/// A guest `i32` as the unsigned value WASI means (pointers, lengths, descriptors).
-pub(crate) fn u(value: i32) -> u32 {
-    value.cast_unsigned()
-}
-
-/// Writes a host answer to a `*mut u32` result pointer, or returns its errno.
-fn write_u32<H: WasiHost>(caller: &mut Ctx<'_, H>, value: Result<u32, Errno>, ptr: i32) -> i32 {
-    errno((|| {
-        let memory = GuestMemory::of(caller)?;
-        memory.check(&*caller, u(ptr), 4)?;
-        memory.write_u32(&mut *caller, u(ptr), value?)
-    })())
 }
