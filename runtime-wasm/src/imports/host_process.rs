@@ -22,6 +22,10 @@ pub const MODULE: &str = "host_process";
 /// 1 MiB each); larger is `E2BIG`.
 const MAX_SPAWN_BLOB_BYTES: usize = 1 << 20;
 
+/// `proc_spawn`'s arguments, too many to spell out in its signature: `(argv, argv_len, envp,
+/// envp_len, stdin, stdout, stderr, cwd, cwd_len, ret_pid)`.
+type SpawnArgs = (u32, u32, u32, u32, Fd, Fd, Fd, u32, u32, u32);
+
 /// Defines the `host_process` functions in `linker`.
 pub(super) fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
     linker.func_wrap(MODULE, "proc_getpid", |mut c: Ctx<'_, H>, ret: u32| {
@@ -63,18 +67,7 @@ pub(super) fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wa
 /// [`WasiHost::proc_spawn`].
 fn proc_spawn<H: WasiHost>(
     caller: &mut Ctx<'_, H>,
-    (argv, argv_len, envp, envp_len, stdin, stdout, stderr, cwd, cwd_len, ret_pid): (
-        u32,
-        u32,
-        u32,
-        u32,
-        Fd,
-        Fd,
-        Fd,
-        u32,
-        u32,
-        u32,
-    ),
+    (argv, argv_len, envp, envp_len, stdin, stdout, stderr, cwd, cwd_len, ret_pid): SpawnArgs,
 ) -> Result<(), Errno> {
     let mut call = Call::of(caller)?;
     let ret_pid = call.out(ret_pid)?;

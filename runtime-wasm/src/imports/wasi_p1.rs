@@ -42,6 +42,9 @@ pub const MAX_DIRENTS_PER_CALL: usize = 64;
 type PathOp<H> = fn(&mut H, Fd, &[u8]) -> Result<(), Errno>;
 /// A host method listing NUL-free byte strings (arguments, environment).
 type StringList<H> = fn(&H) -> &[Vec<u8>];
+/// `path_open`'s arguments, too many to spell out in its signature: `(dirfd, dirflags, path,
+/// path_len, oflags, rights_base, rights_inheriting, fdflags, opened)`.
+type PathOpenArgs = (Fd, u32, u32, u32, u32, u64, u64, u32, u32);
 
 /// Defines every `wasi_snapshot_preview1` function in `linker`.
 pub(super) fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
@@ -482,17 +485,7 @@ fn truncated_dirent(cookie: u64, room: usize) -> Vec<u8> {
 
 fn path_open<H: WasiHost>(
     caller: &mut Ctx<'_, H>,
-    (dirfd, dirflags, path, path_len, oflags, rights_base, rights_inheriting, fdflags, opened): (
-        Fd,
-        u32,
-        u32,
-        u32,
-        u32,
-        u64,
-        u64,
-        u32,
-        u32,
-    ),
+    (dirfd, dirflags, path, path_len, oflags, rights_base, rights_inheriting, fdflags, opened): PathOpenArgs,
 ) -> Result<(), Errno> {
     let mut call = Call::of(caller)?;
     let opened = call.out(opened)?;
