@@ -1,5 +1,7 @@
 //! Runs WebAssembly guests (WASI preview-1 commands) on wasmtime as deterministic, resumable
-//! tasks, with every `wasi_snapshot_preview1` call served by a [`WasiHost`] — the kernel.
+//! tasks, with every `wasi_snapshot_preview1` call served by a [`WasiHost`] — the kernel. The
+//! imports (`imports/`, one file per import module: `wasi_snapshot_preview1`, `host_process`,
+//! `host_user`) only marshal between guest memory and that one host trait.
 //!
 //! ```text
 //! Runtime::new(RuntimeConfig)      one engine (fuel metering, stack limit, allocator) + linker

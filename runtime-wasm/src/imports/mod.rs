@@ -48,9 +48,9 @@ pub(crate) use wasi_p1::GuestExit;
 pub use wasi_p1::MODULE as WASI_MODULE;
 
 /// The store an import runs against.
-pub(crate) type Ctx<'a, H> = Caller<'a, GuestCtx<H>>;
+type Ctx<'a, H> = Caller<'a, GuestCtx<H>>;
 /// The future of an import that may suspend the guest.
-pub(crate) type BoxFuture<'a, T> = Box<dyn Future<Output = T> + Send + 'a>;
+type BoxFuture<'a, T> = Box<dyn Future<Output = T> + Send + 'a>;
 
 /// Defines every import module a guest may use in `linker`: `wasi_snapshot_preview1`,
 /// `host_process` and `host_user`.
@@ -170,7 +170,7 @@ out_values! {
 /// before the host is asked, so a call that faults on one has not acted on the host.
 struct OutPtr<T> {
     ptr: u32,
-    value: PhantomData<fn(T)>,
+    value: PhantomData<T>,
 }
 
 /// The shape of most calls that answer a value: check `ptr` has room for it, ask the host,

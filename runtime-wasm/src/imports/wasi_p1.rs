@@ -150,8 +150,7 @@ fn add_path_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Re
 }
 
 /// The calls whose host methods may answer `WouldBlock` (and `sched_yield`): async host
-/// functions that suspend the guest until the host is ready (see
-/// [`until_ready`](super::until_ready)).
+/// functions that suspend the guest until the host is ready (see [`until_ready`]).
 fn add_blocking_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
     linker.func_wrap_async(MODULE, "fd_read", |c: Ctx<'_, H>, (fd, iovs, iovs_len, nread): (Fd, u32, u32, u32)| {
         suspending(read_iovecs(c, fd, (iovs, iovs_len, nread), move |h: &mut H, buf: &mut [u8]| h.fd_read(fd, buf)))
