@@ -9,8 +9,8 @@ use kernel::syscalls::engine::MemoryBudget;
 
 use crate::host::{WaitReason, WasiHost};
 
-/// Store data of a guest (`Store<GuestCtx<H>>`); the `wasi_snapshot_preview1` imports reach the
-/// [`WasiHost`] through it.
+/// Store data of a guest (`Store<GuestCtx<H>>`); the guest's imports (`wasi_snapshot_preview1`,
+/// `host_process`, `host_user`) reach the [`WasiHost`] through it.
 ///
 /// The store lives inside the guest's future while it runs, so the host sits behind an
 /// `Arc<Mutex<…>>` shared with the owning [`GuestTask`](crate::GuestTask), which reaches it between

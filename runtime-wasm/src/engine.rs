@@ -277,7 +277,7 @@ fn time_changes(atim_ns: u64, mtim_ns: u64, fstflags: u16) -> Result<(TimeChange
 
 /// Directory entries the kernel looks up per batch: each may cost a host `lstat` (on a
 /// `host_dir` mount), and the runtime stops asking once the guest's buffer or the per-call bound
-/// (`wasi::MAX_DIRENTS_PER_CALL`) is reached.
+/// (`imports::wasi_p1::MAX_DIRENTS_PER_CALL`) is reached.
 const DIRENTS_PER_BATCH: usize = 32;
 
 impl WasiHost for KernelHost {

@@ -1,5 +1,7 @@
 //! Runs WebAssembly guests (WASI preview-1 commands) on wasmtime as deterministic, resumable
-//! tasks, with every `wasi_snapshot_preview1` call served by a [`WasiHost`] — the kernel.
+//! tasks, with every `wasi_snapshot_preview1` call served by a [`WasiHost`] — the kernel. The
+//! imports (`imports/`, one file per import module: `wasi_snapshot_preview1`, `host_process`,
+//! `host_user`) only marshal between guest memory and that one host trait.
 //!
 //! ```text
 //! Runtime::new(RuntimeConfig)      one engine (fuel metering, stack limit, allocator) + linker
@@ -18,11 +20,10 @@ mod abi;
 mod ctx;
 mod engine;
 mod host;
-mod host_ext;
+mod imports;
 mod memory;
 mod runtime;
 mod task;
-mod wasi;
 
 pub use abi::{
     ClockId, Dirent, Errno, Event, EventType, Fd, FdStat, Filestat, Filetype, Prestat, Subscription, SubscriptionKind,
@@ -41,7 +42,7 @@ pub use abi::{
 pub use ctx::GuestCtx;
 pub use engine::{KernelHost, WasmEngine, MAX_CACHED_MODULE_BYTES, MAX_CACHED_PROGRAMS, MAX_STACK_LIMIT_ENGINES};
 pub use host::{StdioHost, SysError, SysResult, WaitReason, WasiHost};
-pub use host_ext::{HOST_PROCESS, HOST_USER};
+pub use imports::{add_to_linker, HOST_PROCESS, HOST_USER, WASI_MODULE};
 pub use memory::{MAX_IOVECS, MAX_IO_BYTES, MAX_PATH_BYTES, MAX_POLL_SUBSCRIPTIONS};
 pub use runtime::{
     PoolingConfig, Program, Runtime, RuntimeConfig, RuntimeError, TaskLimits, HOST_STACK_HEADROOM_BYTES,
@@ -50,4 +51,3 @@ pub use task::{
     ExitReason, ExitStatus, GuestTask, HostGuard, TaskState, TaskUsage, EXIT_CANNOT_EXECUTE, EXIT_FUEL_EXHAUSTED,
     EXIT_KILLED, EXIT_TRAP,
 };
-pub use wasi::{add_to_linker, MODULE as WASI_MODULE};

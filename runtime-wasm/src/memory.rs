@@ -70,14 +70,6 @@ impl GuestMemory {
         self.memory.write(&mut store, offset, bytes).map_err(|_| Errno::Fault)
     }
 
-    pub(crate) fn write_u32(&self, store: impl AsContextMut, ptr: u32, value: u32) -> Result<(), Errno> {
-        self.write(store, ptr, &value.to_le_bytes())
-    }
-
-    pub(crate) fn write_u64(&self, store: impl AsContextMut, ptr: u32, value: u64) -> Result<(), Errno> {
-        self.write(store, ptr, &value.to_le_bytes())
-    }
-
     /// Reads a path argument: `EFAULT` outside the memory, `ENAMETOOLONG` beyond
     /// [`MAX_PATH_BYTES`].
     pub(crate) fn path(&self, store: impl AsContext, ptr: u32, len: u32) -> Result<Vec<u8>, Errno> {

@@ -11,9 +11,8 @@ use wasmtime::{
 
 use crate::ctx::GuestCtx;
 use crate::host::WasiHost;
-use crate::host_ext;
+use crate::imports;
 use crate::task::GuestTask;
-use crate::wasi;
 
 /// Stack reserved for host code on a guest's fiber, on top of `max_wasm_stack_bytes`.
 pub const HOST_STACK_HEADROOM_BYTES: usize = 1 << 20;
@@ -142,8 +141,7 @@ impl<H: WasiHost> Runtime<H> {
         }
         let engine = Engine::new(&wasmtime_config).map_err(|e| RuntimeError::Engine(describe(&e)))?;
         let mut linker = Linker::new(&engine);
-        wasi::add_to_linker(&mut linker).map_err(|e| RuntimeError::Engine(describe(&e)))?;
-        host_ext::add_to_linker(&mut linker).map_err(|e| RuntimeError::Engine(describe(&e)))?;
+        imports::add_to_linker(&mut linker).map_err(|e| RuntimeError::Engine(describe(&e)))?;
         Ok(Runtime { engine, linker, config })
     }
 

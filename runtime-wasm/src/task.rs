@@ -13,8 +13,8 @@ use wasmtime::{CallHook, InstancePre, Store, StoreContextMut, Trap};
 use crate::abi::STDERR;
 use crate::ctx::{lock, GuestCtx, Limiter, Shared, SliceMeter};
 use crate::host::{WaitReason, WasiHost};
+use crate::imports::GuestExit;
 use crate::runtime::{describe, RuntimeError, TaskLimits};
-use crate::wasi::GuestExit;
 
 /// Exit code of a guest stopped by a trap or a refused memory growth (128 + SIGABRT).
 pub const EXIT_TRAP: u32 = 134;

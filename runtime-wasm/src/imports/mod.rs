@@ -1,0 +1,272 @@
+//! The guest's imports: one file per import module, each a thin marshaller over the one typed
+//! host model, [`WasiHost`]. An import decodes the guest's arguments (pointers checked against
+//! its memory, flags against what the ABI defines), calls one host method, and encodes the
+//! results back into guest memory; what a call means lives in the host, not here.
+//!
+//! | module | file | what |
+//! | --- | --- | --- |
+//! | `wasi_snapshot_preview1` | [`wasi_p1`] | WASI preview 1: arguments, clocks, descriptors, paths, polling |
+//! | `host_process` | [`host_process`] | pids, pipes, descriptor duplication, signals, spawn and wait |
+//! | `host_user` | [`host_user`] | identity, passwd entries, terminals |
+//!
+//! The original's command packages also import `host_fs`, `host_net` and `host_tty`; none is
+//! defined yet, so a module that imports them fails to link (`RuntimeError::Link`) rather than
+//! running against a guessed ABI. Each will be one more file here, registered in
+//! [`add_to_linker`], with its host calls added to [`WasiHost`].
+//!
+//! The glue every import shares is below, so that an import reads as its marshalling only:
+//!
+//! - [`Call`]: one call's guest memory and host. Imports take their steps through it in the
+//!   same order — check the result pointers ([`OutPtr`]), read the arguments, call the host,
+//!   write the results — so a bad pointer is found (`EFAULT`) before the host acts on the call;
+//! - [`returning`] / [`returning_pair`] / [`host_errno`]: the common shapes (a value through a
+//!   pointer, two values, only an errno) as one line each;
+//! - the two ways a call waits for the host: [`until_ready`] for host methods that can answer
+//!   `WouldBlock` (reads, writes, polls, sleeps; [`suspending`] wraps them), and [`retrying`]
+//!   for calls the host asks to run again once it is ready ([`WasiHost::take_wait`]: permission
+//!   prompts, waiting for a child; [`define_retrying`] registers them).
+
+mod host_process;
+mod host_user;
+mod wasi_p1;
+
+use std::future::{poll_fn, Future};
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+
+use wasmtime::{Caller, Linker, WasmTyList};
+
+use crate::abi::{Errno, FdStat, Filestat, Prestat};
+use crate::ctx::{lock, GuestCtx, Shared};
+use crate::host::{SysError, WasiHost};
+use crate::memory::{GuestMemory, IoVec};
+
+pub use host_process::MODULE as HOST_PROCESS;
+pub use host_user::MODULE as HOST_USER;
+pub(crate) use wasi_p1::GuestExit;
+pub use wasi_p1::MODULE as WASI_MODULE;
+
+/// The store an import runs against.
+type Ctx<'a, H> = Caller<'a, GuestCtx<H>>;
+/// The future of an import that may suspend the guest.
+type BoxFuture<'a, T> = Box<dyn Future<Output = T> + Send + 'a>;
+
+/// Defines every import module a guest may use in `linker`: `wasi_snapshot_preview1`,
+/// `host_process` and `host_user`.
+///
+/// # Errors
+///
+/// Fails if `linker` already defines one of them (and shadowing is off).
+pub fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
+    wasi_p1::add_to_linker(linker)?;
+    host_process::add_to_linker(linker)?;
+    host_user::add_to_linker(linker)
+}
+
+/// The errno a call returns to the guest.
+fn errno(result: Result<(), Errno>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(errno) => i32::from(errno.raw()),
+    }
+}
+
+/// One import call: the caller (its host and store) and the memory its pointers point into.
+struct Call<'c, 'a, H: WasiHost> {
+    caller: &'c mut Ctx<'a, H>,
+    memory: GuestMemory,
+}
+
+impl<'c, 'a, H: WasiHost> Call<'c, 'a, H> {
+    /// The call of `caller`; `EFAULT` if its module exports no memory (no pointer is valid).
+    fn of(caller: &'c mut Ctx<'a, H>) -> Result<Self, Errno> {
+        let memory = GuestMemory::of(caller)?;
+        Ok(Call { caller, memory })
+    }
+
+    /// Runs `op` on the host.
+    fn host<R>(&self, op: impl FnOnce(&mut H) -> R) -> R {
+        self.caller.data().with_host(op)
+    }
+
+    /// The state shared with the task, for calls that suspend ([`until_ready`]).
+    fn shared(&self) -> Arc<Mutex<Shared<H>>> {
+        Arc::clone(&self.caller.data().shared)
+    }
+
+    /// `EFAULT` unless `[ptr, ptr + len)` lies in memory.
+    fn check(&self, ptr: u32, len: usize) -> Result<(), Errno> {
+        self.memory.check(&*self.caller, ptr, len).map(drop)
+    }
+
+    /// The size of the guest buffer `(ptr, len)`, checked to lie in memory.
+    fn buffer(&self, ptr: u32, len: u32) -> Result<usize, Errno> {
+        let len = usize::try_from(len).map_err(|_| Errno::Fault)?;
+        self.check(ptr, len)?;
+        Ok(len)
+    }
+
+    /// `ptr`, checked to have room for the `T` the call answers there.
+    fn out<T: Out>(&self, ptr: u32) -> Result<OutPtr<T>, Errno> {
+        self.check(ptr, T::SIZE)?;
+        Ok(OutPtr { ptr, value: PhantomData })
+    }
+
+    fn read(&self, ptr: u32, len: usize) -> Result<Vec<u8>, Errno> {
+        self.memory.read(&*self.caller, ptr, len)
+    }
+
+    /// A path argument (see [`GuestMemory::path`]).
+    fn path(&self, ptr: u32, len: u32) -> Result<Vec<u8>, Errno> {
+        self.memory.path(&*self.caller, ptr, len)
+    }
+
+    /// An iovec array, every buffer checked (see [`GuestMemory::iovecs`]).
+    fn iovecs(&self, iovs: u32, iovs_len: u32) -> Result<Vec<IoVec>, Errno> {
+        self.memory.iovecs(&*self.caller, iovs, iovs_len)
+    }
+
+    fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<(), Errno> {
+        self.memory.write(&mut *self.caller, ptr, bytes)
+    }
+
+    /// Writes a result where [`Call::out`] made room for it.
+    fn put<T: Out>(&mut self, at: OutPtr<T>, value: T) -> Result<(), Errno> {
+        self.write(at.ptr, value.encode().as_ref())
+    }
+}
+
+/// A result an import hands back through a guest pointer, in its ABI encoding.
+trait Out {
+    /// Bytes it takes in guest memory.
+    const SIZE: usize;
+
+    fn encode(&self) -> impl AsRef<[u8]>;
+}
+
+/// Integers are little-endian; the ABI's structs encode themselves.
+macro_rules! out_values {
+    ($($ty:ty => $size:expr, $encode:ident;)*) => {$(
+        impl Out for $ty {
+            const SIZE: usize = $size;
+
+            fn encode(&self) -> impl AsRef<[u8]> {
+                self.$encode()
+            }
+        }
+    )*};
+}
+
+out_values! {
+    u32 => 4, to_le_bytes;
+    u64 => 8, to_le_bytes;
+    FdStat => FdStat::SIZE, encode;
+    Prestat => Prestat::SIZE, encode;
+    Filestat => Filestat::SIZE, encode;
+}
+
+/// A guest pointer [`Call::out`] checked to have room for a `T`. Result pointers are checked
+/// before the host is asked, so a call that faults on one has not acted on the host.
+struct OutPtr<T> {
+    ptr: u32,
+    value: PhantomData<T>,
+}
+
+/// The shape of most calls that answer a value: check `ptr` has room for it, ask the host,
+/// write the answer there.
+fn returning<H: WasiHost, T: Out>(
+    caller: &mut Ctx<'_, H>,
+    ptr: u32,
+    op: impl FnOnce(&mut H) -> Result<T, Errno>,
+) -> Result<(), Errno> {
+    let mut call = Call::of(caller)?;
+    let at = call.out(ptr)?;
+    let value = call.host(op)?;
+    call.put(at, value)
+}
+
+/// As [`returning`], for a call that answers two values through two pointers.
+fn returning_pair<H: WasiHost, A: Out, B: Out>(
+    caller: &mut Ctx<'_, H>,
+    (first, second): (u32, u32),
+    op: impl FnOnce(&mut H) -> Result<(A, B), Errno>,
+) -> Result<(), Errno> {
+    let mut call = Call::of(caller)?;
+    let (first, second) = (call.out(first)?, call.out(second)?);
+    let (a, b) = call.host(op)?;
+    call.put(first, a)?;
+    call.put(second, b)
+}
+
+/// A call that answers only an errno: the host's.
+fn host_errno<H: WasiHost>(caller: &Ctx<'_, H>, op: impl FnOnce(&mut H) -> Result<(), Errno>) -> i32 {
+    errno(caller.data().with_host(op))
+}
+
+/// Defines `module.name` as a call the host may ask to wait ([`retrying`]): `call` takes the
+/// caller and the guest's arguments and is run again from scratch after each wait.
+fn define_retrying<H: WasiHost, P: WasmTyList + Copy + Send + 'static>(
+    linker: &mut Linker<GuestCtx<H>>,
+    module: &str,
+    name: &str,
+    call: impl Fn(&mut Ctx<'_, H>, P) -> Result<(), Errno> + Copy + Send + Sync + 'static,
+) -> wasmtime::Result<()> {
+    linker.func_wrap_async(module, name, move |mut caller: Ctx<'_, H>, params: P| {
+        Box::new(async move { retrying(&mut caller, move |caller| errno(call(caller, params))).await })
+            as BoxFuture<'_, i32>
+    })?;
+    Ok(())
+}
+
+/// The future of a call that may suspend the guest, answering its errno.
+fn suspending<'a>(call: impl Future<Output = Result<(), Errno>> + Send + 'a) -> BoxFuture<'a, i32> {
+    Box::new(async move { errno(call.await) })
+}
+
+/// Runs a synchronous call; when the host says the call must wait ([`WasiHost::take_wait`],
+/// e.g. for a permission prompt), the guest suspends with that reason and the call is retried
+/// from scratch when the task is polled again. Calls check guest memory before they reach the
+/// host, so a retried call has had no effect the first time.
+async fn retrying<'a, H: WasiHost>(caller: &mut Ctx<'a, H>, mut call: impl FnMut(&mut Ctx<'a, H>) -> i32) -> i32 {
+    loop {
+        let result = call(caller);
+        let Some(reason) = caller.data().with_host(H::take_wait) else { return result };
+        let shared = Arc::clone(&caller.data().shared);
+        suspend_once(move || lock(&shared).wait = Some(reason)).await;
+    }
+}
+
+/// Calls `op` on the host until it stops answering `WouldBlock`. Each `WouldBlock` records the
+/// wait reason for the task and suspends the guest; the task's next poll retries.
+async fn until_ready<H: WasiHost, T>(
+    shared: Arc<Mutex<Shared<H>>>,
+    mut op: impl FnMut(&mut H) -> Result<T, SysError>,
+) -> Result<T, Errno> {
+    poll_fn(move |_cx| {
+        let mut shared = lock(&shared);
+        match op(&mut shared.host) {
+            Ok(value) => Poll::Ready(Ok(value)),
+            Err(SysError::Errno(errno)) => Poll::Ready(Err(errno)),
+            Err(SysError::WouldBlock(reason)) => {
+                shared.wait = Some(reason);
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+/// Suspends the guest once, ending its slice; `on_suspend` runs as it does (to tell the task
+/// why: with no wait reason recorded, the task just starts the next slice).
+async fn suspend_once(on_suspend: impl FnOnce()) {
+    let mut on_suspend = Some(on_suspend);
+    poll_fn(move |_cx| match on_suspend.take() {
+        Some(on_suspend) => {
+            on_suspend();
+            Poll::Pending
+        }
+        None => Poll::Ready(()),
+    })
+    .await;
+}
