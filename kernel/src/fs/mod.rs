@@ -716,11 +716,16 @@ impl VmFilesystem {
         }
         match policy.decide_check(check, &resource, false) {
             Decision::Allow => Ok(resource),
-            Decision::Deny { message } => {
-                Err(Rejection::with_errno(RejectCode::KernelError, Errno::EACCES, errno_message(label, &resource, &message)))
-            }
+            Decision::Deny { message } => Err(Rejection::with_errno(
+                RejectCode::KernelError,
+                Errno::EACCES,
+                errno_message(label, &resource, &message),
+            )),
             // Prompts are off for host requests, so `decide` never asks; deny to be safe.
-            Decision::Ask => Err(Rejection::with_errno(RejectCode::KernelError, Errno::EACCES, errno_message(label, &resource, &format!("permission prompt required for {}", check.capability())),
+            Decision::Ask => Err(Rejection::with_errno(
+                RejectCode::KernelError,
+                Errno::EACCES,
+                errno_message(label, &resource, &format!("permission prompt required for {}", check.capability())),
             )),
         }
     }
@@ -748,7 +753,11 @@ impl VmFilesystem {
     /// checked by the policy.
     fn guard_removal(&self, policy: &CompiledPolicy, path: &str, resource: &str) -> Result<(), Rejection> {
         if policy.differs_below(Domain::Fs, resource) && self.names_directory(path) {
-            return Err(Rejection::with_errno(RejectCode::KernelError, Errno::EACCES, errno_message("rm", resource, RULE_BELOW)));
+            return Err(Rejection::with_errno(
+                RejectCode::KernelError,
+                Errno::EACCES,
+                errno_message("rm", resource, RULE_BELOW),
+            ));
         }
         Ok(())
     }
@@ -1206,7 +1215,9 @@ fn guest_decision(
     label: &str,
     resource: &str,
 ) -> Result<(), Rejection> {
-    let denied = |message: &str| Rejection::with_errno(RejectCode::KernelError, Errno::EACCES, errno_message(label, resource, message));
+    let denied = |message: &str| {
+        Rejection::with_errno(RejectCode::KernelError, Errno::EACCES, errno_message(label, resource, message))
+    };
     // Prompts, grants and refusals name the capability the operation is decided as.
     let capability = check.capability();
     match policy.decide_check(check, resource, asks.prompts_enabled) {

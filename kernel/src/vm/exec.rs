@@ -145,7 +145,11 @@ impl Vm {
             Decision::Deny { message } => message,
             Decision::Ask => "permission prompt required for child_process.spawn".to_owned(),
         };
-        Err(Rejection::with_errno(RejectCode::KernelError, crate::vfs::Errno::EACCES, errno_message("spawn", command, &message)))
+        Err(Rejection::with_errno(
+            RejectCode::KernelError,
+            crate::vfs::Errno::EACCES,
+            errno_message("spawn", command, &message),
+        ))
     }
 
     /// The module a command names: a registered command package, else a path or a name searched

@@ -369,11 +369,19 @@ impl Vm {
                 match policy.decide(capability, path, false) {
                     Decision::Allow => {}
                     Decision::Deny { message } => {
-                        return Err(Rejection::with_errno(RejectCode::KernelError, crate::vfs::Errno::EACCES, errno_message(label, path, &message)))
+                        return Err(Rejection::with_errno(
+                            RejectCode::KernelError,
+                            crate::vfs::Errno::EACCES,
+                            errno_message(label, path, &message),
+                        ))
                     }
                     Decision::Ask => {
                         let reason = format!("permission prompt required for {capability}");
-                        return Err(Rejection::with_errno(RejectCode::KernelError, crate::vfs::Errno::EACCES, errno_message(label, path, &reason)));
+                        return Err(Rejection::with_errno(
+                            RejectCode::KernelError,
+                            crate::vfs::Errno::EACCES,
+                            errno_message(label, path, &reason),
+                        ));
                     }
                 }
             }
