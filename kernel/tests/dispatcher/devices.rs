@@ -3,7 +3,6 @@
 
 use crate::filesystem::*;
 use crate::harness::*;
-use crate::mounts::memory;
 use base64::Engine as _;
 use kernel::dispatch::{makedev, ENDLESS_DEVICE};
 use kernel::{Entropy, SidecarConfig};
@@ -158,7 +157,7 @@ fn read_dir_lists_dev_and_proc_self() {
     let (_, message) = guest.err(req(Op::ReadDir, "/dev/null"));
     assert_eq!(message, "ENOTDIR: not a directory, scandir '/dev/null'");
     // A configured mount below /dev nests in it.
-    guest.mount(vec![memory("/dev/shm")]).unwrap();
+    guest.mount(vec![MountDescriptor::memory("/dev/shm")]).unwrap();
     guest.write("/dev/shm/segment", "shared");
     assert_eq!(guest.read("/dev/shm/segment"), "shared");
     assert!(guest.entries("/dev").contains(&"shm".to_owned()));

@@ -6,6 +6,7 @@ use kernel::vfs::Layer;
 use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;
 use std::collections::BTreeSet;
+use testkit::requests::{create_vm, create_vm_for, dispose, fs_policy, fs_rule};
 
 pub const ALLOW_FS: &str = r#"{"permissions":{"fs":"allow"}}"#;
 
@@ -509,32 +510,12 @@ fn a_misspelt_operation_is_refused_at_create_and_configure() {
     let session = host.open_session(&conn);
     let config = r#"{"permissions":{"fs":{"default":"allow","rules":[
         {"mode":"deny","operations":["read","wirte"],"paths":["/**"]}]}}}"#;
-    let frames = host.request(
-        OwnershipScope::session(&conn, &session),
-        RequestPayload::CreateVmRequest(CreateVmRequest {
-            runtime: GuestRuntimeKind::WebAssembly,
-            config: config.into(),
-        }),
-    );
+    let frames = host.request(OwnershipScope::session(&conn, &session), create_vm(config));
     assert_eq!(rejection(&frames[0]), ("invalid_state".to_owned(), expected.to_owned()));
     assert!(host.sidecar.vms().is_empty());
 
     let mut guest = Guest::new(ALLOW_FS);
-    let misspelt = PermissionsPolicy {
-        fs: Some(FsPermissionScope::FsPermissionRuleSet(FsPermissionRuleSet {
-            default: Some(PermissionMode::Allow),
-            rules: vec![FsPermissionRule {
-                mode: PermissionMode::Deny,
-                operations: vec!["read".into(), "wirte".into()],
-                paths: vec!["/**".into()],
-            }],
-        })),
-        network: None,
-        child_process: None,
-        process: None,
-        env: None,
-        tool: None,
-    };
+    let misspelt = fs_policy(PermissionMode::Allow, vec![fs_rule(PermissionMode::Deny, &["read", "wirte"], &["/**"])]);
     let configure = RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
         permissions: Some(misspelt),
         ..ConfigureVmRequest::mounts(vec![])
@@ -679,7 +660,7 @@ fn the_guard_applies_inside_mounts() {
     let config = r#"{"permissions":{"fs":{"default":"allow","rules":[
         {"mode":"deny","operations":["read"],"paths":["/mnt/secret/**"]}]}}}"#;
     let mut guest = Guest::new(config);
-    guest.mount(vec![crate::mounts::memory("/mnt")]).unwrap();
+    guest.mount(vec![MountDescriptor::memory("/mnt")]).unwrap();
     guest.ok(req(Op::CreateDir, "/mnt/secret"));
     guest.write("/mnt/secret/f", "s");
     guest.ok(req(Op::CreateDir, "/mnt/open"));
@@ -849,13 +830,8 @@ fn root_filesystem_content_over_the_limits_refuses_the_vm() {
     let session = host.open_session(&conn);
     let config = r#"{"limits":{"resources":{"maxFilesystemBytes":4}},
         "rootFilesystem":{"bootstrapEntries":[{"path":"/big","kind":"file","content":"12345"}]}}"#;
-    let frames = host.request(
-        OwnershipScope::session(&conn, &session),
-        RequestPayload::CreateVmRequest(CreateVmRequest {
-            runtime: GuestRuntimeKind::JavaScript,
-            config: config.into(),
-        }),
-    );
+    let frames =
+        host.request(OwnershipScope::session(&conn, &session), create_vm_for(GuestRuntimeKind::JavaScript, config));
     assert_eq!(frames.len(), 1, "no lifecycle events for a refused VM");
     let (code, message) = rejection(&frames[0]);
     assert_eq!(code, "limit_exceeded");
@@ -1058,10 +1034,7 @@ fn bootstrap_and_snapshot_need_no_fs_permission() {
 #[test]
 fn a_disposed_vm_has_no_filesystem() {
     let mut guest = Guest::new(ALLOW_FS);
-    let frames = guest.host.request(
-        guest.scope.clone(),
-        RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested }),
-    );
+    let frames = guest.host.request(guest.scope.clone(), dispose());
     assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmDisposedResponse(_)));
     let (code, message) = guest.err(req(Op::ReadFile, "/etc/hostname"));
     assert_eq!(code, "invalid_state");

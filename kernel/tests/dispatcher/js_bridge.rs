@@ -3,10 +3,10 @@
 
 use crate::filesystem::*;
 use crate::harness::*;
-use crate::mounts::{configure, mount};
 use kernel::dispatch::JS_BRIDGE_TIMEOUT_MS;
 use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;
+use testkit::requests::{configure_mounts, dispose, mount};
 
 /// Sends a guest call; it must be parked: the only frame out is the bridge call.
 fn park(guest: &mut Guest, request: GuestFilesystemCallRequest) -> (i64, SidecarRequestFrame, JsBridgeCallRequest) {
@@ -53,7 +53,8 @@ fn response(frames: &[ProtocolFrame]) -> (i64, ResponsePayload) {
 
 fn bridged(config: &str) -> Guest {
     let mut guest = Guest::new(ALLOW_FS);
-    let frames = guest.host.request(guest.scope.clone(), configure(vec![mount("/js", "js_bridge", config, false)]));
+    let frames =
+        guest.host.request(guest.scope.clone(), configure_mounts(vec![mount("/js", "js_bridge", config, false)]));
     assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmConfiguredResponse(_)), "{frames:?}");
     guest
 }
@@ -194,10 +195,7 @@ fn bridge_errors_timeouts_and_disposal_still_answer_the_request() {
     assert!(late.iter().all(|f| matches!(f, ProtocolFrame::EventFrame(_))), "{late:?}");
     // Disposing the VM answers what is parked.
     let (id, _, _) = park(&mut guest, req(Op::Stat, "/js/a"));
-    let frames = guest.host.request(
-        guest.scope.clone(),
-        RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested }),
-    );
+    let frames = guest.host.request(guest.scope.clone(), dispose());
     let parked = frames.iter().find_map(|f| match f {
         ProtocolFrame::ResponseFrame(r) if r.request_id == id => Some(r.payload.clone()),
         _ => None,
@@ -212,7 +210,7 @@ fn bridge_errors_timeouts_and_disposal_still_answer_the_request() {
 #[test]
 fn a_read_only_bridge_mount_refuses_writes_without_asking_the_host() {
     let mut guest = Guest::new(ALLOW_FS);
-    let frames = guest.host.request(guest.scope.clone(), configure(vec![mount("/js", "js_bridge", "{}", true)]));
+    let frames = guest.host.request(guest.scope.clone(), configure_mounts(vec![mount("/js", "js_bridge", "{}", true)]));
     assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmConfiguredResponse(_)));
     let (code, message) = guest.err(write("/js/f", "x"));
     assert_eq!((code.as_str(), message.as_str()), ("kernel_error", "EROFS: read-only file system, open '/js/f'"));

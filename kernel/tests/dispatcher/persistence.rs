@@ -4,7 +4,6 @@
 use crate::fakes::{FailingStore, TearingStore};
 use crate::filesystem::*;
 use crate::harness::*;
-use crate::mounts::memory;
 use kernel::host::store::{MemoryStore, Store, MAX_PERSISTENCE_KEY_BYTES};
 use kernel::Sidecar;
 use schema::wire::GuestFilesystemOperation as Op;
@@ -71,7 +70,7 @@ fn flush_then_load_into_a_new_vm_reproduces_the_tree() {
     let store = Arc::new(MemoryStore::new());
     let mut first = Guest::on(host_with(store.clone()), ALLOW_FS);
     change_everything(&mut first);
-    first.mount(vec![memory("/data")]).unwrap();
+    first.mount(vec![MountDescriptor::memory("/data")]).unwrap();
     first.write("/data/not-persisted", "mounts are not part of the state");
     let expected = first.snapshot();
     let committed = flush(&mut first, "state-1").unwrap();
