@@ -99,3 +99,73 @@ pub fn fs_rule(mode: PermissionMode, operations: &[&str], paths: &[&str]) -> FsP
     let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect();
     FsPermissionRule { mode, operations: strings(operations), paths: strings(paths) }
 }
+
+/// GuestFilesystemCall requests, each with only the fields its operation needs (every other
+/// one unset, as `GuestFilesystemCallRequest::new` leaves it).
+pub mod fs {
+    use schema::wire::{GuestFilesystemCallRequest, GuestFilesystemOperation as Op};
+
+    /// WriteFile of `content` (UTF-8: no encoding given).
+    pub fn write(path: &str, content: &str) -> GuestFilesystemCallRequest {
+        GuestFilesystemCallRequest {
+            content: Some(content.to_owned()),
+            ..GuestFilesystemCallRequest::new(Op::WriteFile, path)
+        }
+    }
+
+    /// A two-path operation (rename, link, copy) from `path` to `destination`.
+    pub fn to(operation: Op, path: &str, destination: &str) -> GuestFilesystemCallRequest {
+        GuestFilesystemCallRequest {
+            destination_path: Some(destination.to_owned()),
+            ..GuestFilesystemCallRequest::new(operation, path)
+        }
+    }
+
+    /// A symlink at `path` pointing at `target`.
+    pub fn symlink(path: &str, target: &str) -> GuestFilesystemCallRequest {
+        GuestFilesystemCallRequest {
+            target: Some(target.to_owned()),
+            ..GuestFilesystemCallRequest::new(Op::Symlink, path)
+        }
+    }
+
+    pub fn mkdir_p(path: &str) -> GuestFilesystemCallRequest {
+        GuestFilesystemCallRequest { recursive: true, ..GuestFilesystemCallRequest::new(Op::Mkdir, path) }
+    }
+
+    pub fn rm_r(path: &str) -> GuestFilesystemCallRequest {
+        GuestFilesystemCallRequest { recursive: true, ..GuestFilesystemCallRequest::new(Op::RemoveDir, path) }
+    }
+
+    pub fn pread(path: &str, offset: u64, len: u64) -> GuestFilesystemCallRequest {
+        GuestFilesystemCallRequest {
+            offset: Some(offset),
+            len: Some(len),
+            ..GuestFilesystemCallRequest::new(Op::Pread, path)
+        }
+    }
+
+    pub fn truncate(path: &str, len: u64) -> GuestFilesystemCallRequest {
+        GuestFilesystemCallRequest { len: Some(len), ..GuestFilesystemCallRequest::new(Op::Truncate, path) }
+    }
+
+    pub fn chmod(path: &str, mode: u32) -> GuestFilesystemCallRequest {
+        GuestFilesystemCallRequest { mode: Some(mode), ..GuestFilesystemCallRequest::new(Op::Chmod, path) }
+    }
+
+    pub fn chown(path: &str, uid: u32, gid: u32) -> GuestFilesystemCallRequest {
+        GuestFilesystemCallRequest {
+            uid: Some(uid),
+            gid: Some(gid),
+            ..GuestFilesystemCallRequest::new(Op::Chown, path)
+        }
+    }
+
+    pub fn utimes(path: &str, atime_ms: u64, mtime_ms: u64) -> GuestFilesystemCallRequest {
+        GuestFilesystemCallRequest {
+            atime_ms: Some(atime_ms),
+            mtime_ms: Some(mtime_ms),
+            ..GuestFilesystemCallRequest::new(Op::Utimes, path)
+        }
+    }
+}

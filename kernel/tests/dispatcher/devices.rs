@@ -225,24 +225,15 @@ fn the_kernel_trees_cannot_be_changed() {
             "EXDEV: cross-device link not permitted, rename '/dev/zero' -> '/tmp/zero'",
         ),
         (to(Op::Link, "/dev/null", "/dev/null2"), "EPERM: operation not permitted, link '/dev/null' -> '/dev/null2'"),
-        (
-            GuestFilesystemCallRequest { mode: Some(0o600), ..req(Op::Chmod, "/dev/null") },
-            "EPERM: operation not permitted, chmod '/dev/null'",
-        ),
-        (
-            GuestFilesystemCallRequest { uid: Some(1), gid: Some(1), ..req(Op::Chown, "/proc/self/status") },
-            "EPERM: operation not permitted, chown '/proc/self/status'",
-        ),
-        (
-            GuestFilesystemCallRequest { len: Some(0), ..req(Op::Truncate, "/dev/null") },
-            "EINVAL: invalid argument, open '/dev/null'",
-        ),
+        (chmod("/dev/null", 0o600), "EPERM: operation not permitted, chmod '/dev/null'"),
+        (chown("/proc/self/status", 1, 1), "EPERM: operation not permitted, chown '/proc/self/status'"),
+        (truncate("/dev/null", 0), "EINVAL: invalid argument, open '/dev/null'"),
     ];
     for (request, expected) in refused {
         let (code, message) = guest.err(request);
         assert_eq!((code.as_str(), message.as_str()), ("kernel_error", expected));
     }
-    guest.ok(GuestFilesystemCallRequest { recursive: true, ..req(Op::Mkdir, "/dev") });
+    guest.ok(mkdir_p("/dev"));
     assert_eq!(guest.snapshot(), before);
     assert_eq!(guest.entries("/dev"), DEVICES);
 }

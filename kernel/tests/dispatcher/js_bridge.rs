@@ -79,8 +79,7 @@ fn a_guest_call_is_forwarded_and_answered_when_the_bridge_answers() {
     assert_eq!(guest.host.sidecar.pending_sidecar_requests(), 0);
 
     // Operation names and args follow the original; results are decoded per operation.
-    let (_, frame, call) =
-        park(&mut guest, GuestFilesystemCallRequest { content: Some("hi".into()), ..req(Op::WriteFile, "/js/w") });
+    let (_, frame, call) = park(&mut guest, write("/js/w", "hi"));
     assert_eq!((call.call_id.as_str(), call.operation.as_str()), ("js-bridge-call-2", "writeFile"));
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&call.args).unwrap(),
@@ -157,8 +156,7 @@ fn bridge_errors_timeouts_and_disposal_still_answer_the_request() {
         })
     );
     // Content over the VM's read limit is refused.
-    let (_, frame, call) =
-        park(&mut guest, GuestFilesystemCallRequest { offset: Some(0), len: Some(2), ..req(Op::Pread, "/js/f") });
+    let (_, frame, call) = park(&mut guest, pread("/js/f", 0, 2));
     let (_, payload) = response(&answer(&mut guest, &frame, &call.call_id, Some("[1,2,3]"), None));
     assert!(
         matches!(&payload, ResponsePayload::RejectedResponse(r) if r.message.starts_with("EINVAL: js_bridge payload length 3 exceeds")),

@@ -56,13 +56,13 @@ fn memory_mount_reads_and_writes_and_resolution_crosses_it() {
     assert_eq!(guest.read("/data/etc/hostname"), "secure-exec\n");
     assert_eq!(guest.ok(req(Op::Realpath, "/data/etc/hostname")).target.as_deref(), Some("/etc/hostname"));
     // Every other operation works inside the mount.
-    guest.ok(GuestFilesystemCallRequest { recursive: true, ..req(Op::Mkdir, "/data/x/y") });
+    guest.ok(mkdir_p("/data/x/y"));
     guest.ok(to(Op::Rename, "/data/a.txt", "/data/x/y/a.txt"));
     guest.ok(to(Op::Link, "/data/x/y/a.txt", "/data/hard"));
     assert_eq!(guest.stat("/data/hard").nlink, 2);
-    guest.ok(GuestFilesystemCallRequest { len: Some(2), ..req(Op::Truncate, "/data/hard") });
+    guest.ok(truncate("/data/hard", 2));
     assert_eq!(guest.read("/data/x/y/a.txt"), "in");
-    guest.ok(GuestFilesystemCallRequest { recursive: true, ..req(Op::RemoveDir, "/data/x") });
+    guest.ok(rm_r("/data/x"));
     assert!(!guest.exists("/data/x"));
     // Errors name the paths as given.
     let (code, message) = guest.err(req(Op::ReadFile, "/data/missing"));
@@ -107,16 +107,16 @@ fn a_read_only_mount_refuses_every_mutating_operation() {
             write(&file, "x"),
             write(&format!("{base}/new"), "x"),
             req(Op::CreateDir, &format!("{base}/d")),
-            GuestFilesystemCallRequest { recursive: true, ..req(Op::Mkdir, &format!("{base}/a/b")) },
+            mkdir_p(&format!("{base}/a/b")),
             req(Op::RemoveFile, &file),
             req(Op::RemoveDir, &format!("{base}/dir")),
             to(Op::Rename, &file, &format!("{base}/moved")),
             symlink(&format!("{base}/s"), "kept.txt"),
             to(Op::Link, &file, &format!("{base}/hard")),
-            GuestFilesystemCallRequest { mode: Some(0o600), ..req(Op::Chmod, &file) },
-            GuestFilesystemCallRequest { uid: Some(1), gid: Some(1), ..req(Op::Chown, &file) },
-            GuestFilesystemCallRequest { atime_ms: Some(1), mtime_ms: Some(1), ..req(Op::Utimes, &file) },
-            GuestFilesystemCallRequest { len: Some(0), ..req(Op::Truncate, &file) },
+            chmod(&file, 0o600),
+            chown(&file, 1, 1),
+            utimes(&file, 1, 1),
+            truncate(&file, 0),
         ];
         for request in mutations {
             let described = format!("{:?} {}", request.operation, request.path);
@@ -155,12 +155,7 @@ fn rename_and_link_across_mounts_are_exdev() {
     guest.ok(to(Op::Rename, "/tmp/r", "/tmp/s"));
     // The mount points themselves cannot be removed or renamed, nor what holds them.
     guest.mount(vec![MountDescriptor::memory("/a"), MountDescriptor::memory("/mnt/x/y")]).unwrap();
-    for request in [
-        req(Op::RemoveDir, "/a"),
-        GuestFilesystemCallRequest { recursive: true, ..req(Op::RemoveDir, "/mnt") },
-        to(Op::Rename, "/a", "/z"),
-        to(Op::Rename, "/mnt", "/z"),
-    ] {
+    for request in [req(Op::RemoveDir, "/a"), rm_r("/mnt"), to(Op::Rename, "/a", "/z"), to(Op::Rename, "/mnt", "/z")] {
         let (code, message) = guest.err(request);
         assert_eq!(code, "kernel_error");
         assert!(message.starts_with("EBUSY: "), "{message}");
@@ -270,8 +265,7 @@ fn host_dir_mounts_go_through_the_injected_host_fs() {
     assert!(guest.stat("/host/sub").is_directory);
     guest.ok(to(Op::Rename, "/host/new.txt", "/host/sub/moved.txt"));
     assert_eq!(fake.file("/srv/data", "sub/moved.txt").as_deref(), Some(&b"from the guest"[..]));
-    let window =
-        guest.ok(GuestFilesystemCallRequest { offset: Some(5), len: Some(3), ..req(Op::Pread, "/host/seed.txt") });
+    let window = guest.ok(pread("/host/seed.txt", 5, 3));
     assert_eq!(window.content.as_deref(), Some("the"));
     guest.ok(req(Op::RemoveFile, "/host/sub/moved.txt"));
     assert_eq!(fake.file("/srv/data", "sub/moved.txt"), None);

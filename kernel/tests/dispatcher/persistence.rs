@@ -56,12 +56,12 @@ fn change_everything(guest: &mut Guest) {
         encoding: Some(RootFilesystemEntryEncoding::Base64),
         ..write("/tmp/blob", "AAEC/w==")
     });
-    guest.ok(GuestFilesystemCallRequest { recursive: true, mode: Some(0o700), ..req(Op::Mkdir, "/work/a/b") });
+    guest.ok(GuestFilesystemCallRequest { mode: Some(0o700), ..mkdir_p("/work/a/b") });
     guest.ok(symlink("/work/link", "/home/user/notes.txt"));
-    guest.ok(GuestFilesystemCallRequest { uid: Some(1000), gid: Some(1000), ..req(Op::Chown, "/work/a") });
+    guest.ok(chown("/work/a", 1000, 1000));
     guest.write("/etc/hostname", "persisted-host\n");
     guest.ok(req(Op::RemoveFile, "/etc/shells"));
-    guest.ok(GuestFilesystemCallRequest { recursive: true, ..req(Op::RemoveDir, "/usr/local") });
+    guest.ok(rm_r("/usr/local"));
     guest.ok(req(Op::CreateDir, "/usr/local"));
 }
 
