@@ -26,9 +26,8 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use kernel::policy::permissions::Capability;
-use testkit::script::ScriptEngine;
 use kernel::dispatch::{PermissionCheck, PromptTicket, KNOWN_MOUNT_PLUGINS, PERMISSION_PROMPT_NAMESPACE};
+use kernel::policy::permissions::Capability;
 use kernel::{Now, Sidecar, SidecarConfig, StreamId};
 use libfuzzer_sys::fuzz_target;
 use schema::codec::Decoded;
@@ -37,6 +36,8 @@ use schema::wire::*;
 use schema::{decode_frame, validate_frame, FrameDecoder};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use testkit::requests::{authenticate, authenticate_request, create_vm_for, open_session, request_frame};
+use testkit::script::ScriptEngine;
 
 const MAX_ACTIONS: usize = 48;
 const MAX_STREAMS: usize = 4;
@@ -574,19 +575,20 @@ impl Driver {
             return frame;
         }
         let payload = match kind {
-            RequestKind::Authenticate { token, versions } => RequestPayload::AuthenticateRequest(AuthenticateRequest {
-                client_name: "fuzz-host".to_owned(),
-                auth_token: ["tok", "tok", "wrong", ""][usize::from(*token) % 4].to_owned(),
-                protocol_version: if versions & 3 == 3 { u16::from(*versions) } else { 7 },
-                bridge_version: if versions & 12 == 12 { u32::from(*versions) } else { 1 },
-            }),
-            RequestKind::OpenSession => RequestPayload::OpenSessionRequest(OpenSessionRequest {
-                placement: SidecarPlacement::SidecarPlacementShared(SidecarPlacementShared { pool: None }),
-                metadata: BTreeMap::new(),
-            }),
+            RequestKind::Authenticate { token, versions } => {
+                let mut request = authenticate_request(["tok", "tok", "wrong", ""][usize::from(*token) % 4]);
+                if versions & 3 == 3 {
+                    request.protocol_version = u16::from(*versions);
+                }
+                if versions & 12 == 12 {
+                    request.bridge_version = u32::from(*versions);
+                }
+                RequestPayload::AuthenticateRequest(request)
+            }
+            RequestKind::OpenSession => open_session(),
             RequestKind::CreateVm { config, runtime, raw_config } => {
                 let config = CONFIGS.get(usize::from(*config)).map_or_else(|| raw_config.clone(), |c| (*c).to_owned());
-                RequestPayload::CreateVmRequest(CreateVmRequest { runtime: *runtime, config })
+                create_vm_for(*runtime, config)
             }
             RequestKind::DisposeVm { reason } => RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: *reason }),
             RequestKind::ConfigureVm { fix_mounts, raw } => {
@@ -676,32 +678,16 @@ impl Driver {
         let stream = self.stream(selector);
         let request = |this: &mut Self, ownership: OwnershipScope, payload: RequestPayload| {
             this.next_request_id += 1;
-            let frame = ProtocolFrame::RequestFrame(RequestFrame {
-                schema: ProtocolSchema::current(),
-                request_id: this.next_request_id,
-                ownership,
-                payload,
-            });
+            let frame = request_frame(this.next_request_id, ownership, payload);
             this.deliver_to(stream, 0, frame);
             this.drain();
         };
-        let authenticate = AuthenticateRequest {
-            client_name: "fuzz-host".to_owned(),
-            auth_token: AUTH_TOKEN.to_owned(),
-            protocol_version: schema::PROTOCOL_VERSION,
-            bridge_version: kernel::dispatch::BRIDGE_VERSION,
-        };
-        request(self, OwnershipScope::connection("client"), RequestPayload::AuthenticateRequest(authenticate));
+        request(self, OwnershipScope::connection("client"), authenticate(AUTH_TOKEN));
         let Some(connection) = self.last_connection.clone() else { return };
-        let open = OpenSessionRequest {
-            placement: SidecarPlacement::SidecarPlacementShared(SidecarPlacementShared { pool: None }),
-            metadata: BTreeMap::new(),
-        };
-        request(self, OwnershipScope::connection(&connection), RequestPayload::OpenSessionRequest(open));
+        request(self, OwnershipScope::connection(&connection), open_session());
         let Some(session) = self.last_session.clone() else { return };
         let config = CONFIGS[usize::from(config) % CONFIGS.len()].to_owned();
-        let create = CreateVmRequest { runtime, config };
-        request(self, OwnershipScope::session(&connection, &session), RequestPayload::CreateVmRequest(create));
+        request(self, OwnershipScope::session(&connection, &session), create_vm_for(runtime, config));
         let Some(vm) = self.last_vm.clone() else { return };
         if toolkit < 128 {
             let register = register_preset(toolkit, (toolkit & 1 == 1).then_some(u16::from(toolkit) * 4));

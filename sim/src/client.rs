@@ -13,6 +13,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
+use testkit::requests::{authenticate, configure_mounts, create_vm, dispose, mount, open_session, request_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use turmoil::net::tcp::OwnedWriteHalf;
@@ -196,7 +197,7 @@ impl Client {
     /// One random action.
     async fn step(&mut self) -> turmoil::Result {
         if self.authenticated.is_empty() {
-            return self.send(OwnershipScope::connection("client-hint"), authenticate()).await;
+            return self.send(OwnershipScope::connection("client-hint"), authenticate(TOKEN)).await;
         }
         let roll = self.rng.random_range(0..100u32);
         let swarm = self.swarm;
@@ -208,10 +209,7 @@ impl Client {
             10..=29 => {
                 let Some((conn, session)) = self.any_session() else { return Ok(()) };
                 let config = CONFIGS.get(self.rng.random_range(0..CONFIGS.len())).copied().unwrap_or("{}");
-                let payload = RequestPayload::CreateVmRequest(CreateVmRequest {
-                    runtime: GuestRuntimeKind::WebAssembly,
-                    config: config.to_owned(),
-                });
+                let payload = create_vm(config);
                 if config == FS_CONFIG {
                     self.fs_creates.insert(self.next_request_id + 1);
                 }
@@ -406,12 +404,7 @@ impl Client {
     fn frame(&mut self, ownership: OwnershipScope, payload: RequestPayload) -> (i64, Vec<u8>) {
         self.next_request_id += 1;
         let id = self.next_request_id;
-        let frame = ProtocolFrame::RequestFrame(RequestFrame {
-            schema: ProtocolSchema::current(),
-            request_id: id,
-            ownership,
-            payload,
-        });
+        let frame = request_frame(id, ownership, payload);
         let bytes = schema::encode_frame(&frame, schema::DEFAULT_MAX_FRAME_BYTES).unwrap_or_else(|error| {
             self.violation(format!("the workload built an invalid frame: {error}"));
             Vec::new()
@@ -488,11 +481,11 @@ impl Client {
     /// this mostly succeeds), then asks a VM for more mounts than it may have (always refused).
     async fn exhaust_limits(&mut self) -> turmoil::Result {
         for _ in 0..=kernel::dispatch::MAX_CONNECTIONS_PER_STREAM {
-            self.send(OwnershipScope::connection("client-hint"), authenticate()).await?;
+            self.send(OwnershipScope::connection("client-hint"), authenticate(TOKEN)).await?;
         }
         let Some((conn, session, vm)) = self.vms.first().cloned() else { return Ok(()) };
         let mounts = (0..=kernel::dispatch::MAX_MOUNTS).map(|n| MountDescriptor::memory(format!("/m/{n}"))).collect();
-        let request = RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(mounts));
+        let request = configure_mounts(mounts);
         self.send(OwnershipScope::vm(conn, session, vm), request).await
     }
 
@@ -708,32 +701,11 @@ fn callback_result(request: &SidecarRequestFrame, ok: bool) -> SidecarResponsePa
     })
 }
 
-fn authenticate() -> RequestPayload {
-    RequestPayload::AuthenticateRequest(AuthenticateRequest {
-        client_name: "sim".into(),
-        auth_token: "token".into(),
-        protocol_version: schema::PROTOCOL_VERSION,
-        bridge_version: kernel::dispatch::BRIDGE_VERSION,
-    })
-}
-
-fn open_session() -> RequestPayload {
-    RequestPayload::OpenSessionRequest(OpenSessionRequest {
-        placement: SidecarPlacement::SidecarPlacementShared(SidecarPlacementShared { pool: None }),
-        metadata: Default::default(),
-    })
-}
-
-fn dispose() -> RequestPayload {
-    RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested })
-}
+/// The token the simulated hosts present (the simulated sidecar expects none in particular).
+const TOKEN: &str = "token";
 
 fn configure(plugin: &str) -> RequestPayload {
-    RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(vec![MountDescriptor {
-        guest_path: "/data".into(),
-        read_only: false,
-        plugin: MountPluginDescriptor { id: plugin.into(), config: "{}".into() },
-    }]))
+    configure_mounts(vec![mount("/data", plugin, "{}", false)])
 }
 
 fn register_toolkit(timeout_ms: u64) -> RequestPayload {

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use schema::wire::*;
+use testkit::requests::execute;
 
 /// CreateVm config of VMs that run processes: the scripts on `/bin`.
 pub const PROC_CONFIG: &str = r#"{"permissions":{"fs":"allow","childProcess":"allow","process":"allow"},"rootFilesystem":{"bootstrapEntries":[{"path":"/bin/cat","kind":"file","content":"\u0000asmcat"},{"path":"/bin/exit","kind":"file","content":"\u0000asmexit"},{"path":"/bin/spin","kind":"file","content":"\u0000asmspin"}]}}"#;
@@ -83,7 +84,7 @@ impl Processes {
                 };
                 let id = format!("{script}-{}", self.next);
                 let args = if script == "exit" { vec![code.to_string()] } else { vec![] };
-                let payload = RequestPayload::ExecuteRequest(ExecuteRequest::command(id.clone(), script, args));
+                let payload = execute(id.clone(), script, args);
                 (Pending::Execute { vm: vm.clone(), id, script, code }, payload)
             }
             35..=74 => {

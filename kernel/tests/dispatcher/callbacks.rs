@@ -5,6 +5,7 @@ use kernel::dispatch::{HostCallbackOutcome, PermissionCheck, PromptOutcome};
 use kernel::policy::permissions::Capability;
 use schema::wire::*;
 use std::collections::BTreeMap;
+use testkit::requests::dispose;
 
 fn register(host: &mut Harness, scope: &OwnershipScope, timeout_ms: Option<u64>) -> (u32, String) {
     let frames = host.request(
@@ -185,10 +186,7 @@ fn disposing_a_vm_cancels_its_prompts() {
     let mut host = Harness::new();
     let (conn, session, vm) = host.vm(ASK_FS);
     let (ticket, _) = prompt(&mut host, &vm);
-    host.request(
-        OwnershipScope::vm(&conn, &session, &vm),
-        RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested }),
-    );
+    host.request(OwnershipScope::vm(&conn, &session, &vm), dispose());
     assert!(matches!(host.sidecar.take_prompt_outcome(ticket), Some(PromptOutcome::Denied(_))));
     assert_eq!(host.sidecar.pending_sidecar_requests(), 0);
 }

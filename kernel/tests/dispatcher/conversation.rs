@@ -3,6 +3,7 @@
 use crate::harness::*;
 use schema::wire::*;
 use std::collections::BTreeMap;
+use testkit::requests::{authenticate, create_vm, create_vm_for, dispose, mount, open_session};
 
 fn response(id: i64, ownership: OwnershipScope, payload: ResponsePayload) -> ProtocolFrame {
     ProtocolFrame::ResponseFrame(ResponseFrame {
@@ -31,7 +32,7 @@ fn run_script() -> Vec<Vec<u8>> {
     let vm_scope = OwnershipScope::vm("conn-1", "session-1", "vm-1");
 
     // Authenticate: a fresh connection id, echoed as the response's ownership.
-    let frames = host.request(OwnershipScope::connection("client-hint"), authenticate_payload("token"));
+    let frames = host.request(OwnershipScope::connection("client-hint"), authenticate("token"));
     assert_eq!(
         frames,
         [response(
@@ -46,7 +47,7 @@ fn run_script() -> Vec<Vec<u8>> {
     );
     all.extend(host.drain_bytes());
 
-    let frames = host.request(OwnershipScope::connection("conn-1"), open_session_payload());
+    let frames = host.request(OwnershipScope::connection("conn-1"), open_session());
     assert_eq!(
         frames,
         [response(
@@ -59,13 +60,7 @@ fn run_script() -> Vec<Vec<u8>> {
         )]
     );
 
-    let frames = host.request(
-        OwnershipScope::session("conn-1", "session-1"),
-        RequestPayload::CreateVmRequest(CreateVmRequest {
-            runtime: GuestRuntimeKind::WebAssembly,
-            config: CONFIG.into(),
-        }),
-    );
+    let frames = host.request(OwnershipScope::session("conn-1", "session-1"), create_vm(CONFIG));
     assert_eq!(
         frames,
         [
@@ -112,10 +107,7 @@ fn run_script() -> Vec<Vec<u8>> {
         )]
     );
 
-    let frames = host.request(
-        vm_scope.clone(),
-        RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested }),
-    );
+    let frames = host.request(vm_scope.clone(), dispose());
     assert_eq!(
         frames,
         [
@@ -161,10 +153,7 @@ fn closing_the_stream_disposes_its_vms_and_forgets_its_connections() {
 fn shutdown_disposes_every_vm_with_lifecycle_events() {
     let mut host = Harness::new();
     let (conn, session, _) = host.vm("{}");
-    let frames = host.request(
-        OwnershipScope::session(&conn, &session),
-        RequestPayload::CreateVmRequest(CreateVmRequest { runtime: GuestRuntimeKind::Python, config: "{}".into() }),
-    );
+    let frames = host.request(OwnershipScope::session(&conn, &session), create_vm_for(GuestRuntimeKind::Python, "{}"));
     assert_eq!(frames.len(), 3);
     host.sidecar.shutdown(host.now);
     let states: Vec<_> = host.drain().iter().map(lifecycle).collect();

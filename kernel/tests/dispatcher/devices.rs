@@ -3,7 +3,6 @@
 
 use crate::filesystem::*;
 use crate::harness::*;
-use crate::mounts::memory;
 use base64::Engine as _;
 use kernel::dispatch::{makedev, ENDLESS_DEVICE};
 use kernel::{Entropy, SidecarConfig};
@@ -158,7 +157,7 @@ fn read_dir_lists_dev_and_proc_self() {
     let (_, message) = guest.err(req(Op::ReadDir, "/dev/null"));
     assert_eq!(message, "ENOTDIR: not a directory, scandir '/dev/null'");
     // A configured mount below /dev nests in it.
-    guest.mount(vec![memory("/dev/shm")]).unwrap();
+    guest.mount(vec![MountDescriptor::memory("/dev/shm")]).unwrap();
     guest.write("/dev/shm/segment", "shared");
     assert_eq!(guest.read("/dev/shm/segment"), "shared");
     assert!(guest.entries("/dev").contains(&"shm".to_owned()));
@@ -226,24 +225,15 @@ fn the_kernel_trees_cannot_be_changed() {
             "EXDEV: cross-device link not permitted, rename '/dev/zero' -> '/tmp/zero'",
         ),
         (to(Op::Link, "/dev/null", "/dev/null2"), "EPERM: operation not permitted, link '/dev/null' -> '/dev/null2'"),
-        (
-            GuestFilesystemCallRequest { mode: Some(0o600), ..req(Op::Chmod, "/dev/null") },
-            "EPERM: operation not permitted, chmod '/dev/null'",
-        ),
-        (
-            GuestFilesystemCallRequest { uid: Some(1), gid: Some(1), ..req(Op::Chown, "/proc/self/status") },
-            "EPERM: operation not permitted, chown '/proc/self/status'",
-        ),
-        (
-            GuestFilesystemCallRequest { len: Some(0), ..req(Op::Truncate, "/dev/null") },
-            "EINVAL: invalid argument, open '/dev/null'",
-        ),
+        (chmod("/dev/null", 0o600), "EPERM: operation not permitted, chmod '/dev/null'"),
+        (chown("/proc/self/status", 1, 1), "EPERM: operation not permitted, chown '/proc/self/status'"),
+        (truncate("/dev/null", 0), "EINVAL: invalid argument, open '/dev/null'"),
     ];
     for (request, expected) in refused {
         let (code, message) = guest.err(request);
         assert_eq!((code.as_str(), message.as_str()), ("kernel_error", expected));
     }
-    guest.ok(GuestFilesystemCallRequest { recursive: true, ..req(Op::Mkdir, "/dev") });
+    guest.ok(mkdir_p("/dev"));
     assert_eq!(guest.snapshot(), before);
     assert_eq!(guest.entries("/dev"), DEVICES);
 }

@@ -6,6 +6,9 @@ use kernel::vfs::Layer;
 use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;
 use std::collections::BTreeSet;
+use testkit::requests::{create_vm, create_vm_for, dispose, fs_policy, fs_rule};
+// The other modules take their guest filesystem calls from here (`crate::filesystem::*`).
+pub use testkit::requests::fs::{chmod, chown, mkdir_p, pread, rm_r, symlink, to, truncate, utimes, write};
 
 pub const ALLOW_FS: &str = r#"{"permissions":{"fs":"allow"}}"#;
 
@@ -115,18 +118,6 @@ pub fn req(operation: GuestFilesystemOperation, path: &str) -> GuestFilesystemCa
     GuestFilesystemCallRequest::new(operation, path)
 }
 
-pub fn write(path: &str, content: &str) -> GuestFilesystemCallRequest {
-    GuestFilesystemCallRequest { content: Some(content.into()), ..req(Op::WriteFile, path) }
-}
-
-pub fn to(operation: GuestFilesystemOperation, path: &str, destination: &str) -> GuestFilesystemCallRequest {
-    GuestFilesystemCallRequest { destination_path: Some(destination.into()), ..req(operation, path) }
-}
-
-pub fn symlink(path: &str, target: &str) -> GuestFilesystemCallRequest {
-    GuestFilesystemCallRequest { target: Some(target.into()), ..req(Op::Symlink, path) }
-}
-
 fn names(entries: &[&str]) -> Vec<String> {
     entries.iter().map(|s| s.to_string()).collect()
 }
@@ -176,11 +167,9 @@ fn every_operation_round_trips() {
     );
 
     // PREAD: a window of the file; past the end is empty.
-    let window =
-        ok(&mut guest, GuestFilesystemCallRequest { offset: Some(1), len: Some(3), ..req(Op::Pread, "/tmp/a.txt") });
+    let window = ok(&mut guest, pread("/tmp/a.txt", 1, 3));
     assert_eq!((window.content.as_deref(), window.encoding), (Some("ell"), Some(RootFilesystemEntryEncoding::Utf8)));
-    let past =
-        ok(&mut guest, GuestFilesystemCallRequest { offset: Some(99), len: Some(3), ..req(Op::Pread, "/tmp/a.txt") });
+    let past = ok(&mut guest, pread("/tmp/a.txt", 99, 3));
     assert_eq!(past.content.as_deref(), Some(""));
 
     // STAT of a new file.
@@ -197,7 +186,7 @@ fn every_operation_round_trips() {
     assert_eq!((code.as_str(), message.as_str()), ("kernel_error", "EEXIST: file already exists, mkdir '/tmp/d'"));
     let (_, message) = guest.err(req(Op::Mkdir, "/tmp/p/q"));
     assert!(message.starts_with("ENOENT: no such file or directory, mkdir '/tmp/p/q'"), "{message}");
-    ok(&mut guest, GuestFilesystemCallRequest { recursive: true, mode: Some(0o700), ..req(Op::Mkdir, "/tmp/p/q/r") });
+    ok(&mut guest, GuestFilesystemCallRequest { mode: Some(0o700), ..mkdir_p("/tmp/p/q/r") });
     assert_eq!(guest.stat("/tmp/p/q/r").mode, 0o040_700);
 
     // EXISTS.
@@ -227,18 +216,15 @@ fn every_operation_round_trips() {
     assert_eq!((hard_stat.ino, hard_stat.nlink), (stat.ino, 2));
 
     // CHMOD, CHOWN, UTIMES, TRUNCATE.
-    ok(&mut guest, GuestFilesystemCallRequest { mode: Some(0o600), ..req(Op::Chmod, "/tmp/a.txt") });
-    ok(&mut guest, GuestFilesystemCallRequest { uid: Some(1000), gid: Some(100), ..req(Op::Chown, "/tmp/a.txt") });
-    ok(
-        &mut guest,
-        GuestFilesystemCallRequest { atime_ms: Some(1_000), mtime_ms: Some(2_000), ..req(Op::Utimes, "/tmp/a.txt") },
-    );
-    ok(&mut guest, GuestFilesystemCallRequest { len: Some(2), ..req(Op::Truncate, "/tmp/a.txt") });
+    ok(&mut guest, chmod("/tmp/a.txt", 0o600));
+    ok(&mut guest, chown("/tmp/a.txt", 1000, 100));
+    ok(&mut guest, utimes("/tmp/a.txt", 1_000, 2_000));
+    ok(&mut guest, truncate("/tmp/a.txt", 2));
     let changed = guest.stat("/tmp/hard");
     assert_eq!((changed.mode, changed.uid, changed.gid, changed.atime_ms), (0o100_600, 1000, 100, 1_000));
     assert_eq!(changed.size, 2);
     assert_eq!(guest.read("/tmp/a.txt"), "he");
-    ok(&mut guest, GuestFilesystemCallRequest { len: Some(4), ..req(Op::Truncate, "/tmp/a.txt") });
+    ok(&mut guest, truncate("/tmp/a.txt", 4));
     assert_eq!(guest.read("/tmp/a.txt"), "he\0\0");
 
     // RENAME.
@@ -256,7 +242,7 @@ fn every_operation_round_trips() {
     assert!(!guest.exists("/tmp/d"));
     let (_, message) = guest.err(req(Op::RemoveDir, "/tmp/p"));
     assert_eq!(message, "ENOTEMPTY: directory not empty, rmdir '/tmp/p'");
-    ok(&mut guest, GuestFilesystemCallRequest { recursive: true, ..req(Op::RemoveDir, "/tmp/p") });
+    ok(&mut guest, rm_r("/tmp/p"));
     assert!(!guest.exists("/tmp/p/q/r"));
 
     assert_eq!(
@@ -388,19 +374,15 @@ fn every_operation_checks_its_capability() {
     // (operation, rule operation, denial label, request)
     let cases: Vec<(&str, &str, GuestFilesystemCallRequest)> = vec![
         ("read", "read", req(Op::ReadFile, "/w/file")),
-        ("read", "read", GuestFilesystemCallRequest { offset: Some(0), len: Some(1), ..req(Op::Pread, "/w/file") }),
+        ("read", "read", pread("/w/file", 0, 1)),
         ("read", "read", req(Op::Realpath, "/w/file")),
         ("read", "readlink", req(Op::ReadLink, "/w/link")),
         ("write", "write", write("/w/file", "x")),
         ("write", "link", to(Op::Link, "/w/file", "/w/hard")),
-        ("write", "chmod", GuestFilesystemCallRequest { mode: Some(0o600), ..req(Op::Chmod, "/w/file") }),
-        ("write", "chown", GuestFilesystemCallRequest { uid: Some(1), gid: Some(1), ..req(Op::Chown, "/w/file") }),
-        (
-            "write",
-            "utimes",
-            GuestFilesystemCallRequest { atime_ms: Some(1), mtime_ms: Some(1), ..req(Op::Utimes, "/w/file") },
-        ),
-        ("write", "truncate", GuestFilesystemCallRequest { len: Some(0), ..req(Op::Truncate, "/w/file") }),
+        ("write", "chmod", chmod("/w/file", 0o600)),
+        ("write", "chown", chown("/w/file", 1, 1)),
+        ("write", "utimes", utimes("/w/file", 1, 1)),
+        ("write", "truncate", truncate("/w/file", 0)),
         ("stat", "stat", req(Op::Stat, "/w/file")),
         ("stat", "stat", req(Op::Lstat, "/w/link")),
         ("readdir", "readdir", req(Op::ReadDir, "/w/dir")),
@@ -447,14 +429,10 @@ fn a_rule_may_name_an_operations_own_capability() {
     let cases: Vec<(&str, &str, GuestFilesystemCallRequest)> = vec![
         ("readlink", "read", req(Op::ReadLink, "/w/link")),
         ("link", "write", to(Op::Link, "/w/file", "/w/hard")),
-        ("chmod", "write", GuestFilesystemCallRequest { mode: Some(0o600), ..req(Op::Chmod, "/w/file") }),
-        ("chown", "write", GuestFilesystemCallRequest { uid: Some(1), gid: Some(1), ..req(Op::Chown, "/w/file") }),
-        (
-            "utimes",
-            "write",
-            GuestFilesystemCallRequest { atime_ms: Some(1), mtime_ms: Some(1), ..req(Op::Utimes, "/w/file") },
-        ),
-        ("truncate", "write", GuestFilesystemCallRequest { len: Some(0), ..req(Op::Truncate, "/w/file") }),
+        ("chmod", "write", chmod("/w/file", 0o600)),
+        ("chown", "write", chown("/w/file", 1, 1)),
+        ("utimes", "write", utimes("/w/file", 1, 1)),
+        ("truncate", "write", truncate("/w/file", 0)),
     ];
     for (operation, capability, request) in cases {
         let mut guest = Guest::new(&deny_rule(&format!("{operation:?}"), r#""/w/**""#));
@@ -489,14 +467,13 @@ fn a_rule_may_name_an_operations_own_capability() {
         {"mode":"deny","operations":["chmod"],"paths":["/secret/**"]},
         {"mode":"allow","operations":["write"],"paths":["/secret/open/**"]}]}}}"#;
     let mut guest = Guest::new(config);
-    guest.ok(GuestFilesystemCallRequest { recursive: true, ..req(Op::Mkdir, "/secret/open") });
+    guest.ok(mkdir_p("/secret/open"));
     guest.write("/secret/f", "plain writes stay allowed");
     guest.write("/secret/open/f", "x");
-    let chmod = |path: &str| GuestFilesystemCallRequest { mode: Some(0o600), ..req(Op::Chmod, path) };
-    let (_, message) = guest.err(chmod("/secret/f"));
+    let (_, message) = guest.err(chmod("/secret/f", 0o600));
     assert_eq!(message, "EACCES: permission denied, chmod '/secret/f': blocked by fs.write policy");
-    guest.ok(chmod("/secret/open/f"));
-    guest.ok(chmod("/tmp"));
+    guest.ok(chmod("/secret/open/f", 0o600));
+    guest.ok(chmod("/tmp", 0o600));
 }
 
 #[test]
@@ -509,32 +486,12 @@ fn a_misspelt_operation_is_refused_at_create_and_configure() {
     let session = host.open_session(&conn);
     let config = r#"{"permissions":{"fs":{"default":"allow","rules":[
         {"mode":"deny","operations":["read","wirte"],"paths":["/**"]}]}}}"#;
-    let frames = host.request(
-        OwnershipScope::session(&conn, &session),
-        RequestPayload::CreateVmRequest(CreateVmRequest {
-            runtime: GuestRuntimeKind::WebAssembly,
-            config: config.into(),
-        }),
-    );
+    let frames = host.request(OwnershipScope::session(&conn, &session), create_vm(config));
     assert_eq!(rejection(&frames[0]), ("invalid_state".to_owned(), expected.to_owned()));
     assert!(host.sidecar.vms().is_empty());
 
     let mut guest = Guest::new(ALLOW_FS);
-    let misspelt = PermissionsPolicy {
-        fs: Some(FsPermissionScope::FsPermissionRuleSet(FsPermissionRuleSet {
-            default: Some(PermissionMode::Allow),
-            rules: vec![FsPermissionRule {
-                mode: PermissionMode::Deny,
-                operations: vec!["read".into(), "wirte".into()],
-                paths: vec!["/**".into()],
-            }],
-        })),
-        network: None,
-        child_process: None,
-        process: None,
-        env: None,
-        tool: None,
-    };
+    let misspelt = fs_policy(PermissionMode::Allow, vec![fs_rule(PermissionMode::Deny, &["read", "wirte"], &["/**"])]);
     let configure = RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
         permissions: Some(misspelt),
         ..ConfigureVmRequest::mounts(vec![])
@@ -571,10 +528,6 @@ const SECRET_BELOW: &str = r#"{"permissions":{"fs":{"default":"allow","rules":[
       {"path":"/tmp/tree/a/b","kind":"file","content":"b"}]}}"#;
 
 const RULE_BELOW: &str = "a permission rule applies below this directory";
-
-fn rm_r(path: &str) -> GuestFilesystemCallRequest {
-    GuestFilesystemCallRequest { recursive: true, ..req(Op::RemoveDir, path) }
-}
 
 /// Whether the snapshot still holds `/data/secret/f` with its content.
 fn secret_intact(guest: &mut Guest) -> bool {
@@ -679,7 +632,7 @@ fn the_guard_applies_inside_mounts() {
     let config = r#"{"permissions":{"fs":{"default":"allow","rules":[
         {"mode":"deny","operations":["read"],"paths":["/mnt/secret/**"]}]}}}"#;
     let mut guest = Guest::new(config);
-    guest.mount(vec![crate::mounts::memory("/mnt")]).unwrap();
+    guest.mount(vec![MountDescriptor::memory("/mnt")]).unwrap();
     guest.ok(req(Op::CreateDir, "/mnt/secret"));
     guest.write("/mnt/secret/f", "s");
     guest.ok(req(Op::CreateDir, "/mnt/open"));
@@ -708,8 +661,7 @@ fn symlinks_do_not_carry_operations_past_the_policy() {
     assert_eq!(message, "EACCES: permission denied, write '/etc/created': blocked by fs.write policy");
     let (_, message) = guest.err(write("/tmp/etc/new", "x"));
     assert_eq!(message, "EACCES: permission denied, write '/etc/new': blocked by fs.write policy");
-    let (_, message) =
-        guest.err(GuestFilesystemCallRequest { recursive: true, ..req(Op::Mkdir, "/tmp/etc/../etc/a/b") });
+    let (_, message) = guest.err(mkdir_p("/tmp/etc/../etc/a/b"));
     assert_eq!(message, "EACCES: permission denied, mkdir '/etc/a/b': blocked by fs.create_dir policy");
     let (_, message) = guest.err(req(Op::ReadFile, "/tmp/../etc/hostname"));
     assert!(message.contains("'/etc/hostname'"), "{message}");
@@ -749,16 +701,16 @@ fn a_read_only_root_refuses_every_mutation() {
         write("/w/file", "x"),
         write("/tmp/new", "x"),
         req(Op::CreateDir, "/w/d2"),
-        GuestFilesystemCallRequest { recursive: true, ..req(Op::Mkdir, "/w/a/b") },
+        mkdir_p("/w/a/b"),
         req(Op::RemoveFile, "/w/file"),
         req(Op::RemoveDir, "/w/dir"),
         to(Op::Rename, "/w/file", "/w/moved"),
         symlink("/w/s", "/w/file"),
         to(Op::Link, "/w/file", "/w/hard"),
-        GuestFilesystemCallRequest { mode: Some(0o600), ..req(Op::Chmod, "/w/file") },
-        GuestFilesystemCallRequest { uid: Some(1), gid: Some(1), ..req(Op::Chown, "/w/file") },
-        GuestFilesystemCallRequest { atime_ms: Some(1), mtime_ms: Some(1), ..req(Op::Utimes, "/w/file") },
-        GuestFilesystemCallRequest { len: Some(0), ..req(Op::Truncate, "/w/file") },
+        chmod("/w/file", 0o600),
+        chown("/w/file", 1, 1),
+        utimes("/w/file", 1, 1),
+        truncate("/w/file", 0),
     ];
     for request in mutations {
         let operation = request.operation;
@@ -800,11 +752,7 @@ fn filesystem_limits_come_from_the_vm_config() {
     guest.write("/tmp/a", "12345");
     assert_limit(&mut guest, write("/tmp/b", "123456"), "ENOSPC: filesystem bytes limit of 10 reached, open '/tmp/b'");
     assert!(!guest.exists("/tmp/b"));
-    assert_limit(
-        &mut guest,
-        GuestFilesystemCallRequest { len: Some(11), ..req(Op::Truncate, "/tmp/a") },
-        "ENOSPC: filesystem bytes limit of 10 reached, open '/tmp/a'",
-    );
+    assert_limit(&mut guest, truncate("/tmp/a", 11), "ENOSPC: filesystem bytes limit of 10 reached, open '/tmp/a'");
     guest.write("/tmp/b", "12345");
 
     // The root and the copied-up /tmp are two inodes of the upper.
@@ -828,13 +776,12 @@ fn filesystem_limits_come_from_the_vm_config() {
     assert_eq!(guest.ok(req(Op::ReadDir, "/home")).entries.unwrap(), names(&["user"]));
 
     let mut guest = limited(r#""maxPreadBytes":4"#);
-    let (code, message) =
-        guest.err(GuestFilesystemCallRequest { offset: Some(0), len: Some(5), ..req(Op::Pread, "/etc/hostname") });
+    let (code, message) = guest.err(pread("/etc/hostname", 0, 5));
     assert_eq!(
         (code.as_str(), message.as_str()),
         ("limit_exceeded", "ENOSPC: pread bytes limit of 4 reached, read '/etc/hostname'")
     );
-    let ok = guest.ok(GuestFilesystemCallRequest { offset: Some(0), len: Some(4), ..req(Op::Pread, "/etc/hostname") });
+    let ok = guest.ok(pread("/etc/hostname", 0, 4));
     assert_eq!(ok.content.as_deref(), Some("secu"));
 
     let mut guest = limited(r#""maxFdWriteBytes":8"#);
@@ -849,13 +796,8 @@ fn root_filesystem_content_over_the_limits_refuses_the_vm() {
     let session = host.open_session(&conn);
     let config = r#"{"limits":{"resources":{"maxFilesystemBytes":4}},
         "rootFilesystem":{"bootstrapEntries":[{"path":"/big","kind":"file","content":"12345"}]}}"#;
-    let frames = host.request(
-        OwnershipScope::session(&conn, &session),
-        RequestPayload::CreateVmRequest(CreateVmRequest {
-            runtime: GuestRuntimeKind::JavaScript,
-            config: config.into(),
-        }),
-    );
+    let frames =
+        host.request(OwnershipScope::session(&conn, &session), create_vm_for(GuestRuntimeKind::JavaScript, config));
     assert_eq!(frames.len(), 1, "no lifecycle events for a refused VM");
     let (code, message) = rejection(&frames[0]);
     assert_eq!(code, "limit_exceeded");
@@ -1058,10 +1000,7 @@ fn bootstrap_and_snapshot_need_no_fs_permission() {
 #[test]
 fn a_disposed_vm_has_no_filesystem() {
     let mut guest = Guest::new(ALLOW_FS);
-    let frames = guest.host.request(
-        guest.scope.clone(),
-        RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested }),
-    );
+    let frames = guest.host.request(guest.scope.clone(), dispose());
     assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmDisposedResponse(_)));
     let (code, message) = guest.err(req(Op::ReadFile, "/etc/hostname"));
     assert_eq!(code, "invalid_state");

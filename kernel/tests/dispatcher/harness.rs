@@ -3,6 +3,7 @@
 use kernel::{Now, Sidecar, SidecarConfig, StreamId};
 use schema::wire::*;
 use schema::{decode_frame, encode_frame};
+use testkit::requests::{authenticate, create_vm, open_session, request_frame};
 
 pub struct Harness {
     pub sidecar: Sidecar,
@@ -43,13 +44,7 @@ impl Harness {
         ownership: OwnershipScope,
         payload: RequestPayload,
     ) -> Vec<ProtocolFrame> {
-        let frame = ProtocolFrame::RequestFrame(RequestFrame {
-            schema: ProtocolSchema::current(),
-            request_id: id,
-            ownership,
-            payload,
-        });
-        self.send_frame(frame)
+        self.send_frame(request_frame(id, ownership, payload))
     }
 
     pub fn send_frame(&mut self, frame: ProtocolFrame) -> Vec<ProtocolFrame> {
@@ -87,13 +82,7 @@ impl Harness {
     pub fn vm(&mut self, config: &str) -> (String, String, String) {
         let conn = self.authenticate();
         let session = self.open_session(&conn);
-        let frames = self.request(
-            OwnershipScope::session(&conn, &session),
-            RequestPayload::CreateVmRequest(CreateVmRequest {
-                runtime: GuestRuntimeKind::WebAssembly,
-                config: config.into(),
-            }),
-        );
+        let frames = self.request(OwnershipScope::session(&conn, &session), create_vm(config));
         let vm = match response_payload(&frames[0]) {
             ResponsePayload::VmCreatedResponse(created) => created.vm_id.clone(),
             other => panic!("create failed: {other:?}"),
@@ -102,7 +91,7 @@ impl Harness {
     }
 
     pub fn authenticate(&mut self) -> String {
-        let frames = self.request(OwnershipScope::connection("client-hint"), authenticate_payload("token"));
+        let frames = self.request(OwnershipScope::connection("client-hint"), authenticate("token"));
         match response_payload(&frames[0]) {
             ResponsePayload::AuthenticatedResponse(response) => response.connection_id.clone(),
             other => panic!("authenticate failed: {other:?}"),
@@ -110,28 +99,12 @@ impl Harness {
     }
 
     pub fn open_session(&mut self, conn: &str) -> String {
-        let frames = self.request(OwnershipScope::connection(conn), open_session_payload());
+        let frames = self.request(OwnershipScope::connection(conn), open_session());
         match response_payload(&frames[0]) {
             ResponsePayload::SessionOpenedResponse(response) => response.session_id.clone(),
             other => panic!("open session failed: {other:?}"),
         }
     }
-}
-
-pub fn authenticate_payload(token: &str) -> RequestPayload {
-    RequestPayload::AuthenticateRequest(AuthenticateRequest {
-        client_name: "test-host".into(),
-        auth_token: token.into(),
-        protocol_version: 7,
-        bridge_version: 1,
-    })
-}
-
-pub fn open_session_payload() -> RequestPayload {
-    RequestPayload::OpenSessionRequest(OpenSessionRequest {
-        placement: SidecarPlacement::SidecarPlacementShared(SidecarPlacementShared { pool: None }),
-        metadata: Default::default(),
-    })
 }
 
 pub fn response_payload(frame: &ProtocolFrame) -> &ResponsePayload {

@@ -4,12 +4,12 @@
 use crate::fakes::{FakeHostFs, Node};
 use crate::filesystem::*;
 use crate::harness::*;
-use crate::mounts::mount;
 use kernel::dispatch::HOST_FILESYSTEM_STATUS_OK;
 use kernel::Sidecar;
 use schema::wire::FilesystemOperation as H;
 use schema::wire::*;
 use std::sync::Arc;
+use testkit::requests::mount;
 
 fn host_call(guest: &mut Guest, operation: FilesystemOperation, path: &str, size: u64) -> (String, u64) {
     let payload = RequestPayload::HostFilesystemCallRequest(HostFilesystemCallRequest {
@@ -30,7 +30,7 @@ fn guest_with(fake: &FakeHostFs, config: &str, read_only: bool) -> Guest {
     let sidecar = Sidecar::new(Default::default()).with_host_fs(Arc::new(fake.clone()));
     let mut guest = Guest::on(Harness::with_sidecar(sidecar), config);
     guest
-        .mount(vec![mount("/host", "host_dir", r#"{"hostPath":"/srv/h"}"#, read_only), crate::mounts::memory("/mem")])
+        .mount(vec![mount("/host", "host_dir", r#"{"hostPath":"/srv/h"}"#, read_only), MountDescriptor::memory("/mem")])
         .unwrap();
     guest
 }

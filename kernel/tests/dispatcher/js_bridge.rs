@@ -3,10 +3,10 @@
 
 use crate::filesystem::*;
 use crate::harness::*;
-use crate::mounts::{configure, mount};
 use kernel::dispatch::JS_BRIDGE_TIMEOUT_MS;
 use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;
+use testkit::requests::{configure_mounts, dispose, mount};
 
 /// Sends a guest call; it must be parked: the only frame out is the bridge call.
 fn park(guest: &mut Guest, request: GuestFilesystemCallRequest) -> (i64, SidecarRequestFrame, JsBridgeCallRequest) {
@@ -53,7 +53,8 @@ fn response(frames: &[ProtocolFrame]) -> (i64, ResponsePayload) {
 
 fn bridged(config: &str) -> Guest {
     let mut guest = Guest::new(ALLOW_FS);
-    let frames = guest.host.request(guest.scope.clone(), configure(vec![mount("/js", "js_bridge", config, false)]));
+    let frames =
+        guest.host.request(guest.scope.clone(), configure_mounts(vec![mount("/js", "js_bridge", config, false)]));
     assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmConfiguredResponse(_)), "{frames:?}");
     guest
 }
@@ -78,8 +79,7 @@ fn a_guest_call_is_forwarded_and_answered_when_the_bridge_answers() {
     assert_eq!(guest.host.sidecar.pending_sidecar_requests(), 0);
 
     // Operation names and args follow the original; results are decoded per operation.
-    let (_, frame, call) =
-        park(&mut guest, GuestFilesystemCallRequest { content: Some("hi".into()), ..req(Op::WriteFile, "/js/w") });
+    let (_, frame, call) = park(&mut guest, write("/js/w", "hi"));
     assert_eq!((call.call_id.as_str(), call.operation.as_str()), ("js-bridge-call-2", "writeFile"));
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&call.args).unwrap(),
@@ -156,8 +156,7 @@ fn bridge_errors_timeouts_and_disposal_still_answer_the_request() {
         })
     );
     // Content over the VM's read limit is refused.
-    let (_, frame, call) =
-        park(&mut guest, GuestFilesystemCallRequest { offset: Some(0), len: Some(2), ..req(Op::Pread, "/js/f") });
+    let (_, frame, call) = park(&mut guest, pread("/js/f", 0, 2));
     let (_, payload) = response(&answer(&mut guest, &frame, &call.call_id, Some("[1,2,3]"), None));
     assert!(
         matches!(&payload, ResponsePayload::RejectedResponse(r) if r.message.starts_with("EINVAL: js_bridge payload length 3 exceeds")),
@@ -194,10 +193,7 @@ fn bridge_errors_timeouts_and_disposal_still_answer_the_request() {
     assert!(late.iter().all(|f| matches!(f, ProtocolFrame::EventFrame(_))), "{late:?}");
     // Disposing the VM answers what is parked.
     let (id, _, _) = park(&mut guest, req(Op::Stat, "/js/a"));
-    let frames = guest.host.request(
-        guest.scope.clone(),
-        RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested }),
-    );
+    let frames = guest.host.request(guest.scope.clone(), dispose());
     let parked = frames.iter().find_map(|f| match f {
         ProtocolFrame::ResponseFrame(r) if r.request_id == id => Some(r.payload.clone()),
         _ => None,
@@ -212,7 +208,7 @@ fn bridge_errors_timeouts_and_disposal_still_answer_the_request() {
 #[test]
 fn a_read_only_bridge_mount_refuses_writes_without_asking_the_host() {
     let mut guest = Guest::new(ALLOW_FS);
-    let frames = guest.host.request(guest.scope.clone(), configure(vec![mount("/js", "js_bridge", "{}", true)]));
+    let frames = guest.host.request(guest.scope.clone(), configure_mounts(vec![mount("/js", "js_bridge", "{}", true)]));
     assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmConfiguredResponse(_)));
     let (code, message) = guest.err(write("/js/f", "x"));
     assert_eq!((code.as_str(), message.as_str()), ("kernel_error", "EROFS: read-only file system, open '/js/f'"));

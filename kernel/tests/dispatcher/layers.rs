@@ -5,6 +5,7 @@ use crate::filesystem::{entry, Guest, ALLOW_FS};
 use crate::harness::*;
 use kernel::dispatch::MAX_LAYERS_PER_VM;
 use schema::wire::*;
+use testkit::requests::create_vm_for;
 
 fn import(guest: &mut Guest, entries: Vec<RootFilesystemEntry>) -> Result<String, (String, String)> {
     match guest.send(RequestPayload::ImportSnapshotRequest(ImportSnapshotRequest { entries })) {
@@ -273,17 +274,15 @@ fn a_vm_holds_at_most_256_layers() {
         OwnershipScope::VmOwnership(scope) => (scope.connection_id.clone(), scope.session_id.clone()),
         other => panic!("{other:?}"),
     };
-    let frames = guest.host.request(
-        OwnershipScope::session(&conn, &session),
-        RequestPayload::CreateVmRequest(CreateVmRequest { runtime: GuestRuntimeKind::JavaScript, config }),
-    );
+    let frames = guest
+        .host
+        .request(OwnershipScope::session(&conn, &session), create_vm_for(GuestRuntimeKind::JavaScript, config));
     assert_eq!(rejection(&frames[0]), ("invalid_state".to_owned(), limit.to_owned()), "256 lowers plus the base layer");
     let lowers = vec![r#"{"kind":"snapshot","entries":[]}"#; MAX_LAYERS_PER_VM].join(",");
     let config = format!(r#"{{"rootFilesystem":{{"disableDefaultBaseLayer":true,"lowers":[{lowers}]}}}}"#);
-    let frames = guest.host.request(
-        OwnershipScope::session(&conn, &session),
-        RequestPayload::CreateVmRequest(CreateVmRequest { runtime: GuestRuntimeKind::JavaScript, config }),
-    );
+    let frames = guest
+        .host
+        .request(OwnershipScope::session(&conn, &session), create_vm_for(GuestRuntimeKind::JavaScript, config));
     assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmCreatedResponse(_)), "{frames:?}");
 }
 

@@ -1,6 +1,7 @@
 //! Every named bound of the dispatcher, hit: the request over it is refused with the right
 //! code, and nothing already stored changes.
 
+use crate::filesystem::{req, write};
 use crate::harness::*;
 use kernel::dispatch::*;
 use kernel::policy::config::{
@@ -9,15 +10,10 @@ use kernel::policy::config::{
 };
 use kernel::{Sidecar, SidecarConfig};
 use schema::wire::*;
+use testkit::requests::{configure_mounts, create_vm, dispose, execute, open_session};
 
 fn create(host: &mut Harness, conn: &str, session: &str) -> Vec<ProtocolFrame> {
-    host.request(
-        OwnershipScope::session(conn, session),
-        RequestPayload::CreateVmRequest(CreateVmRequest {
-            runtime: GuestRuntimeKind::WebAssembly,
-            config: "{}".into(),
-        }),
-    )
+    host.request(OwnershipScope::session(conn, session), create_vm("{}"))
 }
 
 fn definition() -> RegisteredHostCallbackDefinition {
@@ -75,16 +71,13 @@ fn sessions_per_connection_are_bounded_and_empty_ones_reclaimed() {
         sessions.push(session);
     }
     // Every session owns a VM: no room.
-    let frames = host.request(OwnershipScope::connection(&conn), open_session_payload());
+    let frames = host.request(OwnershipScope::connection(&conn), open_session());
     assert!(code_of(&frames).starts_with("limit_exceeded: ENOSPC: sessions per connection"), "{}", code_of(&frames));
     assert_eq!(host.sidecar.session_count(), MAX_SESSIONS_PER_CONNECTION);
     // Dispose the VMs of session 10 and session 2: the oldest of them (2) makes room first.
     for index in [9, 1] {
         let vm = host.sidecar.vms().into_iter().find(|vm| vm.session_id == sessions[index]).unwrap().vm_id;
-        let disposed = host.request(
-            OwnershipScope::vm(&conn, &sessions[index], &vm),
-            RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested }),
-        );
+        let disposed = host.request(OwnershipScope::vm(&conn, &sessions[index], &vm), dispose());
         assert!(matches!(response_payload(&disposed[0]), ResponsePayload::VmDisposedResponse(_)));
     }
     let opened = host.open_session(&conn);
@@ -97,7 +90,7 @@ fn sessions_per_connection_are_bounded_and_empty_ones_reclaimed() {
     let last = host.open_session(&conn);
     assert!(matches!(response_payload(&create(&mut host, &conn, &last)[0]), ResponsePayload::VmCreatedResponse(_)));
     host.drain();
-    let frames = host.request(OwnershipScope::connection(&conn), open_session_payload());
+    let frames = host.request(OwnershipScope::connection(&conn), open_session());
     assert!(code_of(&frames).starts_with("limit_exceeded"), "{}", code_of(&frames));
 }
 
@@ -139,17 +132,7 @@ fn pending_sidecar_requests_are_bounded() {
 fn mounts_per_configure_are_bounded() {
     let mut host = Harness::new();
     let (conn, session, vm) = host.vm(r#"{"permissions":{"fs":"allow"}}"#);
-    let mounts = |n: usize| {
-        RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(
-            (0..n)
-                .map(|i| MountDescriptor {
-                    guest_path: format!("/m{i}"),
-                    read_only: false,
-                    plugin: MountPluginDescriptor { id: "memory".into(), config: "{}".into() },
-                })
-                .collect(),
-        ))
-    };
+    let mounts = |n: usize| configure_mounts((0..n).map(|i| MountDescriptor::memory(format!("/m{i}"))).collect());
     let scope = OwnershipScope::vm(&conn, &session, &vm);
     assert_eq!(code_of(&host.request(scope.clone(), mounts(MAX_MOUNTS))), "accepted: VmConfiguredResponse");
     assert!(code_of(&host.request(scope, mounts(MAX_MOUNTS + 1))).starts_with("limit_exceeded"));
@@ -252,10 +235,7 @@ fn the_sidecar_memory_budget_refuses_new_vms_and_processes_when_used_up() {
     let mut host = Harness::with_sidecar(Sidecar::new(config).with_guest_engine(engine));
     let (conn, session, vm) = host.vm(r#"{"permissions":{"fs":"allow","childProcess":"allow"}}"#);
     let scope = OwnershipScope::vm(&conn, &session, &vm);
-    let write = GuestFilesystemCallRequest {
-        content: Some("x".repeat(usize::try_from(BUDGET).unwrap())),
-        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/tmp/big")
-    };
+    let write = write("/tmp/big", &"x".repeat(usize::try_from(BUDGET).unwrap()));
     let written = host.request(scope.clone(), RequestPayload::GuestFilesystemCallRequest(write));
     assert!(matches!(response_payload(&written[0]), ResponsePayload::GuestFilesystemResultResponse(_)));
     let refused = create(&mut host, &conn, &session);
@@ -265,17 +245,11 @@ fn the_sidecar_memory_budget_refuses_new_vms_and_processes_when_used_up() {
         "{}",
         code_of(&refused)
     );
-    let refused = host.request(
-        scope.clone(),
-        RequestPayload::ExecuteRequest(ExecuteRequest::command("p", "cat", Vec::<String>::new())),
-    );
+    let refused = host.request(scope.clone(), execute("p", "cat", Vec::<String>::new()));
     assert!(code_of(&refused).starts_with("limit_exceeded: ENOMEM"), "{}", code_of(&refused));
     let removed = host.request(
         scope,
-        RequestPayload::GuestFilesystemCallRequest(GuestFilesystemCallRequest::new(
-            GuestFilesystemOperation::RemoveFile,
-            "/tmp/big",
-        )),
+        RequestPayload::GuestFilesystemCallRequest(req(GuestFilesystemOperation::RemoveFile, "/tmp/big")),
     );
     assert!(matches!(response_payload(&removed[0]), ResponsePayload::GuestFilesystemResultResponse(_)));
     assert!(matches!(response_payload(&create(&mut host, &conn, &session)[0]), ResponsePayload::VmCreatedResponse(_)));

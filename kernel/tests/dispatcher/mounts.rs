@@ -9,27 +9,12 @@ use kernel::Sidecar;
 use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;
 use std::sync::Arc;
-
-pub fn mount(guest_path: &str, plugin: &str, config: &str, read_only: bool) -> MountDescriptor {
-    MountDescriptor {
-        guest_path: guest_path.into(),
-        read_only,
-        plugin: MountPluginDescriptor { id: plugin.into(), config: config.into() },
-    }
-}
-
-pub fn memory(guest_path: &str) -> MountDescriptor {
-    mount(guest_path, "memory", "{}", false)
-}
-
-pub fn configure(mounts: Vec<MountDescriptor>) -> RequestPayload {
-    RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(mounts))
-}
+use testkit::requests::{configure_mounts, fs_policy, fs_rule, mount};
 
 impl Guest {
     /// ConfigureVm with these mounts; `Ok(applied)` or the rejection.
     pub fn mount(&mut self, mounts: Vec<MountDescriptor>) -> Result<u32, (String, String)> {
-        match self.send(configure(mounts)) {
+        match self.send(configure_mounts(mounts)) {
             ResponsePayload::VmConfiguredResponse(r) => Ok(r.applied_mounts),
             ResponsePayload::RejectedResponse(r) => Err((r.code, r.message)),
             other => panic!("unexpected {other:?}"),
@@ -48,7 +33,7 @@ fn host_guest(fake: &FakeHostFs, config: &str) -> Guest {
 #[test]
 fn memory_mount_reads_and_writes_and_resolution_crosses_it() {
     let mut guest = Guest::new(ALLOW_FS);
-    assert_eq!(guest.mount(vec![memory("/data")]), Ok(1));
+    assert_eq!(guest.mount(vec![MountDescriptor::memory("/data")]), Ok(1));
     assert_eq!(guest.host.sidecar.vm_mount_paths(&guest.vm_id), Some(vec!["/data".to_owned()]));
     guest.write("/data/a.txt", "in the mount");
     assert_eq!(guest.read("/data/a.txt"), "in the mount");
@@ -71,13 +56,13 @@ fn memory_mount_reads_and_writes_and_resolution_crosses_it() {
     assert_eq!(guest.read("/data/etc/hostname"), "secure-exec\n");
     assert_eq!(guest.ok(req(Op::Realpath, "/data/etc/hostname")).target.as_deref(), Some("/etc/hostname"));
     // Every other operation works inside the mount.
-    guest.ok(GuestFilesystemCallRequest { recursive: true, ..req(Op::Mkdir, "/data/x/y") });
+    guest.ok(mkdir_p("/data/x/y"));
     guest.ok(to(Op::Rename, "/data/a.txt", "/data/x/y/a.txt"));
     guest.ok(to(Op::Link, "/data/x/y/a.txt", "/data/hard"));
     assert_eq!(guest.stat("/data/hard").nlink, 2);
-    guest.ok(GuestFilesystemCallRequest { len: Some(2), ..req(Op::Truncate, "/data/hard") });
+    guest.ok(truncate("/data/hard", 2));
     assert_eq!(guest.read("/data/x/y/a.txt"), "in");
-    guest.ok(GuestFilesystemCallRequest { recursive: true, ..req(Op::RemoveDir, "/data/x") });
+    guest.ok(rm_r("/data/x"));
     assert!(!guest.exists("/data/x"));
     // Errors name the paths as given.
     let (code, message) = guest.err(req(Op::ReadFile, "/data/missing"));
@@ -92,7 +77,7 @@ fn memory_mount_reads_and_writes_and_resolution_crosses_it() {
 #[test]
 fn missing_directories_on_the_way_to_a_mount_exist_virtually() {
     let mut guest = Guest::new(ALLOW_FS);
-    guest.mount(vec![memory("/deep/er/mnt")]).unwrap();
+    guest.mount(vec![MountDescriptor::memory("/deep/er/mnt")]).unwrap();
     assert!(guest.stat("/deep").is_directory);
     assert!(guest.exists("/deep/er"));
     assert_eq!(guest.entries("/deep"), ["er"]);
@@ -122,16 +107,16 @@ fn a_read_only_mount_refuses_every_mutating_operation() {
             write(&file, "x"),
             write(&format!("{base}/new"), "x"),
             req(Op::CreateDir, &format!("{base}/d")),
-            GuestFilesystemCallRequest { recursive: true, ..req(Op::Mkdir, &format!("{base}/a/b")) },
+            mkdir_p(&format!("{base}/a/b")),
             req(Op::RemoveFile, &file),
             req(Op::RemoveDir, &format!("{base}/dir")),
             to(Op::Rename, &file, &format!("{base}/moved")),
             symlink(&format!("{base}/s"), "kept.txt"),
             to(Op::Link, &file, &format!("{base}/hard")),
-            GuestFilesystemCallRequest { mode: Some(0o600), ..req(Op::Chmod, &file) },
-            GuestFilesystemCallRequest { uid: Some(1), gid: Some(1), ..req(Op::Chown, &file) },
-            GuestFilesystemCallRequest { atime_ms: Some(1), mtime_ms: Some(1), ..req(Op::Utimes, &file) },
-            GuestFilesystemCallRequest { len: Some(0), ..req(Op::Truncate, &file) },
+            chmod(&file, 0o600),
+            chown(&file, 1, 1),
+            utimes(&file, 1, 1),
+            truncate(&file, 0),
         ];
         for request in mutations {
             let described = format!("{:?} {}", request.operation, request.path);
@@ -150,7 +135,7 @@ fn a_read_only_mount_refuses_every_mutating_operation() {
 #[test]
 fn rename_and_link_across_mounts_are_exdev() {
     let mut guest = Guest::new(ALLOW_FS);
-    guest.mount(vec![memory("/a"), memory("/b")]).unwrap();
+    guest.mount(vec![MountDescriptor::memory("/a"), MountDescriptor::memory("/b")]).unwrap();
     guest.write("/a/f", "x");
     guest.write("/tmp/r", "root");
     let cases = [
@@ -169,13 +154,8 @@ fn rename_and_link_across_mounts_are_exdev() {
     guest.ok(to(Op::Rename, "/a/f", "/a/g"));
     guest.ok(to(Op::Rename, "/tmp/r", "/tmp/s"));
     // The mount points themselves cannot be removed or renamed, nor what holds them.
-    guest.mount(vec![memory("/a"), memory("/mnt/x/y")]).unwrap();
-    for request in [
-        req(Op::RemoveDir, "/a"),
-        GuestFilesystemCallRequest { recursive: true, ..req(Op::RemoveDir, "/mnt") },
-        to(Op::Rename, "/a", "/z"),
-        to(Op::Rename, "/mnt", "/z"),
-    ] {
+    guest.mount(vec![MountDescriptor::memory("/a"), MountDescriptor::memory("/mnt/x/y")]).unwrap();
+    for request in [req(Op::RemoveDir, "/a"), rm_r("/mnt"), to(Op::Rename, "/a", "/z"), to(Op::Rename, "/mnt", "/z")] {
         let (code, message) = guest.err(request);
         assert_eq!(code, "kernel_error");
         assert!(message.starts_with("EBUSY: "), "{message}");
@@ -185,25 +165,25 @@ fn rename_and_link_across_mounts_are_exdev() {
 #[test]
 fn configure_vm_reconciles_mounts() {
     let mut guest = Guest::new(ALLOW_FS);
-    guest.mount(vec![memory("/one")]).unwrap();
+    guest.mount(vec![MountDescriptor::memory("/one")]).unwrap();
     guest.write("/one/f", "first");
     // The second ConfigureVm replaces the mount list: /one is gone, /two is new.
-    assert_eq!(guest.mount(vec![memory("/two"), memory("/three")]), Ok(2));
+    assert_eq!(guest.mount(vec![MountDescriptor::memory("/two"), MountDescriptor::memory("/three")]), Ok(2));
     assert_eq!(guest.host.sidecar.vm_mount_paths(&guest.vm_id), Some(vec!["/two".to_owned(), "/three".to_owned()]));
     let (code, message) = guest.err(req(Op::ReadFile, "/one/f"));
     assert_eq!((code.as_str(), message.as_str()), ("kernel_error", "ENOENT: no such file or directory, open '/one/f'"));
     assert!(!guest.entries("/").contains(&"one".to_owned()));
     guest.write("/two/g", "second");
     // Remounting the same path gives a fresh filesystem.
-    guest.mount(vec![memory("/two")]).unwrap();
+    guest.mount(vec![MountDescriptor::memory("/two")]).unwrap();
     assert!(!guest.exists("/two/g"));
     guest.write("/two/g", "kept");
     // A refused ConfigureVm changes nothing: every mount is checked before any change.
     for bad in [
-        vec![memory("/new"), mount("/x", "nfs", "{}", false)],
-        vec![memory("/new"), mount("/x", "s3", "{}", false)],
-        vec![memory("/new"), mount("/x", "host_dir", r#"{"hostPath":"/srv"}"#, false)],
-        vec![memory("/new"), memory("/new/")],
+        vec![MountDescriptor::memory("/new"), mount("/x", "nfs", "{}", false)],
+        vec![MountDescriptor::memory("/new"), mount("/x", "s3", "{}", false)],
+        vec![MountDescriptor::memory("/new"), mount("/x", "host_dir", r#"{"hostPath":"/srv"}"#, false)],
+        vec![MountDescriptor::memory("/new"), MountDescriptor::memory("/new/")],
     ] {
         assert!(guest.mount(bad).is_err());
         assert_eq!(guest.host.sidecar.vm_mount_paths(&guest.vm_id), Some(vec!["/two".to_owned()]));
@@ -247,7 +227,8 @@ fn unsupported_and_invalid_mounts_are_refused() {
         assert_eq!(got_code, code, "{message}");
         assert!(message.contains(text), "{message:?} should contain {text:?}");
     }
-    let (code, message) = guest.mount(vec![memory("/d"), memory("//d/")]).unwrap_err();
+    let (code, message) =
+        guest.mount(vec![MountDescriptor::memory("/d"), MountDescriptor::memory("//d/")]).unwrap_err();
     assert_eq!((code.as_str(), message.as_str()), ("invalid_state", "duplicate mount guest path /d"));
     assert_eq!(guest.mount(vec![mount("/m", "js_bridge", &max_id, false)]), Ok(1));
     assert_eq!(guest.host.sidecar.vm_mount_paths(&guest.vm_id), Some(vec!["/m".to_owned()]));
@@ -258,7 +239,7 @@ fn the_fs_policy_applies_to_canonical_paths_across_mounts() {
     let config = r#"{"permissions":{"fs":{"default":"allow","rules":[
         {"mode":"deny","operations":["*"],"paths":["/data/secret","/data/secret/**"]}]}}}"#;
     let mut guest = Guest::new(config);
-    guest.mount(vec![memory("/data")]).unwrap();
+    guest.mount(vec![MountDescriptor::memory("/data")]).unwrap();
     guest.ok(symlink("/tmp/l", "/data/secret"));
     let (code, message) = guest.err(write("/tmp/l/x", "no"));
     assert_eq!(code, "kernel_error");
@@ -284,8 +265,7 @@ fn host_dir_mounts_go_through_the_injected_host_fs() {
     assert!(guest.stat("/host/sub").is_directory);
     guest.ok(to(Op::Rename, "/host/new.txt", "/host/sub/moved.txt"));
     assert_eq!(fake.file("/srv/data", "sub/moved.txt").as_deref(), Some(&b"from the guest"[..]));
-    let window =
-        guest.ok(GuestFilesystemCallRequest { offset: Some(5), len: Some(3), ..req(Op::Pread, "/host/seed.txt") });
+    let window = guest.ok(pread("/host/seed.txt", 5, 3));
     assert_eq!(window.content.as_deref(), Some("the"));
     guest.ok(req(Op::RemoveFile, "/host/sub/moved.txt"));
     assert_eq!(fake.file("/srv/data", "sub/moved.txt"), None);
@@ -319,34 +299,23 @@ fn mounting_needs_write_and_sensitive_paths_need_mount_sensitive() {
     let mut guest = Guest::new(
         r#"{"permissions":{"fs":{"default":"allow","rules":[{"mode":"deny","operations":["write"],"paths":["/locked/**","/locked"]}]}}}"#,
     );
-    let (code, message) = guest.mount(vec![memory("/locked")]).unwrap_err();
+    let (code, message) = guest.mount(vec![MountDescriptor::memory("/locked")]).unwrap_err();
     assert_eq!(code, "kernel_error");
     assert!(message.starts_with("EACCES: permission denied, write '/locked'"), "{message}");
     // Over /etc the default `allow` is not enough unless mount_sensitive is allowed too: here
     // it is (default allow), so it mounts; a policy denying mount_sensitive refuses it.
-    assert_eq!(guest.mount(vec![memory("/etc/extra")]), Ok(1));
+    assert_eq!(guest.mount(vec![MountDescriptor::memory("/etc/extra")]), Ok(1));
     let deny_sensitive = RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
-        permissions: Some(PermissionsPolicy {
-            fs: Some(FsPermissionScope::FsPermissionRuleSet(FsPermissionRuleSet {
-                default: Some(PermissionMode::Allow),
-                rules: vec![FsPermissionRule {
-                    mode: PermissionMode::Deny,
-                    operations: vec!["mount_sensitive".into()],
-                    paths: vec!["/**".into()],
-                }],
-            })),
-            network: None,
-            child_process: None,
-            process: None,
-            env: None,
-            tool: None,
-        }),
-        ..ConfigureVmRequest::mounts(vec![memory("/proc/extra")])
+        permissions: Some(fs_policy(
+            PermissionMode::Allow,
+            vec![fs_rule(PermissionMode::Deny, &["mount_sensitive"], &["/**"])],
+        )),
+        ..ConfigureVmRequest::mounts(vec![MountDescriptor::memory("/proc/extra")])
     });
     let ResponsePayload::RejectedResponse(RejectedResponse { code, message }) = guest.send(deny_sensitive) else {
         panic!("mounting over /proc with mount_sensitive denied")
     };
     assert_eq!(code, "kernel_error");
     assert!(message.starts_with("EACCES: permission denied, mount '/proc/extra'"), "{message}");
-    assert_eq!(guest.mount(vec![memory("/data")]), Ok(1), "elsewhere only write is needed");
+    assert_eq!(guest.mount(vec![MountDescriptor::memory("/data")]), Ok(1), "elsewhere only write is needed");
 }

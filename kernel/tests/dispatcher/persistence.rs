@@ -4,7 +4,6 @@
 use crate::fakes::{FailingStore, TearingStore};
 use crate::filesystem::*;
 use crate::harness::*;
-use crate::mounts::memory;
 use kernel::host::store::{MemoryStore, Store, MAX_PERSISTENCE_KEY_BYTES};
 use kernel::Sidecar;
 use schema::wire::GuestFilesystemOperation as Op;
@@ -57,12 +56,12 @@ fn change_everything(guest: &mut Guest) {
         encoding: Some(RootFilesystemEntryEncoding::Base64),
         ..write("/tmp/blob", "AAEC/w==")
     });
-    guest.ok(GuestFilesystemCallRequest { recursive: true, mode: Some(0o700), ..req(Op::Mkdir, "/work/a/b") });
+    guest.ok(GuestFilesystemCallRequest { mode: Some(0o700), ..mkdir_p("/work/a/b") });
     guest.ok(symlink("/work/link", "/home/user/notes.txt"));
-    guest.ok(GuestFilesystemCallRequest { uid: Some(1000), gid: Some(1000), ..req(Op::Chown, "/work/a") });
+    guest.ok(chown("/work/a", 1000, 1000));
     guest.write("/etc/hostname", "persisted-host\n");
     guest.ok(req(Op::RemoveFile, "/etc/shells"));
-    guest.ok(GuestFilesystemCallRequest { recursive: true, ..req(Op::RemoveDir, "/usr/local") });
+    guest.ok(rm_r("/usr/local"));
     guest.ok(req(Op::CreateDir, "/usr/local"));
 }
 
@@ -71,7 +70,7 @@ fn flush_then_load_into_a_new_vm_reproduces_the_tree() {
     let store = Arc::new(MemoryStore::new());
     let mut first = Guest::on(host_with(store.clone()), ALLOW_FS);
     change_everything(&mut first);
-    first.mount(vec![memory("/data")]).unwrap();
+    first.mount(vec![MountDescriptor::memory("/data")]).unwrap();
     first.write("/data/not-persisted", "mounts are not part of the state");
     let expected = first.snapshot();
     let committed = flush(&mut first, "state-1").unwrap();

@@ -9,6 +9,7 @@ use kernel::process::{
 };
 use kernel::{Sidecar, SidecarConfig};
 use schema::wire::*;
+use testkit::requests::{configure_mounts, execute};
 use testkit::script::{module, ScriptEngine};
 
 use crate::filesystem::write;
@@ -52,7 +53,7 @@ impl Procs {
     }
 
     fn execute(&mut self, id: &str, command: &str, args: &[&str]) -> Vec<ProtocolFrame> {
-        self.send(RequestPayload::ExecuteRequest(ExecuteRequest::command(id, command, args.iter().copied())))
+        self.send(execute(id, command, args.iter().copied()))
     }
 
     fn started(&mut self, id: &str, command: &str, args: &[&str]) -> u32 {
@@ -86,10 +87,7 @@ fn exit_of(events: &[EventPayload]) -> Option<(String, i32)> {
 fn without_an_engine_execute_is_unsupported() {
     let mut host = Harness::new();
     let (conn, session, vm) = host.vm(OPEN);
-    let frames = host.request(
-        OwnershipScope::vm(&conn, &session, &vm),
-        RequestPayload::ExecuteRequest(ExecuteRequest::command("p", "cat", Vec::<String>::new())),
-    );
+    let frames = host.request(OwnershipScope::vm(&conn, &session, &vm), execute("p", "cat", Vec::<String>::new()));
     assert_eq!(rejection(frames.last().unwrap()).0, "unsupported");
 }
 
@@ -265,7 +263,7 @@ fn an_engine_that_loses_the_vm_fails_it_and_service_continues() {
 #[test]
 fn guest_file_writes_in_place_and_across_a_mount() {
     let mut procs = Procs::new(OPEN);
-    let frames = procs.send(crate::mounts::configure(vec![crate::mounts::memory("/mnt")]));
+    let frames = procs.send(configure_mounts(vec![MountDescriptor::memory("/mnt")]));
     assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmConfiguredResponse(_)), "{frames:?}");
     for (id, path) in [("root", "/tmp/f.txt"), ("mounted", "/mnt/f.txt")] {
         procs.started(id, "files", &[path]);

@@ -5,6 +5,10 @@ use kernel::dispatch::PROTOCOL_ERROR_NAMESPACE;
 use kernel::SidecarConfig;
 use schema::wire::*;
 use std::collections::BTreeMap;
+use testkit::requests::{
+    authenticate, authenticate_request, configure_mounts, create_vm, create_vm_for, dispose, mount, open_session,
+    request_frame,
+};
 
 /// What a bad input must produce.
 enum Expect {
@@ -26,10 +30,8 @@ struct Ids {
 fn setup(host: &mut Harness) -> Ids {
     let (conn, session, vm) = host.vm(r#"{"permissions":{"fs":"allow"}}"#);
     let other_session = host.open_session(&conn);
-    let frames = host.request(
-        OwnershipScope::session(&conn, &other_session),
-        RequestPayload::CreateVmRequest(CreateVmRequest { runtime: GuestRuntimeKind::JavaScript, config: "{}".into() }),
-    );
+    let frames =
+        host.request(OwnershipScope::session(&conn, &other_session), create_vm_for(GuestRuntimeKind::JavaScript, "{}"));
     let other_vm = match response_payload(&frames[0]) {
         ResponsePayload::VmCreatedResponse(created) => created.vm_id.clone(),
         other => panic!("{other:?}"),
@@ -40,24 +42,13 @@ fn setup(host: &mut Harness) -> Ids {
     Ids { conn, session, vm, other_session, other_vm, disposed_vm }
 }
 
-fn dispose() -> RequestPayload {
-    RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested })
-}
-
-fn create(config: &str) -> RequestPayload {
-    RequestPayload::CreateVmRequest(CreateVmRequest { runtime: GuestRuntimeKind::WebAssembly, config: config.into() })
-}
-
-fn configure(mounts: Vec<MountDescriptor>) -> RequestPayload {
-    RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(mounts))
-}
-
-fn mount(plugin: &str, config: &str) -> MountDescriptor {
-    MountDescriptor {
-        guest_path: "/mnt".into(),
-        read_only: false,
-        plugin: MountPluginDescriptor { id: plugin.into(), config: config.into() },
-    }
+/// An Authenticate speaking these protocol and bridge versions.
+fn authenticate_at(protocol_version: u16, bridge_version: u32) -> RequestPayload {
+    RequestPayload::AuthenticateRequest(AuthenticateRequest {
+        protocol_version,
+        bridge_version,
+        ..authenticate_request("t")
+    })
 }
 
 fn toolkit(name: &str) -> RequestPayload {
@@ -78,10 +69,6 @@ fn toolkit(name: &str) -> RequestPayload {
     })
 }
 
-fn request(id: i64, ownership: OwnershipScope, payload: RequestPayload) -> ProtocolFrame {
-    ProtocolFrame::RequestFrame(RequestFrame { schema: ProtocolSchema::current(), request_id: id, ownership, payload })
-}
-
 type Case = (&'static str, Box<dyn Fn(&mut Harness, &Ids) -> Vec<ProtocolFrame>>, Expect);
 
 fn cases() -> Vec<Case> {
@@ -90,22 +77,22 @@ fn cases() -> Vec<Case> {
     vec![
         (
             "unauthenticated open session",
-            Box::new(|h, _| h.request(OwnershipScope::connection("conn-99"), open_session_payload())),
+            Box::new(|h, _| h.request(OwnershipScope::connection("conn-99"), open_session())),
             Rejected("unauthorized", "conn-99 has not authenticated"),
         ),
         (
             "unauthenticated create vm",
-            Box::new(|h, _| h.request(OwnershipScope::session("conn-99", "session-1"), create("{}"))),
+            Box::new(|h, _| h.request(OwnershipScope::session("conn-99", "session-1"), create_vm("{}"))),
             Rejected("unauthorized", "has not authenticated"),
         ),
         (
             "authenticate with a session scope",
-            Box::new(|h, _| h.request(OwnershipScope::session("c", "s"), authenticate_payload("t"))),
+            Box::new(|h, _| h.request(OwnershipScope::session("c", "s"), authenticate("t"))),
             Rejected("invalid_state", "invalid_ownership_scope"),
         ),
         (
             "create vm with a connection scope",
-            Box::new(|h, ids| h.request(OwnershipScope::connection(&ids.conn), create("{}"))),
+            Box::new(|h, ids| h.request(OwnershipScope::connection(&ids.conn), create_vm("{}"))),
             Rejected("invalid_state", "requires session ownership"),
         ),
         (
@@ -115,7 +102,7 @@ fn cases() -> Vec<Case> {
         ),
         (
             "unknown session",
-            Box::new(|h, ids| h.request(OwnershipScope::session(&ids.conn, "session-77"), create("{}"))),
+            Box::new(|h, ids| h.request(OwnershipScope::session(&ids.conn, "session-77"), create_vm("{}"))),
             Rejected("invalid_state", "unknown sidecar session session-77"),
         ),
         (
@@ -130,13 +117,13 @@ fn cases() -> Vec<Case> {
         ),
         (
             "session of another connection",
-            Box::new(|h, ids| h.request(OwnershipScope::session("conn-2", &ids.session), create("{}"))),
+            Box::new(|h, ids| h.request(OwnershipScope::session("conn-2", &ids.session), create_vm("{}"))),
             Rejected("invalid_state", "unknown sidecar session"),
         ),
         (
             "disposed vm",
             Box::new(|h, ids| {
-                h.request(OwnershipScope::vm("conn-2", "session-3", &ids.disposed_vm), configure(vec![]))
+                h.request(OwnershipScope::vm("conn-2", "session-3", &ids.disposed_vm), configure_mounts(vec![]))
             }),
             Rejected("invalid_state", "unknown sidecar VM"),
         ),
@@ -147,7 +134,7 @@ fn cases() -> Vec<Case> {
         ),
         (
             "bad JSON",
-            Box::new(|h, ids| h.request(OwnershipScope::session(&ids.conn, &ids.session), create("{not json"))),
+            Box::new(|h, ids| h.request(OwnershipScope::session(&ids.conn, &ids.session), create_vm("{not json"))),
             Rejected("invalid_state", "invalid create VM config JSON"),
         ),
         (
@@ -155,20 +142,23 @@ fn cases() -> Vec<Case> {
             Box::new(|h, ids| {
                 h.request(
                     OwnershipScope::session(&ids.conn, &ids.session),
-                    create(r#"{"limits":{"resources":{"maxProcesses":"x"}}}"#),
+                    create_vm(r#"{"limits":{"resources":{"maxProcesses":"x"}}}"#),
                 )
             }),
             Rejected("invalid_state", "limits.resources.maxProcesses"),
         ),
         (
             "unknown key",
-            Box::new(|h, ids| h.request(OwnershipScope::session(&ids.conn, &ids.session), create(r#"{"bogus":1}"#))),
+            Box::new(|h, ids| h.request(OwnershipScope::session(&ids.conn, &ids.session), create_vm(r#"{"bogus":1}"#))),
             Rejected("invalid_state", "bogus"),
         ),
         (
             "bad permission mode",
             Box::new(|h, ids| {
-                h.request(OwnershipScope::session(&ids.conn, &ids.session), create(r#"{"permissions":{"fs":"maybe"}}"#))
+                h.request(
+                    OwnershipScope::session(&ids.conn, &ids.session),
+                    create_vm(r#"{"permissions":{"fs":"maybe"}}"#),
+                )
             }),
             Rejected("invalid_state", "permissions"),
         ),
@@ -177,24 +167,26 @@ fn cases() -> Vec<Case> {
             Box::new(|h, ids| {
                 h.request(
                     OwnershipScope::session(&ids.conn, &ids.session),
-                    create(r#"{"permissions":{"fs":{"rules":[{"mode":"allow","operations":[],"paths":["/"]}]}}}"#),
+                    create_vm(r#"{"permissions":{"fs":{"rules":[{"mode":"allow","operations":[],"paths":["/"]}]}}}"#),
                 )
             }),
             Rejected("invalid_state", "fs.rules[0].operations must not be empty"),
         ),
         (
             "relative cwd",
-            Box::new(|h, ids| h.request(OwnershipScope::session(&ids.conn, &ids.session), create(r#"{"cwd":"home"}"#))),
+            Box::new(|h, ids| {
+                h.request(OwnershipScope::session(&ids.conn, &ids.session), create_vm(r#"{"cwd":"home"}"#))
+            }),
             Rejected("invalid_state", "cwd must be absolute"),
         ),
         (
             "request id 0",
-            Box::new(|h, ids| h.send_frame(request(0, OwnershipScope::connection(&ids.conn), open_session_payload()))),
+            Box::new(|h, ids| h.send_frame(request_frame(0, OwnershipScope::connection(&ids.conn), open_session()))),
             ProtocolError("invalid_request_id"),
         ),
         (
             "negative request id",
-            Box::new(|h, ids| h.send_frame(request(-4, OwnershipScope::connection(&ids.conn), open_session_payload()))),
+            Box::new(|h, ids| h.send_frame(request_frame(-4, OwnershipScope::connection(&ids.conn), open_session()))),
             ProtocolError("invalid_request_direction"),
         ),
         (
@@ -229,37 +221,17 @@ fn cases() -> Vec<Case> {
         ),
         (
             "empty auth token",
-            Box::new(|h, _| h.request(OwnershipScope::connection("c"), authenticate_payload(""))),
+            Box::new(|h, _| h.request(OwnershipScope::connection("c"), authenticate(""))),
             Rejected("invalid_state", "empty_auth_token"),
         ),
         (
             "protocol version 6",
-            Box::new(|h, _| {
-                h.request(
-                    OwnershipScope::connection("c"),
-                    RequestPayload::AuthenticateRequest(AuthenticateRequest {
-                        client_name: "h".into(),
-                        auth_token: "t".into(),
-                        protocol_version: 6,
-                        bridge_version: 1,
-                    }),
-                )
-            }),
+            Box::new(|h, _| h.request(OwnershipScope::connection("c"), authenticate_at(6, 1))),
             Rejected("protocol_version_mismatch", "expected 7, got 6"),
         ),
         (
             "bridge version 2",
-            Box::new(|h, _| {
-                h.request(
-                    OwnershipScope::connection("c"),
-                    RequestPayload::AuthenticateRequest(AuthenticateRequest {
-                        client_name: "h".into(),
-                        auth_token: "t".into(),
-                        protocol_version: 7,
-                        bridge_version: 2,
-                    }),
-                )
-            }),
+            Box::new(|h, _| h.request(OwnershipScope::connection("c"), authenticate_at(7, 2))),
             Rejected("bridge_version_mismatch", "expected 1, got 2"),
         ),
         (
@@ -270,7 +242,7 @@ fn cases() -> Vec<Case> {
                     schema: ProtocolSchema { name: "other".into(), version: 7 },
                     request_id: id,
                     ownership: OwnershipScope::connection(&ids.conn),
-                    payload: open_session_payload(),
+                    payload: open_session(),
                 }))
             }),
             Rejected("invalid_state", "unsupported_schema"),
@@ -300,12 +272,12 @@ fn cases() -> Vec<Case> {
         ),
         (
             "unknown mount plugin",
-            Box::new(move |h, ids| h.request(vm(ids), configure(vec![mount("nfs", "{}")]))),
+            Box::new(move |h, ids| h.request(vm(ids), configure_mounts(vec![mount("/mnt", "nfs", "{}", false)]))),
             Rejected("plugin_error", "ENOSYS"),
         ),
         (
             "mount config not JSON",
-            Box::new(move |h, ids| h.request(vm(ids), configure(vec![mount("memory", "{")]))),
+            Box::new(move |h, ids| h.request(vm(ids), configure_mounts(vec![mount("/mnt", "memory", "{", false)]))),
             Rejected("invalid_state", "not valid JSON"),
         ),
         (
@@ -324,7 +296,7 @@ fn cases() -> Vec<Case> {
         (
             "garbage body with an id",
             Box::new(|h, _| {
-                let mut bytes = encode(&request(41, OwnershipScope::connection("c"), open_session_payload()));
+                let mut bytes = encode(&request_frame(41, OwnershipScope::connection("c"), open_session()));
                 let last = bytes.len() - 1;
                 bytes[last] = 0x80;
                 h.send_bytes(&bytes)
@@ -390,9 +362,9 @@ fn every_bad_request_is_refused_with_its_code_and_service_continues() {
 fn configured_auth_token_is_enforced() {
     let mut host =
         Harness::with_config(SidecarConfig { expected_auth_token: Some("secret".into()), ..SidecarConfig::default() });
-    let frames = host.request(OwnershipScope::connection("c"), authenticate_payload("wrong"));
+    let frames = host.request(OwnershipScope::connection("c"), authenticate("wrong"));
     assert_eq!(rejection(&frames[0]).0, "unauthorized");
-    let frames = host.request(OwnershipScope::connection("c"), authenticate_payload("secret"));
+    let frames = host.request(OwnershipScope::connection("c"), authenticate("secret"));
     assert!(matches!(response_payload(&frames[0]), ResponsePayload::AuthenticatedResponse(_)));
 }
 
@@ -400,14 +372,12 @@ fn configured_auth_token_is_enforced() {
 fn oversized_frame_is_refused_by_id_and_the_stream_continues() {
     let limit = kernel::dispatch::MIN_FRAME_LIMIT_BYTES;
     let mut host = Harness::with_config(SidecarConfig { max_frame_bytes: limit, ..SidecarConfig::default() });
-    let big = encode(&request(
+    let big = encode(&request_frame(
         9,
         OwnershipScope::connection("c"),
         RequestPayload::AuthenticateRequest(AuthenticateRequest {
             client_name: "x".repeat(limit),
-            auth_token: "t".into(),
-            protocol_version: 7,
-            bridge_version: 1,
+            ..authenticate_request("t")
         }),
     ));
     let frames = host.send_bytes(&big);
@@ -421,7 +391,7 @@ fn another_stream_cannot_see_this_streams_objects() {
     let mut host = Harness::new();
     let (conn, session, vm) = host.vm("{}");
     let intruder = host.sidecar.open_stream().unwrap();
-    let frame = request(1, OwnershipScope::vm(&conn, &session, &vm), dispose());
+    let frame = request_frame(1, OwnershipScope::vm(&conn, &session, &vm), dispose());
     host.sidecar.handle_frame(intruder, frame, host.now);
     let output = host.sidecar.poll_output().unwrap();
     assert_eq!(output.stream, intruder);
@@ -436,10 +406,10 @@ fn vm_limits_per_session_are_enforced() {
     let conn = host.authenticate();
     let session = host.open_session(&conn);
     for _ in 0..kernel::dispatch::MAX_VMS_PER_SESSION {
-        let frames = host.request(OwnershipScope::session(&conn, &session), create("{}"));
+        let frames = host.request(OwnershipScope::session(&conn, &session), create_vm("{}"));
         assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmCreatedResponse(_)));
     }
-    let frames = host.request(OwnershipScope::session(&conn, &session), create("{}"));
+    let frames = host.request(OwnershipScope::session(&conn, &session), create_vm("{}"));
     assert_eq!(rejection(&frames[0]).0, "limit_exceeded");
 }
 
@@ -452,30 +422,30 @@ fn connections_per_stream_are_bounded_and_idle_ones_reclaimed() {
     for _ in 1..kernel::dispatch::MAX_CONNECTIONS_PER_STREAM {
         let conn = host.authenticate();
         let session = host.open_session(&conn);
-        let frames = host.request(OwnershipScope::session(&conn, &session), create("{}"));
+        let frames = host.request(OwnershipScope::session(&conn, &session), create_vm("{}"));
         assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmCreatedResponse(_)));
     }
     // The first connection owns nothing: it makes room.
-    let frames = host.request(OwnershipScope::connection("c"), authenticate_payload("t"));
+    let frames = host.request(OwnershipScope::connection("c"), authenticate("t"));
     assert!(matches!(response_payload(&frames[0]), ResponsePayload::AuthenticatedResponse(_)), "{frames:?}");
-    let gone = host.request(OwnershipScope::connection(&first), open_session_payload());
+    let gone = host.request(OwnershipScope::connection(&first), open_session());
     assert_eq!(rejection(&gone[0]).0, "unauthorized");
     // The new one owns nothing either, but it is the only idle one left and is the newest: it is
     // reclaimed next, and once every connection owns a VM there is no room.
-    let frames = host.request(OwnershipScope::connection("c"), authenticate_payload("t"));
+    let frames = host.request(OwnershipScope::connection("c"), authenticate("t"));
     assert!(matches!(response_payload(&frames[0]), ResponsePayload::AuthenticatedResponse(_)), "{frames:?}");
     let ResponsePayload::AuthenticatedResponse(last) = response_payload(&frames[0]).clone() else { panic!() };
     let session = host.open_session(&last.connection_id);
-    let frames = host.request(OwnershipScope::session(&last.connection_id, &session), create("{}"));
+    let frames = host.request(OwnershipScope::session(&last.connection_id, &session), create_vm("{}"));
     assert!(matches!(response_payload(&frames[0]), ResponsePayload::VmCreatedResponse(_)));
-    let frames = host.request(OwnershipScope::connection("c"), authenticate_payload("t"));
+    let frames = host.request(OwnershipScope::connection("c"), authenticate("t"));
     assert_eq!(rejection(&frames[0]).0, "limit_exceeded");
 }
 
 #[test]
 fn frame_limit_is_raised_to_the_minimum_that_fits_every_rejection() {
     let mut host = Harness::with_config(SidecarConfig { max_frame_bytes: 10, ..SidecarConfig::default() });
-    let frames = host.request(OwnershipScope::connection("c"), authenticate_payload("t"));
+    let frames = host.request(OwnershipScope::connection("c"), authenticate("t"));
     match response_payload(&frames[0]) {
         ResponsePayload::AuthenticatedResponse(r) => {
             assert_eq!(r.max_frame_bytes as usize, kernel::dispatch::MIN_FRAME_LIMIT_BYTES)
@@ -490,7 +460,7 @@ fn frame_limit_is_raised_to_the_minimum_that_fits_every_rejection() {
 fn huge_ids_and_messages_are_not_echoed() {
     let mut host = Harness::new();
     let huge = "c".repeat(kernel::dispatch::MAX_REJECTION_MESSAGE_BYTES.max(kernel::dispatch::MAX_ECHOED_ID_BYTES) + 1);
-    let frames = host.request(OwnershipScope::connection(&huge), open_session_payload());
+    let frames = host.request(OwnershipScope::connection(&huge), open_session());
     let ProtocolFrame::ResponseFrame(response) = &frames[0] else { panic!() };
     assert_eq!(response.ownership, OwnershipScope::connection(kernel::dispatch::UNKNOWN_OWNER_ID));
     let (code, message) = rejection(&frames[0]);
@@ -504,7 +474,7 @@ fn huge_ids_and_messages_are_not_echoed() {
         schema: ProtocolSchema { name: "n".repeat(1 << 20), version: 7 },
         request_id: 0,
         ownership: OwnershipScope::connection("c"),
-        payload: open_session_payload(),
+        payload: open_session(),
     });
     let frames = host.send_frame(frame);
     let bytes = encode(&frames[0]);
@@ -519,15 +489,7 @@ fn refused_authenticate_with_a_huge_connection_id_is_answered() {
     let limit = kernel::dispatch::MIN_FRAME_LIMIT_BYTES;
     let mut host = Harness::with_config(SidecarConfig { max_frame_bytes: limit, ..SidecarConfig::default() });
     let huge = "h".repeat(limit - 200);
-    let frames = host.request(
-        OwnershipScope::connection(&huge),
-        RequestPayload::AuthenticateRequest(AuthenticateRequest {
-            client_name: "x".into(),
-            auth_token: "t".into(),
-            protocol_version: 6,
-            bridge_version: 1,
-        }),
-    );
+    let frames = host.request(OwnershipScope::connection(&huge), authenticate_at(6, 1));
     assert_eq!(rejection(&frames[0]).0, "protocol_version_mismatch");
     let ProtocolFrame::ResponseFrame(response) = &frames[0] else { panic!() };
     assert_eq!(response.ownership, OwnershipScope::connection(kernel::dispatch::UNKNOWN_OWNER_ID));

@@ -6,8 +6,9 @@ use kernel::vfs::{
     DEFAULT_MAX_INODE_COUNT, DEFAULT_MAX_PREAD_BYTES, DEFAULT_MAX_READDIR_ENTRIES,
 };
 
+use testkit::vfs_driver::listing;
+
 use crate::common::t;
-use crate::differential::listing;
 
 fn limits() -> FsLimits {
     FsLimits {
@@ -41,7 +42,7 @@ fn assert_limit<T: std::fmt::Debug>(result: Result<T, FsError>, kind: LimitKind,
 fn refused(fs: &Filesystem, kind: LimitKind, limit: u64, op: impl FnOnce(&mut Filesystem) -> Result<(), FsError>) {
     let mut work = fs.clone();
     assert_limit(op(&mut work), kind, limit);
-    assert_eq!(listing(&work), listing(fs));
+    assert_eq!(listing(work.export()), listing(fs.export()));
     assert_eq!(&work, fs, "not even a time, counter or total changed");
 }
 

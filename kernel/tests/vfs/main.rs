@@ -12,6 +12,5 @@ mod common;
 mod differential;
 mod escape;
 mod limits;
-mod model;
 mod overlay;
 mod unit;

@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
-use kernel::vfs::{EntryKind, Errno, Filesystem, FsLimits, Layer, Overlay, SnapshotEntry, VPath};
+use kernel::vfs::{Errno, Filesystem, FsLimits, Layer, Overlay, SnapshotEntry, VPath};
 use proptest::prelude::*;
 
+use testkit::vfs_driver::{error_name, stat_out, tree};
+use testkit::vfs_model::{coarse, Op};
+
 use crate::common::t;
-use crate::differential::{apply_real, cwd, op, Op};
-use crate::model::Out;
+use crate::differential::{apply_real, cwd, op};
 
 fn layer(entries: &[SnapshotEntry]) -> Layer {
     Layer::from_entries(entries, FsLimits::default(), t(1)).unwrap()
@@ -245,19 +247,6 @@ fn build(ops: &[(&'static str, Op)]) -> Filesystem {
     fs
 }
 
-/// Results without the fields an overlay legitimately reports differently (times, directory
-/// link counts).
-fn coarse(result: Result<Out, &'static str>) -> Result<Out, &'static str> {
-    match result {
-        Ok(Out::Stat(kind, size, _, _)) => Ok(Out::Stat(kind, size, 0, 0)),
-        other => other,
-    }
-}
-
-fn tree(entries: Vec<SnapshotEntry>) -> Vec<(String, u32, EntryKind)> {
-    entries.into_iter().map(|e| (e.path, e.mode, e.kind)).collect()
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 384, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -287,8 +276,8 @@ proptest! {
         // Reading back every path agrees too (the export walks from the root; this resolves).
         for entry in flat.export() {
             let path = VPath::from(entry.path.as_str());
-            prop_assert_eq!(coarse(crate::differential::code(ov.lstat(path), crate::differential::stat_out)),
-                coarse(crate::differential::code(flat.lstat(path), crate::differential::stat_out)));
+            prop_assert_eq!(coarse(ov.lstat(path).map(stat_out).map_err(|e| error_name(&e))),
+                coarse(flat.lstat(path).map(stat_out).map_err(|e| error_name(&e))));
         }
     }
 }
