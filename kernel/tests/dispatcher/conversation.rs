@@ -76,14 +76,10 @@ fn run_script() -> Vec<Vec<u8>> {
     assert_eq!(host.sidecar.vm_limits("vm-1").map(|l| l.resources.max_processes), Some(8));
 
     // Software packages are not supported yet: refused, never accepted and ignored.
-    let mount = MountDescriptor {
-        guest_path: "/data".into(),
-        read_only: true,
-        plugin: MountPluginDescriptor { id: "memory".into(), config: "{}".into() },
-    };
+    let data = mount("/data", "memory", "{}", true);
     let with_software = ConfigureVmRequest {
         software: vec![SoftwareDescriptor { package_name: "coreutils".into(), root: "/opt/coreutils".into() }],
-        ..ConfigureVmRequest::mounts(vec![mount.clone()])
+        ..ConfigureVmRequest::mounts(vec![data.clone()])
     };
     let frames = host.request(vm_scope.clone(), RequestPayload::ConfigureVmRequest(with_software));
     assert_eq!(
@@ -95,7 +91,7 @@ fn run_script() -> Vec<Vec<u8>> {
         RequestPayload::ConfigureVmRequest(ConfigureVmRequest {
             command_permissions: BTreeMap::from([("ls".to_owned(), WasmPermissionTier::ReadOnly)]),
             instructions: vec!["be brief".into()],
-            ..ConfigureVmRequest::mounts(vec![mount])
+            ..ConfigureVmRequest::mounts(vec![data])
         }),
     );
     assert_eq!(
