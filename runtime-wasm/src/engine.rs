@@ -130,6 +130,7 @@ impl GuestProgram for WasmProgram {
             args: spawn.args.into_iter().map(String::into_bytes).collect(),
             environ: spawn.env.into_iter().map(String::into_bytes).collect(),
             syscalls: None,
+            parked: None,
         };
         let limits = TaskLimits {
             max_wasm_fuel: spawn.limits.max_wasm_fuel,
@@ -179,6 +180,8 @@ pub struct KernelHost {
     args: Vec<Vec<u8>>,
     environ: Vec<Vec<u8>>,
     syscalls: Option<Syscalls>,
+    /// Why the last call was parked by the kernel, until the import takes it (`take_wait`).
+    parked: Option<WaitReason>,
 }
 
 impl fmt::Debug for KernelHost {
@@ -201,23 +204,53 @@ impl KernelHost {
         }
     }
 
-    /// A read or write that stopped at a permission prompt waits for the answer.
-    fn prompted<T>(&mut self, result: SysResult<T>) -> SysResult<T> {
-        let blocked = self.syscalls.as_mut().is_some_and(Syscalls::take_blocked);
-        if blocked {
-            Err(SysError::WouldBlock(WaitReason::Permission))
-        } else {
-            result
+    /// The result of a call the WASI layer retries when the kernel parks it: a parked call
+    /// records why (the import suspends the guest and calls again), its own result is discarded.
+    fn settled<T>(&mut self, result: Result<T, KernelSysError>) -> Result<T, Errno> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(KernelSysError::Errno(code)) => Err(errno(code)),
+            Err(KernelSysError::WouldBlock) => {
+                self.parked = Some(WaitReason::Permission);
+                Err(Errno::Again)
+            }
         }
     }
 }
 
 /// A kernel errno as WASI numbers it (by name; `EIO` if WASI has no such errno).
 fn errno(errno: KernelErrno) -> Errno {
-    (0..=u16::from(u8::MAX))
-        .filter_map(Errno::from_raw)
-        .find(|candidate| candidate.name() == errno.code())
-        .unwrap_or(Errno::Io)
+    match errno {
+        KernelErrno::EPERM => Errno::Perm,
+        KernelErrno::ENOENT => Errno::NoEnt,
+        KernelErrno::EIO => Errno::Io,
+        KernelErrno::EBADF => Errno::Badf,
+        KernelErrno::EACCES => Errno::Acces,
+        KernelErrno::EBUSY => Errno::Busy,
+        KernelErrno::EEXIST => Errno::Exist,
+        KernelErrno::EXDEV => Errno::Xdev,
+        KernelErrno::ENOTDIR => Errno::NotDir,
+        KernelErrno::EISDIR => Errno::IsDir,
+        KernelErrno::EINVAL => Errno::Inval,
+        KernelErrno::EFBIG => Errno::Fbig,
+        KernelErrno::ENOSPC => Errno::NoSpc,
+        KernelErrno::EROFS => Errno::Rofs,
+        KernelErrno::EMLINK => Errno::Mlink,
+        KernelErrno::ENAMETOOLONG => Errno::NameTooLong,
+        KernelErrno::ENOTEMPTY => Errno::NotEmpty,
+        KernelErrno::ELOOP => Errno::Loop,
+        KernelErrno::E2BIG => Errno::TooBig,
+        KernelErrno::ENOSYS => Errno::NoSys,
+        KernelErrno::EAGAIN => Errno::Again,
+        KernelErrno::EPIPE => Errno::Pipe,
+        KernelErrno::ESPIPE => Errno::Spipe,
+        KernelErrno::EMFILE => Errno::Mfile,
+        KernelErrno::ENOTSUP => Errno::NotSup,
+        KernelErrno::EFAULT => Errno::Fault,
+        KernelErrno::ESRCH => Errno::Srch,
+        KernelErrno::ECHILD => Errno::Child,
+        KernelErrno::ENOTCAPABLE => Errno::NotCapable,
+    }
 }
 
 fn sys_error(error: KernelSysError, reason: WaitReason) -> SysError {
@@ -314,13 +347,13 @@ impl WasiHost for KernelHost {
 
     fn fd_write(&mut self, fd: Fd, data: &[u8]) -> SysResult<usize> {
         let result = self.sys()?.write(fd, data).map_err(|error| sys_error(error, WaitReason::Write { fd }));
-        self.prompted(result)
+        result
     }
 
     fn fd_read(&mut self, fd: Fd, buf: &mut [u8]) -> SysResult<usize> {
         let reason = if fd == 0 { WaitReason::ReadStdin } else { WaitReason::Read { fd } };
         let result = self.sys()?.read(fd, buf).map_err(|error| sys_error(error, reason));
-        self.prompted(result)
+        result
     }
 
     fn fd_close(&mut self, fd: Fd) -> Result<(), Errno> {
@@ -379,11 +412,13 @@ impl WasiHost for KernelHost {
             follow: lookupflags & LOOKUPFLAGS_SYMLINK_FOLLOW != 0,
         };
         let path = path_str(path)?;
-        self.sys()?.open_at(dirfd, path, flags).map_err(errno)
+        let result = self.sys()?.open_at(dirfd, path, flags);
+        self.settled(result)
     }
 
     fn fd_readdir(&mut self, fd: Fd, cookie: u64) -> Result<Vec<Dirent>, Errno> {
-        let entries = self.sys()?.read_dir_batch(fd, cookie, DIRENTS_PER_BATCH).map_err(errno)?;
+        let result = self.sys()?.read_dir_batch(fd, cookie, DIRENTS_PER_BATCH);
+        let entries = self.settled(result)?;
         Ok(entries
             .into_iter()
             .zip(cookie..)
@@ -402,20 +437,24 @@ impl WasiHost for KernelHost {
             Whence::Cur => kernel::syscalls::Whence::Current,
             Whence::End => kernel::syscalls::Whence::End,
         };
-        self.sys()?.seek(fd, offset, whence).map_err(errno)
+        let result = self.sys()?.seek(fd, offset, whence);
+        self.settled(result)
     }
 
     fn fd_filestat_get(&mut self, fd: Fd) -> Result<Filestat, Errno> {
-        self.sys()?.fstat(fd).map(filestat).map_err(errno)
+        let result = self.sys()?.fstat(fd).map(filestat);
+        self.settled(result)
     }
 
     fn fd_filestat_set_size(&mut self, fd: Fd, size: u64) -> Result<(), Errno> {
-        self.sys()?.set_size(fd, size).map_err(errno)
+        let result = self.sys()?.set_size(fd, size);
+        self.settled(result)
     }
 
     fn fd_filestat_set_times(&mut self, fd: Fd, atim_ns: u64, mtim_ns: u64, fstflags: u16) -> Result<(), Errno> {
         let (atime, mtime) = time_changes(atim_ns, mtim_ns, fstflags)?;
-        self.sys()?.set_times(fd, atime, mtime).map_err(errno)
+        let result = self.sys()?.set_times(fd, atime, mtime);
+        self.settled(result)
     }
 
     fn path_filestat_set_times(
@@ -430,17 +469,18 @@ impl WasiHost for KernelHost {
         let path = path_str(path)?;
         let (atime, mtime) = time_changes(atim_ns, mtim_ns, fstflags)?;
         let follow = lookupflags & LOOKUPFLAGS_SYMLINK_FOLLOW != 0;
-        self.sys()?.set_times_at(fd, path, follow, atime, mtime).map_err(errno)
+        let result = self.sys()?.set_times_at(fd, path, follow, atime, mtime);
+        self.settled(result)
     }
 
     fn fd_pread(&mut self, fd: Fd, buf: &mut [u8], offset: u64) -> SysResult<usize> {
         let result = self.sys()?.pread(fd, buf, offset).map_err(|error| sys_error(error, WaitReason::Read { fd }));
-        self.prompted(result)
+        result
     }
 
     fn fd_pwrite(&mut self, fd: Fd, data: &[u8], offset: u64) -> SysResult<usize> {
         let result = self.sys()?.pwrite(fd, data, offset).map_err(|error| sys_error(error, WaitReason::Write { fd }));
-        self.prompted(result)
+        result
     }
 
     fn proc_getpid(&mut self) -> Result<u32, Errno> {
@@ -480,7 +520,8 @@ impl WasiHost for KernelHost {
     }
 
     fn proc_waitpid(&mut self, pid: i32, options: u32) -> Result<(u32, u32), Errno> {
-        self.sys()?.waitpid(pid, options).map_err(errno)
+        let result = self.sys()?.waitpid(pid, options);
+        self.settled(result)
     }
 
     fn proc_spawn(&mut self, argv: &[u8], envp: &[u8], stdio: [Fd; 3], cwd: &[u8]) -> Result<u32, Errno> {
@@ -489,7 +530,8 @@ impl WasiHost for KernelHost {
         let argv = nul_separated(argv)?;
         let env = nul_separated(envp)?;
         let cwd = if cwd.is_empty() { None } else { Some(path_str(cwd)?.to_owned()) };
-        self.sys()?.spawn(argv, env, stdio, cwd).map_err(errno)
+        let result = self.sys()?.spawn(argv, env, stdio, cwd);
+        self.settled(result)
     }
 
     fn getuid(&mut self) -> Result<u32, Errno> {
@@ -514,8 +556,7 @@ impl WasiHost for KernelHost {
     }
 
     fn take_wait(&mut self) -> Option<WaitReason> {
-        let sys = self.syscalls.as_mut()?;
-        sys.take_blocked().then_some(WaitReason::Permission)
+        self.parked.take()
     }
 
     fn fd_fdstat_set_flags(&mut self, fd: Fd, flags: u16) -> Result<(), Errno> {
@@ -537,37 +578,44 @@ impl WasiHost for KernelHost {
     fn path_filestat_get(&mut self, fd: Fd, lookupflags: u32, path: &[u8]) -> Result<Filestat, Errno> {
         let path = path_str(path)?;
         let follow = lookupflags & LOOKUPFLAGS_SYMLINK_FOLLOW != 0;
-        self.sys()?.stat_at(fd, path, follow).map(filestat).map_err(errno)
+        let result = self.sys()?.stat_at(fd, path, follow).map(filestat);
+        self.settled(result)
     }
 
     fn path_create_directory(&mut self, fd: Fd, path: &[u8]) -> Result<(), Errno> {
         let path = path_str(path)?;
-        self.sys()?.mkdir_at(fd, path).map_err(errno)
+        let result = self.sys()?.mkdir_at(fd, path);
+        self.settled(result)
     }
 
     fn path_remove_directory(&mut self, fd: Fd, path: &[u8]) -> Result<(), Errno> {
         let path = path_str(path)?;
-        self.sys()?.remove_dir_at(fd, path).map_err(errno)
+        let result = self.sys()?.remove_dir_at(fd, path);
+        self.settled(result)
     }
 
     fn path_unlink_file(&mut self, fd: Fd, path: &[u8]) -> Result<(), Errno> {
         let path = path_str(path)?;
-        self.sys()?.remove_file_at(fd, path).map_err(errno)
+        let result = self.sys()?.remove_file_at(fd, path);
+        self.settled(result)
     }
 
     fn path_rename(&mut self, fd: Fd, old_path: &[u8], new_fd: Fd, new_path: &[u8]) -> Result<(), Errno> {
         let (old_path, new_path) = (path_str(old_path)?, path_str(new_path)?);
-        self.sys()?.rename_at(fd, old_path, new_fd, new_path).map_err(errno)
+        let result = self.sys()?.rename_at(fd, old_path, new_fd, new_path);
+        self.settled(result)
     }
 
     fn path_symlink(&mut self, old_target: &[u8], fd: Fd, new_path: &[u8]) -> Result<(), Errno> {
         let (target, new_path) = (path_str(old_target)?, path_str(new_path)?);
-        self.sys()?.symlink_at(target, fd, new_path).map_err(errno)
+        let result = self.sys()?.symlink_at(target, fd, new_path);
+        self.settled(result)
     }
 
     fn path_readlink(&mut self, fd: Fd, path: &[u8]) -> Result<Vec<u8>, Errno> {
         let path = path_str(path)?;
-        self.sys()?.read_link_at(fd, path).map(String::into_bytes).map_err(errno)
+        let result = self.sys()?.read_link_at(fd, path).map(String::into_bytes);
+        self.settled(result)
     }
 
     fn path_link(
@@ -580,7 +628,8 @@ impl WasiHost for KernelHost {
     ) -> Result<(), Errno> {
         let _ = lookupflags;
         let (old_path, new_path) = (path_str(old_path)?, path_str(new_path)?);
-        self.sys()?.link_at(old_fd, old_path, new_fd, new_path).map_err(errno)
+        let result = self.sys()?.link_at(old_fd, old_path, new_fd, new_path);
+        self.settled(result)
     }
 
     /// Clock subscriptions fire when the kernel's monotonic clock reaches them (the runtime

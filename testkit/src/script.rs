@@ -136,8 +136,8 @@ impl ScriptGuest {
                     self.child = Some(child);
                     child
                 }
-                Err(_) if sys.take_blocked() => return GuestPoll::Blocked,
-                Err(_) => return exited(50),
+                Err(SysError::WouldBlock) => return GuestPoll::Blocked,
+                Err(SysError::Errno(_)) => return exited(50),
             },
         };
         let mut buf = [0u8; 64];
@@ -154,8 +154,8 @@ impl ScriptGuest {
         }
         match sys.waitpid(i32::try_from(child).unwrap_or(-1), 0) {
             Ok((status, _)) => exited(i32::try_from(status).unwrap_or(52)),
-            Err(_) if sys.take_blocked() => GuestPoll::Blocked,
-            Err(_) => exited(53),
+            Err(SysError::WouldBlock) => GuestPoll::Blocked,
+            Err(SysError::Errno(_)) => exited(53),
         }
     }
 

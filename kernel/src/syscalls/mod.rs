@@ -9,6 +9,14 @@
 //! and `/proc`. On top of that the process's [`WasmPermissionTier`] applies: `READ_ONLY` refuses
 //! every change with `EROFS`, `READ_WRITE` cannot remove, rename or link (`ENOTCAPABLE`), and
 //! `ISOLATED` has no preopened directory at all, so no path reaches the filesystem.
+//!
+//! # Waiting
+//!
+//! One protocol for every call that cannot complete yet (an empty pipe or stdin, a full pipe or
+//! output, a sleep, `waitpid`, `proc_spawn`, a permission prompt): the call records why in the
+//! process's one pending-call state (`wait`) and returns [`SysError::WouldBlock`]; the engine
+//! suspends the guest, the kernel wakes it when the wait is over, and the guest makes the same
+//! call again.
 
 pub mod engine;
 
@@ -33,7 +41,7 @@ use crate::vm::Vm;
 /// Nanoseconds per millisecond: the kernel clock counts milliseconds, guests see nanoseconds.
 const NS_PER_MS: u64 = 1_000_000;
 
-/// The failure of a call that may block.
+/// The failure of a call: an errno for the guest, or a park (see the module docs on waiting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SysError {
     Errno(Errno),
@@ -131,8 +139,6 @@ pub enum Whence {
 #[derive(Debug)]
 pub struct Syscalls {
     pub(crate) vm: Vm,
-    /// A call stopped at a permission prompt: the engine suspends the guest and retries it.
-    pub(crate) blocked: bool,
     /// The kernel's one entropy stream, lent along with the VM.
     pub(crate) entropy: Entropy,
     pub(crate) pid: u32,
@@ -145,7 +151,7 @@ pub struct Syscalls {
 
 impl Syscalls {
     pub(crate) fn new(vm: Vm, entropy: Entropy, pid: u32, now: Now) -> Self {
-        Self { vm, blocked: false, entropy, pid, now, work_fuel: 0, slice_work_fuel: 0 }
+        Self { vm, entropy, pid, now, work_fuel: 0, slice_work_fuel: 0 }
     }
 
     /// The fuel owed for kernel work since the last call (and clears it): the engine deducts it
@@ -166,12 +172,6 @@ impl Syscalls {
 
     pub(crate) fn into_parts(self) -> (Vm, Entropy) {
         (self.vm, self.entropy)
-    }
-
-    /// Whether the last call stopped at a permission prompt (cleared by asking): the engine must
-    /// discard its result, suspend the guest and retry the call when it is resumed.
-    pub fn take_blocked(&mut self) -> bool {
-        std::mem::take(&mut self.blocked)
     }
 
     /// The calling process's pid.
@@ -337,19 +337,19 @@ impl Syscalls {
     /// Starts a child running `argv[0]` with `argv`, `env` (`KEY=VALUE`), the caller's
     /// descriptors `stdio` as its 0, 1 and 2 (`u32::MAX`: left closed) and `cwd` (default: the
     /// caller's). The kernel starts it once the caller's slice ends, so the first call parks the
-    /// caller (`blocked`) and its retry returns the child's pid.
+    /// caller ([`SysError::WouldBlock`]) and its retry returns the child's pid.
     pub fn spawn(
         &mut self,
         argv: Vec<String>,
         env: Vec<String>,
         stdio: [u32; 3],
         cwd: Option<String>,
-    ) -> Result<u32, Errno> {
+    ) -> SysResult<u32> {
         if let Some(result) = self.process_mut()?.spawn_result.take() {
-            return result;
+            return result.map_err(SysError::Errno);
         }
         if argv.first().is_none_or(String::is_empty) {
-            return Err(Errno::EINVAL);
+            return Err(Errno::EINVAL.into());
         }
         let process = self.process()?;
         let mut descriptors: [Option<Descriptor>; 3] = [None, None, None];
@@ -361,14 +361,13 @@ impl Syscalls {
         let process = self.process_mut()?;
         process.spawn_request = Some(SpawnRequest { argv, env, stdio: descriptors, cwd });
         process.wait = Wait::Spawn;
-        self.blocked = true;
-        Err(Errno::EAGAIN)
+        Err(SysError::WouldBlock)
     }
 
     /// Waits for a child to exit and reaps it: `pid` > 0 that child, else any. Returns
     /// `(exit status, pid)`; `(0, 0)` with `WNOHANG` (bit 0 of `options`) when none has exited.
     /// `ECHILD` when there is no such child.
-    pub fn waitpid(&mut self, pid: i32, options: u32) -> Result<(u32, u32), Errno> {
+    pub fn waitpid(&mut self, pid: i32, options: u32) -> SysResult<(u32, u32)> {
         const WNOHANG: u32 = 1;
         let me = self.pid;
         let table = self.vm.processes();
@@ -377,7 +376,7 @@ impl Syscalls {
         };
         let children: Vec<&Process> = table.iter().filter(wanted).collect();
         if children.is_empty() {
-            return Err(Errno::ECHILD);
+            return Err(Errno::ECHILD.into());
         }
         let exited = children
             .iter()
@@ -394,8 +393,7 @@ impl Syscalls {
             return Ok((0, 0));
         }
         self.process_mut()?.wait = Wait::Child;
-        self.blocked = true;
-        Err(Errno::EAGAIN)
+        Err(SysError::WouldBlock)
     }
 
     /// Sleeps `ms` milliseconds on the kernel clock.
@@ -455,7 +453,7 @@ impl Syscalls {
     }
 
     /// Opens `path` relative to the directory `dirfd`; returns the new descriptor.
-    pub fn open_at(&mut self, dirfd: u32, guest_path: &str, flags: OpenFlags) -> Result<u32, Errno> {
+    pub fn open_at(&mut self, dirfd: u32, guest_path: &str, flags: OpenFlags) -> SysResult<u32> {
         let path = self.resolve(dirfd, guest_path)?;
         let changes = flags.write || flags.create || flags.truncate;
         if changes {
@@ -463,9 +461,9 @@ impl Syscalls {
         }
         let existing = self.stat_path(&path, flags.follow || !flags.create);
         let stat = match existing {
-            Ok(_) if flags.create && flags.exclusive => return Err(Errno::EEXIST),
+            Ok(_) if flags.create && flags.exclusive => return Err(Errno::EEXIST.into()),
             Ok(stat) => stat,
-            Err(Errno::ENOENT) if flags.create && !flags.directory => {
+            Err(SysError::Errno(Errno::ENOENT)) if flags.create && !flags.directory => {
                 self.fs(Op::WriteFile, &path, |request| request.content = Some(String::new()))?;
                 self.stat_path(&path, true)?
             }
@@ -474,21 +472,23 @@ impl Syscalls {
         if let Some(standard) = standard_stream(&stat) {
             // The caller's own stream, as Linux's `/dev/stdout -> /proc/self/fd/1` gives it: a
             // new descriptor for what its 0, 1 or 2 refers to (closed: no such file).
-            return self.dup(standard).map_err(|errno| if errno == Errno::EBADF { Errno::ENOENT } else { errno });
+            return self
+                .dup(standard)
+                .map_err(|errno| SysError::Errno(if errno == Errno::EBADF { Errno::ENOENT } else { errno }));
         }
         let kind = kind_of(stat.mode);
         if is_host_special(stat.mode) {
             // A FIFO, socket or device on a host_dir mount: opening it could block the whole
             // sidecar (a FIFO waits for a writer) or reach host hardware; it is listed, never
             // opened.
-            return Err(Errno::EACCES);
+            return Err(Errno::EACCES.into());
         }
         if flags.directory && kind != EntryKind::Directory {
-            return Err(Errno::ENOTDIR);
+            return Err(Errno::ENOTDIR.into());
         }
         let file = if kind == EntryKind::Directory {
             if flags.write || flags.truncate {
-                return Err(Errno::EISDIR);
+                return Err(Errno::EISDIR.into());
             }
             OpenFile::Directory { path: path.clone(), preopen: None, listing: None }
         } else {
@@ -505,7 +505,7 @@ impl Syscalls {
             nonblocking: flags.nonblocking,
         };
         let max_open_fds = self.vm.process_limits().max_open_fds;
-        self.process_mut()?.fds.insert(descriptor, max_open_fds)
+        Ok(self.process_mut()?.fds.insert(descriptor, max_open_fds)?)
     }
 
     /// Up to `max` entries of the directory open at `fd`, from entry number `from` on (`.` and
@@ -513,10 +513,10 @@ impl Syscalls {
     /// call, so a guest walking the directory with cookies sees a stable list; each entry's kind
     /// and serial number are looked up when a batch first reaches it, so one call costs at most
     /// `max` lookups whatever the directory's size.
-    pub fn read_dir_batch(&mut self, fd: u32, from: u64, max: usize) -> Result<Vec<DirEntry>, Errno> {
+    pub fn read_dir_batch(&mut self, fd: u32, from: u64, max: usize) -> SysResult<Vec<DirEntry>> {
         let path = match &self.process()?.fds.get(fd)?.file {
             OpenFile::Directory { path, .. } => path.clone(),
-            _ => return Err(Errno::ENOTDIR),
+            _ => return Err(Errno::ENOTDIR.into()),
         };
         let mut listing = match &mut self.process_mut()?.fds.get_mut(fd)?.file {
             OpenFile::Directory { listing, .. } => listing.take(),
@@ -525,7 +525,7 @@ impl Syscalls {
         if listing.is_none() {
             listing = Some(self.list(&path)?);
         }
-        let Some(mut listing) = listing else { return Err(Errno::EIO) };
+        let Some(mut listing) = listing else { return Err(Errno::EIO.into()) };
         let start = usize::try_from(from).unwrap_or(usize::MAX).min(listing.names.len());
         let end = start.saturating_add(max).min(listing.names.len());
         let mut batch = Vec::with_capacity(end - start);
@@ -555,7 +555,7 @@ impl Syscalls {
 
     /// The names of `path` with `.` and `..` first, their stats still to be looked up (but for
     /// `.` and `..`, known now).
-    fn list(&mut self, path: &str) -> Result<Listing, Errno> {
+    fn list(&mut self, path: &str) -> SysResult<Listing> {
         let names = self.fs(Op::ReadDir, path, |_| {})?.entries.unwrap_or_default();
         let listed = u64::try_from(names.len()).unwrap_or(u64::MAX);
         self.charge(listed.saturating_mul(cost::FUEL_PER_DIR_ENTRY));
@@ -571,12 +571,12 @@ impl Syscalls {
     }
 
     /// Moves the position of `fd`; returns the new offset.
-    pub fn seek(&mut self, fd: u32, offset: i64, whence: Whence) -> Result<u64, Errno> {
+    pub fn seek(&mut self, fd: u32, offset: i64, whence: Whence) -> SysResult<u64> {
         let (path, current) = match &self.process()?.fds.get(fd)?.file {
             OpenFile::File { path, offset, device: false } => (path.clone(), *offset),
             OpenFile::File { device: true, .. } => return Ok(0),
-            OpenFile::Directory { .. } => return Err(Errno::EISDIR),
-            _ => return Err(Errno::ESPIPE),
+            OpenFile::Directory { .. } => return Err(Errno::EISDIR.into()),
+            _ => return Err(Errno::ESPIPE.into()),
         };
         let base = match whence {
             Whence::Start => 0,
@@ -592,7 +592,7 @@ impl Syscalls {
     }
 
     /// Metadata of what `fd` refers to.
-    pub fn fstat(&mut self, fd: u32) -> Result<FileStat, Errno> {
+    pub fn fstat(&mut self, fd: u32) -> SysResult<FileStat> {
         let path = match &self.process()?.fds.get(fd)?.file {
             OpenFile::File { path, .. } | OpenFile::Directory { path, .. } => path.clone(),
             OpenFile::Stdin { .. } | OpenFile::Stdout { .. } | OpenFile::Stderr { .. } | OpenFile::Pipe { .. } => {
@@ -612,24 +612,24 @@ impl Syscalls {
     }
 
     /// Metadata of `path` relative to `dirfd`.
-    pub fn stat_at(&mut self, dirfd: u32, guest_path: &str, follow: bool) -> Result<FileStat, Errno> {
+    pub fn stat_at(&mut self, dirfd: u32, guest_path: &str, follow: bool) -> SysResult<FileStat> {
         let path = self.resolve(dirfd, guest_path)?;
         self.stat_path(&path, follow).map(|stat| file_stat(&stat))
     }
 
     /// Truncates or extends the file open at `fd`.
-    pub fn set_size(&mut self, fd: u32, len: u64) -> Result<(), Errno> {
+    pub fn set_size(&mut self, fd: u32, len: u64) -> SysResult<()> {
         self.writable()?;
         let path = self.file_path(fd)?;
         self.fs(Op::Truncate, &path, |request| request.len = Some(len)).map(|_| ())
     }
 
     /// Sets the access and modification times of what `fd` refers to (a file or a directory).
-    pub fn set_times(&mut self, fd: u32, atime: TimeChange, mtime: TimeChange) -> Result<(), Errno> {
+    pub fn set_times(&mut self, fd: u32, atime: TimeChange, mtime: TimeChange) -> SysResult<()> {
         let path = match &self.process()?.fds.get(fd)?.file {
             OpenFile::File { path, device: false, .. } | OpenFile::Directory { path, .. } => path.clone(),
             // Streams and devices have no times of their own to set.
-            _ => return Err(Errno::EINVAL),
+            _ => return Err(Errno::EINVAL.into()),
         };
         self.set_path_times(&path, atime, mtime)
     }
@@ -644,15 +644,15 @@ impl Syscalls {
         follow: bool,
         atime: TimeChange,
         mtime: TimeChange,
-    ) -> Result<(), Errno> {
+    ) -> SysResult<()> {
         let path = self.resolve(dirfd, guest_path)?;
         if !follow && kind_of(self.stat_path(&path, false)?.mode) == EntryKind::Symlink {
-            return Err(Errno::ENOTSUP);
+            return Err(Errno::ENOTSUP.into());
         }
         self.set_path_times(&path, atime, mtime)
     }
 
-    fn set_path_times(&mut self, path: &str, atime: TimeChange, mtime: TimeChange) -> Result<(), Errno> {
+    fn set_path_times(&mut self, path: &str, atime: TimeChange, mtime: TimeChange) -> SysResult<()> {
         self.writable()?;
         let current = match (atime, mtime) {
             (TimeChange::Keep, _) | (_, TimeChange::Keep) => Some(self.stat_path(path, true)?),
@@ -669,48 +669,48 @@ impl Syscalls {
             .map(|_| ())
     }
 
-    pub fn mkdir_at(&mut self, dirfd: u32, guest_path: &str) -> Result<(), Errno> {
+    pub fn mkdir_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<()> {
         let path = self.resolve(dirfd, guest_path)?;
         self.writable()?;
         self.fs(Op::CreateDir, &path, |_| {}).map(|_| ())
     }
 
-    pub fn remove_file_at(&mut self, dirfd: u32, guest_path: &str) -> Result<(), Errno> {
+    pub fn remove_file_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<()> {
         let path = self.resolve(dirfd, guest_path)?;
         self.restructurable()?;
         self.fs(Op::RemoveFile, &path, |_| {}).map(|_| ())
     }
 
-    pub fn remove_dir_at(&mut self, dirfd: u32, guest_path: &str) -> Result<(), Errno> {
+    pub fn remove_dir_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<()> {
         let path = self.resolve(dirfd, guest_path)?;
         self.restructurable()?;
         self.fs(Op::RemoveDir, &path, |_| {}).map(|_| ())
     }
 
-    pub fn rename_at(&mut self, dirfd: u32, from: &str, to_dirfd: u32, to: &str) -> Result<(), Errno> {
+    pub fn rename_at(&mut self, dirfd: u32, from: &str, to_dirfd: u32, to: &str) -> SysResult<()> {
         let from = self.resolve(dirfd, from)?;
         let to = self.resolve(to_dirfd, to)?;
         self.restructurable()?;
         self.fs(Op::Rename, &from, |request| request.destination_path = Some(to)).map(|_| ())
     }
 
-    pub fn symlink_at(&mut self, target: &str, dirfd: u32, guest_path: &str) -> Result<(), Errno> {
+    pub fn symlink_at(&mut self, target: &str, dirfd: u32, guest_path: &str) -> SysResult<()> {
         let path = self.resolve(dirfd, guest_path)?;
         self.restructurable()?;
         let target = target.to_owned();
         self.fs(Op::Symlink, &path, |request| request.target = Some(target)).map(|_| ())
     }
 
-    pub fn link_at(&mut self, dirfd: u32, from: &str, to_dirfd: u32, to: &str) -> Result<(), Errno> {
+    pub fn link_at(&mut self, dirfd: u32, from: &str, to_dirfd: u32, to: &str) -> SysResult<()> {
         let from = self.resolve(dirfd, from)?;
         let to = self.resolve(to_dirfd, to)?;
         self.restructurable()?;
         self.fs(Op::Link, &from, |request| request.destination_path = Some(to)).map(|_| ())
     }
 
-    pub fn read_link_at(&mut self, dirfd: u32, guest_path: &str) -> Result<String, Errno> {
+    pub fn read_link_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<String> {
         let path = self.resolve(dirfd, guest_path)?;
-        self.fs(Op::ReadLink, &path, |_| {})?.target.ok_or(Errno::EIO)
+        self.fs(Op::ReadLink, &path, |_| {})?.target.ok_or(SysError::Errno(Errno::EIO))
     }
 
     /// Waits until the monotonic clock reaches `deadline_ns` (absolute) or for `timeout_ns`
@@ -978,13 +978,13 @@ impl Syscalls {
         }
     }
 
-    fn read_whole(&mut self, path: &str) -> Result<Vec<u8>, Errno> {
+    fn read_whole(&mut self, path: &str) -> SysResult<Vec<u8>> {
         let result =
             self.fs(Op::ReadFile, path, |request| request.encoding = Some(RootFilesystemEntryEncoding::Base64))?;
-        crate::fs::content_bytes(&result)
+        Ok(crate::fs::content_bytes(&result)?)
     }
 
-    fn write_whole(&mut self, path: &str, content: &[u8]) -> Result<(), Errno> {
+    fn write_whole(&mut self, path: &str, content: &[u8]) -> SysResult<()> {
         let encoded = base64::engine::general_purpose::STANDARD.encode(content);
         self.fs(Op::WriteFile, path, |request| {
             request.content = Some(encoded);
@@ -1027,9 +1027,9 @@ impl Syscalls {
         Ok(crate::fs::normalize(&base, guest_path))
     }
 
-    fn stat_path(&mut self, path: &str, follow: bool) -> Result<GuestFilesystemStat, Errno> {
+    fn stat_path(&mut self, path: &str, follow: bool) -> SysResult<GuestFilesystemStat> {
         let op = if follow { Op::Stat } else { Op::Lstat };
-        self.fs(op, path, |_| {})?.stat.ok_or(Errno::EIO)
+        self.fs(op, path, |_| {})?.stat.ok_or(SysError::Errno(Errno::EIO))
     }
 
     /// One filesystem operation through the VM's filesystem layer (policy, mounts, limits).
@@ -1038,39 +1038,39 @@ impl Syscalls {
         operation: Op,
         path: &str,
         fill: impl FnOnce(&mut GuestFilesystemCallRequest),
-    ) -> Result<GuestFilesystemResultResponse, Errno> {
+    ) -> SysResult<GuestFilesystemResultResponse> {
         let mut request = fs_request(operation, path);
         fill(&mut request);
         let outcome =
             self.guarded(|vm, pid, asks, entropy, now| vm.guest_filesystem_call(pid, request, asks, entropy, now))?;
         match outcome {
             CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)) => Ok(result),
-            CallOutcome::Done(_) => Err(Errno::EIO),
+            CallOutcome::Done(_) => Err(Errno::EIO.into()),
             // Host-answered (js_bridge) mounts need the guest to wait for the host: not yet.
-            CallOutcome::Bridge(_) => Err(Errno::ENOTSUP),
+            CallOutcome::Bridge(_) => Err(Errno::ENOTSUP.into()),
         }
     }
 
     /// Runs a filesystem operation of the VM with the process's permission prompts; an `ask`
-    /// not answered yet parks the process (`blocked`) and fails the call with `EAGAIN`, to be
-    /// retried once the host answered.
+    /// not answered yet parks the process ([`SysError::WouldBlock`], waiting for the prompt), and
+    /// the call is retried once the host answered.
     fn guarded<T>(
         &mut self,
         call: impl FnOnce(&mut Vm, u32, GuestAsks, &mut Entropy, Now) -> (Result<T, Rejection>, GuestAsks),
-    ) -> Result<T, Errno> {
+    ) -> SysResult<T> {
         let now = self.now;
         let asks = std::mem::take(&mut self.process_mut()?.asks);
         let (outcome, mut asks) = call(&mut self.vm, self.pid, asks, &mut self.entropy, now);
         let host_calls = self.vm.filesystem().take_host_calls();
         self.charge(cost::SYSCALL_FUEL.saturating_add(host_calls.saturating_mul(cost::FUEL_PER_HOST_CALL)));
         let needed = asks.needed.is_some();
-        self.blocked |= needed;
         let process = self.process_mut()?;
+        std::mem::swap(&mut process.asks, &mut asks);
         if needed {
             process.wait = Wait::Prompt { ticket: None };
+            return Err(SysError::WouldBlock);
         }
-        std::mem::swap(&mut process.asks, &mut asks);
-        outcome.map_err(|rejection| errno_of(&rejection))
+        outcome.map_err(|rejection| SysError::Errno(errno_of(&rejection)))
     }
 }
 
