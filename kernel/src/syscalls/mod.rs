@@ -492,6 +492,11 @@ impl Syscalls {
             }
             OpenFile::Directory { path: path.clone(), preopen: None, listing: None }
         } else {
+            if flags.read && kind == EntryKind::RegularFile {
+                // Opening for reading needs `fs.read` now, as on Linux, not at the first read: a
+                // zero-byte read asks the policy (and the mount) without moving any content.
+                self.fs(Op::Pread, &path, |request| (request.offset, request.len) = (Some(0), Some(0)))?;
+            }
             if flags.truncate && kind == EntryKind::RegularFile {
                 self.fs(Op::Truncate, &path, |request| request.len = Some(0))?;
             }

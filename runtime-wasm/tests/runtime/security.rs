@@ -446,3 +446,36 @@ fn d3_d8_hammering_a_mount_costs_the_hammering_guest_its_slices() {
         }
     }
 }
+
+/// Writes on a mount are positional and need only write permission: a write-only policy lets a
+/// guest write a mounted file it cannot read (a write used to read the whole file back first).
+#[test]
+fn a_write_only_policy_writes_a_mounted_file_it_cannot_read() {
+    let scratch = Scratch::new("write-only");
+    let mut host = host();
+    let policy = r#"{"default":"allow","rules":[{"mode":"deny","operations":["read"],"paths":["/mnt/**"]}]}"#;
+    let vm = vm_with_mount(&mut host, &scratch, policy);
+    let lines = fsops(
+        &mut host,
+        &vm,
+        &[
+            "write",
+            "/mnt/public/ok.txt",
+            "written blind",
+            "append",
+            "/mnt/public/ok.txt",
+            "!",
+            "cat",
+            "/mnt/public/ok.txt",
+        ],
+    );
+    assert_eq!(
+        lines,
+        [
+            "write /mnt/public/ok.txt: ok",
+            "write /mnt/public/ok.txt: ok",
+            "cat /mnt/public/ok.txt: error Permission denied",
+        ]
+    );
+    assert_eq!(fs::read_to_string(scratch.root().join("public/ok.txt")).unwrap(), "written blind!");
+}
