@@ -44,6 +44,9 @@ pub const INBOUND_BUFFER_BYTES: usize = 256 * 1024;
 /// keeps the pipe busy (sixteen default pipe buffers) while bounding what a host that does not
 /// read can pile up.
 pub const OUTBOUND_HIGH_WATERMARK_BYTES: usize = 1024 * 1024;
+
+// Unread input never dominates what the loop lets pile up for the host.
+const _: () = assert!(INBOUND_BUFFER_BYTES < OUTBOUND_HIGH_WATERMARK_BYTES);
 /// How long shutdown waits for a host that does not read the final frames.
 pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -135,6 +135,18 @@ impl Sidecar {
 /// Messages echo parts of requests; keep them far below any frame limit.
 pub const MAX_REJECTION_MESSAGE_BYTES: usize = 4096;
 
+/// Bytes a rejection or protocol-error frame takes besides its message and its three echoed ids
+/// (prefix, schema name and version, request id, union tags, lengths, the JSON around a
+/// protocol error's fields): generous, so the bound below holds with room to spare.
+const FRAME_OVERHEAD_BYTES: usize = 1024;
+
+// Every rejection and protocol-error event must fit the smallest frame limit the sidecar runs
+// with, or refusing a request could itself fail.
+const _: () = assert!(
+    MAX_REJECTION_MESSAGE_BYTES + 3 * MAX_ECHOED_ID_BYTES + FRAME_OVERHEAD_BYTES <= super::MIN_FRAME_LIMIT_BYTES,
+    "a rejection must fit the smallest frame limit"
+);
+
 fn bounded_message(mut message: String) -> String {
     if message.len() > MAX_REJECTION_MESSAGE_BYTES {
         let mut end = MAX_REJECTION_MESSAGE_BYTES;

@@ -667,6 +667,8 @@ impl Sidecar {
     fn output_chunk_bytes(&self) -> usize {
         const EVENT_OVERHEAD_BYTES: usize = 4096;
         const MAX_OUTPUT_CHUNK_BYTES: usize = 64 * 1024;
+        // Even at the smallest frame limit an output event carries some bytes.
+        const _: () = assert!(EVENT_OVERHEAD_BYTES < crate::dispatch::MIN_FRAME_LIMIT_BYTES);
         self.config.max_frame_bytes.saturating_sub(EVENT_OVERHEAD_BYTES).clamp(1, MAX_OUTPUT_CHUNK_BYTES)
     }
 }

@@ -351,7 +351,6 @@ impl VmFilesystem {
         now: Now,
     ) -> Result<CallOutcome, Rejection> {
         let operation = request.operation;
-        let path = request.path.as_str();
         let destination = match operation {
             Op::Rename | Op::Link => request.destination_path.as_deref(),
             _ => None,
@@ -359,30 +358,14 @@ impl VmFilesystem {
         let done = |result| Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)));
         let namespace = self.namespace();
         let lenient = operation == Op::Mkdir && request.recursive;
-        let walked = namespace.walk(path, final_mode(operation), lenient);
+        let walked = namespace.walk(&request.path, final_mode(operation), lenient);
         let walked_to = destination.map(|d| namespace.walk(d, Final::Parent, false));
         let untouched = |walk: &Result<Walked, WalkError>| match walk {
             Ok(walked) => !walked.touched,
             Err(error) => !error.touched,
         };
         if untouched(&walked) && walked_to.as_ref().is_none_or(untouched) {
-            // The root filesystem resolves it, as without mounts (same errors, same results),
-            // unless it would remove or rename what a mount hangs from.
-            if let (Ok(from), Some(Ok(to))) = (&walked, &walked_to) {
-                self.check_busy(operation, from, Some(to), request)?;
-            } else if let Ok(from) = &walked {
-                self.check_busy(operation, from, None, request)?;
-            }
-            let children = match (&walked, operation) {
-                (Ok(dir), Op::ReadDir) => namespace.mount_children(&dir.components),
-                _ => Vec::new(),
-            };
-            let at = VPath::at(&self.cwd, path);
-            let to = destination.map(|d| VPath::at(&self.cwd, d));
-            execute(&mut self.root, request, at, to, data, &mut result, now).map_err(layers::fs_rejection)?;
-            if let Some(entries) = result.entries.as_mut() {
-                merge_names(entries, children);
-            }
+            self.call_on_root(request, &walked, walked_to.as_ref(), &mut result, data, now)?;
             return done(result);
         }
         let from = match walked {
@@ -402,120 +385,16 @@ impl VmFilesystem {
         if to.as_ref().is_some_and(|to| to.owner != from.owner) {
             return Err(layers::fs_rejection(relabel(FsError::new(Errno::EXDEV), request)));
         }
-        if namespace.is_virtual_dir(&from.components) {
-            match operation {
-                Op::Stat | Op::Lstat => {
-                    result.stat = Some((&virtual_dir_stat()).into());
-                    return done(result);
-                }
-                Op::Exists => {
-                    result.exists = Some(true);
-                    return done(result);
-                }
-                Op::ReadDir => {
-                    result.entries = Some(namespace.mount_children(&from.components));
-                    return done(result);
-                }
-                Op::Realpath => {
-                    result.target = Some(from.canonical());
-                    return done(result);
-                }
-                _ => {}
-            }
+        if self.answer_virtual_dir(operation, &from, &mut result) {
+            return done(result);
         }
-        let children = namespace.mount_children(&from.components);
-        // Creating an entry in a directory that exists only on the way to a mount point makes
-        // that directory real in the root filesystem first.
-        let creates = matches!(operation, Op::WriteFile | Op::CreateDir | Op::Mkdir | Op::Symlink);
-        let created = if creates { Some(&from) } else { to.as_ref() };
-        let mut materialize = Vec::new();
-        if let Some(walked) = created {
-            let parent = walked.components.split_last().map(|(_, parent)| parent).unwrap_or_default();
-            if walked.owner == Owner::Root && !parent.is_empty() && namespace.is_virtual_dir(parent) {
-                materialize.push(format!("/{}", parent.join("/")));
-            }
+        self.materialize_parents(request, &from, to.as_ref(), now)?;
+        let children = self.namespace().mount_children(&from.components);
+        if let Some(bridge) = self.bridge_call(request, &from, to.as_ref(), data, &children)? {
+            return Ok(CallOutcome::Bridge(bridge));
         }
-        for dir in materialize {
-            self.root.mkdir(dir.as_str(), true, now).map_err(|e| layers::fs_rejection(relabel(e, request)))?;
-        }
-        let local = from.local_arg();
-        let local_to = to.as_ref().map(Walked::local_arg);
-        let at = VPath::from(local.as_str());
-        let at_to = local_to.as_deref().map(VPath::from);
-        let limits = self.limits;
-        let ran = match from.owner {
-            Owner::Root => execute(&mut self.root, request, at, at_to, data, &mut result, now),
-            Owner::Mount(index) => {
-                let Some(mount) = self.mounts.get_mut(index) else {
-                    return Err(Rejection::invalid_state("mount table changed during a call"));
-                };
-                match &mut mount.backend {
-                    Backend::Memory(fs) => execute(fs, request, at, at_to, data, &mut result, now),
-                    Backend::Host(dir) => {
-                        let mut host = HostBackend {
-                            dir: dir.as_ref(),
-                            read_only: mount.read_only,
-                            limits,
-                            host_calls: &self.host_calls,
-                        };
-                        execute(&mut host, request, at, at_to, data, &mut result, now)
-                    }
-                    Backend::Kernel(tree) => {
-                        let call = devices::Call {
-                            operation,
-                            local: &from.local,
-                            trailing_slash: from.trailing_slash,
-                            to: to.as_ref().map(|to| to.local.as_str()),
-                            recursive: request.recursive,
-                            offset: request.offset.unwrap_or(0),
-                            len: request.len.unwrap_or(0),
-                            data_len: data.len(),
-                            cwd: &self.cwd,
-                            limits,
-                            caller: self.caller.as_deref(),
-                        };
-                        tree.execute(&call, entropy).map(|output| apply(output, &mut result, request.encoding))
-                    }
-                    Backend::Bridge(bridge) => {
-                        if mount.read_only && mutates(operation) {
-                            return Err(layers::fs_rejection(relabel(FsError::new(Errno::EROFS), request)));
-                        }
-                        let (js_operation, args) = js_bridge::operation_and_args(
-                            request,
-                            &from.local,
-                            to.as_ref().map_or("", |to| to.local.as_str()),
-                            data,
-                        );
-                        let target = match operation {
-                            Op::Symlink => request.target.clone(),
-                            Op::Rename | Op::Link => request.destination_path.clone(),
-                            _ => None,
-                        };
-                        let reply = BridgeReply {
-                            operation,
-                            path: request.path.clone(),
-                            js_operation,
-                            target,
-                            encoding: request.encoding,
-                            max_read_bytes: match operation {
-                                Op::Pread => limits.max_pread_bytes.min(request.len.unwrap_or(u64::MAX)),
-                                _ => limits.max_pread_bytes,
-                            },
-                            max_readdir_entries: limits.max_readdir_entries,
-                            mount_path: mount.guest_path.clone(),
-                            extra_entries: children,
-                        };
-                        return Ok(CallOutcome::Bridge(BridgeCall {
-                            call_id: bridge.next_call_id(),
-                            mount_id: bridge.mount_id.clone(),
-                            args: args.to_string(),
-                            reply,
-                        }));
-                    }
-                }
-            }
-        };
-        ran.map_err(|error| layers::fs_rejection(relabel(error, request)))?;
+        self.run_on_owner(request, &from, to.as_ref(), data, &mut result, entropy, now)
+            .map_err(|error| layers::fs_rejection(relabel(error, request)))?;
         match operation {
             Op::ReadDir => {
                 if let Some(entries) = result.entries.as_mut() {
@@ -532,6 +411,166 @@ impl VmFilesystem {
             _ => {}
         }
         done(result)
+    }
+
+    /// A call that never touches a mount: the root filesystem resolves it, as without mounts
+    /// (same errors, same results), unless it would remove or rename what a mount hangs from.
+    fn call_on_root(
+        &mut self,
+        request: &GuestFilesystemCallRequest,
+        walked: &Result<Walked, WalkError>,
+        walked_to: Option<&Result<Walked, WalkError>>,
+        result: &mut GuestFilesystemResultResponse,
+        data: &[u8],
+        now: Now,
+    ) -> Result<(), Rejection> {
+        let operation = request.operation;
+        if let Ok(from) = walked {
+            let to = walked_to.and_then(|to| to.as_ref().ok());
+            self.check_busy(operation, from, to, request)?;
+        }
+        let children = match (walked, operation) {
+            (Ok(dir), Op::ReadDir) => self.namespace().mount_children(&dir.components),
+            _ => Vec::new(),
+        };
+        let at = VPath::at(&self.cwd, &request.path);
+        let to = request.destination_path.as_deref().filter(|_| walked_to.is_some()).map(|d| VPath::at(&self.cwd, d));
+        execute(&mut self.root, request, at, to, data, result, now).map_err(layers::fs_rejection)?;
+        if let Some(entries) = result.entries.as_mut() {
+            merge_names(entries, children);
+        }
+        Ok(())
+    }
+
+    /// Answers the calls that only look at a directory existing because a mount point lies below
+    /// it (`stat`, `exists`, `readdir`, `realpath`); `false` for any other call.
+    fn answer_virtual_dir(&self, operation: Op, from: &Walked, result: &mut GuestFilesystemResultResponse) -> bool {
+        let namespace = self.namespace();
+        if !namespace.is_virtual_dir(&from.components) {
+            return false;
+        }
+        match operation {
+            Op::Stat | Op::Lstat => result.stat = Some((&virtual_dir_stat()).into()),
+            Op::Exists => result.exists = Some(true),
+            Op::ReadDir => result.entries = Some(namespace.mount_children(&from.components)),
+            Op::Realpath => result.target = Some(from.canonical()),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Creating an entry in a directory that exists only on the way to a mount point makes that
+    /// directory real in the root filesystem first.
+    fn materialize_parents(
+        &mut self,
+        request: &GuestFilesystemCallRequest,
+        from: &Walked,
+        to: Option<&Walked>,
+        now: Now,
+    ) -> Result<(), Rejection> {
+        let creates = matches!(request.operation, Op::WriteFile | Op::CreateDir | Op::Mkdir | Op::Symlink);
+        let Some(created) = (if creates { Some(from) } else { to }) else { return Ok(()) };
+        let parent = created.components.split_last().map(|(_, parent)| parent).unwrap_or_default();
+        if created.owner == Owner::Root && !parent.is_empty() && self.namespace().is_virtual_dir(parent) {
+            let dir = format!("/{}", parent.join("/"));
+            self.root.mkdir(dir.as_str(), true, now).map_err(|e| layers::fs_rejection(relabel(e, request)))?;
+        }
+        Ok(())
+    }
+
+    /// The host call a js_bridge mount answers for this operation; `None` for any other owner.
+    fn bridge_call(
+        &mut self,
+        request: &GuestFilesystemCallRequest,
+        from: &Walked,
+        to: Option<&Walked>,
+        data: &[u8],
+        children: &[String],
+    ) -> Result<Option<BridgeCall>, Rejection> {
+        let Owner::Mount(index) = from.owner else { return Ok(None) };
+        let limits = self.limits;
+        let Some(mount) = self.mounts.get_mut(index) else { return Ok(None) };
+        let Backend::Bridge(bridge) = &mut mount.backend else { return Ok(None) };
+        let operation = request.operation;
+        if mount.read_only && mutates(operation) {
+            return Err(layers::fs_rejection(relabel(FsError::new(Errno::EROFS), request)));
+        }
+        let (js_operation, args) =
+            js_bridge::operation_and_args(request, &from.local, to.map_or("", |to| to.local.as_str()), data);
+        let target = match operation {
+            Op::Symlink => request.target.clone(),
+            Op::Rename | Op::Link => request.destination_path.clone(),
+            _ => None,
+        };
+        let reply = BridgeReply {
+            operation,
+            path: request.path.clone(),
+            js_operation,
+            target,
+            encoding: request.encoding,
+            max_read_bytes: match operation {
+                Op::Pread => limits.max_pread_bytes.min(request.len.unwrap_or(u64::MAX)),
+                _ => limits.max_pread_bytes,
+            },
+            max_readdir_entries: limits.max_readdir_entries,
+            mount_path: mount.guest_path.clone(),
+            extra_entries: children.to_vec(),
+        };
+        Ok(Some(BridgeCall {
+            call_id: bridge.next_call_id(),
+            mount_id: bridge.mount_id.clone(),
+            args: args.to_string(),
+            reply,
+        }))
+    }
+
+    /// Runs the operation on the filesystem that owns the walked path (not a js_bridge mount).
+    #[allow(clippy::too_many_arguments)]
+    fn run_on_owner(
+        &mut self,
+        request: &GuestFilesystemCallRequest,
+        from: &Walked,
+        to: Option<&Walked>,
+        data: &[u8],
+        result: &mut GuestFilesystemResultResponse,
+        entropy: &mut Entropy,
+        now: Now,
+    ) -> Result<(), FsError> {
+        let local = from.local_arg();
+        let local_to = to.map(Walked::local_arg);
+        let at = VPath::from(local.as_str());
+        let at_to = local_to.as_deref().map(VPath::from);
+        let limits = self.limits;
+        let Owner::Mount(index) = from.owner else {
+            return execute(&mut self.root, request, at, at_to, data, result, now);
+        };
+        let Some(mount) = self.mounts.get_mut(index) else { return Err(FsError::new(Errno::EIO)) };
+        match &mut mount.backend {
+            Backend::Memory(fs) => execute(fs, request, at, at_to, data, result, now),
+            Backend::Host(dir) => {
+                let mut host =
+                    HostBackend { dir: dir.as_ref(), read_only: mount.read_only, limits, host_calls: &self.host_calls };
+                execute(&mut host, request, at, at_to, data, result, now)
+            }
+            Backend::Kernel(tree) => {
+                let call = devices::Call {
+                    operation: request.operation,
+                    local: &from.local,
+                    trailing_slash: from.trailing_slash,
+                    to: to.map(|to| to.local.as_str()),
+                    recursive: request.recursive,
+                    offset: request.offset.unwrap_or(0),
+                    len: request.len.unwrap_or(0),
+                    data_len: data.len(),
+                    cwd: &self.cwd,
+                    limits,
+                    caller: self.caller.as_deref(),
+                };
+                tree.execute(&call, entropy).map(|output| apply(output, result, request.encoding))
+            }
+            // Answered by the host (see `bridge_call`), never run here.
+            Backend::Bridge(_) => Err(FsError::new(Errno::EIO)),
+        }
     }
 
     /// `EBUSY` for removing or renaming a mount point or a directory above one.
