@@ -84,3 +84,32 @@ fn the_vfs_knows_no_wire_type() {
         assert!(!code(text).contains("schema::"), "{path} uses the wire schema");
     }
 }
+
+/// Guest system calls run the VM filesystem's typed operations: no wire filesystem request,
+/// result or text encoding between a guest and its files.
+#[test]
+fn guest_syscalls_speak_no_wire_filesystem_type() {
+    let (_, files) = room_dependencies();
+    let syscalls: Vec<_> = files.iter().filter(|(path, _)| path.contains("/src/syscalls/")).collect();
+    assert!(!syscalls.is_empty());
+    for (path, text) in syscalls {
+        let code = code(text);
+        for wire in ["GuestFilesystem", "RootFilesystemEntryEncoding", "base64"] {
+            assert!(!code.contains(wire), "{path} uses {wire}");
+        }
+    }
+}
+
+/// `wire.rs` is where a `GuestFilesystemCallRequest` and a `HostFilesystemCallRequest` are read
+/// and their results written; the dispatcher only routes them there.
+#[test]
+fn only_the_wire_adapter_reads_filesystem_requests() {
+    let (_, files) = room_dependencies();
+    for (path, text) in files.iter().filter(|(path, _)| !path.ends_with("/src/fs/wire.rs")) {
+        let code = code(text);
+        for request in ["GuestFilesystemCallRequest", "HostFilesystemCallRequest"] {
+            let routes = path.contains("/src/dispatch/");
+            assert!(routes || !code.contains(request), "{path} reads {request}");
+        }
+    }
+}

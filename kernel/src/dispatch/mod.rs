@@ -635,7 +635,7 @@ impl Sidecar {
                 let now = self.now;
                 let vm = self.vms.get_mut(&vm_id).ok_or_else(|| unknown_vm(&vm_id))?;
                 let (filesystem, policy) = vm.filesystem_and_policy();
-                let outcome = filesystem.call(policy, request, &mut self.entropy, now)?;
+                let outcome = filesystem.call_from_wire(policy, request, &mut self.entropy, now)?;
                 self.finish_guest_call(&vm_id, request_id, ownership, outcome)
             }
             payload if Self::is_process_request(&payload) => self.process_request(&vm_id, payload).map(Some),

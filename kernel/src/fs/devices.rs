@@ -28,10 +28,9 @@
 
 use std::collections::BTreeMap;
 
-use schema::wire::GuestFilesystemOperation as Op;
-
 use crate::clock::Entropy;
 use crate::fs::mounts::{Backend, Mount};
+use crate::fs::op::{FsOp, FsReply};
 use crate::vfs::{
     path as vpath, Errno, FsError, FsLimits, LimitKind, Stat, SYMLINK_MODE, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG,
 };
@@ -169,30 +168,14 @@ pub(crate) enum Entry {
     CwdLink,
 }
 
-/// The result of an operation, for the caller to put in the response.
-#[derive(Debug)]
-pub(crate) enum Output {
-    Done,
-    Content(Vec<u8>),
-    Exists(bool),
-    Stat(Stat),
-    Entries(Vec<String>),
-    Target(String),
-}
-
 /// One operation on a kernel tree; paths are tree-local and canonical (the walk resolved them).
 #[derive(Debug)]
 pub(crate) struct Call<'a> {
-    pub operation: Op,
+    pub op: FsOp<'a>,
     pub local: &'a str,
     pub trailing_slash: bool,
     /// RENAME's and LINK's destination, when in the same tree.
     pub to: Option<&'a str>,
-    pub recursive: bool,
-    pub offset: u64,
-    pub len: u64,
-    /// WRITE_FILE's decoded content length.
-    pub data_len: usize,
     pub cwd: &'a str,
     pub limits: FsLimits,
     /// The calling process, for a guest's call (`None`: the host's own).
@@ -326,109 +309,124 @@ impl KernelFs {
 
     /// Runs one operation (the policy already allowed it). Errors carry no label: the caller
     /// adds the request's syscall and path.
-    pub(crate) fn execute(&self, call: &Call<'_>, entropy: &mut Entropy) -> Result<Output, FsError> {
+    pub(crate) fn execute(&self, call: &Call<'_>, entropy: &mut Entropy) -> Result<FsReply, FsError> {
         let node = self.lookup(call.local);
         let slash_on_file = call.trailing_slash && node.is_some_and(|node| !node.is_dir());
-        if call.operation == Op::Exists {
-            return Ok(Output::Exists(node.is_some() && !slash_on_file));
+        if call.op == FsOp::Exists {
+            return Ok(FsReply::Exists(node.is_some() && !slash_on_file));
         }
         if slash_on_file {
             return Err(Errno::ENOTDIR.into());
         }
         let existing = || node.ok_or_else(|| FsError::new(Errno::ENOENT));
         let fail = |errno: Errno| Err(FsError::new(errno));
-        match call.operation {
-            Op::Exists => Ok(Output::Exists(node.is_some())),
-            Op::Stat | Op::Lstat => Ok(Output::Stat(self.stat(existing()?))),
-            Op::ReadFile => match existing()? {
+        match call.op {
+            FsOp::Exists => Ok(FsReply::Exists(node.is_some())),
+            FsOp::Stat | FsOp::Lstat => Ok(FsReply::Stat(self.stat(existing()?))),
+            FsOp::ReadFile => match existing()? {
                 node if node.is_dir() => fail(Errno::EISDIR),
                 Node::Device(device) if device.endless() => {
                     Err(FsError::new(Errno::EINVAL).with_detail(ENDLESS_DEVICE))
                 }
                 Node::Cwd => fail(Errno::EIO),
-                node => Ok(Output::Content(self.content(node, call.caller))),
+                node => Ok(FsReply::Content(self.content(node, call.caller))),
             },
-            Op::Pread => {
-                let limit = call.limits.max_pread_bytes;
-                if call.len > limit {
-                    return Err(FsError::limit_exceeded(LimitKind::PreadBytes, limit));
-                }
-                match existing()? {
-                    node if node.is_dir() => fail(Errno::EISDIR),
-                    Node::Device(Device::Zero) => Ok(Output::Content(vec![0; len(call.len)?])),
-                    Node::Device(Device::Urandom) => {
-                        let mut bytes = vec![0; len(call.len)?];
-                        entropy.fill(&mut bytes);
-                        Ok(Output::Content(bytes))
-                    }
-                    Node::Cwd => fail(Errno::EIO),
-                    node => Ok(Output::Content(window(&self.content(node, call.caller), call.offset, call.len))),
-                }
-            }
-            Op::WriteFile => match node {
+            FsOp::Pread { offset, len } => self.pread(call, existing()?, offset, len, entropy),
+            FsOp::WriteFile { data, .. } => match node {
                 None => Err(self.create_error(call.local)),
                 Some(node) if node.is_dir() => fail(Errno::EISDIR),
                 Some(Node::Device(_)) => {
                     let limit = call.limits.max_fd_write_bytes;
-                    if u64::try_from(call.data_len).unwrap_or(u64::MAX) > limit {
+                    if u64::try_from(data.len()).unwrap_or(u64::MAX) > limit {
                         return Err(FsError::limit_exceeded(LimitKind::FdWriteBytes, limit));
                     }
-                    Ok(Output::Done)
+                    Ok(FsReply::Done)
                 }
                 Some(_) => fail(Errno::EACCES),
             },
-            Op::CreateDir | Op::Mkdir => match node {
-                Some(node) if node.is_dir() && call.recursive && call.operation == Op::Mkdir => Ok(Output::Done),
+            FsOp::CreateDir { .. } | FsOp::Mkdir { .. } => match node {
+                Some(node) if node.is_dir() && matches!(call.op, FsOp::Mkdir { recursive: true, .. }) => {
+                    Ok(FsReply::Done)
+                }
                 Some(_) => fail(Errno::EEXIST),
                 None => Err(self.create_error(call.local)),
             },
-            Op::Symlink => match node {
+            FsOp::Symlink { .. } => match node {
                 Some(_) => fail(Errno::EEXIST),
                 None => Err(self.create_error(call.local)),
             },
-            Op::ReadDir => match existing()? {
+            FsOp::ReadDir => match existing()? {
                 node if node.is_dir() => {
                     let entries = Self::children(node);
                     let limit = call.limits.max_readdir_entries;
                     if u64::try_from(entries.len()).unwrap_or(u64::MAX) > limit {
                         return Err(FsError::limit_exceeded(LimitKind::ReaddirEntries, limit));
                     }
-                    Ok(Output::Entries(entries))
+                    Ok(FsReply::Entries(entries))
                 }
                 _ => fail(Errno::ENOTDIR),
             },
-            Op::RemoveFile => match existing()? {
+            FsOp::RemoveFile => match existing()? {
                 node if node.is_dir() => fail(Errno::EISDIR),
                 _ => fail(Errno::EPERM),
             },
-            Op::RemoveDir => match existing()? {
+            FsOp::RemoveDir { .. } => match existing()? {
                 node if node.is_dir() => fail(Errno::EPERM),
                 _ => fail(Errno::ENOTDIR),
             },
-            Op::Realpath => existing().map(|_| Output::Target(call.local.to_owned())),
-            Op::ReadLink => match existing()? {
-                Node::Cwd => Ok(Output::Target(call.caller.map_or(call.cwd, |caller| caller.cwd.as_str()).to_owned())),
+            FsOp::Realpath => existing().map(|_| FsReply::Target(call.local.to_owned())),
+            FsOp::ReadLink => match existing()? {
+                Node::Cwd => Ok(FsReply::Target(call.caller.map_or(call.cwd, |caller| caller.cwd.as_str()).to_owned())),
                 _ => fail(Errno::EINVAL),
             },
-            Op::Link => {
+            FsOp::Link { .. } => {
                 existing()?;
                 match call.to.and_then(|to| self.lookup(to)) {
                     Some(_) => fail(Errno::EEXIST),
                     None => fail(Errno::EPERM),
                 }
             }
-            Op::Rename | Op::Chmod | Op::Chown | Op::Utimes => existing().and_then(|_| fail(Errno::EPERM)),
-            Op::Truncate => match existing()? {
+            FsOp::Rename { .. } | FsOp::Chmod { .. } | FsOp::Chown { .. } | FsOp::Utimes { .. } => {
+                existing().and_then(|_| fail(Errno::EPERM))
+            }
+            FsOp::Truncate { .. } => match existing()? {
                 node if node.is_dir() => fail(Errno::EISDIR),
                 Node::Device(_) => fail(Errno::EINVAL),
                 _ => fail(Errno::EACCES),
             },
         }
     }
+
+    /// PREAD of an existing node: devices make their bytes, files and `/proc` entries give a
+    /// window of their content.
+    fn pread(
+        &self,
+        call: &Call<'_>,
+        node: Node,
+        offset: u64,
+        len: u64,
+        entropy: &mut Entropy,
+    ) -> Result<FsReply, FsError> {
+        let limit = call.limits.max_pread_bytes;
+        if len > limit {
+            return Err(FsError::limit_exceeded(LimitKind::PreadBytes, limit));
+        }
+        match node {
+            node if node.is_dir() => Err(FsError::new(Errno::EISDIR)),
+            Node::Device(Device::Zero) => Ok(FsReply::Content(vec![0; buffer_len(len)?])),
+            Node::Device(Device::Urandom) => {
+                let mut bytes = vec![0; buffer_len(len)?];
+                entropy.fill(&mut bytes);
+                Ok(FsReply::Content(bytes))
+            }
+            Node::Cwd => Err(FsError::new(Errno::EIO)),
+            node => Ok(FsReply::Content(window(&self.content(node, call.caller), offset, len))),
+        }
+    }
 }
 
 /// A PREAD length as a buffer size (already bounded by `maxPreadBytes`).
-fn len(len: u64) -> Result<usize, FsError> {
+fn buffer_len(len: u64) -> Result<usize, FsError> {
     usize::try_from(len).map_err(|_| FsError::new(Errno::EFBIG))
 }
 

@@ -24,13 +24,14 @@
 
 use base64::Engine as _;
 use schema::wire::{
-    GuestFilesystemCallRequest, GuestFilesystemOperation as Op, GuestFilesystemResultResponse, GuestFilesystemStat,
-    ResponsePayload, RootFilesystemEntryEncoding,
+    GuestFilesystemOperation as Op, GuestFilesystemResultResponse, GuestFilesystemStat, ResponsePayload,
+    RootFilesystemEntryEncoding,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{RejectCode, Rejection};
+use crate::fs::op::FsOp;
 
 /// How long the host has to answer one js_bridge call (the original's 30 s).
 pub const JS_BRIDGE_TIMEOUT_MS: u64 = 30_000;
@@ -62,39 +63,35 @@ pub(crate) struct BridgeCall {
     pub reply: BridgeReply,
 }
 
-/// The operation name and `args` of a guest call on mount-local `local` (and `local_dest`).
-/// `content` is WRITE_FILE's decoded data.
-pub(crate) fn operation_and_args(
-    request: &GuestFilesystemCallRequest,
-    local: &str,
-    local_dest: &str,
-    content: &[u8],
-) -> (&'static str, Value) {
+/// The operation name and `args` of a call on mount-local `local` (and `local_dest`).
+pub(crate) fn operation_and_args(op: FsOp<'_>, local: &str, local_dest: &str) -> (&'static str, Value) {
     let path = local;
-    match request.operation {
-        Op::ReadFile => ("readFile", json!({ "path": path })),
-        Op::WriteFile => {
-            ("writeFile", json!({ "path": path, "content": base64::engine::general_purpose::STANDARD.encode(content) }))
+    match op {
+        FsOp::ReadFile => ("readFile", json!({ "path": path })),
+        FsOp::WriteFile { data, .. } => {
+            ("writeFile", json!({ "path": path, "content": base64::engine::general_purpose::STANDARD.encode(data) }))
         }
-        Op::CreateDir => ("createDir", json!({ "path": path })),
-        Op::Mkdir => ("mkdir", json!({ "path": path, "recursive": request.recursive })),
-        Op::Exists => ("exists", json!({ "path": path })),
-        Op::Stat => ("stat", json!({ "path": path })),
-        Op::Lstat => ("lstat", json!({ "path": path })),
-        Op::ReadDir => ("readDir", json!({ "path": path })),
-        Op::RemoveFile => ("removeFile", json!({ "path": path })),
-        Op::RemoveDir if request.recursive => ("removeDir", json!({ "path": path, "recursive": true })),
-        Op::RemoveDir => ("removeDir", json!({ "path": path })),
-        Op::Rename => ("rename", json!({ "oldPath": path, "newPath": local_dest })),
-        Op::Realpath => ("realpath", json!({ "path": path })),
-        Op::Symlink => ("symlink", json!({ "target": request.target, "linkPath": path })),
-        Op::ReadLink => ("readlink", json!({ "path": path })),
-        Op::Link => ("link", json!({ "oldPath": path, "newPath": local_dest })),
-        Op::Chmod => ("chmod", json!({ "path": path, "mode": request.mode })),
-        Op::Chown => ("chown", json!({ "path": path, "uid": request.uid, "gid": request.gid })),
-        Op::Utimes => ("utimes", json!({ "path": path, "atimeMs": request.atime_ms, "mtimeMs": request.mtime_ms })),
-        Op::Truncate => ("truncate", json!({ "path": path, "length": request.len })),
-        Op::Pread => ("pread", json!({ "path": path, "offset": request.offset, "length": request.len })),
+        FsOp::CreateDir { .. } => ("createDir", json!({ "path": path })),
+        FsOp::Mkdir { recursive, .. } => ("mkdir", json!({ "path": path, "recursive": recursive })),
+        FsOp::Exists => ("exists", json!({ "path": path })),
+        FsOp::Stat => ("stat", json!({ "path": path })),
+        FsOp::Lstat => ("lstat", json!({ "path": path })),
+        FsOp::ReadDir => ("readDir", json!({ "path": path })),
+        FsOp::RemoveFile => ("removeFile", json!({ "path": path })),
+        FsOp::RemoveDir { recursive: true } => ("removeDir", json!({ "path": path, "recursive": true })),
+        FsOp::RemoveDir { recursive: false } => ("removeDir", json!({ "path": path })),
+        FsOp::Rename { .. } => ("rename", json!({ "oldPath": path, "newPath": local_dest })),
+        FsOp::Realpath => ("realpath", json!({ "path": path })),
+        FsOp::Symlink { target } => ("symlink", json!({ "target": target, "linkPath": path })),
+        FsOp::ReadLink => ("readlink", json!({ "path": path })),
+        FsOp::Link { .. } => ("link", json!({ "oldPath": path, "newPath": local_dest })),
+        FsOp::Chmod { mode } => ("chmod", json!({ "path": path, "mode": mode })),
+        FsOp::Chown { uid, gid } => ("chown", json!({ "path": path, "uid": uid, "gid": gid })),
+        FsOp::Utimes { atime_ms, mtime_ms } => {
+            ("utimes", json!({ "path": path, "atimeMs": atime_ms, "mtimeMs": mtime_ms }))
+        }
+        FsOp::Truncate { len } => ("truncate", json!({ "path": path, "length": len })),
+        FsOp::Pread { offset, len } => ("pread", json!({ "path": path, "offset": offset, "length": len })),
     }
 }
 

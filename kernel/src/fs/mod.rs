@@ -1,5 +1,7 @@
-//! A VM's filesystem as the protocol sees it: its root overlay, its working directory, its
-//! layer store, and the 20 operations of `GuestFilesystemCallRequest`.
+//! A VM's filesystem: its root overlay, its working directory, its layer store, its mounts, and
+//! the 20 typed operations ([`FsOp`]) that guest system calls, the kernel's own reads and the
+//! host's `GuestFilesystemCallRequest`s (through `wire.rs`, the only file that speaks the wire's
+//! filesystem types) all run through.
 //!
 //! Every operation first checks the VM's `fs` permission policy, then runs on the root overlay
 //! with relative paths resolved against the guest cwd. The policy is asked about the path the
@@ -50,23 +52,22 @@ pub mod devices;
 pub mod js_bridge;
 pub mod layers;
 pub mod mounts;
+pub(crate) mod op;
 mod wire;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
-use schema::wire::{
-    FilesystemResultResponse, GuestFilesystemCallRequest, GuestFilesystemOperation as Op,
-    GuestFilesystemResultResponse, HostFilesystemCallRequest, ResponsePayload, RootFilesystemEntryEncoding,
-};
-
 use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
 use crate::fs::backend::{FsOps, HostBackend};
-use crate::fs::devices::Output;
 use crate::fs::js_bridge::{BridgeCall, BridgeReply};
 use crate::fs::layers::LayerStore;
 use crate::fs::mounts::{Backend, Final, Mount, Namespace, Owner, WalkError, Walked};
+use crate::fs::op::Subject;
+pub(crate) use crate::fs::op::{FsOp, FsReply, HostOp};
+pub(crate) use crate::fs::wire::CallOutcome;
+pub use crate::fs::wire::HOST_FILESYSTEM_STATUS_OK;
 use crate::policy::config::{self, CreateVmConfig};
 use crate::policy::permissions::{errno_message, Capability, Check, CompiledPolicy, Decision, Domain};
 use crate::vfs::{
@@ -79,16 +80,10 @@ use crate::vfs::{
 /// [`CompiledPolicy::differs_below`]).
 const RULE_BELOW: &str = "a permission rule applies below this directory";
 
-/// `FilesystemResultResponse.status` of a host filesystem call that succeeded; a failed one
-/// carries the errno code (`ENOENT`, `EACCES`, `EXDEV`, ...).
-pub const HOST_FILESYSTEM_STATUS_OK: &str = "ok";
-const HOST_STATUS_OK: &str = HOST_FILESYSTEM_STATUS_OK;
-
-/// What a guest filesystem call produced: its response, or a js_bridge call the response
-/// waits for.
+/// What a filesystem call produced: its answer, or a js_bridge call the answer waits for.
 #[derive(Debug)]
-pub(crate) enum CallOutcome {
-    Done(ResponsePayload),
+pub(crate) enum FsOutcome {
+    Done(FsReply),
     Bridge(BridgeCall),
 }
 
@@ -123,16 +118,6 @@ pub(crate) struct GuestAsks {
     pub(crate) refused: Option<(Capability, String, String)>,
     /// The `ask` the call stopped at.
     pub(crate) needed: Option<(Capability, String)>,
-}
-
-/// Whether the policy is asked about the final component itself or where it leads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Subject {
-    /// The node a final symlink leads to (dangling links included: writing through one creates
-    /// its target).
-    Follow,
-    /// The final entry itself (its parent directories resolved).
-    NoFollow,
 }
 
 impl VmFilesystem {
@@ -189,291 +174,161 @@ impl VmFilesystem {
     }
 
     // -----------------------------------------------------------------------------------------
-    // Layer requests
+    // Typed calls
     // -----------------------------------------------------------------------------------------
 
-    pub(crate) fn create_layer(&mut self, now: Now) -> Result<ResponsePayload, Rejection> {
-        let layer_id = self.layers.create(self.limits, now)?;
-        Ok(ResponsePayload::LayerCreatedResponse(schema::wire::LayerCreatedResponse { layer_id }))
-    }
-
-    pub(crate) fn seal_layer(&mut self, layer_id: &str) -> Result<ResponsePayload, Rejection> {
-        let layer_id = self.layers.seal(layer_id)?;
-        Ok(ResponsePayload::LayerSealedResponse(schema::wire::LayerSealedResponse { layer_id }))
-    }
-
-    pub(crate) fn import_snapshot(
-        &mut self,
-        request: &schema::wire::ImportSnapshotRequest,
-        now: Now,
-    ) -> Result<ResponsePayload, Rejection> {
-        let layer_id = self.layers.import(&request.entries, self.limits, now)?;
-        Ok(ResponsePayload::SnapshotImportedResponse(schema::wire::SnapshotImportedResponse { layer_id }))
-    }
-
-    pub(crate) fn export_snapshot(&self, layer_id: String) -> Result<ResponsePayload, Rejection> {
-        let entries = layers::entries_to_wire(self.layers.export(&layer_id)?);
-        Ok(ResponsePayload::SnapshotExportedResponse(schema::wire::SnapshotExportedResponse { layer_id, entries }))
-    }
-
-    pub(crate) fn create_overlay(
-        &mut self,
-        request: &schema::wire::CreateOverlayRequest,
-        now: Now,
-    ) -> Result<ResponsePayload, Rejection> {
-        let layer_id = self.layers.create_overlay(request, self.limits, now)?;
-        Ok(ResponsePayload::OverlayCreatedResponse(schema::wire::OverlayCreatedResponse { layer_id }))
-    }
-
-    /// Applies entries to the root's writable upper (all or nothing; `EROFS` on a read-only
-    /// root). A host operation: the permission policy is not consulted.
-    pub(crate) fn bootstrap(
-        &mut self,
-        request: &schema::wire::BootstrapRootFilesystemRequest,
-        now: Now,
-    ) -> Result<ResponsePayload, Rejection> {
-        let entries = layers::entries_from_wire(&request.entries)?;
-        self.root.import(&entries, now).map_err(layers::fs_rejection)?;
-        let entry_count = u32::try_from(request.entries.len()).unwrap_or(u32::MAX);
-        Ok(ResponsePayload::RootFilesystemBootstrappedResponse(schema::wire::RootFilesystemBootstrappedResponse {
-            entry_count,
-        }))
-    }
-
-    /// The merged root as entries, sorted by path.
-    pub(crate) fn snapshot(&self) -> ResponsePayload {
-        let entries = layers::entries_to_wire(self.root.export());
-        ResponsePayload::RootFilesystemSnapshotResponse(schema::wire::RootFilesystemSnapshotResponse { entries })
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // Guest filesystem calls
-    // -----------------------------------------------------------------------------------------
-
-    /// Serves one `GuestFilesystemCallRequest`: required fields (`invalid_state` when
-    /// missing), then the permission check, then the operation.
+    /// Runs one operation on `path`: the permission check, then the operation on the filesystem
+    /// that owns the path. A denied EXISTS answers `false`, like the original.
     pub(crate) fn call(
         &mut self,
         policy: &CompiledPolicy,
-        request: GuestFilesystemCallRequest,
+        path: &str,
+        op: FsOp<'_>,
         entropy: &mut Entropy,
         now: Now,
-    ) -> Result<CallOutcome, Rejection> {
-        let operation = request.operation;
-        let mut result = GuestFilesystemResultResponse {
-            operation,
-            path: request.path.clone(),
-            content: None,
-            encoding: None,
-            entries: None,
-            stat: None,
-            exists: None,
-            target: None,
+    ) -> Result<FsOutcome, Rejection> {
+        let (check, label, subject) = op.access();
+        let authorized = self.authorize(policy, check, label, path, subject);
+        let resource = match authorized {
+            Err(_) if op == FsOp::Exists => return Ok(FsOutcome::Done(FsReply::Exists(false))),
+            authorized => authorized?,
         };
-        let path = request.path.as_str();
-        let (check, label, subject) = access(operation);
-        // Required fields first, like the original.
-        let destination = match operation {
-            Op::Rename | Op::Link => {
-                Some(required(request.destination_path.as_deref(), operation, "a destination_path")?)
-            }
-            _ => None,
-        };
-        let mut data = Vec::new();
-        match operation {
-            Op::Exists => {
-                if self.authorize(policy, check, label, path, subject).is_err() {
-                    result.exists = Some(false);
-                    return Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)));
-                }
-                if self.mounts.is_empty() {
-                    result.exists = Some(self.root.exists(self.at(path)));
-                    return Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)));
-                }
-                return self.call_mounted(&request, result, &data, entropy, now);
-            }
-            Op::WriteFile => {
-                // Decode before the check: a malformed request is refused as such.
-                data = decode_content(path, request.content.as_deref(), request.encoding)?;
-            }
-            Op::Pread => {
-                required(request.offset, operation, "offset")?;
-                required(request.len, operation, "len")?;
-            }
-            Op::Symlink => {
-                required(request.target.as_deref(), operation, "a target")?;
-            }
-            Op::Chmod => {
-                required(request.mode, operation, "a mode")?;
-            }
-            Op::Chown => {
-                required(request.uid, operation, "a uid")?;
-                required(request.gid, operation, "a gid")?;
-            }
-            Op::Utimes => {
-                required(request.atime_ms, operation, "atime_ms")?;
-                required(request.mtime_ms, operation, "mtime_ms")?;
-            }
-            Op::Truncate => {
-                required(request.len, operation, "len")?;
-            }
-            _ => {}
-        }
-        let resource = self.authorize(policy, check, label, path, subject)?;
-        let destination_resource = match destination {
+        let destination_resource = match op.destination() {
             Some(destination) => Some(self.authorize(policy, check, label, destination, Subject::NoFollow)?),
             None => None,
         };
-        match (operation, destination_resource) {
-            (Op::Rename, Some(to)) => self.guard_rename(policy, path, &resource, &to)?,
-            (Op::RemoveDir, _) if request.recursive => self.guard_removal(policy, path, &resource)?,
+        match (op, destination_resource) {
+            (FsOp::Rename { .. }, Some(to)) => self.guard_rename(policy, path, &resource, &to)?,
+            (FsOp::RemoveDir { recursive: true }, _) => self.guard_removal(policy, path, &resource)?,
             _ => {}
         }
         if !self.mounts.is_empty() {
-            return self.call_mounted(&request, result, &data, entropy, now);
+            return self.call_mounted(path, op, entropy, now);
         }
         let at = VPath::at(&self.cwd, path);
-        let to = destination.map(|d| VPath::at(&self.cwd, d));
-        execute(&mut self.root, &request, at, to, &data, &mut result, now).map_err(layers::fs_rejection)?;
-        Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)))
+        let to = op.destination().map(|d| VPath::at(&self.cwd, d));
+        execute(&mut self.root, op, at, to, now).map(FsOutcome::Done).map_err(layers::fs_rejection)
     }
 
-    /// A guest call in a VM with mounts (already authorized). Paths that never touch a mount
-    /// are resolved by the root filesystem exactly as without mounts; the others are resolved
-    /// across mounts ([`Namespace::walk`]) and run by the filesystem that owns them, with errors
-    /// naming the paths as given.
+    /// A call in a VM with mounts (already authorized). Paths that never touch a mount are
+    /// resolved by the root filesystem exactly as without mounts; the others are resolved across
+    /// mounts ([`Namespace::walk`]) and run by the filesystem that owns them, with errors naming
+    /// the paths as given.
     fn call_mounted(
         &mut self,
-        request: &GuestFilesystemCallRequest,
-        mut result: GuestFilesystemResultResponse,
-        data: &[u8],
+        path: &str,
+        op: FsOp<'_>,
         entropy: &mut Entropy,
         now: Now,
-    ) -> Result<CallOutcome, Rejection> {
-        let operation = request.operation;
-        let destination = match operation {
-            Op::Rename | Op::Link => request.destination_path.as_deref(),
-            _ => None,
-        };
-        let done = |result| Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)));
+    ) -> Result<FsOutcome, Rejection> {
         let namespace = self.namespace();
-        let lenient = operation == Op::Mkdir && request.recursive;
-        let walked = namespace.walk(&request.path, final_mode(operation), lenient);
-        let walked_to = destination.map(|d| namespace.walk(d, Final::Parent, false));
+        let lenient = matches!(op, FsOp::Mkdir { recursive: true, .. });
+        let walked = namespace.walk(path, op.final_mode(), lenient);
+        let walked_to = op.destination().map(|d| namespace.walk(d, Final::Parent, false));
         let untouched = |walk: &Result<Walked, WalkError>| match walk {
             Ok(walked) => !walked.touched,
             Err(error) => !error.touched,
         };
         if untouched(&walked) && walked_to.as_ref().is_none_or(untouched) {
-            self.call_on_root(request, &walked, walked_to.as_ref(), &mut result, data, now)?;
-            return done(result);
+            return self.call_on_root(path, op, &walked, walked_to.as_ref(), now).map(FsOutcome::Done);
         }
+        let failed = |error: WalkError| layers::fs_rejection(op.failure(error.errno, path));
         let from = match walked {
             Ok(from) => from,
-            Err(_) if operation == Op::Exists => {
-                result.exists = Some(false);
-                return done(result);
-            }
-            Err(error) => return Err(layers::fs_rejection(walk_failure(error.errno, request))),
+            Err(_) if op == FsOp::Exists => return Ok(FsOutcome::Done(FsReply::Exists(false))),
+            Err(error) => return Err(failed(error)),
         };
-        let to = match walked_to {
-            Some(Ok(to)) => Some(to),
-            Some(Err(error)) => return Err(layers::fs_rejection(walk_failure(error.errno, request))),
-            None => None,
-        };
-        self.check_busy(operation, &from, to.as_ref(), request)?;
+        let to = walked_to.transpose().map_err(failed)?;
+        self.check_busy(path, op, &from, to.as_ref())?;
         if to.as_ref().is_some_and(|to| to.owner != from.owner) {
-            return Err(layers::fs_rejection(relabel(FsError::new(Errno::EXDEV), request)));
+            return Err(layers::fs_rejection(op.failure(Errno::EXDEV, path)));
         }
-        if self.answer_virtual_dir(operation, &from, &mut result) {
-            return done(result);
+        if let Some(reply) = self.answer_virtual_dir(op, &from) {
+            return Ok(FsOutcome::Done(reply));
         }
-        self.materialize_parents(request, &from, to.as_ref(), now)?;
+        self.materialize_parents(path, op, &from, to.as_ref(), now)?;
         let children = self.namespace().mount_children(&from.components);
-        if let Some(bridge) = self.bridge_call(request, &from, to.as_ref(), data, &children)? {
-            return Ok(CallOutcome::Bridge(bridge));
+        if let Some(bridge) = self.bridge_call(path, op, &from, to.as_ref(), &children)? {
+            return Ok(FsOutcome::Bridge(bridge));
         }
-        self.run_on_owner(request, &from, to.as_ref(), data, &mut result, entropy, now)
-            .map_err(|error| layers::fs_rejection(relabel(error, request)))?;
-        match operation {
-            Op::ReadDir => {
-                if let Some(entries) = result.entries.as_mut() {
-                    merge_names(entries, children);
-                }
+        let reply = self
+            .run_on_owner(op, &from, to.as_ref(), entropy, now)
+            .map_err(|error| layers::fs_rejection(op.relabel(error, path)))?;
+        Ok(FsOutcome::Done(match reply {
+            FsReply::Entries(mut entries) => {
+                merge_names(&mut entries, children);
+                FsReply::Entries(entries)
             }
-            Op::Realpath => {
-                // A mount's realpath is mount-local; the root's is already the guest path.
-                if let Owner::Mount(index) = from.owner {
-                    let mount_path = self.mounts.get(index).map(|m| m.guest_path.as_str()).unwrap_or("/");
-                    result.target = result.target.take().map(|local| join_guest(mount_path, &local));
+            // A mount's realpath is mount-local; the root's is already the guest path.
+            FsReply::Target(local) if op == FsOp::Realpath => match from.owner {
+                Owner::Mount(index) => {
+                    let mount_path = self.mounts.get(index).map_or("/", |m| m.guest_path.as_str());
+                    FsReply::Target(join_guest(mount_path, &local))
                 }
-            }
-            _ => {}
-        }
-        done(result)
+                Owner::Root => FsReply::Target(local),
+            },
+            reply => reply,
+        }))
     }
 
     /// A call that never touches a mount: the root filesystem resolves it, as without mounts
     /// (same errors, same results), unless it would remove or rename what a mount hangs from.
     fn call_on_root(
         &mut self,
-        request: &GuestFilesystemCallRequest,
+        path: &str,
+        op: FsOp<'_>,
         walked: &Result<Walked, WalkError>,
         walked_to: Option<&Result<Walked, WalkError>>,
-        result: &mut GuestFilesystemResultResponse,
-        data: &[u8],
         now: Now,
-    ) -> Result<(), Rejection> {
-        let operation = request.operation;
+    ) -> Result<FsReply, Rejection> {
         if let Ok(from) = walked {
             let to = walked_to.and_then(|to| to.as_ref().ok());
-            self.check_busy(operation, from, to, request)?;
+            self.check_busy(path, op, from, to)?;
         }
-        let children = match (walked, operation) {
-            (Ok(dir), Op::ReadDir) => self.namespace().mount_children(&dir.components),
+        let children = match (walked, op) {
+            (Ok(dir), FsOp::ReadDir) => self.namespace().mount_children(&dir.components),
             _ => Vec::new(),
         };
-        let at = VPath::at(&self.cwd, &request.path);
-        let to = request.destination_path.as_deref().filter(|_| walked_to.is_some()).map(|d| VPath::at(&self.cwd, d));
-        execute(&mut self.root, request, at, to, data, result, now).map_err(layers::fs_rejection)?;
-        if let Some(entries) = result.entries.as_mut() {
+        let at = VPath::at(&self.cwd, path);
+        let to = op.destination().filter(|_| walked_to.is_some()).map(|d| VPath::at(&self.cwd, d));
+        let mut reply = execute(&mut self.root, op, at, to, now).map_err(layers::fs_rejection)?;
+        if let FsReply::Entries(entries) = &mut reply {
             merge_names(entries, children);
         }
-        Ok(())
+        Ok(reply)
     }
 
     /// Answers the calls that only look at a directory existing because a mount point lies below
-    /// it (`stat`, `exists`, `readdir`, `realpath`); `false` for any other call.
-    fn answer_virtual_dir(&self, operation: Op, from: &Walked, result: &mut GuestFilesystemResultResponse) -> bool {
+    /// it (`stat`, `exists`, `readdir`, `realpath`); `None` for any other call.
+    fn answer_virtual_dir(&self, op: FsOp<'_>, from: &Walked) -> Option<FsReply> {
         let namespace = self.namespace();
         if !namespace.is_virtual_dir(&from.components) {
-            return false;
+            return None;
         }
-        match operation {
-            Op::Stat | Op::Lstat => result.stat = Some((&virtual_dir_stat()).into()),
-            Op::Exists => result.exists = Some(true),
-            Op::ReadDir => result.entries = Some(namespace.mount_children(&from.components)),
-            Op::Realpath => result.target = Some(from.canonical()),
-            _ => return false,
+        match op {
+            FsOp::Stat | FsOp::Lstat => Some(FsReply::Stat(virtual_dir_stat())),
+            FsOp::Exists => Some(FsReply::Exists(true)),
+            FsOp::ReadDir => Some(FsReply::Entries(namespace.mount_children(&from.components))),
+            FsOp::Realpath => Some(FsReply::Target(from.canonical())),
+            _ => None,
         }
-        true
     }
 
     /// Creating an entry in a directory that exists only on the way to a mount point makes that
     /// directory real in the root filesystem first.
     fn materialize_parents(
         &mut self,
-        request: &GuestFilesystemCallRequest,
+        path: &str,
+        op: FsOp<'_>,
         from: &Walked,
         to: Option<&Walked>,
         now: Now,
     ) -> Result<(), Rejection> {
-        let creates = matches!(request.operation, Op::WriteFile | Op::CreateDir | Op::Mkdir | Op::Symlink);
-        let Some(created) = (if creates { Some(from) } else { to }) else { return Ok(()) };
+        let Some(created) = (if op.creates() { Some(from) } else { to }) else { return Ok(()) };
         let parent = created.components.split_last().map(|(_, parent)| parent).unwrap_or_default();
         if created.owner == Owner::Root && !parent.is_empty() && self.namespace().is_virtual_dir(parent) {
             let dir = format!("/{}", parent.join("/"));
-            self.root.mkdir(dir.as_str(), true, now).map_err(|e| layers::fs_rejection(relabel(e, request)))?;
+            self.root.mkdir(dir.as_str(), true, now).map_err(|e| layers::fs_rejection(op.relabel(e, path)))?;
         }
         Ok(())
     }
@@ -481,35 +336,34 @@ impl VmFilesystem {
     /// The host call a js_bridge mount answers for this operation; `None` for any other owner.
     fn bridge_call(
         &mut self,
-        request: &GuestFilesystemCallRequest,
+        path: &str,
+        op: FsOp<'_>,
         from: &Walked,
         to: Option<&Walked>,
-        data: &[u8],
         children: &[String],
     ) -> Result<Option<BridgeCall>, Rejection> {
         let Owner::Mount(index) = from.owner else { return Ok(None) };
         let limits = self.limits;
         let Some(mount) = self.mounts.get_mut(index) else { return Ok(None) };
         let Backend::Bridge(bridge) = &mut mount.backend else { return Ok(None) };
-        let operation = request.operation;
-        if mount.read_only && mutates(operation) {
-            return Err(layers::fs_rejection(relabel(FsError::new(Errno::EROFS), request)));
+        if mount.read_only && op.mutates() {
+            return Err(layers::fs_rejection(op.failure(Errno::EROFS, path)));
         }
         let (js_operation, args) =
-            js_bridge::operation_and_args(request, &from.local, to.map_or("", |to| to.local.as_str()), data);
-        let target = match operation {
-            Op::Symlink => request.target.clone(),
-            Op::Rename | Op::Link => request.destination_path.clone(),
+            js_bridge::operation_and_args(op, &from.local, to.map_or("", |to| to.local.as_str()));
+        let target = match op {
+            FsOp::Symlink { target } => Some(target.to_owned()),
+            FsOp::Rename { to } | FsOp::Link { to } => Some(to.to_owned()),
             _ => None,
         };
         let reply = BridgeReply {
-            operation,
-            path: request.path.clone(),
+            operation: op.wire_operation(),
+            path: path.to_owned(),
             js_operation,
             target,
-            encoding: request.encoding,
-            max_read_bytes: match operation {
-                Op::Pread => limits.max_pread_bytes.min(request.len.unwrap_or(u64::MAX)),
+            encoding: None,
+            max_read_bytes: match op {
+                FsOp::Pread { len, .. } => limits.max_pread_bytes.min(len),
                 _ => limits.max_pread_bytes,
             },
             max_readdir_entries: limits.max_readdir_entries,
@@ -525,48 +379,41 @@ impl VmFilesystem {
     }
 
     /// Runs the operation on the filesystem that owns the walked path (not a js_bridge mount).
-    #[allow(clippy::too_many_arguments)]
     fn run_on_owner(
         &mut self,
-        request: &GuestFilesystemCallRequest,
+        op: FsOp<'_>,
         from: &Walked,
         to: Option<&Walked>,
-        data: &[u8],
-        result: &mut GuestFilesystemResultResponse,
         entropy: &mut Entropy,
         now: Now,
-    ) -> Result<(), FsError> {
+    ) -> Result<FsReply, FsError> {
         let local = from.local_arg();
         let local_to = to.map(Walked::local_arg);
         let at = VPath::from(local.as_str());
         let at_to = local_to.as_deref().map(VPath::from);
         let limits = self.limits;
         let Owner::Mount(index) = from.owner else {
-            return execute(&mut self.root, request, at, at_to, data, result, now);
+            return execute(&mut self.root, op, at, at_to, now);
         };
         let Some(mount) = self.mounts.get_mut(index) else { return Err(FsError::new(Errno::EIO)) };
         match &mut mount.backend {
-            Backend::Memory(fs) => execute(fs, request, at, at_to, data, result, now),
+            Backend::Memory(fs) => execute(fs, op, at, at_to, now),
             Backend::Host(dir) => {
                 let mut host =
                     HostBackend { dir: dir.as_ref(), read_only: mount.read_only, limits, host_calls: &self.host_calls };
-                execute(&mut host, request, at, at_to, data, result, now)
+                execute(&mut host, op, at, at_to, now)
             }
             Backend::Kernel(tree) => {
                 let call = devices::Call {
-                    operation: request.operation,
+                    op,
                     local: &from.local,
                     trailing_slash: from.trailing_slash,
                     to: to.map(|to| to.local.as_str()),
-                    recursive: request.recursive,
-                    offset: request.offset.unwrap_or(0),
-                    len: request.len.unwrap_or(0),
-                    data_len: data.len(),
                     cwd: &self.cwd,
                     limits,
                     caller: self.caller.as_deref(),
                 };
-                tree.execute(&call, entropy).map(|output| apply(output, result, request.encoding))
+                tree.execute(&call, entropy)
             }
             // Answered by the host (see `bridge_call`), never run here.
             Backend::Bridge(_) => Err(FsError::new(Errno::EIO)),
@@ -574,19 +421,13 @@ impl VmFilesystem {
     }
 
     /// `EBUSY` for removing or renaming a mount point or a directory above one.
-    fn check_busy(
-        &self,
-        operation: Op,
-        from: &Walked,
-        to: Option<&Walked>,
-        request: &GuestFilesystemCallRequest,
-    ) -> Result<(), Rejection> {
-        if !matches!(operation, Op::RemoveDir | Op::Rename) {
+    fn check_busy(&self, path: &str, op: FsOp<'_>, from: &Walked, to: Option<&Walked>) -> Result<(), Rejection> {
+        if !matches!(op, FsOp::RemoveDir { .. } | FsOp::Rename { .. }) {
             return Ok(());
         }
         let namespace = self.namespace();
         if namespace.holds_mount(&from.components) || to.is_some_and(|to| namespace.holds_mount(&to.components)) {
-            return Err(layers::fs_rejection(relabel(FsError::new(Errno::EBUSY), request)));
+            return Err(layers::fs_rejection(op.failure(Errno::EBUSY, path)));
         }
         Ok(())
     }
@@ -596,7 +437,6 @@ impl VmFilesystem {
         let cwd = self.caller.as_deref().map_or(self.cwd.as_str(), |caller| caller.cwd.as_str());
         Namespace { root: &self.root, mounts: &self.mounts, cwd, host_calls: &self.host_calls }
     }
-
     /// Replaces the VM's configured mounts (ConfigureVm reconciles: the old ones are dropped);
     /// the kernel's trees stay, after them.
     pub(crate) fn set_mounts(&mut self, mounts: Vec<Mount>) {
@@ -628,56 +468,30 @@ impl VmFilesystem {
     // Host filesystem calls
     // -----------------------------------------------------------------------------------------
 
-    /// Serves a `HostFilesystemCallRequest` on a `host_dir` mount (see [`host_status`] for
-    /// the status strings).
-    pub(crate) fn host_call(
+    /// A host's operation on a `host_dir` mount (`HostFilesystemCallRequest`): checked by the
+    /// VM's policy like a guest's, and refused with `EXDEV` anywhere but on a `host_dir` mount.
+    /// Answers the operation's size (bytes read or written, a file's size, a listing's length).
+    pub(crate) fn host_operation(
         &mut self,
         policy: &CompiledPolicy,
-        request: &HostFilesystemCallRequest,
-        now: Now,
-    ) -> FilesystemResultResponse {
-        let (status, size) = match self.host_call_inner(policy, request, now) {
-            Ok(size) => (HOST_STATUS_OK.to_owned(), size),
-            Err(errno) => (errno.code().to_owned(), 0),
-        };
-        FilesystemResultResponse { operation: request.operation, status, payload_size_bytes: size }
-    }
-
-    fn host_call_inner(
-        &mut self,
-        policy: &CompiledPolicy,
-        request: &HostFilesystemCallRequest,
+        path: &str,
+        op: HostOp<'_>,
         now: Now,
     ) -> Result<u64, Errno> {
-        use schema::wire::FilesystemOperation as H;
-        let (path, destination) = match request.operation {
-            H::Rename => match request.path.split_once('\0') {
-                Some((from, to)) => (from, Some(to)),
-                None => return Err(Errno::EINVAL),
-            },
-            _ => (request.path.as_str(), None),
-        };
-        let (capability, label, subject, last) = match request.operation {
-            H::Read => (Capability::FsRead, "read", Subject::Follow, Final::Follow),
-            H::Write => (Capability::FsWrite, "write", Subject::Follow, Final::Follow),
-            H::Stat => (Capability::FsStat, "stat", Subject::Follow, Final::Follow),
-            H::ReadDir => (Capability::FsReaddir, "readdir", Subject::Follow, Final::Follow),
-            H::Mkdir => (Capability::FsCreateDir, "mkdir", Subject::NoFollow, Final::Parent),
-            H::Remove => (Capability::FsRm, "rm", Subject::NoFollow, Final::Parent),
-            H::Rename => (Capability::FsRename, "rename", Subject::NoFollow, Final::Parent),
-        };
+        let (capability, label, subject) = op.access();
         let resource = self.authorize(policy, capability, label, path, subject).map_err(|_| Errno::EACCES)?;
-        let destination_resource = match destination {
-            Some(destination) => Some(
-                self.authorize(policy, capability, label, destination, Subject::NoFollow).map_err(|_| Errno::EACCES)?,
-            ),
-            None => None,
+        let to_resource = match op {
+            HostOp::Rename { to } => {
+                Some(self.authorize(policy, capability, label, to, Subject::NoFollow).map_err(|_| Errno::EACCES)?)
+            }
+            _ => None,
         };
         let namespace = self.namespace();
+        let last = if subject == Subject::Follow { Final::Follow } else { Final::Parent };
         let from = namespace.walk(path, last, false).map_err(|e| e.errno)?;
-        let to = match destination {
-            Some(d) => Some(namespace.walk(d, Final::Parent, false).map_err(|e| e.errno)?),
-            None => None,
+        let to = match op {
+            HostOp::Rename { to } => Some(namespace.walk(to, Final::Parent, false).map_err(|e| e.errno)?),
+            _ => None,
         };
         let Owner::Mount(index) = from.owner else { return Err(Errno::EXDEV) };
         if to.as_ref().is_some_and(|to| to.owner != from.owner) {
@@ -690,47 +504,17 @@ impl VmFilesystem {
             HostBackend { dir: dir.as_ref(), read_only: mount.read_only, limits, host_calls: &self.host_calls };
         let local = from.local_arg();
         let at = VPath::from(local.as_str());
-        let size = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-        let fs_errno = |e: FsError| e.errno();
-        match request.operation {
-            H::Read => host.read_file(at).map(|bytes| size(bytes.len())).map_err(fs_errno),
-            H::Write => {
-                let len = request.payload_size_bytes;
-                if host.exists(at) {
-                    host.truncate(at, len, now).map_err(fs_errno)?;
-                } else {
-                    if len > limits.max_fd_write_bytes {
-                        return Err(Errno::ENOSPC);
-                    }
-                    let zeros = vec![0u8; usize::try_from(len).map_err(|_| Errno::EFBIG)?];
-                    host.write_file(at, &zeros, None, now).map_err(fs_errno)?;
-                }
-                Ok(len)
-            }
-            H::Stat => host.stat(at).map(|stat| stat.size).map_err(fs_errno),
-            H::ReadDir => host.read_dir(at).map(|names| size(names.len())).map_err(fs_errno),
-            H::Mkdir => host.mkdir(at, false, DEFAULT_DIR_MODE, now).map(|()| 0).map_err(fs_errno),
-            H::Remove => {
-                // Never recursive (a directory with entries is ENOTEMPTY): nothing below the path
-                // goes with it, so unlike a guest's recursive REMOVE_DIR it needs no guard.
-                let stat = host.lstat(at).map_err(fs_errno)?;
-                let removed =
-                    if stat.is_directory { host.remove_dir(at, false, now) } else { host.remove_file(at, now) };
-                removed.map(|()| 0).map_err(fs_errno)
-            }
-            H::Rename => {
-                // As a guest's RENAME (see `guard_rename`): a directory is not moved past rules
-                // below it.
-                let to_resource = destination_resource.as_deref().unwrap_or_default();
-                let differs =
-                    policy.differs_below(Domain::Fs, &resource) || policy.differs_below(Domain::Fs, to_resource);
-                if differs && host.lstat(at).is_ok_and(|stat| stat.is_directory) {
-                    return Err(Errno::EXDEV);
-                }
-                let local_to = to.as_ref().map(Walked::local_arg).unwrap_or_default();
-                host.rename(at, VPath::from(local_to.as_str()), now).map(|()| 0).map_err(fs_errno)
+        if let HostOp::Rename { .. } = op {
+            // As a guest's RENAME (see `guard_rename`): a directory is not moved past rules
+            // below it.
+            let differs = policy.differs_below(Domain::Fs, &resource)
+                || policy.differs_below(Domain::Fs, to_resource.as_deref().unwrap_or_default());
+            if differs && host.lstat(at).is_ok_and(|stat| stat.is_directory) {
+                return Err(Errno::EXDEV);
             }
         }
+        let local_to = to.as_ref().map(Walked::local_arg).unwrap_or_default();
+        run_host_operation(&mut host, op, at, VPath::from(local_to.as_str()), now).map_err(|e| e.errno())
     }
 
     fn at<'a>(&'a self, path: &'a str) -> VPath<'a> {
@@ -1019,120 +803,75 @@ impl VmFilesystem {
     }
 }
 
-/// Runs one guest operation on `fs` (required fields already checked; `data` is WRITE_FILE's
-/// decoded content).
+/// Runs one operation on `fs` (the policy already allowed it).
 fn execute(
     fs: &mut dyn FsOps,
-    request: &GuestFilesystemCallRequest,
+    op: FsOp<'_>,
     at: VPath<'_>,
     to: Option<VPath<'_>>,
-    data: &[u8],
-    result: &mut GuestFilesystemResultResponse,
     now: Now,
-) -> Result<(), FsError> {
+) -> Result<FsReply, FsError> {
     let destination = || to.ok_or_else(|| FsError::new(Errno::EINVAL));
-    match request.operation {
-        Op::ReadFile => set_content(result, fs.read_file(at)?, request.encoding),
-        Op::Pread => {
-            let bytes = fs.pread(at, request.offset.unwrap_or(0), request.len.unwrap_or(0))?;
-            set_content(result, bytes, request.encoding);
+    let done = |()| FsReply::Done;
+    match op {
+        FsOp::ReadFile => fs.read_file(at).map(FsReply::Content),
+        FsOp::Pread { offset, len } => fs.pread(at, offset, len).map(FsReply::Content),
+        FsOp::WriteFile { data, mode } => fs.write_file(at, data, mode, now).map(done),
+        FsOp::CreateDir { mode } => fs.mkdir(at, false, mode_or_default(mode), now).map(done),
+        FsOp::Mkdir { recursive, mode } => fs.mkdir(at, recursive, mode_or_default(mode), now).map(done),
+        FsOp::Exists => Ok(FsReply::Exists(fs.exists(at))),
+        FsOp::Stat => fs.stat(at).map(FsReply::Stat),
+        FsOp::Lstat => fs.lstat(at).map(FsReply::Stat),
+        FsOp::ReadDir => fs.read_dir(at).map(FsReply::Entries),
+        FsOp::RemoveFile => fs.remove_file(at, now).map(done),
+        FsOp::RemoveDir { recursive } => fs.remove_dir(at, recursive, now).map(done),
+        FsOp::Rename { .. } => fs.rename(at, destination()?, now).map(done),
+        FsOp::Realpath => fs.realpath(at).map(FsReply::Target),
+        FsOp::Symlink { target } => fs.symlink(target, at, now).map(done),
+        FsOp::ReadLink => fs.read_link(at).map(FsReply::Target),
+        FsOp::Link { .. } => fs.link(at, destination()?, now).map(done),
+        FsOp::Chmod { mode } => fs.chmod(at, mode, now).map(done),
+        FsOp::Chown { uid, gid } => fs.chown(at, uid, gid, now).map(done),
+        FsOp::Utimes { atime_ms, mtime_ms } => fs.utimes(at, atime_ms, mtime_ms, now).map(done),
+        FsOp::Truncate { len } => fs.truncate(at, len, now).map(done),
+    }
+}
+
+/// Runs a host's operation on a `host_dir` mount (the policy already allowed it).
+fn run_host_operation(
+    host: &mut HostBackend<'_>,
+    op: HostOp<'_>,
+    at: VPath<'_>,
+    to: VPath<'_>,
+    now: Now,
+) -> Result<u64, FsError> {
+    let size = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    match op {
+        HostOp::Read => host.read_file(at).map(|bytes| size(bytes.len())),
+        HostOp::Write { len } => {
+            if host.exists(at) {
+                host.truncate(at, len, now)?;
+            } else {
+                if len > host.limits.max_fd_write_bytes {
+                    return Err(FsError::new(Errno::ENOSPC));
+                }
+                let zeros = vec![0u8; usize::try_from(len).map_err(|_| FsError::new(Errno::EFBIG))?];
+                host.write_file(at, &zeros, None, now)?;
+            }
+            Ok(len)
         }
-        Op::WriteFile => fs.write_file(at, data, request.mode, now)?,
-        Op::CreateDir => fs.mkdir(at, false, mode_or_default(request.mode), now)?,
-        Op::Mkdir => fs.mkdir(at, request.recursive, mode_or_default(request.mode), now)?,
-        Op::Exists => result.exists = Some(fs.exists(at)),
-        Op::Stat => result.stat = Some((&fs.stat(at)?).into()),
-        Op::Lstat => result.stat = Some((&fs.lstat(at)?).into()),
-        Op::ReadDir => result.entries = Some(fs.read_dir(at)?),
-        Op::RemoveFile => fs.remove_file(at, now)?,
-        Op::RemoveDir => fs.remove_dir(at, request.recursive, now)?,
-        Op::Rename => {
-            fs.rename(at, destination()?, now)?;
-            result.target = request.destination_path.clone();
+        HostOp::Stat => host.stat(at).map(|stat| stat.size),
+        HostOp::ReadDir => host.read_dir(at).map(|names| size(names.len())),
+        HostOp::Mkdir => host.mkdir(at, false, DEFAULT_DIR_MODE, now).map(|()| 0),
+        HostOp::Remove => {
+            // Never recursive (a directory with entries is ENOTEMPTY): nothing below the path
+            // goes with it, so unlike a guest's recursive REMOVE_DIR it needs no guard.
+            let stat = host.lstat(at)?;
+            let removed = if stat.is_directory { host.remove_dir(at, false, now) } else { host.remove_file(at, now) };
+            removed.map(|()| 0)
         }
-        Op::Realpath => result.target = Some(fs.realpath(at)?),
-        Op::Symlink => {
-            let target = request.target.as_deref().unwrap_or_default();
-            fs.symlink(target, at, now)?;
-            result.target = Some(target.to_owned());
-        }
-        Op::ReadLink => result.target = Some(fs.read_link(at)?),
-        Op::Link => {
-            fs.link(at, destination()?, now)?;
-            result.target = request.destination_path.clone();
-        }
-        Op::Chmod => fs.chmod(at, request.mode.unwrap_or(0), now)?,
-        Op::Chown => fs.chown(at, request.uid.unwrap_or(0), request.gid.unwrap_or(0), now)?,
-        Op::Utimes => fs.utimes(at, request.atime_ms.unwrap_or(0), request.mtime_ms.unwrap_or(0), now)?,
-        Op::Truncate => fs.truncate(at, request.len.unwrap_or(0), now)?,
+        HostOp::Rename { .. } => host.rename(at, to, now).map(|()| 0),
     }
-    Ok(())
-}
-
-/// Puts a kernel tree's answer in the response.
-fn apply(output: Output, result: &mut GuestFilesystemResultResponse, asked: Option<RootFilesystemEntryEncoding>) {
-    match output {
-        Output::Done => {}
-        Output::Content(bytes) => set_content(result, bytes, asked),
-        Output::Exists(exists) => result.exists = Some(exists),
-        Output::Stat(stat) => result.stat = Some((&stat).into()),
-        Output::Entries(entries) => result.entries = Some(entries),
-        Output::Target(target) => result.target = Some(target),
-    }
-}
-
-/// How an operation treats its path's final component (the vfs's resolution modes).
-fn final_mode(operation: Op) -> Final {
-    match operation {
-        Op::Lstat | Op::ReadLink | Op::Link => Final::NoFollow,
-        Op::CreateDir | Op::Mkdir | Op::RemoveFile | Op::RemoveDir | Op::Rename | Op::Symlink => Final::Parent,
-        _ => Final::Follow,
-    }
-}
-
-/// Operations that change the filesystem (refused with `EROFS` on read-only mounts).
-fn mutates(operation: Op) -> bool {
-    !matches!(
-        operation,
-        Op::ReadFile | Op::Pread | Op::Exists | Op::Stat | Op::Lstat | Op::ReadDir | Op::Realpath | Op::ReadLink
-    )
-}
-
-/// Node's syscall name for an operation, as the vfs labels its errors.
-fn syscall_name(operation: Op) -> &'static str {
-    match operation {
-        Op::ReadFile | Op::WriteFile | Op::Truncate => "open",
-        Op::CreateDir | Op::Mkdir => "mkdir",
-        Op::Exists => "access",
-        Op::Stat => "stat",
-        Op::Lstat => "lstat",
-        Op::ReadDir => "scandir",
-        Op::RemoveFile => "unlink",
-        Op::RemoveDir => "rmdir",
-        Op::Rename => "rename",
-        Op::Realpath => "realpath",
-        Op::Symlink => "symlink",
-        Op::ReadLink => "readlink",
-        Op::Link => "link",
-        Op::Chmod => "chmod",
-        Op::Chown => "chown",
-        Op::Utimes => "utime",
-        Op::Pread => "read",
-    }
-}
-
-/// An error of a routed call, labelled with the request's own paths (not the mount-local ones).
-fn relabel(error: FsError, request: &GuestFilesystemCallRequest) -> FsError {
-    let op = if error.op().is_empty() { syscall_name(request.operation) } else { error.op() };
-    match request.operation {
-        Op::Rename | Op::Link => error.at2(op, &request.path, request.destination_path.as_deref().unwrap_or_default()),
-        Op::Symlink => error.at2(op, request.target.as_deref().unwrap_or_default(), &request.path),
-        _ => error.at(op, &request.path),
-    }
-}
-
-fn walk_failure(errno: Errno, request: &GuestFilesystemCallRequest) -> FsError {
-    relabel(FsError::new(errno), request)
 }
 
 /// Adds mount points to a directory listing (sorted, no duplicates).
@@ -1166,85 +905,6 @@ fn virtual_dir_stat() -> Stat {
     }
 }
 
-/// The check, denial label and subject kind of an operation (see the module table).
-fn access(operation: Op) -> (Check, &'static str, Subject) {
-    use Subject::{Follow, NoFollow};
-    let plain = Check::plain;
-    match operation {
-        Op::ReadFile | Op::Pread | Op::Realpath => (plain(Capability::FsRead), "read", Follow),
-        Op::ReadLink => (Check::refined(Capability::FsReadlink), "readlink", NoFollow),
-        Op::WriteFile => (plain(Capability::FsWrite), "write", Follow),
-        Op::Link => (Check::refined(Capability::FsLink), "link", NoFollow),
-        Op::Chmod => (Check::refined(Capability::FsChmod), "chmod", Follow),
-        Op::Chown => (Check::refined(Capability::FsChown), "chown", Follow),
-        Op::Utimes => (Check::refined(Capability::FsUtimes), "utimes", Follow),
-        Op::Truncate => (Check::refined(Capability::FsTruncate), "truncate", Follow),
-        Op::Stat => (plain(Capability::FsStat), "stat", Follow),
-        Op::Lstat => (plain(Capability::FsStat), "stat", NoFollow),
-        Op::Exists => (plain(Capability::FsStat), "exists", Follow),
-        Op::ReadDir => (plain(Capability::FsReaddir), "readdir", Follow),
-        Op::Mkdir => (plain(Capability::FsCreateDir), "mkdir", NoFollow),
-        Op::CreateDir => (plain(Capability::FsCreateDir), "createDir", NoFollow),
-        Op::RemoveFile | Op::RemoveDir => (plain(Capability::FsRm), "rm", NoFollow),
-        Op::Rename => (plain(Capability::FsRename), "rename", NoFollow),
-        Op::Symlink => (plain(Capability::FsSymlink), "symlink", NoFollow),
-    }
-}
-
-/// The original's snake_case operation names, for messages.
-fn operation_name(operation: Op) -> &'static str {
-    match operation {
-        Op::ReadFile => "read_file",
-        Op::WriteFile => "write_file",
-        Op::CreateDir => "create_dir",
-        Op::Mkdir => "mkdir",
-        Op::Exists => "exists",
-        Op::Stat => "stat",
-        Op::Lstat => "lstat",
-        Op::ReadDir => "read_dir",
-        Op::RemoveFile => "remove_file",
-        Op::RemoveDir => "remove_dir",
-        Op::Rename => "rename",
-        Op::Realpath => "realpath",
-        Op::Symlink => "symlink",
-        Op::ReadLink => "read_link",
-        Op::Link => "link",
-        Op::Chmod => "chmod",
-        Op::Chown => "chown",
-        Op::Utimes => "utimes",
-        Op::Truncate => "truncate",
-        Op::Pread => "pread",
-    }
-}
-
-/// A required request field, or `invalid_state` `guest filesystem {op} requires {what}`.
-fn required<T>(value: Option<T>, operation: Op, what: &str) -> Result<T, Rejection> {
-    value.ok_or_else(|| {
-        Rejection::invalid_state(format!("guest filesystem {} requires {what}", operation_name(operation)))
-    })
-}
-
-/// WRITE_FILE content: UTF-8 text unless `encoding` is BASE64 (standard alphabet, padded).
-fn decode_content(
-    path: &str,
-    content: Option<&str>,
-    encoding: Option<RootFilesystemEntryEncoding>,
-) -> Result<Vec<u8>, Rejection> {
-    use base64::Engine as _;
-    let content = content
-        .ok_or_else(|| Rejection::invalid_state(format!("guest filesystem write_file for {path} requires content")))?;
-    match encoding.unwrap_or(RootFilesystemEntryEncoding::Utf8) {
-        RootFilesystemEntryEncoding::Utf8 => Ok(content.as_bytes().to_vec()),
-        RootFilesystemEntryEncoding::Base64 => {
-            base64::engine::general_purpose::STANDARD.decode(content).map_err(|error| {
-                Rejection::invalid_state(format!("invalid base64 guest filesystem content for {path}: {error}"))
-            })
-        }
-    }
-}
-
-/// READ_FILE / PREAD content: UTF-8 when the request asked for UTF-8 (or nothing) and the bytes
-/// are valid UTF-8, else base64.
 /// A guest call's permission check: answered prompts first, then the policy; an unanswered
 /// `ask` stops the call (`EAGAIN`, with `asks.needed` set).
 fn guest_decision(
@@ -1281,12 +941,6 @@ fn guest_decision(
     }
 }
 
-fn set_content(result: &mut GuestFilesystemResultResponse, bytes: Vec<u8>, asked: Option<RootFilesystemEntryEncoding>) {
-    let (content, encoding) = layers::encode_content(bytes, asked == Some(RootFilesystemEntryEncoding::Base64));
-    result.content = Some(content);
-    result.encoding = Some(encoding);
-}
-
 fn mode_or_default(mode: Option<u32>) -> u32 {
     mode.unwrap_or(DEFAULT_DIR_MODE)
 }
@@ -1304,18 +958,6 @@ pub(crate) fn normalize(cwd: &str, path: &str) -> String {
     let base = if path.starts_with('/') { "/" } else { cwd };
     let components: Vec<&str> = path.split('/').filter(|component| !component.is_empty()).collect();
     lexical_append(base, &components)
-}
-
-/// The content bytes of a read result (UTF-8 text, or base64 as its encoding says).
-pub(crate) fn content_bytes(result: &GuestFilesystemResultResponse) -> Result<Vec<u8>, Errno> {
-    use base64::Engine as _;
-    let content = result.content.as_deref().unwrap_or_default();
-    match result.encoding {
-        Some(RootFilesystemEntryEncoding::Base64) => {
-            base64::engine::general_purpose::STANDARD.decode(content).map_err(|_| Errno::EIO)
-        }
-        _ => Ok(content.as_bytes().to_vec()),
-    }
 }
 
 /// `base` (canonical, absolute) with `rest` appended, `.` skipped and `..` going up (never

@@ -4,9 +4,9 @@
 //! their ABI onto these calls (`runtime-wasm` maps `wasi_snapshot_preview1`), so permissions,
 //! tiers and limits are enforced here, once, for every kind of guest.
 //!
-//! File calls go through the VM's filesystem layer exactly like the host's
-//! `GuestFilesystemCallRequest`s: the same permission policy, the same mounts, the same `/dev`
-//! and `/proc`. On top of that the process's [`WasmPermissionTier`] applies: `READ_ONLY` refuses
+//! File calls are the VM filesystem's typed operations ([`FsOp`]), the same the host's
+//! `GuestFilesystemCallRequest`s become: the same permission policy, the same mounts, the same
+//! `/dev` and `/proc`, with raw bytes and typed errors (no wire encoding in between). On top of that the process's [`WasmPermissionTier`] applies: `READ_ONLY` refuses
 //! every change with `EROFS`, `READ_WRITE` cannot remove, rename or link (`ENOTCAPABLE`), and
 //! `ISOLATED` has no preopened directory at all, so no path reaches the filesystem.
 //!
@@ -20,22 +20,17 @@
 
 pub mod engine;
 
-use base64::Engine as _;
-use schema::wire::{
-    GuestFilesystemCallRequest, GuestFilesystemOperation as Op, GuestFilesystemResultResponse, GuestFilesystemStat,
-    ResponsePayload, RootFilesystemEntryEncoding, SignalDispositionAction, SignalHandlerRegistration,
-    WasmPermissionTier,
-};
+use schema::wire::{SignalDispositionAction, SignalHandlerRegistration, WasmPermissionTier};
 
 use crate::clock::{Entropy, Now};
 use crate::error::Rejection;
-use crate::fs::{CallOutcome, GuestAsks};
+use crate::fs::{FsOp, FsOutcome, FsReply, GuestAsks};
 use crate::process::cost;
 use crate::process::fds::{Descriptor, Listing, OpenFile};
 use crate::process::pipes::{End, PipeRead};
 use crate::process::table::{Process, SpawnRequest, Wait};
 use crate::process::{Channel, MAX_PENDING_OUTPUT_BYTES};
-use crate::vfs::{path, Errno, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
+use crate::vfs::{path, Errno, Stat, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
 use crate::vm::Vm;
 
 /// Nanoseconds per millisecond: the kernel clock counts milliseconds, guests see nanoseconds.
@@ -464,7 +459,7 @@ impl Syscalls {
             Ok(_) if flags.create && flags.exclusive => return Err(Errno::EEXIST.into()),
             Ok(stat) => stat,
             Err(SysError::Errno(Errno::ENOENT)) if flags.create && !flags.directory => {
-                self.fs(Op::WriteFile, &path, |request| request.content = Some(String::new()))?;
+                self.fs(&path, FsOp::WriteFile { data: &[], mode: None })?;
                 self.stat_path(&path, true)?
             }
             Err(errno) => return Err(errno),
@@ -495,10 +490,10 @@ impl Syscalls {
             if flags.read && kind == EntryKind::RegularFile {
                 // Opening for reading needs `fs.read` now, as on Linux, not at the first read: a
                 // zero-byte read asks the policy (and the mount) without moving any content.
-                self.fs(Op::Pread, &path, |request| (request.offset, request.len) = (Some(0), Some(0)))?;
+                self.fs(&path, FsOp::Pread { offset: 0, len: 0 })?;
             }
             if flags.truncate && kind == EntryKind::RegularFile {
-                self.fs(Op::Truncate, &path, |request| request.len = Some(0))?;
+                self.fs(&path, FsOp::Truncate { len: 0 })?;
             }
             OpenFile::File { path, offset: 0, device: kind == EntryKind::CharacterDevice }
         };
@@ -561,7 +556,7 @@ impl Syscalls {
     /// The names of `path` with `.` and `..` first, their stats still to be looked up (but for
     /// `.` and `..`, known now).
     fn list(&mut self, path: &str) -> SysResult<Listing> {
-        let names = self.fs(Op::ReadDir, path, |_| {})?.entries.unwrap_or_default();
+        let FsReply::Entries(names) = self.fs(path, FsOp::ReadDir)? else { return Err(Errno::EIO.into()) };
         let listed = u64::try_from(names.len()).unwrap_or(u64::MAX);
         self.charge(listed.saturating_mul(cost::FUEL_PER_DIR_ENTRY));
         let own = self.stat_path(path, true)?;
@@ -626,7 +621,7 @@ impl Syscalls {
     pub fn set_size(&mut self, fd: u32, len: u64) -> SysResult<()> {
         self.writable()?;
         let path = self.file_path(fd)?;
-        self.fs(Op::Truncate, &path, |request| request.len = Some(len)).map(|_| ())
+        self.fs(&path, FsOp::Truncate { len }).map(drop)
     }
 
     /// Sets the access and modification times of what `fd` refers to (a file or a directory).
@@ -664,58 +659,59 @@ impl Syscalls {
             _ => None,
         };
         let now_ms = self.now.wall_ms;
-        let pick = |change: TimeChange, kept: fn(&GuestFilesystemStat) -> u64| match change {
+        let pick = |change: TimeChange, kept: fn(&Stat) -> u64| match change {
             TimeChange::Keep => current.as_ref().map_or(now_ms, kept),
             TimeChange::Now => now_ms,
             TimeChange::At(ns) => ns / NS_PER_MS,
         };
         let (atime_ms, mtime_ms) = (pick(atime, |stat| stat.atime_ms), pick(mtime, |stat| stat.mtime_ms));
-        self.fs(Op::Utimes, path, |request| (request.atime_ms, request.mtime_ms) = (Some(atime_ms), Some(mtime_ms)))
-            .map(|_| ())
+        self.fs(path, FsOp::Utimes { atime_ms, mtime_ms }).map(drop)
     }
 
     pub fn mkdir_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<()> {
         let path = self.resolve(dirfd, guest_path)?;
         self.writable()?;
-        self.fs(Op::CreateDir, &path, |_| {}).map(|_| ())
+        self.fs(&path, FsOp::CreateDir { mode: None }).map(drop)
     }
 
     pub fn remove_file_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<()> {
         let path = self.resolve(dirfd, guest_path)?;
         self.restructurable()?;
-        self.fs(Op::RemoveFile, &path, |_| {}).map(|_| ())
+        self.fs(&path, FsOp::RemoveFile).map(drop)
     }
 
     pub fn remove_dir_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<()> {
         let path = self.resolve(dirfd, guest_path)?;
         self.restructurable()?;
-        self.fs(Op::RemoveDir, &path, |_| {}).map(|_| ())
+        self.fs(&path, FsOp::RemoveDir { recursive: false }).map(drop)
     }
 
     pub fn rename_at(&mut self, dirfd: u32, from: &str, to_dirfd: u32, to: &str) -> SysResult<()> {
         let from = self.resolve(dirfd, from)?;
         let to = self.resolve(to_dirfd, to)?;
         self.restructurable()?;
-        self.fs(Op::Rename, &from, |request| request.destination_path = Some(to)).map(|_| ())
+        self.fs(&from, FsOp::Rename { to: &to }).map(drop)
     }
 
     pub fn symlink_at(&mut self, target: &str, dirfd: u32, guest_path: &str) -> SysResult<()> {
         let path = self.resolve(dirfd, guest_path)?;
         self.restructurable()?;
-        let target = target.to_owned();
-        self.fs(Op::Symlink, &path, |request| request.target = Some(target)).map(|_| ())
+        self.fs(&path, FsOp::Symlink { target }).map(drop)
     }
 
     pub fn link_at(&mut self, dirfd: u32, from: &str, to_dirfd: u32, to: &str) -> SysResult<()> {
         let from = self.resolve(dirfd, from)?;
         let to = self.resolve(to_dirfd, to)?;
         self.restructurable()?;
-        self.fs(Op::Link, &from, |request| request.destination_path = Some(to)).map(|_| ())
+        self.fs(&from, FsOp::Link { to: &to }).map(drop)
     }
 
     pub fn read_link_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<String> {
         let path = self.resolve(dirfd, guest_path)?;
-        self.fs(Op::ReadLink, &path, |_| {})?.target.ok_or(SysError::Errno(Errno::EIO))
+        match self.fs(&path, FsOp::ReadLink)? {
+            FsReply::Target(target) => Ok(target),
+            _ => Err(Errno::EIO.into()),
+        }
     }
 
     /// Waits until the monotonic clock reaches `deadline_ns` (absolute) or for `timeout_ns`
@@ -955,11 +951,10 @@ impl Syscalls {
                 let fast = self.guarded(|vm, pid, asks, _, _| vm.guest_pread(pid, &path, start, len, asks))?;
                 let bytes = match fast {
                     Some(bytes) => bytes,
-                    None => {
-                        let result = self
-                            .fs(Op::Pread, &path, |request| (request.offset, request.len) = (Some(start), Some(len)))?;
-                        crate::fs::content_bytes(&result)?
-                    }
+                    None => match self.fs(&path, FsOp::Pread { offset: start, len })? {
+                        FsReply::Content(bytes) => bytes,
+                        _ => return Err(Errno::EIO.into()),
+                    },
                 };
                 let read = bytes.len().min(buf.len());
                 if let (Some(dst), Some(src)) = (buf.get_mut(..read), bytes.get(..read)) {
@@ -984,18 +979,14 @@ impl Syscalls {
     }
 
     fn read_whole(&mut self, path: &str) -> SysResult<Vec<u8>> {
-        let result =
-            self.fs(Op::ReadFile, path, |request| request.encoding = Some(RootFilesystemEntryEncoding::Base64))?;
-        Ok(crate::fs::content_bytes(&result)?)
+        match self.fs(path, FsOp::ReadFile)? {
+            FsReply::Content(bytes) => Ok(bytes),
+            _ => Err(Errno::EIO.into()),
+        }
     }
 
-    fn write_whole(&mut self, path: &str, content: &[u8]) -> SysResult<()> {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(content);
-        self.fs(Op::WriteFile, path, |request| {
-            request.content = Some(encoded);
-            request.encoding = Some(RootFilesystemEntryEncoding::Base64);
-        })
-        .map(|_| ())
+    fn write_whole(&mut self, path: &str, data: &[u8]) -> SysResult<()> {
+        self.fs(path, FsOp::WriteFile { data, mode: None }).map(drop)
     }
 
     /// `EROFS` unless the process may change the filesystem.
@@ -1032,27 +1023,22 @@ impl Syscalls {
         Ok(crate::fs::normalize(&base, guest_path))
     }
 
-    fn stat_path(&mut self, path: &str, follow: bool) -> SysResult<GuestFilesystemStat> {
-        let op = if follow { Op::Stat } else { Op::Lstat };
-        self.fs(op, path, |_| {})?.stat.ok_or(SysError::Errno(Errno::EIO))
+    fn stat_path(&mut self, path: &str, follow: bool) -> SysResult<Stat> {
+        let op = if follow { FsOp::Stat } else { FsOp::Lstat };
+        match self.fs(path, op)? {
+            FsReply::Stat(stat) => Ok(stat),
+            _ => Err(Errno::EIO.into()),
+        }
     }
 
-    /// One filesystem operation through the VM's filesystem layer (policy, mounts, limits).
-    fn fs(
-        &mut self,
-        operation: Op,
-        path: &str,
-        fill: impl FnOnce(&mut GuestFilesystemCallRequest),
-    ) -> SysResult<GuestFilesystemResultResponse> {
-        let mut request = fs_request(operation, path);
-        fill(&mut request);
+    /// One operation on the VM's filesystem (policy, mounts, limits) as this process.
+    fn fs(&mut self, path: &str, op: FsOp<'_>) -> SysResult<FsReply> {
         let outcome =
-            self.guarded(|vm, pid, asks, entropy, now| vm.guest_filesystem_call(pid, request, asks, entropy, now))?;
+            self.guarded(|vm, pid, asks, entropy, now| vm.guest_filesystem_call(pid, path, op, asks, entropy, now))?;
         match outcome {
-            CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)) => Ok(result),
-            CallOutcome::Done(_) => Err(Errno::EIO.into()),
+            FsOutcome::Done(reply) => Ok(reply),
             // Host-answered (js_bridge) mounts need the guest to wait for the host: not yet.
-            CallOutcome::Bridge(_) => Err(Errno::ENOTSUP.into()),
+            FsOutcome::Bridge(_) => Err(Errno::ENOTSUP.into()),
         }
     }
 
@@ -1079,11 +1065,6 @@ impl Syscalls {
     }
 }
 
-/// A filesystem call on `path` with every optional field empty.
-pub(crate) fn fs_request(operation: Op, path: &str) -> GuestFilesystemCallRequest {
-    GuestFilesystemCallRequest::new(operation, path)
-}
-
 /// The errno a rejected filesystem call gives the guest: the one it carries; a rejection without
 /// one (a request shape no system call makes) is an I/O error.
 fn errno_of(rejection: &Rejection) -> Errno {
@@ -1092,7 +1073,7 @@ fn errno_of(rejection: &Rejection) -> Errno {
 
 /// Which of the caller's standard descriptors a stat names, if it is `/dev/stdin`, `/dev/stdout`
 /// or `/dev/stderr` of the kernel's `/dev`.
-fn standard_stream(stat: &GuestFilesystemStat) -> Option<u32> {
+fn standard_stream(stat: &Stat) -> Option<u32> {
     if stat.dev != crate::fs::devices::DEV_TREE_DEV {
         return None;
     }
@@ -1116,7 +1097,7 @@ fn kind_of(mode: u32) -> EntryKind {
     }
 }
 
-fn file_stat(stat: &GuestFilesystemStat) -> FileStat {
+fn file_stat(stat: &Stat) -> FileStat {
     FileStat {
         dev: stat.dev,
         ino: stat.ino,

@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;
 
 use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
-use crate::fs::CallOutcome;
+use crate::fs::{FsOp, FsOutcome, FsReply};
 use crate::policy::permissions::{errno_message, Capability, CompiledPolicy, Decision, PermissionsPolicy};
 use crate::process::table::{Process, HOST_PPID};
 use crate::process::GuestLimits;
@@ -173,7 +172,7 @@ impl Vm {
         }
         let max_module_bytes = self.limits().wasm.max_module_file_bytes;
         for candidate in candidates {
-            let Some(stat) = self.kernel_fs(Op::Stat, &candidate, now).and_then(|result| result.stat) else {
+            let Some(FsReply::Stat(stat)) = self.kernel_call(&candidate, FsOp::Stat, now) else {
                 continue;
             };
             if stat.is_directory || stat.mode & S_IFMT != S_IFREG {
@@ -200,10 +199,11 @@ impl Vm {
 
     /// The numbered command-package directories, in string order.
     fn command_package_dirs(&mut self, now: Now) -> Vec<String> {
-        let mut dirs: Vec<String> = self
-            .kernel_fs(Op::ReadDir, COMMANDS_DIR, now)
-            .and_then(|result| result.entries)
-            .unwrap_or_default()
+        let entries = match self.kernel_call(COMMANDS_DIR, FsOp::ReadDir, now) {
+            Some(FsReply::Entries(entries)) => entries,
+            _ => Vec::new(),
+        };
+        let mut dirs: Vec<String> = entries
             .into_iter()
             .filter(|name| !name.is_empty() && name.bytes().all(|byte| byte.is_ascii_digit()))
             .collect();
@@ -211,32 +211,29 @@ impl Vm {
         dirs.into_iter().map(|dir| format!("{COMMANDS_DIR}/{dir}")).collect()
     }
 
-    /// A filesystem operation by the kernel itself (not subject to the guest policy), across
-    /// mounts; `None` on any failure.
-    fn kernel_fs(&mut self, operation: Op, path: &str, now: Now) -> Option<GuestFilesystemResultResponse> {
-        self.kernel_call(GuestFilesystemCallRequest::new(operation, path), now)
-    }
-
     /// A whole file's bytes, read by the kernel: straight from the root filesystem when no
-    /// mount is in the way (no copy through the wire encoding), else through the mounts.
+    /// mount is in the way (no copy), else through the mounts.
     fn kernel_read(&mut self, path: &str, now: Now) -> Option<Vec<u8>> {
         if let Some(bytes) = self.filesystem().read_on_root(path) {
             return Some(bytes);
         }
-        let mut read = GuestFilesystemCallRequest::new(Op::ReadFile, path);
-        read.encoding = Some(RootFilesystemEntryEncoding::Base64);
-        self.kernel_call(read, now).and_then(|result| crate::fs::content_bytes(&result).ok())
+        match self.kernel_call(path, FsOp::ReadFile, now) {
+            Some(FsReply::Content(bytes)) => Some(bytes),
+            _ => None,
+        }
     }
 
-    fn kernel_call(&mut self, request: GuestFilesystemCallRequest, now: Now) -> Option<GuestFilesystemResultResponse> {
+    /// A filesystem operation by the kernel itself (not subject to the guest policy), across
+    /// mounts; `None` on any failure.
+    fn kernel_call(&mut self, path: &str, op: FsOp<'_>, now: Now) -> Option<FsReply> {
         // The kernel's own reads never touch devices that draw entropy.
         let mut entropy = Entropy::from_seed(0);
         static KERNEL_POLICY: OnceLock<CompiledPolicy> = OnceLock::new();
         let policy = KERNEL_POLICY.get_or_init(|| {
             CompiledPolicy::compile(&PermissionsPolicy::allow_all()).unwrap_or_else(|_| CompiledPolicy::deny_all())
         });
-        match self.filesystem_call_with(policy, request, &mut entropy, now) {
-            Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result))) => Some(result),
+        match self.filesystem_call_with(policy, path, op, &mut entropy, now) {
+            Ok(FsOutcome::Done(reply)) => Some(reply),
             _ => None,
         }
     }

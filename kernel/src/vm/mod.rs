@@ -6,7 +6,7 @@ pub(crate) mod exec;
 use crate::clock::Entropy;
 use crate::error::{RejectCode, Rejection};
 use crate::fs::mounts::Mount;
-use crate::fs::{CallOutcome, GuestAsks, VmFilesystem};
+use crate::fs::{FsOp, FsOutcome, GuestAsks, VmFilesystem};
 use crate::ids::StreamId;
 use crate::policy::config::{self, CreateVmConfig};
 use crate::policy::permissions::{errno_message, Capability, CompiledPolicy, Decision};
@@ -179,11 +179,12 @@ impl Vm {
     pub(crate) fn filesystem_call_with(
         &mut self,
         policy: &CompiledPolicy,
-        request: GuestFilesystemCallRequest,
+        path: &str,
+        op: FsOp<'_>,
         entropy: &mut Entropy,
         now: crate::clock::Now,
-    ) -> Result<CallOutcome, Rejection> {
-        self.filesystem.call(policy, request, entropy, now)
+    ) -> Result<FsOutcome, Rejection> {
+        self.filesystem.call(policy, path, op, entropy, now)
     }
 
     /// A filesystem call made by a guest process: the same layer, policy and mounts as the
@@ -191,15 +192,16 @@ impl Vm {
     pub(crate) fn guest_filesystem_call(
         &mut self,
         pid: u32,
-        request: GuestFilesystemCallRequest,
+        path: &str,
+        op: FsOp<'_>,
         asks: GuestAsks,
         entropy: &mut Entropy,
         now: crate::clock::Now,
-    ) -> (Result<CallOutcome, Rejection>, GuestAsks) {
+    ) -> (Result<FsOutcome, Rejection>, GuestAsks) {
         let asks = GuestAsks { prompts_enabled: self.config.permission_prompts.enabled, ..asks };
         let policy = &self.policy;
         let caller = self.proc_self(pid);
-        self.filesystem.with_guest_asks(asks, caller, |filesystem| filesystem.call(policy, request, entropy, now))
+        self.filesystem.with_guest_asks(asks, caller, |filesystem| filesystem.call(policy, path, op, entropy, now))
     }
 
     /// A guest's positioned write in place; `None` when the path lands in the kernel's own trees
