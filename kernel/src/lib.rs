@@ -10,17 +10,18 @@
 //! | room | what lives there |
 //! |---|---|
 //! | [`dispatch`] | the one `Sidecar` state machine (every `impl Sidecar`): streams, connections, sessions, routing a request to its subsystem, frames, pending host requests and prompts, persistence requests, process requests, and the scheduler with the running guest tasks |
-//! | [`syscalls`] | what a guest may do, on the VM lent to its slice; the guest engine port (`engine`) it is lent to |
+//! | [`syscalls`] | what a guest may do, on the VM lent to its slice, by area (`fds`: descriptors and streams; `files`: paths, each a typed filesystem operation; `processes`: children, signals, sleeps); the guest engine port (`engine`) it is lent to |
 //! | [`vm`] | one VM's state: configuration, policy, toolkits, limits, its filesystem and process table, and the exec resolver (`exec`) shared by `Execute` and guest spawns |
 //! | [`process`] | the process table, descriptors, pipes, signals, guest limits and the memory budget, what kernel work costs |
-//! | [`fs`] | a VM's namespace over [`vfs`]: mounts, devices and `/proc`, layers, js_bridge, the guest filesystem operations, and the only conversion to wire filesystem types (`wire`) |
+//! | [`fs`] | a VM's namespace over [`vfs`]: the typed operations (`op`: `FsOp` in, `FsReply` out) over mounts, devices and `/proc`, layers and js_bridge; `wire` is the one adapter from the wire's filesystem requests to them |
 //! | [`host`] | the ports to the outside world the embedder injects: host directories, the persistence store |
 //! | [`policy`] | the config JSON shapes and the permission policy |
 //! | [`vfs`] | inodes, layers, overlays: a filesystem that knows no wire type |
 //! | [`ids`], [`clock`], [`error`] | typed ids, time and entropy, rejections |
 //!
 //! Each room uses only the rooms below it in this table (`kernel/tests/architecture.rs` checks
-//! that no import cycle exists and that the vfs knows no wire type).
+//! that no import cycle exists, that the vfs knows no wire type, that guest system calls name no
+//! wire filesystem type, and that only `fs::wire` reads the filesystem requests).
 
 #![forbid(unsafe_code)]
 

@@ -1,0 +1,371 @@
+//! Paths: opening, listing, metadata, times and the namespace calls (`mkdir`, `unlink`,
+//! `rename`, links), each a typed operation on the VM's filesystem.
+
+use super::*;
+
+impl Syscalls {
+    /// Opens `path` relative to the directory `dirfd`; returns the new descriptor.
+    pub fn open_at(&mut self, dirfd: u32, guest_path: &str, flags: OpenFlags) -> SysResult<u32> {
+        let path = self.resolve(dirfd, guest_path)?;
+        let changes = flags.write || flags.create || flags.truncate;
+        if changes {
+            self.writable()?;
+        }
+        let existing = self.stat_path(&path, flags.follow || !flags.create);
+        let stat = match existing {
+            Ok(_) if flags.create && flags.exclusive => return Err(Errno::EEXIST.into()),
+            Ok(stat) => stat,
+            Err(SysError::Errno(Errno::ENOENT)) if flags.create && !flags.directory => {
+                self.fs(&path, FsOp::WriteFile { data: &[], mode: None })?;
+                self.stat_path(&path, true)?
+            }
+            Err(errno) => return Err(errno),
+        };
+        if let Some(standard) = standard_stream(&stat) {
+            // The caller's own stream, as Linux's `/dev/stdout -> /proc/self/fd/1` gives it: a
+            // new descriptor for what its 0, 1 or 2 refers to (closed: no such file).
+            return self
+                .dup(standard)
+                .map_err(|errno| SysError::Errno(if errno == Errno::EBADF { Errno::ENOENT } else { errno }));
+        }
+        let kind = kind_of(stat.mode);
+        if is_host_special(stat.mode) {
+            // A FIFO, socket or device on a host_dir mount: opening it could block the whole
+            // sidecar (a FIFO waits for a writer) or reach host hardware; it is listed, never
+            // opened.
+            return Err(Errno::EACCES.into());
+        }
+        if flags.directory && kind != EntryKind::Directory {
+            return Err(Errno::ENOTDIR.into());
+        }
+        let file = if kind == EntryKind::Directory {
+            if flags.write || flags.truncate {
+                return Err(Errno::EISDIR.into());
+            }
+            OpenFile::Directory { path: path.clone(), preopen: None, listing: None }
+        } else {
+            if flags.read && kind == EntryKind::RegularFile {
+                // Opening for reading needs `fs.read` now, as on Linux, not at the first read: a
+                // zero-byte read asks the policy (and the mount) without moving any content.
+                self.fs(&path, FsOp::Pread { offset: 0, len: 0 })?;
+            }
+            if flags.truncate && kind == EntryKind::RegularFile {
+                self.fs(&path, FsOp::Truncate { len: 0 })?;
+            }
+            OpenFile::File { path, offset: 0, device: kind == EntryKind::CharacterDevice }
+        };
+        let descriptor = Descriptor {
+            file,
+            readable: flags.read,
+            writable: flags.write,
+            append: flags.append,
+            nonblocking: flags.nonblocking,
+        };
+        let max_open_fds = self.vm.process_limits().max_open_fds;
+        Ok(self.process_mut()?.fds.insert(descriptor, max_open_fds)?)
+    }
+
+    /// Up to `max` entries of the directory open at `fd`, from entry number `from` on (`.` and
+    /// `..` are the first two); empty past the end. The names are listed once, at the first
+    /// call, so a guest walking the directory with cookies sees a stable list; each entry's kind
+    /// and serial number are looked up when a batch first reaches it, so one call costs at most
+    /// `max` lookups whatever the directory's size.
+    pub fn read_dir_batch(&mut self, fd: u32, from: u64, max: usize) -> SysResult<Vec<DirEntry>> {
+        let path = match &self.process()?.fds.get(fd)?.file {
+            OpenFile::Directory { path, .. } => path.clone(),
+            _ => return Err(Errno::ENOTDIR.into()),
+        };
+        let mut listing = match &mut self.process_mut()?.fds.get_mut(fd)?.file {
+            OpenFile::Directory { listing, .. } => listing.take(),
+            _ => None,
+        };
+        if listing.is_none() {
+            listing = Some(self.list(&path)?);
+        }
+        let Some(mut listing) = listing else { return Err(Errno::EIO.into()) };
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(listing.names.len());
+        let end = start.saturating_add(max).min(listing.names.len());
+        let mut batch = Vec::with_capacity(end - start);
+        for index in start..end {
+            let Some(name) = listing.names.get(index).cloned() else { break };
+            let known = listing.stats.get(index).copied().flatten();
+            let (ino, kind) = match known {
+                Some(stat) => stat,
+                None => {
+                    let stat = match self.stat_path(&join(&path, &name), false) {
+                        Ok(stat) => (stat.ino, kind_of(stat.mode)),
+                        Err(_) => (0, EntryKind::Unknown),
+                    };
+                    if let Some(slot) = listing.stats.get_mut(index) {
+                        *slot = Some(stat);
+                    }
+                    stat
+                }
+            };
+            batch.push(DirEntry { name, ino, kind });
+        }
+        if let OpenFile::Directory { listing: slot, .. } = &mut self.process_mut()?.fds.get_mut(fd)?.file {
+            *slot = Some(listing);
+        }
+        Ok(batch)
+    }
+
+    /// The names of `path` with `.` and `..` first, their stats still to be looked up (but for
+    /// `.` and `..`, known now).
+    pub(super) fn list(&mut self, path: &str) -> SysResult<Listing> {
+        let FsReply::Entries(names) = self.fs(path, FsOp::ReadDir)? else { return Err(Errno::EIO.into()) };
+        let listed = u64::try_from(names.len()).unwrap_or(u64::MAX);
+        self.charge(listed.saturating_mul(cost::FUEL_PER_DIR_ENTRY));
+        let own = self.stat_path(path, true)?;
+        let mut all = Vec::with_capacity(names.len().saturating_add(2));
+        all.extend([".".to_owned(), "..".to_owned()]);
+        all.extend(names);
+        let mut stats = vec![None; all.len()];
+        if let Some(slots) = stats.get_mut(..2) {
+            slots.copy_from_slice(&[Some((own.ino, EntryKind::Directory)), Some((0, EntryKind::Directory))]);
+        }
+        Ok(Listing { names: all, stats })
+    }
+
+    /// Metadata of what `fd` refers to.
+    pub fn fstat(&mut self, fd: u32) -> SysResult<FileStat> {
+        let path = match &self.process()?.fds.get(fd)?.file {
+            OpenFile::File { path, .. } | OpenFile::Directory { path, .. } => path.clone(),
+            OpenFile::Stdin { .. } | OpenFile::Stdout { .. } | OpenFile::Stderr { .. } | OpenFile::Pipe { .. } => {
+                return Ok(FileStat {
+                    dev: 0,
+                    ino: 0,
+                    kind: EntryKind::CharacterDevice,
+                    nlink: 1,
+                    size: 0,
+                    atime_ns: 0,
+                    mtime_ns: 0,
+                    ctime_ns: 0,
+                })
+            }
+        };
+        self.stat_path(&path, true).map(|stat| file_stat(&stat))
+    }
+
+    /// Metadata of `path` relative to `dirfd`.
+    pub fn stat_at(&mut self, dirfd: u32, guest_path: &str, follow: bool) -> SysResult<FileStat> {
+        let path = self.resolve(dirfd, guest_path)?;
+        self.stat_path(&path, follow).map(|stat| file_stat(&stat))
+    }
+
+    /// Truncates or extends the file open at `fd`.
+    pub fn set_size(&mut self, fd: u32, len: u64) -> SysResult<()> {
+        self.writable()?;
+        let path = self.file_path(fd)?;
+        self.fs(&path, FsOp::Truncate { len }).map(drop)
+    }
+
+    /// Sets the access and modification times of what `fd` refers to (a file or a directory).
+    pub fn set_times(&mut self, fd: u32, atime: TimeChange, mtime: TimeChange) -> SysResult<()> {
+        let path = match &self.process()?.fds.get(fd)?.file {
+            OpenFile::File { path, device: false, .. } | OpenFile::Directory { path, .. } => path.clone(),
+            // Streams and devices have no times of their own to set.
+            _ => return Err(Errno::EINVAL.into()),
+        };
+        self.set_path_times(&path, atime, mtime)
+    }
+
+    /// Sets the times of `path` relative to `dirfd`. Without `follow`, a final symlink's own
+    /// times would be set: the filesystem keeps none apart from its target's, so that is
+    /// `ENOTSUP`, never a silent change of the target.
+    pub fn set_times_at(
+        &mut self,
+        dirfd: u32,
+        guest_path: &str,
+        follow: bool,
+        atime: TimeChange,
+        mtime: TimeChange,
+    ) -> SysResult<()> {
+        let path = self.resolve(dirfd, guest_path)?;
+        if !follow && kind_of(self.stat_path(&path, false)?.mode) == EntryKind::Symlink {
+            return Err(Errno::ENOTSUP.into());
+        }
+        self.set_path_times(&path, atime, mtime)
+    }
+
+    pub(super) fn set_path_times(&mut self, path: &str, atime: TimeChange, mtime: TimeChange) -> SysResult<()> {
+        self.writable()?;
+        let current = match (atime, mtime) {
+            (TimeChange::Keep, _) | (_, TimeChange::Keep) => Some(self.stat_path(path, true)?),
+            _ => None,
+        };
+        let now_ms = self.now.wall_ms;
+        let pick = |change: TimeChange, kept: fn(&Stat) -> u64| match change {
+            TimeChange::Keep => current.as_ref().map_or(now_ms, kept),
+            TimeChange::Now => now_ms,
+            TimeChange::At(ns) => ns / NS_PER_MS,
+        };
+        let (atime_ms, mtime_ms) = (pick(atime, |stat| stat.atime_ms), pick(mtime, |stat| stat.mtime_ms));
+        self.fs(path, FsOp::Utimes { atime_ms, mtime_ms }).map(drop)
+    }
+
+    pub fn mkdir_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<()> {
+        let path = self.resolve(dirfd, guest_path)?;
+        self.writable()?;
+        self.fs(&path, FsOp::CreateDir { mode: None }).map(drop)
+    }
+
+    pub fn remove_file_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<()> {
+        let path = self.resolve(dirfd, guest_path)?;
+        self.restructurable()?;
+        self.fs(&path, FsOp::RemoveFile).map(drop)
+    }
+
+    pub fn remove_dir_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<()> {
+        let path = self.resolve(dirfd, guest_path)?;
+        self.restructurable()?;
+        self.fs(&path, FsOp::RemoveDir { recursive: false }).map(drop)
+    }
+
+    pub fn rename_at(&mut self, dirfd: u32, from: &str, to_dirfd: u32, to: &str) -> SysResult<()> {
+        let from = self.resolve(dirfd, from)?;
+        let to = self.resolve(to_dirfd, to)?;
+        self.restructurable()?;
+        self.fs(&from, FsOp::Rename { to: &to }).map(drop)
+    }
+
+    pub fn symlink_at(&mut self, target: &str, dirfd: u32, guest_path: &str) -> SysResult<()> {
+        let path = self.resolve(dirfd, guest_path)?;
+        self.restructurable()?;
+        self.fs(&path, FsOp::Symlink { target }).map(drop)
+    }
+
+    pub fn link_at(&mut self, dirfd: u32, from: &str, to_dirfd: u32, to: &str) -> SysResult<()> {
+        let from = self.resolve(dirfd, from)?;
+        let to = self.resolve(to_dirfd, to)?;
+        self.restructurable()?;
+        self.fs(&from, FsOp::Link { to: &to }).map(drop)
+    }
+
+    pub fn read_link_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<String> {
+        let path = self.resolve(dirfd, guest_path)?;
+        match self.fs(&path, FsOp::ReadLink)? {
+            FsReply::Target(target) => Ok(target),
+            _ => Err(Errno::EIO.into()),
+        }
+    }
+
+    pub(super) fn file_path(&self, fd: u32) -> Result<String, Errno> {
+        match &self.process()?.fds.get(fd)?.file {
+            OpenFile::File { path, device: false, .. } => Ok(path.clone()),
+            OpenFile::Directory { .. } => Err(Errno::EISDIR),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    pub(super) fn read_whole(&mut self, path: &str) -> SysResult<Vec<u8>> {
+        match self.fs(path, FsOp::ReadFile)? {
+            FsReply::Content(bytes) => Ok(bytes),
+            _ => Err(Errno::EIO.into()),
+        }
+    }
+
+    pub(super) fn write_whole(&mut self, path: &str, data: &[u8]) -> SysResult<()> {
+        self.fs(path, FsOp::WriteFile { data, mode: None }).map(drop)
+    }
+
+    /// `EROFS` unless the process may change the filesystem.
+    pub(super) fn writable(&self) -> Result<(), Errno> {
+        match self.process()?.tier {
+            WasmPermissionTier::ReadOnly => Err(Errno::EROFS),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removing, renaming and linking need the `FULL` tier: `READ_WRITE` lacks those rights
+    /// (`ENOTCAPABLE`), `READ_ONLY` changes nothing (`EROFS`).
+    pub(super) fn restructurable(&self) -> Result<(), Errno> {
+        match self.process()?.tier {
+            WasmPermissionTier::ReadOnly => Err(Errno::EROFS),
+            WasmPermissionTier::ReadWrite | WasmPermissionTier::Isolated => Err(Errno::ENOTCAPABLE),
+            WasmPermissionTier::Full => Ok(()),
+        }
+    }
+
+    /// The VM path `guest_path` names relative to the directory open at `dirfd` (`..` never
+    /// climbs above `/`). Symlinks are resolved by the filesystem layer, inside the VM.
+    pub(super) fn resolve(&mut self, dirfd: u32, guest_path: &str) -> Result<String, Errno> {
+        if guest_path.len() > path::PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        if guest_path.contains('\0') {
+            return Err(Errno::EINVAL);
+        }
+        let base = match &self.process()?.fds.get(dirfd)?.file {
+            OpenFile::Directory { path, .. } => path.clone(),
+            _ => return Err(Errno::ENOTDIR),
+        };
+        Ok(crate::fs::normalize(&base, guest_path))
+    }
+
+    pub(super) fn stat_path(&mut self, path: &str, follow: bool) -> SysResult<Stat> {
+        let op = if follow { FsOp::Stat } else { FsOp::Lstat };
+        match self.fs(path, op)? {
+            FsReply::Stat(stat) => Ok(stat),
+            _ => Err(Errno::EIO.into()),
+        }
+    }
+
+    /// One operation on the VM's filesystem (policy, mounts, limits) as this process.
+    pub(super) fn fs(&mut self, path: &str, op: FsOp<'_>) -> SysResult<FsReply> {
+        let outcome =
+            self.guarded(|vm, pid, asks, entropy, now| vm.guest_filesystem_call(pid, path, op, asks, entropy, now))?;
+        match outcome {
+            FsOutcome::Done(reply) => Ok(reply),
+            // Host-answered (js_bridge) mounts need the guest to wait for the host: not yet.
+            FsOutcome::Bridge(_) => Err(Errno::ENOTSUP.into()),
+        }
+    }
+}
+
+/// Which of the caller's standard descriptors a stat names, if it is `/dev/stdin`, `/dev/stdout`
+/// or `/dev/stderr` of the kernel's `/dev`.
+fn standard_stream(stat: &Stat) -> Option<u32> {
+    if stat.dev != crate::fs::devices::DEV_TREE_DEV {
+        return None;
+    }
+    let index = crate::fs::devices::STDIO_INOS.iter().position(|ino| *ino == stat.ino)?;
+    u32::try_from(index).ok()
+}
+
+/// FIFOs, sockets and block devices only exist on host_dir mounts (the kernel's own devices are
+/// character devices).
+fn is_host_special(mode: u32) -> bool {
+    matches!(mode & S_IFMT, S_IFIFO | S_IFSOCK | S_IFBLK)
+}
+
+fn kind_of(mode: u32) -> EntryKind {
+    match mode & S_IFMT {
+        S_IFDIR => EntryKind::Directory,
+        S_IFREG => EntryKind::RegularFile,
+        S_IFLNK => EntryKind::Symlink,
+        S_IFCHR => EntryKind::CharacterDevice,
+        _ => EntryKind::Unknown,
+    }
+}
+
+fn file_stat(stat: &Stat) -> FileStat {
+    FileStat {
+        dev: stat.dev,
+        ino: stat.ino,
+        kind: kind_of(stat.mode),
+        nlink: stat.nlink,
+        size: stat.size,
+        atime_ns: stat.atime_ms.saturating_mul(NS_PER_MS),
+        mtime_ns: stat.mtime_ms.saturating_mul(NS_PER_MS),
+        ctime_ns: stat.ctime_ms.saturating_mul(NS_PER_MS),
+    }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
