@@ -318,20 +318,37 @@ impl KernelFs {
         if slash_on_file {
             return Err(Errno::ENOTDIR.into());
         }
-        let existing = || node.ok_or_else(|| FsError::new(Errno::ENOENT));
-        let fail = |errno: Errno| Err(FsError::new(errno));
+        if call.op.mutates() {
+            return self.change(call, node);
+        }
+        let node = node.ok_or_else(|| FsError::new(Errno::ENOENT))?;
         match call.op {
-            FsOp::Exists => Ok(FsReply::Exists(node.is_some())),
-            FsOp::Stat | FsOp::Lstat => Ok(FsReply::Stat(self.stat(existing()?))),
-            FsOp::ReadFile => match existing()? {
-                node if node.is_dir() => fail(Errno::EISDIR),
+            FsOp::Stat | FsOp::Lstat => Ok(FsReply::Stat(self.stat(node))),
+            FsOp::ReadFile => match node {
+                node if node.is_dir() => Err(FsError::new(Errno::EISDIR)),
                 Node::Device(device) if device.endless() => {
                     Err(FsError::new(Errno::EINVAL).with_detail(ENDLESS_DEVICE))
                 }
-                Node::Cwd => fail(Errno::EIO),
+                Node::Cwd => Err(FsError::new(Errno::EIO)),
                 node => Ok(FsReply::Content(self.content(node, call.caller))),
             },
-            FsOp::Pread { offset, len } => self.pread(call, existing()?, offset, len, entropy),
+            FsOp::Pread { offset, len } => self.pread(call, node, offset, len, entropy),
+            FsOp::ReadDir => self.list(call, node),
+            FsOp::Realpath => Ok(FsReply::Target(call.local.to_owned())),
+            FsOp::ReadLink => match node {
+                Node::Cwd => Ok(FsReply::Target(call.caller.map_or(call.cwd, |caller| caller.cwd.as_str()).to_owned())),
+                _ => Err(FsError::new(Errno::EINVAL)),
+            },
+            _ => Err(FsError::new(Errno::EIO)),
+        }
+    }
+
+    /// An operation that would change the tree: only writes to devices succeed (their bytes
+    /// are dropped); the rest fail as Linux's devtmpfs and procfs do for an unprivileged user.
+    fn change(&self, call: &Call<'_>, node: Option<Node>) -> Result<FsReply, FsError> {
+        let existing = || node.ok_or_else(|| FsError::new(Errno::ENOENT));
+        let fail = |errno: Errno| Err(FsError::new(errno));
+        match call.op {
             FsOp::WriteFile { data, .. } => match node {
                 None => Err(self.create_error(call.local)),
                 Some(node) if node.is_dir() => fail(Errno::EISDIR),
@@ -355,17 +372,6 @@ impl KernelFs {
                 Some(_) => fail(Errno::EEXIST),
                 None => Err(self.create_error(call.local)),
             },
-            FsOp::ReadDir => match existing()? {
-                node if node.is_dir() => {
-                    let entries = Self::children(node);
-                    let limit = call.limits.max_readdir_entries;
-                    if u64::try_from(entries.len()).unwrap_or(u64::MAX) > limit {
-                        return Err(FsError::limit_exceeded(LimitKind::ReaddirEntries, limit));
-                    }
-                    Ok(FsReply::Entries(entries))
-                }
-                _ => fail(Errno::ENOTDIR),
-            },
             FsOp::RemoveFile => match existing()? {
                 node if node.is_dir() => fail(Errno::EISDIR),
                 _ => fail(Errno::EPERM),
@@ -374,11 +380,6 @@ impl KernelFs {
                 node if node.is_dir() => fail(Errno::EPERM),
                 _ => fail(Errno::ENOTDIR),
             },
-            FsOp::Realpath => existing().map(|_| FsReply::Target(call.local.to_owned())),
-            FsOp::ReadLink => match existing()? {
-                Node::Cwd => Ok(FsReply::Target(call.caller.map_or(call.cwd, |caller| caller.cwd.as_str()).to_owned())),
-                _ => fail(Errno::EINVAL),
-            },
             FsOp::Link { .. } => {
                 existing()?;
                 match call.to.and_then(|to| self.lookup(to)) {
@@ -386,15 +387,26 @@ impl KernelFs {
                     None => fail(Errno::EPERM),
                 }
             }
-            FsOp::Rename { .. } | FsOp::Chmod { .. } | FsOp::Chown { .. } | FsOp::Utimes { .. } => {
-                existing().and_then(|_| fail(Errno::EPERM))
-            }
             FsOp::Truncate { .. } => match existing()? {
                 node if node.is_dir() => fail(Errno::EISDIR),
                 Node::Device(_) => fail(Errno::EINVAL),
                 _ => fail(Errno::EACCES),
             },
+            _ => existing().and_then(|_| fail(Errno::EPERM)),
         }
+    }
+
+    /// READ_DIR of an existing node, bounded by `maxReaddirEntries`.
+    fn list(&self, call: &Call<'_>, node: Node) -> Result<FsReply, FsError> {
+        if !node.is_dir() {
+            return Err(FsError::new(Errno::ENOTDIR));
+        }
+        let entries = Self::children(node);
+        let limit = call.limits.max_readdir_entries;
+        if u64::try_from(entries.len()).unwrap_or(u64::MAX) > limit {
+            return Err(FsError::limit_exceeded(LimitKind::ReaddirEntries, limit));
+        }
+        Ok(FsReply::Entries(entries))
     }
 
     /// PREAD of an existing node: devices make their bytes, files and `/proc` entries give a

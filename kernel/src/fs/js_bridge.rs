@@ -23,15 +23,13 @@
 //! `EACCES`, `EEXIST`, else `EIO`) unless the text starts with one.
 
 use base64::Engine as _;
-use schema::wire::{
-    GuestFilesystemOperation as Op, GuestFilesystemResultResponse, GuestFilesystemStat, ResponsePayload,
-    RootFilesystemEntryEncoding,
-};
+use schema::wire::{GuestFilesystemOperation as Op, ResponsePayload, RootFilesystemEntryEncoding};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{RejectCode, Rejection};
-use crate::fs::op::FsOp;
+use crate::fs::op::{FsOp, FsReply};
+use crate::vfs::Stat;
 
 /// How long the host has to answer one js_bridge call (the original's 30 s).
 pub const JS_BRIDGE_TIMEOUT_MS: u64 = 30_000;
@@ -129,22 +127,19 @@ pub(crate) fn complete(
     result: Option<String>,
     error: Option<String>,
 ) -> Result<ResponsePayload, Rejection> {
-    let mut response = GuestFilesystemResultResponse {
-        operation: reply.operation,
-        path: reply.path.clone(),
-        content: None,
-        encoding: None,
-        entries: None,
-        stat: None,
-        exists: None,
-        target: None,
-    };
+    let answer = answer(reply, result, error)?;
+    let response =
+        crate::fs::wire::result_response(reply.operation, &reply.path, reply.encoding, reply.target.clone(), answer);
+    Ok(ResponsePayload::GuestFilesystemResultResponse(response))
+}
+
+/// The host's answer as the operation's typed reply.
+fn answer(reply: &BridgeReply, result: Option<String>, error: Option<String>) -> Result<FsReply, Rejection> {
     if reply.operation == Op::Exists {
         let exists = error.is_none()
             && result.and_then(|text| serde_json::from_str::<Value>(&text).ok()).and_then(|v| v.as_bool())
                 == Some(true);
-        response.exists = Some(exists);
-        return Ok(ResponsePayload::GuestFilesystemResultResponse(response));
+        return Ok(FsReply::Exists(exists));
     }
     if let Some(error) = error {
         return Err(host_error(reply, &error));
@@ -157,54 +152,39 @@ pub(crate) fn complete(
         None => None,
     };
     let required = || value.clone().ok_or_else(|| io_error(reply, "js_bridge returned no payload"));
-    match reply.operation {
-        Op::ReadFile | Op::Pread => {
-            let bytes = bytes(reply, required()?)?;
-            let (content, encoding) =
-                crate::fs::layers::encode_content(bytes, reply.encoding == Some(RootFilesystemEntryEncoding::Base64));
-            response.content = Some(content);
-            response.encoding = Some(encoding);
-        }
-        Op::Stat | Op::Lstat => {
-            let stat: BridgeStat = serde_json::from_value(required()?)
-                .map_err(|e| io_error(reply, &format!("invalid js_bridge payload: {e}")))?;
-            response.stat = Some(stat.into());
-        }
-        Op::ReadDir => {
-            let mut names: Vec<String> = serde_json::from_value(required()?)
-                .map_err(|e| io_error(reply, &format!("invalid js_bridge payload: {e}")))?;
-            names.extend(reply.extra_entries.iter().cloned());
-            names.sort();
-            names.dedup();
-            if u64::try_from(names.len()).unwrap_or(u64::MAX) > reply.max_readdir_entries {
-                return Err(Rejection::new(
-                    RejectCode::LimitExceeded,
-                    format!(
-                        "ENOSPC: readdir entries limit of {} reached, scandir '{}'",
-                        reply.max_readdir_entries, reply.path
-                    ),
-                ));
-            }
-            response.entries = Some(names);
-        }
+    Ok(match reply.operation {
+        Op::ReadFile | Op::Pread => FsReply::Content(bytes(reply, required()?)?),
+        Op::Stat | Op::Lstat => FsReply::Stat(decode(reply, required()?).map(|stat: BridgeStat| stat.into())?),
+        Op::ReadDir => FsReply::Entries(entries(reply, decode(reply, required()?)?)?),
         Op::Realpath => {
-            let local: String = serde_json::from_value(required()?)
-                .map_err(|e| io_error(reply, &format!("invalid js_bridge payload: {e}")))?;
-            let inner = local.trim_matches('/');
-            response.target = Some(if inner.is_empty() {
-                reply.mount_path.clone()
-            } else {
-                format!("{}/{inner}", reply.mount_path.trim_end_matches('/'))
-            });
+            let local: String = decode(reply, required()?)?;
+            FsReply::Target(match local.trim_matches('/') {
+                "" => reply.mount_path.clone(),
+                inner => format!("{}/{inner}", reply.mount_path.trim_end_matches('/')),
+            })
         }
-        Op::ReadLink => {
-            let target: String = serde_json::from_value(required()?)
-                .map_err(|e| io_error(reply, &format!("invalid js_bridge payload: {e}")))?;
-            response.target = Some(target);
-        }
-        _ => response.target = reply.target.clone(),
+        Op::ReadLink => FsReply::Target(decode(reply, required()?)?),
+        _ => FsReply::Done,
+    })
+}
+
+/// A JSON payload as the type the operation answers.
+fn decode<T: serde::de::DeserializeOwned>(reply: &BridgeReply, value: Value) -> Result<T, Rejection> {
+    serde_json::from_value(value).map_err(|e| io_error(reply, &format!("invalid js_bridge payload: {e}")))
+}
+
+/// A listing with the mount points below the directory added, bounded by `maxReaddirEntries`.
+fn entries(reply: &BridgeReply, mut names: Vec<String>) -> Result<Vec<String>, Rejection> {
+    names.extend(reply.extra_entries.iter().cloned());
+    names.sort();
+    names.dedup();
+    if u64::try_from(names.len()).unwrap_or(u64::MAX) > reply.max_readdir_entries {
+        return Err(Rejection::new(
+            RejectCode::LimitExceeded,
+            format!("ENOSPC: readdir entries limit of {} reached, scandir '{}'", reply.max_readdir_entries, reply.path),
+        ));
     }
-    Ok(ResponsePayload::GuestFilesystemResultResponse(response))
+    Ok(names)
 }
 
 /// Content: a base64 string or an array of bytes, bounded.
@@ -292,7 +272,7 @@ struct BridgeStat {
     gid: u32,
 }
 
-impl From<BridgeStat> for GuestFilesystemStat {
+impl From<BridgeStat> for Stat {
     fn from(stat: BridgeStat) -> Self {
         Self {
             mode: stat.mode,

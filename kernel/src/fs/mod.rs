@@ -53,7 +53,7 @@ pub mod js_bridge;
 pub mod layers;
 pub mod mounts;
 pub(crate) mod op;
-mod wire;
+pub(crate) mod wire;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;

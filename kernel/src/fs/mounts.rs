@@ -376,50 +376,36 @@ impl Namespace<'_> {
     /// component does not fail the walk; the rest is appended lexically (for `mkdir -p` and
     /// for naming the policy subject).
     pub fn walk(&self, path: &str, last: Final, lenient: bool) -> Result<Walked, WalkError> {
+        check_path(path).map_err(|errno| WalkError { errno, touched: false })?;
+        let mut walk = Walk::new(path, self.cwd);
         let mut touched = false;
         let fail = |errno: Errno, touched: bool| WalkError { errno, touched };
-        if path.is_empty() {
-            return Err(fail(Errno::ENOENT, false));
-        }
-        if path.contains('\0') {
-            return Err(fail(Errno::EINVAL, false));
-        }
-        if path.len() >= PATH_MAX {
-            return Err(fail(Errno::ENAMETOOLONG, false));
-        }
-        let mut pending: Vec<String> = vpath::split(path).rev().map(str::to_owned).collect();
-        if !path.starts_with('/') {
-            pending.extend(vpath::split(self.cwd).rev().map(str::to_owned));
-        }
-        let mut trailing_slash = path.ends_with('/');
-        let mut current: Vec<String> = Vec::new();
-        let mut hops: u32 = 0;
         let mut missing = false;
-        while let Some(component) = pending.pop() {
+        while let Some(component) = walk.pending.pop() {
             if component.len() > NAME_MAX {
                 return Err(fail(Errno::ENAMETOOLONG, touched));
             }
-            let is_last = pending.is_empty();
+            let is_last = walk.pending.is_empty();
             if component == "." {
                 continue;
             }
             if component == ".." {
-                current.pop();
+                walk.current.pop();
                 continue;
             }
-            current.push(component);
-            if self.owner_of(&current).0 != Owner::Root {
+            walk.current.push(component);
+            if self.owner_of(&walk.current).0 != Owner::Root {
                 touched = true;
             }
             if missing {
                 continue;
             }
-            match self.probe(&current) {
+            match self.probe(&walk.current) {
                 Found::Opaque | Found::Dir => {}
                 Found::Other if is_last => {}
                 Found::Other if lenient => missing = true,
                 Found::Other => return Err(fail(Errno::ENOTDIR, touched)),
-                Found::Missing if self.is_mount_ancestor(&current) => touched = true,
+                Found::Missing if self.is_mount_ancestor(&walk.current) => touched = true,
                 Found::Missing if is_last => {}
                 Found::Missing if lenient => missing = true,
                 Found::Missing => return Err(fail(Errno::ENOENT, touched)),
@@ -429,36 +415,21 @@ impl Namespace<'_> {
                     let follow = !is_last
                         || match last {
                             Final::Follow => true,
-                            Final::NoFollow => trailing_slash,
+                            Final::NoFollow => walk.trailing_slash,
                             Final::Parent => false,
                         };
-                    if !follow {
-                        continue;
+                    if follow {
+                        walk.enter_symlink(&target, is_last).map_err(|errno| fail(errno, touched))?;
                     }
-                    hops = hops.saturating_add(1);
-                    if hops > MAX_SYMLINK_HOPS {
-                        return Err(fail(Errno::ELOOP, touched));
-                    }
-                    if target.is_empty() {
-                        return Err(fail(Errno::ENOENT, touched));
-                    }
-                    current.pop();
-                    if is_last && target.ends_with('/') {
-                        trailing_slash = true;
-                    }
-                    if target.starts_with('/') {
-                        current.clear();
-                    }
-                    pending.extend(vpath::split(&target).rev().map(str::to_owned));
                 }
             }
         }
-        let (owner, prefix) = self.owner_of(&current);
+        let (owner, prefix) = self.owner_of(&walk.current);
         if owner != Owner::Root {
             touched = true;
         }
-        let local = Self::local(&current, prefix);
-        Ok(Walked { components: current, owner, local, touched, trailing_slash })
+        let local = Self::local(&walk.current, prefix);
+        Ok(Walked { components: walk.current, owner, local, touched, trailing_slash: walk.trailing_slash })
     }
 
     /// Whether canonical `components` (owned by the root filesystem) is a directory that exists
@@ -467,6 +438,60 @@ impl Namespace<'_> {
         self.owner_of(components).0 == Owner::Root
             && self.is_mount_ancestor(components)
             && !self.root.exists(format!("/{}", components.join("/")).as_str())
+    }
+}
+
+/// `EINVAL`, `ENOENT` or `ENAMETOOLONG` for a path no walk can start from.
+fn check_path(path: &str) -> Result<(), Errno> {
+    if path.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    if path.contains('\0') {
+        return Err(Errno::EINVAL);
+    }
+    if path.len() >= PATH_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    Ok(())
+}
+
+/// A walk in progress: the components still to visit (last first), the canonical components
+/// reached, and the symlinks followed so far.
+struct Walk {
+    pending: Vec<String>,
+    current: Vec<String>,
+    hops: u32,
+    trailing_slash: bool,
+}
+
+impl Walk {
+    fn new(path: &str, cwd: &str) -> Self {
+        let mut pending: Vec<String> = vpath::split(path).rev().map(str::to_owned).collect();
+        if !path.starts_with('/') {
+            pending.extend(vpath::split(cwd).rev().map(str::to_owned));
+        }
+        Self { pending, current: Vec::new(), hops: 0, trailing_slash: path.ends_with('/') }
+    }
+
+    /// Replaces the symlink just reached by its target's components (from `/` for an absolute
+    /// target); `ELOOP` past [`MAX_SYMLINK_HOPS`], `ENOENT` for an empty target.
+    fn enter_symlink(&mut self, target: &str, is_last: bool) -> Result<(), Errno> {
+        self.hops = self.hops.saturating_add(1);
+        if self.hops > MAX_SYMLINK_HOPS {
+            return Err(Errno::ELOOP);
+        }
+        if target.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        self.current.pop();
+        if is_last && target.ends_with('/') {
+            self.trailing_slash = true;
+        }
+        if target.starts_with('/') {
+            self.current.clear();
+        }
+        self.pending.extend(vpath::split(target).rev().map(str::to_owned));
+        Ok(())
     }
 }
 

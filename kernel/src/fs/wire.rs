@@ -189,13 +189,29 @@ fn typed_operation<'a>(request: &'a GuestFilesystemCallRequest, data: &'a [u8]) 
     })
 }
 
-/// The response to `request`: the reply's value in its field; content as UTF-8 text unless the
-/// request asked for base64 or the bytes are not UTF-8; RENAME and LINK echo the destination and
-/// SYMLINK the target in `target`, like the original.
+/// The response to `request`: RENAME and LINK echo the destination and SYMLINK the target in
+/// `target`, like the original.
 fn wire_result(request: &GuestFilesystemCallRequest, op: FsOp<'_>, reply: FsReply) -> GuestFilesystemResultResponse {
+    let echo = match op {
+        FsOp::Rename { to } | FsOp::Link { to } => Some(to.to_owned()),
+        FsOp::Symlink { target } => Some(target.to_owned()),
+        _ => None,
+    };
+    result_response(request.operation, &request.path, request.encoding, echo, reply)
+}
+
+/// A `GuestFilesystemResultResponse` carrying `reply` in its field: content as UTF-8 text unless
+/// `asked` is base64 or the bytes are not UTF-8; a change's `echo` in `target`.
+pub(crate) fn result_response(
+    operation: Op,
+    path: &str,
+    asked: Option<RootFilesystemEntryEncoding>,
+    echo: Option<String>,
+    reply: FsReply,
+) -> GuestFilesystemResultResponse {
     let mut result = GuestFilesystemResultResponse {
-        operation: request.operation,
-        path: request.path.clone(),
+        operation,
+        path: path.to_owned(),
         content: None,
         encoding: None,
         entries: None,
@@ -204,15 +220,9 @@ fn wire_result(request: &GuestFilesystemCallRequest, op: FsOp<'_>, reply: FsRepl
         target: None,
     };
     match reply {
-        FsReply::Done => {
-            result.target = match op {
-                FsOp::Rename { to } | FsOp::Link { to } => Some(to.to_owned()),
-                FsOp::Symlink { target } => Some(target.to_owned()),
-                _ => None,
-            }
-        }
+        FsReply::Done => result.target = echo,
         FsReply::Content(bytes) => {
-            let force_base64 = request.encoding == Some(RootFilesystemEntryEncoding::Base64);
+            let force_base64 = asked == Some(RootFilesystemEntryEncoding::Base64);
             let (content, encoding) = layers::encode_content(bytes, force_base64);
             result.content = Some(content);
             result.encoding = Some(encoding);
