@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::vfs::Errno;
+use crate::vfs::{Errno, FsError};
 
 /// The wire `RejectedResponse.code` values. The first twelve are the original sidecar's codes,
 /// so existing hosts keep working; the rest are named where the original had none.
@@ -81,5 +81,15 @@ impl Rejection {
 
     pub fn limit(what: &str, limit: usize) -> Self {
         Self::with_errno(RejectCode::LimitExceeded, Errno::ENOSPC, format!("ENOSPC: {what} limit of {limit} reached"))
+    }
+}
+
+/// A filesystem error as a rejection: `limit_exceeded` for a bound that was hit, else
+/// `kernel_error`; the errno typed, and first in the message (`ENOENT: no such file or
+/// directory, open '/a'`). The one mapping from the vfs's errors to the wire's codes.
+impl From<FsError> for Rejection {
+    fn from(error: FsError) -> Self {
+        let code = if error.limit().is_some() { RejectCode::LimitExceeded } else { RejectCode::KernelError };
+        Self::with_errno(code, error.errno(), error.to_string())
     }
 }

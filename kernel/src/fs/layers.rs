@@ -29,7 +29,7 @@ use base64::Engine as _;
 use schema::wire;
 
 use crate::clock::Now;
-use crate::error::{RejectCode, Rejection};
+use crate::error::Rejection;
 use crate::policy::config::{self, CreateVmConfig, RootFilesystemLower, RootFilesystemMode};
 use crate::vfs::{EntryKind, Filesystem, FsError, FsLimits, Layer, Overlay, SnapshotEntry, DEFAULT_FILE_MODE};
 
@@ -92,13 +92,6 @@ pub(crate) fn default_base_layer() -> Layer {
     let now = Now::default();
     Layer::from_entries(&default_base_entries(), FsLimits::unlimited(), now)
         .unwrap_or_else(|_| Layer::seal(Filesystem::new(FsLimits::unlimited(), now)))
-}
-
-/// A filesystem error as a rejection: limit failures are `limit_exceeded` (the message keeps
-/// its `ENOSPC: ...` text), every other error `kernel_error`.
-pub(crate) fn fs_rejection(error: FsError) -> Rejection {
-    let code = if error.limit().is_some() { RejectCode::LimitExceeded } else { RejectCode::KernelError };
-    Rejection::with_errno(code, error.errno(), error.to_string())
 }
 
 /// The filesystem limits of a VM, from `limits.resources`.
@@ -302,7 +295,7 @@ pub(crate) fn build_root(
         return Err(layer_limit());
     }
     let root_error = |error: FsError| match error.limit() {
-        Some(_) => fs_rejection(error),
+        Some(_) => Rejection::from(error),
         None => Rejection::invalid_state(format!("root filesystem: {error}")),
     };
     let mut lowers = Vec::with_capacity(root.lowers.len().saturating_add(base_count));
@@ -350,7 +343,7 @@ impl StoredLayer {
         match self {
             Self::Writable(fs) => Ok(Layer::seal(fs.clone())),
             Self::Sealed(layer) => Ok(layer.clone()),
-            Self::Overlay(overlay) => overlay.seal(now).map_err(fs_rejection),
+            Self::Overlay(overlay) => overlay.seal(now).map_err(Rejection::from),
         }
     }
 }
@@ -413,7 +406,7 @@ impl LayerStore {
         now: Now,
     ) -> Result<String, Rejection> {
         self.ensure_capacity()?;
-        let layer = Layer::from_entries(&entries_from_wire(entries)?, limits, now).map_err(fs_rejection)?;
+        let layer = Layer::from_entries(&entries_from_wire(entries)?, limits, now).map_err(Rejection::from)?;
         let id = self.allocate_id();
         self.layers.insert(id.clone(), StoredLayer::Sealed(layer));
         Ok(id)
@@ -472,7 +465,7 @@ impl LayerStore {
                     !(known && entry.kind == EntryKind::Directory)
                 })
                 .collect();
-            overlay.import(&entries, now).map_err(fs_rejection)?;
+            overlay.import(&entries, now).map_err(Rejection::from)?;
         }
         if request.mode == wire::RootFilesystemMode::ReadOnly {
             overlay.set_read_only(true);

@@ -207,7 +207,7 @@ impl VmFilesystem {
         }
         let at = VPath::at(&self.cwd, path);
         let to = op.destination().map(|d| VPath::at(&self.cwd, d));
-        execute(&mut self.root, op, at, to, now).map(FsOutcome::Done).map_err(layers::fs_rejection)
+        execute(&mut self.root, op, at, to, now).map(FsOutcome::Done).map_err(Rejection::from)
     }
 
     /// A call in a VM with mounts (already authorized). Paths that never touch a mount are
@@ -232,7 +232,7 @@ impl VmFilesystem {
         if untouched(&walked) && walked_to.as_ref().is_none_or(untouched) {
             return self.call_on_root(path, op, &walked, walked_to.as_ref(), now).map(FsOutcome::Done);
         }
-        let failed = |error: WalkError| layers::fs_rejection(op.failure(error.errno, path));
+        let failed = |error: WalkError| Rejection::from(op.failure(error.errno, path));
         let from = match walked {
             Ok(from) => from,
             Err(_) if op == FsOp::Exists => return Ok(FsOutcome::Done(FsReply::Exists(false))),
@@ -241,7 +241,7 @@ impl VmFilesystem {
         let to = walked_to.transpose().map_err(failed)?;
         self.check_busy(path, op, &from, to.as_ref())?;
         if to.as_ref().is_some_and(|to| to.owner != from.owner) {
-            return Err(layers::fs_rejection(op.failure(Errno::EXDEV, path)));
+            return Err(Rejection::from(op.failure(Errno::EXDEV, path)));
         }
         if let Some(reply) = self.answer_virtual_dir(op, &from) {
             return Ok(FsOutcome::Done(reply));
@@ -253,7 +253,7 @@ impl VmFilesystem {
         }
         let reply = self
             .run_on_owner(op, &from, to.as_ref(), entropy, now)
-            .map_err(|error| layers::fs_rejection(op.relabel(error, path)))?;
+            .map_err(|error| Rejection::from(op.relabel(error, path)))?;
         Ok(FsOutcome::Done(match reply {
             FsReply::Entries(mut entries) => {
                 merge_names(&mut entries, children);
@@ -291,7 +291,7 @@ impl VmFilesystem {
         };
         let at = VPath::at(&self.cwd, path);
         let to = op.destination().filter(|_| walked_to.is_some()).map(|d| VPath::at(&self.cwd, d));
-        let mut reply = execute(&mut self.root, op, at, to, now).map_err(layers::fs_rejection)?;
+        let mut reply = execute(&mut self.root, op, at, to, now).map_err(Rejection::from)?;
         if let FsReply::Entries(entries) = &mut reply {
             merge_names(entries, children);
         }
@@ -328,7 +328,7 @@ impl VmFilesystem {
         let parent = created.components.split_last().map(|(_, parent)| parent).unwrap_or_default();
         if created.owner == Owner::Root && !parent.is_empty() && self.namespace().is_virtual_dir(parent) {
             let dir = format!("/{}", parent.join("/"));
-            self.root.mkdir(dir.as_str(), true, now).map_err(|e| layers::fs_rejection(op.relabel(e, path)))?;
+            self.root.mkdir(dir.as_str(), true, now).map_err(|e| Rejection::from(op.relabel(e, path)))?;
         }
         Ok(())
     }
@@ -347,7 +347,7 @@ impl VmFilesystem {
         let Some(mount) = self.mounts.get_mut(index) else { return Ok(None) };
         let Backend::Bridge(bridge) = &mut mount.backend else { return Ok(None) };
         if mount.read_only && op.mutates() {
-            return Err(layers::fs_rejection(op.failure(Errno::EROFS, path)));
+            return Err(Rejection::from(op.failure(Errno::EROFS, path)));
         }
         let (js_operation, args) =
             js_bridge::operation_and_args(op, &from.local, to.map_or("", |to| to.local.as_str()));
@@ -427,7 +427,7 @@ impl VmFilesystem {
         }
         let namespace = self.namespace();
         if namespace.holds_mount(&from.components) || to.is_some_and(|to| namespace.holds_mount(&to.components)) {
-            return Err(layers::fs_rejection(op.failure(Errno::EBUSY, path)));
+            return Err(Rejection::from(op.failure(Errno::EBUSY, path)));
         }
         Ok(())
     }
@@ -461,7 +461,7 @@ impl VmFilesystem {
 
     /// Replaces the root's upper layer (what persistence loads).
     pub(crate) fn restore_upper(&mut self, state: &UpperState, now: Now) -> Result<(), Rejection> {
-        self.root.restore_upper(state, now).map_err(layers::fs_rejection)
+        self.root.restore_upper(state, now).map_err(Rejection::from)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -565,7 +565,7 @@ impl VmFilesystem {
         let differs = policy.differs_below(Domain::Fs, from) || policy.differs_below(Domain::Fs, to);
         if differs && self.names_directory(path) {
             let error = FsError::new(Errno::EXDEV).at2("rename", from, to).with_detail(RULE_BELOW);
-            return Err(layers::fs_rejection(error));
+            return Err(Rejection::from(error));
         }
         Ok(())
     }
@@ -635,10 +635,10 @@ impl VmFilesystem {
         now: Now,
     ) -> Result<Option<u64>, Rejection> {
         self.authorize(policy, Capability::FsWrite, "write", path, Subject::Follow)?;
-        let label = |error: FsError| layers::fs_rejection(error.at("write", path));
+        let label = |error: FsError| Rejection::from(error.at("write", path));
         let Some(walked) = self.walk_positional(path).map_err(label)? else {
             let at = VPath::at(&self.cwd, path);
-            return self.root.pwrite(at, offset, data, now).map(Some).map_err(layers::fs_rejection);
+            return self.root.pwrite(at, offset, data, now).map(Some).map_err(Rejection::from);
         };
         let Owner::Mount(index) = walked.owner else {
             // Through a mount and back to the root (`/mnt/link -> /data/f`).
@@ -668,10 +668,10 @@ impl VmFilesystem {
         len: u64,
     ) -> Result<Option<Vec<u8>>, Rejection> {
         self.authorize(policy, Capability::FsRead, "read", path, Subject::Follow)?;
-        let label = |error: FsError| layers::fs_rejection(error.at("read", path));
+        let label = |error: FsError| Rejection::from(error.at("read", path));
         let Some(walked) = self.walk_positional(path).map_err(label)? else {
             let at = VPath::at(&self.cwd, path);
-            return self.root.pread(at, offset, len).map(|bytes| Some(bytes.to_vec())).map_err(layers::fs_rejection);
+            return self.root.pread(at, offset, len).map(|bytes| Some(bytes.to_vec())).map_err(Rejection::from);
         };
         let Owner::Mount(index) = walked.owner else {
             return self.root.pread(walked.local.as_str(), offset, len).map(|b| Some(b.to_vec())).map_err(label);
