@@ -38,5 +38,7 @@ pub mod vfs;
 pub mod vm;
 
 pub use clock::{Entropy, Now};
-pub use dispatch::{InjectedFault, Output, Sidecar, SidecarConfig, StreamId};
+#[cfg(feature = "testing")]
+pub use dispatch::InjectedFault;
+pub use dispatch::{Output, Sidecar, SidecarConfig, StreamId};
 pub use error::{RejectCode, Rejection};

@@ -151,13 +151,16 @@ impl<R: Read> TraceReader<R> {
         let token = read_string(&mut input)?;
         let sidecar_id = read_string(&mut input)?;
         let max_memory_bytes = u64::from_be_bytes(read_array(&mut input)?);
+        // The rest is the kernel's `testing` fields (an injected fault), which traces never
+        // record; without that feature every field is already named.
+        #[allow(clippy::needless_update, reason = "the kernel's `testing` feature adds fields")]
         let config = SidecarConfig {
             sidecar_id,
             expected_auth_token: (has_token != 0).then_some(token),
             max_frame_bytes,
             entropy_seed,
             max_memory_bytes,
-            injected_fault: None,
+            ..SidecarConfig::default()
         };
         Ok(Self { input, config })
     }

@@ -120,15 +120,23 @@ impl Sidecar {
             return Ok(());
         }
         let bytes = schema::encode_frame(frame, self.config.max_frame_bytes)?;
-        if matches!(frame, ProtocolFrame::ResponseFrame(_)) {
-            self.responses_sent += 1;
-            if self.config.injected_fault == Some(crate::dispatch::InjectedFault::DropNthResponse(self.responses_sent))
-            {
-                return Ok(());
-            }
+        #[cfg(feature = "testing")]
+        if self.injected_fault_drops(frame) {
+            return Ok(());
         }
         self.outputs.push_back(Output { stream, bytes });
         Ok(())
+    }
+
+    /// Whether the configured fault swallows this frame: the simulator must notice the missing
+    /// response. Counts responses, so call it once per frame pushed.
+    #[cfg(feature = "testing")]
+    fn injected_fault_drops(&mut self, frame: &ProtocolFrame) -> bool {
+        if !matches!(frame, ProtocolFrame::ResponseFrame(_)) {
+            return false;
+        }
+        self.responses_sent += 1;
+        self.config.injected_fault == Some(crate::dispatch::InjectedFault::DropNthResponse(self.responses_sent))
     }
 }
 

@@ -89,12 +89,14 @@ pub struct SidecarConfig {
     /// The sidecar-wide budget of guest memory plus VM filesystem content (see
     /// [`MemoryBudget`](crate::syscalls::engine::MemoryBudget)); the binary sets a share of the machine.
     pub max_memory_bytes: u64,
-    /// A deliberate bug, for proving that the simulator catches bugs. Always `None` in
-    /// production.
+    /// A deliberate bug, for proving that the simulator catches bugs. Only test builds have
+    /// it, so production code cannot switch one on.
+    #[cfg(feature = "testing")]
     pub injected_fault: Option<InjectedFault>,
 }
 
 /// Deliberate bugs the simulator must catch.
+#[cfg(feature = "testing")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InjectedFault {
     /// The n-th response frame (1-based) is silently dropped.
@@ -109,6 +111,7 @@ impl Default for SidecarConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             entropy_seed: 0,
             max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
+            #[cfg(feature = "testing")]
             injected_fault: None,
         }
     }
@@ -157,6 +160,8 @@ pub struct Sidecar {
     next_vm: u64,
     callbacks: callbacks::PendingRequests,
     outputs: VecDeque<Output>,
+    /// Responses pushed so far, for the injected fault that drops the n-th one.
+    #[cfg(feature = "testing")]
     responses_sent: u64,
     /// The default base layer, built once and shared by every VM's root filesystem.
     base_layer: Layer,
@@ -197,6 +202,7 @@ impl Sidecar {
             next_vm: 0,
             callbacks: callbacks::PendingRequests::default(),
             outputs: VecDeque::new(),
+            #[cfg(feature = "testing")]
             responses_sent: 0,
             base_layer: layers::default_base_layer(),
             host_fs: None,

@@ -295,6 +295,8 @@ impl Vm {
         &self.limits
     }
 
+    /// Only the `testing` doors read the whole config; the kernel asks for the parts it needs.
+    #[cfg(feature = "testing")]
     pub(crate) fn config(&self) -> &CreateVmConfig {
         &self.config
     }
@@ -458,6 +460,7 @@ impl Vm {
 
     /// The timeout of callback `key` (`toolkit:tool` or a registry alias), if it exists: its
     /// definition's, else the VM's `limits.tools.defaultToolTimeoutMs`.
+    #[cfg(feature = "testing")]
     pub(crate) fn callback_timeout_ms(&self, key: &str) -> Option<u64> {
         let default_ms = self.limits.tools.default_tool_timeout_ms;
         if let Some((toolkit, tool)) = key.split_once(':') {
