@@ -13,7 +13,7 @@ use crate::abi::{Errno, Fd};
 use crate::ctx::GuestCtx;
 use crate::host::WasiHost;
 
-use super::{define_retrying, errno, host_errno, returning, returning_pair, suspending, until_ready, Call, Ctx};
+use super::{define_retrying, errno, host_errno, host_until_ready, returning, returning_pair, suspending, Call, Ctx};
 
 /// The import module name.
 pub const MODULE: &str = "host_process";
@@ -53,7 +53,7 @@ pub(super) fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wa
         },
     )?;
     linker.func_wrap_async(MODULE, "sleep_ms", |c: Ctx<'_, H>, (ms,): (u32,)| {
-        suspending(until_ready(Arc::clone(&c.data().shared), move |h: &mut H| h.sleep_ms(ms)))
+        suspending(host_until_ready(Arc::clone(&c.data().shared), move |h: &mut H| h.sleep_ms(ms)))
     })?;
     define_retrying(linker, MODULE, "proc_waitpid", |c, (pid, options, ret_status, ret_pid): (i32, u32, u32, u32)| {
         returning_pair(c, (ret_status, ret_pid), |h| h.proc_waitpid(pid, options))

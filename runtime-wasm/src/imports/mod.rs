@@ -21,10 +21,12 @@
 //!   write the results — so a bad pointer is found (`EFAULT`) before the host acts on the call;
 //! - [`returning`] / [`returning_pair`] / [`host_errno`]: the common shapes (a value through a
 //!   pointer, two values, only an errno) as one line each;
-//! - the two ways a call waits for the host: [`until_ready`] for host methods that can answer
-//!   `WouldBlock` (reads, writes, polls, sleeps; [`suspending`] wraps them), and [`retrying`]
-//!   for calls the host asks to run again once it is ready ([`WasiHost::take_wait`]: permission
-//!   prompts, waiting for a child; [`define_retrying`] registers them).
+//! - [`until_ready`], the one way a call waits for the host: the guest suspends and the call
+//!   runs again once the host is ready. Host methods that can block say so in their answer
+//!   (`WouldBlock`: reads, writes, polls, sleeps; [`host_until_ready`] runs them, [`suspending`]
+//!   wraps the import); synchronous calls are parked by the host instead
+//!   ([`WasiHost::take_wait`]: permission prompts, waiting for a child; [`define_retrying`]
+//!   registers them).
 
 mod host_process;
 mod host_user;
@@ -39,7 +41,7 @@ use wasmtime::{Caller, Linker, WasmTyList};
 
 use crate::abi::{Errno, FdStat, Filestat, Prestat};
 use crate::ctx::{lock, GuestCtx, Shared};
-use crate::host::{SysError, WasiHost};
+use crate::host::{SysError, WaitReason, WasiHost};
 use crate::memory::{GuestMemory, IoVec};
 
 pub use host_process::MODULE as HOST_PROCESS;
@@ -90,7 +92,7 @@ impl<'c, 'a, H: WasiHost> Call<'c, 'a, H> {
         self.caller.data().with_host(op)
     }
 
-    /// The state shared with the task, for calls that suspend ([`until_ready`]).
+    /// The state shared with the task, for calls that suspend ([`host_until_ready`]).
     fn shared(&self) -> Arc<Mutex<Shared<H>>> {
         Arc::clone(&self.caller.data().shared)
     }
@@ -204,8 +206,10 @@ fn host_errno<H: WasiHost>(caller: &Ctx<'_, H>, op: impl FnOnce(&mut H) -> Resul
     errno(caller.data().with_host(op))
 }
 
-/// Defines `module.name` as a call the host may ask to wait ([`retrying`]): `call` takes the
-/// caller and the guest's arguments and is run again from scratch after each wait.
+/// Defines `module.name` as a synchronous call the host may park ([`WasiHost::take_wait`]):
+/// `call` takes the caller and the guest's arguments and runs again from scratch after each
+/// wait ([`until_ready`]). Calls check guest memory before they reach the host, so a parked
+/// call has had no effect.
 fn define_retrying<H: WasiHost, P: WasmTyList + Copy + Send + 'static>(
     linker: &mut Linker<GuestCtx<H>>,
     module: &str,
@@ -213,8 +217,14 @@ fn define_retrying<H: WasiHost, P: WasmTyList + Copy + Send + 'static>(
     call: impl Fn(&mut Ctx<'_, H>, P) -> Result<(), Errno> + Copy + Send + Sync + 'static,
 ) -> wasmtime::Result<()> {
     linker.func_wrap_async(module, name, move |mut caller: Ctx<'_, H>, params: P| {
-        Box::new(async move { retrying(&mut caller, move |caller| errno(call(caller, params))).await })
-            as BoxFuture<'_, i32>
+        Box::new(async move {
+            let shared = Arc::clone(&caller.data().shared);
+            until_ready(&shared, move || {
+                let result = call(&mut caller, params);
+                unless_parked(&caller, errno(result))
+            })
+            .await
+        }) as BoxFuture<'_, i32>
     })?;
     Ok(())
 }
@@ -224,37 +234,43 @@ fn suspending<'a>(call: impl Future<Output = Result<(), Errno>> + Send + 'a) -> 
     Box::new(async move { errno(call.await) })
 }
 
-/// Runs a synchronous call; when the host says the call must wait ([`WasiHost::take_wait`],
-/// e.g. for a permission prompt), the guest suspends with that reason and the call is retried
-/// from scratch when the task is polled again. Calls check guest memory before they reach the
-/// host, so a retried call has had no effect the first time.
-async fn retrying<'a, H: WasiHost>(caller: &mut Ctx<'a, H>, mut call: impl FnMut(&mut Ctx<'a, H>) -> i32) -> i32 {
+/// The one way an import waits for the host. `attempt` makes the call; while it answers
+/// `Err(reason)` (no data to read yet, a permission prompt, a child still running), the guest
+/// suspends with that reason, ending its slice, and `attempt` runs again when the task is
+/// polled again.
+async fn until_ready<H: WasiHost, T>(
+    shared: &Mutex<Shared<H>>,
+    mut attempt: impl FnMut() -> Result<T, WaitReason>,
+) -> T {
     loop {
-        let result = call(caller);
-        let Some(reason) = caller.data().with_host(H::take_wait) else { return result };
-        let shared = Arc::clone(&caller.data().shared);
-        suspend_once(move || lock(&shared).wait = Some(reason)).await;
+        match attempt() {
+            Ok(ready) => return ready,
+            Err(reason) => suspend_once(|| lock(shared).wait = Some(reason)).await,
+        }
     }
 }
 
-/// Calls `op` on the host until it stops answering `WouldBlock`. Each `WouldBlock` records the
-/// wait reason for the task and suspends the guest; the task's next poll retries.
-async fn until_ready<H: WasiHost, T>(
+/// [`until_ready`] for a host method that says in its answer that it must wait
+/// ([`SysError::WouldBlock`]: reads, writes, polls, sleeps).
+async fn host_until_ready<H: WasiHost, T>(
     shared: Arc<Mutex<Shared<H>>>,
     mut op: impl FnMut(&mut H) -> Result<T, SysError>,
 ) -> Result<T, Errno> {
-    poll_fn(move |_cx| {
-        let mut shared = lock(&shared);
-        match op(&mut shared.host) {
-            Ok(value) => Poll::Ready(Ok(value)),
-            Err(SysError::Errno(errno)) => Poll::Ready(Err(errno)),
-            Err(SysError::WouldBlock(reason)) => {
-                shared.wait = Some(reason);
-                Poll::Pending
-            }
-        }
+    until_ready(&shared, || match op(&mut lock(&shared).host) {
+        Ok(value) => Ok(Ok(value)),
+        Err(SysError::Errno(errno)) => Ok(Err(errno)),
+        Err(SysError::WouldBlock(reason)) => Err(reason),
     })
     .await
+}
+
+/// `result`, unless the host parked the call that made it ([`WasiHost::take_wait`]): then the
+/// result is void and the call must wait.
+fn unless_parked<H: WasiHost, T>(caller: &Ctx<'_, H>, result: T) -> Result<T, WaitReason> {
+    match caller.data().with_host(H::take_wait) {
+        Some(reason) => Err(reason),
+        None => Ok(result),
+    }
 }
 
 /// Suspends the guest once, ending its slice; `on_suspend` runs as it does (to tell the task

@@ -23,7 +23,7 @@ use crate::ctx::GuestCtx;
 use crate::host::{unsupported_fd, SysResult, WasiHost};
 use crate::memory::{IoVec, MAX_IO_BYTES, MAX_POLL_SUBSCRIPTIONS};
 
-use super::{define_retrying, errno, host_errno, returning, suspend_once, suspending, until_ready, Call, Ctx};
+use super::{define_retrying, errno, host_errno, host_until_ready, returning, suspend_once, suspending, Call, Ctx};
 
 /// The import module name.
 pub const MODULE: &str = "wasi_snapshot_preview1";
@@ -118,7 +118,7 @@ fn add_fd_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Resu
             host_errno(&c, |h| h.fd_filestat_set_times(fd, atim, mtim, flags16(fstflags, FSTFLAGS_ALL)?))
         },
     )?;
-    // These two may have to wait for the host (a permission prompt): see `retrying`.
+    // These two may have to wait for the host (a permission prompt): see `define_retrying`.
     define_retrying(linker, MODULE, "fd_filestat_get", |c, (fd, buf): (Fd, u32)| {
         returning(c, buf, |h| h.fd_filestat_get(fd))
     })?;
@@ -126,7 +126,7 @@ fn add_fd_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Resu
 }
 
 /// The path calls, all served by [`WasiHost`] methods. Each may have to wait for the host (a
-/// permission prompt): see [`retrying`](super::retrying).
+/// permission prompt): see [`define_retrying`](super::define_retrying).
 fn add_path_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
     let simple: [(&str, PathOp<H>); 3] = [
         ("path_create_directory", H::path_create_directory),
@@ -150,7 +150,7 @@ fn add_path_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Re
 }
 
 /// The calls whose host methods may answer `WouldBlock` (and `sched_yield`): async host
-/// functions that suspend the guest until the host is ready (see [`until_ready`]).
+/// functions that suspend the guest until the host is ready (see [`host_until_ready`]).
 fn add_blocking_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
     linker.func_wrap_async(MODULE, "fd_read", |c: Ctx<'_, H>, (fd, iovs, iovs_len, nread): (Fd, u32, u32, u32)| {
         suspending(read_iovecs(c, fd, (iovs, iovs_len, nread), move |h: &mut H, buf: &mut [u8]| h.fd_read(fd, buf)))
@@ -337,7 +337,7 @@ async fn read_iovecs<H: WasiHost>(
         return call.put(nread, 0u32);
     }
     let mut buf = vec![0u8; capacity];
-    let read = until_ready(call.shared(), |host| op(host, &mut buf)).await?;
+    let read = host_until_ready(call.shared(), |host| op(host, &mut buf)).await?;
     let mut data = buf.get(..read).ok_or(Errno::Io)?;
     for vec in &vecs {
         if data.is_empty() {
@@ -365,7 +365,7 @@ async fn write_iovecs<H: WasiHost>(
         let take = iov_len(vec).min(MAX_IO_BYTES.saturating_sub(data.len()));
         data.extend_from_slice(&call.read(vec.ptr, take)?);
     }
-    let written = until_ready(call.shared(), |host| op(host, &data)).await?;
+    let written = host_until_ready(call.shared(), |host| op(host, &data)).await?;
     if written > data.len() {
         return Err(Errno::Io);
     }
@@ -411,7 +411,7 @@ async fn poll_oneoff<H: WasiHost>(
     let nevents = call.out(nevents)?;
     let mut subscriptions = subscriptions(&call, input, count)?;
     call.host(|host| subscriptions.iter_mut().for_each(|sub| absolute_deadline(host, sub)));
-    let events = until_ready(call.shared(), |host| host.poll_oneoff(&subscriptions)).await?;
+    let events = host_until_ready(call.shared(), |host| host.poll_oneoff(&subscriptions)).await?;
     if events.len() > count {
         return Err(Errno::Io);
     }
