@@ -60,6 +60,20 @@ impl Host {
         host
     }
 
+    /// Opens another session on the same connection and makes it the one new VMs go to (a
+    /// session holds at most `MAX_VMS_PER_SESSION` VMs).
+    pub fn open_session(&mut self) {
+        let opened = self.request(
+            OwnershipScope::connection(self.conn.clone()),
+            RequestPayload::OpenSessionRequest(OpenSessionRequest {
+                placement: SidecarPlacement::SidecarPlacementShared(SidecarPlacementShared { pool: None }),
+                metadata: Default::default(),
+            }),
+        );
+        let ResponsePayload::SessionOpenedResponse(opened) = response(&opened[0]) else { panic!("{opened:?}") };
+        self.session = opened.session_id.clone();
+    }
+
     /// One request through the codec; the frames it produced, decoded.
     pub fn request(&mut self, ownership: OwnershipScope, payload: RequestPayload) -> Vec<ProtocolFrame> {
         self.next_id += 1;

@@ -79,6 +79,9 @@ pub async fn run(shared: SharedRef, config: SidecarConfig, swarm: Swarm, seed: u
         }
         host.collect_outcomes();
         host.route_outputs();
+        // The scheduler's cached view of every VM must match the VMs: a stale one would leave
+        // a process parked forever.
+        host.sidecar.assert_schedule_current();
     }
 }
 

@@ -268,6 +268,7 @@ impl Sidecar {
             {
                 let outcome = prompt_answer(&envelope.payload, &capability);
                 self.callbacks.prompt_outcomes.insert(ticket, outcome);
+                self.vms.touch(&pending.vm_id);
             }
             (PendingKind::JsBridge { call_id, parked }, SidecarResponsePayload::JsBridgeResultResponse(result))
                 if result.call_id == call_id =>
@@ -288,6 +289,7 @@ impl Sidecar {
                     PendingKind::Prompt { ticket, capability } => {
                         let message = format!("EACCES: unexpected answer to the permission prompt for {capability}");
                         self.callbacks.prompt_outcomes.insert(ticket, PromptOutcome::Denied(message));
+                        self.vms.touch(&pending.vm_id);
                     }
                     PendingKind::JsBridge { parked, .. } => {
                         let Parked { request_id, ownership, reply } = *parked;
@@ -310,6 +312,7 @@ impl Sidecar {
             PendingKind::Prompt { ticket, capability } => {
                 let message = format!("EACCES: permission prompt for {capability} timed out");
                 self.callbacks.prompt_outcomes.insert(ticket, PromptOutcome::Denied(message));
+                self.vms.touch(&pending.vm_id);
             }
             PendingKind::JsBridge { parked, .. } => {
                 let Parked { request_id, ownership, reply } = *parked;

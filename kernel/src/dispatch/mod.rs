@@ -14,6 +14,7 @@ pub(crate) mod callbacks;
 mod frames;
 mod persistence;
 mod processes;
+mod vm_table;
 
 pub use crate::fs::devices::{
     makedev, DEV_TREE_DEV, ENDLESS_DEVICE, NULL_RDEV, PROC_TREE_DEV, URANDOM_RDEV, ZERO_RDEV,
@@ -153,7 +154,7 @@ pub struct Sidecar {
     streams: BTreeMap<StreamId, StreamState>,
     connections: BTreeMap<String, ConnectionState>,
     sessions: BTreeMap<String, SessionState>,
-    vms: BTreeMap<String, vm::Vm>,
+    vms: vm_table::VmTable,
     next_stream: u64,
     next_connection: u64,
     next_session: u64,
@@ -195,7 +196,7 @@ impl Sidecar {
             streams: BTreeMap::new(),
             connections: BTreeMap::new(),
             sessions: BTreeMap::new(),
-            vms: BTreeMap::new(),
+            vms: vm_table::VmTable::default(),
             next_stream: 0,
             next_connection: 0,
             next_session: 0,

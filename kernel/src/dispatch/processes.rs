@@ -7,6 +7,7 @@ use std::sync::Arc;
 use schema::wire::*;
 
 use crate::clock::Entropy;
+use crate::dispatch::vm_table::{creation_order, Summary};
 use crate::dispatch::Sidecar;
 use crate::error::{RejectCode, Rejection};
 use crate::fs::GuestAsks;
@@ -18,7 +19,7 @@ use crate::syscalls::engine::{GuestExit, GuestPoll, GuestSpawn};
 use crate::syscalls::Syscalls;
 use crate::vfs::Errno;
 use crate::vm::exec::fd_limit;
-use crate::vm::PromptOutcome;
+use crate::vm::{PromptOutcome, Vm};
 
 impl Sidecar {
     /// Gives the kernel an engine to run guests. Without one, `Execute` is `unsupported`.
@@ -260,43 +261,68 @@ impl Sidecar {
     /// Processes that could run a slice right now (in every VM), for drivers and invariant
     /// checks: while there are any, [`Sidecar::next_deadline`] is now.
     pub fn runnable_processes(&self) -> usize {
-        self.vms.values().map(|vm| vm.processes().iter().filter(|process| process.is_runnable()).count()).sum()
+        let runnable_in = |vm: &Vm| vm.processes().iter().filter(|process| process.is_runnable()).count();
+        self.due_vms().iter().filter_map(|vm_id| self.vms.get(vm_id)).map(runnable_in).sum()
     }
 
     /// The earliest time the scheduler has work: now while a guest is runnable, else the
-    /// nearest sleep deadline or zombie reaping.
+    /// nearest sleep deadline or zombie reaping (O(log VMs) plus the VMs changed since the last
+    /// question: see `vm_table`).
     pub(crate) fn process_deadline(&self) -> Option<u64> {
-        let mut deadline: Option<u64> = None;
-        let mut consider = |at: u64| deadline = Some(deadline.map_or(at, |current: u64| current.min(at)));
-        for vm in self.vms.values() {
-            for process in vm.processes().iter() {
-                let now_ms = self.now.monotonic_ms;
-                match (process.status, process.wait) {
-                    (Status::Running, Wait::None) => consider(now_ms),
-                    (Status::Running, _) if vm.processes().wait_is_over(process, now_ms) => consider(now_ms),
-                    (Status::Running, Wait::Sleep { until_ms }) => consider(until_ms),
-                    (Status::Running, Wait::Prompt { ticket: None } | Wait::Spawn) => consider(now_ms),
-                    (Status::Running, Wait::Prompt { ticket: Some(ticket) }) if self.has_prompt_outcome(ticket) => {
-                        consider(self.now.monotonic_ms)
-                    }
-                    (Status::Exited(_), _) if process.top_level => {
-                        consider(process.exited_at_ms.unwrap_or(0).saturating_add(EXITED_RETENTION_MS))
-                    }
-                    (Status::Exited(_), _) if process.ppid == HOST_PPID => {
-                        consider(process.exited_at_ms.unwrap_or(0).saturating_add(ZOMBIE_TTL_MS))
-                    }
-                    _ => {}
+        self.vms.next_deadline(self.now.monotonic_ms, &|vm| self.summarize(vm))
+    }
+
+    /// What the scheduler needs to know of `vm` (see [`Summary`]). Independent of the time, so a
+    /// summary stays true until the VM changes: a sleep is a timer, never work now.
+    fn summarize(&self, vm: &Vm) -> Summary {
+        let table = vm.processes();
+        let mut summary = Summary::default();
+        let mut timer = |at: u64| summary.timer_ms = Some(summary.timer_ms.map_or(at, |current| current.min(at)));
+        let mut work_now = false;
+        let mut retained = 0usize;
+        for process in table.iter() {
+            match (process.status, process.wait) {
+                (Status::Running, Wait::Sleep { until_ms }) => {
+                    timer(until_ms);
+                    work_now |= table.wait_is_over(process, 0);
                 }
+                (Status::Running, Wait::None | Wait::Prompt { ticket: None } | Wait::Spawn) => work_now = true,
+                (Status::Running, Wait::Prompt { ticket: Some(ticket) }) => work_now |= self.has_prompt_outcome(ticket),
+                (Status::Running, _) => work_now |= table.wait_is_over(process, 0),
+                (Status::Exited(_), _) if process.top_level => {
+                    retained = retained.saturating_add(1);
+                    timer(process.exited_at_ms.unwrap_or(0).saturating_add(EXITED_RETENTION_MS));
+                }
+                (Status::Exited(_), _) if process.ppid == HOST_PPID => {
+                    timer(process.exited_at_ms.unwrap_or(0).saturating_add(ZOMBIE_TTL_MS));
+                }
+                _ => {}
             }
         }
-        deadline
+        // Past the bound, the oldest exited processes are forgotten at once.
+        summary.work_now = work_now || retained > MAX_RETAINED_EXITED_PER_VM;
+        summary
+    }
+
+    /// The VMs with work at the current time, in creation order.
+    fn due_vms(&self) -> Vec<String> {
+        self.vms.due(self.now.monotonic_ms, &|vm| self.summarize(vm))
+    }
+
+    /// Checks that the scheduler's cached summaries match every VM's state (a VM changed
+    /// without the table knowing would leave a process asleep forever).
+    #[cfg(feature = "testing")]
+    pub fn assert_schedule_current(&self) {
+        self.vms.assert_schedule_current(&|vm| self.summarize(vm));
     }
 
     /// Wakes sleepers whose time has come, reaps old zombies, and runs up to
     /// [`MAX_SLICES_PER_TICK`] guest slices.
     pub(crate) fn run_processes(&mut self) {
         let now_ms = self.now.monotonic_ms;
-        for vm in self.vms.values_mut() {
+        let due = self.due_vms();
+        for vm_id in &due {
+            let Some(vm) = self.vms.get_mut(vm_id) else { continue };
             let table = vm.processes();
             let ready: Vec<u32> =
                 table.iter().filter(|process| table.wait_is_over(process, now_ms)).map(|process| process.pid).collect();
@@ -327,7 +353,8 @@ impl Sidecar {
     fn serve_prompts(&mut self) {
         let mut to_send = Vec::new();
         let mut waiting = Vec::new();
-        for (vm_id, vm) in &self.vms {
+        for vm_id in self.due_vms() {
+            let Some(vm) = self.vms.get(&vm_id) else { continue };
             for process in vm.processes().iter() {
                 match process.wait {
                     Wait::Prompt { ticket: None } => {
@@ -376,21 +403,27 @@ impl Sidecar {
     /// The first runnable process after the last one scheduled, in (VM creation order, pid)
     /// order, wrapping.
     fn next_runnable(&self) -> Option<(String, u32)> {
-        let order = |vm_id: &str, pid: u32| (crate::dispatch::numeric_suffix(vm_id), vm_id.to_owned(), pid);
-        let mut all: Vec<(u64, String, u32)> = self
-            .vms
-            .iter()
-            .flat_map(|(vm_id, vm)| {
-                vm.processes()
-                    .iter()
-                    .filter(|process| process.is_runnable())
-                    .map(move |process| order(vm_id, process.pid))
-            })
-            .collect();
-        all.sort();
-        let last = self.last_scheduled.as_ref().map(|(vm_id, pid)| order(vm_id, *pid));
-        let after = last.and_then(|last| all.iter().find(|candidate| **candidate > last));
-        after.or_else(|| all.first()).map(|(_, vm_id, pid)| (vm_id.clone(), *pid))
+        let due = self.due_vms();
+        let first_in = |vm_id: &String, after: Option<u32>| {
+            let vm = self.vms.get(vm_id)?;
+            let mut runnable = vm.processes().iter().filter(|process| process.is_runnable());
+            let process = runnable.find(|process| after.is_none_or(|after| process.pid > after))?;
+            Some((vm_id.clone(), process.pid))
+        };
+        let Some((last_vm, last_pid)) = &self.last_scheduled else {
+            return due.iter().find_map(|vm_id| first_in(vm_id, None));
+        };
+        // After the last one in its own VM, then the VMs after it, then from the first VM
+        // round to the last one again.
+        let start = due.partition_point(|vm_id| (creation_order(vm_id), vm_id) < (creation_order(last_vm), last_vm));
+        let (before, from_last) = due.split_at(start);
+        let (same, after) = match from_last.split_first() {
+            Some((vm_id, after)) if vm_id == last_vm => (Some(vm_id), after),
+            _ => (None, from_last),
+        };
+        same.and_then(|vm_id| first_in(vm_id, Some(*last_pid)))
+            .or_else(|| after.iter().chain(before).find_map(|vm_id| first_in(vm_id, None)))
+            .or_else(|| same.and_then(|vm_id| first_in(vm_id, None)))
     }
 
     /// Runs one slice of `pid` with its VM lent to the guest, then turns its output into events
@@ -557,16 +590,13 @@ impl Sidecar {
     /// Starts the children guests asked for (`proc_spawn`) in their last slice; each parent's
     /// retried call returns the child's pid or the errno.
     fn serve_spawns(&mut self) {
-        let requests: Vec<(String, u32)> = self
-            .vms
-            .iter()
-            .flat_map(|(vm_id, vm)| {
-                vm.processes()
-                    .iter()
-                    .filter(|process| process.wait == Wait::Spawn && process.spawn_request.is_some())
-                    .map(move |process| (vm_id.clone(), process.pid))
-            })
-            .collect();
+        let mut requests: Vec<(String, u32)> = Vec::new();
+        for vm_id in self.due_vms() {
+            let Some(vm) = self.vms.get(&vm_id) else { continue };
+            let spawning =
+                vm.processes().iter().filter(|process| process.wait == Wait::Spawn && process.spawn_request.is_some());
+            requests.extend(spawning.map(|process| (vm_id.clone(), process.pid)));
+        }
         for (vm_id, parent) in requests {
             let result = self.spawn_child(&vm_id, parent);
             let Ok(vm) = self.vm_mut(&vm_id) else { continue };

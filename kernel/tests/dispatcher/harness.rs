@@ -75,6 +75,7 @@ impl Harness {
         self.now.monotonic_ms += ms;
         self.now.wall_ms += ms;
         self.sidecar.tick(self.now);
+        self.sidecar.assert_schedule_current();
         self.drain()
     }
 

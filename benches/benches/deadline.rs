@@ -1,0 +1,61 @@
+//! The scheduler's questions on a large idle sidecar: 1,000 VMs of 64 processes each, every
+//! process parked reading its stdin (the scripted `cat`). `next_deadline` is what the stdio loop
+//! asks on every iteration, and `tick` what runs when a timer fires; neither has anything to do
+//! here, so both should cost next to nothing whatever the number of idle processes.
+//!
+//! The baseline in the same run is the same two questions on a sidecar of one such VM, so the
+//! ratios show how the cost grows with idle processes (ideally about 1×).
+//!
+//! `cargo bench -p benches --bench deadline`
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::sync::Arc;
+
+use benches::Host;
+use kernel::clock::Now;
+use kernel::dispatch::MAX_VMS_PER_SESSION;
+use kernel::{Sidecar, SidecarConfig};
+use testkit::script::{module, ScriptEngine};
+
+fn main() {
+    divan::main();
+}
+
+const PROCESSES_PER_VM: usize = 64;
+const CONFIG: &str = r#"{"permissions":{"fs":"allow","childProcess":"allow"}}"#;
+
+/// A sidecar of `vms` VMs, each running [`PROCESSES_PER_VM`] `cat`s parked on stdin.
+fn idle_sidecar(vms: usize) -> Host {
+    let sidecar = Sidecar::new(SidecarConfig::default()).with_guest_engine(Arc::new(ScriptEngine::new()));
+    let mut host = Host::with_sidecar(sidecar);
+    for vm in 0..vms {
+        if vm > 0 && vm % MAX_VMS_PER_SESSION == 0 {
+            host.open_session();
+        }
+        let scope = host.create_vm(CONFIG);
+        host.write_file(&scope, "/bin/cat", &module("cat"));
+        for process in 0..PROCESSES_PER_VM {
+            host.execute(&scope, &format!("p{process}"), "cat", &[]);
+        }
+    }
+    // Every process runs until it parks on its empty stdin.
+    while host.sidecar.runnable_processes() > 0 {
+        host.sidecar.tick(Now::default());
+        host.drain();
+    }
+    assert_eq!(host.sidecar.next_deadline(), None, "idle: nothing to wake for");
+    host
+}
+
+#[divan::bench(args = [1, 100, 1000], sample_count = 100)]
+fn next_deadline(bencher: divan::Bencher<'_, '_>, vms: usize) {
+    let host = idle_sidecar(vms);
+    bencher.bench_local(|| divan::black_box(host.sidecar.next_deadline()));
+}
+
+#[divan::bench(args = [1, 100, 1000], sample_count = 100)]
+fn idle_tick(bencher: divan::Bencher<'_, '_>, vms: usize) {
+    let mut host = idle_sidecar(vms);
+    bencher.bench_local(|| host.sidecar.tick(Now::default()));
+}
