@@ -232,109 +232,25 @@ impl Inbound {
 /// Serves the protocol on this process's stdin/stdout until EOF or a shutdown signal.
 pub fn serve(options: StdioOptions) -> Result<(), StdioError> {
     let mut poll = Poll::new()?;
-    let mut stdin = Receiver::from(io::stdin().as_fd().try_clone_to_owned()?);
-    let mut stdout = Sender::from(io::stdout().as_fd().try_clone_to_owned()?);
-    stdin.set_nonblocking(true)?;
-    stdout.set_nonblocking(true)?;
-    // Regular files and /dev/null cannot be polled; they never block either, so such ends are
-    // simply read and written without readiness events.
-    let stdin_polled = poll.registry().register(&mut stdin, STDIN, Interest::READABLE).is_ok();
-    let _ = poll.registry().register(&mut stdout, STDOUT, Interest::WRITABLE);
-    let (signal_read, signal_write) = std::os::unix::net::UnixStream::pair()?;
-    signal_read.set_nonblocking(true)?;
-    let mut signal_read = UnixStream::from_std(signal_read);
-    poll.registry().register(&mut signal_read, SIGNALS, Interest::READABLE)?;
-    let signal_write_2 = signal_write.try_clone()?;
-    signal_hook::low_level::pipe::register(signal_hook::consts::SIGTERM, signal_write)?;
-    signal_hook::low_level::pipe::register(signal_hook::consts::SIGINT, signal_write_2)?;
-
-    let recorder = match &options.record {
-        Some(path) => Some(TraceWriter::create(path, &options.config)?),
-        None => None,
-    };
-    let mut sidecar = Sidecar::new(options.config);
-    if let Some(host_fs) = options.host_fs {
-        sidecar = sidecar.with_host_fs(host_fs);
-    }
-    if let Some(store) = options.store {
-        sidecar = sidecar.with_store(store);
-    }
-    if let Some(engine) = options.guest_engine {
-        sidecar = sidecar.with_guest_engine(engine);
-    }
-    let mut state = LoopState {
-        clock: RealClock { start: Instant::now() },
-        driver: Driver::new(sidecar),
-        out: OutboundQueue::default(),
-        recorder,
-    };
+    let mut stdin = Stdin::open(&poll)?;
+    let mut stdout = open_stdout(&poll)?;
+    let signals = watch_shutdown_signals(&poll)?;
+    let mut state = LoopState::new(options)?;
     let mut events = Events::with_capacity(16);
-    let mut inbound = Inbound::with_capacity(INBOUND_BUFFER_BYTES);
-    // Whether stdin may still have bytes (until EOF or a read error).
-    let mut stdin_open = true;
-    let mut stdin_ready = true;
-    // Whether the kernel has been told about the end of input (after every frame read before it).
-    let mut eof_fed = false;
     let mut shutdown_deadline: Option<Instant> = None;
 
     loop {
         if shutdown_deadline.is_none() {
-            // Frames already read first, then one read (the buffer's free space at most) and the
-            // frames it completed; each frame only while the host keeps up with output.
-            state.feed(&mut inbound, !stdin_open)?;
-            if stdin_open && stdin_ready && inbound.has_room() {
-                match inbound.read_from(&mut stdin) {
-                    Ok(0) => stdin_open = false,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => stdin_ready = !stdin_polled,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "reading stdin failed; shutting down");
-                        stdin_open = false;
-                    }
-                }
-                state.feed(&mut inbound, !stdin_open)?;
-            }
-            if !stdin_open && !eof_fed && inbound.is_empty() {
-                eof_fed = true;
-                state.apply(Input::Eof)?;
-            }
+            state.take_input(&mut stdin)?;
         }
-        let now_ms = state.clock.now().monotonic_ms;
-        // Guests run in ticks; while the host is a watermark behind on output they wait (their
-        // output would only pile up here), and the loop waits for stdout to drain instead.
-        let may_run = state.out.bytes < OUTBOUND_HIGH_WATERMARK_BYTES;
-        if may_run && state.driver.sidecar().next_deadline().is_some_and(|deadline| now_ms >= deadline) {
-            state.apply(Input::Tick)?;
+        state.tick_if_due()?;
+        if let Err(error) = state.out.flush_to(&mut stdout) {
+            return state.finish_without_host(&error, stdin.eof_fed);
         }
-        if let Err(e) = state.out.flush_to(&mut stdout) {
-            // The host is gone: nobody can receive anything any more, so input not yet fed is
-            // dropped.
-            tracing::warn!(error = %e, "writing stdout failed; exiting");
-            if !eof_fed {
-                state.apply(Input::Eof)?;
-            }
+        if state.is_done(stdin.eof_fed, shutdown_deadline) {
             return state.finish();
         }
-        let drained = state.out.is_empty();
-        if drained && (eof_fed || shutdown_deadline.is_some()) {
-            return state.finish();
-        }
-        if shutdown_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            tracing::warn!(queued_bytes = state.out.bytes, "host did not read the final frames; exiting");
-            return state.finish();
-        }
-        // Come straight back while there is work no event will announce: a frame to feed now
-        // that stdout has drained below the watermark, or input left in the pipe when a read
-        // stopped at the buffer's end (edge-triggered: no new event for bytes already waiting).
-        let below_watermark = state.out.bytes < OUTBOUND_HIGH_WATERMARK_BYTES;
-        let can_feed = below_watermark && inbound.next_piece(!stdin_open).is_some();
-        let can_read = stdin_open && stdin_ready && inbound.has_room();
-        let timeout = if shutdown_deadline.is_none() && (can_feed || can_read) {
-            Some(Duration::ZERO)
-        } else {
-            poll_timeout(&state, shutdown_deadline)
-        };
+        let timeout = loop_timeout(&state, &stdin, shutdown_deadline);
         match poll.poll(&mut events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -342,20 +258,119 @@ pub fn serve(options: StdioOptions) -> Result<(), StdioError> {
         }
         for event in &events {
             match event.token() {
-                STDIN => stdin_ready = true,
-                SIGNALS => {
-                    let mut sink = [0u8; 64];
-                    while matches!((&signal_read).read(&mut sink), Ok(n) if n > 0) {}
-                    if shutdown_deadline.is_none() {
-                        // Input read but not fed yet is dropped, like input still in the pipe.
-                        tracing::info!("shutdown signal received");
-                        shutdown_deadline = Some(Instant::now() + SHUTDOWN_FLUSH_TIMEOUT);
-                        state.apply(Input::Shutdown)?;
-                    }
-                }
+                STDIN => stdin.ready = true,
+                SIGNALS => on_shutdown_signal(&signals, &mut state, &mut shutdown_deadline)?,
                 _ => {}
             }
         }
+    }
+}
+
+/// This process's stdin, the input read from it and not yet fed, and how far it has got.
+#[derive(Debug)]
+struct Stdin {
+    pipe: Receiver,
+    /// Whether readiness events come for it: regular files and /dev/null cannot be polled (they
+    /// never block either, so they are simply read).
+    polled: bool,
+    inbound: Inbound,
+    /// Whether stdin may still have bytes (until EOF or a read error).
+    open: bool,
+    /// Whether a read may find bytes: readiness is edge-triggered, so after `WouldBlock` only a
+    /// new event says there is more.
+    ready: bool,
+    /// Whether the kernel has been told about the end of input (after every frame read before it).
+    eof_fed: bool,
+}
+
+impl Stdin {
+    /// Non-blocking, and registered with `poll` when it can be.
+    fn open(poll: &Poll) -> Result<Self, StdioError> {
+        let mut pipe = Receiver::from(io::stdin().as_fd().try_clone_to_owned()?);
+        pipe.set_nonblocking(true)?;
+        let polled = poll.registry().register(&mut pipe, STDIN, Interest::READABLE).is_ok();
+        Ok(Self {
+            pipe,
+            polled,
+            inbound: Inbound::with_capacity(INBOUND_BUFFER_BYTES),
+            open: true,
+            ready: true,
+            eof_fed: false,
+        })
+    }
+
+    /// Whether a read now could bring input.
+    fn may_read(&self) -> bool {
+        self.open && self.ready && self.inbound.has_room()
+    }
+
+    /// One read into the buffer's free space. A read error ends input like EOF does.
+    fn read_once(&mut self) {
+        match self.inbound.read_from(&mut self.pipe) {
+            Ok(0) => self.open = false,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready = !self.polled,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::error!(error = %e, "reading stdin failed; shutting down");
+                self.open = false;
+            }
+        }
+    }
+}
+
+/// This process's stdout, non-blocking, and registered with `poll` when it can be (regular files
+/// and /dev/null cannot be polled; they never block either).
+fn open_stdout(poll: &Poll) -> Result<Sender, StdioError> {
+    let mut stdout = Sender::from(io::stdout().as_fd().try_clone_to_owned()?);
+    stdout.set_nonblocking(true)?;
+    let _ = poll.registry().register(&mut stdout, STDOUT, Interest::WRITABLE);
+    Ok(stdout)
+}
+
+/// A socket that becomes readable on SIGTERM or SIGINT, registered with `poll`: the handlers
+/// only write to it, and the loop does the shutdown.
+fn watch_shutdown_signals(poll: &Poll) -> Result<UnixStream, StdioError> {
+    let (signal_read, signal_write) = std::os::unix::net::UnixStream::pair()?;
+    signal_read.set_nonblocking(true)?;
+    let mut signal_read = UnixStream::from_std(signal_read);
+    poll.registry().register(&mut signal_read, SIGNALS, Interest::READABLE)?;
+    let signal_write_2 = signal_write.try_clone()?;
+    signal_hook::low_level::pipe::register(signal_hook::consts::SIGTERM, signal_write)?;
+    signal_hook::low_level::pipe::register(signal_hook::consts::SIGINT, signal_write_2)?;
+    Ok(signal_read)
+}
+
+/// A shutdown signal arrived: the first one disposes every VM (`HOST_SHUTDOWN`) and gives the
+/// host [`SHUTDOWN_FLUSH_TIMEOUT`] to read the final frames.
+fn on_shutdown_signal(
+    signals: &UnixStream,
+    state: &mut LoopState,
+    shutdown_deadline: &mut Option<Instant>,
+) -> Result<(), StdioError> {
+    let mut sink = [0u8; 64];
+    let mut reader = signals;
+    while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+    if shutdown_deadline.is_none() {
+        // Input read but not fed yet is dropped, like input still in the pipe.
+        tracing::info!("shutdown signal received");
+        *shutdown_deadline = Some(Instant::now() + SHUTDOWN_FLUSH_TIMEOUT);
+        state.apply(Input::Shutdown)?;
+    }
+    Ok(())
+}
+
+/// How long the loop may wait for an event. It comes straight back while there is work no
+/// event will announce: a frame to feed now that stdout has drained below the watermark, or
+/// input left in the pipe when a read stopped at the buffer's end (edge-triggered: no new
+/// event for bytes already waiting).
+fn loop_timeout(state: &LoopState, stdin: &Stdin, shutdown_deadline: Option<Instant>) -> Option<Duration> {
+    let below_watermark = state.out.bytes < OUTBOUND_HIGH_WATERMARK_BYTES;
+    let can_feed = below_watermark && stdin.inbound.next_piece(!stdin.open).is_some();
+    if shutdown_deadline.is_none() && (can_feed || stdin.may_read()) {
+        Some(Duration::ZERO)
+    } else {
+        poll_timeout(state, shutdown_deadline)
     }
 }
 
@@ -369,6 +384,82 @@ struct LoopState {
 }
 
 impl LoopState {
+    /// The kernel with the ports `options` names, and the trace recorder if it asks for one.
+    fn new(options: StdioOptions) -> Result<Self, StdioError> {
+        let recorder = match &options.record {
+            Some(path) => Some(TraceWriter::create(path, &options.config)?),
+            None => None,
+        };
+        let mut sidecar = Sidecar::new(options.config);
+        if let Some(host_fs) = options.host_fs {
+            sidecar = sidecar.with_host_fs(host_fs);
+        }
+        if let Some(store) = options.store {
+            sidecar = sidecar.with_store(store);
+        }
+        if let Some(engine) = options.guest_engine {
+            sidecar = sidecar.with_guest_engine(engine);
+        }
+        Ok(Self {
+            clock: RealClock { start: Instant::now() },
+            driver: Driver::new(sidecar),
+            out: OutboundQueue::default(),
+            recorder,
+        })
+    }
+
+    /// Frames already read first, then one read (the buffer's free space at most) and the
+    /// frames it completed; each frame only while the host keeps up with output. Once stdin has
+    /// ended and every frame read before it is fed, the kernel is told.
+    fn take_input(&mut self, stdin: &mut Stdin) -> Result<(), StdioError> {
+        self.feed(&mut stdin.inbound, !stdin.open)?;
+        if stdin.may_read() {
+            stdin.read_once();
+            self.feed(&mut stdin.inbound, !stdin.open)?;
+        }
+        if !stdin.open && !stdin.eof_fed && stdin.inbound.is_empty() {
+            stdin.eof_fed = true;
+            self.apply(Input::Eof)?;
+        }
+        Ok(())
+    }
+
+    /// Runs guests for a tick if a timer is due. While the host is a watermark behind on output
+    /// they wait (their output would only pile up here), and the loop waits for stdout to drain
+    /// instead.
+    fn tick_if_due(&mut self) -> Result<(), StdioError> {
+        let now_ms = self.clock.now().monotonic_ms;
+        let may_run = self.out.bytes < OUTBOUND_HIGH_WATERMARK_BYTES;
+        if may_run && self.driver.sidecar().next_deadline().is_some_and(|deadline| now_ms >= deadline) {
+            self.apply(Input::Tick)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the loop has nothing left to do: everything owed to the host is written after the
+    /// end of input or a shutdown signal, or the host did not read the final frames in time
+    /// (logged: the exit loses them).
+    fn is_done(&self, eof_fed: bool, shutdown_deadline: Option<Instant>) -> bool {
+        if self.out.is_empty() && (eof_fed || shutdown_deadline.is_some()) {
+            return true;
+        }
+        let timed_out = shutdown_deadline.is_some_and(|deadline| Instant::now() >= deadline);
+        if timed_out {
+            tracing::warn!(queued_bytes = self.out.bytes, "host did not read the final frames; exiting");
+        }
+        timed_out
+    }
+
+    /// Writing stdout failed: the host is gone and nobody can receive anything any more, so
+    /// input not yet fed is dropped and the kernel is told the input has ended.
+    fn finish_without_host(mut self, error: &io::Error, eof_fed: bool) -> Result<(), StdioError> {
+        tracing::warn!(error = %error, "writing stdout failed; exiting");
+        if !eof_fed {
+            self.apply(Input::Eof)?;
+        }
+        self.finish()
+    }
+
     /// One input into the kernel at the current time; its frames queue for stdout and, when
     /// recording, go to the trace together with the input.
     fn apply(&mut self, input: Input) -> Result<(), StdioError> {

@@ -20,10 +20,22 @@
 //!   version) `io_error`. `payloadSizeBytes` is the stored state's size.
 //! - Without a store: `unsupported` `persistence is not available: no store is configured`.
 
+use crate::clock::Now;
 use crate::dispatch::{Sidecar, StreamId};
 use crate::error::{RejectCode, Rejection};
-use crate::host::store::{StoreError, MAX_PERSISTED_STATE_BYTES};
+use crate::host::store::{
+    decode_state, encode_state, file_over, validate_key, Store, StoreError, MAX_PERSISTED_STATE_BYTES,
+};
+use crate::vfs::UpperState;
+use crate::vm::Vm;
 use schema::wire::*;
+
+/// Which way a persistence request moves the VM's state.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Load,
+    Flush,
+}
 
 impl Sidecar {
     pub(crate) fn persistence(
@@ -32,92 +44,138 @@ impl Sidecar {
         ownership: &OwnershipScope,
         payload: RequestPayload,
     ) -> Result<Option<ResponsePayload>, Rejection> {
+        let vm_id = self.authorize_persistence(stream, ownership)?;
+        let (direction, key) = persistence_request(&payload)?;
+        validate_key(&key).map_err(|error| Rejection::invalid_state(error.to_string()))?;
+        let store = self.store.clone().ok_or_else(|| {
+            Rejection::new(RejectCode::Unsupported, "persistence is not available: no store is configured")
+        })?;
+        let now = self.now;
+        let vm = self.vm_mut(&vm_id)?;
+        let target = PersistTarget::new(vm, key);
+        let response = match direction {
+            Direction::Flush => flush(vm, store.as_ref(), target)?,
+            Direction::Load => load(vm, store.as_ref(), target, now)?,
+        };
+        Ok(Some(response))
+    }
+
+    /// The VM whose filesystem a persistence request works on: its scope must be a VM's the
+    /// stream may use (a session has no filesystem of its own).
+    fn authorize_persistence(&self, stream: StreamId, ownership: &OwnershipScope) -> Result<String, Rejection> {
         self.authorize_session_or_vm(stream, ownership)?;
         if !matches!(ownership, OwnershipScope::VmOwnership(_)) {
             return Err(Rejection::invalid_state(
                 "persistence requires VM ownership: a session has no filesystem of its own",
             ));
         }
-        let vm_id = self.authorize_vm(stream, ownership)?;
-        let key = match &payload {
-            RequestPayload::PersistenceLoadRequest(request) => request.key.clone(),
-            RequestPayload::PersistenceFlushRequest(request) => request.key.clone(),
-            other => return Err(crate::dispatch::not_yet(other)),
-        };
-        crate::host::store::validate_key(&key).map_err(|error| Rejection::invalid_state(error.to_string()))?;
-        let store = self.store.clone().ok_or_else(|| {
-            Rejection::new(RejectCode::Unsupported, "persistence is not available: no store is configured")
-        })?;
-        let now = self.now;
-        let vm = self.vm_mut(&vm_id)?;
-        let limit = vm.limits().plugins.max_persisted_manifest_bytes.min(MAX_PERSISTED_STATE_BYTES);
-        let over_limit = |what: &str| {
-            Rejection::new(
+        self.authorize_vm(stream, ownership)
+    }
+}
+
+/// The direction and store key of a persistence request.
+fn persistence_request(payload: &RequestPayload) -> Result<(Direction, String), Rejection> {
+    match payload {
+        RequestPayload::PersistenceLoadRequest(request) => Ok((Direction::Load, request.key.clone())),
+        RequestPayload::PersistenceFlushRequest(request) => Ok((Direction::Flush, request.key.clone())),
+        other => Err(crate::dispatch::not_yet(other)),
+    }
+}
+
+/// Saves the VM's root upper layer under the target's key. A failed `put` leaves the stored
+/// state as it was (the store's `put` is atomic).
+fn flush(vm: &Vm, store: &dyn Store, target: PersistTarget) -> Result<ResponsePayload, Rejection> {
+    let state = vm.filesystem().upper_state();
+    target.check_file_sizes(&state, "flush")?;
+    let blob = encode_state(&state);
+    let size = target.check_state_size(&blob, "flush")?;
+    store.put(&target.key, &blob).map_err(|error| {
+        Rejection::new(RejectCode::IoError, format!("EIO: persistence flush of '{}' failed: {error}", target.key))
+    })?;
+    Ok(ResponsePayload::PersistenceFlushedResponse(PersistenceFlushedResponse {
+        key: target.key,
+        committed_bytes: size,
+    }))
+}
+
+/// Replaces the VM's root upper layer with the state stored under the target's key, all or
+/// nothing; without a stored state nothing changes.
+fn load(vm: &mut Vm, store: &dyn Store, target: PersistTarget, now: Now) -> Result<ResponsePayload, Rejection> {
+    let Some(blob) = target.fetch(store)? else {
+        return Ok(state_response(target.key, false, 0));
+    };
+    let size = target.check_state_size(&blob, "load")?;
+    let state = decode_state(&blob).map_err(|error| {
+        Rejection::new(RejectCode::IoError, format!("EIO: persisted state '{}' is unusable: {error}", target.key))
+    })?;
+    target.check_file_sizes(&state, "load")?;
+    vm.filesystem_mut().restore_upper(&state, now)?;
+    Ok(state_response(target.key, true, size))
+}
+
+fn state_response(key: String, found: bool, payload_size_bytes: u64) -> ResponsePayload {
+    ResponsePayload::PersistenceStateResponse(PersistenceStateResponse { key, found, payload_size_bytes })
+}
+
+/// Where a VM's state is persisted, and the bounds it must keep there.
+#[derive(Debug)]
+struct PersistTarget {
+    key: String,
+    /// The VM's bound on the encoded state, within [`MAX_PERSISTED_STATE_BYTES`].
+    state_limit: u64,
+    /// The VM's bound on each file's content.
+    file_limit: u64,
+}
+
+impl PersistTarget {
+    fn new(vm: &Vm, key: String) -> Self {
+        let plugins = &vm.limits().plugins;
+        Self {
+            key,
+            state_limit: plugins.max_persisted_manifest_bytes.min(MAX_PERSISTED_STATE_BYTES),
+            file_limit: plugins.max_persisted_manifest_file_bytes,
+        }
+    }
+
+    /// The stored state, if there is one, read only within the state bound.
+    fn fetch(&self, store: &dyn Store) -> Result<Option<Vec<u8>>, Rejection> {
+        match store.get(&self.key, self.state_limit) {
+            Ok(blob) => Ok(blob),
+            Err(StoreError::TooLarge { .. }) => Err(self.state_over_limit("load")),
+            Err(error) => Err(Rejection::new(
+                RejectCode::IoError,
+                format!("EIO: persistence load of '{}' failed: {error}", self.key),
+            )),
+        }
+    }
+
+    /// The size of an encoded state, refused over the state bound (`what`: flush or load).
+    fn check_state_size(&self, blob: &[u8], what: &str) -> Result<u64, Rejection> {
+        let size = u64::try_from(blob.len()).unwrap_or(u64::MAX);
+        if size > self.state_limit {
+            return Err(self.state_over_limit(what));
+        }
+        Ok(size)
+    }
+
+    fn state_over_limit(&self, what: &str) -> Rejection {
+        Rejection::new(
+            RejectCode::LimitExceeded,
+            format!("ENOSPC: persisted state bytes limit of {} reached, {what} '{}'", self.state_limit, self.key),
+        )
+    }
+
+    /// Refuses a state with a file over the file bound (`what`: flush or load).
+    fn check_file_sizes(&self, state: &UpperState, what: &str) -> Result<(), Rejection> {
+        match file_over(state, self.file_limit) {
+            Some(path) => Err(Rejection::new(
                 RejectCode::LimitExceeded,
-                format!("ENOSPC: persisted state bytes limit of {limit} reached, {what} '{key}'"),
-            )
-        };
-        let file_limit = vm.limits().plugins.max_persisted_manifest_file_bytes;
-        let file_over_limit = |what: &str, path: &str| {
-            Rejection::new(
-                RejectCode::LimitExceeded,
-                format!("ENOSPC: persisted file bytes limit of {file_limit} reached, {what} '{key}': {path}"),
-            )
-        };
-        match payload {
-            RequestPayload::PersistenceFlushRequest(_) => {
-                let state = vm.filesystem().upper_state();
-                if let Some(path) = crate::host::store::file_over(&state, file_limit) {
-                    return Err(file_over_limit("flush", path));
-                }
-                let blob = crate::host::store::encode_state(&state);
-                let size = u64::try_from(blob.len()).unwrap_or(u64::MAX);
-                if size > limit {
-                    return Err(over_limit("flush"));
-                }
-                store.put(&key, &blob).map_err(|error| {
-                    Rejection::new(RejectCode::IoError, format!("EIO: persistence flush of '{key}' failed: {error}"))
-                })?;
-                Ok(Some(ResponsePayload::PersistenceFlushedResponse(PersistenceFlushedResponse {
-                    key,
-                    committed_bytes: size,
-                })))
-            }
-            _ => {
-                let blob = match store.get(&key, limit) {
-                    Ok(Some(blob)) => blob,
-                    Ok(None) => {
-                        return Ok(Some(ResponsePayload::PersistenceStateResponse(PersistenceStateResponse {
-                            key,
-                            found: false,
-                            payload_size_bytes: 0,
-                        })))
-                    }
-                    Err(StoreError::TooLarge { .. }) => return Err(over_limit("load")),
-                    Err(error) => {
-                        return Err(Rejection::new(
-                            RejectCode::IoError,
-                            format!("EIO: persistence load of '{key}' failed: {error}"),
-                        ))
-                    }
-                };
-                let size = u64::try_from(blob.len()).unwrap_or(u64::MAX);
-                if size > limit {
-                    return Err(over_limit("load"));
-                }
-                let state = crate::host::store::decode_state(&blob).map_err(|error| {
-                    Rejection::new(RejectCode::IoError, format!("EIO: persisted state '{key}' is unusable: {error}"))
-                })?;
-                if let Some(path) = crate::host::store::file_over(&state, file_limit) {
-                    return Err(file_over_limit("load", path));
-                }
-                vm.filesystem_mut().restore_upper(&state, now)?;
-                Ok(Some(ResponsePayload::PersistenceStateResponse(PersistenceStateResponse {
-                    key,
-                    found: true,
-                    payload_size_bytes: size,
-                })))
-            }
+                format!(
+                    "ENOSPC: persisted file bytes limit of {} reached, {what} '{}': {path}",
+                    self.file_limit, self.key
+                ),
+            )),
+            None => Ok(()),
         }
     }
 }

@@ -6,16 +6,16 @@ use std::sync::Arc;
 
 use schema::wire::*;
 
-use crate::clock::Entropy;
+use crate::clock::{Entropy, Now};
 use crate::dispatch::vm_table::{creation_order, Summary};
 use crate::dispatch::Sidecar;
 use crate::error::{RejectCode, Rejection};
 use crate::fs::GuestAsks;
 use crate::policy::permissions::{Capability, Decision};
 use crate::process::fds::{Descriptor, FdTable, OpenFile};
-use crate::process::table::{Identity, Process, Status, Wait, HOST_PPID};
+use crate::process::table::{Identity, Process, SpawnRequest, Status, Wait, HOST_PPID};
 use crate::process::*;
-use crate::syscalls::engine::{GuestExit, GuestPoll, GuestSpawn};
+use crate::syscalls::engine::{Guest, GuestEngine, GuestExit, GuestPoll, GuestSpawn};
 use crate::syscalls::Syscalls;
 use crate::vfs::Errno;
 use crate::vm::exec::fd_limit;
@@ -23,7 +23,7 @@ use crate::vm::{PromptOutcome, Vm};
 
 impl Sidecar {
     /// Gives the kernel an engine to run guests. Without one, `Execute` is `unsupported`.
-    pub fn with_guest_engine(mut self, engine: Arc<dyn crate::syscalls::engine::GuestEngine>) -> Self {
+    pub fn with_guest_engine(mut self, engine: Arc<dyn GuestEngine>) -> Self {
         self.guest_engine = Some(engine);
         self
     }
@@ -618,49 +618,14 @@ impl Sidecar {
         let request = process.spawn_request.clone().ok_or(Errno::EINVAL)?;
         let (parent_id, parent_cwd, pgid, sid) =
             (process.process_id.clone(), process.cwd.clone(), process.pgid, process.sid);
-        let limits = vm.process_limits().clone();
-        if u64::try_from(vm.processes().counted()).unwrap_or(u64::MAX) >= limits.max_processes {
+        if u64::try_from(vm.processes().counted()).unwrap_or(u64::MAX) >= vm.process_limits().max_processes {
             return Err(Errno::EAGAIN);
         }
-        let command = request.argv.first().cloned().ok_or(Errno::EINVAL)?;
-        vm.check_spawn(&command).map_err(|_| Errno::EACCES)?;
-        let env: BTreeMap<String, String> = request
-            .env
-            .iter()
-            .filter_map(|entry| entry.split_once('=').map(|(key, value)| (key.to_owned(), value.to_owned())))
-            .collect();
-        let path_var = env.get("PATH").cloned().unwrap_or_else(|| DEFAULT_PATH.to_owned());
-        let (module_path, module) = vm.find_command(&command, &path_var, now).map_err(|_| Errno::ENOENT)?;
-        let name = module_path.rsplit('/').next().unwrap_or(&command).to_owned();
-        let tier = vm.command_tier(&command).or_else(|| vm.command_tier(&name)).unwrap_or(WasmPermissionTier::Full);
-        let guest_limits = vm.guest_limits();
-        let program = engine.load(&module, guest_limits.max_wasm_stack_bytes).map_err(|_| Errno::EINVAL)?;
-        let guest = program
-            .spawn(GuestSpawn {
-                args: request.argv.clone(),
-                env: request.env.clone(),
-                limits: guest_limits,
-                memory_budget,
-            })
-            .map_err(|_| Errno::EAGAIN)?;
+        let (command, module, tier) = child_command(vm, &request, now)?;
+        let guest = start_guest(engine.as_ref(), vm.guest_limits(), memory_budget, &module, &request)?;
         let pid = vm.processes_mut().allocate_pid().ok_or(Errno::EAGAIN)?;
-        let mut fds = FdTable::default();
-        for (number, descriptor) in (0u32..).zip(request.stdio) {
-            if let Some(descriptor) = descriptor {
-                if let OpenFile::Pipe { id, end } = descriptor.file {
-                    vm.processes_mut().pipes.open(id, end);
-                }
-                fds.replace(number, descriptor);
-            }
-        }
-        if tier != WasmPermissionTier::Isolated {
-            fds.replace(ROOT_FD, Descriptor::preopen("/".to_owned(), "/".to_owned()));
-        }
-        let number = {
-            let parent = vm.processes_mut().get_mut(parent).ok_or(Errno::ESRCH)?;
-            parent.children_started = parent.children_started.saturating_add(1);
-            parent.children_started
-        };
+        let fds = child_fds(vm, request.stdio, tier);
+        let number = count_child(vm, parent)?;
         let cwd = request.cwd.map_or(parent_cwd.clone(), |cwd| crate::fs::normalize(&parent_cwd, &cwd));
         vm.processes_mut().insert(Process::new(
             Identity {
@@ -701,4 +666,65 @@ impl Sidecar {
         const _: () = assert!(EVENT_OVERHEAD_BYTES < crate::dispatch::MIN_FRAME_LIMIT_BYTES);
         self.config.max_frame_bytes.saturating_sub(EVENT_OVERHEAD_BYTES).clamp(1, MAX_OUTPUT_CHUNK_BYTES)
     }
+}
+
+/// What a child runs: its `argv[0]`, which the policy must let it spawn, found as a module on
+/// the child's `PATH`, and the permission tier configured for the command or the module's file.
+fn child_command(
+    vm: &mut Vm,
+    request: &SpawnRequest,
+    now: Now,
+) -> Result<(String, Vec<u8>, WasmPermissionTier), Errno> {
+    let command = request.argv.first().cloned().ok_or(Errno::EINVAL)?;
+    vm.check_spawn(&command).map_err(|_| Errno::EACCES)?;
+    let env: BTreeMap<String, String> = request
+        .env
+        .iter()
+        .filter_map(|entry| entry.split_once('=').map(|(key, value)| (key.to_owned(), value.to_owned())))
+        .collect();
+    let path_var = env.get("PATH").cloned().unwrap_or_else(|| DEFAULT_PATH.to_owned());
+    let (module_path, module) = vm.find_command(&command, &path_var, now).map_err(|_| Errno::ENOENT)?;
+    let name = module_path.rsplit('/').next().unwrap_or(&command).to_owned();
+    let tier = vm.command_tier(&command).or_else(|| vm.command_tier(&name)).unwrap_or(WasmPermissionTier::Full);
+    Ok((command, module, tier))
+}
+
+/// Loads `module` and spawns a guest running it with the request's argv and environment;
+/// nothing runs until the scheduler polls it.
+fn start_guest(
+    engine: &dyn GuestEngine,
+    guest_limits: GuestLimits,
+    memory_budget: Arc<MemoryBudget>,
+    module: &[u8],
+    request: &SpawnRequest,
+) -> Result<Box<dyn Guest>, Errno> {
+    let program = engine.load(module, guest_limits.max_wasm_stack_bytes).map_err(|_| Errno::EINVAL)?;
+    program
+        .spawn(GuestSpawn { args: request.argv.clone(), env: request.env.clone(), limits: guest_limits, memory_budget })
+        .map_err(|_| Errno::EAGAIN)
+}
+
+/// The child's descriptors: the parent's it was given as 0, 1 and 2 (a pipe end gains an
+/// opener), and the root preopen unless the child is isolated.
+fn child_fds(vm: &mut Vm, stdio: [Option<Descriptor>; 3], tier: WasmPermissionTier) -> FdTable {
+    let mut fds = FdTable::default();
+    for (number, descriptor) in (0u32..).zip(stdio) {
+        if let Some(descriptor) = descriptor {
+            if let OpenFile::Pipe { id, end } = descriptor.file {
+                vm.processes_mut().pipes.open(id, end);
+            }
+            fds.replace(number, descriptor);
+        }
+    }
+    if tier != WasmPermissionTier::Isolated {
+        fds.replace(ROOT_FD, Descriptor::preopen("/".to_owned(), "/".to_owned()));
+    }
+    fds
+}
+
+/// Counts one more child started by `parent`; the count names the child.
+fn count_child(vm: &mut Vm, parent: u32) -> Result<u32, Errno> {
+    let parent = vm.processes_mut().get_mut(parent).ok_or(Errno::ESRCH)?;
+    parent.children_started = parent.children_started.saturating_add(1);
+    Ok(parent.children_started)
 }

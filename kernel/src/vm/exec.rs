@@ -9,6 +9,7 @@ use schema::wire::*;
 use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
 use crate::fs::{FsOp, FsOutcome, FsReply};
+use crate::policy::config::ResourceLimits;
 use crate::policy::permissions::{errno_message, Capability, CompiledPolicy, Decision, PermissionsPolicy};
 use crate::process::table::{Process, HOST_PPID};
 use crate::process::GuestLimits;
@@ -31,11 +32,78 @@ pub(crate) fn fd_limit() -> Rejection {
     Rejection::new(RejectCode::KernelError, "ENFILE: maximum open file descriptor limit reached")
 }
 
+/// The command an `Execute` runs: its `command`, else a WebAssembly `entrypoint`.
+fn execution_command(request: &ExecuteRequest) -> Result<String, Rejection> {
+    match (&request.command, request.runtime, &request.entrypoint) {
+        (Some(command), _, _) if !command.is_empty() => Ok(command.clone()),
+        (_, None, _) => Err(Rejection::invalid_state("execute requires either command or runtime")),
+        (_, Some(GuestRuntimeKind::WebAssembly), Some(entrypoint)) if !entrypoint.is_empty() => Ok(entrypoint.clone()),
+        (_, Some(GuestRuntimeKind::WebAssembly), _) => {
+            Err(Rejection::invalid_state("execute requires either command or entrypoint"))
+        }
+        (_, Some(other), _) => Err(Rejection::new(
+            RejectCode::Unsupported,
+            format!("{other:?} guests are not supported by this sidecar yet"),
+        )),
+    }
+}
+
+/// The argv payload (each argument with its NUL) within `limits.resources.maxProcessArgvBytes`.
+fn check_argv_size(argv: &[String], limits: &ResourceLimits) -> Result<(), Rejection> {
+    let argv_bytes: usize = argv.iter().map(|arg| arg.len().saturating_add(1)).sum();
+    if u64::try_from(argv_bytes).unwrap_or(u64::MAX) > limits.max_process_argv_bytes {
+        return Err(Rejection::new(
+            RejectCode::KernelError,
+            format!(
+                "EINVAL: process argv payload {argv_bytes} bytes exceeds configured limit {}",
+                limits.max_process_argv_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The environment payload (each `KEY=VALUE` with its NUL) within
+/// `limits.resources.maxProcessEnvBytes`.
+fn check_env_size(env: &BTreeMap<String, String>, limits: &ResourceLimits) -> Result<(), Rejection> {
+    let env_bytes: usize = env.iter().map(|(key, value)| key.len().saturating_add(value.len()).saturating_add(2)).sum();
+    if u64::try_from(env_bytes).unwrap_or(u64::MAX) > limits.max_process_env_bytes {
+        return Err(Rejection::new(
+            RejectCode::KernelError,
+            format!(
+                "EINVAL: process environment payload {env_bytes} bytes exceeds configured limit {}",
+                limits.max_process_env_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Vm {
     /// Checks an `Execute` request against the VM (ids, limits, policy, tiers) and finds the
     /// module it runs. The checks, their order, codes and messages follow the original.
     pub(crate) fn plan_execution(&mut self, request: &ExecuteRequest, now: Now) -> Result<ExecutionPlan, Rejection> {
-        let process_id = &request.process_id;
+        self.check_new_process_id(&request.process_id)?;
+        let command = execution_command(request)?;
+        let limits = self.process_limits().clone();
+        let mut argv = Vec::with_capacity(request.args.len().saturating_add(1));
+        argv.push(command.clone());
+        argv.extend(request.args.iter().cloned());
+        let cwd = self.execution_cwd(request.cwd.as_deref());
+        let env = self.execution_env(&request.env, &cwd);
+        let path_var = env.get("PATH").cloned().unwrap_or_default();
+        let (module_path, module) = self.find_command(&command, &path_var, now)?;
+        self.check_spawn(&command)?;
+        self.check_room_for_process(&limits)?;
+        check_argv_size(&argv, &limits)?;
+        check_env_size(&env, &limits)?;
+        let tier = self.execution_tier(request, &command, &module_path);
+        let env = env.into_iter().map(|(key, value)| format!("{key}={value}")).collect();
+        Ok(ExecutionPlan { command, module, argv, env, cwd, tier })
+    }
+
+    /// A new process's id: 1 to [`MAX_PROCESS_ID_BYTES`] bytes, and no live process's.
+    fn check_new_process_id(&self, process_id: &str) -> Result<(), Rejection> {
         if process_id.is_empty() || process_id.len() > MAX_PROCESS_ID_BYTES {
             return Err(Rejection::invalid_state(format!(
                 "processId must be 1 to {MAX_PROCESS_ID_BYTES} bytes, got {}",
@@ -48,30 +116,11 @@ impl Vm {
                 self.id()
             )));
         }
-        let command = match (&request.command, request.runtime, &request.entrypoint) {
-            (Some(command), _, _) if !command.is_empty() => command.clone(),
-            (_, None, _) => return Err(Rejection::invalid_state("execute requires either command or runtime")),
-            (_, Some(GuestRuntimeKind::WebAssembly), Some(entrypoint)) if !entrypoint.is_empty() => entrypoint.clone(),
-            (_, Some(GuestRuntimeKind::WebAssembly), _) => {
-                return Err(Rejection::invalid_state("execute requires either command or entrypoint"))
-            }
-            (_, Some(other), _) => {
-                return Err(Rejection::new(
-                    RejectCode::Unsupported,
-                    format!("{other:?} guests are not supported by this sidecar yet"),
-                ))
-            }
-        };
-        let limits = self.process_limits().clone();
-        let mut argv = Vec::with_capacity(request.args.len().saturating_add(1));
-        argv.push(command.clone());
-        argv.extend(request.args.iter().cloned());
-        let cwd = self.execution_cwd(request.cwd.as_deref());
-        let env = self.execution_env(&request.env, &cwd);
-        let path_var = env.get("PATH").cloned().unwrap_or_default();
-        let (module_path, module) = self.find_command(&command, &path_var, now)?;
-        let name = module_path.rsplit('/').next().unwrap_or(&command).to_owned();
-        self.check_spawn(&command)?;
+        Ok(())
+    }
+
+    /// Whether the limits leave room for one more process with its three standard descriptors.
+    fn check_room_for_process(&self, limits: &ResourceLimits) -> Result<(), Rejection> {
         let live = u64::try_from(self.processes().counted()).unwrap_or(u64::MAX);
         if live >= limits.max_processes {
             return Err(Rejection::new(RejectCode::KernelError, "EAGAIN: maximum process limit reached"));
@@ -79,34 +128,18 @@ impl Vm {
         if limits.max_open_fds < 3 {
             return Err(fd_limit());
         }
-        let argv_bytes: usize = argv.iter().map(|arg| arg.len().saturating_add(1)).sum();
-        if u64::try_from(argv_bytes).unwrap_or(u64::MAX) > limits.max_process_argv_bytes {
-            return Err(Rejection::new(
-                RejectCode::KernelError,
-                format!(
-                    "EINVAL: process argv payload {argv_bytes} bytes exceeds configured limit {}",
-                    limits.max_process_argv_bytes
-                ),
-            ));
-        }
-        let env_bytes: usize =
-            env.iter().map(|(key, value)| key.len().saturating_add(value.len()).saturating_add(2)).sum();
-        if u64::try_from(env_bytes).unwrap_or(u64::MAX) > limits.max_process_env_bytes {
-            return Err(Rejection::new(
-                RejectCode::KernelError,
-                format!(
-                    "EINVAL: process environment payload {env_bytes} bytes exceeds configured limit {}",
-                    limits.max_process_env_bytes
-                ),
-            ));
-        }
-        let tier = request
+        Ok(())
+    }
+
+    /// The permission tier the guest runs with: the request's, else the one configured for the
+    /// command or for the module's file name, else full.
+    fn execution_tier(&self, request: &ExecuteRequest, command: &str, module_path: &str) -> WasmPermissionTier {
+        let name = module_path.rsplit('/').next().unwrap_or(command);
+        request
             .wasm_permission_tier
-            .or_else(|| self.command_tier(&command))
-            .or_else(|| self.command_tier(&name))
-            .unwrap_or(WasmPermissionTier::Full);
-        let env = env.into_iter().map(|(key, value)| format!("{key}={value}")).collect();
-        Ok(ExecutionPlan { command, module, argv, env, cwd, tier })
+            .or_else(|| self.command_tier(command))
+            .or_else(|| self.command_tier(name))
+            .unwrap_or(WasmPermissionTier::Full)
     }
 
     /// The guest cwd: the request's (normalized), else the VM's.
