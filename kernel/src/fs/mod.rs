@@ -1,5 +1,5 @@
 //! A VM's filesystem: its root overlay, its working directory, its layer store, its mounts, and
-//! the 20 typed operations ([`FsOp`]) that guest system calls, the kernel's own reads and the
+//! the 20 typed operations (`FsOp`) that guest system calls, the kernel's own reads and the
 //! host's `GuestFilesystemCallRequest`s (through `wire.rs`, the only file that speaks the wire's
 //! filesystem types) all run through.
 //!
@@ -27,10 +27,8 @@
 //! | RENAME (both paths) | `fs.rename` | `rename` | |
 //! | SYMLINK (the link's path) | `fs.symlink` | `symlink` | |
 //!
-//! `fs.mount_sensitive` is no guest operation's: the original checks it when mounting over `/`,
-//! `/etc` or `/proc`, and here only the host mounts (ConfigureVm), which the guest's policy does
-//! not govern. A rule may name it (policies written for the original do); an embedder asking
-//! [`Sidecar::check_permission`](crate::Sidecar::check_permission) about it gets the rule's answer.
+//! `fs.mount_sensitive` is no guest operation's: as in the original, a mount (ConfigureVm) needs
+//! `fs.write` on its guest path, and `fs.mount_sensitive` too over `/etc` or `/proc`.
 //!
 //! An `ask` rule is a denial here (`permission prompt required for fs.x`): prompts suspend
 //! guest operations, which arrive with processes; a host's own request is answered at once.

@@ -2,12 +2,12 @@
 //!
 //! A mount covers its guest path and everything under it; the longest matching mount wins.
 //! Mount paths are taken literally (normalised, never through symlinks) and may not be `/`.
-//! Resolution ([`Namespace::walk`]) goes component by component from the VM's `/`, like the
+//! Resolution (`Namespace::walk`) goes component by component from the VM's `/`, like the
 //! root filesystem's own resolution: `..` goes to the parent of the directory actually reached
 //! (so `..` at a mount's root is back in the parent filesystem), symlinks in the root
 //! filesystem and in `memory` mounts are followed by the kernel (absolute targets restart at the
 //! VM's `/`, whichever filesystem holds the link), at most
-//! [`MAX_SYMLINK_HOPS`](crate::vfs::MAX_SYMLINK_HOPS) per path. `host_dir` mounts are resolved
+//! [`MAX_SYMLINK_HOPS`] per path. `host_dir` mounts are resolved
 //! the same way: the kernel looks at each component (`lstat`, `readlink` through the mount's
 //! [`HostDir`]) and follows links itself, so the permission policy is asked about the path really
 //! reached, never about a link's name (a link `/mnt/public/alias -> ../private` cannot carry a

@@ -1389,7 +1389,7 @@ impl VmLimitsConfig {
     }
 
     /// Applies the defaults and checks the resulting limits (refusing, like
-    /// [`validate`](Self::validate), a key this sidecar does not honour).
+    /// `validate`, a key this sidecar does not honour).
     pub fn resolve(&self) -> Result<ResolvedLimits, ConfigError> {
         self.refuse_unsupported()?;
         let mut limits = ResolvedLimits::default();

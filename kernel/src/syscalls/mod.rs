@@ -4,7 +4,7 @@
 //! their ABI onto these calls (`runtime-wasm` maps `wasi_snapshot_preview1`), so permissions,
 //! tiers and limits are enforced here, once, for every kind of guest.
 //!
-//! File calls are the VM filesystem's typed operations ([`FsOp`]), the same the host's
+//! File calls are the VM filesystem's typed operations (`FsOp`), the same the host's
 //! `GuestFilesystemCallRequest`s become: the same permission policy, the same mounts, the same
 //! `/dev` and `/proc`, with raw bytes and typed errors (no wire encoding in between). On top of that the process's [`WasmPermissionTier`] applies: `READ_ONLY` refuses
 //! every change with `EROFS`, `READ_WRITE` cannot remove, rename or link (`ENOTCAPABLE`), and

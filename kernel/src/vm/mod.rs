@@ -34,7 +34,7 @@ pub enum PromptOutcome {
 pub enum PermissionCheck {
     Allowed,
     Denied(String),
-    /// Suspend until [`Sidecar::take_prompt_outcome`] has an answer for this ticket.
+    /// Suspend until [`Sidecar::take_prompt_outcome`](crate::Sidecar::take_prompt_outcome) has an answer for this ticket.
     Prompted(PromptTicket),
 }
 
