@@ -48,15 +48,7 @@ impl Host {
         );
         let ResponsePayload::AuthenticatedResponse(auth) = response(&auth[0]) else { panic!("{auth:?}") };
         host.conn = auth.connection_id.clone();
-        let opened = host.request(
-            OwnershipScope::connection(host.conn.clone()),
-            RequestPayload::OpenSessionRequest(OpenSessionRequest {
-                placement: SidecarPlacement::SidecarPlacementShared(SidecarPlacementShared { pool: None }),
-                metadata: Default::default(),
-            }),
-        );
-        let ResponsePayload::SessionOpenedResponse(opened) = response(&opened[0]) else { panic!("{opened:?}") };
-        host.session = opened.session_id.clone();
+        host.open_session();
         host
     }
 

@@ -51,29 +51,22 @@ fn execution_command(request: &ExecuteRequest) -> Result<String, Rejection> {
 /// The argv payload (each argument with its NUL) within `limits.resources.maxProcessArgvBytes`.
 fn check_argv_size(argv: &[String], limits: &ResourceLimits) -> Result<(), Rejection> {
     let argv_bytes: usize = argv.iter().map(|arg| arg.len().saturating_add(1)).sum();
-    if u64::try_from(argv_bytes).unwrap_or(u64::MAX) > limits.max_process_argv_bytes {
-        return Err(Rejection::new(
-            RejectCode::KernelError,
-            format!(
-                "EINVAL: process argv payload {argv_bytes} bytes exceeds configured limit {}",
-                limits.max_process_argv_bytes
-            ),
-        ));
-    }
-    Ok(())
+    payload_within("argv", argv_bytes, limits.max_process_argv_bytes)
 }
 
 /// The environment payload (each `KEY=VALUE` with its NUL) within
 /// `limits.resources.maxProcessEnvBytes`.
 fn check_env_size(env: &BTreeMap<String, String>, limits: &ResourceLimits) -> Result<(), Rejection> {
     let env_bytes: usize = env.iter().map(|(key, value)| key.len().saturating_add(value.len()).saturating_add(2)).sum();
-    if u64::try_from(env_bytes).unwrap_or(u64::MAX) > limits.max_process_env_bytes {
+    payload_within("environment", env_bytes, limits.max_process_env_bytes)
+}
+
+/// `EINVAL: process {what} payload {bytes} bytes exceeds configured limit {limit}` past the limit.
+fn payload_within(what: &str, bytes: usize, limit: u64) -> Result<(), Rejection> {
+    if u64::try_from(bytes).unwrap_or(u64::MAX) > limit {
         return Err(Rejection::new(
             RejectCode::KernelError,
-            format!(
-                "EINVAL: process environment payload {env_bytes} bytes exceeds configured limit {}",
-                limits.max_process_env_bytes
-            ),
+            format!("EINVAL: process {what} payload {bytes} bytes exceeds configured limit {limit}"),
         ));
     }
     Ok(())
