@@ -2,7 +2,7 @@
 //! sidecar's answers against the protocol's promises as they arrive.
 
 use crate::host::{PORT, SIM_CALLBACK};
-use crate::processes::{Processes, PROC_CONFIG};
+use crate::processes::{proc_config, Processes};
 use crate::shared::SharedRef;
 use crate::Swarm;
 use rand::rngs::StdRng;
@@ -26,18 +26,20 @@ const LIVENESS_WAIT: Duration = Duration::from_secs(15);
 const OPEN_SESSION_PAYLOAD_BYTES: usize = 4;
 
 /// CreateVm configs the workload draws from: valid, ASK-prompting, and invalid ones.
-const CONFIGS: &[&str] = &[
-    "{}",
-    FS_CONFIG,
-    FS_CONFIG,
-    r#"{"permissions":{"fs":{"default":"ask","rules":[]}},"permissionPrompts":{"enabled":true,"timeoutMs":300}}"#,
-    r#"{"limits":{"resources":{"maxProcesses":4}}}"#,
-    PROC_CONFIG,
-    PROC_CONFIG,
-    r#"{"cwd":"relative"}"#,
-    r#"{"bogus":true}"#,
-    "{not json",
-];
+fn configs() -> [&'static str; 10] {
+    [
+        "{}",
+        FS_CONFIG,
+        FS_CONFIG,
+        r#"{"permissions":{"fs":{"default":"ask","rules":[]}},"permissionPrompts":{"enabled":true,"timeoutMs":300}}"#,
+        r#"{"limits":{"resources":{"maxProcesses":4}}}"#,
+        proc_config(),
+        proc_config(),
+        r#"{"cwd":"relative"}"#,
+        r#"{"bogus":true}"#,
+        "{not json",
+    ]
+}
 
 /// The config of VMs whose filesystem the workload exercises against its reference model.
 const FS_CONFIG: &str = r#"{"permissions":{"fs":"allow"}}"#;
@@ -208,12 +210,13 @@ impl Client {
             }
             10..=29 => {
                 let Some((conn, session)) = self.any_session() else { return Ok(()) };
-                let config = CONFIGS.get(self.rng.random_range(0..CONFIGS.len())).copied().unwrap_or("{}");
+                let configs = configs();
+                let config = configs.get(self.rng.random_range(0..configs.len())).copied().unwrap_or("{}");
                 let payload = create_vm(config);
                 if config == FS_CONFIG {
                     self.fs_creates.insert(self.next_request_id + 1);
                 }
-                if config == PROC_CONFIG {
+                if config == proc_config() {
                     self.processes.creating(self.next_request_id + 1);
                 }
                 self.send(OwnershipScope::session(conn, session), payload).await

@@ -46,7 +46,7 @@ pub async fn run(shared: SharedRef, config: SidecarConfig, swarm: Swarm, seed: u
     let mut host = Host {
         sidecar: Sidecar::new(config)
             .with_store(Arc::new(FlakyStore::new(seed, swarm.store_fail_rate, store_shared)))
-            .with_guest_engine(Arc::new(ScriptEngine::new())),
+            .with_guest_engine(Arc::new(guest_engine())),
         writers: BTreeMap::new(),
         shared,
         rng: StdRng::seed_from_u64(seed ^ 0x005e_ed0f_51de),
@@ -249,5 +249,19 @@ impl Store for FlakyStore {
             return Err(StoreError::Io("injected store failure".to_owned()));
         }
         self.inner.put(key, value)
+    }
+}
+
+/// The script engine, with the wasmtime engine for the real guests. The wasmtime engine is
+/// shared by every host of every seed: it holds only compiled code, so sharing it cannot carry
+/// state from one run into another. Should it fail to start, `wcat` fails to run and every seed
+/// that starts one reports the violation.
+fn guest_engine() -> ScriptEngine {
+    static WASMTIME: std::sync::OnceLock<Option<Arc<runtime_wasm::WasmEngine>>> = std::sync::OnceLock::new();
+    let wasmtime = WASMTIME
+        .get_or_init(|| runtime_wasm::WasmEngine::new(runtime_wasm::RuntimeConfig::default()).ok().map(Arc::new));
+    match wasmtime {
+        Some(engine) => ScriptEngine::new().with_modules(engine.clone()),
+        None => ScriptEngine::new(),
     }
 }

@@ -5,12 +5,41 @@
 //! is disposed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
+
+use base64::Engine as _;
 
 use schema::wire::*;
 use testkit::requests::execute;
 
-/// CreateVm config of VMs that run processes: the scripts on `/bin`.
-pub const PROC_CONFIG: &str = r#"{"permissions":{"fs":"allow","childProcess":"allow","process":"allow"},"rootFilesystem":{"bootstrapEntries":[{"path":"/bin/cat","kind":"file","content":"\u0000asmcat"},{"path":"/bin/exit","kind":"file","content":"\u0000asmexit"},{"path":"/bin/spin","kind":"file","content":"\u0000asmspin"}]}}"#;
+/// CreateVm config of VMs that run processes: the scripts on `/bin`, and `/bin/wcat`, the real
+/// WebAssembly `cat` compiled from C (`runtime-wasm/fixtures/c/cat.c`), which runs on wasmtime,
+/// sliced by fuel, so the simulation's determinism check covers the real runtime too.
+pub fn proc_config() -> &'static str {
+    static CONFIG: LazyLock<String> = LazyLock::new(|| {
+        let wcat = base64::engine::general_purpose::STANDARD.encode(REAL_CAT);
+        let script = |name: &str| serde_json::json!({"path": format!("/bin/{name}"), "kind": "file", "content": format!("\0asm{name}")});
+        serde_json::json!({
+            "permissions": {"fs": "allow", "childProcess": "allow", "process": "allow"},
+            "rootFilesystem": {"bootstrapEntries": [
+                script("cat"),
+                script("exit"),
+                script("spin"),
+                {"path": "/bin/wcat", "kind": "file", "content": wcat, "encoding": "base64"},
+            ]},
+        })
+        .to_string()
+    });
+    CONFIG.as_str()
+}
+
+/// The real `cat` (733 bytes of WebAssembly).
+const REAL_CAT: &[u8] = include_bytes!("../../runtime-wasm/fixtures/c/cat.wasm");
+
+/// Whether a command copies its stdin to its stdout (the scripted `cat` or the real one).
+fn copies_stdin(command: &str) -> bool {
+    matches!(command, "cat" | "wcat")
+}
 
 /// One process as this host knows it.
 #[derive(Debug, Default)]
@@ -43,7 +72,7 @@ pub struct Step {
 /// The host's view of its processes.
 #[derive(Debug, Default)]
 pub struct Processes {
-    /// CreateVm requests in flight with [`PROC_CONFIG`].
+    /// CreateVm requests in flight with [`proc_config`].
     creates: BTreeSet<i64>,
     vms: BTreeSet<String>,
     /// VMs being disposed: their processes exit without a kill of ours.
@@ -73,11 +102,13 @@ impl Processes {
             .map(|((_, id), proc)| (id.clone(), proc))
             .collect();
         let cats: Vec<&String> =
-            live.iter().filter(|(_, proc)| proc.script == "cat" && !proc.stdin_closed).map(|(id, _)| id).collect();
+            live.iter().filter(|(_, proc)| copies_stdin(proc.script) && !proc.stdin_closed).map(|(id, _)| id).collect();
         let (pending, payload) = match roll {
             0..=34 => {
                 self.next += 1;
                 let (script, code) = match roll % 7 {
+                    // Two copiers in five are the real WebAssembly `cat`.
+                    0..=3 if (roll / 7).is_multiple_of(3) => ("wcat", 0),
                     0..=3 => ("cat", 0),
                     4 | 5 => ("exit", i32::try_from(roll % 3).unwrap_or(0)),
                     _ => ("spin", 0),
@@ -178,6 +209,9 @@ impl Processes {
                 let code = exited.exit_code;
                 let disposing = self.disposing.contains(vm);
                 // A kill (answered before the exit it causes) or a dispose ends it with SIGKILL.
+                if proc.script == "wcat" {
+                    reached("real_guest_exited");
+                }
                 if proc.killed || disposing {
                     if code != 137 {
                         violations.push(format!("{} killed but exited {code}", exited.process_id));
@@ -186,7 +220,9 @@ impl Processes {
                 } else {
                     match proc.script {
                         "exit" if code == proc.code => reached("process_exited"),
-                        "cat" if code == 0 && proc.stdin_closed && proc.output == proc.input => {
+                        script
+                            if copies_stdin(script) && code == 0 && proc.stdin_closed && proc.output == proc.input =>
+                        {
                             reached("process_output_matched");
                         }
                         _ => violations.push(format!(

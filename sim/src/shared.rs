@@ -32,6 +32,7 @@ pub const COVERAGE_POINTS: &[&str] = &[
     "process_exited",
     "process_killed",
     "process_output_matched",
+    "real_guest_exited",
 ];
 
 /// Kernel bookkeeping sizes, for the no-leak invariant.

@@ -37,7 +37,12 @@ pub fn module(name: &str) -> Vec<u8> {
 pub struct ScriptEngine {
     polls: Arc<AtomicUsize>,
     lose_vm: bool,
+    /// Where real WebAssembly modules go (see [`ScriptEngine::with_modules`]).
+    modules: Option<Arc<dyn GuestEngine>>,
 }
+
+/// The start of a real WebAssembly module: the magic and version 1.
+const WASM_MODULE_HEADER: &[u8] = b"\0asm\x01\0\0\0";
 
 impl ScriptEngine {
     pub fn new() -> Self {
@@ -49,6 +54,12 @@ impl ScriptEngine {
         Self { lose_vm: true, ..Self::default() }
     }
 
+    /// The same engine, handing real WebAssembly modules (`\0asm` and version 1) to `modules`
+    /// (the simulator's real guests run on the wasmtime engine this way, beside the scripts).
+    pub fn with_modules(self, modules: Arc<dyn GuestEngine>) -> Self {
+        Self { modules: Some(modules), ..self }
+    }
+
     /// Slices run so far, by all guests of this engine (and its clones).
     pub fn polls(&self) -> usize {
         self.polls.load(Ordering::Relaxed)
@@ -56,7 +67,10 @@ impl ScriptEngine {
 }
 
 impl GuestEngine for ScriptEngine {
-    fn load(&self, bytes: &[u8], _max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
+    fn load(&self, bytes: &[u8], max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
+        if let Some(modules) = self.modules.as_ref().filter(|_| bytes.starts_with(WASM_MODULE_HEADER)) {
+            return modules.load(bytes, max_wasm_stack_bytes);
+        }
         let name = String::from_utf8_lossy(bytes.get(4..).unwrap_or_default()).into_owned();
         if name == "invalid" {
             return Err(GuestError::InvalidProgram("no _start".into()));
