@@ -1,5 +1,6 @@
 //! The process part of a simulated host's workload: it starts scripted guests
-//! (`testkit::script`), feeds and closes their stdin, kills some, and checks every
+//! (`testkit::script`) and real WebAssembly ones (`wcat`, on wasmtime), feeds and closes their
+//! stdin, kills some, and checks every
 //! process event against what it sent: output only from running processes, exactly one exit,
 //! `cat` echoing its input byte for byte, SIGKILL exiting 137, nothing left running when a VM
 //! is disposed.
