@@ -19,7 +19,7 @@
 //! | [`vfs`] | inodes, layers, overlays: a filesystem that knows no wire type |
 //! | [`ids`], [`clock`], [`error`] | typed ids, time and entropy, rejections |
 //!
-//! Each room uses only the rooms below it in this table (`kernel/tests/architecture.rs` checks
+//! Each room uses only the rooms below it in this table (`tests/it/architecture.rs` checks
 //! that no import cycle exists, that the vfs knows no wire type, that guest system calls name no
 //! wire filesystem type, and that only `fs::wire` reads the filesystem requests).
 
