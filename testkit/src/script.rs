@@ -12,6 +12,7 @@
 //! | `exit N` | exits with `N` at once |
 //! | `flood N` | writes `N` bytes (`y`), alternating stdout and stderr per write, exit 0 |
 //! | `files PATH` | creates PATH, writes, seeks, reads back, `pwrite`s, appends; exit 0 when the file reads `hello WORLD!`, else the failing step (10+) |
+//! | `farwrite PATH` | opens PATH for writing and writes one byte at offset 2^40: exit 0 when refused with an errno, 1 when it succeeded, 2 when the open failed |
 //! | `nbread` | sets stdin non-blocking and reads once: exit 0 with data, 11 on `EAGAIN`, 12 at end-of-file |
 //! | `pipes` | a pipe to itself: writes through two descriptors of the write end, closes both, reads to end-of-file; exit 0 when it read `pingpong`, else the failing step (30+) |
 //! | `killgroup` | signals its own group with `SIGTERM` (delivered after its slice) and spins |
@@ -213,6 +214,15 @@ fn files(sys: &mut Syscalls, path: &str) -> Result<(), i32> {
     sys.close(fd).map_err(|_| 22)
 }
 
+/// The `farwrite` script: a positional write far past any file's end.
+fn far_write(sys: &mut Syscalls, path: &str) -> i32 {
+    let Ok(fd) = sys.open_at(ROOT_FD, path, OpenFlags { write: true, ..OpenFlags::default() }) else { return 2 };
+    match sys.pwrite(fd, b"x", 1 << 40) {
+        Err(SysError::Errno(_)) => 0,
+        Ok(_) | Err(SysError::WouldBlock) => 1,
+    }
+}
+
 /// The `pipes` script; `Err(step)` names the first step that failed.
 fn pipes(sys: &mut Syscalls) -> Result<(), i32> {
     let (read, write) = sys.pipe().map_err(|_| 30)?;
@@ -269,6 +279,7 @@ impl Guest for ScriptGuest {
             "flood" => self.flood(&mut sys),
             "files" => exited(files(&mut sys, self.arg(1)).err().unwrap_or(0)),
             "nbread" => exited(nonblocking_read(&mut sys)),
+            "farwrite" => exited(far_write(&mut sys, self.arg(1))),
             "parent" => self.parent(&mut sys),
             "pipes" => exited(pipes(&mut sys).err().unwrap_or(0)),
             "killgroup" => match sys.kill(0, kernel::process::SIGTERM) {

@@ -268,15 +268,23 @@ impl Syscalls {
 
     /// Writes `data` at `start` of the file at `path`: in place on the root and on `memory` and
     /// `host_dir` mounts; the kernel's own trees and js_bridge mounts have no positional write,
-    /// so there the file is read, patched and written whole.
+    /// so there the file is read, patched and written whole. A patched file is never grown past
+    /// the VM's `maxFilesystemBytes` (`ENOSPC`, as storing it would be): the offset is the
+    /// guest's, and growing the copy to reach it would otherwise allocate whatever it names.
     fn write_file(&mut self, path: &str, start: u64, data: &[u8]) -> SysResult<usize> {
         let in_place = self.guarded(|vm, pid, asks, _, now| vm.guest_pwrite(pid, path, start, data, asks, now))?;
         if let Some(written) = in_place {
             return Ok(usize::try_from(written).unwrap_or(data.len()));
         }
+        let max_filesystem_bytes = self.vm.filesystem().limits().max_filesystem_bytes;
+        let end = start.checked_add(u64::try_from(data.len()).unwrap_or(u64::MAX)).ok_or(Errno::EFBIG)?;
+        if end > max_filesystem_bytes {
+            return Err(Errno::ENOSPC.into());
+        }
         let mut content = self.read_whole(path)?;
-        let start = usize::try_from(start).map_err(|_| Errno::EFBIG)?;
-        let end = start.checked_add(data.len()).ok_or(Errno::EFBIG)?;
+        let (start, end) =
+            (usize::try_from(start).map_err(|_| Errno::EFBIG)?, usize::try_from(end).map_err(|_| Errno::EFBIG)?);
+        self.charge(cost::bytes_fuel(content.len().max(end)));
         if content.len() < end {
             content.resize(end, 0);
         }

@@ -36,7 +36,9 @@ impl Procs {
         host.drain();
         let scope = OwnershipScope::vm(&conn, &session, &vm);
         let mut procs = Procs { host, scope, vm, engine };
-        for script in ["cat", "spin", "flood", "exit", "files", "nbread", "pipes", "killgroup", "parent", "invalid"] {
+        for script in
+            ["cat", "spin", "flood", "exit", "files", "farwrite", "nbread", "pipes", "killgroup", "parent", "invalid"]
+        {
             let content = String::from_utf8(module(script)).unwrap();
             let frames = procs.call(write(&format!("/bin/{script}"), &content));
             assert!(matches!(response_payload(&frames[0]), ResponsePayload::GuestFilesystemResultResponse(_)));
@@ -258,6 +260,16 @@ fn an_engine_that_loses_the_vm_fails_it_and_service_continues() {
     assert!(procs.host.sidecar.vms().iter().all(|vm| vm.vm_id != procs.vm));
     let (code, _) = rejection(&procs.send(RequestPayload::GetZombieTimerCountRequest)[0]);
     assert_eq!(code, "invalid_state");
+}
+
+/// A guest's positional write far past the end of a file the kernel serves (`/proc`) is refused
+/// with an errno: the file is never grown in memory to reach the offset (2^40 bytes would abort
+/// the sidecar).
+#[test]
+fn a_far_positional_write_into_a_kernel_file_is_refused_without_growing_it() {
+    let mut procs = Procs::new(OPEN);
+    procs.started("far", "farwrite", &["/proc/self/environ"]);
+    assert_eq!(exit_of(&procs.tick()), Some(("far".to_owned(), 0)));
 }
 
 #[test]
