@@ -37,15 +37,7 @@ impl Host {
     pub fn with_sidecar(mut sidecar: Sidecar) -> Host {
         let stream = sidecar.open_stream().unwrap();
         let mut host = Host { sidecar, stream, next_id: 0, conn: String::new(), session: String::new() };
-        let auth = host.request(
-            OwnershipScope::connection("bench"),
-            RequestPayload::AuthenticateRequest(AuthenticateRequest {
-                client_name: "bench".into(),
-                auth_token: "token".into(),
-                protocol_version: 7,
-                bridge_version: 1,
-            }),
-        );
+        let auth = host.request(OwnershipScope::connection("bench"), testkit::requests::authenticate("token"));
         let ResponsePayload::AuthenticatedResponse(auth) = response(&auth[0]) else { panic!("{auth:?}") };
         host.conn = auth.connection_id.clone();
         host.open_session();
@@ -55,13 +47,7 @@ impl Host {
     /// Opens another session on the same connection and makes it the one new VMs go to (a
     /// session holds at most `MAX_VMS_PER_SESSION` VMs).
     pub fn open_session(&mut self) {
-        let opened = self.request(
-            OwnershipScope::connection(self.conn.clone()),
-            RequestPayload::OpenSessionRequest(OpenSessionRequest {
-                placement: SidecarPlacement::SidecarPlacementShared(SidecarPlacementShared { pool: None }),
-                metadata: Default::default(),
-            }),
-        );
+        let opened = self.request(OwnershipScope::connection(self.conn.clone()), testkit::requests::open_session());
         let ResponsePayload::SessionOpenedResponse(opened) = response(&opened[0]) else { panic!("{opened:?}") };
         self.session = opened.session_id.clone();
     }

@@ -47,24 +47,10 @@ impl Host {
             conn: String::new(),
             session: String::new(),
         };
-        let frames = host.request(
-            OwnershipScope::connection("hint"),
-            RequestPayload::AuthenticateRequest(AuthenticateRequest {
-                client_name: "exec-test".into(),
-                auth_token: "token".into(),
-                protocol_version: 7,
-                bridge_version: 1,
-            }),
-        );
+        let frames = host.request(OwnershipScope::connection("hint"), testkit::requests::authenticate("token"));
         let ResponsePayload::AuthenticatedResponse(auth) = response(&frames[0]) else { panic!("{frames:?}") };
         host.conn = auth.connection_id.clone();
-        let frames = host.request(
-            OwnershipScope::connection(host.conn.clone()),
-            RequestPayload::OpenSessionRequest(OpenSessionRequest {
-                placement: SidecarPlacement::SidecarPlacementShared(SidecarPlacementShared { pool: None }),
-                metadata: Default::default(),
-            }),
-        );
+        let frames = host.request(OwnershipScope::connection(host.conn.clone()), testkit::requests::open_session());
         let ResponsePayload::SessionOpenedResponse(opened) = response(&frames[0]) else { panic!("{frames:?}") };
         host.session = opened.session_id.clone();
         host
