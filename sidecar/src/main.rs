@@ -152,7 +152,10 @@ fn replay(path: &std::path::Path) -> ExitCode {
     let outcome = TraceReader::open(path).and_then(|reader| trace::replay_with(reader, engine));
     match outcome {
         Ok(Ok(report)) => {
-            println!("replay matched: {} inputs, {} output frames", report.inputs, report.outputs);
+            println!(
+                "replay matched: {} inputs, {} output frames, {} port calls answered from the trace",
+                report.inputs, report.outputs, report.exchanges
+            );
             ExitCode::SUCCESS
         }
         Ok(Err(divergence)) => {

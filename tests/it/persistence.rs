@@ -195,3 +195,68 @@ fn host_dir_mounts_reach_real_files_and_stay_inside() {
 fn message_of<T: std::fmt::Debug>(result: Result<T, ClientError>) -> String {
     rejected(result).1
 }
+
+/// A run that reads and writes a `host_dir` mount and flushes and loads state, recorded; then
+/// the host folder and the store are deleted, and the replay still reproduces every frame: the
+/// trace holds every answer the host filesystem and the store gave.
+#[test]
+fn a_recorded_run_with_host_files_and_the_store_replays_after_both_are_deleted() {
+    let base = scratch("replay-ports");
+    let root = base.join("root");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(root.join("inside.txt"), "host content").unwrap();
+    std::fs::write(root.join("sub/deep.txt"), "deeper").unwrap();
+    let store = base.join("store");
+    let trace = base.join("run.trace");
+
+    let (mut sidecar, scope) = start(&["--store-dir", store.to_str().unwrap(), "--record", trace.to_str().unwrap()]);
+    let config = serde_json::json!({ "hostPath": root }).to_string();
+    let mount = RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(vec![MountDescriptor {
+        guest_path: "/host".into(),
+        read_only: false,
+        plugin: MountPluginDescriptor { id: "host_dir".into(), config },
+    }]));
+    sidecar.request(scope.clone(), mount).unwrap();
+    let read = fs(&mut sidecar, &scope, call(Op::ReadFile, "/host/inside.txt")).unwrap();
+    assert_eq!(read.content.as_deref(), Some("host content"));
+    let written = GuestFilesystemCallRequest { content: Some("guest".into()), ..call(Op::WriteFile, "/host/out.txt") };
+    fs(&mut sidecar, &scope, written).unwrap();
+    let listed = fs(&mut sidecar, &scope, call(Op::ReadDir, "/host")).unwrap();
+    assert!(listed.entries.as_ref().is_some_and(|names| names.len() == 3), "{listed:?}");
+    fs(&mut sidecar, &scope, call(Op::ReadFile, "/host/sub/deep.txt")).unwrap();
+    let link = GuestFilesystemCallRequest { target: Some("inside.txt".into()), ..call(Op::Symlink, "/host/link") };
+    fs(&mut sidecar, &scope, link).unwrap();
+    fs(&mut sidecar, &scope, call(Op::ReadFile, "/host/link")).unwrap();
+    rejected(fs(&mut sidecar, &scope, call(Op::ReadFile, "/host/missing")));
+    let kept =
+        GuestFilesystemCallRequest { content: Some("kept".into()), ..call(Op::WriteFile, "/home/user/kept.txt") };
+    fs(&mut sidecar, &scope, kept).unwrap();
+    let flush = RequestPayload::PersistenceFlushRequest(PersistenceFlushRequest {
+        key: "replayed".into(),
+        payload_size_bytes: 0,
+    });
+    assert!(matches!(sidecar.request(scope.clone(), flush).unwrap(), ResponsePayload::PersistenceFlushedResponse(_)));
+    fs(&mut sidecar, &scope, call(Op::RemoveFile, "/home/user/kept.txt")).unwrap();
+    let load = RequestPayload::PersistenceLoadRequest(PersistenceLoadRequest { key: "replayed".into() });
+    assert!(matches!(
+        sidecar.request(scope.clone(), load).unwrap(),
+        ResponsePayload::PersistenceStateResponse(PersistenceStateResponse { found: true, .. })
+    ));
+    let back = fs(&mut sidecar, &scope, call(Op::ReadFile, "/home/user/kept.txt")).unwrap();
+    assert_eq!(back.content.as_deref(), Some("kept"));
+    assert!(sidecar.close().unwrap().success());
+
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::remove_dir_all(&store).unwrap();
+    let replay = std::process::Command::new(binary()).args(["replay", trace.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&replay.stdout);
+    assert!(replay.status.success(), "{}{stdout}", String::from_utf8_lossy(&replay.stderr));
+    let calls: usize = stdout
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" port calls answered from the trace\n"))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(calls >= 10, "every mount and store call came from the trace: {stdout}");
+    assert!(!root.exists() && !store.exists());
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -186,9 +186,9 @@ fn record_then_replay_and_detect_a_changed_byte() {
     assert!(String::from_utf8_lossy(&replay.stdout).contains("replay matched"));
 
     // Flip one byte inside the last recorded output frame: the trace ends with that frame
-    // (whose last byte is the DISPOSED state) followed by the 21-byte end-of-input record.
+    // (whose last byte is the DISPOSED state) followed by the 29-byte end-of-input record.
     let mut bytes = std::fs::read(&trace).unwrap();
-    let end_of_input_record = 21;
+    let end_of_input_record = 29;
     assert_eq!(bytes[bytes.len() - end_of_input_record], 3, "the trace ends with the end-of-input record");
     let last = bytes.len() - end_of_input_record - 1;
     bytes[last] ^= 0x01;

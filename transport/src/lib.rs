@@ -2,13 +2,15 @@
 //!
 //! - [`stdio`]: the production single-threaded `mio` event loop over stdin/stdout.
 //! - [`memory`]: an in-memory transport with a manual clock, for tests and tools.
-//! - [`trace`]: the record/replay format: every input the kernel saw (bytes, clock readings,
-//!   the entropy seed) and every frame it produced.
+//! - [`trace`]: the record/replay format: every input the kernel saw (bytes on each stream,
+//!   clock readings, the entropy seed, every answer the host filesystem and the store gave)
+//!   and every frame it produced.
 //! - [`hostfs`] and [`store`]: the real I/O the kernel is given: host directories for
 //!   `host_dir` mounts (confined) and the file-backed, atomic persistence store.
 //!
-//! All three drive the kernel through [`Driver`], so the kernel is fed identically with and
-//! without real I/O.
+//! Every driver (the stdio loop, the in-memory transport, the simulator, replay) feeds the
+//! kernel through [`Driver`], which records what it feeds when asked to, so they cannot drift
+//! apart and each of them can write a trace.
 
 #![forbid(unsafe_code)]
 
@@ -18,35 +20,114 @@ pub mod stdio;
 pub mod store;
 pub mod trace;
 
-use kernel::{Now, Output, Sidecar, StreamId};
+use std::sync::Arc;
+
+use kernel::host::fs::HostFs;
+use kernel::host::journal::{Journal, JournaledHostFs, JournaledStore};
+use kernel::host::store::Store;
+use kernel::syscalls::engine::GuestEngine;
+use kernel::{Now, Output, Sidecar, SidecarConfig, StreamId};
+use trace::{TraceError, TraceWriter};
 
 /// One input to the kernel, as recorded in traces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
-    /// Bytes read from the host.
-    Bytes(Vec<u8>),
+    /// Bytes read from the host on a stream.
+    Bytes(StreamId, Vec<u8>),
     /// Timers are due.
     Tick,
-    /// The host closed its end: the stream's VMs are disposed.
-    Eof,
+    /// The host closed its end of this stream, the process's only one: the stream's last frame
+    /// is checked and every VM is disposed.
+    Eof(StreamId),
     /// SIGTERM/SIGINT: every VM is disposed with `HOST_SHUTDOWN`.
     Shutdown,
+    /// A connection closed (the simulator serves several).
+    CloseStream(StreamId),
+    /// What the simulator's guests do through the kernel's test doors.
+    #[cfg(feature = "testing")]
+    Act(trace::GuestAct),
 }
 
-/// Applies inputs to a kernel serving one stream and collects its outputs. The stdio loop, the
-/// in-memory transport and replay all go through here, so they cannot drift apart.
+/// The outside world the kernel is given.
+#[derive(Debug, Clone, Default)]
+pub struct Ports {
+    /// Host file access for `host_dir` mounts (none: they are refused).
+    pub host_fs: Option<Arc<dyn HostFs>>,
+    /// The persistence store (none: persistence requests are refused).
+    pub store: Option<Arc<dyn Store>>,
+    /// Runs guest programs (none: `Execute` is refused).
+    pub guest_engine: Option<Arc<dyn GuestEngine>>,
+}
+
+/// Feeds inputs to a kernel, collects its outputs and, when recording, writes both (and every
+/// exchange with the ports) to a trace. The stdio loop, the in-memory transport, the simulator
+/// and replay all go through here.
 #[derive(Debug)]
 pub struct Driver {
     sidecar: Sidecar,
-    stream: StreamId,
+    /// The stream [`Driver::new`] opened for a single host (stdio, memory).
+    primary: StreamId,
     truncated_input: Option<usize>,
+    recorder: Option<Recorder>,
+    /// What [`Input::Act`] answered last (the simulator reads it back).
+    #[cfg(feature = "testing")]
+    act_outcome: Option<trace::ActOutcome>,
+}
+
+/// A trace being written, and the journal of the ports it covers.
+#[derive(Debug)]
+struct Recorder {
+    writer: TraceWriter,
+    journal: Journal,
 }
 
 impl Driver {
-    pub fn new(mut sidecar: Sidecar) -> Self {
+    /// A kernel serving one host on one stream, not recorded.
+    pub fn new(sidecar: Sidecar) -> Self {
+        let mut driver = Self::bare(sidecar, None);
         // A fresh kernel always has room for its first stream.
-        let stream = sidecar.open_stream().unwrap_or(StreamId(1));
-        Self { sidecar, stream, truncated_input: None }
+        driver.primary = driver.sidecar.open_stream().unwrap_or(StreamId(1));
+        driver
+    }
+
+    /// A kernel with `ports`, recording to `record` if given (the ports' answers are recorded
+    /// too, so the trace replays without them). No stream is open yet.
+    pub fn start(config: SidecarConfig, ports: Ports, record: Option<TraceWriter>) -> Result<Self, TraceError> {
+        let Ports { mut host_fs, mut store, guest_engine } = ports;
+        let recorder = match record {
+            None => None,
+            Some(mut writer) => {
+                let journal = Journal::recording();
+                writer.header(&config, host_fs.is_some(), store.is_some())?;
+                host_fs = host_fs
+                    .map(|inner| Arc::new(JournaledHostFs::recording(inner, journal.clone())) as Arc<dyn HostFs>);
+                store =
+                    store.map(|inner| Arc::new(JournaledStore::recording(inner, journal.clone())) as Arc<dyn Store>);
+                Some(Recorder { writer, journal })
+            }
+        };
+        let mut sidecar = Sidecar::new(config);
+        if let Some(host_fs) = host_fs {
+            sidecar = sidecar.with_host_fs(host_fs);
+        }
+        if let Some(store) = store {
+            sidecar = sidecar.with_store(store);
+        }
+        if let Some(engine) = guest_engine {
+            sidecar = sidecar.with_guest_engine(engine);
+        }
+        Ok(Self::bare(sidecar, recorder))
+    }
+
+    fn bare(sidecar: Sidecar, recorder: Option<Recorder>) -> Self {
+        Self {
+            sidecar,
+            primary: StreamId(0),
+            truncated_input: None,
+            recorder,
+            #[cfg(feature = "testing")]
+            act_outcome: None,
+        }
     }
 
     pub fn sidecar(&self) -> &Sidecar {
@@ -57,14 +138,50 @@ impl Driver {
         &mut self.sidecar
     }
 
+    /// The stream of the single host [`Driver::new`] serves (or the last [`Driver::open_stream`]
+    /// opened).
+    pub fn primary(&self) -> StreamId {
+        self.primary
+    }
+
+    /// Opens a stream for a new host connection (`None`: the kernel has no room for one).
+    pub fn open_stream(&mut self, now: Now) -> Result<Option<StreamId>, TraceError> {
+        let stream = self.sidecar.open_stream();
+        if let Some(stream) = stream {
+            self.primary = stream;
+        }
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.writer.open_stream(stream, now)?;
+            recorder.writer.flush()?;
+        }
+        Ok(stream)
+    }
+
     /// Feeds one input at `now`; returns the frames it produced, in order.
-    pub fn apply(&mut self, input: &Input, now: Now) -> Vec<Vec<u8>> {
+    pub fn apply(&mut self, input: &Input, now: Now) -> Result<Vec<Output>, TraceError> {
+        self.perform(input, now);
+        let outputs = self.drain();
+        if let Some(recorder) = self.recorder.as_mut() {
+            // The ports' answers go first: replay queues them, then feeds the input that asks.
+            for exchange in recorder.journal.take_recorded() {
+                recorder.writer.exchange(&exchange, now)?;
+            }
+            recorder.writer.input(input, now)?;
+            for output in &outputs {
+                recorder.writer.output(output.stream, &output.bytes, now)?;
+            }
+            recorder.writer.flush()?;
+        }
+        Ok(outputs)
+    }
+
+    fn perform(&mut self, input: &Input, now: Now) {
         match input {
-            Input::Bytes(bytes) => self.sidecar.handle_bytes(self.stream, bytes, now),
+            Input::Bytes(stream, bytes) => self.sidecar.handle_bytes(*stream, bytes, now),
             Input::Tick => self.sidecar.tick(now),
-            Input::Eof => {
+            Input::Eof(stream) => {
                 if let Err(schema::FrameError::TruncatedFrame { actual }) =
-                    self.sidecar.finish_stream_input(self.stream, now)
+                    self.sidecar.finish_stream_input(*stream, now)
                 {
                     tracing::error!(buffered = actual, "host closed its end in the middle of a frame");
                     self.truncated_input = Some(actual);
@@ -72,8 +189,16 @@ impl Driver {
                 self.sidecar.shutdown(now);
             }
             Input::Shutdown => self.sidecar.shutdown(now),
+            Input::CloseStream(stream) => self.sidecar.close_stream(*stream, now),
+            #[cfg(feature = "testing")]
+            Input::Act(act) => self.act_outcome = Some(act.perform(&mut self.sidecar)),
         }
-        self.drain()
+    }
+
+    /// What the last [`Input::Act`] answered.
+    #[cfg(feature = "testing")]
+    pub fn take_act_outcome(&mut self) -> Option<trace::ActOutcome> {
+        self.act_outcome.take()
     }
 
     /// Bytes of an incomplete frame left when the input ended, if any: the stream could not be
@@ -82,11 +207,11 @@ impl Driver {
         self.truncated_input
     }
 
-    fn drain(&mut self) -> Vec<Vec<u8>> {
-        let mut frames = Vec::new();
-        while let Some(Output { bytes, .. }) = self.sidecar.poll_output() {
-            frames.push(bytes);
+    fn drain(&mut self) -> Vec<Output> {
+        let mut outputs = Vec::new();
+        while let Some(output) = self.sidecar.poll_output() {
+            outputs.push(output);
         }
-        frames
+        outputs
     }
 }

@@ -19,22 +19,25 @@ impl MemoryTransport {
 
     /// Writes host bytes (any chunking) into the sidecar.
     pub fn write(&mut self, bytes: &[u8]) {
-        let frames = self.driver.apply(&Input::Bytes(bytes.to_vec()), self.now);
-        self.outbound.extend(frames);
+        self.feed(&Input::Bytes(self.driver.primary(), bytes.to_vec()));
     }
 
     /// Advances the manual clock and fires due timers.
     pub fn advance_ms(&mut self, ms: u64) {
         self.now.monotonic_ms += ms;
         self.now.wall_ms += ms;
-        let frames = self.driver.apply(&Input::Tick, self.now);
-        self.outbound.extend(frames);
+        self.feed(&Input::Tick);
     }
 
     /// Closes the host's end, as stdin EOF does.
     pub fn close(&mut self) {
-        let frames = self.driver.apply(&Input::Eof, self.now);
-        self.outbound.extend(frames);
+        self.feed(&Input::Eof(self.driver.primary()));
+    }
+
+    fn feed(&mut self, input: &Input) {
+        // Nothing is recorded here, so applying cannot fail.
+        let outputs = self.driver.apply(input, self.now).unwrap_or_default();
+        self.outbound.extend(outputs.into_iter().map(|output| output.bytes));
     }
 
     /// Every frame written so far (length prefix included), oldest first; drained.

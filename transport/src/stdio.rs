@@ -14,11 +14,11 @@
 //!   VM (`HOST_SHUTDOWN`), flush, and exit 0.
 
 use crate::trace::{TraceError, TraceWriter};
-use crate::{Driver, Input};
+use crate::{Driver, Input, Ports};
 use kernel::host::fs::HostFs;
 use kernel::host::store::Store;
 use kernel::syscalls::engine::GuestEngine;
-use kernel::{Now, Sidecar, SidecarConfig};
+use kernel::{Now, SidecarConfig};
 use mio::net::UnixStream;
 use mio::unix::pipe::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token};
@@ -380,32 +380,21 @@ struct LoopState {
     clock: RealClock,
     driver: Driver,
     out: OutboundQueue,
-    recorder: Option<TraceWriter>,
 }
 
 impl LoopState {
-    /// The kernel with the ports `options` names, and the trace recorder if it asks for one.
+    /// The kernel with the ports `options` names, recording if it asks to, serving one stream.
     fn new(options: StdioOptions) -> Result<Self, StdioError> {
-        let recorder = match &options.record {
-            Some(path) => Some(TraceWriter::create(path, &options.config)?),
+        let record = match &options.record {
+            Some(path) => Some(TraceWriter::create(path)?),
             None => None,
         };
-        let mut sidecar = Sidecar::new(options.config);
-        if let Some(host_fs) = options.host_fs {
-            sidecar = sidecar.with_host_fs(host_fs);
-        }
-        if let Some(store) = options.store {
-            sidecar = sidecar.with_store(store);
-        }
-        if let Some(engine) = options.guest_engine {
-            sidecar = sidecar.with_guest_engine(engine);
-        }
-        Ok(Self {
-            clock: RealClock { start: Instant::now() },
-            driver: Driver::new(sidecar),
-            out: OutboundQueue::default(),
-            recorder,
-        })
+        let ports = Ports { host_fs: options.host_fs, store: options.store, guest_engine: options.guest_engine };
+        let clock = RealClock { start: Instant::now() };
+        let mut driver = Driver::start(options.config, ports, record)?;
+        // A fresh kernel always has room for its first stream.
+        driver.open_stream(clock.now())?;
+        Ok(Self { clock, driver, out: OutboundQueue::default() })
     }
 
     /// Frames already read first, then one read (the buffer's free space at most) and the
@@ -419,7 +408,7 @@ impl LoopState {
         }
         if !stdin.open && !stdin.eof_fed && stdin.inbound.is_empty() {
             stdin.eof_fed = true;
-            self.apply(Input::Eof)?;
+            self.apply(Input::Eof(self.driver.primary()))?;
         }
         Ok(())
     }
@@ -455,25 +444,17 @@ impl LoopState {
     fn finish_without_host(mut self, error: &io::Error, eof_fed: bool) -> Result<(), StdioError> {
         tracing::warn!(error = %error, "writing stdout failed; exiting");
         if !eof_fed {
-            self.apply(Input::Eof)?;
+            self.apply(Input::Eof(self.driver.primary()))?;
         }
         self.finish()
     }
 
-    /// One input into the kernel at the current time; its frames queue for stdout and, when
-    /// recording, go to the trace together with the input.
+    /// One input into the kernel at the current time; its frames queue for stdout (the driver
+    /// records both when asked to).
     fn apply(&mut self, input: Input) -> Result<(), StdioError> {
         let now = self.clock.now();
-        let frames = self.driver.apply(&input, now);
-        if let Some(recorder) = self.recorder.as_mut() {
-            recorder.input(&input, now)?;
-            for frame in &frames {
-                recorder.output(frame, now)?;
-            }
-            recorder.flush()?;
-        }
-        for frame in frames {
-            self.out.push(frame);
+        for output in self.driver.apply(&input, now)? {
+            self.out.push(output.bytes);
         }
         Ok(())
     }
@@ -483,7 +464,7 @@ impl LoopState {
     fn feed(&mut self, inbound: &mut Inbound, at_eof: bool) -> Result<(), StdioError> {
         while self.out.bytes < OUTBOUND_HIGH_WATERMARK_BYTES {
             let Some(piece) = inbound.take_piece(at_eof) else { break };
-            self.apply(Input::Bytes(piece.to_vec()))?;
+            self.apply(Input::Bytes(self.driver.primary(), piece.to_vec()))?;
         }
         Ok(())
     }
@@ -520,6 +501,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
     use super::*;
+    use kernel::Sidecar;
     use schema::wire::*;
 
     fn request(id: i64, ownership: OwnershipScope, payload: RequestPayload) -> Vec<u8> {
@@ -672,16 +654,17 @@ mod tests {
         ]
         .concat();
         let mut whole = Driver::new(Sidecar::new(config.clone()));
-        let mut expected = whole.apply(&Input::Bytes(stream.clone()), Now::default());
-        expected.extend(whole.apply(&Input::Eof, Now::default()));
+        let primary = whole.primary();
+        let mut expected = whole.apply(&Input::Bytes(primary, stream.clone()), Now::default()).unwrap();
+        expected.extend(whole.apply(&Input::Eof(primary), Now::default()).unwrap());
         assert!(expected.len() > 8, "every request is answered: {}", expected.len());
         for (capacity, step) in [(4096, 4096), (4096, 1), (256, 100), (64, 7)] {
             let mut driver = Driver::new(Sidecar::new(config.clone()));
             let mut produced = Vec::new();
             for piece in pieces(&stream, capacity, step) {
-                produced.extend(driver.apply(&Input::Bytes(piece), Now::default()));
+                produced.extend(driver.apply(&Input::Bytes(primary, piece), Now::default()).unwrap());
             }
-            produced.extend(driver.apply(&Input::Eof, Now::default()));
+            produced.extend(driver.apply(&Input::Eof(primary), Now::default()).unwrap());
             assert_eq!(produced, expected, "{capacity}-byte buffer, {step}-byte reads");
         }
     }
@@ -692,7 +675,6 @@ mod tests {
             clock: RealClock { start: Instant::now() },
             driver: Driver::new(Sidecar::new(SidecarConfig::default())),
             out: OutboundQueue::default(),
-            recorder: None,
         };
         let content = "x".repeat(OUTBOUND_HIGH_WATERMARK_BYTES + 1);
         let write = GuestFilesystemCallRequest {
@@ -700,7 +682,7 @@ mod tests {
             ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/big")
         };
         let setup = [authenticate(1), open_session(2, 0), create_vm(3), fs_call(4, write)].concat();
-        state.apply(Input::Bytes(setup)).unwrap();
+        state.apply(Input::Bytes(state.driver.primary(), setup)).unwrap();
         state.out.flush_to(&mut Vec::new()).unwrap();
 
         let read = |id| fs_call(id, GuestFilesystemCallRequest::new(GuestFilesystemOperation::ReadFile, "/big"));

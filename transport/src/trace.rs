@@ -1,40 +1,52 @@
 //! Trace files: everything needed to replay a sidecar run bit for bit.
 //!
-//! A trace records the kernel's inputs (host bytes as they were fed to it, which the stdio
-//! driver does one frame at a time; timer ticks, end of input, shutdown), each with the clock
-//! reading the kernel was given, and every frame the kernel produced. Replaying feeds the inputs to a fresh kernel built from the header (same seed,
-//! same limits) and compares its frames with the recorded ones.
+//! A trace records every input the kernel was given, each with the clock reading it was given
+//! with and the stream it belongs to: host bytes (the stdio driver feeds them one frame at a
+//! time), streams opened and closed, timer ticks, end of input, shutdown, the answer of every
+//! call the kernel made to the host filesystem (`host_dir` mounts) and the persistence store,
+//! and (simulator runs) what its guests did through the kernel's test doors. It also records
+//! every frame the kernel produced. Replaying builds a fresh kernel from the header (same seed,
+//! same limits, the same ports present), feeds it the inputs, answers its port calls from the
+//! trace (so no host directory and no store need exist), and compares its frames with the
+//! recorded ones.
 //!
-//! Host files (`host_dir` mounts, host filesystem calls) and the persistence store are outside
-//! the kernel and not recorded: a replay runs without them, so a run that used them replays
-//! only up to its first such request.
-//!
-//! # Format (version 2, all integers big-endian)
+//! # Format (version 3, all integers big-endian)
 //!
 //! ```text
 //! header:  magic "SXTRACE\0" · version u16 · entropy_seed u64 · max_frame_bytes u32 ·
 //!          has_token u8 · token_len u32 · token · sidecar_id_len u32 · sidecar_id ·
-//!          max_memory_bytes u64
-//! record:  kind u8 · monotonic_ms u64 · wall_ms u64 · len u32 · payload[len]
-//! kinds:   1 input bytes · 2 tick · 3 end of input · 4 shutdown · 5 output frame (prefix included)
+//!          max_memory_bytes u64 · ports u8 (1: host filesystem, 2: store) ·
+//!          injected fault u8 (0 none, 1 drop the n-th response) · fault argument u64
+//! record:  kind u8 · monotonic_ms u64 · wall_ms u64 · stream u64 · len u32 · payload[len]
+//! kinds:   1 input bytes · 2 tick · 3 end of input · 4 shutdown · 5 output frame (prefix
+//!          included) · 6 stream opened (stream 0: refused) · 7 stream closed ·
+//!          8 port exchange (BARE `PortExchange`) · 9 guest act (BARE `GuestAct`)
 //! ```
 //!
-//! Version 1 lacked `max_memory_bytes` (the budget decides whether a `CreateVm` is refused, so a
-//! replay needs it); a version 1 trace is refused with [`TraceError::Version`].
+//! A port exchange record precedes the input during which the kernel made the call: replay
+//! queues it, then feeds the input. Version 2 had no streams, port exchanges or acts (a run that
+//! used a `host_dir` mount or the store replayed only up to its first such request); version 1
+//! also lacked `max_memory_bytes`. Both are refused with [`TraceError::Version`].
 
-use crate::{Driver, Input};
-use kernel::{Now, Sidecar, SidecarConfig};
+use crate::{Driver, Input, Ports};
+use kernel::host::journal::{Journal, JournaledHostFs, JournaledStore, PortExchange};
+use kernel::syscalls::engine::GuestEngine;
+use kernel::{Now, SidecarConfig, StreamId};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"SXTRACE\0";
-pub const TRACE_VERSION: u16 = 2;
-/// Upper bound of one record's payload: a frame at the largest allowed size, or a piece of one.
+pub const TRACE_VERSION: u16 = 3;
+/// Upper bound of one record's payload: a frame at the largest allowed size, or a piece of one,
+/// or a port's answer (a host file read is bounded by the VM's 64 MiB file limit).
 /// Anything larger is a corrupt trace, refused before allocating.
-pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_RECORD_BYTES: usize = 80 * 1024 * 1024;
 /// Bound of the token and sidecar id strings in the header.
 const MAX_HEADER_STRING_BYTES: usize = 4096;
+const PORT_HOST_FS: u8 = 1;
+const PORT_STORE: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
@@ -42,10 +54,12 @@ pub enum TraceError {
     Io(#[from] io::Error),
     #[error("not a sidecar trace (bad magic)")]
     BadMagic,
-    #[error("trace version {found} is not supported (expected {TRACE_VERSION})")]
+    #[error("trace version {found} is not supported (this build reads version {TRACE_VERSION}; record the run again)")]
     Version { found: u16 },
     #[error("corrupt trace: {0}")]
     Corrupt(String),
+    #[error("the trace was recorded with an injected fault, which only test builds have")]
+    NeedsTestBuild,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,62 +69,192 @@ enum Kind {
     Eof = 3,
     Shutdown = 4,
     Output = 5,
+    OpenStream = 6,
+    CloseStream = 7,
+    Exchange = 8,
+    #[cfg_attr(not(feature = "testing"), allow(dead_code, reason = "acts are written by test builds only"))]
+    Act = 9,
 }
 
 /// A record read back from a trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Input(Input, Now),
-    Output(Vec<u8>, Now),
+    /// A stream was opened and got this id (`None`: the kernel refused).
+    OpenStream(Option<StreamId>, Now),
+    Exchange(PortExchange),
+    Output(StreamId, Vec<u8>, Now),
 }
 
-/// Appends records to a trace file.
+/// What the simulator's guests do through the kernel's test doors (see `Sidecar`'s
+/// `invoke_host_callback`, `check_permission`, `take_*_outcome`).
+#[cfg(feature = "testing")]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum GuestAct {
+    InvokeHostCallback {
+        vm_id: String,
+        callback: String,
+        input: String,
+    },
+    /// A guest write under an ASK rule.
+    CheckFsWrite {
+        vm_id: String,
+        path: String,
+    },
+    TakeCallbackOutcome {
+        invocation: String,
+    },
+    TakePromptOutcome {
+        ticket: u64,
+    },
+}
+
+/// What a [`GuestAct`] answered.
+#[cfg(feature = "testing")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActOutcome {
+    Invocation(Result<String, kernel::Rejection>),
+    Permission(Result<kernel::vm::PermissionCheck, kernel::Rejection>),
+    CallbackOutcome(Option<kernel::dispatch::HostCallbackOutcome>),
+    PromptOutcome(Option<kernel::vm::PromptOutcome>),
+}
+
+#[cfg(feature = "testing")]
+impl GuestAct {
+    pub(crate) fn perform(&self, sidecar: &mut kernel::Sidecar) -> ActOutcome {
+        match self {
+            Self::InvokeHostCallback { vm_id, callback, input } => {
+                ActOutcome::Invocation(sidecar.invoke_host_callback(vm_id, callback, input))
+            }
+            Self::CheckFsWrite { vm_id, path } => ActOutcome::Permission(sidecar.check_permission(
+                vm_id,
+                kernel::policy::permissions::Capability::FsWrite,
+                path,
+            )),
+            Self::TakeCallbackOutcome { invocation } => {
+                ActOutcome::CallbackOutcome(sidecar.take_host_callback_outcome(invocation))
+            }
+            Self::TakePromptOutcome { ticket } => {
+                ActOutcome::PromptOutcome(sidecar.take_prompt_outcome(kernel::ids::PromptTicket(*ticket)))
+            }
+        }
+    }
+}
+
+/// Appends records to a trace.
 #[derive(Debug)]
 pub struct TraceWriter {
-    out: BufWriter<File>,
+    out: BufWriter<Box<dyn Sink>>,
 }
 
+/// Where a trace goes: a file, or memory in tests.
+pub trait Sink: Write + std::fmt::Debug + Send {}
+impl<T: Write + std::fmt::Debug + Send> Sink for T {}
+
 impl TraceWriter {
-    pub fn create(path: &Path, config: &SidecarConfig) -> Result<Self, TraceError> {
-        let mut out = BufWriter::new(File::create(path)?);
+    pub fn create(path: &Path) -> Result<Self, TraceError> {
+        Ok(Self::new(Box::new(File::create(path)?)))
+    }
+
+    pub fn new(out: Box<dyn Sink>) -> Self {
+        Self { out: BufWriter::new(out) }
+    }
+
+    /// The header: the kernel's config and which ports it has.
+    pub(crate) fn header(&mut self, config: &SidecarConfig, host_fs: bool, store: bool) -> Result<(), TraceError> {
+        let out = &mut self.out;
         out.write_all(MAGIC)?;
         out.write_all(&TRACE_VERSION.to_be_bytes())?;
         out.write_all(&config.entropy_seed.to_be_bytes())?;
         let max_frame = u32::try_from(config.max_frame_bytes).unwrap_or(u32::MAX);
         out.write_all(&max_frame.to_be_bytes())?;
         out.write_all(&[u8::from(config.expected_auth_token.is_some())])?;
-        write_string(&mut out, config.expected_auth_token.as_deref().unwrap_or(""))?;
-        write_string(&mut out, &config.sidecar_id)?;
+        write_string(out, config.expected_auth_token.as_deref().unwrap_or(""))?;
+        write_string(out, &config.sidecar_id)?;
         out.write_all(&config.max_memory_bytes.to_be_bytes())?;
-        Ok(Self { out })
+        let ports = if host_fs { PORT_HOST_FS } else { 0 } | if store { PORT_STORE } else { 0 };
+        out.write_all(&[ports])?;
+        let (fault, argument) = injected_fault(config);
+        out.write_all(&[fault])?;
+        out.write_all(&argument.to_be_bytes())?;
+        Ok(())
     }
 
-    pub fn input(&mut self, input: &Input, now: Now) -> Result<(), TraceError> {
-        let (kind, payload): (Kind, &[u8]) = match input {
-            Input::Bytes(bytes) => (Kind::Input, bytes),
-            Input::Tick => (Kind::Tick, &[]),
-            Input::Eof => (Kind::Eof, &[]),
-            Input::Shutdown => (Kind::Shutdown, &[]),
-        };
-        self.record(kind, now, payload)
+    pub(crate) fn input(&mut self, input: &Input, now: Now) -> Result<(), TraceError> {
+        match input {
+            Input::Bytes(stream, bytes) => self.record(Kind::Input, now, *stream, bytes),
+            Input::Tick => self.record(Kind::Tick, now, StreamId(0), &[]),
+            Input::Eof(stream) => self.record(Kind::Eof, now, *stream, &[]),
+            Input::Shutdown => self.record(Kind::Shutdown, now, StreamId(0), &[]),
+            Input::CloseStream(stream) => self.record(Kind::CloseStream, now, *stream, &[]),
+            #[cfg(feature = "testing")]
+            Input::Act(act) => {
+                let payload = serde_bare::to_vec(act).map_err(|error| TraceError::Corrupt(error.to_string()))?;
+                self.record(Kind::Act, now, StreamId(0), &payload)
+            }
+        }
     }
 
-    pub fn output(&mut self, frame: &[u8], now: Now) -> Result<(), TraceError> {
-        self.record(Kind::Output, now, frame)
+    pub(crate) fn open_stream(&mut self, stream: Option<StreamId>, now: Now) -> Result<(), TraceError> {
+        self.record(Kind::OpenStream, now, stream.unwrap_or(StreamId(0)), &[])
+    }
+
+    pub(crate) fn exchange(&mut self, exchange: &PortExchange, now: Now) -> Result<(), TraceError> {
+        let payload = serde_bare::to_vec(exchange).map_err(|error| TraceError::Corrupt(error.to_string()))?;
+        self.record(Kind::Exchange, now, StreamId(0), &payload)
+    }
+
+    pub(crate) fn output(&mut self, stream: StreamId, frame: &[u8], now: Now) -> Result<(), TraceError> {
+        self.record(Kind::Output, now, stream, frame)
     }
 
     pub fn flush(&mut self) -> Result<(), TraceError> {
         Ok(self.out.flush()?)
     }
 
-    fn record(&mut self, kind: Kind, now: Now, payload: &[u8]) -> Result<(), TraceError> {
+    fn record(&mut self, kind: Kind, now: Now, stream: StreamId, payload: &[u8]) -> Result<(), TraceError> {
+        if payload.len() > MAX_RECORD_BYTES {
+            return Err(TraceError::Corrupt(format!("a record of {} bytes exceeds {MAX_RECORD_BYTES}", payload.len())));
+        }
         let len = u32::try_from(payload.len()).map_err(|_| TraceError::Corrupt("record too large".into()))?;
         self.out.write_all(&[kind as u8])?;
         self.out.write_all(&now.monotonic_ms.to_be_bytes())?;
         self.out.write_all(&now.wall_ms.to_be_bytes())?;
+        self.out.write_all(&stream.0.to_be_bytes())?;
         self.out.write_all(&len.to_be_bytes())?;
         self.out.write_all(payload)?;
         Ok(())
+    }
+}
+
+#[cfg(feature = "testing")]
+fn injected_fault(config: &SidecarConfig) -> (u8, u64) {
+    match config.injected_fault {
+        None => (0, 0),
+        Some(kernel::InjectedFault::DropNthResponse(n)) => (1, n),
+    }
+}
+
+#[cfg(not(feature = "testing"))]
+fn injected_fault(_config: &SidecarConfig) -> (u8, u64) {
+    (0, 0)
+}
+
+#[cfg(feature = "testing")]
+fn with_injected_fault(config: SidecarConfig, fault: u8, argument: u64) -> Result<SidecarConfig, TraceError> {
+    let injected_fault = match fault {
+        0 => None,
+        1 => Some(kernel::InjectedFault::DropNthResponse(argument)),
+        other => return Err(TraceError::Corrupt(format!("unknown injected fault {other}"))),
+    };
+    Ok(SidecarConfig { injected_fault, ..config })
+}
+
+#[cfg(not(feature = "testing"))]
+fn with_injected_fault(config: SidecarConfig, fault: u8, _argument: u64) -> Result<SidecarConfig, TraceError> {
+    match fault {
+        0 => Ok(config),
+        _ => Err(TraceError::NeedsTestBuild),
     }
 }
 
@@ -125,6 +269,9 @@ fn write_string(out: &mut impl Write, value: &str) -> io::Result<()> {
 pub struct TraceReader<R> {
     input: R,
     pub config: SidecarConfig,
+    /// Whether the recorded kernel had a host filesystem and a store.
+    pub host_fs: bool,
+    pub store: bool,
 }
 
 impl TraceReader<BufReader<File>> {
@@ -151,8 +298,13 @@ impl<R: Read> TraceReader<R> {
         let token = read_string(&mut input)?;
         let sidecar_id = read_string(&mut input)?;
         let max_memory_bytes = u64::from_be_bytes(read_array(&mut input)?);
-        // The rest is the kernel's `testing` fields (an injected fault), which traces never
-        // record; without that feature every field is already named.
+        let [ports] = read_array::<1>(&mut input)?;
+        if ports & !(PORT_HOST_FS | PORT_STORE) != 0 {
+            return Err(TraceError::Corrupt(format!("unknown ports {ports:#x}")));
+        }
+        let [fault] = read_array::<1>(&mut input)?;
+        let fault_argument = u64::from_be_bytes(read_array(&mut input)?);
+        // The rest is the kernel's `testing` fields, set just below when this build has them.
         #[allow(clippy::needless_update, reason = "the kernel's `testing` feature adds fields")]
         let config = SidecarConfig {
             sidecar_id,
@@ -162,7 +314,8 @@ impl<R: Read> TraceReader<R> {
             max_memory_bytes,
             ..SidecarConfig::default()
         };
-        Ok(Self { input, config })
+        let config = with_injected_fault(config, fault, fault_argument)?;
+        Ok(Self { input, config, host_fs: ports & PORT_HOST_FS != 0, store: ports & PORT_STORE != 0 })
     }
 
     /// The next record, or `None` at a clean end of file.
@@ -173,6 +326,7 @@ impl<R: Read> TraceReader<R> {
         }
         let monotonic_ms = u64::from_be_bytes(read_array(&mut self.input)?);
         let wall_ms = u64::from_be_bytes(read_array(&mut self.input)?);
+        let stream = StreamId(u64::from_be_bytes(read_array(&mut self.input)?));
         let len = usize::try_from(u32::from_be_bytes(read_array(&mut self.input)?)).unwrap_or(usize::MAX);
         if len > MAX_RECORD_BYTES {
             return Err(TraceError::Corrupt(format!("record of {len} bytes exceeds {MAX_RECORD_BYTES}")));
@@ -181,15 +335,33 @@ impl<R: Read> TraceReader<R> {
         self.input.read_exact(&mut payload)?;
         let now = Now { monotonic_ms, wall_ms };
         let record = match kind {
-            [1] => Record::Input(Input::Bytes(payload), now),
+            [1] => Record::Input(Input::Bytes(stream, payload), now),
             [2] => Record::Input(Input::Tick, now),
-            [3] => Record::Input(Input::Eof, now),
+            [3] => Record::Input(Input::Eof(stream), now),
             [4] => Record::Input(Input::Shutdown, now),
-            [5] => Record::Output(payload, now),
+            [5] => Record::Output(stream, payload, now),
+            [6] => Record::OpenStream((stream.0 != 0).then_some(stream), now),
+            [7] => Record::Input(Input::CloseStream(stream), now),
+            [8] => Record::Exchange(decode_bare(&payload, "port exchange")?),
+            [9] => act_record(&payload, now)?,
             [other] => return Err(TraceError::Corrupt(format!("unknown record kind {other}"))),
         };
         Ok(Some(record))
     }
+}
+
+fn decode_bare<T: serde::de::DeserializeOwned>(payload: &[u8], what: &str) -> Result<T, TraceError> {
+    serde_bare::from_slice(payload).map_err(|error| TraceError::Corrupt(format!("{what}: {error}")))
+}
+
+#[cfg(feature = "testing")]
+fn act_record(payload: &[u8], now: Now) -> Result<Record, TraceError> {
+    Ok(Record::Input(Input::Act(decode_bare(payload, "guest act")?), now))
+}
+
+#[cfg(not(feature = "testing"))]
+fn act_record(_payload: &[u8], _now: Now) -> Result<Record, TraceError> {
+    Err(TraceError::NeedsTestBuild)
 }
 
 fn read_array<const N: usize>(input: &mut impl Read) -> io::Result<[u8; N]> {
@@ -211,30 +383,39 @@ fn read_string(input: &mut impl Read) -> Result<String, TraceError> {
 /// Where a replay first differed from its recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Divergence {
-    /// Index of the output frame (0-based, in production order).
+    /// Index of the output frame (0-based, in production order) the replay had reached.
     pub index: usize,
-    pub expected: Option<Vec<u8>>,
-    pub actual: Option<Vec<u8>>,
+    pub expected: Option<(StreamId, Vec<u8>)>,
+    pub actual: Option<(StreamId, Vec<u8>)>,
+    /// What else differed: a port call the recording did not make, a stream numbered otherwise.
+    pub detail: Option<String>,
 }
 
 impl Divergence {
+    fn at(index: usize, detail: String) -> Self {
+        Self { index, expected: None, actual: None, detail: Some(detail) }
+    }
+
     /// A human-readable account, with both frames decoded where possible.
     pub fn describe(&self) -> String {
+        if let Some(detail) = &self.detail {
+            return format!("after output frame {}: {detail}", self.index);
+        }
         format!(
             "output frame {} differs\n  expected: {}\n  actual:   {}",
             self.index,
-            describe_frame(self.expected.as_deref()),
-            describe_frame(self.actual.as_deref())
+            describe_frame(self.expected.as_ref()),
+            describe_frame(self.actual.as_ref())
         )
     }
 }
 
-fn describe_frame(bytes: Option<&[u8]>) -> String {
-    match bytes {
+fn describe_frame(output: Option<&(StreamId, Vec<u8>)>) -> String {
+    match output {
         None => "(no frame)".to_owned(),
-        Some(bytes) => match schema::decode_frame(bytes, usize::MAX) {
-            Ok(frame) => format!("{} bytes {frame:?}", bytes.len()),
-            Err(error) => format!("{} undecodable bytes ({error})", bytes.len()),
+        Some((stream, bytes)) => match schema::decode_frame(bytes, usize::MAX) {
+            Ok(frame) => format!("stream {}: {} bytes {frame:?}", stream.0, bytes.len()),
+            Err(error) => format!("stream {}: {} undecodable bytes ({error})", stream.0, bytes.len()),
         },
     }
 }
@@ -244,6 +425,8 @@ fn describe_frame(bytes: Option<&[u8]>) -> String {
 pub struct ReplayReport {
     pub inputs: usize,
     pub outputs: usize,
+    /// Port calls answered from the trace.
+    pub exchanges: usize,
 }
 
 /// Replays a trace into a fresh kernel and compares every output frame.
@@ -255,34 +438,63 @@ pub fn replay<R: Read>(reader: TraceReader<R>) -> Result<Result<ReplayReport, Di
 /// deterministic (fuel slices, the recorded clock), so they replay to the same frames.
 pub fn replay_with<R: Read>(
     mut reader: TraceReader<R>,
-    guest_engine: Option<std::sync::Arc<dyn kernel::syscalls::engine::GuestEngine>>,
+    guest_engine: Option<Arc<dyn GuestEngine>>,
 ) -> Result<Result<ReplayReport, Divergence>, TraceError> {
-    let mut sidecar = Sidecar::new(reader.config.clone());
-    if let Some(engine) = guest_engine {
-        sidecar = sidecar.with_guest_engine(engine);
-    }
-    let mut driver = Driver::new(sidecar);
-    let mut produced: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
-    let (mut inputs, mut outputs) = (0, 0);
+    let journal = Journal::playback();
+    let ports = Ports {
+        host_fs: reader.host_fs.then(|| Arc::new(JournaledHostFs::playback(journal.clone())) as _),
+        store: reader.store.then(|| Arc::new(JournaledStore::playback(journal.clone())) as _),
+        guest_engine,
+    };
+    let mut driver = Driver::start(reader.config.clone(), ports, None)?;
+    let mut produced = std::collections::VecDeque::new();
+    let mut report = ReplayReport { inputs: 0, outputs: 0, exchanges: 0 };
     while let Some(record) = reader.next_record()? {
         match record {
-            Record::Input(input, now) => {
-                inputs += 1;
-                produced.extend(driver.apply(&input, now));
-            }
-            Record::Output(expected, _) => {
-                let actual = produced.pop_front();
-                if actual.as_deref() != Some(expected.as_slice()) {
-                    return Ok(Err(Divergence { index: outputs, expected: Some(expected), actual }));
+            Record::Exchange(exchange) => {
+                if !journal.push(exchange) {
+                    return Err(TraceError::Corrupt("too many port exchanges for one input".into()));
                 }
-                outputs += 1;
+                report.exchanges += 1;
+            }
+            Record::OpenStream(expected, now) => {
+                let opened = driver.open_stream(now)?;
+                if opened != expected {
+                    let detail = format!("stream opened as {opened:?}, recorded {expected:?}");
+                    return Ok(Err(Divergence::at(report.outputs, detail)));
+                }
+            }
+            Record::Input(input, now) => {
+                report.inputs += 1;
+                let outputs = driver.apply(&input, now)?;
+                if let Some(detail) = journal.take_divergence() {
+                    return Ok(Err(Divergence::at(report.outputs, detail)));
+                }
+                if journal.unused() > 0 {
+                    let detail = format!("{} recorded port calls were not made", journal.unused());
+                    return Ok(Err(Divergence::at(report.outputs, detail)));
+                }
+                produced.extend(outputs.into_iter().map(|output| (output.stream, output.bytes)));
+            }
+            Record::Output(stream, expected, _) => {
+                let actual = produced.pop_front();
+                let expected = (stream, expected);
+                if actual.as_ref() != Some(&expected) {
+                    return Ok(Err(Divergence {
+                        index: report.outputs,
+                        expected: Some(expected),
+                        actual,
+                        detail: None,
+                    }));
+                }
+                report.outputs += 1;
             }
         }
     }
     if let Some(extra) = produced.pop_front() {
-        return Ok(Err(Divergence { index: outputs, expected: None, actual: Some(extra) }));
+        return Ok(Err(Divergence { index: report.outputs, expected: None, actual: Some(extra), detail: None }));
     }
-    Ok(Ok(ReplayReport { inputs, outputs }))
+    Ok(Ok(report))
 }
 
 #[cfg(test)]
@@ -302,6 +514,9 @@ mod tests {
         bytes.extend_from_slice(&2u32.to_be_bytes());
         bytes.extend_from_slice(b"id");
         bytes.extend_from_slice(&(64u64 << 20).to_be_bytes());
+        bytes.push(PORT_STORE);
+        bytes.push(0);
+        bytes.extend_from_slice(&0u64.to_be_bytes());
         bytes
     }
 
@@ -314,13 +529,22 @@ mod tests {
         assert_eq!(reader.config.expected_auth_token.as_deref(), Some("secret"));
         assert_eq!(reader.config.sidecar_id, "id");
         assert_eq!(reader.config.max_memory_bytes, 64 << 20);
+        assert!(reader.store && !reader.host_fs);
     }
 
     #[test]
-    fn a_version_1_trace_is_refused_with_its_version() {
-        let mut old = header("");
-        old[8..10].copy_from_slice(&1u16.to_be_bytes());
-        assert!(matches!(TraceReader::new(old.as_slice()), Err(TraceError::Version { found: 1 })));
+    fn older_traces_are_refused_with_their_version() {
+        for version in [1u16, 2] {
+            let mut old = header("");
+            old[8..10].copy_from_slice(&version.to_be_bytes());
+            match TraceReader::new(old.as_slice()) {
+                Err(error @ TraceError::Version { found }) => {
+                    assert_eq!(found, version);
+                    assert!(error.to_string().contains("record the run again"), "{error}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -334,12 +558,20 @@ mod tests {
 
         let mut huge_record = header("");
         huge_record.push(1);
-        huge_record.extend_from_slice(&[0; 16]);
+        huge_record.extend_from_slice(&[0; 24]);
         huge_record.extend_from_slice(&(u32::try_from(MAX_RECORD_BYTES).unwrap() + 1).to_be_bytes());
         let mut reader = TraceReader::new(huge_record.as_slice()).unwrap();
         match reader.next_record() {
             Err(TraceError::Corrupt(message)) => assert!(message.contains("exceeds"), "{message}"),
             other => panic!("{other:?}"),
         }
+
+        let mut garbled_exchange = header("");
+        garbled_exchange.push(8);
+        garbled_exchange.extend_from_slice(&[0; 24]);
+        garbled_exchange.extend_from_slice(&3u32.to_be_bytes());
+        garbled_exchange.extend_from_slice(&[0xff, 0xff, 0xff]);
+        let mut reader = TraceReader::new(garbled_exchange.as_slice()).unwrap();
+        assert!(matches!(reader.next_record(), Err(TraceError::Corrupt(_))));
     }
 }

@@ -35,7 +35,7 @@ use std::fmt;
 use crate::vfs::Errno;
 
 /// A failed host operation: an errno and, optionally, a detail for logs and mount errors.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{}: {}", .errno.code(), .detail.as_deref().unwrap_or(.errno.description()))]
 pub struct HostFsError {
     pub errno: Errno,
@@ -61,7 +61,7 @@ impl From<Errno> for HostFsError {
 pub type HostResult<T> = Result<T, HostFsError>;
 
 /// What a host entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum HostFileKind {
     File,
     Directory,
@@ -120,7 +120,7 @@ pub fn symlink_target_depth(target: &str, link_dir_depth: usize) -> Result<usize
 
 /// `stat` of a host entry. `mode` holds the permission bits (`0o7777`); the kernel adds the
 /// file-type bits from `kind`. Times are milliseconds since the Unix epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostStat {
     pub kind: HostFileKind,
     pub mode: u32,

@@ -49,7 +49,7 @@ const HEADER_BYTES: usize = 8 + 2 + 2 + 8;
 const TRAILER_BYTES: usize = 4;
 
 /// A failed store operation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
     /// The stored value is larger than the caller accepts (it was not read).
     #[error("stored value of {size} bytes exceeds the limit of {limit} bytes")]

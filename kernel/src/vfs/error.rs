@@ -6,7 +6,7 @@ use std::fmt;
 /// The errno values the virtual filesystem reports. [`Errno::code`] is the name hosts see at the
 /// start of a message (`"ENOENT"`), [`Errno::description`] the libuv/Node wording after it.
 #[allow(clippy::upper_case_acronyms)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Errno {
     EPERM,
     ENOENT,
