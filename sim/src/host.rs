@@ -6,8 +6,7 @@ use crate::shared::{KernelCounts, SharedRef};
 use crate::Swarm;
 use kernel::dispatch::{HostCallbackOutcome, PermissionCheck, PromptOutcome, PromptTicket};
 use kernel::host::store::{MemoryStore, Store, StoreError};
-use kernel::policy::permissions::Capability;
-use kernel::{Now, Sidecar, SidecarConfig, StreamId};
+use kernel::{Now, Output, SidecarConfig, StreamId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -16,6 +15,8 @@ use std::time::Duration;
 use testkit::script::ScriptEngine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+use transport::trace::{ActOutcome, GuestAct, TraceWriter};
+use transport::{Driver, Input, Ports};
 use turmoil::net::{TcpListener, TcpStream};
 
 pub const PORT: u16 = 7000;
@@ -30,8 +31,15 @@ enum HostEvent {
     Closed(StreamId),
 }
 
-/// Runs the sidecar host until the simulation ends.
-pub async fn run(shared: SharedRef, config: SidecarConfig, swarm: Swarm, seed: u64) -> turmoil::Result {
+/// Runs the sidecar host until the simulation ends, writing every input and output to `trace`
+/// if given.
+pub async fn run(
+    shared: SharedRef,
+    config: SidecarConfig,
+    swarm: Swarm,
+    seed: u64,
+    trace: Option<TraceWriter>,
+) -> turmoil::Result {
     let listener = TcpListener::bind(("0.0.0.0", PORT)).await?;
     let (events, mut inbox) = mpsc::unbounded_channel();
     let accept_events = events.clone();
@@ -42,11 +50,14 @@ pub async fn run(shared: SharedRef, config: SidecarConfig, swarm: Swarm, seed: u
             }
         }
     });
-    let store_shared = shared.clone();
+    let ports = Ports {
+        host_fs: None,
+        store: Some(Arc::new(FlakyStore::new(seed, swarm.store_fail_rate))),
+        guest_engine: Some(Arc::new(guest_engine())),
+    };
     let mut host = Host {
-        sidecar: Sidecar::new(config)
-            .with_store(Arc::new(FlakyStore::new(seed, swarm.store_fail_rate, store_shared)))
-            .with_guest_engine(Arc::new(guest_engine())),
+        driver: Driver::start(config, ports, trace)?,
+        outputs: Vec::new(),
         writers: BTreeMap::new(),
         shared,
         rng: StdRng::seed_from_u64(seed ^ 0x005e_ed0f_51de),
@@ -59,34 +70,33 @@ pub async fn run(shared: SharedRef, config: SidecarConfig, swarm: Swarm, seed: u
         let next = tokio::time::sleep(GUEST_INTERVAL);
         tokio::select! {
             event = inbox.recv() => match event {
-                Some(HostEvent::Accepted(socket)) => host.accept(socket, events.clone()),
-                Some(HostEvent::Bytes(stream, bytes)) => {
-                    let now = host.now();
-                    host.sidecar.handle_bytes(stream, &bytes, now);
-                }
+                Some(HostEvent::Accepted(socket)) => host.accept(socket, events.clone())?,
+                Some(HostEvent::Bytes(stream, bytes)) => host.apply(&Input::Bytes(stream, bytes))?,
                 Some(HostEvent::Closed(stream)) => {
-                    let now = host.now();
-                    host.sidecar.close_stream(stream, now);
+                    host.apply(&Input::CloseStream(stream))?;
                     host.writers.remove(&stream);
                 }
                 None => return Ok(()),
             },
-            () = next => host.guest_turn(),
+            () = next => host.guest_turn()?,
         }
         let now = host.now();
-        if host.sidecar.next_deadline().is_some_and(|deadline| deadline <= now.monotonic_ms) {
-            host.sidecar.tick(now);
+        if host.driver.sidecar().next_deadline().is_some_and(|deadline| deadline <= now.monotonic_ms) {
+            host.apply(&Input::Tick)?;
         }
-        host.collect_outcomes();
+        host.collect_outcomes()?;
         host.route_outputs();
         // The scheduler's cached view of every VM must match the VMs: a stale one would leave
         // a process parked forever.
-        host.sidecar.assert_schedule_current();
+        host.driver.sidecar().assert_schedule_current();
     }
 }
 
 struct Host {
-    sidecar: Sidecar,
+    /// The kernel, fed (and recorded) through the same driver the binary uses.
+    driver: Driver,
+    /// Frames produced and not yet routed to their connections.
+    outputs: Vec<Output>,
     writers: BTreeMap<StreamId, mpsc::UnboundedSender<Vec<u8>>>,
     shared: SharedRef,
     rng: StdRng,
@@ -103,8 +113,22 @@ impl Host {
         Now { monotonic_ms, wall_ms: 1_700_000_000_000 + monotonic_ms }
     }
 
-    fn accept(&mut self, socket: TcpStream, events: mpsc::UnboundedSender<HostEvent>) {
-        let Some(stream) = self.sidecar.open_stream() else { return };
+    /// Feeds one input at the current time.
+    fn apply(&mut self, input: &Input) -> turmoil::Result {
+        let now = self.now();
+        self.outputs.extend(self.driver.apply(input, now)?);
+        Ok(())
+    }
+
+    /// One guest act, answered.
+    fn act(&mut self, act: GuestAct) -> Result<Option<ActOutcome>, Box<dyn std::error::Error>> {
+        self.apply(&Input::Act(act))?;
+        Ok(self.driver.take_act_outcome())
+    }
+
+    fn accept(&mut self, socket: TcpStream, events: mpsc::UnboundedSender<HostEvent>) -> turmoil::Result {
+        let now = self.now();
+        let Some(stream) = self.driver.open_stream(now)? else { return Ok(()) };
         let (mut reader, mut writer) = socket.into_split();
         let (out, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
         self.writers.insert(stream, out);
@@ -132,84 +156,98 @@ impl Host {
                 }
             }
         });
+        Ok(())
     }
 
     /// The simulated guests act on a random live VM.
-    fn guest_turn(&mut self) {
-        let now = self.now();
-        self.sidecar.tick(now);
+    fn guest_turn(&mut self) -> turmoil::Result {
+        self.apply(&Input::Tick)?;
         if self.rng.random_bool(self.swarm.clock_jump_rate) {
             self.clock_offset_ms += self.rng.random_range(100..5_000);
             self.shared.borrow_mut().reached("clock_jump");
         }
-        let vms = self.sidecar.vms();
+        let vms = self.driver.sidecar().vms();
         if vms.is_empty() {
-            return;
+            return Ok(());
         }
-        let Some(vm) = vms.get(self.rng.random_range(0..vms.len())) else { return };
+        let Some(vm_id) = vms.get(self.rng.random_range(0..vms.len())).map(|vm| vm.vm_id.clone()) else {
+            return Ok(());
+        };
         if self.rng.random_bool(0.5) {
-            if let Ok(invocation) = self.sidecar.invoke_host_callback(&vm.vm_id, SIM_CALLBACK, "{\"n\":1}") {
+            let act = GuestAct::InvokeHostCallback {
+                vm_id,
+                callback: SIM_CALLBACK.to_owned(),
+                input: "{\"n\":1}".to_owned(),
+            };
+            if let Some(ActOutcome::Invocation(Ok(invocation))) = self.act(act)? {
                 self.invocations.push(invocation);
             }
-        } else if let Ok(PermissionCheck::Prompted(ticket)) =
-            self.sidecar.check_permission(&vm.vm_id, Capability::FsWrite, "/tmp/sim")
+        } else if let Some(ActOutcome::Permission(Ok(PermissionCheck::Prompted(ticket)))) =
+            self.act(GuestAct::CheckFsWrite { vm_id, path: "/tmp/sim".to_owned() })?
         {
             self.prompts.push(ticket);
         }
+        Ok(())
     }
 
-    fn collect_outcomes(&mut self) {
+    /// Collects the outcomes of callbacks and prompts the guests are waiting on (each taking
+    /// is an act the trace records).
+    fn collect_outcomes(&mut self) -> turmoil::Result {
         let mut reached = Vec::new();
-        let sidecar = &mut self.sidecar;
-        self.invocations.retain(|invocation| match sidecar.take_host_callback_outcome(invocation) {
-            None => true,
-            Some(outcome) => {
-                reached.push(match outcome {
+        for invocation in std::mem::take(&mut self.invocations) {
+            let outcome = match self.act(GuestAct::TakeCallbackOutcome { invocation: invocation.clone() })? {
+                Some(ActOutcome::CallbackOutcome(outcome)) => outcome,
+                _ => None,
+            };
+            match outcome {
+                None => self.invocations.push(invocation),
+                Some(outcome) => reached.push(match outcome {
                     HostCallbackOutcome::Result(_) => "callback_answered",
                     HostCallbackOutcome::Error(_) => "callback_error",
                     HostCallbackOutcome::TimedOut => "callback_timed_out",
                     HostCallbackOutcome::Cancelled => "vm_disposed_mid_request",
-                });
-                false
+                }),
             }
-        });
-        self.prompts.retain(|ticket| match sidecar.take_prompt_outcome(*ticket) {
-            None => true,
-            Some(PromptOutcome::Allowed) => {
-                reached.push("ask_allowed");
-                false
-            }
-            Some(PromptOutcome::Denied(message)) => {
-                reached.push(if message.contains("timed out") {
+        }
+        for ticket in std::mem::take(&mut self.prompts) {
+            let outcome = match self.act(GuestAct::TakePromptOutcome { ticket: ticket.0 })? {
+                Some(ActOutcome::PromptOutcome(outcome)) => outcome,
+                _ => None,
+            };
+            match outcome {
+                None => self.prompts.push(ticket),
+                Some(PromptOutcome::Allowed) => reached.push("ask_allowed"),
+                Some(PromptOutcome::Denied(message)) => reached.push(if message.contains("timed out") {
                     "ask_timed_out"
                 } else if message.contains("cancelled") {
                     "vm_disposed_mid_request"
                 } else {
                     "ask_denied"
-                });
-                false
+                }),
             }
-        });
+        }
         let mut shared = self.shared.borrow_mut();
         for point in reached {
             shared.reached(point);
         }
+        Ok(())
     }
 
     fn route_outputs(&mut self) {
         let mut shared = self.shared.borrow_mut();
-        while let Some(output) = self.sidecar.poll_output() {
+        for output in self.outputs.drain(..) {
             shared.record_output(output.stream.0, &output.bytes);
             if let Some(writer) = self.writers.get(&output.stream) {
                 let _ = writer.send(output.bytes);
             }
         }
+        let sidecar = self.driver.sidecar();
         shared.kernel = KernelCounts {
             streams: self.writers.len(),
-            connections: self.sidecar.connection_count(),
-            sessions: self.sidecar.session_count(),
-            vms: self.sidecar.vms().len(),
-            pending: self.sidecar.pending_sidecar_requests(),
+            connections: sidecar.connection_count(),
+            sessions: sidecar.session_count(),
+            vms: sidecar.vms().len(),
+            pending: sidecar.pending_sidecar_requests(),
         };
     }
 }
@@ -225,7 +263,7 @@ struct FlakyStore {
 }
 
 impl FlakyStore {
-    fn new(seed: u64, fail_rate: f64, _shared: SharedRef) -> Self {
+    fn new(seed: u64, fail_rate: f64) -> Self {
         Self {
             inner: MemoryStore::new(),
             fail_rate,
@@ -256,7 +294,7 @@ impl Store for FlakyStore {
 /// shared by every host of every seed: it holds only compiled code, so sharing it cannot carry
 /// state from one run into another. Should it fail to start, `wcat` fails to run and every seed
 /// that starts one reports the violation.
-fn guest_engine() -> ScriptEngine {
+pub fn guest_engine() -> ScriptEngine {
     static WASMTIME: std::sync::OnceLock<Option<Arc<runtime_wasm::WasmEngine>>> = std::sync::OnceLock::new();
     let wasmtime = WASMTIME
         .get_or_init(|| runtime_wasm::WasmEngine::new(runtime_wasm::RuntimeConfig::default()).ok().map(Arc::new));

@@ -22,8 +22,13 @@ use kernel::{InjectedFault, SidecarConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shared::{KernelCounts, Shared};
+use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use transport::trace::{ReplayReport, TraceReader, TraceWriter};
 
 /// Per-seed fault probabilities ("swarm testing": each seed explores a different mix).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,11 +71,13 @@ pub struct SimOptions {
     pub injected_fault: Option<InjectedFault>,
     /// Keep every output frame (for printing a failing seed's trace).
     pub keep_trace: bool,
+    /// Write the run's trace (every kernel input and output) here; `sim --replay` replays it.
+    pub trace: Option<PathBuf>,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        Self { clients: 3, steps_per_client: 40, injected_fault: None, keep_trace: false }
+        Self { clients: 3, steps_per_client: 40, injected_fault: None, keep_trace: false, trace: None }
     }
 }
 
@@ -115,8 +122,17 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedOutcome {
         .build();
     let config =
         SidecarConfig { entropy_seed: seed, injected_fault: options.injected_fault, ..SidecarConfig::default() };
+    let trace = match options.trace.as_deref().map(TraceWriter::create).transpose() {
+        Ok(trace) => trace,
+        Err(error) => {
+            shared.borrow_mut().violation(format!("cannot write the trace: {error}"));
+            None
+        }
+    };
+    // turmoil may build a host more than once (after a crash); only the first build records.
+    let trace = Rc::new(RefCell::new(trace));
     let host_shared = shared.clone();
-    sim.host("sidecar", move || host::run(host_shared.clone(), config.clone(), swarm, seed));
+    sim.host("sidecar", move || host::run(host_shared.clone(), config.clone(), swarm, seed, trace.borrow_mut().take()));
     for index in 0..options.clients {
         let client = client::Client::new(index, shared.clone(), seed, swarm);
         let steps = options.steps_per_client;
@@ -189,9 +205,21 @@ const MAX_PARTITION_STEPS: u32 = 400;
 /// Steps (of [`TICK`]) given to the sidecar after the last client finished.
 const DRAIN_STEPS: usize = 200;
 
+/// Replays a trace written by a run with [`SimOptions::trace`]: the same kernel, fed the
+/// recorded inputs and the store's recorded answers, with the simulator's guests (scripts and
+/// real WebAssembly), must produce the recorded frames byte for byte.
+pub fn replay_trace(path: &Path) -> Result<ReplayReport, String> {
+    let reader = TraceReader::open(path).map_err(|error| error.to_string())?;
+    match transport::trace::replay_with(reader, Some(Arc::new(host::guest_engine()))) {
+        Ok(Ok(report)) => Ok(report),
+        Ok(Err(divergence)) => Err(divergence.describe()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 /// Runs `seed` twice and compares every output frame. `Err` names the first difference.
 pub fn check_determinism(seed: u64, options: &SimOptions) -> Result<u64, String> {
-    let traced = SimOptions { keep_trace: true, ..options.clone() };
+    let traced = SimOptions { keep_trace: true, trace: None, ..options.clone() };
     let first = run_seed(seed, &traced);
     let second = run_seed(seed, &traced);
     if first.output_hash == second.output_hash && first.output_log == second.output_log {

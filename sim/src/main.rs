@@ -7,6 +7,7 @@
 use clap::Parser;
 use kernel::InjectedFault;
 use sim::{check_determinism, describe, missing_coverage, run_seed, SimOptions};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -29,6 +30,12 @@ struct Cli {
     /// Also run each seed a second time and compare every output frame.
     #[arg(long)]
     check_determinism: bool,
+    /// With `--seed`: write the run's trace (every kernel input and output) to this file.
+    #[arg(long, requires = "seed")]
+    trace: Option<PathBuf>,
+    /// Replay a trace written with `--trace` and compare every output frame.
+    #[arg(long, conflicts_with_all = ["seed", "seeds"])]
+    replay: Option<PathBuf>,
 }
 
 fn parse_range(text: &str) -> Result<(u64, u64), String> {
@@ -48,7 +55,23 @@ fn main() -> ExitCode {
         steps_per_client: cli.steps,
         injected_fault: cli.drop_response.map(InjectedFault::DropNthResponse),
         keep_trace: cli.seed.is_some(),
+        trace: cli.trace.clone(),
     };
+    if let Some(path) = cli.replay {
+        return match sim::replay_trace(&path) {
+            Ok(report) => {
+                println!(
+                    "replay matched: {} inputs, {} output frames, {} store calls answered from the trace",
+                    report.inputs, report.outputs, report.exchanges
+                );
+                ExitCode::SUCCESS
+            }
+            Err(divergence) => {
+                println!("replay diverged: {divergence}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match (cli.seed, cli.seeds) {
         (Some(seed), _) => one_seed(seed, &options, cli.check_determinism),
         (None, Some((first, end))) => many_seeds(first, end, &options, cli.check_determinism),
