@@ -258,9 +258,9 @@ impl Client {
                 Ok(())
             }
             92 if self.rng.random_bool(swarm.limit_rate) => self.exhaust_limits().await,
-            93..=96 => self.filesystem_op().await,
             97..=99 => self.process_op().await,
-            _ => Ok(()),
+            // 93..=96, and every fault the swarm did not draw: file and persistence work.
+            _ => self.filesystem_op().await,
         }
     }
 
@@ -357,10 +357,10 @@ impl Client {
                 self.stored.insert(key.clone(), snapshot.clone());
                 true
             }
-            (FsExpect::Flushed { .. } | FsExpect::Loaded { .. }, ResponsePayload::RejectedResponse(rejected))
-                if rejected.code == "io_error" =>
-            {
-                // The write failed: the previously flushed state must still be what loads.
+            (FsExpect::Flushed { .. }, ResponsePayload::RejectedResponse(rejected)) if rejected.code == "io_error" => {
+                // The write failed (or the disk crashed in the middle of it): the previously
+                // flushed state must still be what loads. A load never fails: the disk's reads
+                // do not, and a state that does not decode is a lost or torn flush.
                 self.shared.borrow_mut().reached("store_failure");
                 true
             }

@@ -2,15 +2,15 @@
 //! stream per connection. Its clock is the simulation's (plus injected forward jumps), and it
 //! plays the guests: it invokes host callbacks and ASK permission checks on live VMs.
 
+use crate::disk::CrashDisk;
 use crate::shared::{KernelCounts, SharedRef};
 use crate::Swarm;
 use kernel::dispatch::{HostCallbackOutcome, PermissionCheck, PromptOutcome, PromptTicket};
-use kernel::host::store::{MemoryStore, Store, StoreError};
 use kernel::{Now, Output, SidecarConfig, StreamId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use testkit::script::ScriptEngine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,13 +50,11 @@ pub async fn run(
             }
         }
     });
-    let ports = Ports {
-        host_fs: None,
-        store: Some(Arc::new(FlakyStore::new(seed, swarm.store_fail_rate))),
-        guest_engine: Some(Arc::new(guest_engine())),
-    };
+    let disk = Arc::new(CrashDisk::new(seed, swarm.store_fail_rate, swarm.store_crash_rate));
+    let ports = Ports { host_fs: None, store: Some(disk.clone()), guest_engine: Some(Arc::new(guest_engine())) };
     let mut host = Host {
         driver: Driver::start(config, ports, trace)?,
+        disk,
         outputs: Vec::new(),
         writers: BTreeMap::new(),
         shared,
@@ -97,6 +95,8 @@ struct Host {
     driver: Driver,
     /// Frames produced and not yet routed to their connections.
     outputs: Vec<Output>,
+    /// The store's disk, which checks its own property on every read.
+    disk: Arc<CrashDisk>,
     writers: BTreeMap<StreamId, mpsc::UnboundedSender<Vec<u8>>>,
     shared: SharedRef,
     rng: StdRng,
@@ -241,6 +241,13 @@ impl Host {
                 let _ = writer.send(output.bytes);
             }
         }
+        let (violations, reached) = self.disk.drain_report();
+        for violation in violations {
+            shared.violation(violation);
+        }
+        for point in reached {
+            shared.reached(point);
+        }
         let sidecar = self.driver.sidecar();
         shared.kernel = KernelCounts {
             streams: self.writers.len(),
@@ -249,44 +256,6 @@ impl Host {
             vms: sidecar.vms().len(),
             pending: sidecar.pending_sidecar_requests(),
         };
-    }
-}
-
-/// A store whose writes fail now and then (a full disk, a crash before the rename): a failed
-/// put changes nothing, and the clients check that the previous state still loads.
-#[derive(Debug)]
-struct FlakyStore {
-    inner: MemoryStore,
-    fail_rate: f64,
-    rng: Mutex<StdRng>,
-    failures: Mutex<u64>,
-}
-
-impl FlakyStore {
-    fn new(seed: u64, fail_rate: f64) -> Self {
-        Self {
-            inner: MemoryStore::new(),
-            fail_rate,
-            rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x0000_5707_e000)),
-            failures: Mutex::new(0),
-        }
-    }
-}
-
-impl Store for FlakyStore {
-    fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key, max_bytes)
-    }
-
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let fail = self.rng.lock().map(|mut rng| rng.random_bool(self.fail_rate)).unwrap_or(false);
-        if fail {
-            if let Ok(mut failures) = self.failures.lock() {
-                *failures += 1;
-            }
-            return Err(StoreError::Io("injected store failure".to_owned()));
-        }
-        self.inner.put(key, value)
     }
 }
 

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod disk;
 mod host;
 mod processes;
 mod shared;
@@ -43,6 +44,9 @@ pub struct Swarm {
     pub partition_rate: f64,
     /// Chance that a persistence write fails.
     pub store_fail_rate: f64,
+    /// Chance that the store's disk crashes in the middle of a write (and, a quarter as often,
+    /// between calls).
+    pub store_crash_rate: f64,
     pub max_latency_ms: u64,
 }
 
@@ -57,7 +61,8 @@ impl Swarm {
             limit_rate: rate(0.5),
             clock_jump_rate: rate(0.05),
             partition_rate: rate(0.01),
-            store_fail_rate: rate(0.6),
+            store_fail_rate: rate(0.3),
+            store_crash_rate: rate(0.4),
             max_latency_ms: rng.random_range(0..40),
         }
     }

@@ -25,8 +25,11 @@ struct Cli {
     #[arg(long, default_value_t = 40)]
     steps: usize,
     /// Inject a bug: drop the N-th response frame.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "acknowledge_failed_flush")]
     drop_response: Option<u64>,
+    /// Inject a bug in the effect path: answer a flush whose store write failed as committed.
+    #[arg(long)]
+    acknowledge_failed_flush: bool,
     /// Also run each seed a second time and compare every output frame.
     #[arg(long)]
     check_determinism: bool,
@@ -53,7 +56,10 @@ fn main() -> ExitCode {
     let options = SimOptions {
         clients: cli.clients,
         steps_per_client: cli.steps,
-        injected_fault: cli.drop_response.map(InjectedFault::DropNthResponse),
+        injected_fault: cli
+            .drop_response
+            .map(InjectedFault::DropNthResponse)
+            .or(cli.acknowledge_failed_flush.then_some(InjectedFault::AcknowledgeFailedFlush)),
         keep_trace: cli.seed.is_some(),
         trace: cli.trace.clone(),
     };

@@ -28,6 +28,8 @@ pub const COVERAGE_POINTS: &[&str] = &[
     "partition_healed",
     "fs_matched_model",
     "store_failure",
+    "crash_mid_flush",
+    "flush_survived_crash",
     "state_restored",
     "process_exited",
     "process_killed",

@@ -10,7 +10,9 @@
 //! 3. `rename` it over `<key>.state` (atomic on POSIX filesystems),
 //! 4. `fsync` the directory, so the rename itself survives a crash.
 //!
-//! A crash at any point leaves either the old value or the new one, never a mix; a crash
+//! ([`replace_durably`] is that sequence, over [`DurableDir`], so the simulator runs the same
+//! protocol against a disk that crashes.) A crash at any point leaves either the old value or
+//! the new one, never a mix; a crash
 //! before the rename leaves a stray temp file, which `get` never reads. The lock dies with its
 //! writer, so a temp file nobody holds locked is a crash's leftover: [`FileStore::open`]
 //! deletes those at once, while temp files of other sidecars writing to the same directory
@@ -144,35 +146,94 @@ impl FileStore {
     }
 
     fn put_inner(&self, key: &str, value: &[u8], crash: CrashPoint) -> Result<(), StoreError> {
-        let path = self.path_of(key)?;
+        self.path_of(key)?;
         fs::create_dir_all(&self.dir).map_err(|e| io_error("creating", &self.dir, &e))?;
-        let (temp, mut file) = self.create_temp(key)?;
-        let written = (|| {
-            if crash == CrashPoint::MidWrite {
-                let half = value.get(..value.len() / 2).unwrap_or_default();
-                file.write_all(half).map_err(|e| io_error("writing", &temp, &e))?;
-                return Err(StoreError::Io("simulated crash in the middle of a write".to_owned()));
-            }
-            file.write_all(value).map_err(|e| io_error("writing", &temp, &e))?;
-            file.sync_all().map_err(|e| io_error("syncing", &temp, &e))
-        })();
-        if let Err(error) = written {
-            if crash == CrashPoint::Never {
-                let _ = fs::remove_file(&temp);
-            }
-            return Err(error);
+        replace_durably(&OsDir { store: self, crash }, key, value)
+    }
+}
+
+/// The steps of an atomic, durable replacement of one key's value in a directory. The store
+/// performs them on the OS ([`FileStore`]); the simulator performs the very same sequence
+/// ([`replace_durably`]) on a disk that, when it crashes, keeps only what was synced.
+pub trait DurableDir {
+    /// A temp file being written.
+    type Temp;
+    /// A new, empty temp file in the directory.
+    fn create_temp(&self, key: &str) -> Result<Self::Temp, StoreError>;
+    fn write_all(&self, temp: &mut Self::Temp, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Makes the temp file's content durable.
+    fn sync(&self, temp: &mut Self::Temp) -> Result<(), StoreError>;
+    /// Atomically makes the temp file the key's value (its name: `<key>.state`).
+    fn rename_over(&self, temp: &Self::Temp, key: &str) -> Result<(), StoreError>;
+    /// Deletes a temp file that will not be renamed.
+    fn remove_temp(&self, temp: Self::Temp);
+    /// Makes the directory's entries (the rename) durable.
+    fn sync_dir(&self) -> Result<(), StoreError>;
+}
+
+/// Replaces `key`'s value with `value` so that a crash at any moment leaves the old value or the
+/// new one, never a mix, and a success means the new value survives any later crash: write a
+/// temp file, sync it, rename it over the old value, sync the directory.
+pub fn replace_durably<D: DurableDir>(dir: &D, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    let mut temp = dir.create_temp(key)?;
+    let written = dir.write_all(&mut temp, value).and_then(|()| dir.sync(&mut temp));
+    if let Err(error) = written {
+        dir.remove_temp(temp);
+        return Err(error);
+    }
+    if let Err(error) = dir.rename_over(&temp, key) {
+        dir.remove_temp(temp);
+        return Err(error);
+    }
+    // Dropping the temp (its lock) only after the rename: until then it is visibly in use.
+    drop(temp);
+    dir.sync_dir()
+}
+
+/// [`FileStore`]'s directory on the OS, with the crash points its tests stop at (a crash leaves
+/// its temp file behind, as a killed process would).
+struct OsDir<'a> {
+    store: &'a FileStore,
+    crash: CrashPoint,
+}
+
+impl DurableDir for OsDir<'_> {
+    type Temp = (PathBuf, File);
+
+    fn create_temp(&self, key: &str) -> Result<Self::Temp, StoreError> {
+        self.store.create_temp(key)
+    }
+
+    fn write_all(&self, (path, file): &mut Self::Temp, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.crash == CrashPoint::MidWrite {
+            let half = bytes.get(..bytes.len() / 2).unwrap_or_default();
+            file.write_all(half).map_err(|e| io_error("writing", path, &e))?;
+            return Err(StoreError::Io("simulated crash in the middle of a write".to_owned()));
         }
-        if crash == CrashPoint::BeforeRename {
+        file.write_all(bytes).map_err(|e| io_error("writing", path, &e))
+    }
+
+    fn sync(&self, (path, file): &mut Self::Temp) -> Result<(), StoreError> {
+        file.sync_all().map_err(|e| io_error("syncing", path, &e))
+    }
+
+    fn rename_over(&self, (path, _): &Self::Temp, key: &str) -> Result<(), StoreError> {
+        if self.crash == CrashPoint::BeforeRename {
             return Err(StoreError::Io("simulated crash before the rename".to_owned()));
         }
-        // Still locked: until the rename, the temp file is visibly in use.
-        if let Err(error) = fs::rename(&temp, &path) {
-            let _ = fs::remove_file(&temp);
-            return Err(io_error("renaming into", &path, &error));
+        let target = self.store.path_of(key)?;
+        fs::rename(path, &target).map_err(|e| io_error("renaming into", &target, &e))
+    }
+
+    fn remove_temp(&self, (path, _): Self::Temp) {
+        if self.crash == CrashPoint::Never {
+            let _ = fs::remove_file(path);
         }
-        drop(file);
-        // The rename is durable only once the directory entry is.
-        File::open(&self.dir).and_then(|dir| dir.sync_all()).map_err(|e| io_error("syncing", &self.dir, &e))
+    }
+
+    fn sync_dir(&self) -> Result<(), StoreError> {
+        let dir = &self.store.dir;
+        File::open(dir).and_then(|dir| dir.sync_all()).map_err(|e| io_error("syncing", dir, &e))
     }
 }
 

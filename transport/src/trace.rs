@@ -16,7 +16,8 @@
 //! header:  magic "SXTRACE\0" · version u16 · entropy_seed u64 · max_frame_bytes u32 ·
 //!          has_token u8 · token_len u32 · token · sidecar_id_len u32 · sidecar_id ·
 //!          max_memory_bytes u64 · ports u8 (1: host filesystem, 2: store) ·
-//!          injected fault u8 (0 none, 1 drop the n-th response) · fault argument u64
+//!          injected fault u8 (0 none, 1 drop the n-th response, 2 acknowledge a failed flush) ·
+//!          fault argument u64
 //! record:  kind u8 · monotonic_ms u64 · wall_ms u64 · stream u64 · len u32 · payload[len]
 //! kinds:   1 input bytes · 2 tick · 3 end of input · 4 shutdown · 5 output frame (prefix
 //!          included) · 6 stream opened (stream 0: refused) · 7 stream closed ·
@@ -232,6 +233,7 @@ fn injected_fault(config: &SidecarConfig) -> (u8, u64) {
     match config.injected_fault {
         None => (0, 0),
         Some(kernel::InjectedFault::DropNthResponse(n)) => (1, n),
+        Some(kernel::InjectedFault::AcknowledgeFailedFlush) => (2, 0),
     }
 }
 
@@ -245,6 +247,7 @@ fn with_injected_fault(config: SidecarConfig, fault: u8, argument: u64) -> Resul
     let injected_fault = match fault {
         0 => None,
         1 => Some(kernel::InjectedFault::DropNthResponse(argument)),
+        2 => Some(kernel::InjectedFault::AcknowledgeFailedFlush),
         other => return Err(TraceError::Corrupt(format!("unknown injected fault {other}"))),
     };
     Ok(SidecarConfig { injected_fault, ..config })

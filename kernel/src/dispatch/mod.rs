@@ -102,6 +102,9 @@ pub struct SidecarConfig {
 pub enum InjectedFault {
     /// The n-th response frame (1-based) is silently dropped.
     DropNthResponse(u64),
+    /// A flush whose store write failed is answered as committed (a lost completion error in
+    /// the effect path: the host believes a state is saved that is not).
+    AcknowledgeFailedFlush,
 }
 
 impl Default for SidecarConfig {

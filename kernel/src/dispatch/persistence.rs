@@ -51,10 +51,18 @@ impl Sidecar {
             Rejection::new(RejectCode::Unsupported, "persistence is not available: no store is configured")
         })?;
         let now = self.now;
+        #[cfg(feature = "testing")]
+        let fault = self.config.injected_fault;
         let vm = self.vm_mut(&vm_id)?;
         let target = PersistTarget::new(vm, key);
         let response = match direction {
-            Direction::Flush => flush(vm, store.as_ref(), target)?,
+            Direction::Flush => {
+                #[cfg(feature = "testing")]
+                let flushed = with_injected_fault(fault, target.key.clone(), flush(vm, store.as_ref(), target));
+                #[cfg(not(feature = "testing"))]
+                let flushed = flush(vm, store.as_ref(), target);
+                flushed?
+            }
             Direction::Load => load(vm, store.as_ref(), target, now)?,
         };
         Ok(Some(response))
@@ -70,6 +78,24 @@ impl Sidecar {
             ));
         }
         self.authorize_vm(stream, ownership)
+    }
+}
+
+/// [`InjectedFault::AcknowledgeFailedFlush`](crate::InjectedFault::AcknowledgeFailedFlush):
+/// a failed write is answered as committed.
+#[cfg(feature = "testing")]
+fn with_injected_fault(
+    fault: Option<crate::InjectedFault>,
+    key: String,
+    flushed: Result<ResponsePayload, Rejection>,
+) -> Result<ResponsePayload, Rejection> {
+    match flushed {
+        Err(rejection)
+            if rejection.code == RejectCode::IoError && fault == Some(crate::InjectedFault::AcknowledgeFailedFlush) =>
+        {
+            Ok(ResponsePayload::PersistenceFlushedResponse(PersistenceFlushedResponse { key, committed_bytes: 0 }))
+        }
+        other => other,
     }
 }
 
