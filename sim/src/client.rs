@@ -33,8 +33,8 @@ fn configs() -> [&'static str; 10] {
         FS_CONFIG,
         r#"{"permissions":{"fs":{"default":"ask","rules":[]}},"permissionPrompts":{"enabled":true,"timeoutMs":300}}"#,
         r#"{"limits":{"resources":{"maxProcesses":4}}}"#,
-        proc_config(),
-        proc_config(),
+        proc_config(false),
+        proc_config(true),
         r#"{"cwd":"relative"}"#,
         r#"{"bogus":true}"#,
         "{not json",
@@ -216,8 +216,10 @@ impl Client {
                 if config == FS_CONFIG {
                     self.fs_creates.insert(self.next_request_id + 1);
                 }
-                if config == proc_config() {
-                    self.processes.creating(self.next_request_id + 1);
+                for all_real in [false, true] {
+                    if config == proc_config(all_real) {
+                        self.processes.creating(self.next_request_id + 1, all_real);
+                    }
                 }
                 self.send(OwnershipScope::session(conn, session), payload).await
             }
@@ -259,8 +261,10 @@ impl Client {
             }
             92 if self.rng.random_bool(swarm.limit_rate) => self.exhaust_limits().await,
             97..=99 => self.process_op().await,
-            // 93..=96, and every fault the swarm did not draw: file and persistence work.
-            _ => self.filesystem_op().await,
+            // 93..=96, and every fault the swarm did not draw: file, persistence and process
+            // work.
+            _ if roll % 2 == 0 => self.filesystem_op().await,
+            _ => self.process_op().await,
         }
     }
 

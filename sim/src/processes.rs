@@ -1,9 +1,10 @@
 //! The process part of a simulated host's workload: it starts scripted guests
-//! (`testkit::script`) and real WebAssembly ones (`wcat`, on wasmtime), feeds and closes their
-//! stdin, kills some, and checks every
+//! (`testkit::script`) and real WebAssembly ones (the C fixtures, on wasmtime: `wcat`, `wwc`,
+//! `wspawn`, `wsleep`, `wspin`), feeds and closes their stdin, kills some, and checks every
 //! process event against what it sent: output only from running processes, exactly one exit,
-//! `cat` echoing its input byte for byte, SIGKILL exiting 137, nothing left running when a VM
-//! is disposed.
+//! `cat` echoing its input byte for byte, `wc` counting it, a child's output read through a
+//! pipe, a sleep ending on the simulated clock, a loop ended by SIGKILL (137) or by its fuel
+//! (124), nothing left running when a VM is disposed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
@@ -13,40 +14,101 @@ use base64::Engine as _;
 use schema::wire::*;
 use testkit::requests::execute;
 
-/// CreateVm config of VMs that run processes: the scripts on `/bin`, and `/bin/wcat`, the real
-/// WebAssembly `cat` compiled from C (`runtime-wasm/fixtures/c/cat.c`), which runs on wasmtime,
-/// sliced by fuel, so the simulation's determinism check covers the real runtime too.
-pub fn proc_config() -> &'static str {
-    static CONFIG: LazyLock<String> = LazyLock::new(|| {
-        let wcat = base64::engine::general_purpose::STANDARD.encode(REAL_CAT);
-        let script = |name: &str| serde_json::json!({"path": format!("/bin/{name}"), "kind": "file", "content": format!("\0asm{name}")});
-        serde_json::json!({
-            "permissions": {"fs": "allow", "childProcess": "allow", "process": "allow"},
-            "rootFilesystem": {"bootstrapEntries": [
-                script("cat"),
-                script("exit"),
-                script("spin"),
-                {"path": "/bin/wcat", "kind": "file", "content": wcat, "encoding": "base64"},
-            ]},
-        })
-        .to_string()
-    });
-    CONFIG.as_str()
+/// CreateVm config of VMs that run processes: the scripts on `/bin`, and real WebAssembly
+/// programs compiled from C (`runtime-wasm/fixtures/c/`), which run on wasmtime, sliced by fuel,
+/// so the simulation's determinism check covers the real runtime too: the small ones (`wcat`,
+/// `wspin`) in every process VM, the larger ones (`wwc`, `wspawn` and its child `hello`,
+/// `wsleep`: 85 KB) only with `all_real` (every byte of a config is carried, parsed and decoded
+/// for each VM, so half the process VMs go without). The fuel limit ends a real loop nobody
+/// kills within a few ticks.
+pub fn proc_config(all_real: bool) -> &'static str {
+    static CONFIGS: LazyLock<[String; 2]> = LazyLock::new(|| [build_proc_config(false), build_proc_config(true)]);
+    CONFIGS.get(usize::from(all_real)).map_or("{}", String::as_str)
 }
 
-/// The real `cat` (733 bytes of WebAssembly).
-const REAL_CAT: &[u8] = include_bytes!("../../runtime-wasm/fixtures/c/cat.wasm");
+fn build_proc_config(all_real: bool) -> String {
+    let script = |name: &str| serde_json::json!({"path": format!("/bin/{name}"), "kind": "file", "content": format!("\0asm{name}")});
+    let real = |name: &str, bytes: &[u8]| {
+        let content = base64::engine::general_purpose::STANDARD.encode(bytes);
+        serde_json::json!({"path": format!("/bin/{name}"), "kind": "file", "content": content, "encoding": "base64"})
+    };
+    let mut entries = vec![
+        script("cat"),
+        script("exit"),
+        script("spin"),
+        real("wcat", include_bytes!("../../runtime-wasm/fixtures/c/cat.wasm")),
+        real("wspin", include_bytes!("../../runtime-wasm/fixtures/c/spin.wasm")),
+    ];
+    if all_real {
+        entries.extend([
+            real("wwc", include_bytes!("../../runtime-wasm/fixtures/c/wc.wasm")),
+            real("wspawn", include_bytes!("../../runtime-wasm/fixtures/c/spawn.wasm")),
+            real("hello", include_bytes!("../../runtime-wasm/fixtures/c/hello.wasm")),
+            real("wsleep", include_bytes!("../../runtime-wasm/fixtures/c/sleep_ms.wasm")),
+        ]);
+    }
+    serde_json::json!({
+        "permissions": {"fs": "allow", "childProcess": "allow", "process": "allow"},
+        "limits": {"resources": {"maxWasmFuel": REAL_GUEST_FUEL}},
+        "rootFilesystem": {"bootstrapEntries": entries},
+    })
+    .to_string()
+}
+
+/// Fuel of each process in a process VM: far more than the copiers, `wc`, a spawn or a sleep
+/// use on the workload's inputs (a few hundred thousand instructions), and enough to keep
+/// `wspin` looping for 20 slices (a few ticks) when nobody kills it.
+const REAL_GUEST_FUEL: u64 = 20 * kernel::process::SLICE_FUEL;
+
+/// Whether a command reads its stdin to its end (the copiers and `wc`).
+fn reads_stdin(command: &str) -> bool {
+    matches!(command, "cat" | "wcat" | "wwc")
+}
 
 /// Whether a command copies its stdin to its stdout (the scripted `cat` or the real one).
 fn copies_stdin(command: &str) -> bool {
     matches!(command, "cat" | "wcat")
 }
 
+/// Whether a command is a real WebAssembly program.
+fn is_real(command: &str) -> bool {
+    command.starts_with('w')
+}
+
+/// What `wc.c` prints for `input`: lines, words, bytes and its checksum.
+fn wc_output(input: &[u8]) -> Vec<u8> {
+    let (mut lines, mut words, mut checksum, mut in_word) = (0u64, 0u64, 0u64, false);
+    for &byte in input {
+        checksum = (checksum * 31 + u64::from(byte)) % 1_000_000_007;
+        lines += u64::from(byte == b'\n');
+        if matches!(byte, b' ' | b'\n' | b'\t') {
+            in_word = false;
+        } else if !in_word {
+            in_word = true;
+            words += 1;
+        }
+    }
+    format!("{lines} {words} {} {checksum}\n", input.len()).into_bytes()
+}
+
+/// Whether `wspawn pipe`'s output is what it prints when its child's `hello from C` came
+/// through the pipe and the child was reaped with status 0.
+fn spawned_through_a_pipe(output: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(output);
+    let mut lines = text.lines();
+    let said = lines.next().and_then(|line| line.strip_prefix("child ")).and_then(|rest| rest.split_once(" said: "));
+    let reaped = lines.next().and_then(|line| line.strip_prefix("reaped ")).and_then(|rest| rest.split_once(": "));
+    match (said, reaped, lines.next()) {
+        (Some((pid, "hello from C")), Some((reaped_pid, "status 0")), None) => pid == reaped_pid,
+        _ => false,
+    }
+}
+
 /// One process as this host knows it.
 #[derive(Debug, Default)]
 struct Proc {
     script: &'static str,
-    /// For `exit`: the code it must exit with.
+    /// For `exit`: the code it must exit with; for `wsleep`: the milliseconds it sleeps.
     code: i32,
     input: Vec<u8>,
     output: Vec<u8>,
@@ -73,9 +135,10 @@ pub struct Step {
 /// The host's view of its processes.
 #[derive(Debug, Default)]
 pub struct Processes {
-    /// CreateVm requests in flight with [`proc_config`].
-    creates: BTreeSet<i64>,
-    vms: BTreeSet<String>,
+    /// CreateVm requests in flight with [`proc_config`], and whether with every real program.
+    creates: BTreeMap<i64, bool>,
+    /// Process VMs, and whether they have every real program.
+    vms: BTreeMap<String, bool>,
     /// VMs being disposed: their processes exit without a kill of ours.
     disposing: BTreeSet<String>,
     pending: BTreeMap<i64, Pending>,
@@ -89,13 +152,13 @@ impl Processes {
         *self = Self { next: self.next, ..Self::default() };
     }
 
-    pub fn creating(&mut self, request_id: i64) {
-        self.creates.insert(request_id);
+    pub fn creating(&mut self, request_id: i64, all_real: bool) {
+        self.creates.insert(request_id, all_real);
     }
 
     /// A random process request for one of the VMs, as `roll` (0..100) and `bytes` choose.
     pub fn step(&mut self, roll: u32, pick: usize, bytes: Vec<u8>, next_request_id: i64) -> Option<Step> {
-        let vm = self.vms.iter().nth(pick % self.vms.len().max(1))?.clone();
+        let (vm, all_real) = self.vms.iter().nth(pick % self.vms.len().max(1)).map(|(vm, all)| (vm.clone(), *all))?;
         let live: Vec<(String, &Proc)> = self
             .procs
             .iter()
@@ -103,19 +166,34 @@ impl Processes {
             .map(|((_, id), proc)| (id.clone(), proc))
             .collect();
         let cats: Vec<&String> =
-            live.iter().filter(|(_, proc)| copies_stdin(proc.script) && !proc.stdin_closed).map(|(id, _)| id).collect();
+            live.iter().filter(|(_, proc)| reads_stdin(proc.script) && !proc.stdin_closed).map(|(id, _)| id).collect();
         let (pending, payload) = match roll {
             0..=34 => {
                 self.next += 1;
-                let (script, code) = match roll % 7 {
-                    // Two copiers in five are the real WebAssembly `cat`.
-                    0..=3 if (roll / 7).is_multiple_of(3) => ("wcat", 0),
-                    0..=3 => ("cat", 0),
-                    4 | 5 => ("exit", i32::try_from(roll % 3).unwrap_or(0)),
+                // Of 35 starts: 4 real `cat`, 4 real `wc`, 12 scripted `cat`, 9 `exit` (one a
+                // real sleep instead), 1 real spawn over a pipe, 1 real endless loop, 4 scripted
+                // loops.
+                let (script, code) = match (roll % 7, roll / 7) {
+                    (0..=3, 0) => ("wcat", 0),
+                    (0..=3, 3) => ("wwc", 0),
+                    (0..=3, _) => ("cat", 0),
+                    (4, 4) => ("wsleep", i32::try_from(pick % 300).unwrap_or(0)),
+                    (4 | 5, _) => ("exit", i32::try_from(roll % 3).unwrap_or(0)),
+                    (_, 0) => ("wspawn", 0),
+                    (_, 4) => ("wspin", 0),
                     _ => ("spin", 0),
                 };
+                // Without the larger real programs, their scripted neighbours stand in.
+                let (script, code) = match script {
+                    "wwc" | "wspawn" | "wsleep" if !all_real => ("cat", 0),
+                    other => (other, code),
+                };
                 let id = format!("{script}-{}", self.next);
-                let args = if script == "exit" { vec![code.to_string()] } else { vec![] };
+                let args = match script {
+                    "exit" | "wsleep" => vec![code.to_string()],
+                    "wspawn" => vec!["pipe".to_owned()],
+                    _ => vec![],
+                };
                 let payload = execute(id.clone(), script, args);
                 (Pending::Execute { vm: vm.clone(), id, script, code }, payload)
             }
@@ -148,9 +226,9 @@ impl Processes {
     /// A response to request `id`; violations are returned, reached states reported.
     pub fn on_response(&mut self, id: i64, payload: &ResponsePayload) -> Vec<String> {
         let mut violations = Vec::new();
-        if self.creates.remove(&id) {
+        if let Some(all_real) = self.creates.remove(&id) {
             if let ResponsePayload::VmCreatedResponse(created) = payload {
-                self.vms.insert(created.vm_id.clone());
+                self.vms.insert(created.vm_id.clone(), all_real);
             }
         }
         let Some(pending) = self.pending.remove(&id) else { return violations };
@@ -199,6 +277,8 @@ impl Processes {
                 .get_mut(&(vm.to_owned(), output.process_id.clone()))
             {
                 Some(proc) if output.channel == StreamChannel::Stdout => proc.output.extend_from_slice(&output.chunk),
+                // The runtime says why it stopped a loop that ran out of fuel.
+                Some(proc) if proc.script == "wspin" => {}
                 Some(_) => violations.push(format!("{}: unexpected stderr {:?}", output.process_id, output.chunk)),
                 None => violations.push(format!("output of {} in {vm}, which is not running", output.process_id)),
             },
@@ -210,7 +290,7 @@ impl Processes {
                 let code = exited.exit_code;
                 let disposing = self.disposing.contains(vm);
                 // A kill (answered before the exit it causes) or a dispose ends it with SIGKILL.
-                if proc.script == "wcat" {
+                if is_real(proc.script) {
                     reached("real_guest_exited");
                 }
                 if proc.killed || disposing {
@@ -226,6 +306,14 @@ impl Processes {
                         {
                             reached("process_output_matched");
                         }
+                        "wwc" if code == 0 && proc.stdin_closed && proc.output == wc_output(&proc.input) => {
+                            reached("real_wc_counted");
+                        }
+                        "wspawn" if code == 0 && spawned_through_a_pipe(&proc.output) => reached("real_child_piped"),
+                        "wsleep" if code == 0 && proc.output == format!("slept {}\n", proc.code).into_bytes() => {
+                            reached("real_sleep_woke");
+                        }
+                        "wspin" if code == 124 => reached("real_loop_out_of_fuel"),
                         _ => violations.push(format!(
                             "{} ({}) exited {code}; stdin closed {}, output {} of {} input bytes, equal {}",
                             exited.process_id,

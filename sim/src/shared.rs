@@ -35,6 +35,10 @@ pub const COVERAGE_POINTS: &[&str] = &[
     "process_killed",
     "process_output_matched",
     "real_guest_exited",
+    "real_wc_counted",
+    "real_child_piped",
+    "real_sleep_woke",
+    "real_loop_out_of_fuel",
 ];
 
 /// Kernel bookkeeping sizes, for the no-leak invariant.

@@ -65,7 +65,17 @@ fn an_injected_dropped_response_is_caught_and_its_seed_reproduces_it() {
 fn a_seed_trace_replays_to_the_same_frames_with_real_guests_and_faults() {
     let dir = std::env::temp_dir().join(format!("sim-trace-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let wanted = ["real_guest_exited", "store_failure", "crash_mid_flush", "corrupted_frame", "state_restored"];
+    let wanted = [
+        "real_guest_exited",
+        "real_wc_counted",
+        "real_child_piped",
+        "real_sleep_woke",
+        "real_loop_out_of_fuel",
+        "store_failure",
+        "crash_mid_flush",
+        "corrupted_frame",
+        "state_restored",
+    ];
     let mut replayed = std::collections::BTreeSet::new();
     for seed in 0..300 {
         let path = dir.join(format!("{seed}.trace"));
