@@ -138,14 +138,39 @@ impl Client {
             self.step().await?;
             self.settle(STEP_SETTLE).await;
         }
-        // Liveness: no more faults; every request still owed an answer must get one.
+        // Liveness: no more faults; every request still owed an answer must get one, and every
+        // process must finish once it can.
         self.settle(LIVENESS_WAIT).await;
         if !self.outstanding.is_empty() {
             let ids: Vec<_> = self.outstanding.keys().collect();
             self.violation(format!("requests never answered after {LIVENESS_WAIT:?}: {ids:?}"));
         }
+        self.wind_down_processes().await?;
         self.connection = None;
         self.shared.borrow_mut().clients_done += 1;
+        Ok(())
+    }
+
+    /// Lets every running process finish (stdin closed, scripted loops killed) and waits, at
+    /// most [`LIVENESS_WAIT`] of simulated time, for each one's exit.
+    async fn wind_down_processes(&mut self) -> turmoil::Result {
+        if self.processes.running().is_empty() {
+            return Ok(());
+        }
+        while let Some(step) = self.processes.wind_down(self.next_request_id + 1) {
+            let Some((conn, session, _)) = self.vms.iter().find(|(_, _, v)| *v == step.vm).cloned() else { continue };
+            self.send(OwnershipScope::vm(conn, session, step.vm), step.payload).await?;
+        }
+        let deadline = turmoil::elapsed() + LIVENESS_WAIT;
+        while !self.processes.running().is_empty() && self.connection.is_some() && turmoil::elapsed() < deadline {
+            self.settle(Duration::from_millis(50)).await;
+        }
+        let running = self.processes.running();
+        if self.connection.is_some() && !running.is_empty() {
+            self.violation(format!("processes never finished after {LIVENESS_WAIT:?}: {running:?}"));
+        } else if self.connection.is_some() {
+            self.shared.borrow_mut().reached("every_process_finished");
+        }
         Ok(())
     }
 

@@ -114,6 +114,8 @@ struct Proc {
     output: Vec<u8>,
     stdin_closed: bool,
     killed: bool,
+    /// The liveness phase sent what ends it (a stdin close or a kill).
+    winding_down: bool,
 }
 
 /// A request whose answer changes what the host knows.
@@ -221,6 +223,35 @@ impl Processes {
         };
         self.pending.insert(next_request_id, pending);
         Some(Step { vm, payload })
+    }
+
+    /// The liveness phase: the next request that lets a running process finish (its stdin
+    /// closed, or a kill for a scripted loop, which never ends by itself), sent as `request_id`.
+    pub fn wind_down(&mut self, request_id: i64) -> Option<Step> {
+        let ((vm, id), proc) = self.procs.iter_mut().find(|(_, proc)| {
+            !proc.winding_down
+                && !proc.killed
+                && (proc.script == "spin" || (reads_stdin(proc.script) && !proc.stdin_closed))
+        })?;
+        proc.winding_down = true;
+        let (pending, payload) = if proc.script == "spin" {
+            let payload = RequestPayload::KillProcessRequest(KillProcessRequest {
+                process_id: id.clone(),
+                signal: "SIGKILL".into(),
+            });
+            (Pending::Kill { vm: vm.clone(), id: id.clone() }, payload)
+        } else {
+            let payload = RequestPayload::CloseStdinRequest(CloseStdinRequest { process_id: id.clone() });
+            (Pending::Close { vm: vm.clone(), id: id.clone() }, payload)
+        };
+        let vm = vm.clone();
+        self.pending.insert(request_id, pending);
+        Some(Step { vm, payload })
+    }
+
+    /// Processes started and not yet exited.
+    pub fn running(&self) -> Vec<String> {
+        self.procs.keys().map(|(vm, id)| format!("{vm}/{id}")).collect()
     }
 
     /// A response to request `id`; violations are returned, reached states reported.

@@ -39,6 +39,7 @@ pub const COVERAGE_POINTS: &[&str] = &[
     "real_child_piped",
     "real_sleep_woke",
     "real_loop_out_of_fuel",
+    "every_process_finished",
 ];
 
 /// Kernel bookkeeping sizes, for the no-leak invariant.
