@@ -153,8 +153,8 @@ fn replay(path: &std::path::Path) -> ExitCode {
     match outcome {
         Ok(Ok(report)) => {
             println!(
-                "replay matched: {} inputs, {} output frames, {} port calls answered from the trace",
-                report.inputs, report.outputs, report.exchanges
+                "replay matched: {} inputs, {} output frames, {} effects, {} host filesystem calls answered from the trace",
+                report.inputs, report.outputs, report.effects, report.exchanges
             );
             ExitCode::SUCCESS
         }

@@ -6,6 +6,8 @@ use crate::disk::CrashDisk;
 use crate::shared::{KernelCounts, SharedRef};
 use crate::Swarm;
 use kernel::dispatch::{HostCallbackOutcome, PermissionCheck, PromptOutcome, PromptTicket};
+use kernel::host::effect::{Effect, EffectId};
+use kernel::host::store::Store;
 use kernel::{Now, Output, SidecarConfig, StreamId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -16,7 +18,7 @@ use testkit::script::ScriptEngine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use transport::trace::{ActOutcome, GuestAct, TraceWriter};
-use transport::{Driver, Input, Ports};
+use transport::{Driver, Input, Ports, StorePort};
 use turmoil::net::{TcpListener, TcpStream};
 
 pub const PORT: u16 = 7000;
@@ -51,10 +53,12 @@ pub async fn run(
         }
     });
     let disk = Arc::new(CrashDisk::new(seed, swarm.store_fail_rate, swarm.store_crash_rate));
-    let ports = Ports { host_fs: None, store: Some(disk.clone()), guest_engine: Some(Arc::new(guest_engine())) };
+    // The host performs store effects itself, each after a latency the swarm draws.
+    let ports = Ports { host_fs: None, store: Some(StorePort::External), guest_engine: Some(Arc::new(guest_engine())) };
     let mut host = Host {
         driver: Driver::start(config, ports, trace)?,
         disk,
+        effects: Vec::new(),
         outputs: Vec::new(),
         writers: BTreeMap::new(),
         shared,
@@ -82,6 +86,7 @@ pub async fn run(
         if host.driver.sidecar().next_deadline().is_some_and(|deadline| deadline <= now.monotonic_ms) {
             host.apply(&Input::Tick)?;
         }
+        host.complete_due_effects()?;
         host.collect_outcomes()?;
         host.route_outputs();
         // The scheduler's cached view of every VM must match the VMs: a stale one would leave
@@ -97,6 +102,8 @@ struct Host {
     outputs: Vec<Output>,
     /// The store's disk, which checks its own property on every read.
     disk: Arc<CrashDisk>,
+    /// Store effects the kernel asked for, each with the time (ms) it completes at.
+    effects: Vec<(u64, EffectId, Effect)>,
     writers: BTreeMap<StreamId, mpsc::UnboundedSender<Vec<u8>>>,
     shared: SharedRef,
     rng: StdRng,
@@ -113,10 +120,31 @@ impl Host {
         Now { monotonic_ms, wall_ms: 1_700_000_000_000 + monotonic_ms }
     }
 
-    /// Feeds one input at the current time.
+    /// Feeds one input at the current time; the store effects it asks for complete after a
+    /// latency of up to the swarm's `max_store_latency_ms`.
     fn apply(&mut self, input: &Input) -> turmoil::Result {
         let now = self.now();
         self.outputs.extend(self.driver.apply(input, now)?);
+        for (id, effect) in self.driver.take_effects() {
+            let latency_ms = self.rng.random_range(0..=self.swarm.max_store_latency_ms);
+            self.effects.push((now.monotonic_ms.saturating_add(latency_ms), id, effect));
+        }
+        Ok(())
+    }
+
+    /// Performs the store effects whose time has come, on the crashing disk, in the order of
+    /// their times (then of their asking), and feeds their completions.
+    fn complete_due_effects(&mut self) -> turmoil::Result {
+        let now_ms = self.now().monotonic_ms;
+        self.effects.sort_by_key(|(due_ms, id, _)| (*due_ms, *id));
+        while self.effects.first().is_some_and(|(due_ms, _, _)| *due_ms <= now_ms) {
+            let (_, id, effect) = self.effects.remove(0);
+            if !self.effects.is_empty() {
+                self.shared.borrow_mut().reached("store_effects_overlapped");
+            }
+            let completion = effect.perform(self.disk.as_ref() as &dyn Store);
+            self.apply(&Input::Completion(id, completion))?;
+        }
         Ok(())
     }
 
@@ -255,6 +283,7 @@ impl Host {
             sessions: sidecar.session_count(),
             vms: sidecar.vms().len(),
             pending: sidecar.pending_sidecar_requests(),
+            effects: sidecar.pending_effects() + self.effects.len(),
         };
     }
 }

@@ -47,6 +47,8 @@ pub struct Swarm {
     /// Chance that the store's disk crashes in the middle of a write (and, a quarter as often,
     /// between calls).
     pub store_crash_rate: f64,
+    /// Longest time a store effect takes to complete.
+    pub max_store_latency_ms: u64,
     pub max_latency_ms: u64,
 }
 
@@ -63,6 +65,7 @@ impl Swarm {
             partition_rate: rate(0.01),
             store_fail_rate: rate(0.3),
             store_crash_rate: rate(0.4),
+            max_store_latency_ms: if rng.random_bool(0.5) { 0 } else { rng.random_range(0..300) },
             max_latency_ms: rng.random_range(0..40),
         }
     }

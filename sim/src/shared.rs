@@ -29,6 +29,7 @@ pub const COVERAGE_POINTS: &[&str] = &[
     "fs_matched_model",
     "store_failure",
     "crash_mid_flush",
+    "store_effects_overlapped",
     "flush_survived_crash",
     "state_restored",
     "process_exited",
@@ -50,6 +51,8 @@ pub struct KernelCounts {
     pub sessions: usize,
     pub vms: usize,
     pub pending: usize,
+    /// Store effects asked for and not completed.
+    pub effects: usize,
 }
 
 #[derive(Debug, Default)]

@@ -22,8 +22,9 @@ pub mod trace;
 
 use std::sync::Arc;
 
+use kernel::host::effect::{Completion, Effect, EffectId};
 use kernel::host::fs::HostFs;
-use kernel::host::journal::{Journal, JournaledHostFs, JournaledStore};
+use kernel::host::journal::{Journal, JournaledHostFs};
 use kernel::host::store::Store;
 use kernel::syscalls::engine::GuestEngine;
 use kernel::{Now, Output, Sidecar, SidecarConfig, StreamId};
@@ -43,6 +44,8 @@ pub enum Input {
     Shutdown,
     /// A connection closed (the simulator serves several).
     CloseStream(StreamId),
+    /// An effect the kernel asked for ended.
+    Completion(EffectId, Completion),
     /// What the simulator's guests do through the kernel's test doors.
     #[cfg(feature = "testing")]
     Act(trace::GuestAct),
@@ -54,9 +57,21 @@ pub struct Ports {
     /// Host file access for `host_dir` mounts (none: they are refused).
     pub host_fs: Option<Arc<dyn HostFs>>,
     /// The persistence store (none: persistence requests are refused).
-    pub store: Option<Arc<dyn Store>>,
+    pub store: Option<StorePort>,
     /// Runs guest programs (none: `Execute` is refused).
     pub guest_engine: Option<Arc<dyn GuestEngine>>,
+}
+
+/// Who performs the kernel's store effects.
+#[derive(Debug, Clone)]
+pub enum StorePort {
+    /// The driver, on this store, as soon as the kernel asks (before the next input). A put
+    /// blocks the caller for as long as the store takes: at most one state (the per-VM bound,
+    /// 64 MiB by default) written and synced.
+    Immediate(Arc<dyn Store>),
+    /// The caller: it takes them with [`Driver::take_effects`] and feeds each one's
+    /// [`Input::Completion`] when it chooses (the simulator, later; replay, from the trace).
+    External,
 }
 
 /// Feeds inputs to a kernel, collects its outputs and, when recording, writes both (and every
@@ -72,6 +87,10 @@ pub struct Driver {
     /// What [`Input::Act`] answered last (the simulator reads it back).
     #[cfg(feature = "testing")]
     act_outcome: Option<trace::ActOutcome>,
+    /// The store the driver performs effects on, if it does ([`StorePort::Immediate`]).
+    immediate_store: Option<Arc<dyn Store>>,
+    /// Effects for the caller to perform ([`StorePort::External`]).
+    taken_effects: Vec<(EffectId, Effect)>,
 }
 
 /// A trace being written, and the journal of the ports it covers.
@@ -93,7 +112,7 @@ impl Driver {
     /// A kernel with `ports`, recording to `record` if given (the ports' answers are recorded
     /// too, so the trace replays without them). No stream is open yet.
     pub fn start(config: SidecarConfig, ports: Ports, record: Option<TraceWriter>) -> Result<Self, TraceError> {
-        let Ports { mut host_fs, mut store, guest_engine } = ports;
+        let Ports { mut host_fs, store, guest_engine } = ports;
         let recorder = match record {
             None => None,
             Some(mut writer) => {
@@ -101,8 +120,6 @@ impl Driver {
                 writer.header(&config, host_fs.is_some(), store.is_some())?;
                 host_fs = host_fs
                     .map(|inner| Arc::new(JournaledHostFs::recording(inner, journal.clone())) as Arc<dyn HostFs>);
-                store =
-                    store.map(|inner| Arc::new(JournaledStore::recording(inner, journal.clone())) as Arc<dyn Store>);
                 Some(Recorder { writer, journal })
             }
         };
@@ -110,13 +127,17 @@ impl Driver {
         if let Some(host_fs) = host_fs {
             sidecar = sidecar.with_host_fs(host_fs);
         }
-        if let Some(store) = store {
-            sidecar = sidecar.with_store(store);
+        if store.is_some() {
+            sidecar = sidecar.with_store_effects();
         }
         if let Some(engine) = guest_engine {
             sidecar = sidecar.with_guest_engine(engine);
         }
-        Ok(Self::bare(sidecar, recorder))
+        let mut driver = Self::bare(sidecar, recorder);
+        if let Some(StorePort::Immediate(store)) = store {
+            driver.immediate_store = Some(store);
+        }
+        Ok(driver)
     }
 
     fn bare(sidecar: Sidecar, recorder: Option<Recorder>) -> Self {
@@ -127,6 +148,8 @@ impl Driver {
             recorder,
             #[cfg(feature = "testing")]
             act_outcome: None,
+            immediate_store: None,
+            taken_effects: Vec::new(),
         }
     }
 
@@ -157,22 +180,49 @@ impl Driver {
         Ok(stream)
     }
 
-    /// Feeds one input at `now`; returns the frames it produced, in order.
+    /// Feeds one input at `now`; returns the frames it produced, in order. Effects the kernel
+    /// asks for are performed at once ([`StorePort::Immediate`]), their completions fed back,
+    /// or kept for [`take_effects`](Self::take_effects).
     pub fn apply(&mut self, input: &Input, now: Now) -> Result<Vec<Output>, TraceError> {
         self.perform(input, now);
-        let outputs = self.drain();
-        if let Some(recorder) = self.recorder.as_mut() {
-            // The ports' answers go first: replay queues them, then feeds the input that asks.
-            for exchange in recorder.journal.take_recorded() {
-                recorder.writer.exchange(&exchange, now)?;
+        self.record_input(input, now)?;
+        let mut outputs = self.drain();
+        while let Some((id, effect)) = self.sidecar.poll_effect() {
+            if let Some(recorder) = self.recorder.as_mut() {
+                recorder.writer.effect(id, &effect.summary(), now)?;
             }
-            recorder.writer.input(input, now)?;
+            match self.immediate_store.clone() {
+                Some(store) => {
+                    let completion = Input::Completion(id, effect.perform(store.as_ref()));
+                    self.perform(&completion, now);
+                    self.record_input(&completion, now)?;
+                    outputs.extend(self.drain());
+                }
+                None => self.taken_effects.push((id, effect)),
+            }
+        }
+        if let Some(recorder) = self.recorder.as_mut() {
             for output in &outputs {
                 recorder.writer.output(output.stream, &output.bytes, now)?;
             }
             recorder.writer.flush()?;
         }
         Ok(outputs)
+    }
+
+    /// Effects for the caller to perform ([`StorePort::External`]), in the order asked.
+    pub fn take_effects(&mut self) -> Vec<(EffectId, Effect)> {
+        std::mem::take(&mut self.taken_effects)
+    }
+
+    /// Records an input just performed, after the host filesystem's answers it was given:
+    /// replay queues those, then feeds the input that asks for them.
+    fn record_input(&mut self, input: &Input, now: Now) -> Result<(), TraceError> {
+        let Some(recorder) = self.recorder.as_mut() else { return Ok(()) };
+        for exchange in recorder.journal.take_recorded() {
+            recorder.writer.exchange(&exchange, now)?;
+        }
+        recorder.writer.input(input, now)
     }
 
     fn perform(&mut self, input: &Input, now: Now) {
@@ -190,6 +240,7 @@ impl Driver {
             }
             Input::Shutdown => self.sidecar.shutdown(now),
             Input::CloseStream(stream) => self.sidecar.close_stream(*stream, now),
+            Input::Completion(id, completion) => self.sidecar.handle_completion(*id, completion.clone(), now),
             #[cfg(feature = "testing")]
             Input::Act(act) => self.act_outcome = Some(act.perform(&mut self.sidecar)),
         }

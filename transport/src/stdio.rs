@@ -14,7 +14,7 @@
 //!   VM (`HOST_SHUTDOWN`), flush, and exit 0.
 
 use crate::trace::{TraceError, TraceWriter};
-use crate::{Driver, Input, Ports};
+use crate::{Driver, Input, Ports, StorePort};
 use kernel::host::fs::HostFs;
 use kernel::host::store::Store;
 use kernel::syscalls::engine::GuestEngine;
@@ -389,7 +389,11 @@ impl LoopState {
             Some(path) => Some(TraceWriter::create(path)?),
             None => None,
         };
-        let ports = Ports { host_fs: options.host_fs, store: options.store, guest_engine: options.guest_engine };
+        let ports = Ports {
+            host_fs: options.host_fs,
+            store: options.store.map(StorePort::Immediate),
+            guest_engine: options.guest_engine,
+        };
         let clock = RealClock { start: Instant::now() };
         let mut driver = Driver::start(options.config, ports, record)?;
         // A fresh kernel always has room for its first stream.

@@ -2,13 +2,14 @@
 //!
 //! A trace records every input the kernel was given, each with the clock reading it was given
 //! with and the stream it belongs to: host bytes (the stdio driver feeds them one frame at a
-//! time), streams opened and closed, timer ticks, end of input, shutdown, the answer of every
-//! call the kernel made to the host filesystem (`host_dir` mounts) and the persistence store,
-//! and (simulator runs) what its guests did through the kernel's test doors. It also records
-//! every frame the kernel produced. Replaying builds a fresh kernel from the header (same seed,
-//! same limits, the same ports present), feeds it the inputs, answers its port calls from the
-//! trace (so no host directory and no store need exist), and compares its frames with the
-//! recorded ones.
+//! time), streams opened and closed, timer ticks, end of input, shutdown, the completion of every
+//! effect it asked for (the store's answers), the answer of every call it made to the host
+//! filesystem (`host_dir` mounts), and (simulator runs) what its guests did through the
+//! kernel's test doors. It also records every output: the frames and the effects. Replaying
+//! builds a fresh kernel from the header (same seed, same limits, the same ports present), feeds
+//! it the inputs and completions, answers its host filesystem calls from the trace (so no host
+//! directory and no store need exist), and compares its frames and effects with the recorded
+//! ones.
 //!
 //! # Format (version 3, all integers big-endian)
 //!
@@ -21,16 +22,19 @@
 //! record:  kind u8 · monotonic_ms u64 · wall_ms u64 · stream u64 · len u32 · payload[len]
 //! kinds:   1 input bytes · 2 tick · 3 end of input · 4 shutdown · 5 output frame (prefix
 //!          included) · 6 stream opened (stream 0: refused) · 7 stream closed ·
-//!          8 port exchange (BARE `PortExchange`) · 9 guest act (BARE `GuestAct`)
+//!          8 host filesystem exchange (BARE `PortExchange`) · 9 guest act (BARE `GuestAct`) ·
+//!          10 effect completion (BARE effect id u64 and `Completion`) ·
+//!          11 effect asked for (BARE effect id u64 and `EffectSummary`)
 //! ```
 //!
-//! A port exchange record precedes the input during which the kernel made the call: replay
-//! queues it, then feeds the input. Version 2 had no streams, port exchanges or acts (a run that
+//! A host filesystem exchange record precedes the input during which the kernel made the call:
+//! replay queues it, then feeds the input. Version 2 had no streams, port exchanges or acts (a run that
 //! used a `host_dir` mount or the store replayed only up to its first such request); version 1
 //! also lacked `max_memory_bytes`. Both are refused with [`TraceError::Version`].
 
-use crate::{Driver, Input, Ports};
-use kernel::host::journal::{Journal, JournaledHostFs, JournaledStore, PortExchange};
+use crate::{Driver, Input, Ports, StorePort};
+use kernel::host::effect::{Completion, EffectId, EffectSummary};
+use kernel::host::journal::{Journal, JournaledHostFs, PortExchange};
 use kernel::syscalls::engine::GuestEngine;
 use kernel::{Now, SidecarConfig, StreamId};
 use std::fs::File;
@@ -75,6 +79,8 @@ enum Kind {
     Exchange = 8,
     #[cfg_attr(not(feature = "testing"), allow(dead_code, reason = "acts are written by test builds only"))]
     Act = 9,
+    Completion = 10,
+    Effect = 11,
 }
 
 /// A record read back from a trace.
@@ -85,6 +91,8 @@ pub enum Record {
     OpenStream(Option<StreamId>, Now),
     Exchange(PortExchange),
     Output(StreamId, Vec<u8>, Now),
+    /// An effect the kernel asked for.
+    Effect(EffectId, EffectSummary),
 }
 
 /// What the simulator's guests do through the kernel's test doors (see `Sidecar`'s
@@ -188,6 +196,11 @@ impl TraceWriter {
             Input::Eof(stream) => self.record(Kind::Eof, now, *stream, &[]),
             Input::Shutdown => self.record(Kind::Shutdown, now, StreamId(0), &[]),
             Input::CloseStream(stream) => self.record(Kind::CloseStream, now, *stream, &[]),
+            Input::Completion(id, completion) => {
+                let payload =
+                    serde_bare::to_vec(&(id.0, completion)).map_err(|error| TraceError::Corrupt(error.to_string()))?;
+                self.record(Kind::Completion, now, StreamId(0), &payload)
+            }
             #[cfg(feature = "testing")]
             Input::Act(act) => {
                 let payload = serde_bare::to_vec(act).map_err(|error| TraceError::Corrupt(error.to_string()))?;
@@ -203,6 +216,11 @@ impl TraceWriter {
     pub(crate) fn exchange(&mut self, exchange: &PortExchange, now: Now) -> Result<(), TraceError> {
         let payload = serde_bare::to_vec(exchange).map_err(|error| TraceError::Corrupt(error.to_string()))?;
         self.record(Kind::Exchange, now, StreamId(0), &payload)
+    }
+
+    pub(crate) fn effect(&mut self, id: EffectId, effect: &EffectSummary, now: Now) -> Result<(), TraceError> {
+        let payload = serde_bare::to_vec(&(id.0, effect)).map_err(|error| TraceError::Corrupt(error.to_string()))?;
+        self.record(Kind::Effect, now, StreamId(0), &payload)
     }
 
     pub(crate) fn output(&mut self, stream: StreamId, frame: &[u8], now: Now) -> Result<(), TraceError> {
@@ -347,6 +365,14 @@ impl<R: Read> TraceReader<R> {
             [7] => Record::Input(Input::CloseStream(stream), now),
             [8] => Record::Exchange(decode_bare(&payload, "port exchange")?),
             [9] => act_record(&payload, now)?,
+            [10] => {
+                let (id, completion): (u64, Completion) = decode_bare(&payload, "effect completion")?;
+                Record::Input(Input::Completion(EffectId(id), completion), now)
+            }
+            [11] => {
+                let (id, effect): (u64, EffectSummary) = decode_bare(&payload, "effect")?;
+                Record::Effect(EffectId(id), effect)
+            }
             [other] => return Err(TraceError::Corrupt(format!("unknown record kind {other}"))),
         };
         Ok(Some(record))
@@ -428,8 +454,10 @@ fn describe_frame(output: Option<&(StreamId, Vec<u8>)>) -> String {
 pub struct ReplayReport {
     pub inputs: usize,
     pub outputs: usize,
-    /// Port calls answered from the trace.
+    /// Host filesystem calls answered from the trace.
     pub exchanges: usize,
+    /// Effects the replayed kernel asked for, each matched with the recording's.
+    pub effects: usize,
 }
 
 /// Replays a trace into a fresh kernel and compares every output frame.
@@ -446,12 +474,13 @@ pub fn replay_with<R: Read>(
     let journal = Journal::playback();
     let ports = Ports {
         host_fs: reader.host_fs.then(|| Arc::new(JournaledHostFs::playback(journal.clone())) as _),
-        store: reader.store.then(|| Arc::new(JournaledStore::playback(journal.clone())) as _),
+        store: reader.store.then_some(StorePort::External),
         guest_engine,
     };
     let mut driver = Driver::start(reader.config.clone(), ports, None)?;
     let mut produced = std::collections::VecDeque::new();
-    let mut report = ReplayReport { inputs: 0, outputs: 0, exchanges: 0 };
+    let mut asked = std::collections::VecDeque::new();
+    let mut report = ReplayReport { inputs: 0, outputs: 0, exchanges: 0, effects: 0 };
     while let Some(record) = reader.next_record()? {
         match record {
             Record::Exchange(exchange) => {
@@ -478,6 +507,15 @@ pub fn replay_with<R: Read>(
                     return Ok(Err(Divergence::at(report.outputs, detail)));
                 }
                 produced.extend(outputs.into_iter().map(|output| (output.stream, output.bytes)));
+                asked.extend(driver.take_effects().into_iter().map(|(id, effect)| (id, effect.summary())));
+            }
+            Record::Effect(id, expected) => {
+                let actual = asked.pop_front();
+                if actual.as_ref() != Some(&(id, expected.clone())) {
+                    let detail = format!("effect {} asked as {actual:?}, recorded {expected:?}", id.0);
+                    return Ok(Err(Divergence::at(report.outputs, detail)));
+                }
+                report.effects += 1;
             }
             Record::Output(stream, expected, _) => {
                 let actual = produced.pop_front();
@@ -496,6 +534,10 @@ pub fn replay_with<R: Read>(
     }
     if let Some(extra) = produced.pop_front() {
         return Ok(Err(Divergence { index: report.outputs, expected: None, actual: Some(extra), detail: None }));
+    }
+    if let Some((id, effect)) = asked.pop_front() {
+        let detail = format!("effect {} ({effect:?}) was not in the recording", id.0);
+        return Ok(Err(Divergence::at(report.outputs, detail)));
     }
     Ok(Ok(report))
 }

@@ -11,6 +11,7 @@
 //! the requesting stream does not own is refused exactly as if it did not exist.
 
 pub(crate) mod callbacks;
+mod effects;
 mod frames;
 mod persistence;
 mod processes;
@@ -32,7 +33,6 @@ use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
 use crate::fs::{self as filesystem, js_bridge, layers, mounts};
 use crate::host::fs::HostFs;
-use crate::host::store::Store;
 use crate::vfs::{Layer, Overlay};
 use crate::vm;
 use schema::codec::Decoded;
@@ -171,8 +171,10 @@ pub struct Sidecar {
     base_layer: Layer,
     /// Host file access for `host_dir` mounts and host filesystem calls (none: refused).
     host_fs: Option<Arc<dyn HostFs>>,
-    /// Durable storage for persistence requests (none: refused).
-    store: Option<Arc<dyn Store>>,
+    /// Whether the driver performs store effects (persistence requests are refused without).
+    store_effects: bool,
+    /// Effects asked of the driver and not yet completed, with the requests they answer.
+    effects: effects::Effects,
     /// Runs guest programs (none: `Execute` is refused).
     guest_engine: Option<Arc<dyn crate::syscalls::engine::GuestEngine>>,
     /// The running guest task of every live process, by (VM id, pid): the scheduler's, not the
@@ -210,7 +212,8 @@ impl Sidecar {
             responses_sent: 0,
             base_layer: layers::default_base_layer(),
             host_fs: None,
-            store: None,
+            store_effects: false,
+            effects: effects::Effects::default(),
             guest_engine: None,
             guests: BTreeMap::new(),
             memory_budget,
@@ -227,10 +230,12 @@ impl Sidecar {
         self
     }
 
-    /// Gives `PersistenceLoad`/`PersistenceFlush` a durable store. Without it they are
+    /// Gives `PersistenceLoad`/`PersistenceFlush` a durable store: the driver performs the
+    /// store effects the kernel asks for ([`poll_effect`](Self::poll_effect)) and feeds back
+    /// their completions ([`handle_completion`](Self::handle_completion)). Without it they are
     /// `unsupported`.
-    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
-        self.store = Some(store);
+    pub fn with_store_effects(mut self) -> Self {
+        self.store_effects = true;
         self
     }
 
@@ -440,7 +445,7 @@ impl Sidecar {
                 format!("no extension registered for namespace {}", envelope.namespace),
             )),
             RequestPayload::PersistenceLoadRequest(_) | RequestPayload::PersistenceFlushRequest(_) => {
-                self.persistence(stream, &ownership, payload)
+                self.persistence(stream, request_id, &ownership, payload)
             }
             payload => self.vm_request(stream, request_id, &ownership, payload),
         };

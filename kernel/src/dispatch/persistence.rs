@@ -19,13 +19,18 @@
 //!   a state over the bound is `limit_exceeded`, a corrupt one (bad checksum, truncated, unknown
 //!   version) `io_error`. `payloadSizeBytes` is the stored state's size.
 //! - Without a store: `unsupported` `persistence is not available: no store is configured`.
+//! - The store is reached through effects ([`crate::host::effect`]): a request is checked and
+//!   encoded here, its `StorePut`/`StoreGet` goes to the driver, and the answer is sent when the
+//!   completion comes back (a load into a VM disposed meanwhile is refused as for any unknown VM).
+//!   At most [`MAX_EFFECTS_IN_FLIGHT`](crate::host::effect::MAX_EFFECTS_IN_FLIGHT) are in
+//!   flight; past that a request is `limit_exceeded` `EAGAIN: ...`.
 
 use crate::clock::Now;
+use crate::dispatch::effects::Waiter;
 use crate::dispatch::{Sidecar, StreamId};
 use crate::error::{RejectCode, Rejection};
-use crate::host::store::{
-    decode_state, encode_state, file_over, validate_key, Store, StoreError, MAX_PERSISTED_STATE_BYTES,
-};
+use crate::host::effect::{Completion, Effect};
+use crate::host::store::{decode_state, encode_state, file_over, validate_key, StoreError, MAX_PERSISTED_STATE_BYTES};
 use crate::vfs::UpperState;
 use crate::vm::Vm;
 use schema::wire::*;
@@ -38,34 +43,82 @@ enum Direction {
 }
 
 impl Sidecar {
+    /// Checks a persistence request and asks the driver for its store effect; the request is
+    /// answered when the effect completes ([`Sidecar::finish_persistence`]).
     pub(crate) fn persistence(
         &mut self,
         stream: StreamId,
+        request_id: i64,
         ownership: &OwnershipScope,
         payload: RequestPayload,
     ) -> Result<Option<ResponsePayload>, Rejection> {
         let vm_id = self.authorize_persistence(stream, ownership)?;
         let (direction, key) = persistence_request(&payload)?;
         validate_key(&key).map_err(|error| Rejection::invalid_state(error.to_string()))?;
-        let store = self.store.clone().ok_or_else(|| {
-            Rejection::new(RejectCode::Unsupported, "persistence is not available: no store is configured")
-        })?;
-        let now = self.now;
-        #[cfg(feature = "testing")]
-        let fault = self.config.injected_fault;
+        if !self.store_effects {
+            return Err(Rejection::new(
+                RejectCode::Unsupported,
+                "persistence is not available: no store is configured",
+            ));
+        }
         let vm = self.vm_mut(&vm_id)?;
         let target = PersistTarget::new(vm, key);
-        let response = match direction {
+        let (effect, then) = match direction {
             Direction::Flush => {
-                #[cfg(feature = "testing")]
-                let flushed = with_injected_fault(fault, target.key.clone(), flush(vm, store.as_ref(), target));
-                #[cfg(not(feature = "testing"))]
-                let flushed = flush(vm, store.as_ref(), target);
-                flushed?
+                let state = vm.filesystem().upper_state();
+                target.check_file_sizes(&state, "flush")?;
+                let blob = encode_state(&state);
+                let size = target.check_state_size(&blob, "flush")?;
+                let effect = Effect::StorePut { key: target.key.clone(), value: blob };
+                (effect, PersistenceWait::Flush { key: target.key, size })
             }
-            Direction::Load => load(vm, store.as_ref(), target, now)?,
+            Direction::Load => {
+                let effect = Effect::StoreGet { key: target.key.clone(), max_bytes: target.state_limit };
+                (effect, PersistenceWait::Load { vm_id, target })
+            }
         };
-        Ok(Some(response))
+        self.ask_effect(effect, Waiter::new(stream, request_id, ownership.clone(), then))?;
+        Ok(None)
+    }
+
+    /// The answer to a persistence request whose store effect completed.
+    pub(crate) fn finish_persistence(
+        &mut self,
+        then: PersistenceWait,
+        completion: Completion,
+    ) -> Result<ResponsePayload, Rejection> {
+        match (then, completion) {
+            (PersistenceWait::Flush { key, size }, Completion::StorePut(put)) => {
+                #[cfg(feature = "testing")]
+                let put = self.with_injected_fault(put);
+                put.map_err(|error| {
+                    Rejection::new(RejectCode::IoError, format!("EIO: persistence flush of '{key}' failed: {error}"))
+                })?;
+                Ok(ResponsePayload::PersistenceFlushedResponse(PersistenceFlushedResponse {
+                    key,
+                    committed_bytes: size,
+                }))
+            }
+            (PersistenceWait::Load { vm_id, target }, Completion::StoreGet(got)) => {
+                let now = self.now;
+                let blob = target.fetched(got)?;
+                let vm = self.vm_mut(&vm_id)?;
+                load(vm, target, blob, now)
+            }
+            (then, completion) => {
+                Err(Rejection::new(RejectCode::IoError, format!("EIO: the store answered {completion:?} to {then:?}")))
+            }
+        }
+    }
+
+    /// [`InjectedFault::AcknowledgeFailedFlush`](crate::InjectedFault::AcknowledgeFailedFlush):
+    /// a failed write is answered as committed.
+    #[cfg(feature = "testing")]
+    fn with_injected_fault(&self, put: Result<(), StoreError>) -> Result<(), StoreError> {
+        match self.config.injected_fault {
+            Some(crate::InjectedFault::AcknowledgeFailedFlush) => Ok(()),
+            _ => put,
+        }
     }
 
     /// The VM whose filesystem a persistence request works on: its scope must be a VM's the
@@ -81,24 +134,6 @@ impl Sidecar {
     }
 }
 
-/// [`InjectedFault::AcknowledgeFailedFlush`](crate::InjectedFault::AcknowledgeFailedFlush):
-/// a failed write is answered as committed.
-#[cfg(feature = "testing")]
-fn with_injected_fault(
-    fault: Option<crate::InjectedFault>,
-    key: String,
-    flushed: Result<ResponsePayload, Rejection>,
-) -> Result<ResponsePayload, Rejection> {
-    match flushed {
-        Err(rejection)
-            if rejection.code == RejectCode::IoError && fault == Some(crate::InjectedFault::AcknowledgeFailedFlush) =>
-        {
-            Ok(ResponsePayload::PersistenceFlushedResponse(PersistenceFlushedResponse { key, committed_bytes: 0 }))
-        }
-        other => other,
-    }
-}
-
 /// The direction and store key of a persistence request.
 fn persistence_request(payload: &RequestPayload) -> Result<(Direction, String), Rejection> {
     match payload {
@@ -108,26 +143,19 @@ fn persistence_request(payload: &RequestPayload) -> Result<(Direction, String), 
     }
 }
 
-/// Saves the VM's root upper layer under the target's key. A failed `put` leaves the stored
-/// state as it was (the store's `put` is atomic).
-fn flush(vm: &Vm, store: &dyn Store, target: PersistTarget) -> Result<ResponsePayload, Rejection> {
-    let state = vm.filesystem().upper_state();
-    target.check_file_sizes(&state, "flush")?;
-    let blob = encode_state(&state);
-    let size = target.check_state_size(&blob, "flush")?;
-    store.put(&target.key, &blob).map_err(|error| {
-        Rejection::new(RejectCode::IoError, format!("EIO: persistence flush of '{}' failed: {error}", target.key))
-    })?;
-    Ok(ResponsePayload::PersistenceFlushedResponse(PersistenceFlushedResponse {
-        key: target.key,
-        committed_bytes: size,
-    }))
+/// What a persistence request waits for.
+#[derive(Debug)]
+pub(crate) enum PersistenceWait {
+    /// The store to hold the VM's state (`size` bytes) under `key`.
+    Flush { key: String, size: u64 },
+    /// The state stored for `target`, to replace `vm_id`'s root upper layer with.
+    Load { vm_id: String, target: PersistTarget },
 }
 
-/// Replaces the VM's root upper layer with the state stored under the target's key, all or
-/// nothing; without a stored state nothing changes.
-fn load(vm: &mut Vm, store: &dyn Store, target: PersistTarget, now: Now) -> Result<ResponsePayload, Rejection> {
-    let Some(blob) = target.fetch(store)? else {
+/// Replaces the VM's root upper layer with `blob`, the state stored under the target's key,
+/// all or nothing; without a stored state nothing changes.
+fn load(vm: &mut Vm, target: PersistTarget, blob: Option<Vec<u8>>, now: Now) -> Result<ResponsePayload, Rejection> {
+    let Some(blob) = blob else {
         return Ok(state_response(target.key, false, 0));
     };
     let size = target.check_state_size(&blob, "load")?;
@@ -145,7 +173,7 @@ fn state_response(key: String, found: bool, payload_size_bytes: u64) -> Response
 
 /// Where a VM's state is persisted, and the bounds it must keep there.
 #[derive(Debug)]
-struct PersistTarget {
+pub(crate) struct PersistTarget {
     key: String,
     /// The VM's bound on the encoded state, within [`MAX_PERSISTED_STATE_BYTES`].
     state_limit: u64,
@@ -163,9 +191,10 @@ impl PersistTarget {
         }
     }
 
-    /// The stored state, if there is one, read only within the state bound.
-    fn fetch(&self, store: &dyn Store) -> Result<Option<Vec<u8>>, Rejection> {
-        match store.get(&self.key, self.state_limit) {
+    /// The stored state, if there is one, as the store's get (bounded by the state bound)
+    /// answered.
+    fn fetched(&self, got: Result<Option<Vec<u8>>, StoreError>) -> Result<Option<Vec<u8>>, Rejection> {
+        match got {
             Ok(blob) => Ok(blob),
             Err(StoreError::TooLarge { .. }) => Err(self.state_over_limit("load")),
             Err(error) => Err(Rejection::new(

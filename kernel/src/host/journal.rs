@@ -1,13 +1,15 @@
-//! Every exchange with a port, as data: the call the kernel made and the answer it got, so a
-//! recording can keep them and a replay can answer from them with no host directory and no
-//! store present.
+//! Every exchange with the host filesystem, as data: the call the kernel made and the answer it
+//! got, so a recording can keep them and a replay can answer from them with no host directory
+//! present. (The store is reached through effects and their completions instead, see
+//! [`super::effect`]: host directory calls are made in the middle of a guest's path resolution,
+//! one after another, so they stay calls, recorded as they are made.)
 //!
 //! A [`Journal`] is in one of two modes:
 //!
-//! - **recording**: [`JournaledHostFs`] and [`JournaledStore`] wrap the real ports, pass every
-//!   call through, and append a [`PortExchange`] for each (the driver drains them into its
-//!   trace with [`Journal::take_recorded`]);
-//! - **playback**: the same wrappers have no real port behind them; each call takes the next
+//! - **recording**: [`JournaledHostFs`] wraps the real port, passes every call through, and
+//!   appends a [`PortExchange`] for each (the driver drains them into its trace with
+//!   [`Journal::take_recorded`]);
+//! - **playback**: the same wrapper has no real port behind it; each call takes the next
 //!   recorded exchange (fed with [`Journal::push`]), checks that the kernel made the same call,
 //!   and returns the recorded answer. A different call, or none left, is a divergence
 //!   ([`Journal::take_divergence`]); the kernel is answered `EIO` so it goes on, and the replay
@@ -24,7 +26,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use super::fs::{HostDir, HostFs, HostFsError, HostResult, HostStat};
-use super::store::{Store, StoreError};
 use crate::vfs::Errno;
 
 /// Exchanges a playback journal holds before the kernel asks for them: the exchanges of one
@@ -75,8 +76,6 @@ pub enum PortCall {
     Chmod { dir: u32, path: String, mode: u32 },
     Chown { dir: u32, path: String, uid: u32, gid: u32 },
     Utimes { dir: u32, path: String, atime_ms: u64, mtime_ms: u64 },
-    StoreGet { key: String, max_bytes: u64 },
-    StorePut { key: String, value: Digest },
 }
 
 /// What a port answered.
@@ -90,21 +89,13 @@ pub enum PortValue {
     Names(Vec<String>),
     Count(u64),
     Text(String),
-    Stored(Option<Vec<u8>>),
-}
-
-/// How a port call failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PortError {
-    Host(HostFsError),
-    Store(StoreError),
 }
 
 /// One call and its answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortExchange {
     pub call: PortCall,
-    pub answer: Result<PortValue, PortError>,
+    pub answer: Result<PortValue, HostFsError>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,11 +165,11 @@ impl Journal {
     fn exchange(
         &self,
         call: PortCall,
-        perform: impl FnOnce() -> Result<PortValue, PortError>,
-    ) -> Result<PortValue, PortError> {
+        perform: impl FnOnce() -> Result<PortValue, HostFsError>,
+    ) -> Result<PortValue, HostFsError> {
         let mode = match self.state() {
             Some(state) => state.mode,
-            None => return Err(PortError::Host(HostFsError::with_detail(Errno::EIO, "port journal unavailable"))),
+            None => return Err(HostFsError::with_detail(Errno::EIO, "port journal unavailable")),
         };
         match mode {
             Mode::Recording => {
@@ -192,7 +183,7 @@ impl Journal {
         }
     }
 
-    fn play(&self, call: &PortCall) -> Result<PortValue, PortError> {
+    fn play(&self, call: &PortCall) -> Result<PortValue, HostFsError> {
         let Some(mut state) = self.state() else { return Err(diverged()) };
         match state.exchanges.pop_front() {
             Some(recorded) if recorded.call == *call => recorded.answer,
@@ -226,8 +217,8 @@ impl Journal {
     }
 }
 
-fn diverged() -> PortError {
-    PortError::Host(HostFsError::with_detail(Errno::EIO, "replay diverged from its recording"))
+fn diverged() -> HostFsError {
+    HostFsError::with_detail(Errno::EIO, "replay diverged from its recording")
 }
 
 /// A [`HostFs`] whose every call goes through a [`Journal`].
@@ -253,15 +244,15 @@ impl HostFs for JournaledHostFs {
         let mut opened = None;
         let call = PortCall::OpenDir { host_path: host_path.to_owned() };
         let answer = self.journal.exchange(call, || {
-            let inner = self.inner.as_ref().ok_or_else(|| PortError::Host(Errno::EIO.into()))?;
-            let dir = inner.open_dir(host_path).map_err(PortError::Host)?;
+            let inner = self.inner.as_ref().ok_or_else(|| HostFsError::new(Errno::EIO))?;
+            let dir = inner.open_dir(host_path)?;
             opened = Some(dir);
             Ok(PortValue::Dir(self.journal.next_dir()))
         });
         match answer {
             Ok(PortValue::Dir(id)) => Ok(Box::new(JournaledDir { inner: opened, id, journal: self.journal.clone() })),
             Ok(_) => Err(mismatch(&self.journal, "open_dir")),
-            Err(error) => Err(host_error(error)),
+            Err(error) => Err(error),
         }
     }
 }
@@ -272,13 +263,6 @@ struct JournaledDir {
     inner: Option<Box<dyn HostDir>>,
     id: u32,
     journal: Journal,
-}
-
-fn host_error(error: PortError) -> HostFsError {
-    match error {
-        PortError::Host(error) => error,
-        PortError::Store(error) => HostFsError::with_detail(Errno::EIO, error.to_string()),
-    }
 }
 
 fn mismatch(journal: &Journal, call: &str) -> HostFsError {
@@ -292,12 +276,10 @@ impl JournaledDir {
         call: PortCall,
         perform: impl FnOnce(&dyn HostDir) -> HostResult<PortValue>,
     ) -> HostResult<PortValue> {
-        self.journal
-            .exchange(call, || {
-                let inner = self.inner.as_deref().ok_or_else(|| PortError::Host(Errno::EIO.into()))?;
-                perform(inner).map_err(PortError::Host)
-            })
-            .map_err(host_error)
+        self.journal.exchange(call, || {
+            let inner = self.inner.as_deref().ok_or_else(|| HostFsError::new(Errno::EIO))?;
+            perform(inner)
+        })
     }
 
     fn unit(&self, name: &str, call: PortCall, perform: impl FnOnce(&dyn HostDir) -> HostResult<()>) -> HostResult<()> {
@@ -447,71 +429,12 @@ impl HostDir for JournaledDir {
     }
 }
 
-/// A [`Store`] whose every call goes through a [`Journal`].
-#[derive(Debug)]
-pub struct JournaledStore {
-    /// `None` in playback.
-    inner: Option<Arc<dyn Store>>,
-    journal: Journal,
-}
-
-impl JournaledStore {
-    pub fn recording(inner: Arc<dyn Store>, journal: Journal) -> Self {
-        Self { inner: Some(inner), journal }
-    }
-
-    pub fn playback(journal: Journal) -> Self {
-        Self { inner: None, journal }
-    }
-
-    fn inner(&self) -> Result<&dyn Store, PortError> {
-        self.inner.as_deref().ok_or_else(|| PortError::Store(StoreError::Io("no store behind the journal".to_owned())))
-    }
-}
-
-fn store_error(journal: &Journal, error: PortError, call: &str) -> StoreError {
-    match error {
-        PortError::Store(error) => error,
-        PortError::Host(error) => {
-            journal.note_mismatch(call);
-            StoreError::Io(error.to_string())
-        }
-    }
-}
-
-impl Store for JournaledStore {
-    fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let call = PortCall::StoreGet { key: key.to_owned(), max_bytes };
-        let answer = self
-            .journal
-            .exchange(call, || self.inner()?.get(key, max_bytes).map(PortValue::Stored).map_err(PortError::Store));
-        match answer {
-            Ok(PortValue::Stored(value)) => Ok(value),
-            Ok(_) => Err(store_error(&self.journal, diverged(), "store get")),
-            Err(error) => Err(store_error(&self.journal, error, "store get")),
-        }
-    }
-
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let call = PortCall::StorePut { key: key.to_owned(), value: Digest::of(value) };
-        let answer = self
-            .journal
-            .exchange(call, || self.inner()?.put(key, value).map(|()| PortValue::Unit).map_err(PortError::Store));
-        match answer {
-            Ok(PortValue::Unit) => Ok(()),
-            Ok(_) => Err(store_error(&self.journal, diverged(), "store put")),
-            Err(error) => Err(store_error(&self.journal, error, "store put")),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
     use crate::host::fs::HostFileKind;
-    use crate::host::store::MemoryStore;
 
     /// One directory in memory: a single file, `f`.
     #[derive(Debug)]
@@ -561,8 +484,8 @@ mod tests {
         }
     }
 
-    /// The calls a kernel might make, against any host fs and store.
-    fn session(fs: &dyn HostFs, store: &dyn Store) -> Vec<String> {
+    /// The calls a kernel might make, against any host fs.
+    fn session(fs: &dyn HostFs) -> Vec<String> {
         let mut seen = vec![format!("{:?}", fs.open_dir("/missing").err())];
         let dir = fs.open_dir("/data").unwrap();
         seen.push(format!("{:?}", dir.read_file("f", 100)));
@@ -570,28 +493,23 @@ mod tests {
         seen.push(format!("{:?}", dir.write_file("g", b"x", 0o644)));
         seen.push(format!("{:?}", dir.read_dir("", 10)));
         seen.push(format!("{:?}", dir.symlink("f", "l")));
-        seen.push(format!("{:?}", store.put("k", b"state")));
-        seen.push(format!("{:?}", store.get("k", 100)));
-        seen.push(format!("{:?}", store.get("k", 2)));
         seen
     }
 
     #[test]
-    fn playback_answers_exactly_what_the_recording_got_without_the_ports() {
+    fn playback_answers_exactly_what_the_recording_got_without_the_host_fs() {
         let recording = Journal::recording();
         let fs = JournaledHostFs::recording(Arc::new(OneFile), recording.clone());
-        let store = JournaledStore::recording(Arc::new(MemoryStore::new()), recording.clone());
-        let live = session(&fs, &store);
+        let live = session(&fs);
         let exchanges = recording.take_recorded();
-        assert_eq!(exchanges.len(), 10);
+        assert_eq!(exchanges.len(), 7);
         assert!(recording.take_recorded().is_empty(), "taking drains");
 
         let playback = Journal::playback();
         for exchange in exchanges {
             assert!(playback.push(exchange));
         }
-        let replayed =
-            session(&JournaledHostFs::playback(playback.clone()), &JournaledStore::playback(playback.clone()));
+        let replayed = session(&JournaledHostFs::playback(playback.clone()));
         assert_eq!(replayed, live);
         assert_eq!(playback.unused(), 0);
         assert_eq!(playback.take_divergence(), None);

@@ -1,5 +1,8 @@
 //! A host talking to a kernel through frames, with a manual clock.
 
+use std::sync::Arc;
+
+use kernel::host::store::Store;
 use kernel::{Now, Sidecar, SidecarConfig, StreamId};
 use schema::wire::*;
 use schema::{decode_frame, encode_frame};
@@ -10,6 +13,8 @@ pub struct Harness {
     pub stream: StreamId,
     pub now: Now,
     next_id: i64,
+    /// Performs the kernel's store effects, at once (as the stdio driver does).
+    store: Option<Arc<dyn Store>>,
 }
 
 impl Harness {
@@ -24,7 +29,22 @@ impl Harness {
     /// A host of an already built sidecar (with a host filesystem or a store injected).
     pub fn with_sidecar(mut sidecar: Sidecar) -> Self {
         let stream = sidecar.open_stream().unwrap();
-        Self { sidecar, stream, now: Now::from_millis(1_000, 1_700_000_000_000), next_id: 0 }
+        Self { sidecar, stream, now: Now::from_millis(1_000, 1_700_000_000_000), next_id: 0, store: None }
+    }
+
+    /// A host whose sidecar has a store: its effects are performed on `store` before every drain.
+    pub fn with_store(sidecar: Sidecar, store: Arc<dyn Store>) -> Self {
+        Self { store: Some(store), ..Self::with_sidecar(sidecar.with_store_effects()) }
+    }
+
+    /// Performs every effect the kernel asked for, feeding back each completion (a host without
+    /// a store leaves them to the test).
+    pub fn perform_effects(&mut self) {
+        let Some(store) = self.store.clone() else { return };
+        while let Some((id, effect)) = self.sidecar.poll_effect() {
+            let completion = effect.perform(store.as_ref());
+            self.sidecar.handle_completion(id, completion, self.now);
+        }
     }
 
     pub fn next_id(&mut self) -> i64 {
@@ -63,6 +83,7 @@ impl Harness {
     }
 
     pub fn drain_bytes(&mut self) -> Vec<Vec<u8>> {
+        self.perform_effects();
         let mut out = Vec::new();
         while let Some(output) = self.sidecar.poll_output() {
             assert_eq!(output.stream, self.stream);

@@ -4,6 +4,7 @@
 use crate::fakes::{FailingStore, TearingStore};
 use crate::filesystem::*;
 use crate::harness::*;
+use kernel::host::effect::{Completion, Effect, EffectId, MAX_EFFECTS_IN_FLIGHT};
 use kernel::host::store::{MemoryStore, Store, MAX_PERSISTENCE_KEY_BYTES};
 use kernel::Sidecar;
 use schema::wire::GuestFilesystemOperation as Op;
@@ -12,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 fn host_with(store: Arc<dyn Store>) -> Harness {
-    Harness::with_sidecar(Sidecar::new(Default::default()).with_store(store))
+    Harness::with_store(Sidecar::new(Default::default()), store)
 }
 
 fn flush(guest: &mut Guest, key: &str) -> Result<u64, (String, String)> {
@@ -231,4 +232,91 @@ fn persisted_state_is_bounded() {
     let (code, message) = load(&mut read_only, "small").unwrap_err();
     assert_eq!(code, "kernel_error");
     assert!(message.starts_with("EROFS: "), "{message}");
+}
+
+/// A sidecar whose store effects the test completes by hand.
+fn host_completing_by_hand() -> Harness {
+    Harness::with_sidecar(Sidecar::new(Default::default()).with_store_effects())
+}
+
+fn flush_request(key: &str) -> RequestPayload {
+    RequestPayload::PersistenceFlushRequest(PersistenceFlushRequest { key: key.into(), payload_size_bytes: 0 })
+}
+
+/// The store is reached through effects: a flush is answered only when its put completes, other
+/// requests are answered meanwhile, and the answer carries what the completion said.
+#[test]
+fn a_flush_is_answered_when_its_store_effect_completes() {
+    let mut guest = Guest::on(host_completing_by_hand(), ALLOW_FS);
+    guest.write("/tmp/f", "content");
+    let scope = guest.scope.clone();
+    assert!(guest.host.request(scope.clone(), flush_request("k")).is_empty(), "no answer before the store's");
+    let (id, effect) = guest.host.sidecar.poll_effect().unwrap();
+    let Effect::StorePut { key, value } = effect else { panic!("{effect:?}") };
+    assert_eq!(key, "k");
+    assert!(guest.host.sidecar.poll_effect().is_none());
+    // Another request is served while the flush waits.
+    assert_eq!(guest.read("/tmp/f"), "content");
+    let now = guest.host.now;
+    guest.host.sidecar.handle_completion(id, Completion::StorePut(Ok(())), now);
+    let frames = guest.host.drain();
+    let ResponsePayload::PersistenceFlushedResponse(flushed) = response_payload(&frames[0]) else {
+        panic!("{frames:?}")
+    };
+    assert_eq!(flushed.committed_bytes, value.len() as u64);
+    assert_eq!(guest.host.sidecar.pending_effects(), 0);
+    // A completion nobody waits for (repeated, or made up) changes nothing.
+    guest.host.sidecar.handle_completion(id, Completion::StorePut(Ok(())), now);
+    guest.host.sidecar.handle_completion(EffectId(999), Completion::StoreGet(Ok(None)), now);
+    assert!(guest.host.drain().is_empty());
+}
+
+#[test]
+fn a_load_completing_after_its_vm_was_disposed_is_refused_and_a_mismatched_completion_is_an_io_error() {
+    let mut guest = Guest::on(host_completing_by_hand(), ALLOW_FS);
+    let scope = guest.scope.clone();
+    let load_request = RequestPayload::PersistenceLoadRequest(PersistenceLoadRequest { key: "k".into() });
+    assert!(guest.host.request(scope.clone(), load_request.clone()).is_empty());
+    let (id, effect) = guest.host.sidecar.poll_effect().unwrap();
+    assert!(matches!(effect, Effect::StoreGet { ref key, .. } if key == "k"), "{effect:?}");
+    guest.host.request(scope.clone(), testkit::requests::dispose());
+    let now = guest.host.now;
+    guest.host.sidecar.handle_completion(id, Completion::StoreGet(Ok(Some(vec![1, 2, 3]))), now);
+    let (code, message) = rejection(&guest.host.drain()[0]);
+    assert_eq!(code, "invalid_state");
+    assert!(message.starts_with("unknown sidecar VM"), "{message}");
+
+    let mut other = Guest::on(host_completing_by_hand(), ALLOW_FS);
+    let scope = other.scope.clone();
+    other.host.request(scope, load_request);
+    let (id, _) = other.host.sidecar.poll_effect().unwrap();
+    let now = other.host.now;
+    other.host.sidecar.handle_completion(id, Completion::StorePut(Ok(())), now);
+    let (code, message) = rejection(&other.host.drain()[0]);
+    assert_eq!(code, "io_error");
+    assert!(message.starts_with("EIO: the store answered"), "{message}");
+}
+
+/// Effects in flight are bounded: past the bound a request is refused at once, and once the
+/// driver catches up requests are taken again.
+#[test]
+fn store_effects_in_flight_are_bounded() {
+    let mut guest = Guest::on(host_completing_by_hand(), ALLOW_FS);
+    let scope = guest.scope.clone();
+    for _ in 0..MAX_EFFECTS_IN_FLIGHT {
+        assert!(guest.host.request(scope.clone(), flush_request("k")).is_empty());
+    }
+    let frames = guest.host.request(scope.clone(), flush_request("k"));
+    let (code, message) = rejection(&frames[0]);
+    assert_eq!(code, "limit_exceeded");
+    assert!(message.starts_with(&format!("EAGAIN: {MAX_EFFECTS_IN_FLIGHT} store operations")), "{message}");
+    let now = guest.host.now;
+    let mut completed = 0;
+    while let Some((id, _)) = guest.host.sidecar.poll_effect() {
+        guest.host.sidecar.handle_completion(id, Completion::StorePut(Ok(())), now);
+        completed += 1;
+    }
+    assert_eq!(completed, MAX_EFFECTS_IN_FLIGHT);
+    assert_eq!(guest.host.drain().len(), MAX_EFFECTS_IN_FLIGHT);
+    assert!(guest.host.request(scope, flush_request("k")).is_empty(), "taken again");
 }

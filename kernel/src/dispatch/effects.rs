@@ -1,0 +1,110 @@
+//! The effects the kernel has asked for and not yet had completed (see [`crate::host::effect`]),
+//! with the requests waiting on them.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use schema::wire::OwnershipScope;
+
+use super::persistence::PersistenceWait;
+use super::{Sidecar, StreamId};
+use crate::clock::Now;
+use crate::error::{RejectCode, Rejection};
+use crate::host::effect::{Completion, Effect, EffectId, MAX_EFFECTS_IN_FLIGHT, MAX_EFFECT_BYTES_IN_FLIGHT};
+
+/// A host request answered when its effect completes.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    pub stream: StreamId,
+    pub request_id: i64,
+    pub ownership: OwnershipScope,
+    pub then: PersistenceWait,
+    /// Bytes its effect holds (counted against [`MAX_EFFECT_BYTES_IN_FLIGHT`]).
+    held_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    next_id: u64,
+    /// Asked for, not yet taken by the driver.
+    queued: VecDeque<(EffectId, Effect)>,
+    /// Every effect not yet completed (queued or taken), with its waiter.
+    waiting: BTreeMap<EffectId, Waiter>,
+    held_bytes: u64,
+}
+
+impl Effects {
+    /// Queues `effect` for `waiter`'s request; refused past the in-flight bounds.
+    fn ask(&mut self, effect: Effect, mut waiter: Waiter) -> Result<EffectId, Rejection> {
+        let held = effect.held_bytes();
+        if self.waiting.len() >= MAX_EFFECTS_IN_FLIGHT
+            || self.held_bytes.saturating_add(held) > MAX_EFFECT_BYTES_IN_FLIGHT
+        {
+            return Err(Rejection::new(
+                RejectCode::LimitExceeded,
+                format!(
+                    "EAGAIN: {} store operations ({} bytes) are in flight, the limit is {MAX_EFFECTS_IN_FLIGHT} \
+                     ({MAX_EFFECT_BYTES_IN_FLIGHT} bytes); retry once they are answered",
+                    self.waiting.len(),
+                    self.held_bytes
+                ),
+            ));
+        }
+        self.next_id += 1;
+        let id = EffectId(self.next_id);
+        waiter.held_bytes = held;
+        self.held_bytes += held;
+        self.queued.push_back((id, effect));
+        self.waiting.insert(id, waiter);
+        debug_assert!(self.queued.len() <= self.waiting.len());
+        Ok(id)
+    }
+
+    fn complete(&mut self, id: EffectId) -> Option<Waiter> {
+        let waiter = self.waiting.remove(&id)?;
+        self.held_bytes -= waiter.held_bytes;
+        // A completion may come before the driver took the effect (it never should); the
+        // effect is then dropped, not performed late.
+        self.queued.retain(|(queued, _)| *queued != id);
+        Some(waiter)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
+impl Waiter {
+    pub(crate) fn new(stream: StreamId, request_id: i64, ownership: OwnershipScope, then: PersistenceWait) -> Self {
+        Self { stream, request_id, ownership, then, held_bytes: 0 }
+    }
+}
+
+impl Sidecar {
+    /// Asks the driver for `effect` on behalf of a waiting request.
+    pub(crate) fn ask_effect(&mut self, effect: Effect, waiter: Waiter) -> Result<EffectId, Rejection> {
+        self.effects.ask(effect, waiter)
+    }
+
+    /// The next effect to perform, in the order asked.
+    pub fn poll_effect(&mut self) -> Option<(EffectId, Effect)> {
+        self.effects.queued.pop_front()
+    }
+
+    /// Effects asked for and not yet completed.
+    pub fn pending_effects(&self) -> usize {
+        self.effects.len()
+    }
+
+    /// An effect's completion, at `now`: the request that waited on it is answered.
+    pub fn handle_completion(&mut self, id: EffectId, completion: Completion, now: Now) {
+        self.advance(now);
+        // A completion nobody waits for is a driver's bug; the kernel's state must not depend
+        // on it, so it is ignored.
+        let Some(waiter) = self.effects.complete(id) else { return };
+        let Waiter { stream, request_id, ownership, then, .. } = waiter;
+        match self.finish_persistence(then, completion) {
+            Ok(response) => self.respond(stream, request_id, ownership, response),
+            Err(rejection) => self.reject(stream, request_id, ownership, rejection),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Effects: what the kernel asks of the outside world, as outputs, and their completions, as
+//! inputs.
+//!
+//! A step never performs I/O. Where it needs the store, it queues an [`Effect`] with an
+//! [`EffectId`] and leaves the request that needs it waiting; the driver takes the effect
+//! ([`Sidecar::poll_effect`](crate::Sidecar::poll_effect)), performs it when and how it
+//! chooses, and feeds back its [`Completion`]
+//! ([`Sidecar::handle_completion`](crate::Sidecar::handle_completion)), and the request is
+//! answered then. The stdio driver performs each at once, on its loop; the simulator later,
+//! against a disk that crashes; `replay` never performs one: it feeds the recorded completions.
+//!
+//! What a driver must guarantee: every effect it takes gets exactly one completion, with the
+//! effect's id (an unknown id is ignored, a completion of the wrong kind answers the request
+//! with `io_error`).
+
+use serde::{Deserialize, Serialize};
+
+use super::journal::Digest;
+use super::store::{Store, StoreError};
+
+/// Effects waiting for their completions at once, at most: a host can have this many
+/// persistence requests in flight before the next is refused (`limit_exceeded`). The stdio
+/// driver completes each effect before the next input, so only a driver that performs them
+/// later (the simulator) gets near it.
+pub const MAX_EFFECTS_IN_FLIGHT: usize = 16;
+/// Bytes that effects waiting for their completions may hold (a flush holds its encoded
+/// state until the store has it): two states at the per-VM ceiling.
+pub const MAX_EFFECT_BYTES_IN_FLIGHT: u64 = 2 * crate::host::store::MAX_PERSISTED_STATE_BYTES;
+
+/// Names an effect and its completion; unique for the life of a kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EffectId(pub u64);
+
+/// Something the kernel needs done outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// The value under `key` in the store; `TooLarge` past `max_bytes`.
+    StoreGet { key: String, max_bytes: u64 },
+    /// Atomically and durably replace `key`'s value.
+    StorePut { key: String, value: Vec<u8> },
+}
+
+/// What a trace keeps of an effect (the value a put writes is the kernel's own output, so its
+/// digest identifies it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EffectSummary {
+    StoreGet { key: String, max_bytes: u64 },
+    StorePut { key: String, value: Digest },
+}
+
+/// How an effect ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Completion {
+    StoreGet(Result<Option<Vec<u8>>, StoreError>),
+    StorePut(Result<(), StoreError>),
+}
+
+impl Effect {
+    /// Performs the effect on `store` (for drivers that do it at once).
+    pub fn perform(&self, store: &dyn Store) -> Completion {
+        match self {
+            Self::StoreGet { key, max_bytes } => Completion::StoreGet(store.get(key, *max_bytes)),
+            Self::StorePut { key, value } => Completion::StorePut(store.put(key, value)),
+        }
+    }
+
+    pub fn summary(&self) -> EffectSummary {
+        match self {
+            Self::StoreGet { key, max_bytes } => EffectSummary::StoreGet { key: key.clone(), max_bytes: *max_bytes },
+            Self::StorePut { key, value } => EffectSummary::StorePut { key: key.clone(), value: Digest::of(value) },
+        }
+    }
+
+    /// Bytes the effect holds while it waits.
+    pub fn held_bytes(&self) -> u64 {
+        match self {
+            Self::StoreGet { .. } => 0,
+            Self::StorePut { value, .. } => u64::try_from(value.len()).unwrap_or(u64::MAX),
+        }
+    }
+}
