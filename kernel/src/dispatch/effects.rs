@@ -36,9 +36,8 @@ impl Effects {
     /// Queues `effect` for `waiter`'s request; refused past the in-flight bounds.
     fn ask(&mut self, effect: Effect, mut waiter: Waiter) -> Result<EffectId, Rejection> {
         let held = effect.held_bytes();
-        if self.waiting.len() >= MAX_EFFECTS_IN_FLIGHT
-            || self.held_bytes.saturating_add(held) > MAX_EFFECT_BYTES_IN_FLIGHT
-        {
+        let over_bytes = self.held_bytes > 0 && self.held_bytes.saturating_add(held) > MAX_EFFECT_BYTES_IN_FLIGHT;
+        if self.waiting.len() >= MAX_EFFECTS_IN_FLIGHT || over_bytes {
             return Err(Rejection::new(
                 RejectCode::LimitExceeded,
                 format!(
@@ -106,5 +105,37 @@ impl Sidecar {
             Ok(response) => self.respond(stream, request_id, ownership, response),
             Err(rejection) => self.reject(stream, request_id, ownership, rejection),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn put(mib: usize) -> Effect {
+        // Zeroed allocations are not touched, so these cost address space, not memory.
+        Effect::StorePut { key: "k".into(), value: vec![0; mib << 20] }
+    }
+
+    fn waiter() -> Waiter {
+        let then = PersistenceWait::Flush { key: "k".into(), size: 0 };
+        Waiter::new(StreamId(1), 1, OwnershipScope::connection("c"), then)
+    }
+
+    #[test]
+    fn bytes_in_flight_are_bounded_but_one_large_state_may_go_alone() {
+        let mut effects = Effects::default();
+        let large = effects.ask(put(300), waiter()).unwrap();
+        assert!(effects.ask(put(1), waiter()).is_err(), "nothing joins a state over the bound");
+        assert!(effects.complete(large).is_some());
+        assert_eq!(effects.held_bytes, 0);
+        effects.ask(put(200), waiter()).unwrap();
+        let refused = effects.ask(put(100), waiter()).unwrap_err();
+        assert!(refused.message.starts_with("EAGAIN: 1 store operations"), "{}", refused.message);
+        effects.ask(put(50), waiter()).unwrap();
+        assert_eq!(effects.len(), 2);
+        assert_eq!(effects.queued.len(), 2);
     }
 }

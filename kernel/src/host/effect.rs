@@ -23,9 +23,12 @@ use super::store::{Store, StoreError};
 /// driver completes each effect before the next input, so only a driver that performs them
 /// later (the simulator) gets near it.
 pub const MAX_EFFECTS_IN_FLIGHT: usize = 16;
-/// Bytes that effects waiting for their completions may hold (a flush holds its encoded
-/// state until the store has it): two states at the per-VM ceiling.
-pub const MAX_EFFECT_BYTES_IN_FLIGHT: u64 = 2 * crate::host::store::MAX_PERSISTED_STATE_BYTES;
+/// Bytes that effects waiting for their completions may hold together (a flush holds its
+/// encoded state until the store has it): four states at the default per-VM bound of 64 MiB.
+/// One effect alone may hold more (a VM configured for larger states can still flush one);
+/// its own size is bounded by the VM's limit, whose ceiling is
+/// [`MAX_PERSISTED_STATE_BYTES`](crate::host::store::MAX_PERSISTED_STATE_BYTES).
+pub const MAX_EFFECT_BYTES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
 
 /// Names an effect and its completion; unique for the life of a kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
