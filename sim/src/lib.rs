@@ -7,9 +7,13 @@
 //!
 //! Invariants are checked continuously by the simulated hosts ("always"): every request gets
 //! exactly the answers it is owed, nothing is addressed to a foreign owner, VM lifecycles move
-//! in order, every frame is valid; at the end nothing is leaked and every outstanding request was
-//! answered after the faults stopped (liveness). Coverage points ("sometimes") must each be
-//! reached by some seed of a run.
+//! in order, every frame is valid, file and process answers match their models, and the store
+//! (the binary's put protocol on a disk that crashes) always holds each key's last completed
+//! flush; at the end nothing is leaked, every outstanding request was answered and every process
+//! finished after the faults stopped (liveness). Coverage points ("sometimes") must each be
+//! reached by some seed of a run. The kernel is fed through the transport's driver, so a seed's
+//! run can be written as a trace ([`SimOptions::trace`]) and replayed ([`replay_trace`]).
+//! `docs/determinism.md` has the whole picture.
 
 #![forbid(unsafe_code)]
 
