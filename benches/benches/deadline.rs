@@ -27,6 +27,7 @@ const CONFIG: &str = r#"{"permissions":{"fs":"allow","childProcess":"allow"}}"#;
 
 /// A sidecar of `vms` VMs, each running [`PROCESSES_PER_VM`] `cat`s parked on stdin.
 fn idle_sidecar(vms: usize) -> Host {
+    let started = std::time::Instant::now();
     let sidecar = Sidecar::new(SidecarConfig::default()).with_guest_engine(Arc::new(ScriptEngine::new()));
     let mut host = Host::with_sidecar(sidecar);
     for vm in 0..vms {
@@ -45,6 +46,9 @@ fn idle_sidecar(vms: usize) -> Host {
         host.drain();
     }
     assert_eq!(host.sidecar.next_deadline(), None, "idle: nothing to wake for");
+    // How long getting there took is itself a measure of the scheduler (a scan per step made
+    // it quadratic).
+    eprintln!("setup of {vms} VMs x {PROCESSES_PER_VM} processes: {:?}", started.elapsed());
     host
 }
 
