@@ -10,18 +10,24 @@
 //!   small request can be answered with megabytes;
 //! - timers fire at the kernel's `next_deadline()`; the real clock and the OS entropy seed are
 //!   read here and injected into the kernel;
+//! - the store's effects (a flush's write and sync, a load's read) are performed on a thread of
+//!   their own ([`StoreWorker`]), in the order the kernel asked for them; each completion wakes
+//!   the loop and is fed back as an input. The loop itself never waits for the disk: other
+//!   requests, guests and timers go on while a flush is written;
 //! - stdin EOF (once every frame read before it has been fed), SIGTERM or SIGINT dispose every
-//!   VM (`HOST_SHUTDOWN`), flush, and exit 0.
+//!   VM (`HOST_SHUTDOWN`), wait for store effects in flight (at most
+//!   [`SHUTDOWN_FLUSH_TIMEOUT`]), flush, and exit 0.
 
 use crate::trace::{TraceError, TraceWriter};
 use crate::{Driver, Input, Ports, StorePort};
+use kernel::host::effect::{Completion, Effect, EffectId};
 use kernel::host::fs::HostFs;
 use kernel::host::store::Store;
 use kernel::syscalls::engine::GuestEngine;
 use kernel::{Now, SidecarConfig};
 use mio::net::UnixStream;
 use mio::unix::pipe::{Receiver, Sender};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use schema::FRAME_PREFIX_BYTES;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -53,6 +59,7 @@ pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 const STDIN: Token = Token(0);
 const STDOUT: Token = Token(1);
 const SIGNALS: Token = Token(2);
+const STORE_DONE: Token = Token(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StdioError {
@@ -62,6 +69,8 @@ pub enum StdioError {
     Trace(#[from] TraceError),
     #[error("host closed stdin in the middle of a frame ({buffered} bytes buffered)")]
     TruncatedInput { buffered: usize },
+    #[error("the store's thread stopped")]
+    StoreWorkerGone,
 }
 
 /// How the stdio sidecar runs.
@@ -235,13 +244,18 @@ pub fn serve(options: StdioOptions) -> Result<(), StdioError> {
     let mut stdin = Stdin::open(&poll)?;
     let mut stdout = open_stdout(&poll)?;
     let signals = watch_shutdown_signals(&poll)?;
-    let mut state = LoopState::new(options)?;
+    let mut state = LoopState::new(options, &poll)?;
     let mut events = Events::with_capacity(16);
     let mut shutdown_deadline: Option<Instant> = None;
 
     loop {
+        state.take_completions()?;
         if shutdown_deadline.is_none() {
             state.take_input(&mut stdin)?;
+            if stdin.eof_fed && state.effects_in_flight() {
+                // The host is gone; a flush still being written gets a bounded wait.
+                shutdown_deadline = Some(Instant::now() + SHUTDOWN_FLUSH_TIMEOUT);
+            }
         }
         state.tick_if_due()?;
         if let Err(error) = state.out.flush_to(&mut stdout) {
@@ -380,25 +394,89 @@ struct LoopState {
     clock: RealClock,
     driver: Driver,
     out: OutboundQueue,
+    /// Performs the store's effects (none without a store).
+    store: Option<StoreWorker>,
+}
+
+/// Performs store effects on a thread of its own, one at a time in the order asked, so the
+/// loop never waits for a disk. The kernel bounds the effects in flight (16), so the queues
+/// between them stay small; each completion wakes the loop's poll.
+#[derive(Debug)]
+struct StoreWorker {
+    jobs: std::sync::mpsc::Sender<(EffectId, Effect)>,
+    done: std::sync::mpsc::Receiver<(EffectId, Completion)>,
+    in_flight: usize,
+}
+
+impl StoreWorker {
+    fn spawn(store: Arc<dyn Store>, waker: Waker) -> io::Result<Self> {
+        let (jobs, queued) = std::sync::mpsc::channel::<(EffectId, Effect)>();
+        let (finished, done) = std::sync::mpsc::channel();
+        std::thread::Builder::new().name("store".to_owned()).spawn(move || {
+            for (id, effect) in queued {
+                let completion = effect.perform(store.as_ref());
+                if finished.send((id, completion)).is_err() {
+                    return;
+                }
+                if let Err(error) = waker.wake() {
+                    tracing::error!(%error, "cannot wake the loop for a store completion");
+                }
+            }
+        })?;
+        Ok(Self { jobs, done, in_flight: 0 })
+    }
+
+    fn submit(&mut self, effects: Vec<(EffectId, Effect)>) -> Result<(), StdioError> {
+        for job in effects {
+            self.jobs.send(job).map_err(|_| StdioError::StoreWorkerGone)?;
+            self.in_flight += 1;
+        }
+        Ok(())
+    }
+
+    /// Completions that arrived, without waiting.
+    fn completed(&mut self) -> Vec<(EffectId, Completion)> {
+        let done: Vec<_> = self.done.try_iter().collect();
+        self.in_flight -= done.len();
+        done
+    }
 }
 
 impl LoopState {
-    /// The kernel with the ports `options` names, recording if it asks to, serving one stream.
-    fn new(options: StdioOptions) -> Result<Self, StdioError> {
+    /// The kernel with the ports `options` names, recording if it asks to, serving one stream;
+    /// its store effects go to a [`StoreWorker`] that wakes `poll`.
+    fn new(options: StdioOptions, poll: &Poll) -> Result<Self, StdioError> {
         let record = match &options.record {
             Some(path) => Some(TraceWriter::create(path)?),
             None => None,
         };
+        let store = match options.store {
+            Some(store) => Some(StoreWorker::spawn(store, Waker::new(poll.registry(), STORE_DONE)?)?),
+            None => None,
+        };
         let ports = Ports {
             host_fs: options.host_fs,
-            store: options.store.map(StorePort::Immediate),
+            store: store.as_ref().map(|_| StorePort::External),
             guest_engine: options.guest_engine,
         };
         let clock = RealClock { start: Instant::now() };
         let mut driver = Driver::start(options.config, ports, record)?;
         // A fresh kernel always has room for its first stream.
         driver.open_stream(clock.now())?;
-        Ok(Self { clock, driver, out: OutboundQueue::default() })
+        Ok(Self { clock, driver, out: OutboundQueue::default(), store })
+    }
+
+    /// Feeds the store completions that arrived.
+    fn take_completions(&mut self) -> Result<(), StdioError> {
+        let Some(store) = self.store.as_mut() else { return Ok(()) };
+        for (id, completion) in store.completed() {
+            self.apply(Input::Completion(id, completion))?;
+        }
+        Ok(())
+    }
+
+    fn effects_in_flight(&self) -> bool {
+        self.store.as_ref().is_some_and(|store| store.in_flight > 0)
     }
 
     /// Frames already read first, then one read (the buffer's free space at most) and the
@@ -433,7 +511,7 @@ impl LoopState {
     /// end of input or a shutdown signal, or the host did not read the final frames in time
     /// (logged: the exit loses them).
     fn is_done(&self, eof_fed: bool, shutdown_deadline: Option<Instant>) -> bool {
-        if self.out.is_empty() && (eof_fed || shutdown_deadline.is_some()) {
+        if self.out.is_empty() && (eof_fed || shutdown_deadline.is_some()) && !self.effects_in_flight() {
             return true;
         }
         let timed_out = shutdown_deadline.is_some_and(|deadline| Instant::now() >= deadline);
@@ -459,6 +537,9 @@ impl LoopState {
         let now = self.clock.now();
         for output in self.driver.apply(&input, now)? {
             self.out.push(output.bytes);
+        }
+        if let Some(store) = self.store.as_mut() {
+            store.submit(self.driver.take_effects())?;
         }
         Ok(())
     }
@@ -679,6 +760,7 @@ mod tests {
             clock: RealClock { start: Instant::now() },
             driver: Driver::new(Sidecar::new(SidecarConfig::default())),
             out: OutboundQueue::default(),
+            store: None,
         };
         let content = "x".repeat(OUTBOUND_HIGH_WATERMARK_BYTES + 1);
         let write = GuestFilesystemCallRequest {
@@ -708,5 +790,65 @@ mod tests {
             assert!(result.content.as_deref() == Some(content.as_str()));
         }
         assert!(inbound.is_empty());
+    }
+
+    /// A store whose puts wait until the test lets them through.
+    #[derive(Debug)]
+    struct GatedStore {
+        inner: kernel::host::store::MemoryStore,
+        gate: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl Store for GatedStore {
+        fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, kernel::host::store::StoreError> {
+            self.inner.get(key, max_bytes)
+        }
+        fn put(&self, key: &str, value: &[u8]) -> Result<(), kernel::host::store::StoreError> {
+            self.gate.lock().unwrap().recv().unwrap();
+            self.inner.put(key, value)
+        }
+    }
+
+    fn response_ids(out: &mut OutboundQueue) -> Vec<i64> {
+        let mut bytes = Vec::new();
+        out.flush_to(&mut bytes).unwrap();
+        let mut decoder = schema::FrameDecoder::new(usize::MAX);
+        decoder
+            .feed(&bytes)
+            .filter_map(|item| match item {
+                schema::codec::Decoded::Frame(ProtocolFrame::ResponseFrame(response)) => Some(response.request_id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A flush whose write hangs does not hold up the loop: later requests are answered, and the
+    /// flush is answered once its write completes and wakes the poll.
+    #[test]
+    fn a_slow_store_write_does_not_hold_up_other_requests() {
+        let (release, gate) = std::sync::mpsc::channel();
+        let store = Arc::new(GatedStore { inner: Default::default(), gate: std::sync::Mutex::new(gate) });
+        let mut poll = Poll::new().unwrap();
+        let options = StdioOptions { store: Some(store), ..StdioOptions::default() };
+        let mut state = LoopState::new(options, &poll).unwrap();
+        let primary = state.driver.primary();
+        let flush = request(
+            4,
+            OwnershipScope::vm("conn-1", "session-1", "vm-1"),
+            RequestPayload::PersistenceFlushRequest(PersistenceFlushRequest { key: "k".into(), payload_size_bytes: 0 }),
+        );
+        let read = fs_call(5, GuestFilesystemCallRequest::new(GuestFilesystemOperation::ReadFile, "/etc/hostname"));
+        let setup = [authenticate(1), open_session(2, 0), create_vm(3), flush, read].concat();
+        state.apply(Input::Bytes(primary, setup)).unwrap();
+        assert_eq!(response_ids(&mut state.out), vec![1, 2, 3, 5], "the read is answered while the flush waits");
+        assert!(state.effects_in_flight());
+
+        release.send(()).unwrap();
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::from_secs(10))).unwrap();
+        assert!(events.iter().any(|event| event.token() == STORE_DONE), "the completion wakes the loop");
+        state.take_completions().unwrap();
+        assert_eq!(response_ids(&mut state.out), vec![4]);
+        assert!(!state.effects_in_flight());
     }
 }
