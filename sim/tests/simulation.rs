@@ -40,21 +40,29 @@ fn different_seeds_differ() {
     assert_ne!(run_seed(1, &options).output_hash, run_seed(2, &options).output_hash);
 }
 
-#[test]
-fn an_injected_dropped_response_is_caught_and_its_seed_reproduces_it() {
-    let options = SimOptions { injected_fault: Some(InjectedFault::DropNthResponse(25)), ..SimOptions::default() };
-    let failing = (0..1000)
+/// The first seed below `seeds` that fails with `fault` injected; checks that a violation
+/// mentions `named`, that the seed reproduces the failure exactly, and that it passes without
+/// the fault. Returns the seed.
+fn caught_within(fault: InjectedFault, seeds: u64, named: &str) -> u64 {
+    let options = SimOptions { injected_fault: Some(fault), ..SimOptions::default() };
+    let failing = (0..seeds)
         .map(|seed| run_seed(seed, &options))
         .find(|outcome| !outcome.passed())
-        .expect("the simulator must catch a dropped response within 1000 seeds");
+        .unwrap_or_else(|| panic!("the simulator must catch {fault:?} within {seeds} seeds"));
     assert!(
-        failing.violations.iter().any(|v| v.contains("never answered")),
-        "the violation names the lost answer: {:?}",
+        failing.violations.iter().any(|v| v.contains(named)),
+        "a violation names {named:?}: {:?}",
         failing.violations
     );
     let again = run_seed(failing.seed, &options);
     assert_eq!(again.violations, failing.violations, "the printed seed reproduces the failure exactly");
     assert!(run_seed(failing.seed, &SimOptions::default()).passed(), "without the bug the same seed passes");
+    failing.seed
+}
+
+#[test]
+fn an_injected_dropped_response_is_caught_and_its_seed_reproduces_it() {
+    caught_within(InjectedFault::DropNthResponse(25), 1000, "never answered");
 }
 
 /// `sim --seed N --trace FILE` then `sim --replay FILE`: the trace holds every input of the
@@ -102,15 +110,6 @@ fn a_seed_trace_replays_to_the_same_frames_with_real_guests_and_faults() {
 /// committed. The model of what was flushed then disagrees with what loads.
 #[test]
 fn an_injected_lost_store_failure_is_caught_within_500_seeds() {
-    let options = SimOptions { injected_fault: Some(InjectedFault::AcknowledgeFailedFlush), ..SimOptions::default() };
-    let failing = (0..500)
-        .map(|seed| run_seed(seed, &options))
-        .find(|outcome| !outcome.passed())
-        .expect("the simulator must catch an acknowledged failed flush within 500 seeds");
-    assert!(
-        failing.violations.iter().any(|v| v.contains("Loaded")),
-        "the violation names the load that did not match the acknowledged flush: {:?}",
-        failing.violations
-    );
-    assert!(run_seed(failing.seed, &SimOptions::default()).passed(), "without the bug the same seed passes");
+    // The load that follows does not match what the host was told was flushed.
+    caught_within(InjectedFault::AcknowledgeFailedFlush, 500, "Loaded");
 }
