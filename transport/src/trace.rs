@@ -352,8 +352,13 @@ impl<R: Read> TraceReader<R> {
         if len > MAX_RECORD_BYTES {
             return Err(TraceError::Corrupt(format!("record of {len} bytes exceeds {MAX_RECORD_BYTES}")));
         }
-        let mut payload = vec![0; len];
-        self.input.read_exact(&mut payload)?;
+        // Read through `take`, so a record claiming more bytes than the file holds costs only
+        // what is there, not an allocation of the claimed size.
+        let mut payload = Vec::new();
+        (&mut self.input).take(u64::try_from(len).unwrap_or(u64::MAX)).read_to_end(&mut payload)?;
+        if payload.len() != len {
+            return Err(TraceError::Corrupt(format!("a record of {len} bytes ends after {}", payload.len())));
+        }
         let now = Now { monotonic_ms, wall_ms };
         let record = match kind {
             [1] => Record::Input(Input::Bytes(stream, payload), now),
@@ -618,5 +623,17 @@ mod tests {
         garbled_exchange.extend_from_slice(&[0xff, 0xff, 0xff]);
         let mut reader = TraceReader::new(garbled_exchange.as_slice()).unwrap();
         assert!(matches!(reader.next_record(), Err(TraceError::Corrupt(_))));
+
+        // A record that claims 64 MiB in a file that holds 3 bytes.
+        let mut short = header("");
+        short.push(1);
+        short.extend_from_slice(&[0; 24]);
+        short.extend_from_slice(&(64u32 << 20).to_be_bytes());
+        short.extend_from_slice(b"abc");
+        let mut reader = TraceReader::new(short.as_slice()).unwrap();
+        match reader.next_record() {
+            Err(TraceError::Corrupt(message)) => assert!(message.contains("ends after 3"), "{message}"),
+            other => panic!("{other:?}"),
+        }
     }
 }
