@@ -2,6 +2,7 @@
 //! sidecar's answers against the protocol's promises as they arrive.
 
 use crate::host::{PORT, SIM_CALLBACK};
+use crate::hostdirs::{HostDirs, HOST_CONFIG};
 use crate::processes::{proc_config, Processes};
 use crate::shared::SharedRef;
 use crate::Swarm;
@@ -26,7 +27,7 @@ const LIVENESS_WAIT: Duration = Duration::from_secs(15);
 const OPEN_SESSION_PAYLOAD_BYTES: usize = 4;
 
 /// CreateVm configs the workload draws from: valid, ASK-prompting, and invalid ones.
-fn configs() -> [&'static str; 10] {
+fn configs() -> [&'static str; 12] {
     [
         "{}",
         FS_CONFIG,
@@ -35,6 +36,8 @@ fn configs() -> [&'static str; 10] {
         r#"{"limits":{"resources":{"maxProcesses":4}}}"#,
         proc_config(false),
         proc_config(true),
+        HOST_CONFIG,
+        HOST_CONFIG,
         r#"{"cwd":"relative"}"#,
         r#"{"bogus":true}"#,
         "{not json",
@@ -83,6 +86,7 @@ pub struct Client {
     stored: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     /// The processes this host started and what it expects of them.
     processes: Processes,
+    host_dirs: HostDirs,
 }
 
 /// The answer the reference model predicts for a filesystem request.
@@ -127,6 +131,7 @@ impl Client {
             fs_expectations: BTreeMap::new(),
             stored: BTreeMap::new(),
             processes: Processes::default(),
+            host_dirs: HostDirs::default(),
         }
     }
 
@@ -218,6 +223,7 @@ impl Client {
         self.fs_expectations.clear();
         self.fs_creates.clear();
         self.processes.clear();
+        self.host_dirs.clear();
         Ok(())
     }
 
@@ -238,6 +244,9 @@ impl Client {
                 let configs = configs();
                 let config = configs.get(self.rng.random_range(0..configs.len())).copied().unwrap_or("{}");
                 let payload = create_vm(config);
+                if config == HOST_CONFIG {
+                    self.host_dirs.creating(self.next_request_id + 1);
+                }
                 if config == FS_CONFIG {
                     self.fs_creates.insert(self.next_request_id + 1);
                 }
@@ -255,6 +264,10 @@ impl Client {
             }
             42..=51 => {
                 let Some(scope) = self.any_vm() else { return Ok(()) };
+                // A new mount list would take a host directory VM's `/host` away from its model.
+                if self.host_dirs.is_host_vm(scope.vm_id().unwrap_or_default()) {
+                    return Ok(());
+                }
                 let plugin = if self.rng.random_bool(0.8) { "memory" } else { "nfs" };
                 self.send(scope, configure(plugin)).await
             }
@@ -270,6 +283,10 @@ impl Client {
                     format!("session-{}", self.rng.random_range(1..8)),
                     format!("vm-{}", self.rng.random_range(1..12)),
                 );
+                // A guess may hit one of its own VMs; a host directory VM keeps its mount.
+                if self.host_dirs.is_host_vm(scope.vm_id().unwrap_or_default()) {
+                    return Ok(());
+                }
                 self.send(scope, configure("memory")).await
             }
             70..=73 => {
@@ -286,10 +303,13 @@ impl Client {
             }
             92 if self.rng.random_bool(swarm.limit_rate) => self.exhaust_limits().await,
             97..=99 => self.process_op().await,
-            // 93..=96, and every fault the swarm did not draw: file, persistence and process
-            // work.
-            _ if roll % 2 == 0 => self.filesystem_op().await,
-            _ => self.process_op().await,
+            // 93..=96, and every fault the swarm did not draw: file, persistence, process and
+            // host directory work.
+            _ => match self.rng.random_range(0..3u32) {
+                0 => self.filesystem_op().await,
+                1 => self.process_op().await,
+                _ => self.host_dir_op().await,
+            },
         }
     }
 
@@ -302,6 +322,19 @@ impl Client {
             .map(|_| if self.rng.random_bool(0.1) { b'\n' } else { self.rng.random_range(b'a'..=b'z') })
             .collect();
         let Some(step) = self.processes.step(roll, pick, bytes, self.next_request_id + 1) else { return Ok(()) };
+        let Some((conn, session, _)) = self.vms.iter().find(|(_, _, v)| *v == step.vm).cloned() else {
+            return Ok(());
+        };
+        self.send(OwnershipScope::vm(conn, session, step.vm), step.payload).await
+    }
+
+    /// A mount or a file operation in a host directory VM.
+    async fn host_dir_op(&mut self) -> turmoil::Result {
+        let pick = self.rng.random_range(0..64usize);
+        let roll = self.rng.random_range(0..100u32);
+        let bytes: Vec<u8> = (0..self.rng.random_range(0..64)).map(|_| self.rng.random_range(b'a'..=b'z')).collect();
+        let name = self.name.clone();
+        let Some(step) = self.host_dirs.step(&name, pick, roll, bytes, self.next_request_id + 1) else { return Ok(()) };
         let Some((conn, session, _)) = self.vms.iter().find(|(_, _, v)| *v == step.vm).cloned() else {
             return Ok(());
         };
@@ -496,6 +529,7 @@ impl Client {
         self.fs_expectations.clear();
         self.models.clear();
         self.processes.clear();
+        self.host_dirs.clear();
         Ok(())
     }
 
@@ -600,6 +634,11 @@ impl Client {
         for violation in self.processes.on_response(id, &response.payload) {
             self.violation(violation);
         }
+        let shared = self.shared.clone();
+        let reached = &mut |point| shared.borrow_mut().reached(point);
+        for violation in self.host_dirs.on_response(id, &response.payload, reached) {
+            self.violation(violation);
+        }
         let fs_vm = self.fs_creates.remove(&id);
         match response.payload {
             ResponsePayload::SessionOpenedResponse(opened) => {
@@ -656,6 +695,7 @@ impl Client {
                 if lifecycle.state == VmLifecycleState::Disposed {
                     self.vms.retain(|(_, _, v)| *v != vm);
                     self.models.remove(&vm);
+                    self.host_dirs.disposed(&vm);
                     self.shared.borrow_mut().reached("vm_disposed");
                 }
             }

@@ -3,6 +3,7 @@
 //! plays the guests: it invokes host callbacks and ASK permission checks on live VMs.
 
 use crate::disk::CrashDisk;
+use crate::hostdirs::HOST_ROOT;
 use crate::shared::{KernelCounts, SharedRef};
 use crate::Swarm;
 use kernel::dispatch::{HostCallbackOutcome, PermissionCheck, PromptOutcome, PromptTicket};
@@ -14,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::hostfs::{FakeHostFs, Faults};
 use testkit::script::ScriptEngine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -54,7 +56,12 @@ pub async fn run(
     });
     let disk = Arc::new(CrashDisk::new(seed, swarm.store_fail_rate, swarm.store_crash_rate));
     // The host performs store effects itself, each after a latency the swarm draws.
-    let ports = Ports { host_fs: None, store: Some(StorePort::External), guest_engine: Some(Arc::new(guest_engine())) };
+    let host_fs = FakeHostFs::on_demand(HOST_ROOT, Faults::new(seed ^ 0x0000_0f00_d15c, swarm.host_fs_fail_per_mille));
+    let ports = Ports {
+        host_fs: Some(Arc::new(host_fs)),
+        store: Some(StorePort::External),
+        guest_engine: Some(Arc::new(guest_engine())),
+    };
     let mut host = Host {
         driver: Driver::start(config, ports, trace)?,
         disk,

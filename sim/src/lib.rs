@@ -20,6 +20,7 @@
 mod client;
 mod disk;
 mod host;
+mod hostdirs;
 mod processes;
 mod shared;
 
@@ -53,6 +54,8 @@ pub struct Swarm {
     pub store_crash_rate: f64,
     /// Longest time a store effect takes to complete.
     pub max_store_latency_ms: u64,
+    /// Chance, in thousandths, that a host directory file operation fails with `EIO`.
+    pub host_fs_fail_per_mille: u64,
     pub max_latency_ms: u64,
 }
 
@@ -70,6 +73,7 @@ impl Swarm {
             store_fail_rate: rate(0.3),
             store_crash_rate: rate(0.4),
             max_store_latency_ms: if rng.random_bool(0.5) { 0 } else { rng.random_range(0..300) },
+            host_fs_fail_per_mille: if rng.random_bool(0.4) { 0 } else { rng.random_range(0..150) },
             max_latency_ms: rng.random_range(0..40),
         }
     }

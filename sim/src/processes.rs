@@ -172,14 +172,13 @@ impl Processes {
         let (pending, payload) = match roll {
             0..=34 => {
                 self.next += 1;
-                // Of 35 starts: 4 real `cat`, 4 real `wc`, 12 scripted `cat`, 9 `exit` (one a
-                // real sleep instead), 1 real spawn over a pipe, 1 real endless loop, 4 scripted
-                // loops.
+                // Of 35 starts: 4 real `cat`, 4 real `wc`, 12 scripted `cat`, 8 `exit`, 2 real
+                // sleeps, 1 real spawn over a pipe, 1 real endless loop, 3 scripted loops.
                 let (script, code) = match (roll % 7, roll / 7) {
                     (0..=3, 0) => ("wcat", 0),
                     (0..=3, 3) => ("wwc", 0),
                     (0..=3, _) => ("cat", 0),
-                    (4, 4) => ("wsleep", i32::try_from(pick % 300).unwrap_or(0)),
+                    (4, 3 | 4) => ("wsleep", i32::try_from(pick % 100).unwrap_or(0)),
                     (4 | 5, _) => ("exit", i32::try_from(roll % 3).unwrap_or(0)),
                     (_, 0) => ("wspawn", 0),
                     (_, 4) => ("wspin", 0),

@@ -41,6 +41,9 @@ pub const COVERAGE_POINTS: &[&str] = &[
     "real_sleep_woke",
     "real_loop_out_of_fuel",
     "every_process_finished",
+    "host_dir_mounted",
+    "host_dir_matched_model",
+    "host_fs_failed",
 ];
 
 /// Kernel bookkeeping sizes, for the no-leak invariant.

@@ -12,7 +12,7 @@ const REGRESSION_SEEDS: &[u64] = &[0, 1, 7, 42];
 #[test]
 fn a_range_of_seeds_passes_and_reaches_every_coverage_point() {
     let options = SimOptions::default();
-    let outcomes: Vec<_> = (0..150).map(|seed| run_seed(seed, &options)).collect();
+    let outcomes: Vec<_> = (0..250).map(|seed| run_seed(seed, &options)).collect();
     for outcome in &outcomes {
         assert!(outcome.passed(), "seed {}: {:?}", outcome.seed, outcome.violations);
     }
@@ -66,9 +66,10 @@ fn an_injected_dropped_response_is_caught_and_its_seed_reproduces_it() {
 }
 
 /// `sim --seed N --trace FILE` then `sim --replay FILE`: the trace holds every input of the
-/// run (connections, bytes, ticks, the guests' acts, the store's answers, injected faults'
-/// effects), so replaying it gives the same frames byte for byte. Checked on seeds that ran
-/// real WebAssembly guests and on seeds with store failures and corrupted frames.
+/// run (connections, bytes, ticks, the guests' acts, store completions, host directory answers),
+/// so replaying it gives the same frames byte for byte. Checked on seeds that ran each real
+/// WebAssembly guest, and on seeds with store failures and crashes, failing host directories and
+/// corrupted frames.
 #[test]
 fn a_seed_trace_replays_to_the_same_frames_with_real_guests_and_faults() {
     let dir = std::env::temp_dir().join(format!("sim-trace-{}", std::process::id()));
@@ -83,9 +84,11 @@ fn a_seed_trace_replays_to_the_same_frames_with_real_guests_and_faults() {
         "crash_mid_flush",
         "corrupted_frame",
         "state_restored",
+        "host_dir_matched_model",
+        "host_fs_failed",
     ];
     let mut replayed = std::collections::BTreeSet::new();
-    for seed in 0..300 {
+    for seed in 0..500 {
         let path = dir.join(format!("{seed}.trace"));
         let options = SimOptions { keep_trace: true, trace: Some(path.clone()), ..SimOptions::default() };
         let outcome = run_seed(seed, &options);
@@ -103,7 +106,7 @@ fn a_seed_trace_replays_to_the_same_frames_with_real_guests_and_faults() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(replayed.len(), wanted.len(), "seeds 0..300 reach {wanted:?}; replayed only {replayed:?}");
+    assert_eq!(replayed.len(), wanted.len(), "seeds 0..500 reach {wanted:?}; replayed only {replayed:?}");
 }
 
 /// A bug in the effect path: the kernel loses the store's failure and answers a flush as
