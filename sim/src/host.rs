@@ -288,7 +288,7 @@ impl Host {
             streams: self.writers.len(),
             connections: sidecar.connection_count(),
             sessions: sidecar.session_count(),
-            vms: sidecar.vms().len(),
+            vms: sidecar.vm_count(),
             pending: sidecar.pending_sidecar_requests(),
             effects: sidecar.pending_effects() + self.effects.len(),
         };

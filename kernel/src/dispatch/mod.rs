@@ -343,6 +343,11 @@ impl Sidecar {
         self.vms.values().map(vm::Vm::summary).collect()
     }
 
+    /// Live VMs (without building their summaries, unlike [`vms`](Self::vms)).
+    pub fn vm_count(&self) -> usize {
+        self.vms.len()
+    }
+
     pub fn connection_count(&self) -> usize {
         self.connections.len()
     }
