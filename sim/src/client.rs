@@ -348,9 +348,17 @@ impl Client {
         let Some((conn, session, _)) = self.vms.iter().find(|(_, _, v)| *v == vm).cloned() else { return Ok(()) };
         let path = FS_PATHS.get(self.rng.random_range(0..FS_PATHS.len())).copied().unwrap_or("/tmp/a");
         let model = self.models.entry(vm.clone()).or_default();
-        let roll = self.rng.random_range(0..6u32);
+        // Four in eight are file calls, three a flush (half of them read back at once: a flush
+        // reported done must load), one a load.
+        let roll = self.rng.random_range(0..8u32);
         if roll >= 4 {
-            return self.persistence_op(conn, session, vm, roll == 4).await;
+            let key = format!("{}-{}", self.name, self.rng.random_range(0..PERSISTENCE_KEYS));
+            let flush = roll < 7;
+            self.persistence_op(conn.clone(), session.clone(), vm.clone(), &key, flush).await?;
+            if flush && self.rng.random_bool(0.5) {
+                self.persistence_op(conn, session, vm, &key, false).await?;
+            }
+            return Ok(());
         }
         let (operation, content, expect) = match roll {
             0 => {
@@ -375,8 +383,15 @@ impl Client {
 
     /// Flushes the VM's filesystem under a key, or loads a key into it; waits for the answer, as
     /// later operations depend on it.
-    async fn persistence_op(&mut self, conn: String, session: String, vm: String, flush: bool) -> turmoil::Result {
-        let key = format!("{}-{}", self.name, self.rng.random_range(0..PERSISTENCE_KEYS));
+    async fn persistence_op(
+        &mut self,
+        conn: String,
+        session: String,
+        vm: String,
+        key: &str,
+        flush: bool,
+    ) -> turmoil::Result {
+        let key = key.to_owned();
         let (payload, expect) = if flush {
             let snapshot = self.models.get(&vm).cloned().unwrap_or_default();
             let payload = RequestPayload::PersistenceFlushRequest(PersistenceFlushRequest {

@@ -151,7 +151,7 @@ impl CrashDisk {
 
     /// Power lost before this call, now and then.
     fn maybe_lose_power(&self) -> Result<(), StoreError> {
-        if self.roll(self.crash_rate / 4.0) {
+        if self.roll(self.crash_rate / 2.0) {
             let mut disk = self.disk()?;
             self.crash(&mut disk);
         }

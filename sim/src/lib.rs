@@ -49,7 +49,7 @@ pub struct Swarm {
     pub partition_rate: f64,
     /// Chance that a persistence write fails.
     pub store_fail_rate: f64,
-    /// Chance that the store's disk crashes in the middle of a write (and, a quarter as often,
+    /// Chance that the store's disk crashes in the middle of a write (and, half as often,
     /// between calls).
     pub store_crash_rate: f64,
     /// Longest time a store effect takes to complete.

@@ -67,8 +67,8 @@ fn main() -> ExitCode {
         return match sim::replay_trace(&path) {
             Ok(report) => {
                 println!(
-                    "replay matched: {} inputs, {} output frames, {} store calls answered from the trace",
-                    report.inputs, report.outputs, report.exchanges
+                    "replay matched: {} inputs, {} output frames, {} effects, {} host filesystem calls answered from the trace",
+                    report.inputs, report.outputs, report.effects, report.exchanges
                 );
                 ExitCode::SUCCESS
             }
