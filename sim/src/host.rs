@@ -20,7 +20,7 @@ use testkit::script::ScriptEngine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use transport::trace::{ActOutcome, GuestAct, TraceWriter};
-use transport::{Driver, Input, Ports, StorePort};
+use transport::{Driver, Input, Ports};
 use turmoil::net::{TcpListener, TcpStream};
 
 pub const PORT: u16 = 7000;
@@ -57,11 +57,7 @@ pub async fn run(
     let disk = Arc::new(CrashDisk::new(seed, swarm.store_fail_rate, swarm.store_crash_rate));
     // The host performs store effects itself, each after a latency the swarm draws.
     let host_fs = FakeHostFs::on_demand(HOST_ROOT, Faults::new(seed ^ 0x0000_0f00_d15c, swarm.host_fs_fail_per_mille));
-    let ports = Ports {
-        host_fs: Some(Arc::new(host_fs)),
-        store: Some(StorePort::External),
-        guest_engine: Some(Arc::new(guest_engine())),
-    };
+    let ports = Ports { host_fs: Some(Arc::new(host_fs)), store: true, guest_engine: Some(Arc::new(guest_engine())) };
     let mut host = Host {
         driver: Driver::start(config, ports, trace)?,
         disk,

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use kernel::host::effect::{Completion, Effect, EffectId};
 use kernel::host::fs::HostFs;
 use kernel::host::journal::{Journal, JournaledHostFs};
-use kernel::host::store::Store;
 use kernel::syscalls::engine::GuestEngine;
 use kernel::{Now, Output, Sidecar, SidecarConfig, StreamId};
 use trace::{TraceError, TraceWriter};
@@ -56,22 +55,13 @@ pub enum Input {
 pub struct Ports {
     /// Host file access for `host_dir` mounts (none: they are refused).
     pub host_fs: Option<Arc<dyn HostFs>>,
-    /// The persistence store (none: persistence requests are refused).
-    pub store: Option<StorePort>,
+    /// Whether there is a persistence store (without one, persistence requests are refused).
+    /// The caller performs its effects: it takes them with [`Driver::take_effects`] and feeds
+    /// each one's [`Input::Completion`] when it chooses (the stdio loop, from its store thread;
+    /// the simulator, later; replay, from the trace).
+    pub store: bool,
     /// Runs guest programs (none: `Execute` is refused).
     pub guest_engine: Option<Arc<dyn GuestEngine>>,
-}
-
-/// Who performs the kernel's store effects.
-#[derive(Debug, Clone)]
-pub enum StorePort {
-    /// The driver, on this store, as soon as the kernel asks (before the next input). A put
-    /// blocks the caller for as long as the store takes: at most one state (the per-VM bound,
-    /// 64 MiB by default) written and synced.
-    Immediate(Arc<dyn Store>),
-    /// The caller: it takes them with [`Driver::take_effects`] and feeds each one's
-    /// [`Input::Completion`] when it chooses (the simulator, later; replay, from the trace).
-    External,
 }
 
 /// Feeds inputs to a kernel, collects its outputs and, when recording, writes both (and every
@@ -87,9 +77,7 @@ pub struct Driver {
     /// What [`Input::Act`] answered last (the simulator reads it back).
     #[cfg(feature = "testing")]
     act_outcome: Option<trace::ActOutcome>,
-    /// The store the driver performs effects on, if it does ([`StorePort::Immediate`]).
-    immediate_store: Option<Arc<dyn Store>>,
-    /// Effects for the caller to perform ([`StorePort::External`]).
+    /// Effects for the caller to perform.
     taken_effects: Vec<(EffectId, Effect)>,
 }
 
@@ -117,7 +105,7 @@ impl Driver {
             None => None,
             Some(mut writer) => {
                 let journal = Journal::recording();
-                writer.header(&config, host_fs.is_some(), store.is_some())?;
+                writer.header(&config, host_fs.is_some(), store)?;
                 host_fs = host_fs
                     .map(|inner| Arc::new(JournaledHostFs::recording(inner, journal.clone())) as Arc<dyn HostFs>);
                 Some(Recorder { writer, journal })
@@ -127,17 +115,13 @@ impl Driver {
         if let Some(host_fs) = host_fs {
             sidecar = sidecar.with_host_fs(host_fs);
         }
-        if store.is_some() {
+        if store {
             sidecar = sidecar.with_store_effects();
         }
         if let Some(engine) = guest_engine {
             sidecar = sidecar.with_guest_engine(engine);
         }
-        let mut driver = Self::bare(sidecar, recorder);
-        if let Some(StorePort::Immediate(store)) = store {
-            driver.immediate_store = Some(store);
-        }
-        Ok(driver)
+        Ok(Self::bare(sidecar, recorder))
     }
 
     fn bare(sidecar: Sidecar, recorder: Option<Recorder>) -> Self {
@@ -148,7 +132,6 @@ impl Driver {
             recorder,
             #[cfg(feature = "testing")]
             act_outcome: None,
-            immediate_store: None,
             taken_effects: Vec::new(),
         }
     }
@@ -181,25 +164,16 @@ impl Driver {
     }
 
     /// Feeds one input at `now`; returns the frames it produced, in order. Effects the kernel
-    /// asks for are performed at once ([`StorePort::Immediate`]), their completions fed back,
-    /// or kept for [`take_effects`](Self::take_effects).
+    /// asks for wait in [`take_effects`](Self::take_effects).
     pub fn apply(&mut self, input: &Input, now: Now) -> Result<Vec<Output>, TraceError> {
         self.perform(input, now);
         self.record_input(input, now)?;
-        let mut outputs = self.drain();
+        let outputs = self.drain();
         while let Some((id, effect)) = self.sidecar.poll_effect() {
             if let Some(recorder) = self.recorder.as_mut() {
                 recorder.writer.effect(id, &effect.summary(), now)?;
             }
-            match self.immediate_store.clone() {
-                Some(store) => {
-                    let completion = Input::Completion(id, effect.perform(store.as_ref()));
-                    self.perform(&completion, now);
-                    self.record_input(&completion, now)?;
-                    outputs.extend(self.drain());
-                }
-                None => self.taken_effects.push((id, effect)),
-            }
+            self.taken_effects.push((id, effect));
         }
         if let Some(recorder) = self.recorder.as_mut() {
             for output in &outputs {
@@ -210,7 +184,7 @@ impl Driver {
         Ok(outputs)
     }
 
-    /// Effects for the caller to perform ([`StorePort::External`]), in the order asked.
+    /// Effects for the caller to perform, in the order asked.
     pub fn take_effects(&mut self) -> Vec<(EffectId, Effect)> {
         std::mem::take(&mut self.taken_effects)
     }

@@ -19,7 +19,7 @@
 //!   [`SHUTDOWN_FLUSH_TIMEOUT`]), flush, and exit 0.
 
 use crate::trace::{TraceError, TraceWriter};
-use crate::{Driver, Input, Ports, StorePort};
+use crate::{Driver, Input, Ports};
 use kernel::host::effect::{Completion, Effect, EffectId};
 use kernel::host::fs::HostFs;
 use kernel::host::store::Store;
@@ -454,11 +454,7 @@ impl LoopState {
             Some(store) => Some(StoreWorker::spawn(store, Waker::new(poll.registry(), STORE_DONE)?)?),
             None => None,
         };
-        let ports = Ports {
-            host_fs: options.host_fs,
-            store: store.as_ref().map(|_| StorePort::External),
-            guest_engine: options.guest_engine,
-        };
+        let ports = Ports { host_fs: options.host_fs, store: store.is_some(), guest_engine: options.guest_engine };
         let clock = RealClock { start: Instant::now() };
         let mut driver = Driver::start(options.config, ports, record)?;
         // A fresh kernel always has room for its first stream.

@@ -32,7 +32,7 @@
 //! used a `host_dir` mount or the store replayed only up to its first such request); version 1
 //! also lacked `max_memory_bytes`. Both are refused with [`TraceError::Version`].
 
-use crate::{Driver, Input, Ports, StorePort};
+use crate::{Driver, Input, Ports};
 use kernel::host::effect::{Completion, EffectId, EffectSummary};
 use kernel::host::journal::{Journal, JournaledHostFs, PortExchange};
 use kernel::syscalls::engine::GuestEngine;
@@ -479,7 +479,7 @@ pub fn replay_with<R: Read>(
     let journal = Journal::playback();
     let ports = Ports {
         host_fs: reader.host_fs.then(|| Arc::new(JournaledHostFs::playback(journal.clone())) as _),
-        store: reader.store.then_some(StorePort::External),
+        store: reader.store,
         guest_engine,
     };
     let mut driver = Driver::start(reader.config.clone(), ports, None)?;
