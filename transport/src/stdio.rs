@@ -11,7 +11,7 @@
 //! - timers fire at the kernel's `next_deadline()`; the real clock and the OS entropy seed are
 //!   read here and injected into the kernel;
 //! - the store's effects (a flush's write and sync, a load's read) are performed on a thread of
-//!   their own ([`StoreWorker`]), in the order the kernel asked for them; each completion wakes
+//!   their own (`StoreWorker`), in the order the kernel asked for them; each completion wakes
 //!   the loop and is fed back as an input. The loop itself never waits for the disk: other
 //!   requests, guests and timers go on while a flush is written;
 //! - stdin EOF (once every frame read before it has been fed), SIGTERM or SIGINT dispose every
