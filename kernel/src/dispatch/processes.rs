@@ -7,7 +7,7 @@ use std::sync::Arc;
 use schema::wire::*;
 
 use crate::clock::{Entropy, Now};
-use crate::dispatch::vm_table::{creation_order, Summary};
+use crate::dispatch::vm_table::Summary;
 use crate::dispatch::Sidecar;
 use crate::error::{RejectCode, Rejection};
 use crate::fs::GuestAsks;
@@ -262,7 +262,8 @@ impl Sidecar {
     /// checks: while there are any, [`Sidecar::next_deadline`] is now.
     pub fn runnable_processes(&self) -> usize {
         let runnable_in = |vm: &Vm| vm.processes().iter().filter(|process| process.is_runnable()).count();
-        self.due_vms().iter().filter_map(|vm_id| self.vms.get(vm_id)).map(runnable_in).sum()
+        let vms = self.vms.runnable(&|vm| self.summarize(vm));
+        vms.iter().filter_map(|vm_id| self.vms.get(vm_id)).map(runnable_in).sum()
     }
 
     /// The earliest time the scheduler has work: now while a guest is runnable, else the
@@ -278,17 +279,18 @@ impl Sidecar {
         let table = vm.processes();
         let mut summary = Summary::default();
         let mut timer = |at: u64| summary.timer_ms = Some(summary.timer_ms.map_or(at, |current| current.min(at)));
-        let mut work_now = false;
+        let (mut runnable, mut wake) = (false, false);
         let mut retained = 0usize;
         for process in table.iter() {
             match (process.status, process.wait) {
                 (Status::Running, Wait::Sleep { until_ms }) => {
                     timer(until_ms);
-                    work_now |= table.wait_is_over(process, 0);
+                    wake |= table.wait_is_over(process, 0);
                 }
-                (Status::Running, Wait::None | Wait::Prompt { ticket: None } | Wait::Spawn) => work_now = true,
-                (Status::Running, Wait::Prompt { ticket: Some(ticket) }) => work_now |= self.has_prompt_outcome(ticket),
-                (Status::Running, _) => work_now |= table.wait_is_over(process, 0),
+                (Status::Running, Wait::None) => runnable = true,
+                (Status::Running, Wait::Prompt { ticket: None } | Wait::Spawn) => wake = true,
+                (Status::Running, Wait::Prompt { ticket: Some(ticket) }) => wake |= self.has_prompt_outcome(ticket),
+                (Status::Running, _) => wake |= table.wait_is_over(process, 0),
                 (Status::Exited(_), _) if process.top_level => {
                     retained = retained.saturating_add(1);
                     timer(process.exited_at_ms.unwrap_or(0).saturating_add(EXITED_RETENTION_MS));
@@ -300,13 +302,15 @@ impl Sidecar {
             }
         }
         // Past the bound, the oldest exited processes are forgotten at once.
-        summary.work_now = work_now || retained > MAX_RETAINED_EXITED_PER_VM;
+        summary.runnable = runnable;
+        summary.wake = wake || retained > MAX_RETAINED_EXITED_PER_VM;
         summary
     }
 
-    /// The VMs with work at the current time, in creation order.
-    fn due_vms(&self) -> Vec<String> {
-        self.vms.due(self.now.monotonic_ms, &|vm| self.summarize(vm))
+    /// The VMs the wake pass (and the prompt and spawn service) must look at now, in creation
+    /// order: a wait over, something to serve, or a timer come.
+    fn waking_vms(&self) -> Vec<String> {
+        self.vms.waking(self.now.monotonic_ms, &|vm| self.summarize(vm))
     }
 
     /// Checks that the scheduler's cached summaries match every VM's state (a VM changed
@@ -320,8 +324,7 @@ impl Sidecar {
     /// [`MAX_SLICES_PER_TICK`] guest slices.
     pub(crate) fn run_processes(&mut self) {
         let now_ms = self.now.monotonic_ms;
-        let due = self.due_vms();
-        for vm_id in &due {
+        for vm_id in &self.waking_vms() {
             let Some(vm) = self.vms.get_mut(vm_id) else { continue };
             let table = vm.processes();
             let ready: Vec<u32> =
@@ -353,7 +356,7 @@ impl Sidecar {
     fn serve_prompts(&mut self) {
         let mut to_send = Vec::new();
         let mut waiting = Vec::new();
-        for vm_id in self.due_vms() {
+        for vm_id in self.waking_vms() {
             let Some(vm) = self.vms.get(&vm_id) else { continue };
             for process in vm.processes().iter() {
                 match process.wait {
@@ -401,29 +404,21 @@ impl Sidecar {
     }
 
     /// The first runnable process after the last one scheduled, in (VM creation order, pid)
-    /// order, wrapping.
+    /// order, wrapping: after the last one in its own VM, then the VMs after it, then from the
+    /// first VM round to the last one again. Only VMs with a runnable process are looked at.
     fn next_runnable(&self) -> Option<(String, u32)> {
-        let due = self.due_vms();
-        let first_in = |vm_id: &String, after: Option<u32>| {
-            let vm = self.vms.get(vm_id)?;
+        let first_in = |vm_id: &str, vm: &Vm, after: Option<u32>| {
             let mut runnable = vm.processes().iter().filter(|process| process.is_runnable());
             let process = runnable.find(|process| after.is_none_or(|after| process.pid > after))?;
-            Some((vm_id.clone(), process.pid))
+            Some((vm_id.to_owned(), process.pid))
         };
+        let summarize = |vm: &Vm| self.summarize(vm);
         let Some((last_vm, last_pid)) = &self.last_scheduled else {
-            return due.iter().find_map(|vm_id| first_in(vm_id, None));
+            return self.vms.find_runnable(None, &summarize, |vm_id, vm| first_in(vm_id, vm, None));
         };
-        // After the last one in its own VM, then the VMs after it, then from the first VM
-        // round to the last one again.
-        let start = due.partition_point(|vm_id| (creation_order(vm_id), vm_id) < (creation_order(last_vm), last_vm));
-        let (before, from_last) = due.split_at(start);
-        let (same, after) = match from_last.split_first() {
-            Some((vm_id, after)) if vm_id == last_vm => (Some(vm_id), after),
-            _ => (None, from_last),
-        };
-        same.and_then(|vm_id| first_in(vm_id, Some(*last_pid)))
-            .or_else(|| after.iter().chain(before).find_map(|vm_id| first_in(vm_id, None)))
-            .or_else(|| same.and_then(|vm_id| first_in(vm_id, None)))
+        let same = self.vms.is_runnable(last_vm, &summarize).then(|| self.vms.get(last_vm)).flatten();
+        same.and_then(|vm| first_in(last_vm, vm, Some(*last_pid)))
+            .or_else(|| self.vms.find_runnable(Some(last_vm), &summarize, |vm_id, vm| first_in(vm_id, vm, None)))
     }
 
     /// Runs one slice of `pid` with its VM lent to the guest, then turns its output into events
@@ -591,7 +586,7 @@ impl Sidecar {
     /// retried call returns the child's pid or the errno.
     fn serve_spawns(&mut self) {
         let mut requests: Vec<(String, u32)> = Vec::new();
-        for vm_id in self.due_vms() {
+        for vm_id in self.waking_vms() {
             let Some(vm) = self.vms.get(&vm_id) else { continue };
             let spawning =
                 vm.processes().iter().filter(|process| process.wait == Wait::Spawn && process.spawn_request.is_some());

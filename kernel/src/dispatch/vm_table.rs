@@ -13,8 +13,11 @@ use crate::vm::Vm;
 /// What the scheduler needs to know of one VM, read from its state at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Summary {
-    /// A process can run, or a wait of one is over, or a prompt or spawn awaits serving.
-    pub(crate) work_now: bool,
+    /// A process can run a slice.
+    pub(crate) runnable: bool,
+    /// The wake pass has work here: a wait of a process is over, a prompt or spawn awaits
+    /// serving, or exited processes are past their bound.
+    pub(crate) wake: bool,
     /// The earliest time something happens unprompted (a sleep ends, an exited process is
     /// forgotten, a zombie is reaped).
     pub(crate) timer_ms: Option<u64>,
@@ -32,8 +35,10 @@ struct Schedule {
     /// VMs whose summary may be stale.
     changed: BTreeSet<String>,
     summaries: BTreeMap<String, Summary>,
-    /// VMs with work now, by (creation order, id).
-    work_now: BTreeSet<(u64, String)>,
+    /// VMs with a runnable process, by (creation order, id).
+    runnable: BTreeSet<(u64, String)>,
+    /// VMs with work for the wake pass, by (creation order, id).
+    wake: BTreeSet<(u64, String)>,
     /// Each VM's earliest timer, by (time, id).
     timers: BTreeSet<(u64, String)>,
 }
@@ -41,8 +46,12 @@ struct Schedule {
 impl Schedule {
     fn forget(&mut self, vm_id: &str) {
         if let Some(old) = self.summaries.remove(vm_id) {
-            if old.work_now {
-                self.work_now.remove(&(creation_order(vm_id), vm_id.to_owned()));
+            let key = (creation_order(vm_id), vm_id.to_owned());
+            if old.runnable {
+                self.runnable.remove(&key);
+            }
+            if old.wake {
+                self.wake.remove(&key);
             }
             if let Some(at) = old.timer_ms {
                 self.timers.remove(&(at, vm_id.to_owned()));
@@ -52,8 +61,11 @@ impl Schedule {
 
     fn record(&mut self, vm_id: &str, summary: Summary) {
         self.forget(vm_id);
-        if summary.work_now {
-            self.work_now.insert((creation_order(vm_id), vm_id.to_owned()));
+        if summary.runnable {
+            self.runnable.insert((creation_order(vm_id), vm_id.to_owned()));
+        }
+        if summary.wake {
+            self.wake.insert((creation_order(vm_id), vm_id.to_owned()));
         }
         if let Some(at) = summary.timer_ms {
             self.timers.insert((at, vm_id.to_owned()));
@@ -127,21 +139,63 @@ impl VmTable {
         self.refresh(summarize);
         let schedule = self.schedule.borrow();
         let timer = schedule.timers.first().map(|(at, _)| *at);
-        if schedule.work_now.is_empty() {
+        if schedule.runnable.is_empty() && schedule.wake.is_empty() {
             return timer;
         }
         Some(timer.map_or(now_ms, |at| at.min(now_ms)))
     }
 
-    /// The VMs with work at `now_ms` (now, or a timer that has come), in creation order.
-    pub(crate) fn due(&self, now_ms: u64, summarize: &dyn Fn(&Vm) -> Summary) -> Vec<String> {
+    /// The VMs the wake pass must look at, at `now_ms` (a wait over, something to serve, or a
+    /// timer that has come), in creation order. VMs whose processes only run (or only wait for
+    /// what has not happened) are not among them, so a tick costs what changed, not every VM.
+    pub(crate) fn waking(&self, now_ms: u64, summarize: &dyn Fn(&Vm) -> Summary) -> Vec<String> {
         self.refresh(summarize);
         let schedule = self.schedule.borrow();
-        let mut due: BTreeSet<(u64, String)> = schedule.work_now.iter().cloned().collect();
-        for (_, vm_id) in schedule.timers.iter().take_while(|(at, _)| *at <= now_ms) {
-            due.insert((creation_order(vm_id), vm_id.clone()));
+        let timers_due = schedule.timers.first().is_some_and(|(at, _)| *at <= now_ms);
+        if !timers_due {
+            // The common case, without building a set: already in creation order.
+            return schedule.wake.iter().map(|(_, vm_id)| vm_id.clone()).collect();
         }
-        due.into_iter().map(|(_, vm_id)| vm_id).collect()
+        let mut waking: BTreeSet<(u64, String)> = schedule.wake.iter().cloned().collect();
+        for (_, vm_id) in schedule.timers.iter().take_while(|(at, _)| *at <= now_ms) {
+            waking.insert((creation_order(vm_id), vm_id.clone()));
+        }
+        waking.into_iter().map(|(_, vm_id)| vm_id).collect()
+    }
+
+    /// The first `found` gives among the VMs with a runnable process, in creation order,
+    /// starting after the VM `after` and wrapping round to it (`after` itself comes last).
+    /// Costs O(log VMs) plus the VMs tried, not a walk of every VM.
+    pub(crate) fn find_runnable<T>(
+        &self,
+        after: Option<&str>,
+        summarize: &dyn Fn(&Vm) -> Summary,
+        mut found: impl FnMut(&str, &Vm) -> Option<T>,
+    ) -> Option<T> {
+        self.refresh(summarize);
+        let schedule = self.schedule.borrow();
+        let mut try_vm = |(_, vm_id): &(u64, String)| self.vms.get(vm_id).and_then(|vm| found(vm_id, vm));
+        match after {
+            None => schedule.runnable.iter().find_map(try_vm),
+            Some(vm_id) => {
+                let key = (creation_order(vm_id), vm_id.to_owned());
+                let later = schedule.runnable.range((std::ops::Bound::Excluded(&key), std::ops::Bound::Unbounded));
+                let earlier = schedule.runnable.range(..=&key);
+                later.chain(earlier).find_map(&mut try_vm)
+            }
+        }
+    }
+
+    /// Whether the VM has a runnable process.
+    pub(crate) fn is_runnable(&self, vm_id: &str, summarize: &dyn Fn(&Vm) -> Summary) -> bool {
+        self.refresh(summarize);
+        self.schedule.borrow().summaries.get(vm_id).is_some_and(|summary| summary.runnable)
+    }
+
+    /// The VMs with a runnable process, in creation order.
+    pub(crate) fn runnable(&self, summarize: &dyn Fn(&Vm) -> Summary) -> Vec<String> {
+        self.refresh(summarize);
+        self.schedule.borrow().runnable.iter().map(|(_, vm_id)| vm_id.clone()).collect()
     }
 
     /// Checks the cached summaries against a fresh reading of every VM (tests and simulations:
