@@ -1,10 +1,12 @@
-//! The scheduler's questions on a large idle sidecar: 1,000 VMs of 64 processes each, every
+//! The scheduler's questions on a large sidecar: 1,000 VMs of 64 processes each, every
 //! process parked reading its stdin (the scripted `cat`). `next_deadline` is what the stdio loop
 //! asks on every iteration, and `tick` what runs when a timer fires; neither has anything to do
-//! here, so both should cost next to nothing whatever the number of idle processes.
+//! here, so both should cost next to nothing whatever the number of idle processes. `busy_tick`
+//! adds one process per VM that never stops running: a tick then runs its 16 slices, and the
+//! scheduler's own cost should grow with what runs, not with every parked process.
 //!
-//! The baseline in the same run is the same two questions on a sidecar of one such VM, so the
-//! ratios show how the cost grows with idle processes (ideally about 1×).
+//! The baseline in the same run is the same questions on a sidecar of one such VM, so the
+//! ratios show how the cost grows with the number of VMs (ideally about 1×).
 //!
 //! `cargo bench -p benches --bench deadline`
 
