@@ -9,8 +9,9 @@
 use schema::wire::{
     AuthenticateRequest, ConfigureVmRequest, CreateVmRequest, DisposeReason, DisposeVmRequest, ExecuteRequest,
     FsPermissionRule, FsPermissionRuleSet, FsPermissionScope, GuestRuntimeKind, MountDescriptor, MountPluginDescriptor,
-    OpenSessionRequest, OwnershipScope, PermissionMode, PermissionsPolicy, ProtocolFrame, ProtocolSchema, RequestFrame,
-    RequestPayload, SidecarPlacement, SidecarPlacementShared,
+    OpenSessionRequest, OwnershipScope, PermissionMode, PermissionsPolicy, ProtocolFrame, ProtocolSchema,
+    RegisterHostCallbacksRequest, RegisteredHostCallbackDefinition, RequestFrame, RequestPayload, SidecarPlacement,
+    SidecarPlacementShared,
 };
 
 /// The client name the builders authenticate with; the kernel does not read it.
@@ -57,6 +58,25 @@ pub fn create_vm_for(runtime: GuestRuntimeKind, config: impl Into<String>) -> Re
 /// A DisposeVm the host asked for.
 pub fn dispose() -> RequestPayload {
     RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested })
+}
+
+/// A RegisterHostCallbacks of toolkit `name` (its own command alias) with `tools` tools named
+/// `tool-0`, `tool-1`, ..., each `definition()`; `edit` changes what a test varies.
+pub fn register_toolkit(
+    name: &str,
+    tools: usize,
+    definition: impl Fn() -> RegisteredHostCallbackDefinition,
+    edit: impl FnOnce(&mut RegisterHostCallbacksRequest),
+) -> RequestPayload {
+    let mut request = RegisterHostCallbacksRequest {
+        name: name.into(),
+        description: "a toolkit".into(),
+        command_aliases: vec![name.into()],
+        registry_command_aliases: vec![],
+        callbacks: (0..tools).map(|i| (format!("tool-{i}"), definition())).collect(),
+    };
+    edit(&mut request);
+    RequestPayload::RegisterHostCallbacksRequest(request)
 }
 
 /// A ConfigureVm that mounts `mounts` and changes nothing else.

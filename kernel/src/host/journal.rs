@@ -28,12 +28,12 @@ use serde::{Deserialize, Serialize};
 use super::fs::{HostDir, HostFs, HostFsError, HostResult, HostStat};
 use crate::vfs::Errno;
 
-/// Exchanges a playback journal holds before the kernel asks for them: the exchanges of one
-/// input (a trace record precedes the input that made it). An input that makes more calls than
-/// this is split by nothing, so this bounds one step's host calls as recorded: a mount walk
-/// makes a few per path component, a recursive copy one per entry (bounded by the kernel's
-/// own entry limits, 10,000). A trace with more is refused as corrupt.
-pub const MAX_PENDING_EXCHANGES: usize = 1 << 20;
+/// Exchanges a playback journal holds before the kernel asks for them: those of one input (a
+/// trace records them just before the input that made them). One operation makes a few calls
+/// per path component and link, and a listing one per entry, up to `maxReaddirEntries` (4,096
+/// by default); 2^17 is 32 such listings. A trace queuing more is refused as corrupt, so a
+/// hostile trace cannot make replay hold more than that many.
+pub const MAX_PENDING_EXCHANGES: usize = 1 << 17;
 
 /// Written bytes, identified without keeping them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -532,6 +532,18 @@ mod tests {
         assert!(divergence.contains("other") && divergence.contains("recorded"), "{divergence}");
         // Nothing left: the next call is a divergence too, never a stale answer.
         assert!(replayed.stat("f").is_err());
+    }
+
+    #[test]
+    fn playback_holds_at_most_max_pending_exchanges() {
+        let playback = Journal::playback();
+        let exchange =
+            PortExchange { call: PortCall::OpenDir { host_path: String::new() }, answer: Ok(PortValue::Unit) };
+        for _ in 0..MAX_PENDING_EXCHANGES {
+            assert!(playback.push(exchange.clone()));
+        }
+        assert!(!playback.push(exchange), "one past the bound is refused");
+        assert_eq!(playback.unused(), MAX_PENDING_EXCHANGES);
     }
 
     #[test]

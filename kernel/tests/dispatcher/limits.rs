@@ -26,15 +26,7 @@ fn definition() -> RegisteredHostCallbackDefinition {
 }
 
 fn toolkit(name: &str, tools: usize, edit: impl FnOnce(&mut RegisterHostCallbacksRequest)) -> RequestPayload {
-    let mut request = RegisterHostCallbacksRequest {
-        name: name.into(),
-        description: "a toolkit".into(),
-        command_aliases: vec![name.into()],
-        registry_command_aliases: vec![],
-        callbacks: (0..tools).map(|i| (format!("tool-{i}"), definition())).collect(),
-    };
-    edit(&mut request);
-    RequestPayload::RegisterHostCallbacksRequest(request)
+    testkit::requests::register_toolkit(name, tools, definition, edit)
 }
 
 fn code_of(frames: &[ProtocolFrame]) -> String {

@@ -109,15 +109,7 @@ fn tool(timeout_ms: Option<u64>, examples: Vec<RegisteredHostCallbackExample>) -
 }
 
 fn toolkit(name: &str, tools: usize, edit: impl FnOnce(&mut RegisterHostCallbacksRequest)) -> RequestPayload {
-    let mut request = RegisterHostCallbacksRequest {
-        name: name.into(),
-        description: "a toolkit".into(),
-        command_aliases: vec![name.into()],
-        registry_command_aliases: vec![],
-        callbacks: (0..tools).map(|i| (format!("tool-{i}"), tool(None, vec![]))).collect(),
-    };
-    edit(&mut request);
-    RequestPayload::RegisterHostCallbacksRequest(request)
+    testkit::requests::register_toolkit(name, tools, || tool(None, vec![]), edit)
 }
 
 /// `accepted`, or the rejection as `code: message`.
