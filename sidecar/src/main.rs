@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use transport::hostfs::OsHostFs;
+use transport::packages::OsPackages;
 use transport::stdio::{self, StdioOptions};
 use transport::store::FileStore;
 use transport::trace::{self, TraceReader};
@@ -129,8 +130,14 @@ fn serve(cli: &Cli) -> ExitCode {
             None
         }
     };
-    let options =
-        StdioOptions { config, record: cli.record.clone(), host_fs, store: Some(Arc::new(store)), guest_engine };
+    let options = StdioOptions {
+        config,
+        record: cli.record.clone(),
+        host_fs,
+        store: Some(Arc::new(store)),
+        guest_engine,
+        packages: Some(Arc::new(OsPackages::new())),
+    };
     match stdio::serve(options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -57,7 +57,12 @@ pub async fn run(
     let disk = Arc::new(CrashDisk::new(seed, swarm.store_fail_rate, swarm.store_crash_rate));
     // The host performs store effects itself, each after a latency the swarm draws.
     let host_fs = FakeHostFs::on_demand(HOST_ROOT, Faults::new(seed ^ 0x0000_0f00_d15c, swarm.host_fs_fail_per_mille));
-    let ports = Ports { host_fs: Some(Arc::new(host_fs)), store: true, guest_engine: Some(Arc::new(guest_engine())) };
+    let ports = Ports {
+        host_fs: Some(Arc::new(host_fs)),
+        store: true,
+        guest_engine: Some(Arc::new(guest_engine())),
+        packages: None,
+    };
     let mut host = Host {
         driver: Driver::start(config, ports, trace)?,
         disk,

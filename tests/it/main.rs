@@ -4,6 +4,7 @@
 
 mod architecture;
 mod backpressure;
+mod commands;
 mod exec;
 mod host_dir;
 mod persistence;

@@ -16,6 +16,7 @@
 
 pub mod hostfs;
 pub mod memory;
+pub mod packages;
 pub mod stdio;
 pub mod store;
 pub mod trace;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use kernel::host::effect::{Completion, Effect, EffectId};
 use kernel::host::fs::HostFs;
 use kernel::host::journal::{Journal, JournaledHostFs};
+use kernel::host::package::PackageSource;
 use kernel::syscalls::engine::GuestEngine;
 use kernel::{Now, Output, Sidecar, SidecarConfig, StreamId};
 use trace::{TraceError, TraceWriter};
@@ -62,6 +64,8 @@ pub struct Ports {
     pub store: bool,
     /// Runs guest programs (none: `Execute` is refused).
     pub guest_engine: Option<Arc<dyn GuestEngine>>,
+    /// Opens ConfigureVm's `software` packages (none: a request naming any is refused).
+    pub packages: Option<Arc<dyn PackageSource>>,
 }
 
 /// Feeds inputs to a kernel, collects its outputs and, when recording, writes both (and every
@@ -100,7 +104,7 @@ impl Driver {
     /// A kernel with `ports`, recording to `record` if given (the ports' answers are recorded
     /// too, so the trace replays without them). No stream is open yet.
     pub fn start(config: SidecarConfig, ports: Ports, record: Option<TraceWriter>) -> Result<Self, TraceError> {
-        let Ports { mut host_fs, store, guest_engine } = ports;
+        let Ports { mut host_fs, store, guest_engine, packages } = ports;
         let recorder = match record {
             None => None,
             Some(mut writer) => {
@@ -120,6 +124,9 @@ impl Driver {
         }
         if let Some(engine) = guest_engine {
             sidecar = sidecar.with_guest_engine(engine);
+        }
+        if let Some(packages) = packages {
+            sidecar = sidecar.with_packages(packages);
         }
         Ok(Self::bare(sidecar, recorder))
     }

@@ -22,6 +22,7 @@ use crate::trace::{TraceError, TraceWriter};
 use crate::{Driver, Input, Ports};
 use kernel::host::effect::{Completion, Effect, EffectId};
 use kernel::host::fs::HostFs;
+use kernel::host::package::PackageSource;
 use kernel::host::store::Store;
 use kernel::syscalls::engine::GuestEngine;
 use kernel::{Now, SidecarConfig};
@@ -85,6 +86,8 @@ pub struct StdioOptions {
     pub store: Option<Arc<dyn Store>>,
     /// Runs guest programs (none: `Execute` is refused).
     pub guest_engine: Option<Arc<dyn GuestEngine>>,
+    /// Opens ConfigureVm's `software` packages (none: a request naming any is refused).
+    pub packages: Option<Arc<dyn PackageSource>>,
 }
 
 /// The wall and monotonic clock, read only here.
@@ -454,7 +457,12 @@ impl LoopState {
             Some(store) => Some(StoreWorker::spawn(store, Waker::new(poll.registry(), STORE_DONE)?)?),
             None => None,
         };
-        let ports = Ports { host_fs: options.host_fs, store: store.is_some(), guest_engine: options.guest_engine };
+        let ports = Ports {
+            host_fs: options.host_fs,
+            store: store.is_some(),
+            guest_engine: options.guest_engine,
+            packages: options.packages,
+        };
         let clock = RealClock { start: Instant::now() };
         let mut driver = Driver::start(options.config, ports, record)?;
         // A fresh kernel always has room for its first stream.

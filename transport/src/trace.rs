@@ -481,6 +481,8 @@ pub fn replay_with<R: Read>(
         host_fs: reader.host_fs.then(|| Arc::new(JournaledHostFs::playback(journal.clone())) as _),
         store: reader.store,
         guest_engine,
+        // Packages are installed software, not recorded data: replay opens the same roots.
+        packages: Some(Arc::new(crate::packages::OsPackages::new())),
     };
     let mut driver = Driver::start(reader.config.clone(), ports, None)?;
     let mut produced = std::collections::VecDeque::new();

@@ -33,6 +33,8 @@ use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
 use crate::fs::{self as filesystem, js_bridge, layers, mounts};
 use crate::host::fs::HostFs;
+use crate::host::package::PackageSource;
+use crate::host::software::{SoftwareTree, MAX_SOFTWARE_PACKAGES};
 use crate::vfs::{Layer, Overlay};
 use crate::vm;
 use schema::codec::Decoded;
@@ -171,6 +173,8 @@ pub struct Sidecar {
     base_layer: Layer,
     /// Host file access for `host_dir` mounts and host filesystem calls (none: refused).
     host_fs: Option<Arc<dyn HostFs>>,
+    /// Opens ConfigureVm's `software` packages (none: a request naming any is refused).
+    packages: Option<Arc<dyn PackageSource>>,
     /// Whether the driver performs store effects (persistence requests are refused without).
     store_effects: bool,
     /// Effects asked of the driver and not yet completed, with the requests they answer.
@@ -212,6 +216,7 @@ impl Sidecar {
             responses_sent: 0,
             base_layer: layers::default_base_layer(),
             host_fs: None,
+            packages: None,
             store_effects: false,
             effects: effects::Effects::default(),
             guest_engine: None,
@@ -227,6 +232,13 @@ impl Sidecar {
     /// available`.
     pub fn with_host_fs(mut self, host_fs: Arc<dyn HostFs>) -> Self {
         self.host_fs = Some(host_fs);
+        self
+    }
+
+    /// Gives ConfigureVm's `software` entries their packages (see [`crate::host::software`]).
+    /// Without it, a request naming software is `unsupported`.
+    pub fn with_packages(mut self, packages: Arc<dyn PackageSource>) -> Self {
+        self.packages = Some(packages);
         self
     }
 
@@ -668,13 +680,50 @@ impl Sidecar {
     fn configure_vm(&mut self, vm_id: &str, request: ConfigureVmRequest) -> Result<ResponsePayload, Rejection> {
         let now = self.now;
         let host_fs = self.host_fs.clone();
-        let vm = self.vm_mut(vm_id)?;
         vm::Vm::check_supported(&request)?;
+        // An unknown VM is refused before any package file is opened.
+        self.vm_mut(vm_id)?;
+        let software = self.software_mount(&request.software)?;
+        let vm = self.vm_mut(vm_id)?;
         let policy = vm::Vm::configured_policy(&request)?;
         vm.check_mounts(policy.as_ref(), &request.mounts)?;
         let limits = vm.filesystem().limits();
-        let mounts = mounts::build(&request.mounts, host_fs.as_deref(), limits, now)?;
+        let mut mounts = mounts::build(&request.mounts, host_fs.as_deref(), limits, now)?;
+        if let Some(software) = software {
+            mounts::add_software(&mut mounts, software)?;
+        }
         vm.configure(request, policy, mounts)
+    }
+
+    /// The software tree of ConfigureVm's packages (`None` when it names none), each opened
+    /// through the package port.
+    fn software_mount(&self, software: &[SoftwareDescriptor]) -> Result<Option<SoftwareTree>, Rejection> {
+        if software.is_empty() {
+            return Ok(None);
+        }
+        let source = self.packages.as_ref().ok_or_else(|| {
+            Rejection::new(
+                RejectCode::Unsupported,
+                "ConfigureVm software is not available: this sidecar has no package source",
+            )
+        })?;
+        if software.len() > MAX_SOFTWARE_PACKAGES {
+            return Err(Rejection::limit("software packages per VM", MAX_SOFTWARE_PACKAGES));
+        }
+        let mut packages = Vec::with_capacity(software.len());
+        for descriptor in software {
+            if descriptor.root.is_empty() || descriptor.root.contains('\0') {
+                return Err(Rejection::invalid_state(format!(
+                    "software {:?} needs a root: the path of its .aospkg or package directory",
+                    descriptor.package_name
+                )));
+            }
+            let package = source.open(&descriptor.root).map_err(|error| {
+                Rejection::new(RejectCode::PluginError, format!("software {:?}: {error}", descriptor.package_name))
+            })?;
+            packages.push(package);
+        }
+        SoftwareTree::new(packages).map(Some).map_err(Rejection::invalid_state)
     }
 
     /// The filesystem and layer requests of a VM (see `filesystem` and `layers`).

@@ -32,6 +32,7 @@ use schema::wire::MountDescriptor;
 use crate::error::{RejectCode, Rejection};
 use crate::fs::devices::{Entry, KernelFs};
 use crate::host::fs::{HostDir, HostFileKind, HostFs};
+use crate::host::software::{SoftwareTree, SOFTWARE_ROOT};
 use crate::vfs::{path as vpath, Errno, Filesystem, FsLimits, Overlay, MAX_SYMLINK_HOPS, NAME_MAX, PATH_MAX};
 use crate::Now;
 
@@ -145,6 +146,21 @@ pub(crate) fn build(
         mounts.push(Mount { guest_path, components, read_only, backend });
     }
     Ok(mounts)
+}
+
+/// Mounts the VM's software tree at [`SOFTWARE_ROOT`], read-only, after the configured mounts;
+/// a configured mount at that very path is refused (it would hide the commands).
+pub(crate) fn add_software(mounts: &mut Vec<Mount>, tree: SoftwareTree) -> Result<(), Rejection> {
+    let guest_path = SOFTWARE_ROOT.to_owned();
+    if mounts.iter().any(|mount| mount.guest_path == guest_path) {
+        return Err(Rejection::invalid_state(format!("mount guest path {guest_path} is where software packages go")));
+    }
+    if mounts.len() >= MAX_MOUNTS {
+        return Err(Rejection::limit("mounts per VM", MAX_MOUNTS));
+    }
+    let components = vpath::split(&guest_path).map(str::to_owned).collect();
+    mounts.push(Mount { guest_path, components, read_only: true, backend: Backend::Host(Box::new(tree)) });
+    Ok(())
 }
 
 fn plugin_error(message: String) -> Rejection {

@@ -7,4 +7,6 @@
 pub mod effect;
 pub mod fs;
 pub mod journal;
+pub mod package;
+pub mod software;
 pub mod store;

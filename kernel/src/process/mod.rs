@@ -62,14 +62,14 @@ pub const EXITED_RETENTION_MS: u64 = 2_000;
 /// many short processes cannot grow the table without bound.
 pub const MAX_RETAINED_EXITED_PER_VM: usize = 1024;
 /// The search path when neither the request nor the VM sets `PATH`.
-pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/opt/agentos/bin:/usr/bin:/bin";
 /// The `driver` of host-started processes in snapshots (the original's name).
 pub const EXECUTION_DRIVER: &str = "secure-exec-sidecar-execution";
 /// Where command packages are found: each numbered directory's files are commands (the first
 /// directory, in string order, wins a name), each file a WebAssembly binary.
 pub const COMMANDS_DIR: &str = "/__secure_exec/commands";
 /// Searched after `PATH`.
-pub const FALLBACK_PATH_DIRS: [&str; 3] = ["/bin", "/usr/bin", "/usr/local/bin"];
+pub const FALLBACK_PATH_DIRS: [&str; 4] = ["/bin", "/usr/bin", "/usr/local/bin", crate::host::software::SOFTWARE_BIN];
 /// Exit code of a guest that burnt its fuel budget (the original's).
 pub const EXIT_FUEL_EXHAUSTED: i32 = 124;
 /// The first bytes of every WebAssembly binary module.

@@ -329,7 +329,6 @@ impl Vm {
     /// accepted and ignored. Empty, they are what every host sends by default.
     pub(crate) fn check_supported(request: &ConfigureVmRequest) -> Result<(), Rejection> {
         let unsupported = [
-            ("software", !request.software.is_empty()),
             ("projectedModules", !request.projected_modules.is_empty()),
             ("loopbackExemptPorts", !request.loopback_exempt_ports.is_empty()),
             ("moduleAccessCwd", request.module_access_cwd.is_some()),

@@ -75,7 +75,7 @@ fn run_script() -> Vec<Vec<u8>> {
     );
     assert_eq!(host.sidecar.vm_limits("vm-1").map(|l| l.resources.max_processes), Some(8));
 
-    // Software packages are not supported yet: refused, never accepted and ignored.
+    // Without a package source, software is refused, never accepted and ignored.
     let data = mount("/data", "memory", "{}", true);
     let with_software = ConfigureVmRequest {
         software: vec![SoftwareDescriptor { package_name: "coreutils".into(), root: "/opt/coreutils".into() }],
@@ -84,7 +84,10 @@ fn run_script() -> Vec<Vec<u8>> {
     let frames = host.request(vm_scope.clone(), RequestPayload::ConfigureVmRequest(with_software));
     assert_eq!(
         rejection(&frames[0]),
-        ("unsupported".to_owned(), "ConfigureVm software is not supported by this sidecar yet".to_owned())
+        (
+            "unsupported".to_owned(),
+            "ConfigureVm software is not available: this sidecar has no package source".to_owned()
+        )
     );
     let frames = host.request(
         vm_scope.clone(),

@@ -16,4 +16,5 @@ mod mounts;
 mod persistence;
 mod processes;
 mod rejections;
+mod software;
 mod vm_limits;

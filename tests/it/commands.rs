@@ -1,0 +1,201 @@
+//! The original's command packages (`@agentos-software/*` from npm), run unchanged through the
+//! protocol: the real shell (brush), coreutils, sed, awk, find and xargs, loaded with
+//! ConfigureVm `software`. The packages are installed once per machine by
+//! `scripts/fetch-packages.sh` (through `testkit::packages`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use client::Client;
+use kernel::host::package::PackageSource;
+use schema::wire::*;
+use testkit::packages::{self, PACKAGES};
+use transport::packages::OsPackages;
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_secure-exec-sidecar"))
+}
+
+/// One VM with every package loaded.
+struct Vm {
+    sidecar: Client,
+    scope: OwnershipScope,
+    next_process: u32,
+}
+
+/// What a command did.
+#[derive(Debug)]
+struct Run {
+    exit_code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Vm {
+    fn start() -> Vm {
+        let mut sidecar = Client::spawn(binary(), &["--seed", "5"]).unwrap();
+        let auth = sidecar.authenticate("it", "token").unwrap();
+        let conn = auth.connection_id;
+        let session = sidecar.open_session(&conn).unwrap();
+        let config = r#"{"permissions":{"fs":"allow","childProcess":"allow","process":"allow","env":"allow"}}"#;
+        let vm = sidecar.create_vm(&conn, &session, config).unwrap();
+        let scope = OwnershipScope::vm(conn, session, vm);
+        let software = PACKAGES
+            .iter()
+            .map(|name| SoftwareDescriptor {
+                package_name: format!("@agentos-software/{name}"),
+                root: packages::root(name),
+            })
+            .collect();
+        let configure =
+            ConfigureVmRequest { software, ..ConfigureVmRequest::mounts(vec![MountDescriptor::memory("/data")]) };
+        let configured = sidecar.request(scope.clone(), RequestPayload::ConfigureVmRequest(configure)).unwrap();
+        assert!(
+            matches!(
+                configured,
+                ResponsePayload::VmConfiguredResponse(VmConfiguredResponse { applied_software: 8, .. })
+            ),
+            "{configured:?}"
+        );
+        Vm { sidecar, scope, next_process: 0 }
+    }
+
+    fn write(&mut self, path: &str, content: &str) {
+        let request = GuestFilesystemCallRequest {
+            content: Some(base64::engine::general_purpose::STANDARD.encode(content)),
+            encoding: Some(RootFilesystemEntryEncoding::Base64),
+            ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, path)
+        };
+        let answer = self.sidecar.request(self.scope.clone(), RequestPayload::GuestFilesystemCallRequest(request));
+        assert!(matches!(answer, Ok(ResponsePayload::GuestFilesystemResultResponse(_))), "{answer:?}");
+    }
+
+    fn read(&mut self, path: &str) -> String {
+        let request = GuestFilesystemCallRequest::new(GuestFilesystemOperation::ReadFile, path);
+        match self.sidecar.request(self.scope.clone(), RequestPayload::GuestFilesystemCallRequest(request)) {
+            Ok(ResponsePayload::GuestFilesystemResultResponse(result)) => {
+                let content = result.content.unwrap_or_default();
+                match result.encoding {
+                    Some(RootFilesystemEntryEncoding::Base64) => {
+                        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(content).unwrap()).unwrap()
+                    }
+                    _ => content,
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Runs `command args` to its exit.
+    fn run(&mut self, command: &str, args: &[&str]) -> Run {
+        self.next_process += 1;
+        let id = format!("p{}", self.next_process);
+        let request = ExecuteRequest::command(&id, command, args.iter().map(|arg| (*arg).to_owned()));
+        let started = self.sidecar.request(self.scope.clone(), RequestPayload::ExecuteRequest(request)).unwrap();
+        assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{command}: {started:?}");
+        self.sidecar
+            .request(
+                self.scope.clone(),
+                RequestPayload::CloseStdinRequest(CloseStdinRequest { process_id: id.clone() }),
+            )
+            .unwrap();
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let exit_code = loop {
+            match self.sidecar.next_event(Duration::from_secs(120)).unwrap().payload {
+                EventPayload::ProcessOutputEvent(event) if event.process_id == id => match event.channel {
+                    StreamChannel::Stdout => stdout.extend_from_slice(&event.chunk),
+                    StreamChannel::Stderr => stderr.extend_from_slice(&event.chunk),
+                },
+                EventPayload::ProcessExitedEvent(event) if event.process_id == id => break event.exit_code,
+                _ => {}
+            }
+        };
+        let run = Run {
+            exit_code,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        };
+        eprintln!("{command} {args:?} -> {run:?}");
+        run
+    }
+
+    fn sh(&mut self, script: &str) -> Run {
+        self.run("sh", &["-c", script])
+    }
+}
+
+#[test]
+fn the_installed_packages_parse_and_every_command_is_a_webassembly_module() {
+    let source = OsPackages::new();
+    let mut commands = 0;
+    for name in PACKAGES {
+        let package = source.open(&packages::root(name)).unwrap();
+        assert_eq!(package.name, name);
+        for command in &package.commands {
+            let entry = package.entry(&format!("/{}", command.entry)).unwrap();
+            assert!(package.read(entry, 0, 4).unwrap().starts_with(b"\0asm"), "{name}: {}", command.name);
+        }
+        commands += package.commands.len();
+    }
+    let coreutils = source.open(&packages::root("coreutils")).unwrap();
+    assert_eq!(coreutils.commands.len(), 118);
+    assert!(Arc::ptr_eq(&coreutils, &source.open(&packages::root("coreutils")).unwrap()));
+    assert!(commands > 118, "{commands}");
+}
+
+#[test]
+#[ignore = "the packages import host_process calls the runtime does not serve yet (proc_exec, proc_spawn_v3, ...)"]
+fn the_real_shell_and_coreutils_run_unchanged() {
+    let mut vm = Vm::start();
+    let run = vm.sh("echo hello | tr a-z A-Z");
+    assert_eq!((run.exit_code, run.stdout.as_str()), (0, "HELLO\n"), "{run:?}");
+
+    let run = vm.sh("printf 'b\\na\\n' | sort");
+    assert_eq!((run.exit_code, run.stdout.as_str()), (0, "a\nb\n"), "{run:?}");
+
+    vm.write("/data/note.txt", "written by the host\n");
+    let run = vm.run("cat", &["/data/note.txt"]);
+    assert_eq!((run.exit_code, run.stdout.as_str()), (0, "written by the host\n"), "{run:?}");
+
+    let run = vm.sh("seq 1 20 | grep -v 5 | sort -rn | head -n 3 | tr '\\n' ' '");
+    assert_eq!((run.exit_code, run.stdout.as_str()), (0, "20 19 18 "), "{run:?}");
+
+    let run = vm.sh("exit 3");
+    assert_eq!(run.exit_code, 3, "{run:?}");
+    let run = vm.run("false", &[]);
+    assert_eq!(run.exit_code, 1, "{run:?}");
+    let run = vm.sh("no-such-command");
+    assert_eq!(run.exit_code, 127, "{run:?}");
+    assert!(run.stderr.contains("no-such-command"), "{run:?}");
+
+    let run = vm.run("ls", &["-la", "/"]);
+    assert_eq!(run.exit_code, 0, "{run:?}");
+    for name in ["etc", "tmp", "home", "opt", "data"] {
+        assert!(run.stdout.lines().any(|line| line.ends_with(&format!(" {name}"))), "{name} in {}", run.stdout);
+    }
+
+    vm.write("/data/a.txt", "one\ntwo\n");
+    vm.write("/data/sub/b.txt", "three\n");
+    vm.write("/data/c.md", "not counted\n");
+    let run = vm.sh("find /data -name '*.txt' | sort | xargs wc -l");
+    assert_eq!(run.exit_code, 0, "{run:?}");
+    let counts: BTreeMap<&str, &str> = run
+        .stdout
+        .lines()
+        .filter_map(|line| line.split_whitespace().collect::<Vec<_>>().get(..2).map(|pair| (pair[1], pair[0])))
+        .collect();
+    assert_eq!(counts.get("/data/a.txt"), Some(&"2"), "{run:?}");
+    assert_eq!(counts.get("/data/sub/b.txt"), Some(&"1"), "{run:?}");
+    assert_eq!(counts.get("total"), Some(&"3"), "{run:?}");
+
+    vm.write("/data/edit.txt", "alpha beta\ngamma\n");
+    let run = vm.run("sed", &["-i", "s/beta/BETA/", "/data/edit.txt"]);
+    assert_eq!(run.exit_code, 0, "{run:?}");
+    assert_eq!(vm.read("/data/edit.txt"), "alpha BETA\ngamma\n");
+    let run = vm.sh("awk '{ print NR \": \" $1 }' /data/edit.txt > /data/edit.tmp && mv /data/edit.tmp /data/edit.txt");
+    assert_eq!(run.exit_code, 0, "{run:?}");
+    assert_eq!(vm.read("/data/edit.txt"), "1: alpha\n2: gamma\n");
+}
