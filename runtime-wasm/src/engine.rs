@@ -9,9 +9,12 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use kernel::process::ROOT_FD;
 use kernel::syscalls::engine::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
 use kernel::syscalls::{EntryKind, FdKind, FileStat, OpenFlags, SysError as KernelSysError, Syscalls, TimeChange};
+use kernel::syscalls::{CWD_FDS, HIDDEN_PREOPEN_TAG};
 use kernel::vfs::Errno as KernelErrno;
+use kernel::vfs::{S_IFBLK, S_IFCHR, S_IFMT};
 use schema::wire::WasmPermissionTier;
 
 /// The guest user's ids (the VM's `/home/user` owner).
@@ -24,15 +27,20 @@ use crate::abi::{
     LOOKUPFLAGS_SYMLINK_FOLLOW, OFLAGS_CREAT, OFLAGS_DIRECTORY, OFLAGS_EXCL, OFLAGS_TRUNC, RIGHTS_ALL, RIGHTS_FD_READ,
     RIGHTS_FD_WRITE,
 };
-use crate::host::{SysError, SysResult, WaitReason, WasiHost};
+use crate::accounts;
+use crate::host::{FileMetadata, FsUsage, SysError, SysResult, WaitReason, WasiHost};
+use crate::process::{ChildStatus, Exec, SignalMaskHow, Spawn};
 use crate::runtime::{Program, Runtime, RuntimeConfig, RuntimeError, TaskLimits};
 use crate::task::{GuestTask, TaskState};
 
-/// Compiled programs kept at most; the oldest is dropped beyond this (a command set is small;
-/// this bounds what a host feeding many distinct modules can pin).
-pub const MAX_CACHED_PROGRAMS: usize = 64;
-/// Module bytes kept as cache keys at most (the compiled code is several times larger).
-pub const MAX_CACHED_MODULE_BYTES: usize = 256 << 20;
+/// What the program cache may hold, in bytes: each entry counts its module's bytes (the key)
+/// and its compiled code. The original's whole command set (the eight `@agentos-software`
+/// packages: 129 modules, 70 MB of WebAssembly) takes about 330 MB compiled, so a sidecar keeps
+/// it all with room for a second set; beyond this the least recently used entries go.
+pub const MAX_CACHED_PROGRAM_BYTES: usize = 768 << 20;
+/// Entries kept at most whatever their size, so a host feeding many tiny distinct modules
+/// cannot grow the map's own overhead without bound (a command set has about a hundred).
+pub const MAX_CACHED_PROGRAMS: usize = 4096;
 
 /// Distinct wasm stack limits served at once: each needs its own wasmtime engine (the limit
 /// shapes compiled code). VMs rarely differ here; more distinct values are refused.
@@ -54,11 +62,42 @@ impl fmt::Debug for WasmEngine {
 /// Compiled programs by (stack limit, module bytes).
 type CacheKey = (usize, Arc<[u8]>);
 
+/// A module's compilation: its program, or why it cannot run (kept too, so a module that
+/// fails to link is not compiled again on every Execute).
+type Compiled = Result<Arc<WasmProgram>, String>;
+
 #[derive(Default)]
 struct ProgramCache {
-    programs: HashMap<CacheKey, Arc<WasmProgram>>,
+    programs: HashMap<CacheKey, (Compiled, usize)>,
+    /// Keys from least to most recently used.
     order: VecDeque<CacheKey>,
     bytes: usize,
+}
+
+impl ProgramCache {
+    fn get(&mut self, key: &CacheKey) -> Option<Compiled> {
+        let compiled = self.programs.get(key)?.0.clone();
+        if let Some(position) = self.order.iter().position(|known| known == key) {
+            if let Some(used) = self.order.remove(position) {
+                self.order.push_back(used);
+            }
+        }
+        Some(compiled)
+    }
+
+    fn insert(&mut self, key: CacheKey, compiled: Compiled) {
+        let code_bytes = compiled.as_ref().map_or(0, |program| program.program.code_bytes());
+        let cost = key.1.len().saturating_add(code_bytes);
+        self.bytes = self.bytes.saturating_add(cost);
+        self.programs.insert(key.clone(), (compiled, cost));
+        self.order.push_back(key);
+        while self.programs.len() > MAX_CACHED_PROGRAMS || self.bytes > MAX_CACHED_PROGRAM_BYTES {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if let Some((_, cost)) = self.programs.remove(&oldest) {
+                self.bytes = self.bytes.saturating_sub(cost);
+            }
+        }
+    }
 }
 
 impl WasmEngine {
@@ -100,21 +139,22 @@ impl GuestEngine for WasmEngine {
         let stack = usize::try_from(max_wasm_stack_bytes).unwrap_or(usize::MAX);
         let key: CacheKey = (stack, Arc::from(bytes));
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(program) = cache.programs.get(&key) {
-            return Ok(program.clone());
+        let compiled = match cache.get(&key) {
+            Some(compiled) => compiled,
+            None => {
+                let runtime = self.runtime(stack)?;
+                let compiled = runtime
+                    .compile(bytes)
+                    .map(|program| Arc::new(WasmProgram { program }))
+                    .map_err(|error| error.to_string());
+                cache.insert(key, compiled.clone());
+                compiled
+            }
+        };
+        match compiled {
+            Ok(program) => Ok(program),
+            Err(error) => Err(GuestError::InvalidProgram(error)),
         }
-        let runtime = self.runtime(stack)?;
-        let program = runtime.compile(bytes).map_err(|error| GuestError::InvalidProgram(error.to_string()))?;
-        let program = Arc::new(WasmProgram { program });
-        cache.bytes = cache.bytes.saturating_add(key.1.len());
-        cache.programs.insert(key.clone(), Arc::clone(&program));
-        cache.order.push_back(key);
-        while cache.programs.len() > MAX_CACHED_PROGRAMS || cache.bytes > MAX_CACHED_MODULE_BYTES {
-            let Some(oldest) = cache.order.pop_front() else { break };
-            cache.bytes = cache.bytes.saturating_sub(oldest.1.len());
-            cache.programs.remove(&oldest);
-        }
-        Ok(program)
     }
 }
 
@@ -131,6 +171,7 @@ impl GuestProgram for WasmProgram {
             environ: spawn.env.into_iter().map(String::into_bytes).collect(),
             syscalls: None,
             parked: None,
+            pending_open_mode: None,
         };
         let limits = TaskLimits {
             max_wasm_fuel: spawn.limits.max_wasm_fuel,
@@ -182,6 +223,8 @@ pub struct KernelHost {
     syscalls: Option<Syscalls>,
     /// Why the last call was parked by the kernel, until the import takes it (`take_wait`).
     parked: Option<WaitReason>,
+    /// The creation mode `host_fs.set_open_mode` latched for the next `path_open`.
+    pending_open_mode: Option<u32>,
 }
 
 impl fmt::Debug for KernelHost {
@@ -215,6 +258,51 @@ impl KernelHost {
                 Err(Errno::Again)
             }
         }
+    }
+
+    /// `path_open`, a file it creates getting `create_mode`.
+    fn open_creating(&mut self, dirfd: Fd, path: &[u8], flags: OpenFlags, create_mode: u32) -> Result<Fd, Errno> {
+        let path = path_str(path)?;
+        let result = self.sys()?.open_at_creating(dirfd, path, flags, Some(create_mode));
+        self.settled(result)
+    }
+
+    /// The directory a `host_fs` call's relative path starts from, as the kernel names it. An
+    /// absolute path ignores the descriptor (so it is the working directory's sentinel, which
+    /// the kernel never looks up for one). The visible root preopen (fd 3) means the working
+    /// directory: only Rust std passes it to `host_fs` (`fs::set_permissions` and
+    /// `MetadataExt::rdev` hard-code it), with the user's raw path, which is relative to the
+    /// working directory; the libc passes the hidden alias `0x4000_0003` instead, with a path
+    /// relative to `/` (see [`KernelHost::stat_host_fs_path`] for the one call both use).
+    fn host_fs_dirfd(&mut self, dirfd: Fd, path: &str) -> Result<Fd, Errno> {
+        if path.starts_with('/') || (dirfd == ROOT_FD && self.sys()?.preopen_name(ROOT_FD).is_ok()) {
+            return Ok(WORKING_DIRECTORY_FD);
+        }
+        Ok(dirfd)
+    }
+
+    /// `stat` for the `host_fs` getters. The hidden root alias (`0x4000_0003`) with a relative
+    /// path is ambiguous once the working directory is not `/`: the libc passes it with its own
+    /// resolution of the user's path, relative to `/` (`home/user/a`), and Rust std's
+    /// `fs::metadata` right after with the user's raw path (`a`), relative to the working
+    /// directory. (The original makes preopen 3 the working directory, so both agree there;
+    /// here `/` is the one preopen.) A path naming something below the working directory is
+    /// taken as the libc's; any other as Rust std's when it exists there, else as the libc's —
+    /// Rust std only asks after the libc's `stat` of the same path succeeded.
+    fn stat_host_fs_path(&mut self, dirfd: Fd, path: &str, follow: bool) -> Result<FileStat, Errno> {
+        let dirfd = self.host_fs_dirfd(dirfd, path)?;
+        if dirfd == HIDDEN_PREOPEN_TAG | ROOT_FD {
+            let cwd = self.sys()?.cwd().map_err(errno)?;
+            if !is_within(&format!("/{path}"), &cwd) {
+                let result = self.sys()?.stat_at(WORKING_DIRECTORY_FD, path, follow);
+                match self.settled(result) {
+                    Err(Errno::NoEnt | Errno::NotDir) => {}
+                    found_or_parked => return found_or_parked,
+                }
+            }
+        }
+        let result = self.sys()?.stat_at(dirfd, path, follow);
+        self.settled(result)
     }
 }
 
@@ -250,6 +338,7 @@ fn errno(errno: KernelErrno) -> Errno {
         KernelErrno::ESRCH => Errno::Srch,
         KernelErrno::ECHILD => Errno::Child,
         KernelErrno::ENOTCAPABLE => Errno::NotCapable,
+        KernelErrno::ENOEXEC => Errno::NoExec,
     }
 }
 
@@ -257,6 +346,30 @@ fn sys_error(error: KernelSysError, reason: WaitReason) -> SysError {
     match error {
         KernelSysError::Errno(code) => SysError::Errno(errno(code)),
         KernelSysError::WouldBlock => SysError::WouldBlock(reason),
+    }
+}
+
+/// The directory descriptor the kernel reads as the process's working directory.
+const WORKING_DIRECTORY_FD: Fd = CWD_FDS[0];
+
+/// The permissions a created file gets when no `host_fs.set_open_mode` came first (less the
+/// umask), as `open(2)` callers conventionally ask.
+const DEFAULT_CREATE_MODE: u32 = 0o666;
+
+/// Whether the absolute path `path` is `dir` or below it (lexically).
+fn is_within(path: &str, dir: &str) -> bool {
+    dir == "/" || path.strip_prefix(dir).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// What the `host_fs` getters report of a kernel stat (a device number only for devices).
+fn file_metadata(stat: FileStat) -> FileMetadata {
+    let is_device = matches!(stat.mode & S_IFMT, S_IFCHR | S_IFBLK);
+    FileMetadata {
+        mode: stat.mode,
+        size: stat.size,
+        uid: stat.uid,
+        gid: stat.gid,
+        rdev: if is_device { stat.rdev } else { 0 },
     }
 }
 
@@ -366,7 +479,10 @@ impl WasiHost for KernelHost {
             FdKind::CharacterDevice => Filetype::CharacterDevice,
             FdKind::Directory => Filetype::Directory,
             FdKind::RegularFile => Filetype::RegularFile,
-            FdKind::Pipe => Filetype::SocketStream,
+            // Not a socket: the packages' libc sends its reads and writes on sockets through
+            // `host_net`, so a pipe that claimed to be one would depend on that call's fallback.
+            // Pipes are `Unknown`, as wasmtime reports them.
+            FdKind::Pipe => Filetype::Unknown,
         };
         let mut rights = RIGHTS_ALL;
         if !info.readable {
@@ -411,9 +527,14 @@ impl WasiHost for KernelHost {
             nonblocking: fdflags & FDFLAGS_NONBLOCK != 0,
             follow: lookupflags & LOOKUPFLAGS_SYMLINK_FOLLOW != 0,
         };
-        let path = path_str(path)?;
-        let result = self.sys()?.open_at(dirfd, path, flags);
-        self.settled(result)
+        // The latch is for this open alone, whatever becomes of it — unless it is parked, as it
+        // is then made again.
+        let create_mode = self.pending_open_mode.unwrap_or(DEFAULT_CREATE_MODE) & !self.umask();
+        let opened = self.open_creating(dirfd, path, flags, create_mode);
+        if self.parked.is_none() {
+            self.pending_open_mode = None;
+        }
+        opened
     }
 
     fn fd_readdir(&mut self, fd: Fd, cookie: u64) -> Result<Vec<Dirent>, Errno> {
@@ -534,6 +655,49 @@ impl WasiHost for KernelHost {
         self.settled(result)
     }
 
+    fn proc_spawn_v3(&mut self, spawn: &Spawn) -> Result<u32, Errno> {
+        // Only FULL commands may start processes (the original answers EFAULT to the others).
+        self.full_tier().map_err(|_| Errno::Fault)?;
+        let result = self.sys()?.spawn_child(spawn.to_kernel());
+        self.settled(result)
+    }
+
+    fn proc_waitpid_v2(&mut self, pid: i32, nohang: bool) -> Result<Option<ChildStatus>, Errno> {
+        let result = self.sys()?.wait_child(pid, nohang);
+        Ok(self.settled(result)?.map(ChildStatus::of_kernel))
+    }
+
+    fn proc_exec(&mut self, exec: &Exec) -> Errno {
+        // Replacing the program is process control: FULL commands only, like spawning.
+        if self.full_tier().is_err() {
+            return Errno::Fault;
+        }
+        let result = match self.sys() {
+            Ok(sys) => sys.exec(exec.to_kernel()),
+            Err(errno) => return errno,
+        };
+        match self.settled(result) {
+            Ok(never) => match never {},
+            Err(errno) => errno,
+        }
+    }
+
+    fn proc_signal_mask(&mut self, how: SignalMaskHow, set: u64) -> Result<u64, Errno> {
+        self.sys()?.signal_mask(how.to_kernel(), set).map_err(errno)
+    }
+
+    fn fd_setfd(&mut self, fd: Fd, cloexec: bool) -> Result<(), Errno> {
+        self.sys()?.set_cloexec(fd, cloexec).map_err(errno)
+    }
+
+    fn umask(&mut self) -> u32 {
+        self.syscalls.as_ref().map_or(kernel::process::DEFAULT_UMASK, Syscalls::umask)
+    }
+
+    fn set_umask(&mut self, mask: u32) -> Result<u32, Errno> {
+        self.sys()?.set_umask(mask).map_err(errno)
+    }
+
     fn getuid(&mut self) -> Result<u32, Errno> {
         Ok(GUEST_UID)
     }
@@ -548,11 +712,105 @@ impl WasiHost for KernelHost {
     }
 
     fn getpwuid(&mut self, uid: u32) -> Result<Vec<u8>, Errno> {
-        match uid {
-            0 => Ok(b"root:x:0:0:root:/root:/bin/sh".to_vec()),
-            GUEST_UID => Ok(format!("user:x:{GUEST_UID}:{GUEST_GID}:user:/home/user:/bin/sh").into_bytes()),
-            _ => Err(Errno::NoEnt),
+        accounts::passwd_by_uid(uid).ok_or(Errno::NoEnt)
+    }
+
+    fn getpwnam(&mut self, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        accounts::passwd_by_name(name).ok_or(Errno::NoEnt)
+    }
+
+    fn getpwent(&mut self, index: u32) -> Result<Vec<u8>, Errno> {
+        accounts::passwd_by_index(index).ok_or(Errno::NoEnt)
+    }
+
+    fn getgrgid(&mut self, gid: u32) -> Result<Vec<u8>, Errno> {
+        accounts::group_by_gid(gid).ok_or(Errno::NoEnt)
+    }
+
+    fn getgrnam(&mut self, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        accounts::group_by_name(name).ok_or(Errno::NoEnt)
+    }
+
+    fn getgrent(&mut self, index: u32) -> Result<Vec<u8>, Errno> {
+        accounts::group_by_index(index).ok_or(Errno::NoEnt)
+    }
+
+    fn getgroups(&mut self) -> Result<Vec<u32>, Errno> {
+        Ok(accounts::groups_of(GUEST_UID))
+    }
+
+    /// The guest is not root: it may only "change" to the ids it has (Linux's rule for an
+    /// unprivileged `setuid`: the real or saved id, both the guest's).
+    fn setuid(&mut self, uid: u32) -> Result<(), Errno> {
+        if uid == GUEST_UID {
+            Ok(())
+        } else {
+            Err(Errno::Perm)
         }
+    }
+
+    fn setgid(&mut self, gid: u32) -> Result<(), Errno> {
+        if gid == GUEST_GID {
+            Ok(())
+        } else {
+            Err(Errno::Perm)
+        }
+    }
+
+    /// Only root may set supplementary groups.
+    fn setgroups(&mut self, gids: &[u32]) -> Result<(), Errno> {
+        let _ = gids;
+        Err(Errno::Perm)
+    }
+
+    fn path_metadata(&mut self, dirfd: Fd, path: &[u8], follow: bool) -> Result<FileMetadata, Errno> {
+        let path = path_str(path)?;
+        self.stat_host_fs_path(dirfd, path, follow).map(file_metadata)
+    }
+
+    fn fd_metadata(&mut self, fd: Fd) -> Result<FileMetadata, Errno> {
+        let result = self.sys()?.fstat(fd);
+        self.settled(result).map(file_metadata)
+    }
+
+    fn set_open_mode(&mut self, mode: u32) -> Result<(), Errno> {
+        self.pending_open_mode = Some(mode);
+        Ok(())
+    }
+
+    fn path_chmod(&mut self, dirfd: Fd, path: &[u8], mode: u32) -> Result<(), Errno> {
+        let path = path_str(path)?;
+        let dirfd = self.host_fs_dirfd(dirfd, path)?;
+        let result = self.sys()?.chmod_at(dirfd, path, mode);
+        self.settled(result)
+    }
+
+    fn path_chown(
+        &mut self,
+        dirfd: Fd,
+        path: &[u8],
+        uid: Option<u32>,
+        gid: Option<u32>,
+        follow: bool,
+    ) -> Result<(), Errno> {
+        let path = path_str(path)?;
+        let dirfd = self.host_fs_dirfd(dirfd, path)?;
+        let result = self.sys()?.chown_at(dirfd, path, uid, gid, follow);
+        self.settled(result)
+    }
+
+    fn path_statfs(&mut self, dirfd: Fd, path: &[u8]) -> Result<FsUsage, Errno> {
+        let path = path_str(path)?;
+        let dirfd = self.host_fs_dirfd(dirfd, path)?;
+        let result = self.sys()?.statfs_at(dirfd, path);
+        let usage = self.settled(result)?;
+        Ok(FsUsage {
+            total_bytes: usage.total_bytes,
+            used_bytes: usage.used_bytes,
+            available_bytes: usage.available_bytes,
+            total_inodes: usage.total_inodes,
+            free_inodes: usage.free_inodes,
+        })
     }
 
     fn take_wait(&mut self) -> Option<WaitReason> {

@@ -8,6 +8,7 @@ use crate::abi::{
     RIGHTS_FD_FDSTAT_SET_FLAGS, RIGHTS_FD_FILESTAT_GET, RIGHTS_FD_READ, RIGHTS_FD_WRITE, RIGHTS_POLL_FD_READWRITE,
     STDERR, STDIN, STDOUT,
 };
+use crate::process::{ChildStatus, Exec, SignalMaskHow, Spawn};
 
 /// Why a guest cannot make progress until the host does something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,6 +37,30 @@ pub enum WaitReason {
         /// The earliest deadline, in nanoseconds of the monotonic clock.
         until_ns: u64,
     },
+}
+
+/// What `stat` says of a file beyond WASI's filestat, for the `host_fs` getters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMetadata {
+    /// The full `st_mode`: type bits (`S_IFMT`, e.g. `0o100000` for a regular file) and
+    /// permissions. Guests take the file's type from it, so the type bits must be there.
+    pub mode: u32,
+    pub size: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// The device a character or block device node stands for (`makedev` encoding: `/dev/null`
+    /// is `0x103`); 0 for anything else.
+    pub rdev: u64,
+}
+
+/// How full a filesystem is (`host_fs.path_statfs`), in bytes and inodes (not blocks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsUsage {
+    pub total_bytes: u64,
+    pub used_bytes: u64,
+    pub available_bytes: u64,
+    pub total_inodes: u64,
+    pub free_inodes: u64,
 }
 
 /// The failure of a host call that may block.
@@ -374,6 +399,55 @@ pub trait WasiHost: Send + 'static {
         Err(Errno::NoSys)
     }
 
+    /// `host_process.fd_setfd`: marks `fd` close-on-exec (`FD_CLOEXEC`) or clears the mark.
+    fn fd_setfd(&mut self, fd: Fd, cloexec: bool) -> Result<(), Errno> {
+        let _ = cloexec;
+        Err(unsupported_fd(self, fd))
+    }
+
+    /// `host_process.proc_spawn_v3`: starts `spawn.program` as a child (see [`Spawn`]) and
+    /// returns its pid; nothing is started when it fails. May wait (see
+    /// [`WasiHost::take_wait`]).
+    fn proc_spawn_v3(&mut self, spawn: &Spawn) -> Result<u32, Errno> {
+        let _ = spawn;
+        Err(Errno::NoSys)
+    }
+
+    /// `host_process.proc_waitpid_v2`: reaps a child of `pid`'s selection (> 0 that child, -1
+    /// any, 0 the caller's group, < -1 group `-pid`); `None` when `nohang` and none has exited.
+    /// May wait (see [`WasiHost::take_wait`]).
+    fn proc_waitpid_v2(&mut self, pid: i32, nohang: bool) -> Result<Option<ChildStatus>, Errno> {
+        let _ = (pid, nohang);
+        Err(Errno::NoSys)
+    }
+
+    /// `host_process.proc_signal_mask_v2`: changes the caller's signal mask (never holding
+    /// `SIGKILL` or `SIGSTOP`) and returns the previous one.
+    fn proc_signal_mask(&mut self, how: SignalMaskHow, set: u64) -> Result<u64, Errno> {
+        let _ = (how, set);
+        Err(Errno::NoSys)
+    }
+
+    /// The caller's file-creation mask: permission bits new files and directories lose.
+    fn umask(&mut self) -> u32 {
+        0o022
+    }
+
+    /// `host_process.umask` with `set`: the caller's file-creation mask becomes `mask` (its
+    /// permission bits); returns the previous one.
+    fn set_umask(&mut self, mask: u32) -> Result<u32, Errno> {
+        let _ = mask;
+        Err(Errno::NoSys)
+    }
+
+    /// `host_process.proc_exec`: replaces the caller's program (see [`Exec`]). It has no
+    /// success value: a host that replaces the program parks the call (see
+    /// [`WasiHost::take_wait`]) and drops the guest inside it; the errno says why it could not.
+    fn proc_exec(&mut self, exec: &Exec) -> Errno {
+        let _ = exec;
+        Errno::NoSys
+    }
+
     /// `host_user.getuid` (and `geteuid`).
     fn getuid(&mut self) -> Result<u32, Errno> {
         Err(Errno::NoSys)
@@ -393,6 +467,123 @@ pub trait WasiHost: Send + 'static {
     fn getpwuid(&mut self, uid: u32) -> Result<Vec<u8>, Errno> {
         let _ = uid;
         Err(Errno::NoSys)
+    }
+
+    /// `host_user.getpwnam`: the passwd line of the account `name`; `ENOENT` if there is none.
+    fn getpwnam(&mut self, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        let _ = name;
+        Err(Errno::NoSys)
+    }
+
+    /// `host_user.getpwent`: passwd line number `index` (from 0, in a stable order); `ENOENT`
+    /// past the last.
+    fn getpwent(&mut self, index: u32) -> Result<Vec<u8>, Errno> {
+        let _ = index;
+        Err(Errno::NoSys)
+    }
+
+    /// `host_user.getgrgid`: the group line `name:x:gid:member,member` of `gid`.
+    fn getgrgid(&mut self, gid: u32) -> Result<Vec<u8>, Errno> {
+        let _ = gid;
+        Err(Errno::NoSys)
+    }
+
+    /// `host_user.getgrnam`: the group line of the group `name`.
+    fn getgrnam(&mut self, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        let _ = name;
+        Err(Errno::NoSys)
+    }
+
+    /// `host_user.getgrent`: group line number `index`, as [`WasiHost::getpwent`].
+    fn getgrent(&mut self, index: u32) -> Result<Vec<u8>, Errno> {
+        let _ = index;
+        Err(Errno::NoSys)
+    }
+
+    /// `host_user.getgroups`: the caller's groups, its primary group first.
+    fn getgroups(&mut self) -> Result<Vec<u32>, Errno> {
+        Err(Errno::NoSys)
+    }
+
+    /// `host_user.setuid`, with Linux's rules for a caller that is not root.
+    fn setuid(&mut self, uid: u32) -> Result<(), Errno> {
+        let _ = uid;
+        Err(Errno::NoSys)
+    }
+
+    /// `host_user.setgid`, as [`WasiHost::setuid`].
+    fn setgid(&mut self, gid: u32) -> Result<(), Errno> {
+        let _ = gid;
+        Err(Errno::NoSys)
+    }
+
+    /// `host_user.setgroups`: replaces the caller's supplementary groups (root only).
+    fn setgroups(&mut self, gids: &[u32]) -> Result<(), Errno> {
+        let _ = gids;
+        Err(Errno::NoSys)
+    }
+
+    /// `host_fs.path_mode` / `path_size` / `path_rdev` / `path_owner`: what `stat` says of
+    /// `path` relative to the directory `dirfd` (a final symbolic link followed if `follow`).
+    /// Besides descriptors, `dirfd` may be `u32::MAX` or `u32::MAX - 1` (`AT_FDCWD`): the
+    /// caller's working directory; an absolute `path` ignores `dirfd`.
+    fn path_metadata(&mut self, dirfd: Fd, path: &[u8], follow: bool) -> Result<FileMetadata, Errno> {
+        let _ = (path, follow);
+        Err(unsupported_path(self, dirfd))
+    }
+
+    /// `host_fs.fd_mode` / `fd_size`: what `fstat` says of what `fd` refers to (a pipe's type
+    /// is `S_IFIFO`, a stream's `S_IFCHR`).
+    fn fd_metadata(&mut self, fd: Fd) -> Result<FileMetadata, Errno> {
+        Err(unsupported_fd(self, fd))
+    }
+
+    /// `host_fs.set_open_mode`: the permissions (`0o7777` bits) the next `path_open` gives a
+    /// file it creates, less the [`umask`](WasiHost::umask); any `path_open` clears it, whether
+    /// it creates a file or not. The default host creates no files and ignores it.
+    fn set_open_mode(&mut self, mode: u32) -> Result<(), Errno> {
+        let _ = mode;
+        Ok(())
+    }
+
+    /// `host_fs.chmod`: sets the permission bits (`0o7777`) of `path` relative to `dirfd`
+    /// (dirfd as in [`WasiHost::path_metadata`]), following a final symbolic link.
+    fn path_chmod(&mut self, dirfd: Fd, path: &[u8], mode: u32) -> Result<(), Errno> {
+        let _ = (path, mode);
+        Err(unsupported_path(self, dirfd))
+    }
+
+    /// `host_fs.path_chown`: changes the owner and/or group (`None`: unchanged) of `path`
+    /// relative to `dirfd` (dirfd as in [`WasiHost::path_metadata`]).
+    fn path_chown(
+        &mut self,
+        dirfd: Fd,
+        path: &[u8],
+        uid: Option<u32>,
+        gid: Option<u32>,
+        follow: bool,
+    ) -> Result<(), Errno> {
+        let _ = (path, uid, gid, follow);
+        Err(unsupported_path(self, dirfd))
+    }
+
+    /// `host_fs.path_statfs`: how full the filesystem holding `path` (relative to `dirfd`, as
+    /// in [`WasiHost::path_metadata`]) is.
+    fn path_statfs(&mut self, dirfd: Fd, path: &[u8]) -> Result<FsUsage, Errno> {
+        let _ = path;
+        Err(unsupported_path(self, dirfd))
+    }
+
+    /// `host_fs.ftruncate`: the default is [`WasiHost::fd_filestat_set_size`].
+    fn fd_truncate(&mut self, fd: Fd, len: u64) -> Result<(), Errno> {
+        self.fd_filestat_set_size(fd, len)
+    }
+
+    /// `host_fs.remount`: changes the flags of the mount at `target` (`options` is the whole
+    /// `-o` string, `remount` included). Only root may; the default caller is not (`EPERM`).
+    fn remount(&mut self, target: &[u8], options: &[u8]) -> Result<(), Errno> {
+        let _ = (target, options);
+        Err(Errno::Perm)
     }
 
     /// Asked after every filesystem call that cannot block through its return value (path

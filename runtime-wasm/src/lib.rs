@@ -1,7 +1,8 @@
 //! Runs WebAssembly guests (WASI preview-1 commands) on wasmtime as deterministic, resumable
 //! tasks, with every `wasi_snapshot_preview1` call served by a [`WasiHost`] — the kernel. The
 //! imports (`imports/`, one file per import module: `wasi_snapshot_preview1`, `host_process`,
-//! `host_user`) only marshal between guest memory and that one host trait.
+//! `host_user`, `host_fs`, `host_net`, `host_tty`) only marshal between guest memory and that
+//! one host trait.
 //!
 //! ```text
 //! Runtime::new(RuntimeConfig)      one engine (fuel metering, stack limit, allocator) + linker
@@ -17,11 +18,13 @@
 //! two runs with the same inputs produce the same outputs in the same number of slices.
 
 mod abi;
+mod accounts;
 mod ctx;
 mod engine;
 mod host;
 mod imports;
 mod memory;
+mod process;
 mod runtime;
 mod task;
 
@@ -40,10 +43,15 @@ pub use abi::{
     SUBCLOCKFLAGS_ABSTIME,
 };
 pub use ctx::GuestCtx;
-pub use engine::{KernelHost, WasmEngine, MAX_CACHED_MODULE_BYTES, MAX_CACHED_PROGRAMS, MAX_STACK_LIMIT_ENGINES};
-pub use host::{StdioHost, SysError, SysResult, WaitReason, WasiHost};
-pub use imports::{add_to_linker, HOST_PROCESS, HOST_USER, WASI_MODULE};
+pub use engine::{KernelHost, WasmEngine, MAX_CACHED_PROGRAMS, MAX_CACHED_PROGRAM_BYTES, MAX_STACK_LIMIT_ENGINES};
+pub use host::{FileMetadata, FsUsage, StdioHost, SysError, SysResult, WaitReason, WasiHost};
+pub use imports::{add_to_linker, HOST_FS, HOST_NET, HOST_PROCESS, HOST_TTY, HOST_USER, WASI_MODULE};
 pub use memory::{MAX_IOVECS, MAX_IO_BYTES, MAX_PATH_BYTES, MAX_POLL_SUBSCRIPTIONS};
+pub use process::{
+    decode_file_actions, encode_file_actions, ChildStatus, Exec, FileAction, OpenIntent, SignalMaskHow, Spawn,
+    MAX_SPAWN_FILE_ACTIONS, MAX_SPAWN_FILE_ACTION_BYTES, SPAWN_FLAGS_KNOWN, SPAWN_RESETIDS, SPAWN_SETPGROUP,
+    SPAWN_SETSID, SPAWN_SETSIGDEF, SPAWN_SETSIGMASK,
+};
 pub use runtime::{
     PoolingConfig, Program, Runtime, RuntimeConfig, RuntimeError, TaskLimits, HOST_STACK_HEADROOM_BYTES,
 };

@@ -1,12 +1,14 @@
 //! The engine ([`Runtime`]), compiled commands ([`Program`]) and the limits a guest runs under.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use kernel::syscalls::engine::MemoryBudget;
 
 use wasmtime::{
-    Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig,
+    Cache, CacheConfig, Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig,
 };
 
 use crate::ctx::GuestCtx;
@@ -27,11 +29,23 @@ pub struct RuntimeConfig {
     /// Preallocate instance slots (wasmtime's pooling allocator) instead of allocating per
     /// instantiation.
     pub pooling: Option<PoolingConfig>,
+    /// Keep compiled modules in this directory (wasmtime's own cache, keyed by the module's
+    /// content hash and the engine's configuration), so a module compiled once on a machine
+    /// loads in milliseconds by every later sidecar, test and CI run. `None`: compile every time.
+    pub module_cache_dir: Option<PathBuf>,
+    /// Compile a module's functions on worker threads (all cores) rather than on the caller's
+    /// thread alone. The compiled code is the same either way.
+    pub parallel_compilation: bool,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> RuntimeConfig {
-        RuntimeConfig { max_wasm_stack_bytes: 1 << 20, pooling: None }
+        RuntimeConfig {
+            max_wasm_stack_bytes: 1 << 20,
+            pooling: None,
+            module_cache_dir: None,
+            parallel_compilation: true,
+        }
     }
 }
 
@@ -129,7 +143,8 @@ impl<H: WasiHost> Runtime<H> {
             .cranelift_nan_canonicalization(true)
             .relaxed_simd_deterministic(true)
             .max_wasm_stack(config.max_wasm_stack_bytes)
-            .async_stack_size(async_stack_bytes);
+            .async_stack_size(async_stack_bytes)
+            .parallel_compilation(config.parallel_compilation);
         if let Some(pooling) = config.pooling {
             let mut pool = PoolingAllocationConfig::default();
             pool.total_core_instances(pooling.max_instances)
@@ -138,6 +153,14 @@ impl<H: WasiHost> Runtime<H> {
                 .total_stacks(pooling.max_instances)
                 .max_memory_size(pooling.max_memory_bytes);
             wasmtime_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        if let Some(dir) = &config.module_cache_dir {
+            // wasmtime checks what it loads against the module's hash and the engine's
+            // settings, and recompiles (and rewrites) an entry that does not match.
+            let mut cache_config = CacheConfig::new();
+            cache_config.with_directory(dir);
+            let cache = Cache::new(cache_config).map_err(|e| RuntimeError::Engine(describe(&e)))?;
+            wasmtime_config.cache(Some(cache));
         }
         let engine = Engine::new(&wasmtime_config).map_err(|e| RuntimeError::Engine(describe(&e)))?;
         let mut linker = Linker::new(&engine);
@@ -172,6 +195,14 @@ impl<H: WasiHost> Runtime<H> {
 pub struct Program<H: WasiHost> {
     pre: InstancePre<GuestCtx<H>>,
     max_wasm_stack_bytes: usize,
+}
+
+impl<H: WasiHost> Program<H> {
+    /// The size of its compiled code and data in memory (what a cache of programs holds).
+    pub fn code_bytes(&self) -> usize {
+        let image = self.pre.module().image_range();
+        (image.end as usize).saturating_sub(image.start as usize)
+    }
 }
 
 impl<H: WasiHost> Clone for Program<H> {

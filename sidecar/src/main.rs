@@ -47,6 +47,14 @@ struct Cli {
     /// memory growth fails. Default: half of the machine's memory.
     #[arg(long, value_parser = parse_bytes)]
     max_memory: Option<u64>,
+    /// Directory where compiled WebAssembly modules are kept between runs (wasmtime's cache,
+    /// keyed by each module's hash and the engine's settings). Default:
+    /// `$XDG_CACHE_HOME/secure-exec-sidecar/modules` (or under `~/.cache`, or the OS temp dir).
+    #[arg(long, env = "SECURE_EXEC_MODULE_CACHE_DIR")]
+    module_cache_dir: Option<PathBuf>,
+    /// Compile every module anew in each run (no on-disk module cache).
+    #[arg(long, conflicts_with = "module_cache_dir")]
+    no_module_cache: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -66,9 +74,9 @@ enum Command {
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
-    match cli.command {
+    match &cli.command {
         None => serve(&cli),
-        Some(Command::Replay { trace }) => replay(&trace),
+        Some(Command::Replay { trace }) => replay(&cli, trace),
         Some(Command::Version) => {
             println!(
                 "secure-exec-sidecar {} (protocol {}@{})",
@@ -123,7 +131,7 @@ fn serve(cli: &Cli) -> ExitCode {
     // Opening the store removes temp files left by crashed flushes.
     let store = FileStore::open(cli.store_dir.clone().unwrap_or_else(FileStore::default_dir));
     let host_fs: Option<Arc<dyn HostFs>> = if cli.no_host_fs { None } else { Some(Arc::new(OsHostFs)) };
-    let guest_engine = match guest_engine() {
+    let guest_engine = match guest_engine(module_cache_dir(cli)) {
         Ok(engine) => Some(engine),
         Err(error) => {
             tracing::error!(%error, "cannot build the WebAssembly engine; Execute will be refused");
@@ -149,13 +157,31 @@ fn serve(cli: &Cli) -> ExitCode {
 }
 
 /// The wasmtime engine guests run on.
-fn guest_engine() -> Result<Arc<dyn GuestEngine>, runtime_wasm::RuntimeError> {
-    Ok(Arc::new(WasmEngine::new(RuntimeConfig::default())?))
+fn guest_engine(module_cache_dir: Option<PathBuf>) -> Result<Arc<dyn GuestEngine>, runtime_wasm::RuntimeError> {
+    Ok(Arc::new(WasmEngine::new(RuntimeConfig { module_cache_dir, ..RuntimeConfig::default() })?))
+}
+
+/// Where compiled modules are kept (`None`: nowhere).
+fn module_cache_dir(cli: &Cli) -> Option<PathBuf> {
+    if cli.no_module_cache {
+        return None;
+    }
+    if let Some(dir) = &cli.module_cache_dir {
+        return Some(dir.clone());
+    }
+    let cache_home =
+        std::env::var_os("XDG_CACHE_HOME").filter(|dir| !dir.is_empty()).map(PathBuf::from).or_else(|| {
+            std::env::var_os("HOME").filter(|home| !home.is_empty()).map(|home| PathBuf::from(home).join(".cache"))
+        });
+    Some(match cache_home {
+        Some(dir) => dir.join("secure-exec-sidecar").join("modules"),
+        None => std::env::temp_dir().join("secure-exec-sidecar-modules"),
+    })
 }
 
 #[allow(clippy::print_stdout)]
-fn replay(path: &std::path::Path) -> ExitCode {
-    let engine = guest_engine().ok();
+fn replay(cli: &Cli, path: &std::path::Path) -> ExitCode {
+    let engine = guest_engine(module_cache_dir(cli)).ok();
     let outcome = TraceReader::open(path).and_then(|reader| trace::replay_with(reader, engine));
     match outcome {
         Ok(Ok(report)) => {

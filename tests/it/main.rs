@@ -5,6 +5,7 @@
 mod architecture;
 mod backpressure;
 mod commands;
+mod compatibility;
 mod exec;
 mod host_dir;
 mod persistence;

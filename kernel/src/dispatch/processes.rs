@@ -13,7 +13,7 @@ use crate::error::{RejectCode, Rejection};
 use crate::fs::GuestAsks;
 use crate::policy::permissions::{Capability, Decision};
 use crate::process::fds::{Descriptor, FdTable, OpenFile};
-use crate::process::table::{Identity, Process, SpawnRequest, Status, Wait, HOST_PPID};
+use crate::process::table::{ChildSetup, Identity, Process, SpawnTarget, Status, Wait, HOST_PPID};
 use crate::process::*;
 use crate::syscalls::engine::{Guest, GuestEngine, GuestExit, GuestPoll, GuestSpawn};
 use crate::syscalls::Syscalls;
@@ -194,11 +194,17 @@ impl Sidecar {
         if ignored {
             return;
         }
+        if process.blocks(signal) {
+            // Held until the process unblocks it (`sigprocmask` delivers it then).
+            process.pending_signals |= signals::bit(signal);
+            return;
+        }
         match action {
             DefaultAction::Ignore => {}
             DefaultAction::Stop => process.status = Status::Stopped,
             DefaultAction::Continue => process.status = Status::Running,
             DefaultAction::Terminate => {
+                process.killed_by = Some(signal);
                 if let Some(mut guest) = self.guests.remove(&(vm_id.to_owned(), pid)) {
                     guest.kill();
                 }
@@ -461,10 +467,12 @@ impl Sidecar {
         for writer in pending {
             self.flush_output(vm_id, writer, false);
         }
+        // Signals go out before an exit is processed: `kill(1)` sends and exits in one slice, and
+        // an exit drops what the process had not sent yet.
+        self.deliver_guest_signals(vm_id, pid);
         if let GuestPoll::Exited(exit) = poll {
             self.finish_process(vm_id, pid, exit);
         }
-        self.deliver_guest_signals(vm_id, pid);
         work_fuel
     }
 
@@ -597,32 +605,60 @@ impl Sidecar {
             let Ok(vm) = self.vm_mut(&vm_id) else { continue };
             if let Some(process) = vm.processes_mut().get_mut(parent) {
                 process.spawn_request = None;
-                process.spawn_result = Some(result);
+                // `None`: an exec replaced the program that asked; the new one has no call to
+                // answer.
+                process.spawn_result = result;
                 process.wait = Wait::None;
             }
         }
     }
 
-    /// Starts the child `parent` asked for.
-    fn spawn_child(&mut self, vm_id: &str, parent: u32) -> Result<u32, Errno> {
+    /// Starts the program `parent` asked for: a new child (its pid), or `parent`'s own new
+    /// program (`None`: an exec that worked is not answered).
+    fn spawn_child(&mut self, vm_id: &str, parent: u32) -> Option<Result<u32, Errno>> {
+        let request = self.vm_mut(vm_id).ok()?.processes().get(parent)?.spawn_request.clone()?;
+        match request.target {
+            SpawnTarget::Child(setup) => {
+                Some(self.start_child(vm_id, parent, request.program, request.argv, request.env, setup))
+            }
+            SpawnTarget::Caller { close_fds } => self
+                .exec_program(vm_id, parent, &request.program, &request.argv, &request.env, &close_fds)
+                .err()
+                .map(Err),
+        }
+    }
+
+    /// Starts `program` as a child of `parent`, set up as `setup` says.
+    fn start_child(
+        &mut self,
+        vm_id: &str,
+        parent: u32,
+        program: String,
+        argv: Vec<String>,
+        env: Vec<String>,
+        setup: ChildSetup,
+    ) -> Result<u32, Errno> {
         let now = self.now;
         let engine = self.guest_engine.clone().ok_or(Errno::ENOSYS)?;
         let memory_budget = Arc::clone(&self.memory_budget);
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
         let process = vm.processes().get(parent).ok_or(Errno::ESRCH)?;
-        let request = process.spawn_request.clone().ok_or(Errno::EINVAL)?;
-        let (parent_id, parent_cwd, pgid, sid) =
-            (process.process_id.clone(), process.cwd.clone(), process.pgid, process.sid);
+        let (parent_id, pgid, sid) = (process.process_id.clone(), process.pgid, process.sid);
         if u64::try_from(vm.processes().counted()).unwrap_or(u64::MAX) >= vm.process_limits().max_processes {
             return Err(Errno::EAGAIN);
         }
-        let (command, module, tier) = child_command(vm, &request, now)?;
-        let guest = start_guest(engine.as_ref(), vm.guest_limits(), memory_budget, &module, &request)?;
+        let (command, module, tier) = child_command(vm, &program, &env, now)?;
+        let guest = start_guest(engine.as_ref(), vm.guest_limits(), memory_budget, &module, &argv, &env)?;
         let pid = vm.processes_mut().allocate_pid().ok_or(Errno::EAGAIN)?;
-        let fds = child_fds(vm, request.stdio, tier);
+        let fds = child_fds(vm, setup.fds, tier);
         let number = count_child(vm, parent)?;
-        let cwd = request.cwd.map_or(parent_cwd.clone(), |cwd| crate::fs::normalize(&parent_cwd, &cwd));
-        vm.processes_mut().insert(Process::new(
+        let (pgid, sid) = match (setup.new_session, setup.process_group) {
+            (true, _) => (pid, pid),
+            (false, None) => (pgid, sid),
+            (false, Some(0)) => (pid, sid),
+            (false, Some(group)) => (group, sid),
+        };
+        let mut child = Process::new(
             Identity {
                 process_id: format!("{parent_id}/child-{number}"),
                 pid,
@@ -630,16 +666,48 @@ impl Sidecar {
                 pgid,
                 sid,
                 command,
-                args: request.argv.get(1..).unwrap_or_default().to_vec(),
-                env: request.env.clone(),
-                cwd,
+                args: argv.get(1..).unwrap_or_default().to_vec(),
+                env,
+                cwd: setup.cwd,
                 tier,
                 top_level: false,
             },
             fds,
-        ));
+        );
+        child.signal_mask = setup.signal_mask;
+        child.umask = setup.umask;
+        vm.processes_mut().insert(child);
         self.guests.insert((vm_id.to_owned(), pid), guest);
         Ok(pid)
+    }
+
+    /// Replaces `pid`'s program with `program` (`exec`): the process stays (see
+    /// `Process::replace_program`), its guest is dropped where it stands — inside its exec
+    /// call, never to return — and the new program's guest runs from its start.
+    fn exec_program(
+        &mut self,
+        vm_id: &str,
+        pid: u32,
+        program: &str,
+        argv: &[String],
+        env: &[String],
+        close_fds: &[u32],
+    ) -> Result<(), Errno> {
+        let now = self.now;
+        let engine = self.guest_engine.clone().ok_or(Errno::ENOSYS)?;
+        let memory_budget = Arc::clone(&self.memory_budget);
+        let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
+        let (command, module, tier) = child_command(vm, program, env, now)?;
+        let guest = start_guest(engine.as_ref(), vm.guest_limits(), memory_budget, &module, argv, env)?;
+        let process = vm.processes_mut().get_mut(pid).ok_or(Errno::ESRCH)?;
+        let closed = process.replace_program(command, argv, env, tier, close_fds);
+        for descriptor in closed {
+            if let OpenFile::Pipe { id, end } = descriptor.file {
+                vm.processes_mut().pipes.close(id, end);
+            }
+        }
+        self.guests.insert((vm_id.to_owned(), pid), guest);
+        Ok(())
     }
 
     /// Stops every live process of a VM being disposed (SIGKILL), emitting their exits.
@@ -663,17 +731,18 @@ impl Sidecar {
     }
 }
 
-/// What a child runs: its `argv[0]`, which the policy must let it spawn, found as a module on
-/// the child's `PATH`, and the permission tier configured for the command or the module's file.
+/// What a spawn or exec runs: `program`, which the policy must let it spawn, found as a module
+/// on the `PATH` of `env`, and the permission tier configured for the command or the module's
+/// file.
 fn child_command(
     vm: &mut Vm,
-    request: &SpawnRequest,
+    program: &str,
+    env: &[String],
     now: Now,
 ) -> Result<(String, Vec<u8>, WasmPermissionTier), Errno> {
-    let command = request.argv.first().cloned().ok_or(Errno::EINVAL)?;
+    let command = program.to_owned();
     vm.check_spawn(&command).map_err(|_| Errno::EACCES)?;
-    let env: BTreeMap<String, String> = request
-        .env
+    let env: BTreeMap<String, String> = env
         .iter()
         .filter_map(|entry| entry.split_once('=').map(|(key, value)| (key.to_owned(), value.to_owned())))
         .collect();
@@ -684,35 +753,32 @@ fn child_command(
     Ok((command, module, tier))
 }
 
-/// Loads `module` and spawns a guest running it with the request's argv and environment;
-/// nothing runs until the scheduler polls it.
+/// Loads `module` and spawns a guest running it with `argv` and `env`; nothing runs until the
+/// scheduler polls it.
 fn start_guest(
     engine: &dyn GuestEngine,
     guest_limits: GuestLimits,
     memory_budget: Arc<MemoryBudget>,
     module: &[u8],
-    request: &SpawnRequest,
+    argv: &[String],
+    env: &[String],
 ) -> Result<Box<dyn Guest>, Errno> {
-    let program = engine.load(module, guest_limits.max_wasm_stack_bytes).map_err(|_| Errno::EINVAL)?;
+    let program = engine.load(module, guest_limits.max_wasm_stack_bytes).map_err(|_| Errno::ENOEXEC)?;
     program
-        .spawn(GuestSpawn { args: request.argv.clone(), env: request.env.clone(), limits: guest_limits, memory_budget })
+        .spawn(GuestSpawn { args: argv.to_vec(), env: env.to_vec(), limits: guest_limits, memory_budget })
         .map_err(|_| Errno::EAGAIN)
 }
 
-/// The child's descriptors: the parent's it was given as 0, 1 and 2 (a pipe end gains an
-/// opener), and the root preopen unless the child is isolated.
-fn child_fds(vm: &mut Vm, stdio: [Option<Descriptor>; 3], tier: WasmPermissionTier) -> FdTable {
-    let mut fds = FdTable::default();
-    for (number, descriptor) in (0u32..).zip(stdio) {
-        if let Some(descriptor) = descriptor {
-            if let OpenFile::Pipe { id, end } = descriptor.file {
-                vm.processes_mut().pipes.open(id, end);
-            }
-            fds.replace(number, descriptor);
-        }
+/// The child's descriptors: those its parent's request built (each pipe end in them gains an
+/// opener now), less the preopened directories when the child is isolated.
+fn child_fds(vm: &mut Vm, mut fds: FdTable, tier: WasmPermissionTier) -> FdTable {
+    if tier == WasmPermissionTier::Isolated {
+        fds.retain(|descriptor| !descriptor.is_preopen());
     }
-    if tier != WasmPermissionTier::Isolated {
-        fds.replace(ROOT_FD, Descriptor::preopen("/".to_owned(), "/".to_owned()));
+    for (_, descriptor) in fds.iter() {
+        if let OpenFile::Pipe { id, end } = descriptor.file {
+            vm.processes_mut().pipes.open(id, end);
+        }
     }
     fds
 }

@@ -12,7 +12,8 @@
 //! | `/dev/zero` | char `0o666`, rdev 1:5 | PREAD gives `len` zero bytes; writes are discarded |
 //! | `/dev/urandom` | char `0o666`, rdev 1:9 | PREAD gives `len` bytes of the kernel's seeded entropy; writes are discarded (they never perturb it) |
 //! | `/dev/stdin`, `/dev/stdout`, `/dev/stderr` | char `0o666`, rdev 1:3 | a guest that opens one gets its own descriptor 0, 1 or 2 again (like Linux's links to `/proc/self/fd/N`); for the host's own calls (no process) they act as `/dev/null` |
-//! | `/proc` | dir `0o555` | lists `self` |
+//! | `/proc` | dir `0o555` | lists `mounts` and `self` |
+//! | `/proc/mounts` | file `0o444` | the VM's mount table, a line each: `source target fstype options 0 0` (what `df` and `findmnt` read) |
 //! | `/proc/self` | dir `0o555` | the caller: the calling process for a guest's call; for the host's own calls, no process (pid 0) |
 //! | `/proc/self/cwd` | symlink | to the process's cwd (the VM's for host calls; followed like any symlink) |
 //! | `/proc/self/environ` | file `0o400` | the process's environment as it started, `KEY=value\0` each; for host calls the VM's `env` (as the `env` policy let through at create time), sorted by key |
@@ -151,6 +152,8 @@ enum Node {
     Environ,
     Cmdline,
     Status,
+    /// `/proc/mounts`: the VM's mount table.
+    Mounts,
 }
 
 impl Node {
@@ -180,6 +183,8 @@ pub(crate) struct Call<'a> {
     pub limits: FsLimits,
     /// The calling process, for a guest's call (`None`: the host's own).
     pub caller: Option<&'a ProcSelf>,
+    /// `/proc/mounts` as it reads now (empty for `/dev` calls).
+    pub mount_table: &'a str,
 }
 
 /// One kernel-served tree.
@@ -220,6 +225,7 @@ impl KernelFs {
             (tree, []) => Some(Node::Root(tree)),
             (Tree::Dev, [name]) => DEVICES.iter().find(|(n, _)| n == name).map(|(_, device)| Node::Device(*device)),
             (Tree::Proc, ["self"]) => Some(Node::ProcSelf),
+            (Tree::Proc, ["mounts"]) => Some(Node::Mounts),
             (Tree::Proc, ["self", name]) => match *name {
                 "cwd" => Some(Node::Cwd),
                 "environ" => Some(Node::Environ),
@@ -243,7 +249,7 @@ impl KernelFs {
     fn children(node: Node) -> Vec<String> {
         match node {
             Node::Root(Tree::Dev) => DEVICES.iter().map(|(name, _)| (*name).to_owned()).collect(),
-            Node::Root(Tree::Proc) => vec!["self".to_owned()],
+            Node::Root(Tree::Proc) => vec!["mounts".to_owned(), "self".to_owned()],
             Node::ProcSelf => PROC_SELF_ENTRIES.iter().map(|name| (*name).to_owned()).collect(),
             _ => Vec::new(),
         }
@@ -259,6 +265,7 @@ impl KernelFs {
             Node::Environ => (S_IFREG | 0o400, 0, 4, 1),
             Node::Cmdline => (S_IFREG | 0o444, 0, 5, 1),
             Node::Status => (S_IFREG | 0o444, 0, 6, 1),
+            Node::Mounts => (S_IFREG | 0o444, 0, 7, 1),
         };
         let dev = match self.tree {
             Tree::Dev => DEV_TREE_DEV,
@@ -284,8 +291,9 @@ impl KernelFs {
     }
 
     /// A `/proc` file's content, for `caller` (the host's view without one).
-    fn content(&self, node: Node, caller: Option<&ProcSelf>) -> Vec<u8> {
-        match (node, caller) {
+    fn content(&self, node: Node, call: &Call<'_>) -> Vec<u8> {
+        match (node, call.caller) {
+            (Node::Mounts, _) => call.mount_table.as_bytes().to_vec(),
             (Node::Environ, Some(caller)) => caller.environ.clone(),
             (Node::Environ, None) => self.environ.clone(),
             (Node::Cmdline, Some(caller)) => caller.cmdline.clone(),
@@ -330,7 +338,7 @@ impl KernelFs {
                     Err(FsError::new(Errno::EINVAL).with_detail(ENDLESS_DEVICE))
                 }
                 Node::Cwd => Err(FsError::new(Errno::EIO)),
-                node => Ok(FsReply::Content(self.content(node, call.caller))),
+                node => Ok(FsReply::Content(self.content(node, call))),
             },
             FsOp::Pread { offset, len } => self.pread(call, node, offset, len, entropy),
             FsOp::ReadDir => self.list(call, node),
@@ -432,7 +440,7 @@ impl KernelFs {
                 Ok(FsReply::Content(bytes))
             }
             Node::Cwd => Err(FsError::new(Errno::EIO)),
-            node => Ok(FsReply::Content(window(&self.content(node, call.caller), offset, len))),
+            node => Ok(FsReply::Content(window(&self.content(node, call), offset, len))),
         }
     }
 }

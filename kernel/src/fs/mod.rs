@@ -393,6 +393,10 @@ impl VmFilesystem {
         let Owner::Mount(index) = from.owner else {
             return execute(&mut self.root, op, at, at_to, now);
         };
+        let mount_table = match self.mounts.get(index).map(|mount| &mount.backend) {
+            Some(Backend::Kernel(_)) => mounts::mount_table(&self.mounts),
+            _ => String::new(),
+        };
         let Some(mount) = self.mounts.get_mut(index) else { return Err(FsError::new(Errno::EIO)) };
         match &mut mount.backend {
             Backend::Memory(fs) => execute(fs, op, at, at_to, now),
@@ -410,6 +414,7 @@ impl VmFilesystem {
                     cwd: &self.cwd,
                     limits,
                     caller: self.caller.as_deref(),
+                    mount_table: &mount_table,
                 };
                 tree.execute(&call, entropy)
             }

@@ -148,6 +148,30 @@ pub(crate) fn build(
     Ok(mounts)
 }
 
+/// `/proc/mounts`: the root, then every mount (shallower first), a line each in Linux's format
+/// (`source target fstype options 0 0`, spaces and backslashes in paths escaped as octal).
+pub(crate) fn mount_table(mounts: &[Mount]) -> String {
+    let escape =
+        |path: &str| path.replace('\\', "\\134").replace(' ', "\\040").replace('\t', "\\011").replace('\n', "\\012");
+    let mut table = String::from("overlay / overlay rw 0 0\n");
+    // Parents before what is mounted in them, as Linux lists them.
+    let mut ordered: Vec<&Mount> = mounts.iter().collect();
+    ordered.sort_by(|a, b| (a.components.len(), &a.guest_path).cmp(&(b.components.len(), &b.guest_path)));
+    for mount in ordered {
+        let (source, fstype) = match &mount.backend {
+            Backend::Memory(_) => ("memory", "tmpfs"),
+            Backend::Host(_) if mount.guest_path == SOFTWARE_ROOT => ("software", "aospkg"),
+            Backend::Host(_) => ("host_dir", "hostfs"),
+            Backend::Bridge(_) => ("js_bridge", "fuse.js_bridge"),
+            Backend::Kernel(_) if mount.guest_path == "/proc" => ("proc", "proc"),
+            Backend::Kernel(_) => ("devtmpfs", "devtmpfs"),
+        };
+        let options = if mount.read_only { "ro" } else { "rw" };
+        table.push_str(&format!("{source} {} {fstype} {options} 0 0\n", escape(&mount.guest_path)));
+    }
+    table
+}
+
 /// Mounts the VM's software tree at [`SOFTWARE_ROOT`], read-only, after the configured mounts;
 /// a configured mount at that very path is refused (it would hide the commands).
 pub(crate) fn add_software(mounts: &mut Vec<Mount>, tree: SoftwareTree) -> Result<(), Rejection> {

@@ -46,7 +46,29 @@ const SIGNALS: [(u32, &str, DefaultAction); 31] = [
 
 pub const SIGKILL: u32 = 9;
 pub const SIGTERM: u32 = 15;
+pub const SIGCONT: u32 = 18;
 pub const SIGSTOP: u32 = 19;
+
+/// The highest signal number a signal set holds (Linux's `_NSIG - 1`: 31 standard and 33
+/// real-time signals).
+pub const MAX_SIGNAL: u32 = 64;
+
+/// Signals no mask can block: `SIGKILL` and `SIGSTOP`. Masks that name them silently lose them.
+pub const UNBLOCKABLE: u64 = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1));
+
+/// The bit of `signal` in a signal set (`sigset_t`: bit `signal - 1`); 0 for signal 0 and for
+/// numbers past [`MAX_SIGNAL`].
+pub fn bit(signal: u32) -> u64 {
+    match signal {
+        1..=MAX_SIGNAL => 1u64 << (signal - 1),
+        _ => 0,
+    }
+}
+
+/// The signals of a set, lowest first.
+pub fn members(set: u64) -> impl Iterator<Item = u32> {
+    (1..=MAX_SIGNAL).filter(move |signal| set & bit(*signal) != 0)
+}
 
 /// The null signal: delivered to nobody, it only checks that the process exists.
 pub const NULL_SIGNAL: u32 = 0;
@@ -101,5 +123,15 @@ mod tests {
         assert_eq!(default_action(SIGSTOP), Some(DefaultAction::Stop));
         assert_eq!(default_action(17), Some(DefaultAction::Ignore));
         assert_eq!(exit_code(SIGKILL), 137);
+    }
+
+    #[test]
+    fn signal_sets() {
+        assert_eq!(bit(1), 1);
+        assert_eq!(bit(SIGTERM), 1 << 14);
+        assert_eq!(bit(64), 1 << 63);
+        assert_eq!((bit(0), bit(65)), (0, 0));
+        assert_eq!(UNBLOCKABLE, (1 << 8) | (1 << 18));
+        assert_eq!(members(bit(2) | bit(33) | bit(64)).collect::<Vec<_>>(), [2, 33, 64]);
     }
 }

@@ -7,12 +7,15 @@ use crate::fs::devices::ProcSelf;
 use crate::fs::layers::{GUEST_USER_GID, GUEST_USER_UID};
 use std::collections::{BTreeMap, VecDeque};
 
-use schema::wire::{ProcessSnapshotEntry, ProcessSnapshotStatus, SignalHandlerRegistration, WasmPermissionTier};
+use schema::wire::{
+    ProcessSnapshotEntry, ProcessSnapshotStatus, SignalDispositionAction, SignalHandlerRegistration, WasmPermissionTier,
+};
 
 use crate::fs::GuestAsks;
 use crate::ids::PromptTicket;
 use crate::process::fds::{Descriptor, FdTable};
 use crate::process::pipes::Pipes;
+use crate::process::signals::{self, SIGCONT};
 use crate::process::Channel;
 use crate::vfs::Errno;
 
@@ -22,14 +25,49 @@ pub const HOST_PPID: u32 = 0;
 /// The first pid handed out.
 pub const FIRST_PID: u32 = 1;
 
-/// A child the guest asked for (`proc_spawn`).
+/// The file-creation mask of a process no parent gave one: the usual login default (group and
+/// others lose write permission).
+pub const DEFAULT_UMASK: u32 = 0o022;
+
+/// A program the guest asked the kernel to start once its slice ends (`proc_spawn*`,
+/// `proc_exec`): compiling a module and starting a guest is the scheduler's job, not a syscall's.
 #[derive(Debug, Clone)]
 pub(crate) struct SpawnRequest {
+    /// What to run: a VM path (it has a `/`) or a name searched on the `PATH` of `env`.
+    pub(crate) program: String,
+    /// `argv`, `argv[0]` first and as the caller gave it.
     pub(crate) argv: Vec<String>,
+    /// The program's whole environment, `KEY=VALUE`.
     pub(crate) env: Vec<String>,
-    /// The parent's descriptors for the child's 0, 1 and 2 (`None`: left closed).
-    pub(crate) stdio: [Option<Descriptor>; 3],
-    pub(crate) cwd: Option<String>,
+    pub(crate) target: SpawnTarget,
+}
+
+/// Where a requested program runs.
+#[derive(Debug, Clone)]
+pub(crate) enum SpawnTarget {
+    /// In a new child of the caller, set up like this.
+    Child(ChildSetup),
+    /// In the caller itself (`exec`): same process, new program. `close_fds` are closed besides
+    /// the close-on-exec descriptors.
+    Caller { close_fds: Vec<u32> },
+}
+
+/// A new child's state, decided by its parent's request.
+#[derive(Debug, Clone)]
+pub(crate) struct ChildSetup {
+    /// Its descriptors, built from the parent's by the request's file actions. Pipe ends are
+    /// counted for the child only when it starts, so a request that fails leaves no reference.
+    pub(crate) fds: FdTable,
+    /// Its working directory (a VM path).
+    pub(crate) cwd: String,
+    /// Its process group: `None` the parent's, `Some(0)` a new group it leads, `Some(pgid)` that
+    /// existing group of the parent's session.
+    pub(crate) process_group: Option<u32>,
+    /// Leads a new session (and a new group) of its own (`POSIX_SPAWN_SETSID`).
+    pub(crate) new_session: bool,
+    /// Its blocked signals (bit `signal - 1`).
+    pub(crate) signal_mask: u64,
+    pub(crate) umask: u32,
 }
 
 /// Why a process is not running.
@@ -41,7 +79,7 @@ pub(crate) enum Wait {
     Stdin { owner: u32 },
     /// In `waitpid`, for a child to exit.
     Child,
-    /// In `proc_spawn`, for the kernel to start the child.
+    /// In `proc_spawn*` or `proc_exec`, for the kernel to start the program.
     Spawn,
     /// Sleeping until the monotonic clock reaches this millisecond.
     Sleep { until_ms: u64 },
@@ -106,6 +144,16 @@ pub(crate) struct Process {
     pub(crate) handlers: BTreeMap<u32, SignalHandlerRegistration>,
     /// Signals the guest sent to processes (delivered by the kernel after its slice).
     pub(crate) outgoing_signals: Vec<(i64, u32)>,
+    /// Blocked signals, bit `signal - 1` (`sigprocmask`; never `SIGKILL` or `SIGSTOP`): a
+    /// blocked signal waits in `pending_signals` instead of acting.
+    pub(crate) signal_mask: u64,
+    /// Signals that arrived while blocked, same bits; unblocking one delivers it.
+    pub(crate) pending_signals: u64,
+    /// The signal that ended the process, if one did (`waitpid` reports it apart from an exit
+    /// status).
+    pub(crate) killed_by: Option<u32>,
+    /// The file-creation mask (`umask`): permission bits new files and directories lose.
+    pub(crate) umask: u32,
     /// When it exited (monotonic ms), and the exits' order, for snapshots and retention.
     pub(crate) exited_at_ms: Option<u64>,
     pub(crate) exit_order: u64,
@@ -182,6 +230,10 @@ impl Process {
             spawn_result: None,
             handlers: BTreeMap::new(),
             outgoing_signals: Vec::new(),
+            signal_mask: 0,
+            pending_signals: 0,
+            killed_by: None,
+            umask: DEFAULT_UMASK,
             exited_at_ms: None,
             exit_order: 0,
             held_lines: [Vec::new(), Vec::new()],
@@ -190,6 +242,49 @@ impl Process {
 
     pub(crate) fn is_alive(&self) -> bool {
         !matches!(self.status, Status::Exited(_))
+    }
+
+    /// Whether `signal` is blocked now: it then waits in `pending_signals` rather than act.
+    /// `SIGKILL` and `SIGSTOP` never are; `SIGCONT` still continues a stopped process (its
+    /// continuing is not a delivery, as on Linux).
+    pub(crate) fn blocks(&self, signal: u32) -> bool {
+        signal != SIGCONT && self.signal_mask & signals::bit(signal) & !signals::UNBLOCKABLE != 0
+    }
+
+    /// The process runs another program from now on (`exec`): its identity (pid, parent, group,
+    /// session), cwd, umask, signal mask and pending signals stay; signals it handled act by
+    /// default again (ignored ones stay ignored, as POSIX says); the close-on-exec descriptors
+    /// and `close_fds` are closed and returned, for the caller to release what they held.
+    pub(crate) fn replace_program(
+        &mut self,
+        command: String,
+        argv: &[String],
+        env: &[String],
+        tier: WasmPermissionTier,
+        close_fds: &[u32],
+    ) -> Vec<Descriptor> {
+        let mut closed = self.fds.close_cloexec();
+        closed.extend(close_fds.iter().filter_map(|fd| self.fds.close(*fd).ok()));
+        if tier == WasmPermissionTier::Isolated {
+            closed.extend(self.fds.retain(|descriptor| !descriptor.is_preopen()));
+        }
+        self.handlers.retain(|_, handler| handler.action == SignalDispositionAction::Ignore);
+        let proc_self = ProcSelf {
+            name: command.rsplit('/').next().unwrap_or(&command).to_owned(),
+            cmdline: nul_terminated(argv),
+            environ: nul_terminated(env),
+            ..(*self.proc_self).clone()
+        };
+        self.proc_self = Arc::new(proc_self);
+        self.command = command;
+        self.args = argv.get(1..).unwrap_or_default().to_vec();
+        self.tier = tier;
+        self.wake_on.clear();
+        self.sleep_deadline_ns = None;
+        self.asks = GuestAsks::default();
+        self.spawn_request = None;
+        self.spawn_result = None;
+        closed
     }
 
     /// Runnable now: alive, not stopped, not waiting.
@@ -340,5 +435,69 @@ impl ProcessTable {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Process> {
         self.processes.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::fds::OpenFile;
+
+    fn process(fds: FdTable) -> Process {
+        let identity = Identity {
+            process_id: "p".into(),
+            pid: 7,
+            ppid: 1,
+            pgid: 7,
+            sid: 1,
+            command: "sh".into(),
+            args: vec!["-c".into(), "exec x".into()],
+            cwd: "/home/user".into(),
+            env: vec!["A=1".into()],
+            tier: WasmPermissionTier::Full,
+            top_level: false,
+        };
+        Process::new(identity, fds)
+    }
+
+    #[test]
+    fn blocked_signals_wait_but_kill_stop_and_cont_never_do() {
+        let mut process = process(FdTable::default());
+        process.signal_mask = u64::MAX;
+        assert!(process.blocks(crate::process::SIGTERM));
+        assert!(!process.blocks(crate::process::SIGKILL));
+        assert!(!process.blocks(crate::process::SIGSTOP));
+        assert!(!process.blocks(SIGCONT));
+        process.signal_mask = 0;
+        assert!(!process.blocks(crate::process::SIGTERM));
+    }
+
+    #[test]
+    fn an_exec_keeps_the_process_and_drops_what_posix_says() {
+        let mut fds = FdTable::default();
+        for owner in [7, 7, 7] {
+            assert!(fds.insert(Descriptor::stdio(OpenFile::Stdout { owner }), u64::MAX).is_ok());
+        }
+        assert!(fds.insert(Descriptor::preopen("/".into(), "/".into()), u64::MAX).is_ok());
+        assert_eq!(fds.set_cloexec(2, true), Ok(()));
+        let mut process = process(fds);
+        process.umask = 0o077;
+        process.signal_mask = 1 << 14;
+        process.pending_signals = 1 << 14;
+        let handler = |action| SignalHandlerRegistration { action, mask: Vec::new(), flags: 0 };
+        process.handlers.insert(2, handler(SignalDispositionAction::Ignore));
+        process.handlers.insert(15, handler(SignalDispositionAction::User));
+        let argv = ["x".to_owned(), "arg".to_owned()];
+        let closed =
+            process.replace_program("/bin/x".into(), &argv, &["B=2".into()], WasmPermissionTier::Isolated, &[1]);
+        assert_eq!(closed.len(), 3, "close-on-exec 2, listed 1, and the preopen an isolated program loses");
+        assert_eq!(process.fds.iter().map(|(fd, _)| fd).collect::<Vec<_>>(), [0]);
+        assert_eq!((process.pid, process.ppid, process.pgid, process.sid), (7, 1, 7, 1));
+        assert_eq!((process.umask, process.signal_mask, process.pending_signals), (0o077, 1 << 14, 1 << 14));
+        assert_eq!(process.handlers.keys().copied().collect::<Vec<_>>(), [2], "the handled signal is default again");
+        assert_eq!((process.command.as_str(), process.args.as_slice()), ("/bin/x", &argv[1..]));
+        assert_eq!((process.proc_self.name.as_str(), process.proc_self.cmdline.as_slice()), ("x", &b"x\0arg\0"[..]));
+        assert_eq!((process.proc_self.environ.as_slice(), process.proc_self.pid), (&b"B=2\0"[..], 7));
+        assert_eq!(process.tier, WasmPermissionTier::Isolated);
     }
 }

@@ -1,9 +1,35 @@
 //! Descriptors and streams: reads and writes on files, pipes and the standard streams,
 //! duplication, pipes, seeking and readiness.
 
+use std::sync::LazyLock;
+
 use super::*;
+use crate::process::ROOT_FD;
+
+/// The hidden alias of the root preopen (see [`HIDDEN_PREOPEN_TAG`]). The kernel's one preopen
+/// is `/`, placed at [`ROOT_FD`] in every process that is not `ISOLATED`, so the alias follows
+/// from the process's tier and needs no state of its own: closing or replacing the visible fd 3
+/// cannot reach it, and children and exec'd images have it as their tier says.
+static ROOT_PREOPEN_ALIAS: LazyLock<Descriptor> = LazyLock::new(|| Descriptor::preopen("/".to_owned(), "/".to_owned()));
+
+/// The preopen a descriptor number names if it is a hidden alias: the tag bit set, below
+/// `0x8000_0000` (the top numbers are the [`CWD_FDS`] sentinels, not aliases).
+pub(super) fn hidden_preopen(fd: u32) -> Option<u32> {
+    (fd & HIDDEN_PREOPEN_TAG != 0 && fd < 0x8000_0000).then_some(fd & !HIDDEN_PREOPEN_TAG)
+}
 
 impl Syscalls {
+    /// The descriptor `fd` names, to look at: an open one, or a hidden preopen alias. Calls that
+    /// change a descriptor look in the table itself, where no alias is (`EBADF`).
+    pub(super) fn descriptor(&self, fd: u32) -> Result<&Descriptor, Errno> {
+        let process = self.process()?;
+        match hidden_preopen(fd) {
+            None => process.fds.get(fd),
+            Some(ROOT_FD) if process.tier != WasmPermissionTier::Isolated => Ok(&ROOT_PREOPEN_ALIAS),
+            Some(_) => Err(Errno::EBADF),
+        }
+    }
+
     /// Writes to `fd`; returns the bytes accepted.
     pub fn write(&mut self, fd: u32, data: &[u8]) -> SysResult<usize> {
         let offset = None;
@@ -49,6 +75,11 @@ impl Syscalls {
 
     /// `new_fd` refers to what `old_fd` does (closing what `new_fd` held first).
     pub fn dup2(&mut self, old_fd: u32, new_fd: u32) -> Result<(), Errno> {
+        if hidden_preopen(new_fd).is_some() {
+            // The alias numbers are not the table's to fill (and a number there would shadow
+            // nothing: lookups of an alias never reach the table).
+            return Err(Errno::EBADF);
+        }
         let descriptor = self.process()?.fds.get(old_fd)?.clone();
         if old_fd == new_fd {
             return Ok(());
@@ -107,7 +138,7 @@ impl Syscalls {
 
     /// Describes `fd`.
     pub fn fd_info(&self, fd: u32) -> Result<FdInfo, Errno> {
-        let descriptor = self.process()?.fds.get(fd)?;
+        let descriptor = self.descriptor(fd)?;
         let kind = match &descriptor.file {
             OpenFile::Stdin { .. }
             | OpenFile::Stdout { .. }
@@ -136,7 +167,7 @@ impl Syscalls {
 
     /// The guest-visible name of a preopened directory (`/`), or `EBADF`.
     pub fn preopen_name(&self, fd: u32) -> Result<String, Errno> {
-        match &self.process()?.fds.get(fd)?.file {
+        match &self.descriptor(fd)?.file {
             OpenFile::Directory { preopen: Some(name), .. } => Ok(name.clone()),
             _ => Err(Errno::EBADF),
         }
@@ -144,7 +175,7 @@ impl Syscalls {
 
     /// Moves the position of `fd`; returns the new offset.
     pub fn seek(&mut self, fd: u32, offset: i64, whence: Whence) -> SysResult<u64> {
-        let (path, current) = match &self.process()?.fds.get(fd)?.file {
+        let (path, current) = match &self.descriptor(fd)?.file {
             OpenFile::File { path, offset, device: false } => (path.clone(), *offset),
             OpenFile::File { device: true, .. } => return Ok(0),
             OpenFile::Directory { .. } => return Err(Errno::EISDIR.into()),
@@ -165,8 +196,7 @@ impl Syscalls {
 
     /// Whether a read of `fd` would return at once (data, end-of-file or an error).
     pub fn read_ready(&self, fd: u32) -> Result<bool, Errno> {
-        let process = self.process()?;
-        Ok(match process.fds.get(fd)?.file {
+        Ok(match self.descriptor(fd)?.file {
             OpenFile::Stdin { owner } => {
                 self.vm.processes().get(owner).is_none_or(|owner| !owner.stdin.is_empty() || owner.stdin_closed)
             }

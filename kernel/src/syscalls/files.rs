@@ -2,10 +2,32 @@
 //! `rename`, links), each a typed operation on the VM's filesystem.
 
 use super::*;
+use crate::fs::layers::{GUEST_USER_GID, GUEST_USER_UID};
+
+/// Permissions `fstat` gives the standard streams: read and write for everyone, like the
+/// `/dev/std*` nodes that name them.
+const STREAM_PERMISSIONS: u32 = 0o666;
+/// Permissions `fstat` gives a pipe end: its owner's, as Linux shows an anonymous pipe.
+const PIPE_PERMISSIONS: u32 = 0o600;
+/// The permission bits a `chmod` sets: read/write/execute for all three classes, and setuid,
+/// setgid and sticky.
+const CHMOD_BITS: u32 = 0o7777;
 
 impl Syscalls {
     /// Opens `path` relative to the directory `dirfd`; returns the new descriptor.
     pub fn open_at(&mut self, dirfd: u32, guest_path: &str, flags: OpenFlags) -> SysResult<u32> {
+        self.open_at_creating(dirfd, guest_path, flags, None)
+    }
+
+    /// [`open_at`](Self::open_at), giving the permissions of a file the call creates (`None`:
+    /// the filesystem's default, `0o644`). An existing file keeps its own.
+    pub fn open_at_creating(
+        &mut self,
+        dirfd: u32,
+        guest_path: &str,
+        flags: OpenFlags,
+        create_mode: Option<u32>,
+    ) -> SysResult<u32> {
         let path = self.resolve(dirfd, guest_path)?;
         let changes = flags.write || flags.create || flags.truncate;
         if changes {
@@ -16,7 +38,7 @@ impl Syscalls {
             Ok(_) if flags.create && flags.exclusive => return Err(Errno::EEXIST.into()),
             Ok(stat) => stat,
             Err(SysError::Errno(Errno::ENOENT)) if flags.create && !flags.directory => {
-                self.fs(&path, FsOp::WriteFile { data: &[], mode: None })?;
+                self.fs(&path, FsOp::WriteFile { data: &[], mode: create_mode })?;
                 self.stat_path(&path, true)?
             }
             Err(errno) => return Err(errno),
@@ -71,12 +93,13 @@ impl Syscalls {
     /// and serial number are looked up when a batch first reaches it, so one call costs at most
     /// `max` lookups whatever the directory's size.
     pub fn read_dir_batch(&mut self, fd: u32, from: u64, max: usize) -> SysResult<Vec<DirEntry>> {
-        let path = match &self.process()?.fds.get(fd)?.file {
+        let path = match &self.descriptor(fd)?.file {
             OpenFile::Directory { path, .. } => path.clone(),
             _ => return Err(Errno::ENOTDIR.into()),
         };
-        let mut listing = match &mut self.process_mut()?.fds.get_mut(fd)?.file {
-            OpenFile::Directory { listing, .. } => listing.take(),
+        // A hidden preopen alias is immutable, so it keeps no listing: each batch lists afresh.
+        let mut listing = match self.process_mut()?.fds.get_mut(fd).map(|descriptor| &mut descriptor.file) {
+            Ok(OpenFile::Directory { listing, .. }) => listing.take(),
             _ => None,
         };
         if listing.is_none() {
@@ -104,7 +127,9 @@ impl Syscalls {
             };
             batch.push(DirEntry { name, ino, kind });
         }
-        if let OpenFile::Directory { listing: slot, .. } = &mut self.process_mut()?.fds.get_mut(fd)?.file {
+        if let Ok(OpenFile::Directory { listing: slot, .. }) =
+            self.process_mut()?.fds.get_mut(fd).map(|descriptor| &mut descriptor.file)
+        {
             *slot = Some(listing);
         }
         Ok(batch)
@@ -129,22 +154,29 @@ impl Syscalls {
 
     /// Metadata of what `fd` refers to.
     pub fn fstat(&mut self, fd: u32) -> SysResult<FileStat> {
-        let path = match &self.process()?.fds.get(fd)?.file {
-            OpenFile::File { path, .. } | OpenFile::Directory { path, .. } => path.clone(),
-            OpenFile::Stdin { .. } | OpenFile::Stdout { .. } | OpenFile::Stderr { .. } | OpenFile::Pipe { .. } => {
-                return Ok(FileStat {
-                    dev: 0,
-                    ino: 0,
-                    kind: EntryKind::CharacterDevice,
-                    nlink: 1,
-                    size: 0,
-                    atime_ns: 0,
-                    mtime_ns: 0,
-                    ctime_ns: 0,
-                })
+        let stream_mode = match &self.descriptor(fd)?.file {
+            OpenFile::File { path, .. } | OpenFile::Directory { path, .. } => {
+                let path = path.clone();
+                return self.stat_path(&path, true).map(|stat| file_stat(&stat));
             }
+            // Standard streams are character devices, like the `/dev/std*` nodes naming them.
+            OpenFile::Stdin { .. } | OpenFile::Stdout { .. } | OpenFile::Stderr { .. } => S_IFCHR | STREAM_PERMISSIONS,
+            OpenFile::Pipe { .. } => S_IFIFO | PIPE_PERMISSIONS,
         };
-        self.stat_path(&path, true).map(|stat| file_stat(&stat))
+        Ok(FileStat {
+            dev: 0,
+            ino: 0,
+            kind: EntryKind::CharacterDevice,
+            nlink: 1,
+            size: 0,
+            atime_ns: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            mode: stream_mode,
+            uid: GUEST_USER_UID,
+            gid: GUEST_USER_GID,
+            rdev: 0,
+        })
     }
 
     /// Metadata of `path` relative to `dirfd`.
@@ -160,9 +192,72 @@ impl Syscalls {
         self.fs(&path, FsOp::Truncate { len }).map(drop)
     }
 
+    /// Sets the permission bits of `path` relative to `dirfd` (following a final symlink); its
+    /// type is kept. The VM is one user's, so its owner's bits are the guest's to set: only the
+    /// tier can refuse (`EROFS` for `READ_ONLY`).
+    pub fn chmod_at(&mut self, dirfd: u32, guest_path: &str, mode: u32) -> SysResult<()> {
+        let path = self.resolve(dirfd, guest_path)?;
+        self.writable()?;
+        self.fs(&path, FsOp::Chmod { mode: mode & CHMOD_BITS }).map(drop)
+    }
+
+    /// Changes the owner and/or group of `path` relative to `dirfd` (`None` keeps one), as
+    /// Linux lets a process that is not root: the owner never changes (`EPERM`, unless it is
+    /// the owner already), and the group only on a file the guest owns, to a group the guest is
+    /// in. Without `follow` a final symlink's own ids would change: the filesystem keeps none
+    /// apart from its target's, so that is `ENOTSUP` for a real change.
+    pub fn chown_at(
+        &mut self,
+        dirfd: u32,
+        guest_path: &str,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        follow: bool,
+    ) -> SysResult<()> {
+        let path = self.resolve(dirfd, guest_path)?;
+        self.writable()?;
+        let stat = self.stat_path(&path, follow)?;
+        let (new_uid, new_gid) = (uid.unwrap_or(stat.uid), gid.unwrap_or(stat.gid));
+        if (new_uid, new_gid) == (stat.uid, stat.gid) {
+            return Ok(());
+        }
+        let owns = stat.uid == GUEST_USER_UID;
+        if new_uid != stat.uid || !owns || new_gid != GUEST_USER_GID {
+            return Err(Errno::EPERM.into());
+        }
+        if !follow && kind_of(stat.mode) == EntryKind::Symlink {
+            return Err(Errno::ENOTSUP.into());
+        }
+        self.fs(&path, FsOp::Chown { uid: new_uid, gid: new_gid }).map(drop)
+    }
+
+    /// How full the filesystem holding `path` (relative to `dirfd`, which must exist) is. The
+    /// numbers are the VM root's writable layer against the VM's `maxFilesystemBytes` and
+    /// `maxInodeCount`, whatever mount `path` is on: those are the bounds a guest's writes meet
+    /// (the shared base layers and the host's own disks are not the guest's to fill).
+    pub fn statfs_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<FsUsage> {
+        let path = self.resolve(dirfd, guest_path)?;
+        self.stat_path(&path, true)?;
+        let filesystem = self.vm.filesystem();
+        let (limits, upper) = (filesystem.limits(), filesystem.root().upper());
+        let used_bytes = upper.total_bytes().min(limits.max_filesystem_bytes);
+        Ok(FsUsage {
+            total_bytes: limits.max_filesystem_bytes,
+            used_bytes,
+            available_bytes: limits.max_filesystem_bytes - used_bytes,
+            total_inodes: limits.max_inode_count,
+            free_inodes: limits.max_inode_count.saturating_sub(upper.inode_count()),
+        })
+    }
+
+    /// The process's working directory (where its relative paths start; see [`CWD_FDS`]).
+    pub fn cwd(&self) -> Result<String, Errno> {
+        Ok(self.process()?.cwd.clone())
+    }
+
     /// Sets the access and modification times of what `fd` refers to (a file or a directory).
     pub fn set_times(&mut self, fd: u32, atime: TimeChange, mtime: TimeChange) -> SysResult<()> {
-        let path = match &self.process()?.fds.get(fd)?.file {
+        let path = match &self.descriptor(fd)?.file {
             OpenFile::File { path, device: false, .. } | OpenFile::Directory { path, .. } => path.clone(),
             // Streams and devices have no times of their own to set.
             _ => return Err(Errno::EINVAL.into()),
@@ -288,7 +383,9 @@ impl Syscalls {
     }
 
     /// The VM path `guest_path` names relative to the directory open at `dirfd` (`..` never
-    /// climbs above `/`). Symlinks are resolved by the filesystem layer, inside the VM.
+    /// climbs above `/`), or to the process's working directory for the [`CWD_FDS`] (not for an
+    /// `ISOLATED` process: it has no filesystem, `EBADF` as for its missing preopen). Symlinks
+    /// are resolved by the filesystem layer, inside the VM.
     pub(super) fn resolve(&mut self, dirfd: u32, guest_path: &str) -> Result<String, Errno> {
         if guest_path.len() > path::PATH_MAX {
             return Err(Errno::ENAMETOOLONG);
@@ -296,9 +393,17 @@ impl Syscalls {
         if guest_path.contains('\0') {
             return Err(Errno::EINVAL);
         }
-        let base = match &self.process()?.fds.get(dirfd)?.file {
-            OpenFile::Directory { path, .. } => path.clone(),
-            _ => return Err(Errno::ENOTDIR),
+        let base = if CWD_FDS.contains(&dirfd) {
+            let process = self.process()?;
+            if process.tier == WasmPermissionTier::Isolated {
+                return Err(Errno::EBADF);
+            }
+            process.cwd.clone()
+        } else {
+            match &self.descriptor(dirfd)?.file {
+                OpenFile::Directory { path, .. } => path.clone(),
+                _ => return Err(Errno::ENOTDIR),
+            }
         };
         Ok(crate::fs::normalize(&base, guest_path))
     }
@@ -359,6 +464,10 @@ fn file_stat(stat: &Stat) -> FileStat {
         atime_ns: stat.atime_ms.saturating_mul(NS_PER_MS),
         mtime_ns: stat.mtime_ms.saturating_mul(NS_PER_MS),
         ctime_ns: stat.ctime_ms.saturating_mul(NS_PER_MS),
+        mode: stat.mode,
+        uid: stat.uid,
+        gid: stat.gid,
+        rdev: stat.rdev,
     }
 }
 

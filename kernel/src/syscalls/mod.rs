@@ -23,6 +23,8 @@ mod fds;
 mod files;
 mod processes;
 
+pub use processes::{ChildExit, ChildSpawn, FileAction, ProgramExec, SignalMaskChange};
+
 use schema::wire::{SignalDispositionAction, SignalHandlerRegistration, WasmPermissionTier};
 
 use crate::clock::{Entropy, Now};
@@ -112,6 +114,35 @@ pub struct FileStat {
     pub atime_ns: u64,
     pub mtime_ns: u64,
     pub ctime_ns: u64,
+    /// The full `st_mode`: type bits (`S_IFMT`) and permissions.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// The device a character or block device node stands for (`makedev` encoding), else 0.
+    pub rdev: u64,
+}
+
+/// The numbers that, as a directory descriptor, mean the process's working directory: the
+/// original's custom tools pass `u32::MAX`, wasi-libc's `AT_FDCWD` is `-2`.
+pub const CWD_FDS: [u32; 2] = [u32::MAX, u32::MAX - 1];
+
+/// The bit that marks a descriptor number as the hidden alias of a preopen: `0x4000_0000 | N`
+/// names preopen `N` (the original's `WASI_HIDDEN_PREOPEN_FD_TAG`). The original's libc finds its
+/// preopens, and resolves every path, through these aliases rather than the visible numbers, so
+/// a program that closes or replaces its fd 3 keeps its filesystem root. Every call that takes a
+/// descriptor to look at (a path's directory, `fd_info`, `fstat`, listing, prestat) accepts an
+/// alias; nothing that changes a descriptor does (`close`, `dup`, `dup2`, `renumber`, flags:
+/// `EBADF`, as for a number not open), and no call returns one.
+pub const HIDDEN_PREOPEN_TAG: u32 = 0x4000_0000;
+
+/// How full the VM's filesystem is, for `statfs`: bytes and inodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsUsage {
+    pub total_bytes: u64,
+    pub used_bytes: u64,
+    pub available_bytes: u64,
+    pub total_inodes: u64,
+    pub free_inodes: u64,
 }
 
 /// What `set_times` does to one of a file's times.

@@ -37,6 +37,8 @@ pub enum Errno {
     ESRCH,
     ECHILD,
     ENOTCAPABLE,
+    /// A program that is not one the kernel runs (not a valid WebAssembly command).
+    ENOEXEC,
 }
 
 impl Errno {
@@ -72,6 +74,7 @@ impl Errno {
             Self::ESRCH => "ESRCH",
             Self::ECHILD => "ECHILD",
             Self::ENOTCAPABLE => "ENOTCAPABLE",
+            Self::ENOEXEC => "ENOEXEC",
         }
     }
 
@@ -81,7 +84,7 @@ impl Errno {
     }
 
     /// Every errno, in declaration order.
-    pub const ALL: [Errno; 29] = [
+    pub const ALL: [Errno; 30] = [
         Self::EPERM,
         Self::ENOENT,
         Self::EIO,
@@ -111,6 +114,7 @@ impl Errno {
         Self::ESRCH,
         Self::ECHILD,
         Self::ENOTCAPABLE,
+        Self::ENOEXEC,
     ];
 
     /// The human description Node/libuv print after the code.
@@ -145,6 +149,7 @@ impl Errno {
             Self::ESRCH => "no such process",
             Self::ECHILD => "no child processes",
             Self::ENOTCAPABLE => "capabilities insufficient",
+            Self::ENOEXEC => "exec format error",
         }
     }
 }

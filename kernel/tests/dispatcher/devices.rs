@@ -149,7 +149,7 @@ fn writes_to_devices_are_discarded() {
 fn read_dir_lists_dev_and_proc_self() {
     let mut guest = Guest::new(ALLOW_FS);
     assert_eq!(guest.entries("/dev"), DEVICES);
-    assert_eq!(guest.entries("/proc"), ["self"]);
+    assert_eq!(guest.entries("/proc"), ["mounts", "self"]);
     assert_eq!(guest.entries("/proc/self"), ["cmdline", "cwd", "environ", "status"]);
     let root = guest.entries("/");
     assert!(root.contains(&"dev".to_owned()) && root.contains(&"proc".to_owned()), "{root:?}");
@@ -158,6 +158,11 @@ fn read_dir_lists_dev_and_proc_self() {
     assert_eq!(message, "ENOTDIR: not a directory, scandir '/dev/null'");
     // A configured mount below /dev nests in it.
     guest.mount(vec![MountDescriptor::memory("/dev/shm")]).unwrap();
+    // /proc/mounts lists the root, the kernel's trees and the configured mounts.
+    assert_eq!(
+        guest.read("/proc/mounts"),
+        "overlay / overlay rw 0 0\ndevtmpfs /dev devtmpfs rw 0 0\nproc /proc proc rw 0 0\nmemory /dev/shm tmpfs rw 0 0\n"
+    );
     guest.write("/dev/shm/segment", "shared");
     assert_eq!(guest.read("/dev/shm/segment"), "shared");
     assert!(guest.entries("/dev").contains(&"shm".to_owned()));

@@ -7,12 +7,15 @@
 //! | --- | --- | --- |
 //! | `wasi_snapshot_preview1` | [`wasi_p1`] | WASI preview 1: arguments, clocks, descriptors, paths, polling |
 //! | `host_process` | [`host_process`] | pids, pipes, descriptor duplication, signals, spawn and wait |
-//! | `host_user` | [`host_user`] | identity, passwd entries, terminals |
+//! | `host_user` | [`host_user`] | identity and credentials, passwd and group records, terminals |
+//! | `host_fs` | [`host_fs`] | `st_mode`, sizes, owners, devices, `chmod`, `chown`, `ftruncate`, `statfs`, `remount` |
+//! | `host_net` | [`host_net`] | socket sends and receives (no sockets yet: `EBADF`, the libc falls back to WASI) |
+//! | `host_tty` | [`host_tty`] | terminal reads and raw mode (no terminals yet) |
 //!
-//! The original's command packages also import `host_fs`, `host_net` and `host_tty`; none is
-//! defined yet, so a module that imports them fails to link (`RuntimeError::Link`) rather than
-//! running against a guessed ABI. Each will be one more file here, registered in
-//! [`add_to_linker`], with its host calls added to [`WasiHost`].
+//! These are the modules the original's command packages import; a module importing anything
+//! else fails to link (`RuntimeError::Link`) rather than running against a guessed ABI. A new
+//! module is one more file here, registered in [`add_to_linker`], with its host calls added to
+//! [`WasiHost`].
 //!
 //! The glue every import shares is below, so that an import reads as its marshalling only:
 //!
@@ -28,7 +31,10 @@
 //!   ([`WasiHost::take_wait`]: permission prompts, waiting for a child; [`define_retrying`]
 //!   registers them).
 
+mod host_fs;
+mod host_net;
 mod host_process;
+mod host_tty;
 mod host_user;
 mod wasi_p1;
 
@@ -44,7 +50,10 @@ use crate::ctx::{lock, GuestCtx, Shared};
 use crate::host::{SysError, WaitReason, WasiHost};
 use crate::memory::{GuestMemory, IoVec};
 
+pub use host_fs::MODULE as HOST_FS;
+pub use host_net::MODULE as HOST_NET;
 pub use host_process::MODULE as HOST_PROCESS;
+pub use host_tty::MODULE as HOST_TTY;
 pub use host_user::MODULE as HOST_USER;
 pub(crate) use wasi_p1::GuestExit;
 pub use wasi_p1::MODULE as WASI_MODULE;
@@ -55,7 +64,7 @@ type Ctx<'a, H> = Caller<'a, GuestCtx<H>>;
 type BoxFuture<'a, T> = Box<dyn Future<Output = T> + Send + 'a>;
 
 /// Defines every import module a guest may use in `linker`: `wasi_snapshot_preview1`,
-/// `host_process` and `host_user`.
+/// `host_process`, `host_user`, `host_fs`, `host_net` and `host_tty`.
 ///
 /// # Errors
 ///
@@ -63,7 +72,10 @@ type BoxFuture<'a, T> = Box<dyn Future<Output = T> + Send + 'a>;
 pub fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
     wasi_p1::add_to_linker(linker)?;
     host_process::add_to_linker(linker)?;
-    host_user::add_to_linker(linker)
+    host_user::add_to_linker(linker)?;
+    host_fs::add_to_linker(linker)?;
+    host_net::add_to_linker(linker)?;
+    host_tty::add_to_linker(linker)
 }
 
 /// The errno a call returns to the guest.

@@ -567,7 +567,7 @@ const ASK_TMP: &str = r#"{"permissions":{"fs":{"default":"allow","rules":[{"mode
 
 /// Ticks until the kernel asks the host something; returns the request (events seen before it
 /// must be none: the guest is parked).
-fn next_prompt(host: &mut Host) -> SidecarRequestFrame {
+pub(crate) fn next_prompt(host: &mut Host) -> SidecarRequestFrame {
     for _ in 0..1000 {
         host.sidecar.tick(host.now);
         if let Some(frame) = host.drain().into_iter().next() {
@@ -578,7 +578,7 @@ fn next_prompt(host: &mut Host) -> SidecarRequestFrame {
     panic!("no prompt");
 }
 
-fn answer(host: &mut Host, request: &SidecarRequestFrame, decision: &str) {
+pub(crate) fn answer(host: &mut Host, request: &SidecarRequestFrame, decision: &str) {
     let payload = SidecarResponsePayload::ExtEnvelope(ExtEnvelope {
         namespace: kernel::dispatch::PERMISSION_PROMPT_NAMESPACE.into(),
         payload: format!(r#"{{"decision":"{decision}"}}"#).into_bytes(),
@@ -854,6 +854,20 @@ fn the_program_cache_keeps_at_most_its_bound() {
         engine.load(&module, 1 << 20).unwrap();
     }
     assert_eq!(engine.cached_programs(), MAX_CACHED_PROGRAMS);
+}
+
+#[test]
+fn a_module_that_cannot_link_is_refused_from_the_cache_the_second_time() {
+    use kernel::syscalls::engine::GuestEngine;
+    let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();
+    let module = crate::support::wat(
+        r#"(module (import "nowhere" "nothing" (func)) (memory (export "memory") 1) (func (export "_start")))"#,
+    );
+    let first = engine.load(&module, 1 << 20).unwrap_err().to_string();
+    let second = engine.load(&module, 1 << 20).unwrap_err().to_string();
+    assert!(first.contains("unknown import"), "{first}");
+    assert_eq!(first, second);
+    assert_eq!(engine.cached_programs(), 1, "the failure is kept, not compiled again");
 }
 
 #[test]

@@ -117,7 +117,8 @@ fn unbounded_recursion_hits_the_stack_limit() {
 
 #[test]
 fn a_smaller_stack_limit_overflows_sooner() {
-    let runtime = |bytes| Runtime::<StdioHost>::new(RuntimeConfig { max_wasm_stack_bytes: bytes, pooling: None });
+    let runtime =
+        |bytes| Runtime::<StdioHost>::new(RuntimeConfig { max_wasm_stack_bytes: bytes, ..RuntimeConfig::default() });
     let fuel_until_overflow = |bytes| {
         let program = runtime(bytes).unwrap().compile(&wat_fixture("recurse")).unwrap();
         let out = run_to_end(&mut program.spawn(StdioHost::new(["recurse"]), TaskLimits::default()).unwrap());

@@ -7,6 +7,8 @@ mod c_fixtures;
 mod determinism;
 mod exec;
 mod fs;
+mod host_imports;
+mod host_process;
 mod limits;
 mod memfs;
 mod security;
