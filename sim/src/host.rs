@@ -62,6 +62,7 @@ pub async fn run(
         store: true,
         guest_engine: Some(Arc::new(guest_engine())),
         packages: None,
+        compile_effects: false,
     };
     let mut host = Host {
         driver: Driver::start(config, ports, trace)?,

@@ -199,3 +199,72 @@ fn the_real_shell_and_coreutils_run_unchanged() {
     assert_eq!(run.exit_code, 0, "{run:?}");
     assert_eq!(vm.read("/data/edit.txt"), "1: alpha\n2: gamma\n");
 }
+
+#[test]
+fn a_cat_in_another_vm_answers_while_sh_compiles_for_the_first_time() {
+    // An empty module cache: `sh` (3 MB of WebAssembly) compiles from scratch, for seconds.
+    let cache = std::env::temp_dir().join(format!("sidecar-it-cold-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let mut sidecar = Client::spawn(binary(), &["--module-cache-dir", cache.to_str().unwrap()]).unwrap();
+    let conn = sidecar.authenticate("it", "token").unwrap().connection_id;
+    let session = sidecar.open_session(&conn).unwrap();
+    let config = r#"{"permissions":{"fs":"allow","childProcess":"allow"}}"#;
+    let vm_b = OwnershipScope::vm(conn.clone(), session.clone(), sidecar.create_vm(&conn, &session, config).unwrap());
+    let vm_a = OwnershipScope::vm(conn.clone(), session.clone(), sidecar.create_vm(&conn, &session, config).unwrap());
+    let cat = std::fs::read(format!("{}/../runtime-wasm/fixtures/c/cat.wasm", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let write = GuestFilesystemCallRequest {
+        content: Some(base64::engine::general_purpose::STANDARD.encode(cat)),
+        encoding: Some(RootFilesystemEntryEncoding::Base64),
+        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/bin/cat")
+    };
+    sidecar.request(vm_b.clone(), RequestPayload::GuestFilesystemCallRequest(write)).unwrap();
+    let execute = |id: &str, command: &str, args: &[&str]| {
+        RequestPayload::ExecuteRequest(ExecuteRequest::command(id, command, args.iter().map(|a| (*a).to_owned())))
+    };
+    let started = sidecar.request(vm_b.clone(), execute("cat", "cat", &[])).unwrap();
+    assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
+    let software = vec![SoftwareDescriptor { package_name: "coreutils".into(), root: packages::root("coreutils") }];
+    let configure = ConfigureVmRequest { software, ..ConfigureVmRequest::mounts(Vec::new()) };
+    sidecar.request(vm_a.clone(), RequestPayload::ConfigureVmRequest(configure)).unwrap();
+
+    // `sh` starts compiling; its answer comes when it has.
+    let sh_request = sidecar.next_request_id();
+    sidecar
+        .send_frame(&ProtocolFrame::RequestFrame(RequestFrame {
+            schema: ProtocolSchema::current(),
+            request_id: sh_request,
+            ownership: vm_a.clone(),
+            payload: execute("sh", "sh", &["-c", "echo compiled"]),
+        }))
+        .unwrap();
+    // Meanwhile the cat in the other VM answers: a stdin write is accepted and echoed. (Were
+    // the loop compiling, `sh`'s answer would come first and `request` would drop it, so the
+    // wait for it below would time out.)
+    let written = sidecar
+        .request(
+            vm_b.clone(),
+            RequestPayload::WriteStdinRequest(WriteStdinRequest {
+                process_id: "cat".into(),
+                chunk: b"ping\n".to_vec(),
+            }),
+        )
+        .unwrap();
+    assert!(matches!(written, ResponsePayload::StdinWrittenResponse(_)), "{written:?}");
+    let echoed = loop {
+        match sidecar.next_event(Duration::from_secs(30)).unwrap().payload {
+            EventPayload::ProcessOutputEvent(event) if event.process_id == "cat" => break event.chunk,
+            _ => {}
+        }
+    };
+    assert_eq!(echoed, b"ping\n");
+    let sh_started = sidecar.wait_response(sh_request).unwrap();
+    assert!(matches!(sh_started.payload, ResponsePayload::ProcessStartedResponse(_)), "{sh_started:?}");
+    let output = loop {
+        match sidecar.next_event(Duration::from_secs(60)).unwrap().payload {
+            EventPayload::ProcessOutputEvent(event) if event.process_id == "sh" => break event.chunk,
+            _ => {}
+        }
+    };
+    assert_eq!(output, b"compiled\n");
+    let _ = std::fs::remove_dir_all(&cache);
+}

@@ -277,6 +277,22 @@ fn slow_reader_keeps_sidecar_memory_bounded() {
     let mut stdout = child.stdout.take().unwrap();
     // Each request is rejected with a ~4 KiB message (the namespace is echoed, bounded).
     let namespace = "n".repeat(4_000);
+    let mut decoder = schema::FrameDecoder::new(schema::DEFAULT_MAX_FRAME_BYTES);
+    // The baseline is taken once the sidecar has started (its engine and threads are up) and
+    // answered one request (an id after the others).
+    let first = request(
+        REQUESTS + 1,
+        OwnershipScope::connection("c"),
+        RequestPayload::ExtEnvelope(ExtEnvelope { namespace: "n".into(), payload: vec![] }),
+    );
+    std::io::Write::write_all(&mut stdin, &first).unwrap();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut answered = false;
+    while !answered {
+        let n = std::io::Read::read(&mut stdout, &mut buffer).unwrap();
+        assert!(n > 0, "stdout closed before the first answer");
+        answered = decoder.feed(&buffer[..n]).count() > 0;
+    }
     let writer = std::thread::spawn(move || {
         for id in 1..=REQUESTS {
             let bytes = request(
@@ -307,9 +323,7 @@ fn slow_reader_keeps_sidecar_memory_bounded() {
         "RSS grew from {baseline} to {stalled} bytes with {response_bytes} bytes of responses pending"
     );
 
-    let mut decoder = schema::FrameDecoder::new(schema::DEFAULT_MAX_FRAME_BYTES);
     let mut next_id = 1;
-    let mut buffer = vec![0u8; 64 * 1024];
     while next_id <= REQUESTS {
         let n = std::io::Read::read(&mut stdout, &mut buffer).unwrap();
         assert!(n > 0, "stdout closed at response {next_id}");

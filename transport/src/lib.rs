@@ -66,6 +66,9 @@ pub struct Ports {
     pub guest_engine: Option<Arc<dyn GuestEngine>>,
     /// Opens ConfigureVm's `software` packages (none: a request naming any is refused).
     pub packages: Option<Arc<dyn PackageSource>>,
+    /// Programs are compiled through effects the caller performs off its loop (see
+    /// `kernel::dispatch::compile`); without, the engine compiles them on the loop.
+    pub compile_effects: bool,
 }
 
 /// Feeds inputs to a kernel, collects its outputs and, when recording, writes both (and every
@@ -104,12 +107,12 @@ impl Driver {
     /// A kernel with `ports`, recording to `record` if given (the ports' answers are recorded
     /// too, so the trace replays without them). No stream is open yet.
     pub fn start(config: SidecarConfig, ports: Ports, record: Option<TraceWriter>) -> Result<Self, TraceError> {
-        let Ports { mut host_fs, store, guest_engine, packages } = ports;
+        let Ports { mut host_fs, store, guest_engine, packages, compile_effects } = ports;
         let recorder = match record {
             None => None,
             Some(mut writer) => {
                 let journal = Journal::recording();
-                writer.header(&config, host_fs.is_some(), store)?;
+                writer.header(&config, host_fs.is_some(), store, compile_effects)?;
                 host_fs = host_fs
                     .map(|inner| Arc::new(JournaledHostFs::recording(inner, journal.clone())) as Arc<dyn HostFs>);
                 Some(Recorder { writer, journal })
@@ -127,6 +130,9 @@ impl Driver {
         }
         if let Some(packages) = packages {
             sidecar = sidecar.with_packages(packages);
+        }
+        if compile_effects {
+            sidecar = sidecar.with_compile_effects();
         }
         Ok(Self::bare(sidecar, recorder))
     }

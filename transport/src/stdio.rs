@@ -11,9 +11,11 @@
 //! - timers fire at the kernel's `next_deadline()`; the real clock and the OS entropy seed are
 //!   read here and injected into the kernel;
 //! - the store's effects (a flush's write and sync, a load's read) are performed on a thread of
-//!   their own (`StoreWorker`), in the order the kernel asked for them; each completion wakes
+//!   their own (an `EffectWorker`), in the order the kernel asked for them; each completion wakes
 //!   the loop and is fed back as an input. The loop itself never waits for the disk: other
 //!   requests, guests and timers go on while a flush is written;
+//! - compilations likewise, on a compiler thread: a program's first `Execute` (or a guest's
+//!   spawn of it) waits for its compile effect while everything else goes on;
 //! - stdin EOF (once every frame read before it has been fed), SIGTERM or SIGINT dispose every
 //!   VM (`HOST_SHUTDOWN`), wait for store effects in flight (at most
 //!   [`SHUTDOWN_FLUSH_TIMEOUT`]), flush, and exit 0.
@@ -60,7 +62,8 @@ pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 const STDIN: Token = Token(0);
 const STDOUT: Token = Token(1);
 const SIGNALS: Token = Token(2);
-const STORE_DONE: Token = Token(3);
+/// An effect worker finished one (mio allows one waker per poll: the workers share it).
+const EFFECT_DONE: Token = Token(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StdioError {
@@ -70,8 +73,8 @@ pub enum StdioError {
     Trace(#[from] TraceError),
     #[error("host closed stdin in the middle of a frame ({buffered} bytes buffered)")]
     TruncatedInput { buffered: usize },
-    #[error("the store's thread stopped")]
-    StoreWorkerGone,
+    #[error("an effect worker's thread stopped")]
+    WorkerGone,
 }
 
 /// How the stdio sidecar runs.
@@ -398,40 +401,69 @@ struct LoopState {
     driver: Driver,
     out: OutboundQueue,
     /// Performs the store's effects (none without a store).
-    store: Option<StoreWorker>,
+    store: Option<EffectWorker>,
+    /// Compiles programs for the guest engine (none without one).
+    compiler: Option<EffectWorker>,
 }
 
-/// Performs store effects on a thread of its own, one at a time in the order asked, so the
-/// loop never waits for a disk. The kernel bounds the effects in flight (16), so the queues
-/// between them stay small; each completion wakes the loop's poll.
-#[derive(Debug)]
-struct StoreWorker {
+/// How a worker performs one effect.
+type Perform = Box<dyn Fn(&Effect) -> Completion + Send>;
+
+/// Performs effects on a thread of its own, one at a time in the order asked, so the loop
+/// never waits for a disk or a compiler: one worker for the store, one for compilations. The
+/// kernel bounds the effects in flight (16), so the queues between them stay small; each
+/// completion wakes the loop's poll.
+struct EffectWorker {
     jobs: std::sync::mpsc::Sender<(EffectId, Effect)>,
     done: std::sync::mpsc::Receiver<(EffectId, Completion)>,
     in_flight: usize,
 }
 
-impl StoreWorker {
-    fn spawn(store: Arc<dyn Store>, waker: Waker) -> io::Result<Self> {
+impl std::fmt::Debug for EffectWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EffectWorker").field("in_flight", &self.in_flight).finish_non_exhaustive()
+    }
+}
+
+impl EffectWorker {
+    fn spawn(name: &str, perform: Perform, waker: Arc<Waker>) -> io::Result<Self> {
         let (jobs, queued) = std::sync::mpsc::channel::<(EffectId, Effect)>();
         let (finished, done) = std::sync::mpsc::channel();
-        std::thread::Builder::new().name("store".to_owned()).spawn(move || {
+        let thread_name = name.to_owned();
+        std::thread::Builder::new().name(name.to_owned()).spawn(move || {
             for (id, effect) in queued {
-                let completion = effect.perform(store.as_ref());
+                let completion = perform(&effect);
                 if finished.send((id, completion)).is_err() {
                     return;
                 }
                 if let Err(error) = waker.wake() {
-                    tracing::error!(%error, "cannot wake the loop for a store completion");
+                    tracing::error!(%error, worker = %thread_name, "cannot wake the loop for a completion");
                 }
             }
         })?;
         Ok(Self { jobs, done, in_flight: 0 })
     }
 
+    /// The store's worker.
+    fn store(store: Arc<dyn Store>, waker: Arc<Waker>) -> io::Result<Self> {
+        Self::spawn("store", Box::new(move |effect: &Effect| effect.perform(store.as_ref())), waker)
+    }
+
+    /// The compiler: a compile effect loads the program into the engine's cache (a module that
+    /// cannot run is cached as such too: the kernel's own load then says why).
+    fn compiler(engine: Arc<dyn GuestEngine>, waker: Arc<Waker>) -> io::Result<Self> {
+        let perform = move |effect: &Effect| {
+            if let Effect::Compile { module, max_wasm_stack_bytes } = effect {
+                let _ = engine.load(module, *max_wasm_stack_bytes);
+            }
+            Completion::Compiled
+        };
+        Self::spawn("compiler", Box::new(perform), waker)
+    }
+
     fn submit(&mut self, effects: Vec<(EffectId, Effect)>) -> Result<(), StdioError> {
         for job in effects {
-            self.jobs.send(job).map_err(|_| StdioError::StoreWorkerGone)?;
+            self.jobs.send(job).map_err(|_| StdioError::WorkerGone)?;
             self.in_flight += 1;
         }
         Ok(())
@@ -447,14 +479,19 @@ impl StoreWorker {
 
 impl LoopState {
     /// The kernel with the ports `options` names, recording if it asks to, serving one stream;
-    /// its store effects go to a [`StoreWorker`] that wakes `poll`.
+    /// its store effects go to an [`EffectWorker`] that wakes `poll`, its compilations to another.
     fn new(options: StdioOptions, poll: &Poll) -> Result<Self, StdioError> {
         let record = match &options.record {
             Some(path) => Some(TraceWriter::create(path)?),
             None => None,
         };
+        let waker = Arc::new(Waker::new(poll.registry(), EFFECT_DONE)?);
         let store = match options.store {
-            Some(store) => Some(StoreWorker::spawn(store, Waker::new(poll.registry(), STORE_DONE)?)?),
+            Some(store) => Some(EffectWorker::store(store, Arc::clone(&waker))?),
+            None => None,
+        };
+        let compiler = match &options.guest_engine {
+            Some(engine) => Some(EffectWorker::compiler(Arc::clone(engine), waker)?),
             None => None,
         };
         let ports = Ports {
@@ -462,25 +499,29 @@ impl LoopState {
             store: store.is_some(),
             guest_engine: options.guest_engine,
             packages: options.packages,
+            compile_effects: compiler.is_some(),
         };
         let clock = RealClock { start: Instant::now() };
         let mut driver = Driver::start(options.config, ports, record)?;
         // A fresh kernel always has room for its first stream.
         driver.open_stream(clock.now())?;
-        Ok(Self { clock, driver, out: OutboundQueue::default(), store })
+        Ok(Self { clock, driver, out: OutboundQueue::default(), store, compiler })
     }
 
     /// Feeds the store completions that arrived.
     fn take_completions(&mut self) -> Result<(), StdioError> {
-        let Some(store) = self.store.as_mut() else { return Ok(()) };
-        for (id, completion) in store.completed() {
+        let mut completed = Vec::new();
+        for worker in [self.store.as_mut(), self.compiler.as_mut()].into_iter().flatten() {
+            completed.extend(worker.completed());
+        }
+        for (id, completion) in completed {
             self.apply(Input::Completion(id, completion))?;
         }
         Ok(())
     }
 
     fn effects_in_flight(&self) -> bool {
-        self.store.as_ref().is_some_and(|store| store.in_flight > 0)
+        [self.store.as_ref(), self.compiler.as_ref()].into_iter().flatten().any(|worker| worker.in_flight > 0)
     }
 
     /// Frames already read first, then one read (the buffer's free space at most) and the
@@ -542,8 +583,11 @@ impl LoopState {
         for output in self.driver.apply(&input, now)? {
             self.out.push(output.bytes);
         }
-        if let Some(store) = self.store.as_mut() {
-            store.submit(self.driver.take_effects())?;
+        for (id, effect) in self.driver.take_effects() {
+            let worker = if effect.is_store() { self.store.as_mut() } else { self.compiler.as_mut() };
+            // The kernel asks only for the effects of the ports it was given.
+            let Some(worker) = worker else { continue };
+            worker.submit(vec![(id, effect)])?;
         }
         Ok(())
     }
@@ -765,6 +809,7 @@ mod tests {
             driver: Driver::new(Sidecar::new(SidecarConfig::default())),
             out: OutboundQueue::default(),
             store: None,
+            compiler: None,
         };
         let content = "x".repeat(OUTBOUND_HIGH_WATERMARK_BYTES + 1);
         let write = GuestFilesystemCallRequest {
@@ -850,7 +895,7 @@ mod tests {
         release.send(()).unwrap();
         let mut events = Events::with_capacity(4);
         poll.poll(&mut events, Some(Duration::from_secs(10))).unwrap();
-        assert!(events.iter().any(|event| event.token() == STORE_DONE), "the completion wakes the loop");
+        assert!(events.iter().any(|event| event.token() == EFFECT_DONE), "the completion wakes the loop");
         state.take_completions().unwrap();
         assert_eq!(response_ids(&mut state.out), vec![4]);
         assert!(!state.effects_in_flight());

@@ -16,7 +16,7 @@
 //! ```text
 //! header:  magic "SXTRACE\0" · version u16 · entropy_seed u64 · max_frame_bytes u32 ·
 //!          has_token u8 · token_len u32 · token · sidecar_id_len u32 · sidecar_id ·
-//!          max_memory_bytes u64 · ports u8 (1: host filesystem, 2: store) ·
+//!          max_memory_bytes u64 · ports u8 (1: host filesystem, 2: store, 4: compile effects) ·
 //!          injected fault u8 (0 none, 1 drop the n-th response, 2 acknowledge a failed flush) ·
 //!          fault argument u64
 //! record:  kind u8 · monotonic_ms u64 · wall_ms u64 · stream u64 · len u32 · payload[len]
@@ -52,6 +52,7 @@ pub const MAX_RECORD_BYTES: usize = 80 * 1024 * 1024;
 const MAX_HEADER_STRING_BYTES: usize = 4096;
 const PORT_HOST_FS: u8 = 1;
 const PORT_STORE: u8 = 2;
+const PORT_COMPILE_EFFECTS: u8 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
@@ -170,7 +171,13 @@ impl TraceWriter {
     }
 
     /// The header: the kernel's config and which ports it has.
-    pub(crate) fn header(&mut self, config: &SidecarConfig, host_fs: bool, store: bool) -> Result<(), TraceError> {
+    pub(crate) fn header(
+        &mut self,
+        config: &SidecarConfig,
+        host_fs: bool,
+        store: bool,
+        compile_effects: bool,
+    ) -> Result<(), TraceError> {
         let out = &mut self.out;
         out.write_all(MAGIC)?;
         out.write_all(&TRACE_VERSION.to_be_bytes())?;
@@ -181,7 +188,9 @@ impl TraceWriter {
         write_string(out, config.expected_auth_token.as_deref().unwrap_or(""))?;
         write_string(out, &config.sidecar_id)?;
         out.write_all(&config.max_memory_bytes.to_be_bytes())?;
-        let ports = if host_fs { PORT_HOST_FS } else { 0 } | if store { PORT_STORE } else { 0 };
+        let ports = if host_fs { PORT_HOST_FS } else { 0 }
+            | if store { PORT_STORE } else { 0 }
+            | if compile_effects { PORT_COMPILE_EFFECTS } else { 0 };
         out.write_all(&[ports])?;
         let (fault, argument) = injected_fault(config);
         out.write_all(&[fault])?;
@@ -293,6 +302,7 @@ pub struct TraceReader<R> {
     /// Whether the recorded kernel had a host filesystem and a store.
     pub host_fs: bool,
     pub store: bool,
+    pub compile_effects: bool,
 }
 
 impl TraceReader<BufReader<File>> {
@@ -320,7 +330,7 @@ impl<R: Read> TraceReader<R> {
         let sidecar_id = read_string(&mut input)?;
         let max_memory_bytes = u64::from_be_bytes(read_array(&mut input)?);
         let [ports] = read_array::<1>(&mut input)?;
-        if ports & !(PORT_HOST_FS | PORT_STORE) != 0 {
+        if ports & !(PORT_HOST_FS | PORT_STORE | PORT_COMPILE_EFFECTS) != 0 {
             return Err(TraceError::Corrupt(format!("unknown ports {ports:#x}")));
         }
         let [fault] = read_array::<1>(&mut input)?;
@@ -336,7 +346,13 @@ impl<R: Read> TraceReader<R> {
             ..SidecarConfig::default()
         };
         let config = with_injected_fault(config, fault, fault_argument)?;
-        Ok(Self { input, config, host_fs: ports & PORT_HOST_FS != 0, store: ports & PORT_STORE != 0 })
+        Ok(Self {
+            input,
+            config,
+            host_fs: ports & PORT_HOST_FS != 0,
+            store: ports & PORT_STORE != 0,
+            compile_effects: ports & PORT_COMPILE_EFFECTS != 0,
+        })
     }
 
     /// The next record, or `None` at a clean end of file.
@@ -483,6 +499,9 @@ pub fn replay_with<R: Read>(
         guest_engine,
         // Packages are installed software, not recorded data: replay opens the same roots.
         packages: Some(Arc::new(crate::packages::OsPackages::new())),
+        // The recorded completions say when each compilation ended; the programs compile
+        // when the kernel then loads them.
+        compile_effects: reader.compile_effects,
     };
     let mut driver = Driver::start(reader.config.clone(), ports, None)?;
     let mut produced = std::collections::VecDeque::new();

@@ -5,21 +5,28 @@ use std::collections::{BTreeMap, VecDeque};
 
 use schema::wire::OwnershipScope;
 
+use super::compile::CompileKey;
 use super::persistence::PersistenceWait;
 use super::{Sidecar, StreamId};
 use crate::clock::Now;
 use crate::error::{RejectCode, Rejection};
 use crate::host::effect::{Completion, Effect, EffectId, MAX_EFFECTS_IN_FLIGHT, MAX_EFFECT_BYTES_IN_FLIGHT};
 
-/// A host request answered when its effect completes.
+/// What waits for an effect.
 #[derive(Debug)]
 pub(crate) struct Waiter {
-    pub stream: StreamId,
-    pub request_id: i64,
-    pub ownership: OwnershipScope,
-    pub then: PersistenceWait,
+    pub then: Then,
     /// Bytes its effect holds (counted against [`MAX_EFFECT_BYTES_IN_FLIGHT`]).
     held_bytes: u64,
+}
+
+/// What happens when an effect completes.
+#[derive(Debug)]
+pub(crate) enum Then {
+    /// A persistence request is answered.
+    Persistence { stream: StreamId, request_id: i64, ownership: OwnershipScope, wait: PersistenceWait },
+    /// A program is compiled: what waited for it goes on (see `compile`).
+    Compiled(CompileKey),
 }
 
 #[derive(Debug, Default)]
@@ -41,8 +48,8 @@ impl Effects {
             return Err(Rejection::new(
                 RejectCode::LimitExceeded,
                 format!(
-                    "EAGAIN: {} store operations ({} bytes) are in flight, the limit is {MAX_EFFECTS_IN_FLIGHT} \
-                     ({MAX_EFFECT_BYTES_IN_FLIGHT} bytes); retry once they are answered",
+                    "EAGAIN: {} store operations and compilations ({} bytes) are in flight, the limit is \
+                     {MAX_EFFECTS_IN_FLIGHT} ({MAX_EFFECT_BYTES_IN_FLIGHT} bytes); retry once they are answered",
                     self.waiting.len(),
                     self.held_bytes
                 ),
@@ -73,8 +80,12 @@ impl Effects {
 }
 
 impl Waiter {
-    pub(crate) fn new(stream: StreamId, request_id: i64, ownership: OwnershipScope, then: PersistenceWait) -> Self {
-        Self { stream, request_id, ownership, then, held_bytes: 0 }
+    pub(crate) fn new(stream: StreamId, request_id: i64, ownership: OwnershipScope, wait: PersistenceWait) -> Self {
+        Self { then: Then::Persistence { stream, request_id, ownership, wait }, held_bytes: 0 }
+    }
+
+    pub(crate) fn compile(key: CompileKey) -> Self {
+        Self { then: Then::Compiled(key), held_bytes: 0 }
     }
 }
 
@@ -100,10 +111,14 @@ impl Sidecar {
         // A completion nobody waits for is a driver's bug; the kernel's state must not depend
         // on it, so it is ignored.
         let Some(waiter) = self.effects.complete(id) else { return };
-        let Waiter { stream, request_id, ownership, then, .. } = waiter;
-        match self.finish_persistence(then, completion) {
-            Ok(response) => self.respond(stream, request_id, ownership, response),
-            Err(rejection) => self.reject(stream, request_id, ownership, rejection),
+        match waiter.then {
+            Then::Persistence { stream, request_id, ownership, wait } => {
+                match self.finish_persistence(wait, completion) {
+                    Ok(response) => self.respond(stream, request_id, ownership, response),
+                    Err(rejection) => self.reject(stream, request_id, ownership, rejection),
+                }
+            }
+            Then::Compiled(key) => self.finish_compile(key),
         }
     }
 }

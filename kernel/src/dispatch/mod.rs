@@ -11,6 +11,7 @@
 //! the requesting stream does not own is refused exactly as if it did not exist.
 
 pub(crate) mod callbacks;
+mod compile;
 mod effects;
 mod frames;
 mod persistence;
@@ -179,6 +180,8 @@ pub struct Sidecar {
     store_effects: bool,
     /// Effects asked of the driver and not yet completed, with the requests they answer.
     effects: effects::Effects,
+    /// Programs compiled through effects, and what waits for them.
+    compiles: compile::Compiles,
     /// Runs guest programs (none: `Execute` is refused).
     guest_engine: Option<Arc<dyn crate::syscalls::engine::GuestEngine>>,
     /// The running guest task of every live process, by (VM id, pid): the scheduler's, not the
@@ -219,6 +222,7 @@ impl Sidecar {
             packages: None,
             store_effects: false,
             effects: effects::Effects::default(),
+            compiles: compile::Compiles::default(),
             guest_engine: None,
             guests: BTreeMap::new(),
             memory_budget,
@@ -670,7 +674,9 @@ impl Sidecar {
                 let outcome = filesystem.call_from_wire(policy, request, &mut self.entropy, now)?;
                 self.finish_guest_call(&vm_id, request_id, ownership, outcome)
             }
-            payload if Self::is_process_request(&payload) => self.process_request(&vm_id, payload).map(Some),
+            payload if Self::is_process_request(&payload) => {
+                self.process_request(stream, request_id, ownership, &vm_id, payload)
+            }
             payload => self.filesystem_request(&vm_id, payload),
         }
     }

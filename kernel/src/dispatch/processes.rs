@@ -7,8 +7,9 @@ use std::sync::Arc;
 use schema::wire::*;
 
 use crate::clock::{Entropy, Now};
+use crate::dispatch::compile::{PendingExecute, Readiness};
 use crate::dispatch::vm_table::Summary;
-use crate::dispatch::Sidecar;
+use crate::dispatch::{Sidecar, StreamId};
 use crate::error::{RejectCode, Rejection};
 use crate::fs::GuestAsks;
 use crate::policy::permissions::{Capability, Decision};
@@ -20,6 +21,26 @@ use crate::syscalls::Syscalls;
 use crate::vfs::Errno;
 use crate::vm::exec::fd_limit;
 use crate::vm::{PromptOutcome, Vm};
+
+/// What serving a spawn came to.
+enum Spawned {
+    /// Answered: the child's pid or the errno (`None`: an exec that worked, nothing to answer).
+    Done(Option<Result<u32, Errno>>),
+    /// Its program is compiling: served again once a compilation completes.
+    Compiling,
+}
+
+/// Why a spawn started nothing now.
+enum NotStarted {
+    Compiling,
+    Failed(Errno),
+}
+
+impl From<Errno> for NotStarted {
+    fn from(errno: Errno) -> Self {
+        Self::Failed(errno)
+    }
+}
 
 impl Sidecar {
     /// Gives the kernel an engine to run guests. Without one, `Execute` is `unsupported`.
@@ -42,23 +63,39 @@ impl Sidecar {
     }
 
     /// The process requests of a VM (`KillProcess` is answered by [`Self::kill_process`]).
+    /// `None`: answered later (an `Execute` whose program is compiling).
     pub(crate) fn process_request(
         &mut self,
+        stream: StreamId,
+        request_id: i64,
+        ownership: &OwnershipScope,
         vm_id: &str,
         payload: RequestPayload,
-    ) -> Result<ResponsePayload, Rejection> {
-        match payload {
-            RequestPayload::ExecuteRequest(request) => self.execute(vm_id, request),
+    ) -> Result<Option<ResponsePayload>, Rejection> {
+        let answer = match payload {
+            RequestPayload::ExecuteRequest(request) => {
+                return self.execute(stream, request_id, ownership, vm_id, request)
+            }
             RequestPayload::WriteStdinRequest(request) => self.write_stdin(vm_id, request),
             RequestPayload::CloseStdinRequest(request) => self.close_stdin(vm_id, &request.process_id),
             RequestPayload::GetProcessSnapshotRequest => self.process_snapshot(vm_id),
             RequestPayload::GetSignalStateRequest(request) => self.signal_state(vm_id, &request.process_id),
             RequestPayload::GetZombieTimerCountRequest => self.zombie_timer_count(vm_id),
             other => Err(crate::dispatch::not_yet(&other)),
-        }
+        };
+        answer.map(Some)
     }
 
-    fn execute(&mut self, vm_id: &str, request: ExecuteRequest) -> Result<ResponsePayload, Rejection> {
+    /// Starts a process; `None` when its program is being compiled first (it is answered then,
+    /// see `compile`).
+    pub(crate) fn execute(
+        &mut self,
+        stream: StreamId,
+        request_id: i64,
+        ownership: &OwnershipScope,
+        vm_id: &str,
+        request: ExecuteRequest,
+    ) -> Result<Option<ResponsePayload>, Rejection> {
         let now = self.now;
         let engine = self.guest_engine.clone().ok_or_else(|| {
             Rejection::new(RejectCode::Unsupported, "this sidecar has no guest engine: it cannot execute processes")
@@ -68,6 +105,13 @@ impl Sidecar {
         let vm = self.vm_mut(vm_id)?;
         let plan = vm.plan_execution(&request, now)?;
         let limits = vm.guest_limits();
+        if let Readiness::Compiling(key) = self.program_readiness(&plan.module, limits.max_wasm_stack_bytes)? {
+            let ownership = ownership.clone();
+            let vm_id = vm_id.to_owned();
+            self.wait_for_compile(key, PendingExecute { stream, request_id, ownership, vm_id, request })?;
+            return Ok(None);
+        }
+        let vm = self.vm_mut(vm_id)?;
         let program = engine.load(&plan.module, limits.max_wasm_stack_bytes).map_err(|error| {
             Rejection::new(RejectCode::ExecutionError, format!("invalid WebAssembly module: {error}"))
         })?;
@@ -106,10 +150,10 @@ impl Sidecar {
             fds,
         ));
         self.guests.insert((vm_id.to_owned(), pid), guest);
-        Ok(ResponsePayload::ProcessStartedResponse(ProcessStartedResponse {
+        Ok(Some(ResponsePayload::ProcessStartedResponse(ProcessStartedResponse {
             process_id: request.process_id,
             pid: Some(pid),
-        }))
+        })))
     }
 
     fn write_stdin(&mut self, vm_id: &str, request: WriteStdinRequest) -> Result<ResponsePayload, Rejection> {
@@ -143,7 +187,7 @@ impl Sidecar {
     /// causes follows the response.
     pub(crate) fn kill_process(
         &mut self,
-        stream: crate::dispatch::StreamId,
+        stream: StreamId,
         request_id: i64,
         ownership: &OwnershipScope,
         vm_id: &str,
@@ -601,7 +645,13 @@ impl Sidecar {
             requests.extend(spawning.map(|process| (vm_id.clone(), process.pid)));
         }
         for (vm_id, parent) in requests {
-            let result = self.spawn_child(&vm_id, parent);
+            let result = match self.spawn_child(&vm_id, parent) {
+                Spawned::Done(result) => result,
+                Spawned::Compiling => {
+                    self.wait_for_compile_in_spawn(&vm_id, parent);
+                    continue;
+                }
+            };
             let Ok(vm) = self.vm_mut(&vm_id) else { continue };
             if let Some(process) = vm.processes_mut().get_mut(parent) {
                 process.spawn_request = None;
@@ -614,17 +664,60 @@ impl Sidecar {
     }
 
     /// Starts the program `parent` asked for: a new child (its pid), or `parent`'s own new
-    /// program (`None`: an exec that worked is not answered).
-    fn spawn_child(&mut self, vm_id: &str, parent: u32) -> Option<Result<u32, Errno>> {
-        let request = self.vm_mut(vm_id).ok()?.processes().get(parent)?.spawn_request.clone()?;
-        match request.target {
+    /// program (`None`: an exec that worked is not answered); or not yet, while it compiles.
+    fn spawn_child(&mut self, vm_id: &str, parent: u32) -> Spawned {
+        let Some(request) = self
+            .vm_mut(vm_id)
+            .ok()
+            .and_then(|vm| vm.processes().get(parent))
+            .and_then(|process| process.spawn_request.clone())
+        else {
+            return Spawned::Done(None);
+        };
+        let outcome = match request.target {
             SpawnTarget::Child(setup) => {
-                Some(self.start_child(vm_id, parent, request.program, request.argv, request.env, setup))
+                self.start_child(vm_id, parent, request.program, request.argv, request.env, setup).map(Some)
             }
             SpawnTarget::Caller { close_fds } => self
                 .exec_program(vm_id, parent, &request.program, &request.argv, &request.env, &close_fds)
-                .err()
-                .map(Err),
+                .map(|()| None),
+        };
+        match outcome {
+            Ok(result) => Spawned::Done(result.map(Ok)),
+            Err(NotStarted::Compiling) => Spawned::Compiling,
+            Err(NotStarted::Failed(errno)) => Spawned::Done(Some(Err(errno))),
+        }
+    }
+
+    /// `parent` waits (not runnable, not woken) until a compilation completes.
+    fn wait_for_compile_in_spawn(&mut self, vm_id: &str, parent: u32) {
+        let Ok(vm) = self.vm_mut(vm_id) else { return };
+        if let Some(process) = vm.processes_mut().get_mut(parent) {
+            process.wait = Wait::Compile;
+            self.compiles.spawners.insert((vm_id.to_owned(), parent));
+        }
+    }
+
+    /// After a compilation, the spawns that waited for one are served again (those whose
+    /// program is still compiling wait again).
+    pub(crate) fn wake_spawns_after_compile(&mut self) {
+        for (vm_id, pid) in std::mem::take(&mut self.compiles.spawners) {
+            let Ok(vm) = self.vm_mut(&vm_id) else { continue };
+            if let Some(process) = vm.processes_mut().get_mut(pid) {
+                if process.wait == Wait::Compile {
+                    process.wait = Wait::Spawn;
+                }
+            }
+        }
+    }
+
+    /// Whether `module` may be started now (else its compilation is asked for).
+    fn spawn_readiness(&mut self, module: &[u8], max_wasm_stack_bytes: u64) -> Result<(), NotStarted> {
+        match self.program_readiness(module, max_wasm_stack_bytes) {
+            Ok(Readiness::Ready) => Ok(()),
+            Ok(Readiness::Compiling(_)) => Err(NotStarted::Compiling),
+            // The effects in flight are at their bound: the guest may try again.
+            Err(_) => Err(NotStarted::Failed(Errno::EAGAIN)),
         }
     }
 
@@ -637,7 +730,7 @@ impl Sidecar {
         argv: Vec<String>,
         env: Vec<String>,
         setup: ChildSetup,
-    ) -> Result<u32, Errno> {
+    ) -> Result<u32, NotStarted> {
         let now = self.now;
         let engine = self.guest_engine.clone().ok_or(Errno::ENOSYS)?;
         let memory_budget = Arc::clone(&self.memory_budget);
@@ -645,10 +738,13 @@ impl Sidecar {
         let process = vm.processes().get(parent).ok_or(Errno::ESRCH)?;
         let (parent_id, pgid, sid) = (process.process_id.clone(), process.pgid, process.sid);
         if u64::try_from(vm.processes().counted()).unwrap_or(u64::MAX) >= vm.process_limits().max_processes {
-            return Err(Errno::EAGAIN);
+            return Err(Errno::EAGAIN.into());
         }
         let (command, module, tier) = child_command(vm, &program, &env, now)?;
-        let guest = start_guest(engine.as_ref(), vm.guest_limits(), memory_budget, &module, &argv, &env)?;
+        let limits = vm.guest_limits();
+        self.spawn_readiness(&module, limits.max_wasm_stack_bytes)?;
+        let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
+        let guest = start_guest(engine.as_ref(), limits, memory_budget, &module, &argv, &env)?;
         let pid = vm.processes_mut().allocate_pid().ok_or(Errno::EAGAIN)?;
         let fds = child_fds(vm, setup.fds, tier);
         let number = count_child(vm, parent)?;
@@ -692,13 +788,16 @@ impl Sidecar {
         argv: &[String],
         env: &[String],
         close_fds: &[u32],
-    ) -> Result<(), Errno> {
+    ) -> Result<(), NotStarted> {
         let now = self.now;
         let engine = self.guest_engine.clone().ok_or(Errno::ENOSYS)?;
         let memory_budget = Arc::clone(&self.memory_budget);
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
         let (command, module, tier) = child_command(vm, program, env, now)?;
-        let guest = start_guest(engine.as_ref(), vm.guest_limits(), memory_budget, &module, argv, env)?;
+        let limits = vm.guest_limits();
+        self.spawn_readiness(&module, limits.max_wasm_stack_bytes)?;
+        let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
+        let guest = start_guest(engine.as_ref(), limits, memory_budget, &module, argv, env)?;
         let process = vm.processes_mut().get_mut(pid).ok_or(Errno::ESRCH)?;
         let closed = process.replace_program(command, argv, env, tier, close_fds);
         for descriptor in closed {

@@ -13,6 +13,8 @@
 //! effect's id (an unknown id is ignored, a completion of the wrong kind answers the request
 //! with `io_error`).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::journal::Digest;
@@ -41,6 +43,11 @@ pub enum Effect {
     StoreGet { key: String, max_bytes: u64 },
     /// Atomically and durably replace `key`'s value.
     StorePut { key: String, value: Vec<u8> },
+    /// Compile (and cache in the guest engine) the program `module` for guests whose wasm stack
+    /// may use `max_wasm_stack_bytes`, off the kernel's loop: compiling a large module takes
+    /// seconds of CPU, which would stall every other VM. The completion only says it is done;
+    /// the kernel then loads the program from the engine's cache (see `dispatch::compile`).
+    Compile { module: Arc<[u8]>, max_wasm_stack_bytes: u64 },
 }
 
 /// What a trace keeps of an effect (the value a put writes is the kernel's own output, so its
@@ -49,6 +56,7 @@ pub enum Effect {
 pub enum EffectSummary {
     StoreGet { key: String, max_bytes: u64 },
     StorePut { key: String, value: Digest },
+    Compile { module: Digest, max_wasm_stack_bytes: u64 },
 }
 
 /// How an effect ended.
@@ -56,21 +64,33 @@ pub enum EffectSummary {
 pub enum Completion {
     StoreGet(Result<Option<Vec<u8>>, StoreError>),
     StorePut(Result<(), StoreError>),
+    /// The engine has compiled the module (or found it cannot: loading it says why).
+    Compiled,
 }
 
 impl Effect {
-    /// Performs the effect on `store` (for drivers that do it at once).
+    /// Performs the effect on `store` (for drivers that do it at once). A compile is left to
+    /// the kernel: completed at once, its program is compiled on the loop when first loaded.
     pub fn perform(&self, store: &dyn Store) -> Completion {
         match self {
             Self::StoreGet { key, max_bytes } => Completion::StoreGet(store.get(key, *max_bytes)),
             Self::StorePut { key, value } => Completion::StorePut(store.put(key, value)),
+            Self::Compile { .. } => Completion::Compiled,
         }
+    }
+
+    /// Whether a store performs it (else a guest engine does).
+    pub fn is_store(&self) -> bool {
+        matches!(self, Self::StoreGet { .. } | Self::StorePut { .. })
     }
 
     pub fn summary(&self) -> EffectSummary {
         match self {
             Self::StoreGet { key, max_bytes } => EffectSummary::StoreGet { key: key.clone(), max_bytes: *max_bytes },
             Self::StorePut { key, value } => EffectSummary::StorePut { key: key.clone(), value: Digest::of(value) },
+            Self::Compile { module, max_wasm_stack_bytes } => {
+                EffectSummary::Compile { module: Digest::of(module), max_wasm_stack_bytes: *max_wasm_stack_bytes }
+            }
         }
     }
 
@@ -79,6 +99,7 @@ impl Effect {
         match self {
             Self::StoreGet { .. } => 0,
             Self::StorePut { value, .. } => u64::try_from(value.len()).unwrap_or(u64::MAX),
+            Self::Compile { module, .. } => u64::try_from(module.len()).unwrap_or(u64::MAX),
         }
     }
 }

@@ -81,6 +81,8 @@ pub(crate) enum Wait {
     Child,
     /// In `proc_spawn*` or `proc_exec`, for the kernel to start the program.
     Spawn,
+    /// In `proc_spawn*` or `proc_exec`, for the program to be compiled (then `Spawn` again).
+    Compile,
     /// Sleeping until the monotonic clock reaches this millisecond.
     Sleep { until_ms: u64 },
     /// Its output is waiting to be turned into events.
@@ -412,7 +414,7 @@ impl ProcessTable {
             }
             Wait::PipeRead { id } => self.pipes.readable(id),
             Wait::PipeWrite { id } => self.pipes.writable(id),
-            Wait::None | Wait::Child | Wait::Spawn | Wait::Prompt { .. } => false,
+            Wait::None | Wait::Child | Wait::Spawn | Wait::Compile | Wait::Prompt { .. } => false,
         };
         over(&process.wait) || process.wake_on.iter().any(over)
     }

@@ -499,3 +499,112 @@ fn vms_are_scheduled_in_creation_order() {
         .collect();
     assert_eq!(exits, vms, "one slice each, in creation order");
 }
+
+/// Completes every compile effect the kernel asked for; how many there were.
+fn complete_compiles(procs: &mut Procs) -> Vec<kernel::host::effect::EffectSummary> {
+    let mut done = Vec::new();
+    while let Some((id, effect)) = procs.host.sidecar.poll_effect() {
+        done.push(effect.summary());
+        let now = procs.host.now;
+        procs.host.sidecar.handle_completion(id, kernel::host::effect::Completion::Compiled, now);
+    }
+    done
+}
+
+#[test]
+fn with_compile_effects_a_first_execute_waits_for_its_compilation_and_other_work_goes_on() {
+    let sidecar =
+        Sidecar::new(SidecarConfig::default()).with_guest_engine(Arc::new(ScriptEngine::new())).with_compile_effects();
+    let mut host = Harness::with_sidecar(sidecar);
+    let (conn, session, vm) = host.vm(OPEN);
+    host.drain();
+    let scope = OwnershipScope::vm(&conn, &session, &vm);
+    let mut procs = Procs { host, scope, vm, engine: ScriptEngine::new() };
+    for script in ["exit", "parent", "spin"] {
+        let content = String::from_utf8(module(script)).unwrap();
+        procs.call(write(&format!("/bin/{script}"), &content));
+    }
+    // The first Execute of `exit` is not answered: its program is compiling.
+    assert!(procs.execute("a", "exit", &["3"]).is_empty(), "no answer before the compilation");
+    // A second one for the same program joins it; other requests are answered meanwhile.
+    assert!(procs.execute("b", "exit", &["4"]).is_empty());
+    let spin = procs.execute("s", "spin", &[]);
+    assert!(spin.is_empty());
+    assert_eq!(procs.host.sidecar.compiles_in_flight(), 2, "one per program, not per request");
+    let snapshot = procs.send(RequestPayload::GetProcessSnapshotRequest);
+    assert!(matches!(response_payload(&snapshot[0]), ResponsePayload::ProcessSnapshotResponse(_)));
+
+    let summaries = complete_compiles(&mut procs);
+    assert_eq!(summaries.len(), 2);
+    assert!(summaries.iter().all(|s| matches!(s, kernel::host::effect::EffectSummary::Compile { .. })));
+    let answered: Vec<String> = procs
+        .host
+        .drain()
+        .iter()
+        .filter_map(|frame| match frame {
+            ProtocolFrame::ResponseFrame(response) => match &response.payload {
+                ResponsePayload::ProcessStartedResponse(started) => Some(started.process_id.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered, ["a", "b", "s"], "answered in the order asked once compiled");
+    // Compiled once: later Executes of it are answered at once.
+    assert!(matches!(
+        response_payload(&procs.execute("c", "exit", &["0"])[0]),
+        ResponsePayload::ProcessStartedResponse(_)
+    ));
+    let events = procs.tick();
+    assert!(exit_of(&events).is_some());
+
+    // A guest's spawn of a program not compiled yet waits (not runnable, not spinning) and
+    // goes on once it is: `parent` runs `spin`... already compiled; `keep` a fresh one.
+    let content = String::from_utf8(module("cat")).unwrap();
+    procs.call(write("/bin/fresh", &content));
+    let parent = procs.execute("p", "parent", &["keep", "fresh"]);
+    assert!(parent.is_empty(), "parent itself compiles first");
+    complete_compiles(&mut procs);
+    procs.host.drain();
+    for _ in 0..5 {
+        procs.tick();
+    }
+    assert_eq!(procs.host.sidecar.compiles_in_flight(), 1, "the child's program compiles");
+    let runnable_before = procs.host.sidecar.runnable_processes();
+    procs.tick();
+    assert_eq!(procs.host.sidecar.runnable_processes(), runnable_before, "the parent waits, it does not spin");
+    complete_compiles(&mut procs);
+    procs.tick();
+    procs.tick();
+    assert_eq!(procs.host.sidecar.compiles_in_flight(), 0);
+    let snapshot = procs.send(RequestPayload::GetProcessSnapshotRequest);
+    match response_payload(&snapshot[0]) {
+        ResponsePayload::ProcessSnapshotResponse(snapshot) => {
+            assert!(snapshot.processes.iter().any(|p| p.command == "fresh"), "{snapshot:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_execute_whose_vm_went_away_while_compiling_is_refused() {
+    let sidecar =
+        Sidecar::new(SidecarConfig::default()).with_guest_engine(Arc::new(ScriptEngine::new())).with_compile_effects();
+    let mut host = Harness::with_sidecar(sidecar);
+    let (conn, session, vm) = host.vm(OPEN);
+    host.drain();
+    let scope = OwnershipScope::vm(&conn, &session, &vm);
+    let mut procs = Procs { host, scope, vm: vm.clone(), engine: ScriptEngine::new() };
+    procs.call(write("/bin/exit", &String::from_utf8(module("exit")).unwrap()));
+    let id = procs.host.next_id();
+    assert!(procs.host.request_with_id(id, procs.scope.clone(), execute("a", "exit", ["0"])).is_empty());
+    procs.send(RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested }));
+    complete_compiles(&mut procs);
+    let frames = procs.host.drain();
+    let answer = frames
+        .iter()
+        .find(|frame| matches!(frame, ProtocolFrame::ResponseFrame(response) if response.request_id == id))
+        .expect("answered");
+    let (code, _) = rejection(answer);
+    assert_eq!(code, "invalid_state");
+}

@@ -1,0 +1,182 @@
+//! Compiling programs off the kernel's loop.
+//!
+//! Compiling a large module takes seconds of CPU (the original's `sh` is 3 MB of WebAssembly).
+//! With compile effects on ([`Sidecar::with_compile_effects`]), the first time the kernel needs
+//! a program it does not know to be compiled, it asks the driver for an
+//! [`Effect::Compile`] and leaves what needed it waiting: an `Execute` is answered, a guest's
+//! spawn or exec served, once the completion arrives; every other VM and request goes on
+//! meanwhile. The driver compiles on a thread of its own into the guest engine's cache, so
+//! when the kernel then loads the program, it is there.
+//!
+//! What the kernel knows to be compiled is its own record, fed only by completions, never the
+//! engine's cache (which a driver's thread fills at times no input shows): so whether a request
+//! waits depends on the inputs alone, and a replay waits where the recording did. A program
+//! the record forgot (it keeps [`MAX_REMEMBERED_COMPILES`]) is compiled again, which the engine
+//! answers from its cache at once.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use schema::wire::{ExecuteRequest, OwnershipScope};
+
+use super::effects::Waiter;
+use super::{Sidecar, StreamId};
+use crate::error::{RejectCode, Rejection};
+use crate::host::effect::{Effect, EffectId};
+
+/// Programs the kernel remembers as compiled: a command set has about a hundred; forgetting one
+/// costs one more compile effect, which the engine's cache answers at once.
+pub const MAX_REMEMBERED_COMPILES: usize = 4096;
+/// `Execute` requests that may wait for one program's compilation. Each holds its request
+/// until then; more are refused with `limit_exceeded` (the host retries).
+pub const MAX_EXECUTES_PER_COMPILE: usize = 256;
+
+/// A program as the record knows it: its length, a hash of its bytes, and the stack limit it
+/// is compiled for. (A collision only makes the kernel load a program it believes compiled:
+/// the engine then compiles it on the loop, as without compile effects.)
+pub(crate) type CompileKey = (u64, u64, u64);
+
+/// The record of compilations and what waits for them.
+#[derive(Debug, Default)]
+pub(crate) struct Compiles {
+    enabled: bool,
+    compiled: BTreeSet<CompileKey>,
+    /// `compiled` from the oldest entry on.
+    order: VecDeque<CompileKey>,
+    in_flight: BTreeMap<CompileKey, EffectId>,
+    executes: BTreeMap<CompileKey, Vec<PendingExecute>>,
+    /// Processes whose spawn or exec waits for a compilation (`Wait::Compile`), by VM and pid.
+    pub(crate) spawners: BTreeSet<(String, u32)>,
+}
+
+/// An `Execute` waiting for its program.
+#[derive(Debug)]
+pub(crate) struct PendingExecute {
+    pub stream: StreamId,
+    pub request_id: i64,
+    pub ownership: OwnershipScope,
+    pub vm_id: String,
+    pub request: ExecuteRequest,
+}
+
+/// Whether a program can be loaded now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    Ready,
+    /// Its compilation is asked for (or already was).
+    Compiling(CompileKey),
+}
+
+impl Compiles {
+    fn remember(&mut self, key: CompileKey) {
+        if self.compiled.insert(key) {
+            self.order.push_back(key);
+        }
+        while self.order.len() > MAX_REMEMBERED_COMPILES {
+            if let Some(oldest) = self.order.pop_front() {
+                self.compiled.remove(&oldest);
+            }
+        }
+        debug_assert_eq!(self.order.len(), self.compiled.len());
+    }
+}
+
+fn compile_key(module: &[u8], max_wasm_stack_bytes: u64) -> CompileKey {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    module.hash(&mut hasher);
+    (u64::try_from(module.len()).unwrap_or(u64::MAX), hasher.finish(), max_wasm_stack_bytes)
+}
+
+impl Sidecar {
+    /// Programs are compiled through [`Effect::Compile`]s the driver performs off the loop
+    /// (see [`crate::dispatch::compile`]). Without it, the engine compiles when the kernel first
+    /// loads a program, on the loop.
+    pub fn with_compile_effects(mut self) -> Self {
+        self.compiles.enabled = true;
+        self
+    }
+
+    /// Ready to load `module` now, or its compilation asked for (once per program).
+    pub(crate) fn program_readiness(
+        &mut self,
+        module: &[u8],
+        max_wasm_stack_bytes: u64,
+    ) -> Result<Readiness, Rejection> {
+        if !self.compiles.enabled {
+            return Ok(Readiness::Ready);
+        }
+        let key = compile_key(module, max_wasm_stack_bytes);
+        if self.compiles.compiled.contains(&key) {
+            return Ok(Readiness::Ready);
+        }
+        if !self.compiles.in_flight.contains_key(&key) {
+            let effect = Effect::Compile { module: Arc::from(module), max_wasm_stack_bytes };
+            let id = self.ask_effect(effect, Waiter::compile(key))?;
+            self.compiles.in_flight.insert(key, id);
+        }
+        Ok(Readiness::Compiling(key))
+    }
+
+    /// Leaves an `Execute` waiting for the program `key`.
+    pub(crate) fn wait_for_compile(&mut self, key: CompileKey, pending: PendingExecute) -> Result<(), Rejection> {
+        let waiting = self.compiles.executes.entry(key).or_default();
+        if waiting.len() >= MAX_EXECUTES_PER_COMPILE {
+            return Err(Rejection::new(
+                RejectCode::LimitExceeded,
+                format!(
+                    "EAGAIN: {MAX_EXECUTES_PER_COMPILE} Execute requests already wait for this program to compile; \
+                     retry once they are answered"
+                ),
+            ));
+        }
+        waiting.push(pending);
+        Ok(())
+    }
+
+    /// A compilation completed: the program is remembered, and what waited for it goes on
+    /// (the `Execute`s run again from the start, so a VM disposed or a process id taken
+    /// meanwhile is answered as it would be now).
+    pub(crate) fn finish_compile(&mut self, key: CompileKey) {
+        self.compiles.in_flight.remove(&key);
+        self.compiles.remember(key);
+        for pending in self.compiles.executes.remove(&key).unwrap_or_default() {
+            let PendingExecute { stream, request_id, ownership, vm_id, request } = pending;
+            match self.execute(stream, request_id, &ownership, &vm_id, request) {
+                Ok(Some(response)) => self.respond(stream, request_id, ownership, response),
+                Ok(None) => {}
+                Err(rejection) => self.reject(stream, request_id, ownership, rejection),
+            }
+        }
+        self.wake_spawns_after_compile();
+    }
+
+    /// Programs compiling now.
+    pub fn compiles_in_flight(&self) -> usize {
+        self.compiles.in_flight.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_forgets_its_oldest_past_the_bound() {
+        let mut compiles = Compiles::default();
+        for index in 0..=MAX_REMEMBERED_COMPILES {
+            compiles.remember((u64::try_from(index).unwrap_or(0), 0, 0));
+        }
+        assert_eq!(compiles.compiled.len(), MAX_REMEMBERED_COMPILES);
+        assert!(!compiles.compiled.contains(&(0, 0, 0)));
+        assert!(compiles.compiled.contains(&(1, 0, 0)));
+    }
+
+    #[test]
+    fn keys_tell_apart_content_length_and_stack() {
+        let key = compile_key(b"\0asm one", 1 << 20);
+        assert_eq!(key, compile_key(b"\0asm one", 1 << 20));
+        assert_ne!(key, compile_key(b"\0asm two", 1 << 20));
+        assert_ne!(key, compile_key(b"\0asm one", 2 << 20));
+    }
+}
