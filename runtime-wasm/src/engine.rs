@@ -658,7 +658,7 @@ impl WasiHost for KernelHost {
     fn proc_spawn_v3(&mut self, spawn: &Spawn) -> Result<u32, Errno> {
         // Only FULL commands may start processes (the original answers EFAULT to the others).
         self.full_tier().map_err(|_| Errno::Fault)?;
-        let result = self.sys()?.spawn_child(spawn.to_kernel());
+        let result = self.sys()?.spawn_child(spawn.clone());
         self.settled(result)
     }
 
@@ -673,7 +673,7 @@ impl WasiHost for KernelHost {
             return Errno::Fault;
         }
         let result = match self.sys() {
-            Ok(sys) => sys.exec(exec.to_kernel()),
+            Ok(sys) => sys.exec(exec.clone()),
             Err(errno) => return errno,
         };
         match self.settled(result) {
@@ -803,14 +803,7 @@ impl WasiHost for KernelHost {
         let path = path_str(path)?;
         let dirfd = self.host_fs_dirfd(dirfd, path)?;
         let result = self.sys()?.statfs_at(dirfd, path);
-        let usage = self.settled(result)?;
-        Ok(FsUsage {
-            total_bytes: usage.total_bytes,
-            used_bytes: usage.used_bytes,
-            available_bytes: usage.available_bytes,
-            total_inodes: usage.total_inodes,
-            free_inodes: usage.free_inodes,
-        })
+        self.settled(result)
     }
 
     fn take_wait(&mut self) -> Option<WaitReason> {

@@ -53,15 +53,9 @@ pub struct FileMetadata {
     pub rdev: u64,
 }
 
-/// How full a filesystem is (`host_fs.path_statfs`), in bytes and inodes (not blocks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FsUsage {
-    pub total_bytes: u64,
-    pub used_bytes: u64,
-    pub available_bytes: u64,
-    pub total_inodes: u64,
-    pub free_inodes: u64,
-}
+/// How full a filesystem is (`host_fs.path_statfs`), in bytes and inodes (not blocks): the
+/// kernel's own type.
+pub use kernel::syscalls::FsUsage;
 
 /// The failure of a host call that may block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,9 @@
 //!   `path_len` bytes of path, no NUL, no padding; `oflag` holds Linux `O_*` numbers;
 //! - signal sets: bit `signal - 1`, signals 1–32 in the low word, 33–64 in the high word.
 
-use crate::abi::{Errno, Fd};
+pub use kernel::syscalls::{ChildSpawn as Spawn, FileAction, OpenFlags, ProgramExec as Exec};
+
+use crate::abi::Errno;
 
 /// Most file actions one spawn may carry (the original's `maxSpawnFileActions` default); more is
 /// `E2BIG`. A shell's redirections and pipe-end closes are a handful per command.
@@ -56,93 +58,26 @@ const O_NONBLOCK: u32 = 0o4000;
 const O_DIRECTORY: u32 = 0o200000;
 const O_NOFOLLOW: u32 = 0o400000;
 
-/// How an OPEN action opens its path (Linux `O_*` flags, decoded).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OpenIntent {
-    pub read: bool,
-    pub write: bool,
-    pub create: bool,
-    pub exclusive: bool,
-    pub truncate: bool,
-    pub append: bool,
-    pub nonblocking: bool,
-    pub directory: bool,
-    /// Follow a final symbolic link (unless `O_NOFOLLOW`).
-    pub follow: bool,
-}
-
-impl OpenIntent {
-    /// Decodes Linux `O_*` flags; an access mode of 3 is `EINVAL`.
-    pub fn from_linux(oflag: u32) -> Result<OpenIntent, Errno> {
-        let (read, write) = match oflag & O_ACCMODE {
-            O_RDONLY => (true, false),
-            O_WRONLY => (false, true),
-            O_RDWR => (true, true),
-            _ => return Err(Errno::Inval),
-        };
-        Ok(OpenIntent {
-            read,
-            write,
-            create: oflag & O_CREAT != 0,
-            exclusive: oflag & O_EXCL != 0,
-            truncate: oflag & O_TRUNC != 0,
-            append: oflag & O_APPEND != 0,
-            nonblocking: oflag & O_NONBLOCK != 0,
-            directory: oflag & O_DIRECTORY != 0,
-            follow: oflag & O_NOFOLLOW == 0,
-        })
-    }
-}
-
-/// One file action of a spawn, applied to the child's copy of the parent's descriptors in order
-/// (see [`Spawn::actions`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileAction {
-    /// `close(fd)`; closing one that is not open is no error.
-    Close { fd: Fd },
-    /// `dup2(from, to)`; `to` is not close-on-exec afterwards.
-    Dup2 { from: Fd, to: Fd },
-    /// `open(path, flags, mode)` at exactly `fd`.
-    Open { fd: Fd, path: String, flags: OpenIntent, mode: u32 },
-    /// `chdir(path)`.
-    Chdir { path: String },
-    /// `fchdir(fd)`.
-    Fchdir { fd: Fd },
-    /// Closes every descriptor numbered `fd` or more.
-    CloseFrom { fd: Fd },
-}
-
-/// `proc_spawn_v3`'s request: start `program` as a child.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Spawn {
-    /// The program: a path (with a `/`) or a name searched on the child's `PATH`. Never empty.
-    pub program: String,
-    /// `argv`, `argv[0]` first and verbatim.
-    pub argv: Vec<String>,
-    /// The child's whole environment, `KEY=VALUE`.
-    pub env: Vec<String>,
-    /// The file actions, in order. The child starts with a copy of all of the parent's
-    /// descriptors, these run on it, then the close-on-exec ones are closed.
-    pub actions: Vec<FileAction>,
-    /// The child's cwd; `None` is the parent's.
-    pub cwd: Option<String>,
-    /// `Some(pgroup)` when `POSIX_SPAWN_SETPGROUP` is set (0: a new group).
-    pub process_group: Option<u32>,
-    /// `POSIX_SPAWN_SETSID`.
-    pub new_session: bool,
-    /// The child's blocked signals.
-    pub signal_mask: u64,
-}
-
-/// `proc_exec`'s request: replace the caller's program with `program`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Exec {
-    /// As [`Spawn::program`].
-    pub program: String,
-    pub argv: Vec<String>,
-    pub env: Vec<String>,
-    /// Descriptors to close besides the close-on-exec ones.
-    pub close_fds: Vec<Fd>,
+/// Decodes Linux `O_*` flags (a spawn's OPEN action) into the kernel's open flags; an access
+/// mode of 3 is `EINVAL`.
+pub fn open_flags_from_linux(oflag: u32) -> Result<OpenFlags, Errno> {
+    let (read, write) = match oflag & O_ACCMODE {
+        O_RDONLY => (true, false),
+        O_WRONLY => (false, true),
+        O_RDWR => (true, true),
+        _ => return Err(Errno::Inval),
+    };
+    Ok(OpenFlags {
+        read,
+        write,
+        create: oflag & O_CREAT != 0,
+        exclusive: oflag & O_EXCL != 0,
+        truncate: oflag & O_TRUNC != 0,
+        append: oflag & O_APPEND != 0,
+        nonblocking: oflag & O_NONBLOCK != 0,
+        directory: oflag & O_DIRECTORY != 0,
+        follow: oflag & O_NOFOLLOW == 0,
+    })
 }
 
 /// How a reaped child ended (`proc_waitpid_v2`'s outputs).
@@ -241,7 +176,7 @@ pub fn decode_file_actions(bytes: &[u8]) -> Result<Vec<FileAction>, Errno> {
             2 => FileAction::Dup2 { from: source, to: descriptor(fd)? },
             3 => {
                 let fd = descriptor(fd)?;
-                FileAction::Open { fd, path: named(path)?, flags: OpenIntent::from_linux(oflag)?, mode }
+                FileAction::Open { fd, path: named(path)?, flags: open_flags_from_linux(oflag)?, mode }
             }
             4 => FileAction::Chdir { path: named(path)? },
             5 => FileAction::Fchdir { fd: descriptor(fd)? },
@@ -275,7 +210,7 @@ pub fn encode_file_actions(actions: &[FileAction]) -> Vec<u8> {
 }
 
 /// `flags` as Linux `O_*` flags.
-fn linux_oflag(flags: &OpenIntent) -> u32 {
+fn linux_oflag(flags: &OpenFlags) -> u32 {
     let access = match (flags.read, flags.write) {
         (_, false) => O_RDONLY,
         (false, true) => O_WRONLY,
@@ -291,59 +226,6 @@ fn linux_oflag(flags: &OpenIntent) -> u32 {
         (!flags.follow, O_NOFOLLOW),
     ];
     bits.into_iter().filter(|(set, _)| *set).fold(access, |oflag, (_, bit)| oflag | bit)
-}
-
-impl OpenIntent {
-    /// The kernel's open flags.
-    pub(crate) fn to_kernel(self) -> kernel::syscalls::OpenFlags {
-        let OpenIntent { read, write, create, exclusive, truncate, append, nonblocking, directory, follow } = self;
-        kernel::syscalls::OpenFlags { read, write, create, exclusive, truncate, directory, append, nonblocking, follow }
-    }
-}
-
-impl FileAction {
-    /// The kernel's file action.
-    pub(crate) fn to_kernel(&self) -> kernel::syscalls::FileAction {
-        use kernel::syscalls::FileAction as Kernel;
-        match self {
-            FileAction::Close { fd } => Kernel::Close { fd: *fd },
-            FileAction::Dup2 { from, to } => Kernel::Dup2 { from: *from, to: *to },
-            FileAction::Open { fd, path, flags, mode } => {
-                Kernel::Open { fd: *fd, path: path.clone(), flags: flags.to_kernel(), mode: *mode }
-            }
-            FileAction::Chdir { path } => Kernel::Chdir { path: path.clone() },
-            FileAction::Fchdir { fd } => Kernel::Fchdir { fd: *fd },
-            FileAction::CloseFrom { fd } => Kernel::CloseFrom { fd: *fd },
-        }
-    }
-}
-
-impl Spawn {
-    /// The kernel's spawn request.
-    pub(crate) fn to_kernel(&self) -> kernel::syscalls::ChildSpawn {
-        kernel::syscalls::ChildSpawn {
-            program: self.program.clone(),
-            argv: self.argv.clone(),
-            env: self.env.clone(),
-            actions: self.actions.iter().map(FileAction::to_kernel).collect(),
-            cwd: self.cwd.clone(),
-            process_group: self.process_group,
-            new_session: self.new_session,
-            signal_mask: self.signal_mask,
-        }
-    }
-}
-
-impl Exec {
-    /// The kernel's exec request.
-    pub(crate) fn to_kernel(&self) -> kernel::syscalls::ProgramExec {
-        kernel::syscalls::ProgramExec {
-            program: self.program.clone(),
-            argv: self.argv.clone(),
-            env: self.env.clone(),
-            close_fds: self.close_fds.clone(),
-        }
-    }
 }
 
 impl SignalMaskHow {
@@ -388,7 +270,7 @@ mod tests {
         stream.extend(record(2, 1, 7, 0, 0, b""));
         stream.extend(record(1, 6, -1, 0, 0, b""));
         stream.extend(record(1, 7, -1, 0, 0, b""));
-        let read_only = OpenIntent { read: true, follow: true, ..OpenIntent::default() };
+        let read_only = OpenFlags { read: true, follow: true, ..OpenFlags::default() };
         let actions = decode_file_actions(&stream);
         assert_eq!(
             actions,
@@ -405,23 +287,23 @@ mod tests {
 
     #[test]
     fn linux_open_flags() {
-        let flags = OpenIntent::from_linux(O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | 0o2000000);
+        let flags = open_flags_from_linux(O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | 0o2000000);
         assert_eq!(
             flags,
-            Ok(OpenIntent {
+            Ok(OpenFlags {
                 write: true,
                 create: true,
                 truncate: true,
                 append: true,
                 follow: true,
-                ..OpenIntent::default()
+                ..OpenFlags::default()
             })
         );
         assert_eq!(
-            OpenIntent::from_linux(O_RDWR | O_NOFOLLOW).map(|f| (f.read, f.write, f.follow)),
+            open_flags_from_linux(O_RDWR | O_NOFOLLOW).map(|f| (f.read, f.write, f.follow)),
             Ok((true, true, false))
         );
-        assert_eq!(OpenIntent::from_linux(3), Err(Errno::Inval));
+        assert_eq!(open_flags_from_linux(3), Err(Errno::Inval));
     }
 
     #[test]

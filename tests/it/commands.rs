@@ -268,3 +268,48 @@ fn a_cat_in_another_vm_answers_while_sh_compiles_for_the_first_time() {
     assert_eq!(output, b"compiled\n");
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+#[test]
+fn a_damaged_module_cache_is_compiled_again() {
+    let cache = std::env::temp_dir().join(format!("sidecar-it-damaged-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let run_echo = |cache: &Path| {
+        let mut sidecar = Client::spawn(binary(), &["--module-cache-dir", cache.to_str().unwrap()]).unwrap();
+        let conn = sidecar.authenticate("it", "token").unwrap().connection_id;
+        let session = sidecar.open_session(&conn).unwrap();
+        let config = r#"{"permissions":{"fs":"allow","childProcess":"allow"}}"#;
+        let vm = OwnershipScope::vm(conn.clone(), session.clone(), sidecar.create_vm(&conn, &session, config).unwrap());
+        let software = vec![SoftwareDescriptor { package_name: "coreutils".into(), root: packages::root("coreutils") }];
+        let configure = ConfigureVmRequest { software, ..ConfigureVmRequest::mounts(Vec::new()) };
+        sidecar.request(vm.clone(), RequestPayload::ConfigureVmRequest(configure)).unwrap();
+        let execute = ExecuteRequest::command("e", "echo", ["cached?"]);
+        sidecar.request(vm, RequestPayload::ExecuteRequest(execute)).unwrap();
+        let output = loop {
+            match sidecar.next_event(Duration::from_secs(60)).unwrap().payload {
+                EventPayload::ProcessOutputEvent(event) if event.process_id == "e" => break event.chunk,
+                _ => {}
+            }
+        };
+        assert_eq!(output, b"cached?\n");
+        assert!(sidecar.close().unwrap().success());
+    };
+    run_echo(&cache);
+    // Every cached file cut in half, and one replaced by garbage: a cache miss, not a crash.
+    let mut damaged = 0;
+    let mut pending = vec![cache.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                let damage = if damaged == 0 { b"not a module".to_vec() } else { bytes[..bytes.len() / 2].to_vec() };
+                std::fs::write(&path, damage).unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    assert!(damaged > 0, "the first run left compiled modules in {}", cache.display());
+    run_echo(&cache);
+    let _ = std::fs::remove_dir_all(&cache);
+}

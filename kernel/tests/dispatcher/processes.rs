@@ -500,7 +500,19 @@ fn vms_are_scheduled_in_creation_order() {
     assert_eq!(exits, vms, "one slice each, in creation order");
 }
 
-/// Completes every compile effect the kernel asked for; how many there were.
+/// A VM whose sidecar compiles programs through effects (left to the test to complete).
+fn compiling_procs() -> Procs {
+    let engine = ScriptEngine::new();
+    let sidecar =
+        Sidecar::new(SidecarConfig::default()).with_guest_engine(Arc::new(engine.clone())).with_compile_effects();
+    let mut host = Harness::with_sidecar(sidecar);
+    let (conn, session, vm) = host.vm(OPEN);
+    host.drain();
+    let scope = OwnershipScope::vm(&conn, &session, &vm);
+    Procs { host, scope, vm, engine }
+}
+
+/// Completes every compile effect the kernel asked for; what they were.
 fn complete_compiles(procs: &mut Procs) -> Vec<kernel::host::effect::EffectSummary> {
     let mut done = Vec::new();
     while let Some((id, effect)) = procs.host.sidecar.poll_effect() {
@@ -513,13 +525,7 @@ fn complete_compiles(procs: &mut Procs) -> Vec<kernel::host::effect::EffectSumma
 
 #[test]
 fn with_compile_effects_a_first_execute_waits_for_its_compilation_and_other_work_goes_on() {
-    let sidecar =
-        Sidecar::new(SidecarConfig::default()).with_guest_engine(Arc::new(ScriptEngine::new())).with_compile_effects();
-    let mut host = Harness::with_sidecar(sidecar);
-    let (conn, session, vm) = host.vm(OPEN);
-    host.drain();
-    let scope = OwnershipScope::vm(&conn, &session, &vm);
-    let mut procs = Procs { host, scope, vm, engine: ScriptEngine::new() };
+    let mut procs = compiling_procs();
     for script in ["exit", "parent", "spin"] {
         let content = String::from_utf8(module(script)).unwrap();
         procs.call(write(&format!("/bin/{script}"), &content));
@@ -588,13 +594,7 @@ fn with_compile_effects_a_first_execute_waits_for_its_compilation_and_other_work
 
 #[test]
 fn an_execute_whose_vm_went_away_while_compiling_is_refused() {
-    let sidecar =
-        Sidecar::new(SidecarConfig::default()).with_guest_engine(Arc::new(ScriptEngine::new())).with_compile_effects();
-    let mut host = Harness::with_sidecar(sidecar);
-    let (conn, session, vm) = host.vm(OPEN);
-    host.drain();
-    let scope = OwnershipScope::vm(&conn, &session, &vm);
-    let mut procs = Procs { host, scope, vm: vm.clone(), engine: ScriptEngine::new() };
+    let mut procs = compiling_procs();
     procs.call(write("/bin/exit", &String::from_utf8(module("exit")).unwrap()));
     let id = procs.host.next_id();
     assert!(procs.host.request_with_id(id, procs.scope.clone(), execute("a", "exit", ["0"])).is_empty());

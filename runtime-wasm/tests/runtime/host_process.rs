@@ -243,12 +243,12 @@ fn a_host_without_processes_answers_enosys() {
 
 #[test]
 fn spawn_v3_file_actions_round_trip_through_the_abi_encoding() {
-    use runtime_wasm::{decode_file_actions, encode_file_actions, FileAction, OpenIntent};
+    use runtime_wasm::{decode_file_actions, encode_file_actions, FileAction, OpenFlags};
     let actions = vec![
         FileAction::Open {
             fd: 0,
             path: "/dev/null".into(),
-            flags: OpenIntent { read: true, follow: true, ..OpenIntent::default() },
+            flags: OpenFlags { read: true, follow: true, ..OpenFlags::default() },
             mode: 0,
         },
         FileAction::Dup2 { from: 7, to: 1 },
