@@ -224,7 +224,13 @@ fn far_write(sys: &mut Syscalls, path: &str) -> i32 {
 }
 
 /// The `pipes` script; `Err(step)` names the first step that failed.
-fn pipes(sys: &mut Syscalls) -> Result<(), i32> {
+/// `pipes default` leaves `SIGPIPE` at its default action (the last write then ends the
+/// process); plain `pipes` ignores it and sees `EPIPE`.
+fn pipes(sys: &mut Syscalls, mode: &str) -> Result<(), i32> {
+    const SIGNAL_IGNORE: u32 = 1;
+    if mode != "default" {
+        sys.sigaction(kernel::process::SIGPIPE, SIGNAL_IGNORE, 0, 0).map_err(|_| 29)?;
+    }
     let (read, write) = sys.pipe().map_err(|_| 30)?;
     let copy = sys.dup(write).map_err(|_| 31)?;
     sys.write(write, b"ping").map_err(|_| 32)?;
@@ -281,7 +287,7 @@ impl Guest for ScriptGuest {
             "nbread" => exited(nonblocking_read(&mut sys)),
             "farwrite" => exited(far_write(&mut sys, self.arg(1))),
             "parent" => self.parent(&mut sys),
-            "pipes" => exited(pipes(&mut sys).err().unwrap_or(0)),
+            "pipes" => exited(pipes(&mut sys, self.arg(1)).err().unwrap_or(0)),
             "killgroup" => match sys.kill(0, kernel::process::SIGTERM) {
                 Ok(()) => GuestPoll::Running,
                 Err(_) => exited(40),

@@ -159,6 +159,10 @@ fn the_real_shell_and_coreutils_run_unchanged() {
     let run = vm.sh("seq 1 20 | sed /5/d | sort -rn | head -n 3 | tr '\\n' ' '");
     assert_eq!((run.exit_code, run.stdout.as_str()), (0, "20 19 18 "), "{run:?}");
 
+    // `yes` ends by SIGPIPE when `head` is done, quietly, as on Linux.
+    let run = vm.sh("yes | head -n 2");
+    assert_eq!((run.exit_code, run.stdout.as_str(), run.stderr.as_str()), (0, "y\ny\n", ""), "{run:?}");
+
     let run = vm.sh("exit 3");
     assert_eq!(run.exit_code, 3, "{run:?}");
     let run = vm.run("false", &[]);

@@ -29,7 +29,7 @@ pub(crate) mod table;
 
 pub use self::limits::{GuestLimits, MemoryBudget};
 pub use self::pipes::PIPE_CAPACITY_BYTES;
-pub use self::signals::{DefaultAction, SIGKILL, SIGSTOP, SIGTERM};
+pub use self::signals::{DefaultAction, SIGKILL, SIGPIPE, SIGSTOP, SIGTERM};
 pub use self::table::{DEFAULT_UMASK, FIRST_PID};
 
 /// Fuel per slice: about a millisecond of guest work, so a busy guest never holds the sidecar

@@ -45,6 +45,7 @@ const SIGNALS: [(u32, &str, DefaultAction); 31] = [
 ];
 
 pub const SIGKILL: u32 = 9;
+pub const SIGPIPE: u32 = 13;
 pub const SIGTERM: u32 = 15;
 pub const SIGCONT: u32 = 18;
 pub const SIGSTOP: u32 = 19;

@@ -4,7 +4,7 @@
 use std::sync::LazyLock;
 
 use super::*;
-use crate::process::ROOT_FD;
+use crate::process::{ROOT_FD, SIGPIPE};
 
 /// The hidden alias of the root preopen (see [`HIDDEN_PREOPEN_TAG`]). The kernel's one preopen
 /// is `/`, placed at [`ROOT_FD`] in every process that is not `ISOLATED`, so the alias follows
@@ -271,7 +271,11 @@ impl Syscalls {
     /// A write to a pipe's write end: what fits, else a park (or `EAGAIN`) until a reader
     /// drains it.
     fn write_pipe(&mut self, id: u64, data: &[u8], nonblocking: bool) -> SysResult<usize> {
-        let written = self.vm.processes_mut().pipes.write(id, data)?;
+        let written = match self.vm.processes_mut().pipes.write(id, data) {
+            Ok(written) => written,
+            Err(Errno::EPIPE) => return Err(self.broken_pipe()),
+            Err(errno) => return Err(errno.into()),
+        };
         if written == 0 && !data.is_empty() {
             if nonblocking {
                 return Err(Errno::EAGAIN.into());
@@ -280,6 +284,24 @@ impl Syscalls {
             return Err(SysError::WouldBlock);
         }
         Ok(written)
+    }
+
+    /// A write found no reader: as on Linux the writer also gets `SIGPIPE`. Acting by default
+    /// it ends the writer before the write returns (`yes | head` ends quietly): the call parks,
+    /// ending the slice, and the signal is delivered then. A program that ignores, handles or
+    /// blocks it sees `EPIPE` (a handled or blocked one is still raised).
+    fn broken_pipe(&mut self) -> SysError {
+        let Ok(process) = self.process_mut() else { return Errno::EPIPE.into() };
+        let pid = i64::from(process.pid);
+        let action = process.handlers.get(&SIGPIPE).map(|handler| handler.action);
+        if action != Some(SignalDispositionAction::Ignore) {
+            process.outgoing_signals.push((pid, SIGPIPE));
+        }
+        if action.is_none() && !process.blocks(SIGPIPE) {
+            process.wait = Wait::None;
+            return SysError::WouldBlock;
+        }
+        Errno::EPIPE.into()
     }
 
     /// Output goes to the host-started process's events (children share their parent's), up

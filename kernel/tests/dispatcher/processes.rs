@@ -334,6 +334,10 @@ fn pipes_deliver_in_order_then_end_of_file_and_broken_pipe() {
     let mut procs = Procs::new(OPEN);
     procs.started("p", "pipes", &[]);
     assert_eq!(exit_of(&procs.tick()), Some(("p".to_owned(), 0)));
+    // Writing to a pipe nobody reads also raises SIGPIPE, whose default ends the writer (as
+    // `yes | head` relies on): killed by signal 13, exit code 128 + 13.
+    procs.started("q", "pipes", &["default"]);
+    assert_eq!(exit_of(&procs.tick()), Some(("q".to_owned(), 141)));
     // A VM that allows no guest pipe refuses fd_pipe (the processes' own stdio does not count).
     let mut tight =
         Procs::new(r#"{"permissions":{"fs":"allow","childProcess":"allow"},"limits":{"resources":{"maxPipes":0}}}"#);
