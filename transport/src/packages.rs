@@ -126,7 +126,7 @@ impl PackageBytes for ArchiveFile {
 mod tests {
     #![allow(clippy::expect_used, clippy::unwrap_used)]
     use super::*;
-    use kernel::host::package::PackageWriter;
+    use testkit::packages::PackageWriter;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("packages-{name}-{}", std::process::id()));

@@ -47,8 +47,8 @@ enum Node<'a> {
 #[derive(Debug)]
 pub struct SoftwareTree {
     packages: Vec<Arc<Package>>,
-    /// Command name → its link target (`../pkgs/<name>/current/<entry>`).
-    commands: BTreeMap<String, String>,
+    /// Command name → its link's serial number and target (`../pkgs/<name>/current/<entry>`).
+    commands: BTreeMap<String, (u64, String)>,
     /// Package name → its index in `packages`.
     by_name: BTreeMap<String, usize>,
     /// `pkgs/<name>/current` link targets (the version), by package index.
@@ -81,13 +81,14 @@ impl SoftwareTree {
                 }
             }
         }
+        // Serial numbers by name order, fixed here so a lookup is one map access.
+        let commands = commands
+            .into_iter()
+            .enumerate()
+            .map(|(position, (name, target))| (name, (synthetic_ino(position), target)))
+            .collect();
         let current = packages.iter().map(|package| package.version.clone()).collect();
         Ok(SoftwareTree { packages, commands, by_name, current })
-    }
-
-    /// The commands the tree provides, in name order.
-    pub fn command_names(&self) -> impl Iterator<Item = &str> {
-        self.commands.keys().map(String::as_str)
     }
 
     /// The node at a relative, normalised path (no link followed).
@@ -99,21 +100,15 @@ impl SoftwareTree {
             "bin" => match (parts.next(), parts.next()) {
                 (None, _) => Ok(Node::Dir(SYNTHETIC_INO_BASE + 1)),
                 (Some(command), None) => {
-                    let (position, target) = self
-                        .commands
-                        .iter()
-                        .enumerate()
-                        .find(|(_, (name, _))| name.as_str() == command)
-                        .map(|(position, (_, target))| (position, target))
-                        .ok_or_else(missing)?;
-                    Ok(Node::Link(self.synthetic_ino(position), target))
+                    let (ino, target) = self.commands.get(command).ok_or_else(missing)?;
+                    Ok(Node::Link(*ino, target))
                 }
                 (Some(_), Some(_)) => Err(HostFsError::new(Errno::ENOTDIR)),
             },
             "pkgs" => {
                 let Some(name) = parts.next() else { return Ok(Node::Dir(SYNTHETIC_INO_BASE + 2)) };
                 let index = *self.by_name.get(name).ok_or_else(missing)?;
-                let package_dir_ino = self.synthetic_ino(self.commands.len() + 2 * index);
+                let package_dir_ino = synthetic_ino(self.commands.len().saturating_add(index.saturating_mul(2)));
                 let Some(version) = parts.next() else { return Ok(Node::Dir(package_dir_ino)) };
                 let current = self.current.get(index).ok_or_else(missing)?;
                 if version == "current" {
@@ -133,10 +128,6 @@ impl SoftwareTree {
             }
             _ => Err(missing()),
         }
-    }
-
-    fn synthetic_ino(&self, position: usize) -> u64 {
-        SYNTHETIC_INO_BASE + 3 + u64::try_from(position).unwrap_or(u64::MAX >> 1)
     }
 
     /// Resolves `path`, following every link on the way (the tree's and the packages' own)
@@ -237,6 +228,11 @@ impl SoftwareTree {
             _ => Err(HostFsError::new(Errno::EISDIR)),
         }
     }
+}
+
+/// The serial number of the tree's own node at `position` (after `/`, `/bin` and `/pkgs`).
+fn synthetic_ino(position: usize) -> u64 {
+    SYNTHETIC_INO_BASE + 3 + u64::try_from(position).unwrap_or(u64::MAX >> 1)
 }
 
 /// `path` without its first `skip` components (`pkgs/<name>/<version>/a/b`, 3 → `a/b`).
@@ -368,8 +364,9 @@ impl HostDir for SoftwareTree {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::expect_used)]
-    use super::super::package::{InMemoryPackage, PackageWriter};
+    use super::super::package::InMemoryPackage;
     use super::*;
+    use testkit::packages::PackageWriter;
 
     fn package(writer: PackageWriter) -> Arc<Package> {
         let bytes = InMemoryPackage { origin: writer.name.clone(), bytes: writer.build() };

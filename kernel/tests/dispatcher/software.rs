@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use kernel::host::package::{InMemoryPackage, Package, PackageError, PackageSource, PackageWriter};
+use kernel::host::package::{InMemoryPackage, Package, PackageError, PackageSource};
 use kernel::host::software::MAX_SOFTWARE_PACKAGES;
 use kernel::{Sidecar, SidecarConfig};
 use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;
+use testkit::packages::PackageWriter;
 use testkit::requests::execute;
 use testkit::script::{module, ScriptEngine};
 
