@@ -13,6 +13,7 @@
 //! | [`syscalls`] | what a guest may do, on the VM lent to its slice, by area (`fds`: descriptors and streams; `files`: paths, each a typed filesystem operation; `processes`: children, signals, sleeps); the guest engine port (`engine`) it is lent to |
 //! | [`vm`] | one VM's state: configuration, policy, toolkits, limits, its filesystem and process table, and the exec resolver (`exec`) shared by `Execute` and guest spawns |
 //! | [`process`] | the process table, descriptors, pipes, signals, guest limits and the memory budget, what kernel work costs |
+//! | [`net`] | a VM's network: its sockets, the loopback joining them, HTTP for `VmFetch` |
 //! | [`fs`] | a VM's namespace over [`vfs`]: the typed operations (`op`: `FsOp` in, `FsReply` out) over mounts, devices and `/proc`, layers and js_bridge; `wire` is the one adapter from the wire's filesystem requests to them |
 //! | [`host`] | the ports to the outside world the embedder injects: host directories, the persistence store |
 //! | [`policy`] | the config JSON shapes and the permission policy |
@@ -31,6 +32,7 @@ pub mod error;
 pub mod fs;
 pub mod host;
 pub mod ids;
+pub mod net;
 pub mod policy;
 pub mod process;
 pub mod syscalls;

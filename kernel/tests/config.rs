@@ -470,7 +470,7 @@ fn limit_document(path: &str, value: serde_json::Value) -> String {
 #[test]
 fn refused_limit_keys_name_the_key() {
     let keys = VmLimitsConfig::unsupported_key_names();
-    assert_eq!(keys.len(), 19);
+    assert_eq!(keys.len(), 15);
     for key in keys {
         for value in [0, 1 << 20] {
             let json = limit_document(key, value.into());

@@ -168,6 +168,12 @@ impl ClockId {
     }
 }
 
+/// `poll()` events, as wasi-libc numbers them (the `host_net.net_poll` ABI).
+pub const POLLIN: u16 = 0x1;
+pub const POLLOUT: u16 = 0x2;
+pub const POLLHUP: u16 = 0x2000;
+pub const POLLNVAL: u16 = 0x4000;
+
 /// The type of the object a descriptor refers to (`__wasi_filetype_t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]

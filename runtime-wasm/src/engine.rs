@@ -24,11 +24,11 @@ const GUEST_GID: u32 = 1000;
 use crate::abi::{
     ClockId, Dirent, Errno, Event, EventType, Fd, FdStat, Filestat, Filetype, Prestat, Subscription, SubscriptionKind,
     Whence, FDFLAGS_APPEND, FDFLAGS_NONBLOCK, FSTFLAGS_ATIM, FSTFLAGS_ATIM_NOW, FSTFLAGS_MTIM, FSTFLAGS_MTIM_NOW,
-    LOOKUPFLAGS_SYMLINK_FOLLOW, OFLAGS_CREAT, OFLAGS_DIRECTORY, OFLAGS_EXCL, OFLAGS_TRUNC, RIGHTS_ALL, RIGHTS_FD_READ,
-    RIGHTS_FD_WRITE,
+    LOOKUPFLAGS_SYMLINK_FOLLOW, OFLAGS_CREAT, OFLAGS_DIRECTORY, OFLAGS_EXCL, OFLAGS_TRUNC, POLLHUP, POLLIN, POLLNVAL,
+    POLLOUT, RIGHTS_ALL, RIGHTS_FD_READ, RIGHTS_FD_WRITE,
 };
 use crate::accounts;
-use crate::host::{FileMetadata, FsUsage, SysError, SysResult, WaitReason, WasiHost};
+use crate::host::{FileMetadata, FsUsage, MsgFlags, SocketTransport, SysError, SysResult, WaitReason, WasiHost};
 use crate::process::{ChildStatus, Exec, SignalMaskHow, Spawn};
 use crate::runtime::{Program, Runtime, RuntimeConfig, RuntimeError, TaskLimits};
 use crate::task::{GuestTask, TaskState};
@@ -339,6 +339,21 @@ fn errno(errno: KernelErrno) -> Errno {
         KernelErrno::ECHILD => Errno::Child,
         KernelErrno::ENOTCAPABLE => Errno::NotCapable,
         KernelErrno::ENOEXEC => Errno::NoExec,
+        KernelErrno::EADDRINUSE => Errno::AddrInUse,
+        KernelErrno::EADDRNOTAVAIL => Errno::AddrNotAvail,
+        KernelErrno::EAFNOSUPPORT => Errno::AfNoSupport,
+        KernelErrno::ECONNREFUSED => Errno::ConnRefused,
+        KernelErrno::ECONNRESET => Errno::ConnReset,
+        KernelErrno::EDESTADDRREQ => Errno::DestAddrReq,
+        KernelErrno::EISCONN => Errno::IsConn,
+        KernelErrno::EMSGSIZE => Errno::MsgSize,
+        KernelErrno::ENOBUFS => Errno::NoBufs,
+        KernelErrno::ENOPROTOOPT => Errno::NoProtoOpt,
+        KernelErrno::ENOTCONN => Errno::NotConn,
+        KernelErrno::ENOTSOCK => Errno::NotSock,
+        KernelErrno::EPROTONOSUPPORT => Errno::ProtoNoSupport,
+        KernelErrno::ENETUNREACH => Errno::NetUnreach,
+        KernelErrno::ETIMEDOUT => Errno::TimedOut,
     }
 }
 
@@ -483,6 +498,8 @@ impl WasiHost for KernelHost {
             // `host_net`, so a pipe that claimed to be one would depend on that call's fallback.
             // Pipes are `Unknown`, as wasmtime reports them.
             FdKind::Pipe => Filetype::Unknown,
+            FdKind::SocketStream => Filetype::SocketStream,
+            FdKind::SocketDatagram => Filetype::SocketDgram,
         };
         let mut rights = RIGHTS_ALL;
         if !info.readable {
@@ -893,6 +910,7 @@ impl WasiHost for KernelHost {
         let mut events = Vec::new();
         let mut earliest: Option<u64> = None;
         let mut read_fds = Vec::new();
+        let mut write_fds = Vec::new();
         for subscription in subscriptions {
             let ready = |kind, nbytes| Event {
                 userdata: subscription.userdata,
@@ -921,8 +939,9 @@ impl WasiHost for KernelHost {
                     Ok(false) => read_fds.push(fd),
                     Err(code) => events.push(Event { error: errno(code), ..ready(EventType::FdRead, 0) }),
                 },
-                SubscriptionKind::FdWrite(fd) => match sys.fd_info(fd) {
-                    Ok(_) => events.push(ready(EventType::FdWrite, 1)),
+                SubscriptionKind::FdWrite(fd) => match sys.write_ready(fd) {
+                    Ok(true) => events.push(ready(EventType::FdWrite, 1)),
+                    Ok(false) => write_fds.push(fd),
                     Err(code) => events.push(Event { error: errno(code), ..ready(EventType::FdWrite, 0) }),
                 },
             }
@@ -934,11 +953,122 @@ impl WasiHost for KernelHost {
             Some(deadline) => {
                 // Parks on the clock; stdin (if polled) wakes it too.
                 let _ = sys.sleep(deadline, true);
-                sys.park_for_poll(&read_fds);
+                sys.park_for_poll(&read_fds, &write_fds);
                 Err(SysError::WouldBlock(WaitReason::Sleep { until_ns: deadline }))
             }
             None => {
-                sys.park_for_poll(&read_fds);
+                sys.park_for_poll(&read_fds, &write_fds);
+                Err(SysError::WouldBlock(WaitReason::Poll))
+            }
+        }
+    }
+
+    fn sock_open(&mut self, transport: SocketTransport, nonblocking: bool) -> Result<Fd, Errno> {
+        self.sys()?.socket(transport, nonblocking).map_err(errno)
+    }
+
+    fn sock_bind(&mut self, fd: Fd, address: &[u8]) -> Result<(), Errno> {
+        self.sys()?.bind(fd, address).map_err(errno)
+    }
+
+    fn sock_listen(&mut self, fd: Fd, backlog: u32) -> Result<(), Errno> {
+        self.sys()?.listen(fd, backlog).map_err(errno)
+    }
+
+    fn sock_accept(&mut self, fd: Fd, nonblocking: bool) -> SysResult<(Fd, Vec<u8>)> {
+        let accepted = self.sys()?.accept(fd, nonblocking);
+        accepted.map(|(fd, peer)| (fd, peer.into_bytes())).map_err(|error| sys_error(error, WaitReason::Read { fd }))
+    }
+
+    fn sock_connect(&mut self, fd: Fd, address: &[u8]) -> Result<(), Errno> {
+        self.sys()?.connect(fd, address).map_err(errno)
+    }
+
+    fn sock_send(&mut self, fd: Fd, data: &[u8], flags: MsgFlags) -> SysResult<usize> {
+        let sent = self.sys()?.send(fd, data, flags);
+        sent.map_err(|error| sys_error(error, WaitReason::Write { fd }))
+    }
+
+    fn sock_recv(&mut self, fd: Fd, buf: &mut [u8], flags: MsgFlags) -> SysResult<usize> {
+        let received = self.sys()?.recv(fd, buf, flags);
+        received.map_err(|error| sys_error(error, WaitReason::Read { fd }))
+    }
+
+    fn sock_send_to(&mut self, fd: Fd, data: &[u8], address: &[u8], flags: MsgFlags) -> SysResult<usize> {
+        let sent = self.sys()?.send_to(fd, data, address, flags);
+        sent.map_err(|error| sys_error(error, WaitReason::Write { fd }))
+    }
+
+    fn sock_recv_from(&mut self, fd: Fd, buf: &mut [u8], flags: MsgFlags) -> SysResult<(usize, Vec<u8>)> {
+        let received = self.sys()?.recv_from(fd, buf, flags);
+        received
+            .map(|(read, from)| (read, from.into_bytes()))
+            .map_err(|error| sys_error(error, WaitReason::Read { fd }))
+    }
+
+    fn sock_shutdown(&mut self, fd: Fd, read: bool, write: bool) -> Result<(), Errno> {
+        self.sys()?.shutdown(fd, read, write).map_err(errno)
+    }
+
+    fn sock_name(&mut self, fd: Fd) -> Result<Vec<u8>, Errno> {
+        self.sys()?.socket_name(fd).map(String::into_bytes).map_err(errno)
+    }
+
+    fn sock_peer_name(&mut self, fd: Fd) -> Result<Vec<u8>, Errno> {
+        self.sys()?.peer_name(fd).map(String::into_bytes).map_err(errno)
+    }
+
+    fn sock_set_option(&mut self, fd: Fd, level: u32, name: u32, value: &[u8]) -> Result<(), Errno> {
+        self.sys()?.set_socket_option(fd, level, name, value).map_err(errno)
+    }
+
+    fn resolve_name(&mut self, host: &[u8], family: u32) -> Result<Vec<u8>, Errno> {
+        self.sys()?.resolve_name(host, family).map(String::into_bytes).map_err(errno)
+    }
+
+    fn poll_fds(&mut self, fds: &[(Fd, u16)], deadline_ns: Option<u64>) -> SysResult<Vec<u16>> {
+        let sys = self.sys()?;
+        let mut ready = 0usize;
+        let (mut read_fds, mut write_fds) = (Vec::new(), Vec::new());
+        let revents: Vec<u16> = fds
+            .iter()
+            .map(|&(fd, events)| {
+                let (Ok(readable), Ok(writable)) = (sys.read_ready(fd), sys.write_ready(fd)) else {
+                    return POLLNVAL;
+                };
+                let mut revents = 0;
+                if events & POLLIN != 0 {
+                    if readable {
+                        revents |= POLLIN
+                    } else {
+                        read_fds.push(fd)
+                    }
+                }
+                if events & POLLOUT != 0 {
+                    if writable {
+                        revents |= POLLOUT
+                    } else {
+                        write_fds.push(fd)
+                    }
+                }
+                if sys.hung_up(fd) {
+                    revents |= POLLHUP;
+                }
+                revents
+            })
+            .collect();
+        ready += revents.iter().filter(|revents| **revents != 0).count();
+        let now_ns = sys.monotonic_ns();
+        match deadline_ns {
+            _ if ready > 0 => Ok(revents),
+            Some(deadline) if deadline <= now_ns => Ok(revents),
+            Some(deadline) => {
+                let _ = sys.sleep(deadline, true);
+                sys.park_for_poll(&read_fds, &write_fds);
+                Err(SysError::WouldBlock(WaitReason::Sleep { until_ns: deadline }))
+            }
+            None => {
+                sys.park_for_poll(&read_fds, &write_fds);
                 Err(SysError::WouldBlock(WaitReason::Poll))
             }
         }

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use crate::abi::{
-    ClockId, Dirent, Errno, Event, Fd, FdStat, Filestat, Filetype, Prestat, Subscription, Whence,
+    ClockId, Dirent, Errno, Event, Fd, FdStat, Filestat, Filetype, Prestat, Subscription, Whence, POLLNVAL,
     RIGHTS_FD_FDSTAT_SET_FLAGS, RIGHTS_FD_FILESTAT_GET, RIGHTS_FD_READ, RIGHTS_FD_WRITE, RIGHTS_POLL_FD_READWRITE,
     STDERR, STDIN, STDOUT,
 };
@@ -580,6 +580,101 @@ pub trait WasiHost: Send + 'static {
         Err(Errno::Perm)
     }
 
+    // Sockets: the `host_net` module and WASI's `sock_*`. Addresses are the original libc's
+    // text (`IP:PORT`). The defaults are a host without a network: no socket can be made
+    // (`ENOSYS`) and no descriptor is one (`ENOTSOCK`, `EBADF` when it is not open).
+
+    /// `socket()`: a new socket descriptor of `transport`.
+    fn sock_open(&mut self, transport: SocketTransport, nonblocking: bool) -> Result<Fd, Errno> {
+        let _ = (transport, nonblocking);
+        Err(Errno::NoSys)
+    }
+
+    /// Binds `fd` to `address`.
+    fn sock_bind(&mut self, fd: Fd, address: &[u8]) -> Result<(), Errno> {
+        let _ = address;
+        Err(not_a_socket(self, fd))
+    }
+
+    /// Makes `fd` a listener.
+    fn sock_listen(&mut self, fd: Fd, backlog: u32) -> Result<(), Errno> {
+        let _ = backlog;
+        Err(not_a_socket(self, fd))
+    }
+
+    /// Accepts a connection: the new descriptor and the peer's address.
+    fn sock_accept(&mut self, fd: Fd, nonblocking: bool) -> SysResult<(Fd, Vec<u8>)> {
+        let _ = nonblocking;
+        Err(not_a_socket(self, fd).into())
+    }
+
+    /// Connects `fd` to `address`.
+    fn sock_connect(&mut self, fd: Fd, address: &[u8]) -> Result<(), Errno> {
+        let _ = address;
+        Err(not_a_socket(self, fd))
+    }
+
+    /// Sends on a connected socket; returns the bytes accepted.
+    fn sock_send(&mut self, fd: Fd, data: &[u8], flags: MsgFlags) -> SysResult<usize> {
+        let _ = (data, flags);
+        Err(not_a_socket(self, fd).into())
+    }
+
+    /// Receives from a connected socket; `Ok(0)` is end of stream.
+    fn sock_recv(&mut self, fd: Fd, buf: &mut [u8], flags: MsgFlags) -> SysResult<usize> {
+        let _ = (buf, flags);
+        Err(not_a_socket(self, fd).into())
+    }
+
+    /// Sends one datagram to `address`.
+    fn sock_send_to(&mut self, fd: Fd, data: &[u8], address: &[u8], flags: MsgFlags) -> SysResult<usize> {
+        let _ = (data, address, flags);
+        Err(not_a_socket(self, fd).into())
+    }
+
+    /// Receives one datagram: its length and its sender's address.
+    fn sock_recv_from(&mut self, fd: Fd, buf: &mut [u8], flags: MsgFlags) -> SysResult<(usize, Vec<u8>)> {
+        let _ = (buf, flags);
+        Err(not_a_socket(self, fd).into())
+    }
+
+    /// Shuts down reading and/or writing.
+    fn sock_shutdown(&mut self, fd: Fd, read: bool, write: bool) -> Result<(), Errno> {
+        let _ = (read, write);
+        Err(not_a_socket(self, fd))
+    }
+
+    /// Where `fd` is bound.
+    fn sock_name(&mut self, fd: Fd) -> Result<Vec<u8>, Errno> {
+        Err(not_a_socket(self, fd))
+    }
+
+    /// Where `fd` is connected.
+    fn sock_peer_name(&mut self, fd: Fd) -> Result<Vec<u8>, Errno> {
+        Err(not_a_socket(self, fd))
+    }
+
+    /// `setsockopt`.
+    fn sock_set_option(&mut self, fd: Fd, level: u32, name: u32, value: &[u8]) -> Result<(), Errno> {
+        let _ = (level, name, value);
+        Err(not_a_socket(self, fd))
+    }
+
+    /// `getaddrinfo`: the addresses of `host` as the libc's JSON (`[{"addr":..,"family":4}]`);
+    /// `family` is 0, 4 or 6.
+    fn resolve_name(&mut self, host: &[u8], family: u32) -> Result<Vec<u8>, Errno> {
+        let _ = (host, family);
+        Err(Errno::NoSys)
+    }
+
+    /// `poll()` over any descriptors: each entry's ready events (`POLL*` bits of
+    /// [`crate::abi`]), or a wait until one is ready or the monotonic clock reaches
+    /// `deadline_ns` (`None`: no deadline). A deadline already passed never waits.
+    fn poll_fds(&mut self, fds: &[(Fd, u16)], deadline_ns: Option<u64>) -> SysResult<Vec<u16>> {
+        let _ = deadline_ns;
+        Ok(fds.iter().map(|(fd, _)| if self.fd_fdstat_get(*fd).is_ok() { 0 } else { POLLNVAL }).collect())
+    }
+
     /// Asked after every filesystem call that cannot block through its return value (path
     /// calls, `fd_readdir`, `fd_filestat_get`): `Some` means the call must wait — its result is
     /// discarded, the guest suspends with this reason, and the call is retried when the task is
@@ -588,6 +683,20 @@ pub trait WasiHost: Send + 'static {
         None
     }
 }
+
+/// The answer of a socket call on a descriptor that is not a socket: `ENOTSOCK`, or `EBADF` (or
+/// whatever `fd_fdstat_get` fails with) when it is not open.
+pub(crate) fn not_a_socket<H: WasiHost + ?Sized>(host: &mut H, fd: Fd) -> Errno {
+    match host.fd_fdstat_get(fd) {
+        Ok(_) => Errno::NotSock,
+        Err(errno) => errno,
+    }
+}
+
+/// Stream (TCP) or datagram (UDP).
+pub use kernel::net::Transport as SocketTransport;
+/// Flags of a send or receive.
+pub use kernel::syscalls::MsgFlags;
 
 /// The answer to a descriptor call a host does not implement: `EBADF` (or whatever
 /// `fd_fdstat_get` fails with) for a descriptor that is not open, `ENOSYS` otherwise.

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-const ROOMS: [&str; 11] =
-    ["dispatch", "vm", "fs", "process", "syscalls", "host", "policy", "vfs", "clock", "error", "ids"];
+const ROOMS: [&str; 12] =
+    ["dispatch", "vm", "fs", "process", "net", "syscalls", "host", "policy", "vfs", "clock", "error", "ids"];
 
 fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -14,6 +14,7 @@ pub(crate) mod callbacks;
 mod compile;
 mod effects;
 mod frames;
+mod network;
 mod persistence;
 mod processes;
 mod vm_table;
@@ -182,6 +183,8 @@ pub struct Sidecar {
     effects: effects::Effects,
     /// Programs compiled through effects, and what waits for them.
     compiles: compile::Compiles,
+    /// `VmFetch` requests in flight.
+    fetches: network::Fetches,
     /// Runs guest programs (none: `Execute` is refused).
     guest_engine: Option<Arc<dyn crate::syscalls::engine::GuestEngine>>,
     /// The running guest task of every live process, by (VM id, pid): the scheduler's, not the
@@ -223,6 +226,7 @@ impl Sidecar {
             store_effects: false,
             effects: effects::Effects::default(),
             compiles: compile::Compiles::default(),
+            fetches: network::Fetches::default(),
             guest_engine: None,
             guests: BTreeMap::new(),
             memory_budget,
@@ -333,10 +337,10 @@ impl Sidecar {
 
     /// The earliest monotonic time at which [`tick`](Self::tick) has work (timeouts).
     pub fn next_deadline(&self) -> Option<u64> {
-        match (self.callbacks.next_deadline(), self.process_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.callbacks.next_deadline(), self.process_deadline(), self.fetches.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Advances time: expires host-callback and permission-prompt timeouts, wakes sleeping
@@ -347,6 +351,7 @@ impl Sidecar {
             self.complete_expired(expired);
         }
         self.run_processes();
+        self.drive_fetches();
     }
 
     /// The kernel's current notion of time (the latest reading passed in).
@@ -677,6 +682,9 @@ impl Sidecar {
             payload if Self::is_process_request(&payload) => {
                 self.process_request(stream, request_id, ownership, &vm_id, payload)
             }
+            RequestPayload::FindListenerRequest(request) => self.find_listener(&vm_id, &request).map(Some),
+            RequestPayload::FindBoundUdpRequest(request) => self.find_bound_udp(&vm_id, &request).map(Some),
+            RequestPayload::VmFetchRequest(request) => self.vm_fetch(stream, request_id, ownership, &vm_id, request),
             payload => self.filesystem_request(&vm_id, payload),
         }
     }
@@ -808,6 +816,7 @@ impl Sidecar {
         if live {
             self.emit_lifecycle(stream, &scope, VmLifecycleState::Disposing);
         }
+        self.cancel_fetches(vm_id);
         // Like the original: the exits of the processes killed go out between DISPOSING and
         // DISPOSED.
         self.kill_all_processes(vm_id);

@@ -596,9 +596,7 @@ impl Sidecar {
         process.outgoing_signals.clear();
         let descriptors = process.fds.drain();
         for descriptor in descriptors {
-            if let OpenFile::Pipe { id, end } = descriptor.file {
-                vm.processes_mut().pipes.close(id, end);
-            }
+            vm.processes_mut().file_closed(&descriptor.file);
         }
         let Some(process) = vm.processes_mut().get_mut(pid) else { return };
         let (process_id, top_level, ppid) = (process.process_id.clone(), process.top_level, process.ppid);
@@ -801,9 +799,7 @@ impl Sidecar {
         let process = vm.processes_mut().get_mut(pid).ok_or(Errno::ESRCH)?;
         let closed = process.replace_program(command, argv, env, tier, close_fds);
         for descriptor in closed {
-            if let OpenFile::Pipe { id, end } = descriptor.file {
-                vm.processes_mut().pipes.close(id, end);
-            }
+            vm.processes_mut().file_closed(&descriptor.file);
         }
         self.guests.insert((vm_id.to_owned(), pid), guest);
         Ok(())
@@ -875,9 +871,7 @@ fn child_fds(vm: &mut Vm, mut fds: FdTable, tier: WasmPermissionTier) -> FdTable
         fds.retain(|descriptor| !descriptor.is_preopen());
     }
     for (_, descriptor) in fds.iter() {
-        if let OpenFile::Pipe { id, end } = descriptor.file {
-            vm.processes_mut().pipes.open(id, end);
-        }
+        vm.processes_mut().file_opened(&descriptor.file);
     }
     fds
 }

@@ -55,6 +55,14 @@ pub const DEFAULT_MAX_PROCESSES: u64 = 256;
 pub const DEFAULT_MAX_OPEN_FDS: u64 = 256;
 /// Default live pipes per VM (kernel resource policy of the original sidecar).
 pub const DEFAULT_MAX_PIPES: u64 = 128;
+/// Default open guest sockets per VM (the original's kernel default).
+pub const DEFAULT_MAX_SOCKETS: u64 = 256;
+/// Default connected sockets per VM, both ends of a loopback connection counted (the original's).
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 256;
+/// Default bytes buffered in all of a VM's sockets together (the original's 4 MiB).
+pub const DEFAULT_MAX_SOCKET_BUFFERED_BYTES: u64 = 4 * 1024 * 1024;
+/// Default datagrams queued in all of a VM's UDP sockets together (the original's).
+pub const DEFAULT_MAX_SOCKET_DATAGRAM_QUEUE_LEN: u64 = 1024;
 /// Default total argv bytes of one spawn, like Linux's ARG_MAX order of magnitude (1 MiB).
 pub const DEFAULT_MAX_PROCESS_ARGV_BYTES: u64 = 1024 * 1024;
 /// Default total environment bytes of one spawn (1 MiB).
@@ -326,7 +334,6 @@ impl CreateVmConfig {
         let unsupported = [
             ("nativeRoot", self.native_root.is_some(), "VMs get the in-memory root filesystem"),
             ("dns", self.dns.is_some(), NO_NETWORK),
-            ("listen", self.listen.is_some(), NO_NETWORK),
             ("loopbackExemptPorts", !self.loopback_exempt_ports.is_empty(), NO_NETWORK),
             ("jsRuntime", self.js_runtime.is_some(), "JavaScript guests are not supported yet"),
         ];
@@ -1169,6 +1176,10 @@ pub struct ResourceLimits {
     pub max_processes: u64,
     pub max_open_fds: u64,
     pub max_pipes: u64,
+    pub max_sockets: u64,
+    pub max_connections: u64,
+    pub max_socket_buffered_bytes: u64,
+    pub max_socket_datagram_queue_len: u64,
     pub max_filesystem_bytes: u64,
     pub max_inode_count: u64,
     pub max_pread_bytes: u64,
@@ -1187,6 +1198,10 @@ impl Default for ResourceLimits {
             max_processes: DEFAULT_MAX_PROCESSES,
             max_open_fds: DEFAULT_MAX_OPEN_FDS,
             max_pipes: DEFAULT_MAX_PIPES,
+            max_sockets: DEFAULT_MAX_SOCKETS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_socket_buffered_bytes: DEFAULT_MAX_SOCKET_BUFFERED_BYTES,
+            max_socket_datagram_queue_len: DEFAULT_MAX_SOCKET_DATAGRAM_QUEUE_LEN,
             max_filesystem_bytes: DEFAULT_MAX_FILESYSTEM_BYTES,
             max_inode_count: DEFAULT_MAX_INODE_COUNT,
             max_pread_bytes: DEFAULT_MAX_PREAD_BYTES,
@@ -1301,8 +1316,7 @@ impl VmLimitsConfig {
     /// `maxBlockingReadMs`, one that works differently here), so no value of the key says
     /// anything true about this sidecar, and a host that sets one expects a behaviour it would
     /// not get. A config that leaves them out (or `null`) is unaffected.
-    fn unsupported_keys(&self) -> [(&'static str, Option<u64>, &'static str); 19] {
-        const NO_SOCKETS: &str = "guests have no sockets";
+    fn unsupported_keys(&self) -> [(&'static str, Option<u64>, &'static str); 15] {
         const NO_ACP: &str = "there is no ACP agent adapter";
         const NO_JS: &str = "there is no JavaScript runtime (JAVA_SCRIPT guests are not supported)";
         const NO_PYTHON: &str = "there is no Python runtime (PYTHON guests are not supported)";
@@ -1317,18 +1331,6 @@ impl VmLimitsConfig {
                 "guests run on one deterministic executor and no guest interface reports a CPU count",
             ),
             ("limits.resources.maxPtys", resources.and_then(|r| r.max_ptys), "guests have no pseudo-terminals"),
-            ("limits.resources.maxSockets", resources.and_then(|r| r.max_sockets), NO_SOCKETS),
-            ("limits.resources.maxConnections", resources.and_then(|r| r.max_connections), NO_SOCKETS),
-            (
-                "limits.resources.maxSocketBufferedBytes",
-                resources.and_then(|r| r.max_socket_buffered_bytes),
-                NO_SOCKETS,
-            ),
-            (
-                "limits.resources.maxSocketDatagramQueueLen",
-                resources.and_then(|r| r.max_socket_datagram_queue_len),
-                NO_SOCKETS,
-            ),
             (
                 "limits.resources.maxBlockingReadMs",
                 resources.and_then(|r| r.max_blocking_read_ms),
@@ -1424,6 +1426,10 @@ fn apply_resource_limits(limits: &mut ResourceLimits, config: &ResourceLimitsCon
     set(&mut limits.max_processes, config.max_processes);
     set(&mut limits.max_open_fds, config.max_open_fds);
     set(&mut limits.max_pipes, config.max_pipes);
+    set(&mut limits.max_sockets, config.max_sockets);
+    set(&mut limits.max_connections, config.max_connections);
+    set(&mut limits.max_socket_buffered_bytes, config.max_socket_buffered_bytes);
+    set(&mut limits.max_socket_datagram_queue_len, config.max_socket_datagram_queue_len);
     set(&mut limits.max_filesystem_bytes, config.max_filesystem_bytes);
     set(&mut limits.max_inode_count, config.max_inode_count);
     set(&mut limits.max_pread_bytes, config.max_pread_bytes);
@@ -1445,6 +1451,10 @@ impl ResolvedLimits {
             ("limits.resources.maxProcesses", resources.max_processes),
             ("limits.resources.maxOpenFds", resources.max_open_fds),
             ("limits.resources.maxPipes", resources.max_pipes),
+            ("limits.resources.maxSockets", resources.max_sockets),
+            ("limits.resources.maxConnections", resources.max_connections),
+            ("limits.resources.maxSocketBufferedBytes", resources.max_socket_buffered_bytes),
+            ("limits.resources.maxSocketDatagramQueueLen", resources.max_socket_datagram_queue_len),
             ("limits.resources.maxInodeCount", resources.max_inode_count),
             ("limits.resources.maxPreadBytes", resources.max_pread_bytes),
             ("limits.resources.maxFdWriteBytes", resources.max_fd_write_bytes),
@@ -1595,6 +1605,6 @@ mod tests {
             "{error}"
         );
         assert_eq!(config.validate().unwrap_err().to_string(), error);
-        assert_eq!(VmLimitsConfig::unsupported_key_names().len(), 19);
+        assert_eq!(VmLimitsConfig::unsupported_key_names().len(), 15);
     }
 }

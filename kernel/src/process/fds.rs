@@ -38,6 +38,10 @@ pub(crate) enum OpenFile {
         id: u64,
         end: End,
     },
+    /// A socket of the VM's network.
+    Socket {
+        id: u64,
+    },
 }
 
 /// A directory's entries as listed at the first `read_dir_batch`, so a guest walking it with

@@ -13,6 +13,8 @@ use schema::wire::{
 
 use crate::fs::GuestAsks;
 use crate::ids::PromptTicket;
+use crate::net::Network;
+use crate::process::fds::OpenFile;
 use crate::process::fds::{Descriptor, FdTable};
 use crate::process::pipes::Pipes;
 use crate::process::signals::{self, SIGCONT};
@@ -93,6 +95,10 @@ pub(crate) enum Wait {
     PipeRead { id: u64 },
     /// Writing a full pipe that still has readers.
     PipeWrite { id: u64 },
+    /// Reading (or accepting on) a socket with nothing to take.
+    SocketRead { id: u64 },
+    /// Writing a socket whose peer's buffer is full.
+    SocketWrite { id: u64 },
 }
 
 /// A process's lifecycle state.
@@ -343,9 +349,34 @@ pub(crate) struct ProcessTable {
     next_pid: u32,
     exits: u64,
     pub(crate) pipes: Pipes,
+    /// The VM's sockets (descriptors refer to them as to pipe ends).
+    pub(crate) net: Network,
 }
 
 impl ProcessTable {
+    pub(crate) fn with_network(net: Network) -> Self {
+        Self { net, ..Self::default() }
+    }
+
+    /// Another descriptor refers to what `file` does (a dup, an inherited descriptor): a pipe
+    /// end or socket counts it.
+    pub(crate) fn file_opened(&mut self, file: &OpenFile) {
+        match *file {
+            OpenFile::Pipe { id, end } => self.pipes.open(id, end),
+            OpenFile::Socket { id } => self.net.open(id),
+            _ => {}
+        }
+    }
+
+    /// A descriptor referring to `file` was closed: a pipe end or socket goes with its last one.
+    pub(crate) fn file_closed(&mut self, file: &OpenFile) {
+        match *file {
+            OpenFile::Pipe { id, end } => self.pipes.close(id, end),
+            OpenFile::Socket { id } => self.net.close(id),
+            _ => {}
+        }
+    }
+
     /// Processes counted against `maxProcesses`: the live ones and the unreaped children.
     pub(crate) fn counted(&self) -> usize {
         self.processes.values().filter(|process| process.is_alive() || !process.top_level).count()
@@ -414,6 +445,8 @@ impl ProcessTable {
             }
             Wait::PipeRead { id } => self.pipes.readable(id),
             Wait::PipeWrite { id } => self.pipes.writable(id),
+            Wait::SocketRead { id } => self.net.readable(id),
+            Wait::SocketWrite { id } => self.net.writable(id),
             Wait::None | Wait::Child | Wait::Spawn | Wait::Compile | Wait::Prompt { .. } => false,
         };
         over(&process.wait) || process.wake_on.iter().any(over)

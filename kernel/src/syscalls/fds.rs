@@ -124,16 +124,12 @@ impl Syscalls {
 
     /// Another descriptor holds what `descriptor` refers to.
     pub(super) fn retain(&mut self, descriptor: &Descriptor) {
-        if let OpenFile::Pipe { id, end } = descriptor.file {
-            self.vm.processes_mut().pipes.open(id, end);
-        }
+        self.vm.processes_mut().file_opened(&descriptor.file);
     }
 
     /// A descriptor was closed.
     pub(super) fn release(&mut self, descriptor: &Descriptor) {
-        if let OpenFile::Pipe { id, end } = descriptor.file {
-            self.vm.processes_mut().pipes.close(id, end);
-        }
+        self.vm.processes_mut().file_closed(&descriptor.file);
     }
 
     /// Describes `fd`.
@@ -147,6 +143,10 @@ impl Syscalls {
             OpenFile::Directory { .. } => FdKind::Directory,
             OpenFile::File { device: false, .. } => FdKind::RegularFile,
             OpenFile::Pipe { .. } => FdKind::Pipe,
+            OpenFile::Socket { id } => match self.vm.processes().net.transport(*id) {
+                Some(crate::net::Transport::Datagram) => FdKind::SocketDatagram,
+                _ => FdKind::SocketStream,
+            },
         };
         Ok(FdInfo {
             kind,
@@ -201,22 +201,36 @@ impl Syscalls {
                 self.vm.processes().get(owner).is_none_or(|owner| !owner.stdin.is_empty() || owner.stdin_closed)
             }
             OpenFile::Pipe { id, end: End::Read } => self.vm.processes().pipes.readable(id),
+            OpenFile::Socket { id } => self.vm.processes().net.readable(id),
+            _ => true,
+        })
+    }
+
+    /// Whether a write to `fd` would return at once (room, or an error).
+    pub fn write_ready(&self, fd: u32) -> Result<bool, Errno> {
+        Ok(match self.descriptor(fd)?.file {
+            OpenFile::Pipe { id, end: End::Write } => self.vm.processes().pipes.writable(id),
+            OpenFile::Socket { id } => self.vm.processes().net.writable(id),
             _ => true,
         })
     }
 
     /// Parks the guest until one of the descriptors it polls becomes ready (or its sleep ends).
     /// Any of them (or the sleep the poll set up) wakes it.
-    pub fn park_for_poll(&mut self, read_fds: &[u32]) {
+    pub fn park_for_poll(&mut self, read_fds: &[u32], write_fds: &[u32]) {
         let Ok(process) = self.process() else { return };
-        let waits: Vec<Wait> = read_fds
-            .iter()
-            .filter_map(|fd| match process.fds.get(*fd).ok()?.file {
-                OpenFile::Stdin { owner } => Some(Wait::Stdin { owner }),
-                OpenFile::Pipe { id, .. } => Some(Wait::PipeRead { id }),
-                _ => None,
-            })
-            .collect();
+        let read_waits = read_fds.iter().filter_map(|fd| match process.fds.get(*fd).ok()?.file {
+            OpenFile::Stdin { owner } => Some(Wait::Stdin { owner }),
+            OpenFile::Pipe { id, .. } => Some(Wait::PipeRead { id }),
+            OpenFile::Socket { id } => Some(Wait::SocketRead { id }),
+            _ => None,
+        });
+        let write_waits = write_fds.iter().filter_map(|fd| match process.fds.get(*fd).ok()?.file {
+            OpenFile::Pipe { id, .. } => Some(Wait::PipeWrite { id }),
+            OpenFile::Socket { id } => Some(Wait::SocketWrite { id }),
+            _ => None,
+        });
+        let waits: Vec<Wait> = read_waits.chain(write_waits).collect();
         if let Ok(process) = self.process_mut() {
             if process.wait == Wait::None {
                 process.wait = waits.first().copied().unwrap_or(Wait::None);
@@ -237,10 +251,13 @@ impl Syscalls {
         let (file, nonblocking, writable, append) =
             (descriptor.file.clone(), descriptor.nonblocking, descriptor.writable, descriptor.append);
         match file {
-            OpenFile::Pipe { .. } | OpenFile::Stdout { .. } | OpenFile::Stderr { .. } if at.is_some() => {
+            OpenFile::Pipe { .. } | OpenFile::Stdout { .. } | OpenFile::Stderr { .. } | OpenFile::Socket { .. }
+                if at.is_some() =>
+            {
                 Err(Errno::ESPIPE.into())
             }
             OpenFile::Pipe { end: End::Write, id } => self.write_pipe(id, data, nonblocking),
+            OpenFile::Socket { id } => self.write_socket(id, data, nonblocking),
             OpenFile::Stdout { owner } => self.write_output(Channel::Stdout, owner, data),
             OpenFile::Stderr { owner } => self.write_output(Channel::Stderr, owner, data),
             _ if !writable => Err(Errno::EBADF.into()),
@@ -370,8 +387,11 @@ impl Syscalls {
         let descriptor = self.process()?.fds.get(fd)?;
         let (file, nonblocking, readable) = (descriptor.file.clone(), descriptor.nonblocking, descriptor.readable);
         match file {
-            OpenFile::Pipe { .. } | OpenFile::Stdin { .. } if at.is_some() => Err(Errno::ESPIPE.into()),
+            OpenFile::Pipe { .. } | OpenFile::Stdin { .. } | OpenFile::Socket { .. } if at.is_some() => {
+                Err(Errno::ESPIPE.into())
+            }
             OpenFile::Pipe { end: End::Read, id } => self.read_pipe(id, buf, nonblocking),
+            OpenFile::Socket { id } => self.read_socket(id, buf, nonblocking),
             OpenFile::Stdin { owner } => self.read_stdin(owner, buf, nonblocking),
             OpenFile::Stdout { .. } | OpenFile::Stderr { .. } | OpenFile::Pipe { .. } => Err(Errno::EBADF.into()),
             OpenFile::Directory { .. } => Err(Errno::EISDIR.into()),

@@ -162,6 +162,7 @@ impl Syscalls {
             // Standard streams are character devices, like the `/dev/std*` nodes naming them.
             OpenFile::Stdin { .. } | OpenFile::Stdout { .. } | OpenFile::Stderr { .. } => S_IFCHR | STREAM_PERMISSIONS,
             OpenFile::Pipe { .. } => S_IFIFO | PIPE_PERMISSIONS,
+            OpenFile::Socket { .. } => S_IFSOCK | PIPE_PERMISSIONS,
         };
         Ok(FileStat {
             dev: 0,

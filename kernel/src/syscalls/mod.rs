@@ -21,8 +21,10 @@
 pub mod engine;
 mod fds;
 mod files;
+mod net;
 mod processes;
 
+pub use net::MsgFlags;
 pub use processes::{ChildExit, ChildSpawn, FileAction, ProgramExec, SignalMaskChange};
 
 use schema::wire::{SignalDispositionAction, SignalHandlerRegistration, WasmPermissionTier};
@@ -81,6 +83,10 @@ pub enum FdKind {
     Directory,
     RegularFile,
     Pipe,
+    /// A stream (TCP) socket.
+    SocketStream,
+    /// A datagram (UDP) socket.
+    SocketDatagram,
 }
 
 /// A descriptor's description.

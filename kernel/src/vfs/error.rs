@@ -39,6 +39,22 @@ pub enum Errno {
     ENOTCAPABLE,
     /// A program that is not one the kernel runs (not a valid WebAssembly command).
     ENOEXEC,
+    // The network's (appended: traces encode an errno by its position).
+    EADDRINUSE,
+    EADDRNOTAVAIL,
+    EAFNOSUPPORT,
+    ECONNREFUSED,
+    ECONNRESET,
+    EDESTADDRREQ,
+    EISCONN,
+    EMSGSIZE,
+    ENOBUFS,
+    ENOPROTOOPT,
+    ENOTCONN,
+    ENOTSOCK,
+    EPROTONOSUPPORT,
+    ENETUNREACH,
+    ETIMEDOUT,
 }
 
 impl Errno {
@@ -75,6 +91,21 @@ impl Errno {
             Self::ECHILD => "ECHILD",
             Self::ENOTCAPABLE => "ENOTCAPABLE",
             Self::ENOEXEC => "ENOEXEC",
+            Self::EADDRINUSE => "EADDRINUSE",
+            Self::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+            Self::EAFNOSUPPORT => "EAFNOSUPPORT",
+            Self::ECONNREFUSED => "ECONNREFUSED",
+            Self::ECONNRESET => "ECONNRESET",
+            Self::EDESTADDRREQ => "EDESTADDRREQ",
+            Self::EISCONN => "EISCONN",
+            Self::EMSGSIZE => "EMSGSIZE",
+            Self::ENOBUFS => "ENOBUFS",
+            Self::ENOPROTOOPT => "ENOPROTOOPT",
+            Self::ENOTCONN => "ENOTCONN",
+            Self::ENOTSOCK => "ENOTSOCK",
+            Self::EPROTONOSUPPORT => "EPROTONOSUPPORT",
+            Self::ENETUNREACH => "ENETUNREACH",
+            Self::ETIMEDOUT => "ETIMEDOUT",
         }
     }
 
@@ -84,7 +115,7 @@ impl Errno {
     }
 
     /// Every errno, in declaration order.
-    pub const ALL: [Errno; 30] = [
+    pub const ALL: [Errno; 45] = [
         Self::EPERM,
         Self::ENOENT,
         Self::EIO,
@@ -115,6 +146,21 @@ impl Errno {
         Self::ECHILD,
         Self::ENOTCAPABLE,
         Self::ENOEXEC,
+        Self::EADDRINUSE,
+        Self::EADDRNOTAVAIL,
+        Self::EAFNOSUPPORT,
+        Self::ECONNREFUSED,
+        Self::ECONNRESET,
+        Self::EDESTADDRREQ,
+        Self::EISCONN,
+        Self::EMSGSIZE,
+        Self::ENOBUFS,
+        Self::ENOPROTOOPT,
+        Self::ENOTCONN,
+        Self::ENOTSOCK,
+        Self::EPROTONOSUPPORT,
+        Self::ENETUNREACH,
+        Self::ETIMEDOUT,
     ];
 
     /// The human description Node/libuv print after the code.
@@ -150,6 +196,21 @@ impl Errno {
             Self::ECHILD => "no child processes",
             Self::ENOTCAPABLE => "capabilities insufficient",
             Self::ENOEXEC => "exec format error",
+            Self::EADDRINUSE => "address already in use",
+            Self::EADDRNOTAVAIL => "address not available",
+            Self::EAFNOSUPPORT => "address family not supported",
+            Self::ECONNREFUSED => "connection refused",
+            Self::ECONNRESET => "connection reset by peer",
+            Self::EDESTADDRREQ => "destination address required",
+            Self::EISCONN => "socket is already connected",
+            Self::EMSGSIZE => "message too long",
+            Self::ENOBUFS => "no buffer space available",
+            Self::ENOPROTOOPT => "protocol not available",
+            Self::ENOTCONN => "socket is not connected",
+            Self::ENOTSOCK => "socket operation on non-socket",
+            Self::EPROTONOSUPPORT => "protocol not supported",
+            Self::ENETUNREACH => "network is unreachable",
+            Self::ETIMEDOUT => "connection timed out",
         }
     }
 }

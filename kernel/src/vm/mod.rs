@@ -8,6 +8,7 @@ use crate::error::{RejectCode, Rejection};
 use crate::fs::mounts::Mount;
 use crate::fs::{FsOp, FsOutcome, GuestAsks, VmFilesystem};
 use crate::ids::StreamId;
+use crate::net::{NetLimits, Network};
 use crate::policy::config::{self, CreateVmConfig};
 use crate::policy::permissions::{errno_message, Capability, CompiledPolicy, Decision};
 use crate::process::table::ProcessTable;
@@ -60,6 +61,7 @@ pub(crate) struct VmSetup {
     runtime: GuestRuntimeKind,
     config: CreateVmConfig,
     limits: config::ResolvedLimits,
+    listen: config::ListenPolicy,
     policy: CompiledPolicy,
 }
 
@@ -70,9 +72,13 @@ impl VmSetup {
         let config = config::parse_create_vm_config(json).map_err(|e| Rejection::invalid_state(e.to_string()))?;
         config.refuse_unsupported().map_err(|e| Rejection::invalid_state(e.to_string()))?;
         let limits = config.resolve_limits().map_err(|e| Rejection::invalid_state(e.to_string()))?;
+        let listen = match &config.listen {
+            Some(listen) => listen.resolve().map_err(|e| Rejection::invalid_state(e.to_string()))?,
+            None => config::ListenPolicy::default(),
+        };
         let policy = CompiledPolicy::from_config(config.permissions.as_ref())
             .map_err(|e| Rejection::invalid_state(e.to_string()))?;
-        Ok(Self { runtime, config, limits, policy })
+        Ok(Self { runtime, config, limits, listen, policy })
     }
 
     pub(crate) fn config(&self) -> &CreateVmConfig {
@@ -136,7 +142,8 @@ impl Vm {
         filesystem: VmFilesystem,
     ) -> Self {
         let guest_env = setup.guest_env();
-        let VmSetup { runtime, config, limits, policy } = setup;
+        let VmSetup { runtime, config, limits, listen, policy } = setup;
+        let network = Network::new(NetLimits::new(&limits.resources, listen));
         Self {
             id,
             connection_id,
@@ -150,7 +157,7 @@ impl Vm {
             toolkits: BTreeMap::new(),
             filesystem,
             guest_env,
-            processes: ProcessTable::default(),
+            processes: ProcessTable::with_network(network),
         }
     }
 

@@ -253,12 +253,12 @@ fn cases() -> Vec<Case> {
             Rejected("invalid_state", "empty_ownership_field"),
         ),
         (
-            "not yet supported request",
+            "a socket query without network.inspect",
             Box::new(move |h, ids| {
                 let find = FindListenerRequest { host: None, port: Some(80), path: None };
                 h.request(vm(ids), RequestPayload::FindListenerRequest(find))
             }),
-            Rejected("unsupported", "FindListenerRequest"),
+            Rejected("kernel_error", "blocked by network.inspect policy"),
         ),
         (
             "unknown extension",

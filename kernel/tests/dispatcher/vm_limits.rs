@@ -11,13 +11,9 @@ use schema::wire::*;
 
 /// Every refused key with the value the original sidecar defaulted it to: even that value is
 /// refused, since no value of these keys describes this sidecar.
-const REFUSED: [(&str, u64); 19] = [
+const REFUSED: [(&str, u64); 15] = [
     ("limits.resources.cpuCount", 1),
     ("limits.resources.maxPtys", 128),
-    ("limits.resources.maxSockets", 256),
-    ("limits.resources.maxConnections", 256),
-    ("limits.resources.maxSocketBufferedBytes", 4 * 1024 * 1024),
-    ("limits.resources.maxSocketDatagramQueueLen", 1_024),
     ("limits.resources.maxBlockingReadMs", 5_000),
     ("limits.http.maxFetchResponseBytes", 16 * 1024 * 1024),
     ("limits.acp.maxReadLineBytes", 16 * 1024 * 1024),
@@ -236,7 +232,6 @@ fn top_level_keys_without_a_subsystem_are_refused_when_set() {
     let cases = [
         ("nativeRoot", r#""nativeRoot":{"plugin":{"id":"memory","config":{}}}"#),
         ("dns", r#""dns":{"nameServers":["1.1.1.1"]}"#),
-        ("listen", r#""listen":{"portMin":1024}"#),
         ("loopbackExemptPorts", r#""loopbackExemptPorts":[8080]"#),
         ("jsRuntime", r#""jsRuntime":{}"#),
     ];

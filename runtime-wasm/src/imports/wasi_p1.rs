@@ -16,11 +16,11 @@
 use wasmtime::Linker;
 
 use crate::abi::{
-    ClockId, Dirent, Errno, Event, Fd, Filetype, Subscription, SubscriptionKind, Whence, FDFLAGS_ALL, FSTFLAGS_ALL,
-    LOOKUPFLAGS_ALL, OFLAGS_ALL,
+    ClockId, Dirent, Errno, Event, Fd, Filetype, Subscription, SubscriptionKind, Whence, FDFLAGS_ALL, FDFLAGS_NONBLOCK,
+    FSTFLAGS_ALL, LOOKUPFLAGS_ALL, OFLAGS_ALL,
 };
 use crate::ctx::GuestCtx;
-use crate::host::{unsupported_fd, SysResult, WasiHost};
+use crate::host::{unsupported_fd, MsgFlags, SysResult, WasiHost};
 use crate::memory::{IoVec, MAX_IO_BYTES, MAX_POLL_SUBSCRIPTIONS};
 
 use super::{define_retrying, errno, host_errno, host_until_ready, returning, suspend_once, suspending, Call, Ctx};
@@ -52,6 +52,7 @@ pub(super) fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wa
     add_fd_calls(linker)?;
     add_path_calls(linker)?;
     add_blocking_calls(linker)?;
+    add_socket_calls(linker)?;
     add_unsupported(linker)
 }
 
@@ -192,19 +193,81 @@ fn add_blocking_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime
     Ok(())
 }
 
+/// WASI's socket calls, on sockets the guest made through `host_net` (WASI itself cannot make
+/// one): `sock_accept`, `sock_recv`, `sock_send`, `sock_shutdown`, served by the same
+/// [`WasiHost`] socket methods.
+fn add_socket_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
+    linker.func_wrap_async(MODULE, "sock_accept", |mut c: Ctx<'_, H>, (fd, flags, ret): (Fd, u32, u32)| {
+        Box::new(async move {
+            errno(
+                async {
+                    if flags & !u32::from(FDFLAGS_NONBLOCK) != 0 {
+                        return Err(Errno::Inval);
+                    }
+                    let mut call = Call::of(&mut c)?;
+                    let at = call.out::<u32>(ret)?;
+                    let nonblocking = flags != 0;
+                    let (accepted, _) =
+                        host_until_ready(call.shared(), |h: &mut H| h.sock_accept(fd, nonblocking)).await?;
+                    call.put(at, accepted)
+                }
+                .await,
+            )
+        }) as super::BoxFuture<'_, i32>
+    })?;
+    linker.func_wrap_async(
+        MODULE,
+        "sock_recv",
+        |c: Ctx<'_, H>, (fd, iovs, iovs_len, flags, ret_len, ret_flags): (Fd, u32, u32, u32, u32, u32)| {
+            suspending(sock_recv(c, fd, (iovs, iovs_len), flags, (ret_len, ret_flags)))
+        },
+    )?;
+    linker.func_wrap_async(
+        MODULE,
+        "sock_send",
+        |c: Ctx<'_, H>, (fd, iovs, iovs_len, flags, ret): (Fd, u32, u32, u32, u32)| {
+            let _ = flags;
+            suspending(write_iovecs(c, (iovs, iovs_len, ret), move |h: &mut H, data: &[u8]| {
+                h.sock_send(fd, data, MsgFlags::default())
+            }))
+        },
+    )?;
+    linker.func_wrap(MODULE, "sock_shutdown", |c: Ctx<'_, H>, fd: Fd, how: u32| {
+        // `SDFLAGS_RD` 1, `SDFLAGS_WR` 2.
+        host_errno(&c, |h| match how {
+            1..=3 => h.sock_shutdown(fd, how & 1 != 0, how & 2 != 0),
+            _ => Err(Errno::Inval),
+        })
+    })?;
+    Ok(())
+}
+
+/// `sock_recv`: a receive into the iovecs; `ro_flags` is always 0 (a stream is never
+/// truncated, and a datagram's cut-off tail is dropped as `recv` does).
+async fn sock_recv<H: WasiHost>(
+    mut caller: Ctx<'_, H>,
+    fd: Fd,
+    iovs: (u32, u32),
+    flags: u32,
+    (ret_len, ret_flags): (u32, u32),
+) -> Result<(), Errno> {
+    // `RIFLAGS_RECV_PEEK` 1, `RIFLAGS_RECV_WAITALL` 2 (served as a plain receive: POSIX lets
+    // it return early on a signal, and callers loop).
+    if flags & !3 != 0 {
+        return Err(Errno::Inval);
+    }
+    Call::of(&mut caller)?.write(ret_flags, &0u16.to_le_bytes())?;
+    let flags = MsgFlags { peek: flags & 1 != 0, dont_wait: false };
+    read_iovecs(caller, fd, (iovs.0, iovs.1, ret_len), move |h: &mut H, buf: &mut [u8]| h.sock_recv(fd, buf, flags))
+        .await
+}
+
 /// The calls no [`WasiHost`] method covers: `EBADF` for descriptors that are not open, `ENOSYS`
 /// otherwise.
 fn add_unsupported<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
     linker.func_wrap(MODULE, "fd_advise", |c: Ctx<'_, H>, fd: Fd, _: u64, _: u64, _: u32| unsupported(&c, fd))?;
     linker.func_wrap(MODULE, "fd_allocate", |c: Ctx<'_, H>, fd: Fd, _: u64, _: u64| unsupported(&c, fd))?;
     linker.func_wrap(MODULE, "fd_fdstat_set_rights", |c: Ctx<'_, H>, fd: Fd, _: u64, _: u64| unsupported(&c, fd))?;
-    linker.func_wrap(MODULE, "sock_accept", |c: Ctx<'_, H>, fd: Fd, _: u32, _: u32| unsupported(&c, fd))?;
-    linker.func_wrap(MODULE, "sock_recv", |c: Ctx<'_, H>, fd: Fd, _: u32, _: u32, _: u32, _: u32, _: u32| {
-        unsupported(&c, fd)
-    })?;
-    linker
-        .func_wrap(MODULE, "sock_send", |c: Ctx<'_, H>, fd: Fd, _: u32, _: u32, _: u32, _: u32| unsupported(&c, fd))?;
-    linker.func_wrap(MODULE, "sock_shutdown", |c: Ctx<'_, H>, fd: Fd, _: u32| unsupported(&c, fd))?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ mod host_imports;
 mod host_process;
 mod limits;
 mod memfs;
+mod net;
 mod security;
 mod stdio;
 mod support;

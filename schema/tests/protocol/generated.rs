@@ -7,8 +7,10 @@ use schema::{decode_frame, encode_frame, DEFAULT_MAX_FRAME_BYTES};
 use std::collections::BTreeSet;
 
 fn vendored_schema() -> Vec<idl::Definition> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/secure-exec-v1.bare");
-    idl::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
+    // The crate's directory as cargo names it when it runs the test, not when it compiled it: a
+    // target directory shared by two checkouts may hold a binary built in the other one.
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    idl::parse(&std::fs::read_to_string(format!("{dir}/secure-exec-v1.bare")).unwrap()).unwrap()
 }
 
 fn union_members(definitions: &[idl::Definition], name: &str) -> Vec<String> {

@@ -1,0 +1,872 @@
+//! A VM's network: its sockets and the loopback that joins them.
+//!
+//! Every VM has its own network with one interface, loopback (`127.0.0.0/8`, `::1`): guest
+//! processes listen, connect and exchange datagrams through it, and the host reaches a guest
+//! listener with `VmFetch`. Nothing here touches a host socket. A socket is a kernel object
+//! shared by the descriptors that refer to it (counted, like a pipe's ends); a TCP connection
+//! is two sockets, each with the bytes its peer sent and not yet read; a UDP socket holds the
+//! datagrams sent to it. Connecting completes at once (there is no wire to wait for): the new
+//! connection is queued on the listener until accepted.
+//!
+//! Calls never block here: a call that must wait answers so (`Ok(None)`, a full `Ok(0)`) and the
+//! system call parks its process on [`Network::readable`] / [`Network::writable`].
+//!
+//! # Limits (the VM's config; each refusal has a test)
+//! - `maxSockets` open guest sockets (`EMFILE` at `socket()` and `accept()`);
+//! - `maxConnections` connected sockets, both ends of a loopback connection counted (`EAGAIN`
+//!   at `connect()`, as Linux answers when it runs out of local ports);
+//! - `maxSocketBufferedBytes` bytes held in every socket of the VM together (a send that finds
+//!   none left gets `ENOBUFS`; one whose own connection is full waits for its reader instead);
+//! - `maxSocketDatagramQueueLen` datagrams queued in the VM together (`ENOBUFS`);
+//! - `listen.portMin`/`portMax`/`allowPrivileged`: which ports may be bound (`EACCES`).
+
+pub mod addr;
+pub(crate) mod http;
+
+use core::net::{IpAddr, SocketAddr};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::policy::config::ListenPolicy;
+use crate::vfs::Errno;
+
+/// Bytes one direction of a connection buffers for its reader (Linux's default receive window
+/// is of this order): a writer that finds it full waits, so a fast writer cannot fill the VM's
+/// whole `maxSocketBufferedBytes` with one connection.
+pub const SOCKET_BUFFER_BYTES: usize = 256 * 1024;
+/// The largest UDP payload over IPv4 (65,535 less the IP and UDP headers); a larger send is
+/// `EMSGSIZE`, as on Linux.
+pub const MAX_DATAGRAM_BYTES: usize = 65_507;
+/// Connections a listener queues before `accept`, whatever backlog the guest asked for (Linux's
+/// `somaxconn`); a connect that finds the queue full is refused.
+pub const MAX_BACKLOG: usize = 4096;
+/// The ports a socket gets when it binds port 0 or connects unbound (IANA's dynamic range),
+/// narrowed to the VM's `listen` range.
+pub const EPHEMERAL_PORTS: (u16, u16) = (49_152, 65_535);
+/// The first port that needs `listen.allowPrivileged`.
+pub const FIRST_UNPRIVILEGED_PORT: u16 = 1024;
+
+const _: () = assert!(MAX_DATAGRAM_BYTES < SOCKET_BUFFER_BYTES);
+const _: () = assert!(EPHEMERAL_PORTS.0 >= FIRST_UNPRIVILEGED_PORT && EPHEMERAL_PORTS.0 <= EPHEMERAL_PORTS.1);
+
+/// A socket's number within its VM.
+pub type SocketId = u64;
+
+/// Stream (TCP) or datagram (UDP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Stream,
+    Datagram,
+}
+
+/// Who holds a socket: guest descriptors, or the kernel on the host's behalf (`VmFetch`), which
+/// no guest limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holder {
+    Guest,
+    Host,
+}
+
+/// The VM's network limits, resolved from its config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NetLimits {
+    pub(crate) max_sockets: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) max_buffered_bytes: usize,
+    pub(crate) max_datagrams: usize,
+    pub(crate) listen: ListenPolicy,
+}
+
+impl Default for NetLimits {
+    fn default() -> Self {
+        let resources = crate::policy::config::ResourceLimits::default();
+        Self::new(&resources, ListenPolicy::default())
+    }
+}
+
+impl NetLimits {
+    pub(crate) fn new(resources: &crate::policy::config::ResourceLimits, listen: ListenPolicy) -> Self {
+        let size = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
+        Self {
+            max_sockets: size(resources.max_sockets),
+            max_connections: size(resources.max_connections),
+            max_buffered_bytes: size(resources.max_socket_buffered_bytes),
+            max_datagrams: size(resources.max_socket_datagram_queue_len),
+            listen,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Connection {
+    /// The other end, while it exists.
+    peer: Option<SocketId>,
+    peer_addr: SocketAddr,
+    /// What the peer sent and this end has not read.
+    incoming: VecDeque<u8>,
+    /// This end shut its reading side: reads see end of stream, what arrives is dropped.
+    read_shut: bool,
+    /// This end shut its writing side (the peer reads end of stream after the data).
+    write_shut: bool,
+    /// The peer will send nothing more (it shut writing, or is gone).
+    peer_done: bool,
+}
+
+#[derive(Debug)]
+struct Datagram {
+    from: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum State {
+    /// A stream socket neither listening nor connected.
+    Idle,
+    Listening {
+        backlog: usize,
+        queue: VecDeque<SocketId>,
+    },
+    Connected(Connection),
+    Datagrams {
+        queue: VecDeque<Datagram>,
+        /// Where `send` without an address goes (`connect` on a UDP socket).
+        default_peer: Option<SocketAddr>,
+    },
+}
+
+#[derive(Debug)]
+struct Socket {
+    transport: Transport,
+    holder: Holder,
+    local: Option<SocketAddr>,
+    state: State,
+    /// Descriptors (or the host's one hold) referring to it; an accepted connection waiting in
+    /// a listener's queue has none and belongs to the listener.
+    refs: usize,
+}
+
+/// A listener or bound socket, as `FindListener` / `FindBoundUdp` report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    pub id: SocketId,
+    pub addr: SocketAddr,
+}
+
+/// The sockets of one VM.
+#[derive(Debug, Default)]
+pub(crate) struct Network {
+    limits: NetLimits,
+    sockets: BTreeMap<SocketId, Socket>,
+    /// Bound local ports by transport: which socket owns each.
+    ports: BTreeMap<(TransportKey, u16), SocketId>,
+    next_id: SocketId,
+    next_ephemeral: u16,
+    guest_sockets: usize,
+    connections: usize,
+    buffered_bytes: usize,
+    datagrams: usize,
+}
+
+/// `Transport` as a map key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TransportKey {
+    Stream,
+    Datagram,
+}
+
+impl From<Transport> for TransportKey {
+    fn from(transport: Transport) -> Self {
+        match transport {
+            Transport::Stream => TransportKey::Stream,
+            Transport::Datagram => TransportKey::Datagram,
+        }
+    }
+}
+
+impl Network {
+    pub(crate) fn new(limits: NetLimits) -> Self {
+        Self { limits, ..Self::default() }
+    }
+
+    /// Guest sockets open now (what `maxSockets` counts).
+    #[cfg(test)]
+    pub(crate) fn guest_sockets(&self) -> usize {
+        self.guest_sockets
+    }
+
+    /// Every socket, the host's included.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// A new socket with one reference.
+    pub(crate) fn create(&mut self, transport: Transport, holder: Holder) -> Result<SocketId, Errno> {
+        if holder == Holder::Guest {
+            if self.guest_sockets >= self.limits.max_sockets {
+                return Err(Errno::EMFILE);
+            }
+            self.guest_sockets = self.guest_sockets.saturating_add(1);
+        }
+        let state = match transport {
+            Transport::Stream => State::Idle,
+            Transport::Datagram => State::Datagrams { queue: VecDeque::new(), default_peer: None },
+        };
+        self.next_id = self.next_id.saturating_add(1);
+        self.sockets.insert(self.next_id, Socket { transport, holder, local: None, state, refs: 1 });
+        Ok(self.next_id)
+    }
+
+    pub(crate) fn transport(&self, id: SocketId) -> Option<Transport> {
+        self.sockets.get(&id).map(|socket| socket.transport)
+    }
+
+    /// Another descriptor refers to socket `id` (dup, inheritance).
+    pub(crate) fn open(&mut self, id: SocketId) {
+        if let Some(socket) = self.sockets.get_mut(&id) {
+            socket.refs = socket.refs.saturating_add(1);
+        }
+    }
+
+    /// A descriptor of socket `id` was closed; the socket goes with its last one.
+    pub(crate) fn close(&mut self, id: SocketId) {
+        let Some(socket) = self.sockets.get_mut(&id) else { return };
+        socket.refs = socket.refs.saturating_sub(1);
+        if socket.refs == 0 {
+            self.destroy(id);
+        }
+    }
+
+    /// Removes socket `id`: its port is free again, its buffered bytes released, its peer sees
+    /// end of stream, and a listener's unaccepted connections go with it.
+    fn destroy(&mut self, id: SocketId) {
+        let Some(socket) = self.sockets.remove(&id) else { return };
+        if socket.holder == Holder::Guest {
+            self.guest_sockets = self.guest_sockets.saturating_sub(1);
+        }
+        if let Some(local) = socket.local {
+            let key = (TransportKey::from(socket.transport), local.port());
+            if self.ports.get(&key) == Some(&id) {
+                self.ports.remove(&key);
+            }
+        }
+        match socket.state {
+            State::Idle => {}
+            State::Listening { queue, .. } => {
+                for queued in queue {
+                    self.destroy(queued);
+                }
+            }
+            State::Connected(connection) => {
+                self.connections = self.connections.saturating_sub(1);
+                self.buffered_bytes = self.buffered_bytes.saturating_sub(connection.incoming.len());
+                if let Some(peer) = connection.peer.and_then(|peer| self.connection_mut(peer)) {
+                    peer.peer = None;
+                    peer.peer_done = true;
+                }
+            }
+            State::Datagrams { queue, .. } => {
+                self.datagrams = self.datagrams.saturating_sub(queue.len());
+                let bytes: usize = queue.iter().map(|datagram| datagram.bytes.len()).sum();
+                self.buffered_bytes = self.buffered_bytes.saturating_sub(bytes);
+            }
+        }
+    }
+
+    fn socket(&self, id: SocketId) -> Result<&Socket, Errno> {
+        self.sockets.get(&id).ok_or(Errno::EBADF)
+    }
+
+    fn socket_mut(&mut self, id: SocketId) -> Result<&mut Socket, Errno> {
+        self.sockets.get_mut(&id).ok_or(Errno::EBADF)
+    }
+
+    fn connection_mut(&mut self, id: SocketId) -> Option<&mut Connection> {
+        match &mut self.sockets.get_mut(&id)?.state {
+            State::Connected(connection) => Some(connection),
+            _ => None,
+        }
+    }
+
+    /// Binds `id` to `addr` (port 0: a free ephemeral port). Only the VM's own addresses can be
+    /// bound (`EADDRNOTAVAIL`), only ports the `listen` policy allows (`EACCES`), each port once
+    /// per transport (`EADDRINUSE`).
+    pub(crate) fn bind(&mut self, id: SocketId, addr: SocketAddr) -> Result<(), Errno> {
+        let transport = self.socket(id)?.transport;
+        if self.socket(id)?.local.is_some() {
+            return Err(Errno::EINVAL);
+        }
+        if !addr::is_local(addr.ip()) {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        let port = match addr.port() {
+            0 => self.ephemeral_port(transport)?,
+            port => {
+                self.check_listen_policy(port)?;
+                port
+            }
+        };
+        let key = (TransportKey::from(transport), port);
+        if self.ports.contains_key(&key) {
+            return Err(Errno::EADDRINUSE);
+        }
+        self.ports.insert(key, id);
+        self.socket_mut(id)?.local = Some(SocketAddr::new(addr.ip(), port));
+        Ok(())
+    }
+
+    /// Forgets where `id` is bound (a bind the permission policy refused after the port was
+    /// chosen).
+    pub(crate) fn unbind(&mut self, id: SocketId) {
+        let Some(socket) = self.sockets.get_mut(&id) else { return };
+        let Some(local) = socket.local.take() else { return };
+        let key = (TransportKey::from(socket.transport), local.port());
+        if self.ports.get(&key) == Some(&id) {
+            self.ports.remove(&key);
+        }
+    }
+
+    fn check_listen_policy(&self, port: u16) -> Result<(), Errno> {
+        let listen = self.limits.listen;
+        if port < listen.port_min || port > listen.port_max {
+            return Err(Errno::EACCES);
+        }
+        if port < FIRST_UNPRIVILEGED_PORT && !listen.allow_privileged {
+            return Err(Errno::EACCES);
+        }
+        Ok(())
+    }
+
+    /// A free port in the ephemeral range (narrowed to the `listen` range), searched round-robin
+    /// from the last one given; `EADDRINUSE` when every one is taken.
+    fn ephemeral_port(&mut self, transport: Transport) -> Result<u16, Errno> {
+        let listen = self.limits.listen;
+        let low = EPHEMERAL_PORTS.0.max(listen.port_min).max(if listen.allow_privileged {
+            1
+        } else {
+            FIRST_UNPRIVILEGED_PORT
+        });
+        let high = EPHEMERAL_PORTS.1.min(listen.port_max);
+        let (low, high) = if low <= high { (low, high) } else { (listen.port_min.max(1), listen.port_max) };
+        if low > high {
+            return Err(Errno::EADDRINUSE);
+        }
+        let span = u32::from(high - low) + 1;
+        let start = self.next_ephemeral.clamp(low, high);
+        for step in 0..span {
+            let offset = (u32::from(start - low) + step) % span;
+            let port = low.saturating_add(u16::try_from(offset).unwrap_or(0));
+            if !self.ports.contains_key(&(TransportKey::from(transport), port)) {
+                self.next_ephemeral = if port == high { low } else { port + 1 };
+                return Ok(port);
+            }
+        }
+        Err(Errno::EADDRINUSE)
+    }
+
+    /// Binds an unbound socket to an ephemeral port on the loopback of `peer`'s family.
+    fn bind_ephemeral(&mut self, id: SocketId, like: IpAddr) -> Result<SocketAddr, Errno> {
+        if let Some(local) = self.socket(id)?.local {
+            return Ok(local);
+        }
+        self.bind(id, SocketAddr::new(addr::loopback_like(like), 0))?;
+        self.socket(id)?.local.ok_or(Errno::EINVAL)
+    }
+
+    /// Makes a stream socket a listener (binding it to an ephemeral port if unbound).
+    pub(crate) fn listen(&mut self, id: SocketId, backlog: u32) -> Result<(), Errno> {
+        let socket = self.socket(id)?;
+        if socket.transport != Transport::Stream {
+            return Err(Errno::ENOTSUP);
+        }
+        let backlog = usize::try_from(backlog).unwrap_or(MAX_BACKLOG).clamp(1, MAX_BACKLOG);
+        match &mut self.socket_mut(id)?.state {
+            State::Idle => {}
+            State::Listening { backlog: current, .. } => {
+                *current = backlog;
+                return Ok(());
+            }
+            State::Connected(_) | State::Datagrams { .. } => return Err(Errno::EINVAL),
+        }
+        self.bind_ephemeral(id, IpAddr::V4(core::net::Ipv4Addr::LOCALHOST))?;
+        self.socket_mut(id)?.state = State::Listening { backlog, queue: VecDeque::new() };
+        Ok(())
+    }
+
+    /// The next queued connection of listener `id` and its peer's address (the caller gives it
+    /// a descriptor); `None` when nothing is queued.
+    pub(crate) fn accept(&mut self, id: SocketId) -> Result<Option<(SocketId, SocketAddr)>, Errno> {
+        let State::Listening { queue, .. } = &mut self.socket_mut(id)?.state else {
+            return Err(Errno::EINVAL);
+        };
+        let Some(accepted) = queue.pop_front() else { return Ok(None) };
+        let socket = self.socket_mut(accepted)?;
+        socket.refs = 1;
+        let peer = match &socket.state {
+            State::Connected(connection) => connection.peer_addr,
+            _ => return Err(Errno::EINVAL),
+        };
+        Ok(Some((accepted, peer)))
+    }
+
+    /// Connects `id` to `to`. A stream socket reaches a listener of this VM at once (its new
+    /// connection queued for `accept`): no listener there is `ECONNREFUSED`, a full backlog too;
+    /// an address outside the VM is `ENETUNREACH` (the VM has no route out). A datagram socket
+    /// only records `to` as where `send` goes.
+    pub(crate) fn connect(&mut self, id: SocketId, to: SocketAddr) -> Result<(), Errno> {
+        let to = toward_loopback(to);
+        if to.port() == 0 {
+            return Err(Errno::EINVAL);
+        }
+        if !addr::is_local(to.ip()) {
+            return Err(Errno::ENETUNREACH);
+        }
+        match &self.socket(id)?.state {
+            State::Idle => {}
+            State::Datagrams { .. } => {
+                self.bind_ephemeral(id, to.ip())?;
+                if let State::Datagrams { default_peer, .. } = &mut self.socket_mut(id)?.state {
+                    *default_peer = Some(to);
+                }
+                return Ok(());
+            }
+            State::Connected(_) => return Err(Errno::EISCONN),
+            State::Listening { .. } => return Err(Errno::EINVAL),
+        }
+        let listener = self.listener_for(Transport::Stream, to).ok_or(Errno::ECONNREFUSED)?;
+        if let State::Listening { backlog, queue } = &self.socket(listener)?.state {
+            if queue.len() >= *backlog {
+                return Err(Errno::ECONNREFUSED);
+            }
+        }
+        if self.connections.saturating_add(2) > self.limits.max_connections {
+            return Err(Errno::EAGAIN);
+        }
+        let local = self.bind_ephemeral(id, to.ip())?;
+        let server_holder = Holder::Guest;
+        let server = self.create(Transport::Stream, server_holder).map_err(|_| Errno::ECONNREFUSED)?;
+        let server_local = to;
+        let end = |peer, peer_addr| Connection {
+            peer: Some(peer),
+            peer_addr,
+            incoming: VecDeque::new(),
+            read_shut: false,
+            write_shut: false,
+            peer_done: false,
+        };
+        let server_socket = self.socket_mut(server)?;
+        server_socket.refs = 0;
+        server_socket.local = Some(server_local);
+        server_socket.state = State::Connected(end(id, local));
+        self.socket_mut(id)?.state = State::Connected(end(server, server_local));
+        self.connections = self.connections.saturating_add(2);
+        if let State::Listening { queue, .. } = &mut self.socket_mut(listener)?.state {
+            queue.push_back(server);
+        }
+        Ok(())
+    }
+
+    /// The socket of `transport` bound where `to` is delivered (a listener, for streams).
+    fn listener_for(&self, transport: Transport, to: SocketAddr) -> Option<SocketId> {
+        let id = *self.ports.get(&(TransportKey::from(transport), to.port()))?;
+        let socket = self.sockets.get(&id)?;
+        let local = socket.local?;
+        let listening = matches!(socket.state, State::Listening { .. } | State::Datagrams { .. });
+        (listening && addr::accepts(local.ip(), to.ip())).then_some(id)
+    }
+
+    /// Sends on a connected stream: what fits in the peer's buffer (`Ok(0)` for non-empty data:
+    /// full, the caller waits), `EPIPE` once the peer is gone or this end shut writing,
+    /// `ENOBUFS` when the VM's buffered bytes are used up by other connections.
+    pub(crate) fn send(&mut self, id: SocketId, data: &[u8]) -> Result<usize, Errno> {
+        let default_peer = match &self.socket(id)?.state {
+            State::Connected(_) => None,
+            State::Datagrams { default_peer, .. } => Some(default_peer.ok_or(Errno::EDESTADDRREQ)?),
+            State::Idle | State::Listening { .. } => return Err(Errno::ENOTCONN),
+        };
+        if let Some(to) = default_peer {
+            return self.send_to(id, data, to);
+        }
+        let (peer, write_shut) = match &self.socket(id)?.state {
+            State::Connected(connection) => (connection.peer, connection.write_shut),
+            _ => return Err(Errno::ENOTCONN),
+        };
+        let peer = match peer {
+            Some(peer) if !write_shut => peer,
+            _ => return Err(Errno::EPIPE),
+        };
+        let vm_room = self.limits.max_buffered_bytes.saturating_sub(self.buffered_bytes);
+        let buffered = self.buffered_bytes;
+        let connection = self.connection_mut(peer).ok_or(Errno::EPIPE)?;
+        if connection.read_shut {
+            // Linux drops what arrives after SHUT_RD; the sender is not told.
+            return Ok(data.len());
+        }
+        let room = SOCKET_BUFFER_BYTES.saturating_sub(connection.incoming.len());
+        let accepted = data.len().min(room).min(vm_room);
+        if accepted == 0 && !data.is_empty() && room > 0 {
+            return Err(Errno::ENOBUFS);
+        }
+        connection.incoming.extend(data.get(..accepted).unwrap_or_default());
+        self.buffered_bytes = buffered.saturating_add(accepted);
+        Ok(accepted)
+    }
+
+    /// Reads from a connected stream into `buf`: `Some(n)` bytes (`Some(0)`: end of stream),
+    /// `None` when nothing has arrived yet. `peek` leaves the bytes to be read again.
+    pub(crate) fn recv(&mut self, id: SocketId, buf: &mut [u8], peek: bool) -> Result<Option<usize>, Errno> {
+        if matches!(self.socket(id)?.state, State::Datagrams { .. }) {
+            return Ok(self.recv_from(id, buf, peek)?.map(|(read, _)| read));
+        }
+        let connection = match &mut self.socket_mut(id)?.state {
+            State::Connected(connection) => connection,
+            _ => return Err(Errno::ENOTCONN),
+        };
+        if connection.incoming.is_empty() {
+            return Ok((connection.peer_done || connection.read_shut).then_some(0));
+        }
+        let read = buf.len().min(connection.incoming.len());
+        for (dst, src) in buf.iter_mut().zip(connection.incoming.iter()) {
+            *dst = *src;
+        }
+        if !peek {
+            connection.incoming.drain(..read);
+            self.buffered_bytes = self.buffered_bytes.saturating_sub(read);
+        }
+        Ok(Some(read))
+    }
+
+    /// Sends one datagram to `to` from `id` (bound to an ephemeral port first if it is not).
+    /// Nobody bound there: dropped, as UDP does. The VM's queue or byte budget full: `ENOBUFS`.
+    pub(crate) fn send_to(&mut self, id: SocketId, data: &[u8], to: SocketAddr) -> Result<usize, Errno> {
+        let to = toward_loopback(to);
+        match &self.socket(id)?.state {
+            State::Datagrams { .. } => {}
+            State::Connected(_) => return Err(Errno::EISCONN),
+            State::Idle | State::Listening { .. } => return Err(Errno::ENOTCONN),
+        }
+        if data.len() > MAX_DATAGRAM_BYTES {
+            return Err(Errno::EMSGSIZE);
+        }
+        if to.port() == 0 {
+            return Err(Errno::EINVAL);
+        }
+        if !addr::is_local(to.ip()) {
+            return Err(Errno::ENETUNREACH);
+        }
+        let from = self.bind_ephemeral(id, to.ip())?;
+        let Some(target) = self.listener_for(Transport::Datagram, to) else { return Ok(data.len()) };
+        if self.datagrams >= self.limits.max_datagrams
+            || self.buffered_bytes.saturating_add(data.len()) > self.limits.max_buffered_bytes
+        {
+            return Err(Errno::ENOBUFS);
+        }
+        if let State::Datagrams { queue, .. } = &mut self.socket_mut(target)?.state {
+            queue.push_back(Datagram { from, bytes: data.to_vec() });
+            self.datagrams = self.datagrams.saturating_add(1);
+            self.buffered_bytes = self.buffered_bytes.saturating_add(data.len());
+        }
+        Ok(data.len())
+    }
+
+    /// The next datagram for `id`: its length copied into `buf` (the rest of a longer one is
+    /// dropped, as `recvfrom` without `MSG_TRUNC` does) and its sender; `None` when none waits.
+    pub(crate) fn recv_from(
+        &mut self,
+        id: SocketId,
+        buf: &mut [u8],
+        peek: bool,
+    ) -> Result<Option<(usize, SocketAddr)>, Errno> {
+        let State::Datagrams { queue, .. } = &mut self.socket_mut(id)?.state else {
+            return Err(Errno::ENOTSUP);
+        };
+        let Some(datagram) = queue.front() else { return Ok(None) };
+        let read = buf.len().min(datagram.bytes.len());
+        for (dst, src) in buf.iter_mut().zip(datagram.bytes.iter()) {
+            *dst = *src;
+        }
+        let from = datagram.from;
+        if !peek {
+            let size = queue.pop_front().map_or(0, |datagram| datagram.bytes.len());
+            self.datagrams = self.datagrams.saturating_sub(1);
+            self.buffered_bytes = self.buffered_bytes.saturating_sub(size);
+        }
+        Ok(Some((read, from)))
+    }
+
+    /// Shuts down reading, writing or both of a connected stream.
+    pub(crate) fn shutdown(&mut self, id: SocketId, read: bool, write: bool) -> Result<(), Errno> {
+        let (peer, dropped) = match &mut self.socket_mut(id)?.state {
+            State::Connected(connection) => {
+                connection.read_shut |= read;
+                connection.write_shut |= write;
+                let dropped = if read { connection.incoming.drain(..).count() } else { 0 };
+                (connection.peer.filter(|_| write), dropped)
+            }
+            _ => return Err(Errno::ENOTCONN),
+        };
+        self.buffered_bytes = self.buffered_bytes.saturating_sub(dropped);
+        if let Some(peer) = peer.and_then(|peer| self.connection_mut(peer)) {
+            peer.peer_done = true;
+        }
+        Ok(())
+    }
+
+    /// Where `id` is bound (`0.0.0.0:0` when it is not, as Linux reports).
+    pub(crate) fn local_addr(&self, id: SocketId) -> Result<SocketAddr, Errno> {
+        let unbound = SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), 0);
+        Ok(self.socket(id)?.local.unwrap_or(unbound))
+    }
+
+    /// Where `id` is connected; `ENOTCONN` when it is not.
+    pub(crate) fn peer_addr(&self, id: SocketId) -> Result<SocketAddr, Errno> {
+        match &self.socket(id)?.state {
+            State::Connected(connection) => Ok(connection.peer_addr),
+            State::Datagrams { default_peer: Some(peer), .. } => Ok(*peer),
+            _ => Err(Errno::ENOTCONN),
+        }
+    }
+
+    /// Whether a read (or accept) of `id` would return at once: data, a connection, end of
+    /// stream, or an error (a socket that is gone, or never connected).
+    pub(crate) fn readable(&self, id: SocketId) -> bool {
+        let Some(socket) = self.sockets.get(&id) else { return true };
+        match &socket.state {
+            State::Idle => true,
+            State::Listening { queue, .. } => !queue.is_empty(),
+            State::Connected(connection) => {
+                !connection.incoming.is_empty() || connection.peer_done || connection.read_shut
+            }
+            State::Datagrams { queue, .. } => !queue.is_empty(),
+        }
+    }
+
+    /// Whether a write to `id` would return at once (room in the peer's buffer, or an error).
+    pub(crate) fn writable(&self, id: SocketId) -> bool {
+        let Some(socket) = self.sockets.get(&id) else { return true };
+        match &socket.state {
+            State::Connected(connection) => {
+                let Some(peer) = connection.peer.filter(|_| !connection.write_shut) else { return true };
+                match self.sockets.get(&peer).map(|peer| &peer.state) {
+                    Some(State::Connected(peer)) => peer.incoming.len() < SOCKET_BUFFER_BYTES,
+                    _ => true,
+                }
+            }
+            State::Idle | State::Datagrams { .. } => true,
+            State::Listening { .. } => false,
+        }
+    }
+
+    /// Whether the socket's peer is gone or shut writing and nothing is left to read (`POLLHUP`).
+    pub(crate) fn hung_up(&self, id: SocketId) -> bool {
+        match self.sockets.get(&id).map(|socket| &socket.state) {
+            Some(State::Connected(connection)) => connection.peer_done && connection.incoming.is_empty(),
+            Some(_) => false,
+            None => true,
+        }
+    }
+
+    /// The first bound socket of `transport` (a listener for streams) matching the query, by
+    /// port then id: what `FindListener` and `FindBoundUdp` report.
+    pub(crate) fn find_bound(&self, transport: Transport, host: Option<IpAddr>, port: Option<u16>) -> Option<Bound> {
+        self.ports
+            .iter()
+            .filter(|((key, bound_port), _)| {
+                *key == TransportKey::from(transport) && port.is_none_or(|p| p == *bound_port)
+            })
+            .filter_map(|(_, id)| {
+                let socket = self.sockets.get(id)?;
+                let local = socket.local?;
+                let serving = matches!(socket.state, State::Listening { .. } | State::Datagrams { .. });
+                let host_matches = host.is_none_or(|host| host == local.ip() || local.ip().is_unspecified());
+                (serving && socket.holder == Holder::Guest && host_matches).then_some(Bound { id: *id, addr: local })
+            })
+            .next()
+    }
+
+    /// Opens a connection from the host (`VmFetch`) to the guest listener on `port`; the
+    /// returned socket is the host's end, held by the kernel until [`Network::close`].
+    pub(crate) fn connect_from_host(&mut self, port: u16) -> Result<SocketId, Errno> {
+        let id = self.create(Transport::Stream, Holder::Host)?;
+        let to = SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::LOCALHOST), port);
+        if let Err(errno) = self.connect(id, to) {
+            self.close(id);
+            return Err(errno);
+        }
+        Ok(id)
+    }
+
+    /// Bytes held in every socket of the VM (what `maxSocketBufferedBytes` bounds).
+    #[cfg(test)]
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes
+    }
+
+    /// Connected sockets (what `maxConnections` bounds).
+    #[cfg(test)]
+    pub(crate) fn connections(&self) -> usize {
+        self.connections
+    }
+}
+
+/// Where a packet for `to` goes: the unspecified address means this host, as on Linux.
+fn toward_loopback(to: SocketAddr) -> SocketAddr {
+    if to.ip().is_unspecified() {
+        SocketAddr::new(addr::loopback_like(to.ip()), to.port())
+    } else {
+        to
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)]
+
+    use super::*;
+
+    fn at(text: &str) -> SocketAddr {
+        addr::parse(text.as_bytes()).unwrap_or_else(|_| SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::BROADCAST), 1))
+    }
+
+    fn limits(
+        max_sockets: usize,
+        max_connections: usize,
+        max_buffered_bytes: usize,
+        max_datagrams: usize,
+    ) -> NetLimits {
+        NetLimits { max_sockets, max_connections, max_buffered_bytes, max_datagrams, listen: ListenPolicy::default() }
+    }
+
+    fn listener(net: &mut Network, text: &str) -> SocketId {
+        let id = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.bind(id, at(text)), Ok(()));
+        assert_eq!(net.listen(id, 8), Ok(()));
+        id
+    }
+
+    #[test]
+    fn a_connection_carries_bytes_both_ways_then_end_of_stream() {
+        let mut net = Network::new(NetLimits::default());
+        let server = listener(&mut net, "127.0.0.1:8080");
+        assert!(!net.readable(server));
+        let client = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.connect(client, at("0.0.0.0:8080")), Ok(()));
+        assert!(net.readable(server), "the connection waits in the queue");
+        let Ok(Some((conn, peer))) = net.accept(server) else { panic!("nothing to accept") };
+        assert_eq!(peer, net.local_addr(client).unwrap_or(at("0.0.0.0:1")));
+        assert_eq!(net.peer_addr(client).map(addr::format).as_deref(), Ok("127.0.0.1:8080"));
+        assert_eq!(net.send(client, b"ping"), Ok(4));
+        let mut buf = [0u8; 16];
+        assert_eq!(net.recv(conn, &mut buf, true), Ok(Some(4)));
+        assert_eq!(net.recv(conn, &mut buf, false), Ok(Some(4)));
+        assert_eq!(buf.get(..4), Some(&b"ping"[..]));
+        assert_eq!(net.recv(conn, &mut buf, false), Ok(None), "nothing more yet");
+        assert_eq!(net.send(conn, b"pong"), Ok(4));
+        assert_eq!(net.shutdown(conn, false, true), Ok(()));
+        assert_eq!(net.recv(client, &mut buf, false), Ok(Some(4)));
+        assert_eq!(net.recv(client, &mut buf, false), Ok(Some(0)), "end of stream after the data");
+        assert!(net.hung_up(client));
+        net.close(conn);
+        assert_eq!(net.send(client, b"x"), Err(Errno::EPIPE));
+        net.close(client);
+        net.close(server);
+        assert_eq!((net.len(), net.connections(), net.buffered_bytes(), net.guest_sockets()), (0, 0, 0, 0));
+        let again = listener(&mut net, "127.0.0.1:8080");
+        assert!(net.find_bound(Transport::Stream, None, Some(8080)).is_some_and(|bound| bound.id == again));
+    }
+
+    #[test]
+    fn refusals_name_their_cause() {
+        let mut net = Network::new(NetLimits::default());
+        let client = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.connect(client, at("127.0.0.1:9")), Err(Errno::ECONNREFUSED));
+        assert_eq!(net.connect(client, at("10.0.0.1:80")), Err(Errno::ENETUNREACH));
+        assert_eq!(net.connect(client, at("::ffff:10.0.0.1:80")), Err(Errno::ENETUNREACH));
+        assert_eq!(net.send(client, b"x"), Err(Errno::ENOTCONN));
+        let other = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.bind(other, at("10.1.2.3:5000")), Err(Errno::EADDRNOTAVAIL));
+        assert_eq!(net.bind(other, at("127.0.0.1:80")), Err(Errno::EACCES), "privileged");
+        let _taken = listener(&mut net, "127.0.0.1:5000");
+        assert_eq!(net.bind(other, at("0.0.0.0:5000")), Err(Errno::EADDRINUSE));
+        let udp = net.create(Transport::Datagram, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.bind(udp, at("127.0.0.1:5000")), Ok(()), "UDP ports are their own");
+        assert_eq!(net.send_to(udp, &[0; MAX_DATAGRAM_BYTES + 1], at("127.0.0.1:5000")), Err(Errno::EMSGSIZE));
+    }
+
+    #[test]
+    fn the_listen_range_bounds_binds_and_ephemeral_ports() {
+        let listen = ListenPolicy { port_min: 3000, port_max: 3001, allow_privileged: false };
+        let mut net = Network::new(NetLimits { listen, ..NetLimits::default() });
+        let a = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.bind(a, at("127.0.0.1:4000")), Err(Errno::EACCES));
+        assert_eq!(net.bind(a, at("127.0.0.1:0")), Ok(()));
+        let b = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.bind(b, at("127.0.0.1:0")), Ok(()));
+        let ports = [net.local_addr(a), net.local_addr(b)].map(|addr| addr.map(|addr| addr.port()));
+        assert_eq!(ports, [Ok(3000), Ok(3001)]);
+        let c = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.bind(c, at("127.0.0.1:0")), Err(Errno::EADDRINUSE), "the range is used up");
+    }
+
+    #[test]
+    fn every_limit_refuses_the_one_past_it() {
+        let mut net = Network::new(limits(3, 16, 100, 2));
+        let server = listener(&mut net, "127.0.0.1:7000");
+        let client = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.connect(client, at("127.0.0.1:7000")), Ok(()), "the server end is the third socket");
+        assert_eq!(net.create(Transport::Stream, Holder::Guest), Err(Errno::EMFILE), "maxSockets");
+        assert!(net.create(Transport::Stream, Holder::Host).is_ok(), "the host's sockets are not the guest's");
+        net.close(client);
+        let second = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.connect(second, at("127.0.0.1:7000")), Err(Errno::ECONNREFUSED), "no room for its server end");
+        let Ok(Some((accepted, _))) = net.accept(server) else { panic!("the first connection is queued") };
+        net.close(accepted);
+        net.close(second);
+
+        let mut net = Network::new(limits(16, 2, 100, 2));
+        let _server = listener(&mut net, "127.0.0.1:7000");
+        let first = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.connect(first, at("127.0.0.1:7000")), Ok(()));
+        let second = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.connect(second, at("127.0.0.1:7000")), Err(Errno::EAGAIN), "maxConnections");
+        assert_eq!(net.send(first, &[1; 150]), Ok(100), "maxSocketBufferedBytes");
+        assert_eq!(net.send(first, b"x"), Err(Errno::ENOBUFS));
+
+        let mut net = Network::new(limits(16, 16, 1000, 2));
+        let receiver = net.create(Transport::Datagram, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.bind(receiver, at("127.0.0.1:6000")), Ok(()));
+        let sender = net.create(Transport::Datagram, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.send_to(sender, b"one", at("127.0.0.1:6000")), Ok(3));
+        assert_eq!(net.send_to(sender, b"two", at("127.0.0.1:6000")), Ok(3));
+        assert_eq!(
+            net.send_to(sender, b"three", at("127.0.0.1:6000")),
+            Err(Errno::ENOBUFS),
+            "maxSocketDatagramQueueLen"
+        );
+        assert_eq!(net.send_to(sender, b"lost", at("127.0.0.1:6001")), Ok(4), "nobody bound: dropped, as UDP does");
+        let mut buf = [0u8; 2];
+        let from = net.local_addr(sender).unwrap_or(at("0.0.0.0:1"));
+        assert_eq!(net.recv_from(receiver, &mut buf, false), Ok(Some((2, from))), "a longer datagram is cut");
+        assert_eq!(net.recv_from(receiver, &mut buf, false), Ok(Some((2, from))));
+        assert_eq!(net.recv_from(receiver, &mut buf, false), Ok(None));
+        assert_eq!((net.buffered_bytes(), net.datagrams), (0, 0));
+    }
+
+    #[test]
+    fn a_full_connection_makes_the_writer_wait_and_a_closed_listener_ends_its_queue() {
+        let mut net = Network::new(NetLimits::default());
+        let server = listener(&mut net, "127.0.0.1:7100");
+        let client = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.connect(client, at("127.0.0.1:7100")), Ok(()));
+        let big = vec![7u8; SOCKET_BUFFER_BYTES + 1];
+        assert_eq!(net.send(client, &big), Ok(SOCKET_BUFFER_BYTES));
+        assert!(!net.writable(client));
+        assert_eq!(net.send(client, b"x"), Ok(0), "full: the writer waits");
+        net.close(server);
+        assert!(net.writable(client), "the peer is gone: a write fails at once");
+        assert_eq!(net.send(client, b"x"), Err(Errno::EPIPE));
+        let mut buf = [0u8; 4];
+        assert_eq!(net.recv(client, &mut buf, false), Ok(Some(0)));
+        net.close(client);
+        assert_eq!((net.len(), net.buffered_bytes(), net.connections()), (0, 0, 0));
+    }
+}

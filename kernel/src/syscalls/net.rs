@@ -1,0 +1,309 @@
+//! Sockets: a guest's calls on its VM's network (see [`crate::net`]). Addresses are the text
+//! the original's libc passes (`IP:PORT`). A call that must wait parks on the socket, like a
+//! pipe's; a non-blocking descriptor gets `EAGAIN` instead.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::*;
+use crate::net::{addr, SocketId, Transport};
+use crate::policy::permissions::{Capability, Decision};
+
+/// Flags of a send or receive, from either ABI (`host_net`'s Linux flags, WASI's `riflags`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MsgFlags {
+    /// Leave the received bytes to be read again (`MSG_PEEK`).
+    pub peek: bool,
+    /// Do not wait, whatever the descriptor's mode (`MSG_DONTWAIT`).
+    pub dont_wait: bool,
+}
+
+/// What `getaddrinfo` may answer at most: the VM has no resolver yet, so a name is an IP
+/// literal, `localhost`, or unknown.
+const LOCALHOST_NAMES: [&str; 2] = ["localhost", "localhost.localdomain"];
+
+impl Syscalls {
+    /// A new socket descriptor.
+    pub fn socket(&mut self, transport: Transport, nonblocking: bool) -> Result<u32, Errno> {
+        self.charge(cost::SYSCALL_FUEL);
+        let max_open_fds = self.vm.process_limits().max_open_fds;
+        if u64::try_from(self.process()?.fds.len()).unwrap_or(u64::MAX) >= max_open_fds {
+            return Err(Errno::EMFILE);
+        }
+        let id = self.vm.processes_mut().net.create(transport, crate::net::Holder::Guest)?;
+        let descriptor = socket_descriptor(id, nonblocking);
+        match self.process_mut().and_then(|process| process.fds.insert(descriptor, max_open_fds)) {
+            Ok(fd) => Ok(fd),
+            Err(errno) => {
+                self.vm.processes_mut().net.close(id);
+                Err(errno)
+            }
+        }
+    }
+
+    /// The socket `fd` refers to and whether the descriptor is non-blocking; `ENOTSOCK` for
+    /// any other descriptor.
+    fn socket_of(&self, fd: u32) -> Result<(SocketId, bool), Errno> {
+        match self.descriptor(fd)?.file {
+            OpenFile::Socket { id } => Ok((id, self.descriptor(fd)?.nonblocking)),
+            _ => Err(Errno::ENOTSOCK),
+        }
+    }
+
+    /// Binds `fd` to the address text `address`. A datagram socket bound to a port is a
+    /// listener too: it needs `network.listen` on `udp://IP:PORT`.
+    pub fn bind(&mut self, fd: u32, address: &[u8]) -> Result<(), Errno> {
+        self.charge(cost::SYSCALL_FUEL);
+        let (id, _) = self.socket_of(fd)?;
+        let address = addr::parse(address)?;
+        let net = &mut self.vm.processes_mut().net;
+        net.bind(id, address)?;
+        if net.transport(id) == Some(Transport::Datagram) {
+            let bound = net.local_addr(id)?;
+            self.check_listen(Transport::Datagram, bound).inspect_err(|_| self.unbind(id))?;
+        }
+        Ok(())
+    }
+
+    /// Undoes a bind the policy refused, so the port stays free and the socket unbound.
+    fn unbind(&mut self, id: SocketId) {
+        self.vm.processes_mut().net.unbind(id);
+    }
+
+    /// Makes `fd` a listener; needs `network.listen` on `tcp://IP:PORT`.
+    pub fn listen(&mut self, fd: u32, backlog: u32) -> Result<(), Errno> {
+        self.charge(cost::SYSCALL_FUEL);
+        let (id, _) = self.socket_of(fd)?;
+        let net = &self.vm.processes().net;
+        if net.transport(id) != Some(Transport::Stream) {
+            return Err(Errno::ENOTSUP);
+        }
+        let planned = net.local_addr(id)?;
+        if planned.port() != 0 {
+            self.check_listen(Transport::Stream, planned)?;
+        }
+        self.vm.processes_mut().net.listen(id, backlog)?;
+        if planned.port() == 0 {
+            let bound = self.vm.processes().net.local_addr(id)?;
+            self.check_listen(Transport::Stream, bound)?;
+        }
+        Ok(())
+    }
+
+    /// The policy's word on listening at `address` (`EACCES` unless it allows it; a prompt is
+    /// a denial: there is no prompt for sockets yet).
+    fn check_listen(&self, transport: Transport, address: core::net::SocketAddr) -> Result<(), Errno> {
+        let scheme = match transport {
+            Transport::Stream => "tcp",
+            Transport::Datagram => "udp",
+        };
+        let resource = format!("{scheme}://{}", addr::format(address));
+        match self.vm.policy().decide(Capability::NetworkListen, &resource, false) {
+            Decision::Allow => Ok(()),
+            Decision::Ask | Decision::Deny { .. } => Err(Errno::EACCES),
+        }
+    }
+
+    /// Accepts a connection on listener `fd`: the new descriptor and the peer's address text.
+    pub fn accept(&mut self, fd: u32, nonblocking: bool) -> SysResult<(u32, String)> {
+        self.charge(cost::SYSCALL_FUEL);
+        let (id, listener_nonblocking) = self.socket_of(fd)?;
+        let max_open_fds = self.vm.process_limits().max_open_fds;
+        if u64::try_from(self.process()?.fds.len()).unwrap_or(u64::MAX) >= max_open_fds {
+            return Err(Errno::EMFILE.into());
+        }
+        let Some((accepted, peer)) = self.vm.processes_mut().net.accept(id)? else {
+            return self.socket_wait(Wait::SocketRead { id }, listener_nonblocking);
+        };
+        let descriptor = socket_descriptor(accepted, nonblocking);
+        match self.process_mut().and_then(|process| process.fds.insert(descriptor, max_open_fds)) {
+            Ok(new_fd) => Ok((new_fd, addr::format(peer))),
+            Err(errno) => {
+                self.vm.processes_mut().net.close(accepted);
+                Err(errno.into())
+            }
+        }
+    }
+
+    /// Connects `fd` to the address text `address`.
+    pub fn connect(&mut self, fd: u32, address: &[u8]) -> Result<(), Errno> {
+        self.charge(cost::SYSCALL_FUEL);
+        let (id, _) = self.socket_of(fd)?;
+        let address = addr::parse(address)?;
+        self.vm.processes_mut().net.connect(id, address)
+    }
+
+    /// Sends on a connected socket (a stream, or a datagram socket with a default peer).
+    pub fn send(&mut self, fd: u32, data: &[u8], flags: MsgFlags) -> SysResult<usize> {
+        let (id, nonblocking) = self.socket_of(fd)?;
+        self.send_on(id, data, nonblocking || flags.dont_wait)
+    }
+
+    fn send_on(&mut self, id: SocketId, data: &[u8], nonblocking: bool) -> SysResult<usize> {
+        let sent = match self.vm.processes_mut().net.send(id, data) {
+            Ok(sent) => sent,
+            Err(errno) => {
+                self.charge(cost::SYSCALL_FUEL);
+                return Err(errno.into());
+            }
+        };
+        self.charge(cost::SYSCALL_FUEL.saturating_add(cost::bytes_fuel(sent)));
+        if sent == 0 && !data.is_empty() {
+            return self.socket_wait(Wait::SocketWrite { id }, nonblocking);
+        }
+        Ok(sent)
+    }
+
+    /// Receives from a connected socket; `Ok(0)` is end of stream.
+    pub fn recv(&mut self, fd: u32, buf: &mut [u8], flags: MsgFlags) -> SysResult<usize> {
+        let (id, nonblocking) = self.socket_of(fd)?;
+        self.recv_on(id, buf, flags.peek, nonblocking || flags.dont_wait)
+    }
+
+    fn recv_on(&mut self, id: SocketId, buf: &mut [u8], peek: bool, nonblocking: bool) -> SysResult<usize> {
+        let received = self.vm.processes_mut().net.recv(id, buf, peek);
+        let moved = match &received {
+            Ok(Some(read)) => *read,
+            _ => 0,
+        };
+        self.charge(cost::SYSCALL_FUEL.saturating_add(cost::bytes_fuel(moved)));
+        match received? {
+            Some(read) => Ok(read),
+            None => self.socket_wait(Wait::SocketRead { id }, nonblocking),
+        }
+    }
+
+    /// Sends one datagram to the address text `address`.
+    pub fn send_to(&mut self, fd: u32, data: &[u8], address: &[u8], flags: MsgFlags) -> SysResult<usize> {
+        let _ = flags;
+        let (id, _) = self.socket_of(fd)?;
+        let address = addr::parse(address)?;
+        let sent = self.vm.processes_mut().net.send_to(id, data, address);
+        self.charge(cost::SYSCALL_FUEL.saturating_add(cost::bytes_fuel(*sent.as_ref().unwrap_or(&0))));
+        Ok(sent?)
+    }
+
+    /// Receives one datagram and its sender's address text.
+    pub fn recv_from(&mut self, fd: u32, buf: &mut [u8], flags: MsgFlags) -> SysResult<(usize, String)> {
+        let (id, nonblocking) = self.socket_of(fd)?;
+        let received = self.vm.processes_mut().net.recv_from(id, buf, flags.peek);
+        let moved = match &received {
+            Ok(Some((read, _))) => *read,
+            _ => 0,
+        };
+        self.charge(cost::SYSCALL_FUEL.saturating_add(cost::bytes_fuel(moved)));
+        match received? {
+            Some((read, from)) => Ok((read, addr::format(from))),
+            None => self.socket_wait(Wait::SocketRead { id }, nonblocking || flags.dont_wait),
+        }
+    }
+
+    /// Shuts down reading and/or writing of a connected socket.
+    pub fn shutdown(&mut self, fd: u32, read: bool, write: bool) -> Result<(), Errno> {
+        self.charge(cost::SYSCALL_FUEL);
+        let (id, _) = self.socket_of(fd)?;
+        self.vm.processes_mut().net.shutdown(id, read, write)
+    }
+
+    /// Where `fd` is bound, as text.
+    pub fn socket_name(&self, fd: u32) -> Result<String, Errno> {
+        let (id, _) = self.socket_of(fd)?;
+        Ok(addr::format(self.vm.processes().net.local_addr(id)?))
+    }
+
+    /// Where `fd` is connected, as text.
+    pub fn peer_name(&self, fd: u32) -> Result<String, Errno> {
+        let (id, _) = self.socket_of(fd)?;
+        Ok(addr::format(self.vm.processes().net.peer_addr(id)?))
+    }
+
+    /// Sets a socket option. The options programs set as a matter of course are accepted
+    /// because they cannot change what this network does (`SO_REUSEADDR`, `SO_REUSEPORT`,
+    /// `SO_KEEPALIVE`, `TCP_NODELAY`, buffer sizes, timeouts, linger); any other is
+    /// `ENOPROTOOPT`, so a program never believes an option took effect when it did not.
+    pub fn set_socket_option(&mut self, fd: u32, level: u32, name: u32, value: &[u8]) -> Result<(), Errno> {
+        self.charge(cost::SYSCALL_FUEL);
+        self.socket_of(fd)?;
+        let _ = value;
+        const SOL_SOCKET: u32 = 1;
+        const IPPROTO_TCP: u32 = 6;
+        const IPPROTO_IPV6: u32 = 41;
+        // SO_REUSEADDR 2, SO_KEEPALIVE 9, SO_LINGER 13, SO_REUSEPORT 15, SO_SNDBUF 7,
+        // SO_RCVBUF 8, SO_RCVTIMEO 20/66, SO_SNDTIMEO 21/67 (musl's numbers).
+        const HARMLESS_SOCKET_OPTIONS: [u32; 10] = [2, 7, 8, 9, 13, 15, 20, 21, 66, 67];
+        // TCP_NODELAY 1, TCP_KEEPIDLE 4, TCP_KEEPINTVL 5, TCP_KEEPCNT 6.
+        const HARMLESS_TCP_OPTIONS: [u32; 4] = [1, 4, 5, 6];
+        // IPV6_V6ONLY 26.
+        const HARMLESS_IPV6_OPTIONS: [u32; 1] = [26];
+        let harmless = match level {
+            SOL_SOCKET => HARMLESS_SOCKET_OPTIONS.contains(&name),
+            IPPROTO_TCP => HARMLESS_TCP_OPTIONS.contains(&name),
+            IPPROTO_IPV6 => HARMLESS_IPV6_OPTIONS.contains(&name),
+            _ => false,
+        };
+        if harmless {
+            Ok(())
+        } else {
+            Err(Errno::ENOPROTOOPT)
+        }
+    }
+
+    /// Resolves `host` for `getaddrinfo`: the answer is the JSON the original's libc parses,
+    /// `[{"addr":"127.0.0.1","family":4}]`. `family` is 0 (any), 4 or 6. The VM has no DNS yet:
+    /// an IP literal resolves to itself, `localhost` to the loopback, anything else is
+    /// `ENOENT` (the libc's `EAI_NONAME`).
+    pub fn resolve_name(&mut self, host: &[u8], family: u32) -> Result<String, Errno> {
+        self.charge(cost::SYSCALL_FUEL);
+        let host = std::str::from_utf8(host).map_err(|_| Errno::EINVAL)?;
+        let addresses: Vec<IpAddr> =
+            if host.is_empty() || LOCALHOST_NAMES.iter().any(|name| host.eq_ignore_ascii_case(name)) {
+                vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)]
+            } else {
+                vec![host.parse::<IpAddr>().map_err(|_| Errno::ENOENT)?]
+            };
+        let entries: Vec<serde_json::Value> = addresses
+            .into_iter()
+            .filter(|ip| match family {
+                4 => ip.is_ipv4(),
+                6 => ip.is_ipv6(),
+                _ => true,
+            })
+            .map(|ip| serde_json::json!({ "addr": ip.to_string(), "family": if ip.is_ipv4() { 4 } else { 6 } }))
+            .collect();
+        if entries.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        Ok(serde_json::Value::Array(entries).to_string())
+    }
+
+    /// Parks on `wait`, or `EAGAIN` for a non-blocking call.
+    fn socket_wait<T>(&mut self, wait: Wait, nonblocking: bool) -> SysResult<T> {
+        if nonblocking {
+            return Err(Errno::EAGAIN.into());
+        }
+        self.process_mut()?.wait = wait;
+        Err(SysError::WouldBlock)
+    }
+
+    /// A read of socket `id` through `fd_read` (`read()` on a socket).
+    pub(super) fn read_socket(&mut self, id: SocketId, buf: &mut [u8], nonblocking: bool) -> SysResult<usize> {
+        self.recv_on(id, buf, false, nonblocking)
+    }
+
+    /// A write to socket `id` through `fd_write`.
+    pub(super) fn write_socket(&mut self, id: SocketId, data: &[u8], nonblocking: bool) -> SysResult<usize> {
+        self.send_on(id, data, nonblocking)
+    }
+
+    /// Whether the peer of the socket `fd` refers to is gone or done sending and everything it
+    /// sent was read (`POLLHUP`); false for any other descriptor.
+    pub fn hung_up(&self, fd: u32) -> bool {
+        match self.socket_of(fd) {
+            Ok((id, _)) => self.vm.processes().net.hung_up(id),
+            Err(_) => false,
+        }
+    }
+}
+
+fn socket_descriptor(id: SocketId, nonblocking: bool) -> Descriptor {
+    Descriptor { file: OpenFile::Socket { id }, readable: true, writable: true, append: false, nonblocking }
+}

@@ -1,0 +1,248 @@
+//! The VM's network with real guests: the `net` C fixture (its header lists the modes) talks
+//! over the VM's loopback through the `host_net` imports, against the real kernel, and the host
+//! finds its sockets (`FindListener`, `FindBoundUdp`) and reaches its HTTP listener
+//! (`VmFetch`).
+
+use base64::Engine as _;
+use schema::wire::*;
+
+use crate::exec::{response, started, Host};
+use crate::support::c_fixture;
+
+/// Every permission granted, the network's included.
+const NET_VM: &str = r#"{"permissions":{"fs":"allow","env":"allow","childProcess":"allow","network":"allow"}}"#;
+/// Ticks a test waits for a guest to say something before failing.
+const MAX_TICKS: usize = 20_000;
+
+/// A VM holding the `net` fixture at `/bin/net`, with `config`.
+fn net_vm(host: &mut Host, config: &str) -> String {
+    let vm = host.vm(config);
+    host.write_file(&vm, "/bin/net", &c_fixture("net"));
+    vm
+}
+
+/// Everything process `process_id` wrote to stdout and its exit code, from `events`.
+fn output_of(events: &[EventPayload], process_id: &str) -> (String, Option<i32>) {
+    let mut stdout = Vec::new();
+    let mut code = None;
+    for event in events {
+        match event {
+            EventPayload::ProcessOutputEvent(output)
+                if output.process_id == process_id && output.channel == StreamChannel::Stdout =>
+            {
+                stdout.extend_from_slice(&output.chunk)
+            }
+            EventPayload::ProcessExitedEvent(exited) if exited.process_id == process_id => {
+                code = Some(exited.exit_code)
+            }
+            _ => {}
+        }
+    }
+    (String::from_utf8_lossy(&stdout).into_owned(), code)
+}
+
+/// Ticks until `done` holds for the events seen so far (responses to requests made meanwhile
+/// are collected too); panics after [`MAX_TICKS`].
+fn tick_until(
+    host: &mut Host,
+    events: &mut Vec<EventPayload>,
+    responses: &mut Vec<ResponsePayload>,
+    done: impl Fn(&[EventPayload], &[ResponsePayload]) -> bool,
+) {
+    for _ in 0..MAX_TICKS {
+        if done(events, responses) {
+            return;
+        }
+        host.sidecar.tick(host.now);
+        for frame in host.drain() {
+            match frame {
+                ProtocolFrame::EventFrame(event) => events.push(event.payload),
+                ProtocolFrame::ResponseFrame(frame) => responses.push(frame.payload),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    panic!("not done within {MAX_TICKS} ticks; events: {events:?}; responses: {responses:?}");
+}
+
+fn said(events: &[EventPayload], process_id: &str, text: &str) -> bool {
+    output_of(events, process_id).0.contains(text)
+}
+
+fn exited(events: &[EventPayload], process_id: &str) -> bool {
+    output_of(events, process_id).1.is_some()
+}
+
+#[test]
+fn two_guests_talk_over_loopback_tcp_and_the_host_finds_the_listener() {
+    let mut host = Host::new();
+    let vm = net_vm(&mut host, NET_VM);
+    let (mut events, mut responses) = (Vec::new(), Vec::new());
+    started(&host.execute(&vm, "server", "net", &["tcp-server", "8080"]));
+    tick_until(&mut host, &mut events, &mut responses, |e, _| said(e, "server", "listening 127.0.0.1:8080"));
+
+    let find = FindListenerRequest { host: None, port: Some(8080), path: None };
+    let ResponsePayload::ListenerSnapshotResponse(found) = host.simple(&vm, RequestPayload::FindListenerRequest(find))
+    else {
+        panic!("no listener snapshot")
+    };
+    let listener = found.listener.expect("the server's listener");
+    assert_eq!(
+        (listener.process_id.as_str(), listener.host.as_deref(), listener.port),
+        ("server", Some("127.0.0.1"), Some(8080))
+    );
+    let other = FindListenerRequest { host: None, port: Some(8081), path: None };
+    let ResponsePayload::ListenerSnapshotResponse(none) = host.simple(&vm, RequestPayload::FindListenerRequest(other))
+    else {
+        panic!("no listener snapshot")
+    };
+    assert_eq!(none.listener, None);
+
+    started(&host.execute(&vm, "client", "net", &["tcp-client", "8080", "hello world"]));
+    tick_until(&mut host, &mut events, &mut responses, |e, _| exited(e, "client") && exited(e, "server"));
+    assert_eq!(output_of(&events, "client"), ("reply: HELLO WORLD\n".to_owned(), Some(0)));
+    assert_eq!(
+        output_of(&events, "server"),
+        ("listening 127.0.0.1:8080\naccepted\nechoed 11 bytes\n".to_owned(), Some(0))
+    );
+}
+
+#[test]
+fn two_guests_exchange_datagrams_and_the_host_finds_the_bound_socket() {
+    let mut host = Host::new();
+    let vm = net_vm(&mut host, NET_VM);
+    let (mut events, mut responses) = (Vec::new(), Vec::new());
+    started(&host.execute(&vm, "server", "net", &["udp-server", "5353"]));
+    tick_until(&mut host, &mut events, &mut responses, |e, _| said(e, "server", "bound 127.0.0.1:5353"));
+    let find = FindBoundUdpRequest { host: Some("127.0.0.1".into()), port: Some(5353) };
+    let ResponsePayload::BoundUdpSnapshotResponse(found) = host.simple(&vm, RequestPayload::FindBoundUdpRequest(find))
+    else {
+        panic!("no UDP snapshot")
+    };
+    assert_eq!(found.socket.map(|socket| (socket.process_id, socket.port)), Some(("server".to_owned(), Some(5353))));
+
+    started(&host.execute(&vm, "client", "net", &["udp-client", "5353", "stressed"]));
+    tick_until(&mut host, &mut events, &mut responses, |e, _| exited(e, "client") && exited(e, "server"));
+    assert_eq!(output_of(&events, "client"), ("reply: desserts\n".to_owned(), Some(0)));
+    assert_eq!(
+        output_of(&events, "server"),
+        ("bound 127.0.0.1:5353\ngot stressed from 127.0.0.1\nreplied\n".to_owned(), Some(0))
+    );
+}
+
+#[test]
+fn vm_fetch_reaches_a_guest_http_listener() {
+    let mut host = Host::new();
+    let vm = net_vm(&mut host, NET_VM);
+    let (mut events, mut responses) = (Vec::new(), Vec::new());
+    started(&host.execute(&vm, "web", "net", &["http-server", "3000", "2"]));
+    tick_until(&mut host, &mut events, &mut responses, |e, _| said(e, "web", "listening 127.0.0.1:3000"));
+
+    let requests = [
+        VmFetchRequest { port: 3000, method: "GET".into(), path: "/hi".into(), headers_json: "{}".into(), body: None },
+        VmFetchRequest {
+            port: 3000,
+            method: "POST".into(),
+            path: "echo".into(),
+            headers_json: r#"{"x-test":"1"}"#.into(),
+            body: Some("hello".into()),
+        },
+    ];
+    let mut answers = Vec::new();
+    for request in requests {
+        let frames = host.request(host.scope(&vm), RequestPayload::VmFetchRequest(request));
+        assert!(frames.is_empty(), "answered when the guest responds: {frames:?}");
+        tick_until(&mut host, &mut events, &mut responses, |_, r| !r.is_empty());
+        let ResponsePayload::VmFetchResponse(answer) = responses.remove(0) else { panic!("not a fetch response") };
+        answers.push(serde_json::from_str::<serde_json::Value>(&answer.response_json).unwrap());
+    }
+    let body = |answer: &serde_json::Value| {
+        let text = answer["body"].as_str().unwrap();
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(text).unwrap()).unwrap()
+    };
+    assert_eq!(answers[0]["status"], 200);
+    assert_eq!(answers[0]["statusText"], "OK");
+    assert_eq!(answers[0]["url"], "http://127.0.0.1:3000/hi");
+    assert_eq!(body(&answers[0]), "GET /hi ");
+    assert!(answers[0]["headers"].as_array().unwrap().contains(&serde_json::json!(["x-guest", "net"])));
+    assert_eq!(body(&answers[1]), "POST /echo hello");
+    tick_until(&mut host, &mut events, &mut responses, |e, _| exited(e, "web"));
+    assert_eq!(output_of(&events, "web").1, Some(0));
+
+    // No listener any more: refused at once.
+    let request =
+        VmFetchRequest { port: 3000, method: "GET".into(), path: "/".into(), headers_json: "{}".into(), body: None };
+    let frames = host.request(host.scope(&vm), RequestPayload::VmFetchRequest(request));
+    let ResponsePayload::RejectedResponse(rejected) = response(&frames[0]) else { panic!("{frames:?}") };
+    assert!(rejected.message.contains("could not find a guest HTTP listener on port 3000"), "{}", rejected.message);
+}
+
+/// Runs one `net` mode to its exit in a VM made with `config`: (stdout, exit code).
+fn run_net(config: &str, args: &[&str]) -> (String, Option<i32>) {
+    let mut host = Host::new();
+    let vm = net_vm(&mut host, config);
+    started(&host.execute(&vm, "p", "net", args));
+    let events = host.run("p");
+    output_of(&events, "p")
+}
+
+fn with_limit(key: &str, value: u64) -> String {
+    serde_json::json!({
+        "permissions": { "fs": "allow", "childProcess": "allow", "network": "allow" },
+        "limits": { "resources": { key: value } },
+    })
+    .to_string()
+}
+
+#[test]
+fn every_socket_limit_refuses_the_one_past_it() {
+    // WASI errno numbers: EMFILE 33, EAGAIN 6, ENOBUFS 42.
+    assert_eq!(run_net(&with_limit("maxSockets", 4), &["sockets", "10"]), ("sockets 4 errno=33\n".into(), Some(0)));
+    // The listener, then two connections of two sockets each fill six.
+    assert_eq!(
+        run_net(&with_limit("maxConnections", 4), &["connections", "10"]),
+        ("connections 2 errno=6\n".into(), Some(0))
+    );
+    assert_eq!(
+        run_net(&with_limit("maxSocketBufferedBytes", 10_000), &["buffer", "100000"]),
+        ("buffered 10000 errno=42\n".into(), Some(0))
+    );
+    assert_eq!(
+        run_net(&with_limit("maxSocketDatagramQueueLen", 3), &["datagrams", "10"]),
+        ("datagrams 3 errno=42\n".into(), Some(0))
+    );
+}
+
+#[test]
+fn listening_needs_the_policy_and_the_listen_range() {
+    let fs_only = r#"{"permissions":{"fs":"allow","childProcess":"allow"}}"#;
+    let (stdout, code) = run_net(fs_only, &["tcp-server", "8080"]);
+    assert_eq!((stdout.as_str(), code), ("", Some(1)), "network.listen is denied");
+    let range = r#"{"permissions":{"fs":"allow","childProcess":"allow","network":"allow"},"listen":{"portMin":9000,"portMax":9100}}"#;
+    assert_eq!(run_net(range, &["tcp-server", "8080"]).1, Some(1), "8080 is outside the listen range");
+    let privileged = NET_VM;
+    assert_eq!(run_net(privileged, &["tcp-server", "80"]).1, Some(1), "a privileged port");
+}
+
+#[test]
+fn connects_outside_the_vm_or_to_nothing_are_refused() {
+    // WASI errno numbers: ENETUNREACH 40, ECONNREFUSED 14.
+    for (target, errno) in [("10.0.0.1:80", 40), ("8.8.8.8:53", 40), ("::ffff:192.168.1.1:80", 40), ("127.0.0.1:9", 14)]
+    {
+        assert_eq!(run_net(NET_VM, &["refused", target]), (format!("connect errno={errno}\n"), Some(0)), "{target}");
+    }
+}
+
+#[test]
+fn names_resolve_to_the_loopback_or_not_at_all() {
+    assert_eq!(
+        run_net(NET_VM, &["resolve", "localhost"]),
+        (r#"resolved [{"addr":"127.0.0.1","family":4},{"addr":"::1","family":6}]"#.to_owned() + "\n", Some(0))
+    );
+    assert_eq!(
+        run_net(NET_VM, &["resolve", "10.1.2.3"]),
+        (r#"resolved [{"addr":"10.1.2.3","family":4}]"#.to_owned() + "\n", Some(0))
+    );
+    // ENOENT (44): the VM has no resolver for other names yet.
+    assert_eq!(run_net(NET_VM, &["resolve", "example.com"]), ("resolve errno=44\n".to_owned(), Some(0)));
+}
