@@ -1,9 +1,9 @@
 //! The process part of a simulated host's workload: it starts scripted guests
 //! (`testkit::script`) and real WebAssembly ones (the C fixtures, on wasmtime: `wcat`, `wwc`,
-//! `wspawn`, `wsleep`, `wspin`), feeds and closes their stdin, kills some, and checks every
+//! `wspawn`, `wsleep`, `wspin`, `wnet`), feeds and closes their stdin, kills some, and checks every
 //! process event against what it sent: output only from running processes, exactly one exit,
 //! `cat` echoing its input byte for byte, `wc` counting it, a child's output read through a
-//! pipe, a sleep ending on the simulated clock, a loop ended by SIGKILL (137) or by its fuel
+//! pipe, a sleep ending on the simulated clock, sockets talking over the VM's loopback, a loop ended by SIGKILL (137) or by its fuel
 //! (124), nothing left running when a VM is disposed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,10 +45,11 @@ fn build_proc_config(all_real: bool) -> String {
             real("wspawn", include_bytes!("../../runtime-wasm/fixtures/c/spawn.wasm")),
             real("hello", include_bytes!("../../runtime-wasm/fixtures/c/hello.wasm")),
             real("wsleep", include_bytes!("../../runtime-wasm/fixtures/c/sleep_ms.wasm")),
+            real("wnet", include_bytes!("../../runtime-wasm/fixtures/c/net.wasm")),
         ]);
     }
     serde_json::json!({
-        "permissions": {"fs": "allow", "childProcess": "allow", "process": "allow"},
+        "permissions": {"fs": "allow", "childProcess": "allow", "process": "allow", "network": "allow"},
         "limits": {"resources": {"maxWasmFuel": REAL_GUEST_FUEL}},
         "rootFilesystem": {"bootstrapEntries": entries},
     })
@@ -59,6 +60,15 @@ fn build_proc_config(all_real: bool) -> String {
 /// use on the workload's inputs (a few hundred thousand instructions), and enough to keep
 /// `wspin` looping for 20 slices (a few ticks) when nobody kills it.
 const REAL_GUEST_FUEL: u64 = 20 * kernel::process::SLICE_FUEL;
+
+/// Connections or datagrams one `wnet` makes: within every socket limit's default.
+const NET_ROUNDS: u32 = 5;
+
+/// What `net connections N` (`code` 0) or `net datagrams N` prints when all of them worked.
+fn net_output(code: i32) -> Vec<u8> {
+    let mode = if code == 0 { "connections" } else { "datagrams" };
+    format!("{mode} {NET_ROUNDS} errno=0\n").into_bytes()
+}
 
 /// Whether a command reads its stdin to its end (the copiers and `wc`).
 fn reads_stdin(command: &str) -> bool {
@@ -172,11 +182,13 @@ impl Processes {
         let (pending, payload) = match roll {
             0..=34 => {
                 self.next += 1;
-                // Of 35 starts: 4 real `cat`, 4 real `wc`, 12 scripted `cat`, 8 `exit`, 2 real
-                // sleeps, 1 real spawn over a pipe, 1 real endless loop, 3 scripted loops.
+                // Of 35 starts: 4 real `cat`, 4 real `wc`, 4 real socket users, 8 scripted
+                // `cat`, 8 `exit`, 2 real sleeps, 1 real spawn over a pipe, 1 real endless loop,
+                // 3 scripted loops.
                 let (script, code) = match (roll % 7, roll / 7) {
                     (0..=3, 0) => ("wcat", 0),
                     (0..=3, 3) => ("wwc", 0),
+                    (0..=3, 2) => ("wnet", i32::try_from(roll % 2).unwrap_or(0)),
                     (0..=3, _) => ("cat", 0),
                     (4, 3 | 4) => ("wsleep", i32::try_from(pick % 100).unwrap_or(0)),
                     (4 | 5, _) => ("exit", i32::try_from(roll % 3).unwrap_or(0)),
@@ -186,12 +198,16 @@ impl Processes {
                 };
                 // Without the larger real programs, their scripted neighbours stand in.
                 let (script, code) = match script {
-                    "wwc" | "wspawn" | "wsleep" if !all_real => ("cat", 0),
+                    "wwc" | "wspawn" | "wsleep" | "wnet" if !all_real => ("cat", 0),
                     other => (other, code),
                 };
                 let id = format!("{script}-{}", self.next);
                 let args = match script {
                     "exit" | "wsleep" => vec![code.to_string()],
+                    // Over the VM's loopback, within one process: connections to its own
+                    // listener, or datagrams to its own socket.
+                    "wnet" if code == 0 => vec!["connections".to_owned(), NET_ROUNDS.to_string()],
+                    "wnet" => vec!["datagrams".to_owned(), NET_ROUNDS.to_string()],
                     "wspawn" => vec!["pipe".to_owned()],
                     _ => vec![],
                 };
@@ -309,7 +325,11 @@ impl Processes {
                 Some(proc) if output.channel == StreamChannel::Stdout => proc.output.extend_from_slice(&output.chunk),
                 // The runtime says why it stopped a loop that ran out of fuel.
                 Some(proc) if proc.script == "wspin" => {}
-                Some(_) => violations.push(format!("{}: unexpected stderr {:?}", output.process_id, output.chunk)),
+                Some(_) => violations.push(format!(
+                    "{}: unexpected stderr {:?}",
+                    output.process_id,
+                    String::from_utf8_lossy(&output.chunk)
+                )),
                 None => violations.push(format!("output of {} in {vm}, which is not running", output.process_id)),
             },
             EventPayload::ProcessExitedEvent(exited) => {
@@ -344,6 +364,7 @@ impl Processes {
                             reached("real_sleep_woke");
                         }
                         "wspin" if code == 124 => reached("real_loop_out_of_fuel"),
+                        "wnet" if code == 0 && proc.output == net_output(proc.code) => reached("real_sockets_talked"),
                         _ => violations.push(format!(
                             "{} ({}) exited {code}; stdin closed {}, output {} of {} input bytes, equal {}",
                             exited.process_id,

@@ -40,6 +40,7 @@ pub const COVERAGE_POINTS: &[&str] = &[
     "real_child_piped",
     "real_sleep_woke",
     "real_loop_out_of_fuel",
+    "real_sockets_talked",
     "every_process_finished",
     "host_dir_mounted",
     "host_dir_matched_model",

@@ -80,6 +80,7 @@ fn a_seed_trace_replays_to_the_same_frames_with_real_guests_and_faults() {
         "real_child_piped",
         "real_sleep_woke",
         "real_loop_out_of_fuel",
+        "real_sockets_talked",
         "store_failure",
         "crash_mid_flush",
         "corrupted_frame",

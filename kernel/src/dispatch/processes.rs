@@ -206,6 +206,37 @@ impl Sidecar {
         Ok(None)
     }
 
+    /// Tells the host of every attempt to leave the VM made during the slice: a
+    /// `StructuredEvent` named `network.connect` each, with `processId`, `pid`, `destination`,
+    /// `decision` (`allow`/`deny`) and `reason` (and `dropped`, the attempts before it that did
+    /// not fit the queue, when there were any).
+    fn report_connect_attempts(&mut self, vm_id: &str) {
+        let Ok(vm) = self.vm_mut(vm_id) else { return };
+        let (attempts, mut dropped) = vm.processes_mut().net.take_attempts();
+        if attempts.is_empty() {
+            return;
+        }
+        let (stream, scope) = (vm.stream(), vm.scope());
+        let process_ids: Vec<String> = attempts
+            .iter()
+            .map(|attempt| vm.processes().get(attempt.pid).map(|p| p.process_id.clone()).unwrap_or_default())
+            .collect();
+        for (attempt, process_id) in attempts.into_iter().zip(process_ids) {
+            let mut detail = BTreeMap::from([
+                ("processId".to_owned(), process_id),
+                ("pid".to_owned(), attempt.pid.to_string()),
+                ("destination".to_owned(), attempt.destination),
+                ("decision".to_owned(), attempt.decision.to_owned()),
+                ("reason".to_owned(), attempt.reason),
+            ]);
+            if dropped > 0 {
+                detail.insert("dropped".to_owned(), std::mem::take(&mut dropped).to_string());
+            }
+            let event = StructuredEvent { name: "network.connect".to_owned(), detail };
+            self.emit_event(stream, scope.clone(), EventPayload::StructuredEvent(event));
+        }
+    }
+
     /// Delivers the signals `pid`'s guest sent (`proc_kill`) during its slice: to a process, or
     /// to every member of a group (negative targets).
     fn deliver_guest_signals(&mut self, vm_id: &str, pid: u32) {
@@ -514,6 +545,7 @@ impl Sidecar {
         // Signals go out before an exit is processed: `kill(1)` sends and exits in one slice, and
         // an exit drops what the process had not sent yet.
         self.deliver_guest_signals(vm_id, pid);
+        self.report_connect_attempts(vm_id);
         if let GuestPoll::Exited(exit) = poll {
             self.finish_process(vm_id, pid, exit);
         }

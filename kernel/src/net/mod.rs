@@ -22,6 +22,7 @@
 
 pub mod addr;
 pub(crate) mod http;
+pub mod ssrf;
 
 use core::net::{IpAddr, SocketAddr};
 use std::collections::{BTreeMap, VecDeque};
@@ -151,10 +152,33 @@ pub struct Bound {
     pub addr: SocketAddr,
 }
 
+/// Connection attempts out of the VM reported to the host (`StructuredEvent`s named
+/// `network.connect`) that wait for the end of the slice: a guest making more in one slice
+/// than this has the rest counted in the next event's `dropped` detail instead, so a guest
+/// cannot grow the queue (each attempt is charged as a system call).
+pub const MAX_PENDING_NETWORK_EVENTS: usize = 256;
+
+/// One audit record: a guest's attempt to reach an address outside its VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectAttempt {
+    pub pid: u32,
+    /// `tcp://IP:PORT` or `udp://IP:PORT`.
+    pub destination: String,
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    pub reason: String,
+}
+
 /// The sockets of one VM.
 #[derive(Debug, Default)]
 pub(crate) struct Network {
     limits: NetLimits,
+    /// `dns.overrides` of the VM's config: lower-case name → addresses.
+    overrides: BTreeMap<String, Vec<IpAddr>>,
+    /// Attempts to leave the VM since the dispatcher last took them.
+    attempts: Vec<ConnectAttempt>,
+    /// Attempts not queued because the queue was full.
+    dropped_attempts: u64,
     sockets: BTreeMap<SocketId, Socket>,
     /// Bound local ports by transport: which socket owns each.
     ports: BTreeMap<(TransportKey, u16), SocketId>,
@@ -183,8 +207,29 @@ impl From<Transport> for TransportKey {
 }
 
 impl Network {
-    pub(crate) fn new(limits: NetLimits) -> Self {
-        Self { limits, ..Self::default() }
+    pub(crate) fn new(limits: NetLimits, overrides: BTreeMap<String, Vec<IpAddr>>) -> Self {
+        let overrides = overrides.into_iter().map(|(name, addresses)| (name.to_ascii_lowercase(), addresses)).collect();
+        Self { limits, overrides, ..Self::default() }
+    }
+
+    /// The addresses `dns.overrides` gives `name`, if any.
+    pub(crate) fn overridden(&self, name: &str) -> Option<&[IpAddr]> {
+        self.overrides.get(&name.to_ascii_lowercase()).map(Vec::as_slice)
+    }
+
+    /// Records an attempt to leave the VM for the host's audit (bounded, see
+    /// [`MAX_PENDING_NETWORK_EVENTS`]).
+    pub(crate) fn record_attempt(&mut self, attempt: ConnectAttempt) {
+        if self.attempts.len() < MAX_PENDING_NETWORK_EVENTS {
+            self.attempts.push(attempt);
+        } else {
+            self.dropped_attempts = self.dropped_attempts.saturating_add(1);
+        }
+    }
+
+    /// The attempts recorded since the last call, and how many did not fit.
+    pub(crate) fn take_attempts(&mut self) -> (Vec<ConnectAttempt>, u64) {
+        (std::mem::take(&mut self.attempts), std::mem::take(&mut self.dropped_attempts))
     }
 
     /// Guest sockets open now (what `maxSockets` counts).
@@ -745,7 +790,7 @@ mod tests {
 
     #[test]
     fn a_connection_carries_bytes_both_ways_then_end_of_stream() {
-        let mut net = Network::new(NetLimits::default());
+        let mut net = Network::new(NetLimits::default(), BTreeMap::new());
         let server = listener(&mut net, "127.0.0.1:8080");
         assert!(!net.readable(server));
         let client = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
@@ -776,7 +821,7 @@ mod tests {
 
     #[test]
     fn refusals_name_their_cause() {
-        let mut net = Network::new(NetLimits::default());
+        let mut net = Network::new(NetLimits::default(), BTreeMap::new());
         let client = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
         assert_eq!(net.connect(client, at("127.0.0.1:9")), Err(Errno::ECONNREFUSED));
         assert_eq!(net.connect(client, at("10.0.0.1:80")), Err(Errno::ENETUNREACH));
@@ -795,7 +840,7 @@ mod tests {
     #[test]
     fn the_listen_range_bounds_binds_and_ephemeral_ports() {
         let listen = ListenPolicy { port_min: 3000, port_max: 3001, allow_privileged: false };
-        let mut net = Network::new(NetLimits { listen, ..NetLimits::default() });
+        let mut net = Network::new(NetLimits { listen, ..NetLimits::default() }, BTreeMap::new());
         let a = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
         assert_eq!(net.bind(a, at("127.0.0.1:4000")), Err(Errno::EACCES));
         assert_eq!(net.bind(a, at("127.0.0.1:0")), Ok(()));
@@ -809,7 +854,7 @@ mod tests {
 
     #[test]
     fn every_limit_refuses_the_one_past_it() {
-        let mut net = Network::new(limits(3, 16, 100, 2));
+        let mut net = Network::new(limits(3, 16, 100, 2), BTreeMap::new());
         let server = listener(&mut net, "127.0.0.1:7000");
         let client = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
         assert_eq!(net.connect(client, at("127.0.0.1:7000")), Ok(()), "the server end is the third socket");
@@ -822,7 +867,7 @@ mod tests {
         net.close(accepted);
         net.close(second);
 
-        let mut net = Network::new(limits(16, 2, 100, 2));
+        let mut net = Network::new(limits(16, 2, 100, 2), BTreeMap::new());
         let _server = listener(&mut net, "127.0.0.1:7000");
         let first = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
         assert_eq!(net.connect(first, at("127.0.0.1:7000")), Ok(()));
@@ -831,7 +876,7 @@ mod tests {
         assert_eq!(net.send(first, &[1; 150]), Ok(100), "maxSocketBufferedBytes");
         assert_eq!(net.send(first, b"x"), Err(Errno::ENOBUFS));
 
-        let mut net = Network::new(limits(16, 16, 1000, 2));
+        let mut net = Network::new(limits(16, 16, 1000, 2), BTreeMap::new());
         let receiver = net.create(Transport::Datagram, Holder::Guest).unwrap_or(0);
         assert_eq!(net.bind(receiver, at("127.0.0.1:6000")), Ok(()));
         let sender = net.create(Transport::Datagram, Holder::Guest).unwrap_or(0);
@@ -853,7 +898,7 @@ mod tests {
 
     #[test]
     fn a_full_connection_makes_the_writer_wait_and_a_closed_listener_ends_its_queue() {
-        let mut net = Network::new(NetLimits::default());
+        let mut net = Network::new(NetLimits::default(), BTreeMap::new());
         let server = listener(&mut net, "127.0.0.1:7100");
         let client = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
         assert_eq!(net.connect(client, at("127.0.0.1:7100")), Ok(()));

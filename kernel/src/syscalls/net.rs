@@ -124,12 +124,41 @@ impl Syscalls {
         }
     }
 
-    /// Connects `fd` to the address text `address`.
+    /// Connects `fd` to the address text `address`: a listener of this VM, or (through
+    /// [`Self::leave_vm`]) an address outside it.
     pub fn connect(&mut self, fd: u32, address: &[u8]) -> Result<(), Errno> {
         self.charge(cost::SYSCALL_FUEL);
         let (id, _) = self.socket_of(fd)?;
         let address = addr::parse(address)?;
+        if !addr::is_local(address.ip()) {
+            let scheme = match self.vm.processes().net.transport(id) {
+                Some(Transport::Datagram) => "udp",
+                _ => "tcp",
+            };
+            return Err(self.leave_vm(scheme, address));
+        }
         self.vm.processes_mut().net.connect(id, address)
+    }
+
+    /// A guest's attempt to reach `to`, outside its VM: the permission policy decides
+    /// (`network.http` on `tcp://IP:PORT` / `udp://IP:PORT`), then the address filter
+    /// ([`crate::net::ssrf`]) refuses private and special ranges whatever the policy says. A
+    /// refusal is `EACCES`; an allowed attempt finds no route yet (`ENETUNREACH`). Either way
+    /// the host hears of it (`network.connect`).
+    fn leave_vm(&mut self, scheme: &str, to: core::net::SocketAddr) -> Errno {
+        let destination = format!("{scheme}://{to}");
+        let decision = self.vm.policy().decide(Capability::NetworkHttp, &destination, false);
+        let (verdict, reason, errno) = match decision {
+            Decision::Deny { message } => ("deny", message, Errno::EACCES),
+            Decision::Ask => ("deny", "permission prompt required for network.http".to_owned(), Errno::EACCES),
+            Decision::Allow => match crate::net::ssrf::refusal(to.ip()) {
+                Some(range) => ("deny", format!("the address is {range}"), Errno::EACCES),
+                None => ("allow", "the VM has no route out of its network yet".to_owned(), Errno::ENETUNREACH),
+            },
+        };
+        let attempt = crate::net::ConnectAttempt { pid: self.pid, destination, decision: verdict, reason };
+        self.vm.processes_mut().net.record_attempt(attempt);
+        errno
     }
 
     /// Sends on a connected socket (a stream, or a datagram socket with a default peer).
@@ -177,6 +206,10 @@ impl Syscalls {
         let _ = flags;
         let (id, _) = self.socket_of(fd)?;
         let address = addr::parse(address)?;
+        if !addr::is_local(address.ip()) {
+            self.charge(cost::SYSCALL_FUEL);
+            return Err(self.leave_vm("udp", address).into());
+        }
         let sent = self.vm.processes_mut().net.send_to(id, data, address);
         self.charge(cost::SYSCALL_FUEL.saturating_add(cost::bytes_fuel(*sent.as_ref().unwrap_or(&0))));
         Ok(sent?)
@@ -248,17 +281,24 @@ impl Syscalls {
     }
 
     /// Resolves `host` for `getaddrinfo`: the answer is the JSON the original's libc parses,
-    /// `[{"addr":"127.0.0.1","family":4}]`. `family` is 0 (any), 4 or 6. The VM has no DNS yet:
-    /// an IP literal resolves to itself, `localhost` to the loopback, anything else is
-    /// `ENOENT` (the libc's `EAI_NONAME`).
+    /// `[{"addr":"127.0.0.1","family":4}]`. `family` is 0 (any), 4 or 6. An IP literal resolves
+    /// to itself and `localhost` to the loopback; a name the VM's `dns.overrides` lists, to its
+    /// addresses (it needs `network.dns` on `dns://NAME`: `EACCES` otherwise); any other name is
+    /// `ENOENT` (the libc's `EAI_NONAME`): the VM has no resolver yet.
     pub fn resolve_name(&mut self, host: &[u8], family: u32) -> Result<String, Errno> {
         self.charge(cost::SYSCALL_FUEL);
         let host = std::str::from_utf8(host).map_err(|_| Errno::EINVAL)?;
         let addresses: Vec<IpAddr> =
             if host.is_empty() || LOCALHOST_NAMES.iter().any(|name| host.eq_ignore_ascii_case(name)) {
                 vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)]
+            } else if let Ok(ip) = host.parse::<IpAddr>() {
+                vec![ip]
             } else {
-                vec![host.parse::<IpAddr>().map_err(|_| Errno::ENOENT)?]
+                let resource = format!("dns://{}", host.to_ascii_lowercase());
+                if self.vm.policy().decide(Capability::NetworkDns, &resource, false) != Decision::Allow {
+                    return Err(Errno::EACCES);
+                }
+                self.vm.processes().net.overridden(host).ok_or(Errno::ENOENT)?.to_vec()
             };
         let entries: Vec<serde_json::Value> = addresses
             .into_iter()

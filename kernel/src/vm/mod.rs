@@ -62,6 +62,7 @@ pub(crate) struct VmSetup {
     config: CreateVmConfig,
     limits: config::ResolvedLimits,
     listen: config::ListenPolicy,
+    dns: config::ResolvedDns,
     policy: CompiledPolicy,
 }
 
@@ -76,9 +77,13 @@ impl VmSetup {
             Some(listen) => listen.resolve().map_err(|e| Rejection::invalid_state(e.to_string()))?,
             None => config::ListenPolicy::default(),
         };
+        let dns = match &config.dns {
+            Some(dns) => dns.resolve().map_err(|e| Rejection::invalid_state(e.to_string()))?,
+            None => config::ResolvedDns::default(),
+        };
         let policy = CompiledPolicy::from_config(config.permissions.as_ref())
             .map_err(|e| Rejection::invalid_state(e.to_string()))?;
-        Ok(Self { runtime, config, limits, listen, policy })
+        Ok(Self { runtime, config, limits, listen, dns, policy })
     }
 
     pub(crate) fn config(&self) -> &CreateVmConfig {
@@ -142,8 +147,8 @@ impl Vm {
         filesystem: VmFilesystem,
     ) -> Self {
         let guest_env = setup.guest_env();
-        let VmSetup { runtime, config, limits, listen, policy } = setup;
-        let network = Network::new(NetLimits::new(&limits.resources, listen));
+        let VmSetup { runtime, config, limits, listen, dns, policy } = setup;
+        let network = Network::new(NetLimits::new(&limits.resources, listen), dns.overrides);
         Self {
             id,
             connection_id,

@@ -231,7 +231,7 @@ fn top_level_keys_without_a_subsystem_are_refused_when_set() {
     let session = host.open_session(&conn);
     let cases = [
         ("nativeRoot", r#""nativeRoot":{"plugin":{"id":"memory","config":{}}}"#),
-        ("dns", r#""dns":{"nameServers":["1.1.1.1"]}"#),
+        ("dns.nameServers", r#""dns":{"nameServers":["1.1.1.1"]}"#),
         ("loopbackExemptPorts", r#""loopbackExemptPorts":[8080]"#),
         ("jsRuntime", r#""jsRuntime":{}"#),
     ];

@@ -3,6 +3,8 @@
 //! finds its sockets (`FindListener`, `FindBoundUdp`) and reaches its HTTP listener
 //! (`VmFetch`).
 
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
 use schema::wire::*;
 
@@ -224,13 +226,68 @@ fn listening_needs_the_policy_and_the_listen_range() {
     assert_eq!(run_net(privileged, &["tcp-server", "80"]).1, Some(1), "a privileged port");
 }
 
+/// Runs one `net` mode to its exit: its stdout, exit code, and the `network.connect` events.
+fn run_net_audited(config: &str, args: &[&str]) -> (String, Option<i32>, Vec<BTreeMap<String, String>>) {
+    let mut host = Host::new();
+    let vm = net_vm(&mut host, config);
+    started(&host.execute(&vm, "p", "net", args));
+    let events = host.run("p");
+    let audit = events
+        .iter()
+        .filter_map(|event| match event {
+            EventPayload::StructuredEvent(event) if event.name == "network.connect" => Some(event.detail.clone()),
+            _ => None,
+        })
+        .collect();
+    let (stdout, code) = output_of(&events, "p");
+    (stdout, code, audit)
+}
+
 #[test]
-fn connects_outside_the_vm_or_to_nothing_are_refused() {
-    // WASI errno numbers: ENETUNREACH 40, ECONNREFUSED 14.
-    for (target, errno) in [("10.0.0.1:80", 40), ("8.8.8.8:53", 40), ("::ffff:192.168.1.1:80", 40), ("127.0.0.1:9", 14)]
-    {
-        assert_eq!(run_net(NET_VM, &["refused", target]), (format!("connect errno={errno}\n"), Some(0)), "{target}");
+fn leaving_the_vm_is_decided_by_the_policy_then_the_address_filter_and_reported() {
+    // WASI errno numbers: EACCES 2, ENETUNREACH 40, ECONNREFUSED 14.
+    let cases = [
+        ("10.0.0.1:80", 2, "deny", "the address is private (10.0.0.0/8)"),
+        ("169.254.169.254:80", 2, "deny", "the address is link-local (169.254.0.0/16)"),
+        ("::ffff:192.168.1.1:80", 2, "deny", "the address is private (192.168.0.0/16)"),
+        ("8.8.8.8:53", 40, "allow", "the VM has no route out of its network yet"),
+    ];
+    for (target, errno, decision, reason) in cases {
+        let (stdout, code, audit) = run_net_audited(NET_VM, &["refused", target]);
+        assert_eq!((stdout, code), (format!("connect errno={errno}\n"), Some(0)), "{target}");
+        assert_eq!(audit.len(), 1, "{target}: {audit:?}");
+        assert_eq!(audit[0]["decision"], decision, "{target}");
+        assert_eq!(audit[0]["reason"], reason, "{target}");
+        assert_eq!(audit[0]["processId"], "p");
+        assert!(audit[0]["destination"].starts_with("tcp://"), "{:?}", audit[0]);
     }
+    // The policy first: a rule denying one destination.
+    let deny_one = r#"{"permissions":{"fs":"allow","childProcess":"allow","network":{"default":"allow","rules":[{"mode":"deny","operations":["http"],"patterns":["tcp://8.8.8.8:*"]}]}}}"#;
+    let (stdout, _, audit) = run_net_audited(deny_one, &["refused", "8.8.8.8:53"]);
+    assert_eq!(stdout, "connect errno=2\n");
+    assert_eq!(
+        (audit[0]["decision"].as_str(), audit[0]["reason"].as_str()),
+        ("deny", "blocked by network.http policy")
+    );
+    // The VM's own loopback, in any form, is the VM's: nothing listens there, nothing is reported.
+    for target in ["127.0.0.1:9", "::ffff:127.0.0.1:9", "0.0.0.0:9", "::1:9"] {
+        let (stdout, _, audit) = run_net_audited(NET_VM, &["refused", target]);
+        assert_eq!((stdout.as_str(), audit.len()), ("connect errno=14\n", 0), "{target}");
+    }
+}
+
+#[test]
+fn a_name_overridden_to_a_private_address_resolves_but_is_refused() {
+    let config = r#"{"permissions":{"fs":"allow","childProcess":"allow","network":"allow"},"dns":{"overrides":{"DB.internal":["10.0.0.1"]}}}"#;
+    assert_eq!(
+        run_net(config, &["resolve", "db.INTERNAL"]),
+        (r#"resolved [{"addr":"10.0.0.1","family":4}]"#.to_owned() + "\n", Some(0))
+    );
+    let (stdout, _, audit) = run_net_audited(config, &["refused", "10.0.0.1:5432"]);
+    assert_eq!((stdout.as_str(), audit[0]["decision"].as_str()), ("connect errno=2\n", "deny"));
+    // Resolving a name needs network.dns (EACCES, 2).
+    let no_dns = r#"{"permissions":{"fs":"allow","childProcess":"allow","network":{"default":"allow","rules":[{"mode":"deny","operations":["dns"],"patterns":["**"]}]}},"dns":{"overrides":{"db.internal":["10.0.0.1"]}}}"#;
+    assert_eq!(run_net(no_dns, &["resolve", "db.internal"]), ("resolve errno=2\n".to_owned(), Some(0)));
 }
 
 #[test]
