@@ -8,5 +8,6 @@ mod commands;
 mod compatibility;
 mod exec;
 mod host_dir;
+mod network;
 mod persistence;
 mod stdio;

@@ -303,3 +303,49 @@ fn names_resolve_to_the_loopback_or_not_at_all() {
     // ENOENT (44): the VM has no resolver for other names yet.
     assert_eq!(run_net(NET_VM, &["resolve", "example.com"]), ("resolve errno=44\n".to_owned(), Some(0)));
 }
+
+#[test]
+fn a_fetch_nobody_answers_times_out_on_the_kernel_clock_and_a_dispose_ends_the_others() {
+    let mut host = Host::new();
+    let vm = net_vm(&mut host, NET_VM);
+    let (mut events, mut responses) = (Vec::new(), Vec::new());
+    // `sink` accepts and reads, and never answers.
+    started(&host.execute(&vm, "sink", "net", &["sink", "4000"]));
+    tick_until(&mut host, &mut events, &mut responses, |e, _| said(e, "sink", "listening 127.0.0.1:4000"));
+    let get =
+        || VmFetchRequest { port: 4000, method: "GET".into(), path: "/".into(), headers_json: "{}".into(), body: None };
+    assert!(host.request(host.scope(&vm), RequestPayload::VmFetchRequest(get())).is_empty());
+    for _ in 0..50 {
+        host.sidecar.tick(host.now);
+    }
+    assert!(host.drain().iter().all(|frame| !matches!(frame, ProtocolFrame::ResponseFrame(_))), "still waiting");
+    // The kernel's deadline is the driver's to wake it at.
+    let deadline = host.sidecar.next_deadline().expect("the fetch's deadline");
+    assert_eq!(deadline, host.now.monotonic_ms + 30_000);
+    host.now = kernel::Now::from_millis(deadline, host.now.wall_ms + 30_000);
+    tick_until(&mut host, &mut events, &mut responses, |_, r| !r.is_empty());
+    let ResponsePayload::RejectedResponse(rejected) = responses.remove(0) else { panic!("not rejected") };
+    assert_eq!(rejected.code, "execution_error");
+    assert!(rejected.message.contains("timed out after 30000 ms"), "{}", rejected.message);
+
+    // `sink` took its one connection; a second listener for the dispose.
+    started(&host.execute(&vm, "sink2", "net", &["sink", "4001"]));
+    tick_until(&mut host, &mut events, &mut responses, |e, _| said(e, "sink2", "listening 127.0.0.1:4001"));
+    let request = VmFetchRequest { port: 4001, ..get() };
+    assert!(host.request(host.scope(&vm), RequestPayload::VmFetchRequest(request)).is_empty());
+    let frames = host.request(
+        host.scope(&vm),
+        RequestPayload::DisposeVmRequest(DisposeVmRequest { reason: DisposeReason::Requested }),
+    );
+    let refused = frames.iter().find_map(|frame| match frame {
+        ProtocolFrame::ResponseFrame(ResponseFrame {
+            payload: ResponsePayload::RejectedResponse(rejected), ..
+        }) => Some(rejected.message.clone()),
+        _ => None,
+    });
+    assert!(refused.is_some_and(|message| message.contains("disposed before vm.fetch completed")), "{frames:?}");
+    assert!(frames.iter().any(|frame| matches!(
+        frame,
+        ProtocolFrame::ResponseFrame(ResponseFrame { payload: ResponsePayload::VmDisposedResponse(_), .. })
+    )));
+}
