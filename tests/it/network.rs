@@ -75,12 +75,9 @@ fn a_guest_http_server_answers_vm_fetch_and_the_run_replays() {
         assert_eq!(String::from_utf8(body).unwrap(), expected);
     }
     loop {
-        match sidecar.next_event(Duration::from_secs(20)).unwrap().payload {
-            EventPayload::ProcessExitedEvent(event) => {
-                assert_eq!((event.process_id.as_str(), event.exit_code), ("web", 0));
-                break;
-            }
-            _ => {}
+        if let EventPayload::ProcessExitedEvent(event) = sidecar.next_event(Duration::from_secs(20)).unwrap().payload {
+            assert_eq!((event.process_id.as_str(), event.exit_code), ("web", 0));
+            break;
         }
     }
     sidecar.dispose_vm(&conn, &session, &vm).unwrap();
