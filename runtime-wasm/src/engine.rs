@@ -306,6 +306,23 @@ impl KernelHost {
     }
 }
 
+/// Parks a poll (`poll_oneoff`, `host_net.net_poll`) until one of the descriptors is ready or,
+/// with a deadline, the monotonic clock reaches it.
+fn park_polling(sys: &mut Syscalls, read_fds: &[Fd], write_fds: &[Fd], deadline_ns: Option<u64>) -> SysError {
+    match deadline_ns {
+        Some(deadline) => {
+            // Parks on the clock; a polled descriptor wakes it too.
+            let _ = sys.sleep(deadline, true);
+            sys.park_for_poll(read_fds, write_fds);
+            SysError::WouldBlock(WaitReason::Sleep { until_ns: deadline })
+        }
+        None => {
+            sys.park_for_poll(read_fds, write_fds);
+            SysError::WouldBlock(WaitReason::Poll)
+        }
+    }
+}
+
 /// A kernel errno as WASI numbers it (by name; `EIO` if WASI has no such errno).
 fn errno(errno: KernelErrno) -> Errno {
     match errno {
@@ -949,18 +966,7 @@ impl WasiHost for KernelHost {
         if !events.is_empty() {
             return Ok(events);
         }
-        match earliest {
-            Some(deadline) => {
-                // Parks on the clock; stdin (if polled) wakes it too.
-                let _ = sys.sleep(deadline, true);
-                sys.park_for_poll(&read_fds, &write_fds);
-                Err(SysError::WouldBlock(WaitReason::Sleep { until_ns: deadline }))
-            }
-            None => {
-                sys.park_for_poll(&read_fds, &write_fds);
-                Err(SysError::WouldBlock(WaitReason::Poll))
-            }
-        }
+        Err(park_polling(sys, &read_fds, &write_fds, earliest))
     }
 
     fn sock_open(&mut self, transport: SocketTransport, nonblocking: bool) -> Result<Fd, Errno> {
@@ -1062,15 +1068,7 @@ impl WasiHost for KernelHost {
         match deadline_ns {
             _ if ready > 0 => Ok(revents),
             Some(deadline) if deadline <= now_ns => Ok(revents),
-            Some(deadline) => {
-                let _ = sys.sleep(deadline, true);
-                sys.park_for_poll(&read_fds, &write_fds);
-                Err(SysError::WouldBlock(WaitReason::Sleep { until_ns: deadline }))
-            }
-            None => {
-                sys.park_for_poll(&read_fds, &write_fds);
-                Err(SysError::WouldBlock(WaitReason::Poll))
-            }
+            deadline => Err(park_polling(sys, &read_fds, &write_fds, deadline)),
         }
     }
 }
