@@ -915,3 +915,187 @@ mod tests {
         assert_eq!((net.len(), net.buffered_bytes(), net.connections()), (0, 0, 0));
     }
 }
+
+/// The state machine against a model: random calls on a few sockets never break the counters'
+/// agreement with the table, and every connection delivers exactly the bytes sent into it, in
+/// order.
+#[cfg(test)]
+mod properties {
+    #![allow(clippy::indexing_slicing)]
+
+    use std::collections::BTreeMap as Map;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Create(bool),
+        Bind(usize, u16),
+        Listen(usize),
+        Connect(usize, u16),
+        Accept(usize),
+        Send(usize, u16),
+        Recv(usize, u16),
+        SendTo(usize, u16, u8),
+        RecvFrom(usize),
+        Shutdown(usize, bool, bool),
+        Close(usize),
+        /// A listener on the port (if free), a client connected to it, and the accepted end.
+        Pair(u16),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let slot = 0usize..8;
+        let port = 5000u16..5004;
+        prop_oneof![
+            2 => (5000u16..5004).prop_map(Op::Pair),
+            4 => (slot.clone(), 0u16..3000).prop_map(|(s, n)| Op::Send(s, n)),
+            4 => (slot.clone(), 0u16..3000).prop_map(|(s, n)| Op::Recv(s, n)),
+            1 => any::<bool>().prop_map(Op::Create),
+            1 => (slot.clone(), port.clone()).prop_map(|(s, p)| Op::Bind(s, p)),
+            1 => slot.clone().prop_map(Op::Listen),
+            1 => (slot.clone(), port.clone()).prop_map(|(s, p)| Op::Connect(s, p)),
+            1 => slot.clone().prop_map(Op::Accept),
+            1 => (slot.clone(), port, 0u8..200).prop_map(|(s, p, n)| Op::SendTo(s, p, n)),
+            1 => slot.clone().prop_map(Op::RecvFrom),
+            1 => (slot.clone(), any::<bool>(), any::<bool>()).prop_map(|(s, r, w)| Op::Shutdown(s, r, w)),
+            1 => slot.prop_map(Op::Close),
+        ]
+    }
+
+    /// The counters, recomputed from the table.
+    fn recount(net: &Network) -> (usize, usize, usize, usize) {
+        let mut counts = (0, 0, 0, 0);
+        for socket in net.sockets.values() {
+            counts.0 += usize::from(socket.holder == Holder::Guest);
+            match &socket.state {
+                State::Connected(connection) => {
+                    counts.1 += 1;
+                    counts.2 += connection.incoming.len();
+                }
+                State::Datagrams { queue, .. } => {
+                    counts.2 += queue.iter().map(|datagram| datagram.bytes.len()).sum::<usize>();
+                    counts.3 += queue.len();
+                }
+                State::Idle | State::Listening { .. } => {}
+            }
+        }
+        counts
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn counters_agree_and_streams_deliver_what_was_sent(ops in proptest::collection::vec(op(), 1..120)) {
+            let limits = NetLimits { max_sockets: 12, max_connections: 8, max_buffered_bytes: 20_000, max_datagrams: 6, listen: ListenPolicy::default() };
+            let mut net = Network::new(limits, Map::new());
+            // The sockets held (slots), and per socket the bytes sent to it not yet read.
+            let mut slots: Vec<SocketId> = Vec::new();
+            let mut expected: Map<SocketId, VecDeque<u8>> = Map::new();
+            let mut next_byte = 0u8;
+            let at = |port: u16| SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::LOCALHOST), port);
+            for op in ops {
+                let slot = |index: usize| if slots.is_empty() { None } else { Some(slots[index % slots.len()]) };
+                match op {
+                    Op::Create(stream) => {
+                        let transport = if stream { Transport::Stream } else { Transport::Datagram };
+                        if let Ok(id) = net.create(transport, Holder::Guest) {
+                            slots.push(id);
+                        }
+                    }
+                    Op::Bind(index, port) => { if let Some(id) = slot(index) { let _ = net.bind(id, at(port)); } }
+                    Op::Listen(index) => { if let Some(id) = slot(index) { let _ = net.listen(id, 2); } }
+                    Op::Connect(index, port) => { if let Some(id) = slot(index) { let _ = net.connect(id, at(port)); } }
+                    Op::Accept(index) => {
+                        if let Some(id) = slot(index) {
+                            if let Ok(Some((accepted, _))) = net.accept(id) {
+                                slots.push(accepted);
+                            }
+                        }
+                    }
+                    Op::Send(index, len) => {
+                        let Some(id) = slot(index) else { continue };
+                        let data: Vec<u8> = (0..len).map(|_| { next_byte = next_byte.wrapping_add(1); next_byte }).collect();
+                        let peer = match &net.sockets[&id].state {
+                            State::Connected(connection) => connection.peer,
+                            _ => None,
+                        };
+                        let shut = peer.and_then(|peer| match &net.sockets.get(&peer)?.state {
+                            State::Connected(connection) => Some(connection.read_shut),
+                            _ => None,
+                        });
+                        if let (Ok(sent), Some(peer), Some(false)) = (net.send(id, &data), peer, shut) {
+                            expected.entry(peer).or_default().extend(&data[..sent]);
+                        }
+                    }
+                    Op::Recv(index, len) => {
+                        let Some(id) = slot(index) else { continue };
+                        if net.transport(id) != Some(Transport::Stream) { continue }
+                        let mut buf = vec![0u8; usize::from(len)];
+                        let shut = matches!(&net.sockets[&id].state, State::Connected(connection) if connection.read_shut);
+                        if let Ok(Some(read)) = net.recv(id, &mut buf, false) {
+                            let want = expected.entry(id).or_default();
+                            let got: Vec<u8> = want.drain(..read.min(want.len())).collect();
+                            prop_assert_eq!(&buf[..read], &got[..], "bytes out of order or invented");
+                        }
+                        if shut { expected.remove(&id); }
+                    }
+                    Op::SendTo(index, port, len) => {
+                        if let Some(id) = slot(index) { let _ = net.send_to(id, &vec![7u8; usize::from(len)], at(port)); }
+                    }
+                    Op::RecvFrom(index) => {
+                        if let Some(id) = slot(index) { let _ = net.recv_from(id, &mut [0u8; 64], false); }
+                    }
+                    Op::Shutdown(index, read, write) => {
+                        if let Some(id) = slot(index) {
+                            let _ = net.shutdown(id, read, write);
+                            if read { expected.remove(&id); }
+                        }
+                    }
+                    Op::Close(index) => {
+                        if let Some(id) = slot(index) {
+                            net.close(id);
+                            slots.retain(|held| *held != id);
+                        }
+                    }
+                    Op::Pair(port) => {
+                        for transport in [Transport::Stream, Transport::Stream] {
+                            if let Ok(id) = net.create(transport, Holder::Guest) {
+                                slots.push(id);
+                            }
+                        }
+                        if let [.., listener, client] = slots[..] {
+                            if net.bind(listener, at(port)).is_ok() && net.listen(listener, 2).is_ok() && net.connect(client, at(port)).is_ok() {
+                                if let Ok(Some((accepted, _))) = net.accept(listener) {
+                                    slots.push(accepted);
+                                }
+                            }
+                        }
+                    }
+                }
+                // Connections no descriptor holds (queued, then their listener closed) are gone.
+                expected.retain(|id, _| net.sockets.contains_key(id));
+                let (guests, connections, buffered, datagrams) = recount(&net);
+                prop_assert_eq!(guests, net.guest_sockets);
+                prop_assert_eq!(connections, net.connections);
+                prop_assert_eq!(buffered, net.buffered_bytes);
+                prop_assert_eq!(datagrams, net.datagrams);
+                prop_assert!(guests <= 12 && connections <= 8 && buffered <= 20_000 && datagrams <= 6);
+                for (id, want) in &expected {
+                    if let Some(State::Connected(connection)) = net.sockets.get(id).map(|socket| &socket.state) {
+                        prop_assert_eq!(connection.incoming.len(), want.len(), "socket {}", id);
+                    }
+                }
+            }
+            for id in slots {
+                net.close(id);
+            }
+            prop_assert_eq!(recount(&net), (0, 0, 0, 0), "closing every descriptor frees everything");
+            prop_assert_eq!(net.sockets.len(), 0);
+            prop_assert!(net.ports.is_empty());
+        }
+    }
+}
