@@ -257,7 +257,8 @@ impl Syscalls {
         self.charge(cost::SYSCALL_FUEL);
         self.socket_of(fd)?;
         let _ = value;
-        const SOL_SOCKET: u32 = 1;
+        // `SOL_SOCKET` is 1 in musl and 0x7fffffff in wasi-libc: both name the socket level.
+        const SOL_SOCKET: [u32; 2] = [1, 0x7fff_ffff];
         const IPPROTO_TCP: u32 = 6;
         const IPPROTO_IPV6: u32 = 41;
         // SO_REUSEADDR 2, SO_KEEPALIVE 9, SO_LINGER 13, SO_REUSEPORT 15, SO_SNDBUF 7,
@@ -268,7 +269,7 @@ impl Syscalls {
         // IPV6_V6ONLY 26.
         const HARMLESS_IPV6_OPTIONS: [u32; 1] = [26];
         let harmless = match level {
-            SOL_SOCKET => HARMLESS_SOCKET_OPTIONS.contains(&name),
+            level if SOL_SOCKET.contains(&level) => HARMLESS_SOCKET_OPTIONS.contains(&name),
             IPPROTO_TCP => HARMLESS_TCP_OPTIONS.contains(&name),
             IPPROTO_IPV6 => HARMLESS_IPV6_OPTIONS.contains(&name),
             _ => false,

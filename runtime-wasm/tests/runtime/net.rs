@@ -349,3 +349,17 @@ fn a_fetch_nobody_answers_times_out_on_the_kernel_clock_and_a_dispose_ends_the_o
         ProtocolFrame::ResponseFrame(ResponseFrame { payload: ResponsePayload::VmDisposedResponse(_), .. })
     )));
 }
+
+#[test]
+fn only_socket_options_that_change_nothing_here_are_accepted() {
+    // (level, option, errno): SO_REUSEADDR at musl's and wasi-libc's SOL_SOCKET, TCP_NODELAY,
+    // then SO_BROADCAST and an unknown level, which would mean something: ENOPROTOOPT (50).
+    let cases = [("1", "2", 0), ("2147483647", "2", 0), ("6", "1", 0), ("1", "6", 50), ("99", "1", 50)];
+    for (level, option, errno) in cases {
+        assert_eq!(
+            run_net(NET_VM, &["sockopt", level, option]),
+            (format!("setsockopt errno={errno}\n"), Some(0)),
+            "level {level} option {option}"
+        );
+    }
+}
