@@ -85,9 +85,9 @@ pub type SysResult<T> = Result<T, SysError>;
 /// Only the first methods are required. The filesystem, polling and signal methods have default
 /// implementations that keep the answer a host without a filesystem gives: `EBADF` when the
 /// descriptor is not open (per [`WasiHost::fd_fdstat_get`]), `ENOTDIR` for path calls relative
-/// to a descriptor that is not a directory, `ENOSYS` otherwise. Calls this trait does not cover
-/// at all (`fd_advise`, `fd_allocate`, `fd_fdstat_set_rights`, `sock_*`) are answered that way by
-/// the runtime itself.
+/// to a descriptor that is not a directory, `ENOSYS` otherwise; socket calls answer
+/// `ENOTSOCK`. The calls this trait does not cover (`fd_advise`, `fd_allocate`,
+/// `fd_fdstat_set_rights`) are answered by the runtime from the descriptor's kind alone.
 ///
 /// Paths are the guest's bytes as passed (relative to a directory descriptor, not
 /// NUL-terminated, at most [`MAX_PATH_BYTES`](crate::MAX_PATH_BYTES)); resolving them — `..`,

@@ -20,7 +20,7 @@ use crate::abi::{
     FSTFLAGS_ALL, LOOKUPFLAGS_ALL, OFLAGS_ALL,
 };
 use crate::ctx::GuestCtx;
-use crate::host::{unsupported_fd, MsgFlags, SysResult, WasiHost};
+use crate::host::{MsgFlags, SysResult, WasiHost};
 use crate::memory::{IoVec, MAX_IO_BYTES, MAX_POLL_SUBSCRIPTIONS};
 
 use super::{define_retrying, errno, host_errno, host_until_ready, returning, suspend_once, suspending, Call, Ctx};
@@ -53,7 +53,7 @@ pub(super) fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wa
     add_path_calls(linker)?;
     add_blocking_calls(linker)?;
     add_socket_calls(linker)?;
-    add_unsupported(linker)
+    add_descriptor_kind_calls(linker)
 }
 
 /// Arguments, environment, clocks, entropy, and the process itself.
@@ -262,18 +262,38 @@ async fn sock_recv<H: WasiHost>(
         .await
 }
 
-/// The calls no [`WasiHost`] method covers: `EBADF` for descriptors that are not open, `ENOSYS`
-/// otherwise.
-fn add_unsupported<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
-    linker.func_wrap(MODULE, "fd_advise", |c: Ctx<'_, H>, fd: Fd, _: u64, _: u64, _: u32| unsupported(&c, fd))?;
-    linker.func_wrap(MODULE, "fd_allocate", |c: Ctx<'_, H>, fd: Fd, _: u64, _: u64| unsupported(&c, fd))?;
-    linker.func_wrap(MODULE, "fd_fdstat_set_rights", |c: Ctx<'_, H>, fd: Fd, _: u64, _: u64| unsupported(&c, fd))?;
+/// The calls that only need to know what a descriptor is (from [`WasiHost::fd_fdstat_get`]),
+/// answered as wasmtime does: an advice is validated and accepted on a regular file (it changes
+/// nothing here), space is never preallocated (`ENOTSUP`), rights are never dropped
+/// (`ENOTSUP`); every other kind of descriptor is `EBADF` for the first two, as wasmtime's
+/// "not a file".
+fn add_descriptor_kind_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Result<()> {
+    linker.func_wrap(MODULE, "fd_advise", |c: Ctx<'_, H>, fd: Fd, _: u64, _: u64, advice: u32| {
+        host_errno(&c, |h| {
+            if advice > MAX_ADVICE {
+                return Err(Errno::Inval);
+            }
+            regular_file(h, fd)
+        })
+    })?;
+    linker.func_wrap(MODULE, "fd_allocate", |c: Ctx<'_, H>, fd: Fd, _: u64, _: u64| {
+        host_errno(&c, |h| regular_file(h, fd).and(Err(Errno::NotSup)))
+    })?;
+    linker.func_wrap(MODULE, "fd_fdstat_set_rights", |c: Ctx<'_, H>, fd: Fd, _: u64, _: u64| {
+        host_errno(&c, |h| h.fd_fdstat_get(fd).and(Err(Errno::NotSup)))
+    })?;
     Ok(())
 }
 
-/// A call no [`WasiHost`] method covers.
-fn unsupported<H: WasiHost>(caller: &Ctx<'_, H>, fd: Fd) -> i32 {
-    host_errno(caller, |h| Err(unsupported_fd(h, fd)))
+/// The largest `advice` (`NOREUSE` 5).
+const MAX_ADVICE: u32 = 5;
+
+/// `Ok` when `fd` is an open regular file, else `EBADF`.
+fn regular_file<H: WasiHost>(host: &mut H, fd: Fd) -> Result<(), Errno> {
+    match host.fd_fdstat_get(fd)?.filetype {
+        Filetype::RegularFile => Ok(()),
+        _ => Err(Errno::Badf),
+    }
 }
 
 /// A clock argument: `EINVAL` for a clock WASI does not define.

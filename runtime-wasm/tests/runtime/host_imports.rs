@@ -44,6 +44,9 @@ fn guest(strings: &[&str], body: &str) -> Vec<u8> {
         (import "wasi_snapshot_preview1" "fd_renumber" (func $fd_renumber (param i32 i32) (result i32)))
         (import "wasi_snapshot_preview1" "fd_fdstat_get" (func $fd_fdstat_get (param i32 i32) (result i32)))
         (import "wasi_snapshot_preview1" "fd_fdstat_set_flags" (func $fd_fdstat_set_flags (param i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "fd_advise" (func $fd_advise (param i32 i64 i64 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "fd_allocate" (func $fd_allocate (param i32 i64 i64) (result i32)))
+        (import "wasi_snapshot_preview1" "fd_fdstat_set_rights" (func $fd_fdstat_set_rights (param i32 i64 i64) (result i32)))
         (import "wasi_snapshot_preview1" "fd_prestat_get" (func $fd_prestat_get (param i32 i32) (result i32)))
         (import "wasi_snapshot_preview1" "fd_prestat_dir_name" (func $fd_prestat_dir_name (param i32 i32 i32) (result i32)))
         (import "wasi_snapshot_preview1" "fd_readdir" (func $fd_readdir (param i32 i32 i32 i64 i32) (result i32)))
@@ -492,4 +495,33 @@ fn a_getter_waits_for_a_permission_prompt() {
     let (stdout, stderr, code) = outcome(&host.run("probe"));
     assert_eq!((code, stderr.as_str()), (0, ""));
     assert_eq!(stdout, (S_IFREG | 0o644).to_le_bytes());
+}
+
+/// `fd_advise`, `fd_allocate` and `fd_fdstat_set_rights` answer as wasmtime does, from what the
+/// descriptor is: an advice is checked and accepted on a file; nothing is preallocated and no
+/// right is dropped (`ENOTSUP`); a directory, a stream or a closed number is `EBADF`.
+#[test]
+fn advice_allocation_and_rights_answer_by_the_descriptors_kind() {
+    let values = run(
+        &[("/tmp/f", b"data")],
+        &["tmp/f"],
+        &format!(
+            r#"
+            {open_file}
+            (call $r32 (call $fd_advise (i32.load (i32.const 300)) (i64.const 0) (i64.const 4) (i32.const 1)))
+            (call $r32 (call $fd_advise (i32.load (i32.const 300)) (i64.const 0) (i64.const 4) (i32.const 6)))
+            (call $r32 (call $fd_advise (i32.const 3) (i64.const 0) (i64.const 4) (i32.const 0)))
+            (call $r32 (call $fd_advise (i32.const 1) (i64.const 0) (i64.const 4) (i32.const 0)))
+            (call $r32 (call $fd_allocate (i32.load (i32.const 300)) (i64.const 0) (i64.const 4096)))
+            (call $r32 (call $fd_allocate (i32.const 3) (i64.const 0) (i64.const 1)))
+            (call $r32 (call $fd_allocate (i32.const 99) (i64.const 0) (i64.const 1)))
+            (call $r32 (call $fd_fdstat_set_rights (i32.const 1) (i64.const 0) (i64.const 0)))
+            (call $r32 (call $fd_fdstat_set_rights (i32.const 99) (i64.const 0) (i64.const 0)))
+            "#,
+            open_file = open(3, 0, 0, 300)
+        ),
+        "/",
+    );
+    // ok, then EINVAL 28, EBADF 8, ENOTSUP 58.
+    assert_eq!(values, [0, 0, 28, 8, 8, 58, 8, 8, 58, 8]);
 }
