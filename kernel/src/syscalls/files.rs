@@ -33,7 +33,12 @@ impl Syscalls {
         if changes {
             self.writable()?;
         }
-        let existing = self.stat_path(&path, flags.follow || !flags.create);
+        // Without `follow` (O_NOFOLLOW) a final symlink is not opened: `ELOOP`, as on Linux and
+        // wasmtime, also when it dangles or the call would create.
+        let existing = match self.stat_path(&path, flags.follow) {
+            Ok(stat) if !flags.follow && kind_of(stat.mode) == EntryKind::Symlink => return Err(Errno::ELOOP.into()),
+            other => other,
+        };
         let stat = match existing {
             Ok(_) if flags.create && flags.exclusive => return Err(Errno::EEXIST.into()),
             Ok(stat) => stat,

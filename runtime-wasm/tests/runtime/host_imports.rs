@@ -525,3 +525,39 @@ fn advice_allocation_and_rights_answer_by_the_descriptors_kind() {
     // ok, then EINVAL 28, EBADF 8, ENOTSUP 58.
     assert_eq!(values, [0, 0, 28, 8, 8, 58, 8, 8, 58, 8]);
 }
+
+/// `path_open` without `SYMLINK_FOLLOW` (O_NOFOLLOW) refuses a final symlink with `ELOOP`,
+/// dangling or not, creating or not; with it, a dangling link is `ENOENT` and a live one opens
+/// its target.
+#[test]
+fn opening_without_follow_refuses_a_final_symlink() {
+    let open_with = |lookup: u32, index: usize, oflags: u32| {
+        format!(
+            "(call $r32 (call $path_open (i32.const 3) (i32.const {lookup}) $S{index} (i32.const {oflags}) \
+             (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 400)))"
+        )
+    };
+    let values = run(
+        &[("/tmp/target", b"data")],
+        &["/tmp/target", "tmp/live", "/tmp/missing", "tmp/dangling"],
+        &format!(
+            r#"
+            (call $r32 (call $path_symlink $S0 (i32.const 3) $S1))
+            (call $r32 (call $path_symlink $S2 (i32.const 3) $S3))
+            {live_nofollow}
+            {dangling_nofollow}
+            {dangling_create_nofollow}
+            {dangling_follow}
+            {live_follow}
+            "#,
+            live_nofollow = open_with(0, 1, 0),
+            dangling_nofollow = open_with(0, 3, 0),
+            dangling_create_nofollow = open_with(0, 3, 1),
+            dangling_follow = open_with(1, 3, 0),
+            live_follow = open_with(1, 1, 0),
+        ),
+        "/",
+    );
+    // The two links made, then ELOOP 32, ELOOP, ELOOP, ENOENT 44, opened.
+    assert_eq!(values, [0, 0, 32, 32, 32, 44, 0]);
+}
