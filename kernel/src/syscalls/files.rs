@@ -29,6 +29,15 @@ impl Syscalls {
         create_mode: Option<u32>,
     ) -> SysResult<u32> {
         let path = self.resolve(dirfd, guest_path)?;
+        if names_directory(guest_path) {
+            match self.existing_kind(&path)? {
+                Some(EntryKind::Directory) => {}
+                Some(_) => return Err(Errno::ENOTDIR.into()),
+                // `open("new/", O_CREAT)`: only a directory can have that name (Linux).
+                None if flags.create && !flags.directory => return Err(Errno::EISDIR.into()),
+                None => {}
+            }
+        }
         let changes = flags.write || flags.create || flags.truncate;
         if changes {
             self.writable()?;
@@ -188,6 +197,7 @@ impl Syscalls {
     /// Metadata of `path` relative to `dirfd`.
     pub fn stat_at(&mut self, dirfd: u32, guest_path: &str, follow: bool) -> SysResult<FileStat> {
         let path = self.resolve(dirfd, guest_path)?;
+        self.directory_if_named_so(&path, guest_path)?;
         self.stat_path(&path, follow).map(|stat| file_stat(&stat))
     }
 
@@ -313,34 +323,57 @@ impl Syscalls {
 
     pub fn remove_file_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<()> {
         let path = self.resolve(dirfd, guest_path)?;
+        self.directory_if_named_so(&path, guest_path)?;
         self.restructurable()?;
         self.fs(&path, FsOp::RemoveFile).map(drop)
     }
 
     pub fn remove_dir_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<()> {
         let path = self.resolve(dirfd, guest_path)?;
+        self.directory_if_named_so(&path, guest_path)?;
         self.restructurable()?;
         self.fs(&path, FsOp::RemoveDir { recursive: false }).map(drop)
     }
 
     pub fn rename_at(&mut self, dirfd: u32, from: &str, to_dirfd: u32, to: &str) -> SysResult<()> {
-        let from = self.resolve(dirfd, from)?;
-        let to = self.resolve(to_dirfd, to)?;
+        let (from_path, to_path) = (self.resolve(dirfd, from)?, self.resolve(to_dirfd, to)?);
+        self.directory_if_named_so(&from_path, from)?;
+        self.directory_if_named_so(&to_path, to)?;
+        if names_directory(to) && self.existing_kind(&from_path)? != Some(EntryKind::Directory) {
+            // Only a directory may take a name ending in `/`.
+            return Err(Errno::ENOTDIR.into());
+        }
         self.restructurable()?;
-        self.fs(&from, FsOp::Rename { to: &to }).map(drop)
+        self.fs(&from_path, FsOp::Rename { to: &to_path }).map(drop)
     }
 
     pub fn symlink_at(&mut self, target: &str, dirfd: u32, guest_path: &str) -> SysResult<()> {
         let path = self.resolve(dirfd, guest_path)?;
+        if names_directory(guest_path) {
+            // A link is not a directory, so it cannot take a name ending in `/` (Linux).
+            return Err(match self.existing_kind(&path)? {
+                Some(_) => Errno::EEXIST,
+                None => Errno::ENOENT,
+            }
+            .into());
+        }
         self.restructurable()?;
         self.fs(&path, FsOp::Symlink { target }).map(drop)
     }
 
     pub fn link_at(&mut self, dirfd: u32, from: &str, to_dirfd: u32, to: &str) -> SysResult<()> {
-        let from = self.resolve(dirfd, from)?;
-        let to = self.resolve(to_dirfd, to)?;
+        let (from_path, to_path) = (self.resolve(dirfd, from)?, self.resolve(to_dirfd, to)?);
+        self.directory_if_named_so(&from_path, from)?;
+        if names_directory(to) {
+            // A hard link's source is never a directory, so its new name cannot end in `/`.
+            return Err(match self.existing_kind(&to_path)? {
+                Some(_) => Errno::EEXIST,
+                None => Errno::ENOENT,
+            }
+            .into());
+        }
         self.restructurable()?;
-        self.fs(&from, FsOp::Link { to: &to }).map(drop)
+        self.fs(&from_path, FsOp::Link { to: &to_path }).map(drop)
     }
 
     pub fn read_link_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<String> {
@@ -385,6 +418,24 @@ impl Syscalls {
             WasmPermissionTier::ReadOnly => Err(Errno::EROFS),
             WasmPermissionTier::ReadWrite | WasmPermissionTier::Isolated => Err(Errno::ENOTCAPABLE),
             WasmPermissionTier::Full => Ok(()),
+        }
+    }
+
+    /// `ENOTDIR` when `guest_path` ends in `/` (only a directory may be named so) and what it
+    /// names exists and is not one (a symlink to a directory is one).
+    fn directory_if_named_so(&mut self, path: &str, guest_path: &str) -> SysResult<()> {
+        if names_directory(guest_path) && !matches!(self.existing_kind(path)?, Some(EntryKind::Directory) | None) {
+            return Err(Errno::ENOTDIR.into());
+        }
+        Ok(())
+    }
+
+    /// What `path` is, following links (`None`: nothing is there).
+    fn existing_kind(&mut self, path: &str) -> SysResult<Option<EntryKind>> {
+        match self.stat_path(path, true) {
+            Ok(stat) => Ok(Some(kind_of(stat.mode))),
+            Err(SysError::Errno(Errno::ENOENT)) => Ok(None),
+            Err(error) => Err(error),
         }
     }
 
@@ -483,4 +534,10 @@ fn join(dir: &str, name: &str) -> String {
     } else {
         format!("{dir}/{name}")
     }
+}
+
+/// Whether a guest path ends in `/`, which only a directory's name may (POSIX: a trailing slash
+/// resolves as if `.` followed).
+fn names_directory(guest_path: &str) -> bool {
+    guest_path.len() > 1 && guest_path.ends_with('/')
 }

@@ -55,6 +55,10 @@ fn guest(strings: &[&str], body: &str) -> Vec<u8> {
         (import "wasi_snapshot_preview1" "path_filestat_get"
           (func $path_filestat_get (param i32 i32 i32 i32 i32) (result i32)))
         (import "wasi_snapshot_preview1" "path_symlink" (func $path_symlink (param i32 i32 i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "path_create_directory" (func $path_create_directory (param i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "path_unlink_file" (func $path_unlink_file (param i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "path_remove_directory" (func $path_remove_directory (param i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "path_rename" (func $path_rename (param i32 i32 i32 i32 i32 i32) (result i32)))
         (import "host_process" "fd_dup" (func $fd_dup (param i32 i32) (result i32)))
         (import "host_process" "fd_dup2" (func $fd_dup2 (param i32 i32) (result i32)))
         (import "host_process" "fd_pipe" (func $fd_pipe (param i32 i32) (result i32)))
@@ -560,4 +564,39 @@ fn opening_without_follow_refuses_a_final_symlink() {
     );
     // The two links made, then ELOOP 32, ELOOP, ELOOP, ENOENT 44, opened.
     assert_eq!(values, [0, 0, 32, 32, 32, 44, 0]);
+}
+
+/// A name ending in `/` names a directory: on a file it is `ENOTDIR` for every call, a new file
+/// cannot be created under it (`EISDIR`), and a link cannot take it (`ENOENT`); directories are
+/// reached as before.
+#[test]
+fn a_trailing_slash_names_only_a_directory() {
+    let values = run(
+        &[("/tmp/f", b"data")],
+        &["tmp/f/", "tmp/d/", "tmp/new/", "tmp/f", "tmp/g/", "tmp/d2/", "tmp/d"],
+        &format!(
+            r#"
+            (call $r32 (call $path_create_directory (i32.const 3) $S6))
+            (call $r32 (call $path_filestat_get (i32.const 3) (i32.const 1) $S0 (i32.const 500)))
+            (call $r32 (call $path_filestat_get (i32.const 3) (i32.const 1) $S1 (i32.const 500)))
+            {open_file}
+            {open_dir}
+            {create_new}
+            (call $r32 (call $path_unlink_file (i32.const 3) $S0))
+            (call $r32 (call $path_rename (i32.const 3) $S0 (i32.const 3) $S4))
+            (call $r32 (call $path_rename (i32.const 3) $S3 (i32.const 3) $S4))
+            (call $r32 (call $path_symlink $S3 (i32.const 3) $S4))
+            (call $r32 (call $path_remove_directory (i32.const 3) $S0))
+            (call $r32 (call $path_rename (i32.const 3) $S1 (i32.const 3) $S5))
+            "#,
+            open_file = open(3, 0, 0, 400),
+            open_dir = "(call $r32 (call $path_open (i32.const 3) (i32.const 1) $S1 (i32.const 2) \
+                        (i64.const 2) (i64.const 2) (i32.const 0) (i32.const 400)))",
+            create_new = open(3, 2, 1, 400),
+        ),
+        "/",
+    );
+    // The directory made, then ENOTDIR 54, ok, ENOTDIR, ok, EISDIR 31, ENOTDIR, ENOTDIR, ENOTDIR,
+    // ENOENT 44, ENOTDIR, ok.
+    assert_eq!(values, [0, 54, 0, 54, 0, 31, 54, 54, 54, 44, 54, 0]);
 }
