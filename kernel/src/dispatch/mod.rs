@@ -81,6 +81,7 @@ pub const MAX_FRAME_LIMIT_BYTES: usize = u32::MAX as usize;
 /// default per-guest limit. The binary uses half the machine's memory instead.
 pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 4 << 30;
 pub use frames::{MAX_ECHOED_ID_BYTES, MAX_REJECTION_MESSAGE_BYTES};
+pub use network::{MAX_PENDING_FETCHES, MAX_VM_FETCH_RESPONSE_BYTES, VM_FETCH_TIMEOUT_MS};
 
 /// How the embedder configures the sidecar.
 #[derive(Debug, Clone, PartialEq, Eq)]

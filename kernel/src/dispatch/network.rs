@@ -22,6 +22,7 @@ use crate::net::http::{self, Progress, ResponseParser};
 use crate::net::{Bound, SocketId, Transport};
 use crate::policy::permissions::{Capability, Decision};
 use crate::process::fds::OpenFile;
+use crate::vfs::Errno;
 
 /// How long a fetch waits for the guest's whole response (the original's loopback HTTP
 /// timeout).
@@ -65,6 +66,10 @@ impl Fetches {
     }
 }
 
+/// What the response parser made of the bytes so far: nothing complete yet, a response, or
+/// why the bytes are not one.
+type Parsed = Option<Result<http::Response, http::HttpError>>;
+
 /// How a fetch ended.
 enum FetchEnd {
     Answered(String),
@@ -75,7 +80,7 @@ impl Sidecar {
     /// `FindListener`: the first guest TCP listener matching the query (`path`, a Unix socket,
     /// finds nothing: this network has none). Needs `network.inspect` on `tcp://HOST:PORT`.
     pub(crate) fn find_listener(
-        &mut self,
+        &self,
         vm_id: &str,
         request: &FindListenerRequest,
     ) -> Result<ResponsePayload, Rejection> {
@@ -89,7 +94,7 @@ impl Sidecar {
     /// `FindBoundUdp`: the first guest UDP socket bound as the query says. Needs
     /// `network.inspect` on `udp://HOST:PORT`.
     pub(crate) fn find_bound_udp(
-        &mut self,
+        &self,
         vm_id: &str,
         request: &FindBoundUdpRequest,
     ) -> Result<ResponsePayload, Rejection> {
@@ -98,7 +103,7 @@ impl Sidecar {
     }
 
     fn find_socket(
-        &mut self,
+        &self,
         vm_id: &str,
         transport: Transport,
         host: Option<&str>,
@@ -107,7 +112,8 @@ impl Sidecar {
         let scheme = if transport == Transport::Stream { "tcp" } else { "udp" };
         let resource =
             format!("{scheme}://{}:{}", host.unwrap_or("*"), port.map_or_else(|| "*".to_owned(), |p| p.to_string()));
-        let vm = self.vm_mut(vm_id)?;
+        // A query: the VM is only read, so its schedule summary stays as it is.
+        let vm = self.vms.get(vm_id).ok_or_else(|| unknown_vm(vm_id))?;
         if let Decision::Deny { message } = vm.policy().decide(Capability::NetworkInspect, &resource, false) {
             return Err(Rejection::new(RejectCode::KernelError, format!("EACCES: {message}, {resource}")));
         }
@@ -160,11 +166,25 @@ impl Sidecar {
         let url = format!("http://127.0.0.1:{}{path}", request.port);
         let deadline_ms = self.now.monotonic_ms.saturating_add(VM_FETCH_TIMEOUT_MS);
         let vm = self.vm_mut(vm_id)?;
-        let socket = vm.processes_mut().net.connect_from_host(request.port).map_err(|_| {
-            Rejection::new(
+        let net = &mut vm.processes_mut().net;
+        let listening = net.find_bound(Transport::Stream, None, Some(request.port)).is_some();
+        let socket = net.connect_from_host(request.port).map_err(|errno| match (listening, errno) {
+            (false, _) => Rejection::new(
                 RejectCode::ExecutionError,
                 format!("vm.fetch could not find a guest HTTP listener on port {}", request.port),
-            )
+            ),
+            // The VM's maxConnections.
+            (true, Errno::EAGAIN) => Rejection::new(
+                RejectCode::LimitExceeded,
+                format!("vm.fetch: the VM has no connection left for port {} (maxConnections)", request.port),
+            ),
+            (true, errno) => Rejection::new(
+                RejectCode::ExecutionError,
+                format!(
+                    "vm.fetch: the guest listener on port {} refused the connection ({errno}: its queue is full)",
+                    request.port
+                ),
+            ),
         })?;
         self.fetches.next = self.fetches.next.saturating_add(1);
         let fetch = PendingFetch {
@@ -203,29 +223,20 @@ impl Sidecar {
 
     fn drive_fetch(&mut self, fetch: &mut PendingFetch) -> Option<FetchEnd> {
         let now_ms = self.now.monotonic_ms;
-        let Some(vm) = self.vms.get_mut(&fetch.vm_id) else {
+        let Some(vm) = self.vms.get(&fetch.vm_id) else {
             return Some(FetchEnd::Failed(unknown_vm(&fetch.vm_id)));
         };
-        let net = &mut vm.processes_mut().net;
-        if !fetch.unsent.is_empty() {
-            let chunk = fetch.unsent.get(..FETCH_BYTES_PER_DRIVE.min(fetch.unsent.len())).unwrap_or_default();
-            match net.send(fetch.socket, chunk) {
-                Ok(sent) => {
-                    fetch.unsent.drain(..sent.min(fetch.unsent.len()));
-                }
-                Err(_) => return Some(FetchEnd::Failed(server_gone())),
+        // A fetch that can neither send nor read leaves its VM untouched (no allocation, no
+        // schedule refresh): it only checks its deadline.
+        let net = &vm.processes().net;
+        let can_send = !fetch.unsent.is_empty() && net.writable(fetch.socket);
+        let outcome = if can_send || net.readable(fetch.socket) {
+            match self.move_fetch_bytes(fetch) {
+                Ok(outcome) => outcome,
+                Err(end) => return Some(end),
             }
-        }
-        let mut buf = vec![0u8; FETCH_BYTES_PER_DRIVE];
-        let outcome = match net.recv(fetch.socket, &mut buf, false) {
-            Ok(Some(0)) => Some(fetch.parser.finish()),
-            Ok(Some(read)) => match fetch.parser.feed(buf.get(..read).unwrap_or_default()) {
-                Ok(Progress::Done(response)) => Some(Ok(response)),
-                Ok(Progress::NeedMore) => None,
-                Err(error) => Some(Err(error)),
-            },
-            Ok(None) => None,
-            Err(_) => return Some(FetchEnd::Failed(server_gone())),
+        } else {
+            None
         };
         match outcome {
             Some(Ok(response)) => Some(FetchEnd::Answered(http::response_json(&response, &fetch.url))),
@@ -239,6 +250,29 @@ impl Sidecar {
             ))),
             None => None,
         }
+    }
+
+    /// Sends what the guest's connection takes and parses what it wrote (at most
+    /// [`FETCH_BYTES_PER_DRIVE`] each way): `Err` ends the fetch (the guest went away), `Ok(None)`
+    /// means the response is not complete yet.
+    fn move_fetch_bytes(&mut self, fetch: &mut PendingFetch) -> Result<Parsed, FetchEnd> {
+        let vm = self.vms.get_mut(&fetch.vm_id).ok_or_else(|| FetchEnd::Failed(unknown_vm(&fetch.vm_id)))?;
+        let net = &mut vm.processes_mut().net;
+        if !fetch.unsent.is_empty() {
+            let chunk = fetch.unsent.get(..FETCH_BYTES_PER_DRIVE.min(fetch.unsent.len())).unwrap_or_default();
+            let sent = net.send(fetch.socket, chunk).map_err(|_| FetchEnd::Failed(server_gone()))?;
+            fetch.unsent.drain(..sent.min(fetch.unsent.len()));
+        }
+        let mut buf = vec![0u8; net.pending_bytes(fetch.socket).min(FETCH_BYTES_PER_DRIVE)];
+        Ok(match net.recv(fetch.socket, &mut buf, false).map_err(|_| FetchEnd::Failed(server_gone()))? {
+            Some(0) => Some(fetch.parser.finish()),
+            Some(read) => match fetch.parser.feed(buf.get(..read).unwrap_or_default()) {
+                Ok(Progress::Done(response)) => Some(Ok(response)),
+                Ok(Progress::NeedMore) => None,
+                Err(error) => Some(Err(error)),
+            },
+            None => None,
+        })
     }
 
     fn end_fetch(&mut self, fetch: PendingFetch, end: FetchEnd) {

@@ -671,6 +671,14 @@ impl Network {
         }
     }
 
+    /// Bytes waiting to be read on connected stream `id` (0 for anything else).
+    pub(crate) fn pending_bytes(&self, id: SocketId) -> usize {
+        match self.sockets.get(&id).map(|socket| &socket.state) {
+            Some(State::Connected(connection)) => connection.incoming.len(),
+            _ => 0,
+        }
+    }
+
     /// Whether a read (or accept) of `id` would return at once: data, a connection, end of
     /// stream, or an error (a socket that is gone, or never connected).
     pub(crate) fn readable(&self, id: SocketId) -> bool {
@@ -894,6 +902,37 @@ mod tests {
         assert_eq!(net.recv_from(receiver, &mut buf, false), Ok(Some((2, from))));
         assert_eq!(net.recv_from(receiver, &mut buf, false), Ok(None));
         assert_eq!((net.buffered_bytes(), net.datagrams), (0, 0));
+    }
+
+    #[test]
+    fn a_listener_queues_at_most_max_backlog_connections() {
+        let roomy =
+            NetLimits { max_sockets: 3 * MAX_BACKLOG, max_connections: 3 * MAX_BACKLOG, ..NetLimits::default() };
+        let mut net = Network::new(roomy, BTreeMap::new());
+        let server = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.bind(server, at("127.0.0.1:7200")), Ok(()));
+        assert_eq!(net.listen(server, u32::MAX), Ok(()), "a larger backlog is clamped, not refused");
+        for _ in 0..MAX_BACKLOG {
+            let client = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+            assert_eq!(net.connect(client, at("127.0.0.1:7200")), Ok(()));
+        }
+        let late = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.connect(late, at("127.0.0.1:7200")), Err(Errno::ECONNREFUSED));
+        assert!(net.accept(server).is_ok_and(|accepted| accepted.is_some()));
+        assert_eq!(net.connect(late, at("127.0.0.1:7200")), Ok(()), "an accept makes room");
+    }
+
+    #[test]
+    fn audit_records_past_the_queue_are_counted_not_kept() {
+        let mut net = Network::new(NetLimits::default(), BTreeMap::new());
+        let attempt =
+            ConnectAttempt { pid: 1, destination: "tcp://8.8.8.8:53".into(), decision: "allow", reason: String::new() };
+        for _ in 0..MAX_PENDING_NETWORK_EVENTS + 3 {
+            net.record_attempt(attempt.clone());
+        }
+        let (kept, dropped) = net.take_attempts();
+        assert_eq!((kept.len(), dropped), (MAX_PENDING_NETWORK_EVENTS, 3));
+        assert_eq!(net.take_attempts(), (Vec::new(), 0), "taken once");
     }
 
     #[test]

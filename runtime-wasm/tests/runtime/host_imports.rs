@@ -76,6 +76,7 @@ fn guest(strings: &[&str], body: &str) -> Vec<u8> {
         (import "host_fs" "remount" (func $remount (param i32 i32 i32 i32) (result i32)))
         (import "host_net" "net_send" (func $net_send (param i32 i32 i32 i32 i32) (result i32)))
         (import "host_net" "net_recv" (func $net_recv (param i32 i32 i32 i32 i32) (result i32)))
+        (import "host_net" "net_poll" (func $net_poll (param i32 i32 i32 i32) (result i32)))
         (import "host_tty" "read" (func $tty_read (param i32 i32 i32) (result i32)))
         (import "host_tty" "set_raw_mode" (func $set_raw_mode (param i32) (result i32)))
         (import "host_user" "getpwuid" (func $getpwuid (param i32 i32 i32 i32) (result i32)))
@@ -599,4 +600,22 @@ fn a_trailing_slash_names_only_a_directory() {
     // The directory made, then ENOTDIR 54, ok, ENOTDIR, ok, EISDIR 31, ENOTDIR, ENOTDIR, ENOTDIR,
     // ENOENT 44, ENOTDIR, ok.
     assert_eq!(values, [0, 54, 0, 54, 0, 31, 54, 54, 54, 44, 54, 0]);
+}
+
+/// One `net_poll` watches at most `MAX_POLL_FDS` (1024) descriptors: more is `EINVAL`.
+#[test]
+fn a_poll_of_more_than_1024_descriptors_is_refused() {
+    // 1024 (and 1025) zeroed entries at 50000: fd 0 (stdin), no events asked, no wait.
+    let values = run(
+        &[],
+        &[],
+        r#"
+        (call $r32 (call $net_poll (i32.const 50000) (i32.const 1024) (i32.const 0) (i32.const 100)))
+        (call $r32 (i32.load (i32.const 100)))
+        (call $r32 (call $net_poll (i32.const 50000) (i32.const 1025) (i32.const 0) (i32.const 100)))
+        "#,
+        "/",
+    );
+    // ok with nothing ready, then EINVAL 28.
+    assert_eq!(values, [0, 0, 28]);
 }

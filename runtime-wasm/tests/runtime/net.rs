@@ -363,3 +363,33 @@ fn only_socket_options_that_change_nothing_here_are_accepted() {
         );
     }
 }
+
+#[test]
+fn fetches_in_flight_are_bounded_and_each_is_answered() {
+    let mut host = Host::new();
+    let vm = net_vm(&mut host, NET_VM);
+    let (mut events, mut responses) = (Vec::new(), Vec::new());
+    // Four servers whose listen backlog (16) holds a quarter of the fetches each.
+    let per_server = kernel::dispatch::MAX_PENDING_FETCHES / 4;
+    for server in 0..4 {
+        let (id, port) = (format!("web{server}"), (3100 + server).to_string());
+        started(&host.execute(&vm, &id, "net", &["http-server", &port, &per_server.to_string()]));
+        tick_until(&mut host, &mut events, &mut responses, |e, _| said(e, &id, "listening"));
+    }
+    let get = |port: u16| VmFetchRequest {
+        port,
+        method: "GET".into(),
+        path: "/".into(),
+        headers_json: "{}".into(),
+        body: None,
+    };
+    for fetch in 0..kernel::dispatch::MAX_PENDING_FETCHES {
+        let port = 3100 + u16::try_from(fetch % 4).unwrap();
+        assert!(host.request(host.scope(&vm), RequestPayload::VmFetchRequest(get(port))).is_empty(), "fetch {fetch}");
+    }
+    let frames = host.request(host.scope(&vm), RequestPayload::VmFetchRequest(get(3100)));
+    let ResponsePayload::RejectedResponse(rejected) = response(&frames[0]) else { panic!("{frames:?}") };
+    assert_eq!(rejected.code, "limit_exceeded", "{}", rejected.message);
+    tick_until(&mut host, &mut events, &mut responses, |_, r| r.len() == kernel::dispatch::MAX_PENDING_FETCHES);
+    assert!(responses.iter().all(|r| matches!(r, ResponsePayload::VmFetchResponse(_))), "{responses:?}");
+}
