@@ -371,6 +371,11 @@ fn errno(errno: KernelErrno) -> Errno {
         KernelErrno::EPROTONOSUPPORT => Errno::ProtoNoSupport,
         KernelErrno::ENETUNREACH => Errno::NetUnreach,
         KernelErrno::ETIMEDOUT => Errno::TimedOut,
+        KernelErrno::ECONNABORTED => Errno::ConnAborted,
+        KernelErrno::EHOSTUNREACH => Errno::HostUnreach,
+        KernelErrno::EINPROGRESS => Errno::InProgress,
+        KernelErrno::EALREADY => Errno::Already,
+        KernelErrno::EPROTO => Errno::Proto,
     }
 }
 
@@ -986,8 +991,14 @@ impl WasiHost for KernelHost {
         accepted.map(|(fd, peer)| (fd, peer.into_bytes())).map_err(|error| sys_error(error, WaitReason::Read { fd }))
     }
 
-    fn sock_connect(&mut self, fd: Fd, address: &[u8]) -> Result<(), Errno> {
-        self.sys()?.connect(fd, address).map_err(errno)
+    fn sock_connect(&mut self, fd: Fd, address: &[u8]) -> SysResult<()> {
+        let connected = self.sys()?.connect(fd, address);
+        connected.map_err(|error| sys_error(error, WaitReason::Write { fd }))
+    }
+
+    fn sock_tls_connect(&mut self, fd: Fd, server_name: &[u8]) -> SysResult<()> {
+        let secured = self.sys()?.tls_connect(fd, server_name);
+        secured.map_err(|error| sys_error(error, WaitReason::Write { fd }))
     }
 
     fn sock_send(&mut self, fd: Fd, data: &[u8], flags: MsgFlags) -> SysResult<usize> {

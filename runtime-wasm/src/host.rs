@@ -608,10 +608,17 @@ pub trait WasiHost: Send + 'static {
         Err(not_a_socket(self, fd).into())
     }
 
-    /// Connects `fd` to `address`.
-    fn sock_connect(&mut self, fd: Fd, address: &[u8]) -> Result<(), Errno> {
+    /// Connects `fd` to `address` (a connection out of the VM may wait).
+    fn sock_connect(&mut self, fd: Fd, address: &[u8]) -> SysResult<()> {
         let _ = address;
-        Err(not_a_socket(self, fd))
+        Err(SysError::Errno(not_a_socket(self, fd)))
+    }
+
+    /// Makes connected socket `fd` TLS, verifying the peer as `server_name` (waits for the
+    /// handshake).
+    fn sock_tls_connect(&mut self, fd: Fd, server_name: &[u8]) -> SysResult<()> {
+        let _ = server_name;
+        Err(SysError::Errno(not_a_socket(self, fd)))
     }
 
     /// Sends on a connected socket; returns the bytes accepted.

@@ -55,6 +55,14 @@ struct Cli {
     /// Compile every module anew in each run (no on-disk module cache).
     #[arg(long, conflicts_with = "module_cache_dir")]
     no_module_cache: bool,
+    /// Never connect out of a VM, whatever its network policy allows (such a connect finds no
+    /// route: `ENETUNREACH`).
+    #[arg(long)]
+    no_network: bool,
+    /// Trust the certificates in this PEM file for guests' TLS, besides the Mozilla roots
+    /// (repeatable).
+    #[arg(long = "tls-ca-file", value_name = "PEM", conflicts_with = "no_network")]
+    tls_ca_files: Vec<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -138,6 +146,16 @@ fn serve(cli: &Cli) -> ExitCode {
             None
         }
     };
+    let mut extra_tls_roots = Vec::new();
+    for path in &cli.tls_ca_files {
+        match std::fs::read(path) {
+            Ok(pem) => extra_tls_roots.push(pem),
+            Err(error) => {
+                eprintln!("secure-exec-sidecar: --tls-ca-file {}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let options = StdioOptions {
         config,
         record: cli.record.clone(),
@@ -145,6 +163,8 @@ fn serve(cli: &Cli) -> ExitCode {
         store: Some(Arc::new(store)),
         guest_engine,
         packages: Some(Arc::new(OsPackages::new())),
+        egress: !cli.no_network,
+        extra_tls_roots,
     };
     match stdio::serve(options) {
         Ok(()) => ExitCode::SUCCESS,

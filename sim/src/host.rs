@@ -63,6 +63,7 @@ pub async fn run(
         guest_engine: Some(Arc::new(guest_engine())),
         packages: None,
         compile_effects: false,
+        egress: false,
     };
     let mut host = Host {
         driver: Driver::start(config, ports, trace)?,

@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod egress;
 pub mod hostfs;
 pub mod memory;
 pub mod packages;
@@ -69,6 +70,8 @@ pub struct Ports {
     /// Programs are compiled through effects the caller performs off its loop (see
     /// `kernel::dispatch::compile`); without, the engine compiles them on the loop.
     pub compile_effects: bool,
+    /// The driver carries connections out of VMs (network effects).
+    pub egress: bool,
 }
 
 /// Feeds inputs to a kernel, collects its outputs and, when recording, writes both (and every
@@ -107,12 +110,12 @@ impl Driver {
     /// A kernel with `ports`, recording to `record` if given (the ports' answers are recorded
     /// too, so the trace replays without them). No stream is open yet.
     pub fn start(config: SidecarConfig, ports: Ports, record: Option<TraceWriter>) -> Result<Self, TraceError> {
-        let Ports { mut host_fs, store, guest_engine, packages, compile_effects } = ports;
+        let Ports { mut host_fs, store, guest_engine, packages, compile_effects, egress } = ports;
         let recorder = match record {
             None => None,
             Some(mut writer) => {
                 let journal = Journal::recording();
-                writer.header(&config, host_fs.is_some(), store, compile_effects)?;
+                writer.header(&config, host_fs.is_some(), store, compile_effects, egress)?;
                 host_fs = host_fs
                     .map(|inner| Arc::new(JournaledHostFs::recording(inner, journal.clone())) as Arc<dyn HostFs>);
                 Some(Recorder { writer, journal })
@@ -133,6 +136,9 @@ impl Driver {
         }
         if compile_effects {
             sidecar = sidecar.with_compile_effects();
+        }
+        if egress {
+            sidecar = sidecar.with_egress();
         }
         Ok(Self::bare(sidecar, recorder))
     }

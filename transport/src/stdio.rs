@@ -16,10 +16,14 @@
 //!   requests, guests and timers go on while a flush is written;
 //! - compilations likewise, on a compiler thread: a program's first `Execute` (or a guest's
 //!   spawn of it) waits for its compile effect while everything else goes on;
+//! - guests' connections out of their VMs (when enabled) are non-blocking sockets on this
+//!   same poll ([`crate::egress`]): a connect, send or receive is an effect completed when
+//!   its socket is ready, so a slow or silent peer never holds the loop;
 //! - stdin EOF (once every frame read before it has been fed), SIGTERM or SIGINT dispose every
 //!   VM (`HOST_SHUTDOWN`), wait for store effects in flight (at most
 //!   [`SHUTDOWN_FLUSH_TIMEOUT`]), flush, and exit 0.
 
+use crate::egress::Egress;
 use crate::trace::{TraceError, TraceWriter};
 use crate::{Driver, Input, Ports};
 use kernel::host::effect::{Completion, Effect, EffectId};
@@ -75,6 +79,8 @@ pub enum StdioError {
     TruncatedInput { buffered: usize },
     #[error("an effect worker's thread stopped")]
     WorkerGone,
+    #[error("TLS roots: {0}")]
+    TlsRoots(#[from] crate::egress::tls::TlsError),
 }
 
 /// How the stdio sidecar runs.
@@ -91,6 +97,11 @@ pub struct StdioOptions {
     pub guest_engine: Option<Arc<dyn GuestEngine>>,
     /// Opens ConfigureVm's `software` packages (none: a request naming any is refused).
     pub packages: Option<Arc<dyn PackageSource>>,
+    /// Carry guests' connections out of their VMs, where their policies allow them (without
+    /// it, such a connect finds no route).
+    pub egress: bool,
+    /// PEM certificates trusted for guests' TLS besides the Mozilla roots.
+    pub extra_tls_roots: Vec<Vec<u8>>,
 }
 
 /// The wall and monotonic clock, read only here.
@@ -280,8 +291,15 @@ pub fn serve(options: StdioOptions) -> Result<(), StdioError> {
             match event.token() {
                 STDIN => stdin.ready = true,
                 SIGNALS => on_shutdown_signal(&signals, &mut state, &mut shutdown_deadline)?,
-                _ => {}
+                token => {
+                    if let Some(egress) = state.egress.as_mut() {
+                        egress.on_event(poll.registry(), token);
+                    }
+                }
             }
+        }
+        if let Some(egress) = state.egress.as_mut() {
+            egress.expire(poll.registry(), Instant::now());
         }
     }
 }
@@ -404,6 +422,10 @@ struct LoopState {
     store: Option<EffectWorker>,
     /// Compiles programs for the guest engine (none without one).
     compiler: Option<EffectWorker>,
+    /// Guests' connections out (none when egress is off).
+    egress: Option<Egress>,
+    /// Registers links' sockets with the loop's poll.
+    registry: mio::Registry,
 }
 
 /// How a worker performs one effect.
@@ -494,18 +516,21 @@ impl LoopState {
             Some(engine) => Some(EffectWorker::compiler(Arc::clone(engine), waker)?),
             None => None,
         };
+        let egress = if options.egress { Some(Egress::new(options.extra_tls_roots)?) } else { None };
         let ports = Ports {
             host_fs: options.host_fs,
             store: store.is_some(),
             guest_engine: options.guest_engine,
             packages: options.packages,
             compile_effects: compiler.is_some(),
+            egress: egress.is_some(),
         };
         let clock = RealClock { start: Instant::now() };
         let mut driver = Driver::start(options.config, ports, record)?;
         // A fresh kernel always has room for its first stream.
         driver.open_stream(clock.now())?;
-        Ok(Self { clock, driver, out: OutboundQueue::default(), store, compiler })
+        let registry = poll.registry().try_clone()?;
+        Ok(Self { clock, driver, out: OutboundQueue::default(), store, compiler, egress, registry })
     }
 
     /// Feeds the store completions that arrived.
@@ -513,6 +538,9 @@ impl LoopState {
         let mut completed = Vec::new();
         for worker in [self.store.as_mut(), self.compiler.as_mut()].into_iter().flatten() {
             completed.extend(worker.completed());
+        }
+        if let Some(egress) = self.egress.as_mut() {
+            completed.extend(egress.take_completions());
         }
         for (id, completion) in completed {
             self.apply(Input::Completion(id, completion))?;
@@ -584,6 +612,12 @@ impl LoopState {
             self.out.push(output.bytes);
         }
         for (id, effect) in self.driver.take_effects() {
+            if effect.is_network() {
+                if let Some(egress) = self.egress.as_mut() {
+                    egress.submit(&self.registry, id, effect);
+                }
+                continue;
+            }
             let worker = if effect.is_store() { self.store.as_mut() } else { self.compiler.as_mut() };
             // The kernel asks only for the effects of the ports it was given.
             let Some(worker) = worker else { continue };
@@ -622,6 +656,14 @@ fn poll_timeout(state: &LoopState, shutdown: Option<Instant>) -> Option<Duration
             wait
         }
     });
+    // A link's completions wait for the loop's next turn: come straight back for them.
+    let completions_ready = state.egress.as_ref().is_some_and(Egress::has_completions);
+    let timer = if completions_ready { Some(Duration::ZERO) } else { timer };
+    let linger = state.egress.as_ref().and_then(Egress::next_deadline);
+    let timer = match (timer, linger.map(|until| until.saturating_duration_since(Instant::now()))) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let shutdown = shutdown.map(|deadline| deadline.saturating_duration_since(Instant::now()));
     match (timer, shutdown) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -810,6 +852,8 @@ mod tests {
             out: OutboundQueue::default(),
             store: None,
             compiler: None,
+            egress: None,
+            registry: Poll::new().unwrap().registry().try_clone().unwrap(),
         };
         let content = "x".repeat(OUTBOUND_HIGH_WATERMARK_BYTES + 1);
         let write = GuestFilesystemCallRequest {

@@ -53,6 +53,7 @@ const MAX_HEADER_STRING_BYTES: usize = 4096;
 const PORT_HOST_FS: u8 = 1;
 const PORT_STORE: u8 = 2;
 const PORT_COMPILE_EFFECTS: u8 = 4;
+const PORT_EGRESS: u8 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
@@ -177,6 +178,7 @@ impl TraceWriter {
         host_fs: bool,
         store: bool,
         compile_effects: bool,
+        egress: bool,
     ) -> Result<(), TraceError> {
         let out = &mut self.out;
         out.write_all(MAGIC)?;
@@ -190,7 +192,8 @@ impl TraceWriter {
         out.write_all(&config.max_memory_bytes.to_be_bytes())?;
         let ports = if host_fs { PORT_HOST_FS } else { 0 }
             | if store { PORT_STORE } else { 0 }
-            | if compile_effects { PORT_COMPILE_EFFECTS } else { 0 };
+            | if compile_effects { PORT_COMPILE_EFFECTS } else { 0 }
+            | if egress { PORT_EGRESS } else { 0 };
         out.write_all(&[ports])?;
         let (fault, argument) = injected_fault(config);
         out.write_all(&[fault])?;
@@ -303,6 +306,8 @@ pub struct TraceReader<R> {
     pub host_fs: bool,
     pub store: bool,
     pub compile_effects: bool,
+    /// Whether the recorded kernel's driver carried connections out of VMs.
+    pub egress: bool,
 }
 
 impl TraceReader<BufReader<File>> {
@@ -330,7 +335,7 @@ impl<R: Read> TraceReader<R> {
         let sidecar_id = read_string(&mut input)?;
         let max_memory_bytes = u64::from_be_bytes(read_array(&mut input)?);
         let [ports] = read_array::<1>(&mut input)?;
-        if ports & !(PORT_HOST_FS | PORT_STORE | PORT_COMPILE_EFFECTS) != 0 {
+        if ports & !(PORT_HOST_FS | PORT_STORE | PORT_COMPILE_EFFECTS | PORT_EGRESS) != 0 {
             return Err(TraceError::Corrupt(format!("unknown ports {ports:#x}")));
         }
         let [fault] = read_array::<1>(&mut input)?;
@@ -352,6 +357,7 @@ impl<R: Read> TraceReader<R> {
             host_fs: ports & PORT_HOST_FS != 0,
             store: ports & PORT_STORE != 0,
             compile_effects: ports & PORT_COMPILE_EFFECTS != 0,
+            egress: ports & PORT_EGRESS != 0,
         })
     }
 
@@ -502,6 +508,8 @@ pub fn replay_with<R: Read>(
         // The recorded completions say when each compilation ended; the programs compile
         // when the kernel then loads them.
         compile_effects: reader.compile_effects,
+        // The recorded completions say what every connection did: nothing is sent anywhere.
+        egress: reader.egress,
     };
     let mut driver = Driver::start(reader.config.clone(), ports, None)?;
     let mut produced = std::collections::VecDeque::new();

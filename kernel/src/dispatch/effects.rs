@@ -6,11 +6,18 @@ use std::collections::{BTreeMap, VecDeque};
 use schema::wire::OwnershipScope;
 
 use super::compile::CompileKey;
+use super::egress::{LinkEffect, MAX_EFFECTS_PER_LINK, MAX_LINKS};
 use super::persistence::PersistenceWait;
 use super::{Sidecar, StreamId};
 use crate::clock::Now;
 use crate::error::{RejectCode, Rejection};
-use crate::host::effect::{Completion, Effect, EffectId, MAX_EFFECTS_IN_FLIGHT, MAX_EFFECT_BYTES_IN_FLIGHT};
+use crate::host::effect::{Completion, Effect, EffectId, LinkId, MAX_EFFECTS_IN_FLIGHT, MAX_EFFECT_BYTES_IN_FLIGHT};
+
+/// Network effects in flight at most: every link's, all at once. They are bounded by the links
+/// open (a link's effects are asked one of a kind at a time), not by
+/// [`MAX_EFFECTS_IN_FLIGHT`], which is for the store and the compiler: an idle connection
+/// always has a receive waiting.
+pub const MAX_NETWORK_EFFECTS_IN_FLIGHT: usize = MAX_LINKS * MAX_EFFECTS_PER_LINK;
 
 /// What waits for an effect.
 #[derive(Debug)]
@@ -27,6 +34,8 @@ pub(crate) enum Then {
     Persistence { stream: StreamId, request_id: i64, ownership: OwnershipScope, wait: PersistenceWait },
     /// A program is compiled: what waited for it goes on (see `compile`).
     Compiled(CompileKey),
+    /// A link's effect completed (see `egress`).
+    Link { vm_id: String, link: LinkId, kind: LinkEffect },
 }
 
 #[derive(Debug, Default)]
@@ -37,37 +46,54 @@ pub(crate) struct Effects {
     /// Every effect not yet completed (queued or taken), with its waiter.
     waiting: BTreeMap<EffectId, Waiter>,
     held_bytes: u64,
+    /// Of `waiting`, the network's.
+    network: usize,
 }
 
 impl Effects {
     /// Queues `effect` for `waiter`'s request; refused past the in-flight bounds.
     fn ask(&mut self, effect: Effect, mut waiter: Waiter) -> Result<EffectId, Rejection> {
+        if effect.is_network() {
+            if self.network >= MAX_NETWORK_EFFECTS_IN_FLIGHT {
+                let message = format!("{MAX_NETWORK_EFFECTS_IN_FLIGHT} network effects are in flight");
+                return Err(Rejection::new(RejectCode::LimitExceeded, message));
+            }
+            self.network += 1;
+            return Ok(self.queue(effect, waiter));
+        }
         let held = effect.held_bytes();
         let over_bytes = self.held_bytes > 0 && self.held_bytes.saturating_add(held) > MAX_EFFECT_BYTES_IN_FLIGHT;
-        if self.waiting.len() >= MAX_EFFECTS_IN_FLIGHT || over_bytes {
+        if self.waiting.len() - self.network >= MAX_EFFECTS_IN_FLIGHT || over_bytes {
             return Err(Rejection::new(
                 RejectCode::LimitExceeded,
                 format!(
                     "EAGAIN: {} store operations and compilations ({} bytes) are in flight, the limit is \
                      {MAX_EFFECTS_IN_FLIGHT} ({MAX_EFFECT_BYTES_IN_FLIGHT} bytes); retry once they are answered",
-                    self.waiting.len(),
+                    self.waiting.len() - self.network,
                     self.held_bytes
                 ),
             ));
         }
-        self.next_id += 1;
-        let id = EffectId(self.next_id);
         waiter.held_bytes = held;
         self.held_bytes += held;
+        Ok(self.queue(effect, waiter))
+    }
+
+    fn queue(&mut self, effect: Effect, waiter: Waiter) -> EffectId {
+        self.next_id += 1;
+        let id = EffectId(self.next_id);
         self.queued.push_back((id, effect));
         self.waiting.insert(id, waiter);
-        debug_assert!(self.queued.len() <= self.waiting.len());
-        Ok(id)
+        assert!(self.queued.len() <= self.waiting.len() && self.network <= self.waiting.len());
+        id
     }
 
     fn complete(&mut self, id: EffectId) -> Option<Waiter> {
         let waiter = self.waiting.remove(&id)?;
         self.held_bytes -= waiter.held_bytes;
+        if matches!(waiter.then, Then::Link { .. }) {
+            self.network -= 1;
+        }
         // A completion may come before the driver took the effect (it never should); the
         // effect is then dropped, not performed late.
         self.queued.retain(|(queued, _)| *queued != id);
@@ -86,6 +112,10 @@ impl Waiter {
 
     pub(crate) fn compile(key: CompileKey) -> Self {
         Self { then: Then::Compiled(key), held_bytes: 0 }
+    }
+
+    pub(crate) fn link(vm_id: String, link: LinkId, kind: LinkEffect) -> Self {
+        Self { then: Then::Link { vm_id, link, kind }, held_bytes: 0 }
     }
 }
 
@@ -119,6 +149,7 @@ impl Sidecar {
                 }
             }
             Then::Compiled(key) => self.finish_compile(key),
+            then @ Then::Link { .. } => self.finish_link(then, completion),
         }
     }
 }

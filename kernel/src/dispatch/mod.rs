@@ -13,6 +13,7 @@
 pub(crate) mod callbacks;
 mod compile;
 mod effects;
+mod egress;
 mod frames;
 mod network;
 mod persistence;
@@ -186,6 +187,10 @@ pub struct Sidecar {
     compiles: compile::Compiles,
     /// `VmFetch` requests in flight.
     fetches: network::Fetches,
+    /// Whether the driver carries connections out of VMs.
+    egress: bool,
+    /// Connections out of VMs the driver holds.
+    links: egress::Links,
     /// Runs guest programs (none: `Execute` is refused).
     guest_engine: Option<Arc<dyn crate::syscalls::engine::GuestEngine>>,
     /// The running guest task of every live process, by (VM id, pid): the scheduler's, not the
@@ -228,6 +233,8 @@ impl Sidecar {
             effects: effects::Effects::default(),
             compiles: compile::Compiles::default(),
             fetches: network::Fetches::default(),
+            egress: false,
+            links: egress::Links::default(),
             guest_engine: None,
             guests: BTreeMap::new(),
             memory_budget,
@@ -338,7 +345,7 @@ impl Sidecar {
 
     /// The earliest monotonic time at which [`tick`](Self::tick) has work (timeouts).
     pub fn next_deadline(&self) -> Option<u64> {
-        [self.callbacks.next_deadline(), self.process_deadline(), self.fetches.next_deadline()]
+        [self.callbacks.next_deadline(), self.process_deadline(), self.fetches.next_deadline(), self.links_deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -353,6 +360,7 @@ impl Sidecar {
         }
         self.run_processes();
         self.drive_fetches();
+        self.drive_links();
     }
 
     /// The kernel's current notion of time (the latest reading passed in).
@@ -633,7 +641,10 @@ impl Sidecar {
             &self.base_layer,
             self.now,
         )?;
-        let vm = vm::Vm::new(vm_id.clone(), connection_id.clone(), session_id.clone(), stream, setup, filesystem);
+        let mut vm = vm::Vm::new(vm_id.clone(), connection_id.clone(), session_id.clone(), stream, setup, filesystem);
+        if self.egress {
+            vm.processes_mut().net.enable_egress();
+        }
         self.vms.insert(vm_id.clone(), vm);
         if let Some(session) = self.sessions.get_mut(&session_id) {
             session.vms.insert(vm_id.clone());
@@ -821,6 +832,7 @@ impl Sidecar {
         // Like the original: the exits of the processes killed go out between DISPOSING and
         // DISPOSED.
         self.kill_all_processes(vm_id);
+        self.close_links_of(vm_id);
         let Some(vm) = self.vms.remove(vm_id) else { return };
         self.guests.retain(|(owner, _), _| owner != vm_id);
         for (parked_stream, parked) in self.callbacks.cancel_vm(vm_id) {

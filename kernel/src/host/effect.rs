@@ -13,9 +13,12 @@
 //! effect's id (an unknown id is ignored, a completion of the wrong kind answers the request
 //! with `io_error`).
 
+use core::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::vfs::Errno;
 
 use super::journal::Digest;
 use super::store::{Store, StoreError};
@@ -48,6 +51,42 @@ pub enum Effect {
     /// seconds of CPU, which would stall every other VM. The completion only says it is done;
     /// the kernel then loads the program from the engine's cache (see `dispatch::compile`).
     Compile { module: Arc<[u8]>, max_wasm_stack_bytes: u64 },
+    /// Open a TCP connection to `to` for a guest socket (see `net::egress`).
+    NetConnect { link: LinkId, to: SocketAddr },
+    /// Write `bytes` on the link, then (with `fin`) shut its writing side. Completed once the
+    /// host's socket has taken every byte.
+    NetSend { link: LinkId, bytes: Vec<u8>, fin: bool },
+    /// Read what arrives on the link, at most `max_bytes`: completed when something has (an
+    /// empty answer is end of stream).
+    NetRecv { link: LinkId, max_bytes: u32 },
+    /// Make the link TLS, verifying the peer as `server_name`: what follows is plaintext here
+    /// and encrypted on the wire.
+    NetTls { link: LinkId, server_name: String },
+    /// Close the link: what it was asked to send is sent first, within the driver's linger
+    /// bound; an unanswered send or receive of it is completed with a failure.
+    NetClose { link: LinkId },
+}
+
+/// Names a connection out of a VM for its whole life: the VM's creation order and the socket's
+/// id in that VM (neither is ever reused by a kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LinkId {
+    pub vm: u64,
+    pub socket: u64,
+}
+
+/// Why a network effect failed: the errno the guest gets, and the driver's words for the host's
+/// audit and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetFailure {
+    pub errno: Errno,
+    pub reason: String,
+}
+
+impl NetFailure {
+    pub fn new(errno: Errno, reason: impl Into<String>) -> Self {
+        Self { errno, reason: reason.into() }
+    }
 }
 
 /// What a trace keeps of an effect (the value a put writes is the kernel's own output, so its
@@ -57,6 +96,11 @@ pub enum EffectSummary {
     StoreGet { key: String, max_bytes: u64 },
     StorePut { key: String, value: Digest },
     Compile { module: Digest, max_wasm_stack_bytes: u64 },
+    NetConnect { link: LinkId, to: SocketAddr },
+    NetSend { link: LinkId, bytes: Digest, len: u64, fin: bool },
+    NetRecv { link: LinkId, max_bytes: u32 },
+    NetTls { link: LinkId, server_name: String },
+    NetClose { link: LinkId },
 }
 
 /// How an effect ended.
@@ -66,6 +110,12 @@ pub enum Completion {
     StorePut(Result<(), StoreError>),
     /// The engine has compiled the module (or found it cannot: loading it says why).
     Compiled,
+    NetConnected(Result<(), NetFailure>),
+    NetSent(Result<(), NetFailure>),
+    /// Bytes that arrived (empty: end of stream).
+    NetReceived(Result<Vec<u8>, NetFailure>),
+    NetTlsReady(Result<(), NetFailure>),
+    NetClosed,
 }
 
 impl Effect {
@@ -76,7 +126,27 @@ impl Effect {
             Self::StoreGet { key, max_bytes } => Completion::StoreGet(store.get(key, *max_bytes)),
             Self::StorePut { key, value } => Completion::StorePut(store.put(key, value)),
             Self::Compile { .. } => Completion::Compiled,
+            // A driver that performs effects at once has no network: nothing connects.
+            Self::NetConnect { .. } => {
+                Completion::NetConnected(Err(NetFailure::new(Errno::ENETUNREACH, "this driver has no network")))
+            }
+            Self::NetSend { .. } => Completion::NetSent(Err(NetFailure::new(Errno::EPIPE, "no network"))),
+            Self::NetRecv { .. } => Completion::NetReceived(Ok(Vec::new())),
+            Self::NetTls { .. } => Completion::NetTlsReady(Err(NetFailure::new(Errno::EPROTO, "no network"))),
+            Self::NetClose { .. } => Completion::NetClosed,
         }
+    }
+
+    /// Whether the network performs it (a driver's socket loop).
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self,
+            Self::NetConnect { .. }
+                | Self::NetSend { .. }
+                | Self::NetRecv { .. }
+                | Self::NetTls { .. }
+                | Self::NetClose { .. }
+        )
     }
 
     /// Whether a store performs it (else a guest engine does).
@@ -91,6 +161,18 @@ impl Effect {
             Self::Compile { module, max_wasm_stack_bytes } => {
                 EffectSummary::Compile { module: Digest::of(module), max_wasm_stack_bytes: *max_wasm_stack_bytes }
             }
+            Self::NetConnect { link, to } => EffectSummary::NetConnect { link: *link, to: *to },
+            Self::NetSend { link, bytes, fin } => EffectSummary::NetSend {
+                link: *link,
+                bytes: Digest::of(bytes),
+                len: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+                fin: *fin,
+            },
+            Self::NetRecv { link, max_bytes } => EffectSummary::NetRecv { link: *link, max_bytes: *max_bytes },
+            Self::NetTls { link, server_name } => {
+                EffectSummary::NetTls { link: *link, server_name: server_name.clone() }
+            }
+            Self::NetClose { link } => EffectSummary::NetClose { link: *link },
         }
     }
 
@@ -100,6 +182,9 @@ impl Effect {
             Self::StoreGet { .. } => 0,
             Self::StorePut { value, .. } => u64::try_from(value.len()).unwrap_or(u64::MAX),
             Self::Compile { module, .. } => u64::try_from(module.len()).unwrap_or(u64::MAX),
+            // Bounded per link by the socket buffer, and counted in the VM's socket bytes.
+            Self::NetConnect { .. } | Self::NetSend { .. } | Self::NetRecv { .. } => 0,
+            Self::NetTls { .. } | Self::NetClose { .. } => 0,
         }
     }
 }

@@ -21,11 +21,14 @@
 //! - `listen.portMin`/`portMax`/`allowPrivileged`: which ports may be bound (`EACCES`).
 
 pub mod addr;
+pub(crate) mod egress;
 pub(crate) mod http;
 pub mod ssrf;
 
 use core::net::{IpAddr, SocketAddr};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use egress::Remote;
 
 use crate::policy::config::ListenPolicy;
 use crate::vfs::Errno;
@@ -127,6 +130,8 @@ enum State {
         queue: VecDeque<SocketId>,
     },
     Connected(Connection),
+    /// Connected out of the VM (see [`egress`]).
+    Remote(Box<Remote>),
     Datagrams {
         queue: VecDeque<Datagram>,
         /// Where `send` without an address goes (`connect` on a UDP socket).
@@ -188,6 +193,17 @@ pub(crate) struct Network {
     connections: usize,
     buffered_bytes: usize,
     datagrams: usize,
+    /// Sockets connected out of the VM.
+    remotes: BTreeSet<SocketId>,
+    /// Connections out whose needs changed since the dispatcher last looked.
+    egress_dirty: BTreeSet<SocketId>,
+    /// Links for the dispatcher to close, with bytes to send first.
+    links_to_close: Vec<(SocketId, Vec<u8>)>,
+    /// Whether the driver can carry connections out (else an allowed one finds no route).
+    egress_enabled: bool,
+    /// `loopbackExemptPorts`: host loopback ports guests may reach (when nothing in the VM
+    /// listens there).
+    exempt_ports: BTreeSet<u16>,
 }
 
 /// `Transport` as a map key.
@@ -309,6 +325,7 @@ impl Network {
                     peer.peer_done = true;
                 }
             }
+            State::Remote(remote) => self.forget_remote(id, *remote),
             State::Datagrams { queue, .. } => {
                 self.datagrams = self.datagrams.saturating_sub(queue.len());
                 let bytes: usize = queue.iter().map(|datagram| datagram.bytes.len()).sum();
@@ -430,7 +447,7 @@ impl Network {
                 *current = backlog;
                 return Ok(());
             }
-            State::Connected(_) | State::Datagrams { .. } => return Err(Errno::EINVAL),
+            State::Connected(_) | State::Remote(_) | State::Datagrams { .. } => return Err(Errno::EINVAL),
         }
         self.bind_ephemeral(id, IpAddr::V4(core::net::Ipv4Addr::LOCALHOST))?;
         self.socket_mut(id)?.state = State::Listening { backlog, queue: VecDeque::new() };
@@ -474,7 +491,7 @@ impl Network {
                 }
                 return Ok(());
             }
-            State::Connected(_) => return Err(Errno::EISCONN),
+            State::Connected(_) | State::Remote(_) => return Err(Errno::EISCONN),
             State::Listening { .. } => return Err(Errno::EINVAL),
         }
         let listener = self.listener_for(Transport::Stream, to).ok_or(Errno::ECONNREFUSED)?;
@@ -524,6 +541,7 @@ impl Network {
     /// `ENOBUFS` when the VM's buffered bytes are used up by other connections.
     pub(crate) fn send(&mut self, id: SocketId, data: &[u8]) -> Result<usize, Errno> {
         let default_peer = match &self.socket(id)?.state {
+            State::Remote(_) => return self.send_remote(id, data),
             State::Connected(_) => None,
             State::Datagrams { default_peer, .. } => Some(default_peer.ok_or(Errno::EDESTADDRREQ)?),
             State::Idle | State::Listening { .. } => return Err(Errno::ENOTCONN),
@@ -559,8 +577,10 @@ impl Network {
     /// Reads from a connected stream into `buf`: `Some(n)` bytes (`Some(0)`: end of stream),
     /// `None` when nothing has arrived yet. `peek` leaves the bytes to be read again.
     pub(crate) fn recv(&mut self, id: SocketId, buf: &mut [u8], peek: bool) -> Result<Option<usize>, Errno> {
-        if matches!(self.socket(id)?.state, State::Datagrams { .. }) {
-            return Ok(self.recv_from(id, buf, peek)?.map(|(read, _)| read));
+        match self.socket(id)?.state {
+            State::Datagrams { .. } => return Ok(self.recv_from(id, buf, peek)?.map(|(read, _)| read)),
+            State::Remote(_) => return self.recv_remote(id, buf, peek),
+            _ => {}
         }
         let connection = match &mut self.socket_mut(id)?.state {
             State::Connected(connection) => connection,
@@ -586,7 +606,7 @@ impl Network {
         let to = toward_loopback(to);
         match &self.socket(id)?.state {
             State::Datagrams { .. } => {}
-            State::Connected(_) => return Err(Errno::EISCONN),
+            State::Connected(_) | State::Remote(_) => return Err(Errno::EISCONN),
             State::Idle | State::Listening { .. } => return Err(Errno::ENOTCONN),
         }
         if data.len() > MAX_DATAGRAM_BYTES {
@@ -640,6 +660,9 @@ impl Network {
 
     /// Shuts down reading, writing or both of a connected stream.
     pub(crate) fn shutdown(&mut self, id: SocketId, read: bool, write: bool) -> Result<(), Errno> {
+        if self.is_remote(id) {
+            return self.shutdown_remote(id, read, write);
+        }
         let (peer, dropped) = match &mut self.socket_mut(id)?.state {
             State::Connected(connection) => {
                 connection.read_shut |= read;
@@ -666,6 +689,7 @@ impl Network {
     pub(crate) fn peer_addr(&self, id: SocketId) -> Result<SocketAddr, Errno> {
         match &self.socket(id)?.state {
             State::Connected(connection) => Ok(connection.peer_addr),
+            State::Remote(remote) => Ok(remote.to),
             State::Datagrams { default_peer: Some(peer), .. } => Ok(*peer),
             _ => Err(Errno::ENOTCONN),
         }
@@ -675,6 +699,7 @@ impl Network {
     pub(crate) fn pending_bytes(&self, id: SocketId) -> usize {
         match self.sockets.get(&id).map(|socket| &socket.state) {
             Some(State::Connected(connection)) => connection.incoming.len(),
+            Some(State::Remote(remote)) => remote.incoming.len(),
             _ => 0,
         }
     }
@@ -689,6 +714,7 @@ impl Network {
             State::Connected(connection) => {
                 !connection.incoming.is_empty() || connection.peer_done || connection.read_shut
             }
+            State::Remote(remote) => Self::remote_readable(remote),
             State::Datagrams { queue, .. } => !queue.is_empty(),
         }
     }
@@ -704,6 +730,7 @@ impl Network {
                     _ => true,
                 }
             }
+            State::Remote(remote) => Self::remote_writable(remote),
             State::Idle | State::Datagrams { .. } => true,
             State::Listening { .. } => false,
         }
@@ -713,6 +740,7 @@ impl Network {
     pub(crate) fn hung_up(&self, id: SocketId) -> bool {
         match self.sockets.get(&id).map(|socket| &socket.state) {
             Some(State::Connected(connection)) => connection.peer_done && connection.incoming.is_empty(),
+            Some(State::Remote(remote)) => remote.peer_done && remote.incoming.is_empty(),
             Some(_) => false,
             None => true,
         }
@@ -1013,6 +1041,10 @@ mod properties {
                 State::Connected(connection) => {
                     counts.1 += 1;
                     counts.2 += connection.incoming.len();
+                }
+                State::Remote(remote) => {
+                    counts.1 += 1;
+                    counts.2 += remote.incoming.len() + remote.outgoing.len() + remote.sending;
                 }
                 State::Datagrams { queue, .. } => {
                     counts.2 += queue.iter().map(|datagram| datagram.bytes.len()).sum::<usize>();

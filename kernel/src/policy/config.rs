@@ -330,7 +330,6 @@ impl CreateVmConfig {
     /// yet: a config key is honoured or refused, never accepted and ignored. Absent, `null` or
     /// empty (as hosts send them by default) they are fine.
     pub fn refuse_unsupported(&self) -> Result<(), ConfigError> {
-        const NO_NETWORK: &str = "VMs have no route out of their own network yet";
         let unsupported = [
             ("nativeRoot", self.native_root.is_some(), "VMs get the in-memory root filesystem"),
             (
@@ -338,7 +337,6 @@ impl CreateVmConfig {
                 self.dns.as_ref().is_some_and(|dns| !dns.name_servers.is_empty()),
                 "VMs have no resolver yet: only dns.overrides are served",
             ),
-            ("loopbackExemptPorts", !self.loopback_exempt_ports.is_empty(), NO_NETWORK),
             ("jsRuntime", self.js_runtime.is_some(), "JavaScript guests are not supported yet"),
         ];
         match unsupported.iter().find(|(_, set, _)| *set) {

@@ -21,6 +21,19 @@ pub struct MsgFlags {
 /// literal, `localhost`, or unknown.
 const LOCALHOST_NAMES: [&str; 2] = ["localhost", "localhost.localdomain"];
 
+/// Longest TLS server name: a DNS name is at most 253 bytes.
+const MAX_SERVER_NAME_BYTES: usize = 253;
+
+/// The host's loopback address a guest's loopback address names (`0.0.0.0` and the
+/// IPv4-mapped forms become `127.0.0.1`-style addresses).
+fn host_loopback(to: core::net::SocketAddr) -> core::net::SocketAddr {
+    let ip = match to.ip().to_canonical() {
+        ip if ip.is_unspecified() => addr::loopback_like(ip),
+        ip => ip,
+    };
+    core::net::SocketAddr::new(ip, to.port())
+}
+
 impl Syscalls {
     /// A new socket descriptor.
     pub fn socket(&mut self, transport: Transport, nonblocking: bool) -> Result<u32, Errno> {
@@ -125,40 +138,103 @@ impl Syscalls {
     }
 
     /// Connects `fd` to the address text `address`: a listener of this VM, or (through
-    /// [`Self::leave_vm`]) an address outside it.
-    pub fn connect(&mut self, fd: u32, address: &[u8]) -> Result<(), Errno> {
+    /// [`Self::leave_vm`]) an address outside it. A loopback address nothing in the VM listens
+    /// on means the host's loopback, which only `loopbackExemptPorts` may reach. A connection
+    /// out parks the caller until it is established (a non-blocking one: `EINPROGRESS`, then
+    /// `EALREADY` until a later `connect` reports the outcome).
+    pub fn connect(&mut self, fd: u32, address: &[u8]) -> SysResult<()> {
         self.charge(cost::SYSCALL_FUEL);
-        let (id, _) = self.socket_of(fd)?;
-        let address = addr::parse(address)?;
-        if !addr::is_local(address.ip()) {
-            let scheme = match self.vm.processes().net.transport(id) {
-                Some(Transport::Datagram) => "udp",
-                _ => "tcp",
-            };
-            return Err(self.leave_vm(scheme, address));
+        let (id, nonblocking) = self.socket_of(fd)?;
+        if self.vm.processes().net.is_remote(id) {
+            return self.connect_progress(id, nonblocking, false);
         }
-        self.vm.processes_mut().net.connect(id, address)
+        let address = addr::parse(address)?;
+        let net = &self.vm.processes().net;
+        let stream = net.transport(id) == Some(Transport::Stream);
+        let scheme = if stream { "tcp" } else { "udp" };
+        let loopback = addr::is_local(address.ip());
+        if loopback && (!stream || net.has_stream_listener(address)) {
+            return Ok(self.vm.processes_mut().net.connect(id, address)?);
+        }
+        let to = if loopback { host_loopback(address) } else { address };
+        self.leave_vm(scheme, to, loopback)?;
+        if !stream {
+            // The decision allowed it, but datagrams do not leave the VM.
+            return Err(Errno::ENETUNREACH.into());
+        }
+        let now_ms = self.now.monotonic_ms;
+        self.vm.processes_mut().net.connect_remote(id, to, now_ms)?;
+        self.connect_progress(id, nonblocking, true)
     }
 
-    /// A guest's attempt to reach `to`, outside its VM: the permission policy decides
-    /// (`network.http` on `tcp://IP:PORT` / `udp://IP:PORT`), then the address filter
-    /// ([`crate::net::ssrf`]) refuses private and special ranges whatever the policy says. A
-    /// refusal is `EACCES`; an allowed attempt finds no route yet (`ENETUNREACH`). Either way
-    /// the host hears of it (`network.connect`).
-    fn leave_vm(&mut self, scheme: &str, to: core::net::SocketAddr) -> Errno {
+    /// What `connect` answers for a connection out already asked for.
+    fn connect_progress(&mut self, id: SocketId, nonblocking: bool, first: bool) -> SysResult<()> {
+        match self.vm.processes_mut().net.connect_progress(id)? {
+            Some(outcome) => Ok(outcome?),
+            None if nonblocking && first => Err(Errno::EINPROGRESS.into()),
+            None if nonblocking => Err(Errno::EALREADY.into()),
+            None => self.socket_wait(Wait::SocketWrite { id }, false),
+        }
+    }
+
+    /// Makes connected socket `fd` TLS, verifying the peer as `server_name` (`host_net`'s
+    /// `net_tls_connect`); the driver does the handshake and the encryption, so the guest
+    /// goes on sending and receiving plaintext. Only a connection out of the VM can be TLS
+    /// (`ENOTSUP` inside it); a certificate that does not verify is `ECONNABORTED`.
+    pub fn tls_connect(&mut self, fd: u32, server_name: &[u8]) -> SysResult<()> {
+        self.charge(cost::SYSCALL_FUEL);
+        let (id, _) = self.socket_of(fd)?;
+        let net = &mut self.vm.processes_mut().net;
+        if !net.tls_pending(id) {
+            if let Ok(Some(Ok(()))) = net.tls_progress(id) {
+                return Err(Errno::EISCONN.into());
+            }
+            let name = std::str::from_utf8(server_name).map_err(|_| Errno::EINVAL)?;
+            if name.is_empty() || name.len() > MAX_SERVER_NAME_BYTES {
+                return Err(Errno::EINVAL.into());
+            }
+            net.start_tls(id, name.to_owned())?;
+        }
+        match self.vm.processes().net.tls_progress(id)? {
+            Some(outcome) => Ok(outcome?),
+            // The handshake blocks whatever the descriptor's mode: the ABI has no way to
+            // report it later.
+            None => self.socket_wait(Wait::SocketWrite { id }, false),
+        }
+    }
+
+    /// A guest's attempt to reach `to`, outside its VM (`loopback`: the host's loopback):
+    /// the permission policy decides (`network.http` on `tcp://IP:PORT` / `udp://IP:PORT`),
+    /// then the address filter ([`crate::net::ssrf`]) refuses private and special ranges
+    /// whatever the policy says, the host's loopback included unless its port is in
+    /// `loopbackExemptPorts`. A refusal is `EACCES`; an allowed attempt on a driver without
+    /// a network finds no route (`ENETUNREACH`). Either way the host hears of it
+    /// (`network.connect`).
+    fn leave_vm(&mut self, scheme: &str, to: core::net::SocketAddr, loopback: bool) -> Result<(), Errno> {
         let destination = format!("{scheme}://{to}");
         let decision = self.vm.policy().decide(Capability::NetworkHttp, &destination, false);
-        let (verdict, reason, errno) = match decision {
-            Decision::Deny { message } => ("deny", message, Errno::EACCES),
-            Decision::Ask => ("deny", "permission prompt required for network.http".to_owned(), Errno::EACCES),
-            Decision::Allow => match crate::net::ssrf::refusal(to.ip()) {
-                Some(range) => ("deny", format!("the address is {range}"), Errno::EACCES),
-                None => ("allow", "the VM has no route out of its network yet".to_owned(), Errno::ENETUNREACH),
+        let net = &self.vm.processes().net;
+        let (verdict, reason, outcome) = match decision {
+            Decision::Deny { message } => ("deny", message, Err(Errno::EACCES)),
+            Decision::Ask => ("deny", "permission prompt required for network.http".to_owned(), Err(Errno::EACCES)),
+            Decision::Allow if loopback && !net.port_exempt(to.port()) => {
+                let reason = format!("the host's loopback port {} is not in loopbackExemptPorts", to.port());
+                ("deny", reason, Err(Errno::EACCES))
+            }
+            Decision::Allow => match crate::net::ssrf::refusal(to.ip()).filter(|_| !loopback) {
+                Some(range) => ("deny", format!("the address is {range}"), Err(Errno::EACCES)),
+                None if scheme == "udp" => {
+                    ("allow", "datagrams do not leave the VM yet".to_owned(), Err(Errno::ENETUNREACH))
+                }
+                None if !net.egress_enabled() => {
+                    ("allow", "this sidecar runs without a network".to_owned(), Err(Errno::ENETUNREACH))
+                }
+                None => ("allow", "connecting".to_owned(), Ok(())),
             },
         };
         let attempt = crate::net::ConnectAttempt { pid: self.pid, destination, decision: verdict, reason };
         self.vm.processes_mut().net.record_attempt(attempt);
-        errno
+        outcome
     }
 
     /// Sends on a connected socket (a stream, or a datagram socket with a default peer).
@@ -208,7 +284,8 @@ impl Syscalls {
         let address = addr::parse(address)?;
         if !addr::is_local(address.ip()) {
             self.charge(cost::SYSCALL_FUEL);
-            return Err(self.leave_vm("udp", address).into());
+            self.leave_vm("udp", address, false)?;
+            return Err(Errno::ENETUNREACH.into());
         }
         let sent = self.vm.processes_mut().net.send_to(id, data, address);
         self.charge(cost::SYSCALL_FUEL.saturating_add(cost::bytes_fuel(*sent.as_ref().unwrap_or(&0))));

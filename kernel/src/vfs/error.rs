@@ -55,6 +55,12 @@ pub enum Errno {
     EPROTONOSUPPORT,
     ENETUNREACH,
     ETIMEDOUT,
+    // Connections out of the VM (appended, as above).
+    ECONNABORTED,
+    EHOSTUNREACH,
+    EINPROGRESS,
+    EALREADY,
+    EPROTO,
 }
 
 impl Errno {
@@ -106,6 +112,11 @@ impl Errno {
             Self::EPROTONOSUPPORT => "EPROTONOSUPPORT",
             Self::ENETUNREACH => "ENETUNREACH",
             Self::ETIMEDOUT => "ETIMEDOUT",
+            Self::ECONNABORTED => "ECONNABORTED",
+            Self::EHOSTUNREACH => "EHOSTUNREACH",
+            Self::EINPROGRESS => "EINPROGRESS",
+            Self::EALREADY => "EALREADY",
+            Self::EPROTO => "EPROTO",
         }
     }
 
@@ -115,7 +126,7 @@ impl Errno {
     }
 
     /// Every errno, in declaration order.
-    pub const ALL: [Errno; 45] = [
+    pub const ALL: [Errno; 50] = [
         Self::EPERM,
         Self::ENOENT,
         Self::EIO,
@@ -161,6 +172,11 @@ impl Errno {
         Self::EPROTONOSUPPORT,
         Self::ENETUNREACH,
         Self::ETIMEDOUT,
+        Self::ECONNABORTED,
+        Self::EHOSTUNREACH,
+        Self::EINPROGRESS,
+        Self::EALREADY,
+        Self::EPROTO,
     ];
 
     /// The human description Node/libuv print after the code.
@@ -211,6 +227,11 @@ impl Errno {
             Self::EPROTONOSUPPORT => "protocol not supported",
             Self::ENETUNREACH => "network is unreachable",
             Self::ETIMEDOUT => "connection timed out",
+            Self::ECONNABORTED => "software caused connection abort",
+            Self::EHOSTUNREACH => "host is unreachable",
+            Self::EINPROGRESS => "operation in progress",
+            Self::EALREADY => "connection already in progress",
+            Self::EPROTO => "protocol error",
         }
     }
 }

@@ -148,7 +148,8 @@ impl Vm {
     ) -> Self {
         let guest_env = setup.guest_env();
         let VmSetup { runtime, config, limits, listen, dns, policy } = setup;
-        let network = Network::new(NetLimits::new(&limits.resources, listen), dns.overrides);
+        let mut network = Network::new(NetLimits::new(&limits.resources, listen), dns.overrides);
+        network.set_exempt_ports(config.loopback_exempt_ports.iter().copied());
         Self {
             id,
             connection_id,
@@ -326,6 +327,10 @@ impl Vm {
         }
         // Reconciled: the previous mounts (and a memory mount's content) are gone.
         self.filesystem.set_mounts(mounts);
+        // Hosts send the list empty by default, so only a non-empty one replaces the VM's.
+        if !request.loopback_exempt_ports.is_empty() {
+            self.processes.net.set_exempt_ports(request.loopback_exempt_ports.iter().copied());
+        }
         let response = VmConfiguredResponse {
             applied_mounts: u32::try_from(request.mounts.len()).unwrap_or(u32::MAX),
             applied_software: u32::try_from(request.software.len()).unwrap_or(u32::MAX),
@@ -342,7 +347,6 @@ impl Vm {
     pub(crate) fn check_supported(request: &ConfigureVmRequest) -> Result<(), Rejection> {
         let unsupported = [
             ("projectedModules", !request.projected_modules.is_empty()),
-            ("loopbackExemptPorts", !request.loopback_exempt_ports.is_empty()),
             ("moduleAccessCwd", request.module_access_cwd.is_some()),
         ];
         match unsupported.iter().find(|(_, set)| *set) {

@@ -232,7 +232,6 @@ fn top_level_keys_without_a_subsystem_are_refused_when_set() {
     let cases = [
         ("nativeRoot", r#""nativeRoot":{"plugin":{"id":"memory","config":{}}}"#),
         ("dns.nameServers", r#""dns":{"nameServers":["1.1.1.1"]}"#),
-        ("loopbackExemptPorts", r#""loopbackExemptPorts":[8080]"#),
         ("jsRuntime", r#""jsRuntime":{}"#),
     ];
     for (key, member) in cases {

@@ -56,8 +56,8 @@ pub(super) fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wa
             h.sock_open(transport, nonblocking)
         }))
     })?;
-    linker.func_wrap(MODULE, "net_connect", |mut c: Ctx<'_, H>, fd: Fd, addr: u32, addr_len: u32| {
-        errno(with_name(&mut c, (addr, addr_len), |h, address| h.sock_connect(fd, address)))
+    linker.func_wrap_async(MODULE, "net_connect", |c: Ctx<'_, H>, (fd, addr, addr_len): (Fd, u32, u32)| {
+        suspending(connect(c, fd, (addr, addr_len)))
     })?;
     linker.func_wrap(MODULE, "net_bind", |mut c: Ctx<'_, H>, fd: Fd, addr: u32, addr_len: u32| {
         errno(with_name(&mut c, (addr, addr_len), |h, address| h.sock_bind(fd, address)))
@@ -66,7 +66,9 @@ pub(super) fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wa
         host_errno(&c, |h| h.sock_listen(fd, backlog))
     })?;
     linker.func_wrap(MODULE, "net_close", |c: Ctx<'_, H>, fd: Fd| host_errno(&c, |h| h.fd_close(fd)))?;
-    linker.func_wrap(MODULE, "net_tls_connect", |_: Ctx<'_, H>, _: Fd, _: u32, _: u32| errno(Err(Errno::NoSys)))?;
+    linker.func_wrap_async(MODULE, "net_tls_connect", |c: Ctx<'_, H>, (fd, name, name_len): (Fd, u32, u32)| {
+        suspending(tls_connect(c, fd, (name, name_len)))
+    })?;
     linker.func_wrap(MODULE, "net_getsockname", |mut c: Ctx<'_, H>, fd: Fd, ret: u32, ret_len: u32| {
         errno(answer_name(&mut c, (ret, ret_len), |h| h.sock_name(fd)))
     })?;
@@ -274,6 +276,27 @@ async fn recv<H: WasiHost>(
         put_text(&mut call, ret, &sender)?;
     }
     call.put(received_at, u32::try_from(received).map_err(|_| Errno::Overflow)?)
+}
+
+/// Reads the name or address text at `(ptr, len)`.
+fn read_name<H: WasiHost>(call: &Call<'_, '_, H>, (ptr, len): (u32, u32)) -> Result<Vec<u8>, Errno> {
+    let len = call.buffer(ptr, len)?;
+    if len > MAX_NAME_BYTES {
+        return Err(Errno::Inval);
+    }
+    call.read(ptr, len)
+}
+
+async fn connect<H: WasiHost>(mut caller: Ctx<'_, H>, fd: Fd, address: (u32, u32)) -> Result<(), Errno> {
+    let call = Call::of(&mut caller)?;
+    let address = read_name(&call, address)?;
+    host_until_ready(call.shared(), |h: &mut H| h.sock_connect(fd, &address)).await
+}
+
+async fn tls_connect<H: WasiHost>(mut caller: Ctx<'_, H>, fd: Fd, name: (u32, u32)) -> Result<(), Errno> {
+    let call = Call::of(&mut caller)?;
+    let name = read_name(&call, name)?;
+    host_until_ready(call.shared(), |h: &mut H| h.sock_tls_connect(fd, &name)).await
 }
 
 async fn accept<H: WasiHost>(mut caller: Ctx<'_, H>, fd: Fd, ret_fd: u32, ret_addr: (u32, u32)) -> Result<(), Errno> {

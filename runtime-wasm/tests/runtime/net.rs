@@ -250,7 +250,8 @@ fn leaving_the_vm_is_decided_by_the_policy_then_the_address_filter_and_reported(
         ("10.0.0.1:80", 2, "deny", "the address is private (10.0.0.0/8)"),
         ("169.254.169.254:80", 2, "deny", "the address is link-local (169.254.0.0/16)"),
         ("::ffff:192.168.1.1:80", 2, "deny", "the address is private (192.168.0.0/16)"),
-        ("8.8.8.8:53", 40, "allow", "the VM has no route out of its network yet"),
+        // This host runs without a network: an allowed connection finds no route.
+        ("8.8.8.8:53", 40, "allow", "this sidecar runs without a network"),
     ];
     for (target, errno, decision, reason) in cases {
         let (stdout, code, audit) = run_net_audited(NET_VM, &["refused", target]);
@@ -269,11 +270,24 @@ fn leaving_the_vm_is_decided_by_the_policy_then_the_address_filter_and_reported(
         (audit[0]["decision"].as_str(), audit[0]["reason"].as_str()),
         ("deny", "blocked by network.http policy")
     );
-    // The VM's own loopback, in any form, is the VM's: nothing listens there, nothing is reported.
-    for target in ["127.0.0.1:9", "::ffff:127.0.0.1:9", "0.0.0.0:9", "::1:9"] {
+    // A loopback port nothing in the VM listens on is the host's loopback, in any form, which
+    // only loopbackExemptPorts reach.
+    let cases = [
+        ("127.0.0.1:9", "tcp://127.0.0.1:9"),
+        ("::ffff:127.0.0.1:9", "tcp://127.0.0.1:9"),
+        ("0.0.0.0:9", "tcp://127.0.0.1:9"),
+        ("::1:9", "tcp://[::1]:9"),
+    ];
+    for (target, destination) in cases {
         let (stdout, _, audit) = run_net_audited(NET_VM, &["refused", target]);
-        assert_eq!((stdout.as_str(), audit.len()), ("connect errno=14\n", 0), "{target}");
+        assert_eq!((stdout.as_str(), audit.len()), ("connect errno=2\n", 1), "{target}");
+        assert_eq!(audit[0]["destination"], destination);
+        assert_eq!(audit[0]["reason"], "the host's loopback port 9 is not in loopbackExemptPorts");
     }
+    // An exempt port is let through to the host, where this one has no network.
+    let exempt = r#"{"permissions":{"fs":"allow","childProcess":"allow","network":"allow"},"loopbackExemptPorts":[9]}"#;
+    let (stdout, _, audit) = run_net_audited(exempt, &["refused", "127.0.0.1:9"]);
+    assert_eq!((stdout.as_str(), audit[0]["decision"].as_str()), ("connect errno=40\n", "allow"));
 }
 
 #[test]

@@ -1,0 +1,433 @@
+//! The stdio driver's network: the kernel's network effects (`NetConnect`, `NetSend`,
+//! `NetRecv`, `NetTls`, `NetClose`) carried out with non-blocking sockets on the driver's own
+//! `mio` poll, so no connection ever blocks the loop.
+//!
+//! Each link is one TCP stream registered for readable and writable readiness
+//! (edge-triggered): an event, or a new effect, makes the link [`progress`](Egress::progress)
+//! until its socket would block. A send is completed once the socket (or TLS) has taken every
+//! byte; a receive once something arrived (at most what the kernel asked for, which is the room
+//! it has: so a guest that does not read stops this loop reading, and TCP's window closes on
+//! the peer). TLS is terminated here ([`tls`]): the kernel only ever sees plaintext, so a
+//! recorded trace replays without keys or a network.
+//!
+//! Bounds: the kernel bounds the links (and so the sockets and effects) it asks for; each link
+//! holds at most the bytes of one send and one receive. A close sends what it was handed within
+//! [`LINGER`], then the socket goes.
+
+pub mod tls;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kernel::host::effect::{Completion, Effect, EffectId, LinkId, NetFailure};
+use kernel::vfs::Errno;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use tls::{TlsError, TlsSession};
+
+/// How long a closed link may take to send what it was handed before its socket is dropped:
+/// Linux lingers in the background for longer, but a peer that stopped reading must not hold
+/// a descriptor of the sidecar for minutes.
+pub const LINGER: Duration = Duration::from_secs(5);
+/// The first token links use; those below are the loop's own (stdin, stdout, signals, waker).
+pub const FIRST_LINK_TOKEN: usize = 1 << 16;
+
+/// One connection out.
+#[derive(Debug)]
+struct Link {
+    token: Token,
+    stream: TcpStream,
+    /// The connect effect, until it is answered.
+    connecting: Option<EffectId>,
+    /// The connect failed or the socket broke: every later effect fails at once.
+    failed: Option<NetFailure>,
+    tls: Option<TlsSession>,
+    /// The TLS effect, until the handshake ends.
+    handshaking: Option<EffectId>,
+    /// Sends in order: the effect, its bytes, how many are written, and whether to shut writing
+    /// after them.
+    writes: VecDeque<Send>,
+    /// The receive effect waiting for bytes, and at most how many.
+    receive: Option<(EffectId, usize)>,
+    /// The close effect and when lingering gives up.
+    closing: Option<(EffectId, Instant)>,
+}
+
+#[derive(Debug)]
+struct Send {
+    effect: EffectId,
+    bytes: Vec<u8>,
+    written: usize,
+    fin: bool,
+}
+
+/// Every link of the driver.
+pub struct Egress {
+    links: BTreeMap<LinkId, Link>,
+    by_token: BTreeMap<Token, LinkId>,
+    next_token: usize,
+    /// Built at the first TLS handshake: the Mozilla roots plus the operator's.
+    tls_config: Option<Arc<rustls::ClientConfig>>,
+    extra_roots: Vec<Vec<u8>>,
+    done: Vec<(EffectId, Completion)>,
+}
+
+impl std::fmt::Debug for Egress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Egress").field("links", &self.links.len()).field("done", &self.done.len()).finish()
+    }
+}
+
+fn failure(errno: Errno, reason: impl Into<String>) -> NetFailure {
+    NetFailure::new(errno, reason)
+}
+
+/// The errno a socket error means to a guest.
+fn io_failure(error: &io::Error) -> NetFailure {
+    let errno = match error.kind() {
+        io::ErrorKind::ConnectionRefused => Errno::ECONNREFUSED,
+        io::ErrorKind::ConnectionReset => Errno::ECONNRESET,
+        io::ErrorKind::ConnectionAborted => Errno::ECONNABORTED,
+        io::ErrorKind::TimedOut => Errno::ETIMEDOUT,
+        io::ErrorKind::BrokenPipe => Errno::EPIPE,
+        io::ErrorKind::HostUnreachable => Errno::EHOSTUNREACH,
+        io::ErrorKind::NetworkUnreachable => Errno::ENETUNREACH,
+        io::ErrorKind::AddrNotAvailable => Errno::EADDRNOTAVAIL,
+        _ => Errno::ECONNRESET,
+    };
+    failure(errno, error.to_string())
+}
+
+fn tls_failure(error: &TlsError) -> NetFailure {
+    let errno = match error {
+        TlsError::Certificate(_) => Errno::ECONNABORTED,
+        TlsError::Io(error) => return io_failure(error),
+        TlsError::WouldBlock => Errno::EAGAIN,
+        TlsError::Protocol(_) | TlsError::BadServerName(_) | TlsError::BadRoots { .. } => Errno::EPROTO,
+    };
+    failure(errno, error.to_string())
+}
+
+impl Egress {
+    /// A network with `extra_roots` (PEM) trusted for TLS besides the Mozilla roots. They are
+    /// parsed now, so a bad file is the operator's error at start, not a guest's later.
+    pub fn new(extra_roots: Vec<Vec<u8>>) -> Result<Self, TlsError> {
+        let tls_config = if extra_roots.is_empty() { None } else { Some(tls::client_config(&extra_roots)?) };
+        Ok(Self {
+            links: BTreeMap::new(),
+            by_token: BTreeMap::new(),
+            next_token: FIRST_LINK_TOKEN,
+            tls_config,
+            extra_roots,
+            done: Vec::new(),
+        })
+    }
+
+    /// Links open now.
+    pub fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// Whether completions wait for the kernel.
+    pub fn has_completions(&self) -> bool {
+        !self.done.is_empty()
+    }
+
+    /// Completions ready for the kernel.
+    pub fn take_completions(&mut self) -> Vec<(EffectId, Completion)> {
+        std::mem::take(&mut self.done)
+    }
+
+    /// When the next lingering close gives up, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.links.values().filter_map(|link| link.closing.map(|(_, until)| until)).min()
+    }
+
+    /// Carries out one network effect (others are not this driver's and are ignored).
+    pub fn submit(&mut self, registry: &Registry, id: EffectId, effect: Effect) {
+        let known = |link: &LinkId| self.links.contains_key(link);
+        match effect {
+            Effect::NetConnect { link, to } => self.connect(registry, id, link, to),
+            Effect::NetClose { link } if !known(&link) => self.done.push((id, Completion::NetClosed)),
+            Effect::NetClose { link } => {
+                self.with_link(registry, link, |link| link.closing = Some((id, Instant::now() + LINGER)));
+            }
+            Effect::NetSend { link, .. } | Effect::NetRecv { link, .. } | Effect::NetTls { link, .. }
+                if !known(&link) =>
+            {
+                let lost = failure(Errno::ENOTCONN, "no such connection");
+                if let Some(completion) = failed_completion(&effect, lost) {
+                    self.done.push((id, completion));
+                }
+            }
+            Effect::NetSend { link, bytes, fin } => self
+                .with_link(registry, link, |link| link.writes.push_back(Send { effect: id, bytes, written: 0, fin })),
+            Effect::NetRecv { link, max_bytes } => {
+                let max = usize::try_from(max_bytes).unwrap_or(usize::MAX).max(1);
+                self.with_link(registry, link, |link| link.receive = Some((id, max)))
+            }
+            Effect::NetTls { link, server_name } => self.start_tls(registry, id, link, &server_name),
+            Effect::StoreGet { .. } | Effect::StorePut { .. } | Effect::Compile { .. } => {}
+        }
+    }
+
+    fn connect(&mut self, registry: &Registry, id: EffectId, link_id: LinkId, to: std::net::SocketAddr) {
+        let mut stream = match TcpStream::connect(to) {
+            Ok(stream) => stream,
+            Err(error) => return self.done.push((id, Completion::NetConnected(Err(io_failure(&error))))),
+        };
+        let token = Token(self.next_token);
+        self.next_token = self.next_token.wrapping_add(1).max(FIRST_LINK_TOKEN);
+        if let Err(error) = registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
+            return self.done.push((id, Completion::NetConnected(Err(io_failure(&error)))));
+        }
+        let link = Link {
+            token,
+            stream,
+            connecting: Some(id),
+            failed: None,
+            tls: None,
+            handshaking: None,
+            writes: VecDeque::new(),
+            receive: None,
+            closing: None,
+        };
+        self.by_token.insert(token, link_id);
+        self.links.insert(link_id, link);
+    }
+
+    fn start_tls(&mut self, registry: &Registry, id: EffectId, link_id: LinkId, server_name: &str) {
+        let config = match &self.tls_config {
+            Some(config) => Arc::clone(config),
+            None => match tls::client_config(&self.extra_roots) {
+                Ok(config) => {
+                    self.tls_config = Some(Arc::clone(&config));
+                    config
+                }
+                Err(error) => return self.done.push((id, Completion::NetTlsReady(Err(tls_failure(&error))))),
+            },
+        };
+        let session = TlsSession::new(config, server_name);
+        self.with_link(registry, link_id, |link| match session {
+            Ok(session) => {
+                link.tls = Some(session);
+                link.handshaking = Some(id);
+            }
+            Err(error) => link.failed = Some(tls_failure(&error)),
+        });
+    }
+
+    /// Applies `change` to the link and makes it progress.
+    fn with_link(&mut self, registry: &Registry, link_id: LinkId, change: impl FnOnce(&mut Link)) {
+        if let Some(link) = self.links.get_mut(&link_id) {
+            change(link);
+            self.progress(registry, link_id);
+        }
+    }
+
+    /// A readiness event for `token`.
+    pub fn on_event(&mut self, registry: &Registry, token: Token) {
+        if let Some(link_id) = self.by_token.get(&token).copied() {
+            self.progress(registry, link_id);
+        }
+    }
+
+    /// Lingering closes past their deadline end now.
+    pub fn expire(&mut self, registry: &Registry, now: Instant) {
+        let expired: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, link)| link.closing.is_some_and(|(_, until)| until <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for link_id in expired {
+            self.finish_close(registry, link_id);
+        }
+    }
+
+    /// Moves the link as far as its socket allows: connect, handshake, writes, the receive,
+    /// and a close once everything was sent.
+    fn progress(&mut self, registry: &Registry, link_id: LinkId) {
+        let Some(link) = self.links.get_mut(&link_id) else { return };
+        link.step(&mut self.done);
+        let closed = match link.closing {
+            Some(_) => link.writes.is_empty() || link.failed.is_some(),
+            None => false,
+        };
+        if closed {
+            self.finish_close(registry, link_id);
+        }
+    }
+
+    /// Drops the link: what still waits on it fails, and its close completes.
+    fn finish_close(&mut self, registry: &Registry, link_id: LinkId) {
+        let Some(mut link) = self.links.remove(&link_id) else { return };
+        self.by_token.remove(&link.token);
+        if let Some(session) = link.tls.as_mut() {
+            session.close(&mut link.stream);
+        }
+        let _ = link.stream.shutdown(Shutdown::Both);
+        let _ = registry.deregister(&mut link.stream);
+        let closed = failure(Errno::ECONNABORTED, "the connection was closed");
+        link.fail_waiting(&closed, &mut self.done);
+        if let Some((id, _)) = link.closing {
+            self.done.push((id, Completion::NetClosed));
+        }
+    }
+}
+
+/// The completion that fails `effect` (none for effects that cannot fail).
+fn failed_completion(effect: &Effect, failure: NetFailure) -> Option<Completion> {
+    match effect {
+        Effect::NetConnect { .. } => Some(Completion::NetConnected(Err(failure))),
+        Effect::NetSend { .. } => Some(Completion::NetSent(Err(failure))),
+        Effect::NetRecv { .. } => Some(Completion::NetReceived(Err(failure))),
+        Effect::NetTls { .. } => Some(Completion::NetTlsReady(Err(failure))),
+        Effect::NetClose { .. } | Effect::StoreGet { .. } | Effect::StorePut { .. } | Effect::Compile { .. } => None,
+    }
+}
+
+impl Link {
+    fn step(&mut self, done: &mut Vec<(EffectId, Completion)>) {
+        if self.connecting.is_some() && !self.check_connected(done) {
+            return;
+        }
+        if let Some(failed) = self.failed.clone() {
+            self.fail_waiting(&failed, done);
+            return;
+        }
+        if let Err(failed) = self.pump(done) {
+            self.failed = Some(failed.clone());
+            self.fail_waiting(&failed, done);
+        }
+    }
+
+    /// Whether the connect has ended (answered either way).
+    fn check_connected(&mut self, done: &mut Vec<(EffectId, Completion)>) -> bool {
+        let Some(id) = self.connecting else { return true };
+        let outcome = match self.stream.take_error() {
+            Ok(Some(error)) | Err(error) => Err(io_failure(&error)),
+            Ok(None) => match self.stream.peer_addr() {
+                Ok(_) => Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::NotConnected => return false,
+                Err(error) => Err(io_failure(&error)),
+            },
+        };
+        self.connecting = None;
+        if let Err(failed) = &outcome {
+            self.failed = Some(failed.clone());
+        }
+        done.push((id, Completion::NetConnected(outcome)));
+        true
+    }
+
+    /// Handshake, writes and the receive, until the socket would block.
+    fn pump(&mut self, done: &mut Vec<(EffectId, Completion)>) -> Result<(), NetFailure> {
+        if let Some(session) = self.tls.as_mut() {
+            let progress = session.pump(&mut self.stream).map_err(|error| tls_failure(&error))?;
+            if progress.handshake_complete {
+                if let Some(id) = self.handshaking.take() {
+                    done.push((id, Completion::NetTlsReady(Ok(()))));
+                }
+            } else if progress.peer_closed.is_some() {
+                return Err(failure(Errno::ECONNRESET, "the peer closed during the TLS handshake"));
+            }
+        }
+        if self.handshaking.is_some() {
+            return Ok(());
+        }
+        self.write(done)?;
+        self.read(done)
+    }
+
+    fn write(&mut self, done: &mut Vec<(EffectId, Completion)>) -> Result<(), NetFailure> {
+        while let Some(send) = self.writes.front_mut() {
+            while send.written < send.bytes.len() {
+                let pending = send.bytes.get(send.written..).unwrap_or_default();
+                let written = match self.tls.as_mut() {
+                    Some(session) => {
+                        let taken = session.write_plain(pending).map_err(|error| tls_failure(&error))?;
+                        session.pump(&mut self.stream).map_err(|error| tls_failure(&error))?;
+                        taken
+                    }
+                    None => match self.stream.write(pending) {
+                        Ok(written) => written,
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
+                        Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(error) => return Err(io_failure(&error)),
+                    },
+                };
+                if written == 0 {
+                    return Ok(());
+                }
+                send.written += written;
+            }
+            if send.fin {
+                match self.tls.as_mut() {
+                    Some(session) => {
+                        session.close(&mut self.stream);
+                    }
+                    None => {
+                        let _ = self.stream.shutdown(Shutdown::Write);
+                    }
+                }
+            }
+            let effect = send.effect;
+            self.writes.pop_front();
+            done.push((effect, Completion::NetSent(Ok(()))));
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, done: &mut Vec<(EffectId, Completion)>) -> Result<(), NetFailure> {
+        let Some((id, max)) = self.receive else { return Ok(()) };
+        let mut buf = vec![0u8; max];
+        let read = match self.tls.as_mut() {
+            Some(session) => match session.read_plain(&mut buf) {
+                Ok(read) => {
+                    // Reading may have paused the socket for want of room: go on now.
+                    session.pump(&mut self.stream).map_err(|error| tls_failure(&error))?;
+                    read
+                }
+                Err(TlsError::WouldBlock) => return Ok(()),
+                Err(error) => return Err(tls_failure(&error)),
+            },
+            None => loop {
+                match self.stream.read(&mut buf) {
+                    Ok(read) => break read,
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) => return Err(io_failure(&error)),
+                }
+            },
+        };
+        buf.truncate(read);
+        self.receive = None;
+        done.push((id, Completion::NetReceived(Ok(buf))));
+        Ok(())
+    }
+
+    /// Fails every effect still waiting on the link.
+    fn fail_waiting(&mut self, failed: &NetFailure, done: &mut Vec<(EffectId, Completion)>) {
+        if let Some(id) = self.connecting.take() {
+            done.push((id, Completion::NetConnected(Err(failed.clone()))));
+        }
+        if let Some(id) = self.handshaking.take() {
+            done.push((id, Completion::NetTlsReady(Err(failed.clone()))));
+        }
+        for send in self.writes.drain(..) {
+            done.push((send.effect, Completion::NetSent(Err(failed.clone()))));
+        }
+        if let Some((id, _)) = self.receive.take() {
+            done.push((id, Completion::NetReceived(Err(failed.clone()))));
+        }
+    }
+}
