@@ -87,3 +87,271 @@ fn a_guest_http_server_answers_vm_fetch_and_the_run_replays() {
     assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
     assert!(String::from_utf8_lossy(&replay.stdout).contains("replay matched"));
 }
+
+// ---- Connections out of the VM, to servers this test starts on 127.0.0.1 ----
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// Every wait on a test server ends by this, so a bug fails a test instead of hanging CI.
+const SERVER_DEADLINE: Duration = Duration::from_secs(20);
+
+/// The body a test server answers with: large enough to take many receives.
+fn body_bytes() -> Vec<u8> {
+    (0..200_000u32).map(|i| b'a' + u8::try_from(i % 26).unwrap()).collect()
+}
+
+fn response_bytes() -> Vec<u8> {
+    let body = body_bytes();
+    let mut response = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    response.extend_from_slice(&body);
+    response
+}
+
+/// Accepts one connection within the deadline, or `None`.
+fn accept_one(listener: &TcpListener) -> Option<TcpStream> {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + SERVER_DEADLINE;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).unwrap();
+                stream.set_read_timeout(Some(SERVER_DEADLINE)).unwrap();
+                stream.set_write_timeout(Some(SERVER_DEADLINE)).unwrap();
+                return Some(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2))
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Reads an HTTP request head (to the blank line) from `stream`.
+fn read_head(stream: &mut impl Read) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    head
+}
+
+/// A plain HTTP server on 127.0.0.1 for one request: it answers [`response_bytes`] and returns
+/// the request head it got.
+fn http_server() -> (u16, JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let Some(mut stream) = accept_one(&listener) else { return Vec::new() };
+        let head = read_head(&mut stream);
+        let _ = stream.write_all(&response_bytes());
+        head
+    });
+    (port, handle)
+}
+
+/// A sidecar with `args`, one VM of `config` with the `net` fixture at /bin/net.
+fn net_vm(args: &[&str], config: &str) -> (Client, OwnershipScope, String, String, String) {
+    let mut sidecar = Client::spawn(binary(), args).unwrap();
+    let auth = sidecar.authenticate("it", "token").unwrap();
+    let conn = auth.connection_id;
+    let session = sidecar.open_session(&conn).unwrap();
+    let vm = sidecar.create_vm(&conn, &session, config).unwrap();
+    let scope = OwnershipScope::vm(conn.clone(), session.clone(), vm.clone());
+    let net = std::fs::read(format!("{}/../runtime-wasm/fixtures/c/net.wasm", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let write = GuestFilesystemCallRequest {
+        content: Some(base64::engine::general_purpose::STANDARD.encode(net)),
+        encoding: Some(RootFilesystemEntryEncoding::Base64),
+        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/bin/net")
+    };
+    sidecar.request(scope.clone(), RequestPayload::GuestFilesystemCallRequest(write)).unwrap();
+    (sidecar, scope, conn, session, vm)
+}
+
+/// What a run of `net ARGS` printed, and the `network.connect` events on the way.
+fn run_net(sidecar: &mut Client, scope: &OwnershipScope, args: &[&str]) -> (Vec<u8>, Vec<BTreeMap<String, String>>) {
+    let execute = ExecuteRequest::command("p", "net", args.iter().copied());
+    sidecar.request(scope.clone(), RequestPayload::ExecuteRequest(execute)).unwrap();
+    let (mut stdout, mut audit) = (Vec::new(), Vec::new());
+    loop {
+        match sidecar.next_event(SERVER_DEADLINE).unwrap().payload {
+            EventPayload::ProcessOutputEvent(event) if event.channel == StreamChannel::Stdout => {
+                stdout.extend_from_slice(&event.chunk)
+            }
+            EventPayload::StructuredEvent(event) if event.name == "network.connect" => audit.push(event.detail),
+            EventPayload::ProcessExitedEvent(event) => {
+                assert_eq!(event.exit_code, 0, "net {args:?}: {}", String::from_utf8_lossy(&stdout));
+                return (stdout, audit);
+            }
+            _ => {}
+        }
+    }
+}
+
+use std::collections::BTreeMap;
+
+fn network_config(exempt: &[u16]) -> String {
+    format!(
+        r#"{{"permissions":{{"fs":"allow","childProcess":"allow","network":"allow"}},"loopbackExemptPorts":{exempt:?}}}"#
+    )
+}
+
+#[test]
+fn a_guest_fetches_from_a_host_server_through_an_exempt_port_and_the_run_replays() {
+    let trace = temp_path("egress.trace");
+    let (port, server) = http_server();
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    let (mut sidecar, scope, conn, session, vm) =
+        net_vm(&["--record", trace.to_str().unwrap(), "--seed", "9"], &network_config(&[port]));
+
+    let started = Instant::now();
+    let (stdout, audit) = run_net(&mut sidecar, &scope, &["fetch", &format!("127.0.0.1:{port}"), "/data"]);
+    let elapsed = started.elapsed();
+    let mut expected = format!("fetched {} bytes\n", response_bytes().len()).into_bytes();
+    expected.extend_from_slice(&response_bytes());
+    assert!(stdout == expected, "the guest read {} bytes, not the server's {}", stdout.len(), expected.len());
+    let head = String::from_utf8(server.join().unwrap()).unwrap();
+    assert!(head.starts_with("GET /data HTTP/1.0\r\n"), "{head:?}");
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(
+        (audit[0]["decision"].as_str(), audit[0]["destination"].clone()),
+        ("allow", format!("tcp://127.0.0.1:{port}"))
+    );
+    eprintln!("egress fetch of {} bytes through the sidecar: {elapsed:?}", expected.len());
+
+    // A loopback port that is not exempt is refused (EACCES, 2), reported, and never reached.
+    let (stdout, audit) = run_net(&mut sidecar, &scope, &["fetch", &format!("127.0.0.1:{closed_port}"), "/"]);
+    assert_eq!(String::from_utf8(stdout).unwrap(), "connect errno=2\n");
+    assert_eq!(audit[0]["decision"], "deny");
+    closed.set_nonblocking(true).unwrap();
+    assert!(closed.accept().is_err(), "the refused port saw a connection");
+
+    sidecar.dispose_vm(&conn, &session, &vm).unwrap();
+    assert!(sidecar.close().unwrap().success());
+    // The servers are gone: the replay reads what the connections did from the trace alone.
+    drop(closed);
+    let replay = Command::new(binary()).args(["replay", trace.to_str().unwrap()]).output().unwrap();
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    assert!(String::from_utf8_lossy(&replay.stdout).contains("replay matched"));
+}
+
+#[test]
+fn without_a_network_an_allowed_connection_finds_no_route() {
+    let (port, _server) = http_server();
+    let (mut sidecar, scope, ..) = net_vm(&["--no-network"], &network_config(&[port]));
+    let (stdout, audit) = run_net(&mut sidecar, &scope, &["fetch", &format!("127.0.0.1:{port}"), "/"]);
+    // ENETUNREACH is 40.
+    assert_eq!(String::from_utf8(stdout).unwrap(), "connect errno=40\n");
+    assert_eq!(audit[0]["reason"], "this sidecar runs without a network");
+    assert!(sidecar.close().unwrap().success());
+}
+
+#[test]
+fn dispose_closes_the_host_side_of_every_connection_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (mut sidecar, scope, conn, session, vm) = net_vm(&[], &network_config(&[port]));
+    // The guest sends its request and waits for an answer that never comes.
+    let execute = ExecuteRequest::command("p", "net", ["fetch", &format!("127.0.0.1:{port}"), "/hang"]);
+    sidecar.request(scope, RequestPayload::ExecuteRequest(execute)).unwrap();
+    let mut stream = accept_one(&listener).expect("the guest connected");
+    assert!(String::from_utf8(read_head(&mut stream)).unwrap().starts_with("GET /hang "));
+    sidecar.dispose_vm(&conn, &session, &vm).unwrap();
+    // The sidecar's socket is closed: end of stream, not a timeout.
+    let mut rest = Vec::new();
+    let read = stream.read_to_end(&mut rest);
+    assert!(matches!(read, Ok(0)), "{read:?} {rest:?}");
+    assert!(sidecar.close().unwrap().success());
+}
+
+/// A CA, and a certificate it signed for `localhost` and 127.0.0.1.
+struct TestPki {
+    ca_pem: String,
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key_der: Vec<u8>,
+}
+
+fn test_pki() -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "sidecar test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    TestPki {
+        ca_pem: ca_cert.pem(),
+        chain: vec![leaf.der().clone(), ca_cert.der().clone()],
+        key_der: leaf_key.serialize_der(),
+    }
+}
+
+/// An HTTPS server on 127.0.0.1 for one connection: a failed handshake ends it quietly.
+fn https_server(pki: &TestPki) -> (u16, JoinHandle<Vec<u8>>) {
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(pki.key_der.clone().into());
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(pki.chain.clone(), key)
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let Some(stream) = accept_one(&listener) else { return Vec::new() };
+        let connection = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, stream);
+        let head = read_head(&mut tls);
+        if !head.is_empty() {
+            let _ = tls.write_all(&response_bytes());
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+        head
+    });
+    (port, handle)
+}
+
+#[test]
+fn tls_to_a_test_server_verifies_against_the_roots_and_the_configured_ca() {
+    let pki = test_pki();
+    // The Mozilla roots do not know the test CA: the handshake fails (ECONNABORTED, 13).
+    let (port, server) = https_server(&pki);
+    let (mut sidecar, scope, ..) = net_vm(&[], &network_config(&[port]));
+    let (stdout, _) = run_net(&mut sidecar, &scope, &["fetch", &format!("127.0.0.1:{port}"), "/", "localhost"]);
+    assert_eq!(String::from_utf8(stdout).unwrap(), "tls errno=13\n");
+    assert!(server.join().unwrap().is_empty(), "no request went over an unverified connection");
+    assert!(sidecar.close().unwrap().success());
+
+    // With the test CA trusted, the same fetch reads the server's bytes.
+    let ca_file = temp_path("test-ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let (port, server) = https_server(&pki);
+    let (mut sidecar, scope, ..) = net_vm(&["--tls-ca-file", ca_file.to_str().unwrap()], &network_config(&[port]));
+    let (stdout, _) = run_net(&mut sidecar, &scope, &["fetch", &format!("127.0.0.1:{port}"), "/secure", "localhost"]);
+    let mut expected = format!("fetched {} bytes\n", response_bytes().len()).into_bytes();
+    expected.extend_from_slice(&response_bytes());
+    assert!(
+        stdout == expected,
+        "the guest read {} bytes: {:?}",
+        stdout.len(),
+        String::from_utf8_lossy(&stdout[..stdout.len().min(200)])
+    );
+    assert!(String::from_utf8(server.join().unwrap()).unwrap().starts_with("GET /secure HTTP/1.0\r\n"));
+    assert!(sidecar.close().unwrap().success());
+}

@@ -100,6 +100,8 @@ pub(crate) struct Remote {
     /// The link has been handed to the dispatcher to close (after a failure): later
     /// completions of it change nothing, and destroying the socket closes nothing more.
     pub(crate) link_closed: bool,
+    /// Whether `net_tls_connect` has returned its outcome.
+    pub(crate) tls_reported: bool,
 }
 
 impl Remote {
@@ -119,6 +121,7 @@ impl Remote {
             fin_sent: false,
             peer_done: false,
             link_closed: false,
+            tls_reported: false,
         }
     }
 
@@ -240,39 +243,31 @@ impl Network {
         matches!(self.sockets.get(&id).map(|socket| &socket.state), Some(State::Remote(_)))
     }
 
-    /// Asks for TLS on connection out `id`, verified as `server_name`; the guest then waits on
-    /// [`Network::writable`] and learns the outcome from [`Network::tls_progress`].
-    pub(crate) fn start_tls(&mut self, id: SocketId, server_name: String) -> Result<(), Errno> {
+    /// One `net_tls_connect` on connection out `id`, verified as `server_name`: the first call
+    /// asks for the handshake; `None` while it goes on (the guest waits on
+    /// [`Network::writable`]); then its outcome, reported once (a later call is `EISCONN`).
+    pub(crate) fn tls_step(&mut self, id: SocketId, server_name: &str) -> Result<Option<Result<(), Errno>>, Errno> {
         let remote = match &mut self.socket_mut(id)?.state {
             State::Remote(remote) => remote,
             State::Connected(_) => return Err(Errno::ENOTSUP),
             _ => return Err(Errno::ENOTCONN),
         };
-        match (&remote.phase, &remote.tls) {
-            (Phase::Failed(errno), _) => return Err(*errno),
-            (Phase::Open, Tls::Off) => {}
-            (Phase::Open, _) => return Err(Errno::EISCONN),
-            _ => return Err(Errno::ENOTCONN),
-        }
-        remote.tls = Tls::Asked(server_name);
-        self.egress_dirty.insert(id);
-        Ok(())
-    }
-
-    /// Where TLS on `id` stands: `None` while the handshake goes on.
-    pub(crate) fn tls_progress(&self, id: SocketId) -> Result<Option<Result<(), Errno>>, Errno> {
-        let State::Remote(remote) = &self.socket(id)?.state else { return Err(Errno::ENOTCONN) };
-        Ok(match (&remote.phase, &remote.tls) {
-            (Phase::Failed(errno), _) => Some(Err(*errno)),
-            (_, Tls::On) => Some(Ok(())),
-            (_, Tls::Off) => Some(Err(Errno::ENOTCONN)),
-            (_, Tls::Asked(_) | Tls::Handshaking) => None,
-        })
-    }
-
-    /// Whether TLS on `id` is asked for and not yet settled.
-    pub(crate) fn tls_pending(&self, id: SocketId) -> bool {
-        matches!(self.tls_progress(id), Ok(None))
+        let outcome = match (&remote.phase, &remote.tls) {
+            (Phase::Failed(errno), Tls::Asked(_) | Tls::Handshaking) if !remote.tls_reported => Some(Err(*errno)),
+            (Phase::Failed(errno), Tls::Off) => return Err(*errno),
+            (Phase::Failed(_), _) => return Err(Errno::EISCONN),
+            (Phase::Open, Tls::Off) => {
+                remote.tls = Tls::Asked(server_name.to_owned());
+                self.egress_dirty.insert(id);
+                return Ok(None);
+            }
+            (Phase::Open, Tls::On) if !remote.tls_reported => Some(Ok(())),
+            (Phase::Open, Tls::On) => return Err(Errno::EISCONN),
+            (Phase::Open, Tls::Asked(_) | Tls::Handshaking) => return Ok(None),
+            (Phase::Asked | Phase::Connecting, _) => return Err(Errno::ENOTCONN),
+        };
+        remote.tls_reported = true;
+        Ok(outcome)
     }
 
     /// Every link's needs since the last call, and connects that ran out of time at `now_ms`

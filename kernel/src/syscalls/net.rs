@@ -184,18 +184,11 @@ impl Syscalls {
     pub fn tls_connect(&mut self, fd: u32, server_name: &[u8]) -> SysResult<()> {
         self.charge(cost::SYSCALL_FUEL);
         let (id, _) = self.socket_of(fd)?;
-        let net = &mut self.vm.processes_mut().net;
-        if !net.tls_pending(id) {
-            if let Ok(Some(Ok(()))) = net.tls_progress(id) {
-                return Err(Errno::EISCONN.into());
-            }
-            let name = std::str::from_utf8(server_name).map_err(|_| Errno::EINVAL)?;
-            if name.is_empty() || name.len() > MAX_SERVER_NAME_BYTES {
-                return Err(Errno::EINVAL.into());
-            }
-            net.start_tls(id, name.to_owned())?;
+        let name = std::str::from_utf8(server_name).map_err(|_| Errno::EINVAL)?;
+        if name.is_empty() || name.len() > MAX_SERVER_NAME_BYTES {
+            return Err(Errno::EINVAL.into());
         }
-        match self.vm.processes().net.tls_progress(id)? {
+        match self.vm.processes_mut().net.tls_step(id, name)? {
             Some(outcome) => Ok(outcome?),
             // The handshake blocks whatever the descriptor's mode: the ABI has no way to
             // report it later.

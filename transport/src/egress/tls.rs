@@ -17,7 +17,6 @@
 //!
 //! After `write_plain`, call `pump` so the new records actually leave.
 
-
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
