@@ -473,3 +473,279 @@ impl Network {
         }
     }
 }
+
+/// Connections out against a model driver: whatever the guest and the driver do, in any
+/// order, the counters agree with the table, a link never has two sends or two receives in
+/// flight, a receive never asks for more than the socket has room for, the driver is handed
+/// exactly the bytes the guest wrote (in order, once), the guest reads exactly the bytes the
+/// driver delivered, every link is closed once and nothing is asked of it after.
+#[cfg(test)]
+mod properties {
+    #![allow(clippy::indexing_slicing)]
+
+    use std::collections::{BTreeMap as Map, BTreeSet as Set};
+
+    use proptest::prelude::*;
+
+    use super::super::{Holder, NetLimits, Transport};
+    use super::*;
+    use crate::policy::config::ListenPolicy;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Connect,
+        Send(usize, u16),
+        Recv(usize, u16),
+        Shutdown(usize, bool, bool),
+        Close(usize),
+        /// The dispatcher takes what the links need.
+        Take,
+        /// The driver completes the n-th effect in flight: `true` is success.
+        Complete(usize, bool, u16),
+        /// Time passes (connects may time out).
+        Wait(u16),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let slot = 0usize..6;
+        prop_oneof![
+            1 => Just(Op::Connect),
+            3 => (slot.clone(), 0u16..3000).prop_map(|(s, n)| Op::Send(s, n)),
+            3 => (slot.clone(), 0u16..3000).prop_map(|(s, n)| Op::Recv(s, n)),
+            1 => (slot.clone(), any::<bool>(), any::<bool>()).prop_map(|(s, r, w)| Op::Shutdown(s, r, w)),
+            1 => slot.prop_map(Op::Close),
+            3 => Just(Op::Take),
+            4 => (0usize..8, prop::bool::weighted(0.9), 0u16..4000).prop_map(|(i, ok, n)| Op::Complete(i, ok, n)),
+            1 => (0u16..20_000).prop_map(Op::Wait),
+        ]
+    }
+
+    /// What the model driver holds of one link.
+    #[derive(Debug, Default)]
+    struct DriverLink {
+        sent: Vec<u8>,
+        delivered: u8,
+        closed: bool,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn links_move_exactly_the_bytes_and_close_once(ops in proptest::collection::vec(op(), 1..150)) {
+            let limits = NetLimits { max_sockets: 8, max_connections: 6, max_buffered_bytes: 600_000, max_datagrams: 4, listen: ListenPolicy::default() };
+            let mut net = Network::new(limits, Map::new());
+            net.enable_egress();
+            let to = SocketAddr::new(core::net::IpAddr::V4(core::net::Ipv4Addr::new(93, 184, 216, 34)), 443);
+            let mut now_ms = 0u64;
+            let mut slots: Vec<SocketId> = Vec::new();
+            let mut written: Map<SocketId, Vec<u8>> = Map::new();
+            let mut read_back: Map<SocketId, Vec<u8>> = Map::new();
+            let mut drivers: Map<SocketId, DriverLink> = Map::new();
+            let mut in_flight: Vec<(SocketId, LinkOp)> = Vec::new();
+            let mut next_byte = 0u8;
+            for op in ops {
+                let slot = |index: usize| if slots.is_empty() { None } else { Some(slots[index % slots.len()]) };
+                match op {
+                    Op::Connect => {
+                        if let Ok(id) = net.create(Transport::Stream, Holder::Guest) {
+                            if net.connect_remote(id, to, now_ms).is_ok() {
+                                slots.push(id);
+                            } else {
+                                net.close(id);
+                            }
+                        }
+                    }
+                    Op::Send(index, len) => {
+                        let Some(id) = slot(index) else { continue };
+                        let data: Vec<u8> = (0..len).map(|_| { next_byte = next_byte.wrapping_add(1); next_byte }).collect();
+                        if let Ok(sent) = net.send(id, &data) {
+                            written.entry(id).or_default().extend(&data[..sent]);
+                        }
+                    }
+                    Op::Recv(index, len) => {
+                        let Some(id) = slot(index) else { continue };
+                        let mut buf = vec![0u8; usize::from(len)];
+                        if let Ok(Some(read)) = net.recv(id, &mut buf, false) {
+                            read_back.entry(id).or_default().extend(&buf[..read]);
+                        }
+                    }
+                    Op::Shutdown(index, read, write) => {
+                        if let Some(id) = slot(index) { let _ = net.shutdown(id, read, write); }
+                    }
+                    Op::Close(index) => {
+                        if let Some(id) = slot(index) {
+                            net.close(id);
+                            slots.retain(|held| *held != id);
+                        }
+                    }
+                    Op::Take => {
+                        for (id, op) in net.take_link_ops(now_ms) {
+                            let link = drivers.entry(id).or_default();
+                            prop_assert!(!link.closed, "an effect asked of closed link {}", id);
+                            let kind = std::mem::discriminant(&op);
+                            prop_assert!(
+                                !in_flight.iter().any(|(held, other)| *held == id && std::mem::discriminant(other) == kind),
+                                "two {:?} in flight on link {}", op, id
+                            );
+                            if let LinkOp::Recv { max_bytes } = &op {
+                                if let Some(Socket { state: State::Remote(remote), .. }) = net.sockets.get(&id) {
+                                    prop_assert!(remote.incoming.len() + *max_bytes as usize <= SOCKET_BUFFER_BYTES);
+                                }
+                            }
+                            if let LinkOp::Send { bytes, .. } = &op {
+                                link.sent.extend(bytes);
+                            }
+                            in_flight.push((id, op));
+                        }
+                        for (id, last) in net.take_links_to_close() {
+                            let link = drivers.entry(id).or_default();
+                            prop_assert!(!link.closed, "link {} closed twice", id);
+                            link.sent.extend(last);
+                            link.closed = true;
+                            in_flight.retain(|(held, _)| *held != id);
+                        }
+                    }
+                    Op::Complete(index, ok, len) => {
+                        if in_flight.is_empty() { continue }
+                        let (id, op) = in_flight.remove(index % in_flight.len());
+                        let failed = NetFailure::new(Errno::ECONNRESET, "reset");
+                        let done = match op {
+                            LinkOp::Connect { .. } => LinkDone::Connected(if ok { Ok(()) } else { Err(failed) }),
+                            LinkOp::Tls { .. } => LinkDone::Tls(if ok { Ok(()) } else { Err(failed) }),
+                            LinkOp::Send { .. } => LinkDone::Sent(if ok { Ok(()) } else { Err(failed) }),
+                            LinkOp::Recv { max_bytes } => {
+                                let link = drivers.entry(id).or_default();
+                                let len = usize::from(len).min(max_bytes as usize);
+                                let bytes: Vec<u8> = (0..len).map(|_| { link.delivered = link.delivered.wrapping_add(3); link.delivered }).collect();
+                                LinkDone::Received(if ok { Ok(bytes) } else { Err(failed) })
+                            }
+                        };
+                        net.link_completed(id, done);
+                    }
+                    Op::Wait(ms) => now_ms += u64::from(ms),
+                }
+                let (mut connections, mut buffered) = (0, 0);
+                for socket in net.sockets.values() {
+                    if let State::Remote(remote) = &socket.state {
+                        connections += 1;
+                        buffered += remote.incoming.len() + remote.outgoing.len() + remote.sending;
+                    }
+                }
+                prop_assert_eq!(connections, net.connections);
+                prop_assert_eq!(buffered, net.buffered_bytes);
+                prop_assert!(net.remotes.len() == connections && connections <= 6);
+            }
+            for id in slots {
+                net.close(id);
+            }
+            for (id, last) in net.take_links_to_close() {
+                let link = drivers.entry(id).or_default();
+                prop_assert!(!link.closed, "link {} closed twice", id);
+                link.sent.extend(last);
+                link.closed = true;
+            }
+            prop_assert_eq!((net.connections, net.buffered_bytes, net.remotes.len()), (0, 0, 0));
+            for (id, link) in &drivers {
+                // What reached the driver is a prefix of what the guest wrote: a link that
+                // failed drops the rest.
+                let wrote = written.get(id).map(Vec::as_slice).unwrap_or_default();
+                prop_assert!(wrote.starts_with(&link.sent), "link {} was handed bytes the guest did not write", id);
+                // What the guest read is a prefix of what was delivered, in order.
+                let got = read_back.get(id).map(Vec::as_slice).unwrap_or_default();
+                let delivered: Vec<u8> = (1..=got.len()).map(|i| u8::try_from(i * 3 % 256).unwrap_or(0)).collect();
+                prop_assert_eq!(got, &delivered[..], "link {} read bytes out of order", id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::{Holder, NetLimits, Transport};
+    use super::*;
+    use crate::policy::config::ListenPolicy;
+
+    fn network(max_connections: usize) -> Network {
+        let limits = NetLimits {
+            max_sockets: 1024,
+            max_connections,
+            max_buffered_bytes: 64 << 20,
+            max_datagrams: 16,
+            listen: ListenPolicy::default(),
+        };
+        let mut net = Network::new(limits, BTreeMap::new());
+        net.enable_egress();
+        net
+    }
+
+    fn remote() -> SocketAddr {
+        SocketAddr::new(core::net::IpAddr::V4(core::net::Ipv4Addr::new(93, 184, 216, 34)), 80)
+    }
+
+    #[test]
+    fn a_connect_the_driver_never_answers_times_out_on_the_kernel_clock() {
+        let mut net = network(8);
+        let id = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.connect_remote(id, remote(), 1_000), Ok(()));
+        assert_eq!(net.take_link_ops(1_000), vec![(id, LinkOp::Connect { to: remote() })]);
+        assert!(!net.writable(id), "the guest waits while connecting");
+        assert_eq!(net.next_link_deadline(), Some(1_000 + CONNECT_TIMEOUT_MS));
+        assert!(!net.link_work_due(CONNECT_TIMEOUT_MS));
+        assert!(net.link_work_due(1_000 + CONNECT_TIMEOUT_MS));
+        assert!(net.take_link_ops(1_000 + CONNECT_TIMEOUT_MS).is_empty());
+        assert_eq!(net.take_links_to_close(), vec![(id, Vec::new())], "the link is closed");
+        assert!(net.writable(id), "the guest wakes");
+        assert_eq!(net.connect_progress(id), Ok(Some(Err(Errno::ETIMEDOUT))));
+        // A late answer changes nothing, and closing the socket closes no link twice.
+        assert!(!net.link_completed(id, LinkDone::Connected(Ok(()))));
+        net.close(id);
+        assert!(net.take_links_to_close().is_empty());
+    }
+
+    #[test]
+    fn connections_out_are_bounded_per_vm_and_by_max_connections() {
+        let mut net = network(usize::MAX);
+        for _ in 0..MAX_REMOTE_CONNECTIONS {
+            let id = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+            assert_eq!(net.connect_remote(id, remote(), 0), Ok(()));
+        }
+        let id = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.connect_remote(id, remote(), 0), Err(Errno::EAGAIN));
+        let mut net = network(2);
+        for expected in [Ok(()), Ok(()), Err(Errno::EAGAIN)] {
+            let id = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+            assert_eq!(net.connect_remote(id, remote(), 0), expected);
+        }
+    }
+
+    #[test]
+    fn what_a_guest_writes_before_closing_still_goes_out_and_a_receive_asks_for_the_room_left() {
+        let mut net = network(8);
+        let id = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.connect_remote(id, remote(), 0), Ok(()));
+        net.take_link_ops(0);
+        assert!(!net.link_completed(id, LinkDone::Connected(Ok(()))));
+        assert_eq!(net.connect_progress(id), Ok(Some(Ok(()))));
+        assert_eq!(net.connect_progress(id), Ok(Some(Err(Errno::EISCONN))), "reported once");
+        let ops = net.take_link_ops(0);
+        assert_eq!(ops, vec![(id, LinkOp::Recv { max_bytes: u32::try_from(MAX_RECV_BYTES).unwrap_or(0) })]);
+        let arrived = vec![7u8; MAX_RECV_BYTES];
+        for _ in 0..3 {
+            net.link_completed(id, LinkDone::Received(Ok(arrived.clone())));
+            net.take_link_ops(0);
+        }
+        // 192 KiB arrived unread: the next receive asks only for the 64 KiB of room left.
+        net.link_completed(id, LinkDone::Received(Ok(arrived)));
+        assert!(net.take_link_ops(0).is_empty(), "a full buffer asks for nothing");
+        let mut buf = vec![0u8; 1000];
+        assert_eq!(net.recv(id, &mut buf, false), Ok(Some(1000)));
+        assert_eq!(net.take_link_ops(0), vec![(id, LinkOp::Recv { max_bytes: 1000 })]);
+        assert_eq!(net.send(id, b"GET / HTTP/1.0\r\n\r\n"), Ok(18));
+        net.close(id);
+        assert_eq!(net.take_links_to_close(), vec![(id, b"GET / HTTP/1.0\r\n\r\n".to_vec())]);
+        assert_eq!((net.connections, net.buffered_bytes), (0, 0));
+    }
+}
