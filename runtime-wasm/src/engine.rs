@@ -1039,8 +1039,9 @@ impl WasiHost for KernelHost {
         self.sys()?.set_socket_option(fd, level, name, value).map_err(errno)
     }
 
-    fn resolve_name(&mut self, host: &[u8], family: u32) -> Result<Vec<u8>, Errno> {
-        self.sys()?.resolve_name(host, family).map(String::into_bytes).map_err(errno)
+    fn resolve_name(&mut self, host: &[u8], family: u32) -> SysResult<Vec<u8>> {
+        let resolved = self.sys()?.resolve_name(host, family);
+        resolved.map(String::into_bytes).map_err(|error| sys_error(error, WaitReason::Poll))
     }
 
     fn poll_fds(&mut self, fds: &[(Fd, u16)], deadline_ns: Option<u64>) -> SysResult<Vec<u16>> {

@@ -669,9 +669,9 @@ pub trait WasiHost: Send + 'static {
 
     /// `getaddrinfo`: the addresses of `host` as the libc's JSON (`[{"addr":..,"family":4}]`);
     /// `family` is 0, 4 or 6.
-    fn resolve_name(&mut self, host: &[u8], family: u32) -> Result<Vec<u8>, Errno> {
+    fn resolve_name(&mut self, host: &[u8], family: u32) -> SysResult<Vec<u8>> {
         let _ = (host, family);
-        Err(Errno::NoSys)
+        Err(SysError::Errno(Errno::NoSys))
     }
 
     /// `poll()` over any descriptors: each entry's ready events (`POLL*` bits of

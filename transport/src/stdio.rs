@@ -424,6 +424,8 @@ struct LoopState {
     compiler: Option<EffectWorker>,
     /// Guests' connections out (none when egress is off).
     egress: Option<Egress>,
+    /// Resolves names for guests (with egress).
+    resolver: Option<EffectWorker>,
     /// Registers links' sockets with the loop's poll.
     registry: mio::Registry,
 }
@@ -471,6 +473,16 @@ impl EffectWorker {
         Self::spawn("store", Box::new(move |effect: &Effect| effect.perform(store.as_ref())), waker)
     }
 
+    /// The resolver: `getaddrinfo` blocks, so names are resolved here, one at a time (a
+    /// VM has at most 16 in flight).
+    fn resolver(waker: Arc<Waker>) -> io::Result<Self> {
+        let perform = |effect: &Effect| match effect {
+            Effect::Resolve { name } => crate::egress::resolve(name),
+            _ => Completion::Resolved(Ok(Vec::new())),
+        };
+        Self::spawn("resolver", Box::new(perform), waker)
+    }
+
     /// The compiler: a compile effect loads the program into the engine's cache (a module that
     /// cannot run is cached as such too: the kernel's own load then says why).
     fn compiler(engine: Arc<dyn GuestEngine>, waker: Arc<Waker>) -> io::Result<Self> {
@@ -513,10 +525,14 @@ impl LoopState {
             None => None,
         };
         let compiler = match &options.guest_engine {
-            Some(engine) => Some(EffectWorker::compiler(Arc::clone(engine), waker)?),
+            Some(engine) => Some(EffectWorker::compiler(Arc::clone(engine), Arc::clone(&waker))?),
             None => None,
         };
         let egress = if options.egress { Some(Egress::new(options.extra_tls_roots)?) } else { None };
+        let resolver = match &egress {
+            Some(_) => Some(EffectWorker::resolver(Arc::clone(&waker))?),
+            None => None,
+        };
         let ports = Ports {
             host_fs: options.host_fs,
             store: store.is_some(),
@@ -530,13 +546,13 @@ impl LoopState {
         // A fresh kernel always has room for its first stream.
         driver.open_stream(clock.now())?;
         let registry = poll.registry().try_clone()?;
-        Ok(Self { clock, driver, out: OutboundQueue::default(), store, compiler, egress, registry })
+        Ok(Self { clock, driver, out: OutboundQueue::default(), store, compiler, egress, resolver, registry })
     }
 
     /// Feeds the store completions that arrived.
     fn take_completions(&mut self) -> Result<(), StdioError> {
         let mut completed = Vec::new();
-        for worker in [self.store.as_mut(), self.compiler.as_mut()].into_iter().flatten() {
+        for worker in [self.store.as_mut(), self.compiler.as_mut(), self.resolver.as_mut()].into_iter().flatten() {
             completed.extend(worker.completed());
         }
         if let Some(egress) = self.egress.as_mut() {
@@ -612,6 +628,10 @@ impl LoopState {
             self.out.push(output.bytes);
         }
         for (id, effect) in self.driver.take_effects() {
+            if let (Effect::Resolve { .. }, Some(resolver)) = (&effect, self.resolver.as_mut()) {
+                resolver.submit(vec![(id, effect)])?;
+                continue;
+            }
             if effect.is_network() {
                 if let Some(egress) = self.egress.as_mut() {
                     egress.submit(&self.registry, id, effect);
@@ -853,6 +873,7 @@ mod tests {
             store: None,
             compiler: None,
             egress: None,
+            resolver: None,
             registry: Poll::new().unwrap().registry().try_clone().unwrap(),
         };
         let content = "x".repeat(OUTBOUND_HIGH_WATERMARK_BYTES + 1);

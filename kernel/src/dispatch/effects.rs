@@ -36,6 +36,8 @@ pub(crate) enum Then {
     Compiled(CompileKey),
     /// A link's effect completed (see `egress`).
     Link { vm_id: String, link: LinkId, kind: LinkEffect },
+    /// A name a VM asked for is resolved (see `egress`).
+    Resolve { vm_id: String, name: String },
 }
 
 #[derive(Debug, Default)]
@@ -91,7 +93,7 @@ impl Effects {
     fn complete(&mut self, id: EffectId) -> Option<Waiter> {
         let waiter = self.waiting.remove(&id)?;
         self.held_bytes -= waiter.held_bytes;
-        if matches!(waiter.then, Then::Link { .. }) {
+        if matches!(waiter.then, Then::Link { .. } | Then::Resolve { .. }) {
             self.network -= 1;
         }
         // A completion may come before the driver took the effect (it never should); the
@@ -116,6 +118,10 @@ impl Waiter {
 
     pub(crate) fn link(vm_id: String, link: LinkId, kind: LinkEffect) -> Self {
         Self { then: Then::Link { vm_id, link, kind }, held_bytes: 0 }
+    }
+
+    pub(crate) fn resolve(vm_id: String, name: String) -> Self {
+        Self { then: Then::Resolve { vm_id, name }, held_bytes: 0 }
     }
 }
 
@@ -150,6 +156,7 @@ impl Sidecar {
             }
             Then::Compiled(key) => self.finish_compile(key),
             then @ Then::Link { .. } => self.finish_link(then, completion),
+            Then::Resolve { vm_id, name } => self.finish_resolve(&vm_id, &name, completion),
         }
     }
 }

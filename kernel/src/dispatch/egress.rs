@@ -71,6 +71,16 @@ impl Sidecar {
             let net = &mut vm.processes_mut().net;
             let ops = net.take_link_ops(now_ms);
             let closes = net.take_links_to_close();
+            let resolutions = net.dns.take_queued();
+            for (_, name) in resolutions {
+                let waiter = Waiter::resolve(vm_id.clone(), name.clone());
+                if let Err(rejection) = self.ask_effect(Effect::Resolve { name: name.clone() }, waiter) {
+                    let _ = rejection;
+                    if let Ok(vm) = self.vm_mut(&vm_id) {
+                        vm.processes_mut().net.dns.resolved(&name, Err(Errno::EAGAIN), now_ms);
+                    }
+                }
+            }
             for (socket, op) in ops {
                 self.ask_link(&vm_id, socket, op);
             }
@@ -151,6 +161,18 @@ impl Sidecar {
     fn complete_link(&mut self, vm_id: &str, socket: SocketId, done: LinkDone) {
         if let Ok(vm) = self.vm_mut(vm_id) {
             vm.processes_mut().net.link_completed(socket, done);
+        }
+    }
+
+    /// A name is resolved: the VM caches the answer and its waiting guests wake.
+    pub(crate) fn finish_resolve(&mut self, vm_id: &str, name: &str, completion: Completion) {
+        let now_ms = self.now.monotonic_ms;
+        let answer = match completion {
+            Completion::Resolved(answer) => answer.map_err(|failure| failure.errno),
+            _ => Err(Errno::EIO),
+        };
+        if let Ok(vm) = self.vm_mut(vm_id) {
+            vm.processes_mut().net.dns.resolved(name, answer, now_ms);
         }
     }
 

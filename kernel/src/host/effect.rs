@@ -13,7 +13,7 @@
 //! effect's id (an unknown id is ignored, a completion of the wrong kind answers the request
 //! with `io_error`).
 
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -65,6 +65,9 @@ pub enum Effect {
     /// Close the link: what it was asked to send is sent first, within the driver's linger
     /// bound; an unanswered send or receive of it is completed with a failure.
     NetClose { link: LinkId },
+    /// The addresses of the DNS name `name` (the kernel has checked it is one), from the
+    /// host's resolver.
+    Resolve { name: String },
 }
 
 /// Names a connection out of a VM for its whole life: the VM's creation order and the socket's
@@ -101,6 +104,7 @@ pub enum EffectSummary {
     NetRecv { link: LinkId, max_bytes: u32 },
     NetTls { link: LinkId, server_name: String },
     NetClose { link: LinkId },
+    Resolve { name: String },
 }
 
 /// How an effect ended.
@@ -116,6 +120,8 @@ pub enum Completion {
     NetReceived(Result<Vec<u8>, NetFailure>),
     NetTlsReady(Result<(), NetFailure>),
     NetClosed,
+    /// The name's addresses (none: it has none).
+    Resolved(Result<Vec<IpAddr>, NetFailure>),
 }
 
 impl Effect {
@@ -134,10 +140,11 @@ impl Effect {
             Self::NetRecv { .. } => Completion::NetReceived(Ok(Vec::new())),
             Self::NetTls { .. } => Completion::NetTlsReady(Err(NetFailure::new(Errno::EPROTO, "no network"))),
             Self::NetClose { .. } => Completion::NetClosed,
+            Self::Resolve { .. } => Completion::Resolved(Err(NetFailure::new(Errno::ENOENT, "no resolver"))),
         }
     }
 
-    /// Whether the network performs it (a driver's socket loop).
+    /// Whether the network performs it (a driver's socket loop, or its resolver).
     pub fn is_network(&self) -> bool {
         matches!(
             self,
@@ -146,6 +153,7 @@ impl Effect {
                 | Self::NetRecv { .. }
                 | Self::NetTls { .. }
                 | Self::NetClose { .. }
+                | Self::Resolve { .. }
         )
     }
 
@@ -173,6 +181,7 @@ impl Effect {
                 EffectSummary::NetTls { link: *link, server_name: server_name.clone() }
             }
             Self::NetClose { link } => EffectSummary::NetClose { link: *link },
+            Self::Resolve { name } => EffectSummary::Resolve { name: name.clone() },
         }
     }
 
@@ -184,7 +193,7 @@ impl Effect {
             Self::Compile { module, .. } => u64::try_from(module.len()).unwrap_or(u64::MAX),
             // Bounded per link by the socket buffer, and counted in the VM's socket bytes.
             Self::NetConnect { .. } | Self::NetSend { .. } | Self::NetRecv { .. } => 0,
-            Self::NetTls { .. } | Self::NetClose { .. } => 0,
+            Self::NetTls { .. } | Self::NetClose { .. } | Self::Resolve { .. } => 0,
         }
     }
 }

@@ -315,6 +315,7 @@ impl Network {
     pub(crate) fn link_work_due(&self, now_ms: u64) -> bool {
         !self.egress_dirty.is_empty()
             || !self.links_to_close.is_empty()
+            || self.dns.has_queued()
             || self.next_link_deadline().is_some_and(|deadline| deadline <= now_ms)
     }
 
@@ -483,7 +484,7 @@ impl Network {
 mod properties {
     #![allow(clippy::indexing_slicing)]
 
-    use std::collections::{BTreeMap as Map, BTreeSet as Set};
+    use std::collections::BTreeMap as Map;
 
     use proptest::prelude::*;
 

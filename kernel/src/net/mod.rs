@@ -21,6 +21,7 @@
 //! - `listen.portMin`/`portMax`/`allowPrivileged`: which ports may be bound (`EACCES`).
 
 pub mod addr;
+pub mod dns;
 pub(crate) mod egress;
 pub(crate) mod http;
 pub mod ssrf;
@@ -204,6 +205,8 @@ pub(crate) struct Network {
     /// `loopbackExemptPorts`: host loopback ports guests may reach (when nothing in the VM
     /// listens there).
     exempt_ports: BTreeSet<u16>,
+    /// Names resolved by the host's resolver, and being resolved.
+    pub(crate) dns: dns::Resolutions,
 }
 
 /// `Transport` as a map key.

@@ -335,7 +335,7 @@ impl CreateVmConfig {
             (
                 "dns.nameServers",
                 self.dns.as_ref().is_some_and(|dns| !dns.name_servers.is_empty()),
-                "VMs have no resolver yet: only dns.overrides are served",
+                "names are resolved by the sidecar host's own resolver (and dns.overrides); choosing other name servers is not built",
             ),
             ("jsRuntime", self.js_runtime.is_some(), "JavaScript guests are not supported yet"),
         ];
@@ -1341,7 +1341,7 @@ impl VmLimitsConfig {
             (
                 "limits.http.maxFetchResponseBytes",
                 self.http.as_ref().and_then(|h| h.max_fetch_response_bytes),
-                "guests have no network access, so nothing is fetched",
+                "it bounds the JavaScript runtime's fetch, which does not exist yet (VmFetch answers are bounded at 8 MiB)",
             ),
             ("limits.acp.maxReadLineBytes", acp.and_then(|a| a.max_read_line_bytes), NO_ACP),
             ("limits.acp.stdoutBufferByteLimit", acp.and_then(|a| a.stdout_buffer_byte_limit), NO_ACP),

@@ -99,6 +99,8 @@ pub(crate) enum Wait {
     SocketRead { id: u64 },
     /// Writing a socket whose peer's buffer is full.
     SocketWrite { id: u64 },
+    /// In `getaddrinfo`, for the host's resolver to answer resolution `id`.
+    Resolve { id: u64 },
 }
 
 /// A process's lifecycle state.
@@ -447,6 +449,7 @@ impl ProcessTable {
             Wait::PipeWrite { id } => self.pipes.writable(id),
             Wait::SocketRead { id } => self.net.readable(id),
             Wait::SocketWrite { id } => self.net.writable(id),
+            Wait::Resolve { id } => !self.net.dns.is_pending(id),
             Wait::None | Wait::Child | Wait::Spawn | Wait::Compile | Wait::Prompt { .. } => false,
         };
         over(&process.wait) || process.wake_on.iter().any(over)

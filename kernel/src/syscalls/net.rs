@@ -353,10 +353,12 @@ impl Syscalls {
 
     /// Resolves `host` for `getaddrinfo`: the answer is the JSON the original's libc parses,
     /// `[{"addr":"127.0.0.1","family":4}]`. `family` is 0 (any), 4 or 6. An IP literal resolves
-    /// to itself and `localhost` to the loopback; a name the VM's `dns.overrides` lists, to its
-    /// addresses (it needs `network.dns` on `dns://NAME`: `EACCES` otherwise); any other name is
-    /// `ENOENT` (the libc's `EAI_NONAME`): the VM has no resolver yet.
-    pub fn resolve_name(&mut self, host: &[u8], family: u32) -> Result<String, Errno> {
+    /// to itself and `localhost` to the loopback; any other name needs `network.dns` on
+    /// `dns://NAME` (`EACCES` otherwise) and resolves to its `dns.overrides` entry, else
+    /// (with a network) through the host's resolver, the caller waiting for the answer, which
+    /// the VM then caches. A name with no addresses (or no network) is `ENOENT` (the libc's
+    /// `EAI_NONAME`).
+    pub fn resolve_name(&mut self, host: &[u8], family: u32) -> SysResult<String> {
         self.charge(cost::SYSCALL_FUEL);
         let host = std::str::from_utf8(host).map_err(|_| Errno::EINVAL)?;
         let addresses: Vec<IpAddr> =
@@ -365,11 +367,15 @@ impl Syscalls {
             } else if let Ok(ip) = host.parse::<IpAddr>() {
                 vec![ip]
             } else {
-                let resource = format!("dns://{}", host.to_ascii_lowercase());
+                let name = host.to_ascii_lowercase();
+                let resource = format!("dns://{name}");
                 if self.vm.policy().decide(Capability::NetworkDns, &resource, false) != Decision::Allow {
-                    return Err(Errno::EACCES);
+                    return Err(Errno::EACCES.into());
                 }
-                self.vm.processes().net.overridden(host).ok_or(Errno::ENOENT)?.to_vec()
+                match self.vm.processes().net.overridden(host) {
+                    Some(addresses) => addresses.to_vec(),
+                    None => self.resolve_by_host(&name)?,
+                }
             };
         let entries: Vec<serde_json::Value> = addresses
             .into_iter()
@@ -381,9 +387,23 @@ impl Syscalls {
             .map(|ip| serde_json::json!({ "addr": ip.to_string(), "family": if ip.is_ipv4() { 4 } else { 6 } }))
             .collect();
         if entries.is_empty() {
-            return Err(Errno::ENOENT);
+            return Err(Errno::ENOENT.into());
         }
         Ok(serde_json::Value::Array(entries).to_string())
+    }
+
+    /// `name`'s addresses from the VM's cache, or from the host's resolver (the caller waits).
+    fn resolve_by_host(&mut self, name: &str) -> SysResult<Vec<IpAddr>> {
+        let net = &mut self.vm.processes_mut().net;
+        if !net.egress_enabled() || !crate::net::dns::is_valid_name(name) {
+            return Err(Errno::ENOENT.into());
+        }
+        let name = name.strip_suffix('.').unwrap_or(name);
+        if let Some(answer) = net.dns.lookup(name, self.now.monotonic_ms) {
+            return Ok(answer?);
+        }
+        let id = net.dns.ask(name)?;
+        self.socket_wait(Wait::Resolve { id }, false)
     }
 
     /// Parks on `wait`, or `EAGAIN` for a non-blocking call.

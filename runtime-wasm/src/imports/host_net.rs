@@ -82,12 +82,12 @@ pub(super) fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wa
             errno(set_option(&mut c, fd, (level, name), (value, value_len)))
         },
     )?;
-    linker.func_wrap(
+    linker.func_wrap_async(
         MODULE,
         "net_getaddrinfo",
-        |mut c: Ctx<'_, H>, host: u32, host_len: u32, port: u32, port_len: u32, family: u32, ret: u32, ret_len: u32| {
+        |c: Ctx<'_, H>, (host, host_len, port, port_len, family, ret, ret_len): (u32, u32, u32, u32, u32, u32, u32)| {
             let _ = (port, port_len);
-            errno(getaddrinfo(&mut c, (host, host_len), family, (ret, ret_len)))
+            suspending(getaddrinfo(c, (host, host_len), family, (ret, ret_len)))
         },
     )?;
     linker.func_wrap_async(
@@ -208,14 +208,15 @@ fn set_option<H: WasiHost>(
     call.host(|h| h.sock_set_option(fd, level, name, &value))
 }
 
-fn getaddrinfo<H: WasiHost>(
-    caller: &mut Ctx<'_, H>,
+async fn getaddrinfo<H: WasiHost>(
+    mut caller: Ctx<'_, H>,
     host: (u32, u32),
     family: u32,
     ret: (u32, u32),
 ) -> Result<(), Errno> {
-    let answer = with_name(caller, host, |h, name| h.resolve_name(name, family))?;
-    let mut call = Call::of(caller)?;
+    let mut call = Call::of(&mut caller)?;
+    let name = read_name(&call, host)?;
+    let answer = host_until_ready(call.shared(), |h: &mut H| h.resolve_name(&name, family)).await?;
     put_text(&mut call, ret, &answer)
 }
 

@@ -32,6 +32,12 @@ impl Host {
         Host::with_engine(engine)
     }
 
+    /// A host whose kernel carries connections out (the test performs the network effects).
+    pub(crate) fn with_egress() -> Host {
+        let engine = Arc::new(WasmEngine::new(RuntimeConfig::default()).unwrap());
+        Host::with_sidecar(Sidecar::new(SidecarConfig::default()).with_guest_engine(engine).with_egress())
+    }
+
     fn with_engine(engine: Arc<WasmEngine>) -> Host {
         Host::with_sidecar(Sidecar::new(SidecarConfig::default()).with_guest_engine(engine))
     }

@@ -407,3 +407,53 @@ fn fetches_in_flight_are_bounded_and_each_is_answered() {
     tick_until(&mut host, &mut events, &mut responses, |_, r| r.len() == kernel::dispatch::MAX_PENDING_FETCHES);
     assert!(responses.iter().all(|r| matches!(r, ResponsePayload::VmFetchResponse(_))), "{responses:?}");
 }
+
+/// Runs `net ARGS` in a VM of a kernel with egress, answering its name resolutions from
+/// `names` (the test is the host's resolver): stdout, and the names the kernel asked for.
+fn run_resolving(host: &mut Host, vm: &str, args: &[&str], names: &[(&str, &str)]) -> (String, Vec<String>) {
+    use kernel::host::effect::{Completion, Effect, NetFailure};
+    started(&host.execute(vm, "p", "net", args));
+    let mut asked = Vec::new();
+    let mut events = Vec::new();
+    for _ in 0..10_000 {
+        host.sidecar.tick(host.now);
+        while let Some((id, effect)) = host.sidecar.poll_effect() {
+            let Effect::Resolve { name } = effect else { panic!("unexpected {effect:?}") };
+            let answer = match names.iter().find(|(known, _)| *known == name) {
+                Some((_, addresses)) => Ok(addresses.split(',').map(|ip| ip.parse().unwrap()).collect()),
+                None => Err(NetFailure::new(kernel::vfs::Errno::ENOENT, "unknown")),
+            };
+            asked.push(name);
+            host.sidecar.handle_completion(id, Completion::Resolved(answer), host.now);
+        }
+        for frame in host.drain() {
+            if let ProtocolFrame::EventFrame(event) = frame {
+                events.push(event.payload);
+            }
+        }
+        if events.iter().any(|event| matches!(event, EventPayload::ProcessExitedEvent(_))) {
+            return (output_of(&events, "p").0, asked);
+        }
+    }
+    panic!("net {args:?} did not exit: {events:?}");
+}
+
+#[test]
+fn names_beyond_the_overrides_are_resolved_by_the_host_once_and_cached() {
+    let mut host = Host::with_egress();
+    let vm = net_vm(&mut host, NET_VM);
+    let names = [("api.example.test", "93.184.216.34,2606:2800:220:1::1")];
+    let (stdout, asked) = run_resolving(&mut host, &vm, &["resolve", "API.example.test"], &names);
+    assert_eq!(
+        stdout,
+        r#"resolved [{"addr":"93.184.216.34","family":4},{"addr":"2606:2800:220:1::1","family":6}]"#.to_owned() + "\n"
+    );
+    assert_eq!(asked, ["api.example.test"], "asked once, lower-cased");
+    let (again, asked) = run_resolving(&mut host, &vm, &["resolve", "api.example.test"], &names);
+    assert_eq!((again, asked.len()), (stdout, 0), "the VM's cache answers");
+    // An unknown name is ENOENT (44); a name that is not a DNS name never reaches the host.
+    let (stdout, asked) = run_resolving(&mut host, &vm, &["resolve", "nowhere.test"], &names);
+    assert_eq!((stdout.as_str(), asked.len()), ("resolve errno=44\n", 1));
+    let (stdout, asked) = run_resolving(&mut host, &vm, &["resolve", "bad name%"], &names);
+    assert_eq!((stdout.as_str(), asked.len()), ("resolve errno=44\n", 0));
+}

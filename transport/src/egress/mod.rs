@@ -175,7 +175,8 @@ impl Egress {
                 self.with_link(registry, link, |link| link.receive = Some((id, max)))
             }
             Effect::NetTls { link, server_name } => self.start_tls(registry, id, link, &server_name),
-            Effect::StoreGet { .. } | Effect::StorePut { .. } | Effect::Compile { .. } => {}
+            // Names are resolved on a thread of their own ([`resolve`]).
+            Effect::Resolve { .. } | Effect::StoreGet { .. } | Effect::StorePut { .. } | Effect::Compile { .. } => {}
         }
     }
 
@@ -284,6 +285,24 @@ impl Egress {
     }
 }
 
+/// Resolves `name` with the host's resolver (`getaddrinfo`, which blocks: the stdio driver
+/// calls this on a thread of its own). Addresses come in the resolver's order, each once.
+pub fn resolve(name: &str) -> Completion {
+    use std::net::ToSocketAddrs;
+    match (name, 0).to_socket_addrs() {
+        Ok(addresses) => {
+            let mut unique: Vec<std::net::IpAddr> = Vec::new();
+            for address in addresses {
+                if !unique.contains(&address.ip()) {
+                    unique.push(address.ip());
+                }
+            }
+            Completion::Resolved(Ok(unique))
+        }
+        Err(error) => Completion::Resolved(Err(failure(Errno::ENOENT, error.to_string()))),
+    }
+}
+
 /// The completion that fails `effect` (none for effects that cannot fail).
 fn failed_completion(effect: &Effect, failure: NetFailure) -> Option<Completion> {
     match effect {
@@ -291,6 +310,7 @@ fn failed_completion(effect: &Effect, failure: NetFailure) -> Option<Completion>
         Effect::NetSend { .. } => Some(Completion::NetSent(Err(failure))),
         Effect::NetRecv { .. } => Some(Completion::NetReceived(Err(failure))),
         Effect::NetTls { .. } => Some(Completion::NetTlsReady(Err(failure))),
+        Effect::Resolve { .. } => Some(Completion::Resolved(Err(failure))),
         Effect::NetClose { .. } | Effect::StoreGet { .. } | Effect::StorePut { .. } | Effect::Compile { .. } => None,
     }
 }
