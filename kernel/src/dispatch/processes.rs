@@ -213,7 +213,8 @@ impl Sidecar {
     fn report_connect_attempts(&mut self, vm_id: &str) {
         let Ok(vm) = self.vm_mut(vm_id) else { return };
         let (attempts, mut dropped) = vm.processes_mut().net.take_attempts();
-        if attempts.is_empty() {
+        let limit_hits = vm.processes_mut().net.take_limit_hits();
+        if attempts.is_empty() && limit_hits.is_empty() {
             return;
         }
         let (stream, scope) = (vm.stream(), vm.scope());
@@ -233,6 +234,32 @@ impl Sidecar {
                 detail.insert("dropped".to_owned(), std::mem::take(&mut dropped).to_string());
             }
             let event = StructuredEvent { name: "network.connect".to_owned(), detail };
+            self.emit_event(stream, scope.clone(), EventPayload::StructuredEvent(event));
+        }
+        self.report_limit_hits(vm_id, limit_hits);
+    }
+
+    /// Tells the host of the network limits guests hit during the slice: a `StructuredEvent`
+    /// named `network.limit` per process and limit, with `processId`, `pid`, `limit`, `errno`
+    /// and `count` (the refusals in the slice).
+    fn report_limit_hits(&mut self, vm_id: &str, hits: Vec<crate::net::LimitHit>) {
+        let Ok(vm) = self.vm_mut(vm_id) else { return };
+        let (stream, scope) = (vm.stream(), vm.scope());
+        let events: Vec<StructuredEvent> = hits
+            .into_iter()
+            .map(|hit| {
+                let process_id = vm.processes().get(hit.pid).map(|p| p.process_id.clone()).unwrap_or_default();
+                let detail = BTreeMap::from([
+                    ("processId".to_owned(), process_id),
+                    ("pid".to_owned(), hit.pid.to_string()),
+                    ("limit".to_owned(), hit.limit.to_owned()),
+                    ("errno".to_owned(), hit.errno.code().to_owned()),
+                    ("count".to_owned(), hit.count.to_string()),
+                ]);
+                StructuredEvent { name: "network.limit".to_owned(), detail }
+            })
+            .collect();
+        for event in events {
             self.emit_event(stream, scope.clone(), EventPayload::StructuredEvent(event));
         }
     }

@@ -238,6 +238,11 @@ impl Network {
         }
     }
 
+    /// Connections out of the VM open now.
+    pub(crate) fn remote_count(&self) -> usize {
+        self.remotes.len()
+    }
+
     /// Whether `id` is a connection out of the VM.
     pub(crate) fn is_remote(&self, id: SocketId) -> bool {
         matches!(self.sockets.get(&id).map(|socket| &socket.state), Some(State::Remote(_)))

@@ -175,6 +175,18 @@ pub struct ConnectAttempt {
     pub reason: String,
 }
 
+/// A guest refused by a network limit (a `StructuredEvent` named `network.limit`): one record
+/// per process and limit per slice, counting the refusals, so a guest retrying in a loop
+/// reports once per slice, not once per call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitHit {
+    pub pid: u32,
+    /// The config key (`maxSockets`, ...) or kernel bound named.
+    pub limit: &'static str,
+    pub errno: Errno,
+    pub count: u64,
+}
+
 /// The sockets of one VM.
 #[derive(Debug, Default)]
 pub(crate) struct Network {
@@ -185,6 +197,8 @@ pub(crate) struct Network {
     attempts: Vec<ConnectAttempt>,
     /// Attempts not queued because the queue was full.
     dropped_attempts: u64,
+    /// Limits guests hit since the dispatcher last took them.
+    limit_hits: Vec<LimitHit>,
     sockets: BTreeMap<SocketId, Socket>,
     /// Bound local ports by transport: which socket owns each.
     ports: BTreeMap<(TransportKey, u16), SocketId>,
@@ -244,6 +258,20 @@ impl Network {
         } else {
             self.dropped_attempts = self.dropped_attempts.saturating_add(1);
         }
+    }
+
+    /// Records that process `pid` was refused by `limit` (see [`LimitHit`]).
+    pub(crate) fn record_limit_hit(&mut self, pid: u32, limit: &'static str, errno: Errno) {
+        if let Some(hit) = self.limit_hits.iter_mut().find(|hit| hit.pid == pid && hit.limit == limit) {
+            hit.count = hit.count.saturating_add(1);
+        } else if self.limit_hits.len() < MAX_PENDING_NETWORK_EVENTS {
+            self.limit_hits.push(LimitHit { pid, limit, errno, count: 1 });
+        }
+    }
+
+    /// The limit hits recorded since the last call.
+    pub(crate) fn take_limit_hits(&mut self) -> Vec<LimitHit> {
+        std::mem::take(&mut self.limit_hits)
     }
 
     /// The attempts recorded since the last call, and how many did not fit.
@@ -777,6 +805,11 @@ impl Network {
             return Err(errno);
         }
         Ok(id)
+    }
+
+    /// Whether the VM's datagram queue is at `maxSocketDatagramQueueLen`.
+    pub(crate) fn datagram_queue_full(&self) -> bool {
+        self.datagrams >= self.limits.max_datagrams
     }
 
     /// Bytes held in every socket of the VM (what `maxSocketBufferedBytes` bounds).

@@ -42,7 +42,12 @@ impl Syscalls {
         if u64::try_from(self.process()?.fds.len()).unwrap_or(u64::MAX) >= max_open_fds {
             return Err(Errno::EMFILE);
         }
-        let id = self.vm.processes_mut().net.create(transport, crate::net::Holder::Guest)?;
+        let id = self
+            .vm
+            .processes_mut()
+            .net
+            .create(transport, crate::net::Holder::Guest)
+            .inspect_err(|errno| self.note_limit(*errno, "maxSockets"))?;
         let descriptor = socket_descriptor(id, nonblocking);
         match self.process_mut().and_then(|process| process.fds.insert(descriptor, max_open_fds)) {
             Ok(fd) => Ok(fd),
@@ -154,7 +159,8 @@ impl Syscalls {
         let scheme = if stream { "tcp" } else { "udp" };
         let loopback = addr::is_local(address.ip());
         if loopback && (!stream || net.has_stream_listener(address)) {
-            return Ok(self.vm.processes_mut().net.connect(id, address)?);
+            let connected = self.vm.processes_mut().net.connect(id, address);
+            return Ok(connected.inspect_err(|errno| self.note_limit(*errno, "maxConnections"))?);
         }
         let to = if loopback { host_loopback(address) } else { address };
         self.leave_vm(scheme, to, loopback)?;
@@ -163,7 +169,10 @@ impl Syscalls {
             return Err(Errno::ENETUNREACH.into());
         }
         let now_ms = self.now.monotonic_ms;
-        self.vm.processes_mut().net.connect_remote(id, to, now_ms)?;
+        let at_bound = self.vm.processes().net.remote_count() >= crate::net::egress::MAX_REMOTE_CONNECTIONS;
+        let limit = if at_bound { "MAX_REMOTE_CONNECTIONS" } else { "maxConnections" };
+        let connected = self.vm.processes_mut().net.connect_remote(id, to, now_ms);
+        connected.inspect_err(|errno| self.note_limit(*errno, limit))?;
         self.connect_progress(id, nonblocking, true)
     }
 
@@ -240,6 +249,7 @@ impl Syscalls {
         let sent = match self.vm.processes_mut().net.send(id, data) {
             Ok(sent) => sent,
             Err(errno) => {
+                self.note_limit(errno, "maxSocketBufferedBytes");
                 self.charge(cost::SYSCALL_FUEL);
                 return Err(errno.into());
             }
@@ -280,7 +290,12 @@ impl Syscalls {
             self.leave_vm("udp", address, false)?;
             return Err(Errno::ENETUNREACH.into());
         }
+        let queue_full = self.vm.processes().net.datagram_queue_full();
         let sent = self.vm.processes_mut().net.send_to(id, data, address);
+        if let Err(errno) = sent {
+            let limit = if queue_full { "maxSocketDatagramQueueLen" } else { "maxSocketBufferedBytes" };
+            self.note_limit(errno, limit);
+        }
         self.charge(cost::SYSCALL_FUEL.saturating_add(cost::bytes_fuel(*sent.as_ref().unwrap_or(&0))));
         Ok(sent?)
     }
@@ -404,6 +419,15 @@ impl Syscalls {
         }
         let id = net.dns.ask(name)?;
         self.socket_wait(Wait::Resolve { id }, false)
+    }
+
+    /// Reports a refusal by a network limit to the host (`network.limit`): `errno` is what the
+    /// call answered, and only the limit's own errno (`EMFILE`, `EAGAIN`, `ENOBUFS`) counts.
+    fn note_limit(&mut self, errno: Errno, limit: &'static str) {
+        if matches!(errno, Errno::EMFILE | Errno::EAGAIN | Errno::ENOBUFS) {
+            let pid = self.pid;
+            self.vm.processes_mut().net.record_limit_hit(pid, limit, errno);
+        }
     }
 
     /// Parks on `wait`, or `EAGAIN` for a non-blocking call.

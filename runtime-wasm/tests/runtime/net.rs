@@ -198,21 +198,22 @@ fn with_limit(key: &str, value: u64) -> String {
 
 #[test]
 fn every_socket_limit_refuses_the_one_past_it() {
-    // WASI errno numbers: EMFILE 33, EAGAIN 6, ENOBUFS 42.
-    assert_eq!(run_net(&with_limit("maxSockets", 4), &["sockets", "10"]), ("sockets 4 errno=33\n".into(), Some(0)));
-    // The listener, then two connections of two sockets each fill six.
-    assert_eq!(
-        run_net(&with_limit("maxConnections", 4), &["connections", "10"]),
-        ("connections 2 errno=6\n".into(), Some(0))
-    );
-    assert_eq!(
-        run_net(&with_limit("maxSocketBufferedBytes", 10_000), &["buffer", "100000"]),
-        ("buffered 10000 errno=42\n".into(), Some(0))
-    );
-    assert_eq!(
-        run_net(&with_limit("maxSocketDatagramQueueLen", 3), &["datagrams", "10"]),
-        ("datagrams 3 errno=42\n".into(), Some(0))
-    );
+    // WASI errno numbers: EMFILE 33, EAGAIN 6, ENOBUFS 42. Each refusal reaches the host as one
+    // `network.limit` event naming the limit.
+    let cases = [
+        ("maxSockets", 4, &["sockets", "10"], "sockets 4 errno=33\n", "EMFILE"),
+        // The listener, then two connections of two sockets each fill six.
+        ("maxConnections", 4, &["connections", "10"], "connections 2 errno=6\n", "EAGAIN"),
+        ("maxSocketBufferedBytes", 10_000, &["buffer", "100000"], "buffered 10000 errno=42\n", "ENOBUFS"),
+        ("maxSocketDatagramQueueLen", 3, &["datagrams", "10"], "datagrams 3 errno=42\n", "ENOBUFS"),
+    ];
+    for (limit, value, args, stdout, errno) in cases {
+        let (out, code, events) = run_net_events(&with_limit(limit, value), args, "network.limit");
+        assert_eq!((out.as_str(), code), (stdout, Some(0)), "{limit}");
+        assert_eq!(events.len(), 1, "{limit}: {events:?}");
+        assert_eq!((events[0]["limit"].as_str(), events[0]["errno"].as_str()), (limit, errno));
+        assert_eq!((events[0]["processId"].as_str(), events[0]["count"].as_str()), ("p", "1"));
+    }
 }
 
 #[test]
@@ -228,6 +229,11 @@ fn listening_needs_the_policy_and_the_listen_range() {
 
 /// Runs one `net` mode to its exit: its stdout, exit code, and the `network.connect` events.
 fn run_net_audited(config: &str, args: &[&str]) -> (String, Option<i32>, Vec<BTreeMap<String, String>>) {
+    run_net_events(config, args, "network.connect")
+}
+
+/// Runs one `net` mode to its exit: its stdout, exit code, and the structured events `name`.
+fn run_net_events(config: &str, args: &[&str], name: &str) -> (String, Option<i32>, Vec<BTreeMap<String, String>>) {
     let mut host = Host::new();
     let vm = net_vm(&mut host, config);
     started(&host.execute(&vm, "p", "net", args));
@@ -235,7 +241,7 @@ fn run_net_audited(config: &str, args: &[&str]) -> (String, Option<i32>, Vec<BTr
     let audit = events
         .iter()
         .filter_map(|event| match event {
-            EventPayload::StructuredEvent(event) if event.name == "network.connect" => Some(event.detail.clone()),
+            EventPayload::StructuredEvent(event) if event.name == name => Some(event.detail.clone()),
             _ => None,
         })
         .collect();
