@@ -355,3 +355,35 @@ fn tls_to_a_test_server_verifies_against_the_roots_and_the_configured_ca() {
     assert!(String::from_utf8(server.join().unwrap()).unwrap().starts_with("GET /secure HTTP/1.0\r\n"));
     assert!(sidecar.close().unwrap().success());
 }
+
+#[test]
+fn datagrams_reach_a_host_server_through_an_exempt_port_and_only_its_replies_come_back() {
+    let trace = temp_path("udp.trace");
+    let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    server.set_read_timeout(Some(SERVER_DEADLINE)).unwrap();
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let (read, from) = server.recv_from(&mut buf).unwrap();
+        // A stranger writes to the guest's host socket first: it must not reach the guest.
+        let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        stranger.send_to(b"intruder", from).unwrap();
+        let reversed: Vec<u8> = buf[..read].iter().rev().copied().collect();
+        server.send_to(&reversed, from).unwrap();
+        String::from_utf8(buf[..read].to_vec()).unwrap()
+    });
+    let (mut sidecar, scope, conn, session, vm) =
+        net_vm(&["--record", trace.to_str().unwrap(), "--seed", "3"], &network_config(&[port]));
+    let (stdout, audit) = run_net(&mut sidecar, &scope, &["udp-client", &port.to_string(), "datagram"]);
+    assert_eq!(String::from_utf8(stdout).unwrap(), "reply: margatad\n");
+    assert_eq!(echo.join().unwrap(), "datagram");
+    assert_eq!(audit.len(), 1, "decided once per peer: {audit:?}");
+    assert_eq!(
+        (audit[0]["decision"].as_str(), audit[0]["destination"].clone()),
+        ("allow", format!("udp://127.0.0.1:{port}"))
+    );
+    sidecar.dispose_vm(&conn, &session, &vm).unwrap();
+    assert!(sidecar.close().unwrap().success());
+    let replay = Command::new(binary()).args(["replay", trace.to_str().unwrap()]).output().unwrap();
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+}

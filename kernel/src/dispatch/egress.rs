@@ -30,6 +30,9 @@ pub(crate) enum LinkEffect {
     Recv,
     Tls,
     Close,
+    UdpOpen,
+    UdpSend,
+    UdpRecv,
 }
 
 /// The links the driver holds, with the VM each belongs to.
@@ -114,15 +117,25 @@ impl Sidecar {
     fn ask_link(&mut self, vm_id: &str, socket: SocketId, op: LinkOp) {
         let link = Self::link_id(vm_id, socket);
         let (effect, kind) = match op {
+            LinkOp::Connect { .. } | LinkOp::UdpOpen { .. } if self.links.vm_of.len() >= MAX_LINKS => {
+                let failure = NetFailure::new(Errno::EAGAIN, format!("{MAX_LINKS} connections out are open"));
+                let done = match op {
+                    LinkOp::Connect { .. } => LinkDone::Connected(Err(failure)),
+                    _ => LinkDone::UdpOpened(Err(failure)),
+                };
+                self.complete_link(vm_id, socket, done);
+                return;
+            }
             LinkOp::Connect { to } => {
-                if self.links.vm_of.len() >= MAX_LINKS {
-                    let failure = NetFailure::new(Errno::EAGAIN, format!("{MAX_LINKS} connections out are open"));
-                    self.complete_link(vm_id, socket, LinkDone::Connected(Err(failure)));
-                    return;
-                }
                 self.links.vm_of.insert(link, vm_id.to_owned());
                 (Effect::NetConnect { link, to }, LinkEffect::Connect)
             }
+            LinkOp::UdpOpen { ipv6 } => {
+                self.links.vm_of.insert(link, vm_id.to_owned());
+                (Effect::NetUdpOpen { link, ipv6 }, LinkEffect::UdpOpen)
+            }
+            LinkOp::UdpSend { to, bytes } => (Effect::NetUdpSend { link, to, bytes }, LinkEffect::UdpSend),
+            LinkOp::UdpRecv { max_bytes } => (Effect::NetUdpRecv { link, max_bytes }, LinkEffect::UdpRecv),
             LinkOp::Send { bytes, fin } => (Effect::NetSend { link, bytes, fin }, LinkEffect::Send),
             LinkOp::Recv { max_bytes } => (Effect::NetRecv { link, max_bytes }, LinkEffect::Recv),
             LinkOp::Tls { server_name } => (Effect::NetTls { link, server_name }, LinkEffect::Tls),
@@ -153,6 +166,9 @@ impl Sidecar {
                 LinkEffect::Tls => LinkDone::Tls(Err(failure)),
                 LinkEffect::Recv => LinkDone::Received(Err(failure)),
                 LinkEffect::Send | LinkEffect::Close => LinkDone::Sent(Err(failure)),
+                LinkEffect::UdpOpen => LinkDone::UdpOpened(Err(failure)),
+                LinkEffect::UdpSend => LinkDone::UdpSent(Err(failure)),
+                LinkEffect::UdpRecv => LinkDone::UdpReceived(Err(failure)),
             };
             self.complete_link(vm_id, link.socket, done);
         }
@@ -189,6 +205,9 @@ impl Sidecar {
             (LinkEffect::Send, Completion::NetSent(result)) => LinkDone::Sent(result),
             (LinkEffect::Recv, Completion::NetReceived(result)) => LinkDone::Received(result),
             (LinkEffect::Tls, Completion::NetTlsReady(result)) => LinkDone::Tls(result),
+            (LinkEffect::UdpOpen, Completion::NetUdpOpened(result)) => LinkDone::UdpOpened(result),
+            (LinkEffect::UdpSend, Completion::NetUdpSent(result)) => LinkDone::UdpSent(result),
+            (LinkEffect::UdpRecv, Completion::NetUdpReceived(result)) => LinkDone::UdpReceived(result),
             (kind, _) => {
                 let failure = NetFailure::new(Errno::EIO, format!("a {kind:?} effect got another kind's completion"));
                 LinkDone::Sent(Err(failure))

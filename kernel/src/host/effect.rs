@@ -65,6 +65,12 @@ pub enum Effect {
     /// Close the link: what it was asked to send is sent first, within the driver's linger
     /// bound; an unanswered send or receive of it is completed with a failure.
     NetClose { link: LinkId },
+    /// Open a host UDP socket (of the IPv6 family or not) for a guest datagram socket.
+    NetUdpOpen { link: LinkId, ipv6: bool },
+    /// Send one datagram on the link's socket.
+    NetUdpSend { link: LinkId, to: SocketAddr, bytes: Vec<u8> },
+    /// Receive one datagram (at most `max_bytes` of it) on the link's socket.
+    NetUdpRecv { link: LinkId, max_bytes: u32 },
     /// The addresses of the DNS name `name` (the kernel has checked it is one), from the
     /// host's resolver.
     Resolve { name: String },
@@ -105,6 +111,9 @@ pub enum EffectSummary {
     NetTls { link: LinkId, server_name: String },
     NetClose { link: LinkId },
     Resolve { name: String },
+    NetUdpOpen { link: LinkId, ipv6: bool },
+    NetUdpSend { link: LinkId, to: SocketAddr, bytes: Digest, len: u64 },
+    NetUdpRecv { link: LinkId, max_bytes: u32 },
 }
 
 /// How an effect ended.
@@ -122,6 +131,10 @@ pub enum Completion {
     NetClosed,
     /// The name's addresses (none: it has none).
     Resolved(Result<Vec<IpAddr>, NetFailure>),
+    NetUdpOpened(Result<(), NetFailure>),
+    NetUdpSent(Result<(), NetFailure>),
+    /// A datagram and its sender.
+    NetUdpReceived(Result<(SocketAddr, Vec<u8>), NetFailure>),
 }
 
 impl Effect {
@@ -141,6 +154,13 @@ impl Effect {
             Self::NetTls { .. } => Completion::NetTlsReady(Err(NetFailure::new(Errno::EPROTO, "no network"))),
             Self::NetClose { .. } => Completion::NetClosed,
             Self::Resolve { .. } => Completion::Resolved(Err(NetFailure::new(Errno::ENOENT, "no resolver"))),
+            Self::NetUdpOpen { .. } => {
+                Completion::NetUdpOpened(Err(NetFailure::new(Errno::ENETUNREACH, "this driver has no network")))
+            }
+            Self::NetUdpSend { .. } => Completion::NetUdpSent(Err(NetFailure::new(Errno::ENETUNREACH, "no network"))),
+            Self::NetUdpRecv { .. } => {
+                Completion::NetUdpReceived(Err(NetFailure::new(Errno::ENETUNREACH, "no network")))
+            }
         }
     }
 
@@ -154,6 +174,9 @@ impl Effect {
                 | Self::NetTls { .. }
                 | Self::NetClose { .. }
                 | Self::Resolve { .. }
+                | Self::NetUdpOpen { .. }
+                | Self::NetUdpSend { .. }
+                | Self::NetUdpRecv { .. }
         )
     }
 
@@ -182,6 +205,14 @@ impl Effect {
             }
             Self::NetClose { link } => EffectSummary::NetClose { link: *link },
             Self::Resolve { name } => EffectSummary::Resolve { name: name.clone() },
+            Self::NetUdpOpen { link, ipv6 } => EffectSummary::NetUdpOpen { link: *link, ipv6: *ipv6 },
+            Self::NetUdpSend { link, to, bytes } => EffectSummary::NetUdpSend {
+                link: *link,
+                to: *to,
+                bytes: Digest::of(bytes),
+                len: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+            },
+            Self::NetUdpRecv { link, max_bytes } => EffectSummary::NetUdpRecv { link: *link, max_bytes: *max_bytes },
         }
     }
 
@@ -194,6 +225,7 @@ impl Effect {
             // Bounded per link by the socket buffer, and counted in the VM's socket bytes.
             Self::NetConnect { .. } | Self::NetSend { .. } | Self::NetRecv { .. } => 0,
             Self::NetTls { .. } | Self::NetClose { .. } | Self::Resolve { .. } => 0,
+            Self::NetUdpOpen { .. } | Self::NetUdpSend { .. } | Self::NetUdpRecv { .. } => 0,
         }
     }
 }

@@ -63,6 +63,9 @@ pub(crate) enum LinkOp {
     Send { bytes: Vec<u8>, fin: bool },
     Recv { max_bytes: u32 },
     Tls { server_name: String },
+    UdpOpen { ipv6: bool },
+    UdpSend { to: SocketAddr, bytes: Vec<u8> },
+    UdpRecv { max_bytes: u32 },
 }
 
 /// Which effect of a link completed.
@@ -72,6 +75,9 @@ pub(crate) enum LinkDone {
     Sent(Result<(), NetFailure>),
     Received(Result<Vec<u8>, NetFailure>),
     Tls(Result<(), NetFailure>),
+    UdpOpened(Result<(), NetFailure>),
+    UdpSent(Result<(), NetFailure>),
+    UdpReceived(Result<(SocketAddr, Vec<u8>), NetFailure>),
 }
 
 /// A guest stream socket connected out of the VM.
@@ -280,6 +286,10 @@ impl Network {
     pub(crate) fn take_link_ops(&mut self, now_ms: u64) -> Vec<(SocketId, LinkOp)> {
         let mut ops = Vec::new();
         for id in std::mem::take(&mut self.egress_dirty) {
+            if self.udp_links.contains_key(&id) {
+                ops.extend(self.next_udp_ops(id).into_iter().map(|op| (id, op)));
+                continue;
+            }
             let Some(State::Remote(remote)) = self.sockets.get_mut(&id).map(|socket| &mut socket.state) else {
                 continue;
             };
@@ -327,6 +337,9 @@ impl Network {
     /// An effect of link `id` completed. Returns whether the link failed (the dispatcher then
     /// closes it). A completion for a socket that is gone changes nothing.
     pub(crate) fn link_completed(&mut self, id: SocketId, done: LinkDone) -> bool {
+        if matches!(done, LinkDone::UdpOpened(_) | LinkDone::UdpSent(_) | LinkDone::UdpReceived(_)) {
+            return self.udp_link_completed(id, done);
+        }
         let Some(Socket { state: State::Remote(remote), .. }) = self.sockets.get_mut(&id) else { return false };
         if remote.link_closed {
             return false;
@@ -367,6 +380,7 @@ impl Network {
                 remote.receiving = false;
                 Some(failure)
             }
+            LinkDone::UdpOpened(_) | LinkDone::UdpSent(_) | LinkDone::UdpReceived(_) => None,
         };
         let failed = failure.is_some();
         if let Some(failure) = failure {
@@ -625,6 +639,10 @@ mod properties {
                                 let len = usize::from(len).min(max_bytes as usize);
                                 let bytes: Vec<u8> = (0..len).map(|_| { link.delivered = link.delivered.wrapping_add(3); link.delivered }).collect();
                                 LinkDone::Received(if ok { Ok(bytes) } else { Err(failed) })
+                            }
+                            LinkOp::UdpOpen { .. } | LinkOp::UdpSend { .. } | LinkOp::UdpRecv { .. } => {
+                                prop_assert!(false, "a stream link asked for a datagram effect");
+                                continue;
                             }
                         };
                         net.link_completed(id, done);

@@ -23,6 +23,7 @@
 pub mod addr;
 pub mod dns;
 pub(crate) mod egress;
+pub(crate) mod egress_udp;
 pub(crate) mod http;
 pub mod ssrf;
 
@@ -219,6 +220,10 @@ pub(crate) struct Network {
     /// `loopbackExemptPorts`: host loopback ports guests may reach (when nothing in the VM
     /// listens there).
     exempt_ports: BTreeSet<u16>,
+    /// Datagram sockets that sent outside the VM, and their links.
+    udp_links: BTreeMap<SocketId, egress_udp::UdpLink>,
+    /// Datagram sockets whose default peer (`connect`) is outside the VM.
+    outside_default: BTreeSet<SocketId>,
     /// Names resolved by the host's resolver, and being resolved.
     pub(crate) dns: dns::Resolutions,
 }
@@ -361,6 +366,7 @@ impl Network {
                 self.datagrams = self.datagrams.saturating_sub(queue.len());
                 let bytes: usize = queue.iter().map(|datagram| datagram.bytes.len()).sum();
                 self.buffered_bytes = self.buffered_bytes.saturating_sub(bytes);
+                self.forget_udp_link(id);
             }
         }
     }
@@ -520,6 +526,7 @@ impl Network {
                 if let State::Datagrams { default_peer, .. } = &mut self.socket_mut(id)?.state {
                     *default_peer = Some(to);
                 }
+                self.outside_default.remove(&id);
                 return Ok(());
             }
             State::Connected(_) | State::Remote(_) => return Err(Errno::EISCONN),
@@ -578,6 +585,9 @@ impl Network {
             State::Idle | State::Listening { .. } => return Err(Errno::ENOTCONN),
         };
         if let Some(to) = default_peer {
+            if self.sends_outside(id) {
+                return self.send_outside(id, data, to);
+            }
             return self.send_to(id, data, to);
         }
         let (peer, write_shut) = match &self.socket(id)?.state {

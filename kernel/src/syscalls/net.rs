@@ -158,15 +158,20 @@ impl Syscalls {
         let stream = net.transport(id) == Some(Transport::Stream);
         let scheme = if stream { "tcp" } else { "udp" };
         let loopback = addr::is_local(address.ip());
-        if loopback && (!stream || net.has_stream_listener(address)) {
+        // A datagram socket's loopback peer is the VM's unless it is an exempt port nothing in
+        // the VM is bound to (datagrams to nobody are dropped, as UDP does, not refused).
+        let in_vm = match stream {
+            true => net.has_stream_listener(address),
+            false => net.has_datagram_socket(address) || !net.port_exempt(address.port()),
+        };
+        if loopback && in_vm {
             let connected = self.vm.processes_mut().net.connect(id, address);
             return Ok(connected.inspect_err(|errno| self.note_limit(*errno, "maxConnections"))?);
         }
         let to = if loopback { host_loopback(address) } else { address };
         self.leave_vm(scheme, to, loopback)?;
         if !stream {
-            // The decision allowed it, but datagrams do not leave the VM.
-            return Err(Errno::ENETUNREACH.into());
+            return Ok(self.vm.processes_mut().net.connect_outside(id, to)?);
         }
         let now_ms = self.now.monotonic_ms;
         let at_bound = self.vm.processes().net.remote_count() >= crate::net::egress::MAX_REMOTE_CONNECTIONS;
@@ -225,9 +230,6 @@ impl Syscalls {
             }
             Decision::Allow => match crate::net::ssrf::refusal(to.ip()).filter(|_| !loopback) {
                 Some(range) => ("deny", format!("the address is {range}"), Err(Errno::EACCES)),
-                None if scheme == "udp" => {
-                    ("allow", "datagrams do not leave the VM yet".to_owned(), Err(Errno::ENETUNREACH))
-                }
                 None if !net.egress_enabled() => {
                     ("allow", "this sidecar runs without a network".to_owned(), Err(Errno::ENETUNREACH))
                 }
@@ -285,10 +287,11 @@ impl Syscalls {
         let _ = flags;
         let (id, _) = self.socket_of(fd)?;
         let address = addr::parse(address)?;
-        if !addr::is_local(address.ip()) {
-            self.charge(cost::SYSCALL_FUEL);
-            self.leave_vm("udp", address, false)?;
-            return Err(Errno::ENETUNREACH.into());
+        let net = &self.vm.processes().net;
+        let loopback = addr::is_local(address.ip());
+        let outside = !loopback || (!net.has_datagram_socket(address) && net.port_exempt(address.port()));
+        if outside {
+            return self.send_outside(id, data, if loopback { host_loopback(address) } else { address }, loopback);
         }
         let queue_full = self.vm.processes().net.datagram_queue_full();
         let sent = self.vm.processes_mut().net.send_to(id, data, address);
@@ -298,6 +301,23 @@ impl Syscalls {
         }
         self.charge(cost::SYSCALL_FUEL.saturating_add(cost::bytes_fuel(*sent.as_ref().unwrap_or(&0))));
         Ok(sent?)
+    }
+
+    /// One datagram out of the VM: the first to each peer is decided by the policy and the
+    /// address filter (and reported); later ones to the same peer go straight to the link.
+    fn send_outside(
+        &mut self,
+        id: SocketId,
+        data: &[u8],
+        to: core::net::SocketAddr,
+        loopback: bool,
+    ) -> SysResult<usize> {
+        self.charge(cost::SYSCALL_FUEL.saturating_add(cost::bytes_fuel(data.len())));
+        if !self.vm.processes().net.udp_peer_known(id, to) {
+            self.leave_vm("udp", to, loopback)?;
+        }
+        let sent = self.vm.processes_mut().net.send_outside(id, data, to);
+        Ok(sent.inspect_err(|errno| self.note_limit(*errno, "maxSocketBufferedBytes"))?)
     }
 
     /// Receives one datagram and its sender's address text.

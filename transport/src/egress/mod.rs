@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use kernel::host::effect::{Completion, Effect, EffectId, LinkId, NetFailure};
 use kernel::vfs::Errno;
-use mio::net::TcpStream;
+use mio::net::{TcpStream, UdpSocket};
 use mio::{Interest, Registry, Token};
 
 use tls::{TlsError, TlsSession};
@@ -65,9 +65,21 @@ struct Send {
     fin: bool,
 }
 
+/// A guest datagram socket's host UDP socket.
+#[derive(Debug)]
+struct DatagramLink {
+    token: Token,
+    socket: UdpSocket,
+    /// Datagrams to send, in order, with their effects.
+    sends: VecDeque<(EffectId, std::net::SocketAddr, Vec<u8>)>,
+    /// The receive effect waiting for a datagram, and at most how many bytes.
+    receive: Option<(EffectId, usize)>,
+}
+
 /// Every link of the driver.
 pub struct Egress {
     links: BTreeMap<LinkId, Link>,
+    datagram_links: BTreeMap<LinkId, DatagramLink>,
     by_token: BTreeMap<Token, LinkId>,
     next_token: usize,
     /// Built at the first TLS handshake: the Mozilla roots plus the operator's.
@@ -119,6 +131,7 @@ impl Egress {
         let tls_config = if extra_roots.is_empty() { None } else { Some(tls::client_config(&extra_roots)?) };
         Ok(Self {
             links: BTreeMap::new(),
+            datagram_links: BTreeMap::new(),
             by_token: BTreeMap::new(),
             next_token: FIRST_LINK_TOKEN,
             tls_config,
@@ -127,13 +140,13 @@ impl Egress {
         })
     }
 
-    /// Links open now.
+    /// Links open now (streams and datagram sockets).
     pub fn len(&self) -> usize {
-        self.links.len()
+        self.links.len() + self.datagram_links.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.links.is_empty()
+        self.len() == 0
     }
 
     /// Whether completions wait for the kernel.
@@ -155,6 +168,27 @@ impl Egress {
     pub fn submit(&mut self, registry: &Registry, id: EffectId, effect: Effect) {
         let known = |link: &LinkId| self.links.contains_key(link);
         match effect {
+            Effect::NetUdpOpen { link, ipv6 } => self.open_datagrams(registry, id, link, ipv6),
+            Effect::NetUdpSend { link, to, bytes } => match self.datagram_links.get_mut(&link) {
+                Some(datagrams) => {
+                    datagrams.sends.push_back((id, to, bytes));
+                    self.progress_datagrams(link);
+                }
+                None => self.done.push((id, Completion::NetUdpSent(Err(failure(Errno::ENOTCONN, "no such socket"))))),
+            },
+            Effect::NetUdpRecv { link, max_bytes } => match self.datagram_links.get_mut(&link) {
+                Some(datagrams) => {
+                    datagrams.receive = Some((id, usize::try_from(max_bytes).unwrap_or(usize::MAX).max(1)));
+                    self.progress_datagrams(link);
+                }
+                None => {
+                    self.done.push((id, Completion::NetUdpReceived(Err(failure(Errno::ENOTCONN, "no such socket")))))
+                }
+            },
+            Effect::NetClose { link } if self.datagram_links.contains_key(&link) => {
+                self.close_datagrams(registry, link);
+                self.done.push((id, Completion::NetClosed));
+            }
             Effect::NetConnect { link, to } => self.connect(registry, id, link, to),
             Effect::NetClose { link } if !known(&link) => self.done.push((id, Completion::NetClosed)),
             Effect::NetClose { link } => {
@@ -237,7 +271,80 @@ impl Egress {
     /// A readiness event for `token`.
     pub fn on_event(&mut self, registry: &Registry, token: Token) {
         if let Some(link_id) = self.by_token.get(&token).copied() {
-            self.progress(registry, link_id);
+            if self.datagram_links.contains_key(&link_id) {
+                self.progress_datagrams(link_id);
+            } else {
+                self.progress(registry, link_id);
+            }
+        }
+    }
+
+    fn open_datagrams(&mut self, registry: &Registry, id: EffectId, link_id: LinkId, ipv6: bool) {
+        let any: std::net::SocketAddr = if ipv6 {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let mut socket = match UdpSocket::bind(any) {
+            Ok(socket) => socket,
+            Err(error) => return self.done.push((id, Completion::NetUdpOpened(Err(io_failure(&error))))),
+        };
+        let token = Token(self.next_token);
+        self.next_token = self.next_token.wrapping_add(1).max(FIRST_LINK_TOKEN);
+        if let Err(error) = registry.register(&mut socket, token, Interest::READABLE | Interest::WRITABLE) {
+            return self.done.push((id, Completion::NetUdpOpened(Err(io_failure(&error)))));
+        }
+        self.by_token.insert(token, link_id);
+        self.datagram_links.insert(link_id, DatagramLink { token, socket, sends: VecDeque::new(), receive: None });
+        self.done.push((id, Completion::NetUdpOpened(Ok(()))));
+    }
+
+    /// Sends what waits and receives what was asked for, until the socket would block. One
+    /// datagram that cannot go is reported lost and the next goes on.
+    fn progress_datagrams(&mut self, link_id: LinkId) {
+        let Some(link) = self.datagram_links.get_mut(&link_id) else { return };
+        while let Some((effect, to, bytes)) = link.sends.front() {
+            let outcome = match link.socket.send_to(bytes, *to) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Ok(_) => Ok(()),
+                Err(error) => Err(io_failure(&error)),
+            };
+            self.done.push((*effect, Completion::NetUdpSent(outcome)));
+            link.sends.pop_front();
+        }
+        let Some((effect, max)) = link.receive else { return };
+        let mut buf = vec![0u8; max];
+        loop {
+            match link.socket.recv_from(&mut buf) {
+                Ok((read, from)) => {
+                    buf.truncate(read);
+                    link.receive = None;
+                    self.done.push((effect, Completion::NetUdpReceived(Ok((from, buf)))));
+                    return;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                // An ICMP error for an earlier datagram: that one is lost, the socket goes on.
+                Err(error) if matches!(error.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::Interrupted) => {
+                }
+                Err(error) => {
+                    link.receive = None;
+                    self.done.push((effect, Completion::NetUdpReceived(Err(io_failure(&error)))));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn close_datagrams(&mut self, registry: &Registry, link_id: LinkId) {
+        let Some(mut link) = self.datagram_links.remove(&link_id) else { return };
+        self.by_token.remove(&link.token);
+        let _ = registry.deregister(&mut link.socket);
+        let closed = failure(Errno::ECONNABORTED, "the socket was closed");
+        for (effect, _, _) in link.sends.drain(..) {
+            self.done.push((effect, Completion::NetUdpSent(Err(closed.clone()))));
+        }
+        if let Some((effect, _)) = link.receive.take() {
+            self.done.push((effect, Completion::NetUdpReceived(Err(closed))));
         }
     }
 
@@ -311,6 +418,9 @@ fn failed_completion(effect: &Effect, failure: NetFailure) -> Option<Completion>
         Effect::NetRecv { .. } => Some(Completion::NetReceived(Err(failure))),
         Effect::NetTls { .. } => Some(Completion::NetTlsReady(Err(failure))),
         Effect::Resolve { .. } => Some(Completion::Resolved(Err(failure))),
+        Effect::NetUdpOpen { .. } => Some(Completion::NetUdpOpened(Err(failure))),
+        Effect::NetUdpSend { .. } => Some(Completion::NetUdpSent(Err(failure))),
+        Effect::NetUdpRecv { .. } => Some(Completion::NetUdpReceived(Err(failure))),
         Effect::NetClose { .. } | Effect::StoreGet { .. } | Effect::StorePut { .. } | Effect::Compile { .. } => None,
     }
 }
