@@ -408,6 +408,10 @@ fn refused_configs_name_the_problem() {
         // dns.
         (r#"{"dns":{"nameServers":["1.1.1.1",""]}}"#, "invalid create VM config: dns.nameServers entries must not be empty"),
         (r#"{"dns":{"nameServers":["  "]}}"#, "dns.nameServers entries must not be empty"),
+        (
+            r#"{"dns":{"nameServers":["1.1.1.1","1.1.1.2","1.1.1.3","1.1.1.4","1.1.1.5","1.1.1.6","1.1.1.7","1.1.1.8","1.1.1.9"]}}"#,
+            "dns.nameServers may name at most 8 servers",
+        ),
         (r#"{"dns":{"overrides":{" ":["1.2.3.4"]}}}"#, "invalid create VM config: dns.overrides keys must not be empty"),
         (
             r#"{"dns":{"overrides":{"api.example.com":[]}}}"#,

@@ -387,3 +387,47 @@ fn datagrams_reach_a_host_server_through_an_exempt_port_and_only_its_replies_com
     let replay = Command::new(binary()).args(["replay", trace.to_str().unwrap()]).output().unwrap();
     assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
 }
+
+#[test]
+fn names_are_resolved_by_the_configured_name_server_and_cached_for_their_ttl() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    server.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let queries = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (counted, stopping) = (Arc::clone(&queries), Arc::clone(&stop));
+    let dns = std::thread::spawn(move || {
+        let v4: std::net::IpAddr = "93.184.216.34".parse().unwrap();
+        let v6: std::net::IpAddr = "2606:2800:220:1::1".parse().unwrap();
+        let addresses = [v4, v6];
+        let table: [(&str, &[std::net::IpAddr], u32); 1] = [("api.test", &addresses, 300)];
+        let deadline = Instant::now() + SERVER_DEADLINE;
+        let mut buf = [0u8; 1500];
+        while !stopping.load(Ordering::SeqCst) && Instant::now() < deadline {
+            let Ok((read, from)) = server.recv_from(&mut buf) else { continue };
+            counted.fetch_add(1, Ordering::SeqCst);
+            if let Some(answer) = transport::egress::dns_client::fake::answer_query(&buf[..read], &table, &[]) {
+                let _ = server.send_to(&answer, from);
+            }
+        }
+    });
+    let config = format!(
+        r#"{{"permissions":{{"fs":"allow","childProcess":"allow","network":"allow"}},"dns":{{"nameServers":["127.0.0.1:{port}"]}}}}"#
+    );
+    let (mut sidecar, scope, ..) = net_vm(&[], &config);
+    let expected = r#"resolved [{"addr":"93.184.216.34","family":4},{"addr":"2606:2800:220:1::1","family":6}]"#;
+    let (stdout, _) = run_net(&mut sidecar, &scope, &["resolve", "api.test"]);
+    assert_eq!(String::from_utf8(stdout).unwrap(), format!("{expected}\n"));
+    let asked = queries.load(Ordering::SeqCst);
+    assert_eq!(asked, 2, "one A and one AAAA query");
+    let (stdout, _) = run_net(&mut sidecar, &scope, &["resolve", "API.test"]);
+    assert_eq!(String::from_utf8(stdout).unwrap(), format!("{expected}\n"));
+    assert_eq!(queries.load(Ordering::SeqCst), asked, "the answer is cached for its TTL");
+    // A name the server does not know: NXDOMAIN, EAI_NONAME in the guest (ENOENT, 44).
+    let (stdout, _) = run_net(&mut sidecar, &scope, &["resolve", "nowhere.test"]);
+    assert_eq!(String::from_utf8(stdout).unwrap(), "resolve errno=44\n");
+    assert!(sidecar.close().unwrap().success());
+    stop.store(true, Ordering::SeqCst);
+    dns.join().unwrap();
+}

@@ -477,8 +477,11 @@ impl EffectWorker {
     /// VM has at most 16 in flight).
     fn resolver(waker: Arc<Waker>) -> io::Result<Self> {
         let perform = |effect: &Effect| match effect {
-            Effect::Resolve { name } => crate::egress::resolve(name),
-            _ => Completion::Resolved(Ok(Vec::new())),
+            Effect::Resolve { name, servers } => crate::egress::resolve(name, servers),
+            _ => Completion::Resolved(Err(kernel::host::effect::NetFailure::new(
+                kernel::vfs::Errno::EINVAL,
+                "not a resolution",
+            ))),
         };
         Self::spawn("resolver", Box::new(perform), waker)
     }

@@ -75,9 +75,11 @@ impl Sidecar {
             let ops = net.take_link_ops(now_ms);
             let closes = net.take_links_to_close();
             let resolutions = net.dns.take_queued();
+            let servers = net.dns.servers().to_vec();
             for (_, name) in resolutions {
                 let waiter = Waiter::resolve(vm_id.clone(), name.clone());
-                if let Err(rejection) = self.ask_effect(Effect::Resolve { name: name.clone() }, waiter) {
+                let effect = Effect::Resolve { name: name.clone(), servers: servers.clone() };
+                if let Err(rejection) = self.ask_effect(effect, waiter) {
                     let _ = rejection;
                     if let Ok(vm) = self.vm_mut(&vm_id) {
                         vm.processes_mut().net.dns.resolved(&name, Err(Errno::EAGAIN), now_ms);

@@ -71,9 +71,10 @@ pub enum Effect {
     NetUdpSend { link: LinkId, to: SocketAddr, bytes: Vec<u8> },
     /// Receive one datagram (at most `max_bytes` of it) on the link's socket.
     NetUdpRecv { link: LinkId, max_bytes: u32 },
-    /// The addresses of the DNS name `name` (the kernel has checked it is one), from the
-    /// host's resolver.
-    Resolve { name: String },
+    /// The addresses of the DNS name `name` (the kernel has checked it is one): from the
+    /// `servers` (the VM's `dns.nameServers`, asked in order), or the host's resolver when there
+    /// are none.
+    Resolve { name: String, servers: Vec<SocketAddr> },
 }
 
 /// Names a connection out of a VM for its whole life: the VM's creation order and the socket's
@@ -82,6 +83,14 @@ pub enum Effect {
 pub struct LinkId {
     pub vm: u64,
     pub socket: u64,
+}
+
+/// A name's addresses, and how long they may be reused (a name server's TTL; `None` from a
+/// resolver that does not say).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub addresses: Vec<IpAddr>,
+    pub ttl_s: Option<u32>,
 }
 
 /// Why a network effect failed: the errno the guest gets, and the driver's words for the host's
@@ -110,7 +119,7 @@ pub enum EffectSummary {
     NetRecv { link: LinkId, max_bytes: u32 },
     NetTls { link: LinkId, server_name: String },
     NetClose { link: LinkId },
-    Resolve { name: String },
+    Resolve { name: String, servers: Vec<SocketAddr> },
     NetUdpOpen { link: LinkId, ipv6: bool },
     NetUdpSend { link: LinkId, to: SocketAddr, bytes: Digest, len: u64 },
     NetUdpRecv { link: LinkId, max_bytes: u32 },
@@ -130,7 +139,7 @@ pub enum Completion {
     NetTlsReady(Result<(), NetFailure>),
     NetClosed,
     /// The name's addresses (none: it has none).
-    Resolved(Result<Vec<IpAddr>, NetFailure>),
+    Resolved(Result<Resolution, NetFailure>),
     NetUdpOpened(Result<(), NetFailure>),
     NetUdpSent(Result<(), NetFailure>),
     /// A datagram and its sender.
@@ -204,7 +213,7 @@ impl Effect {
                 EffectSummary::NetTls { link: *link, server_name: server_name.clone() }
             }
             Self::NetClose { link } => EffectSummary::NetClose { link: *link },
-            Self::Resolve { name } => EffectSummary::Resolve { name: name.clone() },
+            Self::Resolve { name, servers } => EffectSummary::Resolve { name: name.clone(), servers: servers.clone() },
             Self::NetUdpOpen { link, ipv6 } => EffectSummary::NetUdpOpen { link: *link, ipv6: *ipv6 },
             Self::NetUdpSend { link, to, bytes } => EffectSummary::NetUdpSend {
                 link: *link,

@@ -2,18 +2,28 @@
 //! through an effect (`Resolve`), the guest's `getaddrinfo` waiting meanwhile, and the answer
 //! is cached for the VM so later lookups are answered at once (and a replay asks nothing).
 //!
-//! The host's resolver (`getaddrinfo`) does not report records' TTLs, so answers are kept for
-//! a fixed [`ANSWER_TTL_MS`] and failures for [`FAILURE_TTL_MS`]; the cache holds at most
-//! [`MAX_CACHED_NAMES`], the earliest to expire going first.
+//! With `dns.nameServers`, the driver asks those servers and an answer is kept for its TTL
+//! (within [`MIN_TTL_MS`]..[`MAX_TTL_MS`]); the host's resolver (`getaddrinfo`) does not
+//! report TTLs, so its answers are kept for a fixed [`ANSWER_TTL_MS`]. Failures are kept for
+//! [`FAILURE_TTL_MS`]; the cache holds at most [`MAX_CACHED_NAMES`], the earliest to expire
+//! going first.
 
 use core::net::IpAddr;
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::host::effect::Resolution;
 use crate::vfs::Errno;
 
 /// How long an answer is reused: a minute, the TTL most public records carry or exceed, so a
 /// guest's repeated lookups cost one resolution while a moved service is seen soon.
 pub const ANSWER_TTL_MS: u64 = 60_000;
+/// The shortest a name server's TTL is honoured for: a TTL of 0 would make every lookup a
+/// resolution.
+pub const MIN_TTL_MS: u64 = 1_000;
+/// The longest: a record claiming days is re-asked within the hour.
+pub const MAX_TTL_MS: u64 = 3_600_000;
+/// `dns.nameServers` a VM may name (glibc uses three; more only adds waiting).
+pub const MAX_NAME_SERVERS: usize = 8;
 /// How long "no such name" is reused: short, so a name that appears is found soon, yet a guest
 /// retrying in a loop does not hammer the resolver.
 pub const FAILURE_TTL_MS: u64 = 5_000;
@@ -37,6 +47,8 @@ struct Cached {
 /// One VM's resolutions: cached answers, and names being resolved.
 #[derive(Debug, Default)]
 pub(crate) struct Resolutions {
+    /// `dns.nameServers` (none: the host's resolver).
+    servers: Vec<core::net::SocketAddr>,
     cache: BTreeMap<String, Cached>,
     /// Name → the id guests wait on.
     pending: BTreeMap<String, u64>,
@@ -60,6 +72,14 @@ pub fn is_valid_name(name: &str) -> bool {
 }
 
 impl Resolutions {
+    pub(crate) fn new(servers: Vec<core::net::SocketAddr>) -> Self {
+        Self { servers, ..Self::default() }
+    }
+
+    pub(crate) fn servers(&self) -> &[core::net::SocketAddr] {
+        &self.servers
+    }
+
     /// The cached answer for `name` at `now_ms`, if one is still fresh.
     pub(crate) fn lookup(&self, name: &str, now_ms: u64) -> Option<Result<Vec<IpAddr>, Errno>> {
         let cached = self.cache.get(name)?;
@@ -95,18 +115,20 @@ impl Resolutions {
     }
 
     /// Resolution `name` ended with `answer` at `now_ms`: cached, and its waiters wake.
-    pub(crate) fn resolved(&mut self, name: &str, answer: Result<Vec<IpAddr>, Errno>, now_ms: u64) {
+    pub(crate) fn resolved(&mut self, name: &str, answer: Result<Resolution, Errno>, now_ms: u64) {
         if self.pending.remove(name).is_none() {
             return;
         }
-        let answer = answer.map(|mut addresses| {
+        let ttl_ms = match &answer {
+            Ok(Resolution { addresses, ttl_s }) if !addresses.is_empty() => {
+                ttl_s.map_or(ANSWER_TTL_MS, |ttl_s| (u64::from(ttl_s) * 1000).clamp(MIN_TTL_MS, MAX_TTL_MS))
+            }
+            _ => FAILURE_TTL_MS,
+        };
+        let answer = answer.map(|Resolution { mut addresses, .. }| {
             addresses.truncate(MAX_ADDRESSES_PER_NAME);
             addresses
         });
-        let ttl_ms = match &answer {
-            Ok(addresses) if !addresses.is_empty() => ANSWER_TTL_MS,
-            _ => FAILURE_TTL_MS,
-        };
         if self.cache.len() >= MAX_CACHED_NAMES && !self.cache.contains_key(name) {
             let oldest = self.cache.iter().min_by_key(|(_, cached)| cached.expires_ms).map(|(name, _)| name.clone());
             if let Some(oldest) = oldest {
@@ -147,10 +169,16 @@ mod tests {
         assert_eq!(dns.take_queued(), vec![(id, "example.com".to_owned())]);
         assert!(dns.is_pending(id));
         let address: IpAddr = [93, 184, 216, 34].into();
-        dns.resolved("example.com", Ok(vec![address]), 1_000);
+        dns.resolved("example.com", Ok(Resolution { addresses: vec![address], ttl_s: None }), 1_000);
         assert!(!dns.is_pending(id));
         assert_eq!(dns.lookup("example.com", 1_000 + ANSWER_TTL_MS - 1), Some(Ok(vec![address])));
         assert_eq!(dns.lookup("example.com", 1_000 + ANSWER_TTL_MS), None, "expired");
+        // A name server's TTL is honoured, within bounds.
+        for (ttl_s, kept_ms) in [(300, 300_000), (0, MIN_TTL_MS), (86_400, MAX_TTL_MS)] {
+            let _ = dns.ask("ttl.test");
+            dns.resolved("ttl.test", Ok(Resolution { addresses: vec![address], ttl_s: Some(ttl_s) }), 0);
+            assert!(dns.lookup("ttl.test", kept_ms - 1).is_some() && dns.lookup("ttl.test", kept_ms).is_none());
+        }
         dns.resolved("nowhere.test", Err(Errno::ENOENT), 0);
         assert_eq!(dns.lookup("nowhere.test", 0), None, "an answer nobody asked for is dropped");
         for index in 0..MAX_PENDING_RESOLUTIONS {

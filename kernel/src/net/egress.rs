@@ -468,7 +468,10 @@ impl Network {
         self.buffered_bytes = self.buffered_bytes.saturating_sub(held);
         self.remotes.remove(&id);
         self.egress_dirty.remove(&id);
-        let sendable = matches!(remote.phase, Phase::Connecting | Phase::Open) && !remote.fin_sent;
+        // Bytes meant for a TLS session that is not up must never go out in the clear.
+        let sendable = matches!(remote.phase, Phase::Connecting | Phase::Open)
+            && !remote.fin_sent
+            && matches!(remote.tls, Tls::Off | Tls::On);
         match remote.phase {
             // The driver never heard of it, or has been told to close it.
             Phase::Asked => {}

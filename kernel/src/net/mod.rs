@@ -250,6 +250,11 @@ impl Network {
         Self { limits, overrides, ..Self::default() }
     }
 
+    /// The VM's `dns.nameServers` (none: the host's resolver answers).
+    pub(crate) fn set_name_servers(&mut self, servers: Vec<SocketAddr>) {
+        self.dns = dns::Resolutions::new(servers);
+    }
+
     /// The addresses `dns.overrides` gives `name`, if any.
     pub(crate) fn overridden(&self, name: &str) -> Option<&[IpAddr]> {
         self.overrides.get(&name.to_ascii_lowercase()).map(Vec::as_slice)

@@ -332,11 +332,6 @@ impl CreateVmConfig {
     pub fn refuse_unsupported(&self) -> Result<(), ConfigError> {
         let unsupported = [
             ("nativeRoot", self.native_root.is_some(), "VMs get the in-memory root filesystem"),
-            (
-                "dns.nameServers",
-                self.dns.as_ref().is_some_and(|dns| !dns.name_servers.is_empty()),
-                "names are resolved by the sidecar host's own resolver (and dns.overrides); choosing other name servers is not built",
-            ),
             ("jsRuntime", self.js_runtime.is_some(), "JavaScript guests are not supported yet"),
         ];
         match unsupported.iter().find(|(_, set, _)| *set) {
@@ -873,6 +868,10 @@ impl DnsConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.name_servers.iter().any(|entry| entry.trim().is_empty()) {
             return Err(ConfigError::invalid("dns.nameServers entries must not be empty"));
+        }
+        let max_servers = crate::net::dns::MAX_NAME_SERVERS;
+        if self.name_servers.len() > max_servers {
+            return Err(ConfigError::invalid(format!("dns.nameServers may name at most {max_servers} servers")));
         }
         for (host, addresses) in &self.overrides {
             if host.trim().is_empty() {

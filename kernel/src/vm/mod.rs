@@ -150,6 +150,7 @@ impl Vm {
         let VmSetup { runtime, config, limits, listen, dns, policy } = setup;
         let mut network = Network::new(NetLimits::new(&limits.resources, listen), dns.overrides);
         network.set_exempt_ports(config.loopback_exempt_ports.iter().copied());
+        network.set_name_servers(dns.name_servers);
         Self {
             id,
             connection_id,

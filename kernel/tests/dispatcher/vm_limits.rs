@@ -229,11 +229,8 @@ fn top_level_keys_without_a_subsystem_are_refused_when_set() {
     let mut host = Harness::new();
     let conn = host.authenticate();
     let session = host.open_session(&conn);
-    let cases = [
-        ("nativeRoot", r#""nativeRoot":{"plugin":{"id":"memory","config":{}}}"#),
-        ("dns.nameServers", r#""dns":{"nameServers":["1.1.1.1"]}"#),
-        ("jsRuntime", r#""jsRuntime":{}"#),
-    ];
+    let cases =
+        [("nativeRoot", r#""nativeRoot":{"plugin":{"id":"memory","config":{}}}"#), ("jsRuntime", r#""jsRuntime":{}"#)];
     for (key, member) in cases {
         match create_vm(&mut host, &conn, &session, &format!("{{{member}}}")) {
             ResponsePayload::RejectedResponse(rejected) => {

@@ -14,6 +14,7 @@
 //! holds at most the bytes of one send and one receive. A close sends what it was handed within
 //! [`LINGER`], then the socket goes.
 
+pub mod dns_client;
 pub mod tls;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -22,7 +23,7 @@ use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kernel::host::effect::{Completion, Effect, EffectId, LinkId, NetFailure};
+use kernel::host::effect::{Completion, Effect, EffectId, LinkId, NetFailure, Resolution};
 use kernel::vfs::Errno;
 use mio::net::{TcpStream, UdpSocket};
 use mio::{Interest, Registry, Token};
@@ -33,6 +34,12 @@ use tls::{TlsError, TlsSession};
 /// Linux lingers in the background for longer, but a peer that stopped reading must not hold
 /// a descriptor of the sidecar for minutes.
 pub const LINGER: Duration = Duration::from_secs(5);
+/// How long one name server has to answer a try (each name is asked of every server in turn,
+/// [`NAME_SERVER_ROUNDS`] times): 2 s is glibc's `timeout:` default halved, since a name
+/// server that slow is better skipped for the next.
+pub const NAME_SERVER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Rounds over the servers (glibc's `attempts:` default).
+pub const NAME_SERVER_ROUNDS: u32 = 2;
 /// The first token links use; those below are the loop's own (stdin, stdout, signals, waker).
 pub const FIRST_LINK_TOKEN: usize = 1 << 16;
 
@@ -392,9 +399,13 @@ impl Egress {
     }
 }
 
-/// Resolves `name` with the host's resolver (`getaddrinfo`, which blocks: the stdio driver
-/// calls this on a thread of its own). Addresses come in the resolver's order, each once.
-pub fn resolve(name: &str) -> Completion {
+/// Resolves `name`: with the host's resolver (`getaddrinfo`) when `servers` is empty, else by
+/// asking the servers. Either blocks, so the stdio driver calls this on a thread of its own.
+/// Addresses come in the answer's order, each once.
+pub fn resolve(name: &str, servers: &[std::net::SocketAddr]) -> Completion {
+    if !servers.is_empty() {
+        return Completion::Resolved(resolve_with_servers(name, servers));
+    }
     use std::net::ToSocketAddrs;
     match (name, 0).to_socket_addrs() {
         Ok(addresses) => {
@@ -404,9 +415,23 @@ pub fn resolve(name: &str) -> Completion {
                     unique.push(address.ip());
                 }
             }
-            Completion::Resolved(Ok(unique))
+            Completion::Resolved(Ok(Resolution { addresses: unique, ttl_s: None }))
         }
         Err(error) => Completion::Resolved(Err(failure(Errno::ENOENT, error.to_string()))),
+    }
+}
+
+fn resolve_with_servers(name: &str, servers: &[std::net::SocketAddr]) -> Result<Resolution, NetFailure> {
+    match dns_client::resolve(name, servers, NAME_SERVER_TIMEOUT, NAME_SERVER_ROUNDS) {
+        Ok(answer) => Ok(Resolution { addresses: answer.addresses, ttl_s: Some(answer.ttl_s) }),
+        Err(error) => {
+            let errno = match error.errno_name() {
+                "ENOENT" => Errno::ENOENT,
+                "ETIMEDOUT" => Errno::ETIMEDOUT,
+                _ => Errno::EIO,
+            };
+            Err(failure(errno, error.to_string()))
+        }
     }
 }
 
