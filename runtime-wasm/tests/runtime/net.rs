@@ -424,9 +424,12 @@ fn run_resolving(host: &mut Host, vm: &str, args: &[&str], names: &[(&str, &str)
     for _ in 0..10_000 {
         host.sidecar.tick(host.now);
         while let Some((id, effect)) = host.sidecar.poll_effect() {
-            let Effect::Resolve { name } = effect else { panic!("unexpected {effect:?}") };
+            let Effect::Resolve { name, .. } = effect else { panic!("unexpected {effect:?}") };
             let answer = match names.iter().find(|(known, _)| *known == name) {
-                Some((_, addresses)) => Ok(addresses.split(',').map(|ip| ip.parse().unwrap()).collect()),
+                Some((_, addresses)) => Ok(kernel::host::effect::Resolution {
+                    addresses: addresses.split(',').map(|ip| ip.parse().unwrap()).collect(),
+                    ttl_s: None,
+                }),
                 None => Err(NetFailure::new(kernel::vfs::Errno::ENOENT, "unknown")),
             };
             asked.push(name);
