@@ -307,6 +307,37 @@ pub const RIGHTS_SOCK_SHUTDOWN: u64 = 1 << 28;
 pub const RIGHTS_SOCK_ACCEPT: u64 = 1 << 29;
 /// Every `RIGHTS_*` bit WASI defines.
 pub const RIGHTS_ALL: u64 = (1 << 30) - 1;
+/// What a directory descriptor reports (wasmtime's set, which libcs and suites expect).
+pub const DIRECTORY_BASE_RIGHTS: u64 = RIGHTS_PATH_CREATE_DIRECTORY
+    | RIGHTS_PATH_CREATE_FILE
+    | RIGHTS_PATH_LINK_SOURCE
+    | RIGHTS_PATH_LINK_TARGET
+    | RIGHTS_PATH_OPEN
+    | RIGHTS_FD_READDIR
+    | RIGHTS_PATH_READLINK
+    | RIGHTS_PATH_RENAME_SOURCE
+    | RIGHTS_PATH_RENAME_TARGET
+    | RIGHTS_PATH_SYMLINK
+    | RIGHTS_PATH_REMOVE_DIRECTORY
+    | RIGHTS_PATH_UNLINK_FILE
+    | RIGHTS_PATH_FILESTAT_GET
+    | RIGHTS_PATH_FILESTAT_SET_TIMES
+    | RIGHTS_FD_FILESTAT_GET
+    | RIGHTS_FD_FILESTAT_SET_TIMES;
+/// What a directory passes on to the files opened through it (with its own rights).
+pub const FILE_RIGHTS: u64 = RIGHTS_FD_DATASYNC
+    | RIGHTS_FD_READ
+    | RIGHTS_FD_SEEK
+    | RIGHTS_FD_FDSTAT_SET_FLAGS
+    | RIGHTS_FD_SYNC
+    | RIGHTS_FD_TELL
+    | RIGHTS_FD_WRITE
+    | RIGHTS_FD_ADVISE
+    | RIGHTS_FD_ALLOCATE
+    | RIGHTS_FD_FILESTAT_GET
+    | RIGHTS_FD_FILESTAT_SET_SIZE
+    | RIGHTS_FD_FILESTAT_SET_TIMES
+    | RIGHTS_POLL_FD_READWRITE;
 
 /// Where `fd_seek` counts its offset from (`__wasi_whence_t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -23,9 +23,9 @@ const GUEST_GID: u32 = 1000;
 
 use crate::abi::{
     ClockId, Dirent, Errno, Event, EventType, Fd, FdStat, Filestat, Filetype, Prestat, Subscription, SubscriptionKind,
-    Whence, FDFLAGS_APPEND, FDFLAGS_NONBLOCK, FSTFLAGS_ATIM, FSTFLAGS_ATIM_NOW, FSTFLAGS_MTIM, FSTFLAGS_MTIM_NOW,
-    LOOKUPFLAGS_SYMLINK_FOLLOW, OFLAGS_CREAT, OFLAGS_DIRECTORY, OFLAGS_EXCL, OFLAGS_TRUNC, POLLHUP, POLLIN, POLLNVAL,
-    POLLOUT, RIGHTS_ALL, RIGHTS_FD_READ, RIGHTS_FD_WRITE,
+    Whence, DIRECTORY_BASE_RIGHTS, FDFLAGS_APPEND, FDFLAGS_NONBLOCK, FILE_RIGHTS, FSTFLAGS_ATIM, FSTFLAGS_ATIM_NOW,
+    FSTFLAGS_MTIM, FSTFLAGS_MTIM_NOW, LOOKUPFLAGS_SYMLINK_FOLLOW, OFLAGS_CREAT, OFLAGS_DIRECTORY, OFLAGS_EXCL,
+    OFLAGS_TRUNC, POLLHUP, POLLIN, POLLNVAL, POLLOUT, RIGHTS_ALL, RIGHTS_FD_READ, RIGHTS_FD_WRITE,
 };
 use crate::accounts;
 use crate::host::{FileMetadata, FsUsage, MsgFlags, SocketTransport, SysError, SysResult, WaitReason, WasiHost};
@@ -523,16 +523,25 @@ impl WasiHost for KernelHost {
             FdKind::SocketStream => Filetype::SocketStream,
             FdKind::SocketDatagram => Filetype::SocketDgram,
         };
-        let mut rights = RIGHTS_ALL;
-        if !info.readable {
-            rights &= !RIGHTS_FD_READ;
-        }
-        if !info.writable {
-            rights &= !RIGHTS_FD_WRITE;
-        }
-        let flags =
-            (if info.append { FDFLAGS_APPEND } else { 0 }) | (if info.nonblocking { FDFLAGS_NONBLOCK } else { 0 });
-        Ok(FdStat { filetype, flags, rights_base: rights, rights_inheriting: RIGHTS_ALL })
+        // As wasmtime reports them: a directory has the directory rights (and passes on those
+        // and a file's), a standard stream only reads or writes, anything else has every right
+        // but the reading or writing its open mode lacks.
+        let readable = if info.readable { RIGHTS_FD_READ } else { 0 };
+        let writable = if info.writable { RIGHTS_FD_WRITE } else { 0 };
+        let (rights_base, rights_inheriting) = match info.kind {
+            FdKind::Directory => (DIRECTORY_BASE_RIGHTS, DIRECTORY_BASE_RIGHTS | FILE_RIGHTS),
+            _ if info.stdio => (readable | writable, readable | writable),
+            _ => {
+                let rights = RIGHTS_ALL & !(RIGHTS_FD_READ | RIGHTS_FD_WRITE) | readable | writable;
+                (rights, rights)
+            }
+        };
+        let flags = match info.kind {
+            FdKind::Directory => 0,
+            _ if info.stdio => 0,
+            _ => (if info.append { FDFLAGS_APPEND } else { 0 }) | (if info.nonblocking { FDFLAGS_NONBLOCK } else { 0 }),
+        };
+        Ok(FdStat { filetype, flags, rights_base, rights_inheriting })
     }
 
     fn fd_prestat_get(&mut self, fd: Fd) -> Result<Prestat, Errno> {

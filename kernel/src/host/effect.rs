@@ -13,7 +13,7 @@
 //! effect's id (an unknown id is ignored, a completion of the wrong kind answers the request
 //! with `io_error`).
 
-use core::net::{IpAddr, SocketAddr};
+use core::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -85,27 +85,7 @@ pub struct LinkId {
     pub socket: u64,
 }
 
-/// A name's addresses, and how long they may be reused (a name server's TTL; `None` from a
-/// resolver that does not say).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resolution {
-    pub addresses: Vec<IpAddr>,
-    pub ttl_s: Option<u32>,
-}
-
-/// Why a network effect failed: the errno the guest gets, and the driver's words for the host's
-/// audit and logs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetFailure {
-    pub errno: Errno,
-    pub reason: String,
-}
-
-impl NetFailure {
-    pub fn new(errno: Errno, reason: impl Into<String>) -> Self {
-        Self { errno, reason: reason.into() }
-    }
-}
+pub use crate::net::{NetFailure, Resolution};
 
 /// What a trace keeps of an effect (the value a put writes is the kernel's own output, so its
 /// digest identifies it).

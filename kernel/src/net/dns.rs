@@ -11,7 +11,7 @@
 use core::net::IpAddr;
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::host::effect::Resolution;
+use super::Resolution;
 use crate::vfs::Errno;
 
 /// How long an answer is reused: a minute, the TTL most public records carry or exceed, so a
@@ -22,8 +22,7 @@ pub const ANSWER_TTL_MS: u64 = 60_000;
 pub const MIN_TTL_MS: u64 = 1_000;
 /// The longest: a record claiming days is re-asked within the hour.
 pub const MAX_TTL_MS: u64 = 3_600_000;
-/// `dns.nameServers` a VM may name (glibc uses three; more only adds waiting).
-pub const MAX_NAME_SERVERS: usize = 8;
+pub use crate::policy::config::MAX_NAME_SERVERS;
 /// How long "no such name" is reused: short, so a name that appears is found soon, yet a guest
 /// retrying in a loop does not hammer the resolver.
 pub const FAILURE_TTL_MS: u64 = 5_000;

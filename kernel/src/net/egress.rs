@@ -15,8 +15,8 @@
 use core::net::SocketAddr;
 use std::collections::VecDeque;
 
+use super::NetFailure;
 use super::{Network, Socket, SocketId, State, SOCKET_BUFFER_BYTES};
-use crate::host::effect::NetFailure;
 use crate::vfs::Errno;
 
 /// Connections out of one VM open at once. Each is a socket of the sidecar's own process,

@@ -176,6 +176,28 @@ pub struct ConnectAttempt {
     pub reason: String,
 }
 
+/// A name's addresses, and how long they may be reused (a name server's TTL; `None` from a
+/// resolver that does not say).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resolution {
+    pub addresses: Vec<IpAddr>,
+    pub ttl_s: Option<u32>,
+}
+
+/// Why a network effect failed: the errno the guest gets, and the driver's words for the host's
+/// audit and logs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetFailure {
+    pub errno: Errno,
+    pub reason: String,
+}
+
+impl NetFailure {
+    pub fn new(errno: Errno, reason: impl Into<String>) -> Self {
+        Self { errno, reason: reason.into() }
+    }
+}
+
 /// A guest refused by a network limit (a `StructuredEvent` named `network.limit`): one record
 /// per process and limit per slice, counting the refusals, so a guest retrying in a loop
 /// reports once per slice, not once per call.

@@ -130,6 +130,8 @@ pub const DEFAULT_LISTEN_PORT_MIN: u16 = 1;
 pub const DEFAULT_LISTEN_PORT_MAX: u16 = 65_535;
 /// Whether guests may bind ports below 1024 when `listen.allowPrivileged` is absent.
 pub const DEFAULT_LISTEN_ALLOW_PRIVILEGED: bool = false;
+/// `dns.nameServers` a VM may name (glibc uses three; more only adds waiting).
+pub const MAX_NAME_SERVERS: usize = 8;
 /// Port of a `dns.nameServers` entry given as a bare IP.
 pub const DEFAULT_DNS_PORT: u16 = 53;
 
@@ -869,7 +871,7 @@ impl DnsConfig {
         if self.name_servers.iter().any(|entry| entry.trim().is_empty()) {
             return Err(ConfigError::invalid("dns.nameServers entries must not be empty"));
         }
-        let max_servers = crate::net::dns::MAX_NAME_SERVERS;
+        let max_servers = MAX_NAME_SERVERS;
         if self.name_servers.len() > max_servers {
             return Err(ConfigError::invalid(format!("dns.nameServers may name at most {max_servers} servers")));
         }

@@ -148,8 +148,11 @@ impl Syscalls {
                 _ => FdKind::SocketStream,
             },
         };
+        let stdio =
+            matches!(descriptor.file, OpenFile::Stdin { .. } | OpenFile::Stdout { .. } | OpenFile::Stderr { .. });
         Ok(FdInfo {
             kind,
+            stdio,
             readable: descriptor.readable,
             writable: descriptor.writable,
             append: descriptor.append,
@@ -157,9 +160,16 @@ impl Syscalls {
         })
     }
 
-    /// Sets the descriptor's append and non-blocking modes.
+    /// Sets the descriptor's append and non-blocking modes. A directory has neither, and the
+    /// host's standard streams are not the guest's to change (`EBADF`, as wasmtime answers).
     pub fn set_flags(&mut self, fd: u32, append: bool, nonblocking: bool) -> Result<(), Errno> {
         let descriptor = self.process_mut()?.fds.get_mut(fd)?;
+        if matches!(
+            descriptor.file,
+            OpenFile::Stdin { .. } | OpenFile::Stdout { .. } | OpenFile::Stderr { .. } | OpenFile::Directory { .. }
+        ) {
+            return Err(Errno::EBADF);
+        }
         descriptor.append = append;
         descriptor.nonblocking = nonblocking;
         Ok(())

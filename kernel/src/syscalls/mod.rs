@@ -93,6 +93,8 @@ pub enum FdKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FdInfo {
     pub kind: FdKind,
+    /// One of the process's standard streams from the host (not a file or pipe a guest made).
+    pub stdio: bool,
     pub readable: bool,
     pub writable: bool,
     pub append: bool,

@@ -619,3 +619,68 @@ fn a_poll_of_more_than_1024_descriptors_is_refused() {
     // ok with nothing ready, then EINVAL 28.
     assert_eq!(values, [0, 0, 28]);
 }
+
+/// `fd_fdstat_get` reports rights as wasmtime does, from what the descriptor is: a directory
+/// has the directory rights (never `fd_read`/`fd_write`) and passes on those and a file's; a
+/// standard stream only reads or only writes, with no flags; a file has every right but the
+/// reading or writing its open mode lacks. The host's streams and directories take no flags
+/// (`EBADF`).
+#[test]
+fn rights_and_flags_follow_what_the_descriptor_is() {
+    let fdstat = |fd: &str| {
+        format!(
+            "(call $r32 (call $fd_fdstat_get {fd} (i32.const 500)))
+             (call $r32 (i32.load16_u (i32.const 502)))
+             (call $r (i64.load (i32.const 508)))
+             (call $r (i64.load (i32.const 516)))"
+        )
+    };
+    let values = run(
+        &[("/tmp/f", b"data")],
+        &["tmp/f"],
+        &format!(
+            r#"
+            (call $r32 (call $path_open (i32.const 3) (i32.const 1) $S0 (i32.const 0)
+              (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 300)))
+            {root}
+            {stdin}
+            {stdout}
+            {file}
+            (call $r32 (call $fd_fdstat_set_flags (i32.const 1) (i32.const 1)))
+            (call $r32 (call $fd_fdstat_set_flags (i32.const 0) (i32.const 4)))
+            (call $r32 (call $fd_fdstat_set_flags (i32.const 3) (i32.const 4)))
+            (call $r32 (call $fd_fdstat_set_flags (i32.load (i32.const 300)) (i32.const 4)))
+            {file}
+            "#,
+            root = fdstat("(i32.const 3)"),
+            stdin = fdstat("(i32.const 0)"),
+            stdout = fdstat("(i32.const 1)"),
+            file = fdstat("(i32.load (i32.const 300))"),
+        ),
+        "/",
+    );
+    const FD_READ: u64 = 1 << 1;
+    const FD_WRITE: u64 = 1 << 6;
+    const ALL: u64 = (1 << 30) - 1;
+    // path_create_directory 9 … path_rename_target 17, path_filestat_get 18,
+    // path_filestat_set_times 20, fd_filestat_get 21, fd_filestat_set_times 23,
+    // path_symlink 24, path_remove_directory 25, path_unlink_file 26.
+    let directory: u64 =
+        [9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 21, 23, 24, 25, 26].iter().fold(0, |rights, bit| rights | 1 << bit);
+    let (ok, badf) = (0, 8);
+    assert_eq!(values[0], ok, "opened read-only");
+    let root = &values[1..5];
+    assert_eq!((root[0], root[1]), (ok, 0), "a directory has no flags");
+    assert_eq!(root[2] & (FD_READ | FD_WRITE), 0, "a directory neither reads nor writes: {:#x}", root[2]);
+    assert_eq!(root[2], directory, "{:#x}", root[2]);
+    assert_eq!(
+        root[3] & (FD_READ | FD_WRITE | directory),
+        FD_READ | FD_WRITE | directory,
+        "it passes on a file's rights"
+    );
+    assert_eq!(values[5..9], [ok, 0, FD_READ, FD_READ], "stdin only reads");
+    assert_eq!(values[9..13], [ok, 0, FD_WRITE, FD_WRITE], "stdout only writes, without append");
+    assert_eq!(values[13..17], [ok, 0, ALL & !FD_WRITE, ALL & !FD_WRITE], "a read-only file");
+    assert_eq!(values[17..21], [badf, badf, badf, ok], "stdout, stdin and a directory take no flags; a file does");
+    assert_eq!(values[21..25], [ok, 4, ALL & !FD_WRITE, ALL & !FD_WRITE], "the file is non-blocking now");
+}
