@@ -536,10 +536,11 @@ impl WasiHost for KernelHost {
                 (rights, rights)
             }
         };
+        let nonblocking = if info.nonblocking { FDFLAGS_NONBLOCK } else { 0 };
         let flags = match info.kind {
             FdKind::Directory => 0,
-            _ if info.stdio => 0,
-            _ => (if info.append { FDFLAGS_APPEND } else { 0 }) | (if info.nonblocking { FDFLAGS_NONBLOCK } else { 0 }),
+            _ if info.stdio => nonblocking,
+            _ => (if info.append { FDFLAGS_APPEND } else { 0 }) | nonblocking,
         };
         Ok(FdStat { filetype, flags, rights_base, rights_inheriting })
     }

@@ -176,20 +176,30 @@ fn net_vm(args: &[&str], config: &str) -> (Client, OwnershipScope, String, Strin
     (sidecar, scope, conn, session, vm)
 }
 
+/// Structured events' details.
+type Details = Vec<BTreeMap<String, String>>;
+
 /// What a run of `net ARGS` printed, and the `network.connect` events on the way.
 fn run_net(sidecar: &mut Client, scope: &OwnershipScope, args: &[&str]) -> (Vec<u8>, Vec<BTreeMap<String, String>>) {
+    let (stdout, audit, _) = run_net_closing(sidecar, scope, args);
+    (stdout, audit)
+}
+
+/// [`run_net`], with the `network.close` events too (those that came before the exit).
+fn run_net_closing(sidecar: &mut Client, scope: &OwnershipScope, args: &[&str]) -> (Vec<u8>, Details, Details) {
     let execute = ExecuteRequest::command("p", "net", args.iter().copied());
     sidecar.request(scope.clone(), RequestPayload::ExecuteRequest(execute)).unwrap();
-    let (mut stdout, mut audit) = (Vec::new(), Vec::new());
+    let (mut stdout, mut audit, mut closes) = (Vec::new(), Vec::new(), Vec::new());
     loop {
         match sidecar.next_event(SERVER_DEADLINE).unwrap().payload {
             EventPayload::ProcessOutputEvent(event) if event.channel == StreamChannel::Stdout => {
                 stdout.extend_from_slice(&event.chunk)
             }
             EventPayload::StructuredEvent(event) if event.name == "network.connect" => audit.push(event.detail),
+            EventPayload::StructuredEvent(event) if event.name == "network.close" => closes.push(event.detail),
             EventPayload::ProcessExitedEvent(event) => {
                 assert_eq!(event.exit_code, 0, "net {args:?}: {}", String::from_utf8_lossy(&stdout));
-                return (stdout, audit);
+                return (stdout, audit, closes);
             }
             _ => {}
         }
@@ -214,7 +224,8 @@ fn a_guest_fetches_from_a_host_server_through_an_exempt_port_and_the_run_replays
         net_vm(&["--record", trace.to_str().unwrap(), "--seed", "9"], &network_config(&[port]));
 
     let started = Instant::now();
-    let (stdout, audit) = run_net(&mut sidecar, &scope, &["fetch", &format!("127.0.0.1:{port}"), "/data"]);
+    let (stdout, audit, mut closes) =
+        run_net_closing(&mut sidecar, &scope, &["fetch", &format!("127.0.0.1:{port}"), "/data"]);
     let elapsed = started.elapsed();
     let mut expected = format!("fetched {} bytes\n", response_bytes().len()).into_bytes();
     expected.extend_from_slice(&response_bytes());
@@ -227,6 +238,20 @@ fn a_guest_fetches_from_a_host_server_through_an_exempt_port_and_the_run_replays
         ("allow", format!("tcp://127.0.0.1:{port}"))
     );
     eprintln!("egress fetch of {} bytes through the sidecar: {elapsed:?}", expected.len());
+    // The connection's end is reported with the bytes it moved.
+    while closes.is_empty() {
+        match sidecar.next_event(SERVER_DEADLINE).unwrap().payload {
+            EventPayload::StructuredEvent(event) if event.name == "network.close" => closes.push(event.detail),
+            _ => {}
+        }
+    }
+    let ended = &closes[0];
+    let request_len = "GET /data HTTP/1.0\r\nHost: test\r\n\r\n".len();
+    assert_eq!(ended["destination"], format!("tcp://127.0.0.1:{port}"));
+    assert_eq!(ended["bytesSent"], request_len.to_string());
+    assert_eq!(ended["bytesReceived"], response_bytes().len().to_string());
+    assert_eq!(ended["vmBytesReceived"], response_bytes().len().to_string());
+    assert!(!ended.contains_key("error"), "{ended:?}");
 
     // A loopback port that is not exempt is refused (EACCES, 2), reported, and never reached.
     let (stdout, audit) = run_net(&mut sidecar, &scope, &["fetch", &format!("127.0.0.1:{closed_port}"), "/"]);

@@ -92,6 +92,8 @@ impl Sidecar {
             for (socket, last_bytes) in closes {
                 self.close_link(&vm_id, socket, last_bytes);
             }
+            // Connections that ended outside a slice (a failure, a timeout) are reported now.
+            self.report_connect_attempts(&vm_id);
         }
     }
 
@@ -110,6 +112,7 @@ impl Sidecar {
         for (socket, last_bytes) in closes {
             self.close_link(vm_id, socket, last_bytes);
         }
+        self.report_connect_attempts(vm_id);
     }
 
     fn link_id(vm_id: &str, socket: SocketId) -> LinkId {

@@ -210,11 +210,12 @@ impl Sidecar {
     /// `StructuredEvent` named `network.connect` each, with `processId`, `pid`, `destination`,
     /// `decision` (`allow`/`deny`) and `reason` (and `dropped`, the attempts before it that did
     /// not fit the queue, when there were any).
-    fn report_connect_attempts(&mut self, vm_id: &str) {
+    pub(crate) fn report_connect_attempts(&mut self, vm_id: &str) {
         let Ok(vm) = self.vm_mut(vm_id) else { return };
         let (attempts, mut dropped) = vm.processes_mut().net.take_attempts();
         let limit_hits = vm.processes_mut().net.take_limit_hits();
-        if attempts.is_empty() && limit_hits.is_empty() {
+        let link_reports = vm.processes_mut().net.take_link_reports();
+        if attempts.is_empty() && limit_hits.is_empty() && link_reports.is_empty() {
             return;
         }
         let (stream, scope) = (vm.stream(), vm.scope());
@@ -237,6 +238,32 @@ impl Sidecar {
             self.emit_event(stream, scope.clone(), EventPayload::StructuredEvent(event));
         }
         self.report_limit_hits(vm_id, limit_hits);
+        self.report_closed_links(vm_id, link_reports);
+    }
+
+    /// Tells the host of the connections out that ended: a `StructuredEvent` named
+    /// `network.close` each, with `destination`, `bytesSent`, `bytesReceived`, `error` (the
+    /// errno that ended it, when one did) and the VM's totals so far, `vmBytesSent` and
+    /// `vmBytesReceived`.
+    fn report_closed_links(&mut self, vm_id: &str, reports: Vec<crate::net::LinkReport>) {
+        let Ok(vm) = self.vm_mut(vm_id) else { return };
+        let (stream, scope) = (vm.stream(), vm.scope());
+        let net = &vm.processes().net;
+        let (vm_sent, vm_received) = (net.bytes_sent_out.to_string(), net.bytes_received_in.to_string());
+        for report in reports {
+            let mut detail = BTreeMap::from([
+                ("destination".to_owned(), report.destination),
+                ("bytesSent".to_owned(), report.bytes_sent.to_string()),
+                ("bytesReceived".to_owned(), report.bytes_received.to_string()),
+                ("vmBytesSent".to_owned(), vm_sent.clone()),
+                ("vmBytesReceived".to_owned(), vm_received.clone()),
+            ]);
+            if let Some(errno) = report.failure {
+                detail.insert("error".to_owned(), errno.code().to_owned());
+            }
+            let event = StructuredEvent { name: "network.close".to_owned(), detail };
+            self.emit_event(stream, scope.clone(), EventPayload::StructuredEvent(event));
+        }
     }
 
     /// Tells the host of the network limits guests hit during the slice: a `StructuredEvent`

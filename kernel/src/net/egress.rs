@@ -108,6 +108,9 @@ pub(crate) struct Remote {
     pub(crate) link_closed: bool,
     /// Whether `net_tls_connect` has returned its outcome.
     pub(crate) tls_reported: bool,
+    /// Bytes the driver has sent, and delivered, on this link.
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
 }
 
 impl Remote {
@@ -128,6 +131,8 @@ impl Remote {
             peer_done: false,
             link_closed: false,
             tls_reported: false,
+            bytes_sent: 0,
+            bytes_received: 0,
         }
     }
 
@@ -301,6 +306,8 @@ impl Network {
             };
             if remote.phase == Phase::Connecting && now_ms >= remote.deadline_ms {
                 remote.fail(Errno::ETIMEDOUT);
+                let report = Self::report_of(remote, Some(Errno::ETIMEDOUT));
+                self.record_link_report(report);
                 self.links_to_close.push((id, Vec::new()));
             }
         }
@@ -383,8 +390,21 @@ impl Network {
             LinkDone::UdpOpened(_) | LinkDone::UdpSent(_) | LinkDone::UdpReceived(_) => None,
         };
         let failed = failure.is_some();
-        if let Some(failure) = failure {
-            remote.fail(failure.errno);
+        if failure.is_none() {
+            remote.bytes_sent = remote.bytes_sent.saturating_add(released as u64);
+            remote.bytes_received = remote.bytes_received.saturating_add(arrived as u64);
+        }
+        let errno = failure.map(|failure| failure.errno);
+        let report = errno.map(|errno| {
+            remote.fail(errno);
+            Self::report_of(remote, Some(errno))
+        });
+        if errno.is_none() {
+            self.bytes_sent_out = self.bytes_sent_out.saturating_add(released as u64);
+            self.bytes_received_in = self.bytes_received_in.saturating_add(arrived as u64);
+        }
+        if let Some(report) = report {
+            self.record_link_report(report);
         }
         self.buffered_bytes = self.buffered_bytes.saturating_sub(released).saturating_add(arrived);
         self.egress_dirty.insert(id);
@@ -469,6 +489,12 @@ impl Network {
         self.remotes.remove(&id);
         self.egress_dirty.remove(&id);
         // Bytes meant for a TLS session that is not up must never go out in the clear.
+        if remote.phase != Phase::Asked && !remote.link_closed {
+            let mut report = Self::report_of(&remote, None);
+            // What the guest wrote last still goes out with the close.
+            report.bytes_sent = report.bytes_sent.saturating_add((remote.outgoing.len() + remote.sending) as u64);
+            self.record_link_report(report);
+        }
         let sendable = matches!(remote.phase, Phase::Connecting | Phase::Open)
             && !remote.fin_sent
             && matches!(remote.tls, Tls::Off | Tls::On);
@@ -478,6 +504,15 @@ impl Network {
             _ if remote.link_closed => {}
             _ if sendable => self.links_to_close.push((id, Vec::from(remote.outgoing))),
             _ => self.links_to_close.push((id, Vec::new())),
+        }
+    }
+
+    fn report_of(remote: &Remote, failure: Option<Errno>) -> super::LinkReport {
+        super::LinkReport {
+            destination: format!("tcp://{}", remote.to),
+            bytes_sent: remote.bytes_sent,
+            bytes_received: remote.bytes_received,
+            failure,
         }
     }
 
@@ -726,10 +761,14 @@ mod tests {
         assert_eq!(net.take_links_to_close(), vec![(id, Vec::new())], "the link is closed");
         assert!(net.writable(id), "the guest wakes");
         assert_eq!(net.connect_progress(id), Ok(Some(Err(Errno::ETIMEDOUT))));
+        let reports = net.take_link_reports();
+        assert_eq!(reports.len(), 1, "the host hears of it once");
+        assert_eq!(reports[0].failure, Some(Errno::ETIMEDOUT));
         // A late answer changes nothing, and closing the socket closes no link twice.
         assert!(!net.link_completed(id, LinkDone::Connected(Ok(()))));
         net.close(id);
         assert!(net.take_links_to_close().is_empty());
+        assert!(net.take_link_reports().is_empty(), "nor reports it twice");
     }
 
     #[test]

@@ -160,8 +160,11 @@ impl Network {
             }
             // One datagram that could not go (an ICMP error, a full host buffer) is lost, as
             // UDP loses datagrams; the socket goes on.
-            LinkDone::UdpSent(_) => {
+            LinkDone::UdpSent(result) => {
                 released = link.sending.take().unwrap_or(0);
+                if result.is_ok() {
+                    self.bytes_sent_out = self.bytes_sent_out.saturating_add(released as u64);
+                }
                 None
             }
             LinkDone::UdpReceived(Ok((from, bytes))) => {
@@ -190,6 +193,7 @@ impl Network {
         }
         self.buffered_bytes = self.buffered_bytes.saturating_sub(released);
         if let Some((from, bytes)) = delivered {
+            self.bytes_received_in = self.bytes_received_in.saturating_add(bytes.len() as u64);
             self.deliver_datagram(id, from, bytes);
         }
         self.egress_dirty.insert(id);

@@ -198,6 +198,16 @@ impl NetFailure {
     }
 }
 
+/// A connection out of the VM that ended (a `StructuredEvent` named `network.close`): where it
+/// went, the bytes it moved each way, and the failure that ended it, if one did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkReport {
+    pub destination: String,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub failure: Option<Errno>,
+}
+
 /// A guest refused by a network limit (a `StructuredEvent` named `network.limit`): one record
 /// per process and limit per slice, counting the refusals, so a guest retrying in a loop
 /// reports once per slice, not once per call.
@@ -222,6 +232,11 @@ pub(crate) struct Network {
     dropped_attempts: u64,
     /// Limits guests hit since the dispatcher last took them.
     limit_hits: Vec<LimitHit>,
+    /// Connections out that ended since the dispatcher last took them.
+    link_reports: Vec<LinkReport>,
+    /// Bytes the VM's guests sent out of the VM, and received from outside, since it was made.
+    pub(crate) bytes_sent_out: u64,
+    pub(crate) bytes_received_in: u64,
     sockets: BTreeMap<SocketId, Socket>,
     /// Bound local ports by transport: which socket owns each.
     ports: BTreeMap<(TransportKey, u16), SocketId>,
@@ -299,6 +314,18 @@ impl Network {
         } else if self.limit_hits.len() < MAX_PENDING_NETWORK_EVENTS {
             self.limit_hits.push(LimitHit { pid, limit, errno, count: 1 });
         }
+    }
+
+    /// Records a connection out that ended (bounded like the other reports).
+    pub(crate) fn record_link_report(&mut self, report: LinkReport) {
+        if self.link_reports.len() < MAX_PENDING_NETWORK_EVENTS {
+            self.link_reports.push(report);
+        }
+    }
+
+    /// The connections out that ended since the last call.
+    pub(crate) fn take_link_reports(&mut self) -> Vec<LinkReport> {
+        std::mem::take(&mut self.link_reports)
     }
 
     /// The limit hits recorded since the last call.

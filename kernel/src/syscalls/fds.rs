@@ -160,14 +160,15 @@ impl Syscalls {
         })
     }
 
-    /// Sets the descriptor's append and non-blocking modes. A directory has neither, and the
-    /// host's standard streams are not the guest's to change (`EBADF`, as wasmtime answers).
+    /// Sets the descriptor's append and non-blocking modes. A directory has neither (`EBADF`,
+    /// as wasmtime answers). The host's standard streams cannot be made append-only (`EBADF`)
+    /// but can be made non-blocking, as on POSIX (wasmtime refuses that too; programs that poll
+    /// stdin need it).
     pub fn set_flags(&mut self, fd: u32, append: bool, nonblocking: bool) -> Result<(), Errno> {
         let descriptor = self.process_mut()?.fds.get_mut(fd)?;
-        if matches!(
-            descriptor.file,
-            OpenFile::Stdin { .. } | OpenFile::Stdout { .. } | OpenFile::Stderr { .. } | OpenFile::Directory { .. }
-        ) {
+        let stdio =
+            matches!(descriptor.file, OpenFile::Stdin { .. } | OpenFile::Stdout { .. } | OpenFile::Stderr { .. });
+        if matches!(descriptor.file, OpenFile::Directory { .. }) || (stdio && append) {
             return Err(Errno::EBADF);
         }
         descriptor.append = append;
