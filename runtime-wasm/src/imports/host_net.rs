@@ -2,12 +2,13 @@
 //! `listen`, `accept`, `send`/`recv`, `sendto`/`recvfrom`, `getsockname`/`getpeername`,
 //! `setsockopt`, `getaddrinfo`, `poll`), each served by one [`WasiHost`] socket method.
 //! Addresses cross as text, `IP:PORT`; `getaddrinfo` answers JSON. Calls that wait (`accept`,
-//! `send`, `recv`, `recvfrom`, `poll`) suspend the guest like WASI reads do.
+//! `send`, `recv`, `recvfrom`, `poll`, `connect`) suspend the guest like WASI reads do.
 //!
 //! The libc's `read()`/`write()` on a socket also come here (`net_recv`/`net_send`) and fall
 //! back to `fd_read`/`fd_write` on `EBADF`/`ENOTSOCK`, so descriptors that are not sockets keep
-//! answering `ENOTSOCK`. `net_tls_connect` is not served yet (`ENOSYS`): the VM has no route
-//! out, so there is no peer to speak TLS to.
+//! answering `ENOTSOCK`. `connect`, `getaddrinfo` and `net_tls_connect` may wait too: for a
+//! connection out of the VM, a name resolution, a TLS handshake (all effects the driver
+//! performs).
 //!
 //! Constants: socket types and families are accepted in both numberings a guest may have been
 //! built with (wasi-libc's `SOCK_STREAM` 6 / `SOCK_DGRAM` 5 and Linux's 1 / 2; families are
