@@ -763,7 +763,7 @@ mod tests {
         assert_eq!(net.connect_progress(id), Ok(Some(Err(Errno::ETIMEDOUT))));
         let reports = net.take_link_reports();
         assert_eq!(reports.len(), 1, "the host hears of it once");
-        assert_eq!(reports[0].failure, Some(Errno::ETIMEDOUT));
+        assert_eq!(reports.first().and_then(|report| report.failure), Some(Errno::ETIMEDOUT));
         // A late answer changes nothing, and closing the socket closes no link twice.
         assert!(!net.link_completed(id, LinkDone::Connected(Ok(()))));
         net.close(id);
