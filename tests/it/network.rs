@@ -22,20 +22,8 @@ fn temp_path(name: &str) -> PathBuf {
 #[test]
 fn a_guest_http_server_answers_vm_fetch_and_the_run_replays() {
     let trace = temp_path("network.trace");
-    let mut sidecar = Client::spawn(binary(), &["--record", trace.to_str().unwrap(), "--seed", "5"]).unwrap();
-    let auth = sidecar.authenticate("it", "token").unwrap();
-    let conn = auth.connection_id;
-    let session = sidecar.open_session(&conn).unwrap();
     let config = r#"{"permissions":{"fs":"allow","childProcess":"allow","network":"allow"}}"#;
-    let vm = sidecar.create_vm(&conn, &session, config).unwrap();
-    let scope = OwnershipScope::vm(conn.clone(), session.clone(), vm.clone());
-    let net = std::fs::read(format!("{}/../runtime-wasm/fixtures/c/net.wasm", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    let write = GuestFilesystemCallRequest {
-        content: Some(base64::engine::general_purpose::STANDARD.encode(net)),
-        encoding: Some(RootFilesystemEntryEncoding::Base64),
-        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/bin/net")
-    };
-    sidecar.request(scope.clone(), RequestPayload::GuestFilesystemCallRequest(write)).unwrap();
+    let (mut sidecar, scope, conn, session, vm) = net_vm(&["--record", trace.to_str().unwrap(), "--seed", "5"], config);
     let execute = ExecuteRequest::command("web", "net", ["http-server", "8080", "2"]);
     sidecar.request(scope.clone(), RequestPayload::ExecuteRequest(execute)).unwrap();
     loop {
