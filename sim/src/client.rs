@@ -3,7 +3,7 @@
 
 use crate::host::{PORT, SIM_CALLBACK};
 use crate::hostdirs::{HostDirs, HOST_CONFIG};
-use crate::processes::{proc_config, Processes};
+use crate::processes::{proc_config, Processes, VmKind};
 use crate::shared::SharedRef;
 use crate::Swarm;
 use rand::rngs::StdRng;
@@ -27,15 +27,16 @@ const LIVENESS_WAIT: Duration = Duration::from_secs(15);
 const OPEN_SESSION_PAYLOAD_BYTES: usize = 4;
 
 /// CreateVm configs the workload draws from: valid, ASK-prompting, and invalid ones.
-fn configs() -> [&'static str; 12] {
+fn configs() -> [&'static str; 13] {
     [
         "{}",
         FS_CONFIG,
         FS_CONFIG,
         r#"{"permissions":{"fs":{"default":"ask","rules":[]}},"permissionPrompts":{"enabled":true,"timeoutMs":300}}"#,
         r#"{"limits":{"resources":{"maxProcesses":4}}}"#,
-        proc_config(false),
-        proc_config(true),
+        proc_config(VmKind::Light),
+        proc_config(VmKind::AllReal),
+        proc_config(VmKind::Fetch),
         HOST_CONFIG,
         HOST_CONFIG,
         r#"{"cwd":"relative"}"#,
@@ -113,8 +114,10 @@ const PERSISTENCE_KEYS: usize = 2;
 
 impl Client {
     pub fn new(index: usize, shared: SharedRef, seed: u64, swarm: Swarm) -> Self {
+        let name = format!("client-{index}");
         Self {
-            name: format!("client-{index}"),
+            processes: Processes::new(name.clone(), shared.clone()),
+            name,
             shared,
             rng: StdRng::seed_from_u64(seed.wrapping_add(index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             swarm,
@@ -130,7 +133,6 @@ impl Client {
             models: BTreeMap::new(),
             fs_expectations: BTreeMap::new(),
             stored: BTreeMap::new(),
-            processes: Processes::default(),
             host_dirs: HostDirs::default(),
         }
     }
@@ -143,8 +145,9 @@ impl Client {
             self.step().await?;
             self.settle(STEP_SETTLE).await;
         }
-        // Liveness: no more faults; every request still owed an answer must get one, and every
-        // process must finish once it can.
+        // Liveness: no more faults (no new one on the egress path either); every request still
+        // owed an answer must get one, and every process must finish once it can.
+        self.shared.borrow_mut().egress.over = true;
         self.settle(LIVENESS_WAIT).await;
         if !self.outstanding.is_empty() {
             let ids: Vec<_> = self.outstanding.keys().collect();
@@ -157,7 +160,9 @@ impl Client {
     }
 
     /// Lets every running process finish (stdin closed, scripted loops killed) and waits, at
-    /// most [`LIVENESS_WAIT`] of simulated time, for each one's exit.
+    /// most [`LIVENESS_WAIT`] of simulated time after the egress path's last fault ends, for
+    /// each one's exit (a fetch may wait out a partition; a connect held past the kernel's
+    /// timeout fails at it).
     async fn wind_down_processes(&mut self) -> turmoil::Result {
         if self.processes.running().is_empty() {
             return Ok(());
@@ -166,7 +171,7 @@ impl Client {
             let Some((conn, session, _)) = self.vms.iter().find(|(_, _, v)| *v == step.vm).cloned() else { continue };
             self.send(OwnershipScope::vm(conn, session, step.vm), step.payload).await?;
         }
-        let deadline = turmoil::elapsed() + LIVENESS_WAIT;
+        let deadline = turmoil::elapsed().max(self.shared.borrow().egress.quiet_from()) + LIVENESS_WAIT;
         while !self.processes.running().is_empty() && self.connection.is_some() && turmoil::elapsed() < deadline {
             self.settle(Duration::from_millis(50)).await;
         }
@@ -250,9 +255,9 @@ impl Client {
                 if config == FS_CONFIG {
                     self.fs_creates.insert(self.next_request_id + 1);
                 }
-                for all_real in [false, true] {
-                    if config == proc_config(all_real) {
-                        self.processes.creating(self.next_request_id + 1, all_real);
+                for kind in VmKind::ALL {
+                    if config == proc_config(kind) {
+                        self.processes.creating(self.next_request_id + 1, kind);
                     }
                 }
                 self.send(OwnershipScope::session(conn, session), payload).await
@@ -715,6 +720,22 @@ impl Client {
                 }
             }
             EventPayload::ProcessOutputEvent(_) | EventPayload::ProcessExitedEvent(_) => {}
+            // A fetch's connection out, which its VM's policy and loopbackExemptPorts allow.
+            EventPayload::StructuredEvent(event) if event.name == "network.connect" => {
+                let destination = event.detail.get("destination").map(String::as_str);
+                let decision = event.detail.get("decision").map(String::as_str);
+                let process = event.detail.get("processId").map(String::as_str).unwrap_or_default();
+                if destination != Some(WEB_DESTINATION) || decision != Some("allow") || !process.starts_with("wfetch-")
+                {
+                    self.violation(format!("unexpected connection out: {:?}", event.detail));
+                }
+            }
+            // Its end.
+            EventPayload::StructuredEvent(event) if event.name == "network.close" => {
+                if event.detail.get("destination").map(String::as_str) != Some(WEB_DESTINATION) {
+                    self.violation(format!("unexpected connection out closed: {:?}", event.detail));
+                }
+            }
             EventPayload::ExtEnvelope(envelope) if envelope.namespace == kernel::dispatch::PROTOCOL_ERROR_NAMESPACE => {
                 self.shared.borrow_mut().reached("protocol_error_event");
             }
@@ -787,6 +808,10 @@ fn callback_result(request: &SidecarRequestFrame, ok: bool) -> SidecarResponsePa
         error: (!ok).then(|| "host tool failed".to_owned()),
     })
 }
+
+/// Where a fetch's connection out goes: the host's loopback, on `web`'s port.
+const WEB_DESTINATION: &str = "tcp://127.0.0.1:8080";
+const _: () = assert!(crate::web::WEB_PORT == 8080, "WEB_DESTINATION names web's port");
 
 /// The token the simulated hosts present (the simulated sidecar expects none in particular).
 const TOKEN: &str = "token";

@@ -1,13 +1,18 @@
 //! The simulated sidecar: the production kernel behind simulated TCP connections, one kernel
 //! stream per connection. Its clock is the simulation's (plus injected forward jumps), and it
-//! plays the guests: it invokes host callbacks and ASK permission checks on live VMs.
+//! plays the guests: it invokes host callbacks and ASK permission checks on live VMs. It
+//! performs the kernel's effects: the store's on a crashing disk, the network's on turmoil
+//! (`egress`: the guests' connections out reach the `web` host), and it injects the faults of
+//! the path to `web` (partitions that heal, and drops that reset what is open).
 
 use crate::disk::CrashDisk;
+use crate::egress::Egress;
 use crate::hostdirs::HOST_ROOT;
 use crate::shared::{KernelCounts, SharedRef};
+use crate::web::WEB_HOST;
 use crate::Swarm;
 use kernel::dispatch::{HostCallbackOutcome, PermissionCheck, PromptOutcome, PromptTicket};
-use kernel::host::effect::{Effect, EffectId};
+use kernel::host::effect::{Completion, Effect, EffectId};
 use kernel::host::store::Store;
 use kernel::{Now, Output, SidecarConfig, StreamId};
 use rand::rngs::StdRng;
@@ -23,17 +28,35 @@ use transport::trace::{ActOutcome, GuestAct, TraceWriter};
 use transport::{Driver, Input, Ports};
 use turmoil::net::{TcpListener, TcpStream};
 
+/// The sidecar's turmoil host.
+pub const HOST_NAME: &str = "sidecar";
 pub const PORT: u16 = 7000;
 /// How often the simulated guests act (invoke a callback, hit an ASK rule).
 const GUEST_INTERVAL: Duration = Duration::from_millis(25);
 /// The callback every simulated toolkit registers.
 pub const SIM_CALLBACK: &str = "sim:echo";
 
-enum HostEvent {
+pub(crate) enum HostEvent {
     Accepted(TcpStream),
     Bytes(StreamId, Vec<u8>),
     Closed(StreamId),
+    /// A network effect completed.
+    Net(EffectId, Completion),
 }
+
+/// A fault on the path between the sidecar and `web`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathFault {
+    /// Packets wait (held) and are delivered when it heals, as TCP's retransmissions would.
+    Hold,
+    /// Packets are lost: connects are refused, and the connections open when it starts are
+    /// reset.
+    Drop,
+}
+
+/// Shortest fault of the path to `web`, and longest drop.
+const MIN_FAULT_MS: u64 = 50;
+const MAX_DROP_MS: u64 = 2_000;
 
 /// Runs the sidecar host until the simulation ends, writing every input and output to `trace`
 /// if given.
@@ -63,7 +86,7 @@ pub async fn run(
         guest_engine: Some(Arc::new(guest_engine())),
         packages: None,
         compile_effects: false,
-        egress: false,
+        egress: true,
     };
     let mut host = Host {
         driver: Driver::start(config, ports, trace)?,
@@ -77,10 +100,18 @@ pub async fn run(
         clock_offset_ms: 0,
         invocations: Vec::new(),
         prompts: Vec::new(),
+        egress: Egress::new(events.clone()),
+        egress_rng: StdRng::seed_from_u64(seed ^ 0x0e9e_55fa_0017),
+        path_fault: None,
+        next_fault_draw: Duration::ZERO,
+        blackholed: false,
     };
     loop {
         let next = tokio::time::sleep(GUEST_INTERVAL);
+        // Biased: which branch wins when both are ready must not depend on tokio's own
+        // (unseeded) randomness.
         tokio::select! {
+            biased;
             event = inbox.recv() => match event {
                 Some(HostEvent::Accepted(socket)) => host.accept(socket, events.clone())?,
                 Some(HostEvent::Bytes(stream, bytes)) => host.apply(&Input::Bytes(stream, bytes))?,
@@ -88,10 +119,17 @@ pub async fn run(
                     host.apply(&Input::CloseStream(stream))?;
                     host.writers.remove(&stream);
                 }
+                Some(HostEvent::Net(id, completion)) => {
+                    if let Err(violation) = host.egress.completed(id) {
+                        host.shared.borrow_mut().violation(violation);
+                    }
+                    host.apply(&Input::Completion(id, completion))?;
+                }
                 None => return Ok(()),
             },
             () = next => host.guest_turn()?,
         }
+        host.path_faults();
         let now = host.now();
         if host.driver.sidecar().next_deadline().is_some_and(|deadline| deadline <= now.monotonic_ms) {
             host.apply(&Input::Tick)?;
@@ -121,6 +159,16 @@ struct Host {
     clock_offset_ms: u64,
     invocations: Vec<String>,
     prompts: Vec<PromptTicket>,
+    /// The network effects' driver.
+    egress: Egress,
+    /// Draws the faults of the path to `web` (its own, so they do not shift other draws).
+    egress_rng: StdRng,
+    /// The fault on the path now, and when it ends.
+    path_fault: Option<(PathFault, Duration)>,
+    /// When the next draw of a fault on the path is due.
+    next_fault_draw: Duration,
+    /// The seed's blackhole (if it has one) has begun.
+    blackholed: bool,
 }
 
 impl Host {
@@ -131,11 +179,19 @@ impl Host {
     }
 
     /// Feeds one input at the current time; the store effects it asks for complete after a
-    /// latency of up to the swarm's `max_store_latency_ms`.
+    /// latency of up to the swarm's `max_store_latency_ms`, the network's when turmoil's
+    /// sockets get there.
     fn apply(&mut self, input: &Input) -> turmoil::Result {
         let now = self.now();
         self.outputs.extend(self.driver.apply(input, now)?);
         for (id, effect) in self.driver.take_effects() {
+            if effect.is_network() {
+                if let Some(other) = self.egress.submit(id, effect) {
+                    // Not simulated (names, datagrams): answered as by a driver without one.
+                    self.egress.answer(id, other.perform(self.disk.as_ref() as &dyn Store));
+                }
+                continue;
+            }
             let latency_ms = self.rng.random_range(0..=self.swarm.max_store_latency_ms);
             self.effects.push((now.monotonic_ms.saturating_add(latency_ms), id, effect));
         }
@@ -195,6 +251,64 @@ impl Host {
             }
         });
         Ok(())
+    }
+
+    /// Ends the fault on the path to `web` when its time has come, and draws whether one
+    /// starts every [`GUEST_INTERVAL`] (checked after every event and guest turn: a busy loop
+    /// may go a while without a guest turn).
+    fn path_faults(&mut self) {
+        let now = turmoil::elapsed();
+        if now >= self.next_fault_draw {
+            self.next_fault_draw = now + GUEST_INTERVAL;
+            self.start_path_fault();
+        }
+        let Some((fault, until)) = self.path_fault else { return };
+        if now < until {
+            return;
+        }
+        match fault {
+            PathFault::Hold => turmoil::release(HOST_NAME, WEB_HOST),
+            PathFault::Drop => turmoil::repair(HOST_NAME, WEB_HOST),
+        }
+        self.path_fault = None;
+        let mut shared = self.shared.borrow_mut();
+        shared.egress.epoch += 1;
+        shared.egress.until = None;
+    }
+
+    /// Maybe starts a fault on the path to `web`: a hold or a drop, or (first, in the seeds
+    /// that have one) a hold longer than the kernel's connect timeout. None starts once a
+    /// client is in its liveness phase.
+    fn start_path_fault(&mut self) {
+        if self.path_fault.is_some() || self.shared.borrow().egress.over {
+            return;
+        }
+        let now = turmoil::elapsed();
+        let (fault, duration_ms) = if !self.blackholed && self.swarm.egress_blackhole_ms > 0 {
+            self.blackholed = true;
+            (PathFault::Hold, self.swarm.egress_blackhole_ms)
+        } else if self.egress_rng.random_bool(self.swarm.egress_drop_rate) {
+            (PathFault::Drop, self.egress_rng.random_range(MIN_FAULT_MS..=MAX_DROP_MS))
+        } else if self.egress_rng.random_bool(self.swarm.egress_hold_rate) {
+            (
+                PathFault::Hold,
+                self.egress_rng.random_range(MIN_FAULT_MS..=self.swarm.max_egress_hold_ms.max(MIN_FAULT_MS)),
+            )
+        } else {
+            return;
+        };
+        let until = now + Duration::from_millis(duration_ms);
+        match fault {
+            PathFault::Hold => turmoil::hold(HOST_NAME, WEB_HOST),
+            PathFault::Drop => {
+                turmoil::partition(HOST_NAME, WEB_HOST);
+                self.egress.cut_all();
+            }
+        }
+        self.path_fault = Some((fault, until));
+        let mut shared = self.shared.borrow_mut();
+        shared.egress.epoch += 1;
+        shared.egress.until = Some(until);
     }
 
     /// The simulated guests act on a random live VM.
@@ -293,7 +407,9 @@ impl Host {
             sessions: sidecar.session_count(),
             vms: sidecar.vm_count(),
             pending: sidecar.pending_sidecar_requests(),
-            effects: sidecar.pending_effects() + self.effects.len(),
+            effects: sidecar.pending_effects() + self.effects.len() + self.egress.in_flight(),
+            links: sidecar.link_count(),
+            link_tasks: self.egress.tasks(),
         };
     }
 }

@@ -19,10 +19,12 @@
 
 mod client;
 mod disk;
+mod egress;
 mod host;
 mod hostdirs;
 mod processes;
 mod shared;
+mod web;
 
 use kernel::{InjectedFault, SidecarConfig};
 use rand::rngs::StdRng;
@@ -57,12 +59,27 @@ pub struct Swarm {
     /// Chance, in thousandths, that a host directory file operation fails with `EIO`.
     pub host_fs_fail_per_mille: u64,
     pub max_latency_ms: u64,
+    /// Chance per guest turn (25 ms) that the path between the sidecar and `web` is held:
+    /// packets wait and are delivered when it heals.
+    pub egress_hold_rate: f64,
+    /// Longest such hold.
+    pub max_egress_hold_ms: u64,
+    /// In some seeds (else 0): how long the path is held from the start, longer than the
+    /// kernel's 30 s connect timeout (a peer that never answers).
+    pub egress_blackhole_ms: u64,
+    /// Chance per guest turn that the path drops packets for a while (up to 2 s): connects
+    /// are refused and the connections open then are reset.
+    pub egress_drop_rate: f64,
+    /// Chance that `web` writes a response slowly (in chunks, with pauses).
+    pub egress_slow_rate: f64,
+    /// Chance that `web` cuts a response short (closes early).
+    pub egress_truncate_rate: f64,
 }
 
 impl Swarm {
     fn draw(rng: &mut StdRng) -> Self {
         let mut rate = |max: f64| if rng.random_bool(0.3) { 0.0 } else { rng.random_range(0.0..max) };
-        Self {
+        let mut swarm = Self {
             corrupt_rate: rate(1.0),
             duplicate_rate: rate(1.0),
             drop_rate: rate(0.5),
@@ -75,7 +92,22 @@ impl Swarm {
             max_store_latency_ms: if rng.random_bool(0.5) { 0 } else { rng.random_range(0..300) },
             host_fs_fail_per_mille: if rng.random_bool(0.4) { 0 } else { rng.random_range(0..150) },
             max_latency_ms: rng.random_range(0..40),
-        }
+            egress_hold_rate: 0.0,
+            max_egress_hold_ms: 0,
+            egress_blackhole_ms: 0,
+            egress_drop_rate: 0.0,
+            egress_slow_rate: 0.0,
+            egress_truncate_rate: 0.0,
+        };
+        // Drawn after the others, so those stay what they were for every seed.
+        let mut rate = |max: f64| if rng.random_bool(0.3) { 0.0 } else { rng.random_range(0.0..max) };
+        swarm.egress_hold_rate = rate(0.05);
+        swarm.egress_drop_rate = rate(0.03);
+        swarm.egress_slow_rate = rate(1.0);
+        swarm.egress_truncate_rate = rate(0.3);
+        swarm.max_egress_hold_ms = rng.random_range(100..3_000);
+        swarm.egress_blackhole_ms = if rng.random_bool(0.15) { rng.random_range(31_000..40_000) } else { 0 };
+        swarm
     }
 }
 
@@ -148,7 +180,11 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedOutcome {
     // turmoil may build a host more than once (after a crash); only the first build records.
     let trace = Rc::new(RefCell::new(trace));
     let host_shared = shared.clone();
-    sim.host("sidecar", move || host::run(host_shared.clone(), config.clone(), swarm, seed, trace.borrow_mut().take()));
+    sim.host(host::HOST_NAME, move || {
+        host::run(host_shared.clone(), config.clone(), swarm, seed, trace.borrow_mut().take())
+    });
+    let web_shared = shared.clone();
+    sim.host(web::WEB_HOST, move || web::run(web_shared.clone(), swarm, seed));
     for index in 0..options.clients {
         let client = client::Client::new(index, shared.clone(), seed, swarm);
         let steps = options.steps_per_client;
@@ -162,7 +198,7 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedOutcome {
     }
     let leaked = state.kernel;
     if leaked != KernelCounts::default() {
-        state.violation(format!("kernel state left after every client disconnected: {leaked:?}"));
+        state.violation(format!("kernel or driver state left after every client disconnected: {leaked:?}"));
     }
     SeedOutcome {
         seed,
@@ -209,6 +245,10 @@ fn run_to_end(
     if let Some((client, _)) = held {
         sim.release("sidecar", client.as_str());
     }
+    // The path to `web` heals too (its faults stopped with the clients' liveness phase; one
+    // may still be under way when no guest waits on it), so the last closes go through.
+    sim.release(host::HOST_NAME, web::WEB_HOST);
+    sim.repair(host::HOST_NAME, web::WEB_HOST);
     for _ in 0..DRAIN_STEPS {
         sim.step()?;
     }

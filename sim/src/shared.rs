@@ -2,8 +2,9 @@
 //! ("sometimes"), and the hash and log of every frame the kernel produced.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+use std::time::Duration;
 
 /// A state the simulation must reach in some seed of a run (coverage).
 pub const COVERAGE_POINTS: &[&str] = &[
@@ -45,6 +46,10 @@ pub const COVERAGE_POINTS: &[&str] = &[
     "host_dir_mounted",
     "host_dir_matched_model",
     "host_fs_failed",
+    "egress_fetched",
+    "egress_failed",
+    "egress_truncated",
+    "egress_connect_timed_out",
 ];
 
 /// Kernel bookkeeping sizes, for the no-leak invariant.
@@ -57,6 +62,37 @@ pub struct KernelCounts {
     pub pending: usize,
     /// Store effects asked for and not completed.
     pub effects: usize,
+    /// Connections out the kernel holds open (from its `NetConnect` to its `NetClose`'s
+    /// completion).
+    pub links: usize,
+    /// The simulated driver's link tasks still running (each owns at most one socket).
+    pub link_tasks: usize,
+}
+
+/// The faults between the sidecar and the `web` host, as the workload's model sees them.
+#[derive(Debug, Default)]
+pub struct EgressFaults {
+    /// Odd while a fault is on: it grows when one starts and when it ends, so a guest that
+    /// saw the same even value at its start and its end ran with no fault at all.
+    pub epoch: u64,
+    /// When the fault on now ends (simulated time).
+    pub until: Option<Duration>,
+    /// A client has finished its steps: no new fault starts (the liveness phase).
+    pub over: bool,
+    /// Responses `web` cut short (or gave up on), by request path: the bytes it sent.
+    pub truncated: BTreeMap<String, usize>,
+}
+
+impl EgressFaults {
+    /// Whether a fault was on at some time since `epoch` was read.
+    pub fn hit_since(&self, epoch: u64) -> bool {
+        epoch % 2 == 1 || self.epoch != epoch
+    }
+
+    /// When the fault on now ends (zero if none is on).
+    pub fn quiet_from(&self) -> Duration {
+        self.until.unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +105,7 @@ pub struct Shared {
     pub keep_log: bool,
     pub kernel: KernelCounts,
     pub clients_done: usize,
+    pub egress: EgressFaults,
 }
 
 pub type SharedRef = Rc<RefCell<Shared>>;

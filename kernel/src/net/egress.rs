@@ -108,6 +108,8 @@ pub(crate) struct Remote {
     pub(crate) link_closed: bool,
     /// Whether `net_tls_connect` has returned its outcome.
     pub(crate) tls_reported: bool,
+    /// Whether the guest has been told the link failed (by its connect or by a read).
+    pub(crate) failure_reported: bool,
     /// Bytes the driver has sent, and delivered, on this link.
     pub(crate) bytes_sent: u64,
     pub(crate) bytes_received: u64,
@@ -131,6 +133,7 @@ impl Remote {
             peer_done: false,
             link_closed: false,
             tls_reported: false,
+            failure_reported: false,
             bytes_sent: 0,
             bytes_received: 0,
         }
@@ -243,6 +246,7 @@ impl Network {
             }
             Phase::Failed(errno) if !remote.reported => {
                 remote.reported = true;
+                remote.failure_reported = true;
                 Ok(Some(Err(errno)))
             }
             Phase::Failed(_) => Ok(Some(Err(Errno::EISCONN))),
@@ -419,7 +423,13 @@ impl Network {
         let vm_room = self.limits.max_buffered_bytes.saturating_sub(self.buffered_bytes);
         let State::Remote(remote) = &mut self.socket_mut(id)?.state else { return Err(Errno::ENOTCONN) };
         if let Phase::Failed(errno) = remote.phase {
-            return Err(if remote.reported { Errno::EPIPE } else { errno });
+            // The failure itself once (as Linux gives a reset to the next write), then EPIPE.
+            if remote.failure_reported {
+                return Err(Errno::EPIPE);
+            }
+            remote.reported = true;
+            remote.failure_reported = true;
+            return Err(errno);
         }
         if remote.write_shut {
             return Err(Errno::EPIPE);
@@ -443,9 +453,11 @@ impl Network {
         let State::Remote(remote) = &mut self.socket_mut(id)?.state else { return Err(Errno::ENOTCONN) };
         if remote.incoming.is_empty() {
             if let Phase::Failed(errno) = remote.phase {
-                // The failure is the reader's answer once; then end of stream.
-                if !remote.reported {
+                // The failure is the reader's answer once (also after the connect succeeded);
+                // then end of stream.
+                if !remote.failure_reported {
                     remote.reported = true;
+                    remote.failure_reported = true;
                     return Err(errno);
                 }
                 return Ok(Some(0));
@@ -769,6 +781,25 @@ mod tests {
         net.close(id);
         assert!(net.take_links_to_close().is_empty());
         assert!(net.take_link_reports().is_empty(), "nor reports it twice");
+    }
+
+    #[test]
+    fn a_connection_that_fails_after_connecting_tells_the_reader_once_then_ends() {
+        let mut net = network(8);
+        let id = net.create(Transport::Stream, Holder::Guest).unwrap_or(0);
+        assert_eq!(net.connect_remote(id, remote(), 0), Ok(()));
+        net.take_link_ops(0);
+        net.link_completed(id, LinkDone::Connected(Ok(())));
+        assert_eq!(net.connect_progress(id), Ok(Some(Ok(()))));
+        net.take_link_ops(0);
+        net.link_completed(id, LinkDone::Received(Ok(b"partial".to_vec())));
+        net.take_link_ops(0);
+        assert!(net.link_completed(id, LinkDone::Received(Err(NetFailure::new(Errno::ECONNRESET, "reset")))));
+        let mut buf = [0u8; 16];
+        assert_eq!(net.recv(id, &mut buf, false), Ok(Some(7)), "what arrived first is read");
+        assert_eq!(net.recv(id, &mut buf, false), Err(Errno::ECONNRESET), "not a clean end of stream");
+        assert_eq!(net.recv(id, &mut buf, false), Ok(Some(0)));
+        assert_eq!(net.send(id, b"more"), Err(Errno::EPIPE));
     }
 
     #[test]

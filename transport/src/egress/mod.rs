@@ -105,8 +105,8 @@ fn failure(errno: Errno, reason: impl Into<String>) -> NetFailure {
     NetFailure::new(errno, reason)
 }
 
-/// The errno a socket error means to a guest.
-fn io_failure(error: &io::Error) -> NetFailure {
+/// The errno a socket error means to a guest (drivers on other networks map theirs alike).
+pub fn io_failure(error: &io::Error) -> NetFailure {
     let errno = match error.kind() {
         io::ErrorKind::ConnectionRefused => Errno::ECONNREFUSED,
         io::ErrorKind::ConnectionReset => Errno::ECONNRESET,
