@@ -40,6 +40,12 @@ pub const LINGER: Duration = Duration::from_secs(5);
 pub const NAME_SERVER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Rounds over the servers (glibc's `attempts:` default).
 pub const NAME_SERVER_ROUNDS: u32 = 2;
+/// Keepalive on connections out: a peer that vanishes without a word (a crashed host, a
+/// dropped route) ends a guest's blocked read with `ETIMEDOUT` after idle + probes × interval
+/// = 60 + 6 × 10 s, instead of never. Linux's defaults (2 h idle) are far past any use.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub const KEEPALIVE_PROBES: u32 = 6;
 /// The first token links use; those below are the loop's own (stdin, stdout, signals, waker).
 pub const FIRST_LINK_TOKEN: usize = 1 << 16;
 
@@ -226,6 +232,12 @@ impl Egress {
             Ok(stream) => stream,
             Err(error) => return self.done.push((id, Completion::NetConnected(Err(io_failure(&error))))),
         };
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(KEEPALIVE_PROBES);
+        // Best effort: a socket without keepalive still works, it only waits longer on a dead peer.
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         let token = Token(self.next_token);
         self.next_token = self.next_token.wrapping_add(1).max(FIRST_LINK_TOKEN);
         if let Err(error) = registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
@@ -584,5 +596,27 @@ impl Link {
         if let Some((id, _)) = self.receive.take() {
             done.push((id, Completion::NetReceived(Err(failed.clone()))));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    #[test]
+    fn connections_out_probe_a_silent_peer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let mut egress = Egress::new(Vec::new()).unwrap();
+        let link = LinkId { vm: 1, socket: 1 };
+        let to = listener.local_addr().unwrap();
+        egress.submit(poll.registry(), EffectId(1), Effect::NetConnect { link, to });
+        let socket = socket2::SockRef::from(&egress.links[&link].stream);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        assert_eq!(socket.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), KEEPALIVE_PROBES);
     }
 }
