@@ -372,8 +372,13 @@ fn refused_configs_name_the_problem() {
         ),
         // Limits. A key this sidecar refuses is refused whatever its value.
         (
-            r#"{"limits":{"http":{"maxFetchResponseBytes":0}}}"#,
-            "invalid create VM config: limits.http.maxFetchResponseBytes is not supported by this sidecar yet",
+            r#"{"limits":{"acp":{"maxReadLineBytes":0}}}"#,
+            "invalid create VM config: limits.acp.maxReadLineBytes is not supported by this sidecar yet",
+        ),
+        (r#"{"limits":{"http":{"maxFetchResponseBytes":0}}}"#, "limits.http.maxFetchResponseBytes must be greater than zero"),
+        (
+            r#"{"limits":{"http":{"maxFetchResponseBytes":8388609}}}"#,
+            "limits.http.maxFetchResponseBytes (8388609) must be <= 8388608, the most this sidecar allows",
         ),
         (
             r#"{"limits":{"tools":{"defaultToolTimeoutMs":2,"maxToolTimeoutMs":1}}}"#,
@@ -474,7 +479,7 @@ fn limit_document(path: &str, value: serde_json::Value) -> String {
 #[test]
 fn refused_limit_keys_name_the_key() {
     let keys = VmLimitsConfig::unsupported_key_names();
-    assert_eq!(keys.len(), 15);
+    assert_eq!(keys.len(), 14);
     for key in keys {
         for value in [0, 1 << 20] {
             let json = limit_document(key, value.into());

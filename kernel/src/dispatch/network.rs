@@ -28,8 +28,10 @@ use crate::vfs::Errno;
 /// timeout).
 pub const VM_FETCH_TIMEOUT_MS: u64 = 30_000;
 /// The largest response a fetch takes: its JSON answer must fit one frame (the protocol's
-/// 16 MiB), and base64 makes the body a third larger, so 8 MiB of response leaves room.
+/// 16 MiB), and base64 makes the body a third larger, so 8 MiB of response leaves room. A VM's
+/// `limits.http.maxFetchResponseBytes` may lower it.
 pub const MAX_VM_FETCH_RESPONSE_BYTES: usize = 8 << 20;
+const _: () = assert!(MAX_VM_FETCH_RESPONSE_BYTES as u64 == crate::policy::config::MAX_FETCH_RESPONSE_BYTES);
 /// Fetches in flight at once over the whole sidecar: each holds a connection and up to
 /// [`MAX_VM_FETCH_RESPONSE_BYTES`]; more are refused (`limit_exceeded`) until some finish.
 pub const MAX_PENDING_FETCHES: usize = 64;
@@ -166,6 +168,9 @@ impl Sidecar {
         let url = format!("http://127.0.0.1:{}{path}", request.port);
         let deadline_ms = self.now.monotonic_ms.saturating_add(VM_FETCH_TIMEOUT_MS);
         let vm = self.vm_mut(vm_id)?;
+        let max_response_bytes = usize::try_from(vm.limits().http.max_fetch_response_bytes)
+            .unwrap_or(MAX_VM_FETCH_RESPONSE_BYTES)
+            .min(MAX_VM_FETCH_RESPONSE_BYTES);
         let net = &mut vm.processes_mut().net;
         let listening = net.find_bound(Transport::Stream, None, Some(request.port)).is_some();
         let socket = net.connect_from_host(request.port).map_err(|errno| match (listening, errno) {
@@ -194,7 +199,7 @@ impl Sidecar {
             vm_id: vm_id.to_owned(),
             socket,
             unsent: bytes,
-            parser: ResponseParser::for_method(&request.method, MAX_VM_FETCH_RESPONSE_BYTES),
+            parser: ResponseParser::for_method(&request.method, max_response_bytes),
             url,
             deadline_ms,
         };

@@ -1286,6 +1286,23 @@ impl Default for WasmLimits {
     }
 }
 
+/// The largest HTTP response the kernel reads for a fetch (`VmFetch`), body and head: its
+/// answer's JSON must fit one 16 MiB frame, and base64 grows the body by a third.
+pub const MAX_FETCH_RESPONSE_BYTES: u64 = 8 << 20;
+
+/// Resolved `limits.http`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A fetch whose response is larger is refused (`VmFetch`: `execution_error`).
+    pub max_fetch_response_bytes: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self { max_fetch_response_bytes: MAX_FETCH_RESPONSE_BYTES }
+    }
+}
+
 /// Every honoured limit of a VM, defaults applied and checked. A key this sidecar refuses has
 /// no field here: nothing could read it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -1294,6 +1311,7 @@ pub struct ResolvedLimits {
     pub tools: ToolLimits,
     pub plugins: PluginLimits,
     pub wasm: WasmLimits,
+    pub http: HttpLimits,
 }
 
 /// Overrides `target` with `value` when the key is present.
@@ -1319,7 +1337,7 @@ impl VmLimitsConfig {
     /// `maxBlockingReadMs`, one that works differently here), so no value of the key says
     /// anything true about this sidecar, and a host that sets one expects a behaviour it would
     /// not get. A config that leaves them out (or `null`) is unaffected.
-    fn unsupported_keys(&self) -> [(&'static str, Option<u64>, &'static str); 15] {
+    fn unsupported_keys(&self) -> [(&'static str, Option<u64>, &'static str); 14] {
         const NO_ACP: &str = "there is no ACP agent adapter";
         const NO_JS: &str = "there is no JavaScript runtime (JAVA_SCRIPT guests are not supported)";
         const NO_PYTHON: &str = "there is no Python runtime (PYTHON guests are not supported)";
@@ -1338,11 +1356,6 @@ impl VmLimitsConfig {
                 "limits.resources.maxBlockingReadMs",
                 resources.and_then(|r| r.max_blocking_read_ms),
                 "a blocking read waits for data or end of file with no timeout, as on POSIX",
-            ),
-            (
-                "limits.http.maxFetchResponseBytes",
-                self.http.as_ref().and_then(|h| h.max_fetch_response_bytes),
-                "it bounds the JavaScript runtime's fetch, which does not exist yet (VmFetch answers are bounded at 8 MiB)",
             ),
             ("limits.acp.maxReadLineBytes", acp.and_then(|a| a.max_read_line_bytes), NO_ACP),
             ("limits.acp.stdoutBufferByteLimit", acp.and_then(|a| a.stdout_buffer_byte_limit), NO_ACP),
@@ -1420,6 +1433,9 @@ impl VmLimitsConfig {
             set(&mut limits.wasm.max_module_file_bytes, config.max_module_file_bytes);
             set(&mut limits.wasm.sync_read_limit_bytes, config.sync_read_limit_bytes);
         }
+        if let Some(config) = &self.http {
+            set(&mut limits.http.max_fetch_response_bytes, config.max_fetch_response_bytes);
+        }
         limits.check()?;
         Ok(limits)
     }
@@ -1486,6 +1502,7 @@ impl ResolvedLimits {
             // Zero would make every read look like end of file.
             ("limits.wasm.syncReadLimitBytes", self.wasm.sync_read_limit_bytes),
             ("limits.wasm.maxModuleFileBytes", self.wasm.max_module_file_bytes),
+            ("limits.http.maxFetchResponseBytes", self.http.max_fetch_response_bytes),
         ];
         if let Some((key, _)) = nonzero.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::invalid(format!("{key} must be greater than zero")));
@@ -1513,6 +1530,7 @@ impl ResolvedLimits {
                 self.plugins.max_persisted_manifest_bytes,
                 MAX_PERSISTED_MANIFEST_BYTES,
             ),
+            ("limits.http.maxFetchResponseBytes", self.http.max_fetch_response_bytes, MAX_FETCH_RESPONSE_BYTES),
         ];
         if let Some((key, value, ceiling)) = ceilings.iter().find(|(_, value, ceiling)| value > ceiling) {
             return Err(ConfigError::invalid(format!(
@@ -1608,6 +1626,6 @@ mod tests {
             "{error}"
         );
         assert_eq!(config.validate().unwrap_err().to_string(), error);
-        assert_eq!(VmLimitsConfig::unsupported_key_names().len(), 15);
+        assert_eq!(VmLimitsConfig::unsupported_key_names().len(), 14);
     }
 }

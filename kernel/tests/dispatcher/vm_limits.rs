@@ -11,11 +11,10 @@ use schema::wire::*;
 
 /// Every refused key with the value the original sidecar defaulted it to: even that value is
 /// refused, since no value of these keys describes this sidecar.
-const REFUSED: [(&str, u64); 15] = [
+const REFUSED: [(&str, u64); 14] = [
     ("limits.resources.cpuCount", 1),
     ("limits.resources.maxPtys", 128),
     ("limits.resources.maxBlockingReadMs", 5_000),
-    ("limits.http.maxFetchResponseBytes", 16 * 1024 * 1024),
     ("limits.acp.maxReadLineBytes", 16 * 1024 * 1024),
     ("limits.acp.stdoutBufferByteLimit", 1024 * 1024),
     ("limits.jsRuntime.v8HeapLimitMb", 128),

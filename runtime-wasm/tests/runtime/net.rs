@@ -466,3 +466,21 @@ fn names_beyond_the_overrides_are_resolved_by_the_host_once_and_cached() {
     let (stdout, asked) = run_resolving(&mut host, &vm, &["resolve", "bad name%"], &names);
     assert_eq!((stdout.as_str(), asked.len()), ("resolve errno=44\n", 0));
 }
+
+#[test]
+fn a_fetch_response_over_the_vms_max_fetch_response_bytes_is_refused() {
+    let mut host = Host::new();
+    let config = r#"{"permissions":{"fs":"allow","childProcess":"allow","network":"allow"},"limits":{"http":{"maxFetchResponseBytes":64}}}"#;
+    let vm = net_vm(&mut host, config);
+    let (mut events, mut responses) = (Vec::new(), Vec::new());
+    started(&host.execute(&vm, "web", "net", &["http-server", "3000", "1"]));
+    tick_until(&mut host, &mut events, &mut responses, |e, _| said(e, "web", "listening 127.0.0.1:3000"));
+    let request =
+        VmFetchRequest { port: 3000, method: "GET".into(), path: "/hi".into(), headers_json: "{}".into(), body: None };
+    let frames = host.request(host.scope(&vm), RequestPayload::VmFetchRequest(request));
+    assert!(frames.is_empty());
+    tick_until(&mut host, &mut events, &mut responses, |_, r| !r.is_empty());
+    let ResponsePayload::RejectedResponse(rejected) = responses.remove(0) else { panic!("answered in full") };
+    assert_eq!(rejected.code, "execution_error");
+    assert!(rejected.message.contains("64"), "{}", rejected.message);
+}
