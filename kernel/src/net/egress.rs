@@ -467,12 +467,8 @@ impl Network {
             }
             return Ok((remote.peer_done || remote.read_shut).then_some(0));
         }
-        let read = buf.len().min(remote.incoming.len());
-        for (dst, src) in buf.iter_mut().zip(remote.incoming.iter()) {
-            *dst = *src;
-        }
+        let read = super::take_bytes(&mut remote.incoming, buf, peek);
         if !peek {
-            remote.incoming.drain(..read);
             self.buffered_bytes = self.buffered_bytes.saturating_sub(read);
             self.egress_dirty.insert(id);
         }

@@ -684,12 +684,8 @@ impl Network {
         if connection.incoming.is_empty() {
             return Ok((connection.peer_done || connection.read_shut).then_some(0));
         }
-        let read = buf.len().min(connection.incoming.len());
-        for (dst, src) in buf.iter_mut().zip(connection.incoming.iter()) {
-            *dst = *src;
-        }
+        let read = take_bytes(&mut connection.incoming, buf, peek);
         if !peek {
-            connection.incoming.drain(..read);
             self.buffered_bytes = self.buffered_bytes.saturating_sub(read);
         }
         Ok(Some(read))
@@ -887,6 +883,19 @@ impl Network {
     pub(crate) fn connections(&self) -> usize {
         self.connections
     }
+}
+
+/// Copies the front of `queue` into `buf` (as much as fits) and, unless `peek`, removes it;
+/// the count copied.
+fn take_bytes(queue: &mut VecDeque<u8>, buf: &mut [u8], peek: bool) -> usize {
+    let read = buf.len().min(queue.len());
+    for (dst, src) in buf.iter_mut().zip(queue.iter()) {
+        *dst = *src;
+    }
+    if !peek {
+        queue.drain(..read);
+    }
+    read
 }
 
 /// Where a packet for `to` goes: the unspecified address means this host, as on Linux.
