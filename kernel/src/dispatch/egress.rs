@@ -79,8 +79,9 @@ impl Sidecar {
             for (_, name) in resolutions {
                 let waiter = Waiter::resolve(vm_id.clone(), name.clone());
                 let effect = Effect::Resolve { name: name.clone(), servers: servers.clone() };
-                if let Err(rejection) = self.ask_effect(effect, waiter) {
-                    let _ = rejection;
+                // Within the network bound by construction; were it refused, the name fails
+                // now rather than its waiters waiting for nothing.
+                if self.ask_effect(effect, waiter).is_err() {
                     if let Ok(vm) = self.vm_mut(&vm_id) {
                         vm.processes_mut().net.dns.resolved(&name, Err(Errno::EAGAIN), now_ms);
                     }

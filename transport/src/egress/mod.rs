@@ -153,15 +153,6 @@ impl Egress {
         })
     }
 
-    /// Links open now (streams and datagram sockets).
-    pub fn len(&self) -> usize {
-        self.links.len() + self.datagram_links.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Whether completions wait for the kernel.
     pub fn has_completions(&self) -> bool {
         !self.done.is_empty()
