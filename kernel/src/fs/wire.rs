@@ -42,7 +42,13 @@ impl VmFilesystem {
             _ => Vec::new(),
         };
         let op = typed_operation(&request, &data)?;
-        match self.call(policy, &request.path, op, entropy, now)? {
+        let outcome = match self.call(policy, &request.path, op, entropy, now) {
+            Err(rejection) if matches!(op, FsOp::WriteFile { .. }) && rejection.errno == Some(Errno::ENOENT) => {
+                self.write_under_new_parents(policy, &request.path, op, rejection, entropy, now)?
+            }
+            outcome => outcome?,
+        };
+        match outcome {
             FsOutcome::Bridge(mut bridge) => {
                 bridge.reply.encoding = request.encoding;
                 Ok(CallOutcome::Bridge(bridge))
@@ -51,6 +57,33 @@ impl VmFilesystem {
                 let result = wire_result(&request, op, reply);
                 Ok(CallOutcome::Done(ResponsePayload::GuestFilesystemResultResponse(result)))
             }
+        }
+    }
+}
+
+impl VmFilesystem {
+    /// A host's WRITE_FILE under directories that do not exist yet creates them first, as the
+    /// original does (a guest's `open(O_CREAT)` there still fails with `ENOENT`). The missing
+    /// directories are made by a policy-checked `mkdir -p` of the parent; when that fails, the
+    /// host gets the write's first error.
+    fn write_under_new_parents(
+        &mut self,
+        policy: &CompiledPolicy,
+        path: &str,
+        op: FsOp<'_>,
+        first_error: Rejection,
+        entropy: &mut Entropy,
+        now: Now,
+    ) -> Result<FsOutcome, Rejection> {
+        let absolute = crate::fs::normalize(self.cwd(), path);
+        let parent = absolute.rsplit_once('/').map_or("/", |(parent, _)| if parent.is_empty() { "/" } else { parent });
+        if parent == "/" {
+            return Err(first_error);
+        }
+        let parents = FsOp::Mkdir { recursive: true, mode: None };
+        match self.call(policy, parent, parents, entropy, now) {
+            Ok(FsOutcome::Done(_)) => self.call(policy, path, op, entropy, now),
+            _ => Err(first_error),
         }
     }
 }

@@ -856,12 +856,13 @@ fn disabling_the_default_base_layer_leaves_an_empty_root() {
     let mut guest = Guest::new(&with_root(r#"{"disableDefaultBaseLayer":true}"#));
     assert!(!guest.exists("/etc/hostname"));
     assert_eq!(guest.ok(req(Op::ReadDir, "/")).entries.unwrap(), Vec::<String>::new());
-    let (_, message) = guest.err(write("relative", "x"));
-    assert!(message.starts_with("ENOENT"), "the cwd does not exist: {message}");
     assert!(guest.host.sidecar.vm_root_filesystem(&guest.vm_id).unwrap().lowers().is_empty());
     let snapshot = guest.snapshot();
     assert_eq!(snapshot.len(), 1);
     assert_eq!((snapshot[0].path.as_str(), snapshot[0].kind), ("/", RootFilesystemEntryKind::Directory));
+    // The cwd does not exist; a host's write under it makes it, as the original's does.
+    guest.write("relative", "x");
+    assert_eq!(guest.read("/home/user/relative"), "x");
 }
 
 #[test]
@@ -1006,4 +1007,28 @@ fn a_disposed_vm_has_no_filesystem() {
     assert_eq!(code, "invalid_state");
     assert!(message.starts_with("unknown sidecar VM"), "{message}");
     assert!(guest.host.sidecar.vm_root_filesystem(&guest.vm_id).is_none());
+}
+
+#[test]
+fn a_host_write_under_missing_directories_creates_them_as_the_original_does() {
+    let mut guest = Guest::new(ALLOW_FS);
+    guest.write("/app/lib/utils.js", "export {}");
+    assert_eq!(guest.read("/app/lib/utils.js"), "export {}");
+    assert!(guest.stat("/app/lib").is_directory);
+    // Relative paths too, against the VM's cwd.
+    guest.write("deep/er/file", "x");
+    assert_eq!(guest.read("deep/er/file"), "x");
+    // A parent that is a file is not replaced: the write's own error stands.
+    let (code, message) = guest.err(write("/app/lib/utils.js/inner", "no"));
+    assert_eq!(code, "kernel_error");
+    assert!(message.starts_with("ENOTDIR"), "{message}");
+}
+
+#[test]
+fn a_host_write_may_not_create_directories_the_policy_forbids() {
+    let mut guest = Guest::new(&deny_rule(r#""create_dir""#, r#""/locked/**", "/locked""#));
+    let (code, message) = guest.err(write("/locked/a/file", "no"));
+    assert_eq!(code, "kernel_error");
+    assert_eq!(message, "ENOENT: no such file or directory, open '/locked/a/file'");
+    assert!(!guest.exists("/locked"));
 }
