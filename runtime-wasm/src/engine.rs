@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use kernel::process::ROOT_FD;
 use kernel::syscalls::engine::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
-use kernel::syscalls::{EntryKind, FdKind, FileStat, OpenFlags, SysError as KernelSysError, Syscalls, TimeChange};
+use kernel::syscalls::{
+    EntryKind, FdKind, FileStat, OpenFlags, SyncFlags, SysError as KernelSysError, Syscalls, TimeChange,
+};
 use kernel::syscalls::{CWD_FDS, HIDDEN_PREOPEN_TAG};
 use kernel::vfs::Errno as KernelErrno;
 use kernel::vfs::{S_IFBLK, S_IFCHR, S_IFMT};
@@ -23,9 +25,10 @@ const GUEST_GID: u32 = 1000;
 
 use crate::abi::{
     ClockId, Dirent, Errno, Event, EventType, Fd, FdStat, Filestat, Filetype, Prestat, Subscription, SubscriptionKind,
-    Whence, DIRECTORY_BASE_RIGHTS, FDFLAGS_APPEND, FDFLAGS_NONBLOCK, FILE_RIGHTS, FSTFLAGS_ATIM, FSTFLAGS_ATIM_NOW,
-    FSTFLAGS_MTIM, FSTFLAGS_MTIM_NOW, LOOKUPFLAGS_SYMLINK_FOLLOW, OFLAGS_CREAT, OFLAGS_DIRECTORY, OFLAGS_EXCL,
-    OFLAGS_TRUNC, POLLHUP, POLLIN, POLLNVAL, POLLOUT, RIGHTS_ALL, RIGHTS_FD_READ, RIGHTS_FD_WRITE,
+    Whence, DIRECTORY_BASE_RIGHTS, FDFLAGS_APPEND, FDFLAGS_DSYNC, FDFLAGS_NONBLOCK, FDFLAGS_RSYNC, FDFLAGS_SYNC,
+    FILE_RIGHTS, FSTFLAGS_ATIM, FSTFLAGS_ATIM_NOW, FSTFLAGS_MTIM, FSTFLAGS_MTIM_NOW, LOOKUPFLAGS_SYMLINK_FOLLOW,
+    OFLAGS_CREAT, OFLAGS_DIRECTORY, OFLAGS_EXCL, OFLAGS_TRUNC, POLLHUP, POLLIN, POLLNVAL, POLLOUT, RIGHTS_ALL,
+    RIGHTS_FD_READ, RIGHTS_FD_WRITE,
 };
 use crate::accounts;
 use crate::host::{FileMetadata, FsUsage, MsgFlags, SocketTransport, SysError, SysResult, WaitReason, WasiHost};
@@ -537,10 +540,13 @@ impl WasiHost for KernelHost {
             }
         };
         let nonblocking = if info.nonblocking { FDFLAGS_NONBLOCK } else { 0 };
+        let sync = [(info.sync.data, FDFLAGS_DSYNC), (info.sync.file, FDFLAGS_SYNC), (info.sync.read, FDFLAGS_RSYNC)]
+            .iter()
+            .fold(0, |flags, (set, flag)| if *set { flags | flag } else { flags });
         let flags = match info.kind {
             FdKind::Directory => 0,
             _ if info.stdio => nonblocking,
-            _ => (if info.append { FDFLAGS_APPEND } else { 0 }) | nonblocking,
+            _ => (if info.append { FDFLAGS_APPEND } else { 0 }) | nonblocking | sync,
         };
         Ok(FdStat { filetype, flags, rights_base, rights_inheriting })
     }
@@ -575,6 +581,11 @@ impl WasiHost for KernelHost {
             append: fdflags & FDFLAGS_APPEND != 0,
             nonblocking: fdflags & FDFLAGS_NONBLOCK != 0,
             follow: lookupflags & LOOKUPFLAGS_SYMLINK_FOLLOW != 0,
+            sync: SyncFlags {
+                data: fdflags & FDFLAGS_DSYNC != 0,
+                file: fdflags & FDFLAGS_SYNC != 0,
+                read: fdflags & FDFLAGS_RSYNC != 0,
+            },
         };
         // The latch is for this open alone, whatever becomes of it — unless it is parked, as it
         // is then made again.
@@ -860,6 +871,10 @@ impl WasiHost for KernelHost {
     }
 
     fn fd_fdstat_set_flags(&mut self, fd: Fd, flags: u16) -> Result<(), Errno> {
+        // Only append and non-blocking can change after the open, as in wasmtime.
+        if flags & (FDFLAGS_DSYNC | FDFLAGS_SYNC | FDFLAGS_RSYNC) != 0 {
+            return Err(Errno::Inval);
+        }
         self.sys()?.set_flags(fd, flags & FDFLAGS_APPEND != 0, flags & FDFLAGS_NONBLOCK != 0).map_err(errno)
     }
 

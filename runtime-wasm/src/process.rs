@@ -12,7 +12,7 @@
 //!   `path_len` bytes of path, no NUL, no padding; `oflag` holds Linux `O_*` numbers;
 //! - signal sets: bit `signal - 1`, signals 1–32 in the low word, 33–64 in the high word.
 
-pub use kernel::syscalls::{ChildSpawn as Spawn, FileAction, OpenFlags, ProgramExec as Exec};
+pub use kernel::syscalls::{ChildSpawn as Spawn, FileAction, OpenFlags, ProgramExec as Exec, SyncFlags};
 
 use crate::abi::Errno;
 
@@ -57,6 +57,9 @@ const O_APPEND: u32 = 0o2000;
 const O_NONBLOCK: u32 = 0o4000;
 const O_DIRECTORY: u32 = 0o200000;
 const O_NOFOLLOW: u32 = 0o400000;
+const O_DSYNC: u32 = 0o10000;
+/// Linux's `O_SYNC` holds `O_DSYNC`'s bit too (`__O_SYNC | O_DSYNC`); `O_RSYNC` is `O_SYNC`.
+const O_SYNC: u32 = 0o4010000;
 
 /// Decodes Linux `O_*` flags (a spawn's OPEN action) into the kernel's open flags; an access
 /// mode of 3 is `EINVAL`.
@@ -77,6 +80,7 @@ pub fn open_flags_from_linux(oflag: u32) -> Result<OpenFlags, Errno> {
         nonblocking: oflag & O_NONBLOCK != 0,
         directory: oflag & O_DIRECTORY != 0,
         follow: oflag & O_NOFOLLOW == 0,
+        sync: SyncFlags { data: oflag & O_DSYNC != 0, file: oflag & O_SYNC == O_SYNC, read: false },
     })
 }
 
@@ -224,6 +228,8 @@ fn linux_oflag(flags: &OpenFlags) -> u32 {
         (flags.nonblocking, O_NONBLOCK),
         (flags.directory, O_DIRECTORY),
         (!flags.follow, O_NOFOLLOW),
+        (flags.sync.data, O_DSYNC),
+        (flags.sync.file, O_SYNC),
     ];
     bits.into_iter().filter(|(set, _)| *set).fold(access, |oflag, (_, bit)| oflag | bit)
 }

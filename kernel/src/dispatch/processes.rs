@@ -684,6 +684,7 @@ impl Sidecar {
         for descriptor in descriptors {
             vm.processes_mut().file_closed(&descriptor.file);
         }
+        vm.release_files();
         let Some(process) = vm.processes_mut().get_mut(pid) else { return };
         let (process_id, top_level, ppid) = (process.process_id.clone(), process.top_level, process.ppid);
         process.spawn_request = None;
@@ -887,6 +888,7 @@ impl Sidecar {
         for descriptor in closed {
             vm.processes_mut().file_closed(&descriptor.file);
         }
+        vm.release_files();
         self.guests.insert((vm_id.to_owned(), pid), guest);
         Ok(())
     }

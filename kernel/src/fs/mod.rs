@@ -51,6 +51,7 @@ pub mod js_bridge;
 pub mod layers;
 pub mod mounts;
 pub(crate) mod op;
+pub(crate) mod open_files;
 pub(crate) mod wire;
 
 use std::cell::{Cell, RefCell};
@@ -102,6 +103,13 @@ pub(crate) struct VmFilesystem {
     /// Operations on host directories since the last [`take_host_calls`](Self::take_host_calls):
     /// each is a real system call, which the guest that caused it pays for.
     host_calls: Cell<u64>,
+    /// The key held files of the root's writable layer carry (see `open_files`): a new one
+    /// whenever that layer is replaced.
+    root_key: u64,
+    /// The key of each mount's files, by mount index: new ones whenever the mounts change.
+    mount_keys: Vec<u64>,
+    /// The next key to give.
+    next_key: u64,
 }
 
 /// How a guest process's filesystem call meets `ask` rules. A host's own call denies them; a
@@ -142,7 +150,11 @@ impl VmFilesystem {
             guest_asks: RefCell::new(None),
             caller: None,
             host_calls: Cell::new(0),
-        })
+            root_key: 0,
+            mount_keys: Vec::new(),
+            next_key: 1,
+        }
+        .with_fresh_mount_keys())
     }
 
     /// Bytes of file content the VM holds in memory: its root's own layer and its `memory`
@@ -446,6 +458,25 @@ impl VmFilesystem {
         let kernel: Vec<Mount> = std::mem::take(&mut self.mounts).into_iter().filter(Mount::is_kernel).collect();
         self.mounts = mounts;
         self.mounts.extend(kernel);
+        self.renew_mount_keys();
+    }
+
+    fn with_fresh_mount_keys(mut self) -> Self {
+        self.renew_mount_keys();
+        self
+    }
+
+    /// New keys for every mount: files held in the old mounts no longer reach anything.
+    fn renew_mount_keys(&mut self) {
+        let first = self.next_key;
+        let count = u64::try_from(self.mounts.len()).unwrap_or(u64::MAX);
+        self.next_key = first.saturating_add(count);
+        self.mount_keys = (first..self.next_key).collect();
+    }
+
+    /// The key of mount `index`'s held files.
+    fn mount_key(&self, index: usize) -> Option<u64> {
+        self.mount_keys.get(index).copied()
     }
 
     /// The configured mounts' guest paths (not the kernel's trees).
@@ -464,6 +495,9 @@ impl VmFilesystem {
 
     /// Replaces the root's upper layer (what persistence loads).
     pub(crate) fn restore_upper(&mut self, state: &UpperState, now: Now) -> Result<(), Rejection> {
+        // Files held in the layer being replaced reach nothing any more (`EIO`).
+        self.root_key = self.next_key;
+        self.next_key = self.next_key.saturating_add(1);
         self.root.restore_upper(state, now).map_err(Rejection::from)
     }
 

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::vfs::Errno;
 
+use crate::fs::open_files::FileNode;
 use crate::process::pipes::End;
 
 /// What a descriptor refers to.
@@ -27,11 +28,13 @@ pub(crate) enum OpenFile {
         preopen: Option<String>,
         listing: Option<Listing>,
     },
-    /// A file or a device node, with the descriptor's position.
+    /// A file or a device node, with the descriptor's position. `node` is the file itself
+    /// where the filesystem has inodes (see `fs::open_files`); `path` is its name at the open.
     File {
         path: String,
         offset: u64,
         device: bool,
+        node: Option<FileNode>,
     },
     /// One end of a pipe.
     Pipe {
@@ -65,6 +68,19 @@ pub enum EntryKind {
     Unknown,
 }
 
+/// The synchronized I/O a descriptor was opened with. Every write here is complete, and as
+/// durable as the VM's filesystem ever is, when it returns, so these change nothing but what the
+/// descriptor reports back (`fd_fdstat_get`), as programs that check them expect.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncFlags {
+    /// Data integrity on write (`O_DSYNC`).
+    pub data: bool,
+    /// File integrity on write (`O_SYNC`).
+    pub file: bool,
+    /// Reads synchronized like writes (`O_RSYNC`).
+    pub read: bool,
+}
+
 /// One open descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Descriptor {
@@ -74,12 +90,14 @@ pub(crate) struct Descriptor {
     pub(crate) append: bool,
     /// Reads that would wait fail with `EAGAIN` instead (`O_NONBLOCK`).
     pub(crate) nonblocking: bool,
+    /// What the open asked of synchronized I/O (reported back, nothing more).
+    pub(crate) sync: SyncFlags,
 }
 
 impl Descriptor {
     pub(crate) fn stdio(file: OpenFile) -> Self {
         let readable = matches!(file, OpenFile::Stdin { .. });
-        Self { file, readable, writable: !readable, append: !readable, nonblocking: false }
+        Self { file, readable, writable: !readable, append: !readable, nonblocking: false, sync: SyncFlags::default() }
     }
 
     /// A directory opened for listing and as a base for relative paths (`path` is a VM path).
@@ -90,6 +108,7 @@ impl Descriptor {
             writable: false,
             append: false,
             nonblocking: false,
+            sync: SyncFlags::default(),
         }
     }
 
@@ -105,6 +124,7 @@ impl Descriptor {
             writable: false,
             append: false,
             nonblocking: false,
+            sync: SyncFlags::default(),
         }
     }
 }

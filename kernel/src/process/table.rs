@@ -353,6 +353,11 @@ pub(crate) struct ProcessTable {
     pub(crate) pipes: Pipes,
     /// The VM's sockets (descriptors refer to them as to pipe ends).
     pub(crate) net: Network,
+    /// Descriptors of each held file (`(filesystem key, inode)`, see `fs::open_files`).
+    held_files: BTreeMap<(u64, u64), u64>,
+    /// Held files whose last descriptor closed, for the VM to release
+    /// ([`take_released_files`](Self::take_released_files)).
+    released_files: Vec<(u64, u64)>,
 }
 
 impl ProcessTable {
@@ -363,20 +368,41 @@ impl ProcessTable {
     /// Another descriptor refers to what `file` does (a dup, an inherited descriptor): a pipe
     /// end or socket counts it.
     pub(crate) fn file_opened(&mut self, file: &OpenFile) {
-        match *file {
-            OpenFile::Pipe { id, end } => self.pipes.open(id, end),
-            OpenFile::Socket { id } => self.net.open(id),
+        match file {
+            OpenFile::Pipe { id, end } => self.pipes.open(*id, *end),
+            OpenFile::Socket { id } => self.net.open(*id),
+            OpenFile::File { node: Some(node), .. } => {
+                if let Some(held) = node.held() {
+                    let count = self.held_files.entry(held).or_insert(0);
+                    *count = count.saturating_add(1);
+                }
+            }
             _ => {}
         }
     }
 
-    /// A descriptor referring to `file` was closed: a pipe end or socket goes with its last one.
+    /// A descriptor referring to `file` was closed: a pipe end or socket goes with its last
+    /// one; a held file's last one leaves it to be released.
     pub(crate) fn file_closed(&mut self, file: &OpenFile) {
-        match *file {
-            OpenFile::Pipe { id, end } => self.pipes.close(id, end),
-            OpenFile::Socket { id } => self.net.close(id),
+        match file {
+            OpenFile::Pipe { id, end } => self.pipes.close(*id, *end),
+            OpenFile::Socket { id } => self.net.close(*id),
+            OpenFile::File { node: Some(node), .. } => {
+                let Some(held) = node.held() else { return };
+                let Some(count) = self.held_files.get_mut(&held) else { return };
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.held_files.remove(&held);
+                    self.released_files.push(held);
+                }
+            }
             _ => {}
         }
+    }
+
+    /// Held files no descriptor refers to any more (see `Vm::release_files`).
+    pub(crate) fn take_released_files(&mut self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut self.released_files)
     }
 
     /// Processes counted against `maxProcesses`: the live ones and the unreaped children.

@@ -115,6 +115,7 @@ impl Syscalls {
             writable: end == End::Write,
             append: false,
             nonblocking: false,
+            sync: SyncFlags::default(),
         };
         let process = self.process_mut()?;
         let read = process.fds.insert(end(End::Read), u64::MAX)?;
@@ -130,6 +131,7 @@ impl Syscalls {
     /// A descriptor was closed.
     pub(super) fn release(&mut self, descriptor: &Descriptor) {
         self.vm.processes_mut().file_closed(&descriptor.file);
+        self.vm.release_files();
     }
 
     /// Describes `fd`.
@@ -157,6 +159,7 @@ impl Syscalls {
             writable: descriptor.writable,
             append: descriptor.append,
             nonblocking: descriptor.nonblocking,
+            sync: descriptor.sync,
         })
     }
 
@@ -186,8 +189,8 @@ impl Syscalls {
 
     /// Moves the position of `fd`; returns the new offset.
     pub fn seek(&mut self, fd: u32, offset: i64, whence: Whence) -> SysResult<u64> {
-        let (path, current) = match &self.descriptor(fd)?.file {
-            OpenFile::File { path, offset, device: false } => (path.clone(), *offset),
+        let (path, current, node) = match &self.descriptor(fd)?.file {
+            OpenFile::File { path, offset, device: false, node } => (path.clone(), *offset, node.clone()),
             OpenFile::File { device: true, .. } => return Ok(0),
             OpenFile::Directory { .. } => return Err(Errno::EISDIR.into()),
             _ => return Err(Errno::ESPIPE.into()),
@@ -195,7 +198,7 @@ impl Syscalls {
         let base = match whence {
             Whence::Start => 0,
             Whence::Current => current,
-            Whence::End => self.stat_path(&path, true)?.size,
+            Whence::End => self.file_size(&path, node.as_ref())?,
         };
         let target = i128::from(base).saturating_add(i128::from(offset));
         let target = u64::try_from(target).map_err(|_| Errno::EINVAL)?;
@@ -272,7 +275,7 @@ impl Syscalls {
             OpenFile::Stdout { owner } => self.write_output(Channel::Stdout, owner, data),
             OpenFile::Stderr { owner } => self.write_output(Channel::Stderr, owner, data),
             _ if !writable => Err(Errno::EBADF.into()),
-            OpenFile::File { path, offset, device } => {
+            OpenFile::File { path, offset, device, node } => {
                 if device {
                     // `/dev/null` and friends: accepted and dropped (the kernel's tree owns them).
                     return Ok(data.len());
@@ -282,10 +285,13 @@ impl Syscalls {
                 let data = data.get(..usize::try_from(max_fd_write_bytes).unwrap_or(usize::MAX)).unwrap_or(data);
                 let start = match (at, append) {
                     (Some(at), _) => at,
-                    (None, true) => self.stat_path(&path, true)?.size,
+                    (None, true) => self.file_size(&path, node.as_ref())?,
                     (None, false) => offset,
                 };
-                let written = self.write_file(&path, start, data)?;
+                let written = match &node {
+                    Some(node) => self.write_held(node, start, data)?,
+                    None => self.write_file(&path, start, data)?,
+                };
                 if at.is_none() {
                     self.set_offset(fd, start.saturating_add(u64::try_from(written).unwrap_or(u64::MAX)))?;
                 }
@@ -407,9 +413,12 @@ impl Syscalls {
             OpenFile::Stdout { .. } | OpenFile::Stderr { .. } | OpenFile::Pipe { .. } => Err(Errno::EBADF.into()),
             OpenFile::Directory { .. } => Err(Errno::EISDIR.into()),
             OpenFile::File { .. } if !readable => Err(Errno::EBADF.into()),
-            OpenFile::File { path, offset, .. } => {
+            OpenFile::File { path, offset, node, .. } => {
                 let start = at.unwrap_or(offset);
-                let read = self.read_file(&path, start, buf)?;
+                let read = match &node {
+                    Some(node) => self.read_held(node, start, buf)?,
+                    None => self.read_file(&path, start, buf)?,
+                };
                 if at.is_none() {
                     self.set_offset(fd, start.saturating_add(u64::try_from(read).unwrap_or(u64::MAX)))?;
                 }
@@ -453,6 +462,36 @@ impl Syscalls {
             *dst = src;
         }
         Ok(read)
+    }
+
+    /// The size of an open file: the held file's, else what its path names now.
+    fn file_size(&mut self, path: &str, node: Option<&FileNode>) -> SysResult<u64> {
+        match node {
+            Some(node) => self.vm.filesystem().stat_held(node).map(|stat| stat.size).map_err(|e| e.errno().into()),
+            None => Ok(self.stat_path(path, true)?.size),
+        }
+    }
+
+    /// Reads up to `buf.len()` bytes (at most `maxPreadBytes`) at `start` of a held file.
+    fn read_held(&mut self, node: &FileNode, start: u64, buf: &mut [u8]) -> SysResult<usize> {
+        let max_pread_bytes = self.vm.process_limits().max_pread_bytes;
+        let len = u64::try_from(buf.len()).unwrap_or(u64::MAX).min(max_pread_bytes);
+        self.charge(cost::SYSCALL_FUEL);
+        let bytes = self.vm.filesystem().read_held(node, start, len).map_err(|e| SysError::Errno(e.errno()))?;
+        let read = bytes.len().min(buf.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..read), bytes.get(..read)) {
+            dst.copy_from_slice(src);
+        }
+        Ok(read)
+    }
+
+    /// Writes `data` at `start` of a held file.
+    fn write_held(&mut self, node: &FileNode, start: u64, data: &[u8]) -> SysResult<usize> {
+        self.charge(cost::SYSCALL_FUEL);
+        let now = self.now;
+        let written = self.vm.filesystem_mut().write_held(node, start, data, now);
+        let written = written.map_err(|e| SysError::Errno(e.errno()))?;
+        Ok(usize::try_from(written).unwrap_or(data.len()))
     }
 
     /// Reads up to `buf.len()` bytes (at most `maxPreadBytes`) at `start` of the file at `path`.

@@ -85,10 +85,17 @@ impl Syscalls {
                 // zero-byte read asks the policy (and the mount) without moving any content.
                 self.fs(&path, FsOp::Pread { offset: 0, len: 0 })?;
             }
+            if flags.write && kind == EntryKind::RegularFile {
+                self.guarded(|vm, pid, asks, _, _| vm.guest_may_write(pid, &path, asks))?;
+            }
             if flags.truncate && kind == EntryKind::RegularFile {
                 self.fs(&path, FsOp::Truncate { len: 0 })?;
             }
-            OpenFile::File { path, offset: 0, device: kind == EntryKind::CharacterDevice }
+            let node = match kind {
+                EntryKind::RegularFile => self.hold_file(&path, flags.write)?,
+                _ => None,
+            };
+            OpenFile::File { path, offset: 0, device: kind == EntryKind::CharacterDevice, node }
         };
         let descriptor = Descriptor {
             file,
@@ -96,16 +103,32 @@ impl Syscalls {
             writable: flags.write,
             append: flags.append,
             nonblocking: flags.nonblocking,
+            sync: flags.sync,
         };
+        // Counted before it has a number, so a full table releases the file it held.
+        self.retain(&descriptor);
         let max_open_fds = self.vm.process_limits().max_open_fds;
-        Ok(self.process_mut()?.fds.insert(descriptor, max_open_fds)?)
+        let inserted = self.process_mut()?.fds.insert(descriptor.clone(), max_open_fds);
+        if inserted.is_err() {
+            self.release(&descriptor);
+        }
+        Ok(inserted?)
+    }
+
+    /// The file at `path` for a new descriptor to hold (see `fs::open_files`); `None` where the
+    /// filesystem reaches files by path only.
+    fn hold_file(&mut self, path: &str, writable: bool) -> SysResult<Option<FileNode>> {
+        let now = self.now;
+        let held = self.vm.filesystem_mut().open_file(path, writable, now);
+        held.map_err(|error| SysError::Errno(error.errno()))
     }
 
     /// Up to `max` entries of the directory open at `fd`, from entry number `from` on (`.` and
-    /// `..` are the first two); empty past the end. The names are listed once, at the first
-    /// call, so a guest walking the directory with cookies sees a stable list; each entry's kind
-    /// and serial number are looked up when a batch first reaches it, so one call costs at most
-    /// `max` lookups whatever the directory's size.
+    /// `..` are the first two); empty past the end. The names are listed at the start of a walk
+    /// (`from` 0: the first call, or a rewind, which so sees entries made since), and a guest
+    /// walking on with cookies sees that stable list; each entry's kind and serial number are
+    /// looked up when a batch first reaches it, so one call costs at most `max` lookups whatever
+    /// the directory's size.
     pub fn read_dir_batch(&mut self, fd: u32, from: u64, max: usize) -> SysResult<Vec<DirEntry>> {
         let path = match &self.descriptor(fd)?.file {
             OpenFile::Directory { path, .. } => path.clone(),
@@ -113,7 +136,7 @@ impl Syscalls {
         };
         // A hidden preopen alias is immutable, so it keeps no listing: each batch lists afresh.
         let mut listing = match self.process_mut()?.fds.get_mut(fd).map(|descriptor| &mut descriptor.file) {
-            Ok(OpenFile::Directory { listing, .. }) => listing.take(),
+            Ok(OpenFile::Directory { listing, .. }) => listing.take().filter(|_| from != 0),
             _ => None,
         };
         if listing.is_none() {
@@ -169,6 +192,15 @@ impl Syscalls {
     /// Metadata of what `fd` refers to.
     pub fn fstat(&mut self, fd: u32) -> SysResult<FileStat> {
         let stream_mode = match &self.descriptor(fd)?.file {
+            OpenFile::File { node: Some(node), .. } => {
+                let node = node.clone();
+                return self
+                    .vm
+                    .filesystem()
+                    .stat_held(&node)
+                    .map(|stat| file_stat(&stat))
+                    .map_err(|e| e.errno().into());
+            }
             OpenFile::File { path, .. } | OpenFile::Directory { path, .. } => {
                 let path = path.clone();
                 return self.stat_path(&path, true).map(|stat| file_stat(&stat));
@@ -204,6 +236,12 @@ impl Syscalls {
     /// Truncates or extends the file open at `fd`.
     pub fn set_size(&mut self, fd: u32, len: u64) -> SysResult<()> {
         self.writable()?;
+        let descriptor = self.process()?.fds.get(fd)?;
+        if let (OpenFile::File { node: Some(node), .. }, true) = (&descriptor.file, descriptor.writable) {
+            let (node, now) = (node.clone(), self.now);
+            self.charge(cost::SYSCALL_FUEL);
+            return self.vm.filesystem_mut().truncate_held(&node, len, now).map_err(|e| SysError::Errno(e.errno()));
+        }
         let path = self.file_path(fd)?;
         self.fs(&path, FsOp::Truncate { len }).map(drop)
     }
@@ -273,6 +311,10 @@ impl Syscalls {
 
     /// Sets the access and modification times of what `fd` refers to (a file or a directory).
     pub fn set_times(&mut self, fd: u32, atime: TimeChange, mtime: TimeChange) -> SysResult<()> {
+        if let OpenFile::File { node: Some(node), .. } = &self.descriptor(fd)?.file {
+            let node = node.clone();
+            return self.set_held_times(&node, atime, mtime);
+        }
         let path = match &self.descriptor(fd)?.file {
             OpenFile::File { path, device: false, .. } | OpenFile::Directory { path, .. } => path.clone(),
             // Streams and devices have no times of their own to set.
@@ -297,6 +339,24 @@ impl Syscalls {
             return Err(Errno::ENOTSUP.into());
         }
         self.set_path_times(&path, atime, mtime)
+    }
+
+    /// [`set_path_times`](Self::set_path_times) of a held file.
+    fn set_held_times(&mut self, node: &FileNode, atime: TimeChange, mtime: TimeChange) -> SysResult<()> {
+        self.writable()?;
+        self.charge(cost::SYSCALL_FUEL);
+        let filesystem = self.vm.filesystem_mut();
+        let current = filesystem.stat_held(node).map_err(|e| SysError::Errno(e.errno()))?;
+        let now_ms = self.now.wall_ms;
+        let pick = |change: TimeChange, kept: u64| match change {
+            TimeChange::Keep => kept,
+            TimeChange::Now => now_ms,
+            TimeChange::At(ns) => ns / NS_PER_MS,
+        };
+        let (atime_ms, mtime_ms) = (pick(atime, current.atime_ms), pick(mtime, current.mtime_ms));
+        let now = self.now;
+        let filesystem = self.vm.filesystem_mut();
+        filesystem.utimes_held(node, atime_ms, mtime_ms, now).map_err(|e| SysError::Errno(e.errno()))
     }
 
     pub(super) fn set_path_times(&mut self, path: &str, atime: TimeChange, mtime: TimeChange) -> SysResult<()> {

@@ -31,8 +31,10 @@ use schema::wire::{SignalDispositionAction, SignalHandlerRegistration, WasmPermi
 
 use crate::clock::{Entropy, Now};
 use crate::error::Rejection;
+use crate::fs::open_files::FileNode;
 use crate::fs::{FsOp, FsOutcome, FsReply, GuestAsks};
 use crate::process::cost;
+pub use crate::process::fds::SyncFlags;
 use crate::process::fds::{Descriptor, Listing, OpenFile};
 use crate::process::pipes::{End, PipeRead};
 use crate::process::table::{Process, SpawnRequest, Wait};
@@ -73,6 +75,8 @@ pub struct OpenFlags {
     pub nonblocking: bool,
     /// Follow a final symlink.
     pub follow: bool,
+    /// The write integrity asked for (`O_DSYNC`, `O_SYNC`, `O_RSYNC`).
+    pub sync: SyncFlags,
 }
 
 /// What a descriptor is.
@@ -99,6 +103,7 @@ pub struct FdInfo {
     pub writable: bool,
     pub append: bool,
     pub nonblocking: bool,
+    pub sync: SyncFlags,
 }
 
 /// One directory entry, for `read_dir`.

@@ -480,5 +480,12 @@ impl Syscalls {
 }
 
 fn socket_descriptor(id: SocketId, nonblocking: bool) -> Descriptor {
-    Descriptor { file: OpenFile::Socket { id }, readable: true, writable: true, append: false, nonblocking }
+    Descriptor {
+        file: OpenFile::Socket { id },
+        readable: true,
+        writable: true,
+        append: false,
+        nonblocking,
+        sync: SyncFlags::default(),
+    }
 }

@@ -1,6 +1,6 @@
 //! The inode-based in-memory filesystem.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::clock::Now;
 
@@ -217,6 +217,11 @@ pub struct Filesystem {
     total_bytes: u64,
     limits: FsLimits,
     read_only: bool,
+    /// Files an open descriptor holds ([`pin`](Self::pin)): one whose last name goes is kept,
+    /// nameless, until it is unpinned, as an open file outlives its unlinking on POSIX.
+    pinned: BTreeSet<u64>,
+    /// Pinned files with no name left: they still count against the limits.
+    orphans: BTreeSet<u64>,
 }
 
 impl Namespace for Filesystem {
@@ -261,7 +266,15 @@ impl Filesystem {
         root.nlink = 2;
         let mut inodes = BTreeMap::new();
         inodes.insert(ROOT_INO, root);
-        Self { inodes, next_ino: ROOT_INO.saturating_add(1), total_bytes: 0, limits, read_only: false }
+        Self {
+            inodes,
+            next_ino: ROOT_INO.saturating_add(1),
+            total_bytes: 0,
+            limits,
+            read_only: false,
+            pinned: BTreeSet::new(),
+            orphans: BTreeSet::new(),
+        }
     }
 
     pub fn limits(&self) -> &FsLimits {
@@ -386,17 +399,141 @@ impl Filesystem {
         Ok(ino)
     }
 
-    /// Drops one link to `ino`; frees it when none is left.
+    /// Drops one link to `ino`; frees it when none is left, unless it is pinned: then it
+    /// lives on, nameless, until unpinned.
     fn drop_link(&mut self, ino: u64, now: Now) -> Result<(), FsError> {
         let inode = self.inode_mut(ino)?;
         inode.nlink = inode.nlink.saturating_sub(1);
+        inode.ctime = now.wall_ms;
         if inode.nlink == 0 {
-            let bytes = inode.content_len();
-            self.inodes.remove(&ino);
-            self.account(bytes, 0);
-        } else {
-            inode.ctime = now.wall_ms;
+            if self.pinned.contains(&ino) {
+                self.orphans.insert(ino);
+            } else {
+                self.free(ino);
+            }
         }
+        Ok(())
+    }
+
+    fn free(&mut self, ino: u64) {
+        if let Some(inode) = self.inodes.remove(&ino) {
+            self.account(inode.content_len(), 0);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Open files, by inode
+    // -----------------------------------------------------------------------------------------
+
+    /// The regular file `path` leads to (following symlinks), for a descriptor to hold.
+    pub(crate) fn file_ino(&self, path: VPath<'_>) -> Result<u64, FsError> {
+        let ino = self.existing(path, Mode::Follow)?;
+        match self.inode(ino)?.data {
+            Data::File(_) => Ok(ino),
+            Data::Dir(_) => Err(Errno::EISDIR.into()),
+            Data::Symlink(_) => Err(Errno::EIO.into()),
+        }
+    }
+
+    /// Keeps file `ino` alive while a descriptor holds it, whatever becomes of its names.
+    pub(crate) fn pin(&mut self, ino: u64) {
+        if self.inodes.contains_key(&ino) {
+            self.pinned.insert(ino);
+        }
+    }
+
+    /// No descriptor holds `ino` any more: a file left without a name is freed now.
+    pub(crate) fn unpin(&mut self, ino: u64) {
+        self.pinned.remove(&ino);
+        if self.orphans.remove(&ino) {
+            self.free(ino);
+        }
+    }
+
+    /// Files kept alive only by descriptors (unlinked while open).
+    pub fn orphan_count(&self) -> usize {
+        self.orphans.len()
+    }
+
+    fn file_bytes(&self, ino: u64) -> Result<&[u8], FsError> {
+        match &self.inode(ino)?.data {
+            Data::File(bytes) => Ok(bytes),
+            Data::Dir(_) => Err(Errno::EISDIR.into()),
+            Data::Symlink(_) => Err(Errno::EIO.into()),
+        }
+    }
+
+    /// At most `len` bytes at `offset` of file `ino` (see [`pread`](Self::pread)).
+    pub(crate) fn pread_ino(&self, ino: u64, offset: u64, len: u64) -> Result<&[u8], FsError> {
+        let limit = self.limits.max_pread_bytes;
+        if len > limit {
+            return Err(FsError::limit_exceeded(LimitKind::PreadBytes, limit));
+        }
+        let bytes = self.file_bytes(ino)?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+        let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)).min(bytes.len());
+        Ok(bytes.get(start..end).unwrap_or(&[]))
+    }
+
+    /// The stat of inode `ino`.
+    pub(crate) fn stat_ino(&self, ino: u64) -> Result<Stat, FsError> {
+        Ok(self.inode(ino)?.stat(ino, FILESYSTEM_DEV))
+    }
+
+    /// Writes `data` at `offset` of file `ino` (see [`pwrite`](Self::pwrite)).
+    pub(crate) fn pwrite_ino(&mut self, ino: u64, offset: u64, data: &[u8], now: Now) -> Result<u64, FsError> {
+        self.writable()?;
+        let inode = self.inode(ino)?;
+        if inode.is_dir() {
+            return Err(Errno::EISDIR.into());
+        }
+        self.check_write_len(data.len())?;
+        let old_len = inode.content_len();
+        let end = offset.checked_add(len64(data.len())).ok_or(Errno::EFBIG)?;
+        let new_len = old_len.max(end);
+        self.check_bytes(old_len, new_len)?;
+        let start = usize::try_from(offset).map_err(|_| Errno::EFBIG)?;
+        let end = usize::try_from(end).map_err(|_| Errno::EFBIG)?;
+        let inode = self.inode_mut(ino)?;
+        if let Data::File(bytes) = &mut inode.data {
+            if bytes.len() < end {
+                bytes.resize(end, 0);
+            }
+            if let Some(slot) = bytes.get_mut(start..end) {
+                slot.copy_from_slice(data);
+            }
+        }
+        inode.touch_mc(now);
+        self.account(old_len, new_len);
+        Ok(len64(data.len()))
+    }
+
+    /// Sets the length of file `ino` (see [`truncate`](Self::truncate)).
+    pub(crate) fn truncate_ino(&mut self, ino: u64, len: u64, now: Now) -> Result<(), FsError> {
+        self.writable()?;
+        let inode = self.inode(ino)?;
+        if inode.is_dir() {
+            return Err(Errno::EISDIR.into());
+        }
+        let old_len = inode.content_len();
+        self.check_bytes(old_len, len)?;
+        let new_len = usize::try_from(len).map_err(|_| Errno::EFBIG)?;
+        let inode = self.inode_mut(ino)?;
+        if let Data::File(bytes) = &mut inode.data {
+            bytes.resize(new_len, 0);
+        }
+        inode.touch_mc(now);
+        self.account(old_len, len);
+        Ok(())
+    }
+
+    /// Sets the access and modification times of inode `ino`; `ctime` becomes `now`.
+    pub(crate) fn utimes_ino(&mut self, ino: u64, atime_ms: u64, mtime_ms: u64, now: Now) -> Result<(), FsError> {
+        self.writable()?;
+        let inode = self.inode_mut(ino)?;
+        inode.atime = atime_ms;
+        inode.mtime = mtime_ms;
+        inode.ctime = now.wall_ms;
         Ok(())
     }
 
@@ -448,10 +585,8 @@ impl Filesystem {
         if len > limit {
             return Err(FsError::limit_exceeded(LimitKind::PreadBytes, limit));
         }
-        let bytes = self.read_file_inner(path)?;
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
-        let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)).min(bytes.len());
-        Ok(bytes.get(start..end).unwrap_or(&[]))
+        let ino = self.existing(path, Mode::Follow)?;
+        self.pread_ino(ino, offset, len)
     }
 
     /// Whether the path leads to something (following symlinks; a dangling link does not exist).
@@ -592,29 +727,7 @@ impl Filesystem {
     fn pwrite_inner(&mut self, path: VPath<'_>, offset: u64, data: &[u8], now: Now) -> Result<u64, FsError> {
         self.writable()?;
         let ino = self.existing(path, Mode::Follow)?;
-        let inode = self.inode(ino)?;
-        if inode.is_dir() {
-            return Err(Errno::EISDIR.into());
-        }
-        self.check_write_len(data.len())?;
-        let old_len = inode.content_len();
-        let end = offset.checked_add(len64(data.len())).ok_or(Errno::EFBIG)?;
-        let new_len = old_len.max(end);
-        self.check_bytes(old_len, new_len)?;
-        let start = usize::try_from(offset).map_err(|_| Errno::EFBIG)?;
-        let end = usize::try_from(end).map_err(|_| Errno::EFBIG)?;
-        let inode = self.inode_mut(ino)?;
-        if let Data::File(bytes) = &mut inode.data {
-            if bytes.len() < end {
-                bytes.resize(end, 0);
-            }
-            if let Some(slot) = bytes.get_mut(start..end) {
-                slot.copy_from_slice(data);
-            }
-        }
-        inode.touch_mc(now);
-        self.account(old_len, new_len);
-        Ok(len64(data.len()))
+        self.pwrite_ino(ino, offset, data, now)
     }
 
     /// Sets a file's length, cutting or zero-filling (following symlinks).
@@ -626,20 +739,7 @@ impl Filesystem {
     fn truncate_inner(&mut self, path: VPath<'_>, len: u64, now: Now) -> Result<(), FsError> {
         self.writable()?;
         let ino = self.existing(path, Mode::Follow)?;
-        let inode = self.inode(ino)?;
-        if inode.is_dir() {
-            return Err(Errno::EISDIR.into());
-        }
-        let old_len = inode.content_len();
-        self.check_bytes(old_len, len)?;
-        let new_len = usize::try_from(len).map_err(|_| Errno::EFBIG)?;
-        let inode = self.inode_mut(ino)?;
-        if let Data::File(bytes) = &mut inode.data {
-            bytes.resize(new_len, 0);
-        }
-        inode.touch_mc(now);
-        self.account(old_len, len);
-        Ok(())
+        self.truncate_ino(ino, len, now)
     }
 
     // -----------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ pub use fs::{
     DIR_SIZE, FILESYSTEM_DEV, PERMISSION_BITS, ROOT_INO, SYMLINK_MODE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK,
     S_IFMT, S_IFREG, S_IFSOCK,
 };
+pub(crate) use overlay::OpenedFile;
 pub use overlay::{Overlay, UpperState};
 pub use path::{VPath, MAX_SYMLINK_HOPS, NAME_MAX, PATH_MAX};
 pub use snapshot::{EntryKind, Layer, SnapshotEntry};

@@ -19,6 +19,15 @@ pub(crate) struct ONode {
     lowers: Vec<(usize, u64)>,
 }
 
+/// Where a file opened through an overlay lives (see [`Overlay::open_file`]).
+#[derive(Debug, Clone)]
+pub(crate) enum OpenedFile {
+    /// Inode `ino` of the writable upper layer.
+    Upper(u64),
+    /// Inode `ino` of lower layer `index` (at the open), held so it outlives any change above.
+    Lower { layer: Layer, index: usize, ino: u64 },
+}
+
 /// The state of an overlay's writable upper layer, as [`Overlay::upper_state`] exports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpperState {
@@ -138,6 +147,29 @@ impl Overlay {
 
     pub fn upper(&self) -> &Filesystem {
         &self.upper
+    }
+
+    /// The writable layer, for operations on its open files by inode.
+    pub(crate) fn upper_mut(&mut self) -> &mut Filesystem {
+        &mut self.upper
+    }
+
+    /// The regular file `path` leads to (following symlinks), for a descriptor to hold. One
+    /// opened for writing is copied up first (as overlayfs does at such an open), so writes
+    /// through the descriptor reach the file the path names; one opened only for reading may
+    /// stay in its shared lower layer, which never changes.
+    pub(crate) fn open_file(&mut self, path: VPath<'_>, writable: bool, now: Now) -> Result<OpenedFile, FsError> {
+        let (resolved, node) = self.existing(path, Mode::Follow)?;
+        if let Some(ino) = node.upper {
+            return Ok(OpenedFile::Upper(ino));
+        }
+        if writable {
+            self.writable()?;
+            return self.copy_up_final(&resolved, now).map(OpenedFile::Upper);
+        }
+        let &(index, ino) = node.lowers.first().ok_or(Errno::EIO)?;
+        let layer = self.lowers.get(index).ok_or(Errno::EIO)?.clone();
+        Ok(OpenedFile::Lower { layer, index, ino })
     }
 
     pub fn lowers(&self) -> &[Layer] {

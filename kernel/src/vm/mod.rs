@@ -237,6 +237,19 @@ impl Vm {
             .with_guest_asks(asks, caller, |filesystem| filesystem.guest_pwrite(policy, path, offset, data, now))
     }
 
+    /// Whether the guest may write `path` (an open for writing asks then).
+    pub(crate) fn guest_may_write(
+        &mut self,
+        pid: u32,
+        path: &str,
+        asks: GuestAsks,
+    ) -> (Result<(), Rejection>, GuestAsks) {
+        let asks = GuestAsks { prompts_enabled: self.config.permission_prompts.enabled, ..asks };
+        let policy = &self.policy;
+        let caller = self.proc_self(pid);
+        self.filesystem.with_guest_asks(asks, caller, |filesystem| filesystem.authorize_write(policy, path))
+    }
+
     /// A guest's positioned read; `None` when the path lands in the kernel's own trees or a
     /// js_bridge mount.
     pub(crate) fn guest_pread(
@@ -269,6 +282,14 @@ impl Vm {
 
     pub(crate) fn filesystem_mut(&mut self) -> &mut VmFilesystem {
         &mut self.filesystem
+    }
+
+    /// Releases the held files whose last descriptor closed: each is unpinned, and freed if it
+    /// has no name left (see `fs::open_files`). Every path that drops descriptors calls this.
+    pub(crate) fn release_files(&mut self) {
+        for (fs, ino) in self.processes.take_released_files() {
+            self.filesystem.release_file(fs, ino);
+        }
     }
 
     /// The filesystem with the policy its guest operations are checked against.

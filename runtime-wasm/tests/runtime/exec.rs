@@ -975,3 +975,69 @@ fn file_times_are_set_by_path_and_by_descriptor() {
         "utime /tmp/f: ok\nmtime /tmp/f: 1000000000\nfutime /tmp/f: ok\nmtime /tmp/f: 1500000000\n"
     );
 }
+
+/// What Linux prints for `openfiles DIR` (the fixture run natively on Linux gives exactly this):
+/// a descriptor holds the file, not its name.
+const OPEN_FILES_ON_LINUX: &str = "write: ok\nunlink: ok\nby name: error No such file or directory\n\
+unlinked read: hello\nunlinked stat: nlink 0 size 5\nappend: ok\nunlinked read: hello again\nftruncate: ok\n\
+truncated read: he\nclose: ok\nsecond descriptor read: he\nwrite: ok\nrename: ok\nwrite: ok\n\
+renamed: first second\nwrite: ok\nreplace: ok\nreplaced read: first second\nreplaced stat: nlink 0 size 12\n\
+by name: new\nunlink: ok\n";
+
+/// Unlinked, renamed and replaced while open, on the root filesystem and on a `memory` mount: the
+/// same answers as Linux, and every nameless file freed once its last descriptor closed.
+#[test]
+fn descriptors_hold_the_file_not_its_name() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    host.write_file(&vm, "/bin/openfiles", &c_fixture("openfiles"));
+    let mount = MountDescriptor {
+        guest_path: "/mem".into(),
+        read_only: false,
+        plugin: MountPluginDescriptor { id: "memory".into(), config: "{}".into() },
+    };
+    let configured = host.simple(&vm, RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(vec![mount])));
+    assert!(matches!(configured, ResponsePayload::VmConfiguredResponse(_)), "{configured:?}");
+    // /tmp is copied up to the root's writable layer first, so what is counted next is files.
+    host.write_file(&vm, "/tmp/warm", b"");
+    assert!(matches!(
+        host.fs(&vm, GuestFilesystemOperation::RemoveFile, "/tmp/warm", None),
+        ResponsePayload::GuestFilesystemResultResponse(_)
+    ));
+    let before = host.sidecar.vm_root_filesystem(&vm).unwrap().upper().inode_count();
+    for (process, dir) in [("root", "/tmp"), ("mounted", "/mem")] {
+        started(&host.execute(&vm, process, "openfiles", &[dir]));
+        let (stdout, stderr, code) = outcome(&host.run(process));
+        assert_eq!((code, stderr.as_str()), (0, ""), "{dir}");
+        assert_eq!(String::from_utf8(stdout).unwrap(), OPEN_FILES_ON_LINUX, "in {dir}");
+    }
+    let root = host.sidecar.vm_root_filesystem(&vm).unwrap().upper();
+    assert_eq!(root.orphan_count(), 0, "closed files are freed");
+    assert_eq!(root.inode_count(), before, "nothing left behind");
+}
+
+/// A nameless file is freed when its process ends without closing it.
+#[test]
+fn an_unlinked_file_held_open_goes_when_its_process_ends() {
+    let mut host = Host::new();
+    let vm = host.vm(OPEN_VM);
+    host.write_file(&vm, "/tmp/held", &[7; 4096]);
+    host.write_file(&vm, "/bin/openfiles", &c_fixture("openfiles"));
+    // It holds /tmp/held open while blocked on its stdin, which the host has not closed yet.
+    started(&host.execute(&vm, "p", "openfiles", &["hold", "/tmp/held"]));
+    for _ in 0..100 {
+        host.sidecar.tick(host.now);
+    }
+    assert!(host.drain().is_empty(), "it waits for its stdin");
+    let removed = host.fs(&vm, GuestFilesystemOperation::RemoveFile, "/tmp/held", None);
+    assert!(matches!(removed, ResponsePayload::GuestFilesystemResultResponse(_)), "{removed:?}");
+    let upper = host.sidecar.vm_root_filesystem(&vm).unwrap().upper();
+    let held_bytes = upper.total_bytes();
+    assert_eq!(upper.orphan_count(), 1, "still open");
+    assert!(matches!(close_stdin(&mut host, &vm, "p"), ResponsePayload::StdinClosedResponse(_)));
+    let (stdout, _, code) = outcome(&host.run("p"));
+    assert_eq!((code, String::from_utf8(stdout).unwrap().as_str()), (0, "held: 4096 bytes\n"));
+    let upper = host.sidecar.vm_root_filesystem(&vm).unwrap().upper();
+    assert_eq!(upper.orphan_count(), 0);
+    assert_eq!(upper.total_bytes(), held_bytes - 4096);
+}

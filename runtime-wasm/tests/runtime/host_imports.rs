@@ -684,3 +684,81 @@ fn rights_and_flags_follow_what_the_descriptor_is() {
     assert_eq!(values[17..21], [badf, ok, badf, ok], "stdout takes no append, stdin non-blocking, a directory nothing");
     assert_eq!(values[21..25], [ok, 4, ALL & !FD_WRITE, ALL & !FD_WRITE], "the file is non-blocking now");
 }
+
+/// `fd_readdir` of the directory stored at `fd_at` from cookie 0: the bytes it filled.
+fn listing_bytes(fd_at: u32) -> String {
+    format!(
+        "(call $r32 (call $fd_readdir (i32.load (i32.const {fd_at})) (i32.const 1024) (i32.const 2048) \
+         (i64.const 0) (i32.const 600)))
+         (call $r32 (i32.load (i32.const 600)))"
+    )
+}
+
+#[test]
+fn rewinding_a_directory_lists_it_again() {
+    let values = run(
+        &[("/tmp/a", b"1")],
+        &["tmp", "tmp/bb", "tmp/a"],
+        &format!(
+            r#"
+            (call $r32 (call $path_open (i32.const 3) (i32.const 1) $S0 (i32.const 2)
+              (i64.const 0x4000) (i64.const 0x1fffffff) (i32.const 0) (i32.const 300)))
+            {list}
+            {create}
+            {list}
+            (call $r32 (call $path_unlink_file (i32.const 3) $S1))
+            (call $r32 (call $path_unlink_file (i32.const 3) $S2))
+            {list}
+            "#,
+            list = listing_bytes(300),
+            create = open(3, 1, 1, 304),
+        ),
+        "/",
+    );
+    // A dirent is 24 bytes and its name.
+    let entries = |names: &[&str]| names.iter().map(|name| 24 + name.len() as u64).sum::<u64>();
+    assert_eq!(values[0], 0, "opened");
+    assert_eq!(values[1..3], [0, entries(&[".", "..", "a"])]);
+    assert_eq!(values[3], 0, "created tmp/bb");
+    assert_eq!(values[4..6], [0, entries(&[".", "..", "a", "bb"])], "a rewind sees the new entry");
+    assert_eq!(values[6..8], [0, 0], "both removed");
+    assert_eq!(values[8..10], [0, entries(&[".", ".."])], "and sees them gone");
+}
+
+#[test]
+fn synchronized_io_flags_are_reported_back_and_fixed_at_open() {
+    const DSYNC: u64 = 2;
+    const RSYNC: u64 = 8;
+    const SYNC: u64 = 16;
+    let fdflags = |fd_at: u32| {
+        format!(
+            "(call $r32 (call $fd_fdstat_get (i32.load (i32.const {fd_at})) (i32.const 500)))
+             (call $r32 (i32.load16_u (i32.const 502)))"
+        )
+    };
+    let values = run(
+        &[("/tmp/f", b"data")],
+        &["tmp/f"],
+        &format!(
+            r#"
+            (call $r32 (call $path_open (i32.const 3) (i32.const 1) $S0 (i32.const 0)
+              (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 26) (i32.const 300)))
+            {synced}
+            (call $r32 (call $path_open (i32.const 3) (i32.const 1) $S0 (i32.const 0)
+              (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 3) (i32.const 304)))
+            {appending}
+            (call $r32 (call $fd_fdstat_set_flags (i32.load (i32.const 304)) (i32.const 16)))
+            (call $r32 (call $fd_fdstat_set_flags (i32.load (i32.const 304)) (i32.const 0)))
+            {appending}
+            "#,
+            synced = fdflags(300),
+            appending = fdflags(304),
+        ),
+        "/",
+    );
+    let (ok, inval) = (0, 28);
+    assert_eq!(values[0..3], [ok, ok, DSYNC | RSYNC | SYNC], "O_DSYNC | O_RSYNC | O_SYNC read back");
+    assert_eq!(values[3..6], [ok, ok, 1 | DSYNC], "append and O_DSYNC");
+    assert_eq!(values[6], inval, "synchronized I/O is chosen at open, as in wasmtime");
+    assert_eq!(values[7..10], [ok, ok, DSYNC], "append cleared, O_DSYNC kept");
+}
