@@ -941,9 +941,9 @@ impl WasiHost for KernelHost {
         new_fd: Fd,
         new_path: &[u8],
     ) -> Result<(), Errno> {
-        let _ = lookupflags;
+        let follow = lookupflags & LOOKUPFLAGS_SYMLINK_FOLLOW != 0;
         let (old_path, new_path) = (path_str(old_path)?, path_str(new_path)?);
-        let result = self.sys()?.link_at(old_fd, old_path, new_fd, new_path);
+        let result = self.sys()?.link_at(old_fd, old_path, new_fd, new_path, follow);
         self.settled(result)
     }
 

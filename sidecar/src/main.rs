@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+mod run;
 
 use clap::{Parser, Subcommand};
 use kernel::host::fs::HostFs;
@@ -75,6 +76,9 @@ enum Command {
     Version,
     /// Spawn this binary as a sidecar, drive it as a host would, and narrate what happens.
     Demo,
+    /// Run one WebAssembly command with wasmtime's command line (`--dir`, `--env`), in a VM of a
+    /// sidecar this binary spawns; exits with the guest's status.
+    Run(run::RunArgs),
 }
 
 // `version`, `replay` and `demo` report on stdout; serving (no subcommand) never prints there.
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Demo) => demo::run(),
+        Some(Command::Run(args)) => run::run(args),
     }
 }
 

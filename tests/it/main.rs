@@ -10,4 +10,5 @@ mod exec;
 mod host_dir;
 mod network;
 mod persistence;
+mod run;
 mod stdio;

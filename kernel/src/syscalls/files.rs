@@ -421,8 +421,16 @@ impl Syscalls {
         self.fs(&path, FsOp::Symlink { target }).map(drop)
     }
 
-    pub fn link_at(&mut self, dirfd: u32, from: &str, to_dirfd: u32, to: &str) -> SysResult<()> {
-        let (from_path, to_path) = (self.resolve(dirfd, from)?, self.resolve(to_dirfd, to)?);
+    /// A hard link `to` to what `from` names; with `follow`, a final symlink of `from` is
+    /// followed (`linkat(AT_SYMLINK_FOLLOW)`: a dangling one is `ENOENT`), else linked itself.
+    pub fn link_at(&mut self, dirfd: u32, from: &str, to_dirfd: u32, to: &str, follow: bool) -> SysResult<()> {
+        let (mut from_path, to_path) = (self.resolve(dirfd, from)?, self.resolve(to_dirfd, to)?);
+        if follow {
+            from_path = match self.fs(&from_path, FsOp::Realpath)? {
+                FsReply::Target(real) => real,
+                _ => return Err(Errno::EIO.into()),
+            };
+        }
         self.directory_if_named_so(&from_path, from)?;
         if names_directory(to) {
             // A hard link's source is never a directory, so its new name cannot end in `/`.

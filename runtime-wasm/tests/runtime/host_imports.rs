@@ -59,6 +59,7 @@ fn guest(strings: &[&str], body: &str) -> Vec<u8> {
         (import "wasi_snapshot_preview1" "path_unlink_file" (func $path_unlink_file (param i32 i32 i32) (result i32)))
         (import "wasi_snapshot_preview1" "path_remove_directory" (func $path_remove_directory (param i32 i32 i32) (result i32)))
         (import "wasi_snapshot_preview1" "path_rename" (func $path_rename (param i32 i32 i32 i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "path_link" (func $path_link (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
         (import "host_process" "fd_dup" (func $fd_dup (param i32 i32) (result i32)))
         (import "host_process" "fd_dup2" (func $fd_dup2 (param i32 i32) (result i32)))
         (import "host_process" "fd_pipe" (func $fd_pipe (param i32 i32) (result i32)))
@@ -761,4 +762,38 @@ fn synchronized_io_flags_are_reported_back_and_fixed_at_open() {
     assert_eq!(values[3..6], [ok, ok, 1 | DSYNC], "append and O_DSYNC");
     assert_eq!(values[6], inval, "synchronized I/O is chosen at open, as in wasmtime");
     assert_eq!(values[7..10], [ok, ok, DSYNC], "append cleared, O_DSYNC kept");
+}
+
+#[test]
+fn a_hard_link_follows_a_final_symlink_only_when_asked() {
+    // path_filestat_get: the filetype byte is at offset 16 of the filestat.
+    let filetype = |index: usize| {
+        format!(
+            "(call $r32 (call $path_filestat_get (i32.const 3) (i32.const 0) $S{index} (i32.const 400)))
+             (call $r32 (i32.load8_u (i32.const 416)))"
+        )
+    };
+    let values = run(
+        &[("/tmp/f", b"data")],
+        &["f", "tmp/l", "missing", "tmp/dangling", "tmp/hard", "tmp/hard2", "tmp/hard3"],
+        &format!(
+            r#"
+            (call $r32 (call $path_symlink $S0 (i32.const 3) $S1))
+            (call $r32 (call $path_symlink $S2 (i32.const 3) $S3))
+            (call $r32 (call $path_link (i32.const 3) (i32.const 1) $S1 (i32.const 3) $S4))
+            {hard}
+            (call $r32 (call $path_link (i32.const 3) (i32.const 0) $S1 (i32.const 3) $S5))
+            {hard2}
+            (call $r32 (call $path_link (i32.const 3) (i32.const 1) $S3 (i32.const 3) $S6))
+            "#,
+            hard = filetype(4),
+            hard2 = filetype(5),
+        ),
+        "/",
+    );
+    let (regular_file, symlink) = (4, 7);
+    assert_eq!(values[0..2], [0, 0], "two symlinks made");
+    assert_eq!(values[2..5], [0, 0, regular_file], "following: a new name of the file");
+    assert_eq!(values[5..8], [0, 0, symlink], "not following: a new name of the link itself");
+    assert_eq!(values[8], 44, "following a dangling link: ENOENT");
 }
