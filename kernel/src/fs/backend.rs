@@ -7,8 +7,8 @@ use std::cell::Cell;
 use crate::clock::Now;
 use crate::host::fs::{symlink_target_depth, HostDir, HostFileKind, HostFsError, HostStat, HOST_MODE_MASK};
 use crate::vfs::{
-    Errno, Filesystem, FsError, FsLimits, LimitKind, Overlay, Stat, VPath, DEFAULT_FILE_MODE, S_IFBLK, S_IFCHR,
-    S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK,
+    Errno, Filesystem, FsError, FsLimits, LimitKind, Overlay, Stat, VPath, DEFAULT_FILE_MODE, NS_PER_MS, S_IFBLK,
+    S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK,
 };
 
 /// One filesystem's operations, with the vfs's errors (errno, Node syscall name, path).
@@ -30,7 +30,8 @@ pub(crate) trait FsOps {
     fn link(&mut self, existing: VPath<'_>, new: VPath<'_>, now: Now) -> Result<(), FsError>;
     fn chmod(&mut self, path: VPath<'_>, mode: u32, now: Now) -> Result<(), FsError>;
     fn chown(&mut self, path: VPath<'_>, uid: u32, gid: u32, now: Now) -> Result<(), FsError>;
-    fn utimes(&mut self, path: VPath<'_>, atime_ms: u64, mtime_ms: u64, now: Now) -> Result<(), FsError>;
+    /// Times in nanoseconds; of a final symlink itself unless `follow`.
+    fn utimes(&mut self, path: VPath<'_>, atime_ns: u64, mtime_ns: u64, follow: bool, now: Now) -> Result<(), FsError>;
     fn truncate(&mut self, path: VPath<'_>, len: u64, now: Now) -> Result<(), FsError>;
 }
 
@@ -92,8 +93,15 @@ macro_rules! vfs_ops {
             fn chown(&mut self, path: VPath<'_>, uid: u32, gid: u32, now: Now) -> Result<(), FsError> {
                 <$type>::chown(self, path, uid, gid, now)
             }
-            fn utimes(&mut self, path: VPath<'_>, atime_ms: u64, mtime_ms: u64, now: Now) -> Result<(), FsError> {
-                <$type>::utimes(self, path, atime_ms, mtime_ms, now)
+            fn utimes(
+                &mut self,
+                path: VPath<'_>,
+                atime_ns: u64,
+                mtime_ns: u64,
+                follow: bool,
+                now: Now,
+            ) -> Result<(), FsError> {
+                <$type>::set_times_ns(self, path, atime_ns, mtime_ns, follow, now)
             }
             fn truncate(&mut self, path: VPath<'_>, len: u64, now: Now) -> Result<(), FsError> {
                 <$type>::truncate(self, path, len, now)
@@ -189,6 +197,8 @@ pub(crate) fn host_stat(stat: &HostStat) -> Stat {
         mtime_ms: stat.mtime_ms,
         ctime_ms: stat.ctime_ms,
         birthtime_ms: stat.birthtime_ms,
+        atime_ns: stat.atime_ms.saturating_mul(NS_PER_MS),
+        mtime_ns: stat.mtime_ms.saturating_mul(NS_PER_MS),
         ino: stat.ino,
         nlink: stat.nlink,
         uid: stat.uid,
@@ -334,10 +344,22 @@ impl FsOps for HostBackend<'_> {
         result.map_err(|e| e.at("chown", path.path))
     }
 
-    fn utimes(&mut self, path: VPath<'_>, atime_ms: u64, mtime_ms: u64, _now: Now) -> Result<(), FsError> {
-        let result = self
-            .writable()
-            .and_then(|()| self.host().utimes(relative(path.path), atime_ms, mtime_ms).map_err(host_error));
+    fn utimes(
+        &mut self,
+        path: VPath<'_>,
+        atime_ns: u64,
+        mtime_ns: u64,
+        follow: bool,
+        _now: Now,
+    ) -> Result<(), FsError> {
+        let (atime_ms, mtime_ms) = (atime_ns / NS_PER_MS, mtime_ns / NS_PER_MS);
+        let result = self.writable().and_then(|()| {
+            // A host directory sets times through links: a link's own times are not reachable.
+            if !follow && self.host().lstat(relative(path.path)).is_ok_and(|stat| stat.kind == HostFileKind::Symlink) {
+                return Err(Errno::ENOTSUP.into());
+            }
+            self.host().utimes(relative(path.path), atime_ms, mtime_ms).map_err(host_error)
+        });
         result.map_err(|e| e.at("utime", path.path))
     }
 

@@ -283,6 +283,8 @@ impl KernelFs {
             mtime_ms: self.boot_ms,
             ctime_ms: self.boot_ms,
             birthtime_ms: self.boot_ms,
+            atime_ns: self.boot_ms.saturating_mul(crate::vfs::NS_PER_MS),
+            mtime_ns: self.boot_ms.saturating_mul(crate::vfs::NS_PER_MS),
             ino,
             nlink,
             uid: 0,

@@ -85,7 +85,8 @@ pub(crate) fn operation_and_args(op: FsOp<'_>, local: &str, local_dest: &str) ->
         FsOp::Link { .. } => ("link", json!({ "oldPath": path, "newPath": local_dest })),
         FsOp::Chmod { mode } => ("chmod", json!({ "path": path, "mode": mode })),
         FsOp::Chown { uid, gid } => ("chown", json!({ "path": path, "uid": uid, "gid": gid })),
-        FsOp::Utimes { atime_ms, mtime_ms } => {
+        FsOp::Utimes { atime_ns, mtime_ns, .. } => {
+            let (atime_ms, mtime_ms) = (atime_ns / crate::vfs::NS_PER_MS, mtime_ns / crate::vfs::NS_PER_MS);
             ("utimes", json!({ "path": path, "atimeMs": atime_ms, "mtimeMs": mtime_ms }))
         }
         FsOp::Truncate { len } => ("truncate", json!({ "path": path, "length": len })),
@@ -286,6 +287,8 @@ impl From<BridgeStat> for Stat {
             mtime_ms: stat.mtime_ms,
             ctime_ms: stat.ctime_ms,
             birthtime_ms: stat.birthtime_ms,
+            atime_ns: stat.atime_ms.saturating_mul(crate::vfs::NS_PER_MS),
+            mtime_ns: stat.mtime_ms.saturating_mul(crate::vfs::NS_PER_MS),
             ino: stat.ino,
             nlink: stat.nlink,
             uid: stat.uid,

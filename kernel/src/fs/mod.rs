@@ -869,7 +869,7 @@ fn execute(
         FsOp::Link { .. } => fs.link(at, destination()?, now).map(done),
         FsOp::Chmod { mode } => fs.chmod(at, mode, now).map(done),
         FsOp::Chown { uid, gid } => fs.chown(at, uid, gid, now).map(done),
-        FsOp::Utimes { atime_ms, mtime_ms } => fs.utimes(at, atime_ms, mtime_ms, now).map(done),
+        FsOp::Utimes { atime_ns, mtime_ns, follow } => fs.utimes(at, atime_ns, mtime_ns, follow, now).map(done),
         FsOp::Truncate { len } => fs.truncate(at, len, now).map(done),
     }
 }

@@ -55,9 +55,12 @@ pub(crate) enum FsOp<'a> {
         uid: u32,
         gid: u32,
     },
+    /// Sets access and modification times (nanoseconds since the epoch), of a final symlink
+    /// itself unless `follow`.
     Utimes {
-        atime_ms: u64,
-        mtime_ms: u64,
+        atime_ns: u64,
+        mtime_ns: u64,
+        follow: bool,
     },
     Truncate {
         len: u64,
@@ -115,7 +118,7 @@ impl FsOp<'_> {
     /// How the operation treats its path's final component (the vfs's resolution modes).
     pub(crate) fn final_mode(&self) -> Final {
         match self {
-            Self::Lstat | Self::ReadLink | Self::Link { .. } => Final::NoFollow,
+            Self::Lstat | Self::ReadLink | Self::Link { .. } | Self::Utimes { follow: false, .. } => Final::NoFollow,
             Self::CreateDir { .. }
             | Self::Mkdir { .. }
             | Self::RemoveFile
@@ -180,7 +183,8 @@ impl FsOp<'_> {
             Self::Link { .. } => (Check::refined(Capability::FsLink), "link", NoFollow),
             Self::Chmod { .. } => (Check::refined(Capability::FsChmod), "chmod", Follow),
             Self::Chown { .. } => (Check::refined(Capability::FsChown), "chown", Follow),
-            Self::Utimes { .. } => (Check::refined(Capability::FsUtimes), "utimes", Follow),
+            Self::Utimes { follow: true, .. } => (Check::refined(Capability::FsUtimes), "utimes", Follow),
+            Self::Utimes { follow: false, .. } => (Check::refined(Capability::FsUtimes), "utimes", NoFollow),
             Self::Truncate { .. } => (Check::refined(Capability::FsTruncate), "truncate", Follow),
             Self::Stat => (plain(Capability::FsStat), "stat", Follow),
             Self::Lstat => (plain(Capability::FsStat), "stat", NoFollow),

@@ -17,7 +17,7 @@ use crate::fs::layers;
 use crate::fs::op::{FsOp, FsReply, HostOp};
 use crate::fs::{FsOutcome, VmFilesystem};
 use crate::policy::permissions::CompiledPolicy;
-use crate::vfs::{Errno, Stat};
+use crate::vfs::{Errno, Stat, NS_PER_MS};
 
 /// What a `GuestFilesystemCallRequest` produced: its response, or a js_bridge call the response
 /// waits for.
@@ -216,7 +216,9 @@ fn typed_operation<'a>(request: &'a GuestFilesystemCallRequest, data: &'a [u8]) 
         }
         Op::Utimes => {
             let atime_ms = request.atime_ms.ok_or_else(|| need("atime_ms"))?;
-            FsOp::Utimes { atime_ms, mtime_ms: request.mtime_ms.ok_or_else(|| need("mtime_ms"))? }
+            let mtime_ms = request.mtime_ms.ok_or_else(|| need("mtime_ms"))?;
+            let (atime_ns, mtime_ns) = (atime_ms.saturating_mul(NS_PER_MS), mtime_ms.saturating_mul(NS_PER_MS));
+            FsOp::Utimes { atime_ns, mtime_ns, follow: true }
         }
         Op::Truncate => FsOp::Truncate { len: len()? },
     })

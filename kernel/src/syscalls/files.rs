@@ -320,12 +320,11 @@ impl Syscalls {
             // Streams and devices have no times of their own to set.
             _ => return Err(Errno::EINVAL.into()),
         };
-        self.set_path_times(&path, atime, mtime)
+        self.set_path_times(&path, atime, mtime, true)
     }
 
-    /// Sets the times of `path` relative to `dirfd`. Without `follow`, a final symlink's own
-    /// times would be set: the filesystem keeps none apart from its target's, so that is
-    /// `ENOTSUP`, never a silent change of the target.
+    /// Sets the times of `path` relative to `dirfd`; without `follow`, of a final symlink
+    /// itself (`ENOTSUP` on a `host_dir` mount, which cannot reach a link's own times).
     pub fn set_times_at(
         &mut self,
         dirfd: u32,
@@ -335,10 +334,7 @@ impl Syscalls {
         mtime: TimeChange,
     ) -> SysResult<()> {
         let path = self.resolve(dirfd, guest_path)?;
-        if !follow && kind_of(self.stat_path(&path, false)?.mode) == EntryKind::Symlink {
-            return Err(Errno::ENOTSUP.into());
-        }
-        self.set_path_times(&path, atime, mtime)
+        self.set_path_times(&path, atime, mtime, follow)
     }
 
     /// [`set_path_times`](Self::set_path_times) of a held file.
@@ -347,32 +343,38 @@ impl Syscalls {
         self.charge(cost::SYSCALL_FUEL);
         let filesystem = self.vm.filesystem_mut();
         let current = filesystem.stat_held(node).map_err(|e| SysError::Errno(e.errno()))?;
-        let now_ms = self.now.wall_ms;
+        let now_ns = self.now.wall_ms.saturating_mul(NS_PER_MS);
         let pick = |change: TimeChange, kept: u64| match change {
             TimeChange::Keep => kept,
-            TimeChange::Now => now_ms,
-            TimeChange::At(ns) => ns / NS_PER_MS,
+            TimeChange::Now => now_ns,
+            TimeChange::At(ns) => ns,
         };
-        let (atime_ms, mtime_ms) = (pick(atime, current.atime_ms), pick(mtime, current.mtime_ms));
+        let (atime_ns, mtime_ns) = (pick(atime, current.atime_ns), pick(mtime, current.mtime_ns));
         let now = self.now;
         let filesystem = self.vm.filesystem_mut();
-        filesystem.utimes_held(node, atime_ms, mtime_ms, now).map_err(|e| SysError::Errno(e.errno()))
+        filesystem.utimes_held(node, atime_ns, mtime_ns, now).map_err(|e| SysError::Errno(e.errno()))
     }
 
-    pub(super) fn set_path_times(&mut self, path: &str, atime: TimeChange, mtime: TimeChange) -> SysResult<()> {
+    pub(super) fn set_path_times(
+        &mut self,
+        path: &str,
+        atime: TimeChange,
+        mtime: TimeChange,
+        follow: bool,
+    ) -> SysResult<()> {
         self.writable()?;
         let current = match (atime, mtime) {
-            (TimeChange::Keep, _) | (_, TimeChange::Keep) => Some(self.stat_path(path, true)?),
+            (TimeChange::Keep, _) | (_, TimeChange::Keep) => Some(self.stat_path(path, follow)?),
             _ => None,
         };
-        let now_ms = self.now.wall_ms;
+        let now_ns = self.now.wall_ms.saturating_mul(NS_PER_MS);
         let pick = |change: TimeChange, kept: fn(&Stat) -> u64| match change {
-            TimeChange::Keep => current.as_ref().map_or(now_ms, kept),
-            TimeChange::Now => now_ms,
-            TimeChange::At(ns) => ns / NS_PER_MS,
+            TimeChange::Keep => current.as_ref().map_or(now_ns, kept),
+            TimeChange::Now => now_ns,
+            TimeChange::At(ns) => ns,
         };
-        let (atime_ms, mtime_ms) = (pick(atime, |stat| stat.atime_ms), pick(mtime, |stat| stat.mtime_ms));
-        self.fs(path, FsOp::Utimes { atime_ms, mtime_ms }).map(drop)
+        let (atime_ns, mtime_ns) = (pick(atime, |stat| stat.atime_ns), pick(mtime, |stat| stat.mtime_ns));
+        self.fs(path, FsOp::Utimes { atime_ns, mtime_ns, follow }).map(drop)
     }
 
     pub fn mkdir_at(&mut self, dirfd: u32, guest_path: &str) -> SysResult<()> {
@@ -586,8 +588,8 @@ fn file_stat(stat: &Stat) -> FileStat {
         kind: kind_of(stat.mode),
         nlink: stat.nlink,
         size: stat.size,
-        atime_ns: stat.atime_ms.saturating_mul(NS_PER_MS),
-        mtime_ns: stat.mtime_ms.saturating_mul(NS_PER_MS),
+        atime_ns: stat.atime_ns,
+        mtime_ns: stat.mtime_ns,
         ctime_ns: stat.ctime_ms.saturating_mul(NS_PER_MS),
         mode: stat.mode,
         uid: stat.uid,

@@ -105,6 +105,10 @@ pub struct Stat {
     pub mtime_ms: u64,
     pub ctime_ms: u64,
     pub birthtime_ms: u64,
+    /// `atime` and `mtime` to the nanosecond (times set explicitly may be finer than the
+    /// kernel's millisecond clock; the wire reports milliseconds, guests' `stat` nanoseconds).
+    pub atime_ns: u64,
+    pub mtime_ns: u64,
     pub ino: u64,
     pub nlink: u64,
     pub uid: u32,
@@ -132,6 +136,9 @@ pub(crate) struct Inode {
     pub nlink: u64,
     pub atime: u64,
     pub mtime: u64,
+    /// Nanoseconds past `atime`'s and `mtime`'s millisecond (see [`Stat::atime_ns`]).
+    pub atime_nsec: u32,
+    pub mtime_nsec: u32,
     pub ctime: u64,
     pub birthtime: u64,
     pub data: Data,
@@ -140,7 +147,19 @@ pub(crate) struct Inode {
 impl Inode {
     fn new(mode: u32, data: Data, now: Now) -> Self {
         let t = now.wall_ms;
-        Self { mode, uid: 0, gid: 0, nlink: 1, atime: t, mtime: t, ctime: t, birthtime: t, data }
+        Self {
+            mode,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            atime: t,
+            mtime: t,
+            atime_nsec: 0,
+            mtime_nsec: 0,
+            ctime: t,
+            birthtime: t,
+            data,
+        }
     }
 
     pub(crate) fn kind(&self) -> NodeKind {
@@ -157,6 +176,7 @@ impl Inode {
 
     fn touch_mc(&mut self, now: Now) {
         self.mtime = now.wall_ms;
+        self.mtime_nsec = 0;
         self.ctime = now.wall_ms;
     }
 
@@ -176,6 +196,8 @@ impl Inode {
             is_symbolic_link: matches!(self.data, Data::Symlink(_)),
             atime_ms: self.atime,
             mtime_ms: self.mtime,
+            atime_ns: precise_ns(self.atime, self.atime_nsec),
+            mtime_ns: precise_ns(self.mtime, self.mtime_nsec),
             ctime_ms: self.ctime,
             birthtime_ms: self.birthtime,
             ino,
@@ -192,6 +214,19 @@ impl Inode {
         }
     }
 }
+
+/// Milliseconds and the nanoseconds past them, as nanoseconds (saturating past year 2554).
+fn precise_ns(ms: u64, nsec: u32) -> u64 {
+    ms.saturating_mul(NS_PER_MS).saturating_add(u64::from(nsec))
+}
+
+/// Nanoseconds as milliseconds and the nanoseconds past them.
+fn split_ns(ns: u64) -> (u64, u32) {
+    (ns / NS_PER_MS, u32::try_from(ns % NS_PER_MS).unwrap_or(0))
+}
+
+/// Nanoseconds in a millisecond (the kernel clock's resolution).
+pub const NS_PER_MS: u64 = 1_000_000;
 
 pub(crate) fn len64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
@@ -528,11 +563,11 @@ impl Filesystem {
     }
 
     /// Sets the access and modification times of inode `ino`; `ctime` becomes `now`.
-    pub(crate) fn utimes_ino(&mut self, ino: u64, atime_ms: u64, mtime_ms: u64, now: Now) -> Result<(), FsError> {
+    pub(crate) fn utimes_ino(&mut self, ino: u64, atime_ns: u64, mtime_ns: u64, now: Now) -> Result<(), FsError> {
         self.writable()?;
         let inode = self.inode_mut(ino)?;
-        inode.atime = atime_ms;
-        inode.mtime = mtime_ms;
+        (inode.atime, inode.atime_nsec) = split_ns(atime_ns);
+        (inode.mtime, inode.mtime_nsec) = split_ns(mtime_ns);
         inode.ctime = now.wall_ms;
         Ok(())
     }
@@ -1085,11 +1120,23 @@ impl Filesystem {
         now: Now,
     ) -> Result<(), FsError> {
         let path = path.into();
-        self.update(path, now, |inode| {
-            inode.atime = atime_ms;
-            inode.mtime = mtime_ms;
-        })
-        .map_err(|e| e.at("utime", path.path))
+        self.set_times_ns(path, atime_ms.saturating_mul(NS_PER_MS), mtime_ms.saturating_mul(NS_PER_MS), true, now)
+    }
+
+    /// Sets access and modification times to the nanosecond, of the final symlink itself
+    /// unless `follow`; `ctime` becomes `now`.
+    pub fn set_times_ns<'p>(
+        &mut self,
+        path: impl Into<VPath<'p>>,
+        atime_ns: u64,
+        mtime_ns: u64,
+        follow: bool,
+        now: Now,
+    ) -> Result<(), FsError> {
+        let path = path.into();
+        let mode = if follow { Mode::Follow } else { Mode::NoFollow };
+        let result = self.writable().and_then(|()| self.existing(path, mode));
+        result.and_then(|ino| self.utimes_ino(ino, atime_ns, mtime_ns, now)).map_err(|e| e.at("utime", path.path))
     }
 
     fn update(&mut self, path: VPath<'_>, now: Now, change: impl FnOnce(&mut Inode)) -> Result<(), FsError> {
@@ -1184,6 +1231,8 @@ impl Inode {
             nlink: 1,
             atime: self.atime,
             mtime: self.mtime,
+            atime_nsec: self.atime_nsec,
+            mtime_nsec: self.mtime_nsec,
             ctime: self.ctime,
             birthtime: self.birthtime,
             data: Data::Dir(BTreeMap::new()),

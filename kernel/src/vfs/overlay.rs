@@ -607,6 +607,7 @@ impl Overlay {
                 let mut copy = inode.copy_for_install();
                 copy.data = Data::File(data.to_vec());
                 copy.mtime = now.wall_ms;
+                copy.mtime_nsec = 0;
                 copy.ctime = now.wall_ms;
                 let parent = self.copy_up_dirs(&resolved.ancestors, now)?;
                 self.upper.install(parent, name, copy, now)?;
@@ -666,6 +667,27 @@ impl Overlay {
     ) -> Result<(), FsError> {
         let path = path.into();
         self.with_copy_up(path, "utime", now, |upper, canonical| upper.utimes(canonical, atime_ms, mtime_ms, now))
+    }
+
+    /// Like [`Filesystem::set_times_ns`]; without `follow`, a final symlink is copied up and
+    /// changed itself.
+    pub fn set_times_ns<'p>(
+        &mut self,
+        path: impl Into<VPath<'p>>,
+        atime_ns: u64,
+        mtime_ns: u64,
+        follow: bool,
+        now: Now,
+    ) -> Result<(), FsError> {
+        let path = path.into();
+        let mode = if follow { Mode::Follow } else { Mode::NoFollow };
+        let result = (|| {
+            self.writable()?;
+            let (resolved, _) = self.existing(path, mode)?;
+            let ino = self.copy_up_final(&resolved, now)?;
+            self.upper.utimes_ino(ino, atime_ns, mtime_ns, now)
+        })();
+        result.map_err(|e| e.at("utime", path.path))
     }
 
     /// Resolves `path` (following symlinks), copies its node up, and runs `op` on the upper at

@@ -329,3 +329,18 @@ fn import_through_the_overlay() {
     assert_eq!(ov.import(&bad, t(21)).unwrap_err().errno(), Errno::EEXIST, "mkdir -p of the parent");
     assert_eq!(ov.export(), snapshot);
 }
+
+#[test]
+fn times_set_to_the_nanosecond_on_a_link_or_through_it() {
+    let mut ov = overlay(vec![base()]);
+    ov.write_file("/f", b"x", t(3)).unwrap();
+    ov.symlink("f", "/l", t(3)).unwrap();
+    ov.set_times_ns("/l", 5, 1_600_000_000_000_000_007, false, t(4)).unwrap();
+    assert_eq!(ov.lstat("/l").unwrap().mtime_ns, 1_600_000_000_000_000_007);
+    assert_eq!(ov.lstat("/l").unwrap().mtime_ms, 1_600_000_000_000);
+    assert_eq!(ov.stat("/f").unwrap().mtime_ms, 3, "the target is untouched");
+    ov.set_times_ns("/l", 5, 9_000_001, true, t(5)).unwrap();
+    assert_eq!((ov.stat("/f").unwrap().mtime_ns, ov.stat("/f").unwrap().atime_ns), (9_000_001, 5));
+    ov.write_file("/f", b"y", t(6)).unwrap();
+    assert_eq!(ov.stat("/f").unwrap().mtime_ns, 6_000_000, "a write sets it from the clock again");
+}

@@ -431,6 +431,8 @@ fn stat_converts_to_the_wire_type() {
         mtime_ms: 7,
         ctime_ms: 8,
         birthtime_ms: 9,
+        atime_ns: 6_000_123,
+        mtime_ns: 7_000_456,
         ino: 10,
         nlink: 11,
         uid: 12,

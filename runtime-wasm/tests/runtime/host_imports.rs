@@ -60,6 +60,8 @@ fn guest(strings: &[&str], body: &str) -> Vec<u8> {
         (import "wasi_snapshot_preview1" "path_remove_directory" (func $path_remove_directory (param i32 i32 i32) (result i32)))
         (import "wasi_snapshot_preview1" "path_rename" (func $path_rename (param i32 i32 i32 i32 i32 i32) (result i32)))
         (import "wasi_snapshot_preview1" "path_link" (func $path_link (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "path_filestat_set_times"
+          (func $path_filestat_set_times (param i32 i32 i32 i32 i64 i64 i32) (result i32)))
         (import "host_process" "fd_dup" (func $fd_dup (param i32 i32) (result i32)))
         (import "host_process" "fd_dup2" (func $fd_dup2 (param i32 i32) (result i32)))
         (import "host_process" "fd_pipe" (func $fd_pipe (param i32 i32) (result i32)))
@@ -796,4 +798,40 @@ fn a_hard_link_follows_a_final_symlink_only_when_asked() {
     assert_eq!(values[2..5], [0, 0, regular_file], "following: a new name of the file");
     assert_eq!(values[5..8], [0, 0, symlink], "not following: a new name of the link itself");
     assert_eq!(values[8], 44, "following a dangling link: ENOENT");
+}
+
+#[test]
+fn times_are_kept_to_the_nanosecond_and_a_symlink_has_its_own() {
+    const FSTFLAGS_MTIM: u32 = 4;
+    let mtime = |index: usize, follow: u32| {
+        format!(
+            "(call $r32 (call $path_filestat_get (i32.const 3) (i32.const {follow}) $S{index} (i32.const 400)))
+             (call $r (i64.load (i32.const 448)))"
+        )
+    };
+    let values = run(
+        &[("/tmp/f", b"data")],
+        &["tmp/f", "f", "tmp/l"],
+        &format!(
+            r#"
+            (call $r32 (call $path_filestat_set_times (i32.const 3) (i32.const 1) $S0
+              (i64.const 0) (i64.const 1700000000123456789) (i32.const {FSTFLAGS_MTIM})))
+            {file}
+            (call $r32 (call $path_symlink $S1 (i32.const 3) $S2))
+            (call $r32 (call $path_filestat_set_times (i32.const 3) (i32.const 0) $S2
+              (i64.const 0) (i64.const 1600000000000000007) (i32.const {FSTFLAGS_MTIM})))
+            {link}
+            {file}
+            {through_link}
+            "#,
+            file = mtime(0, 0),
+            link = mtime(2, 0),
+            through_link = mtime(2, 1),
+        ),
+        "/",
+    );
+    assert_eq!(values[0..3], [0, 0, 1_700_000_000_123_456_789], "set and read back to the nanosecond");
+    assert_eq!(values[3..7], [0, 0, 0, 1_600_000_000_000_000_007], "the symlink's own time");
+    assert_eq!(values[7..9], [0, 1_700_000_000_123_456_789], "its target's unchanged");
+    assert_eq!(values[9..11], [0, 1_700_000_000_123_456_789], "and seen through it");
 }
