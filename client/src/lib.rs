@@ -7,6 +7,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod sandbox;
+
 use schema::codec::Decoded;
 use schema::wire::*;
 use schema::{FrameDecoder, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION};

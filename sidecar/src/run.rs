@@ -20,10 +20,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
-use std::time::Duration;
 
-use base64::Engine as _;
-use client::{Client, ClientError};
+use client::sandbox::{RunRequest, Sandbox, SandboxOptions};
+use client::ClientError;
 use schema::wire::*;
 
 /// Entries a `HOST::/` directory may hold to be copied into a VM's root: conformance suites'
@@ -33,8 +32,6 @@ pub const MAX_COPIED_ENTRIES: usize = 10_000;
 pub const MAX_COPIED_BYTES: u64 = 48 * 1024 * 1024;
 /// Stdin bytes sent to the guest per `WriteStdin` request.
 const STDIN_CHUNK_BYTES: usize = 64 * 1024;
-/// How long to wait for the next event before looking at stdin again.
-const EVENT_POLL: Duration = Duration::from_millis(5);
 /// Where the module is installed in the VM (its file name kept, as argv\[0\]).
 const INSTALL_DIR: &str = "/usr/local/bin";
 /// The guest's process id.
@@ -65,8 +62,6 @@ enum RunError {
     Host { path: PathBuf, source: std::io::Error },
     #[error("the sidecar: {0}")]
     Sidecar(#[from] ClientError),
-    #[error("the sidecar refused {what}: {message}")]
-    Refused { what: String, message: String },
 }
 
 pub fn run(args: &RunArgs) -> ExitCode {
@@ -114,28 +109,22 @@ fn drive(args: &RunArgs) -> Result<i32, RunError> {
     let module = std::fs::read(&args.module).map_err(|source| RunError::Host { path: args.module.clone(), source })?;
     let name = args.module.file_stem().and_then(|stem| stem.to_str()).unwrap_or("module").to_owned();
 
-    let binary = std::env::current_exe().map_err(ClientError::Spawn)?;
-    let mut sidecar = Client::spawn(&binary, &[])?;
-    let connection = sidecar.authenticate("run", "run")?;
-    let session = sidecar.open_session(&connection.connection_id)?;
+    let sidecar = std::env::current_exe().map_err(ClientError::Spawn)?;
     let config = r#"{"cwd":"/","permissions":{"fs":"allow","env":"allow","childProcess":"allow","process":"allow","network":"allow"}}"#;
-    let vm = sidecar.create_vm(&connection.connection_id, &session, config)?;
-    let scope = OwnershipScope::vm(connection.connection_id.clone(), session.clone(), vm.clone());
-
+    let options = SandboxOptions { sidecar, sidecar_args: Vec::new(), config: config.to_owned() };
+    let mut sandbox = Sandbox::start(&options)?;
     let mut mounts = Vec::new();
     for dir in &dirs {
         match dir {
             Dir::Mount { host, guest } => mounts.push(MountDescriptor::host_dir(guest, &host.to_string_lossy(), false)),
-            Dir::Root { host } => copy_in(&mut sidecar, &scope, host)?,
+            Dir::Root { host } => copy_in(&mut sandbox, host)?,
         }
     }
     if !mounts.is_empty() {
-        let configured =
-            sidecar.request(scope.clone(), RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(mounts)))?;
-        expect_ok(&configured, "the --dir mounts")?;
+        sandbox.configure(ConfigureVmRequest::mounts(mounts))?;
     }
     let installed = format!("{INSTALL_DIR}/{name}");
-    write_file(&mut sidecar, &scope, &installed, &module)?;
+    sandbox.write_file(&installed, &module)?;
 
     // Without a directory, as wasmtime without `--dir`: no preopened directory at all.
     let tier = dirs.is_empty().then_some(WasmPermissionTier::Isolated);
@@ -145,56 +134,18 @@ fn drive(args: &RunArgs) -> Result<i32, RunError> {
         wasm_permission_tier: tier,
         ..ExecuteRequest::command(PROCESS_ID, installed, args.args.clone())
     };
-    let started = sidecar.request(scope.clone(), RequestPayload::ExecuteRequest(execute))?;
-    expect_ok(&started, "the module")?;
-    let code = pump(&mut sidecar, &scope)?;
-    sidecar.dispose_vm(&connection.connection_id, &session, &vm)?;
-    sidecar.close()?;
-    Ok(code)
-}
-
-/// Feeds stdin and prints output until the guest exits; returns its exit status.
-fn pump(sidecar: &mut Client, scope: &OwnershipScope) -> Result<i32, RunError> {
-    let stdin = spawn_stdin_reader();
-    let mut stdin_open = true;
+    let request = RunRequest { execute, stdin: Some(spawn_stdin_reader()), deadline: None };
     let (mut stdout, mut stderr) = (std::io::stdout().lock(), std::io::stderr().lock());
-    loop {
-        while stdin_open {
-            let request = match stdin.try_recv() {
-                Ok(chunk) => {
-                    RequestPayload::WriteStdinRequest(WriteStdinRequest { process_id: PROCESS_ID.into(), chunk })
-                }
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    stdin_open = false;
-                    RequestPayload::CloseStdinRequest(CloseStdinRequest { process_id: PROCESS_ID.into() })
-                }
-            };
-            match sidecar.request(scope.clone(), request) {
-                Ok(_) => {}
-                // The guest already ended (its exit event is on its way): its stdin is gone.
-                Err(ClientError::Rejected { .. }) => stdin_open = false,
-                Err(error) => return Err(error.into()),
-            }
-        }
-        let event = match sidecar.next_event(EVENT_POLL) {
-            Ok(event) => event,
-            Err(ClientError::Timeout(_)) => continue,
-            Err(error) => return Err(error.into()),
+    let exit = sandbox.run(request, &mut |channel, chunk| {
+        let target: &mut dyn Write = match channel {
+            StreamChannel::Stdout => &mut stdout,
+            StreamChannel::Stderr => &mut stderr,
         };
-        match event.payload {
-            EventPayload::ProcessOutputEvent(output) if output.process_id == PROCESS_ID => {
-                let target: &mut dyn Write = match output.channel {
-                    StreamChannel::Stdout => &mut stdout,
-                    StreamChannel::Stderr => &mut stderr,
-                };
-                // A closed stdout (a pipe's reader gone) does not stop the guest.
-                let _ = target.write_all(&output.chunk).and_then(|()| target.flush());
-            }
-            EventPayload::ProcessExitedEvent(exited) if exited.process_id == PROCESS_ID => return Ok(exited.exit_code),
-            _ => {}
-        }
-    }
+        // A closed stdout (a pipe's reader gone) does not stop the guest.
+        let _ = target.write_all(chunk).and_then(|()| target.flush());
+    })?;
+    sandbox.close()?;
+    Ok(exit.code)
 }
 
 /// This process's stdin, in chunks, on a thread (a read blocks); the channel closes at its end.
@@ -218,7 +169,7 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Vec<u8>> {
 }
 
 /// Copies `host`'s tree into the VM's root (see the module docs).
-fn copy_in(sidecar: &mut Client, scope: &OwnershipScope, host: &Path) -> Result<(), RunError> {
+fn copy_in(sandbox: &mut Sandbox, host: &Path) -> Result<(), RunError> {
     let mut pending = vec![(host.to_path_buf(), String::new())];
     let (mut entries, mut bytes) = (0usize, 0u64);
     while let Some((dir, guest)) = pending.pop() {
@@ -238,8 +189,7 @@ fn copy_in(sidecar: &mut Client, scope: &OwnershipScope, host: &Path) -> Result<
                     recursive: true,
                     ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::Mkdir, target.clone())
                 };
-                let made = sidecar.request(scope.clone(), RequestPayload::GuestFilesystemCallRequest(mkdir))?;
-                expect_ok(&made, &target)?;
+                sandbox.filesystem(mkdir)?;
                 pending.push((path, target));
             } else if kind.is_symlink() {
                 let link_target =
@@ -248,39 +198,18 @@ fn copy_in(sidecar: &mut Client, scope: &OwnershipScope, host: &Path) -> Result<
                     target: Some(link_target.to_string_lossy().into_owned()),
                     ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::Symlink, target.clone())
                 };
-                let made = sidecar.request(scope.clone(), RequestPayload::GuestFilesystemCallRequest(symlink))?;
-                expect_ok(&made, &target)?;
+                sandbox.filesystem(symlink)?;
             } else if kind.is_file() {
                 let content = std::fs::read(&path).map_err(|source| RunError::Host { path: path.clone(), source })?;
                 bytes = bytes.saturating_add(u64::try_from(content.len()).unwrap_or(u64::MAX));
                 if bytes > MAX_COPIED_BYTES {
                     return Err(RunError::Usage(format!("{}: more than {MAX_COPIED_BYTES} bytes", host.display())));
                 }
-                write_file(sidecar, scope, &target, &content)?;
+                sandbox.write_file(&target, &content)?;
             }
         }
     }
     Ok(())
-}
-
-fn write_file(sidecar: &mut Client, scope: &OwnershipScope, path: &str, content: &[u8]) -> Result<(), RunError> {
-    let write = GuestFilesystemCallRequest {
-        content: Some(base64::engine::general_purpose::STANDARD.encode(content)),
-        encoding: Some(RootFilesystemEntryEncoding::Base64),
-        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, path)
-    };
-    let written = sidecar.request(scope.clone(), RequestPayload::GuestFilesystemCallRequest(write))?;
-    expect_ok(&written, path)
-}
-
-fn expect_ok(response: &ResponsePayload, what: &str) -> Result<(), RunError> {
-    match response {
-        ResponsePayload::RejectedResponse(rejected) => Err(RunError::Refused {
-            what: what.to_owned(),
-            message: format!("{}: {}", rejected.code, rejected.message),
-        }),
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]
