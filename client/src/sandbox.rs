@@ -104,7 +104,7 @@ impl Sandbox {
         output: &mut dyn FnMut(StreamChannel, &[u8]),
     ) -> Result<Exit, ClientError> {
         let process_id = request.execute.process_id.clone();
-        self.request(RequestPayload::ExecuteRequest(request.execute))?;
+        self.execute(request.execute)?;
         let mut stdin = request.stdin;
         if stdin.is_none() {
             self.close_stdin(&process_id)?;
@@ -118,8 +118,7 @@ impl Sandbox {
             }
             if !timed_out && request.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 timed_out = true;
-                let kill = KillProcessRequest { process_id: process_id.clone(), signal: DEADLINE_SIGNAL.into() };
-                ignore_gone(self.request(RequestPayload::KillProcessRequest(kill)))?;
+                self.kill(&process_id, DEADLINE_SIGNAL)?;
             }
             let event = match self.client.next_event(EVENT_POLL) {
                 Ok(event) => event,
@@ -138,13 +137,64 @@ impl Sandbox {
         }
     }
 
+    /// Starts a process (its events then come from [`next_event`](Self::next_event)).
+    pub fn execute(&mut self, execute: ExecuteRequest) -> Result<(), ClientError> {
+        self.request(RequestPayload::ExecuteRequest(execute)).map(drop)
+    }
+
+    /// Feeds a process's stdin; `false` when the process has already ended.
+    pub fn write_stdin(&mut self, process_id: &str, chunk: Vec<u8>) -> Result<bool, ClientError> {
+        let write = WriteStdinRequest { process_id: process_id.to_owned(), chunk };
+        ignore_gone(self.request(RequestPayload::WriteStdinRequest(write)))
+    }
+
+    /// Closes a process's stdin (nothing happens when it has already ended).
+    pub fn close_stdin(&mut self, process_id: &str) -> Result<(), ClientError> {
+        let close = CloseStdinRequest { process_id: process_id.to_owned() };
+        ignore_gone(self.request(RequestPayload::CloseStdinRequest(close))).map(drop)
+    }
+
+    /// Sends a signal (`SIGKILL`, `SIGTERM`, ...) to a process; `false` when it already ended.
+    pub fn kill(&mut self, process_id: &str, signal: &str) -> Result<bool, ClientError> {
+        let kill = KillProcessRequest { process_id: process_id.to_owned(), signal: signal.to_owned() };
+        ignore_gone(self.request(RequestPayload::KillProcessRequest(kill)))
+    }
+
+    /// The next event of any process, waiting at most `timeout`; `None` when none came.
+    pub fn next_event(&mut self, timeout: Duration) -> Result<Option<EventPayload>, ClientError> {
+        match self.client.next_event(timeout) {
+            Ok(event) => Ok(Some(event.payload)),
+            Err(ClientError::Timeout(_)) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// A file of the VM, whole.
+    pub fn read_file(&mut self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let read = GuestFilesystemCallRequest {
+            encoding: Some(RootFilesystemEntryEncoding::Base64),
+            ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::ReadFile, path)
+        };
+        match self.filesystem(read)? {
+            ResponsePayload::GuestFilesystemResultResponse(result) => {
+                let content = result.content.unwrap_or_default();
+                match result.encoding {
+                    Some(RootFilesystemEntryEncoding::Utf8) => Ok(content.into_bytes()),
+                    _ => base64::engine::general_purpose::STANDARD
+                        .decode(content)
+                        .map_err(|_| ClientError::Unexpected("file content that is not base64")),
+                }
+            }
+            _ => Err(ClientError::Unexpected("expected GuestFilesystemResultResponse")),
+        }
+    }
+
     /// Sends what stdin has ready; `false` once it is closed (or the process is gone).
     fn feed_stdin(&mut self, process_id: &str, chunks: &mpsc::Receiver<Vec<u8>>) -> Result<bool, ClientError> {
         loop {
             match chunks.try_recv() {
                 Ok(chunk) => {
-                    let write = WriteStdinRequest { process_id: process_id.to_owned(), chunk };
-                    if !ignore_gone(self.request(RequestPayload::WriteStdinRequest(write)))? {
+                    if !self.write_stdin(process_id, chunk)? {
                         return Ok(false);
                     }
                 }
@@ -155,11 +205,6 @@ impl Sandbox {
                 }
             }
         }
-    }
-
-    fn close_stdin(&mut self, process_id: &str) -> Result<(), ClientError> {
-        let close = CloseStdinRequest { process_id: process_id.to_owned() };
-        ignore_gone(self.request(RequestPayload::CloseStdinRequest(close))).map(drop)
     }
 
     /// Disposes of the VM and stops the sidecar.
