@@ -137,3 +137,16 @@ fn the_cli_own_errors_are_one_sentence_and_status_2() {
         assert_eq!(text(&out.stderr).lines().count(), 1, "{}", text(&out.stderr));
     }
 }
+
+/// The network is closed unless `--allow-net` opens it: a connect to a loopback server this
+/// test started is refused inside the sandbox, and the server sees nothing.
+#[test]
+fn a_denied_connection_is_one_line_and_a_failure() {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    server.set_nonblocking(true).unwrap();
+    let port = server.local_addr().unwrap().port().to_string();
+    let out = run(&["--wasm", &fixture("net"), "--", "tcp-client", &port, "hi"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "net: connect: Permission denied\n");
+    assert!(server.accept().is_err(), "nothing reached the host");
+}
