@@ -150,3 +150,14 @@ fn a_denied_connection_is_one_line_and_a_failure() {
     assert_eq!(text(&out.stderr), "net: connect: Permission denied\n");
     assert!(server.accept().is_err(), "nothing reached the host");
 }
+
+#[test]
+fn a_recorded_run_replays_byte_for_byte() {
+    let trace = scratch("record").join("run.trace");
+    let out = run(&["--record", trace.to_str().unwrap(), "--sh", "echo recorded"], b"");
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "recorded\n"));
+    let replayed =
+        Command::new(cli()).arg("replay").arg(&trace).env("SECURE_EXEC_SIDECAR", sidecar()).output().unwrap();
+    assert_eq!(replayed.status.code(), Some(0), "{}", text(&replayed.stderr));
+    assert!(text(&replayed.stdout).starts_with("replay matched:"), "{}", text(&replayed.stdout));
+}
