@@ -99,8 +99,9 @@ pub enum RuntimeError {
     /// The module imports something the runtime does not provide.
     #[error("cannot link module: {0}")]
     Link(String),
-    /// The module does not export a `_start` function of type `() -> ()`.
-    #[error("module is not a WASI command: no `_start: () -> ()` export")]
+    /// The module exports neither a command's `_start: () -> ()` nor a reactor's
+    /// `run: () -> i32`.
+    #[error("module is not a WASI command: no `_start: () -> ()` export (nor a reactor's `run: () -> i32`)")]
     NotACommand,
     /// The task limits are inconsistent.
     #[error("invalid task limits: {0}")]
@@ -182,18 +183,44 @@ impl<H: WasiHost> Runtime<H> {
     /// `_start` export, [`RuntimeError::Link`] for imports the runtime does not provide.
     pub fn compile(&self, wasm: &[u8]) -> Result<Program<H>, RuntimeError> {
         let module = Module::new(&self.engine, wasm).map_err(|e| RuntimeError::Compile(describe(&e)))?;
-        match module.get_export("_start") {
-            Some(ExternType::Func(ty)) if ty.params().len() == 0 && ty.results().len() == 0 => {}
-            _ => return Err(RuntimeError::NotACommand),
-        }
+        let entry = Entry::of(&module).ok_or(RuntimeError::NotACommand)?;
         let pre = self.linker.instantiate_pre(&module).map_err(|e| RuntimeError::Link(describe(&e)))?;
-        Ok(Program { pre, max_wasm_stack_bytes: self.config.max_wasm_stack_bytes })
+        Ok(Program { pre, entry, max_wasm_stack_bytes: self.config.max_wasm_stack_bytes })
+    }
+}
+
+/// How a program is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// A WASI command: `_start: () -> ()`; its status is 0 unless it calls `proc_exit`.
+    Command,
+    /// A WASI reactor driven as a program (CPython's `python.wasm`): `_initialize: () -> ()`
+    /// when it exports one, then `run: () -> i32`, whose result is its status.
+    Reactor { initialize: bool },
+}
+
+impl Entry {
+    /// What `module` exports to be started by, a command's `_start` first.
+    fn of(module: &Module) -> Option<Entry> {
+        let func = |name: &str, results: usize| match module.get_export(name) {
+            Some(ExternType::Func(ty)) => {
+                ty.params().len() == 0
+                    && ty.results().len() == results
+                    && ty.results().all(|result| matches!(result, wasmtime::ValType::I32))
+            }
+            _ => false,
+        };
+        if func("_start", 0) {
+            return Some(Entry::Command);
+        }
+        func("run", 1).then_some(Entry::Reactor { initialize: func("_initialize", 0) })
     }
 }
 
 /// A compiled, linked command, ready to be instantiated (cheaply) for each guest process.
 pub struct Program<H: WasiHost> {
     pre: InstancePre<GuestCtx<H>>,
+    entry: Entry,
     max_wasm_stack_bytes: usize,
 }
 
@@ -207,7 +234,7 @@ impl<H: WasiHost> Program<H> {
 
 impl<H: WasiHost> Clone for Program<H> {
     fn clone(&self) -> Program<H> {
-        Program { pre: self.pre.clone(), max_wasm_stack_bytes: self.max_wasm_stack_bytes }
+        Program { pre: self.pre.clone(), entry: self.entry, max_wasm_stack_bytes: self.max_wasm_stack_bytes }
     }
 }
 
@@ -218,14 +245,14 @@ impl<H: WasiHost> fmt::Debug for Program<H> {
 }
 
 impl<H: WasiHost> Program<H> {
-    /// Creates a guest process running this program's `_start` against `host`. Nothing runs
-    /// until the task is polled.
+    /// Creates a guest process running this program (its `_start`, or a reactor's
+    /// `_initialize` and `run`) against `host`. Nothing runs until the task is polled.
     ///
     /// # Errors
     ///
     /// [`RuntimeError::Limits`] if `limits.slice_fuel` is 0.
     pub fn spawn(&self, host: H, limits: TaskLimits) -> Result<GuestTask<H>, RuntimeError> {
-        GuestTask::new(self.pre.clone(), host, limits, self.max_wasm_stack_bytes, None)
+        GuestTask::new(self.pre.clone(), self.entry, host, limits, self.max_wasm_stack_bytes, None)
     }
 
     /// Like [`spawn`](Self::spawn), the guest's memory also drawn from `budget`, shared with
@@ -240,7 +267,7 @@ impl<H: WasiHost> Program<H> {
         limits: TaskLimits,
         budget: Arc<MemoryBudget>,
     ) -> Result<GuestTask<H>, RuntimeError> {
-        GuestTask::new(self.pre.clone(), host, limits, self.max_wasm_stack_bytes, Some(budget))
+        GuestTask::new(self.pre.clone(), self.entry, host, limits, self.max_wasm_stack_bytes, Some(budget))
     }
 }
 

@@ -14,7 +14,7 @@ use crate::abi::STDERR;
 use crate::ctx::{lock, GuestCtx, Limiter, Shared, SliceMeter};
 use crate::host::{WaitReason, WasiHost};
 use crate::imports::GuestExit;
-use crate::runtime::{describe, RuntimeError, TaskLimits};
+use crate::runtime::{describe, Entry, RuntimeError, TaskLimits};
 
 /// Exit code of a guest stopped by a trap or a refused memory growth (128 + SIGABRT).
 pub const EXIT_TRAP: u32 = 134;
@@ -132,7 +132,7 @@ enum Failure {
     Run(wasmtime::Error),
 }
 
-type Outcome<H> = (Store<GuestCtx<H>>, Result<(), Failure>);
+type Outcome<H> = (Store<GuestCtx<H>>, Result<u32, Failure>);
 type RunFuture<H> = Pin<Box<dyn Future<Output = Outcome<H>> + Send>>;
 
 /// A guest process: instantiation plus `_start`, run as a future on a wasmtime fiber.
@@ -162,6 +162,7 @@ impl<H: WasiHost> fmt::Debug for GuestTask<H> {
 impl<H: WasiHost> GuestTask<H> {
     pub(crate) fn new(
         pre: InstancePre<GuestCtx<H>>,
+        entry: Entry,
         host: H,
         limits: TaskLimits,
         max_wasm_stack_bytes: usize,
@@ -192,7 +193,7 @@ impl<H: WasiHost> GuestTask<H> {
             Ok(())
         });
         let run: RunFuture<H> = Box::pin(async move {
-            let result = start(&pre, &mut store).await;
+            let result = start(&pre, entry, &mut store).await;
             (store, result)
         });
         Ok(GuestTask {
@@ -291,9 +292,9 @@ impl<H: WasiHost> GuestTask<H> {
         status
     }
 
-    fn classify(&self, limiter: &Limiter, result: Result<(), Failure>) -> ExitStatus {
+    fn classify(&self, limiter: &Limiter, result: Result<u32, Failure>) -> ExitStatus {
         let (error, instantiating) = match result {
-            Ok(()) => return ExitStatus::exited(0),
+            Ok(code) => return ExitStatus::exited(code),
             Err(Failure::Instantiate(error)) => (error, true),
             Err(Failure::Run(error)) => (error, false),
         };
@@ -349,11 +350,32 @@ fn bill<H: WasiHost>(store: &mut StoreContextMut<'_, GuestCtx<H>>, slice_fuel: u
     Ok(())
 }
 
-/// Instantiates the program and runs `_start`.
-async fn start<H: WasiHost>(pre: &InstancePre<GuestCtx<H>>, store: &mut Store<GuestCtx<H>>) -> Result<(), Failure> {
+/// Instantiates the program and runs it to its end: its status (a command's is 0 when
+/// `_start` returns; a reactor's is what `run` returns).
+async fn start<H: WasiHost>(
+    pre: &InstancePre<GuestCtx<H>>,
+    entry: Entry,
+    store: &mut Store<GuestCtx<H>>,
+) -> Result<u32, Failure> {
     let instance = pre.instantiate_async(&mut *store).await.map_err(Failure::Instantiate)?;
-    let entry = instance.get_typed_func::<(), ()>(&mut *store, "_start").map_err(Failure::Instantiate)?;
-    entry.call_async(&mut *store, ()).await.map_err(Failure::Run)
+    match entry {
+        Entry::Command => {
+            let start = instance.get_typed_func::<(), ()>(&mut *store, "_start").map_err(Failure::Instantiate)?;
+            start.call_async(&mut *store, ()).await.map_err(Failure::Run)?;
+            Ok(0)
+        }
+        Entry::Reactor { initialize } => {
+            if initialize {
+                let init =
+                    instance.get_typed_func::<(), ()>(&mut *store, "_initialize").map_err(Failure::Instantiate)?;
+                init.call_async(&mut *store, ()).await.map_err(Failure::Run)?;
+            }
+            let run = instance.get_typed_func::<(), i32>(&mut *store, "run").map_err(Failure::Instantiate)?;
+            let status = run.call_async(&mut *store, ()).await.map_err(Failure::Run)?;
+            // A status is a byte, as `exit()` makes it.
+            Ok(status.to_le_bytes().first().copied().map_or(0, u32::from))
+        }
+    }
 }
 
 /// Exclusive access to a task's host between polls.

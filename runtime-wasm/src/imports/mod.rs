@@ -11,8 +11,9 @@
 //! | `host_fs` | [`host_fs`] | `st_mode`, sizes, owners, devices, `chmod`, `chown`, `ftruncate`, `statfs`, `remount` |
 //! | `host_net` | [`host_net`] | socket sends and receives (no sockets yet: `EBADF`, the libc falls back to WASI) |
 //! | `host_tty` | [`host_tty`] | terminal reads and raw mode (no terminals yet) |
+//! | `host` | [`host_call`] | `call`, CPython-for-WASI's door to host functions (none yet: "no host") |
 //!
-//! These are the modules the original's command packages import; a module importing anything
+//! These are the modules the original's command packages (and CPython for WASI) import; a module importing anything
 //! else fails to link (`RuntimeError::Link`) rather than running against a guessed ABI. A new
 //! module is one more file here, registered in [`add_to_linker`], with its host calls added to
 //! [`WasiHost`].
@@ -31,6 +32,7 @@
 //!   ([`WasiHost::take_wait`]: permission prompts, waiting for a child; [`define_retrying`]
 //!   registers them).
 
+mod host_call;
 mod host_fs;
 mod host_net;
 mod host_process;
@@ -75,7 +77,8 @@ pub fn add_to_linker<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime:
     host_user::add_to_linker(linker)?;
     host_fs::add_to_linker(linker)?;
     host_net::add_to_linker(linker)?;
-    host_tty::add_to_linker(linker)
+    host_tty::add_to_linker(linker)?;
+    host_call::add_to_linker(linker)
 }
 
 /// The errno a call returns to the guest.

@@ -300,6 +300,40 @@ fn sched_yield_ends_the_slice() {
     assert_eq!(task.usage().slices, 4);
 }
 
+/// A WASI reactor driven as a program, as CPython for WASI is: `_initialize` first when it
+/// exports one, then `run`, whose result is the status; `host::call` answers "no host" (-1).
+#[test]
+fn a_reactor_runs_initialize_then_run_whose_result_is_its_status() {
+    let reactor = |initialize: bool| {
+        let init = if initialize {
+            r#"(func (export "_initialize") (global.set $ready (i32.const 1)))"#
+        } else {
+            ""
+        };
+        wat(&format!(
+            r#"(module
+              (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+              (import "host" "call" (func $call (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (global $ready (mut i32) (i32.const 0))
+              (data (i32.const 16) "ready\n")
+              (data (i32.const 32) "not initialized\n")
+              {init}
+              (func (export "run") (result i32)
+                (i32.store (i32.const 0) (select (i32.const 16) (i32.const 32) (global.get $ready)))
+                (i32.store (i32.const 4) (select (i32.const 6) (i32.const 16) (global.get $ready)))
+                (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+                ;; The door is closed: -1, so the status is 300 - 1 = 299, a byte: 43.
+                (i32.add (i32.const 300) (call $call (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))))"#
+        ))
+    };
+    let out = run(&reactor(true), StdioHost::new(["reactor"]), TaskLimits::default());
+    assert_eq!(out.status, ExitStatus { code: 43, reason: ExitReason::Exited });
+    assert_eq!(out.stdout_str(), "ready\n");
+    let out = run(&reactor(false), StdioHost::new(["reactor"]), TaskLimits::default());
+    assert_eq!((out.status.code, out.stdout_str()), (43, "not initialized\n"));
+}
+
 #[test]
 fn modules_the_runtime_cannot_run_are_refused() {
     let runtime = runtime();
