@@ -11,10 +11,9 @@
 
 mod options;
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -100,7 +99,7 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
     if !plan.configure.mounts.is_empty() || !plan.configure.software.is_empty() {
         sandbox.configure(plan.configure)?;
     }
-    let stdin = if args.json { None } else { Some(spawn_stdin_reader()) };
+    let stdin = if args.json { None } else { Some(client::sandbox::chunks_of(std::io::stdin(), STDIN_CHUNK_BYTES)) };
     let deadline = args.timeout.map(|seconds| Instant::now() + Duration::from_secs_f64(seconds));
     let request = RunRequest { execute: plan.execute, stdin, deadline };
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
@@ -157,26 +156,6 @@ fn print_json(exit: &Exit, stdout: &[u8], stderr: &[u8]) {
         "stderr": String::from_utf8_lossy(stderr),
     });
     println!("{result}");
-}
-
-/// This process's stdin, in chunks, on a thread (a read blocks); the channel closes at its end.
-fn spawn_stdin_reader() -> mpsc::Receiver<Vec<u8>> {
-    let (sender, receiver) = mpsc::sync_channel(4);
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        let mut buf = vec![0u8; STDIN_CHUNK_BYTES];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(read) => {
-                    if sender.send(buf.get(..read).unwrap_or_default().to_vec()).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    receiver
 }
 
 /// A spinner on stderr while a slow start goes on, on a terminal only: quiet when piped or

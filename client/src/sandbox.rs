@@ -214,6 +214,28 @@ impl Sandbox {
     }
 }
 
+/// What `reader` (this process's stdin, say) gives, in chunks of at most `chunk_bytes`, read on
+/// a thread of its own (a read blocks), for [`RunRequest::stdin`]; the channel closes at its end
+/// or on a read error. At most four chunks wait unsent, so a guest that does not read holds
+/// back the reader instead of filling memory.
+pub fn chunks_of<R: std::io::Read + Send + 'static>(mut reader: R, chunk_bytes: usize) -> mpsc::Receiver<Vec<u8>> {
+    let (sender, receiver) = mpsc::sync_channel(4);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; chunk_bytes.max(1)];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(read) => {
+                    if sender.send(buf.get(..read).unwrap_or_default().to_vec()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    receiver
+}
+
 /// A request about a process that already ended is refused (`invalid_state`): its exit event
 /// is on its way, so that is not an error here. `Ok(false)` then.
 fn ignore_gone(result: Result<ResponsePayload, ClientError>) -> Result<bool, ClientError> {

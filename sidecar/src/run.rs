@@ -16,10 +16,9 @@
 //!   entries and [`MAX_COPIED_BYTES`] bytes) and changes stay in the VM.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc;
 
 use client::sandbox::{RunRequest, Sandbox, SandboxOptions};
 use client::ClientError;
@@ -134,7 +133,11 @@ fn drive(args: &RunArgs) -> Result<i32, RunError> {
         wasm_permission_tier: tier,
         ..ExecuteRequest::command(PROCESS_ID, installed, args.args.clone())
     };
-    let request = RunRequest { execute, stdin: Some(spawn_stdin_reader()), deadline: None };
+    let request = RunRequest {
+        execute,
+        stdin: Some(client::sandbox::chunks_of(std::io::stdin(), STDIN_CHUNK_BYTES)),
+        deadline: None,
+    };
     let (mut stdout, mut stderr) = (std::io::stdout().lock(), std::io::stderr().lock());
     let exit = sandbox.run(request, &mut |channel, chunk| {
         let target: &mut dyn Write = match channel {
@@ -146,26 +149,6 @@ fn drive(args: &RunArgs) -> Result<i32, RunError> {
     })?;
     sandbox.close()?;
     Ok(exit.code)
-}
-
-/// This process's stdin, in chunks, on a thread (a read blocks); the channel closes at its end.
-fn spawn_stdin_reader() -> mpsc::Receiver<Vec<u8>> {
-    let (sender, receiver) = mpsc::sync_channel(4);
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        let mut buf = vec![0u8; STDIN_CHUNK_BYTES];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(read) => {
-                    if sender.send(buf.get(..read).unwrap_or_default().to_vec()).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    receiver
 }
 
 /// Copies `host`'s tree into the VM's root (see the module docs).

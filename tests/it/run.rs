@@ -90,3 +90,25 @@ fn usage_errors_are_reported_not_run() {
     let out = run(&["/no/such/module.wasm"], b"");
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// `HOST::/` copies at most 10,000 entries and 48 MiB into the VM: past either, the run is
+/// refused before the guest starts, saying which.
+#[test]
+fn a_root_directory_past_the_copy_bounds_is_refused() {
+    let hello = fixture("hello");
+    let many = scratch("many");
+    for index in 0..=10_000 {
+        std::fs::write(many.join(format!("f{index}")), b"").unwrap();
+    }
+    let out = run(&["--dir", &format!("{}::/", many.display()), hello.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).ends_with("more than 10000 entries\n"), "{}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&many);
+
+    let big = scratch("big");
+    std::fs::File::create(big.join("huge")).unwrap().set_len(48 * 1024 * 1024 + 1).unwrap();
+    let out = run(&["--dir", &format!("{}::/", big.display()), hello.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).ends_with(&format!("more than {} bytes\n", 48 * 1024 * 1024)), "{}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&big);
+}

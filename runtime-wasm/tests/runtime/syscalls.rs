@@ -305,11 +305,7 @@ fn sched_yield_ends_the_slice() {
 #[test]
 fn a_reactor_runs_initialize_then_run_whose_result_is_its_status() {
     let reactor = |initialize: bool| {
-        let init = if initialize {
-            r#"(func (export "_initialize") (global.set $ready (i32.const 1)))"#
-        } else {
-            ""
-        };
+        let init = if initialize { r#"(func (export "_initialize") (global.set $ready (i32.const 1)))"# } else { "" };
         wat(&format!(
             r#"(module
               (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))

@@ -18,7 +18,9 @@ use schema::wire::*;
 
 create_exception!(_native, NativeError, PyException, "A sandbox call failed: args are (code, message).");
 
-/// The longest wait `next_event` accepts, so a caller's mistake cannot hang a thread for days.
+/// The longest wait `next_event` accepts: a duration beyond it (or not a number) would make
+/// `Duration::from_secs_f64` panic or hang a thread for days; an hour is far more than the SDK's
+/// own waits (50 ms).
 const MAX_EVENT_WAIT_S: f64 = 3600.0;
 
 /// `(code, message)`: a rejection's own code, else what went wrong with the sidecar process.

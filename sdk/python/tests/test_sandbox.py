@@ -73,6 +73,11 @@ def test_errors_are_typed():
     with pytest.raises(secure_exec.SidecarError):
         Sandbox(sidecar="/no/such/sidecar")
     sb = Sandbox()
+    # A wait that is not a number of seconds waits not at all (it never hangs or panics).
+    for odd in (float("nan"), float("inf"), -5.0):
+        started = time.monotonic()
+        assert sb._native.next_event(odd) is None
+        assert time.monotonic() - started < 5
     sb.close()
     sb.close()
     with pytest.raises(SandboxClosed):
