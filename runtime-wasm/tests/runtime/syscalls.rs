@@ -330,6 +330,30 @@ fn a_reactor_runs_initialize_then_run_whose_result_is_its_status() {
     assert_eq!((out.status.code, out.stdout_str()), (43, "not initialized\n"));
 }
 
+/// Exception handling is on (CPython for WASI unwinds with it): a thrown exception is caught
+/// with its payload, and one nobody catches is a trap the guest's status reports.
+#[test]
+fn exceptions_are_thrown_and_caught() {
+    let guest = |catch: bool| {
+        let body = if catch {
+            "(block $caught (result i32) (try_table (catch $oops $caught) (throw $oops (i32.const 42))) (unreachable))"
+        } else {
+            "(throw $oops (i32.const 42))"
+        };
+        wat(&format!(
+            r#"(module
+              (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+              (tag $oops (param i32))
+              (memory (export "memory") 1)
+              (func (export "_start") (call $exit {body})))"#
+        ))
+    };
+    let out = run(&guest(true), StdioHost::new(["throws"]), TaskLimits::default());
+    assert_eq!(out.status, ExitStatus { code: 42, reason: ExitReason::Exited });
+    let out = run(&guest(false), StdioHost::new(["throws"]), TaskLimits::default());
+    assert!(matches!(out.status.reason, ExitReason::Trap { .. }), "{:?}", out.status);
+}
+
 #[test]
 fn modules_the_runtime_cannot_run_are_refused() {
     let runtime = runtime();
