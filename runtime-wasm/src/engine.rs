@@ -516,6 +516,10 @@ impl WasiHost for KernelHost {
     fn fd_fdstat_get(&mut self, fd: Fd) -> Result<FdStat, Errno> {
         let info = self.sys()?.fd_info(fd).map_err(errno)?;
         let filetype = match info.kind {
+            // The host's standard streams are pipes to the host, never terminals: `Unknown`, as
+            // wasmtime reports piped stdio, so the libc's `isatty` is false (CPython then writes
+            // no colour codes).
+            _ if info.stdio => Filetype::Unknown,
             FdKind::CharacterDevice => Filetype::CharacterDevice,
             FdKind::Directory => Filetype::Directory,
             FdKind::RegularFile => Filetype::RegularFile,

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use transport::hostfs::OsHostFs;
 use transport::packages::OsPackages;
+use transport::python::OsPython;
 use transport::stdio::{self, StdioOptions};
 use transport::store::FileStore;
 use transport::trace::{self, TraceReader};
@@ -53,6 +54,12 @@ struct Cli {
     /// `$XDG_CACHE_HOME/secure-exec-sidecar/modules` (or under `~/.cache`, or the OS temp dir).
     #[arg(long, env = "SECURE_EXEC_MODULE_CACHE_DIR")]
     module_cache_dir: Option<PathBuf>,
+    /// Directory of the Python interpreter (`python.wasm`, `python-stdlib.zip`), as
+    /// `scripts/fetch-python.sh` installs it. Default: `$SECURE_EXEC_PYTHON`, else
+    /// `$XDG_CACHE_HOME/secure-exec-sidecar/python-<version>` (or under `~/.cache`). Read on the
+    /// first Python `Execute`; until it is there, Python is refused with what to run.
+    #[arg(long, value_name = "DIR")]
+    python_dir: Option<PathBuf>,
     /// Compile every module anew in each run (no on-disk module cache).
     #[arg(long, conflicts_with = "module_cache_dir")]
     no_module_cache: bool,
@@ -168,6 +175,7 @@ fn serve(cli: &Cli) -> ExitCode {
         store: Some(Arc::new(store)),
         guest_engine,
         packages: Some(Arc::new(OsPackages::new())),
+        python: Some(Arc::new(OsPython::new(cli.python_dir.clone().unwrap_or_else(OsPython::default_dir)))),
         egress: !cli.no_network,
         extra_tls_roots,
     };

@@ -85,6 +85,7 @@ pub async fn run(
         store: true,
         guest_engine: Some(Arc::new(guest_engine())),
         packages: None,
+        python: None,
         compile_effects: false,
         egress: true,
     };

@@ -13,6 +13,7 @@
 
 pub mod hostfs;
 pub mod packages;
+pub mod python;
 pub mod requests;
 pub mod script;
 pub mod vfs_driver;

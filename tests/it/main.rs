@@ -10,5 +10,6 @@ mod exec;
 mod host_dir;
 mod network;
 mod persistence;
+mod python;
 mod run;
 mod stdio;

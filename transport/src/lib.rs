@@ -18,6 +18,7 @@ pub mod egress;
 pub mod hostfs;
 pub mod memory;
 pub mod packages;
+pub mod python;
 pub mod stdio;
 pub mod store;
 pub mod trace;
@@ -67,6 +68,8 @@ pub struct Ports {
     pub guest_engine: Option<Arc<dyn GuestEngine>>,
     /// Opens ConfigureVm's `software` packages (none: a request naming any is refused).
     pub packages: Option<Arc<dyn PackageSource>>,
+    /// The Python interpreter (none: `runtime: PYTHON` is refused).
+    pub python: Option<Arc<dyn kernel::host::python::PythonSource>>,
     /// Programs are compiled through effects the caller performs off its loop (see
     /// `kernel::dispatch::compile`); without, the engine compiles them on the loop.
     pub compile_effects: bool,
@@ -110,7 +113,7 @@ impl Driver {
     /// A kernel with `ports`, recording to `record` if given (the ports' answers are recorded
     /// too, so the trace replays without them). No stream is open yet.
     pub fn start(config: SidecarConfig, ports: Ports, record: Option<TraceWriter>) -> Result<Self, TraceError> {
-        let Ports { mut host_fs, store, guest_engine, packages, compile_effects, egress } = ports;
+        let Ports { mut host_fs, store, guest_engine, packages, python, compile_effects, egress } = ports;
         let recorder = match record {
             None => None,
             Some(mut writer) => {
@@ -130,6 +133,9 @@ impl Driver {
         }
         if let Some(engine) = guest_engine {
             sidecar = sidecar.with_guest_engine(engine);
+        }
+        if let Some(python) = python {
+            sidecar = sidecar.with_python(python);
         }
         if let Some(packages) = packages {
             sidecar = sidecar.with_packages(packages);

@@ -97,6 +97,8 @@ pub struct StdioOptions {
     pub guest_engine: Option<Arc<dyn GuestEngine>>,
     /// Opens ConfigureVm's `software` packages (none: a request naming any is refused).
     pub packages: Option<Arc<dyn PackageSource>>,
+    /// The Python interpreter (none: `runtime: PYTHON` is refused).
+    pub python: Option<Arc<dyn kernel::host::python::PythonSource>>,
     /// Carry guests' connections out of their VMs, where their policies allow them (without
     /// it, such a connect finds no route).
     pub egress: bool,
@@ -541,6 +543,7 @@ impl LoopState {
             store: store.is_some(),
             guest_engine: options.guest_engine,
             packages: options.packages,
+            python: options.python,
             compile_effects: compiler.is_some(),
             egress: egress.is_some(),
         };

@@ -505,6 +505,8 @@ pub fn replay_with<R: Read>(
         guest_engine,
         // Packages are installed software, not recorded data: replay opens the same roots.
         packages: Some(Arc::new(crate::packages::OsPackages::new())),
+        // So is the Python interpreter: replay reads the same install.
+        python: Some(Arc::new(crate::python::OsPython::new(crate::python::OsPython::default_dir()))),
         // The recorded completions say when each compilation ended; the programs compile
         // when the kernel then loads them.
         compile_effects: reader.compile_effects,

@@ -179,6 +179,8 @@ pub struct Sidecar {
     host_fs: Option<Arc<dyn HostFs>>,
     /// Opens ConfigureVm's `software` packages (none: a request naming any is refused).
     packages: Option<Arc<dyn PackageSource>>,
+    /// The Python interpreter (none: `runtime: PYTHON` is refused, `python` an ordinary command).
+    python: Option<Arc<dyn crate::host::python::PythonSource>>,
     /// Whether the driver performs store effects (persistence requests are refused without).
     store_effects: bool,
     /// Effects asked of the driver and not yet completed, with the requests they answer.
@@ -229,6 +231,7 @@ impl Sidecar {
             base_layer: layers::default_base_layer(),
             host_fs: None,
             packages: None,
+            python: None,
             store_effects: false,
             effects: effects::Effects::default(),
             compiles: compile::Compiles::default(),
@@ -255,6 +258,13 @@ impl Sidecar {
     /// Without it, a request naming software is `unsupported`.
     pub fn with_packages(mut self, packages: Arc<dyn PackageSource>) -> Self {
         self.packages = Some(packages);
+        self
+    }
+
+    /// Gives `Execute` the Python interpreter (see [`crate::host::python`]): `runtime: PYTHON`
+    /// and the `python`/`python3` commands run it.
+    pub fn with_python(mut self, python: Arc<dyn crate::host::python::PythonSource>) -> Self {
+        self.python = Some(python);
         self
     }
 

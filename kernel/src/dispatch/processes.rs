@@ -12,6 +12,7 @@ use crate::dispatch::vm_table::Summary;
 use crate::dispatch::{Sidecar, StreamId};
 use crate::error::{RejectCode, Rejection};
 use crate::fs::GuestAsks;
+use crate::host::python::PythonInstall;
 use crate::policy::permissions::{Capability, Decision};
 use crate::process::fds::{Descriptor, FdTable, OpenFile};
 use crate::process::table::{ChildSetup, Identity, Process, SpawnTarget, Status, Wait, HOST_PPID};
@@ -86,6 +87,24 @@ impl Sidecar {
         answer.map(Some)
     }
 
+    /// The Python interpreter when `request` runs it: loaded (once) from the sidecar's install.
+    /// Without one, `runtime: PYTHON` is `unsupported` and `python` an ordinary command.
+    fn python_for(&self, request: &ExecuteRequest) -> Result<Option<Arc<PythonInstall>>, Rejection> {
+        if !crate::vm::exec::runs_python(request) {
+            return Ok(None);
+        }
+        match &self.python {
+            Some(source) => source.load().map(Some).map_err(|why| Rejection::new(RejectCode::Unsupported, why)),
+            None if request.runtime == Some(GuestRuntimeKind::Python) && request.command.is_none() => {
+                Err(Rejection::new(
+                    RejectCode::Unsupported,
+                    "this sidecar has no Python interpreter: scripts/fetch-python.sh installs it",
+                ))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Starts a process; `None` when its program is being compiled first (it is answered then,
     /// see `compile`).
     pub(crate) fn execute(
@@ -102,8 +121,9 @@ impl Sidecar {
         })?;
         self.check_memory_budget()?;
         let memory_budget = Arc::clone(&self.memory_budget);
+        let python = self.python_for(&request)?;
         let vm = self.vm_mut(vm_id)?;
-        let plan = vm.plan_execution(&request, now)?;
+        let plan = vm.plan_execution(&request, now, python.as_deref())?;
         let limits = vm.guest_limits();
         if let Readiness::Compiling(key) = self.program_readiness(&plan.module, limits.max_wasm_stack_bytes)? {
             let ownership = ownership.clone();

@@ -461,6 +461,24 @@ impl VmFilesystem {
         self.renew_mount_keys();
     }
 
+    /// Shows the Python library read-only at `/usr/local/lib` (see `host::python`), once: a
+    /// mount there already (this one, or one the host configured) is left as it is.
+    pub(crate) fn show_python_stdlib(&mut self, stdlib: std::sync::Arc<[u8]>) -> Result<(), Rejection> {
+        let guest_path = crate::host::python::PYTHON_STDLIB_DIR;
+        if self.mounts.iter().any(|mount| mount.guest_path == guest_path) {
+            return Ok(());
+        }
+        if self.mounts.len() >= mounts::MAX_MOUNTS {
+            return Err(Rejection::limit("mounts per VM", mounts::MAX_MOUNTS));
+        }
+        let components = crate::vfs::path::split(guest_path).map(str::to_owned).collect();
+        let backend = Backend::Host(Box::new(crate::host::python::StdlibDir::new(stdlib)));
+        self.mounts.push(Mount { guest_path: guest_path.to_owned(), components, read_only: true, backend });
+        self.mount_keys.push(self.next_key);
+        self.next_key = self.next_key.saturating_add(1);
+        Ok(())
+    }
+
     fn with_fresh_mount_keys(mut self) -> Self {
         self.renew_mount_keys();
         self

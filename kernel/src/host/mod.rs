@@ -8,5 +8,6 @@ pub mod effect;
 pub mod fs;
 pub mod journal;
 pub mod package;
+pub mod python;
 pub mod software;
 pub mod store;

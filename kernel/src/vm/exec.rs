@@ -9,6 +9,7 @@ use schema::wire::*;
 use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
 use crate::fs::{FsOp, FsOutcome, FsReply};
+use crate::host::python::{PythonInstall, PYTHON_ARGV0, PYTHON_COMMANDS};
 use crate::policy::config::ResourceLimits;
 use crate::policy::permissions::{errno_message, Capability, CompiledPolicy, Decision, PermissionsPolicy};
 use crate::process::table::{Process, HOST_PPID};
@@ -21,7 +22,7 @@ use crate::vm::Vm;
 #[derive(Debug)]
 pub(crate) struct ExecutionPlan {
     pub(crate) command: String,
-    pub(crate) module: Vec<u8>,
+    pub(crate) module: std::sync::Arc<[u8]>,
     pub(crate) argv: Vec<String>,
     pub(crate) env: Vec<String>,
     pub(crate) cwd: String,
@@ -32,10 +33,20 @@ pub(crate) fn fd_limit() -> Rejection {
     Rejection::new(RejectCode::KernelError, "ENFILE: maximum open file descriptor limit reached")
 }
 
-/// The command an `Execute` runs: its `command`, else a WebAssembly `entrypoint`.
+/// Whether an `Execute` runs the Python interpreter: `runtime: PYTHON`, or a `python` command.
+pub(crate) fn runs_python(request: &ExecuteRequest) -> bool {
+    match (&request.command, request.runtime) {
+        (Some(command), _) if !command.is_empty() => PYTHON_COMMANDS.contains(&command.as_str()),
+        (_, runtime) => runtime == Some(GuestRuntimeKind::Python),
+    }
+}
+
+/// The command an `Execute` runs: its `command`, else a WebAssembly `entrypoint` (or the
+/// Python interpreter).
 fn execution_command(request: &ExecuteRequest) -> Result<String, Rejection> {
     match (&request.command, request.runtime, &request.entrypoint) {
         (Some(command), _, _) if !command.is_empty() => Ok(command.clone()),
+        (_, Some(GuestRuntimeKind::Python), _) => Ok("python".to_owned()),
         (_, None, _) => Err(Rejection::invalid_state("execute requires either command or runtime")),
         (_, Some(GuestRuntimeKind::WebAssembly), Some(entrypoint)) if !entrypoint.is_empty() => Ok(entrypoint.clone()),
         (_, Some(GuestRuntimeKind::WebAssembly), _) => {
@@ -75,17 +86,34 @@ fn payload_within(what: &str, bytes: usize, limit: u64) -> Result<(), Rejection>
 impl Vm {
     /// Checks an `Execute` request against the VM (ids, limits, policy, tiers) and finds the
     /// module it runs. The checks, their order, codes and messages follow the original.
-    pub(crate) fn plan_execution(&mut self, request: &ExecuteRequest, now: Now) -> Result<ExecutionPlan, Rejection> {
+    /// `python` is the Python interpreter (when `runs_python`), which the caller passes in.
+    pub(crate) fn plan_execution(
+        &mut self,
+        request: &ExecuteRequest,
+        now: Now,
+        python: Option<&PythonInstall>,
+    ) -> Result<ExecutionPlan, Rejection> {
         self.check_new_process_id(&request.process_id)?;
         let command = execution_command(request)?;
         let limits = self.process_limits().clone();
         let mut argv = Vec::with_capacity(request.args.len().saturating_add(1));
-        argv.push(command.clone());
+        argv.push(if python.is_some() { PYTHON_ARGV0.to_owned() } else { command.clone() });
         argv.extend(request.args.iter().cloned());
         let cwd = self.execution_cwd(request.cwd.as_deref());
-        let env = self.execution_env(&request.env, &cwd);
-        let path_var = env.get("PATH").cloned().unwrap_or_default();
-        let (module_path, module) = self.find_command(&command, &path_var, now)?;
+        let mut env = self.execution_env(&request.env, &cwd);
+        let (module_path, module) = match python {
+            Some(install) => {
+                self.filesystem_mut().show_python_stdlib(std::sync::Arc::clone(&install.stdlib))?;
+                // The interpreter's temporary files go where the VM keeps them.
+                env.entry("TMPDIR".to_owned()).or_insert_with(|| "/tmp".to_owned());
+                (PYTHON_ARGV0.to_owned(), std::sync::Arc::clone(&install.module))
+            }
+            None => {
+                let path_var = env.get("PATH").cloned().unwrap_or_default();
+                let (path, bytes) = self.find_command(&command, &path_var, now)?;
+                (path, std::sync::Arc::from(bytes))
+            }
+        };
         self.check_spawn(&command)?;
         self.check_room_for_process(&limits)?;
         check_argv_size(&argv, &limits)?;

@@ -1,0 +1,128 @@
+//! Python guests (issue 16): CPython for WebAssembly run by the real binary through the
+//! protocol, on the kernel, inside the wasmtime sandbox. The interpreter comes from
+//! `scripts/fetch-python.sh` (through `testkit::python`); the first run on a machine compiles it
+//! (about 90 s), later ones load it from the module cache.
+
+use std::path::Path;
+use std::time::Duration;
+
+use client::Client;
+use schema::wire::*;
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_secure-exec-sidecar"))
+}
+
+/// A VM on a sidecar with the interpreter.
+fn python_vm() -> (Client, OwnershipScope) {
+    python_vm_with(r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow"}}"#)
+}
+
+fn python_vm_with(config: &str) -> (Client, OwnershipScope) {
+    let dir = testkit::python::installed().display().to_string();
+    let mut sidecar = Client::spawn(binary(), &["--python-dir", &dir]).unwrap();
+    // A cold compile of the 99 MB interpreter takes minutes on a small machine.
+    sidecar.timeout = Duration::from_secs(900);
+    let auth = sidecar.authenticate("it", "token").unwrap();
+    let session = sidecar.open_session(&auth.connection_id).unwrap();
+    let vm = sidecar.create_vm(&auth.connection_id, &session, config).unwrap();
+    (sidecar, OwnershipScope::vm(auth.connection_id, session, vm))
+}
+
+/// Runs `args` with `runtime: PYTHON`: (stdout, stderr, exit code).
+fn python(sidecar: &mut Client, scope: &OwnershipScope, id: &str, args: &[&str]) -> (String, String, i32) {
+    let execute = ExecuteRequest {
+        command: None,
+        runtime: Some(GuestRuntimeKind::Python),
+        ..ExecuteRequest::command(id, "", args.iter().copied())
+    };
+    let started = sidecar.request(scope.clone(), RequestPayload::ExecuteRequest(execute)).unwrap();
+    assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    loop {
+        let event = sidecar.next_event(Duration::from_secs(120)).unwrap();
+        match event.payload {
+            EventPayload::ProcessOutputEvent(out) if out.process_id == id => match out.channel {
+                StreamChannel::Stdout => stdout.extend(out.chunk),
+                StreamChannel::Stderr => stderr.extend(out.chunk),
+            },
+            EventPayload::ProcessExitedEvent(exited) if exited.process_id == id => {
+                return (
+                    String::from_utf8_lossy(&stdout).into_owned(),
+                    String::from_utf8_lossy(&stderr).into_owned(),
+                    exited.exit_code,
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn print_exit_and_traceback_as_cpython_gives_them() {
+    let (mut sidecar, scope) = python_vm();
+    assert_eq!(python(&mut sidecar, &scope, "p1", &["-c", "print(1+2)"]), ("3\n".into(), String::new(), 0));
+    let (_, _, code) = python(&mut sidecar, &scope, "p2", &["-c", "import sys; sys.exit(4)"]);
+    assert_eq!(code, 4);
+    let (stdout, stderr, code) = python(&mut sidecar, &scope, "p3", &["-c", "1/0"]);
+    assert_eq!((stdout.as_str(), code), ("", 1));
+    assert!(stderr.starts_with("Traceback (most recent call last):"), "{stderr}");
+    assert!(stderr.ends_with("ZeroDivisionError: division by zero\n"), "{stderr}");
+}
+
+fn request(sidecar: &mut Client, scope: &OwnershipScope, payload: RequestPayload) -> ResponsePayload {
+    sidecar.request(scope.clone(), payload).unwrap()
+}
+
+/// A script reads what the host wrote, writes a file the host reads back, and a path the
+/// policy denies is a `PermissionError` in Python.
+#[test]
+fn files_go_through_the_kernel_and_its_policy() {
+    let dir = testkit::python::installed().display().to_string();
+    let mut sidecar = Client::spawn(binary(), &["--python-dir", &dir]).unwrap();
+    sidecar.timeout = Duration::from_secs(900);
+    let auth = sidecar.authenticate("it", "token").unwrap();
+    let session = sidecar.open_session(&auth.connection_id).unwrap();
+    let config = r#"{"permissions":{"childProcess":"allow","env":"allow",
+        "fs":{"default":"allow","rules":[{"mode":"deny","operations":["read"],"paths":["/secret","/secret/**"]}]}}}"#;
+    let vm = sidecar.create_vm(&auth.connection_id, &session, config).unwrap();
+    let scope = OwnershipScope::vm(auth.connection_id, session, vm);
+    let write = GuestFilesystemCallRequest {
+        content: Some("from the host".into()),
+        encoding: Some(RootFilesystemEntryEncoding::Utf8),
+        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/data/in.txt")
+    };
+    request(&mut sidecar, &scope, RequestPayload::GuestFilesystemCallRequest(write));
+    let secret = GuestFilesystemCallRequest {
+        content: Some("key".into()),
+        encoding: Some(RootFilesystemEntryEncoding::Utf8),
+        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/secret/key")
+    };
+    request(&mut sidecar, &scope, RequestPayload::GuestFilesystemCallRequest(secret));
+    let script = "import errno\ntext = open('/data/in.txt').read()\nopen('/data/out.txt', 'w').write(text.upper())\n\
+                  try:\n    open('/secret/key').read()\nexcept PermissionError as error:\n    print('denied', error.errno == errno.EACCES)\n";
+    let (stdout, stderr, code) = python(&mut sidecar, &scope, "files", &["-c", script]);
+    assert_eq!((stdout.as_str(), stderr.as_str(), code), ("denied True\n", "", 0));
+    let read = GuestFilesystemCallRequest {
+        encoding: Some(RootFilesystemEntryEncoding::Utf8),
+        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::ReadFile, "/data/out.txt")
+    };
+    match request(&mut sidecar, &scope, RequestPayload::GuestFilesystemCallRequest(read)) {
+        ResponsePayload::GuestFilesystemResultResponse(result) => {
+            assert_eq!(result.content.as_deref(), Some("FROM THE HOST"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// An endless loop is stopped by the VM's fuel limit (here 10^10 instructions, a few seconds)
+/// while the sidecar goes on serving.
+#[test]
+fn an_endless_loop_is_stopped_by_the_limit() {
+    let (mut sidecar, scope) = python_vm_with(
+        r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow"},"limits":{"resources":{"maxWasmFuel":10000000000}}}"#,
+    );
+    let (_, stderr, code) = python(&mut sidecar, &scope, "spin", &["-c", "while True: pass"]);
+    assert_eq!(code, 124, "{stderr}");
+    assert_eq!(python(&mut sidecar, &scope, "after", &["-c", "print('still here')"]).0, "still here\n");
+}
