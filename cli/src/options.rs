@@ -38,13 +38,13 @@ pub struct RunArgs {
     /// A WebAssembly program (a WASI command).
     #[arg(long, value_name = "FILE", group = "program")]
     wasm: Option<PathBuf>,
-    /// Python code (not available in this sandbox yet).
+    /// Python code, run by `python -c` (needs scripts/fetch-python.sh's interpreter).
     #[arg(long, value_name = "CODE", group = "program")]
     python: Option<String>,
     /// JavaScript code (not available in this sandbox yet).
     #[arg(long, value_name = "CODE", group = "program")]
     js: Option<String>,
-    /// A script or program file, by its extension: .sh, .wasm (.py and .js later).
+    /// A script or program file, by its extension: .sh, .py, .wasm (.js later).
     #[arg(value_name = "FILE", group = "program")]
     script: Option<PathBuf>,
     /// The program's arguments (after `--`).
@@ -99,7 +99,20 @@ fn usage(message: impl Into<String>) -> CliError {
 pub fn plan(args: &RunArgs) -> Result<Plan, CliError> {
     let mut files = Vec::new();
     let mut packages = args.packages.clone();
+    let mut python = false;
     let (command, mut argv) = match program(args)? {
+        Program::PythonCode(code) => {
+            python = true;
+            (String::new(), vec!["-c".to_owned(), code])
+        }
+        Program::PythonScript(path) => {
+            let script = std::fs::read(&path).map_err(|source| CliError::Host { path: path.clone(), source })?;
+            let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("script.py");
+            let installed = format!("{SCRIPT_DIR}/{name}");
+            files.push((installed.clone(), script));
+            python = true;
+            (String::new(), vec![installed])
+        }
         Program::Shell(line) => {
             packages.push("common".to_owned());
             ("sh".to_owned(), vec!["-c".to_owned(), line, "sh".to_owned()])
@@ -123,7 +136,16 @@ pub fn plan(args: &RunArgs) -> Result<Plan, CliError> {
     }
     let mounts = args.mounts.iter().map(|spec| mount(spec)).collect::<Result<Vec<_>, _>>()?;
     let software = software(&packages)?;
-    let execute = ExecuteRequest { env, ..ExecuteRequest::command(PROCESS_ID, command, argv) };
+    let execute = if python {
+        ExecuteRequest {
+            env,
+            command: None,
+            runtime: Some(GuestRuntimeKind::Python),
+            ..ExecuteRequest::command(PROCESS_ID, command, argv)
+        }
+    } else {
+        ExecuteRequest { env, ..ExecuteRequest::command(PROCESS_ID, command, argv) }
+    };
     Ok(Plan {
         config: config(args, &mounts, &files).to_string(),
         configure: ConfigureVmRequest { software, ..ConfigureVmRequest::mounts(mounts) },
@@ -135,11 +157,21 @@ pub fn plan(args: &RunArgs) -> Result<Plan, CliError> {
 pub enum Program {
     Shell(String),
     Wasm(PathBuf),
+    /// `python -c CODE`.
+    PythonCode(String),
+    /// A Python script file.
+    PythonScript(PathBuf),
 }
 
+/// Where a Python script file is installed in the VM.
+const SCRIPT_DIR: &str = "/home/user";
+
 fn program(args: &RunArgs) -> Result<Program, CliError> {
-    if args.python.is_some() || args.js.is_some() {
-        return Err(usage("Python and JavaScript do not run in this sandbox yet: --sh and --wasm do"));
+    if args.js.is_some() {
+        return Err(usage("JavaScript does not run in this sandbox yet: --sh, --python and --wasm do"));
+    }
+    if let Some(code) = &args.python {
+        return Ok(Program::PythonCode(code.clone()));
     }
     if let Some(line) = &args.sh {
         return Ok(Program::Shell(line.clone()));
@@ -157,8 +189,9 @@ fn program(args: &RunArgs) -> Result<Program, CliError> {
                 std::fs::read_to_string(script).map_err(|source| CliError::Host { path: script.clone(), source })?;
             Ok(Program::Shell(text))
         }
-        Some("py" | "js") => Err(usage("Python and JavaScript do not run in this sandbox yet: .sh and .wasm do")),
-        _ => Err(usage(format!("{}: run knows .sh and .wasm files", script.display()))),
+        Some("py") => Ok(Program::PythonScript(script.clone())),
+        Some("js") => Err(usage("JavaScript does not run in this sandbox yet: .sh, .py and .wasm do")),
+        _ => Err(usage(format!("{}: run knows .sh, .py and .wasm files", script.display()))),
     }
 }
 

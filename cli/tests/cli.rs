@@ -34,6 +34,7 @@ fn run(args: &[&str], stdin: &[u8]) -> Output {
         .args(args)
         .env("SECURE_EXEC_SIDECAR", sidecar())
         .env("SECURE_EXEC_PACKAGES", testkit::packages::installed())
+        .env("SECURE_EXEC_PYTHON", testkit::python::installed())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -120,8 +121,8 @@ fn a_timeout_stops_the_guest_with_status_124() {
 fn the_cli_own_errors_are_one_sentence_and_status_2() {
     for (args, expected) in [
         (
-            vec!["--python", "print(1)"],
-            "secure-exec: Python and JavaScript do not run in this sandbox yet: --sh and --wasm do\n",
+            vec!["--js", "console.log(1)"],
+            "secure-exec: JavaScript does not run in this sandbox yet: --sh, --python and --wasm do\n",
         ),
         (
             vec!["--mount", "nowhere", "--sh", "true"],
@@ -160,4 +161,16 @@ fn a_recorded_run_replays_byte_for_byte() {
         Command::new(cli()).arg("replay").arg(&trace).env("SECURE_EXEC_SIDECAR", sidecar()).output().unwrap();
     assert_eq!(replayed.status.code(), Some(0), "{}", text(&replayed.stderr));
     assert!(text(&replayed.stdout).starts_with("replay matched:"), "{}", text(&replayed.stdout));
+}
+
+#[test]
+fn python_code_and_scripts_run() {
+    let out = run(&["--python", "import sys; print(sum(range(10))); sys.exit(3)"], b"");
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(3), "45\n"), "{}", text(&out.stderr));
+    let dir = scratch("py");
+    let script = dir.join("echo.py");
+    std::fs::write(&script, "import sys\nprint(sys.argv[1:], sys.stdin.read().upper())\n").unwrap();
+    let out = run(&[script.to_str().unwrap(), "--", "a", "b"], b"piped");
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "['a', 'b'] PIPED\n"), "{}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
 }
