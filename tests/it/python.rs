@@ -19,8 +19,16 @@ fn python_vm() -> (Client, OwnershipScope) {
 }
 
 fn python_vm_with(config: &str) -> (Client, OwnershipScope) {
+    python_vm_seeded(config, None)
+}
+
+fn python_vm_seeded(config: &str, seed: Option<&str>) -> (Client, OwnershipScope) {
     let dir = testkit::python::installed().display().to_string();
-    let mut sidecar = Client::spawn(binary(), &["--python-dir", &dir]).unwrap();
+    let mut args = vec!["--python-dir", &dir];
+    if let Some(seed) = seed {
+        args.extend(["--seed", seed]);
+    }
+    let mut sidecar = Client::spawn(binary(), &args).unwrap();
     // A cold compile of the 99 MB interpreter takes minutes on a small machine.
     sidecar.timeout = Duration::from_secs(900);
     let auth = sidecar.authenticate("it", "token").unwrap();
@@ -125,4 +133,36 @@ fn an_endless_loop_is_stopped_by_the_limit() {
     let (_, stderr, code) = python(&mut sidecar, &scope, "spin", &["-c", "while True: pass"]);
     assert_eq!(code, 124, "{stderr}");
     assert_eq!(python(&mut sidecar, &scope, "after", &["-c", "print('still here')"]).0, "still here\n");
+}
+
+/// numpy and pandas, compiled into the interpreter, import and compute.
+#[test]
+fn numpy_and_pandas_compute_a_known_result() {
+    let (mut sidecar, scope) = python_vm();
+    let script = "import numpy, pandas\nframe = pandas.DataFrame({'a': [1, 2, 3, 4], 'b': [10, 20, 30, 40]})\n\
+                  print(frame.a.mean(), frame.b.sum(), numpy.arange(10).sum())\n";
+    assert_eq!(python(&mut sidecar, &scope, "np", &["-c", script]), ("2.5 100 45\n".into(), String::new(), 0));
+}
+
+/// This build has no subprocesses (WASI has no fork): a clear error, not a hang or a crash.
+#[test]
+fn subprocess_is_a_clear_error() {
+    let (mut sidecar, scope) = python_vm();
+    let script =
+        "import subprocess\ntry:\n    subprocess.run(['echo', 'hi'])\nexcept OSError as error:\n    print(error)\n";
+    let (stdout, _, code) = python(&mut sidecar, &scope, "sub", &["-c", script]);
+    assert_eq!((stdout.as_str(), code), ("[Errno 58] wasi does not support processes.\n", 0));
+}
+
+/// The same seed gives the same `random` values: Python's entropy is the kernel's.
+#[test]
+fn the_same_seed_gives_the_same_randomness() {
+    let config = r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow"}}"#;
+    let draw = |seed: &str| {
+        let (mut sidecar, scope) = python_vm_seeded(config, Some(seed));
+        python(&mut sidecar, &scope, "r", &["-c", "import random, os; print(random.random(), os.urandom(4).hex())"]).0
+    };
+    let (first, again, other) = (draw("7"), draw("7"), draw("8"));
+    assert_eq!(first, again);
+    assert_ne!(first, other);
 }
