@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Python SDK's wheel (the sidecar binary inside it) with maturin, installs it into a
 # fresh virtual environment and runs its pytest suite there. The tools (maturin, pytest) live in
-# a virtual environment cached outside the repository; the command packages come from
-# scripts/fetch-packages.sh.
+# a virtual environment cached outside the repository; the command packages and the Python
+# interpreter come from scripts/fetch-packages.sh and scripts/fetch-python.sh.
 #
 #   scripts/python-sdk.sh            # build, install, test
 #   WHEEL_ONLY=1 scripts/python-sdk.sh
@@ -33,7 +33,8 @@ echo "built $wheel"
 rm -rf "$cache/venv"
 "$python" -m venv "$cache/venv"
 "$cache/venv/bin/pip" install --quiet "$wheel" "pytest>=8,<9"
-export SECURE_EXEC_PACKAGES
+export SECURE_EXEC_PACKAGES SECURE_EXEC_PYTHON
 SECURE_EXEC_PACKAGES="$(scripts/fetch-packages.sh)"
+SECURE_EXEC_PYTHON="$(scripts/fetch-python.sh)"
 cd "$cache"
 exec "$cache/venv/bin/python" -m pytest -q -p no:cacheprovider "$root/sdk/python/tests"

@@ -143,3 +143,10 @@ def test_closing_a_sandbox_under_a_running_process():
     thread.join(30)
     assert not thread.is_alive()
     assert errors and errors[0].code == "closed"
+
+
+def test_python_runs_in_the_sandbox():
+    with Sandbox() as sb:
+        sb.write_file("/home/user/data.txt", b"21")
+        r = sb.run(["python", "-c", "print(int(open('/home/user/data.txt').read()) * 2)"])
+        assert (r.exit_code, r.stdout) == (0, b"42\n")
