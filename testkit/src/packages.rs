@@ -23,21 +23,30 @@ pub const PACKAGES: [&str; 8] = ["coreutils", "sed", "grep", "gawk", "findutils"
 #[allow(clippy::panic)]
 pub fn installed() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-packages.sh");
-        let output = Command::new("bash").arg(&script).output();
-        match output {
-            Ok(output) if output.status.success() => {
-                PathBuf::from(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-            }
-            Ok(output) => panic!(
-                "the command packages are not installed and {} failed (it needs npm and the npm registry):\n{}",
-                script.display(),
-                String::from_utf8_lossy(&output.stderr)
-            ),
-            Err(error) => panic!("cannot run {}: {error}", script.display()),
+    DIR.get_or_init(|| fetched("fetch-packages.sh", "the command packages", "npm and the npm registry"))
+}
+
+/// Runs the project's `scripts/<script>` (which installs `what` once per machine into a cache
+/// and prints its directory) and returns that directory.
+///
+/// # Panics
+///
+/// If the script fails, with its error and what it `needs`.
+// A test cannot go on without the software; the panic says how to get it.
+#[allow(clippy::panic)]
+pub(crate) fn fetched(script: &str, what: &str, needs: &str) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(script);
+    match Command::new("bash").arg(&script).output() {
+        Ok(output) if output.status.success() => {
+            PathBuf::from(String::from_utf8_lossy(&output.stdout).trim().to_owned())
         }
-    })
+        Ok(output) => panic!(
+            "{what} are not installed and {} failed (it needs {needs}):\n{}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(error) => panic!("cannot run {}: {error}", script.display()),
+    }
 }
 
 /// The installed npm package directory of `@agentos-software/<name>`: a `software` root.
