@@ -59,7 +59,9 @@ pub struct RunArgs {
     /// Let the guest read and write this VM path (repeatable).
     #[arg(long = "allow-write", value_name = "PATH")]
     allow_write: Vec<String>,
-    /// Open the network: all of it, or to HOST (a name or an address) and PORT (repeatable).
+    /// Open the network: all of it, or to HOST and PORT (repeatable). An address opens just
+    /// itself; a name opens its lookups and its PORT (every port, without one) on every address,
+    /// since the policy decides on the addresses a name resolves to, not on the name.
     #[arg(long = "allow-net", value_name = "HOST[:PORT]", num_args = 0..=1, default_missing_value = "*")]
     allow_net: Vec<String>,
     /// An environment variable for the guest (repeatable).

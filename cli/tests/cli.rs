@@ -128,7 +128,11 @@ fn the_cli_own_errors_are_one_sentence_and_status_2() {
             vec!["--mount", "nowhere", "--sh", "true"],
             "secure-exec: --mount \"nowhere\" is not HOST:GUEST[:ro] with an absolute GUEST path\n",
         ),
-        (vec!["--packages", "nope", "--wasm", "x.wasm"], ""),
+        (
+            vec!["--packages", "nope", "--sh", "true"],
+            "secure-exec: no command package \"nope\": the packages are common, coreutils, sed, grep, gawk, findutils, diffutils, tar, gzip\n",
+        ),
+        (vec!["--wasm", "/no/such/program.wasm"], ""),
     ] {
         let out = run(&args, b"");
         assert_eq!(out.status.code(), Some(2), "{args:?}");

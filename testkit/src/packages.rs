@@ -19,8 +19,6 @@ pub const PACKAGES: [&str; 8] = ["coreutils", "sed", "grep", "gawk", "findutils"
 /// # Panics
 ///
 /// If they cannot be installed, with what to do about it.
-// A test cannot go on without the packages; the panic says how to get them.
-#[allow(clippy::panic)]
 pub fn installed() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| fetched("fetch-packages.sh", "the command packages", "npm and the npm registry"))

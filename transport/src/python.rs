@@ -88,4 +88,17 @@ mod tests {
         assert!(Arc::ptr_eq(&install, &python.load().unwrap()), "loaded once, shared after");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_file_past_the_bound_is_refused_before_it_is_read() {
+        let dir = std::env::temp_dir().join(format!("secure-exec-python-big-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Sparse: nothing is written or read, only the size is looked at.
+        std::fs::File::create(dir.join("python.wasm")).unwrap().set_len(MAX_PYTHON_FILE_BYTES + 1).unwrap();
+        std::fs::write(dir.join("python-stdlib.zip"), b"PK").unwrap();
+        let why = OsPython::new(dir.clone()).load().unwrap_err();
+        assert!(why.ends_with(&format!("over the {MAX_PYTHON_FILE_BYTES} bytes allowed")), "{why}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
