@@ -15,6 +15,10 @@ use crate::{Client, ClientError};
 const EVENT_POLL: Duration = Duration::from_millis(5);
 /// The signal a process past its deadline gets.
 const DEADLINE_SIGNAL: &str = "SIGKILL";
+/// How long an `Execute` may wait for its answer: a cold compile of the Python interpreter takes
+/// 2 to 4 minutes on 2 cores (see `docs/processes.md`), twice that leaves room for a busy
+/// machine. Other requests keep the client's usual timeout.
+pub const EXECUTE_RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What starts a sandbox.
 #[derive(Debug, Clone)]
@@ -139,7 +143,13 @@ impl Sandbox {
 
     /// Starts a process (its events then come from [`next_event`](Self::next_event)).
     pub fn execute(&mut self, execute: ExecuteRequest) -> Result<(), ClientError> {
-        self.request(RequestPayload::ExecuteRequest(execute)).map(drop)
+        // An Execute is answered once its program is compiled: minutes for a large one (the
+        // 99 MB Python interpreter) the first time on a machine, before its compiled module is
+        // cached.
+        let usual = std::mem::replace(&mut self.client.timeout, EXECUTE_RESPONSE_TIMEOUT);
+        let answered = self.request(RequestPayload::ExecuteRequest(execute)).map(drop);
+        self.client.timeout = usual;
+        answered
     }
 
     /// Feeds a process's stdin; `false` when the process has already ended.

@@ -874,6 +874,12 @@ impl WasiHost for KernelHost {
         self.parked.take()
     }
 
+    fn call_settled(&mut self) {
+        if let Some(sys) = self.syscalls.as_mut() {
+            sys.call_settled();
+        }
+    }
+
     fn fd_fdstat_set_flags(&mut self, fd: Fd, flags: u16) -> Result<(), Errno> {
         // Only append and non-blocking can change after the open, as in wasmtime.
         if flags & (FDFLAGS_DSYNC | FDFLAGS_SYNC | FDFLAGS_RSYNC) != 0 {

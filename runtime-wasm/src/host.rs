@@ -29,7 +29,8 @@ pub enum WaitReason {
     },
     /// The guest waits in `poll_oneoff` for descriptors (and maybe a clock) and none is ready.
     Poll,
-    /// The guest's call waits for the host's answer to a permission prompt.
+    /// The guest's call waits for the host's answer: to a permission prompt, or from a host
+    /// directory.
     Permission,
     /// The guest waits in `poll_oneoff` for a clock only: nothing happens before the monotonic
     /// clock reaches `until_ns` (the host may also use it for a timeout on other clocks).
@@ -689,6 +690,10 @@ pub trait WasiHost: Send + 'static {
     fn take_wait(&mut self) -> Option<WaitReason> {
         None
     }
+
+    /// Told when a call that may wait has completed: the retries of that call are over (a host
+    /// that keeps answers across a call's retries drops them now). The default keeps nothing.
+    fn call_settled(&mut self) {}
 }
 
 /// The answer of a socket call on a descriptor that is not a socket: `ENOTSOCK`, or `EBADF` (or

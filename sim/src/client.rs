@@ -2,7 +2,7 @@
 //! sidecar's answers against the protocol's promises as they arrive.
 
 use crate::host::{PORT, SIM_CALLBACK};
-use crate::hostdirs::{HostDirs, HOST_CONFIG};
+use crate::hostdirs::{host_config, HostDirs};
 use crate::processes::{proc_config, Processes, VmKind};
 use crate::shared::SharedRef;
 use crate::Swarm;
@@ -37,8 +37,8 @@ fn configs() -> [&'static str; 13] {
         proc_config(VmKind::Light),
         proc_config(VmKind::AllReal),
         proc_config(VmKind::Fetch),
-        HOST_CONFIG,
-        HOST_CONFIG,
+        host_config(),
+        host_config(),
         r#"{"cwd":"relative"}"#,
         r#"{"bogus":true}"#,
         "{not json",
@@ -249,7 +249,7 @@ impl Client {
                 let configs = configs();
                 let config = configs.get(self.rng.random_range(0..configs.len())).copied().unwrap_or("{}");
                 let payload = create_vm(config);
-                if config == HOST_CONFIG {
+                if config == host_config() {
                     self.host_dirs.creating(self.next_request_id + 1);
                 }
                 if config == FS_CONFIG {
@@ -693,7 +693,12 @@ impl Client {
         }
         let vm = event.ownership.vm_id().unwrap_or_default().to_owned();
         let shared = self.shared.clone();
-        let violations = self.processes.on_event(&vm, &event.payload, &mut |point| shared.borrow_mut().reached(point));
+        let mut reached = |point| shared.borrow_mut().reached(point);
+        let violations = if self.host_dirs.is_host_vm(&vm) {
+            self.host_dirs.on_event(&event.payload, &mut reached)
+        } else {
+            self.processes.on_event(&vm, &event.payload, &mut reached)
+        };
         for violation in violations {
             self.violation(violation);
         }

@@ -1,17 +1,35 @@
 //! The `host_dir` part of a simulated host's workload: VMs that mount a host directory (the
 //! simulated sidecar's in-memory host filesystem, which fails now and then with `EIO`) at
 //! `/host`, then write, read and remove files there, each answer checked against a model of the
-//! directory. A failed operation must change nothing.
+//! directory. A failed operation must change nothing. Some reads are a real guest's: `hcat`
+//! (a C fixture on wasmtime) prints the file, its every host call an effect the simulated host
+//! performs after a drawn latency, and its output must be the model's content (or `error 44`,
+//! `ENOENT`, for a missing file; or `error 29`, `EIO`, when a fault hit one of its calls).
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use base64::Engine as _;
 
 use schema::wire::GuestFilesystemOperation as Op;
 use schema::wire::*;
 
 use crate::processes::Step;
 
-/// CreateVm config of the VMs that mount a host directory.
-pub const HOST_CONFIG: &str = r#"{"permissions":{"fs":"allow"},"cwd":"/tmp"}"#;
+/// CreateVm config of the VMs that mount a host directory: `hcat` at `/bin/hcat`.
+pub fn host_config() -> &'static str {
+    static CONFIG: LazyLock<String> = LazyLock::new(|| {
+        let hcat =
+            base64::engine::general_purpose::STANDARD.encode(include_bytes!("../../runtime-wasm/fixtures/c/hcat.wasm"));
+        serde_json::json!({
+            "permissions": {"fs": "allow", "childProcess": "allow"},
+            "cwd": "/tmp",
+            "rootFilesystem": {"bootstrapEntries": [{"path": "/bin/hcat", "kind": "file", "content": hcat, "encoding": "base64"}]},
+        })
+        .to_string()
+    });
+    CONFIG.as_str()
+}
 /// Host directories live under this prefix (the simulated host makes them on first use).
 pub const HOST_ROOT: &str = "/sim/";
 /// Files the model tracks, inside the mount.
@@ -28,10 +46,37 @@ struct HostVm {
 
 #[derive(Debug)]
 enum Pending {
-    Mount { vm: String },
-    Write { vm: String, path: String, before: Option<Vec<u8>> },
-    Read { vm: String, expected: Option<Vec<u8>> },
-    Remove { vm: String, path: String, before: Option<Vec<u8>> },
+    Mount {
+        vm: String,
+    },
+    Write {
+        vm: String,
+        path: String,
+        before: Option<Vec<u8>>,
+    },
+    Read {
+        vm: String,
+        expected: Option<Vec<u8>>,
+    },
+    Remove {
+        vm: String,
+        path: String,
+        before: Option<Vec<u8>>,
+    },
+    /// `hcat PATH` started as `process_id`.
+    GuestRead {
+        vm: String,
+        process_id: String,
+        expected: Option<Vec<u8>>,
+    },
+}
+
+/// A guest read running: what it printed so far, and what the model says it must.
+#[derive(Debug)]
+struct GuestRead {
+    vm: String,
+    expected: Option<Vec<u8>>,
+    output: Vec<u8>,
 }
 
 /// The host's view of its host-directory VMs.
@@ -40,6 +85,8 @@ pub struct HostDirs {
     creates: std::collections::BTreeSet<i64>,
     vms: BTreeMap<String, HostVm>,
     pending: BTreeMap<i64, Pending>,
+    /// Guest reads running, by process id.
+    reads: BTreeMap<String, GuestRead>,
 }
 
 impl HostDirs {
@@ -73,7 +120,9 @@ impl HostDirs {
             let payload = RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(vec![mount]));
             (Pending::Mount { vm: vm.clone() }, payload)
         } else {
-            match roll % 5 {
+            // A guest read needs a file to read (a missing one is the rarer case worth checking).
+            let guest_read = roll % 7 >= 4 && (!state.files.is_empty() || roll.is_multiple_of(4));
+            match if guest_read { 5 } else { roll % 7 % 5 } {
                 0 | 1 => {
                     let before = state.files.insert(path.clone(), bytes.clone());
                     let call = GuestFilesystemCallRequest {
@@ -89,6 +138,14 @@ impl HostDirs {
                     let expected = state.files.get(&path).cloned();
                     let call = GuestFilesystemCallRequest::new(Op::ReadFile, &path);
                     (Pending::Read { vm: vm.clone(), expected }, RequestPayload::GuestFilesystemCallRequest(call))
+                }
+                5 => {
+                    let path = state.files.keys().nth(pick % state.files.len().max(1)).cloned().unwrap_or(path);
+                    let expected = state.files.get(&path).cloned();
+                    let process_id = format!("hcat-{request_id}");
+                    let payload =
+                        RequestPayload::ExecuteRequest(ExecuteRequest::command(&process_id, "hcat", vec![path]));
+                    (Pending::GuestRead { vm: vm.clone(), process_id, expected }, payload)
                 }
                 _ => {
                     let before = state.files.remove(&path);
@@ -118,7 +175,8 @@ impl HostDirs {
             Pending::Mount { vm }
             | Pending::Write { vm, .. }
             | Pending::Read { vm, .. }
-            | Pending::Remove { vm, .. } => vm.clone(),
+            | Pending::Remove { vm, .. }
+            | Pending::GuestRead { vm, .. } => vm.clone(),
         };
         let Some(state) = self.vms.get_mut(&vm) else { return Vec::new() };
         state.busy = false;
@@ -135,6 +193,14 @@ impl HostDirs {
             reached("host_fs_failed");
         }
         let ok = match (pending, payload) {
+            (Pending::GuestRead { vm, process_id, expected }, ResponsePayload::ProcessStartedResponse(_)) => {
+                // The VM stays busy until the read exits, so the model holds still meanwhile.
+                state.busy = true;
+                self.reads.insert(process_id, GuestRead { vm, expected, output: Vec::new() });
+                true
+            }
+            // Refused (a limit, a dispose): nothing ran.
+            (Pending::GuestRead { .. }, ResponsePayload::RejectedResponse(_)) => true,
             (Pending::Mount { .. }, ResponsePayload::VmConfiguredResponse(configured)) => {
                 state.mounted = configured.applied_mounts == 1;
                 reached("host_dir_mounted");
@@ -171,8 +237,59 @@ impl HostDirs {
         }
     }
 
+    /// A process event of a host directory VM: a guest read's output and exit, checked against
+    /// the model.
+    pub fn on_event(&mut self, payload: &EventPayload, reached: &mut dyn FnMut(&'static str)) -> Vec<String> {
+        match payload {
+            EventPayload::ProcessOutputEvent(output) => match self.reads.get_mut(&output.process_id) {
+                Some(read) if output.channel == StreamChannel::Stdout => {
+                    read.output.extend_from_slice(&output.chunk);
+                    Vec::new()
+                }
+                _ => vec![format!("unexpected output of {}: {:?}", output.process_id, output.chunk)],
+            },
+            EventPayload::ProcessExitedEvent(exited) => {
+                let Some(read) = self.reads.remove(&exited.process_id) else {
+                    return vec![format!("exit of {}, which is not running", exited.process_id)];
+                };
+                if let Some(state) = self.vms.get_mut(&read.vm) {
+                    state.busy = false;
+                }
+                let code = exited.exit_code;
+                let failed_midway = code == 1
+                    && read.output.strip_suffix(b"error 29").is_some_and(|printed| {
+                        read.expected.as_deref().is_some_and(|content| content.starts_with(printed))
+                    });
+                let ok = match (&read.expected, code) {
+                    (Some(content), 0) if read.output == *content => {
+                        reached("guest_read_host_file");
+                        true
+                    }
+                    (None, 1) if read.output == b"error 44" => true,
+                    // A fault hit one of its calls (maybe after some of the content).
+                    _ if failed_midway || (code == 1 && read.output == b"error 29") => true,
+                    // Ended by a dispose.
+                    (_, 137) => true,
+                    _ => false,
+                };
+                if ok {
+                    Vec::new()
+                } else {
+                    vec![format!(
+                        "guest read {} exited {code} with {:?}, the model holds {:?}",
+                        exited.process_id,
+                        String::from_utf8_lossy(&read.output),
+                        read.expected.as_deref().map(String::from_utf8_lossy)
+                    )]
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The VM is gone, and its model with it.
     pub fn disposed(&mut self, vm: &str) {
         self.vms.remove(vm);
+        self.reads.retain(|_, read| read.vm != vm);
     }
 }

@@ -45,6 +45,7 @@ pub const COVERAGE_POINTS: &[&str] = &[
     "every_process_finished",
     "host_dir_mounted",
     "host_dir_matched_model",
+    "guest_read_host_file",
     "host_fs_failed",
     "egress_fetched",
     "egress_failed",

@@ -94,7 +94,7 @@ impl FakeHostFs {
 }
 
 impl HostFs for FakeHostFs {
-    fn open_dir(&self, host_path: &str) -> HostResult<Box<dyn HostDir>> {
+    fn open_dir(&self, host_path: &str) -> HostResult<Arc<dyn HostDir>> {
         if self.made_on_demand.as_deref().is_some_and(|prefix| host_path.starts_with(prefix)) {
             let mut dirs = self.dirs.lock().unwrap();
             dirs.entry(host_path.to_owned()).or_insert_with(|| BTreeMap::from([(String::new(), Node::Dir)]));
@@ -102,7 +102,7 @@ impl HostFs for FakeHostFs {
         if !self.dirs.lock().unwrap().contains_key(host_path) {
             return Err(HostFsError::with_detail(Errno::ENOENT, format!("no host directory {host_path}")));
         }
-        Ok(Box::new(FakeDir { fs: self.clone(), key: host_path.to_owned() }))
+        Ok(Arc::new(FakeDir { fs: self.clone(), key: host_path.to_owned() }))
     }
 }
 

@@ -27,10 +27,15 @@ fn call(operation: Op, path: &str) -> GuestFilesystemCallRequest {
 
 /// Spawns the binary and creates one VM: (client, VM scope).
 fn start(args: &[&str]) -> (Client, OwnershipScope) {
+    start_with(args, ALLOW_FS)
+}
+
+/// [`start`] with the VM config `config`.
+fn start_with(args: &[&str], config: &str) -> (Client, OwnershipScope) {
     let mut sidecar = Client::spawn(binary(), args).unwrap();
     let auth = sidecar.authenticate("it", "token").unwrap();
     let session = sidecar.open_session(&auth.connection_id).unwrap();
-    let vm = sidecar.create_vm(&auth.connection_id, &session, ALLOW_FS).unwrap();
+    let vm = sidecar.create_vm(&auth.connection_id, &session, config).unwrap();
     (sidecar, OwnershipScope::vm(auth.connection_id, session, vm))
 }
 
@@ -265,5 +270,136 @@ fn a_recorded_run_with_host_files_and_the_store_replays_after_both_are_deleted()
         "every mount call came from the trace: {stdout}"
     );
     assert!(!root.exists() && !store.exists());
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/../runtime-wasm/fixtures/c/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Runs `fsops ARGS…` in the VM to its end: (stdout, exit code).
+fn run_fsops(sidecar: &mut Client, scope: &OwnershipScope, id: &str, args: &[&str]) -> (String, i32) {
+    let started = sidecar
+        .request(scope.clone(), RequestPayload::ExecuteRequest(ExecuteRequest::command(id, "fsops", args.to_vec())))
+        .unwrap();
+    assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
+    let mut stdout = Vec::new();
+    loop {
+        match sidecar.next_event(std::time::Duration::from_secs(60)).unwrap().payload {
+            EventPayload::ProcessOutputEvent(event) if event.channel == StreamChannel::Stdout => {
+                stdout.extend_from_slice(&event.chunk);
+            }
+            EventPayload::ProcessExitedEvent(event) => return (String::from_utf8(stdout).unwrap(), event.exit_code),
+            _ => {}
+        }
+    }
+}
+
+/// A real guest's files on a `host_dir` mount: every host call it makes is an effect the
+/// binary performs off its loop, and the guest sees what Linux would show it. Recorded, the run
+/// replays with the folder deleted: each answer comes from the trace as an effect completion.
+#[test]
+fn a_guest_on_a_host_dir_mount_is_served_by_effects_and_replays_without_the_folder() {
+    use base64::Engine as _;
+    let base = scratch("guest-host-dir");
+    let root = base.join("root");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(root.join("inside.txt"), "host content").unwrap();
+    std::os::unix::fs::symlink("../sibling", root.join("escape")).unwrap();
+    std::fs::create_dir_all(base.join("sibling")).unwrap();
+    std::fs::write(base.join("sibling/secret"), "secret").unwrap();
+    let trace = base.join("run.trace");
+
+    let config = r#"{"permissions":{"fs":"allow","childProcess":"allow"}}"#;
+    let (mut sidecar, scope) = start_with(&["--record", trace.to_str().unwrap(), "--seed", "9"], config);
+    let config = serde_json::json!({ "hostPath": root }).to_string();
+    let mount = RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(vec![MountDescriptor {
+        guest_path: "/host".into(),
+        read_only: false,
+        plugin: MountPluginDescriptor { id: "host_dir".into(), config },
+    }]));
+    sidecar.request(scope.clone(), mount).unwrap();
+    let program = GuestFilesystemCallRequest {
+        content: Some(base64::engine::general_purpose::STANDARD.encode(fixture("fsops"))),
+        encoding: Some(RootFilesystemEntryEncoding::Base64),
+        ..call(Op::WriteFile, "/bin/fsops")
+    };
+    fs(&mut sidecar, &scope, program).unwrap();
+    let script = [
+        "cat",
+        "/host/inside.txt",
+        "write",
+        "/host/sub/new.txt",
+        "fresh",
+        "append",
+        "/host/sub/new.txt",
+        " and more",
+        "cat",
+        "/host/sub/new.txt",
+        "mkdir",
+        "/host/sub/dir",
+        "mv",
+        "/host/sub/new.txt",
+        "/host/sub/dir/moved.txt",
+        "stat",
+        "/host/sub/dir/moved.txt",
+        "symlink",
+        "moved.txt",
+        "/host/sub/dir/link",
+        "readlink",
+        "/host/sub/dir/link",
+        "cat",
+        "/host/sub/dir/link",
+        "ls",
+        "/host/sub/dir",
+        "pwrites",
+        "/host/sub/dir/moved.txt",
+        "5",
+        "cat",
+        "/host/escape/secret",
+        "rm",
+        "/host/sub/dir/link",
+        "cat",
+        "/host/missing",
+    ];
+    let (stdout, code) = run_fsops(&mut sidecar, &scope, "ops", &script);
+    assert_eq!(code, 0, "{stdout}");
+    let expected = "cat /host/inside.txt: host content\n\
+                    write /host/sub/new.txt: ok\n\
+                    write /host/sub/new.txt: ok\n\
+                    cat /host/sub/new.txt: fresh and more\n\
+                    mkdir /host/sub/dir: ok\n\
+                    mv /host/sub/new.txt: ok\n\
+                    stat /host/sub/dir/moved.txt: mode 100000 size 14\n\
+                    symlink /host/sub/dir/link: ok\n\
+                    readlink /host/sub/dir/link: moved.txt\n\
+                    cat /host/sub/dir/link: fresh and more\n\
+                    ls /host/sub/dir: link moved.txt\n\
+                    pwrites /host/sub/dir/moved.txt: 5\n\
+                    cat /host/escape/secret: error No such file or directory\n\
+                    rm /host/sub/dir/link: ok\n\
+                    cat /host/missing: error No such file or directory\n";
+    // (The fixture's libc is plain wasi-libc, whose `st_mode` carries the file type only.)
+    assert_eq!(stdout, expected);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(root.join("sub/dir/moved.txt")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o644, "created with the mode the guest asked for");
+    let on_disk = std::fs::read(root.join("sub/dir/moved.txt")).unwrap();
+    assert_eq!(on_disk.len(), 14);
+    assert!(!root.join("sub/dir/link").exists());
+    assert!(sidecar.close().unwrap().success());
+
+    std::fs::remove_dir_all(&root).unwrap();
+    let replay = std::process::Command::new(binary()).args(["replay", trace.to_str().unwrap()]).output().unwrap();
+    let report = String::from_utf8_lossy(&replay.stdout);
+    assert!(replay.status.success(), "{}{report}", String::from_utf8_lossy(&replay.stderr));
+    let effects: usize = report
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" effects"))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("effects in {report}"));
+    assert!(effects >= 30, "the guest's host calls came back as effect completions: {report}");
     let _ = std::fs::remove_dir_all(&base);
 }

@@ -88,8 +88,8 @@ const OPEN_FLAGS: i32 = libc::O_NONBLOCK | libc::O_NOCTTY;
 pub struct OsHostFs;
 
 impl HostFs for OsHostFs {
-    fn open_dir(&self, host_path: &str) -> HostResult<Box<dyn HostDir>> {
-        Ok(Box::new(OsHostDir::open(Path::new(host_path))?))
+    fn open_dir(&self, host_path: &str) -> HostResult<std::sync::Arc<dyn HostDir>> {
+        Ok(std::sync::Arc::new(OsHostDir::open(Path::new(host_path))?))
     }
 }
 

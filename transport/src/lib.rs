@@ -31,7 +31,7 @@ use kernel::host::journal::{Journal, JournaledHostFs};
 use kernel::host::package::PackageSource;
 use kernel::syscalls::engine::GuestEngine;
 use kernel::{Now, Output, Sidecar, SidecarConfig, StreamId};
-use trace::{TraceError, TraceWriter};
+use trace::{EffectPorts, TraceError, TraceWriter};
 
 /// One input to the kernel, as recorded in traces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +75,9 @@ pub struct Ports {
     pub compile_effects: bool,
     /// The driver carries connections out of VMs (network effects).
     pub egress: bool,
+    /// Guests' calls to `host_dir` mounts are effects the caller performs (see
+    /// `kernel::dispatch::host_calls`); without, the kernel makes them within its step.
+    pub host_call_effects: bool,
 }
 
 /// Feeds inputs to a kernel, collects its outputs and, when recording, writes both (and every
@@ -113,12 +116,14 @@ impl Driver {
     /// A kernel with `ports`, recording to `record` if given (the ports' answers are recorded
     /// too, so the trace replays without them). No stream is open yet.
     pub fn start(config: SidecarConfig, ports: Ports, record: Option<TraceWriter>) -> Result<Self, TraceError> {
-        let Ports { mut host_fs, store, guest_engine, packages, python, compile_effects, egress } = ports;
+        let Ports { mut host_fs, store, guest_engine, packages, python, compile_effects, egress, host_call_effects } =
+            ports;
         let recorder = match record {
             None => None,
             Some(mut writer) => {
                 let journal = Journal::recording();
-                writer.header(&config, host_fs.is_some(), store, compile_effects, egress)?;
+                let effects = EffectPorts { compile: compile_effects, egress, host_calls: host_call_effects };
+                writer.header(&config, host_fs.is_some(), store, effects)?;
                 host_fs = host_fs
                     .map(|inner| Arc::new(JournaledHostFs::recording(inner, journal.clone())) as Arc<dyn HostFs>);
                 Some(Recorder { writer, journal })
@@ -145,6 +150,9 @@ impl Driver {
         }
         if egress {
             sidecar = sidecar.with_egress();
+        }
+        if host_call_effects {
+            sidecar = sidecar.with_host_call_effects();
         }
         Ok(Self::bare(sidecar, recorder))
     }

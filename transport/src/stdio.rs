@@ -428,17 +428,23 @@ struct LoopState {
     egress: Option<Egress>,
     /// Resolves names for guests (with egress).
     resolver: Option<EffectWorker>,
+    /// Performs guests' host directory calls (with host directories).
+    host_files: Option<EffectWorker>,
     /// Registers links' sockets with the loop's poll.
     registry: mio::Registry,
 }
 
 /// How a worker performs one effect.
-type Perform = Box<dyn Fn(&Effect) -> Completion + Send>;
+type Perform = Arc<dyn Fn(&Effect) -> Completion + Send + Sync>;
 
-/// Performs effects on a thread of its own, one at a time in the order asked, so the loop
-/// never waits for a disk or a compiler: one worker for the store, one for compilations. The
-/// kernel bounds the effects in flight (16), so the queues between them stay small; each
-/// completion wakes the loop's poll.
+/// Host directory calls performed at once: a call stuck on a slow disk holds one thread, the
+/// others go on with other guests' calls (a guest waits on one call at a time).
+const HOST_CALL_THREADS: usize = 4;
+
+/// Performs effects on threads of its own, in the order asked (one thread: one at a time), so
+/// the loop never waits for a disk or a compiler: one worker for the store, one for
+/// compilations, one for host directory calls. The kernel bounds the effects in flight, so the
+/// queues between them stay small; each completion wakes the loop's poll.
 struct EffectWorker {
     jobs: std::sync::mpsc::Sender<(EffectId, Effect)>,
     done: std::sync::mpsc::Receiver<(EffectId, Completion)>,
@@ -452,12 +458,22 @@ impl std::fmt::Debug for EffectWorker {
 }
 
 impl EffectWorker {
-    fn spawn(name: &str, perform: Perform, waker: Arc<Waker>) -> io::Result<Self> {
+    fn spawn(name: &str, threads: usize, perform: Perform, waker: Arc<Waker>) -> io::Result<Self> {
         let (jobs, queued) = std::sync::mpsc::channel::<(EffectId, Effect)>();
+        let queued = Arc::new(std::sync::Mutex::new(queued));
         let (finished, done) = std::sync::mpsc::channel();
-        let thread_name = name.to_owned();
-        std::thread::Builder::new().name(name.to_owned()).spawn(move || {
-            for (id, effect) in queued {
+        for _ in 0..threads.max(1) {
+            let (queued, finished, perform, waker) =
+                (Arc::clone(&queued), finished.clone(), Arc::clone(&perform), Arc::clone(&waker));
+            let thread_name = name.to_owned();
+            std::thread::Builder::new().name(name.to_owned()).spawn(move || loop {
+                // One thread waits on the queue at a time; the lock is released before the job
+                // runs. A poisoned lock or a closed queue ends the thread.
+                let job = match queued.lock() {
+                    Ok(queue) => queue.recv(),
+                    Err(_) => return,
+                };
+                let Ok((id, effect)) = job else { return };
                 let completion = perform(&effect);
                 if finished.send((id, completion)).is_err() {
                     return;
@@ -465,14 +481,14 @@ impl EffectWorker {
                 if let Err(error) = waker.wake() {
                     tracing::error!(%error, worker = %thread_name, "cannot wake the loop for a completion");
                 }
-            }
-        })?;
+            })?;
+        }
         Ok(Self { jobs, done, in_flight: 0 })
     }
 
     /// The store's worker.
     fn store(store: Arc<dyn Store>, waker: Arc<Waker>) -> io::Result<Self> {
-        Self::spawn("store", Box::new(move |effect: &Effect| effect.perform(store.as_ref())), waker)
+        Self::spawn("store", 1, Arc::new(move |effect: &Effect| effect.perform(store.as_ref())), waker)
     }
 
     /// The resolver: `getaddrinfo` blocks, so names are resolved here, one at a time (a
@@ -485,7 +501,7 @@ impl EffectWorker {
                 "not a resolution",
             ))),
         };
-        Self::spawn("resolver", Box::new(perform), waker)
+        Self::spawn("resolver", 1, Arc::new(perform), waker)
     }
 
     /// The compiler: a compile effect loads the program into the engine's cache (a module that
@@ -497,7 +513,12 @@ impl EffectWorker {
             }
             Completion::Compiled
         };
-        Self::spawn("compiler", Box::new(perform), waker)
+        Self::spawn("compiler", 1, Arc::new(perform), waker)
+    }
+
+    /// Host directory calls of guests (see `kernel::dispatch::host_calls`).
+    fn host_calls(waker: Arc<Waker>) -> io::Result<Self> {
+        Self::spawn("host-files", HOST_CALL_THREADS, Arc::new(|effect: &Effect| effect.perform_host_call()), waker)
     }
 
     fn submit(&mut self, effects: Vec<(EffectId, Effect)>) -> Result<(), StdioError> {
@@ -538,7 +559,12 @@ impl LoopState {
             Some(_) => Some(EffectWorker::resolver(Arc::clone(&waker))?),
             None => None,
         };
+        let host_files = match &options.host_fs {
+            Some(_) => Some(EffectWorker::host_calls(Arc::clone(&waker))?),
+            None => None,
+        };
         let ports = Ports {
+            host_call_effects: host_files.is_some(),
             host_fs: options.host_fs,
             store: store.is_some(),
             guest_engine: options.guest_engine,
@@ -552,13 +578,24 @@ impl LoopState {
         // A fresh kernel always has room for its first stream.
         driver.open_stream(clock.now())?;
         let registry = poll.registry().try_clone()?;
-        Ok(Self { clock, driver, out: OutboundQueue::default(), store, compiler, egress, resolver, registry })
+        Ok(Self {
+            clock,
+            driver,
+            out: OutboundQueue::default(),
+            store,
+            compiler,
+            egress,
+            resolver,
+            host_files,
+            registry,
+        })
     }
 
     /// Feeds the store completions that arrived.
     fn take_completions(&mut self) -> Result<(), StdioError> {
         let mut completed = Vec::new();
-        for worker in [self.store.as_mut(), self.compiler.as_mut(), self.resolver.as_mut()].into_iter().flatten() {
+        let workers = [self.store.as_mut(), self.compiler.as_mut(), self.resolver.as_mut(), self.host_files.as_mut()];
+        for worker in workers.into_iter().flatten() {
             completed.extend(worker.completed());
         }
         if let Some(egress) = self.egress.as_mut() {
@@ -571,7 +608,10 @@ impl LoopState {
     }
 
     fn effects_in_flight(&self) -> bool {
-        [self.store.as_ref(), self.compiler.as_ref()].into_iter().flatten().any(|worker| worker.in_flight > 0)
+        [self.store.as_ref(), self.compiler.as_ref(), self.host_files.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|worker| worker.in_flight > 0)
     }
 
     /// Frames already read first, then one read (the buffer's free space at most) and the
@@ -644,7 +684,13 @@ impl LoopState {
                 }
                 continue;
             }
-            let worker = if effect.is_store() { self.store.as_mut() } else { self.compiler.as_mut() };
+            let worker = if effect.is_store() {
+                self.store.as_mut()
+            } else if effect.is_host_call() {
+                self.host_files.as_mut()
+            } else {
+                self.compiler.as_mut()
+            };
             // The kernel asks only for the effects of the ports it was given.
             let Some(worker) = worker else { continue };
             worker.submit(vec![(id, effect)])?;
@@ -880,6 +926,7 @@ mod tests {
             compiler: None,
             egress: None,
             resolver: None,
+            host_files: None,
             registry: Poll::new().unwrap().registry().try_clone().unwrap(),
         };
         let content = "x".repeat(OUTBOUND_HIGH_WATERMARK_BYTES + 1);

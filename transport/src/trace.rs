@@ -11,12 +11,13 @@
 //! directory and no store need exist), and compares its frames and effects with the recorded
 //! ones.
 //!
-//! # Format (version 3, all integers big-endian)
+//! # Format (version 4, all integers big-endian)
 //!
 //! ```text
 //! header:  magic "SXTRACE\0" · version u16 · entropy_seed u64 · max_frame_bytes u32 ·
 //!          has_token u8 · token_len u32 · token · sidecar_id_len u32 · sidecar_id ·
-//!          max_memory_bytes u64 · ports u8 (1: host filesystem, 2: store, 4: compile effects) ·
+//!          max_memory_bytes u64 · ports u8 (1: host filesystem, 2: store, 4: compile effects,
+//!          8: egress, 16: guests' host filesystem calls as effects) ·
 //!          injected fault u8 (0 none, 1 drop the n-th response, 2 acknowledge a failed flush) ·
 //!          fault argument u64
 //! record:  kind u8 · monotonic_ms u64 · wall_ms u64 · stream u64 · len u32 · payload[len]
@@ -28,7 +29,9 @@
 //! ```
 //!
 //! A host filesystem exchange record precedes the input during which the kernel made the call:
-//! replay queues it, then feeds the input. Version 2 had no streams, port exchanges or acts (a run that
+//! replay queues it, then feeds the input. Version 4 added ports bit 16 and its effects
+//! (`EffectSummary::HostCall`, `Completion::HostCall`); a version 3 trace is the same without
+//! them and still replays. Version 2 had no streams, port exchanges or acts (a run that
 //! used a `host_dir` mount or the store replayed only up to its first such request); version 1
 //! also lacked `max_memory_bytes`. Both are refused with [`TraceError::Version`].
 
@@ -43,7 +46,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"SXTRACE\0";
-pub const TRACE_VERSION: u16 = 3;
+pub const TRACE_VERSION: u16 = 4;
+/// The oldest version this build still replays: version 3 lacks only host call effects.
+pub const OLDEST_TRACE_VERSION: u16 = 3;
 /// Upper bound of one record's payload: a frame at the largest allowed size, or a piece of one,
 /// or a port's answer (a host file read is bounded by the VM's 64 MiB file limit).
 /// Anything larger is a corrupt trace, refused before allocating.
@@ -54,6 +59,7 @@ const PORT_HOST_FS: u8 = 1;
 const PORT_STORE: u8 = 2;
 const PORT_COMPILE_EFFECTS: u8 = 4;
 const PORT_EGRESS: u8 = 8;
+const PORT_HOST_CALL_EFFECTS: u8 = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
@@ -61,7 +67,7 @@ pub enum TraceError {
     Io(#[from] io::Error),
     #[error("not a sidecar trace (bad magic)")]
     BadMagic,
-    #[error("trace version {found} is not supported (this build reads version {TRACE_VERSION}; record the run again)")]
+    #[error("trace version {found} is not supported (this build reads versions {OLDEST_TRACE_VERSION} to {TRACE_VERSION}; record the run again)")]
     Version { found: u16 },
     #[error("corrupt trace: {0}")]
     Corrupt(String),
@@ -177,8 +183,7 @@ impl TraceWriter {
         config: &SidecarConfig,
         host_fs: bool,
         store: bool,
-        compile_effects: bool,
-        egress: bool,
+        effects: EffectPorts,
     ) -> Result<(), TraceError> {
         let out = &mut self.out;
         out.write_all(MAGIC)?;
@@ -192,8 +197,9 @@ impl TraceWriter {
         out.write_all(&config.max_memory_bytes.to_be_bytes())?;
         let ports = if host_fs { PORT_HOST_FS } else { 0 }
             | if store { PORT_STORE } else { 0 }
-            | if compile_effects { PORT_COMPILE_EFFECTS } else { 0 }
-            | if egress { PORT_EGRESS } else { 0 };
+            | if effects.compile { PORT_COMPILE_EFFECTS } else { 0 }
+            | if effects.egress { PORT_EGRESS } else { 0 }
+            | if effects.host_calls { PORT_HOST_CALL_EFFECTS } else { 0 };
         out.write_all(&[ports])?;
         let (fault, argument) = injected_fault(config);
         out.write_all(&[fault])?;
@@ -308,6 +314,16 @@ pub struct TraceReader<R> {
     pub compile_effects: bool,
     /// Whether the recorded kernel's driver carried connections out of VMs.
     pub egress: bool,
+    /// Whether the recorded kernel's guests made their host directory calls as effects.
+    pub host_call_effects: bool,
+}
+
+/// Which kinds of effect a recorded kernel asked its driver for (beyond the store's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EffectPorts {
+    pub compile: bool,
+    pub egress: bool,
+    pub host_calls: bool,
 }
 
 impl TraceReader<BufReader<File>> {
@@ -324,7 +340,7 @@ impl<R: Read> TraceReader<R> {
             return Err(TraceError::BadMagic);
         }
         let version = u16::from_be_bytes(read_array(&mut input)?);
-        if version != TRACE_VERSION {
+        if !(OLDEST_TRACE_VERSION..=TRACE_VERSION).contains(&version) {
             return Err(TraceError::Version { found: version });
         }
         let entropy_seed = u64::from_be_bytes(read_array(&mut input)?);
@@ -335,7 +351,7 @@ impl<R: Read> TraceReader<R> {
         let sidecar_id = read_string(&mut input)?;
         let max_memory_bytes = u64::from_be_bytes(read_array(&mut input)?);
         let [ports] = read_array::<1>(&mut input)?;
-        if ports & !(PORT_HOST_FS | PORT_STORE | PORT_COMPILE_EFFECTS | PORT_EGRESS) != 0 {
+        if ports & !(PORT_HOST_FS | PORT_STORE | PORT_COMPILE_EFFECTS | PORT_EGRESS | PORT_HOST_CALL_EFFECTS) != 0 {
             return Err(TraceError::Corrupt(format!("unknown ports {ports:#x}")));
         }
         let [fault] = read_array::<1>(&mut input)?;
@@ -358,6 +374,7 @@ impl<R: Read> TraceReader<R> {
             store: ports & PORT_STORE != 0,
             compile_effects: ports & PORT_COMPILE_EFFECTS != 0,
             egress: ports & PORT_EGRESS != 0,
+            host_call_effects: ports & PORT_HOST_CALL_EFFECTS != 0,
         })
     }
 
@@ -512,6 +529,8 @@ pub fn replay_with<R: Read>(
         compile_effects: reader.compile_effects,
         // The recorded completions say what every connection did: nothing is sent anywhere.
         egress: reader.egress,
+        // And what every host directory answered: no directory is needed.
+        host_call_effects: reader.host_call_effects,
     };
     let mut driver = Driver::start(reader.config.clone(), ports, None)?;
     let mut produced = std::collections::VecDeque::new();

@@ -7,6 +7,7 @@ use schema::wire::OwnershipScope;
 
 use super::compile::CompileKey;
 use super::egress::{LinkEffect, MAX_EFFECTS_PER_LINK, MAX_LINKS};
+use super::host_calls::MAX_HOST_CALLS_IN_FLIGHT;
 use super::persistence::PersistenceWait;
 use super::{Sidecar, StreamId};
 use crate::clock::Now;
@@ -38,6 +39,8 @@ pub(crate) enum Then {
     Link { vm_id: String, link: LinkId, kind: LinkEffect },
     /// A name a VM asked for is resolved (see `egress`).
     Resolve { vm_id: String, name: String },
+    /// A host directory answered a guest's call (see `host_calls`).
+    HostCall { vm_id: String, pid: u32 },
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +53,8 @@ pub(crate) struct Effects {
     held_bytes: u64,
     /// Of `waiting`, the network's.
     network: usize,
+    /// Of `waiting`, the host directory calls.
+    host_calls: usize,
 }
 
 impl Effects {
@@ -64,14 +69,31 @@ impl Effects {
             return Ok(self.queue(effect, waiter));
         }
         let held = effect.held_bytes();
+        if effect.is_host_call() {
+            if self.host_calls >= MAX_HOST_CALLS_IN_FLIGHT {
+                let message = format!("EAGAIN: {MAX_HOST_CALLS_IN_FLIGHT} host directory calls are in flight");
+                return Err(Rejection::new(RejectCode::LimitExceeded, message));
+            }
+            if self.held_bytes > 0 && self.held_bytes.saturating_add(held) > MAX_EFFECT_BYTES_IN_FLIGHT {
+                let message = format!(
+                    "EAGAIN: {} bytes wait in effects, the limit is {MAX_EFFECT_BYTES_IN_FLIGHT}",
+                    self.held_bytes
+                );
+                return Err(Rejection::new(RejectCode::LimitExceeded, message));
+            }
+            self.host_calls += 1;
+            waiter.held_bytes = held;
+            self.held_bytes += held;
+            return Ok(self.queue(effect, waiter));
+        }
         let over_bytes = self.held_bytes > 0 && self.held_bytes.saturating_add(held) > MAX_EFFECT_BYTES_IN_FLIGHT;
-        if self.waiting.len() - self.network >= MAX_EFFECTS_IN_FLIGHT || over_bytes {
+        if self.waiting.len() - self.network - self.host_calls >= MAX_EFFECTS_IN_FLIGHT || over_bytes {
             return Err(Rejection::new(
                 RejectCode::LimitExceeded,
                 format!(
                     "EAGAIN: {} store operations and compilations ({} bytes) are in flight, the limit is \
                      {MAX_EFFECTS_IN_FLIGHT} ({MAX_EFFECT_BYTES_IN_FLIGHT} bytes); retry once they are answered",
-                    self.waiting.len() - self.network,
+                    self.waiting.len() - self.network - self.host_calls,
                     self.held_bytes
                 ),
             ));
@@ -86,7 +108,7 @@ impl Effects {
         let id = EffectId(self.next_id);
         self.queued.push_back((id, effect));
         self.waiting.insert(id, waiter);
-        assert!(self.queued.len() <= self.waiting.len() && self.network <= self.waiting.len());
+        assert!(self.queued.len() <= self.waiting.len() && self.network + self.host_calls <= self.waiting.len());
         id
     }
 
@@ -95,6 +117,9 @@ impl Effects {
         self.held_bytes -= waiter.held_bytes;
         if matches!(waiter.then, Then::Link { .. } | Then::Resolve { .. }) {
             self.network -= 1;
+        }
+        if matches!(waiter.then, Then::HostCall { .. }) {
+            self.host_calls -= 1;
         }
         // A completion may come before the driver took the effect (it never should); the
         // effect is then dropped, not performed late.
@@ -122,6 +147,10 @@ impl Waiter {
 
     pub(crate) fn resolve(vm_id: String, name: String) -> Self {
         Self { then: Then::Resolve { vm_id, name }, held_bytes: 0 }
+    }
+
+    pub(crate) fn host_call(vm_id: String, pid: u32) -> Self {
+        Self { then: Then::HostCall { vm_id, pid }, held_bytes: 0 }
     }
 }
 
@@ -157,6 +186,7 @@ impl Sidecar {
             Then::Compiled(key) => self.finish_compile(key),
             then @ Then::Link { .. } => self.finish_link(then, completion),
             Then::Resolve { vm_id, name } => self.finish_resolve(&vm_id, &name, completion),
+            Then::HostCall { vm_id, pid } => self.finish_host_call(&vm_id, pid, completion),
         }
     }
 }
@@ -190,5 +220,29 @@ mod tests {
         effects.ask(put(50), waiter()).unwrap();
         assert_eq!(effects.len(), 2);
         assert_eq!(effects.queued.len(), 2);
+    }
+
+    #[test]
+    fn host_calls_in_flight_are_bounded_apart_from_the_store_and_compilations() {
+        use crate::host::effect::HostDirHandle;
+        use crate::host::journal::PortCall;
+        let dir: std::sync::Arc<dyn crate::host::fs::HostDir> =
+            std::sync::Arc::new(crate::host::python::StdlibDir::new(std::sync::Arc::from(Vec::new())));
+        let call = |index: usize| Effect::HostCall {
+            dir: HostDirHandle::new(1, std::sync::Arc::clone(&dir)),
+            call: PortCall::Stat { dir: 1, path: index.to_string() },
+            data: Vec::new(),
+        };
+        let mut effects = Effects::default();
+        let mut first = None;
+        for index in 0..MAX_HOST_CALLS_IN_FLIGHT {
+            let id = effects.ask(call(index), Waiter::host_call("vm-1".into(), 1)).unwrap();
+            first.get_or_insert(id);
+        }
+        let refused = effects.ask(call(0), Waiter::host_call("vm-1".into(), 1)).unwrap_err();
+        assert!(refused.message.starts_with("EAGAIN: 1024 host directory calls"), "{}", refused.message);
+        effects.ask(put(1), waiter()).unwrap();
+        assert!(effects.complete(first.unwrap()).is_some());
+        effects.ask(call(0), Waiter::host_call("vm-1".into(), 1)).unwrap();
     }
 }

@@ -15,6 +15,7 @@ mod compile;
 mod effects;
 mod egress;
 mod frames;
+mod host_calls;
 mod network;
 mod persistence;
 mod processes;
@@ -191,6 +192,8 @@ pub struct Sidecar {
     fetches: network::Fetches,
     /// Whether the driver carries connections out of VMs.
     egress: bool,
+    /// Whether the driver performs guests' host directory calls (see `host_calls`).
+    host_call_effects: bool,
     /// Connections out of VMs the driver holds.
     links: egress::Links,
     /// Runs guest programs (none: `Execute` is refused).
@@ -237,6 +240,7 @@ impl Sidecar {
             compiles: compile::Compiles::default(),
             fetches: network::Fetches::default(),
             egress: false,
+            host_call_effects: false,
             links: egress::Links::default(),
             guest_engine: None,
             guests: BTreeMap::new(),
@@ -654,6 +658,9 @@ impl Sidecar {
         let mut vm = vm::Vm::new(vm_id.clone(), connection_id.clone(), session_id.clone(), stream, setup, filesystem);
         if self.egress {
             vm.processes_mut().net.enable_egress();
+        }
+        if self.host_call_effects {
+            vm.filesystem_mut().host_gate_mut().set_deferring();
         }
         self.vms.insert(vm_id.clone(), vm);
         if let Some(session) = self.sessions.get_mut(&session_id) {

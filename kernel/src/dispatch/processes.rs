@@ -443,7 +443,9 @@ impl Sidecar {
                     wake |= table.wait_is_over(process, 0);
                 }
                 (Status::Running, Wait::None) => runnable = true,
-                (Status::Running, Wait::Prompt { ticket: None } | Wait::Spawn) => wake = true,
+                (Status::Running, Wait::Prompt { ticket: None } | Wait::Spawn | Wait::HostCall { asked: false }) => {
+                    wake = true
+                }
                 (Status::Running, Wait::Prompt { ticket: Some(ticket) }) => wake |= self.has_prompt_outcome(ticket),
                 (Status::Running, _) => wake |= table.wait_is_over(process, 0),
                 (Status::Exited(_), _) if process.top_level => {
@@ -464,7 +466,7 @@ impl Sidecar {
 
     /// The VMs the wake pass (and the prompt and spawn service) must look at now, in creation
     /// order: a wait over, something to serve, or a timer come.
-    fn waking_vms(&self) -> Vec<String> {
+    pub(super) fn waking_vms(&self) -> Vec<String> {
         self.vms.waking(self.now.monotonic_ms, &|vm| self.summarize(vm))
     }
 
@@ -493,6 +495,7 @@ impl Sidecar {
             vm.forget_exited(now_ms);
         }
         self.serve_prompts();
+        self.serve_host_calls();
         self.serve_spawns();
         let mut spent_fuel = 0u64;
         for _ in 0..MAX_SLICES_PER_TICK {

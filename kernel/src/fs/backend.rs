@@ -2,7 +2,7 @@
 //! land in: the root [`Overlay`], a `memory` mount's [`Filesystem`], a `host_dir` mount's
 //! [`HostDir`]. (js_bridge mounts are asynchronous; see `js_bridge`.)
 
-use std::cell::Cell;
+use crate::fs::host_gate::GatedDir;
 
 use crate::clock::Now;
 use crate::host::fs::{symlink_target_depth, HostDir, HostFileKind, HostFsError, HostStat, HOST_MODE_MASK};
@@ -118,11 +118,11 @@ vfs_ops!(Filesystem);
 /// but what the host resolves itself).
 #[derive(Debug)]
 pub(crate) struct HostBackend<'a> {
-    pub dir: &'a dyn HostDir,
+    /// The directory, through the VM's gate (which counts every call, so the guest is charged
+    /// for each: see `cost`).
+    pub dir: GatedDir<'a>,
     pub read_only: bool,
     pub limits: FsLimits,
-    /// Counts the host operations made, so the guest is charged for each (see `cost`).
-    pub host_calls: &'a Cell<u64>,
 }
 
 /// `/a/b/` → `a/b`.
@@ -135,10 +135,9 @@ fn host_error(error: HostFsError) -> FsError {
 }
 
 impl HostBackend<'_> {
-    /// The host directory, counting one operation.
-    fn host(&self) -> &dyn HostDir {
-        self.host_calls.set(self.host_calls.get().saturating_add(1));
-        self.dir
+    /// The host directory.
+    fn host(&self) -> &GatedDir<'_> {
+        &self.dir
     }
 
     fn writable(&self) -> Result<(), FsError> {

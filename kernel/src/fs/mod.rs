@@ -47,6 +47,7 @@
 
 pub(crate) mod backend;
 pub mod devices;
+pub mod host_gate;
 pub mod js_bridge;
 pub mod layers;
 pub mod mounts;
@@ -54,12 +55,13 @@ pub(crate) mod op;
 pub(crate) mod open_files;
 pub(crate) mod wire;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
 use crate::fs::backend::{FsOps, HostBackend};
+use crate::fs::host_gate::{GatedDir, HostGate, HostMount};
 use crate::fs::js_bridge::{BridgeCall, BridgeReply};
 use crate::fs::layers::LayerStore;
 use crate::fs::mounts::{Backend, Final, Mount, Namespace, Owner, WalkError, Walked};
@@ -100,9 +102,10 @@ pub(crate) struct VmFilesystem {
     guest_asks: RefCell<Option<GuestAsks>>,
     /// The process whose call is running, for `/proc/self` (`None` for the host's own calls).
     caller: Option<std::sync::Arc<devices::ProcSelf>>,
-    /// Operations on host directories since the last [`take_host_calls`](Self::take_host_calls):
-    /// each is a real system call, which the guest that caused it pays for.
-    host_calls: Cell<u64>,
+    /// Where calls to host directories go, and their count since the last
+    /// [`take_host_calls`](Self::take_host_calls): each is a real system call, which the guest
+    /// that caused it pays for.
+    host_gate: HostGate,
     /// The key held files of the root's writable layer carry (see `open_files`): a new one
     /// whenever that layer is replaced.
     root_key: u64,
@@ -149,7 +152,7 @@ impl VmFilesystem {
             mounts,
             guest_asks: RefCell::new(None),
             caller: None,
-            host_calls: Cell::new(0),
+            host_gate: HostGate::default(),
             root_key: 0,
             mount_keys: Vec::new(),
             next_key: 1,
@@ -168,7 +171,16 @@ impl VmFilesystem {
 
     /// Host directory operations made since the last call (and resets the count).
     pub(crate) fn take_host_calls(&self) -> u64 {
-        self.host_calls.take()
+        self.host_gate.take_calls()
+    }
+
+    /// The gate a guest's call defers its host calls through (see `host_gate`).
+    pub(crate) fn host_gate(&self) -> &HostGate {
+        &self.host_gate
+    }
+
+    pub(crate) fn host_gate_mut(&mut self) -> &mut HostGate {
+        &mut self.host_gate
     }
 
     pub(crate) fn root(&self) -> &Overlay {
@@ -413,8 +425,11 @@ impl VmFilesystem {
         match &mut mount.backend {
             Backend::Memory(fs) => execute(fs, op, at, at_to, now),
             Backend::Host(dir) => {
-                let mut host =
-                    HostBackend { dir: dir.as_ref(), read_only: mount.read_only, limits, host_calls: &self.host_calls };
+                let mut host = HostBackend {
+                    dir: GatedDir { mount: dir, number: mount_number(&self.mount_keys, index), gate: &self.host_gate },
+                    read_only: mount.read_only,
+                    limits,
+                };
                 execute(&mut host, op, at, at_to, now)
             }
             Backend::Kernel(tree) => {
@@ -450,7 +465,13 @@ impl VmFilesystem {
     fn namespace(&self) -> Namespace<'_> {
         // A guest's paths arrive absolute; its own cwd is what `/proc/self/cwd` leads to.
         let cwd = self.caller.as_deref().map_or(self.cwd.as_str(), |caller| caller.cwd.as_str());
-        Namespace { root: &self.root, mounts: &self.mounts, cwd, host_calls: &self.host_calls }
+        Namespace {
+            root: &self.root,
+            mounts: &self.mounts,
+            mount_keys: &self.mount_keys,
+            cwd,
+            host_gate: &self.host_gate,
+        }
     }
     /// Replaces the VM's configured mounts (ConfigureVm reconciles: the old ones are dropped);
     /// the kernel's trees stay, after them.
@@ -472,7 +493,8 @@ impl VmFilesystem {
             return Err(Rejection::limit("mounts per VM", mounts::MAX_MOUNTS));
         }
         let components = crate::vfs::path::split(guest_path).map(str::to_owned).collect();
-        let backend = Backend::Host(Box::new(crate::host::python::StdlibDir::new(stdlib)));
+        let backend =
+            Backend::Host(HostMount::installed(std::sync::Arc::new(crate::host::python::StdlibDir::new(stdlib))));
         self.mounts.push(Mount { guest_path: guest_path.to_owned(), components, read_only: true, backend });
         self.mount_keys.push(self.next_key);
         self.next_key = self.next_key.saturating_add(1);
@@ -555,8 +577,11 @@ impl VmFilesystem {
         let limits = self.limits;
         let Some(mount) = self.mounts.get(index) else { return Err(Errno::EXDEV) };
         let Backend::Host(dir) = &mount.backend else { return Err(Errno::EXDEV) };
-        let mut host =
-            HostBackend { dir: dir.as_ref(), read_only: mount.read_only, limits, host_calls: &self.host_calls };
+        let mut host = HostBackend {
+            dir: GatedDir { mount: dir, number: mount_number(&self.mount_keys, index), gate: &self.host_gate },
+            read_only: mount.read_only,
+            limits,
+        };
         let local = from.local_arg();
         let at = VPath::from(local.as_str());
         if let HostOp::Rename { .. } = op {
@@ -664,12 +689,9 @@ impl VmFilesystem {
             Owner::Mount(index) => match self.mounts.get(index).map(|mount| (mount, &mount.backend)) {
                 Some((_, Backend::Memory(fs))) => fs.lstat(local).is_ok_and(|stat| stat.is_directory),
                 Some((mount, Backend::Host(dir))) => {
-                    let host = HostBackend {
-                        dir: dir.as_ref(),
-                        read_only: mount.read_only,
-                        limits: self.limits,
-                        host_calls: &self.host_calls,
-                    };
+                    let dir =
+                        GatedDir { mount: dir, number: mount_number(&self.mount_keys, index), gate: &self.host_gate };
+                    let host = HostBackend { dir, read_only: mount.read_only, limits: self.limits };
                     host.lstat(local).is_ok_and(|stat| stat.is_directory)
                 }
                 Some((_, Backend::Kernel(tree))) => tree.entry(&walked.local) == Some(devices::Entry::Dir),
@@ -704,8 +726,11 @@ impl VmFilesystem {
         match &mut mount.backend {
             Backend::Memory(fs) => fs.pwrite(walked.local.as_str(), offset, data, now).map(Some).map_err(label),
             Backend::Host(dir) => {
-                let host =
-                    HostBackend { dir: dir.as_ref(), read_only: mount.read_only, limits, host_calls: &self.host_calls };
+                let host = HostBackend {
+                    dir: GatedDir { mount: dir, number: mount_number(&self.mount_keys, index), gate: &self.host_gate },
+                    read_only: mount.read_only,
+                    limits,
+                };
                 host.pwrite(&walked.local, offset, data).map(Some).map_err(label)
             }
             Backend::Kernel(_) | Backend::Bridge(_) => Ok(None),
@@ -738,8 +763,11 @@ impl VmFilesystem {
                 fs.pread(walked.local.as_str(), offset, len).map(|b| Some(b.to_vec())).map_err(label)
             }
             Backend::Host(dir) => {
-                let host =
-                    HostBackend { dir: dir.as_ref(), read_only: mount.read_only, limits, host_calls: &self.host_calls };
+                let host = HostBackend {
+                    dir: GatedDir { mount: dir, number: mount_number(&self.mount_keys, index), gate: &self.host_gate },
+                    read_only: mount.read_only,
+                    limits,
+                };
                 host.pread(VPath::from(walked.local.as_str()), offset, len).map(Some).map_err(label)
             }
             Backend::Kernel(_) | Backend::Bridge(_) => Ok(None),
@@ -1029,6 +1057,12 @@ pub(crate) fn lexical_append(base: &str, rest: &[&str]) -> String {
         }
     }
     format!("/{}", parts.join("/"))
+}
+
+/// The number a mount's host calls name it by: its files' key (see `mount_keys`), which is new
+/// whenever the mounts change, so a memo never answers for a directory mounted since.
+fn mount_number(mount_keys: &[u64], index: usize) -> u32 {
+    mount_keys.get(index).map_or(u32::MAX, |key| u32::try_from(*key).unwrap_or(u32::MAX))
 }
 
 #[cfg(test)]

@@ -25,12 +25,11 @@
 //! The kernel's own trees (`/dev`, `/proc`; see `synthetic`) are mounts too, kept after the
 //! configured ones: a configured mount at the same path wins, one below them nests as usual.
 
-use std::cell::Cell;
-
 use schema::wire::MountDescriptor;
 
 use crate::error::{RejectCode, Rejection};
 use crate::fs::devices::{Entry, KernelFs};
+use crate::fs::host_gate::{GatedDir, HostGate, HostMount};
 use crate::host::fs::{HostDir, HostFileKind, HostFs};
 use crate::host::software::{SoftwareTree, SOFTWARE_ROOT};
 use crate::vfs::{path as vpath, Errno, Filesystem, FsLimits, Overlay, MAX_SYMLINK_HOPS, NAME_MAX, PATH_MAX};
@@ -60,7 +59,7 @@ pub(crate) struct Mount {
 #[derive(Debug)]
 pub(crate) enum Backend {
     Memory(Filesystem),
-    Host(Box<dyn HostDir>),
+    Host(HostMount),
     Bridge(BridgeMount),
     /// `/dev` or `/proc`, served by the kernel (see `synthetic`); never configured.
     Kernel(KernelFs),
@@ -139,7 +138,7 @@ pub(crate) fn build(
                 let dir = host_fs
                     .open_dir(&host_path)
                     .map_err(|error| plugin_error(format!("{error}, host_dir '{host_path}'")))?;
-                Backend::Host(dir)
+                Backend::Host(HostMount::configured(dir))
             }
             Plan::Bridge { mount_id } => Backend::Bridge(BridgeMount { mount_id, next_call: 0 }),
         };
@@ -183,7 +182,12 @@ pub(crate) fn add_software(mounts: &mut Vec<Mount>, tree: SoftwareTree) -> Resul
         return Err(Rejection::limit("mounts per VM", MAX_MOUNTS));
     }
     let components = vpath::split(&guest_path).map(str::to_owned).collect();
-    mounts.push(Mount { guest_path, components, read_only: true, backend: Backend::Host(Box::new(tree)) });
+    mounts.push(Mount {
+        guest_path,
+        components,
+        read_only: true,
+        backend: Backend::Host(HostMount::installed(std::sync::Arc::new(tree))),
+    });
     Ok(())
 }
 
@@ -319,16 +323,16 @@ enum Found {
 pub(crate) struct Namespace<'a> {
     pub root: &'a Overlay,
     pub mounts: &'a [Mount],
+    /// Each mount's files' key, by index (names a mount in its host calls).
+    pub mount_keys: &'a [u64],
     pub cwd: &'a str,
-    /// Counts the host operations a walk makes (`lstat`, `readlink` on `host_dir` mounts).
-    pub host_calls: &'a Cell<u64>,
+    /// Where a walk's host calls go (`lstat`, `readlink` on `host_dir` mounts); it counts them.
+    pub host_gate: &'a HostGate,
 }
 
 /// One component of a `host_dir` mount, looked at without following it.
-fn probe_host(dir: &dyn HostDir, local: &str, host_calls: &Cell<u64>) -> Found {
+fn probe_host(dir: &GatedDir<'_>, local: &str) -> Found {
     let relative = local.trim_matches('/');
-    let count = || host_calls.set(host_calls.get().saturating_add(1));
-    count();
     let kind = match dir.lstat(relative) {
         Ok(stat) => stat.kind,
         Err(error) if matches!(error.errno, Errno::ENOENT | Errno::ENOTDIR) => return Found::Missing,
@@ -337,7 +341,6 @@ fn probe_host(dir: &dyn HostDir, local: &str, host_calls: &Cell<u64>) -> Found {
     match kind {
         HostFileKind::Directory => Found::Dir,
         HostFileKind::Symlink => {
-            count();
             dir.read_link(relative).map_or_else(|error| Found::Failed(error.errno), Found::Symlink)
         }
         _ => Found::Other,
@@ -400,7 +403,10 @@ impl Namespace<'_> {
                         None => Found::Missing,
                     }
                 }
-                Some(Backend::Host(dir)) => return probe_host(dir.as_ref(), &local, self.host_calls),
+                Some(Backend::Host(mount)) => {
+                    let number = super::mount_number(self.mount_keys, index);
+                    return probe_host(&GatedDir { mount, number, gate: self.host_gate }, &local);
+                }
                 _ => return Found::Opaque,
             },
         };

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::vfs::Errno;
 
-use super::journal::Digest;
+use super::fs::{HostDir, HostFsError};
+use super::journal::{Digest, PortCall, PortValue};
 use super::store::{Store, StoreError};
 
 /// Effects waiting for their completions at once, at most: a host can have this many
@@ -75,7 +76,43 @@ pub enum Effect {
     /// `servers` (the VM's `dns.nameServers`, asked in order), or the host's resolver when there
     /// are none.
     Resolve { name: String, servers: Vec<SocketAddr> },
+    /// Make `call` on the host directory `dir` (`data`: what a write writes), for a guest's
+    /// filesystem call parked until it is answered (see `fs::host_gate`).
+    HostCall { dir: HostDirHandle, call: PortCall, data: Vec<u8> },
 }
+
+/// A host directory an effect is made on: the directory itself (the driver needs nothing else
+/// to perform the call) and the number the VM knows its mount by. Equal when it is the same
+/// directory.
+#[derive(Clone)]
+pub struct HostDirHandle {
+    number: u32,
+    dir: Arc<dyn HostDir>,
+}
+
+impl HostDirHandle {
+    pub fn new(number: u32, dir: Arc<dyn HostDir>) -> Self {
+        Self { number, dir }
+    }
+
+    pub fn dir(&self) -> &Arc<dyn HostDir> {
+        &self.dir
+    }
+}
+
+impl std::fmt::Debug for HostDirHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("HostDirHandle").field(&self.number).finish()
+    }
+}
+
+impl PartialEq for HostDirHandle {
+    fn eq(&self, other: &Self) -> bool {
+        self.number == other.number && Arc::ptr_eq(&self.dir, &other.dir)
+    }
+}
+
+impl Eq for HostDirHandle {}
 
 /// Names a connection out of a VM for its whole life: the VM's creation order and the socket's
 /// id in that VM (neither is ever reused by a kernel).
@@ -103,6 +140,7 @@ pub enum EffectSummary {
     NetUdpOpen { link: LinkId, ipv6: bool },
     NetUdpSend { link: LinkId, to: SocketAddr, bytes: Digest, len: u64 },
     NetUdpRecv { link: LinkId, max_bytes: u32 },
+    HostCall { call: PortCall },
 }
 
 /// How an effect ended.
@@ -124,6 +162,8 @@ pub enum Completion {
     NetUdpSent(Result<(), NetFailure>),
     /// A datagram and its sender.
     NetUdpReceived(Result<(SocketAddr, Vec<u8>), NetFailure>),
+    /// A host directory's answer.
+    HostCall(Result<PortValue, HostFsError>),
 }
 
 impl Effect {
@@ -150,7 +190,21 @@ impl Effect {
             Self::NetUdpRecv { .. } => {
                 Completion::NetUdpReceived(Err(NetFailure::new(Errno::ENETUNREACH, "no network")))
             }
+            Self::HostCall { .. } => self.perform_host_call(),
         }
+    }
+
+    /// Performs a host directory call (anything else: `EINVAL`).
+    pub fn perform_host_call(&self) -> Completion {
+        match self {
+            Self::HostCall { dir, call, data } => Completion::HostCall(call.perform(dir.dir().as_ref(), data)),
+            _ => Completion::HostCall(Err(HostFsError::with_detail(Errno::EINVAL, "not a host call"))),
+        }
+    }
+
+    /// Whether a host directory performs it.
+    pub fn is_host_call(&self) -> bool {
+        matches!(self, Self::HostCall { .. })
     }
 
     /// Whether the network performs it (a driver's socket loop, or its resolver).
@@ -202,6 +256,7 @@ impl Effect {
                 len: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
             },
             Self::NetUdpRecv { link, max_bytes } => EffectSummary::NetUdpRecv { link: *link, max_bytes: *max_bytes },
+            Self::HostCall { call, .. } => EffectSummary::HostCall { call: call.clone() },
         }
     }
 
@@ -215,6 +270,7 @@ impl Effect {
             Self::NetConnect { .. } | Self::NetSend { .. } | Self::NetRecv { .. } => 0,
             Self::NetTls { .. } | Self::NetClose { .. } | Self::Resolve { .. } => 0,
             Self::NetUdpOpen { .. } | Self::NetUdpSend { .. } | Self::NetUdpRecv { .. } => 0,
+            Self::HostCall { data, .. } => u64::try_from(data.len()).unwrap_or(u64::MAX),
         }
     }
 }

@@ -31,6 +31,7 @@
 //! without symlinks) stays small.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::vfs::Errno;
 
@@ -160,7 +161,7 @@ impl HostStat {
 pub trait HostFs: fmt::Debug + Send + Sync {
     /// The host directory `host_path` (as the mount's config names it), confined to itself.
     /// `ENOENT`/`ENOTDIR` when it is not an existing directory.
-    fn open_dir(&self, host_path: &str) -> HostResult<Box<dyn HostDir>>;
+    fn open_dir(&self, host_path: &str) -> HostResult<Arc<dyn HostDir>>;
 }
 
 /// One host directory. Paths are relative and normalised (see the module docs). Operations
@@ -239,6 +240,13 @@ pub trait HostDir: fmt::Debug + Send + Sync {
     }
     fn utimes(&self, _path: &str, _atime_ms: u64, _mtime_ms: u64) -> HostResult<()> {
         Err(Errno::ENOSYS.into())
+    }
+
+    /// The directory this one only observes, if it is such a wrapper (a recording journal):
+    /// a call performed as an effect, on the driver's side, goes to that directory, since the
+    /// trace records the effect and its completion instead.
+    fn observed(&self) -> Option<Arc<dyn HostDir>> {
+        None
     }
 }
 

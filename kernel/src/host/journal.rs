@@ -36,7 +36,7 @@ use crate::vfs::Errno;
 pub const MAX_PENDING_EXCHANGES: usize = 1 << 17;
 
 /// Written bytes, identified without keeping them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Digest {
     pub len: u64,
     pub fnv1a: u64,
@@ -54,7 +54,7 @@ impl Digest {
 }
 
 /// A call the kernel made to a port. `dir` numbers the directory (see the module docs).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PortCall {
     OpenDir { host_path: String },
     ReadFile { dir: u32, path: String, max_bytes: u64 },
@@ -240,7 +240,7 @@ impl JournaledHostFs {
 }
 
 impl HostFs for JournaledHostFs {
-    fn open_dir(&self, host_path: &str) -> HostResult<Box<dyn HostDir>> {
+    fn open_dir(&self, host_path: &str) -> HostResult<Arc<dyn HostDir>> {
         let mut opened = None;
         let call = PortCall::OpenDir { host_path: host_path.to_owned() };
         let answer = self.journal.exchange(call, || {
@@ -250,7 +250,7 @@ impl HostFs for JournaledHostFs {
             Ok(PortValue::Dir(self.journal.next_dir()))
         });
         match answer {
-            Ok(PortValue::Dir(id)) => Ok(Box::new(JournaledDir { inner: opened, id, journal: self.journal.clone() })),
+            Ok(PortValue::Dir(id)) => Ok(Arc::new(JournaledDir { inner: opened, id, journal: self.journal.clone() })),
             Ok(_) => Err(mismatch(&self.journal, "open_dir")),
             Err(error) => Err(error),
         }
@@ -260,7 +260,7 @@ impl HostFs for JournaledHostFs {
 /// One directory of a [`JournaledHostFs`].
 #[derive(Debug)]
 struct JournaledDir {
-    inner: Option<Box<dyn HostDir>>,
+    inner: Option<Arc<dyn HostDir>>,
     id: u32,
     journal: Journal,
 }
@@ -270,164 +270,271 @@ fn mismatch(journal: &Journal, call: &str) -> HostFsError {
     HostFsError::with_detail(Errno::EIO, "replay diverged from its recording")
 }
 
-impl JournaledDir {
-    fn call(
-        &self,
-        call: PortCall,
-        perform: impl FnOnce(&dyn HostDir) -> HostResult<PortValue>,
-    ) -> HostResult<PortValue> {
-        self.journal.exchange(call, || {
-            let inner = self.inner.as_deref().ok_or_else(|| HostFsError::new(Errno::EIO))?;
-            perform(inner)
+impl PortDir for JournaledDir {
+    fn port_id(&self) -> u32 {
+        self.id
+    }
+
+    fn port(&self, call: PortCall, data: &[u8]) -> HostResult<PortValue> {
+        let inner = self.inner.clone();
+        let performed = call.clone();
+        self.journal.exchange(call, move || {
+            let inner = inner.ok_or_else(|| HostFsError::new(Errno::EIO))?;
+            performed.perform(inner.as_ref(), data)
         })
     }
 
-    fn unit(&self, name: &str, call: PortCall, perform: impl FnOnce(&dyn HostDir) -> HostResult<()>) -> HostResult<()> {
-        match self.call(call, |dir| perform(dir).map(|()| PortValue::Unit))? {
+    fn wrong_answer(&self, call: &str) -> HostFsError {
+        mismatch(&self.journal, call)
+    }
+
+    fn observed(&self) -> Option<Arc<dyn HostDir>> {
+        self.inner.clone()
+    }
+}
+
+impl PortCall {
+    /// Makes this call on `dir`; `data` is what a `WriteFile` or `Pwrite` writes (the call
+    /// itself keeps only its digest). `OpenDir` is not a directory's call: `EINVAL`.
+    pub fn perform(&self, dir: &dyn HostDir, data: &[u8]) -> HostResult<PortValue> {
+        let unit = |result: HostResult<()>| result.map(|()| PortValue::Unit);
+        match self {
+            Self::OpenDir { .. } => Err(HostFsError::with_detail(Errno::EINVAL, "open_dir is not a directory call")),
+            Self::ReadFile { path, max_bytes, .. } => dir.read_file(path, *max_bytes).map(PortValue::Bytes),
+            Self::WriteFile { path, mode, .. } => unit(dir.write_file(path, data, *mode)),
+            Self::Stat { path, .. } => dir.stat(path).map(PortValue::Stat),
+            Self::Lstat { path, .. } => dir.lstat(path).map(PortValue::Stat),
+            Self::ReadDir { path, max_entries, .. } => dir.read_dir(path, *max_entries).map(PortValue::Names),
+            Self::Mkdir { path, recursive, mode, .. } => unit(dir.mkdir(path, *recursive, *mode)),
+            Self::RemoveFile { path, .. } => unit(dir.remove_file(path)),
+            Self::RemoveDir { path, recursive, .. } => unit(dir.remove_dir(path, *recursive)),
+            Self::Rename { from, to, .. } => unit(dir.rename(from, to)),
+            Self::Pread { path, offset, len, .. } => dir.pread(path, *offset, *len).map(PortValue::Bytes),
+            Self::Pwrite { path, offset, .. } => dir.pwrite(path, *offset, data).map(PortValue::Count),
+            Self::Truncate { path, len, .. } => unit(dir.truncate(path, *len)),
+            Self::Realpath { path, .. } => dir.realpath(path).map(PortValue::Text),
+            Self::Symlink { target, path, .. } => unit(dir.symlink(target, path)),
+            Self::ReadLink { path, .. } => dir.read_link(path).map(PortValue::Text),
+            Self::Link { existing, new, .. } => unit(dir.link(existing, new)),
+            Self::Chmod { path, mode, .. } => unit(dir.chmod(path, *mode)),
+            Self::Chown { path, uid, gid, .. } => unit(dir.chown(path, *uid, *gid)),
+            Self::Utimes { path, atime_ms, mtime_ms, .. } => unit(dir.utimes(path, *atime_ms, *mtime_ms)),
+        }
+    }
+
+    /// The bytes the call carries (a write's data), for bounds on what waits.
+    pub fn written_bytes(&self) -> u64 {
+        match self {
+            Self::WriteFile { data, .. } | Self::Pwrite { data, .. } => data.len,
+            _ => 0,
+        }
+    }
+}
+
+/// A directory whose every call is a [`PortCall`] answered with a [`PortValue`]: a journal's,
+/// or the kernel's gate that turns calls into effects (`fs::host_gate`). Implementing this and
+/// invoking [`impl_host_dir_for_port!`] gives the [`HostDir`], so both speak one mapping.
+pub(crate) trait PortDir {
+    /// The number calls name this directory by.
+    fn port_id(&self) -> u32;
+    /// Makes `call` (`data`: what a write writes).
+    fn port(&self, call: PortCall, data: &[u8]) -> HostResult<PortValue>;
+    /// The error for an answer of the wrong kind (a corrupt recording).
+    fn wrong_answer(&self, call: &str) -> HostFsError;
+    /// See [`HostDir::observed`].
+    fn observed(&self) -> Option<Arc<dyn HostDir>> {
+        None
+    }
+}
+
+/// `impl HostDir` for a [`PortDir`]: each method builds its call and takes its kind of answer
+/// (the invoking module imports `PortDir` and `PortAnswers`).
+macro_rules! impl_host_dir_for_port {
+    ($type:ty) => {
+        impl $crate::host::fs::HostDir for $type {
+            fn read_file(&self, path: &str, max_bytes: u64) -> $crate::host::fs::HostResult<Vec<u8>> {
+                let call =
+                    $crate::host::journal::PortCall::ReadFile { dir: self.port_id(), path: path.to_owned(), max_bytes };
+                match self.port(call, &[])? {
+                    $crate::host::journal::PortValue::Bytes(bytes) => Ok(bytes),
+                    _ => Err(self.wrong_answer("read_file")),
+                }
+            }
+            fn write_file(&self, path: &str, data: &[u8], mode: u32) -> $crate::host::fs::HostResult<()> {
+                let call = $crate::host::journal::PortCall::WriteFile {
+                    dir: self.port_id(),
+                    path: path.to_owned(),
+                    data: $crate::host::journal::Digest::of(data),
+                    mode,
+                };
+                self.port_unit("write_file", call, data)
+            }
+            fn stat(&self, path: &str) -> $crate::host::fs::HostResult<$crate::host::fs::HostStat> {
+                self.port_stat(
+                    "stat",
+                    $crate::host::journal::PortCall::Stat { dir: self.port_id(), path: path.to_owned() },
+                )
+            }
+            fn lstat(&self, path: &str) -> $crate::host::fs::HostResult<$crate::host::fs::HostStat> {
+                self.port_stat(
+                    "lstat",
+                    $crate::host::journal::PortCall::Lstat { dir: self.port_id(), path: path.to_owned() },
+                )
+            }
+            fn read_dir(&self, path: &str, max_entries: u64) -> $crate::host::fs::HostResult<Vec<String>> {
+                let call = $crate::host::journal::PortCall::ReadDir {
+                    dir: self.port_id(),
+                    path: path.to_owned(),
+                    max_entries,
+                };
+                match self.port(call, &[])? {
+                    $crate::host::journal::PortValue::Names(names) => Ok(names),
+                    _ => Err(self.wrong_answer("read_dir")),
+                }
+            }
+            fn mkdir(&self, path: &str, recursive: bool, mode: u32) -> $crate::host::fs::HostResult<()> {
+                let call = $crate::host::journal::PortCall::Mkdir {
+                    dir: self.port_id(),
+                    path: path.to_owned(),
+                    recursive,
+                    mode,
+                };
+                self.port_unit("mkdir", call, &[])
+            }
+            fn remove_file(&self, path: &str) -> $crate::host::fs::HostResult<()> {
+                self.port_unit(
+                    "remove_file",
+                    $crate::host::journal::PortCall::RemoveFile { dir: self.port_id(), path: path.to_owned() },
+                    &[],
+                )
+            }
+            fn remove_dir(&self, path: &str, recursive: bool) -> $crate::host::fs::HostResult<()> {
+                let call = $crate::host::journal::PortCall::RemoveDir {
+                    dir: self.port_id(),
+                    path: path.to_owned(),
+                    recursive,
+                };
+                self.port_unit("remove_dir", call, &[])
+            }
+            fn rename(&self, from: &str, to: &str) -> $crate::host::fs::HostResult<()> {
+                let call = $crate::host::journal::PortCall::Rename {
+                    dir: self.port_id(),
+                    from: from.to_owned(),
+                    to: to.to_owned(),
+                };
+                self.port_unit("rename", call, &[])
+            }
+            fn pread(&self, path: &str, offset: u64, len: u64) -> $crate::host::fs::HostResult<Vec<u8>> {
+                let call =
+                    $crate::host::journal::PortCall::Pread { dir: self.port_id(), path: path.to_owned(), offset, len };
+                match self.port(call, &[])? {
+                    $crate::host::journal::PortValue::Bytes(bytes) => Ok(bytes),
+                    _ => Err(self.wrong_answer("pread")),
+                }
+            }
+            fn pwrite(&self, path: &str, offset: u64, data: &[u8]) -> $crate::host::fs::HostResult<u64> {
+                let call = $crate::host::journal::PortCall::Pwrite {
+                    dir: self.port_id(),
+                    path: path.to_owned(),
+                    offset,
+                    data: $crate::host::journal::Digest::of(data),
+                };
+                match self.port(call, data)? {
+                    $crate::host::journal::PortValue::Count(count) => Ok(count),
+                    _ => Err(self.wrong_answer("pwrite")),
+                }
+            }
+            fn truncate(&self, path: &str, len: u64) -> $crate::host::fs::HostResult<()> {
+                self.port_unit(
+                    "truncate",
+                    $crate::host::journal::PortCall::Truncate { dir: self.port_id(), path: path.to_owned(), len },
+                    &[],
+                )
+            }
+            fn realpath(&self, path: &str) -> $crate::host::fs::HostResult<String> {
+                self.port_text(
+                    "realpath",
+                    $crate::host::journal::PortCall::Realpath { dir: self.port_id(), path: path.to_owned() },
+                )
+            }
+            fn symlink(&self, target: &str, path: &str) -> $crate::host::fs::HostResult<()> {
+                let call = $crate::host::journal::PortCall::Symlink {
+                    dir: self.port_id(),
+                    target: target.to_owned(),
+                    path: path.to_owned(),
+                };
+                self.port_unit("symlink", call, &[])
+            }
+            fn read_link(&self, path: &str) -> $crate::host::fs::HostResult<String> {
+                self.port_text(
+                    "read_link",
+                    $crate::host::journal::PortCall::ReadLink { dir: self.port_id(), path: path.to_owned() },
+                )
+            }
+            fn link(&self, existing: &str, new: &str) -> $crate::host::fs::HostResult<()> {
+                let call = $crate::host::journal::PortCall::Link {
+                    dir: self.port_id(),
+                    existing: existing.to_owned(),
+                    new: new.to_owned(),
+                };
+                self.port_unit("link", call, &[])
+            }
+            fn chmod(&self, path: &str, mode: u32) -> $crate::host::fs::HostResult<()> {
+                self.port_unit(
+                    "chmod",
+                    $crate::host::journal::PortCall::Chmod { dir: self.port_id(), path: path.to_owned(), mode },
+                    &[],
+                )
+            }
+            fn chown(&self, path: &str, uid: u32, gid: u32) -> $crate::host::fs::HostResult<()> {
+                let call =
+                    $crate::host::journal::PortCall::Chown { dir: self.port_id(), path: path.to_owned(), uid, gid };
+                self.port_unit("chown", call, &[])
+            }
+            fn utimes(&self, path: &str, atime_ms: u64, mtime_ms: u64) -> $crate::host::fs::HostResult<()> {
+                let call = $crate::host::journal::PortCall::Utimes {
+                    dir: self.port_id(),
+                    path: path.to_owned(),
+                    atime_ms,
+                    mtime_ms,
+                };
+                self.port_unit("utimes", call, &[])
+            }
+            fn observed(&self) -> Option<std::sync::Arc<dyn $crate::host::fs::HostDir>> {
+                $crate::host::journal::PortDir::observed(self)
+            }
+        }
+    };
+}
+pub(crate) use impl_host_dir_for_port;
+
+impl_host_dir_for_port!(JournaledDir);
+
+/// The typed answers of a [`PortDir`], shared by every method of [`impl_host_dir_for_port!`].
+pub(crate) trait PortAnswers: PortDir {
+    fn port_unit(&self, name: &str, call: PortCall, data: &[u8]) -> HostResult<()> {
+        match self.port(call, data)? {
             PortValue::Unit => Ok(()),
-            _ => Err(mismatch(&self.journal, name)),
+            _ => Err(self.wrong_answer(name)),
         }
     }
 
-    fn bytes(
-        &self,
-        name: &str,
-        call: PortCall,
-        perform: impl FnOnce(&dyn HostDir) -> HostResult<Vec<u8>>,
-    ) -> HostResult<Vec<u8>> {
-        match self.call(call, |dir| perform(dir).map(PortValue::Bytes))? {
-            PortValue::Bytes(bytes) => Ok(bytes),
-            _ => Err(mismatch(&self.journal, name)),
-        }
-    }
-
-    fn stat_of(
-        &self,
-        name: &str,
-        call: PortCall,
-        perform: impl FnOnce(&dyn HostDir) -> HostResult<HostStat>,
-    ) -> HostResult<HostStat> {
-        match self.call(call, |dir| perform(dir).map(PortValue::Stat))? {
+    fn port_stat(&self, name: &str, call: PortCall) -> HostResult<HostStat> {
+        match self.port(call, &[])? {
             PortValue::Stat(stat) => Ok(stat),
-            _ => Err(mismatch(&self.journal, name)),
+            _ => Err(self.wrong_answer(name)),
         }
     }
 
-    fn text(
-        &self,
-        name: &str,
-        call: PortCall,
-        perform: impl FnOnce(&dyn HostDir) -> HostResult<String>,
-    ) -> HostResult<String> {
-        match self.call(call, |dir| perform(dir).map(PortValue::Text))? {
+    fn port_text(&self, name: &str, call: PortCall) -> HostResult<String> {
+        match self.port(call, &[])? {
             PortValue::Text(text) => Ok(text),
-            _ => Err(mismatch(&self.journal, name)),
+            _ => Err(self.wrong_answer(name)),
         }
     }
 }
 
-impl HostDir for JournaledDir {
-    fn read_file(&self, path: &str, max_bytes: u64) -> HostResult<Vec<u8>> {
-        let call = PortCall::ReadFile { dir: self.id, path: path.to_owned(), max_bytes };
-        self.bytes("read_file", call, |dir| dir.read_file(path, max_bytes))
-    }
-
-    fn write_file(&self, path: &str, data: &[u8], mode: u32) -> HostResult<()> {
-        let call = PortCall::WriteFile { dir: self.id, path: path.to_owned(), data: Digest::of(data), mode };
-        self.unit("write_file", call, |dir| dir.write_file(path, data, mode))
-    }
-
-    fn stat(&self, path: &str) -> HostResult<HostStat> {
-        let call = PortCall::Stat { dir: self.id, path: path.to_owned() };
-        self.stat_of("stat", call, |dir| dir.stat(path))
-    }
-
-    fn lstat(&self, path: &str) -> HostResult<HostStat> {
-        let call = PortCall::Lstat { dir: self.id, path: path.to_owned() };
-        self.stat_of("lstat", call, |dir| dir.lstat(path))
-    }
-
-    fn read_dir(&self, path: &str, max_entries: u64) -> HostResult<Vec<String>> {
-        let call = PortCall::ReadDir { dir: self.id, path: path.to_owned(), max_entries };
-        match self.call(call, |dir| dir.read_dir(path, max_entries).map(PortValue::Names))? {
-            PortValue::Names(names) => Ok(names),
-            _ => Err(mismatch(&self.journal, "read_dir")),
-        }
-    }
-
-    fn mkdir(&self, path: &str, recursive: bool, mode: u32) -> HostResult<()> {
-        let call = PortCall::Mkdir { dir: self.id, path: path.to_owned(), recursive, mode };
-        self.unit("mkdir", call, |dir| dir.mkdir(path, recursive, mode))
-    }
-
-    fn remove_file(&self, path: &str) -> HostResult<()> {
-        let call = PortCall::RemoveFile { dir: self.id, path: path.to_owned() };
-        self.unit("remove_file", call, |dir| dir.remove_file(path))
-    }
-
-    fn remove_dir(&self, path: &str, recursive: bool) -> HostResult<()> {
-        let call = PortCall::RemoveDir { dir: self.id, path: path.to_owned(), recursive };
-        self.unit("remove_dir", call, |dir| dir.remove_dir(path, recursive))
-    }
-
-    fn rename(&self, from: &str, to: &str) -> HostResult<()> {
-        let call = PortCall::Rename { dir: self.id, from: from.to_owned(), to: to.to_owned() };
-        self.unit("rename", call, |dir| dir.rename(from, to))
-    }
-
-    fn pread(&self, path: &str, offset: u64, len: u64) -> HostResult<Vec<u8>> {
-        let call = PortCall::Pread { dir: self.id, path: path.to_owned(), offset, len };
-        self.bytes("pread", call, |dir| dir.pread(path, offset, len))
-    }
-
-    fn pwrite(&self, path: &str, offset: u64, data: &[u8]) -> HostResult<u64> {
-        let call = PortCall::Pwrite { dir: self.id, path: path.to_owned(), offset, data: Digest::of(data) };
-        match self.call(call, |dir| dir.pwrite(path, offset, data).map(PortValue::Count))? {
-            PortValue::Count(count) => Ok(count),
-            _ => Err(mismatch(&self.journal, "pwrite")),
-        }
-    }
-
-    fn truncate(&self, path: &str, len: u64) -> HostResult<()> {
-        let call = PortCall::Truncate { dir: self.id, path: path.to_owned(), len };
-        self.unit("truncate", call, |dir| dir.truncate(path, len))
-    }
-
-    fn realpath(&self, path: &str) -> HostResult<String> {
-        let call = PortCall::Realpath { dir: self.id, path: path.to_owned() };
-        self.text("realpath", call, |dir| dir.realpath(path))
-    }
-
-    fn symlink(&self, target: &str, path: &str) -> HostResult<()> {
-        let call = PortCall::Symlink { dir: self.id, target: target.to_owned(), path: path.to_owned() };
-        self.unit("symlink", call, |dir| dir.symlink(target, path))
-    }
-
-    fn read_link(&self, path: &str) -> HostResult<String> {
-        let call = PortCall::ReadLink { dir: self.id, path: path.to_owned() };
-        self.text("read_link", call, |dir| dir.read_link(path))
-    }
-
-    fn link(&self, existing: &str, new: &str) -> HostResult<()> {
-        let call = PortCall::Link { dir: self.id, existing: existing.to_owned(), new: new.to_owned() };
-        self.unit("link", call, |dir| dir.link(existing, new))
-    }
-
-    fn chmod(&self, path: &str, mode: u32) -> HostResult<()> {
-        let call = PortCall::Chmod { dir: self.id, path: path.to_owned(), mode };
-        self.unit("chmod", call, |dir| dir.chmod(path, mode))
-    }
-
-    fn chown(&self, path: &str, uid: u32, gid: u32) -> HostResult<()> {
-        let call = PortCall::Chown { dir: self.id, path: path.to_owned(), uid, gid };
-        self.unit("chown", call, |dir| dir.chown(path, uid, gid))
-    }
-
-    fn utimes(&self, path: &str, atime_ms: u64, mtime_ms: u64) -> HostResult<()> {
-        let call = PortCall::Utimes { dir: self.id, path: path.to_owned(), atime_ms, mtime_ms };
-        self.unit("utimes", call, |dir| dir.utimes(path, atime_ms, mtime_ms))
-    }
-}
+impl<T: PortDir + ?Sized> PortAnswers for T {}
 
 #[cfg(test)]
 mod tests {
@@ -441,9 +548,9 @@ mod tests {
     struct OneFile;
 
     impl HostFs for OneFile {
-        fn open_dir(&self, host_path: &str) -> HostResult<Box<dyn HostDir>> {
+        fn open_dir(&self, host_path: &str) -> HostResult<Arc<dyn HostDir>> {
             if host_path == "/data" {
-                Ok(Box::new(OneFile))
+                Ok(Arc::new(OneFile))
             } else {
                 Err(Errno::ENOENT.into())
             }

@@ -11,6 +11,7 @@ use schema::wire::{
     ProcessSnapshotEntry, ProcessSnapshotStatus, SignalDispositionAction, SignalHandlerRegistration, WasmPermissionTier,
 };
 
+use crate::fs::host_gate::HostMemo;
 use crate::fs::GuestAsks;
 use crate::ids::PromptTicket;
 use crate::net::Network;
@@ -101,6 +102,9 @@ pub(crate) enum Wait {
     SocketWrite { id: u64 },
     /// In `getaddrinfo`, for the host's resolver to answer resolution `id`.
     Resolve { id: u64 },
+    /// A filesystem call waits for a host directory's answer (`host_memo.needed`; `asked`: the
+    /// effect has been asked for), then runs again (see `fs::host_gate`).
+    HostCall { asked: bool },
 }
 
 /// A process's lifecycle state.
@@ -143,6 +147,8 @@ pub(crate) struct Process {
     pub(crate) sleep_deadline_ns: Option<u64>,
     /// Permission prompts of the call in progress.
     pub(crate) asks: GuestAsks,
+    /// The answers a filesystem call parked on host calls has had (see `fs::host_gate`).
+    pub(crate) host_memo: HostMemo,
     /// Started by the host (`Execute`), not by another process: only these have events.
     pub(crate) top_level: bool,
     /// Children started so far (names the next one `{process_id}/child-{n}`).
@@ -234,6 +240,7 @@ impl Process {
             output: Vec::new(),
             sleep_deadline_ns: None,
             asks: GuestAsks::default(),
+            host_memo: HostMemo::default(),
             top_level,
             children_started: 0,
             spawn_request: None,
@@ -476,6 +483,7 @@ impl ProcessTable {
             Wait::SocketRead { id } => self.net.readable(id),
             Wait::SocketWrite { id } => self.net.writable(id),
             Wait::Resolve { id } => !self.net.dns.is_pending(id),
+            Wait::HostCall { asked } => asked && process.host_memo.needed.is_none(),
             Wait::None | Wait::Child | Wait::Spawn | Wait::Compile | Wait::Prompt { .. } => false,
         };
         over(&process.wait) || process.wake_on.iter().any(over)

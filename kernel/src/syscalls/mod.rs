@@ -31,6 +31,7 @@ use schema::wire::{SignalDispositionAction, SignalHandlerRegistration, WasmPermi
 
 use crate::clock::{Entropy, Now};
 use crate::error::Rejection;
+use crate::fs::host_gate::HostMemo;
 use crate::fs::open_files::FileNode;
 use crate::fs::{FsOp, FsOutcome, FsReply, GuestAsks};
 use crate::process::cost;
@@ -248,23 +249,57 @@ impl Syscalls {
         self.vm.processes_mut().get_mut(self.pid).ok_or(Errno::ESRCH)
     }
 
-    /// Runs a filesystem operation of the VM with the process's permission prompts; an `ask`
-    /// not answered yet parks the process ([`SysError::WouldBlock`], waiting for the prompt), and
-    /// the call is retried once the host answered.
+    /// The engine's call has completed (it is not retried any more): the host directory
+    /// answers it was given are forgotten, so the next call asks afresh.
+    pub fn call_settled(&mut self) {
+        if let Ok(process) = self.process_mut() {
+            if !process.host_memo.is_empty() {
+                process.host_memo = HostMemo::default();
+            }
+        }
+    }
+
+    /// Runs a filesystem operation of the VM with the process's permission prompts and its
+    /// deferred host calls: an `ask` not answered yet, or a host directory call not answered
+    /// yet (when the driver performs them as effects), parks the process
+    /// ([`SysError::WouldBlock`]) and the call is retried once the answer is in.
     fn guarded<T>(
         &mut self,
         call: impl FnOnce(&mut Vm, u32, GuestAsks, &mut Entropy, Now) -> (Result<T, Rejection>, GuestAsks),
     ) -> SysResult<T> {
         let now = self.now;
-        let asks = std::mem::take(&mut self.process_mut()?.asks);
+        let defer = self.vm.defers_host_calls();
+        let process = self.process_mut()?;
+        let asks = std::mem::take(&mut process.asks);
+        let memo = std::mem::take(&mut process.host_memo);
+        if defer {
+            self.vm.filesystem().host_gate().defer(memo);
+        }
         let (outcome, mut asks) = call(&mut self.vm, self.pid, asks, &mut self.entropy, now);
+        let mut memo = if defer { self.vm.filesystem().host_gate().undefer() } else { HostMemo::default() };
         let host_calls = self.vm.filesystem().take_host_calls();
         self.charge(cost::SYSCALL_FUEL.saturating_add(host_calls.saturating_mul(cost::FUEL_PER_HOST_CALL)));
-        let needed = asks.needed.is_some();
+        let prompt = asks.needed.is_some();
+        if prompt {
+            // The prompt comes first; the host call is made again after it.
+            memo.needed = None;
+        }
+        let host_call = memo.needed.is_some();
         let process = self.process_mut()?;
         std::mem::swap(&mut process.asks, &mut asks);
-        if needed {
+        if prompt || host_call {
+            // The attempt is over: the retry starts again from the memo's first answer.
+            memo.rewind();
+        }
+        // Kept until the engine's call settles: a call may run several operations, and a
+        // retry runs them all again.
+        process.host_memo = memo;
+        if prompt {
             process.wait = Wait::Prompt { ticket: None };
+            return Err(SysError::WouldBlock);
+        }
+        if host_call {
+            process.wait = Wait::HostCall { asked: false };
             return Err(SysError::WouldBlock);
         }
         outcome.map_err(|rejection| SysError::Errno(errno_of(&rejection)))

@@ -272,6 +272,11 @@ impl Vm {
     }
 
     /// How long a guest's permission prompt may wait for the host.
+    /// Whether its guests' host directory calls are effects (see `fs::host_gate`).
+    pub(crate) fn defers_host_calls(&self) -> bool {
+        self.filesystem.host_gate().defers()
+    }
+
     pub(crate) fn prompt_timeout_ms(&self) -> u64 {
         self.config.permission_prompts.timeout_ms
     }

@@ -259,7 +259,10 @@ async fn until_ready<H: WasiHost, T>(
 ) -> T {
     loop {
         match attempt() {
-            Ok(ready) => return ready,
+            Ok(ready) => {
+                lock(shared).host.call_settled();
+                return ready;
+            }
             Err(reason) => suspend_once(|| lock(shared).wait = Some(reason)).await,
         }
     }

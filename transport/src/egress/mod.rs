@@ -214,7 +214,11 @@ impl Egress {
             }
             Effect::NetTls { link, server_name } => self.start_tls(registry, id, link, &server_name),
             // Names are resolved on a thread of their own ([`resolve`]).
-            Effect::Resolve { .. } | Effect::StoreGet { .. } | Effect::StorePut { .. } | Effect::Compile { .. } => {}
+            Effect::Resolve { .. }
+            | Effect::StoreGet { .. }
+            | Effect::StorePut { .. }
+            | Effect::Compile { .. }
+            | Effect::HostCall { .. } => {}
         }
     }
 
@@ -449,7 +453,11 @@ fn failed_completion(effect: &Effect, failure: NetFailure) -> Option<Completion>
         Effect::NetUdpOpen { .. } => Some(Completion::NetUdpOpened(Err(failure))),
         Effect::NetUdpSend { .. } => Some(Completion::NetUdpSent(Err(failure))),
         Effect::NetUdpRecv { .. } => Some(Completion::NetUdpReceived(Err(failure))),
-        Effect::NetClose { .. } | Effect::StoreGet { .. } | Effect::StorePut { .. } | Effect::Compile { .. } => None,
+        Effect::NetClose { .. }
+        | Effect::StoreGet { .. }
+        | Effect::StorePut { .. }
+        | Effect::Compile { .. }
+        | Effect::HostCall { .. } => None,
     }
 }
 
