@@ -16,6 +16,7 @@
 //! | `nbread` | sets stdin non-blocking and reads once: exit 0 with data, 11 on `EAGAIN`, 12 at end-of-file |
 //! | `pipes` | a pipe to itself: writes through two descriptors of the write end, closes both, reads to end-of-file; exit 0 when it read `pingpong`, else the failing step (30+) |
 //! | `killgroup` | signals its own group with `SIGTERM` (delivered after its slice) and spins |
+//! | `hostcat PATH` | copies the file at PATH to stdout, waiting (parked) while its host calls are answered; exit 0, 2 when the open failed, 3 when a read did |
 //! | `parent MODE CMD ARGS…` | starts `CMD ARGS…` (a script) as a child, reads its own stdin to end-of-file (or an error: exit 51), then reaps the child (`MODE` = `reap`: exits with the child's status) or just exits 0 |
 //! | anything else | exit 127 |
 
@@ -94,6 +95,7 @@ impl GuestProgram for Script {
             engine: self.engine.clone(),
             written: 0,
             child: None,
+            fd: None,
         }))
     }
 }
@@ -105,6 +107,8 @@ struct ScriptGuest {
     engine: ScriptEngine,
     written: u64,
     child: Option<u32>,
+    /// `hostcat`'s open file.
+    fd: Option<u32>,
 }
 
 fn exited(code: i32) -> GuestPoll {
@@ -171,6 +175,37 @@ impl ScriptGuest {
             Ok((status, _)) => exited(i32::try_from(status).unwrap_or(52)),
             Err(SysError::WouldBlock) => GuestPoll::Blocked,
             Err(SysError::Errno(_)) => exited(53),
+        }
+    }
+
+    /// `hostcat`: each call that parks is made again at the next poll (the kernel answers it from
+    /// the host calls it has collected); one that completes is settled, as an engine's import is.
+    fn host_cat(&mut self, sys: &mut Syscalls) -> GuestPoll {
+        let fd = match self.fd {
+            Some(fd) => fd,
+            None => match sys.open_at(ROOT_FD, self.arg(1), OpenFlags { read: true, ..OpenFlags::default() }) {
+                Ok(fd) => {
+                    sys.call_settled();
+                    self.fd = Some(fd);
+                    fd
+                }
+                Err(SysError::WouldBlock) => return GuestPoll::Blocked,
+                Err(SysError::Errno(_)) => return exited(2),
+            },
+        };
+        let mut buf = [0u8; 4096];
+        loop {
+            match sys.read(fd, &mut buf) {
+                Ok(0) => return exited(0),
+                Ok(read) => {
+                    sys.call_settled();
+                    if sys.write(STDOUT_FD, buf.get(..read).unwrap_or_default()) != Ok(read) {
+                        return exited(4);
+                    }
+                }
+                Err(SysError::WouldBlock) => return GuestPoll::Blocked,
+                Err(SysError::Errno(_)) => return exited(3),
+            }
         }
     }
 
@@ -287,6 +322,7 @@ impl Guest for ScriptGuest {
             "nbread" => exited(nonblocking_read(&mut sys)),
             "farwrite" => exited(far_write(&mut sys, self.arg(1))),
             "parent" => self.parent(&mut sys),
+            "hostcat" => self.host_cat(&mut sys),
             "pipes" => exited(pipes(&mut sys, self.arg(1)).err().unwrap_or(0)),
             "killgroup" => match sys.kill(0, kernel::process::SIGTERM) {
                 Ok(()) => GuestPoll::Running,

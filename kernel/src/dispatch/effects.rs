@@ -41,6 +41,8 @@ pub(crate) enum Then {
     Resolve { vm_id: String, name: String },
     /// A host directory answered a guest's call (see `host_calls`).
     HostCall { vm_id: String, pid: u32 },
+    /// A host directory answered a host request's call (see `host_calls`).
+    HostRequest { vm_id: String },
 }
 
 #[derive(Debug, Default)]
@@ -118,7 +120,7 @@ impl Effects {
         if matches!(waiter.then, Then::Link { .. } | Then::Resolve { .. }) {
             self.network -= 1;
         }
-        if matches!(waiter.then, Then::HostCall { .. }) {
+        if matches!(waiter.then, Then::HostCall { .. } | Then::HostRequest { .. }) {
             self.host_calls -= 1;
         }
         // A completion may come before the driver took the effect (it never should); the
@@ -151,6 +153,10 @@ impl Waiter {
 
     pub(crate) fn host_call(vm_id: String, pid: u32) -> Self {
         Self { then: Then::HostCall { vm_id, pid }, held_bytes: 0 }
+    }
+
+    pub(crate) fn host_request(vm_id: String) -> Self {
+        Self { then: Then::HostRequest { vm_id }, held_bytes: 0 }
     }
 }
 
@@ -187,6 +193,7 @@ impl Sidecar {
             then @ Then::Link { .. } => self.finish_link(then, completion),
             Then::Resolve { vm_id, name } => self.finish_resolve(&vm_id, &name, completion),
             Then::HostCall { vm_id, pid } => self.finish_host_call(&vm_id, pid, completion),
+            Then::HostRequest { vm_id } => self.finish_host_request(&vm_id, completion),
         }
     }
 }

@@ -1,16 +1,28 @@
-//! Guests' host directory calls as effects (see `fs::host_gate`): the call a parked filesystem
+//! Host directory calls as effects (see `fs::host_gate`): the call a parked guest filesystem
 //! call needs becomes an [`Effect::HostCall`], and its completion goes to that process's memo,
-//! which wakes it to run the call again.
+//! which wakes it to run the call again. The host's own filesystem requests on a VM with
+//! `host_dir` mounts (`GuestFilesystemCall`, `HostFilesystemCall`) are deferred the same way:
+//! the request is handled with a memo, and when it needs a host call its answer is thrown away,
+//! the request parks with its memo, and it is handled again once the call completes. Later such
+//! requests for the same VM queue behind it, so the host sees its filesystem requests take
+//! effect in the order it sent them.
 //!
 //! So a slow or stuck host disk (a network filesystem, a disk in trouble) holds up only the
 //! guests waiting on it: the loop goes on serving every other VM, and the driver performs the
 //! call wherever it likes (the stdio driver on a worker thread; the simulator after a drawn
 //! delay; `replay` never: it feeds the recorded completion).
 
+use std::collections::{BTreeMap, VecDeque};
+
+use schema::wire::{RequestFrame, RequestPayload};
+
 use super::effects::Waiter;
-use super::Sidecar;
+use super::{Sidecar, StreamId};
+use crate::error::{RejectCode, Rejection};
+use crate::fs::host_gate::HostMemo;
 use crate::host::effect::{Completion, Effect};
-use crate::host::fs::HostFsError;
+use crate::host::fs::{HostFsError, HostResult};
+use crate::host::journal::PortValue;
 use crate::process::table::Wait;
 use crate::vfs::Errno;
 
@@ -18,6 +30,43 @@ use crate::vfs::Errno;
 /// and each is one short system call on the driver's side, so this is far more than a healthy
 /// disk keeps busy; past it a guest's call fails with `EAGAIN` rather than queue without bound.
 pub const MAX_HOST_CALLS_IN_FLIGHT: usize = 1024;
+/// Host filesystem requests that may wait behind one parked on a host call, per VM: a host
+/// sending more before the first is answered is refused (`limit_exceeded`), as a full pipe
+/// would push back. Each holds its frame (up to the frame limit), so this bounds the memory too.
+pub const MAX_QUEUED_HOST_REQUESTS_PER_VM: usize = 256;
+
+/// A host request waiting for a host call, with the answers it has had.
+#[derive(Debug)]
+struct ParkedRequest {
+    stream: StreamId,
+    request: RequestFrame,
+    memo: HostMemo,
+}
+
+/// One VM's parked host request and those behind it.
+#[derive(Debug, Default)]
+struct VmRequests {
+    /// `None` only between its completion and its next attempt.
+    waiting: Option<ParkedRequest>,
+    behind: VecDeque<(StreamId, RequestFrame)>,
+}
+
+/// Host requests parked on host calls, by VM.
+#[derive(Debug, Default)]
+pub(crate) struct ParkedRequests {
+    by_vm: BTreeMap<String, VmRequests>,
+}
+
+impl ParkedRequests {
+    pub(crate) fn len(&self) -> usize {
+        self.by_vm.values().map(|queue| queue.behind.len() + usize::from(queue.waiting.is_some())).sum()
+    }
+}
+
+/// Whether a request may need the VM's host directories (and so may be deferred).
+fn is_host_filesystem_request(payload: &RequestPayload) -> bool {
+    matches!(payload, RequestPayload::GuestFilesystemCallRequest(_) | RequestPayload::HostFilesystemCallRequest(_))
+}
 
 impl Sidecar {
     /// Guests' calls to `host_dir` mounts become [`Effect::HostCall`]s the driver performs
@@ -26,6 +75,12 @@ impl Sidecar {
     pub fn with_host_call_effects(mut self) -> Self {
         self.host_call_effects = true;
         self
+    }
+
+    /// Host filesystem requests waiting for host directory calls (parked or queued behind one),
+    /// for drivers and tests.
+    pub fn parked_host_requests(&self) -> usize {
+        self.parked_requests.len()
     }
 
     /// Asks for the host calls that processes parked on since the last time.
@@ -62,17 +117,113 @@ impl Sidecar {
         self.answer_host_call(vm_id, pid, answer);
     }
 
-    fn answer_host_call(
-        &mut self,
-        vm_id: &str,
-        pid: u32,
-        answer: crate::host::fs::HostResult<crate::host::journal::PortValue>,
-    ) {
+    fn answer_host_call(&mut self, vm_id: &str, pid: u32, answer: HostResult<PortValue>) {
         // The VM or the process may be gone; then nobody waits for the answer.
         let Ok(vm) = self.vm_mut(vm_id) else { return };
         let Some(process) = vm.processes_mut().get_mut(pid) else { return };
         if process.wait == (Wait::HostCall { asked: true }) {
             process.host_memo.answer(answer);
         }
+    }
+}
+
+impl Sidecar {
+    /// Handles `request` now, or, when it is a filesystem request of a VM whose host calls are
+    /// deferred, through the deferral (queued behind one of that VM's already parked).
+    pub(crate) fn handle_host_request(&mut self, stream: StreamId, request: RequestFrame) {
+        let deferring_vm = request
+            .ownership
+            .vm_id()
+            .filter(|_| self.host_call_effects && is_host_filesystem_request(&request.payload))
+            .filter(|vm_id| self.vms.get(vm_id).is_some_and(|vm| vm.filesystem().has_host_dirs()))
+            .map(str::to_owned);
+        let Some(vm_id) = deferring_vm else { return self.handle_request_now(stream, request) };
+        if let Some(queue) = self.parked_requests.by_vm.get_mut(&vm_id) {
+            if queue.behind.len() >= MAX_QUEUED_HOST_REQUESTS_PER_VM {
+                let message = format!(
+                    "EAGAIN: {MAX_QUEUED_HOST_REQUESTS_PER_VM} filesystem requests already wait for this VM's host \
+                     directories; retry once they are answered"
+                );
+                let ownership = super::frames::usable_scope(&request.ownership);
+                return self.reject(
+                    stream,
+                    request.request_id,
+                    ownership,
+                    Rejection::new(RejectCode::LimitExceeded, message),
+                );
+            }
+            queue.behind.push_back((stream, request));
+            return;
+        }
+        self.parked_requests.by_vm.insert(vm_id.clone(), VmRequests::default());
+        self.attempt_host_request(&vm_id, ParkedRequest { stream, request, memo: HostMemo::default() });
+    }
+
+    /// Handles the VM's requests in order, from `first`, until one parks on a host call (or
+    /// none is left: the VM's queue goes).
+    fn attempt_host_request(&mut self, vm_id: &str, first: ParkedRequest) {
+        let mut next = Some(first);
+        while let Some(ParkedRequest { stream, request, memo }) = next.take() {
+            let Some(vm) = self.vms.get(vm_id) else {
+                // The VM went away: the request is answered as any request for it is.
+                self.handle_request_now(stream, request);
+                next = self.next_queued(vm_id);
+                continue;
+            };
+            let kept = request.clone();
+            let answered_from = self.outputs.len();
+            vm.filesystem().host_gate().defer(memo);
+            self.handle_request_now(stream, request);
+            let mut memo = self.vms.get(vm_id).map(|vm| vm.filesystem().host_gate().undefer()).unwrap_or_default();
+            // A next attempt starts from the first answer.
+            memo.rewind();
+            let Some(needed) = memo.needed.as_mut() else {
+                next = self.next_queued(vm_id);
+                continue;
+            };
+            // The attempt is void: its answer is withdrawn, and it runs again with the answer.
+            self.outputs.truncate(answered_from);
+            let data = std::mem::take(&mut needed.data);
+            let effect = Effect::HostCall { dir: needed.dir.clone(), call: needed.call.clone(), data };
+            let parked = ParkedRequest { stream, request: kept, memo };
+            match self.ask_effect(effect, Waiter::host_request(vm_id.to_owned())) {
+                Ok(_) => {
+                    if let Some(queue) = self.parked_requests.by_vm.get_mut(vm_id) {
+                        queue.waiting = Some(parked);
+                    }
+                    return;
+                }
+                Err(rejection) => {
+                    // Past the bound the call fails now, and the request with it.
+                    let mut parked = parked;
+                    parked.memo.answer(Err(HostFsError::with_detail(Errno::EAGAIN, rejection.message)));
+                    next = Some(parked);
+                }
+            }
+        }
+    }
+
+    /// The VM's next queued request, or `None` (and the VM's queue goes) when there is none.
+    fn next_queued(&mut self, vm_id: &str) -> Option<ParkedRequest> {
+        let queue = self.parked_requests.by_vm.get_mut(vm_id)?;
+        match queue.behind.pop_front() {
+            Some((stream, request)) => Some(ParkedRequest { stream, request, memo: HostMemo::default() }),
+            None => {
+                self.parked_requests.by_vm.remove(vm_id);
+                None
+            }
+        }
+    }
+
+    /// The host call a parked host request waited for completed: it is handled again.
+    pub(crate) fn finish_host_request(&mut self, vm_id: &str, completion: Completion) {
+        let answer = match completion {
+            Completion::HostCall(answer) => answer,
+            _ => Err(HostFsError::with_detail(Errno::EIO, "a host call got another effect's completion")),
+        };
+        let waiting = self.parked_requests.by_vm.get_mut(vm_id).and_then(|queue| queue.waiting.take());
+        let Some(mut parked) = waiting else { return };
+        parked.memo.answer(answer);
+        self.attempt_host_request(vm_id, parked);
     }
 }

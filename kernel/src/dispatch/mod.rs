@@ -83,6 +83,7 @@ pub const MAX_FRAME_LIMIT_BYTES: usize = u32::MAX as usize;
 /// default per-guest limit. The binary uses half the machine's memory instead.
 pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 4 << 30;
 pub use frames::{MAX_ECHOED_ID_BYTES, MAX_REJECTION_MESSAGE_BYTES};
+pub use host_calls::{MAX_HOST_CALLS_IN_FLIGHT, MAX_QUEUED_HOST_REQUESTS_PER_VM};
 pub use network::{MAX_PENDING_FETCHES, MAX_VM_FETCH_RESPONSE_BYTES, VM_FETCH_TIMEOUT_MS};
 
 /// How the embedder configures the sidecar.
@@ -194,6 +195,8 @@ pub struct Sidecar {
     egress: bool,
     /// Whether the driver performs guests' host directory calls (see `host_calls`).
     host_call_effects: bool,
+    /// Host filesystem requests waiting for host directory calls, by VM.
+    parked_requests: host_calls::ParkedRequests,
     /// Connections out of VMs the driver holds.
     links: egress::Links,
     /// Runs guest programs (none: `Execute` is refused).
@@ -241,6 +244,7 @@ impl Sidecar {
             fetches: network::Fetches::default(),
             egress: false,
             host_call_effects: false,
+            parked_requests: host_calls::ParkedRequests::default(),
             links: egress::Links::default(),
             guest_engine: None,
             guests: BTreeMap::new(),
@@ -481,6 +485,10 @@ impl Sidecar {
     }
 
     fn handle_request(&mut self, stream: StreamId, request: RequestFrame) {
+        self.handle_host_request(stream, request);
+    }
+
+    fn handle_request_now(&mut self, stream: StreamId, request: RequestFrame) {
         let RequestFrame { request_id, ownership, payload, .. } = request;
         let result = match payload {
             RequestPayload::AuthenticateRequest(authenticate) => {

@@ -1,5 +1,5 @@
 //! Where a VM's calls to its `host_dir` mounts go: straight to the host directory, or, for a
-//! guest's call when the driver performs host calls as effects, out as an
+//! guest's call (or a host request) when the driver performs host calls as effects, out as an
 //! [`Effect::HostCall`](crate::host::effect::Effect::HostCall).
 //!
 //! A guest's filesystem call may need several host calls (a `lstat` per component on the way,
@@ -23,9 +23,11 @@
 //! behind, and a host change an attempt asked for is made once: a retry is answered from the
 //! memo.
 //!
-//! The host's own requests, loading a program, and the kernel's software and Python trees call
-//! their directories directly: they are answered within the step that asks, recorded by the
-//! port journal (see `host::journal`) when a trace is written.
+//! The host's own filesystem requests are deferred the same way, with a memo per request (see
+//! `dispatch::host_calls`). Loading a program from a mount, and the kernel's software and Python
+//! trees (installed files, never deferred), call their directories directly: answered within
+//! the step that asks, recorded by the port journal (see `host::journal`) when a trace is
+//! written.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

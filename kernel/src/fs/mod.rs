@@ -179,6 +179,11 @@ impl VmFilesystem {
         &self.host_gate
     }
 
+    /// Whether a configured `host_dir` mount is among the mounts (whose calls may be deferred).
+    pub(crate) fn has_host_dirs(&self) -> bool {
+        self.mounts.iter().any(|mount| matches!(&mount.backend, Backend::Host(host) if host.deferrable))
+    }
+
     pub(crate) fn host_gate_mut(&mut self) -> &mut HostGate {
         &mut self.host_gate
     }

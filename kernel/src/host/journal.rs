@@ -1,8 +1,9 @@
-//! Every exchange with the host filesystem, as data: the call the kernel made and the answer it
-//! got, so a recording can keep them and a replay can answer from them with no host directory
-//! present. (The store is reached through effects and their completions instead, see
-//! [`super::effect`]: host directory calls are made in the middle of a guest's path resolution,
-//! one after another, so they stay calls, recorded as they are made.)
+//! Every exchange with the host filesystem made within a kernel step, as data: the call the
+//! kernel made and the answer it got, so a recording can keep them and a replay can answer from
+//! them with no host directory present. With host call effects on (see `fs::host_gate`), only
+//! opening a mount's directory and loading a program from a mount are such calls; the others
+//! are effects, recorded with their completions like the store's (see [`super::effect`]).
+//! Without them, every host directory call is one.
 //!
 //! A [`Journal`] is in one of two modes:
 //!

@@ -9,6 +9,7 @@ mod fakes;
 mod filesystem;
 mod harness;
 mod host_calls;
+mod host_effects;
 mod js_bridge;
 mod layers;
 mod limits;
