@@ -507,6 +507,8 @@ impl Sidecar {
             spent_fuel = spent_fuel.saturating_add(SLICE_FUEL).saturating_add(work_fuel);
             self.last_scheduled = Some((vm_id, pid));
         }
+        // The host calls guests parked on in these slices go out now, not a tick later.
+        self.serve_host_calls();
     }
 
     /// Sends the permission prompts guests stopped at, and wakes the guests whose prompts the
