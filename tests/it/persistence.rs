@@ -280,8 +280,13 @@ fn fixture(name: &str) -> Vec<u8> {
 
 /// Runs `fsops ARGS…` in the VM to its end: (stdout, exit code).
 fn run_fsops(sidecar: &mut Client, scope: &OwnershipScope, id: &str, args: &[&str]) -> (String, i32) {
+    run_fsops_at(sidecar, scope, id, "fsops", args)
+}
+
+/// [`run_fsops`] of the program `command` names.
+fn run_fsops_at(sidecar: &mut Client, scope: &OwnershipScope, id: &str, command: &str, args: &[&str]) -> (String, i32) {
     let started = sidecar
-        .request(scope.clone(), RequestPayload::ExecuteRequest(ExecuteRequest::command(id, "fsops", args.to_vec())))
+        .request(scope.clone(), RequestPayload::ExecuteRequest(ExecuteRequest::command(id, command, args.to_vec())))
         .unwrap();
     assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
     let mut stdout = Vec::new();
@@ -386,6 +391,10 @@ fn a_guest_on_a_host_dir_mount_is_served_by_effects_and_replays_without_the_fold
         &std::fs::metadata(root.join("sub/dir/moved.txt")).unwrap().permissions(),
     );
     assert_eq!(mode & 0o777, 0o644, "created with the mode the guest asked for");
+    // A program on the mount: its Execute waits for the host calls that read it.
+    std::fs::write(root.join("tool.wasm"), fixture("fsops")).unwrap();
+    let (stdout, code) = run_fsops_at(&mut sidecar, &scope, "tool", "/host/tool.wasm", &["cat", "/host/inside.txt"]);
+    assert_eq!((code, stdout.as_str()), (0, "cat /host/inside.txt: host content\n"));
     let on_disk = std::fs::read(root.join("sub/dir/moved.txt")).unwrap();
     assert_eq!(on_disk.len(), 14);
     assert!(!root.join("sub/dir/link").exists());

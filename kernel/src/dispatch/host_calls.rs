@@ -3,9 +3,9 @@
 //! which wakes it to run the call again. The host's own filesystem requests on a VM with
 //! `host_dir` mounts (`GuestFilesystemCall`, `HostFilesystemCall`) are deferred the same way:
 //! the request is handled with a memo, and when it needs a host call its answer is thrown away,
-//! the request parks with its memo, and it is handled again once the call completes. Later such
-//! requests for the same VM queue behind it, so the host sees its filesystem requests take
-//! effect in the order it sent them.
+//! the request parks with its memo, and it is handled again once the call completes. An
+//! `Execute` is deferred the same way (its program may be on a mount). Later such requests for
+//! the same VM queue behind it, so the host sees them take effect in the order it sent them.
 //!
 //! So a slow or stuck host disk (a network filesystem, a disk in trouble) holds up only the
 //! guests waiting on it: the loop goes on serving every other VM, and the driver performs the
@@ -63,9 +63,16 @@ impl ParkedRequests {
     }
 }
 
-/// Whether a request may need the VM's host directories (and so may be deferred).
-fn is_host_filesystem_request(payload: &RequestPayload) -> bool {
-    matches!(payload, RequestPayload::GuestFilesystemCallRequest(_) | RequestPayload::HostFilesystemCallRequest(_))
+/// Whether a request may need the VM's host directories (and so may be deferred): its
+/// filesystem calls, and an Execute (whose program may be on a mount; it reads the program
+/// before it changes anything).
+fn may_need_host_dirs(payload: &RequestPayload) -> bool {
+    matches!(
+        payload,
+        RequestPayload::GuestFilesystemCallRequest(_)
+            | RequestPayload::HostFilesystemCallRequest(_)
+            | RequestPayload::ExecuteRequest(_)
+    )
 }
 
 impl Sidecar {
@@ -134,7 +141,7 @@ impl Sidecar {
         let deferring_vm = request
             .ownership
             .vm_id()
-            .filter(|_| self.host_call_effects && is_host_filesystem_request(&request.payload))
+            .filter(|_| self.host_call_effects && may_need_host_dirs(&request.payload))
             .filter(|vm_id| self.vms.get(vm_id).is_some_and(|vm| vm.filesystem().has_host_dirs()))
             .map(str::to_owned);
         let Some(vm_id) = deferring_vm else { return self.handle_request_now(stream, request) };

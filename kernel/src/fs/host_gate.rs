@@ -23,11 +23,11 @@
 //! behind, and a host change an attempt asked for is made once: a retry is answered from the
 //! memo.
 //!
-//! The host's own filesystem requests are deferred the same way, with a memo per request (see
-//! `dispatch::host_calls`). Loading a program from a mount, and the kernel's software and Python
-//! trees (installed files, never deferred), call their directories directly: answered within
-//! the step that asks, recorded by the port journal (see `host::journal`) when a trace is
-//! written.
+//! The host's own filesystem requests and Executes are deferred the same way, with a memo per
+//! request (see `dispatch::host_calls`). A guest's spawn or exec of a program on a mount, and
+//! the kernel's software and Python trees (installed files, never deferred), call their
+//! directories directly: answered within the step that asks, recorded by the port journal (see
+//! `host::journal`) when a trace is written.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
