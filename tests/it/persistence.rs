@@ -215,13 +215,7 @@ fn a_recorded_run_with_host_files_and_the_store_replays_after_both_are_deleted()
     let trace = base.join("run.trace");
 
     let (mut sidecar, scope) = start(&["--store-dir", store.to_str().unwrap(), "--record", trace.to_str().unwrap()]);
-    let config = serde_json::json!({ "hostPath": root }).to_string();
-    let mount = RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(vec![MountDescriptor {
-        guest_path: "/host".into(),
-        read_only: false,
-        plugin: MountPluginDescriptor { id: "host_dir".into(), config },
-    }]));
-    sidecar.request(scope.clone(), mount).unwrap();
+    mount_at_host(&mut sidecar, &scope, &root);
     let read = fs(&mut sidecar, &scope, call(Op::ReadFile, "/host/inside.txt")).unwrap();
     assert_eq!(read.content.as_deref(), Some("host content"));
     let written = GuestFilesystemCallRequest { content: Some("guest".into()), ..call(Op::WriteFile, "/host/out.txt") };
@@ -253,17 +247,7 @@ fn a_recorded_run_with_host_files_and_the_store_replays_after_both_are_deleted()
 
     std::fs::remove_dir_all(&root).unwrap();
     std::fs::remove_dir_all(&store).unwrap();
-    let replay = std::process::Command::new(binary()).args(["replay", trace.to_str().unwrap()]).output().unwrap();
-    let stdout = String::from_utf8_lossy(&replay.stdout);
-    assert!(replay.status.success(), "{}{stdout}", String::from_utf8_lossy(&replay.stderr));
-    let count = |suffix: &str| -> usize {
-        stdout
-            .trim_end()
-            .split(", ")
-            .find_map(|part| part.strip_suffix(suffix))
-            .and_then(|count| count.parse().ok())
-            .unwrap_or_else(|| panic!("{suffix:?} in {stdout}"))
-    };
+    let (stdout, count) = replay_counts(&trace);
     // The flush's put and the load's get, and every host directory call the requests made:
     // effects now, their answers from the trace.
     assert!(count(" effects") >= 2 + 8, "{stdout}");
@@ -271,6 +255,35 @@ fn a_recorded_run_with_host_files_and_the_store_replays_after_both_are_deleted()
     assert_eq!(count(" host filesystem calls answered from the trace"), 1, "{stdout}");
     assert!(!root.exists() && !store.exists());
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// Mounts the host folder `root` at `/host` of the VM.
+fn mount_at_host(sidecar: &mut Client, scope: &OwnershipScope, root: &Path) {
+    let config = serde_json::json!({ "hostPath": root }).to_string();
+    let mount = RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(vec![MountDescriptor {
+        guest_path: "/host".into(),
+        read_only: false,
+        plugin: MountPluginDescriptor { id: "host_dir".into(), config },
+    }]));
+    sidecar.request(scope.clone(), mount).unwrap();
+}
+
+/// Replays `trace` through the binary, which must report a match: its report, and a reader of
+/// the report's counts by their suffix (`" effects"`, ...).
+fn replay_counts(trace: &Path) -> (String, impl Fn(&str) -> usize) {
+    let replay = std::process::Command::new(binary()).args(["replay", trace.to_str().unwrap()]).output().unwrap();
+    let report = String::from_utf8_lossy(&replay.stdout).into_owned();
+    assert!(replay.status.success(), "{}{report}", String::from_utf8_lossy(&replay.stderr));
+    let counted = report.clone();
+    let count = move |suffix: &str| -> usize {
+        counted
+            .trim_end()
+            .split(", ")
+            .find_map(|part| part.strip_suffix(suffix))
+            .and_then(|count| count.parse().ok())
+            .unwrap_or_else(|| panic!("{suffix:?} in {counted}"))
+    };
+    (report, count)
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -318,13 +331,7 @@ fn a_guest_on_a_host_dir_mount_is_served_by_effects_and_replays_without_the_fold
 
     let config = r#"{"permissions":{"fs":"allow","childProcess":"allow"}}"#;
     let (mut sidecar, scope) = start_with(&["--record", trace.to_str().unwrap(), "--seed", "9"], config);
-    let config = serde_json::json!({ "hostPath": root }).to_string();
-    let mount = RequestPayload::ConfigureVmRequest(ConfigureVmRequest::mounts(vec![MountDescriptor {
-        guest_path: "/host".into(),
-        read_only: false,
-        plugin: MountPluginDescriptor { id: "host_dir".into(), config },
-    }]));
-    sidecar.request(scope.clone(), mount).unwrap();
+    mount_at_host(&mut sidecar, &scope, &root);
     let program = GuestFilesystemCallRequest {
         content: Some(base64::engine::general_purpose::STANDARD.encode(fixture("fsops"))),
         encoding: Some(RootFilesystemEntryEncoding::Base64),
@@ -401,14 +408,8 @@ fn a_guest_on_a_host_dir_mount_is_served_by_effects_and_replays_without_the_fold
     assert!(sidecar.close().unwrap().success());
 
     std::fs::remove_dir_all(&root).unwrap();
-    let replay = std::process::Command::new(binary()).args(["replay", trace.to_str().unwrap()]).output().unwrap();
-    let report = String::from_utf8_lossy(&replay.stdout);
-    assert!(replay.status.success(), "{}{report}", String::from_utf8_lossy(&replay.stderr));
-    let effects: usize = report
-        .split(", ")
-        .find_map(|part| part.strip_suffix(" effects"))
-        .and_then(|count| count.parse().ok())
-        .unwrap_or_else(|| panic!("effects in {report}"));
+    let (report, count) = replay_counts(&trace);
+    let effects = count(" effects");
     assert!(effects >= 30, "the guest's host calls came back as effect completions: {report}");
     let _ = std::fs::remove_dir_all(&base);
 }
