@@ -755,7 +755,12 @@ impl Sidecar {
             requests.extend(spawning.map(|process| (vm_id.clone(), process.pid)));
         }
         for (vm_id, parent) in requests {
-            let result = match self.spawn_child(&vm_id, parent) {
+            let deferring = self.defer_spawn(&vm_id, parent);
+            let spawned = self.spawn_child(&vm_id, parent);
+            if deferring && self.spawn_waits_for_host_call(&vm_id, parent) {
+                continue;
+            }
+            let result = match spawned {
                 Spawned::Done(result) => result,
                 Spawned::Compiling => {
                     self.wait_for_compile_in_spawn(&vm_id, parent);
@@ -771,6 +776,37 @@ impl Sidecar {
                 process.wait = Wait::None;
             }
         }
+    }
+
+    /// Installs `parent`'s host call memo for its spawn's program load, when the VM defers host
+    /// calls (a program on a `host_dir` mount is read through effects, like the parent's own
+    /// file calls: see `fs::host_gate`). Whether it did.
+    fn defer_spawn(&mut self, vm_id: &str, parent: u32) -> bool {
+        let Ok(vm) = self.vm_mut(vm_id) else { return false };
+        if !vm.defers_host_calls() {
+            return false;
+        }
+        let Some(process) = vm.processes_mut().get_mut(parent) else { return false };
+        let memo = std::mem::take(&mut process.host_memo);
+        vm.filesystem().host_gate().defer(memo);
+        true
+    }
+
+    /// Ends [`defer_spawn`](Self::defer_spawn): whether the load needed a host call, in which
+    /// case the attempt is void and `parent` waits for the call (its retried `proc_spawn` or
+    /// `proc_exec` asks again, answered from the memo).
+    fn spawn_waits_for_host_call(&mut self, vm_id: &str, parent: u32) -> bool {
+        let Ok(vm) = self.vm_mut(vm_id) else { return false };
+        let mut memo = vm.filesystem().host_gate().undefer();
+        let Some(process) = vm.processes_mut().get_mut(parent) else { return false };
+        let needed = memo.needed.is_some();
+        if needed {
+            memo.rewind();
+            process.spawn_request = None;
+            process.wait = Wait::HostCall { asked: false };
+        }
+        process.host_memo = memo;
+        needed
     }
 
     /// Starts the program `parent` asked for: a new child (its pid), or `parent`'s own new

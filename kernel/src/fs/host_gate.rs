@@ -24,8 +24,9 @@
 //! memo.
 //!
 //! The host's own filesystem requests and Executes are deferred the same way, with a memo per
-//! request (see `dispatch::host_calls`). A guest's spawn or exec of a program on a mount, and
-//! the kernel's software and Python trees (installed files, never deferred), call their
+//! request (see `dispatch::host_calls`), and a guest's spawn or exec with its memo (see
+//! `dispatch::processes`). A program's second reading once its compilation completes, and the
+//! kernel's software and Python trees (installed files, never deferred), call their
 //! directories directly: answered within the step that asks, recorded by the port journal (see
 //! `host::journal`) when a trace is written.
 

@@ -1,8 +1,8 @@
 //! Every exchange with the host filesystem made within a kernel step, as data: the call the
 //! kernel made and the answer it got, so a recording can keep them and a replay can answer from
 //! them with no host directory present. With host call effects on (see `fs::host_gate`), only
-//! opening a mount's directory and a few program loads (a guest's spawn or exec of a program on
-//! a mount, an Execute's second reading after its compilation) are such calls; the others are
+//! opening a mount's directory and a program's second reading once its compilation completes
+//! are such calls; the others are
 //! effects, recorded with their completions like the store's (see [`super::effect`]). Without
 //! them, every host directory call is one.
 //!
