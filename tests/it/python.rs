@@ -123,15 +123,37 @@ fn files_go_through_the_kernel_and_its_policy() {
     }
 }
 
-/// An endless loop is stopped by the VM's fuel limit (here 10^10 instructions, a few seconds)
-/// while the sidecar goes on serving.
+/// An endless loop is stopped by the VM's fuel limit (here 10^10 instructions, a few seconds);
+/// meanwhile the sidecar serves another VM's Python to its end.
 #[test]
 fn an_endless_loop_is_stopped_by_the_limit() {
-    let (mut sidecar, scope) = python_vm_with(
-        r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow"},"limits":{"resources":{"maxWasmFuel":10000000000}}}"#,
-    );
-    let (_, stderr, code) = python(&mut sidecar, &scope, "spin", &["-c", "while True: pass"]);
-    assert_eq!(code, 124, "{stderr}");
+    let config = r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow"},"limits":{"resources":{"maxWasmFuel":10000000000}}}"#;
+    let (mut sidecar, scope) = python_vm_with(config);
+    // A second VM on the same sidecar runs Python to its end while the first one loops.
+    let session = scope.session_id().unwrap().to_owned();
+    let other_vm = sidecar.create_vm(scope.connection_id(), &session, config).unwrap();
+    let other = OwnershipScope::vm(scope.connection_id().to_owned(), session, other_vm);
+    let start = |sidecar: &mut Client, scope: &OwnershipScope, id: &str, code: &str| {
+        let execute = ExecuteRequest {
+            command: None,
+            runtime: Some(GuestRuntimeKind::Python),
+            ..ExecuteRequest::command(id, "", ["-c", code])
+        };
+        let started = sidecar.request(scope.clone(), RequestPayload::ExecuteRequest(execute)).unwrap();
+        assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
+    };
+    start(&mut sidecar, &scope, "spin", "while True: pass");
+    start(&mut sidecar, &other, "meanwhile", "print(sum(range(100)))");
+    let (mut exits, mut printed) = (Vec::new(), Vec::new());
+    while exits.len() < 2 {
+        match sidecar.next_event(Duration::from_secs(120)).unwrap().payload {
+            EventPayload::ProcessOutputEvent(out) if out.process_id == "meanwhile" => printed.extend(out.chunk),
+            EventPayload::ProcessExitedEvent(exited) => exits.push((exited.process_id, exited.exit_code)),
+            _ => {}
+        }
+    }
+    assert_eq!(exits, [("meanwhile".to_owned(), 0), ("spin".to_owned(), 124)], "the loop holds up nobody");
+    assert_eq!(printed, b"4950\n");
     assert_eq!(python(&mut sidecar, &scope, "after", &["-c", "print('still here')"]).0, "still here\n");
 }
 
