@@ -399,7 +399,7 @@ fn refused_configs_name_the_problem() {
         (r#"{"limits":{"plugins":{"maxPersistedManifestBytes":0}}}"#, "limits.plugins.maxPersistedManifestBytes must be"),
         (r#"{"limits":{"acp":{"stdoutBufferByteLimit":0}}}"#, "limits.acp.stdoutBufferByteLimit is not supported"),
         (r#"{"limits":{"jsRuntime":{"v8HeapLimitMb":256}}}"#, "limits.jsRuntime.v8HeapLimitMb is not supported"),
-        (r#"{"limits":{"python":{"executionTimeoutMs":60000}}}"#, "limits.python.executionTimeoutMs is not supported"),
+        (r#"{"limits":{"python":{"vfsRpcTimeoutMs":60000}}}"#, "limits.python.vfsRpcTimeoutMs is not supported"),
         (r#"{"limits":{"resources":{"cpuCount":1}}}"#, "limits.resources.cpuCount is not supported"),
         (r#"{"limits":{"wasm":{"maxModuleFileBytes":0}}}"#, "limits.wasm.maxModuleFileBytes must be greater than zero"),
         (r#"{"limits":{"wasm":{"syncReadLimitBytes":0}}}"#, "limits.wasm.syncReadLimitBytes must be greater than zero"),
@@ -479,7 +479,7 @@ fn limit_document(path: &str, value: serde_json::Value) -> String {
 #[test]
 fn refused_limit_keys_name_the_key() {
     let keys = VmLimitsConfig::unsupported_key_names();
-    assert_eq!(keys.len(), 14);
+    assert_eq!(keys.len(), 13);
     for key in keys {
         for value in [0, 1 << 20] {
             let json = limit_document(key, value.into());

@@ -188,3 +188,28 @@ fn the_same_seed_gives_the_same_randomness() {
     assert_eq!(first, again);
     assert_ne!(first, other);
 }
+
+/// `limits.python.executionTimeoutMs` ends a Python process that runs longer, sleeping or not:
+/// status 124 and the reason on stderr; other keys of `limits.python` are refused with why.
+#[test]
+fn the_execution_timeout_ends_a_python_process() {
+    let config = r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow"},"limits":{"python":{"executionTimeoutMs":1500}}}"#;
+    let (mut sidecar, scope) = python_vm_with(config);
+    let started = std::time::Instant::now();
+    let (stdout, stderr, code) = python(
+        &mut sidecar,
+        &scope,
+        "sleeper",
+        &["-c", "import time\nprint('before', flush=True)\ntime.sleep(60)\nprint('after')"],
+    );
+    assert_eq!((stdout.as_str(), code), ("before\n", 124), "{stderr}");
+    assert_eq!(stderr, "guest Python runtime timed out after 1500ms (limits.python.executionTimeoutMs)\n");
+    assert!(started.elapsed() < Duration::from_secs(30), "ended at its deadline, not the sleep's end");
+    let (stdout, _, code) = python(&mut sidecar, &scope, "quick", &["-c", "print('in time')"]);
+    assert_eq!((stdout.as_str(), code), ("in time\n", 0));
+
+    let session = scope.session_id().unwrap().to_owned();
+    let refused = sidecar.create_vm(scope.connection_id(), &session, r#"{"limits":{"python":{"vfsRpcTimeoutMs":10}}}"#);
+    let message = format!("{refused:?}");
+    assert!(message.contains("limits.python.vfsRpcTimeoutMs") && message.contains("kernel calls"), "{message}");
+}

@@ -15,7 +15,7 @@ use crate::fs::GuestAsks;
 use crate::host::python::PythonInstall;
 use crate::policy::permissions::{Capability, Decision};
 use crate::process::fds::{Descriptor, FdTable, OpenFile};
-use crate::process::table::{ChildSetup, Identity, Process, SpawnTarget, Status, Wait, HOST_PPID};
+use crate::process::table::{ChildSetup, Identity, Process, RunDeadline, SpawnTarget, Status, Wait, HOST_PPID};
 use crate::process::*;
 use crate::syscalls::engine::{Guest, GuestEngine, GuestExit, GuestPoll, GuestSpawn};
 use crate::syscalls::Syscalls;
@@ -169,6 +169,13 @@ impl Sidecar {
             },
             fds,
         ));
+        let timeout_ms = vm.limits().python.execution_timeout_ms;
+        if python.is_some() && timeout_ms > 0 {
+            if let Some(process) = vm.processes_mut().get_mut(pid) {
+                let at_ms = now.monotonic_ms.saturating_add(timeout_ms);
+                process.run_deadline = Some(RunDeadline { at_ms, limit_ms: timeout_ms });
+            }
+        }
         self.guests.insert((vm_id.to_owned(), pid), guest);
         Ok(Some(ResponsePayload::ProcessStartedResponse(ProcessStartedResponse {
             process_id: request.process_id,
@@ -437,6 +444,9 @@ impl Sidecar {
         let (mut runnable, mut wake) = (false, false);
         let mut retained = 0usize;
         for process in table.iter() {
+            if let (Some(deadline), true) = (process.run_deadline, process.is_alive()) {
+                timer(deadline.at_ms);
+            }
             match (process.status, process.wait) {
                 (Status::Running, Wait::Sleep { until_ms }) => {
                     timer(until_ms);
@@ -481,6 +491,7 @@ impl Sidecar {
     /// [`MAX_SLICES_PER_TICK`] guest slices.
     pub(crate) fn run_processes(&mut self) {
         let now_ms = self.now.monotonic_ms;
+        self.end_overdue_processes(now_ms);
         for vm_id in &self.waking_vms() {
             let Some(vm) = self.vms.get_mut(vm_id) else { continue };
             let table = vm.processes();
@@ -509,6 +520,26 @@ impl Sidecar {
         }
         // The host calls guests parked on in these slices go out now, not a tick later.
         self.serve_host_calls();
+    }
+
+    /// Ends the processes past their run deadline (a Python process's
+    /// `limits.python.executionTimeoutMs`): status 124, as `timeout(1)` and the fuel limit give,
+    /// with the reason on stderr.
+    fn end_overdue_processes(&mut self, now_ms: u64) {
+        let mut overdue = Vec::new();
+        for vm_id in self.waking_vms() {
+            let Some(vm) = self.vms.get(&vm_id) else { continue };
+            for process in vm.processes().iter().filter(|process| process.is_alive()) {
+                if let Some(deadline) = process.run_deadline.filter(|deadline| deadline.at_ms <= now_ms) {
+                    overdue.push((vm_id.clone(), process.pid, deadline.limit_ms));
+                }
+            }
+        }
+        for (vm_id, pid, limit_ms) in overdue {
+            let message =
+                format!("guest Python runtime timed out after {limit_ms}ms (limits.python.executionTimeoutMs)");
+            self.finish_process(&vm_id, pid, GuestExit { code: EXIT_TIMED_OUT, message: Some(message) });
+        }
     }
 
     /// Sends the permission prompts guests stopped at, and wakes the guests whose prompts the

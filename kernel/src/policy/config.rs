@@ -1286,6 +1286,24 @@ impl Default for WasmLimits {
     }
 }
 
+/// How long a Python process may run by default, in milliseconds of the kernel clock: the
+/// original's 5 minutes.
+pub const DEFAULT_PYTHON_EXECUTION_TIMEOUT_MS: u64 = 5 * 60 * 1000;
+
+/// Resolved `limits.python`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonLimits {
+    /// A Python process still running this long after it started is ended (status 124, the
+    /// reason on its stderr); 0: never.
+    pub execution_timeout_ms: u64,
+}
+
+impl Default for PythonLimits {
+    fn default() -> Self {
+        Self { execution_timeout_ms: DEFAULT_PYTHON_EXECUTION_TIMEOUT_MS }
+    }
+}
+
 /// The largest HTTP response the kernel reads for a fetch (`VmFetch`), body and head: its
 /// answer's JSON must fit one 16 MiB frame, and base64 grows the body by a third.
 pub const MAX_FETCH_RESPONSE_BYTES: u64 = 8 << 20;
@@ -1312,6 +1330,7 @@ pub struct ResolvedLimits {
     pub plugins: PluginLimits,
     pub wasm: WasmLimits,
     pub http: HttpLimits,
+    pub python: PythonLimits,
 }
 
 /// Overrides `target` with `value` when the key is present.
@@ -1337,10 +1356,9 @@ impl VmLimitsConfig {
     /// `maxBlockingReadMs`, one that works differently here), so no value of the key says
     /// anything true about this sidecar, and a host that sets one expects a behaviour it would
     /// not get. A config that leaves them out (or `null`) is unaffected.
-    fn unsupported_keys(&self) -> [(&'static str, Option<u64>, &'static str); 14] {
+    fn unsupported_keys(&self) -> [(&'static str, Option<u64>, &'static str); 13] {
         const NO_ACP: &str = "there is no ACP agent adapter";
         const NO_JS: &str = "there is no JavaScript runtime (JAVA_SCRIPT guests are not supported)";
-        const NO_PYTHON: &str = "there is no Python runtime (PYTHON guests are not supported)";
         let resources = self.resources.as_ref();
         let acp = self.acp.as_ref();
         let js = self.js_runtime.as_ref();
@@ -1364,9 +1382,16 @@ impl VmLimitsConfig {
             ("limits.jsRuntime.stdinBufferLimitBytes", js.and_then(|j| j.stdin_buffer_limit_bytes), NO_JS),
             ("limits.jsRuntime.eventPayloadLimitBytes", js.and_then(|j| j.event_payload_limit_bytes), NO_JS),
             ("limits.jsRuntime.v8IpcMaxFrameBytes", js.and_then(|j| j.v8_ipc_max_frame_bytes), NO_JS),
-            ("limits.python.outputBufferMaxBytes", python.and_then(|p| p.output_buffer_max_bytes), NO_PYTHON),
-            ("limits.python.executionTimeoutMs", python.and_then(|p| p.execution_timeout_ms), NO_PYTHON),
-            ("limits.python.vfsRpcTimeoutMs", python.and_then(|p| p.vfs_rpc_timeout_ms), NO_PYTHON),
+            (
+                "limits.python.outputBufferMaxBytes",
+                python.and_then(|p| p.output_buffer_max_bytes),
+                "Python's output is streamed as ProcessOutput events, never buffered",
+            ),
+            (
+                "limits.python.vfsRpcTimeoutMs",
+                python.and_then(|p| p.vfs_rpc_timeout_ms),
+                "Python's file calls are kernel calls, not requests to the host: there is none to time out",
+            ),
             (
                 "limits.wasm.capturedOutputLimitBytes",
                 self.wasm.as_ref().and_then(|w| w.captured_output_limit_bytes),
@@ -1435,6 +1460,9 @@ impl VmLimitsConfig {
         }
         if let Some(config) = &self.http {
             set(&mut limits.http.max_fetch_response_bytes, config.max_fetch_response_bytes);
+        }
+        if let Some(config) = &self.python {
+            set(&mut limits.python.execution_timeout_ms, config.execution_timeout_ms);
         }
         limits.check()?;
         Ok(limits)
@@ -1626,6 +1654,6 @@ mod tests {
             "{error}"
         );
         assert_eq!(config.validate().unwrap_err().to_string(), error);
-        assert_eq!(VmLimitsConfig::unsupported_key_names().len(), 14);
+        assert_eq!(VmLimitsConfig::unsupported_key_names().len(), 13);
     }
 }

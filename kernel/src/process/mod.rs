@@ -72,6 +72,9 @@ pub const COMMANDS_DIR: &str = "/__secure_exec/commands";
 pub const FALLBACK_PATH_DIRS: [&str; 4] = ["/bin", "/usr/bin", "/usr/local/bin", crate::host::software::SOFTWARE_BIN];
 /// Exit code of a guest that burnt its fuel budget (the original's).
 pub const EXIT_FUEL_EXHAUSTED: i32 = 124;
+/// Exit code of a process ended at its run deadline (`limits.python.executionTimeoutMs`): 124,
+/// as `timeout(1)` gives, and the same as a fuel limit's.
+pub const EXIT_TIMED_OUT: i32 = 124;
 /// The first bytes of every WebAssembly binary module.
 pub(crate) const WASM_MAGIC: &[u8] = b"\0asm";
 

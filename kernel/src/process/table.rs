@@ -73,6 +73,13 @@ pub(crate) struct ChildSetup {
     pub(crate) umask: u32,
 }
 
+/// A bound on how long a process may run (see `Process::run_deadline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RunDeadline {
+    pub(crate) at_ms: u64,
+    pub(crate) limit_ms: u64,
+}
+
 /// Why a process is not running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wait {
@@ -170,6 +177,9 @@ pub(crate) struct Process {
     pub(crate) killed_by: Option<u32>,
     /// The file-creation mask (`umask`): permission bits new files and directories lose.
     pub(crate) umask: u32,
+    /// When it is ended if still running (monotonic ms): a Python process's
+    /// `limits.python.executionTimeoutMs`, with that limit.
+    pub(crate) run_deadline: Option<RunDeadline>,
     /// When it exited (monotonic ms), and the exits' order, for snapshots and retention.
     pub(crate) exited_at_ms: Option<u64>,
     pub(crate) exit_order: u64,
@@ -251,6 +261,7 @@ impl Process {
             pending_signals: 0,
             killed_by: None,
             umask: DEFAULT_UMASK,
+            run_deadline: None,
             exited_at_ms: None,
             exit_order: 0,
             held_lines: [Vec::new(), Vec::new()],

@@ -11,7 +11,7 @@ use schema::wire::*;
 
 /// Every refused key with the value the original sidecar defaulted it to: even that value is
 /// refused, since no value of these keys describes this sidecar.
-const REFUSED: [(&str, u64); 14] = [
+const REFUSED: [(&str, u64); 13] = [
     ("limits.resources.cpuCount", 1),
     ("limits.resources.maxPtys", 128),
     ("limits.resources.maxBlockingReadMs", 5_000),
@@ -23,7 +23,6 @@ const REFUSED: [(&str, u64); 14] = [
     ("limits.jsRuntime.eventPayloadLimitBytes", 1024 * 1024),
     ("limits.jsRuntime.v8IpcMaxFrameBytes", 64 * 1024 * 1024),
     ("limits.python.outputBufferMaxBytes", 1024 * 1024),
-    ("limits.python.executionTimeoutMs", 300_000),
     ("limits.python.vfsRpcTimeoutMs", 30_000),
     ("limits.wasm.capturedOutputLimitBytes", 16 * 1024 * 1024),
 ];
