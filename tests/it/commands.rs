@@ -36,7 +36,14 @@ pub(crate) struct Run {
 
 impl Vm {
     pub(crate) fn start() -> Vm {
-        let mut sidecar = Client::spawn(binary(), &["--seed", "5"]).unwrap();
+        Self::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with more arguments for the binary.
+    pub(crate) fn start_with(args: &[&str]) -> Vm {
+        let mut sidecar = Client::spawn(binary(), &[&["--seed", "5"], args].concat()).unwrap();
+        // A cold compile of a large program (the Python interpreter) takes minutes.
+        sidecar.timeout = Duration::from_secs(900);
         let auth = sidecar.authenticate("it", "token").unwrap();
         let conn = auth.connection_id;
         let session = sidecar.open_session(&conn).unwrap();

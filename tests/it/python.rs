@@ -213,3 +213,15 @@ fn the_execution_timeout_ends_a_python_process() {
     let message = format!("{refused:?}");
     assert!(message.contains("limits.python.vfsRpcTimeoutMs") && message.contains("kernel calls"), "{message}");
 }
+
+/// `python` and `python3` from a shell pipeline (the command packages' `sh`) run the interpreter
+/// like an `Execute` does: a script on stdin, `-c`, the exit status back to the shell.
+#[test]
+fn python_runs_in_a_shell_pipeline() {
+    let dir = testkit::python::installed().display().to_string();
+    let mut vm = crate::commands::Vm::start_with(&["--python-dir", &dir]);
+    let run = vm.sh("echo 'print(6 * 7)' | python3 | tr 4 X");
+    assert_eq!((run.exit_code, run.stdout.as_str()), (0, "X2\n"), "{}", run.stderr);
+    let run = vm.sh("python -c 'import sys; print(sys.argv[1:]); sys.exit(3)' a b; echo status $?");
+    assert_eq!((run.exit_code, run.stdout.as_str()), (0, "['a', 'b']\nstatus 3\n"), "{}", run.stderr);
+}

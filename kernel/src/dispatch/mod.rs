@@ -774,7 +774,10 @@ impl Sidecar {
             })?;
             packages.push(package);
         }
-        SoftwareTree::new(packages).map(Some).map_err(Rejection::invalid_state)
+        let tree = SoftwareTree::new(packages).map_err(Rejection::invalid_state)?;
+        // With the interpreter, a shell finds `python` and `python3` on `PATH`.
+        let interpreter: &[&str] = if self.python.is_some() { crate::host::python::PYTHON_COMMANDS } else { &[] };
+        Ok(Some(tree.with_interpreter(interpreter)))
     }
 
     /// The filesystem and layer requests of a VM (see `filesystem` and `layers`).

@@ -12,10 +12,11 @@ use crate::dispatch::vm_table::Summary;
 use crate::dispatch::{Sidecar, StreamId};
 use crate::error::{RejectCode, Rejection};
 use crate::fs::GuestAsks;
-use crate::host::python::PythonInstall;
+use crate::host::python::{PythonInstall, PYTHON_ARGV0, PYTHON_COMMANDS};
+use crate::host::software::SOFTWARE_BIN;
 use crate::policy::permissions::{Capability, Decision};
 use crate::process::fds::{Descriptor, FdTable, OpenFile};
-use crate::process::table::{ChildSetup, Identity, Process, RunDeadline, SpawnTarget, Status, Wait, HOST_PPID};
+use crate::process::table::{ChildSetup, Identity, Process, SpawnTarget, Status, Wait, HOST_PPID};
 use crate::process::*;
 use crate::syscalls::engine::{Guest, GuestEngine, GuestExit, GuestPoll, GuestSpawn};
 use crate::syscalls::Syscalls;
@@ -105,6 +106,35 @@ impl Sidecar {
         }
     }
 
+    /// A guest's `python` or `python3` (by name, or the software tree's stub on `PATH`; spawned
+    /// or exec'd, as from a shell pipeline): the
+    /// interpreter, as for an `Execute` (its argv[0] the interpreter's path, `TMPDIR` `/tmp`
+    /// unless set, the library shown read-only), with `argv` and `env` so adjusted. Other
+    /// programs, or a sidecar without the interpreter: `None`, and they are left as they are.
+    fn python_child(
+        &mut self,
+        vm_id: &str,
+        program: &str,
+        mut argv: Vec<String>,
+        mut env: Vec<String>,
+    ) -> Result<ChildProgram, Errno> {
+        let name = program.strip_prefix(SOFTWARE_BIN).and_then(|rest| rest.strip_prefix('/')).unwrap_or(program);
+        let Some(source) = self.python.clone().filter(|_| PYTHON_COMMANDS.contains(&name)) else {
+            return Ok(ChildProgram { python: None, argv, env });
+        };
+        let install = source.load().map_err(|_| Errno::ENOENT)?;
+        let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
+        vm.filesystem_mut().show_python_stdlib(Arc::clone(&install.stdlib)).map_err(|_| Errno::EAGAIN)?;
+        match argv.first_mut() {
+            Some(first) => PYTHON_ARGV0.clone_into(first),
+            None => argv.push(PYTHON_ARGV0.to_owned()),
+        }
+        if !env.iter().any(|entry| entry.starts_with("TMPDIR=")) {
+            env.push("TMPDIR=/tmp".to_owned());
+        }
+        Ok(ChildProgram { python: Some(Arc::clone(&install.module)), argv, env })
+    }
+
     /// Starts a process; `None` when its program is being compiled first (it is answered then,
     /// see `compile`).
     pub(crate) fn execute(
@@ -169,12 +199,9 @@ impl Sidecar {
             },
             fds,
         ));
-        let timeout_ms = vm.limits().python.execution_timeout_ms;
-        if python.is_some() && timeout_ms > 0 {
-            if let Some(process) = vm.processes_mut().get_mut(pid) {
-                let at_ms = now.monotonic_ms.saturating_add(timeout_ms);
-                process.run_deadline = Some(RunDeadline { at_ms, limit_ms: timeout_ms });
-            }
+        let run_deadline = python.is_some().then(|| vm.python_run_deadline(now.monotonic_ms)).flatten();
+        if let Some(process) = vm.processes_mut().get_mut(pid) {
+            process.run_deadline = run_deadline;
         }
         self.guests.insert((vm_id.to_owned(), pid), guest);
         Ok(Some(ResponsePayload::ProcessStartedResponse(ProcessStartedResponse {
@@ -917,12 +944,15 @@ impl Sidecar {
         if u64::try_from(vm.processes().counted()).unwrap_or(u64::MAX) >= vm.process_limits().max_processes {
             return Err(Errno::EAGAIN.into());
         }
-        let (command, module, tier) = child_command(vm, &program, &env, now)?;
+        let ChildProgram { python, argv, env } = self.python_child(vm_id, &program, argv, env)?;
+        let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
+        let (command, module, tier) = child_command(vm, &program, &env, python.clone(), now)?;
         let limits = vm.guest_limits();
         self.spawn_readiness(&module, limits.max_wasm_stack_bytes)?;
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
         let guest = start_guest(engine.as_ref(), limits, memory_budget, &module, &argv, &env)?;
         let pid = vm.processes_mut().allocate_pid().ok_or(Errno::EAGAIN)?;
+        let run_deadline = python.is_some().then(|| vm.python_run_deadline(now.monotonic_ms)).flatten();
         let fds = child_fds(vm, setup.fds, tier);
         let number = count_child(vm, parent)?;
         let (pgid, sid) = match (setup.new_session, setup.process_group) {
@@ -949,6 +979,7 @@ impl Sidecar {
         );
         child.signal_mask = setup.signal_mask;
         child.umask = setup.umask;
+        child.run_deadline = run_deadline;
         vm.processes_mut().insert(child);
         self.guests.insert((vm_id.to_owned(), pid), guest);
         Ok(pid)
@@ -969,14 +1000,17 @@ impl Sidecar {
         let now = self.now;
         let engine = self.guest_engine.clone().ok_or(Errno::ENOSYS)?;
         let memory_budget = Arc::clone(&self.memory_budget);
+        let ChildProgram { python, argv, env } = self.python_child(vm_id, program, argv.to_vec(), env.to_vec())?;
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
-        let (command, module, tier) = child_command(vm, program, env, now)?;
+        let (command, module, tier) = child_command(vm, program, &env, python.clone(), now)?;
         let limits = vm.guest_limits();
         self.spawn_readiness(&module, limits.max_wasm_stack_bytes)?;
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
-        let guest = start_guest(engine.as_ref(), limits, memory_budget, &module, argv, env)?;
+        let guest = start_guest(engine.as_ref(), limits, memory_budget, &module, &argv, &env)?;
+        let run_deadline = python.is_some().then(|| vm.python_run_deadline(now.monotonic_ms)).flatten();
         let process = vm.processes_mut().get_mut(pid).ok_or(Errno::ESRCH)?;
-        let closed = process.replace_program(command, argv, env, tier, close_fds);
+        process.run_deadline = run_deadline;
+        let closed = process.replace_program(command, &argv, &env, tier, close_fds);
         for descriptor in closed {
             vm.processes_mut().file_closed(&descriptor.file);
         }
@@ -1009,14 +1043,27 @@ impl Sidecar {
 /// What a spawn or exec runs: `program`, which the policy must let it spawn, found as a module
 /// on the `PATH` of `env`, and the permission tier configured for the command or the module's
 /// file.
+/// What a spawn or exec runs: the interpreter's module for `python` (else `None`: look the
+/// program up), and its argv and environment.
+struct ChildProgram {
+    python: Option<Arc<[u8]>>,
+    argv: Vec<String>,
+    env: Vec<String>,
+}
+
 fn child_command(
     vm: &mut Vm,
     program: &str,
     env: &[String],
+    python: Option<Arc<[u8]>>,
     now: Now,
-) -> Result<(String, Vec<u8>, WasmPermissionTier), Errno> {
+) -> Result<(String, Arc<[u8]>, WasmPermissionTier), Errno> {
     let command = program.to_owned();
     vm.check_spawn(&command).map_err(|_| Errno::EACCES)?;
+    if let Some(interpreter) = python {
+        let tier = vm.command_tier(&command).unwrap_or(WasmPermissionTier::Full);
+        return Ok((command, interpreter, tier));
+    }
     let env: BTreeMap<String, String> = env
         .iter()
         .filter_map(|entry| entry.split_once('=').map(|(key, value)| (key.to_owned(), value.to_owned())))
@@ -1025,7 +1072,7 @@ fn child_command(
     let (module_path, module) = vm.find_command(&command, &path_var, now).map_err(|_| Errno::ENOENT)?;
     let name = module_path.rsplit('/').next().unwrap_or(&command).to_owned();
     let tier = vm.command_tier(&command).or_else(|| vm.command_tier(&name)).unwrap_or(WasmPermissionTier::Full);
-    Ok((command, module, tier))
+    Ok((command, Arc::from(module), tier))
 }
 
 /// Loads `module` and spawns a guest running it with `argv` and `env`; nothing runs until the

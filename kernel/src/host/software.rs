@@ -5,7 +5,12 @@
 //! /opt/agentos/pkgs/<name>/<version>/...   the package's files, read from its archive
 //! /opt/agentos/pkgs/<name>/current         -> <version>
 //! /opt/agentos/bin/<command>               -> ../pkgs/<name>/current/<entry>
+//! /opt/agentos/bin/python, python3          the sidecar's own interpreter, when it has one
 //! ```
+//!
+//! The interpreter's names are small stub files ([`INTERPRETER_STUB`]) so that a shell finds
+//! them on `PATH`; starting one runs the interpreter (see `dispatch::processes`). A package's
+//! own command of that name wins.
 //!
 //! and `/opt/agentos/bin` on the default `PATH`. The tree is a [`HostDir`], so it is mounted
 //! like a read-only `host_dir`: the kernel walks it (following its links itself, as the
@@ -32,9 +37,14 @@ const MAX_LINK_HOPS: usize = 40;
 /// `(package index + 1) << 32 | entry ino`, so no two nodes share one.
 const SYNTHETIC_INO_BASE: u64 = 1;
 
+/// What `/opt/agentos/bin/python` (and the interpreter's other names) holds.
+pub const INTERPRETER_STUB: &[u8] = b"the sidecar's Python interpreter: running this file runs it\n";
+
 /// One node of the tree.
 #[derive(Debug, Clone, Copy)]
 enum Node<'a> {
+    /// `/bin/<name>` of an interpreter the sidecar runs itself.
+    Interpreter(u64),
     /// `/`, `/bin`, `/pkgs`, `/pkgs/<name>`: listed by the tree itself.
     Dir(u64),
     /// `/bin/<command>` or `/pkgs/<name>/current`.
@@ -53,6 +63,8 @@ pub struct SoftwareTree {
     by_name: BTreeMap<String, usize>,
     /// `pkgs/<name>/current` link targets (the version), by package index.
     current: Vec<String>,
+    /// Names in `bin` of interpreters the sidecar runs itself (no package provides them).
+    interpreters: Vec<String>,
 }
 
 impl SoftwareTree {
@@ -88,7 +100,15 @@ impl SoftwareTree {
             .map(|(position, (name, target))| (name, (synthetic_ino(position), target)))
             .collect();
         let current = packages.iter().map(|package| package.version.clone()).collect();
-        Ok(SoftwareTree { packages, commands, by_name, current })
+        Ok(SoftwareTree { packages, commands, by_name, current, interpreters: Vec::new() })
+    }
+
+    /// The tree, with `names` in `bin` as the sidecar's own interpreter (those no package
+    /// provides).
+    pub fn with_interpreter(mut self, names: &[&str]) -> Self {
+        self.interpreters =
+            names.iter().filter(|name| !self.commands.contains_key(**name)).map(|name| (*name).to_owned()).collect();
+        self
     }
 
     /// The node at a relative, normalised path (no link followed).
@@ -99,10 +119,14 @@ impl SoftwareTree {
         match top {
             "bin" => match (parts.next(), parts.next()) {
                 (None, _) => Ok(Node::Dir(SYNTHETIC_INO_BASE + 1)),
-                (Some(command), None) => {
-                    let (ino, target) = self.commands.get(command).ok_or_else(missing)?;
-                    Ok(Node::Link(*ino, target))
-                }
+                (Some(command), None) => match self.commands.get(command) {
+                    Some((ino, target)) => Ok(Node::Link(*ino, target)),
+                    None => {
+                        let position = self.interpreters.iter().position(|name| name == command).ok_or_else(missing)?;
+                        let after = self.commands.len().saturating_add(self.packages.len().saturating_mul(2));
+                        Ok(Node::Interpreter(synthetic_ino(after.saturating_add(position))))
+                    }
+                },
                 (Some(_), Some(_)) => Err(HostFsError::new(Errno::ENOTDIR)),
             },
             "pkgs" => {
@@ -170,6 +194,10 @@ impl SoftwareTree {
     fn stat_of(&self, node: Node<'_>) -> HostStat {
         match node {
             Node::Dir(ino) => HostStat { ino, ..HostStat::new(HostFileKind::Directory, 0o755, 4096) },
+            Node::Interpreter(ino) => HostStat {
+                ino,
+                ..HostStat::new(HostFileKind::File, 0o755, u64::try_from(INTERPRETER_STUB.len()).unwrap_or(0))
+            },
             Node::Link(ino, target) => HostStat {
                 ino,
                 ..HostStat::new(HostFileKind::Symlink, 0o777, u64::try_from(target.len()).unwrap_or(0))
@@ -203,7 +231,11 @@ impl SoftwareTree {
         let parts: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
         match (node, parts.as_slice()) {
             (Node::Dir(_), []) => Ok(vec!["bin".to_owned(), "pkgs".to_owned()]),
-            (Node::Dir(_), ["bin"]) => Ok(self.commands.keys().cloned().collect()),
+            (Node::Dir(_), ["bin"]) => {
+                let mut names: Vec<String> = self.commands.keys().chain(&self.interpreters).cloned().collect();
+                names.sort();
+                Ok(names)
+            }
             (Node::Dir(_), ["pkgs"]) => Ok(self.by_name.keys().cloned().collect()),
             (Node::Dir(_), ["pkgs", name]) => {
                 let index = *self.by_name.get(*name).ok_or_else(|| HostFsError::new(Errno::ENOENT))?;
@@ -269,6 +301,9 @@ fn read_only<T>() -> HostResult<T> {
 
 impl HostDir for SoftwareTree {
     fn read_file(&self, path: &str, max_bytes: u64) -> HostResult<Vec<u8>> {
+        if let Node::Interpreter(_) = self.follow(path)?.1 {
+            return self.pread(path, 0, max_bytes);
+        }
         let (package, entry) = self.file(path)?;
         if entry.size > max_bytes {
             return Err(HostFsError::new(Errno::EFBIG));
@@ -277,6 +312,11 @@ impl HostDir for SoftwareTree {
     }
 
     fn pread(&self, path: &str, offset: u64, len: u64) -> HostResult<Vec<u8>> {
+        if let Node::Interpreter(_) = self.follow(path)?.1 {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(INTERPRETER_STUB.len());
+            let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)).min(INTERPRETER_STUB.len());
+            return Ok(INTERPRETER_STUB.get(start..end).unwrap_or_default().to_vec());
+        }
         let (package, entry) = self.file(path)?;
         Ok(package.read(entry, offset, len)?)
     }
@@ -380,6 +420,19 @@ mod tests {
             .symlink("/bin/data", "/lib/data.txt");
         let more = PackageWriter::new("more", "0.1").file("/bin/wave", 0o755, b"\0asm wave");
         SoftwareTree::new(vec![package(tools), package(more)]).expect("tree")
+    }
+
+    #[test]
+    fn the_interpreter_names_are_stub_files_unless_a_package_has_the_command() {
+        let tree = tree().with_interpreter(&["python3", "wave"]);
+        assert_eq!(tree.read_dir("bin", 100).expect("bin"), ["data", "hello", "python3", "wave"]);
+        let stat = tree.stat("bin/python3").expect("stat");
+        assert_eq!((stat.kind, stat.mode, stat.size), (HostFileKind::File, 0o755, INTERPRETER_STUB.len() as u64));
+        assert_eq!(tree.read_file("bin/python3", 1 << 20).expect("read"), INTERPRETER_STUB);
+        assert_eq!(tree.pread("bin/python3", 4, 3).expect("pread"), b"sid");
+        // `wave` is the package's.
+        assert_eq!(tree.read_link("bin/wave").expect("link"), "../pkgs/more/current/bin/wave");
+        assert_eq!(tree.write_file("bin/python3", b"x", 0o755).map_err(|e| e.errno), Err(Errno::EROFS));
     }
 
     #[test]

@@ -272,6 +272,13 @@ impl Vm {
     }
 
     /// How long a guest's permission prompt may wait for the host.
+    /// The run deadline of a Python process starting at `now_ms`: its
+    /// `limits.python.executionTimeoutMs` (none when 0).
+    pub(crate) fn python_run_deadline(&self, now_ms: u64) -> Option<crate::process::table::RunDeadline> {
+        let limit_ms = self.limits().python.execution_timeout_ms;
+        (limit_ms > 0).then(|| crate::process::table::RunDeadline { at_ms: now_ms.saturating_add(limit_ms), limit_ms })
+    }
+
     /// Whether its guests' host directory calls are effects (see `fs::host_gate`).
     pub(crate) fn defers_host_calls(&self) -> bool {
         self.filesystem.host_gate().defers()
