@@ -445,7 +445,7 @@ const HOST_CALL_THREADS: usize = 4;
 /// How long a host-files thread, its call done, looks for the next before it sleeps: a guest's
 /// next call comes within microseconds, and waking a sleeping thread costs tens of them on a
 /// virtual machine (measured on this project's 2-core machine: a guest's one-byte `pwrite` on a
-/// mount, two host calls, took 190 µs with sleeping threads and 50 µs with spinning ones).
+/// mount, two host calls, took 190 µs with sleeping threads and 45 µs with spinning ones).
 const HOST_CALL_SPIN: Duration = Duration::from_micros(200);
 /// How long the loop waits for host directory calls it handed out before it serves its input
 /// again (see `LoopState::settle_host_calls`): a thousand times a local disk's answer, short
@@ -665,14 +665,14 @@ impl LoopState {
 
     /// Runs guests for a tick if a timer is due. While the host is a watermark behind on output
     /// they wait (their output would only pile up here), and the loop waits for stdout to drain
-    /// instead.
-    fn tick_if_due(&mut self) -> Result<(), StdioError> {
+    /// instead. The host directory calls the tick handed out (see [`apply`](Self::apply)).
+    fn tick_if_due(&mut self) -> Result<usize, StdioError> {
         let now_ms = self.clock.now().monotonic_ms;
         let may_run = self.out.bytes < OUTBOUND_HIGH_WATERMARK_BYTES;
         if may_run && self.driver.sidecar().next_deadline().is_some_and(|deadline| now_ms >= deadline) {
-            self.apply(Input::Tick)?;
+            return self.apply(Input::Tick);
         }
-        Ok(())
+        Ok(0)
     }
 
     /// Whether the loop has nothing left to do: everything owed to the host is written after the
@@ -700,27 +700,29 @@ impl LoopState {
     }
 
     /// One input into the kernel at the current time; its frames queue for stdout (the driver
-    /// records both when asked to).
-    fn apply(&mut self, input: Input) -> Result<(), StdioError> {
-        self.apply_once(input)?;
-        if self.settling {
-            return Ok(());
+    /// records both when asked to). When it handed out host directory calls, they are settled
+    /// (see [`settle_host_calls`](Self::settle_host_calls)). Answers how many it handed out.
+    fn apply(&mut self, input: Input) -> Result<usize, StdioError> {
+        let handed_out = self.apply_once(input)?;
+        if self.settling || handed_out == 0 {
+            return Ok(handed_out);
         }
         self.settling = true;
-        let settled = self.settle_host_calls();
+        let settled = self.settle_host_calls(handed_out);
         self.settling = false;
-        settled
+        settled.map(|()| handed_out)
     }
 
-    /// Waits, up to [`HOST_CALL_WAIT`] in all, for the host directory calls in flight, feeding
-    /// each completion at once and running the guests it woke: a local disk answers in
-    /// microseconds, so a guest's chain of calls (a walk, an open, reads) goes on without a
-    /// turn of the loop per call. A call still running at the end of the wait is left to its
-    /// thread; its completion arrives through the waker like any other. So a slow or hung
-    /// host disk holds the loop at most that long per input.
-    fn settle_host_calls(&mut self) -> Result<(), StdioError> {
+    /// Waits, up to [`HOST_CALL_WAIT`] in all, for `awaited` host directory calls just handed
+    /// out, feeding each completion at once and running the guests it woke (whose next calls
+    /// are awaited too): a local disk answers in microseconds, so a guest's chain of calls (a
+    /// walk, an open, reads) goes on without a turn of the loop per call. A call still running
+    /// at the end of the wait is left to its thread, and never waited for again: its completion
+    /// arrives through the waker like any other. So a slow or hung host disk holds the loop at
+    /// most that long, once per batch of calls handed out.
+    fn settle_host_calls(&mut self, mut awaited: usize) -> Result<(), StdioError> {
         let deadline = Instant::now() + HOST_CALL_WAIT;
-        loop {
+        while awaited > 0 {
             let Some(worker) = self.host_files.as_mut().filter(|worker| worker.in_flight > 0) else { return Ok(()) };
             // Spun for, not slept on: the answer comes within microseconds, a wake-up costs more.
             let done = loop {
@@ -732,16 +734,20 @@ impl LoopState {
             };
             let Some((id, completion)) = done else { return Ok(()) };
             worker.in_flight -= 1;
-            self.apply_once(Input::Completion(id, completion))?;
-            self.tick_if_due()?;
+            awaited -= 1;
+            awaited += self.apply_once(Input::Completion(id, completion))?;
+            awaited += self.tick_if_due()?;
         }
+        Ok(())
     }
 
-    fn apply_once(&mut self, input: Input) -> Result<(), StdioError> {
+    /// [`apply`](Self::apply) without settling: how many host directory calls it handed out.
+    fn apply_once(&mut self, input: Input) -> Result<usize, StdioError> {
         let now = self.clock.now();
         for output in self.driver.apply(&input, now)? {
             self.out.push(output.bytes);
         }
+        let mut host_calls = 0;
         for (id, effect) in self.driver.take_effects() {
             if let (Effect::Resolve { .. }, Some(resolver)) = (&effect, self.resolver.as_mut()) {
                 resolver.submit(vec![(id, effect)])?;
@@ -756,6 +762,7 @@ impl LoopState {
             let worker = if effect.is_store() {
                 self.store.as_mut()
             } else if effect.is_host_call() {
+                host_calls += 1;
                 self.host_files.as_mut()
             } else {
                 self.compiler.as_mut()
@@ -764,7 +771,7 @@ impl LoopState {
             let Some(worker) = worker else { continue };
             worker.submit(vec![(id, effect)])?;
         }
-        Ok(())
+        Ok(host_calls)
     }
 
     /// Feeds buffered input to the kernel one frame at a time while stdout is below the
