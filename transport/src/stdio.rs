@@ -532,12 +532,23 @@ impl EffectWorker {
 
     /// The compiler: a compile effect loads the program into the engine's cache (a module that
     /// cannot run is cached as such too: the kernel's own load then says why).
-    fn compiler(engine: Arc<dyn GuestEngine>, waker: Arc<Waker>) -> io::Result<Self> {
-        let perform = move |effect: &Effect| {
-            if let Effect::Compile { module, max_wasm_stack_bytes } = effect {
+    /// It also loads the Python interpreter (reading its install, which compiling it needs
+    /// first anyway) when the kernel asks.
+    fn compiler(
+        engine: Arc<dyn GuestEngine>,
+        python: Option<Arc<dyn kernel::host::python::PythonSource>>,
+        waker: Arc<Waker>,
+    ) -> io::Result<Self> {
+        let perform = move |effect: &Effect| match effect {
+            Effect::LoadPython => Completion::PythonLoaded(match python.as_ref() {
+                Some(python) => python.load().map(drop),
+                None => Err("this sidecar has no Python interpreter".to_owned()),
+            }),
+            Effect::Compile { module, max_wasm_stack_bytes } => {
                 let _ = engine.load(module, *max_wasm_stack_bytes);
+                Completion::Compiled
             }
-            Completion::Compiled
+            _ => Completion::Compiled,
         };
         Self::spawn("compiler", 1, Duration::ZERO, Arc::new(perform), waker)
     }
@@ -583,7 +594,9 @@ impl LoopState {
             None => None,
         };
         let compiler = match &options.guest_engine {
-            Some(engine) => Some(EffectWorker::compiler(Arc::clone(engine), Arc::clone(&waker))?),
+            Some(engine) => {
+                Some(EffectWorker::compiler(Arc::clone(engine), options.python.clone(), Arc::clone(&waker))?)
+            }
             None => None,
         };
         let egress = if options.egress { Some(Egress::new(options.extra_tls_roots)?) } else { None };

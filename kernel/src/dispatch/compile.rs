@@ -23,7 +23,8 @@ use schema::wire::{ExecuteRequest, OwnershipScope};
 use super::effects::Waiter;
 use super::{Sidecar, StreamId};
 use crate::error::{RejectCode, Rejection};
-use crate::host::effect::{Effect, EffectId};
+use crate::host::effect::{Completion, Effect, EffectId};
+use crate::host::python::PythonInstall;
 
 /// Programs the kernel remembers as compiled: a command set has about a hundred; forgetting one
 /// costs one more compile effect, which the engine's cache answers at once.
@@ -48,6 +49,29 @@ pub(crate) struct Compiles {
     executes: BTreeMap<CompileKey, Vec<PendingExecute>>,
     /// Processes whose spawn or exec waits for a compilation (`Wait::Compile`), by VM and pid.
     pub(crate) spawners: BTreeSet<(String, u32)>,
+    /// Whether the driver has loaded the Python interpreter (see [`Effect::LoadPython`]).
+    python: PythonLoad,
+    /// `Execute`s waiting for the interpreter to load.
+    python_executes: Vec<PendingExecute>,
+}
+
+/// Where loading the Python interpreter stands.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum PythonLoad {
+    #[default]
+    NotAsked,
+    InFlight,
+    Loaded,
+}
+
+/// The interpreter for an `Execute`, or not yet.
+#[derive(Debug)]
+pub(crate) enum PythonReadiness {
+    /// The request does not run Python (or runs a `python` command of its own).
+    NotNeeded,
+    Ready(Arc<PythonInstall>),
+    /// Its loading is asked for (or already was).
+    Loading,
 }
 
 /// An `Execute` waiting for its program.
@@ -149,6 +173,71 @@ impl Sidecar {
             }
         }
         self.wake_spawns_after_compile();
+    }
+
+    /// The interpreter for `request` (see [`PythonReadiness`]). With compile effects on, the
+    /// first one is loaded by the driver off the loop, through [`Effect::LoadPython`] (reading
+    /// the 150 MB install takes a second or more); the kernel's own load afterwards finds it
+    /// loaded. Whether it waits depends only on the kernel's record of that completion, so a
+    /// replay waits where the recording did.
+    pub(crate) fn python_readiness(&mut self, request: &ExecuteRequest) -> Result<PythonReadiness, Rejection> {
+        if !crate::vm::exec::runs_python(request) {
+            return Ok(PythonReadiness::NotNeeded);
+        }
+        let Some(source) = self.python.clone() else {
+            return match self.python_for(request)? {
+                Some(install) => Ok(PythonReadiness::Ready(install)),
+                None => Ok(PythonReadiness::NotNeeded),
+            };
+        };
+        match (self.compiles.enabled, self.compiles.python) {
+            (false, _) | (true, PythonLoad::Loaded) => {
+                source.load().map(PythonReadiness::Ready).map_err(|why| Rejection::new(RejectCode::Unsupported, why))
+            }
+            (true, PythonLoad::InFlight) => Ok(PythonReadiness::Loading),
+            (true, PythonLoad::NotAsked) => {
+                self.ask_effect(Effect::LoadPython, Waiter::load_python())?;
+                self.compiles.python = PythonLoad::InFlight;
+                Ok(PythonReadiness::Loading)
+            }
+        }
+    }
+
+    /// Leaves an `Execute` waiting for the interpreter to load.
+    pub(crate) fn wait_for_python(&mut self, pending: PendingExecute) -> Result<(), Rejection> {
+        if self.compiles.python_executes.len() >= MAX_EXECUTES_PER_COMPILE {
+            return Err(Rejection::new(
+                RejectCode::LimitExceeded,
+                format!(
+                    "EAGAIN: {MAX_EXECUTES_PER_COMPILE} Execute requests already wait for the Python interpreter to \
+                     load; retry once they are answered"
+                ),
+            ));
+        }
+        self.compiles.python_executes.push(pending);
+        Ok(())
+    }
+
+    /// The interpreter's loading completed: the `Execute`s that waited run again (or, when it
+    /// could not load, are refused with why; a later one asks again).
+    pub(crate) fn finish_python_load(&mut self, completion: Completion) {
+        let outcome = match completion {
+            Completion::PythonLoaded(outcome) => outcome,
+            _ => Err("loading the interpreter got another effect's completion".to_owned()),
+        };
+        self.compiles.python = if outcome.is_ok() { PythonLoad::Loaded } else { PythonLoad::NotAsked };
+        for pending in std::mem::take(&mut self.compiles.python_executes) {
+            let PendingExecute { stream, request_id, ownership, vm_id, request } = pending;
+            let answer = match &outcome {
+                Ok(()) => self.execute(stream, request_id, &ownership, &vm_id, request),
+                Err(why) => Err(Rejection::new(RejectCode::Unsupported, why.clone())),
+            };
+            match answer {
+                Ok(Some(response)) => self.respond(stream, request_id, ownership, response),
+                Ok(None) => {}
+                Err(rejection) => self.reject(stream, request_id, ownership, rejection),
+            }
+        }
     }
 
     /// Programs compiling now.

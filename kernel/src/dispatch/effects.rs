@@ -43,6 +43,8 @@ pub(crate) enum Then {
     HostCall { vm_id: String, pid: u32 },
     /// A host directory answered a host request's call (see `host_calls`).
     HostRequest { vm_id: String },
+    /// The driver loaded the Python interpreter (see `compile`).
+    PythonLoaded,
 }
 
 #[derive(Debug, Default)]
@@ -155,6 +157,10 @@ impl Waiter {
         Self { then: Then::HostCall { vm_id, pid }, held_bytes: 0 }
     }
 
+    pub(crate) fn load_python() -> Self {
+        Self { then: Then::PythonLoaded, held_bytes: 0 }
+    }
+
     pub(crate) fn host_request(vm_id: String) -> Self {
         Self { then: Then::HostRequest { vm_id }, held_bytes: 0 }
     }
@@ -194,6 +200,7 @@ impl Sidecar {
             Then::Resolve { vm_id, name } => self.finish_resolve(&vm_id, &name, completion),
             Then::HostCall { vm_id, pid } => self.finish_host_call(&vm_id, pid, completion),
             Then::HostRequest { vm_id } => self.finish_host_request(&vm_id, completion),
+            Then::PythonLoaded => self.finish_python_load(completion),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use schema::wire::*;
 
 use crate::clock::{Entropy, Now};
-use crate::dispatch::compile::{PendingExecute, Readiness};
+use crate::dispatch::compile::{PendingExecute, PythonReadiness, Readiness};
 use crate::dispatch::vm_table::Summary;
 use crate::dispatch::{Sidecar, StreamId};
 use crate::error::{RejectCode, Rejection};
@@ -90,7 +90,7 @@ impl Sidecar {
 
     /// The Python interpreter when `request` runs it: loaded (once) from the sidecar's install.
     /// Without one, `runtime: PYTHON` is `unsupported` and `python` an ordinary command.
-    fn python_for(&self, request: &ExecuteRequest) -> Result<Option<Arc<PythonInstall>>, Rejection> {
+    pub(crate) fn python_for(&self, request: &ExecuteRequest) -> Result<Option<Arc<PythonInstall>>, Rejection> {
         if !crate::vm::exec::runs_python(request) {
             return Ok(None);
         }
@@ -151,7 +151,15 @@ impl Sidecar {
         })?;
         self.check_memory_budget()?;
         let memory_budget = Arc::clone(&self.memory_budget);
-        let python = self.python_for(&request)?;
+        let python = match self.python_readiness(&request)? {
+            PythonReadiness::NotNeeded => None,
+            PythonReadiness::Ready(install) => Some(install),
+            PythonReadiness::Loading => {
+                let (ownership, vm_id) = (ownership.clone(), vm_id.to_owned());
+                self.wait_for_python(PendingExecute { stream, request_id, ownership, vm_id, request })?;
+                return Ok(None);
+            }
+        };
         let vm = self.vm_mut(vm_id)?;
         let plan = vm.plan_execution(&request, now, python.as_deref())?;
         let limits = vm.guest_limits();

@@ -79,6 +79,10 @@ pub enum Effect {
     /// Make `call` on the host directory `dir` (`data`: what a write writes), for a guest's
     /// filesystem call parked until it is answered (see `fs::host_gate`).
     HostCall { dir: HostDirHandle, call: PortCall, data: Vec<u8> },
+    /// Load the Python interpreter (read its install), off the kernel's loop: the completion
+    /// only says it is done, and the kernel then takes the loaded install from its source (see
+    /// `dispatch::compile`).
+    LoadPython,
 }
 
 /// A host directory an effect is made on: the directory itself (the driver needs nothing else
@@ -141,6 +145,7 @@ pub enum EffectSummary {
     NetUdpSend { link: LinkId, to: SocketAddr, bytes: Digest, len: u64 },
     NetUdpRecv { link: LinkId, max_bytes: u32 },
     HostCall { call: PortCall },
+    LoadPython,
 }
 
 /// How an effect ended.
@@ -164,6 +169,8 @@ pub enum Completion {
     NetUdpReceived(Result<(SocketAddr, Vec<u8>), NetFailure>),
     /// A host directory's answer.
     HostCall(Result<PortValue, HostFsError>),
+    /// The Python interpreter is loaded, or why it cannot be.
+    PythonLoaded(Result<(), String>),
 }
 
 impl Effect {
@@ -191,6 +198,8 @@ impl Effect {
                 Completion::NetUdpReceived(Err(NetFailure::new(Errno::ENETUNREACH, "no network")))
             }
             Self::HostCall { .. } => self.perform_host_call(),
+            // Left to the kernel, as a compile is: it loads the install when it needs it.
+            Self::LoadPython => Completion::PythonLoaded(Ok(())),
         }
     }
 
@@ -257,6 +266,7 @@ impl Effect {
             },
             Self::NetUdpRecv { link, max_bytes } => EffectSummary::NetUdpRecv { link: *link, max_bytes: *max_bytes },
             Self::HostCall { call, .. } => EffectSummary::HostCall { call: call.clone() },
+            Self::LoadPython => EffectSummary::LoadPython,
         }
     }
 
@@ -271,6 +281,7 @@ impl Effect {
             Self::NetTls { .. } | Self::NetClose { .. } | Self::Resolve { .. } => 0,
             Self::NetUdpOpen { .. } | Self::NetUdpSend { .. } | Self::NetUdpRecv { .. } => 0,
             Self::HostCall { data, .. } => u64::try_from(data.len()).unwrap_or(u64::MAX),
+            Self::LoadPython => 0,
         }
     }
 }

@@ -612,3 +612,60 @@ fn an_execute_whose_vm_went_away_while_compiling_is_refused() {
     let (code, _) = rejection(answer);
     assert_eq!(code, "invalid_state");
 }
+
+/// An interpreter install whose module is the `exit` script, counting its loads.
+#[derive(Debug, Default)]
+struct ScriptPython {
+    loads: std::sync::atomic::AtomicUsize,
+}
+
+impl kernel::host::python::PythonSource for ScriptPython {
+    fn load(&self) -> Result<Arc<kernel::host::python::PythonInstall>, String> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Arc::new(kernel::host::python::PythonInstall {
+            module: Arc::from(module("exit")),
+            stdlib: Arc::from(Vec::new()),
+        }))
+    }
+}
+
+#[test]
+fn with_compile_effects_the_first_python_execute_waits_for_the_interpreter_to_load_off_the_loop() {
+    let engine = ScriptEngine::new();
+    let python = Arc::new(ScriptPython::default());
+    let sidecar = Sidecar::new(SidecarConfig::default())
+        .with_guest_engine(Arc::new(engine.clone()))
+        .with_compile_effects()
+        .with_python(python.clone());
+    let mut host = Harness::with_sidecar(sidecar);
+    let (conn, session, vm) = host.vm(OPEN);
+    host.drain();
+    let scope = OwnershipScope::vm(&conn, &session, &vm);
+    let python_execute = |id: &str| {
+        RequestPayload::ExecuteRequest(ExecuteRequest {
+            command: None,
+            runtime: Some(GuestRuntimeKind::Python),
+            ..ExecuteRequest::command(id, "", ["5"])
+        })
+    };
+    assert!(host.request(scope.clone(), python_execute("py")).is_empty(), "it waits for the load");
+    let (id, effect) = host.sidecar.poll_effect().expect("the load is asked for");
+    assert_eq!(effect.summary(), kernel::host::effect::EffectSummary::LoadPython);
+    assert_eq!(python.loads.load(std::sync::atomic::Ordering::Relaxed), 0, "the kernel did not load it itself");
+    // Other requests are answered meanwhile.
+    let snapshot = host.request(scope.clone(), RequestPayload::GetProcessSnapshotRequest);
+    assert!(matches!(response_payload(&snapshot[0]), ResponsePayload::ProcessSnapshotResponse(_)));
+    let now = host.now;
+    host.sidecar.handle_completion(id, kernel::host::effect::Completion::PythonLoaded(Ok(())), now);
+    // Then it compiles like any program, and starts.
+    while let Some((id, effect)) = host.sidecar.poll_effect() {
+        assert!(matches!(effect, kernel::host::effect::Effect::Compile { .. }), "{effect:?}");
+        host.sidecar.handle_completion(id, kernel::host::effect::Completion::Compiled, now);
+    }
+    let frames = host.drain();
+    assert!(matches!(response_payload(&frames[0]), ResponsePayload::ProcessStartedResponse(_)), "{frames:?}");
+    // Loaded once: the next one starts at once.
+    let frames = host.request(scope.clone(), python_execute("py2"));
+    assert!(matches!(response_payload(&frames[0]), ResponsePayload::ProcessStartedResponse(_)), "{frames:?}");
+    assert!(host.sidecar.poll_effect().is_none());
+}

@@ -218,7 +218,8 @@ impl Egress {
             | Effect::StoreGet { .. }
             | Effect::StorePut { .. }
             | Effect::Compile { .. }
-            | Effect::HostCall { .. } => {}
+            | Effect::HostCall { .. }
+            | Effect::LoadPython => {}
         }
     }
 
@@ -457,7 +458,8 @@ fn failed_completion(effect: &Effect, failure: NetFailure) -> Option<Completion>
         | Effect::StoreGet { .. }
         | Effect::StorePut { .. }
         | Effect::Compile { .. }
-        | Effect::HostCall { .. } => None,
+        | Effect::HostCall { .. }
+        | Effect::LoadPython => None,
     }
 }
 
