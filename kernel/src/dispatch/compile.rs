@@ -165,12 +165,7 @@ impl Sidecar {
         self.compiles.in_flight.remove(&key);
         self.compiles.remember(key);
         for pending in self.compiles.executes.remove(&key).unwrap_or_default() {
-            let PendingExecute { stream, request_id, ownership, vm_id, request } = pending;
-            match self.execute(stream, request_id, &ownership, &vm_id, request) {
-                Ok(Some(response)) => self.respond(stream, request_id, ownership, response),
-                Ok(None) => {}
-                Err(rejection) => self.reject(stream, request_id, ownership, rejection),
-            }
+            self.execute_again(pending, Ok(()));
         }
         self.wake_spawns_after_compile();
     }
@@ -227,16 +222,20 @@ impl Sidecar {
         };
         self.compiles.python = if outcome.is_ok() { PythonLoad::Loaded } else { PythonLoad::NotAsked };
         for pending in std::mem::take(&mut self.compiles.python_executes) {
-            let PendingExecute { stream, request_id, ownership, vm_id, request } = pending;
-            let answer = match &outcome {
-                Ok(()) => self.execute(stream, request_id, &ownership, &vm_id, request),
-                Err(why) => Err(Rejection::new(RejectCode::Unsupported, why.clone())),
-            };
-            match answer {
-                Ok(Some(response)) => self.respond(stream, request_id, ownership, response),
-                Ok(None) => {}
-                Err(rejection) => self.reject(stream, request_id, ownership, rejection),
-            }
+            let outcome = outcome.clone().map_err(|why| Rejection::new(RejectCode::Unsupported, why));
+            self.execute_again(pending, outcome);
+        }
+    }
+
+    /// A waiting `Execute` runs again from the start (so a VM disposed or a process id taken
+    /// meanwhile is answered as it would be now), unless what it waited for failed.
+    fn execute_again(&mut self, pending: PendingExecute, waited_for: Result<(), Rejection>) {
+        let PendingExecute { stream, request_id, ownership, vm_id, request } = pending;
+        let answer = waited_for.and_then(|()| self.execute(stream, request_id, &ownership, &vm_id, request));
+        match answer {
+            Ok(Some(response)) => self.respond(stream, request_id, ownership, response),
+            Ok(None) => {}
+            Err(rejection) => self.reject(stream, request_id, ownership, rejection),
         }
     }
 
