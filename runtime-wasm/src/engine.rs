@@ -54,6 +54,8 @@ pub struct WasmEngine {
     config: RuntimeConfig,
     runtimes: Mutex<Vec<Arc<Runtime<KernelHost>>>>,
     cache: Mutex<ProgramCache>,
+    /// See [`RECENT_BY_IDENTITY`]: newest first.
+    recent: Mutex<VecDeque<RecentProgram>>,
 }
 
 impl fmt::Debug for WasmEngine {
@@ -111,7 +113,12 @@ impl WasmEngine {
     /// When wasmtime rejects the configuration.
     pub fn new(config: RuntimeConfig) -> Result<WasmEngine, RuntimeError> {
         let runtime = Arc::new(Runtime::new(config.clone())?);
-        Ok(WasmEngine { config, runtimes: Mutex::new(vec![runtime]), cache: Mutex::new(ProgramCache::default()) })
+        Ok(WasmEngine {
+            config,
+            runtimes: Mutex::new(vec![runtime]),
+            cache: Mutex::new(ProgramCache::default()),
+            recent: Mutex::new(VecDeque::new()),
+        })
     }
 
     /// The engine for guests with this stack limit, built on first use.
@@ -137,7 +144,31 @@ impl WasmEngine {
     }
 }
 
+/// A program found lately: its bytes (kept alive), its stack limit, and the program.
+type RecentProgram = (Arc<[u8]>, usize, Arc<dyn GuestProgram>);
+
+/// Programs [`GuestEngine::load_shared`] found lately, by the identity of their bytes: a lookup
+/// there is a pointer comparison, where the cache hashes and compares the whole module. Each
+/// entry keeps its bytes alive (so an address is never another module's), so they are few.
+const RECENT_BY_IDENTITY: usize = 8;
+
 impl GuestEngine for WasmEngine {
+    fn load_shared(&self, module: &Arc<[u8]>, max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
+        let stack = usize::try_from(max_wasm_stack_bytes).unwrap_or(usize::MAX);
+        {
+            let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+            let found = recent.iter().find(|(bytes, at, _)| Arc::ptr_eq(bytes, module) && *at == stack);
+            if let Some((_, _, program)) = found {
+                return Ok(Arc::clone(program));
+            }
+        }
+        let program = self.load(module, max_wasm_stack_bytes)?;
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        recent.push_front((Arc::clone(module), stack, Arc::clone(&program)));
+        recent.truncate(RECENT_BY_IDENTITY);
+        Ok(program)
+    }
+
     fn load(&self, bytes: &[u8], max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
         let stack = usize::try_from(max_wasm_stack_bytes).unwrap_or(usize::MAX);
         let key: CacheKey = (stack, Arc::from(bytes));

@@ -69,6 +69,13 @@ impl ScriptEngine {
 }
 
 impl GuestEngine for ScriptEngine {
+    fn load_shared(&self, module: &Arc<[u8]>, max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
+        match self.modules.as_ref().filter(|_| module.starts_with(WASM_MODULE_HEADER)) {
+            Some(modules) => modules.load_shared(module, max_wasm_stack_bytes),
+            None => self.load(module, max_wasm_stack_bytes),
+        }
+    }
+
     fn load(&self, bytes: &[u8], max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
         if let Some(modules) = self.modules.as_ref().filter(|_| bytes.starts_with(WASM_MODULE_HEADER)) {
             return modules.load(bytes, max_wasm_stack_bytes);

@@ -545,7 +545,7 @@ impl EffectWorker {
                 None => Err("this sidecar has no Python interpreter".to_owned()),
             }),
             Effect::Compile { module, max_wasm_stack_bytes } => {
-                let _ = engine.load(module, *max_wasm_stack_bytes);
+                let _ = engine.load_shared(module, *max_wasm_stack_bytes);
                 Completion::Compiled
             }
             _ => Completion::Compiled,

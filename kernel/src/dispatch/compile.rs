@@ -53,7 +53,14 @@ pub(crate) struct Compiles {
     python: PythonLoad,
     /// `Execute`s waiting for the interpreter to load.
     python_executes: Vec<PendingExecute>,
+    /// Keys of modules lately asked about, by the identity of their bytes (newest first): the
+    /// interpreter's 99 MB are hashed once, not for every Python process. Each entry keeps its
+    /// bytes alive, so an address is never another module's; [`RECENT_KEYS`] of them.
+    recent_keys: VecDeque<(Arc<[u8]>, CompileKey)>,
 }
+
+/// See `Compiles::recent_keys`.
+const RECENT_KEYS: usize = 8;
 
 /// Where loading the Python interpreter stands.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +100,20 @@ pub(crate) enum Readiness {
 }
 
 impl Compiles {
+    /// `module`'s key, from [`recent_keys`](Self::recent_keys) when these bytes were asked
+    /// about lately.
+    fn key_of(&mut self, module: &Arc<[u8]>, max_wasm_stack_bytes: u64) -> CompileKey {
+        let known =
+            self.recent_keys.iter().find(|(bytes, key)| Arc::ptr_eq(bytes, module) && key.2 == max_wasm_stack_bytes);
+        if let Some((_, key)) = known {
+            return *key;
+        }
+        let key = compile_key(module, max_wasm_stack_bytes);
+        self.recent_keys.push_front((Arc::clone(module), key));
+        self.recent_keys.truncate(RECENT_KEYS);
+        key
+    }
+
     fn remember(&mut self, key: CompileKey) {
         if self.compiled.insert(key) {
             self.order.push_back(key);
@@ -124,18 +145,18 @@ impl Sidecar {
     /// Ready to load `module` now, or its compilation asked for (once per program).
     pub(crate) fn program_readiness(
         &mut self,
-        module: &[u8],
+        module: &Arc<[u8]>,
         max_wasm_stack_bytes: u64,
     ) -> Result<Readiness, Rejection> {
         if !self.compiles.enabled {
             return Ok(Readiness::Ready);
         }
-        let key = compile_key(module, max_wasm_stack_bytes);
+        let key = self.compiles.key_of(module, max_wasm_stack_bytes);
         if self.compiles.compiled.contains(&key) {
             return Ok(Readiness::Ready);
         }
         if !self.compiles.in_flight.contains_key(&key) {
-            let effect = Effect::Compile { module: Arc::from(module), max_wasm_stack_bytes };
+            let effect = Effect::Compile { module: Arc::clone(module), max_wasm_stack_bytes };
             let id = self.ask_effect(effect, Waiter::compile(key))?;
             self.compiles.in_flight.insert(key, id);
         }
@@ -258,6 +279,23 @@ mod tests {
         assert_eq!(compiles.compiled.len(), MAX_REMEMBERED_COMPILES);
         assert!(!compiles.compiled.contains(&(0, 0, 0)));
         assert!(compiles.compiled.contains(&(1, 0, 0)));
+    }
+
+    #[test]
+    fn keys_of_shared_bytes_are_remembered_by_identity_a_few_at_a_time() {
+        let mut compiles = Compiles::default();
+        let module: Arc<[u8]> = Arc::from(&b"\0asm one"[..]);
+        let key = compiles.key_of(&module, 1 << 20);
+        assert_eq!(key, compile_key(&module, 1 << 20));
+        assert_eq!(compiles.key_of(&module, 1 << 20), key, "the same bytes: the same key");
+        assert_eq!(compiles.recent_keys.len(), 1, "found by identity, not added again");
+        assert_ne!(compiles.key_of(&module, 2 << 20), key, "another stack limit: another key");
+        let copy: Arc<[u8]> = Arc::from(&b"\0asm one"[..]);
+        assert_eq!(compiles.key_of(&copy, 1 << 20), key, "equal bytes elsewhere: hashed, the same key");
+        for index in 0..20u8 {
+            compiles.key_of(&Arc::from(vec![index]), 0);
+        }
+        assert_eq!(compiles.recent_keys.len(), RECENT_KEYS);
     }
 
     #[test]

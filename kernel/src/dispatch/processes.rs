@@ -170,7 +170,7 @@ impl Sidecar {
             return Ok(None);
         }
         let vm = self.vm_mut(vm_id)?;
-        let program = engine.load(&plan.module, limits.max_wasm_stack_bytes).map_err(|error| {
+        let program = engine.load_shared(&plan.module, limits.max_wasm_stack_bytes).map_err(|error| {
             Rejection::new(RejectCode::ExecutionError, format!("invalid WebAssembly module: {error}"))
         })?;
         let guest = program
@@ -924,7 +924,7 @@ impl Sidecar {
     }
 
     /// Whether `module` may be started now (else its compilation is asked for).
-    fn spawn_readiness(&mut self, module: &[u8], max_wasm_stack_bytes: u64) -> Result<(), NotStarted> {
+    fn spawn_readiness(&mut self, module: &Arc<[u8]>, max_wasm_stack_bytes: u64) -> Result<(), NotStarted> {
         match self.program_readiness(module, max_wasm_stack_bytes) {
             Ok(Readiness::Ready) => Ok(()),
             Ok(Readiness::Compiling(_)) => Err(NotStarted::Compiling),
@@ -1089,11 +1089,11 @@ fn start_guest(
     engine: &dyn GuestEngine,
     guest_limits: GuestLimits,
     memory_budget: Arc<MemoryBudget>,
-    module: &[u8],
+    module: &Arc<[u8]>,
     argv: &[String],
     env: &[String],
 ) -> Result<Box<dyn Guest>, Errno> {
-    let program = engine.load(module, guest_limits.max_wasm_stack_bytes).map_err(|_| Errno::ENOEXEC)?;
+    let program = engine.load_shared(module, guest_limits.max_wasm_stack_bytes).map_err(|_| Errno::ENOEXEC)?;
     program
         .spawn(GuestSpawn { args: argv.to_vec(), env: env.to_vec(), limits: guest_limits, memory_budget })
         .map_err(|_| Errno::EAGAIN)

@@ -68,6 +68,13 @@ pub trait GuestEngine: Send + Sync + fmt::Debug {
     /// Compiles (or finds in a cache) the program in `bytes`, for guests whose wasm stack may
     /// use `max_wasm_stack_bytes` (compiled code depends on it).
     fn load(&self, bytes: &[u8], max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError>;
+
+    /// [`load`](Self::load) of shared bytes: an engine may find a program it loaded from these
+    /// very bytes by their identity, without hashing or copying them again (the 99 MB Python
+    /// interpreter is loaded from one shared copy for every Python process).
+    fn load_shared(&self, module: &Arc<[u8]>, max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
+        self.load(module, max_wasm_stack_bytes)
+    }
 }
 
 /// A loaded program, ready to be spawned cheaply any number of times.
