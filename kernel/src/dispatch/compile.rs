@@ -51,6 +51,9 @@ pub(crate) struct Compiles {
     pub(crate) spawners: BTreeSet<(String, u32)>,
     /// Whether the driver has loaded the Python interpreter (see [`Effect::LoadPython`]).
     python: PythonLoad,
+    /// Why the last load failed, until an `Execute` asks again: a guest's spawn of `python` is
+    /// refused with it rather than asking again (a guest retrying would load in a loop).
+    python_failure: Option<String>,
     /// `Execute`s waiting for the interpreter to load.
     python_executes: Vec<PendingExecute>,
     /// Keys of modules lately asked about, by the identity of their bytes (newest first): the
@@ -200,21 +203,43 @@ impl Sidecar {
         if !crate::vm::exec::runs_python(request) {
             return Ok(PythonReadiness::NotNeeded);
         }
-        let Some(source) = self.python.clone() else {
+        if self.python.is_none() {
             return match self.python_for(request)? {
                 Some(install) => Ok(PythonReadiness::Ready(install)),
                 None => Ok(PythonReadiness::NotNeeded),
             };
-        };
+        }
+        self.compiles.python_failure = None;
+        match self.python_install() {
+            Ok(Some(install)) => Ok(PythonReadiness::Ready(install)),
+            Ok(None) => Ok(PythonReadiness::Loading),
+            Err(why) => Err(why),
+        }
+    }
+
+    /// The interpreter for a guest's spawn or exec of `python`: now (`Some`), or `None` while the
+    /// driver loads it (the caller waits as for a compilation); a load that failed since the
+    /// last `Execute` asked refuses it.
+    pub(crate) fn python_for_spawn(&mut self) -> Result<Option<Arc<PythonInstall>>, Rejection> {
+        match &self.compiles.python_failure {
+            Some(why) => Err(Rejection::new(RejectCode::Unsupported, why.clone())),
+            None => self.python_install(),
+        }
+    }
+
+    /// The sidecar's interpreter, loaded now when the kernel may (no compile effects, or the
+    /// driver has loaded it), else `None` and its loading asked for (once).
+    fn python_install(&mut self) -> Result<Option<Arc<PythonInstall>>, Rejection> {
+        let source = self.python.clone().ok_or_else(|| Rejection::new(RejectCode::Unsupported, "no Python"))?;
         match (self.compiles.enabled, self.compiles.python) {
             (false, _) | (true, PythonLoad::Loaded) => {
-                source.load().map(PythonReadiness::Ready).map_err(|why| Rejection::new(RejectCode::Unsupported, why))
+                source.load().map(Some).map_err(|why| Rejection::new(RejectCode::Unsupported, why))
             }
-            (true, PythonLoad::InFlight) => Ok(PythonReadiness::Loading),
+            (true, PythonLoad::InFlight) => Ok(None),
             (true, PythonLoad::NotAsked) => {
                 self.ask_effect(Effect::LoadPython, Waiter::load_python())?;
                 self.compiles.python = PythonLoad::InFlight;
-                Ok(PythonReadiness::Loading)
+                Ok(None)
             }
         }
     }
@@ -235,17 +260,20 @@ impl Sidecar {
     }
 
     /// The interpreter's loading completed: the `Execute`s that waited run again (or, when it
-    /// could not load, are refused with why; a later one asks again).
+    /// could not load, are refused with why; a later one asks again), and the spawns that
+    /// waited are served again.
     pub(crate) fn finish_python_load(&mut self, completion: Completion) {
         let outcome = match completion {
             Completion::PythonLoaded(outcome) => outcome,
             _ => Err("loading the interpreter got another effect's completion".to_owned()),
         };
         self.compiles.python = if outcome.is_ok() { PythonLoad::Loaded } else { PythonLoad::NotAsked };
+        self.compiles.python_failure = outcome.clone().err();
         for pending in std::mem::take(&mut self.compiles.python_executes) {
             let outcome = outcome.clone().map_err(|why| Rejection::new(RejectCode::Unsupported, why));
             self.execute_again(pending, outcome);
         }
+        self.wake_spawns_after_compile();
     }
 
     /// A waiting `Execute` runs again from the start (so a VM disposed or a process id taken

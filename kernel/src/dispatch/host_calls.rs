@@ -1,7 +1,8 @@
 //! Host directory calls as effects (see `fs::host_gate`): the call a parked guest filesystem
-//! call needs becomes an [`Effect::HostCall`], and its completion goes to that process's memo,
-//! which wakes it to run the call again. The host's own filesystem requests on a VM with
-//! `host_dir` mounts (`GuestFilesystemCall`, `HostFilesystemCall`) are deferred the same way:
+//! call needs becomes an [`Effect::HostCall`](crate::host::effect::Effect::HostCall), and its
+//! completion goes to that process's memo, which wakes it to run the call again. The host's
+//! own filesystem requests on a VM with `host_dir` mounts (`GuestFilesystemCall`,
+//! `HostFilesystemCall`) are deferred the same way:
 //! the request is handled with a memo, and when it needs a host call its answer is thrown away,
 //! the request parks with its memo, and it is handled again once the call completes. An
 //! `Execute` is deferred the same way (its program may be on a mount). Later such requests for
@@ -19,8 +20,8 @@ use schema::wire::{RequestFrame, RequestPayload};
 use super::effects::Waiter;
 use super::{Sidecar, StreamId};
 use crate::error::{RejectCode, Rejection};
-use crate::fs::host_gate::HostMemo;
-use crate::host::effect::{Completion, Effect};
+use crate::fs::host_gate::{HostMemo, NeededCall};
+use crate::host::effect::Completion;
 use crate::host::fs::{HostFsError, HostResult};
 use crate::host::journal::PortValue;
 use crate::process::table::Wait;
@@ -75,10 +76,19 @@ fn may_need_host_dirs(payload: &RequestPayload) -> bool {
     )
 }
 
+/// The host directory's answer a completion carries (another kind's is an I/O error).
+fn host_answer(completion: Completion) -> HostResult<PortValue> {
+    match completion {
+        Completion::HostCall(answer) => answer,
+        _ => Err(HostFsError::with_detail(Errno::EIO, "a host call got another effect's completion")),
+    }
+}
+
 impl Sidecar {
-    /// Guests' calls to `host_dir` mounts become [`Effect::HostCall`]s the driver performs
-    /// (without it, they are made within the kernel's step, and a trace records them through
-    /// the port journal).
+    /// Guests' calls to `host_dir` mounts become
+    /// [`Effect::HostCall`](crate::host::effect::Effect::HostCall)s the driver performs (without
+    /// it, they are made within the kernel's step, and a trace records them through the port
+    /// journal).
     pub fn with_host_call_effects(mut self) -> Self {
         self.host_call_effects = true;
         self
@@ -105,9 +115,7 @@ impl Sidecar {
             let Ok(vm) = self.vm_mut(&vm_id) else { continue };
             let Some(process) = vm.processes_mut().get_mut(pid) else { continue };
             process.wait = Wait::HostCall { asked: true };
-            let Some(needed) = process.host_memo.needed.as_mut() else { continue };
-            let data = std::mem::take(&mut needed.data);
-            let effect = Effect::HostCall { dir: needed.dir.clone(), call: needed.call.clone(), data };
+            let Some(effect) = process.host_memo.needed.as_mut().map(NeededCall::take_effect) else { continue };
             if let Err(rejection) = self.ask_effect(effect, Waiter::host_call(vm_id.clone(), pid)) {
                 // Past the bound the call fails now, with the reason, instead of waiting.
                 self.answer_host_call(&vm_id, pid, Err(HostFsError::with_detail(Errno::EAGAIN, rejection.message)));
@@ -117,11 +125,7 @@ impl Sidecar {
 
     /// A host call completed: its process runs its filesystem call again.
     pub(crate) fn finish_host_call(&mut self, vm_id: &str, pid: u32, completion: Completion) {
-        let answer = match completion {
-            Completion::HostCall(answer) => answer,
-            _ => Err(HostFsError::with_detail(Errno::EIO, "a host call got another effect's completion")),
-        };
-        self.answer_host_call(vm_id, pid, answer);
+        self.answer_host_call(vm_id, pid, host_answer(completion));
     }
 
     fn answer_host_call(&mut self, vm_id: &str, pid: u32, answer: HostResult<PortValue>) {
@@ -184,14 +188,12 @@ impl Sidecar {
             let mut memo = self.vms.get(vm_id).map(|vm| vm.filesystem().host_gate().undefer()).unwrap_or_default();
             // A next attempt starts from the first answer.
             memo.rewind();
-            let Some(needed) = memo.needed.as_mut() else {
+            let Some(effect) = memo.needed.as_mut().map(NeededCall::take_effect) else {
                 next = self.next_queued(vm_id);
                 continue;
             };
             // The attempt is void: its answer is withdrawn, and it runs again with the answer.
             self.outputs.truncate(answered_from);
-            let data = std::mem::take(&mut needed.data);
-            let effect = Effect::HostCall { dir: needed.dir.clone(), call: needed.call.clone(), data };
             let parked = ParkedRequest { stream, request: kept, memo };
             match self.ask_effect(effect, Waiter::host_request(vm_id.to_owned())) {
                 Ok(_) => {
@@ -224,10 +226,7 @@ impl Sidecar {
 
     /// The host call a parked host request waited for completed: it is handled again.
     pub(crate) fn finish_host_request(&mut self, vm_id: &str, completion: Completion) {
-        let answer = match completion {
-            Completion::HostCall(answer) => answer,
-            _ => Err(HostFsError::with_detail(Errno::EIO, "a host call got another effect's completion")),
-        };
+        let answer = host_answer(completion);
         let waiting = self.parked_requests.by_vm.get_mut(vm_id).and_then(|queue| queue.waiting.take());
         let Some(mut parked) = waiting else { return };
         parked.memo.answer(answer);

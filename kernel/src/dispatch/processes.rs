@@ -107,24 +107,25 @@ impl Sidecar {
     }
 
     /// A guest's `python` or `python3` (by name, or the software tree's stub on `PATH`; spawned
-    /// or exec'd, as from a shell pipeline): the
-    /// interpreter, as for an `Execute` (its argv[0] the interpreter's path, `TMPDIR` `/tmp`
-    /// unless set, the library shown read-only), with `argv` and `env` so adjusted. Other
-    /// programs, or a sidecar without the interpreter: `None`, and they are left as they are.
+    /// or exec'd, as from a shell pipeline): the interpreter, as for an `Execute` (its argv[0]
+    /// the interpreter's path, `TMPDIR` `/tmp` unless set), with `argv` and `env` so adjusted;
+    /// not yet while the driver loads it. Other programs, or a sidecar without the interpreter:
+    /// `None`, and they are left as they are.
     fn python_child(
         &mut self,
-        vm_id: &str,
         program: &str,
         mut argv: Vec<String>,
         mut env: Vec<String>,
-    ) -> Result<ChildProgram, Errno> {
+    ) -> Result<ChildProgram, NotStarted> {
         let name = program.strip_prefix(SOFTWARE_BIN).and_then(|rest| rest.strip_prefix('/')).unwrap_or(program);
-        let Some(source) = self.python.clone().filter(|_| PYTHON_COMMANDS.contains(&name)) else {
+        if self.python.is_none() || !PYTHON_COMMANDS.contains(&name) {
             return Ok(ChildProgram { python: None, argv, env });
+        }
+        let install = match self.python_for_spawn() {
+            Ok(Some(install)) => install,
+            Ok(None) => return Err(NotStarted::Compiling),
+            Err(_) => return Err(Errno::ENOENT.into()),
         };
-        let install = source.load().map_err(|_| Errno::ENOENT)?;
-        let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
-        vm.filesystem_mut().show_python_stdlib(Arc::clone(&install.stdlib)).map_err(|_| Errno::EAGAIN)?;
         match argv.first_mut() {
             Some(first) => PYTHON_ARGV0.clone_into(first),
             None => argv.push(PYTHON_ARGV0.to_owned()),
@@ -132,7 +133,7 @@ impl Sidecar {
         if !env.iter().any(|entry| entry.starts_with("TMPDIR=")) {
             env.push("TMPDIR=/tmp".to_owned());
         }
-        Ok(ChildProgram { python: Some(Arc::clone(&install.module)), argv, env })
+        Ok(ChildProgram { python: Some(install), argv, env })
     }
 
     /// Starts a process; `None` when its program is being compiled first (it is answered then,
@@ -526,10 +527,11 @@ impl Sidecar {
     /// [`MAX_SLICES_PER_TICK`] guest slices.
     pub(crate) fn run_processes(&mut self) {
         let now_ms = self.now.monotonic_ms;
-        self.end_overdue_processes(now_ms);
+        let mut overdue = Vec::new();
         for vm_id in &self.waking_vms() {
             let Some(vm) = self.vms.get_mut(vm_id) else { continue };
             let table = vm.processes();
+            overdue.extend(overdue_processes(table, now_ms).map(|(pid, limit_ms)| (vm_id.clone(), pid, limit_ms)));
             let ready: Vec<u32> =
                 table.iter().filter(|process| table.wait_is_over(process, now_ms)).map(|process| process.pid).collect();
             for pid in ready {
@@ -540,8 +542,8 @@ impl Sidecar {
             }
             vm.forget_exited(now_ms);
         }
+        self.end_overdue_processes(overdue);
         self.serve_prompts();
-        self.serve_host_calls();
         self.serve_spawns();
         let mut spent_fuel = 0u64;
         for _ in 0..MAX_SLICES_PER_TICK {
@@ -553,23 +555,15 @@ impl Sidecar {
             spent_fuel = spent_fuel.saturating_add(SLICE_FUEL).saturating_add(work_fuel);
             self.last_scheduled = Some((vm_id, pid));
         }
-        // The host calls guests parked on in these slices go out now, not a tick later.
+        // The host calls guests parked on (in these slices, or in a spawn's program load) go
+        // out now, not a tick later. Parks happen only there, so this is the one place.
         self.serve_host_calls();
     }
 
-    /// Ends the processes past their run deadline (a Python process's
-    /// `limits.python.executionTimeoutMs`): status 124, as `timeout(1)` and the fuel limit give,
-    /// with the reason on stderr.
-    fn end_overdue_processes(&mut self, now_ms: u64) {
-        let mut overdue = Vec::new();
-        for vm_id in self.waking_vms() {
-            let Some(vm) = self.vms.get(&vm_id) else { continue };
-            for process in vm.processes().iter().filter(|process| process.is_alive()) {
-                if let Some(deadline) = process.run_deadline.filter(|deadline| deadline.at_ms <= now_ms) {
-                    overdue.push((vm_id.clone(), process.pid, deadline.limit_ms));
-                }
-            }
-        }
+    /// Ends the `overdue` processes, (VM, pid, limit) past their run deadline (a Python
+    /// process's `limits.python.executionTimeoutMs`): status 124, as `timeout(1)` and the fuel
+    /// limit give, with the reason on stderr.
+    fn end_overdue_processes(&mut self, overdue: Vec<(String, u32, u64)>) {
         for (vm_id, pid, limit_ms) in overdue {
             let message =
                 format!("guest Python runtime timed out after {limit_ms}ms (limits.python.executionTimeoutMs)");
@@ -952,9 +946,9 @@ impl Sidecar {
         if u64::try_from(vm.processes().counted()).unwrap_or(u64::MAX) >= vm.process_limits().max_processes {
             return Err(Errno::EAGAIN.into());
         }
-        let ChildProgram { python, argv, env } = self.python_child(vm_id, &program, argv, env)?;
+        let ChildProgram { python, argv, env } = self.python_child(&program, argv, env)?;
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
-        let (command, module, tier) = child_command(vm, &program, &env, python.clone(), now)?;
+        let (command, module, tier) = child_command(vm, &program, &env, python.as_deref(), now)?;
         let limits = vm.guest_limits();
         self.spawn_readiness(&module, limits.max_wasm_stack_bytes)?;
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
@@ -1008,9 +1002,9 @@ impl Sidecar {
         let now = self.now;
         let engine = self.guest_engine.clone().ok_or(Errno::ENOSYS)?;
         let memory_budget = Arc::clone(&self.memory_budget);
-        let ChildProgram { python, argv, env } = self.python_child(vm_id, program, argv.to_vec(), env.to_vec())?;
+        let ChildProgram { python, argv, env } = self.python_child(program, argv.to_vec(), env.to_vec())?;
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
-        let (command, module, tier) = child_command(vm, program, &env, python.clone(), now)?;
+        let (command, module, tier) = child_command(vm, program, &env, python.as_deref(), now)?;
         let limits = vm.guest_limits();
         self.spawn_readiness(&module, limits.max_wasm_stack_bytes)?;
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
@@ -1048,29 +1042,38 @@ impl Sidecar {
     }
 }
 
-/// What a spawn or exec runs: `program`, which the policy must let it spawn, found as a module
-/// on the `PATH` of `env`, and the permission tier configured for the command or the module's
-/// file.
-/// What a spawn or exec runs: the interpreter's module for `python` (else `None`: look the
-/// program up), and its argv and environment.
+/// The live `processes` past their run deadline at `now_ms`: (pid, the limit).
+fn overdue_processes(processes: &table::ProcessTable, now_ms: u64) -> impl Iterator<Item = (u32, u64)> + '_ {
+    processes.iter().filter(|process| process.is_alive()).filter_map(move |process| {
+        let deadline = process.run_deadline.filter(|deadline| deadline.at_ms <= now_ms)?;
+        Some((process.pid, deadline.limit_ms))
+    })
+}
+
+/// What a spawn or exec of a program runs with: the interpreter for `python` (else `None`:
+/// the program is looked up), and its argv and environment.
 struct ChildProgram {
-    python: Option<Arc<[u8]>>,
+    python: Option<Arc<PythonInstall>>,
     argv: Vec<String>,
     env: Vec<String>,
 }
 
+/// What a spawn or exec runs: `program`, which the policy must let it spawn, found as a module
+/// on the `PATH` of `env` (or the interpreter `python`, its library then shown in the VM), and
+/// the permission tier configured for the command or the module's file.
 fn child_command(
     vm: &mut Vm,
     program: &str,
     env: &[String],
-    python: Option<Arc<[u8]>>,
+    python: Option<&PythonInstall>,
     now: Now,
 ) -> Result<(String, Arc<[u8]>, WasmPermissionTier), Errno> {
     let command = program.to_owned();
     vm.check_spawn(&command).map_err(|_| Errno::EACCES)?;
-    if let Some(interpreter) = python {
+    if let Some(install) = python {
+        vm.filesystem_mut().show_python_stdlib(Arc::clone(&install.stdlib)).map_err(|_| Errno::EAGAIN)?;
         let tier = vm.command_tier(&command).unwrap_or(WasmPermissionTier::Full);
-        return Ok((command, interpreter, tier));
+        return Ok((command, Arc::clone(&install.module), tier));
     }
     let env: BTreeMap<String, String> = env
         .iter()

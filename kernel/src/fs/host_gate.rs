@@ -33,7 +33,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::host::effect::HostDirHandle;
+use crate::host::effect::{Effect, HostDirHandle};
 use crate::host::fs::{HostDir, HostFsError, HostResult};
 use crate::host::journal::{impl_host_dir_for_port, PortAnswers, PortCall, PortDir, PortValue};
 use crate::vfs::Errno;
@@ -94,6 +94,13 @@ pub(crate) struct NeededCall {
     pub data: Vec<u8>,
 }
 
+impl NeededCall {
+    /// The effect that makes the call (its written bytes move into it).
+    pub(crate) fn take_effect(&mut self) -> Effect {
+        Effect::HostCall { dir: self.dir.clone(), call: self.call.clone(), data: std::mem::take(&mut self.data) }
+    }
+}
+
 /// The gate of one VM's filesystem (see the module docs): counts host calls, and defers them
 /// while a guest's call runs with a memo installed. (Only the kernel's thread uses it; it is
 /// `Sync` because a [`HostDir`] must be.)
@@ -108,7 +115,6 @@ pub(crate) struct HostGate {
 }
 
 impl HostGate {
-    /// Host calls since the last take (and resets the count): each is work the guest pays for.
     /// From now on, guests' calls are deferred (see the module docs).
     pub(crate) fn set_deferring(&mut self) {
         self.defers = true;
@@ -118,6 +124,7 @@ impl HostGate {
         self.defers
     }
 
+    /// Host calls since the last take (and resets the count): each is work the guest pays for.
     pub(crate) fn take_calls(&self) -> u64 {
         self.calls.swap(0, Ordering::Relaxed)
     }
