@@ -41,10 +41,10 @@ pub struct RunArgs {
     /// Python code, run by `python -c` (needs scripts/fetch-python.sh's interpreter).
     #[arg(long, value_name = "CODE", group = "program")]
     python: Option<String>,
-    /// JavaScript code (not available in this sandbox yet).
+    /// JavaScript code, run by `node -e` (needs scripts/build-node.sh's `node`).
     #[arg(long, value_name = "CODE", group = "program")]
     js: Option<String>,
-    /// A script or program file, by its extension: .sh, .py, .wasm (.js later).
+    /// A script or program file, by its extension: .sh, .py, .js/.mjs/.cjs, .wasm.
     #[arg(value_name = "FILE", group = "program")]
     script: Option<PathBuf>,
     /// The program's arguments (after `--`).
@@ -115,6 +115,14 @@ pub fn plan(args: &RunArgs) -> Result<Plan, CliError> {
             python = true;
             (String::new(), vec![installed])
         }
+        Program::JsCode(code) => ("node".to_owned(), vec!["-e".to_owned(), code]),
+        Program::JsScript(path) => {
+            let script = std::fs::read(&path).map_err(|source| CliError::Host { path: path.clone(), source })?;
+            let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("script.js");
+            let installed = format!("{SCRIPT_DIR}/{name}");
+            files.push((installed.clone(), script));
+            ("node".to_owned(), vec![installed])
+        }
         Program::Shell(line) => {
             packages.push("common".to_owned());
             ("sh".to_owned(), vec!["-c".to_owned(), line, "sh".to_owned()])
@@ -163,14 +171,18 @@ pub enum Program {
     PythonCode(String),
     /// A Python script file.
     PythonScript(PathBuf),
+    /// `node -e CODE`.
+    JsCode(String),
+    /// A JavaScript file (CommonJS or an ES module, as Node decides by its extension).
+    JsScript(PathBuf),
 }
 
-/// Where a Python script file is installed in the VM.
+/// Where a Python or JavaScript script file is installed in the VM.
 const SCRIPT_DIR: &str = "/home/user";
 
 fn program(args: &RunArgs) -> Result<Program, CliError> {
-    if args.js.is_some() {
-        return Err(usage("JavaScript does not run in this sandbox yet: --sh, --python and --wasm do"));
+    if let Some(code) = &args.js {
+        return Ok(Program::JsCode(code.clone()));
     }
     if let Some(code) = &args.python {
         return Ok(Program::PythonCode(code.clone()));
@@ -192,8 +204,8 @@ fn program(args: &RunArgs) -> Result<Program, CliError> {
             Ok(Program::Shell(text))
         }
         Some("py") => Ok(Program::PythonScript(script.clone())),
-        Some("js") => Err(usage("JavaScript does not run in this sandbox yet: .sh, .py and .wasm do")),
-        _ => Err(usage(format!("{}: run knows .sh, .py and .wasm files", script.display()))),
+        Some("js" | "mjs" | "cjs") => Ok(Program::JsScript(script.clone())),
+        _ => Err(usage(format!("{}: run knows .sh, .py, .js (.mjs, .cjs) and .wasm files", script.display()))),
     }
 }
 

@@ -35,6 +35,7 @@ fn run(args: &[&str], stdin: &[u8]) -> Output {
         .env("SECURE_EXEC_SIDECAR", sidecar())
         .env("SECURE_EXEC_PACKAGES", testkit::packages::installed())
         .env("SECURE_EXEC_PYTHON", testkit::python::installed())
+        .env("SECURE_EXEC_NODE", testkit::node::built())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -111,6 +112,18 @@ fn a_path_outside_what_is_allowed_is_one_line_and_a_failure() {
 }
 
 #[test]
+fn javascript_runs_as_code_and_as_a_script_with_its_arguments() {
+    let out = run(&["--js", "console.log(process.argv.slice(1), 2 ** 10)", "--", "a"], b"");
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "[ 'a' ] 1024\n"), "{}", text(&out.stderr));
+    let dir = scratch("js");
+    let script = dir.join("sum.mjs");
+    std::fs::write(&script, "import { readFileSync } from 'node:fs';\nconst n = readFileSync(0, 'utf8').split(' ').map(Number);\nconsole.log(n.reduce((a, b) => a + b, 0), process.argv[2]);\n").unwrap();
+    let out = run(&[script.to_str().unwrap(), "--", "x"], b"1 2 3");
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "6 x\n"), "{}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_timeout_stops_the_guest_with_status_124() {
     let out = run(&["--timeout", "0.3", "--sh", "sleep 30"], b"");
     assert_eq!(out.status.code(), Some(124));
@@ -120,10 +133,7 @@ fn a_timeout_stops_the_guest_with_status_124() {
 #[test]
 fn the_cli_own_errors_are_one_sentence_and_status_2() {
     for (args, expected) in [
-        (
-            vec!["--js", "console.log(1)"],
-            "secure-exec: JavaScript does not run in this sandbox yet: --sh, --python and --wasm do\n",
-        ),
+        (vec!["notes.txt"], "secure-exec: notes.txt: run knows .sh, .py, .js (.mjs, .cjs) and .wasm files\n"),
         (
             vec!["--mount", "nowhere", "--sh", "true"],
             "secure-exec: --mount \"nowhere\" is not HOST:GUEST[:ro] with an absolute GUEST path\n",

@@ -60,6 +60,11 @@ struct Cli {
     /// first Python `Execute`; until it is there, Python is refused with what to run.
     #[arg(long, value_name = "DIR")]
     python_dir: Option<PathBuf>,
+    /// Directory of the `node` command (`node.wasm`), as `scripts/build-node.sh` builds it.
+    /// Default: `$SECURE_EXEC_NODE`, else `$XDG_CACHE_HOME/secure-exec-sidecar/node` (or under
+    /// `~/.cache`). Read at start-up; without it, VMs have no `node`.
+    #[arg(long, value_name = "DIR")]
+    node_dir: Option<PathBuf>,
     /// Compile every module anew in each run (no on-disk module cache).
     #[arg(long, conflicts_with = "module_cache_dir")]
     no_module_cache: bool,
@@ -168,6 +173,13 @@ fn serve(cli: &Cli) -> ExitCode {
             }
         }
     }
+    let programs = match transport::node::programs(&cli.node_dir.clone().unwrap_or_else(transport::node::default_dir)) {
+        Ok(programs) => programs,
+        Err(error) => {
+            eprintln!("secure-exec-sidecar: the node command: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let options = StdioOptions {
         config,
         record: cli.record.clone(),
@@ -176,6 +188,7 @@ fn serve(cli: &Cli) -> ExitCode {
         guest_engine,
         packages: Some(Arc::new(OsPackages::new())),
         python: Some(Arc::new(OsPython::new(cli.python_dir.clone().unwrap_or_else(OsPython::default_dir)))),
+        programs,
         egress: !cli.no_network,
         extra_tls_roots,
     };

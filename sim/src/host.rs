@@ -86,6 +86,7 @@ pub async fn run(
         guest_engine: Some(Arc::new(guest_engine())),
         packages: None,
         python: None,
+        programs: kernel::host::programs::SidecarPrograms::default(),
         compile_effects: false,
         egress: true,
         host_call_effects: true,

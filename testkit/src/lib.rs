@@ -5,6 +5,7 @@
 //!   `Syscalls`, so every process path runs without compiling WebAssembly.
 //! - [`hostfs`]: a host filesystem in memory, with injected failures.
 //! - [`packages`]: the original's command packages from npm, installed once per machine.
+//! - [`node`]: the `node` command, built once per machine.
 //! - [`requests`]: the protocol requests tests send again and again, with defaults.
 //! - [`vfs_model`]: the naive reference model of the in-memory filesystem, and the operations
 //!   both it and the real thing run; [`vfs_driver`] runs those on a `Filesystem` or `Overlay`.
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod hostfs;
+pub mod node;
 pub mod packages;
 pub mod python;
 pub mod requests;

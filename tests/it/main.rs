@@ -8,6 +8,7 @@ mod commands;
 mod compatibility;
 mod exec;
 mod host_dir;
+mod javascript;
 mod network;
 mod persistence;
 mod python;

@@ -17,6 +17,7 @@
 pub mod egress;
 pub mod hostfs;
 pub mod memory;
+pub mod node;
 pub mod packages;
 pub mod python;
 pub mod stdio;
@@ -70,6 +71,8 @@ pub struct Ports {
     pub packages: Option<Arc<dyn PackageSource>>,
     /// The Python interpreter (none: `runtime: PYTHON` is refused).
     pub python: Option<Arc<dyn kernel::host::python::PythonSource>>,
+    /// Programs the sidecar provides to every VM (`node`).
+    pub programs: kernel::host::programs::SidecarPrograms,
     /// Programs are compiled through effects the caller performs off its loop (see
     /// `kernel::dispatch::compile`); without, the engine compiles them on the loop.
     pub compile_effects: bool,
@@ -116,8 +119,17 @@ impl Driver {
     /// A kernel with `ports`, recording to `record` if given (the ports' answers are recorded
     /// too, so the trace replays without them). No stream is open yet.
     pub fn start(config: SidecarConfig, ports: Ports, record: Option<TraceWriter>) -> Result<Self, TraceError> {
-        let Ports { mut host_fs, store, guest_engine, packages, python, compile_effects, egress, host_call_effects } =
-            ports;
+        let Ports {
+            mut host_fs,
+            store,
+            guest_engine,
+            packages,
+            python,
+            programs,
+            compile_effects,
+            egress,
+            host_call_effects,
+        } = ports;
         let recorder = match record {
             None => None,
             Some(mut writer) => {
@@ -145,6 +157,7 @@ impl Driver {
         if let Some(packages) = packages {
             sidecar = sidecar.with_packages(packages);
         }
+        sidecar = sidecar.with_programs(programs);
         if compile_effects {
             sidecar = sidecar.with_compile_effects();
         }

@@ -99,6 +99,8 @@ pub struct StdioOptions {
     pub packages: Option<Arc<dyn PackageSource>>,
     /// The Python interpreter (none: `runtime: PYTHON` is refused).
     pub python: Option<Arc<dyn kernel::host::python::PythonSource>>,
+    /// Programs provided to every VM (`node`).
+    pub programs: kernel::host::programs::SidecarPrograms,
     /// Carry guests' connections out of their VMs, where their policies allow them (without
     /// it, such a connect finds no route).
     pub egress: bool,
@@ -615,6 +617,7 @@ impl LoopState {
             guest_engine: options.guest_engine,
             packages: options.packages,
             python: options.python,
+            programs: options.programs,
             compile_effects: compiler.is_some(),
             egress: egress.is_some(),
         };

@@ -524,6 +524,8 @@ pub fn replay_with<R: Read>(
         packages: Some(Arc::new(crate::packages::OsPackages::new())),
         // So is the Python interpreter: replay reads the same install.
         python: Some(Arc::new(crate::python::OsPython::new(crate::python::OsPython::default_dir()))),
+        // And the programs the sidecar provides (`node`).
+        programs: crate::node::programs(&crate::node::default_dir()).unwrap_or_default(),
         // The recorded completions say when each compilation ended; the programs compile
         // when the kernel then loads them.
         compile_effects: reader.compile_effects,

@@ -183,6 +183,8 @@ pub struct Sidecar {
     packages: Option<Arc<dyn PackageSource>>,
     /// The Python interpreter (none: `runtime: PYTHON` is refused, `python` an ordinary command).
     python: Option<Arc<dyn crate::host::python::PythonSource>>,
+    /// Programs the sidecar provides to every VM (the `node` command).
+    programs: crate::host::programs::SidecarPrograms,
     /// Whether the driver performs store effects (persistence requests are refused without).
     store_effects: bool,
     /// Effects asked of the driver and not yet completed, with the requests they answer.
@@ -238,6 +240,7 @@ impl Sidecar {
             host_fs: None,
             packages: None,
             python: None,
+            programs: crate::host::programs::SidecarPrograms::default(),
             store_effects: false,
             effects: effects::Effects::default(),
             compiles: compile::Compiles::default(),
@@ -273,6 +276,20 @@ impl Sidecar {
     /// and the `python`/`python3` commands run it.
     pub fn with_python(mut self, python: Arc<dyn crate::host::python::PythonSource>) -> Self {
         self.python = Some(python);
+        self
+    }
+
+    /// Provides the program `module` to every VM as the command `name` (see
+    /// [`crate::host::programs`]), looked for after a VM's own `PATH`; `Err` for a name that is
+    /// not one path component or past [`crate::host::programs::MAX_SIDECAR_PROGRAMS`].
+    pub fn with_program(mut self, name: &str, module: Arc<[u8]>) -> Result<Self, String> {
+        self.programs = self.programs.with(name, module)?;
+        Ok(self)
+    }
+
+    /// [`with_program`](Self::with_program) for a set already made.
+    pub fn with_programs(mut self, programs: crate::host::programs::SidecarPrograms) -> Self {
+        self.programs = programs;
         self
     }
 
@@ -664,6 +681,7 @@ impl Sidecar {
             self.now,
         )?;
         let mut vm = vm::Vm::new(vm_id.clone(), connection_id.clone(), session_id.clone(), stream, setup, filesystem);
+        vm.set_programs(self.programs.clone());
         if self.egress {
             vm.processes_mut().net.enable_egress();
         }
@@ -775,9 +793,11 @@ impl Sidecar {
             packages.push(package);
         }
         let tree = SoftwareTree::new(packages).map_err(Rejection::invalid_state)?;
-        // With the interpreter, a shell finds `python` and `python3` on `PATH`.
+        // With the interpreter, a shell finds `python` and `python3` on `PATH`; so it finds the
+        // sidecar's own programs.
         let interpreter: &[&str] = if self.python.is_some() { crate::host::python::PYTHON_COMMANDS } else { &[] };
-        Ok(Some(tree.with_interpreter(interpreter)))
+        let names: Vec<&str> = interpreter.iter().copied().chain(self.programs.names()).collect();
+        Ok(Some(tree.with_interpreter(&names)))
     }
 
     /// The filesystem and layer requests of a VM (see `filesystem` and `layers`).

@@ -8,6 +8,7 @@ pub mod effect;
 pub mod fs;
 pub mod journal;
 pub mod package;
+pub mod programs;
 pub mod python;
 pub mod software;
 pub mod store;

@@ -5,7 +5,7 @@
 //! /opt/agentos/pkgs/<name>/<version>/...   the package's files, read from its archive
 //! /opt/agentos/pkgs/<name>/current         -> <version>
 //! /opt/agentos/bin/<command>               -> ../pkgs/<name>/current/<entry>
-//! /opt/agentos/bin/python, python3          the sidecar's own interpreter, when it has one
+//! /opt/agentos/bin/python, python3, node    the sidecar's own interpreters, when it has them
 //! ```
 //!
 //! The interpreter's names are small stub files ([`INTERPRETER_STUB`]) so that a shell finds
@@ -37,8 +37,8 @@ const MAX_LINK_HOPS: usize = 40;
 /// `(package index + 1) << 32 | entry ino`, so no two nodes share one.
 const SYNTHETIC_INO_BASE: u64 = 1;
 
-/// What `/opt/agentos/bin/python` (and the interpreter's other names) holds.
-pub const INTERPRETER_STUB: &[u8] = b"the sidecar's Python interpreter: running this file runs it\n";
+/// What `/opt/agentos/bin/python` (and the other names of programs the sidecar runs itself) holds.
+pub const INTERPRETER_STUB: &[u8] = b"a program the sidecar runs itself: running this file runs it\n";
 
 /// One node of the tree.
 #[derive(Debug, Clone, Copy)]

@@ -9,6 +9,7 @@ use schema::wire::*;
 use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
 use crate::fs::{FsOp, FsOutcome, FsReply};
+use crate::host::programs::{NODE_COMMAND, PROGRAM_DIR};
 use crate::host::python::{PythonInstall, PYTHON_ARGV0, PYTHON_COMMANDS};
 use crate::policy::config::ResourceLimits;
 use crate::policy::permissions::{errno_message, Capability, CompiledPolicy, Decision, PermissionsPolicy};
@@ -47,16 +48,21 @@ fn execution_command(request: &ExecuteRequest) -> Result<String, Rejection> {
     match (&request.command, request.runtime, &request.entrypoint) {
         (Some(command), _, _) if !command.is_empty() => Ok(command.clone()),
         (_, Some(GuestRuntimeKind::Python), _) => Ok("python".to_owned()),
+        (_, Some(GuestRuntimeKind::JavaScript), _) => Ok(NODE_COMMAND.to_owned()),
         (_, None, _) => Err(Rejection::invalid_state("execute requires either command or runtime")),
         (_, Some(GuestRuntimeKind::WebAssembly), Some(entrypoint)) if !entrypoint.is_empty() => Ok(entrypoint.clone()),
         (_, Some(GuestRuntimeKind::WebAssembly), _) => {
             Err(Rejection::invalid_state("execute requires either command or entrypoint"))
         }
-        (_, Some(other), _) => Err(Rejection::new(
-            RejectCode::Unsupported,
-            format!("{other:?} guests are not supported by this sidecar yet"),
-        )),
     }
+}
+
+/// `runtime: JAVA_SCRIPT` without a command runs `node ENTRYPOINT ARGS...`; without an
+/// entrypoint, `node ARGS...` (`-e CODE`, or the program on stdin).
+fn javascript_entrypoint(request: &ExecuteRequest) -> Option<String> {
+    let runs_javascript =
+        request.command.as_deref().is_none_or(str::is_empty) && request.runtime == Some(GuestRuntimeKind::JavaScript);
+    request.entrypoint.clone().filter(|entrypoint| runs_javascript && !entrypoint.is_empty())
 }
 
 /// The argv payload (each argument with its NUL) within `limits.resources.maxProcessArgvBytes`.
@@ -98,6 +104,7 @@ impl Vm {
         let limits = self.process_limits().clone();
         let mut argv = Vec::with_capacity(request.args.len().saturating_add(1));
         argv.push(if python.is_some() { PYTHON_ARGV0.to_owned() } else { command.clone() });
+        argv.extend(javascript_entrypoint(request));
         argv.extend(request.args.iter().cloned());
         let cwd = self.execution_cwd(request.cwd.as_deref());
         let mut env = self.execution_env(&request.env, &cwd);
@@ -110,8 +117,7 @@ impl Vm {
             }
             None => {
                 let path_var = env.get("PATH").cloned().unwrap_or_default();
-                let (path, bytes) = self.find_command(&command, &path_var, now)?;
-                (path, std::sync::Arc::from(bytes))
+                self.find_command(&command, &path_var, now)?
             }
         };
         self.check_spawn(&command)?;
@@ -206,14 +212,14 @@ impl Vm {
     }
 
     /// The module a command names: a registered command package, else a path or a name searched
-    /// on `PATH` and then [`FALLBACK_PATH_DIRS`]. Files are read through the VM's filesystem
+    /// on `PATH` and then [`FALLBACK_PATH_DIRS`], else a program the sidecar provides. Files are read through the VM's filesystem
     /// layer, so command directories mounted from the host work.
     pub(crate) fn find_command(
         &mut self,
         command: &str,
         path_var: &str,
         now: Now,
-    ) -> Result<(String, Vec<u8>), Rejection> {
+    ) -> Result<(String, std::sync::Arc<[u8]>), Rejection> {
         let not_found = || Rejection::invalid_state(format!("command not found on native sidecar path: {command}"));
         let mut candidates: Vec<String> = Vec::new();
         if command.contains('/') {
@@ -246,9 +252,13 @@ impl Vm {
                 // A stub or a script: only WebAssembly runs here (yet).
                 continue;
             }
-            return Ok((candidate, bytes));
+            return Ok((candidate, std::sync::Arc::from(bytes)));
         }
-        Err(not_found())
+        // Last, the programs the sidecar provides (`node`).
+        match self.programs.find(command) {
+            Some((name, module)) => Ok((format!("{PROGRAM_DIR}/{name}"), std::sync::Arc::clone(module))),
+            None => Err(not_found()),
+        }
     }
 
     /// The numbered command-package directories, in string order.

@@ -135,6 +135,8 @@ pub(crate) struct Vm {
     /// The config's env as guests see it (filtered by the env policy at creation).
     guest_env: BTreeMap<String, String>,
     processes: ProcessTable,
+    /// Programs the sidecar provides, looked for after `PATH`.
+    programs: crate::host::programs::SidecarPrograms,
 }
 
 impl Vm {
@@ -165,7 +167,12 @@ impl Vm {
             filesystem,
             guest_env,
             processes: ProcessTable::with_network(network),
+            programs: crate::host::programs::SidecarPrograms::default(),
         }
+    }
+
+    pub(crate) fn set_programs(&mut self, programs: crate::host::programs::SidecarPrograms) {
+        self.programs = programs;
     }
 
     pub(crate) fn processes(&self) -> &ProcessTable {

@@ -1,0 +1,97 @@
+//! Programs the sidecar itself provides to every VM: today the `node` command (QuickJS-NG and
+//! the Node.js builtins layer, compiled to WebAssembly; see `runtime-js/`). The embedder hands
+//! their modules to [`Sidecar::with_program`](crate::Sidecar::with_program).
+//!
+//! A command is looked for here last, after the VM's own `PATH` and command packages: a package
+//! that brings its own `node` wins. Like command packages they are installed software, not
+//! recorded data, so a replay needs the same programs. The bytes are shared by every VM and
+//! every process (the engine finds a compiled module by their identity).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::software::SOFTWARE_BIN;
+
+/// The most programs a sidecar provides: each is a name every VM resolves, so the set stays
+/// small and fixed at start-up.
+pub const MAX_SIDECAR_PROGRAMS: usize = 16;
+/// The directories where a path names a provided program as its bare name does (where a shell
+/// or a script's `#!` looks for it).
+const PROGRAM_DIRS: [&str; 4] = [SOFTWARE_BIN, "/usr/bin", "/bin", "/usr/local/bin"];
+/// Where a provided program says it lives (its `argv[0]`, `process.execPath`).
+pub const PROGRAM_DIR: &str = "/usr/bin";
+/// The JavaScript runtime's command name.
+pub const NODE_COMMAND: &str = "node";
+
+/// The provided programs by command name.
+#[derive(Debug, Clone, Default)]
+pub struct SidecarPrograms {
+    by_name: Arc<BTreeMap<String, Arc<[u8]>>>,
+}
+
+impl SidecarPrograms {
+    /// Adds `name`; `Err` past [`MAX_SIDECAR_PROGRAMS`] or for a name that is not one path
+    /// component.
+    pub fn with(mut self, name: &str, module: Arc<[u8]>) -> Result<Self, String> {
+        if name.is_empty() || name.contains('/') || name.contains('\0') {
+            return Err(format!("a provided program's name must be one path component, got {name:?}"));
+        }
+        let mut by_name = (*self.by_name).clone();
+        by_name.insert(name.to_owned(), module);
+        if by_name.len() > MAX_SIDECAR_PROGRAMS {
+            return Err(format!("at most {MAX_SIDECAR_PROGRAMS} provided programs"));
+        }
+        self.by_name = Arc::new(by_name);
+        Ok(self)
+    }
+
+    /// The program a command means: a provided program's bare name, or its name in one of the
+    /// directories where it is looked for.
+    pub fn find(&self, command: &str) -> Option<(&str, &Arc<[u8]>)> {
+        let name = match command.rsplit_once('/') {
+            Some((dir, name)) if PROGRAM_DIRS.contains(&dir) => name,
+            Some(_) => return None,
+            None => command,
+        };
+        self.by_name.get_key_value(name).map(|(name, module)| (name.as_str(), module))
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_is_found_by_name_or_in_its_directories_only() {
+        let programs = SidecarPrograms::default().with("node", Arc::from(&b"\0asm"[..])).ok();
+        let programs = programs.as_ref().map(|p| {
+            (
+                p.find("node").is_some(),
+                p.find("/usr/bin/node").is_some(),
+                p.find("/opt/agentos/bin/node").is_some(),
+                p.find("/home/user/node").is_some(),
+                p.find("nodejs").is_some(),
+            )
+        });
+        assert_eq!(programs, Some((true, true, true, false, false)));
+    }
+
+    #[test]
+    fn names_and_the_count_are_bounded() {
+        assert!(SidecarPrograms::default().with("a/b", Arc::from(&b""[..])).is_err());
+        let mut programs = SidecarPrograms::default();
+        for index in 0..MAX_SIDECAR_PROGRAMS {
+            programs = programs.with(&format!("p{index}"), Arc::from(&b""[..])).unwrap_or_default();
+        }
+        assert_eq!(programs.names().count(), MAX_SIDECAR_PROGRAMS);
+        assert!(programs.with("one-more", Arc::from(&b""[..])).is_err());
+    }
+}

@@ -1,0 +1,804 @@
+/*
+ * The `node` command: QuickJS-NG embedded in a WASI program, plus the native calls our
+ * JavaScript layer (runtime-js/lib) builds the Node.js builtins on.
+ *
+ * Everything outside the interpreter goes through WASI calls served by the sidecar's kernel:
+ * files, clocks, randomness, the environment, standard streams. This file only adapts them to
+ * JavaScript values; what they mean (errors as Node's `SystemError`s, streams, modules) is the
+ * JavaScript layer's. A native call returns a negative errno instead of throwing, so the layer
+ * decides how each error surfaces.
+ *
+ * Start: the bundled layer (`node_bootstrap_js`, generated at build time) runs as a script with
+ * the global `__native`; it takes that object away from user code, installs the globals and
+ * leaves its hooks at `__native.hooks`. `hooks.main()` runs the program; then the event loop below runs
+ * microtasks and asks `hooks.tick()` for timers until nothing is left; `hooks.exit()` gives
+ * the status.
+ */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "quickjs.h"
+#include "node_bootstrap.h"
+
+/* The interpreter's own stack bound: deep recursion throws a RangeError well before the
+ * WebAssembly stack (which the sidecar bounds) is exhausted. */
+#define NODE_MAX_STACK_BYTES (768 * 1024)
+/* The longest path a native call takes (Linux's PATH_MAX). */
+#define NODE_MAX_PATH_BYTES 4096
+/* Entries one readdir call returns; a directory past it is refused with EFBIG rather than
+ * growing a JavaScript array without bound. */
+#define NODE_MAX_DIR_ENTRIES (1 << 20)
+
+extern char **environ;
+
+/* The sidecar's process calls (the original's `host_process` ABI): argv and envp are
+ * NUL-separated strings; every call returns a WASI errno. */
+#define HOST_PROCESS(name) __attribute__((import_module("host_process"), import_name(#name)))
+HOST_PROCESS(proc_spawn) uint32_t host_proc_spawn(const uint8_t *argv, uint32_t argv_len, const uint8_t *envp,
+                                                  uint32_t envp_len, uint32_t stdin_fd, uint32_t stdout_fd,
+                                                  uint32_t stderr_fd, const uint8_t *cwd, uint32_t cwd_len,
+                                                  uint32_t *ret_pid);
+HOST_PROCESS(proc_waitpid) uint32_t host_proc_waitpid(uint32_t pid, uint32_t options, uint32_t *ret_status,
+                                                      uint32_t *ret_pid);
+HOST_PROCESS(proc_kill) uint32_t host_proc_kill(uint32_t pid, uint32_t signal);
+HOST_PROCESS(fd_pipe) uint32_t host_fd_pipe(uint32_t *ret_read_fd, uint32_t *ret_write_fd);
+
+static JSValue hooks;
+static int hooks_ready;
+
+/* Linux's open(2) flag bits, which Node's fs.constants carry. */
+enum {
+    LINUX_O_WRONLY = 01,
+    LINUX_O_RDWR = 02,
+    LINUX_O_CREAT = 0100,
+    LINUX_O_EXCL = 0200,
+    LINUX_O_TRUNC = 01000,
+    LINUX_O_APPEND = 02000,
+    LINUX_O_NONBLOCK = 04000,
+    LINUX_O_DIRECTORY = 0200000,
+    LINUX_O_NOFOLLOW = 0400000,
+    LINUX_O_SYNC = 04010000,
+};
+
+static int wasi_open_flags(int linux_flags)
+{
+    int flags;
+    switch (linux_flags & 3) {
+    case LINUX_O_WRONLY: flags = O_WRONLY; break;
+    case LINUX_O_RDWR: flags = O_RDWR; break;
+    default: flags = O_RDONLY; break;
+    }
+    if (linux_flags & LINUX_O_CREAT) flags |= O_CREAT;
+    if (linux_flags & LINUX_O_EXCL) flags |= O_EXCL;
+    if (linux_flags & LINUX_O_TRUNC) flags |= O_TRUNC;
+    if (linux_flags & LINUX_O_APPEND) flags |= O_APPEND;
+    if (linux_flags & LINUX_O_NONBLOCK) flags |= O_NONBLOCK;
+    if (linux_flags & LINUX_O_DIRECTORY) flags |= O_DIRECTORY;
+    if (linux_flags & LINUX_O_NOFOLLOW) flags |= O_NOFOLLOW;
+    if ((linux_flags & LINUX_O_SYNC) == LINUX_O_SYNC) flags |= O_SYNC;
+    return flags;
+}
+
+/* A failed call's value: the negative errno (WASI's numbering; the layer names it). */
+#define errno_value() JS_NewInt32(ctx, -errno)
+
+/* A path argument, copied into `out`; -1 with a TypeError thrown when it is not a string. */
+static int path_arg(JSContext *ctx, JSValueConst value, char out[NODE_MAX_PATH_BYTES])
+{
+    size_t len;
+    const char *str = JS_ToCStringLen(ctx, &len, value);
+    if (!str)
+        return -1;
+    if (len >= NODE_MAX_PATH_BYTES || memchr(str, 0, len)) {
+        JS_FreeCString(ctx, str);
+        JS_ThrowTypeError(ctx, "path too long or holding a NUL byte");
+        return -1;
+    }
+    memcpy(out, str, len + 1);
+    JS_FreeCString(ctx, str);
+    return 0;
+}
+
+/* The bytes of a Uint8Array argument, checked against `offset` and `length`. */
+static uint8_t *bytes_arg(JSContext *ctx, JSValueConst value, int64_t offset, int64_t length)
+{
+    size_t size;
+    uint8_t *data = JS_GetUint8Array(ctx, &size, value);
+    if (!data)
+        return NULL;
+    if (offset < 0 || length < 0 || (uint64_t)offset > size || (uint64_t)length > size - (uint64_t)offset) {
+        JS_ThrowRangeError(ctx, "offset and length out of the buffer's bounds");
+        return NULL;
+    }
+    return data + offset;
+}
+
+static JSValue native_open(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    char path[NODE_MAX_PATH_BYTES];
+    int32_t flags, mode;
+    if (path_arg(ctx, argv[0], path) || JS_ToInt32(ctx, &flags, argv[1]) || JS_ToInt32(ctx, &mode, argv[2]))
+        return JS_EXCEPTION;
+    int fd = open(path, wasi_open_flags(flags), (mode_t)mode);
+    return fd < 0 ? errno_value() : JS_NewInt32(ctx, fd);
+}
+
+static JSValue native_close(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int32_t fd;
+    if (JS_ToInt32(ctx, &fd, argv[0]))
+        return JS_EXCEPTION;
+    return close(fd) < 0 ? errno_value() : JS_NewInt32(ctx, 0);
+}
+
+/* read(fd, u8, offset, length, position): position < 0 reads at the file's offset. */
+static JSValue native_read(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int32_t fd;
+    int64_t offset, length, position;
+    if (JS_ToInt32(ctx, &fd, argv[0]) || JS_ToInt64(ctx, &offset, argv[2]) || JS_ToInt64(ctx, &length, argv[3]) ||
+        JS_ToInt64(ctx, &position, argv[4]))
+        return JS_EXCEPTION;
+    uint8_t *data = bytes_arg(ctx, argv[1], offset, length);
+    if (!data)
+        return JS_EXCEPTION;
+    ssize_t n = position < 0 ? read(fd, data, (size_t)length) : pread(fd, data, (size_t)length, (off_t)position);
+    return n < 0 ? errno_value() : JS_NewInt64(ctx, n);
+}
+
+static JSValue native_write(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int32_t fd;
+    int64_t offset, length, position;
+    if (JS_ToInt32(ctx, &fd, argv[0]) || JS_ToInt64(ctx, &offset, argv[2]) || JS_ToInt64(ctx, &length, argv[3]) ||
+        JS_ToInt64(ctx, &position, argv[4]))
+        return JS_EXCEPTION;
+    uint8_t *data = bytes_arg(ctx, argv[1], offset, length);
+    if (!data)
+        return JS_EXCEPTION;
+    ssize_t n = position < 0 ? write(fd, data, (size_t)length) : pwrite(fd, data, (size_t)length, (off_t)position);
+    return n < 0 ? errno_value() : JS_NewInt64(ctx, n);
+}
+
+static double timespec_ms(struct timespec ts)
+{
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* [dev, ino, mode, nlink, uid, gid, rdev, size, blksize, blocks, atimeMs, mtimeMs, ctimeMs] */
+static JSValue stat_value(JSContext *ctx, const struct stat *st)
+{
+    JSValue array = JS_NewArray(ctx);
+    double fields[] = {
+        (double)st->st_dev, (double)st->st_ino, (double)st->st_mode, (double)st->st_nlink,
+        (double)st->st_uid, (double)st->st_gid, (double)st->st_rdev, (double)st->st_size,
+        (double)st->st_blksize, (double)st->st_blocks, timespec_ms(st->st_atim), timespec_ms(st->st_mtim),
+        timespec_ms(st->st_ctim),
+    };
+    for (uint32_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        JS_SetPropertyUint32(ctx, array, i, JS_NewFloat64(ctx, fields[i]));
+    return array;
+}
+
+/* stat(path, follow) */
+static JSValue native_stat(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    char path[NODE_MAX_PATH_BYTES];
+    struct stat st;
+    if (path_arg(ctx, argv[0], path))
+        return JS_EXCEPTION;
+    int rc = JS_ToBool(ctx, argv[1]) ? stat(path, &st) : lstat(path, &st);
+    return rc < 0 ? errno_value() : stat_value(ctx, &st);
+}
+
+static JSValue native_fstat(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int32_t fd;
+    struct stat st;
+    if (JS_ToInt32(ctx, &fd, argv[0]))
+        return JS_EXCEPTION;
+    return fstat(fd, &st) < 0 ? errno_value() : stat_value(ctx, &st);
+}
+
+/* readdir(path) -> [name, type, name, type, ...]; type is d_type (DT_*). */
+static JSValue native_readdir(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    char path[NODE_MAX_PATH_BYTES];
+    if (path_arg(ctx, argv[0], path))
+        return JS_EXCEPTION;
+    DIR *dir = opendir(path);
+    if (!dir)
+        return errno_value();
+    JSValue array = JS_NewArray(ctx);
+    uint32_t count = 0;
+    struct dirent *entry;
+    errno = 0;
+    while ((entry = readdir(dir)) != NULL) {
+        if (!strcmp(entry->d_name, ".") || !strcmp(entry->d_name, ".."))
+            continue;
+        if (count >= 2 * NODE_MAX_DIR_ENTRIES) {
+            closedir(dir);
+            JS_FreeValue(ctx, array);
+            return JS_NewInt32(ctx, -EFBIG);
+        }
+        JS_SetPropertyUint32(ctx, array, count++, JS_NewString(ctx, entry->d_name));
+        JS_SetPropertyUint32(ctx, array, count++, JS_NewInt32(ctx, entry->d_type));
+    }
+    int failed = errno;
+    closedir(dir);
+    if (failed) {
+        JS_FreeValue(ctx, array);
+        return JS_NewInt32(ctx, -failed);
+    }
+    return array;
+}
+
+/* path(op, path): the calls that take one path and return 0 or -errno. */
+enum { OP_RMDIR, OP_UNLINK, OP_CHDIR };
+
+static JSValue native_path_op(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv, int op)
+{
+    char path[NODE_MAX_PATH_BYTES];
+    if (path_arg(ctx, argv[0], path))
+        return JS_EXCEPTION;
+    int rc;
+    switch (op) {
+    case OP_RMDIR: rc = rmdir(path); break;
+    case OP_UNLINK: rc = unlink(path); break;
+    default: rc = chdir(path); break;
+    }
+    return rc < 0 ? errno_value() : JS_NewInt32(ctx, 0);
+}
+
+static JSValue native_mkdir(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    char path[NODE_MAX_PATH_BYTES];
+    int32_t mode;
+    if (path_arg(ctx, argv[0], path) || JS_ToInt32(ctx, &mode, argv[1]))
+        return JS_EXCEPTION;
+    return mkdir(path, (mode_t)mode) < 0 ? errno_value() : JS_NewInt32(ctx, 0);
+}
+
+/* Two-path calls: rename, symlink (target, path), link. */
+enum { OP_RENAME, OP_SYMLINK, OP_LINK };
+
+static JSValue native_two_paths(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv, int op)
+{
+    char from[NODE_MAX_PATH_BYTES], to[NODE_MAX_PATH_BYTES];
+    if (path_arg(ctx, argv[0], from) || path_arg(ctx, argv[1], to))
+        return JS_EXCEPTION;
+    int rc;
+    switch (op) {
+    case OP_RENAME: rc = rename(from, to); break;
+    case OP_SYMLINK: rc = symlink(from, to); break;
+    default: rc = link(from, to); break;
+    }
+    return rc < 0 ? errno_value() : JS_NewInt32(ctx, 0);
+}
+
+static JSValue native_readlink(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    char path[NODE_MAX_PATH_BYTES], target[NODE_MAX_PATH_BYTES];
+    if (path_arg(ctx, argv[0], path))
+        return JS_EXCEPTION;
+    ssize_t n = readlink(path, target, sizeof(target) - 1);
+    if (n < 0)
+        return errno_value();
+    return JS_NewStringLen(ctx, target, (size_t)n);
+}
+
+static JSValue native_ftruncate(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int32_t fd;
+    int64_t length;
+    if (JS_ToInt32(ctx, &fd, argv[0]) || JS_ToInt64(ctx, &length, argv[1]))
+        return JS_EXCEPTION;
+    return ftruncate(fd, (off_t)length) < 0 ? errno_value() : JS_NewInt32(ctx, 0);
+}
+
+static JSValue native_fsync(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int32_t fd;
+    if (JS_ToInt32(ctx, &fd, argv[0]))
+        return JS_EXCEPTION;
+    return fsync(fd) < 0 ? errno_value() : JS_NewInt32(ctx, 0);
+}
+
+/* utimes(path, atimeMs, mtimeMs) */
+static JSValue native_utimes(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    char path[NODE_MAX_PATH_BYTES];
+    double atime_ms, mtime_ms;
+    if (path_arg(ctx, argv[0], path) || JS_ToFloat64(ctx, &atime_ms, argv[1]) || JS_ToFloat64(ctx, &mtime_ms, argv[2]))
+        return JS_EXCEPTION;
+    struct timespec times[2] = {
+        { (time_t)(atime_ms / 1e3), (long)((atime_ms - (double)(int64_t)(atime_ms / 1e3) * 1e3) * 1e6) },
+        { (time_t)(mtime_ms / 1e3), (long)((mtime_ms - (double)(int64_t)(mtime_ms / 1e3) * 1e3) * 1e6) },
+    };
+    return utimensat(AT_FDCWD, path, times, 0) < 0 ? errno_value() : JS_NewInt32(ctx, 0);
+}
+
+/* access(path, mode): F_OK/R_OK/W_OK/X_OK with Linux's values, which WASI libc shares. */
+static JSValue native_access(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    char path[NODE_MAX_PATH_BYTES];
+    int32_t mode;
+    if (path_arg(ctx, argv[0], path) || JS_ToInt32(ctx, &mode, argv[1]))
+        return JS_EXCEPTION;
+    return access(path, mode) < 0 ? errno_value() : JS_NewInt32(ctx, 0);
+}
+
+static JSValue native_getcwd(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    char cwd[NODE_MAX_PATH_BYTES];
+    if (!getcwd(cwd, sizeof(cwd)))
+        return errno_value();
+    return JS_NewString(ctx, cwd);
+}
+
+static JSValue native_isatty(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int32_t fd;
+    if (JS_ToInt32(ctx, &fd, argv[0]))
+        return JS_EXCEPTION;
+    return JS_NewBool(ctx, isatty(fd));
+}
+
+/* now() -> the wall clock in ms; hrtime() -> the monotonic clock in ns, as a BigInt. */
+static JSValue native_now(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return JS_NewFloat64(ctx, timespec_ms(ts));
+}
+
+static JSValue native_hrtime(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return JS_NewBigInt64(ctx, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+}
+
+/* sleep(ms): blocks the program (the kernel parks it) until the next timer is due. */
+static JSValue native_sleep(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    double ms;
+    if (JS_ToFloat64(ctx, &ms, argv[0]))
+        return JS_EXCEPTION;
+    if (ms > 0) {
+        struct timespec ts = { (time_t)(ms / 1e3), (long)((ms - (double)(int64_t)(ms / 1e3) * 1e3) * 1e6) };
+        nanosleep(&ts, NULL);
+    }
+    return JS_UNDEFINED;
+}
+
+/* random(u8): fills it from the kernel's random source (seeded, so a run replays). */
+static JSValue native_random(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    size_t size;
+    uint8_t *data = JS_GetUint8Array(ctx, &size, argv[0]);
+    if (!data)
+        return JS_EXCEPTION;
+    for (size_t done = 0; done < size;) {
+        size_t chunk = size - done < 256 ? size - done : 256; /* getentropy's bound */
+        if (getentropy(data + done, chunk) < 0)
+            return errno_value();
+        done += chunk;
+    }
+    return JS_NewInt32(ctx, 0);
+}
+
+static JSValue native_exit(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int32_t code;
+    if (JS_ToInt32(ctx, &code, argv[0]))
+        return JS_EXCEPTION;
+    _Exit(code & 0xff);
+}
+
+/* compile(source, filename, module): a script's value, or a module evaluated (its promise). */
+static JSValue native_compile(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    size_t len;
+    const char *source = JS_ToCStringLen(ctx, &len, argv[0]);
+    if (!source)
+        return JS_EXCEPTION;
+    const char *filename = JS_ToCString(ctx, argv[1]);
+    if (!filename) {
+        JS_FreeCString(ctx, source);
+        return JS_EXCEPTION;
+    }
+    int module = JS_ToBool(ctx, argv[2]);
+    JSValue value = JS_Eval(ctx, source, len, filename,
+                            module ? JS_EVAL_TYPE_MODULE | JS_EVAL_FLAG_COMPILE_ONLY : JS_EVAL_TYPE_GLOBAL);
+    JS_FreeCString(ctx, source);
+    if (module && !JS_IsException(value)) {
+        JSModuleDef *def = JS_VALUE_GET_PTR(value);
+        JSValue meta = JS_GetImportMeta(ctx, def);
+        if (!JS_IsException(meta)) {
+            char url[NODE_MAX_PATH_BYTES + 8];
+            snprintf(url, sizeof(url), "file://%s", filename);
+            JS_SetPropertyStr(ctx, meta, "url", JS_NewString(ctx, url));
+            JS_SetPropertyStr(ctx, meta, "filename", JS_NewString(ctx, filename));
+        }
+        JS_FreeValue(ctx, meta);
+        value = JS_EvalFunction(ctx, value);
+    }
+    JS_FreeCString(ctx, filename);
+    return value;
+}
+
+/* Joins a JavaScript array of strings into NUL-separated bytes (each string NUL-terminated). */
+static uint8_t *nul_joined(JSContext *ctx, JSValueConst array, uint32_t *out_len)
+{
+    int64_t count;
+    if (JS_GetLength(ctx, array, &count) || count < 0)
+        return NULL;
+    size_t capacity = 256, len = 0;
+    uint8_t *out = js_malloc(ctx, capacity);
+    if (!out)
+        return NULL;
+    for (int64_t i = 0; i < count; i++) {
+        JSValue item = JS_GetPropertyUint32(ctx, array, (uint32_t)i);
+        size_t item_len;
+        const char *str = JS_ToCStringLen(ctx, &item_len, item);
+        JS_FreeValue(ctx, item);
+        if (!str || memchr(str, 0, item_len)) {
+            if (str)
+                JS_FreeCString(ctx, str);
+            js_free(ctx, out);
+            if (str)
+                JS_ThrowTypeError(ctx, "an argument or environment entry holds a NUL byte");
+            return NULL;
+        }
+        while (len + item_len + 1 > capacity) {
+            capacity *= 2;
+            uint8_t *grown = js_realloc(ctx, out, capacity);
+            if (!grown) {
+                JS_FreeCString(ctx, str);
+                js_free(ctx, out);
+                return NULL;
+            }
+            out = grown;
+        }
+        memcpy(out + len, str, item_len);
+        out[len + item_len] = 0;
+        len += item_len + 1;
+        JS_FreeCString(ctx, str);
+    }
+    *out_len = (uint32_t)len;
+    return out;
+}
+
+/* spawn(argv, env, cwd, stdin, stdout, stderr) -> pid, or -errno. */
+static JSValue native_spawn(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    uint32_t argv_len, env_len, pid = 0;
+    int32_t fds[3];
+    char cwd[NODE_MAX_PATH_BYTES];
+    if (path_arg(ctx, argv[2], cwd))
+        return JS_EXCEPTION;
+    for (int i = 0; i < 3; i++)
+        if (JS_ToInt32(ctx, &fds[i], argv[3 + i]))
+            return JS_EXCEPTION;
+    uint8_t *args = nul_joined(ctx, argv[0], &argv_len);
+    if (!args)
+        return JS_EXCEPTION;
+    uint8_t *env = nul_joined(ctx, argv[1], &env_len);
+    if (!env) {
+        js_free(ctx, args);
+        return JS_EXCEPTION;
+    }
+    uint32_t rc = host_proc_spawn(args, argv_len, env, env_len, (uint32_t)fds[0], (uint32_t)fds[1], (uint32_t)fds[2],
+                                  (const uint8_t *)cwd, (uint32_t)strlen(cwd), &pid);
+    js_free(ctx, args);
+    js_free(ctx, env);
+    return rc ? JS_NewInt32(ctx, -(int32_t)rc) : JS_NewInt64(ctx, pid);
+}
+
+/* waitpid(pid) -> [status, pid], or -errno; blocks (the kernel parks the program). */
+static JSValue native_waitpid(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int32_t pid;
+    uint32_t status = 0, waited = 0;
+    if (JS_ToInt32(ctx, &pid, argv[0]))
+        return JS_EXCEPTION;
+    uint32_t rc = host_proc_waitpid((uint32_t)pid, 0, &status, &waited);
+    if (rc)
+        return JS_NewInt32(ctx, -(int32_t)rc);
+    JSValue pair = JS_NewArray(ctx);
+    JS_SetPropertyUint32(ctx, pair, 0, JS_NewInt64(ctx, status));
+    JS_SetPropertyUint32(ctx, pair, 1, JS_NewInt64(ctx, waited));
+    return pair;
+}
+
+static JSValue native_kill(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int32_t pid, signal;
+    if (JS_ToInt32(ctx, &pid, argv[0]) || JS_ToInt32(ctx, &signal, argv[1]))
+        return JS_EXCEPTION;
+    uint32_t rc = host_proc_kill((uint32_t)pid, (uint32_t)signal);
+    return JS_NewInt32(ctx, -(int32_t)rc);
+}
+
+/* pipe() -> [readFd, writeFd], or -errno. */
+static JSValue native_pipe(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    uint32_t read_fd, write_fd;
+    uint32_t rc = host_fd_pipe(&read_fd, &write_fd);
+    if (rc)
+        return JS_NewInt32(ctx, -(int32_t)rc);
+    JSValue pair = JS_NewArray(ctx);
+    JS_SetPropertyUint32(ctx, pair, 0, JS_NewInt64(ctx, read_fd));
+    JS_SetPropertyUint32(ctx, pair, 1, JS_NewInt64(ctx, write_fd));
+    return pair;
+}
+
+/* poll(fds) -> the readiness (POLLIN|POLLHUP bits) of each, blocking until one is ready. */
+static JSValue native_poll(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int64_t count;
+    struct pollfd fds[8];
+    if (JS_GetLength(ctx, argv[0], &count))
+        return JS_EXCEPTION;
+    if (count < 1 || count > 8)
+        return JS_ThrowRangeError(ctx, "poll takes 1 to 8 descriptors");
+    for (int64_t i = 0; i < count; i++) {
+        JSValue item = JS_GetPropertyUint32(ctx, argv[0], (uint32_t)i);
+        int32_t fd;
+        int failed = JS_ToInt32(ctx, &fd, item);
+        JS_FreeValue(ctx, item);
+        if (failed)
+            return JS_EXCEPTION;
+        fds[i].fd = fd;
+        fds[i].events = POLLIN;
+        fds[i].revents = 0;
+    }
+    if (poll(fds, (nfds_t)count, -1) < 0)
+        return errno_value();
+    JSValue ready = JS_NewArray(ctx);
+    for (int64_t i = 0; i < count; i++)
+        JS_SetPropertyUint32(ctx, ready, (uint32_t)i, JS_NewInt32(ctx, fds[i].revents));
+    return ready;
+}
+
+/* promiseState(p) -> [state, result]: 0 pending, 1 fulfilled, 2 rejected (-1: not a promise). A
+ * module's evaluation is a promise; without top-level await it is settled at once. */
+static JSValue native_promise_state(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    JSPromiseStateEnum state = JS_PromiseState(ctx, argv[0]);
+    JSValue pair = JS_NewArray(ctx);
+    JS_SetPropertyUint32(ctx, pair, 0, JS_NewInt32(ctx, (int32_t)state));
+    JS_SetPropertyUint32(ctx, pair, 1, state == JS_PROMISE_PENDING || (int)state < 0 ? JS_UNDEFINED : JS_PromiseResult(ctx, argv[0]));
+    return pair;
+}
+
+/* ES module resolution and loading go to the layer's hooks (`resolve`, `load`). */
+static char *module_normalize(JSContext *ctx, const char *base, const char *name, void *opaque)
+{
+    JSValue resolve = JS_GetPropertyStr(ctx, hooks, "resolve");
+    JSValue args[2] = { JS_NewString(ctx, base), JS_NewString(ctx, name) };
+    JSValue resolved = JS_Call(ctx, resolve, hooks, 2, args);
+    JS_FreeValue(ctx, resolve);
+    JS_FreeValue(ctx, args[0]);
+    JS_FreeValue(ctx, args[1]);
+    if (JS_IsException(resolved))
+        return NULL;
+    const char *str = JS_ToCString(ctx, resolved);
+    JS_FreeValue(ctx, resolved);
+    if (!str)
+        return NULL;
+    char *copy = js_strdup(ctx, str);
+    JS_FreeCString(ctx, str);
+    return copy;
+}
+
+static JSModuleDef *module_load(JSContext *ctx, const char *name, void *opaque)
+{
+    JSValue load = JS_GetPropertyStr(ctx, hooks, "load");
+    JSValue arg = JS_NewString(ctx, name);
+    JSValue source = JS_Call(ctx, load, hooks, 1, &arg);
+    JS_FreeValue(ctx, load);
+    JS_FreeValue(ctx, arg);
+    if (JS_IsException(source))
+        return NULL;
+    size_t len;
+    const char *text = JS_ToCStringLen(ctx, &len, source);
+    JS_FreeValue(ctx, source);
+    if (!text)
+        return NULL;
+    JSValue compiled = JS_Eval(ctx, text, len, name, JS_EVAL_TYPE_MODULE | JS_EVAL_FLAG_COMPILE_ONLY);
+    JS_FreeCString(ctx, text);
+    if (JS_IsException(compiled))
+        return NULL;
+    JSModuleDef *def = JS_VALUE_GET_PTR(compiled);
+    JSValue meta = JS_GetImportMeta(ctx, def);
+    if (!JS_IsException(meta)) {
+        char url[NODE_MAX_PATH_BYTES + 8];
+        snprintf(url, sizeof(url), "%s%s", name[0] == '/' ? "file://" : "", name);
+        JS_SetPropertyStr(ctx, meta, "url", JS_NewString(ctx, url));
+        JS_SetPropertyStr(ctx, meta, "filename", JS_NewString(ctx, name));
+    }
+    JS_FreeValue(ctx, meta);
+    JS_FreeValue(ctx, compiled); /* the module stays registered with the runtime */
+    return def;
+}
+
+/* Promise rejections: the layer tracks which stay unhandled past a microtask drain. */
+static void rejection_tracker(JSContext *ctx, JSValueConst promise, JSValueConst reason, bool is_handled,
+                              void *opaque)
+{
+    if (!hooks_ready)
+        return;
+    JSValue track = JS_GetPropertyStr(ctx, hooks, "rejection");
+    JSValue args[3] = { JS_DupValue(ctx, promise), JS_DupValue(ctx, reason), JS_NewBool(ctx, is_handled) };
+    JSValue result = JS_Call(ctx, track, hooks, 3, args);
+    for (int i = 0; i < 3; i++)
+        JS_FreeValue(ctx, args[i]);
+    JS_FreeValue(ctx, track);
+    JS_FreeValue(ctx, result);
+}
+
+static JSValue string_array(JSContext *ctx, char **strings, int count)
+{
+    JSValue array = JS_NewArray(ctx);
+    for (int i = 0; (count < 0 ? strings[i] != NULL : i < count); i++)
+        JS_SetPropertyUint32(ctx, array, (uint32_t)i, JS_NewString(ctx, strings[i]));
+    return array;
+}
+
+static const JSCFunctionListEntry native_funcs[] = {
+    JS_CFUNC_DEF("open", 3, native_open),
+    JS_CFUNC_DEF("close", 1, native_close),
+    JS_CFUNC_DEF("read", 5, native_read),
+    JS_CFUNC_DEF("write", 5, native_write),
+    JS_CFUNC_DEF("stat", 2, native_stat),
+    JS_CFUNC_DEF("fstat", 1, native_fstat),
+    JS_CFUNC_DEF("readdir", 1, native_readdir),
+    JS_CFUNC_MAGIC_DEF("rmdir", 1, native_path_op, OP_RMDIR),
+    JS_CFUNC_MAGIC_DEF("unlink", 1, native_path_op, OP_UNLINK),
+    JS_CFUNC_MAGIC_DEF("chdir", 1, native_path_op, OP_CHDIR),
+    JS_CFUNC_DEF("mkdir", 2, native_mkdir),
+    JS_CFUNC_MAGIC_DEF("rename", 2, native_two_paths, OP_RENAME),
+    JS_CFUNC_MAGIC_DEF("symlink", 2, native_two_paths, OP_SYMLINK),
+    JS_CFUNC_MAGIC_DEF("link", 2, native_two_paths, OP_LINK),
+    JS_CFUNC_DEF("readlink", 1, native_readlink),
+    JS_CFUNC_DEF("ftruncate", 2, native_ftruncate),
+    JS_CFUNC_DEF("fsync", 1, native_fsync),
+    JS_CFUNC_DEF("utimes", 3, native_utimes),
+    JS_CFUNC_DEF("access", 2, native_access),
+    JS_CFUNC_DEF("getcwd", 0, native_getcwd),
+    JS_CFUNC_DEF("isatty", 1, native_isatty),
+    JS_CFUNC_DEF("now", 0, native_now),
+    JS_CFUNC_DEF("hrtime", 0, native_hrtime),
+    JS_CFUNC_DEF("sleep", 1, native_sleep),
+    JS_CFUNC_DEF("random", 1, native_random),
+    JS_CFUNC_DEF("exit", 1, native_exit),
+    JS_CFUNC_DEF("compile", 3, native_compile),
+    JS_CFUNC_DEF("promiseState", 1, native_promise_state),
+    JS_CFUNC_DEF("spawn", 6, native_spawn),
+    JS_CFUNC_DEF("waitpid", 1, native_waitpid),
+    JS_CFUNC_DEF("kill", 2, native_kill),
+    JS_CFUNC_DEF("pipe", 0, native_pipe),
+    JS_CFUNC_DEF("poll", 1, native_poll),
+};
+
+/* Calls hooks[name](arg?) and returns its value; an exception thrown out of a hook is the
+ * layer's own failure, reported raw. */
+static JSValue call_hook(JSContext *ctx, const char *name, int argc, JSValueConst *argv)
+{
+    JSValue hook = JS_GetPropertyStr(ctx, hooks, name);
+    JSValue result = JS_Call(ctx, hook, hooks, argc, argv);
+    JS_FreeValue(ctx, hook);
+    return result;
+}
+
+/* An exception that reached the top: the layer prints it (process 'uncaughtException', or the
+ * stack and status 1). */
+static void report_uncaught(JSContext *ctx)
+{
+    JSValue error = JS_GetException(ctx);
+    JSValue result = call_hook(ctx, "uncaught", 1, &error);
+    JS_FreeValue(ctx, error);
+    if (JS_IsException(result)) {
+        fputs("node: the runtime failed while reporting an uncaught exception\n", stderr);
+        _Exit(70);
+    }
+    JS_FreeValue(ctx, result);
+}
+
+static void run_microtasks(JSRuntime *rt)
+{
+    JSContext *job_ctx;
+    for (;;) {
+        int rc = JS_ExecutePendingJob(rt, &job_ctx);
+        if (rc == 0)
+            break;
+        if (rc < 0)
+            report_uncaught(job_ctx);
+    }
+}
+
+static int32_t hook_int(JSContext *ctx, const char *name, int32_t otherwise)
+{
+    JSValue result = call_hook(ctx, name, 0, NULL);
+    if (JS_IsException(result)) {
+        report_uncaught(ctx);
+        return otherwise;
+    }
+    int32_t value = otherwise;
+    JS_ToInt32(ctx, &value, result);
+    JS_FreeValue(ctx, result);
+    return value;
+}
+
+int main(int argc, char **argv)
+{
+    JSRuntime *rt = JS_NewRuntime();
+    if (!rt) {
+        fputs("node: cannot allocate the JavaScript runtime\n", stderr);
+        return 70;
+    }
+    JS_SetMaxStackSize(rt, NODE_MAX_STACK_BYTES);
+    JSContext *ctx = JS_NewContext(rt);
+    if (!ctx) {
+        fputs("node: cannot allocate the JavaScript context\n", stderr);
+        return 70;
+    }
+    JS_SetModuleLoaderFunc(rt, module_normalize, module_load, NULL);
+    JS_SetHostPromiseRejectionTracker(rt, rejection_tracker, NULL);
+
+    JSValue global = JS_GetGlobalObject(ctx);
+    JSValue native = JS_NewObject(ctx);
+    JS_SetPropertyFunctionList(ctx, native, native_funcs, sizeof(native_funcs) / sizeof(native_funcs[0]));
+    JS_SetPropertyStr(ctx, native, "argv", string_array(ctx, argv, argc));
+    JS_SetPropertyStr(ctx, native, "env", string_array(ctx, environ, -1));
+    JS_SetPropertyStr(ctx, global, "__native", JS_DupValue(ctx, native));
+    JS_FreeValue(ctx, global);
+
+    JSValue booted = JS_Eval(ctx, (const char *)node_bootstrap_js, node_bootstrap_js_len, "node:internal/bootstrap",
+                             JS_EVAL_TYPE_GLOBAL | JS_EVAL_FLAG_STRICT);
+    hooks = JS_IsException(booted) ? JS_EXCEPTION : JS_GetPropertyStr(ctx, native, "hooks");
+    JS_FreeValue(ctx, booted);
+    if (JS_IsException(hooks) || !JS_IsObject(hooks)) {
+        JSValue error = JS_GetException(ctx);
+        const char *text = JS_ToCString(ctx, error);
+        JSValue stack = JS_IsObject(error) ? JS_GetPropertyStr(ctx, error, "stack") : JS_UNDEFINED;
+        const char *trace = JS_IsString(stack) ? JS_ToCString(ctx, stack) : NULL;
+        fprintf(stderr, "node: the runtime failed to start: %s\n%s", text ? text : "?", trace ? trace : "");
+        return 70;
+    }
+    hooks_ready = 1;
+
+    JSValue started = call_hook(ctx, "main", 0, NULL);
+    if (JS_IsException(started))
+        report_uncaught(ctx);
+    JS_FreeValue(ctx, started);
+    /* The event loop: microtasks, then one due timer (or the wait for the next) at a time. */
+    for (;;) {
+        run_microtasks(rt);
+        int32_t wait_ms = hook_int(ctx, "tick", 0);
+        if (wait_ms < 0)
+            break;
+        if (wait_ms > 0) {
+            struct timespec ts = { wait_ms / 1000, (long)(wait_ms % 1000) * 1000000L };
+            nanosleep(&ts, NULL);
+        }
+    }
+    int32_t status = hook_int(ctx, "exit", 1);
+    fflush(stdout);
+    fflush(stderr);
+    return status & 0xff;
+}

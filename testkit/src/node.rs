@@ -1,0 +1,17 @@
+//! The `node` command (QuickJS-NG and the Node.js builtins layer, `runtime-js/`), built once per
+//! machine and source content by `scripts/build-node.sh` into a cache outside the repository.
+//! Tests that run JavaScript call [`built`]; the first call builds it (about 15 s: clang-16,
+//! npm and the crate registry), later ones find it.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The directory holding `node.wasm`, building it first if needed.
+///
+/// # Panics
+///
+/// If it cannot be built, with what to do about it.
+pub fn built() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| crate::packages::fetched("build-node.sh", "the node command", "clang-16, wasi-libc and npm"))
+}

@@ -1,0 +1,228 @@
+//! JavaScript guests (issue 17): the `node` command (QuickJS-NG compiled to WebAssembly with
+//! our Node.js builtins layer, `runtime-js/`) run by the real binary through the protocol, on
+//! the kernel, inside the wasmtime sandbox. `scripts/build-node.sh` builds it (through
+//! `testkit::node`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use client::Client;
+use schema::wire::*;
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_secure-exec-sidecar"))
+}
+
+const OPEN: &str = r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow"}}"#;
+
+/// A VM with `config` on a sidecar that has `node`.
+fn node_vm(config: &str, seed: &str) -> (Client, OwnershipScope) {
+    let dir = testkit::node::built().display().to_string();
+    let mut sidecar = Client::spawn(binary(), &["--node-dir", &dir, "--seed", seed]).unwrap();
+    sidecar.timeout = Duration::from_secs(300);
+    let auth = sidecar.authenticate("it", "token").unwrap();
+    let session = sidecar.open_session(&auth.connection_id).unwrap();
+    let vm = sidecar.create_vm(&auth.connection_id, &session, config).unwrap();
+    (sidecar, OwnershipScope::vm(auth.connection_id, session, vm))
+}
+
+/// Starts `execute` and collects it to its exit: (stdout, stderr, exit code).
+fn run(sidecar: &mut Client, scope: &OwnershipScope, execute: ExecuteRequest) -> (String, String, i32) {
+    let id = execute.process_id.clone();
+    let started = sidecar.request(scope.clone(), RequestPayload::ExecuteRequest(execute)).unwrap();
+    assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
+    let close = CloseStdinRequest { process_id: id.clone() };
+    let _ = sidecar.request(scope.clone(), RequestPayload::CloseStdinRequest(close));
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    loop {
+        match sidecar.next_event(Duration::from_secs(120)).unwrap().payload {
+            EventPayload::ProcessOutputEvent(out) if out.process_id == id => match out.channel {
+                StreamChannel::Stdout => stdout.extend(out.chunk),
+                StreamChannel::Stderr => stderr.extend(out.chunk),
+            },
+            EventPayload::ProcessExitedEvent(exited) if exited.process_id == id => {
+                return (
+                    String::from_utf8_lossy(&stdout).into_owned(),
+                    String::from_utf8_lossy(&stderr).into_owned(),
+                    exited.exit_code,
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `runtime: JAVA_SCRIPT` with `args` (and an `entrypoint`, if given).
+fn javascript(id: &str, entrypoint: Option<&str>, args: &[&str]) -> ExecuteRequest {
+    ExecuteRequest {
+        command: None,
+        runtime: Some(GuestRuntimeKind::JavaScript),
+        entrypoint: entrypoint.map(str::to_owned),
+        ..ExecuteRequest::command(id, "", args.iter().copied())
+    }
+}
+
+fn write(sidecar: &mut Client, scope: &OwnershipScope, path: &str, content: &str) {
+    let request = GuestFilesystemCallRequest {
+        content: Some(content.into()),
+        encoding: Some(RootFilesystemEntryEncoding::Utf8),
+        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, path)
+    };
+    let answer = sidecar.request(scope.clone(), RequestPayload::GuestFilesystemCallRequest(request)).unwrap();
+    assert!(matches!(answer, ResponsePayload::GuestFilesystemResultResponse(_)), "{answer:?}");
+}
+
+fn read(sidecar: &mut Client, scope: &OwnershipScope, path: &str) -> Option<String> {
+    let request = GuestFilesystemCallRequest {
+        encoding: Some(RootFilesystemEntryEncoding::Utf8),
+        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::ReadFile, path)
+    };
+    match sidecar.request(scope.clone(), RequestPayload::GuestFilesystemCallRequest(request)).unwrap() {
+        ResponsePayload::GuestFilesystemResultResponse(result) => result.content,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn node_e_prints_and_the_node_command_and_runtime_agree() {
+    let (mut sidecar, scope) = node_vm(OPEN, "1");
+    let by_runtime = run(&mut sidecar, &scope, javascript("e1", None, &["-e", "console.log(1+1)"]));
+    assert_eq!(by_runtime, ("2\n".into(), String::new(), 0));
+    let by_command = ExecuteRequest::command("e2", "node", ["-p", "[1, 'a', {b: [2]}]"]);
+    assert_eq!(run(&mut sidecar, &scope, by_command), ("[ 1, 'a', { b: [ 2 ] } ]\n".into(), String::new(), 0));
+    let exit_code = ExecuteRequest::command("e3", "node", ["-e", "process.exitCode = 3; console.error('x', {y: 1})"]);
+    assert_eq!(run(&mut sidecar, &scope, exit_code), (String::new(), "x { y: 1 }\n".into(), 3));
+    let version = run(&mut sidecar, &scope, ExecuteRequest::command("e4", "node", ["--version"]));
+    assert!(version.0.starts_with("v22."), "{version:?}");
+}
+
+/// A script in the VM's files: fs reads and writes, `require` of a local CommonJS module and of
+/// a package in node_modules, `import` of an ES module, and a chain of timers.
+#[test]
+fn a_script_uses_files_modules_and_timers() {
+    let (mut sidecar, scope) = node_vm(OPEN, "2");
+    write(&mut sidecar, &scope, "/app/lib/math.js", "exports.add = (a, b) => a + b;\n");
+    write(&mut sidecar, &scope, "/app/lib/shout.mjs", "export default (s) => s.toUpperCase() + '!';\n");
+    write(
+        &mut sidecar,
+        &scope,
+        "/app/node_modules/pad/package.json",
+        r#"{"name":"pad","exports":{".":{"require":"./cjs.js","import":"./esm.mjs"}}}"#,
+    );
+    write(
+        &mut sidecar,
+        &scope,
+        "/app/node_modules/pad/cjs.js",
+        "module.exports = (s, n) => String(s).padStart(n, '.');\n",
+    );
+    write(
+        &mut sidecar,
+        &scope,
+        "/app/node_modules/pad/esm.mjs",
+        "export default (s, n) => String(s).padStart(n, '_');\n",
+    );
+    write(&mut sidecar, &scope, "/app/in.txt", "from the host");
+    let main = r#"
+const fs = require('fs');
+const path = require('path');
+const { add } = require('./lib/math');
+const pad = require('pad');
+const text = fs.readFileSync(path.join(__dirname, 'in.txt'), 'utf8');
+fs.writeFileSync('/app/out.txt', `${text} and back ${add(2, 3)}`);
+console.log(pad('x', 3), fs.existsSync('/app/out.txt'), fs.readdirSync('/app').sort().join(','));
+import('./lib/shout.mjs').then(({ default: shout }) => console.log(shout('esm')));
+let n = 0;
+const step = () => { console.log('tick', ++n); if (n < 3) setTimeout(step, 5); };
+setTimeout(step, 5);
+process.on('exit', (code) => console.log('exit', code));
+"#;
+    write(&mut sidecar, &scope, "/app/main.js", main);
+    let (stdout, stderr, code) = run(&mut sidecar, &scope, javascript("script", Some("/app/main.js"), &[]));
+    assert_eq!(
+        (stdout.as_str(), stderr.as_str(), code),
+        ("..x true in.txt,lib,main.js,node_modules,out.txt\nESM!\ntick 1\ntick 2\ntick 3\nexit 0\n", "", 0)
+    );
+    assert_eq!(read(&mut sidecar, &scope, "/app/out.txt").as_deref(), Some("from the host and back 5"));
+    let module = "import pad from 'pad';\nimport { readFileSync } from 'node:fs';\nimport { add } from './lib/math.js';\n\
+                  await new Promise((resolve) => setTimeout(resolve, 1));\nconsole.log(pad('y', 3), add(1, 1), readFileSync('/app/in.txt', 'utf8').length);\n";
+    write(&mut sidecar, &scope, "/app/main.mjs", module);
+    let (stdout, stderr, code) = run(&mut sidecar, &scope, javascript("module", Some("/app/main.mjs"), &[]));
+    assert_eq!((stdout.as_str(), stderr.as_str(), code), ("__y 2 13\n", "", 0));
+}
+
+#[test]
+fn an_uncaught_exception_exits_1_with_its_stack() {
+    let (mut sidecar, scope) = node_vm(OPEN, "3");
+    let code = "function inner() { throw new TypeError('boom') }\nfunction outer() { inner() }\nouter()";
+    let (stdout, stderr, exit) = run(&mut sidecar, &scope, javascript("throw", None, &["-e", code]));
+    assert_eq!((stdout.as_str(), exit), ("", 1));
+    assert!(stderr.starts_with("TypeError: boom\n    at inner ([eval]:1:"), "{stderr}");
+    assert!(stderr.contains("    at outer ([eval]:2:"), "{stderr}");
+    let (_, stderr, exit) =
+        run(&mut sidecar, &scope, javascript("reject", None, &["-e", "Promise.reject(new RangeError('later'))"]));
+    assert_eq!(exit, 1);
+    assert!(stderr.starts_with("RangeError: later\n"), "{stderr}");
+}
+
+/// A path the policy denies throws EACCES in JavaScript, as Node's fs does.
+#[test]
+fn a_denied_path_throws_eacces() {
+    let config = r#"{"permissions":{"childProcess":"allow","env":"allow",
+        "fs":{"default":"allow","rules":[{"mode":"deny","operations":["read"],"paths":["/secret","/secret/**"]}]}}}"#;
+    let (mut sidecar, scope) = node_vm(config, "4");
+    write(&mut sidecar, &scope, "/secret/key", "k");
+    let code = "try { require('fs').readFileSync('/secret/key') } catch (e) { console.log(e.code, e.errno, e.syscall, e.message) }";
+    let (stdout, stderr, exit) = run(&mut sidecar, &scope, javascript("denied", None, &["-e", code]));
+    assert_eq!(
+        (stdout.as_str(), stderr.as_str(), exit),
+        ("EACCES -13 open EACCES: permission denied, open '/secret/key'\n", "", 0)
+    );
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_the_limit() {
+    let config = r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow"},"limits":{"resources":{"maxWasmFuel":2000000000}}}"#;
+    let (mut sidecar, scope) = node_vm(config, "5");
+    let (_, _, exit) = run(&mut sidecar, &scope, javascript("spin", None, &["-e", "for (;;) {}"]));
+    assert_eq!(exit, 124);
+    // The sidecar goes on serving.
+    assert_eq!(run(&mut sidecar, &scope, javascript("after", None, &["-e", "console.log('ok')"])).0, "ok\n");
+}
+
+/// The same seed gives the same Math.random() and crypto bytes; another seed others.
+#[test]
+fn the_same_seed_gives_the_same_randomness() {
+    let code = "console.log(Math.random(), require('crypto').randomBytes(4).toString('hex'))";
+    let outputs: Vec<String> = ["7", "7", "8"]
+        .iter()
+        .map(|seed| {
+            let (mut sidecar, scope) = node_vm(OPEN, seed);
+            run(&mut sidecar, &scope, javascript("random", None, &["-e", code])).0
+        })
+        .collect();
+    assert_eq!(outputs[0], outputs[1]);
+    assert_ne!(outputs[0], outputs[2]);
+    assert!(outputs[0].starts_with("0."), "{outputs:?}");
+}
+
+/// With the command packages installed, `node` runs from a shell pipeline and
+/// `child_process.execSync` runs other commands through the kernel.
+#[test]
+fn node_runs_in_a_shell_and_child_process_runs_commands() {
+    let dir = testkit::node::built().display().to_string();
+    let mut vm = crate::commands::Vm::start_with(&["--node-dir", &dir]);
+    let run = vm.sh("echo 'console.log(6 * 7)' | node | tr 4 X");
+    assert_eq!((run.exit_code, run.stdout.as_str()), (0, "X2\n"), "{}", run.stderr);
+    let code = "const cp = require('child_process');\n\
+                process.stdout.write(cp.execSync('echo hi').toString());\n\
+                const r = cp.spawnSync('sh', ['-c', 'echo out; echo err >&2; exit 3'], { encoding: 'utf8' });\n\
+                console.log(r.status, JSON.stringify(r.stdout), JSON.stringify(r.stderr));\n\
+                try { cp.execSync('exit 2', { stdio: 'pipe' }) } catch (e) { console.log('failed', e.status) }\n\
+                cp.exec('echo async', (error, stdout) => console.log(error, stdout.trim()));";
+    vm.write("/data/cp.js", code);
+    let run = vm.run("node", &["/data/cp.js"]);
+    assert_eq!(
+        (run.exit_code, run.stdout.as_str(), run.stderr.as_str()),
+        (0, "hi\n3 \"out\\n\" \"err\\n\"\nfailed 2\nnull async\n", "")
+    );
+}
