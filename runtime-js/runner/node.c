@@ -8,7 +8,7 @@
  * JavaScript layer's. A native call returns a negative errno instead of throwing, so the layer
  * decides how each error surfaces.
  *
- * Start: the bundled layer (`node_bootstrap_js`, generated at build time) runs as a script with
+ * Start: the bundled layer (`node_bootstrap_bytecode`, compiled at build time) runs as a script with
  * the global `__native`; it takes that object away from user code, installs the globals and
  * leaves its hooks at `__native.hooks`. `hooks.main()` runs the program; then the event loop below runs
  * microtasks and asks `hooks.tick()` for timers until nothing is left; `hooks.exit()` gives
@@ -31,6 +31,7 @@
 
 #include "quickjs.h"
 #include "node_bootstrap.h"
+#include "node_deps.h"
 
 /* The interpreter's own stack bound: deep recursion throws a RangeError well before the
  * WebAssembly stack (which the sidecar bounds) is exhausted. */
@@ -574,6 +575,23 @@ static JSValue native_poll(JSContext *ctx, JSValueConst this_val, int argc, JSVa
     return ready;
 }
 
+/* dependency(name) -> the source of a bundled npm builtin (runtime-js/deps), or undefined. */
+static JSValue native_dependency(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    const char *name = JS_ToCString(ctx, argv[0]);
+    if (!name)
+        return JS_EXCEPTION;
+    JSValue found = JS_UNDEFINED;
+    for (size_t i = 0; i < sizeof(node_deps) / sizeof(node_deps[0]); i++) {
+        if (!strcmp(node_deps[i].name, name)) {
+            found = JS_NewStringLen(ctx, (const char *)node_deps[i].source, node_deps[i].len);
+            break;
+        }
+    }
+    JS_FreeCString(ctx, name);
+    return found;
+}
+
 /* promiseState(p) -> [state, result]: 0 pending, 1 fulfilled, 2 rejected (-1: not a promise). A
  * module's evaluation is a promise; without top-level await it is settled at once. */
 static JSValue native_promise_state(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
@@ -688,6 +706,7 @@ static const JSCFunctionListEntry native_funcs[] = {
     JS_CFUNC_DEF("exit", 1, native_exit),
     JS_CFUNC_DEF("compile", 3, native_compile),
     JS_CFUNC_DEF("promiseState", 1, native_promise_state),
+    JS_CFUNC_DEF("dependency", 1, native_dependency),
     JS_CFUNC_DEF("spawn", 6, native_spawn),
     JS_CFUNC_DEF("waitpid", 1, native_waitpid),
     JS_CFUNC_DEF("kill", 2, native_kill),
@@ -768,8 +787,9 @@ int main(int argc, char **argv)
     JS_SetPropertyStr(ctx, global, "__native", JS_DupValue(ctx, native));
     JS_FreeValue(ctx, global);
 
-    JSValue booted = JS_Eval(ctx, (const char *)node_bootstrap_js, node_bootstrap_js_len, "node:internal/bootstrap",
-                             JS_EVAL_TYPE_GLOBAL | JS_EVAL_FLAG_STRICT);
+    /* The layer was compiled to bytecode at build time (runtime-js/tools/bytecode.c). */
+    JSValue script = JS_ReadObject(ctx, node_bootstrap_bytecode, node_bootstrap_bytecode_len, JS_READ_OBJ_BYTECODE);
+    JSValue booted = JS_IsException(script) ? script : JS_EvalFunction(ctx, script);
     hooks = JS_IsException(booted) ? JS_EXCEPTION : JS_GetPropertyStr(ctx, native, "hooks");
     JS_FreeValue(ctx, booted);
     if (JS_IsException(hooks) || !JS_IsObject(hooks)) {

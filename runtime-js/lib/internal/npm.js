@@ -1,16 +1,26 @@
-// The builtins implemented by well-kept npm packages, bundled at build time and loaded on first
-// use (each `require` here is resolved by the bundler, not at run time).
-const LOADERS = {
-  assert: () => require('assert/'),
+// The builtins implemented by well-kept npm packages. `buffer` and `events` are in the start-up
+// bundle (the process object and the Buffer global need them); the others are bundled on their
+// own (runtime-js/deps, by scripts/build-node.sh), embedded as source text, and parsed only when
+// first required, so a program that never uses them never pays for parsing them. What they
+// require of each other and of Node's builtins resolves to this runtime's builtins.
+import { native } from './native.js';
+import { registry } from './registry.js';
+
+const CORE = {
   buffer: () => require('buffer/'),
   events: () => require('events/'),
-  querystring: () => require('querystring-es3'),
-  stream: () => require('readable-stream'),
-  string_decoder: () => require('string_decoder/'),
-  url: () => require('url/'),
-  util: () => require('util/'),
 };
 
+function loadDependency(name) {
+  const source = native.dependency(name);
+  if (typeof source !== 'string') throw new Error(`the bundled '${name}' module is missing from this build`);
+  const factory = native.compile(`(function (module, exports, require) {${source}\n})`, `node:internal/deps/${name}`, false);
+  const module = { exports: {} };
+  const requireBuiltin = (request) => registry.require(String(request).replace(/^node:/, '').replace(/\/$/, ''));
+  factory.call(module.exports, module, module.exports, requireBuiltin);
+  return module.exports;
+}
+
 export function load(name) {
-  return LOADERS[name]();
+  return (CORE[name] ?? (() => loadDependency(name)))();
 }

@@ -1,0 +1,2 @@
+// The `stream` builtin: npm `readable-stream`, bundled on its own and parsed on first use.
+module.exports = require('readable-stream');
