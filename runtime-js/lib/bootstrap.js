@@ -20,6 +20,8 @@ const FACTORIES = {
   crypto: () => cryptoModule,
   events: () => require_npm('events'),
   fs: () => require_ours('fs'),
+  http: () => httpModule,
+  net: () => netModule,
   'fs/promises': () => require_ours('fs').promises,
   module: () => require_ours('module'),
   os: () => require_ours('os'),
@@ -44,8 +46,8 @@ const FACTORIES = {
   'util/types': () => require_npm('util').types,
   worker_threads: () => ({ isMainThread: true, parentPort: null, workerData: null, threadId: 0 }),
 };
-const UNSUPPORTED = ['cluster', 'dgram', 'diagnostics_channel', 'dns', 'domain', 'http', 'http2', 'https', 'inspector',
-  'net', 'readline', 'repl', 'tls', 'trace_events', 'v8', 'vm', 'wasi', 'zlib', 'async_hooks', 'sqlite', 'test'];
+const UNSUPPORTED = ['cluster', 'dgram', 'diagnostics_channel', 'dns', 'domain', 'http2', 'https', 'inspector',
+  'readline', 'repl', 'tls', 'trace_events', 'v8', 'vm', 'wasi', 'zlib', 'async_hooks', 'sqlite', 'test'];
 for (const name of UNSUPPORTED) FACTORIES[name] ??= () => loadUnsupported(name);
 
 function loadUnsupported(name) {
@@ -64,6 +66,9 @@ import path from './path.js';
 import * as moduleSystem from './module.js';
 import childProcess from './child_process.js';
 import cryptoModule from './crypto.js';
+import netModule from './net.js';
+import httpModule, { fetch } from './http.js';
+import * as io from './internal/io.js';
 import { makeFormat } from './internal/format.js';
 
 const ours = {
@@ -87,12 +92,38 @@ function builtin(name) {
   if (!builtins.has(name)) builtins.set(name, FACTORIES[name]());
   return builtins.get(name);
 }
+
+// The VM's jsRuntime config, which the kernel gives every node process it starts (and which a
+// program cannot choose for the node processes it starts).
+const jsRuntime = (() => {
+  const text = process.env.SECURE_EXEC_JS_RUNTIME;
+  delete process.env.SECURE_EXEC_JS_RUNTIME;
+  try {
+    return text ? JSON.parse(text) : {};
+  } catch {
+    return {};
+  }
+})();
+const platform = jsRuntime.platform ?? 'node';
+// Builtins a program may require or import: every one (absent), exactly those listed, or none
+// on a platform other than node. The layer's own uses go around this (registry.require).
+const allowedBuiltins = platform !== 'node' ? new Set()
+  : Array.isArray(jsRuntime.allowedBuiltins) ? new Set(jsRuntime.allowedBuiltins.map((name) => name.replace(/^node:/, '')))
+  : null;
+function allowedBuiltin(name) {
+  if (allowedBuiltins && !allowedBuiltins.has(name)) {
+    throw coded(Error, 'ERR_ACCESS_DENIED', `the '${name}' module is not available in this VM (jsRuntime ${platform === 'node' ? 'allowedBuiltins' : `platform '${platform}'`})`);
+  }
+  return builtin(name);
+}
 registry.require = builtin;
-moduleSystem.setBuiltins(Object.keys(FACTORIES), builtin);
-globalThis[Symbol.for('secure-exec.builtin')] = builtin;
+moduleSystem.setBuiltins(Object.keys(FACTORIES), allowedBuiltin);
+moduleSystem.setResolution(jsRuntime.moduleResolution ?? 'node');
+globalThis[Symbol.for('secure-exec.builtin')] = allowedBuiltin;
 
 globalThis.console = consoleModule;
 globalThis.crypto = cryptoModule.webcrypto;
+globalThis.fetch = fetch;
 // Standard streams, made when first used (loading `stream` costs start-up time otherwise).
 function stdioStream(fd) {
   let made;
@@ -211,7 +242,7 @@ function main() {
     if (options.print) consoleModule.log(value);
     evaluation = options.inputType === 'module' ? value : undefined;
   } else if (options.script !== null) {
-    const file = path.resolve(options.script);
+    const file = path.resolve(process.cwd(), options.script);
     process.argv = [process.execPath, file, ...options.args];
     if (options.check) {
       native.compile(`(function(){${fsModule.readFileSync(file, 'utf8')}\n})`, file, false);
@@ -256,6 +287,12 @@ let beforeExitEmitted = false;
 function tick() {
   reportRejections();
   const wait = timers.runOne();
+  if (wait === 0) return 0;
+  // Sockets: wait on them until the next timer is due (or without bound when none is).
+  if (io.hasRefed()) {
+    io.pollOnce(wait);
+    return 0;
+  }
   if (wait !== -1) return wait;
   // The loop is empty: 'beforeExit' may give it more work.
   if (process.listenerCount('beforeExit') > 0 && !beforeExitEmitted) {
@@ -305,6 +342,18 @@ function uncaught(error) {
   } catch {}
   native.exit(1);
 }
+
+// Globals a platform other than node does not have (jsRuntime.platform): browser keeps the web
+// platform's, neutral only console, timers and microtasks, bare only ECMAScript's own.
+const BROWSER_REMOVES = ['process', 'Buffer', 'global', 'setImmediate', 'clearImmediate'];
+const NEUTRAL_REMOVES = [...BROWSER_REMOVES, 'fetch', 'crypto', 'TextEncoder', 'TextDecoder', 'AbortController',
+  'AbortSignal', 'EventTarget', 'Event', 'DOMException', 'performance', 'structuredClone'];
+const PLATFORM_REMOVES = {
+  browser: BROWSER_REMOVES,
+  neutral: NEUTRAL_REMOVES,
+  bare: [...NEUTRAL_REMOVES, 'console', 'setTimeout', 'setInterval', 'clearTimeout', 'clearInterval', 'queueMicrotask'],
+};
+for (const name of PLATFORM_REMOVES[platform] ?? []) delete globalThis[name];
 
 native.hooks = {
   main,

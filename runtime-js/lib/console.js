@@ -2,6 +2,9 @@
 // standard streams, so output interleaves with process.stdout/stderr writes in order.
 import { writeAll } from './process.js';
 import { registry } from './internal/registry.js';
+import { native } from './internal/native.js';
+
+const nowMs = () => Number(native.hrtime()) / 1e6;
 
 // `util` (bundled npm) is loaded on the first formatted line, not at start-up.
 const util = {
@@ -53,10 +56,10 @@ export class Console {
   }
   groupCollapsed(...args) { this.group(...args); }
   groupEnd() { this._indent = this._indent.slice(2); }
-  time(label = 'default') { this._timers.set(label, performance.now()); }
+  time(label = 'default') { this._timers.set(label, nowMs()); }
   timeLog(label = 'default', ...args) {
     const start = this._timers.get(label);
-    if (start !== undefined) this.log(`${label}: ${formatMs(performance.now() - start)}`, ...args);
+    if (start !== undefined) this.log(`${label}: ${formatMs(nowMs() - start)}`, ...args);
   }
   timeEnd(label = 'default') {
     this.timeLog(label);

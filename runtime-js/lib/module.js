@@ -5,10 +5,19 @@
 import { native } from './internal/native.js';
 import { coded } from './internal/errors.js';
 import * as path from './path.js';
+import process from './process.js';
+import { registry } from './internal/registry.js';
 
 const BUILTIN_PREFIX = 'node:';
 let builtinLoader = null; // (name) => exports | undefined
 let builtinNames = [];
+// jsRuntime.moduleResolution: 'node' (node_modules and package.json), 'relative' (relative and
+// absolute paths only), 'none' (no file is loaded as a module).
+let resolution = 'node';
+
+export function setResolution(mode) {
+  resolution = mode;
+}
 
 export function setBuiltins(names, load) {
   builtinNames = names;
@@ -28,8 +37,8 @@ function statKind(file) {
 }
 
 function readText(file) {
-  const fs = builtinLoader('fs');
-  return fs.readFileSync(file, 'utf8');
+  // The layer's own read: not subject to jsRuntime.allowedBuiltins.
+  return registry.require('fs').readFileSync(file, 'utf8');
 }
 
 const packageCache = new Map();
@@ -189,6 +198,11 @@ export function resolve(request, fromDir, conditions, fromFile) {
     throw coded(Error, 'ERR_UNKNOWN_BUILTIN_MODULE', `No such built-in module: ${request}`);
   }
   if (request.startsWith('file://')) request = decodeURIComponent(request.slice(7));
+  const relative = request.startsWith('./') || request.startsWith('../') || request.startsWith('/') || request === '.' || request === '..';
+  if (resolution === 'none' || (resolution === 'relative' && !relative)) {
+    const error = coded(Error, 'ERR_ACCESS_DENIED', `Cannot load module '${request}': this VM's jsRuntime.moduleResolution is '${resolution}'`);
+    throw error;
+  }
   let found = null;
   if (request.startsWith('./') || request.startsWith('../') || request.startsWith('/') || request === '.' || request === '..') {
     found = resolveAsFile(path.resolve(fromDir, request), conditions);

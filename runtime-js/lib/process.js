@@ -3,6 +3,7 @@
 import EventEmitter from 'events';
 import { native } from './internal/native.js';
 import { check, coded } from './internal/errors.js';
+import { TextEncoder } from './internal/encoding.js';
 
 export const NODE_VERSION = '22.12.0';
 export const EXEC_PATH = '/usr/bin/node';

@@ -56,6 +56,29 @@ HOST_PROCESS(proc_waitpid) uint32_t host_proc_waitpid(uint32_t pid, uint32_t opt
 HOST_PROCESS(proc_kill) uint32_t host_proc_kill(uint32_t pid, uint32_t signal);
 HOST_PROCESS(fd_pipe) uint32_t host_fd_pipe(uint32_t *ret_read_fd, uint32_t *ret_write_fd);
 
+/* The sidecar's socket calls (the original's `host_net` ABI): addresses cross as `IP:PORT`
+ * text; every call returns a WASI errno. */
+#define HOST_NET(name) __attribute__((import_module("host_net"), import_name(#name)))
+HOST_NET(net_socket) uint32_t host_net_socket(uint32_t domain, uint32_t type, uint32_t protocol, uint32_t *ret_fd);
+HOST_NET(net_bind) uint32_t host_net_bind(uint32_t fd, const uint8_t *addr, uint32_t addr_len);
+HOST_NET(net_listen) uint32_t host_net_listen(uint32_t fd, uint32_t backlog);
+HOST_NET(net_accept) uint32_t host_net_accept(uint32_t fd, uint32_t *ret_fd, uint8_t *ret_addr, uint32_t *ret_addr_len);
+HOST_NET(net_connect) uint32_t host_net_connect(uint32_t fd, const uint8_t *addr, uint32_t addr_len);
+HOST_NET(net_send) uint32_t host_net_send(uint32_t fd, const uint8_t *buf, uint32_t len, uint32_t flags,
+                                          uint32_t *ret_sent);
+HOST_NET(net_recv) uint32_t host_net_recv(uint32_t fd, uint8_t *buf, uint32_t len, uint32_t flags,
+                                          uint32_t *ret_received);
+HOST_NET(net_close) uint32_t host_net_close(uint32_t fd);
+HOST_NET(net_poll) uint32_t host_net_poll(uint8_t *fds, uint32_t nfds, int32_t timeout_ms, uint32_t *ret_ready);
+HOST_NET(net_getsockname) uint32_t host_net_getsockname(uint32_t fd, uint8_t *ret_addr, uint32_t *ret_addr_len);
+HOST_NET(net_getaddrinfo) uint32_t host_net_getaddrinfo(const uint8_t *host, uint32_t host_len, const uint8_t *port,
+                                                        uint32_t port_len, uint32_t family, uint8_t *ret_addr,
+                                                        uint32_t *ret_addr_len);
+/* Descriptors one poll watches (a server's listener and its connections, a client's sockets). */
+#define NODE_MAX_POLL_FDS 1024
+/* The longest address text (an IPv6 address, brackets and port) or name answer. */
+#define NODE_MAX_ADDRESS_BYTES 4096
+
 static JSValue hooks;
 static int hooks_ready;
 
@@ -592,6 +615,164 @@ static JSValue native_dependency(JSContext *ctx, JSValueConst this_val, int argc
     return found;
 }
 
+/* A string argument copied into `out` (at most `capacity - 1` bytes); -1 with an exception. */
+static int text_arg(JSContext *ctx, JSValueConst value, char *out, size_t capacity)
+{
+    size_t len;
+    const char *str = JS_ToCStringLen(ctx, &len, value);
+    if (!str)
+        return -1;
+    if (len >= capacity || memchr(str, 0, len)) {
+        JS_FreeCString(ctx, str);
+        JS_ThrowRangeError(ctx, "argument too long or holding a NUL byte");
+        return -1;
+    }
+    memcpy(out, str, len + 1);
+    JS_FreeCString(ctx, str);
+    return 0;
+}
+
+#define WASI_RESULT(rc, value) ((rc) ? JS_NewInt32(ctx, -(int32_t)(rc)) : (value))
+
+/* netSocket(datagram) -> fd, or -errno. A stream (TCP) socket unless `datagram`. */
+static JSValue native_net_socket(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    uint32_t fd = 0;
+    uint32_t rc = host_net_socket(1, JS_ToBool(ctx, argv[0]) ? 5 : 6, 0, &fd);
+    return WASI_RESULT(rc, JS_NewInt64(ctx, fd));
+}
+
+/* netAddress(op, fd, "ip:port"): bind (0) or connect (1). */
+static JSValue native_net_address(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv, int op)
+{
+    int32_t fd;
+    char address[NODE_MAX_ADDRESS_BYTES];
+    if (JS_ToInt32(ctx, &fd, argv[0]) || text_arg(ctx, argv[1], address, sizeof(address)))
+        return JS_EXCEPTION;
+    uint32_t len = (uint32_t)strlen(address);
+    uint32_t rc = op == 0 ? host_net_bind((uint32_t)fd, (const uint8_t *)address, len)
+                          : host_net_connect((uint32_t)fd, (const uint8_t *)address, len);
+    return WASI_RESULT(rc, JS_NewInt32(ctx, 0));
+}
+
+static JSValue native_net_listen(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int32_t fd, backlog;
+    if (JS_ToInt32(ctx, &fd, argv[0]) || JS_ToInt32(ctx, &backlog, argv[1]))
+        return JS_EXCEPTION;
+    uint32_t rc = host_net_listen((uint32_t)fd, (uint32_t)backlog);
+    return WASI_RESULT(rc, JS_NewInt32(ctx, 0));
+}
+
+/* netAccept(fd) -> [fd, "ip:port"], or -errno. */
+static JSValue native_net_accept(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int32_t fd;
+    uint32_t accepted = 0;
+    uint8_t peer[NODE_MAX_ADDRESS_BYTES];
+    uint32_t peer_len = sizeof(peer);
+    if (JS_ToInt32(ctx, &fd, argv[0]))
+        return JS_EXCEPTION;
+    uint32_t rc = host_net_accept((uint32_t)fd, &accepted, peer, &peer_len);
+    if (rc)
+        return JS_NewInt32(ctx, -(int32_t)rc);
+    JSValue pair = JS_NewArray(ctx);
+    JS_SetPropertyUint32(ctx, pair, 0, JS_NewInt64(ctx, accepted));
+    JS_SetPropertyUint32(ctx, pair, 1, JS_NewStringLen(ctx, (const char *)peer, peer_len < sizeof(peer) ? peer_len : 0));
+    return pair;
+}
+
+/* netSend(fd, u8, offset, length) / netRecv(fd, u8, offset, length) -> bytes, or -errno. */
+static JSValue native_net_transfer(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv, int receive)
+{
+    int32_t fd;
+    int64_t offset, length;
+    if (JS_ToInt32(ctx, &fd, argv[0]) || JS_ToInt64(ctx, &offset, argv[2]) || JS_ToInt64(ctx, &length, argv[3]))
+        return JS_EXCEPTION;
+    uint8_t *data = bytes_arg(ctx, argv[1], offset, length);
+    if (!data)
+        return JS_EXCEPTION;
+    uint32_t done = 0;
+    uint32_t rc = receive ? host_net_recv((uint32_t)fd, data, (uint32_t)length, 0, &done)
+                          : host_net_send((uint32_t)fd, data, (uint32_t)length, 0, &done);
+    return WASI_RESULT(rc, JS_NewInt64(ctx, done));
+}
+
+static JSValue native_net_close(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int32_t fd;
+    if (JS_ToInt32(ctx, &fd, argv[0]))
+        return JS_EXCEPTION;
+    uint32_t rc = host_net_close((uint32_t)fd);
+    return WASI_RESULT(rc, JS_NewInt32(ctx, 0));
+}
+
+/* netPoll(fds, events, timeoutMs) -> revents per descriptor, or -errno; waits (parked by the
+ * kernel) until one is ready or the timeout passes (-1: no timeout). */
+static JSValue native_net_poll(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    static uint8_t entries[NODE_MAX_POLL_FDS * 8];
+    int64_t count;
+    int32_t timeout_ms;
+    if (JS_GetLength(ctx, argv[0], &count) || JS_ToInt32(ctx, &timeout_ms, argv[2]))
+        return JS_EXCEPTION;
+    if (count < 0 || count > NODE_MAX_POLL_FDS)
+        return JS_ThrowRangeError(ctx, "poll takes at most %d descriptors", NODE_MAX_POLL_FDS);
+    for (int64_t i = 0; i < count; i++) {
+        int32_t fd, events;
+        JSValue fd_value = JS_GetPropertyUint32(ctx, argv[0], (uint32_t)i);
+        JSValue events_value = JS_GetPropertyUint32(ctx, argv[1], (uint32_t)i);
+        int failed = JS_ToInt32(ctx, &fd, fd_value) || JS_ToInt32(ctx, &events, events_value);
+        JS_FreeValue(ctx, fd_value);
+        JS_FreeValue(ctx, events_value);
+        if (failed)
+            return JS_EXCEPTION;
+        uint8_t *entry = entries + i * 8;
+        memcpy(entry, &fd, 4);
+        uint16_t wanted = (uint16_t)events, none = 0;
+        memcpy(entry + 4, &wanted, 2);
+        memcpy(entry + 6, &none, 2);
+    }
+    uint32_t ready = 0;
+    uint32_t rc = host_net_poll(entries, (uint32_t)count, timeout_ms, &ready);
+    if (rc)
+        return JS_NewInt32(ctx, -(int32_t)rc);
+    JSValue revents = JS_NewArray(ctx);
+    for (int64_t i = 0; i < count; i++) {
+        uint16_t value;
+        memcpy(&value, entries + i * 8 + 6, 2);
+        JS_SetPropertyUint32(ctx, revents, (uint32_t)i, JS_NewInt32(ctx, value));
+    }
+    return revents;
+}
+
+/* netSockname(fd) -> "ip:port", or -errno. */
+static JSValue native_net_sockname(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int32_t fd;
+    uint8_t address[NODE_MAX_ADDRESS_BYTES];
+    uint32_t len = sizeof(address);
+    if (JS_ToInt32(ctx, &fd, argv[0]))
+        return JS_EXCEPTION;
+    uint32_t rc = host_net_getsockname((uint32_t)fd, address, &len);
+    return WASI_RESULT(rc, JS_NewStringLen(ctx, (const char *)address, len < sizeof(address) ? len : 0));
+}
+
+/* netResolve(host, port, family) -> the runtime's JSON answer, or -errno. */
+static JSValue native_net_resolve(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    char host[NODE_MAX_ADDRESS_BYTES], port[16];
+    int32_t family;
+    static uint8_t answer[NODE_MAX_ADDRESS_BYTES];
+    if (text_arg(ctx, argv[0], host, sizeof(host)) || text_arg(ctx, argv[1], port, sizeof(port)) ||
+        JS_ToInt32(ctx, &family, argv[2]))
+        return JS_EXCEPTION;
+    uint32_t len = sizeof(answer);
+    uint32_t rc = host_net_getaddrinfo((const uint8_t *)host, (uint32_t)strlen(host), (const uint8_t *)port,
+                                       (uint32_t)strlen(port), (uint32_t)family, answer, &len);
+    return WASI_RESULT(rc, JS_NewStringLen(ctx, (const char *)answer, len < sizeof(answer) ? len : 0));
+}
+
 /* promiseState(p) -> [state, result]: 0 pending, 1 fulfilled, 2 rejected (-1: not a promise). A
  * module's evaluation is a promise; without top-level await it is settled at once. */
 static JSValue native_promise_state(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
@@ -707,6 +888,17 @@ static const JSCFunctionListEntry native_funcs[] = {
     JS_CFUNC_DEF("compile", 3, native_compile),
     JS_CFUNC_DEF("promiseState", 1, native_promise_state),
     JS_CFUNC_DEF("dependency", 1, native_dependency),
+    JS_CFUNC_DEF("netSocket", 1, native_net_socket),
+    JS_CFUNC_MAGIC_DEF("netBind", 2, native_net_address, 0),
+    JS_CFUNC_MAGIC_DEF("netConnect", 2, native_net_address, 1),
+    JS_CFUNC_DEF("netListen", 2, native_net_listen),
+    JS_CFUNC_DEF("netAccept", 1, native_net_accept),
+    JS_CFUNC_MAGIC_DEF("netSend", 4, native_net_transfer, 0),
+    JS_CFUNC_MAGIC_DEF("netRecv", 4, native_net_transfer, 1),
+    JS_CFUNC_DEF("netClose", 1, native_net_close),
+    JS_CFUNC_DEF("netPoll", 3, native_net_poll),
+    JS_CFUNC_DEF("netSockname", 1, native_net_sockname),
+    JS_CFUNC_DEF("netResolve", 3, native_net_resolve),
     JS_CFUNC_DEF("spawn", 6, native_spawn),
     JS_CFUNC_DEF("waitpid", 1, native_waitpid),
     JS_CFUNC_DEF("kill", 2, native_kill),

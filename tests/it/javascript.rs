@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use base64::Engine as _;
 use client::Client;
 use schema::wire::*;
 
@@ -224,5 +225,94 @@ fn node_runs_in_a_shell_and_child_process_runs_commands() {
     assert_eq!(
         (run.exit_code, run.stdout.as_str(), run.stderr.as_str()),
         (0, "hi\n3 \"out\\n\" \"err\\n\"\nfailed 2\nnull async\n", "")
+    );
+}
+
+/// An `http.createServer` guest is reachable from the host with VmFetch.
+#[test]
+fn an_http_server_guest_answers_vm_fetch() {
+    let config = r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow","network":"allow"}}"#;
+    let (mut sidecar, scope) = node_vm(config, "6");
+    let server = r#"
+const http = require('http');
+let served = 0;
+const server = http.createServer((req, res) => {
+  let body = '';
+  req.on('data', (chunk) => (body += chunk));
+  req.on('end', () => {
+    res.setHeader('content-type', 'text/plain');
+    res.end(`${req.method} ${req.url} ${req.headers.accept} ${body}`);
+    if (++served === 2) server.close();
+  });
+});
+server.listen(8080, () => console.log('listening'));
+"#;
+    write(&mut sidecar, &scope, "/srv/server.js", server);
+    let started = sidecar
+        .request(scope.clone(), RequestPayload::ExecuteRequest(javascript("web", Some("/srv/server.js"), &[])))
+        .unwrap();
+    assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
+    loop {
+        match sidecar.next_event(Duration::from_secs(60)).unwrap().payload {
+            EventPayload::ProcessOutputEvent(event) if event.chunk.starts_with(b"listening") => break,
+            EventPayload::ProcessExitedEvent(event) => panic!("the server exited: {event:?}"),
+            _ => {}
+        }
+    }
+    for (method, path, body, expected) in [
+        ("GET", "/status", None, "GET /status text/plain "),
+        ("PUT", "/items/7", Some("{\"n\":7}"), "PUT /items/7 text/plain {\"n\":7}"),
+    ] {
+        let request = VmFetchRequest {
+            port: 8080,
+            method: method.into(),
+            path: path.into(),
+            headers_json: r#"{"accept":"text/plain"}"#.into(),
+            body: body.map(str::to_owned),
+        };
+        let ResponsePayload::VmFetchResponse(answer) =
+            sidecar.request(scope.clone(), RequestPayload::VmFetchRequest(request)).unwrap()
+        else {
+            panic!("no fetch response")
+        };
+        let json: serde_json::Value = serde_json::from_str(&answer.response_json).unwrap();
+        assert_eq!(json["status"], 200, "{json}");
+        let body = base64::engine::general_purpose::STANDARD.decode(json["body"].as_str().unwrap()).unwrap();
+        assert_eq!(String::from_utf8(body).unwrap(), expected);
+    }
+    loop {
+        if let EventPayload::ProcessExitedEvent(event) = sidecar.next_event(Duration::from_secs(60)).unwrap().payload {
+            assert_eq!((event.process_id.as_str(), event.exit_code), ("web", 0));
+            break;
+        }
+    }
+}
+
+/// `jsRuntime` in the CreateVm config reaches every `node` process, and a process's own
+/// environment cannot replace it.
+#[test]
+fn the_js_runtime_config_is_honoured_and_cannot_be_overridden() {
+    let config = r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow"},
+        "jsRuntime":{"platform":"node","allowedBuiltins":["fs"],"moduleResolution":"relative"}}"#;
+    let (mut sidecar, scope) = node_vm(config, "9");
+    let code = "console.log(typeof require('fs').readFileSync);\n\
+                for (const name of ['path', 'node:os', 'left-pad']) {\n\
+                  try { require(name) } catch (e) { console.log(name, e.code) }\n\
+                }\n\
+                console.log(process.env.SECURE_EXEC_JS_RUNTIME);";
+    let mut execute = javascript("limited", None, &["-e", code]);
+    execute.env = [("SECURE_EXEC_JS_RUNTIME".to_owned(), "{}".to_owned())].into_iter().collect();
+    let (stdout, stderr, exit) = run(&mut sidecar, &scope, execute);
+    assert_eq!(
+        (stdout.as_str(), stderr.as_str(), exit),
+        ("function\npath ERR_ACCESS_DENIED\nnode:os ERR_ACCESS_DENIED\nleft-pad ERR_ACCESS_DENIED\nundefined\n", "", 0)
+    );
+    let config =
+        r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow"},"jsRuntime":{"platform":"neutral"}}"#;
+    let (mut sidecar, scope) = node_vm(config, "10");
+    let code = "console.log(typeof process, typeof Buffer, typeof fetch, typeof setTimeout)";
+    assert_eq!(
+        run(&mut sidecar, &scope, javascript("neutral", None, &["-e", code])),
+        ("undefined undefined undefined function\n".into(), String::new(), 0)
     );
 }

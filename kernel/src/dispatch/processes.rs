@@ -949,6 +949,7 @@ impl Sidecar {
         let ChildProgram { python, argv, env } = self.python_child(&program, argv, env)?;
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
         let (command, module, tier) = child_command(vm, &program, &env, python.as_deref(), now)?;
+        let env = vm.program_env(&module, env);
         let limits = vm.guest_limits();
         self.spawn_readiness(&module, limits.max_wasm_stack_bytes)?;
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
@@ -1005,6 +1006,7 @@ impl Sidecar {
         let ChildProgram { python, argv, env } = self.python_child(program, argv.to_vec(), env.to_vec())?;
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
         let (command, module, tier) = child_command(vm, program, &env, python.as_deref(), now)?;
+        let env = vm.program_env(&module, env);
         let limits = vm.guest_limits();
         self.spawn_readiness(&module, limits.max_wasm_stack_bytes)?;
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;

@@ -22,6 +22,10 @@ const PROGRAM_DIRS: [&str; 4] = [SOFTWARE_BIN, "/usr/bin", "/bin", "/usr/local/b
 pub const PROGRAM_DIR: &str = "/usr/bin";
 /// The JavaScript runtime's command name.
 pub const NODE_COMMAND: &str = "node";
+/// The variable through which the kernel gives every `node` process its VM's `jsRuntime`
+/// config (JSON). The kernel sets it on each start of the provided `node`, replacing whatever
+/// the starting process put there, so no guest chooses another program's settings.
+pub const JS_RUNTIME_ENV: &str = "SECURE_EXEC_JS_RUNTIME";
 
 /// The provided programs by command name.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +58,11 @@ impl SidecarPrograms {
             None => command,
         };
         self.by_name.get_key_value(name).map(|(name, module)| (name.as_str(), module))
+    }
+
+    /// Whether `module` is the provided program `name` (the very bytes, not a copy).
+    pub fn is(&self, name: &str, module: &Arc<[u8]>) -> bool {
+        self.by_name.get(name).is_some_and(|provided| Arc::ptr_eq(provided, module))
     }
 
     pub fn has(&self, name: &str) -> bool {

@@ -332,10 +332,7 @@ impl CreateVmConfig {
     /// yet: a config key is honoured or refused, never accepted and ignored. Absent, `null` or
     /// empty (as hosts send them by default) they are fine.
     pub fn refuse_unsupported(&self) -> Result<(), ConfigError> {
-        let unsupported = [
-            ("nativeRoot", self.native_root.is_some(), "VMs get the in-memory root filesystem"),
-            ("jsRuntime", self.js_runtime.is_some(), "JavaScript guests are not supported yet"),
-        ];
+        let unsupported = [("nativeRoot", self.native_root.is_some(), "VMs get the in-memory root filesystem")];
         match unsupported.iter().find(|(_, set, _)| *set) {
             Some((key, _, why)) => {
                 Err(ConfigError::invalid(format!("{key} is not supported by this sidecar yet: {why}")))
@@ -1358,7 +1355,7 @@ impl VmLimitsConfig {
     /// not get. A config that leaves them out (or `null`) is unaffected.
     fn unsupported_keys(&self) -> [(&'static str, Option<u64>, &'static str); 13] {
         const NO_ACP: &str = "there is no ACP agent adapter";
-        const NO_JS: &str = "there is no JavaScript runtime (JAVA_SCRIPT guests are not supported)";
+        const NO_V8: &str = "JavaScript runs on QuickJS inside WebAssembly, with no V8 isolate or IPC channel";
         let resources = self.resources.as_ref();
         let acp = self.acp.as_ref();
         let js = self.js_runtime.as_ref();
@@ -1377,11 +1374,23 @@ impl VmLimitsConfig {
             ),
             ("limits.acp.maxReadLineBytes", acp.and_then(|a| a.max_read_line_bytes), NO_ACP),
             ("limits.acp.stdoutBufferByteLimit", acp.and_then(|a| a.stdout_buffer_byte_limit), NO_ACP),
-            ("limits.jsRuntime.v8HeapLimitMb", js.and_then(|j| j.v8_heap_limit_mb), NO_JS),
-            ("limits.jsRuntime.capturedOutputLimitBytes", js.and_then(|j| j.captured_output_limit_bytes), NO_JS),
-            ("limits.jsRuntime.stdinBufferLimitBytes", js.and_then(|j| j.stdin_buffer_limit_bytes), NO_JS),
-            ("limits.jsRuntime.eventPayloadLimitBytes", js.and_then(|j| j.event_payload_limit_bytes), NO_JS),
-            ("limits.jsRuntime.v8IpcMaxFrameBytes", js.and_then(|j| j.v8_ipc_max_frame_bytes), NO_JS),
+            (
+                "limits.jsRuntime.v8HeapLimitMb",
+                js.and_then(|j| j.v8_heap_limit_mb),
+                "JavaScript runs on QuickJS inside WebAssembly: its heap is bounded by limits.resources.maxWasmMemoryBytes",
+            ),
+            (
+                "limits.jsRuntime.capturedOutputLimitBytes",
+                js.and_then(|j| j.captured_output_limit_bytes),
+                "process output is streamed as ProcessOutput events, never captured",
+            ),
+            (
+                "limits.jsRuntime.stdinBufferLimitBytes",
+                js.and_then(|j| j.stdin_buffer_limit_bytes),
+                "a node process's stdin is a kernel pipe, bounded like every process's",
+            ),
+            ("limits.jsRuntime.eventPayloadLimitBytes", js.and_then(|j| j.event_payload_limit_bytes), NO_V8),
+            ("limits.jsRuntime.v8IpcMaxFrameBytes", js.and_then(|j| j.v8_ipc_max_frame_bytes), NO_V8),
             (
                 "limits.python.outputBufferMaxBytes",
                 python.and_then(|p| p.output_buffer_max_bytes),

@@ -125,7 +125,7 @@ impl Vm {
         check_argv_size(&argv, &limits)?;
         check_env_size(&env, &limits)?;
         let tier = self.execution_tier(request, &command, &module_path);
-        let env = env.into_iter().map(|(key, value)| format!("{key}={value}")).collect();
+        let env = self.program_env(&module, env.into_iter().map(|(key, value)| format!("{key}={value}")).collect());
         Ok(ExecutionPlan { command, module, argv, env, cwd, tier })
     }
 

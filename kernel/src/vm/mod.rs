@@ -175,6 +175,24 @@ impl Vm {
         self.programs = programs;
     }
 
+    /// `env` for a process starting `module`: for the provided `node`, the VM's `jsRuntime`
+    /// config in [`JS_RUNTIME_ENV`](crate::host::programs::JS_RUNTIME_ENV) (any value the
+    /// starter set there dropped first); other programs' `env` as it is.
+    pub(crate) fn program_env(&self, module: &std::sync::Arc<[u8]>, mut env: Vec<String>) -> Vec<String> {
+        use crate::host::programs::{JS_RUNTIME_ENV, NODE_COMMAND};
+        if !self.programs.is(NODE_COMMAND, module) {
+            return env;
+        }
+        env.retain(|entry| entry.split_once('=').is_none_or(|(key, _)| key != JS_RUNTIME_ENV));
+        if let Some(js_runtime) = &self.config.js_runtime {
+            // A struct of enums and strings: serialising it cannot fail.
+            if let Ok(json) = serde_json::to_string(js_runtime) {
+                env.push(format!("{JS_RUNTIME_ENV}={json}"));
+            }
+        }
+        env
+    }
+
     pub(crate) fn processes(&self) -> &ProcessTable {
         &self.processes
     }

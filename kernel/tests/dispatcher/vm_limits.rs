@@ -227,8 +227,7 @@ fn top_level_keys_without_a_subsystem_are_refused_when_set() {
     let mut host = Harness::new();
     let conn = host.authenticate();
     let session = host.open_session(&conn);
-    let cases =
-        [("nativeRoot", r#""nativeRoot":{"plugin":{"id":"memory","config":{}}}"#), ("jsRuntime", r#""jsRuntime":{}"#)];
+    let cases = [("nativeRoot", r#""nativeRoot":{"plugin":{"id":"memory","config":{}}}"#)];
     for (key, member) in cases {
         match create_vm(&mut host, &conn, &session, &format!("{{{member}}}")) {
             ResponsePayload::RejectedResponse(rejected) => {
@@ -244,4 +243,7 @@ fn top_level_keys_without_a_subsystem_are_refused_when_set() {
     }
     let defaults = r#"{"dns":null,"listen":null,"nativeRoot":null,"jsRuntime":null,"loopbackExemptPorts":[]}"#;
     assert!(matches!(create_vm(&mut host, &conn, &session, defaults), ResponsePayload::VmCreatedResponse(_)));
+    // jsRuntime has its subsystem: the node command honours it (tests/it/javascript.rs).
+    let js_runtime = r#"{"jsRuntime":{"platform":"node","allowedBuiltins":["fs"]}}"#;
+    assert!(matches!(create_vm(&mut host, &conn, &session, js_runtime), ResponsePayload::VmCreatedResponse(_)));
 }

@@ -5,6 +5,8 @@
 // require of each other and of Node's builtins resolves to this runtime's builtins.
 import { native } from './native.js';
 import { registry } from './registry.js';
+import process from '../process.js';
+import { Buffer } from 'buffer';
 
 const CORE = {
   buffer: () => require('buffer/'),
@@ -14,10 +16,12 @@ const CORE = {
 function loadDependency(name) {
   const source = native.dependency(name);
   if (typeof source !== 'string') throw new Error(`the bundled '${name}' module is missing from this build`);
-  const factory = native.compile(`(function (module, exports, require) {${source}\n})`, `node:internal/deps/${name}`, false);
+  // `process` and `Buffer` are given, not taken from the global object, which a VM's
+  // jsRuntime.platform may have stripped of them.
+  const factory = native.compile(`(function (module, exports, require, process, Buffer) {${source}\n})`, `node:internal/deps/${name}`, false);
   const module = { exports: {} };
   const requireBuiltin = (request) => registry.require(String(request).replace(/^node:/, '').replace(/\/$/, ''));
-  factory.call(module.exports, module, module.exports, requireBuiltin);
+  factory.call(module.exports, module, module.exports, requireBuiltin, process, Buffer);
   return module.exports;
 }
 
