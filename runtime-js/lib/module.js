@@ -440,9 +440,13 @@ const RESERVED = new Set(['default', 'class', 'function', 'var', 'let', 'const',
   'continue', 'debugger', 'extends', 'static']);
 
 function reexport(expression, exports) {
-  const names = exports && (typeof exports === 'object' || typeof exports === 'function')
-    ? Object.keys(exports).filter((key) => IDENTIFIER.test(key) && !RESERVED.has(key))
-    : [];
+  // A class's static methods (Module.createRequire) are not enumerable: a function exports
+  // its own names, an object its enumerable ones.
+  const FUNCTION_OWN = new Set(['length', 'name', 'prototype', 'caller', 'arguments']);
+  const keys = typeof exports === 'function'
+    ? Object.getOwnPropertyNames(exports).filter((key) => !FUNCTION_OWN.has(key))
+    : exports && typeof exports === 'object' ? Object.keys(exports) : [];
+  const names = keys.filter((key) => IDENTIFIER.test(key) && !RESERVED.has(key));
   let source = `const m = ${expression};\nexport default m;\n`;
   if (names.length > 0) source += `export const { ${names.join(', ')} } = m;\n`;
   return source;

@@ -15,3 +15,16 @@ pub fn built() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| crate::packages::fetched("build-node.sh", "the node command", "clang-16, wasi-libc and npm"))
 }
+
+/// The directory holding `node_modules` with the npm packages the tests run unchanged
+/// (js-yaml and its dependency argparse, semver, marked), installing them first if needed.
+///
+/// # Panics
+///
+/// If they cannot be installed, with what to do about it.
+pub fn packages() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        crate::packages::fetched("fetch-js-packages.sh", "the test npm packages", "npm and its registry")
+    })
+}

@@ -316,3 +316,50 @@ fn the_js_runtime_config_is_honoured_and_cannot_be_overridden() {
         ("undefined undefined undefined function\n".into(), String::new(), 0)
     );
 }
+
+/// Real pure-JavaScript npm packages, installed by `scripts/fetch-js-packages.sh`, run unchanged
+/// from a read-only `node_modules` mounted from the host: js-yaml's CLI (with its dependency
+/// argparse), semver's CLI, and marked's CLI (an ES module).
+#[test]
+fn npm_packages_run_unchanged_from_node_modules() {
+    let (mut sidecar, scope) = node_vm(OPEN, "11");
+    let packages = testkit::node::packages().display().to_string();
+    let configure = ConfigureVmRequest::mounts(vec![MountDescriptor::host_dir("/opt/npm", &packages, true)]);
+    let configured = sidecar.request(scope.clone(), RequestPayload::ConfigureVmRequest(configure)).unwrap();
+    assert!(matches!(configured, ResponsePayload::VmConfiguredResponse(_)), "{configured:?}");
+    write(&mut sidecar, &scope, "/work/in.yaml", "name: sandbox\nlist:\n  - 1\n  - two\nnested: {a: true}\n");
+    write(&mut sidecar, &scope, "/work/in.md", "# Title\n\nSome *text*.\n");
+    let bin = "/opt/npm/node_modules";
+    let yaml =
+        ExecuteRequest::command("yaml", "node", [format!("{bin}/js-yaml/bin/js-yaml.js"), "/work/in.yaml".into()]);
+    assert_eq!(
+        run(&mut sidecar, &scope, yaml),
+        (
+            "{\n  \"name\": \"sandbox\",\n  \"list\": [\n    1,\n    \"two\"\n  ],\n  \"nested\": {\n    \"a\": true\n  }\n}\n".into(),
+            String::new(),
+            0
+        )
+    );
+    let semver = ExecuteRequest::command(
+        "semver",
+        "node",
+        [
+            format!("{bin}/semver/bin/semver.js"),
+            "-r".into(),
+            "^1.2.0".into(),
+            "1.2.3".into(),
+            "1.3.0".into(),
+            "2.0.0".into(),
+        ],
+    );
+    assert_eq!(run(&mut sidecar, &scope, semver), ("1.2.3\n1.3.0\n".into(), String::new(), 0));
+    let marked = ExecuteRequest::command(
+        "marked",
+        "node",
+        [format!("{bin}/marked/bin/marked.js"), "-i".into(), "/work/in.md".into()],
+    );
+    assert_eq!(
+        run(&mut sidecar, &scope, marked),
+        ("<h1>Title</h1>\n<p>Some <em>text</em>.</p>\n\n".into(), String::new(), 0)
+    );
+}
