@@ -221,6 +221,10 @@ fn doctor() -> Result<u8, CliError> {
         Some(dir) => println!("command packages: {}", dir.display()),
         None => println!("command packages: not installed (scripts/fetch-packages.sh installs them; --sh needs them)"),
     }
+    match options::node_dir() {
+        Some(dir) => println!("node: {}", dir.display()),
+        None => println!("node: not built (scripts/build-node.sh builds it; --js needs it)"),
+    }
     println!("module cache: {}", options::module_cache_dir().display());
     println!("secure-exec {}", env!("CARGO_PKG_VERSION"));
     Ok(0)

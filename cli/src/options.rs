@@ -318,6 +318,15 @@ pub fn packages_dir() -> Option<PathBuf> {
     dir.join(".installed").is_file().then_some(dir)
 }
 
+/// The sidecar's `node` (its default place: `$SECURE_EXEC_NODE`, else the cache), if built.
+pub fn node_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("SECURE_EXEC_NODE") {
+        Some(dir) => PathBuf::from(dir),
+        None => cache_home()?.join("secure-exec-sidecar/node"),
+    };
+    dir.join("node.wasm").is_file().then_some(dir)
+}
+
 /// Where the sidecar keeps compiled modules (its default).
 pub fn module_cache_dir() -> PathBuf {
     match std::env::var_os("SECURE_EXEC_MODULE_CACHE_DIR") {
