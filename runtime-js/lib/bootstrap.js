@@ -5,14 +5,14 @@ import './internal/globals.js'; // first: the bundled npm modules expect the glo
 import { native } from './internal/native.js';
 import { registry } from './internal/registry.js';
 import { unsupported, coded } from './internal/errors.js';
-import process, { writeAll, exitStatus, NODE_VERSION } from './process.js';
+import process, { writeAll, exitStatus, NODE_VERSION, runTicks } from './process.js';
 import * as timers from './timers.js';
 import { Buffer } from 'buffer';
 
 // Builtins: ours (talking to the kernel) and the npm packages bundled for the rest.
 const FACTORIES = {
-  assert: () => require_npm('assert'),
-  'assert/strict': () => require_npm('assert').strict,
+  assert: () => makeAssert(require_npm('assert')),
+  'assert/strict': () => builtin('assert').strict,
   buffer: () => require_npm('buffer'),
   child_process: () => childProcess,
   console: () => require_ours('console'),
@@ -29,21 +29,17 @@ const FACTORIES = {
   'path/posix': () => require_ours('path'),
   perf_hooks: () => ({ performance: globalThis.performance }),
   process: () => process,
-  querystring: () => require_npm('querystring'),
+  querystring: () => querystringModule,
   stream: () => require_npm('stream'),
   'stream/promises': () => require_npm('stream').promises,
-  string_decoder: () => require_npm('string_decoder'),
+  'stream/consumers': () => streamConsumers,
+  string_decoder: () => makeStringDecoder(require_npm('string_decoder')),
   timers: () => ({ ...timers, promises: timers.promises }),
   'timers/promises': () => timers.promises,
   tty: () => ({ isatty: (fd) => native.isatty(fd) }),
-  url: () => require_npm('url'),
-  util: () => {
-    const util = require_npm('util');
-    util.format = makeFormat(util.inspect);
-    util.formatWithOptions = (options, ...args) => util.format(...args);
-    return util;
-  },
-  'util/types': () => require_npm('util').types,
+  url: () => makeUrl(require_npm('url'), (file) => path.resolve(file)),
+  util: () => makeUtil(require_npm('util')),
+  'util/types': () => builtin('util').types,
   worker_threads: () => ({ isMainThread: true, parentPort: null, workerData: null, threadId: 0 }),
 };
 const UNSUPPORTED = ['cluster', 'dgram', 'diagnostics_channel', 'dns', 'domain', 'http2', 'https', 'inspector',
@@ -69,7 +65,10 @@ import cryptoModule from './crypto.js';
 import netModule from './net.js';
 import httpModule, { fetch } from './http.js';
 import * as io from './internal/io.js';
-import { makeFormat } from './internal/format.js';
+import { makeUtil } from './internal/util.js';
+import { makeAssert, makeStringDecoder, makeUrl, streamConsumers } from './internal/npm_compat.js';
+import querystringModule from './querystring.js';
+import { inspect } from './internal/inspect.js';
 
 const ours = {
   fs: () => fsModule,
@@ -160,7 +159,8 @@ function stdioStream(fd) {
       made.hasColors = () => false;
     }
     made.fd = fd;
-    made.isTTY = native.isatty(fd);
+    // Node's streams for a pipe or file have no isTTY at all; a terminal's say true.
+    if (native.isatty(fd)) made.isTTY = true;
     return made;
   };
 }
@@ -256,6 +256,10 @@ function main() {
   }
   if (evaluation && typeof evaluation.then === 'function') {
     if (moduleSystem.settledOrThrow(evaluation) === 0) evaluation.then(null, uncaught);
+  } else {
+    // A CommonJS main's nextTick queue runs before its promise reactions (an ES module's after:
+    // its body ran as a job).
+    runTicks();
   }
 }
 
@@ -275,7 +279,7 @@ function reportRejections() {
     }
     if (reason instanceof Error) uncaught(reason);
     else {
-      const error = new Error(`This error originated either by throwing inside of an async function without a catch block, or by rejecting a promise which was not handled with .catch(). The promise rejected with the reason "${require_npm('util').inspect(reason)}".`);
+      const error = new Error(`This error originated either by throwing inside of an async function without a catch block, or by rejecting a promise which was not handled with .catch(). The promise rejected with the reason "${inspect(reason)}".`);
       error.code = 'ERR_UNHANDLED_REJECTION';
       error.name = 'UnhandledPromiseRejection';
       uncaught(error);
@@ -285,6 +289,14 @@ function reportRejections() {
 
 let beforeExitEmitted = false;
 function tick() {
+  try {
+    return loopTurn();
+  } finally {
+    runTicks(); // the nextTick queue after each callback, before the promise reactions it queued
+  }
+}
+
+function loopTurn() {
   reportRejections();
   const wait = timers.runOne();
   if (wait === 0) return 0;
@@ -332,9 +344,9 @@ function uncaught(error) {
     if (extra.length > 0) {
       const fields = {};
       for (const key of extra) fields[key] = error[key];
-      text = `${text.replace(/\n$/, '')} ${require_npm('util').inspect(fields)}`;
+      text = `${text.replace(/\n$/, '')} ${inspect(fields)}`;
     }
-  } else text = `Uncaught ${require_npm('util').inspect(error)}`;
+  } else text = `Uncaught ${inspect(error)}`;
   writeAll(2, `${text.replace(/\n$/, '')}\n\nNode.js v${NODE_VERSION}\n`);
   process.exitCode = 1;
   try {
@@ -347,7 +359,7 @@ function uncaught(error) {
 // platform's, neutral only console, timers and microtasks, bare only ECMAScript's own.
 const BROWSER_REMOVES = ['process', 'Buffer', 'global', 'setImmediate', 'clearImmediate'];
 const NEUTRAL_REMOVES = [...BROWSER_REMOVES, 'fetch', 'crypto', 'TextEncoder', 'TextDecoder', 'AbortController',
-  'AbortSignal', 'EventTarget', 'Event', 'DOMException', 'performance', 'structuredClone'];
+  'AbortSignal', 'EventTarget', 'Event', 'DOMException', 'performance', 'structuredClone', 'URL', 'URLSearchParams'];
 const PLATFORM_REMOVES = {
   browser: BROWSER_REMOVES,
   neutral: NEUTRAL_REMOVES,

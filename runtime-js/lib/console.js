@@ -1,16 +1,12 @@
 // `console`: Node's formatting (`util.format`, `util.inspect`) written straight to the
 // standard streams, so output interleaves with process.stdout/stderr writes in order.
 import { writeAll } from './process.js';
-import { registry } from './internal/registry.js';
+import { format, inspect } from './internal/inspect.js';
 import { native } from './internal/native.js';
 
 const nowMs = () => Number(native.hrtime()) / 1e6;
 
-// `util` (bundled npm) is loaded on the first formatted line, not at start-up.
-const util = {
-  format: (...args) => (args.length === 1 && typeof args[0] === 'string' ? args[0] : registry.require('util').format(...args)),
-  inspect: (...args) => registry.require('util').inspect(...args),
-};
+const util = { format, inspect };
 
 export class Console {
   constructor(stdout, stderr) {
@@ -74,14 +70,12 @@ export class Console {
     }
     const hasValues = rows.some(([, row]) => row === null || typeof row !== 'object');
     const header = ['(index)', ...columns, ...(hasValues ? ['Values'] : [])];
-    const cell = (value) => (value === undefined ? '' : util.inspect(value));
+    const cell = (value) => (value === undefined ? '' : util.inspect(value, { maxArrayLength: 3, breakLength: Infinity, colors: false }));
     const table = rows.map(([key, row]) => [key, ...columns.map((column) => (row && typeof row === 'object' ? cell(row[column]) : '')),
       ...(hasValues ? [row !== null && typeof row === 'object' ? '' : cell(row)] : [])]);
     const widths = header.map((title, i) => Math.max(title.length, ...table.map((row) => String(row[i]).length)) + 2);
-    const pad = (text, width) => {
-      const left = Math.floor((width - text.length) / 2);
-      return ' '.repeat(left) + text + ' '.repeat(width - text.length - left);
-    };
+    // Cells left-aligned, one space either side (as Node 20 and later draw them).
+    const pad = (text, width) => ` ${text}${' '.repeat(width - text.length - 1)}`;
     const line = (l, m, r) => l + widths.map((w) => '─'.repeat(w)).join(m) + r;
     const out = [line('┌', '┬', '┐'), `│${header.map((h, i) => pad(h, widths[i])).join('│')}│`, line('├', '┼', '┤')];
     for (const row of table) out.push(`│${row.map((c, i) => pad(String(c), widths[i])).join('│')}│`);

@@ -1,5 +1,5 @@
 // `crypto`: randomness from the kernel (seeded per VM, so a run replays) and the common
-// digests (sha1, sha256, sha512 is not here; md5) and HMAC over them, in JavaScript.
+// digests (sha1, sha256, sha384, sha512, md5) and HMAC over them, in JavaScript.
 import { Buffer } from 'buffer';
 import { native } from './internal/native.js';
 import { coded } from './internal/errors.js';
@@ -151,7 +151,107 @@ function words(h, bigEndian) {
   return out;
 }
 
-const DIGESTS = { sha256: [sha256, 64], sha1: [sha1, 64], md5: [md5, 64] };
+// SHA-512 and SHA-384: 64-bit words as (high, low) pairs of 32-bit integers. The round
+// constants and initial values (fractions of the primes' cube and square roots) are computed
+// exactly, with BigInt, on first use.
+const PRIMES = [];
+for (let n = 2; PRIMES.length < 80; n++) if (PRIMES.every((p) => n % p !== 0)) PRIMES.push(n);
+
+function integerRoot(value, k) {
+  // floor(value ** (1/k)) by Newton's method.
+  let x = 1n << BigInt(Math.ceil(value.toString(2).length / k));
+  for (;;) {
+    const next = ((BigInt(k) - 1n) * x + value / x ** BigInt(k - 1)) / BigInt(k);
+    if (next >= x) return x;
+    x = next;
+  }
+}
+
+function fractionWords(primes, k) {
+  const words = new Int32Array(primes.length * 2);
+  const mask = (1n << 64n) - 1n;
+  primes.forEach((p, i) => {
+    const fraction = integerRoot(BigInt(p) << BigInt(64 * k), k) & mask;
+    words[2 * i] = Number(fraction >> 32n);
+    words[2 * i + 1] = Number(fraction & 0xffffffffn);
+  });
+  return words;
+}
+
+let sha512Constants;
+function sha512Tables() {
+  sha512Constants ??= {
+    k: fractionWords(PRIMES, 3),
+    sha512: fractionWords(PRIMES.slice(0, 8), 2),
+    sha384: fractionWords(PRIMES.slice(8, 16), 2),
+  };
+  return sha512Constants;
+}
+
+function sha512Family(bytes, initial, outputWords) {
+  const { k } = sha512Tables();
+  const total = (((bytes.length + 16) >> 7) + 1) << 7;
+  const data = new Uint8Array(total);
+  data.set(bytes);
+  data[bytes.length] = 0x80;
+  const view = new DataView(data.buffer);
+  const bits = bytes.length * 8;
+  view.setUint32(total - 4, bits >>> 0);
+  view.setUint32(total - 8, Math.floor(bits / 2 ** 32));
+  const h = Int32Array.from(initial);
+  const w = new Int32Array(160);
+  const v = new Int32Array(16);
+  for (let block = 0; block < total; block += 128) {
+    for (let i = 0; i < 32; i++) w[i] = view.getInt32(block + i * 4);
+    for (let i = 16; i < 80; i++) {
+      // sigma0 = rotr1 ^ rotr8 ^ shr7 of w[i-15]; sigma1 = rotr19 ^ rotr61 ^ shr6 of w[i-2]
+      let xh = w[2 * (i - 15)], xl = w[2 * (i - 15) + 1];
+      const s0h = ((xh >>> 1) | (xl << 31)) ^ ((xh >>> 8) | (xl << 24)) ^ (xh >>> 7);
+      const s0l = ((xl >>> 1) | (xh << 31)) ^ ((xl >>> 8) | (xh << 24)) ^ ((xl >>> 7) | (xh << 25));
+      xh = w[2 * (i - 2)];
+      xl = w[2 * (i - 2) + 1];
+      const s1h = ((xh >>> 19) | (xl << 13)) ^ ((xl >>> 29) | (xh << 3)) ^ (xh >>> 6);
+      const s1l = ((xl >>> 19) | (xh << 13)) ^ ((xh >>> 29) | (xl << 3)) ^ ((xl >>> 6) | (xh << 26));
+      const lo = (w[2 * (i - 16) + 1] >>> 0) + (s0l >>> 0) + (w[2 * (i - 7) + 1] >>> 0) + (s1l >>> 0);
+      w[2 * i] = w[2 * (i - 16)] + s0h + w[2 * (i - 7)] + s1h + Math.floor(lo / 0x100000000);
+      w[2 * i + 1] = lo;
+    }
+    v.set(h);
+    for (let i = 0; i < 80; i++) {
+      const ah = v[0], al = v[1], bh = v[2], bl = v[3], ch = v[4], cl = v[5];
+      const eh = v[8], el = v[9], fh = v[10], fl = v[11], gh = v[12], gl = v[13], hh = v[14], hl = v[15];
+      // Sigma1(e) = rotr14 ^ rotr18 ^ rotr41; Sigma0(a) = rotr28 ^ rotr34 ^ rotr39
+      const S1h = ((eh >>> 14) | (el << 18)) ^ ((eh >>> 18) | (el << 14)) ^ ((el >>> 9) | (eh << 23));
+      const S1l = ((el >>> 14) | (eh << 18)) ^ ((el >>> 18) | (eh << 14)) ^ ((eh >>> 9) | (el << 23));
+      const chh = (eh & fh) ^ (~eh & gh), chl = (el & fl) ^ (~el & gl);
+      const t1l = (hl >>> 0) + (S1l >>> 0) + (chl >>> 0) + (k[2 * i + 1] >>> 0) + (w[2 * i + 1] >>> 0);
+      const t1h = (hh + S1h + chh + k[2 * i] + w[2 * i] + Math.floor(t1l / 0x100000000)) | 0;
+      const S0h = ((ah >>> 28) | (al << 4)) ^ ((al >>> 2) | (ah << 30)) ^ ((al >>> 7) | (ah << 25));
+      const S0l = ((al >>> 28) | (ah << 4)) ^ ((ah >>> 2) | (al << 30)) ^ ((ah >>> 7) | (al << 25));
+      const majh = (ah & bh) ^ (ah & ch) ^ (bh & ch), majl = (al & bl) ^ (al & cl) ^ (bl & cl);
+      const t2l = (S0l >>> 0) + (majl >>> 0);
+      const t2h = (S0h + majh + Math.floor(t2l / 0x100000000)) | 0;
+      v.copyWithin(2, 0, 14); // h=g, g=f, f=e, e=d, d=c, c=b, b=a
+      const el2 = (v[9] >>> 0) + (t1l >>> 0); // e = d + t1
+      v[8] = v[8] + t1h + Math.floor(el2 / 0x100000000);
+      v[9] = el2;
+      const al2 = (t1l >>> 0) + (t2l >>> 0); // a = t1 + t2
+      v[0] = t1h + t2h + Math.floor(al2 / 0x100000000);
+      v[1] = al2;
+    }
+    for (let i = 0; i < 16; i += 2) {
+      const lo = (h[i + 1] >>> 0) + (v[i + 1] >>> 0);
+      h[i] = h[i] + v[i] + Math.floor(lo / 0x100000000);
+      h[i + 1] = lo;
+    }
+  }
+  return words(Array.from(h.subarray(0, outputWords)), true);
+}
+
+const sha512 = (bytes) => sha512Family(bytes, sha512Tables().sha512, 16);
+const sha384 = (bytes) => sha512Family(bytes, sha512Tables().sha384, 12);
+
+const DIGESTS = { sha256: [sha256, 64], sha1: [sha1, 64], md5: [md5, 64], sha512: [sha512, 128], sha384: [sha384, 128] };
 
 function digestOf(algorithm) {
   const found = DIGESTS[String(algorithm).toLowerCase().replace('-', '')];
@@ -208,6 +308,45 @@ class Hmac extends Hash {
   }
 }
 
+/** PBKDF2 (RFC 8018) over HMAC with `digest`. */
+export function pbkdf2Sync(password, salt, iterations, keylen, digest) {
+  if (typeof digest !== 'string') throw coded(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "digest" argument must be of type string.');
+  if (!Number.isInteger(iterations) || iterations < 1) {
+    throw coded(RangeError, 'ERR_OUT_OF_RANGE', `The value of "iterations" is out of range. It must be >= 1 && <= 2147483647. Received ${iterations}`);
+  }
+  if (!Number.isInteger(keylen) || keylen < 0) {
+    throw coded(RangeError, 'ERR_OUT_OF_RANGE', `The value of "keylen" is out of range. It must be >= 0 && <= 2147483647. Received ${keylen}`);
+  }
+  const [hash, blockSize] = digestOf(digest);
+  let key = toBuffer(password);
+  if (key.length > blockSize) key = hash(key);
+  const padded = Buffer.concat([key, Buffer.alloc(blockSize - key.length)]);
+  const inner = Buffer.from(padded.map((b) => b ^ 0x36));
+  const outer = Buffer.from(padded.map((b) => b ^ 0x5c));
+  const hmac = (data) => hash(Buffer.concat([outer, hash(Buffer.concat([inner, data]))]));
+  const saltBytes = toBuffer(salt);
+  const out = Buffer.alloc(keylen);
+  for (let block = 1, done = 0; done < keylen; block++) {
+    const index = Buffer.alloc(4);
+    index.writeUInt32BE(block);
+    let u = hmac(Buffer.concat([saltBytes, index]));
+    const t = Buffer.from(u);
+    for (let i = 1; i < iterations; i++) {
+      u = hmac(u);
+      for (let j = 0; j < t.length; j++) t[j] ^= u[j];
+    }
+    done += t.copy(out, done, 0, Math.min(t.length, keylen - done));
+  }
+  return out;
+}
+
+export function pbkdf2(password, salt, iterations, keylen, digest, callback) {
+  if (typeof callback !== 'function') throw coded(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "callback" argument must be of type function.');
+  // Bad arguments throw here, as Node's do; the key comes on a later turn.
+  const result = pbkdf2Sync(password, salt, iterations, keylen, digest);
+  setImmediate(() => callback(null, result));
+}
+
 export const createHash = (algorithm) => new Hash(algorithm);
 export const createHmac = (algorithm, key) => new Hmac(algorithm, key);
 export const getHashes = () => Object.keys(DIGESTS);
@@ -222,4 +361,4 @@ export function timingSafeEqual(a, b) {
 
 export const webcrypto = { getRandomValues, randomUUID };
 
-export default { randomBytes, randomFillSync, randomInt, randomUUID, getRandomValues, createHash, createHmac, getHashes, hash, timingSafeEqual, webcrypto };
+export default { pbkdf2, pbkdf2Sync, randomBytes, randomFillSync, randomInt, randomUUID, getRandomValues, createHash, createHmac, getHashes, hash, timingSafeEqual, webcrypto };

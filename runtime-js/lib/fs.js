@@ -97,6 +97,22 @@ export class Stats {
 
 // d_type values (WASI libc's).
 const DT = { BLK: 1, CHR: 2, DIR: 3, REG: 4, LNK: 7, SOCK: 6, FIFO: 0 };
+const DT_UNKNOWN = 0;
+
+/** An entry's d_type from lstat (DT_UNKNOWN when that fails). */
+function typeOf(path) {
+  const stat = native.stat(path, false);
+  if (!Array.isArray(stat)) return DT_UNKNOWN;
+  switch (stat[2] & constants.S_IFMT) {
+    case constants.S_IFREG: return DT.REG;
+    case constants.S_IFDIR: return DT.DIR;
+    case constants.S_IFLNK: return DT.LNK;
+    case constants.S_IFCHR: return DT.CHR;
+    case constants.S_IFBLK: return DT.BLK;
+    case constants.S_IFSOCK: return DT.SOCK;
+    default: return DT_UNKNOWN;
+  }
+}
 
 export class Dirent {
   constructor(name, type, parentPath) {
@@ -168,7 +184,7 @@ function readAll(fd, path) {
 
 export function readFileSync(path, opts) {
   const { encoding, flag } = options(opts, { flag: 'r' });
-  if (typeof path === 'number') return encode(readAll(path), encoding);
+  if (typeof path === 'number' && Number.isInteger(path) && path >= 0) return encode(readAll(path), encoding);
   path = toPath(path);
   const fd = check(native.open(path, toFlags(flag, 'r'), 0o666), 'open', path);
   try {
@@ -242,7 +258,11 @@ export function readdirSync(path, opts) {
   const walk = (dir, prefix) => {
     const listing = check(native.readdir(dir), 'scandir', dir);
     const here = [];
-    for (let i = 0; i < listing.length; i += 2) here.push([listing[i], listing[i + 1]]);
+    for (let i = 0; i < listing.length; i += 2) {
+      // A file system that does not say an entry's type (DT_UNKNOWN, as host directories do):
+      // lstat tells, as libuv does.
+      here.push([listing[i], listing[i + 1] === DT_UNKNOWN ? typeOf(`${dir}/${listing[i]}`) : listing[i + 1]]);
+    }
     here.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     for (const [name, type] of here) {
       const relative = prefix ? `${prefix}/${name}` : name;
@@ -524,6 +544,13 @@ function callbackForm(sync, name) {
 export const callbacks = {};
 for (const name of SYNC_NAMES) callbacks[name] = callbackForm(syncs[`${name}Sync`], name);
 callbacks.exists = (path, callback) => setImmediate(() => callback(existsSync(path)));
+// What util.promisify makes of them (Node's own): exists resolves to the boolean; read and write
+// to { bytesRead | bytesWritten, buffer }.
+Object.defineProperty(callbacks.exists, Symbol.for('nodejs.util.promisify.custom'), {
+  value: (path) => new Promise((resolve) => callbacks.exists(path, resolve)),
+});
+callbacks.read[Symbol.for('secure-exec.promisify.args')] = ['bytesRead', 'buffer'];
+callbacks.write[Symbol.for('secure-exec.promisify.args')] = ['bytesWritten', 'buffer'];
 callbacks.realpath.native = callbacks.realpath;
 
 export { syncs };

@@ -2,6 +2,7 @@
 import { Buffer } from 'buffer';
 import * as fs from './fs.js';
 import { registry } from './internal/registry.js';
+import process from './process.js';
 
 function promiseForm(sync) {
   return (...args) => new Promise((resolve, reject) => {
@@ -111,10 +112,10 @@ function streamClasses() {
       this.push(n > 0 ? buffer.subarray(0, n) : null);
     }
     _destroy(error, callback) {
+      // The stream emits 'close' itself once this is done (emitClose).
       if (this.autoClose && typeof this.fd === 'number') {
         try { fs.closeSync(this.fd); } catch {}
         this.fd = null;
-        setImmediate(() => this.emit('close'));
       }
       callback(error);
     }
@@ -162,16 +163,23 @@ function streamClasses() {
       }
     }
     _destroy(error, callback) {
+      // The stream emits 'close' itself once this is done (emitClose).
       if (this.autoClose && typeof this.fd === 'number') {
         try { fs.closeSync(this.fd); } catch {}
         this.fd = null;
-        setImmediate(() => this.emit('close'));
       }
       callback(error);
     }
     close(callback) {
+      if (callback) {
+        if (this.closed) {
+          process.nextTick(callback);
+          return;
+        }
+        this.once('close', callback);
+      }
+      if (!this.autoClose) this.on('finish', () => this.destroy());
       this.end();
-      if (callback) this.once('close', callback);
     }
   }
   streams = { ReadStream, WriteStream };

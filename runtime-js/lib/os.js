@@ -1,5 +1,7 @@
 // `os`: what a VM is, as its kernel presents it. No host facts leak: the host's name, users,
 // CPUs and memory are the VM's own fixed values.
+import { LINUX_ERRNO } from './internal/errors.js';
+
 const os = {
   EOL: '\n',
   devNull: '/dev/null',
@@ -27,8 +29,13 @@ const os = {
   getPriority: () => 0,
   setPriority: () => {},
   constants: {
-    signals: { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGCHLD: 17, SIGCONT: 18, SIGSTOP: 19 },
-    errno: {},
+    signals: {
+      SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGIOT: 6, SIGBUS: 7, SIGFPE: 8,
+      SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGCHLD: 17,
+      SIGSTKFLT: 16, SIGCONT: 18, SIGSTOP: 19, SIGTSTP: 20, SIGTTIN: 21, SIGTTOU: 22, SIGURG: 23, SIGXCPU: 24,
+      SIGXFSZ: 25, SIGVTALRM: 26, SIGPROF: 27, SIGWINCH: 28, SIGIO: 29, SIGPOLL: 29, SIGPWR: 30, SIGSYS: 31,
+    },
+    errno: Object.fromEntries(Object.entries(LINUX_ERRNO).filter(([name]) => name !== 'ENOTCAPABLE')),
     priority: { PRIORITY_LOW: 19, PRIORITY_BELOW_NORMAL: 10, PRIORITY_NORMAL: 0, PRIORITY_ABOVE_NORMAL: -7, PRIORITY_HIGH: -14, PRIORITY_HIGHEST: -20 },
   },
 };

@@ -9,10 +9,90 @@ export const NODE_VERSION = '22.12.0';
 export const EXEC_PATH = '/usr/bin/node';
 
 const process = new EventEmitter();
-const env = {};
+const envStore = {};
 for (const entry of native.env) {
   const eq = entry.indexOf('=');
-  if (eq > 0) env[entry.slice(0, eq)] = entry.slice(eq + 1);
+  if (eq > 0) envStore[entry.slice(0, eq)] = entry.slice(eq + 1);
+}
+// process.env keeps strings, as Node's does: a value set is converted (`env.N = 42` reads '42').
+const env = new Proxy(envStore, {
+  set(target, key, value) {
+    if (typeof key === 'symbol') throw coded(TypeError, 'ERR_INVALID_ARG_TYPE', 'Cannot convert a Symbol value to a string');
+    target[key] = String(value);
+    return true;
+  },
+  defineProperty(target, key, descriptor) {
+    if ('value' in descriptor) target[key] = String(descriptor.value);
+    return true;
+  },
+});
+
+// process.nextTick: its queue runs before promise reactions, when the script or a timer,
+// immediate or I/O callback returns (the loop calls runTicks), as in Node; ticks queued from a
+// promise reaction run on a microtask.
+const ticks = [];
+let drainScheduled = false;
+const enqueueMicrotask = globalThis.queueMicrotask; // kept: a platform without it (bare) deletes the global
+function scheduleDrain() {
+  if (drainScheduled) return;
+  drainScheduled = true;
+  enqueueMicrotask(() => {
+    drainScheduled = false;
+    runTicks();
+  });
+}
+/** Runs the queued nextTick callbacks, and those they queue, until none is left. */
+export function runTicks() {
+  while (ticks.length > 0) {
+    const tick = ticks.shift();
+    try {
+      Reflect.apply(tick.callback, undefined, tick.args);
+    } catch (error) {
+      if (ticks.length > 0) scheduleDrain();
+      throw error;
+    }
+  }
+}
+
+let warnedOnce = false;
+function emitWarning(warning, type, code, ctor) {
+  let detail;
+  if (type !== null && typeof type === 'object' && !Array.isArray(type)) {
+    ({ type, code, detail } = type);
+  } else if (typeof type === 'function') {
+    ctor = type;
+    code = undefined;
+    type = 'Warning';
+  }
+  if (typeof code === 'function') {
+    ctor = code;
+    code = undefined;
+  }
+  if (typeof warning === 'string') {
+    const error = new Error(warning);
+    error.name = String(type || 'Warning');
+    if (code !== undefined) error.code = code;
+    if (detail !== undefined) error.detail = detail;
+    warning = error;
+  } else if (!(warning instanceof Error)) {
+    throw coded(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "warning" argument must be of type string or an instance of Error.');
+  }
+  if (warning.name === 'DeprecationWarning') {
+    if (process.noDeprecation) return;
+    if (process.throwDeprecation) throw warning;
+  }
+  process.nextTick(() => {
+    if (!process.noProcessWarnings && !(warning.name === 'DeprecationWarning' && process.noDeprecation)) {
+      let text = `(node:${process.pid}) ${warning.code ? `[${warning.code}] ` : ''}${warning.name}: ${warning.message}\n`;
+      if (warning.detail) text += `${warning.detail}\n`;
+      if (!warnedOnce) {
+        warnedOnce = true;
+        text += `(Use \`node --trace-${warning.name === 'DeprecationWarning' ? 'deprecation' : 'warnings'} ...\` to show where the warning was created)\n`;
+      }
+      writeAll(2, text);
+    }
+    process.emit('warning', warning);
+  });
 }
 
 const startNs = native.hrtime();
@@ -78,8 +158,11 @@ Object.assign(process, {
     throw coded(Error, 'ENOSYS', `process.kill(${pid}) is not supported by this runtime (secure-exec)`);
   },
   nextTick(callback, ...args) {
-    if (typeof callback !== 'function') throw new TypeError('The "callback" argument must be of type function');
-    queueMicrotask(() => callback(...args));
+    if (typeof callback !== 'function') {
+      throw coded(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "callback" argument must be of type function');
+    }
+    ticks.push({ callback, args });
+    scheduleDrain();
   },
   uptime() {
     return Number(native.hrtime() - startNs) / 1e9;
@@ -95,10 +178,7 @@ Object.assign(process, {
   getgid: () => 0,
   getegid: () => 0,
   getgroups: () => [0],
-  emitWarning(warning, type) {
-    const text = typeof warning === 'string' ? `${type || 'Warning'}: ${warning}` : `${warning.name}: ${warning.message}`;
-    writeAll(2, `(node:1) ${text}\n`);
-  },
+  emitWarning,
   binding(name) {
     throw coded(Error, 'ERR_UNSUPPORTED', `process.binding('${name}') is not supported`);
   },

@@ -102,12 +102,12 @@ function cancel(timer) {
 }
 
 export function setTimeout(callback, delay, ...args) {
-  if (typeof callback !== 'function') throw new TypeError('The "callback" argument must be of type function');
+  if (typeof callback !== 'function') throw callbackError(callback);
   return new Timeout(callback, delay, args, false);
 }
 
 export function setInterval(callback, delay, ...args) {
-  if (typeof callback !== 'function') throw new TypeError('The "callback" argument must be of type function');
+  if (typeof callback !== 'function') throw callbackError(callback);
   return new Timeout(callback, delay, args, true);
 }
 
@@ -127,7 +127,7 @@ export class Immediate {
 }
 
 export function setImmediate(callback, ...args) {
-  if (typeof callback !== 'function') throw new TypeError('The "callback" argument must be of type function');
+  if (typeof callback !== 'function') throw callbackError(callback);
   const immediate = new Immediate(callback, args);
   immediates.push(immediate);
   return immediate;
@@ -165,14 +165,82 @@ export function pendingImmediates() {
   return immediates.some((immediate) => immediate._active && immediate._refed);
 }
 
+function callbackError(callback) {
+  const error = new TypeError(`The "callback" argument must be of type function. Received ${callback === null ? 'null' : typeof callback}`);
+  error.code = 'ERR_INVALID_ARG_TYPE';
+  return error;
+}
+
+function abortError(signal) {
+  const error = new Error('The operation was aborted');
+  error.name = 'AbortError';
+  error.code = 'ABORT_ERR';
+  if (signal.reason !== undefined) error.cause = signal.reason;
+  return error;
+}
+
+// timers/promises, with Node's options: `signal` (an abort rejects with an AbortError and clears
+// the timer) and `ref` (false: the timer does not keep the program alive).
+function promised(schedule, cancel, value, options = {}) {
+  const { signal, ref = true } = options ?? {};
+  if (signal && signal.aborted) return Promise.reject(abortError(signal));
+  return new Promise((resolve, reject) => {
+    let onAbort;
+    const handle = schedule(() => {
+      if (signal) signal.removeEventListener('abort', onAbort);
+      resolve(value);
+    });
+    if (!ref) handle.unref();
+    if (signal) {
+      onAbort = () => {
+        cancel(handle);
+        reject(abortError(signal));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+  });
+}
+
 export const promises = {
-  setTimeout: (delay, value) => new Promise((resolve) => setTimeout(resolve, delay, value)),
-  setImmediate: (value) => new Promise((resolve) => setImmediate(resolve, value)),
-  async *setInterval(delay, value) {
-    for (;;) yield await new Promise((resolve) => setTimeout(resolve, delay, value));
+  setTimeout: (delay, value, options) => promised((done) => setTimeout(done, delay), clearTimeout, value, options),
+  setImmediate: (value, options) => promised((done) => setImmediate(done), clearImmediate, value, options),
+  async *setInterval(delay, value, options = {}) {
+    const { signal, ref = true } = options ?? {};
+    if (signal && signal.aborted) throw abortError(signal);
+    let pending = 0;
+    let wake = null;
+    const interval = setInterval(() => {
+      pending++;
+      if (wake) {
+        wake();
+        wake = null;
+      }
+    }, delay);
+    if (!ref) interval.unref();
+    let onAbort;
+    const aborted = signal ? new Promise((resolve, reject) => {
+      onAbort = () => reject(abortError(signal));
+      signal.addEventListener('abort', onAbort, { once: true });
+    }) : null;
+    aborted?.catch(() => {});
+    try {
+      for (;;) {
+        if (pending === 0) {
+          const tick = new Promise((resolve) => { wake = resolve; });
+          await (aborted ? Promise.race([tick, aborted]) : tick);
+        }
+        if (pending > 0) {
+          pending--;
+          yield value;
+        }
+      }
+    } finally {
+      clearInterval(interval);
+      if (signal) signal.removeEventListener('abort', onAbort);
+    }
   },
   scheduler: {
-    wait: (delay) => new Promise((resolve) => setTimeout(resolve, delay)),
+    wait: (delay, options) => promised((done) => setTimeout(done, delay), clearTimeout, undefined, options),
     yield: () => new Promise((resolve) => setImmediate(resolve)),
   },
 };

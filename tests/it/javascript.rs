@@ -363,3 +363,105 @@ fn npm_packages_run_unchanged_from_node_modules() {
         ("<h1>Title</h1>\n<p>Some <em>text</em>.</p>\n\n".into(), String::new(), 0)
     );
 }
+
+/// The compatibility suite (`tests/js-compat/cases`, written for this project): every case's
+/// stdout must be what Node.js printed (its `.out` file, recorded from Node), with status 0,
+/// except the cases `known-failures.txt` lists with a reason, which must still fail (a fixed
+/// one is taken off the list). `docs/compatibility.md` states the pass count this checks.
+#[test]
+fn the_compatibility_suite_passes_as_documented() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/js-compat");
+    let known: std::collections::BTreeMap<String, String> = std::fs::read_to_string(root.join("known-failures.txt"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once(':').map(|(name, why)| (name.trim().to_owned(), why.trim().to_owned())))
+        .collect();
+    let mut cases: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("cases"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "js" || extension == "mjs"))
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 150, "the suite has {} cases", cases.len());
+    let (mut sidecar, scope) = node_vm(OPEN, "12");
+    let work = "/tmp/jscompat-work";
+    let (mut passed, mut failures) = (0, Vec::new());
+    for (index, case) in cases.iter().enumerate() {
+        let name = case.file_name().unwrap().to_str().unwrap().to_owned();
+        let expected = std::fs::read_to_string(case.with_extension("out")).unwrap();
+        write(&mut sidecar, &scope, &format!("{work}/{name}"), &std::fs::read_to_string(case).unwrap());
+        let execute = ExecuteRequest {
+            cwd: Some(work.to_owned()),
+            ..ExecuteRequest::command(&format!("case-{index}"), "node", [format!("{work}/{name}")])
+        };
+        let (stdout, stderr, exit) = run(&mut sidecar, &scope, execute);
+        let passes = exit == 0 && stdout == expected;
+        match (passes, known.contains_key(&name)) {
+            (true, false) => passed += 1,
+            (false, true) => {}
+            (true, true) => failures.push(format!("{name} passes now: take it off known-failures.txt")),
+            (false, false) => failures
+                .push(format!("{name}: exit {exit}\n--- stdout\n{stdout}--- expected\n{expected}--- stderr\n{stderr}")),
+        }
+    }
+    assert!(failures.is_empty(), "{} failing:\n{}", failures.len(), failures.join("\n"));
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/compatibility.md")).unwrap();
+    let claim = format!("**{passed} of {} JavaScript cases pass**", cases.len());
+    assert!(docs.contains(&claim), "docs/compatibility.md should say {claim}");
+}
+
+/// A recorded run of `node` (its Math.random() from the VM's seed, its Date.now() and
+/// performance.now() from the kernel's clock readings, which the trace holds) replays to the
+/// same frames byte for byte.
+#[test]
+fn a_recorded_node_run_replays_to_the_same_frames() {
+    let trace = std::env::temp_dir().join(format!("sidecar-it-node-{}.trace", std::process::id()));
+    let dir = testkit::node::built().display().to_string();
+    let mut sidecar =
+        Client::spawn(binary(), &["--node-dir", &dir, "--seed", "13", "--record", trace.to_str().unwrap()]).unwrap();
+    sidecar.timeout = Duration::from_secs(300);
+    let auth = sidecar.authenticate("it", "token").unwrap();
+    let session = sidecar.open_session(&auth.connection_id).unwrap();
+    let vm = sidecar.create_vm(&auth.connection_id, &session, OPEN).unwrap();
+    let scope = OwnershipScope::vm(auth.connection_id.clone(), session.clone(), vm.clone());
+    let code = "setTimeout(() => console.log(Math.random(), Date.now() > 0, performance.now() >= 0, require('crypto').randomUUID().length), 3)";
+    let (stdout, stderr, exit) = run(&mut sidecar, &scope, javascript("record", None, &["-e", code]));
+    assert_eq!((stderr.as_str(), exit), ("", 0));
+    assert!(stdout.starts_with("0.") && stdout.ends_with(" true true 36\n"), "{stdout}");
+    sidecar.dispose_vm(&auth.connection_id, &session, &vm).unwrap();
+    assert!(sidecar.close().unwrap().success());
+    let replay = std::process::Command::new(binary())
+        .env("SECURE_EXEC_NODE", &dir)
+        .args(["replay", trace.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    assert!(String::from_utf8_lossy(&replay.stdout).contains("replay matched"));
+    let _ = std::fs::remove_file(&trace);
+}
+
+/// Truncating a file and setting its times on a `host_dir` mount: both calls reach the host
+/// directory through effects the driver performs, and wait for them (they once answered EAGAIN).
+#[test]
+fn files_on_a_host_directory_mount_truncate_and_take_times() {
+    let host = std::env::temp_dir().join(format!("sidecar-it-node-mount-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&host);
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f.txt"), "0123456789").unwrap();
+    let (mut sidecar, scope) = node_vm(OPEN, "14");
+    let configure = ConfigureVmRequest::mounts(vec![MountDescriptor::host_dir("/mnt", host.to_str().unwrap(), false)]);
+    let configured = sidecar.request(scope.clone(), RequestPayload::ConfigureVmRequest(configure)).unwrap();
+    assert!(matches!(configured, ResponsePayload::VmConfiguredResponse(_)), "{configured:?}");
+    let code = "const fs = require('fs');\n\
+                const fd = fs.openSync('/mnt/f.txt', 'r+');\n\
+                fs.ftruncateSync(fd, 4);\n\
+                fs.closeSync(fd);\n\
+                fs.truncateSync('/mnt/f.txt', 2);\n\
+                fs.utimesSync('/mnt/f.txt', 3000, 4000);\n\
+                console.log(fs.readFileSync('/mnt/f.txt', 'utf8'), fs.statSync('/mnt/f.txt').mtimeMs);";
+    let (stdout, stderr, exit) = run(&mut sidecar, &scope, javascript("mount", None, &["-e", code]));
+    assert_eq!((stdout.as_str(), stderr.as_str(), exit), ("01 4000000\n", "", 0));
+    assert_eq!(std::fs::read_to_string(host.join("f.txt")).unwrap(), "01");
+    let _ = std::fs::remove_dir_all(&host);
+}

@@ -36,10 +36,18 @@ export class TextEncoder {
     return out.slice(0, n);
   }
   encodeInto(input, destination) {
-    const bytes = this.encode(input);
-    const written = Math.min(bytes.length, destination.length);
-    destination.set(bytes.subarray(0, written));
-    return { read: String(input).length, written };
+    // Whole characters only: `read` counts the UTF-16 units of those that fit.
+    const text = String(input);
+    let read = 0;
+    let written = 0;
+    for (const char of text) {
+      const bytes = this.encode(char);
+      if (written + bytes.length > destination.length) break;
+      destination.set(bytes, written);
+      written += bytes.length;
+      read += char.length;
+    }
+    return { read, written };
   }
 }
 
@@ -82,20 +90,64 @@ export function decodeUtf8(bytes, start = 0, end = bytes.length) {
   return out + String.fromCharCode.apply(null, parts);
 }
 
+const UTF8_LABELS = ['utf-8', 'utf8', 'unicode-1-1-utf-8', 'unicode11utf8', 'unicode20utf8', 'x-unicode20utf8'];
+const UTF16LE_LABELS = ['utf-16le', 'utf-16', 'ucs-2', 'unicode', 'csunicode', 'iso-10646-ucs-2', 'unicodefeff'];
+const WINDOWS1252_LABELS = ['windows-1252', 'latin1', 'iso-8859-1', 'ascii', 'us-ascii', 'cp1252', 'l1', 'iso8859-1',
+  'iso88591', 'iso_8859-1', 'iso_8859-1:1987', 'x-cp1252', 'cp819', 'ibm819', 'iso-ir-100', 'csisolatin1',
+  'ansi_x3.4-1968'];
+// windows-1252's bytes 0x80-0x9f (the rest are Latin-1's code points).
+const WINDOWS1252_HIGH = [
+  0x20ac, 0x81, 0x201a, 0x192, 0x201e, 0x2026, 0x2020, 0x2021, 0x2c6, 0x2030, 0x160, 0x2039, 0x152, 0x8d, 0x17d, 0x8f,
+  0x90, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x2dc, 0x2122, 0x161, 0x203a, 0x153, 0x9d, 0x17e, 0x178,
+];
+
+function invalidData(encoding) {
+  const error = new TypeError(`The encoded data was not valid for encoding ${encoding}`);
+  error.code = 'ERR_ENCODING_INVALID_ENCODED_DATA';
+  return error;
+}
+
+/** Whether `bytes[start, end)` is well-formed UTF-8. */
+function validUtf8(bytes, start, end) {
+  for (let i = start; i < end;) {
+    const byte = bytes[i];
+    let size;
+    let min;
+    if (byte < 0x80) { i++; continue; }
+    if (byte >= 0xc2 && byte < 0xe0) { size = 2; min = 0x80; }
+    else if (byte >= 0xe0 && byte < 0xf0) { size = 3; min = 0x800; }
+    else if (byte >= 0xf0 && byte < 0xf5) { size = 4; min = 0x10000; }
+    else return false;
+    if (i + size > end) return false;
+    let value = byte & (size === 2 ? 31 : size === 3 ? 15 : 7);
+    for (let k = 1; k < size; k++) {
+      if ((bytes[i + k] & 0xc0) !== 0x80) return false;
+      value = (value << 6) | (bytes[i + k] & 63);
+    }
+    if (value < min || value > 0x10ffff || (value >= 0xd800 && value <= 0xdfff)) return false;
+    i += size;
+  }
+  return true;
+}
+
 export class TextDecoder {
   constructor(encoding = 'utf-8', options = {}) {
-    const label = String(encoding).toLowerCase();
-    if (label !== 'utf-8' && label !== 'utf8' && label !== 'unicode-1-1-utf-8') {
+    const label = String(encoding).trim().toLowerCase();
+    if (UTF8_LABELS.includes(label)) this._encoding = 'utf-8';
+    else if (UTF16LE_LABELS.includes(label)) this._encoding = 'utf-16le';
+    else if (WINDOWS1252_LABELS.includes(label)) this._encoding = 'windows-1252';
+    else {
       const error = new RangeError(`The "${encoding}" encoding is not supported`);
       error.code = 'ERR_ENCODING_NOT_SUPPORTED';
       throw error;
     }
-    this.fatal = Boolean(options.fatal);
-    this.ignoreBOM = Boolean(options.ignoreBOM);
+    this.fatal = Boolean(options && options.fatal);
+    this.ignoreBOM = Boolean(options && options.ignoreBOM);
     this._pending = new Uint8Array(0);
+    this._streaming = false;
   }
   get encoding() {
-    return 'utf-8';
+    return this._encoding;
   }
   decode(input, options = {}) {
     let bytes = input === undefined ? new Uint8Array(0)
@@ -107,8 +159,55 @@ export class TextDecoder {
       joined.set(bytes, this._pending.length);
       bytes = joined;
     }
+    const stream = Boolean(options && options.stream);
+    // A byte order mark is taken off the start of a stream only.
+    const atStart = !this._streaming;
+    this._streaming = stream;
     let end = bytes.length;
-    if (options.stream) {
+    if (this._encoding === 'windows-1252') {
+      this._pending = new Uint8Array(0);
+      let out = '';
+      for (let i = 0; i < end; i++) {
+        const byte = bytes[i];
+        out += String.fromCharCode(byte >= 0x80 && byte < 0xa0 ? WINDOWS1252_HIGH[byte - 0x80] : byte);
+      }
+      return out;
+    }
+    if (this._encoding === 'utf-16le') {
+      if (stream) {
+        end -= end % 2;
+        // A high surrogate at the end waits for its pair.
+        if (end >= 2) {
+          const last = bytes[end - 2] | (bytes[end - 1] << 8);
+          if (last >= 0xd800 && last <= 0xdbff) end -= 2;
+        }
+      }
+      this._pending = stream ? bytes.slice(end) : new Uint8Array(0);
+      let start = 0;
+      if (atStart && !this.ignoreBOM && bytes[0] === 0xff && bytes[1] === 0xfe && end >= 2) start = 2;
+      let out = '';
+      for (let i = start; i + 1 < end; i += 2) {
+        const unit = bytes[i] | (bytes[i + 1] << 8);
+        if (unit >= 0xd800 && unit <= 0xdbff) {
+          const next = i + 3 < end ? bytes[i + 2] | (bytes[i + 3] << 8) : -1;
+          if (next >= 0xdc00 && next <= 0xdfff) {
+            out += String.fromCharCode(unit, next);
+            i += 2;
+            continue;
+          }
+        }
+        if (unit >= 0xd800 && unit <= 0xdfff) {
+          if (this.fatal) throw invalidData('utf-16le');
+          out += '\ufffd';
+        } else out += String.fromCharCode(unit);
+      }
+      if (!stream && end % 2 === 1) {
+        if (this.fatal) throw invalidData('utf-16le');
+        out += '\ufffd';
+      }
+      return out;
+    }
+    if (stream) {
       // Keep an incomplete sequence at the end for the next call.
       let back = end - 1;
       while (back >= 0 && back >= end - 3 && (bytes[back] & 0xc0) === 0x80) back--;
@@ -120,13 +219,8 @@ export class TextDecoder {
       this._pending = bytes.slice(end);
     } else this._pending = new Uint8Array(0);
     let start = 0;
-    if (!this.ignoreBOM && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) start = 3;
-    const text = decodeUtf8(bytes, start, end);
-    if (this.fatal && text.includes('\ufffd')) {
-      const error = new TypeError('The encoded data was not valid for encoding utf-8');
-      error.code = 'ERR_ENCODING_INVALID_ENCODED_DATA';
-      throw error;
-    }
-    return text;
+    if (atStart && !this.ignoreBOM && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) start = 3;
+    if (this.fatal && !validUtf8(bytes, start, end)) throw invalidData('utf-8');
+    return decodeUtf8(bytes, start, end);
   }
 }

@@ -1,7 +1,11 @@
 // The globals every module may expect as it loads: set before any other module of the layer
 // (and any bundled npm package) is evaluated.
+import './error_stack.js'; // first: errors made while the layer loads get Node's stacks too
 import { native } from './native.js';
 import { TextEncoder, TextDecoder } from './encoding.js';
+import './buffer_compat.js';
+import './events_compat.js';
+import { structuredClone } from './structured_clone.js';
 import process from '../process.js';
 import * as timers from '../timers.js';
 import { Buffer } from 'buffer';
@@ -22,13 +26,12 @@ globalThis.performance = {
   measure() {},
   toJSON() { return { timeOrigin: this.timeOrigin }; },
 };
-if (typeof globalThis.structuredClone !== 'function') {
-  globalThis.structuredClone = (value) => (value === undefined ? undefined : JSON.parse(JSON.stringify(value)));
-}
+globalThis.structuredClone = structuredClone;
 
 
 import { DOMException, Event, EventTarget, AbortController, AbortSignal } from './web.js';
-Object.assign(globalThis, { DOMException, Event, EventTarget, AbortController, AbortSignal });
+import { URL, URLSearchParams } from './url.js';
+Object.assign(globalThis, { DOMException, Event, EventTarget, AbortController, AbortSignal, URL, URLSearchParams });
 
 // Math.random from the kernel's random source (QuickJS seeds it from the wall clock): the VM's
 // seed decides it, so a run replays.

@@ -109,17 +109,14 @@ fn add_fd_calls<H: WasiHost>(linker: &mut Linker<GuestCtx<H>>) -> wasmtime::Resu
     linker.func_wrap(MODULE, "fd_tell", |mut c: Ctx<'_, H>, fd: Fd, offset: u32| {
         errno(returning(&mut c, offset, |h| h.fd_tell(fd)))
     })?;
-    linker.func_wrap(MODULE, "fd_filestat_set_size", |c: Ctx<'_, H>, fd: Fd, size: u64| {
-        host_errno(&c, |h| h.fd_filestat_set_size(fd, size))
+    // These may have to wait for the host (a permission prompt, or a call to a `host_dir`
+    // mount's directory that the driver performs): see `define_retrying`.
+    define_retrying(linker, MODULE, "fd_filestat_set_size", |c, (fd, size): (Fd, u64)| {
+        c.data().with_host(|h| h.fd_filestat_set_size(fd, size))
     })?;
-    linker.func_wrap(
-        MODULE,
-        "fd_filestat_set_times",
-        |c: Ctx<'_, H>, fd: Fd, atim: u64, mtim: u64, fstflags: u32| {
-            host_errno(&c, |h| h.fd_filestat_set_times(fd, atim, mtim, flags16(fstflags, FSTFLAGS_ALL)?))
-        },
-    )?;
-    // These two may have to wait for the host (a permission prompt): see `define_retrying`.
+    define_retrying(linker, MODULE, "fd_filestat_set_times", |c, (fd, atim, mtim, fstflags): (Fd, u64, u64, u32)| {
+        c.data().with_host(|h| h.fd_filestat_set_times(fd, atim, mtim, flags16(fstflags, FSTFLAGS_ALL)?))
+    })?;
     define_retrying(linker, MODULE, "fd_filestat_get", |c, (fd, buf): (Fd, u32)| {
         returning(c, buf, |h| h.fd_filestat_get(fd))
     })?;

@@ -1,0 +1,11 @@
+const a = Buffer.from('abc');
+const b = Buffer.from('def');
+const c = Buffer.concat([a, b]);
+console.log(c.toString(), c.length);
+console.log(Buffer.concat([a, b], 4).toString());
+const s = c.slice(1, 4);
+s[0] = 0x42;
+console.log(s.toString(), c.toString());
+const sub = c.subarray(-2);
+console.log(sub.toString());
+console.log(Buffer.concat([]).length);

@@ -1,0 +1,11 @@
+const b = Buffer.alloc(8);
+b.fill('ab');
+console.log(b.toString());
+b.fill(0, 4);
+console.log(b);
+const src = Buffer.from('XYZ');
+console.log(src.copy(b, 5), b);
+const t = Buffer.from('0123456789');
+t.copy(t, 0, 5);
+console.log(t.toString());
+console.log(Buffer.from('abc').reverse().toString());

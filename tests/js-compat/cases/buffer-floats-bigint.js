@@ -1,0 +1,12 @@
+const b = Buffer.alloc(16);
+b.writeDoubleLE(3.14159, 0);
+b.writeFloatBE(1.5, 8);
+console.log(b.readDoubleLE(0), b.readFloatBE(8));
+const c = Buffer.alloc(8);
+c.writeBigUInt64BE(2n ** 63n + 5n);
+console.log(c.toString('hex'), c.readBigUInt64BE());
+c.writeBigInt64LE(-3n);
+console.log(c.readBigInt64LE(), c.toString('hex'));
+const d = Buffer.alloc(6);
+d.writeUIntBE(0x123456789a, 0, 5);
+console.log(d.readUIntBE(0, 5).toString(16), d.readIntLE(0, 3));

@@ -1,0 +1,12 @@
+const ab = new ArrayBuffer(8);
+const view = new Uint8Array(ab);
+const b = Buffer.from(ab, 2, 4);
+b[0] = 9;
+console.log(view[2], b.length, b.byteOffset);
+const copy = Buffer.from(view);
+copy[3] = 7;
+console.log(view[3], copy[3]);
+const u16 = new Uint16Array([1, 256]);
+console.log(Buffer.from(u16.buffer));
+console.log(Buffer.from([257, -1, 3.7]));
+console.log(Buffer.from(Buffer.from('dup')).toString());

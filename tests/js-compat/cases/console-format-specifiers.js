@@ -1,0 +1,10 @@
+console.log('%s is %d years', 'Bob', 42);
+console.log('%i %f', 3.9, '2.5');
+console.log('%j', { a: [1, 2] });
+console.log('%o', { a: 1 });
+console.log('%O', { b: 'x' });
+console.log('100%% sure', 'extra');
+console.log('%s', null, undefined, 5);
+console.log('%d', '0x10', '%s');
+console.log('%c styled', 'color: red');
+console.log('no args %s');

@@ -1,0 +1,13 @@
+console.group('Group A');
+console.log('inside A');
+console.group();
+console.log('nested');
+console.groupEnd();
+console.log('back in A');
+console.groupEnd();
+console.log('outside');
+console.count();
+console.count('x');
+console.count();
+console.countReset();
+console.count();

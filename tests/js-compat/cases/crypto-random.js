@@ -1,0 +1,10 @@
+const crypto = require('crypto');
+const b = crypto.randomBytes(16);
+console.log(Buffer.isBuffer(b), b.length);
+const id = crypto.randomUUID();
+console.log(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(id));
+const n = crypto.randomInt(10);
+console.log(Number.isInteger(n), n >= 0 && n < 10);
+const arr = crypto.getRandomValues(new Uint32Array(4));
+console.log(arr.length, arr instanceof Uint32Array);
+crypto.randomBytes(8, (err, buf) => console.log('async', err, buf.length));

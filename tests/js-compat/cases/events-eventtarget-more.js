@@ -1,0 +1,12 @@
+const et = new EventTarget();
+const obj = { handleEvent(e) { console.log('handleEvent', e.type, this === obj); } };
+et.addEventListener('ping', obj);
+et.dispatchEvent(new Event('ping'));
+const ac = new AbortController();
+et.addEventListener('ping', () => console.log('signal listener'), { signal: ac.signal });
+et.dispatchEvent(new Event('ping'));
+ac.abort();
+et.dispatchEvent(new Event('ping'));
+const { once } = require('events');
+once(et, 'ready').then(([ev]) => console.log('once on EventTarget', ev.type));
+et.dispatchEvent(new Event('ready'));

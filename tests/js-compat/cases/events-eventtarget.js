@@ -1,0 +1,10 @@
+const target = new EventTarget();
+const handler = (ev) => console.log('got', ev.type, ev instanceof Event);
+target.addEventListener('hello', handler);
+target.addEventListener('hello', handler);
+target.dispatchEvent(new Event('hello'));
+target.removeEventListener('hello', handler);
+console.log(target.dispatchEvent(new Event('hello')));
+target.addEventListener('once', () => console.log('once fired'), { once: true });
+target.dispatchEvent(new Event('once'));
+target.dispatchEvent(new Event('once'));

@@ -1,0 +1,10 @@
+const EventEmitter = require('events');
+const e = new EventEmitter();
+e.on('newListener', (name) => console.log('adding', name));
+e.on('removeListener', (name) => console.log('removed', name));
+const h = () => {};
+e.on('foo', h);
+e.once('bar', () => {});
+e.off('foo', h);
+e.emit('bar');
+console.log(e.eventNames());

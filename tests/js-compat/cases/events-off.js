@@ -1,0 +1,12 @@
+const EventEmitter = require('events');
+const e = new EventEmitter();
+const a = () => console.log('a');
+const b = () => console.log('b');
+e.on('t', a).on('t', b).on('t', a);
+e.emit('t');
+e.off('t', a);
+e.emit('t');
+e.removeListener('t', a);
+e.emit('t');
+e.removeAllListeners('t');
+console.log(e.emit('t'), e.listenerCount('t'));

@@ -1,0 +1,10 @@
+const { EventEmitter } = require('events');
+const e = new EventEmitter();
+e.once('ping', (v) => console.log('once', v));
+e.emit('ping', 1);
+e.emit('ping', 2);
+console.log(e.listenerCount('ping'));
+const f = () => console.log('never');
+e.once('q', f);
+e.off('q', f);
+console.log(e.emit('q'));

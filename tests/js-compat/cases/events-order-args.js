@@ -1,0 +1,10 @@
+const EventEmitter = require('events');
+const e = new EventEmitter();
+const calls = [];
+e.on('ev', function (...args) { calls.push(['l1', args.length]); e.on('ev', () => calls.push(['late'])); });
+e.on('ev', () => calls.push(['l2']));
+e.emit('ev', 1, 2, 3, 4, 5);
+console.log(JSON.stringify(calls));
+calls.length = 0;
+e.emit('ev');
+console.log(calls.map((c) => c[0]).join(','));

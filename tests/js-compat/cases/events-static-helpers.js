@@ -1,0 +1,14 @@
+const events = require('events');
+const { EventEmitter, getEventListeners, errorMonitor } = events;
+const e = new EventEmitter();
+const fn = () => {};
+e.on('x', fn);
+console.log(getEventListeners(e, 'x').length, getEventListeners(e, 'x')[0] === fn);
+e.on(errorMonitor, (err) => console.log('monitored', err.message));
+e.on('error', (err) => console.log('handled', err.message));
+e.emit('error', new Error('watch me'));
+events.setMaxListeners(5, e);
+console.log(e.getMaxListeners());
+const ac = new AbortController();
+events.once(e, 'never', { signal: ac.signal }).catch((err) => console.log('once aborted', err.name));
+ac.abort();

@@ -1,0 +1,10 @@
+const fs = require('fs');
+const file = '/tmp/jscompat-work/fs-encodings-options.txt';
+fs.writeFileSync(file, 'héllo', 'utf-8');
+console.log(fs.readFileSync(file, 'utf-8'), fs.readFileSync(file, { encoding: 'latin1' }).length);
+fs.writeFileSync(file, 'aGVsbG8=', { encoding: 'base64' });
+console.log(fs.readFileSync(file, 'utf8'));
+fs.writeFileSync(file, '68690a', 'hex');
+console.log(JSON.stringify(fs.readFileSync(file, 'ascii')));
+console.log(fs.readFileSync(file, 'base64'));
+fs.unlinkSync(file);

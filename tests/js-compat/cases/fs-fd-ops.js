@@ -1,0 +1,18 @@
+const fs = require('fs');
+const file = '/tmp/jscompat-work/fs-fd-ops.bin';
+const fd = fs.openSync(file, 'w+');
+console.log(typeof fd);
+console.log(fs.writeSync(fd, 'abcdef'));
+console.log(fs.writeSync(fd, Buffer.from('XY'), 0, 2, 1));
+const buf = Buffer.alloc(6);
+console.log(fs.readSync(fd, buf, 0, 6, 0), buf.toString());
+console.log(fs.fstatSync(fd).size);
+fs.ftruncateSync(fd, 3);
+console.log(fs.fstatSync(fd).size);
+fs.closeSync(fd);
+console.log(fs.readFileSync(file, 'latin1'));
+const fd2 = fs.openSync(file, 'a');
+fs.writeSync(fd2, '++');
+fs.closeSync(fd2);
+console.log(fs.readFileSync(file, 'utf8'));
+fs.unlinkSync(file);

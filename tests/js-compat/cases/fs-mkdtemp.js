@@ -1,0 +1,10 @@
+const fs = require('fs');
+const path = require('path');
+const prefix = '/tmp/jscompat-work/fs-mkdtemp-';
+const dir = fs.mkdtempSync(prefix);
+console.log(dir.startsWith(prefix), dir.length - prefix.length);
+console.log(fs.statSync(dir).isDirectory());
+fs.writeFileSync(path.join(dir, 'x'), '1');
+console.log(fs.readdirSync(dir));
+fs.rmSync(dir, { recursive: true });
+console.log(fs.existsSync(dir));

@@ -1,0 +1,10 @@
+import { mkdir, writeFile, readdir, rm } from 'node:fs/promises';
+const dir = '/tmp/jscompat-work/fs-promises-readdir-types';
+await rm(dir, { recursive: true, force: true });
+await mkdir(dir + '/d1', { recursive: true });
+await writeFile(dir + '/f1', '');
+const entries = await readdir(dir, { withFileTypes: true });
+entries.sort((a, b) => (a.name < b.name ? -1 : 1));
+console.log(entries.map((e) => `${e.name}:${e.isDirectory() ? 'dir' : 'file'}`).join(','));
+await rm(dir, { recursive: true });
+console.log('ok');

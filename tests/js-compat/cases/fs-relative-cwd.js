@@ -1,0 +1,12 @@
+const fs = require('fs');
+process.chdir('/tmp/jscompat-work');
+fs.mkdirSync('fs-relative-cwd', { recursive: true });
+fs.writeFileSync('fs-relative-cwd/rel.txt', 'relative');
+console.log(fs.readFileSync('./fs-relative-cwd/rel.txt', 'utf8'));
+console.log(fs.existsSync('/tmp/jscompat-work/fs-relative-cwd/rel.txt'));
+process.chdir('fs-relative-cwd');
+console.log(process.cwd());
+console.log(fs.readdirSync('.'));
+process.chdir('..');
+fs.rmSync('fs-relative-cwd', { recursive: true });
+console.log(fs.existsSync('fs-relative-cwd'));

@@ -1,0 +1,11 @@
+const fs = require('fs');
+const dir = '/tmp/jscompat-work/fs-symlink';
+fs.rmSync(dir, { recursive: true, force: true });
+fs.mkdirSync(dir);
+fs.writeFileSync(dir + '/target.txt', 'T');
+fs.symlinkSync('target.txt', dir + '/link');
+console.log(fs.readlinkSync(dir + '/link'));
+console.log(fs.lstatSync(dir + '/link').isSymbolicLink(), fs.statSync(dir + '/link').isFile());
+console.log(fs.readFileSync(dir + '/link', 'utf8'));
+console.log(fs.realpathSync(dir + '/link') === dir + '/target.txt');
+fs.rmSync(dir, { recursive: true });

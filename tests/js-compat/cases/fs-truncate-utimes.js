@@ -1,0 +1,11 @@
+const fs = require('fs');
+const file = '/tmp/jscompat-work/fs-truncate-utimes.txt';
+fs.writeFileSync(file, '0123456789');
+fs.truncateSync(file, 4);
+console.log(fs.readFileSync(file, 'utf8'));
+fs.truncateSync(file);
+console.log(fs.statSync(file).size);
+fs.utimesSync(file, 1000, 2000);
+const st = fs.statSync(file);
+console.log(st.mtimeMs, st.mtime.toISOString());
+fs.unlinkSync(file);

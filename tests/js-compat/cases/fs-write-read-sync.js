@@ -1,0 +1,16 @@
+const fs = require('fs');
+const dir = '/tmp/jscompat-work/fs-write-read-sync';
+fs.rmSync(dir, { recursive: true, force: true });
+fs.mkdirSync(dir);
+const file = dir + '/a.txt';
+fs.writeFileSync(file, 'hello\nworld\n');
+console.log(JSON.stringify(fs.readFileSync(file, 'utf8')));
+const buf = fs.readFileSync(file);
+console.log(Buffer.isBuffer(buf), buf.length, buf[0]);
+console.log(fs.readFileSync(file, { encoding: 'hex' }));
+fs.writeFileSync(file, Buffer.from([0xe2, 0x82, 0xac]));
+console.log(fs.readFileSync(file, 'utf8'), fs.statSync(file).size);
+fs.writeFileSync(file, new Uint8Array([65, 66, 67]));
+console.log(fs.readFileSync(file).toString());
+fs.rmSync(dir, { recursive: true });
+console.log(fs.existsSync(dir));

@@ -1,0 +1,13 @@
+const fs = require('fs');
+const dir = '/tmp/jscompat-work/module-cache';
+fs.mkdirSync(dir, { recursive: true });
+fs.writeFileSync(dir + '/counter.js', 'globalThis.loads = (globalThis.loads || 0) + 1; module.exports = { n: globalThis.loads };');
+const a = require(dir + '/counter');
+const b = require(dir + '/counter.js');
+console.log(a === b, a.n, globalThis.loads);
+const key = require.resolve(dir + '/counter');
+console.log(key in require.cache, require.cache[key].exports === a);
+delete require.cache[key];
+const c = require(dir + '/counter');
+console.log(c === a, c.n);
+fs.rmSync(dir, { recursive: true });

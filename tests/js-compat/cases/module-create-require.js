@@ -1,0 +1,11 @@
+const fs = require('fs');
+const { createRequire, builtinModules } = require('module');
+const dir = '/tmp/jscompat-work/module-create-require';
+fs.mkdirSync(dir, { recursive: true });
+fs.writeFileSync(dir + '/thing.js', 'module.exports = "thing!";');
+const req = createRequire(dir + '/anchor.js');
+console.log(req('./thing'));
+console.log(req.resolve('./thing'));
+console.log(Array.isArray(builtinModules), builtinModules.includes('fs'), builtinModules.includes('path'));
+console.log(require('module').isBuiltin('node:fs'), require('module').isBuiltin('nope'));
+fs.rmSync(dir, { recursive: true });

@@ -1,0 +1,10 @@
+import fs from 'node:fs';
+const dir = '/tmp/jscompat-work/module-esm-import-cjs';
+fs.mkdirSync(dir, { recursive: true });
+fs.writeFileSync(dir + '/cjs.cjs', 'module.exports = { a: 1, greet(n) { return "hi " + n; } };');
+fs.writeFileSync(dir + '/esm.mjs', 'export const x = 42;\nexport default function def() { return "default"; }');
+const cjs = await import(dir + '/cjs.cjs');
+console.log(cjs.default.a, cjs.default.greet('esm'));
+const esm = await import(dir + '/esm.mjs');
+console.log(esm.x, esm.default());
+fs.rmSync(dir, { recursive: true });

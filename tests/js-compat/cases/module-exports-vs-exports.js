@@ -1,0 +1,12 @@
+const fs = require('fs');
+const dir = '/tmp/jscompat-work/module-exports-vs-exports';
+fs.mkdirSync(dir, { recursive: true });
+fs.writeFileSync(dir + '/a.js', 'exports.x = 1; module.exports = { y: 2 };');
+fs.writeFileSync(dir + '/b.js', 'exports.x = 1; exports.z = 3;');
+fs.writeFileSync(dir + '/c.js', 'exports = { lost: true };');
+fs.writeFileSync(dir + '/d.js', 'module.exports = function f() { return "fn"; };');
+console.log(require(dir + '/a.js'));
+console.log(require(dir + '/b.js'));
+console.log(require(dir + '/c.js'));
+console.log(require(dir + '/d.js')());
+fs.rmSync(dir, { recursive: true });

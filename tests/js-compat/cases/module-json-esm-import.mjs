@@ -1,0 +1,11 @@
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+const dir = '/tmp/jscompat-work/module-json-esm-import';
+fs.mkdirSync(dir, { recursive: true });
+fs.writeFileSync(dir + '/config.json', '{"port": 8080, "tags": ["a"]}');
+const require = createRequire(import.meta.url);
+const config = require('./module-json-esm-import/config.json');
+console.log(config.port, config.tags);
+const { default: again } = await import(dir + '/config.json', { with: { type: 'json' } });
+console.log(again.port);
+fs.rmSync(dir, { recursive: true });

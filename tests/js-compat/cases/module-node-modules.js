@@ -1,0 +1,11 @@
+const fs = require('fs');
+const base = '/tmp/jscompat-work/node_modules/jscompat-fake-pkg';
+fs.mkdirSync(base + '/lib', { recursive: true });
+fs.writeFileSync(base + '/package.json', JSON.stringify({ name: 'jscompat-fake-pkg', version: '1.2.3', main: 'lib/main.js' }));
+fs.writeFileSync(base + '/lib/main.js', 'module.exports = { hello: () => "from package" };');
+fs.writeFileSync(base + '/extra.js', 'module.exports = "extra file";');
+const pkg = require('jscompat-fake-pkg');
+console.log(pkg.hello());
+console.log(require('jscompat-fake-pkg/extra'));
+console.log(require('jscompat-fake-pkg/package.json').version);
+fs.rmSync(base, { recursive: true });

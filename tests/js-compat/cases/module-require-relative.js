@@ -1,0 +1,11 @@
+const fs = require('fs');
+const dir = '/tmp/jscompat-work/module-require-relative';
+fs.mkdirSync(dir + '/lib', { recursive: true });
+fs.writeFileSync(dir + '/lib/math.js', 'exports.add = (a, b) => a + b;\nexports.dir = require("path").basename(__dirname);');
+fs.writeFileSync(dir + '/lib/index.js', 'module.exports = { math: require("./math"), name: "lib-index" };');
+const lib = require('./module-require-relative/lib');
+console.log(lib.name, lib.math.add(2, 3), lib.math.dir);
+console.log(require.resolve('./module-require-relative/lib'));
+console.log(require.resolve('./module-require-relative/lib/math'));
+console.log(require.resolve('fs'), require.resolve('node:path'));
+fs.rmSync(dir, { recursive: true });

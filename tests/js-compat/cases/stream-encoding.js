@@ -1,0 +1,10 @@
+const { Readable, PassThrough } = require('stream');
+const r = new Readable({ read() {} });
+r.setEncoding('utf8');
+r.push(Buffer.from([0xe2, 0x82]));
+r.push(Buffer.from([0xac, 0x41]));
+r.push(null);
+r.on('data', (s) => console.log(typeof s, JSON.stringify(s)));
+const p = new PassThrough();
+p.end('passthrough');
+p.on('data', (d) => console.log(Buffer.isBuffer(d), d.toString()));

@@ -1,0 +1,13 @@
+const p = new URLSearchParams({ q: 'node js', lang: 'en' });
+p.append('tag', 'a&b');
+p.append('tag', 'c=d');
+console.log(p.toString());
+console.log(p.get('q'), p.getAll('tag'), p.has('lang'), p.has('nope'), p.size);
+p.delete('lang');
+p.sort();
+console.log([...p.keys()].join(','), p.toString());
+const fromPairs = new URLSearchParams([['x', '1'], ['y', '€']]);
+console.log(fromPairs.toString(), new URLSearchParams('?a=%20b+c&d').get('a'));
+const seen = [];
+fromPairs.forEach((v, k) => seen.push(`${k}=${v}`));
+console.log(seen);

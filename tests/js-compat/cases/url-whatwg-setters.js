@@ -1,0 +1,16 @@
+const u = new URL('http://example.com/path?a=1');
+u.pathname = '/new path';
+u.searchParams.set('a', '2');
+u.searchParams.append('b', 'x y');
+u.hash = 'sec';
+u.port = '8080';
+console.log(u.href);
+u.protocol = 'https';
+u.hostname = 'other.org';
+u.port = '443';
+console.log(u.href, u.port === '');
+u.search = '';
+console.log(u.href, [...u.searchParams].length);
+u.username = 'me';
+u.password = 'secret';
+console.log(u.toString(), JSON.stringify({ u }));

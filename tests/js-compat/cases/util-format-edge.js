@@ -1,0 +1,10 @@
+const util = require('util');
+console.log(util.format('%s', new Error('as string').message));
+console.log(util.format('%s', { toString() { return 'custom toString'; } }));
+console.log(util.format('%s', new Date(0)));
+console.log(util.format('%s %s', 'a'));
+console.log(util.format('%%s %s', 'x'));
+console.log(util.format('%j', (() => { const o = {}; o.o = o; return o; })()));
+console.log(util.format('%o', 'str'), util.format('%O', [1, [2]]));
+console.log(util.format(), util.format(''), util.format(null, undefined));
+console.log(util.formatWithOptions({ compact: false }, '%O', { a: 1 }));

@@ -1,0 +1,10 @@
+const util = require('util');
+const a = { name: 'a' };
+a.self = a;
+console.log(util.inspect(a));
+const b = [1];
+b.push(b);
+console.log(util.inspect(b));
+const x = { y: { } };
+x.y.x = x;
+console.log(util.inspect(x));

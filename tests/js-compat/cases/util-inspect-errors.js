@@ -1,0 +1,12 @@
+const util = require('util');
+const e = new Error('msg');
+const text = util.inspect(e);
+console.log(text.split('\n')[0]);
+console.log(text.includes('at '));
+const withProps = Object.assign(new Error('coded'), { code: 'E_X' });
+const t2 = util.inspect(withProps);
+console.log(t2.split('\n')[0], t2.includes("code: 'E_X'"));
+console.log(util.inspect({ err: new RangeError('r') }).split('\n')[0]);
+const noStack = new Error('no stack');
+noStack.stack = undefined;
+console.log(util.inspect(noStack));

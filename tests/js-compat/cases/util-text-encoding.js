@@ -1,0 +1,10 @@
+const { TextEncoder, TextDecoder } = require('util');
+const enc = new TextEncoder();
+const bytes = enc.encode('héllo €');
+console.log(bytes.constructor.name, bytes.length, Array.from(bytes.slice(0, 3)));
+const dec = new TextDecoder();
+console.log(dec.decode(bytes), dec.encoding);
+console.log(new TextDecoder('utf-8').decode(new Uint8Array([0xf0, 0x9f, 0x98, 0x80])).length);
+console.log(TextEncoder === globalThis.TextEncoder);
+const streaming = new TextDecoder();
+console.log(streaming.decode(new Uint8Array([0xe2, 0x82]), { stream: true }) + streaming.decode(new Uint8Array([0xac])));
