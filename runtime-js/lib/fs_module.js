@@ -68,6 +68,16 @@ promises.open = promiseForm((path, flags, mode) => new FileHandle(fs.openSync(pa
 promises.constants = fs.constants;
 promises.FileHandle = FileHandle;
 
+/** A file stream's end: its descriptor closed when it opened it (the stream then emits 'close'
+ * itself, emitClose). */
+function closeStreamFd(stream, error, callback) {
+  if (stream.autoClose && typeof stream.fd === 'number') {
+    try { fs.closeSync(stream.fd); } catch {}
+    stream.fd = null;
+  }
+  callback(error);
+}
+
 let streams;
 function streamClasses() {
   if (streams) return streams;
@@ -112,12 +122,7 @@ function streamClasses() {
       this.push(n > 0 ? buffer.subarray(0, n) : null);
     }
     _destroy(error, callback) {
-      // The stream emits 'close' itself once this is done (emitClose).
-      if (this.autoClose && typeof this.fd === 'number') {
-        try { fs.closeSync(this.fd); } catch {}
-        this.fd = null;
-      }
-      callback(error);
+      closeStreamFd(this, error, callback);
     }
     close(callback) {
       this.destroy();
@@ -163,12 +168,7 @@ function streamClasses() {
       }
     }
     _destroy(error, callback) {
-      // The stream emits 'close' itself once this is done (emitClose).
-      if (this.autoClose && typeof this.fd === 'number') {
-        try { fs.closeSync(this.fd); } catch {}
-        this.fd = null;
-      }
-      callback(error);
+      closeStreamFd(this, error, callback);
     }
     close(callback) {
       if (callback) {

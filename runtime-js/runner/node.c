@@ -118,21 +118,27 @@ static int wasi_open_flags(int linux_flags)
 /* A failed call's value: the negative errno (WASI's numbering; the layer names it). */
 #define errno_value() JS_NewInt32(ctx, -errno)
 
-/* A path argument, copied into `out`; -1 with a TypeError thrown when it is not a string. */
-static int path_arg(JSContext *ctx, JSValueConst value, char out[NODE_MAX_PATH_BYTES])
+/* A string argument copied into `out` (at most `capacity - 1` bytes); -1 with an exception. */
+static int text_arg(JSContext *ctx, JSValueConst value, char *out, size_t capacity)
 {
     size_t len;
     const char *str = JS_ToCStringLen(ctx, &len, value);
     if (!str)
         return -1;
-    if (len >= NODE_MAX_PATH_BYTES || memchr(str, 0, len)) {
+    if (len >= capacity || memchr(str, 0, len)) {
         JS_FreeCString(ctx, str);
-        JS_ThrowTypeError(ctx, "path too long or holding a NUL byte");
+        JS_ThrowRangeError(ctx, "argument too long or holding a NUL byte");
         return -1;
     }
     memcpy(out, str, len + 1);
     JS_FreeCString(ctx, str);
     return 0;
+}
+
+/* A path argument, copied into `out` (see text_arg). */
+static int path_arg(JSContext *ctx, JSValueConst value, char out[NODE_MAX_PATH_BYTES])
+{
+    return text_arg(ctx, value, out, NODE_MAX_PATH_BYTES);
 }
 
 /* The bytes of a Uint8Array argument, checked against `offset` and `length`. */
@@ -613,23 +619,6 @@ static JSValue native_dependency(JSContext *ctx, JSValueConst this_val, int argc
     }
     JS_FreeCString(ctx, name);
     return found;
-}
-
-/* A string argument copied into `out` (at most `capacity - 1` bytes); -1 with an exception. */
-static int text_arg(JSContext *ctx, JSValueConst value, char *out, size_t capacity)
-{
-    size_t len;
-    const char *str = JS_ToCStringLen(ctx, &len, value);
-    if (!str)
-        return -1;
-    if (len >= capacity || memchr(str, 0, len)) {
-        JS_FreeCString(ctx, str);
-        JS_ThrowRangeError(ctx, "argument too long or holding a NUL byte");
-        return -1;
-    }
-    memcpy(out, str, len + 1);
-    JS_FreeCString(ctx, str);
-    return 0;
 }
 
 #define WASI_RESULT(rc, value) ((rc) ? JS_NewInt32(ctx, -(int32_t)(rc)) : (value))

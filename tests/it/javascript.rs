@@ -393,7 +393,7 @@ fn the_compatibility_suite_passes_as_documented() {
         write(&mut sidecar, &scope, &format!("{work}/{name}"), &std::fs::read_to_string(case).unwrap());
         let execute = ExecuteRequest {
             cwd: Some(work.to_owned()),
-            ..ExecuteRequest::command(&format!("case-{index}"), "node", [format!("{work}/{name}")])
+            ..ExecuteRequest::command(format!("case-{index}"), "node", [format!("{work}/{name}")])
         };
         let (stdout, stderr, exit) = run(&mut sidecar, &scope, execute);
         let passes = exit == 0 && stdout == expected;

@@ -17,11 +17,7 @@ pub fn default_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SECURE_EXEC_NODE") {
         return PathBuf::from(dir);
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    cache.join("secure-exec-sidecar/node")
+    crate::python::cache_home().join("secure-exec-sidecar/node")
 }
 
 /// The programs of `dir`: `node` when `node.wasm` is there (none otherwise); `Err` says why a

@@ -20,6 +20,15 @@ pub const PYTHON_VERSION: &str = "0.1.0";
 /// memory for the sidecar's life.
 pub const MAX_PYTHON_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
+/// `$XDG_CACHE_HOME`, else `~/.cache` (else the temp dir): where the setup scripts install
+/// the interpreters.
+pub(crate) fn cache_home() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 /// The pre-initialised interpreter, preferred.
 const PYTHON_SNAPSHOT: &str = "python-snapshot.wasm";
 /// The interpreter it was made from.
@@ -42,11 +51,7 @@ impl OsPython {
         if let Some(dir) = std::env::var_os("SECURE_EXEC_PYTHON") {
             return PathBuf::from(dir);
         }
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
-        cache.join(format!("secure-exec-sidecar/python-{PYTHON_VERSION}"))
+        cache_home().join(format!("secure-exec-sidecar/python-{PYTHON_VERSION}"))
     }
 
     fn read(&self, name: &str) -> Result<Arc<[u8]>, String> {
