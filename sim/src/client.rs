@@ -27,7 +27,7 @@ const LIVENESS_WAIT: Duration = Duration::from_secs(15);
 const OPEN_SESSION_PAYLOAD_BYTES: usize = 4;
 
 /// CreateVm configs the workload draws from: valid, ASK-prompting, and invalid ones.
-fn configs() -> [&'static str; 13] {
+fn configs() -> [&'static str; 14] {
     [
         "{}",
         FS_CONFIG,
@@ -37,6 +37,7 @@ fn configs() -> [&'static str; 13] {
         proc_config(VmKind::Light),
         proc_config(VmKind::AllReal),
         proc_config(VmKind::Fetch),
+        proc_config(VmKind::Node),
         host_config(),
         host_config(),
         r#"{"cwd":"relative"}"#,

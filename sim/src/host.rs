@@ -86,7 +86,7 @@ pub async fn run(
         guest_engine: Some(Arc::new(guest_engine())),
         packages: None,
         python: None,
-        programs: kernel::host::programs::SidecarPrograms::default(),
+        programs: node_programs(),
         compile_effects: false,
         egress: true,
         host_call_effects: true,
@@ -415,6 +415,13 @@ impl Host {
             link_tasks: self.egress.tasks(),
         };
     }
+}
+
+/// The sidecar's `node`, built once per machine (`scripts/build-node.sh`, through `testkit`)
+/// and read once per simulator run: every seed's sidecar provides it, like the real one.
+fn node_programs() -> kernel::host::programs::SidecarPrograms {
+    static PROGRAMS: std::sync::OnceLock<kernel::host::programs::SidecarPrograms> = std::sync::OnceLock::new();
+    PROGRAMS.get_or_init(|| transport::node::programs(testkit::node::built()).unwrap_or_default()).clone()
 }
 
 /// The script engine, with the wasmtime engine for the real guests. The wasmtime engine is

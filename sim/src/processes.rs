@@ -1,6 +1,7 @@
 //! The process part of a simulated host's workload: it starts scripted guests
 //! (`testkit::script`) and real WebAssembly ones (the C fixtures, on wasmtime: `wcat`, `wwc`,
-//! `wspawn`, `wsleep`, `wspin`, `wnet`, and `wfetch`: `net fetch` through the sidecar's egress),
+//! `wspawn`, `wsleep`, `wspin`, `wnet`, `wfetch`: `net fetch` through the sidecar's egress, and
+//! `wnode`: the sidecar's own `node` printing what the seed and the simulated clock decide),
 //! feeds and closes their stdin, kills some, and checks every process event against what it
 //! sent: output only from running processes, exactly one exit, `cat` echoing its input byte for
 //! byte, `wc` counting it, a child's output read through a pipe, a sleep ending on the simulated
@@ -28,16 +29,20 @@ pub enum VmKind {
     AllReal,
     /// Only `net`, to fetch from `web` (`wfetch`).
     Fetch,
+    /// The sidecar's `node` (a provided program, no file of the VM's), with the fuel its start
+    /// takes (`wnode`).
+    Node,
 }
 
 impl VmKind {
-    pub const ALL: [Self; 3] = [Self::Light, Self::AllReal, Self::Fetch];
+    pub const ALL: [Self; 4] = [Self::Light, Self::AllReal, Self::Fetch, Self::Node];
 
     fn index(self) -> usize {
         match self {
             Self::Light => 0,
             Self::AllReal => 1,
             Self::Fetch => 2,
+            Self::Node => 3,
         }
     }
 }
@@ -52,11 +57,18 @@ impl VmKind {
 /// loopback port [`WEB_PORT`] (`loopbackExemptPorts`), which the simulated sidecar routes to
 /// the `web` host. The fuel limit ends a real loop nobody kills within a few ticks.
 pub fn proc_config(kind: VmKind) -> &'static str {
-    static CONFIGS: LazyLock<[String; 3]> = LazyLock::new(|| VmKind::ALL.map(build_proc_config));
+    static CONFIGS: LazyLock<[String; 4]> = LazyLock::new(|| VmKind::ALL.map(build_proc_config));
     CONFIGS.get(kind.index()).map_or("{}", String::as_str)
 }
 
 fn build_proc_config(kind: VmKind) -> String {
+    if kind == VmKind::Node {
+        let config = serde_json::json!({
+            "permissions": {"fs": "allow", "childProcess": "allow", "process": "allow", "env": "allow"},
+            "limits": {"resources": {"maxWasmFuel": NODE_GUEST_FUEL}},
+        });
+        return config.to_string();
+    }
     let script = |name: &str| serde_json::json!({"path": format!("/bin/{name}"), "kind": "file", "content": format!("\0asm{name}")});
     let real = |name: &str, bytes: &[u8]| {
         let content = base64::engine::general_purpose::STANDARD.encode(bytes);
@@ -84,6 +96,7 @@ fn build_proc_config(kind: VmKind) -> String {
             entries
         }
         VmKind::Fetch => vec![net()],
+        VmKind::Node => Vec::new(),
     };
     let mut config = serde_json::json!({
         "permissions": {"fs": "allow", "childProcess": "allow", "process": "allow", "network": "allow"},
@@ -102,6 +115,32 @@ fn build_proc_config(kind: VmKind) -> String {
 /// use on the workload's inputs (a few hundred thousand instructions), and enough to keep
 /// `wspin` looping for 20 slices (a few ticks) when nobody kills it.
 const REAL_GUEST_FUEL: u64 = 20 * kernel::process::SLICE_FUEL;
+
+/// Fuel of each process in a `node` VM: its start runs 40 to 80 million instructions (loading
+/// the builtins layer), and the program's own few; 400 million leaves room without letting a
+/// runaway run long.
+const NODE_GUEST_FUEL: u64 = 400 * kernel::process::SLICE_FUEL;
+
+/// What `wnode` runs: a timer on the kernel's clock, then `Math.random()`, `Date.now()` and
+/// crypto bytes, all of which the seed and the simulated clock decide (the determinism check
+/// compares them across runs of a seed).
+const NODE_PROGRAM: &str =
+    "setTimeout(() => console.log(Math.random(), Date.now(), require('crypto').randomBytes(4).toString('hex')), 5)";
+
+/// Whether `wnode`'s output is one line of a number in [0, 1), a time in ms, and 8 hex digits.
+fn node_output_ok(output: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(output);
+    let Some(line) = text.strip_suffix('\n') else { return false };
+    match line.split(' ').collect::<Vec<_>>()[..] {
+        [random, now, hex] => {
+            random.parse::<f64>().is_ok_and(|value| (0.0..1.0).contains(&value))
+                && now.parse::<u64>().is_ok()
+                && hex.len() == 8
+                && hex.bytes().all(|byte| byte.is_ascii_hexdigit())
+        }
+        _ => false,
+    }
+}
 
 /// Connections or datagrams one `wnet` makes: within every socket limit's default.
 const NET_ROUNDS: u32 = 5;
@@ -314,8 +353,8 @@ impl Processes {
             .collect();
         let cats: Vec<&String> =
             live.iter().filter(|(_, proc)| reads_stdin(proc.script) && !proc.stdin_closed).map(|(id, _)| id).collect();
-        // A fetch VM has no stdin to write or close: what would be those is a fetch too.
-        let starts = if kind == VmKind::Fetch { 0..=89 } else { 0..=34 };
+        // A fetch or node VM has no stdin to write or close: what would be those is a start too.
+        let starts = if matches!(kind, VmKind::Fetch | VmKind::Node) { 0..=89 } else { 0..=34 };
         let (pending, payload) = match roll {
             roll if starts.contains(&roll) => {
                 self.next += 1;
@@ -338,6 +377,7 @@ impl Processes {
                 // VM only fetches.
                 let (script, code) = match (kind, script) {
                     (VmKind::Fetch, _) => ("wfetch", 0),
+                    (VmKind::Node, _) => ("wnode", 0),
                     (VmKind::Light, "wwc" | "wspawn" | "wsleep" | "wnet" | "wfetch") => ("cat", 0),
                     (_, other) => (other, code),
                 };
@@ -355,13 +395,18 @@ impl Processes {
                     "wnet" if code == 0 => vec!["connections".to_owned(), NET_ROUNDS.to_string()],
                     "wnet" => vec!["datagrams".to_owned(), NET_ROUNDS.to_string()],
                     "wspawn" => vec!["pipe".to_owned()],
+                    "wnode" => vec!["-e".to_owned(), NODE_PROGRAM.to_owned()],
                     "wfetch" => {
                         let path = fetch.as_ref().map(|fetch| fetch.path.clone()).unwrap_or_default();
                         vec!["fetch".to_owned(), format!("127.0.0.1:{WEB_PORT}"), path]
                     }
                     _ => vec![],
                 };
-                let command = if script == "wfetch" { "wnet" } else { script };
+                let command = match script {
+                    "wfetch" => "wnet",
+                    "wnode" => "node",
+                    other => other,
+                };
                 let payload = execute(id.clone(), command, args);
                 (Pending::Execute { vm: vm.clone(), id, script, code, fetch }, payload)
             }
@@ -525,6 +570,7 @@ impl Processes {
                             reached("real_sleep_woke");
                         }
                         "wspin" if code == 124 => reached("real_loop_out_of_fuel"),
+                        "wnode" if code == 0 && node_output_ok(&proc.output) => reached("real_node_ran"),
                         "wnet" if code == 0 && proc.output == net_output(proc.code) => reached("real_sockets_talked"),
                         "wfetch" => match check_fetch(&proc, code, faulted, truncated) {
                             Ok(points) => points.into_iter().for_each(&mut *reached),
