@@ -24,6 +24,9 @@ mod engine;
 mod host;
 mod imports;
 mod memory;
+// The one audited use of `unsafe`: loading this program's own compiled modules.
+#[allow(unsafe_code)]
+mod precompiled;
 mod process;
 mod runtime;
 mod task;

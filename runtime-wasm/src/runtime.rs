@@ -182,7 +182,13 @@ impl<H: WasiHost> Runtime<H> {
     /// [`RuntimeError::Compile`] for invalid bytes, [`RuntimeError::NotACommand`] without a
     /// `_start` export, [`RuntimeError::Link`] for imports the runtime does not provide.
     pub fn compile(&self, wasm: &[u8]) -> Result<Program<H>, RuntimeError> {
-        let module = Module::new(&self.engine, wasm).map_err(|e| RuntimeError::Compile(describe(&e)))?;
+        let module = match &self.config.module_cache_dir {
+            Some(dir) if wasm.len() >= crate::precompiled::LARGE_MODULE_BYTES => {
+                crate::precompiled::load_or_compile(&self.engine, dir, wasm)
+            }
+            _ => Module::new(&self.engine, wasm),
+        }
+        .map_err(|e| RuntimeError::Compile(describe(&e)))?;
         let entry = Entry::of(&module).ok_or(RuntimeError::NotACommand)?;
         let pre = self.linker.instantiate_pre(&module).map_err(|e| RuntimeError::Link(describe(&e)))?;
         Ok(Program { pre, entry, max_wasm_stack_bytes: self.config.max_wasm_stack_bytes })
