@@ -21,6 +21,8 @@ const FACTORIES = {
   events: () => require_npm('events'),
   fs: () => require_ours('fs'),
   http: () => httpModule,
+  https: () => httpsModule(),
+  tls: () => ({ connect: tlsConnect, TLSSocket: netModule.Socket }),
   net: () => netModule,
   'fs/promises': () => require_ours('fs').promises,
   module: () => require_ours('module'),
@@ -42,8 +44,8 @@ const FACTORIES = {
   'util/types': () => builtin('util').types,
   worker_threads: () => ({ isMainThread: true, parentPort: null, workerData: null, threadId: 0 }),
 };
-const UNSUPPORTED = ['cluster', 'dgram', 'diagnostics_channel', 'dns', 'domain', 'http2', 'https', 'inspector',
-  'readline', 'repl', 'tls', 'trace_events', 'v8', 'vm', 'wasi', 'zlib', 'async_hooks', 'sqlite', 'test'];
+const UNSUPPORTED = ['cluster', 'dgram', 'diagnostics_channel', 'dns', 'domain', 'http2', 'inspector',
+  'readline', 'repl', 'trace_events', 'v8', 'vm', 'wasi', 'zlib', 'async_hooks', 'sqlite', 'test'];
 for (const name of UNSUPPORTED) FACTORIES[name] ??= () => loadUnsupported(name);
 
 function loadUnsupported(name) {
@@ -63,7 +65,8 @@ import * as moduleSystem from './module.js';
 import childProcess from './child_process.js';
 import cryptoModule from './crypto.js';
 import netModule from './net.js';
-import httpModule, { fetch } from './http.js';
+import httpModule, { fetch, httpsModule } from './http.js';
+import { tlsConnect } from './net.js';
 import * as io from './internal/io.js';
 import { makeUtil } from './internal/util.js';
 import { makeAssert, makeStringDecoder, makeUrl, streamConsumers } from './internal/npm_compat.js';

@@ -315,16 +315,20 @@ export class ClientRequest extends OutgoingHeaders {
     super();
     this.method = (options.method ?? 'GET').toUpperCase();
     this.host = options.hostname ?? options.host?.replace(/:\d+$/, '') ?? 'localhost';
-    this.port = Number(options.port ?? (options.protocol === 'https:' ? 443 : 80));
+    this.protocol = options.protocol ?? options._defaultProtocol ?? 'http:';
+    this.port = Number(options.port ?? (this.protocol === 'https:' ? 443 : 80));
     this.path = options.path ?? '/';
-    this.protocol = options.protocol ?? 'http:';
-    if (this.protocol !== 'http:') throw coded(Error, 'ERR_UNSUPPORTED', `${this.protocol} requests are not supported by this runtime yet (secure-exec)`);
+    this.servername = options.servername ?? this.host;
+    if (this.protocol !== 'http:' && this.protocol !== 'https:') {
+      throw coded(TypeError, 'ERR_INVALID_PROTOCOL', `Protocol "${this.protocol}" not supported. Expected "http:" or "https:"`);
+    }
     this._body = [];
     this.writableEnded = false;
     this.aborted = false;
     if (callback) this.once('response', callback);
     for (const [name, value] of Object.entries(options.headers ?? {})) this.setHeader(name, value);
-    if (!this.hasHeader('host')) this.setHeader('Host', this.port === 80 ? this.host : `${this.host}:${this.port}`);
+    const defaultPort = this.protocol === 'https:' ? 443 : 80;
+    if (!this.hasHeader('host')) this.setHeader('Host', this.port === defaultPort ? this.host : `${this.host}:${this.port}`);
   }
   write(chunk, encoding, callback) {
     if (typeof encoding === 'function') [callback, encoding] = [encoding, undefined];
@@ -339,7 +343,7 @@ export class ClientRequest extends OutgoingHeaders {
     const body = Buffer.concat(this._body);
     if (body.length > 0 || !['GET', 'HEAD', 'DELETE', 'OPTIONS'].includes(this.method)) this.setHeader('Content-Length', body.length);
     if (!this.hasHeader('connection')) this.setHeader('Connection', 'close');
-    const socket = net.connect({ port: this.port, host: this.host });
+    const socket = net.connect({ port: this.port, host: this.host, tls: this.protocol === 'https:', servername: this.servername });
     this.socket = socket;
     socket.on('error', (error) => this.emit('error', error));
     socket.on('connect', () => {
@@ -392,6 +396,27 @@ export function get(input, options, callback) {
   const outgoing = request(input, options, callback);
   outgoing.end();
   return outgoing;
+}
+
+/** `https`: the same client over TLS (the driver's: see net.js). Serving HTTPS is not supported. */
+export function httpsModule() {
+  const withTls = (input, options, callback) => {
+    if (typeof options === 'function') [callback, options] = [options, {}];
+    return new ClientRequest({ ...requestOptions(input, options), _defaultProtocol: 'https:' }, callback);
+  };
+  return {
+    request: withTls,
+    get(input, options, callback) {
+      const outgoing = withTls(input, options, callback);
+      outgoing.end();
+      return outgoing;
+    },
+    Agent,
+    globalAgent,
+    createServer() {
+      throw coded(Error, 'ERR_UNSUPPORTED', 'https.createServer is not supported by this runtime (secure-exec): serve http inside the VM');
+    },
+  };
 }
 
 export const Agent = class Agent { constructor(options) { this.options = options; } };

@@ -90,8 +90,22 @@ export function createSocketClass() {
           }
           this._fd = fd;
           this._remote = { address: host, port: Number(options.port), family: host.includes(':') ? 'IPv6' : 'IPv4' };
+          if (options.tls) {
+            // TLS is the driver's (rustls, the Mozilla roots and --tls-ca-file): verified for
+            // the server name, and the program reads and writes plaintext.
+            const servername = options.servername ?? options.host ?? host;
+            const secured = native.netTls(fd, servername);
+            if (secured < 0) {
+              const error = systemError(secured, 'connect');
+              error.message = `TLS with ${servername}:${options.port} failed (${error.code}): the certificate did not verify or the handshake failed`;
+              throw error;
+            }
+            this.encrypted = true;
+            this.authorized = true;
+          }
           this.connecting = false;
           this.emit('connect');
+          if (options.tls) this.emit('secureConnect');
           this.emit('ready');
           if (this._wantsData) this._read();
         } catch (error) {
@@ -264,6 +278,15 @@ export function isIP(input) {
 }
 export const isIPv4 = (input) => isIP(input) === 4;
 export const isIPv6 = (input) => isIP(input) === 6;
+
+/** `tls.connect`: a connection out with TLS (client side only: a VM cannot serve TLS yet). */
+export function tlsConnect(...args) {
+  const options = typeof args[0] === 'object' ? { ...args[0] } : { port: args[0], host: typeof args[1] === 'string' ? args[1] : 'localhost', ...(typeof args[2] === 'object' ? args[2] : {}) };
+  const callback = args.find((arg) => typeof arg === 'function');
+  const socket = Socket();
+  if (callback) socket.once('secureConnect', callback);
+  return socket.connect({ ...options, tls: true });
+}
 
 export default {
   Server, Socket, createServer, connect, createConnection, isIP, isIPv4, isIPv6,

@@ -69,6 +69,7 @@ HOST_NET(net_send) uint32_t host_net_send(uint32_t fd, const uint8_t *buf, uint3
 HOST_NET(net_recv) uint32_t host_net_recv(uint32_t fd, uint8_t *buf, uint32_t len, uint32_t flags,
                                           uint32_t *ret_received);
 HOST_NET(net_close) uint32_t host_net_close(uint32_t fd);
+HOST_NET(net_tls_connect) uint32_t host_net_tls_connect(uint32_t fd, const uint8_t *name, uint32_t name_len);
 HOST_NET(net_poll) uint32_t host_net_poll(uint8_t *fds, uint32_t nfds, int32_t timeout_ms, uint32_t *ret_ready);
 HOST_NET(net_getsockname) uint32_t host_net_getsockname(uint32_t fd, uint8_t *ret_addr, uint32_t *ret_addr_len);
 HOST_NET(net_getaddrinfo) uint32_t host_net_getaddrinfo(const uint8_t *host, uint32_t host_len, const uint8_t *port,
@@ -644,6 +645,18 @@ static JSValue native_net_address(JSContext *ctx, JSValueConst this_val, int arg
     return WASI_RESULT(rc, JS_NewInt32(ctx, 0));
 }
 
+/* netTls(fd, servername): TLS on a connected socket, verified for `servername` by the driver
+ * (the kernel and the program see plaintext); 0 or -errno. */
+static JSValue native_net_tls(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    int32_t fd;
+    char name[NODE_MAX_ADDRESS_BYTES];
+    if (JS_ToInt32(ctx, &fd, argv[0]) || text_arg(ctx, argv[1], name, sizeof(name)))
+        return JS_EXCEPTION;
+    uint32_t rc = host_net_tls_connect((uint32_t)fd, (const uint8_t *)name, (uint32_t)strlen(name));
+    return WASI_RESULT(rc, JS_NewInt32(ctx, 0));
+}
+
 static JSValue native_net_listen(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
 {
     int32_t fd, backlog;
@@ -881,6 +894,7 @@ static const JSCFunctionListEntry native_funcs[] = {
     JS_CFUNC_MAGIC_DEF("netBind", 2, native_net_address, 0),
     JS_CFUNC_MAGIC_DEF("netConnect", 2, native_net_address, 1),
     JS_CFUNC_DEF("netListen", 2, native_net_listen),
+    JS_CFUNC_DEF("netTls", 2, native_net_tls),
     JS_CFUNC_DEF("netAccept", 1, native_net_accept),
     JS_CFUNC_MAGIC_DEF("netSend", 4, native_net_transfer, 0),
     JS_CFUNC_MAGIC_DEF("netRecv", 4, native_net_transfer, 1),

@@ -465,3 +465,33 @@ fn files_on_a_host_directory_mount_truncate_and_take_times() {
     assert_eq!(std::fs::read_to_string(host.join("f.txt")).unwrap(), "01");
     let _ = std::fs::remove_dir_all(&host);
 }
+
+/// `fetch` and `https.get` over TLS, which the driver terminates and verifies against the
+/// configured CA, from a server on the host's loopback (an exempt port).
+#[test]
+fn node_fetches_over_https_with_the_configured_ca() {
+    use crate::network::{body_bytes, https_server, network_config, temp_path, test_pki};
+    let pki = test_pki();
+    let ca_file = temp_path("node-test-ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let dir = testkit::node::built().display().to_string();
+    for (id, code) in [
+        ("fetch", "fetch(`https://localhost:${process.argv[1]}/secure`).then(async (r) => {\n\
+                   const text = await r.text(); console.log(r.status, text.length, text.slice(0, 5)) })"),
+        ("get", "require('https').get(`https://localhost:${process.argv[1]}/secure`, (r) => {\n\
+                 let n = 0; r.on('data', (c) => (n += c.length)); r.on('end', () => console.log(r.statusCode, n, 'abcde')) })"),
+    ] {
+        let (port, server) = https_server(&pki);
+        let mut sidecar =
+            Client::spawn(binary(), &["--node-dir", &dir, "--tls-ca-file", ca_file.to_str().unwrap()]).unwrap();
+        sidecar.timeout = Duration::from_secs(300);
+        let auth = sidecar.authenticate("it", "token").unwrap();
+        let session = sidecar.open_session(&auth.connection_id).unwrap();
+        let vm = sidecar.create_vm(&auth.connection_id, &session, &network_config(&[port])).unwrap();
+        let scope = OwnershipScope::vm(auth.connection_id, session, vm);
+        let (stdout, stderr, exit) =
+            run(&mut sidecar, &scope, javascript(id, None, &["-e", code, &port.to_string()]));
+        assert_eq!((stdout.as_str(), stderr.as_str(), exit), (format!("200 {} abcde\n", body_bytes().len()).as_str(), "", 0));
+        assert!(String::from_utf8(server.join().unwrap()).unwrap().starts_with("GET /secure HTTP/1.1\r\n"));
+    }
+}

@@ -13,7 +13,7 @@ fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_secure-exec-sidecar"))
 }
 
-fn temp_path(name: &str) -> PathBuf {
+pub(crate) fn temp_path(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sidecar-it-network-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
@@ -88,11 +88,11 @@ use std::time::Instant;
 const SERVER_DEADLINE: Duration = Duration::from_secs(20);
 
 /// The body a test server answers with: large enough to take many receives.
-fn body_bytes() -> Vec<u8> {
+pub(crate) fn body_bytes() -> Vec<u8> {
     (0..200_000u32).map(|i| b'a' + u8::try_from(i % 26).unwrap()).collect()
 }
 
-fn response_bytes() -> Vec<u8> {
+pub(crate) fn response_bytes() -> Vec<u8> {
     let body = body_bytes();
     let mut response = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
     response.extend_from_slice(&body);
@@ -196,7 +196,7 @@ fn run_net_closing(sidecar: &mut Client, scope: &OwnershipScope, args: &[&str]) 
 
 use std::collections::BTreeMap;
 
-fn network_config(exempt: &[u16]) -> String {
+pub(crate) fn network_config(exempt: &[u16]) -> String {
     format!(
         r#"{{"permissions":{{"fs":"allow","childProcess":"allow","network":"allow"}},"loopbackExemptPorts":{exempt:?}}}"#
     )
@@ -287,13 +287,13 @@ fn dispose_closes_the_host_side_of_every_connection_out() {
 }
 
 /// A CA, and a certificate it signed for `localhost` and 127.0.0.1.
-struct TestPki {
-    ca_pem: String,
+pub(crate) struct TestPki {
+    pub(crate) ca_pem: String,
     chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     key_der: Vec<u8>,
 }
 
-fn test_pki() -> TestPki {
+pub(crate) fn test_pki() -> TestPki {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -313,7 +313,7 @@ fn test_pki() -> TestPki {
 }
 
 /// An HTTPS server on 127.0.0.1 for one connection: a failed handshake ends it quietly.
-fn https_server(pki: &TestPki) -> (u16, JoinHandle<Vec<u8>>) {
+pub(crate) fn https_server(pki: &TestPki) -> (u16, JoinHandle<Vec<u8>>) {
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(pki.key_der.clone().into());
     #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
