@@ -37,7 +37,7 @@ fn configs() -> [&'static str; 14] {
         proc_config(VmKind::Light),
         proc_config(VmKind::AllReal),
         proc_config(VmKind::Fetch),
-        proc_config(VmKind::Node),
+        proc_config(VmKind::Interpreters),
         host_config(),
         host_config(),
         r#"{"cwd":"relative"}"#,

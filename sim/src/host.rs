@@ -85,7 +85,7 @@ pub async fn run(
         store: true,
         guest_engine: Some(Arc::new(guest_engine())),
         packages: None,
-        python: None,
+        python: Some(python_install()),
         programs: node_programs(),
         compile_effects: false,
         egress: true,
@@ -424,14 +424,31 @@ fn node_programs() -> kernel::host::programs::SidecarPrograms {
     PROGRAMS.get_or_init(|| transport::node::programs(testkit::node::built()).unwrap_or_default()).clone()
 }
 
+/// CPython, installed once per machine (`scripts/fetch-python.sh`, through `testkit`) and read
+/// once per simulator run (the first seed that starts it), shared by every seed's sidecar.
+fn python_install() -> Arc<dyn kernel::host::python::PythonSource> {
+    static PYTHON: std::sync::OnceLock<Arc<transport::python::OsPython>> = std::sync::OnceLock::new();
+    let python =
+        PYTHON.get_or_init(|| Arc::new(transport::python::OsPython::new(testkit::python::installed().to_owned())));
+    Arc::clone(python) as Arc<dyn kernel::host::python::PythonSource>
+}
+
+/// The engine's settings: the defaults, with the sidecar's default module cache, so the
+/// 99 MB Python interpreter is compiled once per machine (as the sidecar's tests also compile
+/// it), not once per simulator run.
+fn simulator_runtime_config() -> runtime_wasm::RuntimeConfig {
+    let module_cache_dir = transport::python::cache_home().join("secure-exec-sidecar/modules");
+    runtime_wasm::RuntimeConfig { module_cache_dir: Some(module_cache_dir), ..runtime_wasm::RuntimeConfig::default() }
+}
+
 /// The script engine, with the wasmtime engine for the real guests. The wasmtime engine is
 /// shared by every host of every seed: it holds only compiled code, so sharing it cannot carry
 /// state from one run into another. Should it fail to start, `wcat` fails to run and every seed
 /// that starts one reports the violation.
 pub fn guest_engine() -> ScriptEngine {
     static WASMTIME: std::sync::OnceLock<Option<Arc<runtime_wasm::WasmEngine>>> = std::sync::OnceLock::new();
-    let wasmtime = WASMTIME
-        .get_or_init(|| runtime_wasm::WasmEngine::new(runtime_wasm::RuntimeConfig::default()).ok().map(Arc::new));
+    let wasmtime =
+        WASMTIME.get_or_init(|| runtime_wasm::WasmEngine::new(simulator_runtime_config()).ok().map(Arc::new));
     match wasmtime {
         Some(engine) => ScriptEngine::new().with_modules(engine.clone()),
         None => ScriptEngine::new(),

@@ -29,20 +29,20 @@ pub enum VmKind {
     AllReal,
     /// Only `net`, to fetch from `web` (`wfetch`).
     Fetch,
-    /// The sidecar's `node` (a provided program, no file of the VM's), with the fuel its start
-    /// takes (`wnode`).
-    Node,
+    /// The sidecar's own interpreters, `node` and `python3` (no file of the VM's), with the fuel
+    /// their starts take (`wnode`, `wpython`).
+    Interpreters,
 }
 
 impl VmKind {
-    pub const ALL: [Self; 4] = [Self::Light, Self::AllReal, Self::Fetch, Self::Node];
+    pub const ALL: [Self; 4] = [Self::Light, Self::AllReal, Self::Fetch, Self::Interpreters];
 
     fn index(self) -> usize {
         match self {
             Self::Light => 0,
             Self::AllReal => 1,
             Self::Fetch => 2,
-            Self::Node => 3,
+            Self::Interpreters => 3,
         }
     }
 }
@@ -62,7 +62,7 @@ pub fn proc_config(kind: VmKind) -> &'static str {
 }
 
 fn build_proc_config(kind: VmKind) -> String {
-    if kind == VmKind::Node {
+    if kind == VmKind::Interpreters {
         let config = serde_json::json!({
             "permissions": {"fs": "allow", "childProcess": "allow", "process": "allow", "env": "allow"},
             "limits": {"resources": {"maxWasmFuel": NODE_GUEST_FUEL}},
@@ -96,7 +96,7 @@ fn build_proc_config(kind: VmKind) -> String {
             entries
         }
         VmKind::Fetch => vec![net()],
-        VmKind::Node => Vec::new(),
+        VmKind::Interpreters => Vec::new(),
     };
     let mut config = serde_json::json!({
         "permissions": {"fs": "allow", "childProcess": "allow", "process": "allow", "network": "allow"},
@@ -116,9 +116,9 @@ fn build_proc_config(kind: VmKind) -> String {
 /// `wspin` looping for 20 slices (a few ticks) when nobody kills it.
 const REAL_GUEST_FUEL: u64 = 20 * kernel::process::SLICE_FUEL;
 
-/// Fuel of each process in a `node` VM: its start runs 40 to 80 million instructions (loading
-/// the builtins layer), and the program's own few; 400 million leaves room without letting a
-/// runaway run long.
+/// Fuel of each process in an interpreters VM: `node`'s start runs 40 to 80 million
+/// instructions (loading the builtins layer), CPython's 50 to 100 million, and the programs'
+/// own few; 400 million leaves room without letting a runaway run long.
 const NODE_GUEST_FUEL: u64 = 400 * kernel::process::SLICE_FUEL;
 
 /// What `wnode` runs: a timer on the kernel's clock, then `Math.random()`, `Date.now()` and
@@ -127,8 +127,14 @@ const NODE_GUEST_FUEL: u64 = 400 * kernel::process::SLICE_FUEL;
 const NODE_PROGRAM: &str =
     "setTimeout(() => console.log(Math.random(), Date.now(), require('crypto').randomBytes(4).toString('hex')), 5)";
 
-/// Whether `wnode`'s output is one line of a number in [0, 1), a time in ms, and 8 hex digits.
-fn node_output_ok(output: &[u8]) -> bool {
+/// What `wpython` runs: the same as [`NODE_PROGRAM`] in Python (`random.random()`, the wall
+/// clock in ms, `os.urandom`), after a 5 ms sleep on the kernel's clock.
+const PYTHON_PROGRAM: &str =
+    "import os, random, time; time.sleep(0.005); print(random.random(), int(time.time() * 1000), os.urandom(4).hex())";
+
+/// Whether an interpreter's output is one line of a number in [0, 1), a time in ms, and 8 hex
+/// digits.
+fn interpreter_output_ok(output: &[u8]) -> bool {
     let text = String::from_utf8_lossy(output);
     let Some(line) = text.strip_suffix('\n') else { return false };
     match line.split(' ').collect::<Vec<_>>()[..] {
@@ -354,7 +360,7 @@ impl Processes {
         let cats: Vec<&String> =
             live.iter().filter(|(_, proc)| reads_stdin(proc.script) && !proc.stdin_closed).map(|(id, _)| id).collect();
         // A fetch or node VM has no stdin to write or close: what would be those is a start too.
-        let starts = if matches!(kind, VmKind::Fetch | VmKind::Node) { 0..=89 } else { 0..=34 };
+        let starts = if matches!(kind, VmKind::Fetch | VmKind::Interpreters) { 0..=89 } else { 0..=34 };
         let (pending, payload) = match roll {
             roll if starts.contains(&roll) => {
                 self.next += 1;
@@ -377,7 +383,9 @@ impl Processes {
                 // VM only fetches.
                 let (script, code) = match (kind, script) {
                     (VmKind::Fetch, _) => ("wfetch", 0),
-                    (VmKind::Node, _) => ("wnode", 0),
+                    // One start in four is Python: its instances are the costlier to make.
+                    (VmKind::Interpreters, _) if roll % 4 != 3 => ("wnode", 0),
+                    (VmKind::Interpreters, _) => ("wpython", 0),
                     (VmKind::Light, "wwc" | "wspawn" | "wsleep" | "wnet" | "wfetch") => ("cat", 0),
                     (_, other) => (other, code),
                 };
@@ -396,6 +404,7 @@ impl Processes {
                     "wnet" => vec!["datagrams".to_owned(), NET_ROUNDS.to_string()],
                     "wspawn" => vec!["pipe".to_owned()],
                     "wnode" => vec!["-e".to_owned(), NODE_PROGRAM.to_owned()],
+                    "wpython" => vec!["-c".to_owned(), PYTHON_PROGRAM.to_owned()],
                     "wfetch" => {
                         let path = fetch.as_ref().map(|fetch| fetch.path.clone()).unwrap_or_default();
                         vec!["fetch".to_owned(), format!("127.0.0.1:{WEB_PORT}"), path]
@@ -405,6 +414,7 @@ impl Processes {
                 let command = match script {
                     "wfetch" => "wnet",
                     "wnode" => "node",
+                    "wpython" => "python3",
                     other => other,
                 };
                 let payload = execute(id.clone(), command, args);
@@ -570,7 +580,10 @@ impl Processes {
                             reached("real_sleep_woke");
                         }
                         "wspin" if code == 124 => reached("real_loop_out_of_fuel"),
-                        "wnode" if code == 0 && node_output_ok(&proc.output) => reached("real_node_ran"),
+                        "wnode" if code == 0 && interpreter_output_ok(&proc.output) => reached("real_node_ran"),
+                        "wpython" if code == 0 && interpreter_output_ok(&proc.output) => {
+                            reached("real_python_ran");
+                        }
                         "wnet" if code == 0 && proc.output == net_output(proc.code) => reached("real_sockets_talked"),
                         "wfetch" => match check_fetch(&proc, code, faulted, truncated) {
                             Ok(points) => points.into_iter().for_each(&mut *reached),

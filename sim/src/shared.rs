@@ -41,6 +41,7 @@ pub const COVERAGE_POINTS: &[&str] = &[
     "real_child_piped",
     "real_sleep_woke",
     "real_node_ran",
+    "real_python_ran",
     "real_loop_out_of_fuel",
     "real_sockets_talked",
     "every_process_finished",

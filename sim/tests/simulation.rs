@@ -36,15 +36,19 @@ fn same_seed_same_frames() {
     }
 }
 
-/// The sidecar's `node` under the simulator: a seed whose workload runs it (Math.random() from
-/// the seed, Date.now() from the simulated clock, after a timer) gives the same frames twice.
+/// The sidecar's interpreters under the simulator: a seed whose workload runs `node` (its
+/// Math.random() from the seed, Date.now() from the simulated clock, after a timer) and one
+/// that runs CPython (random.random(), time.time() after a sleep) each give the same frames
+/// twice.
 #[test]
-fn a_node_seed_gives_the_same_frames_twice() {
+fn interpreter_seeds_give_the_same_frames_twice() {
     let options = SimOptions::default();
-    let seed = (0..100)
-        .find(|seed| run_seed(*seed, &options).coverage.contains(&"real_node_ran"))
-        .expect("a seed below 100 runs node");
-    check_determinism(seed, &options).unwrap();
+    for point in ["real_node_ran", "real_python_ran"] {
+        let seed = (0..200)
+            .find(|seed| run_seed(*seed, &options).coverage.contains(&point))
+            .unwrap_or_else(|| panic!("a seed below 200 reaches {point}"));
+        check_determinism(seed, &options).unwrap();
+    }
 }
 
 #[test]
@@ -96,6 +100,7 @@ fn a_seed_trace_replays_to_the_same_frames_with_real_guests_and_faults() {
         "real_loop_out_of_fuel",
         "real_sockets_talked",
         "real_node_ran",
+        "real_python_ran",
         "store_failure",
         "crash_mid_flush",
         "corrupted_frame",

@@ -22,7 +22,7 @@ pub const MAX_PYTHON_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// `$XDG_CACHE_HOME`, else `~/.cache` (else the temp dir): where the setup scripts install
 /// the interpreters.
-pub(crate) fn cache_home() -> PathBuf {
+pub fn cache_home() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
