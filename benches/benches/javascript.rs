@@ -8,11 +8,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout, clippy::indexing_slicing)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use client::Client;
-use schema::wire::*;
+use schema::wire::{GuestRuntimeKind, OwnershipScope};
 
 /// Warm runs measured (the median is reported).
 const WARM_RUNS: usize = 30;
@@ -22,91 +21,20 @@ const IDLE_PROCESSES: usize = 20;
 /// The CPU-bound loop: 30 million steps of integer arithmetic.
 const LOOP: &str = "let s = 0; for (let i = 0; i < 30000000; i++) { s = (s + i * 7) % 1000003; } console.log(s);";
 
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_secure-exec-sidecar"))
+#[path = "shared/interpreter.rs"]
+mod interpreter;
+
+use interpreter::{median, ms, Interpreter};
+
+/// A sidecar with `node`, keeping compiled modules in `module_cache`.
+fn sidecar(module_cache: &Path) -> Interpreter {
+    let node = testkit::node::built().display().to_string();
+    let cache = module_cache.display().to_string();
+    Interpreter::start(GuestRuntimeKind::JavaScript, "-e", &["--module-cache-dir", &cache, "--node-dir", &node])
 }
 
-struct Sidecar {
-    client: Client,
-    conn: String,
-    session: String,
-    next: usize,
-}
-
-impl Sidecar {
-    fn start(module_cache: &Path) -> Sidecar {
-        let node = testkit::node::built().display().to_string();
-        let cache = module_cache.display().to_string();
-        let mut client = Client::spawn(binary(), &["--module-cache-dir", &cache, "--node-dir", &node]).unwrap();
-        client.timeout = Duration::from_secs(300);
-        let conn = client.authenticate("bench", "token").unwrap().connection_id;
-        let session = client.open_session(&conn).unwrap();
-        Sidecar { client, conn, session, next: 0 }
-    }
-
-    fn vm(&mut self) -> OwnershipScope {
-        let config = r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow"}}"#;
-        let request = CreateVmRequest { runtime: GuestRuntimeKind::JavaScript, config: config.into() };
-        let scope = OwnershipScope::session(&self.conn, &self.session);
-        match self.client.request(scope, RequestPayload::CreateVmRequest(request)).unwrap() {
-            ResponsePayload::VmCreatedResponse(created) => {
-                OwnershipScope::vm(self.conn.clone(), self.session.clone(), created.vm_id)
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn start_node(&mut self, scope: &OwnershipScope, code: &str) -> String {
-        self.next += 1;
-        let id = format!("n{}", self.next);
-        let execute = ExecuteRequest {
-            command: None,
-            runtime: Some(GuestRuntimeKind::JavaScript),
-            ..ExecuteRequest::command(&id, "", ["-e", code])
-        };
-        let started = self.client.request(scope.clone(), RequestPayload::ExecuteRequest(execute)).unwrap();
-        assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
-        id
-    }
-
-    /// `node -e code` to its exit: how long from the request to the exit event, and stdout.
-    fn node(&mut self, scope: &OwnershipScope, code: &str) -> (Duration, String) {
-        let start = Instant::now();
-        let id = self.start_node(scope, code);
-        let mut stdout = Vec::new();
-        loop {
-            match self.client.next_event(Duration::from_secs(300)).unwrap().payload {
-                EventPayload::ProcessOutputEvent(event) if event.process_id == id => stdout.extend(event.chunk),
-                EventPayload::ProcessExitedEvent(event) if event.process_id == id => {
-                    assert_eq!(event.exit_code, 0, "{code}");
-                    return (start.elapsed(), String::from_utf8_lossy(&stdout).into_owned());
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.client.pid())).unwrap();
-        let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bench-javascript-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    interpreter::temp_dir("javascript", name)
 }
 
 fn main() {
@@ -120,15 +48,15 @@ fn main() {
 /// the start's share).
 fn start_times() {
     let cache = temp_dir("start");
-    let mut cold = Sidecar::start(&cache);
+    let mut cold = sidecar(&cache);
     let scope = cold.vm();
-    let (first, _) = cold.node(&scope, "1");
-    let warm: Vec<Duration> = (0..WARM_RUNS).map(|_| cold.node(&scope, "1").0).collect();
-    drop(cold.client.close());
-    let mut disk = Sidecar::start(&cache);
+    let (first, _) = cold.run(&scope, "1");
+    let warm: Vec<Duration> = (0..WARM_RUNS).map(|_| cold.run(&scope, "1").0).collect();
+    cold.close();
+    let mut disk = sidecar(&cache);
     let scope = disk.vm();
-    let (from_disk, _) = disk.node(&scope, "1");
-    drop(disk.client.close());
+    let (from_disk, _) = disk.run(&scope, "1");
+    disk.close();
     let warm = median(warm);
     println!(
         "node -e \"1\": empty module cache {:.1} ms, warm on-disk cache (new sidecar) {:.1} ms, warm sidecar median {:.2} ms \
@@ -145,11 +73,11 @@ fn start_times() {
 /// start to exit.
 fn cpu_loop() {
     let cache = temp_dir("loop");
-    let mut sidecar = Sidecar::start(&cache);
+    let mut sidecar = sidecar(&cache);
     let scope = sidecar.vm();
-    sidecar.node(&scope, "1");
-    let (sandboxed, out) = sidecar.node(&scope, LOOP);
-    drop(sidecar.client.close());
+    sidecar.run(&scope, "1");
+    let (sandboxed, out) = sidecar.run(&scope, LOOP);
+    sidecar.close();
     let host = std::process::Command::new("node").args(["-e", LOOP]).output();
     match host {
         Ok(output) if output.status.success() => {
@@ -172,15 +100,15 @@ fn cpu_loop() {
 /// IDLE_PROCESSES `node` processes waiting on a timer in one more VM.
 fn memory() {
     let cache = temp_dir("memory");
-    let mut sidecar = Sidecar::start(&cache);
+    let mut sidecar = sidecar(&cache);
     let warmup = sidecar.vm();
-    sidecar.node(&warmup, "1");
+    sidecar.run(&warmup, "1");
     let idle = sidecar.rss_kib();
     let scopes: Vec<OwnershipScope> = (0..IDLE_VMS).map(|_| sidecar.vm()).collect();
     let with_vms = sidecar.rss_kib();
     let scope = sidecar.vm();
     for _ in 0..IDLE_PROCESSES {
-        sidecar.start_node(&scope, "setTimeout(() => {}, 600000)");
+        sidecar.start_code(&scope, "setTimeout(() => {}, 600000)");
     }
     // Let them all start and park on their timers.
     std::thread::sleep(Duration::from_secs(2));
@@ -192,5 +120,5 @@ fn memory() {
         (with_processes.saturating_sub(with_vms)) as f64 / IDLE_PROCESSES as f64
     );
     drop(scopes);
-    drop(sidecar.client.close());
+    sidecar.close();
 }

@@ -9,11 +9,11 @@ import { Buffer } from 'buffer';
 import { native } from './internal/native.js';
 import { systemError, errnoName, coded } from './internal/errors.js';
 import { registry } from './internal/registry.js';
+import { POLLIN, POLLHUP } from './internal/io.js';
 
 // Output kept per stream before the child is ended with ENOBUFS (Node's default).
 const DEFAULT_MAX_BUFFER = 1024 * 1024;
 const CLOSED_FD = -1; // u32::MAX: the child gets no descriptor there
-const POLLIN = 1, POLLHUP = 16;
 
 function shellFor(shell) {
   if (typeof shell === 'string') return shell;

@@ -68,6 +68,20 @@ promises.open = promiseForm((path, flags, mode) => new FileHandle(fs.openSync(pa
 promises.constants = fs.constants;
 promises.FileHandle = FileHandle;
 
+/** A file stream's start: its file opened unless it was given a descriptor, then 'open' and
+ * 'ready'. */
+function openStreamFd(stream, mode, callback) {
+  try {
+    if (stream.fd === null) stream.fd = fs.openSync(stream.path, stream.flags, mode);
+    stream.pending = false;
+    callback();
+    stream.emit('open', stream.fd);
+    stream.emit('ready');
+  } catch (error) {
+    callback(error);
+  }
+}
+
 /** A file stream's end: its descriptor closed when it opened it (the stream then emits 'close'
  * itself, emitClose). */
 function closeStreamFd(stream, error, callback) {
@@ -97,15 +111,7 @@ function streamClasses() {
       this.pending = true;
     }
     _construct(callback) {
-      try {
-        if (this.fd === null) this.fd = fs.openSync(this.path, this.flags, 0o666);
-        this.pending = false;
-        callback();
-        this.emit('open', this.fd);
-        this.emit('ready');
-      } catch (error) {
-        callback(error);
-      }
+      openStreamFd(this, 0o666, callback);
     }
     _read(size) {
       const want = Math.min(size, this.end === Infinity ? size : this.end - (this.pos ?? this.bytesRead) + 1);
@@ -143,15 +149,7 @@ function streamClasses() {
       this.pending = true;
     }
     _construct(callback) {
-      try {
-        if (this.fd === null) this.fd = fs.openSync(this.path, this.flags, this.mode);
-        this.pending = false;
-        callback();
-        this.emit('open', this.fd);
-        this.emit('ready');
-      } catch (error) {
-        callback(error);
-      }
+      openStreamFd(this, this.mode, callback);
     }
     _write(chunk, encoding, callback) {
       try {

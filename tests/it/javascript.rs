@@ -180,6 +180,17 @@ fn a_denied_path_throws_eacces() {
     );
 }
 
+/// Unbounded recursion hits the interpreter's own stack bound (`NODE_MAX_STACK_BYTES`): a
+/// `RangeError` the program can catch, not a trap of the WebAssembly stack.
+#[test]
+fn deep_recursion_is_a_range_error() {
+    let (mut sidecar, scope) = node_vm(OPEN, "15");
+    let code = "let depth = 0; const dive = () => { depth++; dive(); };\n\
+                try { dive() } catch (e) { console.log(e instanceof RangeError, e.message, depth > 1000) }";
+    let (stdout, stderr, exit) = run(&mut sidecar, &scope, javascript("deep", None, &["-e", code]));
+    assert_eq!((stdout.as_str(), stderr.as_str(), exit), ("true Maximum call stack size exceeded true\n", "", 0));
+}
+
 #[test]
 fn an_endless_loop_is_stopped_by_the_limit() {
     let config = r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow"},"limits":{"resources":{"maxWasmFuel":2000000000}}}"#;
