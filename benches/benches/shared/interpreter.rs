@@ -1,5 +1,7 @@
 //! What the `javascript` and `python` benches share: a real sidecar binary with one of its
 //! interpreters, VMs of that runtime, code run to its exit and timed, and the sidecar's RSS.
+//! Each bench includes this file and uses part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
