@@ -225,6 +225,14 @@ fn doctor() -> Result<u8, CliError> {
         Some(dir) => println!("node: {}", dir.display()),
         None => println!("node: not built (scripts/build-node.sh builds it; --js needs it)"),
     }
+    match options::python_dir() {
+        Some((dir, true)) => println!("python: {} (numpy and pandas preloaded)", dir.display()),
+        Some((dir, false)) => println!(
+            "python: {} (not prepared: `secure-exec-sidecar prepare-python` makes numpy and pandas start imported)",
+            dir.display()
+        ),
+        None => println!("python: not installed (scripts/fetch-python.sh installs it; --python needs it)"),
+    }
     println!("module cache: {}", options::module_cache_dir().display());
     println!("secure-exec {}", env!("CARGO_PKG_VERSION"));
     Ok(0)

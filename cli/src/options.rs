@@ -29,6 +29,8 @@ const READ_OPERATIONS: &[&str] = &["read", "stat", "readdir", "readlink"];
 const PACKAGES: &[&str] = &["coreutils", "sed", "grep", "gawk", "findutils", "diffutils", "tar", "gzip"];
 /// The package set's version, as `scripts/fetch-packages.sh` names its directory.
 const PACKAGES_VERSION: &str = "0.2.21";
+/// The Python install's version, as `scripts/fetch-python.sh` names its directory.
+const PYTHON_VERSION: &str = "0.1.0";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -325,6 +327,17 @@ pub fn node_dir() -> Option<PathBuf> {
         None => cache_home()?.join("secure-exec-sidecar/node"),
     };
     dir.join("node.wasm").is_file().then_some(dir)
+}
+
+/// The sidecar's Python install (its default place: `$SECURE_EXEC_PYTHON`, else the cache), if
+/// installed, and whether its preloaded interpreter has been made (by `prepare-python`).
+pub fn python_dir() -> Option<(PathBuf, bool)> {
+    let dir = match std::env::var_os("SECURE_EXEC_PYTHON") {
+        Some(dir) => PathBuf::from(dir),
+        None => cache_home()?.join(format!("secure-exec-sidecar/python-{PYTHON_VERSION}")),
+    };
+    let preloaded = dir.join("python-preloaded.wasm").is_file() && dir.join("python-preloaded.key").is_file();
+    dir.join(".installed").is_file().then_some((dir, preloaded))
 }
 
 /// Where the sidecar keeps compiled modules (its default).

@@ -27,6 +27,7 @@ mod memory;
 // The one audited use of `unsafe`: loading this program's own compiled modules.
 #[allow(unsafe_code)]
 mod precompiled;
+mod preinit;
 mod process;
 mod runtime;
 mod task;
@@ -50,6 +51,7 @@ pub use engine::{KernelHost, WasmEngine, MAX_CACHED_PROGRAMS, MAX_CACHED_PROGRAM
 pub use host::{FileMetadata, FsUsage, StdioHost, SysError, SysResult, WaitReason, WasiHost};
 pub use imports::{add_to_linker, HOST_FS, HOST_NET, HOST_PROCESS, HOST_TTY, HOST_USER, WASI_MODULE};
 pub use memory::{MAX_IOVECS, MAX_IO_BYTES, MAX_PATH_BYTES, MAX_POLL_SUBSCRIPTIONS};
+pub use preinit::{PreinitFailed, PreinitHost, PreinitPlan, Preinitialized, MAX_PREINIT_FILES};
 pub use process::{
     decode_file_actions, encode_file_actions, open_flags_from_linux, ChildStatus, Exec, FileAction, OpenFlags,
     SignalMaskHow, Spawn, MAX_SPAWN_FILE_ACTIONS, MAX_SPAWN_FILE_ACTION_BYTES, SPAWN_FLAGS_KNOWN, SPAWN_RESETIDS,

@@ -106,6 +106,9 @@ pub enum RuntimeError {
     /// The task limits are inconsistent.
     #[error("invalid task limits: {0}")]
     Limits(&'static str),
+    /// A pre-initialisation failed (see [`Runtime::preinitialize`]).
+    #[error("cannot pre-initialise module: {0}")]
+    Preinit(String),
 }
 
 /// A wasmtime engine configured for deterministic guests, and the linker holding the syscall
@@ -172,6 +175,14 @@ impl<H: WasiHost> Runtime<H> {
     /// The engine configuration.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<GuestCtx<H>> {
+        &self.linker
     }
 
     /// Compiles a WASI command module (binary format) and links it against the syscall layer,

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+mod prepare;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -91,6 +92,14 @@ enum Command {
     /// Run one WebAssembly command with wasmtime's command line (`--dir`, `--env`), in a VM of a
     /// sidecar this binary spawns; exits with the guest's status.
     Run(run::RunArgs),
+    /// Make this machine's preloaded Python interpreter (numpy and pandas imported at start-up)
+    /// beside the install (`--python-dir`) and compile it into the module cache, so every
+    /// Python process starts with them. Once per install; about two minutes.
+    PreparePython {
+        /// Make it again even when the one there is current.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 // `version`, `replay` and `demo` report on stdout; serving (no subcommand) never prints there.
@@ -112,6 +121,34 @@ fn main() -> ExitCode {
         }
         Some(Command::Demo) => demo::run(),
         Some(Command::Run(args)) => run::run(args),
+        Some(Command::PreparePython { force }) => prepare_python(&cli, *force),
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn prepare_python(cli: &Cli, force: bool) -> ExitCode {
+    let python = OsPython::new(cli.python_dir.clone().unwrap_or_else(OsPython::default_dir));
+    match prepare::prepare_python(&python, module_cache_dir(cli), force) {
+        Ok(done) => {
+            if done.reused {
+                println!("{} is current", done.path.display());
+            } else {
+                println!(
+                    "made {} ({} bytes; {}; {:.1} s, {} fuel)",
+                    done.path.display(),
+                    done.bytes,
+                    done.report,
+                    done.preinit_time.as_secs_f64(),
+                    done.fuel
+                );
+            }
+            println!("compiled into the module cache in {:.1} s", done.compile_time.as_secs_f64());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("secure-exec-sidecar prepare-python: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

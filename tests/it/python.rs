@@ -1,9 +1,11 @@
 //! Python guests (issue 16): CPython for WebAssembly run by the real binary through the
 //! protocol, on the kernel, inside the wasmtime sandbox. The interpreter comes from
-//! `scripts/fetch-python.sh` (through `testkit::python`); the first run on a machine compiles it
-//! (about 90 s), later ones load it from the module cache.
+//! `scripts/fetch-python.sh` (through `testkit::python`), prepared by the binary's own
+//! `prepare-python` as a user's install is; the first run on a machine compiles it and makes the
+//! preloaded interpreter (about 3 minutes), later ones load both from the module cache.
 
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use client::Client;
@@ -22,8 +24,22 @@ fn python_vm_with(config: &str) -> (Client, OwnershipScope) {
     python_vm_seeded(config, None)
 }
 
+/// The install, with its preloaded interpreter made (once per machine; checked once per run).
+fn prepared() -> &'static Path {
+    static PREPARED: OnceLock<&'static Path> = OnceLock::new();
+    PREPARED.get_or_init(|| {
+        let dir = testkit::python::installed();
+        let output = std::process::Command::new(binary())
+            .args(["--python-dir", &dir.display().to_string(), "prepare-python"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "prepare-python: {}", String::from_utf8_lossy(&output.stderr));
+        dir
+    })
+}
+
 fn python_vm_seeded(config: &str, seed: Option<&str>) -> (Client, OwnershipScope) {
-    let dir = testkit::python::installed().display().to_string();
+    let dir = prepared().display().to_string();
     let mut args = vec!["--python-dir", &dir];
     if let Some(seed) = seed {
         args.extend(["--seed", seed]);
@@ -86,7 +102,7 @@ fn request(sidecar: &mut Client, scope: &OwnershipScope, payload: RequestPayload
 /// policy denies is a `PermissionError` in Python.
 #[test]
 fn files_go_through_the_kernel_and_its_policy() {
-    let dir = testkit::python::installed().display().to_string();
+    let dir = prepared().display().to_string();
     let mut sidecar = Client::spawn(binary(), &["--python-dir", &dir]).unwrap();
     sidecar.timeout = Duration::from_secs(900);
     let auth = sidecar.authenticate("it", "token").unwrap();
@@ -164,6 +180,70 @@ fn numpy_and_pandas_compute_a_known_result() {
     let script = "import numpy, pandas\nframe = pandas.DataFrame({'a': [1, 2, 3, 4], 'b': [10, 20, 30, 40]})\n\
                   print(frame.a.mean(), frame.b.sum(), numpy.arange(10).sum())\n";
     assert_eq!(python(&mut sidecar, &scope, "np", &["-c", script]), ("2.5 100 45\n".into(), String::new(), 0));
+}
+
+/// A program that names numpy or pandas starts on the preloaded interpreter, with both already
+/// imported; one that does not starts on the lean one (a quick exit); a script is chosen by its
+/// text. What the start-up must not share is fresh in every process: argv, the environment,
+/// the random generators, the exit status.
+#[test]
+fn a_program_that_names_numpy_or_pandas_starts_with_them_imported() {
+    let (mut sidecar, scope) = python_vm();
+    // Names them only in pieces, so it does not choose the preloaded interpreter by itself.
+    let imported = "import sys; print(sorted(m for m in ('n' 'umpy', 'p' 'andas') if m in sys.modules))";
+    let (stdout, stderr, code) = python(&mut sidecar, &scope, "named", &["-c", &format!("{imported} # pandas")]);
+    assert_eq!((stdout.as_str(), stderr.as_str(), code), ("['numpy', 'pandas']\n", "", 0));
+    let (stdout, _, _) = python(&mut sidecar, &scope, "lean", &["-c", imported]);
+    assert_eq!(stdout, "[]\n");
+
+    let script = GuestFilesystemCallRequest {
+        content: Some(format!("{imported}\nimport numpy\nprint(numpy.arange(4).sum())\n")),
+        encoding: Some(RootFilesystemEntryEncoding::Utf8),
+        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/app/stats.py")
+    };
+    request(&mut sidecar, &scope, RequestPayload::GuestFilesystemCallRequest(script));
+    let (stdout, stderr, _) = python(&mut sidecar, &scope, "script", &["/app/stats.py"]);
+    assert_eq!((stdout.as_str(), stderr.as_str()), ("['numpy', 'pandas']\n6\n", ""));
+    // Only a script's first MAX_PRELOAD_SCAN_BYTES are read to choose: an import past them runs
+    // on the lean interpreter (slower, the same result).
+    let padding = "#".repeat(kernel::host::python::MAX_PRELOAD_SCAN_BYTES);
+    let late = GuestFilesystemCallRequest {
+        content: Some(format!("{imported}\n{padding}\nimport numpy\nprint(numpy.arange(4).sum())\n")),
+        encoding: Some(RootFilesystemEntryEncoding::Utf8),
+        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/app/late.py")
+    };
+    request(&mut sidecar, &scope, RequestPayload::GuestFilesystemCallRequest(late));
+    let (stdout, stderr, _) = python(&mut sidecar, &scope, "late", &["/app/late.py"]);
+    assert_eq!((stdout.as_str(), stderr.as_str()), ("[]\n6\n", ""));
+
+    let probe = "import sys, os, random, numpy\nprint(sys.argv, os.environ.get('GREETING'), random.random(), numpy.random.rand())\nexit(3)";
+    let run = |sidecar: &mut Client, id: &str| {
+        let execute = ExecuteRequest {
+            command: None,
+            runtime: Some(GuestRuntimeKind::Python),
+            env: [("GREETING".to_owned(), id.to_owned())].into_iter().collect(),
+            ..ExecuteRequest::command(id, "", ["-c", probe, "a", "b"])
+        };
+        let started = sidecar.request(scope.clone(), RequestPayload::ExecuteRequest(execute)).unwrap();
+        assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
+        let (mut stdout, mut code) = (Vec::new(), None);
+        while code.is_none() {
+            match sidecar.next_event(Duration::from_secs(120)).unwrap().payload {
+                EventPayload::ProcessOutputEvent(out) if out.process_id == id => stdout.extend(out.chunk),
+                EventPayload::ProcessExitedEvent(exited) if exited.process_id == id => code = Some(exited.exit_code),
+                _ => {}
+            }
+        }
+        (String::from_utf8_lossy(&stdout).into_owned(), code)
+    };
+    let (first, first_code) = run(&mut sidecar, "one");
+    let (second, _) = run(&mut sidecar, "two");
+    assert_eq!(first_code, Some(3));
+    assert!(first.starts_with("['-c', 'a', 'b'] one "), "{first}");
+    assert!(second.starts_with("['-c', 'a', 'b'] two "), "{second}");
+    let draws = |line: &str| line.split_whitespace().skip(4).map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(draws(&first).len(), 2, "{first}");
+    assert!(draws(&first).iter().zip(draws(&second)).all(|(a, b)| *a != b), "{first} / {second}");
 }
 
 /// This build has no subprocesses (WASI has no fork): a clear error, not a hang or a crash.

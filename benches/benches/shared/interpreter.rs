@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use client::Client;
 use schema::wire::*;
 
-fn binary() -> &'static Path {
+pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_secure-exec-sidecar"))
 }
 

@@ -948,7 +948,7 @@ impl Sidecar {
         }
         let ChildProgram { python, argv, env } = self.python_child(&program, argv, env)?;
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
-        let (command, module, tier) = child_command(vm, &program, &env, python.as_deref(), now)?;
+        let (command, module, tier) = child_command(vm, &program, &argv, &setup.cwd, &env, python.as_deref(), now)?;
         let env = vm.program_env(&module, env);
         let limits = vm.guest_limits();
         self.spawn_readiness(&module, limits.max_wasm_stack_bytes)?;
@@ -1005,7 +1005,8 @@ impl Sidecar {
         let memory_budget = Arc::clone(&self.memory_budget);
         let ChildProgram { python, argv, env } = self.python_child(program, argv.to_vec(), env.to_vec())?;
         let vm = self.vm_mut(vm_id).map_err(|_| Errno::ESRCH)?;
-        let (command, module, tier) = child_command(vm, program, &env, python.as_deref(), now)?;
+        let cwd = vm.processes().get(pid).ok_or(Errno::ESRCH)?.cwd.clone();
+        let (command, module, tier) = child_command(vm, program, &argv, &cwd, &env, python.as_deref(), now)?;
         let env = vm.program_env(&module, env);
         let limits = vm.guest_limits();
         self.spawn_readiness(&module, limits.max_wasm_stack_bytes)?;
@@ -1061,11 +1062,14 @@ struct ChildProgram {
 }
 
 /// What a spawn or exec runs: `program`, which the policy must let it spawn, found as a module
-/// on the `PATH` of `env` (or the interpreter `python`, its library then shown in the VM), and
-/// the permission tier configured for the command or the module's file.
+/// on the `PATH` of `env` (or the interpreter `python` suited to `argv` run in `cwd`, its
+/// library then shown in the VM), and the permission tier configured for the command or the
+/// module's file.
 fn child_command(
     vm: &mut Vm,
     program: &str,
+    argv: &[String],
+    cwd: &str,
     env: &[String],
     python: Option<&PythonInstall>,
     now: Now,
@@ -1075,7 +1079,7 @@ fn child_command(
     if let Some(install) = python {
         vm.filesystem_mut().show_python_stdlib(Arc::clone(&install.stdlib)).map_err(|_| Errno::EAGAIN)?;
         let tier = vm.command_tier(&command).unwrap_or(WasmPermissionTier::Full);
-        return Ok((command, Arc::clone(&install.module), tier));
+        return Ok((command, vm.python_module(install, argv, cwd), tier));
     }
     let env: BTreeMap<String, String> = env
         .iter()

@@ -802,6 +802,16 @@ impl VmFilesystem {
         self.root.read_file(VPath::at(&self.cwd, path)).ok().map(<[u8]>::to_vec)
     }
 
+    /// The first `max_bytes` of `path` when it resolves on the root filesystem, as
+    /// [`read_on_root`](Self::read_on_root) (copying only those).
+    pub(crate) fn read_prefix_on_root(&self, path: &str, max_bytes: usize) -> Option<Vec<u8>> {
+        if !self.on_root(path) {
+            return None;
+        }
+        let bytes = self.root.read_file(VPath::at(&self.cwd, path)).ok()?;
+        Some(bytes.get(..max_bytes).unwrap_or(bytes).to_vec())
+    }
+
     /// Whether `path` resolves without touching a mount (or the kernel's own trees).
     fn on_root(&self, path: &str) -> bool {
         if self.mounts.is_empty() {

@@ -10,7 +10,9 @@ use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
 use crate::fs::{FsOp, FsOutcome, FsReply};
 use crate::host::programs::{NODE_COMMAND, PROGRAM_DIR};
-use crate::host::python::{PythonInstall, PYTHON_ARGV0, PYTHON_COMMANDS};
+use crate::host::python::{
+    python_program, PythonInstall, PythonProgram, MAX_PRELOAD_SCAN_BYTES, PYTHON_ARGV0, PYTHON_COMMANDS,
+};
 use crate::policy::config::ResourceLimits;
 use crate::policy::permissions::{errno_message, Capability, CompiledPolicy, Decision, PermissionsPolicy};
 use crate::process::table::{Process, HOST_PPID};
@@ -113,7 +115,7 @@ impl Vm {
                 self.filesystem_mut().show_python_stdlib(std::sync::Arc::clone(&install.stdlib))?;
                 // The interpreter's temporary files go where the VM keeps them.
                 env.entry("TMPDIR".to_owned()).or_insert_with(|| "/tmp".to_owned());
-                (PYTHON_ARGV0.to_owned(), std::sync::Arc::clone(&install.module))
+                (PYTHON_ARGV0.to_owned(), self.python_module(install, &argv, &cwd))
             }
             None => {
                 let path_var = env.get("PATH").cloned().unwrap_or_default();
@@ -127,6 +129,21 @@ impl Vm {
         let tier = self.execution_tier(request, &command, &module_path);
         let env = self.program_env(&module, env.into_iter().map(|(key, value)| format!("{key}={value}")).collect());
         Ok(ExecutionPlan { command, module, argv, env, cwd, tier })
+    }
+
+    /// The interpreter module for the Python command line `argv` started in `cwd`: the
+    /// preloaded one when the program's text names its packages (a script is read from the
+    /// VM's own files, never through a mount; see [`PythonInstall::module_for`]).
+    pub(crate) fn python_module(&self, install: &PythonInstall, argv: &[String], cwd: &str) -> std::sync::Arc<[u8]> {
+        let text = match python_program(argv.get(1..).unwrap_or_default()) {
+            PythonProgram::Code(code) => Some(code.as_bytes().to_vec()),
+            PythonProgram::Module(module) => Some(module.as_bytes().to_vec()),
+            PythonProgram::Script(path) if install.preloaded.is_some() => {
+                self.filesystem().read_prefix_on_root(&crate::fs::normalize(cwd, path), MAX_PRELOAD_SCAN_BYTES)
+            }
+            PythonProgram::Script(_) | PythonProgram::Stdin => None,
+        };
+        std::sync::Arc::clone(install.module_for(text.as_deref()))
     }
 
     /// A new process's id: 1 to [`MAX_PROCESS_ID_BYTES`] bytes, and no live process's.

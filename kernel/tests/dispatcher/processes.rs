@@ -625,6 +625,7 @@ impl kernel::host::python::PythonSource for ScriptPython {
         Ok(Arc::new(kernel::host::python::PythonInstall {
             module: Arc::from(module("exit")),
             stdlib: Arc::from(Vec::new()),
+            preloaded: None,
         }))
     }
 }

@@ -12,6 +12,7 @@ mod host_process;
 mod limits;
 mod memfs;
 mod net;
+mod preinit;
 mod security;
 mod stdio;
 mod support;

@@ -1,0 +1,296 @@
+//! The Python interpreter on disk, as `scripts/fetch-python.sh` installs it: the interpreter and
+//! `python-stdlib.zip` in one directory, read once (on the first Python `Execute`) and shared by
+//! every VM after. A failed load is not remembered, so installing it later works without a
+//! restart.
+//!
+//! The interpreter modules:
+//! - `python-snapshot.wasm`, the install's own pre-initialised reactor (CPython started, its
+//!   start-up modules imported), runs programs: it takes a warm `print(1)` from about 31 ms to
+//!   11 ms. `python.wasm`, the plain reactor, runs them on an install without it.
+//! - `python-preloaded.wasm`, made on this machine by `secure-exec-sidecar prepare-python`:
+//!   `python.wasm` pre-initialised with [`PRELOAD_SCRIPT`] run (numpy and pandas imported). It
+//!   runs the programs that name [`PRELOAD_PACKAGES`] (see `PythonInstall::module_for`), while
+//!   its key (`python-preloaded.key`, see [`OsPython::preload_key`]) matches this install and
+//!   script, so a new install or script never runs a stale one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use sha2::{Digest, Sha256};
+
+use kernel::host::python::{PreloadedPython, PythonInstall, PythonSource};
+
+/// The install's version, as the fetch script names its directory.
+pub const PYTHON_VERSION: &str = "0.1.0";
+/// The largest interpreter module or library read: both are about 100 MB today; a file far
+/// beyond that is not the install this expects, and reading it whole would cost its size in
+/// memory for the sidecar's life.
+pub const MAX_PYTHON_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// `$XDG_CACHE_HOME`, else `~/.cache` (else the temp dir): where the setup scripts install
+/// the interpreters.
+pub fn cache_home() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// The interpreter pre-initialised here with [`PRELOAD_SCRIPT`] run, preferred while current.
+const PYTHON_PRELOADED: &str = "python-preloaded.wasm";
+/// What `python-preloaded.wasm` was made from (see [`OsPython::preload_key`]).
+const PYTHON_PRELOADED_KEY: &str = "python-preloaded.key";
+/// The install's pre-initialised interpreter, preferred next.
+const PYTHON_SNAPSHOT: &str = "python-snapshot.wasm";
+/// The interpreter both were made from.
+const PYTHON_PLAIN: &str = "python.wasm";
+/// The standard library archive.
+const PYTHON_STDLIB: &str = "python-stdlib.zip";
+/// The install's checksums of its files, as the fetch script checked them.
+const PYTHON_CHECKSUMS: &str = "SHA256SUMS";
+/// The Python a preloaded interpreter runs once, at preparation.
+pub const PRELOAD_SCRIPT: &str = include_str!("preload.py");
+/// The packages [`PRELOAD_SCRIPT`] imports whose names in a program choose the preloaded
+/// interpreter for it.
+pub const PRELOAD_PACKAGES: &[&str] = &["numpy", "pandas"];
+/// Changes whenever how a preloaded interpreter is made changes, so older ones stop matching.
+const PRELOAD_FORMAT: &str = "secure-exec python preload 1";
+
+#[derive(Debug)]
+pub struct OsPython {
+    dir: PathBuf,
+    loaded: Mutex<Option<Arc<PythonInstall>>>,
+}
+
+impl OsPython {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir, loaded: Mutex::new(None) }
+    }
+
+    /// `$SECURE_EXEC_PYTHON`, else `${XDG_CACHE_HOME:-~/.cache}/secure-exec-sidecar/python-<version>`
+    /// (where the fetch script puts it).
+    pub fn default_dir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("SECURE_EXEC_PYTHON") {
+            return PathBuf::from(dir);
+        }
+        cache_home().join(format!("secure-exec-sidecar/python-{PYTHON_VERSION}"))
+    }
+
+    fn read(&self, name: &str) -> Result<Arc<[u8]>, String> {
+        let path = self.dir.join(name);
+        let missing = |error: std::io::Error| {
+            format!(
+                "the Python interpreter is not installed at {} ({error}): scripts/fetch-python.sh installs it",
+                path.display()
+            )
+        };
+        let size = std::fs::metadata(&path).map_err(missing)?.len();
+        if size > MAX_PYTHON_FILE_BYTES {
+            return Err(format!("{} is {size} bytes, over the {MAX_PYTHON_FILE_BYTES} bytes allowed", path.display()));
+        }
+        std::fs::read(&path).map(Arc::from).map_err(missing)
+    }
+}
+
+/// The plain interpreter and its library, as a preparation starts from them.
+#[derive(Debug, Clone)]
+pub struct PlainPython {
+    /// `python.wasm`.
+    pub module: Arc<[u8]>,
+    /// `python-stdlib.zip`.
+    pub stdlib: Arc<[u8]>,
+}
+
+impl OsPython {
+    /// The install's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What a preloaded interpreter for this install and [`PRELOAD_SCRIPT`] is keyed by: the
+    /// hex SHA-256 of the install's checksums file (the fetch script checked the files against
+    /// it), the script and [`PRELOAD_FORMAT`]. Cheap: it never reads the 100 MB modules.
+    ///
+    /// # Errors
+    ///
+    /// The install has no checksums file (then nothing is preloaded for it).
+    pub fn preload_key(&self) -> Result<String, String> {
+        let path = self.dir.join(PYTHON_CHECKSUMS);
+        let checksums = std::fs::read(&path).map_err(|error| {
+            format!("{} ({error}): the install is not one scripts/fetch-python.sh made", path.display())
+        })?;
+        let mut hasher = Sha256::new();
+        for part in [PRELOAD_FORMAT.as_bytes(), &checksums, PRELOAD_SCRIPT.as_bytes()] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        Ok(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
+    }
+
+    /// Whether `python-preloaded.wasm` is there and made from this install and script.
+    pub fn preloaded_is_current(&self) -> bool {
+        let recorded = std::fs::read_to_string(self.dir.join(PYTHON_PRELOADED_KEY)).ok();
+        self.dir.join(PYTHON_PRELOADED).is_file()
+            && recorded.is_some_and(|recorded| self.preload_key().is_ok_and(|key| key == recorded.trim()))
+    }
+
+    /// The plain interpreter and the library, read for a preparation.
+    ///
+    /// # Errors
+    ///
+    /// Either is missing or over [`MAX_PYTHON_FILE_BYTES`].
+    pub fn read_plain(&self) -> Result<PlainPython, String> {
+        Ok(PlainPython { module: self.read(PYTHON_PLAIN)?, stdlib: self.read(PYTHON_STDLIB)? })
+    }
+
+    /// Installs `wasm` as the preloaded interpreter for the current key: written to a
+    /// temporary file and renamed into place, then the key beside it, so a crash leaves either
+    /// the old pair or a module without a matching key (not used), never a torn module in use.
+    ///
+    /// # Errors
+    ///
+    /// The install has no checksums file, or a write fails (what failed, and where).
+    pub fn install_preloaded(&self, wasm: &[u8]) -> Result<PathBuf, String> {
+        let key = self.preload_key()?;
+        let path = self.dir.join(PYTHON_PRELOADED);
+        let _ = std::fs::remove_file(self.dir.join(PYTHON_PRELOADED_KEY));
+        write_atomically(&path, wasm)?;
+        write_atomically(&self.dir.join(PYTHON_PRELOADED_KEY), format!("{key}\n").as_bytes())?;
+        Ok(path)
+    }
+
+    /// The interpreter module programs run on: the install's snapshot, else plain.
+    fn interpreter(&self) -> &'static str {
+        if self.dir.join(PYTHON_SNAPSHOT).is_file() {
+            PYTHON_SNAPSHOT
+        } else {
+            PYTHON_PLAIN
+        }
+    }
+
+    /// The preloaded interpreter, when there and current.
+    fn preloaded(&self) -> Result<Option<PreloadedPython>, String> {
+        if !self.preloaded_is_current() {
+            return Ok(None);
+        }
+        let packages = PRELOAD_PACKAGES.iter().map(|package| (*package).to_owned()).collect();
+        Ok(Some(PreloadedPython { module: self.read(PYTHON_PRELOADED)?, packages }))
+    }
+}
+
+/// Writes `bytes` at `path` through a temporary file in the same directory, synced, renamed.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+    let written = std::fs::File::create(&temporary).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&temporary, path)) {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            let _ = std::fs::remove_file(&temporary);
+            Err(format!("cannot write {}: {error}", path.display()))
+        }
+    }
+}
+
+impl PythonSource for OsPython {
+    fn load(&self) -> Result<Arc<PythonInstall>, String> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(install) = loaded.as_ref() {
+            return Ok(Arc::clone(install));
+        }
+        let module = self.read(self.interpreter())?;
+        let install =
+            Arc::new(PythonInstall { module, stdlib: self.read(PYTHON_STDLIB)?, preloaded: self.preloaded()? });
+        *loaded = Some(Arc::clone(&install));
+        Ok(install)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_install_says_how_to_get_it_and_a_later_one_is_found() {
+        let dir = std::env::temp_dir().join(format!("secure-exec-python-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let python = OsPython::new(dir.clone());
+        let why = python.load().unwrap_err();
+        assert!(why.contains("scripts/fetch-python.sh"), "{why}");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("python.wasm"), b"\0asm").unwrap();
+        std::fs::write(dir.join("python-stdlib.zip"), b"PK").unwrap();
+        let install = python.load().unwrap();
+        assert_eq!((&install.module[..], &install.stdlib[..]), (&b"\0asm"[..], &b"PK"[..]));
+        assert!(Arc::ptr_eq(&install, &python.load().unwrap()), "loaded once, shared after");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_pre_initialised_interpreter_is_preferred_when_installed() {
+        let dir = std::env::temp_dir().join(format!("secure-exec-python-snapshot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(PYTHON_PLAIN), b"\0asm plain").unwrap();
+        std::fs::write(dir.join(PYTHON_SNAPSHOT), b"\0asm snapshot").unwrap();
+        std::fs::write(dir.join("python-stdlib.zip"), b"PK").unwrap();
+        assert_eq!(&OsPython::new(dir.clone()).load().unwrap().module[..], b"\0asm snapshot");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_preloaded_interpreter_is_used_only_while_its_key_matches_the_install() {
+        let dir = std::env::temp_dir().join(format!("secure-exec-python-preloaded-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(PYTHON_SNAPSHOT), b"\0asm snapshot").unwrap();
+        std::fs::write(dir.join(PYTHON_STDLIB), b"PK").unwrap();
+        let python = OsPython::new(dir.clone());
+        // No checksums: not an install the fetch script made, so nothing is preloaded for it.
+        assert!(python.install_preloaded(b"\0asm preloaded").unwrap_err().contains(PYTHON_CHECKSUMS));
+        std::fs::write(dir.join(PYTHON_CHECKSUMS), b"abc  python.wasm\n").unwrap();
+        assert!(!python.preloaded_is_current());
+        python.install_preloaded(b"\0asm preloaded").unwrap();
+        assert!(python.preloaded_is_current());
+        let install = OsPython::new(dir.clone()).load().unwrap();
+        assert_eq!(&install.module[..], b"\0asm snapshot");
+        let preloaded = install.preloaded.as_ref().unwrap();
+        assert_eq!(
+            (&preloaded.module[..], preloaded.packages.len()),
+            (&b"\0asm preloaded"[..], PRELOAD_PACKAGES.len())
+        );
+        // A new install (other checksums) makes it stale: it is not used.
+        std::fs::write(dir.join(PYTHON_CHECKSUMS), b"def  python.wasm\n").unwrap();
+        assert!(!python.preloaded_is_current());
+        assert!(OsPython::new(dir.clone()).load().unwrap().preloaded.is_none());
+        // No temporary files are left behind.
+        let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names.len(), 5, "{names:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_preload_script_imports_every_package_that_chooses_it() {
+        for package in PRELOAD_PACKAGES {
+            assert!(PRELOAD_SCRIPT.lines().any(|line| line == format!("import {package}")), "{package}");
+        }
+    }
+
+    #[test]
+    fn a_file_past_the_bound_is_refused_before_it_is_read() {
+        let dir = std::env::temp_dir().join(format!("secure-exec-python-big-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Sparse: nothing is written or read, only the size is looked at.
+        std::fs::File::create(dir.join("python.wasm")).unwrap().set_len(MAX_PYTHON_FILE_BYTES + 1).unwrap();
+        std::fs::write(dir.join("python-stdlib.zip"), b"PK").unwrap();
+        let why = OsPython::new(dir.clone()).load().unwrap_err();
+        assert!(why.ends_with(&format!("over the {MAX_PYTHON_FILE_BYTES} bytes allowed")), "{why}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
