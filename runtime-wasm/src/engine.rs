@@ -905,6 +905,10 @@ impl WasiHost for KernelHost {
         self.parked.take()
     }
 
+    fn host_call(&mut self, frame: &[u8]) -> SysResult<Vec<u8>> {
+        self.sys()?.host_call(frame).map_err(|error| sys_error(error, WaitReason::Permission))
+    }
+
     fn call_settled(&mut self) {
         if let Some(sys) = self.syscalls.as_mut() {
             sys.call_settled();

@@ -29,8 +29,8 @@ pub enum WaitReason {
     },
     /// The guest waits in `poll_oneoff` for descriptors (and maybe a clock) and none is ready.
     Poll,
-    /// The guest's call waits for the host's answer: to a permission prompt, or from a host
-    /// directory.
+    /// The guest's call waits for the host's answer: to a permission prompt, from a host
+    /// directory, or from a host function (a tool).
     Permission,
     /// The guest waits in `poll_oneoff` for a clock only: nothing happens before the monotonic
     /// clock reaches `until_ns` (the host may also use it for a timeout on other clocks).
@@ -314,6 +314,15 @@ pub trait WasiHost: Send + 'static {
     ) -> Result<(), Errno> {
         let _ = (lookupflags, old_path, new_fd, new_path);
         Err(unsupported_path(self, old_fd))
+    }
+
+    /// One frame through CPython-for-WASI's `host::call` door (the tool protocol: JSON frames,
+    /// see the kernel's `syscalls::tools`): the answer frame. `ENOSYS` when no host function is
+    /// behind the door (the guest sees "no host"); [`SysError::WouldBlock`] while the host
+    /// works on it, and the same frame is asked again.
+    fn host_call(&mut self, frame: &[u8]) -> SysResult<Vec<u8>> {
+        let _ = frame;
+        Err(Errno::NoSys.into())
     }
 
     /// Waits for any of `subscriptions` (never empty, at most

@@ -246,6 +246,132 @@ fn a_program_that_names_numpy_or_pandas_starts_with_them_imported() {
     assert!(draws(&first).iter().zip(draws(&second)).all(|(a, b)| *a != b), "{first} / {second}");
 }
 
+/// Registers a toolkit `math` with `add` (two integers), `fail` and `slow` (a 200 ms timeout)
+/// in the VM of `scope`.
+fn register_math_tools(sidecar: &mut Client, scope: &OwnershipScope) {
+    let tool = |description: &str, schema: &str| RegisteredHostCallbackDefinition {
+        description: description.into(),
+        input_schema: schema.into(),
+        timeout_ms: None,
+        examples: vec![],
+    };
+    let slow =
+        RegisteredHostCallbackDefinition { timeout_ms: Some(200), ..tool("Never answered.", r#"{"type":"object"}"#) };
+    let add_schema =
+        r#"{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"integer"}},"required":["a","b"]}"#;
+    let register = RegisterHostCallbacksRequest {
+        name: "math".into(),
+        description: "arithmetic on the host".into(),
+        command_aliases: vec![],
+        registry_command_aliases: vec![],
+        callbacks: [
+            ("add".to_owned(), tool("Adds two integers.", add_schema)),
+            ("fail".to_owned(), tool("Always fails.", r#"{"type":"object"}"#)),
+            ("slow".to_owned(), slow),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let registered = request(sidecar, scope, RequestPayload::RegisterHostCallbacksRequest(register));
+    assert!(matches!(registered, ResponsePayload::HostCallbacksRegisteredResponse(_)), "{registered:?}");
+}
+
+/// Runs `code` while answering its host callbacks with `answer(key, input)`: (stdout, stderr,
+/// exit code, the callbacks asked for).
+fn python_with_tools(
+    sidecar: &mut Client,
+    scope: &OwnershipScope,
+    id: &str,
+    code: &str,
+    answer: impl Fn(&str, &str) -> Option<HostCallbackResultResponse>,
+) -> (String, String, i32, Vec<(String, String)>) {
+    let execute = ExecuteRequest {
+        command: None,
+        runtime: Some(GuestRuntimeKind::Python),
+        ..ExecuteRequest::command(id, "", ["-c", code])
+    };
+    let started = sidecar.request(scope.clone(), RequestPayload::ExecuteRequest(execute)).unwrap();
+    assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
+    let (mut stdout, mut stderr, mut asked) = (Vec::new(), Vec::new(), Vec::new());
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no exit in 120 s: {:?}", String::from_utf8_lossy(&stdout));
+        while let Ok(request) = sidecar.next_sidecar_request(Duration::from_millis(50)) {
+            let SidecarRequestPayload::HostCallbackRequest(call) = &request.payload else { panic!("{request:?}") };
+            asked.push((call.callback_key.clone(), call.input.clone()));
+            if let Some(result) = answer(&call.callback_key, &call.input) {
+                let result = HostCallbackResultResponse { invocation_id: call.invocation_id.clone(), ..result };
+                sidecar
+                    .respond_to_sidecar(&request, SidecarResponsePayload::HostCallbackResultResponse(result))
+                    .unwrap();
+            }
+        }
+        for event in sidecar.take_events() {
+            match event.payload {
+                EventPayload::ProcessOutputEvent(out) if out.process_id == id => match out.channel {
+                    StreamChannel::Stdout => stdout.extend(out.chunk),
+                    StreamChannel::Stderr => stderr.extend(out.chunk),
+                },
+                EventPayload::ProcessExitedEvent(exited) if exited.process_id == id => {
+                    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+                    return (text(&stdout), text(&stderr), exited.exit_code, asked);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Python calls the host's registered tools through its `host::call` door (`from host import
+/// tools`): the list, a call answered by the host, the host's error as `ToolError`, and a VM
+/// whose policy denies `tool.invoke`. A VM with no tools has no host behind the door.
+#[test]
+fn python_calls_the_hosts_tools() {
+    let (mut sidecar, scope) =
+        python_vm_with(r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow","tool":"allow"}}"#);
+    let (stdout, stderr, code) = python(&mut sidecar, &scope, "none", &["-c", "from host import tools"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stderr.contains("Error"), "no host behind the door: {stderr}");
+
+    register_math_tools(&mut sidecar, &scope);
+    let code = "from host import tools, ToolError\n\
+                print(tools.__all__ if hasattr(tools, '__all__') else sorted(n for n in dir(tools) if n.startswith('math')))\n\
+                print(tools.math_add.__doc__.splitlines()[0])\n\
+                print(tools.math_add(a=2, b=3), tools.math_add(40, 2))\n\
+                try:\n    tools.math_fail()\nexcept ToolError as error:\n    print(type(error).__name__, error.kind, error)\n\
+                try:\n    tools.math_slow()\nexcept ToolError as error:\n    print(type(error).__name__, error.kind)\n";
+    let answer = |key: &str, input: &str| {
+        let result = match key {
+            "math:add" => {
+                let args: serde_json::Value = serde_json::from_str(input).unwrap();
+                Some((args["a"].as_i64().unwrap() + args["b"].as_i64().unwrap()).to_string())
+            }
+            _ => None,
+        };
+        let error = result.is_none().then(|| "the host says no".to_owned());
+        (key != "math:slow").then(|| HostCallbackResultResponse { invocation_id: String::new(), result, error })
+    };
+    let (stdout, stderr, code, asked) = python_with_tools(&mut sidecar, &scope, "tools", code, answer);
+    assert_eq!(
+        (stdout.as_str(), stderr.as_str(), code),
+        (
+            "['math_add', 'math_fail', 'math_slow']\nAdds two integers.\n5 42\nToolError tool_error the host says no\n\
+             ToolTimeout timeout\n",
+            "",
+            0
+        )
+    );
+    let keys: Vec<&str> = asked.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys, ["math:add", "math:add", "math:fail", "math:slow"]);
+    assert_eq!(asked[0].1, r#"{"a":2,"b":3}"#);
+
+    let (mut sidecar, scope) = python_vm_with(r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow"}}"#);
+    register_math_tools(&mut sidecar, &scope);
+    let denied = "from host import tools, ToolDenied\ntry:\n    tools.math_add(a=1, b=1)\nexcept ToolDenied as error:\n    print(error.kind)\n";
+    let (stdout, _, _, asked) = python_with_tools(&mut sidecar, &scope, "denied", denied, answer);
+    assert_eq!((stdout.as_str(), asked.len()), ("denied\n", 0));
+}
+
 /// This build has no subprocesses (WASI has no fork): a clear error, not a hang or a crash.
 #[test]
 fn subprocess_is_a_clear_error() {

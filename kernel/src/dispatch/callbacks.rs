@@ -33,9 +33,7 @@ pub enum HostCallbackOutcome {
 
 #[derive(Debug)]
 enum PendingKind {
-    // Only the `testing` door starts host callbacks today; answers, timeouts and cancellation
-    // are handled in every build so a runtime that invokes callbacks needs nothing more.
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    /// A guest's call of a host function (see `syscalls::tools`), or the `testing` door's.
     HostCallback {
         invocation_id: InvocationId,
     },
@@ -75,7 +73,6 @@ pub(crate) struct Expired(Pending);
 #[derive(Debug, Default)]
 pub(crate) struct PendingRequests {
     next_request_id: i64,
-    #[cfg(feature = "testing")]
     next_invocation: u64,
     next_ticket: u64,
     pending: BTreeMap<i64, Pending>,
@@ -147,9 +144,21 @@ impl Sidecar {
     /// A guest in `vm_id` invokes host callback `callback_key` (`toolkit:tool`, or a registry
     /// command alias) with JSON `input`: a `HostCallbackRequest` goes to the host, and the
     /// outcome appears in [`take_host_callback_outcome`](Self::take_host_callback_outcome).
-    /// No guest runtime invokes callbacks yet, so only tests and the simulator have this door.
+    /// Guests reach it through the tool protocol (`syscalls::tools`); tests and the simulator
+    /// also through this door.
     #[cfg(feature = "testing")]
     pub fn invoke_host_callback(
+        &mut self,
+        vm_id: &str,
+        callback_key: &str,
+        input: &str,
+    ) -> Result<InvocationId, Rejection> {
+        self.start_host_callback(vm_id, callback_key, input)
+    }
+
+    /// Sends the `HostCallbackRequest` of `callback_key` with `input` for `vm_id` (see
+    /// [`invoke_host_callback`](Self::invoke_host_callback)).
+    pub(crate) fn start_host_callback(
         &mut self,
         vm_id: &str,
         callback_key: &str,
@@ -181,6 +190,11 @@ impl Sidecar {
             return Err(Rejection::new(RejectCode::FrameTooLarge, error.rejection_message()));
         }
         Ok(invocation_id)
+    }
+
+    /// Whether the host callback `invocation_id` has its outcome.
+    pub(crate) fn has_callback_outcome(&self, invocation_id: &str) -> bool {
+        self.callbacks.callback_outcomes.contains_key(invocation_id)
     }
 
     /// The outcome of a host callback, once it has one (taken: asked again, it is `None`).
@@ -262,6 +276,7 @@ impl Sidecar {
                     (None, None) => HostCallbackOutcome::Error("tool invocation returned no result".to_owned()),
                 };
                 self.callbacks.callback_outcomes.insert(invocation_id, outcome);
+                self.vms.touch(&pending.vm_id);
             }
             (PendingKind::Prompt { ticket, capability }, SidecarResponsePayload::ExtEnvelope(envelope))
                 if envelope.namespace == PERMISSION_PROMPT_NAMESPACE =>
@@ -285,6 +300,7 @@ impl Sidecar {
                     PendingKind::HostCallback { invocation_id } => {
                         let outcome = HostCallbackOutcome::Error("unexpected sidecar tool response".to_owned());
                         self.callbacks.callback_outcomes.insert(invocation_id, outcome);
+                        self.vms.touch(&pending.vm_id);
                     }
                     PendingKind::Prompt { ticket, capability } => {
                         let message = format!("EACCES: unexpected answer to the permission prompt for {capability}");
@@ -308,6 +324,7 @@ impl Sidecar {
         match pending.kind {
             PendingKind::HostCallback { invocation_id } => {
                 self.callbacks.callback_outcomes.insert(invocation_id, HostCallbackOutcome::TimedOut);
+                self.vms.touch(&pending.vm_id);
             }
             PendingKind::Prompt { ticket, capability } => {
                 let message = format!("EACCES: permission prompt for {capability} timed out");

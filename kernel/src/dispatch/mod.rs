@@ -214,6 +214,9 @@ pub struct Sidecar {
     /// (each still has a pending request with a deadline, so this stays bounded by
     /// [`MAX_PENDING_SIDECAR_REQUESTS`]).
     abandoned_prompts: BTreeSet<PromptTicket>,
+    /// Host callbacks of tool calls whose processes exited while waiting: dropped on arrival,
+    /// bounded the same way.
+    abandoned_callbacks: BTreeSet<InvocationId>,
 }
 
 impl Sidecar {
@@ -254,6 +257,7 @@ impl Sidecar {
             memory_budget,
             last_scheduled: None,
             abandoned_prompts: BTreeSet::new(),
+            abandoned_callbacks: BTreeSet::new(),
         }
     }
 

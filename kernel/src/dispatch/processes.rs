@@ -9,17 +9,19 @@ use schema::wire::*;
 use crate::clock::{Entropy, Now};
 use crate::dispatch::compile::{PendingExecute, PythonReadiness, Readiness};
 use crate::dispatch::vm_table::Summary;
-use crate::dispatch::{Sidecar, StreamId};
+use crate::dispatch::{HostCallbackOutcome, Sidecar, StreamId};
 use crate::error::{RejectCode, Rejection};
 use crate::fs::GuestAsks;
 use crate::host::python::{PythonInstall, PYTHON_ARGV0, PYTHON_COMMANDS};
 use crate::host::software::SOFTWARE_BIN;
 use crate::policy::permissions::{Capability, Decision};
 use crate::process::fds::{Descriptor, FdTable, OpenFile};
-use crate::process::table::{ChildSetup, Identity, Process, SpawnTarget, Status, Wait, HOST_PPID};
+use crate::process::table::{
+    ChildSetup, Identity, Process, SpawnTarget, Status, ToolCall, ToolCallState, Wait, HOST_PPID,
+};
 use crate::process::*;
 use crate::syscalls::engine::{Guest, GuestEngine, GuestExit, GuestPoll, GuestSpawn};
-use crate::syscalls::Syscalls;
+use crate::syscalls::{tools, Syscalls};
 use crate::vfs::Errno;
 use crate::vm::exec::fd_limit;
 use crate::vm::{PromptOutcome, Vm};
@@ -493,6 +495,11 @@ impl Sidecar {
                     wake = true
                 }
                 (Status::Running, Wait::Prompt { ticket: Some(ticket) }) => wake |= self.has_prompt_outcome(ticket),
+                (Status::Running, Wait::Tool { sent: false }) => wake = true,
+                (Status::Running, Wait::Tool { sent: true }) => {
+                    wake |= matches!(&process.tool_call, Some(ToolCall { state: ToolCallState::Sent { invocation_id }, .. })
+                        if self.has_callback_outcome(invocation_id));
+                }
                 (Status::Running, _) => wake |= table.wait_is_over(process, 0),
                 (Status::Exited(_), _) if process.top_level => {
                     retained = retained.saturating_add(1);
@@ -544,6 +551,7 @@ impl Sidecar {
         }
         self.end_overdue_processes(overdue);
         self.serve_prompts();
+        self.serve_tool_calls();
         self.serve_spawns();
         let mut spent_fuel = 0u64;
         for _ in 0..MAX_SLICES_PER_TICK {
@@ -620,6 +628,57 @@ impl Sidecar {
                 }
             }
             process.wait = Wait::None;
+        }
+    }
+
+    /// Sends the host callbacks of guests' tool calls (`syscalls::tools`), and wakes the guests
+    /// whose callbacks have their outcome (the host's answer, a timeout, a cancellation), with
+    /// the answer frame for their call's retry.
+    fn serve_tool_calls(&mut self) {
+        let abandoned: Vec<_> = self.abandoned_callbacks.iter().cloned().collect();
+        for invocation_id in abandoned {
+            if self.take_host_callback_outcome(&invocation_id).is_some() {
+                self.abandoned_callbacks.remove(&invocation_id);
+            }
+        }
+        let mut calls = Vec::new();
+        for vm_id in self.waking_vms() {
+            let Some(vm) = self.vms.get(&vm_id) else { continue };
+            for process in vm.processes().iter() {
+                if let (Wait::Tool { .. }, Some(call)) = (process.wait, &process.tool_call) {
+                    calls.push((vm_id.clone(), process.pid, call.clone()));
+                }
+            }
+        }
+        for (vm_id, pid, call) in calls {
+            let state = match call.state {
+                ToolCallState::Needed { key, input } => match self.start_host_callback(&vm_id, &key, &input) {
+                    Ok(invocation_id) => ToolCallState::Sent { invocation_id },
+                    Err(rejection) => ToolCallState::Answered(tools::error_frame(
+                        call.frame_id,
+                        "tool_error",
+                        &format!("{key}: {}", rejection.message),
+                    )),
+                },
+                ToolCallState::Sent { invocation_id } => match self.take_host_callback_outcome(&invocation_id) {
+                    Some(outcome) => {
+                        let key = invocation_id.rsplit_once(':').map_or(invocation_id.as_str(), |(key, _)| key);
+                        ToolCallState::Answered(tool_outcome_frame(call.frame_id, key, &outcome))
+                    }
+                    None => continue,
+                },
+                ToolCallState::Answered(_) => continue,
+            };
+            let Ok(vm) = self.vm_mut(&vm_id) else { continue };
+            let Some(process) = vm.processes_mut().get_mut(pid) else { continue };
+            process.wait = match state {
+                ToolCallState::Answered(_) => Wait::None,
+                _ => Wait::Tool { sent: true },
+            };
+            if let Some(tool_call) = process.tool_call.as_mut() {
+                tool_call.state = state;
+            }
+            self.vms.touch(&vm_id);
         }
     }
 
@@ -751,9 +810,16 @@ impl Sidecar {
             return;
         }
         process.exit_order = exit_order;
+        let abandoned_call = match process.tool_call.take() {
+            Some(ToolCall { state: ToolCallState::Sent { invocation_id }, .. }) => Some(invocation_id),
+            _ => None,
+        };
         if let Wait::Prompt { ticket: Some(ticket) } = process.wait {
             // Nobody will retry the call: the answer, when it comes, is dropped.
             self.abandoned_prompts.insert(ticket);
+        }
+        if let Some(invocation_id) = abandoned_call {
+            self.abandoned_callbacks.insert(invocation_id);
         }
         let Ok(vm) = self.vm_mut(vm_id) else { return };
         let Some(process) = vm.processes_mut().get_mut(pid) else { return };
@@ -1125,4 +1191,16 @@ fn count_child(vm: &mut Vm, parent: u32) -> Result<u32, Errno> {
     let parent = vm.processes_mut().get_mut(parent).ok_or(Errno::ESRCH)?;
     parent.children_started = parent.children_started.saturating_add(1);
     Ok(parent.children_started)
+}
+
+/// The answer frame a host callback's `outcome` gives the call with `frame_id`.
+fn tool_outcome_frame(frame_id: Option<u64>, key: &str, outcome: &HostCallbackOutcome) -> Vec<u8> {
+    match outcome {
+        HostCallbackOutcome::Result(result) => tools::result_frame(frame_id, key, result),
+        HostCallbackOutcome::Error(message) => tools::error_frame(frame_id, "tool_error", message),
+        HostCallbackOutcome::TimedOut => {
+            tools::error_frame(frame_id, "timeout", &format!("{key}: the host did not answer in time"))
+        }
+        HostCallbackOutcome::Cancelled => tools::error_frame(frame_id, "cancelled", &format!("{key}: cancelled")),
+    }
 }

@@ -112,6 +112,29 @@ pub(crate) enum Wait {
     /// A filesystem call waits for a host directory's answer (`host_memo.needed`; `asked`: the
     /// effect has been asked for), then runs again (see `fs::host_gate`).
     HostCall { asked: bool },
+    /// A call of a host function waits for the host's answer (`tool_call`; `sent`: the
+    /// `HostCallbackRequest` has gone out), then runs again (see `syscalls::tools`).
+    Tool { sent: bool },
+}
+
+/// A guest's call of a host function (a registered tool) through the tool protocol: the frame
+/// it asked with, and how far it got. Kept across the retries of that one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ToolCall {
+    pub(crate) frame: Vec<u8>,
+    /// The frame's id, which its answer echoes.
+    pub(crate) frame_id: Option<u64>,
+    pub(crate) state: ToolCallState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ToolCallState {
+    /// To be sent: the callback key and its JSON input.
+    Needed { key: String, input: String },
+    /// Sent as this invocation.
+    Sent { invocation_id: String },
+    /// The answer frame, for the retry to take.
+    Answered(Vec<u8>),
 }
 
 /// A process's lifecycle state.
@@ -156,6 +179,8 @@ pub(crate) struct Process {
     pub(crate) asks: GuestAsks,
     /// The answers a filesystem call parked on host calls has had (see `fs::host_gate`).
     pub(crate) host_memo: HostMemo,
+    /// The call of a host function in progress (see `syscalls::tools`).
+    pub(crate) tool_call: Option<ToolCall>,
     /// Started by the host (`Execute`), not by another process: only these have events.
     pub(crate) top_level: bool,
     /// Children started so far (names the next one `{process_id}/child-{n}`).
@@ -251,6 +276,7 @@ impl Process {
             sleep_deadline_ns: None,
             asks: GuestAsks::default(),
             host_memo: HostMemo::default(),
+            tool_call: None,
             top_level,
             children_started: 0,
             spawn_request: None,
@@ -310,6 +336,7 @@ impl Process {
         self.wake_on.clear();
         self.sleep_deadline_ns = None;
         self.asks = GuestAsks::default();
+        self.tool_call = None;
         self.spawn_request = None;
         self.spawn_result = None;
         closed
@@ -495,7 +522,7 @@ impl ProcessTable {
             Wait::SocketWrite { id } => self.net.writable(id),
             Wait::Resolve { id } => !self.net.dns.is_pending(id),
             Wait::HostCall { asked } => asked && process.host_memo.needed.is_none(),
-            Wait::None | Wait::Child | Wait::Spawn | Wait::Compile | Wait::Prompt { .. } => false,
+            Wait::None | Wait::Child | Wait::Spawn | Wait::Compile | Wait::Prompt { .. } | Wait::Tool { .. } => false,
         };
         over(&process.wait) || process.wake_on.iter().any(over)
     }

@@ -23,6 +23,7 @@ mod fds;
 mod files;
 mod net;
 mod processes;
+pub(crate) mod tools;
 
 pub use net::MsgFlags;
 pub use processes::{ChildExit, ChildSpawn, FileAction, ProgramExec, SignalMaskChange};

@@ -532,9 +532,28 @@ impl Vm {
         }
     }
 
+    /// The VM's tools as a guest's tool protocol offers them, in callback-key order: each
+    /// `toolkit:tool` named with every character a Python identifier cannot hold made `_`
+    /// (`files:read-all` is `files_read_all`). A name that is still not one the guest accepts
+    /// (`[A-Za-z][A-Za-z0-9_]{0,63}`, not a keyword), or is taken already, is left out: the
+    /// guest refuses a whole list that holds one.
+    pub(crate) fn offered_tools(&self) -> Vec<OfferedTool<'_>> {
+        let mut taken = BTreeSet::new();
+        let mut offered = Vec::new();
+        for (toolkit_name, toolkit) in &self.toolkits {
+            for (tool, definition) in &toolkit.callbacks {
+                let key = format!("{toolkit_name}:{tool}");
+                let name: String = key.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+                if is_tool_name(&name) && taken.insert(name.clone()) {
+                    offered.push(OfferedTool { name, key, definition });
+                }
+            }
+        }
+        offered
+    }
+
     /// The timeout of callback `key` (`toolkit:tool` or a registry alias), if it exists: its
     /// definition's, else the VM's `limits.tools.defaultToolTimeoutMs`.
-    #[cfg(feature = "testing")]
     pub(crate) fn callback_timeout_ms(&self, key: &str) -> Option<u64> {
         let default_ms = self.limits.tools.default_tool_timeout_ms;
         if let Some((toolkit, tool)) = key.split_once(':') {
@@ -553,6 +572,32 @@ impl Vm {
     pub(crate) fn policy(&self) -> &CompiledPolicy {
         &self.policy
     }
+}
+
+/// A registered tool as the tool protocol offers it (see [`Vm::offered_tools`]).
+#[derive(Debug)]
+pub(crate) struct OfferedTool<'a> {
+    /// Its name in the guest.
+    pub(crate) name: String,
+    /// Its callback key (`toolkit:tool`).
+    pub(crate) key: String,
+    pub(crate) definition: &'a RegisteredHostCallbackDefinition,
+}
+
+/// Python's keywords: names the guest's `host.tools` refuses.
+const PYTHON_KEYWORDS: &[&str] = &[
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del",
+    "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal",
+    "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
+];
+
+/// Whether the guest's tool protocol accepts `name`: `[A-Za-z][A-Za-z0-9_]{0,63}`, no keyword.
+fn is_tool_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|first| first.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64
+        && !PYTHON_KEYWORDS.contains(&name)
 }
 
 /// Whether `count` items are more than `limit` allows.
@@ -679,4 +724,19 @@ fn validate_description(label: &str, description: &str) -> Result<(), Rejection>
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_tool_name;
+
+    #[test]
+    fn tool_names_are_the_ones_the_guest_accepts() {
+        for good in ["files_read", "a", "A1_b", &"x".repeat(64)] {
+            assert!(is_tool_name(good), "{good}");
+        }
+        for bad in ["", "1files", "_x", "files-read", "files:read", "class", "None", "é", &"x".repeat(65)] {
+            assert!(!is_tool_name(bad), "{bad}");
+        }
+    }
 }

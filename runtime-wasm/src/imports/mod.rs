@@ -11,7 +11,7 @@
 //! | `host_fs` | [`host_fs`] | `st_mode`, sizes, owners, devices, `chmod`, `chown`, `ftruncate`, `statfs`, `remount` |
 //! | `host_net` | [`host_net`] | socket sends and receives (no sockets yet: `EBADF`, the libc falls back to WASI) |
 //! | `host_tty` | [`host_tty`] | terminal reads and raw mode (no terminals yet) |
-//! | `host` | [`host_call`] | `call`, CPython-for-WASI's door to host functions (none yet: "no host") |
+//! | `host` | [`host_call`] | `call`, CPython-for-WASI's door to host functions (the tool protocol) |
 //!
 //! These are the modules the original's command packages (and CPython for WASI) import; a module importing anything
 //! else fails to link (`RuntimeError::Link`) rather than running against a guessed ABI. A new

@@ -2,7 +2,8 @@
 //! modules the runtime refuses.
 
 use runtime_wasm::{
-    Errno, ExitReason, ExitStatus, RuntimeError, StdioHost, TaskLimits, TaskState, WasiHost, FDFLAGS_APPEND,
+    ClockId, Errno, ExitReason, ExitStatus, Fd, FdStat, Runtime, RuntimeConfig, RuntimeError, StdioHost, SysError,
+    SysResult, TaskLimits, TaskState, WaitReason, WasiHost, FDFLAGS_APPEND,
 };
 
 use crate::support::{run, run_args, runtime, spawn, wat};
@@ -379,4 +380,92 @@ fn a_module_without_memory_gets_efault() {
         (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
         (func (export "_start") (call $exit (call $sizes (i32.const 0) (i32.const 4)))))"#);
     assert_eq!(run_args(&module, &["nomem"]).status.code, errno(Errno::Fault));
+}
+
+/// A host with one host function: it upper-cases a frame, the first time after making the
+/// guest wait once (so the door's retry is exercised), and counts the frames it is asked.
+struct UppercaseHost {
+    stdio: StdioHost,
+    asked: Vec<Vec<u8>>,
+}
+
+impl WasiHost for UppercaseHost {
+    fn args(&self) -> &[Vec<u8>] {
+        self.stdio.args()
+    }
+    fn environ(&self) -> &[Vec<u8>] {
+        self.stdio.environ()
+    }
+    fn clock_res_get(&mut self, clock: ClockId) -> Result<u64, Errno> {
+        self.stdio.clock_res_get(clock)
+    }
+    fn clock_time_get(&mut self, clock: ClockId, precision_ns: u64) -> Result<u64, Errno> {
+        self.stdio.clock_time_get(clock, precision_ns)
+    }
+    fn random_get(&mut self, buf: &mut [u8]) -> Result<(), Errno> {
+        self.stdio.random_get(buf)
+    }
+    fn fd_write(&mut self, fd: Fd, data: &[u8]) -> SysResult<usize> {
+        self.stdio.fd_write(fd, data)
+    }
+    fn fd_read(&mut self, fd: Fd, buf: &mut [u8]) -> SysResult<usize> {
+        self.stdio.fd_read(fd, buf)
+    }
+    fn fd_close(&mut self, fd: Fd) -> Result<(), Errno> {
+        self.stdio.fd_close(fd)
+    }
+    fn fd_fdstat_get(&mut self, fd: Fd) -> Result<FdStat, Errno> {
+        self.stdio.fd_fdstat_get(fd)
+    }
+    fn host_call(&mut self, frame: &[u8]) -> SysResult<Vec<u8>> {
+        self.asked.push(frame.to_vec());
+        if self.asked.len() == 1 {
+            return Err(SysError::WouldBlock(WaitReason::Permission));
+        }
+        Ok(frame.to_ascii_uppercase())
+    }
+}
+
+/// `host::call` passes a frame to the host's function and copies the answer into memory the
+/// guest's `host_alloc` gives, retrying while the host makes it wait; a frame over the cap, a
+/// bad result pointer or a failed allocation answer -2 without a fault.
+#[test]
+fn the_host_door_passes_a_frame_and_copies_the_answer_in() {
+    let guest = |frame_len: &str, answer_at: &str, alloc: &str| {
+        wat(&format!(
+            r#"(module
+              (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+              (import "host" "call" (func $call (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 0) "ping")
+              (func (export "host_alloc") (param i32) (result i32) {alloc})
+              (func (export "run") (result i32) (local $r i32)
+                (local.set $r (call $call (i32.const 0) {frame_len} {answer_at} (i32.const 68)))
+                (if (i32.eqz (local.get $r)) (then
+                  (drop (call $fd_write (i32.const 1) (i32.const 64) (i32.const 1) (i32.const 72)))))
+                (i32.add (i32.const 10) (local.get $r))))"#
+        ))
+    };
+    let host = || UppercaseHost { stdio: StdioHost::new(["door"]), asked: Vec::new() };
+    let runtime: Runtime<UppercaseHost> = Runtime::new(RuntimeConfig::default()).unwrap();
+    let run_guest = |wasm: &[u8]| {
+        let mut task = runtime.compile(wasm).unwrap().spawn(host(), TaskLimits::default()).unwrap();
+        let status = loop {
+            match task.poll() {
+                TaskState::Ready(status) => break status,
+                TaskState::Running | TaskState::Pending(WaitReason::Permission) => {}
+                other => panic!("{other:?}"),
+            }
+        };
+        let host = task.host();
+        (status.code, String::from_utf8_lossy(host.stdio.stdout()).into_owned(), host.asked.len())
+    };
+    let answered = run_guest(&guest("(i32.const 4)", "(i32.const 64)", "(i32.const 1024)"));
+    assert_eq!(answered, (10, "PING".to_owned(), 2), "the frame asked twice: once waited on, once answered");
+    let too_large = run_guest(&guest("(i32.const 1048577)", "(i32.const 64)", "(i32.const 1024)"));
+    assert_eq!(too_large, (8, String::new(), 0));
+    let bad_pointer = run_guest(&guest("(i32.const 4)", "(i32.const 65535)", "(i32.const 1024)"));
+    assert_eq!(bad_pointer, (8, String::new(), 0));
+    let no_memory = run_guest(&guest("(i32.const 4)", "(i32.const 64)", "(i32.const 0)"));
+    assert_eq!(no_memory, (8, String::new(), 2));
 }
