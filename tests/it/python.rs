@@ -372,6 +372,41 @@ fn python_calls_the_hosts_tools() {
     assert_eq!((stdout.as_str(), asked.len()), ("denied\n", 0));
 }
 
+/// A recorded run of Python calling a host tool (its `HostCallbackRequest` out, the host's
+/// answer in) replays to the same frames byte for byte.
+#[test]
+fn a_recorded_python_run_with_tool_calls_replays_to_the_same_frames() {
+    let trace = std::env::temp_dir().join(format!("sidecar-it-python-tools-{}.trace", std::process::id()));
+    let dir = prepared().display().to_string();
+    let mut sidecar =
+        Client::spawn(binary(), &["--python-dir", &dir, "--seed", "5", "--record", trace.to_str().unwrap()]).unwrap();
+    sidecar.timeout = Duration::from_secs(900);
+    let auth = sidecar.authenticate("it", "token").unwrap();
+    let session = sidecar.open_session(&auth.connection_id).unwrap();
+    let config = r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow","tool":"allow"}}"#;
+    let vm = sidecar.create_vm(&auth.connection_id, &session, config).unwrap();
+    let scope = OwnershipScope::vm(auth.connection_id.clone(), session.clone(), vm.clone());
+    register_math_tools(&mut sidecar, &scope);
+    let code = "import random\nfrom host import tools\nprint(tools.math_add(a=random.randrange(100), b=1) > 0)\n";
+    let answer = |_: &str, input: &str| {
+        let args: serde_json::Value = serde_json::from_str(input).unwrap();
+        let sum = args["a"].as_i64().unwrap() + args["b"].as_i64().unwrap();
+        Some(HostCallbackResultResponse { invocation_id: String::new(), result: Some(sum.to_string()), error: None })
+    };
+    let (stdout, stderr, code, asked) = python_with_tools(&mut sidecar, &scope, "record", code, answer);
+    assert_eq!((stdout.as_str(), stderr.as_str(), code, asked.len()), ("True\n", "", 0, 1));
+    sidecar.dispose_vm(&auth.connection_id, &session, &vm).unwrap();
+    assert!(sidecar.close().unwrap().success());
+    let replay = std::process::Command::new(binary())
+        .env("SECURE_EXEC_PYTHON", &dir)
+        .args(["replay", trace.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    assert!(String::from_utf8_lossy(&replay.stdout).contains("replay matched"));
+    let _ = std::fs::remove_file(&trace);
+}
+
 /// This build has no subprocesses (WASI has no fork): a clear error, not a hang or a crash.
 #[test]
 fn subprocess_is_a_clear_error() {
