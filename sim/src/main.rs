@@ -6,10 +6,12 @@
 
 use clap::Parser;
 use kernel::InjectedFault;
-use sim::{check_determinism, describe, missing_coverage, run_seed, SimOptions};
+use sim::{check_determinism, describe, missing_coverage, run_seed, SeedOutcome, SimOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
 #[command(about = "Deterministic simulation of the secure-exec sidecar kernel")]
@@ -39,7 +41,14 @@ struct Cli {
     /// Replay a trace written with `--trace` and compare every output frame.
     #[arg(long, conflicts_with_all = ["seed", "seeds"])]
     replay: Option<PathBuf>,
+    /// With `--seeds`: seeds run at once, each on its own thread (default: the machine's
+    /// cores). Each seed is its own simulation, so its outcome does not depend on this.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=MAX_JOBS as i64))]
+    jobs: Option<u16>,
 }
+
+/// Most seeds run at once: beyond the cores of any machine this runs on, threads only wait.
+const MAX_JOBS: u16 = 256;
 
 fn parse_range(text: &str) -> Result<(u64, u64), String> {
     let (a, b) = text.split_once("..").ok_or("expected A..B")?;
@@ -80,8 +89,8 @@ fn main() -> ExitCode {
     }
     match (cli.seed, cli.seeds) {
         (Some(seed), _) => one_seed(seed, &options, cli.check_determinism),
-        (None, Some((first, end))) => many_seeds(first, end, &options, cli.check_determinism),
-        (None, None) => many_seeds(0, 100, &options, cli.check_determinism),
+        (None, Some((first, end))) => many_seeds(first, end, &options, cli.check_determinism, jobs(cli.jobs)),
+        (None, None) => many_seeds(0, 100, &options, cli.check_determinism, jobs(cli.jobs)),
     }
 }
 
@@ -116,12 +125,38 @@ fn one_seed(seed: u64, options: &SimOptions, determinism: bool) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn many_seeds(first: u64, end: u64, options: &SimOptions, determinism: bool) -> ExitCode {
-    let mut outcomes = Vec::new();
+/// `--jobs`, else the machine's cores.
+fn jobs(asked: Option<u16>) -> usize {
+    asked.map_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get), usize::from)
+}
+
+/// Runs seeds `first..end` on `jobs` threads, each taking the next seed not yet run; reports in
+/// seed order, so the report does not depend on which thread ran what.
+fn many_seeds(first: u64, end: u64, options: &SimOptions, determinism: bool, jobs: usize) -> ExitCode {
+    let started = Instant::now();
+    let next = AtomicU64::new(first);
+    let results: Mutex<Vec<(SeedOutcome, Option<String>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(usize::try_from(end - first).unwrap_or(usize::MAX)) {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= end {
+                    return;
+                }
+                let outcome = run_seed(seed, options);
+                let divergence = if determinism { check_determinism(seed, options).err() } else { None };
+                results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((outcome, divergence));
+            });
+        }
+    });
+    let wall = started.elapsed();
+    let mut results = results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    results.sort_by_key(|(outcome, _)| outcome.seed);
     let (mut simulated, mut real) = (Duration::ZERO, Duration::ZERO);
     let mut failed = Vec::new();
-    for seed in first..end {
-        let outcome = run_seed(seed, options);
+    let mut outcomes = Vec::new();
+    for (outcome, divergence) in results {
+        let seed = outcome.seed;
         simulated += outcome.simulated;
         real += outcome.real;
         if !outcome.passed() {
@@ -129,21 +164,22 @@ fn many_seeds(first: u64, end: u64, options: &SimOptions, determinism: bool) -> 
             println!("  reproduce: cargo run -p sim -- --seed {seed}");
             failed.push(seed);
         }
-        if determinism {
-            if let Err(divergence) = check_determinism(seed, options) {
-                println!("seed {seed} NOT DETERMINISTIC: {divergence}");
-                failed.push(seed);
-            }
+        if let Some(divergence) = divergence {
+            println!("seed {seed} NOT DETERMINISTIC: {divergence}");
+            failed.push(seed);
         }
         outcomes.push(outcome);
     }
     let missing = missing_coverage(&outcomes);
-    let ratio = simulated.as_secs_f64() / real.as_secs_f64().max(1e-9);
+    let per_wall = simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9);
+    let per_thread = simulated.as_secs_f64() / real.as_secs_f64().max(1e-9);
     println!(
-        "{} seeds, {} failed; simulated {:.1} s in {:.2} s real ({ratio:.0}x)",
+        "{} seeds, {} failed; simulated {:.1} s in {:.2} s real on {jobs} threads ({per_wall:.0}x; \
+         {per_thread:.0}x per thread, {:.2} s of seed time)",
         end - first,
         failed.len(),
         simulated.as_secs_f64(),
+        wall.as_secs_f64(),
         real.as_secs_f64()
     );
     if !missing.is_empty() {
