@@ -372,6 +372,42 @@ fn python_calls_the_hosts_tools() {
     assert_eq!((stdout.as_str(), asked.len()), ("denied\n", 0));
 }
 
+/// A process killed while its tool call waits on the host: the host's late answer is dropped,
+/// and the next call in the VM is answered as usual.
+#[test]
+fn a_process_killed_during_a_tool_call_leaves_the_next_call_working() {
+    let (mut sidecar, scope) =
+        python_vm_with(r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow","tool":"allow"}}"#);
+    register_math_tools(&mut sidecar, &scope);
+    let execute = ExecuteRequest {
+        command: None,
+        runtime: Some(GuestRuntimeKind::Python),
+        ..ExecuteRequest::command("waiting", "", ["-c", "from host import tools\nprint(tools.math_add(a=1, b=2))"])
+    };
+    let started = sidecar.request(scope.clone(), RequestPayload::ExecuteRequest(execute)).unwrap();
+    assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
+    let asked = sidecar.next_sidecar_request(Duration::from_secs(120)).unwrap();
+    let SidecarRequestPayload::HostCallbackRequest(call) = &asked.payload else { panic!("{asked:?}") };
+    let kill = KillProcessRequest { process_id: "waiting".into(), signal: "SIGKILL".into() };
+    request(&mut sidecar, &scope, RequestPayload::KillProcessRequest(kill));
+    loop {
+        let event = sidecar.next_event(Duration::from_secs(60)).unwrap();
+        if let EventPayload::ProcessExitedEvent(exited) = event.payload {
+            assert_eq!((exited.process_id.as_str(), exited.exit_code), ("waiting", 137));
+            break;
+        }
+    }
+    let late =
+        HostCallbackResultResponse { invocation_id: call.invocation_id.clone(), result: Some("3".into()), error: None };
+    sidecar.respond_to_sidecar(&asked, SidecarResponsePayload::HostCallbackResultResponse(late)).unwrap();
+    let answer = |_: &str, _: &str| {
+        Some(HostCallbackResultResponse { invocation_id: String::new(), result: Some("7".into()), error: None })
+    };
+    let code = "from host import tools\nprint(tools.math_add(a=3, b=4))";
+    let (stdout, stderr, code, asked) = python_with_tools(&mut sidecar, &scope, "next", code, answer);
+    assert_eq!((stdout.as_str(), stderr.as_str(), code, asked.len()), ("7\n", "", 0, 1));
+}
+
 /// A recorded run of Python calling a host tool (its `HostCallbackRequest` out, the host's
 /// answer in) replays to the same frames byte for byte.
 #[test]
