@@ -442,13 +442,7 @@ fn a_recorded_node_run_replays_to_the_same_frames() {
     assert!(stdout.starts_with("0.") && stdout.ends_with(" true true 36\n"), "{stdout}");
     sidecar.dispose_vm(&auth.connection_id, &session, &vm).unwrap();
     assert!(sidecar.close().unwrap().success());
-    let replay = std::process::Command::new(binary())
-        .env("SECURE_EXEC_NODE", &dir)
-        .args(["replay", trace.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
-    assert!(String::from_utf8_lossy(&replay.stdout).contains("replay matched"));
+    crate::assert_replays(&trace, &[("SECURE_EXEC_NODE", &dir)]);
     let _ = std::fs::remove_file(&trace);
 }
 

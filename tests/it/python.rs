@@ -98,6 +98,16 @@ fn request(sidecar: &mut Client, scope: &OwnershipScope, payload: RequestPayload
     sidecar.request(scope.clone(), payload).unwrap()
 }
 
+/// Writes `content` at `path` in the VM, as the host does (`GuestFilesystemCall`).
+fn write_file(sidecar: &mut Client, scope: &OwnershipScope, path: &str, content: String) {
+    let write = GuestFilesystemCallRequest {
+        content: Some(content),
+        encoding: Some(RootFilesystemEntryEncoding::Utf8),
+        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, path)
+    };
+    request(sidecar, scope, RequestPayload::GuestFilesystemCallRequest(write));
+}
+
 /// A script reads what the host wrote, writes a file the host reads back, and a path the
 /// policy denies is a `PermissionError` in Python.
 #[test]
@@ -111,18 +121,8 @@ fn files_go_through_the_kernel_and_its_policy() {
         "fs":{"default":"allow","rules":[{"mode":"deny","operations":["read"],"paths":["/secret","/secret/**"]}]}}}"#;
     let vm = sidecar.create_vm(&auth.connection_id, &session, config).unwrap();
     let scope = OwnershipScope::vm(auth.connection_id, session, vm);
-    let write = GuestFilesystemCallRequest {
-        content: Some("from the host".into()),
-        encoding: Some(RootFilesystemEntryEncoding::Utf8),
-        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/data/in.txt")
-    };
-    request(&mut sidecar, &scope, RequestPayload::GuestFilesystemCallRequest(write));
-    let secret = GuestFilesystemCallRequest {
-        content: Some("key".into()),
-        encoding: Some(RootFilesystemEntryEncoding::Utf8),
-        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/secret/key")
-    };
-    request(&mut sidecar, &scope, RequestPayload::GuestFilesystemCallRequest(secret));
+    write_file(&mut sidecar, &scope, "/data/in.txt", "from the host".into());
+    write_file(&mut sidecar, &scope, "/secret/key", "key".into());
     let script = "import errno\ntext = open('/data/in.txt').read()\nopen('/data/out.txt', 'w').write(text.upper())\n\
                   try:\n    open('/secret/key').read()\nexcept PermissionError as error:\n    print('denied', error.errno == errno.EACCES)\n";
     let (stdout, stderr, code) = python(&mut sidecar, &scope, "files", &["-c", script]);
@@ -196,23 +196,19 @@ fn a_program_that_names_numpy_or_pandas_starts_with_them_imported() {
     let (stdout, _, _) = python(&mut sidecar, &scope, "lean", &["-c", imported]);
     assert_eq!(stdout, "[]\n");
 
-    let script = GuestFilesystemCallRequest {
-        content: Some(format!("{imported}\nimport numpy\nprint(numpy.arange(4).sum())\n")),
-        encoding: Some(RootFilesystemEntryEncoding::Utf8),
-        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/app/stats.py")
-    };
-    request(&mut sidecar, &scope, RequestPayload::GuestFilesystemCallRequest(script));
+    write_file(
+        &mut sidecar,
+        &scope,
+        "/app/stats.py",
+        format!("{imported}\nimport numpy\nprint(numpy.arange(4).sum())\n"),
+    );
     let (stdout, stderr, _) = python(&mut sidecar, &scope, "script", &["/app/stats.py"]);
     assert_eq!((stdout.as_str(), stderr.as_str()), ("['numpy', 'pandas']\n6\n", ""));
     // Only a script's first MAX_PRELOAD_SCAN_BYTES are read to choose: an import past them runs
     // on the lean interpreter (slower, the same result).
     let padding = "#".repeat(kernel::host::python::MAX_PRELOAD_SCAN_BYTES);
-    let late = GuestFilesystemCallRequest {
-        content: Some(format!("{imported}\n{padding}\nimport numpy\nprint(numpy.arange(4).sum())\n")),
-        encoding: Some(RootFilesystemEntryEncoding::Utf8),
-        ..GuestFilesystemCallRequest::new(GuestFilesystemOperation::WriteFile, "/app/late.py")
-    };
-    request(&mut sidecar, &scope, RequestPayload::GuestFilesystemCallRequest(late));
+    let late = format!("{imported}\n{padding}\nimport numpy\nprint(numpy.arange(4).sum())\n");
+    write_file(&mut sidecar, &scope, "/app/late.py", late);
     let (stdout, stderr, _) = python(&mut sidecar, &scope, "late", &["/app/late.py"]);
     assert_eq!((stdout.as_str(), stderr.as_str()), ("[]\n6\n", ""));
 
@@ -433,13 +429,7 @@ fn a_recorded_python_run_with_tool_calls_replays_to_the_same_frames() {
     assert_eq!((stdout.as_str(), stderr.as_str(), code, asked.len()), ("True\n", "", 0, 1));
     sidecar.dispose_vm(&auth.connection_id, &session, &vm).unwrap();
     assert!(sidecar.close().unwrap().success());
-    let replay = std::process::Command::new(binary())
-        .env("SECURE_EXEC_PYTHON", &dir)
-        .args(["replay", trace.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
-    assert!(String::from_utf8_lossy(&replay.stdout).contains("replay matched"));
+    crate::assert_replays(&trace, &[("SECURE_EXEC_PYTHON", &dir)]);
     let _ = std::fs::remove_file(&trace);
 }
 
