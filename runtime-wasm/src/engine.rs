@@ -148,9 +148,16 @@ impl WasmEngine {
 type RecentProgram = (Arc<[u8]>, usize, Arc<dyn GuestProgram>);
 
 /// Programs [`GuestEngine::load_shared`] found lately, by the identity of their bytes: a lookup
-/// there is a pointer comparison, where the cache hashes and compares the whole module. Each
-/// entry keeps its bytes alive (so an address is never another module's), so they are few.
-const RECENT_BY_IDENTITY: usize = 8;
+/// there is a pointer comparison, where the cache hashes and compares the whole module (and
+/// copies it for its key). Each entry keeps its bytes alive, so an address is never another
+/// module's. 64: with 8, a run of short-lived modules (a simulator seed's, a busy VM's) pushed
+/// out the interpreters, whose 2 to 135 MB were then hashed again at their next start (20% of
+/// the simulator's time).
+const RECENT_BY_IDENTITY: usize = 64;
+/// Most bytes the list keeps alive by itself (entries nobody else holds, newest kept first):
+/// the interpreters' and the packages' bytes are held by their owners anyway and cost nothing
+/// here; copies a VM read for one `Execute` would otherwise stay for 64 more loads.
+const MAX_RECENT_ONLY_BYTES: usize = 64 << 20;
 
 impl GuestEngine for WasmEngine {
     fn load_shared(&self, module: &Arc<[u8]>, max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
@@ -166,6 +173,16 @@ impl GuestEngine for WasmEngine {
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         recent.push_front((Arc::clone(module), stack, Arc::clone(&program)));
         recent.truncate(RECENT_BY_IDENTITY);
+        let mut only_here = 0usize;
+        recent.retain(|(bytes, _, _)| {
+            // The caller's reference to the module just added goes when it returns.
+            let transient = usize::from(Arc::ptr_eq(bytes, module));
+            if Arc::strong_count(bytes) > 1 + transient {
+                return true;
+            }
+            only_here = only_here.saturating_add(bytes.len());
+            only_here <= MAX_RECENT_ONLY_BYTES
+        });
         Ok(program)
     }
 
@@ -1156,8 +1173,46 @@ impl WasiHost for KernelHost {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A command with a custom section of `padding` bytes, so that it weighs what a test needs.
+    fn module_of(padding: usize) -> Arc<[u8]> {
+        let mut wasm = wat::parse_str(r#"(module (func (export "_start")))"#).unwrap_or_default();
+        let name = b"pad";
+        wasm.push(0);
+        let mut length = 1 + name.len() + padding;
+        loop {
+            let byte = u8::try_from(length & 0x7f).unwrap_or(0);
+            length >>= 7;
+            wasm.push(if length == 0 { byte } else { byte | 0x80 });
+            if length == 0 {
+                break;
+            }
+        }
+        wasm.push(3);
+        wasm.extend_from_slice(name);
+        wasm.resize(wasm.len() + padding, 0);
+        Arc::from(wasm)
+    }
+
+    #[test]
+    fn programs_found_by_identity_keep_alive_only_a_bounded_number_of_bytes_themselves() {
+        let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();
+        let held = module_of(16);
+        engine.load_shared(&held, 1 << 20).unwrap();
+        // Modules nobody else holds, 9 MiB each: the list keeps at most 64 MiB of them.
+        for _ in 0..10 {
+            engine.load_shared(&module_of(9 << 20), 1 << 20).unwrap();
+        }
+        let recent = engine.recent.lock().unwrap();
+        let only_here: usize =
+            recent.iter().filter(|(b, _, _)| Arc::strong_count(b) == 1).map(|(b, _, _)| b.len()).sum();
+        assert!(only_here <= MAX_RECENT_ONLY_BYTES, "{only_here}");
+        assert!(recent.iter().any(|(bytes, _, _)| Arc::ptr_eq(bytes, &held)), "a module its owner holds stays");
+        assert!(recent.len() <= RECENT_BY_IDENTITY);
+    }
 
     #[test]
     fn fstflags_say_what_to_do_with_each_time() {

@@ -137,6 +137,8 @@ pub(crate) struct Vm {
     processes: ProcessTable,
     /// Programs the sidecar provides, looked for after `PATH`.
     programs: crate::host::programs::SidecarPrograms,
+    /// The modules this VM's commands ran last, by path (see `exec::ExecModules`).
+    exec_modules: exec::ExecModules,
 }
 
 impl Vm {
@@ -168,6 +170,7 @@ impl Vm {
             guest_env,
             processes: ProcessTable::with_network(network),
             programs: crate::host::programs::SidecarPrograms::default(),
+            exec_modules: exec::ExecModules::default(),
         }
     }
 
