@@ -53,15 +53,21 @@ fn python_vm_seeded(config: &str, seed: Option<&str>) -> (Client, OwnershipScope
     (sidecar, OwnershipScope::vm(auth.connection_id, session, vm))
 }
 
-/// Runs `args` with `runtime: PYTHON`: (stdout, stderr, exit code).
-fn python(sidecar: &mut Client, scope: &OwnershipScope, id: &str, args: &[&str]) -> (String, String, i32) {
+/// Starts `args` with `runtime: PYTHON` and `env`, checking that it started.
+fn start_python(sidecar: &mut Client, scope: &OwnershipScope, id: &str, args: &[&str], env: &[(&str, &str)]) {
     let execute = ExecuteRequest {
         command: None,
         runtime: Some(GuestRuntimeKind::Python),
+        env: env.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
         ..ExecuteRequest::command(id, "", args.iter().copied())
     };
     let started = sidecar.request(scope.clone(), RequestPayload::ExecuteRequest(execute)).unwrap();
     assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
+}
+
+/// Runs `args` with `runtime: PYTHON`: (stdout, stderr, exit code).
+fn python(sidecar: &mut Client, scope: &OwnershipScope, id: &str, args: &[&str]) -> (String, String, i32) {
+    start_python(sidecar, scope, id, args, &[]);
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     loop {
         let event = sidecar.next_event(Duration::from_secs(120)).unwrap();
@@ -150,13 +156,7 @@ fn an_endless_loop_is_stopped_by_the_limit() {
     let other_vm = sidecar.create_vm(scope.connection_id(), &session, config).unwrap();
     let other = OwnershipScope::vm(scope.connection_id().to_owned(), session, other_vm);
     let start = |sidecar: &mut Client, scope: &OwnershipScope, id: &str, code: &str| {
-        let execute = ExecuteRequest {
-            command: None,
-            runtime: Some(GuestRuntimeKind::Python),
-            ..ExecuteRequest::command(id, "", ["-c", code])
-        };
-        let started = sidecar.request(scope.clone(), RequestPayload::ExecuteRequest(execute)).unwrap();
-        assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
+        start_python(sidecar, scope, id, &["-c", code], &[]);
     };
     start(&mut sidecar, &scope, "spin", "while True: pass");
     start(&mut sidecar, &other, "meanwhile", "print(sum(range(100)))");
@@ -214,14 +214,7 @@ fn a_program_that_names_numpy_or_pandas_starts_with_them_imported() {
 
     let probe = "import sys, os, random, numpy\nprint(sys.argv, os.environ.get('GREETING'), random.random(), numpy.random.rand())\nexit(3)";
     let run = |sidecar: &mut Client, id: &str| {
-        let execute = ExecuteRequest {
-            command: None,
-            runtime: Some(GuestRuntimeKind::Python),
-            env: [("GREETING".to_owned(), id.to_owned())].into_iter().collect(),
-            ..ExecuteRequest::command(id, "", ["-c", probe, "a", "b"])
-        };
-        let started = sidecar.request(scope.clone(), RequestPayload::ExecuteRequest(execute)).unwrap();
-        assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
+        start_python(sidecar, &scope, id, &["-c", probe, "a", "b"], &[("GREETING", id)]);
         let (mut stdout, mut code) = (Vec::new(), None);
         while code.is_none() {
             match sidecar.next_event(Duration::from_secs(120)).unwrap().payload {
@@ -281,13 +274,7 @@ fn python_with_tools(
     code: &str,
     answer: impl Fn(&str, &str) -> Option<HostCallbackResultResponse>,
 ) -> (String, String, i32, Vec<(String, String)>) {
-    let execute = ExecuteRequest {
-        command: None,
-        runtime: Some(GuestRuntimeKind::Python),
-        ..ExecuteRequest::command(id, "", ["-c", code])
-    };
-    let started = sidecar.request(scope.clone(), RequestPayload::ExecuteRequest(execute)).unwrap();
-    assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
+    start_python(sidecar, scope, id, &["-c", code], &[]);
     let (mut stdout, mut stderr, mut asked) = (Vec::new(), Vec::new(), Vec::new());
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
@@ -375,13 +362,8 @@ fn a_process_killed_during_a_tool_call_leaves_the_next_call_working() {
     let (mut sidecar, scope) =
         python_vm_with(r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow","tool":"allow"}}"#);
     register_math_tools(&mut sidecar, &scope);
-    let execute = ExecuteRequest {
-        command: None,
-        runtime: Some(GuestRuntimeKind::Python),
-        ..ExecuteRequest::command("waiting", "", ["-c", "from host import tools\nprint(tools.math_add(a=1, b=2))"])
-    };
-    let started = sidecar.request(scope.clone(), RequestPayload::ExecuteRequest(execute)).unwrap();
-    assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
+    let waiting = "from host import tools\nprint(tools.math_add(a=1, b=2))";
+    start_python(&mut sidecar, &scope, "waiting", &["-c", waiting], &[]);
     let asked = sidecar.next_sidecar_request(Duration::from_secs(120)).unwrap();
     let SidecarRequestPayload::HostCallbackRequest(call) = &asked.payload else { panic!("{asked:?}") };
     let kill = KillProcessRequest { process_id: "waiting".into(), signal: "SIGKILL".into() };
