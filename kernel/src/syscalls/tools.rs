@@ -33,6 +33,13 @@ impl Syscalls {
     /// tools; `WouldBlock` while a call's host callback is out (the same frame is asked again).
     pub fn host_call(&mut self, frame: &[u8]) -> SysResult<Vec<u8>> {
         self.charge(cost::SYSCALL_FUEL.saturating_add(cost::FUEL_PER_BYTE.saturating_mul(frame.len() as u64)));
+        let answer = self.answer_frame(frame)?;
+        // A small frame can ask for a large answer (the list of every tool): it is paid too.
+        self.charge(cost::FUEL_PER_BYTE.saturating_mul(answer.len() as u64));
+        Ok(answer)
+    }
+
+    fn answer_frame(&mut self, frame: &[u8]) -> SysResult<Vec<u8>> {
         if self.vm.offered_tools().is_empty() {
             return Err(Errno::ENOSYS.into());
         }
