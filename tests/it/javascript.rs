@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine as _;
 use client::Client;
 use schema::wire::*;
 
@@ -34,23 +33,7 @@ fn run(sidecar: &mut Client, scope: &OwnershipScope, execute: ExecuteRequest) ->
     assert!(matches!(started, ResponsePayload::ProcessStartedResponse(_)), "{started:?}");
     let close = CloseStdinRequest { process_id: id.clone() };
     let _ = sidecar.request(scope.clone(), RequestPayload::CloseStdinRequest(close));
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    loop {
-        match sidecar.next_event(Duration::from_secs(120)).unwrap().payload {
-            EventPayload::ProcessOutputEvent(out) if out.process_id == id => match out.channel {
-                StreamChannel::Stdout => stdout.extend(out.chunk),
-                StreamChannel::Stderr => stderr.extend(out.chunk),
-            },
-            EventPayload::ProcessExitedEvent(exited) if exited.process_id == id => {
-                return (
-                    String::from_utf8_lossy(&stdout).into_owned(),
-                    String::from_utf8_lossy(&stderr).into_owned(),
-                    exited.exit_code,
-                );
-            }
-            _ => {}
-        }
-    }
+    crate::wait_for_exit(sidecar, &id)
 }
 
 /// `runtime: JAVA_SCRIPT` with `args` (and an `entrypoint`, if given).
@@ -274,22 +257,7 @@ server.listen(8080, () => console.log('listening'));
         ("GET", "/status", None, "GET /status text/plain "),
         ("PUT", "/items/7", Some("{\"n\":7}"), "PUT /items/7 text/plain {\"n\":7}"),
     ] {
-        let request = VmFetchRequest {
-            port: 8080,
-            method: method.into(),
-            path: path.into(),
-            headers_json: r#"{"accept":"text/plain"}"#.into(),
-            body: body.map(str::to_owned),
-        };
-        let ResponsePayload::VmFetchResponse(answer) =
-            sidecar.request(scope.clone(), RequestPayload::VmFetchRequest(request)).unwrap()
-        else {
-            panic!("no fetch response")
-        };
-        let json: serde_json::Value = serde_json::from_str(&answer.response_json).unwrap();
-        assert_eq!(json["status"], 200, "{json}");
-        let body = base64::engine::general_purpose::STANDARD.decode(json["body"].as_str().unwrap()).unwrap();
-        assert_eq!(String::from_utf8(body).unwrap(), expected);
+        assert_eq!(crate::vm_fetch(&mut sidecar, &scope, method, path, body), (200, expected.to_owned()));
     }
     loop {
         if let EventPayload::ProcessExitedEvent(event) = sidecar.next_event(Duration::from_secs(60)).unwrap().payload {

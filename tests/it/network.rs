@@ -45,22 +45,7 @@ fn a_guest_http_server_answers_vm_fetch_and_the_run_replays() {
     for (method, path, body, expected) in
         [("GET", "/status", None, "GET /status "), ("PUT", "/items/7", Some("{\"n\":7}"), "PUT /items/7 {\"n\":7}")]
     {
-        let request = VmFetchRequest {
-            port: 8080,
-            method: method.into(),
-            path: path.into(),
-            headers_json: r#"{"accept":"text/plain"}"#.into(),
-            body: body.map(str::to_owned),
-        };
-        let ResponsePayload::VmFetchResponse(answer) =
-            sidecar.request(scope.clone(), RequestPayload::VmFetchRequest(request)).unwrap()
-        else {
-            panic!("no fetch response")
-        };
-        let json: serde_json::Value = serde_json::from_str(&answer.response_json).unwrap();
-        assert_eq!(json["status"], 200);
-        let body = base64::engine::general_purpose::STANDARD.decode(json["body"].as_str().unwrap()).unwrap();
-        assert_eq!(String::from_utf8(body).unwrap(), expected);
+        assert_eq!(crate::vm_fetch(&mut sidecar, &scope, method, path, body), (200, expected.to_owned()));
     }
     loop {
         if let EventPayload::ProcessExitedEvent(event) = sidecar.next_event(Duration::from_secs(20)).unwrap().payload {

@@ -68,24 +68,7 @@ fn start_python(sidecar: &mut Client, scope: &OwnershipScope, id: &str, args: &[
 /// Runs `args` with `runtime: PYTHON`: (stdout, stderr, exit code).
 fn python(sidecar: &mut Client, scope: &OwnershipScope, id: &str, args: &[&str]) -> (String, String, i32) {
     start_python(sidecar, scope, id, args, &[]);
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    loop {
-        let event = sidecar.next_event(Duration::from_secs(120)).unwrap();
-        match event.payload {
-            EventPayload::ProcessOutputEvent(out) if out.process_id == id => match out.channel {
-                StreamChannel::Stdout => stdout.extend(out.chunk),
-                StreamChannel::Stderr => stderr.extend(out.chunk),
-            },
-            EventPayload::ProcessExitedEvent(exited) if exited.process_id == id => {
-                return (
-                    String::from_utf8_lossy(&stdout).into_owned(),
-                    String::from_utf8_lossy(&stderr).into_owned(),
-                    exited.exit_code,
-                );
-            }
-            _ => {}
-        }
-    }
+    crate::wait_for_exit(sidecar, id)
 }
 
 #[test]
@@ -215,19 +198,12 @@ fn a_program_that_names_numpy_or_pandas_starts_with_them_imported() {
     let probe = "import sys, os, random, numpy\nprint(sys.argv, os.environ.get('GREETING'), random.random(), numpy.random.rand())\nexit(3)";
     let run = |sidecar: &mut Client, id: &str| {
         start_python(sidecar, &scope, id, &["-c", probe, "a", "b"], &[("GREETING", id)]);
-        let (mut stdout, mut code) = (Vec::new(), None);
-        while code.is_none() {
-            match sidecar.next_event(Duration::from_secs(120)).unwrap().payload {
-                EventPayload::ProcessOutputEvent(out) if out.process_id == id => stdout.extend(out.chunk),
-                EventPayload::ProcessExitedEvent(exited) if exited.process_id == id => code = Some(exited.exit_code),
-                _ => {}
-            }
-        }
-        (String::from_utf8_lossy(&stdout).into_owned(), code)
+        let (stdout, _, code) = crate::wait_for_exit(sidecar, id);
+        (stdout, code)
     };
     let (first, first_code) = run(&mut sidecar, "one");
     let (second, _) = run(&mut sidecar, "two");
-    assert_eq!(first_code, Some(3));
+    assert_eq!(first_code, 3);
     assert!(first.starts_with("['-c', 'a', 'b'] one "), "{first}");
     assert!(second.starts_with("['-c', 'a', 'b'] two "), "{second}");
     let draws = |line: &str| line.split_whitespace().skip(4).map(str::to_owned).collect::<Vec<_>>();
@@ -275,10 +251,10 @@ fn python_with_tools(
     answer: impl Fn(&str, &str) -> Option<HostCallbackResultResponse>,
 ) -> (String, String, i32, Vec<(String, String)>) {
     start_python(sidecar, scope, id, &["-c", code], &[]);
-    let (mut stdout, mut stderr, mut asked) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut output, mut asked) = (crate::ProcessOutput::default(), Vec::new());
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        assert!(std::time::Instant::now() < deadline, "no exit in 120 s: {:?}", String::from_utf8_lossy(&stdout));
+        assert!(std::time::Instant::now() < deadline, "no exit in 120 s: {:?}", output.stdout_so_far());
         while let Ok(request) = sidecar.next_sidecar_request(Duration::from_millis(50)) {
             let SidecarRequestPayload::HostCallbackRequest(call) = &request.payload else { panic!("{request:?}") };
             asked.push((call.callback_key.clone(), call.input.clone()));
@@ -290,16 +266,8 @@ fn python_with_tools(
             }
         }
         for event in sidecar.take_events() {
-            match event.payload {
-                EventPayload::ProcessOutputEvent(out) if out.process_id == id => match out.channel {
-                    StreamChannel::Stdout => stdout.extend(out.chunk),
-                    StreamChannel::Stderr => stderr.extend(out.chunk),
-                },
-                EventPayload::ProcessExitedEvent(exited) if exited.process_id == id => {
-                    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-                    return (text(&stdout), text(&stderr), exited.exit_code, asked);
-                }
-                _ => {}
+            if let Some((stdout, stderr, code)) = output.take(id, event) {
+                return (stdout, stderr, code, asked);
             }
         }
     }
@@ -368,13 +336,7 @@ fn a_process_killed_during_a_tool_call_leaves_the_next_call_working() {
     let SidecarRequestPayload::HostCallbackRequest(call) = &asked.payload else { panic!("{asked:?}") };
     let kill = KillProcessRequest { process_id: "waiting".into(), signal: "SIGKILL".into() };
     request(&mut sidecar, &scope, RequestPayload::KillProcessRequest(kill));
-    loop {
-        let event = sidecar.next_event(Duration::from_secs(60)).unwrap();
-        if let EventPayload::ProcessExitedEvent(exited) = event.payload {
-            assert_eq!((exited.process_id.as_str(), exited.exit_code), ("waiting", 137));
-            break;
-        }
-    }
+    assert_eq!(crate::wait_for_exit(&mut sidecar, "waiting").2, 137);
     let late =
         HostCallbackResultResponse { invocation_id: call.invocation_id.clone(), result: Some("3".into()), error: None };
     sidecar.respond_to_sidecar(&asked, SidecarResponsePayload::HostCallbackResultResponse(late)).unwrap();

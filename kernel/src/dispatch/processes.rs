@@ -495,11 +495,7 @@ impl Sidecar {
                     wake = true
                 }
                 (Status::Running, Wait::Prompt { ticket: Some(ticket) }) => wake |= self.has_prompt_outcome(ticket),
-                (Status::Running, Wait::Tool { sent: false }) => wake = true,
-                (Status::Running, Wait::Tool { sent: true }) => {
-                    wake |= matches!(&process.tool_call, Some(ToolCall { state: ToolCallState::Sent { invocation_id }, .. })
-                        if self.has_callback_outcome(invocation_id));
-                }
+                (Status::Running, Wait::Tool) => wake |= self.tool_call_due(process),
                 (Status::Running, _) => wake |= table.wait_is_over(process, 0),
                 (Status::Exited(_), _) if process.top_level => {
                     retained = retained.saturating_add(1);
@@ -641,44 +637,50 @@ impl Sidecar {
                 self.abandoned_callbacks.remove(&invocation_id);
             }
         }
-        let mut calls = Vec::new();
+        let mut due = Vec::new();
         for vm_id in self.waking_vms() {
             let Some(vm) = self.vms.get(&vm_id) else { continue };
-            for process in vm.processes().iter() {
-                if let (Wait::Tool { .. }, Some(call)) = (process.wait, &process.tool_call) {
-                    calls.push((vm_id.clone(), process.pid, call.clone()));
-                }
-            }
+            due.extend(vm.processes().iter().filter(|p| self.tool_call_due(p)).map(|p| (vm_id.clone(), p.pid)));
         }
-        for (vm_id, pid, call) in calls {
+        for (vm_id, pid) in due {
+            let taken = self.vm_mut(&vm_id).ok().and_then(|vm| vm.processes_mut().get_mut(pid)?.tool_call.take());
+            let Some(call) = taken else { continue };
             let state = match call.state {
                 ToolCallState::Needed { key, input } => match self.start_host_callback(&vm_id, &key, &input) {
-                    Ok(invocation_id) => ToolCallState::Sent { invocation_id },
-                    Err(rejection) => ToolCallState::Answered(tools::error_frame(
-                        call.frame_id,
-                        "tool_error",
-                        &format!("{key}: {}", rejection.message),
-                    )),
-                },
-                ToolCallState::Sent { invocation_id } => match self.take_host_callback_outcome(&invocation_id) {
-                    Some(outcome) => {
-                        let key = invocation_id.rsplit_once(':').map_or(invocation_id.as_str(), |(key, _)| key);
-                        ToolCallState::Answered(tool_outcome_frame(call.frame_id, key, &outcome))
+                    Ok(invocation_id) => ToolCallState::Sent { key, invocation_id },
+                    Err(rejection) => {
+                        let message = format!("{key}: {}", rejection.message);
+                        ToolCallState::Answered(tools::error_frame(call.frame_id, "tool_error", &message))
                     }
-                    None => continue,
                 },
-                ToolCallState::Answered(_) => continue,
+                ToolCallState::Sent { key, invocation_id } => match self.take_host_callback_outcome(&invocation_id) {
+                    Some(outcome) => ToolCallState::Answered(tool_outcome_frame(call.frame_id, &key, &outcome)),
+                    None => ToolCallState::Sent { key, invocation_id },
+                },
+                answered @ ToolCallState::Answered(_) => answered,
             };
             let Ok(vm) = self.vm_mut(&vm_id) else { continue };
             let Some(process) = vm.processes_mut().get_mut(pid) else { continue };
-            process.wait = match state {
-                ToolCallState::Answered(_) => Wait::None,
-                _ => Wait::Tool { sent: true },
-            };
-            if let Some(tool_call) = process.tool_call.as_mut() {
-                tool_call.state = state;
+            if matches!(state, ToolCallState::Answered(_)) {
+                process.wait = Wait::None;
             }
+            process.tool_call = Some(ToolCall { state, ..call });
             self.vms.touch(&vm_id);
+        }
+    }
+
+    /// Whether `process`'s tool call has something for `serve_tool_calls` to do: a callback to
+    /// send, or the outcome of the one sent.
+    fn tool_call_due(&self, process: &Process) -> bool {
+        if process.wait != Wait::Tool {
+            return false;
+        }
+        match &process.tool_call {
+            Some(ToolCall { state: ToolCallState::Needed { .. }, .. }) => true,
+            Some(ToolCall { state: ToolCallState::Sent { invocation_id, .. }, .. }) => {
+                self.has_callback_outcome(invocation_id)
+            }
+            _ => false,
         }
     }
 
@@ -811,7 +813,7 @@ impl Sidecar {
         }
         process.exit_order = exit_order;
         let abandoned_call = match process.tool_call.take() {
-            Some(ToolCall { state: ToolCallState::Sent { invocation_id }, .. }) => Some(invocation_id),
+            Some(ToolCall { state: ToolCallState::Sent { invocation_id, .. }, .. }) => Some(invocation_id),
             _ => None,
         };
         if let Wait::Prompt { ticket: Some(ticket) } = process.wait {

@@ -796,29 +796,16 @@ impl VmFilesystem {
     /// `path`'s bytes when it resolves on the root filesystem (no policy: the kernel's own read);
     /// `None` when it touches a mount or cannot be read.
     pub(crate) fn read_on_root(&self, path: &str) -> Option<Vec<u8>> {
-        if !self.on_root(path) {
-            return None;
-        }
-        self.root.read_file(VPath::at(&self.cwd, path)).ok().map(<[u8]>::to_vec)
+        self.root_bytes(path).map(<[u8]>::to_vec)
     }
 
     /// `path`'s bytes in place when it resolves on the root filesystem (see
-    /// [`read_on_root`](Self::read_on_root)), for a comparison that needs no copy.
+    /// [`read_on_root`](Self::read_on_root)), for a look that needs no copy.
     pub(crate) fn root_bytes(&self, path: &str) -> Option<&[u8]> {
         if !self.on_root(path) {
             return None;
         }
         self.root.read_file(VPath::at(&self.cwd, path)).ok()
-    }
-
-    /// The first `max_bytes` of `path` when it resolves on the root filesystem, as
-    /// [`read_on_root`](Self::read_on_root) (copying only those).
-    pub(crate) fn read_prefix_on_root(&self, path: &str, max_bytes: usize) -> Option<Vec<u8>> {
-        if !self.on_root(path) {
-            return None;
-        }
-        let bytes = self.root.read_file(VPath::at(&self.cwd, path)).ok()?;
-        Some(bytes.get(..max_bytes).unwrap_or(bytes).to_vec())
     }
 
     /// Whether `path` resolves without touching a mount (or the kernel's own trees).

@@ -112,9 +112,9 @@ pub(crate) enum Wait {
     /// A filesystem call waits for a host directory's answer (`host_memo.needed`; `asked`: the
     /// effect has been asked for), then runs again (see `fs::host_gate`).
     HostCall { asked: bool },
-    /// A call of a host function waits for the host's answer (`tool_call`; `sent`: the
-    /// `HostCallbackRequest` has gone out), then runs again (see `syscalls::tools`).
-    Tool { sent: bool },
+    /// A call of a host function waits for the host's answer (`tool_call` says how far it
+    /// got), then runs again (see `syscalls::tools`).
+    Tool,
 }
 
 /// A guest's call of a host function (a registered tool) through the tool protocol: the frame
@@ -131,8 +131,8 @@ pub(crate) struct ToolCall {
 pub(crate) enum ToolCallState {
     /// To be sent: the callback key and its JSON input.
     Needed { key: String, input: String },
-    /// Sent as this invocation.
-    Sent { invocation_id: String },
+    /// Sent as this invocation of callback `key`.
+    Sent { key: String, invocation_id: String },
     /// The answer frame, for the retry to take.
     Answered(Vec<u8>),
 }
@@ -522,7 +522,7 @@ impl ProcessTable {
             Wait::SocketWrite { id } => self.net.writable(id),
             Wait::Resolve { id } => !self.net.dns.is_pending(id),
             Wait::HostCall { asked } => asked && process.host_memo.needed.is_none(),
-            Wait::None | Wait::Child | Wait::Spawn | Wait::Compile | Wait::Prompt { .. } | Wait::Tool { .. } => false,
+            Wait::None | Wait::Child | Wait::Spawn | Wait::Compile | Wait::Prompt { .. } | Wait::Tool => false,
         };
         over(&process.wait) || process.wake_on.iter().any(over)
     }

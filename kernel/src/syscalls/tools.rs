@@ -20,6 +20,7 @@ use crate::policy::permissions::{Capability, Decision};
 use crate::process::cost;
 use crate::process::table::{ToolCall, ToolCallState, Wait};
 use crate::vfs::Errno;
+use crate::vm::OfferedTool;
 
 /// The protocol version served.
 pub const TOOL_PROTOCOL: u64 = 1;
@@ -40,9 +41,6 @@ impl Syscalls {
     }
 
     fn answer_frame(&mut self, frame: &[u8]) -> SysResult<Vec<u8>> {
-        if self.vm.offered_tools().is_empty() {
-            return Err(Errno::ENOSYS.into());
-        }
         let process = self.process_mut()?;
         if let Some(call) = process.tool_call.take_if(|call| call.frame == frame) {
             return match call.state {
@@ -53,12 +51,13 @@ impl Syscalls {
                 }
             };
         }
+        let offered = self.vm.offered_tools();
+        if offered.is_empty() {
+            return Err(Errno::ENOSYS.into());
+        }
         if frame.len() > MAX_TOOL_FRAME_BYTES {
-            return Ok(error_frame(
-                None,
-                "too_large",
-                &format!("the frame is over the {MAX_TOOL_FRAME_BYTES}-byte cap"),
-            ));
+            let message = format!("the frame is over the {MAX_TOOL_FRAME_BYTES}-byte cap");
+            return Ok(error_frame(None, "too_large", &message));
         }
         let request = match serde_json::from_slice::<Value>(frame) {
             Ok(Value::Object(request)) => request,
@@ -71,73 +70,77 @@ impl Syscalls {
             return Ok(error_frame(frame_id, "protocol", &message));
         }
         match request.get("op").and_then(Value::as_str) {
-            Some("list") => Ok(self.tool_list(frame_id)),
-            Some("call") => self.start_tool_call(frame, frame_id, &request),
+            Some("list") => Ok(tool_list(&offered, frame_id)),
+            Some("call") => match self.check_tool_call(&offered, frame_id, &request) {
+                Ok((key, input)) => self.park_tool_call(frame, frame_id, key, input),
+                Err(refusal) => Ok(refusal),
+            },
             _ => Ok(error_frame(frame_id, "protocol", "unknown operation; this host serves list and call")),
         }
     }
 
-    fn tool_list(&self, frame_id: Option<u64>) -> Vec<u8> {
-        let tools: Vec<Value> = self
-            .vm
-            .offered_tools()
-            .into_iter()
-            .map(|tool| {
-                let schema = serde_json::from_str::<Value>(&tool.definition.input_schema)
-                    .unwrap_or_else(|_| json!({"type": "object"}));
-                json!({"name": tool.name, "description": tool.definition.description, "inputSchema": schema})
-            })
-            .collect();
-        frame_bytes(json!({"v": TOOL_PROTOCOL, "id": frame_id, "ok": true, "tools": tools}))
-    }
-
-    /// Checks a call and parks the process until its host callback is answered (the
-    /// dispatcher sends it and fills in the answer: `serve_tool_calls`).
-    fn start_tool_call(
-        &mut self,
-        frame: &[u8],
+    /// The callback key and JSON input of a call, or the answer that refuses it.
+    fn check_tool_call(
+        &self,
+        offered: &[OfferedTool<'_>],
         frame_id: Option<u64>,
         request: &Map<String, Value>,
-    ) -> SysResult<Vec<u8>> {
+    ) -> Result<(String, String), Vec<u8>> {
         let Some(name) = request.get("tool").and_then(Value::as_str) else {
-            return Ok(error_frame(frame_id, "protocol", "a call names its tool with a string"));
+            return Err(error_frame(frame_id, "protocol", "a call names its tool with a string"));
         };
-        let offered = self.vm.offered_tools();
         let Some(tool) = offered.iter().find(|tool| tool.name == name) else {
             let names: Vec<&str> = offered.iter().map(|tool| tool.name.as_str()).collect();
             let message = format!("no tool named {name:?}; this VM offers: {}", names.join(", "));
-            return Ok(error_frame(frame_id, "unknown_tool", &message));
+            return Err(error_frame(frame_id, "unknown_tool", &message));
         };
-        let key = tool.key.clone();
-        let args = match request.get("args") {
-            None => Value::Object(Map::new()),
-            Some(Value::Object(args)) => Value::Object(args.clone()),
+        let input = match request.get("args") {
+            None => "{}".to_owned(),
+            Some(args @ Value::Object(_)) => args.to_string(),
             Some(_) => {
-                return Ok(error_frame(
-                    frame_id,
-                    "invalid_arguments",
-                    &format!("{name}: the arguments must be an object"),
-                ))
+                let message = format!("{name}: the arguments must be an object");
+                return Err(error_frame(frame_id, "invalid_arguments", &message));
             }
         };
-        match self.vm.policy().decide(Capability::ToolInvoke, &key, false) {
-            Decision::Allow => {}
-            Decision::Deny { message } => return Ok(error_frame(frame_id, "denied", &format!("{key}: {message}"))),
+        let key = &tool.key;
+        match self.vm.policy().decide(Capability::ToolInvoke, key, false) {
+            Decision::Allow => Ok((key.clone(), input)),
+            Decision::Deny { message } => Err(error_frame(frame_id, "denied", &format!("{key}: {message}"))),
             Decision::Ask => {
-                return Ok(error_frame(
-                    frame_id,
-                    "denied",
-                    &format!("{key}: a permission prompt is required for tool.invoke"),
-                ))
+                let message = format!("{key}: a permission prompt is required for tool.invoke");
+                Err(error_frame(frame_id, "denied", &message))
             }
         }
-        let input = args.to_string();
+    }
+
+    /// Parks the process until the call's host callback is answered (the dispatcher sends it
+    /// and fills in the answer: `serve_tool_calls`).
+    fn park_tool_call(
+        &mut self,
+        frame: &[u8],
+        frame_id: Option<u64>,
+        key: String,
+        input: String,
+    ) -> SysResult<Vec<u8>> {
         let process = self.process_mut()?;
         process.tool_call =
             Some(ToolCall { frame: frame.to_vec(), frame_id, state: ToolCallState::Needed { key, input } });
-        process.wait = Wait::Tool { sent: false };
+        process.wait = Wait::Tool;
         Err(SysError::WouldBlock)
     }
+}
+
+/// The `list` answer: every offered tool's name, description and input schema.
+fn tool_list(offered: &[OfferedTool<'_>], frame_id: Option<u64>) -> Vec<u8> {
+    let tools: Vec<Value> = offered
+        .iter()
+        .map(|tool| {
+            let schema = serde_json::from_str::<Value>(&tool.definition.input_schema)
+                .unwrap_or_else(|_| json!({"type": "object"}));
+            json!({"name": tool.name, "description": tool.definition.description, "inputSchema": schema})
+        })
+        .collect();
+    frame_bytes(json!({"v": TOOL_PROTOCOL, "id": frame_id, "ok": true, "tools": tools}))
 }
 
 /// The answer of a call whose host callback gave the JSON `result`.
@@ -157,4 +160,26 @@ pub(crate) fn error_frame(frame_id: Option<u64>, kind: &str, message: &str) -> V
 fn frame_bytes(frame: Value) -> Vec<u8> {
     // A `Value` always serializes.
     serde_json::to_vec(&frame).unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_answer_echoes_its_id_and_bounds_its_message() {
+        let answer: Value =
+            serde_json::from_slice(&error_frame(Some(7), "tool_error", &"x".repeat(10_000))).unwrap_or_default();
+        assert_eq!(
+            (answer["v"].as_u64(), answer["id"].as_u64(), answer["ok"].as_bool()),
+            (Some(1), Some(7), Some(false))
+        );
+        assert_eq!(answer["error"]["kind"], "tool_error");
+        assert_eq!(answer["error"]["message"].as_str().map(str::len), Some(MAX_TOOL_MESSAGE_CHARS));
+        let value: Value = serde_json::from_slice(&result_frame(None, "k:t", "[1,2]")).unwrap_or_default();
+        assert_eq!((value["id"].is_null(), value["value"].clone()), (true, json!([1, 2])));
+        let bad: Value = serde_json::from_slice(&result_frame(None, "k:t", "not json")).unwrap_or_default();
+        assert_eq!(bad["error"]["kind"], "tool_error");
+    }
 }

@@ -267,7 +267,8 @@ impl WasiHost for PreinitHost {
         if oflags & OFLAGS_DIRECTORY != 0 && stat.filetype != Filetype::Directory {
             return Err(Errno::NotDir);
         }
-        if self.open.len() >= MAX_OPEN_FILES {
+        // The root is in the table too.
+        if self.open.len() > MAX_OPEN_FILES {
             return Err(Errno::Mfile);
         }
         let fd = (ROOT_FD + 1..).find(|fd| !self.open.contains_key(fd)).ok_or(Errno::Mfile)?;
@@ -374,6 +375,16 @@ mod tests {
         assert_eq!(host.fd_write(fd, b"x"), Err(Errno::Badf.into()));
         assert_eq!(host.fd_close(fd), Ok(()));
         assert_eq!(host.fd_close(fd), Err(Errno::Badf));
+    }
+
+    #[test]
+    fn open_descriptors_are_bounded() {
+        let mut host = host();
+        for _ in 0..MAX_OPEN_FILES {
+            assert!(host.path_open(ROOT_FD, 0, b"usr/lib/a.zip", 0, 0, 0, 0).is_ok());
+        }
+        assert_eq!(host.path_open(ROOT_FD, 0, b"usr/lib/a.zip", 0, 0, 0, 0), Err(Errno::Mfile));
+        assert_eq!(host.open_files().len(), MAX_OPEN_FILES);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! ```text
 //! instrument (Wizer: export every global and memory)
 //!   -> compile, instantiate on this runtime's linker, against a `PreinitHost`
-//!   -> call the plan's exports, in order
+//!   -> call `_initialize` (when exported), then the plan's `init_func`
 //!   -> snapshot: the memories as data segments, the globals' values, the init exports removed
 //! ```
 //!
@@ -52,7 +52,7 @@ pub struct Preinitialized<H> {
     pub wasm: Vec<u8>,
     /// Fuel the start-up burnt.
     pub fuel_consumed: u64,
-    /// The host after the calls (its captured output, for a report).
+    /// The host after the start-up (its captured output, for a report).
     pub host: H,
 }
 
