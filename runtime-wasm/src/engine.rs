@@ -2,11 +2,12 @@
 //! [`KernelHost`] serves `wasi_snapshot_preview1` from the kernel's [`Syscalls`], which the
 //! kernel lends to a guest for each slice it runs.
 //!
-//! Compiled programs are cached by content (the module's bytes are the key, compared in full), so
+//! Compiled programs are cached by content (the SHA-256 of the module's bytes is the key), so
 //! every VM of a sidecar that runs the same command compiles it once.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use kernel::process::ROOT_FD;
@@ -32,6 +33,7 @@ use crate::abi::{
 };
 use crate::accounts;
 use crate::host::{FileMetadata, FsUsage, MsgFlags, SocketTransport, SysError, SysResult, WaitReason, WasiHost};
+use crate::precompiled::ModuleDigest;
 use crate::process::{ChildStatus, Exec, SignalMaskHow, Spawn};
 use crate::runtime::{Program, Runtime, RuntimeConfig, RuntimeError, TaskLimits};
 use crate::task::{GuestTask, TaskState};
@@ -56,6 +58,8 @@ pub struct WasmEngine {
     cache: Mutex<ProgramCache>,
     /// See [`RECENT_BY_IDENTITY`]: newest first.
     recent: Mutex<VecDeque<RecentProgram>>,
+    /// Bytes of modules hashed to identify them, in all.
+    identified_bytes: AtomicU64,
 }
 
 impl fmt::Debug for WasmEngine {
@@ -64,8 +68,10 @@ impl fmt::Debug for WasmEngine {
     }
 }
 
-/// Compiled programs by (stack limit, module bytes).
-type CacheKey = (usize, Arc<[u8]>);
+/// Compiled programs by (stack limit, module digest). A digest, not the bytes: keyed by the
+/// bytes, the 100 MB interpreter was hashed twice (lookup, insert), compared in full on a hit
+/// and copied for its key, 8% of a simulator run's time.
+type CacheKey = (usize, ModuleDigest);
 
 /// A module's compilation: its program, or why it cannot run (kept too, so a module that
 /// fails to link is not compiled again on every Execute).
@@ -90,11 +96,14 @@ impl ProgramCache {
         Some(compiled)
     }
 
-    fn insert(&mut self, key: CacheKey, compiled: Compiled) {
+    /// Adds `compiled` (of a module of `module_bytes`), then drops the least recently used
+    /// entries past the bounds. An entry costs its module's size and its code's, as when the
+    /// bytes were the key: the bound keeps the same meaning.
+    fn insert(&mut self, key: CacheKey, module_bytes: usize, compiled: Compiled) {
         let code_bytes = compiled.as_ref().map_or(0, |program| program.program.code_bytes());
-        let cost = key.1.len().saturating_add(code_bytes);
+        let cost = module_bytes.saturating_add(code_bytes);
         self.bytes = self.bytes.saturating_add(cost);
-        self.programs.insert(key.clone(), (compiled, cost));
+        self.programs.insert(key, (compiled, cost));
         self.order.push_back(key);
         while self.programs.len() > MAX_CACHED_PROGRAMS || self.bytes > MAX_CACHED_PROGRAM_BYTES {
             let Some(oldest) = self.order.pop_front() else { break };
@@ -118,6 +127,7 @@ impl WasmEngine {
             runtimes: Mutex::new(vec![runtime]),
             cache: Mutex::new(ProgramCache::default()),
             recent: Mutex::new(VecDeque::new()),
+            identified_bytes: AtomicU64::new(0),
         })
     }
 
@@ -138,6 +148,12 @@ impl WasmEngine {
         Ok(runtime)
     }
 
+    /// Bytes of modules hashed so far to find their compiled programs (what a lookup by
+    /// identity saves).
+    pub fn identified_bytes(&self) -> u64 {
+        self.identified_bytes.load(Ordering::Relaxed)
+    }
+
     /// Programs currently cached.
     pub fn cached_programs(&self) -> usize {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner).programs.len()
@@ -147,9 +163,8 @@ impl WasmEngine {
 /// A program found lately: its bytes (kept alive), its stack limit, and the program.
 type RecentProgram = (Arc<[u8]>, usize, Arc<dyn GuestProgram>);
 
-/// Programs [`GuestEngine::load_shared`] found lately, by the identity of their bytes: a lookup
-/// there is a pointer comparison, where the cache hashes and compares the whole module (and
-/// copies it for its key). Each entry keeps its bytes alive, so an address is never another
+/// Programs [`GuestEngine::load_shared`] used lately, by the identity of their bytes: a lookup
+/// there is a pointer comparison, where the cache hashes the whole module. Each entry keeps its bytes alive, so an address is never another
 /// module's. 64: with 8, a run of short-lived modules (a simulator seed's, a busy VM's) pushed
 /// out the interpreters, whose 2 to 135 MB were then hashed again at their next start (20% of
 /// the simulator's time).
@@ -163,10 +178,14 @@ impl GuestEngine for WasmEngine {
     fn load_shared(&self, module: &Arc<[u8]>, max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
         let stack = usize::try_from(max_wasm_stack_bytes).unwrap_or(usize::MAX);
         {
-            let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-            let found = recent.iter().find(|(bytes, at, _)| Arc::ptr_eq(bytes, module) && *at == stack);
-            if let Some((_, _, program)) = found {
-                return Ok(Arc::clone(program));
+            let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+            let found = recent.iter().position(|(bytes, at, _)| Arc::ptr_eq(bytes, module) && *at == stack);
+            // A hit moves to the front: the interpreters, found on every start, stay however
+            // many one-off modules pass through.
+            if let Some(entry) = found.and_then(|position| recent.remove(position)) {
+                let program = Arc::clone(&entry.2);
+                recent.push_front(entry);
+                return Ok(program);
             }
         }
         let program = self.load(module, max_wasm_stack_bytes)?;
@@ -188,17 +207,19 @@ impl GuestEngine for WasmEngine {
 
     fn load(&self, bytes: &[u8], max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
         let stack = usize::try_from(max_wasm_stack_bytes).unwrap_or(usize::MAX);
-        let key: CacheKey = (stack, Arc::from(bytes));
+        let digest = ModuleDigest::of(bytes);
+        self.identified_bytes.fetch_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let key: CacheKey = (stack, digest);
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let compiled = match cache.get(&key) {
             Some(compiled) => compiled,
             None => {
                 let runtime = self.runtime(stack)?;
                 let compiled = runtime
-                    .compile(bytes)
+                    .compile_digested(bytes, &digest)
                     .map(|program| Arc::new(WasmProgram { program }))
                     .map_err(|error| error.to_string());
-                cache.insert(key, compiled.clone());
+                cache.insert(key, bytes.len(), compiled.clone());
                 compiled
             }
         };

@@ -51,6 +51,7 @@ pub use engine::{KernelHost, WasmEngine, MAX_CACHED_PROGRAMS, MAX_CACHED_PROGRAM
 pub use host::{FileMetadata, FsUsage, StdioHost, SysError, SysResult, WaitReason, WasiHost};
 pub use imports::{add_to_linker, HOST_FS, HOST_NET, HOST_PROCESS, HOST_TTY, HOST_USER, WASI_MODULE};
 pub use memory::{MAX_IOVECS, MAX_IO_BYTES, MAX_PATH_BYTES, MAX_POLL_SUBSCRIPTIONS};
+pub use precompiled::ModuleDigest;
 pub use preinit::{PreinitFailed, PreinitHost, PreinitPlan, Preinitialized, MAX_PREINIT_FILES};
 pub use process::{
     decode_file_actions, encode_file_actions, open_flags_from_linux, ChildStatus, Exec, FileAction, OpenFlags,

@@ -25,8 +25,13 @@ pub(crate) const LARGE_MODULE_BYTES: usize = 16 * 1024 * 1024;
 /// The compiled `wasm`, from this cache when it holds it, else compiled (through wasmtime's
 /// cache) and written here for the next time. Failing to write is not an error: the module
 /// still runs.
-pub(crate) fn load_or_compile(engine: &Engine, dir: &Path, wasm: &[u8]) -> wasmtime::Result<Module> {
-    let path = dir.join("precompiled").join(format!("{}.cwasm", key(engine, wasm)));
+pub(crate) fn load_or_compile(
+    engine: &Engine,
+    dir: &Path,
+    wasm: &[u8],
+    digest: &ModuleDigest,
+) -> wasmtime::Result<Module> {
+    let path = dir.join("precompiled").join(format!("{}.cwasm", key(engine, digest)));
     if path.is_file() {
         // SAFETY: `deserialize_file` trusts that the file holds code wasmtime compiled and that
         // it stays unchanged while mapped. Both hold for this directory: files here are only
@@ -62,13 +67,25 @@ fn store(module: &Module, path: &Path) {
     }
 }
 
-/// The cache key of `wasm` for `engine`: hex SHA-256 of the bytes, then of the engine's
+/// A module's identity: the SHA-256 of its bytes. Computed once per load and used for every
+/// lookup after it (the compiled-program cache, this directory), so a 100 MB module is read
+/// once to be identified, not hashed and compared in full by each cache on the way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ModuleDigest([u8; 32]);
+
+impl ModuleDigest {
+    /// The digest of `wasm`.
+    pub fn of(wasm: &[u8]) -> ModuleDigest {
+        ModuleDigest(Sha256::digest(wasm).into())
+    }
+}
+
+/// The cache key of a module for `engine`: hex SHA-256 of the bytes, then of the engine's
 /// compatibility hash.
-fn key(engine: &Engine, wasm: &[u8]) -> String {
-    let module = Sha256::digest(wasm);
+fn key(engine: &Engine, digest: &ModuleDigest) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    let mut key: String = module.iter().map(|byte| format!("{byte:02x}")).collect();
+    let mut key: String = digest.0.iter().map(|byte| format!("{byte:02x}")).collect();
     key.push_str(&format!("-{:016x}", hasher.finish()));
     key
 }
@@ -84,19 +101,20 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let engine = Engine::default();
         let wasm = wat::parse_str("(module (func (export \"f\") (result i32) i32.const 7))").unwrap();
-        load_or_compile(&engine, &dir, &wasm).unwrap();
-        let path = dir.join("precompiled").join(format!("{}.cwasm", key(&engine, &wasm)));
+        let digest = ModuleDigest::of(&wasm);
+        load_or_compile(&engine, &dir, &wasm, &digest).unwrap();
+        let path = dir.join("precompiled").join(format!("{}.cwasm", key(&engine, &digest)));
         let stored = std::fs::read(&path).unwrap();
         assert!(!stored.is_empty());
         // Loaded back from the file; then a corrupt file is compiled again and replaced.
-        let module = load_or_compile(&engine, &dir, &wasm).unwrap();
+        let module = load_or_compile(&engine, &dir, &wasm, &digest).unwrap();
         assert!(module.get_export("f").is_some());
         // A bad file put in its place (a new file, as everything here is written: the mapped
         // one is never changed).
         let bad = path.with_extension("bad");
         std::fs::write(&bad, b"not a compiled module").unwrap();
         std::fs::rename(&bad, &path).unwrap();
-        let module = load_or_compile(&engine, &dir, &wasm).unwrap();
+        let module = load_or_compile(&engine, &dir, &wasm, &digest).unwrap();
         assert!(module.get_export("f").is_some());
         assert_eq!(std::fs::read(&path).unwrap(), stored);
         let _ = std::fs::remove_dir_all(&dir);

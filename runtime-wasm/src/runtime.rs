@@ -14,6 +14,7 @@ use wasmtime::{
 use crate::ctx::GuestCtx;
 use crate::host::WasiHost;
 use crate::imports;
+use crate::precompiled::ModuleDigest;
 use crate::task::GuestTask;
 
 /// Stack reserved for host code on a guest's fiber, on top of `max_wasm_stack_bytes`.
@@ -193,9 +194,26 @@ impl<H: WasiHost> Runtime<H> {
     /// [`RuntimeError::Compile`] for invalid bytes, [`RuntimeError::NotACommand`] without a
     /// `_start` export, [`RuntimeError::Link`] for imports the runtime does not provide.
     pub fn compile(&self, wasm: &[u8]) -> Result<Program<H>, RuntimeError> {
+        self.compile_known(wasm, None)
+    }
+
+    /// [`Runtime::compile`] of a module whose digest the caller has already computed (the
+    /// program cache looks a module up by it first).
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::compile`].
+    pub fn compile_digested(&self, wasm: &[u8], digest: &ModuleDigest) -> Result<Program<H>, RuntimeError> {
+        self.compile_known(wasm, Some(digest))
+    }
+
+    /// Compiles `wasm`; its digest is computed here only if the module cache needs it and the
+    /// caller did not give it.
+    fn compile_known(&self, wasm: &[u8], digest: Option<&ModuleDigest>) -> Result<Program<H>, RuntimeError> {
         let module = match &self.config.module_cache_dir {
             Some(dir) if wasm.len() >= crate::precompiled::LARGE_MODULE_BYTES => {
-                crate::precompiled::load_or_compile(&self.engine, dir, wasm)
+                let digest = digest.copied().unwrap_or_else(|| ModuleDigest::of(wasm));
+                crate::precompiled::load_or_compile(&self.engine, dir, wasm, &digest)
             }
             _ => Module::new(&self.engine, wasm),
         }

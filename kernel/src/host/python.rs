@@ -9,7 +9,7 @@
 //! the interpreter looks for it, through a one-file directory ([`StdlibDir`]).
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::fs::{HostDir, HostFileKind, HostFsError, HostResult, HostStat};
 use crate::vfs::Errno;
@@ -42,15 +42,33 @@ pub struct PythonInstall {
 /// its exit tears all of them down (about 80 ms, against 1 ms). So it runs only the programs
 /// that name one of them; a choice that turns out wrong costs time, never behaviour: both are
 /// the same CPython and library.
+///
+/// Its module (135 MB) is read on the first program that chooses it, not with the install: most
+/// sidecars never run one, and would hold it in memory for nothing. A read that fails then
+/// leaves the plain interpreter to run the program.
 pub struct PreloadedPython {
-    pub module: Arc<[u8]>,
     pub packages: Vec<String>,
+    module: OnceLock<Option<Arc<[u8]>>>,
+    read: Box<dyn Fn() -> Option<Arc<[u8]>> + Send + Sync>,
+}
+
+impl PreloadedPython {
+    /// An interpreter that preloaded `packages`, whose module `read` gives when first needed.
+    pub fn new(packages: Vec<String>, read: impl Fn() -> Option<Arc<[u8]>> + Send + Sync + 'static) -> Self {
+        Self { packages, module: OnceLock::new(), read: Box::new(read) }
+    }
+
+    /// The module, read on the first call; `None` when that read failed.
+    pub fn module(&self) -> Option<&Arc<[u8]>> {
+        self.module.get_or_init(|| (self.read)()).as_ref()
+    }
 }
 
 impl fmt::Debug for PreloadedPython {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let module_bytes = self.module.get().map(|module| module.as_ref().map(|bytes| bytes.len()));
         f.debug_struct("PreloadedPython")
-            .field("module_bytes", &self.module.len())
+            .field("module_bytes", &module_bytes)
             .field("packages", &self.packages)
             .finish()
     }
@@ -61,7 +79,7 @@ impl fmt::Debug for PythonInstall {
         f.debug_struct("PythonInstall")
             .field("module_bytes", &self.module.len())
             .field("stdlib_bytes", &self.stdlib.len())
-            .field("preloaded_bytes", &self.preloaded.as_ref().map(|preloaded| preloaded.module.len()))
+            .field("preloaded", &self.preloaded)
             .finish()
     }
 }
@@ -119,7 +137,7 @@ impl PythonInstall {
             })
         };
         match (&self.preloaded, text) {
-            (Some(preloaded), Some(text)) if names(preloaded, text) => &preloaded.module,
+            (Some(preloaded), Some(text)) if names(preloaded, text) => preloaded.module().unwrap_or(&self.module),
             _ => &self.module,
         }
     }
@@ -243,10 +261,10 @@ mod tests {
         let install = PythonInstall {
             module: Arc::clone(&plain),
             stdlib: Arc::from(&b""[..]),
-            preloaded: Some(PreloadedPython {
-                module: Arc::clone(&preloaded),
-                packages: vec!["numpy".into(), "pandas".into()],
-            }),
+            preloaded: Some(PreloadedPython::new(vec!["numpy".into(), "pandas".into()], {
+                let preloaded = Arc::clone(&preloaded);
+                move || Some(Arc::clone(&preloaded))
+            })),
         };
         assert!(Arc::ptr_eq(install.module_for(Some(b"import pandas as pd")), &preloaded));
         assert!(Arc::ptr_eq(install.module_for(Some(b"from numpy import array")), &preloaded));
@@ -254,6 +272,10 @@ mod tests {
         assert!(Arc::ptr_eq(install.module_for(None), &plain));
         let without = PythonInstall { preloaded: None, ..install };
         assert!(Arc::ptr_eq(without.module_for(Some(b"import numpy")), &plain));
+        // Unreadable when first chosen: the plain interpreter runs the program.
+        let unreadable =
+            PythonInstall { preloaded: Some(PreloadedPython::new(vec!["numpy".into()], || None)), ..without };
+        assert!(Arc::ptr_eq(unreadable.module_for(Some(b"import numpy")), &plain));
     }
 
     #[test]

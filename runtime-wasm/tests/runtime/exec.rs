@@ -863,6 +863,28 @@ fn the_program_cache_keeps_at_most_its_bound() {
 }
 
 #[test]
+fn a_module_used_on_every_start_is_hashed_once_however_many_others_pass() {
+    use kernel::syscalls::engine::GuestEngine;
+    let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();
+    let module = |index: usize| -> Arc<[u8]> {
+        Arc::from(crate::support::wat(&format!(
+            r#"(module (memory (export "memory") 1) (global i32 (i32.const {index})) (func (export "_start")))"#
+        )))
+    };
+    let hot = module(0);
+    let hot_bytes = u64::try_from(hot.len()).unwrap();
+    engine.load_shared(&hot, 1 << 20).unwrap();
+    let mut others = 0;
+    for index in 1..=200 {
+        let other = module(index);
+        engine.load_shared(&other, 1 << 20).unwrap();
+        others += u64::try_from(other.len()).unwrap();
+        engine.load_shared(&hot, 1 << 20).unwrap();
+    }
+    assert_eq!(engine.identified_bytes(), hot_bytes + others);
+}
+
+#[test]
 fn a_module_that_cannot_link_is_refused_from_the_cache_the_second_time() {
     use kernel::syscalls::engine::GuestEngine;
     let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();

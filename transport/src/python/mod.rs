@@ -78,19 +78,24 @@ impl OsPython {
     }
 
     fn read(&self, name: &str) -> Result<Arc<[u8]>, String> {
-        let path = self.dir.join(name);
-        let missing = |error: std::io::Error| {
-            format!(
-                "the Python interpreter is not installed at {} ({error}): scripts/fetch-python.sh installs it",
-                path.display()
-            )
-        };
-        let size = std::fs::metadata(&path).map_err(missing)?.len();
-        if size > MAX_PYTHON_FILE_BYTES {
-            return Err(format!("{} is {size} bytes, over the {MAX_PYTHON_FILE_BYTES} bytes allowed", path.display()));
-        }
-        std::fs::read(&path).map(Arc::from).map_err(missing)
+        read_install_file(&self.dir, name)
     }
+}
+
+/// `dir/name`, whole, unless missing or over [`MAX_PYTHON_FILE_BYTES`].
+fn read_install_file(dir: &Path, name: &str) -> Result<Arc<[u8]>, String> {
+    let path = dir.join(name);
+    let missing = |error: std::io::Error| {
+        format!(
+            "the Python interpreter is not installed at {} ({error}): scripts/fetch-python.sh installs it",
+            path.display()
+        )
+    };
+    let size = std::fs::metadata(&path).map_err(missing)?.len();
+    if size > MAX_PYTHON_FILE_BYTES {
+        return Err(format!("{} is {size} bytes, over the {MAX_PYTHON_FILE_BYTES} bytes allowed", path.display()));
+    }
+    std::fs::read(&path).map(Arc::from).map_err(missing)
 }
 
 /// The plain interpreter and its library, as a preparation starts from them.
@@ -175,7 +180,8 @@ impl OsPython {
             return Ok(None);
         }
         let packages = PRELOAD_PACKAGES.iter().map(|package| (*package).to_owned()).collect();
-        Ok(Some(PreloadedPython { module: self.read(PYTHON_PRELOADED)?, packages }))
+        let dir = self.dir.clone();
+        Ok(Some(PreloadedPython::new(packages, move || read_install_file(&dir, PYTHON_PRELOADED).ok())))
     }
 }
 
@@ -260,8 +266,8 @@ mod tests {
         assert_eq!(&install.module[..], b"\0asm snapshot");
         let preloaded = install.preloaded.as_ref().unwrap();
         assert_eq!(
-            (&preloaded.module[..], preloaded.packages.len()),
-            (&b"\0asm preloaded"[..], PRELOAD_PACKAGES.len())
+            (preloaded.module().map(|module| &module[..]), preloaded.packages.len()),
+            (Some(&b"\0asm preloaded"[..]), PRELOAD_PACKAGES.len())
         );
         // A new install (other checksums) makes it stale: it is not used.
         std::fs::write(dir.join(PYTHON_CHECKSUMS), b"def  python.wasm\n").unwrap();
