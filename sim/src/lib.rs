@@ -306,10 +306,6 @@ pub fn describe(output: Option<&(u64, Vec<u8>)>) -> String {
 }
 
 /// Coverage points no seed of a run reached.
-pub fn missing_coverage<'a>(outcomes: impl IntoIterator<Item = &'a SeedOutcome>) -> Vec<&'static str> {
-    let mut reached = BTreeSet::new();
-    for outcome in outcomes {
-        reached.extend(outcome.coverage.iter().copied());
-    }
+pub fn missing_coverage(reached: &BTreeSet<&str>) -> Vec<&'static str> {
     shared::COVERAGE_POINTS.iter().copied().filter(|point| !reached.contains(point)).collect()
 }

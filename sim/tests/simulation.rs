@@ -18,7 +18,8 @@ fn a_range_of_seeds_passes_and_reaches_every_coverage_point() {
     for outcome in &outcomes {
         assert!(outcome.passed(), "seed {}: {:?}", outcome.seed, outcome.violations);
     }
-    assert_eq!(missing_coverage(&outcomes), Vec::<&str>::new());
+    let reached = outcomes.iter().flat_map(|outcome| outcome.coverage.iter().copied()).collect();
+    assert_eq!(missing_coverage(&reached), Vec::<&str>::new());
 }
 
 #[test]
@@ -140,4 +141,23 @@ fn a_seed_trace_replays_to_the_same_frames_with_real_guests_and_faults() {
 fn an_injected_lost_store_failure_is_caught_within_500_seeds() {
     // The load that follows does not match what the host was told was flushed.
     caught_within(InjectedFault::AcknowledgeFailedFlush, 500, "Loaded");
+}
+
+/// Seeds run in worker processes (`--jobs 2`) report what they report when run in this one:
+/// the same failures, of the same seeds, in seed order, and the run fails.
+#[test]
+fn worker_processes_report_what_one_process_reports() {
+    let run = |jobs: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_sim"))
+            .args(["--seeds", "0..4", "--jobs", jobs, "--drop-response", "4"])
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        stdout.lines().filter(|line| line.starts_with("seed ")).map(str::to_owned).collect::<Vec<_>>()
+    };
+    let here = run("1");
+    assert_eq!(here.len(), 4, "{here:?}");
+    assert!(here.iter().all(|line| line.contains("requests never answered")), "{here:?}");
+    assert_eq!(run("2"), here);
 }
