@@ -5,7 +5,8 @@ import './internal/globals.js'; // first: the bundled npm modules expect the glo
 import { native } from './internal/native.js';
 import { registry } from './internal/registry.js';
 import { unsupported, coded } from './internal/errors.js';
-import process, { writeAll, exitStatus, NODE_VERSION, runTicks } from './process.js';
+import process, { writeAll, exitStatus, NODE_VERSION, runTicks, startProcess } from './process.js';
+import { startGlobals } from './internal/globals.js';
 import * as timers from './timers.js';
 import { Buffer } from 'buffer';
 
@@ -96,8 +97,8 @@ function builtin(name) {
 }
 
 // The VM's jsRuntime config, which the kernel gives every node process it starts (and which a
-// program cannot choose for the node processes it starts).
-const jsRuntime = (() => {
+// program cannot choose for the node processes it starts); read at `start`.
+function readJsRuntime() {
   const text = process.env.SECURE_EXEC_JS_RUNTIME;
   delete process.env.SECURE_EXEC_JS_RUNTIME;
   try {
@@ -105,13 +106,11 @@ const jsRuntime = (() => {
   } catch {
     return {};
   }
-})();
-const platform = jsRuntime.platform ?? 'node';
-// Builtins a program may require or import: every one (absent), exactly those listed, or none
+}
+let platform = 'node';
+// Builtins a program may require or import: every one (null), exactly those listed, or none
 // on a platform other than node. The layer's own uses go around this (registry.require).
-const allowedBuiltins = platform !== 'node' ? new Set()
-  : Array.isArray(jsRuntime.allowedBuiltins) ? new Set(jsRuntime.allowedBuiltins.map((name) => name.replace(/^node:/, '')))
-  : null;
+let allowedBuiltins = null;
 function allowedBuiltin(name) {
   if (allowedBuiltins && !allowedBuiltins.has(name)) {
     throw coded(Error, 'ERR_ACCESS_DENIED', `the '${name}' module is not available in this VM (jsRuntime ${platform === 'node' ? 'allowedBuiltins' : `platform '${platform}'`})`);
@@ -120,7 +119,6 @@ function allowedBuiltin(name) {
 }
 registry.require = builtin;
 moduleSystem.setBuiltins(Object.keys(FACTORIES), allowedBuiltin);
-moduleSystem.setResolution(jsRuntime.moduleResolution ?? 'node');
 globalThis[Symbol.for('secure-exec.builtin')] = allowedBuiltin;
 
 globalThis.console = consoleModule;
@@ -234,7 +232,24 @@ function readStdin() {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+// The process's start: everything the layer takes from the process (its environment, clocks,
+// random seed, the VM's jsRuntime config) is read here, after the layer has loaded and before
+// the program runs. Nothing the layer does as it loads may depend on the process: a loaded
+// layer is the same for every process.
+function start() {
+  startProcess();
+  startGlobals();
+  const jsRuntime = readJsRuntime();
+  platform = jsRuntime.platform ?? 'node';
+  allowedBuiltins = platform !== 'node' ? new Set()
+    : Array.isArray(jsRuntime.allowedBuiltins) ? new Set(jsRuntime.allowedBuiltins.map((name) => name.replace(/^node:/, '')))
+    : null;
+  moduleSystem.setResolution(jsRuntime.moduleResolution ?? 'node');
+  for (const name of PLATFORM_REMOVES[platform] ?? []) delete globalThis[name];
+}
+
 function main() {
+  start();
   const options = parseCommandLine(native.argv);
   process.execArgv = [];
   for (const preload of options.preload) moduleSystem.Module._load(preload, null);
@@ -368,7 +383,6 @@ const PLATFORM_REMOVES = {
   neutral: NEUTRAL_REMOVES,
   bare: [...NEUTRAL_REMOVES, 'console', 'setTimeout', 'setInterval', 'clearTimeout', 'clearInterval', 'queueMicrotask'],
 };
-for (const name of PLATFORM_REMOVES[platform] ?? []) delete globalThis[name];
 
 native.hooks = {
   main,

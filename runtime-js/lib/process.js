@@ -10,10 +10,6 @@ export const EXEC_PATH = '/usr/bin/node';
 
 const process = new EventEmitter();
 const envStore = {};
-for (const entry of native.env) {
-  const eq = entry.indexOf('=');
-  if (eq > 0) envStore[entry.slice(0, eq)] = entry.slice(eq + 1);
-}
 // process.env keeps strings, as Node's does: a value set is converted (`env.N = 42` reads '42').
 const env = new Proxy(envStore, {
   set(target, key, value) {
@@ -95,7 +91,18 @@ function emitWarning(warning, type, code, ctor) {
   });
 }
 
-const startNs = native.hrtime();
+let startNs = 0n;
+
+// What belongs to this process rather than to the layer: its environment and its clock's
+// origin. Read when the program starts (bootstrap's `start`), never as the layer loads, so a
+// layer loaded once serves every process.
+export function startProcess() {
+  for (const entry of native.env) {
+    const eq = entry.indexOf('=');
+    if (eq > 0) envStore[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  startNs = native.hrtime();
+}
 
 function hrtime(previous) {
   const now = native.hrtime();

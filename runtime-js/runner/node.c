@@ -971,8 +971,6 @@ int main(int argc, char **argv)
     JSValue global = JS_GetGlobalObject(ctx);
     JSValue native = JS_NewObject(ctx);
     JS_SetPropertyFunctionList(ctx, native, native_funcs, sizeof(native_funcs) / sizeof(native_funcs[0]));
-    JS_SetPropertyStr(ctx, native, "argv", string_array(ctx, argv, argc));
-    JS_SetPropertyStr(ctx, native, "env", string_array(ctx, environ, -1));
     JS_SetPropertyStr(ctx, global, "__native", JS_DupValue(ctx, native));
     JS_FreeValue(ctx, global);
 
@@ -990,6 +988,10 @@ int main(int argc, char **argv)
         return 70;
     }
     hooks_ready = 1;
+    /* The process's own arguments and environment, given only now: the layer loads without
+     * them (its `start` reads them), so what it does as it loads is the same for every process. */
+    JS_SetPropertyStr(ctx, native, "argv", string_array(ctx, argv, argc));
+    JS_SetPropertyStr(ctx, native, "env", string_array(ctx, environ, -1));
 
     JSValue started = call_hook(ctx, "main", 0, NULL);
     if (JS_IsException(started))

@@ -18,9 +18,9 @@ globalThis.Buffer = Buffer;
 for (const name of ['setTimeout', 'setInterval', 'clearTimeout', 'clearInterval', 'setImmediate', 'clearImmediate']) {
   globalThis[name] = timers[name];
 }
-const performanceOrigin = native.hrtime();
+let performanceOrigin = 0n;
 globalThis.performance = {
-  timeOrigin: native.now(),
+  timeOrigin: 0,
   now: () => Number(native.hrtime() - performanceOrigin) / 1e6,
   mark() {},
   measure() {},
@@ -33,9 +33,17 @@ import { DOMException, Event, EventTarget, AbortController, AbortSignal } from '
 import { URL, URLSearchParams } from './url.js';
 Object.assign(globalThis, { DOMException, Event, EventTarget, AbortController, AbortSignal, URL, URLSearchParams });
 
+// What belongs to the process, set when its program starts (never as the layer loads): the
+// performance clock's origin, and Math.random's seed.
+export function startGlobals() {
+  performanceOrigin = native.hrtime();
+  globalThis.performance.timeOrigin = native.now();
+  seedMathRandom();
+}
+
 // Math.random from the kernel's random source (QuickJS seeds it from the wall clock): the VM's
 // seed decides it, so a run replays.
-{
+function seedMathRandom() {
   const seed = new Uint32Array(4);
   native.random(new Uint8Array(seed.buffer));
   let [a, b, c, d] = seed;
