@@ -165,7 +165,8 @@ for file in quickjs libregexp libunicode dtoa; do
 done
 "$CC" "${flags[@]}" -Wall -Werror -Wno-unused-parameter -c "$repo/runtime-js/runner/node.c" -o "$work/node.o" & pids+=($!)
 for pid in "${pids[@]}"; do wait "$pid"; done
-"$CC" --target=wasm32-wasi -O2 -Wl,-z,stack-size=1048576 "$work"/*.o -o "$work/node.wasm" \
+# A reactor (`_initialize`, then `run`), with `wizer.initialize` to load the layer into a snapshot.
+"$CC" --target=wasm32-wasi -mexec-model=reactor -O2 -Wl,-z,stack-size=1048576 "$work"/*.o -o "$work/node.wasm" \
     -lwasi-emulated-process-clocks -lwasi-emulated-signal
 
 mkdir -p "$out"

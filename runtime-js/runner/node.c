@@ -8,11 +8,13 @@
  * JavaScript layer's. A native call returns a negative errno instead of throwing, so the layer
  * decides how each error surfaces.
  *
- * Start: the bundled layer (`node_bootstrap_bytecode`, compiled at build time) runs as a script with
- * the global `__native`; it takes that object away from user code, installs the globals and
- * leaves its hooks at `__native.hooks`. `hooks.main()` runs the program; then the event loop below runs
- * microtasks and asks `hooks.tick()` for timers until nothing is left; `hooks.exit()` gives
- * the status.
+ * Start: a WASI reactor. `boot` runs the bundled layer (`node_bootstrap_bytecode`, compiled at
+ * build time) as a script with the global `__native`; it takes that object away from user code,
+ * installs the globals and leaves its hooks at `__native.hooks`. That load depends on nothing of
+ * the process, so it can be made once into a snapshot (`wizer.initialize`). `run` loads it when
+ * the module is not such a snapshot, gives the layer the process's arguments and environment,
+ * and `hooks.main()` runs the program; then the event loop below runs microtasks and asks
+ * `hooks.tick()` for timers until nothing is left; `hooks.exit()` gives the status.
  */
 
 #include <dirent.h>
@@ -28,6 +30,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <wasi/api.h>
+#include <wasi/libc-environ.h>
 
 #include "quickjs.h"
 #include "node_bootstrap.h"
@@ -952,24 +957,34 @@ static int32_t hook_int(JSContext *ctx, const char *name, int32_t otherwise)
     return value;
 }
 
-int main(int argc, char **argv)
+/* The interpreter and the loaded layer: made once by `boot`, whether at build time (the
+ * snapshot's `wizer.initialize`) or when `run` finds them missing. */
+static JSRuntime *runtime;
+static JSContext *context;
+static JSValue native;
+
+/* Loads the layer: the runtime, the context, the native calls, and the bundled layer run to
+ * its hooks. Nothing here may depend on the process (its arguments, environment, clocks or
+ * randomness): `start` in the layer reads those, after `run` gives them. 0, else a status. */
+static int boot(void)
 {
-    JSRuntime *rt = JS_NewRuntime();
-    if (!rt) {
+    runtime = JS_NewRuntime();
+    if (!runtime) {
         fputs("node: cannot allocate the JavaScript runtime\n", stderr);
         return 70;
     }
-    JS_SetMaxStackSize(rt, NODE_MAX_STACK_BYTES);
-    JSContext *ctx = JS_NewContext(rt);
-    if (!ctx) {
+    JS_SetMaxStackSize(runtime, NODE_MAX_STACK_BYTES);
+    context = JS_NewContext(runtime);
+    if (!context) {
         fputs("node: cannot allocate the JavaScript context\n", stderr);
         return 70;
     }
-    JS_SetModuleLoaderFunc(rt, module_normalize, module_load, NULL);
-    JS_SetHostPromiseRejectionTracker(rt, rejection_tracker, NULL);
+    JSContext *ctx = context;
+    JS_SetModuleLoaderFunc(runtime, module_normalize, module_load, NULL);
+    JS_SetHostPromiseRejectionTracker(runtime, rejection_tracker, NULL);
 
     JSValue global = JS_GetGlobalObject(ctx);
-    JSValue native = JS_NewObject(ctx);
+    native = JS_NewObject(ctx);
     JS_SetPropertyFunctionList(ctx, native, native_funcs, sizeof(native_funcs) / sizeof(native_funcs[0]));
     JS_SetPropertyStr(ctx, global, "__native", JS_DupValue(ctx, native));
     JS_FreeValue(ctx, global);
@@ -988,9 +1003,51 @@ int main(int argc, char **argv)
         return 70;
     }
     hooks_ready = 1;
-    /* The process's own arguments and environment, given only now: the layer loads without
-     * them (its `start` reads them), so what it does as it loads is the same for every process. */
-    JS_SetPropertyStr(ctx, native, "argv", string_array(ctx, argv, argc));
+    return 0;
+}
+
+/* Pre-initialisation: the layer loaded once, into a snapshot every process starts from. A
+ * failure traps, so no snapshot is made of it. */
+__attribute__((export_name("wizer.initialize"))) void preinitialize(void)
+{
+    if (boot() != 0)
+        __builtin_trap();
+}
+
+/* The process's arguments, from WASI (a reactor has no `main` to receive them). */
+static JSValue process_argv(JSContext *ctx)
+{
+    __wasi_size_t count = 0, bytes = 0;
+    if (__wasi_args_sizes_get(&count, &bytes) != 0)
+        return JS_NewArray(ctx);
+    char **argv = calloc(count + 1, sizeof(char *));
+    char *buffer = malloc(bytes ? bytes : 1);
+    JSValue array = JS_NewArray(ctx);
+    if (argv && buffer && __wasi_args_get((uint8_t **)argv, (uint8_t *)buffer) == 0)
+        for (__wasi_size_t i = 0; i < count; i++)
+            JS_SetPropertyUint32(ctx, array, (uint32_t)i, JS_NewString(ctx, argv[i]));
+    free(argv);
+    free(buffer);
+    return array;
+}
+
+/* The program: the layer (loaded now unless the snapshot holds it), the process's arguments
+ * and environment given to it, `hooks.main()`, the event loop, and `hooks.exit()`'s status. */
+__attribute__((export_name("run"))) int run(void)
+{
+    if (!hooks_ready) {
+        int status = boot();
+        if (status != 0)
+            return status;
+    }
+    JSContext *ctx = context;
+    /* The stack bound is measured from here, where the program's calls start (a snapshot's
+     * was measured inside `wizer.initialize`). */
+    JS_UpdateStackTop(runtime);
+    /* The environment as this process has it (a snapshot holds the one it was made with). */
+    __wasilibc_deinitialize_environ();
+    __wasilibc_initialize_environ();
+    JS_SetPropertyStr(ctx, native, "argv", process_argv(ctx));
     JS_SetPropertyStr(ctx, native, "env", string_array(ctx, environ, -1));
 
     JSValue started = call_hook(ctx, "main", 0, NULL);
@@ -999,7 +1056,7 @@ int main(int argc, char **argv)
     JS_FreeValue(ctx, started);
     /* The event loop: microtasks, then one due timer (or the wait for the next) at a time. */
     for (;;) {
-        run_microtasks(rt);
+        run_microtasks(runtime);
         int32_t wait_ms = hook_int(ctx, "tick", 0);
         if (wait_ms < 0)
             break;
