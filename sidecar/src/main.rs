@@ -210,7 +210,9 @@ fn serve(cli: &Cli) -> ExitCode {
             }
         }
     }
-    let programs = match transport::node::programs(&cli.node_dir.clone().unwrap_or_else(transport::node::default_dir)) {
+    let node_dir = cli.node_dir.clone().unwrap_or_else(transport::node::default_dir);
+    prepare::node_snapshot(&node_dir);
+    let programs = match transport::node::programs(&node_dir) {
         Ok(programs) => programs,
         Err(error) => {
             eprintln!("secure-exec-sidecar: the node command: {error}");
@@ -265,6 +267,8 @@ fn module_cache_dir(cli: &Cli) -> Option<PathBuf> {
 #[allow(clippy::print_stdout)]
 fn replay(cli: &Cli, path: &std::path::Path) -> ExitCode {
     let engine = guest_engine(module_cache_dir(cli)).ok();
+    // The node a recording ran is its build's snapshot: replay runs the same.
+    prepare::node_snapshot(&transport::node::default_dir());
     let outcome = TraceReader::open(path).and_then(|reader| trace::replay_with(reader, engine));
     match outcome {
         Ok(Ok(report)) => {

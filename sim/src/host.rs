@@ -417,11 +417,26 @@ impl Host {
     }
 }
 
-/// The sidecar's `node`, built once per machine (`scripts/build-node.sh`, through `testkit`)
-/// and read once per simulator run: every seed's sidecar provides it, like the real one.
+/// The sidecar's `node`, built once per machine (`scripts/build-node.sh`, through `testkit`),
+/// its snapshot made as the sidecar makes it, and read once per simulator run: every seed's
+/// sidecar provides it, like the real one.
 fn node_programs() -> kernel::host::programs::SidecarPrograms {
     static PROGRAMS: std::sync::OnceLock<kernel::host::programs::SidecarPrograms> = std::sync::OnceLock::new();
-    PROGRAMS.get_or_init(|| transport::node::programs(testkit::node::built()).unwrap_or_default()).clone()
+    PROGRAMS
+        .get_or_init(|| {
+            let dir = testkit::node::built();
+            // Without a snapshot the build runs as built: slower, as the same program.
+            let _ = transport::node::prepare_snapshot(dir, |build, plan| {
+                let preinit = runtime_wasm::PreinitPlan {
+                    init_func: plan.init_func.into(),
+                    max_fuel: plan.max_fuel,
+                    max_memory_bytes: plan.max_memory_bytes,
+                };
+                runtime_wasm::preinitialize_quietly(build, &preinit, plan.argv0, plan.seed).map(|(wasm, _)| wasm)
+            });
+            transport::node::programs(dir).unwrap_or_default()
+        })
+        .clone()
 }
 
 /// CPython, installed once per machine (`scripts/fetch-python.sh`, through `testkit`) and read

@@ -468,3 +468,46 @@ fn node_fetches_over_https_with_the_configured_ca() {
         assert!(String::from_utf8(server.join().unwrap()).unwrap().starts_with("GET /secure HTTP/1.1\r\n"));
     }
 }
+
+/// The sidecar loads `node`'s layer once, into a snapshot beside the build, on its first start
+/// with that build; a process started from the snapshot gives what one started from the build
+/// gives (arguments, the seed's Math.random, a fresh clock origin).
+#[test]
+fn node_starts_from_a_snapshot_made_on_first_start_and_runs_as_the_build_does() {
+    let build = testkit::node::built().join("node.wasm");
+    let dir = |name: &str| {
+        let dir = std::env::temp_dir().join(format!("sidecar-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&build, dir.join("node.wasm")).unwrap();
+        dir
+    };
+    let fresh = dir("node-snapshot");
+    // A snapshot that cannot be written (a directory in its place): none, the build runs.
+    let unsnapshotted = dir("node-no-snapshot");
+    std::fs::create_dir(unsnapshotted.join("node-snapshot.wasm")).unwrap();
+    let code = "console.log(process.argv.slice(1).join(','), Math.random(), performance.now() < 1000)";
+    let output = |node_dir: &Path| {
+        let node_dir = node_dir.display().to_string();
+        let mut sidecar = Client::spawn(binary(), &["--node-dir", &node_dir, "--seed", "7"]).unwrap();
+        sidecar.timeout = Duration::from_secs(300);
+        let auth = sidecar.authenticate("it", "token").unwrap();
+        let session = sidecar.open_session(&auth.connection_id).unwrap();
+        let vm = sidecar.create_vm(&auth.connection_id, &session, OPEN).unwrap();
+        let scope = OwnershipScope::vm(auth.connection_id, session, vm);
+        run(&mut sidecar, &scope, javascript("snapshot", None, &["-e", code, "a", "b"]))
+    };
+    let from_snapshot = output(&fresh);
+    assert!(fresh.join("node-snapshot.wasm").is_file() && fresh.join("node-snapshot.key").is_file());
+    let snapshot = std::fs::read(fresh.join("node-snapshot.wasm")).unwrap();
+    assert_ne!(snapshot, std::fs::read(&build).unwrap());
+    let from_build = output(&unsnapshotted);
+    assert!(unsnapshotted.join("node-snapshot.wasm").is_dir() && !unsnapshotted.join("node-snapshot.key").exists());
+    assert_eq!(from_snapshot, from_build);
+    assert!(from_snapshot.0.starts_with("a,b 0.") && from_snapshot.0.ends_with(" true\n"), "{from_snapshot:?}");
+    // Made once: a second start finds it current and leaves it as it was.
+    assert_eq!(output(&fresh), from_snapshot);
+    assert_eq!(std::fs::read(fresh.join("node-snapshot.wasm")).unwrap(), snapshot);
+    let _ = std::fs::remove_dir_all(&fresh);
+    let _ = std::fs::remove_dir_all(&unsnapshotted);
+}

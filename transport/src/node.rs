@@ -2,14 +2,66 @@
 //! with the Node.js builtins layer, `runtime-js/`), read once at start-up and provided to every
 //! VM (see `kernel::host::programs`). Without it, `node` is an ordinary command name that no VM
 //! has, and `runtime: JAVA_SCRIPT` fails to find it.
+//!
+//! Loading the layer is most of a `node` start (44 million instructions), and the same for
+//! every process: the layer reads nothing of the process while it loads.
+//! So it is loaded once, into a snapshot beside the build ([`prepare_snapshot`]:
+//! `node-snapshot.wasm`, made by pre-initialisation the first time a sidecar or the simulator
+//! finds it missing), and every process starts from that. A snapshot is used only while its key
+//! (a digest of the build it was made from and of how) matches, so a new build is never run
+//! from an old build's snapshot.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kernel::host::programs::{SidecarPrograms, NODE_COMMAND};
+use sha2::{Digest, Sha256};
 
-/// The largest `node.wasm` read: it is about 2 MB; a file far past that is not this build.
+use crate::python::write_atomically;
+
+/// The largest `node.wasm` (or snapshot) read: it is about 2 MB (3 MB as a snapshot); a file far
+/// past that is not this build.
 pub const MAX_NODE_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The build.
+const NODE_WASM: &str = "node.wasm";
+/// Its snapshot, with the layer loaded.
+pub const NODE_SNAPSHOT: &str = "node-snapshot.wasm";
+/// The snapshot's key: [`snapshot_key`] of the build it was made from.
+const NODE_SNAPSHOT_KEY: &str = "node-snapshot.key";
+/// The export that loads the layer (see `runtime-js/runner/node.c`); a build without it (an
+/// older one) runs as built.
+const SNAPSHOT_INIT_FUNC: &str = "wizer.initialize";
+
+/// How a snapshot is made: the start-up export, its bounds, and the host it runs against.
+/// Part of the key, so a change here makes a new snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPlan {
+    pub init_func: &'static str,
+    /// Fuel for loading the layer: it takes about 44 million; twenty times that is a start-up
+    /// gone wrong.
+    pub max_fuel: u64,
+    /// Memory for it: it ends near 3 MB; 256 MiB is far beyond anything loading needs.
+    pub max_memory_bytes: u64,
+    /// The arguments it sees (the layer reads none while it loads).
+    pub argv0: &'static str,
+    /// The entropy seed it sees: fixed, so one build makes the same bytes (the layer draws
+    /// nothing while it loads; Math.random is seeded again at every start).
+    pub seed: u64,
+}
+
+/// The plan every snapshot is made by.
+pub const SNAPSHOT_PLAN: SnapshotPlan = SnapshotPlan {
+    init_func: SNAPSHOT_INIT_FUNC,
+    max_fuel: 1_000_000_000,
+    max_memory_bytes: 256 << 20,
+    argv0: NODE_COMMAND,
+    seed: 0x5EC0_2E8E_C000_0002,
+};
+
+/// The key's format: bumped when what a snapshot holds changes in a way the build's bytes and
+/// the plan do not show (the pre-initialiser's version).
+const SNAPSHOT_FORMAT: &str = "secure-exec node snapshot v1, wasmtime-wizer 48.0.8";
 
 /// `$SECURE_EXEC_NODE`, else `${XDG_CACHE_HOME:-~/.cache}/secure-exec-sidecar/node` (where the
 /// build script leaves its latest build).
@@ -20,20 +72,82 @@ pub fn default_dir() -> PathBuf {
     crate::python::cache_home().join("secure-exec-sidecar/node")
 }
 
-/// The programs of `dir`: `node` when `node.wasm` is there (none otherwise); `Err` says why a
-/// file that is there cannot be used.
+/// The programs of `dir`: `node` when `node.wasm` is there (none otherwise), from its snapshot
+/// when that is current; `Err` says why a file that is there cannot be used.
 pub fn programs(dir: &Path) -> Result<SidecarPrograms, String> {
-    let path = dir.join("node.wasm");
+    let Some(build) = read(dir, NODE_WASM)? else { return Ok(SidecarPrograms::default()) };
+    let snapshot = match std::fs::read_to_string(dir.join(NODE_SNAPSHOT_KEY)) {
+        Ok(key) if key.trim() == snapshot_key(&build) => read(dir, NODE_SNAPSHOT).ok().flatten(),
+        _ => None,
+    };
+    SidecarPrograms::default().with(NODE_COMMAND, Arc::from(snapshot.unwrap_or(build)))
+}
+
+/// What [`prepare_snapshot`] found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshot {
+    /// No build in the directory.
+    NoBuild,
+    /// The build cannot be loaded into a snapshot (it has no start-up export): it runs as built.
+    NotSnapshottable,
+    /// The snapshot there is current.
+    Current,
+    /// A snapshot was made and installed.
+    Made,
+}
+
+/// Makes `dir`'s snapshot when it is missing or stale, with `make` (the runtime's
+/// pre-initialisation of the build by the plan: see `runtime_wasm::preinitialize_quietly`),
+/// written beside the build (a temporary file renamed into place, then the key, so a crash
+/// leaves either the old pair or a snapshot without a matching key, never a torn one in use).
+///
+/// # Errors
+///
+/// The build cannot be read, `make` fails, or a write fails: the build then runs as built.
+pub fn prepare_snapshot(
+    dir: &Path,
+    make: impl FnOnce(&[u8], &SnapshotPlan) -> Result<Vec<u8>, String>,
+) -> Result<Snapshot, String> {
+    let Some(build) = read(dir, NODE_WASM)? else { return Ok(Snapshot::NoBuild) };
+    if !build.windows(SNAPSHOT_INIT_FUNC.len()).any(|window| window == SNAPSHOT_INIT_FUNC.as_bytes()) {
+        return Ok(Snapshot::NotSnapshottable);
+    }
+    let key = snapshot_key(&build);
+    let current = std::fs::read_to_string(dir.join(NODE_SNAPSHOT_KEY)).is_ok_and(|found| found.trim() == key);
+    if current && dir.join(NODE_SNAPSHOT).is_file() {
+        return Ok(Snapshot::Current);
+    }
+    let snapshot = make(&build, &SNAPSHOT_PLAN)?;
+    if u64::try_from(snapshot.len()).unwrap_or(u64::MAX) > MAX_NODE_FILE_BYTES {
+        return Err(format!("the snapshot is {} bytes, over the {MAX_NODE_FILE_BYTES} bytes allowed", snapshot.len()));
+    }
+    let _ = std::fs::remove_file(dir.join(NODE_SNAPSHOT_KEY));
+    write_atomically(&dir.join(NODE_SNAPSHOT), &snapshot)?;
+    write_atomically(&dir.join(NODE_SNAPSHOT_KEY), format!("{key}\n").as_bytes())?;
+    Ok(Snapshot::Made)
+}
+
+/// The key of a snapshot of `build`: hex SHA-256 over the format, the plan and the build.
+fn snapshot_key(build: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(SNAPSHOT_FORMAT.as_bytes());
+    hasher.update(format!("{SNAPSHOT_PLAN:?}").as_bytes());
+    hasher.update(build);
+    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// `dir/name`, whole; `None` when it is not there.
+fn read(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, String> {
+    let path = dir.join(name);
     let size = match std::fs::metadata(&path) {
         Ok(metadata) => metadata.len(),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(SidecarPrograms::default()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(format!("{}: {error}", path.display())),
     };
     if size > MAX_NODE_FILE_BYTES {
         return Err(format!("{} is {size} bytes, over the {MAX_NODE_FILE_BYTES} bytes allowed", path.display()));
     }
-    let module = std::fs::read(&path).map_err(|error| format!("{}: {error}", path.display()))?;
-    SidecarPrograms::default().with(NODE_COMMAND, Arc::from(module))
+    std::fs::read(&path).map(Some).map_err(|error| format!("{}: {error}", path.display()))
 }
 
 #[cfg(test)]
@@ -51,6 +165,34 @@ mod tests {
         assert!(programs(&dir).unwrap().has(NODE_COMMAND));
         std::fs::File::create(dir.join("node.wasm")).unwrap().set_len(MAX_NODE_FILE_BYTES + 1).unwrap();
         assert!(programs(&dir).unwrap_err().ends_with(&format!("over the {MAX_NODE_FILE_BYTES} bytes allowed")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_snapshot_is_made_once_and_used_only_while_it_is_of_the_build_there() {
+        let dir = std::env::temp_dir().join(format!("secure-exec-node-snapshot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let provided = |dir: &Path| programs(dir).unwrap().find(NODE_COMMAND).unwrap().1.to_vec();
+        let snapshot_of =
+            |build: &[u8], plan: &SnapshotPlan| Ok([b"snapshot of ", build, plan.init_func.as_bytes()].concat());
+        assert_eq!(prepare_snapshot(&dir, snapshot_of).unwrap(), Snapshot::NoBuild);
+        std::fs::create_dir_all(&dir).unwrap();
+        // An older build, without the start-up export, runs as built.
+        std::fs::write(dir.join(NODE_WASM), b"\0asm old").unwrap();
+        assert_eq!(prepare_snapshot(&dir, snapshot_of).unwrap(), Snapshot::NotSnapshottable);
+        assert_eq!(provided(&dir), b"\0asm old");
+        // A build with it: made once, then current; what is provided is the snapshot.
+        std::fs::write(dir.join(NODE_WASM), b"\0asm wizer.initialize").unwrap();
+        assert_eq!(prepare_snapshot(&dir, snapshot_of).unwrap(), Snapshot::Made);
+        assert_eq!(prepare_snapshot(&dir, |_, _| Err("not again".into())).unwrap(), Snapshot::Current);
+        assert_eq!(provided(&dir), b"snapshot of \0asm wizer.initializewizer.initialize");
+        // A new build: the old snapshot is not used, and a failed making installs nothing.
+        std::fs::write(dir.join(NODE_WASM), b"\0asm new wizer.initialize").unwrap();
+        assert_eq!(provided(&dir), b"\0asm new wizer.initialize");
+        assert_eq!(prepare_snapshot(&dir, |_, _| Err("failed".into())).unwrap_err(), "failed");
+        assert_eq!(provided(&dir), b"\0asm new wizer.initialize");
+        assert_eq!(prepare_snapshot(&dir, snapshot_of).unwrap(), Snapshot::Made);
+        assert_eq!(provided(&dir), b"snapshot of \0asm new wizer.initializewizer.initialize");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -134,6 +134,40 @@ impl<H: WasiHost> Runtime<H> {
     }
 }
 
+/// Pre-initialises `wasm` by `plan` when its start-up needs no files and prints nothing (as
+/// `node`'s: it loads its JavaScript layer), on an engine of its own with the default settings,
+/// against a host with the arguments `[argv0]`, empty stdin, the fixed clock and `seed`: the
+/// same module and plan make the same bytes. Returns the snapshot and the fuel its start-up
+/// burnt.
+///
+/// # Errors
+///
+/// Why there is no snapshot: the engine, the pre-initialisation (with what the start-up wrote
+/// to stderr), or a start-up that printed or left a file open, which a quiet one does not.
+pub fn preinitialize_quietly(
+    wasm: &[u8],
+    plan: &PreinitPlan,
+    argv0: &str,
+    seed: u64,
+) -> Result<(Vec<u8>, u64), String> {
+    let runtime: Runtime<PreinitHost> =
+        Runtime::new(crate::RuntimeConfig::default()).map_err(|error| error.to_string())?;
+    let host = PreinitHost::new(crate::StdioHost::new([argv0]).with_stdin(b"").with_seed(seed));
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let made = runtime.preinitialize(wasm, plan, host).map_err(|failed| {
+        let stderr = failed.host.as_ref().map(|host| text(host.stdio.stderr())).unwrap_or_default();
+        format!("{}{}", failed.error, if stderr.is_empty() { String::new() } else { format!("\n{stderr}") })
+    })?;
+    let (stdout, stderr, open) =
+        (text(made.host.stdio.stdout()), text(made.host.stdio.stderr()), made.host.open_files());
+    if !stdout.is_empty() || !stderr.is_empty() || !open.is_empty() {
+        return Err(format!(
+            "the start-up was not quiet (stdout {stdout:?}, stderr {stderr:?}, files left open {open:?})"
+        ));
+    }
+    Ok((made.wasm, made.fuel_consumed))
+}
+
 /// The start-up: the module's own `_initialize` when it has one (as Wizer runs it), then the
 /// plan's `init_func`.
 async fn run_plan<H: WasiHost>(

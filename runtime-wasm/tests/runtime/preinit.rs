@@ -144,3 +144,30 @@ fn the_files_a_pre_initialisation_sees_are_bounded() {
     }
     assert!(host.with_file("/one-more", Arc::from(&b""[..])).is_err());
 }
+
+/// A quiet start-up (no files, no output) gives its snapshot and fuel; one that prints gives
+/// an error saying what it printed, never a module.
+#[test]
+fn a_quiet_pre_initialisation_refuses_a_start_up_that_prints() {
+    let module = |prints: bool| {
+        wat(&format!(
+            r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $loaded (mut i32) (i32.const 0))
+  (data (i32.const 100) "hi")
+  (func (export "wizer.initialize")
+    (global.set $loaded (i32.const 9))
+    (i32.store (i32.const 500) (i32.const 100))
+    (i32.store (i32.const 504) (i32.const {length}))
+    (drop (call $fd_write (i32.const 1) (i32.const 500) (i32.const 1) (i32.const 508))))
+  (func (export "run") (result i32) (global.get $loaded)))"#,
+            length = u32::from(prints) * 2
+        ))
+    };
+    let (snapshot, fuel) = runtime_wasm::preinitialize_quietly(&module(false), &plan(), "quiet", 1).unwrap();
+    assert!(fuel > 0);
+    assert_eq!(run_args(&snapshot, &["quiet"]).status.code, 9);
+    let error = runtime_wasm::preinitialize_quietly(&module(true), &plan(), "loud", 1).unwrap_err();
+    assert!(error.contains(r#"not quiet (stdout "hi""#), "{error}");
+}

@@ -186,7 +186,7 @@ impl OsPython {
 }
 
 /// Writes `bytes` at `path` through a temporary file in the same directory, synced, renamed.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let temporary = path.with_extension(format!("tmp{}", std::process::id()));
     let written = std::fs::File::create(&temporary).and_then(|mut file| {
         file.write_all(bytes)?;
