@@ -222,7 +222,10 @@ fn doctor() -> Result<u8, CliError> {
         None => println!("command packages: not installed (scripts/fetch-packages.sh installs them; --sh needs them)"),
     }
     match options::node_dir() {
-        Some(dir) => println!("node: {}", dir.display()),
+        Some(dir) if dir.join("node-snapshot.wasm").is_file() => {
+            println!("node: {} (its layer loaded into a snapshot)", dir.display());
+        }
+        Some(dir) => println!("node: {} (no snapshot yet: the sidecar makes it when it first starts)", dir.display()),
         None => println!("node: not built (scripts/build-node.sh builds it; --js needs it)"),
     }
     match options::python_dir() {
