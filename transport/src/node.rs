@@ -117,6 +117,11 @@ pub fn prepare_snapshot(
     if current && dir.join(NODE_SNAPSHOT).is_file() {
         return Ok(Snapshot::Current);
     }
+    // A directory this process cannot write (a read-only install) is found before the 0.7 s of
+    // making a snapshot that could not be kept, not after, on every start.
+    let probe = dir.join(format!("{NODE_SNAPSHOT}.probe{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|error| format!("cannot write in {}: {error}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
     let snapshot = make(&build, &SNAPSHOT_PLAN)?;
     if u64::try_from(snapshot.len()).unwrap_or(u64::MAX) > MAX_NODE_FILE_BYTES {
         return Err(format!("the snapshot is {} bytes, over the {MAX_NODE_FILE_BYTES} bytes allowed", snapshot.len()));
