@@ -60,7 +60,15 @@ pub struct WasmEngine {
     recent: Mutex<VecDeque<RecentProgram>>,
     /// Bytes of modules hashed to identify them, in all.
     identified_bytes: AtomicU64,
+    /// Digests owners stated for their modules' bytes (see [`GuestEngine::vouch`]), newest
+    /// first, at most [`MAX_VOUCHED_MODULES`].
+    vouched: Mutex<VecDeque<(Arc<[u8]>, ModuleDigest)>>,
 }
+
+/// Modules whose digests are remembered as their owners stated them: the interpreters an
+/// install lists (one or two). Each entry keeps its bytes alive (their owner holds them anyway),
+/// so an address is never another module's.
+const MAX_VOUCHED_MODULES: usize = 4;
 
 impl fmt::Debug for WasmEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -128,6 +136,7 @@ impl WasmEngine {
             cache: Mutex::new(ProgramCache::default()),
             recent: Mutex::new(VecDeque::new()),
             identified_bytes: AtomicU64::new(0),
+            vouched: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -188,7 +197,7 @@ impl GuestEngine for WasmEngine {
                 return Ok(program);
             }
         }
-        let program = self.load(module, max_wasm_stack_bytes)?;
+        let program = self.load_identified(module, max_wasm_stack_bytes, self.vouched_digest(module))?;
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         recent.push_front((Arc::clone(module), stack, Arc::clone(&program)));
         recent.truncate(RECENT_BY_IDENTITY);
@@ -206,20 +215,54 @@ impl GuestEngine for WasmEngine {
     }
 
     fn load(&self, bytes: &[u8], max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
+        self.load_identified(bytes, max_wasm_stack_bytes, None)
+    }
+
+    fn vouch(&self, module: &Arc<[u8]>, digest: [u8; 32]) {
+        let mut vouched = self.vouched.lock().unwrap_or_else(PoisonError::into_inner);
+        if vouched.iter().any(|(bytes, known)| Arc::ptr_eq(bytes, module) && *known == ModuleDigest::claimed(digest)) {
+            return;
+        }
+        vouched.retain(|(bytes, _)| !Arc::ptr_eq(bytes, module));
+        vouched.push_front((Arc::clone(module), ModuleDigest::claimed(digest)));
+        vouched.truncate(MAX_VOUCHED_MODULES);
+    }
+}
+
+impl WasmEngine {
+    /// The digest an owner stated for these very bytes, if one did.
+    fn vouched_digest(&self, module: &Arc<[u8]>) -> Option<ModuleDigest> {
+        let vouched = self.vouched.lock().unwrap_or_else(PoisonError::into_inner);
+        vouched.iter().find(|(bytes, _)| Arc::ptr_eq(bytes, module)).map(|(_, digest)| *digest)
+    }
+
+    /// [`GuestEngine::load`], by `claimed` (a vouched digest) when given, else by the digest
+    /// of `bytes`.
+    fn load_identified(
+        &self,
+        bytes: &[u8],
+        max_wasm_stack_bytes: u64,
+        claimed: Option<ModuleDigest>,
+    ) -> Result<Arc<dyn GuestProgram>, GuestError> {
         let stack = usize::try_from(max_wasm_stack_bytes).unwrap_or(usize::MAX);
-        let digest = ModuleDigest::of(bytes);
-        self.identified_bytes.fetch_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
-        let key: CacheKey = (stack, digest);
+        let digest = claimed.unwrap_or_else(|| {
+            self.identified_bytes.fetch_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            ModuleDigest::of(bytes)
+        });
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let compiled = match cache.get(&key) {
+        let compiled = match cache.get(&(stack, digest)) {
             Some(compiled) => compiled,
             None => {
                 let runtime = self.runtime(stack)?;
-                let compiled = runtime
-                    .compile_digested(bytes, &digest)
-                    .map(|program| Arc::new(WasmProgram { program }))
-                    .map_err(|error| error.to_string());
-                cache.insert(key, bytes.len(), compiled.clone());
+                let (compiled, known) = match claimed {
+                    Some(claimed) => match runtime.compile_claimed(bytes, &claimed) {
+                        Ok((program, known)) => (Ok(program), known),
+                        Err(error) => (Err(error), claimed),
+                    },
+                    None => (runtime.compile_digested(bytes, &digest), digest),
+                };
+                let compiled = compiled.map(|program| Arc::new(WasmProgram { program })).map_err(|e| e.to_string());
+                cache.insert((stack, known), bytes.len(), compiled.clone());
                 compiled
             }
         };

@@ -23,15 +23,41 @@ use wasmtime::{Engine, Module};
 pub(crate) const LARGE_MODULE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The compiled `wasm`, from this cache when it holds it, else compiled (through wasmtime's
-/// cache) and written here for the next time. Failing to write is not an error: the module
-/// still runs.
+/// cache) and written here for the next time, with the digest its code is kept under. Failing
+/// to write is not an error: the module still runs.
+///
+/// A `claimed` digest (its owner's word, not computed here) finds code compiled before, from
+/// bytes that had it; code is only ever stored under the digest of the bytes it was compiled
+/// from, so a wrong claim costs a compile and never files code under another module's name.
 pub(crate) fn load_or_compile(
     engine: &Engine,
     dir: &Path,
     wasm: &[u8],
     digest: &ModuleDigest,
-) -> wasmtime::Result<Module> {
-    let path = dir.join("precompiled").join(format!("{}.cwasm", key(engine, digest)));
+    claimed: bool,
+) -> wasmtime::Result<(Module, ModuleDigest)> {
+    if let Some(module) = load(engine, dir, digest) {
+        return Ok((module, *digest));
+    }
+    let digest = if claimed { ModuleDigest::of(wasm) } else { *digest };
+    if claimed {
+        if let Some(module) = load(engine, dir, &digest) {
+            return Ok((module, digest));
+        }
+    }
+    let module = Module::new(engine, wasm)?;
+    store(&module, &path(engine, dir, &digest));
+    Ok((module, digest))
+}
+
+/// Where the code of the module with `digest` is kept.
+fn path(engine: &Engine, dir: &Path, digest: &ModuleDigest) -> std::path::PathBuf {
+    dir.join("precompiled").join(format!("{}.cwasm", key(engine, digest)))
+}
+
+/// The code kept for `digest`, when there is a file of it that loads.
+fn load(engine: &Engine, dir: &Path, digest: &ModuleDigest) -> Option<Module> {
+    let path = path(engine, dir, digest);
     if path.is_file() {
         // SAFETY: `deserialize_file` trusts that the file holds code wasmtime compiled and that
         // it stays unchanged while mapped. Both hold for this directory: files here are only
@@ -43,12 +69,10 @@ pub(crate) fn load_or_compile(
         // engine, which falls through to compiling again.
         let loaded = unsafe { Module::deserialize_file(engine, &path) };
         if let Ok(module) = loaded {
-            return Ok(module);
+            return Some(module);
         }
     }
-    let module = Module::new(engine, wasm)?;
-    store(&module, &path);
-    Ok(module)
+    None
 }
 
 /// Writes `module`'s compiled code at `path` (a temporary file renamed into place).
@@ -78,6 +102,12 @@ impl ModuleDigest {
     pub fn of(wasm: &[u8]) -> ModuleDigest {
         ModuleDigest(Sha256::digest(wasm).into())
     }
+
+    /// A digest as its bytes' owner states it (see `GuestEngine::vouch`): used to find code,
+    /// checked before any is compiled (see [`load_or_compile`]).
+    pub fn claimed(digest: [u8; 32]) -> ModuleDigest {
+        ModuleDigest(digest)
+    }
 }
 
 /// The cache key of a module for `engine`: hex SHA-256 of the bytes, then of the engine's
@@ -102,21 +132,42 @@ mod tests {
         let engine = Engine::default();
         let wasm = wat::parse_str("(module (func (export \"f\") (result i32) i32.const 7))").unwrap();
         let digest = ModuleDigest::of(&wasm);
-        load_or_compile(&engine, &dir, &wasm, &digest).unwrap();
-        let path = dir.join("precompiled").join(format!("{}.cwasm", key(&engine, &digest)));
+        load_or_compile(&engine, &dir, &wasm, &digest, false).unwrap();
+        let path = path(&engine, &dir, &digest);
         let stored = std::fs::read(&path).unwrap();
         assert!(!stored.is_empty());
         // Loaded back from the file; then a corrupt file is compiled again and replaced.
-        let module = load_or_compile(&engine, &dir, &wasm, &digest).unwrap();
+        let (module, _) = load_or_compile(&engine, &dir, &wasm, &digest, false).unwrap();
         assert!(module.get_export("f").is_some());
         // A bad file put in its place (a new file, as everything here is written: the mapped
         // one is never changed).
         let bad = path.with_extension("bad");
         std::fs::write(&bad, b"not a compiled module").unwrap();
         std::fs::rename(&bad, &path).unwrap();
-        let module = load_or_compile(&engine, &dir, &wasm, &digest).unwrap();
+        let (module, _) = load_or_compile(&engine, &dir, &wasm, &digest, false).unwrap();
         assert!(module.get_export("f").is_some());
         assert_eq!(std::fs::read(&path).unwrap(), stored);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_claimed_digest_finds_code_but_never_files_code_under_another_name() {
+        let dir = std::env::temp_dir().join(format!("precompiled-claims-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let engine = Engine::default();
+        let seven = wat::parse_str("(module (func (export \"f\") (result i32) i32.const 7))").unwrap();
+        let eight = wat::parse_str("(module (func (export \"g\") (result i32) i32.const 8))").unwrap();
+        let (seven_digest, eight_digest) = (ModuleDigest::of(&seven), ModuleDigest::of(&eight));
+        // A wrong claim (eight's bytes said to be seven's) with nothing kept: compiled, and kept
+        // under eight's own digest.
+        let (module, known) = load_or_compile(&engine, &dir, &eight, &seven_digest, true).unwrap();
+        assert!(module.get_export("g").is_some());
+        assert_eq!(known, eight_digest);
+        assert!(!path(&engine, &dir, &seven_digest).exists());
+        // A right claim finds the kept code without the bytes being looked at.
+        let (module, known) = load_or_compile(&engine, &dir, b"not even wasm", &eight_digest, true).unwrap();
+        assert!(module.get_export("g").is_some());
+        assert_eq!(known, eight_digest);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -194,7 +194,7 @@ impl<H: WasiHost> Runtime<H> {
     /// [`RuntimeError::Compile`] for invalid bytes, [`RuntimeError::NotACommand`] without a
     /// `_start` export, [`RuntimeError::Link`] for imports the runtime does not provide.
     pub fn compile(&self, wasm: &[u8]) -> Result<Program<H>, RuntimeError> {
-        self.compile_known(wasm, None)
+        self.compile_known(wasm, None, false).map(|(program, _)| program)
     }
 
     /// [`Runtime::compile`] of a module whose digest the caller has already computed (the
@@ -204,23 +204,47 @@ impl<H: WasiHost> Runtime<H> {
     ///
     /// As [`Runtime::compile`].
     pub fn compile_digested(&self, wasm: &[u8], digest: &ModuleDigest) -> Result<Program<H>, RuntimeError> {
-        self.compile_known(wasm, Some(digest))
+        self.compile_known(wasm, Some(digest), false).map(|(program, _)| program)
+    }
+
+    /// [`Runtime::compile`] of a module whose owner states its digest (`GuestEngine::vouch`):
+    /// the module cache's code for it is used as is; anything compiled is compiled from `wasm`
+    /// under the digest computed from it. Returns the program and the digest it is known by
+    /// (`claimed`, unless that was not `wasm`'s).
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::compile`].
+    pub fn compile_claimed(
+        &self,
+        wasm: &[u8],
+        claimed: &ModuleDigest,
+    ) -> Result<(Program<H>, ModuleDigest), RuntimeError> {
+        let (program, known) = self.compile_known(wasm, Some(claimed), true)?;
+        Ok((program, known.unwrap_or_else(|| ModuleDigest::of(wasm))))
     }
 
     /// Compiles `wasm`; its digest is computed here only if the module cache needs it and the
-    /// caller did not give it.
-    fn compile_known(&self, wasm: &[u8], digest: Option<&ModuleDigest>) -> Result<Program<H>, RuntimeError> {
-        let module = match &self.config.module_cache_dir {
+    /// caller did not give it (or only claimed it). Returns the digest the module cache knows
+    /// the code by, when it was asked.
+    fn compile_known(
+        &self,
+        wasm: &[u8],
+        digest: Option<&ModuleDigest>,
+        claimed: bool,
+    ) -> Result<(Program<H>, Option<ModuleDigest>), RuntimeError> {
+        let (module, known) = match &self.config.module_cache_dir {
             Some(dir) if wasm.len() >= crate::precompiled::LARGE_MODULE_BYTES => {
                 let digest = digest.copied().unwrap_or_else(|| ModuleDigest::of(wasm));
-                crate::precompiled::load_or_compile(&self.engine, dir, wasm, &digest)
+                crate::precompiled::load_or_compile(&self.engine, dir, wasm, &digest, claimed)
+                    .map(|(module, known)| (module, Some(known)))
             }
-            _ => Module::new(&self.engine, wasm),
+            _ => Module::new(&self.engine, wasm).map(|module| (module, None)),
         }
         .map_err(|e| RuntimeError::Compile(describe(&e)))?;
         let entry = Entry::of(&module).ok_or(RuntimeError::NotACommand)?;
         let pre = self.linker.instantiate_pre(&module).map_err(|e| RuntimeError::Link(describe(&e)))?;
-        Ok(Program { pre, entry, max_wasm_stack_bytes: self.config.max_wasm_stack_bytes })
+        Ok((Program { pre, entry, max_wasm_stack_bytes: self.config.max_wasm_stack_bytes }, known))
     }
 }
 

@@ -69,6 +69,12 @@ impl ScriptEngine {
 }
 
 impl GuestEngine for ScriptEngine {
+    fn vouch(&self, module: &Arc<[u8]>, digest: [u8; 32]) {
+        if let Some(modules) = &self.modules {
+            modules.vouch(module, digest);
+        }
+    }
+
     fn load_shared(&self, module: &Arc<[u8]>, max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
         match self.modules.as_ref().filter(|_| module.starts_with(WASM_MODULE_HEADER)) {
             Some(modules) => modules.load_shared(module, max_wasm_stack_bytes),

@@ -543,7 +543,11 @@ impl EffectWorker {
     ) -> io::Result<Self> {
         let perform = move |effect: &Effect| match effect {
             Effect::LoadPython => Completion::PythonLoaded(match python.as_ref() {
-                Some(python) => python.load().map(drop),
+                Some(python) => python.load().map(|install| {
+                    if let Some(digest) = install.module_digest {
+                        engine.vouch(&install.module, digest);
+                    }
+                }),
                 None => Err("this sidecar has no Python interpreter".to_owned()),
             }),
             Effect::Compile { module, max_wasm_stack_bytes } => {

@@ -232,7 +232,16 @@ impl Sidecar {
     fn python_install(&mut self) -> Result<Option<Arc<PythonInstall>>, Rejection> {
         let source = self.python.clone().ok_or_else(|| Rejection::new(RejectCode::Unsupported, "no Python"))?;
         match (self.compiles.enabled, self.compiles.python) {
-            (false, _) | (true, PythonLoad::Loaded) => {
+            (false, _) => {
+                let install = source.load().map_err(|why| Rejection::new(RejectCode::Unsupported, why))?;
+                // The driver vouches when it loads the install for a `LoadPython` effect; without
+                // those effects the kernel loads it, and vouches.
+                if let (Some(engine), Some(digest)) = (&self.guest_engine, install.module_digest) {
+                    engine.vouch(&install.module, digest);
+                }
+                Ok(Some(install))
+            }
+            (true, PythonLoad::Loaded) => {
                 source.load().map(Some).map_err(|why| Rejection::new(RejectCode::Unsupported, why))
             }
             (true, PythonLoad::InFlight) => Ok(None),

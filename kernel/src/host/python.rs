@@ -32,6 +32,10 @@ pub const MAX_PRELOAD_SCAN_BYTES: usize = 64 * 1024;
 pub struct PythonInstall {
     /// The interpreter every program runs on, unless `preloaded` suits it better.
     pub module: Arc<[u8]>,
+    /// `module`'s SHA-256 as the install lists it (its checksums, checked when it was
+    /// installed): the engine finds the compiled interpreter by it without hashing 100 MB at
+    /// every sidecar's first Python start (see `GuestEngine::vouch`).
+    pub module_digest: Option<[u8; 32]>,
     pub stdlib: Arc<[u8]>,
     /// The interpreter pre-initialised with heavy packages imported, when installed.
     pub preloaded: Option<PreloadedPython>,
@@ -260,6 +264,7 @@ mod tests {
         let preloaded: Arc<[u8]> = Arc::from(&b"preloaded"[..]);
         let install = PythonInstall {
             module: Arc::clone(&plain),
+            module_digest: None,
             stdlib: Arc::from(&b""[..]),
             preloaded: Some(PreloadedPython::new(vec!["numpy".into(), "pandas".into()], {
                 let preloaded = Arc::clone(&preloaded);

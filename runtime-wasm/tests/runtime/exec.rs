@@ -885,6 +885,30 @@ fn a_module_used_on_every_start_is_hashed_once_however_many_others_pass() {
 }
 
 #[test]
+fn a_vouched_module_is_found_without_hashing_and_a_wrong_claim_files_nothing_under_it() {
+    use kernel::syscalls::engine::GuestEngine;
+    use sha2::Digest;
+    let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();
+    let module = |index: usize| -> Arc<[u8]> {
+        Arc::from(crate::support::wat(&format!(
+            r#"(module (memory (export "memory") 1) (global i32 (i32.const {index})) (func (export "_start")))"#
+        )))
+    };
+    let (vouched, wrongly) = (module(1), module(2));
+    engine.vouch(&vouched, sha2::Sha256::digest(&vouched[..]).into());
+    engine.load_shared(&vouched, 1 << 20).unwrap();
+    assert_eq!((engine.identified_bytes(), engine.cached_programs()), (0, 1), "found by the stated digest");
+    // A claim that is not the bytes' digest: compiled from the bytes and kept under their own
+    // digest, where a lookup by hashing them finds it (no second program).
+    engine.vouch(&wrongly, [0; 32]);
+    engine.load_shared(&wrongly, 1 << 20).unwrap();
+    assert_eq!(engine.cached_programs(), 2);
+    engine.load(&wrongly, 1 << 20).unwrap();
+    assert_eq!(engine.cached_programs(), 2);
+    assert_eq!(engine.identified_bytes(), u64::try_from(wrongly.len()).unwrap());
+}
+
+#[test]
 fn a_module_that_cannot_link_is_refused_from_the_cache_the_second_time() {
     use kernel::syscalls::engine::GuestEngine;
     let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();

@@ -82,6 +82,20 @@ impl OsPython {
     }
 }
 
+/// `name`'s digest in `checksums` (`sha256sum` lines: 64 hex digits, two spaces, the name).
+fn listed_digest(checksums: &str, name: &str) -> Option<[u8; 32]> {
+    let line = checksums.lines().find(|line| line.split_once("  ").is_some_and(|(_, listed)| listed == name))?;
+    let hex = line.split_once("  ")?.0;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (byte, pair) in digest.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(digest)
+}
+
 /// `dir/name`, whole, unless missing or over [`MAX_PYTHON_FILE_BYTES`].
 fn read_install_file(dir: &Path, name: &str) -> Result<Arc<[u8]>, String> {
     let path = dir.join(name);
@@ -191,6 +205,13 @@ impl OsPython {
         }
     }
 
+    /// `name`'s SHA-256 as the install's checksums file lists it (the fetch script checked the
+    /// file against it), if it does.
+    fn listed_digest(&self, name: &str) -> Option<[u8; 32]> {
+        let checksums = std::fs::read_to_string(self.dir.join(PYTHON_CHECKSUMS)).ok()?;
+        listed_digest(&checksums, name)
+    }
+
     /// The preloaded interpreter, when there and current.
     fn preloaded(&self) -> Result<Option<PreloadedPython>, String> {
         if !self.preloaded_is_current() {
@@ -224,9 +245,14 @@ impl PythonSource for OsPython {
         if let Some(install) = loaded.as_ref() {
             return Ok(Arc::clone(install));
         }
-        let module = self.read(self.interpreter())?;
-        let install =
-            Arc::new(PythonInstall { module, stdlib: self.read(PYTHON_STDLIB)?, preloaded: self.preloaded()? });
+        let interpreter = self.interpreter();
+        let module = self.read(interpreter)?;
+        let install = Arc::new(PythonInstall {
+            module,
+            module_digest: self.listed_digest(interpreter),
+            stdlib: self.read(PYTHON_STDLIB)?,
+            preloaded: self.preloaded()?,
+        });
         *loaded = Some(Arc::clone(&install));
         Ok(install)
     }
@@ -251,6 +277,18 @@ mod tests {
         assert_eq!((&install.module[..], &install.stdlib[..]), (&b"\0asm"[..], &b"PK"[..]));
         assert!(Arc::ptr_eq(&install, &python.load().unwrap()), "loaded once, shared after");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_installed_files_digest_is_read_from_the_checksums() {
+        let digest = "879bdb628a1a799dc3a6d1a645fee0f88944bf4cdf5e1628e0e1d2b4b33d28d3";
+        let checksums = format!("{}  python.wasm\n{digest}  python-snapshot.wasm\n", "0".repeat(64));
+        let found = listed_digest(&checksums, "python-snapshot.wasm").unwrap();
+        assert_eq!(found.iter().map(|byte| format!("{byte:02x}")).collect::<String>(), digest);
+        assert_eq!(listed_digest(&checksums, "python.wasm"), Some([0; 32]));
+        assert_eq!(listed_digest(&checksums, "snapshot.wasm"), None);
+        assert_eq!(listed_digest("abc  python.wasm\n", "python.wasm"), None);
+        assert_eq!(listed_digest(&format!("{}  python.wasm", "zz".repeat(32)), "python.wasm"), None);
     }
 
     #[test]
