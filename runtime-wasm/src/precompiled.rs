@@ -125,12 +125,17 @@ fn key(engine: &Engine, digest: &ModuleDigest) -> String {
 mod tests {
     use super::*;
 
+    /// An empty cache directory named for `test`, an engine, and a module exporting `name`.
+    fn setup(test: &str, name: &str) -> (std::path::PathBuf, Engine, Vec<u8>) {
+        let dir = std::env::temp_dir().join(format!("precompiled-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let wasm = wat::parse_str(format!("(module (func (export \"{name}\") (result i32) i32.const 7))")).unwrap();
+        (dir, Engine::default(), wasm)
+    }
+
     #[test]
     fn a_module_is_stored_once_and_loaded_back_and_a_bad_file_is_replaced() {
-        let dir = std::env::temp_dir().join(format!("precompiled-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let engine = Engine::default();
-        let wasm = wat::parse_str("(module (func (export \"f\") (result i32) i32.const 7))").unwrap();
+        let (dir, engine, wasm) = setup("stored", "f");
         let digest = ModuleDigest::of(&wasm);
         load_or_compile(&engine, &dir, &wasm, &digest, false).unwrap();
         let path = path(&engine, &dir, &digest);
@@ -152,11 +157,8 @@ mod tests {
 
     #[test]
     fn a_claimed_digest_finds_code_but_never_files_code_under_another_name() {
-        let dir = std::env::temp_dir().join(format!("precompiled-claims-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let engine = Engine::default();
-        let seven = wat::parse_str("(module (func (export \"f\") (result i32) i32.const 7))").unwrap();
-        let eight = wat::parse_str("(module (func (export \"g\") (result i32) i32.const 8))").unwrap();
+        let (dir, engine, seven) = setup("claims", "f");
+        let (_, _, eight) = setup("claims-unused", "g");
         let (seven_digest, eight_digest) = (ModuleDigest::of(&seven), ModuleDigest::of(&eight));
         // A wrong claim (eight's bytes said to be seven's) with nothing kept: compiled, and kept
         // under eight's own digest.

@@ -849,15 +849,19 @@ fn at_most_four_distinct_stack_limits_are_served() {
     assert!(message.contains(&format!("at most {MAX_STACK_LIMIT_ENGINES} distinct")), "{message}");
 }
 
+/// A command that does nothing, distinct for each `index`.
+fn numbered_module(index: usize) -> Arc<[u8]> {
+    Arc::from(crate::support::wat(&format!(
+        r#"(module (memory (export "memory") 1) (global i32 (i32.const {index})) (func (export "_start")))"#
+    )))
+}
+
 #[test]
 fn the_program_cache_keeps_at_most_its_bound() {
     use kernel::syscalls::engine::GuestEngine;
     let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();
     for index in 0..=MAX_CACHED_PROGRAMS {
-        let module = crate::support::wat(&format!(
-            r#"(module (memory (export "memory") 1) (global i32 (i32.const {index})) (func (export "_start")))"#
-        ));
-        engine.load(&module, 1 << 20).unwrap();
+        engine.load(&numbered_module(index), 1 << 20).unwrap();
     }
     assert_eq!(engine.cached_programs(), MAX_CACHED_PROGRAMS);
 }
@@ -866,17 +870,12 @@ fn the_program_cache_keeps_at_most_its_bound() {
 fn a_module_used_on_every_start_is_hashed_once_however_many_others_pass() {
     use kernel::syscalls::engine::GuestEngine;
     let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();
-    let module = |index: usize| -> Arc<[u8]> {
-        Arc::from(crate::support::wat(&format!(
-            r#"(module (memory (export "memory") 1) (global i32 (i32.const {index})) (func (export "_start")))"#
-        )))
-    };
-    let hot = module(0);
+    let hot = numbered_module(0);
     let hot_bytes = u64::try_from(hot.len()).unwrap();
     engine.load_shared(&hot, 1 << 20).unwrap();
     let mut others = 0;
     for index in 1..=200 {
-        let other = module(index);
+        let other = numbered_module(index);
         engine.load_shared(&other, 1 << 20).unwrap();
         others += u64::try_from(other.len()).unwrap();
         engine.load_shared(&hot, 1 << 20).unwrap();
@@ -889,12 +888,7 @@ fn a_vouched_module_is_found_without_hashing_and_a_wrong_claim_files_nothing_und
     use kernel::syscalls::engine::GuestEngine;
     use sha2::Digest;
     let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();
-    let module = |index: usize| -> Arc<[u8]> {
-        Arc::from(crate::support::wat(&format!(
-            r#"(module (memory (export "memory") 1) (global i32 (i32.const {index})) (func (export "_start")))"#
-        )))
-    };
-    let (vouched, wrongly) = (module(1), module(2));
+    let (vouched, wrongly) = (numbered_module(1), numbered_module(2));
     engine.vouch(&vouched, sha2::Sha256::digest(&vouched[..]).into());
     engine.load_shared(&vouched, 1 << 20).unwrap();
     assert_eq!((engine.identified_bytes(), engine.cached_programs()), (0, 1), "found by the stated digest");
