@@ -116,9 +116,10 @@ fn build_proc_config(kind: VmKind) -> String {
 /// `wspin` looping for 20 slices (a few ticks) when nobody kills it.
 const REAL_GUEST_FUEL: u64 = 20 * kernel::process::SLICE_FUEL;
 
-/// Fuel of each process in an interpreters VM: `node`'s start runs 40 to 80 million
-/// instructions (loading the builtins layer), CPython's 50 to 100 million, and the programs'
-/// own few; 400 million leaves room without letting a runaway run long.
+/// Fuel of each process in an interpreters VM: CPython's start runs 50 to 100 million
+/// instructions, `node`'s far fewer from the snapshot of its loaded layer (loading it is 44
+/// million), and the programs' own few; 400 million leaves room without letting a runaway run
+/// long.
 const NODE_GUEST_FUEL: u64 = 400 * kernel::process::SLICE_FUEL;
 
 /// What `wnode` runs: a timer on the kernel's clock, then `Math.random()`, `Date.now()` and
