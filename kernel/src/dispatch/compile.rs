@@ -60,10 +60,16 @@ pub(crate) struct Compiles {
     /// interpreter's 99 MB are hashed once, not for every Python process. Each entry keeps its
     /// bytes alive, so an address is never another module's; [`RECENT_KEYS`] of them.
     recent_keys: VecDeque<(Arc<[u8]>, CompileKey)>,
+    /// Modules whose SHA-256 their owner stated (the Python install's checksums): their key
+    /// comes from it, so the interpreter's 100 MB are not hashed on the loop at the first
+    /// Python `Execute` (about 70 ms every other VM waited). At most [`MAX_VOUCHED_KEYS`].
+    vouched: VecDeque<(Arc<[u8]>, [u8; 32])>,
 }
 
 /// See `Compiles::recent_keys`.
 const RECENT_KEYS: usize = 8;
+/// See `Compiles::vouched`: the install's interpreters.
+const MAX_VOUCHED_KEYS: usize = 4;
 
 /// Where loading the Python interpreter stands.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -111,10 +117,24 @@ impl Compiles {
         if let Some((_, key)) = known {
             return *key;
         }
-        let key = compile_key(module, max_wasm_stack_bytes);
+        let vouched = self.vouched.iter().find(|(bytes, _)| Arc::ptr_eq(bytes, module)).map(|(_, digest)| digest);
+        let key = match vouched {
+            Some(digest) => vouched_key(module, digest, max_wasm_stack_bytes),
+            None => compile_key(module, max_wasm_stack_bytes),
+        };
         self.recent_keys.push_front((Arc::clone(module), key));
         self.recent_keys.truncate(RECENT_KEYS);
         key
+    }
+
+    /// Records `module`'s stated digest (unchanged when it is already known).
+    fn vouch(&mut self, module: &Arc<[u8]>, digest: [u8; 32]) {
+        if self.vouched.iter().any(|(bytes, known)| Arc::ptr_eq(bytes, module) && *known == digest) {
+            return;
+        }
+        self.vouched.retain(|(bytes, _)| !Arc::ptr_eq(bytes, module));
+        self.vouched.push_front((Arc::clone(module), digest));
+        self.vouched.truncate(MAX_VOUCHED_KEYS);
     }
 
     fn remember(&mut self, key: CompileKey) {
@@ -128,6 +148,13 @@ impl Compiles {
         }
         debug_assert_eq!(self.order.len(), self.compiled.len());
     }
+}
+
+/// The key of a module whose SHA-256 is `digest`: its first eight bytes stand for the hash.
+fn vouched_key(module: &[u8], digest: &[u8; 32], max_wasm_stack_bytes: u64) -> CompileKey {
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    (u64::try_from(module.len()).unwrap_or(u64::MAX), u64::from_le_bytes(head), max_wasm_stack_bytes)
 }
 
 fn compile_key(module: &[u8], max_wasm_stack_bytes: u64) -> CompileKey {
@@ -242,7 +269,11 @@ impl Sidecar {
                 Ok(Some(install))
             }
             (true, PythonLoad::Loaded) => {
-                source.load().map(Some).map_err(|why| Rejection::new(RejectCode::Unsupported, why))
+                let install = source.load().map_err(|why| Rejection::new(RejectCode::Unsupported, why))?;
+                if let Some(digest) = install.module_digest {
+                    self.compiles.vouch(&install.module, digest);
+                }
+                Ok(Some(install))
             }
             (true, PythonLoad::InFlight) => Ok(None),
             (true, PythonLoad::NotAsked) => {
@@ -341,5 +372,22 @@ mod tests {
         assert_eq!(key, compile_key(b"\0asm one", 1 << 20));
         assert_ne!(key, compile_key(b"\0asm two", 1 << 20));
         assert_ne!(key, compile_key(b"\0asm one", 2 << 20));
+    }
+
+    #[test]
+    fn a_vouched_module_is_keyed_by_its_digest_and_others_by_their_bytes() {
+        let mut compiles = Compiles::default();
+        let (vouched, other): (Arc<[u8]>, Arc<[u8]>) = (Arc::from(&b"\0asm big"[..]), Arc::from(&b"\0asm big"[..]));
+        let digest = [7u8; 32];
+        compiles.vouch(&vouched, digest);
+        compiles.vouch(&vouched, digest);
+        assert_eq!(compiles.vouched.len(), 1, "an unchanged vouch changes nothing");
+        assert_eq!(compiles.key_of(&vouched, 1 << 20), (8, u64::from_le_bytes([7; 8]), 1 << 20));
+        // The same bytes under another identity are hashed, as any module.
+        assert_eq!(compiles.key_of(&other, 1 << 20), compile_key(&other, 1 << 20));
+        for index in 0..=MAX_VOUCHED_KEYS {
+            compiles.vouch(&Arc::from(vec![0u8; index]), digest);
+        }
+        assert_eq!(compiles.vouched.len(), MAX_VOUCHED_KEYS);
     }
 }
