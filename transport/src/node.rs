@@ -94,6 +94,52 @@ pub enum Snapshot {
     Current,
     /// A snapshot was made and installed.
     Made,
+    /// Another process is making it: the build runs as built until it is there.
+    BeingMade,
+}
+
+/// The file that says a process is making the snapshot.
+const NODE_SNAPSHOT_CLAIM: &str = "node-snapshot.making";
+/// How old a claim may be before it is taken as left by a process that died while making:
+/// making takes under a second; a minute is far past any live one.
+const CLAIM_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// This process's claim on making the snapshot; released when dropped.
+struct Claim {
+    path: PathBuf,
+}
+
+impl Claim {
+    /// The claim, unless a live one is there (`None`).
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be written.
+    fn take(dir: &Path) -> Result<Option<Claim>, String> {
+        let path = dir.join(NODE_SNAPSHOT_CLAIM);
+        for _ in 0..2 {
+            match std::fs::File::create_new(&path) {
+                Ok(_) => return Ok(Some(Claim { path })),
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let age = std::fs::metadata(&path).and_then(|metadata| metadata.modified()).ok();
+                    let stale =
+                        age.and_then(|modified| modified.elapsed().ok()).is_some_and(|age| age > CLAIM_STALE_AFTER);
+                    if !stale {
+                        return Ok(None);
+                    }
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(error) => return Err(format!("cannot write in {}: {error}", dir.display())),
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Makes `dir`'s snapshot when it is missing or stale, with `make` (the runtime's
@@ -117,12 +163,13 @@ pub fn prepare_snapshot(
     if current && dir.join(NODE_SNAPSHOT).is_file() {
         return Ok(Snapshot::Current);
     }
-    // A directory this process cannot write (a read-only install) is found before the 0.7 s of
-    // making a snapshot that could not be kept, not after, on every start.
-    let probe = dir.join(format!("{NODE_SNAPSHOT}.probe{}", std::process::id()));
-    std::fs::File::create(&probe).map_err(|error| format!("cannot write in {}: {error}", dir.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    let snapshot = make(&build, &SNAPSHOT_PLAN)?;
+    // One process makes it; the others starting meanwhile run the build as built. Taking the
+    // claim also finds a directory this process cannot write (a read-only install) before the
+    // 0.7 s of making a snapshot that could not be kept, not after, on every start.
+    let Some(claim) = Claim::take(dir)? else { return Ok(Snapshot::BeingMade) };
+    let made = make(&build, &SNAPSHOT_PLAN);
+    drop(claim);
+    let snapshot = made?;
     if u64::try_from(snapshot.len()).unwrap_or(u64::MAX) > MAX_NODE_FILE_BYTES {
         return Err(format!("the snapshot is {} bytes, over the {MAX_NODE_FILE_BYTES} bytes allowed", snapshot.len()));
     }
@@ -191,6 +238,20 @@ mod tests {
         assert_eq!(prepare_snapshot(&dir, snapshot_of).unwrap(), Snapshot::Made);
         assert_eq!(prepare_snapshot(&dir, |_, _| Err("not again".into())).unwrap(), Snapshot::Current);
         assert_eq!(provided(&dir), b"snapshot of \0asm wizer.initializewizer.initialize");
+        // Another process making it: this one runs the build as built; a claim left by one
+        // that died is taken over once it is old.
+        std::fs::write(dir.join(NODE_SNAPSHOT_CLAIM), b"").unwrap();
+        std::fs::write(dir.join(NODE_WASM), b"\0asm newer wizer.initialize").unwrap();
+        assert_eq!(prepare_snapshot(&dir, |_, _| Err("not while claimed".into())).unwrap(), Snapshot::BeingMade);
+        let long_ago = std::time::SystemTime::now() - CLAIM_STALE_AFTER * 2;
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join(NODE_SNAPSHOT_CLAIM))
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        assert_eq!(prepare_snapshot(&dir, snapshot_of).unwrap(), Snapshot::Made);
+        assert!(!dir.join(NODE_SNAPSHOT_CLAIM).exists(), "released");
         // A new build: the old snapshot is not used, and a failed making installs nothing.
         std::fs::write(dir.join(NODE_WASM), b"\0asm new wizer.initialize").unwrap();
         assert_eq!(provided(&dir), b"\0asm new wizer.initialize");
