@@ -1240,6 +1240,7 @@ impl WasiHost for KernelHost {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use sha2::Digest;
 
     /// A command with a custom section of `padding` bytes, so that it weighs what a test needs.
     fn module_of(padding: usize) -> Arc<[u8]> {
@@ -1276,6 +1277,21 @@ mod tests {
         assert!(only_here <= MAX_RECENT_ONLY_BYTES, "{only_here}");
         assert!(recent.iter().any(|(bytes, _, _)| Arc::ptr_eq(bytes, &held)), "a module its owner holds stays");
         assert!(recent.len() <= RECENT_BY_IDENTITY);
+    }
+
+    #[test]
+    fn at_most_four_vouched_digests_are_remembered_the_oldest_going_first() {
+        let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();
+        let modules: Vec<Arc<[u8]>> = (0..=MAX_VOUCHED_MODULES).map(|padding| module_of(padding + 1)).collect();
+        for module in &modules {
+            engine.vouch(module, sha2::Sha256::digest(&module[..]).into());
+        }
+        assert_eq!(engine.vouched.lock().unwrap().len(), MAX_VOUCHED_MODULES);
+        let (oldest, newest) = (modules.first().unwrap(), modules.last().unwrap());
+        engine.load_shared(newest, 1 << 20).unwrap();
+        assert_eq!(engine.identified_bytes(), 0, "the newest is found by its stated digest");
+        engine.load_shared(oldest, 1 << 20).unwrap();
+        assert_eq!(engine.identified_bytes(), u64::try_from(oldest.len()).unwrap(), "the oldest is hashed");
     }
 
     #[test]

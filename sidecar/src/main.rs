@@ -211,8 +211,7 @@ fn serve(cli: &Cli) -> ExitCode {
         }
     }
     let node_dir = cli.node_dir.clone().unwrap_or_else(transport::node::default_dir);
-    prepare::node_snapshot(&node_dir);
-    let programs = match transport::node::programs(&node_dir) {
+    let programs = match prepare::node_programs(&node_dir) {
         Ok(programs) => programs,
         Err(error) => {
             eprintln!("secure-exec-sidecar: the node command: {error}");

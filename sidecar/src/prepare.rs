@@ -85,17 +85,26 @@ pub(crate) fn prepare_python(
     Ok(Prepared { path, reused, report, fuel, preinit_time, compile_time: started.elapsed(), bytes: wasm.len() })
 }
 
-/// Makes `dir`'s `node` snapshot when it is missing or stale (see `transport::node`): about
-/// 0.7 s, once per build. A failure leaves the build to run as built, and the log says why.
+/// The `node` snapshot the runtime makes of `build` by `plan` (see `transport::node`).
+fn make_node_snapshot(build: &[u8], plan: &transport::node::SnapshotPlan) -> Result<Vec<u8>, String> {
+    runtime_wasm::preinitialize_quietly(build, plan).map(|(wasm, _)| wasm)
+}
+
+/// `dir`'s programs, its `node` snapshot made first when it is missing or stale: about 0.7 s,
+/// once per build. A failure there leaves the build to run as built, and the log says why.
+pub(crate) fn node_programs(dir: &std::path::Path) -> Result<kernel::host::programs::SidecarPrograms, String> {
+    let (programs, snapshot) = transport::node::programs_with_snapshot(dir, make_node_snapshot)?;
+    log_node_snapshot(dir, snapshot);
+    Ok(programs)
+}
+
+/// Makes `dir`'s `node` snapshot when it is missing or stale (for `replay`, whose programs the
+/// trace reader loads itself).
 pub(crate) fn node_snapshot(dir: &std::path::Path) {
-    let made = transport::node::prepare_snapshot(dir, |build, plan| {
-        let preinit = PreinitPlan {
-            init_func: plan.init_func.into(),
-            max_fuel: plan.max_fuel,
-            max_memory_bytes: plan.max_memory_bytes,
-        };
-        runtime_wasm::preinitialize_quietly(build, &preinit, plan.argv0, plan.seed).map(|(wasm, _)| wasm)
-    });
+    log_node_snapshot(dir, transport::node::prepare_snapshot(dir, make_node_snapshot));
+}
+
+fn log_node_snapshot(dir: &std::path::Path, made: Result<transport::node::Snapshot, String>) {
     match made {
         Ok(transport::node::Snapshot::Made) => tracing::info!(dir = %dir.display(), "made the node snapshot"),
         Ok(_) => {}

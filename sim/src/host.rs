@@ -424,17 +424,11 @@ fn node_programs() -> kernel::host::programs::SidecarPrograms {
     static PROGRAMS: std::sync::OnceLock<kernel::host::programs::SidecarPrograms> = std::sync::OnceLock::new();
     PROGRAMS
         .get_or_init(|| {
-            let dir = testkit::node::built();
             // Without a snapshot the build runs as built: slower, as the same program.
-            let _ = transport::node::prepare_snapshot(dir, |build, plan| {
-                let preinit = runtime_wasm::PreinitPlan {
-                    init_func: plan.init_func.into(),
-                    max_fuel: plan.max_fuel,
-                    max_memory_bytes: plan.max_memory_bytes,
-                };
-                runtime_wasm::preinitialize_quietly(build, &preinit, plan.argv0, plan.seed).map(|(wasm, _)| wasm)
+            let made = transport::node::programs_with_snapshot(testkit::node::built(), |build, plan| {
+                runtime_wasm::preinitialize_quietly(build, plan).map(|(wasm, _)| wasm)
             });
-            transport::node::programs(dir).unwrap_or_default()
+            made.map(|(programs, _)| programs).unwrap_or_default()
         })
         .clone()
 }

@@ -161,3 +161,32 @@ fn worker_processes_report_what_one_process_reports() {
     assert!(here.iter().all(|line| line.contains("requests never answered")), "{here:?}");
     assert_eq!(run("2"), here);
 }
+
+/// A worker reads at most `MAX_WORKER_LINE_BYTES` (1 MiB) of a line: one longer than that,
+/// left unfinished, ends it with a failure rather than having it read on for ever.
+#[test]
+fn a_worker_refuses_a_line_past_its_bound() {
+    use std::io::Write;
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_sim"))
+        .arg("--worker")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = worker.stdin.take().unwrap();
+    // Past the bound, and no newline; stdin stays open. Writing fails once the worker has gone.
+    let _ = stdin.write_all(&vec![b'7'; 2 << 20]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = worker.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = worker.kill();
+            panic!("the worker kept reading past its line bound");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    drop(stdin);
+    assert!(!status.success());
+}

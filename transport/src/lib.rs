@@ -24,6 +24,15 @@ pub mod stdio;
 pub mod store;
 pub mod trace;
 
+/// A directory for one test, named for it and this process, gone (a test makes it when it
+/// wants it there).
+#[cfg(test)]
+pub(crate) fn fresh_test_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("secure-exec-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 use std::sync::Arc;
 
 use kernel::host::effect::{Completion, Effect, EffectId};

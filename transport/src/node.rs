@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use kernel::host::programs::SnapshotPlan;
 use kernel::host::programs::{SidecarPrograms, NODE_COMMAND};
 use sha2::{Digest, Sha256};
 
@@ -33,24 +34,11 @@ const NODE_SNAPSHOT_KEY: &str = "node-snapshot.key";
 /// older one) runs as built.
 const SNAPSHOT_INIT_FUNC: &str = "wizer.initialize";
 
-/// How a snapshot is made: the start-up export, its bounds, and the host it runs against.
-/// Part of the key, so a change here makes a new snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SnapshotPlan {
-    pub init_func: &'static str,
-    /// Fuel for loading the layer: it takes about 44 million; twenty times that is a start-up
-    /// gone wrong.
-    pub max_fuel: u64,
-    /// Memory for it: it ends near 3 MB; 256 MiB is far beyond anything loading needs.
-    pub max_memory_bytes: u64,
-    /// The arguments it sees (the layer reads none while it loads).
-    pub argv0: &'static str,
-    /// The entropy seed it sees: fixed, so one build makes the same bytes (the layer draws
-    /// nothing while it loads; Math.random is seeded again at every start).
-    pub seed: u64,
-}
-
-/// The plan every snapshot is made by.
+/// The plan every snapshot is made by; part of the key, so a change here makes a new snapshot.
+/// Loading the layer takes about 44 million instructions (twenty times that is a start-up gone
+/// wrong) and ends near 3 MB (256 MiB is far beyond anything loading needs). It reads no
+/// arguments and draws no entropy (Math.random is seeded again at every start); the seed is
+/// fixed so one build makes the same bytes.
 pub const SNAPSHOT_PLAN: SnapshotPlan = SnapshotPlan {
     init_func: SNAPSHOT_INIT_FUNC,
     max_fuel: 1_000_000_000,
@@ -75,12 +63,83 @@ pub fn default_dir() -> PathBuf {
 /// The programs of `dir`: `node` when `node.wasm` is there (none otherwise), from its snapshot
 /// when that is current; `Err` says why a file that is there cannot be used.
 pub fn programs(dir: &Path) -> Result<SidecarPrograms, String> {
-    let Some(build) = read(dir, NODE_WASM)? else { return Ok(SidecarPrograms::default()) };
-    let snapshot = match std::fs::read_to_string(dir.join(NODE_SNAPSHOT_KEY)) {
-        Ok(key) if key.trim() == snapshot_key(&build) => read(dir, NODE_SNAPSHOT).ok().flatten(),
-        _ => None,
-    };
-    SidecarPrograms::default().with(NODE_COMMAND, Arc::from(snapshot.unwrap_or(build)))
+    match Build::read(dir)? {
+        Some(build) => build.programs(dir),
+        None => Ok(SidecarPrograms::default()),
+    }
+}
+
+/// [`prepare_snapshot`], then [`programs`], reading the build once (a sidecar's start): the
+/// programs, and what became of the snapshot (a failure there leaves the build to run).
+///
+/// # Errors
+///
+/// As [`programs`].
+pub fn programs_with_snapshot(
+    dir: &Path,
+    make: impl FnOnce(&[u8], &SnapshotPlan) -> Result<Vec<u8>, String>,
+) -> Result<(SidecarPrograms, Result<Snapshot, String>), String> {
+    let Some(build) = Build::read(dir)? else { return Ok((SidecarPrograms::default(), Ok(Snapshot::NoBuild))) };
+    let snapshot = build.prepare(dir, make);
+    Ok((build.programs(dir)?, snapshot))
+}
+
+/// A build as read from its directory, with the key its snapshot must have.
+struct Build {
+    bytes: Vec<u8>,
+    key: String,
+}
+
+impl Build {
+    /// `dir`'s build, if there is one.
+    fn read(dir: &Path) -> Result<Option<Build>, String> {
+        let Some(bytes) = read(dir, NODE_WASM)? else { return Ok(None) };
+        let key = snapshot_key(&bytes);
+        Ok(Some(Build { bytes, key }))
+    }
+
+    /// Whether `dir`'s snapshot key is this build's.
+    fn snapshot_is_current(&self, dir: &Path) -> bool {
+        std::fs::read_to_string(dir.join(NODE_SNAPSHOT_KEY)).is_ok_and(|found| found.trim() == self.key)
+    }
+
+    /// The programs: `node`, from the snapshot when it is current.
+    fn programs(self, dir: &Path) -> Result<SidecarPrograms, String> {
+        let snapshot = if self.snapshot_is_current(dir) { read(dir, NODE_SNAPSHOT).ok().flatten() } else { None };
+        SidecarPrograms::default().with(NODE_COMMAND, Arc::from(snapshot.unwrap_or(self.bytes)))
+    }
+
+    /// See [`prepare_snapshot`].
+    fn prepare(
+        &self,
+        dir: &Path,
+        make: impl FnOnce(&[u8], &SnapshotPlan) -> Result<Vec<u8>, String>,
+    ) -> Result<Snapshot, String> {
+        if !self.bytes.windows(SNAPSHOT_INIT_FUNC.len()).any(|window| window == SNAPSHOT_INIT_FUNC.as_bytes()) {
+            return Ok(Snapshot::NotSnapshottable);
+        }
+        if self.snapshot_is_current(dir) && dir.join(NODE_SNAPSHOT).is_file() {
+            return Ok(Snapshot::Current);
+        }
+        // One process makes it; the others starting meanwhile run the build as built. Taking
+        // the claim also finds a directory this process cannot write (a read-only install)
+        // before the 0.7 s of making a snapshot that could not be kept, not after, on every
+        // start.
+        let Some(claim) = Claim::take(dir)? else { return Ok(Snapshot::BeingMade) };
+        let made = make(&self.bytes, &SNAPSHOT_PLAN);
+        drop(claim);
+        let snapshot = made?;
+        if u64::try_from(snapshot.len()).unwrap_or(u64::MAX) > MAX_NODE_FILE_BYTES {
+            return Err(format!(
+                "the snapshot is {} bytes, over the {MAX_NODE_FILE_BYTES} bytes allowed",
+                snapshot.len()
+            ));
+        }
+        let _ = std::fs::remove_file(dir.join(NODE_SNAPSHOT_KEY));
+        write_atomically(&dir.join(NODE_SNAPSHOT), &snapshot)?;
+        write_atomically(&dir.join(NODE_SNAPSHOT_KEY), format!("{}\n", self.key).as_bytes())?;
+        Ok(Snapshot::Made)
+    }
 }
 
 /// What [`prepare_snapshot`] found or did.
@@ -154,29 +213,10 @@ pub fn prepare_snapshot(
     dir: &Path,
     make: impl FnOnce(&[u8], &SnapshotPlan) -> Result<Vec<u8>, String>,
 ) -> Result<Snapshot, String> {
-    let Some(build) = read(dir, NODE_WASM)? else { return Ok(Snapshot::NoBuild) };
-    if !build.windows(SNAPSHOT_INIT_FUNC.len()).any(|window| window == SNAPSHOT_INIT_FUNC.as_bytes()) {
-        return Ok(Snapshot::NotSnapshottable);
+    match Build::read(dir)? {
+        Some(build) => build.prepare(dir, make),
+        None => Ok(Snapshot::NoBuild),
     }
-    let key = snapshot_key(&build);
-    let current = std::fs::read_to_string(dir.join(NODE_SNAPSHOT_KEY)).is_ok_and(|found| found.trim() == key);
-    if current && dir.join(NODE_SNAPSHOT).is_file() {
-        return Ok(Snapshot::Current);
-    }
-    // One process makes it; the others starting meanwhile run the build as built. Taking the
-    // claim also finds a directory this process cannot write (a read-only install) before the
-    // 0.7 s of making a snapshot that could not be kept, not after, on every start.
-    let Some(claim) = Claim::take(dir)? else { return Ok(Snapshot::BeingMade) };
-    let made = make(&build, &SNAPSHOT_PLAN);
-    drop(claim);
-    let snapshot = made?;
-    if u64::try_from(snapshot.len()).unwrap_or(u64::MAX) > MAX_NODE_FILE_BYTES {
-        return Err(format!("the snapshot is {} bytes, over the {MAX_NODE_FILE_BYTES} bytes allowed", snapshot.len()));
-    }
-    let _ = std::fs::remove_file(dir.join(NODE_SNAPSHOT_KEY));
-    write_atomically(&dir.join(NODE_SNAPSHOT), &snapshot)?;
-    write_atomically(&dir.join(NODE_SNAPSHOT_KEY), format!("{key}\n").as_bytes())?;
-    Ok(Snapshot::Made)
 }
 
 /// The key of a snapshot of `build`: hex SHA-256 over the format, the plan and the build.
@@ -209,8 +249,7 @@ mod tests {
 
     #[test]
     fn node_is_provided_when_built_and_absent_otherwise() {
-        let dir = std::env::temp_dir().join(format!("secure-exec-node-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::fresh_test_dir("node-test");
         assert_eq!(programs(&dir).unwrap().names().count(), 0);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("node.wasm"), b"\0asm").unwrap();
@@ -222,8 +261,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_is_made_once_and_used_only_while_it_is_of_the_build_there() {
-        let dir = std::env::temp_dir().join(format!("secure-exec-node-snapshot-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::fresh_test_dir("node-snapshot");
         let provided = |dir: &Path| programs(dir).unwrap().find(NODE_COMMAND).unwrap().1.to_vec();
         let snapshot_of =
             |build: &[u8], plan: &SnapshotPlan| Ok([b"snapshot of ", build, plan.init_func.as_bytes()].concat());

@@ -544,8 +544,16 @@ impl EffectWorker {
         let perform = move |effect: &Effect| match effect {
             Effect::LoadPython => Completion::PythonLoaded(match python.as_ref() {
                 Some(python) => python.load().map(|install| {
-                    if let Some(digest) = install.module_digest {
-                        engine.vouch(&install.module, digest);
+                    // The preloaded interpreter (135 MB, about 100 ms) is read beside, off the
+                    // loop and off this first start's path, rather than when the kernel first
+                    // chooses it on the loop. A program choosing it before the read ends waits
+                    // for the rest of it, and gets the same module either way.
+                    if install.preloaded.is_some() {
+                        let _ = std::thread::Builder::new().name("python-preloaded".into()).spawn(move || {
+                            if let Some(preloaded) = &install.preloaded {
+                                let _ = preloaded.module();
+                            }
+                        });
                     }
                 }),
                 None => Err("this sidecar has no Python interpreter".to_owned()),

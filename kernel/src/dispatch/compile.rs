@@ -259,18 +259,15 @@ impl Sidecar {
     fn python_install(&mut self) -> Result<Option<Arc<PythonInstall>>, Rejection> {
         let source = self.python.clone().ok_or_else(|| Rejection::new(RejectCode::Unsupported, "no Python"))?;
         match (self.compiles.enabled, self.compiles.python) {
-            (false, _) => {
+            (false, _) | (true, PythonLoad::Loaded) => {
                 let install = source.load().map_err(|why| Rejection::new(RejectCode::Unsupported, why))?;
-                // The driver vouches when it loads the install for a `LoadPython` effect; without
-                // those effects the kernel loads it, and vouches.
-                if let (Some(engine), Some(digest)) = (&self.guest_engine, install.module_digest) {
-                    engine.vouch(&install.module, digest);
-                }
-                Ok(Some(install))
-            }
-            (true, PythonLoad::Loaded) => {
-                let install = source.load().map_err(|why| Rejection::new(RejectCode::Unsupported, why))?;
+                // The install's listed digest identifies the interpreter to the engine and to the
+                // compile record, so neither hashes its 100 MB (both are unchanged by a repeat).
+                // This precedes any compile effect of it: those are asked for after this.
                 if let Some(digest) = install.module_digest {
+                    if let Some(engine) = &self.guest_engine {
+                        engine.vouch(&install.module, digest);
+                    }
                     self.compiles.vouch(&install.module, digest);
                 }
                 Ok(Some(install))

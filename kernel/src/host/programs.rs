@@ -25,6 +25,18 @@ pub const NODE_COMMAND: &str = "node";
 /// The variable through which the kernel gives every `node` process its VM's `jsRuntime`
 /// config (JSON). The kernel sets it on each start of the provided `node`, replacing whatever
 /// the starting process put there, so no guest chooses another program's settings.
+/// How a provided program's start-up is made once into a snapshot (pre-initialisation): the
+/// export that runs it, its bounds, and the host it sees (only `[argv0]`, no files, a fixed
+/// clock and this entropy seed). Plain data: the driver owns the files, the runtime runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPlan {
+    pub init_func: &'static str,
+    pub max_fuel: u64,
+    pub max_memory_bytes: u64,
+    pub argv0: &'static str,
+    pub seed: u64,
+}
+
 pub const JS_RUNTIME_ENV: &str = "SECURE_EXEC_JS_RUNTIME";
 
 /// The provided programs by command name.

@@ -47,9 +47,10 @@ pub struct PythonInstall {
 /// that name one of them; a choice that turns out wrong costs time, never behaviour: both are
 /// the same CPython and library.
 ///
-/// Its module (135 MB) is read on the first program that chooses it, not with the install: most
-/// sidecars never run one, and would hold it in memory for nothing. A read that fails then
-/// leaves the plain interpreter to run the program.
+/// Its module (135 MB) is read when first needed, not with the install: a sidecar that never
+/// runs Python never holds it. The stdio driver starts reading it, on a thread of its own,
+/// when it loads the install for a `LoadPython` effect; a kernel without those effects reads
+/// it when a program first chooses it. A read that fails leaves the plain interpreter to run the program.
 pub struct PreloadedPython {
     pub packages: Vec<String>,
     module: OnceLock<Option<Arc<[u8]>>>,

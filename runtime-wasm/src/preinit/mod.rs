@@ -24,6 +24,7 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use kernel::host::programs::SnapshotPlan;
 use wasmtime::{Instance, Module, Store, Val};
 use wasmtime_wizer::{InstanceState, SnapshotVal, Wizer};
 
@@ -136,25 +137,25 @@ impl<H: WasiHost> Runtime<H> {
 
 /// Pre-initialises `wasm` by `plan` when its start-up needs no files and prints nothing (as
 /// `node`'s: it loads its JavaScript layer), on an engine of its own with the default settings,
-/// against a host with the arguments `[argv0]`, empty stdin, the fixed clock and `seed`: the
-/// same module and plan make the same bytes. Returns the snapshot and the fuel its start-up
-/// burnt.
+/// against a host with the arguments `[plan.argv0]`, empty stdin, the fixed clock and
+/// `plan.seed`: the same module and plan make the same bytes. Returns the snapshot and the fuel
+/// its start-up burnt.
 ///
 /// # Errors
 ///
 /// Why there is no snapshot: the engine, the pre-initialisation (with what the start-up wrote
 /// to stderr), or a start-up that printed or left a file open, which a quiet one does not.
-pub fn preinitialize_quietly(
-    wasm: &[u8],
-    plan: &PreinitPlan,
-    argv0: &str,
-    seed: u64,
-) -> Result<(Vec<u8>, u64), String> {
+pub fn preinitialize_quietly(wasm: &[u8], plan: &SnapshotPlan) -> Result<(Vec<u8>, u64), String> {
     let runtime: Runtime<PreinitHost> =
         Runtime::new(crate::RuntimeConfig::default()).map_err(|error| error.to_string())?;
-    let host = PreinitHost::new(crate::StdioHost::new([argv0]).with_stdin(b"").with_seed(seed));
+    let host = PreinitHost::new(crate::StdioHost::new([plan.argv0]).with_stdin(b"").with_seed(plan.seed));
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    let made = runtime.preinitialize(wasm, plan, host).map_err(|failed| {
+    let preinit = PreinitPlan {
+        init_func: plan.init_func.to_owned(),
+        max_fuel: plan.max_fuel,
+        max_memory_bytes: plan.max_memory_bytes,
+    };
+    let made = runtime.preinitialize(wasm, &preinit, host).map_err(|failed| {
         let stderr = failed.host.as_ref().map(|host| text(host.stdio.stderr())).unwrap_or_default();
         format!("{}{}", failed.error, if stderr.is_empty() { String::new() } else { format!("\n{stderr}") })
     })?;

@@ -165,9 +165,16 @@ fn a_quiet_pre_initialisation_refuses_a_start_up_that_prints() {
             length = u32::from(prints) * 2
         ))
     };
-    let (snapshot, fuel) = runtime_wasm::preinitialize_quietly(&module(false), &plan(), "quiet", 1).unwrap();
+    let plan = |argv0| kernel::host::programs::SnapshotPlan {
+        init_func: "wizer.initialize",
+        max_fuel: 1_000_000,
+        max_memory_bytes: 1 << 20,
+        argv0,
+        seed: 1,
+    };
+    let (snapshot, fuel) = runtime_wasm::preinitialize_quietly(&module(false), &plan("quiet")).unwrap();
     assert!(fuel > 0);
     assert_eq!(run_args(&snapshot, &["quiet"]).status.code, 9);
-    let error = runtime_wasm::preinitialize_quietly(&module(true), &plan(), "loud", 1).unwrap_err();
+    let error = runtime_wasm::preinitialize_quietly(&module(true), &plan("loud")).unwrap_err();
     assert!(error.contains(r#"not quiet (stdout "hi""#), "{error}");
 }

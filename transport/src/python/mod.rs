@@ -265,8 +265,7 @@ mod tests {
 
     #[test]
     fn a_missing_install_says_how_to_get_it_and_a_later_one_is_found() {
-        let dir = std::env::temp_dir().join(format!("secure-exec-python-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::fresh_test_dir("python-test");
         let python = OsPython::new(dir.clone());
         let why = python.load().unwrap_err();
         assert!(why.contains("scripts/fetch-python.sh"), "{why}");
@@ -293,8 +292,7 @@ mod tests {
 
     #[test]
     fn the_pre_initialised_interpreter_is_preferred_when_installed() {
-        let dir = std::env::temp_dir().join(format!("secure-exec-python-snapshot-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::fresh_test_dir("python-snapshot");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(PYTHON_PLAIN), b"\0asm plain").unwrap();
         std::fs::write(dir.join(PYTHON_SNAPSHOT), b"\0asm snapshot").unwrap();
@@ -305,8 +303,7 @@ mod tests {
 
     #[test]
     fn a_preloaded_interpreter_is_used_only_while_its_key_matches_the_install() {
-        let dir = std::env::temp_dir().join(format!("secure-exec-python-preloaded-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::fresh_test_dir("python-preloaded");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(PYTHON_SNAPSHOT), b"\0asm snapshot").unwrap();
         std::fs::write(dir.join(PYTHON_STDLIB), b"PK").unwrap();
@@ -344,8 +341,7 @@ mod tests {
 
     #[test]
     fn a_file_past_the_bound_is_refused_before_it_is_read() {
-        let dir = std::env::temp_dir().join(format!("secure-exec-python-big-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::fresh_test_dir("python-big");
         std::fs::create_dir_all(&dir).unwrap();
         // Sparse: nothing is written or read, only the size is looked at.
         std::fs::File::create(dir.join("python.wasm")).unwrap().set_len(MAX_PYTHON_FILE_BYTES + 1).unwrap();
