@@ -418,19 +418,54 @@ impl Host {
 }
 
 /// The sidecar's `node`, built once per machine (`scripts/build-node.sh`, through `testkit`),
-/// its snapshot made as the sidecar makes it, and read once per simulator run: every seed's
-/// sidecar provides it, like the real one.
+/// its snapshot made as the sidecar makes it, and read once per simulator process: every
+/// seed's sidecar provides it, like the real one.
+///
+/// A seed runs the same instructions in every process that runs it, so this never settles for
+/// the build as built while another process is making the snapshot (a sidecar may): it waits
+/// for that snapshot. Runs as built only where no snapshot can be had at all (the same in
+/// every process on the machine).
 fn node_programs() -> kernel::host::programs::SidecarPrograms {
     static PROGRAMS: std::sync::OnceLock<kernel::host::programs::SidecarPrograms> = std::sync::OnceLock::new();
     PROGRAMS
         .get_or_init(|| {
-            // Without a snapshot the build runs as built: slower, as the same program.
-            let made = transport::node::programs_with_snapshot(testkit::node::built(), |build, plan| {
+            snapshot_programs(testkit::node::built(), |build, plan| {
                 runtime_wasm::preinitialize_quietly(build, plan).map(|(wasm, _)| wasm)
-            });
-            made.map(|(programs, _)| programs).unwrap_or_default()
+            })
         })
         .clone()
+}
+
+/// How long [`snapshot_programs`] waits on another process making the snapshot: making takes
+/// under a second, and a claim older than a minute is taken over as a dead process's.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(90);
+/// How often it looks again meanwhile.
+const SNAPSHOT_POLL: Duration = Duration::from_millis(50);
+
+/// The programs of the `node` build in `dir`, from its snapshot: made here if missing, waited
+/// for if another process is making it.
+fn snapshot_programs(
+    dir: &std::path::Path,
+    make: impl Fn(&[u8], &transport::node::SnapshotPlan) -> Result<Vec<u8>, String>,
+) -> kernel::host::programs::SidecarPrograms {
+    let waiting_since = std::time::Instant::now();
+    loop {
+        match transport::node::programs_with_snapshot(dir, &make) {
+            Ok((_, Ok(transport::node::Snapshot::BeingMade))) if waiting_since.elapsed() < SNAPSHOT_WAIT => {
+                std::thread::sleep(SNAPSHOT_POLL);
+            }
+            Ok((programs, _)) => return programs,
+            Err(_) => return kernel::host::programs::SidecarPrograms::default(),
+        }
+    }
+}
+
+/// Readies what every seed shares (CPython's install, `node`'s build and snapshot) before
+/// seeds run, so worker processes starting together find them made rather than each making
+/// them at once.
+pub fn prepare_shared_software() {
+    let _ = python_install();
+    let _ = node_programs();
 }
 
 /// CPython, installed once per machine (`scripts/fetch-python.sh`, through `testkit`) and read
@@ -461,5 +496,32 @@ pub fn guest_engine() -> ScriptEngine {
     match wasmtime {
         Some(engine) => ScriptEngine::new().with_modules(engine.clone()),
         None => ScriptEngine::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_waits_for_a_snapshot_another_process_is_making_rather_than_running_the_build() {
+        let dir = std::env::temp_dir().join(format!("sim-node-snapshot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("node.wasm"), b"\0asm wizer.initialize").unwrap();
+        let claim = dir.join(transport::node::NODE_SNAPSHOT_CLAIM);
+        std::fs::write(&claim, b"").unwrap();
+        let releaser = {
+            let claim = claim.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(SNAPSHOT_POLL * 4);
+                std::fs::remove_file(claim).unwrap();
+            })
+        };
+        let programs = snapshot_programs(&dir, |build, _| Ok([b"snapshot of ", build].concat()));
+        releaser.join().unwrap();
+        let node = programs.find(kernel::host::programs::NODE_COMMAND).unwrap().1;
+        assert_eq!(&node[..], b"snapshot of \0asm wizer.initialize");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

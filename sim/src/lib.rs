@@ -26,6 +26,8 @@ mod processes;
 mod shared;
 mod web;
 
+pub use host::prepare_shared_software;
+
 use kernel::{InjectedFault, SidecarConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

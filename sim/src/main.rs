@@ -105,6 +105,7 @@ fn main() -> ExitCode {
         return worker(&options, cli.check_determinism);
     }
     let (first, end) = cli.seeds.unwrap_or((0, 100));
+    sim::prepare_shared_software();
     match cli.seed {
         Some(seed) => one_seed(seed, &options, cli.check_determinism),
         None => many_seeds(first, end, &options, &Workers::of(&cli), jobs(cli.jobs)),

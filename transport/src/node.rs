@@ -158,7 +158,7 @@ pub enum Snapshot {
 }
 
 /// The file that says a process is making the snapshot.
-const NODE_SNAPSHOT_CLAIM: &str = "node-snapshot.making";
+pub const NODE_SNAPSHOT_CLAIM: &str = "node-snapshot.making";
 /// How old a claim may be before it is taken as left by a process that died while making:
 /// making takes under a second; a minute is far past any live one.
 const CLAIM_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
