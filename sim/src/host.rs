@@ -501,6 +501,8 @@ pub fn guest_engine() -> ScriptEngine {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
