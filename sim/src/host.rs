@@ -429,29 +429,33 @@ fn node_programs() -> kernel::host::programs::SidecarPrograms {
     static PROGRAMS: std::sync::OnceLock<kernel::host::programs::SidecarPrograms> = std::sync::OnceLock::new();
     PROGRAMS
         .get_or_init(|| {
-            snapshot_programs(testkit::node::built(), |build, plan| {
+            let make = |build: &[u8], plan: &transport::node::SnapshotPlan| {
                 runtime_wasm::preinitialize_quietly(build, plan).map(|(wasm, _)| wasm)
-            })
+            };
+            snapshot_programs(testkit::node::built(), make, SNAPSHOT_WAIT)
         })
         .clone()
 }
 
 /// How long [`snapshot_programs`] waits on another process making the snapshot: making takes
-/// under a second, and a claim older than a minute is taken over as a dead process's.
+/// under a second, and a claim older than a minute is taken over as a dead process's, so the
+/// wait outlasts a claim left by a process that died.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(90);
+const _: () = assert!(SNAPSHOT_WAIT.as_secs() > transport::node::CLAIM_STALE_AFTER.as_secs());
 /// How often it looks again meanwhile.
 const SNAPSHOT_POLL: Duration = Duration::from_millis(50);
 
 /// The programs of the `node` build in `dir`, from its snapshot: made here if missing, waited
-/// for if another process is making it.
+/// for (at most `wait`) if another process is making it.
 fn snapshot_programs(
     dir: &std::path::Path,
     make: impl Fn(&[u8], &transport::node::SnapshotPlan) -> Result<Vec<u8>, String>,
+    wait: Duration,
 ) -> kernel::host::programs::SidecarPrograms {
     let waiting_since = std::time::Instant::now();
     loop {
         match transport::node::programs_with_snapshot(dir, &make) {
-            Ok((_, Ok(transport::node::Snapshot::BeingMade))) if waiting_since.elapsed() < SNAPSHOT_WAIT => {
+            Ok((_, Ok(transport::node::Snapshot::BeingMade))) if waiting_since.elapsed() < wait => {
                 std::thread::sleep(SNAPSHOT_POLL);
             }
             Ok((programs, _)) => return programs,
@@ -505,14 +509,28 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn node_waits_for_a_snapshot_another_process_is_making_rather_than_running_the_build() {
-        let dir = std::env::temp_dir().join(format!("sim-node-snapshot-{}", std::process::id()));
+    /// A directory holding a snapshottable `node` build whose snapshot another process claims.
+    fn claimed_build(test: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("sim-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("node.wasm"), b"\0asm wizer.initialize").unwrap();
         let claim = dir.join(transport::node::NODE_SNAPSHOT_CLAIM);
         std::fs::write(&claim, b"").unwrap();
+        (dir, claim)
+    }
+
+    fn snapshot_of(build: &[u8], _: &transport::node::SnapshotPlan) -> Result<Vec<u8>, String> {
+        Ok([b"snapshot of ", build].concat())
+    }
+
+    fn node_of(programs: &kernel::host::programs::SidecarPrograms) -> Vec<u8> {
+        programs.find(kernel::host::programs::NODE_COMMAND).unwrap().1.to_vec()
+    }
+
+    #[test]
+    fn node_waits_for_a_snapshot_another_process_is_making_rather_than_running_the_build() {
+        let (dir, claim) = claimed_build("node-snapshot-wait");
         let releaser = {
             let claim = claim.clone();
             std::thread::spawn(move || {
@@ -520,10 +538,17 @@ mod tests {
                 std::fs::remove_file(claim).unwrap();
             })
         };
-        let programs = snapshot_programs(&dir, |build, _| Ok([b"snapshot of ", build].concat()));
+        let programs = snapshot_programs(&dir, snapshot_of, SNAPSHOT_WAIT);
         releaser.join().unwrap();
-        let node = programs.find(kernel::host::programs::NODE_COMMAND).unwrap().1;
-        assert_eq!(&node[..], b"snapshot of \0asm wizer.initialize");
+        assert_eq!(node_of(&programs), b"snapshot of \0asm wizer.initialize");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_claim_held_past_the_wait_leaves_the_build_as_built() {
+        let (dir, _claim) = claimed_build("node-snapshot-wait-over");
+        let programs = snapshot_programs(&dir, snapshot_of, SNAPSHOT_POLL * 2);
+        assert_eq!(node_of(&programs), b"\0asm wizer.initialize");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -161,7 +161,7 @@ pub enum Snapshot {
 pub const NODE_SNAPSHOT_CLAIM: &str = "node-snapshot.making";
 /// How old a claim may be before it is taken as left by a process that died while making:
 /// making takes under a second; a minute is far past any live one.
-const CLAIM_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+pub const CLAIM_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// This process's claim on making the snapshot; released when dropped.
 struct Claim {
