@@ -229,9 +229,9 @@ fn doctor() -> Result<u8, CliError> {
         None => println!("node: not built (scripts/build-node.sh builds it; --js needs it)"),
     }
     match options::python_dir() {
-        Some((dir, true)) => println!("python: {} (numpy and pandas preloaded)", dir.display()),
+        Some((dir, true)) => println!("python: {} (prepared: quick exits, numpy and pandas preloaded)", dir.display()),
         Some((dir, false)) => println!(
-            "python: {} (not prepared: `secure-exec-sidecar prepare-python` makes numpy and pandas start imported)",
+            "python: {} (not prepared: `secure-exec-sidecar prepare-python` makes exits quick and numpy and pandas start imported)",
             dir.display()
         ),
         None => println!("python: not installed (scripts/fetch-python.sh installs it; --python needs it)"),

@@ -330,14 +330,15 @@ pub fn node_dir() -> Option<PathBuf> {
 }
 
 /// The sidecar's Python install (its default place: `$SECURE_EXEC_PYTHON`, else the cache), if
-/// installed, and whether its preloaded interpreter has been made (by `prepare-python`).
+/// installed, and whether its base and preloaded interpreters have been made (by `prepare-python`).
 pub fn python_dir() -> Option<(PathBuf, bool)> {
     let dir = match std::env::var_os("SECURE_EXEC_PYTHON") {
         Some(dir) => PathBuf::from(dir),
         None => cache_home()?.join(format!("secure-exec-sidecar/python-{PYTHON_VERSION}")),
     };
-    let preloaded = dir.join("python-preloaded.wasm").is_file() && dir.join("python-preloaded.key").is_file();
-    dir.join(".installed").is_file().then_some((dir, preloaded))
+    let made = |name: &str| dir.join(format!("{name}.wasm")).is_file() && dir.join(format!("{name}.key")).is_file();
+    let prepared = made("python-base") && made("python-preloaded");
+    dir.join(".installed").is_file().then_some((dir, prepared))
 }
 
 /// Where the sidecar keeps compiled modules (its default).

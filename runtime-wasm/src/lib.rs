@@ -52,7 +52,10 @@ pub use host::{FileMetadata, FsUsage, StdioHost, SysError, SysResult, WaitReason
 pub use imports::{add_to_linker, HOST_FS, HOST_NET, HOST_PROCESS, HOST_TTY, HOST_USER, WASI_MODULE};
 pub use memory::{MAX_IOVECS, MAX_IO_BYTES, MAX_PATH_BYTES, MAX_POLL_SUBSCRIPTIONS};
 pub use precompiled::ModuleDigest;
-pub use preinit::{preinitialize_quietly, PreinitFailed, PreinitHost, PreinitPlan, Preinitialized, MAX_PREINIT_FILES};
+pub use preinit::{
+    preinitialize_python, preinitialize_quietly, PreinitFailed, PreinitHost, PreinitPlan, Preinitialized,
+    PythonSnapshot, MAX_PREINIT_FILES, PYTHON_SCRIPT_REPORT, PYTHON_STARTUP_STATEMENT,
+};
 pub use process::{
     decode_file_actions, encode_file_actions, open_flags_from_linux, ChildStatus, Exec, FileAction, OpenFlags,
     SignalMaskHow, Spawn, MAX_SPAWN_FILE_ACTIONS, MAX_SPAWN_FILE_ACTION_BYTES, SPAWN_FLAGS_KNOWN, SPAWN_RESETIDS,

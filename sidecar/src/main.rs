@@ -92,9 +92,10 @@ enum Command {
     /// Run one WebAssembly command with wasmtime's command line (`--dir`, `--env`), in a VM of a
     /// sidecar this binary spawns; exits with the guest's status.
     Run(run::RunArgs),
-    /// Make this machine's preloaded Python interpreter (numpy and pandas imported at start-up)
-    /// beside the install (`--python-dir`) and compile it into the module cache, so every
-    /// Python process starts with them. Once per install; about two minutes.
+    /// Make this machine's own Python interpreters beside the install (`--python-dir`) and
+    /// compile them into the module cache: the base one, whose processes end as soon as their
+    /// program has when their exit can show nothing, and the preloaded one (numpy and pandas
+    /// imported at start-up) for the programs that use them. Once per install; about four minutes.
     PreparePython {
         /// Make it again even when the one there is current.
         #[arg(long)]
@@ -129,20 +130,22 @@ fn main() -> ExitCode {
 fn prepare_python(cli: &Cli, force: bool) -> ExitCode {
     let python = OsPython::new(cli.python_dir.clone().unwrap_or_else(OsPython::default_dir));
     match prepare::prepare_python(&python, module_cache_dir(cli), force) {
-        Ok(done) => {
-            if done.reused {
-                println!("{} is current", done.path.display());
-            } else {
-                println!(
-                    "made {} ({} bytes; {}; {:.1} s, {} fuel)",
-                    done.path.display(),
-                    done.bytes,
-                    done.report,
-                    done.preinit_time.as_secs_f64(),
-                    done.fuel
-                );
+        Ok(prepared) => {
+            for done in prepared {
+                if done.reused {
+                    println!("{} is current", done.path.display());
+                } else {
+                    println!(
+                        "made {} ({} bytes; {}; {:.1} s, {} fuel)",
+                        done.path.display(),
+                        done.bytes,
+                        done.report,
+                        done.preinit_time.as_secs_f64(),
+                        done.fuel
+                    );
+                }
+                println!("compiled into the module cache in {:.1} s", done.compile_time.as_secs_f64());
             }
-            println!("compiled into the module cache in {:.1} s", done.compile_time.as_secs_f64());
             ExitCode::SUCCESS
         }
         Err(error) => {

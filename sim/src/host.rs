@@ -464,12 +464,41 @@ fn snapshot_programs(
     }
 }
 
-/// Readies what every seed shares (CPython's install, `node`'s build and snapshot) before
-/// seeds run, so worker processes starting together find them made rather than each making
-/// them at once.
+/// Readies what every seed shares (CPython's install and base interpreter, `node`'s build and
+/// snapshot) before seeds run, so worker processes starting together find them made rather
+/// than each making them at once.
 pub fn prepare_shared_software() {
+    prepare_base_python();
     let _ = python_install();
     let _ = node_programs();
+}
+
+/// Makes this machine's base Python interpreter (the quick exit installed, as the sidecar's
+/// `prepare-python` makes it) when it is missing or stale, and compiles it into the module
+/// cache: about two minutes, once per machine. Every seed's Python then runs on it, as a
+/// prepared sidecar's does. Should it fail, the seeds run on the install's own snapshot, the
+/// same in every worker of the run, and this says so.
+#[allow(clippy::print_stderr)]
+fn prepare_base_python() {
+    use kernel::syscalls::engine::GuestEngine;
+    use transport::python::{MadeInterpreter, OsPython};
+    let python = OsPython::new(testkit::python::installed().to_owned());
+    let base = MadeInterpreter::Base;
+    if python.is_current(base) {
+        return;
+    }
+    let made = python.read_plain().and_then(|plain| {
+        let snapshot = runtime_wasm::preinitialize_python(&plain.module, plain.stdlib, base.script())?;
+        python.install_made(base, &snapshot.wasm)?;
+        let engine = wasmtime_engine().ok_or("the wasmtime engine did not start")?;
+        engine
+            .load(&snapshot.wasm, kernel::policy::config::DEFAULT_MAX_WASM_STACK_BYTES)
+            .map(drop)
+            .map_err(|error| error.to_string())
+    });
+    if let Err(error) = made {
+        eprintln!("sim: Python runs on the install's own snapshot: the base interpreter was not made ({error})");
+    }
 }
 
 /// CPython, installed once per machine (`scripts/fetch-python.sh`, through `testkit`) and read
@@ -494,13 +523,16 @@ fn simulator_runtime_config() -> runtime_wasm::RuntimeConfig {
 /// state from one run into another. Should it fail to start, `wcat` fails to run and every seed
 /// that starts one reports the violation.
 pub fn guest_engine() -> ScriptEngine {
-    static WASMTIME: std::sync::OnceLock<Option<Arc<runtime_wasm::WasmEngine>>> = std::sync::OnceLock::new();
-    let wasmtime =
-        WASMTIME.get_or_init(|| runtime_wasm::WasmEngine::new(simulator_runtime_config()).ok().map(Arc::new));
-    match wasmtime {
-        Some(engine) => ScriptEngine::new().with_modules(engine.clone()),
+    match wasmtime_engine() {
+        Some(engine) => ScriptEngine::new().with_modules(engine),
         None => ScriptEngine::new(),
     }
+}
+
+/// The wasmtime engine every seed shares, started on first use.
+fn wasmtime_engine() -> Option<Arc<runtime_wasm::WasmEngine>> {
+    static WASMTIME: std::sync::OnceLock<Option<Arc<runtime_wasm::WasmEngine>>> = std::sync::OnceLock::new();
+    WASMTIME.get_or_init(|| runtime_wasm::WasmEngine::new(simulator_runtime_config()).ok().map(Arc::new)).clone()
 }
 
 #[cfg(test)]

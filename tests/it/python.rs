@@ -436,3 +436,134 @@ fn python_runs_in_a_shell_pipeline() {
     let run = vm.sh("python -c 'import sys; print(sys.argv[1:]); sys.exit(3)' a b; echo status $?");
     assert_eq!((run.exit_code, run.stdout.as_str()), (0, "['a', 'b']\nstatus 3\n"), "{}", run.stderr);
 }
+
+/// What a program run on the base interpreter (whose quick exit skips the teardown when nothing
+/// can show it) and on the install's own snapshot must both give: stdout, stderr, status, and
+/// what a second process then reads of the files it left.
+type Observed = Vec<(String, String, i32, String)>;
+
+/// Programs whose exits differ in what CPython's teardown does: nothing to show, atexit
+/// callbacks, finalizers, files never closed, weakref callbacks, audit hooks, trace functions,
+/// warnings, native modules, statuses.
+const EXIT_PROGRAMS: &[(&str, &str)] = &[
+    ("print('hello')", ""),
+    ("import sys; print('x'); sys.exit(3)", ""),
+    ("print('before'); raise ValueError('boom')", ""),
+    ("import sys; sys.exit('a message')", ""),
+    ("import sys; sys.exit(256)", ""),
+    ("import os; print('x', flush=True); os._exit(7)", ""),
+    ("import sys; print('no newline', end=''); sys.stderr.write('err no newline')", ""),
+    ("import atexit; atexit.register(print, 'bye'); print('main')", ""),
+    ("class A:\n    def __del__(self): print('del A')\na = A(); print('main')", ""),
+    ("f = open('/tmp/unclosed.txt', 'w'); f.write('never closed'); print('main')", "/tmp/unclosed.txt"),
+    ("import weakref\nclass O: pass\no = O(); weakref.finalize(o, print, 'finalized'); print('main')", ""),
+    ("def gen():\n    try:\n        yield 1\n    finally:\n        print('finally')\ng = gen(); next(g); print('main')", ""),
+    ("import weakref\nclass O: pass\no = O(); r = weakref.ref(o, lambda ref: print('callback')); print('main')", ""),
+    ("import logging; logging.warning('warned'); print('main')", ""),
+    ("import json\njson.JSONEncoder.__del__ = lambda self: print('del encoder')\nprint('main')", ""),
+    ("import sys\nsys.addaudithook(lambda e, a: print('audit', e) if e.startswith('cpython') else None)\nprint('main')", ""),
+    (
+        "import sys, weakref\nclass K: pass\ns = weakref.WeakSet(); k = K(); s.add(k)\n\
+         sys.settrace(lambda f, e, a: print('trace', f.f_code.co_name) if e == 'call' else None)\nprint('main')",
+        "",
+    ),
+    ("import warnings; warnings.simplefilter('always'); f = open('/tmp/w.txt', 'w'); print('main')", "/tmp/w.txt"),
+    ("import io, sys; sys.stdout = io.StringIO(); print('hidden'); sys.__stdout__.write('visible\\n')", ""),
+    ("import collections.abc\nclass M(dict): pass\nprint(isinstance(M(), collections.abc.Mapping))", ""),
+    ("import tempfile; t = tempfile.NamedTemporaryFile(dir='/tmp', prefix='held-'); print('main')", ""),
+    ("data = {i: [str(i)] * 3 for i in range(100000)}\nprint(len(data))", ""),
+    ("def f(n):\n    try:\n        return f(n + 1)\n    except RecursionError:\n        return n\nprint(f(0))", ""),
+    // Names numpy only in pieces, so it runs on the base interpreter and imports it there.
+    ("np = __import__('num' 'py'); print(np.arange(10).sum())", ""),
+];
+
+/// Runs [`EXIT_PROGRAMS`] on a fresh sidecar over the install at `dir`: what each showed.
+fn run_exit_programs(dir: &str) -> Observed {
+    let mut sidecar = Client::spawn(binary(), &["--python-dir", dir]).unwrap();
+    sidecar.timeout = Duration::from_secs(900);
+    let auth = sidecar.authenticate("it", "token").unwrap();
+    let session = sidecar.open_session(&auth.connection_id).unwrap();
+    let config = r#"{"permissions":{"fs":"allow","childProcess":"allow","env":"allow"}}"#;
+    let vm = sidecar.create_vm(&auth.connection_id, &session, config).unwrap();
+    let scope = OwnershipScope::vm(auth.connection_id, session, vm);
+    let mut observed = Observed::new();
+    for (index, (program, file)) in EXIT_PROGRAMS.iter().enumerate() {
+        let (stdout, stderr, code) = python(&mut sidecar, &scope, &format!("exit-{index}"), &["-c", program]);
+        let left =
+            "import os\nfor name in sorted(os.listdir('/tmp')):\n    print(name if name.startswith('held-') else '')\n\
+                    print(repr(open(__import__('sys').argv[1]).read()) if __import__('sys').argv[1] else '')";
+        let (files, _, _) = python(&mut sidecar, &scope, &format!("left-{index}"), &["-c", left, file]);
+        observed.push((stdout, stderr, code, files));
+    }
+    let probe = "import sys; print(sys.monitoring.get_tool(4))";
+    let (tool, _, _) = python(&mut sidecar, &scope, "tool", &["-c", probe]);
+    observed.push((tool, String::new(), 0, String::new()));
+    observed
+}
+
+/// The install at `prepared()` seen without the interpreters `prepare-python` made: its own
+/// snapshot runs every program.
+fn install_as_fetched(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("it-python-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["python.wasm", "python-snapshot.wasm", "python-stdlib.zip", "SHA256SUMS"] {
+        std::os::unix::fs::symlink(prepared().join(name), dir.join(name)).unwrap();
+    }
+    dir
+}
+
+/// The quick exit is a difference of time only: every program shows the same on the base
+/// interpreter as on the install's own snapshot, which exits through CPython's full teardown.
+/// The one trace of it a program can find is the monitoring tool id it holds.
+#[test]
+fn a_quick_exit_shows_what_cpythons_full_teardown_shows() {
+    let fetched = install_as_fetched("teardown");
+    let mut quick = run_exit_programs(&prepared().display().to_string());
+    let mut full = run_exit_programs(&fetched.display().to_string());
+    let _ = std::fs::remove_dir_all(&fetched);
+    assert_eq!(quick.pop().map(|probe| probe.0), Some("secure-exec quick exit\n".to_owned()));
+    assert_eq!(full.pop().map(|probe| probe.0), Some("None\n".to_owned()));
+    for ((program, _), (quick, full)) in EXIT_PROGRAMS.iter().zip(quick.iter().zip(&full)) {
+        assert_eq!(quick, full, "{program}");
+    }
+    // The programs do reach the teardown's effects (so the comparison can fail).
+    let shown: Vec<&str> = full.iter().map(|observed| observed.0.as_str()).collect();
+    for effect in ["main\nbye\n", "main\ndel A\n", "main\nfinalized\n", "main\nfinally\n", "main\ndel encoder\n"] {
+        assert!(shown.contains(&effect), "{effect:?} in {shown:?}");
+    }
+    assert!(full.iter().any(|observed| observed.3.contains("'never closed'")), "{full:?}");
+    assert!(full.iter().any(|observed| observed.1.contains("ResourceWarning")), "{full:?}");
+}
+
+/// Fuel a VM of [`quick_exits_are_taken_only_where_nothing_can_show`] grants each process:
+/// `print('hello')` runs about 3 million instructions when it exits quickly and about 54
+/// million through the full teardown, so this bound tells which exit a process took.
+const QUICK_EXIT_FUEL: u64 = 20_000_000;
+
+/// What `program` gives on the install at `dir` with only [`QUICK_EXIT_FUEL`] to run on.
+fn run_on_little_fuel(dir: &str, program: &str) -> (String, String, i32) {
+    let mut sidecar = Client::spawn(binary(), &["--python-dir", dir]).unwrap();
+    sidecar.timeout = Duration::from_secs(900);
+    let auth = sidecar.authenticate("it", "token").unwrap();
+    let session = sidecar.open_session(&auth.connection_id).unwrap();
+    let config = format!(
+        r#"{{"permissions":{{"fs":"allow","childProcess":"allow","env":"allow"}},"limits":{{"resources":{{"maxWasmFuel":{QUICK_EXIT_FUEL}}}}}}}"#
+    );
+    let vm = sidecar.create_vm(&auth.connection_id, &session, &config).unwrap();
+    python(&mut sidecar, &OwnershipScope::vm(auth.connection_id, session, vm), "little", &["-c", program])
+}
+
+/// The quick exit is taken (the process fits in a fuel bound the full teardown overruns) when
+/// nothing can show the teardown, and not when something can (an atexit callback).
+#[test]
+fn quick_exits_are_taken_only_where_nothing_can_show() {
+    let quick = prepared().display().to_string();
+    let fetched = install_as_fetched("fuel");
+    assert_eq!(run_on_little_fuel(&quick, "print('hello')"), ("hello\n".into(), String::new(), 0));
+    let full = run_on_little_fuel(&fetched.display().to_string(), "print('hello')");
+    let _ = std::fs::remove_dir_all(&fetched);
+    assert_eq!(full.2, i32::try_from(runtime_wasm::EXIT_FUEL_EXHAUSTED).unwrap(), "{full:?}");
+    let with_atexit = run_on_little_fuel(&quick, "import atexit; atexit.register(print, 'bye'); print('hello')");
+    assert_eq!(with_atexit.2, i32::try_from(runtime_wasm::EXIT_FUEL_EXHAUSTED).unwrap(), "{with_atexit:?}");
+}

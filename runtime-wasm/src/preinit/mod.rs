@@ -18,6 +18,7 @@
 //! entropy, so the same module, files and plan give the same bytes out.
 
 mod host;
+mod python;
 
 use std::future::Future;
 use std::pin::pin;
@@ -33,6 +34,7 @@ use crate::host::WasiHost;
 use crate::runtime::{describe, Runtime, RuntimeError};
 
 pub use host::{PreinitHost, MAX_PREINIT_FILES};
+pub use python::{preinitialize_python, PythonSnapshot, PYTHON_SCRIPT_REPORT, PYTHON_STARTUP_STATEMENT};
 
 /// What a pre-initialisation runs and how much it may use.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,14 +4,18 @@
 //! restart.
 //!
 //! The interpreter modules:
+//! - `python-base.wasm`, made on this machine by `secure-exec-sidecar prepare-python` (and by
+//!   the simulator): `python.wasm` pre-initialised with [`BASE_SCRIPT`] run, the install's own
+//!   start-up imports and the quick exit (`quick_exit.py`), which ends a process whose exit can
+//!   show nothing as soon as its program has (a warm `print(1)` in about a quarter of the time).
+//!   It runs programs while its key (`python-base.key`, see [`OsPython::key`]) matches this
+//!   install and script.
 //! - `python-snapshot.wasm`, the install's own pre-initialised reactor (CPython started, its
-//!   start-up modules imported), runs programs: it takes a warm `print(1)` from about 31 ms to
-//!   11 ms. `python.wasm`, the plain reactor, runs them on an install without it.
-//! - `python-preloaded.wasm`, made on this machine by `secure-exec-sidecar prepare-python`:
-//!   `python.wasm` pre-initialised with [`PRELOAD_SCRIPT`] run (numpy and pandas imported). It
-//!   runs the programs that name [`PRELOAD_PACKAGES`] (see `PythonInstall::module_for`), while
-//!   its key (`python-preloaded.key`, see [`OsPython::preload_key`]) matches this install and
-//!   script, so a new install or script never runs a stale one.
+//!   start-up modules imported), runs them otherwise: it takes a warm `print(1)` from about
+//!   31 ms to 11 ms. `python.wasm`, the plain reactor, runs them on an install without it.
+//! - `python-preloaded.wasm`, made by `prepare-python` too: `python.wasm` pre-initialised with
+//!   [`PRELOAD_SCRIPT`] run (numpy and pandas imported). It runs the programs that name
+//!   [`PRELOAD_PACKAGES`] (see `PythonInstall::module_for`), while its key matches.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -39,8 +43,12 @@ pub fn cache_home() -> PathBuf {
 
 /// The interpreter pre-initialised here with [`PRELOAD_SCRIPT`] run, preferred while current.
 const PYTHON_PRELOADED: &str = "python-preloaded.wasm";
-/// What `python-preloaded.wasm` was made from (see [`OsPython::preload_key`]).
+/// What `python-preloaded.wasm` was made from (see [`OsPython::key`]).
 const PYTHON_PRELOADED_KEY: &str = "python-preloaded.key";
+/// The interpreter pre-initialised here with [`BASE_SCRIPT`] run, preferred while current.
+const PYTHON_BASE: &str = "python-base.wasm";
+/// What `python-base.wasm` was made from, and its digest.
+const PYTHON_BASE_KEY: &str = "python-base.key";
 /// The install's pre-initialised interpreter, preferred next.
 const PYTHON_SNAPSHOT: &str = "python-snapshot.wasm";
 /// The interpreter both were made from.
@@ -56,6 +64,56 @@ pub const PRELOAD_SCRIPT: &str = include_str!("preload.py");
 pub const PRELOAD_PACKAGES: &[&str] = &["numpy", "pandas"];
 /// Changes whenever how a preloaded interpreter is made changes, so older ones stop matching.
 const PRELOAD_FORMAT: &str = "secure-exec python preload 1";
+/// The Python the base interpreter runs once, at preparation: the install's own start-up, then
+/// the quick exit.
+pub const BASE_SCRIPT: &str =
+    concat!(include_str!("base.py"), include_str!("quick_exit.py"), include_str!("report.py"));
+/// Changes whenever how the base interpreter is made changes, so older ones stop matching.
+const BASE_FORMAT: &str = "secure-exec python base 1";
+
+/// An interpreter this sidecar makes from the install's plain one, by running a script at its
+/// start-up (`runtime_wasm::preinitialize_python`), and keeps beside the install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MadeInterpreter {
+    /// [`BASE_SCRIPT`]: runs every program the preloaded one does not.
+    Base,
+    /// [`PRELOAD_SCRIPT`]: runs the programs that name [`PRELOAD_PACKAGES`].
+    Preloaded,
+}
+
+impl MadeInterpreter {
+    /// Both, in the order a preparation makes them.
+    pub const ALL: [Self; 2] = [Self::Base, Self::Preloaded];
+
+    pub fn script(self) -> &'static str {
+        match self {
+            Self::Base => BASE_SCRIPT,
+            Self::Preloaded => PRELOAD_SCRIPT,
+        }
+    }
+
+    /// Its file in the install's directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Self::Base => PYTHON_BASE,
+            Self::Preloaded => PYTHON_PRELOADED,
+        }
+    }
+
+    fn key_file_name(self) -> &'static str {
+        match self {
+            Self::Base => PYTHON_BASE_KEY,
+            Self::Preloaded => PYTHON_PRELOADED_KEY,
+        }
+    }
+
+    fn format(self) -> &'static str {
+        match self {
+            Self::Base => BASE_FORMAT,
+            Self::Preloaded => PRELOAD_FORMAT,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct OsPython {
@@ -85,7 +143,11 @@ impl OsPython {
 /// `name`'s digest in `checksums` (`sha256sum` lines: 64 hex digits, two spaces, the name).
 fn listed_digest(checksums: &str, name: &str) -> Option<[u8; 32]> {
     let line = checksums.lines().find(|line| line.split_once("  ").is_some_and(|(_, listed)| listed == name))?;
-    let hex = line.split_once("  ")?.0;
+    parse_digest(line.split_once("  ")?.0)
+}
+
+/// A SHA-256 written as 64 hex digits.
+fn parse_digest(hex: &str) -> Option<[u8; 32]> {
     if hex.len() != 64 {
         return None;
     }
@@ -94,6 +156,10 @@ fn listed_digest(checksums: &str, name: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
     }
     Some(digest)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// `dir/name`, whole, unless missing or over [`MAX_PYTHON_FILE_BYTES`].
@@ -144,31 +210,43 @@ impl OsPython {
         &self.dir
     }
 
-    /// What a preloaded interpreter for this install and [`PRELOAD_SCRIPT`] is keyed by: the
-    /// hex SHA-256 of the install's checksums file (the fetch script checked the files against
-    /// it), the script and [`PRELOAD_FORMAT`]. Cheap: it never reads the 100 MB modules.
+    /// What `made` for this install is keyed by: the hex SHA-256 of the install's checksums
+    /// file (the fetch script checked the files against it), its script and its format. Cheap:
+    /// it never reads the 100 MB modules.
     ///
     /// # Errors
     ///
-    /// The install has no checksums file (then nothing is preloaded for it).
-    pub fn preload_key(&self) -> Result<String, String> {
+    /// The install has no checksums file (then nothing is made for it).
+    pub fn key(&self, made: MadeInterpreter) -> Result<String, String> {
         let path = self.dir.join(PYTHON_CHECKSUMS);
         let checksums = std::fs::read(&path).map_err(|error| {
             format!("{} ({error}): the install is not one scripts/fetch-python.sh made", path.display())
         })?;
         let mut hasher = Sha256::new();
-        for part in [PRELOAD_FORMAT.as_bytes(), &checksums, PRELOAD_SCRIPT.as_bytes()] {
+        for part in [made.format().as_bytes(), &checksums, made.script().as_bytes()] {
             hasher.update((part.len() as u64).to_le_bytes());
             hasher.update(part);
         }
-        Ok(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
+        Ok(hex(&hasher.finalize()))
     }
 
-    /// Whether `python-preloaded.wasm` is there and made from this install and script.
-    pub fn preloaded_is_current(&self) -> bool {
-        let recorded = std::fs::read_to_string(self.dir.join(PYTHON_PRELOADED_KEY)).ok();
-        self.dir.join(PYTHON_PRELOADED).is_file()
-            && recorded.is_some_and(|recorded| self.preload_key().is_ok_and(|key| key == recorded.trim()))
+    /// The lines of `made`'s key file (its key, then its module's SHA-256) when they name this
+    /// install and script.
+    fn current_record(&self, made: MadeInterpreter) -> Option<Vec<String>> {
+        let recorded = std::fs::read_to_string(self.dir.join(made.key_file_name())).ok()?;
+        let lines: Vec<String> = recorded.lines().map(str::to_owned).collect();
+        let key = self.key(made).ok()?;
+        (self.dir.join(made.file_name()).is_file() && lines.first() == Some(&key)).then_some(lines)
+    }
+
+    /// Whether `made` is there and made from this install and its script.
+    pub fn is_current(&self, made: MadeInterpreter) -> bool {
+        self.current_record(made).is_some()
+    }
+
+    /// `made`'s module's SHA-256, as its key file recorded it when it was installed.
+    fn made_digest(&self, made: MadeInterpreter) -> Option<[u8; 32]> {
+        parse_digest(self.current_record(made)?.get(1)?)
     }
 
     /// The plain interpreter and the library, read for a preparation.
@@ -180,19 +258,20 @@ impl OsPython {
         Ok(PlainPython { module: self.read(PYTHON_PLAIN)?, stdlib: self.read(PYTHON_STDLIB)? })
     }
 
-    /// Installs `wasm` as the preloaded interpreter for the current key: written to a
-    /// temporary file and renamed into place, then the key beside it, so a crash leaves either
+    /// Installs `wasm` as `made` for the current key: written to a temporary file and renamed
+    /// into place, then the key (and the module's digest) beside it, so a crash leaves either
     /// the old pair or a module without a matching key (not used), never a torn module in use.
     ///
     /// # Errors
     ///
     /// The install has no checksums file, or a write fails (what failed, and where).
-    pub fn install_preloaded(&self, wasm: &[u8]) -> Result<PathBuf, String> {
-        let key = self.preload_key()?;
-        let path = self.dir.join(PYTHON_PRELOADED);
-        let _ = std::fs::remove_file(self.dir.join(PYTHON_PRELOADED_KEY));
+    pub fn install_made(&self, made: MadeInterpreter, wasm: &[u8]) -> Result<PathBuf, String> {
+        let key = self.key(made)?;
+        let path = self.dir.join(made.file_name());
+        let _ = std::fs::remove_file(self.dir.join(made.key_file_name()));
         write_atomically(&path, wasm)?;
-        write_atomically(&self.dir.join(PYTHON_PRELOADED_KEY), format!("{key}\n").as_bytes())?;
+        let digest = hex(&Sha256::digest(wasm));
+        write_atomically(&self.dir.join(made.key_file_name()), format!("{key}\n{digest}\n").as_bytes())?;
         Ok(path)
     }
 
@@ -214,7 +293,7 @@ impl OsPython {
 
     /// The preloaded interpreter, when there and current.
     fn preloaded(&self) -> Result<Option<PreloadedPython>, String> {
-        if !self.preloaded_is_current() {
+        if !self.is_current(MadeInterpreter::Preloaded) {
             return Ok(None);
         }
         let packages = PRELOAD_PACKAGES.iter().map(|package| (*package).to_owned()).collect();
@@ -245,11 +324,14 @@ impl PythonSource for OsPython {
         if let Some(install) = loaded.as_ref() {
             return Ok(Arc::clone(install));
         }
-        let interpreter = self.interpreter();
+        let (interpreter, module_digest) = match self.made_digest(MadeInterpreter::Base) {
+            Some(digest) => (PYTHON_BASE, Some(digest)),
+            None => (self.interpreter(), self.listed_digest(self.interpreter())),
+        };
         let module = self.read(interpreter)?;
         let install = Arc::new(PythonInstall {
             module,
-            module_digest: self.listed_digest(interpreter),
+            module_digest,
             stdlib: self.read(PYTHON_STDLIB)?,
             preloaded: self.preloaded()?,
         });
@@ -309,11 +391,12 @@ mod tests {
         std::fs::write(dir.join(PYTHON_STDLIB), b"PK").unwrap();
         let python = OsPython::new(dir.clone());
         // No checksums: not an install the fetch script made, so nothing is preloaded for it.
-        assert!(python.install_preloaded(b"\0asm preloaded").unwrap_err().contains(PYTHON_CHECKSUMS));
+        let preloaded = MadeInterpreter::Preloaded;
+        assert!(python.install_made(preloaded, b"\0asm preloaded").unwrap_err().contains(PYTHON_CHECKSUMS));
         std::fs::write(dir.join(PYTHON_CHECKSUMS), b"abc  python.wasm\n").unwrap();
-        assert!(!python.preloaded_is_current());
-        python.install_preloaded(b"\0asm preloaded").unwrap();
-        assert!(python.preloaded_is_current());
+        assert!(!python.is_current(preloaded));
+        python.install_made(preloaded, b"\0asm preloaded").unwrap();
+        assert!(python.is_current(preloaded));
         let install = OsPython::new(dir.clone()).load().unwrap();
         assert_eq!(&install.module[..], b"\0asm snapshot");
         let preloaded = install.preloaded.as_ref().unwrap();
@@ -323,13 +406,58 @@ mod tests {
         );
         // A new install (other checksums) makes it stale: it is not used.
         std::fs::write(dir.join(PYTHON_CHECKSUMS), b"def  python.wasm\n").unwrap();
-        assert!(!python.preloaded_is_current());
+        assert!(!python.is_current(MadeInterpreter::Preloaded));
         assert!(OsPython::new(dir.clone()).load().unwrap().preloaded.is_none());
         // No temporary files are left behind.
         let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         names.sort();
         assert_eq!(names.len(), 5, "{names:?}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_base_interpreter_runs_programs_while_current_vouched_by_the_digest_recorded_with_it() {
+        let dir = crate::fresh_test_dir("python-base");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(PYTHON_SNAPSHOT), b"\0asm snapshot").unwrap();
+        std::fs::write(dir.join(PYTHON_STDLIB), b"PK").unwrap();
+        std::fs::write(dir.join(PYTHON_CHECKSUMS), format!("{}  python-snapshot.wasm\n", "11".repeat(32))).unwrap();
+        let python = OsPython::new(dir.clone());
+        let base = MadeInterpreter::Base;
+        assert!(!python.is_current(base));
+        assert_eq!(python.load().unwrap().module_digest, Some([0x11; 32]), "the install's snapshot, as listed");
+        python.install_made(base, b"\0asm base").unwrap();
+        assert!(python.is_current(base) && !python.is_current(MadeInterpreter::Preloaded));
+        let install = OsPython::new(dir.clone()).load().unwrap();
+        assert_eq!(&install.module[..], b"\0asm base");
+        assert_eq!(install.module_digest, Some(<[u8; 32]>::from(Sha256::digest(b"\0asm base"))));
+        // Each kind has its own key: the base's does not make a preloaded one current.
+        assert_ne!(python.key(base).unwrap(), python.key(MadeInterpreter::Preloaded).unwrap());
+        // A key file without the digest is not trusted to vouch: the install's snapshot runs.
+        let key = python.key(base).unwrap();
+        std::fs::write(dir.join(PYTHON_BASE_KEY), format!("{key}\n")).unwrap();
+        assert_eq!(&OsPython::new(dir.clone()).load().unwrap().module[..], b"\0asm snapshot");
+        // A new install makes it stale.
+        python.install_made(base, b"\0asm base").unwrap();
+        std::fs::write(dir.join(PYTHON_CHECKSUMS), format!("{}  python-snapshot.wasm\n", "22".repeat(32))).unwrap();
+        assert!(!python.is_current(base));
+        assert_eq!(&OsPython::new(dir.clone()).load().unwrap().module[..], b"\0asm snapshot");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_base_script_is_the_installs_start_up_then_the_quick_exit_then_the_report() {
+        let statement = std::str::from_utf8(runtime_wasm_statement()).unwrap().trim_end_matches('\0');
+        let lines: Vec<&str> = BASE_SCRIPT.lines().collect();
+        let imports = lines.iter().position(|line| *line == statement).unwrap();
+        let install = lines.iter().position(|line| *line == "_install()").unwrap();
+        let report = lines.iter().position(|line| line.contains("b\"preloaded ")).unwrap();
+        assert!(imports < install && install < report, "{imports} {install} {report}");
+    }
+
+    /// The start-up statement `runtime_wasm` replaces (this crate does not depend on it).
+    fn runtime_wasm_statement() -> &'static [u8] {
+        b"import encodings, io, os, sys, json, csv, re, _colorize\0"
     }
 
     #[test]
