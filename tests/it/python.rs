@@ -459,6 +459,10 @@ const EXIT_PROGRAMS: &[(&str, &str)] = &[
     ("import weakref\nclass O: pass\no = O(); weakref.finalize(o, print, 'finalized'); print('main')", ""),
     ("def gen():\n    try:\n        yield 1\n    finally:\n        print('finally')\ng = gen(); next(g); print('main')", ""),
     ("import weakref\nclass O: pass\no = O(); r = weakref.ref(o, lambda ref: print('callback')); print('main')", ""),
+    ("import weakref\nclass O: pass\no = O(); p = weakref.proxy(o, lambda ref: print('proxy')); print('main')", ""),
+    ("import gc\nclass A:\n    def __del__(self): print('del frozen')\na = A(); gc.freeze(); print('main')", ""),
+    ("class A:\n    __slots__ = ()\n    def __del__(self): print('del slots')\na = A(); print('main')", ""),
+    ("class I(int):\n    def __del__(self): print('del int')\ni = I(5); print('main')", ""),
     ("import logging; logging.warning('warned'); print('main')", ""),
     ("import json\njson.JSONEncoder.__del__ = lambda self: print('del encoder')\nprint('main')", ""),
     ("import sys\nsys.addaudithook(lambda e, a: print('audit', e) if e.startswith('cpython') else None)\nprint('main')", ""),
@@ -529,8 +533,9 @@ fn a_quick_exit_shows_what_cpythons_full_teardown_shows() {
     }
     // The programs do reach the teardown's effects (so the comparison can fail).
     let shown: Vec<&str> = full.iter().map(|observed| observed.0.as_str()).collect();
-    for effect in ["main\nbye\n", "main\ndel A\n", "main\nfinalized\n", "main\nfinally\n", "main\ndel encoder\n"] {
-        assert!(shown.contains(&effect), "{effect:?} in {shown:?}");
+    let effects = ["bye", "del A", "finalized", "finally", "del encoder", "del frozen", "del slots", "del int"];
+    for effect in effects.map(|effect| format!("main\n{effect}\n")) {
+        assert!(shown.contains(&effect.as_str()), "{effect:?} in {shown:?}");
     }
     assert!(full.iter().any(|observed| observed.3.contains("'never closed'")), "{full:?}");
     assert!(full.iter().any(|observed| observed.1.contains("ResourceWarning")), "{full:?}");

@@ -14,8 +14,10 @@
 # The check runs when the interpreter's `_reactor.run` (which runs the program, then flushes
 # the standard streams) returns its status, seen through `sys.monitoring` on that one function:
 # the program's own frames and stack depth are those of the install's interpreter, and a
-# monitoring callback is never traced or profiled. The one trace of this script a program can
-# find is the monitoring tool id it holds (4, which Python names for no one).
+# monitoring callback is never traced or profiled. The traces of this script a program can find:
+# the monitoring tool id it holds (4, which Python names for no one), and `sys.addaudithook`
+# and `gc.freeze` being Python functions (they note that a hook was added, or objects frozen
+# out of the scan below, then call the builtins).
 
 
 def _install():
@@ -31,6 +33,7 @@ def _install():
     reactor = sys.modules["_reactor"]
     run_code = reactor.run.__code__
     add_audit_hook = sys.addaudithook
+    gc_freeze = gc.freeze
     monitoring = sys.monitoring
     events = monitoring.events
     # sys.monitoring's ids 0-2 and 5 are named for debuggers, coverage, profilers, optimizers.
@@ -43,6 +46,7 @@ def _install():
     closing_modules = ("_sqlite3", "_dbm", "_gdbm")
     initial_filters = list(_warnings.filters)
     inert_io = (_io.StringIO, _io.BytesIO)
+    proxies = (_weakref.ProxyType, _weakref.CallableProxyType)
     function_type = type(_install)
     # Weakref callbacks of the standard containers: they only drop an entry of their own.
     internal_callbacks = {
@@ -56,7 +60,7 @@ def _install():
     startup_classes = [
         o for o in gc.get_objects() if isinstance(o, type) and not o.__flags__ & immutable and "__del__" not in o.__dict__
     ]
-    state = {"audited": False}
+    state = {"audited": False, "froze": False}
 
     def internal_callback(callback):
         if type(callback) is function_type:
@@ -91,6 +95,9 @@ def _install():
         return not any(name in native or name in closing_modules for name in sys.modules)
 
     def no_finalizers():
+        # Objects the program froze are not scanned; the interpreter unfreezes them for its exit.
+        if state["froze"]:
+            return False
         if any("__del__" in cls.__dict__ for cls in startup_classes):
             return False
         streams = []
@@ -106,9 +113,16 @@ def _install():
                 callback = o.__callback__
                 if callback is not None and not internal_callback(callback):
                     return False
+            elif kind in proxies:
+                # A proxy's callback cannot be read from Python.
+                return False
             elif hasattr(kind, "__del__") and kind not in inert_io and not any(o is s for s in streams):
                 return False
         return True
+
+    def on_start(code, offset):
+        # The start-up's own `gc.freeze()` (right after this script) is not the program's.
+        state["froze"] = False
 
     def on_return(code, offset, status):
         # The program is done and the standard streams flushed; the interpreter's exit is next.
@@ -127,16 +141,23 @@ def _install():
         except Exception:
             pass
 
+    def freeze():
+        state["froze"] = True
+        return gc_freeze()
+
     def addaudithook(hook, /):
         state["audited"] = True
         return add_audit_hook(hook)
 
-    addaudithook.__doc__ = add_audit_hook.__doc__
-    addaudithook.__module__ = "sys"
+    for wrapper, wrapped, module in ((addaudithook, add_audit_hook, "sys"), (freeze, gc_freeze, "gc")):
+        wrapper.__doc__ = wrapped.__doc__
+        wrapper.__module__ = module
     monitoring.use_tool_id(tool, "secure-exec quick exit")
+    monitoring.register_callback(tool, events.PY_START, on_start)
     monitoring.register_callback(tool, events.PY_RETURN, on_return)
-    monitoring.set_local_events(tool, run_code, events.PY_RETURN)
+    monitoring.set_local_events(tool, run_code, events.PY_START | events.PY_RETURN)
     sys.addaudithook = addaudithook
+    gc.freeze = freeze
 
 
 _install()
