@@ -372,23 +372,28 @@ mod tests {
         assert_eq!(listed_digest(&format!("{}  python.wasm", "zz".repeat(32)), "python.wasm"), None);
     }
 
+    /// A fresh install directory for `test`: a snapshot, a library, and `files`.
+    fn install_with(test: &str, files: &[(&str, &[u8])]) -> PathBuf {
+        let dir = crate::fresh_test_dir(test);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(PYTHON_SNAPSHOT), b"\0asm snapshot").unwrap();
+        std::fs::write(dir.join(PYTHON_STDLIB), b"PK").unwrap();
+        for (name, bytes) in files {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        dir
+    }
+
     #[test]
     fn the_pre_initialised_interpreter_is_preferred_when_installed() {
-        let dir = crate::fresh_test_dir("python-snapshot");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(PYTHON_PLAIN), b"\0asm plain").unwrap();
-        std::fs::write(dir.join(PYTHON_SNAPSHOT), b"\0asm snapshot").unwrap();
-        std::fs::write(dir.join("python-stdlib.zip"), b"PK").unwrap();
+        let dir = install_with("python-snapshot", &[(PYTHON_PLAIN, b"\0asm plain")]);
         assert_eq!(&OsPython::new(dir.clone()).load().unwrap().module[..], b"\0asm snapshot");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_preloaded_interpreter_is_used_only_while_its_key_matches_the_install() {
-        let dir = crate::fresh_test_dir("python-preloaded");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(PYTHON_SNAPSHOT), b"\0asm snapshot").unwrap();
-        std::fs::write(dir.join(PYTHON_STDLIB), b"PK").unwrap();
+        let dir = install_with("python-preloaded", &[]);
         let python = OsPython::new(dir.clone());
         // No checksums: not an install the fetch script made, so nothing is preloaded for it.
         let preloaded = MadeInterpreter::Preloaded;
@@ -417,11 +422,8 @@ mod tests {
 
     #[test]
     fn the_base_interpreter_runs_programs_while_current_vouched_by_the_digest_recorded_with_it() {
-        let dir = crate::fresh_test_dir("python-base");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(PYTHON_SNAPSHOT), b"\0asm snapshot").unwrap();
-        std::fs::write(dir.join(PYTHON_STDLIB), b"PK").unwrap();
-        std::fs::write(dir.join(PYTHON_CHECKSUMS), format!("{}  python-snapshot.wasm\n", "11".repeat(32))).unwrap();
+        let listed = format!("{}  python-snapshot.wasm\n", "11".repeat(32));
+        let dir = install_with("python-base", &[(PYTHON_CHECKSUMS, listed.as_bytes())]);
         let python = OsPython::new(dir.clone());
         let base = MadeInterpreter::Base;
         assert!(!python.is_current(base));
