@@ -1,5 +1,6 @@
 //! CPython under the real binary: the first `print(1)` after a sidecar starts (warm module
-//! cache), a warm `print(1)`, `import numpy, pandas` with a DataFrame mean on the preloaded
+//! cache), a warm `print(1)` (against the install's own snapshot, whose exit tears the
+//! interpreter down), `import numpy, pandas` with a DataFrame mean on the preloaded
 //! interpreter and on the lean one, and memory per idle Python VM and per idle running
 //! interpreter. Each number comes with its baseline from the same run. Installs the interpreter
 //! first if needed (`scripts/fetch-python.sh`) and prepares it (`prepare-python`).
@@ -37,6 +38,19 @@ fn sidecar() -> Interpreter {
     Interpreter::start(GuestRuntimeKind::Python, "-c", &["--python-dir", &python])
 }
 
+/// A sidecar with the install as fetched (its own snapshot, none of the interpreters
+/// `prepare-python` makes), through a directory of links to its files.
+fn sidecar_as_fetched() -> (Interpreter, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("bench-python-as-fetched-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["python.wasm", "python-snapshot.wasm", "python-stdlib.zip", "SHA256SUMS"] {
+        std::os::unix::fs::symlink(testkit::python::installed().join(name), dir.join(name)).unwrap();
+    }
+    let sidecar = Interpreter::start(GuestRuntimeKind::Python, "-c", &["--python-dir", &dir.display().to_string()]);
+    (sidecar, dir)
+}
+
 fn main() {
     let python = testkit::python::installed().display().to_string();
     let prepared =
@@ -56,6 +70,12 @@ fn main() {
     let since_spawn = started.elapsed();
     assert_eq!(out, "1\n");
     let warm = median((0..WARM_RUNS).map(|_| sidecar.run(&scope, "print(1)").0).collect());
+    let (mut fetched, fetched_dir) = sidecar_as_fetched();
+    let fetched_scope = fetched.vm();
+    fetched.run(&fetched_scope, "print(1)");
+    let torn_down = median((0..WARM_RUNS).map(|_| fetched.run(&fetched_scope, "print(1)").0).collect());
+    fetched.close();
+    let _ = std::fs::remove_dir_all(&fetched_dir);
     let mut science = |code: &str| {
         median(
             (0..SCIENCE_RUNS)
@@ -71,11 +91,13 @@ fn main() {
     let preloaded_print = median((0..WARM_RUNS).map(|_| sidecar.run(&scope, "print(1) # numpy").0).collect());
     println!(
         "print(1): first after a sidecar start {:.0} ms ({:.0} ms from spawning it), warm median {:.1} ms \
-         (first/warm {:.0}x)",
+         (first/warm {:.0}x); on the install's own snapshot (full teardown) {:.1} ms ({:.1}x the quick exit)",
         ms(first),
         ms(since_spawn),
         ms(warm),
         first.as_secs_f64() / warm.as_secs_f64(),
+        ms(torn_down),
+        torn_down.as_secs_f64() / warm.as_secs_f64(),
     );
     println!(
         "import numpy, pandas and a DataFrame mean: {:.0} ms on the preloaded interpreter, {:.0} ms on the lean one \
