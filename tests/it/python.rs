@@ -499,6 +499,16 @@ fn run_exit_programs(dir: &str) -> Observed {
         let (files, _, _) = python(&mut sidecar, &scope, &format!("left-{index}"), &["-c", left, file]);
         observed.push((stdout, stderr, code, files));
     }
+    // A script and a module run the same way: `run` returns their status, then the exit.
+    let script =
+        "import sys\nclass A:\n    def __del__(self): print('del script')\na = A()\nprint(sys.argv)\nsys.exit(2)\n";
+    write_file(&mut sidecar, &scope, "/app/script.py", script.to_owned());
+    write_file(&mut sidecar, &scope, "/app/plain.py", "import sys\nprint(sys.argv)\n".to_owned());
+    for (index, args) in [["/app/script.py", "x"], ["/app/plain.py", "y"], ["-m", "this"]].iter().enumerate() {
+        start_python(&mut sidecar, &scope, &format!("script-{index}"), args, &[]);
+        let (stdout, stderr, code) = crate::wait_for_exit(&mut sidecar, &format!("script-{index}"));
+        observed.push((stdout, stderr, code, String::new()));
+    }
     let probe = "import sys; print(sys.monitoring.get_tool(4))";
     let (tool, _, _) = python(&mut sidecar, &scope, "tool", &["-c", probe]);
     observed.push((tool, String::new(), 0, String::new()));
@@ -528,12 +538,16 @@ fn a_quick_exit_shows_what_cpythons_full_teardown_shows() {
     let _ = std::fs::remove_dir_all(&fetched);
     assert_eq!(quick.pop().map(|probe| probe.0), Some("secure-exec quick exit\n".to_owned()));
     assert_eq!(full.pop().map(|probe| probe.0), Some("None\n".to_owned()));
-    for ((program, _), (quick, full)) in EXIT_PROGRAMS.iter().zip(quick.iter().zip(&full)) {
+    assert_eq!(quick.len(), full.len());
+    let programs = EXIT_PROGRAMS.iter().map(|(program, _)| *program).chain(["script", "plain script", "-m this"]);
+    for (program, (quick, full)) in programs.zip(quick.iter().zip(&full)) {
         assert_eq!(quick, full, "{program}");
     }
     // The programs do reach the teardown's effects (so the comparison can fail).
     let shown: Vec<&str> = full.iter().map(|observed| observed.0.as_str()).collect();
     let effects = ["bye", "del A", "finalized", "finally", "del encoder", "del frozen", "del slots", "del int"];
+    assert!(shown.contains(&"['/app/script.py', 'x']\ndel script\n"), "{shown:?}");
+    assert!(shown.iter().any(|stdout| stdout.starts_with("The Zen of Python")), "{shown:?}");
     for effect in effects.map(|effect| format!("main\n{effect}\n")) {
         assert!(shown.contains(&effect.as_str()), "{effect:?} in {shown:?}");
     }
