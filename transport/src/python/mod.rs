@@ -452,7 +452,7 @@ mod tests {
         let statement = std::str::from_utf8(runtime_wasm_statement()).unwrap().trim_end_matches('\0');
         let lines: Vec<&str> = BASE_SCRIPT.lines().collect();
         let imports = lines.iter().position(|line| *line == statement).unwrap();
-        let install = lines.iter().position(|line| *line == "_install()").unwrap();
+        let install = lines.iter().position(|line| *line == "_quick_exit = _install()").unwrap();
         let report = lines.iter().position(|line| line.contains("b\"preloaded ")).unwrap();
         assert!(imports < install && install < report, "{imports} {install} {report}");
     }

@@ -54,13 +54,32 @@ def _install():
         ("weakref", "WeakValueDictionary.__init__.<locals>.remove"),
         ("weakref", "WeakKeyDictionary.__init__.<locals>.remove"),
     }
+
+    def standard_streams():
+        streams = []
+        for stream in (sys.__stdin__, sys.__stdout__, sys.__stderr__):
+            buffer = getattr(stream, "buffer", None)
+            streams += [stream, buffer, getattr(buffer, "raw", None)]
+        return streams
+
     # The start-up's mutable classes: one that gains a finalizer later makes its frozen
-    # instances (not scanned below) visible at exit.
+    # instances (not scanned below) visible at exit. Held weakly, so a teardown frees them when
+    # the install's interpreter would.
     immutable = 1 << 8
+    startup = gc.get_objects()
     startup_classes = [
-        o for o in gc.get_objects() if isinstance(o, type) and not o.__flags__ & immutable and "__del__" not in o.__dict__
+        _weakref.ref(o)
+        for o in startup
+        if isinstance(o, type) and not o.__flags__ & immutable and "__del__" not in o.__dict__
     ]
-    state = {"audited": False, "froze": False}
+    # The start-up's own objects are not scanned at exit: none may have a finalizer but the
+    # standard streams (flushed before a quick exit; they do not close their descriptors).
+    streams = standard_streams()
+    finalizing = [o for o in startup if not isinstance(o, type) and hasattr(type(o), "__del__")]
+    state = {"audited": False, "froze": False, "off": any(not any(o is s for s in streams) for o in finalizing)}
+    del startup, finalizing, streams
+    if state["off"]:
+        return "off: the start-up holds objects with finalizers"
 
     def internal_callback(callback):
         if type(callback) is function_type:
@@ -98,12 +117,11 @@ def _install():
         # Objects the program froze are not scanned; the interpreter unfreezes them for its exit.
         if state["froze"]:
             return False
-        if any("__del__" in cls.__dict__ for cls in startup_classes):
-            return False
-        streams = []
-        for stream in (sys.__stdin__, sys.__stdout__, sys.__stderr__):
-            buffer = getattr(stream, "buffer", None)
-            streams += [stream, buffer, getattr(buffer, "raw", None)]
+        for ref in startup_classes:
+            cls = ref()
+            if cls is not None and "__del__" in cls.__dict__:
+                return False
+        streams = standard_streams()
         for o in gc.get_objects():
             kind = type(o)
             if isinstance(o, type):
@@ -128,7 +146,8 @@ def _install():
         # The program is done and the standard streams flushed; the interpreter's exit is next.
         try:
             if (
-                type(status) is int
+                not state["off"]
+                and type(status) is int
                 and 0 <= status <= 255
                 and streams_are_the_interpreters()
                 and nothing_else_runs()
@@ -158,7 +177,8 @@ def _install():
     monitoring.set_local_events(tool, run_code, events.PY_START | events.PY_RETURN)
     sys.addaudithook = addaudithook
     gc.freeze = freeze
+    return "installed"
 
 
-_install()
+_quick_exit = _install()
 del _install
