@@ -57,11 +57,11 @@ fn prepare_one(python: &OsPython, made: MadeInterpreter, engine: &WasmEngine, fo
         let wasm = std::fs::read(&path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
         (true, String::new(), 0, wasm)
     } else {
-        python.key(made)?;
-        let plain = python.read_plain()?;
-        let snapshot = runtime_wasm::preinitialize_python(&plain.module, plain.stdlib, made.script())?;
-        python.install_made(made, &snapshot.wasm)?;
-        (false, snapshot.report, snapshot.fuel, snapshot.wasm)
+        let (wasm, (report, fuel)) = python.make(made, |module, stdlib, script| {
+            let snapshot = runtime_wasm::preinitialize_python(module, stdlib, script)?;
+            Ok((snapshot.wasm, (snapshot.report, snapshot.fuel)))
+        })?;
+        (false, report, fuel, wasm)
     };
     let preinit_time = started.elapsed();
     let started = Instant::now();
@@ -102,10 +102,16 @@ fn log_node_snapshot(dir: &std::path::Path, made: Result<transport::node::Snapsh
 mod tests {
     use transport::python::BASE_SCRIPT;
 
+    /// The base script runs the statement the install's own snapshot ran, then installs the
+    /// quick exit, then reports (what the preparation checks for).
     #[test]
     fn the_base_interpreter_starts_with_what_the_installs_own_snapshot_imported() {
         let statement = runtime_wasm::PYTHON_STARTUP_STATEMENT;
         let statement = std::str::from_utf8(statement.strip_suffix(b"\0").unwrap_or(statement)).unwrap_or_default();
-        assert!(BASE_SCRIPT.lines().any(|line| line == statement), "{statement}");
+        let line = |wanted: &dyn Fn(&str) -> bool| BASE_SCRIPT.lines().position(wanted);
+        let imports = line(&|line| line == statement);
+        let install = line(&|line| line == "_quick_exit = _install()");
+        let report = line(&|line| line.contains(&format!("b\"{}", runtime_wasm::PYTHON_SCRIPT_REPORT)));
+        assert!(imports.is_some() && imports < install && install < report, "{imports:?} {install:?} {report:?}");
     }
 }

@@ -487,15 +487,17 @@ fn prepare_base_python() {
     if python.is_current(base) {
         return;
     }
-    let made = python.read_plain().and_then(|plain| {
-        let snapshot = runtime_wasm::preinitialize_python(&plain.module, plain.stdlib, base.script())?;
-        python.install_made(base, &snapshot.wasm)?;
-        let engine = wasmtime_engine().ok_or("the wasmtime engine did not start")?;
-        engine
-            .load(&snapshot.wasm, kernel::policy::config::DEFAULT_MAX_WASM_STACK_BYTES)
-            .map(drop)
-            .map_err(|error| error.to_string())
-    });
+    let made = python
+        .make(base, |module, stdlib, script| {
+            runtime_wasm::preinitialize_python(module, stdlib, script).map(|snapshot| (snapshot.wasm, ()))
+        })
+        .and_then(|(wasm, ())| {
+            let engine = wasmtime_engine().ok_or("the wasmtime engine did not start")?;
+            engine
+                .load(&wasm, kernel::policy::config::DEFAULT_MAX_WASM_STACK_BYTES)
+                .map(drop)
+                .map_err(|error| error.to_string())
+        });
     if let Err(error) = made {
         eprintln!("sim: Python runs on the install's own snapshot: the base interpreter was not made ({error})");
     }

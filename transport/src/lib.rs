@@ -24,6 +24,11 @@ pub mod stdio;
 pub mod store;
 pub mod trace;
 
+/// `bytes` (a digest) as lowercase hex digits, as `sha256sum` writes it.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// A directory for one test, named for it and this process, gone (a test makes it when it
 /// wants it there).
 #[cfg(test)]

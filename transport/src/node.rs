@@ -225,7 +225,7 @@ fn snapshot_key(build: &[u8]) -> String {
     hasher.update(SNAPSHOT_FORMAT.as_bytes());
     hasher.update(format!("{SNAPSHOT_PLAN:?}").as_bytes());
     hasher.update(build);
-    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::hex(&hasher.finalize())
 }
 
 /// `dir/name`, whole; `None` when it is not there.

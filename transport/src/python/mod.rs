@@ -158,10 +158,6 @@ fn parse_digest(hex: &str) -> Option<[u8; 32]> {
     Some(digest)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 /// `dir/name`, whole, unless missing or over [`MAX_PYTHON_FILE_BYTES`].
 fn read_install_file(dir: &Path, name: &str) -> Result<Arc<[u8]>, String> {
     let path = dir.join(name);
@@ -227,7 +223,7 @@ impl OsPython {
             hasher.update((part.len() as u64).to_le_bytes());
             hasher.update(part);
         }
-        Ok(hex(&hasher.finalize()))
+        Ok(crate::hex(&hasher.finalize()))
     }
 
     /// The lines of `made`'s key file (its key, then its module's SHA-256) when they name this
@@ -258,6 +254,27 @@ impl OsPython {
         Ok(PlainPython { module: self.read(PYTHON_PLAIN)?, stdlib: self.read(PYTHON_STDLIB)? })
     }
 
+    /// Makes `made`: the install's plain interpreter pre-initialised with its script by
+    /// `preinitialize` (the runtime's, `runtime_wasm::preinitialize_python`, which this crate
+    /// does not depend on), then installed. Returns the module and what else `preinitialize`
+    /// gave.
+    ///
+    /// # Errors
+    ///
+    /// The install has no checksums file (found before any work), either plain file is missing,
+    /// the pre-initialisation failed, or the install did.
+    pub fn make<R>(
+        &self,
+        made: MadeInterpreter,
+        preinitialize: impl FnOnce(&[u8], Arc<[u8]>, &str) -> Result<(Vec<u8>, R), String>,
+    ) -> Result<(Vec<u8>, R), String> {
+        self.key(made)?;
+        let plain = self.read_plain()?;
+        let (wasm, also) = preinitialize(&plain.module, plain.stdlib, made.script())?;
+        self.install_made(made, &wasm)?;
+        Ok((wasm, also))
+    }
+
     /// Installs `wasm` as `made` for the current key: written to a temporary file and renamed
     /// into place, then the key (and the module's digest) beside it, so a crash leaves either
     /// the old pair or a module without a matching key (not used), never a torn module in use.
@@ -270,7 +287,7 @@ impl OsPython {
         let path = self.dir.join(made.file_name());
         let _ = std::fs::remove_file(self.dir.join(made.key_file_name()));
         write_atomically(&path, wasm)?;
-        let digest = hex(&Sha256::digest(wasm));
+        let digest = crate::hex(&Sha256::digest(wasm));
         write_atomically(&self.dir.join(made.key_file_name()), format!("{key}\n{digest}\n").as_bytes())?;
         Ok(path)
     }
@@ -326,7 +343,10 @@ impl PythonSource for OsPython {
         }
         let (interpreter, module_digest) = match self.made_digest(MadeInterpreter::Base) {
             Some(digest) => (PYTHON_BASE, Some(digest)),
-            None => (self.interpreter(), self.listed_digest(self.interpreter())),
+            None => {
+                let interpreter = self.interpreter();
+                (interpreter, self.listed_digest(interpreter))
+            }
         };
         let module = self.read(interpreter)?;
         let install = Arc::new(PythonInstall {
@@ -365,7 +385,7 @@ mod tests {
         let digest = "879bdb628a1a799dc3a6d1a645fee0f88944bf4cdf5e1628e0e1d2b4b33d28d3";
         let checksums = format!("{}  python.wasm\n{digest}  python-snapshot.wasm\n", "0".repeat(64));
         let found = listed_digest(&checksums, "python-snapshot.wasm").unwrap();
-        assert_eq!(found.iter().map(|byte| format!("{byte:02x}")).collect::<String>(), digest);
+        assert_eq!(crate::hex(&found), digest);
         assert_eq!(listed_digest(&checksums, "python.wasm"), Some([0; 32]));
         assert_eq!(listed_digest(&checksums, "snapshot.wasm"), None);
         assert_eq!(listed_digest("abc  python.wasm\n", "python.wasm"), None);
@@ -445,21 +465,6 @@ mod tests {
         assert!(!python.is_current(base));
         assert_eq!(&OsPython::new(dir.clone()).load().unwrap().module[..], b"\0asm snapshot");
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn the_base_script_is_the_installs_start_up_then_the_quick_exit_then_the_report() {
-        let statement = std::str::from_utf8(runtime_wasm_statement()).unwrap().trim_end_matches('\0');
-        let lines: Vec<&str> = BASE_SCRIPT.lines().collect();
-        let imports = lines.iter().position(|line| *line == statement).unwrap();
-        let install = lines.iter().position(|line| *line == "_quick_exit = _install()").unwrap();
-        let report = lines.iter().position(|line| line.contains("b\"preloaded ")).unwrap();
-        assert!(imports < install && install < report, "{imports} {install} {report}");
-    }
-
-    /// The start-up statement `runtime_wasm` replaces (this crate does not depend on it).
-    fn runtime_wasm_statement() -> &'static [u8] {
-        b"import encodings, io, os, sys, json, csv, re, _colorize\0"
     }
 
     #[test]
