@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use kernel::process::ROOT_FD;
-use kernel::syscalls::engine::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
+use kernel::syscalls::engine::{
+    Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn, InstalledModule, SharedModule,
+};
 use kernel::syscalls::{
     EntryKind, FdKind, FileStat, OpenFlags, SyncFlags, SysError as KernelSysError, Syscalls, TimeChange,
 };
@@ -60,15 +62,7 @@ pub struct WasmEngine {
     recent: Mutex<VecDeque<RecentProgram>>,
     /// Bytes of modules hashed to identify them, in all.
     identified_bytes: AtomicU64,
-    /// Digests owners stated for their modules' bytes (see [`GuestEngine::vouch`]), newest
-    /// first, at most [`MAX_VOUCHED_MODULES`].
-    vouched: Mutex<VecDeque<(Arc<[u8]>, ModuleDigest)>>,
 }
-
-/// Modules whose digests are remembered as their owners stated them: the interpreters an
-/// install lists (one or two). Each entry keeps its bytes alive (their owner holds them anyway),
-/// so an address is never another module's.
-const MAX_VOUCHED_MODULES: usize = 4;
 
 impl fmt::Debug for WasmEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -136,7 +130,6 @@ impl WasmEngine {
             cache: Mutex::new(ProgramCache::default()),
             recent: Mutex::new(VecDeque::new()),
             identified_bytes: AtomicU64::new(0),
-            vouched: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -169,8 +162,8 @@ impl WasmEngine {
     }
 }
 
-/// A program found lately: its bytes (kept alive), its stack limit, and the program.
-type RecentProgram = (Arc<[u8]>, usize, Arc<dyn GuestProgram>);
+/// A program found lately: its module (kept alive), its stack limit, and the program.
+type RecentProgram = (SharedModule, usize, Arc<dyn GuestProgram>);
 
 /// Programs [`GuestEngine::load_shared`] used lately, by the identity of their bytes: a lookup
 /// there is a pointer comparison, where the cache hashes the whole module. Each entry keeps its bytes alive, so an address is never another
@@ -184,11 +177,15 @@ const RECENT_BY_IDENTITY: usize = 64;
 const MAX_RECENT_ONLY_BYTES: usize = 64 << 20;
 
 impl GuestEngine for WasmEngine {
-    fn load_shared(&self, module: &Arc<[u8]>, max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
+    fn load_shared(
+        &self,
+        module: &SharedModule,
+        max_wasm_stack_bytes: u64,
+    ) -> Result<Arc<dyn GuestProgram>, GuestError> {
         let stack = usize::try_from(max_wasm_stack_bytes).unwrap_or(usize::MAX);
         {
             let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-            let found = recent.iter().position(|(bytes, at, _)| Arc::ptr_eq(bytes, module) && *at == stack);
+            let found = recent.iter().position(|(held, at, _)| held.same(module) && *at == stack);
             // A hit moves to the front: the interpreters, found on every start, stay however
             // many one-off modules pass through.
             if let Some(entry) = found.and_then(|position| recent.remove(position)) {
@@ -197,18 +194,22 @@ impl GuestEngine for WasmEngine {
                 return Ok(program);
             }
         }
-        let program = self.load_identified(module, max_wasm_stack_bytes, self.vouched_digest(module))?;
+        let program = match module {
+            SharedModule::Bytes(bytes) => self.load_identified(bytes, max_wasm_stack_bytes, None)?,
+            SharedModule::Installed(installed) => self.load_installed(installed, max_wasm_stack_bytes)?,
+        };
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        recent.push_front((Arc::clone(module), stack, Arc::clone(&program)));
+        recent.push_front((module.clone(), stack, Arc::clone(&program)));
         recent.truncate(RECENT_BY_IDENTITY);
         let mut only_here = 0usize;
-        recent.retain(|(bytes, _, _)| {
+        recent.retain(|(held, _, _)| {
             // The caller's reference to the module just added goes when it returns.
-            let transient = usize::from(Arc::ptr_eq(bytes, module));
-            if Arc::strong_count(bytes) > 1 + transient {
+            let transient = usize::from(held.same(module));
+            let (holders, bytes) = held.holders_and_bytes();
+            if holders > 1 + transient {
                 return true;
             }
-            only_here = only_here.saturating_add(bytes.len());
+            only_here = only_here.saturating_add(bytes);
             only_here <= MAX_RECENT_ONLY_BYTES
         });
         Ok(program)
@@ -217,27 +218,44 @@ impl GuestEngine for WasmEngine {
     fn load(&self, bytes: &[u8], max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
         self.load_identified(bytes, max_wasm_stack_bytes, None)
     }
-
-    fn vouch(&self, module: &Arc<[u8]>, digest: [u8; 32]) {
-        let mut vouched = self.vouched.lock().unwrap_or_else(PoisonError::into_inner);
-        if vouched.iter().any(|(bytes, known)| Arc::ptr_eq(bytes, module) && *known == ModuleDigest::claimed(digest)) {
-            return;
-        }
-        vouched.retain(|(bytes, _)| !Arc::ptr_eq(bytes, module));
-        vouched.push_front((Arc::clone(module), ModuleDigest::claimed(digest)));
-        vouched.truncate(MAX_VOUCHED_MODULES);
-    }
 }
 
 impl WasmEngine {
-    /// The digest an owner stated for these very bytes, if one did.
-    fn vouched_digest(&self, module: &Arc<[u8]>) -> Option<ModuleDigest> {
-        let vouched = self.vouched.lock().unwrap_or_else(PoisonError::into_inner);
-        vouched.iter().find(|(bytes, _)| Arc::ptr_eq(bytes, module)).map(|(_, digest)| *digest)
+    /// The program of an installed module: the cache's or the module cache's code for its
+    /// stated digest when either has it (its bytes never read), else compiled from its bytes,
+    /// read now, under the digest of what was read.
+    fn load_installed(
+        &self,
+        installed: &InstalledModule,
+        max_wasm_stack_bytes: u64,
+    ) -> Result<Arc<dyn GuestProgram>, GuestError> {
+        let stack = usize::try_from(max_wasm_stack_bytes).unwrap_or(usize::MAX);
+        let claimed = ModuleDigest::claimed(installed.digest());
+        let len = usize::try_from(installed.len()).unwrap_or(usize::MAX);
+        let found = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(&(stack, claimed));
+        let compiled = match found {
+            Some(compiled) => compiled,
+            None => match self.runtime(stack)?.load_kept(len, &claimed) {
+                Some(program) => {
+                    let compiled: Compiled = Ok(Arc::new(WasmProgram { program }));
+                    let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+                    cache.insert((stack, claimed), len, compiled.clone());
+                    compiled
+                }
+                None => {
+                    let bytes = installed.bytes().map_err(GuestError::InvalidProgram)?;
+                    return self.load_identified(bytes, max_wasm_stack_bytes, Some(claimed));
+                }
+            },
+        };
+        match compiled {
+            Ok(program) => Ok(program),
+            Err(error) => Err(GuestError::InvalidProgram(error)),
+        }
     }
 
-    /// [`GuestEngine::load`], by `claimed` (a vouched digest) when given, else by the digest
-    /// of `bytes`.
+    /// [`GuestEngine::load`], by `claimed` (an installed module's stated digest) when given,
+    /// else by the digest of `bytes`.
     fn load_identified(
         &self,
         bytes: &[u8],
@@ -1265,33 +1283,68 @@ mod tests {
     #[test]
     fn programs_found_by_identity_keep_alive_only_a_bounded_number_of_bytes_themselves() {
         let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();
-        let held = module_of(16);
+        let held = SharedModule::Bytes(module_of(16));
         engine.load_shared(&held, 1 << 20).unwrap();
         // Modules nobody else holds, 9 MiB each: the list keeps at most 64 MiB of them.
         for _ in 0..10 {
-            engine.load_shared(&module_of(9 << 20), 1 << 20).unwrap();
+            engine.load_shared(&SharedModule::Bytes(module_of(9 << 20)), 1 << 20).unwrap();
         }
         let recent = engine.recent.lock().unwrap();
-        let only_here: usize =
-            recent.iter().filter(|(b, _, _)| Arc::strong_count(b) == 1).map(|(b, _, _)| b.len()).sum();
+        let only_here: usize = recent
+            .iter()
+            .map(|(module, _, _)| module.holders_and_bytes())
+            .filter(|(holders, _)| *holders == 1)
+            .map(|(_, bytes)| bytes)
+            .sum();
         assert!(only_here <= MAX_RECENT_ONLY_BYTES, "{only_here}");
-        assert!(recent.iter().any(|(bytes, _, _)| Arc::ptr_eq(bytes, &held)), "a module its owner holds stays");
+        assert!(recent.iter().any(|(module, _, _)| module.same(&held)), "a module its owner holds stays");
         assert!(recent.len() <= RECENT_BY_IDENTITY);
     }
 
+    /// An installed module whose `read` counts its calls into `reads`.
+    fn installed(digest: [u8; 32], bytes: &Arc<[u8]>, reads: &Arc<AtomicU64>) -> SharedModule {
+        let (bytes, reads) = (Arc::clone(bytes), Arc::clone(reads));
+        let len = u64::try_from(bytes.len()).unwrap();
+        SharedModule::Installed(Arc::new(InstalledModule::new(digest, len, move || {
+            reads.fetch_add(1, Ordering::Relaxed);
+            Ok(Arc::clone(&bytes))
+        })))
+    }
+
+    /// Also wasmtime's cache cleanup, which runs at a fresh cache's first write (here, the first
+    /// compile), leaves the kept code alone: when both shared a directory, it deleted it.
     #[test]
-    fn at_most_four_vouched_digests_are_remembered_the_oldest_going_first() {
-        let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();
-        let modules: Vec<Arc<[u8]>> = (0..=MAX_VOUCHED_MODULES).map(|padding| module_of(padding + 1)).collect();
-        for module in &modules {
-            engine.vouch(module, sha2::Sha256::digest(&module[..]).into());
-        }
-        assert_eq!(engine.vouched.lock().unwrap().len(), MAX_VOUCHED_MODULES);
-        let (oldest, newest) = (modules.first().unwrap(), modules.last().unwrap());
-        engine.load_shared(newest, 1 << 20).unwrap();
-        assert_eq!(engine.identified_bytes(), 0, "the newest is found by its stated digest");
-        engine.load_shared(oldest, 1 << 20).unwrap();
-        assert_eq!(engine.identified_bytes(), u64::try_from(oldest.len()).unwrap(), "the oldest is hashed");
+    fn an_installed_module_whose_code_is_kept_is_never_read_and_a_wrong_claim_files_nothing_under_it() {
+        let dir = std::env::temp_dir().join(format!("engine-installed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = RuntimeConfig { module_cache_dir: Some(dir.clone()), ..RuntimeConfig::default() };
+        let large = module_of(crate::precompiled::LARGE_MODULE_BYTES);
+        let digest: [u8; 32] = sha2::Sha256::digest(&large[..]).into();
+        // Compiled once from its bytes, which keeps its code in the module cache.
+        WasmEngine::new(config.clone()).unwrap().load(&large, 1 << 20).unwrap();
+        // A new engine (as in the next sidecar) finds that code by the stated digest.
+        let engine = WasmEngine::new(config.clone()).unwrap();
+        let reads = Arc::new(AtomicU64::new(0));
+        let module = installed(digest, &large, &reads);
+        engine.load_shared(&module, 1 << 20).unwrap();
+        engine.load_shared(&module, 1 << 20).unwrap();
+        assert_eq!((reads.load(Ordering::Relaxed), engine.identified_bytes()), (0, 0), "neither read nor hashed");
+        // A claim that is not the bytes' digest: they are read, compiled under their own digest,
+        // and nothing is filed under the claim.
+        let wrong = installed([9; 32], &large, &reads);
+        let fresh = WasmEngine::new(config).unwrap();
+        fresh.load_shared(&wrong, 1 << 20).unwrap();
+        assert_eq!(reads.load(Ordering::Relaxed), 1);
+        assert!(fresh.cache.lock().unwrap().get(&(1 << 20, ModuleDigest::claimed([9; 32]))).is_none());
+        assert!(fresh.cache.lock().unwrap().get(&(1 << 20, ModuleDigest::claimed(digest))).is_some());
+        // Bytes of another length than the install stated are refused, and read again later.
+        let short: Arc<[u8]> = Arc::from(large.get(1..).unwrap());
+        let changed = SharedModule::Installed(Arc::new(InstalledModule::new([8; 32], large.len() as u64, move || {
+            Ok(Arc::clone(&short))
+        })));
+        let refused = WasmEngine::new(RuntimeConfig::default()).unwrap().load_shared(&changed, 1 << 20);
+        assert!(matches!(&refused, Err(GuestError::InvalidProgram(why)) if why.contains("changed")), "{refused:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -56,7 +56,7 @@ fn path(engine: &Engine, dir: &Path, digest: &ModuleDigest) -> std::path::PathBu
 }
 
 /// The code kept for `digest`, when there is a file of it that loads.
-fn load(engine: &Engine, dir: &Path, digest: &ModuleDigest) -> Option<Module> {
+pub(crate) fn load(engine: &Engine, dir: &Path, digest: &ModuleDigest) -> Option<Module> {
     let path = path(engine, dir, digest);
     if path.is_file() {
         // SAFETY: `deserialize_file` trusts that the file holds code wasmtime compiled and that

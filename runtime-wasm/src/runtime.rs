@@ -20,6 +20,10 @@ use crate::task::GuestTask;
 /// Stack reserved for host code on a guest's fiber, on top of `max_wasm_stack_bytes`.
 pub const HOST_STACK_HEADROOM_BYTES: usize = 1 << 20;
 
+/// wasmtime's own cache, inside the module cache directory: a directory of its own, apart from
+/// `precompiled/` (see [`RuntimeConfig::module_cache_dir`]).
+pub const WASMTIME_CACHE_DIR: &str = "wasmtime";
+
 /// Engine-wide settings: they shape compiled code, so every guest of a runtime shares them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeConfig {
@@ -30,9 +34,11 @@ pub struct RuntimeConfig {
     /// Preallocate instance slots (wasmtime's pooling allocator) instead of allocating per
     /// instantiation.
     pub pooling: Option<PoolingConfig>,
-    /// Keep compiled modules in this directory (wasmtime's own cache, keyed by the module's
-    /// content hash and the engine's configuration), so a module compiled once on a machine
-    /// loads in milliseconds by every later sidecar, test and CI run. `None`: compile every time.
+    /// Keep compiled modules in this directory (wasmtime's own cache in
+    /// [`WASMTIME_CACHE_DIR`], keyed by the module's content hash and the engine's
+    /// configuration; large modules' code uncompressed in `precompiled/`), so a module compiled
+    /// once on a machine loads in milliseconds by every later sidecar, test and CI run. `None`:
+    /// compile every time.
     pub module_cache_dir: Option<PathBuf>,
     /// Compile a module's functions on worker threads (all cores) rather than on the caller's
     /// thread alone. The compiled code is the same either way.
@@ -161,9 +167,12 @@ impl<H: WasiHost> Runtime<H> {
         }
         if let Some(dir) = &config.module_cache_dir {
             // wasmtime checks what it loads against the module's hash and the engine's
-            // settings, and recompiles (and rewrites) an entry that does not match.
+            // settings, and recompiles (and rewrites) an entry that does not match. Its cache
+            // has a directory of its own: its cleanup deletes every file there it did not write,
+            // which, when it shared the module cache's, took the large modules' kept code
+            // (`precompiled/`) with it: the next sidecar compiled the interpreter again.
             let mut cache_config = CacheConfig::new();
-            cache_config.with_directory(dir);
+            cache_config.with_directory(dir.join(WASMTIME_CACHE_DIR));
             let cache = Cache::new(cache_config).map_err(|e| RuntimeError::Engine(describe(&e)))?;
             wasmtime_config.cache(Some(cache));
         }
@@ -242,9 +251,23 @@ impl<H: WasiHost> Runtime<H> {
             _ => Module::new(&self.engine, wasm).map(|module| (module, None)),
         }
         .map_err(|e| RuntimeError::Compile(describe(&e)))?;
-        let entry = Entry::of(&module).ok_or(RuntimeError::NotACommand)?;
-        let pre = self.linker.instantiate_pre(&module).map_err(|e| RuntimeError::Link(describe(&e)))?;
-        Ok((Program { pre, entry, max_wasm_stack_bytes: self.config.max_wasm_stack_bytes }, known))
+        Ok((self.program_of(&module)?, known))
+    }
+
+    /// The program of the module of `len` bytes whose digest is `digest`, when the module
+    /// cache keeps its code (only large modules' is kept there): found without its bytes. A
+    /// kept module that does not link as a command is not used (compiling it says why).
+    pub fn load_kept(&self, len: usize, digest: &ModuleDigest) -> Option<Program<H>> {
+        let dir = self.config.module_cache_dir.as_ref().filter(|_| len >= crate::precompiled::LARGE_MODULE_BYTES)?;
+        let module = crate::precompiled::load(&self.engine, dir, digest)?;
+        self.program_of(&module).ok()
+    }
+
+    /// `module` ready to start: its entry point found and its imports linked.
+    fn program_of(&self, module: &Module) -> Result<Program<H>, RuntimeError> {
+        let entry = Entry::of(module).ok_or(RuntimeError::NotACommand)?;
+        let pre = self.linker.instantiate_pre(module).map_err(|e| RuntimeError::Link(describe(&e)))?;
+        Ok(Program { pre, entry, max_wasm_stack_bytes: self.config.max_wasm_stack_bytes })
     }
 }
 

@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use kernel::process::{ROOT_FD, STDERR_FD, STDIN_FD, STDOUT_FD};
-use kernel::syscalls::engine::{Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn};
+use kernel::syscalls::engine::{
+    Guest, GuestEngine, GuestError, GuestExit, GuestPoll, GuestProgram, GuestSpawn, SharedModule,
+};
 use kernel::syscalls::{OpenFlags, SysError, Syscalls, Whence};
 
 /// The module bytes of script `name`.
@@ -69,16 +71,20 @@ impl ScriptEngine {
 }
 
 impl GuestEngine for ScriptEngine {
-    fn vouch(&self, module: &Arc<[u8]>, digest: [u8; 32]) {
-        if let Some(modules) = &self.modules {
-            modules.vouch(module, digest);
-        }
-    }
-
-    fn load_shared(&self, module: &Arc<[u8]>, max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
-        match self.modules.as_ref().filter(|_| module.starts_with(WASM_MODULE_HEADER)) {
+    /// An installed module (the Python interpreter) is real WebAssembly: `modules` loads it,
+    /// reading it only if it must.
+    fn load_shared(
+        &self,
+        module: &SharedModule,
+        max_wasm_stack_bytes: u64,
+    ) -> Result<Arc<dyn GuestProgram>, GuestError> {
+        let real = match module {
+            SharedModule::Bytes(bytes) => bytes.starts_with(WASM_MODULE_HEADER),
+            SharedModule::Installed(_) => true,
+        };
+        match self.modules.as_ref().filter(|_| real) {
             Some(modules) => modules.load_shared(module, max_wasm_stack_bytes),
-            None => self.load(module, max_wasm_stack_bytes),
+            None => self.load(&module.bytes().map_err(GuestError::InvalidProgram)?, max_wasm_stack_bytes),
         }
     }
 

@@ -24,6 +24,7 @@ use super::effects::Waiter;
 use super::{Sidecar, StreamId};
 use crate::error::{RejectCode, Rejection};
 use crate::host::effect::{Completion, Effect, EffectId};
+use crate::host::module::SharedModule;
 use crate::host::python::PythonInstall;
 
 /// Programs the kernel remembers as compiled: a command set has about a hundred; forgetting one
@@ -56,20 +57,15 @@ pub(crate) struct Compiles {
     python_failure: Option<String>,
     /// `Execute`s waiting for the interpreter to load.
     python_executes: Vec<PendingExecute>,
-    /// Keys of modules lately asked about, by the identity of their bytes (newest first): the
-    /// interpreter's 99 MB are hashed once, not for every Python process. Each entry keeps its
-    /// bytes alive, so an address is never another module's; [`RECENT_KEYS`] of them.
+    /// Keys of modules lately asked about, by the identity of their bytes (newest first): a
+    /// large module's bytes are hashed once, not for every process. Each entry keeps its bytes
+    /// alive, so an address is never another module's; [`RECENT_KEYS`] of them. (An installed
+    /// module's key comes from its stated digest: the interpreter is never hashed here.)
     recent_keys: VecDeque<(Arc<[u8]>, CompileKey)>,
-    /// Modules whose SHA-256 their owner stated (the Python install's checksums): their key
-    /// comes from it, so the interpreter's 100 MB are not hashed on the loop at the first
-    /// Python `Execute` (about 70 ms every other VM waited). At most [`MAX_VOUCHED_KEYS`].
-    vouched: VecDeque<(Arc<[u8]>, [u8; 32])>,
 }
 
 /// See `Compiles::recent_keys`.
 const RECENT_KEYS: usize = 8;
-/// See `Compiles::vouched`: the install's interpreters.
-const MAX_VOUCHED_KEYS: usize = 4;
 
 /// Where loading the Python interpreter stands.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -111,30 +107,22 @@ pub(crate) enum Readiness {
 impl Compiles {
     /// `module`'s key, from [`recent_keys`](Self::recent_keys) when these bytes were asked
     /// about lately.
-    fn key_of(&mut self, module: &Arc<[u8]>, max_wasm_stack_bytes: u64) -> CompileKey {
+    fn key_of(&mut self, module: &SharedModule, max_wasm_stack_bytes: u64) -> CompileKey {
+        let module = match module {
+            SharedModule::Installed(installed) => {
+                return installed_key(installed.len(), &installed.digest(), max_wasm_stack_bytes)
+            }
+            SharedModule::Bytes(bytes) => bytes,
+        };
         let known =
             self.recent_keys.iter().find(|(bytes, key)| Arc::ptr_eq(bytes, module) && key.2 == max_wasm_stack_bytes);
         if let Some((_, key)) = known {
             return *key;
         }
-        let vouched = self.vouched.iter().find(|(bytes, _)| Arc::ptr_eq(bytes, module)).map(|(_, digest)| digest);
-        let key = match vouched {
-            Some(digest) => vouched_key(module, digest, max_wasm_stack_bytes),
-            None => compile_key(module, max_wasm_stack_bytes),
-        };
+        let key = compile_key(module, max_wasm_stack_bytes);
         self.recent_keys.push_front((Arc::clone(module), key));
         self.recent_keys.truncate(RECENT_KEYS);
         key
-    }
-
-    /// Records `module`'s stated digest (unchanged when it is already known).
-    fn vouch(&mut self, module: &Arc<[u8]>, digest: [u8; 32]) {
-        if self.vouched.iter().any(|(bytes, known)| Arc::ptr_eq(bytes, module) && *known == digest) {
-            return;
-        }
-        self.vouched.retain(|(bytes, _)| !Arc::ptr_eq(bytes, module));
-        self.vouched.push_front((Arc::clone(module), digest));
-        self.vouched.truncate(MAX_VOUCHED_KEYS);
     }
 
     fn remember(&mut self, key: CompileKey) {
@@ -150,11 +138,12 @@ impl Compiles {
     }
 }
 
-/// The key of a module whose SHA-256 is `digest`: its first eight bytes stand for the hash.
-fn vouched_key(module: &[u8], digest: &[u8; 32], max_wasm_stack_bytes: u64) -> CompileKey {
+/// The key of an installed module of `len` bytes whose SHA-256 is `digest`: its first eight
+/// bytes stand for the hash.
+fn installed_key(len: u64, digest: &[u8; 32], max_wasm_stack_bytes: u64) -> CompileKey {
     let mut head = [0u8; 8];
     head.copy_from_slice(&digest[..8]);
-    (u64::try_from(module.len()).unwrap_or(u64::MAX), u64::from_le_bytes(head), max_wasm_stack_bytes)
+    (len, u64::from_le_bytes(head), max_wasm_stack_bytes)
 }
 
 fn compile_key(module: &[u8], max_wasm_stack_bytes: u64) -> CompileKey {
@@ -175,7 +164,7 @@ impl Sidecar {
     /// Ready to load `module` now, or its compilation asked for (once per program).
     pub(crate) fn program_readiness(
         &mut self,
-        module: &Arc<[u8]>,
+        module: &SharedModule,
         max_wasm_stack_bytes: u64,
     ) -> Result<Readiness, Rejection> {
         if !self.compiles.enabled {
@@ -186,7 +175,7 @@ impl Sidecar {
             return Ok(Readiness::Ready);
         }
         if !self.compiles.in_flight.contains_key(&key) {
-            let effect = Effect::Compile { module: Arc::clone(module), max_wasm_stack_bytes };
+            let effect = Effect::Compile { module: module.clone(), max_wasm_stack_bytes };
             let id = self.ask_effect(effect, Waiter::compile(key))?;
             self.compiles.in_flight.insert(key, id);
         }
@@ -261,15 +250,6 @@ impl Sidecar {
         match (self.compiles.enabled, self.compiles.python) {
             (false, _) | (true, PythonLoad::Loaded) => {
                 let install = source.load().map_err(|why| Rejection::new(RejectCode::Unsupported, why))?;
-                // The install's listed digest identifies the interpreter to the engine and to the
-                // compile record, so neither hashes its 100 MB (both are unchanged by a repeat).
-                // This precedes any compile effect of it: those are asked for after this.
-                if let Some(digest) = install.module_digest {
-                    if let Some(engine) = &self.guest_engine {
-                        engine.vouch(&install.module, digest);
-                    }
-                    self.compiles.vouch(&install.module, digest);
-                }
                 Ok(Some(install))
             }
             (true, PythonLoad::InFlight) => Ok(None),
@@ -350,15 +330,16 @@ mod tests {
     fn keys_of_shared_bytes_are_remembered_by_identity_a_few_at_a_time() {
         let mut compiles = Compiles::default();
         let module: Arc<[u8]> = Arc::from(&b"\0asm one"[..]);
-        let key = compiles.key_of(&module, 1 << 20);
+        let shared = SharedModule::Bytes(Arc::clone(&module));
+        let key = compiles.key_of(&shared, 1 << 20);
         assert_eq!(key, compile_key(&module, 1 << 20));
-        assert_eq!(compiles.key_of(&module, 1 << 20), key, "the same bytes: the same key");
+        assert_eq!(compiles.key_of(&shared, 1 << 20), key, "the same bytes: the same key");
         assert_eq!(compiles.recent_keys.len(), 1, "found by identity, not added again");
-        assert_ne!(compiles.key_of(&module, 2 << 20), key, "another stack limit: another key");
-        let copy: Arc<[u8]> = Arc::from(&b"\0asm one"[..]);
+        assert_ne!(compiles.key_of(&shared, 2 << 20), key, "another stack limit: another key");
+        let copy = SharedModule::Bytes(Arc::from(&b"\0asm one"[..]));
         assert_eq!(compiles.key_of(&copy, 1 << 20), key, "equal bytes elsewhere: hashed, the same key");
         for index in 0..20u8 {
-            compiles.key_of(&Arc::from(vec![index]), 0);
+            compiles.key_of(&SharedModule::Bytes(Arc::from(vec![index])), 0);
         }
         assert_eq!(compiles.recent_keys.len(), RECENT_KEYS);
     }
@@ -372,19 +353,14 @@ mod tests {
     }
 
     #[test]
-    fn a_vouched_module_is_keyed_by_its_digest_and_others_by_their_bytes() {
+    fn an_installed_module_is_keyed_by_its_stated_digest_without_being_read() {
         let mut compiles = Compiles::default();
-        let (vouched, other): (Arc<[u8]>, Arc<[u8]>) = (Arc::from(&b"\0asm big"[..]), Arc::from(&b"\0asm big"[..]));
-        let digest = [7u8; 32];
-        compiles.vouch(&vouched, digest);
-        compiles.vouch(&vouched, digest);
-        assert_eq!(compiles.vouched.len(), 1, "an unchanged vouch changes nothing");
-        assert_eq!(compiles.key_of(&vouched, 1 << 20), (8, u64::from_le_bytes([7; 8]), 1 << 20));
-        // The same bytes under another identity are hashed, as any module.
-        assert_eq!(compiles.key_of(&other, 1 << 20), compile_key(&other, 1 << 20));
-        for index in 0..=MAX_VOUCHED_KEYS {
-            compiles.vouch(&Arc::from(vec![0u8; index]), digest);
-        }
-        assert_eq!(compiles.vouched.len(), MAX_VOUCHED_KEYS);
+        let installed = crate::host::module::InstalledModule::new([7u8; 32], 8, || Err("never read".to_owned()));
+        let installed = SharedModule::Installed(Arc::new(installed));
+        assert_eq!(compiles.key_of(&installed, 1 << 20), (8, u64::from_le_bytes([7; 8]), 1 << 20));
+        assert!(compiles.recent_keys.is_empty(), "nothing hashed, nothing held");
+        // The same bytes in memory are hashed, as any module's.
+        let bytes = SharedModule::Bytes(Arc::from(&b"\0asm big"[..]));
+        assert_eq!(compiles.key_of(&bytes, 1 << 20), compile_key(b"\0asm big", 1 << 20));
     }
 }

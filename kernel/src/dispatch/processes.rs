@@ -20,7 +20,7 @@ use crate::process::table::{
     ChildSetup, Identity, Process, SpawnTarget, Status, ToolCall, ToolCallState, Wait, HOST_PPID,
 };
 use crate::process::*;
-use crate::syscalls::engine::{Guest, GuestEngine, GuestExit, GuestPoll, GuestSpawn};
+use crate::syscalls::engine::{Guest, GuestEngine, GuestExit, GuestPoll, GuestSpawn, SharedModule};
 use crate::syscalls::{tools, Syscalls};
 use crate::vfs::Errno;
 use crate::vm::exec::fd_limit;
@@ -986,7 +986,7 @@ impl Sidecar {
     }
 
     /// Whether `module` may be started now (else its compilation is asked for).
-    fn spawn_readiness(&mut self, module: &Arc<[u8]>, max_wasm_stack_bytes: u64) -> Result<(), NotStarted> {
+    fn spawn_readiness(&mut self, module: &SharedModule, max_wasm_stack_bytes: u64) -> Result<(), NotStarted> {
         match self.program_readiness(module, max_wasm_stack_bytes) {
             Ok(Readiness::Ready) => Ok(()),
             Ok(Readiness::Compiling(_)) => Err(NotStarted::Compiling),
@@ -1141,7 +1141,7 @@ fn child_command(
     env: &[String],
     python: Option<&PythonInstall>,
     now: Now,
-) -> Result<(String, Arc<[u8]>, WasmPermissionTier), Errno> {
+) -> Result<(String, SharedModule, WasmPermissionTier), Errno> {
     let command = program.to_owned();
     vm.check_spawn(&command).map_err(|_| Errno::EACCES)?;
     if let Some(install) = python {
@@ -1157,7 +1157,7 @@ fn child_command(
     let (module_path, module) = vm.find_command(&command, &path_var, now).map_err(|_| Errno::ENOENT)?;
     let name = module_path.rsplit('/').next().unwrap_or(&command).to_owned();
     let tier = vm.command_tier(&command).or_else(|| vm.command_tier(&name)).unwrap_or(WasmPermissionTier::Full);
-    Ok((command, module, tier))
+    Ok((command, SharedModule::Bytes(module), tier))
 }
 
 /// Loads `module` and spawns a guest running it with `argv` and `env`; nothing runs until the
@@ -1166,7 +1166,7 @@ fn start_guest(
     engine: &dyn GuestEngine,
     guest_limits: GuestLimits,
     memory_budget: Arc<MemoryBudget>,
-    module: &Arc<[u8]>,
+    module: &SharedModule,
     argv: &[String],
     env: &[String],
 ) -> Result<Box<dyn Guest>, Errno> {

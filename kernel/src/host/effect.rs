@@ -23,6 +23,7 @@ use crate::vfs::Errno;
 use super::fs::{HostDir, HostFsError};
 use super::journal::{Digest, PortCall, PortValue};
 use super::store::{Store, StoreError};
+use crate::host::module::SharedModule;
 
 /// Effects waiting for their completions at once, at most: a host can have this many
 /// persistence requests in flight before the next is refused (`limit_exceeded`). The stdio
@@ -51,7 +52,7 @@ pub enum Effect {
     /// may use `max_wasm_stack_bytes`, off the kernel's loop: compiling a large module takes
     /// seconds of CPU, which would stall every other VM. The completion only says it is done;
     /// the kernel then loads the program from the engine's cache (see `dispatch::compile`).
-    Compile { module: Arc<[u8]>, max_wasm_stack_bytes: u64 },
+    Compile { module: SharedModule, max_wasm_stack_bytes: u64 },
     /// Open a TCP connection to `to` for a guest socket (see `net::egress`).
     NetConnect { link: LinkId, to: SocketAddr },
     /// Write `bytes` on the link, then (with `fin`) shut its writing side. Completed once the
@@ -242,7 +243,7 @@ impl Effect {
             Self::StoreGet { key, max_bytes } => EffectSummary::StoreGet { key: key.clone(), max_bytes: *max_bytes },
             Self::StorePut { key, value } => EffectSummary::StorePut { key: key.clone(), value: Digest::of(value) },
             Self::Compile { module, max_wasm_stack_bytes } => {
-                EffectSummary::Compile { module: Digest::of(module), max_wasm_stack_bytes: *max_wasm_stack_bytes }
+                EffectSummary::Compile { module: module_digest(module), max_wasm_stack_bytes: *max_wasm_stack_bytes }
             }
             Self::NetConnect { link, to } => EffectSummary::NetConnect { link: *link, to: *to },
             Self::NetSend { link, bytes, fin } => EffectSummary::NetSend {
@@ -275,13 +276,27 @@ impl Effect {
         match self {
             Self::StoreGet { .. } => 0,
             Self::StorePut { value, .. } => u64::try_from(value.len()).unwrap_or(u64::MAX),
-            Self::Compile { module, .. } => u64::try_from(module.len()).unwrap_or(u64::MAX),
+            // An installed module not yet read holds nothing.
+            Self::Compile { module, .. } => u64::try_from(module.holders_and_bytes().1).unwrap_or(u64::MAX),
             // Bounded per link by the socket buffer, and counted in the VM's socket bytes.
             Self::NetConnect { .. } | Self::NetSend { .. } | Self::NetRecv { .. } => 0,
             Self::NetTls { .. } | Self::NetClose { .. } | Self::Resolve { .. } => 0,
             Self::NetUdpOpen { .. } | Self::NetUdpSend { .. } | Self::NetUdpRecv { .. } => 0,
             Self::HostCall { data, .. } => u64::try_from(data.len()).unwrap_or(u64::MAX),
             Self::LoadPython => 0,
+        }
+    }
+}
+
+/// A compiled module's summary: an installed one's from its stated digest, so recording a
+/// compile never reads (nor hashes) the interpreter's 100 MB.
+fn module_digest(module: &SharedModule) -> Digest {
+    match module {
+        SharedModule::Bytes(bytes) => Digest::of(bytes),
+        SharedModule::Installed(installed) => {
+            let mut head = [0u8; 8];
+            head.copy_from_slice(&installed.digest()[..8]);
+            Digest { len: installed.len(), fnv1a: u64::from_le_bytes(head) }
         }
     }
 }

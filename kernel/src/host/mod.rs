@@ -7,6 +7,7 @@
 pub mod effect;
 pub mod fs;
 pub mod journal;
+pub mod module;
 pub mod package;
 pub mod programs;
 pub mod python;

@@ -73,8 +73,8 @@ impl SidecarPrograms {
     }
 
     /// Whether `module` is the provided program `name` (the very bytes, not a copy).
-    pub fn is(&self, name: &str, module: &Arc<[u8]>) -> bool {
-        self.by_name.get(name).is_some_and(|provided| Arc::ptr_eq(provided, module))
+    pub fn is(&self, name: &str, module: &crate::host::module::SharedModule) -> bool {
+        self.by_name.get(name).is_some_and(|provided| module.is_bytes(provided))
     }
 
     pub fn has(&self, name: &str) -> bool {

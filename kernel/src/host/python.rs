@@ -12,6 +12,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use super::fs::{HostDir, HostFileKind, HostFsError, HostResult, HostStat};
+use crate::host::module::SharedModule;
 use crate::vfs::Errno;
 
 /// `argv[0]` of a Python process: the interpreter finds its library from it.
@@ -30,12 +31,10 @@ pub const MAX_PRELOAD_SCAN_BYTES: usize = 64 * 1024;
 
 /// The interpreter and its library, loaded.
 pub struct PythonInstall {
-    /// The interpreter every program runs on, unless `preloaded` suits it better.
-    pub module: Arc<[u8]>,
-    /// `module`'s SHA-256 as the install lists it (its checksums, checked when it was
-    /// installed): the engine finds the compiled interpreter by it without hashing 100 MB at
-    /// every sidecar's first Python start (see `GuestEngine::vouch`).
-    pub module_digest: Option<[u8; 32]>,
+    /// The interpreter every program runs on, unless `preloaded` suits it better: installed
+    /// (named by the SHA-256 its install lists, read only if the engine has no code for it)
+    /// when the install lists it, else its bytes.
+    pub module: SharedModule,
     pub stdlib: Arc<[u8]>,
     /// The interpreter pre-initialised with heavy packages imported, when installed.
     pub preloaded: Option<PreloadedPython>,
@@ -82,7 +81,7 @@ impl fmt::Debug for PreloadedPython {
 impl fmt::Debug for PythonInstall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PythonInstall")
-            .field("module_bytes", &self.module.len())
+            .field("module", &self.module)
             .field("stdlib_bytes", &self.stdlib.len())
             .field("preloaded", &self.preloaded)
             .finish()
@@ -135,15 +134,17 @@ impl PythonInstall {
     /// The interpreter for a program whose text (code, module name, a script's first
     /// [`MAX_PRELOAD_SCAN_BYTES`]) is `text`: the preloaded one when the text names one of its
     /// packages, else the plain one.
-    pub fn module_for(&self, text: Option<&[u8]>) -> &Arc<[u8]> {
+    pub fn module_for(&self, text: Option<&[u8]>) -> SharedModule {
         let names = |preloaded: &PreloadedPython, text: &[u8]| {
             preloaded.packages.iter().any(|package| {
                 !package.is_empty() && text.windows(package.len()).any(|window| window == package.as_bytes())
             })
         };
         match (&self.preloaded, text) {
-            (Some(preloaded), Some(text)) if names(preloaded, text) => preloaded.module().unwrap_or(&self.module),
-            _ => &self.module,
+            (Some(preloaded), Some(text)) if names(preloaded, text) => {
+                preloaded.module().map_or_else(|| self.module.clone(), |module| SharedModule::Bytes(Arc::clone(module)))
+            }
+            _ => self.module.clone(),
         }
     }
 }
@@ -264,24 +265,23 @@ mod tests {
         let plain: Arc<[u8]> = Arc::from(&b"plain"[..]);
         let preloaded: Arc<[u8]> = Arc::from(&b"preloaded"[..]);
         let install = PythonInstall {
-            module: Arc::clone(&plain),
-            module_digest: None,
+            module: SharedModule::Bytes(Arc::clone(&plain)),
             stdlib: Arc::from(&b""[..]),
             preloaded: Some(PreloadedPython::new(vec!["numpy".into(), "pandas".into()], {
                 let preloaded = Arc::clone(&preloaded);
                 move || Some(Arc::clone(&preloaded))
             })),
         };
-        assert!(Arc::ptr_eq(install.module_for(Some(b"import pandas as pd")), &preloaded));
-        assert!(Arc::ptr_eq(install.module_for(Some(b"from numpy import array")), &preloaded));
-        assert!(Arc::ptr_eq(install.module_for(Some(b"print(1)")), &plain));
-        assert!(Arc::ptr_eq(install.module_for(None), &plain));
+        assert!(install.module_for(Some(b"import pandas as pd")).is_bytes(&preloaded));
+        assert!(install.module_for(Some(b"from numpy import array")).is_bytes(&preloaded));
+        assert!(install.module_for(Some(b"print(1)")).is_bytes(&plain));
+        assert!(install.module_for(None).is_bytes(&plain));
         let without = PythonInstall { preloaded: None, ..install };
-        assert!(Arc::ptr_eq(without.module_for(Some(b"import numpy")), &plain));
+        assert!(without.module_for(Some(b"import numpy")).is_bytes(&plain));
         // Unreadable when first chosen: the plain interpreter runs the program.
         let unreadable =
             PythonInstall { preloaded: Some(PreloadedPython::new(vec!["numpy".into()], || None)), ..without };
-        assert!(Arc::ptr_eq(unreadable.module_for(Some(b"import numpy")), &plain));
+        assert!(unreadable.module_for(Some(b"import numpy")).is_bytes(&plain));
     }
 
     #[test]

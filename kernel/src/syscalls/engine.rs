@@ -13,6 +13,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+pub use crate::host::module::{InstalledModule, SharedModule};
 pub use crate::process::limits::{GuestLimits, MemoryBudget};
 use crate::syscalls::Syscalls;
 
@@ -69,18 +70,17 @@ pub trait GuestEngine: Send + Sync + fmt::Debug {
     /// use `max_wasm_stack_bytes` (compiled code depends on it).
     fn load(&self, bytes: &[u8], max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError>;
 
-    /// [`load`](Self::load) of shared bytes: an engine may find a program it loaded from these
-    /// very bytes by their identity, without hashing or copying them again (the 99 MB Python
-    /// interpreter is loaded from one shared copy for every Python process).
-    fn load_shared(&self, module: &Arc<[u8]>, max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
-        self.load(module, max_wasm_stack_bytes)
+    /// [`load`](Self::load) of a shared module: an engine may find a program it loaded from
+    /// this very module by its identity, without hashing or copying its bytes again (the 99 MB
+    /// Python interpreter serves every Python process), and may find an installed module's
+    /// program by its stated digest without reading its bytes at all.
+    fn load_shared(
+        &self,
+        module: &SharedModule,
+        max_wasm_stack_bytes: u64,
+    ) -> Result<Arc<dyn GuestProgram>, GuestError> {
+        self.load(&module.bytes().map_err(GuestError::InvalidProgram)?, max_wasm_stack_bytes)
     }
-
-    /// Tells the engine that `module`'s SHA-256 is `digest`, as its owner knows it (an
-    /// install's checksums), so [`load_shared`](Self::load_shared) of these very bytes need not
-    /// hash them to find their program. An engine that compiles them still checks the claim
-    /// first; a wrong one can only find the program of the module the digest names.
-    fn vouch(&self, _module: &Arc<[u8]>, _digest: [u8; 32]) {}
 }
 
 /// A loaded program, ready to be spawned cheaply any number of times.

@@ -9,6 +9,7 @@ use schema::wire::*;
 use crate::clock::{Entropy, Now};
 use crate::error::{RejectCode, Rejection};
 use crate::fs::{FsOp, FsOutcome, FsReply};
+use crate::host::module::SharedModule;
 use crate::host::programs::{NODE_COMMAND, PROGRAM_DIR};
 use crate::host::python::{
     python_program, PythonInstall, PythonProgram, MAX_PRELOAD_SCAN_BYTES, PYTHON_ARGV0, PYTHON_COMMANDS,
@@ -25,7 +26,7 @@ use crate::vm::Vm;
 #[derive(Debug)]
 pub(crate) struct ExecutionPlan {
     pub(crate) command: String,
-    pub(crate) module: std::sync::Arc<[u8]>,
+    pub(crate) module: SharedModule,
     pub(crate) argv: Vec<String>,
     pub(crate) env: Vec<String>,
     pub(crate) cwd: String,
@@ -160,7 +161,8 @@ impl Vm {
             }
             None => {
                 let path_var = env.get("PATH").cloned().unwrap_or_default();
-                self.find_command(&command, &path_var, now)?
+                let (path, module) = self.find_command(&command, &path_var, now)?;
+                (path, SharedModule::Bytes(module))
             }
         };
         self.check_spawn(&command)?;
@@ -175,7 +177,7 @@ impl Vm {
     /// The interpreter module for the Python command line `argv` started in `cwd`: the
     /// preloaded one when the program's text names its packages (a script is read from the
     /// VM's own files, never through a mount; see [`PythonInstall::module_for`]).
-    pub(crate) fn python_module(&self, install: &PythonInstall, argv: &[String], cwd: &str) -> std::sync::Arc<[u8]> {
+    pub(crate) fn python_module(&self, install: &PythonInstall, argv: &[String], cwd: &str) -> SharedModule {
         let text = match python_program(argv.get(1..).unwrap_or_default()) {
             PythonProgram::Code(code) => Some(code.as_bytes()),
             PythonProgram::Module(module) => Some(module.as_bytes()),
@@ -185,7 +187,7 @@ impl Vm {
                 .map(|script| script.get(..MAX_PRELOAD_SCAN_BYTES).unwrap_or(script)),
             PythonProgram::Script(_) | PythonProgram::Stdin => None,
         };
-        std::sync::Arc::clone(install.module_for(text))
+        install.module_for(text)
     }
 
     /// A new process's id: 1 to [`MAX_PROCESS_ID_BYTES`] bytes, and no live process's.

@@ -181,7 +181,7 @@ impl Vm {
     /// `env` for a process starting `module`: for the provided `node`, the VM's `jsRuntime`
     /// config in [`JS_RUNTIME_ENV`](crate::host::programs::JS_RUNTIME_ENV) (any value the
     /// starter set there dropped first); other programs' `env` as it is.
-    pub(crate) fn program_env(&self, module: &std::sync::Arc<[u8]>, mut env: Vec<String>) -> Vec<String> {
+    pub(crate) fn program_env(&self, module: &crate::host::module::SharedModule, mut env: Vec<String>) -> Vec<String> {
         use crate::host::programs::{JS_RUNTIME_ENV, NODE_COMMAND};
         if !self.programs.is(NODE_COMMAND, module) {
             return env;

@@ -623,8 +623,7 @@ impl kernel::host::python::PythonSource for ScriptPython {
     fn load(&self) -> Result<Arc<kernel::host::python::PythonInstall>, String> {
         self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Arc::new(kernel::host::python::PythonInstall {
-            module_digest: None,
-            module: Arc::from(module("exit")),
+            module: kernel::syscalls::engine::SharedModule::Bytes(Arc::from(module("exit"))),
             stdlib: Arc::from(Vec::new()),
             preloaded: None,
         }))

@@ -870,36 +870,17 @@ fn the_program_cache_keeps_at_most_its_bound() {
 fn a_module_used_on_every_start_is_hashed_once_however_many_others_pass() {
     use kernel::syscalls::engine::GuestEngine;
     let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();
-    let hot = numbered_module(0);
-    let hot_bytes = u64::try_from(hot.len()).unwrap();
+    let hot = kernel::syscalls::engine::SharedModule::Bytes(numbered_module(0));
+    let hot_bytes = hot.len();
     engine.load_shared(&hot, 1 << 20).unwrap();
     let mut others = 0;
     for index in 1..=200 {
-        let other = numbered_module(index);
+        let other = kernel::syscalls::engine::SharedModule::Bytes(numbered_module(index));
         engine.load_shared(&other, 1 << 20).unwrap();
-        others += u64::try_from(other.len()).unwrap();
+        others += other.len();
         engine.load_shared(&hot, 1 << 20).unwrap();
     }
     assert_eq!(engine.identified_bytes(), hot_bytes + others);
-}
-
-#[test]
-fn a_vouched_module_is_found_without_hashing_and_a_wrong_claim_files_nothing_under_it() {
-    use kernel::syscalls::engine::GuestEngine;
-    use sha2::Digest;
-    let engine = WasmEngine::new(RuntimeConfig::default()).unwrap();
-    let (vouched, wrongly) = (numbered_module(1), numbered_module(2));
-    engine.vouch(&vouched, sha2::Sha256::digest(&vouched[..]).into());
-    engine.load_shared(&vouched, 1 << 20).unwrap();
-    assert_eq!((engine.identified_bytes(), engine.cached_programs()), (0, 1), "found by the stated digest");
-    // A claim that is not the bytes' digest: compiled from the bytes and kept under their own
-    // digest, where a lookup by hashing them finds it (no second program).
-    engine.vouch(&wrongly, [0; 32]);
-    engine.load_shared(&wrongly, 1 << 20).unwrap();
-    assert_eq!(engine.cached_programs(), 2);
-    engine.load(&wrongly, 1 << 20).unwrap();
-    assert_eq!(engine.cached_programs(), 2);
-    assert_eq!(engine.identified_bytes(), u64::try_from(wrongly.len()).unwrap());
 }
 
 #[test]

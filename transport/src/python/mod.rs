@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use sha2::{Digest, Sha256};
 
 use kernel::host::python::{PreloadedPython, PythonInstall, PythonSource};
+use kernel::syscalls::engine::{InstalledModule, SharedModule};
 
 /// The install's version, as the fetch script names its directory.
 pub const PYTHON_VERSION: &str = "0.1.0";
@@ -138,6 +139,18 @@ impl OsPython {
     fn read(&self, name: &str) -> Result<Arc<[u8]>, String> {
         read_install_file(&self.dir, name)
     }
+
+    /// `name`, whose SHA-256 the install states is `digest`, to be read only if the engine has
+    /// no code compiled from it: a sidecar's first Python start then reads none of its 100 MB.
+    ///
+    /// # Errors
+    ///
+    /// It is missing or over [`MAX_PYTHON_FILE_BYTES`].
+    fn installed(&self, name: &'static str, digest: [u8; 32]) -> Result<InstalledModule, String> {
+        let len = install_file_len(&self.dir, name)?;
+        let dir = self.dir.clone();
+        Ok(InstalledModule::new(digest, len, move || read_install_file(&dir, name)))
+    }
 }
 
 /// `name`'s digest in `checksums` (`sha256sum` lines: 64 hex digits, two spaces, the name).
@@ -160,18 +173,26 @@ fn parse_digest(hex: &str) -> Option<[u8; 32]> {
 
 /// `dir/name`, whole, unless missing or over [`MAX_PYTHON_FILE_BYTES`].
 fn read_install_file(dir: &Path, name: &str) -> Result<Arc<[u8]>, String> {
+    let size = install_file_len(dir, name)?;
     let path = dir.join(name);
-    let missing = |error: std::io::Error| {
-        format!(
-            "the Python interpreter is not installed at {} ({error}): scripts/fetch-python.sh installs it",
-            path.display()
-        )
-    };
-    let size = std::fs::metadata(&path).map_err(missing)?.len();
+    read_shared(&path, size).map_err(|error| not_installed(&path, &error))
+}
+
+/// The length of `dir/name`, unless missing or over [`MAX_PYTHON_FILE_BYTES`].
+fn install_file_len(dir: &Path, name: &str) -> Result<u64, String> {
+    let path = dir.join(name);
+    let size = std::fs::metadata(&path).map_err(|error| not_installed(&path, &error))?.len();
     if size > MAX_PYTHON_FILE_BYTES {
         return Err(format!("{} is {size} bytes, over the {MAX_PYTHON_FILE_BYTES} bytes allowed", path.display()));
     }
-    read_shared(&path, size).map_err(missing)
+    Ok(size)
+}
+
+fn not_installed(path: &Path, error: &std::io::Error) -> String {
+    format!(
+        "the Python interpreter is not installed at {} ({error}): scripts/fetch-python.sh installs it",
+        path.display()
+    )
 }
 
 /// The `size` bytes of the file at `path`, read straight into shared memory: reading into a
@@ -348,13 +369,12 @@ impl PythonSource for OsPython {
                 (interpreter, self.listed_digest(interpreter))
             }
         };
-        let module = self.read(interpreter)?;
-        let install = Arc::new(PythonInstall {
-            module,
-            module_digest,
-            stdlib: self.read(PYTHON_STDLIB)?,
-            preloaded: self.preloaded()?,
-        });
+        let module = match module_digest {
+            Some(digest) => SharedModule::Installed(Arc::new(self.installed(interpreter, digest)?)),
+            None => SharedModule::Bytes(self.read(interpreter)?),
+        };
+        let install =
+            Arc::new(PythonInstall { module, stdlib: self.read(PYTHON_STDLIB)?, preloaded: self.preloaded()? });
         *loaded = Some(Arc::clone(&install));
         Ok(install)
     }
@@ -375,7 +395,7 @@ mod tests {
         std::fs::write(dir.join("python.wasm"), b"\0asm").unwrap();
         std::fs::write(dir.join("python-stdlib.zip"), b"PK").unwrap();
         let install = python.load().unwrap();
-        assert_eq!((&install.module[..], &install.stdlib[..]), (&b"\0asm"[..], &b"PK"[..]));
+        assert_eq!((&install.module.bytes().unwrap()[..], &install.stdlib[..]), (&b"\0asm"[..], &b"PK"[..]));
         assert!(Arc::ptr_eq(&install, &python.load().unwrap()), "loaded once, shared after");
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -390,6 +410,14 @@ mod tests {
         assert_eq!(listed_digest(&checksums, "snapshot.wasm"), None);
         assert_eq!(listed_digest("abc  python.wasm\n", "python.wasm"), None);
         assert_eq!(listed_digest(&format!("{}  python.wasm", "zz".repeat(32)), "python.wasm"), None);
+    }
+
+    /// The digest an installed module states (`None`: its bytes were read).
+    fn stated_digest(module: &SharedModule) -> Option<[u8; 32]> {
+        match module {
+            SharedModule::Installed(installed) => Some(installed.digest()),
+            SharedModule::Bytes(_) => None,
+        }
     }
 
     /// A fresh install directory for `test`: a snapshot, a library, and `files`.
@@ -407,7 +435,7 @@ mod tests {
     #[test]
     fn the_pre_initialised_interpreter_is_preferred_when_installed() {
         let dir = install_with("python-snapshot", &[(PYTHON_PLAIN, b"\0asm plain")]);
-        assert_eq!(&OsPython::new(dir.clone()).load().unwrap().module[..], b"\0asm snapshot");
+        assert_eq!(&OsPython::new(dir.clone()).load().unwrap().module.bytes().unwrap()[..], b"\0asm snapshot");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -423,7 +451,7 @@ mod tests {
         python.install_made(preloaded, b"\0asm preloaded").unwrap();
         assert!(python.is_current(preloaded));
         let install = OsPython::new(dir.clone()).load().unwrap();
-        assert_eq!(&install.module[..], b"\0asm snapshot");
+        assert_eq!(&install.module.bytes().unwrap()[..], b"\0asm snapshot");
         let preloaded = install.preloaded.as_ref().unwrap();
         assert_eq!(
             (preloaded.module().map(|module| &module[..]), preloaded.packages.len()),
@@ -447,23 +475,27 @@ mod tests {
         let python = OsPython::new(dir.clone());
         let base = MadeInterpreter::Base;
         assert!(!python.is_current(base));
-        assert_eq!(python.load().unwrap().module_digest, Some([0x11; 32]), "the install's snapshot, as listed");
+        assert_eq!(
+            stated_digest(&python.load().unwrap().module),
+            Some([0x11; 32]),
+            "the install's snapshot, as listed"
+        );
         python.install_made(base, b"\0asm base").unwrap();
         assert!(python.is_current(base) && !python.is_current(MadeInterpreter::Preloaded));
         let install = OsPython::new(dir.clone()).load().unwrap();
-        assert_eq!(&install.module[..], b"\0asm base");
-        assert_eq!(install.module_digest, Some(<[u8; 32]>::from(Sha256::digest(b"\0asm base"))));
+        assert_eq!(&install.module.bytes().unwrap()[..], b"\0asm base");
+        assert_eq!(stated_digest(&install.module), Some(<[u8; 32]>::from(Sha256::digest(b"\0asm base"))));
         // Each kind has its own key: the base's does not make a preloaded one current.
         assert_ne!(python.key(base).unwrap(), python.key(MadeInterpreter::Preloaded).unwrap());
         // A key file without the digest is not trusted to vouch: the install's snapshot runs.
         let key = python.key(base).unwrap();
         std::fs::write(dir.join(PYTHON_BASE_KEY), format!("{key}\n")).unwrap();
-        assert_eq!(&OsPython::new(dir.clone()).load().unwrap().module[..], b"\0asm snapshot");
+        assert_eq!(&OsPython::new(dir.clone()).load().unwrap().module.bytes().unwrap()[..], b"\0asm snapshot");
         // A new install makes it stale.
         python.install_made(base, b"\0asm base").unwrap();
         std::fs::write(dir.join(PYTHON_CHECKSUMS), format!("{}  python-snapshot.wasm\n", "22".repeat(32))).unwrap();
         assert!(!python.is_current(base));
-        assert_eq!(&OsPython::new(dir.clone()).load().unwrap().module[..], b"\0asm snapshot");
+        assert_eq!(&OsPython::new(dir.clone()).load().unwrap().module.bytes().unwrap()[..], b"\0asm snapshot");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
