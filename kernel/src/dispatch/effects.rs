@@ -241,7 +241,9 @@ mod tests {
         use crate::host::effect::HostDirHandle;
         use crate::host::journal::PortCall;
         let dir: std::sync::Arc<dyn crate::host::fs::HostDir> =
-            std::sync::Arc::new(crate::host::python::StdlibDir::new(std::sync::Arc::from(Vec::new())));
+            std::sync::Arc::new(crate::host::python::StdlibDir::new(std::sync::Arc::new(
+                crate::host::python::StdlibArchive::from_bytes(std::sync::Arc::from(Vec::new())),
+            )));
         let call = |index: usize| Effect::HostCall {
             dir: HostDirHandle::new(1, std::sync::Arc::clone(&dir)),
             call: PortCall::Stat { dir: 1, path: index.to_string() },

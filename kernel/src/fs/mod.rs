@@ -489,7 +489,10 @@ impl VmFilesystem {
 
     /// Shows the Python library read-only at `/usr/local/lib` (see `host::python`), once: a
     /// mount there already (this one, or one the host configured) is left as it is.
-    pub(crate) fn show_python_stdlib(&mut self, stdlib: std::sync::Arc<[u8]>) -> Result<(), Rejection> {
+    pub(crate) fn show_python_stdlib(
+        &mut self,
+        stdlib: std::sync::Arc<crate::host::python::StdlibArchive>,
+    ) -> Result<(), Rejection> {
         let guest_path = crate::host::python::PYTHON_STDLIB_DIR;
         if self.mounts.iter().any(|mount| mount.guest_path == guest_path) {
             return Ok(());

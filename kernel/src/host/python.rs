@@ -6,10 +6,12 @@
 //! that ran Python needs the same install. The interpreter is loaded once and shared by every
 //! VM (it is never copied into a VM's files: at 99 MB it is more than a frame or a VM's
 //! filesystem holds); the library is shown to guests read-only at [`PYTHON_STDLIB_PATH`], where
-//! the interpreter looks for it, through a one-file directory ([`StdlibDir`]).
+//! the interpreter looks for it, through a one-file directory ([`StdlibDir`]), read from the
+//! install as guests read it ([`StdlibArchive`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::fs::{HostDir, HostFileKind, HostFsError, HostResult, HostStat};
 use crate::host::module::SharedModule;
@@ -35,9 +37,102 @@ pub struct PythonInstall {
     /// (named by the SHA-256 its install lists, read only if the engine has no code for it)
     /// when the install lists it, else its bytes.
     pub module: SharedModule,
-    pub stdlib: Arc<[u8]>,
+    pub stdlib: Arc<StdlibArchive>,
     /// The interpreter pre-initialised with heavy packages imported, when installed.
     pub preloaded: Option<PreloadedPython>,
+}
+
+/// Bytes of the library read from the install at a time: a module's source or bytecode is a
+/// few KiB to tens of KiB, the interpreter reads 128 KiB at a time.
+pub const STDLIB_CHUNK_BYTES: u64 = 64 * 1024;
+
+/// The library archive (54 MB), read from the install in [`STDLIB_CHUNK_BYTES`] chunks as
+/// guests first read them: the modules a program's start-up imports are in the interpreter's
+/// snapshot, so a Python process reads a few hundred KiB of it, and a sidecar never reads nor
+/// holds the rest (its first Python start was about 35 ms longer reading it whole). A chunk
+/// read once is kept for the sidecar's life (the archive's size at most), so every later read
+/// of it, by any VM, gives the same bytes.
+pub struct StdlibArchive {
+    len: u64,
+    chunks: Mutex<BTreeMap<u64, Arc<[u8]>>>,
+    read_at: Box<ReadAt>,
+}
+
+/// Fills a buffer with the archive's bytes from an offset.
+type ReadAt = dyn Fn(u64, &mut [u8]) -> Result<(), String> + Send + Sync;
+
+impl StdlibArchive {
+    /// The archive of `len` bytes that `read_at(offset, buffer)` reads, filling `buffer`.
+    pub fn new(len: u64, read_at: impl Fn(u64, &mut [u8]) -> Result<(), String> + Send + Sync + 'static) -> Self {
+        Self { len, chunks: Mutex::new(BTreeMap::new()), read_at: Box::new(read_at) }
+    }
+
+    /// An archive already in memory.
+    pub fn from_bytes(bytes: Arc<[u8]>) -> Self {
+        let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        Self::new(len, move |offset, buffer| {
+            let start = usize::try_from(offset).map_err(|_| "offset past the archive".to_owned())?;
+            let end = start.checked_add(buffer.len()).ok_or("range past the archive")?;
+            buffer.copy_from_slice(bytes.get(start..end).ok_or("range past the archive")?);
+            Ok(())
+        })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes from `offset`, at most `len` of them (fewer at the archive's end).
+    ///
+    /// # Errors
+    ///
+    /// A chunk could not be read from the install (why).
+    pub fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, String> {
+        let end = offset.saturating_add(len).min(self.len);
+        let mut bytes = Vec::with_capacity(usize::try_from(end.saturating_sub(offset)).unwrap_or(0));
+        let mut at = offset;
+        while at < end {
+            let index = at / STDLIB_CHUNK_BYTES;
+            let chunk = self.chunk(index)?;
+            let chunk_start = index * STDLIB_CHUNK_BYTES;
+            let from = usize::try_from(at - chunk_start).unwrap_or(usize::MAX);
+            let to = usize::try_from(end.min(chunk_start + STDLIB_CHUNK_BYTES) - chunk_start).unwrap_or(usize::MAX);
+            bytes.extend_from_slice(chunk.get(from..to).ok_or("a chunk shorter than the archive")?);
+            at = chunk_start + STDLIB_CHUNK_BYTES;
+        }
+        debug_assert_eq!(u64::try_from(bytes.len()).ok(), Some(end.saturating_sub(offset)));
+        Ok(bytes)
+    }
+
+    /// Chunk `index`, read from the install the first time.
+    fn chunk(&self, index: u64) -> Result<Arc<[u8]>, String> {
+        let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(chunk) = chunks.get(&index) {
+            return Ok(Arc::clone(chunk));
+        }
+        let start = index * STDLIB_CHUNK_BYTES;
+        let len = usize::try_from(STDLIB_CHUNK_BYTES.min(self.len.saturating_sub(start))).unwrap_or(0);
+        let mut buffer = vec![0u8; len];
+        (self.read_at)(start, &mut buffer)?;
+        let chunk: Arc<[u8]> = Arc::from(buffer);
+        chunks.insert(index, Arc::clone(&chunk));
+        Ok(chunk)
+    }
+
+    /// Chunks read so far.
+    pub fn chunks_read(&self) -> usize {
+        self.chunks.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+impl fmt::Debug for StdlibArchive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StdlibArchive").field("len", &self.len).field("chunks_read", &self.chunks_read()).finish()
+    }
 }
 
 /// An interpreter whose start-up already imported `packages`: importing them again is a
@@ -82,7 +177,7 @@ impl fmt::Debug for PythonInstall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PythonInstall")
             .field("module", &self.module)
-            .field("stdlib_bytes", &self.stdlib.len())
+            .field("stdlib", &self.stdlib)
             .field("preloaded", &self.preloaded)
             .finish()
     }
@@ -159,11 +254,11 @@ pub trait PythonSource: fmt::Debug + Send + Sync {
 /// The library's directory: one read-only file, read in place from the shared archive.
 #[derive(Debug)]
 pub struct StdlibDir {
-    stdlib: Arc<[u8]>,
+    stdlib: Arc<StdlibArchive>,
 }
 
 impl StdlibDir {
-    pub fn new(stdlib: Arc<[u8]>) -> Self {
+    pub fn new(stdlib: Arc<StdlibArchive>) -> Self {
         Self { stdlib }
     }
 
@@ -171,14 +266,13 @@ impl StdlibDir {
         match path {
             "" => Ok(HostStat { ino: 1, nlink: 2, ..HostStat::new(HostFileKind::Directory, 0o555, 0) }),
             PYTHON_STDLIB_NAME => {
-                let size = u64::try_from(self.stdlib.len()).unwrap_or(u64::MAX);
-                Ok(HostStat { ino: 2, ..HostStat::new(HostFileKind::File, 0o444, size) })
+                Ok(HostStat { ino: 2, ..HostStat::new(HostFileKind::File, 0o444, self.stdlib.len()) })
             }
             _ => Err(Errno::ENOENT.into()),
         }
     }
 
-    fn file(&self, path: &str) -> HostResult<&[u8]> {
+    fn file(&self, path: &str) -> HostResult<&StdlibArchive> {
         match path {
             PYTHON_STDLIB_NAME => Ok(&self.stdlib),
             "" => Err(Errno::EISDIR.into()),
@@ -193,11 +287,11 @@ fn read_only() -> HostFsError {
 
 impl HostDir for StdlibDir {
     fn read_file(&self, path: &str, max_bytes: u64) -> HostResult<Vec<u8>> {
-        let bytes = self.file(path)?;
-        if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > max_bytes {
+        let archive = self.file(path)?;
+        if archive.len() > max_bytes {
             return Err(Errno::EFBIG.into());
         }
-        Ok(bytes.to_vec())
+        archive.read(0, archive.len()).map_err(|_| Errno::EIO.into())
     }
     fn write_file(&self, _path: &str, _data: &[u8], _mode: u32) -> HostResult<()> {
         Err(read_only())
@@ -227,10 +321,7 @@ impl HostDir for StdlibDir {
         Err(read_only())
     }
     fn pread(&self, path: &str, offset: u64, len: u64) -> HostResult<Vec<u8>> {
-        let bytes = self.file(path)?;
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
-        let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)).min(bytes.len());
-        Ok(bytes.get(start..end).unwrap_or_default().to_vec())
+        self.file(path)?.read(offset, len).map_err(|_| Errno::EIO.into())
     }
     fn realpath(&self, path: &str) -> HostResult<String> {
         self.stat_of(path).map(|_| path.to_owned())
@@ -266,7 +357,7 @@ mod tests {
         let preloaded: Arc<[u8]> = Arc::from(&b"preloaded"[..]);
         let install = PythonInstall {
             module: SharedModule::Bytes(Arc::clone(&plain)),
-            stdlib: Arc::from(&b""[..]),
+            stdlib: Arc::new(StdlibArchive::from_bytes(Arc::from(&b""[..]))),
             preloaded: Some(PreloadedPython::new(vec!["numpy".into(), "pandas".into()], {
                 let preloaded = Arc::clone(&preloaded);
                 move || Some(Arc::clone(&preloaded))
@@ -285,8 +376,48 @@ mod tests {
     }
 
     #[test]
+    fn the_library_is_read_from_the_install_a_chunk_at_a_time_and_each_chunk_once() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let chunk = usize::try_from(STDLIB_CHUNK_BYTES).unwrap_or(0);
+        let byte_at = |index: u64| u8::try_from(index % 251).unwrap_or(0);
+        let bytes: Vec<u8> = (0..3 * STDLIB_CHUNK_BYTES + 100).map(byte_at).collect();
+        let (reads, failing) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let archive = {
+            let (source, reads, failing) = (bytes.clone(), Arc::clone(&reads), Arc::clone(&failing));
+            StdlibArchive::new(bytes.len() as u64, move |offset, buffer| {
+                reads.fetch_add(1, Ordering::Relaxed);
+                if failing.load(Ordering::Relaxed) {
+                    return Err("the install is gone".to_owned());
+                }
+                let start = usize::try_from(offset).map_err(|e| e.to_string())?;
+                buffer.copy_from_slice(source.get(start..start + buffer.len()).ok_or("past the end")?);
+                Ok(())
+            })
+        };
+        // Across a chunk boundary: two chunks read, then kept.
+        let across = chunk - 10..chunk + 10;
+        assert_eq!(archive.read(across.start as u64, 20).ok().as_deref(), bytes.get(across.clone()));
+        assert_eq!(archive.read(across.start as u64, 20).ok().as_deref(), bytes.get(across));
+        assert_eq!(reads.load(Ordering::Relaxed), 2);
+        // Clipped at the end (a short last chunk); nothing past it.
+        let len = bytes.len() as u64;
+        assert_eq!(archive.read(len - 5, 100).ok().as_deref(), bytes.get(bytes.len() - 5..));
+        assert_eq!(archive.read(len + 5, 100), Ok(Vec::new()));
+        assert_eq!(archive.read(0, 0), Ok(Vec::new()));
+        // A failed read is an error (EIO to the guest), and tried again at the next.
+        failing.store(true, Ordering::Relaxed);
+        let dir = StdlibDir::new(Arc::new(archive));
+        let third = 2 * STDLIB_CHUNK_BYTES;
+        assert_eq!(dir.pread(PYTHON_STDLIB_NAME, third, 1).map_err(|e| e.errno), Err(Errno::EIO));
+        failing.store(false, Ordering::Relaxed);
+        assert_eq!(dir.pread(PYTHON_STDLIB_NAME, third, 1).ok(), Some(vec![byte_at(third)]));
+        assert_eq!(dir.stdlib.chunks_read(), 4, "each chunk read once");
+        assert_eq!(dir.read_file(PYTHON_STDLIB_NAME, len).ok(), Some(bytes));
+    }
+
+    #[test]
     fn the_library_directory_holds_one_read_only_file() {
-        let dir = StdlibDir::new(Arc::from(&b"PK\x03\x04 archive"[..]));
+        let dir = StdlibDir::new(Arc::new(StdlibArchive::from_bytes(Arc::from(&b"PK\x03\x04 archive"[..]))));
         assert_eq!(dir.read_dir("", 10).ok(), Some(vec![PYTHON_STDLIB_NAME.to_owned()]));
         assert_eq!(
             dir.stat(PYTHON_STDLIB_NAME).map(|stat| (stat.kind, stat.size)).ok(),

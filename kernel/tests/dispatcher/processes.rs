@@ -624,7 +624,7 @@ impl kernel::host::python::PythonSource for ScriptPython {
         self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Arc::new(kernel::host::python::PythonInstall {
             module: kernel::syscalls::engine::SharedModule::Bytes(Arc::from(module("exit"))),
-            stdlib: Arc::from(Vec::new()),
+            stdlib: Arc::new(kernel::host::python::StdlibArchive::from_bytes(Arc::from(Vec::new()))),
             preloaded: None,
         }))
     }

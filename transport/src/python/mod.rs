@@ -1,6 +1,8 @@
 //! The Python interpreter on disk, as `scripts/fetch-python.sh` installs it: the interpreter and
-//! `python-stdlib.zip` in one directory, read once (on the first Python `Execute`) and shared by
-//! every VM after. A failed load is not remembered, so installing it later works without a
+//! `python-stdlib.zip` in one directory, loaded on the first Python `Execute` and shared by every
+//! VM after. Loading reads neither whole: the interpreter is read only if the engine has no code
+//! compiled from it (`InstalledModule`), the library a chunk at a time as guests read it
+//! (`StdlibArchive`). A failed load is not remembered, so installing it later works without a
 //! restart.
 //!
 //! The interpreter modules:
@@ -23,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 
-use kernel::host::python::{PreloadedPython, PythonInstall, PythonSource};
+use kernel::host::python::{PreloadedPython, PythonInstall, PythonSource, StdlibArchive};
 use kernel::syscalls::engine::{InstalledModule, SharedModule};
 
 /// The install's version, as the fetch script names its directory.
@@ -138,6 +140,22 @@ impl OsPython {
 
     fn read(&self, name: &str) -> Result<Arc<[u8]>, String> {
         read_install_file(&self.dir, name)
+    }
+
+    /// The library archive, read as guests read it: through a handle opened now, so a new
+    /// install renamed into place meanwhile does not mix its bytes with the old one's.
+    ///
+    /// # Errors
+    ///
+    /// It is missing, over [`MAX_PYTHON_FILE_BYTES`], or cannot be opened.
+    fn stdlib(&self) -> Result<StdlibArchive, String> {
+        use std::os::unix::fs::FileExt;
+        let len = install_file_len(&self.dir, PYTHON_STDLIB)?;
+        let path = self.dir.join(PYTHON_STDLIB);
+        let file = std::fs::File::open(&path).map_err(|error| not_installed(&path, &error))?;
+        Ok(StdlibArchive::new(len, move |offset, buffer| {
+            file.read_exact_at(buffer, offset).map_err(|error| format!("{}: {error}", path.display()))
+        }))
     }
 
     /// `name`, whose SHA-256 the install states is `digest`, to be read only if the engine has
@@ -374,7 +392,7 @@ impl PythonSource for OsPython {
             None => SharedModule::Bytes(self.read(interpreter)?),
         };
         let install =
-            Arc::new(PythonInstall { module, stdlib: self.read(PYTHON_STDLIB)?, preloaded: self.preloaded()? });
+            Arc::new(PythonInstall { module, stdlib: Arc::new(self.stdlib()?), preloaded: self.preloaded()? });
         *loaded = Some(Arc::clone(&install));
         Ok(install)
     }
@@ -395,7 +413,10 @@ mod tests {
         std::fs::write(dir.join("python.wasm"), b"\0asm").unwrap();
         std::fs::write(dir.join("python-stdlib.zip"), b"PK").unwrap();
         let install = python.load().unwrap();
-        assert_eq!((&install.module.bytes().unwrap()[..], &install.stdlib[..]), (&b"\0asm"[..], &b"PK"[..]));
+        assert_eq!(
+            (&install.module.bytes().unwrap()[..], &install.stdlib.read(0, 100).unwrap()[..]),
+            (&b"\0asm"[..], &b"PK"[..])
+        );
         assert!(Arc::ptr_eq(&install, &python.load().unwrap()), "loaded once, shared after");
         let _ = std::fs::remove_dir_all(&dir);
     }
