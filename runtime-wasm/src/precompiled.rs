@@ -103,7 +103,7 @@ impl ModuleDigest {
         ModuleDigest(Sha256::digest(wasm).into())
     }
 
-    /// A digest as its bytes' owner states it (see `GuestEngine::vouch`): used to find code,
+    /// A digest as its bytes' owner states it (an `InstalledModule`): used to find code,
     /// checked before any is compiled (see [`load_or_compile`]).
     pub fn claimed(digest: [u8; 32]) -> ModuleDigest {
         ModuleDigest(digest)

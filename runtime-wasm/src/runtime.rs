@@ -216,7 +216,7 @@ impl<H: WasiHost> Runtime<H> {
         self.compile_known(wasm, Some(digest), false).map(|(program, _)| program)
     }
 
-    /// [`Runtime::compile`] of a module whose owner states its digest (`GuestEngine::vouch`):
+    /// [`Runtime::compile`] of a module whose owner states its digest (an `InstalledModule`):
     /// the module cache's code for it is used as is; anything compiled is compiled from `wasm`
     /// under the digest computed from it. Returns the program and the digest it is known by
     /// (`claimed`, unless that was not `wasm`'s).

@@ -109,8 +109,9 @@ impl Compiles {
     /// about lately.
     fn key_of(&mut self, module: &SharedModule, max_wasm_stack_bytes: u64) -> CompileKey {
         let module = match module {
+            // The digest's head stands for the hash.
             SharedModule::Installed(installed) => {
-                return installed_key(installed.len(), &installed.digest(), max_wasm_stack_bytes)
+                return (installed.len(), installed.short_digest(), max_wasm_stack_bytes)
             }
             SharedModule::Bytes(bytes) => bytes,
         };
@@ -136,14 +137,6 @@ impl Compiles {
         }
         debug_assert_eq!(self.order.len(), self.compiled.len());
     }
-}
-
-/// The key of an installed module of `len` bytes whose SHA-256 is `digest`: its first eight
-/// bytes stand for the hash.
-fn installed_key(len: u64, digest: &[u8; 32], max_wasm_stack_bytes: u64) -> CompileKey {
-    let mut head = [0u8; 8];
-    head.copy_from_slice(&digest[..8]);
-    (len, u64::from_le_bytes(head), max_wasm_stack_bytes)
 }
 
 fn compile_key(module: &[u8], max_wasm_stack_bytes: u64) -> CompileKey {

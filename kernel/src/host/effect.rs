@@ -293,10 +293,6 @@ impl Effect {
 fn module_digest(module: &SharedModule) -> Digest {
     match module {
         SharedModule::Bytes(bytes) => Digest::of(bytes),
-        SharedModule::Installed(installed) => {
-            let mut head = [0u8; 8];
-            head.copy_from_slice(&installed.digest()[..8]);
-            Digest { len: installed.len(), fnv1a: u64::from_le_bytes(head) }
-        }
+        SharedModule::Installed(installed) => Digest { len: installed.len(), fnv1a: installed.short_digest() },
     }
 }

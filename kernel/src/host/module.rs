@@ -80,12 +80,6 @@ impl PartialEq for SharedModule {
 
 impl Eq for SharedModule {}
 
-impl From<Arc<[u8]>> for SharedModule {
-    fn from(bytes: Arc<[u8]>) -> Self {
-        Self::Bytes(bytes)
-    }
-}
-
 impl fmt::Debug for SharedModule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -121,6 +115,13 @@ impl InstalledModule {
     /// Its SHA-256, as its install states it.
     pub fn digest(&self) -> [u8; 32] {
         self.digest
+    }
+
+    /// The digest's first eight bytes, which stand for it where a `u64` names a module (the
+    /// compile record's keys, the trace's effect summaries).
+    pub fn short_digest(&self) -> u64 {
+        let [a, b, c, d, e, f, g, h, ..] = self.digest;
+        u64::from_le_bytes([a, b, c, d, e, f, g, h])
     }
 
     pub fn len(&self) -> u64 {

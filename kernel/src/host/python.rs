@@ -99,10 +99,11 @@ impl StdlibArchive {
             let index = at / STDLIB_CHUNK_BYTES;
             let chunk = self.chunk(index)?;
             let chunk_start = index * STDLIB_CHUNK_BYTES;
+            let chunk_end = chunk_start.saturating_add(STDLIB_CHUNK_BYTES);
             let from = usize::try_from(at - chunk_start).unwrap_or(usize::MAX);
-            let to = usize::try_from(end.min(chunk_start + STDLIB_CHUNK_BYTES) - chunk_start).unwrap_or(usize::MAX);
+            let to = usize::try_from(end.min(chunk_end) - chunk_start).unwrap_or(usize::MAX);
             bytes.extend_from_slice(chunk.get(from..to).ok_or("a chunk shorter than the archive")?);
-            at = chunk_start + STDLIB_CHUNK_BYTES;
+            at = chunk_end;
         }
         debug_assert_eq!(u64::try_from(bytes.len()).ok(), Some(end.saturating_sub(offset)));
         Ok(bytes)

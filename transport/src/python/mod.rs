@@ -167,7 +167,15 @@ impl OsPython {
     fn installed(&self, name: &'static str, digest: [u8; 32]) -> Result<InstalledModule, String> {
         let len = install_file_len(&self.dir, name)?;
         let dir = self.dir.clone();
-        Ok(InstalledModule::new(digest, len, move || read_install_file(&dir, name)))
+        Ok(InstalledModule::new(digest, len, move || {
+            // A file of another length is not the install's: refused before 100 MB are read
+            // (again at every start that needs it).
+            let now = install_file_len(&dir, name)?;
+            if now != len {
+                return Err(format!("{} changed: {now} bytes, where the install had {len}", dir.join(name).display()));
+            }
+            read_install_file(&dir, name)
+        }))
     }
 }
 
@@ -490,7 +498,7 @@ mod tests {
     }
 
     #[test]
-    fn the_base_interpreter_runs_programs_while_current_vouched_by_the_digest_recorded_with_it() {
+    fn the_base_interpreter_runs_programs_while_current_named_by_the_digest_recorded_with_it() {
         let listed = format!("{}  python-snapshot.wasm\n", "11".repeat(32));
         let dir = install_with("python-base", &[(PYTHON_CHECKSUMS, listed.as_bytes())]);
         let python = OsPython::new(dir.clone());
@@ -508,10 +516,15 @@ mod tests {
         assert_eq!(stated_digest(&install.module), Some(<[u8; 32]>::from(Sha256::digest(b"\0asm base"))));
         // Each kind has its own key: the base's does not make a preloaded one current.
         assert_ne!(python.key(base).unwrap(), python.key(MadeInterpreter::Preloaded).unwrap());
-        // A key file without the digest is not trusted to vouch: the install's snapshot runs.
+        // A key file without the digest does not name it: the install's snapshot runs.
         let key = python.key(base).unwrap();
         std::fs::write(dir.join(PYTHON_BASE_KEY), format!("{key}\n")).unwrap();
         assert_eq!(&OsPython::new(dir.clone()).load().unwrap().module.bytes().unwrap()[..], b"\0asm snapshot");
+        // Rewritten to another length under a loaded install: refused before it is read.
+        python.install_made(base, b"\0asm base").unwrap();
+        let loaded = OsPython::new(dir.clone()).load().unwrap();
+        std::fs::write(dir.join(PYTHON_BASE), b"\0asm other base").unwrap();
+        assert!(loaded.module.bytes().unwrap_err().contains("changed"));
         // A new install makes it stale.
         python.install_made(base, b"\0asm base").unwrap();
         std::fs::write(dir.join(PYTHON_CHECKSUMS), format!("{}  python-snapshot.wasm\n", "22".repeat(32))).unwrap();
