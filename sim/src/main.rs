@@ -12,7 +12,8 @@
 use clap::Parser;
 use kernel::InjectedFault;
 use sim::{check_determinism, describe, missing_coverage, run_seed, SimOptions};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,6 +56,13 @@ struct Cli {
     /// Run as a worker: seeds from stdin, a line each; one JSON report per line on stdout.
     #[arg(long, hide = true, conflicts_with_all = ["seed", "seeds", "replay"])]
     worker: bool,
+    /// With `--worker`: the `node` build the parent found (so each worker does not hash its
+    /// sources again).
+    #[arg(long, hide = true, requires = "worker")]
+    node_dir: Option<PathBuf>,
+    /// With `--worker`: the Python install the parent found.
+    #[arg(long, hide = true, requires = "worker")]
+    python_dir: Option<PathBuf>,
 }
 
 /// Most seeds run at once: beyond the cores of any machine this runs on, workers only wait.
@@ -102,6 +110,12 @@ fn main() -> ExitCode {
         };
     }
     if cli.worker {
+        if let Some(dir) = cli.node_dir {
+            testkit::node::use_built(dir);
+        }
+        if let Some(dir) = cli.python_dir {
+            testkit::python::use_installed(dir);
+        }
         return worker(&options, cli.check_determinism);
     }
     let (first, end) = cli.seeds.unwrap_or((0, 100));
@@ -206,36 +220,39 @@ fn worker(options: &SimOptions, determinism: bool) -> ExitCode {
     }
 }
 
-/// How to start a worker: this program, with the options that shape a seed.
+/// How to start a worker: this program, with the options that shape a seed, and the software
+/// this process found (see [`sim::prepare_shared_software`]).
 struct Workers {
     program: Option<PathBuf>,
-    arguments: Vec<String>,
+    arguments: Vec<OsString>,
 }
 
 impl Workers {
     fn of(cli: &Cli) -> Workers {
-        let mut arguments = vec![
-            "--worker".to_owned(),
-            "--clients".to_owned(),
-            cli.clients.to_string(),
-            "--steps".to_owned(),
-            cli.steps.to_string(),
+        let mut arguments: Vec<OsString> = vec![
+            "--worker".into(),
+            "--clients".into(),
+            cli.clients.to_string().into(),
+            "--steps".into(),
+            cli.steps.to_string().into(),
         ];
         if let Some(n) = cli.drop_response {
-            arguments.extend(["--drop-response".to_owned(), n.to_string()]);
+            arguments.extend(["--drop-response".into(), n.to_string().into()]);
         }
         if cli.acknowledge_failed_flush {
-            arguments.push("--acknowledge-failed-flush".to_owned());
+            arguments.push("--acknowledge-failed-flush".into());
         }
         if cli.check_determinism {
-            arguments.push("--check-determinism".to_owned());
+            arguments.push("--check-determinism".into());
         }
+        arguments.extend(["--node-dir".into(), testkit::node::built().into()]);
+        arguments.extend(["--python-dir".into(), testkit::python::installed().into()]);
         Workers { program: std::env::current_exe().ok(), arguments }
     }
 
     /// Runs seeds from `next` (below `end`) in one worker process after another, until none
     /// are left: a worker that ends early (a crash in a seed) fails that seed, and the next
-    /// worker goes on.
+    /// worker goes on (with the seeds sent to the one that ended and not yet run).
     fn drain(&self, next: &AtomicU64, end: u64, results: &Mutex<Vec<SeedReport>>) {
         use std::io::{BufRead, BufReader, Read, Write};
         use std::process::{Command, Stdio};
@@ -246,13 +263,15 @@ impl Workers {
             }
             return;
         };
+        // Seeds sent to the worker and not yet reported, oldest first.
+        let mut sent: VecDeque<u64> = VecDeque::with_capacity(SEEDS_AHEAD + 1);
         'workers: loop {
             let spawned =
                 Command::new(program).args(&self.arguments).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
             let mut child = match spawned {
                 Ok(child) => child,
                 Err(error) => {
-                    while let Some(seed) = take(next, end) {
+                    while let Some(seed) = sent.pop_front().or_else(|| take(next, end)) {
                         push(SeedReport::lost(seed, format!("cannot start a worker: {error}")));
                     }
                     return;
@@ -261,16 +280,26 @@ impl Workers {
             let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else { return };
             let mut reports = BufReader::new(stdout).take(u64::MAX);
             let mut line = String::new();
-            while let Some(seed) = take(next, end) {
+            // Seeds a worker that ended left unrun go to this one first. A failed write shows
+            // as the missing report below.
+            let mut send = |seed: u64| writeln!(stdin, "{seed}").and_then(|()| stdin.flush());
+            let _ = sent.iter().try_for_each(|seed| send(*seed));
+            loop {
+                while sent.len() <= SEEDS_AHEAD {
+                    let Some(seed) = take(next, end) else { break };
+                    let _ = send(seed);
+                    sent.push_back(seed);
+                }
+                let Some(&seed) = sent.front() else { break };
                 line.clear();
                 reports.set_limit(MAX_WORKER_LINE_BYTES);
-                let sent = writeln!(stdin, "{seed}").and_then(|()| stdin.flush());
-                let report = sent
-                    .and_then(|()| reports.read_line(&mut line))
+                let report = reports
+                    .read_line(&mut line)
                     .ok()
                     .filter(|read| *read > 0)
                     .and_then(|_| serde_json::from_str::<SeedReport>(&line).ok())
                     .filter(|report| report.seed == seed);
+                sent.pop_front();
                 match report {
                     Some(report) => push(report),
                     None => {
@@ -287,6 +316,12 @@ impl Workers {
         }
     }
 }
+
+/// Seeds a worker is sent beyond the one it is running, so it starts the next without waiting
+/// for this process to read its report and answer (a round trip through two pipes and two
+/// wake-ups, per seed). One is enough for that; more would only leave a worker with seeds
+/// queued at the end while the other has none.
+const SEEDS_AHEAD: usize = 1;
 
 /// The next seed not yet taken, below `end`.
 fn take(next: &AtomicU64, end: u64) -> Option<u64> {
@@ -357,5 +392,35 @@ fn many_seeds(first: u64, end: u64, options: &SimOptions, workers: &Workers, job
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Workers that are a shell script: each reports the seeds it reads, and ends (without a
+    /// report) at seed 3.
+    fn scripted_workers() -> Workers {
+        let script = r#"while read seed; do
+            [ "$seed" = 3 ] && exit 7
+            echo "{\"seed\":$seed,\"simulated_ns\":1,\"real_ns\":1,\"violations\":[],\"coverage\":[],\"divergence\":null}"
+        done"#;
+        Workers { program: Some(PathBuf::from("sh")), arguments: vec!["-c".into(), script.into()] }
+    }
+
+    #[test]
+    fn a_worker_that_ends_fails_its_seed_and_the_seed_sent_ahead_runs_in_the_next() {
+        let next = AtomicU64::new(0);
+        let results = Mutex::new(Vec::new());
+        scripted_workers().drain(&next, 8, &results);
+        let mut reports = results.into_inner().unwrap_or_default();
+        reports.sort_by_key(|report| report.seed);
+        let seeds: Vec<u64> = reports.iter().map(|report| report.seed).collect();
+        assert_eq!(seeds, (0..8).collect::<Vec<_>>(), "every seed reported once");
+        for report in &reports {
+            let lost = report.violations.iter().any(|violation| violation.contains("ended before reporting it"));
+            assert_eq!(lost, report.seed == 3, "seed {}: {:?}", report.seed, report.violations);
+        }
     }
 }

@@ -42,18 +42,50 @@ pub fn response(path: &str) -> Vec<u8> {
     let Some(size) = body_size(path) else {
         return b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec();
     };
-    let seed = fnv(path.as_bytes());
     let mut bytes =
         format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {size}\r\n\r\n").into_bytes();
-    bytes.extend((0..size).map(|i| {
-        let i = u64::try_from(i).unwrap_or_default();
-        if i % 64 == 63 {
-            b'\n'
-        } else {
-            b'a' + u8::try_from(i.wrapping_mul(31).wrapping_add(seed) % 26).unwrap_or_default()
-        }
-    }));
+    bytes.extend(Body::new(fnv(path.as_bytes())).take(size));
     bytes
+}
+
+/// The body's bytes: a newline every 64th, else the letter `((31 i + seed) mod 2^64) mod 26`
+/// for byte `i`. Every fetch's answer is computed twice (served, and checked), up to 128 KB
+/// each, so the letter is stepped (31 is 5 modulo 26) rather than divided for, and computed
+/// afresh only where the sum wraps.
+struct Body {
+    index: u64,
+    sum: u64,
+    letter: u8,
+}
+
+impl Body {
+    fn new(seed: u64) -> Self {
+        Self { index: 0, sum: seed, letter: letter_of(seed) }
+    }
+}
+
+/// The letter (0 to 25) of a sum.
+fn letter_of(sum: u64) -> u8 {
+    u8::try_from(sum % 26).unwrap_or_default()
+}
+
+impl Iterator for Body {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = if self.index % 64 == 63 { b'\n' } else { b'a' + self.letter };
+        let (sum, wrapped) = self.sum.overflowing_add(31);
+        self.letter = if wrapped {
+            letter_of(sum)
+        } else if self.letter >= 21 {
+            self.letter - 21
+        } else {
+            self.letter + 5
+        };
+        self.sum = sum;
+        self.index += 1;
+        Some(byte)
+    }
 }
 
 /// Runs the server until the simulation ends.
@@ -113,5 +145,38 @@ async fn read_path(socket: &mut TcpStream) -> Option<String> {
     match (parts.next(), parts.next(), parts.next()) {
         (Some("GET"), Some(path), Some("HTTP/1.0")) => Some(path.to_owned()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Byte `i` of a body, computed directly.
+    fn reference(seed: u64, i: u64) -> u8 {
+        if i % 64 == 63 {
+            b'\n'
+        } else {
+            b'a' + u8::try_from(i.wrapping_mul(31).wrapping_add(seed) % 26).unwrap_or_default()
+        }
+    }
+
+    #[test]
+    fn the_stepped_body_is_the_directly_computed_one_even_where_the_sum_wraps() {
+        let seeds = [0, 1, 25, 26, fnv(b"/a/b/1000"), u64::MAX - 40, u64::MAX - 31 * 1000, u64::MAX];
+        for seed in seeds {
+            let body: Vec<u8> = Body::new(seed).take(4096).collect();
+            let expected: Vec<u8> = (0..4096).map(|i| reference(seed, i)).collect();
+            assert_eq!(body, expected, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn a_response_has_the_size_its_path_asks_for_and_an_unsized_path_is_not_found() {
+        let response = response("/owner/id/3000");
+        let head = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3000\r\n\r\n";
+        assert!(response.starts_with(head));
+        assert_eq!(response.len(), head.len() + 3000);
+        assert!(super::response("/owner/id/x").starts_with(b"HTTP/1.0 404"));
     }
 }

@@ -12,8 +12,16 @@ use std::sync::OnceLock;
 ///
 /// If it cannot be built, with what to do about it.
 pub fn built() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| crate::packages::fetched("build-node.sh", "the node command", "clang-16, wasi-libc and npm"))
+    BUILT.get_or_init(|| crate::packages::fetched("build-node.sh", "the node command", "clang-16, wasi-libc and npm"))
+}
+
+static BUILT: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes [`built`] answer `dir` without running the script (which hashes every source of the
+/// build: about 20 ms): for a process started by one that has just run it (the simulator's
+/// workers). No effect once [`built`] has answered.
+pub fn use_built(dir: PathBuf) {
+    let _ = BUILT.set(dir);
 }
 
 /// The directory holding `node_modules` with the npm packages the tests run unchanged

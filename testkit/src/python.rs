@@ -12,8 +12,15 @@ use std::sync::OnceLock;
 ///
 /// If they cannot be installed, with what to do about it.
 pub fn installed() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
+    INSTALLED.get_or_init(|| {
         crate::packages::fetched("fetch-python.sh", "the Python interpreter and library", "pip and PyPI")
     })
+}
+
+static INSTALLED: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes [`installed`] answer `dir` without running the script: for a process started by one
+/// that has just run it (the simulator's workers). No effect once [`installed`] has answered.
+pub fn use_installed(dir: PathBuf) {
+    let _ = INSTALLED.set(dir);
 }

@@ -3,7 +3,6 @@
 //! `GuestFilesystemResultResponse` (the vfs below knows no wire type, and guest system calls
 //! never cross the wire's text encodings).
 
-use base64::Engine as _;
 use schema::wire::FilesystemOperation as H;
 use schema::wire::{
     FilesystemResultResponse, GuestFilesystemCallRequest, GuestFilesystemOperation as Op,
@@ -280,11 +279,9 @@ fn decode_content(
         .ok_or_else(|| Rejection::invalid_state(format!("guest filesystem write_file for {path} requires content")))?;
     match encoding.unwrap_or(RootFilesystemEntryEncoding::Utf8) {
         RootFilesystemEntryEncoding::Utf8 => Ok(content.as_bytes().to_vec()),
-        RootFilesystemEntryEncoding::Base64 => {
-            base64::engine::general_purpose::STANDARD.decode(content).map_err(|error| {
-                Rejection::invalid_state(format!("invalid base64 guest filesystem content for {path}: {error}"))
-            })
-        }
+        RootFilesystemEntryEncoding::Base64 => layers::decode_base64(content).map_err(|error| {
+            Rejection::invalid_state(format!("invalid base64 guest filesystem content for {path}: {error}"))
+        }),
     }
 }
 
