@@ -44,47 +44,41 @@ pub fn response(path: &str) -> Vec<u8> {
     };
     let mut bytes =
         format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {size}\r\n\r\n").into_bytes();
-    bytes.extend(Body::new(fnv(path.as_bytes())).take(size));
+    push_body(&mut bytes, fnv(path.as_bytes()), size);
     bytes
 }
 
-/// The body's bytes: a newline every 64th, else the letter `((31 i + seed) mod 2^64) mod 26`
-/// for byte `i`. Every fetch's answer is computed twice (served, and checked), up to 128 KB
-/// each, so the letter is stepped (31 is 5 modulo 26) rather than divided for, and computed
-/// afresh only where the sum wraps.
-struct Body {
-    index: u64,
-    sum: u64,
-    letter: u8,
-}
+/// How often a body repeats: its letters step by 5 (31 modulo 26) and a newline comes every 64
+/// bytes, so byte `i + BODY_PERIOD` is byte `i`, except across the one place where the sum
+/// wraps.
+const BODY_PERIOD: usize = 832;
+const _: () = assert!(BODY_PERIOD.is_multiple_of(26) && BODY_PERIOD.is_multiple_of(64));
 
-impl Body {
-    fn new(seed: u64) -> Self {
-        Self { index: 0, sum: seed, letter: letter_of(seed) }
-    }
-}
-
-/// The letter (0 to 25) of a sum.
-fn letter_of(sum: u64) -> u8 {
-    u8::try_from(sum % 26).unwrap_or_default()
-}
-
-impl Iterator for Body {
-    type Item = u8;
-
-    fn next(&mut self) -> Option<u8> {
-        let byte = if self.index % 64 == 63 { b'\n' } else { b'a' + self.letter };
-        let (sum, wrapped) = self.sum.overflowing_add(31);
-        self.letter = if wrapped {
-            letter_of(sum)
-        } else if self.letter >= 21 {
-            self.letter - 21
-        } else {
-            self.letter + 5
-        };
-        self.sum = sum;
-        self.index += 1;
-        Some(byte)
+/// Appends a body of `size` bytes: byte `i` is a newline every 64th, else the letter
+/// `((31 i + seed) mod 2^64) mod 26`. Every fetch's answer is made twice (served, and checked),
+/// up to 128 KB each, so one period is computed (on each side of the wrap, if the body has
+/// one) and the rest copied from it.
+fn push_body(bytes: &mut Vec<u8>, seed: u64, size: usize) {
+    bytes.reserve(size);
+    let start = bytes.len();
+    // The first byte whose sum wrapped: the least `i` with `seed + 31 i >= 2^64`.
+    let wrap = usize::try_from((u64::MAX - seed) / 31 + 1).map_or(size, |wrap| wrap.min(size));
+    for (from, to) in [(0, wrap), (wrap, size)] {
+        let sum = seed.wrapping_add(u64::try_from(from).unwrap_or_default().wrapping_mul(31));
+        let mut letter = u8::try_from(sum % 26).unwrap_or_default();
+        let stepped = (to - from).min(BODY_PERIOD);
+        for index in from..from + stepped {
+            bytes.push(if index % 64 == 63 { b'\n' } else { b'a' + letter });
+            letter = if letter >= 21 { letter - 21 } else { letter + 5 };
+        }
+        // Copy what is made, doubling, so every copy starts a whole number of periods on.
+        let segment = start + from;
+        let mut made = stepped;
+        while made < to - from {
+            let chunk = (to - from - made).min(made);
+            bytes.extend_from_within(segment..segment + chunk);
+            made += chunk;
+        }
     }
 }
 
@@ -162,12 +156,26 @@ mod tests {
     }
 
     #[test]
-    fn the_stepped_body_is_the_directly_computed_one_even_where_the_sum_wraps() {
-        let seeds = [0, 1, 25, 26, fnv(b"/a/b/1000"), u64::MAX - 40, u64::MAX - 31 * 1000, u64::MAX];
+    fn a_body_is_its_bytes_computed_one_by_one_even_across_the_wrap() {
+        let seeds = [
+            0,
+            1,
+            25,
+            fnv(b"/a/b/1000"),
+            u64::MAX,
+            u64::MAX - 40,
+            u64::MAX - 31 * 1000,
+            u64::MAX - 31 * 1000 - 17,
+            u64::MAX - 31 * 60_000,
+        ];
         for seed in seeds {
-            let body: Vec<u8> = Body::new(seed).take(4096).collect();
-            let expected: Vec<u8> = (0..4096).map(|i| reference(seed, i)).collect();
-            assert_eq!(body, expected, "seed {seed}");
+            for size in [0, 1, 63, 64, 831, 832, 833, 5000, MAX_BODY_BYTES] {
+                let mut body = b"head".to_vec();
+                push_body(&mut body, seed, size);
+                let expected: Vec<u8> =
+                    b"head".iter().copied().chain((0..size as u64).map(|i| reference(seed, i))).collect();
+                assert!(body == expected, "seed {seed}, size {size}");
+            }
         }
     }
 
