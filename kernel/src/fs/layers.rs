@@ -24,6 +24,7 @@
 //! [`MAX_LAYERS_PER_VM`] layers in its store, and its root at most that many lowers.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 use base64::Engine as _;
 use schema::wire;
@@ -86,12 +87,16 @@ pub fn default_base_entries() -> Vec<SnapshotEntry> {
     entries
 }
 
-/// Builds the default base layer (once per sidecar; every VM shares it). Its files carry time
-/// 0, so the layer is the same in every run.
+/// The default base layer: built once per process and shared by every sidecar in it (and so by
+/// every VM), since it is sealed and its files carry time 0: the same in every run. A process
+/// that starts many sidecars (the simulator starts one per seed) builds it once.
 pub(crate) fn default_base_layer() -> Layer {
-    let now = Now::default();
-    Layer::from_entries(&default_base_entries(), FsLimits::unlimited(), now)
-        .unwrap_or_else(|_| Layer::seal(Filesystem::new(FsLimits::unlimited(), now)))
+    static BASE: LazyLock<Layer> = LazyLock::new(|| {
+        let now = Now::default();
+        Layer::from_entries(&default_base_entries(), FsLimits::unlimited(), now)
+            .unwrap_or_else(|_| Layer::seal(Filesystem::new(FsLimits::unlimited(), now)))
+    });
+    BASE.clone()
 }
 
 /// The filesystem limits of a VM, from `limits.resources`.
