@@ -328,7 +328,7 @@ pub(crate) fn build_root(
         lowers.push(base.clone());
     }
     let mut overlay = Overlay::new(Filesystem::new(limits, now), lowers);
-    overlay.import(&entries_from_config(&root.bootstrap_entries)?, now).map_err(root_error)?;
+    overlay.import(entries_from_config(&root.bootstrap_entries)?, now).map_err(root_error)?;
     if root.mode == RootFilesystemMode::ReadOnly {
         overlay.set_read_only(true);
     }
@@ -482,7 +482,7 @@ impl LayerStore {
                     !(known && entry.kind == EntryKind::Directory)
                 })
                 .collect();
-            overlay.import(&entries, now).map_err(Rejection::from)?;
+            overlay.import(entries, now).map_err(Rejection::from)?;
         }
         if request.mode == wire::RootFilesystemMode::ReadOnly {
             overlay.set_read_only(true);

@@ -163,7 +163,7 @@ impl VmFilesystem {
         now: Now,
     ) -> Result<ResponsePayload, Rejection> {
         let entries = layers::entries_from_wire(&request.entries)?;
-        self.root.import(&entries, now).map_err(Rejection::from)?;
+        self.root.import(entries, now).map_err(Rejection::from)?;
         let entry_count = u32::try_from(request.entries.len()).unwrap_or(u32::MAX);
         Ok(ResponsePayload::RootFilesystemBootstrappedResponse(schema::wire::RootFilesystemBootstrappedResponse {
             entry_count,

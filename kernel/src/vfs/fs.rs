@@ -1,5 +1,6 @@
 //! The inode-based in-memory filesystem.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::clock::Now;
@@ -707,11 +708,23 @@ impl Filesystem {
         mode: u32,
         now: Now,
     ) -> Result<(), FsError> {
+        self.write_file_content(path, Cow::Borrowed(data), mode, now)
+    }
+
+    /// [`Self::write_file_with_mode`] with content that may be owned: owned content becomes the
+    /// file's without a copy (an import of decoded bootstrap files).
+    pub fn write_file_content<'p>(
+        &mut self,
+        path: impl Into<VPath<'p>>,
+        data: Cow<'_, [u8]>,
+        mode: u32,
+        now: Now,
+    ) -> Result<(), FsError> {
         let path = path.into();
         self.write_file_inner(path, data, mode, now).map_err(|e| e.at("open", path.path))
     }
 
-    fn write_file_inner(&mut self, path: VPath<'_>, data: &[u8], mode: u32, now: Now) -> Result<(), FsError> {
+    fn write_file_inner(&mut self, path: VPath<'_>, data: Cow<'_, [u8]>, mode: u32, now: Now) -> Result<(), FsError> {
         self.writable()?;
         let resolved = self.resolve(path, Mode::Follow)?;
         let new_len = len64(data.len());
@@ -725,7 +738,7 @@ impl Filesystem {
                 self.check_write_len(data.len())?;
                 self.check_bytes(old_len, new_len)?;
                 let inode = self.inode_mut(ino)?;
-                inode.data = Data::File(data.to_vec());
+                inode.data = Data::File(data.into_owned());
                 inode.touch_mc(now);
                 self.account(old_len, new_len);
                 Ok(())
@@ -738,7 +751,7 @@ impl Filesystem {
                 self.check_write_len(data.len())?;
                 self.check_inodes(1)?;
                 self.check_bytes(0, new_len)?;
-                let inode = Inode::new(S_IFREG | (mode & PERMISSION_BITS), Data::File(data.to_vec()), now);
+                let inode = Inode::new(S_IFREG | (mode & PERMISSION_BITS), Data::File(data.into_owned()), now);
                 self.insert_child(parent, &name, inode, now)?;
                 Ok(())
             }

@@ -1,5 +1,6 @@
 //! The copy-up [`Overlay`] of a writable filesystem over shared layers.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::clock::Now;
@@ -533,19 +534,22 @@ impl Overlay {
     /// Applies snapshot entries through the overlay (copying up and whiting out as needed), like
     /// [`Filesystem::import`]: each replaces what is at its path, a directory entry over a
     /// directory only sets mode and owner. All or nothing.
-    pub fn import(&mut self, entries: &[SnapshotEntry], now: Now) -> Result<(), FsError> {
+    /// Files' content moves into the filesystem (a bootstrap file of hundreds of KB is not
+    /// copied again).
+    pub fn import(&mut self, entries: Vec<SnapshotEntry>, now: Now) -> Result<(), FsError> {
         if self.is_read_only() {
             return Err(FsError::new(Errno::EROFS).at("import", "/"));
         }
         let mut work = self.clone();
         for entry in entries {
-            work.import_entry(entry, now).map_err(|e| e.at("import", &entry.path))?;
+            let at = entry.path.clone();
+            work.import_entry(entry, now).map_err(|e| e.at("import", &at))?;
         }
         *self = work;
         Ok(())
     }
 
-    fn import_entry(&mut self, entry: &SnapshotEntry, now: Now) -> Result<(), FsError> {
+    fn import_entry(&mut self, entry: SnapshotEntry, now: Now) -> Result<(), FsError> {
         let path = VPath::from(entry.path.as_str());
         if let Some(parent) = parent_of(&entry.path) {
             self.mkdir(parent.as_str(), true, now)?;
@@ -559,10 +563,10 @@ impl Overlay {
                     (false, _) => self.remove_file(path, now)?,
                 }
             }
-            match &entry.kind {
-                EntryKind::File(bytes) => self.write_file_with_mode(path, bytes, entry.mode, now)?,
+            match entry.kind {
+                EntryKind::File(bytes) => self.write_file_content(path, Cow::Owned(bytes), entry.mode, now)?,
                 EntryKind::Directory => self.mkdir_with_mode(path, true, entry.mode, now)?,
-                EntryKind::Symlink(target) => self.symlink(target, path, now)?,
+                EntryKind::Symlink(target) => self.symlink(&target, path, now)?,
             }
         }
         let resolved = self.resolve(path, Mode::Parent)?;
@@ -585,11 +589,23 @@ impl Overlay {
         mode: u32,
         now: Now,
     ) -> Result<(), FsError> {
+        self.write_file_content(path, Cow::Borrowed(data), mode, now)
+    }
+
+    /// [`Self::write_file_with_mode`] with content that may be owned: owned content becomes the
+    /// file's without a copy.
+    fn write_file_content<'p>(
+        &mut self,
+        path: impl Into<VPath<'p>>,
+        data: Cow<'_, [u8]>,
+        mode: u32,
+        now: Now,
+    ) -> Result<(), FsError> {
         let path = path.into();
         self.write_file_inner(path, data, mode, now).map_err(|e| e.at("open", path.path))
     }
 
-    fn write_file_inner(&mut self, path: VPath<'_>, data: &[u8], mode: u32, now: Now) -> Result<(), FsError> {
+    fn write_file_inner(&mut self, path: VPath<'_>, data: Cow<'_, [u8]>, mode: u32, now: Now) -> Result<(), FsError> {
         self.writable()?;
         let resolved = self.resolve(path, Mode::Follow)?;
         let canonical = resolved.canonical();
@@ -605,7 +621,7 @@ impl Overlay {
                 }
                 // Copy up with the new content directly (the old is about to be replaced).
                 let mut copy = inode.copy_for_install();
-                copy.data = Data::File(data.to_vec());
+                copy.data = Data::File(data.into_owned());
                 copy.mtime = now.wall_ms;
                 copy.mtime_nsec = 0;
                 copy.ctime = now.wall_ms;
@@ -617,14 +633,14 @@ impl Overlay {
                 if self.kind(node) == NodeKind::Dir {
                     return Err(Errno::EISDIR.into());
                 }
-                self.upper.write_file_with_mode(canonical.as_str(), data, mode, now)
+                self.upper.write_file_content(canonical.as_str(), data, mode, now)
             }
             (None, Some(name)) => {
                 if resolved.trailing_slash {
                     return Err(Errno::EISDIR.into());
                 }
                 let parent = self.copy_up_dirs(&resolved.ancestors, now)?;
-                self.upper.write_file_with_mode(canonical.as_str(), data, mode, now)?;
+                self.upper.write_file_content(canonical.as_str(), data, mode, now)?;
                 self.remove_whiteout(parent, name);
                 Ok(())
             }

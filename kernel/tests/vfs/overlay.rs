@@ -312,7 +312,7 @@ fn import_through_the_overlay() {
         SnapshotEntry::symlink("/usr/lib/python/os.py", "/elsewhere").with_owner(3, 3),
         SnapshotEntry::file("/new/deep/file", "x"),
     ];
-    ov.import(&entries, t(20)).unwrap();
+    ov.import(entries.to_vec(), t(20)).unwrap();
     assert_eq!(lower.export(), before);
     assert_eq!(ov.read_file("/etc/hosts").unwrap(), b"10.0.0.1 host\n");
     let hosts = ov.stat("/etc/hosts").unwrap();
@@ -326,7 +326,7 @@ fn import_through_the_overlay() {
     // A failing entry leaves the overlay as it was.
     let snapshot = ov.export();
     let bad = [SnapshotEntry::file("/ok", "fine"), SnapshotEntry::file("/etc/hosts/x", "under a file")];
-    assert_eq!(ov.import(&bad, t(21)).unwrap_err().errno(), Errno::EEXIST, "mkdir -p of the parent");
+    assert_eq!(ov.import(bad.to_vec(), t(21)).unwrap_err().errno(), Errno::EEXIST, "mkdir -p of the parent");
     assert_eq!(ov.export(), snapshot);
 }
 
