@@ -231,27 +231,18 @@ impl WasmEngine {
     ) -> Result<Arc<dyn GuestProgram>, GuestError> {
         let stack = usize::try_from(max_wasm_stack_bytes).unwrap_or(usize::MAX);
         let claimed = ModuleDigest::claimed(installed.digest());
-        let len = usize::try_from(installed.len()).unwrap_or(usize::MAX);
-        let found = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(&(stack, claimed));
-        let compiled = match found {
-            Some(compiled) => compiled,
-            None => match self.runtime(stack)?.load_kept(len, &claimed) {
-                Some(program) => {
-                    let compiled: Compiled = Ok(Arc::new(WasmProgram { program }));
-                    let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-                    cache.insert((stack, claimed), len, compiled.clone());
-                    compiled
-                }
-                None => {
-                    let bytes = installed.bytes().map_err(GuestError::InvalidProgram)?;
-                    return self.load_identified(bytes, max_wasm_stack_bytes, Some(claimed));
-                }
-            },
-        };
-        match compiled {
-            Ok(program) => Ok(program),
-            Err(error) => Err(GuestError::InvalidProgram(error)),
+        let cached = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(&(stack, claimed));
+        if let Some(compiled) = cached {
+            return served(compiled);
         }
+        let len = usize::try_from(installed.len()).unwrap_or(usize::MAX);
+        let Some(program) = self.runtime(stack)?.load_kept(len, &claimed) else {
+            let bytes = installed.bytes().map_err(GuestError::InvalidProgram)?;
+            return self.load_identified(bytes, max_wasm_stack_bytes, Some(claimed));
+        };
+        let compiled: Compiled = Ok(Arc::new(WasmProgram { program }));
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).insert((stack, claimed), len, compiled.clone());
+        served(compiled)
     }
 
     /// [`GuestEngine::load`], by `claimed` (an installed module's stated digest) when given,
@@ -284,10 +275,15 @@ impl WasmEngine {
                 compiled
             }
         };
-        match compiled {
-            Ok(program) => Ok(program),
-            Err(error) => Err(GuestError::InvalidProgram(error)),
-        }
+        served(compiled)
+    }
+}
+
+/// A cached compile's outcome as a loader answers it.
+fn served(compiled: Compiled) -> Result<Arc<dyn GuestProgram>, GuestError> {
+    match compiled {
+        Ok(program) => Ok(program),
+        Err(error) => Err(GuestError::InvalidProgram(error)),
     }
 }
 

@@ -174,7 +174,8 @@ impl OsPython {
             if now != len {
                 return Err(format!("{} changed: {now} bytes, where the install had {len}", dir.join(name).display()));
             }
-            read_install_file(&dir, name)
+            let path = dir.join(name);
+            read_shared(&path, len).map_err(|error| not_installed(&path, &error))
         }))
     }
 }
