@@ -24,6 +24,22 @@ pub const HOST_STACK_HEADROOM_BYTES: usize = 1 << 20;
 /// `precompiled/` (see [`RuntimeConfig::module_cache_dir`]).
 pub const WASMTIME_CACHE_DIR: &str = "wasmtime";
 
+/// wasmtime's cache in `module_cache_dir`, kept at the compression it was written with.
+///
+/// By default wasmtime's cache thread recompresses an entry at zstd level 20 once it has been
+/// loaded 256 times: a minute of a whole core for a module the size of `node`, outside any
+/// guest's accounting, and lost when the process ends first (a sidecar, a test, a simulator
+/// worker), so the next process to load it 30 minutes later starts again. Measured on the
+/// simulator: runs where it happened were 30 to 45% slower (489 to 669x against 836 to 876x).
+/// Level 20 saves disk, not load time, so entries stay at the baseline level.
+fn wasmtime_cache(module_cache_dir: &std::path::Path) -> Result<Cache, RuntimeError> {
+    let mut cache_config = CacheConfig::new();
+    cache_config.with_directory(module_cache_dir.join(WASMTIME_CACHE_DIR));
+    let baseline = cache_config.baseline_compression_level();
+    cache_config.with_optimized_compression_level(baseline);
+    Cache::new(cache_config).map_err(|e| RuntimeError::Engine(describe(&e)))
+}
+
 /// Engine-wide settings: they shape compiled code, so every guest of a runtime shares them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeConfig {
@@ -171,10 +187,7 @@ impl<H: WasiHost> Runtime<H> {
             // has a directory of its own: its cleanup deletes every file there it did not write,
             // which, when it shared the module cache's, took the large modules' kept code
             // (`precompiled/`) with it: the next sidecar compiled the interpreter again.
-            let mut cache_config = CacheConfig::new();
-            cache_config.with_directory(dir.join(WASMTIME_CACHE_DIR));
-            let cache = Cache::new(cache_config).map_err(|e| RuntimeError::Engine(describe(&e)))?;
-            wasmtime_config.cache(Some(cache));
+            wasmtime_config.cache(Some(wasmtime_cache(dir)?));
         }
         let engine = Engine::new(&wasmtime_config).map_err(|e| RuntimeError::Engine(describe(&e)))?;
         let mut linker = Linker::new(&engine);
@@ -356,4 +369,61 @@ impl<H: WasiHost> Program<H> {
 /// An error and its causes on one line.
 pub(crate) fn describe(error: &wasmtime::Error) -> String {
     error.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    /// How long the cache thread may take to write a stats file (it normally takes
+    /// microseconds; this only bounds a broken run).
+    const CACHE_THREAD_WAIT: Duration = Duration::from_secs(20);
+
+    /// The statistics wasmtime's cache thread keeps beside `entry`, once they read `usages`.
+    fn stats_when(entry: &Path, usages: u64) -> String {
+        let stats = entry.with_file_name(format!("{}.stats", entry.file_name().unwrap().to_str().unwrap()));
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&stats).unwrap_or_default();
+            if text.contains(&format!("usages = {usages}\n")) {
+                return text;
+            }
+            assert!(started.elapsed() < CACHE_THREAD_WAIT, "stats never reached {usages} usages: {text:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_much_loaded_cache_entry_is_never_recompressed_in_the_background() {
+        let dir = std::env::temp_dir().join(format!("wasmtime-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut config = Config::new();
+        config.cache(Some(wasmtime_cache(&dir).unwrap()));
+        let engine = Engine::new(&config).unwrap();
+        let wasm = wat::parse_str("(module (func (export \"f\") (result i32) i32.const 7))").unwrap();
+        Module::new(&engine, &wasm).unwrap();
+        let versions = std::fs::read_dir(dir.join(WASMTIME_CACHE_DIR).join("modules")).unwrap();
+        let version = versions.map(|entry| entry.unwrap().path()).next().unwrap();
+        let entry = std::fs::read_dir(&version)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_none())
+            .unwrap();
+        let stored = std::fs::read(&entry).unwrap();
+        let fresh = stats_when(&entry, 1);
+        // Far past the 256 loads after which wasmtime recompresses by default. The cache
+        // thread handles loads in order, so once the second load is counted, a recompression
+        // the first one started has finished.
+        let stats = entry.with_file_name(format!("{}.stats", entry.file_name().unwrap().to_str().unwrap()));
+        std::fs::write(&stats, fresh.replace("usages = 1\n", "usages = 100000\n")).unwrap();
+        Module::new(&engine, &wasm).unwrap();
+        Module::new(&engine, &wasm).unwrap();
+        let loaded = stats_when(&entry, 100_002);
+        assert_eq!(loaded, fresh.replace("usages = 1\n", "usages = 100002\n"));
+        assert_eq!(std::fs::read(&entry).unwrap(), stored);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
