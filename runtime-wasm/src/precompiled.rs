@@ -3,7 +3,9 @@
 //!
 //! wasmtime's own cache stores compiled code compressed and reads it whole: for the 99 MB
 //! Python interpreter that is most of a first `Execute` (zstd decompression and page faults
-//! over hundreds of megabytes). A module of [`LARGE_MODULE_BYTES`] or more is therefore also
+//! over hundreds of megabytes), for `node`'s 3.2 MB 23 ms of each process's first `node`
+//! (hashing the module for its key, reading and decompressing 7 MB of code; mapping it takes
+//! about 1 ms). A module of [`LARGE_MODULE_BYTES`] or more is therefore also
 //! written here, uncompressed, as `precompiled/<key>.cwasm` (`Module::serialize`), and later
 //! loaded with `Module::deserialize_file`, which maps it and touches only the pages that run.
 //!
@@ -18,9 +20,12 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
 
-/// Modules at least this large keep their compiled code here too (below it, wasmtime's cache
-/// is fast enough: the command packages' modules are a few MB).
-pub(crate) const LARGE_MODULE_BYTES: usize = 16 * 1024 * 1024;
+/// Modules at least this large keep their compiled code here too: the interpreters (`node`,
+/// 3.2 MB; Python, 99 MB), where mapping saves tens of milliseconds at each process's first
+/// start. Below it stay the command packages' many small modules, for which wasmtime's cache
+/// takes a few milliseconds and keeps the code compressed (a third of the size) in a directory
+/// it bounds; this one has no bound but the few large modules a host installs.
+pub(crate) const LARGE_MODULE_BYTES: usize = 2 * 1024 * 1024;
 
 /// The compiled `wasm`, from this cache when it holds it, else compiled (through wasmtime's
 /// cache) and written here for the next time, with the digest its code is kept under. Failing
