@@ -12,6 +12,11 @@
 //! The key is the SHA-256 of the module's bytes and the engine's compatibility hash; wasmtime
 //! checks the artifact's header against the engine again when it loads it, and a file that
 //! fails to load is compiled again and replaced.
+//!
+//! The directory holds at most [`MAX_KEPT_CODE_BYTES`]: each file written makes room by
+//! removing the files least recently written or loaded (a load marks its file at most once a
+//! [`RECENCY_GRAIN`]). A file removed while a sidecar maps it stays whole for that sidecar (the
+//! mapping holds the inode); the next one to load it compiles it again.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -26,6 +31,17 @@ use wasmtime::{Engine, Module};
 /// takes a few milliseconds and keeps the code compressed (a third of the size) in a directory
 /// it bounds; this one has no bound but the few large modules a host installs.
 pub(crate) const LARGE_MODULE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Most bytes of kept code in the directory: the interpreters of two Python installs (the
+/// install's own, its base and its preloaded interpreter: about 1.1 GB of code for each
+/// install), so an upgrade keeps the old set while the new one is made, and `node`'s builds
+/// (7 MB each). Past it, the files least recently written or loaded are removed.
+pub(crate) const MAX_KEPT_CODE_BYTES: u64 = 3 << 30;
+
+/// How stale a file's mark may get before a load renews it: a load marks its file (sets its
+/// modification time) only when the mark is older than this, so loads cost no write each, and
+/// a file in use is never among the least recently used by more than this.
+pub(crate) const RECENCY_GRAIN: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
 /// The compiled `wasm`, from this cache when it holds it, else compiled (through wasmtime's
 /// cache) and written here for the next time, with the digest its code is kept under. Failing
@@ -74,6 +90,7 @@ pub(crate) fn load(engine: &Engine, dir: &Path, digest: &ModuleDigest) -> Option
         // engine, which falls through to compiling again.
         let loaded = unsafe { Module::deserialize_file(engine, &path) };
         if let Ok(module) = loaded {
+            mark_used(&path, std::time::SystemTime::now());
             return Some(module);
         }
     }
@@ -93,6 +110,44 @@ fn store(module: &Module, path: &Path) {
     });
     if written.is_err() || std::fs::rename(&temporary, path).is_err() {
         let _ = std::fs::remove_file(&temporary);
+        return;
+    }
+    make_room(dir, path, MAX_KEPT_CODE_BYTES);
+}
+
+/// Renews `path`'s mark (its modification time) when it is older than [`RECENCY_GRAIN`].
+/// Failing is not an error: the file is only more likely to be removed to make room.
+fn mark_used(path: &Path, now: std::time::SystemTime) {
+    let Ok(file) = std::fs::File::open(path) else { return };
+    let marked = file.metadata().and_then(|metadata| metadata.modified());
+    let stale = marked.is_ok_and(|marked| now.duration_since(marked).is_ok_and(|age| age > RECENCY_GRAIN));
+    if stale {
+        let _ = file.set_modified(now);
+    }
+}
+
+/// Removes the kept code least recently written or loaded until `dir`'s files (`.cwasm`, and
+/// temporary ones of writes that died) hold at most `max_bytes`; `kept` (just written) stays
+/// whatever its size.
+fn make_room(dir: &Path, kept: &Path, max_bytes: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut files: Vec<(std::time::SystemTime, u64, std::path::PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let metadata = entry.metadata().ok().filter(std::fs::Metadata::is_file)?;
+            Some((metadata.modified().ok()?, metadata.len(), entry.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|(_, len, _)| *len).fold(0, u64::saturating_add);
+    // Oldest first; the name breaks ties so the order does not depend on the directory's.
+    files.sort();
+    for (_, len, path) in files {
+        if total <= max_bytes {
+            break;
+        }
+        if path != kept && std::fs::remove_file(&path).is_ok() {
+            total = total.saturating_sub(len);
+        }
     }
 }
 
@@ -157,6 +212,85 @@ mod tests {
         let (module, _) = load_or_compile(&engine, &dir, &wasm, &digest, false).unwrap();
         assert!(module.get_export("f").is_some());
         assert_eq!(std::fs::read(&path).unwrap(), stored);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A file of `len` bytes in `dir`, last written or loaded `age_s` seconds before `now`.
+    fn aged(dir: &Path, name: &str, len: usize, now: std::time::SystemTime, age_s: u64) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, vec![0u8; len]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        file.set_modified(now - std::time::Duration::from_secs(age_s)).unwrap();
+        path
+    }
+
+    #[test]
+    fn room_is_made_by_removing_the_least_recently_used_code_but_never_the_file_just_written() {
+        let dir = std::env::temp_dir().join(format!("precompiled-room-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let now = std::time::SystemTime::now();
+        let oldest = aged(&dir, "a.cwasm", 300, now, 400);
+        let dead_write = aged(&dir, "b.tmp1234", 200, now, 300);
+        let recent = aged(&dir, "c.cwasm", 250, now, 100);
+        let written = aged(&dir, "d.cwasm", 100, now, 0);
+        // 850 bytes in all; 500 allowed: the two oldest go, the rest fit.
+        make_room(&dir, &written, 500);
+        assert!(!oldest.exists() && !dead_write.exists());
+        assert!(recent.exists() && written.exists());
+        // Within the bound, nothing goes.
+        make_room(&dir, &written, 350);
+        assert!(recent.exists() && written.exists());
+        // A file written larger than the bound stays; everything else makes room for it.
+        let large = aged(&dir, "e.cwasm", 1000, now, 0);
+        make_room(&dir, &large, 500);
+        assert!(large.exists() && !recent.exists() && !written.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn storing_code_keeps_the_directory_within_its_bound() {
+        let (dir, engine, wasm) = setup("bounded", "f");
+        std::fs::create_dir_all(dir.join("precompiled")).unwrap();
+        // An old file as large as the bound (sparse: it takes no disk).
+        let old = dir.join("precompiled").join("old.cwasm");
+        let file = std::fs::File::create(&old).unwrap();
+        file.set_len(MAX_KEPT_CODE_BYTES).unwrap();
+        file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60)).unwrap();
+        drop(file);
+        let digest = ModuleDigest::of(&wasm);
+        load_or_compile(&engine, &dir, &wasm, &digest, false).unwrap();
+        assert!(!old.exists());
+        assert!(path(&engine, &dir, &digest).exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_load_renews_a_stale_mark_and_leaves_a_fresh_one() {
+        let dir = std::env::temp_dir().join(format!("precompiled-mark-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let now = std::time::SystemTime::now();
+        let stale = aged(&dir, "stale.cwasm", 1, now, RECENCY_GRAIN.as_secs() + 60);
+        let fresh = aged(&dir, "fresh.cwasm", 1, now, 3600);
+        let fresh_mark = std::fs::metadata(&fresh).unwrap().modified().unwrap();
+        mark_used(&stale, now);
+        mark_used(&fresh, now);
+        assert_eq!(std::fs::metadata(&stale).unwrap().modified().unwrap(), now);
+        assert_eq!(std::fs::metadata(&fresh).unwrap().modified().unwrap(), fresh_mark);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn loading_kept_code_marks_it_used() {
+        let (dir, engine, wasm) = setup("load-marks", "f");
+        let digest = ModuleDigest::of(&wasm);
+        load_or_compile(&engine, &dir, &wasm, &digest, false).unwrap();
+        let path = path(&engine, &dir, &digest);
+        let long_ago = std::time::SystemTime::now() - RECENCY_GRAIN * 3;
+        std::fs::File::open(&path).unwrap().set_modified(long_ago).unwrap();
+        assert!(load(&engine, &dir, &digest).is_some());
+        assert!(std::fs::metadata(&path).unwrap().modified().unwrap() > long_ago + RECENCY_GRAIN * 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
