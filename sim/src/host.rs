@@ -559,7 +559,7 @@ mod tests {
     }
 
     fn node_of(programs: &kernel::host::programs::SidecarPrograms) -> Vec<u8> {
-        programs.find(kernel::host::programs::NODE_COMMAND).unwrap().1.to_vec()
+        programs.find(kernel::host::programs::NODE_COMMAND).unwrap().1.bytes().unwrap().to_vec()
     }
 
     #[test]

@@ -9,16 +9,19 @@
 //! `node-snapshot.wasm`, made by pre-initialisation the first time a sidecar or the simulator
 //! finds it missing), and every process starts from that. A snapshot is used only while its key
 //! (a digest of the build it was made from and of how) matches, so a new build is never run
-//! from an old build's snapshot.
+//! from an old build's snapshot. A file beside it states the snapshot's own SHA-256, so the
+//! snapshot is provided as an installed module: read only when the engine has no code compiled
+//! from it (a sidecar whose module cache keeps `node`'s code never reads its 3 MB).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use kernel::host::module::{InstalledModule, SharedModule};
 pub use kernel::host::programs::SnapshotPlan;
 use kernel::host::programs::{SidecarPrograms, NODE_COMMAND};
 use sha2::{Digest, Sha256};
 
-use crate::python::write_atomically;
+use crate::python::{parse_digest, read_shared, write_atomically};
 
 /// The largest `node.wasm` (or snapshot) read: it is about 2 MB (3 MB as a snapshot); a file far
 /// past that is not this build.
@@ -30,6 +33,9 @@ const NODE_WASM: &str = "node.wasm";
 pub const NODE_SNAPSHOT: &str = "node-snapshot.wasm";
 /// The snapshot's key: [`snapshot_key`] of the build it was made from.
 const NODE_SNAPSHOT_KEY: &str = "node-snapshot.key";
+/// The snapshot's SHA-256 (hex), after the key it was made under: a file of its own, so a
+/// sidecar of an earlier version, which reads the key file whole, still finds its key current.
+const NODE_SNAPSHOT_DIGEST: &str = "node-snapshot.digest";
 /// The export that loads the layer (see `runtime-js/runner/node.c`); a build without it (an
 /// older one) runs as built.
 const SNAPSHOT_INIT_FUNC: &str = "wizer.initialize";
@@ -103,10 +109,36 @@ impl Build {
         std::fs::read_to_string(dir.join(NODE_SNAPSHOT_KEY)).is_ok_and(|found| found.trim() == self.key)
     }
 
-    /// The programs: `node`, from the snapshot when it is current.
+    /// The snapshot's SHA-256 as `dir` states it for this build's snapshot (none when it
+    /// states none, or one for another build's).
+    fn snapshot_digest(&self, dir: &Path) -> Option<[u8; 32]> {
+        let recorded = std::fs::read_to_string(dir.join(NODE_SNAPSHOT_DIGEST)).ok()?;
+        let mut lines = recorded.lines();
+        if lines.next() != Some(self.key.as_str()) {
+            return None;
+        }
+        parse_digest(lines.next()?)
+    }
+
+    /// The programs: `node`, from the snapshot when it is current (installed, when its digest
+    /// is stated; read now otherwise).
     fn programs(self, dir: &Path) -> Result<SidecarPrograms, String> {
-        let snapshot = if self.snapshot_is_current(dir) { read(dir, NODE_SNAPSHOT).ok().flatten() } else { None };
+        if !self.snapshot_is_current(dir) {
+            return SidecarPrograms::default().with(NODE_COMMAND, Arc::from(self.bytes));
+        }
+        if let Some(digest) = self.snapshot_digest(dir) {
+            if let Ok(snapshot) = installed_snapshot(dir, digest) {
+                return SidecarPrograms::default().with(NODE_COMMAND, SharedModule::Installed(Arc::new(snapshot)));
+            }
+        }
+        let snapshot = read(dir, NODE_SNAPSHOT).ok().flatten();
         SidecarPrograms::default().with(NODE_COMMAND, Arc::from(snapshot.unwrap_or(self.bytes)))
+    }
+
+    /// States the SHA-256 of `snapshot`, `dir`'s snapshot of this build.
+    fn state_digest(&self, dir: &Path, snapshot: &[u8]) -> Result<(), String> {
+        let record = format!("{}\n{}\n", self.key, crate::hex(&Sha256::digest(snapshot)));
+        write_atomically(&dir.join(NODE_SNAPSHOT_DIGEST), record.as_bytes())
     }
 
     /// See [`prepare_snapshot`].
@@ -119,6 +151,13 @@ impl Build {
             return Ok(Snapshot::NotSnapshottable);
         }
         if self.snapshot_is_current(dir) && dir.join(NODE_SNAPSHOT).is_file() {
+            if self.snapshot_digest(dir).is_none() {
+                // Made before its digest was stated (or by an earlier version): stated once, so
+                // later starts need not read the snapshot.
+                if let Ok(Some(snapshot)) = read(dir, NODE_SNAPSHOT) {
+                    let _ = self.state_digest(dir, &snapshot);
+                }
+            }
             return Ok(Snapshot::Current);
         }
         // One process makes it; the others starting meanwhile run the build as built. Taking
@@ -137,6 +176,7 @@ impl Build {
         }
         let _ = std::fs::remove_file(dir.join(NODE_SNAPSHOT_KEY));
         write_atomically(&dir.join(NODE_SNAPSHOT), &snapshot)?;
+        self.state_digest(dir, &snapshot)?;
         write_atomically(&dir.join(NODE_SNAPSHOT_KEY), format!("{}\n", self.key).as_bytes())?;
         Ok(Snapshot::Made)
     }
@@ -219,6 +259,34 @@ pub fn prepare_snapshot(
     }
 }
 
+/// `dir`'s snapshot, whose SHA-256 is stated to be `digest`, to be read only when the
+/// engine has no code compiled from it.
+///
+/// # Errors
+///
+/// It is missing or over [`MAX_NODE_FILE_BYTES`].
+fn installed_snapshot(dir: &Path, digest: [u8; 32]) -> Result<InstalledModule, String> {
+    let path = dir.join(NODE_SNAPSHOT);
+    let len = snapshot_len(&path)?;
+    Ok(InstalledModule::new(digest, len, move || {
+        // A snapshot of another length is another build's: refused before it is read.
+        let now = snapshot_len(&path)?;
+        if now != len {
+            return Err(format!("{} changed: {now} bytes, where it had {len}", path.display()));
+        }
+        read_shared(&path, len).map_err(|error| format!("{}: {error}", path.display()))
+    }))
+}
+
+/// The length of the snapshot at `path`, unless missing or over [`MAX_NODE_FILE_BYTES`].
+fn snapshot_len(path: &Path) -> Result<u64, String> {
+    let size = std::fs::metadata(path).map_err(|error| format!("{}: {error}", path.display()))?.len();
+    if size > MAX_NODE_FILE_BYTES {
+        return Err(format!("{} is {size} bytes, over the {MAX_NODE_FILE_BYTES} bytes allowed", path.display()));
+    }
+    Ok(size)
+}
+
 /// The key of a snapshot of `build`: hex SHA-256 over the format, the plan and the build.
 fn snapshot_key(build: &[u8]) -> String {
     let mut hasher = Sha256::new();
@@ -260,9 +328,47 @@ mod tests {
     }
 
     #[test]
+    fn a_current_snapshot_is_provided_installed_under_its_stated_digest() {
+        let dir = crate::fresh_test_dir("node-installed");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(NODE_WASM), b"\0asm wizer.initialize").unwrap();
+        let snapshot_of = |build: &[u8], _: &SnapshotPlan| Ok([b"snapshot of ", build].concat());
+        assert_eq!(prepare_snapshot(&dir, snapshot_of).unwrap(), Snapshot::Made);
+        let snapshot = std::fs::read(dir.join(NODE_SNAPSHOT)).unwrap();
+        let digest: [u8; 32] = Sha256::digest(&snapshot).into();
+        let installed = |dir: &Path| match programs(dir).unwrap().find(NODE_COMMAND).unwrap().1 {
+            SharedModule::Installed(module) => Some((module.digest(), module.len())),
+            SharedModule::Bytes(_) => None,
+        };
+        assert_eq!(installed(&dir), Some((digest, snapshot.len() as u64)));
+        // The key file is the key alone, as earlier versions read it.
+        let key = std::fs::read_to_string(dir.join(NODE_SNAPSHOT_KEY)).unwrap();
+        assert_eq!(key.lines().count(), 1);
+        // A snapshot whose digest is not stated, or is stated for another build's: read at
+        // start, until a preparation states it.
+        let stated = std::fs::read_to_string(dir.join(NODE_SNAPSHOT_DIGEST)).unwrap();
+        for unstated in [None, Some(stated.replacen(key.trim(), &"0".repeat(64), 1))] {
+            match &unstated {
+                None => std::fs::remove_file(dir.join(NODE_SNAPSHOT_DIGEST)).unwrap(),
+                Some(other) => std::fs::write(dir.join(NODE_SNAPSHOT_DIGEST), other).unwrap(),
+            }
+            assert_eq!(installed(&dir), None);
+            assert_eq!(programs(&dir).unwrap().find(NODE_COMMAND).unwrap().1.bytes().unwrap().to_vec(), snapshot);
+            assert_eq!(prepare_snapshot(&dir, |_, _| Err("not again".into())).unwrap(), Snapshot::Current);
+            assert_eq!(std::fs::read_to_string(dir.join(NODE_SNAPSHOT_DIGEST)).unwrap(), stated);
+            assert_eq!(installed(&dir), Some((digest, snapshot.len() as u64)));
+        }
+        // A snapshot replaced by one of another length is refused when read, not run.
+        let module = programs(&dir).unwrap().find(NODE_COMMAND).unwrap().1.clone();
+        std::fs::write(dir.join(NODE_SNAPSHOT), b"longer than the snapshot was").unwrap();
+        assert!(module.bytes().unwrap_err().contains("changed"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_snapshot_is_made_once_and_used_only_while_it_is_of_the_build_there() {
         let dir = crate::fresh_test_dir("node-snapshot");
-        let provided = |dir: &Path| programs(dir).unwrap().find(NODE_COMMAND).unwrap().1.to_vec();
+        let provided = |dir: &Path| programs(dir).unwrap().find(NODE_COMMAND).unwrap().1.bytes().unwrap().to_vec();
         let snapshot_of =
             |build: &[u8], plan: &SnapshotPlan| Ok([b"snapshot of ", build, plan.init_func.as_bytes()].concat());
         assert_eq!(prepare_snapshot(&dir, snapshot_of).unwrap(), Snapshot::NoBuild);

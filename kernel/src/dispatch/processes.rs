@@ -1157,7 +1157,7 @@ fn child_command(
     let (module_path, module) = vm.find_command(&command, &path_var, now).map_err(|_| Errno::ENOENT)?;
     let name = module_path.rsplit('/').next().unwrap_or(&command).to_owned();
     let tier = vm.command_tier(&command).or_else(|| vm.command_tier(&name)).unwrap_or(WasmPermissionTier::Full);
-    Ok((command, SharedModule::Bytes(module), tier))
+    Ok((command, module, tier))
 }
 
 /// Loads `module` and spawns a guest running it with `argv` and `env`; nothing runs until the

@@ -14,6 +14,12 @@ pub enum SharedModule {
     Installed(Arc<InstalledModule>),
 }
 
+impl From<Arc<[u8]>> for SharedModule {
+    fn from(bytes: Arc<[u8]>) -> Self {
+        Self::Bytes(bytes)
+    }
+}
+
 impl SharedModule {
     /// Whether both are the same shared module (not merely equal bytes).
     pub fn same(&self, other: &Self) -> bool {

@@ -4,12 +4,14 @@
 //!
 //! A command is looked for here last, after the VM's own `PATH` and command packages: a package
 //! that brings its own `node` wins. Like command packages they are installed software, not
-//! recorded data, so a replay needs the same programs. The bytes are shared by every VM and
-//! every process (the engine finds a compiled module by their identity).
+//! recorded data, so a replay needs the same programs. A module is shared by every VM and every
+//! process (the engine finds its compiled code by its identity); an installed one (`node` from
+//! its snapshot) is read only when the engine has no code for it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::module::SharedModule;
 use super::software::SOFTWARE_BIN;
 
 /// The most programs a sidecar provides: each is a name every VM resolves, so the set stays
@@ -42,18 +44,18 @@ pub const JS_RUNTIME_ENV: &str = "SECURE_EXEC_JS_RUNTIME";
 /// The provided programs by command name.
 #[derive(Debug, Clone, Default)]
 pub struct SidecarPrograms {
-    by_name: Arc<BTreeMap<String, Arc<[u8]>>>,
+    by_name: Arc<BTreeMap<String, SharedModule>>,
 }
 
 impl SidecarPrograms {
     /// Adds `name`; `Err` past [`MAX_SIDECAR_PROGRAMS`] or for a name that is not one path
     /// component.
-    pub fn with(mut self, name: &str, module: Arc<[u8]>) -> Result<Self, String> {
+    pub fn with(mut self, name: &str, module: impl Into<SharedModule>) -> Result<Self, String> {
         if name.is_empty() || name.contains('/') || name.contains('\0') {
             return Err(format!("a provided program's name must be one path component, got {name:?}"));
         }
         let mut by_name = (*self.by_name).clone();
-        by_name.insert(name.to_owned(), module);
+        by_name.insert(name.to_owned(), module.into());
         if by_name.len() > MAX_SIDECAR_PROGRAMS {
             return Err(format!("at most {MAX_SIDECAR_PROGRAMS} provided programs"));
         }
@@ -63,7 +65,7 @@ impl SidecarPrograms {
 
     /// The program a command means: a provided program's bare name, or its name in one of the
     /// directories where it is looked for.
-    pub fn find(&self, command: &str) -> Option<(&str, &Arc<[u8]>)> {
+    pub fn find(&self, command: &str) -> Option<(&str, &SharedModule)> {
         let name = match command.rsplit_once('/') {
             Some((dir, name)) if PROGRAM_DIRS.contains(&dir) => name,
             Some(_) => return None,
@@ -72,9 +74,9 @@ impl SidecarPrograms {
         self.by_name.get_key_value(name).map(|(name, module)| (name.as_str(), module))
     }
 
-    /// Whether `module` is the provided program `name` (the very bytes, not a copy).
-    pub fn is(&self, name: &str, module: &crate::host::module::SharedModule) -> bool {
-        self.by_name.get(name).is_some_and(|provided| module.is_bytes(provided))
+    /// Whether `module` is the provided program `name` (the very module, not a copy).
+    pub fn is(&self, name: &str, module: &SharedModule) -> bool {
+        self.by_name.get(name).is_some_and(|provided| module.same(provided))
     }
 
     pub fn has(&self, name: &str) -> bool {

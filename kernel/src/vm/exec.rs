@@ -161,8 +161,7 @@ impl Vm {
             }
             None => {
                 let path_var = env.get("PATH").cloned().unwrap_or_default();
-                let (path, module) = self.find_command(&command, &path_var, now)?;
-                (path, SharedModule::Bytes(module))
+                self.find_command(&command, &path_var, now)?
             }
         };
         self.check_spawn(&command)?;
@@ -280,7 +279,7 @@ impl Vm {
         command: &str,
         path_var: &str,
         now: Now,
-    ) -> Result<(String, std::sync::Arc<[u8]>), Rejection> {
+    ) -> Result<(String, SharedModule), Rejection> {
         let not_found = || Rejection::invalid_state(format!("command not found on native sidecar path: {command}"));
         let mut candidates: Vec<String> = Vec::new();
         if command.contains('/') {
@@ -309,7 +308,7 @@ impl Vm {
                 ));
             }
             if let Some(module) = self.exec_modules.unchanged(&candidate, self.filesystem.root_bytes(&candidate)) {
-                return Ok((candidate, module));
+                return Ok((candidate, SharedModule::Bytes(module)));
             }
             let bytes = self.kernel_read(&candidate, now).ok_or_else(not_found)?;
             if !bytes.starts_with(WASM_MAGIC) {
@@ -318,11 +317,11 @@ impl Vm {
             }
             let module: std::sync::Arc<[u8]> = std::sync::Arc::from(bytes);
             self.exec_modules.remember(&candidate, &module);
-            return Ok((candidate, module));
+            return Ok((candidate, SharedModule::Bytes(module)));
         }
         // Last, the programs the sidecar provides (`node`).
         match self.programs.find(command) {
-            Some((name, module)) => Ok((format!("{PROGRAM_DIR}/{name}"), std::sync::Arc::clone(module))),
+            Some((name, module)) => Ok((format!("{PROGRAM_DIR}/{name}"), module.clone())),
             None => Err(not_found()),
         }
     }
