@@ -193,12 +193,18 @@ mod tests {
         (dir, Engine::default(), wasm)
     }
 
-    #[test]
-    fn a_module_is_stored_once_and_loaded_back_and_a_bad_file_is_replaced() {
-        let (dir, engine, wasm) = setup("stored", "f");
+    /// [`setup`], its module compiled once and kept: also its digest and its file.
+    fn kept(test: &str) -> (std::path::PathBuf, Engine, Vec<u8>, ModuleDigest, std::path::PathBuf) {
+        let (dir, engine, wasm) = setup(test, "f");
         let digest = ModuleDigest::of(&wasm);
         load_or_compile(&engine, &dir, &wasm, &digest, false).unwrap();
         let path = path(&engine, &dir, &digest);
+        (dir, engine, wasm, digest, path)
+    }
+
+    #[test]
+    fn a_module_is_stored_once_and_loaded_back_and_a_bad_file_is_replaced() {
+        let (dir, engine, wasm, digest, path) = kept("stored");
         let stored = std::fs::read(&path).unwrap();
         assert!(!stored.is_empty());
         // Loaded back from the file; then a corrupt file is compiled again and replaced.
@@ -215,6 +221,14 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// An empty directory named for `test`.
+    fn empty_dir(test: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("precompiled-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     /// A file of `len` bytes in `dir`, last written or loaded `age_s` seconds before `now`.
     fn aged(dir: &Path, name: &str, len: usize, now: std::time::SystemTime, age_s: u64) -> std::path::PathBuf {
         let path = dir.join(name);
@@ -226,9 +240,7 @@ mod tests {
 
     #[test]
     fn room_is_made_by_removing_the_least_recently_used_code_but_never_the_file_just_written() {
-        let dir = std::env::temp_dir().join(format!("precompiled-room-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = empty_dir("room");
         let now = std::time::SystemTime::now();
         let oldest = aged(&dir, "a.cwasm", 300, now, 400);
         let dead_write = aged(&dir, "b.tmp1234", 200, now, 300);
@@ -267,9 +279,7 @@ mod tests {
 
     #[test]
     fn a_load_renews_a_stale_mark_and_leaves_a_fresh_one() {
-        let dir = std::env::temp_dir().join(format!("precompiled-mark-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = empty_dir("mark");
         let now = std::time::SystemTime::now();
         let stale = aged(&dir, "stale.cwasm", 1, now, RECENCY_GRAIN.as_secs() + 60);
         let fresh = aged(&dir, "fresh.cwasm", 1, now, 3600);
@@ -283,10 +293,7 @@ mod tests {
 
     #[test]
     fn loading_kept_code_marks_it_used() {
-        let (dir, engine, wasm) = setup("load-marks", "f");
-        let digest = ModuleDigest::of(&wasm);
-        load_or_compile(&engine, &dir, &wasm, &digest, false).unwrap();
-        let path = path(&engine, &dir, &digest);
+        let (dir, engine, _, digest, path) = kept("load-marks");
         let long_ago = std::time::SystemTime::now() - RECENCY_GRAIN * 3;
         std::fs::File::open(&path).unwrap().set_modified(long_ago).unwrap();
         assert!(load(&engine, &dir, &digest).is_some());
