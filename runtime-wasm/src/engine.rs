@@ -150,6 +150,18 @@ impl WasmEngine {
         Ok(runtime)
     }
 
+    /// Compiles `wasm` as installed software (an interpreter the host made, as `prepare-python`
+    /// makes them): its code is kept with installed modules' (see `precompiled::Shelf`), where a
+    /// sidecar loading it by its stated digest finds it, and where modules guests run never push
+    /// it out.
+    ///
+    /// # Errors
+    ///
+    /// As [`GuestEngine::load`].
+    pub fn install(&self, wasm: &[u8], max_wasm_stack_bytes: u64) -> Result<Arc<dyn GuestProgram>, GuestError> {
+        self.load_identified(wasm, max_wasm_stack_bytes, Some(ModuleDigest::of(wasm)))
+    }
+
     /// Bytes of modules hashed so far to find their compiled programs (what a lookup by
     /// identity saves).
     pub fn identified_bytes(&self) -> u64 {
@@ -236,7 +248,7 @@ impl WasmEngine {
             return served(compiled);
         }
         let len = usize::try_from(installed.len()).unwrap_or(usize::MAX);
-        let Some(program) = self.runtime(stack)?.load_kept(len, &claimed) else {
+        let Some(program) = self.runtime(stack)?.load_kept(&claimed) else {
             let bytes = installed.bytes().map_err(GuestError::InvalidProgram)?;
             return self.load_identified(bytes, max_wasm_stack_bytes, Some(claimed));
         };
@@ -1316,8 +1328,9 @@ mod tests {
         let config = RuntimeConfig { module_cache_dir: Some(dir.clone()), ..RuntimeConfig::default() };
         let large = module_of(crate::precompiled::LARGE_MODULE_BYTES);
         let digest: [u8; 32] = sha2::Sha256::digest(&large[..]).into();
-        // Compiled once from its bytes, which keeps its code in the module cache.
-        WasmEngine::new(config.clone()).unwrap().load(&large, 1 << 20).unwrap();
+        // Compiled once from its bytes, as installed (a preparation), which keeps its code in
+        // the module cache.
+        WasmEngine::new(config.clone()).unwrap().install(&large, 1 << 20).unwrap();
         // A new engine (as in the next sidecar) finds that code by the stated digest.
         let engine = WasmEngine::new(config.clone()).unwrap();
         let reads = Arc::new(AtomicU64::new(0));

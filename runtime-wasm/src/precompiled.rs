@@ -5,18 +5,21 @@
 //! Python interpreter that is most of a first `Execute` (zstd decompression and page faults
 //! over hundreds of megabytes), for `node`'s 3.2 MB 23 ms of each process's first `node`
 //! (hashing the module for its key, reading and decompressing 7 MB of code; mapping it takes
-//! about 1 ms). A module of [`LARGE_MODULE_BYTES`] or more is therefore also
-//! written here, uncompressed, as `precompiled/<key>.cwasm` (`Module::serialize`), and later
-//! loaded with `Module::deserialize_file`, which maps it and touches only the pages that run.
+//! about 1 ms). An installed module (the interpreters a host installs), and a module run from
+//! its bytes of [`LARGE_MODULE_BYTES`] or more, is therefore also written here, uncompressed, as
+//! `<shelf>/<key>.cwasm` (`Module::serialize`), and later loaded with
+//! `Module::deserialize_file`, which maps it and touches only the pages that run.
 //!
 //! The key is the SHA-256 of the module's bytes and the engine's compatibility hash; wasmtime
 //! checks the artifact's header against the engine again when it loads it, and a file that
 //! fails to load is compiled again and replaced.
 //!
-//! The directory holds at most [`MAX_KEPT_CODE_BYTES`]: each file written makes room by
-//! removing the files least recently written or loaded (a load marks its file at most once a
-//! [`RECENCY_GRAIN`]). A file removed while a sidecar maps it stays whole for that sidecar (the
-//! mapping holds the inode); the next one to load it compiles it again.
+//! Each [`Shelf`] holds at most its bound: each file written makes room by removing the files
+//! least recently written or loaded (a load marks its file at most once a [`RECENCY_GRAIN`]).
+//! The two are apart so that modules guests bring, however many, never push out the
+//! interpreters' code, which takes a minute to compile again. A file removed while a sidecar
+//! maps it stays whole for that sidecar (the mapping holds the inode); the next one to load it
+//! compiles it again.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -25,18 +28,51 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
 
-/// Modules at least this large keep their compiled code here too: the interpreters (`node`,
-/// 3.2 MB; Python, 99 MB), where mapping saves tens of milliseconds at each process's first
-/// start. Below it stay the command packages' many small modules, for which wasmtime's cache
-/// takes a few milliseconds and keeps the code compressed (a third of the size) in a directory
-/// it bounds; this one has no bound but the few large modules a host installs.
-pub(crate) const LARGE_MODULE_BYTES: usize = 2 * 1024 * 1024;
+/// Modules run from their bytes (a VM's files, command packages) at least this large keep
+/// their compiled code here too. Below it are the command packages' many modules, for which
+/// wasmtime's cache takes a few milliseconds and keeps the code compressed (a third of the
+/// size) in a directory it bounds.
+pub(crate) const LARGE_MODULE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Most bytes of kept code in the directory: the interpreters of two Python installs (the
+/// Where kept code is shelved, each shelf with its own bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shelf {
+    /// Installed modules (their owner states their digest: `node`, Python's interpreters),
+    /// whatever their size.
+    Installed,
+    /// Modules of [`LARGE_MODULE_BYTES`] or more run from their bytes.
+    Run,
+}
+
+impl Shelf {
+    /// Its directory in the module cache: installed code where all kept code was before
+    /// modules run from bytes had a shelf of their own, so it is found again.
+    fn dir(self, module_cache_dir: &Path) -> std::path::PathBuf {
+        let kept = module_cache_dir.join("precompiled");
+        match self {
+            Self::Installed => kept,
+            Self::Run => kept.join("run"),
+        }
+    }
+
+    /// Most bytes of code it holds; past it the files least recently written or loaded go.
+    fn max_bytes(self) -> u64 {
+        match self {
+            Self::Installed => MAX_INSTALLED_CODE_BYTES,
+            Self::Run => MAX_RUN_CODE_BYTES,
+        }
+    }
+}
+
+/// Most bytes of installed modules' code: the interpreters of two Python installs (the
 /// install's own, its base and its preloaded interpreter: about 1.1 GB of code for each
 /// install), so an upgrade keeps the old set while the new one is made, and `node`'s builds
-/// (7 MB each). Past it, the files least recently written or loaded are removed.
-pub(crate) const MAX_KEPT_CODE_BYTES: u64 = 3 << 30;
+/// (7 MB each).
+pub(crate) const MAX_INSTALLED_CODE_BYTES: u64 = 3 << 30;
+
+/// Most bytes of large modules' code kept for modules run from their bytes: about ten of
+/// them (a 30 MB module compiles to about 100 MB of code).
+pub(crate) const MAX_RUN_CODE_BYTES: u64 = 1 << 30;
 
 /// How stale a file's mark may get before a load renews it: a load marks its file (sets its
 /// modification time) only when the mark is older than this, so loads cost no write each, and
@@ -47,38 +83,40 @@ pub(crate) const RECENCY_GRAIN: std::time::Duration = std::time::Duration::from_
 /// cache) and written here for the next time, with the digest its code is kept under. Failing
 /// to write is not an error: the module still runs.
 ///
-/// A `claimed` digest (its owner's word, not computed here) finds code compiled before, from
-/// bytes that had it; code is only ever stored under the digest of the bytes it was compiled
-/// from, so a wrong claim costs a compile and never files code under another module's name.
+/// An installed module's digest is claimed (its owner's word, not computed here): it finds
+/// code compiled before, from bytes that had it; code is only ever stored under the digest of
+/// the bytes it was compiled from, so a wrong claim costs a compile and never files code under
+/// another module's name.
 pub(crate) fn load_or_compile(
     engine: &Engine,
     dir: &Path,
     wasm: &[u8],
     digest: &ModuleDigest,
-    claimed: bool,
+    shelf: Shelf,
 ) -> wasmtime::Result<(Module, ModuleDigest)> {
-    if let Some(module) = load(engine, dir, digest) {
+    if let Some(module) = load(engine, dir, digest, shelf) {
         return Ok((module, *digest));
     }
+    let claimed = shelf == Shelf::Installed;
     let digest = if claimed { ModuleDigest::of(wasm) } else { *digest };
     if claimed {
-        if let Some(module) = load(engine, dir, &digest) {
+        if let Some(module) = load(engine, dir, &digest, shelf) {
             return Ok((module, digest));
         }
     }
     let module = Module::new(engine, wasm)?;
-    store(&module, &path(engine, dir, &digest));
+    store(&module, &path(engine, dir, &digest, shelf), shelf.max_bytes());
     Ok((module, digest))
 }
 
-/// Where the code of the module with `digest` is kept.
-fn path(engine: &Engine, dir: &Path, digest: &ModuleDigest) -> std::path::PathBuf {
-    dir.join("precompiled").join(format!("{}.cwasm", key(engine, digest)))
+/// Where the code of the module with `digest` is kept on `shelf`.
+fn path(engine: &Engine, dir: &Path, digest: &ModuleDigest, shelf: Shelf) -> std::path::PathBuf {
+    shelf.dir(dir).join(format!("{}.cwasm", key(engine, digest)))
 }
 
-/// The code kept for `digest`, when there is a file of it that loads.
-pub(crate) fn load(engine: &Engine, dir: &Path, digest: &ModuleDigest) -> Option<Module> {
-    let path = path(engine, dir, digest);
+/// The code kept on `shelf` for `digest`, when there is a file of it that loads.
+pub(crate) fn load(engine: &Engine, dir: &Path, digest: &ModuleDigest, shelf: Shelf) -> Option<Module> {
+    let path = path(engine, dir, digest, shelf);
     if path.is_file() {
         // SAFETY: `deserialize_file` trusts that the file holds code wasmtime compiled and that
         // it stays unchanged while mapped. Both hold for this directory: files here are only
@@ -97,8 +135,9 @@ pub(crate) fn load(engine: &Engine, dir: &Path, digest: &ModuleDigest) -> Option
     None
 }
 
-/// Writes `module`'s compiled code at `path` (a temporary file renamed into place).
-fn store(module: &Module, path: &Path) {
+/// Writes `module`'s compiled code at `path` (a temporary file renamed into place), then keeps
+/// its directory within `max_bytes`.
+fn store(module: &Module, path: &Path, max_bytes: u64) {
     let (Some(dir), Ok(bytes)) = (path.parent(), module.serialize()) else { return };
     if std::fs::create_dir_all(dir).is_err() {
         return;
@@ -112,7 +151,7 @@ fn store(module: &Module, path: &Path) {
         let _ = std::fs::remove_file(&temporary);
         return;
     }
-    make_room(dir, path, MAX_KEPT_CODE_BYTES);
+    make_room(dir, path, max_bytes);
 }
 
 /// Renews `path`'s mark (its modification time) when it is older than [`RECENCY_GRAIN`].
@@ -197,8 +236,8 @@ mod tests {
     fn kept(test: &str) -> (std::path::PathBuf, Engine, Vec<u8>, ModuleDigest, std::path::PathBuf) {
         let (dir, engine, wasm) = setup(test, "f");
         let digest = ModuleDigest::of(&wasm);
-        load_or_compile(&engine, &dir, &wasm, &digest, false).unwrap();
-        let path = path(&engine, &dir, &digest);
+        load_or_compile(&engine, &dir, &wasm, &digest, Shelf::Run).unwrap();
+        let path = path(&engine, &dir, &digest, Shelf::Run);
         (dir, engine, wasm, digest, path)
     }
 
@@ -208,14 +247,14 @@ mod tests {
         let stored = std::fs::read(&path).unwrap();
         assert!(!stored.is_empty());
         // Loaded back from the file; then a corrupt file is compiled again and replaced.
-        let (module, _) = load_or_compile(&engine, &dir, &wasm, &digest, false).unwrap();
+        let (module, _) = load_or_compile(&engine, &dir, &wasm, &digest, Shelf::Run).unwrap();
         assert!(module.get_export("f").is_some());
         // A bad file put in its place (a new file, as everything here is written: the mapped
         // one is never changed).
         let bad = path.with_extension("bad");
         std::fs::write(&bad, b"not a compiled module").unwrap();
         std::fs::rename(&bad, &path).unwrap();
-        let (module, _) = load_or_compile(&engine, &dir, &wasm, &digest, false).unwrap();
+        let (module, _) = load_or_compile(&engine, &dir, &wasm, &digest, Shelf::Run).unwrap();
         assert!(module.get_export("f").is_some());
         assert_eq!(std::fs::read(&path).unwrap(), stored);
         let _ = std::fs::remove_dir_all(&dir);
@@ -260,21 +299,30 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn storing_code_keeps_the_directory_within_its_bound() {
-        let (dir, engine, wasm) = setup("bounded", "f");
-        std::fs::create_dir_all(dir.join("precompiled")).unwrap();
-        // An old file as large as the bound (sparse: it takes no disk).
-        let old = dir.join("precompiled").join("old.cwasm");
+    /// An old file on `shelf` as large as its bound (sparse: it takes no disk).
+    fn full_shelf(dir: &Path, shelf: Shelf) -> std::path::PathBuf {
+        std::fs::create_dir_all(shelf.dir(dir)).unwrap();
+        let old = shelf.dir(dir).join("old.cwasm");
         let file = std::fs::File::create(&old).unwrap();
-        file.set_len(MAX_KEPT_CODE_BYTES).unwrap();
+        file.set_len(shelf.max_bytes()).unwrap();
         file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60)).unwrap();
-        drop(file);
-        let digest = ModuleDigest::of(&wasm);
-        load_or_compile(&engine, &dir, &wasm, &digest, false).unwrap();
-        assert!(!old.exists());
-        assert!(path(&engine, &dir, &digest).exists());
-        let _ = std::fs::remove_dir_all(&dir);
+        old
+    }
+
+    #[test]
+    fn storing_code_keeps_its_shelf_within_its_bound_and_leaves_the_other_alone() {
+        for (shelf, other) in [(Shelf::Run, Shelf::Installed), (Shelf::Installed, Shelf::Run)] {
+            let (dir, engine, wasm) = setup("bounded", "f");
+            let (old, other_old) = (full_shelf(&dir, shelf), full_shelf(&dir, other));
+            let digest = ModuleDigest::of(&wasm);
+            load_or_compile(&engine, &dir, &wasm, &digest, shelf).unwrap();
+            assert!(!old.exists(), "{shelf:?}");
+            assert!(path(&engine, &dir, &digest, shelf).exists());
+            // However many modules guests run, the interpreters' code is not pushed out (nor
+            // the other way round).
+            assert!(other_old.exists(), "{other:?}");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     #[test]
@@ -296,7 +344,7 @@ mod tests {
         let (dir, engine, _, digest, path) = kept("load-marks");
         let long_ago = std::time::SystemTime::now() - RECENCY_GRAIN * 3;
         std::fs::File::open(&path).unwrap().set_modified(long_ago).unwrap();
-        assert!(load(&engine, &dir, &digest).is_some());
+        assert!(load(&engine, &dir, &digest, Shelf::Run).is_some());
         assert!(std::fs::metadata(&path).unwrap().modified().unwrap() > long_ago + RECENCY_GRAIN * 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -308,12 +356,13 @@ mod tests {
         let (seven_digest, eight_digest) = (ModuleDigest::of(&seven), ModuleDigest::of(&eight));
         // A wrong claim (eight's bytes said to be seven's) with nothing kept: compiled, and kept
         // under eight's own digest.
-        let (module, known) = load_or_compile(&engine, &dir, &eight, &seven_digest, true).unwrap();
+        let (module, known) = load_or_compile(&engine, &dir, &eight, &seven_digest, Shelf::Installed).unwrap();
         assert!(module.get_export("g").is_some());
         assert_eq!(known, eight_digest);
-        assert!(!path(&engine, &dir, &seven_digest).exists());
+        assert!(!path(&engine, &dir, &seven_digest, Shelf::Installed).exists());
         // A right claim finds the kept code without the bytes being looked at.
-        let (module, known) = load_or_compile(&engine, &dir, b"not even wasm", &eight_digest, true).unwrap();
+        let (module, known) =
+            load_or_compile(&engine, &dir, b"not even wasm", &eight_digest, Shelf::Installed).unwrap();
         assert!(module.get_export("g").is_some());
         assert_eq!(known, eight_digest);
         let _ = std::fs::remove_dir_all(&dir);

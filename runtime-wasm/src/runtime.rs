@@ -14,7 +14,7 @@ use wasmtime::{
 use crate::ctx::GuestCtx;
 use crate::host::WasiHost;
 use crate::imports;
-use crate::precompiled::ModuleDigest;
+use crate::precompiled::{ModuleDigest, Shelf};
 use crate::task::GuestTask;
 
 /// Stack reserved for host code on a guest's fiber, on top of `max_wasm_stack_bytes`.
@@ -255,10 +255,15 @@ impl<H: WasiHost> Runtime<H> {
         digest: Option<&ModuleDigest>,
         claimed: bool,
     ) -> Result<(Program<H>, Option<ModuleDigest>), RuntimeError> {
-        let (module, known) = match &self.config.module_cache_dir {
-            Some(dir) if wasm.len() >= crate::precompiled::LARGE_MODULE_BYTES => {
+        let shelf = match (claimed, wasm.len() >= crate::precompiled::LARGE_MODULE_BYTES) {
+            (true, _) => Some(Shelf::Installed),
+            (false, true) => Some(Shelf::Run),
+            (false, false) => None,
+        };
+        let (module, known) = match (&self.config.module_cache_dir, shelf) {
+            (Some(dir), Some(shelf)) => {
                 let digest = digest.copied().unwrap_or_else(|| ModuleDigest::of(wasm));
-                crate::precompiled::load_or_compile(&self.engine, dir, wasm, &digest, claimed)
+                crate::precompiled::load_or_compile(&self.engine, dir, wasm, &digest, shelf)
                     .map(|(module, known)| (module, Some(known)))
             }
             _ => Module::new(&self.engine, wasm).map(|module| (module, None)),
@@ -267,12 +272,12 @@ impl<H: WasiHost> Runtime<H> {
         Ok((self.program_of(&module)?, known))
     }
 
-    /// The program of the module of `len` bytes whose digest is `digest`, when the module
-    /// cache keeps its code (only large modules' is kept there): found without its bytes. A
-    /// kept module that does not link as a command is not used (compiling it says why).
-    pub fn load_kept(&self, len: usize, digest: &ModuleDigest) -> Option<Program<H>> {
-        let dir = self.config.module_cache_dir.as_ref().filter(|_| len >= crate::precompiled::LARGE_MODULE_BYTES)?;
-        let module = crate::precompiled::load(&self.engine, dir, digest)?;
+    /// The program of the installed module whose digest is `digest`, when the module cache
+    /// keeps its code: found without its bytes. A kept module that does not link as a command
+    /// is not used (compiling it says why).
+    pub fn load_kept(&self, digest: &ModuleDigest) -> Option<Program<H>> {
+        let dir = self.config.module_cache_dir.as_ref()?;
+        let module = crate::precompiled::load(&self.engine, dir, digest, Shelf::Installed)?;
         self.program_of(&module).ok()
     }
 

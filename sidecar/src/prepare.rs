@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kernel::policy::config::DEFAULT_MAX_WASM_STACK_BYTES;
-use kernel::syscalls::engine::GuestEngine;
 use runtime_wasm::{RuntimeConfig, WasmEngine};
 use transport::python::{MadeInterpreter, OsPython};
 
@@ -66,7 +65,7 @@ fn prepare_one(python: &OsPython, made: MadeInterpreter, engine: &WasmEngine, fo
     let preinit_time = started.elapsed();
     let started = Instant::now();
     engine
-        .load(&wasm, DEFAULT_MAX_WASM_STACK_BYTES)
+        .install(&wasm, DEFAULT_MAX_WASM_STACK_BYTES)
         .map_err(|error| format!("cannot compile {}: {error}", path.display()))?;
     Ok(Prepared { path, reused, report, fuel, preinit_time, compile_time: started.elapsed(), bytes: wasm.len() })
 }

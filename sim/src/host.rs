@@ -480,7 +480,6 @@ pub fn prepare_shared_software() {
 /// same in every worker of the run, and this says so.
 #[allow(clippy::print_stderr)]
 fn prepare_base_python() {
-    use kernel::syscalls::engine::GuestEngine;
     use transport::python::{MadeInterpreter, OsPython};
     let python = OsPython::new(testkit::python::installed().to_owned());
     let base = MadeInterpreter::Base;
@@ -494,7 +493,7 @@ fn prepare_base_python() {
         .and_then(|(wasm, ())| {
             let engine = wasmtime_engine().ok_or("the wasmtime engine did not start")?;
             engine
-                .load(&wasm, kernel::policy::config::DEFAULT_MAX_WASM_STACK_BYTES)
+                .install(&wasm, kernel::policy::config::DEFAULT_MAX_WASM_STACK_BYTES)
                 .map(drop)
                 .map_err(|error| error.to_string())
         });
