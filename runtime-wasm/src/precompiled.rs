@@ -157,11 +157,10 @@ fn store(module: &Module, path: &Path, max_bytes: u64) {
 /// Renews `path`'s mark (its modification time) when it is older than [`RECENCY_GRAIN`].
 /// Failing is not an error: the file is only more likely to be removed to make room.
 fn mark_used(path: &Path, now: std::time::SystemTime) {
-    let Ok(file) = std::fs::File::open(path) else { return };
-    let marked = file.metadata().and_then(|metadata| metadata.modified());
+    let marked = std::fs::metadata(path).and_then(|metadata| metadata.modified());
     let stale = marked.is_ok_and(|marked| now.duration_since(marked).is_ok_and(|age| age > RECENCY_GRAIN));
     if stale {
-        let _ = file.set_modified(now);
+        let _ = std::fs::File::open(path).and_then(|file| file.set_modified(now));
     }
 }
 

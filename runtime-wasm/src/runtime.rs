@@ -30,7 +30,7 @@ pub const WASMTIME_CACHE_DIR: &str = "wasmtime";
 /// loaded 256 times: a minute of a whole core for a module the size of `node`, outside any
 /// guest's accounting, and lost when the process ends first (a sidecar, a test, a simulator
 /// worker), so the next process to load it 30 minutes later starts again. Measured on the
-/// simulator: runs where it happened were 30 to 45% slower (489 to 669x against 836 to 876x).
+/// simulator: runs where it happened were 30 to 60% slower (362 to 669x against 712 to 876x).
 /// Level 20 saves disk, not load time, so entries stay at the baseline level.
 fn wasmtime_cache(module_cache_dir: &std::path::Path) -> Result<Cache, RuntimeError> {
     let mut cache_config = CacheConfig::new();

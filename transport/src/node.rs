@@ -21,7 +21,7 @@ pub use kernel::host::programs::SnapshotPlan;
 use kernel::host::programs::{SidecarPrograms, NODE_COMMAND};
 use sha2::{Digest, Sha256};
 
-use crate::python::{parse_digest, read_shared, write_atomically};
+use crate::python::{installed_file, parse_digest, write_atomically};
 
 /// The largest `node.wasm` (or snapshot) read: it is about 2 MB (3 MB as a snapshot); a file far
 /// past that is not this build.
@@ -266,25 +266,9 @@ pub fn prepare_snapshot(
 ///
 /// It is missing or over [`MAX_NODE_FILE_BYTES`].
 fn installed_snapshot(dir: &Path, digest: [u8; 32]) -> Result<InstalledModule, String> {
-    let path = dir.join(NODE_SNAPSHOT);
-    let len = snapshot_len(&path)?;
-    Ok(InstalledModule::new(digest, len, move || {
-        // A snapshot of another length is another build's: refused before it is read.
-        let now = snapshot_len(&path)?;
-        if now != len {
-            return Err(format!("{} changed: {now} bytes, where it had {len}", path.display()));
-        }
-        read_shared(&path, len).map_err(|error| format!("{}: {error}", path.display()))
-    }))
-}
-
-/// The length of the snapshot at `path`, unless missing or over [`MAX_NODE_FILE_BYTES`].
-fn snapshot_len(path: &Path) -> Result<u64, String> {
-    let size = std::fs::metadata(path).map_err(|error| format!("{}: {error}", path.display()))?.len();
-    if size > MAX_NODE_FILE_BYTES {
-        return Err(format!("{} is {size} bytes, over the {MAX_NODE_FILE_BYTES} bytes allowed", path.display()));
-    }
-    Ok(size)
+    installed_file(dir.join(NODE_SNAPSHOT), digest, MAX_NODE_FILE_BYTES, |path, error| {
+        format!("{}: {error}", path.display())
+    })
 }
 
 /// The key of a snapshot of `build`: hex SHA-256 over the format, the plan and the build.

@@ -165,18 +165,7 @@ impl OsPython {
     ///
     /// It is missing or over [`MAX_PYTHON_FILE_BYTES`].
     fn installed(&self, name: &'static str, digest: [u8; 32]) -> Result<InstalledModule, String> {
-        let len = install_file_len(&self.dir, name)?;
-        let dir = self.dir.clone();
-        Ok(InstalledModule::new(digest, len, move || {
-            // A file of another length is not the install's: refused before 100 MB are read
-            // (again at every start that needs it).
-            let now = install_file_len(&dir, name)?;
-            if now != len {
-                return Err(format!("{} changed: {now} bytes, where the install had {len}", dir.join(name).display()));
-            }
-            let path = dir.join(name);
-            read_shared(&path, len).map_err(|error| not_installed(&path, &error))
-        }))
+        installed_file(self.dir.join(name), digest, MAX_PYTHON_FILE_BYTES, not_installed)
     }
 }
 
@@ -207,12 +196,44 @@ fn read_install_file(dir: &Path, name: &str) -> Result<Arc<[u8]>, String> {
 
 /// The length of `dir/name`, unless missing or over [`MAX_PYTHON_FILE_BYTES`].
 fn install_file_len(dir: &Path, name: &str) -> Result<u64, String> {
-    let path = dir.join(name);
-    let size = std::fs::metadata(&path).map_err(|error| not_installed(&path, &error))?.len();
-    if size > MAX_PYTHON_FILE_BYTES {
-        return Err(format!("{} is {size} bytes, over the {MAX_PYTHON_FILE_BYTES} bytes allowed", path.display()));
+    bounded_len(&dir.join(name), MAX_PYTHON_FILE_BYTES, not_installed)
+}
+
+/// The length of the file at `path`, unless it cannot be looked at (`unreadable` says why) or
+/// is over `max_bytes`.
+pub(crate) fn bounded_len(
+    path: &Path,
+    max_bytes: u64,
+    unreadable: fn(&Path, &std::io::Error) -> String,
+) -> Result<u64, String> {
+    let size = std::fs::metadata(path).map_err(|error| unreadable(path, &error))?.len();
+    if size > max_bytes {
+        return Err(format!("{} is {size} bytes, over the {max_bytes} bytes allowed", path.display()));
     }
     Ok(size)
+}
+
+/// The file at `path`, whose SHA-256 its owner states is `digest`, as an installed module:
+/// read only when an engine has no code compiled from it. A file of another length than it
+/// had is not the one stated: refused before it is read (again at every start that needs it).
+///
+/// # Errors
+///
+/// It cannot be looked at or is over `max_bytes`.
+pub(crate) fn installed_file(
+    path: PathBuf,
+    digest: [u8; 32],
+    max_bytes: u64,
+    unreadable: fn(&Path, &std::io::Error) -> String,
+) -> Result<InstalledModule, String> {
+    let len = bounded_len(&path, max_bytes, unreadable)?;
+    Ok(InstalledModule::new(digest, len, move || {
+        let now = bounded_len(&path, max_bytes, unreadable)?;
+        if now != len {
+            return Err(format!("{} changed: {now} bytes, where it had {len}", path.display()));
+        }
+        read_shared(&path, len).map_err(|error| unreadable(&path, &error))
+    }))
 }
 
 fn not_installed(path: &Path, error: &std::io::Error) -> String {
