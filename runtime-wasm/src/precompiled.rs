@@ -3,9 +3,9 @@
 //!
 //! wasmtime's own cache stores compiled code compressed and reads it whole: for the 99 MB
 //! Python interpreter that is most of a first `Execute` (zstd decompression and page faults
-//! over hundreds of megabytes), for `node`'s 3.2 MB 23 ms of each process's first `node`
-//! (hashing the module for its key, reading and decompressing 7 MB of code; mapping it takes
-//! about 1 ms). An installed module (the interpreters a host installs), and a module run from
+//! over hundreds of megabytes); for `node`'s 3.2 MB it is 23 ms of each process's first `node`
+//! (hashing the module for its key, reading and decompressing 7 MB of code), where mapping it
+//! takes about 1 ms. An installed module (the interpreters a host installs), and a module run from
 //! its bytes of [`LARGE_MODULE_BYTES`] or more, is therefore also written here, uncompressed, as
 //! `<shelf>/<key>.cwasm` (`Module::serialize`), and later loaded with
 //! `Module::deserialize_file`, which maps it and touches only the pages that run.

@@ -387,9 +387,14 @@ mod tests {
     /// microseconds; this only bounds a broken run).
     const CACHE_THREAD_WAIT: Duration = Duration::from_secs(20);
 
+    /// The file where wasmtime's cache thread keeps `entry`'s statistics.
+    fn stats_of(entry: &Path) -> PathBuf {
+        entry.with_file_name(format!("{}.stats", entry.file_name().unwrap().to_str().unwrap()))
+    }
+
     /// The statistics wasmtime's cache thread keeps beside `entry`, once they read `usages`.
     fn stats_when(entry: &Path, usages: u64) -> String {
-        let stats = entry.with_file_name(format!("{}.stats", entry.file_name().unwrap().to_str().unwrap()));
+        let stats = stats_of(entry);
         let started = Instant::now();
         loop {
             let text = std::fs::read_to_string(&stats).unwrap_or_default();
@@ -422,8 +427,7 @@ mod tests {
         // Far past the 256 loads after which wasmtime recompresses by default. The cache
         // thread handles loads in order, so once the second load is counted, a recompression
         // the first one started has finished.
-        let stats = entry.with_file_name(format!("{}.stats", entry.file_name().unwrap().to_str().unwrap()));
-        std::fs::write(&stats, fresh.replace("usages = 1\n", "usages = 100000\n")).unwrap();
+        std::fs::write(stats_of(&entry), fresh.replace("usages = 1\n", "usages = 100000\n")).unwrap();
         Module::new(&engine, &wasm).unwrap();
         Module::new(&engine, &wasm).unwrap();
         let loaded = stats_when(&entry, 100_002);

@@ -246,7 +246,7 @@ fn not_installed(path: &Path, error: &std::io::Error) -> String {
 /// The `size` bytes of the file at `path`, read straight into shared memory: reading into a
 /// vector and converting it copied the 160 MB of an install a second time, and faulted in twice
 /// the pages (about 80 ms of every sidecar's first Python start).
-pub(crate) fn read_shared(path: &Path, size: u64) -> std::io::Result<Arc<[u8]>> {
+fn read_shared(path: &Path, size: u64) -> std::io::Result<Arc<[u8]>> {
     use std::io::Read;
     let length = usize::try_from(size).map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
     let mut bytes: Arc<[u8]> = std::iter::repeat_n(0u8, length).collect();
