@@ -5,6 +5,7 @@ use crate::host::{PORT, SIM_CALLBACK};
 use crate::hostdirs::{host_config, HostDirs};
 use crate::processes::{proc_config, Processes, VmKind};
 use crate::shared::SharedRef;
+use crate::timers::Timers;
 use crate::Swarm;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -66,6 +67,7 @@ struct LateAnswer {
 pub struct Client {
     name: String,
     shared: SharedRef,
+    timers: Timers,
     rng: StdRng,
     swarm: Swarm,
     connection: Option<Connection>,
@@ -114,12 +116,18 @@ enum FsExpect {
 const PERSISTENCE_KEYS: usize = 2;
 
 impl Client {
-    pub fn new(index: usize, shared: SharedRef, seed: u64, swarm: Swarm) -> Self {
-        let name = format!("client-{index}");
+    /// The turmoil host name of client `index`.
+    pub fn name_of(index: usize) -> String {
+        format!("client-{index}")
+    }
+
+    pub fn new(index: usize, shared: SharedRef, timers: Timers, seed: u64, swarm: Swarm) -> Self {
+        let name = Client::name_of(index);
         Self {
             processes: Processes::new(name.clone(), shared.clone()),
             name,
             shared,
+            timers,
             rng: StdRng::seed_from_u64(seed.wrapping_add(index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             swarm,
             connection: None,
@@ -194,19 +202,20 @@ impl Client {
         let socket = loop {
             match TcpStream::connect(("sidecar", PORT)).await {
                 Ok(socket) => break socket,
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                Err(_) => self.timers.sleep(Duration::from_millis(10)).await,
             }
         };
         let (mut reader, writer) = socket.into_split();
         let (frames_in, frames) = mpsc::unbounded_channel();
         let paused = Rc::new(Cell::new(false));
         let reader_paused = paused.clone();
+        let timers = self.timers.clone();
         tokio::task::spawn_local(async move {
             let mut decoder = schema::FrameDecoder::new(schema::DEFAULT_MAX_FRAME_BYTES);
             let mut buffer = vec![0u8; 16 * 1024];
             loop {
                 while reader_paused.get() {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    timers.sleep(Duration::from_millis(5)).await;
                 }
                 match reader.read(&mut buffer).await {
                     Ok(0) | Err(_) => return,
@@ -558,7 +567,7 @@ impl Client {
         let Some(connection) = self.connection.as_ref() else { return };
         connection.paused.set(true);
         self.shared.borrow_mut().reached("reader_paused");
-        tokio::time::sleep(Duration::from_millis(self.rng.random_range(50..400))).await;
+        self.timers.sleep(Duration::from_millis(self.rng.random_range(50..400))).await;
         if let Some(connection) = self.connection.as_ref() {
             connection.paused.set(false);
         }
@@ -590,7 +599,7 @@ impl Client {
                 return;
             }
             let step = remaining.min(Duration::from_millis(20));
-            match tokio::time::timeout(step, connection.frames.recv()).await {
+            match self.timers.timeout(step, connection.frames.recv()).await {
                 Ok(Some(Decoded::Frame(frame))) => self.on_frame(frame).await,
                 Ok(Some(Decoded::Error { error, .. })) => self.violation(format!("sidecar sent a bad frame: {error}")),
                 Ok(None) => {

@@ -18,6 +18,7 @@
 //! stack whose segments go unacknowledged ends the connection too.
 
 use crate::host::HostEvent;
+use crate::timers::Timers;
 use crate::web::WEB_HOST;
 use core::net::SocketAddr;
 use kernel::host::effect::{Completion, Effect, EffectId, LinkId, NetFailure};
@@ -69,6 +70,7 @@ pub struct Egress {
     /// The links whose tasks run (a task owns its socket, so these are the sockets too).
     tasks: Rc<RefCell<BTreeSet<LinkId>>>,
     events: mpsc::UnboundedSender<HostEvent>,
+    timers: Timers,
 }
 
 /// Marks a link's task as running while it lives.
@@ -109,13 +111,14 @@ fn failed(command: &Command, failed: NetFailure) -> Option<(EffectId, Completion
 }
 
 impl Egress {
-    pub fn new(events: mpsc::UnboundedSender<HostEvent>) -> Self {
+    pub fn new(events: mpsc::UnboundedSender<HostEvent>, timers: Timers) -> Self {
         Self {
             links: BTreeMap::new(),
             in_flight: BTreeSet::new(),
             closes: BTreeMap::new(),
             tasks: Rc::new(RefCell::new(BTreeSet::new())),
             events,
+            timers,
         }
     }
 
@@ -210,7 +213,7 @@ impl Egress {
         let target = SocketAddr::new(turmoil::lookup(WEB_HOST), to.port());
         let (commands, inbox) = mpsc::unbounded_channel();
         self.links.insert(link, commands);
-        let task = Link::new(self.events.clone(), TaskGuard::new(&self.tasks, link));
+        let task = Link::new(self.events.clone(), self.timers.clone(), TaskGuard::new(&self.tasks, link));
         tokio::task::spawn_local(task.run(target, id, inbox));
     }
 
@@ -244,13 +247,15 @@ struct Link {
     buffer: Vec<u8>,
     /// The close, and when lingering gives up.
     closing: Option<(EffectId, tokio::time::Instant)>,
+    timers: Timers,
     _guard: TaskGuard,
 }
 
 impl Link {
-    fn new(events: mpsc::UnboundedSender<HostEvent>, guard: TaskGuard) -> Self {
+    fn new(events: mpsc::UnboundedSender<HostEvent>, timers: Timers, guard: TaskGuard) -> Self {
         Self {
             events,
+            timers,
             reader: None,
             writer: None,
             failed: None,
@@ -334,7 +339,7 @@ impl Link {
                 result = read_some(self.reader.as_mut(), self.buffer.get_mut(..max).unwrap_or_default()), if can_read => {
                     self.read(result);
                 }
-                () = sleep_until(linger), if linger.is_some() => {
+                () = sleep_until(&self.timers, linger), if linger.is_some() => {
                     self.fail(failure(Errno::ECONNABORTED, "the connection was closed before it sent everything"));
                 }
                 // Nothing can happen any more: the host is gone (the simulation ended).
@@ -449,9 +454,9 @@ async fn read_some(reader: Option<&mut OwnedReadHalf>, buffer: &mut [u8]) -> io:
     }
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+async fn sleep_until(timers: &Timers, deadline: Option<tokio::time::Instant>) {
     match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        Some(deadline) => timers.sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }

@@ -9,6 +9,7 @@ use crate::disk::CrashDisk;
 use crate::egress::Egress;
 use crate::hostdirs::HOST_ROOT;
 use crate::shared::{KernelCounts, SharedRef};
+use crate::timers::Timers;
 use crate::web::WEB_HOST;
 use crate::Swarm;
 use kernel::dispatch::{HostCallbackOutcome, PermissionCheck, PromptOutcome, PromptTicket};
@@ -62,6 +63,7 @@ const MAX_DROP_MS: u64 = 2_000;
 /// if given.
 pub async fn run(
     shared: SharedRef,
+    timers: Timers,
     config: SidecarConfig,
     swarm: Swarm,
     seed: u64,
@@ -103,14 +105,14 @@ pub async fn run(
         clock_offset_ms: 0,
         invocations: Vec::new(),
         prompts: Vec::new(),
-        egress: Egress::new(events.clone()),
+        egress: Egress::new(events.clone(), timers.clone()),
         egress_rng: StdRng::seed_from_u64(seed ^ 0x0e9e_55fa_0017),
         path_fault: None,
         next_fault_draw: Duration::ZERO,
         blackholed: false,
     };
     loop {
-        let next = tokio::time::sleep(GUEST_INTERVAL);
+        let next = timers.sleep(GUEST_INTERVAL);
         // Biased: which branch wins when both are ready must not depend on tokio's own
         // (unseeded) randomness.
         tokio::select! {

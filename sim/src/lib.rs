@@ -24,6 +24,7 @@ mod host;
 mod hostdirs;
 mod processes;
 mod shared;
+mod timers;
 mod web;
 
 pub use host::prepare_shared_software;
@@ -38,6 +39,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use timers::{TimerBook, Timers};
 use transport::trace::{ReplayReport, TraceReader, TraceWriter};
 
 /// Per-seed fault probabilities ("swarm testing": each seed explores a different mix).
@@ -123,11 +125,21 @@ pub struct SimOptions {
     pub keep_trace: bool,
     /// Write the run's trace (every kernel input and output) here; `sim --replay` replays it.
     pub trace: Option<PathBuf>,
+    /// Leave a host out of a step when it has nothing to do in it (see the `timers` module):
+    /// the same run, in less real time. Off, every host runs at every step.
+    pub spare_quiet_hosts: bool,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        Self { clients: 3, steps_per_client: 40, injected_fault: None, keep_trace: false, trace: None }
+        Self {
+            clients: 3,
+            steps_per_client: 40,
+            injected_fault: None,
+            keep_trace: false,
+            trace: None,
+            spare_quiet_hosts: true,
+        }
     }
 }
 
@@ -142,6 +154,9 @@ pub struct SeedOutcome {
     pub output_log: Vec<(u64, Vec<u8>)>,
     pub simulated: Duration,
     pub real: Duration,
+    /// Times a host was left out of a step, having nothing to do in it
+    /// ([`SimOptions::spare_quiet_hosts`]).
+    pub spared_host_steps: u64,
 }
 
 impl SeedOutcome {
@@ -150,8 +165,9 @@ impl SeedOutcome {
     }
 }
 
-/// One simulation step. Every step polls every host, so the step length sets the ratio of
-/// simulated to real time; 5 ms is finer than any latency or timeout the workload uses.
+/// One simulation step. A step runs every host with something to do in it (every host, without
+/// [`SimOptions::spare_quiet_hosts`]), so the step length shapes the ratio of simulated to real
+/// time; 5 ms is finer than any latency or timeout the workload uses.
 pub const TICK: Duration = Duration::from_millis(5);
 
 /// Longest simulated time one seed may take; a run that needs more is itself a liveness failure.
@@ -163,6 +179,7 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedOutcome {
     let mut rng = StdRng::seed_from_u64(seed);
     let swarm = Swarm::draw(&mut rng);
     let shared = Shared::new(options.keep_trace);
+    let book = TimerBook::shared();
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .simulation_duration(MAX_SIMULATED_TIME)
@@ -182,17 +199,22 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedOutcome {
     // turmoil may build a host more than once (after a crash); only the first build records.
     let trace = Rc::new(RefCell::new(trace));
     let host_shared = shared.clone();
+    let host_timers = Timers::of(&book, host::HOST_NAME);
     sim.host(host::HOST_NAME, move || {
-        host::run(host_shared.clone(), config.clone(), swarm, seed, trace.borrow_mut().take())
+        host::run(host_shared.clone(), host_timers.clone(), config.clone(), swarm, seed, trace.borrow_mut().take())
     });
     let web_shared = shared.clone();
-    sim.host(web::WEB_HOST, move || web::run(web_shared.clone(), swarm, seed));
+    let web_timers = Timers::of(&book, web::WEB_HOST);
+    sim.host(web::WEB_HOST, move || web::run(web_shared.clone(), web_timers.clone(), swarm, seed));
     for index in 0..options.clients {
-        let client = client::Client::new(index, shared.clone(), seed, swarm);
+        let name = client::Client::name_of(index);
+        let client = client::Client::new(index, shared.clone(), Timers::of(&book, &name), seed, swarm);
         let steps = options.steps_per_client;
-        sim.client(format!("client-{index}"), async move { client.run(steps).await });
+        sim.client(name, async move { client.run(steps).await });
     }
-    let finished = run_to_end(&mut sim, &mut rng, swarm, options.clients, &shared);
+    let spare = options.spare_quiet_hosts.then_some(&book);
+    let mut spared_host_steps = 0;
+    let finished = run_to_end(&mut sim, &mut rng, swarm, options.clients, &shared, spare, &mut spared_host_steps);
     let simulated = sim.elapsed();
     let mut state = shared.borrow_mut();
     if let Err(error) = finished {
@@ -211,6 +233,7 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedOutcome {
         output_log: std::mem::take(&mut state.output_log),
         simulated,
         real: started.elapsed(),
+        spared_host_steps,
     }
 }
 
@@ -223,7 +246,17 @@ fn run_to_end(
     swarm: Swarm,
     clients: usize,
     shared: &shared::SharedRef,
+    spare: Option<&Rc<RefCell<TimerBook>>>,
+    spared: &mut u64,
 ) -> turmoil::Result {
+    let mut step = |sim: &mut turmoil::Sim<'_>| match spare {
+        Some(book) => sim.step_sparing(|host, step_end| {
+            let quiet = book.borrow().is_quiet(host, step_end);
+            *spared += u64::from(quiet);
+            quiet
+        }),
+        None => sim.step(),
+    };
     let mut held: Option<(String, u32)> = None;
     loop {
         held = match held.take() {
@@ -240,7 +273,7 @@ fn run_to_end(
             }
             None => None,
         };
-        if sim.step()? {
+        if step(sim)? {
             break;
         }
     }
@@ -252,7 +285,7 @@ fn run_to_end(
     sim.release(host::HOST_NAME, web::WEB_HOST);
     sim.repair(host::HOST_NAME, web::WEB_HOST);
     for _ in 0..DRAIN_STEPS {
-        sim.step()?;
+        step(sim)?;
     }
     Ok(())
 }
@@ -276,10 +309,13 @@ pub fn replay_trace(path: &Path) -> Result<ReplayReport, String> {
 }
 
 /// Runs `seed` twice and compares every output frame. `Err` names the first difference.
+///
+/// The second run spares quiet hosts if the first did not, and the other way round
+/// ([`SimOptions::spare_quiet_hosts`]): sparing must change nothing but the real time taken.
 pub fn check_determinism(seed: u64, options: &SimOptions) -> Result<u64, String> {
     let traced = SimOptions { keep_trace: true, trace: None, ..options.clone() };
     let first = run_seed(seed, &traced);
-    let second = run_seed(seed, &traced);
+    let second = run_seed(seed, &SimOptions { spare_quiet_hosts: !traced.spare_quiet_hosts, ..traced });
     if first.output_hash == second.output_hash && first.output_log == second.output_log {
         return Ok(first.output_hash);
     }

@@ -42,6 +42,10 @@ struct Cli {
     /// Also run each seed a second time and compare every output frame.
     #[arg(long)]
     check_determinism: bool,
+    /// Run every host at every step, even one with nothing to do in it (the same run, in
+    /// more real time: for comparing the two).
+    #[arg(long)]
+    every_host_every_step: bool,
     /// With `--seed`: write the run's trace (every kernel input and output) to this file.
     #[arg(long, requires = "seed")]
     trace: Option<PathBuf>,
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
             .or(cli.acknowledge_failed_flush.then_some(InjectedFault::AcknowledgeFailedFlush)),
         keep_trace: cli.seed.is_some(),
         trace: cli.trace.clone(),
+        spare_quiet_hosts: !cli.every_host_every_step,
     };
     if let Some(path) = cli.replay {
         return match sim::replay_trace(&path) {
@@ -168,6 +173,8 @@ struct SeedReport {
     seed: u64,
     simulated_ns: u64,
     real_ns: u64,
+    /// A hash of every output frame the sidecar wrote, in order.
+    output_hash: u64,
     violations: Vec<String>,
     coverage: Vec<String>,
     /// With `--check-determinism`: how a second run differed.
@@ -184,6 +191,7 @@ impl SeedReport {
             seed,
             simulated_ns: nanos(outcome.simulated),
             real_ns: nanos(outcome.real),
+            output_hash: outcome.output_hash,
             violations: outcome.violations,
             coverage: outcome.coverage.iter().map(|point| (*point).to_owned()).collect(),
             divergence,
@@ -193,7 +201,15 @@ impl SeedReport {
     /// A seed whose worker ended before reporting it.
     fn lost(seed: u64, why: String) -> SeedReport {
         let violations = vec![format!("its worker process ended before reporting it: {why}")];
-        SeedReport { seed, simulated_ns: 0, real_ns: 0, violations, coverage: Vec::new(), divergence: None }
+        SeedReport {
+            seed,
+            simulated_ns: 0,
+            real_ns: 0,
+            output_hash: 0,
+            violations,
+            coverage: Vec::new(),
+            divergence: None,
+        }
     }
 }
 
@@ -244,6 +260,9 @@ impl Workers {
         }
         if cli.check_determinism {
             arguments.push("--check-determinism".into());
+        }
+        if cli.every_host_every_step {
+            arguments.push("--every-host-every-step".into());
         }
         arguments.extend(["--node-dir".into(), testkit::node::built().into()]);
         arguments.extend(["--python-dir".into(), testkit::python::installed().into()]);
@@ -404,7 +423,7 @@ mod tests {
     fn scripted_workers() -> Workers {
         let script = r#"while read seed; do
             [ "$seed" = 3 ] && exit 7
-            echo "{\"seed\":$seed,\"simulated_ns\":1,\"real_ns\":1,\"violations\":[],\"coverage\":[],\"divergence\":null}"
+            echo "{\"seed\":$seed,\"simulated_ns\":1,\"real_ns\":1,\"output_hash\":1,\"violations\":[],\"coverage\":[],\"divergence\":null}"
         done"#;
         Workers { program: Some(PathBuf::from("sh")), arguments: vec!["-c".into(), script.into()] }
     }

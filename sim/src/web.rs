@@ -5,6 +5,7 @@
 //! told from one the sidecar truncated.
 
 use crate::shared::SharedRef;
+use crate::timers::Timers;
 use crate::Swarm;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -83,17 +84,17 @@ fn push_body(bytes: &mut Vec<u8>, seed: u64, size: usize) {
 }
 
 /// Runs the server until the simulation ends.
-pub async fn run(shared: SharedRef, swarm: Swarm, seed: u64) -> turmoil::Result {
+pub async fn run(shared: SharedRef, timers: Timers, swarm: Swarm, seed: u64) -> turmoil::Result {
     let listener = TcpListener::bind(("0.0.0.0", WEB_PORT)).await?;
     loop {
         let (socket, _) = listener.accept().await?;
-        tokio::task::spawn_local(serve(socket, shared.clone(), swarm, seed));
+        tokio::task::spawn_local(serve(socket, shared.clone(), timers.clone(), swarm, seed));
     }
 }
 
 /// Answers one connection: one request, then it closes.
-async fn serve(mut socket: TcpStream, shared: SharedRef, swarm: Swarm, seed: u64) {
-    let Ok(Some(path)) = tokio::time::timeout(HEAD_TIMEOUT, read_path(&mut socket)).await else { return };
+async fn serve(mut socket: TcpStream, shared: SharedRef, timers: Timers, swarm: Swarm, seed: u64) {
+    let Ok(Some(path)) = timers.timeout(HEAD_TIMEOUT, read_path(&mut socket)).await else { return };
     let response = response(&path);
     // Each path's behaviour is its own draw, whatever order connections come in.
     let mut rng = StdRng::seed_from_u64(seed ^ fnv(path.as_bytes()));
@@ -108,12 +109,12 @@ async fn serve(mut socket: TcpStream, shared: SharedRef, swarm: Swarm, seed: u64
         let chunk = if slow { rng.random_range(4 * 1024..16 * 1024) } else { 16 * 1024 };
         let upto = written.saturating_add(chunk).min(end);
         let bytes = response.get(written..upto).unwrap_or_default();
-        match tokio::time::timeout(WRITE_TIMEOUT, socket.write_all(bytes)).await {
+        match timers.timeout(WRITE_TIMEOUT, socket.write_all(bytes)).await {
             Ok(Ok(())) => written = upto,
             _ => break,
         }
         if slow {
-            tokio::time::sleep(Duration::from_millis(rng.random_range(10..250))).await;
+            timers.sleep(Duration::from_millis(rng.random_range(10..250))).await;
         }
     }
     if written < response.len() {
