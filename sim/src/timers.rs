@@ -4,7 +4,7 @@
 //! time), and a host with nothing to do costs about a microsecond of real time each step, most
 //! of a step's cost. A host whose next timer is due after a step ends and which has no message
 //! to take that step has nothing to do in it, so the stepper spares it (turmoil's
-//! `Sim::step_sparing`, our one change to turmoil): its runtime's clock waits and catches up in
+//! `Sim::step_sparing`, our change to turmoil): its runtime's clock waits and catches up in
 //! one run later, firing its timers at the same simulated instants. What the software sees is
 //! the same; [`crate::SimOptions::spare_quiet_hosts`] turns sparing off, and a test checks that
 //! seeds give the same frames either way.

@@ -420,9 +420,10 @@ impl<'a> Sim<'a> {
     }
 
     /// Like [`step`](Self::step), except that a running host which has no message to take
-    /// this step and for which `is_quiet(nodename, step_end)` holds is not run: its runtime's
-    /// clock stays where it is, and catches up (in one run) at the next step it runs, before it
-    /// takes any message. `step_end` is the simulation's elapsed time at the end of this step.
+    /// this step, no wake from another host (see `Wakes`), and for which `is_quiet(nodename,
+    /// step_end)` holds is not run: its runtime's clock stays where it is, and catches up (in
+    /// one run) at the next step it runs, before it takes any message or wake. `step_end` is
+    /// the simulation's elapsed time at the end of this step.
     ///
     /// `is_quiet` must hold only for a host whose software has nothing to do until after
     /// `step_end` but for what a message brings: no timer of its own due by then, no task
