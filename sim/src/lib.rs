@@ -267,7 +267,7 @@ fn run_to_end(
             }
             Some((client, steps)) => Some((client, steps - 1)),
             None if clients > 0 && rng.random_bool(swarm.partition_rate) => {
-                let client = format!("client-{}", rng.random_range(0..clients));
+                let client = client::Client::name_of(rng.random_range(0..clients));
                 sim.hold("sidecar", client.as_str());
                 Some((client, rng.random_range(1..MAX_PARTITION_STEPS)))
             }

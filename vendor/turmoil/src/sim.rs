@@ -8,10 +8,9 @@ use std::time::UNIX_EPOCH;
 
 use indexmap::IndexMap;
 use tokio::time::Duration;
-use crate::host::DeferredWake;
 use tracing::Level;
 
-use crate::host::HostTimer;
+use crate::host::{DeferredWake, HostTimer};
 use crate::{
     for_pairs, rt, Config, LinksIter, Result, Rt, ToIpAddr, ToIpAddrs, World, TRACING_TARGET,
 };
@@ -459,9 +458,8 @@ impl<'a> Sim<'a> {
             // Messages to take, or tasks other hosts woke: it must run.
             let wakes: Vec<DeferredWake> = {
                 let world = self.world.borrow();
-                let host = world.hosts.get(&addr).expect("missing host");
-                let taken = std::mem::take(&mut *host.wakes.lock().unwrap());
-                taken
+                let mut held = world.hosts[&addr].wakes.lock().unwrap();
+                std::mem::take(&mut *held)
             };
             let has_mail = !wakes.is_empty() || self.world.borrow().topology.has_deliverable(addr);
             if !has_mail && !rt.fresh && is_quiet(&rt.nodename, step_end) {
